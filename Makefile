@@ -1,0 +1,33 @@
+# The two commands: `make run` (the whole system on SQLite) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test setup lint generate clean
+
+$(BIN)/jobtask: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(BIN)/jobtask
+
+setup: $(BIN)/jobtask
+
+run: setup
+	$(BIN)/jobtask up
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: setup lint
+	scripts/ensure_postgres.sh
+	JOBTASK_TEST_POSTGRES_URL=$${JOBTASK_TEST_POSTGRES_URL:-postgresql+asyncpg://jobtask:jobtask@127.0.0.1:5432/jobtask_test} \
+		$(BIN)/pytest -q -p no:cacheprovider
+
+generate: setup
+	$(BIN)/python scripts/gen_protos.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
