@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test setup lint generate clean
+.PHONY: run test setup lint generate clean proto-check
 
 $(BIN)/jobtask: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +21,14 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: setup lint
+test: setup proto-check lint
 	scripts/ensure_postgres.sh
 	JOBTASK_TEST_POSTGRES_URL=$${JOBTASK_TEST_POSTGRES_URL:-postgresql+asyncpg://jobtask:jobtask@127.0.0.1:5432/jobtask_test} \
 		$(BIN)/pytest -q -p no:cacheprovider
+
+# buf lint and buf breaking against proto/published/ (`scripts/proto_checks.sh publish` updates it).
+proto-check:
+	scripts/proto_checks.sh
 
 generate: setup
 	$(BIN)/python scripts/gen_protos.py

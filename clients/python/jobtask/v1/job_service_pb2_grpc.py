@@ -135,6 +135,8 @@ class JobServiceServicer:
 
     def ListJobs(self, request, context):
         """Lists jobs with Arvados's filters, where, order, limit, offset, select and count.
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        QueueJobs shares these messages: Arvados's queue takes the index's parameters and envelope.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
