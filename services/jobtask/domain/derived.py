@@ -1,0 +1,90 @@
+"""The Arvados fields that follow the status and never contradict it.
+
+Jobs: running, success, state, started_at, finished_at, cancelled_at/_by_*,
+is_locked_by_uuid, output. Tasks: success, progress, started_at, finished_at, the lease.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from jobtask.domain.statuses import ARVADOS_STATE, JOB_TERMINAL, JobStatus, TaskStatus
+
+J, T = JobStatus, TaskStatus
+
+JOB_RUNNING = frozenset({J.ACTIVE, J.PAUSE_REQUESTED, J.CANCEL_REQUESTED})
+_JOB_SUCCESS = {J.COMPLETED: True, J.FAILED: False, J.CANCELED: False}
+
+
+def job_on_enter(
+    new: JobStatus,
+    previous: JobStatus,
+    job: Mapping[str, Any],
+    *,
+    now: dt.datetime,
+    user_uuid: str | None,
+    client_uuid: str | None,
+    locker_uuid: str,
+) -> dict[str, Any]:
+    """Column changes for a job entering `new` (the status itself included)."""
+    changes: dict[str, Any] = {
+        "status": new.value,
+        "state": ARVADOS_STATE[new],
+        "running": new in JOB_RUNNING,
+        "success": _JOB_SUCCESS.get(new),
+    }
+    restarting = new is J.REQUEUEING or (new is J.QUEUED and previous in JOB_TERMINAL)
+    if restarting:
+        changes.update(
+            started_at=None,
+            finished_at=None,
+            cancelled_at=None,
+            cancelled_by_user_uuid=None,
+            cancelled_by_client_uuid=None,
+            is_locked_by_uuid=None,
+            output=None,
+        )
+        return changes
+    if new is J.ACTIVE:
+        if job.get("started_at") is None:
+            changes["started_at"] = now
+        if job.get("is_locked_by_uuid") is None:
+            # Seeds: the job is locked when it starts, so its attributes cannot be altered.
+            changes["is_locked_by_uuid"] = locker_uuid
+    if new in (J.CANCEL_REQUESTED, J.CANCELED) and job.get("cancelled_at") is None:
+        changes.update(
+            cancelled_at=now,
+            cancelled_by_user_uuid=user_uuid,
+            cancelled_by_client_uuid=client_uuid,
+        )
+    if new in JOB_TERMINAL:
+        changes["finished_at"] = now
+    return changes
+
+
+_CLEAR_LEASE: dict[str, Any] = {"lease_id": None, "lease_expires_at": None, "token_digest": None}
+
+
+def task_on_enter(
+    new: TaskStatus, *, now: dt.datetime, reset_attempts: bool = False
+) -> dict[str, Any]:
+    """Column changes for a task entering `new` by a status move (not by its process's exit)."""
+    changes: dict[str, Any] = {"status": new.value}
+    if new is T.COMPLETED:
+        changes.update(success=True, progress=1.0, finished_at=now, **_CLEAR_LEASE)
+    elif new is T.FAILED:
+        changes.update(success=False, finished_at=now, **_CLEAR_LEASE)
+    elif new is T.CANCELED:
+        # The lease stays: the worker may still report its process's exit.
+        changes.update(success=None, finished_at=now)
+    elif new is T.QUEUED:
+        changes.update(
+            success=None, progress=0.0, started_at=None, finished_at=None, **_CLEAR_LEASE
+        )
+        if reset_attempts:
+            changes.update(output=None, failed_count=0, failed_at=None, failed_log=None)
+    elif new is T.SOFT_FAILED:
+        changes.update(success=None, finished_at=now, **_CLEAR_LEASE)
+    return changes

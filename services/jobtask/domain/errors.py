@@ -1,0 +1,56 @@
+"""Domain errors: what went wrong, in terms a caller can act on.
+
+Each class corresponds to one canonical gRPC status code; the servers translate them at one
+seam (jobtask.server.errors), the gateway to HTTP, the SDK to its exceptions.
+"""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base class. `message` is safe to show to the caller."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(DomainError):
+    """The request is malformed; `field` names the offending field or parameter."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.description = message
+
+
+class NotFound(DomainError):
+    """The object does not exist, or the caller may not read it."""
+
+
+class AlreadyExists(DomainError):
+    """The object (for instance a submit_id) exists already with different content."""
+
+
+class FailedPrecondition(DomainError):
+    """The request is valid but the object's state forbids it (illegal transition, lock)."""
+
+
+class PermissionDenied(DomainError):
+    """The caller is known but may not do this."""
+
+
+class Unauthenticated(DomainError):
+    """No valid credentials."""
+
+
+class OutOfRange(DomainError):
+    """A position (such as a watch stream's after_seq) is outside what is kept."""
+
+
+class Aborted(DomainError):
+    """A concurrent change won; retrying the request may succeed."""
+
+
+class Unavailable(DomainError):
+    """A dependency (the database) is unreachable for now; retry later."""

@@ -1,0 +1,88 @@
+"""The seeds' rules for tasks and jobs that are not status tables.
+
+Completion (seed 000/001): "When a job task process terminates, the task is considered
+complete only if its most recent PATCH transaction had progress=1.0 and success=true."
+Temporary failure: "If a job task process terminates without updating success to true or
+false, it is assumed that the task failed but is worth re-attempting." (The seed wins over
+later Arvados code, which treated a missing success as permanent.) We read "its most recent
+PATCH" as the task record after its most recent update: progress and success as they stand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from jobtask.domain.statuses import TaskStatus
+
+DEFAULT_RETRY_LIMIT = 3
+
+
+@dataclass(frozen=True)
+class ExitDecision:
+    status: TaskStatus
+    # True when the exit counts as a temporary failure (failed_count goes up).
+    temporary_failure: bool
+    reason: str
+
+
+def decide_exit(
+    progress: float,
+    success: bool | None,
+    failed_count: int,
+    retry_limit: int = DEFAULT_RETRY_LIMIT,
+) -> ExitDecision:
+    """What the task becomes when its process ends, by the seeds' rules."""
+    if success is True and progress == 1.0:
+        return ExitDecision(TaskStatus.COMPLETED, False, "completed")
+    if success is False:
+        return ExitDecision(TaskStatus.FAILED, False, "the task reported success=false")
+    if success is True:
+        return ExitDecision(
+            TaskStatus.FAILED,
+            False,
+            f"the task reported success=true with progress={progress}, not 1.0",
+        )
+    # Temporary failure: retried until the limit of attempts is reached.
+    if failed_count + 1 >= retry_limit:
+        return ExitDecision(
+            TaskStatus.FAILED,
+            True,
+            f"the process ended without deciding success, {failed_count + 1} times "
+            f"(retry limit {retry_limit})",
+        )
+    return ExitDecision(TaskStatus.SOFT_FAILED, True, "the process ended without deciding success")
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def job_identity(
+    script: str,
+    script_version: str,
+    script_parameters: dict[str, Any],
+    runtime_constraints: dict[str, Any],
+) -> str:
+    """Digest of what makes two jobs the same job for duplicate detection."""
+    body = canonical_json(
+        {
+            "script": script,
+            "script_version": script_version,
+            "script_parameters": script_parameters,
+            "runtime_constraints": {k: v for k, v in runtime_constraints.items() if v is not None},
+        }
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def submission_digest(spec: dict[str, Any]) -> str:
+    """Digest of a whole submitted job body, for comparing repeats of one submit_id."""
+    return hashlib.sha256(canonical_json(spec).encode()).hexdigest()
+
+
+def concatenate_outputs(outputs: list[str | None]) -> str:
+    """The job's output: its tasks' outputs in creation order, as crunch-job combined them."""
+    return "".join(o for o in outputs if o)

@@ -1,0 +1,148 @@
+"""Checks of create and update input against the resource tables (jobtask.domain.resources).
+
+Input arrives as {attribute: python value}. Aliases are resolved, unknown attributes and
+manager-only changes rejected (naming the attribute), values type- and size-checked.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from jobtask.domain.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from jobtask.domain.resources import (
+    CONSTRAINT_KEYS,
+    MAX_HASH_BYTES,
+    MAX_STRING_BYTES,
+    MAX_TEXT_BYTES,
+    Access,
+    Attr,
+    Kind,
+)
+
+
+def resolve_aliases(changes: Mapping[str, Any], aliases: Mapping[str, str]) -> dict[str, Any]:
+    """Maps the seeds' spellings (script_name, resource_limits) to the attribute names."""
+    result = dict(changes)
+    for alias, name in aliases.items():
+        if alias not in result:
+            continue
+        value = result.pop(alias)
+        if name in result and result[name] != value:
+            raise InvalidArgument(alias, f"conflicts with {name}: give one of them")
+        result[name] = value
+    return result
+
+
+def check_known(attrs: Mapping[str, Attr], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """Drops ignored attributes (kind, etag, href); rejects unknown ones."""
+    result = {}
+    for name, value in changes.items():
+        attr = attrs.get(name)
+        if attr is None:
+            raise InvalidArgument(name, "unknown attribute")
+        if attr.access is not Access.IGNORED:
+            result[name] = value
+    return result
+
+
+def same_value(current: Any, new: Any) -> bool:
+    """Equality as a client echoing a record back would mean it (timestamps to the µs)."""
+    if isinstance(current, dt.datetime) and isinstance(new, dt.datetime):
+        return abs((current - new).total_seconds()) < 1e-6
+    if isinstance(current, float) or isinstance(new, float):
+        return current is not None and new is not None and float(current) == float(new)
+    return bool(current == new)
+
+
+def plan_update(
+    attrs: Mapping[str, Attr],
+    current: Mapping[str, Any],
+    changes: Mapping[str, Any],
+    *,
+    locked: bool = False,
+    may_report: bool = True,
+) -> dict[str, Any]:
+    """The changes that take effect. Unchanged read-only values are ignored (old SDKs send
+    whole records back); changed ones are rejected, naming the attribute."""
+    effective: dict[str, Any] = {}
+    for name, value in changes.items():
+        attr = attrs[name]
+        unchanged = same_value(current.get(name), value)
+        if attr.access in (Access.MANAGER, Access.CREATE):
+            if not unchanged:
+                who = "the job manager" if attr.access is Access.MANAGER else "creation"
+                raise InvalidArgument(name, f"is set by {who} and cannot be changed")
+            continue
+        if unchanged:
+            continue
+        if attr.access is Access.PROCESS and not may_report:
+            raise PermissionDenied(
+                f"only the process running the task, the job manager and admins may set {name}"
+            )
+        if attr.definition and locked:
+            raise FailedPrecondition(f"the job is locked: {name} can no longer change")
+        effective[name] = value
+    return effective
+
+
+def check_value(name: str, attr: Attr, value: Any) -> Any:
+    """Type and size checks for one attribute value from a caller."""
+    kind = attr.kind
+    if kind is Kind.HASH:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise InvalidArgument(name, "must be a hash (JSON object)")
+        if len(json.dumps(value)) > MAX_HASH_BYTES:
+            raise InvalidArgument(name, f"is larger than {MAX_HASH_BYTES} bytes")
+        return value
+    if kind in (Kind.STRING, Kind.TEXT):
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise InvalidArgument(name, "must be a string")
+        limit = MAX_TEXT_BYTES if kind is Kind.TEXT else MAX_STRING_BYTES
+        if len(value.encode()) > limit:
+            raise InvalidArgument(name, f"is longer than {limit} bytes")
+        return value
+    if kind is Kind.FLOAT:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidArgument(name, "must be a number")
+        return float(value)
+    if kind is Kind.INTEGER:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidArgument(name, "must be an integer")
+        return value
+    if kind is Kind.BOOLEAN:
+        if value is not None and not isinstance(value, bool):
+            raise InvalidArgument(name, "must be true, false or null")
+        return value
+    return value
+
+
+def check_progress(value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise InvalidArgument("progress", f"must be between 0 and 1, got {value}")
+    return value
+
+
+def check_constraints(value: Mapping[str, Any], field: str) -> dict[str, int]:
+    """Resource limits: known keys, non-negative integers, max_nodes >= min_nodes."""
+    result: dict[str, int] = {}
+    for key, raw in value.items():
+        if key not in CONSTRAINT_KEYS:
+            raise InvalidArgument(f"{field}.{key}", "unknown resource limit")
+        if raw is None:
+            continue
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or int(raw) != raw:
+            raise InvalidArgument(f"{field}.{key}", f"must be an integer, got {raw!r}")
+        if raw < 0:
+            raise InvalidArgument(f"{field}.{key}", f"must not be negative, got {raw}")
+        result[key] = int(raw)
+    low, high = result.get("min_nodes"), result.get("max_nodes")
+    if low is not None and high is not None and high < low:
+        raise InvalidArgument(f"{field}.max_nodes", f"is below min_nodes ({high} < {low})")
+    return result

@@ -1,0 +1,56 @@
+"""Arvados-style UUIDs: `<cluster id>-<type infix>-<15 base-36 characters>`."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from jobtask.domain.errors import InvalidArgument
+
+JOB_INFIX = "8i9sb"
+TASK_INFIX = "ot0gb"
+USER_INFIX = "tpzed"
+TOKEN_INFIX = "gj3su"
+
+KINDS = {
+    JOB_INFIX: "arvados#job",
+    TASK_INFIX: "arvados#jobTask",
+    USER_INFIX: "arvados#user",
+    TOKEN_INFIX: "arvados#apiClientAuthorization",
+}
+INFIX_OF_KIND = {kind: infix for infix, kind in KINDS.items()}
+
+_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+UUID_RE = re.compile(r"^[0-9a-z]{5}-[0-9a-z]{5}-[0-9a-z]{15}$")
+CLUSTER_RE = re.compile(r"^[0-9a-z]{5}$")
+
+
+def check_cluster_id(cluster_id: str) -> str:
+    if not CLUSTER_RE.match(cluster_id):
+        raise ValueError(
+            f"cluster id {cluster_id!r} must be exactly 5 lowercase ASCII letters or digits"
+        )
+    return cluster_id
+
+
+def new_uuid(cluster_id: str, infix: str) -> str:
+    tail = "".join(secrets.choice(_ALPHABET) for _ in range(15))
+    return f"{cluster_id}-{infix}-{tail}"
+
+
+def system_user_uuid(cluster_id: str) -> str:
+    return f"{cluster_id}-{USER_INFIX}-000000000000000"
+
+
+def check_uuid(value: str, infix: str, field: str) -> str:
+    """Validates that `value` is a UUID of the kind `infix`; names `field` if not."""
+    if not value:
+        raise InvalidArgument(field, "is required")
+    if not UUID_RE.match(value):
+        raise InvalidArgument(field, f"{value!r} is not a valid uuid")
+    if value[6:11] != infix:
+        raise InvalidArgument(
+            field,
+            f"{value!r} is a uuid of kind {KINDS.get(value[6:11], 'unknown')}, not {KINDS[infix]}",
+        )
+    return value

@@ -1,0 +1,385 @@
+"""Job use cases, each one transaction: submit, read, list, update, and the status verbs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from jobtask.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from jobtask.domain.query import ListQuery
+from jobtask.domain.resources import JOB_ALIASES, JOB_ATTRS, Access
+from jobtask.domain.rules import job_identity, submission_digest
+from jobtask.domain.statuses import JOB_TERMINAL, JobStatus, TaskStatus, check_job_move
+from jobtask.domain.updates import (
+    check_constraints,
+    check_known,
+    check_value,
+    plan_update,
+    resolve_aliases,
+)
+from jobtask.domain.uuids import JOB_INFIX, TASK_INFIX, check_uuid, new_uuid
+from jobtask.manager import lifecycle
+from jobtask.manager.context import Caller, Settings, utcnow
+from jobtask.store import feed
+from jobtask.store.database import Database
+from jobtask.store.listing import run_list
+from jobtask.store.records import Record, job_record, task_record, to_json
+from jobtask.store.schema import job_tasks, jobs
+from sqlalchemy import ColumnElement, delete, func, insert, select, true
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+J = JobStatus
+# Statuses a person may ask for through UpdateJob's `status`; the rest follow from tasks.
+_STATUS_VERBS = {
+    J.CANCEL_REQUESTED: "cancel",
+    J.CANCELED: "cancel",
+    J.REQUEUEING: "requeue",
+    J.PAUSE_REQUESTED: "pause",
+    J.PAUSED: "pause",
+    J.ACTIVE: "lock",
+}
+# Jobs that are running something and so cannot be deleted.
+_BUSY = frozenset({J.ACTIVE, J.CANCEL_REQUESTED, J.PAUSE_REQUESTED})
+# Arvados: a job that "has not failed" may be returned instead of a duplicate.
+_NOT_REUSABLE = [J.FAILED.value, J.CANCELED.value]
+
+
+def visible_jobs(caller: Caller) -> ColumnElement[bool]:
+    """The jobs a caller may read: admins all, others their own."""
+    return true() if caller.is_admin else jobs.c.owner_uuid == caller.user_uuid
+
+
+def check_readable(caller: Caller, record: Record) -> Record:
+    if not caller.is_admin and record["owner_uuid"] != caller.user_uuid:
+        raise NotFound(f"job {record['uuid']} not found")
+    return record
+
+
+class JobManager:
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+
+    # -- submission ---------------------------------------------------------------------
+
+    def _job_spec(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        spec = check_known(JOB_ATTRS, resolve_aliases(raw, JOB_ALIASES))
+        for name, value in list(spec.items()):
+            access = JOB_ATTRS[name].access
+            if access in (Access.MANAGER, Access.STATUS):
+                if value in (None, "", {}, False) or (name == "status" and value == J.QUEUED):
+                    del spec[name]
+                    continue
+                raise InvalidArgument(name, "is set by the job manager, not on submission")
+            spec[name] = check_value(name, JOB_ATTRS[name], value)
+        if not spec.get("script"):
+            raise InvalidArgument("script", "is required")
+        spec["runtime_constraints"] = check_constraints(
+            spec.get("runtime_constraints") or {}, "runtime_constraints"
+        )
+        spec.setdefault("script_parameters", {})
+        spec.setdefault("script_version", "")
+        spec.setdefault("priority", 0)
+        return spec
+
+    async def create(
+        self, caller: Caller, raw: Mapping[str, Any], *, allow_duplicate: bool = False
+    ) -> Record:
+        """Submits a job seeded with its first task, unless a duplicate or an earlier
+        submission with the same submit_id answers instead."""
+        spec = self._job_spec(raw)
+        identity = job_identity(
+            spec["script"],
+            spec["script_version"],
+            spec["script_parameters"],
+            spec["runtime_constraints"],
+        )
+        digest = submission_digest({k: v for k, v in spec.items() if k != "submit_id"})
+
+        async def run(conn: AsyncConnection) -> Record:
+            if spec.get("submit_id"):
+                earlier = await self._by_submit_id(conn, spec["submit_id"], digest)
+                if earlier is not None:
+                    return earlier
+            if not allow_duplicate:
+                row = (
+                    await conn.execute(
+                        select(jobs)
+                        .where(
+                            jobs.c.identity == identity,
+                            jobs.c.status.not_in(_NOT_REUSABLE),
+                            visible_jobs(caller),
+                        )
+                        .order_by(jobs.c.id.desc())
+                        .limit(1)
+                    )
+                ).first()
+                if row is not None:
+                    return job_record(row)
+            return await self._insert(conn, caller, spec, identity, digest)
+
+        try:
+            return await self.db.transact(run)
+        except AlreadyExists:
+            # Two submissions with one submit_id raced: the loser answers with the winner.
+            if not spec.get("submit_id"):
+                raise
+
+            async def again(conn: AsyncConnection) -> Record:
+                earlier = await self._by_submit_id(conn, spec["submit_id"], digest)
+                if earlier is None:
+                    raise AlreadyExists("submit_id: a conflicting job exists") from None
+                return earlier
+
+            return await self.db.transact(again)
+
+    async def _by_submit_id(
+        self, conn: AsyncConnection, submit_id: str, digest: str
+    ) -> Record | None:
+        row = (await conn.execute(select(jobs).where(jobs.c.submit_id == submit_id))).first()
+        if row is None:
+            return None
+        if row.submit_digest != digest:
+            raise AlreadyExists(
+                f"submit_id {submit_id!r} was used for a different job ({row.uuid})"
+            )
+        return job_record(row)
+
+    async def _insert(
+        self,
+        conn: AsyncConnection,
+        caller: Caller,
+        spec: Mapping[str, Any],
+        identity: str,
+        digest: str,
+    ) -> Record:
+        now = utcnow()
+        row = (
+            await conn.execute(
+                insert(jobs)
+                .values(
+                    uuid=new_uuid(self.settings.cluster_id, JOB_INFIX),
+                    owner_uuid=caller.user_uuid,
+                    created_at=now,
+                    modified_at=now,
+                    modified_by_user_uuid=caller.user_uuid,
+                    modified_by_client_uuid=caller.client_uuid,
+                    submit_id=spec.get("submit_id"),
+                    submit_digest=digest,
+                    identity=identity,
+                    priority=spec["priority"],
+                    script=spec["script"],
+                    script_parameters=spec["script_parameters"],
+                    script_version=spec["script_version"],
+                    repository=spec.get("repository"),
+                    runtime_constraints=spec["runtime_constraints"],
+                    status=J.QUEUED.value,
+                    state="Queued",
+                    running=False,
+                    n_queued=1,
+                )
+                .returning(*jobs.c)
+            )
+        ).one()
+        job = job_record(row)
+        # Seeds: "When a job starts, it is seeded with a job task with sequence=0 and an
+        # empty parameters{} list" -- in the same transaction, so no job is ever without it.
+        task_row = (
+            await conn.execute(
+                insert(job_tasks)
+                .values(
+                    uuid=new_uuid(self.settings.cluster_id, TASK_INFIX),
+                    job_id=job["id"],
+                    job_uuid=job["uuid"],
+                    owner_uuid=job["owner_uuid"],
+                    created_at=now,
+                    modified_at=now,
+                    modified_by_user_uuid=caller.user_uuid,
+                    modified_by_client_uuid=caller.client_uuid,
+                    sequence=0,
+                    parameters={},
+                    runtime_constraints={},
+                    status=TaskStatus.QUEUED.value,
+                )
+                .returning(*job_tasks.c)
+            )
+        ).one()
+        await feed.append(conn, job["uuid"], feed.JOB_CHANGED, to_json(job), now=now)
+        task = task_record(task_row)
+        await feed.append(
+            conn, job["uuid"], feed.TASK_CREATED, to_json(task), task_uuid=task["uuid"], now=now
+        )
+        return job
+
+    # -- reading ------------------------------------------------------------------------
+
+    async def get(self, caller: Caller, uuid: str) -> Record:
+        check_uuid(uuid, JOB_INFIX, "uuid")
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(jobs).where(jobs.c.uuid == uuid))).first()
+        if row is None:
+            raise NotFound(f"job {uuid} not found")
+        return check_readable(caller, job_record(row))
+
+    async def list(
+        self, caller: Caller, query: ListQuery, *, queued_only: bool = False
+    ) -> tuple[list[Record], int | None]:
+        extra = visible_jobs(caller)
+        if queued_only:
+            extra = extra & (jobs.c.status == J.QUEUED.value)
+        async with self.db.read() as conn:
+            rows, total = await run_list(
+                conn, jobs, query, cluster_id=self.settings.cluster_id, extra=extra
+            )
+        return [job_record(r) for r in rows], total
+
+    async def queue_size(self) -> int:
+        """Counts every queued job, readable or not (as Arvados did)."""
+        async with self.db.read() as conn:
+            value = (
+                await conn.execute(
+                    select(func.count()).select_from(jobs).where(jobs.c.status == J.QUEUED.value)
+                )
+            ).scalar()
+        return int(value or 0)
+
+    # -- changes ------------------------------------------------------------------------
+
+    async def update(self, caller: Caller, uuid: str, raw: Mapping[str, Any]) -> Record:
+        check_uuid(uuid, JOB_INFIX, "uuid")
+        changes = check_known(JOB_ATTRS, resolve_aliases(raw, JOB_ALIASES))
+        status = changes.pop("status", None)
+        for name, value in changes.items():
+            changes[name] = check_value(name, JOB_ATTRS[name], value)
+        if "runtime_constraints" in changes:
+            changes["runtime_constraints"] = check_constraints(
+                changes["runtime_constraints"], "runtime_constraints"
+            )
+
+        async def run(conn: AsyncConnection) -> Record:
+            now = utcnow()
+            job = check_readable(caller, await lifecycle.lock_job(conn, uuid=uuid))
+            effective = plan_update(JOB_ATTRS, job, changes, locked=self._locked_for(caller, job))
+            if effective:
+                merged = {**job, **effective}
+                if {"script", "script_version", "script_parameters", "runtime_constraints"} & (
+                    effective.keys()
+                ):
+                    effective["identity"] = job_identity(
+                        merged["script"],
+                        merged["script_version"],
+                        merged["script_parameters"],
+                        merged["runtime_constraints"],
+                    )
+                job = await lifecycle.write_job(conn, job, effective, now=now, caller=caller)
+            if status is not None and status != job["status"]:
+                job = await self._request_status(conn, caller, job, JobStatus(status), now)
+            return job
+
+        return await self.db.transact(run)
+
+    def _locked_for(self, caller: Caller, job: Record) -> bool:
+        """Seeds: the system user locks a job when starting it "in order to prevent job
+        attributes from being altered"; the locking user and the system still may."""
+        locker = job.get("is_locked_by_uuid")
+        return locker is not None and not caller.is_system and caller.user_uuid != locker
+
+    async def _request_status(
+        self, conn: AsyncConnection, caller: Caller, job: Record, new: JobStatus, now: Any
+    ) -> Record:
+        current = JobStatus(job["status"])
+        verb = _STATUS_VERBS.get(new)
+        if new is J.QUEUED:
+            verb = "resume" if current in (J.PAUSED, J.PAUSE_REQUESTED) else "requeue"
+        if verb is None:
+            check_job_move(current, new)
+            raise FailedPrecondition(
+                f"job status {new} follows from its tasks and cannot be set directly"
+            )
+        return await getattr(self, f"_{verb}")(conn, caller, job, now)
+
+    async def delete(self, caller: Caller, uuid: str) -> Record:
+        check_uuid(uuid, JOB_INFIX, "uuid")
+
+        async def run(conn: AsyncConnection) -> Record:
+            job = check_readable(caller, await lifecycle.lock_job(conn, uuid=uuid))
+            if JobStatus(job["status"]) in _BUSY:
+                raise FailedPrecondition(
+                    f"job {uuid} is {job['status']}: cancel it before deleting it"
+                )
+            await conn.execute(delete(job_tasks).where(job_tasks.c.job_id == job["id"]))
+            await conn.execute(delete(jobs).where(jobs.c.id == job["id"]))
+            return job
+
+        return await self.db.transact(run)
+
+    async def _verb(self, caller: Caller, uuid: str, verb: str) -> Record:
+        check_uuid(uuid, JOB_INFIX, "uuid")
+
+        async def run(conn: AsyncConnection) -> Record:
+            job = check_readable(caller, await lifecycle.lock_job(conn, uuid=uuid))
+            result: Record = await getattr(self, f"_{verb}")(conn, caller, job, utcnow())
+            return result
+
+        return await self.db.transact(run)
+
+    async def cancel(self, caller: Caller, uuid: str) -> Record:
+        return await self._verb(caller, uuid, "cancel")
+
+    async def lock(self, caller: Caller, uuid: str) -> Record:
+        return await self._verb(caller, uuid, "lock")
+
+    async def requeue(self, caller: Caller, uuid: str) -> Record:
+        return await self._verb(caller, uuid, "requeue")
+
+    async def pause(self, caller: Caller, uuid: str) -> Record:
+        return await self._verb(caller, uuid, "pause")
+
+    async def resume(self, caller: Caller, uuid: str) -> Record:
+        return await self._verb(caller, uuid, "resume")
+
+    async def _move(
+        self,
+        conn: AsyncConnection,
+        caller: Caller,
+        job: Record,
+        new: JobStatus,
+        now: Any,
+        locker: str | None = None,
+    ) -> Record:
+        return await lifecycle.move_job(
+            conn, self.settings, job, new, now=now, caller=caller, locker_uuid=locker
+        )
+
+    async def _cancel(self, conn: AsyncConnection, caller: Caller, job: Record, now: Any) -> Record:
+        current = JobStatus(job["status"])
+        if current in (J.CANCELED, J.CANCEL_REQUESTED):
+            return job  # Arvados: canceling a canceled job is a no-op
+        return await self._move(conn, caller, job, J.CANCEL_REQUESTED, now)
+
+    async def _lock(self, conn: AsyncConnection, caller: Caller, job: Record, now: Any) -> Record:
+        if job["is_locked_by_uuid"] is not None:
+            raise FailedPrecondition(f"job {job['uuid']} is already locked")
+        return await self._move(conn, caller, job, J.ACTIVE, now, locker=caller.user_uuid)
+
+    async def _requeue(
+        self, conn: AsyncConnection, caller: Caller, job: Record, now: Any
+    ) -> Record:
+        current = JobStatus(job["status"])
+        if current not in JOB_TERMINAL and current is not J.PAUSED:
+            check_job_move(current, J.REQUEUEING)
+        return await self._move(conn, caller, job, J.REQUEUEING, now)
+
+    async def _pause(self, conn: AsyncConnection, caller: Caller, job: Record, now: Any) -> Record:
+        if JobStatus(job["status"]) in (J.PAUSED, J.PAUSE_REQUESTED):
+            return job
+        return await self._move(conn, caller, job, J.PAUSE_REQUESTED, now)
+
+    async def _resume(self, conn: AsyncConnection, caller: Caller, job: Record, now: Any) -> Record:
+        current = JobStatus(job["status"])
+        if current is J.PAUSED:
+            return await self._move(conn, caller, job, J.QUEUED, now)
+        if current is J.PAUSE_REQUESTED:
+            target = J.ACTIVE if job["n_active"] else J.QUEUED
+            return await self._move(conn, caller, job, target, now)
+        raise FailedPrecondition(f"job {job['uuid']} is {current}, not paused")

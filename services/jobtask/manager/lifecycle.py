@@ -1,0 +1,282 @@
+"""Status changes applied inside one write transaction, with their ripples and events.
+
+Lock order, always: the job row first, then its task rows. On PostgreSQL this also orders
+each job's events: whoever holds the job row appends its events before the next holder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from jobtask.domain import ripple
+from jobtask.domain.derived import job_on_enter, task_on_enter
+from jobtask.domain.errors import NotFound
+from jobtask.domain.statuses import JobStatus, TaskStatus, check_job_move
+from jobtask.manager.context import Caller, Settings
+from jobtask.store import feed
+from jobtask.store.records import (
+    COUNT_COLUMN,
+    Record,
+    job_record,
+    task_counts,
+    task_record,
+    to_json,
+)
+from jobtask.store.schema import job_tasks, jobs
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+
+async def lock_job(
+    conn: AsyncConnection, *, uuid: str | None = None, job_id: int | None = None
+) -> Record:
+    clause = jobs.c.uuid == uuid if uuid is not None else jobs.c.id == job_id
+    row = (await conn.execute(select(jobs).where(clause).with_for_update())).first()
+    if row is None:
+        raise NotFound(f"job {uuid or job_id} not found")
+    return job_record(row)
+
+
+async def lock_task(conn: AsyncConnection, uuid: str) -> tuple[Record, Record]:
+    """Locks a task's job, then the task; returns (job, task)."""
+    job_id = (
+        await conn.execute(select(job_tasks.c.job_id).where(job_tasks.c.uuid == uuid))
+    ).scalar()
+    if job_id is None:
+        raise NotFound(f"task {uuid} not found")
+    job = await lock_job(conn, job_id=job_id)
+    row = (
+        await conn.execute(select(job_tasks).where(job_tasks.c.uuid == uuid).with_for_update())
+    ).first()
+    if row is None:
+        raise NotFound(f"task {uuid} not found")
+    return job, task_record(row)
+
+
+async def write_job(
+    conn: AsyncConnection,
+    job: Record,
+    changes: Mapping[str, Any],
+    *,
+    now: dt.datetime,
+    caller: Caller,
+) -> Record:
+    """Updates the job row (bumping its version) and appends a job_changed event."""
+    row = (
+        await conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job["id"])
+            .values(
+                **changes,
+                version=jobs.c.version + 1,
+                modified_at=now,
+                modified_by_user_uuid=caller.user_uuid,
+                modified_by_client_uuid=caller.client_uuid,
+            )
+            .returning(*jobs.c)
+        )
+    ).one()
+    job = job_record(row)
+    await feed.append(conn, job["uuid"], feed.JOB_CHANGED, to_json(job), now=now)
+    return job
+
+
+async def write_task(
+    conn: AsyncConnection,
+    job: Record,
+    task: Record,
+    changes: Mapping[str, Any],
+    *,
+    now: dt.datetime,
+    caller: Caller,
+    event: str = feed.TASK_CHANGED,
+) -> Record:
+    """Updates one task row, keeps the job's status counts and appends an event.
+    The caller settles the job afterwards when the status changed."""
+    row = (
+        await conn.execute(
+            update(job_tasks)
+            .where(job_tasks.c.id == task["id"])
+            .values(
+                **changes,
+                version=job_tasks.c.version + 1,
+                modified_at=now,
+                modified_by_user_uuid=caller.user_uuid,
+                modified_by_client_uuid=caller.client_uuid,
+            )
+            .returning(*job_tasks.c)
+        )
+    ).one()
+    new = task_record(row)
+    if new["status"] != task["status"]:
+        await shift_count(conn, job, TaskStatus(task["status"]), TaskStatus(new["status"]))
+    if event == feed.TASK_PROGRESS:
+        payload: dict[str, Any] = {"progress": new["progress"]}
+    else:
+        payload = to_json(new)
+    await feed.append(conn, job["uuid"], event, payload, task_uuid=new["uuid"], now=now)
+    return new
+
+
+async def shift_count(conn: AsyncConnection, job: Record, old: TaskStatus, new: TaskStatus) -> None:
+    old_col, new_col = COUNT_COLUMN[old], COUNT_COLUMN[new]
+    await conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job["id"])
+        .values({old_col: jobs.c[old_col] - 1, new_col: jobs.c[new_col] + 1})
+    )
+
+
+async def recount(conn: AsyncConnection, job_id: int) -> None:
+    rows = await conn.execute(
+        select(job_tasks.c.status, func.count())
+        .where(job_tasks.c.job_id == job_id)
+        .group_by(job_tasks.c.status)
+    )
+    counts = {COUNT_COLUMN[TaskStatus(status)]: n for status, n in rows}
+    await conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id)
+        .values({col: counts.get(col, 0) for col in COUNT_COLUMN.values()})
+    )
+
+
+async def reload_job(conn: AsyncConnection, job_id: int) -> Record:
+    return job_record((await conn.execute(select(jobs).where(jobs.c.id == job_id))).one())
+
+
+async def bulk_move(
+    conn: AsyncConnection, job: Record, move: ripple.TaskMove, *, now: dt.datetime, caller: Caller
+) -> int:
+    """Moves every task of the job in move.sources to move.target; one event per task."""
+    sources = [s.value for s in move.sources]
+    changes = task_on_enter(move.target, now=now, reset_attempts=move.reset_attempts)
+    rows = list(
+        await conn.execute(
+            update(job_tasks)
+            .where(job_tasks.c.job_id == job["id"], job_tasks.c.status.in_(sources))
+            .values(
+                **changes,
+                version=job_tasks.c.version + 1,
+                modified_at=now,
+                modified_by_user_uuid=caller.user_uuid,
+                modified_by_client_uuid=caller.client_uuid,
+            )
+            .returning(*job_tasks.c)
+        )
+    )
+    if not rows:
+        return 0
+    await feed.append_many(
+        conn,
+        [
+            {
+                "created_at": now,
+                "job_uuid": job["uuid"],
+                "task_uuid": r.uuid,
+                "type": feed.TASK_CHANGED,
+                "payload": to_json(task_record(r)),
+            }
+            for r in sorted(rows, key=lambda r: r.id)
+        ],
+    )
+    await recount(conn, job["id"])
+    return len(rows)
+
+
+async def move_job(
+    conn: AsyncConnection,
+    settings: Settings,
+    job: Record,
+    new: JobStatus,
+    *,
+    now: dt.datetime,
+    caller: Caller,
+    locker_uuid: str | None = None,
+) -> Record:
+    """Moves the job to `new` (checked against the table), ripples to its tasks, and
+    follows up until the job rests."""
+    for _ in range(ripple.MAX_STEPS):
+        previous = JobStatus(job["status"])
+        check_job_move(previous, new)
+        changes = job_on_enter(
+            new,
+            previous,
+            job,
+            now=now,
+            user_uuid=caller.user_uuid,
+            client_uuid=caller.client_uuid,
+            locker_uuid=locker_uuid or settings.system_user,
+        )
+        if new is JobStatus.COMPLETED:
+            changes["output"] = await combined_output(conn, job["id"])
+        for move in ripple.on_enter(new, previous):
+            await bulk_move(conn, job, move, now=now, caller=caller)
+        job = await write_job(conn, job, changes, now=now, caller=caller)
+        nxt = ripple.follow_up(new, task_counts(job))
+        if nxt is None or nxt is new:
+            return job
+        new = nxt
+        # Follow-ups are the manager's own moves.
+        caller = settings.system_caller()
+    raise RuntimeError(f"job {job['uuid']} did not settle")
+
+
+async def settle(
+    conn: AsyncConnection, settings: Settings, job_id: int, *, now: dt.datetime
+) -> Record:
+    """After task changes: moves the job if its task counts call for it."""
+    job = await reload_job(conn, job_id)
+    nxt = ripple.follow_up(JobStatus(job["status"]), task_counts(job))
+    if nxt is None:
+        return job
+    return await move_job(conn, settings, job, nxt, now=now, caller=settings.system_caller())
+
+
+async def combined_output(conn: AsyncConnection, job_id: int) -> str:
+    """Tasks' outputs in creation order (crunch-job concatenated manifest fragments)."""
+    rows = await conn.execute(
+        select(job_tasks.c.output).where(job_tasks.c.job_id == job_id).order_by(job_tasks.c.id)
+    )
+    return "".join(o for (o,) in rows if o)
+
+
+async def delete_descendants(
+    conn: AsyncConnection, job: Record, task_uuid: str, *, now: dt.datetime
+) -> int:
+    """Deletes the tasks created by task_uuid, and theirs, recursively (seed: "If job task
+    A fails, tasks B, C, D will be deleted")."""
+    deleted = 0
+    frontier = [task_uuid]
+    while frontier:
+        rows = list(
+            await conn.execute(
+                select(job_tasks.c.id, job_tasks.c.uuid).where(
+                    job_tasks.c.job_id == job["id"],
+                    job_tasks.c.created_by_job_task_uuid.in_(frontier),
+                )
+            )
+        )
+        if not rows:
+            break
+        await conn.execute(delete(job_tasks).where(job_tasks.c.id.in_([r.id for r in rows])))
+        await feed.append_many(
+            conn,
+            [
+                {
+                    "created_at": now,
+                    "job_uuid": job["uuid"],
+                    "task_uuid": r.uuid,
+                    "type": feed.TASK_DELETED,
+                    "payload": {"uuid": r.uuid, "reason": f"its creator {task_uuid} failed"},
+                }
+                for r in rows
+            ],
+        )
+        deleted += len(rows)
+        frontier = [r.uuid for r in rows]
+    if deleted:
+        await recount(conn, job["id"])
+    return deleted

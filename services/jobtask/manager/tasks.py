@@ -1,0 +1,422 @@
+"""Task use cases, each one transaction: create (child tasks too), read, list, the
+progress PATCH, delete, and the end of a task's process (the completion rule)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from jobtask.domain.derived import task_on_enter
+from jobtask.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from jobtask.domain.query import ListQuery
+from jobtask.domain.resources import TASK_ATTRS, Access
+from jobtask.domain.rules import decide_exit
+from jobtask.domain.statuses import JobStatus, TaskStatus, check_task_move
+from jobtask.domain.updates import (
+    check_constraints,
+    check_known,
+    check_progress,
+    check_value,
+    plan_update,
+)
+from jobtask.domain.uuids import JOB_INFIX, TASK_INFIX, check_uuid, new_uuid
+from jobtask.manager import lifecycle
+from jobtask.manager.context import Caller, Settings, utcnow
+from jobtask.store import feed
+from jobtask.store.database import Database
+from jobtask.store.listing import run_list
+from jobtask.store.records import COUNT_COLUMN, Record, task_record, to_json
+from jobtask.store.schema import job_tasks, jobs, task_attempts, task_failures
+from sqlalchemy import ColumnElement, delete, insert, select, true, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+T, J = TaskStatus, JobStatus
+# Jobs that take no new tasks.
+_CLOSED = frozenset({J.CANCELED, J.CANCEL_REQUESTED, J.FAILED})
+# Task statuses a person may ask for through UpdateTask's `status`.
+_REQUESTABLE = frozenset({T.CANCELED, T.QUEUED})
+_PROCESS_FIELDS = ("progress", "success", "output")
+FAILED_LOG_LIMIT = 64 * 1024
+
+
+def visible_tasks(caller: Caller) -> ColumnElement[bool]:
+    if caller.is_admin:
+        return true()
+    if caller.task_uuid is not None:
+        return job_tasks.c.owner_uuid == caller.user_uuid
+    return job_tasks.c.owner_uuid == caller.user_uuid
+
+
+def check_readable(caller: Caller, record: Record) -> Record:
+    if not caller.is_admin and record["owner_uuid"] != caller.user_uuid:
+        raise NotFound(f"task {record['uuid']} not found")
+    return record
+
+
+def may_report(caller: Caller, task: Record) -> bool:
+    """Seed 000: a task is PATCHed only by the worker process dispatched to it, and by the
+    job manager itself (and admins)."""
+    return caller.is_system or caller.is_admin or caller.task_uuid == task["uuid"]
+
+
+class TaskManager:
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+
+    # -- creation -----------------------------------------------------------------------
+
+    def _task_spec(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        spec = check_known(TASK_ATTRS, raw)
+        for name, value in list(spec.items()):
+            access = TASK_ATTRS[name].access
+            if access in (Access.MANAGER, Access.STATUS, Access.PROCESS):
+                if value in (None, "", {}, 0, 0.0, False) or (
+                    name == "status" and value == T.QUEUED
+                ):
+                    del spec[name]
+                    continue
+                raise InvalidArgument(name, "is set by the job manager or the task's process")
+            spec[name] = check_value(name, TASK_ATTRS[name], value)
+        spec["job_uuid"] = check_uuid(spec.get("job_uuid") or "", JOB_INFIX, "job_uuid")
+        if spec.get("created_by_job_task_uuid"):
+            check_uuid(spec["created_by_job_task_uuid"], TASK_INFIX, "created_by_job_task_uuid")
+        spec["runtime_constraints"] = check_constraints(
+            spec.get("runtime_constraints") or {}, "runtime_constraints"
+        )
+        spec.setdefault("parameters", {})
+        spec.setdefault("sequence", 0)
+        return spec
+
+    async def create(self, caller: Caller, raw: Mapping[str, Any]) -> Record:
+        spec = self._task_spec(raw)
+
+        async def run(conn: AsyncConnection) -> Record:
+            now = utcnow()
+            job = await lifecycle.lock_job(conn, uuid=spec["job_uuid"])
+            if not caller.is_admin and job["owner_uuid"] != caller.user_uuid:
+                raise NotFound(f"job {spec['job_uuid']} not found")
+            if caller.task_uuid is not None:
+                await self._check_own_job(conn, caller, job)
+            status = JobStatus(job["status"])
+            if status in _CLOSED:
+                raise FailedPrecondition(f"job {job['uuid']} is {status}: it takes no new tasks")
+            parent = spec.get("created_by_job_task_uuid")
+            if parent:
+                parent_job = (
+                    await conn.execute(
+                        select(job_tasks.c.job_uuid).where(job_tasks.c.uuid == parent)
+                    )
+                ).scalar()
+                if parent_job != job["uuid"]:
+                    raise InvalidArgument(
+                        "created_by_job_task_uuid", f"{parent} is not a task of job {job['uuid']}"
+                    )
+            # A task created while its job pauses waits paused like its siblings.
+            initial = T.PAUSED if status in (J.PAUSED, J.PAUSE_REQUESTED) else T.QUEUED
+            row = (
+                await conn.execute(
+                    insert(job_tasks)
+                    .values(
+                        uuid=new_uuid(self.settings.cluster_id, TASK_INFIX),
+                        job_id=job["id"],
+                        job_uuid=job["uuid"],
+                        owner_uuid=job["owner_uuid"],
+                        created_at=now,
+                        modified_at=now,
+                        modified_by_user_uuid=caller.user_uuid,
+                        modified_by_client_uuid=caller.client_uuid,
+                        sequence=spec["sequence"],
+                        parameters=spec["parameters"],
+                        runtime_constraints=spec["runtime_constraints"],
+                        created_by_job_task_uuid=parent or None,
+                        status=initial.value,
+                    )
+                    .returning(*job_tasks.c)
+                )
+            ).one()
+            column = COUNT_COLUMN[initial]
+            await conn.execute(
+                update(jobs).where(jobs.c.id == job["id"]).values({column: jobs.c[column] + 1})
+            )
+            task = task_record(row)
+            await feed.append(
+                conn, job["uuid"], feed.TASK_CREATED, to_json(task), task_uuid=task["uuid"], now=now
+            )
+            await lifecycle.settle(conn, self.settings, job["id"], now=now)
+            return task
+
+        return await self.db.transact(run)
+
+    async def _check_own_job(self, conn: AsyncConnection, caller: Caller, job: Record) -> None:
+        """A task's own token creates tasks in its own job only."""
+        own_job = (
+            await conn.execute(
+                select(job_tasks.c.job_uuid).where(job_tasks.c.uuid == caller.task_uuid)
+            )
+        ).scalar()
+        if own_job != job["uuid"]:
+            raise NotFound(f"job {job['uuid']} not found")
+
+    # -- reading ------------------------------------------------------------------------
+
+    async def get(self, caller: Caller, uuid: str) -> Record:
+        check_uuid(uuid, TASK_INFIX, "uuid")
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(job_tasks).where(job_tasks.c.uuid == uuid))).first()
+        if row is None:
+            raise NotFound(f"task {uuid} not found")
+        return check_readable(caller, task_record(row))
+
+    async def list(self, caller: Caller, query: ListQuery) -> tuple[list[Record], int | None]:
+        async with self.db.read() as conn:
+            rows, total = await run_list(
+                conn,
+                job_tasks,
+                query,
+                cluster_id=self.settings.cluster_id,
+                extra=visible_tasks(caller),
+            )
+        return [task_record(r) for r in rows], total
+
+    # -- changes ------------------------------------------------------------------------
+
+    async def update(self, caller: Caller, uuid: str, raw: Mapping[str, Any]) -> Record:
+        check_uuid(uuid, TASK_INFIX, "uuid")
+        changes = check_known(TASK_ATTRS, raw)
+        status = changes.pop("status", None)
+        for name, value in changes.items():
+            changes[name] = check_value(name, TASK_ATTRS[name], value)
+        if changes.get("progress") is not None:
+            check_progress(changes["progress"])
+
+        async def run(conn: AsyncConnection) -> Record:
+            now = utcnow()
+            job, task = await lifecycle.lock_task(conn, uuid)
+            check_readable(caller, task)
+            effective = plan_update(TASK_ATTRS, task, changes, may_report=may_report(caller, task))
+            if effective:
+                task = await self._report(conn, caller, job, task, effective, now)
+            if status is not None and status != task["status"]:
+                task = await self._request_status(conn, caller, job, task, TaskStatus(status), now)
+            return task
+
+        return await self.db.transact(run)
+
+    async def _report(
+        self,
+        conn: AsyncConnection,
+        caller: Caller,
+        job: Record,
+        task: Record,
+        changes: dict[str, Any],
+        now: dt.datetime,
+    ) -> Record:
+        """Progress, output and success from the task's process (or the manager)."""
+        current = TaskStatus(task["status"])
+        if current in (T.COMPLETED, T.FAILED, T.CANCELED) and set(changes) & set(_PROCESS_FIELDS):
+            raise FailedPrecondition(
+                f"task {task['uuid']} is {current}: requeue it before reporting on it"
+            )
+        event = feed.TASK_PROGRESS if set(changes) == {"progress"} else feed.TASK_CHANGED
+        task = await lifecycle.write_task(
+            conn, job, task, changes, now=now, caller=caller, event=event
+        )
+        if current is not T.ACTIVE and task["success"] is not None:
+            # No process runs this task: the manager's report decides at once.
+            decision = decide_exit(
+                task["progress"], task["success"], task["failed_count"], self.settings.retry_limit
+            )
+            task = await self._finish(conn, job, task, decision.status, now=now, caller=caller)
+        return task
+
+    async def _request_status(
+        self,
+        conn: AsyncConnection,
+        caller: Caller,
+        job: Record,
+        task: Record,
+        new: TaskStatus,
+        now: dt.datetime,
+    ) -> Record:
+        current = TaskStatus(task["status"])
+        check_task_move(current, new)
+        if new not in _REQUESTABLE:
+            raise FailedPrecondition(
+                f"task status {new} follows from the task's process and cannot be set directly"
+            )
+        changes = task_on_enter(new, now=now, reset_attempts=new is T.QUEUED)
+        task = await lifecycle.write_task(conn, job, task, changes, now=now, caller=caller)
+        await lifecycle.settle(conn, self.settings, job["id"], now=now)
+        return task
+
+    async def _finish(
+        self,
+        conn: AsyncConnection,
+        job: Record,
+        task: Record,
+        status: TaskStatus,
+        *,
+        now: dt.datetime,
+        caller: Caller,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Record:
+        """Moves a task to its decided status; a task failed for good loses its children."""
+        check_task_move(TaskStatus(task["status"]), status)
+        changes = {**task_on_enter(status, now=now), **(extra or {})}
+        task = await lifecycle.write_task(conn, job, task, changes, now=now, caller=caller)
+        if status is T.FAILED:
+            await lifecycle.delete_descendants(conn, job, task["uuid"], now=now)
+        await lifecycle.settle(conn, self.settings, job["id"], now=now)
+        return task
+
+    async def delete(self, caller: Caller, uuid: str) -> Record:
+        check_uuid(uuid, TASK_INFIX, "uuid")
+
+        async def run(conn: AsyncConnection) -> Record:
+            now = utcnow()
+            job, task = await lifecycle.lock_task(conn, uuid)
+            check_readable(caller, task)
+            if task["status"] == T.ACTIVE:
+                raise FailedPrecondition(f"task {uuid} is active: cancel it before deleting it")
+            await lifecycle.delete_descendants(conn, job, uuid, now=now)
+            await conn.execute(delete(job_tasks).where(job_tasks.c.id == task["id"]))
+            await feed.append(
+                conn, job["uuid"], feed.TASK_DELETED, {"uuid": uuid}, task_uuid=uuid, now=now
+            )
+            await lifecycle.recount(conn, job["id"])
+            await lifecycle.settle(conn, self.settings, job["id"], now=now)
+            return task
+
+        return await self.db.transact(run)
+
+    # -- the end of a task's process ------------------------------------------------------
+
+    async def report_exit(
+        self,
+        caller: Caller,
+        uuid: str,
+        *,
+        lease_id: str = "",
+        exit_code: int | None = None,
+        signal: int | None = None,
+        log: str = "",
+        handed_back: bool = False,
+    ) -> Record:
+        """The task's process ended: decide by the seeds' completion rule."""
+        check_uuid(uuid, TASK_INFIX, "uuid")
+
+        async def run(conn: AsyncConnection) -> Record:
+            job, task = await lifecycle.lock_task(conn, uuid)
+            return await self.finish_attempt(
+                conn,
+                caller,
+                job,
+                task,
+                lease_id=lease_id,
+                exit_code=exit_code,
+                signal=signal,
+                log=log,
+                handed_back=handed_back,
+            )
+
+        return await self.db.transact(run)
+
+    async def finish_attempt(
+        self,
+        conn: AsyncConnection,
+        caller: Caller,
+        job: Record,
+        task: Record,
+        *,
+        lease_id: str,
+        exit_code: int | None,
+        signal: int | None,
+        log: str,
+        handed_back: bool = False,
+        outcome_reason: str | None = None,
+    ) -> Record:
+        """Ends the current attempt of a locked task. Used for a process's exit, a broken
+        worker stream and an expired lease alike."""
+        now = utcnow()
+        check_readable(caller, task)
+        if lease_id:
+            if task["lease_id"] != lease_id:
+                raise FailedPrecondition(
+                    f"lease {lease_id} is not the current lease of task {task['uuid']}"
+                )
+        elif not (caller.is_system or caller.is_admin):
+            raise InvalidArgument("lease_id", "is required")
+        if task["status"] != T.ACTIVE:
+            # Canceled or paused meanwhile: the exit only closes the attempt.
+            await self._close_attempt(conn, task, now, f"ended after {task['status']}")
+            return task
+        if handed_back:
+            await self._close_attempt(conn, task, now, "handed back")
+            changes = task_on_enter(T.QUEUED, now=now)
+            changes["progress"] = task["progress"]
+            task = await lifecycle.write_task(conn, job, task, changes, now=now, caller=caller)
+            await lifecycle.settle(conn, self.settings, job["id"], now=now)
+            return task
+        decision = decide_exit(
+            task["progress"], task["success"], task["failed_count"], self.settings.retry_limit
+        )
+        extra: dict[str, Any] = {}
+        if decision.temporary_failure:
+            how = (
+                f"exit code {exit_code}"
+                if exit_code is not None
+                else (f"signal {signal}" if signal is not None else "no exit status")
+            )
+            reason = outcome_reason or decision.reason
+            extra = {
+                "failed_count": task["failed_count"] + 1,
+                "failed_at": now,
+                "failed_log": (f"{reason} ({how})\n" + log)[-FAILED_LOG_LIMIT:],
+            }
+            if task["worker_id"]:
+                await self._remember_failure(conn, task, now)
+        await self._close_attempt(conn, task, now, decision.status.value)
+        return await self._finish(
+            conn, job, task, decision.status, now=now, caller=caller, extra=extra
+        )
+
+    async def _remember_failure(
+        self, conn: AsyncConnection, task: Record, now: dt.datetime
+    ) -> None:
+        exists = (
+            await conn.execute(
+                select(task_failures.c.task_id).where(
+                    task_failures.c.task_id == task["id"],
+                    task_failures.c.worker_id == task["worker_id"],
+                )
+            )
+        ).first()
+        if exists is None:
+            await conn.execute(
+                insert(task_failures).values(
+                    task_id=task["id"], worker_id=task["worker_id"], failed_at=now
+                )
+            )
+
+    async def _close_attempt(
+        self, conn: AsyncConnection, task: Record, now: dt.datetime, outcome: str
+    ) -> None:
+        if task["lease_id"]:
+            await conn.execute(
+                update(task_attempts)
+                .where(
+                    task_attempts.c.lease_id == task["lease_id"], task_attempts.c.ended_at.is_(None)
+                )
+                .values(ended_at=now, outcome=outcome)
+            )
+
+
+class Claim:
+    """A task handed to a worker: the task, its job, the lease and the task's token."""
+
+    def __init__(self, task: Record, job: Record, token: str) -> None:
+        self.task = task
+        self.job = job
+        self.token = token

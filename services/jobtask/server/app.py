@@ -1,0 +1,203 @@
+"""Building and running the gRPC servers: one factory per service, both in one process
+(`serve_all`, for `jobtask up` and tests) or one per process (`jobtask serve ...`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from jobtask.manager.claims import ClaimManager
+from jobtask.manager.context import Settings
+from jobtask.manager.jobs import JobManager
+from jobtask.manager.tasks import TaskManager
+from jobtask.server.callers import CallerResolver
+from jobtask.server.changes import ChangeSignal
+from jobtask.server.jobs import JobServicer
+from jobtask.server.tasks import TaskServicer
+from jobtask.server.watch import Watcher
+from jobtask.store import migrate
+from jobtask.store.database import Database
+from jobtask.v1 import (
+    job_service_pb2,
+    job_service_pb2_grpc,
+    task_service_pb2,
+    task_service_pb2_grpc,
+)
+
+log = logging.getLogger(__name__)
+
+JOB_SERVICE = job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name
+TASK_SERVICE = task_service_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+@dataclass
+class Core:
+    """What both services share in one process: the store, the managers, the feed signal."""
+
+    db: Database
+    settings: Settings
+    signal: ChangeSignal
+    jobs: JobManager
+    tasks: TaskManager
+    claims: ClaimManager
+    callers: CallerResolver
+    watcher: Watcher
+
+    @classmethod
+    async def open(
+        cls, database_url: str, settings: Settings, *, migrate_schema: bool = True
+    ) -> Core:
+        db = Database(database_url)
+        if migrate_schema:
+            await migrate.upgrade(db)
+        signal = ChangeSignal()
+        db.on_commit(signal.notify)
+        tasks = TaskManager(db, settings)
+        return cls(
+            db=db,
+            settings=settings,
+            signal=signal,
+            jobs=JobManager(db, settings),
+            tasks=tasks,
+            claims=ClaimManager(db, settings, tasks),
+            callers=CallerResolver(db, settings),
+            watcher=Watcher(db, signal),
+        )
+
+
+def _new_server(names: list[str]) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            # Idle gateway connections must not be dropped between requests (Funnel's lesson).
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ]
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
+    return server, health_servicer
+
+
+def _bind(server: grpc.aio.Server, listen: str) -> int:
+    port = server.add_insecure_port(listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {listen}")
+    return port
+
+
+def create_job_server(core: Core, listen: str) -> tuple[grpc.aio.Server, int, Any]:
+    server, health_servicer = _new_server([JOB_SERVICE])
+    job_service_pb2_grpc.add_JobServiceServicer_to_server(
+        JobServicer(core.jobs, core.callers, core.watcher), server
+    )
+    return server, _bind(server, listen), health_servicer
+
+
+def create_task_server(core: Core, listen: str) -> tuple[grpc.aio.Server, int, Any]:
+    server, health_servicer = _new_server([TASK_SERVICE])
+    task_service_pb2_grpc.add_TaskServiceServicer_to_server(
+        TaskServicer(core.tasks, core.claims, core.callers, core.watcher, core.signal), server
+    )
+    return server, _bind(server, listen), health_servicer
+
+
+async def reap_forever(core: Core) -> None:
+    """Finds expired leases within two heartbeat intervals (a heartbeat is ttl / 3)."""
+    interval = max(core.settings.lease_ttl.total_seconds() / 3, 0.05)
+    while True:
+        try:
+            reaped = await core.claims.reap_expired()
+            if reaped:
+                log.info("reaped %d expired lease(s)", reaped)
+        except Exception:  # keep reaping through database hiccups
+            log.exception("reaper failed")
+        await asyncio.sleep(interval)
+
+
+async def poll_feed_forever(core: Core) -> None:
+    """Other processes' commits are invisible to this one's signal: poll for them."""
+    while True:
+        await asyncio.sleep(core.signal.poll_interval)
+        core.signal.notify()
+
+
+@dataclass
+class Services:
+    core: Core
+    servers: list[grpc.aio.Server]
+    jobs_port: int = 0
+    tasks_port: int = 0
+    background: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def stop(self, grace: float = 1.0) -> None:
+        for task in self.background:
+            task.cancel()
+        for task in self.background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await asyncio.gather(*(s.stop(grace) for s in self.servers))
+        await self.core.db.dispose()
+
+    async def wait(self) -> None:
+        await asyncio.gather(*(s.wait_for_termination() for s in self.servers))
+
+
+async def serve(
+    database_url: str,
+    *,
+    jobs_listen: str | None = "127.0.0.1:0",
+    tasks_listen: str | None = "127.0.0.1:0",
+    cluster_id: str = "zzzzz",
+    lease_ttl: float = 30.0,
+    retry_limit: int = 3,
+) -> Services:
+    """Starts JobService and/or TaskService (None skips one) on one store."""
+    settings = Settings(
+        cluster_id=cluster_id, retry_limit=retry_limit, lease_ttl=dt.timedelta(seconds=lease_ttl)
+    )
+    core = await Core.open(database_url, settings)
+    services = Services(core=core, servers=[])
+    if jobs_listen is not None:
+        server, services.jobs_port, health_servicer = create_job_server(core, jobs_listen)
+        await server.start()
+        await health_servicer.set(JOB_SERVICE, health_pb2.HealthCheckResponse.SERVING)
+        services.servers.append(server)
+    if tasks_listen is not None:
+        server, services.tasks_port, health_servicer = create_task_server(core, tasks_listen)
+        await server.start()
+        await health_servicer.set(TASK_SERVICE, health_pb2.HealthCheckResponse.SERVING)
+        services.servers.append(server)
+        services.background.append(asyncio.create_task(reap_forever(core)))
+    services.background.append(asyncio.create_task(poll_feed_forever(core)))
+    return services
+
+
+async def serve_all(
+    database_url: str,
+    *,
+    jobs_listen: str = "127.0.0.1:0",
+    tasks_listen: str = "127.0.0.1:0",
+    cluster_id: str = "zzzzz",
+    **options: Any,
+) -> Services:
+    """Both services in this process on one store (`jobtask up`, tests)."""
+    return await serve(
+        database_url,
+        jobs_listen=jobs_listen,
+        tasks_listen=tasks_listen,
+        cluster_id=cluster_id,
+        **options,
+    )

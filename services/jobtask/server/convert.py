@@ -1,0 +1,132 @@
+"""The one place protobuf messages and store records meet."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from google.protobuf.struct_pb2 import ListValue, Struct
+from google.protobuf.timestamp_pb2 import Timestamp
+from jobtask.domain.errors import InvalidArgument
+from jobtask.domain.resources import CONSTRAINT_KEYS
+from jobtask.domain.statuses import JobStatus, TaskStatus
+from jobtask.store.records import Record
+from jobtask.v1 import job_pb2, job_task_pb2
+
+JOB_STATUS_TO_PB = {s: job_pb2.JobStatus.Value("JOB_STATUS_" + s.name) for s in JobStatus}
+JOB_STATUS_FROM_PB = {v: k for k, v in JOB_STATUS_TO_PB.items()}
+TASK_STATUS_TO_PB = {s: job_task_pb2.TaskStatus.Value("TASK_STATUS_" + s.name) for s in TaskStatus}
+TASK_STATUS_FROM_PB = {v: k for k, v in TASK_STATUS_TO_PB.items()}
+
+
+def timestamp(value: dt.datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def struct(value: dict[str, Any] | None) -> Struct:
+    s = Struct()
+    if value:
+        s.update(value)
+    return s
+
+
+def _set(msg: Message, name: str, value: Any) -> None:
+    """Sets a field, leaving it unset (null) for None."""
+    if value is None:
+        return
+    if isinstance(value, dt.datetime):
+        getattr(msg, name).CopyFrom(timestamp(value))
+    elif isinstance(value, dict):
+        getattr(msg, name).CopyFrom(struct(value))
+    else:
+        setattr(msg, name, value)
+
+
+def constraints_pb(value: dict[str, Any] | None) -> job_pb2.RuntimeConstraints:
+    rc = job_pb2.RuntimeConstraints()
+    for key in CONSTRAINT_KEYS:
+        if value and value.get(key) is not None:
+            setattr(rc, key, int(value[key]))
+    return rc
+
+
+_JOB_COPY = ["uuid", "owner_uuid", "created_at", "modified_at", "modified_by_client_uuid", "modified_by_user_uuid", "etag", "submit_id", "priority", "script", "script_version", "repository", "cancelled_by_client_uuid", "cancelled_by_user_uuid", "cancelled_at", "started_at", "finished_at", "running", "success", "is_locked_by_uuid", "output", "log", "state"]
+
+_TASK_COPY = ["uuid", "owner_uuid", "created_at", "modified_at", "modified_by_client_uuid", "modified_by_user_uuid", "etag", "job_uuid", "sequence", "qsequence", "output", "progress", "success", "created_by_job_task_uuid", "failed_count", "failed_at", "failed_log", "log", "started_at", "finished_at", "worker_id", "node_name", "attempt"]
+
+
+def job_pb(record: Record) -> job_pb2.Job:
+    msg = job_pb2.Job(kind="arvados#job", href=f"/jobs/{record['uuid']}")
+    for name in _JOB_COPY:
+        _set(msg, name, record.get(name))
+    msg.script_name = msg.script
+    msg.script_parameters.CopyFrom(struct(record.get("script_parameters")))
+    rc = constraints_pb(record.get("runtime_constraints"))
+    msg.runtime_constraints.CopyFrom(rc)
+    msg.resource_limits.CopyFrom(rc)
+    summary = record.get("tasks_summary")
+    if summary:
+        msg.tasks_summary.CopyFrom(job_pb2.TasksSummary(**summary))
+    msg.status = JOB_STATUS_TO_PB[JobStatus(record["status"])]
+    return msg
+
+
+def task_pb(record: Record) -> job_task_pb2.JobTask:
+    msg = job_task_pb2.JobTask(kind="arvados#jobTask", href=f"/job_tasks/{record['uuid']}")
+    for name in _TASK_COPY:
+        _set(msg, name, record.get(name))
+    msg.parameters.CopyFrom(struct(record.get("parameters")))
+    msg.runtime_constraints.CopyFrom(constraints_pb(record.get("runtime_constraints")))
+    msg.status = TASK_STATUS_TO_PB[TaskStatus(record["status"])]
+    return msg
+
+
+def _field_value(msg: Message, name: str) -> Any:
+    """A field of a resource message as a plain Python value (None when unset)."""
+    field = msg.DESCRIPTOR.fields_by_name[name]
+    if field.message_type is not None:
+        if not msg.HasField(name):
+            return None
+        sub = getattr(msg, name)
+        if isinstance(sub, Timestamp):
+            return sub.ToDatetime(tzinfo=dt.UTC)
+        if isinstance(sub, Struct | ListValue):
+            return json_format.MessageToDict(sub)
+        if field.message_type.name == "RuntimeConstraints":
+            return {k: getattr(sub, k) for k in CONSTRAINT_KEYS if sub.HasField(k)}
+        return json_format.MessageToDict(sub, preserving_proto_field_name=True)
+    if field.has_presence and not msg.HasField(name):
+        return None
+    value = getattr(msg, name)
+    if field.enum_type is not None:
+        if value == 0:
+            return None
+        table = JOB_STATUS_FROM_PB if field.enum_type.name == "JobStatus" else TASK_STATUS_FROM_PB
+        return table[value].value
+    return value
+
+
+def changes_from(msg: Message, paths: Iterable[str] | None) -> dict[str, Any]:
+    """The attributes a caller sent: the update_mask's paths, or else the fields set."""
+    if paths:
+        names = []
+        for path in paths:
+            top = path.split(".")[0]
+            if top not in msg.DESCRIPTOR.fields_by_name:
+                raise InvalidArgument("update_mask", f"unknown attribute {top!r}")
+            if top not in names:
+                names.append(top)
+    else:
+        names = [f.name for f, _ in msg.ListFields()]
+    return {name: _field_value(msg, name) for name in names}
+
+
+def list_value(value: ListValue) -> list[Any]:
+    return list(json_format.MessageToDict(value)) if value.values else []

@@ -1,0 +1,151 @@
+"""TaskService: parse, resolve the caller, call the task and claim managers, convert."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from jobtask.domain.errors import InvalidArgument
+from jobtask.domain.resources import TASK_ATTRS
+from jobtask.domain.uuids import JOB_INFIX, check_uuid
+from jobtask.manager.claims import ClaimManager, WorkerSpec
+from jobtask.manager.tasks import Claim, TaskManager
+from jobtask.server.callers import CallerResolver
+from jobtask.server.changes import ChangeSignal
+from jobtask.server.convert import changes_from, job_pb, task_pb, timestamp
+from jobtask.server.errors import rpc
+from jobtask.server.listing import list_query
+from jobtask.server.watch import Watcher
+from jobtask.v1 import job_task_pb2, task_service_pb2, task_service_pb2_grpc, watch_pb2
+
+Context = grpc.aio.ServicerContext[Any, Any]
+MAX_CLAIM_WAIT = 60.0
+
+
+def assignment_pb(claim: Claim, ttl_seconds: float) -> task_service_pb2.TaskAssignment:
+    lease = task_service_pb2.Lease(lease_id=claim.task["lease_id"])
+    lease.expires_at.CopyFrom(timestamp(claim.task["lease_expires_at"]))
+    lease.ttl.FromNanoseconds(int(ttl_seconds * 1e9))
+    return task_service_pb2.TaskAssignment(
+        task=task_pb(claim.task), job=job_pb(claim.job), lease=lease, task_token=claim.token
+    )
+
+
+def worker_spec(info: task_service_pb2.WorkerInfo) -> WorkerSpec:
+    return WorkerSpec(
+        worker_id=info.worker_id,
+        node_name=info.node_name,
+        ram_kib=info.ram_kib,
+        cores=info.cores,
+        free_slots=info.free_slots,
+        tags=tuple(info.tags),
+    )
+
+
+class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
+    def __init__(
+        self,
+        tasks: TaskManager,
+        claims: ClaimManager,
+        callers: CallerResolver,
+        watcher: Watcher,
+        signal: ChangeSignal,
+    ) -> None:
+        self.tasks = tasks
+        self.claims = claims
+        self.callers = callers
+        self.watcher = watcher
+        self.signal = signal
+
+    @rpc
+    async def CreateTask(
+        self, request: task_service_pb2.CreateTaskRequest, context: Context
+    ) -> job_task_pb2.JobTask:
+        caller = await self.callers(context)
+        return task_pb(await self.tasks.create(caller, changes_from(request.job_task, None)))
+
+    @rpc
+    async def GetTask(
+        self, request: task_service_pb2.GetTaskRequest, context: Context
+    ) -> job_task_pb2.JobTask:
+        return task_pb(await self.tasks.get(await self.callers(context), request.uuid))
+
+    @rpc
+    async def ListTasks(
+        self, request: task_service_pb2.ListTasksRequest, context: Context
+    ) -> task_service_pb2.ListTasksResponse:
+        caller = await self.callers(context)
+        query = list_query(request, TASK_ATTRS)
+        records, total = await self.tasks.list(caller, query)
+        response = task_service_pb2.ListTasksResponse(
+            kind="arvados#jobTaskList",
+            offset=query.offset,
+            limit=query.limit,
+            items=[task_pb(r) for r in records],
+        )
+        if total is not None:
+            response.items_available = total
+        return response
+
+    @rpc
+    async def UpdateTask(
+        self, request: task_service_pb2.UpdateTaskRequest, context: Context
+    ) -> job_task_pb2.JobTask:
+        caller = await self.callers(context)
+        changes = changes_from(request.job_task, request.update_mask.paths)
+        return task_pb(await self.tasks.update(caller, request.uuid, changes))
+
+    @rpc
+    async def DeleteTask(
+        self, request: task_service_pb2.DeleteTaskRequest, context: Context
+    ) -> job_task_pb2.JobTask:
+        return task_pb(await self.tasks.delete(await self.callers(context), request.uuid))
+
+    @rpc
+    async def ReportTaskExit(
+        self, request: task_service_pb2.ReportTaskExitRequest, context: Context
+    ) -> job_task_pb2.JobTask:
+        caller = await self.callers(context)
+        record = await self.tasks.report_exit(
+            caller,
+            request.uuid,
+            lease_id=request.lease_id,
+            exit_code=request.exit_code if request.HasField("exit_code") else None,
+            signal=request.signal if request.HasField("signal") else None,
+            log=request.log,
+        )
+        return task_pb(record)
+
+    @rpc
+    async def ClaimTask(
+        self, request: task_service_pb2.ClaimTaskRequest, context: Context
+    ) -> task_service_pb2.ClaimTaskResponse:
+        caller = await self.callers(context)
+        wait = request.wait.ToTimedelta().total_seconds() if request.HasField("wait") else 0.0
+        if wait < 0:
+            raise InvalidArgument("wait", "must not be negative")
+        deadline = time.monotonic() + min(wait, MAX_CLAIM_WAIT)
+        spec = worker_spec(request.worker)
+        ttl = self.claims.settings.lease_ttl.total_seconds()
+        while True:
+            claims = await self.claims.claim(caller, spec, request.max_tasks or 1)
+            remaining = deadline - time.monotonic()
+            if claims or remaining <= 0:
+                return task_service_pb2.ClaimTaskResponse(
+                    assignments=[assignment_pb(c, ttl) for c in claims]
+                )
+            await self.signal.wait(remaining)
+
+    @rpc
+    async def WatchTasks(
+        self, request: task_service_pb2.WatchTasksRequest, context: Context
+    ) -> AsyncIterator[watch_pb2.WatchEvent]:
+        caller = await self.callers(context)
+        check_uuid(request.job_uuid, JOB_INFIX, "job_uuid")
+        after = request.after_seq if request.HasField("after_seq") else None
+        async for event in self.watcher.stream(
+            caller, request.job_uuid, task_uuid=request.task_uuid or None, after_seq=after
+        ):
+            yield event

@@ -1,0 +1,172 @@
+"""Watch streams: a snapshot, then the job's events from the change feed, resumable.
+
+Positions are sequence numbers of the change feed. Every transaction that writes a job's
+events holds the job's row lock first, so one job's events commit in sequence order: a
+watcher that read up to seq N of a job never finds a later-committed event of that job
+below N. That is why resuming from `after_seq` misses nothing and repeats nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from jobtask.domain.errors import NotFound, OutOfRange
+from jobtask.domain.statuses import JOB_TERMINAL, JobStatus
+from jobtask.manager.context import Caller
+from jobtask.server.changes import ChangeSignal
+from jobtask.server.convert import job_pb, task_pb, timestamp
+from jobtask.store import feed
+from jobtask.store.database import Database
+from jobtask.store.records import from_json, job_record, task_record
+from jobtask.store.schema import events, job_tasks, jobs
+from jobtask.v1 import watch_pb2
+from sqlalchemy import func, select
+
+SNAPSHOT_PAGE = 200
+HEARTBEAT_SECONDS = 5.0
+
+_TYPES = {
+    feed.JOB_CHANGED: watch_pb2.WATCH_EVENT_TYPE_JOB_CHANGED,
+    feed.TASK_CREATED: watch_pb2.WATCH_EVENT_TYPE_TASK_CREATED,
+    feed.TASK_CHANGED: watch_pb2.WATCH_EVENT_TYPE_TASK_CHANGED,
+    feed.TASK_PROGRESS: watch_pb2.WATCH_EVENT_TYPE_TASK_PROGRESS,
+    feed.TASK_LOG: watch_pb2.WATCH_EVENT_TYPE_TASK_LOG,
+    feed.TASK_DELETED: watch_pb2.WATCH_EVENT_TYPE_TASK_DELETED,
+}
+
+
+def event_pb(row: dict[str, Any]) -> watch_pb2.WatchEvent:
+    kind = row["type"]
+    msg = watch_pb2.WatchEvent(
+        seq=row["seq"],
+        type=_TYPES[kind],
+        job_uuid=row["job_uuid"],
+        task_uuid=row["task_uuid"] or "",
+    )
+    msg.time.CopyFrom(timestamp(row["created_at"]))
+    payload = row["payload"]
+    if kind == feed.JOB_CHANGED:
+        msg.job.CopyFrom(job_pb(from_json(payload)))
+    elif kind in (feed.TASK_CREATED, feed.TASK_CHANGED):
+        msg.task.CopyFrom(task_pb(from_json(payload)))
+    elif kind == feed.TASK_PROGRESS:
+        msg.progress = payload["progress"]
+    elif kind == feed.TASK_LOG:
+        msg.log = payload["log"]
+    return msg
+
+
+class Watcher:
+    def __init__(
+        self,
+        db: Database,
+        signal: ChangeSignal,
+        *,
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
+    ) -> None:
+        self.db = db
+        self.signal = signal
+        self.heartbeat_seconds = heartbeat_seconds
+
+    async def stream(
+        self,
+        caller: Caller,
+        job_uuid: str,
+        *,
+        task_uuid: str | None = None,
+        after_seq: int | None = None,
+    ) -> AsyncIterator[watch_pb2.WatchEvent]:
+        if after_seq is None:
+            last = 0
+            terminal = False
+            async for event, last, terminal in self._snapshot(caller, job_uuid, task_uuid):
+                yield event
+            if terminal:
+                return
+        else:
+            last = await self._check_resume(caller, job_uuid, after_seq)
+        async for event in self._follow(job_uuid, task_uuid, last):
+            yield event
+
+    async def _snapshot(
+        self, caller: Caller, job_uuid: str, task_uuid: str | None
+    ) -> AsyncIterator[tuple[watch_pb2.WatchEvent, int, bool]]:
+        # One read transaction: the job, its tasks and its feed position agree.
+        async with self.db.snapshot() as conn:
+            row = (await conn.execute(select(jobs).where(jobs.c.uuid == job_uuid))).first()
+            if row is None or (not caller.is_admin and row.owner_uuid != caller.user_uuid):
+                raise NotFound(f"job {job_uuid} not found")
+            job = job_record(row)
+            head = (
+                await conn.execute(
+                    select(func.max(events.c.seq)).where(events.c.job_uuid == job_uuid)
+                )
+            ).scalar() or 0
+            query = (
+                select(job_tasks).where(job_tasks.c.job_id == job["id"]).order_by(job_tasks.c.id)
+            )
+            if task_uuid:
+                query = query.where(job_tasks.c.uuid == task_uuid)
+            tasks = [task_record(r) for r in await conn.execute(query)]
+        if task_uuid and not tasks:
+            raise NotFound(f"task {task_uuid} not found in job {job_uuid}")
+        terminal = JobStatus(job["status"]) in JOB_TERMINAL
+        pages = [tasks[i : i + SNAPSHOT_PAGE] for i in range(0, len(tasks), SNAPSHOT_PAGE)] or [[]]
+        for i, page in enumerate(pages):
+            msg = watch_pb2.WatchEvent(
+                seq=head,
+                type=watch_pb2.WATCH_EVENT_TYPE_SNAPSHOT,
+                job_uuid=job_uuid,
+                snapshot_done=i == len(pages) - 1,
+            )
+            if i == 0:
+                msg.job.CopyFrom(job_pb(job))
+            msg.tasks.extend(task_pb(t) for t in page)
+            yield msg, head, terminal
+
+    async def _check_resume(self, caller: Caller, job_uuid: str, after_seq: int) -> int:
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(select(jobs.c.owner_uuid).where(jobs.c.uuid == job_uuid))
+            ).first()
+            if row is None or (not caller.is_admin and row.owner_uuid != caller.user_uuid):
+                raise NotFound(f"job {job_uuid} not found")
+            pruned = await feed.pruned_before(conn)
+            head = await feed.head(conn)
+        if after_seq < pruned:
+            raise OutOfRange(
+                f"after_seq {after_seq} is older than the oldest event kept ({pruned + 1}): "
+                "read the job again and watch without after_seq"
+            )
+        if after_seq > head:
+            raise OutOfRange(f"after_seq {after_seq} is ahead of the change feed ({head})")
+        return after_seq
+
+    async def _follow(
+        self, job_uuid: str, task_uuid: str | None, last: int
+    ) -> AsyncIterator[watch_pb2.WatchEvent]:
+        idle_since = time.monotonic()
+        while True:
+            async with self.db.read() as conn:
+                rows = await feed.read_after(conn, job_uuid, last)
+            terminal = False
+            for row in rows:
+                last = row["seq"]
+                if row["type"] == feed.JOB_CHANGED:
+                    terminal = JobStatus(row["payload"]["status"]) in JOB_TERMINAL
+                if task_uuid and row["task_uuid"] != task_uuid:
+                    continue
+                yield event_pb(row)
+                idle_since = time.monotonic()
+            if rows:
+                if terminal and len(rows) < 500:
+                    return
+                continue
+            if time.monotonic() - idle_since >= self.heartbeat_seconds:
+                yield watch_pb2.WatchEvent(
+                    seq=last, type=watch_pb2.WATCH_EVENT_TYPE_HEARTBEAT, job_uuid=job_uuid
+                )
+                idle_since = time.monotonic()
+            await self.signal.wait(self.heartbeat_seconds)

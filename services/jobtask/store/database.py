@@ -1,0 +1,180 @@
+"""Connections to the store: SQLite (the embedded default) or PostgreSQL, by URL.
+
+Callers own their unit of work: `await db.transact(fn)` runs `fn(conn)` in one write
+transaction (retried when a concurrent writer made it fail), `async with db.read()` gives a
+read-only connection. Database errors are translated here, once, into domain errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from jobtask.domain.errors import Aborted, AlreadyExists, DomainError, Unavailable
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_SQLITE_FILE = "jobtask.sqlite3"
+# How long a SQLite writer waits for another process's write transaction.
+SQLITE_BUSY_TIMEOUT_MS = 20_000
+WRITE_RETRIES = 5
+
+
+def default_url() -> str:
+    return os.environ.get("JOBTASK_DATABASE_URL") or f"sqlite:///{DEFAULT_SQLITE_FILE}"
+
+
+def normalize_url(url: str) -> str:
+    """Accepts plain `sqlite:///f` and `postgresql://...` and picks the async drivers."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return str(parsed.set(drivername="sqlite+aiosqlite"))
+    if backend == "postgresql":
+        return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+    raise ValueError(f"unsupported database URL {url!r}: use sqlite:/// or postgresql://")
+
+
+class Database:
+    """One store. On SQLite, writes go through one connection at a time per process."""
+
+    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+        self.url = normalize_url(url)
+        self.dialect = make_url(self.url).get_backend_name()
+        self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
+        self._commit_listeners: list[Callable[[], None]] = []
+        if self.dialect == "sqlite":
+            self._prepare_sqlite_file()
+            self.write_engine = self._sqlite_engine(immediate=True, echo=echo)
+            self.read_engine = self._sqlite_engine(immediate=False, echo=echo)
+        else:
+            self.write_engine = create_async_engine(
+                self.url,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_pre_ping=True,
+                echo=echo,
+            )
+            self.read_engine = self.write_engine
+
+    def on_commit(self, listener: Callable[[], None]) -> None:
+        """Calls listener after every write transaction this process commits."""
+        self._commit_listeners.append(listener)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    def _prepare_sqlite_file(self) -> None:
+        database = make_url(self.url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+    def _sqlite_engine(self, *, immediate: bool, echo: bool) -> AsyncEngine:
+        engine = create_async_engine(self.url, echo=echo, connect_args={"timeout": 30})
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's own BEGIN is lazy).
+            dbapi_conn.isolation_level = None
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def on_begin(conn: Any) -> None:
+            # IMMEDIATE takes the write lock up front, so two writers never deadlock on
+            # upgrading a read lock (SQLITE_BUSY that busy_timeout cannot resolve).
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+
+    async def dispose(self) -> None:
+        await self.write_engine.dispose()
+        if self.read_engine is not self.write_engine:
+            await self.read_engine.dispose()
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self.read_engine.connect() as conn:
+                yield conn
+        except DBAPIError as exc:
+            raise translate(exc) from exc
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[AsyncConnection]:
+        """A read connection whose statements all see one snapshot of the database."""
+        try:
+            async with self.read_engine.connect() as conn:
+                if not self.is_sqlite:
+                    await conn.execution_options(isolation_level="REPEATABLE READ")
+                # SQLite: the read transaction begun by the first statement is a snapshot.
+                yield conn
+        except DBAPIError as exc:
+            raise translate(exc) from exc
+
+    async def transact(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Runs fn in one write transaction; retries it when a concurrent writer won."""
+        delay = 0.02
+        for attempt in range(WRITE_RETRIES):
+            try:
+                result = await self._transact_once(fn)
+            except Aborted:
+                if attempt == WRITE_RETRIES - 1:
+                    raise
+                await asyncio.sleep(delay)
+                delay *= 2
+                continue
+            for listener in self._commit_listeners:
+                listener()
+            return result
+        raise AssertionError("unreachable")
+
+    async def _transact_once(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        try:
+            if self._write_lock is not None:
+                async with self._write_lock, self.write_engine.begin() as conn:
+                    return await fn(conn)
+            async with self.write_engine.begin() as conn:
+                return await fn(conn)
+        except DomainError:
+            raise
+        except DBAPIError as exc:
+            raise translate(exc) from exc
+
+
+# SQLSTATEs that mean "try again": serialization failure, deadlock.
+_RETRYABLE_SQLSTATES = {"40001", "40P01"}
+
+
+def translate(exc: DBAPIError) -> DomainError:
+    """The one place database errors become domain errors."""
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if sqlstate in _RETRYABLE_SQLSTATES:
+        return Aborted("a concurrent change won; try again")
+    if isinstance(exc, IntegrityError):
+        return AlreadyExists("the object conflicts with an existing one")
+    text = str(orig).lower()
+    if isinstance(exc, OperationalError) and "locked" in text:
+        return Unavailable("the database is busy; try again")
+    if exc.connection_invalidated or isinstance(exc, OperationalError):
+        log.warning("database unavailable: %s", type(orig).__name__)
+        return Unavailable("the database is unreachable; try again")
+    log.error("unexpected database error: %s", exc)
+    return Unavailable("the database failed; try again")

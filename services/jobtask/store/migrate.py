@@ -1,0 +1,58 @@
+"""Schema migrations (Alembic), safe to run from several replicas starting at once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from jobtask.store.database import Database
+from sqlalchemy import text
+
+# Any constant shared by every replica: PostgreSQL advisory lock key for migrations.
+_MIGRATION_LOCK_KEY = 0x6A6F627461736B  # "jobtask"
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", "jobtask.store:migrations")
+    return config
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+async def upgrade(db: Database, revision: str = "head") -> None:
+    """Brings the schema to `revision`. Concurrent callers wait for each other."""
+    config = alembic_config()
+    async with db.write_engine.connect() as conn:
+        if not db.is_sqlite:
+            # Replicas starting together: one migrates, the others wait, then find nothing to do.
+            await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+            await conn.commit()
+        try:
+
+            def run(sync_conn: Any) -> None:
+                config.attributes["connection"] = sync_conn
+                command.upgrade(config, revision)
+
+            await conn.run_sync(run)
+            await conn.commit()
+        finally:
+            if not db.is_sqlite:
+                await conn.execute(
+                    text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK_KEY}
+                )
+                await conn.commit()
+
+
+async def current_revision(db: Database) -> str | None:
+    async with db.read() as conn:
+
+        def get(sync_conn: Any) -> str | None:
+            return MigrationContext.configure(sync_conn).get_current_revision()
+
+        return await conn.run_sync(get)

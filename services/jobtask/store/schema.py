@@ -1,0 +1,192 @@
+"""The tables, as SQLAlchemy Core metadata. Alembic migrations (store/migrations) create them.
+
+Hash attributes are JSON (JSONB on PostgreSQL, so `exists` filters can use it). Task status
+counts are kept on the job row, in the same transaction as every task change, so ripple
+decisions and tasks_summary never scan a job's tasks.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+# BIGINT primary keys autoincrement on PostgreSQL; SQLite wants INTEGER for its rowid alias.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+Time = DateTime(timezone=True)
+
+TASK_STATUS_COUNTS = (
+    "n_queued",
+    "n_active",
+    "n_completed",
+    "n_soft_failed",
+    "n_failed",
+    "n_canceled",
+    "n_paused",
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("uuid", String(27), nullable=False, unique=True),
+    Column("owner_uuid", String(27), nullable=False),
+    Column("created_at", Time, nullable=False),
+    Column("modified_at", Time, nullable=False),
+    Column("modified_by_client_uuid", String(27)),
+    Column("modified_by_user_uuid", String(27)),
+    Column("version", Integer, nullable=False, server_default="1"),
+    Column("submit_id", String(255), unique=True),
+    Column("submit_digest", String(64)),
+    Column("identity", String(64), nullable=False),
+    Column("priority", Integer, nullable=False, server_default="0"),
+    Column("script", String(255), nullable=False),
+    Column("script_parameters", Json, nullable=False),
+    Column("script_version", String(255), nullable=False),
+    Column("repository", String(255)),
+    Column("runtime_constraints", Json, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("running", Boolean, nullable=False, server_default="0"),
+    Column("success", Boolean),
+    Column("cancelled_by_client_uuid", String(27)),
+    Column("cancelled_by_user_uuid", String(27)),
+    Column("cancelled_at", Time),
+    Column("started_at", Time),
+    Column("finished_at", Time),
+    Column("is_locked_by_uuid", String(27)),
+    Column("output", Text),
+    Column("log", Text),
+    *(Column(name, Integer, nullable=False, server_default="0") for name in TASK_STATUS_COUNTS),
+    Index("ix_jobs_queue", "status", "priority", "created_at"),
+    Index("ix_jobs_identity", "identity"),
+    Index("ix_jobs_modified_at", "modified_at"),
+    Index("ix_jobs_owner_uuid", "owner_uuid"),
+)
+
+job_tasks = Table(
+    "job_tasks",
+    metadata,
+    # qsequence (order of arrival, 0-based) is id - 1.
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("uuid", String(27), nullable=False, unique=True),
+    Column("job_id", ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("job_uuid", String(27), nullable=False),
+    Column("owner_uuid", String(27), nullable=False),
+    Column("created_at", Time, nullable=False),
+    Column("modified_at", Time, nullable=False),
+    Column("modified_by_client_uuid", String(27)),
+    Column("modified_by_user_uuid", String(27)),
+    Column("version", Integer, nullable=False, server_default="1"),
+    Column("sequence", Integer, nullable=False, server_default="0"),
+    Column("parameters", Json, nullable=False),
+    Column("runtime_constraints", Json, nullable=False),
+    Column("created_by_job_task_uuid", String(27)),
+    Column("status", String(32), nullable=False),
+    Column("output", Text),
+    Column("progress", Float, nullable=False, server_default="0"),
+    Column("success", Boolean),
+    Column("failed_count", Integer, nullable=False, server_default="0"),
+    Column("failed_at", Time),
+    Column("failed_log", Text),
+    Column("log", Text),
+    Column("started_at", Time),
+    Column("finished_at", Time),
+    Column("attempt", Integer, nullable=False, server_default="0"),
+    Column("worker_id", String(255)),
+    Column("node_name", String(255)),
+    Column("lease_id", String(64)),
+    Column("lease_expires_at", Time),
+    # SHA-256 of the token given to the task's process for this lease.
+    Column("token_digest", LargeBinary(32)),
+    Index("ix_job_tasks_job_id_sequence", "job_id", "sequence", "status"),
+    Index("ix_job_tasks_job_id_status", "job_id", "status"),
+    Index("ix_job_tasks_created_by", "created_by_job_task_uuid"),
+    Index("ix_job_tasks_claimable", "status", "job_id", "id"),
+    Index("ix_job_tasks_lease_expires_at", "lease_expires_at"),
+    Index("ix_job_tasks_modified_at", "modified_at"),
+)
+
+# Which workers failed which task: a task is not given again to a worker that failed it
+# while another capable worker exists (Flamenco's per-worker failure memory).
+task_failures = Table(
+    "task_failures",
+    metadata,
+    Column("task_id", ForeignKey("job_tasks.id", ondelete="CASCADE"), nullable=False),
+    Column("worker_id", String(255), nullable=False),
+    Column("failed_at", Time, nullable=False),
+    UniqueConstraint("task_id", "worker_id"),
+)
+
+# Every attempt to run a task, for the record (and to prove no task ran twice at once).
+task_attempts = Table(
+    "task_attempts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("task_id", ForeignKey("job_tasks.id", ondelete="CASCADE"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("lease_id", String(64), nullable=False, unique=True),
+    Column("worker_id", String(255), nullable=False),
+    Column("node_name", String(255), nullable=False),
+    Column("started_at", Time, nullable=False),
+    Column("ended_at", Time),
+    Column("outcome", String(32)),
+    Index("ix_task_attempts_task_id", "task_id"),
+)
+
+# The change feed: one row per state change, written in the change's transaction.
+events = Table(
+    "events",
+    metadata,
+    Column("seq", Id, primary_key=True, autoincrement=True),
+    Column("created_at", Time, nullable=False),
+    Column("job_uuid", String(27), nullable=False),
+    Column("task_uuid", String(27)),
+    Column("type", String(32), nullable=False),
+    Column("payload", Json, nullable=False),
+    Index("ix_events_job_uuid_seq", "job_uuid", "seq"),
+)
+
+# Workers seen recently (min_nodes counts live nodes here).
+workers = Table(
+    "workers",
+    metadata,
+    Column("worker_id", String(255), primary_key=True),
+    Column("node_name", String(255), nullable=False),
+    Column("ram_kib", BigInteger, nullable=False, server_default="0"),
+    Column("cores", Integer, nullable=False, server_default="0"),
+    Column("last_seen_at", Time, nullable=False),
+)
+
+# Small settings the system keeps across restarts (the feed's pruning watermark, ...).
+settings = Table(
+    "settings",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
