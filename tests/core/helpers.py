@@ -49,3 +49,58 @@ def job_status(name: str) -> int:
 
 def task_status(name: str) -> int:
     return job_task_pb2.TaskStatus.Value("TASK_STATUS_" + name.upper().replace("-", "_"))
+
+
+async def claim(cluster: Any, worker_id: str = "w1", node: str = "node1", wait: float = 0.0) -> Any:
+    """Claims one task; returns its TaskAssignment or None."""
+    request = task_service_pb2.ClaimTaskRequest(worker=worker(worker_id, node))
+    if wait:
+        request.wait.FromMilliseconds(int(wait * 1000))
+    response = await cluster.tasks.ClaimTask(request)
+    return response.assignments[0] if response.assignments else None
+
+
+async def report(cluster: Any, assignment: Any, **fields: Any) -> job_task_pb2.JobTask:
+    """The task's process PATCHes its task (with its own token)."""
+    request = task_service_pb2.UpdateTaskRequest(uuid=assignment.task.uuid, job_task=task(**fields))
+    request.update_mask.paths.extend(fields)
+    return await cluster.tasks.UpdateTask(request, metadata=token_md(assignment.task_token))
+
+
+async def exit_(cluster: Any, assignment: Any, code: int = 0) -> job_task_pb2.JobTask:
+    return await cluster.tasks.ReportTaskExit(
+        task_service_pb2.ReportTaskExitRequest(
+            uuid=assignment.task.uuid, lease_id=assignment.lease.lease_id, exit_code=code
+        )
+    )
+
+
+async def succeed(cluster: Any, assignment: Any, output: str = "") -> job_task_pb2.JobTask:
+    await report(cluster, assignment, progress=1.0, success=True, output=output)
+    return await exit_(cluster, assignment)
+
+
+async def get_job(cluster: Any, uuid: str) -> job_pb2.Job:
+    return await cluster.jobs.GetJob(job_service_pb2.GetJobRequest(uuid=uuid))
+
+
+async def get_task(cluster: Any, uuid: str) -> job_task_pb2.JobTask:
+    return await cluster.tasks.GetTask(task_service_pb2.GetTaskRequest(uuid=uuid))
+
+
+async def job_tasks(cluster: Any, job_uuid: str) -> list[job_task_pb2.JobTask]:
+    response = await cluster.tasks.ListTasks(
+        task_service_pb2.ListTasksRequest(
+            filters=filters(["job_uuid", "=", job_uuid]), order=["qsequence"]
+        )
+    )
+    return list(response.items)
+
+
+async def add_task(
+    cluster: Any, job_uuid: str, metadata: Any = None, **fields: Any
+) -> job_task_pb2.JobTask:
+    return await cluster.tasks.CreateTask(
+        task_service_pb2.CreateTaskRequest(job_task=task(job_uuid=job_uuid, **fields)),
+        metadata=metadata,
+    )

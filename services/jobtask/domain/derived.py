@@ -87,4 +87,7 @@ def task_on_enter(
             changes.update(output=None, failed_count=0, failed_at=None, failed_log=None)
     elif new is T.SOFT_FAILED:
         changes.update(success=None, finished_at=now, **_CLEAR_LEASE)
+    elif new is T.PAUSED:
+        # Its process (if any) has ended; progress stays as a checkpoint until resumed.
+        changes.update(success=None, finished_at=None, **_CLEAR_LEASE)
     return changes

@@ -46,7 +46,7 @@ class Attr:
     column: bool = True
 
 
-S, X, I, F, B, D, H, ST = (
+STR, TXT, INT, FLT, BOOL, TIME, HASH, STAT = (
     Kind.STRING,
     Kind.TEXT,
     Kind.INTEGER,
@@ -56,7 +56,7 @@ S, X, I, F, B, D, H, ST = (
     Kind.HASH,
     Kind.STATUS,
 )
-C, CR, P, STA, M, IG = (
+CLI, CRE, PRO, STA, MGR, IGN = (
     Access.CLIENT,
     Access.CREATE,
     Access.PROCESS,
@@ -66,39 +66,39 @@ C, CR, P, STA, M, IG = (
 )
 
 _COMMON: dict[str, Attr] = {
-    "uuid": Attr(S, M),
-    "owner_uuid": Attr(S, M),
-    "created_at": Attr(D, M),
-    "modified_at": Attr(D, M),
-    "modified_by_client_uuid": Attr(S, M),
-    "modified_by_user_uuid": Attr(S, M),
-    "etag": Attr(S, IG, column=False),
-    "kind": Attr(S, IG, column=False),
-    "href": Attr(S, IG, column=False),
+    "uuid": Attr(STR, MGR),
+    "owner_uuid": Attr(STR, MGR),
+    "created_at": Attr(TIME, MGR),
+    "modified_at": Attr(TIME, MGR),
+    "modified_by_client_uuid": Attr(STR, MGR),
+    "modified_by_user_uuid": Attr(STR, MGR),
+    "etag": Attr(STR, IGN, column=False),
+    "kind": Attr(STR, IGN, column=False),
+    "href": Attr(STR, IGN, column=False),
 }
 
 JOB_ATTRS: dict[str, Attr] = {
     **_COMMON,
-    "submit_id": Attr(S, CR),
-    "priority": Attr(I, C),
-    "script": Attr(S, C, definition=True),
-    "script_parameters": Attr(H, C, definition=True),
-    "script_version": Attr(S, C, definition=True),
-    "repository": Attr(S, C, definition=True),
-    "runtime_constraints": Attr(H, C, definition=True),
-    "cancelled_by_client_uuid": Attr(S, M),
-    "cancelled_by_user_uuid": Attr(S, M),
-    "cancelled_at": Attr(D, M),
-    "started_at": Attr(D, M),
-    "finished_at": Attr(D, M),
-    "running": Attr(B, M),
-    "success": Attr(B, M),
-    "is_locked_by_uuid": Attr(S, M),
-    "output": Attr(X, M),
-    "log": Attr(X, M),
-    "tasks_summary": Attr(H, M, column=False),
-    "status": Attr(ST, STA),
-    "state": Attr(S, M),
+    "submit_id": Attr(STR, CRE),
+    "priority": Attr(INT, CLI),
+    "script": Attr(STR, CLI, definition=True),
+    "script_parameters": Attr(HASH, CLI, definition=True),
+    "script_version": Attr(STR, CLI, definition=True),
+    "repository": Attr(STR, CLI, definition=True),
+    "runtime_constraints": Attr(HASH, CLI, definition=True),
+    "cancelled_by_client_uuid": Attr(STR, MGR),
+    "cancelled_by_user_uuid": Attr(STR, MGR),
+    "cancelled_at": Attr(TIME, MGR),
+    "started_at": Attr(TIME, MGR),
+    "finished_at": Attr(TIME, MGR),
+    "running": Attr(BOOL, MGR),
+    "success": Attr(BOOL, MGR),
+    "is_locked_by_uuid": Attr(STR, MGR),
+    "output": Attr(TXT, MGR),
+    "log": Attr(TXT, MGR),
+    "tasks_summary": Attr(HASH, MGR, column=False),
+    "status": Attr(STAT, STA),
+    "state": Attr(STR, MGR),
 }
 
 # Input spellings of the seeds, mapped to the attribute they stand for.
@@ -106,25 +106,25 @@ JOB_ALIASES = {"script_name": "script", "resource_limits": "runtime_constraints"
 
 TASK_ATTRS: dict[str, Attr] = {
     **_COMMON,
-    "job_uuid": Attr(S, CR),
-    "sequence": Attr(I, CR),
-    "qsequence": Attr(I, M),
-    "parameters": Attr(H, CR),
-    "output": Attr(X, P),
-    "progress": Attr(F, P),
-    "success": Attr(B, P),
-    "created_by_job_task_uuid": Attr(S, CR),
-    "runtime_constraints": Attr(H, CR),
-    "failed_count": Attr(I, M),
-    "failed_at": Attr(D, M),
-    "failed_log": Attr(X, M),
-    "log": Attr(X, M),
-    "started_at": Attr(D, M),
-    "finished_at": Attr(D, M),
-    "status": Attr(ST, STA),
-    "worker_id": Attr(S, M),
-    "node_name": Attr(S, M),
-    "attempt": Attr(I, M),
+    "job_uuid": Attr(STR, CRE),
+    "sequence": Attr(INT, CRE),
+    "qsequence": Attr(INT, MGR),
+    "parameters": Attr(HASH, CRE),
+    "output": Attr(TXT, PRO),
+    "progress": Attr(FLT, PRO),
+    "success": Attr(BOOL, PRO),
+    "created_by_job_task_uuid": Attr(STR, CRE),
+    "runtime_constraints": Attr(HASH, CRE),
+    "failed_count": Attr(INT, MGR),
+    "failed_at": Attr(TIME, MGR),
+    "failed_log": Attr(TXT, MGR),
+    "log": Attr(TXT, MGR),
+    "started_at": Attr(TIME, MGR),
+    "finished_at": Attr(TIME, MGR),
+    "status": Attr(STAT, STA),
+    "worker_id": Attr(STR, MGR),
+    "node_name": Attr(STR, MGR),
+    "attempt": Attr(INT, MGR),
 }
 
 TASK_ALIASES: dict[str, str] = {}

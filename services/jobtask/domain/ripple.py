@@ -77,8 +77,8 @@ def follow_up(job: JobStatus, counts: Mapping[TaskStatus, int]) -> JobStatus | N
         if job is J.QUEUED and active:
             return J.ACTIVE
         return None
-    if job in (J.COMPLETED, J.FAILED, J.CANCELED) and not failed:
-        # A task of a finished job was requeued (or created): the job runs again.
-        if counts.get(T.QUEUED, 0) or counts.get(T.SOFT_FAILED, 0):
-            return J.QUEUED
+    # A task of a finished job was requeued (or created): the job runs again.
+    waiting = counts.get(T.QUEUED, 0) or counts.get(T.SOFT_FAILED, 0)
+    if job in (J.COMPLETED, J.FAILED, J.CANCELED) and not failed and waiting:
+        return J.QUEUED
     return None

@@ -96,6 +96,7 @@ TASK_EXTENSIONS: dict[tuple[TaskStatus, TaskStatus], str] = {
     (T.PAUSED, T.QUEUED): "resume",
     (T.PAUSED, T.CANCELED): "canceling a paused job",
     (T.ACTIVE, T.QUEUED): "a worker shutting down hands its task back unfailed",
+    (T.ACTIVE, T.PAUSED): "the process of a task whose job pauses ended undecided (Flamenco)",
 }
 
 
@@ -119,6 +120,8 @@ JOB_TERMINAL = frozenset({J.COMPLETED, J.FAILED, J.CANCELED})
 JOB_DISPATCHABLE = frozenset({J.QUEUED, J.ACTIVE})
 # Tasks that may be claimed.
 TASK_CLAIMABLE = frozenset({T.QUEUED, T.SOFT_FAILED})
+# Jobs whose running tasks are told to stop and come back paused, not failed.
+JOB_HOLDING = frozenset({J.PAUSE_REQUESTED, J.PAUSED})
 # Tasks still to finish: a job with none of these left is done one way or another.
 TASK_UNFINISHED = frozenset({T.QUEUED, T.ACTIVE, T.SOFT_FAILED, T.PAUSED})
 

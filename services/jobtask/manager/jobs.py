@@ -296,7 +296,8 @@ class JobManager:
             raise FailedPrecondition(
                 f"job status {new} follows from its tasks and cannot be set directly"
             )
-        return await getattr(self, f"_{verb}")(conn, caller, job, now)
+        result: Record = await getattr(self, f"_{verb}")(conn, caller, job, now)
+        return result
 
     async def delete(self, caller: Caller, uuid: str) -> Record:
         check_uuid(uuid, JOB_INFIX, "uuid")

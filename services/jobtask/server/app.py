@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from grpc_health.v1 import _async as health_aio  # the asyncio HealthServicer
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from jobtask.manager.claims import ClaimManager
@@ -73,7 +74,7 @@ class Core:
         )
 
 
-def _new_server(names: list[str]) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+def _new_server(names: list[str]) -> tuple[grpc.aio.Server, health_aio.HealthServicer]:
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -83,7 +84,7 @@ def _new_server(names: list[str]) -> tuple[grpc.aio.Server, health.aio.HealthSer
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ]
     )
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
@@ -100,7 +101,8 @@ def _bind(server: grpc.aio.Server, listen: str) -> int:
 
 def create_job_server(core: Core, listen: str) -> tuple[grpc.aio.Server, int, Any]:
     server, health_servicer = _new_server([JOB_SERVICE])
-    job_service_pb2_grpc.add_JobServiceServicer_to_server(
+    # The generated registration functions are untyped.
+    job_service_pb2_grpc.add_JobServiceServicer_to_server(  # type: ignore[no-untyped-call]
         JobServicer(core.jobs, core.callers, core.watcher), server
     )
     return server, _bind(server, listen), health_servicer
@@ -108,7 +110,7 @@ def create_job_server(core: Core, listen: str) -> tuple[grpc.aio.Server, int, An
 
 def create_task_server(core: Core, listen: str) -> tuple[grpc.aio.Server, int, Any]:
     server, health_servicer = _new_server([TASK_SERVICE])
-    task_service_pb2_grpc.add_TaskServiceServicer_to_server(
+    task_service_pb2_grpc.add_TaskServiceServicer_to_server(  # type: ignore[no-untyped-call]
         TaskServicer(core.tasks, core.claims, core.callers, core.watcher, core.signal), server
     )
     return server, _bind(server, listen), health_servicer

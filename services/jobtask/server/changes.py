@@ -19,8 +19,8 @@ class ChangeSignal:
         self._event.set()
         self._event = asyncio.Event()
 
-    async def wait(self, timeout: float | None = None) -> None:
-        """Returns when notified, or after the poll interval (or `timeout`, if shorter)."""
-        limit = self.poll_interval if timeout is None else min(timeout, self.poll_interval)
+    async def wait(self, at_most: float | None = None) -> None:
+        """Returns when notified, or after the poll interval (or `at_most`, if shorter)."""
+        limit = self.poll_interval if at_most is None else min(at_most, self.poll_interval)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._event.wait(), limit)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
@@ -16,15 +16,18 @@ from jobtask.domain.statuses import JobStatus, TaskStatus
 from jobtask.store.records import Record
 from jobtask.v1 import job_pb2, job_task_pb2
 
-JOB_STATUS_TO_PB = {s: job_pb2.JobStatus.Value("JOB_STATUS_" + s.name) for s in JobStatus}
+JOB_STATUS_TO_PB: dict[JobStatus, job_pb2.JobStatus] = {
+    s: cast(job_pb2.JobStatus, job_pb2.JobStatus.Value("JOB_STATUS_" + s.name)) for s in JobStatus
+}
 JOB_STATUS_FROM_PB = {v: k for k, v in JOB_STATUS_TO_PB.items()}
-TASK_STATUS_TO_PB = {s: job_task_pb2.TaskStatus.Value("TASK_STATUS_" + s.name) for s in TaskStatus}
+TASK_STATUS_TO_PB: dict[TaskStatus, job_task_pb2.TaskStatus] = {
+    s: cast(job_task_pb2.TaskStatus, job_task_pb2.TaskStatus.Value("TASK_STATUS_" + s.name))
+    for s in TaskStatus
+}
 TASK_STATUS_FROM_PB = {v: k for k, v in TASK_STATUS_TO_PB.items()}
 
 
-def timestamp(value: dt.datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
+def timestamp(value: dt.datetime) -> Timestamp:
     ts = Timestamp()
     ts.FromDatetime(value)
     return ts
@@ -57,9 +60,57 @@ def constraints_pb(value: dict[str, Any] | None) -> job_pb2.RuntimeConstraints:
     return rc
 
 
-_JOB_COPY = ["uuid", "owner_uuid", "created_at", "modified_at", "modified_by_client_uuid", "modified_by_user_uuid", "etag", "submit_id", "priority", "script", "script_version", "repository", "cancelled_by_client_uuid", "cancelled_by_user_uuid", "cancelled_at", "started_at", "finished_at", "running", "success", "is_locked_by_uuid", "output", "log", "state"]
+_JOB_COPY = [
+    "uuid",
+    "owner_uuid",
+    "created_at",
+    "modified_at",
+    "modified_by_client_uuid",
+    "modified_by_user_uuid",
+    "etag",
+    "submit_id",
+    "priority",
+    "script",
+    "script_version",
+    "repository",
+    "cancelled_by_client_uuid",
+    "cancelled_by_user_uuid",
+    "cancelled_at",
+    "started_at",
+    "finished_at",
+    "running",
+    "success",
+    "is_locked_by_uuid",
+    "output",
+    "log",
+    "state",
+]
 
-_TASK_COPY = ["uuid", "owner_uuid", "created_at", "modified_at", "modified_by_client_uuid", "modified_by_user_uuid", "etag", "job_uuid", "sequence", "qsequence", "output", "progress", "success", "created_by_job_task_uuid", "failed_count", "failed_at", "failed_log", "log", "started_at", "finished_at", "worker_id", "node_name", "attempt"]
+_TASK_COPY = [
+    "uuid",
+    "owner_uuid",
+    "created_at",
+    "modified_at",
+    "modified_by_client_uuid",
+    "modified_by_user_uuid",
+    "etag",
+    "job_uuid",
+    "sequence",
+    "qsequence",
+    "output",
+    "progress",
+    "success",
+    "created_by_job_task_uuid",
+    "failed_count",
+    "failed_at",
+    "failed_log",
+    "log",
+    "started_at",
+    "finished_at",
+    "worker_id",
+    "node_name",
+    "attempt",
+]
 
 
 def job_pb(record: Record) -> job_pb2.Job:

@@ -54,12 +54,13 @@ def rich_status(exc: errors.DomainError) -> grpc.Status:
         status.details.add().Pack(detail)
     elif isinstance(exc, errors.Unavailable):
         status.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=Duration(seconds=1)))
-    return cast(grpc.Status, rpc_status.to_status(status))
+    return rpc_status.to_status(status)
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> None:
     if isinstance(exc, errors.DomainError):
-        await context.abort_with_status(rich_status(exc))
+        # grpc-stubs lacks abort_with_status on the asyncio context; grpc.aio has it.
+        await context.abort_with_status(rich_status(exc))  # type: ignore[attr-defined]
     log.exception("unexpected error in %s", context.__class__.__name__)
     await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
 

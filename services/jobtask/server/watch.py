@@ -79,9 +79,8 @@ class Watcher:
         after_seq: int | None = None,
     ) -> AsyncIterator[watch_pb2.WatchEvent]:
         if after_seq is None:
-            last = 0
-            terminal = False
-            async for event, last, terminal in self._snapshot(caller, job_uuid, task_uuid):
+            snapshot, last, terminal = await self._snapshot(caller, job_uuid, task_uuid)
+            for event in snapshot:
                 yield event
             if terminal:
                 return
@@ -92,7 +91,9 @@ class Watcher:
 
     async def _snapshot(
         self, caller: Caller, job_uuid: str, task_uuid: str | None
-    ) -> AsyncIterator[tuple[watch_pb2.WatchEvent, int, bool]]:
+    ) -> tuple[list[watch_pb2.WatchEvent], int, bool]:
+        """The snapshot pages, the job's feed position they reflect, and whether the job
+        is already terminal."""
         # One read transaction: the job, its tasks and its feed position agree.
         async with self.db.snapshot() as conn:
             row = (await conn.execute(select(jobs).where(jobs.c.uuid == job_uuid))).first()
@@ -114,6 +115,7 @@ class Watcher:
             raise NotFound(f"task {task_uuid} not found in job {job_uuid}")
         terminal = JobStatus(job["status"]) in JOB_TERMINAL
         pages = [tasks[i : i + SNAPSHOT_PAGE] for i in range(0, len(tasks), SNAPSHOT_PAGE)] or [[]]
+        messages = []
         for i, page in enumerate(pages):
             msg = watch_pb2.WatchEvent(
                 seq=head,
@@ -124,7 +126,8 @@ class Watcher:
             if i == 0:
                 msg.job.CopyFrom(job_pb(job))
             msg.tasks.extend(task_pb(t) for t in page)
-            yield msg, head, terminal
+            messages.append(msg)
+        return messages, int(head), terminal
 
     async def _check_resume(self, caller: Caller, job_uuid: str, after_seq: int) -> int:
         async with self.db.read() as conn:

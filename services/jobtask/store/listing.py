@@ -13,12 +13,12 @@ from sqlalchemy import (
     false,
     func,
     literal,
-    not_,
     or_,
     select,
     true,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import operators
 
 
 def column(table: Table, name: str) -> ColumnElement[Any]:
@@ -36,9 +36,12 @@ def condition_sql(
     return parts[0] if len(parts) == 1 else or_(*parts)
 
 
+_COMPARE = {"<": operators.lt, "<=": operators.le, ">": operators.gt, ">=": operators.ge}
+
+
 def _one(
     col: ColumnElement[Any], op: str, operand: Any, cluster_id: str, dialect: str
-) -> ColumnElement[bool]:
+) -> ColumnElement[Any]:
     if op == "=":
         return col.is_(None) if operand is None else col == operand
     if op == "!=":
@@ -46,14 +49,8 @@ def _one(
             return col.is_not(None)
         # Arvados: "explicitly allow NULL" for !=.
         return or_(col != operand, col.is_(None))
-    if op == "<":
-        return col < operand
-    if op == "<=":
-        return col <= operand
-    if op == ">":
-        return col > operand
-    if op == ">=":
-        return col >= operand
+    if op in _COMPARE:
+        return col.operate(_COMPARE[op], operand)
     if op == "like":
         return col.like(operand)
     if op == "ilike":
@@ -61,6 +58,7 @@ def _one(
     if op in ("in", "not in"):
         values = [v for v in operand if v is not None]
         has_null = len(values) != len(operand)
+        clause: ColumnElement[bool]
         if op == "in":
             clause = col.in_(values) if values else false()
             return or_(clause, col.is_(None)) if has_null else clause
@@ -119,6 +117,3 @@ async def run_list(
             or 0
         )
     return rows, total
-
-
-__all__ = ["column", "condition_sql", "not_", "ordered", "run_list", "where_clause"]

@@ -1,0 +1,88 @@
+"""Every from→to pair of both status tables: allowed exactly when the seed or a documented
+extension lists it."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from jobtask.domain.errors import FailedPrecondition
+from jobtask.domain.statuses import (
+    JOB_EXTENSIONS,
+    JOB_SEED,
+    TASK_EXTENSIONS,
+    TASK_SEED,
+    JobStatus,
+    TaskStatus,
+    check_job_move,
+    check_task_move,
+    job_can_move,
+    task_can_move,
+)
+
+J, T = JobStatus, TaskStatus
+
+# Seed 002, written out again here by hand so a change to the module cannot pass silently.
+SEED_JOB_ROWS = {
+    "under-construction": {"queued", "active"},
+    "queued": {"active", "canceled"},
+    "active": {"completed", "canceled", "failed"},
+    "completed": {"queued"},
+    "failed": {"queued", "canceled"},
+    "cancel-requested": {"canceled"},
+    "canceled": {"queued"},
+    "requeueing": {"queued"},
+    "paused": set(),
+}
+SEED_TASK_ROWS = {
+    "queued": {"active", "canceled"},
+    "active": {"completed", "canceled", "failed", "soft-failed"},
+    "completed": {"queued"},
+    "soft-failed": {"queued", "completed", "failed", "canceled"},
+    "failed": {"queued", "canceled"},
+    "canceled": {"queued"},
+    "paused": set(),
+}
+
+
+def test_seed_tables_are_the_seed() -> None:
+    for old, news in SEED_JOB_ROWS.items():
+        assert {s.value for s in JOB_SEED[J(old)]} == news
+    for old, news in SEED_TASK_ROWS.items():
+        assert {s.value for s in TASK_SEED[T(old)]} == news
+
+
+def test_every_extension_has_a_reason_and_is_new() -> None:
+    for (old, new), reason in JOB_EXTENSIONS.items():
+        assert reason and new not in JOB_SEED[old]
+    for (old, new), reason in TASK_EXTENSIONS.items():
+        assert reason and new not in TASK_SEED[old]
+
+
+@pytest.mark.parametrize(("old", "new"), list(itertools.product(J, J)))
+def test_job_pair(old: JobStatus, new: JobStatus) -> None:
+    expected = new in JOB_SEED[old] or (old, new) in JOB_EXTENSIONS
+    assert job_can_move(old, new) is expected
+    if expected:
+        check_job_move(old, new)
+    else:
+        with pytest.raises(FailedPrecondition) as err:
+            check_job_move(old, new)
+        assert f"from {old} to {new}" in err.value.message
+
+
+@pytest.mark.parametrize(("old", "new"), list(itertools.product(T, T)))
+def test_task_pair(old: TaskStatus, new: TaskStatus) -> None:
+    expected = new in TASK_SEED[old] or (old, new) in TASK_EXTENSIONS
+    assert task_can_move(old, new) is expected
+    if expected:
+        check_task_move(old, new)
+    else:
+        with pytest.raises(FailedPrecondition) as err:
+            check_task_move(old, new)
+        assert f"from {old} to {new}" in err.value.message
+
+
+def test_terminal_statuses_only_leave_by_requeue() -> None:
+    for status in (J.COMPLETED, J.CANCELED):
+        assert {s for s in J if job_can_move(status, s)} <= {J.QUEUED, J.REQUEUEING}
