@@ -8,15 +8,17 @@ read-only connection. Database errors are translated here, once, into domain err
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from jobtask.domain.errors import Aborted, AlreadyExists, DomainError, Unavailable
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -29,6 +31,16 @@ DEFAULT_SQLITE_FILE = "jobtask.sqlite3"
 # How long a SQLite writer waits for another process's write transaction.
 SQLITE_BUSY_TIMEOUT_MS = 20_000
 WRITE_RETRIES = 5
+# PostgreSQL channel on which every transaction that changed the feed notifies the others.
+NOTIFY_CHANNEL = "jobtask_events"
+_CHANGED = "jobtask.changed"
+
+
+def mark_changed(conn: AsyncConnection) -> None:
+    """Records that this transaction changed something watchers or claimers wait for (the
+    change feed, the set of live workers): at commit, this process's listeners are called
+    and, on PostgreSQL, other processes are notified."""
+    conn.info[_CHANGED] = True
 
 
 def default_url() -> str:
@@ -69,8 +81,18 @@ class Database:
             self.read_engine = self.write_engine
 
     def on_commit(self, listener: Callable[[], None]) -> None:
-        """Calls listener after every write transaction this process commits."""
+        """Calls listener after every write transaction of this process that changed
+        something (see mark_changed)."""
         self._commit_listeners.append(listener)
+
+    @asynccontextmanager
+    async def writer(self) -> AsyncIterator[None]:
+        """Holds this process's SQLite write turn (a no-op on PostgreSQL)."""
+        if self._write_lock is None:
+            yield
+            return
+        async with self._write_lock:
+            yield
 
     @property
     def is_sqlite(self) -> bool:
@@ -80,6 +102,12 @@ class Database:
         database = make_url(self.url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+            # Switch a new file to WAL once, before any pooled connection opens it: two
+            # processes (or connections) switching a fresh file at once can lock each other
+            # out until busy_timeout expires. WAL is a property of the file and persists.
+            with contextlib.closing(sqlite3.connect(database, timeout=30)) as conn:
+                conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+                conn.execute("PRAGMA journal_mode=WAL")
 
     def _sqlite_engine(self, *, immediate: bool, echo: bool) -> AsyncEngine:
         engine = create_async_engine(self.url, echo=echo, connect_args={"timeout": 30})
@@ -135,29 +163,46 @@ class Database:
         delay = 0.02
         for attempt in range(WRITE_RETRIES):
             try:
-                result = await self._transact_once(fn)
+                result, changed = await self._transact_once(fn)
             except Aborted:
                 if attempt == WRITE_RETRIES - 1:
                     raise
                 await asyncio.sleep(delay)
                 delay *= 2
                 continue
-            for listener in self._commit_listeners:
-                listener()
+            if changed:
+                for listener in self._commit_listeners:
+                    listener()
             return result
         raise AssertionError("unreachable")
 
-    async def _transact_once(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    async def _transact_once(
+        self, fn: Callable[[AsyncConnection], Awaitable[T]]
+    ) -> tuple[T, bool]:
         try:
             if self._write_lock is not None:
                 async with self._write_lock, self.write_engine.begin() as conn:
-                    return await fn(conn)
+                    return await self._run(conn, fn)
             async with self.write_engine.begin() as conn:
-                return await fn(conn)
+                return await self._run(conn, fn)
         except DomainError:
             raise
         except DBAPIError as exc:
             raise translate(exc) from exc
+
+    async def _run(
+        self, conn: AsyncConnection, fn: Callable[[AsyncConnection], Awaitable[T]]
+    ) -> tuple[T, bool]:
+        # conn.info outlives the checkout (it belongs to the pooled connection): reset it.
+        conn.info.pop(_CHANGED, None)
+        try:
+            result = await fn(conn)
+        finally:
+            changed = bool(conn.info.pop(_CHANGED, False))
+        if changed and not self.is_sqlite:
+            # Delivered at commit, and only if the transaction commits.
+            await conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+        return result, changed
 
 
 # SQLSTATEs that mean "try again": serialization failure, deadlock.
