@@ -33,8 +33,14 @@ def decide_exit(
     success: bool | None,
     failed_count: int,
     retry_limit: int = DEFAULT_RETRY_LIMIT,
+    *,
+    job_holding: bool = False,
 ) -> ExitDecision:
-    """What the task becomes when its process ends, by the seeds' rules."""
+    """What the task becomes when its process ends, by the seeds' rules.
+
+    `job_holding`: the job is pausing (JOB_HOLDING). Its workers were told to stop, so an
+    undecided end is the pause taking effect, not a failure: the task waits paused.
+    """
     if success is True and progress == 1.0:
         return ExitDecision(TaskStatus.COMPLETED, False, "completed")
     if success is False:
@@ -45,6 +51,8 @@ def decide_exit(
             False,
             f"the task reported success=true with progress={progress}, not 1.0",
         )
+    if job_holding:
+        return ExitDecision(TaskStatus.PAUSED, False, "its job was paused")
     # Temporary failure: retried until the limit of attempts is reached.
     if failed_count + 1 >= retry_limit:
         return ExitDecision(
@@ -54,6 +62,12 @@ def decide_exit(
             f"(retry limit {retry_limit})",
         )
     return ExitDecision(TaskStatus.SOFT_FAILED, True, "the process ended without deciding success")
+
+
+def handed_back_status(job_holding: bool) -> TaskStatus:
+    """Where a task handed back unfailed goes: queued, or paused while its job pauses
+    (Flamenco's returnTaskOfWorker)."""
+    return TaskStatus.PAUSED if job_holding else TaskStatus.QUEUED
 
 
 def canonical_json(value: Any) -> str:

@@ -27,6 +27,10 @@ class Settings:
     cluster_id: str = "zzzzz"
     retry_limit: int = DEFAULT_RETRY_LIMIT
     lease_ttl: dt.timedelta = field(default_factory=lambda: dt.timedelta(seconds=30))
+    # The change feed keeps events younger than this, and the last `feed_keep_events`
+    # whatever their age; older ones are pruned (watchers resuming before them must re-read).
+    feed_keep: dt.timedelta = field(default_factory=lambda: dt.timedelta(hours=24))
+    feed_keep_events: int = 100_000
 
     def __post_init__(self) -> None:
         check_cluster_id(self.cluster_id)
@@ -34,11 +38,34 @@ class Settings:
             raise ValueError("retry_limit must be at least 1")
 
     @property
+    def heartbeat_interval(self) -> dt.timedelta:
+        """How often a worker renews its lease: three tries before it expires. The reaper
+        runs as often, so an expired lease is found within one interval of expiring."""
+        return self.lease_ttl / 3
+
+    @property
+    def live_horizon(self) -> dt.timedelta:
+        """A worker seen within this long is live (capable, counted for min_nodes)."""
+        return 2 * self.lease_ttl
+
+    @property
     def system_user(self) -> str:
         return system_user_uuid(self.cluster_id)
 
     def system_caller(self) -> Caller:
         return Caller(user_uuid=self.system_user, is_admin=True, is_system=True)
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """A worker asking for tasks, as it describes itself."""
+
+    worker_id: str
+    node_name: str
+    ram_kib: int = 0
+    cores: int = 0
+    free_slots: int = 1
+    tags: tuple[str, ...] = field(default_factory=tuple)
 
 
 def utcnow() -> dt.datetime:

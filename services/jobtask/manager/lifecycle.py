@@ -91,10 +91,11 @@ async def write_task(
     *,
     now: dt.datetime,
     caller: Caller,
-    event: str = feed.TASK_CHANGED,
+    event: str | None = feed.TASK_CHANGED,
 ) -> Record:
-    """Updates one task row, keeps the job's status counts and appends an event.
-    The caller settles the job afterwards when the status changed."""
+    """Updates one task row, keeps the job's status counts and appends an event (None: the
+    caller appends its own, as for log chunks). The caller settles the job afterwards when
+    the status changed."""
     row = (
         await conn.execute(
             update(job_tasks)
@@ -112,6 +113,8 @@ async def write_task(
     new = task_record(row)
     if new["status"] != task["status"]:
         await shift_count(conn, job, TaskStatus(task["status"]), TaskStatus(new["status"]))
+    if event is None:
+        return new
     if event == feed.TASK_PROGRESS:
         payload: dict[str, Any] = {"progress": new["progress"]}
     else:

@@ -21,13 +21,14 @@ from jobtask.domain.updates import (
     plan_update,
 )
 from jobtask.domain.uuids import JOB_INFIX, TASK_INFIX, check_uuid, new_uuid
-from jobtask.manager import lifecycle
+from jobtask.manager import attempts, lifecycle
+from jobtask.manager.attempts import check_readable
 from jobtask.manager.context import Caller, Settings, utcnow
 from jobtask.store import feed
 from jobtask.store.database import Database
 from jobtask.store.listing import run_list
 from jobtask.store.records import COUNT_COLUMN, Record, task_record, to_json
-from jobtask.store.schema import job_tasks, jobs, task_attempts, task_failures
+from jobtask.store.schema import job_tasks, jobs
 from sqlalchemy import ColumnElement, delete, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -37,7 +38,6 @@ _CLOSED = frozenset({J.CANCELED, J.CANCEL_REQUESTED, J.FAILED})
 # Task statuses a person may ask for through UpdateTask's `status`.
 _REQUESTABLE = frozenset({T.CANCELED, T.QUEUED})
 _PROCESS_FIELDS = ("progress", "success", "output")
-FAILED_LOG_LIMIT = 64 * 1024
 
 
 def visible_tasks(caller: Caller) -> ColumnElement[bool]:
@@ -46,12 +46,6 @@ def visible_tasks(caller: Caller) -> ColumnElement[bool]:
     if caller.task_uuid is not None:
         return job_tasks.c.owner_uuid == caller.user_uuid
     return job_tasks.c.owner_uuid == caller.user_uuid
-
-
-def check_readable(caller: Caller, record: Record) -> Record:
-    if not caller.is_admin and record["owner_uuid"] != caller.user_uuid:
-        raise NotFound(f"task {record['uuid']} not found")
-    return record
 
 
 def may_report(caller: Caller, task: Record) -> bool:
@@ -260,16 +254,10 @@ class TaskManager:
         *,
         now: dt.datetime,
         caller: Caller,
-        extra: Mapping[str, Any] | None = None,
     ) -> Record:
-        """Moves a task to its decided status; a task failed for good loses its children."""
-        check_task_move(TaskStatus(task["status"]), status)
-        changes = {**task_on_enter(status, now=now), **(extra or {})}
-        task = await lifecycle.write_task(conn, job, task, changes, now=now, caller=caller)
-        if status is T.FAILED:
-            await lifecycle.delete_descendants(conn, job, task["uuid"], now=now)
-        await lifecycle.settle(conn, self.settings, job["id"], now=now)
-        return task
+        return await attempts.finish_task(
+            conn, self.settings, job, task, status, now=now, caller=caller
+        )
 
     async def delete(self, caller: Caller, uuid: str) -> Record:
         check_uuid(uuid, TASK_INFIX, "uuid")
@@ -338,79 +326,20 @@ class TaskManager:
         outcome_reason: str | None = None,
     ) -> Record:
         """Ends the current attempt of a locked task. Used for a process's exit, a broken
-        worker stream and an expired lease alike."""
-        now = utcnow()
-        check_readable(caller, task)
-        if lease_id:
-            if task["lease_id"] != lease_id:
-                raise FailedPrecondition(
-                    f"lease {lease_id} is not the current lease of task {task['uuid']}"
-                )
-        elif not (caller.is_system or caller.is_admin):
-            raise InvalidArgument("lease_id", "is required")
-        if task["status"] != T.ACTIVE:
-            # Canceled or paused meanwhile: the exit only closes the attempt.
-            await self._close_attempt(conn, task, now, f"ended after {task['status']}")
-            return task
-        if handed_back:
-            await self._close_attempt(conn, task, now, "handed back")
-            changes = task_on_enter(T.QUEUED, now=now)
-            changes["progress"] = task["progress"]
-            task = await lifecycle.write_task(conn, job, task, changes, now=now, caller=caller)
-            await lifecycle.settle(conn, self.settings, job["id"], now=now)
-            return task
-        decision = decide_exit(
-            task["progress"], task["success"], task["failed_count"], self.settings.retry_limit
+        worker stream and an expired lease alike (jobtask.manager.attempts)."""
+        return await attempts.finish_attempt(
+            conn,
+            self.settings,
+            caller,
+            job,
+            task,
+            lease_id=lease_id,
+            exit_code=exit_code,
+            signal=signal,
+            log=log,
+            handed_back=handed_back,
+            outcome_reason=outcome_reason,
         )
-        extra: dict[str, Any] = {}
-        if decision.temporary_failure:
-            how = (
-                f"exit code {exit_code}"
-                if exit_code is not None
-                else (f"signal {signal}" if signal is not None else "no exit status")
-            )
-            reason = outcome_reason or decision.reason
-            extra = {
-                "failed_count": task["failed_count"] + 1,
-                "failed_at": now,
-                "failed_log": (f"{reason} ({how})\n" + log)[-FAILED_LOG_LIMIT:],
-            }
-            if task["worker_id"]:
-                await self._remember_failure(conn, task, now)
-        await self._close_attempt(conn, task, now, decision.status.value)
-        return await self._finish(
-            conn, job, task, decision.status, now=now, caller=caller, extra=extra
-        )
-
-    async def _remember_failure(
-        self, conn: AsyncConnection, task: Record, now: dt.datetime
-    ) -> None:
-        exists = (
-            await conn.execute(
-                select(task_failures.c.task_id).where(
-                    task_failures.c.task_id == task["id"],
-                    task_failures.c.worker_id == task["worker_id"],
-                )
-            )
-        ).first()
-        if exists is None:
-            await conn.execute(
-                insert(task_failures).values(
-                    task_id=task["id"], worker_id=task["worker_id"], failed_at=now
-                )
-            )
-
-    async def _close_attempt(
-        self, conn: AsyncConnection, task: Record, now: dt.datetime, outcome: str
-    ) -> None:
-        if task["lease_id"]:
-            await conn.execute(
-                update(task_attempts)
-                .where(
-                    task_attempts.c.lease_id == task["lease_id"], task_attempts.c.ended_at.is_(None)
-                )
-                .values(ended_at=now, outcome=outcome)
-            )
 
 
 class Claim:

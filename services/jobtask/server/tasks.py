@@ -11,12 +11,14 @@ from jobtask.domain.errors import InvalidArgument
 from jobtask.domain.resources import TASK_ATTRS
 from jobtask.domain.uuids import JOB_INFIX, check_uuid
 from jobtask.manager.claims import ClaimManager, WorkerSpec
+from jobtask.manager.reports import ReportManager
 from jobtask.manager.tasks import Claim, TaskManager
 from jobtask.server.callers import CallerResolver
 from jobtask.server.changes import ChangeSignal
 from jobtask.server.convert import changes_from, job_pb, task_pb, timestamp
 from jobtask.server.errors import rpc
 from jobtask.server.listing import list_query
+from jobtask.server.run_task import RunTasks
 from jobtask.server.watch import Watcher
 from jobtask.v1 import job_task_pb2, task_service_pb2, task_service_pb2_grpc, watch_pb2
 
@@ -52,12 +54,16 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         callers: CallerResolver,
         watcher: Watcher,
         signal: ChangeSignal,
+        runs: RunTasks | None = None,
     ) -> None:
         self.tasks = tasks
         self.claims = claims
         self.callers = callers
         self.watcher = watcher
         self.signal = signal
+        self.runs = runs or RunTasks(
+            ReportManager(tasks.db, tasks.settings), signal, tasks.settings
+        )
 
     @rpc
     async def CreateTask(
@@ -130,13 +136,23 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         spec = worker_spec(request.worker)
         ttl = self.claims.settings.lease_ttl.total_seconds()
         while True:
+            # Marked before the claim: a change committed while it runs wakes the wait.
+            mark = self.signal.mark()
             claims = await self.claims.claim(caller, spec, request.max_tasks or 1)
             remaining = deadline - time.monotonic()
             if claims or remaining <= 0:
                 return task_service_pb2.ClaimTaskResponse(
                     assignments=[assignment_pb(c, ttl) for c in claims]
                 )
-            await self.signal.wait(remaining)
+            await self.signal.wait(remaining, since=mark)
+
+    @rpc
+    async def RunTask(
+        self, request_iterator: AsyncIterator[task_service_pb2.RunTaskRequest], context: Context
+    ) -> AsyncIterator[task_service_pb2.RunTaskResponse]:
+        caller = await self.callers(context)
+        async for response in self.runs.stream(caller, request_iterator):
+            yield response
 
     @rpc
     async def WatchTasks(

@@ -25,6 +25,7 @@ from jobtask.v1 import watch_pb2
 from sqlalchemy import func, select
 
 SNAPSHOT_PAGE = 200
+FOLLOW_PAGE = 500
 HEARTBEAT_SECONDS = 5.0
 
 _TYPES = {
@@ -85,8 +86,8 @@ class Watcher:
             if terminal:
                 return
         else:
-            last = await self._check_resume(caller, job_uuid, after_seq)
-        async for event in self._follow(job_uuid, task_uuid, last):
+            last, terminal = await self._check_resume(caller, job_uuid, after_seq)
+        async for event in self._follow(job_uuid, task_uuid, last, terminal):
             yield event
 
     async def _snapshot(
@@ -100,11 +101,18 @@ class Watcher:
             if row is None or (not caller.is_admin and row.owner_uuid != caller.user_uuid):
                 raise NotFound(f"job {job_uuid} not found")
             job = job_record(row)
-            head = (
-                await conn.execute(
-                    select(func.max(events.c.seq)).where(events.c.job_uuid == job_uuid)
-                )
-            ).scalar() or 0
+            # The job's own last event: on PostgreSQL a higher global head could hide an
+            # event of this job still being committed (its seq is lower). Never below the
+            # pruning watermark, though, or a job idle that long could not be resumed.
+            head = max(
+                (
+                    await conn.execute(
+                        select(func.max(events.c.seq)).where(events.c.job_uuid == job_uuid)
+                    )
+                ).scalar()
+                or 0,
+                await feed.pruned_before(conn),
+            )
             query = (
                 select(job_tasks).where(job_tasks.c.job_id == job["id"]).order_by(job_tasks.c.id)
             )
@@ -129,10 +137,16 @@ class Watcher:
             messages.append(msg)
         return messages, int(head), terminal
 
-    async def _check_resume(self, caller: Caller, job_uuid: str, after_seq: int) -> int:
-        async with self.db.read() as conn:
+    async def _check_resume(
+        self, caller: Caller, job_uuid: str, after_seq: int
+    ) -> tuple[int, bool]:
+        """The position to follow from, and whether the job is terminal as of the feed's
+        head (so a watcher that saw everything of a finished job is let go at once)."""
+        async with self.db.snapshot() as conn:
             row = (
-                await conn.execute(select(jobs.c.owner_uuid).where(jobs.c.uuid == job_uuid))
+                await conn.execute(
+                    select(jobs.c.owner_uuid, jobs.c.status).where(jobs.c.uuid == job_uuid)
+                )
             ).first()
             if row is None or (not caller.is_admin and row.owner_uuid != caller.user_uuid):
                 raise NotFound(f"job {job_uuid} not found")
@@ -145,16 +159,25 @@ class Watcher:
             )
         if after_seq > head:
             raise OutOfRange(f"after_seq {after_seq} is ahead of the change feed ({head})")
-        return after_seq
+        return after_seq, JobStatus(row.status) in JOB_TERMINAL
 
     async def _follow(
-        self, job_uuid: str, task_uuid: str | None, last: int
+        self, job_uuid: str, task_uuid: str | None, last: int, terminal: bool
     ) -> AsyncIterator[watch_pb2.WatchEvent]:
+        """Events after `last`, until the job is terminal and every event up to then was
+        sent. `terminal` is the job's state as of `last`; job_changed events update it."""
         idle_since = time.monotonic()
         while True:
+            # Taken before reading: a commit between the read and the wait still wakes us.
+            mark = self.signal.mark()
             async with self.db.read() as conn:
-                rows = await feed.read_after(conn, job_uuid, last)
-            terminal = False
+                rows = await feed.read_after(conn, job_uuid, last, limit=FOLLOW_PAGE)
+                pruned = await feed.pruned_before(conn) if not rows else 0
+            if not rows and last < pruned:
+                # A quiet job: this stream read every event of it as it committed (pruning
+                # takes only events older than Settings.feed_keep), so it may move past the
+                # watermark, and its heartbeats stay resumable positions.
+                last = pruned
             for row in rows:
                 last = row["seq"]
                 if row["type"] == feed.JOB_CHANGED:
@@ -163,13 +186,15 @@ class Watcher:
                     continue
                 yield event_pb(row)
                 idle_since = time.monotonic()
+            if len(rows) == FOLLOW_PAGE:
+                continue
+            if terminal:
+                return
             if rows:
-                if terminal and len(rows) < 500:
-                    return
                 continue
             if time.monotonic() - idle_since >= self.heartbeat_seconds:
                 yield watch_pb2.WatchEvent(
                     seq=last, type=watch_pb2.WATCH_EVENT_TYPE_HEARTBEAT, job_uuid=job_uuid
                 )
                 idle_since = time.monotonic()
-            await self.signal.wait(self.heartbeat_seconds)
+            await self.signal.wait(self.heartbeat_seconds, since=mark)

@@ -1,29 +1,46 @@
-"""The claim query: runnable tasks, best first, locked without waiting on other claimers."""
+"""The claim queries: runnable tasks best first, and the counts resource limits need."""
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+from collections import Counter
+from collections.abc import Collection
 from typing import Any
 
 from jobtask.domain.statuses import JOB_DISPATCHABLE, TASK_CLAIMABLE, TaskStatus
-from jobtask.store.schema import job_tasks, jobs, task_failures
-from sqlalchemy import Select, and_, exists, select
+from jobtask.store.schema import job_tasks, jobs, task_failures, workers
+from sqlalchemy import Row, Select, and_, exists, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
 _lower = aliased(job_tasks, name="lower")
 _parent = aliased(job_tasks, name="parent")
+_ACTIVE = TaskStatus.ACTIVE.value
 
 
-def runnable_tasks(worker_id: str | None, limit: int) -> Select[Any]:
-    """Tasks a worker may start now, by job priority then order of arrival.
+def runnable_tasks(worker_id: str) -> Select[Any]:
+    """Tasks a worker may start now, by job priority then order of arrival, with
+    `failed_by_me` telling whether this worker failed the task before.
 
     A task is runnable when it is queued (or soft-failed), its job is queued or active,
     every task of its job with a lower sequence has completed (seeds: "A step cannot be run
     until all steps with lower sequence numbers have completed"), and the task that created
-    it (if any) has completed. A worker that failed the task is passed over.
+    it (if any) has completed.
     """
     t = job_tasks
-    stmt = (
-        select(t, jobs.c.priority.label("job_priority"))
+    failed_by_me = exists().where(
+        and_(task_failures.c.task_id == t.c.id, task_failures.c.worker_id == worker_id)
+    )
+    return (
+        select(
+            t,
+            jobs.c.priority.label("job_priority"),
+            jobs.c.runtime_constraints.label("job_constraints"),
+            failed_by_me.label("failed_by_me"),
+        )
         .join(jobs, jobs.c.id == t.c.job_id)
         .where(
             t.c.status.in_([s.value for s in TASK_CLAIMABLE]),
@@ -40,13 +57,111 @@ def runnable_tasks(worker_id: str | None, limit: int) -> Select[Any]:
             ),
         )
         .order_by(jobs.c.priority.desc(), t.c.id)
-        .limit(limit)
     )
-    if worker_id:
-        stmt = stmt.where(
-            ~exists().where(
-                and_(task_failures.c.task_id == t.c.id, task_failures.c.worker_id == worker_id)
-            )
+
+
+async def candidates(
+    conn: AsyncConnection,
+    worker_id: str,
+    limit: int,
+    *,
+    skip_jobs: Collection[int] = (),
+    skip_tasks: Collection[int] = (),
+) -> list[Row[Any]]:
+    """Runnable tasks, read without locks: the claimer locks each job, then the task."""
+    stmt = runnable_tasks(worker_id).limit(limit)
+    if skip_jobs:
+        stmt = stmt.where(job_tasks.c.job_id.not_in(list(skip_jobs)))
+    if skip_tasks:
+        stmt = stmt.where(job_tasks.c.id.not_in(list(skip_tasks)))
+    return list(await conn.execute(stmt))
+
+
+async def lock_if_runnable(conn: AsyncConnection, worker_id: str, task_id: int) -> Row[Any] | None:
+    """Locks the task if it is still runnable; None if it is not, or another claimer holds
+    it (PostgreSQL: claimers skip each other's locked rows instead of queueing)."""
+    stmt = (
+        runnable_tasks(worker_id)
+        .where(job_tasks.c.id == task_id)
+        .with_for_update(of=job_tasks, skip_locked=True)
+    )
+    row: Row[Any] | None = (await conn.execute(stmt)).first()
+    return row
+
+
+async def lock_node(conn: AsyncConnection, node_name: str) -> None:
+    """Serializes claims for one node (PostgreSQL), so two replicas cannot both hand out
+    the node's last free memory. SQLite writers are serialized already."""
+    if conn.dialect.name != "postgresql":
+        return
+    key = int.from_bytes(hashlib.sha256(node_name.encode()).digest()[:8], "big", signed=True)
+    await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
+async def job_nodes(conn: AsyncConnection, job_id: int) -> Counter[str]:
+    """The job's active tasks per node name."""
+    rows = await conn.execute(
+        select(job_tasks.c.node_name, func.count())
+        .where(job_tasks.c.job_id == job_id, job_tasks.c.status == _ACTIVE)
+        .group_by(job_tasks.c.node_name)
+    )
+    return Counter({str(node): int(n) for node, n in rows if node is not None})
+
+
+async def node_reservations(conn: AsyncConnection, node_name: str) -> list[tuple[Any, Any]]:
+    """(job constraints, task constraints) of every task active on the node."""
+    rows = await conn.execute(
+        select(jobs.c.runtime_constraints, job_tasks.c.runtime_constraints)
+        .join(jobs, jobs.c.id == job_tasks.c.job_id)
+        .where(job_tasks.c.node_name == node_name, job_tasks.c.status == _ACTIVE)
+    )
+    return [(job_rc, task_rc) for job_rc, task_rc in rows]
+
+
+async def live_workers(conn: AsyncConnection, horizon: dt.datetime) -> list[tuple[str, str, int]]:
+    """(worker_id, node_name, ram_kib) of the workers seen since `horizon`."""
+    rows = await conn.execute(
+        select(workers.c.worker_id, workers.c.node_name, workers.c.ram_kib).where(
+            workers.c.last_seen_at >= horizon
         )
-    # PostgreSQL: claimers skip each other's locked rows instead of queueing behind them.
-    return stmt.with_for_update(of=t, skip_locked=True)
+    )
+    return [(str(w), str(n), int(ram)) for w, n, ram in rows]
+
+
+async def failed_workers(conn: AsyncConnection, task_id: int) -> set[str]:
+    rows = await conn.execute(
+        select(task_failures.c.worker_id).where(task_failures.c.task_id == task_id)
+    )
+    return {str(w) for (w,) in rows}
+
+
+async def worker_seen(
+    conn: AsyncConnection,
+    worker_id: str,
+    node_name: str,
+    ram_kib: int,
+    cores: int,
+    now: dt.datetime,
+) -> bool:
+    """Records a worker's description and liveness; True if it was not known before."""
+    values = {"node_name": node_name, "ram_kib": ram_kib, "cores": cores, "last_seen_at": now}
+    result = await conn.execute(
+        update(workers).where(workers.c.worker_id == worker_id).values(**values)
+    )
+    if result.rowcount:
+        return False
+    # Two first claims of one worker may race (a worker with several slots): one inserts.
+    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    inserted = await conn.execute(
+        dialect_insert(workers)
+        .values(worker_id=worker_id, **values)
+        .on_conflict_do_nothing(index_elements=[workers.c.worker_id])
+    )
+    return bool(inserted.rowcount)
+
+
+async def worker_alive(conn: AsyncConnection, worker_id: str, now: dt.datetime) -> None:
+    """A worker busy running tasks (not claiming) is still live."""
+    await conn.execute(
+        update(workers).where(workers.c.worker_id == worker_id).values(last_seen_at=now)
+    )

@@ -176,9 +176,7 @@ class Database:
             return result
         raise AssertionError("unreachable")
 
-    async def _transact_once(
-        self, fn: Callable[[AsyncConnection], Awaitable[T]]
-    ) -> tuple[T, bool]:
+    async def _transact_once(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> tuple[T, bool]:
         try:
             if self._write_lock is not None:
                 async with self._write_lock, self.write_engine.begin() as conn:
@@ -195,10 +193,8 @@ class Database:
     ) -> tuple[T, bool]:
         # conn.info outlives the checkout (it belongs to the pooled connection): reset it.
         conn.info.pop(_CHANGED, None)
-        try:
-            result = await fn(conn)
-        finally:
-            changed = bool(conn.info.pop(_CHANGED, False))
+        result = await fn(conn)
+        changed = bool(conn.info.pop(_CHANGED, False))
         if changed and not self.is_sqlite:
             # Delivered at commit, and only if the transaction commits.
             await conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))

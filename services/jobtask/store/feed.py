@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from jobtask.store.database import mark_changed
 from jobtask.store.schema import events, settings
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 # Event types (WatchEventType without its prefix).
@@ -18,6 +19,7 @@ TASK_LOG = "task_log"
 TASK_DELETED = "task_deleted"
 
 PRUNED_BEFORE = "events_pruned_before"
+_PRUNE_LOCK_KEY = 0x6A6F627072756E  # "jobprun"
 
 
 async def append(
@@ -34,11 +36,13 @@ async def append(
             created_at=now, job_uuid=job_uuid, task_uuid=task_uuid, type=type_, payload=payload
         )
     )
+    mark_changed(conn)
 
 
 async def append_many(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     if rows:
         await conn.execute(insert(events), rows)
+        mark_changed(conn)
 
 
 async def head(conn: AsyncConnection) -> int:
@@ -65,3 +69,34 @@ async def read_after(
         .limit(limit)
     )
     return [dict(r._mapping) for r in rows]
+
+
+async def prune(conn: AsyncConnection, *, keep_events: int, older_than: dt.datetime) -> int:
+    """Deletes the events that are both older than `older_than` and not among the last
+    `keep_events`, and raises the pruning watermark to the last deleted seq.
+
+    One global watermark, not one per job: a watcher's position is a point in the whole
+    feed, so "is after_seq still resumable" must be a single comparison that can't lie.
+    Returns the number of events deleted.
+    """
+    if conn.dialect.name == "postgresql":
+        # Replicas prune on their own timers: one at a time, so the watermark only rises.
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PRUNE_LOCK_KEY})
+    last = await head(conn)
+    by_count = last - keep_events
+    by_age = (
+        await conn.execute(select(func.max(events.c.seq)).where(events.c.created_at < older_than))
+    ).scalar() or 0
+    watermark = min(by_count, int(by_age))
+    current = await pruned_before(conn)
+    if watermark <= current:
+        return 0
+    result = await conn.execute(delete(events).where(events.c.seq <= watermark))
+    await _set_setting(conn, PRUNED_BEFORE, str(watermark))
+    return int(result.rowcount or 0)
+
+
+async def _set_setting(conn: AsyncConnection, name: str, value: str) -> None:
+    result = await conn.execute(update(settings).where(settings.c.name == name).values(value=value))
+    if not result.rowcount:
+        await conn.execute(insert(settings).values(name=name, value=value))

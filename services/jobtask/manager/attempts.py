@@ -1,0 +1,159 @@
+"""The end of an attempt: a process's exit, a broken worker stream or an expired lease.
+
+All three end the same way, inside the caller's transaction, with the task's job and the
+task locked: the completion rule of the seeds decides (jobtask.domain.rules.decide_exit).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from jobtask.domain.derived import task_on_enter
+from jobtask.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from jobtask.domain.rules import decide_exit, handed_back_status
+from jobtask.domain.statuses import JOB_HOLDING, JobStatus, TaskStatus, check_task_move
+from jobtask.manager import lifecycle
+from jobtask.manager.context import Caller, Settings, utcnow
+from jobtask.store.records import Record
+from jobtask.store.schema import job_tasks, task_attempts, task_failures
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+T = TaskStatus
+FAILED_LOG_LIMIT = 64 * 1024
+
+
+def check_readable(caller: Caller, record: Record) -> Record:
+    if not caller.is_admin and record["owner_uuid"] != caller.user_uuid:
+        raise NotFound(f"task {record['uuid']} not found")
+    return record
+
+
+async def finish_task(
+    conn: AsyncConnection,
+    settings: Settings,
+    job: Record,
+    task: Record,
+    status: TaskStatus,
+    *,
+    now: dt.datetime,
+    caller: Caller,
+    extra: Mapping[str, Any] | None = None,
+) -> Record:
+    """Moves a task to its decided status; a task failed for good loses its children."""
+    check_task_move(TaskStatus(task["status"]), status)
+    changes = {**task_on_enter(status, now=now), **(extra or {})}
+    task = await lifecycle.write_task(conn, job, task, changes, now=now, caller=caller)
+    if status is T.FAILED:
+        await lifecycle.delete_descendants(conn, job, task["uuid"], now=now)
+    await lifecycle.settle(conn, settings, job["id"], now=now)
+    return task
+
+
+async def finish_attempt(
+    conn: AsyncConnection,
+    settings: Settings,
+    caller: Caller,
+    job: Record,
+    task: Record,
+    *,
+    lease_id: str,
+    exit_code: int | None,
+    signal: int | None,
+    log: str,
+    handed_back: bool = False,
+    outcome_reason: str | None = None,
+) -> Record:
+    """Ends the current attempt of a locked task (its job locked first)."""
+    now = utcnow()
+    check_readable(caller, task)
+    if lease_id:
+        if task["lease_id"] != lease_id:
+            raise FailedPrecondition(
+                f"lease {lease_id} is not the current lease of task {task['uuid']}"
+            )
+    elif not (caller.is_system or caller.is_admin):
+        raise InvalidArgument("lease_id", "is required")
+    if task["status"] != T.ACTIVE:
+        # Canceled meanwhile: the exit only closes the attempt, and the lease with it.
+        await close_attempt(conn, task, now, f"ended after {task['status']}")
+        return await release_lease(conn, task)
+    # A pausing job told its workers to stop: what they leave undecided waits paused.
+    holding = JobStatus(job["status"]) in JOB_HOLDING
+    if handed_back:
+        await close_attempt(conn, task, now, "handed back")
+        target = handed_back_status(holding)
+        changes = task_on_enter(target, now=now)
+        changes["progress"] = task["progress"]
+        task = await lifecycle.write_task(conn, job, task, changes, now=now, caller=caller)
+        await lifecycle.settle(conn, settings, job["id"], now=now)
+        return task
+    decision = decide_exit(
+        task["progress"],
+        task["success"],
+        task["failed_count"],
+        settings.retry_limit,
+        job_holding=holding,
+    )
+    extra: dict[str, Any] = {}
+    if decision.temporary_failure:
+        how = (
+            f"exit code {exit_code}"
+            if exit_code is not None
+            else (f"signal {signal}" if signal is not None else "no exit status")
+        )
+        reason = outcome_reason or decision.reason
+        extra = {
+            "failed_count": task["failed_count"] + 1,
+            "failed_at": now,
+            "failed_log": (f"{reason} ({how})\n" + log)[-FAILED_LOG_LIMIT:],
+        }
+        if task["worker_id"]:
+            await remember_failure(conn, task, now)
+    await close_attempt(conn, task, now, decision.status.value)
+    return await finish_task(
+        conn, settings, job, task, decision.status, now=now, caller=caller, extra=extra
+    )
+
+
+async def remember_failure(conn: AsyncConnection, task: Record, now: dt.datetime) -> None:
+    exists = (
+        await conn.execute(
+            select(task_failures.c.task_id).where(
+                task_failures.c.task_id == task["id"],
+                task_failures.c.worker_id == task["worker_id"],
+            )
+        )
+    ).first()
+    if exists is None:
+        await conn.execute(
+            insert(task_failures).values(
+                task_id=task["id"], worker_id=task["worker_id"], failed_at=now
+            )
+        )
+
+
+async def close_attempt(
+    conn: AsyncConnection, task: Record, now: dt.datetime, outcome: str
+) -> None:
+    if task["lease_id"]:
+        await conn.execute(
+            update(task_attempts)
+            .where(task_attempts.c.lease_id == task["lease_id"], task_attempts.c.ended_at.is_(None))
+            .values(ended_at=now, outcome=outcome)
+        )
+
+
+async def release_lease(conn: AsyncConnection, task: Record) -> Record:
+    """Forgets the lease of a task that is no longer active (no event: leases are not
+    part of the resource)."""
+    if task["lease_id"] is None:
+        return task
+    await conn.execute(
+        update(job_tasks)
+        .where(job_tasks.c.id == task["id"])
+        .values(lease_id=None, lease_expires_at=None, token_digest=None)
+    )
+    return {**task, "lease_id": None, "lease_expires_at": None, "token_digest": None}

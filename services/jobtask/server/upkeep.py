@@ -1,0 +1,88 @@
+"""A server process's background loops: the lease reaper, hearing other processes'
+commits (feed polling on SQLite, LISTEN on PostgreSQL) and pruning the change feed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from jobtask.manager.claims import ClaimManager
+from jobtask.manager.context import Settings, utcnow
+from jobtask.server.changes import ChangeSignal
+from jobtask.server.listen import listen_forever
+from jobtask.store import feed
+from jobtask.store.database import Database
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+log = logging.getLogger(__name__)
+
+PRUNE_SECONDS = 60.0
+
+
+async def reap_forever(claims: ClaimManager) -> None:
+    """Finds expired leases within one heartbeat interval (ttl / 3) of their expiry, so
+    within two of the missed heartbeat that let them expire."""
+    interval = max(claims.settings.heartbeat_interval.total_seconds(), 0.05)
+    while True:
+        try:
+            reaped = await claims.reap_expired()
+            if reaped:
+                log.info("reaped %d expired lease(s)", reaped)
+        except Exception:  # keep reaping through database hiccups
+            log.exception("reaper failed")
+        await asyncio.sleep(interval)
+
+
+async def poll_feed_forever(db: Database, signal: ChangeSignal) -> None:
+    """SQLite: other processes' commits are invisible to this one's signal. One query per
+    interval for the whole process finds them; waiters wake only when the feed grew."""
+    last = -1
+    while True:
+        try:
+            async with db.read() as conn:
+                current = await feed.head(conn)
+            if current != last:
+                last = current
+                signal.notify()
+        except Exception:
+            log.exception("polling the change feed failed")
+        await asyncio.sleep(signal.poll_interval)
+
+
+async def prune_forever(db: Database, settings: Settings, interval: float = PRUNE_SECONDS) -> None:
+    """Keeps the change feed bounded (Settings.feed_keep, feed_keep_events)."""
+
+    async def run(conn: AsyncConnection) -> int:
+        return await feed.prune(
+            conn, keep_events=settings.feed_keep_events, older_than=utcnow() - settings.feed_keep
+        )
+
+    while True:
+        try:
+            pruned = await db.transact(run)
+            if pruned:
+                log.info("pruned %d change feed event(s)", pruned)
+        except Exception:
+            log.exception("pruning the change feed failed")
+        await asyncio.sleep(interval)
+
+
+def start(
+    db: Database,
+    settings: Settings,
+    signal: ChangeSignal,
+    claims: ClaimManager,
+    *,
+    reaper: bool,
+    prune_interval: float = PRUNE_SECONDS,
+) -> list[asyncio.Task[None]]:
+    """Starts the loops a process needs; the caller cancels them at shutdown."""
+    loops = [
+        asyncio.create_task(
+            poll_feed_forever(db, signal) if db.is_sqlite else listen_forever(db.url, signal)
+        ),
+        asyncio.create_task(prune_forever(db, settings, prune_interval)),
+    ]
+    if reaper:
+        loops.append(asyncio.create_task(reap_forever(claims)))
+    return loops

@@ -1,0 +1,124 @@
+"""A worker's side of the protocol, written plainly so tests read as the scenario."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from google.protobuf.duration_pb2 import Duration
+from jobtask.v1 import task_service_pb2, watch_pb2
+from sqlalchemy import func, select
+
+from tests.core.helpers import token_md, worker
+
+TSP = task_service_pb2
+
+
+async def claim_as(
+    cluster: Any, worker_id: str, node: str = "node1", ram_kib: int = 0, wait: float = 0.0
+) -> TSP.TaskAssignment | None:
+    request = TSP.ClaimTaskRequest(worker=worker(worker_id, node, ram_kib=ram_kib))
+    if wait:
+        request.wait.CopyFrom(Duration(nanos=int(wait * 1e9) % 1_000_000_000, seconds=int(wait)))
+    response = await cluster.tasks.ClaimTask(request)
+    return response.assignments[0] if response.assignments else None
+
+
+class Run:
+    """One RunTask stream, driven message by message."""
+
+    def __init__(self, cluster: Any, assignment: TSP.TaskAssignment, stub: Any = None) -> None:
+        self.assignment = assignment
+        # grpc.aio's client interceptors miss calls driven by write(): say who we are here.
+        self.call = (stub or cluster.tasks).RunTask(metadata=token_md(cluster.root_token))
+        self.seq = 0
+        self.first = True
+
+    async def send(self, **fields: Any) -> int:
+        self.seq += 1
+        msg = TSP.RunTaskRequest(seq=self.seq, **fields)
+        if self.first:
+            msg.task_uuid = self.assignment.task.uuid
+            msg.lease_id = self.assignment.lease.lease_id
+            self.first = False
+        await self.call.write(msg)
+        return self.seq
+
+    async def recv(self, within: float = 5.0) -> TSP.RunTaskResponse | None:
+        response = await asyncio.wait_for(self.call.read(), within)
+        return None if response is grpc.aio.EOF else response
+
+    async def until(
+        self, check: Callable[[TSP.RunTaskResponse], bool], within: float = 5.0
+    ) -> TSP.RunTaskResponse:
+        deadline = time.monotonic() + within
+        while True:
+            response = await self.recv(max(deadline - time.monotonic(), 0.01))
+            assert response is not None, "the stream ended"
+            if check(response):
+                return response
+
+    async def acked(self, seq: int, within: float = 5.0) -> TSP.RunTaskResponse:
+        return await self.until(lambda r: r.acked_seq >= seq, within)
+
+    async def exit(self, within: float = 5.0, **fields: Any) -> TSP.RunTaskResponse:
+        """Sends the exit (exit_code 0 unless told otherwise) and returns the final answer."""
+        if not {"exit_code", "signal", "handed_back"} & fields.keys():
+            fields["exit_code"] = 0
+        await self.send(**fields)
+        final = await self.until(lambda r: r.HasField("task"), within)
+        assert await self.recv() is None  # the server closes the stream after the decision
+        return final
+
+
+async def eventually(check: Callable[[], Any], within: float = 5.0, step: float = 0.05) -> Any:
+    """Polls an async check until it returns something truthy."""
+    deadline = time.monotonic() + within
+    while True:
+        value = await check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {within}s (last: {value!r})")
+        await asyncio.sleep(step)
+
+
+async def count_events(cluster: Any, type_: str, task_uuid: str | None = None) -> int:
+    """Rows of the change feed, read from the store itself."""
+    from jobtask.store.schema import events
+
+    query = select(func.count()).select_from(events).where(events.c.type == type_)
+    if task_uuid is not None:
+        query = query.where(events.c.task_uuid == task_uuid)
+    async with cluster.services.core.db.read() as conn:
+        return int((await conn.execute(query)).scalar() or 0)
+
+
+def watch(cluster: Any, job_uuid: str, after_seq: int | None = None, stub: Any = None) -> Any:
+    """A WatchTasks call (stub: another process's TaskService)."""
+    request = TSP.WatchTasksRequest(job_uuid=job_uuid)
+    if after_seq is not None:
+        request.after_seq = after_seq
+    return (stub or cluster.tasks).WatchTasks(request, metadata=token_md(cluster.root_token))
+
+
+async def watch_events(
+    cluster: Any, job_uuid: str, after_seq: int | None = None, limit: int | None = None
+) -> list[watch_pb2.WatchEvent]:
+    """Reads a WatchTasks stream until it closes (the job is terminal) or `limit` events
+    that are not heartbeats arrived."""
+    call = watch(cluster, job_uuid, after_seq)
+    out: list[watch_pb2.WatchEvent] = []
+    try:
+        async for event in call:
+            if event.type == watch_pb2.WATCH_EVENT_TYPE_HEARTBEAT:
+                continue
+            out.append(event)
+            if limit is not None and len(out) >= limit:
+                break
+    finally:
+        call.cancel()
+    return out

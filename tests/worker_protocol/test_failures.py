@@ -1,0 +1,155 @@
+"""Cancel and pause reach a running worker; lost streams and leases are temporary failures."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from jobtask.v1 import job_service_pb2 as js
+from jobtask.v1 import task_service_pb2
+
+from tests.conftest import Cluster, start_cluster
+from tests.core.helpers import create_job, get_job, get_task, job_status, task_status
+from tests.worker_protocol.helpers import Run, claim_as, eventually
+
+CANCEL = task_service_pb2.INSTRUCTION_CANCEL
+STOP = task_service_pb2.INSTRUCTION_STOP
+
+
+async def test_cancel_reaches_an_idle_stream_within_a_second(cluster: Cluster) -> None:
+    job = await cluster.jobs.CreateJob(create_job(script="slow.py"))
+    a = await claim_as(cluster, "w1")
+    assert a is not None
+    run = Run(cluster, a)
+    await run.acked(await run.send(progress=0.1))
+    started = time.monotonic()
+    await cluster.jobs.CancelJob(js.CancelJobRequest(uuid=job.uuid))
+    told = await run.until(lambda r: r.instruction == CANCEL, within=1.0)
+    assert time.monotonic() - started < 1.0
+    assert "cancel" in told.reason
+    # The worker stops its process and reports the exit: the attempt closes, nothing fails.
+    final = await run.exit(signal=15)
+    assert final.task.status == task_status("canceled") and final.task.failed_count == 0
+    assert (await get_job(cluster, job.uuid)).status == job_status("canceled")
+
+
+async def test_pause_cancels_the_process_and_the_task_waits_paused(cluster: Cluster) -> None:
+    job = await cluster.jobs.CreateJob(create_job(script="slow.py"))
+    a = await claim_as(cluster, "w1")
+    assert a is not None
+    run = Run(cluster, a)
+    await run.acked(await run.send(progress=0.3))
+    paused = await cluster.jobs.PauseJob(js.PauseJobRequest(uuid=job.uuid))
+    assert paused.status == job_status("pause-requested")
+    told = await run.until(lambda r: r.instruction == CANCEL, within=1.0)
+    assert "pause" in told.reason
+    final = await run.exit(signal=2)
+    assert final.task.status == task_status("paused") and final.task.failed_count == 0
+    assert final.task.progress == pytest.approx(0.3)
+    assert (await get_job(cluster, job.uuid)).status == job_status("paused")
+    resumed = await cluster.jobs.ResumeJob(js.ResumeJobRequest(uuid=job.uuid))
+    assert resumed.status == job_status("queued")
+    again = await claim_as(cluster, "w1")
+    assert again is not None and again.task.uuid == a.task.uuid
+
+
+async def test_a_dropped_stream_is_retried_on_another_worker(cluster: Cluster) -> None:
+    await cluster.jobs.CreateJob(create_job(script="flaky.py"))
+    a = await claim_as(cluster, "w1", "nodeA")
+    assert a is not None
+    assert await claim_as(cluster, "w2", "nodeB") is None  # w2 is live, and idle
+    run = Run(cluster, a)
+    await run.acked(await run.send(progress=0.5, log="working\n"))
+    run.call.cancel()  # the worker vanished mid-task
+
+    async def soft_failed() -> bool:
+        task = await get_task(cluster, a.task.uuid)
+        return task.status == task_status("soft-failed")
+
+    await eventually(soft_failed, within=3)
+    task = await get_task(cluster, a.task.uuid)
+    assert task.failed_count == 1 and "stream ended" in task.failed_log
+    # Flamenco's failure memory: not w1 again while w2 can run it.
+    assert await claim_as(cluster, "w1", "nodeA") is None
+    retry = await claim_as(cluster, "w2", "nodeB")
+    assert retry is not None and retry.task.uuid == a.task.uuid and retry.task.attempt == 2
+
+
+async def test_failure_memory_ignores_workers_that_cannot_run_the_task(cluster: Cluster) -> None:
+    job = await cluster.jobs.CreateJob(
+        create_job(script="big.py", runtime_constraints={"min_ram_per_node": 1000})
+    )
+    a = await claim_as(cluster, "w1", "nodeA", ram_kib=2000)
+    assert a is not None and a.job.uuid == job.uuid
+    assert await claim_as(cluster, "w2", "nodeB", ram_kib=500) is None  # live, too small
+    run = Run(cluster, a)
+    final = await run.exit(exit_code=1)
+    assert final.task.status == task_status("soft-failed")
+    again = await claim_as(cluster, "w1", "nodeA", ram_kib=2000)
+    assert again is not None and again.task.uuid == a.task.uuid
+
+
+@pytest.fixture
+async def short_lease(database_url: str) -> AsyncIterator[Cluster]:
+    c = await start_cluster(database_url, lease_ttl=1.0)
+    try:
+        yield c
+    finally:
+        await c.close()
+
+
+async def test_an_expired_lease_is_reaped_within_two_heartbeat_intervals(
+    short_lease: Cluster,
+) -> None:
+    cluster = short_lease
+    ttl = 1.0
+    await cluster.jobs.CreateJob(create_job(script="hang.py"))
+    a = await claim_as(cluster, "w1")
+    assert a is not None
+    run = Run(cluster, a)
+    # Heartbeats (messages with nothing set) keep the lease for several lifetimes.
+    for _ in range(8):
+        await asyncio.sleep(ttl / 3)
+        reply = await run.acked(await run.send())
+        assert reply.instruction == task_service_pb2.INSTRUCTION_CONTINUE
+    last_heartbeat = time.monotonic()
+    assert (await get_task(cluster, a.task.uuid)).status == task_status("active")
+    # Then the worker hangs, its stream still open: the lease lapses and the reaper ends it
+    # within one heartbeat interval of the expiry (two of the first missed heartbeat).
+    told = await run.until(lambda r: r.instruction == STOP, within=3 * ttl)
+    reaped_after = time.monotonic() - last_heartbeat
+    assert ttl <= reaped_after <= ttl + 2 * (ttl / 3), reaped_after
+    assert "lease" in told.reason
+    assert await run.recv() is None
+    task = await get_task(cluster, a.task.uuid)
+    assert task.status == task_status("soft-failed") and task.failed_count == 1
+    assert "lease expired" in task.failed_log
+
+
+async def test_a_server_shutdown_keeps_the_lease_for_the_worker_to_resume(
+    database_url: str,
+) -> None:
+    first = await start_cluster(database_url)
+    try:
+        await first.jobs.CreateJob(create_job(script="long.py"))
+        a = await claim_as(first, "w1")
+        assert a is not None
+        run = Run(first, a)
+        await run.acked(await run.send(progress=0.6))
+        await first.services.stop(0.2)  # a rolling restart, the stream still open
+    finally:
+        for channel in first.channels:
+            await channel.close()
+    second = await start_cluster(database_url)
+    try:
+        task = await get_task(second, a.task.uuid)
+        assert task.status == task_status("active") and task.failed_count == 0
+        again = Run(second, a)  # the same lease, on the restarted service
+        reply = await again.acked(await again.send(progress=0.7))
+        assert reply.instruction == task_service_pb2.INSTRUCTION_CONTINUE
+        final = await again.exit(progress=1.0, success=True)
+        assert final.task.status == task_status("completed") and final.task.attempt == 1
+    finally:
+        await second.close()

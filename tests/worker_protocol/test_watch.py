@@ -1,0 +1,127 @@
+"""Watch streams: resumable with after_seq, exactly once and in order; pruning is real."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+from jobtask.store import feed
+from jobtask.store.schema import events
+from jobtask.v1 import watch_pb2
+from sqlalchemy import select
+
+from tests.conftest import Cluster, start_cluster
+from tests.core.helpers import create_job
+from tests.worker_protocol.helpers import Run, claim_as, eventually, watch, watch_events
+
+SNAPSHOT = watch_pb2.WATCH_EVENT_TYPE_SNAPSHOT
+HEARTBEAT = watch_pb2.WATCH_EVENT_TYPE_HEARTBEAT
+
+
+async def feed_seqs(cluster: Cluster, job_uuid: str) -> list[int]:
+    async with cluster.services.core.db.read() as conn:
+        rows = await conn.execute(
+            select(events.c.seq).where(events.c.job_uuid == job_uuid).order_by(events.c.seq)
+        )
+        return [seq for (seq,) in rows]
+
+
+async def take(call: Any, n: int) -> list[watch_pb2.WatchEvent]:
+    out: list[watch_pb2.WatchEvent] = []
+    async for event in call:
+        if event.type not in (SNAPSHOT, HEARTBEAT):
+            out.append(event)
+            if len(out) == n:
+                break
+    return out
+
+
+async def test_a_watcher_that_reconnects_gets_every_event_once_in_order(cluster: Cluster) -> None:
+    job = await cluster.jobs.CreateJob(create_job(script="watched.py"))
+    first = watch(cluster, job.uuid)
+    snapshot = await anext(aiter(first))
+    assert snapshot.type == SNAPSHOT and snapshot.snapshot_done
+    start = snapshot.seq
+
+    a = await claim_as(cluster, "w1")
+    assert a is not None
+    run = Run(cluster, a)
+    for i in range(5):
+        await run.acked(await run.send(progress=(i + 1) / 10, log=f"line {i}\n"))
+    seen = await take(first, 4)
+    first.cancel()  # the watcher disconnects...
+
+    for i in range(5, 9):  # ...the task carries on meanwhile...
+        await run.acked(await run.send(progress=(i + 1) / 10, log=f"line {i}\n"))
+    await run.exit(progress=1.0, success=True)
+
+    # ...and it resumes where it left off; the stream closes once the job is done.
+    seen += await watch_events(cluster, job.uuid, after_seq=seen[-1].seq)
+    got = [e.seq for e in seen]
+    assert got == [s for s in await feed_seqs(cluster, job.uuid) if s > start]
+    logs = "".join(e.log for e in seen if e.type == watch_pb2.WATCH_EVENT_TYPE_TASK_LOG)
+    assert logs == "".join(f"line {i}\n" for i in range(9))
+
+
+async def test_resuming_a_finished_job_closes_once_caught_up(cluster: Cluster) -> None:
+    job = await cluster.jobs.CreateJob(create_job(script="quick.py"))
+    a = await claim_as(cluster, "w1")
+    assert a is not None
+    await Run(cluster, a).exit(progress=1.0, success=True)
+    everything = await watch_events(cluster, job.uuid, after_seq=0)
+    assert everything[-1].type == watch_pb2.WATCH_EVENT_TYPE_JOB_CHANGED
+    assert await watch_events(cluster, job.uuid, after_seq=everything[-1].seq) == []
+    assert await watch_events(cluster, job.uuid, after_seq=everything[-3].seq) == everything[-2:]
+
+
+async def test_after_seq_ahead_of_the_feed_is_out_of_range(cluster: Cluster) -> None:
+    job = await cluster.jobs.CreateJob(create_job(script="s.py"))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await watch_events(cluster, job.uuid, after_seq=10**9)
+    assert caught.value.code() == grpc.StatusCode.OUT_OF_RANGE
+
+
+@pytest.fixture
+async def pruning(database_url: str) -> AsyncIterator[Cluster]:
+    """Keeps only the last 5 events, whatever their age, and prunes ten times a second."""
+    c = await start_cluster(
+        database_url, feed_keep_seconds=0, feed_keep_events=5, prune_interval=0.1
+    )
+    try:
+        yield c
+    finally:
+        await c.close()
+
+
+async def test_pruned_positions_are_out_of_range_and_a_snapshot_recovers(
+    pruning: Cluster,
+) -> None:
+    cluster = pruning
+    job = await cluster.jobs.CreateJob(create_job(script="old.py"))
+    for i in range(10):
+        await cluster.jobs.CreateJob(create_job(script=f"filler{i}.py"))
+
+    async def pruned() -> int:
+        async with cluster.services.core.db.read() as conn:
+            return await feed.pruned_before(conn)
+
+    watermark = await eventually(pruned)
+    assert len(await feed_seqs(cluster, job.uuid)) == 0  # the job's events are gone
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await watch_events(cluster, job.uuid, after_seq=1)
+    assert caught.value.code() == grpc.StatusCode.OUT_OF_RANGE
+    assert "read the job again" in (caught.value.details() or "")
+
+    # Re-reading gives a position that can be resumed from, though all its events are gone.
+    call = watch(cluster, job.uuid)
+    snapshot = await anext(aiter(call))
+    call.cancel()
+    assert snapshot.type == SNAPSHOT and snapshot.seq >= watermark
+    resumed = watch(cluster, job.uuid, after_seq=snapshot.seq)
+    a = await claim_as(cluster, "w1")
+    assert a is not None and a.job.uuid == job.uuid
+    (event,) = await take(resumed, 1)
+    resumed.cancel()
+    assert event.type == watch_pb2.WATCH_EVENT_TYPE_TASK_CHANGED and event.task_uuid == a.task.uuid
