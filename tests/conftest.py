@@ -8,6 +8,7 @@ fail, not skip, when it is unreachable: CI always runs them.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import sys
@@ -19,6 +20,7 @@ from typing import Any
 import asyncpg
 import grpc
 import pytest
+from jobtask.manager.tokens import issue_token
 from jobtask.server.app import Services, serve_all
 from jobtask.store import migrate
 from jobtask.store.database import Database
@@ -27,7 +29,8 @@ from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PG = "postgresql://jobtask:jobtask@127.0.0.1:5432/jobtask_test"
-TEMPLATE = "jobtask_template"
+# One template per pytest process: concurrent runs on one server must not drop each other's.
+TEMPLATE = f"jobtask_tpl_{os.getpid()}"
 
 
 def postgres_admin_url() -> str:
@@ -48,6 +51,7 @@ async def _ensure_template() -> None:
         return
     admin = await asyncpg.connect(_asyncpg_dsn(postgres_admin_url(), "postgres"))
     try:
+        await _drop_stale_databases(admin)
         await admin.execute(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
         await admin.execute(f"CREATE DATABASE {TEMPLATE}")
     finally:
@@ -58,6 +62,32 @@ async def _ensure_template() -> None:
     finally:
         await db.dispose()
     _template_ready = True
+
+
+async def _drop_stale_databases(admin: asyncpg.Connection) -> None:
+    """Templates of pytest processes that are gone (killed runs leave theirs behind)."""
+    rows = await admin.fetch("SELECT datname FROM pg_database WHERE datname LIKE 'jobtask_tpl_%'")
+    for row in rows:
+        pid = int(row["datname"].rsplit("_", 1)[1])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            await admin.execute(f"DROP DATABASE IF EXISTS {row['datname']} WITH (FORCE)")
+        except PermissionError:
+            pass
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _template_ready:
+
+        async def drop() -> None:
+            admin = await asyncpg.connect(_asyncpg_dsn(postgres_admin_url(), "postgres"))
+            try:
+                await admin.execute(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
+            finally:
+                await admin.close()
+
+        asyncio.run(drop())
 
 
 async def create_postgres_database() -> str:
@@ -108,14 +138,72 @@ async def postgres_url() -> AsyncIterator[str]:
         await drop_postgres_database(url)
 
 
+# -- auth (issue 5): every call needs a token. The cluster's services accept ROOT_TOKEN as the
+# system root token (`cluster.root_token`). The stubs start_cluster returns send a token of an
+# admin user, `<cluster>-tpzed-000000000000001` (`cluster.admin_token`) -- who every call was
+# before tokens existed: an admin, but not the system, which may also change locked jobs --
+# unless a call brings its own `authorization` metadata (a task's token, say).
+ROOT_TOKEN = "jobtask-test-root-token-" + secrets.token_hex(16)
+
+
+def _with_token(metadata: Any, token: str) -> grpc.aio.Metadata:
+    out = grpc.aio.Metadata(*(metadata or ()))
+    if "authorization" not in out:
+        out.add("authorization", f"Bearer {token}")
+    return out
+
+
+class _Token:
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def _details(self, details: Any) -> Any:
+        return details._replace(metadata=_with_token(details.metadata, self.token))
+
+
+# One class per call kind: grpc.aio files each interceptor under the first kind it is.
+class _UnaryUnary(_Token, grpc.aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+
+class _UnaryStream(_Token, grpc.aio.UnaryStreamClientInterceptor):
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+
+class _StreamUnary(_Token, grpc.aio.StreamUnaryClientInterceptor):
+    async def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return await continuation(self._details(details), requests)
+
+
+class _StreamStream(_Token, grpc.aio.StreamStreamClientInterceptor):
+    async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return await continuation(self._details(details), requests)
+
+
+def token_interceptors(token: str) -> list[Any]:
+    """Client interceptors adding `authorization: Bearer <token>` to every call without one."""
+    return [cls(token) for cls in (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)]
+
+
+def token_channel(target: str, token: str | None) -> grpc.aio.Channel:
+    """A channel whose calls carry `token` (none: calls go unauthenticated)."""
+    if token is None:
+        return grpc.aio.insecure_channel(target)
+    return grpc.aio.insecure_channel(target, interceptors=token_interceptors(token))
+
+
 @dataclass
 class Cluster:
-    """Running services and stubs connected to them."""
+    """Running services and stubs connected to them (the stubs send `admin_token`)."""
 
     services: Services
     jobs: job_service_pb2_grpc.JobServiceStub
     tasks: task_service_pb2_grpc.TaskServiceStub
     channels: list[grpc.aio.Channel]
+    root_token: str | None = ROOT_TOKEN
+    admin_token: str = ""
 
     @property
     def jobs_addr(self) -> str:
@@ -132,14 +220,24 @@ class Cluster:
 
 
 async def start_cluster(database_url: str, **options: Any) -> Cluster:
-    services = await serve_all(database_url, **options)
-    jobs_channel = grpc.aio.insecure_channel(f"127.0.0.1:{services.jobs_port}")
-    tasks_channel = grpc.aio.insecure_channel(f"127.0.0.1:{services.tasks_port}")
+    root_token = options.pop("root_token", ROOT_TOKEN)
+    services = await serve_all(database_url, root_token=root_token, **options)
+    settings = services.core.settings
+    _, admin_token = await issue_token(
+        services.core.db,
+        settings,
+        user_uuid=f"{settings.cluster_id}-tpzed-000000000000001",
+        is_admin=True,
+    )
+    jobs_channel = token_channel(f"127.0.0.1:{services.jobs_port}", admin_token)
+    tasks_channel = token_channel(f"127.0.0.1:{services.tasks_port}", admin_token)
     return Cluster(
         services=services,
         jobs=job_service_pb2_grpc.JobServiceStub(jobs_channel),
         tasks=task_service_pb2_grpc.TaskServiceStub(tasks_channel),
         channels=[jobs_channel, tasks_channel],
+        root_token=root_token,
+        admin_token=admin_token,
     )
 
 

@@ -8,7 +8,6 @@ from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-
 from jobtask.store import migrate
 from jobtask.store.database import Database
 from jobtask.store.schema import metadata

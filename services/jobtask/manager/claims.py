@@ -1,35 +1,32 @@
-"""Handing tasks to workers: claims, leases and their renewal, and the reaper."""
+"""Handing tasks to workers: claims within resource limits, leases, and the reaper."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import secrets
-from dataclasses import dataclass, field
 
-from jobtask.domain.errors import FailedPrecondition, InvalidArgument
+from jobtask.domain.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from jobtask.domain.statuses import TaskStatus
-from jobtask.manager import lifecycle
-from jobtask.manager.context import Caller, Settings, utcnow
+from jobtask.manager import attempts, lifecycle
+from jobtask.manager.context import Caller, Settings, WorkerSpec, utcnow
+from jobtask.manager.placement import Placement, limits_of
 from jobtask.manager.tasks import Claim, TaskManager
-from jobtask.store.claims import runnable_tasks
-from jobtask.store.database import Database
+from jobtask.store import claims as queries
+from jobtask.store.database import Database, mark_changed
 from jobtask.store.records import Record, job_record, task_record
-from jobtask.store.schema import job_tasks, jobs, task_attempts, workers
-from sqlalchemy import func, insert, select, update
+from jobtask.store.schema import job_tasks, jobs, task_attempts
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+__all__ = ["ClaimManager", "WorkerSpec", "token_digest"]
+
 MAX_CLAIM = 100
-
-
-@dataclass(frozen=True)
-class WorkerSpec:
-    worker_id: str
-    node_name: str
-    ram_kib: int = 0
-    cores: int = 0
-    free_slots: int = 1
-    tags: tuple[str, ...] = field(default_factory=tuple)
+# Candidates read per round, and rounds per claim: tasks refused by a limit are skipped
+# (their whole job, when the limit is the job's), so lower-priority work still gets a turn.
+CANDIDATE_PAGE = 50
+CLAIM_ROUNDS = 4
+REAP_BATCH = 100
 
 
 def token_digest(token: str) -> bytes:
@@ -44,23 +41,29 @@ class ClaimManager:
 
     async def claim(self, caller: Caller, worker: WorkerSpec, max_tasks: int = 1) -> list[Claim]:
         """Claims up to max_tasks runnable tasks for the worker, each with a lease."""
+        if not (caller.is_admin or caller.is_system):
+            # A claim hands out the task's own token: only workers acting for the manager
+            # (worker tokens belong to the system user) or admins may claim other users' work.
+            raise PermissionDenied(
+                "only workers (the system user's tokens) and admins may claim tasks"
+            )
         if not worker.worker_id:
             raise InvalidArgument("worker.worker_id", "is required")
         if not worker.node_name:
             raise InvalidArgument("worker.node_name", "is required")
+        if worker.ram_kib < 0:
+            raise InvalidArgument("worker.ram_kib", "must not be negative")
         want = max(1, min(max_tasks or 1, worker.free_slots or 1, MAX_CLAIM))
 
         async def run(conn: AsyncConnection) -> list[Claim]:
             now = utcnow()
-            await self._seen(conn, worker, now)
-            others = await self._other_live_workers(conn, worker, now)
-            rows = list(
-                await conn.execute(runnable_tasks(worker.worker_id if others else None, want))
-            )
-            claims = []
-            for row in rows:
-                job = await lifecycle.lock_job(conn, job_id=row.job_id)
-                claims.append(await self._start(conn, caller, job, task_record(row), worker, now))
+            await queries.lock_node(conn, worker.node_name)
+            if await queries.worker_seen(
+                conn, worker.worker_id, worker.node_name, worker.ram_kib, worker.cores, now
+            ):
+                # A new live node may be what a job's min_nodes waits for.
+                mark_changed(conn)
+            claims = await self._choose(conn, caller, worker, want, now)
             for job_id in {c.job["id"] for c in claims}:
                 settled = await lifecycle.settle(conn, self.settings, job_id, now=now)
                 for c in claims:
@@ -70,33 +73,45 @@ class ClaimManager:
 
         return await self.db.transact(run)
 
-    async def _seen(self, conn: AsyncConnection, worker: WorkerSpec, now: dt.datetime) -> None:
-        values = {
-            "node_name": worker.node_name,
-            "ram_kib": worker.ram_kib,
-            "cores": worker.cores,
-            "last_seen_at": now,
-        }
-        result = await conn.execute(
-            update(workers).where(workers.c.worker_id == worker.worker_id).values(**values)
-        )
-        if result.rowcount == 0:
-            await conn.execute(insert(workers).values(worker_id=worker.worker_id, **values))
-
-    async def _other_live_workers(
-        self, conn: AsyncConnection, worker: WorkerSpec, now: dt.datetime
-    ) -> int:
-        """Workers seen within two lease lifetimes, other than this one: a task failed by
-        this worker goes to them while any exists (Flamenco's failure memory)."""
-        horizon = now - 2 * self.settings.lease_ttl
-        value = (
-            await conn.execute(
-                select(func.count())
-                .select_from(workers)
-                .where(workers.c.worker_id != worker.worker_id, workers.c.last_seen_at >= horizon)
+    async def _choose(
+        self, conn: AsyncConnection, caller: Caller, worker: WorkerSpec, want: int, now: dt.datetime
+    ) -> list[Claim]:
+        place = Placement(conn, worker, now=now, live=self.settings.live_horizon)
+        locked: dict[int, Record] = {}
+        skip_jobs: set[int] = set()
+        seen: set[int] = set()
+        claims: list[Claim] = []
+        for _ in range(CLAIM_ROUNDS):
+            rows = await queries.candidates(
+                conn, worker.worker_id, CANDIDATE_PAGE, skip_jobs=skip_jobs, skip_tasks=seen
             )
-        ).scalar()
-        return int(value or 0)
+            for row in rows:
+                if len(claims) >= want:
+                    return claims
+                if row.job_id in skip_jobs:
+                    continue
+                seen.add(row.id)
+                # Lock order: the job row, then the task row. Limits count under the job's
+                # lock, so two claimers (or replicas) cannot both take its last place.
+                if row.job_id not in locked:
+                    locked[row.job_id] = await lifecycle.lock_job(conn, job_id=row.job_id)
+                fresh = await queries.lock_if_runnable(conn, worker.worker_id, row.id)
+                if fresh is None:
+                    continue
+                limits = limits_of(fresh)
+                if fresh.failed_by_me and await place.others_can_run(fresh.id, limits):
+                    continue
+                refused = await place.refusal(fresh.job_id, limits)
+                if refused is not None:
+                    if refused.job_wide:
+                        skip_jobs.add(fresh.job_id)
+                    continue
+                job = locked[fresh.job_id]
+                claims.append(await self._start(conn, caller, job, task_record(fresh), worker, now))
+                place.started(fresh.job_id, limits)
+            if len(claims) >= want or len(rows) < CANDIDATE_PAGE:
+                break
+        return claims
 
     async def _start(
         self,
@@ -164,56 +179,54 @@ class ClaimManager:
     async def reap_expired(self) -> int:
         """Ends the attempts whose lease expired without a heartbeat: the seeds' temporary
         failure. Returns how many were reaped."""
+        total = 0
+        while True:
+            reaped, more = await self.db.transact(self._reap_batch)
+            total += reaped
+            if not more:
+                return total
+
+    async def _reap_batch(self, conn: AsyncConnection) -> tuple[int, bool]:
         system = self.settings.system_caller()
-
-        async def run(conn: AsyncConnection) -> int:
-            now = utcnow()
-            rows = list(
-                await conn.execute(
-                    select(job_tasks.c.uuid, job_tasks.c.job_id)
-                    .where(
-                        job_tasks.c.lease_expires_at < now,
-                        job_tasks.c.lease_id.is_not(None),
-                    )
-                    .order_by(job_tasks.c.job_id)
-                    .limit(100)
-                )
+        now = utcnow()
+        rows = list(
+            await conn.execute(
+                select(job_tasks.c.uuid, job_tasks.c.job_id)
+                .where(job_tasks.c.lease_expires_at < now, job_tasks.c.lease_id.is_not(None))
+                .order_by(job_tasks.c.job_id)
+                .limit(REAP_BATCH)
             )
-            reaped = 0
-            for uuid, job_id in rows:
-                job = await lifecycle.lock_job(conn, job_id=job_id)
-                fresh = (
-                    await conn.execute(
-                        select(job_tasks).where(job_tasks.c.uuid == uuid).with_for_update()
-                    )
-                ).first()
-                if fresh is None or fresh.lease_expires_at is None:
-                    continue
-                task = task_record(fresh)
-                if task["lease_expires_at"] >= now:
-                    continue
-                if task["status"] != TaskStatus.ACTIVE:
-                    await conn.execute(
-                        update(job_tasks)
-                        .where(job_tasks.c.id == task["id"])
-                        .values(lease_id=None, lease_expires_at=None, token_digest=None)
-                    )
-                    continue
-                await self.tasks.finish_attempt(
-                    conn,
-                    system,
-                    job,
-                    task,
-                    lease_id=task["lease_id"],
-                    exit_code=None,
-                    signal=None,
-                    log="",
-                    outcome_reason="the lease expired without a heartbeat",
+        )
+        reaped = 0
+        for uuid, job_id in rows:
+            job = await lifecycle.lock_job(conn, job_id=job_id)
+            fresh = (
+                await conn.execute(
+                    select(job_tasks).where(job_tasks.c.uuid == uuid).with_for_update()
                 )
-                reaped += 1
-            return reaped
-
-        return await self.db.transact(run)
+            ).first()
+            if fresh is None or fresh.lease_expires_at is None:
+                continue
+            task = task_record(fresh)
+            if task["lease_expires_at"] >= now:
+                continue  # renewed meanwhile
+            if task["status"] != TaskStatus.ACTIVE:
+                await attempts.close_attempt(conn, task, now, f"ended after {task['status']}")
+                await attempts.release_lease(conn, task)
+                continue
+            await self.tasks.finish_attempt(
+                conn,
+                system,
+                job,
+                task,
+                lease_id=task["lease_id"],
+                exit_code=None,
+                signal=None,
+                log="",
+                outcome_reason="the lease expired without a heartbeat",
+            )
+            reaped += 1
+        return reaped, len(rows) == REAP_BATCH
 
     async def job_of(self, conn: AsyncConnection, job_id: int) -> Record:
         return job_record((await conn.execute(select(jobs).where(jobs.c.id == job_id))).one())

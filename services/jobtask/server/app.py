@@ -17,15 +17,23 @@ from grpc_reflection.v1alpha import reflection
 from jobtask.manager.claims import ClaimManager
 from jobtask.manager.context import Settings
 from jobtask.manager.jobs import JobManager
+from jobtask.manager.reports import ReportManager
 from jobtask.manager.tasks import TaskManager
+from jobtask.manager.tokens import TokenManager
+from jobtask.server import upkeep
+from jobtask.server.auth import AuthInterceptor, method_rules
 from jobtask.server.callers import CallerResolver
 from jobtask.server.changes import ChangeSignal
 from jobtask.server.jobs import JobServicer
+from jobtask.server.run_task import RunTasks
 from jobtask.server.tasks import TaskServicer
+from jobtask.server.tokens import TokenServicer
 from jobtask.server.watch import Watcher
 from jobtask.store import migrate
 from jobtask.store.database import Database
 from jobtask.v1 import (
+    auth_service_pb2,
+    auth_service_pb2_grpc,
     job_service_pb2,
     job_service_pb2_grpc,
     task_service_pb2,
@@ -36,6 +44,10 @@ log = logging.getLogger(__name__)
 
 JOB_SERVICE = job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name
 TASK_SERVICE = task_service_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name
+# auth (issue 5): API tokens, served by the JobService process.
+AUTH_SERVICE = auth_service_pb2.DESCRIPTOR.services_by_name[
+    "ApiClientAuthorizationService"
+].full_name
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
@@ -51,10 +63,20 @@ class Core:
     claims: ClaimManager
     callers: CallerResolver
     watcher: Watcher
+    # The worker streams (RunTask) of this process.
+    runs: RunTasks
+    # auth (issue 5): verifies tokens; the interceptor checks every jobtask call with it.
+    tokens: TokenManager
+    auth: AuthInterceptor
 
     @classmethod
     async def open(
-        cls, database_url: str, settings: Settings, *, migrate_schema: bool = True
+        cls,
+        database_url: str,
+        settings: Settings,
+        *,
+        migrate_schema: bool = True,
+        root_token: str | None = None,
     ) -> Core:
         db = Database(database_url)
         if migrate_schema:
@@ -62,6 +84,8 @@ class Core:
         signal = ChangeSignal()
         db.on_commit(signal.notify)
         tasks = TaskManager(db, settings)
+        tokens = TokenManager(db, settings, root_token)
+        rules = method_rules([job_service_pb2, task_service_pb2, auth_service_pb2])
         return cls(
             db=db,
             settings=settings,
@@ -71,18 +95,24 @@ class Core:
             claims=ClaimManager(db, settings, tasks),
             callers=CallerResolver(db, settings),
             watcher=Watcher(db, signal),
+            runs=RunTasks(ReportManager(db, settings), signal, settings),
+            tokens=tokens,
+            auth=AuthInterceptor(tokens, rules),
         )
 
 
-def _new_server(names: list[str]) -> tuple[grpc.aio.Server, health_aio.HealthServicer]:
+def _new_server(
+    names: list[str], interceptors: list[grpc.aio.ServerInterceptor[Any, Any]]
+) -> tuple[grpc.aio.Server, health_aio.HealthServicer]:
     server = grpc.aio.server(
+        interceptors=interceptors,
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             # Idle gateway connections must not be dropped between requests (Funnel's lesson).
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-        ]
+        ],
     )
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -100,40 +130,26 @@ def _bind(server: grpc.aio.Server, listen: str) -> int:
 
 
 def create_job_server(core: Core, listen: str) -> tuple[grpc.aio.Server, int, Any]:
-    server, health_servicer = _new_server([JOB_SERVICE])
+    server, health_servicer = _new_server([JOB_SERVICE, AUTH_SERVICE], [core.auth])
     # The generated registration functions are untyped.
     job_service_pb2_grpc.add_JobServiceServicer_to_server(  # type: ignore[no-untyped-call]
         JobServicer(core.jobs, core.callers, core.watcher), server
+    )
+    auth_service_pb2_grpc.add_ApiClientAuthorizationServiceServicer_to_server(  # type: ignore[no-untyped-call]
+        TokenServicer(core.tokens), server
     )
     return server, _bind(server, listen), health_servicer
 
 
 def create_task_server(core: Core, listen: str) -> tuple[grpc.aio.Server, int, Any]:
-    server, health_servicer = _new_server([TASK_SERVICE])
+    server, health_servicer = _new_server([TASK_SERVICE], [core.auth])
     task_service_pb2_grpc.add_TaskServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        TaskServicer(core.tasks, core.claims, core.callers, core.watcher, core.signal), server
+        TaskServicer(
+            core.tasks, core.claims, core.callers, core.watcher, core.signal, runs=core.runs
+        ),
+        server,
     )
     return server, _bind(server, listen), health_servicer
-
-
-async def reap_forever(core: Core) -> None:
-    """Finds expired leases within two heartbeat intervals (a heartbeat is ttl / 3)."""
-    interval = max(core.settings.lease_ttl.total_seconds() / 3, 0.05)
-    while True:
-        try:
-            reaped = await core.claims.reap_expired()
-            if reaped:
-                log.info("reaped %d expired lease(s)", reaped)
-        except Exception:  # keep reaping through database hiccups
-            log.exception("reaper failed")
-        await asyncio.sleep(interval)
-
-
-async def poll_feed_forever(core: Core) -> None:
-    """Other processes' commits are invisible to this one's signal: poll for them."""
-    while True:
-        await asyncio.sleep(core.signal.poll_interval)
-        core.signal.notify()
 
 
 @dataclass
@@ -145,12 +161,15 @@ class Services:
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def stop(self, grace: float = 1.0) -> None:
+        # Worker streams cut by the shutdown keep their leases (see jobtask.server.run_task).
+        self.core.runs.closing = True
         for task in self.background:
             task.cancel()
         for task in self.background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await asyncio.gather(*(s.stop(grace) for s in self.servers))
+        await self.core.runs.drain()
         await self.core.db.dispose()
 
     async def wait(self) -> None:
@@ -165,12 +184,23 @@ async def serve(
     cluster_id: str = "zzzzz",
     lease_ttl: float = 30.0,
     retry_limit: int = 3,
+    root_token: str | None = None,
+    feed_keep_seconds: float = 24 * 3600.0,
+    feed_keep_events: int = 100_000,
+    prune_interval: float = upkeep.PRUNE_SECONDS,
 ) -> Services:
-    """Starts JobService and/or TaskService (None skips one) on one store."""
+    """Starts JobService and/or TaskService (None skips one) on one store.
+
+    root_token: the system root token (JOBTASK_SYSTEM_ROOT_TOKEN), accepted as the system
+    user with every scope. Tokens stored in the database work with or without it."""
     settings = Settings(
-        cluster_id=cluster_id, retry_limit=retry_limit, lease_ttl=dt.timedelta(seconds=lease_ttl)
+        cluster_id=cluster_id,
+        retry_limit=retry_limit,
+        lease_ttl=dt.timedelta(seconds=lease_ttl),
+        feed_keep=dt.timedelta(seconds=feed_keep_seconds),
+        feed_keep_events=feed_keep_events,
     )
-    core = await Core.open(database_url, settings)
+    core = await Core.open(database_url, settings, root_token=root_token)
     services = Services(core=core, servers=[])
     if jobs_listen is not None:
         server, services.jobs_port, health_servicer = create_job_server(core, jobs_listen)
@@ -182,8 +212,16 @@ async def serve(
         await server.start()
         await health_servicer.set(TASK_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         services.servers.append(server)
-        services.background.append(asyncio.create_task(reap_forever(core)))
-    services.background.append(asyncio.create_task(poll_feed_forever(core)))
+    services.background.extend(
+        upkeep.start(
+            core.db,
+            settings,
+            core.signal,
+            core.claims,
+            reaper=tasks_listen is not None,
+            prune_interval=prune_interval,
+        )
+    )
     return services
 
 
@@ -193,6 +231,7 @@ async def serve_all(
     jobs_listen: str = "127.0.0.1:0",
     tasks_listen: str = "127.0.0.1:0",
     cluster_id: str = "zzzzz",
+    root_token: str | None = None,
     **options: Any,
 ) -> Services:
     """Both services in this process on one store (`jobtask up`, tests)."""
@@ -201,5 +240,6 @@ async def serve_all(
         jobs_listen=jobs_listen,
         tasks_listen=tasks_listen,
         cluster_id=cluster_id,
+        root_token=root_token,
         **options,
     )

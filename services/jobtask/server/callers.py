@@ -1,53 +1,58 @@
-"""Who is calling: resolved from the request's metadata once per call.
+"""Who is calling: the credentials the auth interceptor (jobtask.server.auth) verified.
 
-Until API tokens exist (the auth issue), a call without a token acts as the cluster's
-admin user; a call bearing a claimed task's own token acts as that task's process, which is
-how UpdateTask is tied to the lease.
+The interceptor authenticates every call of the jobtask services before the servicer runs
+and binds the result to the call's context (a contextvar: grpc.aio runs each call in its own
+task, so a binding never leaks into another call). Servicers ask `CallerResolver` for the
+Caller, as before; without a binding -- a server built without the interceptor -- every call
+is refused, never served as somebody.
 """
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
 import grpc
-from jobtask.domain.statuses import TaskStatus
-from jobtask.manager.claims import token_digest
+from jobtask.domain.errors import Unauthenticated
 from jobtask.manager.context import Caller, Settings
+from jobtask.manager.tokens import Credentials
 from jobtask.store.database import Database
-from jobtask.store.schema import job_tasks
-from sqlalchemy import select
+
+__all__ = ["CallerResolver", "bearer_token", "bind_credentials", "current_credentials"]
+
+NOT_LOGGED_IN = "Not logged in"
+
+_credentials: ContextVar[Credentials | None] = ContextVar("jobtask_credentials", default=None)
 
 
 def bearer_token(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
+    """The token of `authorization: Bearer <t>` (or Arvados's `OAuth2 <t>`) metadata."""
     for key, value in context.invocation_metadata() or ():
         if key == "authorization" and isinstance(value, str):
-            scheme, _, token = value.partition(" ")
-            if scheme.lower() in ("bearer", "oauth2") and token:
+            scheme, _, token = value.strip().partition(" ")
+            if scheme.lower() in ("bearer", "oauth2") and token.strip():
                 return token.strip()
     return None
 
 
-def admin_user(settings: Settings) -> str:
-    return f"{settings.cluster_id}-tpzed-000000000000001"
+def bind_credentials(creds: Credentials) -> None:
+    _credentials.set(creds)
+
+
+def current_credentials() -> Credentials:
+    creds = _credentials.get()
+    if creds is None:
+        raise Unauthenticated(NOT_LOGGED_IN)
+    return creds
 
 
 class CallerResolver:
-    def __init__(self, db: Database, settings: Settings) -> None:
+    """`await resolver(context)` is the Caller of the current call."""
+
+    def __init__(self, db: Database | None = None, settings: Settings | None = None) -> None:
+        # Kept for the servicers' existing constructor calls; the interceptor does the work.
         self.db = db
         self.settings = settings
 
     async def __call__(self, context: grpc.aio.ServicerContext[Any, Any]) -> Caller:
-        token = bearer_token(context)
-        if token:
-            async with self.db.read() as conn:
-                row = (
-                    await conn.execute(
-                        select(job_tasks.c.uuid, job_tasks.c.owner_uuid).where(
-                            job_tasks.c.token_digest == token_digest(token),
-                            job_tasks.c.status == TaskStatus.ACTIVE.value,
-                        )
-                    )
-                ).first()
-            if row is not None:
-                return Caller(user_uuid=row.owner_uuid, task_uuid=row.uuid)
-        return Caller(user_uuid=admin_user(self.settings), is_admin=True)
+        return current_credentials().caller

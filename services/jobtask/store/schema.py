@@ -129,6 +129,8 @@ job_tasks = Table(
     Index("ix_job_tasks_created_by", "created_by_job_task_uuid"),
     Index("ix_job_tasks_claimable", "status", "job_id", "id"),
     Index("ix_job_tasks_lease_expires_at", "lease_expires_at"),
+    # Every call made with a task's own token looks the task up by its token's digest.
+    Index("ix_job_tasks_token_digest", "token_digest"),
     Index("ix_job_tasks_modified_at", "modified_at"),
 )
 
@@ -189,4 +191,35 @@ settings = Table(
     metadata,
     Column("name", String(64), primary_key=True),
     Column("value", Text, nullable=False),
+)
+
+# -- auth (issue 5) ---------------------------------------------------------------------------
+
+# Users (`<cluster>-tpzed-...`). The system user `<cluster>-tpzed-000000000000000` is created
+# on first use; its tokens act as the job manager itself.
+users = Table(
+    "users",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("uuid", String(27), nullable=False, unique=True),
+    Column("is_admin", Boolean, nullable=False, server_default="0"),
+    Column("created_at", Time, nullable=False),
+    Column("modified_at", Time, nullable=False),
+)
+
+# API tokens (`<cluster>-gj3su-...`). Only the SHA-256 of the secret is kept.
+api_client_authorizations = Table(
+    "api_client_authorizations",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("uuid", String(27), nullable=False, unique=True),
+    Column("owner_uuid", ForeignKey("users.uuid", ondelete="CASCADE"), nullable=False, index=True),
+    Column("secret_digest", LargeBinary(32), nullable=False, unique=True),
+    # A JSON list: ["all"], or "METHOD /path" entries.
+    Column("scopes", Json, nullable=False),
+    Column("expires_at", Time),
+    Column("revoked_at", Time),
+    Column("created_at", Time, nullable=False),
+    Column("modified_at", Time, nullable=False),
+    Column("modified_by_user_uuid", String(27)),
 )

@@ -1,0 +1,400 @@
+"""API tokens: verifying a presented token, and the api_client_authorizations use cases.
+
+Three kinds of token are accepted, all in either Arvados form where they have a record:
+- the configured system root token (JOBTASK_SYSTEM_ROOT_TOKEN), held in memory only;
+- API tokens (`<cluster>-gj3su-...` records, stored as a SHA-256 of the secret), acting for
+  their owner: the system user's tokens act as the job manager itself, an admin's as an admin;
+- a claimed task's own token (job_tasks.token_digest), valid while the task is active under
+  that lease, scoped to its task (jobtask.domain.scopes.task_scopes) and never admin.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from jobtask.domain import scopes as scope_rules
+from jobtask.domain import tokens as token_rules
+from jobtask.domain.errors import InvalidArgument, NotFound, PermissionDenied
+from jobtask.domain.query import ListQuery
+from jobtask.domain.statuses import TaskStatus
+from jobtask.domain.uuids import TOKEN_INFIX, USER_INFIX, check_uuid, new_uuid
+from jobtask.manager.context import Caller, Settings, utcnow
+from jobtask.store.database import Database
+from jobtask.store.listing import run_list
+from jobtask.store.records import Record, utc
+from jobtask.store.schema import api_client_authorizations, job_tasks, users
+from sqlalchemy import ColumnElement, insert, select, true, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+__all__ = [
+    "Credentials",
+    "TokenManager",
+    "ensure_root_token",
+    "ensure_user",
+    "issue_token",
+    "list_tokens",
+    "revoke_token",
+    "root_token_uuid",
+]
+
+tokens_t = api_client_authorizations
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A verified token: who it acts for, what it may do, and its record if it has one."""
+
+    caller: Caller
+    scopes: tuple[str, ...]
+    expires_at: dt.datetime | None = None
+    record: Record | None = None
+
+
+def root_token_uuid(settings: Settings) -> str:
+    """The record of the root token `jobtask up` generates (one per cluster)."""
+    return f"{settings.cluster_id}-{TOKEN_INFIX}-000000000000000"
+
+
+def token_record(row: Row[Any]) -> Record:
+    """A token row without its digest, times in UTC."""
+    record = {k: v for k, v in row._mapping.items() if k not in ("id", "secret_digest", "is_admin")}
+    for key in ("expires_at", "revoked_at", "created_at", "modified_at"):
+        record[key] = utc(record.get(key))
+    record["scopes"] = list(record.get("scopes") or [])
+    return record
+
+
+def _usable(record: Record, now: dt.datetime) -> bool:
+    expires = record["expires_at"]
+    return record["revoked_at"] is None and (expires is None or expires > now)
+
+
+class TokenManager:
+    def __init__(self, db: Database, settings: Settings, root_token: str | None = None) -> None:
+        self.db = db
+        self.settings = settings
+        self._root_digest = token_rules.digest(root_token) if root_token else None
+
+    # -- authentication -----------------------------------------------------------------
+
+    async def authenticate(self, raw: str) -> Credentials | None:
+        """The credentials a presented token stands for; None if it stands for nothing."""
+        raw = raw.strip()
+        # The configured root token may have any shape: compare it before parsing.
+        if self._root_digest is not None and token_rules.digests_equal(
+            token_rules.digest(raw), self._root_digest
+        ):
+            return Credentials(self.settings.system_caller(), (scope_rules.ALL,))
+        parsed = token_rules.parse_token(raw)
+        if parsed is None:
+            return None
+        secret_digest = token_rules.digest(parsed.secret)
+        now = utcnow()
+        async with self.db.read() as conn:
+            stmt = select(tokens_t, users.c.is_admin).join(
+                users, users.c.uuid == tokens_t.c.owner_uuid
+            )
+            if parsed.uuid is not None:
+                stmt = stmt.where(tokens_t.c.uuid == parsed.uuid)
+            else:
+                stmt = stmt.where(tokens_t.c.secret_digest == secret_digest)
+            row = (await conn.execute(stmt)).first()
+            if row is not None:
+                if not token_rules.digests_equal(row.secret_digest, secret_digest):
+                    return None
+                record = token_record(row)
+                if not _usable(record, now):
+                    return None
+                return Credentials(
+                    self._caller(record["owner_uuid"], bool(row.is_admin)),
+                    tuple(record["scopes"]),
+                    record["expires_at"],
+                    record,
+                )
+            if parsed.uuid is not None:
+                return None
+            return await self._task_credentials(conn, secret_digest, now)
+
+    def _caller(self, user_uuid: str, is_admin: bool) -> Caller:
+        if user_uuid == self.settings.system_user:
+            return self.settings.system_caller()
+        return Caller(user_uuid=user_uuid, is_admin=is_admin)
+
+    async def _task_credentials(
+        self, conn: AsyncConnection, secret_digest: bytes, now: dt.datetime
+    ) -> Credentials | None:
+        row = (
+            await conn.execute(
+                select(
+                    job_tasks.c.uuid,
+                    job_tasks.c.job_uuid,
+                    job_tasks.c.owner_uuid,
+                    job_tasks.c.lease_expires_at,
+                    job_tasks.c.token_digest,
+                ).where(
+                    job_tasks.c.token_digest == secret_digest,
+                    job_tasks.c.status == TaskStatus.ACTIVE.value,
+                )
+            )
+        ).first()
+        if row is None or not token_rules.digests_equal(row.token_digest, secret_digest):
+            return None
+        expires = utc(row.lease_expires_at)
+        if expires is None or expires <= now:
+            return None  # the lease ended: the reaper has not caught up yet
+        # Never admin, even when the job's owner is: the task acts within its own job.
+        caller = Caller(user_uuid=row.owner_uuid, task_uuid=row.uuid)
+        return Credentials(caller, tuple(scope_rules.task_scopes(row.job_uuid, row.uuid)), expires)
+
+    # -- the api_client_authorizations resource -------------------------------------------
+
+    async def create(
+        self,
+        creds: Credentials,
+        *,
+        scopes: Sequence[str] | None = None,
+        expires_at: dt.datetime | None = None,
+        owner_uuid: str = "",
+    ) -> tuple[Record, str]:
+        """A new token from the caller's: equal or narrower scopes, expiring no later.
+        Returns the record and the token in its v2 form, which is shown only now."""
+        caller = creds.caller
+        owner = owner_uuid or caller.user_uuid
+        if owner != caller.user_uuid:
+            if not caller.is_admin:
+                raise PermissionDenied("only admins may create tokens for other users")
+            self._check_user_uuid(owner, "owner_uuid")
+        wanted = scope_rules.check_scopes(scopes) if scopes else list(creds.scopes)
+        wider = scope_rules.narrower(wanted, creds.scopes)
+        if wider is not None:
+            raise PermissionDenied(
+                f"scope {wider!r} is wider than the scopes of the token making the request"
+            )
+        now = utcnow()
+        if expires_at is not None and expires_at <= now:
+            raise InvalidArgument("expires_at", "is in the past")
+        if creds.expires_at is not None:
+            if expires_at is None:
+                expires_at = creds.expires_at
+            elif expires_at > creds.expires_at:
+                raise PermissionDenied(
+                    "expires_at: a token cannot outlive the token making the request"
+                )
+
+        async def run(conn: AsyncConnection) -> tuple[Record, str]:
+            await ensure_user(
+                conn, self.settings, owner, is_admin=owner == self.settings.system_user
+            )
+            return await _insert_token(
+                conn, self.settings, owner, wanted, expires_at, modified_by=caller.user_uuid
+            )
+
+        return await self.db.transact(run)
+
+    def _check_user_uuid(self, uuid: str, field: str) -> None:
+        check_uuid(uuid, USER_INFIX, field)
+        if not uuid.startswith(self.settings.cluster_id + "-"):
+            raise InvalidArgument(
+                field, f"{uuid!r} is not a user of cluster {self.settings.cluster_id}"
+            )
+
+    @staticmethod
+    def _visible(caller: Caller) -> ColumnElement[bool]:
+        """Admins see every token, others their own; revoked tokens are gone (Arvados
+        deleted them)."""
+        own = true() if caller.is_admin else tokens_t.c.owner_uuid == caller.user_uuid
+        return own & tokens_t.c.revoked_at.is_(None)
+
+    async def get(self, caller: Caller, uuid: str) -> Record:
+        check_uuid(uuid, TOKEN_INFIX, "uuid")
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(tokens_t).where(tokens_t.c.uuid == uuid, self._visible(caller))
+                )
+            ).first()
+        if row is None:
+            raise NotFound(f"api_client_authorization {uuid} not found")
+        return token_record(row)
+
+    async def list(self, caller: Caller, query: ListQuery) -> tuple[list[Record], int | None]:
+        async with self.db.read() as conn:
+            rows, total = await run_list(
+                conn,
+                tokens_t,
+                query,
+                cluster_id=self.settings.cluster_id,
+                extra=self._visible(caller),
+            )
+        return [token_record(r) for r in rows], total
+
+    async def revoke(self, caller: Caller, uuid: str) -> Record:
+        check_uuid(uuid, TOKEN_INFIX, "uuid")
+
+        async def run(conn: AsyncConnection) -> Record:
+            return await _revoke(conn, uuid, caller.user_uuid, self._visible(caller))
+
+        return await self.db.transact(run)
+
+    def current(self, creds: Credentials) -> Record:
+        """The token of this call; a token without a record gets a synthetic one."""
+        if creds.record is not None:
+            return creds.record
+        return {
+            "uuid": "",
+            "owner_uuid": creds.caller.user_uuid,
+            "scopes": list(creds.scopes),
+            "expires_at": creds.expires_at,
+            "revoked_at": None,
+            "created_at": None,
+            "modified_at": None,
+            "modified_by_user_uuid": None,
+        }
+
+
+# -- shared statements ----------------------------------------------------------------------
+
+
+async def ensure_user(
+    conn: AsyncConnection, settings: Settings, uuid: str, *, is_admin: bool = False
+) -> None:
+    """Creates the user if missing; an existing user keeps its admin flag unless raised."""
+    row = (await conn.execute(select(users.c.is_admin).where(users.c.uuid == uuid))).first()
+    now = utcnow()
+    if row is None:
+        await conn.execute(
+            insert(users).values(uuid=uuid, is_admin=is_admin, created_at=now, modified_at=now)
+        )
+    elif is_admin and not row.is_admin:
+        await conn.execute(
+            update(users).where(users.c.uuid == uuid).values(is_admin=True, modified_at=now)
+        )
+
+
+async def _insert_token(
+    conn: AsyncConnection,
+    settings: Settings,
+    owner_uuid: str,
+    scopes: Sequence[str],
+    expires_at: dt.datetime | None,
+    *,
+    modified_by: str | None,
+    uuid: str | None = None,
+) -> tuple[Record, str]:
+    secret = token_rules.new_secret()
+    now = utcnow()
+    row = (
+        await conn.execute(
+            insert(tokens_t)
+            .values(
+                uuid=uuid or new_uuid(settings.cluster_id, TOKEN_INFIX),
+                owner_uuid=owner_uuid,
+                secret_digest=token_rules.digest(secret),
+                scopes=list(scopes),
+                expires_at=expires_at,
+                created_at=now,
+                modified_at=now,
+                modified_by_user_uuid=modified_by,
+            )
+            .returning(*tokens_t.c)
+        )
+    ).one()
+    record = token_record(row)
+    return record, token_rules.format_v2(record["uuid"], secret)
+
+
+async def _revoke(
+    conn: AsyncConnection, uuid: str, by: str | None, visible: ColumnElement[bool]
+) -> Record:
+    now = utcnow()
+    row = (
+        await conn.execute(
+            update(tokens_t)
+            .where(tokens_t.c.uuid == uuid, visible)
+            .values(revoked_at=now, modified_at=now, modified_by_user_uuid=by)
+            .returning(*tokens_t.c)
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"api_client_authorization {uuid} not found")
+    return token_record(row)
+
+
+# -- local administration: `jobtask up` and `jobtask token ...`, straight on the database -----
+
+
+async def issue_token(
+    db: Database,
+    settings: Settings,
+    *,
+    user_uuid: str | None = None,
+    is_admin: bool = False,
+    scopes: Sequence[str] = (scope_rules.ALL,),
+    expires_at: dt.datetime | None = None,
+) -> tuple[Record, str]:
+    """A token for a user (default: the system user), creating the user if missing.
+    Like Arvados's admin tasks, this needs database access, not a token: it is how a lost
+    root token is replaced."""
+    owner = user_uuid or settings.system_user
+    check_uuid(owner, USER_INFIX, "user")
+    wanted = scope_rules.check_scopes(list(scopes))
+    if expires_at is not None and expires_at <= utcnow():
+        raise InvalidArgument("expires", "is in the past")
+
+    async def run(conn: AsyncConnection) -> tuple[Record, str]:
+        admin = is_admin or owner == settings.system_user
+        await ensure_user(conn, settings, owner, is_admin=admin)
+        return await _insert_token(conn, settings, owner, wanted, expires_at, modified_by=None)
+
+    return await db.transact(run)
+
+
+async def ensure_root_token(db: Database, settings: Settings, env_value: str | None) -> str | None:
+    """For `jobtask up`: with JOBTASK_SYSTEM_ROOT_TOKEN set (`env_value`), nothing to do.
+    Otherwise keeps one generated root token in the database, so a restart keeps it; returns
+    a newly generated token (to print once), or None when a usable one exists already."""
+    if env_value:
+        return None
+    uuid = root_token_uuid(settings)
+
+    async def run(conn: AsyncConnection) -> str | None:
+        await ensure_user(conn, settings, settings.system_user, is_admin=True)
+        row = (await conn.execute(select(tokens_t).where(tokens_t.c.uuid == uuid))).first()
+        if row is not None:
+            if _usable(token_record(row), utcnow()):
+                return None
+            # Revoked or expired: replace it under the same uuid.
+            await conn.execute(tokens_t.delete().where(tokens_t.c.uuid == uuid))
+        _, token = await _insert_token(
+            conn,
+            settings,
+            settings.system_user,
+            [scope_rules.ALL],
+            None,
+            modified_by=None,
+            uuid=uuid,
+        )
+        return token
+
+    return await db.transact(run)
+
+
+async def list_tokens(db: Database, *, include_revoked: bool = False) -> list[Record]:
+    async with db.read() as conn:
+        stmt = select(tokens_t).order_by(tokens_t.c.created_at, tokens_t.c.uuid)
+        if not include_revoked:
+            stmt = stmt.where(tokens_t.c.revoked_at.is_(None))
+        return [token_record(r) for r in await conn.execute(stmt)]
+
+
+async def revoke_token(db: Database, uuid: str) -> Record:
+    check_uuid(uuid, TOKEN_INFIX, "uuid")
+
+    async def run(conn: AsyncConnection) -> Record:
+        return await _revoke(conn, uuid, None, tokens_t.c.revoked_at.is_(None))
+
+    return await db.transact(run)
