@@ -1,0 +1,76 @@
+"""gRPC channels to the services, and generic calls by method descriptor.
+
+The gateway has no stubs of its own: any annotated method is called through
+`unary_unary`/`unary_stream` with the serializers of its descriptor's message classes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import grpc
+from google.protobuf.descriptor import MethodDescriptor
+from google.protobuf.message import Message
+from google.protobuf.message_factory import GetMessageClass
+
+__all__ = ["ServiceChannels"]
+
+Metadata = Sequence[tuple[str, str]]
+
+# Long-polling methods (ClaimTask's `wait`) may hold a call open; watch streams have no deadline.
+_UNARY_TIMEOUT = 300.0
+
+
+class ServiceChannels:
+    """One channel per distinct target, created on first use inside the running event loop."""
+
+    def __init__(self, targets: Mapping[str, str]) -> None:
+        # service full name -> "host:port"
+        self._targets = dict(targets)
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def target_of(self, method: MethodDescriptor) -> str:
+        return self._targets[method.containing_service.full_name]
+
+    def _channel(self, method: MethodDescriptor) -> grpc.aio.Channel:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            # grpc.aio channels belong to the loop that made them (tests run one loop each).
+            self._channels = {}
+            self._loop = loop
+        target = self.target_of(method)
+        channel = self._channels.get(target)
+        if channel is None:
+            channel = grpc.aio.insecure_channel(target)
+            self._channels[target] = channel
+        return channel
+
+    def _parts(self, method: MethodDescriptor) -> tuple[str, Any, Any]:
+        path = f"/{method.containing_service.full_name}/{method.name}"
+        request_cls = GetMessageClass(method.input_type)
+        response_cls = GetMessageClass(method.output_type)
+        return path, request_cls.SerializeToString, response_cls.FromString
+
+    async def unary(self, method: MethodDescriptor, request: Message, metadata: Metadata) -> Any:
+        path, serialize, deserialize = self._parts(method)
+        call = self._channel(method).unary_unary(
+            path, request_serializer=serialize, response_deserializer=deserialize
+        )
+        return await call(request, metadata=tuple(metadata), timeout=_UNARY_TIMEOUT)
+
+    def stream(
+        self, method: MethodDescriptor, request: Message, metadata: Metadata
+    ) -> grpc.aio.UnaryStreamCall[Any, Any]:
+        path, serialize, deserialize = self._parts(method)
+        call = self._channel(method).unary_stream(
+            path, request_serializer=serialize, response_deserializer=deserialize
+        )
+        return call(request, metadata=tuple(metadata))
+
+    async def close(self) -> None:
+        channels, self._channels = self._channels, {}
+        for channel in channels.values():
+            await channel.close(None)

@@ -1,0 +1,201 @@
+"""The one endpoint behind every `/arvados/v1/...` path: HTTP in, gRPC call, Arvados JSON out."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+from urllib.parse import parse_qsl
+
+import grpc
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+from jobtask.gateway import sse
+from jobtask.gateway.channels import ServiceChannels
+from jobtask.gateway.errors import ApiError, error_body, from_rpc_error
+from jobtask.gateway.params import HttpInput, build_request
+from jobtask.gateway.rendering import dumps, render, render_value, select_attributes
+from jobtask.gateway.routing import Binding, RouteTable
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+__all__ = ["Dispatcher", "error_response", "token_of"]
+
+log = logging.getLogger(__name__)
+
+_OVERRIDABLE = {"GET", "HEAD", "PUT", "PATCH", "DELETE"}
+_AUTH_HEADER = re.compile(r"^\s*(?:OAuth2|Bearer)\s+(\S+)\s*$", re.IGNORECASE)
+JSON_TYPE = "application/json"
+
+
+def error_response(err: ApiError, *, head: bool = False) -> Response:
+    body = b"" if head else dumps(error_body(err.errors))
+    return Response(body, err.status, headers=err.headers, media_type=JSON_TYPE)
+
+
+def token_of(request: Request, params: list[tuple[str, str]], json_body: Any) -> str | None:
+    """Arvados's order: `api_token`, then `oauth_token` parameters, then the header."""
+    for name in ("api_token", "oauth_token"):
+        if isinstance(json_body, dict) and isinstance(json_body.get(name), str):
+            return str(json_body[name])
+        values = [v for k, v in params if k == name and v]
+        if values:
+            return values[-1]
+    found = _AUTH_HEADER.match(request.headers.get("authorization", ""))
+    return found.group(1) if found else None
+
+
+class Dispatcher:
+    def __init__(self, routes: RouteTable, channels: ServiceChannels) -> None:
+        self.routes = routes
+        self.channels = channels
+
+    async def handle(self, request: Request) -> Response:
+        head = request.method == "HEAD"
+        try:
+            return await self._dispatch(request)
+        except ApiError as err:
+            return error_response(err, head=head)
+        except grpc.aio.AioRpcError as err:
+            return error_response(from_rpc_error(err), head=head)
+        except Exception:
+            # Log the trace here, under the request id; the caller gets only the id.
+            log.exception("request %s failed", getattr(request.state, "request_id", "?"))
+            return error_response(ApiError(500, ["Internal error"]), head=head)
+
+    async def _dispatch(self, request: Request) -> Response:
+        path = _raw_path(request)
+        method = request.method
+        if method == "OPTIONS":
+            if path.startswith("/arvados/v1/"):
+                return Response(b"", 200)  # CORS preflight; the middleware adds the headers
+            raise ApiError(404, ["Path not found"])
+
+        query = parse_qsl(request.url.query, keep_blank_values=True)
+        form, json_body = await _read_body(request)
+        if method == "POST":
+            method = _overridden(request, query, form, json_body) or method
+        match = self.routes.match("GET" if method == "HEAD" else method, path)
+        if match.binding is None:
+            if match.allowed:
+                allowed = _allow(match.allowed)
+                raise ApiError(
+                    405,
+                    [f"Method {method} not allowed here; allowed: {allowed}"],
+                    headers={"Allow": allowed},
+                )
+            raise ApiError(404, ["Path not found"])
+        binding = match.binding
+        if not binding.served:
+            others = self.routes.match("", path).allowed  # every method bound to this path
+            raise ApiError(
+                405,
+                [f"{binding.method.full_name} streams in both directions: call it over gRPC"],
+                headers={"Allow": _allow([m for m in others if m != method])},
+            )
+
+        http = HttpInput(
+            path_variables=match.variables,
+            query=query,
+            form=form,
+            json_body=json_body,
+            last_event_id=request.headers.get("last-event-id"),
+        )
+        message = build_request(binding, http)
+        metadata = [("x-request-id", request.state.request_id)]
+        token = token_of(request, [*query, *form], json_body)
+        if token:
+            if not all("!" <= ch <= "~" for ch in token):
+                raise ApiError(401, ["Not logged in"])  # no such token can exist
+            metadata.append(("authorization", f"Bearer {token}"))
+
+        if binding.server_streaming:
+            return await self._stream(binding, message, metadata)
+        response = await self.channels.unary(binding.method, message, metadata)
+        body = _render_response(binding, message, response)
+        return Response(b"" if method == "HEAD" else dumps(body), 200, media_type=JSON_TYPE)
+
+    async def _stream(
+        self, binding: Binding, message: Message, metadata: list[tuple[str, str]]
+    ) -> Response:
+        call = self.channels.stream(binding.method, message, metadata)
+        first = await sse.start(call)
+        return StreamingResponse(
+            sse.event_stream(call, first),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            background=BackgroundTask(sse.stop, call, first),
+        )
+
+
+def _allow(methods: list[str] | tuple[str, ...]) -> str:
+    """RFC 9110's Allow value; HEAD goes wherever GET does."""
+    return ", ".join([*methods, *(["HEAD"] if "GET" in methods else [])])
+
+
+def _raw_path(request: Request) -> str:
+    raw = request.scope.get("raw_path")
+    if isinstance(raw, bytes):
+        # Path variables are decoded by the template match, once; only `/` needs to be kept.
+        return raw.decode("latin-1").split("?", 1)[0]
+    return str(request.url.path)
+
+
+async def _read_body(request: Request) -> tuple[list[tuple[str, str]], Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return [], None
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/x-www-form-urlencoded":
+        return parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True), None
+    if content_type in ("", "text/plain") or content_type.endswith("json"):
+        try:
+            return [], json.loads(raw)
+        except ValueError:
+            if content_type.endswith("json"):
+                raise ApiError.unprocessable("The request body is not valid JSON") from None
+            # curl -d sends form data without saying so; take it as a form.
+            return parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True), None
+    if content_type == "multipart/form-data":
+        form = await request.form()
+        return [(k, v) for k, v in form.multi_items() if isinstance(v, str)], None
+    raise ApiError(415, [f"Unsupported content type {content_type}"])
+
+
+def _overridden(
+    request: Request,
+    query: list[tuple[str, str]],
+    form: list[tuple[str, str]],
+    json_body: Any,
+) -> str | None:
+    """POST + `_method=GET` (query or body) or `X-HTTP-Method-Override`, as Rack and Go do."""
+    candidates = [v for k, v in (*form, *query) if k == "_method"]
+    if isinstance(json_body, dict) and isinstance(json_body.get("_method"), str):
+        candidates.append(json_body["_method"])
+    candidates.append(request.headers.get("x-http-method-override", ""))
+    for value in candidates:
+        if value.strip().upper() in _OVERRIDABLE:
+            return value.strip().upper()
+    return None
+
+
+def _render_response(binding: Binding, request: Message, response: Message) -> Any:
+    if binding.response_body:
+        field = response.DESCRIPTOR.fields_by_name[binding.response_body]
+        value = getattr(response, field.name)
+        return render_value(value) if field.type == FieldDescriptor.TYPE_MESSAGE else value
+    body = render(response)
+    select = _selected(request)
+    if select and isinstance(body.get("items"), list):
+        body["items"] = [select_attributes(item, select) for item in body["items"]]
+    return body
+
+
+def _selected(request: Message) -> list[str]:
+    field = request.DESCRIPTOR.fields_by_name.get("select")
+    if field is None or not field.is_repeated or field.type != FieldDescriptor.TYPE_STRING:
+        return []
+    generated: Any = request  # the generated class has select; Message does not say so
+    return [str(s) for s in generated.select]

@@ -1,0 +1,358 @@
+"""HTTP request → request message, driven by the field descriptors of the RPC's input type.
+
+Arvados merges parameters from the path, the query string, a form body and a JSON body, and
+its clients disagree on how they encode structured values: JSON strings, native JSON,
+comma-separated strings, repeated parameters. Everything is coerced here to the proto3 JSON
+form json_format parses, so every error names the parameter or attribute at fault.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
+from google.protobuf.message_factory import GetMessageClass
+from jobtask.gateway.descriptors import JSON_VALUED, enum_of, field_named, is_map, message_of
+from jobtask.gateway.errors import ApiError
+from jobtask.gateway.naming import enum_value_by_wire_name
+from jobtask.gateway.routing import Binding
+
+__all__ = [
+    "IGNORED_PARAMS",
+    "RESOURCE_METADATA",
+    "HttpInput",
+    "QueryValues",
+    "build_request",
+    "coerce",
+]
+
+# Accepted from Arvados clients and deliberately without effect here.
+IGNORED_PARAMS = frozenset(
+    {
+        "alt",
+        "_method",
+        "api_token",
+        "oauth_token",
+        "reader_tokens",
+        "ensure_unique_name",
+        "cluster_id",
+        "bypass_federation",
+        "fields",
+        "key",
+        "prettyPrint",
+        "quotaUser",
+        "userIp",
+    }
+)
+# Arvados ignores these in a create/update body: clients send whole records back.
+RESOURCE_METADATA = frozenset({"kind", "etag", "href"})
+
+_TRUE = {"1", "t", "true", "y", "yes", "on"}
+_FALSE = {"0", "f", "false", "n", "no", "off", ""}
+_INT_RANGE = {
+    FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_SINT32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_SFIXED32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_INT64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_SINT64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_SFIXED64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_UINT32: (0, 2**32 - 1),
+    FieldDescriptor.TYPE_FIXED32: (0, 2**32 - 1),
+    FieldDescriptor.TYPE_UINT64: (0, 2**64 - 1),
+    FieldDescriptor.TYPE_FIXED64: (0, 2**64 - 1),
+}
+_FLOATS = {FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT}
+_FIELD_MASK = "google.protobuf.FieldMask"
+
+
+class _Skip(Exception):
+    """The value means "unset" (an empty or `null` query parameter)."""
+
+
+@dataclass
+class HttpInput:
+    """What a request carries, before any interpretation."""
+
+    path_variables: Mapping[str, str] = field(default_factory=dict)
+    query: Sequence[tuple[str, str]] = ()
+    form: Sequence[tuple[str, str]] = ()
+    json_body: Any = None
+    last_event_id: str | None = None
+
+
+def build_request(binding: Binding, http: HttpInput) -> Message:
+    """The RPC's request message, or an ApiError(422) naming what was wrong."""
+    descriptor = binding.method.input_type
+    path_bound = {name.split(".")[0] for name in binding.template.variables}
+    body_field = binding.body if binding.body not in ("", "*") else None
+
+    params: dict[str, Any] = {}  # raw values, the last source wins (body over query)
+    resource: dict[str, Any] = {}
+
+    def take(key: str, value: Any, *, from_json: bool) -> None:
+        if body_field is not None and key == body_field:
+            resource.update(_resource_object(body_field, value))
+            return
+        target = field_named(descriptor, key.split(".")[0])
+        is_param = target is not None and target.name not in path_bound
+        if body_field is not None and from_json and not is_param and key not in IGNORED_PARAMS:
+            # A bare attribute (Rails's wrap_parameters): the Python SDK sends updates so.
+            resource[key] = value
+            return
+        if from_json:
+            params[key] = value
+        else:
+            params.setdefault(key, QueryValues()).append(value)
+
+    for key, value in (*http.query, *http.form):
+        take(key, value, from_json=False)
+    if http.json_body is not None:
+        if not isinstance(http.json_body, dict):
+            raise ApiError.unprocessable("The JSON request body must be an object")
+        for key, value in http.json_body.items():
+            take(key, value, from_json=True)
+
+    request: dict[str, Any] = {}
+    for key, value in params.items():
+        if key in IGNORED_PARAMS:
+            continue
+        _assign(descriptor, request, key.split("."), value, strict=False)
+    if body_field is not None and resource:
+        request[body_field] = _resource_dict(descriptor.fields_by_name[body_field], resource)
+    for name, value in http.path_variables.items():
+        _assign(descriptor, request, name.split("."), value, strict=True)
+    if http.last_event_id and "after_seq" in descriptor.fields_by_name:
+        # An EventSource reconnects with the original URL: the header is the newer position.
+        _assign(descriptor, request, ["after_seq"], http.last_event_id.strip(), strict=True)
+
+    message = GetMessageClass(descriptor)()
+    try:
+        json_format.ParseDict(request, message)
+    except json_format.ParseError as exc:
+        raise ApiError.unprocessable(str(exc)) from None
+    _set_update_mask(descriptor, message, body_field, resource, params)
+    return message
+
+
+def _resource_object(name: str, value: Any) -> dict[str, Any]:
+    """`job=<JSON>` (form, Perl SDK) or `{"job": {...}}` (JSON): the attributes as a dict."""
+    if isinstance(value, list):  # a repeated form parameter: the last one counts
+        value = value[-1] if value else None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ApiError.unprocessable(f"{name}: not valid JSON") from None
+    if not isinstance(value, dict):
+        raise ApiError.unprocessable(f"No {name} hash provided with request")
+    return value
+
+
+def _resource_dict(body: FieldDescriptor, attrs: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in attrs.items():
+        if key in RESOURCE_METADATA:
+            continue
+        target = field_named(message_of(body), key)
+        if target is None:
+            raise ApiError.unprocessable(f"{body.name}: unknown attribute '{key}'")
+        try:
+            out[target.name] = None if value is None else coerce(target, value, strict=True)
+        except _Skip:
+            out[target.name] = None
+    return out
+
+
+def _set_update_mask(
+    descriptor: Descriptor,
+    message: Message,
+    body_field: str | None,
+    resource: Mapping[str, Any],
+    params: Mapping[str, Any],
+) -> None:
+    """Update RPCs change what the caller sent: the mask is the attribute names it used."""
+    mask = descriptor.fields_by_name.get("update_mask")
+    if body_field is None or mask is None or message_of(mask).full_name != _FIELD_MASK:
+        return
+    if "update_mask" in params or "updateMask" in params:
+        return
+    body = message_of(descriptor.fields_by_name[body_field])
+    paths = [
+        f.name
+        for key in resource
+        if key not in RESOURCE_METADATA and (f := field_named(body, key)) is not None
+    ]
+    generated: Any = message  # the generated class has update_mask; Message does not say so
+    generated.update_mask.paths.extend(dict.fromkeys(paths))
+
+
+def _assign(
+    descriptor: Descriptor, out: dict[str, Any], path: list[str], value: Any, *, strict: bool
+) -> None:
+    """Sets `out[a][b]…` for a dotted parameter name (`worker.node_name=…`, per http.proto)."""
+    target = field_named(descriptor, path[0])
+    if target is None:
+        if strict:
+            raise ApiError.unprocessable(f"unknown parameter '{'.'.join(path)}'")
+        return  # Arvados ignores parameters it does not know
+    if len(path) > 1:
+        if target.type != FieldDescriptor.TYPE_MESSAGE or target.is_repeated:
+            return
+        child = out.setdefault(target.name, {})
+        if isinstance(child, dict):
+            _assign(message_of(target), child, path[1:], value, strict=strict)
+        return
+    try:
+        out[target.name] = coerce(target, value, strict=strict)
+    except _Skip:
+        out.pop(target.name, None)
+
+
+class QueryValues(list[str]):
+    """The strings one parameter name had in the query string and form body, in order.
+
+    Kept apart from a JSON array, which is a value in its own right."""
+
+
+def coerce(field: FieldDescriptor, value: Any, *, strict: bool = False) -> Any:
+    """`value` (native JSON, or QueryValues) as proto3 JSON for `field`."""
+    if field.is_repeated and not is_map(field):
+        return [_coerce_one(field, v, strict) for v in _items(field, value)]
+    if isinstance(value, QueryValues):
+        # A scalar given twice: the last wins, as in Rack. ListValue/Value fields given
+        # several times keep them all, as a list.
+        value = value if _takes_list(field) and len(value) > 1 else value[-1]
+    return _coerce_one(field, value, strict)
+
+
+def _takes_list(field: FieldDescriptor) -> bool:
+    return field.type == FieldDescriptor.TYPE_MESSAGE and message_of(field).full_name in (
+        "google.protobuf.ListValue",
+        "google.protobuf.Value",
+    )
+
+
+def _items(field: FieldDescriptor, value: Any) -> list[Any]:
+    """A repeated field's elements: a JSON array string, a comma string or repeated params."""
+    raw = value if isinstance(value, list) else [value]
+    from_query = isinstance(value, QueryValues | str)
+    items: list[Any] = []
+    for item in raw:
+        if isinstance(item, str) and from_query:
+            text = item.strip()
+            if text.startswith("["):
+                try:
+                    parsed = json.loads(text)
+                except ValueError:
+                    raise ApiError.unprocessable(f"{field.name}: not a valid JSON array") from None
+                items.extend(parsed if isinstance(parsed, list) else [parsed])
+            elif field.type == FieldDescriptor.TYPE_MESSAGE:
+                items.append(item)
+            elif text:
+                items.extend(p.strip() for p in text.split(",") if p.strip())
+        else:
+            items.append(item)
+    return items
+
+
+def _coerce_one(field: FieldDescriptor, value: Any, strict: bool) -> Any:
+    kind = field.type
+    name = field.name
+    if kind == FieldDescriptor.TYPE_MESSAGE:
+        return _coerce_message(field, value, strict)
+    if isinstance(value, str) and value.strip() in ("", "null") and kind in (*_INT_RANGE, *_FLOATS):
+        raise _Skip
+    if kind == FieldDescriptor.TYPE_BOOL:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int | float) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise ApiError.unprocessable(f"{name}: invalid boolean value {_show(value)}")
+    if kind in _INT_RANGE:
+        low, high = _INT_RANGE[kind]
+        number: int
+        if isinstance(value, bool):
+            raise ApiError.unprocessable(f"{name}: invalid integer value {_show(value)}")
+        if isinstance(value, int):
+            number = value
+        elif isinstance(value, float) and value.is_integer():
+            number = int(value)
+        elif isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+            number = int(value.strip())
+        else:
+            raise ApiError.unprocessable(f"{name}: invalid integer value {_show(value)}")
+        # Clamp rather than reject: Arvados's SDK pages with limit=sys.maxsize.
+        return min(max(number, low), high)
+    if kind in _FLOATS:
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        except (TypeError, ValueError):
+            raise ApiError.unprocessable(f"{name}: invalid number {_show(value)}") from None
+    if kind == FieldDescriptor.TYPE_ENUM:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        found = enum_value_by_wire_name(enum_of(field), str(value))
+        if found is None:
+            raise ApiError.unprocessable(f"{name}: invalid value {_show(value)}")
+        return found.name
+    if isinstance(value, dict | list):
+        raise ApiError.unprocessable(f"{name}: expected a string, got {_show(value)}")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _coerce_message(field: FieldDescriptor, value: Any, strict: bool) -> Any:
+    type_name = message_of(field).full_name
+    name = field.name
+    if type_name in JSON_VALUED:
+        if isinstance(value, str):
+            text = value.strip()
+            looks_json = text[:1] in ("[", "{", '"') or text in ("null", "true", "false")
+            if type_name != "google.protobuf.Value" or looks_json:
+                try:
+                    value = json.loads(text) if text else None
+                except ValueError:
+                    raise ApiError.unprocessable(f"{name}: not valid JSON") from None
+        if value is None and type_name != "google.protobuf.Value":
+            raise _Skip
+        if type_name == "google.protobuf.Struct" and not isinstance(value, dict):
+            raise ApiError.unprocessable(f"{name}: must be a JSON object, got {_show(value)}")
+        if type_name == "google.protobuf.ListValue" and not isinstance(value, list):
+            raise ApiError.unprocessable(f"{name}: must be a JSON array, got {_show(value)}")
+        return value
+    if type_name.startswith("google.protobuf."):
+        if type_name == "google.protobuf.Duration" and isinstance(value, int | float):
+            return f"{value}s"  # plain seconds are friendlier than "30s" in a query string
+        return value  # Timestamp, Duration, FieldMask, wrappers: proto3 JSON strings
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ApiError.unprocessable(f"{name}: not valid JSON") from None
+    if not isinstance(value, dict):
+        raise ApiError.unprocessable(f"{name}: must be a JSON object, got {_show(value)}")
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        target = field_named(message_of(field), key)
+        if target is None:
+            raise ApiError.unprocessable(f"{name}: unknown attribute '{key}'")
+        try:
+            out[target.name] = None if item is None else coerce(target, item, strict=strict)
+        except _Skip:
+            out[target.name] = None
+    return out
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

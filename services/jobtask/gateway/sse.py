@@ -1,0 +1,76 @@
+"""Server-streaming RPCs as Server-Sent Events.
+
+Each message becomes `id: <seq>` + `data: <json>`, so a browser's EventSource (or any client)
+resumes after a drop by sending `Last-Event-ID`, which becomes the request's `after_seq`.
+An error after the response has started cannot change the HTTP status any more: it is sent
+as `event: error` with Arvados's error body, and the stream ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+from grpc.aio import EOF  # type: ignore[attr-defined]  # missing from grpc-stubs
+from jobtask.gateway.errors import error_body, from_rpc_error
+from jobtask.gateway.rendering import dumps, render
+
+__all__ = ["FirstRead", "encode_event", "event_stream", "start", "stop"]
+
+# How long to wait for a stream's first message before answering 200: long enough for the
+# service to reject a bad request (which then gets its proper HTTP status), short enough not
+# to hold the headers of a resumed stream that has nothing new to say.
+_FIRST_MESSAGE_WAIT = 0.5
+
+FirstRead = asyncio.Task[Any]
+
+
+def encode_event(message: Message) -> bytes:
+    data = dumps(render(message)).decode()
+    lines = []
+    seq = getattr(message, "seq", None)
+    if isinstance(seq, int) and seq > 0:
+        lines.append(f"id: {seq}")
+    lines.append(f"data: {data}")
+    return ("\n".join(lines) + "\n\n").encode()
+
+
+def encode_error(errors: list[str]) -> bytes:
+    return b"event: error\ndata: " + dumps(error_body(errors)) + b"\n\n"
+
+
+async def start(call: grpc.aio.UnaryStreamCall[Any, Any]) -> FirstRead:
+    """Starts reading; raises the call's error if it fails before the first message arrives."""
+    first: FirstRead = asyncio.ensure_future(call.read())
+    done, _ = await asyncio.wait({first}, timeout=_FIRST_MESSAGE_WAIT)
+    if done:
+        first.result()  # raises AioRpcError for a request the service rejected at once
+    return first
+
+
+async def event_stream(
+    call: grpc.aio.UnaryStreamCall[Any, Any], first: FirstRead
+) -> AsyncIterator[bytes]:
+    """The SSE body; cancels the gRPC call when the HTTP client goes away."""
+    try:
+        message = await first
+        while message is not EOF:
+            yield encode_event(message)
+            message = await call.read()
+    except grpc.aio.AioRpcError as err:
+        # Our own cancellation arrives as CancelledError, so any status here is the service's.
+        yield encode_error(from_rpc_error(err).errors)
+    finally:
+        stop(call, first)
+
+
+def stop(call: grpc.aio.UnaryStreamCall[Any, Any], first: FirstRead) -> None:
+    """Ends the gRPC side; also run after the response, for a body that never started."""
+    call.cancel()
+    if not first.done():
+        first.cancel()
+    elif not first.cancelled():
+        first.exception()  # retrieved, so asyncio does not log it as lost
