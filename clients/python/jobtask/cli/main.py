@@ -1,0 +1,99 @@
+"""`jobtask`: run the system (up, serve, db, token, worker) and use it (submit, get, list,
+queue, watch, cancel, requeue, pause, resume, tasks, logs).
+
+Flags win over JOBTASK_* environment variables, which win over the defaults. Errors print
+one line on stderr and exit non-zero: 1 for a failed call, 2 for bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from jobtask.cli import jobs, servers, watching, worker
+from jobtask.cli.tokens import add_token_commands
+from jobtask.sdk.client import AsyncClient
+from jobtask.sdk.errors import JobtaskError, UnavailableError
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jobtask", description="A job and task dispatcher with the Arvados Jobs API."
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    client = argparse.ArgumentParser(add_help=False)
+    client.add_argument("--jobs-addr", help="JobService host:port ($JOBTASK_JOBS_ADDR)")
+    client.add_argument("--tasks-addr", help="TaskService host:port ($JOBTASK_TASKS_ADDR)")
+    client.add_argument("--token", help="API token ($JOBTASK_TOKEN)")
+    people = argparse.ArgumentParser(add_help=False, parents=[client])
+    people.add_argument("--json", action="store_true", help="print JSON (proto field names)")
+    people.add_argument("--timeout", type=float, help="seconds per call (default: none)")
+
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    servers.add_commands(sub)
+    add_token_commands(sub)
+    worker.add_command(sub, client)
+    jobs.add_commands(sub, people)
+    watching.add_command(sub, people)
+    return parser
+
+
+async def _with_client(args: argparse.Namespace) -> int:
+    client = AsyncClient.connect(args.jobs_addr, args.tasks_addr, args.token, timeout=args.timeout)
+    async with client:
+        try:
+            code: int = await args.run(args, client)
+        except UnavailableError as exc:
+            config = client.config
+            raise UnavailableError(
+                f"cannot reach the jobtask services (jobs {config.jobs_addr}, tasks "
+                f"{config.tasks_addr}; is `jobtask up` running?): {exc}",
+                status=exc.status,
+            ) from None
+        return code
+
+
+def describe(exc: JobtaskError) -> str:
+    kind = exc.code.name.lower().replace("_", " ")
+    return f"{kind}: {exc}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose > 1 else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.verbose == 0 and getattr(args, "run", None) is not None:
+        logging.getLogger().setLevel(logging.WARNING)
+    if args.verbose < 2:
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        if getattr(args, "run_server", None) is not None:
+            return int(asyncio.run(args.run_server(args)))
+        return asyncio.run(_with_client(args))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except JobtaskError as exc:
+        print(f"jobtask: {describe(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+    except (ValueError, json.JSONDecodeError) as exc:
+        print(f"jobtask: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"jobtask: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

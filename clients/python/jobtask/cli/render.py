@@ -1,0 +1,100 @@
+"""How the CLI shows messages: JSON for scripts (proto field names), short lines for people."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any, TextIO
+
+from google.protobuf.message import Message
+from jobtask.sdk.messages import to_dict
+from jobtask.v1 import job_pb2, job_task_pb2
+
+
+def print_json(
+    value: Message | Sequence[Message] | dict[str, Any], out: TextIO = sys.stdout
+) -> None:
+    if isinstance(value, Message):
+        data: Any = to_dict(value)
+    elif isinstance(value, dict):
+        data = value
+    else:
+        data = [to_dict(m) for m in value]
+    json.dump(data, out, indent=2, sort_keys=False)
+    out.write("\n")
+
+
+def job_status(status: int) -> str:
+    return job_pb2.JobStatus.Name(status).removeprefix("JOB_STATUS_").lower().replace("_", "-")
+
+
+def task_status(status: int) -> str:
+    return (
+        job_task_pb2.TaskStatus.Name(status).removeprefix("TASK_STATUS_").lower().replace("_", "-")
+    )
+
+
+def bar(fraction: float, width: int = 24) -> str:
+    fraction = min(max(fraction, 0.0), 1.0)
+    filled = round(fraction * width)
+    return "[" + "#" * filled + "." * (width - filled) + f"] {fraction * 100:5.1f}%"
+
+
+def summary(job: job_pb2.Job) -> str:
+    s = job.tasks_summary
+    return f"todo {s.todo}, running {s.running}, done {s.done}, failed {s.failed}"
+
+
+def job_detail(job: job_pb2.Job) -> list[str]:
+    lines = [
+        f"uuid:        {job.uuid}",
+        f"status:      {job_status(job.status)} ({job.state})",
+        f"script:      {job.script}" + (f" @ {job.script_version}" if job.script_version else ""),
+        f"priority:    {job.priority}",
+        f"parameters:  {json.dumps(to_dict(job.script_parameters))}",
+        f"tasks:       {summary(job)}",
+    ]
+    if job.HasField("created_at"):
+        lines.append(f"created_at:  {job.created_at.ToJsonString()}")
+    if job.HasField("started_at"):
+        lines.append(f"started_at:  {job.started_at.ToJsonString()}")
+    if job.HasField("finished_at"):
+        lines.append(f"finished_at: {job.finished_at.ToJsonString()}")
+    if job.HasField("output"):
+        lines.append(f"output:      {job.output!r}")
+    return lines
+
+
+def table(rows: Iterable[Sequence[str]], headers: Sequence[str]) -> list[str]:
+    rows = [list(r) for r in rows]
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return [fmt.format(*headers).rstrip(), *(fmt.format(*row).rstrip() for row in rows)]
+
+
+def job_rows(jobs: Iterable[job_pb2.Job]) -> list[str]:
+    return table(
+        ((j.uuid, job_status(j.status), str(j.priority), j.script, summary(j)) for j in jobs),
+        ("UUID", "STATUS", "PRIORITY", "SCRIPT", "TASKS"),
+    )
+
+
+def task_rows(tasks: Iterable[job_task_pb2.JobTask]) -> list[str]:
+    return table(
+        (
+            (
+                t.uuid,
+                str(t.sequence),
+                task_status(t.status),
+                f"{t.progress * 100:.0f}%",
+                str(t.failed_count),
+                t.node_name if t.HasField("node_name") else "",
+                json.dumps(to_dict(t.parameters)),
+            )
+            for t in tasks
+        ),
+        ("UUID", "SEQ", "STATUS", "PROGRESS", "FAILED", "NODE", "PARAMETERS"),
+    )

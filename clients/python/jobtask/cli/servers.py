@@ -1,0 +1,235 @@
+"""Running the system: `jobtask up` (everything in one process on a SQLite file),
+`jobtask serve jobs|tasks|gateway` (one part per process) and `jobtask db upgrade`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("jobtask")
+
+DEFAULT_JOBS_LISTEN = "127.0.0.1:50051"
+DEFAULT_TASKS_LISTEN = "127.0.0.1:50052"
+DEFAULT_GATEWAY_LISTEN = "127.0.0.1:8000"
+DEFAULT_SQLITE = "jobtask.sqlite3"
+
+
+def database_url(given: str | None) -> str:
+    """A URL, or a plain file path meaning a SQLite file."""
+    value = given or os.environ.get("JOBTASK_DATABASE_URL") or DEFAULT_SQLITE
+    if "://" in value:
+        return value
+    return f"sqlite:///{Path(value).expanduser().absolute()}"
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
+    server = argparse.ArgumentParser(add_help=False)
+    server.add_argument("--database-url", help="$JOBTASK_DATABASE_URL (default ./jobtask.sqlite3)")
+    server.add_argument("--cluster-id", help="$JOBTASK_CLUSTER_ID (default zzzzz)")
+    server.add_argument("--jobs-listen", help=f"$JOBTASK_JOBS_LISTEN ({DEFAULT_JOBS_LISTEN})")
+    server.add_argument("--tasks-listen", help=f"$JOBTASK_TASKS_LISTEN ({DEFAULT_TASKS_LISTEN})")
+    server.add_argument(
+        "--gateway-listen", help=f"$JOBTASK_GATEWAY_LISTEN ({DEFAULT_GATEWAY_LISTEN})"
+    )
+    server.add_argument("--lease-ttl", type=float, help="$JOBTASK_LEASE_TTL seconds (30)")
+    server.add_argument("--retry-limit", type=int, help="$JOBTASK_RETRY_LIMIT (3)")
+    server.add_argument("--tls-cert", help="$JOBTASK_TLS_CERT (gateway HTTPS)")
+    server.add_argument("--tls-key", help="$JOBTASK_TLS_KEY")
+
+    p = sub.add_parser(
+        "up", parents=[server], help="run JobService, TaskService and the gateway in one process"
+    )
+    p.add_argument("--no-gateway", action="store_true", help="do not start the REST gateway")
+    p.set_defaults(run_server=up)
+
+    p = sub.add_parser("serve", parents=[server], help="run one part of the system")
+    p.add_argument("part", choices=["jobs", "tasks", "gateway"])
+    p.add_argument("--jobs-addr", help="gateway: where JobService is ($JOBTASK_JOBS_ADDR)")
+    p.add_argument("--tasks-addr", help="gateway: where TaskService is ($JOBTASK_TASKS_ADDR)")
+    p.set_defaults(run_server=serve)
+
+    p = sub.add_parser("db", help="database maintenance")
+    db_sub = p.add_subparsers(dest="db_command", required=True)
+    p = db_sub.add_parser("upgrade", help="bring the schema up to date (Alembic migrations)")
+    p.add_argument("--database-url", help="$JOBTASK_DATABASE_URL (default ./jobtask.sqlite3)")
+    p.set_defaults(run_server=db_upgrade)
+
+
+def _service_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "root_token": os.environ.get("JOBTASK_SYSTEM_ROOT_TOKEN") or None,
+        "cluster_id": args.cluster_id or _env("JOBTASK_CLUSTER_ID", "zzzzz"),
+        "lease_ttl": args.lease_ttl or float(_env("JOBTASK_LEASE_TTL", "30")),
+        "retry_limit": args.retry_limit or int(_env("JOBTASK_RETRY_LIMIT", "3")),
+    }
+
+
+def _gateway_module() -> Any | None:
+    try:
+        return importlib.import_module("jobtask.gateway.server")
+    except ImportError as exc:
+        print(f"jobtask: the REST gateway is not available ({exc}); skipping it", file=sys.stderr)
+        return None
+
+
+def _host(listen: str) -> str:
+    host = listen.rpartition(":")[0].strip("[]")
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+
+
+class Running:
+    """Waits on servers' termination. Not canceled early: canceling a grpc.aio server's
+    wait_for_termination breaks its later stop() with a CancelledError."""
+
+    def __init__(self, *waits: Awaitable[Any]) -> None:
+        self.tasks = [asyncio.ensure_future(w) for w in waits]
+
+    async def until_signalled(self) -> None:
+        """Returns on SIGINT or SIGTERM, or when a server ends by itself."""
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait([stopper, *self.tasks], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            stopper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stopper
+
+    async def finish(self) -> None:
+        """After the servers were stopped: collects the waits."""
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+async def _root_token(services: Any) -> str | None:
+    """A newly generated admin token, once the auth layer provides them."""
+    try:
+        tokens = importlib.import_module("jobtask.manager.tokens")
+    except ImportError:
+        return None
+    ensure = getattr(tokens, "ensure_root_token", None)
+    if ensure is None:
+        return None
+    token = await ensure(
+        services.core.db, services.core.settings, os.environ.get("JOBTASK_SYSTEM_ROOT_TOKEN")
+    )
+    return str(token) if token else None
+
+
+async def up(args: argparse.Namespace) -> int:
+    from jobtask.server.app import serve_all
+
+    url = database_url(args.database_url)
+    jobs_listen = args.jobs_listen or _env("JOBTASK_JOBS_LISTEN", DEFAULT_JOBS_LISTEN)
+    tasks_listen = args.tasks_listen or _env("JOBTASK_TASKS_LISTEN", DEFAULT_TASKS_LISTEN)
+    services = await serve_all(
+        url, jobs_listen=jobs_listen, tasks_listen=tasks_listen, **_service_options(args)
+    )
+    jobs_addr = f"{_host(jobs_listen)}:{services.jobs_port}"
+    tasks_addr = f"{_host(tasks_listen)}:{services.tasks_port}"
+    gateway = None
+    try:
+        module = None if args.no_gateway else _gateway_module()
+        if module is not None:
+            gateway = await module.serve_gateway(
+                args.gateway_listen or _env("JOBTASK_GATEWAY_LISTEN", DEFAULT_GATEWAY_LISTEN),
+                jobs_addr,
+                tasks_addr,
+                args.tls_cert or os.environ.get("JOBTASK_TLS_CERT"),
+                args.tls_key or os.environ.get("JOBTASK_TLS_KEY"),
+            )
+        print(f"database:    {url}")
+        print(f"JobService:  {jobs_addr}")
+        print(f"TaskService: {tasks_addr}")
+        if gateway is not None:
+            print(f"gateway:     {gateway.url}")
+        token = await _root_token(services)
+        if token:
+            print(f"admin token: {token}  (shown once; export JOBTASK_TOKEN={token})")
+        print("press Ctrl-C to stop", flush=True)
+        running = Running(services.wait(), *([gateway.wait()] if gateway is not None else []))
+        await running.until_signalled()
+    finally:
+        print("stopping", flush=True)
+        if gateway is not None:
+            await gateway.stop()
+        await services.stop(2.0)
+    await running.finish()
+    return 0
+
+
+async def serve(args: argparse.Namespace) -> int:
+    if args.part == "gateway":
+        module = _gateway_module()
+        if module is None:
+            return 1
+        gateway = await module.serve_gateway(
+            args.gateway_listen or _env("JOBTASK_GATEWAY_LISTEN", DEFAULT_GATEWAY_LISTEN),
+            args.jobs_addr or _env("JOBTASK_JOBS_ADDR", DEFAULT_JOBS_LISTEN),
+            args.tasks_addr or _env("JOBTASK_TASKS_ADDR", DEFAULT_TASKS_LISTEN),
+            args.tls_cert or os.environ.get("JOBTASK_TLS_CERT"),
+            args.tls_key or os.environ.get("JOBTASK_TLS_KEY"),
+        )
+        print(f"gateway: {gateway.url}", flush=True)
+        running = Running(gateway.wait())
+        try:
+            await running.until_signalled()
+        finally:
+            await gateway.stop()
+        await running.finish()
+        return 0
+    from jobtask.server.app import serve as serve_services
+
+    jobs = args.part == "jobs"
+    listen = (
+        args.jobs_listen or _env("JOBTASK_JOBS_LISTEN", DEFAULT_JOBS_LISTEN)
+        if jobs
+        else args.tasks_listen or _env("JOBTASK_TASKS_LISTEN", DEFAULT_TASKS_LISTEN)
+    )
+    services = await serve_services(
+        database_url(args.database_url),
+        jobs_listen=listen if jobs else None,
+        tasks_listen=None if jobs else listen,
+        **_service_options(args),
+    )
+    port = services.jobs_port if jobs else services.tasks_port
+    name = "JobService" if jobs else "TaskService"
+    print(f"{name}: {_host(listen)}:{port}", flush=True)
+    running = Running(services.wait())
+    try:
+        await running.until_signalled()
+    finally:
+        await services.stop(2.0)
+    await running.finish()
+    return 0
+
+
+async def db_upgrade(args: argparse.Namespace) -> int:
+    from jobtask.store import migrate
+    from jobtask.store.database import Database
+
+    url = database_url(args.database_url)
+    db = Database(url)
+    try:
+        await migrate.upgrade(db)
+        print(f"{url}: schema at {await migrate.current_revision(db)}")
+    finally:
+        await db.dispose()
+    return 0

@@ -1,0 +1,84 @@
+"""Plain Python values → the request messages' protobuf pieces (Struct, ListValue, ...)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeAlias
+
+from google.protobuf import json_format, struct_pb2
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import Message
+from jobtask.v1 import job_pb2, job_service_pb2, task_service_pb2
+
+# Arvados filters: [[attribute, operator, operand], ...].
+Filters: TypeAlias = Sequence[Sequence[Any]]
+Constraints: TypeAlias = job_pb2.RuntimeConstraints | Mapping[str, int]
+ListRequest: TypeAlias = job_service_pb2.ListJobsRequest | task_service_pb2.ListTasksRequest
+
+CONSTRAINT_KEYS = tuple(job_pb2.RuntimeConstraints.DESCRIPTOR.fields_by_name)
+
+
+def struct(value: Mapping[str, Any] | None) -> struct_pb2.Struct:
+    result = struct_pb2.Struct()
+    if value:
+        result.update(dict(value))
+    return result
+
+
+def list_value(items: Filters) -> struct_pb2.ListValue:
+    result = struct_pb2.ListValue()
+    for item in items:
+        result.append(list(item))  # type: ignore[arg-type]  # ListValue converts lists
+    return result
+
+
+def constraints(value: Constraints | None) -> job_pb2.RuntimeConstraints:
+    if isinstance(value, job_pb2.RuntimeConstraints):
+        return value
+    result = job_pb2.RuntimeConstraints()
+    for key, number in (value or {}).items():
+        if key not in CONSTRAINT_KEYS:
+            known = ", ".join(CONSTRAINT_KEYS)
+            raise ValueError(f"unknown runtime constraint {key!r} (known: {known})")
+        setattr(result, key, int(number))
+    return result
+
+
+def duration(seconds: float) -> Duration:
+    result = Duration()
+    result.FromTimedelta(dt.timedelta(seconds=seconds))
+    return result
+
+
+def fill_list_request(
+    request: ListRequest,
+    *,
+    filters: Filters | None,
+    where: Mapping[str, Any] | None,
+    order: Sequence[str] | str | None,
+    select: Sequence[str] | None,
+    limit: int | None,
+    offset: int | None,
+    count: str | None,
+) -> None:
+    """Arvados's index parameters, shared by ListJobs, QueueJobs and ListTasks."""
+    if filters:
+        request.filters.CopyFrom(list_value(filters))
+    if where:
+        request.where.CopyFrom(struct(where))
+    if order:
+        request.order.extend([order] if isinstance(order, str) else order)
+    if select:
+        request.select.extend(select)
+    if limit is not None:
+        request.limit = limit
+    if offset is not None:
+        request.offset = offset
+    if count:
+        request.count = count
+
+
+def to_dict(message: Message) -> dict[str, Any]:
+    """JSON-ready dict with the proto field names (what `--json` prints)."""
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)

@@ -1,0 +1,267 @@
+"""`Client`: the blocking face of `AsyncClient`, for scripts and shells.
+
+    with Client.connect() as client:
+        client.report_progress(0.5)
+
+It runs an AsyncClient on a private event loop, so it must not be used from inside a
+running event loop (use AsyncClient there). Methods and arguments are AsyncClient's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+from jobtask.sdk.client import AsyncClient, Job, JobTask
+from jobtask.sdk.config import ClientConfig
+from jobtask.sdk.messages import Constraints, Filters
+from jobtask.v1 import job_service_pb2, task_service_pb2, watch_pb2
+
+T = TypeVar("T")
+
+
+class Client:
+    def __init__(self, config: ClientConfig, *, timeout: float | None = None) -> None:
+        self._runner = asyncio.Runner()
+
+        async def make() -> AsyncClient:
+            # grpc.aio channels belong to the loop they are created on: create them on ours.
+            return AsyncClient(config, timeout=timeout)
+
+        self._async = self._runner.run(make())
+        self.config = config
+
+    @classmethod
+    def connect(
+        cls,
+        jobs_addr: str | None = None,
+        tasks_addr: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float | None = None,
+        tls_ca_file: str | None = None,
+    ) -> Client:
+        config = ClientConfig.from_env(jobs_addr, tasks_addr, token, tls_ca_file=tls_ca_file)
+        return cls(config, timeout=timeout)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self._runner.run(self._async.close())
+        finally:
+            self._runner.close()
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self._runner.run(coro)
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    def submit(
+        self,
+        script: str,
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        version: str = "",
+        priority: int = 0,
+        constraints: Constraints | None = None,
+        submit_id: str | None = None,
+        allow_duplicate: bool = False,
+        repository: str | None = None,
+    ) -> Job:
+        return self._run(
+            self._async.submit(
+                script,
+                parameters,
+                version=version,
+                priority=priority,
+                constraints=constraints,
+                submit_id=submit_id,
+                allow_duplicate=allow_duplicate,
+                repository=repository,
+            )
+        )
+
+    def get(self, uuid: str) -> Job:
+        return self._run(self._async.get(uuid))
+
+    def list(
+        self,
+        filters: Filters | None = None,
+        *,
+        where: Mapping[str, Any] | None = None,
+        order: Sequence[str] | str | None = None,
+        select: Sequence[str] | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        count: str | None = None,
+    ) -> job_service_pb2.ListJobsResponse:
+        return self._run(
+            self._async.list(
+                filters,
+                where=where,
+                order=order,
+                select=select,
+                limit=limit,
+                offset=offset,
+                count=count,
+            )
+        )
+
+    def queue(
+        self, filters: Filters | None = None, *, limit: int | None = None, offset: int | None = None
+    ) -> job_service_pb2.ListJobsResponse:
+        return self._run(self._async.queue(filters, limit=limit, offset=offset))
+
+    def queue_size(self) -> int:
+        return self._run(self._async.queue_size())
+
+    def cancel(self, uuid: str) -> Job:
+        return self._run(self._async.cancel(uuid))
+
+    def requeue(self, uuid: str) -> Job:
+        return self._run(self._async.requeue(uuid))
+
+    def pause(self, uuid: str) -> Job:
+        return self._run(self._async.pause(uuid))
+
+    def resume(self, uuid: str) -> Job:
+        return self._run(self._async.resume(uuid))
+
+    def lock(self, uuid: str) -> Job:
+        return self._run(self._async.lock(uuid))
+
+    def delete(self, uuid: str) -> Job:
+        return self._run(self._async.delete(uuid))
+
+    def watch(
+        self,
+        job_uuid: str,
+        *,
+        task_uuid: str | None = None,
+        after_seq: int | None = None,
+        reconnect_for: float = 30.0,
+        heartbeats: bool = False,
+    ) -> Iterator[watch_pb2.WatchEvent]:
+        stream = self._async.watch(
+            job_uuid,
+            task_uuid=task_uuid,
+            after_seq=after_seq,
+            reconnect_for=reconnect_for,
+            heartbeats=heartbeats,
+        )
+
+        async def step() -> watch_pb2.WatchEvent | None:
+            try:
+                return await anext(stream)
+            except StopAsyncIteration:
+                return None
+
+        while (event := self._run(step())) is not None:
+            yield event
+
+    # -- tasks ----------------------------------------------------------------------------
+
+    def get_task(self, uuid: str) -> JobTask:
+        return self._run(self._async.get_task(uuid))
+
+    def list_tasks(
+        self,
+        filters: Filters | None = None,
+        *,
+        where: Mapping[str, Any] | None = None,
+        order: Sequence[str] | str | None = None,
+        select: Sequence[str] | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        count: str | None = None,
+    ) -> task_service_pb2.ListTasksResponse:
+        return self._run(
+            self._async.list_tasks(
+                filters,
+                where=where,
+                order=order,
+                select=select,
+                limit=limit,
+                offset=offset,
+                count=count,
+            )
+        )
+
+    def tasks(self, job_uuid: str) -> builtins.list[JobTask]:
+        return self._run(self._async.tasks(job_uuid))
+
+    def create_task(
+        self,
+        job_uuid: str,
+        *,
+        sequence: int = 0,
+        parameters: Mapping[str, Any] | None = None,
+        created_by: str | None = None,
+        constraints: Constraints | None = None,
+    ) -> JobTask:
+        return self._run(
+            self._async.create_task(
+                job_uuid,
+                sequence=sequence,
+                parameters=parameters,
+                created_by=created_by,
+                constraints=constraints,
+            )
+        )
+
+    def create_child_task(
+        self,
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        sequence: int = 1,
+        parent_uuid: str | None = None,
+        job_uuid: str | None = None,
+        constraints: Constraints | None = None,
+    ) -> JobTask:
+        return self._run(
+            self._async.create_child_task(
+                parameters,
+                sequence=sequence,
+                parent_uuid=parent_uuid,
+                job_uuid=job_uuid,
+                constraints=constraints,
+            )
+        )
+
+    def update_task(
+        self,
+        uuid: str | None = None,
+        *,
+        progress: float | None = None,
+        output: str | None = None,
+        success: bool | None = None,
+    ) -> JobTask:
+        return self._run(
+            self._async.update_task(uuid, progress=progress, output=output, success=success)
+        )
+
+    def report_progress(self, progress: float, uuid: str | None = None) -> JobTask:
+        return self._run(self._async.report_progress(progress, uuid))
+
+    def set_output(
+        self, output: str, uuid: str | None = None, *, success: bool | None = True
+    ) -> JobTask:
+        return self._run(self._async.set_output(output, uuid, success=success))
+
+    def claim(
+        self, worker: task_service_pb2.WorkerInfo, *, wait: float = 0.0, max_tasks: int = 1
+    ) -> builtins.list[task_service_pb2.TaskAssignment]:
+        return self._run(self._async.claim(worker, wait=wait, max_tasks=max_tasks))

@@ -1,0 +1,77 @@
+"""The two channels, the stubs over them, and the one place a failed call becomes a typed
+exception."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import grpc
+from google.protobuf.message import Message
+from jobtask.sdk.config import ClientConfig
+from jobtask.sdk.errors import from_rpc_error
+from jobtask.v1 import job_service_pb2_grpc, task_service_pb2_grpc
+
+R = TypeVar("R", bound=Message)
+
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    # After a server restart, reconnect within a second or two, not gRPC's default of up to
+    # two minutes: a worker must resume its RunTask streams within one lease ttl.
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
+
+
+def open_channel(addr: str, config: ClientConfig) -> grpc.aio.Channel:
+    if config.tls_ca_file:
+        credentials = grpc.ssl_channel_credentials(Path(config.tls_ca_file).read_bytes())
+        return grpc.aio.secure_channel(addr, credentials, options=_OPTIONS)
+    return grpc.aio.insecure_channel(addr, options=_OPTIONS)
+
+
+class Transport:
+    """Owns the channels: one to JobService, one to TaskService (one when they coincide)."""
+
+    def __init__(self, config: ClientConfig, *, timeout: float | None = None) -> None:
+        self.config = config
+        self.timeout = timeout
+        self.metadata = config.metadata()
+        self._jobs_channel = open_channel(config.jobs_addr, config)
+        self._tasks_channel = (
+            self._jobs_channel
+            if config.tasks_addr == config.jobs_addr
+            else open_channel(config.tasks_addr, config)
+        )
+        # The generated stubs are untyped; the typed wrappers are AsyncClient's methods.
+        self.jobs: Any = job_service_pb2_grpc.JobServiceStub(  # type: ignore[no-untyped-call]
+            self._jobs_channel
+        )
+        self.tasks: Any = task_service_pb2_grpc.TaskServiceStub(  # type: ignore[no-untyped-call]
+            self._tasks_channel
+        )
+
+    async def unary(
+        self,
+        method: Any,
+        request: Message,
+        response_type: type[R],
+        *,
+        deadline: float | None = None,
+    ) -> R:
+        """Calls a unary stub method; gRPC errors come out as JobtaskError subclasses."""
+        try:
+            response = await method(
+                request, metadata=self.metadata, timeout=deadline or self.timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise from_rpc_error(exc) from None
+        return cast(R, response)
+
+    async def close(self) -> None:
+        await self._jobs_channel.close(None)
+        if self._tasks_channel is not self._jobs_channel:
+            await self._tasks_channel.close(None)

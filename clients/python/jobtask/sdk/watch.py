@@ -1,0 +1,67 @@
+"""Watch streams that survive reconnects: resumed with `after_seq`, nothing missed or repeated.
+
+The servers number every event with the change feed's sequence. We remember the last
+number seen (a finished snapshot counts as its `seq`) and, when the stream breaks because
+a server went away, open it again with `after_seq` = that number. A break in the middle of
+the snapshot starts the snapshot over: the caller sees a SNAPSHOT page carrying `job`
+again and should reset what it built from the earlier pages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+
+import grpc
+from jobtask.sdk.errors import UnavailableError, from_rpc_error
+from jobtask.v1 import watch_pb2
+
+# Opens one stream, resuming after the given sequence number (None: snapshot first).
+OpenStream = Callable[[int | None], AsyncIterator[watch_pb2.WatchEvent]]
+
+# Codes that mean "the server went away", not "the request was wrong".
+RECONNECT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE})
+SNAPSHOT = watch_pb2.WATCH_EVENT_TYPE_SNAPSHOT
+HEARTBEAT = watch_pb2.WATCH_EVENT_TYPE_HEARTBEAT
+
+
+async def resumable(
+    open_stream: OpenStream,
+    *,
+    after_seq: int | None = None,
+    reconnect_for: float = 30.0,
+    heartbeats: bool = False,
+) -> AsyncIterator[watch_pb2.WatchEvent]:
+    """Yields the events of successive streams as one; ends when a stream ends by itself
+    (the job is terminal). Gives up with UnavailableError after `reconnect_for` seconds
+    without reaching a server."""
+    last = after_seq
+    delay = 0.1
+    broken_since: float | None = None
+    while True:
+        try:
+            async for event in open_stream(last):
+                broken_since = None
+                delay = 0.1
+                if event.type == SNAPSHOT:
+                    if event.snapshot_done:
+                        last = event.seq
+                else:
+                    last = event.seq
+                if heartbeats or event.type != HEARTBEAT:
+                    yield event
+            return
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() not in RECONNECT_CODES:
+                raise from_rpc_error(exc) from None
+            now = time.monotonic()
+            broken_since = broken_since or now
+            if now - broken_since >= reconnect_for:
+                error = from_rpc_error(exc)
+                raise UnavailableError(
+                    f"watch stream lost and not resumed within {reconnect_for:g}s: {error}",
+                    status=error.status,
+                ) from None
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 2.0)

@@ -1,0 +1,149 @@
+"""The worker agent: claims tasks into free slots and runs each (jobtask.worker.runner).
+
+    stop = asyncio.Event()
+    await Worker(WorkerConfig.from_env()).run(stop)     # returns after stop is set
+
+Stopping is graceful: no more claims, running scripts are interrupted, and their tasks are
+handed back (queued again, not failed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+from collections.abc import Awaitable
+from typing import Any
+
+from jobtask.sdk.client import AsyncClient
+from jobtask.sdk.errors import JobtaskError
+from jobtask.v1 import job_task_pb2, task_service_pb2
+from jobtask.worker.config import WorkerConfig
+from jobtask.worker.runner import TaskRun
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF = 5.0
+
+
+class Worker:
+    def __init__(self, config: WorkerConfig) -> None:
+        self.config = config
+        self.free_slots = list(range(config.slots))
+        self.runs: dict[int, TaskRun] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slot_freed = asyncio.Event()
+
+    def info(self) -> task_service_pb2.WorkerInfo:
+        return task_service_pb2.WorkerInfo(
+            worker_id=self.config.worker_id,
+            node_name=self.config.node_name,
+            ram_kib=self.config.ram_kib,
+            cores=self.config.cores,
+            free_slots=len(self.free_slots),
+            tags=self.config.tags,
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        log.info(
+            "worker %s on %s: %d slot(s), scripts in %s, tasks at %s",
+            self.config.worker_id,
+            self.config.node_name,
+            self.config.slots,
+            self.config.scripts_dir,
+            self.config.client.tasks_addr,
+        )
+        async with AsyncClient(self.config.client) as client:
+            try:
+                await self._claim_until(stop, client)
+            finally:
+                await self._hand_back_all()
+                shutil.rmtree(self.config.crunch_tmp, ignore_errors=True)
+        log.info("worker %s stopped", self.config.worker_id)
+
+    async def _claim_until(self, stop: asyncio.Event, client: AsyncClient) -> None:
+        backoff = 0.2
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            while not stop.is_set():
+                if not self.free_slots:
+                    await self._wait_for(stopping, self._slot_freed.wait())
+                    self._slot_freed.clear()
+                    continue
+                claim = asyncio.create_task(
+                    client.claim(
+                        self.info(),
+                        wait=self.config.claim_wait,
+                        max_tasks=len(self.free_slots),
+                    )
+                )
+                # Stopping abandons the long poll; a task the server handed out in that
+                # instant goes back to the queue when its lease expires.
+                await asyncio.wait({claim, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not claim.done():
+                    claim.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, JobtaskError):
+                        await claim
+                    return
+                try:
+                    assignments = claim.result()
+                except JobtaskError as exc:
+                    log.warning("claim failed: %s (retrying in %.1fs)", exc, backoff)
+                    await self._wait_for(stopping, asyncio.sleep(backoff))
+                    backoff = min(backoff * 2, MAX_BACKOFF)
+                    continue
+                backoff = 0.2
+                for assignment in assignments:
+                    self._start(client, assignment)
+        finally:
+            stopping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stopping
+
+    @staticmethod
+    async def _wait_for(stopping: asyncio.Task[bool], other: Awaitable[Any]) -> None:
+        waiter = asyncio.ensure_future(other)
+        await asyncio.wait({stopping, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if not waiter.done():
+            waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiter
+
+    def _start(self, client: AsyncClient, assignment: task_service_pb2.TaskAssignment) -> None:
+        slot = self.free_slots.pop(0)
+        run = TaskRun(client, self.config, assignment, slot)
+        self.runs[slot] = run
+        log.info(
+            "task %s of job %s: claimed into slot %d (script %s)",
+            assignment.task.uuid,
+            assignment.job.uuid,
+            slot,
+            assignment.job.script,
+        )
+        task = asyncio.create_task(self._run(slot, run))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, slot: int, run: TaskRun) -> None:
+        try:
+            decided = await run.run()
+            if decided is not None:
+                log.info("task %s: %s", run.task_uuid, _status_name(decided.status))
+        except Exception:
+            log.exception("task %s: the worker failed running it", run.task_uuid)
+        finally:
+            del self.runs[slot]
+            self.free_slots.append(slot)
+            self.free_slots.sort()
+            self._slot_freed.set()
+
+    async def _hand_back_all(self) -> None:
+        for run in list(self.runs.values()):
+            run.interrupt()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _status_name(status: int) -> str:
+    return job_task_pb2.TaskStatus.Name(status).removeprefix("TASK_STATUS_").lower()

@@ -1,0 +1,271 @@
+"""Running one claimed task: its script, its RunTask stream, and what flows between them.
+
+Stdout and stderr become the task log (flushed every `log_flush_seconds` or
+`log_flush_bytes`); report lines (jobtask.worker.reports) become progress, output and
+success, coalesced between sends; a heartbeat goes out when nothing else did for a third
+of the lease's ttl. CANCEL from the server stops the process group politely (SIGINT,
+SIGTERM, SIGKILL, `kill_grace` apart); STOP kills it at once. The exit is reported last,
+with `handed_back` when the worker is shutting down, so the task is queued again rather
+than failed. A broken stream is reopened (same address, same lease) with backoff for up to
+one ttl; after that the lease is surely gone, and so the process is killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import time
+
+from jobtask.sdk.client import AsyncClient
+from jobtask.v1 import job_task_pb2, task_service_pb2
+from jobtask.worker.config import WorkerConfig
+from jobtask.worker.environment import (
+    Connection,
+    ScriptError,
+    TaskPlace,
+    command_for,
+    resolve_script,
+    task_environment,
+)
+from jobtask.worker.process import Exit, ScriptProcess
+from jobtask.worker.reports import Outbox, parse_report
+from jobtask.worker.stream import Instruction, LeaseLost, LeaseStream, StreamBroken
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TTL = 30.0
+# Exit codes a shell would give for a command it could not find or not run.
+EXIT_NOT_FOUND = 127
+EXIT_CANNOT_RUN = 126
+
+
+def _note(text: str) -> str:
+    return f"[jobtask-worker] {text}\n"
+
+
+class TaskRun:
+    def __init__(
+        self,
+        client: AsyncClient,
+        config: WorkerConfig,
+        assignment: task_service_pb2.TaskAssignment,
+        slot: int,
+    ) -> None:
+        self.client = client
+        self.config = config
+        self.assignment = assignment
+        self.slot = slot
+        self.task_uuid = assignment.task.uuid
+        ttl = assignment.lease.ttl.ToTimedelta().total_seconds()
+        self.poke = asyncio.Event()
+        self.stream = LeaseStream(
+            client,
+            self.task_uuid,
+            assignment.lease.lease_id,
+            ttl if ttl > 0 else DEFAULT_TTL,
+            on_instruction=self._instructed,
+            poke=self.poke,
+        )
+        self.outbox = Outbox()
+        self.process: ScriptProcess | None = None
+        self.exit: Exit | None = None
+        self.handing_back = False
+        self._exit_sent = False
+        self._instructions: set[int] = set()
+        self._first_pending: float | None = None
+
+    # -- called from outside ----------------------------------------------------------------
+
+    def interrupt(self) -> None:
+        """The worker is stopping: stop the script and hand the task back."""
+        self.handing_back = True
+        if self.process is not None:
+            self.process.terminate(self.config.kill_grace)
+        self.poke.set()
+
+    async def run(self) -> job_task_pb2.JobTask | None:
+        """Runs the task to its end; the task as decided, or None if the lease was lost."""
+        place = self._prepare()
+        process_task = asyncio.create_task(self._run_process(place))
+        try:
+            return await self._converse()
+        finally:
+            if self.process is not None and self.exit is None:
+                self.process.kill()
+            with contextlib.suppress(asyncio.CancelledError):
+                await process_task
+            await self.stream.close()
+            shutil.rmtree(place.task_work, ignore_errors=True)
+
+    # -- the process --------------------------------------------------------------------
+
+    def _prepare(self) -> TaskPlace:
+        crunch_tmp = self.config.crunch_tmp
+        task_work = crunch_tmp / "task" / f"{self.config.node_name}.{self.slot}"
+        job_work = crunch_tmp / "work" / self.assignment.job.uuid
+        shutil.rmtree(task_work, ignore_errors=True)
+        task_work.mkdir(parents=True)
+        job_work.mkdir(parents=True, exist_ok=True)
+        return TaskPlace(
+            node_name=self.config.node_name,
+            slot=self.slot,
+            slots=self.config.slots,
+            crunch_tmp=crunch_tmp,
+            job_work=job_work,
+            task_work=task_work,
+        )
+
+    async def _run_process(self, place: TaskPlace) -> None:
+        try:
+            self.exit = await self._start_and_wait(place)
+        finally:
+            self.poke.set()
+
+    async def _start_and_wait(self, place: TaskPlace) -> Exit:
+        try:
+            path = resolve_script(self.config.scripts_dir, self.assignment.job.script)
+        except ScriptError as exc:
+            self._log(_note(f"cannot run the task: {exc}"))
+            if exc.permanent:
+                self.outbox.success = False
+            return Exit(exit_code=EXIT_NOT_FOUND)
+        env = task_environment(
+            self.assignment,
+            place,
+            Connection(
+                jobs_addr=self.config.client.jobs_addr,
+                tasks_addr=self.config.client.tasks_addr,
+                gateway_addr=self.config.gateway_addr,
+            ),
+            os.environ,
+        )
+        try:
+            self.process = await ScriptProcess.start(
+                command_for(path),
+                env=env,
+                cwd=place.task_work,
+                output=self._log,
+                report=self._report,
+            )
+        except OSError as exc:
+            self._log(_note(f"cannot start {path}: {exc}"))
+            return Exit(exit_code=EXIT_CANNOT_RUN)
+        if self.handing_back:
+            self.process.terminate(self.config.kill_grace)
+        log.info("task %s: started %s (pid %d)", self.task_uuid, path.name, self.process.pid)
+        exit_status = await self.process.wait()
+        log.info("task %s: %s", self.task_uuid, exit_status)
+        return exit_status
+
+    def _log(self, text: str) -> None:
+        if not text:
+            return
+        if self._first_pending is None:
+            self._first_pending = time.monotonic()
+        self.outbox.add_log(text)
+        if self.outbox.log_bytes >= self.config.log_flush_bytes:
+            self.poke.set()
+
+    def _report(self, line: str) -> None:
+        try:
+            report = parse_report(line)
+        except ValueError as exc:
+            self._log(_note(f"ignored report line {line.rstrip()!r}: {exc}"))
+            return
+        if report is None:
+            return
+        self.outbox.apply(report)
+        if self._first_pending is None:
+            self._first_pending = time.monotonic()
+        if self.outbox.urgent:
+            self.poke.set()
+
+    def _instructed(self, instruction: int, reason: str) -> None:
+        # Every response repeats the instruction until the process is gone: act once.
+        if self.process is None or instruction in self._instructions:
+            return
+        self._instructions.add(instruction)
+        if instruction == Instruction.INSTRUCTION_STOP:
+            log.warning("task %s: lease lost (%s): killing the process", self.task_uuid, reason)
+            self.process.kill()
+        else:
+            log.info("task %s: canceled (%s): stopping the process group", self.task_uuid, reason)
+            self._log(_note(f"canceled: {reason or 'by request'}; stopping the process"))
+            self.process.terminate(self.config.kill_grace)
+
+    # -- the stream ---------------------------------------------------------------------
+
+    async def _converse(self) -> job_task_pb2.JobTask | None:
+        """Keeps the stream up until the task is decided; reconnects when it breaks, until
+        a ttl has passed since the server last renewed the lease (it has expired by then)."""
+        delay = 0.1
+        while True:
+            try:
+                await self.stream.connect()
+                return await self._pump()
+            except LeaseLost as exc:
+                log.warning("task %s: lease lost: %s", self.task_uuid, exc)
+                return None
+            except StreamBroken as exc:
+                unrenewed = time.monotonic() - self.stream.renewed_at
+                if unrenewed >= self.stream.ttl:
+                    log.error(
+                        "task %s: RunTask stream lost, lease not renewed for %.1fs (%s): "
+                        "the lease is gone, killing the process",
+                        self.task_uuid,
+                        unrenewed,
+                        exc,
+                    )
+                    return None
+                log.warning(
+                    "task %s: RunTask stream broken (%s), reconnecting", self.task_uuid, exc
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    def _flush_due(self, now: float) -> bool:
+        if self.outbox.empty():
+            return False
+        if self.outbox.urgent or self.outbox.log_bytes >= self.config.log_flush_bytes:
+            return True
+        started = self._first_pending or now
+        return now - started >= self.config.log_flush_seconds
+
+    async def _flush(self) -> None:
+        self._first_pending = None
+        await self.stream.send(self.outbox.take(0))
+
+    async def _pump(self) -> job_task_pb2.JobTask | None:
+        last_send = time.monotonic()
+        while True:
+            self.stream.check()
+            now = time.monotonic()
+            if self.exit is not None:
+                # Sent once: after a reconnect it is among the messages sent again.
+                if not self._exit_sent:
+                    if not self.outbox.empty():
+                        await self._flush()
+                    self._exit_sent = True
+                    await self.stream.send(self._exit_message(self.exit))
+                return await self.stream.wait_final(max(self.stream.ttl, 5.0))
+            if self._flush_due(now):
+                await self._flush()
+                last_send = now
+            elif now - last_send >= self.stream.ttl / 3:
+                await self.stream.send(task_service_pb2.RunTaskRequest())  # heartbeat
+                last_send = now
+            self.poke.clear()
+            tick = min(self.config.log_flush_seconds, self.stream.ttl / 3)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.poke.wait(), tick)
+
+    def _exit_message(self, exit_status: Exit) -> task_service_pb2.RunTaskRequest:
+        message = task_service_pb2.RunTaskRequest(handed_back=self.handing_back)
+        if exit_status.signal is not None:
+            message.signal = exit_status.signal
+        else:
+            message.exit_code = exit_status.exit_code or 0
+        return message

@@ -1,0 +1,297 @@
+"""The `jobtask` command as a subprocess: people's commands against a real cluster, and the
+server commands (`up`, `serve`, `db upgrade`) started and stopped like an operator would."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pty
+import signal
+import sys
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from jobtask.sdk import AsyncClient
+
+from tests.clients.conftest import ROOT_TOKEN, Workers, cli_env, run_cli
+from tests.conftest import Cluster
+
+# A hung subprocess fails its test instead of hanging the run.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+
+async def test_submit_get_list_cancel(live: Cluster) -> None:
+    submitted = await run_cli(
+        live, "submit", "hash.py", "-p", "input=abc", "-p", "n=3", "-c", "max_nodes=2", "--json"
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    job = json.loads(submitted.stdout)
+    uuid = job["uuid"]
+    assert job["script_parameters"] == {"input": "abc", "n": 3}
+    assert job["runtime_constraints"] == {"max_nodes": 2}
+    assert job["status"] == "JOB_STATUS_QUEUED"
+
+    got = await run_cli(live, "get", uuid, "--json")
+    assert json.loads(got.stdout)["uuid"] == uuid
+    human = await run_cli(live, "get", uuid)
+    assert "status:      queued" in human.stdout
+
+    listed = await run_cli(live, "list", "-f", "script", "=", "hash.py", "--json")
+    body = json.loads(listed.stdout)
+    assert [j["uuid"] for j in body["items"]] == [uuid]
+    assert body["items_available"] == "1"  # int64 is a JSON string in proto3 JSON
+    queue = await run_cli(live, "queue")
+    assert uuid in queue.stdout
+
+    tasks = await run_cli(live, "tasks", uuid, "--json")
+    (task,) = json.loads(tasks.stdout)
+    assert task["job_uuid"] == uuid
+
+    canceled = await run_cli(live, "cancel", uuid)
+    assert canceled.returncode == 0
+    assert canceled.stdout.strip() == f"{uuid} canceled"
+    watched = await run_cli(live, "watch", uuid)
+    assert watched.returncode == 1  # the job ended, but not completed
+    assert watched.stdout.splitlines()[-1] == f"job {uuid} canceled"
+
+    assert (await run_cli(live, "requeue", uuid)).stdout.strip() == f"{uuid} queued"
+    paused = await run_cli(live, "pause", uuid, "--json")
+    assert json.loads(paused.stdout)["status"] == "JOB_STATUS_PAUSED"
+    assert (await run_cli(live, "resume", uuid)).stdout.strip() == f"{uuid} queued"
+
+
+async def test_errors_are_one_line_and_non_zero(live: Cluster) -> None:
+    missing = await run_cli(live, "get", "zzzzz-8i9sb-000000000000000")
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("jobtask: not found:")
+    assert "Traceback" not in missing.stderr
+    bad = await run_cli(live, "cancel", "nonsense")
+    assert bad.returncode == 1
+    assert bad.stderr.startswith("jobtask: invalid argument:")
+    usage = await run_cli(live, "submit", "x.py", "-p", "novalue")
+    assert usage.returncode == 2
+    assert "key=value" in usage.stderr
+    down = await run_cli(live, "get", "zzzzz-8i9sb-000000000000000", "--jobs-addr", "127.0.0.1:1")
+    assert down.returncode == 1
+    assert "cannot reach the jobtask services" in down.stderr
+
+
+async def test_watch_follows_a_job_to_completion(live: Cluster, workers: Workers) -> None:
+    submitted = await run_cli(live, "submit", "fanout.py", "-p", 'words=["x","y"]', "-p", "delay=1")
+    uuid = submitted.stdout.strip()
+    watching = asyncio.create_task(run_cli(live, "watch", uuid, "--logs"))
+    await workers.start("w", slots=2)
+    watched = await watching
+    assert watched.returncode == 0, watched.stderr
+    lines = watched.stdout.splitlines()
+    assert "snapshot job" in lines[0]
+    assert any(" created (sequence 1)" in line for line in lines)
+    assert any(" progress 50.0%" in line for line in lines)
+    assert any("| working on x" in line for line in lines)
+    assert lines[-1] == f"job {uuid} completed"
+
+    logs = await run_cli(live, "logs", uuid)
+    assert "created 2 child tasks" in logs.stdout
+    followed = await run_cli(live, "logs", "--follow", uuid)  # ends: the job is terminal
+    assert followed.stdout == logs.stdout
+    events = await run_cli(live, "watch", uuid, "--json")
+    assert json.loads(events.stdout.splitlines()[0])["type"] == "WATCH_EVENT_TYPE_SNAPSHOT"
+
+
+class PtyReader:
+    """Collects what a child writes to a pseudo-terminal, on the event loop (a thread
+    blocked reading the pty would outlive a failed test and hang the loop's shutdown)."""
+
+    def __init__(self, master: int) -> None:
+        self.master = master
+        self.data = bytearray()
+        self.closed = asyncio.Event()
+        os.set_blocking(master, False)
+        asyncio.get_running_loop().add_reader(master, self._read)
+
+    def _read(self) -> None:
+        try:
+            chunk = os.read(self.master, 65536)
+        except BlockingIOError:
+            return
+        except OSError:  # EIO: every holder of the terminal's other end closed it
+            chunk = b""
+        if chunk:
+            self.data.extend(chunk)
+            return
+        self.stop()
+
+    def stop(self) -> None:
+        if not self.closed.is_set():
+            asyncio.get_running_loop().remove_reader(self.master)
+            self.closed.set()
+
+
+async def test_watch_draws_progress_bars_on_a_terminal(live: Cluster, workers: Workers) -> None:
+    submitted = await run_cli(live, "submit", "slow.py", "-p", "seconds=2")
+    uuid = submitted.stdout.strip()
+    master, slave = pty.openpty()
+    reader = PtyReader(master)
+    proc = None
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "jobtask.cli.main",
+            "watch",
+            uuid,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=slave,
+            stderr=asyncio.subprocess.PIPE,
+            env=cli_env(live),
+        )
+        os.close(slave)
+        slave = -1
+        await workers.start("w")
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+        await asyncio.wait_for(reader.closed.wait(), 10)
+    finally:
+        if proc is not None and proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        reader.stop()
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+    screen = reader.data.decode()
+    assert "\x1b[" in screen  # redrawn in place
+    assert f"job {uuid} active" in screen
+    assert f"job {uuid} completed" in screen
+    assert "] 100.0%" in screen
+    assert "  task zzzzz-ot0gb-" in screen  # a line for the running task, with its bar
+    assert "#" in screen
+
+
+async def _start_server(tmp_path: Path, *args: str) -> tuple[asyncio.subprocess.Process, list[str]]:
+    """Starts `jobtask <args>` and reads its banner up to the line naming the last address."""
+    env = {
+        **os.environ,
+        "JOBTASK_DATABASE_URL": str(tmp_path / "jobtask.sqlite3"),
+        "JOBTASK_SYSTEM_ROOT_TOKEN": ROOT_TOKEN,
+        "PYTHONUNBUFFERED": "1",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "jobtask.cli.main",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    while True:
+        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+        if not line:
+            raise AssertionError(f"jobtask {' '.join(args)} exited: {lines}")
+        lines.append(line.rstrip("\n"))
+        if args[0] != "up" or line.startswith("press Ctrl-C"):
+            return proc, lines
+
+
+def _address(lines: list[str], label: str) -> str:
+    for line in lines:
+        if line.startswith(label):
+            return line.split()[-1]
+    raise AssertionError(f"no {label} in {lines}")
+
+
+async def _health(addr: str, service: str) -> int:
+    async with grpc.aio.insecure_channel(addr) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        response = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        return int(response.status)
+
+
+async def _stop(proc: asyncio.subprocess.Process, sig: int = signal.SIGINT) -> int:
+    proc.send_signal(sig)
+    try:
+        return await asyncio.wait_for(proc.wait(), 15)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_up_serves_everything_and_stops_on_sigint(tmp_path: Path) -> None:
+    listen = ("--jobs-listen", "127.0.0.1:0", "--tasks-listen", "127.0.0.1:0")
+    proc, lines = await _start_server(tmp_path, "up", *listen, "--gateway-listen", "127.0.0.1:0")
+    try:
+        jobs_addr, tasks_addr = _address(lines, "JobService:"), _address(lines, "TaskService:")
+        serving = health_pb2.HealthCheckResponse.SERVING
+        assert await _health(jobs_addr, "jobtask.v1.JobService") == serving
+        assert await _health(tasks_addr, "jobtask.v1.TaskService") == serving
+        gateway = _address(lines, "gateway:")
+        async with AsyncClient.connect(jobs_addr, tasks_addr, ROOT_TOKEN) as client:
+            job = await client.submit("hash.py")
+            assert len(await client.tasks(job.uuid)) == 1
+        async with httpx.AsyncClient(base_url=gateway) as http:
+            got = await http.get(
+                f"/arvados/v1/jobs/{job.uuid}", headers={"Authorization": f"OAuth2 {ROOT_TOKEN}"}
+            )
+        assert got.status_code == 200, got.text
+        assert got.json()["uuid"] == job.uuid
+    finally:
+        assert await _stop(proc) == 0
+    assert (tmp_path / "jobtask.sqlite3").exists()
+
+
+async def test_serve_each_part_in_its_own_process(tmp_path: Path) -> None:
+    upgraded = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "jobtask.cli.main",
+        "db",
+        "upgrade",
+        "--database-url",
+        f"sqlite:///{tmp_path / 'jobtask.sqlite3'}",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await upgraded.communicate()
+    assert upgraded.returncode == 0
+    assert "schema at" in out.decode()
+    jobs, jobs_lines = await _start_server(
+        tmp_path, "serve", "jobs", "--jobs-listen", "127.0.0.1:0"
+    )
+    tasks, tasks_lines = await _start_server(
+        tmp_path, "serve", "tasks", "--tasks-listen", "127.0.0.1:0"
+    )
+    jobs_addr = _address(jobs_lines, "JobService:")
+    tasks_addr = _address(tasks_lines, "TaskService:")
+    gateway, gateway_lines = await _start_server(
+        tmp_path,
+        "serve",
+        "gateway",
+        "--gateway-listen",
+        "127.0.0.1:0",
+        "--jobs-addr",
+        jobs_addr,
+        "--tasks-addr",
+        tasks_addr,
+    )
+    try:
+        async with AsyncClient.connect(jobs_addr, tasks_addr, ROOT_TOKEN) as client:
+            job = await client.submit("split.py")
+            (task,) = await client.tasks(job.uuid)
+            assert (await client.get_task(task.uuid)).job_uuid == job.uuid
+        async with httpx.AsyncClient(base_url=_address(gateway_lines, "gateway:")) as http:
+            got = await http.get(
+                "/arvados/v1/job_tasks", headers={"Authorization": f"Bearer {ROOT_TOKEN}"}
+            )
+        assert got.status_code == 200, got.text
+        assert [t["uuid"] for t in got.json()["items"]] == [task.uuid]
+    finally:
+        assert await _stop(gateway) == 0
+        assert await _stop(jobs, signal.SIGTERM) == 0
+        assert await _stop(tasks) == 0

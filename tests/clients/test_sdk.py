@@ -1,0 +1,242 @@
+"""The SDK against real servers: round trips, typed errors, watch streams, the sync client."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import grpc
+import jobtask.sdk
+import pytest
+from google.protobuf import json_format
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from jobtask.sdk import (
+    ERROR_CLASSES,
+    AsyncClient,
+    Client,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    JobtaskError,
+    NotFoundError,
+    UnavailableError,
+    from_rpc_error,
+)
+from jobtask.v1 import job_pb2, job_task_pb2, task_service_pb2, watch_pb2
+
+from tests.clients.conftest import ROOT_TOKEN, eventually
+from tests.conftest import Cluster
+
+JS = job_pb2.JobStatus
+TS = job_task_pb2.TaskStatus
+W = watch_pb2.WatchEventType
+MISSING_JOB = "zzzzz-8i9sb-000000000000000"
+
+
+def test_every_status_code_maps_to_its_own_exception() -> None:
+    codes = [c for c in grpc.StatusCode if c is not grpc.StatusCode.OK]
+    assert set(ERROR_CLASSES) == set(codes)
+    assert len(set(ERROR_CLASSES.values())) == len(codes)
+    for code in codes:
+        error = grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), "why", None)
+        exc = from_rpc_error(error)
+        assert type(exc) is ERROR_CLASSES[code]
+        assert isinstance(exc, JobtaskError)
+        assert exc.code is code
+        assert str(exc) == "why"
+
+
+def test_rich_details_are_unpacked() -> None:
+    status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message="priority: too big")
+    violation = error_details_pb2.BadRequest.FieldViolation(field="priority", description="big")
+    status.details.add().Pack(error_details_pb2.BadRequest(field_violations=[violation]))
+    trailing = grpc.aio.Metadata(("grpc-status-details-bin", status.SerializeToString()))
+    error = grpc.aio.AioRpcError(
+        grpc.StatusCode.INVALID_ARGUMENT, grpc.aio.Metadata(), trailing, "priority: too big", None
+    )
+    exc = from_rpc_error(error)
+    assert isinstance(exc, InvalidArgumentError)
+    assert (exc.field, exc.description) == ("priority", "big")
+
+
+def test_public_surface() -> None:
+    assert set(jobtask.sdk.__all__) >= {"AsyncClient", "Client", "JobtaskError", "NotFoundError"}
+    for name in jobtask.sdk.__all__:
+        assert hasattr(jobtask.sdk, name)
+
+
+async def test_job_round_trip(client: AsyncClient) -> None:
+    job = await client.submit(
+        "hash.py",
+        {"input": "abc", "n": 3},
+        version="main",
+        priority=5,
+        constraints={"max_tasks_per_node": 2, "min_ram_per_task": 1024},
+        submit_id="round-trip-1",
+    )
+    assert job.status == JS.JOB_STATUS_QUEUED
+    assert json_format.MessageToDict(job.script_parameters) == {"input": "abc", "n": 3}
+    assert job.runtime_constraints.max_tasks_per_node == 2
+    assert (await client.get(job.uuid)) == job
+    # The same submit_id returns the same job.
+    again = await client.submit(
+        "hash.py",
+        {"input": "abc", "n": 3},
+        version="main",
+        priority=5,
+        constraints={"max_tasks_per_node": 2, "min_ram_per_task": 1024},
+        submit_id="round-trip-1",
+    )
+    assert again.uuid == job.uuid
+    other = await client.submit("other.py", priority=9)
+
+    listed = await client.list([["script", "=", "hash.py"]])
+    assert [j.uuid for j in listed.items] == [job.uuid]
+    assert listed.items_available == 1
+    queue = await client.queue()
+    assert [j.uuid for j in queue.items] == [other.uuid, job.uuid]
+    assert await client.queue_size() == 2
+
+    tasks = await client.tasks(job.uuid)
+    assert [(t.sequence, t.status) for t in tasks] == [(0, TS.TASK_STATUS_QUEUED)]
+    extra = await client.create_task(job.uuid, sequence=2, parameters={"part": 1})
+    assert [t.uuid for t in await client.tasks(job.uuid)] == [tasks[0].uuid, extra.uuid]
+
+    paused = await client.pause(job.uuid)
+    assert paused.status in (JS.JOB_STATUS_PAUSED, JS.JOB_STATUS_PAUSE_REQUESTED)
+    assert (await client.resume(job.uuid)).status == JS.JOB_STATUS_QUEUED
+    assert (await client.cancel(job.uuid)).status == JS.JOB_STATUS_CANCELED
+    assert (await client.requeue(job.uuid)).status == JS.JOB_STATUS_QUEUED
+    locked = await client.lock(other.uuid)
+    assert locked.HasField("is_locked_by_uuid")
+
+
+async def test_claim_then_report_with_the_task_token(live: Cluster, client: AsyncClient) -> None:
+    job = await client.submit("hash.py", {"claim": 1})
+    worker = task_service_pb2.WorkerInfo(worker_id="w-sdk", node_name="n1", free_slots=1)
+    (assignment,) = await client.claim(worker, wait=5)
+    assert assignment.job.uuid == job.uuid
+    assert assignment.lease.lease_id and assignment.task_token
+    task_uuid = assignment.task.uuid
+    async with AsyncClient.connect(live.jobs_addr, live.tasks_addr, assignment.task_token) as own:
+        assert (await own.report_progress(0.5, task_uuid)).progress == 0.5
+        child = await own.create_child_task(
+            {"part": 1}, parent_uuid=task_uuid, job_uuid=job.uuid, sequence=1
+        )
+        assert child.created_by_job_task_uuid == task_uuid
+        reported = await own.set_output("out-1\n", task_uuid)
+        assert (reported.progress, reported.success) == (1.0, True)
+    done = await client.report_exit(task_uuid, assignment.lease.lease_id, exit_code=0)
+    assert done.status == TS.TASK_STATUS_COMPLETED
+
+
+async def test_typed_errors_from_the_server(client: AsyncClient) -> None:
+    with pytest.raises(InvalidArgumentError) as bad:
+        await client.get("not-a-uuid")
+    assert bad.value.field == "uuid"
+    with pytest.raises(NotFoundError):
+        await client.get(MISSING_JOB)
+    job = await client.submit("hash.py", {"errors": True})
+    await client.cancel(job.uuid)
+    with pytest.raises(FailedPreconditionError):
+        await client.pause(job.uuid)
+    with pytest.raises(ValueError, match="runtime constraint"):
+        await client.submit("hash.py", constraints={"max_ram": 1})
+
+
+async def test_unreachable_server_is_unavailable() -> None:
+    async with AsyncClient.connect("127.0.0.1:1", "127.0.0.1:1", timeout=5) as c:
+        with pytest.raises(UnavailableError):
+            await c.get(MISSING_JOB)
+
+
+async def test_watch_ends_when_the_job_is_terminal(client: AsyncClient) -> None:
+    job = await client.submit("hash.py", {"watch": 1})
+    events: list[watch_pb2.WatchEvent] = []
+
+    async def collect() -> None:
+        async for event in client.watch(job.uuid):
+            events.append(event)
+
+    watching = asyncio.create_task(collect())
+    await asyncio.sleep(0.3)
+    await client.cancel(job.uuid)
+    await asyncio.wait_for(watching, 10)
+    assert events[0].type == W.WATCH_EVENT_TYPE_SNAPSHOT
+    assert events[-1].type == W.WATCH_EVENT_TYPE_JOB_CHANGED
+    assert events[-1].job.status == JS.JOB_STATUS_CANCELED
+    seqs = [e.seq for e in events]
+    assert seqs == sorted(seqs)
+
+
+async def test_watch_resumes_across_a_server_restart(sqlite_url: str) -> None:
+    """The watcher's server goes away and comes back on the same ports: the stream resumes
+    with after_seq and sees every later event exactly once."""
+    from tests.conftest import start_cluster
+
+    first = await start_cluster(sqlite_url, root_token=ROOT_TOKEN)
+    jobs_addr, tasks_addr = first.jobs_addr, first.tasks_addr
+    restarted: list[Cluster] = []
+    try:
+        async with AsyncClient.connect(jobs_addr, tasks_addr, ROOT_TOKEN) as c:
+            job = await c.submit("hash.py", {"restart": 1})
+            events: list[watch_pb2.WatchEvent] = []
+            snapshot_seen = asyncio.Event()
+
+            async def collect() -> None:
+                async for event in c.watch(job.uuid, reconnect_for=20):
+                    events.append(event)
+                    if event.snapshot_done:
+                        snapshot_seen.set()
+
+            watching = asyncio.create_task(collect())
+            await asyncio.wait_for(snapshot_seen.wait(), 10)
+            await first.close()
+            await asyncio.sleep(0.5)
+            second = await start_cluster(
+                sqlite_url,
+                root_token=ROOT_TOKEN,
+                jobs_listen=jobs_addr,
+                tasks_listen=tasks_addr,
+            )
+            restarted.append(second)
+
+            async def when_reconnected(call: Callable[[], Awaitable[object]]) -> None:
+                async def attempt() -> bool:
+                    try:
+                        await call()
+                    except UnavailableError:
+                        return False  # the channel has not reconnected yet: calls fail fast
+                    return True
+
+                await eventually(attempt)
+
+            await when_reconnected(
+                lambda: c.create_task(job.uuid, sequence=1, parameters={"after": "restart"})
+            )
+            await when_reconnected(lambda: c.cancel(job.uuid))
+            await asyncio.wait_for(watching, 20)
+        kinds = [e.type for e in events]
+        assert kinds.count(W.WATCH_EVENT_TYPE_SNAPSHOT) == 1
+        assert kinds.count(W.WATCH_EVENT_TYPE_TASK_CREATED) == 1
+        assert events[-1].job.status == JS.JOB_STATUS_CANCELED
+        live_seqs = [e.seq for e in events[1:]]
+        assert live_seqs == sorted(set(live_seqs))
+    finally:
+        for cluster in restarted:
+            await cluster.close()
+        if not restarted:
+            await first.close()
+
+
+async def test_sync_client(live: Cluster) -> None:
+    def use() -> tuple[str, int, list[str]]:
+        with Client.connect(live.jobs_addr, live.tasks_addr, ROOT_TOKEN) as c:
+            job = c.submit("sync.py", {"k": "v"})
+            c.cancel(job.uuid)
+            kinds = [W.Name(e.type) for e in c.watch(job.uuid)]
+            return c.get(job.uuid).uuid, c.get(job.uuid).status, kinds
+
+    uuid, status, kinds = await asyncio.to_thread(use)
+    assert uuid.startswith("zzzzz-8i9sb-")
+    assert status == JS.JOB_STATUS_CANCELED
+    assert kinds == ["WATCH_EVENT_TYPE_SNAPSHOT"]

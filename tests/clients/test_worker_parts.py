@@ -1,0 +1,80 @@
+"""The worker's pure parts: the report protocol, coalescing, and the scripts directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from jobtask.worker.environment import ScriptError, parameter_value, resolve_script
+from jobtask.worker.reports import Outbox, Report, parse_report
+
+
+def test_report_lines() -> None:
+    assert parse_report("progress 0.25\n") == Report(progress=0.25)
+    assert parse_report("output ./x 0:3:a.txt  \n") == Report(output="./x 0:3:a.txt  ")
+    assert parse_report('output_json "a\\nb\\n"\n') == Report(output="a\nb\n")
+    assert parse_report("success true") == Report(success=True)
+    assert parse_report("success FALSE") == Report(success=False)
+    assert parse_report("   \n") is None
+    assert parse_report("# a comment") is None
+    for bad in ("progress 2", "progress nan", "progress x", "success maybe", "output_json 3", "hi"):
+        with pytest.raises(ValueError):
+            parse_report(bad)
+
+
+def test_outbox_keeps_the_latest_progress_and_every_log_chunk() -> None:
+    box = Outbox()
+    assert box.empty()
+    for i in range(1000):
+        box.apply(Report(progress=i / 1000))
+    box.add_log("a\n")
+    box.add_log("b\n")
+    assert not box.urgent
+    box.apply(Report(output="out"))
+    assert box.urgent
+    message = box.take(7)
+    assert (message.seq, message.progress, message.output, message.log) == (
+        7,
+        0.999,
+        "out",
+        "a\nb\n",
+    )
+    assert not message.HasField("success")
+    assert box.empty()
+
+
+def test_parameters_as_environment_values() -> None:
+    assert parameter_value("raw text") == "raw text"
+    assert parameter_value(3.0) == "3"
+    assert parameter_value(2.5) == "2.5"
+    assert parameter_value({"a": [1.0, True, None]}) == '{"a":[1,true,null]}'
+
+
+def test_scripts_stay_inside_their_directory(tmp_path: Path) -> None:
+    scripts = tmp_path / "crunch_scripts"
+    scripts.mkdir()
+    (scripts / "ok.py").write_text("print('ok')\n")
+    (scripts / "sub").mkdir()
+    (scripts / "sub" / "tool").write_text("#!/bin/sh\n")
+    os.chmod(scripts / "sub" / "tool", 0o755)
+    (scripts / "plain").write_text("not executable\n")
+    (tmp_path / "secret.py").write_text("")
+    (scripts / "escape.py").symlink_to(tmp_path / "secret.py")
+
+    assert resolve_script(scripts, "ok.py") == (scripts / "ok.py").resolve()
+    assert resolve_script(scripts, "sub/tool") == (scripts / "sub" / "tool").resolve()
+    for name in (
+        "../secret.py",
+        str(tmp_path / "secret.py"),
+        "sub/../../secret.py",
+        "escape.py",
+        "",
+    ):
+        with pytest.raises(ScriptError) as refused:
+            resolve_script(scripts, name)
+        assert refused.value.permanent, name
+    for name in ("missing.py", "plain"):
+        with pytest.raises(ScriptError) as absent:
+            resolve_script(scripts, name)
+        assert not absent.value.permanent, name
