@@ -7,7 +7,7 @@ from jobtask.v1 import job_service_pb2, task_service_pb2
 
 from tests.auth.conftest import ALICE, BOB, Auth, code_of
 from tests.conftest import Cluster
-from tests.core.helpers import create_job, job, job_status
+from tests.core.helpers import create_job, job, job_status, worker
 
 JS, TS = job_service_pb2, task_service_pb2
 
@@ -72,3 +72,19 @@ async def test_the_locking_user_may_change_its_locked_job(cluster: Cluster, auth
     change = JS.UpdateJobRequest(uuid=submitted.uuid, job=job(script_version="v2"))
     change.update_mask.paths.append("script_version")
     assert (await alice.jobs.UpdateJob(change)).script_version == "v2"
+
+
+async def test_only_workers_and_admins_claim(cluster: Cluster, auth: Auth) -> None:
+    """A claim hands out the task's own token, so a user with an ["all"] token must not be
+    able to claim (and so act for) other users' tasks."""
+    _, alice_token = await auth.mint(user=ALICE)
+    alice = auth.stubs(alice_token)
+    await alice.jobs.CreateJob(create_job(script="mine.py"))
+    request = task_service_pb2.ClaimTaskRequest(worker=worker("alice-w"))
+    code, details = await code_of(alice.tasks.ClaimTask(request))
+    assert code == grpc.StatusCode.PERMISSION_DENIED and "claim" in details
+    _, worker_token = await auth.mint(
+        ["POST /arvados/v1/job_tasks/claim", "POST /arvados/v1/job_tasks/run"]
+    )
+    claimed = await auth.stubs(worker_token).tasks.ClaimTask(request)
+    assert len(claimed.assignments) == 1
