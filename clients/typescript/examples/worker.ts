@@ -1,0 +1,41 @@
+/**
+ * A jobtask worker in Node: claims tasks (ClaimTask long-polls) and runs each job's script
+ * from the scripts directory as a child process, streaming its log, progress, output and
+ * verdict over RunTask (heartbeats every lease ttl / 3), and stopping it on CANCEL/STOP.
+ *
+ *   node dist/examples/worker.js
+ *
+ * Configuration (the same variables as `jobtask worker`):
+ *   JOBTASK_JOBS_ADDR, JOBTASK_TASKS_ADDR   the services (127.0.0.1:50051, 127.0.0.1:50052)
+ *   JOBTASK_TOKEN                           a worker token (`jobtask token create --worker`)
+ *   JOBTASK_SCRIPTS_DIR                     the job scripts (./crunch_scripts)
+ *   JOBTASK_NODE_NAME                       this machine's name (the host name)
+ *   JOBTASK_WORKER_SLOTS                    tasks run at once (1)
+ *   JOBTASK_WORKER_ID, JOBTASK_WORK_DIR, JOBTASK_PYTHON (interpreter for *.py scripts),
+ *   JOBTASK_CLAIM_WAIT (seconds per long poll, 10)
+ *
+ * SIGINT or SIGTERM stops it gracefully: no more claims, running scripts are interrupted
+ * and their tasks handed back (queued again, unfailed).
+ */
+
+import { ScriptRunner, Worker } from "../src/index.js";
+
+const claimWait = Number(process.env.JOBTASK_CLAIM_WAIT ?? "10");
+const runner = new ScriptRunner();
+const worker = new Worker(runner.handle, {
+  claimWaitSeconds: Number.isFinite(claimWait) && claimWait >= 0 ? claimWait : 10,
+});
+process.stderr.write(`scripts from ${runner.scriptsDir}\n`);
+
+const stop = new AbortController();
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    process.stderr.write(`${signal}: stopping (running tasks are handed back)\n`);
+    stop.abort();
+  });
+}
+try {
+  await worker.run(stop.signal);
+} finally {
+  await runner.cleanup();
+}

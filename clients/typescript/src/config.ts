@@ -1,0 +1,107 @@
+/**
+ * Where the services are and who we are: explicit options first, then the JOBTASK_*
+ * environment variables the Python SDK and the `jobtask` CLI read too.
+ */
+
+import { availableParallelism, hostname, totalmem } from "node:os";
+import { randomBytes } from "node:crypto";
+
+export const DEFAULT_JOBS_ADDR = "127.0.0.1:50051";
+export const DEFAULT_TASKS_ADDR = "127.0.0.1:50052";
+
+export interface ClientOptions {
+  /** JobService `host:port` (or an `http://` URL); default $JOBTASK_JOBS_ADDR, 127.0.0.1:50051. */
+  jobsAddr?: string;
+  /** TaskService `host:port` (or an `http://` URL); default $JOBTASK_TASKS_ADDR, 127.0.0.1:50052. */
+  tasksAddr?: string;
+  /** Sent as `authorization: Bearer <token>` on every call; default $JOBTASK_TOKEN. */
+  token?: string;
+}
+
+export interface ClientConfig {
+  jobsAddr: string;
+  tasksAddr: string;
+  token: string | undefined;
+}
+
+type Env = Record<string, string | undefined>;
+
+export function clientConfig(options: ClientOptions = {}, env: Env = process.env): ClientConfig {
+  return {
+    jobsAddr: options.jobsAddr || env.JOBTASK_JOBS_ADDR || DEFAULT_JOBS_ADDR,
+    tasksAddr: options.tasksAddr || env.JOBTASK_TASKS_ADDR || DEFAULT_TASKS_ADDR,
+    token: options.token || env.JOBTASK_TOKEN || undefined,
+  };
+}
+
+/** `host:port` → `http://host:port` (gRPC over cleartext HTTP/2); URLs pass through. */
+export function baseUrl(addr: string): string {
+  return /^https?:\/\//.test(addr) ? addr : `http://${addr}`;
+}
+
+export interface WorkerOptions extends ClientOptions {
+  /** Tasks run at once; default $JOBTASK_WORKER_SLOTS, 1. */
+  slots?: number;
+  /** The machine's name for max_nodes/max_tasks_per_node; default $JOBTASK_NODE_NAME, the host name. */
+  nodeName?: string;
+  /** Stable id of this worker process; default $JOBTASK_WORKER_ID, `<node>-<pid>-<random>`. */
+  workerId?: string;
+  /** Seconds each ClaimTask long-polls; default 10. */
+  claimWaitSeconds?: number;
+  /** Real memory offered, KiB; default $JOBTASK_WORKER_RAM_KIB, detected. */
+  ramKib?: number;
+  /** Cores offered; default $JOBTASK_WORKER_CORES, detected. */
+  cores?: number;
+  /** Worker tags; default $JOBTASK_WORKER_TAGS (comma-separated). */
+  tags?: string[];
+}
+
+export interface WorkerConfig extends ClientConfig {
+  slots: number;
+  nodeName: string;
+  workerId: string;
+  claimWaitSeconds: number;
+  ramKib: number;
+  cores: number;
+  tags: string[];
+}
+
+function positiveInt(name: string, value: string | number | undefined, fallback: number): number {
+  if (value === undefined || value === "") return fallback;
+  const n = typeof value === "number" ? value : Number(value);
+  if (!Number.isInteger(n) || n < 1) {
+    throw new Error(`${name} must be a positive integer, not ${JSON.stringify(value)}`);
+  }
+  return n;
+}
+
+export function workerConfig(options: WorkerOptions = {}, env: Env = process.env): WorkerConfig {
+  const nodeName = options.nodeName || env.JOBTASK_NODE_NAME || hostname();
+  const tags =
+    options.tags ??
+    (env.JOBTASK_WORKER_TAGS ?? "")
+      .split(",")
+      .map((t) => t.trim())
+      .filter((t) => t !== "");
+  return {
+    ...clientConfig(options, env),
+    slots: positiveInt("JOBTASK_WORKER_SLOTS", options.slots ?? env.JOBTASK_WORKER_SLOTS, 1),
+    nodeName,
+    workerId:
+      options.workerId ||
+      env.JOBTASK_WORKER_ID ||
+      `${nodeName}-${process.pid}-${randomBytes(3).toString("hex")}`,
+    claimWaitSeconds: options.claimWaitSeconds ?? 10,
+    ramKib: positiveInt(
+      "JOBTASK_WORKER_RAM_KIB",
+      options.ramKib ?? env.JOBTASK_WORKER_RAM_KIB,
+      Math.floor(totalmem() / 1024),
+    ),
+    cores: positiveInt(
+      "JOBTASK_WORKER_CORES",
+      options.cores ?? env.JOBTASK_WORKER_CORES,
+      availableParallelism(),
+    ),
+    tags,
+  };
+}

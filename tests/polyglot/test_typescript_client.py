@@ -1,0 +1,193 @@
+"""The TypeScript package (clients/typescript) against a real `jobtask up`: the Node worker
+and submitter examples, watched from Python, and a mixed fleet of Node and Python workers."""
+
+from __future__ import annotations
+
+import re
+import signal
+from pathlib import Path
+
+import pytest
+from jobtask.sdk import AsyncClient
+from jobtask.v1 import job_pb2, job_task_pb2, watch_pb2
+
+from tests.polyglot.conftest import Processes, alive, eventually
+
+JS = job_pb2.JobStatus
+TS = job_task_pb2.TaskStatus
+W = watch_pb2.WatchEventType
+TERMINAL = (JS.JOB_STATUS_COMPLETED, JS.JOB_STATUS_FAILED, JS.JOB_STATUS_CANCELED)
+CLAIMED = re.compile(r"task (\S+) of job \S+: claimed")
+
+# A hung subprocess fails its test instead of hanging the run.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+
+async def finished(client: AsyncClient, uuid: str, within: float = 30.0) -> job_pb2.Job:
+    async def check() -> job_pb2.Job | None:
+        job = await client.get(uuid)
+        return job if job.status in TERMINAL else None
+
+    job: job_pb2.Job = await eventually(check, within=within)
+    return job
+
+
+async def test_node_submitter_sees_the_node_workers_job_complete(
+    client: AsyncClient, processes: Processes
+) -> None:
+    worker = processes.node_worker("w1")
+    # A silent pause of 2 s (over the 1.5 s lease ttl): only heartbeats keep the lease.
+    submit = processes.node_submit(
+        "submit", "--new", "--logs", "steps.sh", "steps=3", "delay=0.6", "pause=2", "name=node"
+    )
+    assert await submit.wait() == 0, submit.log()
+    out = submit.log()
+    job_uuid = re.search(r"submitted (\S+) \(script steps\.sh\)", out)
+    assert job_uuid, out
+    # Progress from the watch, the task's status, its log lines (--logs), the job's end, and
+    # the job's output, printed last on stdout.
+    assert re.search(r"task \S+: progress (33|66)%", out), out
+    assert f"completed on {worker.worker_id}" in out, out
+    assert "| step 2 of 3" in out, out
+    assert re.search(r"job \S+: completed", out), out
+    assert out.endswith("done node"), out
+
+    job = await client.get(job_uuid.group(1))
+    assert job.status == JS.JOB_STATUS_COMPLETED
+    assert job.output == "done node"
+    (task,) = await client.tasks(job.uuid)
+    assert task.status == TS.TASK_STATUS_COMPLETED
+    assert task.worker_id == worker.worker_id and task.node_name == "node-js"
+    assert task.attempt == 1 and task.failed_count == 0, task
+    assert task.progress == 1.0 and task.success
+    assert "step 1 of 3\nstep 2 of 3\nstep 3 of 3\n" in task.log
+
+
+async def test_python_watcher_sees_the_node_workers_progress(
+    client: AsyncClient, processes: Processes
+) -> None:
+    job = await client.submit("steps.sh", {"steps": 4, "delay": 0.8, "name": "watched"})
+    events: list[watch_pb2.WatchEvent] = []
+    worker = None
+    async for event in client.watch(job.uuid):
+        events.append(event)
+        if event.type == W.WATCH_EVENT_TYPE_SNAPSHOT and event.snapshot_done and worker is None:
+            worker = processes.node_worker("w2")  # starts once the watch is in place
+    assert worker is not None
+    (task,) = await client.tasks(job.uuid)
+    assert task.status == TS.TASK_STATUS_COMPLETED and task.worker_id == worker.worker_id
+
+    progress = [
+        e.progress
+        for e in events
+        if e.type == W.WATCH_EVENT_TYPE_TASK_PROGRESS and e.task_uuid == task.uuid
+    ]
+    # Steps of 0.8 s; progress is coalesced by the worker (0.5 s) and the server (0.1 s), so
+    # each step's value arrives as its own event, in order (a badly stalled machine may merge
+    # two: at least two of the three are required).
+    assert progress == sorted(progress), progress
+    assert len({0.25, 0.5, 0.75} & set(progress)) >= 2, progress
+    assert task.progress == 1.0
+    logs = "".join(e.log for e in events if e.type == W.WATCH_EVENT_TYPE_TASK_LOG)
+    assert "step 1 of 4\n" in logs and "step 4 of 4\n" in logs, logs
+    statuses = [
+        e.task.status
+        for e in events
+        if e.type == W.WATCH_EVENT_TYPE_TASK_CHANGED and e.task.uuid == task.uuid
+    ]
+    assert statuses[0] == TS.TASK_STATUS_ACTIVE and statuses[-1] == TS.TASK_STATUS_COMPLETED
+    assert events[-1].type == W.WATCH_EVENT_TYPE_JOB_CHANGED
+    assert events[-1].job.status == JS.JOB_STATUS_COMPLETED
+    assert events[-1].job.output == "done watched"
+
+
+async def test_cancel_stops_the_node_workers_script(
+    client: AsyncClient, processes: Processes, tmp_path: Path
+) -> None:
+    pidfile = tmp_path / "sleeper.pid"
+    job = await client.submit("sleeper.sh", {"pidfile": str(pidfile)})
+    worker = processes.node_worker("w3")
+    await eventually(pidfile.exists)
+    pid = int(pidfile.read_text())
+    assert alive(pid)
+
+    await client.cancel(job.uuid)
+    done = await finished(client, job.uuid)
+    assert done.status == JS.JOB_STATUS_CANCELED
+    # CANCEL reached the worker over RunTask: the script got SIGINT (politely) and is gone.
+    await eventually(lambda: not alive(pid), within=6)
+    assert (tmp_path / "sleeper.pid.signals").read_text().split() == ["INT"]
+    (task,) = await client.tasks(job.uuid)
+    assert task.status == TS.TASK_STATUS_CANCELED
+    assert task.worker_id == worker.worker_id
+    await eventually(lambda: "canceled" in worker.log())
+
+
+async def test_stopping_the_node_worker_hands_its_task_back(
+    client: AsyncClient, processes: Processes, tmp_path: Path
+) -> None:
+    pidfile = tmp_path / "sleeper.pid"
+    job = await client.submit("sleeper.sh", {"pidfile": str(pidfile)})
+    worker = processes.node_worker("w4")
+    await eventually(pidfile.exists)
+    pid = int(pidfile.read_text())
+
+    worker.proc.send_signal(signal.SIGTERM)
+    assert await worker.wait(10) == 0, worker.log()
+    assert not alive(pid)
+    assert (tmp_path / "sleeper.pid.signals").read_text().split() == ["INT"]
+    # Handed back: queued again, not failed, and the job goes on.
+    (task,) = await client.tasks(job.uuid)
+    assert task.status == TS.TASK_STATUS_QUEUED, task
+    assert task.failed_count == 0
+    assert (await client.get(job.uuid)).status not in TERMINAL
+    await client.cancel(job.uuid)
+
+
+async def test_a_mixed_fleet_runs_each_task_exactly_once(
+    client: AsyncClient, processes: Processes
+) -> None:
+    children = 20
+    node = processes.node_worker("fleet-js", slots=2)
+    python = processes.python_worker("fleet-py", slots=2)
+    # Both up and claiming before there is work: neither gets a head start.
+    await eventually(lambda: all("slot(s)" in w.log() for w in (node, python)), within=30)
+    job = await client.submit("fanout.py", {"tasks": children, "delay": 0.2})
+    done = await finished(client, job.uuid, within=60)
+    tasks = await client.tasks(job.uuid)
+    assert done.status == JS.JOB_STATUS_COMPLETED, tasks
+    assert len(tasks) == children + 1
+    # Each task ran once: one attempt, never failed, completed.
+    for task in tasks:
+        assert task.status == TS.TASK_STATUS_COMPLETED, task
+        assert task.attempt == 1 and task.failed_count == 0, task
+        assert task.worker_id in (node.worker_id, python.worker_id), task
+        assert (
+            task.node_name
+            == {node.worker_id: "node-js", python.worker_id: "node-py"}[task.worker_id]
+        )
+    ran_by = {
+        worker.name: {t.uuid for t in tasks if t.worker_id == worker.worker_id}
+        for worker in (node, python)
+    }
+    assert all(ran_by.values()), f"a worker ran no task: {ran_by}"
+    # The children's outputs (their qsequence), in creation order; the seed's is empty.
+    kids = tasks[1:]
+    assert done.output == "".join(f"{t.qsequence}\n" for t in kids)
+    # The workers' own accounts agree: each claimed its tasks and no task twice.
+    claimed = {w.name: CLAIMED.findall(w.log()) for w in (node, python)}
+    for name, uuids in claimed.items():
+        assert len(uuids) == len(set(uuids)) and set(uuids) == ran_by[name], (name, claimed)
+    assert not set(claimed["fleet-js"]) & set(claimed["fleet-py"])
+
+
+async def test_a_script_outside_the_scripts_directory_fails_for_good(
+    client: AsyncClient, processes: Processes
+) -> None:
+    job = await client.submit("../scripts/steps.sh")
+    processes.node_worker("w5")
+    done = await finished(client, job.uuid)
+    assert done.status == JS.JOB_STATUS_FAILED
+    (task,) = await client.tasks(job.uuid)
+    assert task.status == TS.TASK_STATUS_FAILED and task.attempt == 1, task
+    assert "outside the scripts directory" in (task.failed_log or task.log), task
