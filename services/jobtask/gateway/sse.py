@@ -20,10 +20,6 @@ from jobtask.gateway.rendering import dumps, render
 
 __all__ = ["FirstRead", "encode_event", "event_stream", "start", "stop"]
 
-# How long to wait for a stream's first message before answering 200: long enough for the
-# service to reject a bad request (which then gets its proper HTTP status), short enough not
-# to hold the headers of a resumed stream that has nothing new to say.
-_FIRST_MESSAGE_WAIT = 0.5
 
 FirstRead = asyncio.Task[Any]
 
@@ -43,11 +39,19 @@ def encode_error(errors: list[str]) -> bytes:
 
 
 async def start(call: grpc.aio.UnaryStreamCall[Any, Any]) -> FirstRead:
-    """Starts reading; raises the call's error if it fails before the first message arrives."""
+    """Starts reading once the service accepted the call, so a refused one (bad token, unknown
+    job, too old a position) raises its error here and gets its HTTP status. The watch RPCs
+    send their headers as soon as the request passed its checks, before any event; a stream
+    that is refused ends without headers (a trailers-only response)."""
     first: FirstRead = asyncio.ensure_future(call.read())
-    done, _ = await asyncio.wait({first}, timeout=_FIRST_MESSAGE_WAIT)
-    if done:
-        first.result()  # raises AioRpcError for a request the service rejected at once
+    headers = asyncio.ensure_future(call.initial_metadata())
+    try:
+        await asyncio.wait({first, headers}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        headers.cancel()
+    if first.done() or call.done():
+        await asyncio.wait({first})
+        first.result()  # raises AioRpcError for a refused request
     return first
 
 

@@ -137,5 +137,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         caller = await self.callers(context)
         await self.jobs.get(caller, request.uuid)
         after = request.after_seq if request.HasField("after_seq") else None
-        async for event in self.watcher.stream(caller, request.uuid, after_seq=after):
+        async for event in self.watcher.stream(
+            caller, request.uuid, after_seq=after, opened=lambda: context.send_initial_metadata(())
+        ):
             yield event

@@ -162,6 +162,10 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         check_uuid(request.job_uuid, JOB_INFIX, "job_uuid")
         after = request.after_seq if request.HasField("after_seq") else None
         async for event in self.watcher.stream(
-            caller, request.job_uuid, task_uuid=request.task_uuid or None, after_seq=after
+            caller,
+            request.job_uuid,
+            task_uuid=request.task_uuid or None,
+            after_seq=after,
+            opened=lambda: context.send_initial_metadata(()),
         ):
             yield event

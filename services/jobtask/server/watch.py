@@ -9,7 +9,7 @@ below N. That is why resuming from `after_seq` misses nothing and repeats nothin
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from jobtask.domain.errors import NotFound, OutOfRange
@@ -78,15 +78,20 @@ class Watcher:
         *,
         task_uuid: str | None = None,
         after_seq: int | None = None,
+        opened: Callable[[], Awaitable[None]] | None = None,
     ) -> AsyncIterator[watch_pb2.WatchEvent]:
         if after_seq is None:
             snapshot, last, terminal = await self._snapshot(caller, job_uuid, task_uuid)
+            if opened is not None:
+                await opened()
             for event in snapshot:
                 yield event
             if terminal:
                 return
         else:
             last, terminal = await self._check_resume(caller, job_uuid, after_seq)
+            if opened is not None:
+                await opened()
         async for event in self._follow(job_uuid, task_uuid, last, terminal):
             yield event
 
