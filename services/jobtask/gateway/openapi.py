@@ -27,11 +27,23 @@ _ERROR_STATUSES = {
     "403": "The token may not do this",
     "404": "No such object, or not readable",
     "405": "The path does not accept this method",
+    "415": "The request body is neither JSON nor a form",
     "422": "The request is invalid or conflicts with the object's state",
     "429": "Too many requests",
     "503": "The service is unavailable; retry",
 }
 _JSON = "application/json"
+# A text/event-stream schema describes one event (OpenAPI 3.2's itemSchema; tools read 3.0's
+# `schema` so too), not the body as one string.
+_SSE_EVENT = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "description": "The event's seq: resume with Last-Event-ID."},
+        "event": {"type": "string", "description": "`error` for an Error, else a WatchEvent."},
+        "data": {"type": "string", "description": "The WatchEvent (or Error) as JSON."},
+    },
+    "required": ["data"],
+}
 
 
 def _ref(name: str) -> dict[str, Any]:
@@ -161,7 +173,7 @@ def _operation(binding: Binding) -> dict[str, Any]:
         )
         ok = {
             "description": "Server-Sent Events: `id: <seq>`, `data: <event JSON>`",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {"text/event-stream": {"schema": _SSE_EVENT}},
         }
     else:
         ok = {
