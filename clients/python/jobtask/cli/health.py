@@ -1,0 +1,49 @@
+"""`jobtask health ADDR --service NAME`: the gRPC health check, for container health checks
+and load balancers. Exits 0 when the service answers SERVING, 1 otherwise (not serving,
+unknown service, unreachable); needs no token."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+__all__ = ["add_command"]
+
+NOT_HEALTHY = 1
+
+
+def add_command(sub: argparse._SubParsersAction[Any]) -> None:
+    p = sub.add_parser(
+        "health", help="check a JobService or TaskService (gRPC health); exit 0 when SERVING"
+    )
+    p.add_argument("addr", metavar="ADDR", help="host:port of the service")
+    p.add_argument(
+        "--service",
+        default="",
+        help='the service to ask about, e.g. jobtask.v1.JobService ("": the whole server)',
+    )
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (5)")
+    p.set_defaults(run_server=check)
+
+
+async def check(args: argparse.Namespace) -> int:
+    async with grpc.aio.insecure_channel(args.addr) as channel:
+        stub: Any = health_pb2_grpc.HealthStub(channel)  # type: ignore[no-untyped-call]
+        try:
+            answer = await stub.Check(
+                health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            print(
+                f"jobtask: {args.addr} {args.service or '(server)'}: "
+                f"{exc.code().name.lower()}: {exc.details()}",
+                file=sys.stderr,
+            )
+            return NOT_HEALTHY
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
+    print(f"{args.addr} {args.service or '(server)'}: {status}")
+    return 0 if answer.status == health_pb2.HealthCheckResponse.SERVING else NOT_HEALTHY
