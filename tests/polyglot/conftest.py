@@ -32,8 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 TS_PACKAGE = ROOT / "clients" / "typescript"
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 ROOT_TOKEN = "jobtask-polyglot-root-token"
-# Short leases: heartbeats (every ttl/3 = 0.5 s) must keep a silent task alive.
-LEASE_TTL = 1.5
+# Short leases: heartbeats (every ttl/3 = 1 s) must keep a silent task alive. Not shorter: on
+# a loaded 2-core CI machine a 1.5 s lease expired between heartbeats.
+LEASE_TTL = 3.0
 PACKAGE_FILES = ("package.json", "package-lock.json", "tsconfig.json")
 PACKAGE_DIRS = ("src", "examples")
 

@@ -36,9 +36,9 @@ async def test_node_submitter_sees_the_node_workers_job_complete(
     client: AsyncClient, processes: Processes
 ) -> None:
     worker = processes.node_worker("w1")
-    # A silent pause of 2 s (over the 1.5 s lease ttl): only heartbeats keep the lease.
+    # A silent pause of 4 s (over the 3 s lease ttl): only heartbeats keep the lease.
     submit = processes.node_submit(
-        "submit", "--new", "--logs", "steps.sh", "steps=3", "delay=0.6", "pause=2", "name=node"
+        "submit", "--new", "--logs", "steps.sh", "steps=3", "delay=0.6", "pause=4", "name=node"
     )
     assert await submit.wait() == 0, submit.log()
     out = submit.log()
