@@ -93,8 +93,17 @@ class ClaimManager:
                 seen.add(row.id)
                 # Lock order: the job row, then the task row. Limits count under the job's
                 # lock, so two claimers (or replicas) cannot both take its last place.
+                # Only the first job is waited for: candidates of several jobs come in no
+                # fixed job order, so a busy second job is left to the next claim.
                 if row.job_id not in locked:
-                    locked[row.job_id] = await lifecycle.lock_job(conn, job_id=row.job_id)
+                    if not locked:
+                        locked[row.job_id] = await lifecycle.lock_job(conn, job_id=row.job_id)
+                    else:
+                        job = await lifecycle.try_lock_job(conn, row.job_id)
+                        if job is None:
+                            skip_jobs.add(row.job_id)
+                            continue
+                        locked[row.job_id] = job
                 fresh = await queries.lock_if_runnable(conn, worker.worker_id, row.id)
                 if fresh is None:
                     continue

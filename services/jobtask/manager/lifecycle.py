@@ -39,6 +39,15 @@ async def lock_job(
     return job_record(row)
 
 
+async def try_lock_job(conn: AsyncConnection, job_id: int) -> Record | None:
+    """Locks the job row unless another transaction holds it (None then; PostgreSQL).
+    For a transaction that already holds another job's row: waiting for a second one, in
+    no fixed order, could deadlock with a transaction doing the same the other way round."""
+    stmt = select(jobs).where(jobs.c.id == job_id).with_for_update(skip_locked=True)
+    row = (await conn.execute(stmt)).first()
+    return None if row is None else job_record(row)
+
+
 async def lock_task(conn: AsyncConnection, uuid: str) -> tuple[Record, Record]:
     """Locks a task's job, then the task; returns (job, task)."""
     job_id = (

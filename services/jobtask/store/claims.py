@@ -161,7 +161,15 @@ async def worker_seen(
 
 
 async def worker_alive(conn: AsyncConnection, worker_id: str, now: dt.datetime) -> None:
-    """A worker busy running tasks (not claiming) is still live."""
+    """A worker busy running tasks (not claiming) is still live.
+
+    Callers hold a job's or a task's row lock, while a claim of the same worker locks the
+    worker's row first and then jobs and tasks: waiting here could close a deadlock cycle
+    (PostgreSQL). If the row is locked, that claim is recording the worker's liveness
+    itself, so skipping it loses nothing."""
+    row = select(workers.c.worker_id).where(workers.c.worker_id == worker_id)
+    if conn.dialect.name == "postgresql":
+        row = row.with_for_update(skip_locked=True)
     await conn.execute(
-        update(workers).where(workers.c.worker_id == worker_id).values(last_seen_at=now)
+        update(workers).where(workers.c.worker_id == row.scalar_subquery()).values(last_seen_at=now)
     )

@@ -21,6 +21,7 @@ from jobtask.domain.errors import Aborted, AlreadyExists, DomainError, Unavailab
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,10 @@ DEFAULT_SQLITE_FILE = "jobtask.sqlite3"
 # How long a SQLite writer waits for another process's write transaction.
 SQLITE_BUSY_TIMEOUT_MS = 20_000
 WRITE_RETRIES = 5
+# PostgreSQL connections per process: the pool keeps DEFAULT_POOL_SIZE open and may open as
+# many again under load ($JOBTASK_DB_POOL_SIZE, $JOBTASK_DB_MAX_OVERFLOW).
+DEFAULT_POOL_SIZE = 10
+POOL_TIMEOUT_SECONDS = 30.0  # SQLAlchemy's default, made explicit
 # PostgreSQL channel on which every transaction that changed the feed notifies the others.
 NOTIFY_CHANNEL = "jobtask_events"
 _CHANGED = "jobtask.changed"
@@ -47,6 +52,19 @@ def default_url() -> str:
     return os.environ.get("JOBTASK_DATABASE_URL") or f"sqlite:///{DEFAULT_SQLITE_FILE}"
 
 
+def _env_int(name: str, default: int, *, minimum: int) -> int:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"${name} must be a whole number, not {value!r}") from None
+    if number < minimum:
+        raise ValueError(f"${name} must be at least {minimum}")
+    return number
+
+
 def normalize_url(url: str) -> str:
     """Accepts plain `sqlite:///f` and `postgresql://...` and picks the async drivers."""
     parsed = make_url(url)
@@ -61,7 +79,18 @@ def normalize_url(url: str) -> str:
 class Database:
     """One store. On SQLite, writes go through one connection at a time per process."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int | None = None,
+        max_overflow: int | None = None,
+        echo: bool = False,
+    ) -> None:
+        """PostgreSQL: at most pool_size + max_overflow connections for this process's
+        queries ($JOBTASK_DB_POOL_SIZE, $JOBTASK_DB_MAX_OVERFLOW; docs/scaling.md counts
+        them against max_connections). A call that waits longer than POOL_TIMEOUT_SECONDS
+        for a connection fails with Unavailable."""
         self.url = normalize_url(url)
         self.dialect = make_url(self.url).get_backend_name()
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
@@ -71,10 +100,15 @@ class Database:
             self.write_engine = self._sqlite_engine(immediate=True, echo=echo)
             self.read_engine = self._sqlite_engine(immediate=False, echo=echo)
         else:
+            size = _env_int("JOBTASK_DB_POOL_SIZE", DEFAULT_POOL_SIZE, minimum=1)
+            size = size if pool_size is None else pool_size
+            overflow = _env_int("JOBTASK_DB_MAX_OVERFLOW", size, minimum=0)
+            overflow = overflow if max_overflow is None else max_overflow
             self.write_engine = create_async_engine(
                 self.url,
-                pool_size=pool_size,
-                max_overflow=pool_size,
+                pool_size=size,
+                max_overflow=overflow,
+                pool_timeout=POOL_TIMEOUT_SECONDS,
                 pool_pre_ping=True,
                 echo=echo,
             )
@@ -145,6 +179,8 @@ class Database:
                 yield conn
         except DBAPIError as exc:
             raise translate(exc) from exc
+        except _UNREACHABLE as exc:
+            raise unreachable(exc) from exc
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[AsyncConnection]:
@@ -157,6 +193,8 @@ class Database:
                 yield conn
         except DBAPIError as exc:
             raise translate(exc) from exc
+        except _UNREACHABLE as exc:
+            raise unreachable(exc) from exc
 
     async def transact(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """Runs fn in one write transaction; retries it when a concurrent writer won."""
@@ -187,6 +225,8 @@ class Database:
             raise
         except DBAPIError as exc:
             raise translate(exc) from exc
+        except _UNREACHABLE as exc:
+            raise unreachable(exc) from exc
 
     async def _run(
         self, conn: AsyncConnection, fn: Callable[[AsyncConnection], Awaitable[T]]
@@ -203,6 +243,21 @@ class Database:
 
 # SQLSTATEs that mean "try again": serialization failure, deadlock.
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}
+# SQLSTATEs of a server that cannot be used right now: too many connections, shut down or
+# terminated by an administrator, not accepting connections to this database (55000, as
+# `ALLOW_CONNECTIONS false` answers). Class 08 (connection exceptions) too.
+_UNREACHABLE_SQLSTATES = {"53300", "57P01", "57P02", "57P03", "55000"}
+# Raised unwrapped by SQLAlchemy: opening a connection fails in the driver's own socket code
+# (asyncpg: ConnectionRefusedError and other OSErrors, TimeoutError), or the pool has no
+# connection to give within its timeout.
+_UNREACHABLE: tuple[type[Exception], ...] = (OSError, SQLAlchemyTimeoutError)
+
+
+def unreachable(exc: Exception) -> Unavailable:
+    log.warning("database unreachable: %s: %s", type(exc).__name__, exc)
+    if isinstance(exc, SQLAlchemyTimeoutError):
+        return Unavailable("no database connection is free; try again")
+    return Unavailable("the database is unreachable; try again")
 
 
 def translate(exc: DBAPIError) -> DomainError:
@@ -216,8 +271,11 @@ def translate(exc: DBAPIError) -> DomainError:
     text = str(orig).lower()
     if isinstance(exc, OperationalError) and "locked" in text:
         return Unavailable("the database is busy; try again")
-    if exc.connection_invalidated or isinstance(exc, OperationalError):
-        log.warning("database unavailable: %s", type(orig).__name__)
+    unreachable_state = sqlstate is not None and (
+        sqlstate.startswith("08") or sqlstate in _UNREACHABLE_SQLSTATES
+    )
+    if exc.connection_invalidated or isinstance(exc, OperationalError) or unreachable_state:
+        log.warning("database unavailable: %s: %s", type(orig).__name__, orig)
         return Unavailable("the database is unreachable; try again")
     log.error("unexpected database error: %s", exc)
     return Unavailable("the database failed; try again")

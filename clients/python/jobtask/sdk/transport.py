@@ -3,6 +3,7 @@ exception."""
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -26,11 +27,40 @@ _OPTIONS = [
 ]
 
 
+def channel_target(addr: str) -> str:
+    """The gRPC target for an address: `host:port`, or several replicas' `ip:port,ip:port`.
+
+    A list becomes gRPC's static `ipv4:`/`ipv6:` target under its default `pick_first`
+    policy: the channel uses the first address that answers and, when that replica dies,
+    moves to the next one that does (calls in flight fail with UNAVAILABLE; the worker's
+    claims and RunTask streams retry, under their leases). One DNS name with several
+    addresses (a scaled compose service, a headless Kubernetes service) needs no list: gRPC's
+    DNS resolver fails over among them the same way.
+    """
+    parts = [part.strip() for part in addr.split(",") if part.strip()]
+    if len(parts) < 2:
+        return addr
+    families = set()
+    for part in parts:
+        host = part.rpartition(":")[0].strip("[]")
+        try:
+            families.add(ipaddress.ip_address(host).version)
+        except ValueError:
+            raise ValueError(
+                f"address list {addr!r}: list IP:port entries of one family "
+                f"({part!r} is not), or give one DNS name that resolves to every replica"
+            ) from None
+    if len(families) > 1:
+        raise ValueError(f"address list {addr!r}: mixes IPv4 and IPv6 addresses")
+    return f"ipv{families.pop()}:{','.join(parts)}"
+
+
 def open_channel(addr: str, config: ClientConfig) -> grpc.aio.Channel:
+    target = channel_target(addr)
     if config.tls_ca_file:
         credentials = grpc.ssl_channel_credentials(Path(config.tls_ca_file).read_bytes())
-        return grpc.aio.secure_channel(addr, credentials, options=_OPTIONS)
-    return grpc.aio.insecure_channel(addr, options=_OPTIONS)
+        return grpc.aio.secure_channel(target, credentials, options=_OPTIONS)
+    return grpc.aio.insecure_channel(target, options=_OPTIONS)
 
 
 class Transport:
