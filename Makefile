@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test setup lint generate clean proto-check
+.PHONY: run test setup lint generate clean proto-check bench
 
 $(BIN)/jobtask: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,3 +35,9 @@ generate: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# The benchmark suite (bench/README.md): jobtask beside its ceilings and peers, as a table.
+bench: setup
+	$(BIN)/pip install --quiet -e ".[dev,bench]"
+	scripts/ensure_postgres.sh
+	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -104,7 +104,7 @@ class ClaimManager:
                             skip_jobs.add(row.job_id)
                             continue
                         locked[row.job_id] = job
-                fresh = await queries.lock_if_runnable(conn, worker.worker_id, row.id)
+                fresh = await queries.lock_candidate(conn, worker.worker_id, row)
                 if fresh is None:
                     continue
                 limits = limits_of(fresh)

@@ -50,12 +50,16 @@ async def try_lock_job(conn: AsyncConnection, job_id: int) -> Record | None:
 
 async def lock_task(conn: AsyncConnection, uuid: str) -> tuple[Record, Record]:
     """Locks a task's job, then the task; returns (job, task)."""
-    job_id = (
-        await conn.execute(select(job_tasks.c.job_id).where(job_tasks.c.uuid == uuid))
-    ).scalar()
-    if job_id is None:
+    # One statement finds and locks the job (FOR UPDATE locks the jobs row only): this runs
+    # in every task write, and on SQLite each statement is a round trip through the loop
+    # while the process's write turn is held.
+    job_id = select(job_tasks.c.job_id).where(job_tasks.c.uuid == uuid).scalar_subquery()
+    job_row = (
+        await conn.execute(select(jobs).where(jobs.c.id == job_id).with_for_update())
+    ).first()
+    if job_row is None:
         raise NotFound(f"task {uuid} not found")
-    job = await lock_job(conn, job_id=job_id)
+    job = job_record(job_row)
     row = (
         await conn.execute(select(job_tasks).where(job_tasks.c.uuid == uuid).with_for_update())
     ).first()

@@ -14,32 +14,68 @@ from __future__ import annotations
 import asyncio
 
 
+class Mark:
+    """One notification to come: set once, by the `notify` that follows its `mark()`.
+
+    Not an asyncio.Event: waiting on an Event with a timeout (asyncio.wait_for) costs a
+    task per wait, and every commit ends the waits of every watch and worker stream of the
+    process -- 100 streams on one job made that a large share of the server's CPU. A Mark's
+    waiters are bare futures with a timer."""
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiters: set[asyncio.Future[bool]] = set()
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(True)
+        self._waiters.clear()
+
+    async def wait(self, at_most: float) -> bool:
+        """True once set, False after `at_most` seconds."""
+        if self._set:
+            return True
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiters.add(waiter)
+        timer = loop.call_later(at_most, _expire, waiter)
+        try:
+            return await waiter
+        finally:
+            timer.cancel()
+            self._waiters.discard(waiter)
+
+
+def _expire(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
+
+
 class ChangeSignal:
     def __init__(self, poll_interval: float = 0.25, max_wait: float = 1.0) -> None:
         # How often a SQLite process polls the feed for other processes' commits.
         self.poll_interval = poll_interval
         self.max_wait = max_wait
-        self._event = asyncio.Event()
+        self._mark = Mark()
 
     def notify(self) -> None:
-        self._event.set()
-        self._event = asyncio.Event()
+        self._mark.set()
+        self._mark = Mark()
 
-    def mark(self) -> asyncio.Event:
-        """The event the next notification sets."""
-        return self._event
+    def mark(self) -> Mark:
+        """What the next notification sets."""
+        return self._mark
 
-    async def wait(
-        self, at_most: float | None = None, *, since: asyncio.Event | None = None
-    ) -> bool:
+    async def wait(self, at_most: float | None = None, *, since: Mark | None = None) -> bool:
         """Returns True when notified (since `since` was marked, if given), False after
         `at_most` or max_wait, whichever is shorter."""
-        event = since if since is not None else self._event
-        if event.is_set():
-            return True
+        mark = since if since is not None else self._mark
         limit = self.max_wait if at_most is None else min(at_most, self.max_wait)
-        try:
-            await asyncio.wait_for(event.wait(), max(limit, 0.0))
-        except TimeoutError:
-            return False
-        return True
+        return await mark.wait(max(limit, 0.0))

@@ -139,6 +139,8 @@ class RunTaskStream:
             raise InvalidArgument("lease_id", "is required in the first message")
         self.task_uuid, self.lease_id = first.task_uuid, first.lease_id
         opened = await self.reports.check(self.caller, self.task_uuid, self.lease_id)
+        # That read counts as the stream's first status check (see _watch).
+        self.last_check = time.monotonic()
         if opened.verdict.instruction is Instruction.STOP:
             yield self._response(opened)
             return
@@ -194,11 +196,20 @@ class RunTaskStream:
             self.wake.set()
 
     async def _watch(self) -> None:
-        """Marks the task's status for a re-read whenever the store signals a change."""
+        """Marks the task's status for a re-read whenever the store signals a change.
+
+        The loop re-reads at most every STATUS_CHECK_SECONDS, so the signals of one such
+        window are taken as one: an idle stream wakes that often at most, however many
+        commits other streams make (with 100 streams open, waking each on every commit
+        cost more CPU than the commits themselves). The next mark is taken before the
+        loop's re-read, so a commit after that read still wakes this watch."""
         signal = self.runs.signal
         while True:
             mark = signal.mark()
             await signal.wait(since=mark)
+            not_before = self.last_check + STATUS_CHECK_SECONDS - time.monotonic()
+            if not_before > 0:
+                await asyncio.sleep(not_before)
             self.status_dirty = True
             self.wake.set()
 

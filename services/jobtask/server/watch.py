@@ -17,6 +17,7 @@ from jobtask.domain.statuses import JOB_TERMINAL, JobStatus
 from jobtask.manager.context import Caller
 from jobtask.server.changes import ChangeSignal
 from jobtask.server.convert import job_pb, task_pb, timestamp
+from jobtask.server.feed_reads import SharedFeedReads
 from jobtask.store import feed
 from jobtask.store.database import Database
 from jobtask.store.records import from_json, job_record, task_record
@@ -27,6 +28,7 @@ from sqlalchemy import func, select
 SNAPSHOT_PAGE = 200
 FOLLOW_PAGE = 500
 HEARTBEAT_SECONDS = 5.0
+_EVENT_KEY = "_watch_event"
 
 _TYPES = {
     feed.JOB_CHANGED: watch_pb2.WATCH_EVENT_TYPE_JOB_CHANGED,
@@ -59,6 +61,15 @@ def event_pb(row: dict[str, Any]) -> watch_pb2.WatchEvent:
     return msg
 
 
+def shared_event_pb(row: dict[str, Any]) -> watch_pb2.WatchEvent:
+    """The row's WatchEvent, built once for all the streams that share the row (see
+    jobtask.server.feed_reads); they only serialize it."""
+    msg: watch_pb2.WatchEvent | None = row.get(_EVENT_KEY)
+    if msg is None:
+        msg = row[_EVENT_KEY] = event_pb(row)
+    return msg
+
+
 class Watcher:
     def __init__(
         self,
@@ -70,6 +81,8 @@ class Watcher:
         self.db = db
         self.signal = signal
         self.heartbeat_seconds = heartbeat_seconds
+        # The follow reads of every stream of this process, shared per job.
+        self.reads = SharedFeedReads(db)
 
     async def stream(
         self,
@@ -80,6 +93,9 @@ class Watcher:
         after_seq: int | None = None,
         opened: Callable[[], Awaitable[None]] | None = None,
     ) -> AsyncIterator[watch_pb2.WatchEvent]:
+        """`opened` is awaited once the request passed every check, before any event: the
+        servicers send the response headers then, so the gateway can tell a refused watch
+        (an HTTP error status) from an accepted one that has nothing to say yet."""
         if after_seq is None:
             snapshot, last, terminal = await self._snapshot(caller, job_uuid, task_uuid)
             if opened is not None:
@@ -175,9 +191,8 @@ class Watcher:
         while True:
             # Taken before reading: a commit between the read and the wait still wakes us.
             mark = self.signal.mark()
-            async with self.db.read() as conn:
-                rows = await feed.read_after(conn, job_uuid, last, limit=FOLLOW_PAGE)
-                pruned = await feed.pruned_before(conn) if not rows else 0
+            page = await self.reads.after(job_uuid, last, FOLLOW_PAGE)
+            rows, pruned = page.rows, page.pruned
             if not rows and last < pruned:
                 # A quiet job: this stream read every event of it as it committed (pruning
                 # takes only events older than Settings.feed_keep), so it may move past the
@@ -189,9 +204,9 @@ class Watcher:
                     terminal = JobStatus(row["payload"]["status"]) in JOB_TERMINAL
                 if task_uuid and row["task_uuid"] != task_uuid:
                     continue
-                yield event_pb(row)
+                yield shared_event_pb(row)
                 idle_since = time.monotonic()
-            if len(rows) == FOLLOW_PAGE:
+            if page.more:
                 continue
             if terminal:
                 return

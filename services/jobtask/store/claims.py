@@ -89,6 +89,18 @@ async def lock_if_runnable(conn: AsyncConnection, worker_id: str, task_id: int) 
     return row
 
 
+async def lock_candidate(conn: AsyncConnection, worker_id: str, row: Row[Any]) -> Row[Any] | None:
+    """A candidate (a row of `candidates`) locked and still runnable, or None.
+
+    SQLite: the candidate as read. The claim's transaction began IMMEDIATE, so no other
+    writer has committed since it read the candidates, and what it wrote itself meanwhile
+    (starting other tasks) cannot make a task unrunnable: reading it again would only cost
+    a query per claimed task. PostgreSQL: read again, locked, skipping other claimers'."""
+    if conn.dialect.name != "postgresql":
+        return row
+    return await lock_if_runnable(conn, worker_id, row.id)
+
+
 async def lock_node(conn: AsyncConnection, node_name: str) -> None:
     """Serializes claims for one node (PostgreSQL), so two replicas cannot both hand out
     the node's last free memory. SQLite writers are serialized already."""

@@ -1,0 +1,151 @@
+"""The ceilings: bare grpc.aio servers doing the least each jobtask path could do, with the
+same messages, so one load generator drives both and the ratio is jobtask's overhead.
+
+    python -m bench.bare JOB_HEX      # prints {"port": p}
+
+- Echo (unary): answers every GetJobRequest with the Job given on the command line (a real
+  job read from jobtask in the same run, so the response is the same size as GetJob's).
+- Ingest (client streaming over a bidi call, like RunTask): reads RunTaskRequests and, when
+  the client closes its side, answers one RunTaskResponse acking the last seq.
+- Watch (server streaming fan-out): each call subscribes; Publish("rate:seconds") sends
+  progress WatchEvents stamped with the time to every subscriber at `rate` events/s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from jobtask.v1 import job_pb2, job_service_pb2, task_service_pb2, watch_pb2
+
+from bench.harness import announce, wait_for_stdin_close
+
+SERVICE = "bench.Bare"
+ECHO = f"/{SERVICE}/Echo"
+INGEST = f"/{SERVICE}/Ingest"
+WATCH = f"/{SERVICE}/Watch"
+PUBLISH = f"/{SERVICE}/Publish"
+
+
+class Bare:
+    def __init__(self, job: job_pb2.Job) -> None:
+        self.job = job
+        self.subscribers: list[asyncio.Queue[watch_pb2.WatchEvent | None]] = []
+
+    async def echo(self, request: job_service_pb2.GetJobRequest, context: Any) -> job_pb2.Job:
+        return self.job
+
+    async def ingest(
+        self, requests: AsyncIterator[task_service_pb2.RunTaskRequest], context: Any
+    ) -> AsyncIterator[task_service_pb2.RunTaskResponse]:
+        last = 0
+        async for msg in requests:
+            last = msg.seq
+        yield task_service_pb2.RunTaskResponse(acked_seq=last)
+
+    async def watch(
+        self, request: job_service_pb2.WatchJobRequest, context: Any
+    ) -> AsyncIterator[watch_pb2.WatchEvent]:
+        queue: asyncio.Queue[watch_pb2.WatchEvent | None] = asyncio.Queue()
+        self.subscribers.append(queue)
+        try:
+            yield watch_pb2.WatchEvent(type=watch_pb2.WATCH_EVENT_TYPE_SNAPSHOT, snapshot_done=True)
+            while (event := await queue.get()) is not None:
+                yield event
+        finally:
+            self.subscribers.remove(queue)
+
+    async def publish(self, request: job_service_pb2.GetJobRequest, context: Any) -> job_pb2.Job:
+        rate, seconds = (float(x) for x in request.uuid.split(":"))
+        interval = 1.0 / rate
+        start = time.monotonic()
+        n = 0
+        while (elapsed := time.monotonic() - start) < seconds:
+            n += 1
+            event = watch_pb2.WatchEvent(
+                seq=n,
+                type=watch_pb2.WATCH_EVENT_TYPE_TASK_PROGRESS,
+                job_uuid=self.job.uuid,
+                task_uuid="zzzzz-ot0gb-000000000000000",
+                progress=(n % 1000) / 1000,
+            )
+            event.time.GetCurrentTime()
+            for queue in self.subscribers:
+                queue.put_nowait(event)
+            await asyncio.sleep(max(0.0, n * interval - elapsed))
+        for queue in self.subscribers:
+            queue.put_nowait(None)
+        return job_pb2.Job(uuid=str(n))
+
+
+async def main() -> None:
+    job = job_pb2.Job.FromString(bytes.fromhex(sys.argv[1]))
+    bare = Bare(job)
+    handler = grpc.method_handlers_generic_handler(
+        SERVICE,
+        {
+            "Echo": grpc.unary_unary_rpc_method_handler(
+                bare.echo,
+                request_deserializer=job_service_pb2.GetJobRequest.FromString,
+                response_serializer=job_pb2.Job.SerializeToString,
+            ),
+            "Ingest": grpc.stream_stream_rpc_method_handler(
+                bare.ingest,
+                request_deserializer=task_service_pb2.RunTaskRequest.FromString,
+                response_serializer=task_service_pb2.RunTaskResponse.SerializeToString,
+            ),
+            "Watch": grpc.unary_stream_rpc_method_handler(
+                bare.watch,
+                request_deserializer=job_service_pb2.WatchJobRequest.FromString,
+                response_serializer=watch_pb2.WatchEvent.SerializeToString,
+            ),
+            "Publish": grpc.unary_unary_rpc_method_handler(
+                bare.publish,
+                request_deserializer=job_service_pb2.GetJobRequest.FromString,
+                response_serializer=job_pb2.Job.SerializeToString,
+            ),
+        },
+    )
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    announce(port=port)
+    try:
+        await wait_for_stdin_close()
+    finally:
+        await server.stop(0.5)
+
+
+def stubs(channel: grpc.aio.Channel) -> dict[str, Any]:
+    """Callables for the bare methods, shaped like the jobtask stubs' methods."""
+    return {
+        "echo": channel.unary_unary(
+            ECHO,
+            request_serializer=job_service_pb2.GetJobRequest.SerializeToString,
+            response_deserializer=job_pb2.Job.FromString,
+        ),
+        "ingest": channel.stream_stream(
+            INGEST,
+            request_serializer=task_service_pb2.RunTaskRequest.SerializeToString,
+            response_deserializer=task_service_pb2.RunTaskResponse.FromString,
+        ),
+        "watch": channel.unary_stream(
+            WATCH,
+            request_serializer=job_service_pb2.WatchJobRequest.SerializeToString,
+            response_deserializer=watch_pb2.WatchEvent.FromString,
+        ),
+        "publish": channel.unary_unary(
+            PUBLISH,
+            request_serializer=job_service_pb2.GetJobRequest.SerializeToString,
+            response_deserializer=job_pb2.Job.FromString,
+        ),
+    }
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

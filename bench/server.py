@@ -1,0 +1,46 @@
+"""The system under test in its own process: JobService and TaskService (`serve_all`) on
+one store, and optionally the REST gateway in a second process of its own.
+
+    python -m bench.server DATABASE_URL [--lease-ttl S]
+
+Prints {"jobs": port, "tasks": port, "token": t, "pid": pid} once serving, where `token` is
+a stored API token of the system user (what `jobtask token create` gives a worker), then
+serves until its standard input closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+
+from jobtask.manager.tokens import issue_token
+from jobtask.server.app import serve_all
+
+from bench.harness import announce, wait_for_stdin_close
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("database_url")
+    parser.add_argument("--lease-ttl", type=float, default=30.0)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    services = await serve_all(
+        args.database_url,
+        root_token="bench-root-" + os.urandom(8).hex(),
+        lease_ttl=args.lease_ttl,
+        # Long runs must not lose their events to pruning mid-benchmark.
+        feed_keep_events=10_000_000,
+    )
+    _, token = await issue_token(services.core.db, services.core.settings)
+    announce(jobs=services.jobs_port, tasks=services.tasks_port, token=token, pid=os.getpid())
+    try:
+        await wait_for_stdin_close()
+    finally:
+        await services.stop(0.5)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

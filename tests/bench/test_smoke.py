@@ -1,0 +1,53 @@
+"""The benchmark suite's smoke run: every benchmark at tiny sizes, so the suite cannot rot.
+
+No timing is asserted (the machine is shared); what is checked is that each benchmark runs
+end to end against real servers and reports a figure. The peers (Huey, procrastinate) run
+only where the `bench` extra is installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+
+import pytest
+
+from bench import fanout, ingest, memory, throughput, unary
+from bench.harness import Config, Result, table
+
+SMOKE = Config(smoke=True)
+
+
+def _check(results: list[Result]) -> None:
+    assert results
+    for r in results:
+        assert math.isfinite(r.value) and r.value > 0, r
+        assert r.met is None  # no targets in a smoke run
+    assert table(results)
+
+
+async def test_unary() -> None:
+    _check(await unary.run(SMOKE))
+
+
+async def test_ingest() -> None:
+    results = await ingest.run(SMOKE)
+    _check(results)
+    assert "nothing lost" in results[0].note
+
+
+async def test_fanout() -> None:
+    _check(await fanout.run(SMOKE))
+
+
+async def test_memory() -> None:
+    _check(await memory.run(SMOKE))
+
+
+@pytest.mark.postgres
+async def test_throughput() -> None:
+    results = await throughput.run(SMOKE)
+    _check(results)
+    peers = [importlib.util.find_spec(m) for m in ("huey", "procrastinate")]
+    if all(peers):
+        assert all(r.reference_value for r in results)
