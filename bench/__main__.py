@@ -35,7 +35,7 @@ BENCHMARKS = {
 
 
 def versions() -> str:
-    names = ["grpcio", "protobuf", "sqlalchemy", "aiosqlite", "asyncpg", "huey", "procrastinate"]
+    names = ["grpcio", "protobuf", "sqlalchemy", "asyncpg", "huey", "procrastinate"]
     found = []
     for name in names:
         try:

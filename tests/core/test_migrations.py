@@ -18,7 +18,7 @@ async def test_migrations_match_the_schema(database_url: str) -> None:
     try:
         await asyncio.gather(migrate.upgrade(db), migrate.upgrade(db))
         assert await migrate.current_revision(db) == migrate.head_revision()
-        async with db.write_engine.connect() as conn:
+        async with db.ddl() as conn:
 
             def diff(sync_conn: Any) -> list[Any]:
                 context = MigrationContext.configure(sync_conn, opts={"compare_type": True})

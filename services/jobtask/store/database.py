@@ -15,10 +15,11 @@ import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from jobtask.domain.errors import Aborted, AlreadyExists, DomainError, Unavailable
-from sqlalchemy import event, text
+from jobtask.store import sqlite_inline
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
@@ -66,11 +67,12 @@ def _env_int(name: str, default: int, *, minimum: int) -> int:
 
 
 def normalize_url(url: str) -> str:
-    """Accepts plain `sqlite:///f` and `postgresql://...` and picks the async drivers."""
+    """Accepts plain `sqlite:///f` and `postgresql://...` and picks the drivers: asyncpg, and
+    the standard library's sqlite3 run inline (see jobtask.store.sqlite_inline)."""
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        return str(parsed.set(drivername="sqlite+aiosqlite"))
+        return str(parsed.set(drivername="sqlite+pysqlite"))
     if backend == "postgresql":
         return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
     raise ValueError(f"unsupported database URL {url!r}: use sqlite:/// or postgresql://")
@@ -95,16 +97,20 @@ class Database:
         self.dialect = make_url(self.url).get_backend_name()
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
         self._commit_listeners: list[Callable[[], None]] = []
+        self._sqlite_write: Engine | None = None
+        self._sqlite_read: Engine | None = None
+        self._engine: AsyncEngine | None = None
         if self.dialect == "sqlite":
-            self._prepare_sqlite_file()
-            self.write_engine = self._sqlite_engine(immediate=True, echo=echo)
-            self.read_engine = self._sqlite_engine(immediate=False, echo=echo)
+            database = make_url(self.url).database or ""
+            self._prepare_sqlite_file(database)
+            self._sqlite_write = sqlite_inline.engine(database, writer=True, echo=echo)
+            self._sqlite_read = sqlite_inline.engine(database, writer=False, echo=echo)
         else:
             size = _env_int("JOBTASK_DB_POOL_SIZE", DEFAULT_POOL_SIZE, minimum=1)
             size = size if pool_size is None else pool_size
             overflow = _env_int("JOBTASK_DB_MAX_OVERFLOW", size, minimum=0)
             overflow = overflow if max_overflow is None else max_overflow
-            self.write_engine = create_async_engine(
+            self._engine = create_async_engine(
                 self.url,
                 pool_size=size,
                 max_overflow=overflow,
@@ -112,7 +118,6 @@ class Database:
                 pool_pre_ping=True,
                 echo=echo,
             )
-            self.read_engine = self.write_engine
 
     def on_commit(self, listener: Callable[[], None]) -> None:
         """Calls listener after every write transaction of this process that changed
@@ -132,8 +137,8 @@ class Database:
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"
 
-    def _prepare_sqlite_file(self) -> None:
-        database = make_url(self.url).database
+    @staticmethod
+    def _prepare_sqlite_file(database: str) -> None:
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
             # Switch a new file to WAL once, before any pooled connection opens it: two
@@ -143,39 +148,42 @@ class Database:
                 conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
                 conn.execute("PRAGMA journal_mode=WAL")
 
-    def _sqlite_engine(self, *, immediate: bool, echo: bool) -> AsyncEngine:
-        engine = create_async_engine(self.url, echo=echo, connect_args={"timeout": 30})
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def on_connect(dbapi_conn: Any, _record: Any) -> None:
-            # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's own BEGIN is lazy).
-            dbapi_conn.isolation_level = None
-            cursor = dbapi_conn.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            # Arvados's `like` is PostgreSQL's: case-sensitive (`ilike` is not).
-            cursor.execute("PRAGMA case_sensitive_like=ON")
-            cursor.close()
-
-        @event.listens_for(engine.sync_engine, "begin")
-        def on_begin(conn: Any) -> None:
-            # IMMEDIATE takes the write lock up front, so two writers never deadlock on
-            # upgrading a read lock (SQLITE_BUSY that busy_timeout cannot resolve).
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-        return engine
-
     async def dispose(self) -> None:
-        await self.write_engine.dispose()
-        if self.read_engine is not self.write_engine:
-            await self.read_engine.dispose()
+        if self._engine is not None:
+            await self._engine.dispose()
+        for engine in (self._sqlite_write, self._sqlite_read):
+            if engine is not None:
+                engine.dispose()
+
+    @asynccontextmanager
+    async def _connect(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
+        """A connection outside any transaction of ours (PostgreSQL: autobegins one)."""
+        if self._engine is not None:
+            async with self._engine.connect() as conn:
+                yield conn
+            return
+        engine = self._sqlite_write if write else self._sqlite_read
+        assert engine is not None
+        with engine.connect() as sync_conn:
+            yield sqlite_inline.as_async(sync_conn)
+
+    @asynccontextmanager
+    async def ddl(self) -> AsyncIterator[AsyncConnection]:
+        """A write connection for schema migrations; the caller commits. SQLite: holds this
+        process's write turn and the file's write lock from the start."""
+        if self._sqlite_write is None:
+            async with self._connect(write=True) as conn:
+                yield conn
+            return
+        async with self.writer():
+            with self._sqlite_write.connect() as sync_conn:
+                await sqlite_inline.begin_immediate(sync_conn, timeout_ms=SQLITE_BUSY_TIMEOUT_MS)
+                yield sqlite_inline.as_async(sync_conn)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         try:
-            async with self.read_engine.connect() as conn:
+            async with self._connect(write=False) as conn:
                 yield conn
         except DBAPIError as exc:
             raise translate(exc) from exc
@@ -186,7 +194,7 @@ class Database:
     async def snapshot(self) -> AsyncIterator[AsyncConnection]:
         """A read connection whose statements all see one snapshot of the database."""
         try:
-            async with self.read_engine.connect() as conn:
+            async with self._connect(write=False) as conn:
                 if not self.is_sqlite:
                     await conn.execution_options(isolation_level="REPEATABLE READ")
                 # SQLite: the read transaction begun by the first statement is a snapshot.
@@ -216,10 +224,17 @@ class Database:
 
     async def _transact_once(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> tuple[T, bool]:
         try:
-            if self._write_lock is not None:
-                async with self._write_lock, self.write_engine.begin() as conn:
-                    return await self._run(conn, fn)
-            async with self.write_engine.begin() as conn:
+            if self._sqlite_write is not None:
+                async with self.writer():
+                    with self._sqlite_write.connect() as sync_conn:
+                        await sqlite_inline.begin_immediate(
+                            sync_conn, timeout_ms=SQLITE_BUSY_TIMEOUT_MS
+                        )
+                        result = await self._run(sqlite_inline.as_async(sync_conn), fn)
+                        sync_conn.commit()
+                        return result
+            assert self._engine is not None
+            async with self._engine.begin() as conn:
                 return await self._run(conn, fn)
         except DomainError:
             raise

@@ -28,7 +28,7 @@ def head_revision() -> str | None:
 async def upgrade(db: Database, revision: str = "head") -> None:
     """Brings the schema to `revision`. Concurrent callers wait for each other."""
     config = alembic_config()
-    async with db.writer(), db.write_engine.connect() as conn:
+    async with db.ddl() as conn:
         if not db.is_sqlite:
             # Replicas starting together: one migrates, the others wait, then find nothing to do.
             await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})

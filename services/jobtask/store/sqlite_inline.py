@@ -1,0 +1,137 @@
+"""SQLite statements run in the event loop's own thread, without a hop per statement.
+
+Why not aiosqlite: it runs each statement in a worker thread and resumes the caller through
+the event loop, so every statement waits for a turn of a loop that is busy serving streams.
+A task completion is about ten statements, all while holding the process's single SQLite
+write turn: measured in bench/ (throughput, SQLite), that wait -- not SQLite -- bounded the
+whole process at about 80 completed tasks/s. SQLite itself answers these statements in
+microseconds, and in WAL mode a reader never waits for a writer, and a writer that holds the
+write lock (BEGIN IMMEDIATE) never waits for anyone. The one wait left is BEGIN IMMEDIATE
+itself when another process is writing: `begin_immediate` retries it with asyncio.sleep
+instead of SQLite's busy handler, which would block the loop.
+
+`InlineConnection` offers the part of AsyncConnection that the store uses (execute, scalar,
+run_sync, commit, rollback, dialect, info), over a synchronous SQLAlchemy Connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.pool import QueuePool
+
+T = TypeVar("T")
+
+# Idle connections kept per engine. Checkouts beyond it open new ones rather than wait: a
+# checkout that waited would block the loop, and the connection it waits for could only be
+# returned by a coroutine of that same loop.
+POOL_SIZE = 8
+# A reader waits this long in SQLite's busy handler (it only ever waits for WAL recovery).
+READ_BUSY_TIMEOUT_MS = 1_000
+_FIRST_RETRY_SECONDS = 0.001
+_LAST_RETRY_SECONDS = 0.05
+
+
+class InlineConnection:
+    """An AsyncConnection look-alike whose statements run synchronously when awaited."""
+
+    __slots__ = ("sync_connection",)
+
+    def __init__(self, sync_connection: Connection) -> None:
+        self.sync_connection = sync_connection
+
+    @property
+    def dialect(self) -> Any:
+        return self.sync_connection.dialect
+
+    @property
+    def info(self) -> dict[Any, Any]:
+        return self.sync_connection.info
+
+    async def execute(
+        self, statement: Any, parameters: Any = None, **kwargs: Any
+    ) -> CursorResult[Any]:
+        return self.sync_connection.execute(statement, parameters, **kwargs)
+
+    async def scalar(self, statement: Any, parameters: Any = None, **kwargs: Any) -> Any:
+        return self.sync_connection.scalar(statement, parameters, **kwargs)
+
+    async def run_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return fn(self.sync_connection, *args, **kwargs)
+
+    async def commit(self) -> None:
+        self.sync_connection.commit()
+
+    async def rollback(self) -> None:
+        self.sync_connection.rollback()
+
+
+def as_async(conn: Connection) -> AsyncConnection:
+    """The connection as the store's functions take it. They are typed for AsyncConnection
+    (the PostgreSQL path) and use only what InlineConnection offers."""
+    return cast(AsyncConnection, InlineConnection(conn))
+
+
+def engine(database: str, *, writer: bool, echo: bool) -> Engine:
+    """A pool of connections to one SQLite file, for the loop's thread. Writers fail at once
+    when another process holds the write lock (begin_immediate waits without blocking)."""
+    created = create_engine(
+        f"sqlite+pysqlite:///{database}",
+        echo=echo,
+        poolclass=QueuePool,
+        pool_size=POOL_SIZE,
+        max_overflow=-1,
+        # Pooled connections are used by whichever thread runs the loop (tests run one loop
+        # per thread); a connection is only ever used by one coroutine at a time.
+        connect_args={"check_same_thread": False},
+    )
+    busy_timeout = 0 if writer else READ_BUSY_TIMEOUT_MS
+
+    @event.listens_for(created, "connect")
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # SQLAlchemy's transaction calls emit no BEGIN of their own (pysqlite's implicit BEGIN
+        # is off): readers begin below, writers in begin_immediate.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        # Arvados's `like` is PostgreSQL's: case-sensitive (`ilike` is not).
+        cursor.execute("PRAGMA case_sensitive_like=ON")
+        cursor.close()
+
+    if not writer:
+
+        @event.listens_for(created, "begin")
+        def on_begin(conn: Connection) -> None:
+            # A read transaction: its statements share one snapshot.
+            conn.exec_driver_sql("BEGIN")
+
+    return created
+
+
+async def begin_immediate(conn: Connection, *, timeout_ms: int) -> None:
+    """Starts conn's write transaction (BEGIN IMMEDIATE: the write lock up front, so two
+    writers never deadlock upgrading a read lock). While another process holds the lock,
+    retries with growing sleeps for up to timeout_ms, then raises the OperationalError."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    delay = _FIRST_RETRY_SECONDS
+    while True:
+        conn.begin()
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        except OperationalError as exc:
+            conn.rollback()
+            if "locked" not in str(exc.orig).lower() or time.monotonic() >= deadline:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, _LAST_RETRY_SECONDS)
