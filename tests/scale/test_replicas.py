@@ -1,5 +1,5 @@
 """Issue 6: 3 TaskService and 2 JobService processes on one PostgreSQL database, 8 worker
-processes, 800 tasks in 5 jobs (JOBTASK_SCALE_TASKS=2000 for the issue's 2,000). Every task
+processes, 2,000 tasks in 5 jobs (JOBTASK_SCALE_TASKS to change it). Every task
 completes exactly once, every job completes, and watchers on the JobService replica that did
 not take the submissions see every event of their job, in order. Then the same with a
 TaskService replica killed with SIGKILL midway.
@@ -28,16 +28,16 @@ from tests.scale.checks import (
 )
 from tests.scale.conftest import ROOT_TOKEN, Part, Topology
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(900)]
 
 JOBS = 5
-# 2,000 tasks is the issue's figure: JOBTASK_SCALE_TASKS=2000 runs it (measured 4+ minutes
-# per test on a loaded two-core machine); 800 keeps each test under two. docs/scaling.md.
-TASKS = int(os.environ.get("JOBTASK_SCALE_TASKS", "800"))
+# The issue's figure. About two minutes per test on an idle two-core machine; WITHIN (and the
+# tests' own timeout) leave room for a shared, loaded one. docs/scaling.md.
+TASKS = int(os.environ.get("JOBTASK_SCALE_TASKS", "2000"))
 CHILDREN = TASKS // JOBS - 1  # per job: 1 seed + CHILDREN
 WORKERS = 8
 SLOTS = 2
-WITHIN = float(os.environ.get("JOBTASK_SCALE_WITHIN", "240"))
+WITHIN = float(os.environ.get("JOBTASK_SCALE_WITHIN", "600"))
 
 
 def rotated(addrs: list[str], first: int) -> str:
