@@ -9,18 +9,23 @@ same messages, so one load generator drives both and the ratio is jobtask's over
   the client closes its side, answers one RunTaskResponse acking the last seq.
 - Watch (server streaming fan-out): each call subscribes; Publish("rate:seconds") sends
   progress WatchEvents stamped with the time to every subscriber at `rate` events/s.
+- The worker protocol with no store (`jobtask.v1.TaskService` ClaimTask and RunTask, so
+  bench.noop_worker drives it unchanged): ClaimTask answers max_tasks made-up assignments at
+  once; RunTask answers a message that reports an exit with the task Completed. The drain
+  rate it allows is the ceiling of any store behind one RunTask stream per task.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from jobtask.v1 import job_pb2, job_service_pb2, task_service_pb2, watch_pb2
+from jobtask.v1 import job_pb2, job_service_pb2, job_task_pb2, task_service_pb2, watch_pb2
 
 from bench.harness import announce, wait_for_stdin_close
 
@@ -35,6 +40,7 @@ class Bare:
     def __init__(self, job: job_pb2.Job) -> None:
         self.job = job
         self.subscribers: list[asyncio.Queue[watch_pb2.WatchEvent | None]] = []
+        self.task_numbers = itertools.count()
 
     async def echo(self, request: job_service_pb2.GetJobRequest, context: Any) -> job_pb2.Job:
         return self.job
@@ -81,10 +87,53 @@ class Bare:
             queue.put_nowait(None)
         return job_pb2.Job(uuid=str(n))
 
+    async def claim_task(
+        self, request: task_service_pb2.ClaimTaskRequest, context: Any
+    ) -> task_service_pb2.ClaimTaskResponse:
+        response = task_service_pb2.ClaimTaskResponse()
+        for _ in range(max(1, request.max_tasks)):
+            n = next(self.task_numbers)
+            a = response.assignments.add(task_token=f"token-{n}")
+            a.task.uuid = f"zzzzz-ot0gb-{n:015d}"
+            a.task.job_uuid = self.job.uuid
+            a.task.status = job_task_pb2.TASK_STATUS_ACTIVE
+            a.job.CopyFrom(self.job)
+            a.lease.lease_id = f"lease-{n}"
+            a.lease.expires_at.GetCurrentTime()
+            a.lease.ttl.FromSeconds(30)
+        return response
+
+    async def run_task(
+        self, requests: AsyncIterator[task_service_pb2.RunTaskRequest], context: Any
+    ) -> AsyncIterator[task_service_pb2.RunTaskResponse]:
+        uuid = ""
+        async for msg in requests:
+            uuid = uuid or msg.task_uuid
+            if msg.HasField("exit_code"):
+                task = job_task_pb2.JobTask(
+                    uuid=uuid, status=job_task_pb2.TASK_STATUS_COMPLETED, progress=1.0
+                )
+                yield task_service_pb2.RunTaskResponse(acked_seq=msg.seq, task=task)
+
 
 async def main() -> None:
     job = job_pb2.Job.FromString(bytes.fromhex(sys.argv[1]))
     bare = Bare(job)
+    tasks = grpc.method_handlers_generic_handler(
+        "jobtask.v1.TaskService",
+        {
+            "ClaimTask": grpc.unary_unary_rpc_method_handler(
+                bare.claim_task,
+                request_deserializer=task_service_pb2.ClaimTaskRequest.FromString,
+                response_serializer=task_service_pb2.ClaimTaskResponse.SerializeToString,
+            ),
+            "RunTask": grpc.stream_stream_rpc_method_handler(
+                bare.run_task,
+                request_deserializer=task_service_pb2.RunTaskRequest.FromString,
+                response_serializer=task_service_pb2.RunTaskResponse.SerializeToString,
+            ),
+        },
+    )
     handler = grpc.method_handlers_generic_handler(
         SERVICE,
         {
@@ -111,7 +160,7 @@ async def main() -> None:
         },
     )
     server = grpc.aio.server()
-    server.add_generic_rpc_handlers((handler,))
+    server.add_generic_rpc_handlers((handler, tasks))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     announce(port=port)

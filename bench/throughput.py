@@ -10,6 +10,9 @@ What is measured, jobtask (server in one process, the worker in another):
 - "one-task jobs": COUNT jobs are submitted (CreateJob, 32 in flight; each job is seeded
   with its one task), then the worker drains them as above. The figure is COUNT / (submit
   time + drain time).
+The same worker also drains COUNT tasks from bench.bare's store-less TaskService (ClaimTask
+and RunTask answered at once): the most any store could reach with this protocol -- one
+RunTask stream per task -- and this worker, on this machine. It is printed in the notes.
 Peers, each in the same two phases: the parent enqueues COUNT no-op tasks (Huey: one
 `task()` call each; procrastinate: one `defer_async()` each, then ANALYZE), then one consumer
 process drains them (Huey: 1 thread worker, polling delay 1 ms; procrastinate: one worker,
@@ -24,6 +27,8 @@ import importlib.util
 import os
 import tempfile
 import time
+
+from jobtask.v1 import job_pb2
 
 from bench import peers
 from bench.harness import Config, Result, child, log
@@ -76,6 +81,15 @@ async def jobtask_jobs(kind: str, count: int) -> tuple[float, str]:
     return count / total, (f"submit {count / submit:,.0f}/s, drain {count / out['seconds']:,.0f}/s")
 
 
+async def protocol_ceiling(count: int) -> float:
+    """Tasks/s the no-op worker drains from a TaskService that does no work at all."""
+    job = job_pb2.Job(uuid="zzzzz-8i9sb-000000000000000", script="noop")
+    async with child("bench.bare", job.SerializeToString().hex()) as (_, ready):
+        addr = f"127.0.0.1:{ready['port']}"
+        async with child("bench.noop_worker", addr, "-", str(count), str(SLOTS)) as (_, out):
+            return float(count / out["seconds"])
+
+
 async def huey(count: int) -> tuple[float, str]:
     with tempfile.TemporaryDirectory(prefix="bench-huey-") as tmp:
         path = os.path.join(tmp, "huey.sqlite3")
@@ -110,6 +124,8 @@ async def run(cfg: Config) -> list[Result]:
         "sqlite": ("Huey (SQLite)", huey, 1.0),
         "postgres": ("procrastinate (PG)", procrastinate, 2.0),
     }
+    log(f"throughput: the protocol's ceiling (no store), {count:,} tasks")
+    ceiling = await protocol_ceiling(count)
     for kind in ("sqlite", "postgres"):
         name, peer, factor = peer_of[kind]
         module = "huey" if kind == "sqlite" else "procrastinate"
@@ -133,7 +149,10 @@ async def run(cfg: Config) -> list[Result]:
                 name,
                 peer_rate,
                 target=f">= {factor:g}x",
-                note=f"{note}; peer: {peer_note}",
+                note=(
+                    f"{note}; peer: {peer_note}; "
+                    f"the protocol without a store drains {ceiling:,.0f}/s"
+                ),
             )
             if not cfg.smoke and r.ratio is not None:
                 r.met = r.ratio >= factor
