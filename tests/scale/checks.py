@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 import grpc
+from jobtask.store.schema import TASK_STATUS_COUNTS
 from jobtask.v1 import job_service_pb2, job_service_pb2_grpc, watch_pb2
 from sqlalchemy.engine import make_url
 
@@ -100,6 +101,19 @@ async def check_history(
     assert jobs and all(j["status"] == "completed" for j in jobs), [tuple(j) for j in jobs]
     rows = await fetch(url, "SELECT uuid, status, sequence FROM job_tasks")
     assert len(rows) == tasks, f"{len(rows)} tasks, not {tasks}"
+    # The job rows' task counts, updated by every replica's claims and completions, lost
+    # no update: each equals a count of the tasks themselves.
+    counts = ", ".join(f"j.{column}" for column in TASK_STATUS_COUNTS)
+    per_job = await fetch(
+        url,
+        f"""SELECT j.uuid, {counts}, count(t.id) AS tasks,
+                   count(t.id) FILTER (WHERE t.status = 'completed') AS completed
+            FROM jobs j LEFT JOIN job_tasks t ON t.job_id = j.id GROUP BY j.id""",
+    )
+    for job in per_job:
+        expected = dict.fromkeys(TASK_STATUS_COUNTS, 0) | {"n_completed": job["tasks"]}
+        assert job["completed"] == job["tasks"], tuple(job)
+        assert {column: job[column] for column in TASK_STATUS_COUNTS} == expected, tuple(job)
     not_done = [tuple(r) for r in rows if r["status"] != "completed"]
     assert not not_done, not_done[:5]
     attempts = await fetch(
