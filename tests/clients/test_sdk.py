@@ -92,6 +92,10 @@ async def test_job_round_trip(client: AsyncClient) -> None:
     listed = await client.list([["script", "=", "hash.py"]])
     assert [j.uuid for j in listed.items] == [job.uuid]
     assert listed.items_available == 1
+    page = await client.list(order="priority desc", select=["uuid"], limit=1, count="none")
+    assert [j.uuid for j in page.items] == [other.uuid]
+    with pytest.raises(TypeError, match="limt"):
+        await client.list(limt=1)  # type: ignore[call-arg]
     queue = await client.queue()
     assert [j.uuid for j in queue.items] == [other.uuid, job.uuid]
     assert await client.queue_size() == 2

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import builtins
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 from google.protobuf import field_mask_pb2
 from jobtask.sdk import messages
 from jobtask.sdk.config import ClientConfig
-from jobtask.sdk.messages import Constraints, Filters
+from jobtask.sdk.messages import Constraints, Filters, ListOptions
 from jobtask.sdk.transport import Transport
 from jobtask.sdk.watch import resumable
 from jobtask.v1 import (
@@ -113,26 +113,11 @@ class AsyncClient:
     async def list(
         self,
         filters: Filters | None = None,
-        *,
-        where: Mapping[str, Any] | None = None,
-        order: Sequence[str] | str | None = None,
-        select: Sequence[str] | None = None,
-        limit: int | None = None,
-        offset: int | None = None,
-        count: str | None = None,
+        **options: Unpack[ListOptions],
     ) -> job_service_pb2.ListJobsResponse:
         """Jobs matching Arvados filters ([[attribute, operator, operand], ...])."""
         request = job_service_pb2.ListJobsRequest()
-        messages.fill_list_request(
-            request,
-            filters=filters,
-            where=where,
-            order=order,
-            select=select,
-            limit=limit,
-            offset=offset,
-            count=count,
-        )
+        messages.fill_list_request(request, filters, options)
         return await self.transport.unary(
             self.transport.jobs.ListJobs, request, job_service_pb2.ListJobsResponse
         )
@@ -146,16 +131,7 @@ class AsyncClient:
     ) -> job_service_pb2.ListJobsResponse:
         """Queued jobs, highest priority first, then oldest first."""
         request = job_service_pb2.ListJobsRequest()
-        messages.fill_list_request(
-            request,
-            filters=filters,
-            where=None,
-            order=None,
-            select=None,
-            limit=limit,
-            offset=offset,
-            count=None,
-        )
+        messages.fill_list_request(request, filters, {"limit": limit, "offset": offset})
         return await self.transport.unary(
             self.transport.jobs.QueueJobs, request, job_service_pb2.ListJobsResponse
         )
@@ -237,25 +213,10 @@ class AsyncClient:
     async def list_tasks(
         self,
         filters: Filters | None = None,
-        *,
-        where: Mapping[str, Any] | None = None,
-        order: Sequence[str] | str | None = None,
-        select: Sequence[str] | None = None,
-        limit: int | None = None,
-        offset: int | None = None,
-        count: str | None = None,
+        **options: Unpack[ListOptions],
     ) -> task_service_pb2.ListTasksResponse:
         request = task_service_pb2.ListTasksRequest()
-        messages.fill_list_request(
-            request,
-            filters=filters,
-            where=where,
-            order=order,
-            select=select,
-            limit=limit,
-            offset=offset,
-            count=count,
-        )
+        messages.fill_list_request(request, filters, options)
         return await self.transport.unary(
             self.transport.tasks.ListTasks, request, task_service_pb2.ListTasksResponse
         )

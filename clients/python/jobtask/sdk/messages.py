@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypedDict
 
 from google.protobuf import json_format, struct_pb2
 from google.protobuf.duration_pb2 import Duration
@@ -51,31 +51,38 @@ def duration(seconds: float) -> Duration:
     return result
 
 
-def fill_list_request(
-    request: ListRequest,
-    *,
-    filters: Filters | None,
-    where: Mapping[str, Any] | None,
-    order: Sequence[str] | str | None,
-    select: Sequence[str] | None,
-    limit: int | None,
-    offset: int | None,
-    count: str | None,
-) -> None:
+class ListOptions(TypedDict, total=False):
+    """Arvados's index parameters besides filters (the SDK's list methods take them as
+    keywords): `where` (attribute -> value), `order` ("attr asc" or a list of them),
+    `select` (attributes to return), `limit`, `offset`, `count` ("exact" or "none")."""
+
+    where: Mapping[str, Any] | None
+    order: Sequence[str] | str | None
+    select: Sequence[str] | None
+    limit: int | None
+    offset: int | None
+    count: str | None
+
+
+def fill_list_request(request: ListRequest, filters: Filters | None, options: ListOptions) -> None:
     """Arvados's index parameters, shared by ListJobs, QueueJobs and ListTasks."""
+    unknown = options.keys() - ListOptions.__annotations__.keys()
+    if unknown:
+        # **options is typed for mypy; callers without it still get the usual TypeError.
+        raise TypeError(f"unexpected keyword arguments: {', '.join(sorted(unknown))}")
     if filters:
         request.filters.CopyFrom(list_value(filters))
-    if where:
+    if where := options.get("where"):
         request.where.CopyFrom(struct(where))
-    if order:
+    if order := options.get("order"):
         request.order.extend([order] if isinstance(order, str) else order)
-    if select:
+    if select := options.get("select"):
         request.select.extend(select)
-    if limit is not None:
+    if (limit := options.get("limit")) is not None:
         request.limit = limit
-    if offset is not None:
+    if (offset := options.get("offset")) is not None:
         request.offset = offset
-    if count:
+    if count := options.get("count"):
         request.count = count
 
 

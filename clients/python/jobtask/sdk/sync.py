@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Coroutine, Iterator, Mapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 from jobtask.sdk.client import AsyncClient, Job, JobTask
 from jobtask.sdk.config import ClientConfig
-from jobtask.sdk.messages import Constraints, Filters
+from jobtask.sdk.messages import Constraints, Filters, ListOptions
 from jobtask.v1 import job_service_pb2, task_service_pb2, watch_pb2
 
 T = TypeVar("T")
@@ -100,25 +100,9 @@ class Client:
     def list(
         self,
         filters: Filters | None = None,
-        *,
-        where: Mapping[str, Any] | None = None,
-        order: Sequence[str] | str | None = None,
-        select: Sequence[str] | None = None,
-        limit: int | None = None,
-        offset: int | None = None,
-        count: str | None = None,
+        **options: Unpack[ListOptions],
     ) -> job_service_pb2.ListJobsResponse:
-        return self._run(
-            self._async.list(
-                filters,
-                where=where,
-                order=order,
-                select=select,
-                limit=limit,
-                offset=offset,
-                count=count,
-            )
-        )
+        return self._run(self._async.list(filters, **options))
 
     def queue(
         self, filters: Filters | None = None, *, limit: int | None = None, offset: int | None = None
@@ -180,25 +164,9 @@ class Client:
     def list_tasks(
         self,
         filters: Filters | None = None,
-        *,
-        where: Mapping[str, Any] | None = None,
-        order: Sequence[str] | str | None = None,
-        select: Sequence[str] | None = None,
-        limit: int | None = None,
-        offset: int | None = None,
-        count: str | None = None,
+        **options: Unpack[ListOptions],
     ) -> task_service_pb2.ListTasksResponse:
-        return self._run(
-            self._async.list_tasks(
-                filters,
-                where=where,
-                order=order,
-                select=select,
-                limit=limit,
-                offset=offset,
-                count=count,
-            )
-        )
+        return self._run(self._async.list_tasks(filters, **options))
 
     def tasks(self, job_uuid: str) -> builtins.list[JobTask]:
         return self._run(self._async.tasks(job_uuid))
