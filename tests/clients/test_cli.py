@@ -15,10 +15,12 @@ import grpc
 import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from jobtask.sdk import AsyncClient
+from jobtask.sdk import AsyncClient, UnavailableError
+from jobtask.server.app import server_credentials
 
 from tests.clients.conftest import ROOT_TOKEN, Workers, cli_env, run_cli
 from tests.conftest import Cluster
+from tests.gateway.test_tls import self_signed
 
 # A hung subprocess fails its test instead of hanging the run.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -245,6 +247,54 @@ async def test_up_serves_everything_and_stops_on_sigint(tmp_path: Path) -> None:
     finally:
         assert await _stop(proc) == 0
     assert (tmp_path / "jobtask.sqlite3").exists()
+
+
+async def _health_cli(addr: str, *args: str) -> int:
+    """`jobtask health` as a container health check runs it (JOBTASK_TLS_CA unset)."""
+    env = {k: v for k, v in os.environ.items() if k != "JOBTASK_TLS_CA"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "jobtask.cli.main", "health", addr, *args, env=env
+    )
+    return await asyncio.wait_for(proc.wait(), 30)
+
+
+async def test_up_with_grpc_tls(tmp_path: Path) -> None:
+    """--grpc-tls-cert/--grpc-tls-key: the services speak TLS only. The SDK and `jobtask
+    health` reach them given the CA, not without it, and the in-process gateway verifies
+    them by their own (self-signed) certificate."""
+    cert, key = self_signed(tmp_path)
+    listen = ("--jobs-listen", "127.0.0.1:0", "--tasks-listen", "127.0.0.1:0")
+    tls = ("--grpc-tls-cert", str(cert), "--grpc-tls-key", str(key))
+    proc, lines = await _start_server(
+        tmp_path, "up", *listen, *tls, "--gateway-listen", "127.0.0.1:0"
+    )
+    try:
+        jobs_addr, tasks_addr = _address(lines, "JobService:"), _address(lines, "TaskService:")
+        async with AsyncClient.connect(
+            jobs_addr, tasks_addr, ROOT_TOKEN, tls_ca_file=str(cert)
+        ) as client:
+            job = await client.submit("hash.py")
+            assert len(await client.tasks(job.uuid)) == 1
+        async with AsyncClient.connect(jobs_addr, tasks_addr, ROOT_TOKEN, timeout=5) as plain:
+            with pytest.raises(UnavailableError):
+                await plain.get(job.uuid)
+        async with httpx.AsyncClient(base_url=_address(lines, "gateway:")) as http:
+            got = await http.get(
+                f"/arvados/v1/jobs/{job.uuid}", headers={"Authorization": f"OAuth2 {ROOT_TOKEN}"}
+            )
+        assert got.status_code == 200, got.text
+        service = ("--service", "jobtask.v1.TaskService", "--timeout", "3")
+        assert await _health_cli(tasks_addr, *service, "--tls-ca", str(cert)) == 0
+        assert await _health_cli(tasks_addr, *service) == 1
+    finally:
+        assert await _stop(proc) == 0
+
+
+def test_grpc_tls_needs_both_files(tmp_path: Path) -> None:
+    cert, _ = self_signed(tmp_path)
+    with pytest.raises(ValueError, match="both a certificate and its key"):
+        server_credentials(str(cert), None)
+    assert server_credentials(None, None) is None
 
 
 async def test_serve_each_part_in_its_own_process(tmp_path: Path) -> None:

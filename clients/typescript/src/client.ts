@@ -95,24 +95,21 @@ export class JobtaskClient {
   constructor(config: ClientConfig) {
     this.config = config;
     const interceptors = config.token ? [bearerToken(config.token)] : [];
-    const jobsSession = new Http2SessionManager(baseUrl(config.jobsAddr));
-    const tasksSession = new Http2SessionManager(baseUrl(config.tasksAddr));
+    const tls = config.tlsCa !== undefined;
+    const jobsUrl = baseUrl(config.jobsAddr, tls);
+    const tasksUrl = baseUrl(config.tasksAddr, tls);
+    // Verified by the given CA only (as the Python SDK does), not the system's roots.
+    const sessionOptions = tls ? { ca: config.tlsCa } : undefined;
+    const jobsSession = new Http2SessionManager(jobsUrl, undefined, sessionOptions);
+    const tasksSession = new Http2SessionManager(tasksUrl, undefined, sessionOptions);
     this.sessions = [jobsSession, tasksSession];
     this.jobs = createClient(
       JobService,
-      createGrpcTransport({
-        baseUrl: baseUrl(config.jobsAddr),
-        sessionManager: jobsSession,
-        interceptors,
-      }),
+      createGrpcTransport({ baseUrl: jobsUrl, sessionManager: jobsSession, interceptors }),
     );
     this.tasks = createClient(
       TaskService,
-      createGrpcTransport({
-        baseUrl: baseUrl(config.tasksAddr),
-        sessionManager: tasksSession,
-        interceptors,
-      }),
+      createGrpcTransport({ baseUrl: tasksUrl, sessionManager: tasksSession, interceptors }),
     );
   }
 

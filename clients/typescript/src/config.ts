@@ -3,6 +3,7 @@
  * environment variables the Python SDK and the `jobtask` CLI read too.
  */
 
+import { readFileSync } from "node:fs";
 import { availableParallelism, hostname, totalmem } from "node:os";
 import { randomBytes } from "node:crypto";
 
@@ -16,12 +17,17 @@ export interface ClientOptions {
   tasksAddr?: string;
   /** Sent as `authorization: Bearer <token>` on every call; default $JOBTASK_TOKEN. */
   token?: string;
+  /** PEM file of the CA that signed the services' TLS certificates: `host:port` addresses
+   * are then dialled over TLS (https); default $JOBTASK_TLS_CA. Unset: cleartext. */
+  tlsCa?: string;
 }
 
 export interface ClientConfig {
   jobsAddr: string;
   tasksAddr: string;
   token: string | undefined;
+  /** The CA's PEM text, when the services speak TLS. */
+  tlsCa: string | undefined;
 }
 
 type Env = Record<string, string | undefined>;
@@ -31,12 +37,23 @@ export function clientConfig(options: ClientOptions = {}, env: Env = process.env
     jobsAddr: options.jobsAddr || env.JOBTASK_JOBS_ADDR || DEFAULT_JOBS_ADDR,
     tasksAddr: options.tasksAddr || env.JOBTASK_TASKS_ADDR || DEFAULT_TASKS_ADDR,
     token: options.token || env.JOBTASK_TOKEN || undefined,
+    tlsCa: readCa(options.tlsCa || env.JOBTASK_TLS_CA),
   };
 }
 
-/** `host:port` → `http://host:port` (gRPC over cleartext HTTP/2); URLs pass through. */
-export function baseUrl(addr: string): string {
-  return /^https?:\/\//.test(addr) ? addr : `http://${addr}`;
+function readCa(path: string | undefined): string | undefined {
+  if (!path) return undefined;
+  try {
+    return readFileSync(path, "utf8");
+  } catch (err) {
+    throw new Error(`cannot read the TLS CA file ${path} ($JOBTASK_TLS_CA): ${String(err)}`);
+  }
+}
+
+/** `host:port` → `http://host:port` (gRPC over cleartext HTTP/2), or `https://host:port`
+ * with `tls`; URLs pass through. */
+export function baseUrl(addr: string, tls = false): string {
+  return /^https?:\/\//.test(addr) ? addr : `${tls ? "https" : "http"}://${addr}`;
 }
 
 export interface WorkerOptions extends ClientOptions {

@@ -26,9 +26,11 @@ _UNARY_TIMEOUT = 300.0
 class ServiceChannels:
     """One channel per distinct target, created on first use inside the running event loop."""
 
-    def __init__(self, targets: Mapping[str, str]) -> None:
+    def __init__(self, targets: Mapping[str, str], *, tls_ca: bytes | None = None) -> None:
         # service full name -> "host:port"
         self._targets = dict(targets)
+        # PEM roots to verify the services' TLS certificates by; None: cleartext.
+        self._tls_ca = tls_ca
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -44,7 +46,11 @@ class ServiceChannels:
         target = self.target_of(method)
         channel = self._channels.get(target)
         if channel is None:
-            channel = grpc.aio.insecure_channel(target)
+            if self._tls_ca is None:
+                channel = grpc.aio.insecure_channel(target)
+            else:
+                credentials = grpc.ssl_channel_credentials(self._tls_ca)
+                channel = grpc.aio.secure_channel(target, credentials)
             self._channels[target] = channel
         return channel
 

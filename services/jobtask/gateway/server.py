@@ -11,6 +11,7 @@ import pkgutil
 import socket
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 
 import jobtask.v1
@@ -63,15 +64,18 @@ def create_app(
     *,
     cluster_id: str | None = None,
     modules: Sequence[ModuleType] = SERVICE_MODULES,
+    services_ca: str | None = None,
 ) -> Starlette:
-    """An ASGI app serving every annotated RPC of `modules` over HTTP."""
+    """An ASGI app serving every annotated RPC of `modules` over HTTP. services_ca: a PEM
+    file of the CA that signed the services' certificates, when they speak TLS."""
     services = load_services(modules)
     routes = RouteTable(services)
     targets = {
         svc.full_name: tasks_target if svc.name in TASKS_PROCESS_SERVICES else jobs_target
         for svc in services
     }
-    channels = ServiceChannels(targets)
+    tls_ca = Path(services_ca).read_bytes() if services_ca else None
+    channels = ServiceChannels(targets, tls_ca=tls_ca)
     dispatcher = Dispatcher(routes, channels)
     cluster = cluster_id or os.environ.get("JOBTASK_CLUSTER_ID") or "zzzzz"
     discovery = discovery_document(routes, cluster_id=cluster)
@@ -167,10 +171,13 @@ async def serve_gateway(
     tasks_addr: str,
     tls_cert: str | None = None,
     tls_key: str | None = None,
+    *,
+    services_ca: str | None = None,
 ) -> GatewayServer:
-    """Starts uvicorn on `listen` (port 0: any free port); HTTPS when both TLS files are given."""
+    """Starts uvicorn on `listen` (port 0: any free port); HTTPS when both TLS files are given.
+    services_ca: the CA (PEM) to verify the services by, when they speak TLS."""
     host, port = _host_port(listen)
-    app = create_app(jobs_addr, tasks_addr)
+    app = create_app(jobs_addr, tasks_addr, services_ca=services_ca)
     tls = bool(tls_cert and tls_key)
     config = uvicorn.Config(
         app,
@@ -213,6 +220,7 @@ async def run_gateway_from_env() -> None:
         tasks_addr,
         env.get("JOBTASK_TLS_CERT") or None,
         env.get("JOBTASK_TLS_KEY") or None,
+        services_ca=env.get("JOBTASK_TLS_CA") or None,
     )
     log.info("gateway listening on %s (jobs %s, tasks %s)", handle.url, jobs_addr, tasks_addr)
     try:

@@ -8,6 +8,7 @@ import contextlib
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -122,14 +123,32 @@ def _new_server(
     return server, health_servicer
 
 
-def _bind(server: grpc.aio.Server, listen: str) -> int:
-    port = server.add_insecure_port(listen)
+def server_credentials(
+    cert_file: str | None, key_file: str | None
+) -> grpc.ServerCredentials | None:
+    """TLS for the services when both PEM files are given ($JOBTASK_GRPC_TLS_CERT and
+    $JOBTASK_GRPC_TLS_KEY); None (cleartext) when neither is."""
+    if not cert_file and not key_file:
+        return None
+    if not (cert_file and key_file):
+        raise ValueError("gRPC TLS needs both a certificate and its key")
+    pair = (Path(key_file).read_bytes(), Path(cert_file).read_bytes())
+    return grpc.ssl_server_credentials([pair])
+
+
+def _bind(server: grpc.aio.Server, listen: str, credentials: grpc.ServerCredentials | None) -> int:
+    if credentials is None:
+        port = server.add_insecure_port(listen)
+    else:
+        port = server.add_secure_port(listen, credentials)
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
     return port
 
 
-def create_job_server(core: Core, listen: str) -> tuple[grpc.aio.Server, int, Any]:
+def create_job_server(
+    core: Core, listen: str, credentials: grpc.ServerCredentials | None = None
+) -> tuple[grpc.aio.Server, int, Any]:
     server, health_servicer = _new_server([JOB_SERVICE, AUTH_SERVICE], [core.auth])
     # The generated registration functions are untyped.
     job_service_pb2_grpc.add_JobServiceServicer_to_server(  # type: ignore[no-untyped-call]
@@ -138,10 +157,12 @@ def create_job_server(core: Core, listen: str) -> tuple[grpc.aio.Server, int, An
     auth_service_pb2_grpc.add_ApiClientAuthorizationServiceServicer_to_server(  # type: ignore[no-untyped-call]
         TokenServicer(core.tokens), server
     )
-    return server, _bind(server, listen), health_servicer
+    return server, _bind(server, listen, credentials), health_servicer
 
 
-def create_task_server(core: Core, listen: str) -> tuple[grpc.aio.Server, int, Any]:
+def create_task_server(
+    core: Core, listen: str, credentials: grpc.ServerCredentials | None = None
+) -> tuple[grpc.aio.Server, int, Any]:
     server, health_servicer = _new_server([TASK_SERVICE], [core.auth])
     task_service_pb2_grpc.add_TaskServiceServicer_to_server(  # type: ignore[no-untyped-call]
         TaskServicer(
@@ -149,7 +170,7 @@ def create_task_server(core: Core, listen: str) -> tuple[grpc.aio.Server, int, A
         ),
         server,
     )
-    return server, _bind(server, listen), health_servicer
+    return server, _bind(server, listen, credentials), health_servicer
 
 
 @dataclass
@@ -188,8 +209,11 @@ async def serve(
     feed_keep_seconds: float = 24 * 3600.0,
     feed_keep_events: int = 100_000,
     prune_interval: float = upkeep.PRUNE_SECONDS,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
 ) -> Services:
-    """Starts JobService and/or TaskService (None skips one) on one store.
+    """Starts JobService and/or TaskService (None skips one) on one store; with TLS when
+    tls_cert and tls_key (PEM files) are given.
 
     root_token: the system root token (JOBTASK_SYSTEM_ROOT_TOKEN), accepted as the system
     user with every scope. Tokens stored in the database work with or without it."""
@@ -200,15 +224,20 @@ async def serve(
         feed_keep=dt.timedelta(seconds=feed_keep_seconds),
         feed_keep_events=feed_keep_events,
     )
+    credentials = server_credentials(tls_cert, tls_key)
     core = await Core.open(database_url, settings, root_token=root_token)
     services = Services(core=core, servers=[])
     if jobs_listen is not None:
-        server, services.jobs_port, health_servicer = create_job_server(core, jobs_listen)
+        server, services.jobs_port, health_servicer = create_job_server(
+            core, jobs_listen, credentials
+        )
         await server.start()
         await health_servicer.set(JOB_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         services.servers.append(server)
     if tasks_listen is not None:
-        server, services.tasks_port, health_servicer = create_task_server(core, tasks_listen)
+        server, services.tasks_port, health_servicer = create_task_server(
+            core, tasks_listen, credentials
+        )
         await server.start()
         await health_servicer.set(TASK_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         services.servers.append(server)

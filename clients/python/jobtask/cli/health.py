@@ -5,7 +5,9 @@ unknown service, unreachable); needs no token."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -27,11 +29,22 @@ def add_command(sub: argparse._SubParsersAction[Any]) -> None:
         help='the service to ask about, e.g. jobtask.v1.JobService ("": the whole server)',
     )
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (5)")
+    p.add_argument(
+        "--tls-ca", help="$JOBTASK_TLS_CA: check over TLS, verifying the service by this CA"
+    )
     p.set_defaults(run_server=check)
 
 
+def _channel(args: argparse.Namespace) -> grpc.aio.Channel:
+    ca = args.tls_ca or os.environ.get("JOBTASK_TLS_CA")
+    if not ca:
+        return grpc.aio.insecure_channel(args.addr)
+    credentials = grpc.ssl_channel_credentials(Path(ca).read_bytes())
+    return grpc.aio.secure_channel(args.addr, credentials)
+
+
 async def check(args: argparse.Namespace) -> int:
-    async with grpc.aio.insecure_channel(args.addr) as channel:
+    async with _channel(args) as channel:
         stub: Any = health_pb2_grpc.HealthStub(channel)  # type: ignore[no-untyped-call]
         try:
             answer = await stub.Check(

@@ -48,6 +48,15 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     server.add_argument("--retry-limit", type=int, help="$JOBTASK_RETRY_LIMIT (3)")
     server.add_argument("--tls-cert", help="$JOBTASK_TLS_CERT (gateway HTTPS)")
     server.add_argument("--tls-key", help="$JOBTASK_TLS_KEY")
+    server.add_argument(
+        "--grpc-tls-cert", help="$JOBTASK_GRPC_TLS_CERT (TLS for JobService and TaskService)"
+    )
+    server.add_argument("--grpc-tls-key", help="$JOBTASK_GRPC_TLS_KEY")
+    server.add_argument(
+        "--tls-ca",
+        help="$JOBTASK_TLS_CA: gateway, the CA that signed the services' certificates"
+        " (up: the services' own certificate by default)",
+    )
 
     p = sub.add_parser(
         "up", parents=[server], help="run JobService, TaskService and the gateway in one process"
@@ -68,8 +77,22 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(run_server=db_upgrade)
 
 
+def _grpc_tls(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    return (
+        args.grpc_tls_cert or os.environ.get("JOBTASK_GRPC_TLS_CERT") or None,
+        args.grpc_tls_key or os.environ.get("JOBTASK_GRPC_TLS_KEY") or None,
+    )
+
+
+def _services_ca(args: argparse.Namespace) -> str | None:
+    return args.tls_ca or os.environ.get("JOBTASK_TLS_CA") or None
+
+
 def _service_options(args: argparse.Namespace) -> dict[str, Any]:
+    tls_cert, tls_key = _grpc_tls(args)
     return {
+        "tls_cert": tls_cert,
+        "tls_key": tls_key,
         "root_token": os.environ.get("JOBTASK_SYSTEM_ROOT_TOKEN") or None,
         "cluster_id": args.cluster_id or _env("JOBTASK_CLUSTER_ID", "zzzzz"),
         "lease_ttl": args.lease_ttl or float(_env("JOBTASK_LEASE_TTL", "30")),
@@ -154,6 +177,8 @@ async def up(args: argparse.Namespace) -> int:
                 tasks_addr,
                 args.tls_cert or os.environ.get("JOBTASK_TLS_CERT"),
                 args.tls_key or os.environ.get("JOBTASK_TLS_KEY"),
+                # Our own services: a self-signed certificate is its own CA.
+                services_ca=_services_ca(args) or _grpc_tls(args)[0],
             )
         print(f"database:    {url}")
         print(f"JobService:  {jobs_addr}")
@@ -186,6 +211,7 @@ async def serve(args: argparse.Namespace) -> int:
             args.tasks_addr or _env("JOBTASK_TASKS_ADDR", DEFAULT_TASKS_LISTEN),
             args.tls_cert or os.environ.get("JOBTASK_TLS_CERT"),
             args.tls_key or os.environ.get("JOBTASK_TLS_KEY"),
+            services_ca=_services_ca(args),
         )
         print(f"gateway: {gateway.url}", flush=True)
         running = Running(gateway.wait())
