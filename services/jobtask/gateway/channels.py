@@ -14,6 +14,7 @@ import grpc
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
+from jobtask.sdk.transport import channel_target
 
 __all__ = ["ServiceChannels"]
 
@@ -43,15 +44,17 @@ class ServiceChannels:
             # grpc.aio channels belong to the loop that made them (tests run one loop each).
             self._channels = {}
             self._loop = loop
-        target = self.target_of(method)
-        channel = self._channels.get(target)
+        addr = self.target_of(method)
+        channel = self._channels.get(addr)
         if channel is None:
+            # The SDK's reading of an address: one host:port, or a failover list of replicas.
+            target = channel_target(addr)
             if self._tls_ca is None:
                 channel = grpc.aio.insecure_channel(target)
             else:
                 credentials = grpc.ssl_channel_credentials(self._tls_ca)
                 channel = grpc.aio.secure_channel(target, credentials)
-            self._channels[target] = channel
+            self._channels[addr] = channel
         return channel
 
     def _parts(self, method: MethodDescriptor) -> tuple[str, Any, Any]:

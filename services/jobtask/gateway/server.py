@@ -24,6 +24,7 @@ from jobtask.gateway.middleware import ArvadosHeaders
 from jobtask.gateway.openapi import openapi_document
 from jobtask.gateway.rendering import dumps
 from jobtask.gateway.routing import RouteTable, load_services
+from jobtask.sdk.transport import channel_target
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -68,6 +69,8 @@ def create_app(
 ) -> Starlette:
     """An ASGI app serving every annotated RPC of `modules` over HTTP. services_ca: a PEM
     file of the CA that signed the services' certificates, when they speak TLS."""
+    for target in (jobs_target, tasks_target):
+        channel_target(target)  # a bad replica list fails here, at start, not per request
     services = load_services(modules)
     routes = RouteTable(services)
     targets = {
