@@ -34,11 +34,29 @@ type Env = Record<string, string | undefined>;
 
 export function clientConfig(options: ClientOptions = {}, env: Env = process.env): ClientConfig {
   return {
-    jobsAddr: options.jobsAddr || env.JOBTASK_JOBS_ADDR || DEFAULT_JOBS_ADDR,
-    tasksAddr: options.tasksAddr || env.JOBTASK_TASKS_ADDR || DEFAULT_TASKS_ADDR,
+    jobsAddr: oneAddress(
+      "JOBTASK_JOBS_ADDR",
+      options.jobsAddr || env.JOBTASK_JOBS_ADDR || DEFAULT_JOBS_ADDR,
+    ),
+    tasksAddr: oneAddress(
+      "JOBTASK_TASKS_ADDR",
+      options.tasksAddr || env.JOBTASK_TASKS_ADDR || DEFAULT_TASKS_ADDR,
+    ),
     token: options.token || env.JOBTASK_TOKEN || undefined,
     tlsCa: readCa(options.tlsCa || env.JOBTASK_TLS_CA),
   };
+}
+
+/** The Python SDK and the gateway accept a list of replicas; this client does not (Node's
+ * HTTP/2 has no pick-first failover): say so rather than dial a malformed URL. */
+function oneAddress(name: string, addr: string): string {
+  if (addr.includes(",")) {
+    throw new Error(
+      `${name}=${addr}: the TypeScript client takes one address; use one DNS name for the ` +
+        "replicas, or a load balancer",
+    );
+  }
+  return addr;
 }
 
 function readCa(path: string | undefined): string | undefined {

@@ -1,5 +1,6 @@
-"""The TypeScript client over TLS: given $JOBTASK_TLS_CA it dials `host:port` addresses with
-https and verifies the services by that CA; without it, a TLS-only service refuses it."""
+"""How the TypeScript client reaches the services. Over TLS: given $JOBTASK_TLS_CA it dials
+`host:port` addresses with https and verifies the services by that CA; without it, a TLS-only
+service refuses it. A list of replicas (which the Python SDK accepts) is refused by name."""
 
 from __future__ import annotations
 
@@ -89,3 +90,14 @@ async def test_the_node_client_verifies_tls_services_by_the_given_ca(
     finally:
         up.terminate()
         await asyncio.wait_for(up.wait(), 15)
+
+
+async def test_the_node_client_refuses_a_list_of_replicas_by_name(
+    node_build: NodeBuild, tmp_path: Path
+) -> None:
+    script = tmp_path / "queue-size.mjs"
+    script.write_text(SCRIPT % (node_build.dir / "dist" / "src" / "index.js").as_uri())
+    env = {**os.environ, "JOBTASK_JOBS_ADDR": "127.0.0.1:1,127.0.0.1:2", "JOBTASK_TOKEN": "t"}
+    code, out = await _node(node_build, script, env)
+    assert code != 0 and "JOBTASK_JOBS_ADDR=127.0.0.1:1,127.0.0.1:2" in out, out
+    assert "takes one address" in out, out
