@@ -24,7 +24,10 @@ __all__ = [
 
 API_PREFIX = "/arvados/v1/"
 MAX_ITEMS_PER_RESPONSE = 1000
-MAX_REQUEST_SIZE = 134_217_728
+# Bodies the gateway accepts (advertised as discovery's maxRequestSize, enforced with 413):
+# the services' gRPC message limit (jobtask.server.app.MAX_MESSAGE_BYTES), which a larger
+# body could not pass anyway. Arvados advertises 128 MiB.
+MAX_REQUEST_SIZE = 16 * 1024 * 1024
 # Defaults Arvados declares for its list parameters, stringified as its discovery does
 # ("The JAVA SDK is sensitive to all values being strings").
 ARVADOS_DEFAULTS = {"limit": "100", "offset": "0", "count": "exact", "distinct": "false"}

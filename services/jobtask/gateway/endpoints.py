@@ -13,6 +13,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from jobtask.gateway import sse
 from jobtask.gateway.channels import ServiceChannels
+from jobtask.gateway.discovery import MAX_REQUEST_SIZE
 from jobtask.gateway.errors import ApiError, error_body, from_rpc_error
 from jobtask.gateway.params import HttpInput, build_request
 from jobtask.gateway.rendering import dumps, render, render_value, select_attributes
@@ -143,8 +144,27 @@ def _raw_path(request: Request) -> str:
     return str(request.url.path)
 
 
+async def _limited_body(request: Request) -> bytes:
+    """The body, refused with 413 past MAX_REQUEST_SIZE (what discovery advertises), before
+    more than that is held in memory."""
+    too_large = ApiError(413, [f"The request body is larger than {MAX_REQUEST_SIZE} bytes"])
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > MAX_REQUEST_SIZE:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_REQUEST_SIZE:
+            raise too_large
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    # Where Starlette keeps a body already read: request.form() parses it from there.
+    request._body = raw
+    return raw
+
+
 async def _read_body(request: Request) -> tuple[list[tuple[str, str]], Any]:
-    raw = await request.body()
+    raw = await _limited_body(request)
     if not raw.strip():
         return [], None
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
