@@ -114,6 +114,9 @@ async def test_list_envelope_select_order_and_limit_clamping(stack: Stack) -> No
         "/arvados/v1/jobs", params={"order": '["priority asc"]', "limit": "2"}
     )
     assert [i["priority"] for i in json_order.json()["items"]] == [1, 2]
+    uncounted = await stack.client.get("/arvados/v1/jobs", params={"count": "none"})
+    assert uncounted.status_code == 200, uncounted.text
+    assert "items_available" not in uncounted.json() and len(uncounted.json()["items"]) == 3
 
 
 async def test_method_override_get(stack: Stack) -> None:

@@ -24,6 +24,7 @@ from jobtask.gateway.naming import enum_wire_name
 __all__ = ["dumps", "format_timestamp", "render", "render_value", "select_attributes"]
 
 _TIMESTAMP = "google.protobuf.Timestamp"
+_ITEMS_AVAILABLE = "items_available"
 
 
 def format_timestamp(ts: Timestamp) -> str:
@@ -38,7 +39,11 @@ def render(message: Message) -> dict[str, Any]:
     if full_name in JSON_VALUED or full_name == _TIMESTAMP:
         raise TypeError(f"{full_name} has no object form; use render_value")
     descriptor: Descriptor = message.DESCRIPTOR  # type: ignore[assignment]  # upb's twin type
-    return {field.name: _render_field(message, field) for field in descriptor.fields}
+    rendered = {field.name: _render_field(message, field) for field in descriptor.fields}
+    if _ITEMS_AVAILABLE in descriptor.fields_by_name and not message.HasField(_ITEMS_AVAILABLE):
+        # A list asked with count=none: Arvados omits the key rather than sending null.
+        del rendered[_ITEMS_AVAILABLE]
+    return rendered
 
 
 def _render_field(message: Message, field: FieldDescriptor) -> Any:
