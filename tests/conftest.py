@@ -33,6 +33,14 @@ DEFAULT_PG = "postgresql://jobtask:jobtask@127.0.0.1:5432/jobtask_test"
 TEMPLATE = f"jobtask_tpl_{os.getpid()}"
 
 
+async def start_jobtask(*args: str, **kwargs: Any) -> asyncio.subprocess.Process:
+    """The real `jobtask` command (this interpreter's) as an asyncio subprocess: servers under
+    test may share the test's event loop, so nothing here may block it."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "jobtask.cli.main", *args, **kwargs
+    )
+
+
 def postgres_admin_url() -> str:
     return os.environ.get("JOBTASK_TEST_POSTGRES_URL", DEFAULT_PG)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from jobtask.v1 import (
 )
 
 from tests.arvados_sdk.conftest import SdkStack
+from tests.conftest import start_jobtask
 
 JS = job_pb2.JobStatus
 TS = job_task_pb2.TaskStatus
@@ -123,10 +123,7 @@ class Crunch:
         work.mkdir(exist_ok=True)
         log_path = self.tmp_path / "worker.log"
         with log_path.open("wb") as out:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "jobtask.cli.main",
+            proc = await start_jobtask(
                 "worker",
                 "--scripts-dir",
                 str(self.scripts),

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 import pytest
 from jobtask.sdk import AsyncClient
 
-from tests.conftest import ROOT, Cluster, start_cluster
+from tests.conftest import ROOT, Cluster, start_cluster, start_jobtask
 
 SCRIPTS = ROOT / "tests" / "scripts"
 ROOT_TOKEN = "jobtask-test-root-token"
@@ -82,10 +81,7 @@ class Workers:
         work.mkdir()
         worker_id = f"{node}-{name}"
         with log_path.open("wb") as out:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "jobtask.cli.main",
+            proc = await start_jobtask(
                 "worker",
                 "--scripts-dir",
                 str(SCRIPTS),
@@ -134,10 +130,7 @@ class Result:
 
 async def run_cli(cluster: Cluster, *args: str, within: float = 30.0, **env: str) -> Result:
     """The real `jobtask` command as a subprocess (asyncio: the servers share our loop)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "jobtask.cli.main",
+    proc = await start_jobtask(
         *args,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,

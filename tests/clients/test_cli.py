@@ -8,7 +8,6 @@ import json
 import os
 import pty
 import signal
-import sys
 from pathlib import Path
 
 import grpc
@@ -19,7 +18,7 @@ from jobtask.sdk import AsyncClient, UnavailableError
 from jobtask.server.app import server_credentials
 
 from tests.clients.conftest import ROOT_TOKEN, Workers, cli_env, run_cli
-from tests.conftest import Cluster
+from tests.conftest import Cluster, start_jobtask
 from tests.gateway.test_tls import self_signed
 
 # A hung subprocess fails its test instead of hanging the run.
@@ -140,10 +139,7 @@ async def test_watch_draws_progress_bars_on_a_terminal(live: Cluster, workers: W
     reader = PtyReader(master)
     proc = None
     try:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "jobtask.cli.main",
+        proc = await start_jobtask(
             "watch",
             uuid,
             stdin=asyncio.subprocess.DEVNULL,
@@ -181,10 +177,7 @@ async def _start_server(tmp_path: Path, *args: str) -> tuple[asyncio.subprocess.
         "JOBTASK_SYSTEM_ROOT_TOKEN": ROOT_TOKEN,
         "PYTHONUNBUFFERED": "1",
     }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "jobtask.cli.main",
+    proc = await start_jobtask(
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
@@ -252,9 +245,7 @@ async def test_up_serves_everything_and_stops_on_sigint(tmp_path: Path) -> None:
 async def _health_cli(addr: str, *args: str) -> int:
     """`jobtask health` as a container health check runs it (JOBTASK_TLS_CA unset)."""
     env = {k: v for k, v in os.environ.items() if k != "JOBTASK_TLS_CA"}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "jobtask.cli.main", "health", addr, *args, env=env
-    )
+    proc = await start_jobtask("health", addr, *args, env=env)
     return await asyncio.wait_for(proc.wait(), 30)
 
 
@@ -298,10 +289,7 @@ def test_grpc_tls_needs_both_files(tmp_path: Path) -> None:
 
 
 async def test_serve_each_part_in_its_own_process(tmp_path: Path) -> None:
-    upgraded = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "jobtask.cli.main",
+    upgraded = await start_jobtask(
         "db",
         "upgrade",
         "--database-url",

@@ -10,7 +10,6 @@ import contextlib
 import os
 import re
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, start_jobtask
 
 SCRIPTS = ROOT / "tests" / "scripts"
 ROOT_TOKEN = "jobtask-scale-root-token"
@@ -67,10 +66,7 @@ class Topology:
     async def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> Part:
         log_path = self.tmp_path / f"{name}.log"
         with log_path.open("wb") as log:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "jobtask.cli.main",
+            proc = await start_jobtask(
                 *args,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
@@ -150,10 +146,7 @@ class Topology:
 
     async def cli(self, *args: str, within: float = 60.0, **env: str) -> str:
         """Runs `jobtask ARGS`; returns its stdout, failing the test on a non-zero exit."""
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "jobtask.cli.main",
+        proc = await start_jobtask(
             *args,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from jobtask.sdk import AsyncClient
 from jobtask.store import migrate
 from sqlalchemy.engine import make_url
 
-from tests.conftest import _asyncpg_dsn, postgres_admin_url
+from tests.conftest import _asyncpg_dsn, postgres_admin_url, start_jobtask
 from tests.scale.checks import asyncpg_dsn, fetch, until
 from tests.scale.conftest import ROOT_TOKEN, Topology
 
@@ -46,10 +45,7 @@ async def empty_database() -> AsyncIterator[str]:
 
 
 async def upgrade(topology: Topology) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "jobtask.cli.main",
+    proc = await start_jobtask(
         "db",
         "upgrade",
         stdin=asyncio.subprocess.DEVNULL,
