@@ -19,7 +19,7 @@ from jobtask.server.app import server_credentials
 
 from tests.clients.conftest import ROOT_TOKEN, Workers, cli_env, run_cli
 from tests.conftest import Cluster, start_jobtask
-from tests.gateway.test_tls import self_signed
+from tests.tls import self_signed
 
 # A hung subprocess fails its test instead of hanging the run.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]

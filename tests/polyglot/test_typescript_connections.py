@@ -8,8 +8,8 @@ import asyncio
 import os
 from pathlib import Path
 
-from tests.gateway.test_tls import self_signed
 from tests.polyglot.conftest import ROOT_TOKEN, NodeBuild, free_port, jobtask_command
+from tests.tls import self_signed
 
 SCRIPT = """
 import { JobtaskClient } from "%s";

@@ -101,13 +101,14 @@ def _arvados_type(field: FieldDescriptor) -> dict[str, Any] | None:
         if full in ("google.protobuf.Timestamp", "google.protobuf.Duration"):
             return {"type": "string"}
         return None
-    scalar = _scalar_type(field)
+    scalar = scalar_schema(field)
     if field.is_repeated:
         return {"type": "array", "items": scalar}
     return scalar
 
 
-def _scalar_type(field: FieldDescriptor) -> dict[str, Any]:
+def scalar_schema(field: FieldDescriptor) -> dict[str, Any]:
+    """A scalar field's JSON schema, shared by discovery and the OpenAPI document."""
     if field.type == FieldDescriptor.TYPE_BOOL:
         return {"type": "boolean"}
     if field.cpp_type in (FieldDescriptor.CPPTYPE_INT32, FieldDescriptor.CPPTYPE_UINT32):
@@ -118,6 +119,8 @@ def _scalar_type(field: FieldDescriptor) -> dict[str, Any]:
         return {"type": "number"}
     if field.type == FieldDescriptor.TYPE_ENUM:
         return {"type": "string", "enum": [enum_wire_name(v) for v in enum_of(field).values]}
+    if field.type == FieldDescriptor.TYPE_BYTES:
+        return {"type": "string", "format": "byte"}
     return {"type": "string"}
 
 
@@ -192,7 +195,7 @@ def _property(field: FieldDescriptor) -> dict[str, Any]:
         return {"type": "Hash"}
     if field.cpp_type in (FieldDescriptor.CPPTYPE_DOUBLE, FieldDescriptor.CPPTYPE_FLOAT):
         return {"type": "float"}
-    return {k: v for k, v in _scalar_type(field).items() if k != "format"}
+    return {k: v for k, v in scalar_schema(field).items() if k != "format"}
 
 
 def referenced_messages(routes: RouteTable) -> list[Descriptor]:

@@ -9,15 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
-from jobtask.gateway.descriptors import enum_of, message_of
+from jobtask.gateway.descriptors import message_of
 from jobtask.gateway.discovery import (
     ARVADOS_DEFAULTS,
     method_name,
     query_fields,
     referenced_messages,
+    scalar_schema,
     schema_name,
 )
-from jobtask.gateway.naming import enum_wire_name
 from jobtask.gateway.routing import Binding, RouteTable
 
 __all__ = ["openapi_document"]
@@ -54,22 +54,6 @@ def _error_response(description: str) -> dict[str, Any]:
     return {"description": description, "content": {_JSON: {"schema": _ref("Error")}}}
 
 
-def _scalar_schema(field: FieldDescriptor) -> dict[str, Any]:
-    if field.type == FieldDescriptor.TYPE_BOOL:
-        return {"type": "boolean"}
-    if field.cpp_type in (FieldDescriptor.CPPTYPE_INT32, FieldDescriptor.CPPTYPE_UINT32):
-        return {"type": "integer", "format": "int32"}
-    if field.cpp_type in (FieldDescriptor.CPPTYPE_INT64, FieldDescriptor.CPPTYPE_UINT64):
-        return {"type": "integer", "format": "int64"}
-    if field.cpp_type in (FieldDescriptor.CPPTYPE_DOUBLE, FieldDescriptor.CPPTYPE_FLOAT):
-        return {"type": "number"}
-    if field.type == FieldDescriptor.TYPE_ENUM:
-        return {"type": "string", "enum": [enum_wire_name(v) for v in enum_of(field).values]}
-    if field.type == FieldDescriptor.TYPE_BYTES:
-        return {"type": "string", "format": "byte"}
-    return {"type": "string"}
-
-
 def _message_schema(message: Descriptor) -> dict[str, Any]:
     full = message.full_name
     if full == "google.protobuf.Timestamp":
@@ -92,7 +76,7 @@ def _field_schema(field: FieldDescriptor) -> dict[str, Any]:
     if field.type == FieldDescriptor.TYPE_MESSAGE:
         one = _message_schema(message_of(field))
     else:
-        one = _scalar_schema(field)
+        one = scalar_schema(field)
     if field.is_repeated:
         return {"type": "array", "items": one}
     if field.has_presence:
@@ -124,9 +108,9 @@ def _query_parameter(field: FieldDescriptor) -> dict[str, Any] | None:
         else:
             return None
     elif field.is_repeated:
-        schema = {"type": "array", "items": _scalar_schema(field)}
+        schema = {"type": "array", "items": scalar_schema(field)}
     else:
-        schema = _scalar_schema(field)
+        schema = scalar_schema(field)
     # Out-of-range integers are clamped, not rejected (the Arvados SDK sends sys.maxsize).
     schema.pop("format", None)
     if field.name in ARVADOS_DEFAULTS and schema.get("type") != "array":

@@ -11,7 +11,7 @@ from jobtask.domain.statuses import TaskStatus
 from jobtask.manager import attempts, lifecycle
 from jobtask.manager.context import Caller, Settings, WorkerSpec, utcnow
 from jobtask.manager.placement import Placement, limits_of
-from jobtask.manager.tasks import Claim, TaskManager
+from jobtask.manager.tasks import Claim
 from jobtask.store import claims as queries
 from jobtask.store.database import Database, mark_changed
 from jobtask.store.records import Record, job_record, task_record
@@ -34,10 +34,9 @@ def token_digest(token: str) -> bytes:
 
 
 class ClaimManager:
-    def __init__(self, db: Database, settings: Settings, tasks: TaskManager) -> None:
+    def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.settings = settings
-        self.tasks = tasks
 
     async def claim(self, caller: Caller, worker: WorkerSpec, max_tasks: int = 1) -> list[Claim]:
         """Claims up to max_tasks runnable tasks for the worker, each with a lease."""
@@ -223,8 +222,9 @@ class ClaimManager:
                 await attempts.close_attempt(conn, task, now, f"ended after {task['status']}")
                 await attempts.release_lease(conn, task)
                 continue
-            await self.tasks.finish_attempt(
+            await attempts.finish_attempt(
                 conn,
+                self.settings,
                 system,
                 job,
                 task,

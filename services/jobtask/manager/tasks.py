@@ -297,8 +297,9 @@ class TaskManager:
 
         async def run(conn: AsyncConnection) -> Record:
             job, task = await lifecycle.lock_task(conn, uuid)
-            return await self.finish_attempt(
+            return await attempts.finish_attempt(
                 conn,
+                self.settings,
                 caller,
                 job,
                 task,
@@ -310,36 +311,6 @@ class TaskManager:
             )
 
         return await self.db.transact(run)
-
-    async def finish_attempt(
-        self,
-        conn: AsyncConnection,
-        caller: Caller,
-        job: Record,
-        task: Record,
-        *,
-        lease_id: str,
-        exit_code: int | None,
-        signal: int | None,
-        log: str,
-        handed_back: bool = False,
-        outcome_reason: str | None = None,
-    ) -> Record:
-        """Ends the current attempt of a locked task. Used for a process's exit, a broken
-        worker stream and an expired lease alike (jobtask.manager.attempts)."""
-        return await attempts.finish_attempt(
-            conn,
-            self.settings,
-            caller,
-            job,
-            task,
-            lease_id=lease_id,
-            exit_code=exit_code,
-            signal=signal,
-            log=log,
-            handed_back=handed_back,
-            outcome_reason=outcome_reason,
-        )
 
 
 class Claim:

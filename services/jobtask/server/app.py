@@ -93,7 +93,7 @@ class Core:
             signal=signal,
             jobs=JobManager(db, settings),
             tasks=tasks,
-            claims=ClaimManager(db, settings, tasks),
+            claims=ClaimManager(db, settings),
             callers=CallerResolver(db, settings),
             watcher=Watcher(db, signal),
             runs=RunTasks(ReportManager(db, settings), signal, settings),
