@@ -154,15 +154,22 @@ def _resource_object(name: str, value: Any) -> dict[str, Any]:
 
 
 def _resource_dict(body: FieldDescriptor, attrs: Mapping[str, Any]) -> dict[str, Any]:
+    wanted = {k: v for k, v in attrs.items() if k not in RESOURCE_METADATA}
+    return _message_dict(body, body.name, wanted, strict=True)
+
+
+def _message_dict(
+    field: FieldDescriptor, name: str, attrs: Mapping[str, Any], *, strict: bool
+) -> dict[str, Any]:
+    """A JSON object's attributes as `field`'s message fields, each coerced; unknown
+    attributes are refused by name."""
     out: dict[str, Any] = {}
-    for key, value in attrs.items():
-        if key in RESOURCE_METADATA:
-            continue
-        target = field_named(message_of(body), key)
+    for key, item in attrs.items():
+        target = field_named(message_of(field), key)
         if target is None:
-            raise ApiError.unprocessable(f"{body.name}: unknown attribute '{key}'")
+            raise ApiError.unprocessable(f"{name}: unknown attribute '{key}'")
         try:
-            out[target.name] = None if value is None else coerce(target, value, strict=True)
+            out[target.name] = None if item is None else coerce(target, item, strict=strict)
         except _Skip:
             out[target.name] = None
     return out
@@ -341,16 +348,7 @@ def _coerce_message(field: FieldDescriptor, value: Any, strict: bool) -> Any:
             raise ApiError.unprocessable(f"{name}: not valid JSON") from None
     if not isinstance(value, dict):
         raise ApiError.unprocessable(f"{name}: must be a JSON object, got {_show(value)}")
-    out: dict[str, Any] = {}
-    for key, item in value.items():
-        target = field_named(message_of(field), key)
-        if target is None:
-            raise ApiError.unprocessable(f"{name}: unknown attribute '{key}'")
-        try:
-            out[target.name] = None if item is None else coerce(target, item, strict=strict)
-        except _Skip:
-            out[target.name] = None
-    return out
+    return _message_dict(field, name, value, strict=strict)
 
 
 def _show(value: Any) -> str:
