@@ -10,7 +10,18 @@ from typing import Any
 
 from jobtask.domain.statuses import JOB_DISPATCHABLE, TASK_CLAIMABLE, TaskStatus
 from jobtask.store.schema import job_tasks, jobs, task_failures, workers
-from sqlalchemy import Row, Select, and_, exists, func, select, text, update
+from sqlalchemy import (
+    BindParameter,
+    Row,
+    Select,
+    and_,
+    bindparam,
+    exists,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -19,11 +30,13 @@ from sqlalchemy.orm import aliased
 _lower = aliased(job_tasks, name="lower")
 _parent = aliased(job_tasks, name="parent")
 _ACTIVE = TaskStatus.ACTIVE.value
+_CLAIMABLE = sorted(s.value for s in TASK_CLAIMABLE)
+_DISPATCHABLE = sorted(s.value for s in JOB_DISPATCHABLE)
 
 
-def runnable_tasks(worker_id: str) -> Select[Any]:
-    """Tasks a worker may start now, by job priority then order of arrival, with
-    `failed_by_me` telling whether this worker failed the task before.
+def runnable_tasks(worker_id: str | BindParameter[str]) -> Select[Any]:
+    """Tasks a worker may start now, with `failed_by_me` telling whether this worker failed
+    the task before (unordered: see `candidates` for the order).
 
     A task is runnable when it is queued (or soft-failed), its job is queued or active,
     every task of its job with a lower sequence has completed (seeds: "A step cannot be run
@@ -43,8 +56,8 @@ def runnable_tasks(worker_id: str) -> Select[Any]:
         )
         .join(jobs, jobs.c.id == t.c.job_id)
         .where(
-            t.c.status.in_([s.value for s in TASK_CLAIMABLE]),
-            jobs.c.status.in_([s.value for s in JOB_DISPATCHABLE]),
+            t.c.status.in_(_CLAIMABLE),
+            jobs.c.status.in_(_DISPATCHABLE),
             ~exists().where(
                 _lower.c.job_id == t.c.job_id,
                 _lower.c.sequence < t.c.sequence,
@@ -56,8 +69,46 @@ def runnable_tasks(worker_id: str) -> Select[Any]:
                 _parent.c.status == TaskStatus.COMPLETED.value,
             ),
         )
-        .order_by(jobs.c.priority.desc(), t.c.id)
     )
+
+
+def _next_level() -> Select[Any]:
+    """The highest priority, at most :at_most, among dispatchable jobs: one index probe per
+    job status (ix_jobs_queue), where DISTINCT over the jobs would read them all."""
+    probes = [
+        select(jobs.c.priority)
+        .where(jobs.c.status == status, jobs.c.priority <= bindparam("at_most"))
+        .order_by(jobs.c.priority.desc())
+        .limit(1)
+        .scalar_subquery()
+        for status in _DISPATCHABLE
+    ]
+    return select(*probes)
+
+
+def _page() -> Select[Any]:
+    """Runnable tasks of one priority level and one waiting status, in order of arrival:
+    the (status, id) index is walked in order and the walk stops after :limit rows."""
+    return (
+        runnable_tasks(bindparam("worker_id"))
+        .where(
+            jobs.c.priority == bindparam("priority"),
+            job_tasks.c.status == bindparam("status"),
+            job_tasks.c.job_id.not_in(bindparam("skip_jobs", expanding=True)),
+            job_tasks.c.id.not_in(bindparam("skip_tasks", expanding=True)),
+        )
+        .order_by(job_tasks.c.id)
+        .limit(bindparam("limit"))
+    )
+
+
+# Built once: a claim runs them every time, and building (and keying) a statement of this
+# size costs more than SQLite takes to answer it.
+_NEXT_LEVEL = _next_level()
+_PAGE = _page()
+# The priority column's range (a 32-bit integer on PostgreSQL).
+_TOP = 2**31 - 1
+_BOTTOM = -(2**31)
 
 
 async def candidates(
@@ -68,13 +119,36 @@ async def candidates(
     skip_jobs: Collection[int] = (),
     skip_tasks: Collection[int] = (),
 ) -> list[Row[Any]]:
-    """Runnable tasks, read without locks: the claimer locks each job, then the task."""
-    stmt = runnable_tasks(worker_id).limit(limit)
-    if skip_jobs:
-        stmt = stmt.where(job_tasks.c.job_id.not_in(list(skip_jobs)))
-    if skip_tasks:
-        stmt = stmt.where(job_tasks.c.id.not_in(list(skip_tasks)))
-    return list(await conn.execute(stmt))
+    """Up to `limit` runnable tasks, best first: by job priority, then order of arrival.
+    Read without locks: the claimer locks each job, then the task.
+
+    Level by level from the highest priority, one query per waiting status, each stopping
+    after `limit` rows: one query ordered by priority and id would read and sort every
+    waiting task of the queue on each claim."""
+    found: list[Row[Any]] = []
+    at_most = _TOP
+    while len(found) < limit:
+        levels = (await conn.execute(_NEXT_LEVEL, {"at_most": at_most})).one()
+        present = [level for level in levels if level is not None]
+        if not present:
+            break
+        level = max(present)
+        for status in _CLAIMABLE:
+            params = {
+                "worker_id": worker_id,
+                "priority": level,
+                "status": status,
+                "skip_jobs": list(skip_jobs),
+                "skip_tasks": list(skip_tasks),
+                "limit": limit,
+            }
+            found.extend(await conn.execute(_PAGE, params))
+        if level <= _BOTTOM:
+            break
+        at_most = level - 1
+    # Levels come in order; within one, the waiting statuses interleave by arrival.
+    found.sort(key=lambda row: (-row.job_priority, row.id))
+    return found[:limit]
 
 
 async def lock_if_runnable(conn: AsyncConnection, worker_id: str, task_id: int) -> Row[Any] | None:

@@ -127,7 +127,8 @@ job_tasks = Table(
     Index("ix_job_tasks_job_id_sequence", "job_id", "sequence", "status"),
     Index("ix_job_tasks_job_id_status", "job_id", "status"),
     Index("ix_job_tasks_created_by", "created_by_job_task_uuid"),
-    Index("ix_job_tasks_claimable", "status", "job_id", "id"),
+    # Claims walk each waiting status in order of arrival (store.claims.candidates).
+    Index("ix_job_tasks_status_id", "status", "id"),
     Index("ix_job_tasks_lease_expires_at", "lease_expires_at"),
     # Every call made with a task's own token looks the task up by its token's digest.
     Index("ix_job_tasks_token_digest", "token_digest"),

@@ -1,0 +1,108 @@
+"""Group commit: the batches of a process's RunTask streams, applied several at a time.
+
+A stream acknowledges a batch only once it is durable, so each batch is a transaction. With
+one transaction per stream's batch, a hundred streams finishing their tasks at once queue on
+the store's write lock (SQLite) or on their job's row (PostgreSQL), one commit each, and each
+holds the lock for a dozen statements. Instead a stream hands its batch here and waits: one
+committer at a time applies every batch handed in meanwhile (up to MAX_GROUP) in one
+transaction (ReportManager.apply_many), each job locked and settled once. A lone stream's
+batch is applied at once, as before: a group forms only while a commit is in progress.
+
+Heartbeats (nothing but liveness) are one UPDATE without locks and do not wait here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from jobtask.domain.errors import Aborted, DomainError, Unavailable
+from jobtask.manager.reports import Outcome, ReportManager, Submission
+
+log = logging.getLogger(__name__)
+
+# Batches per transaction: bounds how long one commit holds the locks (and the loop, on
+# SQLite, whose statements run inline) while others wait.
+MAX_GROUP = 128
+
+Waiting = tuple[Submission, "asyncio.Future[Outcome]"]
+
+
+class GroupCommit:
+    def __init__(
+        self,
+        reports: ReportManager,
+        spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]],
+    ) -> None:
+        self.reports = reports
+        # Runs the committer to its end even if the stream that started it is canceled.
+        self._spawn = spawn
+        self._waiting: list[Waiting] = []
+        self._committer: asyncio.Task[None] | None = None
+
+    async def apply(self, item: Submission) -> Outcome:
+        """Applies one stream's batch (in a group, if others are waiting) once durable."""
+        if item.batch.is_heartbeat:
+            return await self.reports.apply(
+                item.caller,
+                item.task_uuid,
+                item.lease_id,
+                item.batch,
+                worker_alive=item.worker_alive,
+            )
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, future))
+        if self._committer is None:
+            self._committer = self._spawn(self._commit())
+        # A stream canceled while it waits leaves its batch in the group: the worker sent
+        # it, and the stream's cleanup then finds the lease in whatever state it left.
+        return await future
+
+    async def _commit(self) -> None:
+        try:
+            while self._waiting:
+                group = self._waiting[:MAX_GROUP]
+                del self._waiting[:MAX_GROUP]
+                await self._apply(group)
+        finally:
+            self._committer = None
+            leftover, self._waiting = self._waiting, []
+            for _, future in leftover:
+                _fail(future, Unavailable("the server is shutting down; try again"))
+
+    async def _apply(self, group: list[Waiting]) -> None:
+        try:
+            outcomes = await self.reports.apply_many([item for item, _ in group])
+        except (Unavailable, Aborted) as exc:
+            # The store failed, not an item: every stream hears it (and keeps its lease).
+            for _, future in group:
+                _fail(future, exc)
+            return
+        except DomainError as exc:
+            if len(group) == 1:
+                _fail(group[0][1], exc)
+                return
+            # One item was refused (a caller that may not write its task): apply each
+            # alone, so the refusal reaches only its own stream.
+            log.debug("group of %d refused (%s): applying each alone", len(group), exc.message)
+            for waiting in group:
+                await self._apply([waiting])
+            return
+        except asyncio.CancelledError:
+            for _, future in group:
+                future.cancel()
+            raise
+        except Exception as exc:  # a bug: each stream fails with it, as it would alone
+            for _, future in group:
+                _fail(future, exc)
+            return
+        for (_, future), outcome in zip(group, outcomes, strict=True):
+            if not future.done():
+                future.set_result(outcome)
+
+
+def _fail(future: asyncio.Future[Outcome], exc: Exception) -> None:
+    if not future.done():
+        future.set_exception(exc)
