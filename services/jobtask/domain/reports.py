@@ -72,6 +72,11 @@ class Batch:
         return self.count > 0
 
     @property
+    def is_heartbeat(self) -> bool:
+        """Holds nothing but liveness: renewing the lease is all there is to apply."""
+        return not self.changes and not self.log and self.exit is None
+
+    @property
     def urgent(self) -> bool:
         """Holds a decision (output, success, the exit) that must not wait for coalescing."""
         return self.exit is not None or self.output is not None or self.success is not None

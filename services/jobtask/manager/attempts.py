@@ -41,14 +41,20 @@ async def finish_task(
     now: dt.datetime,
     caller: Caller,
     extra: Mapping[str, Any] | None = None,
+    reported: Mapping[str, Any] | None = None,
+    settle: bool = True,
 ) -> Record:
-    """Moves a task to its decided status; a task failed for good loses its children."""
+    """Moves a task to its decided status; a task failed for good loses its children.
+    `reported`: what the process reported last, written with the move (the move's own
+    changes win). `settle=False`: the caller settles the job itself (once for several
+    tasks)."""
     check_task_move(TaskStatus(task["status"]), status)
-    changes = {**task_on_enter(status, now=now), **(extra or {})}
+    changes = {**(reported or {}), **task_on_enter(status, now=now), **(extra or {})}
     task = await lifecycle.write_task(conn, job, task, changes, now=now, caller=caller)
     if status is T.FAILED:
         await lifecycle.delete_descendants(conn, job, task["uuid"], now=now)
-    await lifecycle.settle(conn, settings, job["id"], now=now)
+    if settle:
+        await lifecycle.settle(conn, settings, job["id"], now=now)
     return task
 
 
@@ -65,8 +71,15 @@ async def finish_attempt(
     log: str,
     handed_back: bool = False,
     outcome_reason: str | None = None,
+    reported: Mapping[str, Any] | None = None,
+    settle: bool = True,
 ) -> Record:
-    """Ends the current attempt of a locked task (its job locked first)."""
+    """Ends the current attempt of a locked task (its job locked first). `reported`: the
+    process's last report, not yet written: it counts for the completion rule and is
+    written with the decision, in one UPDATE (see finish_task). `settle=False`: the caller
+    settles the job afterwards."""
+    if reported:
+        task = {**task, **reported}
     now = utcnow()
     check_readable(caller, task)
     if lease_id:
@@ -88,7 +101,8 @@ async def finish_attempt(
         changes = task_on_enter(target, now=now)
         changes["progress"] = task["progress"]
         task = await lifecycle.write_task(conn, job, task, changes, now=now, caller=caller)
-        await lifecycle.settle(conn, settings, job["id"], now=now)
+        if settle:
+            await lifecycle.settle(conn, settings, job["id"], now=now)
         return task
     decision = decide_exit(
         task["progress"],
@@ -114,7 +128,16 @@ async def finish_attempt(
             await remember_failure(conn, task, now)
     await close_attempt(conn, task, now, decision.status.value)
     return await finish_task(
-        conn, settings, job, task, decision.status, now=now, caller=caller, extra=extra
+        conn,
+        settings,
+        job,
+        task,
+        decision.status,
+        now=now,
+        caller=caller,
+        extra=extra,
+        reported=reported,
+        settle=settle,
     )
 
 

@@ -68,6 +68,17 @@ async def lock_task(conn: AsyncConnection, uuid: str) -> tuple[Record, Record]:
     return job, task_record(row)
 
 
+async def lock_tasks(conn: AsyncConnection, uuids: list[str]) -> dict[str, Record]:
+    """Locks tasks of one job, whose row the caller has locked; by uuid."""
+    rows = await conn.execute(
+        select(job_tasks)
+        .where(job_tasks.c.uuid.in_(uuids))
+        .order_by(job_tasks.c.id)
+        .with_for_update()
+    )
+    return {row.uuid: task_record(row) for row in rows}
+
+
 async def write_job(
     conn: AsyncConnection,
     job: Record,
@@ -244,7 +255,13 @@ async def settle(
     conn: AsyncConnection, settings: Settings, job_id: int, *, now: dt.datetime
 ) -> Record:
     """After task changes: moves the job if its task counts call for it."""
-    job = await reload_job(conn, job_id)
+    return await settle_job(conn, settings, await reload_job(conn, job_id), now=now)
+
+
+async def settle_job(
+    conn: AsyncConnection, settings: Settings, job: Record, *, now: dt.datetime
+) -> Record:
+    """settle, given the job's row as it now is (read in this transaction)."""
     nxt = ripple.follow_up(JobStatus(job["status"]), task_counts(job))
     if nxt is None:
         return job

@@ -9,6 +9,7 @@ whatever the worker is told after a commit is durable.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,18 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 T = TaskStatus
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One stream's batch, to be applied under the stream's lease."""
+
+    caller: Caller
+    task_uuid: str
+    lease_id: str
+    batch: Batch
+    # Also record that the task's worker is live (once a heartbeat interval per stream).
+    worker_alive: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,54 +89,123 @@ class ReportManager:
     ) -> Outcome:
         """Applies a batch, renews the lease and, on an exit, ends the attempt.
         `worker_alive`: also record that the task's worker is live."""
-        if not batch.changes and not batch.log and batch.exit is None:
+        if batch.is_heartbeat:
             return await self._heartbeat(task_uuid, lease_id, worker_alive=worker_alive)
+        (outcome,) = await self.apply_many(
+            [Submission(caller, task_uuid, lease_id, batch, worker_alive)]
+        )
+        return outcome
 
-        async def run(conn: AsyncConnection) -> Outcome:
+    async def apply_many(self, items: Sequence[Submission]) -> list[Outcome]:
+        """Applies the batches of several streams in one transaction: a group commit.
+
+        Each job is locked once, in job id order (the order of every writer that holds
+        several job rows, so two group commits cannot deadlock), its tasks with one
+        statement, and it is settled once after all of its tasks' writes. The result is
+        that of applying the items one after another, in their order, except that a job
+        moved by one item's ending (a task failed for good) moves after the others.
+        A DomainError of any item ends the whole transaction: the caller retries each
+        item alone (jobtask.server.run_task.GroupCommit)."""
+
+        async def run(conn: AsyncConnection) -> list[Outcome]:
             now = utcnow()
-            try:
-                job, task = await lifecycle.lock_task(conn, task_uuid)
-            except NotFound:
-                return Outcome(verdict(None, None, False))
-            if task["lease_id"] != lease_id:
-                return Outcome(verdict(T(task["status"]), JobStatus(job["status"]), False))
-            check_readable(caller, task)
-            task = await self._write(conn, caller, job, task, batch, now)
-            if worker_alive and task["worker_id"]:
-                await queries.worker_alive(conn, task["worker_id"], now)
-            if batch.exit is not None:
-                decided = await attempts.finish_attempt(
-                    conn,
-                    self.settings,
-                    caller,
-                    job,
-                    task,
-                    lease_id=lease_id,
-                    exit_code=batch.exit.exit_code,
-                    signal=batch.exit.signal,
-                    log=task.get("log") or "",
-                    handed_back=batch.exit.handed_back,
-                )
-                ended = Verdict(
-                    Instruction.STOP, f"the attempt ended: the task is {decided['status']}"
-                )
-                return Outcome(ended, task["lease_expires_at"], finished=decided)
-            return Outcome(
-                verdict(T(task["status"]), JobStatus(job["status"]), True),
-                task["lease_expires_at"],
-            )
+            lost = Outcome(verdict(None, None, False))
+            outcomes = [lost] * len(items)
+            alive: set[str] = set()
+            async for job, tasks, mine in self._lock(conn, items):
+                ended = False
+                for i in mine:
+                    item = items[i]
+                    task = tasks.get(item.task_uuid)
+                    if task is None:  # deleted after the first read
+                        continue
+                    held = task["lease_id"] == item.lease_id
+                    if item.worker_alive and held and task["worker_id"]:
+                        alive.add(task["worker_id"])
+                    outcome, task = await self._apply_locked(conn, item, job, task, now)
+                    tasks[item.task_uuid] = task
+                    outcomes[i] = outcome
+                    ended = ended or outcome.finished is not None
+                if ended:
+                    await lifecycle.settle(conn, self.settings, job["id"], now=now)
+            for worker_id in sorted(alive):
+                await queries.worker_alive(conn, worker_id, now)
+            return outcomes
 
         return await self.db.transact(run)
 
-    async def _write(
-        self,
-        conn: AsyncConnection,
-        caller: Caller,
-        job: Record,
-        task: Record,
-        batch: Batch,
-        now: dt.datetime,
-    ) -> Record:
+    async def _lock(
+        self, conn: AsyncConnection, items: Sequence[Submission]
+    ) -> AsyncIterator[tuple[Record, dict[str, Record], list[int]]]:
+        """Locks the items' jobs one after another (each with its tasks) and yields each:
+        the job, its tasks by uuid, and the indexes of its items."""
+        uuids = list({item.task_uuid for item in items})
+        if len(uuids) == 1:
+            # One task (the usual case when streams are few): two statements.
+            try:
+                job, task = await lifecycle.lock_task(conn, uuids[0])
+            except NotFound:
+                return
+            yield job, {task["uuid"]: task}, list(range(len(items)))
+            return
+        rows = await conn.execute(
+            select(job_tasks.c.uuid, job_tasks.c.job_id).where(job_tasks.c.uuid.in_(uuids))
+        )
+        job_of: dict[str, int] = dict(rows.all())
+        for job_id in sorted(set(job_of.values())):
+            job = await lifecycle.lock_job(conn, job_id=job_id)
+            mine = [i for i, item in enumerate(items) if job_of.get(item.task_uuid) == job_id]
+            tasks = await lifecycle.lock_tasks(conn, [items[i].task_uuid for i in mine])
+            yield job, tasks, mine
+
+    async def _apply_locked(
+        self, conn: AsyncConnection, item: Submission, job: Record, task: Record, now: dt.datetime
+    ) -> tuple[Outcome, Record]:
+        """One stream's batch, its job and task locked; the job is settled by the caller.
+        Returns the outcome and the task as it now is."""
+        if task["lease_id"] != item.lease_id:
+            return Outcome(verdict(T(task["status"]), JobStatus(job["status"]), False)), task
+        check_readable(item.caller, task)
+        batch = item.batch
+        changes, event = await self._reported(conn, job, task, batch, now)
+        renewed = changes["lease_expires_at"]
+        if batch.exit is None:
+            task = await lifecycle.write_task(
+                conn, job, task, changes, now=now, caller=item.caller, event=event
+            )
+            held = verdict(T(task["status"]), JobStatus(job["status"]), True)
+            return Outcome(held, renewed), task
+        if task["status"] == T.ACTIVE and not batch.exit.handed_back:
+            # The usual end: the last report and the decision are one write and one event.
+            reported, final = changes, None
+        else:
+            # Canceled meanwhile, or handed back: the report is written first, as it is.
+            final = await lifecycle.write_task(
+                conn, job, task, changes, now=now, caller=item.caller, event=event
+            )
+            reported = None
+        decided = await attempts.finish_attempt(
+            conn,
+            self.settings,
+            item.caller,
+            job,
+            final or task,
+            lease_id=item.lease_id,
+            exit_code=batch.exit.exit_code,
+            signal=batch.exit.signal,
+            log=(changes.get("log") if "log" in changes else task.get("log")) or "",
+            handed_back=batch.exit.handed_back,
+            reported=reported,
+            settle=False,
+        )
+        ended = Verdict(Instruction.STOP, f"the attempt ended: the task is {decided['status']}")
+        return Outcome(ended, renewed, finished=decided), decided
+
+    async def _reported(
+        self, conn: AsyncConnection, job: Record, task: Record, batch: Batch, now: dt.datetime
+    ) -> tuple[dict[str, Any], str | None]:
+        """The task's column changes for a batch (lease renewed), and the event to append
+        with them; the batch's log chunks are appended to the feed here."""
         changes: dict[str, Any] = {"lease_expires_at": now + self.settings.lease_ttl}
         # A canceled task's process is being stopped: its last log lines still count, its
         # progress and results no longer do.
@@ -150,9 +232,7 @@ class ReportManager:
             event = feed.TASK_PROGRESS
         else:
             event = None
-        return await lifecycle.write_task(
-            conn, job, task, changes, now=now, caller=caller, event=event
-        )
+        return changes, event
 
     async def _heartbeat(self, task_uuid: str, lease_id: str, *, worker_alive: bool) -> Outcome:
         """Renews the lease alone: one UPDATE, no event, no version bump."""

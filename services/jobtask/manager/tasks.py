@@ -27,7 +27,7 @@ from jobtask.manager.context import Caller, Settings, utcnow
 from jobtask.store import feed
 from jobtask.store.database import Database
 from jobtask.store.listing import run_list
-from jobtask.store.records import COUNT_COLUMN, Record, task_record, to_json
+from jobtask.store.records import COUNT_COLUMN, Record, job_record, task_record, to_json
 from jobtask.store.schema import job_tasks, jobs
 from sqlalchemy import ColumnElement, delete, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -91,22 +91,28 @@ class TaskManager:
             job = await lifecycle.lock_job(conn, uuid=spec["job_uuid"])
             if not caller.is_admin and job["owner_uuid"] != caller.user_uuid:
                 raise NotFound(f"job {spec['job_uuid']} not found")
-            if caller.task_uuid is not None:
-                await self._check_own_job(conn, caller, job)
+            parent = spec.get("created_by_job_task_uuid")
+            # The jobs of the caller's own task and of the parent: one read (a task creating
+            # its children names itself as their parent).
+            known = {u for u in (caller.task_uuid, parent) if u}
+            job_of: dict[str, str] = {}
+            if known:
+                rows = await conn.execute(
+                    select(job_tasks.c.uuid, job_tasks.c.job_uuid).where(
+                        job_tasks.c.uuid.in_(sorted(known))
+                    )
+                )
+                job_of = dict(rows.all())
+            # A task's own token creates tasks in its own job only.
+            if caller.task_uuid is not None and job_of.get(caller.task_uuid) != job["uuid"]:
+                raise NotFound(f"job {job['uuid']} not found")
             status = JobStatus(job["status"])
             if status in _CLOSED:
                 raise FailedPrecondition(f"job {job['uuid']} is {status}: it takes no new tasks")
-            parent = spec.get("created_by_job_task_uuid")
-            if parent:
-                parent_job = (
-                    await conn.execute(
-                        select(job_tasks.c.job_uuid).where(job_tasks.c.uuid == parent)
-                    )
-                ).scalar()
-                if parent_job != job["uuid"]:
-                    raise InvalidArgument(
-                        "created_by_job_task_uuid", f"{parent} is not a task of job {job['uuid']}"
-                    )
+            if parent and job_of.get(parent) != job["uuid"]:
+                raise InvalidArgument(
+                    "created_by_job_task_uuid", f"{parent} is not a task of job {job['uuid']}"
+                )
             # A task created while its job pauses waits paused like its siblings.
             initial = T.PAUSED if status in (J.PAUSED, J.PAUSE_REQUESTED) else T.QUEUED
             row = (
@@ -131,27 +137,22 @@ class TaskManager:
                 )
             ).one()
             column = COUNT_COLUMN[initial]
-            await conn.execute(
-                update(jobs).where(jobs.c.id == job["id"]).values({column: jobs.c[column] + 1})
-            )
+            counted = (
+                await conn.execute(
+                    update(jobs)
+                    .where(jobs.c.id == job["id"])
+                    .values({column: jobs.c[column] + 1})
+                    .returning(*jobs.c)
+                )
+            ).one()
             task = task_record(row)
             await feed.append(
                 conn, job["uuid"], feed.TASK_CREATED, to_json(task), task_uuid=task["uuid"], now=now
             )
-            await lifecycle.settle(conn, self.settings, job["id"], now=now)
+            await lifecycle.settle_job(conn, self.settings, job_record(counted), now=now)
             return task
 
         return await self.db.transact(run)
-
-    async def _check_own_job(self, conn: AsyncConnection, caller: Caller, job: Record) -> None:
-        """A task's own token creates tasks in its own job only."""
-        own_job = (
-            await conn.execute(
-                select(job_tasks.c.job_uuid).where(job_tasks.c.uuid == caller.task_uuid)
-            )
-        ).scalar()
-        if own_job != job["uuid"]:
-            raise NotFound(f"job {job['uuid']} not found")
 
     # -- reading ------------------------------------------------------------------------
 

@@ -40,10 +40,12 @@ from typing import Any
 
 from jobtask.domain.errors import Aborted, DomainError, InvalidArgument, NotFound, Unavailable
 from jobtask.domain.reports import Batch, Instruction, Report, Verdict, verdict
+from jobtask.domain.uuids import TASK_INFIX, check_uuid
 from jobtask.manager.context import Caller, Settings
-from jobtask.manager.reports import Outcome, ReportManager
+from jobtask.manager.reports import Outcome, ReportManager, Submission
 from jobtask.server.changes import ChangeSignal
 from jobtask.server.convert import task_pb, timestamp
+from jobtask.server.group_commit import GroupCommit
 from jobtask.v1 import task_service_pb2
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,10 @@ def report_from(msg: task_service_pb2.RunTaskRequest) -> Report:
     )
 
 
+def first_ends(msg: task_service_pb2.RunTaskRequest) -> bool:
+    return msg.HasField("exit_code") or msg.HasField("signal") or msg.handed_back
+
+
 class RunTasks:
     """What every RunTask stream of one process shares, and the streams' cleanups."""
 
@@ -85,6 +91,7 @@ class RunTasks:
         # Set while the server shuts down: cut streams keep their leases.
         self.closing = False
         self._cleanups: set[asyncio.Task[None]] = set()
+        self.commits = GroupCommit(reports, self.spawn)
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Runs a cleanup to its end even if the stream's own task is canceled."""
@@ -138,12 +145,17 @@ class RunTaskStream:
         if not first.lease_id:
             raise InvalidArgument("lease_id", "is required in the first message")
         self.task_uuid, self.lease_id = first.task_uuid, first.lease_id
-        opened = await self.reports.check(self.caller, self.task_uuid, self.lease_id)
-        # That read counts as the stream's first status check (see _watch).
+        if first_ends(first):
+            # A task reported whole in one message (a short task): its batch is applied
+            # at once and checks the lease itself, so the opening read is skipped.
+            check_uuid(self.task_uuid, TASK_INFIX, "task_uuid")
+        else:
+            opened = await self.reports.check(self.caller, self.task_uuid, self.lease_id)
+            if opened.verdict.instruction is Instruction.STOP:
+                yield self._response(opened)
+                return
+        # That read (or the first batch's) counts as the stream's first status check.
         self.last_check = time.monotonic()
-        if opened.verdict.instruction is Instruction.STOP:
-            yield self._response(opened)
-            return
         reader = asyncio.create_task(self._read(first, messages))
         watcher = asyncio.create_task(self._watch())
         store_failed = False
@@ -223,8 +235,8 @@ class RunTaskStream:
             if self.pending:
                 self.last_apply = time.monotonic()
                 batch, self.pending = self.pending, Batch()
-                outcome = await self.reports.apply(
-                    self.caller, self.task_uuid, self.lease_id, batch, worker_alive=self._alive()
+                outcome = await self.runs.commits.apply(
+                    Submission(self.caller, self.task_uuid, self.lease_id, batch, self._alive())
                 )
                 self.acked = max(self.acked, batch.seq)
                 self.last_check, self.status_dirty = time.monotonic(), False
