@@ -18,11 +18,19 @@ from jobtask.manager import lifecycle
 from jobtask.manager.context import Caller, Settings, utcnow
 from jobtask.store.records import Record
 from jobtask.store.schema import job_tasks, task_attempts, task_failures
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 T = TaskStatus
 FAILED_LOG_LIMIT = 64 * 1024
+
+
+# Built once: every attempt ends through it.
+_CLOSE_ATTEMPT = (
+    update(task_attempts)
+    .where(task_attempts.c.lease_id == bindparam("lease"), task_attempts.c.ended_at.is_(None))
+    .values(ended_at=bindparam("ended"), outcome=bindparam("outcome"))
+)
 
 
 def check_readable(caller: Caller, record: Record) -> Record:
@@ -162,11 +170,8 @@ async def close_attempt(
     conn: AsyncConnection, task: Record, now: dt.datetime, outcome: str
 ) -> None:
     if task["lease_id"]:
-        await conn.execute(
-            update(task_attempts)
-            .where(task_attempts.c.lease_id == task["lease_id"], task_attempts.c.ended_at.is_(None))
-            .values(ended_at=now, outcome=outcome)
-        )
+        params = {"lease": task["lease_id"], "ended": now, "outcome": outcome}
+        await conn.execute(_CLOSE_ATTEMPT, params)
 
 
 async def release_lease(conn: AsyncConnection, task: Record) -> Record:

@@ -27,6 +27,8 @@ MAX_CLAIM = 100
 CANDIDATE_PAGE = 50
 CLAIM_ROUNDS = 4
 REAP_BATCH = 100
+# Built once: every claimed task runs it.
+_INSERT_ATTEMPT = insert(task_attempts)
 
 
 def token_digest(token: str) -> bytes:
@@ -153,16 +155,15 @@ class ClaimManager:
             now=now,
             caller=caller,
         )
-        await conn.execute(
-            insert(task_attempts).values(
-                task_id=task["id"],
-                attempt=attempt,
-                lease_id=lease_id,
-                worker_id=worker.worker_id,
-                node_name=worker.node_name,
-                started_at=now,
-            )
-        )
+        attempt_row = {
+            "task_id": task["id"],
+            "attempt": attempt,
+            "lease_id": lease_id,
+            "worker_id": worker.worker_id,
+            "node_name": worker.node_name,
+            "started_at": now,
+        }
+        await conn.execute(_INSERT_ATTEMPT, attempt_row)
         return Claim(task, job, token)
 
     async def renew(self, task_uuid: str, lease_id: str) -> tuple[Record, dt.datetime]:

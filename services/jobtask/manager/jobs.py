@@ -25,7 +25,7 @@ from jobtask.store.database import Database
 from jobtask.store.listing import run_list
 from jobtask.store.records import Record, job_record, task_record, to_json
 from jobtask.store.schema import job_tasks, jobs
-from sqlalchemy import ColumnElement, delete, func, insert, select, true
+from sqlalchemy import ColumnElement, bindparam, delete, func, insert, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 J = JobStatus
@@ -42,6 +42,10 @@ _STATUS_VERBS = {
 _BUSY = frozenset({J.ACTIVE, J.CANCEL_REQUESTED, J.PAUSE_REQUESTED})
 # Arvados: a job that "has not failed" may be returned instead of a duplicate.
 _NOT_REUSABLE = [J.FAILED.value, J.CANCELED.value]
+
+
+# Built once: the hottest read (GetJob).
+_JOB_BY_UUID = select(jobs).where(jobs.c.uuid == bindparam("uuid"))
 
 
 def visible_jobs(caller: Caller) -> ColumnElement[bool]:
@@ -216,7 +220,7 @@ class JobManager:
     async def get(self, caller: Caller, uuid: str) -> Record:
         check_uuid(uuid, JOB_INFIX, "uuid")
         async with self.db.read() as conn:
-            row = (await conn.execute(select(jobs).where(jobs.c.uuid == uuid))).first()
+            row = (await conn.execute(_JOB_BY_UUID, {"uuid": uuid})).first()
         if row is None:
             raise NotFound(f"job {uuid} not found")
         return check_readable(caller, job_record(row))

@@ -25,10 +25,24 @@ from jobtask.store import feed
 from jobtask.store.database import Database
 from jobtask.store.records import Record
 from jobtask.store.schema import job_tasks, jobs
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 T = TaskStatus
+
+
+# Built once: every RunTask stream reads it when it opens and when woken.
+_LEASE_STATE = (
+    select(
+        job_tasks.c.owner_uuid,
+        job_tasks.c.status,
+        job_tasks.c.lease_id,
+        job_tasks.c.lease_expires_at,
+        jobs.c.status.label("job_status"),
+    )
+    .join(jobs, jobs.c.id == job_tasks.c.job_id)
+    .where(job_tasks.c.uuid == bindparam("uuid"))
+)
 
 
 @dataclass(frozen=True)
@@ -62,19 +76,7 @@ class ReportManager:
         """The verdict for a lease, read without writing (first message, cancel watch)."""
         check_uuid(task_uuid, TASK_INFIX, "task_uuid")
         async with self.db.read() as conn:
-            row = (
-                await conn.execute(
-                    select(
-                        job_tasks.c.owner_uuid,
-                        job_tasks.c.status,
-                        job_tasks.c.lease_id,
-                        job_tasks.c.lease_expires_at,
-                        jobs.c.status.label("job_status"),
-                    )
-                    .join(jobs, jobs.c.id == job_tasks.c.job_id)
-                    .where(job_tasks.c.uuid == task_uuid)
-                )
-            ).first()
+            row = (await conn.execute(_LEASE_STATE, {"uuid": task_uuid})).first()
         if row is None:
             raise NotFound(f"task {task_uuid} not found")
         check_readable(caller, {"uuid": task_uuid, "owner_uuid": row.owner_uuid})

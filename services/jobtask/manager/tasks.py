@@ -29,7 +29,7 @@ from jobtask.store.database import Database
 from jobtask.store.listing import run_list
 from jobtask.store.records import COUNT_COLUMN, Record, job_record, task_record, to_json
 from jobtask.store.schema import job_tasks, jobs
-from sqlalchemy import ColumnElement, delete, insert, select, true, update
+from sqlalchemy import ColumnElement, bindparam, delete, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 T, J = TaskStatus, JobStatus
@@ -52,6 +52,10 @@ def may_report(caller: Caller, task: Record) -> bool:
     """Seed 000: a task is PATCHed only by the worker process dispatched to it, and by the
     job manager itself (and admins)."""
     return caller.is_system or caller.is_admin or caller.task_uuid == task["uuid"]
+
+
+# Built once: the hottest task read (GetTask).
+_TASK_BY_UUID = select(job_tasks).where(job_tasks.c.uuid == bindparam("uuid"))
 
 
 class TaskManager:
@@ -159,7 +163,7 @@ class TaskManager:
     async def get(self, caller: Caller, uuid: str) -> Record:
         check_uuid(uuid, TASK_INFIX, "uuid")
         async with self.db.read() as conn:
-            row = (await conn.execute(select(job_tasks).where(job_tasks.c.uuid == uuid))).first()
+            row = (await conn.execute(_TASK_BY_UUID, {"uuid": uuid})).first()
         if row is None:
             raise NotFound(f"task {uuid} not found")
         return check_readable(caller, task_record(row))

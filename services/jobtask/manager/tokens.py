@@ -26,7 +26,7 @@ from jobtask.store.database import Database
 from jobtask.store.listing import run_list
 from jobtask.store.records import Record, utc
 from jobtask.store.schema import api_client_authorizations, job_tasks, users
-from sqlalchemy import ColumnElement, insert, select, true, update
+from sqlalchemy import ColumnElement, bindparam, insert, select, true, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -73,6 +73,23 @@ def _usable(record: Record, now: dt.datetime) -> bool:
     return record["revoked_at"] is None and (expires is None or expires > now)
 
 
+# Every authenticated call runs one of these: built once (building and keying a statement
+# costs SQLAlchemy more than SQLite takes to answer it).
+_TOKENS = select(tokens_t, users.c.is_admin).join(users, users.c.uuid == tokens_t.c.owner_uuid)
+_TOKEN_BY_UUID = _TOKENS.where(tokens_t.c.uuid == bindparam("uuid"))
+_TOKEN_BY_DIGEST = _TOKENS.where(tokens_t.c.secret_digest == bindparam("digest"))
+_TASK_BY_TOKEN = select(
+    job_tasks.c.uuid,
+    job_tasks.c.job_uuid,
+    job_tasks.c.owner_uuid,
+    job_tasks.c.lease_expires_at,
+    job_tasks.c.token_digest,
+).where(
+    job_tasks.c.token_digest == bindparam("digest"),
+    job_tasks.c.status == TaskStatus.ACTIVE.value,
+)
+
+
 class TokenManager:
     def __init__(self, db: Database, settings: Settings, root_token: str | None = None) -> None:
         self.db = db
@@ -95,14 +112,11 @@ class TokenManager:
         secret_digest = token_rules.digest(parsed.secret)
         now = utcnow()
         async with self.db.read() as conn:
-            stmt = select(tokens_t, users.c.is_admin).join(
-                users, users.c.uuid == tokens_t.c.owner_uuid
-            )
             if parsed.uuid is not None:
-                stmt = stmt.where(tokens_t.c.uuid == parsed.uuid)
+                found = await conn.execute(_TOKEN_BY_UUID, {"uuid": parsed.uuid})
             else:
-                stmt = stmt.where(tokens_t.c.secret_digest == secret_digest)
-            row = (await conn.execute(stmt)).first()
+                found = await conn.execute(_TOKEN_BY_DIGEST, {"digest": secret_digest})
+            row = found.first()
             if row is not None:
                 if not token_rules.digests_equal(row.secret_digest, secret_digest):
                     return None
@@ -127,20 +141,7 @@ class TokenManager:
     async def _task_credentials(
         self, conn: AsyncConnection, secret_digest: bytes, now: dt.datetime
     ) -> Credentials | None:
-        row = (
-            await conn.execute(
-                select(
-                    job_tasks.c.uuid,
-                    job_tasks.c.job_uuid,
-                    job_tasks.c.owner_uuid,
-                    job_tasks.c.lease_expires_at,
-                    job_tasks.c.token_digest,
-                ).where(
-                    job_tasks.c.token_digest == secret_digest,
-                    job_tasks.c.status == TaskStatus.ACTIVE.value,
-                )
-            )
-        ).first()
+        row = (await conn.execute(_TASK_BY_TOKEN, {"digest": secret_digest})).first()
         if row is None or not token_rules.digests_equal(row.token_digest, secret_digest):
             return None
         expires = utc(row.lease_expires_at)

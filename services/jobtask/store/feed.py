@@ -22,6 +22,10 @@ PRUNED_BEFORE = "events_pruned_before"
 _PRUNE_LOCK_KEY = 0x6A6F627072756E  # "jobprun"
 
 
+# Built once: every task write appends through it.
+_INSERT = insert(events)
+
+
 async def append(
     conn: AsyncConnection,
     job_uuid: str,
@@ -31,17 +35,20 @@ async def append(
     task_uuid: str | None = None,
     now: dt.datetime,
 ) -> None:
-    await conn.execute(
-        insert(events).values(
-            created_at=now, job_uuid=job_uuid, task_uuid=task_uuid, type=type_, payload=payload
-        )
-    )
+    row = {
+        "created_at": now,
+        "job_uuid": job_uuid,
+        "task_uuid": task_uuid,
+        "type": type_,
+        "payload": payload,
+    }
+    await conn.execute(_INSERT, row)
     mark_changed(conn)
 
 
 async def append_many(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     if rows:
-        await conn.execute(insert(events), rows)
+        await conn.execute(_INSERT, rows)
         mark_changed(conn)
 
 
