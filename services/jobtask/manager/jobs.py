@@ -48,6 +48,18 @@ _NOT_REUSABLE = [J.FAILED.value, J.CANCELED.value]
 _JOB_BY_UUID = select(jobs).where(jobs.c.uuid == bindparam("uuid"))
 
 
+_INSERT_JOB = insert(jobs).returning(*jobs.c)
+# The newest reusable job with the same identity (admins see every user's).
+_DUPLICATE = (
+    select(jobs)
+    .where(jobs.c.identity == bindparam("identity"), jobs.c.status.not_in(_NOT_REUSABLE))
+    .order_by(jobs.c.id.desc())
+    .limit(1)
+)
+_OWN_DUPLICATE = _DUPLICATE.where(jobs.c.owner_uuid == bindparam("owner"))
+_INSERT_TASK = insert(job_tasks).returning(*job_tasks.c)
+
+
 def visible_jobs(caller: Caller) -> ColumnElement[bool]:
     """The jobs a caller may read: admins all, others their own."""
     return true() if caller.is_admin else jobs.c.owner_uuid == caller.user_uuid
@@ -106,18 +118,12 @@ class JobManager:
                 if earlier is not None:
                     return earlier
             if not allow_duplicate:
-                row = (
-                    await conn.execute(
-                        select(jobs)
-                        .where(
-                            jobs.c.identity == identity,
-                            jobs.c.status.not_in(_NOT_REUSABLE),
-                            visible_jobs(caller),
-                        )
-                        .order_by(jobs.c.id.desc())
-                        .limit(1)
-                    )
-                ).first()
+                if caller.is_admin:
+                    found = await conn.execute(_DUPLICATE, {"identity": identity})
+                else:
+                    params = {"identity": identity, "owner": caller.user_uuid}
+                    found = await conn.execute(_OWN_DUPLICATE, params)
+                row = found.first()
                 if row is not None:
                     return job_record(row)
             return await self._insert(conn, caller, spec, identity, digest)
@@ -158,56 +164,46 @@ class JobManager:
         digest: str,
     ) -> Record:
         now = utcnow()
-        row = (
-            await conn.execute(
-                insert(jobs)
-                .values(
-                    uuid=new_uuid(self.settings.cluster_id, JOB_INFIX),
-                    owner_uuid=caller.user_uuid,
-                    created_at=now,
-                    modified_at=now,
-                    modified_by_user_uuid=caller.user_uuid,
-                    modified_by_client_uuid=caller.client_uuid,
-                    submit_id=spec.get("submit_id"),
-                    submit_digest=digest,
-                    identity=identity,
-                    priority=spec["priority"],
-                    script=spec["script"],
-                    script_parameters=spec["script_parameters"],
-                    script_version=spec["script_version"],
-                    repository=spec.get("repository"),
-                    runtime_constraints=spec["runtime_constraints"],
-                    status=J.QUEUED.value,
-                    state="Queued",
-                    running=False,
-                    n_queued=1,
-                )
-                .returning(*jobs.c)
-            )
-        ).one()
+        values = {
+            "uuid": new_uuid(self.settings.cluster_id, JOB_INFIX),
+            "owner_uuid": caller.user_uuid,
+            "created_at": now,
+            "modified_at": now,
+            "modified_by_user_uuid": caller.user_uuid,
+            "modified_by_client_uuid": caller.client_uuid,
+            "submit_id": spec.get("submit_id"),
+            "submit_digest": digest,
+            "identity": identity,
+            "priority": spec["priority"],
+            "script": spec["script"],
+            "script_parameters": spec["script_parameters"],
+            "script_version": spec["script_version"],
+            "repository": spec.get("repository"),
+            "runtime_constraints": spec["runtime_constraints"],
+            "status": J.QUEUED.value,
+            "state": "Queued",
+            "running": False,
+            "n_queued": 1,
+        }
+        row = (await conn.execute(_INSERT_JOB, values)).one()
         job = job_record(row)
         # Seeds: "When a job starts, it is seeded with a job task with sequence=0 and an
         # empty parameters{} list" -- in the same transaction, so no job is ever without it.
-        task_row = (
-            await conn.execute(
-                insert(job_tasks)
-                .values(
-                    uuid=new_uuid(self.settings.cluster_id, TASK_INFIX),
-                    job_id=job["id"],
-                    job_uuid=job["uuid"],
-                    owner_uuid=job["owner_uuid"],
-                    created_at=now,
-                    modified_at=now,
-                    modified_by_user_uuid=caller.user_uuid,
-                    modified_by_client_uuid=caller.client_uuid,
-                    sequence=0,
-                    parameters={},
-                    runtime_constraints={},
-                    status=TaskStatus.QUEUED.value,
-                )
-                .returning(*job_tasks.c)
-            )
-        ).one()
+        seed = {
+            "uuid": new_uuid(self.settings.cluster_id, TASK_INFIX),
+            "job_id": job["id"],
+            "job_uuid": job["uuid"],
+            "owner_uuid": job["owner_uuid"],
+            "created_at": now,
+            "modified_at": now,
+            "modified_by_user_uuid": caller.user_uuid,
+            "modified_by_client_uuid": caller.client_uuid,
+            "sequence": 0,
+            "parameters": {},
+            "runtime_constraints": {},
+            "status": TaskStatus.QUEUED.value,
+        }
+        task_row = (await conn.execute(_INSERT_TASK, seed)).one()
         await feed.append(conn, job["uuid"], feed.JOB_CHANGED, to_json(job), now=now)
         task = task_record(task_row)
         await feed.append(

@@ -26,7 +26,7 @@ from jobtask.store.records import (
     to_json,
 )
 from jobtask.store.schema import job_tasks, jobs
-from sqlalchemy import Update, bindparam, delete, func, select, update
+from sqlalchemy import Row, Table, Update, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 # The statements every task write runs, built once: building and keying a statement costs
@@ -47,23 +47,42 @@ _LOCK_TASK = select(job_tasks).where(job_tasks.c.uuid == bindparam("uuid")).with
 
 
 @functools.lru_cache(maxsize=512)
-def _task_update(columns: tuple[str, ...]) -> Update:
-    """UPDATE of one task row setting `columns` (parameters v_<column>), bumping its version;
-    one per set of columns written (a few dozen exist)."""
+def _versioned_update(table: Table, columns: tuple[str, ...]) -> Update:
+    """UPDATE of one row of jobs or job_tasks setting `columns` (parameters v_<column>),
+    bumping its version; one per table and set of columns written (a few dozen exist)."""
     return (
-        update(job_tasks)
-        .where(job_tasks.c.id == bindparam("v_id"))
+        update(table)
+        .where(table.c.id == bindparam("v_id"))
         .values(
             {
                 **{name: bindparam(f"v_{name}") for name in columns},
-                "version": job_tasks.c.version + 1,
+                "version": table.c.version + 1,
                 "modified_at": bindparam("v_modified_at"),
                 "modified_by_user_uuid": bindparam("v_modified_by_user_uuid"),
                 "modified_by_client_uuid": bindparam("v_modified_by_client_uuid"),
             }
         )
-        .returning(*job_tasks.c)
+        .returning(*table.c)
     )
+
+
+async def _write_row(
+    conn: AsyncConnection,
+    table: Table,
+    row_id: int,
+    changes: Mapping[str, Any],
+    *,
+    now: dt.datetime,
+    caller: Caller,
+) -> Row[Any]:
+    params = {f"v_{name}": value for name, value in changes.items()}
+    params.update(
+        v_id=row_id,
+        v_modified_at=now,
+        v_modified_by_user_uuid=caller.user_uuid,
+        v_modified_by_client_uuid=caller.client_uuid,
+    )
+    return (await conn.execute(_versioned_update(table, tuple(sorted(changes))), params)).one()
 
 
 @functools.lru_cache(maxsize=64)
@@ -132,21 +151,7 @@ async def write_job(
     caller: Caller,
 ) -> Record:
     """Updates the job row (bumping its version) and appends a job_changed event."""
-    row = (
-        await conn.execute(
-            update(jobs)
-            .where(jobs.c.id == job["id"])
-            .values(
-                **changes,
-                version=jobs.c.version + 1,
-                modified_at=now,
-                modified_by_user_uuid=caller.user_uuid,
-                modified_by_client_uuid=caller.client_uuid,
-            )
-            .returning(*jobs.c)
-        )
-    ).one()
-    job = job_record(row)
+    job = job_record(await _write_row(conn, jobs, job["id"], changes, now=now, caller=caller))
     await feed.append(conn, job["uuid"], feed.JOB_CHANGED, to_json(job), now=now)
     return job
 
@@ -164,15 +169,9 @@ async def write_task(
     """Updates one task row, keeps the job's status counts and appends an event (None: the
     caller appends its own, as for log chunks). The caller settles the job afterwards when
     the status changed."""
-    params = {f"v_{name}": value for name, value in changes.items()}
-    params.update(
-        v_id=task["id"],
-        v_modified_at=now,
-        v_modified_by_user_uuid=caller.user_uuid,
-        v_modified_by_client_uuid=caller.client_uuid,
+    new = task_record(
+        await _write_row(conn, job_tasks, task["id"], changes, now=now, caller=caller)
     )
-    row = (await conn.execute(_task_update(tuple(sorted(changes))), params)).one()
-    new = task_record(row)
     if new["status"] != task["status"]:
         await shift_count(conn, job, TaskStatus(task["status"]), TaskStatus(new["status"]))
     if event is None:

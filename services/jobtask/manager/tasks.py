@@ -4,6 +4,7 @@ progress PATCH, delete, and the end of a task's process (the completion rule).""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,7 +30,7 @@ from jobtask.store.database import Database
 from jobtask.store.listing import run_list
 from jobtask.store.records import COUNT_COLUMN, Record, job_record, task_record, to_json
 from jobtask.store.schema import job_tasks, jobs
-from sqlalchemy import ColumnElement, bindparam, delete, insert, select, true, update
+from sqlalchemy import ColumnElement, Update, bindparam, delete, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 T, J = TaskStatus, JobStatus
@@ -56,6 +57,20 @@ def may_report(caller: Caller, task: Record) -> bool:
 
 # Built once: the hottest task read (GetTask).
 _TASK_BY_UUID = select(job_tasks).where(job_tasks.c.uuid == bindparam("uuid"))
+
+
+_INSERT_TASK = insert(job_tasks).returning(*job_tasks.c)
+
+
+@functools.lru_cache(maxsize=16)
+def _count_up(column: str) -> Update:
+    """One more task in the job's `column` count; the job's row as it then is."""
+    return (
+        update(jobs)
+        .where(jobs.c.id == bindparam("job_id"))
+        .values({column: jobs.c[column] + 1})
+        .returning(*jobs.c)
+    )
 
 
 class TaskManager:
@@ -119,35 +134,24 @@ class TaskManager:
                 )
             # A task created while its job pauses waits paused like its siblings.
             initial = T.PAUSED if status in (J.PAUSED, J.PAUSE_REQUESTED) else T.QUEUED
-            row = (
-                await conn.execute(
-                    insert(job_tasks)
-                    .values(
-                        uuid=new_uuid(self.settings.cluster_id, TASK_INFIX),
-                        job_id=job["id"],
-                        job_uuid=job["uuid"],
-                        owner_uuid=job["owner_uuid"],
-                        created_at=now,
-                        modified_at=now,
-                        modified_by_user_uuid=caller.user_uuid,
-                        modified_by_client_uuid=caller.client_uuid,
-                        sequence=spec["sequence"],
-                        parameters=spec["parameters"],
-                        runtime_constraints=spec["runtime_constraints"],
-                        created_by_job_task_uuid=parent or None,
-                        status=initial.value,
-                    )
-                    .returning(*job_tasks.c)
-                )
-            ).one()
-            column = COUNT_COLUMN[initial]
+            values = {
+                "uuid": new_uuid(self.settings.cluster_id, TASK_INFIX),
+                "job_id": job["id"],
+                "job_uuid": job["uuid"],
+                "owner_uuid": job["owner_uuid"],
+                "created_at": now,
+                "modified_at": now,
+                "modified_by_user_uuid": caller.user_uuid,
+                "modified_by_client_uuid": caller.client_uuid,
+                "sequence": spec["sequence"],
+                "parameters": spec["parameters"],
+                "runtime_constraints": spec["runtime_constraints"],
+                "created_by_job_task_uuid": parent or None,
+                "status": initial.value,
+            }
+            row = (await conn.execute(_INSERT_TASK, values)).one()
             counted = (
-                await conn.execute(
-                    update(jobs)
-                    .where(jobs.c.id == job["id"])
-                    .values({column: jobs.c[column] + 1})
-                    .returning(*jobs.c)
-                )
+                await conn.execute(_count_up(COUNT_COLUMN[initial]), {"job_id": job["id"]})
             ).one()
             task = task_record(row)
             await feed.append(

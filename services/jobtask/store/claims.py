@@ -102,6 +102,17 @@ def _page() -> Select[Any]:
     )
 
 
+# Every claim records its worker (parameters: worker and the columns set).
+_WORKER_SEEN = (
+    update(workers)
+    .where(workers.c.worker_id == bindparam("worker"))
+    .values(
+        node_name=bindparam("node_name"),
+        ram_kib=bindparam("ram_kib"),
+        cores=bindparam("cores"),
+        last_seen_at=bindparam("last_seen_at"),
+    )
+)
 # Built once: a claim runs them every time, and building (and keying) a statement of this
 # size costs more than SQLite takes to answer it.
 _NEXT_LEVEL = _next_level()
@@ -231,9 +242,7 @@ async def worker_seen(
 ) -> bool:
     """Records a worker's description and liveness; True if it was not known before."""
     values = {"node_name": node_name, "ram_kib": ram_kib, "cores": cores, "last_seen_at": now}
-    result = await conn.execute(
-        update(workers).where(workers.c.worker_id == worker_id).values(**values)
-    )
+    result = await conn.execute(_WORKER_SEEN, {"worker": worker_id, **values})
     if result.rowcount:
         return False
     # Two first claims of one worker may race (a worker with several slots): one inserts.
