@@ -1,10 +1,10 @@
 """Runs the benchmark suite and prints the table: `python -m bench` (or `make bench`).
 
-python -m bench                       # the whole suite (about 10 minutes on 2 cores)
+python -m bench                       # the whole suite (about 8 minutes on 2 cores)
 python -m bench --smoke               # every benchmark, tiny sizes, no targets (CI)
 python -m bench --only unary,ingest   # some of them
 python -m bench --repeat 1            # one run each instead of the median of 3
-python -m bench --tasks 10000         # throughput task count
+python -m bench --tasks 1000          # throughput task count (default 10,000)
 python -m bench --profile DIR         # py-spy profiles of every jobtask server
 python -m bench --json FILE           # the results as JSON too
 """

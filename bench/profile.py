@@ -76,9 +76,11 @@ def summary(path: Path, top: int = 25) -> str:
     own: collections.Counter[str] = collections.Counter()
     total: collections.Counter[str] = collections.Counter()
     samples = 0
-    for line in path.read_text().splitlines():
+    # Lines end with "\n" only: frame names may hold other characters that splitlines()
+    # would break on, and a stack py-spy read half-way may be garbled (skipped).
+    for line in path.read_text(errors="replace").split("\n"):
         stack, _, count_text = line.rpartition(" ")
-        if not stack:
+        if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
         frames = [_frame_name(f) for f in stack.split(";") if f]
