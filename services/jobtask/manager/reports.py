@@ -107,7 +107,7 @@ class ReportManager:
         that of applying the items one after another, in their order, except that a job
         moved by one item's ending (a task failed for good) moves after the others.
         A DomainError of any item ends the whole transaction: the caller retries each
-        item alone (jobtask.server.run_task.GroupCommit)."""
+        item alone (jobtask.server.group_commit.GroupCommit)."""
 
         async def run(conn: AsyncConnection) -> list[Outcome]:
             now = utcnow()

@@ -14,14 +14,15 @@ The protocol, worker side first:
   completion rule, answers with `task` set (and STOP: the lease is over) and closes.
 
 Server side: a reader drains the worker's messages into a Batch as fast as they come; one
-writer applies each batch in one transaction and then acknowledges it (`acked_seq` = the
-highest `seq` applied, durable). Output, success and the exit are applied at once; progress,
-log chunks and heartbeats at most every COALESCE_SECONDS. So a worker sending 1,000
-progress updates a second costs at most ten commits a second. Each response carries the
-renewed lease and the instruction: CONTINUE, CANCEL (the task or its job was canceled or
-paused; stop the process, then report the exit) or STOP (the lease is lost; stop, report
-nothing more). The stream also wakes on the process's change signal to re-read the task,
-so a cancel reaches an idle worker without waiting for its next message.
+writer hands each batch to the process's group commit (jobtask.server.group_commit: one
+transaction for the batches of every stream waiting at that moment) and then acknowledges
+it (`acked_seq` = the highest `seq` applied, durable). Output, success and the exit are
+applied at once; progress, log chunks and heartbeats at most every COALESCE_SECONDS. So a
+worker sending 1,000 progress updates a second costs at most ten commits a second. Each
+response carries the renewed lease and the instruction: CONTINUE, CANCEL (the task or its
+job was canceled or paused; stop the process, then report the exit) or STOP (the lease is
+lost; stop, report nothing more). The stream also wakes on the process's change signal to
+re-read the task, so a cancel reaches an idle worker without waiting for its next message.
 
 A stream that ends without an exit while the lease is still the worker's (client gone,
 network cut, bad message) is the seeds' temporary failure. A stream cut because this server

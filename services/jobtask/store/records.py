@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 from typing import Any
 
@@ -20,8 +21,10 @@ COUNT_COLUMN: dict[TaskStatus, str] = {
 _B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
+@functools.lru_cache(maxsize=8192)
 def etag(uuid: str, version: int) -> str:
-    """Changes whenever the object changes (Arvados: a base-36 MD5)."""
+    """Changes whenever the object changes (Arvados: a base-36 MD5). Cached: a job's row
+    is turned into a record several times per task write at the same version."""
     n = int.from_bytes(hashlib.md5(f"{uuid}:{version}".encode()).digest(), "big")
     out = ""
     while n:
