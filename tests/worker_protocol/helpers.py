@@ -12,7 +12,7 @@ from google.protobuf.duration_pb2 import Duration
 from jobtask.v1 import task_service_pb2, watch_pb2
 from sqlalchemy import func, select
 
-from tests.core.helpers import token_md, worker
+from tests.core.helpers import create_job, task, token_md, worker
 
 TSP = task_service_pb2
 
@@ -25,6 +25,24 @@ async def claim_as(
         request.wait.CopyFrom(Duration(nanos=int(wait * 1e9) % 1_000_000_000, seconds=int(wait)))
     response = await cluster.tasks.ClaimTask(request)
     return response.assignments[0] if response.assignments else None
+
+
+async def job_with_tasks(cluster: Any, script: str, extra: int) -> str:
+    """A job with its seed task and `extra` more tasks of sequence 0, all runnable."""
+    job = await cluster.jobs.CreateJob(create_job(script=script))
+    for _ in range(extra):
+        request = TSP.CreateTaskRequest(job_task=task(job_uuid=job.uuid, sequence=0))
+        await cluster.tasks.CreateTask(request)
+    return str(job.uuid)
+
+
+async def claim_many(cluster: Any, worker_id: str, n: int) -> list[TSP.TaskAssignment]:
+    """One claim of up to n tasks (max_tasks and free slots n) on node1."""
+    request = TSP.ClaimTaskRequest(
+        worker=TSP.WorkerInfo(worker_id=worker_id, node_name="node1", free_slots=n),
+        max_tasks=n,
+    )
+    return list((await cluster.tasks.ClaimTask(request)).assignments)
 
 
 class Run:

@@ -12,27 +12,11 @@ from jobtask.manager.reports import Submission
 from jobtask.v1 import task_service_pb2, watch_pb2
 
 from tests.conftest import Cluster
-from tests.core.helpers import create_job, get_job, get_task, job_status, task, task_status
-from tests.worker_protocol.helpers import Run, watch_events
+from tests.core.helpers import get_job, get_task, job_status, task_status
+from tests.worker_protocol.helpers import Run, claim_many, job_with_tasks, watch_events
 
 TSP = task_service_pb2
 CHANGED = watch_pb2.WATCH_EVENT_TYPE_TASK_CHANGED
-
-
-async def _job_with_tasks(cluster: Cluster, script: str, extra: int) -> str:
-    """A job with its seed task and `extra` more tasks of the same sequence, all runnable."""
-    job = await cluster.jobs.CreateJob(create_job(script=script))
-    for _ in range(extra):
-        request = TSP.CreateTaskRequest(job_task=task(job_uuid=job.uuid, sequence=0))
-        await cluster.tasks.CreateTask(request)
-    return job.uuid
-
-
-async def _claim_all(cluster: Cluster, n: int) -> list[TSP.TaskAssignment]:
-    request = TSP.ClaimTaskRequest(
-        worker=TSP.WorkerInfo(worker_id="w1", node_name="node1", free_slots=n), max_tasks=n
-    )
-    return list((await cluster.tasks.ClaimTask(request)).assignments)
 
 
 async def _finish(cluster: Cluster, a: TSP.TaskAssignment, lease_id: str | None = None):  # type: ignore[no-untyped-def]
@@ -45,9 +29,9 @@ async def _finish(cluster: Cluster, a: TSP.TaskAssignment, lease_id: str | None 
 
 
 async def test_many_streams_ending_at_once_complete_every_task_exactly(cluster: Cluster) -> None:
-    first = await _job_with_tasks(cluster, "one.py", 24)
-    second = await _job_with_tasks(cluster, "two.py", 9)
-    claimed = await _claim_all(cluster, 35)
+    first = await job_with_tasks(cluster, "one.py", 24)
+    second = await job_with_tasks(cluster, "two.py", 9)
+    claimed = await claim_many(cluster, "w1", 35)
     assert len(claimed) == 35
     stale = claimed[0]
     answers = await asyncio.gather(
@@ -94,8 +78,8 @@ async def test_many_streams_ending_at_once_complete_every_task_exactly(cluster: 
 async def test_a_refused_batch_fails_alone_and_the_rest_of_its_group_commits(
     cluster: Cluster,
 ) -> None:
-    await _job_with_tasks(cluster, "mixed.py", 2)
-    a, b, c = await _claim_all(cluster, 3)
+    await job_with_tasks(cluster, "mixed.py", 2)
+    a, b, c = await claim_many(cluster, "w1", 3)
     admin = cluster.services.core.settings.system_caller()
     stranger = Caller(user_uuid="zzzzz-tpzed-000000000000042")
 
@@ -127,8 +111,8 @@ async def test_a_failed_end_in_a_group_is_decided_by_the_completion_rule(
 ) -> None:
     """A report and the exit in one message: the rule sees the report (seeds: progress 1.0
     and success true complete; success false fails for good; otherwise a retry)."""
-    await _job_with_tasks(cluster, "rule.py", 0)
-    (a,) = await _claim_all(cluster, 1)
+    await job_with_tasks(cluster, "rule.py", 0)
+    (a,) = await claim_many(cluster, "w1", 1)
     run = Run(cluster, a)
     fields = {"progress": 0.5, "exit_code": 1}
     if success is not None:

@@ -17,13 +17,13 @@ from jobtask.domain.updates import (
     plan_update,
     resolve_aliases,
 )
-from jobtask.domain.uuids import JOB_INFIX, TASK_INFIX, check_uuid, new_uuid
+from jobtask.domain.uuids import JOB_INFIX, check_uuid, new_uuid
 from jobtask.manager import lifecycle
 from jobtask.manager.context import Caller, Settings, utcnow
 from jobtask.store import feed
 from jobtask.store.database import Database
 from jobtask.store.listing import run_list
-from jobtask.store.records import Record, job_record, task_record, to_json
+from jobtask.store.records import Record, job_record, to_json
 from jobtask.store.schema import job_tasks, jobs
 from sqlalchemy import ColumnElement, bindparam, delete, func, insert, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -57,7 +57,6 @@ _DUPLICATE = (
     .limit(1)
 )
 _OWN_DUPLICATE = _DUPLICATE.where(jobs.c.owner_uuid == bindparam("owner"))
-_INSERT_TASK = insert(job_tasks).returning(*job_tasks.c)
 
 
 def visible_jobs(caller: Caller) -> ColumnElement[bool]:
@@ -187,27 +186,12 @@ class JobManager:
         }
         row = (await conn.execute(_INSERT_JOB, values)).one()
         job = job_record(row)
-        # Seeds: "When a job starts, it is seeded with a job task with sequence=0 and an
-        # empty parameters{} list" -- in the same transaction, so no job is ever without it.
-        seed = {
-            "uuid": new_uuid(self.settings.cluster_id, TASK_INFIX),
-            "job_id": job["id"],
-            "job_uuid": job["uuid"],
-            "owner_uuid": job["owner_uuid"],
-            "created_at": now,
-            "modified_at": now,
-            "modified_by_user_uuid": caller.user_uuid,
-            "modified_by_client_uuid": caller.client_uuid,
-            "sequence": 0,
-            "parameters": {},
-            "runtime_constraints": {},
-            "status": TaskStatus.QUEUED.value,
-        }
-        task_row = (await conn.execute(_INSERT_TASK, seed)).one()
         await feed.append(conn, job["uuid"], feed.JOB_CHANGED, to_json(job), now=now)
-        task = task_record(task_row)
-        await feed.append(
-            conn, job["uuid"], feed.TASK_CREATED, to_json(task), task_uuid=task["uuid"], now=now
+        # Seeds: "When a job starts, it is seeded with a job task with sequence=0 and an
+        # empty parameters{} list" -- in the same transaction, so no job is ever without it
+        # (counted by the job's n_queued=1 above).
+        await lifecycle.insert_task(
+            conn, self.settings, job, status=TaskStatus.QUEUED, now=now, caller=caller
         )
         return job
 

@@ -15,6 +15,7 @@ from jobtask.domain import ripple
 from jobtask.domain.derived import job_on_enter, task_on_enter
 from jobtask.domain.errors import NotFound
 from jobtask.domain.statuses import JobStatus, TaskStatus, check_job_move
+from jobtask.domain.uuids import TASK_INFIX, new_uuid
 from jobtask.manager.context import Caller, Settings
 from jobtask.store import feed
 from jobtask.store.records import (
@@ -26,7 +27,7 @@ from jobtask.store.records import (
     to_json,
 )
 from jobtask.store.schema import job_tasks, jobs
-from sqlalchemy import Row, Table, Update, bindparam, delete, func, select, update
+from sqlalchemy import Row, Table, Update, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 # The statements every task write runs, built once: building and keying a statement costs
@@ -140,6 +141,46 @@ async def lock_tasks(conn: AsyncConnection, uuids: list[str]) -> dict[str, Recor
         .with_for_update()
     )
     return {row.uuid: task_record(row) for row in rows}
+
+
+_INSERT_TASK = insert(job_tasks).returning(*job_tasks.c)
+
+
+async def insert_task(
+    conn: AsyncConnection,
+    settings: Settings,
+    job: Record,
+    *,
+    status: TaskStatus,
+    now: dt.datetime,
+    caller: Caller,
+    sequence: int = 0,
+    parameters: Mapping[str, Any] | None = None,
+    runtime_constraints: Mapping[str, Any] | None = None,
+    created_by: str | None = None,
+) -> Record:
+    """Inserts a task into a locked job and appends its task_created event; the caller
+    counts it in the job's row."""
+    values = {
+        "uuid": new_uuid(settings.cluster_id, TASK_INFIX),
+        "job_id": job["id"],
+        "job_uuid": job["uuid"],
+        "owner_uuid": job["owner_uuid"],
+        "created_at": now,
+        "modified_at": now,
+        "modified_by_user_uuid": caller.user_uuid,
+        "modified_by_client_uuid": caller.client_uuid,
+        "sequence": sequence,
+        "parameters": parameters if parameters is not None else {},
+        "runtime_constraints": runtime_constraints if runtime_constraints is not None else {},
+        "created_by_job_task_uuid": created_by,
+        "status": status.value,
+    }
+    task = task_record((await conn.execute(_INSERT_TASK, values)).one())
+    await feed.append(
+        conn, job["uuid"], feed.TASK_CREATED, to_json(task), task_uuid=task["uuid"], now=now
+    )
+    return task
 
 
 async def write_job(

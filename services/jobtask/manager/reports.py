@@ -31,7 +31,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 T = TaskStatus
 
 
-# Built once: every RunTask stream reads it when it opens and when woken.
+# Built once: every RunTask stream reads the first when it opens and when woken, and runs
+# the others on every heartbeat.
 _LEASE_STATE = (
     select(
         job_tasks.c.owner_uuid,
@@ -43,6 +44,16 @@ _LEASE_STATE = (
     .join(jobs, jobs.c.id == job_tasks.c.job_id)
     .where(job_tasks.c.uuid == bindparam("uuid"))
 )
+
+
+# (Parameters in a WHERE of an UPDATE must not share a column's name: SQLAlchemy reserves those.)
+_RENEW_LEASE = (
+    update(job_tasks)
+    .where(job_tasks.c.uuid == bindparam("b_uuid"), job_tasks.c.lease_id == bindparam("b_lease"))
+    .values(lease_expires_at=bindparam("b_expires"))
+    .returning(job_tasks.c.status, job_tasks.c.job_id, job_tasks.c.worker_id)
+)
+_JOB_STATUS = select(jobs.c.status).where(jobs.c.id == bindparam("job_id"))
 
 
 @dataclass(frozen=True)
@@ -85,18 +96,6 @@ class ReportManager:
             verdict(T(row.status), JobStatus(row.job_status), held),
             row.lease_expires_at if held else None,
         )
-
-    async def apply(
-        self, caller: Caller, task_uuid: str, lease_id: str, batch: Batch, *, worker_alive: bool
-    ) -> Outcome:
-        """Applies a batch, renews the lease and, on an exit, ends the attempt.
-        `worker_alive`: also record that the task's worker is live."""
-        if batch.is_heartbeat:
-            return await self._heartbeat(task_uuid, lease_id, worker_alive=worker_alive)
-        (outcome,) = await self.apply_many(
-            [Submission(caller, task_uuid, lease_id, batch, worker_alive)]
-        )
-        return outcome
 
     async def apply_many(self, items: Sequence[Submission]) -> list[Outcome]:
         """Applies the batches of several streams in one transaction: a group commit.
@@ -236,25 +235,19 @@ class ReportManager:
             event = None
         return changes, event
 
-    async def _heartbeat(self, task_uuid: str, lease_id: str, *, worker_alive: bool) -> Outcome:
-        """Renews the lease alone: one UPDATE, no event, no version bump."""
+    async def heartbeat(self, task_uuid: str, lease_id: str, *, worker_alive: bool) -> Outcome:
+        """A batch with nothing but liveness (Batch.is_heartbeat): renews the lease alone,
+        one UPDATE, no lock, no event, no version bump. `worker_alive`: also record that
+        the task's worker is live."""
 
         async def run(conn: AsyncConnection) -> Outcome:
             now = utcnow()
             expires = now + self.settings.lease_ttl
-            row = (
-                await conn.execute(
-                    update(job_tasks)
-                    .where(job_tasks.c.uuid == task_uuid, job_tasks.c.lease_id == lease_id)
-                    .values(lease_expires_at=expires)
-                    .returning(job_tasks.c.status, job_tasks.c.job_id, job_tasks.c.worker_id)
-                )
-            ).first()
+            params = {"b_uuid": task_uuid, "b_lease": lease_id, "b_expires": expires}
+            row = (await conn.execute(_RENEW_LEASE, params)).first()
             if row is None:
                 return Outcome(verdict(None, None, False))
-            job_status = (
-                await conn.execute(select(jobs.c.status).where(jobs.c.id == row.job_id))
-            ).scalar_one()
+            job_status = (await conn.execute(_JOB_STATUS, {"job_id": row.job_id})).scalar_one()
             if worker_alive and row.worker_id:
                 await queries.worker_alive(conn, row.worker_id, now)
             return Outcome(verdict(T(row.status), JobStatus(job_status), True), expires)

@@ -21,16 +21,16 @@ from jobtask.domain.updates import (
     check_value,
     plan_update,
 )
-from jobtask.domain.uuids import JOB_INFIX, TASK_INFIX, check_uuid, new_uuid
+from jobtask.domain.uuids import JOB_INFIX, TASK_INFIX, check_uuid
 from jobtask.manager import attempts, lifecycle
 from jobtask.manager.attempts import check_readable
 from jobtask.manager.context import Caller, Settings, utcnow
 from jobtask.store import feed
 from jobtask.store.database import Database
 from jobtask.store.listing import run_list
-from jobtask.store.records import COUNT_COLUMN, Record, job_record, task_record, to_json
+from jobtask.store.records import COUNT_COLUMN, Record, job_record, task_record
 from jobtask.store.schema import job_tasks, jobs
-from sqlalchemy import ColumnElement, Update, bindparam, delete, insert, select, true, update
+from sqlalchemy import ColumnElement, Update, bindparam, delete, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 T, J = TaskStatus, JobStatus
@@ -57,9 +57,6 @@ def may_report(caller: Caller, task: Record) -> bool:
 
 # Built once: the hottest task read (GetTask).
 _TASK_BY_UUID = select(job_tasks).where(job_tasks.c.uuid == bindparam("uuid"))
-
-
-_INSERT_TASK = insert(job_tasks).returning(*job_tasks.c)
 
 
 @functools.lru_cache(maxsize=16)
@@ -134,29 +131,21 @@ class TaskManager:
                 )
             # A task created while its job pauses waits paused like its siblings.
             initial = T.PAUSED if status in (J.PAUSED, J.PAUSE_REQUESTED) else T.QUEUED
-            values = {
-                "uuid": new_uuid(self.settings.cluster_id, TASK_INFIX),
-                "job_id": job["id"],
-                "job_uuid": job["uuid"],
-                "owner_uuid": job["owner_uuid"],
-                "created_at": now,
-                "modified_at": now,
-                "modified_by_user_uuid": caller.user_uuid,
-                "modified_by_client_uuid": caller.client_uuid,
-                "sequence": spec["sequence"],
-                "parameters": spec["parameters"],
-                "runtime_constraints": spec["runtime_constraints"],
-                "created_by_job_task_uuid": parent or None,
-                "status": initial.value,
-            }
-            row = (await conn.execute(_INSERT_TASK, values)).one()
+            task = await lifecycle.insert_task(
+                conn,
+                self.settings,
+                job,
+                status=initial,
+                now=now,
+                caller=caller,
+                sequence=spec["sequence"],
+                parameters=spec["parameters"],
+                runtime_constraints=spec["runtime_constraints"],
+                created_by=parent or None,
+            )
             counted = (
                 await conn.execute(_count_up(COUNT_COLUMN[initial]), {"job_id": job["id"]})
             ).one()
-            task = task_record(row)
-            await feed.append(
-                conn, job["uuid"], feed.TASK_CREATED, to_json(task), task_uuid=task["uuid"], now=now
-            )
             await lifecycle.settle_job(conn, self.settings, job_record(counted), now=now)
             return task
 

@@ -45,12 +45,8 @@ class GroupCommit:
     async def apply(self, item: Submission) -> Outcome:
         """Applies one stream's batch (in a group, if others are waiting) once durable."""
         if item.batch.is_heartbeat:
-            return await self.reports.apply(
-                item.caller,
-                item.task_uuid,
-                item.lease_id,
-                item.batch,
-                worker_alive=item.worker_alive,
+            return await self.reports.heartbeat(
+                item.task_uuid, item.lease_id, worker_alive=item.worker_alive
             )
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))

@@ -117,6 +117,12 @@ _WORKER_SEEN = (
 # size costs more than SQLite takes to answer it.
 _NEXT_LEVEL = _next_level()
 _PAGE = _page()
+# PostgreSQL locks each candidate it takes with this (see lock_if_runnable).
+_LOCK_IF_RUNNABLE = (
+    runnable_tasks(bindparam("worker_id"))
+    .where(job_tasks.c.id == bindparam("task_id"))
+    .with_for_update(of=job_tasks, skip_locked=True)
+)
 # The priority column's range (a 32-bit integer on PostgreSQL).
 _TOP = 2**31 - 1
 _BOTTOM = -(2**31)
@@ -165,12 +171,8 @@ async def candidates(
 async def lock_if_runnable(conn: AsyncConnection, worker_id: str, task_id: int) -> Row[Any] | None:
     """Locks the task if it is still runnable; None if it is not, or another claimer holds
     it (PostgreSQL: claimers skip each other's locked rows instead of queueing)."""
-    stmt = (
-        runnable_tasks(worker_id)
-        .where(job_tasks.c.id == task_id)
-        .with_for_update(of=job_tasks, skip_locked=True)
-    )
-    row: Row[Any] | None = (await conn.execute(stmt)).first()
+    params = {"worker_id": worker_id, "task_id": task_id}
+    row: Row[Any] | None = (await conn.execute(_LOCK_IF_RUNNABLE, params)).first()
     return row
 
 
