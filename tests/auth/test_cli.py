@@ -11,6 +11,8 @@ import grpc
 import pytest
 from jobtask.cli.tokens import add_token_commands, parse_expires, parse_scopes
 from jobtask.domain.scopes import WORKER_SCOPES
+from jobtask.store import migrate
+from jobtask.store.database import Database
 from jobtask.v1 import job_service_pb2, task_service_pb2
 from jobtask.v1.job_service_pb2_grpc import JobServiceStub
 from jobtask.v1.task_service_pb2_grpc import TaskServiceStub
@@ -32,8 +34,42 @@ async def run(capsys: pytest.CaptureFixture[str], url: str, *argv: str) -> str:
     return capsys.readouterr().out
 
 
-async def test_create_list_revoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+async def new_database(tmp_path: Path) -> str:
+    """A migrated SQLite file, as `jobtask up` or `jobtask db upgrade` leaves one."""
     url = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
+    db = Database(url)
+    try:
+        await migrate.upgrade(db)
+    finally:
+        await db.dispose()
+    return url
+
+
+async def test_token_commands_refuse_to_create_a_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Run where no database is, `token create` says so instead of making an empty one (that a
+    running `jobtask up` elsewhere would never read)."""
+    missing = tmp_path / "cli.sqlite3"
+    args = parser().parse_args(["token", "create", "--database-url", f"sqlite:///{missing}"])
+    with pytest.raises(ValueError, match="no database at"):
+        await args.run_server(args)
+    assert not missing.exists()
+
+
+async def test_token_commands_say_which_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = await new_database(tmp_path)
+    args = parser().parse_args(["token", "create", "--database-url", url])
+    assert await args.run_server(args) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("v2/")
+    assert f"database: {url}" in err
+
+
+async def test_create_list_revoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = await new_database(tmp_path)
     admin = (await run(capsys, url, "create")).strip()
     worker_token = json.loads(await run(capsys, url, "create", "--worker", "--json"))
     assert worker_token["scopes"] == list(WORKER_SCOPES)

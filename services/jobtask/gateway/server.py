@@ -193,14 +193,34 @@ async def serve_gateway(
         lifespan="on",
         timeout_graceful_shutdown=2,
     )
+    sock = _listening_socket(host, port, listen)
     server = _EmbeddedServer(config)
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         if task.done():
-            task.result()  # raises the start-up error (port in use, bad certificate)
+            task.result()  # raises the start-up error (a bad certificate)
             raise OSError(f"gateway stopped while starting on {listen}")
         await asyncio.sleep(0.01)
     return GatewayServer(server, task, _bound_port(server), "https" if tls else "http", host)
+
+
+def _listening_socket(host: str, port: int, listen: str) -> socket.socket:
+    """The gateway's socket, bound here rather than by uvicorn, which answers a port in use
+    with a logged traceback and SystemExit instead of an error its embedder can report."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise OSError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
+    return sock
 
 
 def _bound_port(server: uvicorn.Server) -> int:

@@ -113,6 +113,9 @@ def _new_server(
             # Idle gateway connections must not be dropped between requests (Funnel's lesson).
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            # gRPC's default SO_REUSEPORT lets a second `jobtask up` bind the same port and
+            # take half the calls to its own database: a port in use must be an error.
+            ("grpc.so_reuseport", 0),
         ],
     )
     health_servicer = health_aio.HealthServicer()
@@ -137,12 +140,15 @@ def server_credentials(
 
 
 def _bind(server: grpc.aio.Server, listen: str, credentials: grpc.ServerCredentials | None) -> int:
-    if credentials is None:
-        port = server.add_insecure_port(listen)
-    else:
-        port = server.add_secure_port(listen, credentials)
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(listen)
+        else:
+            port = server.add_secure_port(listen, credentials)
+    except RuntimeError:  # grpcio's "Failed to bind to address"
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {listen}")
+        raise OSError(f"cannot listen on {listen}: the address is in use or not available")
     return port
 
 

@@ -35,10 +35,14 @@ def task_status(status: int) -> str:
     )
 
 
+def percent(fraction: float) -> str:
+    return f"{min(max(fraction, 0.0), 1.0) * 100:5.1f}%"
+
+
 def bar(fraction: float, width: int = 24) -> str:
-    fraction = min(max(fraction, 0.0), 1.0)
-    filled = round(fraction * width)
-    return "[" + "#" * filled + "." * (width - filled) + f"] {fraction * 100:5.1f}%"
+    """`[######......]`, `width` characters between the brackets."""
+    filled = round(min(max(fraction, 0.0), 1.0) * width)
+    return "[" + "#" * filled + "." * (width - filled) + "]"
 
 
 def summary(job: job_pb2.Job) -> str:

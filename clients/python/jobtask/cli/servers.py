@@ -31,6 +31,18 @@ def database_url(given: str | None) -> str:
     return f"sqlite:///{Path(value).expanduser().absolute()}"
 
 
+def existing_database(url: str) -> str:
+    """`url`, once sure it names a database that exists: commands that only read or change
+    records (token) must not leave a new, empty SQLite file wherever they were run."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not Path(url.removeprefix(prefix).split("?")[0]).exists():
+        raise ValueError(
+            f"no database at {url}: run this where `jobtask up` keeps its database, or name it "
+            "with --database-url / $JOBTASK_DATABASE_URL (`jobtask db upgrade` creates one)"
+        )
+    return url
+
+
 def _env(name: str, default: str) -> str:
     return os.environ.get(name) or default
 

@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import os
 import re
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -101,14 +102,17 @@ def add_token_commands(subparsers: argparse._SubParsersAction[Any]) -> argparse.
 
 
 async def _open(args: argparse.Namespace) -> tuple[Any, Any]:
-    from jobtask.cli.servers import database_url
+    from jobtask.cli.servers import database_url, existing_database
     from jobtask.manager.context import Settings
     from jobtask.store import migrate
     from jobtask.store.database import Database
 
     cluster_id = args.cluster_id or os.environ.get("JOBTASK_CLUSTER_ID") or "zzzzz"
     settings = Settings(cluster_id=cluster_id)
-    db = Database(database_url(args.database_url))
+    url = existing_database(database_url(args.database_url))
+    # Said on stderr so that `token create` still prints only the token on stdout.
+    print(f"database: {url}", file=sys.stderr)
+    db = Database(url)
     try:
         await migrate.upgrade(db)
     except BaseException:

@@ -12,6 +12,7 @@ import json
 import shutil
 import sys
 import time
+from collections import Counter
 from typing import Any, TextIO
 
 from jobtask.cli import render
@@ -68,21 +69,50 @@ class Board:
         )
         return done / len(self.tasks)
 
-    def lines(self) -> list[str]:
+    def counts(self) -> str:
+        """The tasks by status, counted from the events: the job's own tasks_summary only
+        arrives with a job event, and tasks finish and start between those."""
+        if self.job is not None and not self.tasks:
+            return render.summary(self.job)
+        by_status = Counter(t.status for t in self.tasks.values())
+        todo = by_status[TS.TASK_STATUS_QUEUED] + by_status[TS.TASK_STATUS_SOFT_FAILED]
+        running = by_status[TS.TASK_STATUS_ACTIVE]
+        done = by_status[TS.TASK_STATUS_COMPLETED]
+        failed = by_status[TS.TASK_STATUS_FAILED]
+        return f"todo {todo}, running {running}, done {done}, failed {failed}"
+
+    def lines(self, columns: int = 80) -> list[str]:
+        """The job's line, then one per running task. What matters comes first (status,
+        percentage, counts) and the bar last, so a narrow terminal cuts only the bar."""
         if self.job is None:
             return []
         job = self.job
-        status = render.job_status(job.status)
         lines = [
-            f"job {job.uuid} {status:<16} {render.bar(self.fraction())}  {render.summary(job)}"
+            _with_bar(
+                # Not the uuid: it is what was asked to watch, and 27 columns of 80.
+                f"job {render.job_status(job.status)} "
+                f"{render.percent(self.fraction()).strip()}  {self.counts()}",
+                self.fraction(),
+                columns,
+            )
         ]
         for task in self.tasks.values():
             if task.status == TS.TASK_STATUS_ACTIVE:
                 where = f" on {task.node_name}" if task.HasField("node_name") else ""
                 lines.append(
-                    f"  task {task.uuid} seq {task.sequence:<3} {render.bar(task.progress)}{where}"
+                    _with_bar(
+                        f"  task {task.uuid} seq {task.sequence} "
+                        f"{render.percent(task.progress)}{where}",
+                        task.progress,
+                        columns,
+                    )
                 )
         return lines
+
+
+def _with_bar(text: str, fraction: float, columns: int) -> str:
+    room = columns - 1 - len(text) - 2
+    return f"{text}  {render.bar(fraction, min(room - 2, 24))}" if room >= 12 else text
 
 
 def plain_line(event: watch_pb2.WatchEvent, board: Board) -> str | None:
@@ -121,7 +151,7 @@ class Screen:
         self.drawn = 0
         self.last = 0.0
 
-    def draw(self, lines: list[str], *, force: bool = False) -> None:
+    def draw(self, board: Board, *, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self.last < REDRAW_SECONDS:
             return
@@ -129,6 +159,7 @@ class Screen:
         # Lines must not wrap and must fit the screen, or moving up by len(lines) would
         # land in the wrong place on the next redraw.
         columns, rows = shutil.get_terminal_size()
+        lines = board.lines(columns)
         if len(lines) > rows - 1:
             more = len(lines) - (rows - 2)
             lines = [*lines[: rows - 2], f"  ... and {more} more"]
@@ -162,7 +193,7 @@ async def watch(args: argparse.Namespace, client: AsyncClient) -> int:
         if live:
             if is_log and args.logs:
                 screen.above(event.log)
-            screen.draw(board.lines(), force=event.type != W.WATCH_EVENT_TYPE_TASK_PROGRESS)
+            screen.draw(board, force=event.type != W.WATCH_EVENT_TYPE_TASK_PROGRESS)
             continue
         if is_log:
             if args.logs:
@@ -174,7 +205,7 @@ async def watch(args: argparse.Namespace, client: AsyncClient) -> int:
     job = await client.get(args.uuid)
     if live:
         board.job = job
-        screen.draw(board.lines(), force=True)
+        screen.draw(board, force=True)
     elif not args.json:
         out.write(f"job {job.uuid} {render.job_status(job.status)}\n")
     return 0 if job.status == job_pb2.JOB_STATUS_COMPLETED else 1
