@@ -74,7 +74,13 @@ class Workers:
     started: list[WorkerProcess] = field(default_factory=list)
 
     async def start(
-        self, name: str, *, node: str = "node1", slots: int = 1, **env: str
+        self,
+        name: str,
+        *,
+        node: str = "node1",
+        slots: int = 1,
+        scripts_dir: Path = SCRIPTS,
+        **env: str,
     ) -> WorkerProcess:
         log_path = self.tmp_path / f"worker-{name}.log"
         work = self.tmp_path / f"work-{name}"
@@ -84,7 +90,7 @@ class Workers:
             proc = await start_jobtask(
                 "worker",
                 "--scripts-dir",
-                str(SCRIPTS),
+                str(scripts_dir),
                 "--work-dir",
                 str(work),
                 "--node-name",

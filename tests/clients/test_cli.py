@@ -332,3 +332,46 @@ async def test_serve_each_part_in_its_own_process(tmp_path: Path) -> None:
         assert await _stop(gateway) == 0
         assert await _stop(jobs, signal.SIGTERM) == 0
         assert await _stop(tasks) == 0
+
+
+async def test_a_second_up_on_ports_in_use_stops_with_one_line(tmp_path: Path) -> None:
+    """Another `jobtask up` on a port the first holds fails at once, saying which, instead of
+    sharing the port (gRPC's SO_REUSEPORT) and taking half the first one's calls."""
+    listen = ("--jobs-listen", "127.0.0.1:0", "--tasks-listen", "127.0.0.1:0")
+    first, lines = await _start_server(tmp_path, "up", *listen, "--gateway-listen", "127.0.0.1:0")
+    try:
+        jobs_addr = _address(lines, "JobService:")
+        gateway = _address(lines, "gateway:").removeprefix("http://")
+        other = tmp_path / "other"
+        other.mkdir()
+        for taken in (
+            ("--jobs-listen", jobs_addr, "--tasks-listen", "127.0.0.1:0"),
+            (*listen, "--gateway-listen", gateway),
+        ):
+            second = await start_jobtask(
+                "up",
+                "--database-url",
+                str(other / "jobtask.sqlite3"),
+                *taken,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                env={**os.environ, "GRPC_VERBOSITY": "NONE"},
+            )
+            _, err = await asyncio.wait_for(second.communicate(), 60)
+            assert second.returncode == 1
+            said = [line for line in err.decode().splitlines() if line.strip()]
+            in_use = jobs_addr if taken[1] == jobs_addr else gateway
+            assert said == [
+                f"jobtask: error: cannot listen on {in_use}: Address already in use"
+            ] or (
+                said
+                == [
+                    f"jobtask: error: cannot listen on {in_use}: the address is in use or "
+                    "not available"
+                ]
+            ), said
+        async with AsyncClient.connect(jobs_addr, _address(lines, "TaskService:"), ROOT_TOKEN) as c:
+            for _ in range(8):  # every call still reaches the first server and its database
+                await c.list()
+    finally:
+        assert await _stop(first) == 0

@@ -9,6 +9,7 @@ from jobtask.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgu
 from jobtask.domain.query import ListQuery
 from jobtask.domain.resources import JOB_ALIASES, JOB_ATTRS, Access
 from jobtask.domain.rules import job_identity, submission_digest
+from jobtask.domain.scripts import check_script
 from jobtask.domain.statuses import JOB_TERMINAL, JobStatus, TaskStatus, check_job_move
 from jobtask.domain.updates import (
     check_constraints,
@@ -87,8 +88,7 @@ class JobManager:
                     continue
                 raise InvalidArgument(name, "is set by the job manager, not on submission")
             spec[name] = check_value(name, JOB_ATTRS[name], value)
-        if not spec.get("script"):
-            raise InvalidArgument("script", "is required")
+        spec["script"] = check_script(spec.get("script") or "")
         spec["runtime_constraints"] = check_constraints(
             spec.get("runtime_constraints") or {}, "runtime_constraints"
         )
@@ -235,6 +235,8 @@ class JobManager:
         status = changes.pop("status", None)
         for name, value in changes.items():
             changes[name] = check_value(name, JOB_ATTRS[name], value)
+        if "script" in changes:
+            changes["script"] = check_script(changes["script"])
         if "runtime_constraints" in changes:
             changes["runtime_constraints"] = check_constraints(
                 changes["runtime_constraints"], "runtime_constraints"

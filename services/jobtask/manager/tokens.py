@@ -17,7 +17,7 @@ from typing import Any
 
 from jobtask.domain import scopes as scope_rules
 from jobtask.domain import tokens as token_rules
-from jobtask.domain.errors import InvalidArgument, NotFound, PermissionDenied
+from jobtask.domain.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from jobtask.domain.query import ListQuery
 from jobtask.domain.statuses import TaskStatus
 from jobtask.domain.uuids import TOKEN_INFIX, USER_INFIX, check_uuid, new_uuid
@@ -88,6 +88,12 @@ _TASK_BY_TOKEN = select(
     job_tasks.c.token_digest == bindparam("digest"),
     job_tasks.c.status == TaskStatus.ACTIVE.value,
 )
+# A canceled task keeps its lease (and so its token's digest) until its worker reports the
+# process's exit: a script that calls in meanwhile learns why its token stopped working.
+_CANCELED_TASK_BY_TOKEN = select(job_tasks.c.uuid).where(
+    job_tasks.c.token_digest == bindparam("digest"),
+    job_tasks.c.status == TaskStatus.CANCELED.value,
+)
 
 
 class TokenManager:
@@ -142,7 +148,14 @@ class TokenManager:
         self, conn: AsyncConnection, secret_digest: bytes, now: dt.datetime
     ) -> Credentials | None:
         row = (await conn.execute(_TASK_BY_TOKEN, {"digest": secret_digest})).first()
-        if row is None or not token_rules.digests_equal(row.token_digest, secret_digest):
+        if row is None:
+            canceled = await conn.scalar(_CANCELED_TASK_BY_TOKEN, {"digest": secret_digest})
+            if canceled is not None:
+                raise Unauthenticated(
+                    f"task canceled: {canceled} was canceled, and its token ended with it"
+                )
+            return None
+        if not token_rules.digests_equal(row.token_digest, secret_digest):
             return None
         expires = utc(row.lease_expires_at)
         if expires is None or expires <= now:

@@ -10,6 +10,8 @@ from typing import Any
 
 from jobtask.cli import render
 from jobtask.sdk.client import AsyncClient
+from jobtask.sdk.errors import JobtaskError
+from jobtask.sdk.watch import OnBreak
 from jobtask.v1 import watch_pb2
 
 TASK_INFIX = "-ot0gb-"
@@ -31,6 +33,23 @@ def key_values(pairs: list[str] | None, what: str) -> dict[str, Any]:
             raise ValueError(f"{what} must look like key=value, not {pair!r}")
         result[key] = parse_value(value)
     return result
+
+
+def whole_numbers(pairs: dict[str, Any], what: str) -> dict[str, int]:
+    """Runtime constraints are whole numbers: say which flag and key when one is not."""
+    for key, value in pairs.items():
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"{what} {key}={value!r}: the value must be a whole number")
+    return pairs
+
+
+def json_flag(text: str, flag: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"{flag}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        ) from None
 
 
 def add_commands(sub: argparse._SubParsersAction[Any], common: argparse.ArgumentParser) -> None:
@@ -100,10 +119,29 @@ def add_commands(sub: argparse._SubParsersAction[Any], common: argparse.Argument
     p.set_defaults(run=logs)
 
 
+def say_break(client: AsyncClient) -> OnBreak:
+    """For commands that follow a stream: say on stderr when it breaks and when it is back,
+    rather than falling silent while the SDK reconnects."""
+
+    def said(error: JobtaskError | None) -> None:
+        if error is None:
+            print("jobtask: reconnected", file=sys.stderr, flush=True)
+            return
+        config = client.config
+        print(
+            f"jobtask: lost the jobtask services (jobs {config.jobs_addr}, tasks "
+            f"{config.tasks_addr}): {error}; reconnecting",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return said
+
+
 def _filters(args: argparse.Namespace) -> list[list[Any]]:
     result: list[list[Any]] = []
     if args.filters:
-        loaded = json.loads(args.filters)
+        loaded = json_flag(args.filters, "--filters")
         if not isinstance(loaded, list):
             raise ValueError("--filters must be a JSON list of [attribute, operator, operand]")
         result.extend(loaded)
@@ -113,7 +151,7 @@ def _filters(args: argparse.Namespace) -> list[list[Any]]:
 
 
 async def submit(args: argparse.Namespace, client: AsyncClient) -> int:
-    parameters = json.loads(args.parameters) if args.parameters else {}
+    parameters = json_flag(args.parameters, "--parameters") if args.parameters else {}
     if not isinstance(parameters, dict):
         raise ValueError("--parameters must be a JSON object")
     parameters.update(key_values(args.param, "--param"))
@@ -122,7 +160,7 @@ async def submit(args: argparse.Namespace, client: AsyncClient) -> int:
         parameters,
         version=args.version,
         priority=args.priority,
-        constraints=key_values(args.constraint, "--constraint"),
+        constraints=whole_numbers(key_values(args.constraint, "--constraint"), "--constraint"),
         submit_id=args.submit_id,
         allow_duplicate=args.allow_duplicate,
     )
@@ -176,6 +214,8 @@ async def change_status(args: argparse.Namespace, client: AsyncClient) -> int:
 
 async def tasks(args: argparse.Namespace, client: AsyncClient) -> int:
     found = await client.tasks(args.job_uuid)
+    if not found:
+        await client.get(args.job_uuid)  # a job that does not exist is NOT_FOUND, not no tasks
     if args.json:
         render.print_json(found)
     else:
@@ -208,7 +248,7 @@ async def logs(args: argparse.Namespace, client: AsyncClient) -> int:
     # The watch's snapshot holds the logs so far and its events the rest: nothing is
     # missed or printed twice between the two.
     job_uuid = (await client.get_task(task_uuid)).job_uuid if task_uuid else args.uuid
-    async for event in client.watch(job_uuid, task_uuid=task_uuid):
+    async for event in client.watch(job_uuid, task_uuid=task_uuid, on_break=say_break(client)):
         if event.type == watch_pb2.WATCH_EVENT_TYPE_SNAPSHOT:
             for task in event.tasks:
                 _print_log(task.uuid, f"sequence {task.sequence}", task.log, args.json)

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
-from jobtask.cli import health, jobs, servers, watching, worker
+from jobtask.cli import completion, health, jobs, servers, watching, worker
 from jobtask.cli.tokens import add_token_commands
 from jobtask.sdk.client import AsyncClient
-from jobtask.sdk.errors import JobtaskError, UnavailableError
+from jobtask.sdk.errors import JobtaskError, UnauthenticatedError, UnavailableError
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -29,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="jobtask", description="A job and task dispatcher with the Arvados Jobs API."
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     client = argparse.ArgumentParser(add_help=False)
     client.add_argument("--jobs-addr", help="JobService host:port ($JOBTASK_JOBS_ADDR)")
     client.add_argument("--tasks-addr", help="TaskService host:port ($JOBTASK_TASKS_ADDR)")
@@ -44,7 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_command(sub, client)
     jobs.add_commands(sub, people)
     watching.add_command(sub, people)
+    completion.add_command(sub, parser)
     return parser
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("jobtask")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 async def _with_client(args: argparse.Namespace) -> int:
@@ -62,9 +73,13 @@ async def _with_client(args: argparse.Namespace) -> int:
         return code
 
 
-def describe(exc: JobtaskError) -> str:
+def describe(exc: JobtaskError, args: argparse.Namespace | None = None) -> str:
     kind = exc.code.name.lower().replace("_", " ")
-    return f"{kind}: {exc}"
+    text = f"{kind}: {exc}"
+    given = getattr(args, "token", None) or os.environ.get("JOBTASK_TOKEN")
+    if isinstance(exc, UnauthenticatedError) and not given:
+        text += " (no token given: set $JOBTASK_TOKEN or pass --token)"
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -85,8 +100,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_with_client(args))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `jobtask list | head -1`: the reader has what it wanted. Quiet, and no second
+        # error when Python flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except JobtaskError as exc:
-        print(f"jobtask: {describe(exc)}", file=sys.stderr)
+        print(f"jobtask: {describe(exc, args)}", file=sys.stderr)
         return EXIT_FAILED
     except (ValueError, json.JSONDecodeError) as exc:
         print(f"jobtask: error: {exc}", file=sys.stderr)

@@ -16,6 +16,7 @@ from collections import Counter
 from typing import Any, TextIO
 
 from jobtask.cli import render
+from jobtask.cli.jobs import say_break
 from jobtask.sdk.client import AsyncClient
 from jobtask.sdk.messages import to_dict
 from jobtask.v1 import job_pb2, job_task_pb2, watch_pb2
@@ -183,7 +184,8 @@ async def watch(args: argparse.Namespace, client: AsyncClient) -> int:
     live = out.isatty() and not args.json and not args.plain
     board = Board()
     screen = Screen(out)
-    async for event in client.watch(args.uuid, after_seq=args.after_seq):
+    following = client.watch(args.uuid, after_seq=args.after_seq, on_break=say_break(client))
+    async for event in following:
         board.apply(event)
         if args.json:
             out.write(json.dumps(to_dict(event)) + "\n")

@@ -22,7 +22,7 @@ from jobtask.sdk import messages
 from jobtask.sdk.config import ClientConfig
 from jobtask.sdk.messages import Constraints, Filters, ListOptions
 from jobtask.sdk.transport import Transport
-from jobtask.sdk.watch import resumable
+from jobtask.sdk.watch import OnBreak, resumable
 from jobtask.v1 import (
     job_pb2,
     job_service_pb2,
@@ -176,6 +176,7 @@ class AsyncClient:
         after_seq: int | None = None,
         reconnect_for: float = 30.0,
         heartbeats: bool = False,
+        on_break: OnBreak | None = None,
     ) -> AsyncIterator[watch_pb2.WatchEvent]:
         """A snapshot of the job and its tasks, then every change, until the job is
         terminal. Survives server restarts (resumes with after_seq); see jobtask.sdk.watch."""
@@ -201,7 +202,11 @@ class AsyncClient:
             return stream
 
         return resumable(
-            open_stream, after_seq=after_seq, reconnect_for=reconnect_for, heartbeats=heartbeats
+            open_stream,
+            after_seq=after_seq,
+            reconnect_for=reconnect_for,
+            heartbeats=heartbeats,
+            on_break=on_break,
         )
 
     # -- tasks ----------------------------------------------------------------------------

@@ -14,11 +14,14 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import grpc
-from jobtask.sdk.errors import UnavailableError, from_rpc_error
+from jobtask.sdk.errors import JobtaskError, UnavailableError, from_rpc_error
 from jobtask.v1 import watch_pb2
 
 # Opens one stream, resuming after the given sequence number (None: snapshot first).
 OpenStream = Callable[[int | None], AsyncIterator[watch_pb2.WatchEvent]]
+# Told when the stream breaks and a reconnect begins (with why), and again when it is back
+# (with None): so a command line can say so instead of going quiet.
+OnBreak = Callable[[JobtaskError | None], None]
 
 # Codes that mean "the server went away", not "the request was wrong".
 RECONNECT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE})
@@ -32,16 +35,19 @@ async def resumable(
     after_seq: int | None = None,
     reconnect_for: float = 30.0,
     heartbeats: bool = False,
+    on_break: OnBreak | None = None,
 ) -> AsyncIterator[watch_pb2.WatchEvent]:
     """Yields the events of successive streams as one; ends when a stream ends by itself
     (the job is terminal). Gives up with UnavailableError after `reconnect_for` seconds
-    without reaching a server."""
+    without reaching a server; `on_break` hears of each break and each recovery."""
     last = after_seq
     delay = 0.1
     broken_since: float | None = None
     while True:
         try:
             async for event in open_stream(last):
+                if broken_since is not None and on_break is not None:
+                    on_break(None)
                 broken_since = None
                 delay = 0.1
                 if event.type == SNAPSHOT:
@@ -56,6 +62,8 @@ async def resumable(
             if exc.code() not in RECONNECT_CODES:
                 raise from_rpc_error(exc) from None
             now = time.monotonic()
+            if broken_since is None and on_break is not None:
+                on_break(from_rpc_error(exc))
             broken_since = broken_since or now
             if now - broken_since >= reconnect_for:
                 error = from_rpc_error(exc)

@@ -17,7 +17,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from jobtask.sdk.client import AsyncClient
-from jobtask.sdk.errors import JobtaskError
+from jobtask.sdk.errors import JobtaskError, PermissionDeniedError, UnauthenticatedError
 from jobtask.v1 import job_task_pb2, task_service_pb2
 from jobtask.worker.config import WorkerConfig
 from jobtask.worker.runner import TaskRun
@@ -88,6 +88,13 @@ class Worker:
                     return
                 try:
                     assignments = claim.result()
+                except (UnauthenticatedError, PermissionDeniedError) as exc:
+                    # No retry makes a refused token good: stop and say what to do.
+                    raise type(exc)(
+                        f"the worker's token was refused ({exc}): give it a worker token "
+                        "(`jobtask token create --worker`) in $JOBTASK_TOKEN or --token",
+                        status=exc.status,
+                    ) from None
                 except JobtaskError as exc:
                     log.warning("claim failed: %s (retrying in %.1fs)", exc, backoff)
                     await self._wait_for(stopping, asyncio.sleep(backoff))

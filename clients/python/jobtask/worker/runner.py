@@ -119,8 +119,16 @@ class TaskRun:
         )
 
     async def _run_process(self, place: TaskPlace) -> None:
+        # Each attempt's part of the task log opens and closes with a line of ours, so that
+        # `jobtask logs` shows where one attempt ends and why, and where the next begins.
+        attempt = self.assignment.task.attempt
+        self._log(
+            _note(f"attempt {attempt} on {self.config.node_name} (worker {self.config.worker_id})")
+        )
         try:
-            self.exit = await self._start_and_wait(place)
+            exit_status = await self._start_and_wait(place)
+            self._log(_note(f"attempt {attempt} ended: {exit_status}"))
+            self.exit = exit_status
         finally:
             self.poke.set()
 
