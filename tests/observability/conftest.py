@@ -15,6 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.scale.conftest import Part, Topology
+from tests.scale.conftest import topology as topology  # the PostgreSQL one, shared
 
 OBSERVED = {
     "JOBTASK_METRICS_LISTEN": "127.0.0.1:0",

@@ -96,8 +96,11 @@ async def _check(target: str, services: Sequence[str], tls_ca: bytes | None) -> 
                 answer = await stub.Check(
                     health_pb2.HealthCheckRequest(service=service), timeout=CHECK_TIMEOUT_SECONDS
                 )
-            except grpc.aio.AioRpcError:
-                out[service] = "unreachable"
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.NOT_FOUND:
+                    out[service] = "unreachable"
+                # NOT_FOUND: the process answers but publishes no health for this name (the
+                # token service rides along with JobService): nothing to report.
                 continue
             serving = answer.status == health_pb2.HealthCheckResponse.SERVING
             out[service] = "ok" if serving else "not serving"
@@ -122,9 +125,10 @@ def install(app: Starlette, targets: Mapping[str, str], tls_ca: bytes | None = N
         checks: dict[str, str] = {}
         for (target, names), answer in zip(by_target.items(), answers, strict=True):
             for name in names:
-                checks[name] = answer[name]
+                if name in answer:
+                    checks[name] = answer[name]
             # Every service process pings the one database: the worst answer counts.
-            store = answer[STORE_SERVICE]
+            store = answer.get(STORE_SERVICE, "unreachable")
             if checks.get("database", "ok") == "ok":
                 checks["database"] = store if store == "ok" else f"{store} (via {target})"
         ready = all(v == "ok" for v in checks.values())
