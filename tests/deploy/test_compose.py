@@ -158,3 +158,36 @@ def test_the_dockerfile_copies_what_exists_and_what_the_build_needs() -> None:
     needed += project["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
     for path in needed:
         assert any(Path(path).is_relative_to(c) for c in copied), f"{path} is not copied"
+
+
+def test_the_gateway_health_check_asks_readyz_which_the_gateway_serves() -> None:
+    """issue 18: the check's URL is the gateway's /readyz, answered without a token (here
+    503: no services listen at these addresses), and /healthz answers 200."""
+    import asyncio
+
+    import httpx
+    from jobtask.gateway.server import create_app
+
+    test = services()["gateway"]["healthcheck"]["test"]
+    url = re.search(r"http://[^'\"]+", " ".join(test))
+    assert url is not None and url.group(0).endswith(":8000/readyz"), test
+
+    async def ask() -> tuple[int, int, dict[str, Any]]:
+        app = create_app("127.0.0.1:1", "127.0.0.1:1")
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+            alive = await http.get("/healthz")
+            ready = await http.get("/readyz")
+        return alive.status_code, ready.status_code, ready.json()
+
+    alive, ready, body = asyncio.run(ask())
+    assert (alive, ready) == (200, 503)
+    assert body["status"] == "unready"
+    assert body["checks"][JOB_SERVICE] == "unreachable"
+
+
+def test_every_service_exposes_metrics() -> None:
+    environment = compose()["x-jobtask"]["environment"]
+    assert environment["JOBTASK_METRICS_LISTEN"].endswith(":9100")
+    for name in ("jobs", "tasks", "gateway"):
+        assert services()[name]["environment"]["JOBTASK_METRICS_LISTEN"].endswith(":9100")

@@ -16,6 +16,7 @@ from types import ModuleType
 
 import jobtask.v1
 import uvicorn
+from jobtask.gateway import health
 from jobtask.gateway.channels import ServiceChannels
 from jobtask.gateway.discovery import discovery_document
 from jobtask.gateway.endpoints import JSON_TYPE, Dispatcher, error_response
@@ -105,7 +106,7 @@ def create_app(
         finally:
             await channels.close()
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route(
                 "/discovery/v1/apis/arvados/v1/rest",
@@ -119,6 +120,8 @@ def create_app(
         exception_handlers={HTTPException: _http_exception},
         lifespan=lifespan,
     )
+    health.install(app, targets, tls_ca)  # /healthz, /readyz, access log (issue 18)
+    return app
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:

@@ -16,6 +16,7 @@ from jobtask.domain.rules import decide_exit, handed_back_status
 from jobtask.domain.statuses import JOB_HOLDING, JobStatus, TaskStatus, check_task_move
 from jobtask.manager import lifecycle
 from jobtask.manager.context import Caller, Settings, utcnow
+from jobtask.observability import lifecycle as observe
 from jobtask.store.records import Record
 from jobtask.store.schema import job_tasks, task_attempts, task_failures
 from sqlalchemy import bindparam, insert, select, update
@@ -135,7 +136,7 @@ async def finish_attempt(
         if task["worker_id"]:
             await remember_failure(conn, task, now)
     await close_attempt(conn, task, now, decision.status.value)
-    return await finish_task(
+    decided = await finish_task(
         conn,
         settings,
         job,
@@ -147,6 +148,8 @@ async def finish_attempt(
         reported=reported,
         settle=settle,
     )
+    observe.attempt_ended(conn, task, decided, now, exit_code=exit_code, signal=signal)
+    return decided
 
 
 async def remember_failure(conn: AsyncConnection, task: Record, now: dt.datetime) -> None:

@@ -12,6 +12,8 @@ from jobtask.manager import attempts, lifecycle
 from jobtask.manager.context import Caller, Settings, WorkerSpec, utcnow
 from jobtask.manager.placement import Placement, limits_of
 from jobtask.manager.tasks import Claim
+from jobtask.observability import lifecycle as observe
+from jobtask.observability.streams import WORKER_SLOTS
 from jobtask.store import claims as queries
 from jobtask.store.database import Database, mark_changed
 from jobtask.store.records import Record, job_record, task_record
@@ -72,7 +74,9 @@ class ClaimManager:
                         c.job = settled
             return claims
 
-        return await self.db.transact(run)
+        claims = await self.db.transact(run)
+        WORKER_SLOTS.seen(worker.worker_id, max(0, (worker.free_slots or 1) - len(claims)))
+        return claims
 
     async def _choose(
         self, conn: AsyncConnection, caller: Caller, worker: WorkerSpec, want: int, now: dt.datetime
@@ -135,6 +139,7 @@ class ClaimManager:
         token = secrets.token_urlsafe(32)
         lease_id = secrets.token_hex(16)
         attempt = task["attempt"] + 1
+        queued = task
         task = await lifecycle.write_task(
             conn,
             job,
@@ -164,6 +169,7 @@ class ClaimManager:
             "started_at": now,
         }
         await conn.execute(_INSERT_ATTEMPT, attempt_row)
+        observe.task_claimed(conn, queued, task, now)
         return Claim(task, job, token)
 
     async def renew(self, task_uuid: str, lease_id: str) -> tuple[Record, dt.datetime]:
@@ -223,6 +229,7 @@ class ClaimManager:
                 await attempts.close_attempt(conn, task, now, f"ended after {task['status']}")
                 await attempts.release_lease(conn, task)
                 continue
+            observe.lease_expired(conn, task)
             await attempts.finish_attempt(
                 conn,
                 self.settings,

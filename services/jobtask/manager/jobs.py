@@ -21,6 +21,7 @@ from jobtask.domain.updates import (
 from jobtask.domain.uuids import JOB_INFIX, check_uuid, new_uuid
 from jobtask.manager import lifecycle
 from jobtask.manager.context import Caller, Settings, utcnow
+from jobtask.observability import lifecycle as observe
 from jobtask.store import feed
 from jobtask.store.database import Database
 from jobtask.store.listing import run_list
@@ -187,6 +188,7 @@ class JobManager:
         row = (await conn.execute(_INSERT_JOB, values)).one()
         job = job_record(row)
         await feed.append(conn, job["uuid"], feed.JOB_CHANGED, to_json(job), now=now)
+        observe.job_submitted(conn, job)
         # Seeds: "When a job starts, it is seeded with a job task with sequence=0 and an
         # empty parameters{} list" -- in the same transaction, so no job is ever without it
         # (counted by the job's n_queued=1 above).

@@ -17,6 +17,7 @@ from jobtask.domain.errors import NotFound
 from jobtask.domain.statuses import JobStatus, TaskStatus, check_job_move
 from jobtask.domain.uuids import TASK_INFIX, new_uuid
 from jobtask.manager.context import Caller, Settings
+from jobtask.observability import lifecycle as observe
 from jobtask.store import feed
 from jobtask.store.records import (
     COUNT_COLUMN,
@@ -315,6 +316,7 @@ async def move_job(
         for move in ripple.on_enter(new, previous):
             await bulk_move(conn, job, move, now=now, caller=caller)
         job = await write_job(conn, job, changes, now=now, caller=caller)
+        observe.job_moved(conn, job, previous.value)
         nxt = ripple.follow_up(new, task_counts(job))
         if nxt is None or nxt is new:
             return job

@@ -22,10 +22,12 @@ from jobtask.manager.reports import ReportManager
 from jobtask.manager.tasks import TaskManager
 from jobtask.manager.tokens import TokenManager
 from jobtask.server import upkeep
+from jobtask.server.access import AccessInterceptor
 from jobtask.server.auth import AuthInterceptor, method_rules
 from jobtask.server.callers import CallerResolver
 from jobtask.server.changes import ChangeSignal
 from jobtask.server.jobs import JobServicer
+from jobtask.server.readiness import StoreHealthServicer
 from jobtask.server.run_task import RunTasks
 from jobtask.server.tasks import TaskServicer
 from jobtask.server.tokens import TokenServicer
@@ -69,6 +71,12 @@ class Core:
     # auth (issue 5): verifies tokens; the interceptor checks every jobtask call with it.
     tokens: TokenManager
     auth: AuthInterceptor
+    # observability (issue 18): access logs and RPC metrics, outside auth.
+    access: AccessInterceptor = field(default_factory=AccessInterceptor)
+
+    @property
+    def interceptors(self) -> list[grpc.aio.ServerInterceptor[Any, Any]]:
+        return [self.access, self.auth]
 
     @classmethod
     async def open(
@@ -102,11 +110,9 @@ class Core:
         )
 
 
-def _new_server(
-    names: list[str], interceptors: list[grpc.aio.ServerInterceptor[Any, Any]]
-) -> tuple[grpc.aio.Server, health_aio.HealthServicer]:
+def _new_server(core: Core, names: list[str]) -> tuple[grpc.aio.Server, health_aio.HealthServicer]:
     server = grpc.aio.server(
-        interceptors=interceptors,
+        interceptors=core.interceptors,
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -118,7 +124,7 @@ def _new_server(
             ("grpc.so_reuseport", 0),
         ],
     )
-    health_servicer = health_aio.HealthServicer()
+    health_servicer = StoreHealthServicer(core.db)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
@@ -155,7 +161,7 @@ def _bind(server: grpc.aio.Server, listen: str, credentials: grpc.ServerCredenti
 def create_job_server(
     core: Core, listen: str, credentials: grpc.ServerCredentials | None = None
 ) -> tuple[grpc.aio.Server, int, Any]:
-    server, health_servicer = _new_server([JOB_SERVICE, AUTH_SERVICE], [core.auth])
+    server, health_servicer = _new_server(core, [JOB_SERVICE, AUTH_SERVICE])
     # The generated registration functions are untyped.
     job_service_pb2_grpc.add_JobServiceServicer_to_server(  # type: ignore[no-untyped-call]
         JobServicer(core.jobs, core.callers, core.watcher), server
@@ -169,7 +175,7 @@ def create_job_server(
 def create_task_server(
     core: Core, listen: str, credentials: grpc.ServerCredentials | None = None
 ) -> tuple[grpc.aio.Server, int, Any]:
-    server, health_servicer = _new_server([TASK_SERVICE], [core.auth])
+    server, health_servicer = _new_server(core, [TASK_SERVICE])
     task_service_pb2_grpc.add_TaskServiceServicer_to_server(  # type: ignore[no-untyped-call]
         TaskServicer(
             core.tasks, core.claims, core.callers, core.watcher, core.signal, runs=core.runs

@@ -31,6 +31,8 @@ from google.protobuf.message import Message
 from jobtask.domain import scopes as scope_rules
 from jobtask.domain.errors import DomainError
 from jobtask.manager.tokens import Credentials, TokenManager
+from jobtask.observability.logs import refused_token
+from jobtask.observability.metrics import TOKENS_REFUSED
 from jobtask.server.callers import NOT_LOGGED_IN, bearer_token, bind_credentials
 from jobtask.server.errors import rich_status
 
@@ -186,8 +188,10 @@ class AuthInterceptor(_Interceptor):
                 # grpc-stubs lacks abort_with_status on the asyncio context; grpc.aio has it.
                 await context.abort_with_status(rich_status(exc))  # type: ignore[attr-defined]
         if creds is None:
-            # Never the token itself: it may be a real one sent to the wrong cluster.
-            log.info("%s: %s token", rule.full_method, "invalid" if raw else "no")
+            # Never the token itself: it may be a real one sent to the wrong cluster. One
+            # line per token per five minutes, not one per retry of a misconfigured worker.
+            TOKENS_REFUSED.inc()
+            refused_token(rule.full_method, raw)
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, NOT_LOGGED_IN)
         return creds
 

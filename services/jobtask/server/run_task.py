@@ -44,6 +44,7 @@ from jobtask.domain.reports import Batch, Instruction, Report, Verdict, verdict
 from jobtask.domain.uuids import TASK_INFIX, check_uuid
 from jobtask.manager.context import Caller, Settings
 from jobtask.manager.reports import Outcome, ReportManager, Submission
+from jobtask.observability.logs import emit
 from jobtask.server.changes import ChangeSignal
 from jobtask.server.convert import task_pb, timestamp
 from jobtask.server.group_commit import GroupCommit
@@ -155,6 +156,8 @@ class RunTaskStream:
             if opened.verdict.instruction is Instruction.STOP:
                 yield self._response(opened)
                 return
+        # A reopened stream (after a reconnect) logs it again, with the same lease.
+        emit("task_started", task_uuid=self.task_uuid, caller_uuid=self.caller.user_uuid)
         # That read (or the first batch's) counts as the stream's first status check.
         self.last_check = time.monotonic()
         reader = asyncio.create_task(self._read(first, messages))

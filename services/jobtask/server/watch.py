@@ -15,6 +15,7 @@ from typing import Any
 from jobtask.domain.errors import NotFound, OutOfRange
 from jobtask.domain.statuses import JOB_TERMINAL, JobStatus
 from jobtask.manager.context import Caller
+from jobtask.observability.streams import WATCHES
 from jobtask.server.changes import ChangeSignal
 from jobtask.server.convert import job_pb, task_pb, timestamp
 from jobtask.server.feed_reads import SharedFeedReads
@@ -187,8 +188,19 @@ class Watcher:
     ) -> AsyncIterator[watch_pb2.WatchEvent]:
         """Events after `last`, until the job is terminal and every event up to then was
         sent. `terminal` is the job's state as of `last`; job_changed events update it."""
+        position = WATCHES.opened(job_uuid, last)
+        try:
+            async for event in self._follow_from(job_uuid, task_uuid, last, terminal, position):
+                yield event
+        finally:
+            WATCHES.closed(position)
+
+    async def _follow_from(
+        self, job_uuid: str, task_uuid: str | None, last: int, terminal: bool, position: int
+    ) -> AsyncIterator[watch_pb2.WatchEvent]:
         idle_since = time.monotonic()
         while True:
+            WATCHES.sent(position, job_uuid, last)
             # Taken before reading: a commit between the read and the wait still wakes us.
             mark = self.signal.mark()
             page = await self.reads.after(job_uuid, last, FOLLOW_PAGE)

@@ -12,12 +12,14 @@ import contextlib
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TypeVar
 
 from jobtask.domain.errors import Aborted, AlreadyExists, DomainError, Unavailable
+from jobtask.observability.metrics import DB_TRANSACTION_SECONDS
 from jobtask.store import sqlite_inline
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
@@ -40,6 +42,7 @@ POOL_TIMEOUT_SECONDS = 30.0  # SQLAlchemy's default, made explicit
 # PostgreSQL channel on which every transaction that changed the feed notifies the others.
 NOTIFY_CHANNEL = "jobtask_events"
 _CHANGED = "jobtask.changed"
+_AFTER_COMMIT = "jobtask.after_commit"
 
 
 def mark_changed(conn: AsyncConnection) -> None:
@@ -47,6 +50,12 @@ def mark_changed(conn: AsyncConnection) -> None:
     change feed, the set of live workers): at commit, this process's listeners are called
     and, on PostgreSQL, other processes are notified."""
     conn.info[_CHANGED] = True
+
+
+def after_commit(conn: AsyncConnection, fn: Callable[[], None]) -> None:
+    """Calls fn once this transaction committed (never if it rolls back or is retried):
+    for logs and metrics of what it changed."""
+    conn.info.setdefault(_AFTER_COMMIT, []).append(fn)
 
 
 def default_url() -> str:
@@ -133,6 +142,14 @@ class Database:
         async with self._write_lock:
             yield
 
+    def pool_usage(self) -> tuple[int, int] | None:
+        """PostgreSQL: (connections in use, connections open) of this process's pool."""
+        if self._engine is None:
+            return None
+        pool = self._engine.pool
+        checked_out = int(getattr(pool, "checkedout", lambda: 0)())
+        return checked_out, checked_out + int(getattr(pool, "checkedin", lambda: 0)())
+
     @property
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"
@@ -208,21 +225,27 @@ class Database:
         """Runs fn in one write transaction; retries it when a concurrent writer won."""
         delay = 0.02
         for attempt in range(WRITE_RETRIES):
+            started = time.perf_counter()
             try:
-                result, changed = await self._transact_once(fn)
+                result, changed, done = await self._transact_once(fn)
             except Aborted:
                 if attempt == WRITE_RETRIES - 1:
                     raise
                 await asyncio.sleep(delay)
                 delay *= 2
                 continue
+            DB_TRANSACTION_SECONDS.observe(time.perf_counter() - started)
             if changed:
                 for listener in self._commit_listeners:
                     listener()
+            for call in done:
+                call()
             return result
         raise AssertionError("unreachable")
 
-    async def _transact_once(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> tuple[T, bool]:
+    async def _transact_once(
+        self, fn: Callable[[AsyncConnection], Awaitable[T]]
+    ) -> tuple[T, bool, list[Callable[[], None]]]:
         try:
             if self._sqlite_write is not None:
                 async with self.writer():
@@ -245,15 +268,19 @@ class Database:
 
     async def _run(
         self, conn: AsyncConnection, fn: Callable[[AsyncConnection], Awaitable[T]]
-    ) -> tuple[T, bool]:
+    ) -> tuple[T, bool, list[Callable[[], None]]]:
         # conn.info outlives the checkout (it belongs to the pooled connection): reset it.
         conn.info.pop(_CHANGED, None)
-        result = await fn(conn)
+        conn.info.pop(_AFTER_COMMIT, None)
+        try:
+            result = await fn(conn)
+        finally:
+            done: list[Callable[[], None]] = conn.info.pop(_AFTER_COMMIT, [])
         changed = bool(conn.info.pop(_CHANGED, False))
         if changed and not self.is_sqlite:
             # Delivered at commit, and only if the transaction commits.
             await conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
-        return result, changed
+        return result, changed, done
 
 
 # SQLSTATEs that mean "try again": serialization failure, deadlock.

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from jobtask.cli import completion, health, jobs, servers, watching, worker
 from jobtask.cli.tokens import add_token_commands
+from jobtask.observability.logs import FORMATS, configure
 from jobtask.sdk.client import AsyncClient
 from jobtask.sdk.errors import JobtaskError, UnauthenticatedError, UnavailableError
 
@@ -30,7 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jobtask", description="A job and task dispatcher with the Arvados Jobs API."
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output (-vvv: gRPC's own)"
+    )
+    parser.add_argument(
+        "--log-format", choices=FORMATS, help="$JOBTASK_LOG_FORMAT: text (default) or json"
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     client = argparse.ArgumentParser(add_help=False)
     client.add_argument("--jobs-addr", help="JobService host:port ($JOBTASK_JOBS_ADDR)")
@@ -85,11 +91,15 @@ def describe(exc: JobtaskError, args: argparse.Namespace | None = None) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose > 1 else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    try:
+        configure(
+            logging.DEBUG if args.verbose > 1 else logging.INFO,
+            args.log_format,
+            grpc_verbose=args.verbose > 2,
+        )
+    except ValueError as exc:
+        print(f"jobtask: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     if args.verbose == 0 and getattr(args, "run", None) is not None:
         logging.getLogger().setLevel(logging.WARNING)
     if args.verbose < 2:

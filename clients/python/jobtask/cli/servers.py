@@ -56,6 +56,10 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     server.add_argument(
         "--gateway-listen", help=f"$JOBTASK_GATEWAY_LISTEN ({DEFAULT_GATEWAY_LISTEN})"
     )
+    server.add_argument(
+        "--metrics-listen",
+        help="$JOBTASK_METRICS_LISTEN host:port for Prometheus's GET /metrics (default: off)",
+    )
     server.add_argument("--lease-ttl", type=float, help="$JOBTASK_LEASE_TTL seconds (30)")
     server.add_argument("--retry-limit", type=int, help="$JOBTASK_RETRY_LIMIT (3)")
     server.add_argument("--tls-cert", help="$JOBTASK_TLS_CERT (gateway HTTPS)")
@@ -110,6 +114,25 @@ def _service_options(args: argparse.Namespace) -> dict[str, Any]:
         "lease_ttl": args.lease_ttl or float(_env("JOBTASK_LEASE_TTL", "30")),
         "retry_limit": args.retry_limit or int(_env("JOBTASK_RETRY_LIMIT", "3")),
     }
+
+
+async def _start_metrics(args: argparse.Namespace, services: Any | None) -> Any | None:
+    """The process's Prometheus endpoint, if asked for; its URL is printed."""
+    listen = args.metrics_listen or os.environ.get("JOBTASK_METRICS_LISTEN")
+    if not listen:
+        return None
+    from jobtask.observability.collector import CACHE_SECONDS, StoreCollector
+    from jobtask.observability.endpoint import serve_metrics
+
+    store = []
+    if services is not None:
+        cache = float(_env("JOBTASK_METRICS_CACHE_SECONDS", str(CACHE_SECONDS)))
+        store.append(
+            StoreCollector(
+                services.core.db, services.core.settings.live_horizon, cache_seconds=cache
+            )
+        )
+    return await serve_metrics(listen, store)
 
 
 def _gateway_module() -> Any | None:
@@ -179,8 +202,9 @@ async def up(args: argparse.Namespace) -> int:
     )
     jobs_addr = f"{_host(jobs_listen)}:{services.jobs_port}"
     tasks_addr = f"{_host(tasks_listen)}:{services.tasks_port}"
-    gateway = None
+    gateway = metrics = None
     try:
+        metrics = await _start_metrics(args, services)
         module = None if args.no_gateway else _gateway_module()
         if module is not None:
             gateway = await module.serve_gateway(
@@ -197,6 +221,8 @@ async def up(args: argparse.Namespace) -> int:
         print(f"TaskService: {tasks_addr}")
         if gateway is not None:
             print(f"gateway:     {gateway.url}")
+        if metrics is not None:
+            print(f"metrics:     {metrics.url}")
         token = await _root_token(services)
         if token:
             print(f"admin token: {token}  (shown once; export JOBTASK_TOKEN={token})")
@@ -205,6 +231,8 @@ async def up(args: argparse.Namespace) -> int:
         await running.until_signalled()
     finally:
         print("stopping", flush=True)
+        if metrics is not None:
+            await metrics.stop()
         if gateway is not None:
             await gateway.stop()
         await services.stop(2.0)
@@ -226,10 +254,15 @@ async def serve(args: argparse.Namespace) -> int:
             services_ca=_services_ca(args),
         )
         print(f"gateway: {gateway.url}", flush=True)
+        metrics = await _start_metrics(args, None)
+        if metrics is not None:
+            print(f"metrics: {metrics.url}", flush=True)
         running = Running(gateway.wait())
         try:
             await running.until_signalled()
         finally:
+            if metrics is not None:
+                await metrics.stop()
             await gateway.stop()
         await running.finish()
         return 0
@@ -250,10 +283,15 @@ async def serve(args: argparse.Namespace) -> int:
     port = services.jobs_port if jobs else services.tasks_port
     name = "JobService" if jobs else "TaskService"
     print(f"{name}: {_host(listen)}:{port}", flush=True)
+    metrics = await _start_metrics(args, services)
+    if metrics is not None:
+        print(f"metrics: {metrics.url}", flush=True)
     running = Running(services.wait())
     try:
         await running.until_signalled()
     finally:
+        if metrics is not None:
+            await metrics.stop()
         await services.stop(2.0)
     await running.finish()
     return 0
