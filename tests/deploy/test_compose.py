@@ -191,3 +191,39 @@ def test_every_service_exposes_metrics() -> None:
     assert environment["JOBTASK_METRICS_LISTEN"].endswith(":9100")
     for name in ("jobs", "tasks", "gateway"):
         assert services()[name]["environment"]["JOBTASK_METRICS_LISTEN"].endswith(":9100")
+
+
+GRPC_PORTS = ROOT / "compose.grpc-ports.yml"
+
+
+def test_the_grpc_ports_override_publishes_what_the_services_listen_on() -> None:
+    """compose.grpc-ports.yml (issue 19): valid, names services of docker-compose.yml, and
+    publishes each one's gRPC listen port on the host's loopback."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--builtin-schema",
+            "vendor.compose-spec",
+            str(GRPC_PORTS),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    override = yaml.safe_load(GRPC_PORTS.read_text())["services"]
+    listens = {"jobs": "JOBTASK_JOBS_LISTEN", "tasks": "JOBTASK_TASKS_LISTEN"}
+    assert override.keys() == listens.keys()
+    for name, variable in listens.items():
+        port = services()[name]["environment"][variable].rsplit(":", 1)[1]
+        (published,) = override[name]["ports"]
+        assert published.startswith("127.0.0.1:") and published.endswith(f":{port}")
+
+
+def test_no_command_needs_the_worker_token_before_it_exists() -> None:
+    """`${VAR:?}` is checked by every compose command, `docker compose run migrate jobtask
+    token create --worker` (which makes the worker token) included."""
+    assert "${JOBTASK_WORKER_TOKEN:?" not in COMPOSE.read_text()
