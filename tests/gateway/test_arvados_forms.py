@@ -137,3 +137,79 @@ async def test_multipart_bodies_are_form_bodies(stack: Stack) -> None:
         headers={"Content-Type": "multipart/form-data; boundary=x"},
     )
     assert response.status_code == 422, response.text
+
+
+def _respelled(stamp: str) -> str:
+    """Another RFC 3339 spelling of the gateway's own `...T..:..:..123456000Z`: six digits
+    and an explicit offset."""
+    head, _, fraction = stamp.removesuffix("Z").partition(".")
+    return f"{head}.{fraction[:6]}+00:00"
+
+
+async def test_a_whole_job_record_sent_back_in_every_body_form(stack: Stack) -> None:
+    job = await stack.create_job()
+    uuid = job["uuid"]
+    locked = await stack.client.post(f"/arvados/v1/jobs/{uuid}/lock")
+    assert locked.status_code == 200, locked.text
+    canceled = await stack.client.post(f"/arvados/v1/jobs/{uuid}/cancel")
+    assert canceled.status_code == 200, canceled.text
+    record = (await stack.client.get(f"/arvados/v1/jobs/{uuid}")).json()
+    assert record["started_at"] and record["cancelled_at"] and record["is_locked_by_uuid"]
+    assert isinstance(record["tasks_summary"], dict)
+
+    bodies: list[dict[str, Any]] = [
+        {"json": lambda r: {"job": r}},
+        {"json": lambda r: r},  # bare attributes (wrap_parameters)
+        {"data": lambda r: {"job": json.dumps(r)}},  # the Perl SDK's save
+        {"files": lambda r: {"job": (None, json.dumps(r))}},
+    ]
+    for priority, form in enumerate(bodies, start=1):
+        ((how, make),) = form.items()
+        # Read afresh each time, so modified_at is the current one; then change one thing.
+        whole = (await stack.client.get(f"/arvados/v1/jobs/{uuid}")).json()
+        whole["priority"] = priority
+        if priority % 2:
+            for name in ("created_at", "started_at", "cancelled_at", "finished_at"):
+                whole[name] = _respelled(whole[name])
+        response = await stack.client.put(f"/arvados/v1/jobs/{uuid}", **{how: make(whole)})
+        assert response.status_code == 200, (how, response.text)
+        assert response.json()["priority"] == priority
+        assert response.json()["started_at"] == record["started_at"]
+
+    # A record read before another change still saves: Arvados drops created_at and the
+    # modified_* attributes from every body.
+    record["priority"] = 9
+    response = await stack.client.put(f"/arvados/v1/jobs/{uuid}", json={"job": record})
+    assert response.status_code == 200, response.text
+    # A manager-set attribute that differs from the stored one is refused by name.
+    fresh = (await stack.client.get(f"/arvados/v1/jobs/{uuid}")).json()
+    for name, value in [
+        ("tasks_summary", {**fresh["tasks_summary"], "done": 7}),
+        ("started_at", "2001-01-01T00:00:00Z"),
+        ("is_locked_by_uuid", None),
+        ("state", "Queued"),
+    ]:
+        changed = {**fresh, name: value}
+        response = await stack.client.put(f"/arvados/v1/jobs/{uuid}", json={"job": changed})
+        assert response.status_code == 422, (name, response.text)
+        assert response.json()["errors"][0].startswith(f"{name}:"), response.text
+
+
+async def test_a_task_record_sent_back_with_new_parameters(stack: Stack) -> None:
+    job = await stack.create_job()
+    listed = await stack.client.get(
+        "/arvados/v1/job_tasks", params={"where[job_uuid]": job["uuid"]}
+    )
+    (task,) = listed.json()["items"]
+    # The seeds leave parameters to callers; only qsequence, job_uuid,
+    # created_by_job_task_uuid and the failure and log fields are the manager's.
+    task["parameters"] = {"input": "changed", "n": 3}
+    response = await stack.client.put(
+        f"/arvados/v1/job_tasks/{task['uuid']}", data={"job_task": json.dumps(task)}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["parameters"] == {"input": "changed", "n": 3}
+    response = await stack.client.patch(
+        f"/arvados/v1/job_tasks/{task['uuid']}", json={"qsequence": task["qsequence"] + 1}
+    )
+    assert response.status_code == 422 and "qsequence" in response.json()["errors"][0]

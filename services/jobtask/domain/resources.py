@@ -111,7 +111,7 @@ TASK_ATTRS: dict[str, Attr] = {
     "job_uuid": Attr(STR, CRE),
     "sequence": Attr(INT, CRE),
     "qsequence": Attr(INT, MGR),
-    "parameters": Attr(HASH, CRE),
+    "parameters": Attr(HASH, CLI),
     "output": Attr(TXT, PRO),
     "progress": Attr(FLT, PRO),
     "success": Attr(BOOL, PRO),
