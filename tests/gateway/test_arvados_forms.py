@@ -5,6 +5,7 @@ string, a urlencoded body and a multipart/form-data body."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from tests.gateway.conftest import Stack
@@ -213,3 +214,56 @@ async def test_a_task_record_sent_back_with_new_parameters(stack: Stack) -> None
         f"/arvados/v1/job_tasks/{task['uuid']}", json={"qsequence": task["qsequence"] + 1}
     )
     assert response.status_code == 422 and "qsequence" in response.json()["errors"][0]
+
+
+async def test_integers_in_parameters_stay_exact_or_are_refused(stack: Stack) -> None:
+    largest = 2**53 - 1
+    job = await stack.create_job(
+        script_parameters={"n": 4, "f": 2.5, "l": [1, 2.0], "big": largest}
+    )
+    raw = (await stack.client.get(f"/arvados/v1/jobs/{job['uuid']}")).text
+    for text in ('"n":4', '"f":2.5', '"l":[1,2]', f'"big":{largest}'):
+        assert re.search(re.escape(text) + "[,}]", raw), (text, raw)
+    # 2^53 and 2^53+1 are one double: refused, never merged into one job.
+    for number in (2**53, 2**53 + 1, -(2**53) - 1, 10**30):
+        body = {"job": {**job_attrs(), "script_parameters": {"nested": {"x": [number]}}}}
+        response = await stack.client.post("/arvados/v1/jobs", json=body)
+        assert response.status_code == 422, (number, response.text)
+        assert response.json()["errors"][0].startswith("script_parameters.nested.x[0]:")
+    (task,) = (
+        await stack.client.get("/arvados/v1/job_tasks", params={"where[job_uuid]": job["uuid"]})
+    ).json()["items"]
+    response = await stack.client.put(
+        f"/arvados/v1/job_tasks/{task['uuid']}",
+        json={"job_task": {"parameters": {"n": 2**53 + 1}}},
+    )
+    assert response.status_code == 422 and "parameters.n" in response.json()["errors"][0]
+
+
+async def test_integer_attributes_out_of_range_are_refused_not_clamped(stack: Stack) -> None:
+    job = await stack.create_job()
+    for value in ("1e308", str(2**63), str(2**64), "2.5", str(-(2**31) - 1)):
+        text = f'{{"job": {{"priority": {value}}}}}'
+        response = await stack.client.put(
+            f"/arvados/v1/jobs/{job['uuid']}",
+            content=text,
+            headers={"Content-Type": "application/json"},
+        )
+        assert response.status_code == 422, (value, response.text)
+        assert response.json()["errors"][0].startswith("priority:"), response.text
+    assert (await stack.client.get(f"/arvados/v1/jobs/{job['uuid']}")).json()["priority"] == 0
+    response = await stack.client.post(
+        "/arvados/v1/job_tasks", json={"job_uuid": job["uuid"], "sequence": 2**63}
+    )
+    assert response.status_code == 422 and response.json()["errors"][0].startswith("sequence:")
+    for name in ("min_nodes", "max_tasks_per_node", "min_ram_per_task"):
+        body = {"job": {**job_attrs(), "runtime_constraints": {name: 2**64}}}
+        response = await stack.client.post("/arvados/v1/jobs", json=body)
+        assert response.status_code == 422 and response.json()["errors"][0].startswith(f"{name}:")
+    # A list's limit is still clamped, as Arvados clamps it (the SDK pages with sys.maxsize).
+    response = await stack.client.get("/arvados/v1/jobs", params={"limit": str(2**64)})
+    assert response.status_code == 200 and response.json()["limit"] == 1000
+
+
+def job_attrs() -> dict[str, Any]:
+    return {"script": "exact.py", "repository": "a/b", "script_version": "master"}

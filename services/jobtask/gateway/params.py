@@ -69,6 +69,10 @@ _INT_RANGE = {
     FieldDescriptor.TYPE_FIXED64: (0, 2**64 - 1),
 }
 _FLOATS = {FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT}
+# Integer parameters held to the nearest bound instead of refused (Arvados clamps limit).
+_CLAMPED = frozenset({"limit"})
+# The largest integer a double (a JSON number in most clients) holds exactly.
+_EXACT = 2**53 - 1
 _FIELD_MASK = "google.protobuf.FieldMask"
 # Rack's nested parameter names: `name[key]`, `name[]`, `name[a][b]`, ...
 _BRACKETS = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])+)$")
@@ -374,14 +378,20 @@ def _coerce_one(field: FieldDescriptor, value: Any, strict: bool) -> Any:
             raise ApiError.unprocessable(f"{name}: invalid integer value {_show(value)}")
         if isinstance(value, int):
             number = value
-        elif isinstance(value, float) and value.is_integer():
+        elif isinstance(value, float) and value.is_integer() and abs(value) <= _EXACT:
             number = int(value)
         elif isinstance(value, str) and value.strip().lstrip("+-").isdigit():
             number = int(value.strip())
         else:
             raise ApiError.unprocessable(f"{name}: invalid integer value {_show(value)}")
-        # Clamp rather than reject: Arvados's SDK pages with limit=sys.maxsize.
-        return min(max(number, low), high)
+        if name in _CLAMPED:
+            # Arvados's SDK pages with limit=sys.maxsize; the server clamps it further.
+            return min(max(number, low), high)
+        if not low <= number <= high:
+            raise ApiError.unprocessable(
+                f"{name}: {_show(value)} is out of range ({low} to {high})"
+            )
+        return number
     if kind in _FLOATS:
         try:
             if isinstance(value, bool):

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from google.protobuf import json_format
+from jobtask.sdk.messages import whole_numbers
 from jobtask.v1 import task_service_pb2
 
 
@@ -76,17 +77,7 @@ def parameter_value(value: Any) -> str:
     protobuf's Struct adds to every number)."""
     if isinstance(value, str):
         return value
-    return json.dumps(_whole_numbers(value), separators=(",", ":"))
-
-
-def _whole_numbers(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, list):
-        return [_whole_numbers(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _whole_numbers(v) for k, v in value.items()}
-    return value
+    return json.dumps(whole_numbers(value), separators=(",", ":"))
 
 
 @dataclass(frozen=True)
