@@ -259,3 +259,20 @@ async def test_one_task_per_input_file_creates_children_through_the_gateway(
     assert not seed.output
     expected = "".join(i.replace(".txt\n", ".txt.seen\n") for i in inputs)
     assert done.output == expected
+
+
+async def test_a_py_script_runs_under_its_own_shebang_interpreter(crunch: Crunch) -> None:
+    """A `.py` crunch script whose `#!` names the SDK virtualenv's python runs under that
+    python (as crunch-job executed it), not the worker's: `import arvados` works there only."""
+    crunch.write_script(
+        "sdk_hello.py",
+        HELLO + 'print("interpreter", __import__("sys").prefix)\n',
+    )
+    job = await crunch.submit("sdk_hello.py", {"greeting": "shebang"})
+    await crunch.start_worker()
+    done = await crunch.finished(job.uuid)
+    tasks = await crunch.tasks(job.uuid)
+    assert done.status == JS.JOB_STATUS_COMPLETED, crunch.explain(tasks)
+    assert done.output == "SHEBANG\n"
+    (task,) = tasks
+    assert f"interpreter {crunch.stack.python.parent.parent}" in task.log

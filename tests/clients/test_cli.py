@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import pty
+import re
 import signal
 from pathlib import Path
 
@@ -375,3 +376,17 @@ async def test_a_second_up_on_ports_in_use_stops_with_one_line(tmp_path: Path) -
                 await c.list()
     finally:
         assert await _stop(first) == 0
+
+
+async def test_whole_numbers_print_as_integers(live: Cluster) -> None:
+    submitted = await run_cli(
+        live, "submit", "exact.py", "-p", "n=4", "-p", "f=2.5", "-p", "l=[1,2]", "--json"
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    assert re.search(r'"n": 4\b(?!\.)', submitted.stdout), submitted.stdout
+    assert "4.0" not in submitted.stdout and "2.0" not in submitted.stdout
+    uuid = json.loads(submitted.stdout)["uuid"]
+    human = await run_cli(live, "get", uuid)
+    assert '"n": 4' in human.stdout and "4.0" not in human.stdout
+    refused = await run_cli(live, "submit", "exact.py", "-p", f"n={2**53 + 1}")
+    assert refused.returncode != 0 and "script_parameters.n" in refused.stderr

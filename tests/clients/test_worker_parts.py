@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
-from jobtask.worker.environment import ScriptError, parameter_value, resolve_script
+from jobtask.worker.environment import (
+    ScriptError,
+    command_for,
+    parameter_value,
+    resolve_script,
+)
 from jobtask.worker.reports import Outbox, Report, parse_report
 
 
@@ -78,3 +84,22 @@ def test_scripts_stay_inside_their_directory(tmp_path: Path) -> None:
         with pytest.raises(ScriptError) as absent:
             resolve_script(scripts, name)
         assert not absent.value.permanent, name
+
+
+def test_an_executable_script_with_a_shebang_runs_as_itself(tmp_path: Path) -> None:
+    own = tmp_path / "own.py"
+    own.write_text("#!/opt/other/python\nprint('x')\n")
+    own.chmod(0o755)
+    bare = tmp_path / "bare.py"
+    bare.write_text("print('x')\n")
+    bare.chmod(0o755)
+    unmarked = tmp_path / "unmarked.py"
+    unmarked.write_text("#!/opt/other/python\nprint('x')\n")
+    tool = tmp_path / "tool"
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+    assert command_for(own) == [str(own)]
+    assert command_for(tool) == [str(tool)]
+    # The worker's interpreter is the fallback: no `#!` line, or not executable.
+    assert command_for(bare) == [sys.executable, str(bare)]
+    assert command_for(unmarked) == [sys.executable, str(unmarked)]

@@ -68,10 +68,12 @@ CLI, CRE, PRO, STA, MGR, IGN = (
 _COMMON: dict[str, Attr] = {
     "uuid": Attr(STR, MGR),
     "owner_uuid": Attr(STR, MGR),
-    "created_at": Attr(TIME, MGR),
-    "modified_at": Attr(TIME, MGR),
-    "modified_by_client_uuid": Attr(STR, MGR),
-    "modified_by_user_uuid": Attr(STR, MGR),
+    # Arvados drops these four from every create and update body, whatever their value
+    # (resource_attrs): a whole record read before someone else's change still saves.
+    "created_at": Attr(TIME, IGN),
+    "modified_at": Attr(TIME, IGN),
+    "modified_by_client_uuid": Attr(STR, IGN),
+    "modified_by_user_uuid": Attr(STR, IGN),
     "etag": Attr(STR, IGN, column=False),
     "kind": Attr(STR, IGN, column=False),
     "href": Attr(STR, IGN, column=False),
@@ -109,7 +111,7 @@ TASK_ATTRS: dict[str, Attr] = {
     "job_uuid": Attr(STR, CRE),
     "sequence": Attr(INT, CRE),
     "qsequence": Attr(INT, MGR),
-    "parameters": Attr(HASH, CRE),
+    "parameters": Attr(HASH, CLI),
     "output": Attr(TXT, PRO),
     "progress": Attr(FLT, PRO),
     "success": Attr(BOOL, PRO),
@@ -128,6 +130,11 @@ TASK_ATTRS: dict[str, Attr] = {
 }
 
 TASK_ALIASES: dict[str, str] = {}
+
+# Where these tables deviate from the seeds, and why: docs/arvados-attributes.md (keep the
+# two in step).
+# A manager-set or creation-only attribute sent back unchanged (as it was read) is ignored,
+# so whole records round-trip; a changed one is refused naming it (domain/updates.py).
 
 CONSTRAINT_KEYS = (
     "min_nodes",

@@ -98,6 +98,7 @@ def check_value(name: str, attr: Attr, value: Any) -> Any:
             raise InvalidArgument(name, "must be a hash (JSON object)")
         if len(json.dumps(value)) > MAX_HASH_BYTES:
             raise InvalidArgument(name, f"is larger than {MAX_HASH_BYTES} bytes")
+        check_exact_numbers(name, value)
         return value
     if kind in (Kind.STRING, Kind.TEXT):
         if value is None:
@@ -121,6 +122,31 @@ def check_value(name: str, attr: Attr, value: Any) -> Any:
             raise InvalidArgument(name, "must be true, false or null")
         return value
     return value
+
+
+# Hash attributes travel as protobuf Struct, whose numbers are doubles: past this magnitude
+# two different integers arrive as one double, so two jobs would wrongly be the same job.
+MAX_EXACT_INTEGER = 2**53 - 1
+
+
+def check_exact_numbers(name: str, value: Any) -> None:
+    """Refuses, naming where it is, a number a double cannot hold exactly as an integer."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            check_exact_numbers(f"{name}.{key}", item)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            check_exact_numbers(f"{name}[{index}]", item)
+    elif (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and abs(value) > MAX_EXACT_INTEGER
+    ):
+        raise InvalidArgument(
+            name,
+            f"{value:.17g} is beyond ±{MAX_EXACT_INTEGER} (2^53-1), past which numbers "
+            "are not kept exactly: send it as a string",
+        )
 
 
 def check_progress(value: float) -> float:

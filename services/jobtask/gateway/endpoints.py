@@ -19,6 +19,8 @@ from jobtask.gateway.params import HttpInput, build_request
 from jobtask.gateway.rendering import dumps, render, render_value, select_attributes
 from jobtask.gateway.routing import Binding, RouteTable
 from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -179,9 +181,28 @@ async def _read_body(request: Request) -> tuple[list[tuple[str, str]], Any]:
             # curl -d sends form data without saying so; take it as a form.
             return parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True), None
     if content_type == "multipart/form-data":
-        form = await request.form()
-        return [(k, v) for k, v in form.multi_items() if isinstance(v, str)], None
+        return await _multipart_fields(request), None
     raise ApiError(415, [f"Unsupported content type {content_type}"])
+
+
+async def _multipart_fields(request: Request) -> list[tuple[str, str]]:
+    """A multipart/form-data body's fields, as a urlencoded body's: a file part (`curl -F
+    job=@job.json`) counts as a field holding the file's text."""
+    try:
+        form = await request.form(max_files=100, max_fields=10_000, max_part_size=MAX_REQUEST_SIZE)
+    except (MultiPartException, HTTPException):
+        raise ApiError.unprocessable("The multipart/form-data body is malformed") from None
+    fields: list[tuple[str, str]] = []
+    try:
+        for key, value in form.multi_items():
+            if isinstance(value, str):
+                fields.append((key, value))
+            else:
+                content = await value.read()
+                fields.append((key, content.decode("utf-8", errors="replace")))
+    finally:
+        await form.close()
+    return fields
 
 
 def _overridden(

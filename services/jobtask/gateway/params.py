@@ -8,7 +8,9 @@ form json_format parses, so every error names the parameter or attribute at faul
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,7 +69,14 @@ _INT_RANGE = {
     FieldDescriptor.TYPE_FIXED64: (0, 2**64 - 1),
 }
 _FLOATS = {FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT}
+# Integer parameters held to the nearest bound instead of refused (Arvados clamps limit).
+_CLAMPED = frozenset({"limit"})
+# The largest integer a double (a JSON number in most clients) holds exactly.
+_EXACT = 2**53 - 1
 _FIELD_MASK = "google.protobuf.FieldMask"
+# Rack's nested parameter names: `name[key]`, `name[]`, `name[a][b]`, ...
+_BRACKETS = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])+)$")
+_SEGMENT = re.compile(r"\[([^\[\]]*)\]")
 
 
 class _Skip(Exception):
@@ -109,8 +118,16 @@ def build_request(binding: Binding, http: HttpInput) -> Message:
         else:
             params.setdefault(key, QueryValues()).append(value)
 
-    for key, value in (*http.query, *http.form):
+    plain, bracketed = _rack_params([*http.query, *http.form])
+    for key, value in plain:
         take(key, value, from_json=False)
+    for key, value in bracketed.items():
+        # `where[script]=x`, `order[]=a`, `job[priority]=5`: native values, as Rack builds them.
+        if body_field is not None and key == body_field:
+            resource.update(_resource_object(body_field, value))
+            continue
+        target = field_named(descriptor, key)
+        params[key] = _listed(value) if target is not None and _is_list(target) else value
     if http.json_body is not None:
         if not isinstance(http.json_body, dict):
             raise ApiError.unprocessable("The JSON request body must be an object")
@@ -137,6 +154,78 @@ def build_request(binding: Binding, http: HttpInput) -> Message:
         raise ApiError.unprocessable(str(exc)) from None
     _set_update_mask(descriptor, message, body_field, resource, params)
     return message
+
+
+def _rack_params(
+    pairs: Sequence[tuple[str, str]],
+) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    """Rails's bracket parameters (Rack's nested query syntax) apart from the plain ones:
+    `a[b]=1` is {"a": {"b": "1"}}, `a[]=1&a[]=2` is {"a": ["1", "2"]}, `a[b][c]=1` nests,
+    `a[][b]=1` appends objects. Leaves stay strings, as in Rails."""
+    plain: list[tuple[str, str]] = []
+    nested: dict[str, Any] = {}
+    for key, value in pairs:
+        found = _BRACKETS.match(key)
+        if found is None:
+            plain.append((key, value))
+            continue
+        path = _SEGMENT.findall(found.group(2))
+        _nest(nested, found.group(1), path, value, key)
+    return plain, nested
+
+
+def _nest(into: dict[str, Any], name: str, path: list[str], value: str, whole: str) -> None:
+    if not path:
+        into[name] = value
+        return
+    head, rest = path[0], path[1:]
+    if head:  # a[b]...: an object
+        child = into.setdefault(name, {})
+        if not isinstance(child, dict):
+            raise ApiError.unprocessable(f"{whole}: '{name}' is already a list")
+        _nest(child, head, rest, value, whole)
+        return
+    items = into.setdefault(name, [])  # a[]...: a list
+    if not isinstance(items, list):
+        raise ApiError.unprocessable(f"{whole}: '{name}' is already an object")
+    if not rest:
+        items.append(value)
+    elif rest[0] and _open_object(items, rest[0]):
+        _nest(items[-1], rest[0], rest[1:], value, whole)  # a[][b]=1&a[][c]=2: one object
+    elif rest[0]:
+        items.append({})
+        _nest(items[-1], rest[0], rest[1:], value, whole)
+    else:
+        raise ApiError.unprocessable(f"{whole}: '[][]' is not a supported parameter form")
+
+
+def _open_object(items: list[Any], key: str) -> bool:
+    return bool(items) and isinstance(items[-1], dict) and key not in items[-1]
+
+
+def _is_list(target: FieldDescriptor) -> bool:
+    return (target.is_repeated and not is_map(target)) or (
+        target.type == FieldDescriptor.TYPE_MESSAGE
+        and message_of(target).full_name == "google.protobuf.ListValue"
+    )
+
+
+def _listed(value: Any) -> Any:
+    """A list parameter given by index (`filters[0][]=a&filters[0][]==&filters[0][]=b`): the
+    object Rack makes of it, as a list in index order; a `filters[]` item that is a JSON
+    array (`filters[]=["script","=","x"]`) is that condition."""
+    if isinstance(value, dict) and value and all(k.isdigit() for k in value):
+        value = [value[k] for k in sorted(value, key=int)]
+    if not isinstance(value, list):
+        return value
+    items: list[Any] = []
+    for item in value:
+        if isinstance(item, str) and item.strip().startswith("["):
+            # Unless it is an order or select entry that merely starts with a bracket.
+            with contextlib.suppress(ValueError):
+                item = json.loads(item)
+        items.append(item)
+    return items
 
 
 def _resource_object(name: str, value: Any) -> dict[str, Any]:
@@ -289,14 +378,20 @@ def _coerce_one(field: FieldDescriptor, value: Any, strict: bool) -> Any:
             raise ApiError.unprocessable(f"{name}: invalid integer value {_show(value)}")
         if isinstance(value, int):
             number = value
-        elif isinstance(value, float) and value.is_integer():
+        elif isinstance(value, float) and value.is_integer() and abs(value) <= _EXACT:
             number = int(value)
         elif isinstance(value, str) and value.strip().lstrip("+-").isdigit():
             number = int(value.strip())
         else:
             raise ApiError.unprocessable(f"{name}: invalid integer value {_show(value)}")
-        # Clamp rather than reject: Arvados's SDK pages with limit=sys.maxsize.
-        return min(max(number, low), high)
+        if name in _CLAMPED:
+            # Arvados's SDK pages with limit=sys.maxsize; the server clamps it further.
+            return min(max(number, low), high)
+        if not low <= number <= high:
+            raise ApiError.unprocessable(
+                f"{name}: {_show(value)} is out of range ({low} to {high})"
+            )
+        return number
     if kind in _FLOATS:
         try:
             if isinstance(value, bool):

@@ -152,7 +152,10 @@ def _field_value(msg: Message, name: str) -> Any:
             return json_format.MessageToDict(sub)
         if field.message_type.name == "RuntimeConstraints":
             return {k: getattr(sub, k) for k in CONSTRAINT_KEYS if sub.HasField(k)}
-        return json_format.MessageToDict(sub, preserving_proto_field_name=True)
+        # Zeros included: a record sent back must compare equal to the one it was read from.
+        return json_format.MessageToDict(
+            sub, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        )
     if field.has_presence and not msg.HasField(name):
         return None
     value = getattr(msg, name)

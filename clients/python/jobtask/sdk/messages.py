@@ -87,5 +87,41 @@ def fill_list_request(request: ListRequest, filters: Filters | None, options: Li
 
 
 def to_dict(message: Message) -> dict[str, Any]:
-    """JSON-ready dict with the proto field names (what `--json` prints)."""
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+    """JSON-ready dict with the proto field names (what `--json` prints); whole numbers
+    in Struct values (parameters) as integers, as they were sent."""
+    result = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    if message.DESCRIPTOR.full_name in _JSON_VALUED:
+        return dict(whole_numbers(result))
+    _whole_numbers_in_structs(message, result)
+    return result
+
+
+_JSON_VALUED = {"google.protobuf.Struct", "google.protobuf.ListValue", "google.protobuf.Value"}
+
+
+def _whole_numbers_in_structs(message: Message, data: dict[str, Any]) -> None:
+    for field, value in message.ListFields():
+        if field.message_type is None or field.name not in data:
+            continue
+        if field.message_type.full_name in _JSON_VALUED:
+            data[field.name] = whole_numbers(data[field.name])
+        elif field.message_type.GetOptions().map_entry:
+            continue
+        elif field.is_repeated:
+            for item, item_data in zip(value, data[field.name], strict=True):
+                if isinstance(item_data, dict):
+                    _whole_numbers_in_structs(item, item_data)
+        elif isinstance(data[field.name], dict):
+            _whole_numbers_in_structs(value, data[field.name])
+
+
+def whole_numbers(value: Any) -> Any:
+    """Struct numbers are doubles: `4` comes back as `4.0`. Whole ones go out as integers
+    (the services refuse integers past 2^53, which a double cannot hold exactly)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [whole_numbers(v) for v in value]
+    if isinstance(value, dict):
+        return {k: whole_numbers(v) for k, v in value.items()}
+    return value

@@ -2,10 +2,12 @@
 task process (reference §5.6), so unmodified crunch scripts run here.
 
 Scripts live in the scripts directory ($JOBTASK_SCRIPTS_DIR, like Arvados's crunch_scripts/);
-a job's `script` names a file in it, and nothing outside it is ever run. A script whose name
-ends in `.py` runs under the worker's own interpreter (so the jobtask SDK the worker has is
-importable); any other script runs as an executable (its `#!` line picks the interpreter;
-the worker's interpreter directory is first on PATH, so `#!/usr/bin/env python3` finds it).
+a job's `script` names a file in it, and nothing outside it is ever run. As crunch-job did, an
+executable script with a `#!` line runs as an executable: its `#!` line picks the interpreter
+(a virtualenv's python with the Arvados SDK, say; the worker's interpreter directory is first
+on PATH, so `#!/usr/bin/env python3` finds the worker's). A `.py` script without a `#!` line,
+or not executable, runs under the worker's own interpreter (so the jobtask SDK the worker has
+is importable); any other script must be executable.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from google.protobuf import json_format
+from jobtask.sdk.messages import whole_numbers
 from jobtask.v1 import task_service_pb2
 
 
@@ -54,9 +57,19 @@ def resolve_script(scripts_dir: Path, script: str) -> Path:
 
 
 def command_for(path: Path) -> list[str]:
-    if path.suffix == ".py":
+    """The script's own `#!` interpreter when it is an executable with one; the worker's
+    interpreter for any other `.py` script."""
+    if path.suffix == ".py" and not (os.access(path, os.X_OK) and _has_shebang(path)):
         return [sys.executable, str(path)]
     return [str(path)]
+
+
+def _has_shebang(path: Path) -> bool:
+    try:
+        with path.open("rb") as script:
+            return script.read(2) == b"#!"
+    except OSError:
+        return False
 
 
 def parameter_value(value: Any) -> str:
@@ -64,17 +77,7 @@ def parameter_value(value: Any) -> str:
     protobuf's Struct adds to every number)."""
     if isinstance(value, str):
         return value
-    return json.dumps(_whole_numbers(value), separators=(",", ":"))
-
-
-def _whole_numbers(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, list):
-        return [_whole_numbers(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _whole_numbers(v) for k, v in value.items()}
-    return value
+    return json.dumps(whole_numbers(value), separators=(",", ":"))
 
 
 @dataclass(frozen=True)
