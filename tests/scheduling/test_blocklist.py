@@ -26,9 +26,7 @@ async def attempts_by(cluster: Cluster, worker_id: str) -> int:
         return int((await conn.execute(query)).scalar() or 0)
 
 
-async def fan_out(
-    client: AsyncClient, n: int, backoff: int = 0, **parameters: Any
-) -> job_pb2.Job:
+async def fan_out(client: AsyncClient, n: int, backoff: int = 0, **parameters: Any) -> job_pb2.Job:
     """A job of fail_on_node.py with its seed task and n - 1 more, all runnable at once."""
     constraints = {"blocklist_threshold": 2, "retry_backoff_base_seconds": backoff}
     job = await client.submit(
