@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import grpc
+import pytest
 from jobtask.sdk import AsyncClient
 from jobtask.v1 import job_pb2
 
 from tests.clients.conftest import Workers, run_cli
 from tests.clients.test_worker import finished
 from tests.conftest import Cluster
+from tests.core.helpers import create_job
 
 JS = job_pb2.JobStatus
 
@@ -58,3 +61,13 @@ async def test_requeue_clears_the_reasons(
     assert not requeued.HasField("failure_reason")
     (task,) = await client.tasks(job.uuid)
     assert not task.HasField("failure_reason")
+
+
+async def test_manager_set_scheduling_fields_are_refused_on_create(live: Cluster) -> None:
+    """A blocklist or failure reason sent by a caller is the manager's to set (not a crash)."""
+    request = create_job(script="fail.py")
+    request.job.blocklist.add(worker_id="w1", failed_tasks=3)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await live.jobs.CreateJob(request)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "blocklist" in (caught.value.details() or "")

@@ -175,6 +175,13 @@ def task_pb(record: Record) -> job_task_pb2.JobTask:
 def _field_value(msg: Message, name: str) -> Any:
     """A field of a resource message as a plain Python value (None when unset)."""
     field = msg.DESCRIPTOR.fields_by_name[name]
+    if field.is_repeated and field.message_type is not None:
+        # Repeated messages (a job's blocklist): a list of plain dicts, None when empty.
+        items = [
+            json_format.MessageToDict(item, preserving_proto_field_name=True)
+            for item in getattr(msg, name)
+        ]
+        return items or None
     if field.message_type is not None:
         if not msg.HasField(name):
             return None
