@@ -5,6 +5,7 @@ python -m bench --smoke               # every benchmark, tiny sizes, no targets 
 python -m bench --only unary,ingest   # some of them
 python -m bench --repeat 1            # one run each instead of the median of 3
 python -m bench --tasks 1000          # throughput task count (default 10,000)
+python -m bench --only fairshare      # the optional fair-share row (--fairshare-tasks/-jobs)
 python -m bench --profile DIR         # py-spy profiles of every jobtask server
 python -m bench --json FILE           # the results as JSON too
 """
@@ -21,7 +22,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from bench import fanout, ingest, memory, throughput, unary
+from bench import fairshare, fanout, ingest, memory, throughput, unary
 from bench.harness import Config, Result, results_json, table
 from bench.profile import PROFILE_DIR_ENV, summary
 
@@ -32,6 +33,8 @@ BENCHMARKS = {
     "unary": unary.run,
     "memory": memory.run,
 }
+# Run only when named in --only (kept out of the default suite and of CI's smoke run).
+OPTIONAL = {"fairshare": fairshare.run}
 
 
 def versions() -> str:
@@ -50,7 +53,7 @@ async def run(names: list[str], cfg: Config) -> list[Result]:
     for name in names:
         print(f"== {name}", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
-        results.extend(await BENCHMARKS[name](cfg))
+        results.extend(await {**BENCHMARKS, **OPTIONAL}[name](cfg))
         print(f"   ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
     return results
 
@@ -58,20 +61,30 @@ async def run(names: list[str], cfg: Config) -> list[Result]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, no targets")
-    parser.add_argument("--only", help=f"comma-separated subset of {','.join(BENCHMARKS)}")
+    parser.add_argument(
+        "--only",
+        help=f"comma-separated subset of {','.join(BENCHMARKS)}, or the optional "
+        f"{','.join(OPTIONAL)}",
+    )
+    parser.add_argument("--fairshare-tasks", type=int, help="fairshare: owner a's fan-out")
+    parser.add_argument("--fairshare-jobs", type=int, help="fairshare: owner b's jobs")
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (median)")
     parser.add_argument("--tasks", type=int, help="throughput: tasks per system")
     parser.add_argument("--profile", help="record py-spy profiles of the servers here")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
     names = args.only.split(",") if args.only else list(BENCHMARKS)
-    unknown = set(names) - set(BENCHMARKS)
+    unknown = set(names) - set(BENCHMARKS) - set(OPTIONAL)
     if unknown:
         parser.error(f"unknown benchmarks: {', '.join(sorted(unknown))}")
     if args.profile:
         os.environ[PROFILE_DIR_ENV] = os.path.abspath(args.profile)
     if args.tasks:
         throughput.TASKS = args.tasks
+    if args.fairshare_tasks:
+        fairshare.TASKS = args.fairshare_tasks
+    if args.fairshare_jobs:
+        fairshare.JOBS = args.fairshare_jobs
     cfg = Config(smoke=args.smoke, repeat=args.repeat)
     started = time.perf_counter()
     results = asyncio.run(run(names, cfg))

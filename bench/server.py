@@ -1,7 +1,7 @@
 """The system under test in its own process: JobService and TaskService (`serve_all`) on
 one store, and optionally the REST gateway in a second process of its own.
 
-    python -m bench.server DATABASE_URL [--lease-ttl S]
+    python -m bench.server DATABASE_URL [--lease-ttl S] [--no-fair-share]
 
 Prints {"jobs": port, "tasks": port, "token": t, "pid": pid} once serving, where `token` is
 a stored API token of the system user (what `jobtask token create` gives a worker), then
@@ -25,6 +25,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("database_url")
     parser.add_argument("--lease-ttl", type=float, default=30.0)
+    parser.add_argument("--no-fair-share", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     services = await serve_all(
@@ -33,9 +34,25 @@ async def main() -> None:
         lease_ttl=args.lease_ttl,
         # Long runs must not lose their events to pruning mid-benchmark.
         feed_keep_events=10_000_000,
+        fair_share=not args.no_fair_share,
     )
     _, token = await issue_token(services.core.db, services.core.settings)
-    announce(jobs=services.jobs_port, tasks=services.tasks_port, token=token, pid=os.getpid())
+    # Two plain users' tokens, for benchmarks with several owners (bench.fairshare).
+    owners = [
+        (
+            await issue_token(
+                services.core.db, services.core.settings, user_uuid=f"zzzzz-tpzed-{u * 15}"
+            )
+        )[1]
+        for u in ("a", "b")
+    ]
+    announce(
+        jobs=services.jobs_port,
+        tasks=services.tasks_port,
+        token=token,
+        owners=owners,
+        pid=os.getpid(),
+    )
     try:
         await wait_for_stdin_close()
     finally:

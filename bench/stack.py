@@ -15,7 +15,7 @@ import os
 import secrets
 import tempfile
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +98,8 @@ class Stack:
     tasks_addr: str
     channels: list[grpc.aio.Channel]
     priority: int = 0
+    # Plain users' tokens (owners "a" and "b").
+    owners: list[str] = field(default_factory=list)
 
     @property
     def md(self) -> tuple[tuple[str, str], ...]:
@@ -209,10 +211,12 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def running(
-    url: str, *, lease_ttl: float = 30.0, name: str = "server"
+    url: str, *, lease_ttl: float = 30.0, name: str = "server", extra: Sequence[str] = ()
 ) -> AsyncIterator[Stack]:
-    """A jobtask server on `url`; profiled under `name` when profiling is on."""
-    async with child("bench.server", url, "--lease-ttl", str(lease_ttl)) as (proc, ready):
+    """A jobtask server on `url` (`extra`: more bench.server flags); profiled under `name`
+    when profiling is on."""
+    args = (url, "--lease-ttl", str(lease_ttl), *extra)
+    async with child("bench.server", *args) as (proc, ready):
         with recording(proc.pid, f"{name}-{make_url(url).get_backend_name()}"):
             jobs_addr = f"127.0.0.1:{ready['jobs']}"
             tasks_addr = f"127.0.0.1:{ready['tasks']}"
@@ -227,6 +231,7 @@ async def running(
                 jobs_addr=jobs_addr,
                 tasks_addr=tasks_addr,
                 channels=[jc, tc],
+                owners=list(ready.get("owners", [])),
             )
             try:
                 yield stack

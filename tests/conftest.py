@@ -228,7 +228,10 @@ class Cluster:
 
 
 async def start_cluster(database_url: str, **options: Any) -> Cluster:
+    """Services on `database_url`. Tests that retry a task at once run without the server's
+    default retry backoff (1 s); the backoff tests (tests/scheduling) ask for theirs."""
     root_token = options.pop("root_token", ROOT_TOKEN)
+    options.setdefault("retry_backoff_base", 0.0)
     services = await serve_all(database_url, root_token=root_token, **options)
     settings = services.core.settings
     _, admin_token = await issue_token(

@@ -45,6 +45,9 @@ def job_on_enter(
             cancelled_by_client_uuid=None,
             is_locked_by_uuid=None,
             output=None,
+            # Flamenco: a requeued job starts with a clean blocklist.
+            failure_reason=None,
+            blocklist=None,
         )
         return changes
     if new is J.ACTIVE:
@@ -81,7 +84,13 @@ def task_on_enter(
         changes.update(success=None, finished_at=now)
     elif new is T.QUEUED:
         changes.update(
-            success=None, progress=0.0, started_at=None, finished_at=None, **_CLEAR_LEASE
+            success=None,
+            progress=0.0,
+            started_at=None,
+            finished_at=None,
+            runnable_after=None,
+            failure_reason=None,
+            **_CLEAR_LEASE,
         )
         if reset_attempts:
             changes.update(output=None, failed_count=0, failed_at=None, failed_log=None)

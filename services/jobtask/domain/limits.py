@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jobtask.domain.resources import CONSTRAINT_KEYS
+from jobtask.domain.resources import RESOURCE_KEYS
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Limits:
     def of(cls, job: Mapping[str, Any] | None, task: Mapping[str, Any] | None) -> Limits:
         merged: dict[str, int] = {}
         for source in (job or {}, task or {}):
-            for key in CONSTRAINT_KEYS:
+            for key in RESOURCE_KEYS:
                 if source.get(key) is not None:
                     merged[key] = int(source[key])
         overrides = any(

@@ -101,6 +101,8 @@ JOB_ATTRS: dict[str, Attr] = {
     "tasks_summary": Attr(HASH, MGR, column=False),
     "status": Attr(STAT, STA),
     "state": Attr(STR, MGR),
+    "failure_reason": Attr(HASH, MGR, column=False),
+    "blocklist": Attr(HASH, MGR, column=False),
 }
 
 # Input spellings of the seeds, mapped to the attribute they stand for.
@@ -127,6 +129,8 @@ TASK_ATTRS: dict[str, Attr] = {
     "worker_id": Attr(STR, MGR),
     "node_name": Attr(STR, MGR),
     "attempt": Attr(INT, MGR),
+    "runnable_after": Attr(TIME, MGR),
+    "failure_reason": Attr(HASH, MGR, column=False),
 }
 
 TASK_ALIASES: dict[str, str] = {}
@@ -136,13 +140,20 @@ TASK_ALIASES: dict[str, str] = {}
 # A manager-set or creation-only attribute sent back unchanged (as it was read) is ignored,
 # so whole records round-trip; a changed one is refused naming it (domain/updates.py).
 
-CONSTRAINT_KEYS = (
+RESOURCE_KEYS = (
     "min_nodes",
     "max_nodes",
     "max_tasks_per_node",
     "min_ram_per_task",
     "min_ram_per_node",
 )
+# Scheduling keys of runtime_constraints (jobtask.domain.scheduling).
+SCHEDULING_KEYS = (
+    "retry_backoff_base_seconds",
+    "retry_backoff_max_seconds",
+    "blocklist_threshold",
+)
+CONSTRAINT_KEYS = RESOURCE_KEYS + SCHEDULING_KEYS
 
 # Bounds on stored sizes, so one request cannot bloat the database or the streams.
 MAX_HASH_BYTES = 256 * 1024

@@ -21,6 +21,7 @@ from jobtask.domain.resources import (
     Attr,
     Kind,
 )
+from jobtask.domain.scheduling import MAX_BACKOFF_SECONDS
 
 
 def resolve_aliases(changes: Mapping[str, Any], aliases: Mapping[str, str]) -> dict[str, Any]:
@@ -156,7 +157,8 @@ def check_progress(value: float) -> float:
 
 
 def check_constraints(value: Mapping[str, Any], field: str) -> dict[str, int]:
-    """Resource limits: known keys, non-negative integers, max_nodes >= min_nodes."""
+    """Resource limits and scheduling keys: known keys, non-negative integers, max_nodes >=
+    min_nodes, retry_backoff_max_seconds >= retry_backoff_base_seconds."""
     result: dict[str, int] = {}
     for key, raw in value.items():
         if key not in CONSTRAINT_KEYS:
@@ -168,6 +170,20 @@ def check_constraints(value: Mapping[str, Any], field: str) -> dict[str, int]:
         if raw < 0:
             raise InvalidArgument(f"{field}.{key}", f"must not be negative, got {raw}")
         result[key] = int(raw)
+    for key in ("retry_backoff_base_seconds", "retry_backoff_max_seconds"):
+        if result.get(key, 0) > MAX_BACKOFF_SECONDS:
+            raise InvalidArgument(
+                f"{field}.{key}", f"must be at most {MAX_BACKOFF_SECONDS}, got {result[key]}"
+            )
+    if result.get("blocklist_threshold", 0) > 2**31 - 1:
+        raise InvalidArgument(f"{field}.blocklist_threshold", "is out of range")
+    base = result.get("retry_backoff_base_seconds")
+    cap = result.get("retry_backoff_max_seconds")
+    if base is not None and cap is not None and cap < base:
+        raise InvalidArgument(
+            f"{field}.retry_backoff_max_seconds",
+            f"is below retry_backoff_base_seconds ({cap} < {base})",
+        )
     low, high = result.get("min_nodes"), result.get("max_nodes")
     if low is not None and high is not None and high < low:
         raise InvalidArgument(f"{field}.max_nodes", f"is below min_nodes ({high} < {low})")

@@ -13,8 +13,9 @@ from typing import Any
 from jobtask.domain.derived import task_on_enter
 from jobtask.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from jobtask.domain.rules import decide_exit, handed_back_status
+from jobtask.domain.scheduling import FailureRule, failure_reason, permanent_rule
 from jobtask.domain.statuses import JOB_HOLDING, JobStatus, TaskStatus, check_task_move
-from jobtask.manager import lifecycle
+from jobtask.manager import blocklisting, lifecycle
 from jobtask.manager.context import Caller, Settings, utcnow
 from jobtask.observability import lifecycle as observe
 from jobtask.store.records import Record
@@ -59,9 +60,23 @@ async def finish_task(
     tasks)."""
     check_task_move(TaskStatus(task["status"]), status)
     changes = {**(reported or {}), **task_on_enter(status, now=now), **(extra or {})}
+    if status is T.FAILED and "failure_reason" not in changes:
+        # Decided without a process's exit: by a report of the manager or an admin.
+        success = {**task, **(reported or {})}["success"]
+        rule = permanent_rule(None, success, retry_limit_hit=False)
+        changes["failure_reason"] = failure_reason(
+            rule,
+            f"the task was reported with success={success} while no process ran it",
+            task_uuid=task["uuid"],
+            worker_id=task["worker_id"],
+            exit_code=None,
+            signal=None,
+            log="",
+        )
     task = await lifecycle.write_task(conn, job, task, changes, now=now, caller=caller)
     if status is T.FAILED:
         await lifecycle.delete_descendants(conn, job, task["uuid"], now=now)
+        await blocklisting.record_job_failure(conn, settings, job, task, now=now)
     if settle:
         await lifecycle.settle(conn, settings, job["id"], now=now)
     return task
@@ -121,6 +136,8 @@ async def finish_attempt(
         job_holding=holding,
     )
     extra: dict[str, Any] = {}
+    status = decision.status
+    rule: FailureRule | None = None
     if decision.temporary_failure:
         how = (
             f"exit code {exit_code}"
@@ -128,20 +145,46 @@ async def finish_attempt(
             else (f"signal {signal}" if signal is not None else "no exit status")
         )
         reason = outcome_reason or decision.reason
+        failures = task["failed_count"] + 1
         extra = {
-            "failed_count": task["failed_count"] + 1,
+            "failed_count": failures,
             "failed_at": now,
             "failed_log": (f"{reason} ({how})\n" + log)[-FAILED_LOG_LIMIT:],
         }
         if task["worker_id"]:
             await remember_failure(conn, task, now)
-    await close_attempt(conn, task, now, decision.status.value)
+            # Only a process that ended on the worker counts against it: an expired lease
+            # or a broken stream says nothing about the worker's ability to run the job.
+            ended = exit_code is not None or signal is not None
+            if ended and not await blocklisting.block_if_due(conn, settings, job, task, now=now):
+                status, rule = T.FAILED, FailureRule.BLOCKLIST
+        if status is T.SOFT_FAILED:
+            backoff = settings.backoff.of(job["runtime_constraints"], task["runtime_constraints"])
+            extra["runnable_after"] = now + dt.timedelta(seconds=backoff.delay(failures))
+    if status is T.FAILED:
+        if rule is None:
+            rule = permanent_rule(exit_code, task["success"], decision.temporary_failure)
+        message = (
+            "the job blocklist left no live worker that could run it"
+            if rule is FailureRule.BLOCKLIST
+            else decision.reason
+        )
+        extra["failure_reason"] = failure_reason(
+            rule,
+            message,
+            task_uuid=task["uuid"],
+            worker_id=task["worker_id"],
+            exit_code=exit_code,
+            signal=signal,
+            log=log,
+        )
+    await close_attempt(conn, task, now, status.value)
     decided = await finish_task(
         conn,
         settings,
         job,
         task,
-        decision.status,
+        status,
         now=now,
         caller=caller,
         extra=extra,

@@ -7,6 +7,7 @@ import hashlib
 import secrets
 
 from jobtask.domain.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from jobtask.domain.scheduling import blocked_workers
 from jobtask.domain.statuses import TaskStatus
 from jobtask.manager import attempts, lifecycle
 from jobtask.manager.context import Caller, Settings, WorkerSpec, utcnow
@@ -29,6 +30,7 @@ MAX_CLAIM = 100
 CANDIDATE_PAGE = 50
 CLAIM_ROUNDS = 4
 REAP_BATCH = 100
+MAX_REMEMBERED_OWNERS = 10_000
 # Built once: every claimed task runs it.
 _INSERT_ATTEMPT = insert(task_attempts)
 
@@ -41,6 +43,26 @@ class ClaimManager:
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.settings = settings
+        # Fair share: when each owner was last served (a tick of this process's claims).
+        # Kept per process: replicas of TaskService each take turns among owners.
+        self._served: dict[str, int] = {}
+        self._tick = 0
+
+    def _serve(self, owner: str) -> None:
+        self._tick += 1
+        self._served.pop(owner, None)
+        self._served[owner] = self._tick
+        if len(self._served) > MAX_REMEMBERED_OWNERS:
+            # The least recently served owner is forgotten, which puts it first again.
+            del self._served[next(iter(self._served))]
+
+    async def next_runnable_at(self) -> dt.datetime | None:
+        """When the first retry backoff still to come ends, for a claim waiting for work."""
+
+        async def run(conn: AsyncConnection) -> dt.datetime | None:
+            return await queries.next_runnable_at(conn, utcnow())
+
+        return await self.db.transact(run)
 
     async def claim(self, caller: Caller, worker: WorkerSpec, max_tasks: int = 1) -> list[Claim]:
         """Claims up to max_tasks runnable tasks for the worker, each with a lease."""
@@ -88,7 +110,13 @@ class ClaimManager:
         claims: list[Claim] = []
         for _ in range(CLAIM_ROUNDS):
             rows = await queries.candidates(
-                conn, worker.worker_id, CANDIDATE_PAGE, skip_jobs=skip_jobs, skip_tasks=seen
+                conn,
+                worker.worker_id,
+                CANDIDATE_PAGE,
+                now=now,
+                skip_jobs=skip_jobs,
+                skip_tasks=seen,
+                turns=self._served if self.settings.fair_share else None,
             )
             for row in rows:
                 if len(claims) >= want:
@@ -109,10 +137,14 @@ class ClaimManager:
                             skip_jobs.add(row.job_id)
                             continue
                         locked[row.job_id] = job
-                fresh = await queries.lock_candidate(conn, worker.worker_id, row)
+                fresh = await queries.lock_candidate(conn, worker.worker_id, row, now)
                 if fresh is None:
                     continue
                 limits = limits_of(fresh)
+                blocked = blocked_workers({"blocklist": fresh.job_blocklist})
+                if worker.worker_id in blocked and await place.others_can_run_job(blocked, limits):
+                    skip_jobs.add(fresh.job_id)
+                    continue
                 if fresh.failed_by_me and await place.others_can_run(fresh.id, limits):
                     continue
                 refused = await place.refusal(fresh.job_id, limits)
@@ -123,6 +155,7 @@ class ClaimManager:
                 job = locked[fresh.job_id]
                 claims.append(await self._start(conn, caller, job, task_record(fresh), worker, now))
                 place.started(fresh.job_id, limits)
+                self._serve(fresh.owner_uuid)
             if len(claims) >= want or len(rows) < CANDIDATE_PAGE:
                 break
         return claims

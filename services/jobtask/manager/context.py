@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from jobtask.domain.rules import DEFAULT_RETRY_LIMIT
+from jobtask.domain.scheduling import DEFAULT_BLOCKLIST_THRESHOLD, Backoff
 from jobtask.domain.uuids import check_cluster_id, system_user_uuid
 
 
@@ -31,11 +32,19 @@ class Settings:
     # whatever their age; older ones are pruned (watchers resuming before them must re-read).
     feed_keep: dt.timedelta = field(default_factory=lambda: dt.timedelta(hours=24))
     feed_keep_events: int = 100_000
+    # Retry backoff of temporarily failed tasks, unless their job's constraints say otherwise.
+    backoff: Backoff = field(default_factory=Backoff)
+    # Failed tasks of one job after which a worker is blocklisted for it (0: never).
+    blocklist_threshold: int = DEFAULT_BLOCKLIST_THRESHOLD
+    # Claims take turns between owners at equal priority (else: strictly by arrival).
+    fair_share: bool = True
 
     def __post_init__(self) -> None:
         check_cluster_id(self.cluster_id)
         if self.retry_limit < 1:
             raise ValueError("retry_limit must be at least 1")
+        if self.blocklist_threshold < 0:
+            raise ValueError("blocklist_threshold must not be negative")
 
     @property
     def heartbeat_interval(self) -> dt.timedelta:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Collection
 from typing import Any
 
 from jobtask.domain.limits import Limits, Refusal, capable_nodes, refuse_counts, refuse_ram
@@ -66,6 +67,14 @@ class Placement:
         failed = await queries.failed_workers(self.conn, task_id)
         return any(
             worker_id != self.worker.worker_id and worker_id not in failed and limits.capable(ram)
+            for worker_id, _, ram in await self.live_workers()
+        )
+
+    async def others_can_run_job(self, blocked: Collection[str], limits: Limits) -> bool:
+        """Flamenco's job blocklist: a job that blocklisted this worker goes elsewhere while
+        another live worker exists that it did not blocklist and that has the memory."""
+        return any(
+            worker_id != self.worker.worker_id and worker_id not in blocked and limits.capable(ram)
             for worker_id, _, ram in await self.live_workers()
         )
 

@@ -15,6 +15,12 @@ import grpc
 from grpc_health.v1 import _async as health_aio  # the asyncio HealthServicer
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from jobtask.domain.scheduling import (
+    DEFAULT_BACKOFF_BASE,
+    DEFAULT_BACKOFF_MAX,
+    DEFAULT_BLOCKLIST_THRESHOLD,
+    Backoff,
+)
 from jobtask.manager.claims import ClaimManager
 from jobtask.manager.context import Settings
 from jobtask.manager.jobs import JobManager
@@ -217,6 +223,10 @@ async def serve(
     cluster_id: str = "zzzzz",
     lease_ttl: float = 30.0,
     retry_limit: int = 3,
+    retry_backoff_base: float = DEFAULT_BACKOFF_BASE,
+    retry_backoff_max: float = DEFAULT_BACKOFF_MAX,
+    blocklist_threshold: int = DEFAULT_BLOCKLIST_THRESHOLD,
+    fair_share: bool = True,
     root_token: str | None = None,
     feed_keep_seconds: float = 24 * 3600.0,
     feed_keep_events: int = 100_000,
@@ -232,6 +242,9 @@ async def serve(
     settings = Settings(
         cluster_id=cluster_id,
         retry_limit=retry_limit,
+        backoff=Backoff(retry_backoff_base, retry_backoff_max),
+        blocklist_threshold=blocklist_threshold,
+        fair_share=fair_share,
         lease_ttl=dt.timedelta(seconds=lease_ttl),
         feed_keep=dt.timedelta(seconds=feed_keep_seconds),
         feed_keep_events=feed_keep_events,

@@ -12,6 +12,7 @@ from google.protobuf.struct_pb2 import ListValue, Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 from jobtask.domain.errors import InvalidArgument
 from jobtask.domain.resources import CONSTRAINT_KEYS
+from jobtask.domain.scheduling import FailureRule
 from jobtask.domain.statuses import JobStatus, TaskStatus
 from jobtask.store.records import Record
 from jobtask.v1 import job_pb2, job_task_pb2
@@ -110,7 +111,34 @@ _TASK_COPY = [
     "worker_id",
     "node_name",
     "attempt",
+    "runnable_after",
 ]
+
+
+def failure_pb(value: dict[str, Any]) -> job_pb2.FailureReason:
+    msg = job_pb2.FailureReason(
+        rule=cast(
+            job_pb2.FailureRule,
+            job_pb2.FailureRule.Value("FAILURE_RULE_" + FailureRule(value["rule"]).name),
+        ),
+        message=value.get("message") or "",
+        log_tail=value.get("log_tail") or "",
+        task_uuid=value.get("task_uuid") or "",
+    )
+    for name in ("exit_code", "signal", "worker_id"):
+        _set(msg, name, value.get(name))
+    return msg
+
+
+def blocklist_pb(value: list[dict[str, Any]] | None) -> list[job_pb2.BlocklistEntry]:
+    entries = []
+    for item in value or ():
+        entry = job_pb2.BlocklistEntry(
+            worker_id=item["worker_id"], failed_tasks=int(item["failed_tasks"])
+        )
+        entry.added_at.CopyFrom(timestamp(dt.datetime.fromisoformat(item["added_at"])))
+        entries.append(entry)
+    return entries
 
 
 def job_pb(record: Record) -> job_pb2.Job:
@@ -126,6 +154,9 @@ def job_pb(record: Record) -> job_pb2.Job:
     if summary:
         msg.tasks_summary.CopyFrom(job_pb2.TasksSummary(**summary))
     msg.status = JOB_STATUS_TO_PB[JobStatus(record["status"])]
+    if record.get("failure_reason"):
+        msg.failure_reason.CopyFrom(failure_pb(record["failure_reason"]))
+    msg.blocklist.extend(blocklist_pb(record.get("blocklist")))
     return msg
 
 
@@ -136,12 +167,21 @@ def task_pb(record: Record) -> job_task_pb2.JobTask:
     msg.parameters.CopyFrom(struct(record.get("parameters")))
     msg.runtime_constraints.CopyFrom(constraints_pb(record.get("runtime_constraints")))
     msg.status = TASK_STATUS_TO_PB[TaskStatus(record["status"])]
+    if record.get("failure_reason"):
+        msg.failure_reason.CopyFrom(failure_pb(record["failure_reason"]))
     return msg
 
 
 def _field_value(msg: Message, name: str) -> Any:
     """A field of a resource message as a plain Python value (None when unset)."""
     field = msg.DESCRIPTOR.fields_by_name[name]
+    if field.is_repeated and field.message_type is not None:
+        # Repeated messages (a job's blocklist): a list of plain dicts, None when empty.
+        items = [
+            json_format.MessageToDict(item, preserving_proto_field_name=True)
+            for item in getattr(msg, name)
+        ]
+        return items or None
     if field.message_type is not None:
         if not msg.HasField(name):
             return None

@@ -11,6 +11,7 @@ from jobtask.domain.errors import InvalidArgument
 from jobtask.domain.resources import TASK_ATTRS
 from jobtask.domain.uuids import JOB_INFIX, check_uuid
 from jobtask.manager.claims import ClaimManager, WorkerSpec
+from jobtask.manager.context import utcnow
 from jobtask.manager.reports import ReportManager
 from jobtask.manager.tasks import Claim, TaskManager
 from jobtask.server.callers import CallerResolver
@@ -24,6 +25,8 @@ from jobtask.v1 import job_task_pb2, task_service_pb2, task_service_pb2_grpc, wa
 
 Context = grpc.aio.ServicerContext[Any, Any]
 MAX_CLAIM_WAIT = 60.0
+# Woken this long after a backoff's end, so the claim after it finds the task runnable.
+BACKOFF_SLACK = 0.01
 
 
 def assignment_pb(claim: Claim, ttl_seconds: float) -> task_service_pb2.TaskAssignment:
@@ -144,6 +147,11 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
                 return task_service_pb2.ClaimTaskResponse(
                     assignments=[assignment_pb(c, ttl) for c in claims]
                 )
+            # A retry backoff that ends changes nothing in the store: wake up for it too.
+            backoff_end = await self.claims.next_runnable_at()
+            if backoff_end is not None:
+                until = (backoff_end - utcnow()).total_seconds()
+                remaining = min(remaining, max(until, 0.0) + BACKOFF_SLACK)
             await self.signal.wait(remaining, since=mark)
 
     @rpc

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from jobtask.domain.statuses import JOB_DISPATCHABLE, TASK_CLAIMABLE, TaskStatus
+from jobtask.store.records import utc
 from jobtask.store.schema import job_tasks, jobs, task_failures, workers
 from sqlalchemy import (
     BindParameter,
+    CompoundSelect,
     Row,
     Select,
     and_,
@@ -20,6 +23,7 @@ from sqlalchemy import (
     func,
     select,
     text,
+    union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -32,16 +36,18 @@ _parent = aliased(job_tasks, name="parent")
 _ACTIVE = TaskStatus.ACTIVE.value
 _CLAIMABLE = sorted(s.value for s in TASK_CLAIMABLE)
 _DISPATCHABLE = sorted(s.value for s in JOB_DISPATCHABLE)
+# Fair share reads this many owners' tasks per statement.
+OWNERS_PER_STATEMENT = 8
 
 
 def runnable_tasks(worker_id: str | BindParameter[str]) -> Select[Any]:
     """Tasks a worker may start now, with `failed_by_me` telling whether this worker failed
     the task before (unordered: see `candidates` for the order).
 
-    A task is runnable when it is queued (or soft-failed), its job is queued or active,
-    every task of its job with a lower sequence has completed (seeds: "A step cannot be run
-    until all steps with lower sequence numbers have completed"), and the task that created
-    it (if any) has completed.
+    A task is runnable when it is queued (or soft-failed and its retry backoff is over at
+    :now), its job is queued or active, every task of its job with a lower sequence has
+    completed (seeds: "A step cannot be run until all steps with lower sequence numbers have
+    completed"), and the task that created it (if any) has completed.
     """
     t = job_tasks
     failed_by_me = exists().where(
@@ -52,11 +58,13 @@ def runnable_tasks(worker_id: str | BindParameter[str]) -> Select[Any]:
             t,
             jobs.c.priority.label("job_priority"),
             jobs.c.runtime_constraints.label("job_constraints"),
+            jobs.c.blocklist.label("job_blocklist"),
             failed_by_me.label("failed_by_me"),
         )
         .join(jobs, jobs.c.id == t.c.job_id)
         .where(
             t.c.status.in_(_CLAIMABLE),
+            t.c.runnable_after.is_(None) | (t.c.runnable_after <= bindparam("now")),
             jobs.c.status.in_(_DISPATCHABLE),
             ~exists().where(
                 _lower.c.job_id == t.c.job_id,
@@ -102,6 +110,40 @@ def _page() -> Select[Any]:
     )
 
 
+def _owners() -> Select[Any]:
+    """The owners of dispatchable jobs at priority :priority, with their oldest job's id."""
+    return (
+        select(jobs.c.owner_uuid, func.min(jobs.c.id).label("first"))
+        .where(jobs.c.status.in_(_DISPATCHABLE), jobs.c.priority == bindparam("priority"))
+        .group_by(jobs.c.owner_uuid)
+    )
+
+
+@functools.lru_cache(maxsize=OWNERS_PER_STATEMENT)
+def _owner_pages(owners: int) -> CompoundSelect[Any]:
+    """`_page` for each of `owners` owners (:o0, :o1, ...) and each waiting status, as one
+    statement: every branch walks the (status, owner_uuid, id) index and stops after
+    :limit rows."""
+    branches = []
+    for i in range(owners):
+        for status in _CLAIMABLE:
+            page = (
+                runnable_tasks(bindparam("worker_id"))
+                .where(
+                    jobs.c.priority == bindparam("priority"),
+                    job_tasks.c.status == status,
+                    job_tasks.c.owner_uuid == bindparam(f"o{i}"),
+                    job_tasks.c.job_id.not_in(bindparam("skip_jobs", expanding=True)),
+                    job_tasks.c.id.not_in(bindparam("skip_tasks", expanding=True)),
+                )
+                .order_by(job_tasks.c.id)
+                .limit(bindparam("limit"))
+                .subquery()
+            )
+            branches.append(select(page))
+    return union_all(*branches)
+
+
 # Every claim records its worker (parameters: worker and the columns set).
 _WORKER_SEEN = (
     update(workers)
@@ -117,6 +159,12 @@ _WORKER_SEEN = (
 # size costs more than SQLite takes to answer it.
 _NEXT_LEVEL = _next_level()
 _PAGE = _page()
+_OWNERS = _owners()
+# The earliest end of a retry backoff still to come (a waiting claim wakes up then).
+_NEXT_RUNNABLE = select(func.min(job_tasks.c.runnable_after)).where(
+    job_tasks.c.status == TaskStatus.SOFT_FAILED.value,
+    job_tasks.c.runnable_after > bindparam("now"),
+)
 # PostgreSQL locks each candidate it takes with this (see lock_if_runnable).
 _LOCK_IF_RUNNABLE = (
     runnable_tasks(bindparam("worker_id"))
@@ -133,50 +181,99 @@ async def candidates(
     worker_id: str,
     limit: int,
     *,
+    now: dt.datetime,
     skip_jobs: Collection[int] = (),
     skip_tasks: Collection[int] = (),
+    turns: Mapping[str, int] | None = None,
 ) -> list[Row[Any]]:
-    """Up to `limit` runnable tasks, best first: by job priority, then order of arrival.
-    Read without locks: the claimer locks each job, then the task.
+    """Up to `limit` runnable tasks, best first: by job priority, then order of arrival --
+    or, given `turns` (fair share: owner -> when it was last served, 0 for never), owners
+    take turns within a priority level, the least recently served first, each owner's tasks
+    in order of arrival. Read without locks: the claimer locks each job, then the task.
 
-    Level by level from the highest priority, one query per waiting status, each stopping
-    after `limit` rows: one query ordered by priority and id would read and sort every
-    waiting task of the queue on each claim."""
+    Level by level from the highest priority, each page query stopping after `limit` rows:
+    one query ordered by priority and id would read and sort every waiting task of the
+    queue on each claim."""
     found: list[Row[Any]] = []
     at_most = _TOP
+    base = {
+        "worker_id": worker_id,
+        "now": now,
+        "skip_jobs": list(skip_jobs),
+        "skip_tasks": list(skip_tasks),
+        "limit": limit,
+    }
     while len(found) < limit:
         levels = (await conn.execute(_NEXT_LEVEL, {"at_most": at_most})).one()
         present = [level for level in levels if level is not None]
         if not present:
             break
         level = max(present)
-        for status in _CLAIMABLE:
-            params = {
-                "worker_id": worker_id,
-                "priority": level,
-                "status": status,
-                "skip_jobs": list(skip_jobs),
-                "skip_tasks": list(skip_tasks),
-                "limit": limit,
-            }
-            found.extend(await conn.execute(_PAGE, params))
+        if turns is None:
+            rows: list[Row[Any]] = []
+            for status in _CLAIMABLE:
+                params = {**base, "priority": level, "status": status}
+                rows.extend(await conn.execute(_PAGE, params))
+            # Within one level, the waiting statuses interleave by arrival.
+            found.extend(sorted(rows, key=lambda row: row.id))
+        else:
+            found.extend(await _fair_level(conn, base, level, turns, limit - len(found)))
         if level <= _BOTTOM:
             break
         at_most = level - 1
-    # Levels come in order; within one, the waiting statuses interleave by arrival.
-    found.sort(key=lambda row: (-row.job_priority, row.id))
     return found[:limit]
 
 
-async def lock_if_runnable(conn: AsyncConnection, worker_id: str, task_id: int) -> Row[Any] | None:
+async def _fair_level(
+    conn: AsyncConnection,
+    base: dict[str, Any],
+    level: int,
+    turns: Mapping[str, int],
+    want: int,
+) -> list[Row[Any]]:
+    """One priority level's runnable tasks, owners taking turns (see candidates)."""
+    owners = [
+        owner
+        for owner, _ in sorted(
+            await conn.execute(_OWNERS, {"priority": level}),
+            key=lambda r: (turns.get(r.owner_uuid, 0), r.first),
+        )
+    ]
+    found: list[Row[Any]] = []
+    for start in range(0, len(owners), OWNERS_PER_STATEMENT):
+        chunk = owners[start : start + OWNERS_PER_STATEMENT]
+        params = {**base, "priority": level, **{f"o{i}": o for i, o in enumerate(chunk)}}
+        by_owner: dict[str, list[Row[Any]]] = {o: [] for o in chunk}
+        for row in await conn.execute(_owner_pages(len(chunk)), params):
+            by_owner[row.owner_uuid].append(row)
+        queues = [sorted(rows, key=lambda row: row.id) for rows in by_owner.values() if rows]
+        # Round robin: one task of each owner in turn, until the pages run out.
+        for i in range(max((len(q) for q in queues), default=0)):
+            found.extend(q[i] for q in queues if i < len(q))
+        if len(found) >= want:
+            break
+    return found
+
+
+async def next_runnable_at(conn: AsyncConnection, now: dt.datetime) -> dt.datetime | None:
+    """When the first retry backoff still running ends (None: none is)."""
+    value = (await conn.execute(_NEXT_RUNNABLE, {"now": now})).scalar()
+    return utc(value)
+
+
+async def lock_if_runnable(
+    conn: AsyncConnection, worker_id: str, task_id: int, now: dt.datetime
+) -> Row[Any] | None:
     """Locks the task if it is still runnable; None if it is not, or another claimer holds
     it (PostgreSQL: claimers skip each other's locked rows instead of queueing)."""
-    params = {"worker_id": worker_id, "task_id": task_id}
+    params = {"worker_id": worker_id, "task_id": task_id, "now": now}
     row: Row[Any] | None = (await conn.execute(_LOCK_IF_RUNNABLE, params)).first()
     return row
 
 
-async def lock_candidate(conn: AsyncConnection, worker_id: str, row: Row[Any]) -> Row[Any] | None:
+async def lock_candidate(
+    conn: AsyncConnection, worker_id: str, row: Row[Any], now: dt.datetime
+) -> Row[Any] | None:
     """A candidate (a row of `candidates`) locked and still runnable, or None.
 
     SQLite: the candidate as read. The claim's transaction began IMMEDIATE, so no other
@@ -185,7 +282,7 @@ async def lock_candidate(conn: AsyncConnection, worker_id: str, row: Row[Any]) -
     a query per claimed task. PostgreSQL: read again, locked, skipping other claimers'."""
     if conn.dialect.name != "postgresql":
         return row
-    return await lock_if_runnable(conn, worker_id, row.id)
+    return await lock_if_runnable(conn, worker_id, row.id, now)
 
 
 async def lock_node(conn: AsyncConnection, node_name: str) -> None:

@@ -95,6 +95,7 @@ _TIME_KEYS = {
     "finished_at",
     "failed_at",
     "lease_expires_at",
+    "runnable_after",
 }
 
 

@@ -83,6 +83,10 @@ jobs = Table(
     Column("output", Text),
     Column("log", Text),
     *(Column(name, Integer, nullable=False, server_default="0") for name in TASK_STATUS_COUNTS),
+    # Why the job failed (its first failed task's reason), and its blocklist: a JSON list of
+    # {worker_id, failed_tasks, added_at}. Both cleared by requeue.
+    Column("failure_reason", Json),
+    Column("blocklist", Json),
     Index("ix_jobs_queue", "status", "priority", "created_at"),
     Index("ix_jobs_identity", "identity"),
     Index("ix_jobs_modified_at", "modified_at"),
@@ -124,11 +128,17 @@ job_tasks = Table(
     Column("lease_expires_at", Time),
     # SHA-256 of the token given to the task's process for this lease.
     Column("token_digest", LargeBinary(32)),
+    # Retry backoff: a soft-failed task is not claimed before this time.
+    Column("runnable_after", Time),
+    # Why the task failed for good (rule, exit status, log tail).
+    Column("failure_reason", Json),
     Index("ix_job_tasks_job_id_sequence", "job_id", "sequence", "status"),
     Index("ix_job_tasks_job_id_status", "job_id", "status"),
     Index("ix_job_tasks_created_by", "created_by_job_task_uuid"),
     # Claims walk each waiting status in order of arrival (store.claims.candidates).
     Index("ix_job_tasks_status_id", "status", "id"),
+    # Fair share walks one owner's waiting tasks of one status in order of arrival.
+    Index("ix_job_tasks_status_owner_uuid_id", "status", "owner_uuid", "id"),
     Index("ix_job_tasks_lease_expires_at", "lease_expires_at"),
     # Every call made with a task's own token looks the task up by its token's digest.
     Index("ix_job_tasks_token_digest", "token_digest"),

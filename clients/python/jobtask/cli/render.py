@@ -67,7 +67,36 @@ def job_detail(job: job_pb2.Job) -> list[str]:
         lines.append(f"finished_at: {job.finished_at.ToJsonString()}")
     if job.HasField("output"):
         lines.append(f"output:      {job.output!r}")
+    if job.HasField("failure_reason"):
+        lines.append(f"failed:      {failure_text(job.failure_reason)}")
+        lines.append(f"  task:      {job.failure_reason.task_uuid}")
+        lines.extend(f"  | {line}" for line in job.failure_reason.log_tail.splitlines())
+    for entry in job.blocklist:
+        lines.append(
+            f"blocklisted: {entry.worker_id} (failed {entry.failed_tasks} tasks, "
+            f"since {entry.added_at.ToJsonString()})"
+        )
     return lines
+
+
+def failure_text(reason: job_pb2.FailureReason) -> str:
+    """`<rule>: <message> (exit code N | signal N)`."""
+    rule = job_pb2.FailureRule.Name(reason.rule).removeprefix("FAILURE_RULE_")
+    text = f"{rule.lower().replace('_', '-')}: {reason.message}"
+    if reason.HasField("exit_code"):
+        text += f" (exit code {reason.exit_code})"
+    elif reason.HasField("signal"):
+        text += f" (signal {reason.signal})"
+    return text
+
+
+def task_note(t: job_task_pb2.JobTask) -> str:
+    """Why a task failed for good, or when a soft-failed one may run again."""
+    if t.HasField("failure_reason"):
+        return failure_text(t.failure_reason)
+    if t.status == job_task_pb2.TASK_STATUS_SOFT_FAILED and t.HasField("runnable_after"):
+        return f"retry after {t.runnable_after.ToJsonString()}"
+    return ""
 
 
 def table(rows: Iterable[Sequence[str]], headers: Sequence[str]) -> list[str]:
@@ -97,8 +126,9 @@ def task_rows(tasks: Iterable[job_task_pb2.JobTask]) -> list[str]:
                 str(t.failed_count),
                 t.node_name if t.HasField("node_name") else "",
                 json.dumps(to_dict(t.parameters)),
+                task_note(t),
             )
             for t in tasks
         ),
-        ("UUID", "SEQ", "STATUS", "PROGRESS", "FAILED", "NODE", "PARAMETERS"),
+        ("UUID", "SEQ", "STATUS", "PROGRESS", "FAILED", "NODE", "PARAMETERS", "WHY"),
     )

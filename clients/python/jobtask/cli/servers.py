@@ -21,6 +21,11 @@ DEFAULT_JOBS_LISTEN = "127.0.0.1:50051"
 DEFAULT_TASKS_LISTEN = "127.0.0.1:50052"
 DEFAULT_GATEWAY_LISTEN = "127.0.0.1:8000"
 DEFAULT_SQLITE = "jobtask.sqlite3"
+# The services' scheduling defaults (jobtask.domain.scheduling), spelled here so the CLI
+# module loads without the services.
+DEFAULT_BACKOFF_BASE = 1.0
+DEFAULT_BACKOFF_MAX = 60.0
+DEFAULT_BLOCKLIST_THRESHOLD = 3
 
 
 def database_url(given: str | None) -> str:
@@ -62,6 +67,27 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     )
     server.add_argument("--lease-ttl", type=float, help="$JOBTASK_LEASE_TTL seconds (30)")
     server.add_argument("--retry-limit", type=int, help="$JOBTASK_RETRY_LIMIT (3)")
+    server.add_argument(
+        "--retry-backoff-base",
+        type=float,
+        help="$JOBTASK_RETRY_BACKOFF_BASE: first retry waits up to this many seconds (1; 0: none)",
+    )
+    server.add_argument(
+        "--retry-backoff-max",
+        type=float,
+        help="$JOBTASK_RETRY_BACKOFF_MAX: longest wait before a retry, seconds (60)",
+    )
+    server.add_argument(
+        "--blocklist-threshold",
+        type=int,
+        help="$JOBTASK_BLOCKLIST_THRESHOLD: tasks of a job failed before a worker is blocklisted "
+        "(3; 0: off)",
+    )
+    server.add_argument(
+        "--no-fair-share",
+        action="store_true",
+        help="$JOBTASK_FAIR_SHARE=0: serve equal priorities strictly by arrival, not by owner",
+    )
     server.add_argument("--tls-cert", help="$JOBTASK_TLS_CERT (gateway HTTPS)")
     server.add_argument("--tls-key", help="$JOBTASK_TLS_KEY")
     server.add_argument(
@@ -113,6 +139,18 @@ def _service_options(args: argparse.Namespace) -> dict[str, Any]:
         "cluster_id": args.cluster_id or _env("JOBTASK_CLUSTER_ID", "zzzzz"),
         "lease_ttl": args.lease_ttl or float(_env("JOBTASK_LEASE_TTL", "30")),
         "retry_limit": args.retry_limit or int(_env("JOBTASK_RETRY_LIMIT", "3")),
+        "retry_backoff_base": _number(
+            args.retry_backoff_base, "JOBTASK_RETRY_BACKOFF_BASE", DEFAULT_BACKOFF_BASE
+        ),
+        "retry_backoff_max": _number(
+            args.retry_backoff_max, "JOBTASK_RETRY_BACKOFF_MAX", DEFAULT_BACKOFF_MAX
+        ),
+        "blocklist_threshold": int(
+            _number(
+                args.blocklist_threshold, "JOBTASK_BLOCKLIST_THRESHOLD", DEFAULT_BLOCKLIST_THRESHOLD
+            )
+        ),
+        "fair_share": not args.no_fair_share and _env("JOBTASK_FAIR_SHARE", "1") != "0",
     }
 
 
@@ -133,6 +171,14 @@ async def _start_metrics(args: argparse.Namespace, services: Any | None) -> Any 
             )
         )
     return await serve_metrics(listen, store)
+
+
+def _number(given: float | None, variable: str, default: float) -> float:
+    """A flag's number, else its environment variable's, else the default (0 is a value)."""
+    if given is not None:
+        return given
+    raw = os.environ.get(variable)
+    return default if raw is None or raw == "" else float(raw)
 
 
 def _gateway_module() -> Any | None:

@@ -31,7 +31,7 @@ TASK_STATUS_CANCELED: TaskStatus
 TASK_STATUS_PAUSED: TaskStatus
 
 class JobTask(_message.Message):
-    __slots__ = ("uuid", "owner_uuid", "created_at", "modified_at", "modified_by_client_uuid", "modified_by_user_uuid", "etag", "kind", "href", "job_uuid", "sequence", "qsequence", "parameters", "output", "progress", "success", "created_by_job_task_uuid", "runtime_constraints", "failed_count", "failed_at", "failed_log", "log", "started_at", "finished_at", "status", "worker_id", "node_name", "attempt")
+    __slots__ = ("uuid", "owner_uuid", "created_at", "modified_at", "modified_by_client_uuid", "modified_by_user_uuid", "etag", "kind", "href", "job_uuid", "sequence", "qsequence", "parameters", "output", "progress", "success", "created_by_job_task_uuid", "runtime_constraints", "failed_count", "failed_at", "failed_log", "log", "started_at", "finished_at", "status", "worker_id", "node_name", "attempt", "runnable_after", "failure_reason")
     UUID_FIELD_NUMBER: _ClassVar[int]
     OWNER_UUID_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +60,8 @@ class JobTask(_message.Message):
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_NAME_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    RUNNABLE_AFTER_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_REASON_FIELD_NUMBER: _ClassVar[int]
     uuid: str
     owner_uuid: str
     created_at: _timestamp_pb2.Timestamp
@@ -88,4 +90,6 @@ class JobTask(_message.Message):
     worker_id: str
     node_name: str
     attempt: int
-    def __init__(self, uuid: _Optional[str] = ..., owner_uuid: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., modified_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., modified_by_client_uuid: _Optional[str] = ..., modified_by_user_uuid: _Optional[str] = ..., etag: _Optional[str] = ..., kind: _Optional[str] = ..., href: _Optional[str] = ..., job_uuid: _Optional[str] = ..., sequence: _Optional[int] = ..., qsequence: _Optional[int] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., output: _Optional[str] = ..., progress: _Optional[float] = ..., success: _Optional[bool] = ..., created_by_job_task_uuid: _Optional[str] = ..., runtime_constraints: _Optional[_Union[_job_pb2.RuntimeConstraints, _Mapping]] = ..., failed_count: _Optional[int] = ..., failed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., failed_log: _Optional[str] = ..., log: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., worker_id: _Optional[str] = ..., node_name: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
+    runnable_after: _timestamp_pb2.Timestamp
+    failure_reason: _job_pb2.FailureReason
+    def __init__(self, uuid: _Optional[str] = ..., owner_uuid: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., modified_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., modified_by_client_uuid: _Optional[str] = ..., modified_by_user_uuid: _Optional[str] = ..., etag: _Optional[str] = ..., kind: _Optional[str] = ..., href: _Optional[str] = ..., job_uuid: _Optional[str] = ..., sequence: _Optional[int] = ..., qsequence: _Optional[int] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., output: _Optional[str] = ..., progress: _Optional[float] = ..., success: _Optional[bool] = ..., created_by_job_task_uuid: _Optional[str] = ..., runtime_constraints: _Optional[_Union[_job_pb2.RuntimeConstraints, _Mapping]] = ..., failed_count: _Optional[int] = ..., failed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., failed_log: _Optional[str] = ..., log: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., worker_id: _Optional[str] = ..., node_name: _Optional[str] = ..., attempt: _Optional[int] = ..., runnable_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., failure_reason: _Optional[_Union[_job_pb2.FailureReason, _Mapping]] = ...) -> None: ...

@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file jobtask/v1/job.proto.
  */
 export const file_jobtask_v1_job: GenFile = /*@__PURE__*/
-  fileDesc("ChRqb2J0YXNrL3YxL2pvYi5wcm90bxIKam9idGFzay52MSKAAgoSUnVudGltZUNvbnN0cmFpbnRzEhYKCW1pbl9ub2RlcxgBIAEoBUgAiAEBEhYKCW1heF9ub2RlcxgCIAEoBUgBiAEBEh8KEm1heF90YXNrc19wZXJfbm9kZRgDIAEoBUgCiAEBEh0KEG1pbl9yYW1fcGVyX3Rhc2sYBCABKANIA4gBARIdChBtaW5fcmFtX3Blcl9ub2RlGAUgASgDSASIAQFCDAoKX21pbl9ub2Rlc0IMCgpfbWF4X25vZGVzQhUKE19tYXhfdGFza3NfcGVyX25vZGVCEwoRX21pbl9yYW1fcGVyX3Rhc2tCEwoRX21pbl9yYW1fcGVyX25vZGUiSwoMVGFza3NTdW1tYXJ5EgwKBHRvZG8YASABKAUSDwoHcnVubmluZxgCIAEoBRIMCgRkb25lGAMgASgFEg4KBmZhaWxlZBgEIAEoBSKaCQoDSm9iEgwKBHV1aWQYASABKAkSEgoKb3duZXJfdXVpZBgCIAEoCRIuCgpjcmVhdGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgttb2RpZmllZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJAoXbW9kaWZpZWRfYnlfY2xpZW50X3V1aWQYBSABKAlIAIgBARIiChVtb2RpZmllZF9ieV91c2VyX3V1aWQYBiABKAlIAYgBARIMCgRldGFnGAcgASgJEgwKBGtpbmQYCCABKAkSDAoEaHJlZhgJIAEoCRIWCglzdWJtaXRfaWQYCiABKAlIAogBARIQCghwcmlvcml0eRgLIAEoBRIOCgZzY3JpcHQYDCABKAkSEwoLc2NyaXB0X25hbWUYDSABKAkSMgoRc2NyaXB0X3BhcmFtZXRlcnMYDiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhYKDnNjcmlwdF92ZXJzaW9uGA8gASgJEhcKCnJlcG9zaXRvcnkYECABKAlIA4gBARI7ChNydW50aW1lX2NvbnN0cmFpbnRzGBEgASgLMh4uam9idGFzay52MS5SdW50aW1lQ29uc3RyYWludHMSNwoPcmVzb3VyY2VfbGltaXRzGBIgASgLMh4uam9idGFzay52MS5SdW50aW1lQ29uc3RyYWludHMSJQoYY2FuY2VsbGVkX2J5X2NsaWVudF91dWlkGBMgASgJSASIAQESIwoWY2FuY2VsbGVkX2J5X3VzZXJfdXVpZBgUIAEoCUgFiAEBEjAKDGNhbmNlbGxlZF9hdBgVIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRlZF9hdBgWIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYFyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3J1bm5pbmcYGCABKAgSFAoHc3VjY2VzcxgZIAEoCEgGiAEBEh4KEWlzX2xvY2tlZF9ieV91dWlkGBogASgJSAeIAQESEwoGb3V0cHV0GBsgASgJSAiIAQESEAoDbG9nGBwgASgJSAmIAQESLwoNdGFza3Nfc3VtbWFyeRgdIAEoCzIYLmpvYnRhc2sudjEuVGFza3NTdW1tYXJ5EiUKBnN0YXR1cxgeIAEoDjIVLmpvYnRhc2sudjEuSm9iU3RhdHVzEg0KBXN0YXRlGB8gASgJQhoKGF9tb2RpZmllZF9ieV9jbGllbnRfdXVpZEIYChZfbW9kaWZpZWRfYnlfdXNlcl91dWlkQgwKCl9zdWJtaXRfaWRCDQoLX3JlcG9zaXRvcnlCGwoZX2NhbmNlbGxlZF9ieV9jbGllbnRfdXVpZEIZChdfY2FuY2VsbGVkX2J5X3VzZXJfdXVpZEIKCghfc3VjY2Vzc0IUChJfaXNfbG9ja2VkX2J5X3V1aWRCCQoHX291dHB1dEIGCgRfbG9nKrUCCglKb2JTdGF0dXMSGgoWSk9CX1NUQVRVU19VTlNQRUNJRklFRBAAEiEKHUpPQl9TVEFUVVNfVU5ERVJfQ09OU1RSVUNUSU9OEAESFQoRSk9CX1NUQVRVU19RVUVVRUQQAhIVChFKT0JfU1RBVFVTX0FDVElWRRADEhgKFEpPQl9TVEFUVVNfQ09NUExFVEVEEAQSFQoRSk9CX1NUQVRVU19GQUlMRUQQBRIfChtKT0JfU1RBVFVTX0NBTkNFTF9SRVFVRVNURUQQBhIXChNKT0JfU1RBVFVTX0NBTkNFTEVEEAcSGQoVSk9CX1NUQVRVU19SRVFVRVVFSU5HEAgSFQoRSk9CX1NUQVRVU19QQVVTRUQQCRIeChpKT0JfU1RBVFVTX1BBVVNFX1JFUVVFU1RFRBAKYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChRqb2J0YXNrL3YxL2pvYi5wcm90bxIKam9idGFzay52MSLIAwoSUnVudGltZUNvbnN0cmFpbnRzEhYKCW1pbl9ub2RlcxgBIAEoBUgAiAEBEhYKCW1heF9ub2RlcxgCIAEoBUgBiAEBEh8KEm1heF90YXNrc19wZXJfbm9kZRgDIAEoBUgCiAEBEh0KEG1pbl9yYW1fcGVyX3Rhc2sYBCABKANIA4gBARIdChBtaW5fcmFtX3Blcl9ub2RlGAUgASgDSASIAQESJwoacmV0cnlfYmFja29mZl9iYXNlX3NlY29uZHMYBiABKAVIBYgBARImChlyZXRyeV9iYWNrb2ZmX21heF9zZWNvbmRzGAcgASgFSAaIAQESIAoTYmxvY2tsaXN0X3RocmVzaG9sZBgIIAEoBUgHiAEBQgwKCl9taW5fbm9kZXNCDAoKX21heF9ub2Rlc0IVChNfbWF4X3Rhc2tzX3Blcl9ub2RlQhMKEV9taW5fcmFtX3Blcl90YXNrQhMKEV9taW5fcmFtX3Blcl9ub2RlQh0KG19yZXRyeV9iYWNrb2ZmX2Jhc2Vfc2Vjb25kc0IcChpfcmV0cnlfYmFja29mZl9tYXhfc2Vjb25kc0IWChRfYmxvY2tsaXN0X3RocmVzaG9sZCLYAQoNRmFpbHVyZVJlYXNvbhIlCgRydWxlGAEgASgOMhcuam9idGFzay52MS5GYWlsdXJlUnVsZRIPCgdtZXNzYWdlGAIgASgJEhYKCWV4aXRfY29kZRgDIAEoBUgAiAEBEhMKBnNpZ25hbBgEIAEoBUgBiAEBEhAKCGxvZ190YWlsGAUgASgJEhEKCXRhc2tfdXVpZBgGIAEoCRIWCgl3b3JrZXJfaWQYByABKAlIAogBAUIMCgpfZXhpdF9jb2RlQgkKB19zaWduYWxCDAoKX3dvcmtlcl9pZCJnCg5CbG9ja2xpc3RFbnRyeRIRCgl3b3JrZXJfaWQYASABKAkSFAoMZmFpbGVkX3Rhc2tzGAIgASgFEiwKCGFkZGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJLCgxUYXNrc1N1bW1hcnkSDAoEdG9kbxgBIAEoBRIPCgdydW5uaW5nGAIgASgFEgwKBGRvbmUYAyABKAUSDgoGZmFpbGVkGAQgASgFIvwJCgNKb2ISDAoEdXVpZBgBIAEoCRISCgpvd25lcl91dWlkGAIgASgJEi4KCmNyZWF0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC21vZGlmaWVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIkChdtb2RpZmllZF9ieV9jbGllbnRfdXVpZBgFIAEoCUgAiAEBEiIKFW1vZGlmaWVkX2J5X3VzZXJfdXVpZBgGIAEoCUgBiAEBEgwKBGV0YWcYByABKAkSDAoEa2luZBgIIAEoCRIMCgRocmVmGAkgASgJEhYKCXN1Ym1pdF9pZBgKIAEoCUgCiAEBEhAKCHByaW9yaXR5GAsgASgFEg4KBnNjcmlwdBgMIAEoCRITCgtzY3JpcHRfbmFtZRgNIAEoCRIyChFzY3JpcHRfcGFyYW1ldGVycxgOIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFgoOc2NyaXB0X3ZlcnNpb24YDyABKAkSFwoKcmVwb3NpdG9yeRgQIAEoCUgDiAEBEjsKE3J1bnRpbWVfY29uc3RyYWludHMYESABKAsyHi5qb2J0YXNrLnYxLlJ1bnRpbWVDb25zdHJhaW50cxI3Cg9yZXNvdXJjZV9saW1pdHMYEiABKAsyHi5qb2J0YXNrLnYxLlJ1bnRpbWVDb25zdHJhaW50cxIlChhjYW5jZWxsZWRfYnlfY2xpZW50X3V1aWQYEyABKAlIBIgBARIjChZjYW5jZWxsZWRfYnlfdXNlcl91dWlkGBQgASgJSAWIAQESMAoMY2FuY2VsbGVkX2F0GBUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydGVkX2F0GBYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgXIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHcnVubmluZxgYIAEoCBIUCgdzdWNjZXNzGBkgASgISAaIAQESHgoRaXNfbG9ja2VkX2J5X3V1aWQYGiABKAlIB4gBARITCgZvdXRwdXQYGyABKAlICIgBARIQCgNsb2cYHCABKAlICYgBARIvCg10YXNrc19zdW1tYXJ5GB0gASgLMhguam9idGFzay52MS5UYXNrc1N1bW1hcnkSJQoGc3RhdHVzGB4gASgOMhUuam9idGFzay52MS5Kb2JTdGF0dXMSDQoFc3RhdGUYHyABKAkSMQoOZmFpbHVyZV9yZWFzb24YICABKAsyGS5qb2J0YXNrLnYxLkZhaWx1cmVSZWFzb24SLQoJYmxvY2tsaXN0GCEgAygLMhouam9idGFzay52MS5CbG9ja2xpc3RFbnRyeUIaChhfbW9kaWZpZWRfYnlfY2xpZW50X3V1aWRCGAoWX21vZGlmaWVkX2J5X3VzZXJfdXVpZEIMCgpfc3VibWl0X2lkQg0KC19yZXBvc2l0b3J5QhsKGV9jYW5jZWxsZWRfYnlfY2xpZW50X3V1aWRCGQoXX2NhbmNlbGxlZF9ieV91c2VyX3V1aWRCCgoIX3N1Y2Nlc3NCFAoSX2lzX2xvY2tlZF9ieV91dWlkQgkKB19vdXRwdXRCBgoEX2xvZyq1AgoJSm9iU3RhdHVzEhoKFkpPQl9TVEFUVVNfVU5TUEVDSUZJRUQQABIhCh1KT0JfU1RBVFVTX1VOREVSX0NPTlNUUlVDVElPThABEhUKEUpPQl9TVEFUVVNfUVVFVUVEEAISFQoRSk9CX1NUQVRVU19BQ1RJVkUQAxIYChRKT0JfU1RBVFVTX0NPTVBMRVRFRBAEEhUKEUpPQl9TVEFUVVNfRkFJTEVEEAUSHwobSk9CX1NUQVRVU19DQU5DRUxfUkVRVUVTVEVEEAYSFwoTSk9CX1NUQVRVU19DQU5DRUxFRBAHEhkKFUpPQl9TVEFUVVNfUkVRVUVVRUlORxAIEhUKEUpPQl9TVEFUVVNfUEFVU0VEEAkSHgoaSk9CX1NUQVRVU19QQVVTRV9SRVFVRVNURUQQCirFAQoLRmFpbHVyZVJ1bGUSHAoYRkFJTFVSRV9SVUxFX1VOU1BFQ0lGSUVEEAASHAoYRkFJTFVSRV9SVUxFX1JFVFJZX0xJTUlUEAESHgoaRkFJTFVSRV9SVUxFX1NVQ0NFU1NfRkFMU0UQAhIbChdGQUlMVVJFX1JVTEVfSU5DT01QTEVURRADEiEKHUZBSUxVUkVfUlVMRV9TQ1JJUFRfTk9UX0ZPVU5EEAQSGgoWRkFJTFVSRV9SVUxFX0JMT0NLTElTVBAFYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Resource limits of a job or task (seeds 001, 003, 004: "resource_limits").
@@ -55,6 +55,29 @@ export type RuntimeConstraints = Message<"jobtask.v1.RuntimeConstraints"> & {
    * @generated from field: optional int64 min_ram_per_node = 5;
    */
   minRamPerNode?: bigint | undefined;
+
+  /**
+   * Scheduling, not resources: the wait before a temporarily failed task runs again is
+   * exponential, starting at this many seconds (0: no wait; unset: the server's default).
+   *
+   * @generated from field: optional int32 retry_backoff_base_seconds = 6;
+   */
+  retryBackoffBaseSeconds?: number | undefined;
+
+  /**
+   * The longest wait before a retry, in seconds (unset: the server's default).
+   *
+   * @generated from field: optional int32 retry_backoff_max_seconds = 7;
+   */
+  retryBackoffMaxSeconds?: number | undefined;
+
+  /**
+   * A worker that failed this many tasks of the job gets no more of them while another
+   * capable worker is live (Flamenco's job blocklist; 0 turns it off; read from the job).
+   *
+   * @generated from field: optional int32 blocklist_threshold = 8;
+   */
+  blocklistThreshold?: number | undefined;
 };
 
 /**
@@ -63,6 +86,96 @@ export type RuntimeConstraints = Message<"jobtask.v1.RuntimeConstraints"> & {
  */
 export const RuntimeConstraintsSchema: GenMessage<RuntimeConstraints> = /*@__PURE__*/
   messageDesc(file_jobtask_v1_job, 0);
+
+/**
+ * Why a task failed for good: on the task, and on its job (the first such task's).
+ *
+ * @generated from message jobtask.v1.FailureReason
+ */
+export type FailureReason = Message<"jobtask.v1.FailureReason"> & {
+  /**
+   * @generated from field: jobtask.v1.FailureRule rule = 1;
+   */
+  rule: FailureRule;
+
+  /**
+   * The decision in words.
+   *
+   * @generated from field: string message = 2;
+   */
+  message: string;
+
+  /**
+   * How the last attempt's process ended, when it ended by itself.
+   *
+   * @generated from field: optional int32 exit_code = 3;
+   */
+  exitCode?: number | undefined;
+
+  /**
+   * @generated from field: optional int32 signal = 4;
+   */
+  signal?: number | undefined;
+
+  /**
+   * The last lines of the last attempt's log (bounded).
+   *
+   * @generated from field: string log_tail = 5;
+   */
+  logTail: string;
+
+  /**
+   * The task that failed.
+   *
+   * @generated from field: string task_uuid = 6;
+   */
+  taskUuid: string;
+
+  /**
+   * The worker that ran the last attempt.
+   *
+   * @generated from field: optional string worker_id = 7;
+   */
+  workerId?: string | undefined;
+};
+
+/**
+ * Describes the message jobtask.v1.FailureReason.
+ * Use `create(FailureReasonSchema)` to create a new message.
+ */
+export const FailureReasonSchema: GenMessage<FailureReason> = /*@__PURE__*/
+  messageDesc(file_jobtask_v1_job, 1);
+
+/**
+ * A worker that gets no more tasks of a job (Flamenco's job blocklist).
+ *
+ * @generated from message jobtask.v1.BlocklistEntry
+ */
+export type BlocklistEntry = Message<"jobtask.v1.BlocklistEntry"> & {
+  /**
+   * @generated from field: string worker_id = 1;
+   */
+  workerId: string;
+
+  /**
+   * Tasks of the job this worker had failed when it was added.
+   *
+   * @generated from field: int32 failed_tasks = 2;
+   */
+  failedTasks: number;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp added_at = 3;
+   */
+  addedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message jobtask.v1.BlocklistEntry.
+ * Use `create(BlocklistEntrySchema)` to create a new message.
+ */
+export const BlocklistEntrySchema: GenMessage<BlocklistEntry> = /*@__PURE__*/
+  messageDesc(file_jobtask_v1_job, 2);
 
 /**
  * Counts of a job's tasks, as Arvados's crunch-job kept them.
@@ -104,7 +217,7 @@ export type TasksSummary = Message<"jobtask.v1.TasksSummary"> & {
  * Use `create(TasksSummarySchema)` to create a new message.
  */
 export const TasksSummarySchema: GenMessage<TasksSummary> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_job, 1);
+  messageDesc(file_jobtask_v1_job, 3);
 
 /**
  * A job: the Arvados Job resource (seeds 003 and 004).
@@ -300,6 +413,21 @@ export type Job = Message<"jobtask.v1.Job"> & {
    * @generated from field: string state = 31;
    */
   state: string;
+
+  /**
+   * Why the job failed: the reason of the first task that failed for good; cleared by requeue.
+   *
+   * @generated from field: jobtask.v1.FailureReason failure_reason = 32;
+   */
+  failureReason?: FailureReason | undefined;
+
+  /**
+   * Workers that get no more of the job's tasks while another capable worker is live;
+   * cleared by requeue.
+   *
+   * @generated from field: repeated jobtask.v1.BlocklistEntry blocklist = 33;
+   */
+  blocklist: BlocklistEntry[];
 };
 
 /**
@@ -307,7 +435,7 @@ export type Job = Message<"jobtask.v1.Job"> & {
  * Use `create(JobSchema)` to create a new message.
  */
 export const JobSchema: GenMessage<Job> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_job, 2);
+  messageDesc(file_jobtask_v1_job, 4);
 
 /**
  * Status of a job: the job status machine of Flamenco (seed 002), plus
@@ -397,4 +525,57 @@ export enum JobStatus {
  */
 export const JobStatusSchema: GenEnum<JobStatus> = /*@__PURE__*/
   enumDesc(file_jobtask_v1_job, 0);
+
+/**
+ * The rule that failed a task (or its job) for good.
+ *
+ * @generated from enum jobtask.v1.FailureRule
+ */
+export enum FailureRule {
+  /**
+   * @generated from enum value: FAILURE_RULE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The process ended without deciding success as many times as the retry limit allows.
+   *
+   * @generated from enum value: FAILURE_RULE_RETRY_LIMIT = 1;
+   */
+  RETRY_LIMIT = 1,
+
+  /**
+   * The task reported success=false.
+   *
+   * @generated from enum value: FAILURE_RULE_SUCCESS_FALSE = 2;
+   */
+  SUCCESS_FALSE = 2,
+
+  /**
+   * The task reported success=true with progress below 1.0.
+   *
+   * @generated from enum value: FAILURE_RULE_INCOMPLETE = 3;
+   */
+  INCOMPLETE = 3,
+
+  /**
+   * The job's script could not be found or run (exit code 127).
+   *
+   * @generated from enum value: FAILURE_RULE_SCRIPT_NOT_FOUND = 4;
+   */
+  SCRIPT_NOT_FOUND = 4,
+
+  /**
+   * The job blocklist left no live worker that could run the task.
+   *
+   * @generated from enum value: FAILURE_RULE_BLOCKLIST = 5;
+   */
+  BLOCKLIST = 5,
+}
+
+/**
+ * Describes the enum jobtask.v1.FailureRule.
+ */
+export const FailureRuleSchema: GenEnum<FailureRule> = /*@__PURE__*/
+  enumDesc(file_jobtask_v1_job, 1);
 
