@@ -34,8 +34,8 @@ async def test_submit_get_list_cancel(live: Cluster) -> None:
     job = json.loads(submitted.stdout)
     uuid = job["uuid"]
     assert job["script_parameters"] == {"input": "abc", "n": 3}
-    assert job["runtime_constraints"] == {"max_nodes": 2}
-    assert job["status"] == "JOB_STATUS_QUEUED"
+    assert job["runtime_constraints"]["max_nodes"] == 2
+    assert job["status"] == "queued"  # as REST spells it, not JOB_STATUS_QUEUED
 
     got = await run_cli(live, "get", uuid, "--json")
     assert json.loads(got.stdout)["uuid"] == uuid
@@ -45,7 +45,10 @@ async def test_submit_get_list_cancel(live: Cluster) -> None:
     listed = await run_cli(live, "list", "-f", "script", "=", "hash.py", "--json")
     body = json.loads(listed.stdout)
     assert [j["uuid"] for j in body["items"]] == [uuid]
-    assert body["items_available"] == "1"  # int64 is a JSON string in proto3 JSON
+    assert body["items_available"] == 1  # a number, as REST sends it
+    assert body["kind"] == "arvados#jobList" and isinstance(body["limit"], int)
+    empty = await run_cli(live, "queue", "-f", "script", "=", "nothing.py", "--json")
+    assert json.loads(empty.stdout)["items"] == []  # the key is there, as in REST
     queue = await run_cli(live, "queue")
     assert uuid in queue.stdout
 
@@ -62,7 +65,7 @@ async def test_submit_get_list_cancel(live: Cluster) -> None:
 
     assert (await run_cli(live, "requeue", uuid)).stdout.strip() == f"{uuid} queued"
     paused = await run_cli(live, "pause", uuid, "--json")
-    assert json.loads(paused.stdout)["status"] == "JOB_STATUS_PAUSED"
+    assert json.loads(paused.stdout)["status"] == "paused"
     assert (await run_cli(live, "resume", uuid)).stdout.strip() == f"{uuid} queued"
 
 
@@ -101,7 +104,7 @@ async def test_watch_follows_a_job_to_completion(live: Cluster, workers: Workers
     followed = await run_cli(live, "logs", "--follow", uuid)  # ends: the job is terminal
     assert followed.stdout == logs.stdout
     events = await run_cli(live, "watch", uuid, "--json")
-    assert json.loads(events.stdout.splitlines()[0])["type"] == "WATCH_EVENT_TYPE_SNAPSHOT"
+    assert json.loads(events.stdout.splitlines()[0])["type"] == "snapshot"
 
 
 class PtyReader:

@@ -6,8 +6,10 @@
  * - The job's `script` names a file in the scripts directory; names leading outside it
  *   (`..`, absolute, a symbolic link pointing out) fail the task for good; a missing or
  *   non-executable script is a temporary failure (another worker may have it).
- * - `*.py` runs under $JOBTASK_PYTHON (default `python3` from PATH); anything else must be
- *   executable and runs directly (its `#!` line picks the interpreter).
+ * - An executable script with a `#!` line runs directly: its own interpreter, whatever its
+ *   name (crunch-job executed the script itself). A `*.py` without one, or not executable,
+ *   runs under $JOBTASK_PYTHON (default `python3` from PATH); anything else must be
+ *   executable.
  * - The script leads its own process group; its working directory is a fresh TASK_WORK,
  *   stdin is /dev/null, stdout and stderr become the task's log, and it gets crunch's task
  *   environment (JOB_UUID, TASK_UUID, TASK_SEQUENCE, JOB_PARAMETER_<NAME>, TASK_WORK,
@@ -21,7 +23,16 @@
 
 import { spawn } from "node:child_process";
 import { constants as osConstants, tmpdir } from "node:os";
-import { existsSync, realpathSync, statSync, accessSync, constants as fsConstants } from "node:fs";
+import {
+  accessSync,
+  closeSync,
+  constants as fsConstants,
+  existsSync,
+  openSync,
+  readSync,
+  realpathSync,
+  statSync,
+} from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
 import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import { createInterface } from "node:readline";
@@ -96,6 +107,30 @@ export function resolveScript(scriptsDir: string, script: string): string {
     }
   }
   return path;
+}
+
+/** A `.py` script runs under $JOBTASK_PYTHON unless it is an executable with a `#!` line. */
+export function needsPython(path: string): boolean {
+  if (!path.endsWith(".py")) {
+    return false;
+  }
+  try {
+    accessSync(path, fsConstants.X_OK);
+  } catch {
+    return true;
+  }
+  const head = Buffer.alloc(2);
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, "r");
+    return readSync(fd, head, 0, 2, 0) < 2 || head.toString("latin1") !== "#!";
+  } catch {
+    return true;
+  } finally {
+    if (fd !== undefined) {
+      closeSync(fd);
+    }
+  }
 }
 
 /** A report line → its effect; undefined for blank and comment lines; throws if malformed. */
@@ -255,7 +290,7 @@ export class ScriptRunner {
     taskWork: string,
     jobWork: string,
   ): Promise<TaskExit> {
-    const [command, ...args] = path.endsWith(".py") ? [this.python, path] : [path];
+    const [command, ...args] = needsPython(path) ? [this.python, path] : [path];
     return new Promise<TaskExit>((resolveExit) => {
       const child = spawn(command as string, args, {
         cwd: taskWork,

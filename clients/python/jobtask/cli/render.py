@@ -12,15 +12,23 @@ from jobtask.sdk.messages import to_dict
 from jobtask.v1 import job_pb2, job_task_pb2
 
 
+def as_json(message: Message) -> Any:
+    """A message as the REST gateway answers it (Arvados's JSON: every attribute, statuses
+    as `queued`, whole numbers as numbers), so `--json` and curl agree on every spelling."""
+    from jobtask.gateway.rendering import render_value
+
+    return render_value(message)
+
+
 def print_json(
     value: Message | Sequence[Message] | dict[str, Any], out: TextIO = sys.stdout
 ) -> None:
     if isinstance(value, Message):
-        data: Any = to_dict(value)
+        data: Any = as_json(value)
     elif isinstance(value, dict):
         data = value
     else:
-        data = [to_dict(m) for m in value]
+        data = [as_json(m) for m in value]
     json.dump(data, out, indent=2, sort_keys=False)
     out.write("\n")
 
@@ -53,7 +61,7 @@ def summary(job: job_pb2.Job) -> str:
 def job_detail(job: job_pb2.Job) -> list[str]:
     lines = [
         f"uuid:        {job.uuid}",
-        f"status:      {job_status(job.status)} ({job.state})",
+        f"status:      {job_status(job.status)}",
         f"script:      {job.script}" + (f" @ {job.script_version}" if job.script_version else ""),
         f"priority:    {job.priority}",
         f"parameters:  {json.dumps(to_dict(job.script_parameters))}",

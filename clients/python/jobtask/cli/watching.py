@@ -18,7 +18,6 @@ from typing import Any, TextIO
 from jobtask.cli import render
 from jobtask.cli.jobs import say_break
 from jobtask.sdk.client import AsyncClient
-from jobtask.sdk.messages import to_dict
 from jobtask.v1 import job_pb2, job_task_pb2, watch_pb2
 
 W = watch_pb2.WatchEventType
@@ -188,7 +187,7 @@ async def watch(args: argparse.Namespace, client: AsyncClient) -> int:
     async for event in following:
         board.apply(event)
         if args.json:
-            out.write(json.dumps(to_dict(event)) + "\n")
+            out.write(json.dumps(render.as_json(event)) + "\n")
             out.flush()
             continue
         is_log = event.type == W.WATCH_EVENT_TYPE_TASK_LOG
