@@ -49,8 +49,25 @@ def check_known(attrs: Mapping[str, Attr], changes: Mapping[str, Any]) -> dict[s
     return result
 
 
+def _blank(value: Any) -> bool:
+    """What a null or empty attribute comes back as: None, or a message of zero values
+    (`{"rule": "FAILURE_RULE_UNSPECIFIED", "message": "", ...}`), or an empty list."""
+    if value is None or value in ("", 0, False, [], {}):
+        return True
+    if isinstance(value, str):
+        return value.endswith("_UNSPECIFIED")
+    if isinstance(value, dict):
+        return all(_blank(v) for v in value.values())
+    return False
+
+
 def same_value(current: Any, new: Any) -> bool:
-    """Equality as a client echoing a record back would mean it (timestamps to the µs)."""
+    """Equality as a client echoing a record back would mean it (timestamps to the µs; a
+    null message attribute and one sent back with zero values are the same)."""
+    if (current is None or new is None) and (
+        isinstance(current, dict | list) or isinstance(new, dict | list)
+    ):
+        return _blank(current) and _blank(new)
     if isinstance(current, dt.datetime) and isinstance(new, dt.datetime):
         return abs((current - new).total_seconds()) < 1e-6
     if isinstance(current, float) or isinstance(new, float):
