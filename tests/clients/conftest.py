@@ -7,10 +7,9 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 from jobtask.sdk import AsyncClient
@@ -153,23 +152,6 @@ async def run_cli(cluster: Cluster, *args: str, within: float = 30.0, **env: str
         ) from None
     assert proc.returncode is not None
     return Result(proc.returncode, out.decode(), err.decode())
-
-
-async def eventually(
-    check: Callable[[], Any], *, within: float = 20.0, interval: float = 0.1
-) -> Any:
-    """Polls `check` (sync or async) until it returns a truthy value."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {within}s")
-        await asyncio.sleep(interval)
 
 
 def alive(pid: int) -> bool:

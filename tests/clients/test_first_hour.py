@@ -16,11 +16,11 @@ from jobtask.v1 import job_pb2, watch_pb2
 from tests.clients.conftest import (
     Workers,
     cli_env,
-    eventually,
     run_cli,
 )
 from tests.clients.test_worker import finished
 from tests.conftest import ROOT, Cluster, start_jobtask
+from tests.polling import eventually
 
 JS = job_pb2.JobStatus
 

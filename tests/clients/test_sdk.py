@@ -23,8 +23,11 @@ from jobtask.sdk import (
 )
 from jobtask.v1 import job_pb2, job_task_pb2, task_service_pb2, watch_pb2
 
-from tests.clients.conftest import ROOT_TOKEN, eventually
+from tests.clients.conftest import (
+    ROOT_TOKEN,
+)
 from tests.conftest import Cluster
+from tests.polling import eventually
 
 JS = job_pb2.JobStatus
 TS = job_task_pb2.TaskStatus
@@ -162,7 +165,7 @@ async def test_watch_ends_when_the_job_is_terminal(client: AsyncClient) -> None:
             events.append(event)
 
     watching = asyncio.create_task(collect())
-    await asyncio.sleep(0.3)
+    await eventually(lambda: events)  # the watch is open: its snapshot arrived
     await client.cancel(job.uuid)
     await asyncio.wait_for(watching, 10)
     assert events[0].type == W.WATCH_EVENT_TYPE_SNAPSHOT

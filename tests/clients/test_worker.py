@@ -18,11 +18,11 @@ from tests.clients.conftest import (
     SCRIPTS,
     Workers,
     alive,
-    eventually,
     killed_at_exit,
     run_cli,
 )
 from tests.conftest import Cluster, start_cluster
+from tests.polling import eventually
 
 JS = job_pb2.JobStatus
 TS = job_task_pb2.TaskStatus

@@ -20,10 +20,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 from jobtask.sdk import AsyncClient
@@ -296,22 +295,6 @@ async def processes(
         yield p
     finally:
         await p.stop_all()
-
-
-async def eventually(
-    check: Callable[[], Any], *, within: float = 20.0, interval: float = 0.05
-) -> Any:
-    """Polls `check` (sync or async) until it returns a truthy value."""
-    deadline = time.monotonic() + within
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within}s")
-        await asyncio.sleep(interval)
 
 
 def alive(pid: int) -> bool:

@@ -12,7 +12,11 @@ from jobtask.sdk import AsyncClient
 from jobtask.sdk.errors import InvalidArgumentError
 from jobtask.v1 import job_pb2, job_task_pb2, watch_pb2
 
-from tests.polyglot.conftest import Processes, alive, eventually
+from tests.polling import eventually
+from tests.polyglot.conftest import (
+    Processes,
+    alive,
+)
 
 JS = job_pb2.JobStatus
 TS = job_task_pb2.TaskStatus

@@ -158,17 +158,5 @@ async def completed_tasks(url: str) -> int:
     return int(rows[0]["n"])
 
 
-async def until(check: Any, *, within: float, interval: float = 0.5) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        value = await check()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {within}s")
-        await asyncio.sleep(interval)
-
-
 def is_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, grpc.aio.AioRpcError) and exc.code() == grpc.StatusCode.UNAVAILABLE

@@ -16,7 +16,8 @@ from jobtask.store import migrate
 from sqlalchemy.engine import make_url
 
 from tests.conftest import _asyncpg_dsn, postgres_admin_url, start_jobtask
-from tests.scale.checks import asyncpg_dsn, fetch, until
+from tests.polling import eventually
+from tests.scale.checks import asyncpg_dsn, fetch
 from tests.scale.conftest import ROOT_TOKEN, Topology
 
 pytestmark = pytest.mark.postgres
@@ -69,7 +70,7 @@ async def held_at_the_gate(url: str, processes: int) -> None:
     try:
         async with gate.transaction():
             await gate.execute("CREATE TABLE alembic_version (version_num varchar(32))")
-            await until(lambda: _waiting(watch, processes), within=60, interval=0.1)
+            await eventually(lambda: _waiting(watch, processes), within=60, interval=0.1)
             raise _Release
     except _Release:
         pass

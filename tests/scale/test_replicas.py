@@ -18,12 +18,12 @@ import time
 import pytest
 from jobtask.sdk import AsyncClient
 
+from tests.polling import eventually
 from tests.scale.checks import (
     check_history,
     check_watch,
     completed_tasks,
     fetch,
-    until,
     watch_job,
 )
 from tests.scale.conftest import ROOT_TOKEN, Part, Topology
@@ -120,7 +120,7 @@ async def test_a_task_replica_killed_midway_loses_nothing(topology: Topology) ->
     _, watchers = await submit_and_watch(topology, jobs)
     url = topology.database_url
     total = JOBS * (1 + CHILDREN)
-    await until(lambda: _at_least(url, total // 3), within=WITHIN)
+    await eventually(lambda: _at_least(url, total // 3), within=WITHIN)
     victim = tasks[0]
     topology.kill(victim)
     await victim.proc.wait()

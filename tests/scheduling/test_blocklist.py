@@ -12,9 +12,14 @@ from jobtask.store.schema import task_attempts
 from jobtask.v1 import job_pb2, job_task_pb2
 from sqlalchemy import func, select
 
-from tests.clients.conftest import ROOT_TOKEN, Workers, eventually, run_cli
+from tests.clients.conftest import (
+    ROOT_TOKEN,
+    Workers,
+    run_cli,
+)
 from tests.clients.test_worker import finished
 from tests.conftest import Cluster
+from tests.polling import eventually
 
 JS = job_pb2.JobStatus
 TS = job_task_pb2.TaskStatus

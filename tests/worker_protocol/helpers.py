@@ -13,6 +13,7 @@ from jobtask.v1 import task_service_pb2, watch_pb2
 from sqlalchemy import func, select
 
 from tests.core.helpers import create_job, task, token_md, worker
+from tests.polling import DEADLINE
 
 TSP = task_service_pb2
 
@@ -65,12 +66,12 @@ class Run:
         await self.call.write(msg)
         return self.seq
 
-    async def recv(self, within: float = 5.0) -> TSP.RunTaskResponse | None:
+    async def recv(self, within: float = DEADLINE) -> TSP.RunTaskResponse | None:
         response = await asyncio.wait_for(self.call.read(), within)
         return None if response is grpc.aio.EOF else response
 
     async def until(
-        self, check: Callable[[TSP.RunTaskResponse], bool], within: float = 5.0
+        self, check: Callable[[TSP.RunTaskResponse], bool], within: float = DEADLINE
     ) -> TSP.RunTaskResponse:
         deadline = time.monotonic() + within
         while True:
@@ -79,7 +80,7 @@ class Run:
             if check(response):
                 return response
 
-    async def acked(self, seq: int, within: float = 5.0) -> TSP.RunTaskResponse:
+    async def acked(self, seq: int, within: float = DEADLINE) -> TSP.RunTaskResponse:
         return await self.until(lambda r: r.acked_seq >= seq, within)
 
     async def exit(self, within: float = 5.0, **fields: Any) -> TSP.RunTaskResponse:
@@ -90,18 +91,6 @@ class Run:
         final = await self.until(lambda r: r.HasField("task"), within)
         assert await self.recv() is None  # the server closes the stream after the decision
         return final
-
-
-async def eventually(check: Callable[[], Any], within: float = 5.0, step: float = 0.05) -> Any:
-    """Polls an async check until it returns something truthy."""
-    deadline = time.monotonic() + within
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {within}s (last: {value!r})")
-        await asyncio.sleep(step)
 
 
 async def count_events(cluster: Any, type_: str, task_uuid: str | None = None) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections import defaultdict
 from typing import Any
 
@@ -16,6 +15,8 @@ from sqlalchemy import select
 
 from tests.conftest import Cluster
 from tests.core.helpers import add_task, create_job, get_job, job_status
+from tests.polling import DEADLINE
+from tests.worker_protocol.conftest import FAR
 from tests.worker_protocol.helpers import Run, claim_as
 
 
@@ -89,15 +90,16 @@ async def test_min_nodes_waits_for_enough_live_nodes(cluster: Cluster) -> None:
     assert await claim_as(cluster, "w1", "nodeA") is not None
 
 
-async def test_a_long_poll_claim_wakes_when_min_nodes_is_met(cluster: Cluster) -> None:
+async def test_a_long_poll_claim_wakes_when_min_nodes_is_met(signalled: Cluster) -> None:
+    """The waiting claim returns a task once a second node's claim meets min_nodes, long
+    before its own wait ends: woken by that claim's change, not by its timer."""
+    cluster = signalled
     await job_with_tasks(cluster, 2, min_nodes=2)
-    waiting = asyncio.create_task(claim_as(cluster, "w1", "nodeA", wait=5.0))
+    waiting = asyncio.create_task(claim_as(cluster, "w1", "nodeA", wait=FAR))
     await asyncio.sleep(0.3)
     assert not waiting.done()
-    started = time.monotonic()
     assert await claim_as(cluster, "w3", "nodeB") is not None
-    assert await waiting is not None
-    assert time.monotonic() - started < 1.5
+    assert await asyncio.wait_for(waiting, DEADLINE) is not None
 
 
 async def test_limits_hold_under_four_concurrent_workers(cluster: Cluster) -> None:

@@ -58,6 +58,7 @@ AUTH_SERVICE = auth_service_pb2.DESCRIPTOR.services_by_name[
     "ApiClientAuthorizationService"
 ].full_name
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+DEFAULT_SAFETY_WAIT = 1.0
 
 
 @dataclass
@@ -92,11 +93,12 @@ class Core:
         *,
         migrate_schema: bool = True,
         root_token: str | None = None,
+        safety_wait: float = DEFAULT_SAFETY_WAIT,
     ) -> Core:
         db = Database(database_url)
         if migrate_schema:
             await migrate.upgrade(db)
-        signal = ChangeSignal()
+        signal = ChangeSignal(max_wait=safety_wait)
         db.on_commit(signal.notify)
         tasks = TaskManager(db, settings)
         tokens = TokenManager(db, settings, root_token)
@@ -233,9 +235,13 @@ async def serve(
     prune_interval: float = upkeep.PRUNE_SECONDS,
     tls_cert: str | None = None,
     tls_key: str | None = None,
+    safety_wait: float = DEFAULT_SAFETY_WAIT,
 ) -> Services:
     """Starts JobService and/or TaskService (None skips one) on one store; with TLS when
     tls_cert and tls_key (PEM files) are given.
+
+    safety_wait: the longest a waiting stream or claim sleeps without a change signal, in
+    case a notification was lost. Tests set it far away to show a wake-up was signalled.
 
     root_token: the system root token (JOBTASK_SYSTEM_ROOT_TOKEN), accepted as the system
     user with every scope. Tokens stored in the database work with or without it."""
@@ -250,7 +256,7 @@ async def serve(
         feed_keep_events=feed_keep_events,
     )
     credentials = server_credentials(tls_cert, tls_key)
-    core = await Core.open(database_url, settings, root_token=root_token)
+    core = await Core.open(database_url, settings, root_token=root_token, safety_wait=safety_wait)
     services = Services(core=core, servers=[])
     if jobs_listen is not None:
         server, services.jobs_port, health_servicer = create_job_server(
