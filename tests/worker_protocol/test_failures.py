@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from jobtask.v1 import job_service_pb2 as js
-from jobtask.v1 import task_service_pb2
+from jobtask.v1 import job_task_pb2, task_service_pb2
 
 from tests.conftest import Cluster, start_cluster
 from tests.core.helpers import create_job, get_job, get_task, job_status, task_status
@@ -73,13 +73,37 @@ async def test_a_dropped_stream_is_retried_on_another_worker(cluster: Cluster) -
         task = await get_task(cluster, a.task.uuid)
         return task.status == task_status("soft-failed")
 
-    await eventually(soft_failed, within=3)
+    await eventually(soft_failed)
     task = await get_task(cluster, a.task.uuid)
     assert task.failed_count == 1 and "stream ended" in task.failed_log
     # Flamenco's failure memory: not w1 again while w2 can run it.
     assert await claim_as(cluster, "w1", "nodeA") is None
-    retry = await claim_as(cluster, "w2", "nodeB")
-    assert retry is not None and retry.task.uuid == a.task.uuid and retry.task.attempt == 2
+    # Once the old lease has run out (its worker's process is surely stopped by then).
+    retry = await eventually(lambda: claim_as(cluster, "w2", "nodeB"))
+    assert retry.task.uuid == a.task.uuid and retry.task.attempt == 2
+
+
+async def test_a_cut_streams_task_waits_out_its_lease(signalled: Cluster) -> None:
+    """A stream that ends without the process's exit soft-fails its task at once, but the
+    process may still run where the server cannot reach it (a one-sided partition): the
+    task is not runnable again before the lease its worker holds could have expired, by
+    which time the worker has stopped it by its own clock. No two runs at once."""
+    cluster = signalled
+    await cluster.jobs.CreateJob(create_job(script="flaky.py"))
+    a = await claim_as(cluster, "w1", "nodeA")
+    assert a is not None
+    run = Run(cluster, a)
+    reply = await run.acked(await run.send(progress=0.5))
+    lease_end = reply.lease.expires_at.ToDatetime(tzinfo=dt.UTC)
+    run.call.cancel()
+
+    async def soft_failed() -> job_task_pb2.JobTask | None:
+        task = await get_task(cluster, a.task.uuid)
+        return task if task.status == task_status("soft-failed") else None
+
+    task = await eventually(soft_failed)
+    assert task.runnable_after.ToDatetime(tzinfo=dt.UTC) >= lease_end
+    assert await claim_as(cluster, "w2", "nodeB") is None
 
 
 async def test_failure_memory_ignores_workers_that_cannot_run_the_task(cluster: Cluster) -> None:

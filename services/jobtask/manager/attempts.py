@@ -18,7 +18,7 @@ from jobtask.domain.statuses import JOB_HOLDING, JobStatus, TaskStatus, check_ta
 from jobtask.manager import blocklisting, lifecycle
 from jobtask.manager.context import Caller, Settings, utcnow
 from jobtask.observability import lifecycle as observe
-from jobtask.store.records import Record
+from jobtask.store.records import Record, utc
 from jobtask.store.schema import job_tasks, task_attempts, task_failures
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -160,7 +160,14 @@ async def finish_attempt(
                 status, rule = T.FAILED, FailureRule.BLOCKLIST
         if status is T.SOFT_FAILED:
             backoff = settings.backoff.of(job["runtime_constraints"], task["runtime_constraints"])
-            extra["runnable_after"] = now + dt.timedelta(seconds=backoff.delay(failures))
+            not_before = now + dt.timedelta(seconds=backoff.delay(failures))
+            lease_end = utc(task.get("lease_expires_at"))
+            if exit_code is None and signal is None and lease_end is not None:
+                # No exit: the stream was cut, and the process may still run where the
+                # server cannot reach it. Its worker stops it by its own clock before the
+                # lease would have expired; no other worker may start it before then.
+                not_before = max(not_before, lease_end)
+            extra["runnable_after"] = not_before
     if status is T.FAILED:
         if rule is None:
             rule = permanent_rule(exit_code, task["success"], decision.temporary_failure)
