@@ -68,6 +68,7 @@ _INT_RANGE = {
 }
 _FLOATS = {FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT}
 _FIELD_MASK = "google.protobuf.FieldMask"
+_MASK_FIELDS = ("update_mask", "field_mask")
 
 
 class _Skip(Exception):
@@ -182,11 +183,13 @@ def _set_update_mask(
     resource: Mapping[str, Any],
     params: Mapping[str, Any],
 ) -> None:
-    """Update RPCs change what the caller sent: the mask is the attribute names it used."""
-    mask = descriptor.fields_by_name.get("update_mask")
+    """Update RPCs change what the caller sent: the mask is the attribute names it used.
+    Create RPCs with a `field_mask` learn the same way which attributes were given at all."""
+    name = next((n for n in _MASK_FIELDS if n in descriptor.fields_by_name), "")
+    mask = descriptor.fields_by_name.get(name)
     if body_field is None or mask is None or message_of(mask).full_name != _FIELD_MASK:
         return
-    if "update_mask" in params or "updateMask" in params:
+    if any(key in params for key in (name, mask.json_name)):
         return
     body = message_of(descriptor.fields_by_name[body_field])
     paths = [
@@ -194,8 +197,7 @@ def _set_update_mask(
         for key in resource
         if key not in RESOURCE_METADATA and (f := field_named(body, key)) is not None
     ]
-    generated: Any = message  # the generated class has update_mask; Message does not say so
-    generated.update_mask.paths.extend(dict.fromkeys(paths))
+    getattr(message, name).paths.extend(dict.fromkeys(paths))
 
 
 def _assign(
