@@ -29,6 +29,7 @@ __all__ = [
     "QueryValues",
     "build_request",
     "coerce",
+    "parse_json",
 ]
 
 # Accepted from Arvados clients and deliberately without effect here.
@@ -69,6 +70,54 @@ _INT_RANGE = {
 _FLOATS = {FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT}
 _FIELD_MASK = "google.protobuf.FieldMask"
 _MASK_FIELDS = ("update_mask", "field_mask")
+
+
+# JSON nested deeper than this is refused: nothing Arvados sends comes near it, and
+# protobuf's own parser stops at 100 message levels (a JSON level costs it two).
+MAX_JSON_DEPTH = 32
+
+
+def parse_json(text: str | bytes, name: str) -> Any:
+    """json.loads, refusing (by `name`) what is not JSON or is nested too deep."""
+    try:
+        value = json.loads(text, parse_constant=_no_constant)
+    except _NotFinite:
+        raise ApiError.unprocessable(
+            f"{name}: numbers must be finite, not NaN or Infinity"
+        ) from None
+    except RecursionError:
+        value = None
+        too_deep = True
+    except ValueError:
+        raise ApiError.unprocessable(f"{name}: not valid JSON") from None
+    else:
+        too_deep = _depth_exceeds(value, MAX_JSON_DEPTH)
+    if too_deep:
+        raise ApiError(400, [f"{name}: JSON nested deeper than {MAX_JSON_DEPTH} levels"])
+    return value
+
+
+class _NotFinite(ValueError):
+    pass
+
+
+def _no_constant(text: str) -> Any:
+    """Python's json reads NaN and Infinity, which JSON does not have."""
+    raise _NotFinite(text)
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    level: list[Any] = [value]
+    for _ in range(limit + 1):
+        level = [
+            child
+            for item in level
+            if isinstance(item, dict | list)
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
+        if not level:
+            return False
+    return True
 
 
 class _Skip(Exception):
@@ -145,10 +194,7 @@ def _resource_object(name: str, value: Any) -> dict[str, Any]:
     if isinstance(value, list):  # a repeated form parameter: the last one counts
         value = value[-1] if value else None
     if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise ApiError.unprocessable(f"{name}: not valid JSON") from None
+        value = parse_json(value, name)
     if not isinstance(value, dict):
         raise ApiError.unprocessable(f"No {name} hash provided with request")
     return value
@@ -255,10 +301,7 @@ def _items(field: FieldDescriptor, value: Any) -> list[Any]:
         if isinstance(item, str) and from_query:
             text = item.strip()
             if text.startswith("["):
-                try:
-                    parsed = json.loads(text)
-                except ValueError:
-                    raise ApiError.unprocessable(f"{field.name}: not a valid JSON array") from None
+                parsed = parse_json(text, field.name)
                 items.extend(parsed if isinstance(parsed, list) else [parsed])
             elif field.type == FieldDescriptor.TYPE_MESSAGE:
                 items.append(item)
@@ -328,10 +371,7 @@ def _coerce_message(field: FieldDescriptor, value: Any, strict: bool) -> Any:
             text = value.strip()
             looks_json = text[:1] in ("[", "{", '"') or text in ("null", "true", "false")
             if type_name != "google.protobuf.Value" or looks_json:
-                try:
-                    value = json.loads(text) if text else None
-                except ValueError:
-                    raise ApiError.unprocessable(f"{name}: not valid JSON") from None
+                value = parse_json(text, name) if text else None
         if value is None and type_name != "google.protobuf.Value":
             raise _Skip
         if type_name == "google.protobuf.Struct" and not isinstance(value, dict):
@@ -344,10 +384,7 @@ def _coerce_message(field: FieldDescriptor, value: Any, strict: bool) -> Any:
             return f"{value}s"  # plain seconds are friendlier than "30s" in a query string
         return value  # Timestamp, Duration, FieldMask, wrappers: proto3 JSON strings
     if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise ApiError.unprocessable(f"{name}: not valid JSON") from None
+        value = parse_json(value, name)
     if not isinstance(value, dict):
         raise ApiError.unprocessable(f"{name}: must be a JSON object, got {_show(value)}")
     return _message_dict(field, name, value, strict=strict)
