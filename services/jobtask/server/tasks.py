@@ -9,11 +9,13 @@ from typing import Any
 import grpc
 from jobtask.domain.errors import InvalidArgument
 from jobtask.domain.resources import TASK_ATTRS
+from jobtask.domain.scopes import ALL
 from jobtask.domain.uuids import JOB_INFIX, check_uuid
 from jobtask.manager.claims import ClaimManager, WorkerSpec
 from jobtask.manager.reports import ReportManager
 from jobtask.manager.tasks import Claim, TaskManager
-from jobtask.server.callers import CallerResolver
+from jobtask.manager.tokens import Credentials
+from jobtask.server.callers import CallerResolver, current_credentials
 from jobtask.server.changes import ChangeSignal
 from jobtask.server.convert import changes_from, job_pb, task_pb, timestamp
 from jobtask.server.errors import rpc
@@ -114,6 +116,14 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         self, request: task_service_pb2.ReportTaskExitRequest, context: Context
     ) -> job_task_pb2.JobTask:
         caller = await self.callers(context)
+        if not request.lease_id and not is_admin_with_all(current_credentials()):
+            # The lease id is known only to the worker that claimed the task: without it,
+            # another worker's (admin-owned, narrowly scoped) token could end any task.
+            raise InvalidArgument(
+                "lease_id",
+                "is required: only the task's lease holder, or an admin token with scope "
+                "'all', may report its exit",
+            )
         record = await self.tasks.report_exit(
             caller,
             request.uuid,
@@ -169,3 +179,8 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
             opened=lambda: context.send_initial_metadata(()),
         ):
             yield event
+
+
+def is_admin_with_all(creds: Credentials) -> bool:
+    caller = creds.caller
+    return (caller.is_admin or caller.is_system) and ALL in creds.scopes
