@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tests.auth.conftest import auth
+from tests.clients.conftest import client, live, workers
 from tests.gateway.conftest import stack
 
-__all__ = ["auth", "stack"]
+__all__ = ["auth", "client", "live", "stack", "workers"]

@@ -141,6 +141,7 @@ class TaskRun:
                 gateway_addr=self.config.gateway_addr,
             ),
             os.environ,
+            self.config.pass_env,
         )
         try:
             self.process = await ScriptProcess.start(
