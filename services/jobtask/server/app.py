@@ -113,6 +113,11 @@ def _new_server(
             # Idle gateway connections must not be dropped between requests (Funnel's lesson).
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            # Clients ping every 20 s (jobtask.sdk.transport); accept that, and ping them
+            # too, so a vanished client's streams end instead of waiting forever.
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.keepalive_timeout_ms", 10_000),
         ],
     )
     health_servicer = health_aio.HealthServicer()
