@@ -37,7 +37,27 @@ def assignment_pb(claim: Claim, ttl_seconds: float) -> task_service_pb2.TaskAssi
     )
 
 
+# Worker-sent names are copied into every event about its tasks: keep them small.
+MAX_WORKER_STRING = 256
+MAX_WORKER_TAGS = 64
+
+
+def _short_string(value: str, field: str) -> str:
+    if len(value) > MAX_WORKER_STRING:
+        raise InvalidArgument(field, f"at most {MAX_WORKER_STRING} characters")
+    return value
+
+
 def worker_spec(info: task_service_pb2.WorkerInfo) -> WorkerSpec:
+    _short_string(info.worker_id, "worker.worker_id")
+    _short_string(info.node_name, "worker.node_name")
+    if len(info.tags) > MAX_WORKER_TAGS:
+        raise InvalidArgument("worker.tags", f"at most {MAX_WORKER_TAGS} tags")
+    for i, tag in enumerate(info.tags):
+        _short_string(tag, f"worker.tags[{i}]")
+    for name in ("free_slots", "cores", "ram_kib"):
+        if getattr(info, name) < 0:
+            raise InvalidArgument(f"worker.{name}", "must not be negative")
     return WorkerSpec(
         worker_id=info.worker_id,
         node_name=info.node_name,
@@ -142,6 +162,8 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         wait = request.wait.ToTimedelta().total_seconds() if request.HasField("wait") else 0.0
         if wait < 0:
             raise InvalidArgument("wait", "must not be negative")
+        if request.max_tasks < 0:
+            raise InvalidArgument("max_tasks", "must not be negative")
         deadline = time.monotonic() + min(wait, MAX_CLAIM_WAIT)
         spec = worker_spec(request.worker)
         ttl = self.claims.settings.lease_ttl.total_seconds()
