@@ -44,6 +44,22 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     server.add_argument(
         "--gateway-listen", help=f"$JOBTASK_GATEWAY_LISTEN ({DEFAULT_GATEWAY_LISTEN})"
     )
+    server.add_argument(
+        "--gateway-header-timeout",
+        type=float,
+        help="$JOBTASK_GATEWAY_HEADER_TIMEOUT: seconds a client has to send a request header (10)",
+    )
+    server.add_argument(
+        "--gateway-idle-timeout",
+        type=int,
+        help="$JOBTASK_GATEWAY_IDLE_TIMEOUT: seconds a kept-alive connection may idle (5)",
+    )
+    server.add_argument(
+        "--gateway-max-connections",
+        type=int,
+        help="$JOBTASK_GATEWAY_MAX_CONNECTIONS: connections the gateway holds at once"
+        " (1000, at most half the descriptor limit); more are closed at once",
+    )
     server.add_argument("--lease-ttl", type=float, help="$JOBTASK_LEASE_TTL seconds (30)")
     server.add_argument("--retry-limit", type=int, help="$JOBTASK_RETRY_LIMIT (3)")
     server.add_argument("--tls-cert", help="$JOBTASK_TLS_CERT (gateway HTTPS)")
@@ -106,6 +122,14 @@ def _gateway_module() -> Any | None:
     except ImportError as exc:
         print(f"jobtask: the REST gateway is not available ({exc}); skipping it", file=sys.stderr)
         return None
+
+
+def _gateway_connections(module: Any, args: argparse.Namespace) -> dict[str, Any]:
+    return dict(
+        module.connection_options_from_env(
+            args.gateway_header_timeout, args.gateway_idle_timeout, args.gateway_max_connections
+        )
+    )
 
 
 def _host(listen: str) -> str:
@@ -179,6 +203,7 @@ async def up(args: argparse.Namespace) -> int:
                 args.tls_key or os.environ.get("JOBTASK_TLS_KEY"),
                 # Our own services: a self-signed certificate is its own CA.
                 services_ca=_services_ca(args) or _grpc_tls(args)[0],
+                **_gateway_connections(module, args),
             )
         print(f"database:    {url}")
         print(f"JobService:  {jobs_addr}")
@@ -212,6 +237,7 @@ async def serve(args: argparse.Namespace) -> int:
             args.tls_cert or os.environ.get("JOBTASK_TLS_CERT"),
             args.tls_key or os.environ.get("JOBTASK_TLS_KEY"),
             services_ca=_services_ca(args),
+            **_gateway_connections(module, args),
         )
         print(f"gateway: {gateway.url}", flush=True)
         running = Running(gateway.wait())
