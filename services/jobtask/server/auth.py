@@ -9,14 +9,18 @@ gateway calls the same RPC for a REST PUT and a REST PATCH and the service canno
 the caller sent. A jobtask RPC without an annotation is allowed only to `["all"]` tokens.
 
 No token, or one that is malformed, unknown, expired or revoked: UNAUTHENTICATED "Not logged
-in". A scope miss: PERMISSION_DENIED "Forbidden". Neither message, nor any log line, contains
-the token. Services outside the jobtask package (health, reflection) are not intercepted.
+in". A streaming call (WatchJob, WatchTasks, RunTask) re-checks its token every
+JOBTASK_STREAM_RECHECK_SECONDS (10) and ends the same way once it is revoked or expired. A
+scope miss: PERMISSION_DENIED "Forbidden". Neither message, nor any log line, contains the
+token. Services outside the jobtask package (health, reflection) are not intercepted.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
+import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -34,7 +38,14 @@ from jobtask.manager.tokens import Credentials, TokenManager
 from jobtask.server.callers import NOT_LOGGED_IN, bearer_token, bind_credentials
 from jobtask.server.errors import rich_status
 
-__all__ = ["FORBIDDEN", "AuthInterceptor", "HttpBinding", "MethodRule", "method_rules"]
+__all__ = [
+    "DEFAULT_RECHECK_SECONDS",
+    "FORBIDDEN",
+    "AuthInterceptor",
+    "HttpBinding",
+    "MethodRule",
+    "method_rules",
+]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +53,7 @@ FORBIDDEN = "Forbidden"
 PROTECTED_PREFIX = "/jobtask."
 _VERBS = ("get", "put", "post", "delete", "patch")
 _VARIABLE = re.compile(r"\{([^}=]+)(?:=([^}]*))?\}")
+DEFAULT_RECHECK_SECONDS = 10.0
 
 Context = grpc.aio.ServicerContext[Any, Any]
 if TYPE_CHECKING:  # grpc-stubs makes these generic; grpc's runtime classes are not
@@ -146,10 +158,16 @@ def method_rules(
 class AuthInterceptor(_Interceptor):
     """Admits a call of a jobtask RPC only with a valid token whose scopes allow it."""
 
-    def __init__(self, tokens: TokenManager, rules: Mapping[str, MethodRule]) -> None:
+    def __init__(
+        self,
+        tokens: TokenManager,
+        rules: Mapping[str, MethodRule],
+        recheck_seconds: float | None = None,
+    ) -> None:
         self.tokens = tokens
         self.rules = dict(rules)
         self._wrapped: dict[str, Handler] = {}
+        self._recheck_seconds = recheck_seconds
 
     async def intercept_service(
         self,
@@ -163,8 +181,34 @@ class AuthInterceptor(_Interceptor):
         wrapped = self._wrapped.get(method)
         if wrapped is None:
             rule = self.rules.get(method) or MethodRule(method, ())
-            wrapped = self._wrapped[method] = _wrap(handler, self._admitter(rule))
+            wrapped = self._wrapped[method] = _wrap(
+                handler, self._admitter(rule), self._rechecker(rule)
+            )
         return wrapped
+
+    def recheck_seconds(self) -> float:
+        """How often a stream re-checks its token: as constructed, else
+        $JOBTASK_STREAM_RECHECK_SECONDS (read when a stream opens), else 10 s."""
+        if self._recheck_seconds is not None:
+            return self._recheck_seconds
+        try:
+            value = float(os.environ.get("JOBTASK_STREAM_RECHECK_SECONDS") or "nan")
+        except ValueError:
+            value = float("nan")
+        return value if value > 0 else DEFAULT_RECHECK_SECONDS
+
+    def _rechecker(self, rule: MethodRule) -> Recheck:
+        async def still_valid(context: Context) -> bool:
+            raw = bearer_token(context)
+            try:
+                return raw is not None and await self.tokens.authenticate(raw) is not None
+            except DomainError:  # the store is unreachable: check again next time
+                return True
+
+        def start(context: Context) -> _StreamGuard:
+            return _StreamGuard(rule.full_method, context, still_valid, self.recheck_seconds())
+
+        return start
 
     def _admitter(self, rule: MethodRule) -> Callable[[Message | None, Context], Awaitable[None]]:
         async def admit(request: Message | None, context: Context) -> None:
@@ -195,7 +239,67 @@ class AuthInterceptor(_Interceptor):
 Admit = Callable[[Message | None, Context], Awaitable[None]]
 
 
-def _wrap(handler: Handler, admit: Admit) -> Handler:
+class _StreamGuard:
+    """Re-checks a streaming call's token every `interval` seconds; once it no longer
+    authenticates (revoked, expired), the call ends with UNAUTHENTICATED. A check that
+    finds the token gone while the servicer waits (for an event, a worker's message)
+    cancels that wait; otherwise the stream ends before its next message."""
+
+    def __init__(
+        self,
+        method: str,
+        context: Context,
+        still_valid: Callable[[Context], Awaitable[bool]],
+        interval: float,
+    ) -> None:
+        self.method = method
+        self.context = context
+        self.task = asyncio.current_task()
+        self.revoked = False
+        self.waiting = False
+        self.checker = asyncio.create_task(self._check(still_valid, interval))
+
+    async def _check(self, still_valid: Callable[[Context], Awaitable[bool]], every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            if not await still_valid(self.context):
+                break
+        self.revoked = True
+        if self.waiting and self.task is not None:
+            self.task.cancel()
+
+    async def _end(self) -> None:
+        log.info("%s: the stream's token is no longer valid; ending it", self.method)
+        await self.context.abort(grpc.StatusCode.UNAUTHENTICATED, NOT_LOGGED_IN)
+
+    async def relay(self, responses: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        try:
+            while not self.revoked:
+                self.waiting = True
+                try:
+                    item = await anext(responses)
+                except StopAsyncIteration:
+                    return
+                except asyncio.CancelledError:
+                    if not self.revoked or self.task is None:
+                        raise
+                    self.task.uncancel()
+                    break
+                finally:
+                    self.waiting = False
+                yield item
+            aclose = getattr(responses, "aclose", None)
+            if aclose is not None:
+                await aclose()  # the servicer's own ending (RunTask: the attempt's)
+            await self._end()
+        finally:
+            self.checker.cancel()
+
+
+Recheck = Callable[[Context], _StreamGuard]
+
+
+def _wrap(handler: Handler, admit: Admit, recheck: Recheck) -> Handler:
     """The same handler, admitting each call first. Each kind keeps its calling convention:
     grpc.aio tells coroutine handlers from async-generator ones by inspecting them."""
     kinds: dict[tuple[bool, bool], tuple[Any, Callable[..., Handler]]] = {
@@ -230,7 +334,7 @@ def _wrap(handler: Handler, admit: Admit) -> Handler:
         async def stream_behaviour(request: Any, context: Context) -> AsyncIterator[Any]:
             responses = inner(await checked(request, context), context)
             if hasattr(responses, "__aiter__"):
-                async for item in responses:
+                async for item in recheck(context).relay(aiter(responses)):
                     yield item
             else:
                 for item in responses:
