@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass, field
 
+from jobtask.domain.reports import TASK_LOG_EVENT_LIMIT
 from jobtask.domain.rules import DEFAULT_RETRY_LIMIT
 from jobtask.domain.uuids import check_cluster_id, system_user_uuid
 
@@ -22,6 +24,11 @@ class Caller:
     is_system: bool = False
 
 
+def _task_log_event_limit() -> int:
+    value = os.environ.get("JOBTASK_TASK_LOG_EVENT_LIMIT")
+    return int(value) if value else TASK_LOG_EVENT_LIMIT
+
+
 @dataclass(frozen=True)
 class Settings:
     cluster_id: str = "zzzzz"
@@ -31,11 +38,15 @@ class Settings:
     # whatever their age; older ones are pruned (watchers resuming before them must re-read).
     feed_keep: dt.timedelta = field(default_factory=lambda: dt.timedelta(hours=24))
     feed_keep_events: int = 100_000
+    # Bytes of TASK_LOG events one attempt of a task may store ($JOBTASK_TASK_LOG_EVENT_LIMIT).
+    task_log_event_limit: int = field(default_factory=_task_log_event_limit)
 
     def __post_init__(self) -> None:
         check_cluster_id(self.cluster_id)
         if self.retry_limit < 1:
             raise ValueError("retry_limit must be at least 1")
+        if self.task_log_event_limit < 0:
+            raise ValueError("task_log_event_limit must not be negative")
 
     @property
     def heartbeat_interval(self) -> dt.timedelta:
