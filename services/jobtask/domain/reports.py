@@ -19,6 +19,9 @@ from jobtask.domain.updates import check_progress, check_value
 LOG_TAIL_BYTES = 64 * 1024
 # Log events are split so one feed row (and one watch message) stays small.
 LOG_EVENT_BYTES = 64 * 1024
+# What one attempt of a task may store as log events at most (JOBTASK_TASK_LOG_EVENT_LIMIT);
+# past it, chunks are dropped and one marker event says how much.
+TASK_LOG_EVENT_LIMIT = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,21 @@ def log_tail(current: str | None, chunk: str, limit: int = LOG_TAIL_BYTES) -> st
         return data.decode()
     # A multi-byte character cut at the front is dropped, not mangled.
     return data[-limit:].decode(errors="ignore")
+
+
+def log_head(text: str, room: int) -> tuple[str, int]:
+    """The first at most `room` bytes (UTF-8) of `text`, not cutting a character, and how
+    many bytes of it are left out."""
+    data = text.encode()
+    if len(data) <= room:
+        return text, 0
+    kept = data[: max(room, 0)].decode(errors="ignore")
+    return kept, len(data) - len(kept.encode())
+
+
+def log_truncated(dropped: int) -> str:
+    """The marker event's text for an attempt whose log events were cut."""
+    return f"[log truncated: {dropped} bytes dropped]\n"
 
 
 def log_chunks(text: str, size: int = LOG_EVENT_BYTES) -> list[str]:

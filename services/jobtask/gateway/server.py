@@ -13,11 +13,20 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import jobtask.v1
 import uvicorn
 from jobtask.gateway import health
 from jobtask.gateway.channels import ServiceChannels
+from jobtask.gateway.connections import (
+    DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    ConnectionLimits,
+    guarded_protocol,
+    throttle_accept_errors,
+)
 from jobtask.gateway.discovery import discovery_document
 from jobtask.gateway.endpoints import JSON_TYPE, Dispatcher, error_response
 from jobtask.gateway.errors import ApiError
@@ -179,10 +188,18 @@ async def serve_gateway(
     tls_key: str | None = None,
     *,
     services_ca: str | None = None,
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+    idle_timeout: int = DEFAULT_IDLE_TIMEOUT,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
 ) -> GatewayServer:
     """Starts uvicorn on `listen` (port 0: any free port); HTTPS when both TLS files are given.
-    services_ca: the CA (PEM) to verify the services by, when they speak TLS."""
+    services_ca: the CA (PEM) to verify the services by, when they speak TLS. header_timeout:
+    seconds a client has to send a whole request header; idle_timeout: seconds a kept-alive
+    connection may sit idle; max_connections: connections held at once (at most half the
+    process's descriptor limit), past which new ones are closed at once."""
     host, port = _host_port(listen)
+    limits = ConnectionLimits(header_timeout, max_connections)
+    throttle_accept_errors()
     app = create_app(jobs_addr, tasks_addr, services_ca=services_ca)
     tls = bool(tls_cert and tls_key)
     config = uvicorn.Config(
@@ -195,6 +212,8 @@ async def serve_gateway(
         access_log=False,  # access lines would carry api_token query parameters
         lifespan="on",
         timeout_graceful_shutdown=2,
+        http=guarded_protocol(limits),
+        timeout_keep_alive=idle_timeout,
     )
     sock = _listening_socket(host, port, listen)
     server = _EmbeddedServer(config)
@@ -234,6 +253,24 @@ def _bound_port(server: uvicorn.Server) -> int:
     raise OSError("the gateway has no listening socket")
 
 
+def connection_options_from_env(
+    header_timeout: float | None = None,
+    idle_timeout: int | None = None,
+    max_connections: int | None = None,
+) -> dict[str, Any]:
+    """serve_gateway's connection options: the given values, else JOBTASK_GATEWAY_HEADER_TIMEOUT,
+    JOBTASK_GATEWAY_IDLE_TIMEOUT and JOBTASK_GATEWAY_MAX_CONNECTIONS, else the defaults."""
+    env = os.environ
+    return {
+        "header_timeout": header_timeout
+        or float(env.get("JOBTASK_GATEWAY_HEADER_TIMEOUT") or DEFAULT_HEADER_TIMEOUT),
+        "idle_timeout": idle_timeout
+        or int(env.get("JOBTASK_GATEWAY_IDLE_TIMEOUT") or DEFAULT_IDLE_TIMEOUT),
+        "max_connections": max_connections
+        or int(env.get("JOBTASK_GATEWAY_MAX_CONNECTIONS") or DEFAULT_MAX_CONNECTIONS),
+    }
+
+
 async def run_gateway_from_env() -> None:
     """Serves per JOBTASK_* environment variables until cancelled."""
     env = os.environ
@@ -247,6 +284,7 @@ async def run_gateway_from_env() -> None:
         env.get("JOBTASK_TLS_CERT") or None,
         env.get("JOBTASK_TLS_KEY") or None,
         services_ca=env.get("JOBTASK_TLS_CA") or None,
+        **connection_options_from_env(),
     )
     log.info("gateway listening on %s (jobs %s, tasks %s)", handle.url, jobs_addr, tasks_addr)
     try:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass, field
 
+from jobtask.domain.reports import TASK_LOG_EVENT_LIMIT
 from jobtask.domain.rules import DEFAULT_RETRY_LIMIT
 from jobtask.domain.scheduling import DEFAULT_BLOCKLIST_THRESHOLD, Backoff
 from jobtask.domain.uuids import check_cluster_id, system_user_uuid
@@ -23,6 +25,11 @@ class Caller:
     is_system: bool = False
 
 
+def _task_log_event_limit() -> int:
+    value = os.environ.get("JOBTASK_TASK_LOG_EVENT_LIMIT")
+    return int(value) if value else TASK_LOG_EVENT_LIMIT
+
+
 @dataclass(frozen=True)
 class Settings:
     cluster_id: str = "zzzzz"
@@ -38,6 +45,8 @@ class Settings:
     blocklist_threshold: int = DEFAULT_BLOCKLIST_THRESHOLD
     # Claims take turns between owners at equal priority (else: strictly by arrival).
     fair_share: bool = True
+    # Bytes of TASK_LOG events one attempt of a task may store ($JOBTASK_TASK_LOG_EVENT_LIMIT).
+    task_log_event_limit: int = field(default_factory=_task_log_event_limit)
 
     def __post_init__(self) -> None:
         check_cluster_id(self.cluster_id)
@@ -45,6 +54,8 @@ class Settings:
             raise ValueError("retry_limit must be at least 1")
         if self.blocklist_threshold < 0:
             raise ValueError("blocklist_threshold must not be negative")
+        if self.task_log_event_limit < 0:
+            raise ValueError("task_log_event_limit must not be negative")
 
     @property
     def heartbeat_interval(self) -> dt.timedelta:

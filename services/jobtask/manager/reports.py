@@ -9,12 +9,22 @@ whatever the worker is told after a commit is durable.
 from __future__ import annotations
 
 import datetime as dt
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from jobtask.domain.errors import NotFound
-from jobtask.domain.reports import Batch, Instruction, Verdict, log_chunks, log_tail, verdict
+from jobtask.domain.reports import (
+    Batch,
+    Instruction,
+    Verdict,
+    log_chunks,
+    log_head,
+    log_tail,
+    log_truncated,
+    verdict,
+)
 from jobtask.domain.statuses import JobStatus, TaskStatus
 from jobtask.domain.uuids import TASK_INFIX, check_uuid
 from jobtask.manager import attempts, lifecycle
@@ -78,10 +88,41 @@ class Outcome:
     finished: Record | None = None
 
 
+# Attempts whose log-event bytes are counted at once, in memory (a lease reaped without an
+# exit leaves its entry behind until this many newer ones push it out).
+_LOG_BUDGETS = 100_000
+
+
 class ReportManager:
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.settings = settings
+        # lease id -> [bytes stored as TASK_LOG events, bytes dropped past the limit]. Kept
+        # by this process: an attempt whose stream moves to another replica, or outlives a
+        # restart, starts counting again there.
+        self._log_bytes: OrderedDict[str, list[int]] = OrderedDict()
+
+    def _log_events(self, lease_id: str, text: str, ends: bool) -> list[str]:
+        """The log events to store for one batch of an attempt: its text up to the
+        attempt's limit, then (with its exit) one marker saying how much was dropped."""
+        if not text and not ends:
+            return []
+        counted = self._log_bytes.get(lease_id)
+        if counted is None:
+            counted = self._log_bytes[lease_id] = [0, 0]
+            while len(self._log_bytes) > _LOG_BUDGETS:
+                self._log_bytes.popitem(last=False)
+        # Once a byte was dropped, all that follows is: the stored events stay a prefix.
+        room = self.settings.task_log_event_limit - counted[0] if not counted[1] else 0
+        kept, dropped = log_head(text, room)
+        counted[0] += len(kept.encode())
+        counted[1] += dropped
+        events = log_chunks(kept) if kept else []
+        if ends:
+            if counted[1]:
+                events.append(log_truncated(counted[1]))
+            self._log_bytes.pop(lease_id, None)
+        return events
 
     async def check(self, caller: Caller, task_uuid: str, lease_id: str) -> Outcome:
         """The verdict for a lease, read without writing (first message, cancel watch)."""
@@ -214,6 +255,8 @@ class ReportManager:
         changes.update(reported)
         if batch.log:
             changes["log"] = log_tail(task.get("log"), batch.log)
+        chunks = self._log_events(task["lease_id"], batch.log, batch.exit is not None)
+        if chunks:
             await feed.append_many(
                 conn,
                 [
@@ -224,7 +267,7 @@ class ReportManager:
                         "type": feed.TASK_LOG,
                         "payload": {"log": chunk},
                     }
-                    for chunk in log_chunks(batch.log)
+                    for chunk in chunks
                 ],
             )
         if {"output", "success"} & reported.keys():
@@ -265,6 +308,7 @@ class ReportManager:
                 return
             if task["lease_id"] != lease_id:
                 return
+            self._log_bytes.pop(lease_id, None)
             await attempts.finish_attempt(
                 conn,
                 self.settings,

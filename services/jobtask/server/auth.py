@@ -9,14 +9,18 @@ gateway calls the same RPC for a REST PUT and a REST PATCH and the service canno
 the caller sent. A jobtask RPC without an annotation is allowed only to `["all"]` tokens.
 
 No token, or one that is malformed, unknown, expired or revoked: UNAUTHENTICATED "Not logged
-in". A scope miss: PERMISSION_DENIED "Forbidden". Neither message, nor any log line, contains
-the token. Services outside the jobtask package (health, reflection) are not intercepted.
+in". A streaming call (WatchJob, WatchTasks, RunTask) re-checks its token every
+JOBTASK_STREAM_RECHECK_SECONDS (10) and ends the same way once it is revoked or expired. A
+scope miss: PERMISSION_DENIED "Forbidden". Neither message, nor any log line, contains the
+token. Services outside the jobtask package (health, reflection) are not intercepted.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
+import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -27,16 +31,23 @@ from urllib.parse import quote
 import grpc
 from google.api import annotations_pb2, http_pb2
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from jobtask.domain import scopes as scope_rules
-from jobtask.domain.errors import DomainError
+from jobtask.domain.errors import DomainError, InvalidArgument
 from jobtask.manager.tokens import Credentials, TokenManager
 from jobtask.observability.logs import refused_token
 from jobtask.observability.metrics import TOKENS_REFUSED
 from jobtask.server.callers import NOT_LOGGED_IN, bearer_token, bind_credentials
 from jobtask.server.errors import rich_status
 
-__all__ = ["FORBIDDEN", "AuthInterceptor", "HttpBinding", "MethodRule", "method_rules"]
+__all__ = [
+    "DEFAULT_RECHECK_SECONDS",
+    "FORBIDDEN",
+    "AuthInterceptor",
+    "HttpBinding",
+    "MethodRule",
+    "method_rules",
+]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +55,7 @@ FORBIDDEN = "Forbidden"
 PROTECTED_PREFIX = "/jobtask."
 _VERBS = ("get", "put", "post", "delete", "patch")
 _VARIABLE = re.compile(r"\{([^}=]+)(?:=([^}]*))?\}")
+DEFAULT_RECHECK_SECONDS = 10.0
 
 Context = grpc.aio.ServicerContext[Any, Any]
 if TYPE_CHECKING:  # grpc-stubs makes these generic; grpc's runtime classes are not
@@ -148,10 +160,16 @@ def method_rules(
 class AuthInterceptor(_Interceptor):
     """Admits a call of a jobtask RPC only with a valid token whose scopes allow it."""
 
-    def __init__(self, tokens: TokenManager, rules: Mapping[str, MethodRule]) -> None:
+    def __init__(
+        self,
+        tokens: TokenManager,
+        rules: Mapping[str, MethodRule],
+        recheck_seconds: float | None = None,
+    ) -> None:
         self.tokens = tokens
         self.rules = dict(rules)
         self._wrapped: dict[str, Handler] = {}
+        self._recheck_seconds = recheck_seconds
 
     async def intercept_service(
         self,
@@ -165,8 +183,34 @@ class AuthInterceptor(_Interceptor):
         wrapped = self._wrapped.get(method)
         if wrapped is None:
             rule = self.rules.get(method) or MethodRule(method, ())
-            wrapped = self._wrapped[method] = _wrap(handler, self._admitter(rule))
+            wrapped = self._wrapped[method] = _wrap(
+                handler, self._admitter(rule), self._rechecker(rule)
+            )
         return wrapped
+
+    def recheck_seconds(self) -> float:
+        """How often a stream re-checks its token: as constructed, else
+        $JOBTASK_STREAM_RECHECK_SECONDS (read when a stream opens), else 10 s."""
+        if self._recheck_seconds is not None:
+            return self._recheck_seconds
+        try:
+            value = float(os.environ.get("JOBTASK_STREAM_RECHECK_SECONDS") or "nan")
+        except ValueError:
+            value = float("nan")
+        return value if value > 0 else DEFAULT_RECHECK_SECONDS
+
+    def _rechecker(self, rule: MethodRule) -> Recheck:
+        async def still_valid(context: Context) -> bool:
+            raw = bearer_token(context)
+            try:
+                return raw is not None and await self.tokens.authenticate(raw) is not None
+            except DomainError:  # the store is unreachable: check again next time
+                return True
+
+        def start(context: Context) -> _StreamGuard:
+            return _StreamGuard(rule.full_method, context, still_valid, self.recheck_seconds())
+
+        return start
 
     def _admitter(self, rule: MethodRule) -> Callable[[Message | None, Context], Awaitable[None]]:
         async def admit(request: Message | None, context: Context) -> None:
@@ -199,7 +243,67 @@ class AuthInterceptor(_Interceptor):
 Admit = Callable[[Message | None, Context], Awaitable[None]]
 
 
-def _wrap(handler: Handler, admit: Admit) -> Handler:
+class _StreamGuard:
+    """Re-checks a streaming call's token every `interval` seconds; once it no longer
+    authenticates (revoked, expired), the call ends with UNAUTHENTICATED. A check that
+    finds the token gone while the servicer waits (for an event, a worker's message)
+    cancels that wait; otherwise the stream ends before its next message."""
+
+    def __init__(
+        self,
+        method: str,
+        context: Context,
+        still_valid: Callable[[Context], Awaitable[bool]],
+        interval: float,
+    ) -> None:
+        self.method = method
+        self.context = context
+        self.task = asyncio.current_task()
+        self.revoked = False
+        self.waiting = False
+        self.checker = asyncio.create_task(self._check(still_valid, interval))
+
+    async def _check(self, still_valid: Callable[[Context], Awaitable[bool]], every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            if not await still_valid(self.context):
+                break
+        self.revoked = True
+        if self.waiting and self.task is not None:
+            self.task.cancel()
+
+    async def _end(self) -> None:
+        log.info("%s: the stream's token is no longer valid; ending it", self.method)
+        await self.context.abort(grpc.StatusCode.UNAUTHENTICATED, NOT_LOGGED_IN)
+
+    async def relay(self, responses: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        try:
+            while not self.revoked:
+                self.waiting = True
+                try:
+                    item = await anext(responses)
+                except StopAsyncIteration:
+                    return
+                except asyncio.CancelledError:
+                    if not self.revoked or self.task is None:
+                        raise
+                    self.task.uncancel()
+                    break
+                finally:
+                    self.waiting = False
+                yield item
+            aclose = getattr(responses, "aclose", None)
+            if aclose is not None:
+                await aclose()  # the servicer's own ending (RunTask: the attempt's)
+            await self._end()
+        finally:
+            self.checker.cancel()
+
+
+Recheck = Callable[[Context], _StreamGuard]
+
+
+def _wrap(handler: Handler, admit: Admit, recheck: Recheck) -> Handler:
     """The same handler, admitting each call first. Each kind keeps its calling convention:
     grpc.aio tells coroutine handlers from async-generator ones by inspecting them."""
     kinds: dict[tuple[bool, bool], tuple[Any, Callable[..., Handler]]] = {
@@ -214,21 +318,27 @@ def _wrap(handler: Handler, admit: Admit) -> Handler:
     def first(request: Any) -> Message | None:
         return None if streaming_request else request
 
+    async def checked(request: Any, context: Context) -> Any:
+        """The request once admitted; a client stream's undecodable messages are refused
+        when the servicer reaches them (its error seam answers INVALID_ARGUMENT)."""
+        if isinstance(request, _Undecodable):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+        await admit(first(request), context)
+        return _decoded(request) if streaming_request else request
+
     behaviour: Callable[..., Any]
     if inspect.iscoroutinefunction(inner) or not handler.response_streaming:
 
         async def unary_behaviour(request: Any, context: Context) -> Any:
-            await admit(first(request), context)
-            return await inner(request, context)
+            return await inner(await checked(request, context), context)
 
         behaviour = unary_behaviour
     else:
 
         async def stream_behaviour(request: Any, context: Context) -> AsyncIterator[Any]:
-            await admit(first(request), context)
-            responses = inner(request, context)
+            responses = inner(await checked(request, context), context)
             if hasattr(responses, "__aiter__"):
-                async for item in responses:
+                async for item in recheck(context).relay(aiter(responses)):
                     yield item
             else:
                 for item in responses:
@@ -237,6 +347,35 @@ def _wrap(handler: Handler, admit: Admit) -> Handler:
         behaviour = stream_behaviour
     return make(
         behaviour,
-        request_deserializer=handler.request_deserializer,
+        request_deserializer=_lenient(handler.request_deserializer),
         response_serializer=handler.response_serializer,
     )
+
+
+@dataclass(frozen=True)
+class _Undecodable:
+    """Stands for a request message protobuf could not parse (nested past its depth limit,
+    or not protobuf at all): grpc.aio would answer UNKNOWN with the parser's text."""
+
+    message: str = "request: the message could not be decoded (malformed or nested too deep)"
+
+
+def _lenient(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+    parse = deserialize
+
+    def lenient(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except DecodeError:
+            return _Undecodable()
+
+    return lenient
+
+
+async def _decoded(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        if isinstance(request, _Undecodable):
+            raise InvalidArgument("request", "a message could not be decoded")
+        yield request

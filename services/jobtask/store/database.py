@@ -156,14 +156,21 @@ class Database:
 
     @staticmethod
     def _prepare_sqlite_file(database: str) -> None:
+        """Creates the file (and its directory) and switches it to WAL; a place it cannot
+        write is an OSError saying so in one line (`jobtask up` prints it and exits 1)."""
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
-            # Switch a new file to WAL once, before any pooled connection opens it: two
-            # processes (or connections) switching a fresh file at once can lock each other
-            # out until busy_timeout expires. WAL is a property of the file and persists.
-            with contextlib.closing(sqlite3.connect(database, timeout=30)) as conn:
-                conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-                conn.execute("PRAGMA journal_mode=WAL")
+            try:
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+                # Switch a new file to WAL once, before any pooled connection opens it: two
+                # processes (or connections) switching a fresh file at once can lock each
+                # other out until busy_timeout expires. WAL is a property of the file.
+                with contextlib.closing(sqlite3.connect(database, timeout=30)) as conn:
+                    conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+                    conn.execute("PRAGMA journal_mode=WAL")
+            except (OSError, sqlite3.Error) as exc:
+                raise OSError(
+                    f"cannot write the database at {database}: {_unwritable(database, exc)}"
+                ) from None
 
     async def dispose(self) -> None:
         if self._engine is not None:
@@ -295,6 +302,25 @@ _UNREACHABLE_SQLSTATES = {"53300", "57P01", "57P02", "57P03", "55000"}
 _UNREACHABLE: tuple[type[Exception], ...] = (OSError, SQLAlchemyTimeoutError)
 
 
+def _unwritable(database: str, exc: Exception) -> str:
+    """Why a SQLite file cannot be created or written, in words."""
+    place = Path(database).parent
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    with contextlib.suppress(OSError):
+        if os.statvfs(place).f_flag & os.ST_RDONLY:
+            return f"read-only file system ({place})"
+    if not os.access(place, os.W_OK):
+        return f"permission denied ({place})"
+    return getattr(exc, "strerror", None) or str(exc)
+
+
+# SQLite's SQLITE_FULL ("database or disk is full") and PostgreSQL's disk_full.
+_SQLITE_FULL = 13
+_DISK_FULL_SQLSTATE = "53100"
+DISK_FULL = "the database disk is full; try again later"
+
+
 def unreachable(exc: Exception) -> Unavailable:
     log.warning("database unreachable: %s: %s", type(exc).__name__, exc)
     if isinstance(exc, SQLAlchemyTimeoutError):
@@ -311,6 +337,9 @@ def translate(exc: DBAPIError) -> DomainError:
     if isinstance(exc, IntegrityError):
         return AlreadyExists("the object conflicts with an existing one")
     text = str(orig).lower()
+    if sqlstate == _DISK_FULL_SQLSTATE or getattr(orig, "sqlite_errorcode", None) == _SQLITE_FULL:
+        log.error("database disk full: %s", orig)
+        return Unavailable(DISK_FULL)
     if isinstance(exc, OperationalError) and "locked" in text:
         return Unavailable("the database is busy; try again")
     unreachable_state = sqlstate is not None and (

@@ -65,6 +65,22 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
         "--metrics-listen",
         help="$JOBTASK_METRICS_LISTEN host:port for Prometheus's GET /metrics (default: off)",
     )
+    server.add_argument(
+        "--gateway-header-timeout",
+        type=float,
+        help="$JOBTASK_GATEWAY_HEADER_TIMEOUT: seconds a client has to send a request header (10)",
+    )
+    server.add_argument(
+        "--gateway-idle-timeout",
+        type=int,
+        help="$JOBTASK_GATEWAY_IDLE_TIMEOUT: seconds a kept-alive connection may idle (5)",
+    )
+    server.add_argument(
+        "--gateway-max-connections",
+        type=int,
+        help="$JOBTASK_GATEWAY_MAX_CONNECTIONS: connections the gateway holds at once"
+        " (1000, at most half the descriptor limit); more are closed at once",
+    )
     server.add_argument("--lease-ttl", type=float, help="$JOBTASK_LEASE_TTL seconds (30)")
     server.add_argument("--retry-limit", type=int, help="$JOBTASK_RETRY_LIMIT (3)")
     server.add_argument(
@@ -189,6 +205,14 @@ def _gateway_module() -> Any | None:
         return None
 
 
+def _gateway_connections(module: Any, args: argparse.Namespace) -> dict[str, Any]:
+    return dict(
+        module.connection_options_from_env(
+            args.gateway_header_timeout, args.gateway_idle_timeout, args.gateway_max_connections
+        )
+    )
+
+
 def _host(listen: str) -> str:
     host = listen.rpartition(":")[0].strip("[]")
     return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
@@ -261,6 +285,7 @@ async def up(args: argparse.Namespace) -> int:
                 args.tls_key or os.environ.get("JOBTASK_TLS_KEY"),
                 # Our own services: a self-signed certificate is its own CA.
                 services_ca=_services_ca(args) or _grpc_tls(args)[0],
+                **_gateway_connections(module, args),
             )
         print(f"database:    {url}")
         print(f"JobService:  {jobs_addr}")
@@ -298,6 +323,7 @@ async def serve(args: argparse.Namespace) -> int:
             args.tls_cert or os.environ.get("JOBTASK_TLS_CERT"),
             args.tls_key or os.environ.get("JOBTASK_TLS_KEY"),
             services_ca=_services_ca(args),
+            **_gateway_connections(module, args),
         )
         print(f"gateway: {gateway.url}", flush=True)
         metrics = await _start_metrics(args, None)

@@ -296,7 +296,10 @@ export type WorkerInfo = Message<"jobtask.v1.WorkerInfo"> & {
   cores: number;
 
   /**
-   * Free task slots of this worker right now.
+   * Free task slots of this worker right now. 0 reads as "not given" (taken as 1): proto3
+   * cannot tell an explicit 0 from an absent value, and giving the field presence changes
+   * its cardinality, which the published contract (buf breaking) refuses. A worker with no
+   * free slot does not claim; negative values are INVALID_ARGUMENT.
    *
    * @generated from field: int32 free_slots = 5;
    */
@@ -332,7 +335,8 @@ export type ClaimTaskRequest = Message<"jobtask.v1.ClaimTaskRequest"> & {
   wait?: Duration | undefined;
 
   /**
-   * Claim up to this many tasks at once (default 1, at most free_slots).
+   * Claim up to this many tasks at once (default 1, at most free_slots). 0 reads as "not
+   * given" (1), as free_slots does; negative values are INVALID_ARGUMENT.
    *
    * @generated from field: int32 max_tasks = 3;
    */
