@@ -13,6 +13,7 @@ from jobtask.domain.uuids import JOB_INFIX, check_uuid
 from jobtask.manager.claims import ClaimManager, WorkerSpec
 from jobtask.manager.reports import ReportManager
 from jobtask.manager.tasks import Claim, TaskManager
+from jobtask.manager.workers import WorkerRegistry
 from jobtask.server.callers import CallerResolver
 from jobtask.server.changes import ChangeSignal
 from jobtask.server.convert import changes_from, job_pb, task_pb, timestamp
@@ -20,7 +21,8 @@ from jobtask.server.errors import rpc
 from jobtask.server.listing import list_query
 from jobtask.server.run_task import RunTasks
 from jobtask.server.watch import Watcher
-from jobtask.v1 import job_task_pb2, task_service_pb2, task_service_pb2_grpc, watch_pb2
+from jobtask.server.workers import WorkerWatch, worker_pb
+from jobtask.v1 import job_task_pb2, task_service_pb2, task_service_pb2_grpc, watch_pb2, worker_pb2
 
 Context = grpc.aio.ServicerContext[Any, Any]
 MAX_CLAIM_WAIT = 60.0
@@ -43,6 +45,7 @@ def worker_spec(info: task_service_pb2.WorkerInfo) -> WorkerSpec:
         cores=info.cores,
         free_slots=info.free_slots,
         tags=tuple(info.tags),
+        slots=info.slots,
     )
 
 
@@ -64,6 +67,8 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         self.runs = runs or RunTasks(
             ReportManager(tasks.db, tasks.settings), signal, tasks.settings
         )
+        self.workers = WorkerRegistry(tasks.db, tasks.settings)
+        self.worker_watch = WorkerWatch(self.workers, signal)
 
     @rpc
     async def CreateTask(
@@ -144,7 +149,10 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
                 return task_service_pb2.ClaimTaskResponse(
                     assignments=[assignment_pb(c, ttl) for c in claims]
                 )
-            await self.signal.wait(remaining, since=mark)
+            # Woken at least once a heartbeat interval: the claim records that an idle
+            # worker is still there (the registry's live state).
+            heartbeat = self.claims.settings.heartbeat_interval.total_seconds()
+            await self.signal.wait(min(remaining, heartbeat), since=mark)
 
     @rpc
     async def RunTask(
@@ -167,5 +175,45 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
             task_uuid=request.task_uuid or None,
             after_seq=after,
             opened=lambda: context.send_initial_metadata(()),
+        ):
+            yield event
+
+    @rpc
+    async def ListWorkers(
+        self, request: task_service_pb2.ListWorkersRequest, context: Context
+    ) -> task_service_pb2.ListWorkersResponse:
+        caller = await self.callers(context)
+        limit = request.limit if request.HasField("limit") else None
+        offset = request.offset if request.HasField("offset") else None
+        views, total = await self.workers.page(caller, limit, offset)
+        return task_service_pb2.ListWorkersResponse(
+            kind="arvados#workerList",
+            offset=offset or 0,
+            limit=len(views) if limit is None else limit,
+            items=[worker_pb(v) for v in views],
+            items_available=total,
+        )
+
+    @rpc
+    async def GetWorker(
+        self, request: task_service_pb2.GetWorkerRequest, context: Context
+    ) -> worker_pb2.Worker:
+        caller = await self.callers(context)
+        return worker_pb(await self.workers.get(caller, request.worker_id))
+
+    @rpc
+    async def ReportWorkerStopped(
+        self, request: task_service_pb2.ReportWorkerStoppedRequest, context: Context
+    ) -> worker_pb2.Worker:
+        caller = await self.callers(context)
+        return worker_pb(await self.workers.stopped(caller, request.worker_id))
+
+    @rpc
+    async def WatchWorkers(
+        self, request: task_service_pb2.WatchWorkersRequest, context: Context
+    ) -> AsyncIterator[worker_pb2.WorkerEvent]:
+        caller = await self.callers(context)
+        async for event in self.worker_watch.stream(
+            caller, opened=lambda: context.send_initial_metadata(())
         ):
             yield event
