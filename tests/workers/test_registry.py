@@ -4,6 +4,7 @@ real worker processes, through the SDK, the CLI and the REST gateway."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from jobtask.manager.tokens import issue_token
 from jobtask.sdk import AsyncClient, NotFoundError, PermissionDeniedError
 from jobtask.v1 import job_pb2, task_service_pb2, worker_pb2
 
-from tests.clients.conftest import ROOT_TOKEN, Workers, eventually
+from tests.clients.conftest import ROOT_TOKEN, Workers, eventually, run_cli
 from tests.conftest import Cluster
 
 WS = worker_pb2.WorkerState
@@ -52,6 +53,15 @@ async def test_a_worker_is_listed_live_with_its_task_then_stopped_on_a_clean_exi
     assert (seen.slots, seen.free_slots) == (2, 1)
     assert seen.cores > 0 and seen.ram_kib > 0
     assert seen.HasField("first_seen_at") and seen.HasField("last_seen_at")
+
+    # The CLI shows it too, in both forms.
+    listed = await run_cli(live, "workers", "--json")
+    assert listed.returncode == 0, listed.stderr
+    (row,) = json.loads(listed.stdout)
+    assert row["worker_id"] == worker.worker_id and row["state"] == "WORKER_STATE_LIVE"
+    assert row["task_uuids"] == [task.uuid]
+    table = await run_cli(live, "workers")
+    assert "live" in table.stdout and worker.worker_id in table.stdout
 
     # A clean shutdown hands the task back and says goodbye.
     worker.proc.send_signal(signal.SIGINT)

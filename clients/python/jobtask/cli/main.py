@@ -1,5 +1,5 @@
 """`jobtask`: run the system (up, serve, db, token, worker, health) and use it (submit, get,
-list, queue, watch, cancel, requeue, pause, resume, tasks, logs).
+list, queue, watch, cancel, requeue, pause, resume, tasks, logs, workers).
 
 Flags win over JOBTASK_* environment variables, which win over the defaults. Errors print
 one line on stderr and exit non-zero: 1 for a failed call, 2 for bad usage.
@@ -14,7 +14,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from jobtask.cli import health, jobs, servers, watching, worker
+from jobtask.cli import health, jobs, servers, watching, worker, workers
 from jobtask.cli.tokens import add_token_commands
 from jobtask.sdk.client import AsyncClient
 from jobtask.sdk.errors import JobtaskError, UnavailableError
@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_command(sub, client)
     jobs.add_commands(sub, people)
     watching.add_command(sub, people)
+    workers.add_command(sub, people)
     return parser
 
 
