@@ -17,6 +17,7 @@ from types import ModuleType
 import jobtask.v1
 import uvicorn
 from jobtask.gateway.channels import ServiceChannels
+from jobtask.gateway.dashboard import dashboard_routes
 from jobtask.gateway.discovery import discovery_document
 from jobtask.gateway.endpoints import JSON_TYPE, Dispatcher, error_response
 from jobtask.gateway.errors import ApiError
@@ -113,6 +114,7 @@ def create_app(
                 methods=["GET", "POST"],
             ),
             Route("/openapi.json", openapi_endpoint, methods=["GET"]),
+            *dashboard_routes(),
             Route("/{path:path}", dispatcher.handle, methods=_ALL_METHODS),
         ],
         middleware=[Middleware(ArvadosHeaders)],
