@@ -58,7 +58,8 @@ async def test_a_worker_is_listed_live_with_its_task_then_stopped_on_a_clean_exi
     listed = await run_cli(live, "workers", "--json")
     assert listed.returncode == 0, listed.stderr
     (row,) = json.loads(listed.stdout)
-    assert row["worker_id"] == worker.worker_id and row["state"] == "WORKER_STATE_LIVE"
+    # The REST spelling ("live") or the proto name: either ends in "live".
+    assert row["worker_id"] == worker.worker_id and row["state"].lower().endswith("live")
     assert row["task_uuids"] == [task.uuid]
     table = await run_cli(live, "workers")
     assert "live" in table.stdout and worker.worker_id in table.stdout

@@ -11,6 +11,7 @@ from jobtask.domain.errors import InvalidArgument
 from jobtask.domain.resources import TASK_ATTRS
 from jobtask.domain.uuids import JOB_INFIX, check_uuid
 from jobtask.manager.claims import ClaimManager, WorkerSpec
+from jobtask.manager.history import AttemptHistory, AttemptPage
 from jobtask.manager.reports import ReportManager
 from jobtask.manager.tasks import Claim, TaskManager
 from jobtask.manager.workers import WorkerRegistry
@@ -22,6 +23,7 @@ from jobtask.server.listing import list_query
 from jobtask.server.run_task import RunTasks
 from jobtask.server.watch import Watcher
 from jobtask.server.workers import WorkerWatch, worker_pb
+from jobtask.store.attempts import AttemptRow
 from jobtask.v1 import job_task_pb2, task_service_pb2, task_service_pb2_grpc, watch_pb2, worker_pb2
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -35,6 +37,46 @@ def assignment_pb(claim: Claim, ttl_seconds: float) -> task_service_pb2.TaskAssi
     return task_service_pb2.TaskAssignment(
         task=task_pb(claim.task), job=job_pb(claim.job), lease=lease, task_token=claim.token
     )
+
+
+def attempt_pb(row: AttemptRow) -> task_service_pb2.TaskAttempt:
+    msg = task_service_pb2.TaskAttempt(
+        kind="arvados#jobTaskAttempt",
+        task_uuid=row.task_uuid,
+        job_uuid=row.job_uuid,
+        attempt=row.attempt,
+        worker_id=row.worker_id,
+        node_name=row.node_name,
+        outcome=row.outcome or "",
+    )
+    msg.started_at.CopyFrom(timestamp(row.started_at))
+    if row.ended_at is not None:
+        msg.ended_at.CopyFrom(timestamp(row.ended_at))
+    if row.exit_code is not None:
+        msg.exit_code = row.exit_code
+    if row.signal is not None:
+        msg.signal = row.signal
+    return msg
+
+
+def _page(
+    request: task_service_pb2.ListTaskAttemptsRequest | task_service_pb2.ListJobAttemptsRequest,
+) -> tuple[int | None, int | None]:
+    return (
+        request.limit if request.HasField("limit") else None,
+        request.offset if request.HasField("offset") else None,
+    )
+
+
+def _listing(page: AttemptPage, offset: int | None) -> dict[str, Any]:
+    rows, size, total = page
+    return {
+        "kind": "arvados#jobTaskAttemptList",
+        "offset": offset or 0,
+        "limit": size,
+        "items": [attempt_pb(r) for r in rows],
+        "items_available": total,
+    }
 
 
 def worker_spec(info: task_service_pb2.WorkerInfo) -> WorkerSpec:
@@ -68,6 +110,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
             ReportManager(tasks.db, tasks.settings), signal, tasks.settings
         )
         self.workers = WorkerRegistry(tasks.db, tasks.settings)
+        self.history = AttemptHistory(tasks.db)
         self.worker_watch = WorkerWatch(self.workers, signal)
 
     @rpc
@@ -200,6 +243,24 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
     ) -> worker_pb2.Worker:
         caller = await self.callers(context)
         return worker_pb(await self.workers.get(caller, request.worker_id))
+
+    @rpc
+    async def ListTaskAttempts(
+        self, request: task_service_pb2.ListTaskAttemptsRequest, context: Context
+    ) -> task_service_pb2.ListTaskAttemptsResponse:
+        caller = await self.callers(context)
+        limit, offset = _page(request)
+        page = await self.history.of_task(caller, request.uuid, limit, offset)
+        return task_service_pb2.ListTaskAttemptsResponse(**_listing(page, offset))
+
+    @rpc
+    async def ListJobAttempts(
+        self, request: task_service_pb2.ListJobAttemptsRequest, context: Context
+    ) -> task_service_pb2.ListJobAttemptsResponse:
+        caller = await self.callers(context)
+        limit, offset = _page(request)
+        page = await self.history.of_job(caller, request.uuid, limit, offset)
+        return task_service_pb2.ListJobAttemptsResponse(**_listing(page, offset))
 
     @rpc
     async def ReportWorkerStopped(

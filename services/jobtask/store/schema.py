@@ -159,6 +159,9 @@ task_attempts = Table(
     Column("started_at", Time, nullable=False),
     Column("ended_at", Time),
     Column("outcome", String(32)),
+    # The process's exit status or signal, when its worker reported one.
+    Column("exit_code", Integer),
+    Column("signal", Integer),
     Index("ix_task_attempts_task_id", "task_id"),
     # The registry counts each worker's finished and failed attempts.
     Index("ix_task_attempts_worker_id_outcome", "worker_id", "outcome"),

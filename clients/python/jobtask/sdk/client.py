@@ -317,6 +317,38 @@ class AsyncClient:
         progress = 1.0 if success else None
         return await self.update_task(uuid, progress=progress, output=output, success=success)
 
+    # -- attempts ---------------------------------------------------------------------------
+
+    async def task_attempts(self, uuid: str) -> builtins.list[task_service_pb2.TaskAttempt]:
+        """Every attempt at the task, oldest first: worker, node, start, end, outcome and
+        the process's exit code or signal."""
+        return await self._attempts(
+            self.transport.tasks.ListTaskAttempts,
+            task_service_pb2.ListTaskAttemptsRequest,
+            task_service_pb2.ListTaskAttemptsResponse,
+            uuid,
+        )
+
+    async def job_attempts(self, uuid: str) -> builtins.list[task_service_pb2.TaskAttempt]:
+        """Every attempt at every task of the job, oldest first."""
+        return await self._attempts(
+            self.transport.tasks.ListJobAttempts,
+            task_service_pb2.ListJobAttemptsRequest,
+            task_service_pb2.ListJobAttemptsResponse,
+            uuid,
+        )
+
+    async def _attempts(
+        self, method: Any, request_type: Any, response_type: Any, uuid: str
+    ) -> builtins.list[task_service_pb2.TaskAttempt]:
+        found: builtins.list[task_service_pb2.TaskAttempt] = []
+        while True:
+            request = request_type(uuid=uuid, limit=TASK_PAGE, offset=len(found))
+            page = await self.transport.unary(method, request, response_type)
+            found.extend(page.items)
+            if len(page.items) < TASK_PAGE:
+                return found
+
     # -- workers ----------------------------------------------------------------------------
 
     async def list_workers(

@@ -250,3 +250,77 @@ class ReportWorkerStoppedRequest(_message.Message):
 class WatchWorkersRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class TaskAttempt(_message.Message):
+    __slots__ = ("kind", "task_uuid", "job_uuid", "attempt", "worker_id", "node_name", "started_at", "ended_at", "outcome", "exit_code", "signal")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TASK_UUID_FIELD_NUMBER: _ClassVar[int]
+    JOB_UUID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    ENDED_AT_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    task_uuid: str
+    job_uuid: str
+    attempt: int
+    worker_id: str
+    node_name: str
+    started_at: _timestamp_pb2.Timestamp
+    ended_at: _timestamp_pb2.Timestamp
+    outcome: str
+    exit_code: int
+    signal: int
+    def __init__(self, kind: _Optional[str] = ..., task_uuid: _Optional[str] = ..., job_uuid: _Optional[str] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., node_name: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., outcome: _Optional[str] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ...) -> None: ...
+
+class ListTaskAttemptsRequest(_message.Message):
+    __slots__ = ("uuid", "limit", "offset")
+    UUID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    uuid: str
+    limit: int
+    offset: int
+    def __init__(self, uuid: _Optional[str] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class ListTaskAttemptsResponse(_message.Message):
+    __slots__ = ("kind", "offset", "limit", "items", "items_available")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    offset: int
+    limit: int
+    items: _containers.RepeatedCompositeFieldContainer[TaskAttempt]
+    items_available: int
+    def __init__(self, kind: _Optional[str] = ..., offset: _Optional[int] = ..., limit: _Optional[int] = ..., items: _Optional[_Iterable[_Union[TaskAttempt, _Mapping]]] = ..., items_available: _Optional[int] = ...) -> None: ...
+
+class ListJobAttemptsRequest(_message.Message):
+    __slots__ = ("uuid", "limit", "offset")
+    UUID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    uuid: str
+    limit: int
+    offset: int
+    def __init__(self, uuid: _Optional[str] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class ListJobAttemptsResponse(_message.Message):
+    __slots__ = ("kind", "offset", "limit", "items", "items_available")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    offset: int
+    limit: int
+    items: _containers.RepeatedCompositeFieldContainer[TaskAttempt]
+    items_available: int
+    def __init__(self, kind: _Optional[str] = ..., offset: _Optional[int] = ..., limit: _Optional[int] = ..., items: _Optional[_Iterable[_Union[TaskAttempt, _Mapping]]] = ..., items_available: _Optional[int] = ...) -> None: ...

@@ -104,6 +104,16 @@ class TaskServiceStub:
                 request_serializer=jobtask_dot_v1_dot_task__service__pb2.WatchWorkersRequest.SerializeToString,
                 response_deserializer=jobtask_dot_v1_dot_worker__pb2.WorkerEvent.FromString,
                 _registered_method=True)
+        self.ListTaskAttempts = channel.unary_unary(
+                '/jobtask.v1.TaskService/ListTaskAttempts',
+                request_serializer=jobtask_dot_v1_dot_task__service__pb2.ListTaskAttemptsRequest.SerializeToString,
+                response_deserializer=jobtask_dot_v1_dot_task__service__pb2.ListTaskAttemptsResponse.FromString,
+                _registered_method=True)
+        self.ListJobAttempts = channel.unary_unary(
+                '/jobtask.v1.TaskService/ListJobAttempts',
+                request_serializer=jobtask_dot_v1_dot_task__service__pb2.ListJobAttemptsRequest.SerializeToString,
+                response_deserializer=jobtask_dot_v1_dot_task__service__pb2.ListJobAttemptsResponse.FromString,
+                _registered_method=True)
 
 
 class TaskServiceServicer:
@@ -237,6 +247,23 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTaskAttempts(self, request, context):
+        """Every attempt at a task, oldest first: the worker and node that ran it, when it started
+        and ended, how it ended and the process's exit code or signal. Whoever may read the
+        task may read them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListJobAttempts(self, request, context):
+        """Every attempt at every task of a job, by start time (the dashboard's timeline by
+        node). Whoever may read the job may read them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -304,6 +331,16 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.WatchWorkers,
                     request_deserializer=jobtask_dot_v1_dot_task__service__pb2.WatchWorkersRequest.FromString,
                     response_serializer=jobtask_dot_v1_dot_worker__pb2.WorkerEvent.SerializeToString,
+            ),
+            'ListTaskAttempts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTaskAttempts,
+                    request_deserializer=jobtask_dot_v1_dot_task__service__pb2.ListTaskAttemptsRequest.FromString,
+                    response_serializer=jobtask_dot_v1_dot_task__service__pb2.ListTaskAttemptsResponse.SerializeToString,
+            ),
+            'ListJobAttempts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobAttempts,
+                    request_deserializer=jobtask_dot_v1_dot_task__service__pb2.ListJobAttemptsRequest.FromString,
+                    response_serializer=jobtask_dot_v1_dot_task__service__pb2.ListJobAttemptsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -659,6 +696,60 @@ class TaskService:
             '/jobtask.v1.TaskService/WatchWorkers',
             jobtask_dot_v1_dot_task__service__pb2.WatchWorkersRequest.SerializeToString,
             jobtask_dot_v1_dot_worker__pb2.WorkerEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTaskAttempts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobtask.v1.TaskService/ListTaskAttempts',
+            jobtask_dot_v1_dot_task__service__pb2.ListTaskAttemptsRequest.SerializeToString,
+            jobtask_dot_v1_dot_task__service__pb2.ListTaskAttemptsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJobAttempts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobtask.v1.TaskService/ListJobAttempts',
+            jobtask_dot_v1_dot_task__service__pb2.ListJobAttemptsRequest.SerializeToString,
+            jobtask_dot_v1_dot_task__service__pb2.ListJobAttemptsResponse.FromString,
             options,
             channel_credentials,
             insecure,
