@@ -63,8 +63,10 @@ async def test_jobs_run_and_are_canceled_from_the_page(
     await page.locator(f"#jobs-body tr[data-uuid='{job.uuid}'] .status.completed").wait_for(
         timeout=WAIT_MS
     )
-    bar = row.locator("[role=progressbar]")
-    assert await bar.get_attribute("aria-valuenow") == "100"
+    # Tasks done of total, and mean progress.
+    for column in ("done", "mean"):
+        bar = row.locator(f"td.{column} [role=progressbar]")
+        assert await bar.get_attribute("aria-valuenow") == "100"
     SHOTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(SHOTS / "jobs.png"), full_page=True)
 
@@ -81,9 +83,17 @@ async def test_jobs_run_and_are_canceled_from_the_page(
         await page.locator("#mean-progress [role=progressbar]").get_attribute("aria-valuenow")
         == "100"
     )
-    assert await page.locator("#gantt .lane[data-node='node1'] .span").count() == 1
+    await page.locator("#gantt .lane[data-node='node1'][data-attempts='1'] canvas").wait_for(
+        timeout=WAIT_MS
+    )
+    await page.locator("#tasks-body td.exit", has_text="0").wait_for(timeout=WAIT_MS)
     await page.click("#tasks-body tr td.link")
     await page.locator("#log", has_text="step 10/10").wait_for(timeout=WAIT_MS)
+    # Its attempt: worker, outcome, exit code.
+    attempt = page.locator("#attempts-body tr[data-attempt='1']")
+    await attempt.locator(".status.completed").wait_for(timeout=WAIT_MS)
+    assert worker.worker_id in await attempt.inner_text()
+    assert await attempt.locator("td.exit").inner_text() == "0"
     assert await page.locator("#action-cancel").count() == 0  # completed: not offered
     assert await page.locator("#action-requeue").count() == 1
     await page.screenshot(path=str(SHOTS / "job.png"), full_page=True)
@@ -101,6 +111,33 @@ async def test_jobs_run_and_are_canceled_from_the_page(
         await eventually(lambda: not any(alive(p) for p in pids), within=60)
     assert (await stack.client.get(running.uuid)).status == job_pb2.JOB_STATUS_CANCELED
     assert worker.proc.returncode is None  # the worker lives on
+
+    # A failing task: every attempt on the timeline and in the attempts table, with its
+    # exit code.
+    failing = await stack.client.submit("fail.py", {})
+
+    async def failed() -> bool:
+        return (await stack.client.get(failing.uuid)).status == job_pb2.JOB_STATUS_FAILED
+
+    await eventually(failed, within=120)
+    (failing_task,) = await stack.client.tasks(failing.uuid)
+    tried = await stack.client.task_attempts(failing_task.uuid)
+    assert len(tried) >= 2
+    await page.goto(f"{browser.url}/#/job/{failing.uuid}")
+    await page.locator(
+        f"#gantt .lane[data-node='node1'][data-attempts='{len(tried)}']"
+    ).wait_for(timeout=WAIT_MS)
+    await page.locator("#failure").wait_for(timeout=WAIT_MS)
+    await page.click("#tasks-body tr td.link")
+    rows = page.locator("#attempts-body tr")
+    await page.locator(f"#attempts-body tr[data-attempt='{len(tried)}']").wait_for(
+        timeout=WAIT_MS
+    )
+    assert await rows.count() == len(tried)
+    assert await page.locator("#attempts-body td.exit").all_inner_texts() == ["3"] * len(tried)
+    assert await page.locator("#attempts-body .status.soft-failed").count() == len(tried) - 1
+    assert await page.locator("#attempts-body .status.failed").count() == 1
+    await page.screenshot(path=str(SHOTS / "job-failed.png"), full_page=True)
 
     # A refused action shows the server's own message: a read-only token may see the
     # job, and the page offers cancel (the status machine allows it), but the server says no.

@@ -8,6 +8,9 @@ const API = "/arvados/v1";
 const JOB_PAGE = 50;
 const TASK_PAGE = 100;
 const JOBS_REFRESH_MS = 2000;
+const ATTEMPT_PAGE = 1000;
+const ATTEMPTS_MS = 1000;
+const GANTT_LABEL = 90;  // px kept for a lane's node name
 const STATUSES = ["queued", "active", "completed", "failed", "cancel-requested", "canceled",
   "requeueing", "paused", "pause-requested", "under-construction"];
 // Which verbs the job status machine allows from each status (jobtask.domain.statuses).
@@ -171,6 +174,25 @@ function duration(start, end) {
   return (s / 3600).toFixed(1) + " h";
 }
 
+// "3", "signal 15", or "" while the attempt runs (or when its worker reported nothing).
+function exitText(a) {
+  if (!a) return "";
+  if (a.exit_code !== undefined && a.exit_code !== null) return String(a.exit_code);
+  if (a.signal !== undefined && a.signal !== null) return "signal " + a.signal;
+  return "";
+}
+
+let palette = null;
+function ganttColors() {
+  if (!palette) {
+    const css = getComputedStyle(document.documentElement);
+    const v = (name) => css.getPropertyValue(name).trim();
+    palette = { completed: v("--ok"), failed: v("--bad"), "soft-failed": v("--warn"),
+      active: v("--accent"), other: v("--muted") };
+  }
+  return palette;
+}
+
 function jobCounts(job) {
   const s = job.tasks_summary || {};
   const total = (s.todo || 0) + (s.running || 0) + (s.done || 0) + (s.failed || 0);
@@ -244,12 +266,13 @@ function jobsPage() {
     el("h1", {}, "Jobs"),
     el("div", { class: "toolbar" }, status, text, info),
     el("table", { id: "jobs" }, el("thead", {}, el("tr", {},
-      ["Job", "Script", "Status", "Priority", "Tasks", "Owner", "Created", "Started",
-        "Finished"].map((h) => el("th", {}, h)))), body),
+      ["Job", "Script", "Status", "Priority", "Tasks done", "Mean progress", "Owner",
+        "Created", "Started", "Finished"].map((h) => el("th", {}, h)))), body),
     el("div", { class: "pager" }, prev, next));
 
   async function load() {
     clearTimeout(state.timer);
+    if (document.hidden) return;  // onVisibility resumes
     const filters = [];
     if (state.status) filters.push(["status", "=", state.status]);
     const t = state.text.trim();
@@ -259,8 +282,11 @@ function jobsPage() {
       const page = await api("GET", "/jobs" + query({
         filters, order: ["created_at desc", "uuid asc"], limit: JOB_PAGE, offset: state.offset,
       }));
+      const running = await runningProgress(page.items);
       if (state.stopped) return;
-      render(page);
+      // Re-render only what changed: an idle page costs one small read per interval.
+      const key = JSON.stringify([page, running]);
+      if (key !== state.shown) { state.shown = key; render(page, running); }
       setLive(true);
     } catch (err) {
       if (state.stopped) return;
@@ -270,15 +296,35 @@ function jobsPage() {
     if (!state.stopped) state.timer = setTimeout(load, JOBS_REFRESH_MS);
   }
 
-  function render(page) {
+  // The progress of the running tasks of the page's running jobs, summed per job: one
+  // read, bounded by the farm's slots (waiting tasks count 0, completed ones 1).
+  async function runningProgress(jobs) {
+    const uuids = jobs.filter((j) => (j.tasks_summary || {}).running).map((j) => j.uuid);
+    const sums = {};
+    if (!uuids.length) return sums;
+    const tasks = await api("GET", "/job_tasks" + query({
+      filters: [["job_uuid", "in", uuids], ["status", "=", "active"]],
+      select: ["job_uuid", "progress"], limit: 1000, count: "none",
+    }));
+    for (const t of tasks.items) sums[t.job_uuid] = (sums[t.job_uuid] || 0) + (t.progress || 0);
+    return sums;
+  }
+
+  // Re-reads are paused while the tab is hidden, and done at once when it shows again.
+  function onVisibility() { if (!document.hidden && !state.stopped) load(); }
+  document.addEventListener("visibilitychange", onVisibility);
+
+  function render(page, running) {
     const rows = page.items.map((job) => {
       const { done, total } = jobCounts(job);
+      const mean = total ? (done + (running[job.uuid] || 0)) / total : 0;
       return el("tr", { "data-uuid": job.uuid },
         el("td", { class: "mono" }, el("a", { href: "#/job/" + job.uuid }, job.uuid)),
         el("td", {}, job.script),
         el("td", {}, statusTag(job.status)),
         el("td", {}, job.priority),
-        el("td", {}, bar(total ? done / total : 0, `${done}/${total}`)),
+        el("td", { class: "done" }, bar(total ? done / total : 0, `${done}/${total}`)),
+        el("td", { class: "mean" }, bar(mean)),
         el("td", { class: "mono" }, job.owner_uuid),
         el("td", {}, when(job.created_at)),
         el("td", {}, when(job.started_at)),
@@ -301,18 +347,28 @@ function jobsPage() {
   prev.addEventListener("click", () => { state.offset = Math.max(0, state.offset - JOB_PAGE); load(); });
   next.addEventListener("click", () => { state.offset += JOB_PAGE; load(); });
   load();
-  return { stop() { state.stopped = true; clearTimeout(state.timer); clearTimeout(debounce); } };
+  return {
+    stop() {
+      state.stopped = true;
+      clearTimeout(state.timer);
+      clearTimeout(debounce);
+      document.removeEventListener("visibilitychange", onVisibility);
+    },
+  };
 }
 
 function jobPage(uuid) {
   const abort = new AbortController();
-  const model = { job: null, tasks: new Map(), order: [], page: 0, selected: null, log: "" };
+  const model = { job: null, tasks: new Map(), order: [], page: 0, selected: null, log: "",
+    attempts: [], firstOpen: 0, latest: new Map() };
   const attrs = el("dl", { class: "attrs", id: "job-attrs" });
   const actions = el("div", { class: "toolbar", id: "actions" });
   const summary = el("div", { id: "job-progress" });
   const taskBody = el("tbody", { id: "tasks-body" });
   const pager = el("div", { class: "pager" });
   const gantt = el("div", { class: "gantt", id: "gantt" });
+  const attemptsTitle = el("h2", { id: "attempts-title" }, "Attempts");
+  const attemptsBody = el("tbody", { id: "attempts-body" });
   const logTitle = el("h2", { id: "log-title" }, "Log");
   const logBox = el("pre", { class: "log", id: "log" }, "Choose a task to follow its log.");
   main().replaceChildren(
@@ -322,7 +378,11 @@ function jobPage(uuid) {
     el("table", { id: "tasks" }, el("thead", {}, el("tr", {},
       ["Task", "Seq", "Parent", "Status", "Progress", "Attempt", "Failures", "Worker", "Node",
         "Exit", "Duration"].map((h) => el("th", {}, h)))), taskBody),
-    el("h2", {}, "Timeline by node"), gantt, logTitle, logBox);
+    el("h2", {}, "Timeline by node"), gantt,
+    attemptsTitle, el("table", { id: "attempts" }, el("thead", {}, el("tr", {},
+      ["#", "Worker", "Node", "Started", "Ended", "Duration", "Outcome", "Exit"].map((h) =>
+        el("th", {}, h)))), attemptsBody),
+    logTitle, logBox);
 
   const render = coalesced(() => {
     if (!model.job) return;
@@ -330,8 +390,47 @@ function jobPage(uuid) {
     renderActions();
     renderTasks();
     renderGantt();
+    renderAttempts();
     renderLog();
   });
+
+  // Attempts, oldest first. Those before the first open one never change again, so each
+  // re-read starts there; re-reads are coalesced (at most one every ATTEMPTS_MS).
+  let attemptsTimer = null;
+  let attemptsBusy = false;
+  function refreshAttempts() {
+    if (attemptsTimer || attemptsBusy) { model.attemptsStale = true; return; }
+    attemptsTimer = setTimeout(loadAttempts, ATTEMPTS_MS);
+  }
+  async function loadAttempts() {
+    attemptsTimer = null;
+    attemptsBusy = true;
+    model.attemptsStale = false;
+    try {
+      const fresh = [];
+      const from = model.firstOpen;
+      for (;;) {
+        const page = await api("GET", `/jobs/${uuid}/attempts` + query({
+          limit: ATTEMPT_PAGE, offset: from + fresh.length }));
+        fresh.push(...page.items);
+        if (page.items.length < ATTEMPT_PAGE || abort.signal.aborted) break;
+      }
+      if (abort.signal.aborted) return;
+      model.attempts = model.attempts.slice(0, from).concat(fresh);
+      const open = model.attempts.findIndex((a) => !a.ended_at);
+      model.firstOpen = open < 0 ? model.attempts.length : open;
+      for (const a of fresh) {
+        const seen = model.latest.get(a.task_uuid);
+        if (!seen || seen.attempt <= a.attempt) model.latest.set(a.task_uuid, a);
+      }
+      render();
+    } catch (err) {
+      if (!abort.signal.aborted) toast(err.message);
+    } finally {
+      attemptsBusy = false;
+      if (model.attemptsStale && !abort.signal.aborted) refreshAttempts();
+    }
+  }
 
   function renderAttrs() {
     const j = model.job;
@@ -398,7 +497,7 @@ function jobPage(uuid) {
       el("td", {}, t.failed_count),
       el("td", { class: "mono" }, t.worker_id || ""),
       el("td", {}, t.node_name || ""),
-      el("td", {}, t.exit_code ?? ""),
+      el("td", { class: "exit" }, exitText(model.latest.get(t.uuid))),
       el("td", {}, duration(t.started_at, t.finished_at)))));
     const done = tasks.filter((t) => t.status === "completed").length;
     const mean = tasks.length ? tasks.reduce((a, t) => a + (t.progress || 0), 0) / tasks.length : 0;
@@ -414,26 +513,69 @@ function jobPage(uuid) {
         onclick: () => { model.page++; render(); } }, "›"));
   }
 
+  // Every attempt, one lane per node, drawn on a canvas (thousands of spans cost one
+  // draw call each, not a DOM node each). Attempts not read yet come from the tasks.
   function renderGantt() {
-    const spans = [...model.tasks.values()].filter((t) => t.started_at && t.node_name);
-    if (!spans.length) { gantt.replaceChildren(el("div", { class: "muted" }, "no attempts yet")); return; }
     const now = Date.now();
-    const t0 = Math.min(...spans.map((t) => Date.parse(t.started_at)));
-    const t1 = Math.max(now, ...spans.map((t) => (t.finished_at ? Date.parse(t.finished_at) : now)));
+    const spans = model.attempts.map((a) => ({ node: a.node_name, start: Date.parse(a.started_at),
+      end: a.ended_at ? Date.parse(a.ended_at) : null, kind: a.ended_at ? a.outcome : "active" }));
+    for (const t of model.tasks.values()) {
+      const known = model.latest.get(t.uuid);
+      if (t.status === "active" && t.started_at && t.node_name &&
+          (!known || known.attempt < t.attempt)) {
+        spans.push({ node: t.node_name, start: Date.parse(t.started_at), end: null, kind: "active" });
+      }
+    }
+    if (!spans.length) { gantt.replaceChildren(el("div", { class: "muted" }, "no attempts yet")); return; }
+    let t0 = Infinity, t1 = now;
+    for (const sp of spans) { t0 = Math.min(t0, sp.start); if (sp.end) t1 = Math.max(t1, sp.end); }
     const width = Math.max(1, t1 - t0);
     const lanes = new Map();
-    for (const t of spans) {
-      if (!lanes.has(t.node_name)) lanes.set(t.node_name, []);
-      lanes.get(t.node_name).push(t);
+    for (const sp of spans) {
+      if (!lanes.has(sp.node)) lanes.set(sp.node, []);
+      lanes.get(sp.node).push(sp);
     }
-    gantt.replaceChildren(...[...lanes.entries()].sort().map(([node, ts]) => el("div",
-      { class: "lane", "data-node": node }, el("b", {}, node),
-      ts.slice(0, 2000).map((t) => {
-        const start = Date.parse(t.started_at);
-        const end = t.finished_at ? Date.parse(t.finished_at) : now;
-        return el("span", { class: "span " + t.status, title: `${t.uuid} (${t.status}) on ${t.worker_id}`,
-          style: `left:${((start - t0) / width) * 100}%;width:${((end - start) / width) * 100}%` });
-      }))));
+    const names = [...lanes.keys()].sort();
+    const key = names.join("\n");
+    if (gantt.dataset.key !== key) {
+      gantt.dataset.key = key;
+      gantt.replaceChildren(...names.map((node) => el("div", { class: "lane", "data-node": node },
+        el("b", {}, node), el("canvas", { height: 14 }))));
+    }
+    const colors = ganttColors();
+    for (const lane of gantt.children) {
+      const list = lanes.get(lane.dataset.node) || [];
+      lane.dataset.attempts = String(list.length);
+      const canvas = lane.lastChild;
+      const w = Math.max(1, lane.clientWidth - GANTT_LABEL);
+      if (canvas.width !== w) canvas.width = w;
+      const ctx = canvas.getContext("2d");
+      ctx.clearRect(0, 0, w, 14);
+      for (const sp of list) {
+        const x = ((sp.start - t0) / width) * w;
+        const len = Math.max(2, (((sp.end ?? now) - sp.start) / width) * w);
+        ctx.fillStyle = colors[sp.kind] || colors.other;
+        ctx.fillRect(x, 0, len, 14);
+      }
+    }
+  }
+
+  function renderAttempts() {
+    const mine = model.selected
+      ? model.attempts.filter((a) => a.task_uuid === model.selected) : [];
+    attemptsTitle.textContent = model.selected ? "Attempts of " + model.selected : "Attempts";
+    const key = model.selected + ":" + JSON.stringify(mine);
+    if (attemptsBody.dataset.key === key && !mine.some((a) => !a.ended_at)) return;
+    attemptsBody.dataset.key = key;
+    attemptsBody.replaceChildren(...mine.map((a) => el("tr", { "data-attempt": a.attempt },
+      el("td", {}, a.attempt),
+      el("td", { class: "mono" }, a.worker_id),
+      el("td", {}, a.node_name),
+      el("td", {}, when(a.started_at)),
+      el("td", {}, when(a.ended_at)),
+      el("td", {}, duration(a.started_at, a.ended_at)),
+      el("td", {}, a.ended_at ? statusTag(a.outcome) : statusTag("active")),
+      el("td", { class: "exit" }, exitText(a)))));
   }
 
   function renderLog() {
@@ -467,7 +609,15 @@ function jobPage(uuid) {
         for (const t of ev.tasks || []) upsert(t);
         break;
       case "job-changed": model.job = ev.job; break;
-      case "task-created": case "task-changed": upsert(ev.task); break;
+      case "task-created": case "task-changed": {
+        const before = model.tasks.get(ev.task.uuid);
+        upsert(ev.task);
+        // A new attempt began or one ended: read the attempts again (coalesced).
+        if (!before || before.status !== ev.task.status || before.attempt !== ev.task.attempt) {
+          refreshAttempts();
+        }
+        break;
+      }
       case "task-progress": {
         const t = model.tasks.get(ev.task_uuid);
         if (t) model.tasks.set(t.uuid, { ...t, progress: ev.progress });
@@ -487,8 +637,9 @@ function jobPage(uuid) {
   }
 
   follow(`/jobs/${encodeURIComponent(uuid)}/watch`, onEvent, abort.signal, setLive);
+  loadAttempts();
   const ticker = setInterval(() => render(), 1000);  // running durations and the timeline
-  return { stop() { abort.abort(); clearInterval(ticker); } };
+  return { stop() { abort.abort(); clearInterval(ticker); clearTimeout(attemptsTimer); } };
 }
 
 function workersPage() {
