@@ -124,15 +124,13 @@ async def test_jobs_run_and_are_canceled_from_the_page(
     tried = await stack.client.task_attempts(failing_task.uuid)
     assert len(tried) >= 2
     await page.goto(f"{browser.url}/#/job/{failing.uuid}")
-    await page.locator(
-        f"#gantt .lane[data-node='node1'][data-attempts='{len(tried)}']"
-    ).wait_for(timeout=WAIT_MS)
+    await page.locator(f"#gantt .lane[data-node='node1'][data-attempts='{len(tried)}']").wait_for(
+        timeout=WAIT_MS
+    )
     await page.locator("#failure").wait_for(timeout=WAIT_MS)
     await page.click("#tasks-body tr td.link")
     rows = page.locator("#attempts-body tr")
-    await page.locator(f"#attempts-body tr[data-attempt='{len(tried)}']").wait_for(
-        timeout=WAIT_MS
-    )
+    await page.locator(f"#attempts-body tr[data-attempt='{len(tried)}']").wait_for(timeout=WAIT_MS)
     assert await rows.count() == len(tried)
     assert await page.locator("#attempts-body td.exit").all_inner_texts() == ["3"] * len(tried)
     assert await page.locator("#attempts-body .status.soft-failed").count() == len(tried) - 1
