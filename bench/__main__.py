@@ -21,7 +21,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from bench import fanout, ingest, memory, throughput, unary
+from bench import dashboard, fanout, ingest, memory, throughput, unary
 from bench.harness import Config, Result, results_json, table
 from bench.profile import PROFILE_DIR_ENV, summary
 
@@ -31,6 +31,7 @@ BENCHMARKS = {
     "fanout": fanout.run,
     "unary": unary.run,
     "memory": memory.run,
+    "dashboard": dashboard.run,
 }
 
 

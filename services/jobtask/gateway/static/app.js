@@ -10,6 +10,7 @@ const TASK_PAGE = 100;
 const JOBS_REFRESH_MS = 2000;
 const ATTEMPT_PAGE = 1000;
 const ATTEMPTS_MS = 1000;
+const RENDER_MS = 250;
 const GANTT_LABEL = 90;  // px kept for a lane's node name
 const STATUSES = ["queued", "active", "completed", "failed", "cancel-requested", "canceled",
   "requeueing", "paused", "pause-requested", "under-construction"];
@@ -129,14 +130,27 @@ async function follow(path, onEvent, signal, onState) {
   }
 }
 
-// Renders at most once a frame, however many events arrive.
-function coalesced(render) {
+// Renders at most once a frame (and at most every `minMs`), however many events arrive.
+function coalesced(render, minMs = 0) {
   let queued = false;
+  let last = 0;
   return () => {
     if (queued) return;
     queued = true;
-    requestAnimationFrame(() => { queued = false; render(); });
+    const wait = Math.max(0, last + minMs - performance.now());
+    setTimeout(() => requestAnimationFrame(() => {
+      queued = false;
+      last = performance.now();
+      render();
+    }), wait);
   };
+}
+
+// Replaces a node's children only when `key` changed since the last time.
+function keyed(node, key, build) {
+  if (node.dataset.key === key) return;
+  node.dataset.key = key;
+  node.replaceChildren(...build());
 }
 
 function toast(message, ok = false) {
@@ -384,6 +398,16 @@ function jobPage(uuid) {
         el("th", {}, h)))), attemptsBody),
     logTitle, logBox);
 
+  // Task events of a busy job arrive by the hundred a second: the page is redrawn at most
+  // every RENDER_MS, rows are rebuilt only when what they show changed, and nothing reads
+  // layout (the timeline's width comes from a ResizeObserver).
+  let ganttWidth = 0;
+  const resized = new ResizeObserver((entries) => {
+    ganttWidth = entries[0].contentRect.width;
+    render();
+  });
+  resized.observe(gantt);
+  const rows = new Map();  // task uuid -> { tr, key }
   const render = coalesced(() => {
     if (!model.job) return;
     renderAttrs();
@@ -392,7 +416,7 @@ function jobPage(uuid) {
     renderGantt();
     renderAttempts();
     renderLog();
-  });
+  }, RENDER_MS);
 
   // Attempts, oldest first. Those before the first open one never change again, so each
   // re-read starts there; re-reads are coalesced (at most one every ATTEMPTS_MS).
@@ -420,6 +444,8 @@ function jobPage(uuid) {
       const open = model.attempts.findIndex((a) => !a.ended_at);
       model.firstOpen = open < 0 ? model.attempts.length : open;
       for (const a of fresh) {
+        a.span = { node: a.node_name, start: Date.parse(a.started_at),
+          end: a.ended_at ? Date.parse(a.ended_at) : null, kind: a.ended_at ? a.outcome : "active" };
         const seen = model.latest.get(a.task_uuid);
         if (!seen || seen.attempt <= a.attempt) model.latest.set(a.task_uuid, a);
       }
@@ -434,17 +460,20 @@ function jobPage(uuid) {
 
   function renderAttrs() {
     const j = model.job;
-    const rows = [["status", statusTag(j.status)], ["script", j.script],
-      ["priority", j.priority], ["owner", j.owner_uuid], ["created", when(j.created_at)],
-      ["started", when(j.started_at)], ["finished", when(j.finished_at)],
-      ["parameters", JSON.stringify(j.script_parameters)], ["output", j.output ?? ""]];
-    if (j.status === "failed") {
-      const failed = [...model.tasks.values()].filter((t) => t.status === "failed");
-      const why = failed.map((t) => `${t.uuid}: ${(t.failed_log || "").trim().split("\n").pop() || "failed"}`);
-      rows.push(["failure", el("span", { id: "failure", class: "error" },
-        why.length ? why.join("; ") : "a task failed for good")]);
-    }
-    attrs.replaceChildren(...rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+    const failed = j.status === "failed"
+      ? [...model.tasks.values()].filter((t) => t.status === "failed") : [];
+    keyed(attrs, JSON.stringify([j, failed.map((t) => t.uuid)]), () => {
+      const items = [["status", statusTag(j.status)], ["script", j.script],
+        ["priority", j.priority], ["owner", j.owner_uuid], ["created", when(j.created_at)],
+        ["started", when(j.started_at)], ["finished", when(j.finished_at)],
+        ["parameters", JSON.stringify(j.script_parameters)], ["output", j.output ?? ""]];
+      if (j.status === "failed") {
+        const why = failed.map((t) => `${t.uuid}: ${(t.failed_log || "").trim().split("\n").pop() || "failed"}`);
+        items.push(["failure", el("span", { id: "failure", class: "error" },
+          why.length ? why.join("; ") : "a task failed for good")]);
+      }
+      return items.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]);
+    });
   }
 
   function renderActions() {
@@ -479,12 +508,14 @@ function jobPage(uuid) {
     }
   }
 
-  function renderTasks() {
-    const tasks = model.order.map((id) => model.tasks.get(id)).filter(Boolean);
-    const pages = Math.max(1, Math.ceil(tasks.length / TASK_PAGE));
-    model.page = Math.min(model.page, pages - 1);
-    const shown = tasks.slice(model.page * TASK_PAGE, (model.page + 1) * TASK_PAGE);
-    taskBody.replaceChildren(...shown.map((t) => el("tr", {
+  function taskRow(t) {
+    const latest = model.latest.get(t.uuid);
+    const key = JSON.stringify([t.status, t.progress, t.attempt, t.failed_count, t.worker_id,
+      t.node_name, t.started_at, t.finished_at, t.status === "active" ? Date.now() >> 10 : 0,
+      exitText(latest), t.uuid === model.selected]);
+    const cached = rows.get(t.uuid);
+    if (cached && cached.key === key) return cached.tr;
+    const tr = el("tr", {
       "data-uuid": t.uuid, class: t.uuid === model.selected ? "selected" : null,
       onclick: () => select(t.uuid),
     },
@@ -497,28 +528,49 @@ function jobPage(uuid) {
       el("td", {}, t.failed_count),
       el("td", { class: "mono" }, t.worker_id || ""),
       el("td", {}, t.node_name || ""),
-      el("td", { class: "exit" }, exitText(model.latest.get(t.uuid))),
-      el("td", {}, duration(t.started_at, t.finished_at)))));
-    const done = tasks.filter((t) => t.status === "completed").length;
-    const mean = tasks.length ? tasks.reduce((a, t) => a + (t.progress || 0), 0) / tasks.length : 0;
-    summary.replaceChildren(
-      el("span", { id: "tasks-done" }, bar(tasks.length ? done / tasks.length : 0,
-        `${done}/${tasks.length} tasks done`)), " ",
-      el("span", { id: "mean-progress" }, bar(mean, `mean ${(mean * 100).toFixed(0)}%`)));
-    pager.replaceChildren(
+      el("td", { class: "exit" }, exitText(latest)),
+      el("td", {}, duration(t.started_at, t.finished_at)));
+    rows.set(t.uuid, { tr, key });
+    return tr;
+  }
+
+  function renderTasks() {
+    const total = model.order.length;
+    const pages = Math.max(1, Math.ceil(total / TASK_PAGE));
+    model.page = Math.min(model.page, pages - 1);
+    const shownIds = model.order.slice(model.page * TASK_PAGE, (model.page + 1) * TASK_PAGE);
+    const shown = shownIds.map((id) => model.tasks.get(id)).filter(Boolean);
+    const trs = shown.map(taskRow);
+    const same = trs.length === taskBody.children.length &&
+      trs.every((tr, i) => taskBody.children[i] === tr);
+    if (!same) {
+      taskBody.replaceChildren(...trs);
+      const keep = new Set(shownIds);
+      for (const id of rows.keys()) if (!keep.has(id)) rows.delete(id);
+    }
+    let done = 0, sum = 0;
+    for (const t of model.tasks.values()) {
+      if (t.status === "completed") done++;
+      sum += t.progress || 0;
+    }
+    const n = model.tasks.size;
+    const mean = n ? sum / n : 0;
+    keyed(summary, `${done}/${n}/${mean.toFixed(3)}`, () => [
+      el("span", { id: "tasks-done" }, bar(n ? done / n : 0, `${done}/${n} tasks done`)), " ",
+      el("span", { id: "mean-progress" }, bar(mean, `mean ${(mean * 100).toFixed(0)}%`))]);
+    keyed(pager, `${model.page}/${pages}/${n}`, () => [
       el("button", { type: "button", disabled: model.page === 0,
         onclick: () => { model.page--; render(); } }, "‹"),
-      el("span", { class: "muted" }, `page ${model.page + 1} of ${pages} (${tasks.length} tasks)`),
+      el("span", { class: "muted" }, `page ${model.page + 1} of ${pages} (${n} tasks)`),
       el("button", { type: "button", disabled: model.page >= pages - 1,
-        onclick: () => { model.page++; render(); } }, "›"));
+        onclick: () => { model.page++; render(); } }, "›")]);
   }
 
   // Every attempt, one lane per node, drawn on a canvas (thousands of spans cost one
   // draw call each, not a DOM node each). Attempts not read yet come from the tasks.
   function renderGantt() {
     const now = Date.now();
-    const spans = model.attempts.map((a) => ({ node: a.node_name, start: Date.parse(a.started_at),
-      end: a.ended_at ? Date.parse(a.ended_at) : null, kind: a.ended_at ? a.outcome : "active" }));
+    const spans = model.attempts.map((a) => a.span);
     for (const t of model.tasks.values()) {
       const known = model.latest.get(t.uuid);
       if (t.status === "active" && t.started_at && t.node_name &&
@@ -547,7 +599,7 @@ function jobPage(uuid) {
       const list = lanes.get(lane.dataset.node) || [];
       lane.dataset.attempts = String(list.length);
       const canvas = lane.lastChild;
-      const w = Math.max(1, lane.clientWidth - GANTT_LABEL);
+      const w = Math.max(1, Math.floor(ganttWidth) - GANTT_LABEL);
       if (canvas.width !== w) canvas.width = w;
       const ctx = canvas.getContext("2d");
       ctx.clearRect(0, 0, w, 14);
@@ -639,7 +691,14 @@ function jobPage(uuid) {
   follow(`/jobs/${encodeURIComponent(uuid)}/watch`, onEvent, abort.signal, setLive);
   loadAttempts();
   const ticker = setInterval(() => render(), 1000);  // running durations and the timeline
-  return { stop() { abort.abort(); clearInterval(ticker); clearTimeout(attemptsTimer); } };
+  return {
+    stop() {
+      abort.abort();
+      clearInterval(ticker);
+      clearTimeout(attemptsTimer);
+      resized.disconnect();
+    },
+  };
 }
 
 function workersPage() {
