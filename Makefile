@@ -23,6 +23,7 @@ lint: setup
 
 test: setup proto-check lint
 	scripts/ensure_postgres.sh
+	scripts/ensure_chromium.sh
 	JOBTASK_TEST_POSTGRES_URL=$${JOBTASK_TEST_POSTGRES_URL:-postgresql+asyncpg://jobtask:jobtask@127.0.0.1:5432/jobtask_test} \
 		$(BIN)/pytest -q -p no:cacheprovider
 

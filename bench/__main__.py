@@ -22,7 +22,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from bench import fairshare, fanout, ingest, memory, throughput, unary
+from bench import dashboard, fairshare, fanout, ingest, memory, throughput, unary
 from bench.harness import Config, Result, results_json, table
 from bench.profile import PROFILE_DIR_ENV, summary
 
@@ -32,6 +32,7 @@ BENCHMARKS = {
     "fanout": fanout.run,
     "unary": unary.run,
     "memory": memory.run,
+    "dashboard": dashboard.run,
 }
 # Run only when named in --only (kept out of the default suite and of CI's smoke run).
 OPTIONAL = {"fairshare": fairshare.run}

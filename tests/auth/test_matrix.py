@@ -49,6 +49,7 @@ OTHER = {
     "jobs": "zzzzz-8i9sb-zzzzzzzzzzzzzzz",
     "job_tasks": "zzzzz-ot0gb-zzzzzzzzzzzzzzz",
     "api_client_authorizations": "zzzzz-gj3su-zzzzzzzzzzzzzzz",
+    "workers": "other-worker",
 }
 _RESOURCE_VAR = re.compile(r"/arvados/v1/([a-z_]+)/\{([^}=]+)")
 
@@ -124,12 +125,20 @@ def _method_of(binding: HttpBinding) -> MethodDescriptor:
 
 
 async def objects_of(cluster: Cluster, auth: Auth) -> dict[str, str]:
-    """A job, its seed task and a spare token for the path variables."""
+    """A job, its seed task, a spare token and a worker for the path variables."""
     job = await cluster.jobs.CreateJob(create_job(script="matrix.py"))
     listing = await cluster.tasks.ListTasks(task_service_pb2.ListTasksRequest())
     (task,) = [t for t in listing.items if t.job_uuid == job.uuid]
     spare, _ = await auth.mint(["all"])
-    return {"jobs": job.uuid, "job_tasks": task.uuid, "api_client_authorizations": spare}
+    # A worker in the registry: its first claim records it.
+    worker = task_service_pb2.WorkerInfo(worker_id="matrix-worker", node_name="n1")
+    await cluster.tasks.ClaimTask(task_service_pb2.ClaimTaskRequest(worker=worker))
+    return {
+        "jobs": job.uuid,
+        "job_tasks": task.uuid,
+        "api_client_authorizations": spare,
+        "workers": "matrix-worker",
+    }
 
 
 def classify(code: grpc.StatusCode, details: str) -> str:

@@ -12,7 +12,7 @@ import math
 
 import pytest
 
-from bench import fanout, ingest, memory, throughput, unary
+from bench import dashboard, fanout, ingest, memory, throughput, unary
 from bench.harness import Config, Result, table
 
 SMOKE = Config(smoke=True)
@@ -42,6 +42,14 @@ async def test_fanout() -> None:
 
 async def test_memory() -> None:
     _check(await memory.run(SMOKE))
+
+
+@pytest.mark.slow
+async def test_dashboard() -> None:
+    # Headless Debian chromium, as tests/dashboard (scripts/ensure_chromium.sh).
+    results = await dashboard.run(SMOKE)
+    _check(results)
+    assert "tasks done" in results[2].note
 
 
 @pytest.mark.postgres

@@ -45,13 +45,16 @@ ALWAYS_ALLOWED = frozenset(
         f"HEAD {API}/api_client_authorizations/current",
     }
 )
-# A worker claims tasks, streams their progress (RunTask) and reports a process's exit
-# (POST /job_tasks/<uuid>/exit, hence the prefix entry). Nothing else: it cannot create,
-# read, list or change jobs and tasks by itself; a task's process gets its own token.
+# A worker claims tasks, streams their progress (RunTask), reports a process's exit
+# (POST /job_tasks/<uuid>/exit, hence the prefix entry) and says goodbye when it stops.
+# Nothing else: it cannot create, read, list or change jobs and tasks by itself; a task's
+# process gets its own token.
 WORKER_SCOPES: tuple[str, ...] = (
     f"POST {API}/job_tasks/claim",
     f"POST {API}/job_tasks/run",
     f"POST {API}/job_tasks/",
+    # Its goodbye on a clean shutdown (POST /workers/<id>/stopped).
+    f"POST {API}/workers/",
 )
 _ENTRY = re.compile(r"^([A-Z]+) (/\S*)$")
 MAX_SCOPES = 100

@@ -27,6 +27,7 @@ from jobtask.gateway.connections import (
     guarded_protocol,
     throttle_accept_errors,
 )
+from jobtask.gateway.dashboard import dashboard_routes
 from jobtask.gateway.discovery import discovery_document
 from jobtask.gateway.endpoints import JSON_TYPE, Dispatcher, error_response
 from jobtask.gateway.errors import ApiError
@@ -123,6 +124,7 @@ def create_app(
                 methods=["GET", "POST"],
             ),
             Route("/openapi.json", openapi_endpoint, methods=["GET"]),
+            *dashboard_routes(),
             Route("/{path:path}", dispatcher.handle, methods=_ALL_METHODS),
         ],
         middleware=[Middleware(ArvadosHeaders)],

@@ -18,21 +18,14 @@ from jobtask.domain.statuses import JOB_HOLDING, JobStatus, TaskStatus, check_ta
 from jobtask.manager import blocklisting, lifecycle
 from jobtask.manager.context import Caller, Settings, utcnow
 from jobtask.observability import lifecycle as observe
+from jobtask.store import attempts as attempt_store
 from jobtask.store.records import Record, utc
-from jobtask.store.schema import job_tasks, task_attempts, task_failures
-from sqlalchemy import bindparam, insert, select, update
+from jobtask.store.schema import job_tasks, task_failures
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 T = TaskStatus
 FAILED_LOG_LIMIT = 64 * 1024
-
-
-# Built once: every attempt ends through it.
-_CLOSE_ATTEMPT = (
-    update(task_attempts)
-    .where(task_attempts.c.lease_id == bindparam("lease"), task_attempts.c.ended_at.is_(None))
-    .values(ended_at=bindparam("ended"), outcome=bindparam("outcome"))
-)
 
 
 def check_readable(caller: Caller, record: Record) -> Record:
@@ -115,12 +108,14 @@ async def finish_attempt(
         raise InvalidArgument("lease_id", "is required")
     if task["status"] != T.ACTIVE:
         # Canceled meanwhile: the exit only closes the attempt, and the lease with it.
-        await close_attempt(conn, task, now, f"ended after {task['status']}")
+        await close_attempt(
+            conn, task, now, f"ended after {task['status']}", exit_code=exit_code, signal=signal
+        )
         return await release_lease(conn, task)
     # A pausing job told its workers to stop: what they leave undecided waits paused.
     holding = JobStatus(job["status"]) in JOB_HOLDING
     if handed_back:
-        await close_attempt(conn, task, now, "handed back")
+        await close_attempt(conn, task, now, "handed back", exit_code=exit_code, signal=signal)
         target = handed_back_status(holding)
         changes = task_on_enter(target, now=now)
         changes["progress"] = task["progress"]
@@ -185,7 +180,7 @@ async def finish_attempt(
             signal=signal,
             log=log,
         )
-    await close_attempt(conn, task, now, status.value)
+    await close_attempt(conn, task, now, status.value, exit_code=exit_code, signal=signal)
     decided = await finish_task(
         conn,
         settings,
@@ -220,11 +215,24 @@ async def remember_failure(conn: AsyncConnection, task: Record, now: dt.datetime
 
 
 async def close_attempt(
-    conn: AsyncConnection, task: Record, now: dt.datetime, outcome: str
+    conn: AsyncConnection,
+    task: Record,
+    now: dt.datetime,
+    outcome: str,
+    *,
+    exit_code: int | None = None,
+    signal: int | None = None,
 ) -> None:
+    """Ends the task's current attempt, keeping the process's exit code or signal."""
     if task["lease_id"]:
-        params = {"lease": task["lease_id"], "ended": now, "outcome": outcome}
-        await conn.execute(_CLOSE_ATTEMPT, params)
+        await attempt_store.close_attempt(
+            conn,
+            task["lease_id"],
+            ended=now,
+            outcome=outcome,
+            exit_code=exit_code,
+            signal=signal,
+        )
 
 
 async def release_lease(conn: AsyncConnection, task: Record) -> Record:

@@ -84,7 +84,14 @@ class ClaimManager:
             now = utcnow()
             await queries.lock_node(conn, worker.node_name)
             if await queries.worker_seen(
-                conn, worker.worker_id, worker.node_name, worker.ram_kib, worker.cores, now
+                conn,
+                worker.worker_id,
+                worker.node_name,
+                worker.ram_kib,
+                worker.cores,
+                now,
+                tags=worker.tags,
+                slots=max(worker.slots, worker.free_slots),
             ):
                 # A new live node may be what a job's min_nodes waits for.
                 mark_changed(conn)

@@ -86,6 +86,8 @@ class WorkerSpec:
     cores: int = 0
     free_slots: int = 1
     tags: tuple[str, ...] = field(default_factory=tuple)
+    # All of its slots (older workers do not say: then its free slots at claim time).
+    slots: int = 0
 
 
 def utcnow() -> dt.datetime:

@@ -13,9 +13,11 @@ from jobtask.domain.scopes import ALL
 from jobtask.domain.uuids import JOB_INFIX, check_uuid
 from jobtask.manager.claims import ClaimManager, WorkerSpec
 from jobtask.manager.context import utcnow
+from jobtask.manager.history import AttemptHistory, AttemptPage
 from jobtask.manager.reports import ReportManager
 from jobtask.manager.tasks import Claim, TaskManager
 from jobtask.manager.tokens import Credentials
+from jobtask.manager.workers import WorkerRegistry
 from jobtask.server.callers import CallerResolver, current_credentials
 from jobtask.server.changes import ChangeSignal
 from jobtask.server.convert import changes_from, job_pb, task_pb, timestamp
@@ -23,7 +25,9 @@ from jobtask.server.errors import rpc
 from jobtask.server.listing import list_query
 from jobtask.server.run_task import RunTasks
 from jobtask.server.watch import Watcher
-from jobtask.v1 import job_task_pb2, task_service_pb2, task_service_pb2_grpc, watch_pb2
+from jobtask.server.workers import WorkerWatch, worker_pb
+from jobtask.store.attempts import AttemptRow
+from jobtask.v1 import job_task_pb2, task_service_pb2, task_service_pb2_grpc, watch_pb2, worker_pb2
 
 Context = grpc.aio.ServicerContext[Any, Any]
 MAX_CLAIM_WAIT = 60.0
@@ -51,6 +55,46 @@ def _short_string(value: str, field: str) -> str:
     return value
 
 
+def attempt_pb(row: AttemptRow) -> task_service_pb2.TaskAttempt:
+    msg = task_service_pb2.TaskAttempt(
+        kind="arvados#jobTaskAttempt",
+        task_uuid=row.task_uuid,
+        job_uuid=row.job_uuid,
+        attempt=row.attempt,
+        worker_id=row.worker_id,
+        node_name=row.node_name,
+        outcome=row.outcome or "",
+    )
+    msg.started_at.CopyFrom(timestamp(row.started_at))
+    if row.ended_at is not None:
+        msg.ended_at.CopyFrom(timestamp(row.ended_at))
+    if row.exit_code is not None:
+        msg.exit_code = row.exit_code
+    if row.signal is not None:
+        msg.signal = row.signal
+    return msg
+
+
+def _page(
+    request: task_service_pb2.ListTaskAttemptsRequest | task_service_pb2.ListJobAttemptsRequest,
+) -> tuple[int | None, int | None]:
+    return (
+        request.limit if request.HasField("limit") else None,
+        request.offset if request.HasField("offset") else None,
+    )
+
+
+def _listing(page: AttemptPage, offset: int | None) -> dict[str, Any]:
+    rows, size, total = page
+    return {
+        "kind": "arvados#jobTaskAttemptList",
+        "offset": offset or 0,
+        "limit": size,
+        "items": [attempt_pb(r) for r in rows],
+        "items_available": total,
+    }
+
+
 def worker_spec(info: task_service_pb2.WorkerInfo) -> WorkerSpec:
     _short_string(info.worker_id, "worker.worker_id")
     _short_string(info.node_name, "worker.node_name")
@@ -68,6 +112,7 @@ def worker_spec(info: task_service_pb2.WorkerInfo) -> WorkerSpec:
         cores=info.cores,
         free_slots=info.free_slots,
         tags=tuple(info.tags),
+        slots=info.slots,
     )
 
 
@@ -89,6 +134,9 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         self.runs = runs or RunTasks(
             ReportManager(tasks.db, tasks.settings), signal, tasks.settings
         )
+        self.workers = WorkerRegistry(tasks.db, tasks.settings)
+        self.history = AttemptHistory(tasks.db)
+        self.worker_watch = WorkerWatch(self.workers, signal)
 
     @rpc
     async def CreateTask(
@@ -185,6 +233,10 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
                 until = (backoff_end - utcnow()).total_seconds()
                 remaining = min(remaining, max(until, 0.0) + BACKOFF_SLACK)
             await self.signal.wait(remaining, since=mark)
+            # Woken at least once a heartbeat interval: the claim records that an idle
+            # worker is still there (the registry's live state).
+            heartbeat = self.claims.settings.heartbeat_interval.total_seconds()
+            await self.signal.wait(min(remaining, heartbeat), since=mark)
 
     @rpc
     async def RunTask(
@@ -214,3 +266,61 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
 def is_admin_with_all(creds: Credentials) -> bool:
     caller = creds.caller
     return (caller.is_admin or caller.is_system) and ALL in creds.scopes
+
+    @rpc
+    async def ListWorkers(
+        self, request: task_service_pb2.ListWorkersRequest, context: Context
+    ) -> task_service_pb2.ListWorkersResponse:
+        caller = await self.callers(context)
+        limit = request.limit if request.HasField("limit") else None
+        offset = request.offset if request.HasField("offset") else None
+        views, total = await self.workers.page(caller, limit, offset)
+        return task_service_pb2.ListWorkersResponse(
+            kind="arvados#workerList",
+            offset=offset or 0,
+            limit=len(views) if limit is None else limit,
+            items=[worker_pb(v) for v in views],
+            items_available=total,
+        )
+
+    @rpc
+    async def GetWorker(
+        self, request: task_service_pb2.GetWorkerRequest, context: Context
+    ) -> worker_pb2.Worker:
+        caller = await self.callers(context)
+        return worker_pb(await self.workers.get(caller, request.worker_id))
+
+    @rpc
+    async def ListTaskAttempts(
+        self, request: task_service_pb2.ListTaskAttemptsRequest, context: Context
+    ) -> task_service_pb2.ListTaskAttemptsResponse:
+        caller = await self.callers(context)
+        limit, offset = _page(request)
+        page = await self.history.of_task(caller, request.uuid, limit, offset)
+        return task_service_pb2.ListTaskAttemptsResponse(**_listing(page, offset))
+
+    @rpc
+    async def ListJobAttempts(
+        self, request: task_service_pb2.ListJobAttemptsRequest, context: Context
+    ) -> task_service_pb2.ListJobAttemptsResponse:
+        caller = await self.callers(context)
+        limit, offset = _page(request)
+        page = await self.history.of_job(caller, request.uuid, limit, offset)
+        return task_service_pb2.ListJobAttemptsResponse(**_listing(page, offset))
+
+    @rpc
+    async def ReportWorkerStopped(
+        self, request: task_service_pb2.ReportWorkerStoppedRequest, context: Context
+    ) -> worker_pb2.Worker:
+        caller = await self.callers(context)
+        return worker_pb(await self.workers.stopped(caller, request.worker_id))
+
+    @rpc
+    async def WatchWorkers(
+        self, request: task_service_pb2.WatchWorkersRequest, context: Context
+    ) -> AsyncIterator[worker_pb2.WorkerEvent]:
+        caller = await self.callers(context)
+        async for event in self.worker_watch.stream(
+            caller, opened=lambda: context.send_initial_metadata(())
+        ):
+            yield event

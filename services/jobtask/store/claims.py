@@ -152,7 +152,10 @@ _WORKER_SEEN = (
         node_name=bindparam("node_name"),
         ram_kib=bindparam("ram_kib"),
         cores=bindparam("cores"),
+        tags=bindparam("tags"),
+        slots=bindparam("slots"),
         last_seen_at=bindparam("last_seen_at"),
+        stopped_at=None,
     )
 )
 # Built once: a claim runs them every time, and building (and keying) a statement of this
@@ -338,9 +341,20 @@ async def worker_seen(
     ram_kib: int,
     cores: int,
     now: dt.datetime,
+    *,
+    tags: Collection[str] = (),
+    slots: int = 0,
 ) -> bool:
-    """Records a worker's description and liveness; True if it was not known before."""
-    values = {"node_name": node_name, "ram_kib": ram_kib, "cores": cores, "last_seen_at": now}
+    """Records a worker's description and liveness (a stopped worker claiming again is
+    live again); True if it was not known before."""
+    values = {
+        "node_name": node_name,
+        "ram_kib": ram_kib,
+        "cores": cores,
+        "tags": list(tags),
+        "slots": slots,
+        "last_seen_at": now,
+    }
     result = await conn.execute(_WORKER_SEEN, {"worker": worker_id, **values})
     if result.rowcount:
         return False
@@ -348,7 +362,7 @@ async def worker_seen(
     dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     inserted = await conn.execute(
         dialect_insert(workers)
-        .values(worker_id=worker_id, **values)
+        .values(worker_id=worker_id, first_seen_at=now, **values)
         .on_conflict_do_nothing(index_elements=[workers.c.worker_id])
     )
     return bool(inserted.rowcount)

@@ -169,7 +169,12 @@ task_attempts = Table(
     Column("started_at", Time, nullable=False),
     Column("ended_at", Time),
     Column("outcome", String(32)),
+    # The process's exit status or signal, when its worker reported one.
+    Column("exit_code", Integer),
+    Column("signal", Integer),
     Index("ix_task_attempts_task_id", "task_id"),
+    # The registry counts each worker's finished and failed attempts.
+    Index("ix_task_attempts_worker_id_outcome", "worker_id", "outcome"),
 )
 
 # The change feed: one row per state change, written in the change's transaction.
@@ -185,7 +190,8 @@ events = Table(
     Index("ix_events_job_uuid_seq", "job_uuid", "seq"),
 )
 
-# Workers seen recently (min_nodes counts live nodes here).
+# The worker registry (min_nodes counts live nodes here). Each claim records the worker's
+# description; heartbeats refresh last_seen_at; a clean shutdown sets stopped_at.
 workers = Table(
     "workers",
     metadata,
@@ -194,6 +200,11 @@ workers = Table(
     Column("ram_kib", BigInteger, nullable=False, server_default="0"),
     Column("cores", Integer, nullable=False, server_default="0"),
     Column("last_seen_at", Time, nullable=False),
+    # issue 17: the registry.
+    Column("tags", Json, nullable=False, server_default="[]"),
+    Column("slots", Integer, nullable=False, server_default="0"),
+    Column("first_seen_at", Time),
+    Column("stopped_at", Time),
 )
 
 # Small settings the system keeps across restarts (the feed's pruning watermark, ...).

@@ -1,5 +1,5 @@
 """`jobtask`: run the system (up, serve, db, token, worker, health) and use it (submit, get,
-list, queue, watch, cancel, requeue, pause, resume, tasks, logs).
+list, queue, watch, cancel, requeue, pause, resume, tasks, logs, workers).
 
 Flags win over JOBTASK_* environment variables, which win over the defaults. Errors print
 one line on stderr and exit non-zero: 1 for a failed call, 2 for bad usage.
@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from jobtask.cli import completion, health, jobs, servers, watching, worker
+from jobtask.cli import completion, health, jobs, servers, watching, worker, workers
 from jobtask.cli.tokens import add_token_commands
 from jobtask.observability.logs import FORMATS, configure
 from jobtask.sdk.client import AsyncClient
@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_commands(sub, people)
     watching.add_command(sub, people)
     completion.add_command(sub, parser)
+    workers.add_command(sub, people)
     return parser
 
 

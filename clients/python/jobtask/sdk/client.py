@@ -17,9 +17,11 @@ from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any, Unpack
 
+import grpc
 from google.protobuf import field_mask_pb2
 from jobtask.sdk import messages
 from jobtask.sdk.config import ClientConfig
+from jobtask.sdk.errors import from_rpc_error
 from jobtask.sdk.messages import Constraints, Filters, ListOptions
 from jobtask.sdk.transport import Transport
 from jobtask.sdk.watch import OnBreak, resumable
@@ -29,10 +31,12 @@ from jobtask.v1 import (
     job_task_pb2,
     task_service_pb2,
     watch_pb2,
+    worker_pb2,
 )
 
 Job = job_pb2.Job
 JobTask = job_task_pb2.JobTask
+Worker = worker_pb2.Worker
 # Headroom over a long poll's own wait before the call itself times out.
 CLAIM_SLACK_SECONDS = 10.0
 TASK_PAGE = 1000
@@ -318,7 +322,80 @@ class AsyncClient:
         progress = 1.0 if success else None
         return await self.update_task(uuid, progress=progress, output=output, success=success)
 
+    # -- attempts ---------------------------------------------------------------------------
+
+    async def task_attempts(self, uuid: str) -> builtins.list[task_service_pb2.TaskAttempt]:
+        """Every attempt at the task, oldest first: worker, node, start, end, outcome and
+        the process's exit code or signal."""
+        return await self._attempts(
+            self.transport.tasks.ListTaskAttempts,
+            task_service_pb2.ListTaskAttemptsRequest,
+            task_service_pb2.ListTaskAttemptsResponse,
+            uuid,
+        )
+
+    async def job_attempts(self, uuid: str) -> builtins.list[task_service_pb2.TaskAttempt]:
+        """Every attempt at every task of the job, oldest first."""
+        return await self._attempts(
+            self.transport.tasks.ListJobAttempts,
+            task_service_pb2.ListJobAttemptsRequest,
+            task_service_pb2.ListJobAttemptsResponse,
+            uuid,
+        )
+
+    async def _attempts(
+        self, method: Any, request_type: Any, response_type: Any, uuid: str
+    ) -> builtins.list[task_service_pb2.TaskAttempt]:
+        found: builtins.list[task_service_pb2.TaskAttempt] = []
+        while True:
+            request = request_type(uuid=uuid, limit=TASK_PAGE, offset=len(found))
+            page = await self.transport.unary(method, request, response_type)
+            found.extend(page.items)
+            if len(page.items) < TASK_PAGE:
+                return found
+
     # -- workers ----------------------------------------------------------------------------
+
+    async def list_workers(
+        self, *, limit: int | None = None, offset: int | None = None
+    ) -> task_service_pb2.ListWorkersResponse:
+        """The worker registry, newest sign of life first (state: live, lost or stopped)."""
+        request = task_service_pb2.ListWorkersRequest(limit=limit, offset=offset)
+        return await self.transport.unary(
+            self.transport.tasks.ListWorkers, request, task_service_pb2.ListWorkersResponse
+        )
+
+    async def workers(self) -> builtins.list[Worker]:
+        """Every worker in the registry."""
+        found: builtins.list[Worker] = []
+        while True:
+            page = await self.list_workers(limit=TASK_PAGE, offset=len(found))
+            found.extend(page.items)
+            if len(page.items) < TASK_PAGE:
+                return found
+
+    async def get_worker(self, worker_id: str) -> Worker:
+        request = task_service_pb2.GetWorkerRequest(worker_id=worker_id)
+        return await self.transport.unary(self.transport.tasks.GetWorker, request, Worker)
+
+    async def report_worker_stopped(self, worker_id: str) -> Worker:
+        """A worker's goodbye on a clean shutdown: it is shown stopped, not lost."""
+        request = task_service_pb2.ReportWorkerStoppedRequest(worker_id=worker_id)
+        return await self.transport.unary(self.transport.tasks.ReportWorkerStopped, request, Worker)
+
+    async def watch_workers(self) -> AsyncIterator[worker_pb2.WorkerEvent]:
+        """The registry (one SNAPSHOT event), then each worker that joined, changed, was
+        lost or stopped, and HEARTBEATs; runs until the caller stops reading."""
+        call = self.transport.tasks.WatchWorkers(
+            task_service_pb2.WatchWorkersRequest(), metadata=self.transport.metadata
+        )
+        try:
+            async for event in call:
+                yield event
+        except grpc.aio.AioRpcError as exc:
+            raise from_rpc_error(exc) from None
+        finally:
+            call.cancel()
 
     async def claim(
         self,

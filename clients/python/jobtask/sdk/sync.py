@@ -15,7 +15,7 @@ from collections.abc import Coroutine, Iterator, Mapping
 from types import TracebackType
 from typing import Any, TypeVar, Unpack
 
-from jobtask.sdk.client import AsyncClient, Job, JobTask
+from jobtask.sdk.client import AsyncClient, Job, JobTask, Worker
 from jobtask.sdk.config import ClientConfig
 from jobtask.sdk.messages import Constraints, Filters, ListOptions
 from jobtask.v1 import job_service_pb2, task_service_pb2, watch_pb2
@@ -228,6 +228,17 @@ class Client:
         self, output: str, uuid: str | None = None, *, success: bool | None = True
     ) -> JobTask:
         return self._run(self._async.set_output(output, uuid, success=success))
+
+    def list_workers(
+        self, *, limit: int | None = None, offset: int | None = None
+    ) -> task_service_pb2.ListWorkersResponse:
+        return self._run(self._async.list_workers(limit=limit, offset=offset))
+
+    def workers(self) -> builtins.list[Worker]:
+        return self._run(self._async.workers())
+
+    def get_worker(self, worker_id: str) -> Worker:
+        return self._run(self._async.get_worker(worker_id))
 
     def claim(
         self, worker: task_service_pb2.WorkerInfo, *, wait: float = 0.0, max_tasks: int = 1

@@ -30,9 +30,10 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from jobtask.v1 import job_pb2 as jobtask_dot_v1_dot_job__pb2
 from jobtask.v1 import job_task_pb2 as jobtask_dot_v1_dot_job__task__pb2
 from jobtask.v1 import watch_pb2 as jobtask_dot_v1_dot_watch__pb2
+from jobtask.v1 import worker_pb2 as jobtask_dot_v1_dot_worker__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1djobtask/v1/task_service.proto\x12\njobtask.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14jobtask/v1/job.proto\x1a\x19jobtask/v1/job_task.proto\x1a\x16jobtask/v1/watch.proto\":\n\x11\x43reateTaskRequest\x12%\n\x08job_task\x18\x01 \x01(\x0b\x32\x13.jobtask.v1.JobTask\"\x1e\n\x0eGetTaskRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\"\xf7\x01\n\x10ListTasksRequest\x12+\n\x07\x66ilters\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.ListValue\x12&\n\x05where\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\r\n\x05order\x18\x03 \x03(\t\x12\x0e\n\x06select\x18\x04 \x03(\t\x12\x12\n\x05limit\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x13\n\x06offset\x18\x06 \x01(\x03H\x01\x88\x01\x01\x12\r\n\x05\x63ount\x18\x07 \x01(\t\x12\x15\n\x08\x64istinct\x18\x08 \x01(\x08H\x02\x88\x01\x01\x42\x08\n\x06_limitB\t\n\x07_offsetB\x0b\n\t_distinct\"\xb7\x01\n\x11ListTasksResponse\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\x11\n\tself_link\x18\x03 \x01(\t\x12\x0e\n\x06offset\x18\x04 \x01(\x03\x12\r\n\x05limit\x18\x05 \x01(\x03\x12\"\n\x05items\x18\x06 \x03(\x0b\x32\x13.jobtask.v1.JobTask\x12\x1c\n\x0fitems_available\x18\x07 \x01(\x03H\x00\x88\x01\x01\x42\x12\n\x10_items_available\"y\n\x11UpdateTaskRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12%\n\x08job_task\x18\x02 \x01(\x0b\x32\x13.jobtask.v1.JobTask\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"!\n\x11\x44\x65leteTaskRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\"\x8a\x01\n\x15ReportTaskExitRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12\x16\n\texit_code\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x13\n\x06signal\x18\x04 \x01(\x05H\x01\x88\x01\x01\x12\x0b\n\x03log\x18\x05 \x01(\tB\x0c\n\n_exit_codeB\t\n\x07_signal\"t\n\nWorkerInfo\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x11\n\tnode_name\x18\x02 \x01(\t\x12\x0f\n\x07ram_kib\x18\x03 \x01(\x03\x12\r\n\x05\x63ores\x18\x04 \x01(\x05\x12\x12\n\nfree_slots\x18\x05 \x01(\x05\x12\x0c\n\x04tags\x18\x06 \x03(\t\"v\n\x10\x43laimTaskRequest\x12&\n\x06worker\x18\x01 \x01(\x0b\x32\x16.jobtask.v1.WorkerInfo\x12\'\n\x04wait\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tmax_tasks\x18\x03 \x01(\x05\"D\n\x11\x43laimTaskResponse\x12/\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x1a.jobtask.v1.TaskAssignment\"q\n\x05Lease\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x87\x01\n\x0eTaskAssignment\x12!\n\x04task\x18\x01 \x01(\x0b\x32\x13.jobtask.v1.JobTask\x12\x1c\n\x03job\x18\x02 \x01(\x0b\x32\x0f.jobtask.v1.Job\x12 \n\x05lease\x18\x03 \x01(\x0b\x32\x11.jobtask.v1.Lease\x12\x12\n\ntask_token\x18\x04 \x01(\t\"\x90\x02\n\x0eRunTaskRequest\x12\x11\n\ttask_uuid\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x03\x12\x15\n\x08progress\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x13\n\x06output\x18\x05 \x01(\tH\x01\x88\x01\x01\x12\x14\n\x07success\x18\x06 \x01(\x08H\x02\x88\x01\x01\x12\x0b\n\x03log\x18\x07 \x01(\t\x12\x16\n\texit_code\x18\x08 \x01(\x05H\x03\x88\x01\x01\x12\x13\n\x06signal\x18\t \x01(\x05H\x04\x88\x01\x01\x12\x13\n\x0bhanded_back\x18\n \x01(\x08\x42\x0b\n\t_progressB\t\n\x07_outputB\n\n\x08_successB\x0c\n\n_exit_codeB\t\n\x07_signal\"\xa7\x01\n\x0fRunTaskResponse\x12\x11\n\tacked_seq\x18\x01 \x01(\x03\x12,\n\x0binstruction\x18\x02 \x01(\x0e\x32\x17.jobtask.v1.Instruction\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12 \n\x05lease\x18\x04 \x01(\x0b\x32\x11.jobtask.v1.Lease\x12!\n\x04task\x18\x05 \x01(\x0b\x32\x13.jobtask.v1.JobTask\"^\n\x11WatchTasksRequest\x12\x10\n\x08job_uuid\x18\x01 \x01(\t\x12\x11\n\ttask_uuid\x18\x02 \x01(\t\x12\x16\n\tafter_seq\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\x0c\n\n_after_seq*r\n\x0bInstruction\x12\x1b\n\x17INSTRUCTION_UNSPECIFIED\x10\x00\x12\x18\n\x14INSTRUCTION_CONTINUE\x10\x01\x12\x16\n\x12INSTRUCTION_CANCEL\x10\x02\x12\x14\n\x10INSTRUCTION_STOP\x10\x03\x32\x8c\x08\n\x0bTaskService\x12i\n\nCreateTask\x12\x1d.jobtask.v1.CreateTaskRequest\x1a\x13.jobtask.v1.JobTask\"\'\x82\xd3\xe4\x93\x02!\"\x15/arvados/v1/job_tasks:\x08job_task\x12`\n\x07GetTask\x12\x1a.jobtask.v1.GetTaskRequest\x1a\x13.jobtask.v1.JobTask\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/arvados/v1/job_tasks/{uuid}\x12g\n\tListTasks\x12\x1c.jobtask.v1.ListTasksRequest\x1a\x1d.jobtask.v1.ListTasksResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/arvados/v1/job_tasks\x12\x9a\x01\n\nUpdateTask\x12\x1d.jobtask.v1.UpdateTaskRequest\x1a\x13.jobtask.v1.JobTask\"X\x82\xd3\xe4\x93\x02R\x1a\x1c/arvados/v1/job_tasks/{uuid}:\x08job_taskZ(2\x1c/arvados/v1/job_tasks/{uuid}:\x08job_task\x12\x66\n\nDeleteTask\x12\x1d.jobtask.v1.DeleteTaskRequest\x1a\x13.jobtask.v1.JobTask\"$\x82\xd3\xe4\x93\x02\x1e*\x1c/arvados/v1/job_tasks/{uuid}\x12v\n\x0eReportTaskExit\x12!.jobtask.v1.ReportTaskExitRequest\x1a\x13.jobtask.v1.JobTask\",\x82\xd3\xe4\x93\x02&\"!/arvados/v1/job_tasks/{uuid}/exit:\x01*\x12p\n\tClaimTask\x12\x1c.jobtask.v1.ClaimTaskRequest\x1a\x1d.jobtask.v1.ClaimTaskResponse\"&\x82\xd3\xe4\x93\x02 \"\x1b/arvados/v1/job_tasks/claim:\x01*\x12l\n\x07RunTask\x12\x1a.jobtask.v1.RunTaskRequest\x1a\x1b.jobtask.v1.RunTaskResponse\"$\x82\xd3\xe4\x93\x02\x1e\"\x19/arvados/v1/job_tasks/run:\x01*(\x01\x30\x01\x12j\n\nWatchTasks\x12\x1d.jobtask.v1.WatchTasksRequest\x1a\x16.jobtask.v1.WatchEvent\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/arvados/v1/job_tasks/watch0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1djobtask/v1/task_service.proto\x12\njobtask.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14jobtask/v1/job.proto\x1a\x19jobtask/v1/job_task.proto\x1a\x16jobtask/v1/watch.proto\x1a\x17jobtask/v1/worker.proto\":\n\x11\x43reateTaskRequest\x12%\n\x08job_task\x18\x01 \x01(\x0b\x32\x13.jobtask.v1.JobTask\"\x1e\n\x0eGetTaskRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\"\xf7\x01\n\x10ListTasksRequest\x12+\n\x07\x66ilters\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.ListValue\x12&\n\x05where\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\r\n\x05order\x18\x03 \x03(\t\x12\x0e\n\x06select\x18\x04 \x03(\t\x12\x12\n\x05limit\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x13\n\x06offset\x18\x06 \x01(\x03H\x01\x88\x01\x01\x12\r\n\x05\x63ount\x18\x07 \x01(\t\x12\x15\n\x08\x64istinct\x18\x08 \x01(\x08H\x02\x88\x01\x01\x42\x08\n\x06_limitB\t\n\x07_offsetB\x0b\n\t_distinct\"\xb7\x01\n\x11ListTasksResponse\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\x11\n\tself_link\x18\x03 \x01(\t\x12\x0e\n\x06offset\x18\x04 \x01(\x03\x12\r\n\x05limit\x18\x05 \x01(\x03\x12\"\n\x05items\x18\x06 \x03(\x0b\x32\x13.jobtask.v1.JobTask\x12\x1c\n\x0fitems_available\x18\x07 \x01(\x03H\x00\x88\x01\x01\x42\x12\n\x10_items_available\"y\n\x11UpdateTaskRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12%\n\x08job_task\x18\x02 \x01(\x0b\x32\x13.jobtask.v1.JobTask\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"!\n\x11\x44\x65leteTaskRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\"\x8a\x01\n\x15ReportTaskExitRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12\x16\n\texit_code\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x13\n\x06signal\x18\x04 \x01(\x05H\x01\x88\x01\x01\x12\x0b\n\x03log\x18\x05 \x01(\tB\x0c\n\n_exit_codeB\t\n\x07_signal\"\x83\x01\n\nWorkerInfo\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x11\n\tnode_name\x18\x02 \x01(\t\x12\x0f\n\x07ram_kib\x18\x03 \x01(\x03\x12\r\n\x05\x63ores\x18\x04 \x01(\x05\x12\x12\n\nfree_slots\x18\x05 \x01(\x05\x12\x0c\n\x04tags\x18\x06 \x03(\t\x12\r\n\x05slots\x18\x07 \x01(\x05\"v\n\x10\x43laimTaskRequest\x12&\n\x06worker\x18\x01 \x01(\x0b\x32\x16.jobtask.v1.WorkerInfo\x12\'\n\x04wait\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tmax_tasks\x18\x03 \x01(\x05\"D\n\x11\x43laimTaskResponse\x12/\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x1a.jobtask.v1.TaskAssignment\"q\n\x05Lease\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x87\x01\n\x0eTaskAssignment\x12!\n\x04task\x18\x01 \x01(\x0b\x32\x13.jobtask.v1.JobTask\x12\x1c\n\x03job\x18\x02 \x01(\x0b\x32\x0f.jobtask.v1.Job\x12 \n\x05lease\x18\x03 \x01(\x0b\x32\x11.jobtask.v1.Lease\x12\x12\n\ntask_token\x18\x04 \x01(\t\"\x90\x02\n\x0eRunTaskRequest\x12\x11\n\ttask_uuid\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x03\x12\x15\n\x08progress\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x13\n\x06output\x18\x05 \x01(\tH\x01\x88\x01\x01\x12\x14\n\x07success\x18\x06 \x01(\x08H\x02\x88\x01\x01\x12\x0b\n\x03log\x18\x07 \x01(\t\x12\x16\n\texit_code\x18\x08 \x01(\x05H\x03\x88\x01\x01\x12\x13\n\x06signal\x18\t \x01(\x05H\x04\x88\x01\x01\x12\x13\n\x0bhanded_back\x18\n \x01(\x08\x42\x0b\n\t_progressB\t\n\x07_outputB\n\n\x08_successB\x0c\n\n_exit_codeB\t\n\x07_signal\"\xa7\x01\n\x0fRunTaskResponse\x12\x11\n\tacked_seq\x18\x01 \x01(\x03\x12,\n\x0binstruction\x18\x02 \x01(\x0e\x32\x17.jobtask.v1.Instruction\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12 \n\x05lease\x18\x04 \x01(\x0b\x32\x11.jobtask.v1.Lease\x12!\n\x04task\x18\x05 \x01(\x0b\x32\x13.jobtask.v1.JobTask\"^\n\x11WatchTasksRequest\x12\x10\n\x08job_uuid\x18\x01 \x01(\t\x12\x11\n\ttask_uuid\x18\x02 \x01(\t\x12\x16\n\tafter_seq\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\x0c\n\n_after_seq\"R\n\x12ListWorkersRequest\x12\x12\n\x05limit\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x13\n\x06offset\x18\x02 \x01(\x03H\x01\x88\x01\x01\x42\x08\n\x06_limitB\t\n\x07_offset\"\x97\x01\n\x13ListWorkersResponse\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\r\n\x05limit\x18\x03 \x01(\x03\x12!\n\x05items\x18\x04 \x03(\x0b\x32\x12.jobtask.v1.Worker\x12\x1c\n\x0fitems_available\x18\x05 \x01(\x03H\x00\x88\x01\x01\x42\x12\n\x10_items_available\"%\n\x10GetWorkerRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\"/\n\x1aReportWorkerStoppedRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\"\x15\n\x13WatchWorkersRequest\"\xac\x02\n\x0bTaskAttempt\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\ttask_uuid\x18\x02 \x01(\t\x12\x10\n\x08job_uuid\x18\x03 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12\x11\n\tworker_id\x18\x05 \x01(\t\x12\x11\n\tnode_name\x18\x06 \x01(\t\x12.\n\nstarted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07outcome\x18\t \x01(\t\x12\x16\n\texit_code\x18\n \x01(\x05H\x00\x88\x01\x01\x12\x13\n\x06signal\x18\x0b \x01(\x05H\x01\x88\x01\x01\x42\x0c\n\n_exit_codeB\t\n\x07_signal\"e\n\x17ListTaskAttemptsRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12\x12\n\x05limit\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x13\n\x06offset\x18\x03 \x01(\x03H\x01\x88\x01\x01\x42\x08\n\x06_limitB\t\n\x07_offset\"\xa1\x01\n\x18ListTaskAttemptsResponse\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\r\n\x05limit\x18\x03 \x01(\x03\x12&\n\x05items\x18\x04 \x03(\x0b\x32\x17.jobtask.v1.TaskAttempt\x12\x1c\n\x0fitems_available\x18\x05 \x01(\x03H\x00\x88\x01\x01\x42\x12\n\x10_items_available\"d\n\x16ListJobAttemptsRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12\x12\n\x05limit\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x13\n\x06offset\x18\x03 \x01(\x03H\x01\x88\x01\x01\x42\x08\n\x06_limitB\t\n\x07_offset\"\xa0\x01\n\x17ListJobAttemptsResponse\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\r\n\x05limit\x18\x03 \x01(\x03\x12&\n\x05items\x18\x04 \x03(\x0b\x32\x17.jobtask.v1.TaskAttempt\x12\x1c\n\x0fitems_available\x18\x05 \x01(\x03H\x00\x88\x01\x01\x42\x12\n\x10_items_available*r\n\x0bInstruction\x12\x1b\n\x17INSTRUCTION_UNSPECIFIED\x10\x00\x12\x18\n\x14INSTRUCTION_CONTINUE\x10\x01\x12\x16\n\x12INSTRUCTION_CANCEL\x10\x02\x12\x14\n\x10INSTRUCTION_STOP\x10\x03\x32\xee\r\n\x0bTaskService\x12i\n\nCreateTask\x12\x1d.jobtask.v1.CreateTaskRequest\x1a\x13.jobtask.v1.JobTask\"\'\x82\xd3\xe4\x93\x02!\"\x15/arvados/v1/job_tasks:\x08job_task\x12`\n\x07GetTask\x12\x1a.jobtask.v1.GetTaskRequest\x1a\x13.jobtask.v1.JobTask\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/arvados/v1/job_tasks/{uuid}\x12g\n\tListTasks\x12\x1c.jobtask.v1.ListTasksRequest\x1a\x1d.jobtask.v1.ListTasksResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/arvados/v1/job_tasks\x12\x9a\x01\n\nUpdateTask\x12\x1d.jobtask.v1.UpdateTaskRequest\x1a\x13.jobtask.v1.JobTask\"X\x82\xd3\xe4\x93\x02R\x1a\x1c/arvados/v1/job_tasks/{uuid}:\x08job_taskZ(2\x1c/arvados/v1/job_tasks/{uuid}:\x08job_task\x12\x66\n\nDeleteTask\x12\x1d.jobtask.v1.DeleteTaskRequest\x1a\x13.jobtask.v1.JobTask\"$\x82\xd3\xe4\x93\x02\x1e*\x1c/arvados/v1/job_tasks/{uuid}\x12v\n\x0eReportTaskExit\x12!.jobtask.v1.ReportTaskExitRequest\x1a\x13.jobtask.v1.JobTask\",\x82\xd3\xe4\x93\x02&\"!/arvados/v1/job_tasks/{uuid}/exit:\x01*\x12p\n\tClaimTask\x12\x1c.jobtask.v1.ClaimTaskRequest\x1a\x1d.jobtask.v1.ClaimTaskResponse\"&\x82\xd3\xe4\x93\x02 \"\x1b/arvados/v1/job_tasks/claim:\x01*\x12l\n\x07RunTask\x12\x1a.jobtask.v1.RunTaskRequest\x1a\x1b.jobtask.v1.RunTaskResponse\"$\x82\xd3\xe4\x93\x02\x1e\"\x19/arvados/v1/job_tasks/run:\x01*(\x01\x30\x01\x12j\n\nWatchTasks\x12\x1d.jobtask.v1.WatchTasksRequest\x1a\x16.jobtask.v1.WatchEvent\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/arvados/v1/job_tasks/watch0\x01\x12k\n\x0bListWorkers\x12\x1e.jobtask.v1.ListWorkersRequest\x1a\x1f.jobtask.v1.ListWorkersResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/arvados/v1/workers\x12\x66\n\tGetWorker\x12\x1c.jobtask.v1.GetWorkerRequest\x1a\x12.jobtask.v1.Worker\"\'\x82\xd3\xe4\x93\x02!\x12\x1f/arvados/v1/workers/{worker_id}\x12\x85\x01\n\x13ReportWorkerStopped\x12&.jobtask.v1.ReportWorkerStoppedRequest\x1a\x12.jobtask.v1.Worker\"2\x82\xd3\xe4\x93\x02,\"\'/arvados/v1/workers/{worker_id}/stopped:\x01*\x12m\n\x0cWatchWorkers\x12\x1f.jobtask.v1.WatchWorkersRequest\x1a\x17.jobtask.v1.WorkerEvent\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/arvados/v1/workers/watch0\x01\x12\x8c\x01\n\x10ListTaskAttempts\x12#.jobtask.v1.ListTaskAttemptsRequest\x1a$.jobtask.v1.ListTaskAttemptsResponse\"-\x82\xd3\xe4\x93\x02\'\x12%/arvados/v1/job_tasks/{uuid}/attempts\x12\x84\x01\n\x0fListJobAttempts\x12\".jobtask.v1.ListJobAttemptsRequest\x1a#.jobtask.v1.ListJobAttemptsResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /arvados/v1/jobs/{uuid}/attemptsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -57,38 +58,70 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TASKSERVICE'].methods_by_name['RunTask']._serialized_options = b'\202\323\344\223\002\036\"\031/arvados/v1/job_tasks/run:\001*'
   _globals['_TASKSERVICE'].methods_by_name['WatchTasks']._loaded_options = None
   _globals['_TASKSERVICE'].methods_by_name['WatchTasks']._serialized_options = b'\202\323\344\223\002\035\022\033/arvados/v1/job_tasks/watch'
-  _globals['_INSTRUCTION']._serialized_start=2206
-  _globals['_INSTRUCTION']._serialized_end=2320
-  _globals['_CREATETASKREQUEST']._serialized_start=277
-  _globals['_CREATETASKREQUEST']._serialized_end=335
-  _globals['_GETTASKREQUEST']._serialized_start=337
-  _globals['_GETTASKREQUEST']._serialized_end=367
-  _globals['_LISTTASKSREQUEST']._serialized_start=370
-  _globals['_LISTTASKSREQUEST']._serialized_end=617
-  _globals['_LISTTASKSRESPONSE']._serialized_start=620
-  _globals['_LISTTASKSRESPONSE']._serialized_end=803
-  _globals['_UPDATETASKREQUEST']._serialized_start=805
-  _globals['_UPDATETASKREQUEST']._serialized_end=926
-  _globals['_DELETETASKREQUEST']._serialized_start=928
-  _globals['_DELETETASKREQUEST']._serialized_end=961
-  _globals['_REPORTTASKEXITREQUEST']._serialized_start=964
-  _globals['_REPORTTASKEXITREQUEST']._serialized_end=1102
-  _globals['_WORKERINFO']._serialized_start=1104
-  _globals['_WORKERINFO']._serialized_end=1220
-  _globals['_CLAIMTASKREQUEST']._serialized_start=1222
-  _globals['_CLAIMTASKREQUEST']._serialized_end=1340
-  _globals['_CLAIMTASKRESPONSE']._serialized_start=1342
-  _globals['_CLAIMTASKRESPONSE']._serialized_end=1410
-  _globals['_LEASE']._serialized_start=1412
-  _globals['_LEASE']._serialized_end=1525
-  _globals['_TASKASSIGNMENT']._serialized_start=1528
-  _globals['_TASKASSIGNMENT']._serialized_end=1663
-  _globals['_RUNTASKREQUEST']._serialized_start=1666
-  _globals['_RUNTASKREQUEST']._serialized_end=1938
-  _globals['_RUNTASKRESPONSE']._serialized_start=1941
-  _globals['_RUNTASKRESPONSE']._serialized_end=2108
-  _globals['_WATCHTASKSREQUEST']._serialized_start=2110
-  _globals['_WATCHTASKSREQUEST']._serialized_end=2204
-  _globals['_TASKSERVICE']._serialized_start=2323
-  _globals['_TASKSERVICE']._serialized_end=3359
+  _globals['_TASKSERVICE'].methods_by_name['ListWorkers']._loaded_options = None
+  _globals['_TASKSERVICE'].methods_by_name['ListWorkers']._serialized_options = b'\202\323\344\223\002\025\022\023/arvados/v1/workers'
+  _globals['_TASKSERVICE'].methods_by_name['GetWorker']._loaded_options = None
+  _globals['_TASKSERVICE'].methods_by_name['GetWorker']._serialized_options = b'\202\323\344\223\002!\022\037/arvados/v1/workers/{worker_id}'
+  _globals['_TASKSERVICE'].methods_by_name['ReportWorkerStopped']._loaded_options = None
+  _globals['_TASKSERVICE'].methods_by_name['ReportWorkerStopped']._serialized_options = b'\202\323\344\223\002,\"\'/arvados/v1/workers/{worker_id}/stopped:\001*'
+  _globals['_TASKSERVICE'].methods_by_name['WatchWorkers']._loaded_options = None
+  _globals['_TASKSERVICE'].methods_by_name['WatchWorkers']._serialized_options = b'\202\323\344\223\002\033\022\031/arvados/v1/workers/watch'
+  _globals['_TASKSERVICE'].methods_by_name['ListTaskAttempts']._loaded_options = None
+  _globals['_TASKSERVICE'].methods_by_name['ListTaskAttempts']._serialized_options = b'\202\323\344\223\002\'\022%/arvados/v1/job_tasks/{uuid}/attempts'
+  _globals['_TASKSERVICE'].methods_by_name['ListJobAttempts']._loaded_options = None
+  _globals['_TASKSERVICE'].methods_by_name['ListJobAttempts']._serialized_options = b'\202\323\344\223\002\"\022 /arvados/v1/jobs/{uuid}/attempts'
+  _globals['_INSTRUCTION']._serialized_start=3431
+  _globals['_INSTRUCTION']._serialized_end=3545
+  _globals['_CREATETASKREQUEST']._serialized_start=302
+  _globals['_CREATETASKREQUEST']._serialized_end=360
+  _globals['_GETTASKREQUEST']._serialized_start=362
+  _globals['_GETTASKREQUEST']._serialized_end=392
+  _globals['_LISTTASKSREQUEST']._serialized_start=395
+  _globals['_LISTTASKSREQUEST']._serialized_end=642
+  _globals['_LISTTASKSRESPONSE']._serialized_start=645
+  _globals['_LISTTASKSRESPONSE']._serialized_end=828
+  _globals['_UPDATETASKREQUEST']._serialized_start=830
+  _globals['_UPDATETASKREQUEST']._serialized_end=951
+  _globals['_DELETETASKREQUEST']._serialized_start=953
+  _globals['_DELETETASKREQUEST']._serialized_end=986
+  _globals['_REPORTTASKEXITREQUEST']._serialized_start=989
+  _globals['_REPORTTASKEXITREQUEST']._serialized_end=1127
+  _globals['_WORKERINFO']._serialized_start=1130
+  _globals['_WORKERINFO']._serialized_end=1261
+  _globals['_CLAIMTASKREQUEST']._serialized_start=1263
+  _globals['_CLAIMTASKREQUEST']._serialized_end=1381
+  _globals['_CLAIMTASKRESPONSE']._serialized_start=1383
+  _globals['_CLAIMTASKRESPONSE']._serialized_end=1451
+  _globals['_LEASE']._serialized_start=1453
+  _globals['_LEASE']._serialized_end=1566
+  _globals['_TASKASSIGNMENT']._serialized_start=1569
+  _globals['_TASKASSIGNMENT']._serialized_end=1704
+  _globals['_RUNTASKREQUEST']._serialized_start=1707
+  _globals['_RUNTASKREQUEST']._serialized_end=1979
+  _globals['_RUNTASKRESPONSE']._serialized_start=1982
+  _globals['_RUNTASKRESPONSE']._serialized_end=2149
+  _globals['_WATCHTASKSREQUEST']._serialized_start=2151
+  _globals['_WATCHTASKSREQUEST']._serialized_end=2245
+  _globals['_LISTWORKERSREQUEST']._serialized_start=2247
+  _globals['_LISTWORKERSREQUEST']._serialized_end=2329
+  _globals['_LISTWORKERSRESPONSE']._serialized_start=2332
+  _globals['_LISTWORKERSRESPONSE']._serialized_end=2483
+  _globals['_GETWORKERREQUEST']._serialized_start=2485
+  _globals['_GETWORKERREQUEST']._serialized_end=2522
+  _globals['_REPORTWORKERSTOPPEDREQUEST']._serialized_start=2524
+  _globals['_REPORTWORKERSTOPPEDREQUEST']._serialized_end=2571
+  _globals['_WATCHWORKERSREQUEST']._serialized_start=2573
+  _globals['_WATCHWORKERSREQUEST']._serialized_end=2594
+  _globals['_TASKATTEMPT']._serialized_start=2597
+  _globals['_TASKATTEMPT']._serialized_end=2897
+  _globals['_LISTTASKATTEMPTSREQUEST']._serialized_start=2899
+  _globals['_LISTTASKATTEMPTSREQUEST']._serialized_end=3000
+  _globals['_LISTTASKATTEMPTSRESPONSE']._serialized_start=3003
+  _globals['_LISTTASKATTEMPTSRESPONSE']._serialized_end=3164
+  _globals['_LISTJOBATTEMPTSREQUEST']._serialized_start=3166
+  _globals['_LISTJOBATTEMPTSREQUEST']._serialized_end=3266
+  _globals['_LISTJOBATTEMPTSRESPONSE']._serialized_start=3269
+  _globals['_LISTJOBATTEMPTSRESPONSE']._serialized_end=3429
+  _globals['_TASKSERVICE']._serialized_start=3548
+  _globals['_TASKSERVICE']._serialized_end=5322
 # @@protoc_insertion_point(module_scope)

@@ -8,6 +8,7 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from jobtask.v1 import job_pb2 as _job_pb2
 from jobtask.v1 import job_task_pb2 as _job_task_pb2
 from jobtask.v1 import watch_pb2 as _watch_pb2
+from jobtask.v1 import worker_pb2 as _worker_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -109,20 +110,22 @@ class ReportTaskExitRequest(_message.Message):
     def __init__(self, uuid: _Optional[str] = ..., lease_id: _Optional[str] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., log: _Optional[str] = ...) -> None: ...
 
 class WorkerInfo(_message.Message):
-    __slots__ = ("worker_id", "node_name", "ram_kib", "cores", "free_slots", "tags")
+    __slots__ = ("worker_id", "node_name", "ram_kib", "cores", "free_slots", "tags", "slots")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_NAME_FIELD_NUMBER: _ClassVar[int]
     RAM_KIB_FIELD_NUMBER: _ClassVar[int]
     CORES_FIELD_NUMBER: _ClassVar[int]
     FREE_SLOTS_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     node_name: str
     ram_kib: int
     cores: int
     free_slots: int
     tags: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, worker_id: _Optional[str] = ..., node_name: _Optional[str] = ..., ram_kib: _Optional[int] = ..., cores: _Optional[int] = ..., free_slots: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
+    slots: int
+    def __init__(self, worker_id: _Optional[str] = ..., node_name: _Optional[str] = ..., ram_kib: _Optional[int] = ..., cores: _Optional[int] = ..., free_slots: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., slots: _Optional[int] = ...) -> None: ...
 
 class ClaimTaskRequest(_message.Message):
     __slots__ = ("worker", "wait", "max_tasks")
@@ -209,3 +212,115 @@ class WatchTasksRequest(_message.Message):
     task_uuid: str
     after_seq: int
     def __init__(self, job_uuid: _Optional[str] = ..., task_uuid: _Optional[str] = ..., after_seq: _Optional[int] = ...) -> None: ...
+
+class ListWorkersRequest(_message.Message):
+    __slots__ = ("limit", "offset")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    offset: int
+    def __init__(self, limit: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class ListWorkersResponse(_message.Message):
+    __slots__ = ("kind", "offset", "limit", "items", "items_available")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    offset: int
+    limit: int
+    items: _containers.RepeatedCompositeFieldContainer[_worker_pb2.Worker]
+    items_available: int
+    def __init__(self, kind: _Optional[str] = ..., offset: _Optional[int] = ..., limit: _Optional[int] = ..., items: _Optional[_Iterable[_Union[_worker_pb2.Worker, _Mapping]]] = ..., items_available: _Optional[int] = ...) -> None: ...
+
+class GetWorkerRequest(_message.Message):
+    __slots__ = ("worker_id",)
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    def __init__(self, worker_id: _Optional[str] = ...) -> None: ...
+
+class ReportWorkerStoppedRequest(_message.Message):
+    __slots__ = ("worker_id",)
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    def __init__(self, worker_id: _Optional[str] = ...) -> None: ...
+
+class WatchWorkersRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class TaskAttempt(_message.Message):
+    __slots__ = ("kind", "task_uuid", "job_uuid", "attempt", "worker_id", "node_name", "started_at", "ended_at", "outcome", "exit_code", "signal")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TASK_UUID_FIELD_NUMBER: _ClassVar[int]
+    JOB_UUID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    ENDED_AT_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    task_uuid: str
+    job_uuid: str
+    attempt: int
+    worker_id: str
+    node_name: str
+    started_at: _timestamp_pb2.Timestamp
+    ended_at: _timestamp_pb2.Timestamp
+    outcome: str
+    exit_code: int
+    signal: int
+    def __init__(self, kind: _Optional[str] = ..., task_uuid: _Optional[str] = ..., job_uuid: _Optional[str] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., node_name: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., outcome: _Optional[str] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ...) -> None: ...
+
+class ListTaskAttemptsRequest(_message.Message):
+    __slots__ = ("uuid", "limit", "offset")
+    UUID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    uuid: str
+    limit: int
+    offset: int
+    def __init__(self, uuid: _Optional[str] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class ListTaskAttemptsResponse(_message.Message):
+    __slots__ = ("kind", "offset", "limit", "items", "items_available")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    offset: int
+    limit: int
+    items: _containers.RepeatedCompositeFieldContainer[TaskAttempt]
+    items_available: int
+    def __init__(self, kind: _Optional[str] = ..., offset: _Optional[int] = ..., limit: _Optional[int] = ..., items: _Optional[_Iterable[_Union[TaskAttempt, _Mapping]]] = ..., items_available: _Optional[int] = ...) -> None: ...
+
+class ListJobAttemptsRequest(_message.Message):
+    __slots__ = ("uuid", "limit", "offset")
+    UUID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    uuid: str
+    limit: int
+    offset: int
+    def __init__(self, uuid: _Optional[str] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class ListJobAttemptsResponse(_message.Message):
+    __slots__ = ("kind", "offset", "limit", "items", "items_available")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    offset: int
+    limit: int
+    items: _containers.RepeatedCompositeFieldContainer[TaskAttempt]
+    items_available: int
+    def __init__(self, kind: _Optional[str] = ..., offset: _Optional[int] = ..., limit: _Optional[int] = ..., items: _Optional[_Iterable[_Union[TaskAttempt, _Mapping]]] = ..., items_available: _Optional[int] = ...) -> None: ...

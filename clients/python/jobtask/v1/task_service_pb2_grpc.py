@@ -6,6 +6,7 @@ import warnings
 from jobtask.v1 import job_task_pb2 as jobtask_dot_v1_dot_job__task__pb2
 from jobtask.v1 import task_service_pb2 as jobtask_dot_v1_dot_task__service__pb2
 from jobtask.v1 import watch_pb2 as jobtask_dot_v1_dot_watch__pb2
+from jobtask.v1 import worker_pb2 as jobtask_dot_v1_dot_worker__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -82,6 +83,36 @@ class TaskServiceStub:
                 '/jobtask.v1.TaskService/WatchTasks',
                 request_serializer=jobtask_dot_v1_dot_task__service__pb2.WatchTasksRequest.SerializeToString,
                 response_deserializer=jobtask_dot_v1_dot_watch__pb2.WatchEvent.FromString,
+                _registered_method=True)
+        self.ListWorkers = channel.unary_unary(
+                '/jobtask.v1.TaskService/ListWorkers',
+                request_serializer=jobtask_dot_v1_dot_task__service__pb2.ListWorkersRequest.SerializeToString,
+                response_deserializer=jobtask_dot_v1_dot_task__service__pb2.ListWorkersResponse.FromString,
+                _registered_method=True)
+        self.GetWorker = channel.unary_unary(
+                '/jobtask.v1.TaskService/GetWorker',
+                request_serializer=jobtask_dot_v1_dot_task__service__pb2.GetWorkerRequest.SerializeToString,
+                response_deserializer=jobtask_dot_v1_dot_worker__pb2.Worker.FromString,
+                _registered_method=True)
+        self.ReportWorkerStopped = channel.unary_unary(
+                '/jobtask.v1.TaskService/ReportWorkerStopped',
+                request_serializer=jobtask_dot_v1_dot_task__service__pb2.ReportWorkerStoppedRequest.SerializeToString,
+                response_deserializer=jobtask_dot_v1_dot_worker__pb2.Worker.FromString,
+                _registered_method=True)
+        self.WatchWorkers = channel.unary_stream(
+                '/jobtask.v1.TaskService/WatchWorkers',
+                request_serializer=jobtask_dot_v1_dot_task__service__pb2.WatchWorkersRequest.SerializeToString,
+                response_deserializer=jobtask_dot_v1_dot_worker__pb2.WorkerEvent.FromString,
+                _registered_method=True)
+        self.ListTaskAttempts = channel.unary_unary(
+                '/jobtask.v1.TaskService/ListTaskAttempts',
+                request_serializer=jobtask_dot_v1_dot_task__service__pb2.ListTaskAttemptsRequest.SerializeToString,
+                response_deserializer=jobtask_dot_v1_dot_task__service__pb2.ListTaskAttemptsResponse.FromString,
+                _registered_method=True)
+        self.ListJobAttempts = channel.unary_unary(
+                '/jobtask.v1.TaskService/ListJobAttempts',
+                request_serializer=jobtask_dot_v1_dot_task__service__pb2.ListJobAttemptsRequest.SerializeToString,
+                response_deserializer=jobtask_dot_v1_dot_task__service__pb2.ListJobAttemptsResponse.FromString,
                 _registered_method=True)
 
 
@@ -177,6 +208,62 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListWorkers(self, request, context):
+        """The worker registry: every worker seen, newest first, with its state (live, lost,
+        stopped), its slots and the tasks it runs now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetWorker(self, request, context):
+        """buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        Answers with the resource itself, as GetTask does.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportWorkerStopped(self, request, context):
+        """A worker shutting down cleanly says goodbye (after handing its tasks back): it is
+        shown stopped rather than lost. Its next claim makes it live again.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        Answers with the worker as recorded.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchWorkers(self, request, context):
+        """Streams a snapshot of the registry, then each worker that joined, changed, was lost
+        or stopped. Not resumable: a client that reconnects gets a new snapshot.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        One event type for the stream, as WatchEvent is for the job watches.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTaskAttempts(self, request, context):
+        """Every attempt at a task, oldest first: the worker and node that ran it, when it started
+        and ended, how it ended and the process's exit code or signal. Whoever may read the
+        task may read them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListJobAttempts(self, request, context):
+        """Every attempt at every task of a job, by start time (the dashboard's timeline by
+        node). Whoever may read the job may read them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -224,6 +311,36 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.WatchTasks,
                     request_deserializer=jobtask_dot_v1_dot_task__service__pb2.WatchTasksRequest.FromString,
                     response_serializer=jobtask_dot_v1_dot_watch__pb2.WatchEvent.SerializeToString,
+            ),
+            'ListWorkers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkers,
+                    request_deserializer=jobtask_dot_v1_dot_task__service__pb2.ListWorkersRequest.FromString,
+                    response_serializer=jobtask_dot_v1_dot_task__service__pb2.ListWorkersResponse.SerializeToString,
+            ),
+            'GetWorker': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWorker,
+                    request_deserializer=jobtask_dot_v1_dot_task__service__pb2.GetWorkerRequest.FromString,
+                    response_serializer=jobtask_dot_v1_dot_worker__pb2.Worker.SerializeToString,
+            ),
+            'ReportWorkerStopped': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportWorkerStopped,
+                    request_deserializer=jobtask_dot_v1_dot_task__service__pb2.ReportWorkerStoppedRequest.FromString,
+                    response_serializer=jobtask_dot_v1_dot_worker__pb2.Worker.SerializeToString,
+            ),
+            'WatchWorkers': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchWorkers,
+                    request_deserializer=jobtask_dot_v1_dot_task__service__pb2.WatchWorkersRequest.FromString,
+                    response_serializer=jobtask_dot_v1_dot_worker__pb2.WorkerEvent.SerializeToString,
+            ),
+            'ListTaskAttempts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTaskAttempts,
+                    request_deserializer=jobtask_dot_v1_dot_task__service__pb2.ListTaskAttemptsRequest.FromString,
+                    response_serializer=jobtask_dot_v1_dot_task__service__pb2.ListTaskAttemptsResponse.SerializeToString,
+            ),
+            'ListJobAttempts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobAttempts,
+                    request_deserializer=jobtask_dot_v1_dot_task__service__pb2.ListJobAttemptsRequest.FromString,
+                    response_serializer=jobtask_dot_v1_dot_task__service__pb2.ListJobAttemptsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -471,6 +588,168 @@ class TaskService:
             '/jobtask.v1.TaskService/WatchTasks',
             jobtask_dot_v1_dot_task__service__pb2.WatchTasksRequest.SerializeToString,
             jobtask_dot_v1_dot_watch__pb2.WatchEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobtask.v1.TaskService/ListWorkers',
+            jobtask_dot_v1_dot_task__service__pb2.ListWorkersRequest.SerializeToString,
+            jobtask_dot_v1_dot_task__service__pb2.ListWorkersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWorker(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobtask.v1.TaskService/GetWorker',
+            jobtask_dot_v1_dot_task__service__pb2.GetWorkerRequest.SerializeToString,
+            jobtask_dot_v1_dot_worker__pb2.Worker.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportWorkerStopped(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobtask.v1.TaskService/ReportWorkerStopped',
+            jobtask_dot_v1_dot_task__service__pb2.ReportWorkerStoppedRequest.SerializeToString,
+            jobtask_dot_v1_dot_worker__pb2.Worker.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchWorkers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/jobtask.v1.TaskService/WatchWorkers',
+            jobtask_dot_v1_dot_task__service__pb2.WatchWorkersRequest.SerializeToString,
+            jobtask_dot_v1_dot_worker__pb2.WorkerEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTaskAttempts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobtask.v1.TaskService/ListTaskAttempts',
+            jobtask_dot_v1_dot_task__service__pb2.ListTaskAttemptsRequest.SerializeToString,
+            jobtask_dot_v1_dot_task__service__pb2.ListTaskAttemptsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJobAttempts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobtask.v1.TaskService/ListJobAttempts',
+            jobtask_dot_v1_dot_task__service__pb2.ListJobAttemptsRequest.SerializeToString,
+            jobtask_dot_v1_dot_task__service__pb2.ListJobAttemptsResponse.FromString,
             options,
             channel_credentials,
             insecure,

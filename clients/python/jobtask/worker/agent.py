@@ -43,6 +43,7 @@ class Worker:
             cores=self.config.cores,
             free_slots=len(self.free_slots),
             tags=self.config.tags,
+            slots=self.config.slots,
         )
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -60,6 +61,7 @@ class Worker:
             finally:
                 await self._hand_back_all()
                 shutil.rmtree(self.config.crunch_tmp, ignore_errors=True)
+                await self._say_goodbye(client)
         log.info("worker %s stopped", self.config.worker_id)
 
     async def _claim_until(self, stop: asyncio.Event, client: AsyncClient) -> None:
@@ -144,6 +146,13 @@ class Worker:
             self.free_slots.append(slot)
             self.free_slots.sort()
             self._slot_freed.set()
+
+    async def _say_goodbye(self, client: AsyncClient) -> None:
+        """Tells the registry this worker stopped cleanly (else it would be shown lost)."""
+        try:
+            await asyncio.wait_for(client.report_worker_stopped(self.config.worker_id), 5.0)
+        except (JobtaskError, TimeoutError) as exc:
+            log.warning("could not report the worker stopped: %s", exc)
 
     async def _hand_back_all(self) -> None:
         for run in list(self.runs.values()):

@@ -13,13 +13,15 @@ import type { JobTask, JobTaskSchema } from "./job_task_pb.js";
 import { file_jobtask_v1_job_task } from "./job_task_pb.js";
 import type { WatchEventSchema } from "./watch_pb.js";
 import { file_jobtask_v1_watch } from "./watch_pb.js";
+import type { Worker, WorkerEventSchema, WorkerSchema } from "./worker_pb.js";
+import { file_jobtask_v1_worker } from "./worker_pb.js";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file jobtask/v1/task_service.proto.
  */
 export const file_jobtask_v1_task_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch1qb2J0YXNrL3YxL3Rhc2tfc2VydmljZS5wcm90bxIKam9idGFzay52MSI6ChFDcmVhdGVUYXNrUmVxdWVzdBIlCghqb2JfdGFzaxgBIAEoCzITLmpvYnRhc2sudjEuSm9iVGFzayIeCg5HZXRUYXNrUmVxdWVzdBIMCgR1dWlkGAEgASgJIvcBChBMaXN0VGFza3NSZXF1ZXN0EisKB2ZpbHRlcnMYASABKAsyGi5nb29nbGUucHJvdG9idWYuTGlzdFZhbHVlEiYKBXdoZXJlGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBINCgVvcmRlchgDIAMoCRIOCgZzZWxlY3QYBCADKAkSEgoFbGltaXQYBSABKANIAIgBARITCgZvZmZzZXQYBiABKANIAYgBARINCgVjb3VudBgHIAEoCRIVCghkaXN0aW5jdBgIIAEoCEgCiAEBQggKBl9saW1pdEIJCgdfb2Zmc2V0QgsKCV9kaXN0aW5jdCK3AQoRTGlzdFRhc2tzUmVzcG9uc2USDAoEa2luZBgBIAEoCRIMCgRldGFnGAIgASgJEhEKCXNlbGZfbGluaxgDIAEoCRIOCgZvZmZzZXQYBCABKAMSDQoFbGltaXQYBSABKAMSIgoFaXRlbXMYBiADKAsyEy5qb2J0YXNrLnYxLkpvYlRhc2sSHAoPaXRlbXNfYXZhaWxhYmxlGAcgASgDSACIAQFCEgoQX2l0ZW1zX2F2YWlsYWJsZSJ5ChFVcGRhdGVUYXNrUmVxdWVzdBIMCgR1dWlkGAEgASgJEiUKCGpvYl90YXNrGAIgASgLMhMuam9idGFzay52MS5Kb2JUYXNrEi8KC3VwZGF0ZV9tYXNrGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayIhChFEZWxldGVUYXNrUmVxdWVzdBIMCgR1dWlkGAEgASgJIooBChVSZXBvcnRUYXNrRXhpdFJlcXVlc3QSDAoEdXVpZBgBIAEoCRIQCghsZWFzZV9pZBgCIAEoCRIWCglleGl0X2NvZGUYAyABKAVIAIgBARITCgZzaWduYWwYBCABKAVIAYgBARILCgNsb2cYBSABKAlCDAoKX2V4aXRfY29kZUIJCgdfc2lnbmFsInQKCldvcmtlckluZm8SEQoJd29ya2VyX2lkGAEgASgJEhEKCW5vZGVfbmFtZRgCIAEoCRIPCgdyYW1fa2liGAMgASgDEg0KBWNvcmVzGAQgASgFEhIKCmZyZWVfc2xvdHMYBSABKAUSDAoEdGFncxgGIAMoCSJ2ChBDbGFpbVRhc2tSZXF1ZXN0EiYKBndvcmtlchgBIAEoCzIWLmpvYnRhc2sudjEuV29ya2VySW5mbxInCgR3YWl0GAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhEKCW1heF90YXNrcxgDIAEoBSJEChFDbGFpbVRhc2tSZXNwb25zZRIvCgthc3NpZ25tZW50cxgBIAMoCzIaLmpvYnRhc2sudjEuVGFza0Fzc2lnbm1lbnQicQoFTGVhc2USEAoIbGVhc2VfaWQYASABKAkSLgoKZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJgoDdHRsGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIocBCg5UYXNrQXNzaWdubWVudBIhCgR0YXNrGAEgASgLMhMuam9idGFzay52MS5Kb2JUYXNrEhwKA2pvYhgCIAEoCzIPLmpvYnRhc2sudjEuSm9iEiAKBWxlYXNlGAMgASgLMhEuam9idGFzay52MS5MZWFzZRISCgp0YXNrX3Rva2VuGAQgASgJIpACCg5SdW5UYXNrUmVxdWVzdBIRCgl0YXNrX3V1aWQYASABKAkSEAoIbGVhc2VfaWQYAiABKAkSCwoDc2VxGAMgASgDEhUKCHByb2dyZXNzGAQgASgBSACIAQESEwoGb3V0cHV0GAUgASgJSAGIAQESFAoHc3VjY2VzcxgGIAEoCEgCiAEBEgsKA2xvZxgHIAEoCRIWCglleGl0X2NvZGUYCCABKAVIA4gBARITCgZzaWduYWwYCSABKAVIBIgBARITCgtoYW5kZWRfYmFjaxgKIAEoCEILCglfcHJvZ3Jlc3NCCQoHX291dHB1dEIKCghfc3VjY2Vzc0IMCgpfZXhpdF9jb2RlQgkKB19zaWduYWwipwEKD1J1blRhc2tSZXNwb25zZRIRCglhY2tlZF9zZXEYASABKAMSLAoLaW5zdHJ1Y3Rpb24YAiABKA4yFy5qb2J0YXNrLnYxLkluc3RydWN0aW9uEg4KBnJlYXNvbhgDIAEoCRIgCgVsZWFzZRgEIAEoCzIRLmpvYnRhc2sudjEuTGVhc2USIQoEdGFzaxgFIAEoCzITLmpvYnRhc2sudjEuSm9iVGFzayJeChFXYXRjaFRhc2tzUmVxdWVzdBIQCghqb2JfdXVpZBgBIAEoCRIRCgl0YXNrX3V1aWQYAiABKAkSFgoJYWZ0ZXJfc2VxGAMgASgDSACIAQFCDAoKX2FmdGVyX3NlcSpyCgtJbnN0cnVjdGlvbhIbChdJTlNUUlVDVElPTl9VTlNQRUNJRklFRBAAEhgKFElOU1RSVUNUSU9OX0NPTlRJTlVFEAESFgoSSU5TVFJVQ1RJT05fQ0FOQ0VMEAISFAoQSU5TVFJVQ1RJT05fU1RPUBADMowICgtUYXNrU2VydmljZRJpCgpDcmVhdGVUYXNrEh0uam9idGFzay52MS5DcmVhdGVUYXNrUmVxdWVzdBoTLmpvYnRhc2sudjEuSm9iVGFzayIngtPkkwIhOghqb2JfdGFzayIVL2FydmFkb3MvdjEvam9iX3Rhc2tzEmAKB0dldFRhc2sSGi5qb2J0YXNrLnYxLkdldFRhc2tSZXF1ZXN0GhMuam9idGFzay52MS5Kb2JUYXNrIiSC0+STAh4SHC9hcnZhZG9zL3YxL2pvYl90YXNrcy97dXVpZH0SZwoJTGlzdFRhc2tzEhwuam9idGFzay52MS5MaXN0VGFza3NSZXF1ZXN0Gh0uam9idGFzay52MS5MaXN0VGFza3NSZXNwb25zZSIdgtPkkwIXEhUvYXJ2YWRvcy92MS9qb2JfdGFza3MSmgEKClVwZGF0ZVRhc2sSHS5qb2J0YXNrLnYxLlVwZGF0ZVRhc2tSZXF1ZXN0GhMuam9idGFzay52MS5Kb2JUYXNrIliC0+STAlI6CGpvYl90YXNrWig6CGpvYl90YXNrMhwvYXJ2YWRvcy92MS9qb2JfdGFza3Mve3V1aWR9GhwvYXJ2YWRvcy92MS9qb2JfdGFza3Mve3V1aWR9EmYKCkRlbGV0ZVRhc2sSHS5qb2J0YXNrLnYxLkRlbGV0ZVRhc2tSZXF1ZXN0GhMuam9idGFzay52MS5Kb2JUYXNrIiSC0+STAh4qHC9hcnZhZG9zL3YxL2pvYl90YXNrcy97dXVpZH0SdgoOUmVwb3J0VGFza0V4aXQSIS5qb2J0YXNrLnYxLlJlcG9ydFRhc2tFeGl0UmVxdWVzdBoTLmpvYnRhc2sudjEuSm9iVGFzayIsgtPkkwImOgEqIiEvYXJ2YWRvcy92MS9qb2JfdGFza3Mve3V1aWR9L2V4aXQScAoJQ2xhaW1UYXNrEhwuam9idGFzay52MS5DbGFpbVRhc2tSZXF1ZXN0Gh0uam9idGFzay52MS5DbGFpbVRhc2tSZXNwb25zZSImgtPkkwIgOgEqIhsvYXJ2YWRvcy92MS9qb2JfdGFza3MvY2xhaW0SbAoHUnVuVGFzaxIaLmpvYnRhc2sudjEuUnVuVGFza1JlcXVlc3QaGy5qb2J0YXNrLnYxLlJ1blRhc2tSZXNwb25zZSIkgtPkkwIeOgEqIhkvYXJ2YWRvcy92MS9qb2JfdGFza3MvcnVuKAEwARJqCgpXYXRjaFRhc2tzEh0uam9idGFzay52MS5XYXRjaFRhc2tzUmVxdWVzdBoWLmpvYnRhc2sudjEuV2F0Y2hFdmVudCIjgtPkkwIdEhsvYXJ2YWRvcy92MS9qb2JfdGFza3Mvd2F0Y2gwAWIGcHJvdG8z", [file_google_api_annotations, file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp, file_jobtask_v1_job, file_jobtask_v1_job_task, file_jobtask_v1_watch]);
+  fileDesc("Ch1qb2J0YXNrL3YxL3Rhc2tfc2VydmljZS5wcm90bxIKam9idGFzay52MSI6ChFDcmVhdGVUYXNrUmVxdWVzdBIlCghqb2JfdGFzaxgBIAEoCzITLmpvYnRhc2sudjEuSm9iVGFzayIeCg5HZXRUYXNrUmVxdWVzdBIMCgR1dWlkGAEgASgJIvcBChBMaXN0VGFza3NSZXF1ZXN0EisKB2ZpbHRlcnMYASABKAsyGi5nb29nbGUucHJvdG9idWYuTGlzdFZhbHVlEiYKBXdoZXJlGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBINCgVvcmRlchgDIAMoCRIOCgZzZWxlY3QYBCADKAkSEgoFbGltaXQYBSABKANIAIgBARITCgZvZmZzZXQYBiABKANIAYgBARINCgVjb3VudBgHIAEoCRIVCghkaXN0aW5jdBgIIAEoCEgCiAEBQggKBl9saW1pdEIJCgdfb2Zmc2V0QgsKCV9kaXN0aW5jdCK3AQoRTGlzdFRhc2tzUmVzcG9uc2USDAoEa2luZBgBIAEoCRIMCgRldGFnGAIgASgJEhEKCXNlbGZfbGluaxgDIAEoCRIOCgZvZmZzZXQYBCABKAMSDQoFbGltaXQYBSABKAMSIgoFaXRlbXMYBiADKAsyEy5qb2J0YXNrLnYxLkpvYlRhc2sSHAoPaXRlbXNfYXZhaWxhYmxlGAcgASgDSACIAQFCEgoQX2l0ZW1zX2F2YWlsYWJsZSJ5ChFVcGRhdGVUYXNrUmVxdWVzdBIMCgR1dWlkGAEgASgJEiUKCGpvYl90YXNrGAIgASgLMhMuam9idGFzay52MS5Kb2JUYXNrEi8KC3VwZGF0ZV9tYXNrGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayIhChFEZWxldGVUYXNrUmVxdWVzdBIMCgR1dWlkGAEgASgJIooBChVSZXBvcnRUYXNrRXhpdFJlcXVlc3QSDAoEdXVpZBgBIAEoCRIQCghsZWFzZV9pZBgCIAEoCRIWCglleGl0X2NvZGUYAyABKAVIAIgBARITCgZzaWduYWwYBCABKAVIAYgBARILCgNsb2cYBSABKAlCDAoKX2V4aXRfY29kZUIJCgdfc2lnbmFsIoMBCgpXb3JrZXJJbmZvEhEKCXdvcmtlcl9pZBgBIAEoCRIRCglub2RlX25hbWUYAiABKAkSDwoHcmFtX2tpYhgDIAEoAxINCgVjb3JlcxgEIAEoBRISCgpmcmVlX3Nsb3RzGAUgASgFEgwKBHRhZ3MYBiADKAkSDQoFc2xvdHMYByABKAUidgoQQ2xhaW1UYXNrUmVxdWVzdBImCgZ3b3JrZXIYASABKAsyFi5qb2J0YXNrLnYxLldvcmtlckluZm8SJwoEd2FpdBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIRCgltYXhfdGFza3MYAyABKAUiRAoRQ2xhaW1UYXNrUmVzcG9uc2USLwoLYXNzaWdubWVudHMYASADKAsyGi5qb2J0YXNrLnYxLlRhc2tBc3NpZ25tZW50InEKBUxlYXNlEhAKCGxlYXNlX2lkGAEgASgJEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiYKA3R0bBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiKHAQoOVGFza0Fzc2lnbm1lbnQSIQoEdGFzaxgBIAEoCzITLmpvYnRhc2sudjEuSm9iVGFzaxIcCgNqb2IYAiABKAsyDy5qb2J0YXNrLnYxLkpvYhIgCgVsZWFzZRgDIAEoCzIRLmpvYnRhc2sudjEuTGVhc2USEgoKdGFza190b2tlbhgEIAEoCSKQAgoOUnVuVGFza1JlcXVlc3QSEQoJdGFza191dWlkGAEgASgJEhAKCGxlYXNlX2lkGAIgASgJEgsKA3NlcRgDIAEoAxIVCghwcm9ncmVzcxgEIAEoAUgAiAEBEhMKBm91dHB1dBgFIAEoCUgBiAEBEhQKB3N1Y2Nlc3MYBiABKAhIAogBARILCgNsb2cYByABKAkSFgoJZXhpdF9jb2RlGAggASgFSAOIAQESEwoGc2lnbmFsGAkgASgFSASIAQESEwoLaGFuZGVkX2JhY2sYCiABKAhCCwoJX3Byb2dyZXNzQgkKB19vdXRwdXRCCgoIX3N1Y2Nlc3NCDAoKX2V4aXRfY29kZUIJCgdfc2lnbmFsIqcBCg9SdW5UYXNrUmVzcG9uc2USEQoJYWNrZWRfc2VxGAEgASgDEiwKC2luc3RydWN0aW9uGAIgASgOMhcuam9idGFzay52MS5JbnN0cnVjdGlvbhIOCgZyZWFzb24YAyABKAkSIAoFbGVhc2UYBCABKAsyES5qb2J0YXNrLnYxLkxlYXNlEiEKBHRhc2sYBSABKAsyEy5qb2J0YXNrLnYxLkpvYlRhc2siXgoRV2F0Y2hUYXNrc1JlcXVlc3QSEAoIam9iX3V1aWQYASABKAkSEQoJdGFza191dWlkGAIgASgJEhYKCWFmdGVyX3NlcRgDIAEoA0gAiAEBQgwKCl9hZnRlcl9zZXEiUgoSTGlzdFdvcmtlcnNSZXF1ZXN0EhIKBWxpbWl0GAEgASgDSACIAQESEwoGb2Zmc2V0GAIgASgDSAGIAQFCCAoGX2xpbWl0QgkKB19vZmZzZXQilwEKE0xpc3RXb3JrZXJzUmVzcG9uc2USDAoEa2luZBgBIAEoCRIOCgZvZmZzZXQYAiABKAMSDQoFbGltaXQYAyABKAMSIQoFaXRlbXMYBCADKAsyEi5qb2J0YXNrLnYxLldvcmtlchIcCg9pdGVtc19hdmFpbGFibGUYBSABKANIAIgBAUISChBfaXRlbXNfYXZhaWxhYmxlIiUKEEdldFdvcmtlclJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJIi8KGlJlcG9ydFdvcmtlclN0b3BwZWRSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCSIVChNXYXRjaFdvcmtlcnNSZXF1ZXN0IqwCCgtUYXNrQXR0ZW1wdBIMCgRraW5kGAEgASgJEhEKCXRhc2tfdXVpZBgCIAEoCRIQCghqb2JfdXVpZBgDIAEoCRIPCgdhdHRlbXB0GAQgASgFEhEKCXdvcmtlcl9pZBgFIAEoCRIRCglub2RlX25hbWUYBiABKAkSLgoKc3RhcnRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB291dGNvbWUYCSABKAkSFgoJZXhpdF9jb2RlGAogASgFSACIAQESEwoGc2lnbmFsGAsgASgFSAGIAQFCDAoKX2V4aXRfY29kZUIJCgdfc2lnbmFsImUKF0xpc3RUYXNrQXR0ZW1wdHNSZXF1ZXN0EgwKBHV1aWQYASABKAkSEgoFbGltaXQYAiABKANIAIgBARITCgZvZmZzZXQYAyABKANIAYgBAUIICgZfbGltaXRCCQoHX29mZnNldCKhAQoYTGlzdFRhc2tBdHRlbXB0c1Jlc3BvbnNlEgwKBGtpbmQYASABKAkSDgoGb2Zmc2V0GAIgASgDEg0KBWxpbWl0GAMgASgDEiYKBWl0ZW1zGAQgAygLMhcuam9idGFzay52MS5UYXNrQXR0ZW1wdBIcCg9pdGVtc19hdmFpbGFibGUYBSABKANIAIgBAUISChBfaXRlbXNfYXZhaWxhYmxlImQKFkxpc3RKb2JBdHRlbXB0c1JlcXVlc3QSDAoEdXVpZBgBIAEoCRISCgVsaW1pdBgCIAEoA0gAiAEBEhMKBm9mZnNldBgDIAEoA0gBiAEBQggKBl9saW1pdEIJCgdfb2Zmc2V0IqABChdMaXN0Sm9iQXR0ZW1wdHNSZXNwb25zZRIMCgRraW5kGAEgASgJEg4KBm9mZnNldBgCIAEoAxINCgVsaW1pdBgDIAEoAxImCgVpdGVtcxgEIAMoCzIXLmpvYnRhc2sudjEuVGFza0F0dGVtcHQSHAoPaXRlbXNfYXZhaWxhYmxlGAUgASgDSACIAQFCEgoQX2l0ZW1zX2F2YWlsYWJsZSpyCgtJbnN0cnVjdGlvbhIbChdJTlNUUlVDVElPTl9VTlNQRUNJRklFRBAAEhgKFElOU1RSVUNUSU9OX0NPTlRJTlVFEAESFgoSSU5TVFJVQ1RJT05fQ0FOQ0VMEAISFAoQSU5TVFJVQ1RJT05fU1RPUBADMu4NCgtUYXNrU2VydmljZRJpCgpDcmVhdGVUYXNrEh0uam9idGFzay52MS5DcmVhdGVUYXNrUmVxdWVzdBoTLmpvYnRhc2sudjEuSm9iVGFzayIngtPkkwIhOghqb2JfdGFzayIVL2FydmFkb3MvdjEvam9iX3Rhc2tzEmAKB0dldFRhc2sSGi5qb2J0YXNrLnYxLkdldFRhc2tSZXF1ZXN0GhMuam9idGFzay52MS5Kb2JUYXNrIiSC0+STAh4SHC9hcnZhZG9zL3YxL2pvYl90YXNrcy97dXVpZH0SZwoJTGlzdFRhc2tzEhwuam9idGFzay52MS5MaXN0VGFza3NSZXF1ZXN0Gh0uam9idGFzay52MS5MaXN0VGFza3NSZXNwb25zZSIdgtPkkwIXEhUvYXJ2YWRvcy92MS9qb2JfdGFza3MSmgEKClVwZGF0ZVRhc2sSHS5qb2J0YXNrLnYxLlVwZGF0ZVRhc2tSZXF1ZXN0GhMuam9idGFzay52MS5Kb2JUYXNrIliC0+STAlI6CGpvYl90YXNrWig6CGpvYl90YXNrMhwvYXJ2YWRvcy92MS9qb2JfdGFza3Mve3V1aWR9GhwvYXJ2YWRvcy92MS9qb2JfdGFza3Mve3V1aWR9EmYKCkRlbGV0ZVRhc2sSHS5qb2J0YXNrLnYxLkRlbGV0ZVRhc2tSZXF1ZXN0GhMuam9idGFzay52MS5Kb2JUYXNrIiSC0+STAh4qHC9hcnZhZG9zL3YxL2pvYl90YXNrcy97dXVpZH0SdgoOUmVwb3J0VGFza0V4aXQSIS5qb2J0YXNrLnYxLlJlcG9ydFRhc2tFeGl0UmVxdWVzdBoTLmpvYnRhc2sudjEuSm9iVGFzayIsgtPkkwImOgEqIiEvYXJ2YWRvcy92MS9qb2JfdGFza3Mve3V1aWR9L2V4aXQScAoJQ2xhaW1UYXNrEhwuam9idGFzay52MS5DbGFpbVRhc2tSZXF1ZXN0Gh0uam9idGFzay52MS5DbGFpbVRhc2tSZXNwb25zZSImgtPkkwIgOgEqIhsvYXJ2YWRvcy92MS9qb2JfdGFza3MvY2xhaW0SbAoHUnVuVGFzaxIaLmpvYnRhc2sudjEuUnVuVGFza1JlcXVlc3QaGy5qb2J0YXNrLnYxLlJ1blRhc2tSZXNwb25zZSIkgtPkkwIeOgEqIhkvYXJ2YWRvcy92MS9qb2JfdGFza3MvcnVuKAEwARJqCgpXYXRjaFRhc2tzEh0uam9idGFzay52MS5XYXRjaFRhc2tzUmVxdWVzdBoWLmpvYnRhc2sudjEuV2F0Y2hFdmVudCIjgtPkkwIdEhsvYXJ2YWRvcy92MS9qb2JfdGFza3Mvd2F0Y2gwARJrCgtMaXN0V29ya2VycxIeLmpvYnRhc2sudjEuTGlzdFdvcmtlcnNSZXF1ZXN0Gh8uam9idGFzay52MS5MaXN0V29ya2Vyc1Jlc3BvbnNlIhuC0+STAhUSEy9hcnZhZG9zL3YxL3dvcmtlcnMSZgoJR2V0V29ya2VyEhwuam9idGFzay52MS5HZXRXb3JrZXJSZXF1ZXN0GhIuam9idGFzay52MS5Xb3JrZXIiJ4LT5JMCIRIfL2FydmFkb3MvdjEvd29ya2Vycy97d29ya2VyX2lkfRKFAQoTUmVwb3J0V29ya2VyU3RvcHBlZBImLmpvYnRhc2sudjEuUmVwb3J0V29ya2VyU3RvcHBlZFJlcXVlc3QaEi5qb2J0YXNrLnYxLldvcmtlciIygtPkkwIsOgEqIicvYXJ2YWRvcy92MS93b3JrZXJzL3t3b3JrZXJfaWR9L3N0b3BwZWQSbQoMV2F0Y2hXb3JrZXJzEh8uam9idGFzay52MS5XYXRjaFdvcmtlcnNSZXF1ZXN0Ghcuam9idGFzay52MS5Xb3JrZXJFdmVudCIhgtPkkwIbEhkvYXJ2YWRvcy92MS93b3JrZXJzL3dhdGNoMAESjAEKEExpc3RUYXNrQXR0ZW1wdHMSIy5qb2J0YXNrLnYxLkxpc3RUYXNrQXR0ZW1wdHNSZXF1ZXN0GiQuam9idGFzay52MS5MaXN0VGFza0F0dGVtcHRzUmVzcG9uc2UiLYLT5JMCJxIlL2FydmFkb3MvdjEvam9iX3Rhc2tzL3t1dWlkfS9hdHRlbXB0cxKEAQoPTGlzdEpvYkF0dGVtcHRzEiIuam9idGFzay52MS5MaXN0Sm9iQXR0ZW1wdHNSZXF1ZXN0GiMuam9idGFzay52MS5MaXN0Sm9iQXR0ZW1wdHNSZXNwb25zZSIogtPkkwIiEiAvYXJ2YWRvcy92MS9qb2JzL3t1dWlkfS9hdHRlbXB0c2IGcHJvdG8z", [file_google_api_annotations, file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp, file_jobtask_v1_job, file_jobtask_v1_job_task, file_jobtask_v1_watch, file_jobtask_v1_worker]);
 
 /**
  * @generated from message jobtask.v1.CreateTaskRequest
@@ -309,6 +311,13 @@ export type WorkerInfo = Message<"jobtask.v1.WorkerInfo"> & {
    * @generated from field: repeated string tags = 6;
    */
   tags: string[];
+
+  /**
+   * All of its task slots, free or not.
+   *
+   * @generated from field: int32 slots = 7;
+   */
+  slots: number;
 };
 
 /**
@@ -585,6 +594,339 @@ export const WatchTasksRequestSchema: GenMessage<WatchTasksRequest> = /*@__PURE_
   messageDesc(file_jobtask_v1_task_service, 14);
 
 /**
+ * @generated from message jobtask.v1.ListWorkersRequest
+ */
+export type ListWorkersRequest = Message<"jobtask.v1.ListWorkersRequest"> & {
+  /**
+   * Default 100; larger values are clamped to 1000.
+   *
+   * @generated from field: optional int64 limit = 1;
+   */
+  limit?: bigint | undefined;
+
+  /**
+   * @generated from field: optional int64 offset = 2;
+   */
+  offset?: bigint | undefined;
+};
+
+/**
+ * Describes the message jobtask.v1.ListWorkersRequest.
+ * Use `create(ListWorkersRequestSchema)` to create a new message.
+ */
+export const ListWorkersRequestSchema: GenMessage<ListWorkersRequest> = /*@__PURE__*/
+  messageDesc(file_jobtask_v1_task_service, 15);
+
+/**
+ * Arvados's list envelope.
+ *
+ * @generated from message jobtask.v1.ListWorkersResponse
+ */
+export type ListWorkersResponse = Message<"jobtask.v1.ListWorkersResponse"> & {
+  /**
+   * "arvados#workerList".
+   *
+   * @generated from field: string kind = 1;
+   */
+  kind: string;
+
+  /**
+   * @generated from field: int64 offset = 2;
+   */
+  offset: bigint;
+
+  /**
+   * @generated from field: int64 limit = 3;
+   */
+  limit: bigint;
+
+  /**
+   * @generated from field: repeated jobtask.v1.Worker items = 4;
+   */
+  items: Worker[];
+
+  /**
+   * @generated from field: optional int64 items_available = 5;
+   */
+  itemsAvailable?: bigint | undefined;
+};
+
+/**
+ * Describes the message jobtask.v1.ListWorkersResponse.
+ * Use `create(ListWorkersResponseSchema)` to create a new message.
+ */
+export const ListWorkersResponseSchema: GenMessage<ListWorkersResponse> = /*@__PURE__*/
+  messageDesc(file_jobtask_v1_task_service, 16);
+
+/**
+ * @generated from message jobtask.v1.GetWorkerRequest
+ */
+export type GetWorkerRequest = Message<"jobtask.v1.GetWorkerRequest"> & {
+  /**
+   * @generated from field: string worker_id = 1;
+   */
+  workerId: string;
+};
+
+/**
+ * Describes the message jobtask.v1.GetWorkerRequest.
+ * Use `create(GetWorkerRequestSchema)` to create a new message.
+ */
+export const GetWorkerRequestSchema: GenMessage<GetWorkerRequest> = /*@__PURE__*/
+  messageDesc(file_jobtask_v1_task_service, 17);
+
+/**
+ * @generated from message jobtask.v1.ReportWorkerStoppedRequest
+ */
+export type ReportWorkerStoppedRequest = Message<"jobtask.v1.ReportWorkerStoppedRequest"> & {
+  /**
+   * @generated from field: string worker_id = 1;
+   */
+  workerId: string;
+};
+
+/**
+ * Describes the message jobtask.v1.ReportWorkerStoppedRequest.
+ * Use `create(ReportWorkerStoppedRequestSchema)` to create a new message.
+ */
+export const ReportWorkerStoppedRequestSchema: GenMessage<ReportWorkerStoppedRequest> = /*@__PURE__*/
+  messageDesc(file_jobtask_v1_task_service, 18);
+
+/**
+ * @generated from message jobtask.v1.WatchWorkersRequest
+ */
+export type WatchWorkersRequest = Message<"jobtask.v1.WatchWorkersRequest"> & {
+};
+
+/**
+ * Describes the message jobtask.v1.WatchWorkersRequest.
+ * Use `create(WatchWorkersRequestSchema)` to create a new message.
+ */
+export const WatchWorkersRequestSchema: GenMessage<WatchWorkersRequest> = /*@__PURE__*/
+  messageDesc(file_jobtask_v1_task_service, 19);
+
+/**
+ * One attempt at running a task: from its claim to the end of its lease.
+ *
+ * @generated from message jobtask.v1.TaskAttempt
+ */
+export type TaskAttempt = Message<"jobtask.v1.TaskAttempt"> & {
+  /**
+   * "arvados#jobTaskAttempt".
+   *
+   * @generated from field: string kind = 1;
+   */
+  kind: string;
+
+  /**
+   * @generated from field: string task_uuid = 2;
+   */
+  taskUuid: string;
+
+  /**
+   * @generated from field: string job_uuid = 3;
+   */
+  jobUuid: string;
+
+  /**
+   * 1 for the first attempt, counting every claim of the task.
+   *
+   * @generated from field: int32 attempt = 4;
+   */
+  attempt: number;
+
+  /**
+   * @generated from field: string worker_id = 5;
+   */
+  workerId: string;
+
+  /**
+   * @generated from field: string node_name = 6;
+   */
+  nodeName: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp started_at = 7;
+   */
+  startedAt?: Timestamp | undefined;
+
+  /**
+   * Unset while the attempt runs.
+   *
+   * @generated from field: google.protobuf.Timestamp ended_at = 8;
+   */
+  endedAt?: Timestamp | undefined;
+
+  /**
+   * How it ended: the task's status as decided ("completed", "soft-failed" after a temporary
+   * failure, "failed"), "handed back", or "ended after <status>" when the task had been
+   * canceled meanwhile; empty while it runs.
+   *
+   * @generated from field: string outcome = 9;
+   */
+  outcome: string;
+
+  /**
+   * The process's exit status, or the signal that ended it, when the worker reported one.
+   *
+   * @generated from field: optional int32 exit_code = 10;
+   */
+  exitCode?: number | undefined;
+
+  /**
+   * @generated from field: optional int32 signal = 11;
+   */
+  signal?: number | undefined;
+};
+
+/**
+ * Describes the message jobtask.v1.TaskAttempt.
+ * Use `create(TaskAttemptSchema)` to create a new message.
+ */
+export const TaskAttemptSchema: GenMessage<TaskAttempt> = /*@__PURE__*/
+  messageDesc(file_jobtask_v1_task_service, 20);
+
+/**
+ * @generated from message jobtask.v1.ListTaskAttemptsRequest
+ */
+export type ListTaskAttemptsRequest = Message<"jobtask.v1.ListTaskAttemptsRequest"> & {
+  /**
+   * @generated from field: string uuid = 1;
+   */
+  uuid: string;
+
+  /**
+   * Default 100; larger values are clamped to 1000.
+   *
+   * @generated from field: optional int64 limit = 2;
+   */
+  limit?: bigint | undefined;
+
+  /**
+   * @generated from field: optional int64 offset = 3;
+   */
+  offset?: bigint | undefined;
+};
+
+/**
+ * Describes the message jobtask.v1.ListTaskAttemptsRequest.
+ * Use `create(ListTaskAttemptsRequestSchema)` to create a new message.
+ */
+export const ListTaskAttemptsRequestSchema: GenMessage<ListTaskAttemptsRequest> = /*@__PURE__*/
+  messageDesc(file_jobtask_v1_task_service, 21);
+
+/**
+ * Arvados's list envelope.
+ *
+ * @generated from message jobtask.v1.ListTaskAttemptsResponse
+ */
+export type ListTaskAttemptsResponse = Message<"jobtask.v1.ListTaskAttemptsResponse"> & {
+  /**
+   * "arvados#jobTaskAttemptList".
+   *
+   * @generated from field: string kind = 1;
+   */
+  kind: string;
+
+  /**
+   * @generated from field: int64 offset = 2;
+   */
+  offset: bigint;
+
+  /**
+   * @generated from field: int64 limit = 3;
+   */
+  limit: bigint;
+
+  /**
+   * @generated from field: repeated jobtask.v1.TaskAttempt items = 4;
+   */
+  items: TaskAttempt[];
+
+  /**
+   * @generated from field: optional int64 items_available = 5;
+   */
+  itemsAvailable?: bigint | undefined;
+};
+
+/**
+ * Describes the message jobtask.v1.ListTaskAttemptsResponse.
+ * Use `create(ListTaskAttemptsResponseSchema)` to create a new message.
+ */
+export const ListTaskAttemptsResponseSchema: GenMessage<ListTaskAttemptsResponse> = /*@__PURE__*/
+  messageDesc(file_jobtask_v1_task_service, 22);
+
+/**
+ * @generated from message jobtask.v1.ListJobAttemptsRequest
+ */
+export type ListJobAttemptsRequest = Message<"jobtask.v1.ListJobAttemptsRequest"> & {
+  /**
+   * @generated from field: string uuid = 1;
+   */
+  uuid: string;
+
+  /**
+   * Default 100; larger values are clamped to 1000.
+   *
+   * @generated from field: optional int64 limit = 2;
+   */
+  limit?: bigint | undefined;
+
+  /**
+   * @generated from field: optional int64 offset = 3;
+   */
+  offset?: bigint | undefined;
+};
+
+/**
+ * Describes the message jobtask.v1.ListJobAttemptsRequest.
+ * Use `create(ListJobAttemptsRequestSchema)` to create a new message.
+ */
+export const ListJobAttemptsRequestSchema: GenMessage<ListJobAttemptsRequest> = /*@__PURE__*/
+  messageDesc(file_jobtask_v1_task_service, 23);
+
+/**
+ * Arvados's list envelope.
+ *
+ * @generated from message jobtask.v1.ListJobAttemptsResponse
+ */
+export type ListJobAttemptsResponse = Message<"jobtask.v1.ListJobAttemptsResponse"> & {
+  /**
+   * "arvados#jobTaskAttemptList".
+   *
+   * @generated from field: string kind = 1;
+   */
+  kind: string;
+
+  /**
+   * @generated from field: int64 offset = 2;
+   */
+  offset: bigint;
+
+  /**
+   * @generated from field: int64 limit = 3;
+   */
+  limit: bigint;
+
+  /**
+   * @generated from field: repeated jobtask.v1.TaskAttempt items = 4;
+   */
+  items: TaskAttempt[];
+
+  /**
+   * @generated from field: optional int64 items_available = 5;
+   */
+  itemsAvailable?: bigint | undefined;
+};
+
+/**
+ * Describes the message jobtask.v1.ListJobAttemptsResponse.
+ * Use `create(ListJobAttemptsResponseSchema)` to create a new message.
+ */
+export const ListJobAttemptsResponseSchema: GenMessage<ListJobAttemptsResponse> = /*@__PURE__*/
+  messageDesc(file_jobtask_v1_task_service, 24);
+
+/**
  * What the server tells a worker about its task.
  *
  * @generated from enum jobtask.v1.Instruction
@@ -743,6 +1085,80 @@ export const TaskService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchTasksRequestSchema;
     output: typeof WatchEventSchema;
+  },
+  /**
+   * The worker registry: every worker seen, newest first, with its state (live, lost,
+   * stopped), its slots and the tasks it runs now.
+   *
+   * @generated from rpc jobtask.v1.TaskService.ListWorkers
+   */
+  listWorkers: {
+    methodKind: "unary";
+    input: typeof ListWorkersRequestSchema;
+    output: typeof ListWorkersResponseSchema;
+  },
+  /**
+   * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+   * Answers with the resource itself, as GetTask does.
+   *
+   * @generated from rpc jobtask.v1.TaskService.GetWorker
+   */
+  getWorker: {
+    methodKind: "unary";
+    input: typeof GetWorkerRequestSchema;
+    output: typeof WorkerSchema;
+  },
+  /**
+   * A worker shutting down cleanly says goodbye (after handing its tasks back): it is
+   * shown stopped rather than lost. Its next claim makes it live again.
+   * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+   * Answers with the worker as recorded.
+   *
+   * @generated from rpc jobtask.v1.TaskService.ReportWorkerStopped
+   */
+  reportWorkerStopped: {
+    methodKind: "unary";
+    input: typeof ReportWorkerStoppedRequestSchema;
+    output: typeof WorkerSchema;
+  },
+  /**
+   * Streams a snapshot of the registry, then each worker that joined, changed, was lost
+   * or stopped. Not resumable: a client that reconnects gets a new snapshot.
+   * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+   * One event type for the stream, as WatchEvent is for the job watches.
+   *
+   * @generated from rpc jobtask.v1.TaskService.WatchWorkers
+   */
+  watchWorkers: {
+    methodKind: "server_streaming";
+    input: typeof WatchWorkersRequestSchema;
+    output: typeof WorkerEventSchema;
+  },
+  /**
+   * Every attempt at a task, oldest first: the worker and node that ran it, when it started
+   * and ended, how it ended and the process's exit code or signal. Whoever may read the
+   * task may read them.
+   *
+   * @generated from rpc jobtask.v1.TaskService.ListTaskAttempts
+   */
+  listTaskAttempts: {
+    methodKind: "unary";
+    input: typeof ListTaskAttemptsRequestSchema;
+    output: typeof ListTaskAttemptsResponseSchema;
+  },
+  /**
+   * Every attempt at every task of a job, by start time (the dashboard's timeline by
+   * node). Whoever may read the job may read them.
+   *
+   * @generated from rpc jobtask.v1.TaskService.ListJobAttempts
+   */
+  listJobAttempts: {
+    methodKind: "unary";
+    input: typeof ListJobAttemptsRequestSchema;
+    output: typeof ListJobAttemptsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_jobtask_v1_task_service, 0);

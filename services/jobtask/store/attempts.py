@@ -1,0 +1,162 @@
+"""Task attempts: each claim opens one, the end of its lease closes it (with the process's
+exit code or signal when the worker reported one), and readers list them by task or by job."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from jobtask.store.records import utc
+from jobtask.store.schema import job_tasks, jobs, task_attempts
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+__all__ = [
+    "AttemptRow",
+    "close_attempt",
+    "count_job_attempts",
+    "count_task_attempts",
+    "job_attempts",
+    "job_owner",
+    "task_attempts_of",
+    "task_owner",
+]
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    task_uuid: str
+    job_uuid: str
+    attempt: int
+    worker_id: str
+    node_name: str
+    started_at: dt.datetime
+    ended_at: dt.datetime | None
+    outcome: str | None
+    exit_code: int | None
+    signal: int | None
+
+
+# Built once: every attempt ends through it.
+_CLOSE = (
+    update(task_attempts)
+    .where(task_attempts.c.lease_id == bindparam("lease"), task_attempts.c.ended_at.is_(None))
+    .values(
+        ended_at=bindparam("ended"),
+        outcome=bindparam("outcome"),
+        exit_code=bindparam("exit_code"),
+        signal=bindparam("signal"),
+    )
+)
+_COLUMNS = (
+    job_tasks.c.uuid,
+    job_tasks.c.job_uuid,
+    task_attempts.c.attempt,
+    task_attempts.c.worker_id,
+    task_attempts.c.node_name,
+    task_attempts.c.started_at,
+    task_attempts.c.ended_at,
+    task_attempts.c.outcome,
+    task_attempts.c.exit_code,
+    task_attempts.c.signal,
+)
+_JOINED = task_attempts.join(job_tasks, job_tasks.c.id == task_attempts.c.task_id)
+_BY_TASK = task_attempts.c.task_id == bindparam("task_id")
+_BY_JOB = job_tasks.c.job_id == bindparam("job_id")
+# Oldest first: ids grow with every claim.
+_TASK_LIST = (
+    select(*_COLUMNS)
+    .select_from(_JOINED)
+    .where(_BY_TASK)
+    .order_by(task_attempts.c.id)
+    .limit(bindparam("limit"))
+    .offset(bindparam("offset"))
+)
+_JOB_LIST = (
+    select(*_COLUMNS)
+    .select_from(_JOINED)
+    .where(_BY_JOB)
+    .order_by(task_attempts.c.id)
+    .limit(bindparam("limit"))
+    .offset(bindparam("offset"))
+)
+_TASK_OWNER = select(job_tasks.c.id, job_tasks.c.owner_uuid).where(
+    job_tasks.c.uuid == bindparam("uuid")
+)
+_JOB_OWNER = select(jobs.c.id, jobs.c.owner_uuid).where(jobs.c.uuid == bindparam("uuid"))
+_TASK_COUNT = select(func.count()).select_from(task_attempts).where(_BY_TASK)
+_JOB_COUNT = select(func.count()).select_from(_JOINED).where(_BY_JOB)
+
+
+def _attempt(row: Any) -> AttemptRow:
+    m = row._mapping
+    started = utc(m["started_at"])
+    assert started is not None  # NOT NULL
+    exit_code, signal = m["exit_code"], m["signal"]
+    return AttemptRow(
+        task_uuid=str(m["uuid"]),
+        job_uuid=str(m["job_uuid"]),
+        attempt=int(m["attempt"]),
+        worker_id=str(m["worker_id"]),
+        node_name=str(m["node_name"]),
+        started_at=started,
+        ended_at=utc(m["ended_at"]),
+        outcome=None if m["outcome"] is None else str(m["outcome"]),
+        exit_code=None if exit_code is None else int(exit_code),
+        signal=None if signal is None else int(signal),
+    )
+
+
+async def close_attempt(
+    conn: AsyncConnection,
+    lease_id: str,
+    *,
+    ended: dt.datetime,
+    outcome: str,
+    exit_code: int | None = None,
+    signal: int | None = None,
+) -> None:
+    """Ends the open attempt of this lease (nothing if it already ended)."""
+    params = {
+        "lease": lease_id,
+        "ended": ended,
+        "outcome": outcome,
+        "exit_code": exit_code,
+        "signal": signal,
+    }
+    await conn.execute(_CLOSE, params)
+
+
+async def task_attempts_of(
+    conn: AsyncConnection, task_id: int, limit: int, offset: int
+) -> list[AttemptRow]:
+    rows = await conn.execute(_TASK_LIST, {"task_id": task_id, "limit": limit, "offset": offset})
+    return [_attempt(r) for r in rows]
+
+
+async def count_task_attempts(conn: AsyncConnection, task_id: int) -> int:
+    return int((await conn.execute(_TASK_COUNT, {"task_id": task_id})).scalar() or 0)
+
+
+async def job_attempts(
+    conn: AsyncConnection, job_id: int, limit: int, offset: int
+) -> list[AttemptRow]:
+    rows = await conn.execute(_JOB_LIST, {"job_id": job_id, "limit": limit, "offset": offset})
+    return [_attempt(r) for r in rows]
+
+
+async def count_job_attempts(conn: AsyncConnection, job_id: int) -> int:
+    return int((await conn.execute(_JOB_COUNT, {"job_id": job_id})).scalar() or 0)
+
+
+async def task_owner(conn: AsyncConnection, uuid: str) -> tuple[int, str] | None:
+    """The task's row id and owner, for the read check; None if there is no such task."""
+    row = (await conn.execute(_TASK_OWNER, {"uuid": uuid})).first()
+    return None if row is None else (int(row[0]), str(row[1]))
+
+
+async def job_owner(conn: AsyncConnection, uuid: str) -> tuple[int, str] | None:
+    """The job's row id and owner, for the read check; None if there is no such job."""
+    row = (await conn.execute(_JOB_OWNER, {"uuid": uuid})).first()
+    return None if row is None else (int(row[0]), str(row[1]))
