@@ -7,6 +7,7 @@ the parameter and, where there is one, the filter's index, attribute and operato
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ from jobtask.domain.uuids import INFIX_OF_KIND
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "like", "ilike", "in", "not in", "is_a", "exists")
 _ORDERABLE = {Kind.STRING, Kind.TEXT, Kind.INTEGER, Kind.FLOAT, Kind.DATETIME, Kind.STATUS}
@@ -247,22 +249,9 @@ def _scalar(attr: Attr, value: Any, where: str, op: str) -> Any:
             raise InvalidArgument(where, f"unknown status {value!r}")
         return value
     if kind is Kind.INTEGER:
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise InvalidArgument(where, f"operand must be an integer, got {value!r}")
-        try:
-            number = float(value)
-        except ValueError:
-            raise InvalidArgument(where, f"operand must be an integer, got {value!r}") from None
-        if not number.is_integer():
-            raise InvalidArgument(where, f"operand must be an integer, got {value!r}")
-        return int(number)
+        return _integer(value, where)
     if kind is Kind.FLOAT:
-        if isinstance(value, bool):
-            raise InvalidArgument(where, f"operand must be a number, got {value!r}")
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise InvalidArgument(where, f"operand must be a number, got {value!r}") from None
+        return _number(value, where)
     if kind is Kind.BOOLEAN:
         if op not in ("=", "!=", "in", "not in"):
             raise InvalidArgument(where, f"{op!r} does not apply to boolean attributes")
@@ -274,6 +263,49 @@ def _scalar(attr: Attr, value: Any, where: str, op: str) -> Any:
     if kind is Kind.DATETIME:
         return parse_timestamp(value, where)
     raise InvalidArgument(where, f"cannot filter on {kind.value} attributes")
+
+
+def _integer(value: Any, where: str) -> int:
+    """An exact integer within the columns' 64 bits: never rounded through a float."""
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            number = int(text)
+        except ValueError:
+            try:
+                parsed = float(text)
+            except ValueError:
+                parsed = math.nan
+            if math.isfinite(parsed) and parsed.is_integer():
+                number = int(parsed)
+    if number is None:
+        raise InvalidArgument(where, f"operand must be an integer, got {_show(value)}")
+    if not INT64_MIN <= number <= INT64_MAX:
+        raise InvalidArgument(where, f"operand {_show(value)} is out of the 64-bit integer range")
+    return number
+
+
+def _number(value: Any, where: str) -> float:
+    """A finite number: NaN and the infinities compare with nothing a column holds."""
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidArgument(where, f"operand must be a number, got {_show(value)}") from None
+    if not math.isfinite(number):
+        raise InvalidArgument(where, f"operand must be a finite number, got {_show(value)}")
+    return number
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def parse_timestamp(value: Any, where: str) -> dt.datetime:

@@ -47,7 +47,8 @@ def check_uuid(value: str, infix: str, field: str) -> str:
     if not value:
         raise InvalidArgument(field, "is required")
     if not UUID_RE.match(value):
-        raise InvalidArgument(field, f"{value!r} is not a valid uuid")
+        shown = repr(value) if len(value) <= 60 else repr(value[:40]) + f" ({len(value)} chars)"
+        raise InvalidArgument(field, f"{shown} is not a valid uuid")
     if value[6:11] != infix:
         raise InvalidArgument(
             field,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from typing import Any
@@ -14,8 +13,8 @@ from google.protobuf.message import Message
 from jobtask.gateway import sse
 from jobtask.gateway.channels import ServiceChannels
 from jobtask.gateway.discovery import MAX_REQUEST_SIZE
-from jobtask.gateway.errors import ApiError, error_body, from_rpc_error
-from jobtask.gateway.params import HttpInput, build_request
+from jobtask.gateway.errors import ApiError, error_body, error_token, from_rpc_error
+from jobtask.gateway.params import HttpInput, build_request, parse_json
 from jobtask.gateway.rendering import dumps, render, render_value, select_attributes
 from jobtask.gateway.routing import Binding, RouteTable
 from starlette.background import BackgroundTask
@@ -31,10 +30,13 @@ log = logging.getLogger(__name__)
 _OVERRIDABLE = {"GET", "HEAD", "PUT", "PATCH", "DELETE"}
 _AUTH_HEADER = re.compile(r"^\s*(?:OAuth2|Bearer)\s+(\S+)\s*$", re.IGNORECASE)
 JSON_TYPE = "application/json"
+# Arvados tokens are under 100 characters; one this long cannot exist, and forwarding it
+# would overflow the services' metadata limit (16 KiB) into a misleading 429.
+MAX_TOKEN = 4096
 
 
 def error_response(err: ApiError, *, head: bool = False) -> Response:
-    body = b"" if head else dumps(error_body(err.errors))
+    body = b"" if head else dumps(error_body(err.errors, err.error_token))
     return Response(body, err.status, headers=err.headers, media_type=JSON_TYPE)
 
 
@@ -64,9 +66,15 @@ class Dispatcher:
         except grpc.aio.AioRpcError as err:
             return error_response(from_rpc_error(err), head=head)
         except Exception:
-            # Log the trace here, under the request id; the caller gets only the id.
-            log.exception("request %s failed", getattr(request.state, "request_id", "?"))
-            return error_response(ApiError(500, ["Internal error"]), head=head)
+            # Log the trace here, under an error id; the caller gets only the id.
+            found = error_token()
+            log.exception(
+                "request %s failed (error id %s)",
+                getattr(request.state, "request_id", "?"),
+                found,
+            )
+            failure = ApiError(500, [f"Internal error (error id {found})"], error_token=found)
+            return error_response(failure, head=head)
 
     async def _dispatch(self, request: Request) -> Response:
         path = _raw_path(request)
@@ -110,7 +118,7 @@ class Dispatcher:
         metadata = [("x-request-id", request.state.request_id)]
         token = token_of(request, [*query, *form], json_body)
         if token:
-            if not all("!" <= ch <= "~" for ch in token):
+            if len(token) > MAX_TOKEN or not all("!" <= ch <= "~" for ch in token):
                 raise ApiError(401, ["Not logged in"])  # no such token can exist
             metadata.append(("authorization", f"Bearer {token}"))
 
@@ -174,10 +182,10 @@ async def _read_body(request: Request) -> tuple[list[tuple[str, str]], Any]:
         return parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True), None
     if content_type in ("", "text/plain") or content_type.endswith("json"):
         try:
-            return [], json.loads(raw)
-        except ValueError:
-            if content_type.endswith("json"):
-                raise ApiError.unprocessable("The request body is not valid JSON") from None
+            return [], parse_json(raw, "the request body")
+        except ApiError as err:
+            if content_type.endswith("json") or err.status != 422:
+                raise
             # curl -d sends form data without saying so; take it as a form.
             return parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True), None
     if content_type == "multipart/form-data":

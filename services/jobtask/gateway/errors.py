@@ -8,6 +8,7 @@ grpc.StatusCode (a test iterates the enum).
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import time
 from collections.abc import Sequence
@@ -25,6 +26,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# How jobtask.server.errors names an unexpected failure in its INTERNAL answers.
+_ERROR_ID = re.compile(r"\(error id ([0-9a-f]{1,32})\)")
 
 HTTP_STATUS: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.OK: 200,
@@ -63,11 +67,13 @@ class ApiError(Exception):
         errors: Sequence[str],
         *,
         headers: dict[str, str] | None = None,
+        error_token: str | None = None,
     ) -> None:
         super().__init__("; ".join(errors))
         self.status = status
         self.errors = list(errors) or [_DEFAULT_MESSAGES.get(status, "Error")]
         self.headers = dict(headers or {})
+        self.error_token = error_token  # set when the error was logged under it
 
     @classmethod
     def unprocessable(cls, message: str) -> ApiError:
@@ -94,9 +100,14 @@ def from_rpc_error(err: grpc.aio.AioRpcError) -> ApiError:
         if not any(text in m or violation.description in m for m in messages):
             messages.append(text)
     if status >= 500 and code != grpc.StatusCode.UNAVAILABLE:
-        # Internal detail may be anything; the services already log it. Say only what happened.
-        log.warning("service call failed: %s %s", code.name, details)
-        messages = [f"Internal error ({code.name.lower()})"]
+        # Internal detail may be anything; the services already log it. Say only what
+        # happened, and the error id the service logged it under.
+        log.warning("service call failed: %s %s", code.name, details[:200])
+        found = _ERROR_ID.search(details)
+        messages = [
+            f"Internal error ({code.name.lower()}"
+            + (f", error id {found.group(1)})" if found else ")")
+        ]
     if not messages:
         messages = [_DEFAULT_MESSAGES.get(status, code.name.lower().replace("_", " "))]
     headers = {"Retry-After": "1"} if code == grpc.StatusCode.UNAVAILABLE else {}

@@ -31,6 +31,7 @@ __all__ = [
     "QueryValues",
     "build_request",
     "coerce",
+    "parse_json",
 ]
 
 # Accepted from Arvados clients and deliberately without effect here.
@@ -77,6 +78,55 @@ _FIELD_MASK = "google.protobuf.FieldMask"
 # Rack's nested parameter names: `name[key]`, `name[]`, `name[a][b]`, ...
 _BRACKETS = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])+)$")
 _SEGMENT = re.compile(r"\[([^\[\]]*)\]")
+_MASK_FIELDS = ("update_mask", "field_mask")
+
+
+# JSON nested deeper than this is refused: nothing Arvados sends comes near it, and
+# protobuf's own parser stops at 100 message levels (a JSON level costs it two).
+MAX_JSON_DEPTH = 32
+
+
+def parse_json(text: str | bytes, name: str) -> Any:
+    """json.loads, refusing (by `name`) what is not JSON or is nested too deep."""
+    try:
+        value = json.loads(text, parse_constant=_no_constant)
+    except _NotFinite:
+        raise ApiError.unprocessable(
+            f"{name}: numbers must be finite, not NaN or Infinity"
+        ) from None
+    except RecursionError:
+        value = None
+        too_deep = True
+    except ValueError:
+        raise ApiError.unprocessable(f"{name}: not valid JSON") from None
+    else:
+        too_deep = _depth_exceeds(value, MAX_JSON_DEPTH)
+    if too_deep:
+        raise ApiError(400, [f"{name}: JSON nested deeper than {MAX_JSON_DEPTH} levels"])
+    return value
+
+
+class _NotFinite(ValueError):
+    pass
+
+
+def _no_constant(text: str) -> Any:
+    """Python's json reads NaN and Infinity, which JSON does not have."""
+    raise _NotFinite(text)
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    level: list[Any] = [value]
+    for _ in range(limit + 1):
+        level = [
+            child
+            for item in level
+            if isinstance(item, dict | list)
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
+        if not level:
+            return False
+    return True
 
 
 class _Skip(Exception):
@@ -222,8 +272,8 @@ def _listed(value: Any) -> Any:
     for item in value:
         if isinstance(item, str) and item.strip().startswith("["):
             # Unless it is an order or select entry that merely starts with a bracket.
-            with contextlib.suppress(ValueError):
-                item = json.loads(item)
+            with contextlib.suppress(ApiError):
+                item = parse_json(item, "filters[]")
         items.append(item)
     return items
 
@@ -233,10 +283,7 @@ def _resource_object(name: str, value: Any) -> dict[str, Any]:
     if isinstance(value, list):  # a repeated form parameter: the last one counts
         value = value[-1] if value else None
     if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise ApiError.unprocessable(f"{name}: not valid JSON") from None
+        value = parse_json(value, name)
     if not isinstance(value, dict):
         raise ApiError.unprocessable(f"No {name} hash provided with request")
     return value
@@ -271,11 +318,13 @@ def _set_update_mask(
     resource: Mapping[str, Any],
     params: Mapping[str, Any],
 ) -> None:
-    """Update RPCs change what the caller sent: the mask is the attribute names it used."""
-    mask = descriptor.fields_by_name.get("update_mask")
+    """Update RPCs change what the caller sent: the mask is the attribute names it used.
+    Create RPCs with a `field_mask` learn the same way which attributes were given at all."""
+    name = next((n for n in _MASK_FIELDS if n in descriptor.fields_by_name), "")
+    mask = descriptor.fields_by_name.get(name)
     if body_field is None or mask is None or message_of(mask).full_name != _FIELD_MASK:
         return
-    if "update_mask" in params or "updateMask" in params:
+    if any(key in params for key in (name, mask.json_name)):
         return
     body = message_of(descriptor.fields_by_name[body_field])
     paths = [
@@ -283,8 +332,7 @@ def _set_update_mask(
         for key in resource
         if key not in RESOURCE_METADATA and (f := field_named(body, key)) is not None
     ]
-    generated: Any = message  # the generated class has update_mask; Message does not say so
-    generated.update_mask.paths.extend(dict.fromkeys(paths))
+    getattr(message, name).paths.extend(dict.fromkeys(paths))
 
 
 def _assign(
@@ -342,10 +390,7 @@ def _items(field: FieldDescriptor, value: Any) -> list[Any]:
         if isinstance(item, str) and from_query:
             text = item.strip()
             if text.startswith("["):
-                try:
-                    parsed = json.loads(text)
-                except ValueError:
-                    raise ApiError.unprocessable(f"{field.name}: not a valid JSON array") from None
+                parsed = parse_json(text, field.name)
                 items.extend(parsed if isinstance(parsed, list) else [parsed])
             elif field.type == FieldDescriptor.TYPE_MESSAGE:
                 items.append(item)
@@ -421,10 +466,7 @@ def _coerce_message(field: FieldDescriptor, value: Any, strict: bool) -> Any:
             text = value.strip()
             looks_json = text[:1] in ("[", "{", '"') or text in ("null", "true", "false")
             if type_name != "google.protobuf.Value" or looks_json:
-                try:
-                    value = json.loads(text) if text else None
-                except ValueError:
-                    raise ApiError.unprocessable(f"{name}: not valid JSON") from None
+                value = parse_json(text, name) if text else None
         if value is None and type_name != "google.protobuf.Value":
             raise _Skip
         if type_name == "google.protobuf.Struct" and not isinstance(value, dict):
@@ -437,10 +479,7 @@ def _coerce_message(field: FieldDescriptor, value: Any, strict: bool) -> Any:
             return f"{value}s"  # plain seconds are friendlier than "30s" in a query string
         return value  # Timestamp, Duration, FieldMask, wrappers: proto3 JSON strings
     if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise ApiError.unprocessable(f"{name}: not valid JSON") from None
+        value = parse_json(value, name)
     if not isinstance(value, dict):
         raise ApiError.unprocessable(f"{name}: must be a JSON object, got {_show(value)}")
     return _message_dict(field, name, value, strict=strict)

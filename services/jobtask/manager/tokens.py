@@ -182,7 +182,8 @@ class TokenManager:
             if not caller.is_admin:
                 raise PermissionDenied("only admins may create tokens for other users")
             self._check_user_uuid(owner, "owner_uuid")
-        wanted = scope_rules.check_scopes(scopes) if scopes else list(creds.scopes)
+        # None: not given, the caller's own; [] stays empty and permits nothing.
+        wanted = scope_rules.check_scopes(scopes) if scopes is not None else list(creds.scopes)
         wider = scope_rules.narrower(wanted, creds.scopes)
         if wider is not None:
             raise PermissionDenied(

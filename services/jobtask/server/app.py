@@ -128,6 +128,11 @@ def _new_server(core: Core, names: list[str]) -> tuple[grpc.aio.Server, health_a
             # gRPC's default SO_REUSEPORT lets a second `jobtask up` bind the same port and
             # take half the calls to its own database: a port in use must be an error.
             ("grpc.so_reuseport", 0),
+            # Clients ping every 20 s (jobtask.sdk.transport); accept that, and ping them
+            # too, so a vanished client's streams end instead of waiting forever.
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.keepalive_timeout_ms", 10_000),
         ],
     )
     health_servicer = StoreHealthServicer(core.db)

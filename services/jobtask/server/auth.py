@@ -27,9 +27,9 @@ from urllib.parse import quote
 import grpc
 from google.api import annotations_pb2, http_pb2
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from jobtask.domain import scopes as scope_rules
-from jobtask.domain.errors import DomainError
+from jobtask.domain.errors import DomainError, InvalidArgument
 from jobtask.manager.tokens import Credentials, TokenManager
 from jobtask.observability.logs import refused_token
 from jobtask.observability.metrics import TOKENS_REFUSED
@@ -214,19 +214,25 @@ def _wrap(handler: Handler, admit: Admit) -> Handler:
     def first(request: Any) -> Message | None:
         return None if streaming_request else request
 
+    async def checked(request: Any, context: Context) -> Any:
+        """The request once admitted; a client stream's undecodable messages are refused
+        when the servicer reaches them (its error seam answers INVALID_ARGUMENT)."""
+        if isinstance(request, _Undecodable):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+        await admit(first(request), context)
+        return _decoded(request) if streaming_request else request
+
     behaviour: Callable[..., Any]
     if inspect.iscoroutinefunction(inner) or not handler.response_streaming:
 
         async def unary_behaviour(request: Any, context: Context) -> Any:
-            await admit(first(request), context)
-            return await inner(request, context)
+            return await inner(await checked(request, context), context)
 
         behaviour = unary_behaviour
     else:
 
         async def stream_behaviour(request: Any, context: Context) -> AsyncIterator[Any]:
-            await admit(first(request), context)
-            responses = inner(request, context)
+            responses = inner(await checked(request, context), context)
             if hasattr(responses, "__aiter__"):
                 async for item in responses:
                     yield item
@@ -237,6 +243,35 @@ def _wrap(handler: Handler, admit: Admit) -> Handler:
         behaviour = stream_behaviour
     return make(
         behaviour,
-        request_deserializer=handler.request_deserializer,
+        request_deserializer=_lenient(handler.request_deserializer),
         response_serializer=handler.response_serializer,
     )
+
+
+@dataclass(frozen=True)
+class _Undecodable:
+    """Stands for a request message protobuf could not parse (nested past its depth limit,
+    or not protobuf at all): grpc.aio would answer UNKNOWN with the parser's text."""
+
+    message: str = "request: the message could not be decoded (malformed or nested too deep)"
+
+
+def _lenient(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+    parse = deserialize
+
+    def lenient(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except DecodeError:
+            return _Undecodable()
+
+    return lenient
+
+
+async def _decoded(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        if isinstance(request, _Undecodable):
+            raise InvalidArgument("request", "a message could not be decoded")
+        yield request

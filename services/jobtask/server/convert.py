@@ -189,7 +189,10 @@ def _field_value(msg: Message, name: str) -> Any:
         if isinstance(sub, Timestamp):
             return sub.ToDatetime(tzinfo=dt.UTC)
         if isinstance(sub, Struct | ListValue):
-            return json_format.MessageToDict(sub)
+            try:
+                return json_format.MessageToDict(sub)
+            except ValueError:  # NaN or an infinity: JSON has neither
+                raise InvalidArgument(name, "numbers must be finite (no NaN or Infinity)") from None
         if field.message_type.name == "RuntimeConstraints":
             return {k: getattr(sub, k) for k in CONSTRAINT_KEYS if sub.HasField(k)}
         # Zeros included: a record sent back must compare equal to the one it was read from.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import secrets
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar, cast
 
@@ -39,15 +40,30 @@ def status_code(exc: errors.DomainError) -> grpc.StatusCode:
     return grpc.StatusCode.UNKNOWN
 
 
+# grpc-message and grpc-status-details-bin travel as metadata, which peers cap (16 KiB by
+# default): a message quoting a caller's 10,000-character value must not break the answer.
+MAX_MESSAGE = 1000
+INTERNAL_MESSAGE = "internal error (error id {}); see the server log"
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
+
+
+def error_id() -> str:
+    """What a caller quotes so the failure can be found in the server's log."""
+    return secrets.token_hex(8)
+
+
 def rich_status(exc: errors.DomainError) -> grpc.Status:
     """A google.rpc.Status; bad input carries BadRequest details naming the field."""
     code = status_code(exc)
-    status = status_pb2.Status(code=code.value[0], message=exc.message)
+    status = status_pb2.Status(code=code.value[0], message=_short(exc.message))
     if isinstance(exc, errors.InvalidArgument):
         detail = error_details_pb2.BadRequest(
             field_violations=[
                 error_details_pb2.BadRequest.FieldViolation(
-                    field=exc.field, description=exc.description
+                    field=_short(exc.field), description=_short(exc.description)
                 )
             ]
         )
@@ -57,16 +73,20 @@ def rich_status(exc: errors.DomainError) -> grpc.Status:
     return rpc_status.to_status(status)
 
 
-async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> None:
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], name: str, exc: Exception) -> None:
     if isinstance(exc, errors.DomainError):
         # grpc-stubs lacks abort_with_status on the asyncio context; grpc.aio has it.
         await context.abort_with_status(rich_status(exc))  # type: ignore[attr-defined]
-    log.exception("unexpected error in %s", context.__class__.__name__)
-    await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
+    # Anything else is a bug or a failure nobody translated: its text stays in the log.
+    found = error_id()
+    log.error("unexpected error in %s (error id %s)", name, found, exc_info=exc)
+    await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE.format(found))
 
 
 def rpc(fn: F) -> F:
-    """Translates domain errors raised by a servicer method (unary or streaming)."""
+    """Translates every exception a servicer method (unary or streaming) raises: domain
+    errors to their status, anything else to INTERNAL with an error id and no text."""
+    name = fn.__qualname__
     if inspect.isasyncgenfunction(fn):
 
         @functools.wraps(fn)
@@ -74,8 +94,10 @@ def rpc(fn: F) -> F:
             try:
                 async for item in fn(self, request, context):
                     yield item
-            except errors.DomainError as exc:
-                await _abort(context, exc)
+            except _PASS_THROUGH:
+                raise
+            except Exception as exc:
+                await _abort(context, name, exc)
 
         return cast(F, stream)
 
@@ -83,7 +105,13 @@ def rpc(fn: F) -> F:
     async def unary(self: Any, request: Any, context: Any) -> Any:
         try:
             return await fn(self, request, context)
-        except errors.DomainError as exc:
-            await _abort(context, exc)
+        except _PASS_THROUGH:
+            raise
+        except Exception as exc:
+            await _abort(context, name, exc)
 
     return cast(F, unary)
+
+
+# context.abort() raises AbortError to end the call with the status it has set already.
+_PASS_THROUGH: tuple[type[BaseException], ...] = (grpc.aio.AbortError,)

@@ -9,12 +9,14 @@ from typing import Any
 import grpc
 from jobtask.domain.errors import InvalidArgument
 from jobtask.domain.resources import TASK_ATTRS
+from jobtask.domain.scopes import ALL
 from jobtask.domain.uuids import JOB_INFIX, check_uuid
 from jobtask.manager.claims import ClaimManager, WorkerSpec
 from jobtask.manager.context import utcnow
 from jobtask.manager.reports import ReportManager
 from jobtask.manager.tasks import Claim, TaskManager
-from jobtask.server.callers import CallerResolver
+from jobtask.manager.tokens import Credentials
+from jobtask.server.callers import CallerResolver, current_credentials
 from jobtask.server.changes import ChangeSignal
 from jobtask.server.convert import changes_from, job_pb, task_pb, timestamp
 from jobtask.server.errors import rpc
@@ -38,7 +40,27 @@ def assignment_pb(claim: Claim, ttl_seconds: float) -> task_service_pb2.TaskAssi
     )
 
 
+# Worker-sent names are copied into every event about its tasks: keep them small.
+MAX_WORKER_STRING = 256
+MAX_WORKER_TAGS = 64
+
+
+def _short_string(value: str, field: str) -> str:
+    if len(value) > MAX_WORKER_STRING:
+        raise InvalidArgument(field, f"at most {MAX_WORKER_STRING} characters")
+    return value
+
+
 def worker_spec(info: task_service_pb2.WorkerInfo) -> WorkerSpec:
+    _short_string(info.worker_id, "worker.worker_id")
+    _short_string(info.node_name, "worker.node_name")
+    if len(info.tags) > MAX_WORKER_TAGS:
+        raise InvalidArgument("worker.tags", f"at most {MAX_WORKER_TAGS} tags")
+    for i, tag in enumerate(info.tags):
+        _short_string(tag, f"worker.tags[{i}]")
+    for name in ("free_slots", "cores", "ram_kib"):
+        if getattr(info, name) < 0:
+            raise InvalidArgument(f"worker.{name}", "must not be negative")
     return WorkerSpec(
         worker_id=info.worker_id,
         node_name=info.node_name,
@@ -117,6 +139,14 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         self, request: task_service_pb2.ReportTaskExitRequest, context: Context
     ) -> job_task_pb2.JobTask:
         caller = await self.callers(context)
+        if not request.lease_id and not is_admin_with_all(current_credentials()):
+            # The lease id is known only to the worker that claimed the task: without it,
+            # another worker's (admin-owned, narrowly scoped) token could end any task.
+            raise InvalidArgument(
+                "lease_id",
+                "is required: only the task's lease holder, or an admin token with scope "
+                "'all', may report its exit",
+            )
         record = await self.tasks.report_exit(
             caller,
             request.uuid,
@@ -135,6 +165,8 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         wait = request.wait.ToTimedelta().total_seconds() if request.HasField("wait") else 0.0
         if wait < 0:
             raise InvalidArgument("wait", "must not be negative")
+        if request.max_tasks < 0:
+            raise InvalidArgument("max_tasks", "must not be negative")
         deadline = time.monotonic() + min(wait, MAX_CLAIM_WAIT)
         spec = worker_spec(request.worker)
         ttl = self.claims.settings.lease_ttl.total_seconds()
@@ -177,3 +209,8 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
             opened=lambda: context.send_initial_metadata(()),
         ):
             yield event
+
+
+def is_admin_with_all(creds: Credentials) -> bool:
+    caller = creds.caller
+    return (caller.is_admin or caller.is_system) and ALL in creds.scopes

@@ -60,7 +60,11 @@ class TokenServicer(auth_service_pb2_grpc.ApiClientAuthorizationServiceServicer)
         )
         record, token = await self.tokens.create(
             current_credentials(),
-            scopes=list(wanted.scopes) or None,
+            scopes=(
+                list(wanted.scopes)
+                if wanted.scopes or "scopes" in request.field_mask.paths
+                else None
+            ),
             expires_at=expires,
             owner_uuid=wanted.owner_uuid,
         )

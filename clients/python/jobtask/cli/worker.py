@@ -28,6 +28,13 @@ def add_command(sub: argparse._SubParsersAction[Any], client: argparse.ArgumentP
     p.add_argument("--tags", help="$JOBTASK_WORKER_TAGS, comma-separated")
     p.add_argument("--worker-id", help="$JOBTASK_WORKER_ID (default: node-pid-random)")
     p.add_argument("--claim-wait", type=float, help="long-poll seconds per claim (10)")
+    p.add_argument(
+        "--pass-env",
+        action="append",
+        metavar="NAME",
+        help="also give tasks this variable of the worker's environment (repeatable; "
+        "$JOBTASK_WORKER_PASS_ENV, comma-separated); tokens and the database URL never",
+    )
     p.set_defaults(run_server=run_worker)
 
 
@@ -46,6 +53,7 @@ async def run_worker(args: argparse.Namespace) -> int:
         tags=args.tags,
         worker_id=args.worker_id,
         claim_wait=args.claim_wait,
+        pass_env=tuple(args.pass_env) if args.pass_env else None,
     )
     if not config.scripts_dir.is_dir():
         raise ValueError(f"scripts directory {config.scripts_dir} does not exist")

@@ -1,6 +1,7 @@
 import datetime
 
 from google.api import annotations_pb2 as _annotations_pb2
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -42,10 +43,12 @@ class ApiClientAuthorization(_message.Message):
     def __init__(self, uuid: _Optional[str] = ..., owner_uuid: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., modified_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., modified_by_client_uuid: _Optional[str] = ..., modified_by_user_uuid: _Optional[str] = ..., etag: _Optional[str] = ..., kind: _Optional[str] = ..., href: _Optional[str] = ..., api_token: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateApiClientAuthorizationRequest(_message.Message):
-    __slots__ = ("api_client_authorization",)
+    __slots__ = ("api_client_authorization", "field_mask")
     API_CLIENT_AUTHORIZATION_FIELD_NUMBER: _ClassVar[int]
+    FIELD_MASK_FIELD_NUMBER: _ClassVar[int]
     api_client_authorization: ApiClientAuthorization
-    def __init__(self, api_client_authorization: _Optional[_Union[ApiClientAuthorization, _Mapping]] = ...) -> None: ...
+    field_mask: _field_mask_pb2.FieldMask
+    def __init__(self, api_client_authorization: _Optional[_Union[ApiClientAuthorization, _Mapping]] = ..., field_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
 
 class CurrentApiClientAuthorizationRequest(_message.Message):
     __slots__ = ()

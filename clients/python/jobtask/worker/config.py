@@ -47,6 +47,9 @@ class WorkerConfig:
     log_flush_bytes: int = 8192
     # Cancel: SIGINT, then SIGTERM after this long, then SIGKILL after as long again.
     kill_grace: float = 2.0
+    # Variables of the worker's environment its tasks also see, beyond the allow-list
+    # (jobtask.worker.environment.INHERITED); secrets are withheld even when named.
+    pass_env: tuple[str, ...] = ()
 
     @property
     def crunch_tmp(self) -> Path:
@@ -57,7 +60,8 @@ class WorkerConfig:
         """Keyword arguments that are not None win over the environment:
         JOBTASK_JOBS_ADDR, JOBTASK_TASKS_ADDR, JOBTASK_TOKEN, JOBTASK_WORKER_SLOTS,
         JOBTASK_NODE_NAME, JOBTASK_SCRIPTS_DIR, JOBTASK_WORK_DIR, JOBTASK_GATEWAY_ADDR,
-        JOBTASK_WORKER_RAM_KIB, JOBTASK_WORKER_CORES, JOBTASK_WORKER_TAGS (comma-separated)."""
+        JOBTASK_WORKER_RAM_KIB, JOBTASK_WORKER_CORES, JOBTASK_WORKER_TAGS and
+        JOBTASK_WORKER_PASS_ENV (comma-separated)."""
         env = os.environ if environ is None else environ
         given = {k: v for k, v in overrides.items() if v is not None}
 
@@ -76,6 +80,9 @@ class WorkerConfig:
         tags = pick("tags", "JOBTASK_WORKER_TAGS", ())
         if isinstance(tags, str):
             tags = tuple(t.strip() for t in tags.split(",") if t.strip())
+        pass_env = pick("pass_env", "JOBTASK_WORKER_PASS_ENV", ())
+        if isinstance(pass_env, str):
+            pass_env = tuple(n.strip() for n in pass_env.split(",") if n.strip())
         config = cls(
             client=client,
             scripts_dir=Path(pick("scripts_dir", "JOBTASK_SCRIPTS_DIR", "crunch_scripts")),
@@ -85,6 +92,7 @@ class WorkerConfig:
             ram_kib=int(pick("ram_kib", "JOBTASK_WORKER_RAM_KIB", 0) or detect_ram_kib()),
             cores=int(pick("cores", "JOBTASK_WORKER_CORES", 0) or os.cpu_count() or 1),
             tags=tuple(tags),
+            pass_env=tuple(pass_env),
             work_root=Path(pick("work_root", "JOBTASK_WORK_DIR", tempfile.gettempdir())),
             gateway_addr=pick("gateway_addr", "JOBTASK_GATEWAY_ADDR", None),
             **given,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,16 +101,55 @@ class Connection:
     gateway_addr: str | None
 
 
+# What a task inherits from the worker's environment: the locale, the time zone, where
+# temporary files go, and how to reach the services (never a credential).
+INHERITED = frozenset(
+    {
+        "PATH",
+        "LANG",
+        "LANGUAGE",
+        "TMPDIR",
+        "TZ",
+        "ARVADOS_API_HOST",
+        "ARVADOS_API_HOST_INSECURE",
+        "JOBTASK_TLS_CA",
+    }
+)
+INHERITED_PREFIXES = ("LC_",)
+# Never passed, even when an operator names them: the worker's and the cluster's secrets.
+WITHHELD = frozenset(
+    {
+        "JOBTASK_TOKEN",
+        "ARVADOS_API_TOKEN",
+        "JOBTASK_SYSTEM_ROOT_TOKEN",
+        "JOBTASK_DATABASE_URL",
+    }
+)
+
+
+def inherited(base: Mapping[str, str], pass_env: Iterable[str] = ()) -> dict[str, str]:
+    """The part of the worker's environment a task may see: INHERITED, LC_*, and the names
+    the operator passes (`--pass-env`), minus WITHHELD."""
+    extra = set(pass_env)
+    return {
+        k: v
+        for k, v in base.items()
+        if (k in INHERITED or k.startswith(INHERITED_PREFIXES) or k in extra) and k not in WITHHELD
+    }
+
+
 def task_environment(
     assignment: task_service_pb2.TaskAssignment,
     place: TaskPlace,
     connection: Connection,
     base: Mapping[str, str],
+    pass_env: Iterable[str] = (),
 ) -> dict[str, str]:
-    """The worker's environment (`base`) plus crunch's task variables. The worker's own
-    credentials never reach the task: its tokens are replaced by the task's token."""
+    """Crunch's task variables over an allow-listed part of the worker's environment
+    (`base`, see `inherited`). The worker's own credentials never reach the task: the
+    task gets its own token."""
     job, task, token = assignment.job, assignment.task, assignment.task_token
-    env = {k: v for k, v in base.items() if not k.startswith("JOB_PARAMETER_")}
+    env = {k: v for k, v in inherited(base, pass_env).items() if not k.startswith("JOB_PARAMETER_")}
     interpreter_dir = str(Path(sys.executable).parent)
     env["PATH"] = os.pathsep.join([interpreter_dir, base.get("PATH", os.defpath)])
     env.update(

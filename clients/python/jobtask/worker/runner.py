@@ -7,7 +7,9 @@ of the lease's ttl. CANCEL from the server stops the process group politely (SIG
 SIGTERM, SIGKILL, `kill_grace` apart); STOP kills it at once. The exit is reported last,
 with `handed_back` when the worker is shutting down, so the task is queued again rather
 than failed. A broken stream is reopened (same address, same lease) with backoff for up to
-one ttl; after that the lease is surely gone, and so the process is killed.
+one ttl. Whatever the stream looks like (a silent partition leaves it hanging, not
+broken), a watchdog kills the process a margin before the lease can expire unrenewed, by the
+worker's own clock, so the task never runs on two workers at once.
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ from jobtask.worker.stream import Instruction, LeaseLost, LeaseStream, StreamBro
 log = logging.getLogger(__name__)
 
 DEFAULT_TTL = 30.0
+# The process is killed this fraction of a ttl (at most MAX_LEASE_MARGIN seconds) before
+# its lease can expire unrenewed: the server's reaper must find it stopped.
+LEASE_MARGIN = 0.1
+MAX_LEASE_MARGIN = 3.0
 # Exit codes a shell would give for a command it could not find or not run.
 EXIT_NOT_FOUND = 127
 EXIT_CANNOT_RUN = 126
@@ -90,9 +96,18 @@ class TaskRun:
         """Runs the task to its end; the task as decided, or None if the lease was lost."""
         place = self._prepare()
         process_task = asyncio.create_task(self._run_process(place))
+        converse = asyncio.create_task(self._converse())
+        watchdog = asyncio.create_task(self._lease_watchdog())
         try:
-            return await self._converse()
+            await asyncio.wait({converse, watchdog}, return_when=asyncio.FIRST_COMPLETED)
+            if converse.done():
+                return converse.result()
+            return None  # the lease cannot be ours any more; the process is stopped
         finally:
+            for task in (converse, watchdog):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if self.process is not None and self.exit is None:
                 self.process.kill()
             with contextlib.suppress(asyncio.CancelledError):
@@ -149,6 +164,7 @@ class TaskRun:
                 gateway_addr=self.config.gateway_addr,
             ),
             os.environ,
+            self.config.pass_env,
         )
         try:
             self.process = await ScriptProcess.start(
@@ -203,6 +219,29 @@ class TaskRun:
             log.info("task %s: canceled (%s): stopping the process group", self.task_uuid, reason)
             self._log(_note(f"canceled: {reason or 'by request'}; stopping the process"))
             self.process.terminate(self.config.kill_grace)
+
+    async def _lease_watchdog(self) -> None:
+        """Kills the process when the lease cannot have been renewed: a ttl (less a margin)
+        after the last answer from the server, by this worker's own clock, whatever the
+        connection looks like (a silent partition leaves the stream hanging, not failed).
+        The server renewed the lease before answering, so it expires no later than that."""
+        while True:
+            margin = min(self.stream.ttl * LEASE_MARGIN, MAX_LEASE_MARGIN)
+            deadline = self.stream.renewed_at + self.stream.ttl - margin
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            await asyncio.sleep(min(remaining, 1.0))
+        log.error(
+            "task %s: lease not renewed for %.1fs (ttl %.1fs) and due to expire: "
+            "the lease is gone, killing the process",
+            self.task_uuid,
+            time.monotonic() - self.stream.renewed_at,
+            self.stream.ttl,
+        )
+        if self.process is not None and self.exit is None:
+            self._log(_note("lease not renewed in time: the process was killed"))
+            self.process.kill()
 
     # -- the stream ---------------------------------------------------------------------
 
