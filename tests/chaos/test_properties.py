@@ -188,7 +188,7 @@ async def run(database_url: str, steps: list[tuple[Any, ...]]) -> None:
 
 
 @settings(
-    max_examples=20,
+    max_examples=40,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
