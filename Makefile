@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test setup lint generate clean proto-check bench
+.PHONY: run test setup lint generate clean proto-check bench chaos
 
 $(BIN)/jobtask: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,3 +42,11 @@ bench: setup
 	$(BIN)/pip install --quiet -e ".[dev,bench]"
 	scripts/ensure_postgres.sh
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# The chaos cells at full size (tests/chaos: 2,000 tasks a cell, faults held longer); prints
+# the figures and writes them into docs/reliability.md. `make test` runs the short cells.
+chaos: setup
+	scripts/ensure_postgres.sh
+	JOBTASK_CHAOS_FULL=1 JOBTASK_CHAOS_REPORT=docs/reliability.md \
+	JOBTASK_TEST_POSTGRES_URL=$${JOBTASK_TEST_POSTGRES_URL:-postgresql+asyncpg://jobtask:jobtask@127.0.0.1:5432/jobtask_test} \
+		$(BIN)/pytest -q -p no:cacheprovider tests/chaos -k "not status_machines"

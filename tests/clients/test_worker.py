@@ -168,6 +168,7 @@ async def test_the_task_environment(live: Cluster, client: AsyncClient, workers:
     assert env["TASK_UUID"] == task.uuid
     assert env["TASK_SEQUENCE"] == "0"
     assert env["TASK_QSEQUENCE"] == str(task.qsequence)
+    assert env["TASK_ATTEMPT"] == str(task.attempt) == "1"
     assert env["JOB_SCRIPT"] == "env_dump.py"
     assert env["JOB_PARAMETER_NAME"] == "zed"
     assert env["JOB_PARAMETER_COUNT"] == "3"

@@ -86,3 +86,22 @@ def test_task_pair(old: TaskStatus, new: TaskStatus) -> None:
 def test_terminal_statuses_only_leave_by_requeue() -> None:
     for status in (J.COMPLETED, J.CANCELED):
         assert {s for s in J if job_can_move(status, s)} <= {J.QUEUED, J.REQUEUEING}
+
+
+def test_a_job_canceled_before_it_started_never_shows_running() -> None:
+    """Found by tests/chaos/test_properties.py: cancel of a queued job passed through
+    cancel-requested stored as state Running, running=true, with no started_at."""
+    import datetime as dt
+
+    from jobtask.domain.derived import job_on_enter
+
+    now = dt.datetime.now(dt.UTC)
+    common = {"now": now, "user_uuid": None, "client_uuid": None, "locker_uuid": "x"}
+    never = job_on_enter(
+        JobStatus.CANCEL_REQUESTED, JobStatus.QUEUED, {"started_at": None}, **common
+    )
+    assert (never["state"], never["running"]) == ("Queued", False)
+    started = job_on_enter(
+        JobStatus.CANCEL_REQUESTED, JobStatus.ACTIVE, {"started_at": now}, **common
+    )
+    assert (started["state"], started["running"]) == ("Running", True)

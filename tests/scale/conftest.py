@@ -91,11 +91,11 @@ class Topology:
             raise AssertionError(f"{part.name} printed {line!r}:\n{part.log()}")
         return found.group(2).decode()
 
-    async def serve(self, part: str, name: str, **env: str) -> Part:
-        """`jobtask serve jobs|tasks` on 127.0.0.1, port 0."""
+    async def serve(self, part: str, name: str, *, port: int = 0, **env: str) -> Part:
+        """`jobtask serve jobs|tasks` on 127.0.0.1, port 0 unless given (a restart)."""
         listen = {"jobs": "JOBTASK_JOBS_LISTEN", "tasks": "JOBTASK_TASKS_LISTEN"}[part]
         started = await self._spawn(
-            name, ["serve", part], self.env(**{listen: "127.0.0.1:0"}, **env)
+            name, ["serve", part], self.env(**{listen: f"127.0.0.1:{port}"}, **env)
         )
         started.addr = await self._announced(started)
         return started

@@ -29,10 +29,13 @@ def job_on_enter(
     locker_uuid: str,
 ) -> dict[str, Any]:
     """Column changes for a job entering `new` (the status itself included)."""
+    # A job asked to cancel (or pause) before it ever started is not running: Arvados shows
+    # it Queued until it is Cancelled, never Running without a start.
+    started = new is J.ACTIVE or job.get("started_at") is not None
     changes: dict[str, Any] = {
         "status": new.value,
-        "state": ARVADOS_STATE[new],
-        "running": new in JOB_RUNNING,
+        "state": ARVADOS_STATE[new] if started or new not in JOB_RUNNING else "Queued",
+        "running": new in JOB_RUNNING and started,
         "success": _JOB_SUCCESS.get(new),
     }
     restarting = new is J.REQUEUEING or (new is J.QUEUED and previous in JOB_TERMINAL)

@@ -158,6 +158,7 @@ def task_environment(
         TASK_UUID=task.uuid,
         TASK_SEQUENCE=str(task.sequence),
         TASK_QSEQUENCE=str(task.qsequence),
+        TASK_ATTEMPT=str(task.attempt),
         JOB_SCRIPT=job.script,
         TASK_WORK=str(place.task_work),
         TASK_TMPDIR=str(place.task_work),
