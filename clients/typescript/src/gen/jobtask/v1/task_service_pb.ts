@@ -19,7 +19,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file jobtask/v1/task_service.proto.
  */
 export const file_jobtask_v1_task_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch1qb2J0YXNrL3YxL3Rhc2tfc2VydmljZS5wcm90bxIKam9idGFzay52MSI6ChFDcmVhdGVUYXNrUmVxdWVzdBIlCghqb2JfdGFzaxgBIAEoCzITLmpvYnRhc2sudjEuSm9iVGFzayIeCg5HZXRUYXNrUmVxdWVzdBIMCgR1dWlkGAEgASgJIvcBChBMaXN0VGFza3NSZXF1ZXN0EisKB2ZpbHRlcnMYASABKAsyGi5nb29nbGUucHJvdG9idWYuTGlzdFZhbHVlEiYKBXdoZXJlGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBINCgVvcmRlchgDIAMoCRIOCgZzZWxlY3QYBCADKAkSEgoFbGltaXQYBSABKANIAIgBARITCgZvZmZzZXQYBiABKANIAYgBARINCgVjb3VudBgHIAEoCRIVCghkaXN0aW5jdBgIIAEoCEgCiAEBQggKBl9saW1pdEIJCgdfb2Zmc2V0QgsKCV9kaXN0aW5jdCK3AQoRTGlzdFRhc2tzUmVzcG9uc2USDAoEa2luZBgBIAEoCRIMCgRldGFnGAIgASgJEhEKCXNlbGZfbGluaxgDIAEoCRIOCgZvZmZzZXQYBCABKAMSDQoFbGltaXQYBSABKAMSIgoFaXRlbXMYBiADKAsyEy5qb2J0YXNrLnYxLkpvYlRhc2sSHAoPaXRlbXNfYXZhaWxhYmxlGAcgASgDSACIAQFCEgoQX2l0ZW1zX2F2YWlsYWJsZSJ5ChFVcGRhdGVUYXNrUmVxdWVzdBIMCgR1dWlkGAEgASgJEiUKCGpvYl90YXNrGAIgASgLMhMuam9idGFzay52MS5Kb2JUYXNrEi8KC3VwZGF0ZV9tYXNrGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayIhChFEZWxldGVUYXNrUmVxdWVzdBIMCgR1dWlkGAEgASgJIooBChVSZXBvcnRUYXNrRXhpdFJlcXVlc3QSDAoEdXVpZBgBIAEoCRIQCghsZWFzZV9pZBgCIAEoCRIWCglleGl0X2NvZGUYAyABKAVIAIgBARITCgZzaWduYWwYBCABKAVIAYgBARILCgNsb2cYBSABKAlCDAoKX2V4aXRfY29kZUIJCgdfc2lnbmFsInQKCldvcmtlckluZm8SEQoJd29ya2VyX2lkGAEgASgJEhEKCW5vZGVfbmFtZRgCIAEoCRIPCgdyYW1fa2liGAMgASgDEg0KBWNvcmVzGAQgASgFEhIKCmZyZWVfc2xvdHMYBSABKAUSDAoEdGFncxgGIAMoCSJ2ChBDbGFpbVRhc2tSZXF1ZXN0EiYKBndvcmtlchgBIAEoCzIWLmpvYnRhc2sudjEuV29ya2VySW5mbxInCgR3YWl0GAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhEKCW1heF90YXNrcxgDIAEoBSJEChFDbGFpbVRhc2tSZXNwb25zZRIvCgthc3NpZ25tZW50cxgBIAMoCzIaLmpvYnRhc2sudjEuVGFza0Fzc2lnbm1lbnQicQoFTGVhc2USEAoIbGVhc2VfaWQYASABKAkSLgoKZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJgoDdHRsGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIocBCg5UYXNrQXNzaWdubWVudBIhCgR0YXNrGAEgASgLMhMuam9idGFzay52MS5Kb2JUYXNrEhwKA2pvYhgCIAEoCzIPLmpvYnRhc2sudjEuSm9iEiAKBWxlYXNlGAMgASgLMhEuam9idGFzay52MS5MZWFzZRISCgp0YXNrX3Rva2VuGAQgASgJIpACCg5SdW5UYXNrUmVxdWVzdBIRCgl0YXNrX3V1aWQYASABKAkSEAoIbGVhc2VfaWQYAiABKAkSCwoDc2VxGAMgASgDEhUKCHByb2dyZXNzGAQgASgBSACIAQESEwoGb3V0cHV0GAUgASgJSAGIAQESFAoHc3VjY2VzcxgGIAEoCEgCiAEBEgsKA2xvZxgHIAEoCRIWCglleGl0X2NvZGUYCCABKAVIA4gBARITCgZzaWduYWwYCSABKAVIBIgBARITCgtoYW5kZWRfYmFjaxgKIAEoCEILCglfcHJvZ3Jlc3NCCQoHX291dHB1dEIKCghfc3VjY2Vzc0IMCgpfZXhpdF9jb2RlQgkKB19zaWduYWwipwEKD1J1blRhc2tSZXNwb25zZRIRCglhY2tlZF9zZXEYASABKAMSLAoLaW5zdHJ1Y3Rpb24YAiABKA4yFy5qb2J0YXNrLnYxLkluc3RydWN0aW9uEg4KBnJlYXNvbhgDIAEoCRIgCgVsZWFzZRgEIAEoCzIRLmpvYnRhc2sudjEuTGVhc2USIQoEdGFzaxgFIAEoCzITLmpvYnRhc2sudjEuSm9iVGFzayJeChFXYXRjaFRhc2tzUmVxdWVzdBIQCghqb2JfdXVpZBgBIAEoCRIRCgl0YXNrX3V1aWQYAiABKAkSFgoJYWZ0ZXJfc2VxGAMgASgDSACIAQFCDAoKX2FmdGVyX3NlcSpyCgtJbnN0cnVjdGlvbhIbChdJTlNUUlVDVElPTl9VTlNQRUNJRklFRBAAEhgKFElOU1RSVUNUSU9OX0NPTlRJTlVFEAESFgoSSU5TVFJVQ1RJT05fQ0FOQ0VMEAISFAoQSU5TVFJVQ1RJT05fU1RPUBADMowICgtUYXNrU2VydmljZRJpCgpDcmVhdGVUYXNrEh0uam9idGFzay52MS5DcmVhdGVUYXNrUmVxdWVzdBoTLmpvYnRhc2sudjEuSm9iVGFzayIngtPkkwIhOghqb2JfdGFzayIVL2FydmFkb3MvdjEvam9iX3Rhc2tzEmAKB0dldFRhc2sSGi5qb2J0YXNrLnYxLkdldFRhc2tSZXF1ZXN0GhMuam9idGFzay52MS5Kb2JUYXNrIiSC0+STAh4SHC9hcnZhZG9zL3YxL2pvYl90YXNrcy97dXVpZH0SZwoJTGlzdFRhc2tzEhwuam9idGFzay52MS5MaXN0VGFza3NSZXF1ZXN0Gh0uam9idGFzay52MS5MaXN0VGFza3NSZXNwb25zZSIdgtPkkwIXEhUvYXJ2YWRvcy92MS9qb2JfdGFza3MSmgEKClVwZGF0ZVRhc2sSHS5qb2J0YXNrLnYxLlVwZGF0ZVRhc2tSZXF1ZXN0GhMuam9idGFzay52MS5Kb2JUYXNrIliC0+STAlI6CGpvYl90YXNrWig6CGpvYl90YXNrMhwvYXJ2YWRvcy92MS9qb2JfdGFza3Mve3V1aWR9GhwvYXJ2YWRvcy92MS9qb2JfdGFza3Mve3V1aWR9EmYKCkRlbGV0ZVRhc2sSHS5qb2J0YXNrLnYxLkRlbGV0ZVRhc2tSZXF1ZXN0GhMuam9idGFzay52MS5Kb2JUYXNrIiSC0+STAh4qHC9hcnZhZG9zL3YxL2pvYl90YXNrcy97dXVpZH0SdgoOUmVwb3J0VGFza0V4aXQSIS5qb2J0YXNrLnYxLlJlcG9ydFRhc2tFeGl0UmVxdWVzdBoTLmpvYnRhc2sudjEuSm9iVGFzayIsgtPkkwImOgEqIiEvYXJ2YWRvcy92MS9qb2JfdGFza3Mve3V1aWR9L2V4aXQScAoJQ2xhaW1UYXNrEhwuam9idGFzay52MS5DbGFpbVRhc2tSZXF1ZXN0Gh0uam9idGFzay52MS5DbGFpbVRhc2tSZXNwb25zZSImgtPkkwIgOgEqIhsvYXJ2YWRvcy92MS9qb2JfdGFza3MvY2xhaW0SbAoHUnVuVGFzaxIaLmpvYnRhc2sudjEuUnVuVGFza1JlcXVlc3QaGy5qb2J0YXNrLnYxLlJ1blRhc2tSZXNwb25zZSIkgtPkkwIeOgEqIhkvYXJ2YWRvcy92MS9qb2JfdGFza3MvcnVuKAEwARJqCgpXYXRjaFRhc2tzEh0uam9idGFzay52MS5XYXRjaFRhc2tzUmVxdWVzdBoWLmpvYnRhc2sudjEuV2F0Y2hFdmVudCIjgtPkkwIdEhsvYXJ2YWRvcy92MS9qb2JfdGFza3Mvd2F0Y2gwAWIGcHJvdG8z", [file_google_api_annotations, file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp, file_jobtask_v1_job, file_jobtask_v1_job_task, file_jobtask_v1_watch]);
+  fileDesc("Ch1qb2J0YXNrL3YxL3Rhc2tfc2VydmljZS5wcm90bxIKam9idGFzay52MSI6ChFDcmVhdGVUYXNrUmVxdWVzdBIlCghqb2JfdGFzaxgBIAEoCzITLmpvYnRhc2sudjEuSm9iVGFzayIeCg5HZXRUYXNrUmVxdWVzdBIMCgR1dWlkGAEgASgJIvcBChBMaXN0VGFza3NSZXF1ZXN0EisKB2ZpbHRlcnMYASABKAsyGi5nb29nbGUucHJvdG9idWYuTGlzdFZhbHVlEiYKBXdoZXJlGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBINCgVvcmRlchgDIAMoCRIOCgZzZWxlY3QYBCADKAkSEgoFbGltaXQYBSABKANIAIgBARITCgZvZmZzZXQYBiABKANIAYgBARINCgVjb3VudBgHIAEoCRIVCghkaXN0aW5jdBgIIAEoCEgCiAEBQggKBl9saW1pdEIJCgdfb2Zmc2V0QgsKCV9kaXN0aW5jdCK3AQoRTGlzdFRhc2tzUmVzcG9uc2USDAoEa2luZBgBIAEoCRIMCgRldGFnGAIgASgJEhEKCXNlbGZfbGluaxgDIAEoCRIOCgZvZmZzZXQYBCABKAMSDQoFbGltaXQYBSABKAMSIgoFaXRlbXMYBiADKAsyEy5qb2J0YXNrLnYxLkpvYlRhc2sSHAoPaXRlbXNfYXZhaWxhYmxlGAcgASgDSACIAQFCEgoQX2l0ZW1zX2F2YWlsYWJsZSJ5ChFVcGRhdGVUYXNrUmVxdWVzdBIMCgR1dWlkGAEgASgJEiUKCGpvYl90YXNrGAIgASgLMhMuam9idGFzay52MS5Kb2JUYXNrEi8KC3VwZGF0ZV9tYXNrGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayIhChFEZWxldGVUYXNrUmVxdWVzdBIMCgR1dWlkGAEgASgJIooBChVSZXBvcnRUYXNrRXhpdFJlcXVlc3QSDAoEdXVpZBgBIAEoCRIQCghsZWFzZV9pZBgCIAEoCRIWCglleGl0X2NvZGUYAyABKAVIAIgBARITCgZzaWduYWwYBCABKAVIAYgBARILCgNsb2cYBSABKAlCDAoKX2V4aXRfY29kZUIJCgdfc2lnbmFsInQKCldvcmtlckluZm8SEQoJd29ya2VyX2lkGAEgASgJEhEKCW5vZGVfbmFtZRgCIAEoCRIPCgdyYW1fa2liGAMgASgDEg0KBWNvcmVzGAQgASgFEhIKCmZyZWVfc2xvdHMYBSABKAUSDAoEdGFncxgGIAMoCSJ2ChBDbGFpbVRhc2tSZXF1ZXN0EiYKBndvcmtlchgBIAEoCzIWLmpvYnRhc2sudjEuV29ya2VySW5mbxInCgR3YWl0GAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhEKCW1heF90YXNrcxgDIAEoBSJEChFDbGFpbVRhc2tSZXNwb25zZRIvCgthc3NpZ25tZW50cxgBIAMoCzIaLmpvYnRhc2sudjEuVGFza0Fzc2lnbm1lbnQicQoFTGVhc2USEAoIbGVhc2VfaWQYASABKAkSLgoKZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJgoDdHRsGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIocBCg5UYXNrQXNzaWdubWVudBIhCgR0YXNrGAEgASgLMhMuam9idGFzay52MS5Kb2JUYXNrEhwKA2pvYhgCIAEoCzIPLmpvYnRhc2sudjEuSm9iEiAKBWxlYXNlGAMgASgLMhEuam9idGFzay52MS5MZWFzZRISCgp0YXNrX3Rva2VuGAQgASgJIpACCg5SdW5UYXNrUmVxdWVzdBIRCgl0YXNrX3V1aWQYASABKAkSEAoIbGVhc2VfaWQYAiABKAkSCwoDc2VxGAMgASgDEhUKCHByb2dyZXNzGAQgASgBSACIAQESEwoGb3V0cHV0GAUgASgJSAGIAQESFAoHc3VjY2VzcxgGIAEoCEgCiAEBEgsKA2xvZxgHIAEoCRIWCglleGl0X2NvZGUYCCABKAVIA4gBARITCgZzaWduYWwYCSABKAVIBIgBARITCgtoYW5kZWRfYmFjaxgKIAEoCEILCglfcHJvZ3Jlc3NCCQoHX291dHB1dEIKCghfc3VjY2Vzc0IMCgpfZXhpdF9jb2RlQgkKB19zaWduYWwipwEKD1J1blRhc2tSZXNwb25zZRIRCglhY2tlZF9zZXEYASABKAMSLAoLaW5zdHJ1Y3Rpb24YAiABKA4yFy5qb2J0YXNrLnYxLkluc3RydWN0aW9uEg4KBnJlYXNvbhgDIAEoCRIgCgVsZWFzZRgEIAEoCzIRLmpvYnRhc2sudjEuTGVhc2USIQoEdGFzaxgFIAEoCzITLmpvYnRhc2sudjEuSm9iVGFzayJeChFXYXRjaFRhc2tzUmVxdWVzdBIQCghqb2JfdXVpZBgBIAEoCRIRCgl0YXNrX3V1aWQYAiABKAkSFgoJYWZ0ZXJfc2VxGAMgASgDSACIAQFCDAoKX2FmdGVyX3NlcSKNAQoUV29ya2VyU2Vzc2lvblJlcXVlc3QSJAoEb3BlbhgBIAEoCzIWLmpvYnRhc2sudjEuV29ya2VySW5mbxIPCgdjcmVkaXRzGAIgASgFEisKB3JlcG9ydHMYAyADKAsyGi5qb2J0YXNrLnYxLlJ1blRhc2tSZXF1ZXN0EhEKCWhlYXJ0YmVhdBgEIAEoCCK1AQoKVGFza1VwZGF0ZRIRCgl0YXNrX3V1aWQYASABKAkSEQoJYWNrZWRfc2VxGAIgASgDEiwKC2luc3RydWN0aW9uGAMgASgOMhcuam9idGFzay52MS5JbnN0cnVjdGlvbhIOCgZyZWFzb24YBCABKAkSIAoFbGVhc2UYBSABKAsyES5qb2J0YXNrLnYxLkxlYXNlEiEKBHRhc2sYBiABKAsyEy5qb2J0YXNrLnYxLkpvYlRhc2siigEKFVdvcmtlclNlc3Npb25SZXNwb25zZRIvCgthc3NpZ25tZW50cxgBIAMoCzIaLmpvYnRhc2sudjEuVGFza0Fzc2lnbm1lbnQSJwoHdXBkYXRlcxgCIAMoCzIWLmpvYnRhc2sudjEuVGFza1VwZGF0ZRIXCg9oZWFydGJlYXRfYWNrZWQYAyABKAgqcgoLSW5zdHJ1Y3Rpb24SGwoXSU5TVFJVQ1RJT05fVU5TUEVDSUZJRUQQABIYChRJTlNUUlVDVElPTl9DT05USU5VRRABEhYKEklOU1RSVUNUSU9OX0NBTkNFTBACEhQKEElOU1RSVUNUSU9OX1NUT1AQAzKRCQoLVGFza1NlcnZpY2USaQoKQ3JlYXRlVGFzaxIdLmpvYnRhc2sudjEuQ3JlYXRlVGFza1JlcXVlc3QaEy5qb2J0YXNrLnYxLkpvYlRhc2siJ4LT5JMCIToIam9iX3Rhc2siFS9hcnZhZG9zL3YxL2pvYl90YXNrcxJgCgdHZXRUYXNrEhouam9idGFzay52MS5HZXRUYXNrUmVxdWVzdBoTLmpvYnRhc2sudjEuSm9iVGFzayIkgtPkkwIeEhwvYXJ2YWRvcy92MS9qb2JfdGFza3Mve3V1aWR9EmcKCUxpc3RUYXNrcxIcLmpvYnRhc2sudjEuTGlzdFRhc2tzUmVxdWVzdBodLmpvYnRhc2sudjEuTGlzdFRhc2tzUmVzcG9uc2UiHYLT5JMCFxIVL2FydmFkb3MvdjEvam9iX3Rhc2tzEpoBCgpVcGRhdGVUYXNrEh0uam9idGFzay52MS5VcGRhdGVUYXNrUmVxdWVzdBoTLmpvYnRhc2sudjEuSm9iVGFzayJYgtPkkwJSOghqb2JfdGFza1ooOghqb2JfdGFzazIcL2FydmFkb3MvdjEvam9iX3Rhc2tzL3t1dWlkfRocL2FydmFkb3MvdjEvam9iX3Rhc2tzL3t1dWlkfRJmCgpEZWxldGVUYXNrEh0uam9idGFzay52MS5EZWxldGVUYXNrUmVxdWVzdBoTLmpvYnRhc2sudjEuSm9iVGFzayIkgtPkkwIeKhwvYXJ2YWRvcy92MS9qb2JfdGFza3Mve3V1aWR9EnYKDlJlcG9ydFRhc2tFeGl0EiEuam9idGFzay52MS5SZXBvcnRUYXNrRXhpdFJlcXVlc3QaEy5qb2J0YXNrLnYxLkpvYlRhc2siLILT5JMCJjoBKiIhL2FydmFkb3MvdjEvam9iX3Rhc2tzL3t1dWlkfS9leGl0EnAKCUNsYWltVGFzaxIcLmpvYnRhc2sudjEuQ2xhaW1UYXNrUmVxdWVzdBodLmpvYnRhc2sudjEuQ2xhaW1UYXNrUmVzcG9uc2UiJoLT5JMCIDoBKiIbL2FydmFkb3MvdjEvam9iX3Rhc2tzL2NsYWltEmwKB1J1blRhc2sSGi5qb2J0YXNrLnYxLlJ1blRhc2tSZXF1ZXN0Ghsuam9idGFzay52MS5SdW5UYXNrUmVzcG9uc2UiJILT5JMCHjoBKiIZL2FydmFkb3MvdjEvam9iX3Rhc2tzL3J1bigBMAESggEKDVdvcmtlclNlc3Npb24SIC5qb2J0YXNrLnYxLldvcmtlclNlc3Npb25SZXF1ZXN0GiEuam9idGFzay52MS5Xb3JrZXJTZXNzaW9uUmVzcG9uc2UiKILT5JMCIjoBKiIdL2FydmFkb3MvdjEvam9iX3Rhc2tzL3Nlc3Npb24oATABEmoKCldhdGNoVGFza3MSHS5qb2J0YXNrLnYxLldhdGNoVGFza3NSZXF1ZXN0GhYuam9idGFzay52MS5XYXRjaEV2ZW50IiOC0+STAh0SGy9hcnZhZG9zL3YxL2pvYl90YXNrcy93YXRjaDABYgZwcm90bzM", [file_google_api_annotations, file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp, file_jobtask_v1_job, file_jobtask_v1_job_task, file_jobtask_v1_watch]);
 
 /**
  * @generated from message jobtask.v1.CreateTaskRequest
@@ -581,6 +581,137 @@ export const WatchTasksRequestSchema: GenMessage<WatchTasksRequest> = /*@__PURE_
   messageDesc(file_jobtask_v1_task_service, 14);
 
 /**
+ * One message of the worker's side of WorkerSession.
+ *
+ * @generated from message jobtask.v1.WorkerSessionRequest
+ */
+export type WorkerSessionRequest = Message<"jobtask.v1.WorkerSessionRequest"> & {
+  /**
+   * Required in the first message only: who the worker is. Its free_slots is the number
+   * of tasks the server may assign before the worker sends credits.
+   *
+   * @generated from field: jobtask.v1.WorkerInfo open = 1;
+   */
+  open?: WorkerInfo | undefined;
+
+  /**
+   * Slots freed since the last message: the server may assign this many more tasks.
+   *
+   * @generated from field: int32 credits = 2;
+   */
+  credits: number;
+
+  /**
+   * Reports for the session's tasks, each naming its task_uuid and lease_id (and seq),
+   * with RunTask's meaning: progress, output, success, a log chunk, and finally the exit.
+   * Reports of one task are applied in order; a report with none of them set only
+   * attaches its lease to this session (after a reconnect) and renews it.
+   *
+   * @generated from field: repeated jobtask.v1.RunTaskRequest reports = 3;
+   */
+  reports: RunTaskRequest[];
+
+  /**
+   * Renew every lease this session holds (one statement); the answer lists each of them.
+   *
+   * @generated from field: bool heartbeat = 4;
+   */
+  heartbeat: boolean;
+};
+
+/**
+ * Describes the message jobtask.v1.WorkerSessionRequest.
+ * Use `create(WorkerSessionRequestSchema)` to create a new message.
+ */
+export const WorkerSessionRequestSchema: GenMessage<WorkerSessionRequest> = /*@__PURE__*/
+  messageDesc(file_jobtask_v1_task_service, 15);
+
+/**
+ * What the server tells a worker about one of its session's tasks.
+ *
+ * @generated from message jobtask.v1.TaskUpdate
+ */
+export type TaskUpdate = Message<"jobtask.v1.TaskUpdate"> & {
+  /**
+   * @generated from field: string task_uuid = 1;
+   */
+  taskUuid: string;
+
+  /**
+   * The highest `seq` of this task whose changes are durable.
+   *
+   * @generated from field: int64 acked_seq = 2;
+   */
+  ackedSeq: bigint;
+
+  /**
+   * @generated from field: jobtask.v1.Instruction instruction = 3;
+   */
+  instruction: Instruction;
+
+  /**
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+
+  /**
+   * The lease as renewed.
+   *
+   * @generated from field: jobtask.v1.Lease lease = 5;
+   */
+  lease?: Lease | undefined;
+
+  /**
+   * The task as decided, after its exit was reported (the lease is over).
+   *
+   * @generated from field: jobtask.v1.JobTask task = 6;
+   */
+  task?: JobTask | undefined;
+};
+
+/**
+ * Describes the message jobtask.v1.TaskUpdate.
+ * Use `create(TaskUpdateSchema)` to create a new message.
+ */
+export const TaskUpdateSchema: GenMessage<TaskUpdate> = /*@__PURE__*/
+  messageDesc(file_jobtask_v1_task_service, 16);
+
+/**
+ * One message of the server's side of WorkerSession.
+ *
+ * @generated from message jobtask.v1.WorkerSessionResponse
+ */
+export type WorkerSessionResponse = Message<"jobtask.v1.WorkerSessionResponse"> & {
+  /**
+   * Tasks claimed for this worker, each with its lease and task token.
+   *
+   * @generated from field: repeated jobtask.v1.TaskAssignment assignments = 1;
+   */
+  assignments: TaskAssignment[];
+
+  /**
+   * Acknowledgements, instructions and decisions for the session's tasks.
+   *
+   * @generated from field: repeated jobtask.v1.TaskUpdate updates = 2;
+   */
+  updates: TaskUpdate[];
+
+  /**
+   * Set in the answer to a heartbeat: every lease the session holds was renewed then.
+   *
+   * @generated from field: bool heartbeat_acked = 3;
+   */
+  heartbeatAcked: boolean;
+};
+
+/**
+ * Describes the message jobtask.v1.WorkerSessionResponse.
+ * Use `create(WorkerSessionResponseSchema)` to create a new message.
+ */
+export const WorkerSessionResponseSchema: GenMessage<WorkerSessionResponse> = /*@__PURE__*/
+  messageDesc(file_jobtask_v1_task_service, 17);
+
+/**
  * What the server tells a worker about its task.
  *
  * @generated from enum jobtask.v1.Instruction
@@ -726,6 +857,23 @@ export const TaskService: GenService<{
     methodKind: "bidi_streaming";
     input: typeof RunTaskRequestSchema;
     output: typeof RunTaskResponseSchema;
+  },
+  /**
+   * One stream per worker process, for all of its tasks. The worker opens it with its
+   * identity and capacity (`open`); the server pushes assignments as soon as the worker has
+   * free slots and runnable tasks exist, many per message, each with its lease and task
+   * token; the worker sends back slot credits and batches of reports (progress, output,
+   * success, log chunks, exits) for many tasks per message. One `heartbeat` renews every
+   * lease of the session. CANCEL and STOP come down per task. A session that ends while
+   * it holds leases is, for each of their tasks, a stream that ended without the exit
+   * (a temporary failure), as with RunTask. ClaimTask and RunTask stay available.
+   *
+   * @generated from rpc jobtask.v1.TaskService.WorkerSession
+   */
+  workerSession: {
+    methodKind: "bidi_streaming";
+    input: typeof WorkerSessionRequestSchema;
+    output: typeof WorkerSessionResponseSchema;
   },
   /**
    * Streams a snapshot of a job's tasks (or of one task), then every change, in order.
