@@ -34,6 +34,7 @@ from jobtask.worker.environment import (
 )
 from jobtask.worker.process import Exit, ScriptProcess
 from jobtask.worker.reports import Outbox, parse_report
+from jobtask.worker.session import SessionLease, SessionLink
 from jobtask.worker.stream import Instruction, LeaseLost, LeaseStream, StreamBroken
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class TaskRun:
         config: WorkerConfig,
         assignment: task_service_pb2.TaskAssignment,
         slot: int,
+        link: SessionLink | None = None,
     ) -> None:
         self.client = client
         self.config = config
@@ -67,14 +69,19 @@ class TaskRun:
         self.task_uuid = assignment.task.uuid
         ttl = assignment.lease.ttl.ToTimedelta().total_seconds()
         self.poke = asyncio.Event()
-        self.stream = LeaseStream(
-            client,
-            self.task_uuid,
-            assignment.lease.lease_id,
-            ttl if ttl > 0 else DEFAULT_TTL,
-            on_instruction=self._instructed,
-            poke=self.poke,
-        )
+        # The worker's session carries the task (or, without one, its own RunTask stream).
+        self.stream: LeaseStream | SessionLease
+        if link is not None:
+            self.stream = link.lease(assignment, on_instruction=self._instructed, poke=self.poke)
+        else:
+            self.stream = LeaseStream(
+                client,
+                self.task_uuid,
+                assignment.lease.lease_id,
+                ttl if ttl > 0 else DEFAULT_TTL,
+                on_instruction=self._instructed,
+                poke=self.poke,
+            )
         self.outbox = Outbox()
         self.process: ScriptProcess | None = None
         self.exit: Exit | None = None
