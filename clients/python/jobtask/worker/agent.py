@@ -20,6 +20,7 @@ from jobtask.sdk.client import AsyncClient
 from jobtask.sdk.errors import JobtaskError, PermissionDeniedError, UnauthenticatedError
 from jobtask.v1 import job_task_pb2, task_service_pb2
 from jobtask.worker.config import WorkerConfig
+from jobtask.worker.functions import Functions
 from jobtask.worker.runner import TaskRun
 from jobtask.worker.session import SessionLink
 
@@ -29,8 +30,11 @@ MAX_BACKOFF = 5.0
 
 
 class Worker:
-    def __init__(self, config: WorkerConfig) -> None:
+    def __init__(self, config: WorkerConfig, functions: Functions | None = None) -> None:
         self.config = config
+        # Script names served by in-process functions (see jobtask.worker.functions).
+        self.functions = functions or config.functions or Functions()
+        self.task = self.functions.task
         self.free_slots = list(range(config.slots))
         self.runs: dict[int, TaskRun] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -175,7 +179,7 @@ class Worker:
 
     def _start(self, client: AsyncClient, assignment: task_service_pb2.TaskAssignment) -> None:
         slot = self.free_slots.pop(0)
-        run = TaskRun(client, self.config, assignment, slot, self._link)
+        run = TaskRun(client, self.config, assignment, slot, self._link, self.functions)
         self.runs[slot] = run
         log.info(
             "task %s of job %s: claimed into slot %d (script %s)",

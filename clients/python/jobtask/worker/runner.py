@@ -23,6 +23,7 @@ import time
 
 from jobtask.sdk.client import AsyncClient
 from jobtask.v1 import job_task_pb2, task_service_pb2
+from jobtask.worker import functions
 from jobtask.worker.config import WorkerConfig
 from jobtask.worker.environment import (
     Connection,
@@ -32,8 +33,9 @@ from jobtask.worker.environment import (
     resolve_script,
     task_environment,
 )
+from jobtask.worker.functions import FunctionRun, Functions
 from jobtask.worker.process import Exit, ScriptProcess
-from jobtask.worker.reports import Outbox, parse_report
+from jobtask.worker.reports import Outbox, Report, parse_report
 from jobtask.worker.session import SessionLease, SessionLink
 from jobtask.worker.stream import Instruction, LeaseLost, LeaseStream, StreamBroken
 
@@ -61,6 +63,7 @@ class TaskRun:
         assignment: task_service_pb2.TaskAssignment,
         slot: int,
         link: SessionLink | None = None,
+        functions: Functions | None = None,
     ) -> None:
         self.client = client
         self.config = config
@@ -83,7 +86,8 @@ class TaskRun:
                 poke=self.poke,
             )
         self.outbox = Outbox()
-        self.process: ScriptProcess | None = None
+        self.function = functions.get(assignment.job.script) if functions is not None else None
+        self.process: ScriptProcess | FunctionRun | None = None
         self.exit: Exit | None = None
         self.handing_back = False
         self._exit_sent = False
@@ -155,6 +159,14 @@ class TaskRun:
             self.poke.set()
 
     async def _start_and_wait(self, place: TaskPlace) -> Exit:
+        if self.function is not None:
+            # A function registered under the script's name runs in this process.
+            self.process = functions.start(
+                self.function, self.assignment, self.config.client, self._reported, self._log
+            )
+            if self.handing_back:
+                self.process.terminate(self.config.kill_grace)
+            return await self.process.wait()
         try:
             path = resolve_script(self.config.scripts_dir, self.assignment.job.script)
         except ScriptError as exc:
@@ -206,8 +218,10 @@ class TaskRun:
         except ValueError as exc:
             self._log(_note(f"ignored report line {line.rstrip()!r}: {exc}"))
             return
-        if report is None:
-            return
+        if report is not None:
+            self._reported(report)
+
+    def _reported(self, report: Report) -> None:
         self.outbox.apply(report)
         if self._first_pending is None:
             self._first_pending = time.monotonic()
