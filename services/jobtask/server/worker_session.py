@@ -72,6 +72,8 @@ log = logging.getLogger(__name__)
 MAX_REPORTS = 1000
 # At most this many tasks per claim (the claim manager's own bound).
 MAX_CLAIM = 100
+# How long a claim for a few credits waits for more (see _claim).
+CREDIT_GATHER_SECONDS = 0.005
 # A session with credit but nothing runnable re-checks at least this often.
 IDLE_RECHECK = 5.0
 
@@ -241,6 +243,12 @@ class Session:
             while self.credits <= 0:
                 self.credit.clear()
                 await self.credit.wait()
+            if self.credits < max(1, min(self.spec.free_slots, MAX_CLAIM) // 4):
+                # A busy worker frees its slots one by one: gather a few credits into one
+                # claim (one transaction) instead of a claim per freed slot.
+                self.credit.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.credit.wait(), CREDIT_GATHER_SECONDS)
             # Marked before the claim: a change committed while it runs wakes the wait.
             mark = self.signal.mark()
             want = min(self.credits, MAX_CLAIM)

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import shutil
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from jobtask.sdk.client import AsyncClient
@@ -30,8 +30,16 @@ MAX_BACKOFF = 5.0
 
 
 class Worker:
-    def __init__(self, config: WorkerConfig, functions: Functions | None = None) -> None:
+    def __init__(
+        self,
+        config: WorkerConfig,
+        functions: Functions | None = None,
+        *,
+        on_decided: Callable[[job_task_pb2.JobTask], None] | None = None,
+    ) -> None:
         self.config = config
+        # Called with each task this worker ran, as the server decided it.
+        self.on_decided = on_decided
         # Script names served by in-process functions (see jobtask.worker.functions).
         self.functions = functions or config.functions or Functions()
         self.task = self.functions.task
@@ -197,6 +205,8 @@ class Worker:
             decided = await run.run()
             if decided is not None:
                 log.info("task %s: %s", run.task_uuid, _status_name(decided.status))
+                if self.on_decided is not None:
+                    self.on_decided(decided)
         except Exception:
             log.exception("task %s: the worker failed running it", run.task_uuid)
         finally:

@@ -105,7 +105,8 @@ class TaskRun:
 
     async def run(self) -> job_task_pb2.JobTask | None:
         """Runs the task to its end; the task as decided, or None if the lease was lost."""
-        place = self._prepare()
+        # A function needs no working directories (and making them costs more than it).
+        place = None if self.function is not None else self._prepare()
         process_task = asyncio.create_task(self._run_process(place))
         converse = asyncio.create_task(self._converse())
         watchdog = asyncio.create_task(self._lease_watchdog())
@@ -124,7 +125,8 @@ class TaskRun:
             with contextlib.suppress(asyncio.CancelledError):
                 await process_task
             await self.stream.close()
-            shutil.rmtree(place.task_work, ignore_errors=True)
+            if place is not None:
+                shutil.rmtree(place.task_work, ignore_errors=True)
 
     # -- the process --------------------------------------------------------------------
 
@@ -144,7 +146,7 @@ class TaskRun:
             task_work=task_work,
         )
 
-    async def _run_process(self, place: TaskPlace) -> None:
+    async def _run_process(self, place: TaskPlace | None) -> None:
         # Each attempt's part of the task log opens and closes with a line of ours, so that
         # `jobtask logs` shows where one attempt ends and why, and where the next begins.
         attempt = self.assignment.task.attempt
@@ -158,8 +160,9 @@ class TaskRun:
         finally:
             self.poke.set()
 
-    async def _start_and_wait(self, place: TaskPlace) -> Exit:
-        if self.function is not None:
+    async def _start_and_wait(self, place: TaskPlace | None) -> Exit:
+        if self.function is not None or place is None:
+            assert self.function is not None
             # A function registered under the script's name runs in this process.
             self.process = functions.start(
                 self.function, self.assignment, self.config.client, self._reported, self._log
