@@ -9,10 +9,12 @@ same messages, so one load generator drives both and the ratio is jobtask's over
   the client closes its side, answers one RunTaskResponse acking the last seq.
 - Watch (server streaming fan-out): each call subscribes; Publish("rate:seconds") sends
   progress WatchEvents stamped with the time to every subscriber at `rate` events/s.
-- The worker protocol with no store (`jobtask.v1.TaskService` ClaimTask and RunTask, so
-  bench.noop_worker drives it unchanged): ClaimTask answers max_tasks made-up assignments at
-  once; RunTask answers a message that reports an exit with the task Completed. The drain
-  rate it allows is the ceiling of any store behind one RunTask stream per task.
+- The worker protocol with no store (`jobtask.v1.TaskService` WorkerSession, and ClaimTask
+  and RunTask, so bench.noop_worker drives it unchanged): WorkerSession assigns made-up
+  tasks for every credit at once and answers each exit with the task Completed; ClaimTask
+  answers max_tasks made-up assignments at once; RunTask answers a message that reports an
+  exit with the task Completed. The drain rate it allows is the ceiling of any store
+  behind that protocol and this worker.
 """
 
 from __future__ import annotations
@@ -87,13 +89,10 @@ class Bare:
             queue.put_nowait(None)
         return job_pb2.Job(uuid=str(n))
 
-    async def claim_task(
-        self, request: task_service_pb2.ClaimTaskRequest, context: Any
-    ) -> task_service_pb2.ClaimTaskResponse:
-        response = task_service_pb2.ClaimTaskResponse()
-        for _ in range(max(1, request.max_tasks)):
+    def _assign(self, assignments: Any, count: int) -> None:
+        for _ in range(count):
             n = next(self.task_numbers)
-            a = response.assignments.add(task_token=f"token-{n}")
+            a = assignments.add(task_token=f"token-{n}")
             a.task.uuid = f"zzzzz-ot0gb-{n:015d}"
             a.task.job_uuid = self.job.uuid
             a.task.status = job_task_pb2.TASK_STATUS_ACTIVE
@@ -101,7 +100,32 @@ class Bare:
             a.lease.lease_id = f"lease-{n}"
             a.lease.expires_at.GetCurrentTime()
             a.lease.ttl.FromSeconds(30)
+
+    async def claim_task(
+        self, request: task_service_pb2.ClaimTaskRequest, context: Any
+    ) -> task_service_pb2.ClaimTaskResponse:
+        response = task_service_pb2.ClaimTaskResponse()
+        self._assign(response.assignments, max(1, request.max_tasks))
         return response
+
+    async def worker_session(
+        self, requests: AsyncIterator[task_service_pb2.WorkerSessionRequest], context: Any
+    ) -> AsyncIterator[task_service_pb2.WorkerSessionResponse]:
+        """Assignments for every credit at once; every exit answered Completed at once."""
+        async for msg in requests:
+            response = task_service_pb2.WorkerSessionResponse()
+            credits = msg.open.free_slots if msg.HasField("open") else msg.credits
+            self._assign(response.assignments, credits)
+            for report in msg.reports:
+                if report.HasField("exit_code"):
+                    update = response.updates.add(task_uuid=report.task_uuid, acked_seq=report.seq)
+                    update.lease.lease_id = report.lease_id
+                    update.task.uuid = report.task_uuid
+                    update.task.status = job_task_pb2.TASK_STATUS_COMPLETED
+                    update.task.progress = 1.0
+            response.heartbeat_acked = msg.heartbeat
+            if response.assignments or response.updates or msg.heartbeat:
+                yield response
 
     async def run_task(
         self, requests: AsyncIterator[task_service_pb2.RunTaskRequest], context: Any
@@ -131,6 +155,11 @@ async def main() -> None:
                 bare.run_task,
                 request_deserializer=task_service_pb2.RunTaskRequest.FromString,
                 response_serializer=task_service_pb2.RunTaskResponse.SerializeToString,
+            ),
+            "WorkerSession": grpc.stream_stream_rpc_method_handler(
+                bare.worker_session,
+                request_deserializer=task_service_pb2.WorkerSessionRequest.FromString,
+                response_serializer=task_service_pb2.WorkerSessionResponse.SerializeToString,
             ),
         },
     )

@@ -46,7 +46,7 @@ def _have(module: str) -> bool:
 
 
 async def _drain(stack, count: int, creator: int = 0) -> dict:  # type: ignore[no-untyped-def]
-    args = [stack.tasks_addr, stack.token, str(count), str(SLOTS)]
+    args = [stack.jobs_addr, stack.tasks_addr, stack.token, str(count), str(SLOTS)]
     if creator:
         args += ["--creator", str(creator)]
     async with child("bench.noop_worker", *args, within=900) as (_, out):
@@ -86,7 +86,8 @@ async def protocol_ceiling(count: int) -> float:
     job = job_pb2.Job(uuid="zzzzz-8i9sb-000000000000000", script="noop")
     async with child("bench.bare", job.SerializeToString().hex()) as (_, ready):
         addr = f"127.0.0.1:{ready['port']}"
-        async with child("bench.noop_worker", addr, "-", str(count), str(SLOTS)) as (_, out):
+        worker = ("bench.noop_worker", addr, addr, "-", str(count), str(SLOTS))
+        async with child(*worker) as (_, out):
             return float(count / out["seconds"])
 
 

@@ -67,7 +67,14 @@ async def test_a_job_seen_through_metrics_and_logs(sqlite_topology: Topology) ->
     gateway.addr = await topology._announced(gateway)
     gateway_metrics = await metrics_url(gateway)
     worker_token = await topology.worker_token()
-    await topology.worker("w1", jobs_addr=jobs.addr, tasks_addr=tasks.addr, token=worker_token)
+    # RunTask's own metrics are observed here: the worker keeps a stream per task.
+    await topology.worker(
+        "w1",
+        jobs_addr=jobs.addr,
+        tasks_addr=tasks.addr,
+        token=worker_token,
+        JOBTASK_WORKER_PROTOCOL="stream",
+    )
     gate = topology.tmp_path / "gate"
 
     async with AsyncClient.connect(jobs.addr, tasks.addr, ROOT_TOKEN) as client:

@@ -120,7 +120,14 @@ class Topology:
         return started
 
     async def worker(
-        self, name: str, *, jobs_addr: str, tasks_addr: str, token: str, slots: int = 2
+        self,
+        name: str,
+        *,
+        jobs_addr: str,
+        tasks_addr: str,
+        token: str,
+        slots: int = 2,
+        **extra: str,
     ) -> Part:
         """`jobtask worker` configured by environment, on a node of its own (claims of one
         node serialize on the node's lock, as they must for its memory limits)."""
@@ -135,6 +142,7 @@ class Topology:
             JOBTASK_WORKER_ID=f"node-{name}",
             JOBTASK_SCRIPTS_DIR=str(SCRIPTS),
             JOBTASK_WORK_DIR=str(work),
+            **extra,
         )
         for secret in ("JOBTASK_DATABASE_URL", "JOBTASK_SYSTEM_ROOT_TOKEN"):
             del env[secret]  # a worker needs neither

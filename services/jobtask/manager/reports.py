@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +31,7 @@ from jobtask.manager import attempts, lifecycle
 from jobtask.manager.attempts import check_readable
 from jobtask.manager.context import Caller, Settings, utcnow
 from jobtask.store import claims as queries
-from jobtask.store import feed
+from jobtask.store import feed, leases
 from jobtask.store.database import Database
 from jobtask.store.records import Record
 from jobtask.store.schema import job_tasks, jobs
@@ -297,6 +297,26 @@ class ReportManager:
 
         return await self.db.transact(run)
 
+    async def renew_session(self, held: Mapping[str, str], worker_id: str) -> dict[str, Outcome]:
+        """A session's heartbeat: renews every lease of `held` (task uuid -> lease id) in
+        one statement and records that the worker is live. The outcome of each task (a
+        lease not found is lost: STOP)."""
+
+        async def run(conn: AsyncConnection) -> dict[str, Outcome]:
+            now = utcnow()
+            found = await leases.renew(conn, held, now + self.settings.lease_ttl)
+            if worker_id:
+                await queries.worker_alive(conn, worker_id, now)
+            return _outcomes(held, found)
+
+        return await self.db.transact(run)
+
+    async def session_states(self, held: Mapping[str, str]) -> dict[str, Outcome]:
+        """Where each of a session's leases stands, read in one statement (cancel watch)."""
+        async with self.db.read() as conn:
+            found = await leases.states(conn, held)
+        return _outcomes(held, found)
+
     async def abandon(self, caller: Caller, task_uuid: str, lease_id: str, reason: str) -> None:
         """The worker's stream ended without an exit: the seeds' temporary failure, if the
         lease is still this worker's."""
@@ -323,3 +343,16 @@ class ReportManager:
             )
 
         await self.db.transact(run)
+
+
+def _outcomes(held: Mapping[str, str], found: Sequence[leases.LeaseState]) -> dict[str, Outcome]:
+    by_uuid = {state.task_uuid: state for state in found}
+    out: dict[str, Outcome] = {}
+    for uuid in held:
+        state = by_uuid.get(uuid)
+        if state is None:
+            out[uuid] = Outcome(verdict(None, None, False))
+        else:
+            told = verdict(T(state.task_status), JobStatus(state.job_status), True)
+            out[uuid] = Outcome(told, state.expires_at)
+    return out

@@ -56,7 +56,9 @@ TASK_RUN_SECONDS = Histogram(
     "jobtask_task_run_seconds", "From claim to the attempt's end", buckets=_LONG_BUCKETS
 )
 OPEN_STREAMS = Gauge(
-    "jobtask_open_streams", "Open streams of this process (run: RunTask; watch)", ["kind"]
+    "jobtask_open_streams",
+    "Open streams of this process (run: RunTask; session: WorkerSession; watch)",
+    ["kind"],
 )
 RPCS = Counter("jobtask_rpcs", "gRPC calls handled, by method and status code", ["method", "code"])
 RPC_SECONDS = Histogram(
@@ -76,5 +78,5 @@ DB_TRANSACTION_SECONDS = Histogram(
     "Write transactions, from asking for a connection to commit",
     buckets=_SHORT_BUCKETS,
 )
-for _kind in ("run", "watch"):
+for _kind in ("run", "session", "watch"):
     OPEN_STREAMS.labels(_kind)

@@ -58,6 +58,8 @@ def _stream_kind(method: str) -> str | None:
     name = method.rpartition("/")[2]
     if name == "RunTask":
         return "run"
+    if name == "WorkerSession":
+        return "session"
     if name.startswith("Watch"):
         return "watch"
     return None

@@ -56,6 +56,28 @@ class GroupCommit:
         # it, and the stream's cleanup then finds the lease in whatever state it left.
         return await future
 
+    async def apply_all(self, items: list[Submission]) -> list[Outcome | BaseException]:
+        """Applies several batches (a worker session's message: one per task) in the next
+        group, once durable; their outcomes in order (or each one's error)."""
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Outcome]] = []
+        for item in items:
+            if item.batch.is_heartbeat:
+                futures.append(
+                    asyncio.ensure_future(
+                        self.reports.heartbeat(
+                            item.task_uuid, item.lease_id, worker_alive=item.worker_alive
+                        )
+                    )
+                )
+                continue
+            future: asyncio.Future[Outcome] = loop.create_future()
+            self._waiting.append((item, future))
+            futures.append(future)
+        if self._waiting and self._committer is None:
+            self._committer = self._spawn(self._commit())
+        return list(await asyncio.gather(*futures, return_exceptions=True))
+
     async def _commit(self) -> None:
         try:
             while self._waiting:

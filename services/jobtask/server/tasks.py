@@ -11,48 +11,28 @@ from jobtask.domain.errors import InvalidArgument
 from jobtask.domain.resources import TASK_ATTRS
 from jobtask.domain.scopes import ALL
 from jobtask.domain.uuids import JOB_INFIX, check_uuid
-from jobtask.manager.claims import ClaimManager, WorkerSpec
+from jobtask.manager.claims import ClaimManager
 from jobtask.manager.context import utcnow
 from jobtask.manager.history import AttemptHistory, AttemptPage
 from jobtask.manager.reports import ReportManager
-from jobtask.manager.tasks import Claim, TaskManager
+from jobtask.manager.tasks import TaskManager
 from jobtask.manager.tokens import Credentials
 from jobtask.manager.workers import WorkerRegistry
+from jobtask.server.assignments import BACKOFF_SLACK, assignment_pb, worker_spec
 from jobtask.server.callers import CallerResolver, current_credentials
 from jobtask.server.changes import ChangeSignal
-from jobtask.server.convert import changes_from, job_pb, task_pb, timestamp
+from jobtask.server.convert import changes_from, task_pb, timestamp
 from jobtask.server.errors import rpc
 from jobtask.server.listing import list_query
 from jobtask.server.run_task import RunTasks
 from jobtask.server.watch import Watcher
+from jobtask.server.worker_session import WorkerSessions
 from jobtask.server.workers import WorkerWatch, worker_pb
 from jobtask.store.attempts import AttemptRow
 from jobtask.v1 import job_task_pb2, task_service_pb2, task_service_pb2_grpc, watch_pb2, worker_pb2
 
 Context = grpc.aio.ServicerContext[Any, Any]
 MAX_CLAIM_WAIT = 60.0
-# Woken this long after a backoff's end, so the claim after it finds the task runnable.
-BACKOFF_SLACK = 0.01
-
-
-def assignment_pb(claim: Claim, ttl_seconds: float) -> task_service_pb2.TaskAssignment:
-    lease = task_service_pb2.Lease(lease_id=claim.task["lease_id"])
-    lease.expires_at.CopyFrom(timestamp(claim.task["lease_expires_at"]))
-    lease.ttl.FromNanoseconds(int(ttl_seconds * 1e9))
-    return task_service_pb2.TaskAssignment(
-        task=task_pb(claim.task), job=job_pb(claim.job), lease=lease, task_token=claim.token
-    )
-
-
-# Worker-sent names are copied into every event about its tasks: keep them small.
-MAX_WORKER_STRING = 256
-MAX_WORKER_TAGS = 64
-
-
-def _short_string(value: str, field: str) -> str:
-    if len(value) > MAX_WORKER_STRING:
-        raise InvalidArgument(field, f"at most {MAX_WORKER_STRING} characters")
-    return value
 
 
 def attempt_pb(row: AttemptRow) -> task_service_pb2.TaskAttempt:
@@ -95,27 +75,6 @@ def _listing(page: AttemptPage, offset: int | None) -> dict[str, Any]:
     }
 
 
-def worker_spec(info: task_service_pb2.WorkerInfo) -> WorkerSpec:
-    _short_string(info.worker_id, "worker.worker_id")
-    _short_string(info.node_name, "worker.node_name")
-    if len(info.tags) > MAX_WORKER_TAGS:
-        raise InvalidArgument("worker.tags", f"at most {MAX_WORKER_TAGS} tags")
-    for i, tag in enumerate(info.tags):
-        _short_string(tag, f"worker.tags[{i}]")
-    for name in ("free_slots", "cores", "ram_kib"):
-        if getattr(info, name) < 0:
-            raise InvalidArgument(f"worker.{name}", "must not be negative")
-    return WorkerSpec(
-        worker_id=info.worker_id,
-        node_name=info.node_name,
-        ram_kib=info.ram_kib,
-        cores=info.cores,
-        free_slots=info.free_slots,
-        tags=tuple(info.tags),
-        slots=info.slots,
-    )
-
-
 class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
     def __init__(
         self,
@@ -137,6 +96,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         self.workers = WorkerRegistry(tasks.db, tasks.settings)
         self.history = AttemptHistory(tasks.db)
         self.worker_watch = WorkerWatch(self.workers, signal)
+        self.sessions = WorkerSessions(self.runs, claims)
 
     @rpc
     async def CreateTask(
@@ -244,6 +204,16 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
     ) -> AsyncIterator[task_service_pb2.RunTaskResponse]:
         caller = await self.callers(context)
         async for response in self.runs.stream(caller, request_iterator):
+            yield response
+
+    @rpc
+    async def WorkerSession(
+        self,
+        request_iterator: AsyncIterator[task_service_pb2.WorkerSessionRequest],
+        context: Context,
+    ) -> AsyncIterator[task_service_pb2.WorkerSessionResponse]:
+        caller = await self.callers(context)
+        async for response in self.sessions.stream(caller, request_iterator):
             yield response
 
     @rpc

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 from typing import Any
 
-from jobtask.worker import Worker, WorkerConfig
+from jobtask.worker import Worker, WorkerConfig, functions
 
 
 def add_command(sub: argparse._SubParsersAction[Any], client: argparse.ArgumentParser) -> None:
@@ -35,6 +36,17 @@ def add_command(sub: argparse._SubParsersAction[Any], client: argparse.ArgumentP
         help="also give tasks this variable of the worker's environment (repeatable; "
         "$JOBTASK_WORKER_PASS_ENV, comma-separated); tokens and the database URL never",
     )
+    p.add_argument(
+        "--functions",
+        metavar="MODULE:ATTR",
+        help="$JOBTASK_WORKER_FUNCTIONS: a jobtask.worker.functions.Functions whose "
+        "functions run the jobs of their script names in this process",
+    )
+    p.add_argument(
+        "--protocol",
+        choices=("session", "stream"),
+        help="$JOBTASK_WORKER_PROTOCOL: one WorkerSession (default) or ClaimTask/RunTask",
+    )
     p.set_defaults(run_server=run_worker)
 
 
@@ -54,13 +66,16 @@ async def run_worker(args: argparse.Namespace) -> int:
         worker_id=args.worker_id,
         claim_wait=args.claim_wait,
         pass_env=tuple(args.pass_env) if args.pass_env else None,
+        protocol=args.protocol,
     )
-    if not config.scripts_dir.is_dir():
+    spec = args.functions or os.environ.get("JOBTASK_WORKER_FUNCTIONS")
+    registry = functions.load(spec) if spec else None
+    if registry is None and not config.scripts_dir.is_dir():
         raise ValueError(f"scripts directory {config.scripts_dir} does not exist")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     print(f"worker {config.worker_id}: {config.slots} slot(s) on {config.node_name}", flush=True)
-    await Worker(config).run(stop)
+    await Worker(config, registry).run(stop)
     return 0

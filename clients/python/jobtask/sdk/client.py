@@ -421,6 +421,11 @@ class AsyncClient:
         The worker agent drives it; errors surface as grpc.aio.AioRpcError."""
         return self.transport.tasks.RunTask(metadata=self.transport.metadata)
 
+    def worker_session(self) -> Any:
+        """Opens a WorkerSession stream (a grpc.aio StreamStreamCall: write/read/done_writing).
+        The worker agent drives it; errors surface as grpc.aio.AioRpcError."""
+        return self.transport.tasks.WorkerSession(metadata=self.transport.metadata)
+
     async def report_exit(
         self,
         uuid: str,

@@ -324,3 +324,41 @@ class ListJobAttemptsResponse(_message.Message):
     items: _containers.RepeatedCompositeFieldContainer[TaskAttempt]
     items_available: int
     def __init__(self, kind: _Optional[str] = ..., offset: _Optional[int] = ..., limit: _Optional[int] = ..., items: _Optional[_Iterable[_Union[TaskAttempt, _Mapping]]] = ..., items_available: _Optional[int] = ...) -> None: ...
+
+class WorkerSessionRequest(_message.Message):
+    __slots__ = ("open", "credits", "reports", "heartbeat")
+    OPEN_FIELD_NUMBER: _ClassVar[int]
+    CREDITS_FIELD_NUMBER: _ClassVar[int]
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    open: WorkerInfo
+    credits: int
+    reports: _containers.RepeatedCompositeFieldContainer[RunTaskRequest]
+    heartbeat: bool
+    def __init__(self, open: _Optional[_Union[WorkerInfo, _Mapping]] = ..., credits: _Optional[int] = ..., reports: _Optional[_Iterable[_Union[RunTaskRequest, _Mapping]]] = ..., heartbeat: _Optional[bool] = ...) -> None: ...
+
+class TaskUpdate(_message.Message):
+    __slots__ = ("task_uuid", "acked_seq", "instruction", "reason", "lease", "task")
+    TASK_UUID_FIELD_NUMBER: _ClassVar[int]
+    ACKED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    INSTRUCTION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    LEASE_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    task_uuid: str
+    acked_seq: int
+    instruction: Instruction
+    reason: str
+    lease: Lease
+    task: _job_task_pb2.JobTask
+    def __init__(self, task_uuid: _Optional[str] = ..., acked_seq: _Optional[int] = ..., instruction: _Optional[_Union[Instruction, str]] = ..., reason: _Optional[str] = ..., lease: _Optional[_Union[Lease, _Mapping]] = ..., task: _Optional[_Union[_job_task_pb2.JobTask, _Mapping]] = ...) -> None: ...
+
+class WorkerSessionResponse(_message.Message):
+    __slots__ = ("assignments", "updates", "heartbeat_acked")
+    ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
+    UPDATES_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_ACKED_FIELD_NUMBER: _ClassVar[int]
+    assignments: _containers.RepeatedCompositeFieldContainer[TaskAssignment]
+    updates: _containers.RepeatedCompositeFieldContainer[TaskUpdate]
+    heartbeat_acked: bool
+    def __init__(self, assignments: _Optional[_Iterable[_Union[TaskAssignment, _Mapping]]] = ..., updates: _Optional[_Iterable[_Union[TaskUpdate, _Mapping]]] = ..., heartbeat_acked: _Optional[bool] = ...) -> None: ...

@@ -79,6 +79,11 @@ class TaskServiceStub:
                 request_serializer=jobtask_dot_v1_dot_task__service__pb2.RunTaskRequest.SerializeToString,
                 response_deserializer=jobtask_dot_v1_dot_task__service__pb2.RunTaskResponse.FromString,
                 _registered_method=True)
+        self.WorkerSession = channel.stream_stream(
+                '/jobtask.v1.TaskService/WorkerSession',
+                request_serializer=jobtask_dot_v1_dot_task__service__pb2.WorkerSessionRequest.SerializeToString,
+                response_deserializer=jobtask_dot_v1_dot_task__service__pb2.WorkerSessionResponse.FromString,
+                _registered_method=True)
         self.WatchTasks = channel.unary_stream(
                 '/jobtask.v1.TaskService/WatchTasks',
                 request_serializer=jobtask_dot_v1_dot_task__service__pb2.WatchTasksRequest.SerializeToString,
@@ -198,6 +203,20 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WorkerSession(self, request_iterator, context):
+        """One stream per worker process, for all of its tasks. The worker opens it with its
+        identity and capacity (`open`); the server pushes assignments as soon as the worker has
+        free slots and runnable tasks exist, many per message, each with its lease and task
+        token; the worker sends back slot credits and batches of reports (progress, output,
+        success, log chunks, exits) for many tasks per message. One `heartbeat` renews every
+        lease of the session. CANCEL and STOP come down per task. A session that ends while
+        it holds leases is, for each of their tasks, a stream that ended without the exit
+        (a temporary failure), as with RunTask. ClaimTask and RunTask stay available.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchTasks(self, request, context):
         """Streams a snapshot of a job's tasks (or of one task), then every change, in order.
         buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
@@ -306,6 +325,11 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.RunTask,
                     request_deserializer=jobtask_dot_v1_dot_task__service__pb2.RunTaskRequest.FromString,
                     response_serializer=jobtask_dot_v1_dot_task__service__pb2.RunTaskResponse.SerializeToString,
+            ),
+            'WorkerSession': grpc.stream_stream_rpc_method_handler(
+                    servicer.WorkerSession,
+                    request_deserializer=jobtask_dot_v1_dot_task__service__pb2.WorkerSessionRequest.FromString,
+                    response_serializer=jobtask_dot_v1_dot_task__service__pb2.WorkerSessionResponse.SerializeToString,
             ),
             'WatchTasks': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchTasks,
@@ -561,6 +585,33 @@ class TaskService:
             '/jobtask.v1.TaskService/RunTask',
             jobtask_dot_v1_dot_task__service__pb2.RunTaskRequest.SerializeToString,
             jobtask_dot_v1_dot_task__service__pb2.RunTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WorkerSession(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/jobtask.v1.TaskService/WorkerSession',
+            jobtask_dot_v1_dot_task__service__pb2.WorkerSessionRequest.SerializeToString,
+            jobtask_dot_v1_dot_task__service__pb2.WorkerSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,

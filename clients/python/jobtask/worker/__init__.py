@@ -5,5 +5,6 @@ from __future__ import annotations
 
 from jobtask.worker.agent import Worker
 from jobtask.worker.config import WorkerConfig
+from jobtask.worker.functions import Functions, TaskContext
 
-__all__ = ["Worker", "WorkerConfig"]
+__all__ = ["Functions", "TaskContext", "Worker", "WorkerConfig"]

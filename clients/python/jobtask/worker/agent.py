@@ -13,14 +13,16 @@ import asyncio
 import contextlib
 import logging
 import shutil
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from jobtask.sdk.client import AsyncClient
 from jobtask.sdk.errors import JobtaskError, PermissionDeniedError, UnauthenticatedError
 from jobtask.v1 import job_task_pb2, task_service_pb2
 from jobtask.worker.config import WorkerConfig
+from jobtask.worker.functions import Functions
 from jobtask.worker.runner import TaskRun
+from jobtask.worker.session import SessionLink
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +30,27 @@ MAX_BACKOFF = 5.0
 
 
 class Worker:
-    def __init__(self, config: WorkerConfig) -> None:
+    def __init__(
+        self,
+        config: WorkerConfig,
+        functions: Functions | None = None,
+        *,
+        on_decided: Callable[[job_task_pb2.JobTask], None] | None = None,
+    ) -> None:
         self.config = config
+        # Called with each task this worker ran, as the server decided it.
+        self.on_decided = on_decided
+        # Script names served by in-process functions (see jobtask.worker.functions).
+        self.functions = functions or config.functions or Functions()
+        self.task = self.functions.task
         self.free_slots = list(range(config.slots))
         self.runs: dict[int, TaskRun] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
+        self._link: SessionLink | None = None
+        self._session: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._client: AsyncClient | None = None
 
     def info(self) -> task_service_pb2.WorkerInfo:
         return task_service_pb2.WorkerInfo(
@@ -57,12 +74,68 @@ class Worker:
         )
         async with AsyncClient(self.config.client) as client:
             try:
-                await self._claim_until(stop, client)
+                if self.config.protocol == "session":
+                    await self._session_until(stop, client)
+                else:
+                    await self._claim_until(stop, client)
             finally:
                 await self._hand_back_all()
+                if self._link is not None:
+                    await self._link.close()
+                    await self._end_session()
                 shutil.rmtree(self.config.crunch_tmp, ignore_errors=True)
                 await self._say_goodbye(client)
         log.info("worker %s stopped", self.config.worker_id)
+
+    async def _session_until(self, stop: asyncio.Event, client: AsyncClient) -> None:
+        """One WorkerSession: assignments come down as slots free up (each freed slot is a
+        credit sent up); it lives on after `stop` until the tasks were handed back."""
+        self._client = client
+        self._link = SessionLink(client, self.info, self._assigned)
+        self._session = asyncio.create_task(self._link.run(self._stopping))
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({self._session, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if self._session.done():
+                session, self._session = self._session, None
+                try:
+                    session.result()
+                except (UnauthenticatedError, PermissionDeniedError) as exc:
+                    raise _refused(exc) from None
+        finally:
+            self._stopping.set()
+            stopping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stopping
+
+    async def _end_session(self) -> None:
+        session, self._session = self._session, None
+        if session is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(session), 10.0)
+        except (UnauthenticatedError, PermissionDeniedError) as exc:
+            raise _refused(exc) from None
+        except (TimeoutError, JobtaskError) as exc:
+            log.warning("worker session did not close cleanly: %s", exc)
+            session.cancel()
+
+    def _assigned(self, assignment: task_service_pb2.TaskAssignment) -> None:
+        assert self._client is not None and self._link is not None
+        if self._stopping.is_set() or not self.free_slots:
+            # Pushed while we stop (or beyond our slots): straight back to the queue.
+            log.info("task %s: handed back unstarted", assignment.task.uuid)
+            self._link.enqueue(
+                task_service_pb2.RunTaskRequest(
+                    task_uuid=assignment.task.uuid,
+                    lease_id=assignment.lease.lease_id,
+                    seq=1,
+                    exit_code=0,
+                    handed_back=True,
+                )
+            )
+            return
+        self._start(self._client, assignment)
 
     async def _claim_until(self, stop: asyncio.Event, client: AsyncClient) -> None:
         backoff = 0.2
@@ -91,12 +164,7 @@ class Worker:
                 try:
                     assignments = claim.result()
                 except (UnauthenticatedError, PermissionDeniedError) as exc:
-                    # No retry makes a refused token good: stop and say what to do.
-                    raise type(exc)(
-                        f"the worker's token was refused ({exc}): give it a worker token "
-                        "(`jobtask token create --worker`) in $JOBTASK_TOKEN or --token",
-                        status=exc.status,
-                    ) from None
+                    raise _refused(exc) from None
                 except JobtaskError as exc:
                     log.warning("claim failed: %s (retrying in %.1fs)", exc, backoff)
                     await self._wait_for(stopping, asyncio.sleep(backoff))
@@ -121,7 +189,7 @@ class Worker:
 
     def _start(self, client: AsyncClient, assignment: task_service_pb2.TaskAssignment) -> None:
         slot = self.free_slots.pop(0)
-        run = TaskRun(client, self.config, assignment, slot)
+        run = TaskRun(client, self.config, assignment, slot, self._link, self.functions)
         self.runs[slot] = run
         log.info(
             "task %s of job %s: claimed into slot %d (script %s)",
@@ -139,6 +207,8 @@ class Worker:
             decided = await run.run()
             if decided is not None:
                 log.info("task %s: %s", run.task_uuid, _status_name(decided.status))
+                if self.on_decided is not None:
+                    self.on_decided(decided)
         except Exception:
             log.exception("task %s: the worker failed running it", run.task_uuid)
         finally:
@@ -146,6 +216,8 @@ class Worker:
             self.free_slots.append(slot)
             self.free_slots.sort()
             self._slot_freed.set()
+            if self._link is not None:
+                self._link.credit(1)
 
     async def _say_goodbye(self, client: AsyncClient) -> None:
         """Tells the registry this worker stopped cleanly (else it would be shown lost)."""
@@ -159,6 +231,15 @@ class Worker:
             run.interrupt()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _refused(exc: UnauthenticatedError | PermissionDeniedError) -> JobtaskError:
+    """No retry makes a refused token good: stop and say what to do."""
+    return type(exc)(
+        f"the worker's token was refused ({exc}): give it a worker token "
+        "(`jobtask token create --worker`) in $JOBTASK_TOKEN or --token",
+        status=exc.status,
+    )
 
 
 def _status_name(status: int) -> str:

@@ -50,6 +50,11 @@ class WorkerConfig:
     # Variables of the worker's environment its tasks also see, beyond the allow-list
     # (jobtask.worker.environment.INHERITED); secrets are withheld even when named.
     pass_env: tuple[str, ...] = ()
+    # "session": one WorkerSession stream for all tasks (the default); "stream": ClaimTask
+    # long polls and one RunTask stream per task (servers older than WorkerSession).
+    protocol: str = "session"
+    # In-process tasks: script names served by Python functions (jobtask.worker.functions).
+    functions: Any = None
 
     @property
     def crunch_tmp(self) -> Path:
@@ -60,8 +65,8 @@ class WorkerConfig:
         """Keyword arguments that are not None win over the environment:
         JOBTASK_JOBS_ADDR, JOBTASK_TASKS_ADDR, JOBTASK_TOKEN, JOBTASK_WORKER_SLOTS,
         JOBTASK_NODE_NAME, JOBTASK_SCRIPTS_DIR, JOBTASK_WORK_DIR, JOBTASK_GATEWAY_ADDR,
-        JOBTASK_WORKER_RAM_KIB, JOBTASK_WORKER_CORES, JOBTASK_WORKER_TAGS and
-        JOBTASK_WORKER_PASS_ENV (comma-separated)."""
+        JOBTASK_WORKER_RAM_KIB, JOBTASK_WORKER_CORES, JOBTASK_WORKER_TAGS,
+        JOBTASK_WORKER_PASS_ENV (comma-separated) and JOBTASK_WORKER_PROTOCOL."""
         env = os.environ if environ is None else environ
         given = {k: v for k, v in overrides.items() if v is not None}
 
@@ -93,10 +98,13 @@ class WorkerConfig:
             cores=int(pick("cores", "JOBTASK_WORKER_CORES", 0) or os.cpu_count() or 1),
             tags=tuple(tags),
             pass_env=tuple(pass_env),
+            protocol=str(pick("protocol", "JOBTASK_WORKER_PROTOCOL", "session")),
             work_root=Path(pick("work_root", "JOBTASK_WORK_DIR", tempfile.gettempdir())),
             gateway_addr=pick("gateway_addr", "JOBTASK_GATEWAY_ADDR", None),
             **given,
         )
+        if config.protocol not in ("session", "stream"):
+            raise ValueError("JOBTASK_WORKER_PROTOCOL must be 'session' or 'stream'")
         if config.slots < 1:
             raise ValueError("the worker needs at least one slot (JOBTASK_WORKER_SLOTS)")
         return config

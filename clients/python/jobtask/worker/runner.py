@@ -23,6 +23,7 @@ import time
 
 from jobtask.sdk.client import AsyncClient
 from jobtask.v1 import job_task_pb2, task_service_pb2
+from jobtask.worker import functions
 from jobtask.worker.config import WorkerConfig
 from jobtask.worker.environment import (
     Connection,
@@ -32,8 +33,10 @@ from jobtask.worker.environment import (
     resolve_script,
     task_environment,
 )
+from jobtask.worker.functions import FunctionRun, Functions
 from jobtask.worker.process import Exit, ScriptProcess
-from jobtask.worker.reports import Outbox, parse_report
+from jobtask.worker.reports import Outbox, Report, parse_report
+from jobtask.worker.session import SessionLease, SessionLink
 from jobtask.worker.stream import Instruction, LeaseLost, LeaseStream, StreamBroken
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,8 @@ class TaskRun:
         config: WorkerConfig,
         assignment: task_service_pb2.TaskAssignment,
         slot: int,
+        link: SessionLink | None = None,
+        functions: Functions | None = None,
     ) -> None:
         self.client = client
         self.config = config
@@ -67,16 +72,22 @@ class TaskRun:
         self.task_uuid = assignment.task.uuid
         ttl = assignment.lease.ttl.ToTimedelta().total_seconds()
         self.poke = asyncio.Event()
-        self.stream = LeaseStream(
-            client,
-            self.task_uuid,
-            assignment.lease.lease_id,
-            ttl if ttl > 0 else DEFAULT_TTL,
-            on_instruction=self._instructed,
-            poke=self.poke,
-        )
+        # The worker's session carries the task (or, without one, its own RunTask stream).
+        self.stream: LeaseStream | SessionLease
+        if link is not None:
+            self.stream = link.lease(assignment, on_instruction=self._instructed, poke=self.poke)
+        else:
+            self.stream = LeaseStream(
+                client,
+                self.task_uuid,
+                assignment.lease.lease_id,
+                ttl if ttl > 0 else DEFAULT_TTL,
+                on_instruction=self._instructed,
+                poke=self.poke,
+            )
         self.outbox = Outbox()
-        self.process: ScriptProcess | None = None
+        self.function = functions.get(assignment.job.script) if functions is not None else None
+        self.process: ScriptProcess | FunctionRun | None = None
         self.exit: Exit | None = None
         self.handing_back = False
         self._exit_sent = False
@@ -94,7 +105,8 @@ class TaskRun:
 
     async def run(self) -> job_task_pb2.JobTask | None:
         """Runs the task to its end; the task as decided, or None if the lease was lost."""
-        place = self._prepare()
+        # A function needs no working directories (and making them costs more than it).
+        place = None if self.function is not None else self._prepare()
         process_task = asyncio.create_task(self._run_process(place))
         converse = asyncio.create_task(self._converse())
         watchdog = asyncio.create_task(self._lease_watchdog())
@@ -113,7 +125,8 @@ class TaskRun:
             with contextlib.suppress(asyncio.CancelledError):
                 await process_task
             await self.stream.close()
-            shutil.rmtree(place.task_work, ignore_errors=True)
+            if place is not None:
+                shutil.rmtree(place.task_work, ignore_errors=True)
 
     # -- the process --------------------------------------------------------------------
 
@@ -133,7 +146,7 @@ class TaskRun:
             task_work=task_work,
         )
 
-    async def _run_process(self, place: TaskPlace) -> None:
+    async def _run_process(self, place: TaskPlace | None) -> None:
         # Each attempt's part of the task log opens and closes with a line of ours, so that
         # `jobtask logs` shows where one attempt ends and why, and where the next begins.
         attempt = self.assignment.task.attempt
@@ -147,7 +160,16 @@ class TaskRun:
         finally:
             self.poke.set()
 
-    async def _start_and_wait(self, place: TaskPlace) -> Exit:
+    async def _start_and_wait(self, place: TaskPlace | None) -> Exit:
+        if self.function is not None or place is None:
+            assert self.function is not None
+            # A function registered under the script's name runs in this process.
+            self.process = functions.start(
+                self.function, self.assignment, self.config.client, self._reported, self._log
+            )
+            if self.handing_back:
+                self.process.terminate(self.config.kill_grace)
+            return await self.process.wait()
         try:
             path = resolve_script(self.config.scripts_dir, self.assignment.job.script)
         except ScriptError as exc:
@@ -199,8 +221,10 @@ class TaskRun:
         except ValueError as exc:
             self._log(_note(f"ignored report line {line.rstrip()!r}: {exc}"))
             return
-        if report is None:
-            return
+        if report is not None:
+            self._reported(report)
+
+    def _reported(self, report: Report) -> None:
         self.outbox.apply(report)
         if self._first_pending is None:
             self._first_pending = time.monotonic()

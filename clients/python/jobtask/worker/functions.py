@@ -1,0 +1,239 @@
+"""Tasks as in-process Python functions, registered by script name.
+
+    from jobtask.worker.functions import Functions
+
+    functions = Functions()
+
+    @functions.task("resize")              # jobs whose script is "resize"
+    async def resize(ctx):
+        ctx.progress(0.5)
+        await ctx.create_child_task({"part": 2})
+        return "./out 0:3:a.txt\\n"        # the output
+
+    @functions.task("checksum")            # a plain function runs in a thread pool
+    def checksum(ctx):
+        ...
+
+Run them with `jobtask worker --functions mymodule:functions` (or
+`Worker(config, functions=functions)`, or `@worker.task(...)` on a Worker). A job whose
+script names a registered function runs it in the worker's process; any other script runs
+as a process, as before.
+
+The rules are a script's (the seeds' completion rule): returning normally reports progress
+1.0 and success true, unless the function reported success itself (`ctx.success(False)`
+fails the task for good); a returned string is the output, unless `ctx.output` set one. An
+exception is a process that exited 1 without success: a temporary failure, retried (its
+traceback goes to the task log). Cancel sets `ctx.cancelled`; an async function is then
+cancelled (asyncio.CancelledError) after the worker's kill grace, a thread cannot be
+interrupted and should look at `ctx.cancelled`. The worker's lease watchdog and a lost lease
+stop a function the same way (at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import importlib
+import inspect
+import signal
+import threading
+import traceback
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from jobtask.sdk.client import AsyncClient
+from jobtask.sdk.config import ClientConfig
+from jobtask.sdk.messages import to_dict
+from jobtask.v1 import job_task_pb2, task_service_pb2
+from jobtask.worker.process import Exit
+from jobtask.worker.reports import Report
+
+TaskFunction = Callable[["TaskContext"], Any]
+F = TypeVar("F", bound=TaskFunction)
+
+
+class Functions:
+    """Script name -> function."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, TaskFunction] = {}
+
+    def task(self, name: str) -> Callable[[F], F]:
+        """Registers the decorated function as the task of jobs whose script is `name`."""
+        if not name:
+            raise ValueError("a task function needs a script name")
+
+        def register(fn: F) -> F:
+            if name in self._by_name:
+                raise ValueError(f"a task function is already registered as {name!r}")
+            self._by_name[name] = fn
+            return fn
+
+        return register
+
+    def get(self, name: str) -> TaskFunction | None:
+        return self._by_name.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._by_name)
+
+
+def load(spec: str) -> Functions:
+    """`module:attribute` -> the Functions object it names (`jobtask worker --functions`)."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"--functions needs module:attribute, not {spec!r}")
+    found = getattr(importlib.import_module(module_name), attr, None)
+    if not isinstance(found, Functions):
+        raise ValueError(f"{spec} is not a jobtask.worker.functions.Functions")
+    return found
+
+
+class TaskContext:
+    """What a task function sees of its task, and how it reports (see the module)."""
+
+    def __init__(
+        self,
+        assignment: task_service_pb2.TaskAssignment,
+        client: ClientConfig,
+        report: Callable[[Report], None],
+        log: Callable[[str], None],
+    ) -> None:
+        self.assignment = assignment
+        self.task_uuid = assignment.task.uuid
+        self.job_uuid = assignment.job.uuid
+        self.attempt = assignment.task.attempt
+        self.parameters: dict[str, Any] = to_dict(assignment.task.parameters)
+        self.job_parameters: dict[str, Any] = to_dict(assignment.job.script_parameters)
+        self._client_config = client
+        self._client: AsyncClient | None = None
+        self._report = report
+        self._log = log
+        self._cancel = threading.Event()
+        self._cancelled = asyncio.Event()
+        self.reported_success: bool | None = None
+        self.reported_output: str | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the task (or its job) was canceled, or the worker is stopping."""
+        return self._cancel.is_set()
+
+    async def until_cancelled(self) -> None:
+        """Returns once the task was canceled (for async functions)."""
+        await self._cancelled.wait()
+
+    def _set_cancelled(self) -> None:
+        self._cancel.set()
+        self._cancelled.set()
+
+    def progress(self, fraction: float) -> None:
+        self._report(Report(progress=float(fraction)))
+
+    def output(self, text: str) -> None:
+        self.reported_output = text
+        self._report(Report(output=text))
+
+    def success(self, ok: bool) -> None:
+        self.reported_success = ok
+        self._report(Report(success=ok))
+
+    def log(self, text: str) -> None:
+        """Appends to the task's log (a newline is added if missing)."""
+        self._log(text if text.endswith("\n") else text + "\n")
+
+    async def create_child_task(
+        self, parameters: Mapping[str, Any] | None = None, *, sequence: int = 1
+    ) -> job_task_pb2.JobTask:
+        """A task of this job created by this task, with the task's own token: it runs once
+        this task completed, and is deleted if this task fails for good."""
+        if self._client is None:
+            config = ClientConfig(
+                jobs_addr=self._client_config.jobs_addr,
+                tasks_addr=self._client_config.tasks_addr,
+                token=self.assignment.task_token,
+                tls_ca_file=self._client_config.tls_ca_file,
+            )
+            self._client = AsyncClient(config)
+        return await self._client.create_task(
+            self.job_uuid, sequence=sequence, parameters=parameters, created_by=self.task_uuid
+        )
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+
+class FunctionRun:
+    """A task function in the place of a script's process (jobtask.worker.process's
+    ScriptProcess: terminate, kill, wait, pid)."""
+
+    pid = 0
+
+    def __init__(self, fn: TaskFunction, ctx: TaskContext) -> None:
+        self.fn = fn
+        self.ctx = ctx
+        self._signal: int | None = None
+        self._task: asyncio.Task[Any] = asyncio.create_task(self._call())
+        self._timer: asyncio.TimerHandle | None = None
+
+    async def _call(self) -> Any:
+        if inspect.iscoroutinefunction(self.fn):
+            return await self.fn(self.ctx)
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(None, functools.partial(self.fn, self.ctx))
+        if inspect.isawaitable(result):
+            return await result
+        return result
+
+    def terminate(self, grace: float) -> None:
+        """Cancel: the context says so at once; an async function is cancelled after
+        `grace` seconds if it has not returned by then."""
+        self.ctx._set_cancelled()
+        if self._signal is None:
+            self._signal = signal.SIGINT
+        if self._timer is None and not self._task.done():
+            self._timer = asyncio.get_running_loop().call_later(grace, self.kill)
+
+    def kill(self) -> None:
+        self.ctx._set_cancelled()
+        if not self._task.done():
+            self._signal = signal.SIGKILL
+            self._task.cancel()
+
+    async def wait(self) -> Exit:
+        try:
+            result = await asyncio.shield(self._task)
+        except asyncio.CancelledError:
+            if not self._task.cancelled():
+                raise  # the caller itself was cancelled
+            return Exit(signal=self._signal or signal.SIGKILL)
+        except Exception:
+            self.ctx.log(traceback.format_exc())
+            return Exit(exit_code=1)
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+            with contextlib.suppress(Exception):
+                await self.ctx.close()
+        if self.ctx.cancelled and self._signal is not None:
+            # Returned after a cancel: it stopped as asked, like a script ending on SIGINT.
+            return Exit(signal=self._signal)
+        if isinstance(result, str) and self.ctx.reported_output is None:
+            self.ctx.output(result)
+        if self.ctx.reported_success is None:
+            self.ctx.progress(1.0)
+            self.ctx.success(True)
+        return Exit(exit_code=0)
+
+
+def start(
+    fn: TaskFunction,
+    assignment: task_service_pb2.TaskAssignment,
+    client: ClientConfig,
+    report: Callable[[Report], None],
+    log: Callable[[str], None],
+) -> FunctionRun:
+    return FunctionRun(fn, TaskContext(assignment, client, report, log))

@@ -1,0 +1,286 @@
+"""The worker's one WorkerSession stream, shared by all of its tasks.
+
+`SessionLink` keeps the stream up (reopening it with backoff when it breaks), sends
+everything queued since its last write as one message (reports of many tasks, credits for
+freed slots, the heartbeat), and routes what comes down: assignments to the agent, each
+task's acknowledgements and instructions to its `SessionLease`. One heartbeat every third of
+a lease's ttl renews all of the session's leases.
+
+`SessionLease` is a task's view of the session with the interface of its RunTask stream
+(jobtask.worker.stream.LeaseStream), so a task's run (jobtask.worker.runner) reads the same
+whichever carries it. Its unacknowledged reports are kept and sent again on the next
+session after a reconnect, which also reattaches the lease to the new session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from jobtask.sdk.client import AsyncClient
+from jobtask.sdk.errors import PermissionDeniedError, UnauthenticatedError, from_rpc_error
+from jobtask.v1 import job_task_pb2, task_service_pb2
+from jobtask.worker.stream import LeaseLost, StreamBroken
+
+log = logging.getLogger(__name__)
+
+Instruction = task_service_pb2.Instruction
+DEFAULT_TTL = 30.0
+MAX_BACKOFF = 5.0
+# Reports of one message at most (the server's bound is larger).
+MAX_REPORTS = 500
+
+
+class SessionLink:
+    def __init__(
+        self,
+        client: AsyncClient,
+        info: Callable[[], task_service_pb2.WorkerInfo],
+        on_assignment: Callable[[task_service_pb2.TaskAssignment], None],
+    ) -> None:
+        self.client = client
+        self.info = info
+        self.on_assignment = on_assignment
+        self.leases: dict[str, SessionLease] = {}
+        self.ttl = DEFAULT_TTL
+        self._queue: list[task_service_pb2.RunTaskRequest] = []
+        self._credits = 0
+        self._heartbeat = False
+        self._wake = asyncio.Event()
+        self._call: Any = None
+        self._connected = asyncio.Event()
+        self._closing = False
+
+    # -- called by the agent and the leases ---------------------------------------------------
+
+    def credit(self, slots: int = 1) -> None:
+        """Slots freed: the server may assign this many more tasks."""
+        self._credits += slots
+        self._wake.set()
+
+    def lease(
+        self,
+        assignment: task_service_pb2.TaskAssignment,
+        *,
+        on_instruction: Callable[[int, str], None],
+        poke: asyncio.Event,
+    ) -> SessionLease:
+        ttl = assignment.lease.ttl.ToTimedelta().total_seconds()
+        lease = SessionLease(
+            self,
+            assignment.task.uuid,
+            assignment.lease.lease_id,
+            ttl if ttl > 0 else self.ttl,
+            on_instruction=on_instruction,
+            poke=poke,
+        )
+        self.leases[lease.task_uuid] = lease
+        return lease
+
+    def enqueue(self, message: task_service_pb2.RunTaskRequest) -> None:
+        self._queue.append(message)
+        self._wake.set()
+
+    def forget(self, lease: SessionLease) -> None:
+        if self.leases.get(lease.task_uuid) is lease:
+            del self.leases[lease.task_uuid]
+
+    async def close(self) -> None:
+        """Ends the session once everything queued is sent (after the tasks ended)."""
+        self._closing = True
+        self._wake.set()
+
+    # -- the stream ---------------------------------------------------------------------------
+
+    async def run(self, stop_claiming: asyncio.Event) -> None:
+        """Keeps a session open until close(); raises if the token is refused."""
+        backoff = 0.2
+        while not self._closing or self._queue:
+            self._call = self.client.worker_session()
+            reader = asyncio.create_task(self._read(self._call))
+            try:
+                info = self.info()
+                if stop_claiming.is_set():
+                    info.free_slots = 0
+                await self._call.write(task_service_pb2.WorkerSessionRequest(open=info))
+                # Credits so far are in the opening message's free slots.
+                self._credits = 0
+                self._reattach()
+                self._connected.set()
+                await self._send_until_closed(reader, stop_claiming)
+                if reader.done():
+                    reader.result()
+                return
+            except grpc.aio.AioRpcError as exc:
+                error = from_rpc_error(exc)
+                if isinstance(error, (UnauthenticatedError, PermissionDeniedError)):
+                    raise error from None
+                log.warning("worker session broken (%s), reopening in %.1fs", error, backoff)
+            except (StreamBroken, asyncio.InvalidStateError) as exc:
+                log.warning("worker session broken (%s), reopening in %.1fs", exc, backoff)
+            finally:
+                self._connected.clear()
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
+                    await reader
+                self._call.cancel()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF)
+
+    def _reattach(self) -> None:
+        """After a reconnect: every live lease's unacknowledged reports, or an empty one
+        that attaches the lease to this session."""
+        self._queue = []
+        for lease in self.leases.values():
+            if lease.final is not None or lease.lost_reason is not None:
+                continue
+            if lease._unacked:
+                self._queue.extend(lease._unacked)
+            else:
+                self._queue.append(
+                    task_service_pb2.RunTaskRequest(
+                        task_uuid=lease.task_uuid, lease_id=lease.lease_id
+                    )
+                )
+
+    async def _send_until_closed(
+        self, reader: asyncio.Task[None], stop_claiming: asyncio.Event
+    ) -> None:
+        last_beat = time.monotonic()
+        while True:
+            if reader.done():
+                reader.result()
+                raise StreamBroken("the server ended the session")
+            beat_due = last_beat + self.ttl / 3 - time.monotonic()
+            if beat_due <= 0 and self.leases:
+                self._heartbeat = True
+                last_beat = time.monotonic()
+            if self._queue or self._heartbeat or (self._credits and not stop_claiming.is_set()):
+                # Everything queued meanwhile goes in one message.
+                reports, self._queue = self._queue[:MAX_REPORTS], self._queue[MAX_REPORTS:]
+                message = task_service_pb2.WorkerSessionRequest(
+                    reports=reports, heartbeat=self._heartbeat
+                )
+                if not stop_claiming.is_set():
+                    message.credits, self._credits = self._credits, 0
+                self._heartbeat = False
+                await self._call.write(message)
+                continue
+            if self._closing and not self.leases:
+                with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                    await self._call.done_writing()
+                return
+            self._wake.clear()
+            waiter = asyncio.ensure_future(self._wake.wait())
+            await asyncio.wait(
+                {waiter, reader},
+                timeout=max(beat_due, 0.05) if self.leases else None,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            waiter.cancel()
+            if not self.leases:
+                last_beat = time.monotonic()
+
+    async def _read(self, call: Any) -> None:
+        while True:
+            response = await call.read()
+            if response is grpc.aio.EOF:  # type: ignore[attr-defined]
+                return
+            for assignment in response.assignments:
+                ttl = assignment.lease.ttl.ToTimedelta().total_seconds()
+                if ttl > 0:
+                    self.ttl = ttl
+                self.on_assignment(assignment)
+            for update in response.updates:
+                lease = self.leases.get(update.task_uuid)
+                if lease is not None and lease.lease_id == update.lease.lease_id:
+                    lease.receive(update)
+
+
+class SessionLease:
+    """One task's lease, carried by the worker's session (see the module's docstring)."""
+
+    def __init__(
+        self,
+        link: SessionLink,
+        task_uuid: str,
+        lease_id: str,
+        ttl: float,
+        *,
+        on_instruction: Callable[[int, str], None],
+        poke: asyncio.Event,
+    ) -> None:
+        self.link = link
+        self.task_uuid = task_uuid
+        self.lease_id = lease_id
+        self.ttl = ttl
+        self.on_instruction = on_instruction
+        self.poke = poke
+        self.renewed_at = time.monotonic()
+        self.final: job_task_pb2.JobTask | None = None
+        self.lost_reason: str | None = None
+        self._seq = 0
+        self._unacked: list[task_service_pb2.RunTaskRequest] = []
+
+    async def connect(self) -> None:
+        """The session carries the lease already (and reattaches it after a reconnect)."""
+        self.check()
+
+    async def send(self, message: task_service_pb2.RunTaskRequest) -> None:
+        self.check()
+        if not message.ListFields():
+            return  # a heartbeat: the session's own renews every lease at once
+        self._seq += 1
+        message.seq = self._seq
+        message.task_uuid = self.task_uuid
+        message.lease_id = self.lease_id
+        self._unacked.append(message)
+        self.link.enqueue(message)
+
+    @property
+    def unacked(self) -> int:
+        return len(self._unacked)
+
+    def check(self) -> None:
+        if self.lost_reason is not None:
+            raise LeaseLost(self.lost_reason)
+
+    def receive(self, update: task_service_pb2.TaskUpdate) -> None:
+        self.renewed_at = time.monotonic()
+        if update.acked_seq:
+            self._unacked = [m for m in self._unacked if m.seq > update.acked_seq]
+        if update.HasField("lease") and update.lease.HasField("ttl"):
+            ttl = update.lease.ttl.ToTimedelta().total_seconds()
+            if ttl > 0:
+                self.ttl = ttl
+        if update.HasField("task"):
+            self.final = update.task
+            self.poke.set()
+            return
+        instruction = update.instruction
+        if instruction == Instruction.INSTRUCTION_STOP:
+            self.lost_reason = update.reason or "the lease was lost"
+        if instruction in (Instruction.INSTRUCTION_CANCEL, Instruction.INSTRUCTION_STOP):
+            self.on_instruction(instruction, update.reason)
+        self.poke.set()
+
+    async def wait_final(self, within: float) -> job_task_pb2.JobTask | None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while self.final is None:
+            self.check()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise StreamBroken("no answer to the exit report")
+            self.poke.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.poke.wait(), remaining)
+        return self.final
+
+    async def close(self) -> None:
+        self.link.forget(self)

@@ -1,0 +1,393 @@
+"""WorkerSession: one stream per worker process, for all of its tasks.
+
+The worker side:
+
+- The first message carries `open` (the worker's identity and capacity: `free_slots` is the
+  number of tasks the server may assign before any credit). Only workers (the system user's
+  tokens) and admins may open a session, as only they may claim.
+- Later messages carry `credits` (slots freed), `reports` (RunTaskRequest messages, each
+  naming its task and lease: progress, output, success, log chunks, the exit) for any number
+  of tasks, and `heartbeat` (renew every lease of the session).
+
+The server side runs four loops per session:
+
+- the claimer: while the worker has credit, claims up to that many tasks in one claim and
+  pushes them in one message; when nothing is runnable it sleeps on the process's change
+  signal (in-process commits, LISTEN/NOTIFY on PostgreSQL, the feed poll on SQLite), or
+  until the earliest retry backoff ends -- the worker never polls;
+- the writer: hands every report received since its last commit to the process's group
+  commit (jobtask.server.group_commit) as one batch per task, so a session's reports share
+  a transaction with each other and with other streams'; then acknowledges each task
+  (`acked_seq`, its instruction, the renewed lease, the decided task after its exit).
+  Output, success and exits are applied at once; progress, logs and attachments at most
+  every COALESCE_SECONDS. A heartbeat renews all of the session's leases in one statement;
+- the watcher: on the change signal (at most every STATUS_CHECK_SECONDS) reads where all of
+  the session's leases stand in one statement and sends CANCEL or STOP for those that
+  changed, so a cancel reaches an idle worker without waiting for its next message;
+- the reader: turns messages into credits, pending batches and heartbeats.
+
+A session that ends (client gone, network cut, invalid message) while it holds leases ends
+each of their attempts as a temporary failure, as a RunTask stream does; one cut because
+this server is shutting down (or because the store failed) leaves the leases alive, and the
+worker reattaches them to its next session by reporting on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+from jobtask.domain.errors import (
+    Aborted,
+    DomainError,
+    InvalidArgument,
+    PermissionDenied,
+    Unavailable,
+)
+from jobtask.domain.reports import Batch, Instruction, verdict
+from jobtask.domain.uuids import TASK_INFIX, check_uuid
+from jobtask.manager.claims import ClaimManager, WorkerSpec
+from jobtask.manager.context import Caller, utcnow
+from jobtask.manager.reports import Outcome, Submission
+from jobtask.observability.logs import emit
+from jobtask.server.assignments import BACKOFF_SLACK, assignment_pb, worker_spec
+from jobtask.server.convert import task_pb, timestamp
+from jobtask.server.run_task import (
+    _INSTRUCTION_PB,
+    COALESCE_SECONDS,
+    STATUS_CHECK_SECONDS,
+    RunTasks,
+    report_from,
+)
+from jobtask.v1 import task_service_pb2
+
+log = logging.getLogger(__name__)
+
+# Reports of one message beyond this are refused (a message is one batch of the worker's).
+MAX_REPORTS = 1000
+# At most this many tasks per claim (the claim manager's own bound).
+MAX_CLAIM = 100
+# How long a claim for a few credits waits for more (see _claim).
+CREDIT_GATHER_SECONDS = 0.005
+# A session with credit but nothing runnable re-checks at least this often.
+IDLE_RECHECK = 5.0
+
+Response = task_service_pb2.WorkerSessionResponse
+
+
+class _Closed(Exception):
+    """The reader reached the end of the worker's messages."""
+
+
+class WorkerSessions:
+    """What every WorkerSession of one process shares."""
+
+    def __init__(self, runs: RunTasks, claims: ClaimManager) -> None:
+        self.runs = runs
+        self.claims = claims
+
+    def stream(
+        self, caller: Caller, requests: AsyncIterator[task_service_pb2.WorkerSessionRequest]
+    ) -> AsyncIterator[Response]:
+        return Session(self, caller).run(requests)
+
+
+class Session:
+    def __init__(self, sessions: WorkerSessions, caller: Caller) -> None:
+        self.runs = sessions.runs
+        self.claims = sessions.claims
+        self.reports = sessions.runs.reports
+        self.signal = sessions.runs.signal
+        self.settings = sessions.runs.settings
+        self.caller = caller
+        self.spec = WorkerSpec(worker_id="", node_name="")
+        # The leases this session holds: task uuid -> lease id.
+        self.held: dict[str, str] = {}
+        self.told: dict[str, Instruction] = {}
+        self.acked: dict[str, int] = {}
+        self.credits = 0
+        self.pending: dict[str, Batch] = {}
+        self.pending_lease: dict[str, str] = {}
+        # Tasks whose reports are being applied: the watcher leaves them to the writer.
+        self.applying: set[str] = set()
+        self.heartbeat = False
+        self.reader_done = False
+        self.error: InvalidArgument | None = None
+        self.store_failed = False
+        self.out: asyncio.Queue[Response | BaseException] = asyncio.Queue()
+        self.credit = asyncio.Event()
+        self.work = asyncio.Event()
+        self.last_apply = 0.0
+        self.last_check = 0.0
+
+    # -- the stream ---------------------------------------------------------------------
+
+    async def run(
+        self, requests: AsyncIterator[task_service_pb2.WorkerSessionRequest]
+    ) -> AsyncIterator[Response]:
+        if not (self.caller.is_admin or self.caller.is_system):
+            raise PermissionDenied(
+                "only workers (the system user's tokens) and admins may open a worker session"
+            )
+        messages = aiter(requests)
+        first = await anext(messages, None)
+        if first is None or not first.HasField("open"):
+            raise InvalidArgument("open", "is required in the first message")
+        self.spec = worker_spec(first.open)
+        if not self.spec.worker_id:
+            raise InvalidArgument("open.worker_id", "is required")
+        if not self.spec.node_name:
+            raise InvalidArgument("open.node_name", "is required")
+        self.credits = self.spec.free_slots
+        self._take(first)
+        loops = [
+            asyncio.create_task(self._guard(self._read(messages))),
+            asyncio.create_task(self._guard(self._claim())),
+            asyncio.create_task(self._guard(self._write())),
+            asyncio.create_task(self._guard(self._watch())),
+        ]
+        try:
+            while True:
+                item = await self.out.get()
+                if isinstance(item, _Closed):
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            for loop in loops:
+                loop.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+            await self._abandon_held()
+
+    async def _guard(self, work: Any) -> None:
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except (Unavailable, Aborted) as exc:
+            # The store failed, not the worker: like a shutdown, the leases live on.
+            self.store_failed = True
+            self.out.put_nowait(exc)
+        except BaseException as exc:
+            self.out.put_nowait(exc)
+
+    async def _abandon_held(self) -> None:
+        if not self.held or self.runs.closing or self.store_failed:
+            return
+        reason = (
+            f"the worker sent an invalid message ({self.error.message})"
+            if self.error is not None
+            else "the worker's session ended without the process's exit"
+        )
+        held, self.held = self.held, {}
+        for uuid, lease in held.items():
+            cleanup = self.runs.spawn(self.reports.abandon(self.caller, uuid, lease, reason))
+            # Shielded: a canceled call (the client left) still ends its attempts.
+            await asyncio.shield(cleanup)
+
+    # -- the reader ---------------------------------------------------------------------
+
+    async def _read(self, messages: AsyncIterator[task_service_pb2.WorkerSessionRequest]) -> None:
+        try:
+            async for msg in messages:
+                if msg.HasField("open"):
+                    raise InvalidArgument("open", "is allowed in the first message only")
+                self._take(msg)
+        except InvalidArgument as exc:
+            self.error = exc
+            raise
+        except Exception as exc:  # the transport failed: the session is over either way
+            log.debug("session of %s broke: %r", self.spec.worker_id, exc)
+        finally:
+            self.reader_done = True
+            self.work.set()
+
+    def _take(self, msg: task_service_pb2.WorkerSessionRequest) -> None:
+        if msg.credits < 0:
+            raise InvalidArgument("credits", "must not be negative")
+        if len(msg.reports) > MAX_REPORTS:
+            raise InvalidArgument("reports", f"at most {MAX_REPORTS} per message")
+        if msg.credits:
+            self.credits += msg.credits
+            self.credit.set()
+        for i, report in enumerate(msg.reports):
+            uuid = report.task_uuid
+            if not uuid:
+                raise InvalidArgument(f"reports[{i}].task_uuid", "is required")
+            check_uuid(uuid, TASK_INFIX, f"reports[{i}].task_uuid")
+            if not report.lease_id:
+                raise InvalidArgument(f"reports[{i}].lease_id", "is required")
+            lease = self.pending_lease.get(uuid)
+            if lease is not None and lease != report.lease_id:
+                raise InvalidArgument(f"reports[{i}].lease_id", "changed within one batch")
+            batch = self.pending.setdefault(uuid, Batch())
+            if batch.exit is not None:
+                continue  # nothing after the exit counts
+            self.pending_lease[uuid] = report.lease_id
+            batch.add(report_from(report))
+        if msg.heartbeat:
+            self.heartbeat = True
+        if msg.reports or msg.heartbeat:
+            self.work.set()
+
+    # -- the claimer --------------------------------------------------------------------
+
+    async def _claim(self) -> None:
+        while True:
+            while self.credits <= 0:
+                self.credit.clear()
+                await self.credit.wait()
+            if self.credits < max(1, min(self.spec.free_slots, MAX_CLAIM) // 4):
+                # A busy worker frees its slots one by one: gather a few credits into one
+                # claim (one transaction) instead of a claim per freed slot.
+                self.credit.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.credit.wait(), CREDIT_GATHER_SECONDS)
+            # Marked before the claim: a change committed while it runs wakes the wait.
+            mark = self.signal.mark()
+            want = min(self.credits, MAX_CLAIM)
+            claims = await self.claims.claim(self.caller, replace(self.spec, free_slots=want), want)
+            if claims:
+                self.credits -= len(claims)
+                ttl = self.settings.lease_ttl.total_seconds()
+                for claim in claims:
+                    uuid = claim.task["uuid"]
+                    self.held[uuid] = claim.task["lease_id"]
+                    self.told[uuid] = Instruction.CONTINUE
+                    emit("task_started", task_uuid=uuid, caller_uuid=self.caller.user_uuid)
+                self.out.put_nowait(Response(assignments=[assignment_pb(c, ttl) for c in claims]))
+                continue
+            wait = IDLE_RECHECK
+            # A retry backoff that ends changes nothing in the store: wake up for it too.
+            backoff_end = await self.claims.next_runnable_at()
+            if backoff_end is not None:
+                until = (backoff_end - utcnow()).total_seconds()
+                wait = min(wait, max(until, 0.0) + BACKOFF_SLACK)
+            await self.signal.wait(wait, since=mark)
+
+    # -- the writer ---------------------------------------------------------------------
+
+    async def _write(self) -> None:
+        while True:
+            if not (self.pending or self.heartbeat):
+                if self.reader_done:
+                    self.out.put_nowait(self._closed())
+                    return
+                self.work.clear()
+                await self.work.wait()
+                continue
+            if self.heartbeat:
+                self.heartbeat = False
+                await self._renew()
+            if not self.pending:
+                continue
+            if not any(b.urgent for b in self.pending.values()) and not self.reader_done:
+                await self._coalesce()
+            self.last_apply = time.monotonic()
+            pending, leases = self.pending, self.pending_lease
+            self.pending, self.pending_lease = {}, {}
+            for uuid, lease in leases.items():
+                # A report on a lease of an earlier session (after a reconnect) attaches it.
+                self.held.setdefault(uuid, lease)
+            items = [
+                Submission(self.caller, uuid, leases[uuid], batch)
+                for uuid, batch in pending.items()
+            ]
+            self.applying = set(pending)
+            try:
+                results = await self.runs.commits.apply_all(items)
+            finally:
+                self.applying = set()
+            updates = []
+            for item, result in zip(items, results, strict=True):
+                if isinstance(result, (Unavailable, Aborted)):
+                    raise result
+                if isinstance(result, DomainError):
+                    outcome = Outcome(verdict(None, None, False))
+                    log.debug("report on %s refused: %s", item.task_uuid, result.message)
+                elif isinstance(result, BaseException):
+                    raise result
+                else:
+                    outcome = result
+                self.acked[item.task_uuid] = max(self.acked.get(item.task_uuid, 0), item.batch.seq)
+                updates.append(self._update(item.task_uuid, item.lease_id, outcome))
+            self.out.put_nowait(Response(updates=updates))
+
+    def _closed(self) -> BaseException:
+        if self.error is not None:
+            return self.error
+        return _Closed()
+
+    async def _coalesce(self) -> None:
+        due = self.last_apply + COALESCE_SECONDS
+        while not (self.reader_done or any(b.urgent for b in self.pending.values())):
+            remaining = due - time.monotonic()
+            if remaining <= 0:
+                return
+            self.work.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.work.wait(), remaining)
+
+    async def _renew(self) -> None:
+        outcomes = await self.reports.renew_session(dict(self.held), self.spec.worker_id)
+        updates = [
+            self._update(uuid, self.held.get(uuid, ""), outcome)
+            for uuid, outcome in outcomes.items()
+        ]
+        self.out.put_nowait(Response(updates=updates, heartbeat_acked=True))
+
+    def _update(self, uuid: str, lease_id: str, outcome: Outcome) -> task_service_pb2.TaskUpdate:
+        told = outcome.verdict
+        self.told[uuid] = told.instruction
+        update = task_service_pb2.TaskUpdate(
+            task_uuid=uuid,
+            acked_seq=self.acked.get(uuid, 0),
+            instruction=_INSTRUCTION_PB[told.instruction],
+            reason=told.reason,
+        )
+        update.lease.lease_id = lease_id
+        update.lease.ttl.FromTimedelta(self.settings.lease_ttl)
+        if outcome.lease_expires_at is not None:
+            update.lease.expires_at.CopyFrom(timestamp(outcome.lease_expires_at))
+        if outcome.finished is not None:
+            update.task.CopyFrom(task_pb(outcome.finished))
+        if outcome.finished is not None or told.instruction is Instruction.STOP:
+            # The attempt is over (or not ours): the session no longer holds the lease.
+            if self.held.get(uuid) == lease_id:
+                del self.held[uuid]
+            self.told.pop(uuid, None)
+            self.acked.pop(uuid, None)
+        return update
+
+    # -- the watcher --------------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        """Sends CANCEL or STOP for tasks whose status changed, on the change signal, at
+        most every STATUS_CHECK_SECONDS (the signals of one window are taken as one)."""
+        while True:
+            mark = self.signal.mark()
+            await self.signal.wait(since=mark)
+            not_before = self.last_check + STATUS_CHECK_SECONDS - time.monotonic()
+            if not_before > 0:
+                await asyncio.sleep(not_before)
+            self.last_check = time.monotonic()
+            if not self.held:
+                continue
+            held = dict(self.held)
+            outcomes = await self.reports.session_states(held)
+            updates = [
+                self._update(uuid, held[uuid], outcome)
+                for uuid, outcome in outcomes.items()
+                if uuid in self.held
+                and uuid not in self.applying
+                and uuid not in self.pending
+                and outcome.verdict.instruction is not self.told.get(uuid)
+            ]
+            if updates:
+                self.out.put_nowait(Response(updates=updates))

@@ -1,0 +1,92 @@
+"""Leases held by a worker session: all renewed in one statement, all read in one."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from jobtask.store.records import utc
+from jobtask.store.schema import job_tasks, jobs
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseState:
+    """Where one lease stands: its task's status and its job's, and when it expires."""
+
+    task_uuid: str
+    lease_id: str
+    task_status: str
+    job_status: str
+    expires_at: dt.datetime | None
+
+
+# (Parameters in a WHERE of an UPDATE must not share a column's name.) The rows are locked
+# in id order, the order in which a group commit locks a job's tasks: two writers taking
+# several task rows in different orders could deadlock (PostgreSQL).
+_HELD = (
+    select(job_tasks.c.id)
+    .where(
+        job_tasks.c.uuid.in_(bindparam("r_uuids", expanding=True)),
+        job_tasks.c.lease_id.in_(bindparam("r_leases", expanding=True)),
+    )
+    .order_by(job_tasks.c.id)
+    .with_for_update()
+)
+_RENEW = (
+    update(job_tasks)
+    .where(job_tasks.c.id.in_(_HELD.scalar_subquery()))
+    .values(lease_expires_at=bindparam("r_expires"))
+    .returning(job_tasks.c.uuid, job_tasks.c.lease_id, job_tasks.c.status, job_tasks.c.job_id)
+)
+_JOB_STATUSES = select(jobs.c.id, jobs.c.status).where(
+    jobs.c.id.in_(bindparam("job_ids", expanding=True))
+)
+_STATES = (
+    select(
+        job_tasks.c.uuid,
+        job_tasks.c.lease_id,
+        job_tasks.c.status,
+        job_tasks.c.lease_expires_at,
+        jobs.c.status.label("job_status"),
+    )
+    .join(jobs, jobs.c.id == job_tasks.c.job_id)
+    .where(
+        job_tasks.c.uuid.in_(bindparam("uuids", expanding=True)),
+        job_tasks.c.lease_id.in_(bindparam("leases", expanding=True)),
+    )
+)
+
+
+async def renew(
+    conn: AsyncConnection, leases: Mapping[str, str], expires: dt.datetime
+) -> list[LeaseState]:
+    """Extends every lease of `leases` (task uuid -> lease id) that is still its task's
+    to `expires` (one UPDATE); the leases found, with their tasks' and jobs' statuses. A
+    lease not returned is lost."""
+    if not leases:
+        return []
+    params = {"r_uuids": list(leases), "r_leases": list(leases.values()), "r_expires": expires}
+    rows = list(await conn.execute(_RENEW, params))
+    if not rows:
+        return []
+    job_ids = sorted({row.job_id for row in rows})
+    status_of = dict((await conn.execute(_JOB_STATUSES, {"job_ids": job_ids})).all())
+    return [
+        LeaseState(row.uuid, row.lease_id, row.status, status_of[row.job_id], expires)
+        for row in rows
+    ]
+
+
+async def states(conn: AsyncConnection, leases: Mapping[str, str]) -> list[LeaseState]:
+    """The leases of `leases` (task uuid -> lease id) still held (one SELECT): a lease not
+    returned is lost."""
+    if not leases:
+        return []
+    rows = await conn.execute(_STATES, {"uuids": list(leases), "leases": list(leases.values())})
+    return [
+        LeaseState(row.uuid, row.lease_id, row.status, row.job_status, utc(row.lease_expires_at))
+        for row in rows
+    ]

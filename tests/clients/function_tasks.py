@@ -1,0 +1,58 @@
+"""Task functions the worker tests load with `jobtask worker --functions
+tests.clients.function_tasks:functions` (see test_function_tasks.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from jobtask.worker import Functions, TaskContext
+
+functions = Functions()
+
+
+@functions.task("fn_fanout")
+async def fanout(ctx: TaskContext) -> str | None:
+    """The seed task creates one child per word; each child returns its word in capitals."""
+    if "word" in ctx.parameters:
+        ctx.progress(0.5)
+        return str(ctx.parameters["word"]).upper() + "\n"
+    for word in ctx.job_parameters["words"]:
+        await ctx.create_child_task({"word": word})
+    return None
+
+
+@functions.task("fn_sync")
+def in_a_thread(ctx: TaskContext) -> str:
+    """A plain function: runs in the worker's thread pool."""
+    time.sleep(0.05)
+    ctx.log("counted in a thread")
+    return f"{sum(ctx.job_parameters['numbers'])}\n"
+
+
+@functions.task("fn_refuse")
+async def refuse(ctx: TaskContext) -> None:
+    ctx.progress(1.0)
+    ctx.success(False)
+
+
+@functions.task("fn_crash")
+async def crash(ctx: TaskContext) -> None:
+    raise RuntimeError(f"attempt {ctx.attempt} crashed")
+
+
+def note(marker: Path, text: str) -> None:
+    marker.write_text(text)
+
+
+@functions.task("fn_wait_for_cancel")
+async def wait_for_cancel(ctx: TaskContext) -> None:
+    """Reports progress, then waits until canceled and notes that it saw the cancel."""
+    marker = Path(ctx.job_parameters["marker"])
+    ctx.progress(0.1)
+    note(marker, "running")
+    await ctx.until_cancelled()
+    assert ctx.cancelled
+    note(marker, "cancelled")
+    await asyncio.sleep(3600)  # cancelled by the worker after its kill grace

@@ -1,0 +1,90 @@
+"""Tasks as in-process Python functions, run by a real worker process loaded with
+`--functions module:attribute`, through a real cluster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from jobtask.sdk import AsyncClient
+from jobtask.v1 import job_pb2, job_task_pb2
+
+from tests.clients.conftest import Workers, eventually
+from tests.clients.test_worker import finished
+
+JS = job_pb2.JobStatus
+TS = job_task_pb2.TaskStatus
+ROOT = Path(__file__).resolve().parents[2]
+FUNCTIONS = {
+    "JOBTASK_WORKER_FUNCTIONS": "tests.clients.function_tasks:functions",
+    "PYTHONPATH": str(ROOT),
+}
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+
+async def test_function_tasks_fan_out_and_complete(
+    client: AsyncClient, workers: Workers, tmp_path: Path
+) -> None:
+    job = await client.submit("fn_fanout", {"words": ["alpha", "beta", "gamma"]})
+    summed = await client.submit("fn_sync", {"numbers": [1, 2, 3]})
+    await workers.start("fn", slots=2, **FUNCTIONS)
+    done = await finished(client, job.uuid)
+    assert done.status == JS.JOB_STATUS_COMPLETED
+    # Children run after their creator, and outputs combine in creation order.
+    assert done.output == "ALPHA\nBETA\nGAMMA\n"
+    tasks = await client.tasks(job.uuid)
+    assert len(tasks) == 4
+    seed = tasks[0]
+    for child in tasks[1:]:
+        assert child.created_by_job_task_uuid == seed.uuid
+        assert child.status == TS.TASK_STATUS_COMPLETED and child.progress == 1.0
+        assert child.started_at.ToDatetime() >= seed.finished_at.ToDatetime()
+    # Attempt lines open and close each attempt's log, as for a script.
+    assert "attempt 1 on node1" in seed.log and "attempt 1 ended: exit code 0" in seed.log
+    summed_done = await finished(client, summed.uuid)
+    assert summed_done.status == JS.JOB_STATUS_COMPLETED and summed_done.output == "6\n"
+    (task,) = await client.tasks(summed.uuid)
+    assert "counted in a thread" in task.log
+
+
+async def test_function_failures_follow_the_completion_rule(
+    client: AsyncClient, workers: Workers
+) -> None:
+    refused = await client.submit("fn_refuse")
+    crashed = await client.submit("fn_crash")
+    await workers.start("fn", slots=2, **FUNCTIONS)
+    # success false: failed for good, at once.
+    assert (await finished(client, refused.uuid)).status == JS.JOB_STATUS_FAILED
+    (task,) = await client.tasks(refused.uuid)
+    assert task.status == TS.TASK_STATUS_FAILED and task.failed_count == 0
+    # An exception: a temporary failure with the traceback in the log, retried.
+
+    async def retried() -> job_task_pb2.JobTask | None:
+        (t,) = await client.tasks(crashed.uuid)
+        return t if t.failed_count >= 1 and t.attempt >= 2 else None
+
+    again = await eventually(retried, within=60)
+    assert "RuntimeError: attempt 1 crashed" in (again.failed_log or again.log)
+    assert "exit code 1" in (again.failed_log or "")
+
+
+async def test_cancel_reaches_a_function(
+    client: AsyncClient, workers: Workers, tmp_path: Path
+) -> None:
+    marker = tmp_path / "marker"
+    job = await client.submit("fn_wait_for_cancel", {"marker": str(marker)})
+    await workers.start("fn", **FUNCTIONS)
+    await eventually(lambda: marker.exists() and marker.read_text() == "running")
+    await client.cancel(job.uuid)
+    await eventually(lambda: marker.read_text() == "cancelled")
+    done = await finished(client, job.uuid)
+    assert done.status == JS.JOB_STATUS_CANCELED
+    (task,) = await client.tasks(job.uuid)
+    assert task.status == TS.TASK_STATUS_CANCELED
+
+    async def noted() -> bool:
+        (t,) = await client.tasks(job.uuid)
+        return "canceled" in t.log and "attempt 1 ended" in t.log
+
+    await eventually(noted)

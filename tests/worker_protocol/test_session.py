@@ -1,0 +1,164 @@
+"""WorkerSession: assignments pushed to a worker's one stream, reports of many tasks per
+message, one heartbeat for all leases, cancel pushed down, leases ended with the session."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from jobtask.v1 import job_service_pb2, task_service_pb2
+
+from tests.conftest import Cluster
+from tests.core.helpers import create_job, get_job, get_task, job_status, task_status, token_md
+from tests.worker_protocol.helpers import job_with_tasks
+
+TSP = task_service_pb2
+CONTINUE = TSP.INSTRUCTION_CONTINUE
+CANCEL = TSP.INSTRUCTION_CANCEL
+STOP = TSP.INSTRUCTION_STOP
+
+
+class Session:
+    """One WorkerSession, driven message by message."""
+
+    def __init__(self, cluster: Cluster, worker_id: str, slots: int) -> None:
+        self.call = cluster.tasks.WorkerSession(metadata=token_md(cluster.root_token))
+        self.worker_id = worker_id
+        self.slots = slots
+        self.assignments: list[TSP.TaskAssignment] = []
+        self.updates: list[TSP.TaskUpdate] = []
+        self.heartbeats = 0
+
+    async def open(self) -> None:
+        info = TSP.WorkerInfo(worker_id=self.worker_id, node_name="node1", free_slots=self.slots)
+        await self.call.write(TSP.WorkerSessionRequest(open=info))
+
+    async def send(self, **fields: Any) -> None:
+        await self.call.write(TSP.WorkerSessionRequest(**fields))
+
+    async def until(self, check: Callable[[], bool], within: float = 20.0) -> None:
+        deadline = time.monotonic() + within
+        while not check():
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, "the session did not answer in time"
+            response = await asyncio.wait_for(self.call.read(), remaining)
+            assert response is not grpc.aio.EOF, "the session ended"
+            self.assignments.extend(response.assignments)
+            self.updates.extend(response.updates)
+            self.heartbeats += response.heartbeat_acked
+
+    def finals(self) -> dict[str, TSP.TaskUpdate]:
+        return {u.task_uuid: u for u in self.updates if u.HasField("task")}
+
+
+def done(a: TSP.TaskAssignment, seq: int = 1) -> TSP.RunTaskRequest:
+    return TSP.RunTaskRequest(
+        task_uuid=a.task.uuid,
+        lease_id=a.lease.lease_id,
+        seq=seq,
+        progress=1.0,
+        success=True,
+        exit_code=0,
+    )
+
+
+async def test_assignments_are_pushed_and_many_tasks_finish_in_one_message(
+    cluster: Cluster,
+) -> None:
+    job_uuid = await job_with_tasks(cluster, "noop.py", 4)
+    session = Session(cluster, "w-session", 3)
+    await session.open()
+    # Three slots: three tasks pushed without any request for them.
+    await session.until(lambda: len(session.assignments) >= 3)
+    assert len(session.assignments) == 3
+    first = list(session.assignments)
+    await session.send(reports=[done(a) for a in first])
+    await session.until(lambda: len(session.finals()) == 3)
+    for a in first:
+        final = session.finals()[a.task.uuid]
+        assert final.task.status == task_status("completed")
+        assert final.acked_seq == 1 and final.instruction == STOP
+    # Credits free slots: the two remaining tasks come down.
+    await session.send(credits=3)
+    await session.until(lambda: len(session.assignments) == 5)
+    rest = session.assignments[3:]
+    await session.send(reports=[done(a) for a in rest])
+    await session.until(lambda: len(session.finals()) == 5)
+    finished = await get_job(cluster, job_uuid)
+    assert finished.status == job_status("completed")
+    await session.call.done_writing()
+
+
+async def test_a_task_created_later_is_pushed_without_polling(cluster: Cluster) -> None:
+    session = Session(cluster, "w-idle", 2)
+    await session.open()
+    # Nothing runnable yet; the session waits on the change signal.
+    job = await cluster.jobs.CreateJob(create_job(script="noop.py"))
+    await session.until(lambda: len(session.assignments) == 1)
+    (a,) = session.assignments
+    assert a.job.uuid == job.uuid and a.task_token
+    await session.send(reports=[done(a)])
+    await session.until(lambda: len(session.finals()) == 1)
+    await session.call.done_writing()
+
+
+async def test_one_heartbeat_renews_every_lease_and_cancel_comes_down(cluster: Cluster) -> None:
+    await job_with_tasks(cluster, "noop.py", 1)
+    session = Session(cluster, "w-beat", 2)
+    await session.open()
+    await session.until(lambda: len(session.assignments) == 2)
+    before = {a.task.uuid: a.lease.expires_at.ToDatetime() for a in session.assignments}
+    await asyncio.sleep(0.05)
+    await session.send(heartbeat=True)
+    await session.until(lambda: session.heartbeats == 1)
+    renewed = {u.task_uuid: u for u in session.updates}
+    assert renewed.keys() == before.keys()
+    for uuid, update in renewed.items():
+        assert update.instruction == CONTINUE
+        assert update.lease.expires_at.ToDatetime() > before[uuid]
+    # The job is canceled: each task hears CANCEL on the session, unasked.
+    job_uuid = session.assignments[0].job.uuid
+    await cluster.jobs.CancelJob(job_service_pb2.CancelJobRequest(uuid=job_uuid))
+    await session.until(
+        lambda: {u.task_uuid for u in session.updates if u.instruction == CANCEL} == before.keys()
+    )
+    await session.send(
+        reports=[
+            TSP.RunTaskRequest(task_uuid=a.task.uuid, lease_id=a.lease.lease_id, seq=1, signal=2)
+            for a in session.assignments
+        ]
+    )
+    await session.until(lambda: len(session.finals()) == 2)
+    await session.call.done_writing()
+
+
+async def test_a_session_that_ends_fails_its_tasks_temporarily(cluster: Cluster) -> None:
+    await cluster.jobs.CreateJob(create_job(script="noop.py"))
+    session = Session(cluster, "w-gone", 1)
+    await session.open()
+    await session.until(lambda: len(session.assignments) == 1)
+    (a,) = session.assignments
+    session.call.cancel()
+
+    async def requeued() -> bool:
+        task = await get_task(cluster, a.task.uuid)
+        return task.status == task_status("soft_failed") and task.failed_count == 1
+
+    deadline = time.monotonic() + 20
+    while not await requeued():
+        assert time.monotonic() < deadline, "the abandoned task was not failed temporarily"
+        await asyncio.sleep(0.1)
+
+
+async def test_a_session_needs_open_first(cluster: Cluster) -> None:
+    call = cluster.tasks.WorkerSession(metadata=token_md(cluster.root_token))
+    await call.write(TSP.WorkerSessionRequest(credits=1))
+    try:
+        await call.read()
+        raise AssertionError("the session accepted a first message without open")
+    except grpc.aio.AioRpcError as exc:
+        assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "open" in (exc.details() or "")
