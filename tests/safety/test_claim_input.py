@@ -43,3 +43,15 @@ async def test_rest_claim_refuses_negative_max_tasks(stack: Stack) -> None:
     )
     assert answer.status_code == 422, answer.text
     assert answer.json()["errors"][0].startswith("max_tasks")
+
+
+async def test_a_full_worker_gets_no_task(cluster: Cluster) -> None:
+    """A worker that gives its total slots and 0 free is full: its claim gets nothing, even
+    with a runnable task waiting (without `slots`, 0 still reads as "not given")."""
+    await cluster.jobs.CreateJob(create_job(script="s", repository="r", script_version="v"))
+    full = TS.WorkerInfo(worker_id="w", node_name="n", slots=2, free_slots=0)
+    answer = await cluster.tasks.ClaimTask(TS.ClaimTaskRequest(worker=full, max_tasks=2))
+    assert list(answer.assignments) == []
+    one_free = TS.WorkerInfo(worker_id="w", node_name="n", slots=2, free_slots=1)
+    answer = await cluster.tasks.ClaimTask(TS.ClaimTaskRequest(worker=one_free))
+    assert len(answer.assignments) == 1

@@ -177,6 +177,9 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
             raise InvalidArgument("max_tasks", "must not be negative")
         deadline = time.monotonic() + min(wait, MAX_CLAIM_WAIT)
         spec = worker_spec(request.worker)
+        if spec.slots > 0 and spec.free_slots == 0:
+            # A worker that gives its total slots says 0 free on purpose: it is full.
+            return task_service_pb2.ClaimTaskResponse()
         ttl = self.claims.settings.lease_ttl.total_seconds()
         while True:
             # Marked before the claim: a change committed while it runs wakes the wait.
@@ -192,8 +195,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
             if backoff_end is not None:
                 until = (backoff_end - utcnow()).total_seconds()
                 remaining = min(remaining, max(until, 0.0) + BACKOFF_SLACK)
-            await self.signal.wait(remaining, since=mark)
-            # Woken at least once a heartbeat interval: the claim records that an idle
+            # Woken at least once a heartbeat interval too: the claim records that an idle
             # worker is still there (the registry's live state).
             heartbeat = self.claims.settings.heartbeat_interval.total_seconds()
             await self.signal.wait(min(remaining, heartbeat), since=mark)

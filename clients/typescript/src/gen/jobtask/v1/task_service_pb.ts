@@ -298,10 +298,11 @@ export type WorkerInfo = Message<"jobtask.v1.WorkerInfo"> & {
   cores: number;
 
   /**
-   * Free task slots of this worker right now. 0 reads as "not given" (taken as 1): proto3
-   * cannot tell an explicit 0 from an absent value, and giving the field presence changes
-   * its cardinality, which the published contract (buf breaking) refuses. A worker with no
-   * free slot does not claim; negative values are INVALID_ARGUMENT.
+   * Free task slots of this worker right now. With `slots` (the total) given, 0 means full:
+   * a claim gets no task. Without it, 0 reads as "not given" (taken as 1): proto3 cannot
+   * tell an explicit 0 from an absent value, and giving the field presence changes its
+   * cardinality, which the published contract (buf breaking) refuses. Negative values are
+   * INVALID_ARGUMENT.
    *
    * @generated from field: int32 free_slots = 5;
    */
