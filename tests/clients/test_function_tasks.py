@@ -9,8 +9,11 @@ import pytest
 from jobtask.sdk import AsyncClient
 from jobtask.v1 import job_pb2, job_task_pb2
 
-from tests.clients.conftest import Workers, eventually
+from tests.clients.conftest import (
+    Workers,
+)
 from tests.clients.test_worker import finished
+from tests.polling import eventually
 
 JS = job_pb2.JobStatus
 TS = job_task_pb2.TaskStatus

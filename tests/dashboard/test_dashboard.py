@@ -12,9 +12,14 @@ import pytest
 from jobtask.manager.tokens import issue_token
 from jobtask.v1 import job_pb2
 
-from tests.clients.conftest import ROOT_TOKEN, alive, eventually, killed_at_exit
+from tests.clients.conftest import (
+    ROOT_TOKEN,
+    alive,
+    killed_at_exit,
+)
 from tests.conftest import ROOT
 from tests.dashboard.conftest import Browser, Stack
+from tests.polling import eventually
 
 SHOTS = ROOT / "docs" / "screenshots"
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]

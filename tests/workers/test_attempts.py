@@ -13,8 +13,12 @@ from jobtask.manager.tokens import issue_token
 from jobtask.sdk import AsyncClient, NotFoundError
 from jobtask.v1 import job_pb2
 
-from tests.clients.conftest import ROOT_TOKEN, Workers, eventually
+from tests.clients.conftest import (
+    ROOT_TOKEN,
+    Workers,
+)
 from tests.conftest import Cluster
+from tests.polling import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 

@@ -15,8 +15,13 @@ from jobtask.manager.tokens import issue_token
 from jobtask.sdk import AsyncClient, NotFoundError, PermissionDeniedError
 from jobtask.v1 import job_pb2, task_service_pb2, worker_pb2
 
-from tests.clients.conftest import ROOT_TOKEN, Workers, eventually, run_cli
+from tests.clients.conftest import (
+    ROOT_TOKEN,
+    Workers,
+    run_cli,
+)
 from tests.conftest import Cluster
+from tests.polling import eventually
 
 WS = worker_pb2.WorkerState
 WE = worker_pb2.WorkerEventType
