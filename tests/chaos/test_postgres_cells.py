@@ -51,12 +51,6 @@ async def test_postgres_restart(pg_cell: Cell, own_postgres: OwnPostgres) -> Non
     survivors_ran_through(pg_cell)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open bug, not fixed yet: after its sessions are killed a TaskService may close an "
-    "attempt (a broken RunTask stream) while the worker's process of that attempt still runs "
-    "to its end; the checker reports 'its run went on after the attempt closed' (sometimes)",
-)
 async def test_pg_backend_kill(pg_cell: Cell, own_postgres: OwnPostgres) -> None:
     await begin(pg_cell)
 
