@@ -63,6 +63,13 @@ async def test_rest_create_with_empty_scopes(stack: Stack) -> None:
 def test_cli_token_create_with_no_scopes(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBTASK_")}
+    # `token` commands use a database that exists; `db upgrade` makes one.
+    subprocess.run(
+        [sys.executable, "-m", "jobtask.cli.main", "db", "upgrade", "--database-url", url],
+        capture_output=True,
+        env=env,
+        check=True,
+    )
     for given in (["--scopes"], ["--scopes", "[]"]):
         out = subprocess.run(
             [

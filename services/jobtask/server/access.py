@@ -82,7 +82,8 @@ class _Call:
         seconds = time.perf_counter() - self.started
         if self.kind:
             metrics.OPEN_STREAMS.labels(self.kind).dec()
-        code = self.context.code()
+        # None until the call has ended with a code (the stubs say otherwise).
+        code: grpc.StatusCode | None = self.context.code()
         if code is None:
             if exc is None:
                 code = grpc.StatusCode.OK

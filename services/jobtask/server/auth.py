@@ -272,6 +272,9 @@ class _StreamGuard:
         if self.waiting and self.task is not None:
             self.task.cancel()
 
+    def is_revoked(self) -> bool:
+        return self.revoked
+
     async def _end(self) -> None:
         log.info("%s: the stream's token is no longer valid; ending it", self.method)
         await self.context.abort(grpc.StatusCode.UNAUTHENTICATED, NOT_LOGGED_IN)
@@ -285,7 +288,8 @@ class _StreamGuard:
                 except StopAsyncIteration:
                     return
                 except asyncio.CancelledError:
-                    if not self.revoked or self.task is None:
+                    # Not a narrowed `self.revoked`: the re-check task sets it meanwhile.
+                    if not self.is_revoked() or self.task is None:
                         raise
                     self.task.uncancel()
                     break

@@ -234,11 +234,6 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         ):
             yield event
 
-
-def is_admin_with_all(creds: Credentials) -> bool:
-    caller = creds.caller
-    return (caller.is_admin or caller.is_system) and ALL in creds.scopes
-
     @rpc
     async def ListWorkers(
         self, request: task_service_pb2.ListWorkersRequest, context: Context
@@ -296,3 +291,8 @@ def is_admin_with_all(creds: Credentials) -> bool:
             caller, opened=lambda: context.send_initial_metadata(())
         ):
             yield event
+
+
+def is_admin_with_all(creds: Credentials) -> bool:
+    caller = creds.caller
+    return (caller.is_admin or caller.is_system) and ALL in creds.scopes
