@@ -19,6 +19,7 @@ from typing import Any
 
 __all__ = [
     "ACCESS",
+    "CALLER_KEY",
     "EVENTS",
     "JsonFormatter",
     "TextFormatter",
@@ -31,6 +32,9 @@ __all__ = [
 EVENTS = logging.getLogger("jobtask.events")
 ACCESS = logging.getLogger("jobtask.access")
 FORMATS = ("text", "json")
+# gRPC trailing metadata in which the services name an authenticated call's user uuid (never
+# a token), so the gateway's access line for the HTTP request can name its caller too.
+CALLER_KEY = "x-jobtask-caller"
 # The id of the HTTP request (or gRPC call) being served, for access lines and events.
 request_id: ContextVar[str | None] = ContextVar("jobtask_request_id", default=None)
 _TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
