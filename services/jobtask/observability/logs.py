@@ -81,9 +81,9 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-def configure(level: int, log_format: str | None = None, *, grpc_verbose: bool = False) -> None:
+def configure(level: int, log_format: str | None = None) -> None:
     """Root logging on stderr in `log_format` ($JOBTASK_LOG_FORMAT; text or json). gRPC's
-    C-core logging stays at ERROR unless grpc_verbose (or $GRPC_VERBOSITY is set)."""
+    C-core logging is set where the CLI starts (jobtask.cli), before grpc is imported."""
     chosen = (log_format or os.environ.get("JOBTASK_LOG_FORMAT") or "text").lower()
     if chosen not in FORMATS:
         raise ValueError(f"log format must be one of {', '.join(FORMATS)}, not {chosen!r}")
@@ -94,10 +94,6 @@ def configure(level: int, log_format: str | None = None, *, grpc_verbose: bool =
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    if not grpc_verbose:
-        # Read by gRPC's C core when it initialises (before the first channel or server).
-        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-        os.environ.setdefault("GRPC_TRACE", "")
 
 
 def emit(event: str, level: int = logging.INFO, **fields: Any) -> None:
