@@ -41,6 +41,22 @@ async def observed(topology: Topology, part: str, name: str) -> tuple[Part, str]
     return started, await metrics_url(started)
 
 
+async def gateway_of(topology: Topology, jobs: Part, tasks: Part, **env: str) -> Part:
+    """`jobtask serve gateway` in front of jobs and tasks, with env (OBSERVED, say)."""
+    gateway = await topology._spawn(
+        "gateway",
+        ["serve", "gateway"],
+        topology.env(
+            JOBTASK_GATEWAY_LISTEN="127.0.0.1:0",
+            JOBTASK_JOBS_ADDR=jobs.addr,
+            JOBTASK_TASKS_ADDR=tasks.addr,
+            **env,
+        ),
+    )
+    gateway.addr = await topology._announced(gateway)
+    return gateway
+
+
 async def scrape(url: str) -> Samples:
     async with httpx.AsyncClient() as http:
         answer = await http.get(url, timeout=30)

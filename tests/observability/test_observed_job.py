@@ -17,6 +17,7 @@ from jobtask.v1 import job_service_pb2, job_service_pb2_grpc
 from tests.conftest import token_channel
 from tests.observability.conftest import (
     OBSERVED,
+    gateway_of,
     json_lines,
     metrics_url,
     observed,
@@ -54,17 +55,7 @@ async def test_a_job_seen_through_metrics_and_logs(sqlite_topology: Topology) ->
     (jobs, jobs_metrics), (tasks, tasks_metrics) = await asyncio.gather(
         observed(topology, "jobs", "jobs"), observed(topology, "tasks", "tasks")
     )
-    gateway = await topology._spawn(
-        "gateway",
-        ["serve", "gateway"],
-        topology.env(
-            JOBTASK_GATEWAY_LISTEN="127.0.0.1:0",
-            JOBTASK_JOBS_ADDR=jobs.addr,
-            JOBTASK_TASKS_ADDR=tasks.addr,
-            **OBSERVED,
-        ),
-    )
-    gateway.addr = await topology._announced(gateway)
+    gateway = await gateway_of(topology, jobs, tasks, **OBSERVED)
     gateway_metrics = await metrics_url(gateway)
     worker_token = await topology.worker_token()
     # RunTask's own metrics are observed here: the worker keeps a stream per task.

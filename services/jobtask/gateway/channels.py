@@ -8,20 +8,41 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 import grpc
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
+from jobtask.observability.logs import CALLER_KEY
 from jobtask.sdk.transport import channel_target
 
-__all__ = ["ServiceChannels"]
+__all__ = ["ServiceChannels", "request_caller"]
 
 Metadata = Sequence[tuple[str, str]]
 
 # Long-polling methods (ClaimTask's `wait`) may hold a call open; watch streams have no deadline.
 _UNARY_TIMEOUT = 300.0
+_MAX_CALLER = 64
+
+# The HTTP request's caller as the services named it (their CALLER_KEY trailing metadata):
+# the access log sets an empty holder per request, each unary call of the request fills it.
+request_caller: ContextVar[dict[str, str] | None] = ContextVar("jobtask_gw_caller", default=None)
+
+
+def _note_caller(metadata: Any) -> None:
+    holder = request_caller.get()
+    if holder is None:
+        return
+    for key, value in metadata or ():
+        if (
+            key == CALLER_KEY
+            and isinstance(value, str)
+            and 1 <= len(value) <= _MAX_CALLER
+            and value.isprintable()
+        ):
+            holder["caller_uuid"] = value
 
 
 class ServiceChannels:
@@ -68,7 +89,14 @@ class ServiceChannels:
         call = self._channel(method).unary_unary(
             path, request_serializer=serialize, response_deserializer=deserialize
         )
-        return await call(request, metadata=tuple(metadata), timeout=_UNARY_TIMEOUT)
+        pending = call(request, metadata=tuple(metadata), timeout=_UNARY_TIMEOUT)
+        try:
+            response = await pending
+        except grpc.aio.AioRpcError as err:
+            _note_caller(err.trailing_metadata())
+            raise
+        _note_caller(await pending.trailing_metadata())
+        return response
 
     def stream(
         self, method: MethodDescriptor, request: Message, metadata: Metadata

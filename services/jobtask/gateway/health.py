@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from jobtask.gateway.channels import request_caller
 from jobtask.observability import metrics
 from jobtask.observability.logs import ACCESS, request_id
 from jobtask.sdk.transport import channel_target
@@ -41,7 +42,9 @@ def route_of(path: str, status: int) -> str:
 
 class AccessLog:
     """One `jobtask.access` line and the HTTP metrics per request; sets the request id
-    (chosen by ArvadosHeaders, which runs outside this) for the request's log lines."""
+    (chosen by ArvadosHeaders, which runs outside this) for the request's log lines. The
+    line names the caller's user uuid when a service answered a call of the request with
+    it (x-jobtask-caller trailing metadata; the gateway verifies no token itself)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -52,6 +55,8 @@ class AccessLog:
             return
         started = time.perf_counter()
         request_id.set(scope.get("state", {}).get("request_id"))
+        caller: dict[str, str] = {}
+        request_caller.set(caller)  # filled by the request's gRPC calls
         status = 500
 
         async def send_status(message: Message) -> None:
@@ -76,6 +81,7 @@ class AccessLog:
                         "route": route,
                         "status": status,
                         "duration_ms": round(seconds * 1000, 1),
+                        **caller,
                     }
                 },
             )

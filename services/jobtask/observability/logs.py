@@ -19,6 +19,7 @@ from typing import Any
 
 __all__ = [
     "ACCESS",
+    "CALLER_KEY",
     "EVENTS",
     "JsonFormatter",
     "TextFormatter",
@@ -31,6 +32,9 @@ __all__ = [
 EVENTS = logging.getLogger("jobtask.events")
 ACCESS = logging.getLogger("jobtask.access")
 FORMATS = ("text", "json")
+# gRPC trailing metadata in which the services name an authenticated call's user uuid (never
+# a token), so the gateway's access line for the HTTP request can name its caller too.
+CALLER_KEY = "x-jobtask-caller"
 # The id of the HTTP request (or gRPC call) being served, for access lines and events.
 request_id: ContextVar[str | None] = ContextVar("jobtask_request_id", default=None)
 _TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -77,9 +81,9 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-def configure(level: int, log_format: str | None = None, *, grpc_verbose: bool = False) -> None:
+def configure(level: int, log_format: str | None = None) -> None:
     """Root logging on stderr in `log_format` ($JOBTASK_LOG_FORMAT; text or json). gRPC's
-    C-core logging stays at ERROR unless grpc_verbose (or $GRPC_VERBOSITY is set)."""
+    C-core logging is set where the CLI starts (jobtask.cli), before grpc is imported."""
     chosen = (log_format or os.environ.get("JOBTASK_LOG_FORMAT") or "text").lower()
     if chosen not in FORMATS:
         raise ValueError(f"log format must be one of {', '.join(FORMATS)}, not {chosen!r}")
@@ -90,10 +94,6 @@ def configure(level: int, log_format: str | None = None, *, grpc_verbose: bool =
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    if not grpc_verbose:
-        # Read by gRPC's C core when it initialises (before the first channel or server).
-        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-        os.environ.setdefault("GRPC_TRACE", "")
 
 
 def emit(event: str, level: int = logging.INFO, **fields: Any) -> None:

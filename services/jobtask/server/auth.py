@@ -35,7 +35,7 @@ from google.protobuf.message import DecodeError, Message
 from jobtask.domain import scopes as scope_rules
 from jobtask.domain.errors import DomainError, InvalidArgument
 from jobtask.manager.tokens import Credentials, TokenManager
-from jobtask.observability.logs import refused_token
+from jobtask.observability.logs import CALLER_KEY, refused_token
 from jobtask.observability.metrics import TOKENS_REFUSED
 from jobtask.server.callers import NOT_LOGGED_IN, bearer_token, bind_credentials
 from jobtask.server.errors import rich_status
@@ -215,6 +215,8 @@ class AuthInterceptor(_Interceptor):
     def _admitter(self, rule: MethodRule) -> Callable[[Message | None, Context], Awaitable[None]]:
         async def admit(request: Message | None, context: Context) -> None:
             creds = await self._authenticate(rule, context)
+            # Who called, for the gateway's access line; kept by every way the call ends.
+            context.set_trailing_metadata(((CALLER_KEY, creds.caller.user_uuid),))
             if not rule.allows(creds.scopes, request):
                 log.info("%s: scope miss for %s", rule.full_method, creds.caller.user_uuid)
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, FORBIDDEN)

@@ -75,8 +75,10 @@ def rich_status(exc: errors.DomainError) -> grpc.Status:
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], name: str, exc: Exception) -> None:
     if isinstance(exc, errors.DomainError):
-        # grpc-stubs lacks abort_with_status on the asyncio context; grpc.aio has it.
-        await context.abort_with_status(rich_status(exc))  # type: ignore[attr-defined]
+        # abort_with_status would drop the trailing metadata set so far (the caller's uuid).
+        status = rich_status(exc)
+        kept = tuple(context.trailing_metadata() or ())
+        await context.abort(status.code, status.details, (*kept, *status.trailing_metadata))
     # Anything else is a bug or a failure nobody translated: its text stays in the log.
     found = error_id()
     log.error("unexpected error in %s (error id %s)", name, found, exc_info=exc)

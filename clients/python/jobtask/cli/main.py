@@ -16,7 +16,16 @@ import os
 import sys
 from collections.abc import Sequence
 
-from jobtask.cli import completion, health, jobs, servers, watching, worker, workers
+from jobtask.cli import (
+    GRPC_VERBOSITY_SET,
+    completion,
+    health,
+    jobs,
+    servers,
+    watching,
+    worker,
+    workers,
+)
 from jobtask.cli.tokens import add_token_commands
 from jobtask.observability.logs import FORMATS, configure
 from jobtask.sdk.client import AsyncClient
@@ -90,14 +99,12 @@ def describe(exc: JobtaskError, args: argparse.Namespace | None = None) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if GRPC_VERBOSITY_SET and "grpc" in sys.modules:
+        os.environ.pop("GRPC_VERBOSITY", None)  # read by now (see jobtask.cli)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        configure(
-            logging.DEBUG if args.verbose > 1 else logging.INFO,
-            args.log_format,
-            grpc_verbose=args.verbose > 2,
-        )
+        configure(logging.DEBUG if args.verbose > 1 else logging.INFO, args.log_format)
     except ValueError as exc:
         print(f"jobtask: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
