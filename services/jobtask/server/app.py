@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,8 @@ AUTH_SERVICE = auth_service_pb2.DESCRIPTOR.services_by_name[
 ].full_name
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 DEFAULT_SAFETY_WAIT = 1.0
+# How long each step of a shutdown may take before it is given up on.
+STOP_STEP_SECONDS = 10.0
 
 
 @dataclass
@@ -207,19 +209,29 @@ class Services:
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def stop(self, grace: float = 1.0) -> None:
+        """Stops everything, each step bounded: a shutdown must end even when a database
+        call cannot (a canceled asyncpg operation has been seen to hang its connection)."""
         # Worker streams cut by the shutdown keep their leases (see jobtask.server.run_task).
         self.core.runs.closing = True
         for task in self.background:
             task.cancel()
-        for task in self.background:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self.background:
+            _, stuck = await asyncio.wait(self.background, timeout=STOP_STEP_SECONDS)
+            if stuck:
+                log.warning("stopping: %d background task(s) did not end", len(stuck))
         await asyncio.gather(*(s.stop(grace) for s in self.servers))
-        await self.core.runs.drain()
-        await self.core.db.dispose()
+        await _bounded(self.core.runs.drain, "the worker streams' cleanups")
+        await _bounded(self.core.db.dispose, "the database pool")
 
     async def wait(self) -> None:
         await asyncio.gather(*(s.wait_for_termination() for s in self.servers))
+
+
+async def _bounded(step: Callable[[], Awaitable[None]], what: str) -> None:
+    try:
+        await asyncio.wait_for(step(), STOP_STEP_SECONDS)
+    except TimeoutError:
+        log.warning("stopping: %s did not end within %ss", what, STOP_STEP_SECONDS)
 
 
 async def serve(

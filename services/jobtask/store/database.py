@@ -279,10 +279,12 @@ class Database:
         # conn.info outlives the checkout (it belongs to the pooled connection): reset it.
         conn.info.pop(_CHANGED, None)
         conn.info.pop(_AFTER_COMMIT, None)
-        try:
-            result = await fn(conn)
-        finally:
-            done: list[Callable[[], None]] = conn.info.pop(_AFTER_COMMIT, [])
+        # Not in a `finally`: after a failed or canceled statement SQLAlchemy has invalidated
+        # the connection, and touching conn.info then raises PendingRollbackError -- which
+        # replaced a CancelledError and kept a canceled background loop (the pruner) alive,
+        # hanging shutdowns. What fn left for after the commit goes with its transaction.
+        result = await fn(conn)
+        done: list[Callable[[], None]] = conn.info.pop(_AFTER_COMMIT, [])
         changed = bool(conn.info.pop(_CHANGED, False))
         if changed and not self.is_sqlite:
             # Delivered at commit, and only if the transaction commits.
