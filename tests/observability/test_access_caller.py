@@ -48,6 +48,22 @@ async def test_gateway_access_lines_name_the_caller(sqlite_topology: Topology) -
             headers={"Authorization": f"OAuth2 {bad_token}", "X-Request-Id": "req-caller-401"},
         )
         assert refused.status_code == 401, refused.text
+        # An SSE watch (a gRPC stream the gateway cancels when its client leaves) too.
+        made = await http.post(
+            "/arvados/v1/jobs",
+            json={"job": {"script": "watched.py"}},
+            headers={"Authorization": f"OAuth2 {token}"},
+        )
+        assert made.status_code == 200, made.text
+        async with http.stream(
+            "GET",
+            f"/arvados/v1/jobs/{made.json()['uuid']}/watch",
+            headers={"Authorization": f"OAuth2 {token}", "X-Request-Id": "req-caller-sse"},
+        ) as watch:
+            assert watch.status_code == 200
+            async for line in watch.aiter_lines():
+                if line.startswith("data:"):
+                    break  # the snapshot: the stream is open; leave
 
     await topology.stop_all()
     access = {
@@ -61,6 +77,7 @@ async def test_gateway_access_lines_name_the_caller(sqlite_topology: Topology) -
     assert access["req-caller-404"]["caller_uuid"] == USER, access
     assert access["req-caller-401"]["status"] == 401
     assert "caller_uuid" not in access["req-caller-401"], access
+    assert access["req-caller-sse"]["caller_uuid"] == USER, access
 
     for part in topology.parts:
         log = part.log()

@@ -18,7 +18,7 @@ from google.protobuf.message_factory import GetMessageClass
 from jobtask.observability.logs import CALLER_KEY
 from jobtask.sdk.transport import channel_target
 
-__all__ = ["ServiceChannels", "request_caller"]
+__all__ = ["ServiceChannels", "note_caller", "request_caller"]
 
 Metadata = Sequence[tuple[str, str]]
 
@@ -31,7 +31,7 @@ _MAX_CALLER = 64
 request_caller: ContextVar[dict[str, str] | None] = ContextVar("jobtask_gw_caller", default=None)
 
 
-def _note_caller(metadata: Any) -> None:
+def note_caller(metadata: Any) -> None:
     holder = request_caller.get()
     if holder is None:
         return
@@ -93,9 +93,9 @@ class ServiceChannels:
         try:
             response = await pending
         except grpc.aio.AioRpcError as err:
-            _note_caller(err.trailing_metadata())
+            note_caller(err.trailing_metadata())
             raise
-        _note_caller(await pending.trailing_metadata())
+        note_caller(await pending.trailing_metadata())
         return response
 
     def stream(

@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 from grpc.aio import EOF  # type: ignore[attr-defined]  # missing from grpc-stubs
+from jobtask.gateway.channels import note_caller
 from jobtask.gateway.errors import error_body, from_rpc_error
 from jobtask.gateway.rendering import dumps, render
 
@@ -49,6 +50,8 @@ async def start(call: grpc.aio.UnaryStreamCall[Any, Any]) -> FirstRead:
         await asyncio.wait({first, headers}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         headers.cancel()
+    if headers.done() and not headers.cancelled() and headers.exception() is None:
+        note_caller(headers.result())  # the access line's caller (jobtask.server.callers)
     if first.done() or call.done():
         await asyncio.wait({first})
         first.result()  # raises AioRpcError for a refused request

@@ -16,9 +16,16 @@ import grpc
 from jobtask.domain.errors import Unauthenticated
 from jobtask.manager.context import Caller, Settings
 from jobtask.manager.tokens import Credentials
+from jobtask.observability.logs import CALLER_KEY
 from jobtask.store.database import Database
 
-__all__ = ["CallerResolver", "bearer_token", "bind_credentials", "current_credentials"]
+__all__ = [
+    "CallerResolver",
+    "bearer_token",
+    "bind_credentials",
+    "current_credentials",
+    "send_caller_headers",
+]
 
 NOT_LOGGED_IN = "Not logged in"
 
@@ -33,6 +40,13 @@ def bearer_token(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
             if scheme.lower() in ("bearer", "oauth2") and token.strip():
                 return token.strip()
     return None
+
+
+def send_caller_headers(context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+    """A stream's headers, naming its caller: unary answers carry it in their trailers
+    (jobtask.server.auth), which a stream the gateway cancels never delivers, so the
+    gateway's access line for an SSE watch reads it here."""
+    return context.send_initial_metadata(((CALLER_KEY, current_credentials().caller.user_uuid),))
 
 
 def bind_credentials(creds: Credentials) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import grpc
 from jobtask.domain.resources import JOB_ATTRS
 from jobtask.manager.jobs import JobManager
-from jobtask.server.callers import CallerResolver
+from jobtask.server.callers import CallerResolver, send_caller_headers
 from jobtask.server.convert import changes_from, job_pb
 from jobtask.server.errors import rpc
 from jobtask.server.listing import list_query
@@ -138,6 +138,6 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         await self.jobs.get(caller, request.uuid)
         after = request.after_seq if request.HasField("after_seq") else None
         async for event in self.watcher.stream(
-            caller, request.uuid, after_seq=after, opened=lambda: context.send_initial_metadata(())
+            caller, request.uuid, after_seq=after, opened=lambda: send_caller_headers(context)
         ):
             yield event

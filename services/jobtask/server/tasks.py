@@ -19,7 +19,7 @@ from jobtask.manager.tasks import TaskManager
 from jobtask.manager.tokens import Credentials
 from jobtask.manager.workers import WorkerRegistry
 from jobtask.server.assignments import BACKOFF_SLACK, assignment_pb, worker_spec
-from jobtask.server.callers import CallerResolver, current_credentials
+from jobtask.server.callers import CallerResolver, current_credentials, send_caller_headers
 from jobtask.server.changes import ChangeSignal
 from jobtask.server.convert import changes_from, task_pb, timestamp
 from jobtask.server.errors import rpc
@@ -230,7 +230,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
             request.job_uuid,
             task_uuid=request.task_uuid or None,
             after_seq=after,
-            opened=lambda: context.send_initial_metadata(()),
+            opened=lambda: send_caller_headers(context),
         ):
             yield event
 
@@ -288,7 +288,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
     ) -> AsyncIterator[worker_pb2.WorkerEvent]:
         caller = await self.callers(context)
         async for event in self.worker_watch.stream(
-            caller, opened=lambda: context.send_initial_metadata(())
+            caller, opened=lambda: send_caller_headers(context)
         ):
             yield event
 
