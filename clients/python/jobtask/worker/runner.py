@@ -34,10 +34,11 @@ from jobtask.worker.environment import (
     task_environment,
 )
 from jobtask.worker.functions import FunctionRun, Functions
+from jobtask.worker.lease import Instruction, LeaseLost, StreamBroken
 from jobtask.worker.process import Exit, ScriptProcess
 from jobtask.worker.reports import Outbox, Report, parse_report
 from jobtask.worker.session import SessionLease, SessionLink
-from jobtask.worker.stream import Instruction, LeaseLost, LeaseStream, StreamBroken
+from jobtask.worker.stream import LeaseStream
 
 log = logging.getLogger(__name__)
 

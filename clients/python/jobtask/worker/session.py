@@ -24,8 +24,8 @@ from typing import Any
 import grpc
 from jobtask.sdk.client import AsyncClient
 from jobtask.sdk.errors import PermissionDeniedError, UnauthenticatedError, from_rpc_error
-from jobtask.v1 import job_task_pb2, task_service_pb2
-from jobtask.worker.stream import LeaseLost, StreamBroken
+from jobtask.v1 import task_service_pb2
+from jobtask.worker.lease import StreamBroken, TaskLease
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ class SessionLink:
                     lease.receive(update)
 
 
-class SessionLease:
+class SessionLease(TaskLease):
     """One task's lease, carried by the worker's session (see the module's docstring)."""
 
     def __init__(
@@ -215,17 +215,8 @@ class SessionLease:
         on_instruction: Callable[[int, str], None],
         poke: asyncio.Event,
     ) -> None:
+        super().__init__(task_uuid, lease_id, ttl, on_instruction=on_instruction, poke=poke)
         self.link = link
-        self.task_uuid = task_uuid
-        self.lease_id = lease_id
-        self.ttl = ttl
-        self.on_instruction = on_instruction
-        self.poke = poke
-        self.renewed_at = time.monotonic()
-        self.final: job_task_pb2.JobTask | None = None
-        self.lost_reason: str | None = None
-        self._seq = 0
-        self._unacked: list[task_service_pb2.RunTaskRequest] = []
 
     async def connect(self) -> None:
         """The session carries the lease already (and reattaches it after a reconnect)."""
@@ -235,52 +226,10 @@ class SessionLease:
         self.check()
         if not message.ListFields():
             return  # a heartbeat: the session's own renews every lease at once
-        self._seq += 1
-        message.seq = self._seq
+        self._number(message)
         message.task_uuid = self.task_uuid
         message.lease_id = self.lease_id
-        self._unacked.append(message)
         self.link.enqueue(message)
-
-    @property
-    def unacked(self) -> int:
-        return len(self._unacked)
-
-    def check(self) -> None:
-        if self.lost_reason is not None:
-            raise LeaseLost(self.lost_reason)
-
-    def receive(self, update: task_service_pb2.TaskUpdate) -> None:
-        self.renewed_at = time.monotonic()
-        if update.acked_seq:
-            self._unacked = [m for m in self._unacked if m.seq > update.acked_seq]
-        if update.HasField("lease") and update.lease.HasField("ttl"):
-            ttl = update.lease.ttl.ToTimedelta().total_seconds()
-            if ttl > 0:
-                self.ttl = ttl
-        if update.HasField("task"):
-            self.final = update.task
-            self.poke.set()
-            return
-        instruction = update.instruction
-        if instruction == Instruction.INSTRUCTION_STOP:
-            self.lost_reason = update.reason or "the lease was lost"
-        if instruction in (Instruction.INSTRUCTION_CANCEL, Instruction.INSTRUCTION_STOP):
-            self.on_instruction(instruction, update.reason)
-        self.poke.set()
-
-    async def wait_final(self, within: float) -> job_task_pb2.JobTask | None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + within
-        while self.final is None:
-            self.check()
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise StreamBroken("no answer to the exit report")
-            self.poke.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.poke.wait(), remaining)
-        return self.final
 
     async def close(self) -> None:
         self.link.forget(self)

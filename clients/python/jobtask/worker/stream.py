@@ -11,30 +11,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
 import grpc
 from jobtask.sdk.client import AsyncClient
-from jobtask.v1 import job_task_pb2, task_service_pb2
+from jobtask.v1 import task_service_pb2
+from jobtask.worker.lease import StreamBroken, TaskLease
 
 log = logging.getLogger(__name__)
 
 # The lease is gone (expired, or the task given to another worker): stop at once.
 LOST_CODES = frozenset({grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND})
-Instruction = task_service_pb2.Instruction
 
 
-class StreamBroken(Exception):
-    """The connection failed; reconnecting may help."""
-
-
-class LeaseLost(Exception):
-    """The server no longer holds our lease: the task is not ours any more."""
-
-
-class LeaseStream:
+class LeaseStream(TaskLease):
     def __init__(
         self,
         client: AsyncClient,
@@ -45,20 +36,9 @@ class LeaseStream:
         on_instruction: Callable[[int, str], None],
         poke: asyncio.Event,
     ) -> None:
+        super().__init__(task_uuid, lease_id, ttl, on_instruction=on_instruction, poke=poke)
         self.client = client
-        self.task_uuid = task_uuid
-        self.lease_id = lease_id
-        self.ttl = ttl
-        self.on_instruction = on_instruction
-        # Set whenever something arrives, so the sender's loop looks again at once.
-        self.poke = poke
-        # When the server last renewed the lease (the claim granted it just now).
-        self.renewed_at = time.monotonic()
-        self.final: job_task_pb2.JobTask | None = None
-        self.lost_reason: str | None = None
         self.broken: str | None = None
-        self._seq = 0
-        self._unacked: list[task_service_pb2.RunTaskRequest] = []
         self._call: Any = None
         self._reader: asyncio.Task[None] | None = None
 
@@ -73,37 +53,27 @@ class LeaseStream:
         self._reader = asyncio.create_task(self._read(self._call))
 
     async def send(self, message: task_service_pb2.RunTaskRequest) -> None:
-        self._seq += 1
-        message.seq = self._seq
-        self._unacked.append(message)
+        self._number(message)
         await self._write(message)
 
-    @property
-    def unacked(self) -> int:
-        return len(self._unacked)
-
     async def _write(self, message: task_service_pb2.RunTaskRequest) -> None:
-        self._raise_if_over()
+        self.check()
         try:
             await self._call.write(message)
         except grpc.aio.AioRpcError as exc:
             self._failed(exc)
-            self._raise_if_over()
+            self.check()
         except asyncio.InvalidStateError:
             # The server ended the stream; the reader knows why.
             await asyncio.sleep(0)
-            self._raise_if_over()
+            self.check()
             raise StreamBroken("the server ended the stream") from None
-
-    def _raise_if_over(self) -> None:
-        if self.lost_reason is not None:
-            raise LeaseLost(self.lost_reason)
-        if self.broken is not None:
-            raise StreamBroken(self.broken)
 
     def check(self) -> None:
         """Raises LeaseLost or StreamBroken if the reader found either."""
-        self._raise_if_over()
+        super().check()
+        if self.broken is not None:
+            raise StreamBroken(self.broken)
 
     def _failed(self, exc: grpc.aio.AioRpcError) -> None:
         if exc.code() in LOST_CODES:
@@ -120,46 +90,11 @@ class LeaseStream:
                     if self.final is None and self.lost_reason is None:
                         self.broken = "the server ended the stream without deciding the task"
                     return
-                self._receive(response)
+                self.receive(response)
         except grpc.aio.AioRpcError as exc:
             self._failed(exc)
         finally:
             self.poke.set()
-
-    def _receive(self, response: task_service_pb2.RunTaskResponse) -> None:
-        self.renewed_at = time.monotonic()
-        acked = response.acked_seq
-        if acked:
-            self._unacked = [m for m in self._unacked if m.seq > acked]
-        if response.HasField("lease") and response.lease.HasField("ttl"):
-            ttl = response.lease.ttl.ToTimedelta().total_seconds()
-            if ttl > 0:
-                self.ttl = ttl
-        if response.HasField("task"):
-            # The exit was applied: the closing STOP only says the lease is over.
-            self.final = response.task
-            self.poke.set()
-            return
-        instruction = response.instruction
-        if instruction == Instruction.INSTRUCTION_STOP:
-            self.lost_reason = response.reason or "the lease was lost"
-        if instruction in (Instruction.INSTRUCTION_CANCEL, Instruction.INSTRUCTION_STOP):
-            self.on_instruction(instruction, response.reason)
-        self.poke.set()
-
-    async def wait_final(self, within: float) -> job_task_pb2.JobTask | None:
-        """After the exit was sent: the task as the server decided it."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + within
-        while self.final is None:
-            self._raise_if_over()
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise StreamBroken("no answer to the exit report")
-            self.poke.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.poke.wait(), remaining)
-        return self.final
 
     async def close(self) -> None:
         call, reader = self._call, self._reader

@@ -1,0 +1,112 @@
+"""A task's lease as the worker sees it, whatever carries it (a RunTask stream of its own,
+jobtask.worker.stream, or the worker's session, jobtask.worker.session): what is not yet
+acknowledged, the renewals, the server's instructions and its decision."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from jobtask.v1 import job_task_pb2, task_service_pb2
+
+Instruction = task_service_pb2.Instruction
+
+
+class StreamBroken(Exception):
+    """The channel to the server failed; the lease may still be valid (reconnect)."""
+
+
+class LeaseLost(Exception):
+    """The server says the lease is gone (expired, reassigned, or the task was decided)."""
+
+
+class LeaseNews(Protocol):
+    """What RunTaskResponse and the session's TaskUpdate both say about one task."""
+
+    @property
+    def acked_seq(self) -> int: ...
+    @property
+    def instruction(self) -> task_service_pb2.Instruction.ValueType: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def lease(self) -> task_service_pb2.Lease: ...
+    @property
+    def task(self) -> job_task_pb2.JobTask: ...
+    def HasField(self, field_name: str) -> bool: ...
+
+
+class TaskLease:
+    def __init__(
+        self,
+        task_uuid: str,
+        lease_id: str,
+        ttl: float,
+        *,
+        on_instruction: Callable[[int, str], None],
+        poke: asyncio.Event,
+    ) -> None:
+        self.task_uuid = task_uuid
+        self.lease_id = lease_id
+        self.ttl = ttl
+        self.on_instruction = on_instruction
+        # Set whenever something arrives, so the sender's loop looks again at once.
+        self.poke = poke
+        # When the server last renewed the lease (the claim granted it just now).
+        self.renewed_at = time.monotonic()
+        self.final: job_task_pb2.JobTask | None = None
+        self.lost_reason: str | None = None
+        self._seq = 0
+        self._unacked: list[task_service_pb2.RunTaskRequest] = []
+
+    @property
+    def unacked(self) -> int:
+        return len(self._unacked)
+
+    def _number(self, message: task_service_pb2.RunTaskRequest) -> None:
+        """Gives a report its sequence number and keeps it until it is acknowledged."""
+        self._seq += 1
+        message.seq = self._seq
+        self._unacked.append(message)
+
+    def check(self) -> None:
+        """Raises LeaseLost (or the carrier's own StreamBroken) if the lease is over."""
+        if self.lost_reason is not None:
+            raise LeaseLost(self.lost_reason)
+
+    def receive(self, news: LeaseNews) -> None:
+        self.renewed_at = time.monotonic()
+        if news.acked_seq:
+            self._unacked = [m for m in self._unacked if m.seq > news.acked_seq]
+        if news.HasField("lease") and news.lease.HasField("ttl"):
+            ttl = news.lease.ttl.ToTimedelta().total_seconds()
+            if ttl > 0:
+                self.ttl = ttl
+        if news.HasField("task"):
+            # The exit was applied: a closing STOP only says the lease is over.
+            self.final = news.task
+            self.poke.set()
+            return
+        instruction = news.instruction
+        if instruction == Instruction.INSTRUCTION_STOP:
+            self.lost_reason = news.reason or "the lease was lost"
+        if instruction in (Instruction.INSTRUCTION_CANCEL, Instruction.INSTRUCTION_STOP):
+            self.on_instruction(instruction, news.reason)
+        self.poke.set()
+
+    async def wait_final(self, within: float) -> job_task_pb2.JobTask | None:
+        """After the exit was sent: the task as the server decided it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while self.final is None:
+            self.check()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise StreamBroken("no answer to the exit report")
+            self.poke.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.poke.wait(), remaining)
+        return self.final
