@@ -112,14 +112,15 @@ async def test_sqlite_kill9(cell: Cell) -> None:
 def fill(directory: Path) -> Path:
     """A file taking every free byte of the filesystem."""
     ballast = directory / "ballast"
-    with ballast.open("wb") as f:
+    # Unbuffered: a buffered file keeps what the full disk refused and raises ENOSPC again
+    # when it is closed (a flake, depending on the bytes left).
+    with ballast.open("wb", buffering=0) as f:
         with contextlib.suppress(OSError):
             os.posix_fallocate(f.fileno(), 0, shutil.disk_usage(directory).free)
         chunk = b"\0" * (1 << 16)
         with contextlib.suppress(OSError):
             while True:
                 f.write(chunk)
-                f.flush()
     return ballast
 
 
