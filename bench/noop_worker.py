@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -66,6 +67,8 @@ async def main() -> None:
             slots=args.slots,
             cores=2,
             work_root=Path(tmp),
+            # Which protocol the worker speaks: `stream` measures ClaimTask/RunTask.
+            protocol=os.environ.get("JOBTASK_WORKER_PROTOCOL", "session"),
         )
         stop = asyncio.Event()
         created = asyncio.Event()
