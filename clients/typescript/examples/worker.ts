@@ -1,7 +1,8 @@
 /**
- * A jobtask worker in Node: claims tasks (ClaimTask long-polls) and runs each job's script
- * from the scripts directory as a child process, streaming its log, progress, output and
- * verdict over RunTask (heartbeats every lease ttl / 3), and stopping it on CANCEL/STOP.
+ * A jobtask worker in Node: opens one WorkerSession stream, gets tasks pushed into its free
+ * slots and runs each job's script from the scripts directory as a child process, sending
+ * its log, progress, output and verdict up the session (one heartbeat every lease ttl / 3
+ * for all of them), and stopping it on CANCEL/STOP.
  *
  *   node dist/examples/worker.js
  *
@@ -11,8 +12,10 @@
  *   JOBTASK_SCRIPTS_DIR                     the job scripts (./crunch_scripts)
  *   JOBTASK_NODE_NAME                       this machine's name (the host name)
  *   JOBTASK_WORKER_SLOTS                    tasks run at once (1)
- *   JOBTASK_WORKER_ID, JOBTASK_WORK_DIR, JOBTASK_PYTHON (interpreter for *.py scripts),
- *   JOBTASK_CLAIM_WAIT (seconds per long poll, 10)
+ *   JOBTASK_WORKER_ID, JOBTASK_WORK_DIR, JOBTASK_PYTHON (interpreter for *.py scripts)
+ *   JOBTASK_WORKER_PROTOCOL                 session (default), or stream: ClaimTask
+ *                                           long-polls and a RunTask stream per task
+ *   JOBTASK_CLAIM_WAIT                      seconds per long poll (stream), 10
  *
  * SIGINT or SIGTERM stops it gracefully: no more claims, running scripts are interrupted
  * and their tasks handed back (queued again, unfailed).

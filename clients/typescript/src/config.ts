@@ -81,7 +81,11 @@ export interface WorkerOptions extends ClientOptions {
   nodeName?: string;
   /** Stable id of this worker process; default $JOBTASK_WORKER_ID, `<node>-<pid>-<random>`. */
   workerId?: string;
-  /** Seconds each ClaimTask long-polls; default 10. */
+  /** How tasks reach the worker: "session" (one WorkerSession stream for the worker
+   * process) or "stream" (ClaimTask long-polls, a RunTask stream per task); default
+   * $JOBTASK_WORKER_PROTOCOL, "session". */
+  protocol?: WorkerProtocol;
+  /** Seconds each ClaimTask long-polls (the "stream" protocol); default 10. */
   claimWaitSeconds?: number;
   /** Real memory offered, KiB; default $JOBTASK_WORKER_RAM_KIB, detected. */
   ramKib?: number;
@@ -91,8 +95,11 @@ export interface WorkerOptions extends ClientOptions {
   tags?: string[];
 }
 
+export type WorkerProtocol = "session" | "stream";
+
 export interface WorkerConfig extends ClientConfig {
   slots: number;
+  protocol: WorkerProtocol;
   nodeName: string;
   workerId: string;
   claimWaitSeconds: number;
@@ -108,6 +115,14 @@ function positiveInt(name: string, value: string | number | undefined, fallback:
     throw new Error(`${name} must be a positive integer, not ${JSON.stringify(value)}`);
   }
   return n;
+}
+
+function protocol(value: string | undefined): WorkerProtocol {
+  if (value === undefined || value === "") return "session";
+  if (value !== "session" && value !== "stream") {
+    throw new Error(`JOBTASK_WORKER_PROTOCOL must be 'session' or 'stream', not ${JSON.stringify(value)}`);
+  }
+  return value;
 }
 
 export function workerConfig(options: WorkerOptions = {}, env: Env = process.env): WorkerConfig {
@@ -126,6 +141,7 @@ export function workerConfig(options: WorkerOptions = {}, env: Env = process.env
       options.workerId ||
       env.JOBTASK_WORKER_ID ||
       `${nodeName}-${process.pid}-${randomBytes(3).toString("hex")}`,
+    protocol: protocol(options.protocol ?? env.JOBTASK_WORKER_PROTOCOL),
     claimWaitSeconds: options.claimWaitSeconds ?? 10,
     ramKib: positiveInt(
       "JOBTASK_WORKER_RAM_KIB",

@@ -3,8 +3,9 @@
  *
  * - JobtaskClient: submit, get, cancel and watch jobs (async iterators), list and create
  *   tasks, claim tasks and open RunTask streams; the generated clients as `.jobs`/`.tasks`.
- * - Worker: claims tasks and runs them with a TaskHandler over RunTask (heartbeats,
- *   coalesced progress, CANCEL/STOP, handing back on shutdown).
+ * - Worker: runs the tasks assigned to it with a TaskHandler, over one WorkerSession
+ *   stream per worker (or ClaimTask and a RunTask stream per task): heartbeats, coalesced
+ *   progress, CANCEL/STOP, lease self-enforcement, handing back on shutdown.
  * - ScriptRunner: a TaskHandler running crunch-style job scripts as child processes.
  * - The generated messages and enums: `import { JobStatus } from "@jobtask/client"` or the
  *   full modules under "@jobtask/client/gen/jobtask/v1/job_pb" (and the other `*_pb` modules).
@@ -19,8 +20,18 @@ export {
   DEFAULT_JOBS_ADDR,
   DEFAULT_TASKS_ADDR,
 } from "./config.js";
-export type { ClientConfig, ClientOptions, WorkerConfig, WorkerOptions } from "./config.js";
+export type {
+  ClientConfig,
+  ClientOptions,
+  WorkerConfig,
+  WorkerOptions,
+  WorkerProtocol,
+} from "./config.js";
 export { TaskStream } from "./task-stream.js";
+export { SessionLease, WorkerSession } from "./session.js";
+export type { WorkerInfoInit } from "./session.js";
+export { StreamLease } from "./lease.js";
+export type { OnInstruction, TaskLease } from "./lease.js";
 export type { ExitReport, RunTaskMessage } from "./task-stream.js";
 export { statusName, TaskStopped, Worker } from "./worker.js";
 export type {
@@ -45,7 +56,10 @@ export {
   type RunTaskRequest,
   type RunTaskResponse,
   type TaskAssignment,
+  type TaskUpdate,
   type WorkerInfo,
+  type WorkerSessionRequest,
+  type WorkerSessionResponse,
 } from "./gen/jobtask/v1/task_service_pb.js";
 export { JobService } from "./gen/jobtask/v1/job_service_pb.js";
 export { ApiClientAuthorizationService } from "./gen/jobtask/v1/auth_service_pb.js";

@@ -1,6 +1,6 @@
 /**
- * A worker: claims tasks into free slots (ClaimTask long-polls) and runs each with a
- * handler, keeping one RunTask stream per task.
+ * A worker: runs the tasks the server assigns it, each with a handler, in a fixed number of
+ * slots.
  *
  *     const worker = new Worker(async (ctx) => {
  *       ctx.progress(0.5);
@@ -14,27 +14,43 @@
  *     process.once("SIGTERM", () => stop.abort());
  *     await worker.run(stop.signal);  // returns once stopped and every task handed back
  *
- * Up the stream go log text, progress, output and the verdict: progress is coalesced (only
+ * Two protocols carry the tasks (`protocol`, $JOBTASK_WORKER_PROTOCOL):
+ * - "session" (the default): one WorkerSession stream for the whole worker process
+ *   (session.ts). It opens with the worker's identity, slots and tags; tasks are pushed
+ *   down as slots free up (each freed slot is a credit sent up); the reports of all tasks
+ *   go up batched, one message per turn of the event loop; one heartbeat every third of
+ *   the lease ttl renews every lease. A broken session is reopened, and each live lease is
+ *   reattached by reporting on it again.
+ * - "stream": ClaimTask long-polls for tasks and each task has a RunTask stream of its own
+ *   (task-stream.ts), reopened with the same lease when it breaks.
+ *
+ * Either way, up go log text, progress, output and the verdict: progress is coalesced (only
  * the latest value goes out, at most every 0.5 s), log text flushed every 0.5 s or 8 KiB,
- * output and success sent at once, and a heartbeat when nothing else went out for a third
- * of the lease's ttl. Down come acknowledgements, lease renewals and instructions: CANCEL
- * (the task or its job was canceled or paused) and STOP (the lease is lost) abort
- * `ctx.signal`; after a CANCEL the handler's exit is still reported, after a STOP nothing is.
- * Stopping the worker aborts every handler too and hands the tasks back (queued again,
- * unfailed). A stream broken by a server restart is reopened with the same lease for up
- * to one ttl.
+ * output and success sent at once. Down come acknowledgements, lease renewals and
+ * instructions: CANCEL (the task or its job was canceled or paused) and STOP (the lease is
+ * lost) abort `ctx.signal`; after a CANCEL the handler's exit is still reported, after a
+ * STOP nothing is. A lease the server has not renewed for its ttl (less a margin), by the
+ * worker's own clock, is taken as lost too, whatever the connection looks like. Stopping
+ * the worker aborts every handler too and hands the tasks back (queued again, unfailed).
  */
 
-import { Code, ConnectError } from "@connectrpc/connect";
+import { create } from "@bufbuild/protobuf";
 import { durationMs } from "@bufbuild/protobuf/wkt";
+import { ConnectError } from "@connectrpc/connect";
 
 import { JobtaskClient } from "./client.js";
 import { workerConfig, type WorkerConfig, type WorkerOptions } from "./config.js";
 import type { Job } from "./gen/jobtask/v1/job_pb.js";
 import { TaskStatus, type JobTask } from "./gen/jobtask/v1/job_task_pb.js";
-import { Instruction, type TaskAssignment } from "./gen/jobtask/v1/task_service_pb.js";
+import {
+  Instruction,
+  RunTaskRequestSchema,
+  type TaskAssignment,
+} from "./gen/jobtask/v1/task_service_pb.js";
+import { DEFAULT_TTL_MS, StreamLease, type Logger, type TaskLease } from "./lease.js";
 import { sleep } from "./queue.js";
-import type { ExitReport, TaskStream } from "./task-stream.js";
+import { WorkerSession, type WorkerInfoInit } from "./session.js";
+import type { ExitReport } from "./task-stream.js";
 
 /** Why a handler's `ctx.signal` was aborted. */
 export type StopKind = "cancel" | "stop" | "shutdown";
@@ -80,19 +96,22 @@ export interface TaskExit {
 
 export type TaskHandler = (ctx: TaskContext) => Promise<TaskExit | void>;
 
-export type Logger = (line: string) => void;
+export type { Logger };
 
 const defaultLogger: Logger = (line) => {
   process.stderr.write(`${new Date().toISOString()} ${line}\n`);
 };
 
-const DEFAULT_TTL_MS = 30_000;
 const LOG_FLUSH_MS = 500;
 const LOG_FLUSH_BYTES = 8192;
 const MAX_PENDING_LOG = 4 * 1024 * 1024;
 const MAX_BACKOFF_MS = 5000;
-// The lease is gone (expired, or the task given to another worker): stop at once.
-const LOST_CODES = new Set([Code.FailedPrecondition, Code.NotFound]);
+// The handler is stopped this fraction of a ttl (at most MAX_LEASE_MARGIN_MS) before its
+// lease can expire unrenewed: the server's reaper must find it stopped.
+const LEASE_MARGIN = 0.1;
+const MAX_LEASE_MARGIN_MS = 3000;
+// After the tasks were handed back, how long the session may take to close.
+const SESSION_CLOSE_MS = 10_000;
 
 export interface WorkerRunOptions extends WorkerOptions {
   /** Where the worker's own messages go; default stderr with a timestamp. */
@@ -111,6 +130,9 @@ export class Worker {
   private readonly runs = new Map<number, TaskRun>();
   private readonly running = new Set<Promise<void>>();
   private slotFreed: (() => void) | undefined;
+  private session: WorkerSession | undefined;
+  private sessionEnded: Promise<void> | undefined;
+  private stopping = false;
 
   constructor(handler: TaskHandler, options: WorkerRunOptions = {}) {
     this.handler = handler;
@@ -121,22 +143,103 @@ export class Worker {
     this.freeSlots = Array.from({ length: this.config.slots }, (_, i) => i);
   }
 
-  /** Claims and runs tasks until `signal` aborts; then stops every running handler, hands
-   * its task back and resolves. */
+  /** Runs tasks until `signal` aborts; then stops every running handler, hands its task
+   * back and resolves. Rejects if the worker's token is refused. */
   async run(signal: AbortSignal): Promise<void> {
     const c = this.config;
     this.logger(
-      `worker ${c.workerId} on ${c.nodeName}: ${c.slots} slot(s), tasks at ${c.tasksAddr}`,
+      `worker ${c.workerId} on ${c.nodeName}: ${c.slots} slot(s), tasks at ${c.tasksAddr} ` +
+        `(${c.protocol === "session" ? "WorkerSession" : "ClaimTask/RunTask"})`,
     );
     try {
-      await this.claimUntil(signal);
+      if (c.protocol === "session") await this.sessionUntil(signal);
+      else await this.claimUntil(signal);
     } finally {
+      this.stopping = true;
+      this.session?.stopAssigning();
       for (const run of this.runs.values()) run.interrupt();
       await Promise.allSettled(this.running);
+      await this.endSession();
       if (this.ownClient) this.client.close();
     }
     this.logger(`worker ${c.workerId} stopped`);
   }
+
+  /** Who the worker is (WorkerSession's `open`, ClaimTask's `worker`), with its free slots
+   * right now. */
+  private info(): WorkerInfoInit {
+    return {
+      workerId: this.config.workerId,
+      nodeName: this.config.nodeName,
+      ramKib: BigInt(this.config.ramKib),
+      cores: this.config.cores,
+      freeSlots: this.freeSlots.length,
+      tags: this.config.tags,
+      slots: this.config.slots,
+    };
+  }
+
+  // -- the WorkerSession protocol (the default) -------------------------------------------
+
+  /** One WorkerSession: assignments come down as slots free up (each freed slot is a
+   * credit sent up); it lives on after `signal` until the tasks were handed back. */
+  private async sessionUntil(signal: AbortSignal): Promise<void> {
+    const session = new WorkerSession(
+      this.client.tasks,
+      () => this.info(),
+      (assignment) => this.assigned(assignment),
+      this.logger,
+    );
+    this.session = session;
+    const ended = session.run();
+    this.sessionEnded = ended;
+    const stopped = new Promise<void>((resolve) => {
+      if (signal.aborted) resolve();
+      else signal.addEventListener("abort", () => resolve(), { once: true });
+    });
+    await Promise.race([ended, stopped]);
+  }
+
+  private async endSession(): Promise<void> {
+    const session = this.session;
+    const ended = this.sessionEnded;
+    if (session === undefined || ended === undefined) return;
+    this.session = this.sessionEnded = undefined;
+    session.close();
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<"late">((resolve) => {
+      timer = setTimeout(() => resolve("late"), SESSION_CLOSE_MS);
+    });
+    try {
+      // A session that failed (a refused token) was reported by sessionUntil already.
+      if ((await Promise.race([ended.catch(() => undefined), late])) === "late") {
+        this.logger("worker session did not close cleanly: dropped");
+        session.abandon();
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private assigned(assignment: TaskAssignment): void {
+    if (this.stopping || this.freeSlots.length === 0) {
+      // Pushed while we stop (or beyond our slots): straight back to the queue.
+      this.logger(`task ${assignment.task?.uuid}: handed back unstarted`);
+      this.session?.enqueue(
+        create(RunTaskRequestSchema, {
+          taskUuid: assignment.task?.uuid,
+          leaseId: assignment.lease?.leaseId,
+          seq: 1n,
+          exitCode: 0,
+          handedBack: true,
+        }),
+      );
+      return;
+    }
+    this.start(assignment);
+  }
+
+  // -- the ClaimTask/RunTask protocol -----------------------------------------------------
 
   private async claimUntil(signal: AbortSignal): Promise<void> {
     let backoff = 200;
@@ -153,21 +256,11 @@ export class Worker {
       try {
         // Stopping abandons the long poll; a task the server handed out in that instant
         // goes back to the queue when its lease expires.
-        assignments = await this.client.claim(
-          {
-            workerId: this.config.workerId,
-            nodeName: this.config.nodeName,
-            ramKib: BigInt(this.config.ramKib),
-            cores: this.config.cores,
-            freeSlots: this.freeSlots.length,
-            tags: this.config.tags,
-          },
-          {
-            waitSeconds: this.config.claimWaitSeconds,
-            maxTasks: this.freeSlots.length,
-            signal,
-          },
-        );
+        assignments = await this.client.claim(this.info(), {
+          waitSeconds: this.config.claimWaitSeconds,
+          maxTasks: this.freeSlots.length,
+          signal,
+        });
       } catch (err) {
         if (signal.aborted) return;
         const error = ConnectError.from(err);
@@ -181,14 +274,32 @@ export class Worker {
     }
   }
 
+  // -- both -------------------------------------------------------------------------------
+
   private start(assignment: TaskAssignment): void {
     const slot = this.freeSlots.shift();
     if (slot === undefined) throw new Error("claimed more tasks than free slots");
-    const run = new TaskRun(this.client, this.config, this.handler, assignment, slot, this.logger);
+    const task = assignment.task;
+    const lease = assignment.lease;
+    if (!task || !lease || !assignment.job) {
+      throw new Error("the server assigned a task without task, job or lease");
+    }
+    let carrier: TaskLease;
+    if (this.session !== undefined) {
+      carrier = this.session.lease(assignment);
+    } else {
+      const ttl = lease.ttl ? durationMs(lease.ttl) : 0;
+      carrier = new StreamLease(
+        this.client.runTask(task.uuid, lease.leaseId),
+        ttl > 0 ? ttl : DEFAULT_TTL_MS,
+        this.logger,
+      );
+    }
+    const run = new TaskRun(carrier, this.config, this.handler, assignment, slot, this.logger);
     this.runs.set(slot, run);
     this.logger(
-      `task ${run.taskUuid} of job ${assignment.job?.uuid}: claimed into slot ${slot} ` +
-        `(script ${assignment.job?.script})`,
+      `task ${run.taskUuid} of job ${assignment.job.uuid}: claimed into slot ${slot} ` +
+        `(script ${assignment.job.script})`,
     );
     const running: Promise<void> = run
       .run()
@@ -204,6 +315,7 @@ export class Worker {
         this.freeSlots.sort((a, b) => a - b);
         this.running.delete(running);
         this.slotFreed?.();
+        if (!this.stopping) this.session?.credit(1);
       });
     this.running.add(running);
   }
@@ -213,12 +325,11 @@ export function statusName(status: TaskStatus): string {
   return (TaskStatus[status] ?? String(status)).toLowerCase();
 }
 
-/** One claimed task: its handler, its RunTask stream, and what flows between them. */
+/** One assigned task: its handler, its lease's carrier (the session, or a RunTask stream
+ * of its own), and what flows between them. */
 class TaskRun {
   readonly taskUuid: string;
-  private readonly stream: TaskStream;
   private readonly stopper = new AbortController();
-  private ttlMs: number;
   private lastSend = Date.now();
   private firstPending: number | undefined;
   private progress: number | undefined;
@@ -232,22 +343,14 @@ class TaskRun {
   private finished = false;
 
   constructor(
-    private readonly client: JobtaskClient,
+    private readonly lease: TaskLease,
     private readonly config: WorkerConfig,
     private readonly handler: TaskHandler,
     private readonly assignment: TaskAssignment,
     private readonly slot: number,
     private readonly logger: Logger,
   ) {
-    const task = assignment.task;
-    const lease = assignment.lease;
-    if (!task || !lease || !assignment.job) {
-      throw new Error("the claim answered an assignment without task, job or lease");
-    }
-    this.taskUuid = task.uuid;
-    const ttl = lease.ttl ? durationMs(lease.ttl) : 0;
-    this.ttlMs = ttl > 0 ? ttl : DEFAULT_TTL_MS;
-    this.stream = client.runTask(task.uuid, lease.leaseId);
+    this.taskUuid = lease.taskUuid;
   }
 
   /** The worker is stopping: stop the handler and hand the task back. */
@@ -262,17 +365,17 @@ class TaskRun {
 
   /** Runs the task to its end: the task as decided, or undefined if the lease was lost. */
   async run(): Promise<JobTask | undefined> {
-    const reader = this.read();
-    const ticker = setInterval(() => this.tick(), Math.min(100, this.ttlMs / 6));
+    const reader = this.lease.follow((instruction, reason) => this.instructed(instruction, reason));
+    const ticker = setInterval(() => this.tick(), Math.min(100, this.lease.ttlMs / 6));
     try {
       const exit = await this.runHandler();
       if (this.lost) return undefined;
       this.flush();
-      this.stream.exit({ ...exit, handedBack: this.handingBack });
+      this.lease.exit({ ...exit, handedBack: this.handingBack });
       const timer = new AbortController();
       const decided = await Promise.race([
         reader,
-        sleep(Math.max(this.ttlMs, 5000), timer.signal).then(() => "timeout" as const),
+        sleep(Math.max(this.lease.ttlMs, 5000), timer.signal).then(() => "timeout" as const),
       ]);
       timer.abort();
       if (decided === "timeout") {
@@ -283,7 +386,7 @@ class TaskRun {
     } finally {
       this.finished = true;
       clearInterval(ticker);
-      this.stream.close();
+      this.lease.close();
       // The reader ends once the call is closed; its result no longer matters.
       await reader.catch(() => undefined);
     }
@@ -357,9 +460,12 @@ class TaskRun {
     );
   }
 
-  /** Sends what is due: pending reports, else a heartbeat once a third of the ttl passed. */
+  /** Sends what is due: pending reports, else a heartbeat once a third of the ttl passed.
+   * Stops the handler at once when the lease cannot have been renewed (see watchdog). */
   private tick(): void {
-    if (this.finished || this.lost || this.stream.exited) return;
+    if (this.finished || this.lost) return;
+    this.watchdog();
+    if (this.lost || this.lease.exited) return;
     const now = Date.now();
     if (!this.empty) {
       const urgent = this.output !== undefined || this.success !== undefined;
@@ -370,20 +476,20 @@ class TaskRun {
       ) {
         this.flush();
       }
-    } else if (now - this.lastSend >= this.ttlMs / 3) {
-      this.stream.heartbeat();
+    } else if (now - this.lastSend >= this.lease.ttlMs / 3) {
+      this.lease.heartbeat();
       this.lastSend = now;
     }
   }
 
   /** Everything pending as one message. */
   private flush(): void {
-    if (this.empty || this.stream.exited) return;
+    if (this.empty || this.lease.exited || this.lost) return;
     let log = this.logChunks.join("");
     if (this.droppedBytes > 0) {
       log = `[jobtask-node-worker: ${this.droppedBytes} bytes of log dropped]\n${log}`;
     }
-    this.stream.send({
+    this.lease.send({
       progress: this.progress,
       output: this.output,
       success: this.success,
@@ -398,45 +504,21 @@ class TaskRun {
 
   // -- what comes down ----------------------------------------------------------------------
 
-  /** Reads responses until the task is decided; reconnects a broken stream (same lease)
-   * until a ttl passed since the server last renewed the lease: it has expired by then. */
-  private async read(): Promise<JobTask | undefined> {
-    let delay = 100;
-    for (;;) {
-      try {
-        for await (const response of this.stream) {
-          if (this.stream.ttlMs) this.ttlMs = this.stream.ttlMs;
-          if (response.task) return response.task;
-          this.instructed(response.instruction, response.reason);
-        }
-        if (this.lost || this.finished) return undefined;
-        throw new ConnectError(
-          "the server ended the stream without deciding the task",
-          Code.Unavailable,
-        );
-      } catch (err) {
-        if (this.finished) return undefined;
-        const error = ConnectError.from(err);
-        if (LOST_CODES.has(error.code)) {
-          this.instructed(Instruction.STOP, error.rawMessage);
-          return undefined;
-        }
-        const unrenewed = Date.now() - this.stream.renewedAt;
-        if (unrenewed >= this.ttlMs) {
-          this.logger(
-            `task ${this.taskUuid}: RunTask stream lost, lease not renewed for ` +
-              `${(unrenewed / 1000).toFixed(1)}s (${error.message}): the lease is gone`,
-          );
-          this.instructed(Instruction.STOP, "the RunTask stream was lost");
-          return undefined;
-        }
-        this.logger(`task ${this.taskUuid}: RunTask stream broken (${error.message}), reconnecting`);
-      }
-      await sleep(delay);
-      delay = Math.min(delay * 2, 2000);
-      if (this.finished) return undefined;
-      this.stream.reconnect();
-    }
+  /** The lease is due to expire unrenewed: a ttl (less a margin) after the server last
+   * renewed it, by this worker's own clock, whatever the connection looks like (a silent
+   * partition leaves a stream hanging, not failed). The server renewed the lease before
+   * answering, so it expires no later than that: the handler is stopped (a script killed)
+   * before the server's reaper can give the task to another worker. */
+  private watchdog(): void {
+    const ttl = this.lease.ttlMs;
+    const margin = Math.min(ttl * LEASE_MARGIN, MAX_LEASE_MARGIN_MS);
+    const unrenewed = Date.now() - this.lease.renewedAt;
+    if (unrenewed < ttl - margin) return;
+    this.logger(
+      `task ${this.taskUuid}: lease not renewed for ${(unrenewed / 1000).toFixed(1)}s ` +
+        `(ttl ${(ttl / 1000).toFixed(1)}s) and due to expire: the lease is gone, stopping at once`,
+    );
+    this.instructed(Instruction.STOP, "the lease was not renewed in time");
   }
 
   private instructed(instruction: Instruction, reason: string): void {
