@@ -13,6 +13,9 @@
  *   JOBTASK_NODE_NAME                       this machine's name (the host name)
  *   JOBTASK_WORKER_SLOTS                    tasks run at once (1)
  *   JOBTASK_WORKER_ID, JOBTASK_WORK_DIR, JOBTASK_PYTHON (interpreter for *.py scripts)
+ *   JOBTASK_WORKER_PASS_ENV                 more of the worker's variables the scripts see
+ *                                           (comma-separated; they get PATH, LANG, LC_*,
+ *                                           TZ, TMPDIR and the like, never a credential)
  *   JOBTASK_WORKER_PROTOCOL                 session (default), or stream: ClaimTask
  *                                           long-polls and a RunTask stream per task
  *   JOBTASK_CLAIM_WAIT                      seconds per long poll (stream), 10

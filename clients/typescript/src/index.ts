@@ -42,7 +42,16 @@ export type {
   TaskHandler,
   WorkerRunOptions,
 } from "./worker.js";
-export { parseReport, resolveScript, ScriptError, ScriptRunner, REPORT_FD } from "./scripts.js";
+export {
+  inherited,
+  INHERITED,
+  parseReport,
+  resolveScript,
+  ScriptError,
+  ScriptRunner,
+  REPORT_FD,
+  WITHHELD,
+} from "./scripts.js";
 export type { ScriptRunnerOptions } from "./scripts.js";
 export { AsyncQueue } from "./queue.js";
 

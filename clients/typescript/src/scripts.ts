@@ -13,7 +13,8 @@
  * - The script leads its own process group; its working directory is a fresh TASK_WORK,
  *   stdin is /dev/null, stdout and stderr become the task's log, and it gets crunch's task
  *   environment (JOB_UUID, TASK_UUID, TASK_SEQUENCE, JOB_PARAMETER_<NAME>, TASK_WORK,
- *   JOBTASK_TOKEN = the task's own token, ...).
+ *   JOBTASK_TOKEN = the task's own token, ...) over an allow-listed part of the worker's
+ *   own (see `inherited`): never the worker's credentials.
  * - It reports on the descriptor $JOBTASK_REPORT_FD (3), one line each: `progress 0.5`,
  *   `output <text>`, `output_json "<JSON string>"`, `success true|false`. Reports written
  *   before it exits are all sent before its exit is reported.
@@ -63,6 +64,43 @@ export interface ScriptRunnerOptions {
   /** Given to scripts as ARVADOS_API_HOST (with the task token as ARVADOS_API_TOKEN);
    * default $JOBTASK_GATEWAY_ADDR. */
   gatewayAddr?: string;
+  /** More variables of the worker's environment the scripts see (beyond INHERITED);
+   * default $JOBTASK_WORKER_PASS_ENV (comma-separated). WITHHELD ones never pass. */
+  passEnv?: string[];
+}
+
+/** What a task inherits from the worker's environment (as the Python worker): the
+ * locale, the time zone, where temporary files go, and how to reach the services. */
+export const INHERITED: ReadonlySet<string> = new Set([
+  "PATH",
+  "LANG",
+  "LANGUAGE",
+  "TMPDIR",
+  "TZ",
+  "ARVADOS_API_HOST",
+  "ARVADOS_API_HOST_INSECURE",
+  "JOBTASK_TLS_CA",
+]);
+const INHERITED_PREFIXES = ["LC_"];
+/** Never passed, even when an operator names them: the worker's and the cluster's secrets. */
+export const WITHHELD: ReadonlySet<string> = new Set([
+  "JOBTASK_TOKEN",
+  "ARVADOS_API_TOKEN",
+  "JOBTASK_SYSTEM_ROOT_TOKEN",
+  "JOBTASK_DATABASE_URL",
+]);
+
+/** The part of the worker's environment a task may see: INHERITED, LC_*, and the names
+ * the operator passes, minus WITHHELD (and minus JOB_PARAMETER_*, which the job sets). */
+export function inherited(base: NodeJS.ProcessEnv, passEnv: Iterable<string> = []): NodeJS.ProcessEnv {
+  const extra = new Set(passEnv);
+  const env: NodeJS.ProcessEnv = {};
+  for (const [name, value] of Object.entries(base)) {
+    const allowed =
+      INHERITED.has(name) || INHERITED_PREFIXES.some((p) => name.startsWith(p)) || extra.has(name);
+    if (allowed && !WITHHELD.has(name) && !name.startsWith("JOB_PARAMETER_")) env[name] = value;
+  }
+  return env;
 }
 
 export class ScriptError extends Error {
@@ -191,6 +229,8 @@ export class ScriptRunner {
   readonly python: string;
   readonly killGraceMs: number;
   readonly gatewayAddr: string | undefined;
+  readonly passEnv: readonly string[];
+  private readonly baseEnv: NodeJS.ProcessEnv;
   /** Running children by pid: killed if the worker process exits under them. */
   private readonly children = new Set<number>();
 
@@ -201,6 +241,13 @@ export class ScriptRunner {
     this.python = options.python || env.JOBTASK_PYTHON || "python3";
     this.killGraceMs = options.killGraceMs ?? 2000;
     this.gatewayAddr = options.gatewayAddr || env.JOBTASK_GATEWAY_ADDR || undefined;
+    this.passEnv =
+      options.passEnv ??
+      (env.JOBTASK_WORKER_PASS_ENV ?? "")
+        .split(",")
+        .map((n) => n.trim())
+        .filter((n) => n !== "");
+    this.baseEnv = env;
     // Scripts lead their own process groups, so they would outlive a worker that exits
     // without stopping them (an uncaught error): kill them on the way out.
     process.once("exit", () => {
@@ -224,10 +271,7 @@ export class ScriptRunner {
 
   environment(ctx: TaskContext, taskWork: string, jobWork: string): NodeJS.ProcessEnv {
     const { job, task, taskToken, config } = ctx;
-    const env: NodeJS.ProcessEnv = {};
-    for (const [name, value] of Object.entries(process.env)) {
-      if (!name.startsWith("JOB_PARAMETER_")) env[name] = value;
-    }
+    const env = inherited(this.baseEnv, this.passEnv);
     Object.assign(env, {
       JOB_UUID: job.uuid,
       CRUNCH_JOB_UUID: job.uuid,
@@ -249,7 +293,7 @@ export class ScriptRunner {
       JOBTASK_TOKEN: taskToken,
       JOBTASK_REPORT_FD: String(REPORT_FD),
       // Live logs: Python scripts flush print() at once instead of at exit.
-      PYTHONUNBUFFERED: process.env.PYTHONUNBUFFERED ?? "1",
+      PYTHONUNBUFFERED: this.baseEnv.PYTHONUNBUFFERED ?? "1",
     });
     for (const [name, value] of Object.entries(job.scriptParameters ?? {})) {
       if (name.includes("=") || name.includes("\0")) continue; // not a variable name
