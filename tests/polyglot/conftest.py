@@ -119,13 +119,20 @@ class Cluster:
         return self.log_path.read_text(errors="replace")
 
 
-@pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    base = tmp_path_factory.mktemp("cluster")
-    database_url = f"sqlite:///{base / 'jobtask.sqlite3'}"
-    jobs, tasks, gateway = (f"127.0.0.1:{free_port()}" for _ in range(3))
-    log_path = base / "jobtask-up.log"
+def start_up(
+    base: Path,
+    database_url: str,
+    jobs: str,
+    tasks: str,
+    *,
+    gateway: str | None = None,
+    lease_ttl: float = LEASE_TTL,
+    log_name: str = "jobtask-up.log",
+) -> Cluster:
+    """`jobtask up` on the given addresses (no gateway without one), once it serves."""
+    log_path = base / log_name
     env = {**os.environ, "JOBTASK_SYSTEM_ROOT_TOKEN": ROOT_TOKEN, "PYTHONUNBUFFERED": "1"}
+    listen = ["--gateway-listen", gateway] if gateway else ["--no-gateway"]
     with log_path.open("wb") as out:
         proc = subprocess.Popen(
             [
@@ -137,10 +144,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 jobs,
                 "--tasks-listen",
                 tasks,
-                "--gateway-listen",
-                gateway,
+                *listen,
                 "--lease-ttl",
-                str(LEASE_TTL),
+                str(lease_ttl),
             ],
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -156,21 +162,46 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             assert time.monotonic() < deadline, f"jobtask up did not start:\n{c.log()}"
             time.sleep(0.05)
         assert f"JobService:  {jobs}" in c.log(), c.log()
-        token = _run(
-            [*jobtask_command(), "token", "create", "--worker", "--database-url", database_url],
-            base,
-            timeout=60,
-        )
-        assert token.returncode == 0, token.stderr
-        c.worker_token = token.stdout.strip()
+    except BaseException:
+        stop_up(c)
+        raise
+    return c
+
+
+def stop_up(c: Cluster) -> None:
+    """Stops `jobtask up` gracefully (SIGINT), killing it if it lingers."""
+    if c.proc.poll() is not None:
+        return
+    c.proc.send_signal(signal.SIGCONT)  # in case a test paused it
+    c.proc.send_signal(signal.SIGINT)
+    try:
+        c.proc.wait(10)
+    except subprocess.TimeoutExpired:
+        c.proc.kill()
+        c.proc.wait()
+
+
+def worker_token(c: Cluster, base: Path) -> str:
+    token = _run(
+        [*jobtask_command(), "token", "create", "--worker", "--database-url", c.database_url],
+        base,
+        timeout=60,
+    )
+    assert token.returncode == 0, token.stderr
+    return token.stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    base = tmp_path_factory.mktemp("cluster")
+    database_url = f"sqlite:///{base / 'jobtask.sqlite3'}"
+    jobs, tasks, gateway = (f"127.0.0.1:{free_port()}" for _ in range(3))
+    c = start_up(base, database_url, jobs, tasks, gateway=gateway)
+    try:
+        c.worker_token = worker_token(c, base)
         yield c
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_up(c)
 
 
 @pytest.fixture
@@ -224,7 +255,17 @@ class Processes:
         self.started.append(process)
         return process
 
-    def node_worker(self, name: str, *, node: str = "node-js", slots: int = 1) -> Process:
+    def node_worker(
+        self,
+        name: str,
+        *,
+        node: str = "node-js",
+        slots: int = 1,
+        protocol: str = "session",
+        **extra: str,
+    ) -> Process:
+        """The Node worker example; `protocol`: session (WorkerSession) or stream
+        (ClaimTask and a RunTask stream per task)."""
         worker_id = f"{node}-{name}"
         env = self.cluster.env(
             self.cluster.worker_token,
@@ -236,6 +277,8 @@ class Processes:
             JOBTASK_CLAIM_WAIT="1",
             # *.py scripts run under this interpreter: the jobtask SDK is importable.
             JOBTASK_PYTHON=sys.executable,
+            JOBTASK_WORKER_PROTOCOL=protocol,
+            **extra,
         )
         process = self._start(name, [self.build.node, str(self.build.worker_js)], env)
         process.worker_id = worker_id

@@ -3,6 +3,8 @@ and submitter examples, watched from Python, and a mixed fleet of Node and Pytho
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import signal
 from pathlib import Path
@@ -23,6 +25,9 @@ TS = job_task_pb2.TaskStatus
 W = watch_pb2.WatchEventType
 TERMINAL = (JS.JOB_STATUS_COMPLETED, JS.JOB_STATUS_FAILED, JS.JOB_STATUS_CANCELED)
 CLAIMED = re.compile(r"task (\S+) of job \S+: claimed")
+# What the Node worker's first line says it speaks, by JOBTASK_WORKER_PROTOCOL.
+SPEAKS = {"session": "(WorkerSession)", "stream": "(ClaimTask/RunTask)"}
+PROTOCOLS = pytest.mark.parametrize("protocol", ["session", "stream"])
 
 # A hung subprocess fails its test instead of hanging the run.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -37,10 +42,11 @@ async def finished(client: AsyncClient, uuid: str, within: float = 30.0) -> job_
     return job
 
 
+@PROTOCOLS
 async def test_node_submitter_sees_the_node_workers_job_complete(
-    client: AsyncClient, processes: Processes
+    client: AsyncClient, processes: Processes, protocol: str
 ) -> None:
-    worker = processes.node_worker("w1")
+    worker = processes.node_worker(f"w1-{protocol}", protocol=protocol)
     # A silent pause of 4 s (over the 3 s lease ttl): only heartbeats keep the lease.
     submit = processes.node_submit(
         "submit", "--new", "--logs", "steps.sh", "steps=3", "delay=0.6", "pause=4", "name=node"
@@ -66,6 +72,7 @@ async def test_node_submitter_sees_the_node_workers_job_complete(
     assert task.attempt == 1 and task.failed_count == 0, task
     assert task.progress == 1.0 and task.success
     assert "step 1 of 3\nstep 2 of 3\nstep 3 of 3\n" in task.log
+    assert SPEAKS[protocol] in worker.log(), worker.log()
 
 
 async def test_python_watcher_sees_the_node_workers_progress(
@@ -106,12 +113,13 @@ async def test_python_watcher_sees_the_node_workers_progress(
     assert events[-1].job.output == "done watched"
 
 
+@PROTOCOLS
 async def test_cancel_stops_the_node_workers_script(
-    client: AsyncClient, processes: Processes, tmp_path: Path
+    client: AsyncClient, processes: Processes, tmp_path: Path, protocol: str
 ) -> None:
     pidfile = tmp_path / "sleeper.pid"
     job = await client.submit("sleeper.sh", {"pidfile": str(pidfile)})
-    worker = processes.node_worker("w3")
+    worker = processes.node_worker(f"w3-{protocol}", protocol=protocol)
     await eventually(pidfile.exists)
     pid = int(pidfile.read_text())
     assert alive(pid)
@@ -119,21 +127,24 @@ async def test_cancel_stops_the_node_workers_script(
     await client.cancel(job.uuid)
     done = await finished(client, job.uuid)
     assert done.status == JS.JOB_STATUS_CANCELED
-    # CANCEL reached the worker over RunTask: the script got SIGINT (politely) and is gone.
+    # CANCEL reached the worker (over its session, or the task's RunTask stream): the script
+    # got SIGINT (politely) and is gone.
     await eventually(lambda: not alive(pid), within=6)
     assert (tmp_path / "sleeper.pid.signals").read_text().split() == ["INT"]
     (task,) = await client.tasks(job.uuid)
     assert task.status == TS.TASK_STATUS_CANCELED
     assert task.worker_id == worker.worker_id
     await eventually(lambda: "canceled" in worker.log())
+    assert SPEAKS[protocol] in worker.log(), worker.log()
 
 
+@PROTOCOLS
 async def test_stopping_the_node_worker_hands_its_task_back(
-    client: AsyncClient, processes: Processes, tmp_path: Path
+    client: AsyncClient, processes: Processes, tmp_path: Path, protocol: str
 ) -> None:
     pidfile = tmp_path / "sleeper.pid"
     job = await client.submit("sleeper.sh", {"pidfile": str(pidfile)})
-    worker = processes.node_worker("w4")
+    worker = processes.node_worker(f"w4-{protocol}", protocol=protocol)
     await eventually(pidfile.exists)
     pid = int(pidfile.read_text())
 
@@ -146,6 +157,7 @@ async def test_stopping_the_node_worker_hands_its_task_back(
     assert task.status == TS.TASK_STATUS_QUEUED, task
     assert task.failed_count == 0
     assert (await client.get(job.uuid)).status not in TERMINAL
+    assert SPEAKS[protocol] in worker.log(), worker.log()
     await client.cancel(job.uuid)
 
 
@@ -157,6 +169,7 @@ async def test_a_mixed_fleet_runs_each_task_exactly_once(
     python = processes.python_worker("fleet-py", slots=2)
     # Both up and claiming before there is work: neither gets a head start.
     await eventually(lambda: all("slot(s)" in w.log() for w in (node, python)), within=30)
+    assert SPEAKS["session"] in node.log(), node.log()
     job = await client.submit("fanout.py", {"tasks": children, "delay": 0.2})
     done = await finished(client, job.uuid, within=60)
     tasks = await client.tasks(job.uuid)
@@ -184,6 +197,39 @@ async def test_a_mixed_fleet_runs_each_task_exactly_once(
     for name, uuids in claimed.items():
         assert len(uuids) == len(set(uuids)) and set(uuids) == ran_by[name], (name, claimed)
     assert not set(claimed["fleet-js"]) & set(claimed["fleet-py"])
+
+
+async def test_the_node_workers_scripts_see_an_allow_listed_environment_and_no_token_is_logged(
+    client: AsyncClient, processes: Processes
+) -> None:
+    """A script gets crunch's variables, PATH and the locale, and what the operator passes
+    (JOBTASK_WORKER_PASS_ENV), never the rest of the worker's environment nor a secret even
+    when named; neither the worker's token nor the task's appears in the worker's log."""
+    job = await client.submit("env_dump.py", {"name": "zed"})
+    worker = processes.node_worker(
+        "env",
+        WORKER_PRIVATE="not for tasks",
+        PASSED_ALONG="for tasks",
+        LC_TIME="C",
+        JOBTASK_SYSTEM_ROOT_TOKEN="the-clusters-root-secret",
+        JOBTASK_DATABASE_URL="postgresql://user:secret@db/jobtask",
+        JOBTASK_WORKER_PASS_ENV="PASSED_ALONG,JOBTASK_SYSTEM_ROOT_TOKEN",
+    )
+    done = await finished(client, job.uuid)
+    assert done.status == JS.JOB_STATUS_COMPLETED, worker.log()
+    env = json.loads(done.output)
+    (task,) = await client.tasks(job.uuid)
+    assert env["TASK_UUID"] == task.uuid and env["JOB_PARAMETER_NAME"] == "zed"
+    assert env["PASSED_ALONG"] == "for tasks" and env["LC_TIME"] == "C"
+    assert env["PATH"] == os.environ["PATH"]
+    for withheld in ("WORKER_PRIVATE", "JOBTASK_SYSTEM_ROOT_TOKEN", "JOBTASK_DATABASE_URL"):
+        assert withheld not in env, withheld
+    task_token = env["JOBTASK_TOKEN"]
+    assert task_token and task_token != processes.cluster.worker_token
+    await processes.stop_all()
+    log = worker.log()
+    assert "(WorkerSession)" in log and f"task {task.uuid}: completed" in log, log
+    assert task_token not in log and processes.cluster.worker_token not in log, log
 
 
 async def test_a_script_outside_the_scripts_directory_is_refused(client: AsyncClient) -> None:
