@@ -28,6 +28,7 @@ from tests.clients.conftest import (
 )
 from tests.conftest import Cluster
 from tests.polling import eventually
+from tests.worker_protocol.packing import finished_job, messages_of, watch_counter
 
 JS = job_pb2.JobStatus
 TS = job_task_pb2.TaskStatus
@@ -247,3 +248,16 @@ async def test_sync_client(live: Cluster) -> None:
     assert uuid.startswith("zzzzz-8i9sb-")
     assert status == JS.JOB_STATUS_CANCELED
     assert kinds == ["WATCH_EVENT_TYPE_SNAPSHOT"]
+
+
+async def test_watch_hands_on_packed_events_one_by_one(live: Cluster, client: AsyncClient) -> None:
+    """The SDK asks for packed events; a watcher that lags gets fewer messages than events
+    (the server's counters), and sees exactly the events of a one-per-message stream."""
+    job_uuid, start = await finished_job(live)
+    plain = await messages_of(live, job_uuid, start, None, job=True)
+    events_before, messages_before = watch_counter("events"), watch_counter("messages")
+    events = [e async for e in client.watch(job_uuid, after_seq=start)]
+    events_sent = watch_counter("events") - events_before
+    messages_sent = watch_counter("messages") - messages_before
+    assert events == plain and not any(e.more for e in events)
+    assert events_sent == len(events) and messages_sent < events_sent

@@ -9,8 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from jobtask.store.schema import events
+from sqlalchemy import select
 
 from tests.gateway.conftest import ROOT_AUTH, Stack, start_stack
+from tests.worker_protocol.packing import UPDATES, watch_counter
 
 _LINES: dict[int, AsyncIterator[str]] = {}
 
@@ -141,3 +144,42 @@ async def test_an_error_mid_stream_is_an_error_event(tmp_path: Path) -> None:
     assert len(errors) == 1 and rest[-1] is errors[0]
     body = errors[0]["json"]
     assert set(body) == {"errors", "error_token"} and body["errors"]
+
+
+async def test_a_lagging_sse_watch_gets_one_event_per_packed_event(stack: Stack) -> None:
+    """The gateway asks the services for packed events and writes each as an SSE event of
+    its own: fewer gRPC messages than events, the same events a browser saw before."""
+    job = await stack.create_job()
+    listed = await stack.client.get(
+        "/arvados/v1/job_tasks", params={"where[job_uuid]": job["uuid"]}
+    )
+    (task,) = listed.json()["items"]
+    for i in range(UPDATES):
+        task["parameters"] = {"input": "changed", "n": i}
+        response = await stack.client.put(
+            f"/arvados/v1/job_tasks/{task['uuid']}", data={"job_task": json.dumps(task)}
+        )
+        assert response.status_code == 200, response.text
+    cancel = await stack.client.post(f"/arvados/v1/jobs/{job['uuid']}/cancel")
+    assert cancel.status_code == 200, cancel.text
+
+    events_before, messages_before = watch_counter("events"), watch_counter("messages")
+    url = f"/arvados/v1/jobs/{job['uuid']}/watch"
+    async with asyncio.timeout(20):
+        async with stack.client.stream("GET", url, params={"after_seq": "0"}) as response:
+            assert response.status_code == 200
+            frames = await read_events(response)  # returns when the stream ends
+    events_sent = watch_counter("events") - events_before
+    messages_sent = watch_counter("messages") - messages_before
+
+    async with stack.services.core.db.read() as conn:
+        rows = await conn.execute(
+            select(events.c.seq).where(events.c.job_uuid == job["uuid"]).order_by(events.c.seq)
+        )
+        expected = [seq for (seq,) in rows]
+    assert [int(f["id"]) for f in frames] == expected
+    assert all("event" not in f and "more" not in f["json"] for f in frames), frames
+    assert [f["json"]["seq"] for f in frames] == expected
+    updates = [f for f in frames if f["json"]["type"] == "task-changed"]
+    assert [f["json"]["task"]["parameters"]["n"] for f in updates[:UPDATES]] == list(range(UPDATES))
+    assert events_sent == len(frames) and messages_sent < events_sent

@@ -60,6 +60,9 @@ export interface SubmitOptions {
   signal?: AbortSignal;
 }
 
+/** What watchJob asks for (max_events_per_message); the server packs at most 256 anyway. */
+const EVENTS_PER_MESSAGE = 256;
+
 export interface WatchOptions {
   /** Resume after this change-feed position (no snapshot); see WatchJobRequest.after_seq. */
   afterSeq?: bigint;
@@ -169,17 +172,26 @@ export class JobtaskClient {
     const reconnectFor = options.reconnectForMs ?? 30_000;
     for (;;) {
       try {
+        // Packed messages (WatchEvent.more) for a watcher that lags, handed on one by one.
+        const maxEventsPerMessage = EVENTS_PER_MESSAGE;
         const stream = options.taskUuid
           ? this.tasks.watchTasks(
-              { jobUuid: uuid, taskUuid: options.taskUuid, afterSeq: last },
+              { jobUuid: uuid, taskUuid: options.taskUuid, afterSeq: last, maxEventsPerMessage },
               { signal: options.signal },
             )
-          : this.jobs.watchJob({ uuid, afterSeq: last }, { signal: options.signal });
-        for await (const event of stream) {
+          : this.jobs.watchJob(
+              { uuid, afterSeq: last, maxEventsPerMessage },
+              { signal: options.signal },
+            );
+        for await (const message of stream) {
           brokenSince = undefined;
           delay = 100;
-          if (event.type !== WatchEventType.SNAPSHOT || event.snapshotDone) last = event.seq;
-          if (options.heartbeats || event.type !== WatchEventType.HEARTBEAT) yield event;
+          const packed = message.more;
+          message.more = [];
+          for (const event of [message, ...packed]) {
+            if (event.type !== WatchEventType.SNAPSHOT || event.snapshotDone) last = event.seq;
+            if (options.heartbeats || event.type !== WatchEventType.HEARTBEAT) yield event;
+          }
         }
         return;
       } catch (err) {

@@ -131,6 +131,7 @@ class Dispatcher:
     async def _stream(
         self, binding: Binding, message: Message, metadata: list[tuple[str, str]]
     ) -> Response:
+        sse.pack_events(message)
         call = self.channels.stream(binding.method, message, metadata)
         first = await sse.start(call)
         return StreamingResponse(

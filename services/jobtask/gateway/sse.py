@@ -4,6 +4,11 @@ Each message becomes `id: <seq>` + `data: <json>`, so a browser's EventSource (o
 resumes after a drop by sending `Last-Event-ID`, which becomes the request's `after_seq`.
 An error after the response has started cannot change the HTTP status any more: it is sent
 as `event: error` with Arvados's error body, and the stream ends.
+
+Streams that can pack several events per message (a request field `max_events_per_message`,
+the watches) are asked to (`pack_events`), and each packed event still becomes an SSE event
+of its own: HTTP clients see one event per message as before, with fewer gRPC messages
+between the gateway and the services when a watcher lags.
 """
 
 from __future__ import annotations
@@ -19,14 +24,38 @@ from jobtask.gateway.channels import note_caller
 from jobtask.gateway.errors import error_body, from_rpc_error
 from jobtask.gateway.rendering import dumps, render
 
-__all__ = ["FirstRead", "encode_event", "event_stream", "start", "stop"]
+__all__ = ["FirstRead", "encode_event", "event_stream", "pack_events", "start", "stop"]
 
 
 FirstRead = asyncio.Task[Any]
+PACK_FIELD = "max_events_per_message"
+PACKED_FIELD = "more"
+EVENTS_PER_MESSAGE = 256
+
+
+def pack_events(request: Message) -> None:
+    """Opts the request in to packed events where its RPC offers them (whatever the HTTP
+    client asked: the gateway unpacks them)."""
+    if PACK_FIELD in request.DESCRIPTOR.fields_by_name:
+        setattr(request, PACK_FIELD, EVENTS_PER_MESSAGE)
+
+
+def unpacked(message: Message) -> list[Message]:
+    """The message's events: itself, then those packed in its `more` (cleared)."""
+    if PACKED_FIELD not in message.DESCRIPTOR.fields_by_name:
+        return [message]
+    rest = list(getattr(message, PACKED_FIELD))
+    if not rest:
+        return [message]
+    message.ClearField(PACKED_FIELD)
+    return [message, *rest]
 
 
 def encode_event(message: Message) -> bytes:
-    data = dumps(render(message)).decode()
+    rendered = render(message)
+    # Always empty here (see unpacked): not part of an SSE event.
+    rendered.pop(PACKED_FIELD, None)
+    data = dumps(rendered).decode()
     lines = []
     seq = getattr(message, "seq", None)
     if isinstance(seq, int) and seq > 0:
@@ -65,7 +94,8 @@ async def event_stream(
     try:
         message = await first
         while message is not EOF:
-            yield encode_event(message)
+            for event in unpacked(message):
+                yield encode_event(event)
             message = await call.read()
     except grpc.aio.AioRpcError as err:
         # Our own cancellation arrives as CancelledError, so any status here is the service's.

@@ -60,6 +60,11 @@ OPEN_STREAMS = Gauge(
     "Open streams of this process (run: RunTask; session: WorkerSession; watch)",
     ["kind"],
 )
+WATCH_EVENTS = Counter("jobtask_watch_events", "Change-feed events sent on watch streams")
+WATCH_MESSAGES = Counter(
+    "jobtask_watch_messages",
+    "Watch stream messages that carried them (fewer than events when packed: WatchEvent.more)",
+)
 RPCS = Counter("jobtask_rpcs", "gRPC calls handled, by method and status code", ["method", "code"])
 RPC_SECONDS = Histogram(
     "jobtask_rpc_seconds",

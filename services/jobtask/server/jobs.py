@@ -12,7 +12,7 @@ from jobtask.server.callers import CallerResolver, send_caller_headers
 from jobtask.server.convert import changes_from, job_pb
 from jobtask.server.errors import rpc
 from jobtask.server.listing import list_query
-from jobtask.server.watch import Watcher
+from jobtask.server.watch import Watcher, per_message_of
 from jobtask.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc, watch_pb2
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -138,6 +138,10 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         await self.jobs.get(caller, request.uuid)
         after = request.after_seq if request.HasField("after_seq") else None
         async for event in self.watcher.stream(
-            caller, request.uuid, after_seq=after, opened=lambda: send_caller_headers(context)
+            caller,
+            request.uuid,
+            after_seq=after,
+            per_message=per_message_of(request),
+            opened=lambda: send_caller_headers(context),
         ):
             yield event

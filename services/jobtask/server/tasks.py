@@ -25,7 +25,7 @@ from jobtask.server.convert import changes_from, task_pb, timestamp
 from jobtask.server.errors import rpc
 from jobtask.server.listing import list_query
 from jobtask.server.run_task import RunTasks
-from jobtask.server.watch import Watcher
+from jobtask.server.watch import Watcher, per_message_of
 from jobtask.server.worker_session import WorkerSessions
 from jobtask.server.workers import WorkerWatch, worker_pb
 from jobtask.store.attempts import AttemptRow
@@ -230,6 +230,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
             request.job_uuid,
             task_uuid=request.task_uuid or None,
             after_seq=after,
+            per_message=per_message_of(request),
             opened=lambda: send_caller_headers(context),
         ):
             yield event

@@ -4,6 +4,11 @@ Positions are sequence numbers of the change feed. Every transaction that writes
 events holds the job's row lock first, so one job's events commit in sequence order: a
 watcher that read up to seq N of a job never finds a later-committed event of that job
 below N. That is why resuming from `after_seq` misses nothing and repeats nothing.
+
+A stream whose request set `max_events_per_message` > 1 gets the events of one feed read
+packed into few messages (WatchEvent.more): a watcher that lags sends one gRPC message per
+pack instead of per event. Packs are built once per (first event, last event, task filter)
+and shared by the streams of the job at the same position, like the events themselves.
 """
 
 from __future__ import annotations
@@ -12,9 +17,10 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from jobtask.domain.errors import NotFound, OutOfRange
+from jobtask.domain.errors import InvalidArgument, NotFound, OutOfRange
 from jobtask.domain.statuses import JOB_TERMINAL, JobStatus
 from jobtask.manager.context import Caller
+from jobtask.observability.metrics import WATCH_EVENTS, WATCH_MESSAGES
 from jobtask.observability.streams import WATCHES
 from jobtask.server.changes import ChangeSignal
 from jobtask.server.convert import job_pb, task_pb, timestamp
@@ -29,7 +35,13 @@ from sqlalchemy import func, select
 SNAPSHOT_PAGE = 200
 FOLLOW_PAGE = 500
 HEARTBEAT_SECONDS = 5.0
+# Packing (WatchEvent.more): at most this many events per message, and no more bytes than
+# this (a single larger event still goes, alone): far under every client's message limit.
+MAX_EVENTS_PER_MESSAGE = 256
+MAX_PACK_BYTES = 1024 * 1024
 _EVENT_KEY = "_watch_event"
+_SIZE_KEY = "_watch_size"
+_PACKS_KEY = "_watch_packs"
 
 _TYPES = {
     feed.JOB_CHANGED: watch_pb2.WATCH_EVENT_TYPE_JOB_CHANGED,
@@ -71,6 +83,63 @@ def shared_event_pb(row: dict[str, Any]) -> watch_pb2.WatchEvent:
     return msg
 
 
+def per_message_of(request: Any) -> int:
+    """A watch request's `max_events_per_message` (WatchJobRequest, WatchTasksRequest):
+    1 (one event per message, as before the field existed) when unset or 0."""
+    if not request.HasField("max_events_per_message"):
+        return 1
+    value = int(request.max_events_per_message)
+    if value < 0:
+        raise InvalidArgument("max_events_per_message", "must not be negative")
+    return max(value, 1)
+
+
+def _event_size(row: dict[str, Any]) -> int:
+    size: int | None = row.get(_SIZE_KEY)
+    if size is None:
+        size = row[_SIZE_KEY] = shared_event_pb(row).ByteSize()
+    return size
+
+
+def packed(
+    rows: list[dict[str, Any]], per_message: int, task_uuid: str | None
+) -> list[watch_pb2.WatchEvent]:
+    """The rows' events, `per_message` at most per message: each message is the first
+    event with the others in `more`. With one per message, the shared events themselves."""
+    if per_message <= 1:
+        return [shared_event_pb(row) for row in rows]
+    messages = []
+    start = 0
+    while start < len(rows):
+        end, size = start + 1, _event_size(rows[start])
+        while end < len(rows) and end - start < per_message:
+            size += _event_size(rows[end])
+            if size > MAX_PACK_BYTES:
+                break
+            end += 1
+        messages.append(_pack(rows, start, end, task_uuid))
+        start = end
+    return messages
+
+
+def _pack(
+    rows: list[dict[str, Any]], start: int, end: int, task_uuid: str | None
+) -> watch_pb2.WatchEvent:
+    """rows[start:end] as one message, built once for every stream that sends the same."""
+    first = rows[start]
+    if end - start == 1:
+        return shared_event_pb(first)
+    packs: dict[tuple[int, str | None], watch_pb2.WatchEvent] = first.setdefault(_PACKS_KEY, {})
+    key = (rows[end - 1]["seq"], task_uuid)
+    msg = packs.get(key)
+    if msg is None:
+        msg = watch_pb2.WatchEvent()
+        msg.CopyFrom(shared_event_pb(first))
+        msg.more.extend(shared_event_pb(row) for row in rows[start + 1 : end])
+        packs[key] = msg
+    return msg
+
+
 class Watcher:
     def __init__(
         self,
@@ -92,11 +161,15 @@ class Watcher:
         *,
         task_uuid: str | None = None,
         after_seq: int | None = None,
+        per_message: int = 1,
         opened: Callable[[], Awaitable[None]] | None = None,
     ) -> AsyncIterator[watch_pb2.WatchEvent]:
         """`opened` is awaited once the request passed every check, before any event: the
         servicers send the response headers then, so the gateway can tell a refused watch
-        (an HTTP error status) from an accepted one that has nothing to say yet."""
+        (an HTTP error status) from an accepted one that has nothing to say yet.
+        `per_message` > 1 packs the events ready together (clamped to
+        MAX_EVENTS_PER_MESSAGE)."""
+        per_message = min(per_message, MAX_EVENTS_PER_MESSAGE)
         if after_seq is None:
             snapshot, last, terminal = await self._snapshot(caller, job_uuid, task_uuid)
             if opened is not None:
@@ -109,7 +182,7 @@ class Watcher:
             last, terminal = await self._check_resume(caller, job_uuid, after_seq)
             if opened is not None:
                 await opened()
-        async for event in self._follow(job_uuid, task_uuid, last, terminal):
+        async for event in self._follow(job_uuid, task_uuid, last, terminal, per_message):
             yield event
 
     async def _snapshot(
@@ -184,19 +257,27 @@ class Watcher:
         return after_seq, JobStatus(row.status) in JOB_TERMINAL
 
     async def _follow(
-        self, job_uuid: str, task_uuid: str | None, last: int, terminal: bool
+        self, job_uuid: str, task_uuid: str | None, last: int, terminal: bool, per_message: int
     ) -> AsyncIterator[watch_pb2.WatchEvent]:
         """Events after `last`, until the job is terminal and every event up to then was
         sent. `terminal` is the job's state as of `last`; job_changed events update it."""
         position = WATCHES.opened(job_uuid, last)
         try:
-            async for event in self._follow_from(job_uuid, task_uuid, last, terminal, position):
+            async for event in self._follow_from(
+                job_uuid, task_uuid, last, terminal, position, per_message
+            ):
                 yield event
         finally:
             WATCHES.closed(position)
 
     async def _follow_from(
-        self, job_uuid: str, task_uuid: str | None, last: int, terminal: bool, position: int
+        self,
+        job_uuid: str,
+        task_uuid: str | None,
+        last: int,
+        terminal: bool,
+        position: int,
+        per_message: int,
     ) -> AsyncIterator[watch_pb2.WatchEvent]:
         idle_since = time.monotonic()
         while True:
@@ -210,13 +291,19 @@ class Watcher:
                 # takes only events older than Settings.feed_keep), so it may move past the
                 # watermark, and its heartbeats stay resumable positions.
                 last = pruned
+            selected = []
             for row in rows:
                 last = row["seq"]
                 if row["type"] == feed.JOB_CHANGED:
                     terminal = JobStatus(row["payload"]["status"]) in JOB_TERMINAL
-                if task_uuid and row["task_uuid"] != task_uuid:
-                    continue
-                yield shared_event_pb(row)
+                if not task_uuid or row["task_uuid"] == task_uuid:
+                    selected.append(row)
+            if selected:
+                messages = packed(selected, per_message, task_uuid)
+                WATCH_EVENTS.inc(len(selected))
+                WATCH_MESSAGES.inc(len(messages))
+                for message in messages:
+                    yield message
                 idle_since = time.monotonic()
             if page.more:
                 continue

@@ -24,7 +24,7 @@ from jobtask.sdk.config import ClientConfig
 from jobtask.sdk.errors import from_rpc_error
 from jobtask.sdk.messages import Constraints, Filters, ListOptions
 from jobtask.sdk.transport import Transport
-from jobtask.sdk.watch import OnBreak, resumable
+from jobtask.sdk.watch import EVENTS_PER_MESSAGE, OnBreak, resumable
 from jobtask.v1 import (
     job_pb2,
     job_service_pb2,
@@ -189,7 +189,9 @@ class AsyncClient:
         def open_stream(after: int | None) -> AsyncIterator[watch_pb2.WatchEvent]:
             if task_uuid:
                 tasks_request = task_service_pb2.WatchTasksRequest(
-                    job_uuid=job_uuid, task_uuid=task_uuid
+                    job_uuid=job_uuid,
+                    task_uuid=task_uuid,
+                    max_events_per_message=EVENTS_PER_MESSAGE,
                 )
                 if after is not None:
                     tasks_request.after_seq = after
@@ -197,7 +199,9 @@ class AsyncClient:
                     tasks_request, metadata=metadata
                 )
                 return call
-            job_request = job_service_pb2.WatchJobRequest(uuid=job_uuid)
+            job_request = job_service_pb2.WatchJobRequest(
+                uuid=job_uuid, max_events_per_message=EVENTS_PER_MESSAGE
+            )
             if after is not None:
                 job_request.after_seq = after
             stream: AsyncIterator[watch_pb2.WatchEvent] = self.transport.jobs.WatchJob(

@@ -5,6 +5,10 @@ number seen (a finished snapshot counts as its `seq`) and, when the stream break
 a server went away, open it again with `after_seq` = that number. A break in the middle of
 the snapshot starts the snapshot over: the caller sees a SNAPSHOT page carrying `job`
 again and should reset what it built from the earlier pages.
+
+The SDK's streams ask for several events per message (`max_events_per_message`): a watcher
+that lags behind the job gets them packed (WatchEvent.more), and `unpacked` hands them on
+one by one, so callers see the same events as on a stream of one event per message.
 """
 
 from __future__ import annotations
@@ -27,6 +31,18 @@ OnBreak = Callable[[JobtaskError | None], None]
 RECONNECT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE})
 SNAPSHOT = watch_pb2.WATCH_EVENT_TYPE_SNAPSHOT
 HEARTBEAT = watch_pb2.WATCH_EVENT_TYPE_HEARTBEAT
+# What the SDK asks for; the server packs at most this many anyway.
+EVENTS_PER_MESSAGE = 256
+
+
+def unpacked(message: watch_pb2.WatchEvent) -> list[watch_pb2.WatchEvent]:
+    """A stream message's events in order: its own, then those packed in `more`, which is
+    cleared (every event handed on has an empty `more`)."""
+    if not message.more:
+        return [message]
+    rest = list(message.more)
+    message.ClearField("more")
+    return [message, *rest]
 
 
 async def resumable(
@@ -45,18 +61,19 @@ async def resumable(
     broken_since: float | None = None
     while True:
         try:
-            async for event in open_stream(last):
+            async for message in open_stream(last):
                 if broken_since is not None and on_break is not None:
                     on_break(None)
                 broken_since = None
                 delay = 0.1
-                if event.type == SNAPSHOT:
-                    if event.snapshot_done:
+                for event in unpacked(message):
+                    if event.type == SNAPSHOT:
+                        if event.snapshot_done:
+                            last = event.seq
+                    else:
                         last = event.seq
-                else:
-                    last = event.seq
-                if heartbeats or event.type != HEARTBEAT:
-                    yield event
+                    if heartbeats or event.type != HEARTBEAT:
+                        yield event
             return
         except grpc.aio.AioRpcError as exc:
             if exc.code() not in RECONNECT_CODES:

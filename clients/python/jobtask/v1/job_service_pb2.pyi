@@ -122,9 +122,11 @@ class ResumeJobRequest(_message.Message):
     def __init__(self, uuid: _Optional[str] = ...) -> None: ...
 
 class WatchJobRequest(_message.Message):
-    __slots__ = ("uuid", "after_seq")
+    __slots__ = ("uuid", "after_seq", "max_events_per_message")
     UUID_FIELD_NUMBER: _ClassVar[int]
     AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
+    MAX_EVENTS_PER_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     uuid: str
     after_seq: int
-    def __init__(self, uuid: _Optional[str] = ..., after_seq: _Optional[int] = ...) -> None: ...
+    max_events_per_message: int
+    def __init__(self, uuid: _Optional[str] = ..., after_seq: _Optional[int] = ..., max_events_per_message: _Optional[int] = ...) -> None: ...

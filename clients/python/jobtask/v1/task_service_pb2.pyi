@@ -204,14 +204,16 @@ class RunTaskResponse(_message.Message):
     def __init__(self, acked_seq: _Optional[int] = ..., instruction: _Optional[_Union[Instruction, str]] = ..., reason: _Optional[str] = ..., lease: _Optional[_Union[Lease, _Mapping]] = ..., task: _Optional[_Union[_job_task_pb2.JobTask, _Mapping]] = ...) -> None: ...
 
 class WatchTasksRequest(_message.Message):
-    __slots__ = ("job_uuid", "task_uuid", "after_seq")
+    __slots__ = ("job_uuid", "task_uuid", "after_seq", "max_events_per_message")
     JOB_UUID_FIELD_NUMBER: _ClassVar[int]
     TASK_UUID_FIELD_NUMBER: _ClassVar[int]
     AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
+    MAX_EVENTS_PER_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     job_uuid: str
     task_uuid: str
     after_seq: int
-    def __init__(self, job_uuid: _Optional[str] = ..., task_uuid: _Optional[str] = ..., after_seq: _Optional[int] = ...) -> None: ...
+    max_events_per_message: int
+    def __init__(self, job_uuid: _Optional[str] = ..., task_uuid: _Optional[str] = ..., after_seq: _Optional[int] = ..., max_events_per_message: _Optional[int] = ...) -> None: ...
 
 class ListWorkersRequest(_message.Message):
     __slots__ = ("limit", "offset")

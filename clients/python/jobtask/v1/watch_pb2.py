@@ -27,15 +27,15 @@ from jobtask.v1 import job_pb2 as jobtask_dot_v1_dot_job__pb2
 from jobtask.v1 import job_task_pb2 as jobtask_dot_v1_dot_job__task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16jobtask/v1/watch.proto\x12\njobtask.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14jobtask/v1/job.proto\x1a\x19jobtask/v1/job_task.proto\"\xad\x02\n\nWatchEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12(\n\x04type\x18\x02 \x01(\x0e\x32\x1a.jobtask.v1.WatchEventType\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08job_uuid\x18\x04 \x01(\t\x12\x11\n\ttask_uuid\x18\x05 \x01(\t\x12\x1c\n\x03job\x18\x06 \x01(\x0b\x32\x0f.jobtask.v1.Job\x12!\n\x04task\x18\x07 \x01(\x0b\x32\x13.jobtask.v1.JobTask\x12\"\n\x05tasks\x18\x08 \x03(\x0b\x32\x13.jobtask.v1.JobTask\x12\x15\n\rsnapshot_done\x18\t \x01(\x08\x12\x10\n\x08progress\x18\n \x01(\x01\x12\x0b\n\x03log\x18\x0b \x01(\t*\xbf\x02\n\x0eWatchEventType\x12 \n\x1cWATCH_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n\x19WATCH_EVENT_TYPE_SNAPSHOT\x10\x01\x12 \n\x1cWATCH_EVENT_TYPE_JOB_CHANGED\x10\x02\x12!\n\x1dWATCH_EVENT_TYPE_TASK_CREATED\x10\x03\x12!\n\x1dWATCH_EVENT_TYPE_TASK_CHANGED\x10\x04\x12\"\n\x1eWATCH_EVENT_TYPE_TASK_PROGRESS\x10\x05\x12\x1d\n\x19WATCH_EVENT_TYPE_TASK_LOG\x10\x06\x12!\n\x1dWATCH_EVENT_TYPE_TASK_DELETED\x10\x07\x12\x1e\n\x1aWATCH_EVENT_TYPE_HEARTBEAT\x10\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16jobtask/v1/watch.proto\x12\njobtask.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14jobtask/v1/job.proto\x1a\x19jobtask/v1/job_task.proto\"\xd3\x02\n\nWatchEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12(\n\x04type\x18\x02 \x01(\x0e\x32\x1a.jobtask.v1.WatchEventType\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08job_uuid\x18\x04 \x01(\t\x12\x11\n\ttask_uuid\x18\x05 \x01(\t\x12\x1c\n\x03job\x18\x06 \x01(\x0b\x32\x0f.jobtask.v1.Job\x12!\n\x04task\x18\x07 \x01(\x0b\x32\x13.jobtask.v1.JobTask\x12\"\n\x05tasks\x18\x08 \x03(\x0b\x32\x13.jobtask.v1.JobTask\x12\x15\n\rsnapshot_done\x18\t \x01(\x08\x12\x10\n\x08progress\x18\n \x01(\x01\x12\x0b\n\x03log\x18\x0b \x01(\t\x12$\n\x04more\x18\x0c \x03(\x0b\x32\x16.jobtask.v1.WatchEvent*\xbf\x02\n\x0eWatchEventType\x12 \n\x1cWATCH_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n\x19WATCH_EVENT_TYPE_SNAPSHOT\x10\x01\x12 \n\x1cWATCH_EVENT_TYPE_JOB_CHANGED\x10\x02\x12!\n\x1dWATCH_EVENT_TYPE_TASK_CREATED\x10\x03\x12!\n\x1dWATCH_EVENT_TYPE_TASK_CHANGED\x10\x04\x12\"\n\x1eWATCH_EVENT_TYPE_TASK_PROGRESS\x10\x05\x12\x1d\n\x19WATCH_EVENT_TYPE_TASK_LOG\x10\x06\x12!\n\x1dWATCH_EVENT_TYPE_TASK_DELETED\x10\x07\x12\x1e\n\x1aWATCH_EVENT_TYPE_HEARTBEAT\x10\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'jobtask.v1.watch_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_WATCHEVENTTYPE']._serialized_start=425
-  _globals['_WATCHEVENTTYPE']._serialized_end=744
+  _globals['_WATCHEVENTTYPE']._serialized_start=463
+  _globals['_WATCHEVENTTYPE']._serialized_end=782
   _globals['_WATCHEVENT']._serialized_start=121
-  _globals['_WATCHEVENT']._serialized_end=422
+  _globals['_WATCHEVENT']._serialized_end=460
 # @@protoc_insertion_point(module_scope)

@@ -34,7 +34,7 @@ WATCH_EVENT_TYPE_TASK_DELETED: WatchEventType
 WATCH_EVENT_TYPE_HEARTBEAT: WatchEventType
 
 class WatchEvent(_message.Message):
-    __slots__ = ("seq", "type", "time", "job_uuid", "task_uuid", "job", "task", "tasks", "snapshot_done", "progress", "log")
+    __slots__ = ("seq", "type", "time", "job_uuid", "task_uuid", "job", "task", "tasks", "snapshot_done", "progress", "log", "more")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
@@ -46,6 +46,7 @@ class WatchEvent(_message.Message):
     SNAPSHOT_DONE_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     LOG_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
     seq: int
     type: WatchEventType
     time: _timestamp_pb2.Timestamp
@@ -57,4 +58,5 @@ class WatchEvent(_message.Message):
     snapshot_done: bool
     progress: float
     log: str
-    def __init__(self, seq: _Optional[int] = ..., type: _Optional[_Union[WatchEventType, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., job_uuid: _Optional[str] = ..., task_uuid: _Optional[str] = ..., job: _Optional[_Union[_job_pb2.Job, _Mapping]] = ..., task: _Optional[_Union[_job_task_pb2.JobTask, _Mapping]] = ..., tasks: _Optional[_Iterable[_Union[_job_task_pb2.JobTask, _Mapping]]] = ..., snapshot_done: _Optional[bool] = ..., progress: _Optional[float] = ..., log: _Optional[str] = ...) -> None: ...
+    more: _containers.RepeatedCompositeFieldContainer[WatchEvent]
+    def __init__(self, seq: _Optional[int] = ..., type: _Optional[_Union[WatchEventType, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., job_uuid: _Optional[str] = ..., task_uuid: _Optional[str] = ..., job: _Optional[_Union[_job_pb2.Job, _Mapping]] = ..., task: _Optional[_Union[_job_task_pb2.JobTask, _Mapping]] = ..., tasks: _Optional[_Iterable[_Union[_job_task_pb2.JobTask, _Mapping]]] = ..., snapshot_done: _Optional[bool] = ..., progress: _Optional[float] = ..., log: _Optional[str] = ..., more: _Optional[_Iterable[_Union[WatchEvent, _Mapping]]] = ...) -> None: ...

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file jobtask/v1/watch.proto.
  */
 export const file_jobtask_v1_watch: GenFile = /*@__PURE__*/
-  fileDesc("ChZqb2J0YXNrL3YxL3dhdGNoLnByb3RvEgpqb2J0YXNrLnYxIq0CCgpXYXRjaEV2ZW50EgsKA3NlcRgBIAEoAxIoCgR0eXBlGAIgASgOMhouam9idGFzay52MS5XYXRjaEV2ZW50VHlwZRIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghqb2JfdXVpZBgEIAEoCRIRCgl0YXNrX3V1aWQYBSABKAkSHAoDam9iGAYgASgLMg8uam9idGFzay52MS5Kb2ISIQoEdGFzaxgHIAEoCzITLmpvYnRhc2sudjEuSm9iVGFzaxIiCgV0YXNrcxgIIAMoCzITLmpvYnRhc2sudjEuSm9iVGFzaxIVCg1zbmFwc2hvdF9kb25lGAkgASgIEhAKCHByb2dyZXNzGAogASgBEgsKA2xvZxgLIAEoCSq/AgoOV2F0Y2hFdmVudFR5cGUSIAocV0FUQ0hfRVZFTlRfVFlQRV9VTlNQRUNJRklFRBAAEh0KGVdBVENIX0VWRU5UX1RZUEVfU05BUFNIT1QQARIgChxXQVRDSF9FVkVOVF9UWVBFX0pPQl9DSEFOR0VEEAISIQodV0FUQ0hfRVZFTlRfVFlQRV9UQVNLX0NSRUFURUQQAxIhCh1XQVRDSF9FVkVOVF9UWVBFX1RBU0tfQ0hBTkdFRBAEEiIKHldBVENIX0VWRU5UX1RZUEVfVEFTS19QUk9HUkVTUxAFEh0KGVdBVENIX0VWRU5UX1RZUEVfVEFTS19MT0cQBhIhCh1XQVRDSF9FVkVOVF9UWVBFX1RBU0tfREVMRVRFRBAHEh4KGldBVENIX0VWRU5UX1RZUEVfSEVBUlRCRUFUEAhiBnByb3RvMw", [file_google_protobuf_timestamp, file_jobtask_v1_job, file_jobtask_v1_job_task]);
+  fileDesc("ChZqb2J0YXNrL3YxL3dhdGNoLnByb3RvEgpqb2J0YXNrLnYxItMCCgpXYXRjaEV2ZW50EgsKA3NlcRgBIAEoAxIoCgR0eXBlGAIgASgOMhouam9idGFzay52MS5XYXRjaEV2ZW50VHlwZRIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghqb2JfdXVpZBgEIAEoCRIRCgl0YXNrX3V1aWQYBSABKAkSHAoDam9iGAYgASgLMg8uam9idGFzay52MS5Kb2ISIQoEdGFzaxgHIAEoCzITLmpvYnRhc2sudjEuSm9iVGFzaxIiCgV0YXNrcxgIIAMoCzITLmpvYnRhc2sudjEuSm9iVGFzaxIVCg1zbmFwc2hvdF9kb25lGAkgASgIEhAKCHByb2dyZXNzGAogASgBEgsKA2xvZxgLIAEoCRIkCgRtb3JlGAwgAygLMhYuam9idGFzay52MS5XYXRjaEV2ZW50Kr8CCg5XYXRjaEV2ZW50VHlwZRIgChxXQVRDSF9FVkVOVF9UWVBFX1VOU1BFQ0lGSUVEEAASHQoZV0FUQ0hfRVZFTlRfVFlQRV9TTkFQU0hPVBABEiAKHFdBVENIX0VWRU5UX1RZUEVfSk9CX0NIQU5HRUQQAhIhCh1XQVRDSF9FVkVOVF9UWVBFX1RBU0tfQ1JFQVRFRBADEiEKHVdBVENIX0VWRU5UX1RZUEVfVEFTS19DSEFOR0VEEAQSIgoeV0FUQ0hfRVZFTlRfVFlQRV9UQVNLX1BST0dSRVNTEAUSHQoZV0FUQ0hfRVZFTlRfVFlQRV9UQVNLX0xPRxAGEiEKHVdBVENIX0VWRU5UX1RZUEVfVEFTS19ERUxFVEVEEAcSHgoaV0FUQ0hfRVZFTlRfVFlQRV9IRUFSVEJFQVQQCGIGcHJvdG8z", [file_google_protobuf_timestamp, file_jobtask_v1_job, file_jobtask_v1_job_task]);
 
 /**
  * One message of a watch stream. Events carry the change feed's sequence number:
@@ -83,6 +83,22 @@ export type WatchEvent = Message<"jobtask.v1.WatchEvent"> & {
    * @generated from field: string log = 11;
    */
   log: string;
+
+  /**
+   * The events that follow this one in the stream, in order, packed into this message.
+   * Set only on streams whose request opted in with `max_events_per_message` > 1 (a client
+   * that does not ask never sees it, so clients built before it lose nothing): the server
+   * packs events that are ready together -- a watcher that lags behind the feed -- so
+   * it sends fewer, larger messages. Read this message's own event first, then these; each of
+   * them has an empty `more`. The last one's `seq` is where to resume (`after_seq`).
+   *
+   * Why a field here rather than a new RPC returning `repeated WatchEvent`: the watch RPCs
+   * keep their HTTP bindings, and with them the token scopes (which name the watch paths),
+   * the access rules and the gateway's routes; a client opts in with one request field.
+   *
+   * @generated from field: repeated jobtask.v1.WatchEvent more = 12;
+   */
+  more: WatchEvent[];
 };
 
 /**
