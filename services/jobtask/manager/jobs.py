@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from jobtask.domain.access import may_read, only_owner
 from jobtask.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from jobtask.domain.query import ListQuery
 from jobtask.domain.resources import JOB_ALIASES, JOB_ATTRS, Access
@@ -23,11 +24,12 @@ from jobtask.manager import lifecycle
 from jobtask.manager.context import Caller, Settings, utcnow
 from jobtask.observability import lifecycle as observe
 from jobtask.store import feed
+from jobtask.store.access import readable_by
 from jobtask.store.database import Database
 from jobtask.store.listing import run_list
 from jobtask.store.records import Record, job_record, to_json
 from jobtask.store.schema import job_tasks, jobs
-from sqlalchemy import ColumnElement, bindparam, delete, func, insert, select, true
+from sqlalchemy import ColumnElement, bindparam, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 J = JobStatus
@@ -63,11 +65,11 @@ _OWN_DUPLICATE = _DUPLICATE.where(jobs.c.owner_uuid == bindparam("owner"))
 
 def visible_jobs(caller: Caller) -> ColumnElement[bool]:
     """The jobs a caller may read: admins all, others their own."""
-    return true() if caller.is_admin else jobs.c.owner_uuid == caller.user_uuid
+    return readable_by(caller, jobs.c.owner_uuid)
 
 
 def check_readable(caller: Caller, record: Record) -> Record:
-    if not caller.is_admin and record["owner_uuid"] != caller.user_uuid:
+    if not may_read(caller, record["owner_uuid"]):
         raise NotFound(f"job {record['uuid']} not found")
     return record
 
@@ -118,10 +120,11 @@ class JobManager:
                 if earlier is not None:
                     return earlier
             if not allow_duplicate:
-                if caller.is_admin:
+                owner = only_owner(caller)
+                if owner is None:
                     found = await conn.execute(_DUPLICATE, {"identity": identity})
                 else:
-                    params = {"identity": identity, "owner": caller.user_uuid}
+                    params = {"identity": identity, "owner": owner}
                     found = await conn.execute(_OWN_DUPLICATE, params)
                 row = found.first()
                 if row is not None:

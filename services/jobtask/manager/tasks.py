@@ -8,6 +8,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
+from jobtask.domain.access import may_read
 from jobtask.domain.derived import task_on_enter
 from jobtask.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from jobtask.domain.query import ListQuery
@@ -26,11 +27,12 @@ from jobtask.manager import attempts, lifecycle
 from jobtask.manager.attempts import check_readable
 from jobtask.manager.context import Caller, Settings, utcnow
 from jobtask.store import feed
+from jobtask.store.access import readable_by
 from jobtask.store.database import Database
 from jobtask.store.listing import run_list
 from jobtask.store.records import COUNT_COLUMN, Record, job_record, task_record
 from jobtask.store.schema import job_tasks, jobs
-from sqlalchemy import ColumnElement, Update, bindparam, delete, select, true, update
+from sqlalchemy import ColumnElement, Update, bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 T, J = TaskStatus, JobStatus
@@ -42,11 +44,7 @@ _PROCESS_FIELDS = ("progress", "success", "output")
 
 
 def visible_tasks(caller: Caller) -> ColumnElement[bool]:
-    if caller.is_admin:
-        return true()
-    if caller.task_uuid is not None:
-        return job_tasks.c.owner_uuid == caller.user_uuid
-    return job_tasks.c.owner_uuid == caller.user_uuid
+    return readable_by(caller, job_tasks.c.owner_uuid)
 
 
 def may_report(caller: Caller, task: Record) -> bool:
@@ -105,7 +103,7 @@ class TaskManager:
         async def run(conn: AsyncConnection) -> Record:
             now = utcnow()
             job = await lifecycle.lock_job(conn, uuid=spec["job_uuid"])
-            if not caller.is_admin and job["owner_uuid"] != caller.user_uuid:
+            if not may_read(caller, job["owner_uuid"]):
                 raise NotFound(f"job {spec['job_uuid']} not found")
             parent = spec.get("created_by_job_task_uuid")
             # The jobs of the caller's own task and of the parent: one read (a task creating

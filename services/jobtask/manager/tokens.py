@@ -22,11 +22,12 @@ from jobtask.domain.query import ListQuery
 from jobtask.domain.statuses import TaskStatus
 from jobtask.domain.uuids import TOKEN_INFIX, USER_INFIX, check_uuid, new_uuid
 from jobtask.manager.context import Caller, Settings, utcnow
+from jobtask.store.access import readable_by
 from jobtask.store.database import Database
 from jobtask.store.listing import run_list
 from jobtask.store.records import Record, utc
 from jobtask.store.schema import api_client_authorizations, job_tasks, users
-from sqlalchemy import ColumnElement, bindparam, insert, select, true, update
+from sqlalchemy import ColumnElement, bindparam, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -221,8 +222,7 @@ class TokenManager:
     def _visible(caller: Caller) -> ColumnElement[bool]:
         """Admins see every token, others their own; revoked tokens are gone (Arvados
         deleted them)."""
-        own = true() if caller.is_admin else tokens_t.c.owner_uuid == caller.user_uuid
-        return own & tokens_t.c.revoked_at.is_(None)
+        return readable_by(caller, tokens_t.c.owner_uuid) & tokens_t.c.revoked_at.is_(None)
 
     async def get(self, caller: Caller, uuid: str) -> Record:
         check_uuid(uuid, TOKEN_INFIX, "uuid")
