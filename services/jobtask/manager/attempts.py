@@ -10,6 +10,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
+from jobtask.domain.access import may_read
 from jobtask.domain.derived import task_on_enter
 from jobtask.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from jobtask.domain.rules import decide_exit, handed_back_status
@@ -29,7 +30,7 @@ FAILED_LOG_LIMIT = 64 * 1024
 
 
 def check_readable(caller: Caller, record: Record) -> Record:
-    if not caller.is_admin and record["owner_uuid"] != caller.user_uuid:
+    if not may_read(caller, record["owner_uuid"]):
         raise NotFound(f"task {record['uuid']} not found")
     return record
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from jobtask.domain.access import may_read
 from jobtask.domain.errors import InvalidArgument, NotFound
 from jobtask.domain.uuids import JOB_INFIX, TASK_INFIX, check_uuid
 from jobtask.manager.context import Caller
@@ -28,10 +29,6 @@ def page_size(limit: int | None, offset: int | None) -> tuple[int, int]:
     if offset is not None and offset < 0:
         raise InvalidArgument("offset", "must not be negative")
     return (DEFAULT_LIMIT if limit is None else min(limit, MAX_LIMIT)), offset or 0
-
-
-def _readable(caller: Caller, owner_uuid: str) -> bool:
-    return caller.is_admin or owner_uuid == caller.user_uuid
 
 
 @dataclass(frozen=True)
@@ -76,7 +73,7 @@ class AttemptHistory:
         size, skip = page_size(limit, offset)
         async with self.db.snapshot() as conn:
             found = await source.owner(conn, uuid)
-            if found is None or not _readable(caller, found[1]):
+            if found is None or not may_read(caller, found[1]):
                 raise NotFound(f"{source.name} {uuid} not found")
             rows = await source.rows(conn, found[0], size, skip)
             return rows, size, await source.count(conn, found[0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from jobtask.domain.access import may_read
 from jobtask.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from jobtask.domain.query import ListQuery
 from jobtask.domain.resources import JOB_ALIASES, JOB_ATTRS, Access
@@ -23,11 +24,9 @@ from jobtask.manager import lifecycle
 from jobtask.manager.context import Caller, Settings, utcnow
 from jobtask.observability import lifecycle as observe
 from jobtask.store import feed
+from jobtask.store import jobs as job_store
 from jobtask.store.database import Database
-from jobtask.store.listing import run_list
-from jobtask.store.records import Record, job_record, to_json
-from jobtask.store.schema import job_tasks, jobs
-from sqlalchemy import ColumnElement, bindparam, delete, func, insert, select, true
+from jobtask.store.records import Record, to_json
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 J = JobStatus
@@ -42,32 +41,10 @@ _STATUS_VERBS = {
 }
 # Jobs that are running something and so cannot be deleted.
 _BUSY = frozenset({J.ACTIVE, J.CANCEL_REQUESTED, J.PAUSE_REQUESTED})
-# Arvados: a job that "has not failed" may be returned instead of a duplicate.
-_NOT_REUSABLE = [J.FAILED.value, J.CANCELED.value]
-
-
-# Built once: the hottest read (GetJob).
-_JOB_BY_UUID = select(jobs).where(jobs.c.uuid == bindparam("uuid"))
-
-
-_INSERT_JOB = insert(jobs).returning(*jobs.c)
-# The newest reusable job with the same identity (admins see every user's).
-_DUPLICATE = (
-    select(jobs)
-    .where(jobs.c.identity == bindparam("identity"), jobs.c.status.not_in(_NOT_REUSABLE))
-    .order_by(jobs.c.id.desc())
-    .limit(1)
-)
-_OWN_DUPLICATE = _DUPLICATE.where(jobs.c.owner_uuid == bindparam("owner"))
-
-
-def visible_jobs(caller: Caller) -> ColumnElement[bool]:
-    """The jobs a caller may read: admins all, others their own."""
-    return true() if caller.is_admin else jobs.c.owner_uuid == caller.user_uuid
 
 
 def check_readable(caller: Caller, record: Record) -> Record:
-    if not caller.is_admin and record["owner_uuid"] != caller.user_uuid:
+    if not may_read(caller, record["owner_uuid"]):
         raise NotFound(f"job {record['uuid']} not found")
     return record
 
@@ -118,14 +95,9 @@ class JobManager:
                 if earlier is not None:
                     return earlier
             if not allow_duplicate:
-                if caller.is_admin:
-                    found = await conn.execute(_DUPLICATE, {"identity": identity})
-                else:
-                    params = {"identity": identity, "owner": caller.user_uuid}
-                    found = await conn.execute(_OWN_DUPLICATE, params)
-                row = found.first()
-                if row is not None:
-                    return job_record(row)
+                duplicate = await job_store.newest_duplicate(conn, caller, identity)
+                if duplicate is not None:
+                    return duplicate
             return await self._insert(conn, caller, spec, identity, digest)
 
         try:
@@ -146,14 +118,14 @@ class JobManager:
     async def _by_submit_id(
         self, conn: AsyncConnection, submit_id: str, digest: str
     ) -> Record | None:
-        row = (await conn.execute(select(jobs).where(jobs.c.submit_id == submit_id))).first()
-        if row is None:
+        job = await job_store.job_by_submit_id(conn, submit_id)
+        if job is None:
             return None
-        if row.submit_digest != digest:
+        if job["submit_digest"] != digest:
             raise AlreadyExists(
-                f"submit_id {submit_id!r} was used for a different job ({row.uuid})"
+                f"submit_id {submit_id!r} was used for a different job ({job['uuid']})"
             )
-        return job_record(row)
+        return job
 
     async def _insert(
         self,
@@ -185,8 +157,7 @@ class JobManager:
             "running": False,
             "n_queued": 1,
         }
-        row = (await conn.execute(_INSERT_JOB, values)).one()
-        job = job_record(row)
+        job = await job_store.insert_job(conn, values)
         await feed.append(conn, job["uuid"], feed.JOB_CHANGED, to_json(job), now=now)
         observe.job_submitted(conn, job)
         # Seeds: "When a job starts, it is seeded with a job task with sequence=0 and an
@@ -202,32 +173,23 @@ class JobManager:
     async def get(self, caller: Caller, uuid: str) -> Record:
         check_uuid(uuid, JOB_INFIX, "uuid")
         async with self.db.read() as conn:
-            row = (await conn.execute(_JOB_BY_UUID, {"uuid": uuid})).first()
-        if row is None:
+            job = await job_store.job_by_uuid(conn, uuid)
+        if job is None:
             raise NotFound(f"job {uuid} not found")
-        return check_readable(caller, job_record(row))
+        return check_readable(caller, job)
 
     async def list(
         self, caller: Caller, query: ListQuery, *, queued_only: bool = False
     ) -> tuple[list[Record], int | None]:
-        extra = visible_jobs(caller)
-        if queued_only:
-            extra = extra & (jobs.c.status == J.QUEUED.value)
         async with self.db.read() as conn:
-            rows, total = await run_list(
-                conn, jobs, query, cluster_id=self.settings.cluster_id, extra=extra
+            return await job_store.list_jobs(
+                conn, caller, query, cluster_id=self.settings.cluster_id, queued_only=queued_only
             )
-        return [job_record(r) for r in rows], total
 
     async def queue_size(self) -> int:
         """Counts every queued job, readable or not (as Arvados did)."""
         async with self.db.read() as conn:
-            value = (
-                await conn.execute(
-                    select(func.count()).select_from(jobs).where(jobs.c.status == J.QUEUED.value)
-                )
-            ).scalar()
-        return int(value or 0)
+            return await job_store.count_queued(conn)
 
     # -- changes ------------------------------------------------------------------------
 
@@ -296,8 +258,7 @@ class JobManager:
                 raise FailedPrecondition(
                     f"job {uuid} is {job['status']}: cancel it before deleting it"
                 )
-            await conn.execute(delete(job_tasks).where(job_tasks.c.job_id == job["id"]))
-            await conn.execute(delete(jobs).where(jobs.c.id == job["id"]))
+            await job_store.delete_job(conn, job["id"])
             return job
 
         return await self.db.transact(run)

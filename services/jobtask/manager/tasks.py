@@ -4,10 +4,10 @@ progress PATCH, delete, and the end of a task's process (the completion rule).""
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from collections.abc import Mapping
 from typing import Any
 
+from jobtask.domain.access import may_read
 from jobtask.domain.derived import task_on_enter
 from jobtask.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from jobtask.domain.query import ListQuery
@@ -26,11 +26,10 @@ from jobtask.manager import attempts, lifecycle
 from jobtask.manager.attempts import check_readable
 from jobtask.manager.context import Caller, Settings, utcnow
 from jobtask.store import feed
+from jobtask.store import jobs as job_store
+from jobtask.store import tasks as task_store
 from jobtask.store.database import Database
-from jobtask.store.listing import run_list
-from jobtask.store.records import COUNT_COLUMN, Record, job_record, task_record
-from jobtask.store.schema import job_tasks, jobs
-from sqlalchemy import ColumnElement, Update, bindparam, delete, select, true, update
+from jobtask.store.records import Record
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 T, J = TaskStatus, JobStatus
@@ -41,33 +40,10 @@ _REQUESTABLE = frozenset({T.CANCELED, T.QUEUED})
 _PROCESS_FIELDS = ("progress", "success", "output")
 
 
-def visible_tasks(caller: Caller) -> ColumnElement[bool]:
-    if caller.is_admin:
-        return true()
-    if caller.task_uuid is not None:
-        return job_tasks.c.owner_uuid == caller.user_uuid
-    return job_tasks.c.owner_uuid == caller.user_uuid
-
-
 def may_report(caller: Caller, task: Record) -> bool:
     """Seed 000: a task is PATCHed only by the worker process dispatched to it, and by the
     job manager itself (and admins)."""
     return caller.is_system or caller.is_admin or caller.task_uuid == task["uuid"]
-
-
-# Built once: the hottest task read (GetTask).
-_TASK_BY_UUID = select(job_tasks).where(job_tasks.c.uuid == bindparam("uuid"))
-
-
-@functools.lru_cache(maxsize=16)
-def _count_up(column: str) -> Update:
-    """One more task in the job's `column` count; the job's row as it then is."""
-    return (
-        update(jobs)
-        .where(jobs.c.id == bindparam("job_id"))
-        .values({column: jobs.c[column] + 1})
-        .returning(*jobs.c)
-    )
 
 
 class TaskManager:
@@ -105,20 +81,13 @@ class TaskManager:
         async def run(conn: AsyncConnection) -> Record:
             now = utcnow()
             job = await lifecycle.lock_job(conn, uuid=spec["job_uuid"])
-            if not caller.is_admin and job["owner_uuid"] != caller.user_uuid:
+            if not may_read(caller, job["owner_uuid"]):
                 raise NotFound(f"job {spec['job_uuid']} not found")
             parent = spec.get("created_by_job_task_uuid")
             # The jobs of the caller's own task and of the parent: one read (a task creating
             # its children names itself as their parent).
             known = {u for u in (caller.task_uuid, parent) if u}
-            job_of: dict[str, str] = {}
-            if known:
-                rows = await conn.execute(
-                    select(job_tasks.c.uuid, job_tasks.c.job_uuid).where(
-                        job_tasks.c.uuid.in_(sorted(known))
-                    )
-                )
-                job_of = dict(rows.all())
+            job_of = await task_store.job_uuids_of(conn, known) if known else {}
             # A task's own token creates tasks in its own job only.
             if caller.task_uuid is not None and job_of.get(caller.task_uuid) != job["uuid"]:
                 raise NotFound(f"job {job['uuid']} not found")
@@ -143,10 +112,8 @@ class TaskManager:
                 runtime_constraints=spec["runtime_constraints"],
                 created_by=parent or None,
             )
-            counted = (
-                await conn.execute(_count_up(COUNT_COLUMN[initial]), {"job_id": job["id"]})
-            ).one()
-            await lifecycle.settle_job(conn, self.settings, job_record(counted), now=now)
+            counted = await job_store.count_new_task(conn, job["id"], initial)
+            await lifecycle.settle_job(conn, self.settings, counted, now=now)
             return task
 
         return await self.db.transact(run)
@@ -156,21 +123,16 @@ class TaskManager:
     async def get(self, caller: Caller, uuid: str) -> Record:
         check_uuid(uuid, TASK_INFIX, "uuid")
         async with self.db.read() as conn:
-            row = (await conn.execute(_TASK_BY_UUID, {"uuid": uuid})).first()
-        if row is None:
+            task = await task_store.task_by_uuid(conn, uuid)
+        if task is None:
             raise NotFound(f"task {uuid} not found")
-        return check_readable(caller, task_record(row))
+        return check_readable(caller, task)
 
     async def list(self, caller: Caller, query: ListQuery) -> tuple[list[Record], int | None]:
         async with self.db.read() as conn:
-            rows, total = await run_list(
-                conn,
-                job_tasks,
-                query,
-                cluster_id=self.settings.cluster_id,
-                extra=visible_tasks(caller),
+            return await task_store.list_tasks(
+                conn, caller, query, cluster_id=self.settings.cluster_id
             )
-        return [task_record(r) for r in rows], total
 
     # -- changes ------------------------------------------------------------------------
 
@@ -267,7 +229,7 @@ class TaskManager:
             if task["status"] == T.ACTIVE:
                 raise FailedPrecondition(f"task {uuid} is active: cancel it before deleting it")
             await lifecycle.delete_descendants(conn, job, uuid, now=now)
-            await conn.execute(delete(job_tasks).where(job_tasks.c.id == task["id"]))
+            await task_store.delete_task(conn, task["id"])
             await feed.append(
                 conn, job["uuid"], feed.TASK_DELETED, {"uuid": uuid}, task_uuid=uuid, now=now
             )

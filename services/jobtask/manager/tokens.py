@@ -13,21 +13,17 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from jobtask.domain import scopes as scope_rules
 from jobtask.domain import tokens as token_rules
 from jobtask.domain.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from jobtask.domain.query import ListQuery
-from jobtask.domain.statuses import TaskStatus
 from jobtask.domain.uuids import TOKEN_INFIX, USER_INFIX, check_uuid, new_uuid
 from jobtask.manager.context import Caller, Settings, utcnow
+from jobtask.store import tokens as token_store
+from jobtask.store import users
 from jobtask.store.database import Database
-from jobtask.store.listing import run_list
-from jobtask.store.records import Record, utc
-from jobtask.store.schema import api_client_authorizations, job_tasks, users
-from sqlalchemy import ColumnElement, bindparam, insert, select, true, update
-from sqlalchemy.engine import Row
+from jobtask.store.records import Record
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = [
@@ -40,8 +36,6 @@ __all__ = [
     "revoke_token",
     "root_token_uuid",
 ]
-
-tokens_t = api_client_authorizations
 
 
 @dataclass(frozen=True)
@@ -59,41 +53,9 @@ def root_token_uuid(settings: Settings) -> str:
     return f"{settings.cluster_id}-{TOKEN_INFIX}-000000000000000"
 
 
-def token_record(row: Row[Any]) -> Record:
-    """A token row without its digest, times in UTC."""
-    record = {k: v for k, v in row._mapping.items() if k not in ("id", "secret_digest", "is_admin")}
-    for key in ("expires_at", "revoked_at", "created_at", "modified_at"):
-        record[key] = utc(record.get(key))
-    record["scopes"] = list(record.get("scopes") or [])
-    return record
-
-
 def _usable(record: Record, now: dt.datetime) -> bool:
     expires = record["expires_at"]
     return record["revoked_at"] is None and (expires is None or expires > now)
-
-
-# Every authenticated call runs one of these: built once (building and keying a statement
-# costs SQLAlchemy more than SQLite takes to answer it).
-_TOKENS = select(tokens_t, users.c.is_admin).join(users, users.c.uuid == tokens_t.c.owner_uuid)
-_TOKEN_BY_UUID = _TOKENS.where(tokens_t.c.uuid == bindparam("uuid"))
-_TOKEN_BY_DIGEST = _TOKENS.where(tokens_t.c.secret_digest == bindparam("digest"))
-_TASK_BY_TOKEN = select(
-    job_tasks.c.uuid,
-    job_tasks.c.job_uuid,
-    job_tasks.c.owner_uuid,
-    job_tasks.c.lease_expires_at,
-    job_tasks.c.token_digest,
-).where(
-    job_tasks.c.token_digest == bindparam("digest"),
-    job_tasks.c.status == TaskStatus.ACTIVE.value,
-)
-# A canceled task keeps its lease (and so its token's digest) until its worker reports the
-# process's exit: a script that calls in meanwhile learns why its token stopped working.
-_CANCELED_TASK_BY_TOKEN = select(job_tasks.c.uuid).where(
-    job_tasks.c.token_digest == bindparam("digest"),
-    job_tasks.c.status == TaskStatus.CANCELED.value,
-)
 
 
 class TokenManager:
@@ -119,18 +81,17 @@ class TokenManager:
         now = utcnow()
         async with self.db.read() as conn:
             if parsed.uuid is not None:
-                found = await conn.execute(_TOKEN_BY_UUID, {"uuid": parsed.uuid})
+                stored = await token_store.token_by_uuid(conn, parsed.uuid)
             else:
-                found = await conn.execute(_TOKEN_BY_DIGEST, {"digest": secret_digest})
-            row = found.first()
-            if row is not None:
-                if not token_rules.digests_equal(row.secret_digest, secret_digest):
+                stored = await token_store.token_by_digest(conn, secret_digest)
+            if stored is not None:
+                if not token_rules.digests_equal(stored.secret_digest, secret_digest):
                     return None
-                record = token_record(row)
+                record = stored.record
                 if not _usable(record, now):
                     return None
                 return Credentials(
-                    self._caller(record["owner_uuid"], bool(row.is_admin)),
+                    self._caller(record["owner_uuid"], stored.owner_is_admin),
                     tuple(record["scopes"]),
                     record["expires_at"],
                     record,
@@ -147,22 +108,23 @@ class TokenManager:
     async def _task_credentials(
         self, conn: AsyncConnection, secret_digest: bytes, now: dt.datetime
     ) -> Credentials | None:
-        row = (await conn.execute(_TASK_BY_TOKEN, {"digest": secret_digest})).first()
-        if row is None:
-            canceled = await conn.scalar(_CANCELED_TASK_BY_TOKEN, {"digest": secret_digest})
+        task = await token_store.task_by_token(conn, secret_digest)
+        if task is None:
+            canceled = await token_store.canceled_task_by_token(conn, secret_digest)
             if canceled is not None:
                 raise Unauthenticated(
                     f"task canceled: {canceled} was canceled, and its token ended with it"
                 )
             return None
-        if not token_rules.digests_equal(row.token_digest, secret_digest):
+        if not token_rules.digests_equal(task.token_digest, secret_digest):
             return None
-        expires = utc(row.lease_expires_at)
+        expires = task.lease_expires_at
         if expires is None or expires <= now:
             return None  # the lease ended: the reaper has not caught up yet
         # Never admin, even when the job's owner is: the task acts within its own job.
-        caller = Caller(user_uuid=row.owner_uuid, task_uuid=row.uuid)
-        return Credentials(caller, tuple(scope_rules.task_scopes(row.job_uuid, row.uuid)), expires)
+        caller = Caller(user_uuid=task.owner_uuid, task_uuid=task.task_uuid)
+        scopes = scope_rules.task_scopes(task.job_uuid, task.task_uuid)
+        return Credentials(caller, tuple(scopes), expires)
 
     # -- the api_client_authorizations resource -------------------------------------------
 
@@ -217,41 +179,25 @@ class TokenManager:
                 field, f"{uuid!r} is not a user of cluster {self.settings.cluster_id}"
             )
 
-    @staticmethod
-    def _visible(caller: Caller) -> ColumnElement[bool]:
-        """Admins see every token, others their own; revoked tokens are gone (Arvados
-        deleted them)."""
-        own = true() if caller.is_admin else tokens_t.c.owner_uuid == caller.user_uuid
-        return own & tokens_t.c.revoked_at.is_(None)
-
     async def get(self, caller: Caller, uuid: str) -> Record:
         check_uuid(uuid, TOKEN_INFIX, "uuid")
         async with self.db.read() as conn:
-            row = (
-                await conn.execute(
-                    select(tokens_t).where(tokens_t.c.uuid == uuid, self._visible(caller))
-                )
-            ).first()
-        if row is None:
+            record = await token_store.readable_token(conn, caller, uuid)
+        if record is None:
             raise NotFound(f"api_client_authorization {uuid} not found")
-        return token_record(row)
+        return record
 
     async def list(self, caller: Caller, query: ListQuery) -> tuple[list[Record], int | None]:
         async with self.db.read() as conn:
-            rows, total = await run_list(
-                conn,
-                tokens_t,
-                query,
-                cluster_id=self.settings.cluster_id,
-                extra=self._visible(caller),
+            return await token_store.list_tokens(
+                conn, caller, query, cluster_id=self.settings.cluster_id
             )
-        return [token_record(r) for r in rows], total
 
     async def revoke(self, caller: Caller, uuid: str) -> Record:
         check_uuid(uuid, TOKEN_INFIX, "uuid")
 
         async def run(conn: AsyncConnection) -> Record:
-            return await _revoke(conn, uuid, caller.user_uuid, self._visible(caller))
+            return await _revoke(conn, uuid, caller.user_uuid, caller)
 
         return await self.db.transact(run)
 
@@ -278,16 +224,7 @@ async def ensure_user(
     conn: AsyncConnection, settings: Settings, uuid: str, *, is_admin: bool = False
 ) -> None:
     """Creates the user if missing; an existing user keeps its admin flag unless raised."""
-    row = (await conn.execute(select(users.c.is_admin).where(users.c.uuid == uuid))).first()
-    now = utcnow()
-    if row is None:
-        await conn.execute(
-            insert(users).values(uuid=uuid, is_admin=is_admin, created_at=now, modified_at=now)
-        )
-    elif is_admin and not row.is_admin:
-        await conn.execute(
-            update(users).where(users.c.uuid == uuid).values(is_admin=True, modified_at=now)
-        )
+    await users.ensure_user(conn, uuid, is_admin=is_admin, now=utcnow())
 
 
 async def _insert_token(
@@ -302,41 +239,30 @@ async def _insert_token(
 ) -> tuple[Record, str]:
     secret = token_rules.new_secret()
     now = utcnow()
-    row = (
-        await conn.execute(
-            insert(tokens_t)
-            .values(
-                uuid=uuid or new_uuid(settings.cluster_id, TOKEN_INFIX),
-                owner_uuid=owner_uuid,
-                secret_digest=token_rules.digest(secret),
-                scopes=list(scopes),
-                expires_at=expires_at,
-                created_at=now,
-                modified_at=now,
-                modified_by_user_uuid=modified_by,
-            )
-            .returning(*tokens_t.c)
-        )
-    ).one()
-    record = token_record(row)
+    record = await token_store.insert_token(
+        conn,
+        {
+            "uuid": uuid or new_uuid(settings.cluster_id, TOKEN_INFIX),
+            "owner_uuid": owner_uuid,
+            "secret_digest": token_rules.digest(secret),
+            "scopes": list(scopes),
+            "expires_at": expires_at,
+            "created_at": now,
+            "modified_at": now,
+            "modified_by_user_uuid": modified_by,
+        },
+    )
     return record, token_rules.format_v2(record["uuid"], secret)
 
 
 async def _revoke(
-    conn: AsyncConnection, uuid: str, by: str | None, visible: ColumnElement[bool]
+    conn: AsyncConnection, uuid: str, by: str | None, reader: Caller | None
 ) -> Record:
-    now = utcnow()
-    row = (
-        await conn.execute(
-            update(tokens_t)
-            .where(tokens_t.c.uuid == uuid, visible)
-            .values(revoked_at=now, modified_at=now, modified_by_user_uuid=by)
-            .returning(*tokens_t.c)
-        )
-    ).first()
-    if row is None:
+    """Revokes a token not revoked yet that the reader (if any) may read."""
+    record = await token_store.revoke_token(conn, uuid, by=by, reader=reader, now=utcnow())
+    if record is None:
         raise NotFound(f"api_client_authorization {uuid} not found")
-    return token_record(row)
+    return record
 
 
 # -- local administration: `jobtask up` and `jobtask token ...`, straight on the database -----
@@ -378,12 +304,12 @@ async def ensure_root_token(db: Database, settings: Settings, env_value: str | N
 
     async def run(conn: AsyncConnection) -> str | None:
         await ensure_user(conn, settings, settings.system_user, is_admin=True)
-        row = (await conn.execute(select(tokens_t).where(tokens_t.c.uuid == uuid))).first()
-        if row is not None:
-            if _usable(token_record(row), utcnow()):
+        record = await token_store.record_by_uuid(conn, uuid)
+        if record is not None:
+            if _usable(record, utcnow()):
                 return None
             # Revoked or expired: replace it under the same uuid.
-            await conn.execute(tokens_t.delete().where(tokens_t.c.uuid == uuid))
+            await token_store.delete_token(conn, uuid)
         _, token = await _insert_token(
             conn,
             settings,
@@ -400,16 +326,13 @@ async def ensure_root_token(db: Database, settings: Settings, env_value: str | N
 
 async def list_tokens(db: Database, *, include_revoked: bool = False) -> list[Record]:
     async with db.read() as conn:
-        stmt = select(tokens_t).order_by(tokens_t.c.created_at, tokens_t.c.uuid)
-        if not include_revoked:
-            stmt = stmt.where(tokens_t.c.revoked_at.is_(None))
-        return [token_record(r) for r in await conn.execute(stmt)]
+        return await token_store.all_tokens(conn, include_revoked=include_revoked)
 
 
 async def revoke_token(db: Database, uuid: str) -> Record:
     check_uuid(uuid, TOKEN_INFIX, "uuid")
 
     async def run(conn: AsyncConnection) -> Record:
-        return await _revoke(conn, uuid, None, tokens_t.c.revoked_at.is_(None))
+        return await _revoke(conn, uuid, None, None)
 
     return await db.transact(run)

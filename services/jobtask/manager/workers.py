@@ -11,6 +11,7 @@ import datetime as dt
 import enum
 from dataclasses import dataclass
 
+from jobtask.domain.access import may_read
 from jobtask.domain.errors import InvalidArgument, NotFound, PermissionDenied
 from jobtask.manager.context import Caller, Settings, utcnow
 from jobtask.store import workers as queries
@@ -109,7 +110,6 @@ class WorkerRegistry:
         counts = await queries.attempt_counts(conn, ids)
         now = utcnow()
         horizon = self.settings.live_horizon
-        everyone = caller.is_admin or caller.is_system
         views = []
         for row in rows:
             tasks = running.get(row.worker_id, [])
@@ -121,7 +121,9 @@ class WorkerRegistry:
                     free_slots=max(0, row.slots - len(tasks)),
                     # Other users' task uuids are theirs to know.
                     task_uuids=tuple(
-                        t.task_uuid for t in tasks if everyone or t.owner_uuid == caller.user_uuid
+                        t.task_uuid
+                        for t in tasks
+                        if caller.is_system or may_read(caller, t.owner_uuid)
                     ),
                     tasks_finished=finished,
                     tasks_failed=failed,

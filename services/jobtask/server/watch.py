@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from jobtask.domain.access import may_read
 from jobtask.domain.errors import InvalidArgument, NotFound, OutOfRange
 from jobtask.domain.statuses import JOB_TERMINAL, JobStatus
 from jobtask.manager.context import Caller
@@ -193,7 +194,7 @@ class Watcher:
         # One read transaction: the job, its tasks and its feed position agree.
         async with self.db.snapshot() as conn:
             row = (await conn.execute(select(jobs).where(jobs.c.uuid == job_uuid))).first()
-            if row is None or (not caller.is_admin and row.owner_uuid != caller.user_uuid):
+            if row is None or not may_read(caller, row.owner_uuid):
                 raise NotFound(f"job {job_uuid} not found")
             job = job_record(row)
             # The job's own last event: on PostgreSQL a higher global head could hide an
@@ -243,7 +244,7 @@ class Watcher:
                     select(jobs.c.owner_uuid, jobs.c.status).where(jobs.c.uuid == job_uuid)
                 )
             ).first()
-            if row is None or (not caller.is_admin and row.owner_uuid != caller.user_uuid):
+            if row is None or not may_read(caller, row.owner_uuid):
                 raise NotFound(f"job {job_uuid} not found")
             pruned = await feed.pruned_before(conn)
             head = await feed.head(conn)

@@ -2,32 +2,30 @@
 
 Callers own their unit of work: `await db.transact(fn)` runs `fn(conn)` in one write
 transaction (retried when a concurrent writer made it fail), `async with db.read()` gives a
-read-only connection. Database errors are translated here, once, into domain errors.
+read-only connection. Database errors become domain errors in one place
+(jobtask.store.db_errors). `Database(url)` opens the URL's backend: SQLiteDatabase or
+PostgresDatabase.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from jobtask.domain.errors import Aborted, AlreadyExists, DomainError, Unavailable
+from jobtask.domain.errors import Aborted
 from jobtask.observability.metrics import DB_TRANSACTION_SECONDS
 from jobtask.store import sqlite_inline
-from sqlalchemy import Engine, text
+from jobtask.store.db_errors import translated
+from sqlalchemy import Connection, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
-from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-
-log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -88,7 +86,21 @@ def normalize_url(url: str) -> str:
 
 
 class Database:
-    """One store. On SQLite, writes go through one connection at a time per process."""
+    """One store: `Database(url)` opens a SQLiteDatabase or a PostgresDatabase, by URL.
+
+    Both run units of work the same way (transact, read, snapshot) and translate database
+    errors in one place; what differs -- connections, the write turn, snapshots, notifying
+    other processes, the migration lock -- is each backend's own."""
+
+    dialect: str
+    is_sqlite: bool
+
+    def __new__(cls, url: str, **options: Any) -> Database:
+        backend: type[Database] = cls
+        if cls is Database:
+            sqlite = make_url(normalize_url(url)).get_backend_name() == "sqlite"
+            backend = SQLiteDatabase if sqlite else PostgresDatabase
+        return object.__new__(backend)
 
     def __init__(
         self,
@@ -103,59 +115,129 @@ class Database:
         them against max_connections). A call that waits longer than POOL_TIMEOUT_SECONDS
         for a connection fails with Unavailable."""
         self.url = normalize_url(url)
-        self.dialect = make_url(self.url).get_backend_name()
-        self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
         self._commit_listeners: list[Callable[[], None]] = []
-        self._sqlite_write: Engine | None = None
-        self._sqlite_read: Engine | None = None
-        self._engine: AsyncEngine | None = None
-        if self.dialect == "sqlite":
-            database = make_url(self.url).database or ""
-            self._prepare_sqlite_file(database)
-            self._sqlite_write = sqlite_inline.engine(database, writer=True, echo=echo)
-            self._sqlite_read = sqlite_inline.engine(database, writer=False, echo=echo)
-        else:
-            size = _env_int("JOBTASK_DB_POOL_SIZE", DEFAULT_POOL_SIZE, minimum=1)
-            size = size if pool_size is None else pool_size
-            overflow = _env_int("JOBTASK_DB_MAX_OVERFLOW", size, minimum=0)
-            overflow = overflow if max_overflow is None else max_overflow
-            self._engine = create_async_engine(
-                self.url,
-                pool_size=size,
-                max_overflow=overflow,
-                pool_timeout=POOL_TIMEOUT_SECONDS,
-                pool_pre_ping=True,
-                echo=echo,
-            )
+        self._open(pool_size=pool_size, max_overflow=max_overflow, echo=echo)
 
     def on_commit(self, listener: Callable[[], None]) -> None:
         """Calls listener after every write transaction of this process that changed
         something (see mark_changed)."""
         self._commit_listeners.append(listener)
 
+    # -- what each backend does its own way ---------------------------------------------
+
+    def _open(self, *, pool_size: int | None, max_overflow: int | None, echo: bool) -> None:
+        raise NotImplementedError
+
     @asynccontextmanager
     async def writer(self) -> AsyncIterator[None]:
-        """Holds this process's SQLite write turn (a no-op on PostgreSQL)."""
-        if self._write_lock is None:
-            yield
-            return
-        async with self._write_lock:
-            yield
+        """Holds this process's write turn (SQLite; a no-op on PostgreSQL)."""
+        yield
 
     def pool_usage(self) -> tuple[int, int] | None:
         """PostgreSQL: (connections in use, connections open) of this process's pool."""
-        if self._engine is None:
-            return None
-        pool = self._engine.pool
-        checked_out = int(getattr(pool, "checkedout", lambda: 0)())
-        return checked_out, checked_out + int(getattr(pool, "checkedin", lambda: 0)())
+        return None
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.dialect == "sqlite"
+    async def dispose(self) -> None:
+        raise NotImplementedError
+
+    def _connect(self, *, write: bool) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A connection outside any transaction of ours (PostgreSQL: autobegins one)."""
+        raise NotImplementedError
+
+    def _write_transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A connection in a write transaction, committed when the block ends without an
+        exception."""
+        raise NotImplementedError
+
+    def ddl(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A write connection for schema migrations; the caller commits."""
+        raise NotImplementedError
+
+    @asynccontextmanager
+    async def migration_lock(self, conn: AsyncConnection) -> AsyncIterator[None]:
+        """Held while one process migrates the schema (on a ddl() connection)."""
+        yield
+
+    async def _snapshot_isolation(self, conn: AsyncConnection) -> None:
+        """Makes the statements of conn see one snapshot."""
+        raise NotImplementedError
+
+    async def _announce(self, conn: AsyncConnection) -> None:
+        """Tells other processes, at commit, that this transaction changed something."""
+        raise NotImplementedError
+
+    # -- units of work --------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with translated(), self._connect(write=False) as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[AsyncConnection]:
+        """A read connection whose statements all see one snapshot of the database."""
+        async with translated(), self._connect(write=False) as conn:
+            await self._snapshot_isolation(conn)
+            yield conn
+
+    async def transact(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Runs fn in one write transaction; retries it when a concurrent writer won."""
+        delay = 0.02
+        for attempt in range(WRITE_RETRIES):
+            started = time.perf_counter()
+            try:
+                async with translated(), self._write_transaction() as conn:
+                    result, changed, done = await self._run(conn, fn)
+            except Aborted:
+                if attempt == WRITE_RETRIES - 1:
+                    raise
+                await asyncio.sleep(delay)
+                delay *= 2
+                continue
+            DB_TRANSACTION_SECONDS.observe(time.perf_counter() - started)
+            if changed:
+                for listener in self._commit_listeners:
+                    listener()
+            for call in done:
+                call()
+            return result
+        raise AssertionError("unreachable")
+
+    async def _run(
+        self, conn: AsyncConnection, fn: Callable[[AsyncConnection], Awaitable[T]]
+    ) -> tuple[T, bool, list[Callable[[], None]]]:
+        # conn.info outlives the checkout (it belongs to the pooled connection): reset it.
+        conn.info.pop(_CHANGED, None)
+        conn.info.pop(_AFTER_COMMIT, None)
+        # Not in a `finally`: after a failed or canceled statement SQLAlchemy has invalidated
+        # the connection, and touching conn.info then raises PendingRollbackError -- which
+        # replaced a CancelledError and kept a canceled background loop (the pruner) alive,
+        # hanging shutdowns. What fn left for after the commit goes with its transaction.
+        result = await fn(conn)
+        done: list[Callable[[], None]] = conn.info.pop(_AFTER_COMMIT, [])
+        changed = bool(conn.info.pop(_CHANGED, False))
+        if changed:
+            await self._announce(conn)
+        return result, changed, done
+
+
+class SQLiteDatabase(Database):
+    """A SQLite file: statements run inline (jobtask.store.sqlite_inline), and writes go
+    through one connection at a time per process (the write turn), under the file's write
+    lock from their first statement (BEGIN IMMEDIATE)."""
+
+    dialect = "sqlite"
+    is_sqlite = True
+
+    def _open(self, *, pool_size: int | None, max_overflow: int | None, echo: bool) -> None:
+        self._write_lock = asyncio.Lock()
+        database = make_url(self.url).database or ""
+        self._prepare_file(database)
+        self._write_engine = sqlite_inline.engine(database, writer=True, echo=echo)
+        self._read_engine = sqlite_inline.engine(database, writer=False, echo=echo)
 
     @staticmethod
-    def _prepare_sqlite_file(database: str) -> None:
+    def _prepare_file(database: str) -> None:
         """Creates the file (and its directory) and switches it to WAL; a place it cannot
         write is an OSError saying so in one line (`jobtask up` prints it and exits 1)."""
         if database and database != ":memory:":
@@ -172,136 +254,115 @@ class Database:
                     f"cannot write the database at {database}: {_unwritable(database, exc)}"
                 ) from None
 
+    @asynccontextmanager
+    async def writer(self) -> AsyncIterator[None]:
+        async with self._write_lock:
+            yield
+
     async def dispose(self) -> None:
-        if self._engine is not None:
-            await self._engine.dispose()
-        for engine in (self._sqlite_write, self._sqlite_read):
-            if engine is not None:
-                engine.dispose()
+        self._write_engine.dispose()
+        self._read_engine.dispose()
 
     @asynccontextmanager
     async def _connect(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
-        """A connection outside any transaction of ours (PostgreSQL: autobegins one)."""
-        if self._engine is not None:
-            async with self._engine.connect() as conn:
-                yield conn
-            return
-        engine = self._sqlite_write if write else self._sqlite_read
-        assert engine is not None
+        engine = self._write_engine if write else self._read_engine
         with engine.connect() as sync_conn:
             yield sqlite_inline.as_async(sync_conn)
 
+    async def _snapshot_isolation(self, conn: AsyncConnection) -> None:
+        """Nothing to do: the read transaction begun by the first statement is a snapshot."""
+
+    async def _announce(self, conn: AsyncConnection) -> None:
+        """Nothing to send: other processes poll the change feed (jobtask.server.upkeep)."""
+
+    @asynccontextmanager
+    async def _immediate(self) -> AsyncIterator[Connection]:
+        """The write turn and the file's write lock, from the start."""
+        async with self.writer():
+            with self._write_engine.connect() as sync_conn:
+                await sqlite_inline.begin_immediate(sync_conn, timeout_ms=SQLITE_BUSY_TIMEOUT_MS)
+                yield sync_conn
+
+    @asynccontextmanager
+    async def _write_transaction(self) -> AsyncIterator[AsyncConnection]:
+        async with self._immediate() as sync_conn:
+            yield sqlite_inline.as_async(sync_conn)
+            sync_conn.commit()
+
     @asynccontextmanager
     async def ddl(self) -> AsyncIterator[AsyncConnection]:
-        """A write connection for schema migrations; the caller commits. SQLite: holds this
-        process's write turn and the file's write lock from the start."""
-        if self._sqlite_write is None:
-            async with self._connect(write=True) as conn:
-                yield conn
-            return
-        async with self.writer():
-            with self._sqlite_write.connect() as sync_conn:
-                await sqlite_inline.begin_immediate(sync_conn, timeout_ms=SQLITE_BUSY_TIMEOUT_MS)
-                yield sqlite_inline.as_async(sync_conn)
+        """Holds the write turn and the file's write lock, which keep other migrators out."""
+        async with self._immediate() as sync_conn:
+            yield sqlite_inline.as_async(sync_conn)
+
+
+class PostgresDatabase(Database):
+    """A PostgreSQL server through asyncpg and a connection pool; a transaction that changed
+    something notifies the other processes (NOTIFY_CHANNEL)."""
+
+    dialect = "postgresql"
+    is_sqlite = False
+
+    def _open(self, *, pool_size: int | None, max_overflow: int | None, echo: bool) -> None:
+        size = _env_int("JOBTASK_DB_POOL_SIZE", DEFAULT_POOL_SIZE, minimum=1)
+        size = size if pool_size is None else pool_size
+        overflow = _env_int("JOBTASK_DB_MAX_OVERFLOW", size, minimum=0)
+        overflow = overflow if max_overflow is None else max_overflow
+        self._engine: AsyncEngine = create_async_engine(
+            self.url,
+            pool_size=size,
+            max_overflow=overflow,
+            pool_timeout=POOL_TIMEOUT_SECONDS,
+            pool_pre_ping=True,
+            echo=echo,
+        )
+
+    def pool_usage(self) -> tuple[int, int] | None:
+        pool = self._engine.pool
+        checked_out = int(getattr(pool, "checkedout", lambda: 0)())
+        return checked_out, checked_out + int(getattr(pool, "checkedin", lambda: 0)())
+
+    async def dispose(self) -> None:
+        await self._engine.dispose()
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        try:
-            async with self._connect(write=False) as conn:
-                yield conn
-        except DBAPIError as exc:
-            raise translate(exc) from exc
-        except _UNREACHABLE as exc:
-            raise unreachable(exc) from exc
+    async def _connect(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
+        async with self._engine.connect() as conn:
+            yield conn
 
     @asynccontextmanager
-    async def snapshot(self) -> AsyncIterator[AsyncConnection]:
-        """A read connection whose statements all see one snapshot of the database."""
+    async def _write_transaction(self) -> AsyncIterator[AsyncConnection]:
+        async with self._engine.begin() as conn:
+            yield conn
+
+    def ddl(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        return self._connect(write=True)
+
+    @asynccontextmanager
+    async def migration_lock(self, conn: AsyncConnection) -> AsyncIterator[None]:
+        """Replicas starting together: one migrates, the others wait, then find nothing to
+        do."""
+        await conn.execute(_ADVISORY_LOCK, {"k": _MIGRATION_LOCK_KEY})
+        await conn.commit()
         try:
-            async with self._connect(write=False) as conn:
-                if not self.is_sqlite:
-                    await conn.execution_options(isolation_level="REPEATABLE READ")
-                # SQLite: the read transaction begun by the first statement is a snapshot.
-                yield conn
-        except DBAPIError as exc:
-            raise translate(exc) from exc
-        except _UNREACHABLE as exc:
-            raise unreachable(exc) from exc
+            yield
+        finally:
+            await conn.execute(_ADVISORY_UNLOCK, {"k": _MIGRATION_LOCK_KEY})
+            await conn.commit()
 
-    async def transact(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        """Runs fn in one write transaction; retries it when a concurrent writer won."""
-        delay = 0.02
-        for attempt in range(WRITE_RETRIES):
-            started = time.perf_counter()
-            try:
-                result, changed, done = await self._transact_once(fn)
-            except Aborted:
-                if attempt == WRITE_RETRIES - 1:
-                    raise
-                await asyncio.sleep(delay)
-                delay *= 2
-                continue
-            DB_TRANSACTION_SECONDS.observe(time.perf_counter() - started)
-            if changed:
-                for listener in self._commit_listeners:
-                    listener()
-            for call in done:
-                call()
-            return result
-        raise AssertionError("unreachable")
+    async def _snapshot_isolation(self, conn: AsyncConnection) -> None:
+        await conn.execution_options(isolation_level="REPEATABLE READ")
 
-    async def _transact_once(
-        self, fn: Callable[[AsyncConnection], Awaitable[T]]
-    ) -> tuple[T, bool, list[Callable[[], None]]]:
-        try:
-            if self._sqlite_write is not None:
-                async with self.writer():
-                    with self._sqlite_write.connect() as sync_conn:
-                        await sqlite_inline.begin_immediate(
-                            sync_conn, timeout_ms=SQLITE_BUSY_TIMEOUT_MS
-                        )
-                        result = await self._run(sqlite_inline.as_async(sync_conn), fn)
-                        sync_conn.commit()
-                        return result
-            assert self._engine is not None
-            async with self._engine.begin() as conn:
-                return await self._run(conn, fn)
-        except DomainError:
-            raise
-        except DBAPIError as exc:
-            raise translate(exc) from exc
-        except _UNREACHABLE as exc:
-            raise unreachable(exc) from exc
-
-    async def _run(
-        self, conn: AsyncConnection, fn: Callable[[AsyncConnection], Awaitable[T]]
-    ) -> tuple[T, bool, list[Callable[[], None]]]:
-        # conn.info outlives the checkout (it belongs to the pooled connection): reset it.
-        conn.info.pop(_CHANGED, None)
-        conn.info.pop(_AFTER_COMMIT, None)
-        # Not in a `finally`: after a failed or canceled statement SQLAlchemy has invalidated
-        # the connection, and touching conn.info then raises PendingRollbackError -- which
-        # replaced a CancelledError and kept a canceled background loop (the pruner) alive,
-        # hanging shutdowns. What fn left for after the commit goes with its transaction.
-        result = await fn(conn)
-        done: list[Callable[[], None]] = conn.info.pop(_AFTER_COMMIT, [])
-        changed = bool(conn.info.pop(_CHANGED, False))
-        if changed and not self.is_sqlite:
-            # Delivered at commit, and only if the transaction commits.
-            await conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
-        return result, changed, done
+    async def _announce(self, conn: AsyncConnection) -> None:
+        # Delivered at commit, and only if the transaction commits.
+        await conn.execute(_NOTIFY)
 
 
-# SQLSTATEs that mean "try again": serialization failure, deadlock.
-_RETRYABLE_SQLSTATES = {"40001", "40P01"}
-# SQLSTATEs of a server that cannot be used right now: too many connections, shut down or
-# terminated by an administrator, not accepting connections to this database (55000, as
-# `ALLOW_CONNECTIONS false` answers). Class 08 (connection exceptions) too.
-_UNREACHABLE_SQLSTATES = {"53300", "57P01", "57P02", "57P03", "55000"}
-# Raised unwrapped by SQLAlchemy: opening a connection fails in the driver's own socket code
-# (asyncpg: ConnectionRefusedError and other OSErrors, TimeoutError), or the pool has no
-# connection to give within its timeout.
-_UNREACHABLE: tuple[type[Exception], ...] = (OSError, SQLAlchemyTimeoutError)
+# Any constant shared by every replica: PostgreSQL advisory lock key for migrations.
+_MIGRATION_LOCK_KEY = 0x6A6F627461736B  # "jobtask"
+_ADVISORY_LOCK = text("SELECT pg_advisory_lock(:k)")
+_ADVISORY_UNLOCK = text("SELECT pg_advisory_unlock(:k)")
+_NOTIFY = text(f"NOTIFY {NOTIFY_CHANNEL}")
 
 
 def _unwritable(database: str, exc: Exception) -> str:
@@ -315,40 +376,3 @@ def _unwritable(database: str, exc: Exception) -> str:
     if not os.access(place, os.W_OK):
         return f"permission denied ({place})"
     return getattr(exc, "strerror", None) or str(exc)
-
-
-# SQLite's SQLITE_FULL ("database or disk is full") and PostgreSQL's disk_full.
-_SQLITE_FULL = 13
-_DISK_FULL_SQLSTATE = "53100"
-DISK_FULL = "the database disk is full; try again later"
-
-
-def unreachable(exc: Exception) -> Unavailable:
-    log.warning("database unreachable: %s: %s", type(exc).__name__, exc)
-    if isinstance(exc, SQLAlchemyTimeoutError):
-        return Unavailable("no database connection is free; try again")
-    return Unavailable("the database is unreachable; try again")
-
-
-def translate(exc: DBAPIError) -> DomainError:
-    """The one place database errors become domain errors."""
-    orig = exc.orig
-    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-    if sqlstate in _RETRYABLE_SQLSTATES:
-        return Aborted("a concurrent change won; try again")
-    if isinstance(exc, IntegrityError):
-        return AlreadyExists("the object conflicts with an existing one")
-    text = str(orig).lower()
-    if sqlstate == _DISK_FULL_SQLSTATE or getattr(orig, "sqlite_errorcode", None) == _SQLITE_FULL:
-        log.error("database disk full: %s", orig)
-        return Unavailable(DISK_FULL)
-    if isinstance(exc, OperationalError) and "locked" in text:
-        return Unavailable("the database is busy; try again")
-    unreachable_state = sqlstate is not None and (
-        sqlstate.startswith("08") or sqlstate in _UNREACHABLE_SQLSTATES
-    )
-    if exc.connection_invalidated or isinstance(exc, OperationalError) or unreachable_state:
-        log.warning("database unavailable: %s: %s", type(orig).__name__, orig)
-        return Unavailable("the database is unreachable; try again")
-    log.error("unexpected database error: %s", exc)
-    return Unavailable("the database failed; try again")

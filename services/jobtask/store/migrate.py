@@ -9,10 +9,6 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from jobtask.store.database import Database
-from sqlalchemy import text
-
-# Any constant shared by every replica: PostgreSQL advisory lock key for migrations.
-_MIGRATION_LOCK_KEY = 0x6A6F627461736B  # "jobtask"
 
 
 def alembic_config() -> Config:
@@ -28,25 +24,14 @@ def head_revision() -> str | None:
 async def upgrade(db: Database, revision: str = "head") -> None:
     """Brings the schema to `revision`. Concurrent callers wait for each other."""
     config = alembic_config()
-    async with db.ddl() as conn:
-        if not db.is_sqlite:
-            # Replicas starting together: one migrates, the others wait, then find nothing to do.
-            await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
-            await conn.commit()
-        try:
+    async with db.ddl() as conn, db.migration_lock(conn):
 
-            def run(sync_conn: Any) -> None:
-                config.attributes["connection"] = sync_conn
-                command.upgrade(config, revision)
+        def run(sync_conn: Any) -> None:
+            config.attributes["connection"] = sync_conn
+            command.upgrade(config, revision)
 
-            await conn.run_sync(run)
-            await conn.commit()
-        finally:
-            if not db.is_sqlite:
-                await conn.execute(
-                    text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK_KEY}
-                )
-                await conn.commit()
+        await conn.run_sync(run)
+        await conn.commit()
 
 
 async def current_revision(db: Database) -> str | None:
