@@ -13,12 +13,12 @@ from typing import Any
 
 from jobtask.domain import ripple
 from jobtask.domain.derived import job_on_enter, task_on_enter
-from jobtask.domain.errors import NotFound
 from jobtask.domain.statuses import JobStatus, TaskStatus, check_job_move
 from jobtask.domain.uuids import TASK_INFIX, new_uuid
 from jobtask.manager.context import Caller, Settings
 from jobtask.observability import lifecycle as observe
 from jobtask.store import feed
+from jobtask.store.locks import JOB_BY_ID, lock_job, lock_task, lock_tasks, try_lock_job
 from jobtask.store.records import (
     COUNT_COLUMN,
     Record,
@@ -31,21 +31,24 @@ from jobtask.store.schema import job_tasks, jobs
 from sqlalchemy import Row, Table, Update, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-# The statements every task write runs, built once: building and keying a statement costs
-# SQLAlchemy more than SQLite takes to answer it (about 55 of 80 us for a lookup by id).
-_JOB_BY_ID = select(jobs).where(jobs.c.id == bindparam("job_id"))
-_LOCK_JOB_BY_ID = _JOB_BY_ID.with_for_update()
-_LOCK_JOB_BY_UUID = select(jobs).where(jobs.c.uuid == bindparam("uuid")).with_for_update()
-# One statement finds and locks a task's job (FOR UPDATE locks the jobs row only).
-_LOCK_JOB_OF_TASK = (
-    select(jobs)
-    .where(
-        jobs.c.id
-        == select(job_tasks.c.job_id).where(job_tasks.c.uuid == bindparam("uuid")).scalar_subquery()
-    )
-    .with_for_update()
-)
-_LOCK_TASK = select(job_tasks).where(job_tasks.c.uuid == bindparam("uuid")).with_for_update()
+__all__ = [
+    "bulk_move",
+    "combined_output",
+    "delete_descendants",
+    "insert_task",
+    "lock_job",
+    "lock_task",
+    "lock_tasks",
+    "move_job",
+    "recount",
+    "reload_job",
+    "settle",
+    "settle_job",
+    "shift_count",
+    "try_lock_job",
+    "write_job",
+    "write_task",
+]
 
 
 @functools.lru_cache(maxsize=512)
@@ -94,54 +97,6 @@ def _count_shift(old_col: str, new_col: str) -> Update:
         .where(jobs.c.id == bindparam("job_id"))
         .values({old_col: jobs.c[old_col] - 1, new_col: jobs.c[new_col] + 1})
     )
-
-
-async def lock_job(
-    conn: AsyncConnection, *, uuid: str | None = None, job_id: int | None = None
-) -> Record:
-    if uuid is not None:
-        found = await conn.execute(_LOCK_JOB_BY_UUID, {"uuid": uuid})
-    else:
-        found = await conn.execute(_LOCK_JOB_BY_ID, {"job_id": job_id})
-    row = found.first()
-    if row is None:
-        raise NotFound(f"job {uuid or job_id} not found")
-    return job_record(row)
-
-
-async def try_lock_job(conn: AsyncConnection, job_id: int) -> Record | None:
-    """Locks the job row unless another transaction holds it (None then; PostgreSQL).
-    For a transaction that already holds another job's row: waiting for a second one, in
-    no fixed order, could deadlock with a transaction doing the same the other way round."""
-    stmt = select(jobs).where(jobs.c.id == job_id).with_for_update(skip_locked=True)
-    row = (await conn.execute(stmt)).first()
-    return None if row is None else job_record(row)
-
-
-async def lock_task(conn: AsyncConnection, uuid: str) -> tuple[Record, Record]:
-    """Locks a task's job, then the task; returns (job, task)."""
-    # One statement finds and locks the job (FOR UPDATE locks the jobs row only): this runs
-    # in every task write, and on SQLite each statement is a round trip through the loop
-    # while the process's write turn is held.
-    job_row = (await conn.execute(_LOCK_JOB_OF_TASK, {"uuid": uuid})).first()
-    if job_row is None:
-        raise NotFound(f"task {uuid} not found")
-    job = job_record(job_row)
-    row = (await conn.execute(_LOCK_TASK, {"uuid": uuid})).first()
-    if row is None:
-        raise NotFound(f"task {uuid} not found")
-    return job, task_record(row)
-
-
-async def lock_tasks(conn: AsyncConnection, uuids: list[str]) -> dict[str, Record]:
-    """Locks tasks of one job, whose row the caller has locked; by uuid."""
-    rows = await conn.execute(
-        select(job_tasks)
-        .where(job_tasks.c.uuid.in_(uuids))
-        .order_by(job_tasks.c.id)
-        .with_for_update()
-    )
-    return {row.uuid: task_record(row) for row in rows}
 
 
 _INSERT_TASK = insert(job_tasks).returning(*job_tasks.c)
@@ -245,7 +200,7 @@ async def recount(conn: AsyncConnection, job_id: int) -> None:
 
 
 async def reload_job(conn: AsyncConnection, job_id: int) -> Record:
-    return job_record((await conn.execute(_JOB_BY_ID, {"job_id": job_id})).one())
+    return job_record((await conn.execute(JOB_BY_ID, {"job_id": job_id})).one())
 
 
 async def bulk_move(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 from jobtask.domain.statuses import TaskStatus
@@ -75,6 +76,14 @@ def task_record(row: Row[Any]) -> Record:
 
 # Columns that never leave the store (secrets and internal bookkeeping).
 _PRIVATE = {"token_digest", "submit_digest", "identity"}
+
+
+def task_after(task: Record, written: Mapping[str, Any]) -> Record:
+    """The task's record once `written` (columns, version and modified_* included) is
+    written to its row: what task_record would read back, without reading it."""
+    new = _fix_times({**task, **written})
+    new["etag"] = etag(new["uuid"], new["version"])
+    return new
 
 
 def to_json(record: Record) -> dict[str, Any]:
