@@ -21,12 +21,9 @@ from tests.conftest import Cluster
 from tests.core.helpers import get_job, job_status, task_status
 from tests.worker_protocol.helpers import job_with_tasks, watch_events
 
-
 # Set while a counted call runs: the server's background loops (the reaper, the feed's
 # poll, the worker registry) send statements of their own meanwhile, in other contexts.
-_COUNTED: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
-    "counted", default=None
-)
+_COUNTED: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("counted", default=None)
 
 
 @contextlib.contextmanager
@@ -71,9 +68,7 @@ async def _claim_and_complete(cluster: Cluster, n: int) -> tuple[list[str], list
     with counting(core.db) as claimed:
         claims = await core.claims.claim(system, worker, n)
     assert len(claims) == n
-    items = [
-        Submission(system, c.task["uuid"], c.task["lease_id"], _done()) for c in claims
-    ]
+    items = [Submission(system, c.task["uuid"], c.task["lease_id"], _done()) for c in claims]
     with counting(core.db) as completed:
         outcomes = await core.runs.reports.apply_many(items)
     assert [o.finished["status"] for o in outcomes if o.finished] == ["completed"] * n
