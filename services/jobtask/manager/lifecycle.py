@@ -17,7 +17,7 @@ from jobtask.domain.statuses import JobStatus, TaskStatus, check_job_move
 from jobtask.domain.uuids import TASK_INFIX, new_uuid
 from jobtask.manager.context import Caller, Settings
 from jobtask.observability import lifecycle as observe
-from jobtask.store import feed
+from jobtask.store import feed, task_writes
 from jobtask.store.locks import JOB_BY_ID, lock_job, lock_task, lock_tasks, try_lock_job
 from jobtask.store.records import (
     COUNT_COLUMN,
@@ -28,7 +28,7 @@ from jobtask.store.records import (
     to_json,
 )
 from jobtask.store.schema import job_tasks, jobs
-from sqlalchemy import Row, Table, Update, bindparam, delete, func, insert, select, update
+from sqlalchemy import Row, Table, Update, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = [
@@ -36,10 +36,12 @@ __all__ = [
     "combined_output",
     "delete_descendants",
     "insert_task",
+    "insert_tasks",
     "lock_job",
     "lock_task",
     "lock_tasks",
     "move_job",
+    "new_task_row",
     "recount",
     "reload_job",
     "settle",
@@ -99,7 +101,57 @@ def _count_shift(old_col: str, new_col: str) -> Update:
     )
 
 
-_INSERT_TASK = insert(job_tasks).returning(*job_tasks.c)
+def new_task_row(
+    settings: Settings,
+    job: Record,
+    *,
+    status: TaskStatus,
+    now: dt.datetime,
+    caller: Caller,
+    sequence: int = 0,
+    parameters: Mapping[str, Any] | None = None,
+    runtime_constraints: Mapping[str, Any] | None = None,
+    created_by: str | None = None,
+) -> dict[str, Any]:
+    """The columns of a new task of a locked job (see insert_tasks)."""
+    return {
+        "uuid": new_uuid(settings.cluster_id, TASK_INFIX),
+        "job_id": job["id"],
+        "job_uuid": job["uuid"],
+        "owner_uuid": job["owner_uuid"],
+        "created_at": now,
+        "modified_at": now,
+        "modified_by_user_uuid": caller.user_uuid,
+        "modified_by_client_uuid": caller.client_uuid,
+        "sequence": sequence,
+        "parameters": parameters if parameters is not None else {},
+        "runtime_constraints": runtime_constraints if runtime_constraints is not None else {},
+        "created_by_job_task_uuid": created_by,
+        "status": status.value,
+    }
+
+
+async def insert_tasks(
+    conn: AsyncConnection, rows: list[dict[str, Any]], *, now: dt.datetime
+) -> list[Record]:
+    """Inserts tasks (new_task_row's) into locked jobs and appends their task_created
+    events, a statement each whatever their number; the caller counts them in their jobs'
+    rows."""
+    tasks = await task_writes.insert_tasks(conn, rows)
+    await feed.append_many(
+        conn,
+        [
+            {
+                "created_at": now,
+                "job_uuid": task["job_uuid"],
+                "task_uuid": task["uuid"],
+                "type": feed.TASK_CREATED,
+                "payload": to_json(task),
+            }
+            for task in tasks
+        ],
+    )
+    return tasks
 
 
 async def insert_task(
@@ -115,28 +167,19 @@ async def insert_task(
     runtime_constraints: Mapping[str, Any] | None = None,
     created_by: str | None = None,
 ) -> Record:
-    """Inserts a task into a locked job and appends its task_created event; the caller
-    counts it in the job's row."""
-    values = {
-        "uuid": new_uuid(settings.cluster_id, TASK_INFIX),
-        "job_id": job["id"],
-        "job_uuid": job["uuid"],
-        "owner_uuid": job["owner_uuid"],
-        "created_at": now,
-        "modified_at": now,
-        "modified_by_user_uuid": caller.user_uuid,
-        "modified_by_client_uuid": caller.client_uuid,
-        "sequence": sequence,
-        "parameters": parameters if parameters is not None else {},
-        "runtime_constraints": runtime_constraints if runtime_constraints is not None else {},
-        "created_by_job_task_uuid": created_by,
-        "status": status.value,
-    }
-    task = task_record((await conn.execute(_INSERT_TASK, values)).one())
-    await feed.append(
-        conn, job["uuid"], feed.TASK_CREATED, to_json(task), task_uuid=task["uuid"], now=now
+    """One task of insert_tasks."""
+    row = new_task_row(
+        settings,
+        job,
+        status=status,
+        now=now,
+        caller=caller,
+        sequence=sequence,
+        parameters=parameters,
+        runtime_constraints=runtime_constraints,
+        created_by=created_by,
     )
-    return task
+    return (await insert_tasks(conn, [row], now=now))[0]
 
 
 async def write_job(

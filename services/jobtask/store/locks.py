@@ -17,6 +17,7 @@ __all__ = [
     "job_ids_of_tasks",
     "lock_job",
     "lock_jobs",
+    "lock_jobs_by_uuid",
     "lock_task",
     "lock_tasks",
     "try_lock_job",
@@ -50,6 +51,12 @@ _LOCK_TASKS = (
     select(job_tasks)
     .where(job_tasks.c.uuid.in_(bindparam("uuids", expanding=True)))
     .order_by(job_tasks.c.id)
+    .with_for_update()
+)
+_LOCK_JOBS_BY_UUID = (
+    select(jobs)
+    .where(jobs.c.uuid.in_(bindparam("uuids", expanding=True)))
+    .order_by(jobs.c.id)
     .with_for_update()
 )
 _TRY_LOCK_JOBS = (
@@ -110,6 +117,12 @@ async def lock_jobs(conn: AsyncConnection, job_ids: Collection[int]) -> dict[int
     """Locks several jobs' rows in one statement, in id order; by id."""
     rows = await conn.execute(_LOCK_JOBS, {"ids": sorted(job_ids)})
     return {row.id: job_record(row) for row in rows}
+
+
+async def lock_jobs_by_uuid(conn: AsyncConnection, uuids: Collection[str]) -> dict[str, Record]:
+    """lock_jobs, the jobs named by uuid; by uuid (those not found are left out)."""
+    rows = await conn.execute(_LOCK_JOBS_BY_UUID, {"uuids": sorted(uuids)})
+    return {row.uuid: job_record(row) for row in rows}
 
 
 async def try_lock_jobs(conn: AsyncConnection, job_ids: Collection[int]) -> dict[int, Record]:

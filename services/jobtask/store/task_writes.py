@@ -25,18 +25,25 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from jobtask.domain.statuses import TaskStatus
 from jobtask.store import attempts as attempt_store
 from jobtask.store import feed
-from jobtask.store.records import COUNT_COLUMN, Record, task_after, to_json
+from jobtask.store.records import (
+    COUNT_COLUMN,
+    Record,
+    job_record,
+    task_after,
+    task_record,
+    to_json,
+)
 from jobtask.store.schema import job_tasks, jobs, task_attempts
-from sqlalchemy import Update, bindparam, insert, update
+from sqlalchemy import Update, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-__all__ = ["TaskWrites"]
+__all__ = ["TaskWrites", "add_counts", "insert_tasks", "jobs_of_tasks"]
 
 
 @functools.lru_cache(maxsize=64)
@@ -58,6 +65,46 @@ _SHIFT = (
     .values({col: jobs.c[col] + bindparam(f"d_{col}") for col in COUNT_COLUMN.values()})
 )
 _OPEN_ATTEMPT = insert(task_attempts)
+
+
+_INSERT_TASKS = insert(job_tasks).returning(*job_tasks.c, sort_by_parameter_order=True)
+_JOBS_OF_TASKS = select(job_tasks.c.uuid, job_tasks.c.job_uuid).where(
+    job_tasks.c.uuid.in_(bindparam("uuids", expanding=True))
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _add_counts(columns: tuple[str, ...]) -> Update:
+    return (
+        update(jobs)
+        .where(jobs.c.id == bindparam("d_job_id"))
+        .values({col: jobs.c[col] + bindparam(f"d_{col}") for col in columns})
+        .returning(*jobs.c)
+    )
+
+
+async def insert_tasks(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[Record]:
+    """New task rows, in one INSERT ... RETURNING whatever their number; the records in
+    the rows' order."""
+    if not rows:
+        return []
+    result = await conn.execute(_INSERT_TASKS, rows)
+    return [task_record(row) for row in result]
+
+
+async def jobs_of_tasks(conn: AsyncConnection, uuids: Collection[str]) -> dict[str, str]:
+    """The job uuid of each task found, by task uuid."""
+    if not uuids:
+        return {}
+    rows = await conn.execute(_JOBS_OF_TASKS, {"uuids": sorted(uuids)})
+    return {str(uuid): str(job_uuid) for uuid, job_uuid in rows}
+
+
+async def add_counts(conn: AsyncConnection, job_id: int, added: Mapping[str, int]) -> Record:
+    """Adds to a locked job's count columns; the job's record as it then is."""
+    columns = tuple(sorted(added))
+    params = {"d_job_id": job_id, **{f"d_{col}": added[col] for col in columns}}
+    return job_record((await conn.execute(_add_counts(columns), params)).one())
 
 
 class TaskWrites:

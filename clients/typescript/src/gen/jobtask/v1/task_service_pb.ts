@@ -21,7 +21,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file jobtask/v1/task_service.proto.
  */
 export const file_jobtask_v1_task_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch1qb2J0YXNrL3YxL3Rhc2tfc2VydmljZS5wcm90bxIKam9idGFzay52MSI6ChFDcmVhdGVUYXNrUmVxdWVzdBIlCghqb2JfdGFzaxgBIAEoCzITLmpvYnRhc2sudjEuSm9iVGFzayIeCg5HZXRUYXNrUmVxdWVzdBIMCgR1dWlkGAEgASgJIvcBChBMaXN0VGFza3NSZXF1ZXN0EisKB2ZpbHRlcnMYASABKAsyGi5nb29nbGUucHJvdG9idWYuTGlzdFZhbHVlEiYKBXdoZXJlGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBINCgVvcmRlchgDIAMoCRIOCgZzZWxlY3QYBCADKAkSEgoFbGltaXQYBSABKANIAIgBARITCgZvZmZzZXQYBiABKANIAYgBARINCgVjb3VudBgHIAEoCRIVCghkaXN0aW5jdBgIIAEoCEgCiAEBQggKBl9saW1pdEIJCgdfb2Zmc2V0QgsKCV9kaXN0aW5jdCK3AQoRTGlzdFRhc2tzUmVzcG9uc2USDAoEa2luZBgBIAEoCRIMCgRldGFnGAIgASgJEhEKCXNlbGZfbGluaxgDIAEoCRIOCgZvZmZzZXQYBCABKAMSDQoFbGltaXQYBSABKAMSIgoFaXRlbXMYBiADKAsyEy5qb2J0YXNrLnYxLkpvYlRhc2sSHAoPaXRlbXNfYXZhaWxhYmxlGAcgASgDSACIAQFCEgoQX2l0ZW1zX2F2YWlsYWJsZSJ5ChFVcGRhdGVUYXNrUmVxdWVzdBIMCgR1dWlkGAEgASgJEiUKCGpvYl90YXNrGAIgASgLMhMuam9idGFzay52MS5Kb2JUYXNrEi8KC3VwZGF0ZV9tYXNrGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayIhChFEZWxldGVUYXNrUmVxdWVzdBIMCgR1dWlkGAEgASgJIooBChVSZXBvcnRUYXNrRXhpdFJlcXVlc3QSDAoEdXVpZBgBIAEoCRIQCghsZWFzZV9pZBgCIAEoCRIWCglleGl0X2NvZGUYAyABKAVIAIgBARITCgZzaWduYWwYBCABKAVIAYgBARILCgNsb2cYBSABKAlCDAoKX2V4aXRfY29kZUIJCgdfc2lnbmFsIoMBCgpXb3JrZXJJbmZvEhEKCXdvcmtlcl9pZBgBIAEoCRIRCglub2RlX25hbWUYAiABKAkSDwoHcmFtX2tpYhgDIAEoAxINCgVjb3JlcxgEIAEoBRISCgpmcmVlX3Nsb3RzGAUgASgFEgwKBHRhZ3MYBiADKAkSDQoFc2xvdHMYByABKAUidgoQQ2xhaW1UYXNrUmVxdWVzdBImCgZ3b3JrZXIYASABKAsyFi5qb2J0YXNrLnYxLldvcmtlckluZm8SJwoEd2FpdBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIRCgltYXhfdGFza3MYAyABKAUiRAoRQ2xhaW1UYXNrUmVzcG9uc2USLwoLYXNzaWdubWVudHMYASADKAsyGi5qb2J0YXNrLnYxLlRhc2tBc3NpZ25tZW50InEKBUxlYXNlEhAKCGxlYXNlX2lkGAEgASgJEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiYKA3R0bBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiKHAQoOVGFza0Fzc2lnbm1lbnQSIQoEdGFzaxgBIAEoCzITLmpvYnRhc2sudjEuSm9iVGFzaxIcCgNqb2IYAiABKAsyDy5qb2J0YXNrLnYxLkpvYhIgCgVsZWFzZRgDIAEoCzIRLmpvYnRhc2sudjEuTGVhc2USEgoKdGFza190b2tlbhgEIAEoCSKQAgoOUnVuVGFza1JlcXVlc3QSEQoJdGFza191dWlkGAEgASgJEhAKCGxlYXNlX2lkGAIgASgJEgsKA3NlcRgDIAEoAxIVCghwcm9ncmVzcxgEIAEoAUgAiAEBEhMKBm91dHB1dBgFIAEoCUgBiAEBEhQKB3N1Y2Nlc3MYBiABKAhIAogBARILCgNsb2cYByABKAkSFgoJZXhpdF9jb2RlGAggASgFSAOIAQESEwoGc2lnbmFsGAkgASgFSASIAQESEwoLaGFuZGVkX2JhY2sYCiABKAhCCwoJX3Byb2dyZXNzQgkKB19vdXRwdXRCCgoIX3N1Y2Nlc3NCDAoKX2V4aXRfY29kZUIJCgdfc2lnbmFsIqcBCg9SdW5UYXNrUmVzcG9uc2USEQoJYWNrZWRfc2VxGAEgASgDEiwKC2luc3RydWN0aW9uGAIgASgOMhcuam9idGFzay52MS5JbnN0cnVjdGlvbhIOCgZyZWFzb24YAyABKAkSIAoFbGVhc2UYBCABKAsyES5qb2J0YXNrLnYxLkxlYXNlEiEKBHRhc2sYBSABKAsyEy5qb2J0YXNrLnYxLkpvYlRhc2siXgoRV2F0Y2hUYXNrc1JlcXVlc3QSEAoIam9iX3V1aWQYASABKAkSEQoJdGFza191dWlkGAIgASgJEhYKCWFmdGVyX3NlcRgDIAEoA0gAiAEBQgwKCl9hZnRlcl9zZXEiUgoSTGlzdFdvcmtlcnNSZXF1ZXN0EhIKBWxpbWl0GAEgASgDSACIAQESEwoGb2Zmc2V0GAIgASgDSAGIAQFCCAoGX2xpbWl0QgkKB19vZmZzZXQilwEKE0xpc3RXb3JrZXJzUmVzcG9uc2USDAoEa2luZBgBIAEoCRIOCgZvZmZzZXQYAiABKAMSDQoFbGltaXQYAyABKAMSIQoFaXRlbXMYBCADKAsyEi5qb2J0YXNrLnYxLldvcmtlchIcCg9pdGVtc19hdmFpbGFibGUYBSABKANIAIgBAUISChBfaXRlbXNfYXZhaWxhYmxlIiUKEEdldFdvcmtlclJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJIi8KGlJlcG9ydFdvcmtlclN0b3BwZWRSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCSIVChNXYXRjaFdvcmtlcnNSZXF1ZXN0IqwCCgtUYXNrQXR0ZW1wdBIMCgRraW5kGAEgASgJEhEKCXRhc2tfdXVpZBgCIAEoCRIQCghqb2JfdXVpZBgDIAEoCRIPCgdhdHRlbXB0GAQgASgFEhEKCXdvcmtlcl9pZBgFIAEoCRIRCglub2RlX25hbWUYBiABKAkSLgoKc3RhcnRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB291dGNvbWUYCSABKAkSFgoJZXhpdF9jb2RlGAogASgFSACIAQESEwoGc2lnbmFsGAsgASgFSAGIAQFCDAoKX2V4aXRfY29kZUIJCgdfc2lnbmFsImUKF0xpc3RUYXNrQXR0ZW1wdHNSZXF1ZXN0EgwKBHV1aWQYASABKAkSEgoFbGltaXQYAiABKANIAIgBARITCgZvZmZzZXQYAyABKANIAYgBAUIICgZfbGltaXRCCQoHX29mZnNldCKhAQoYTGlzdFRhc2tBdHRlbXB0c1Jlc3BvbnNlEgwKBGtpbmQYASABKAkSDgoGb2Zmc2V0GAIgASgDEg0KBWxpbWl0GAMgASgDEiYKBWl0ZW1zGAQgAygLMhcuam9idGFzay52MS5UYXNrQXR0ZW1wdBIcCg9pdGVtc19hdmFpbGFibGUYBSABKANIAIgBAUISChBfaXRlbXNfYXZhaWxhYmxlImQKFkxpc3RKb2JBdHRlbXB0c1JlcXVlc3QSDAoEdXVpZBgBIAEoCRISCgVsaW1pdBgCIAEoA0gAiAEBEhMKBm9mZnNldBgDIAEoA0gBiAEBQggKBl9saW1pdEIJCgdfb2Zmc2V0IqABChdMaXN0Sm9iQXR0ZW1wdHNSZXNwb25zZRIMCgRraW5kGAEgASgJEg4KBm9mZnNldBgCIAEoAxINCgVsaW1pdBgDIAEoAxImCgVpdGVtcxgEIAMoCzIXLmpvYnRhc2sudjEuVGFza0F0dGVtcHQSHAoPaXRlbXNfYXZhaWxhYmxlGAUgASgDSACIAQFCEgoQX2l0ZW1zX2F2YWlsYWJsZSKNAQoUV29ya2VyU2Vzc2lvblJlcXVlc3QSJAoEb3BlbhgBIAEoCzIWLmpvYnRhc2sudjEuV29ya2VySW5mbxIPCgdjcmVkaXRzGAIgASgFEisKB3JlcG9ydHMYAyADKAsyGi5qb2J0YXNrLnYxLlJ1blRhc2tSZXF1ZXN0EhEKCWhlYXJ0YmVhdBgEIAEoCCK1AQoKVGFza1VwZGF0ZRIRCgl0YXNrX3V1aWQYASABKAkSEQoJYWNrZWRfc2VxGAIgASgDEiwKC2luc3RydWN0aW9uGAMgASgOMhcuam9idGFzay52MS5JbnN0cnVjdGlvbhIOCgZyZWFzb24YBCABKAkSIAoFbGVhc2UYBSABKAsyES5qb2J0YXNrLnYxLkxlYXNlEiEKBHRhc2sYBiABKAsyEy5qb2J0YXNrLnYxLkpvYlRhc2siigEKFVdvcmtlclNlc3Npb25SZXNwb25zZRIvCgthc3NpZ25tZW50cxgBIAMoCzIaLmpvYnRhc2sudjEuVGFza0Fzc2lnbm1lbnQSJwoHdXBkYXRlcxgCIAMoCzIWLmpvYnRhc2sudjEuVGFza1VwZGF0ZRIXCg9oZWFydGJlYXRfYWNrZWQYAyABKAgqcgoLSW5zdHJ1Y3Rpb24SGwoXSU5TVFJVQ1RJT05fVU5TUEVDSUZJRUQQABIYChRJTlNUUlVDVElPTl9DT05USU5VRRABEhYKEklOU1RSVUNUSU9OX0NBTkNFTBACEhQKEElOU1RSVUNUSU9OX1NUT1AQAzLzDgoLVGFza1NlcnZpY2USaQoKQ3JlYXRlVGFzaxIdLmpvYnRhc2sudjEuQ3JlYXRlVGFza1JlcXVlc3QaEy5qb2J0YXNrLnYxLkpvYlRhc2siJ4LT5JMCIToIam9iX3Rhc2siFS9hcnZhZG9zL3YxL2pvYl90YXNrcxJgCgdHZXRUYXNrEhouam9idGFzay52MS5HZXRUYXNrUmVxdWVzdBoTLmpvYnRhc2sudjEuSm9iVGFzayIkgtPkkwIeEhwvYXJ2YWRvcy92MS9qb2JfdGFza3Mve3V1aWR9EmcKCUxpc3RUYXNrcxIcLmpvYnRhc2sudjEuTGlzdFRhc2tzUmVxdWVzdBodLmpvYnRhc2sudjEuTGlzdFRhc2tzUmVzcG9uc2UiHYLT5JMCFxIVL2FydmFkb3MvdjEvam9iX3Rhc2tzEpoBCgpVcGRhdGVUYXNrEh0uam9idGFzay52MS5VcGRhdGVUYXNrUmVxdWVzdBoTLmpvYnRhc2sudjEuSm9iVGFzayJYgtPkkwJSOghqb2JfdGFza1ooOghqb2JfdGFzazIcL2FydmFkb3MvdjEvam9iX3Rhc2tzL3t1dWlkfRocL2FydmFkb3MvdjEvam9iX3Rhc2tzL3t1dWlkfRJmCgpEZWxldGVUYXNrEh0uam9idGFzay52MS5EZWxldGVUYXNrUmVxdWVzdBoTLmpvYnRhc2sudjEuSm9iVGFzayIkgtPkkwIeKhwvYXJ2YWRvcy92MS9qb2JfdGFza3Mve3V1aWR9EnYKDlJlcG9ydFRhc2tFeGl0EiEuam9idGFzay52MS5SZXBvcnRUYXNrRXhpdFJlcXVlc3QaEy5qb2J0YXNrLnYxLkpvYlRhc2siLILT5JMCJjoBKiIhL2FydmFkb3MvdjEvam9iX3Rhc2tzL3t1dWlkfS9leGl0EnAKCUNsYWltVGFzaxIcLmpvYnRhc2sudjEuQ2xhaW1UYXNrUmVxdWVzdBodLmpvYnRhc2sudjEuQ2xhaW1UYXNrUmVzcG9uc2UiJoLT5JMCIDoBKiIbL2FydmFkb3MvdjEvam9iX3Rhc2tzL2NsYWltEmwKB1J1blRhc2sSGi5qb2J0YXNrLnYxLlJ1blRhc2tSZXF1ZXN0Ghsuam9idGFzay52MS5SdW5UYXNrUmVzcG9uc2UiJILT5JMCHjoBKiIZL2FydmFkb3MvdjEvam9iX3Rhc2tzL3J1bigBMAESggEKDVdvcmtlclNlc3Npb24SIC5qb2J0YXNrLnYxLldvcmtlclNlc3Npb25SZXF1ZXN0GiEuam9idGFzay52MS5Xb3JrZXJTZXNzaW9uUmVzcG9uc2UiKILT5JMCIjoBKiIdL2FydmFkb3MvdjEvam9iX3Rhc2tzL3Nlc3Npb24oATABEmoKCldhdGNoVGFza3MSHS5qb2J0YXNrLnYxLldhdGNoVGFza3NSZXF1ZXN0GhYuam9idGFzay52MS5XYXRjaEV2ZW50IiOC0+STAh0SGy9hcnZhZG9zL3YxL2pvYl90YXNrcy93YXRjaDABEmsKC0xpc3RXb3JrZXJzEh4uam9idGFzay52MS5MaXN0V29ya2Vyc1JlcXVlc3QaHy5qb2J0YXNrLnYxLkxpc3RXb3JrZXJzUmVzcG9uc2UiG4LT5JMCFRITL2FydmFkb3MvdjEvd29ya2VycxJmCglHZXRXb3JrZXISHC5qb2J0YXNrLnYxLkdldFdvcmtlclJlcXVlc3QaEi5qb2J0YXNrLnYxLldvcmtlciIngtPkkwIhEh8vYXJ2YWRvcy92MS93b3JrZXJzL3t3b3JrZXJfaWR9EoUBChNSZXBvcnRXb3JrZXJTdG9wcGVkEiYuam9idGFzay52MS5SZXBvcnRXb3JrZXJTdG9wcGVkUmVxdWVzdBoSLmpvYnRhc2sudjEuV29ya2VyIjKC0+STAiw6ASoiJy9hcnZhZG9zL3YxL3dvcmtlcnMve3dvcmtlcl9pZH0vc3RvcHBlZBJtCgxXYXRjaFdvcmtlcnMSHy5qb2J0YXNrLnYxLldhdGNoV29ya2Vyc1JlcXVlc3QaFy5qb2J0YXNrLnYxLldvcmtlckV2ZW50IiGC0+STAhsSGS9hcnZhZG9zL3YxL3dvcmtlcnMvd2F0Y2gwARKMAQoQTGlzdFRhc2tBdHRlbXB0cxIjLmpvYnRhc2sudjEuTGlzdFRhc2tBdHRlbXB0c1JlcXVlc3QaJC5qb2J0YXNrLnYxLkxpc3RUYXNrQXR0ZW1wdHNSZXNwb25zZSItgtPkkwInEiUvYXJ2YWRvcy92MS9qb2JfdGFza3Mve3V1aWR9L2F0dGVtcHRzEoQBCg9MaXN0Sm9iQXR0ZW1wdHMSIi5qb2J0YXNrLnYxLkxpc3RKb2JBdHRlbXB0c1JlcXVlc3QaIy5qb2J0YXNrLnYxLkxpc3RKb2JBdHRlbXB0c1Jlc3BvbnNlIiiC0+STAiISIC9hcnZhZG9zL3YxL2pvYnMve3V1aWR9L2F0dGVtcHRzYgZwcm90bzM", [file_google_api_annotations, file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp, file_jobtask_v1_job, file_jobtask_v1_job_task, file_jobtask_v1_watch, file_jobtask_v1_worker]);
+  fileDesc("Ch1qb2J0YXNrL3YxL3Rhc2tfc2VydmljZS5wcm90bxIKam9idGFzay52MSI6ChFDcmVhdGVUYXNrUmVxdWVzdBIlCghqb2JfdGFzaxgBIAEoCzITLmpvYnRhc2sudjEuSm9iVGFzayJKChdCYXRjaENyZWF0ZVRhc2tzUmVxdWVzdBIvCghyZXF1ZXN0cxgBIAMoCzIdLmpvYnRhc2sudjEuQ3JlYXRlVGFza1JlcXVlc3QiQgoYQmF0Y2hDcmVhdGVUYXNrc1Jlc3BvbnNlEiYKCWpvYl90YXNrcxgBIAMoCzITLmpvYnRhc2sudjEuSm9iVGFzayIeCg5HZXRUYXNrUmVxdWVzdBIMCgR1dWlkGAEgASgJIvcBChBMaXN0VGFza3NSZXF1ZXN0EisKB2ZpbHRlcnMYASABKAsyGi5nb29nbGUucHJvdG9idWYuTGlzdFZhbHVlEiYKBXdoZXJlGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBINCgVvcmRlchgDIAMoCRIOCgZzZWxlY3QYBCADKAkSEgoFbGltaXQYBSABKANIAIgBARITCgZvZmZzZXQYBiABKANIAYgBARINCgVjb3VudBgHIAEoCRIVCghkaXN0aW5jdBgIIAEoCEgCiAEBQggKBl9saW1pdEIJCgdfb2Zmc2V0QgsKCV9kaXN0aW5jdCK3AQoRTGlzdFRhc2tzUmVzcG9uc2USDAoEa2luZBgBIAEoCRIMCgRldGFnGAIgASgJEhEKCXNlbGZfbGluaxgDIAEoCRIOCgZvZmZzZXQYBCABKAMSDQoFbGltaXQYBSABKAMSIgoFaXRlbXMYBiADKAsyEy5qb2J0YXNrLnYxLkpvYlRhc2sSHAoPaXRlbXNfYXZhaWxhYmxlGAcgASgDSACIAQFCEgoQX2l0ZW1zX2F2YWlsYWJsZSJ5ChFVcGRhdGVUYXNrUmVxdWVzdBIMCgR1dWlkGAEgASgJEiUKCGpvYl90YXNrGAIgASgLMhMuam9idGFzay52MS5Kb2JUYXNrEi8KC3VwZGF0ZV9tYXNrGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayIhChFEZWxldGVUYXNrUmVxdWVzdBIMCgR1dWlkGAEgASgJIooBChVSZXBvcnRUYXNrRXhpdFJlcXVlc3QSDAoEdXVpZBgBIAEoCRIQCghsZWFzZV9pZBgCIAEoCRIWCglleGl0X2NvZGUYAyABKAVIAIgBARITCgZzaWduYWwYBCABKAVIAYgBARILCgNsb2cYBSABKAlCDAoKX2V4aXRfY29kZUIJCgdfc2lnbmFsIoMBCgpXb3JrZXJJbmZvEhEKCXdvcmtlcl9pZBgBIAEoCRIRCglub2RlX25hbWUYAiABKAkSDwoHcmFtX2tpYhgDIAEoAxINCgVjb3JlcxgEIAEoBRISCgpmcmVlX3Nsb3RzGAUgASgFEgwKBHRhZ3MYBiADKAkSDQoFc2xvdHMYByABKAUidgoQQ2xhaW1UYXNrUmVxdWVzdBImCgZ3b3JrZXIYASABKAsyFi5qb2J0YXNrLnYxLldvcmtlckluZm8SJwoEd2FpdBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIRCgltYXhfdGFza3MYAyABKAUiRAoRQ2xhaW1UYXNrUmVzcG9uc2USLwoLYXNzaWdubWVudHMYASADKAsyGi5qb2J0YXNrLnYxLlRhc2tBc3NpZ25tZW50InEKBUxlYXNlEhAKCGxlYXNlX2lkGAEgASgJEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiYKA3R0bBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiKHAQoOVGFza0Fzc2lnbm1lbnQSIQoEdGFzaxgBIAEoCzITLmpvYnRhc2sudjEuSm9iVGFzaxIcCgNqb2IYAiABKAsyDy5qb2J0YXNrLnYxLkpvYhIgCgVsZWFzZRgDIAEoCzIRLmpvYnRhc2sudjEuTGVhc2USEgoKdGFza190b2tlbhgEIAEoCSKQAgoOUnVuVGFza1JlcXVlc3QSEQoJdGFza191dWlkGAEgASgJEhAKCGxlYXNlX2lkGAIgASgJEgsKA3NlcRgDIAEoAxIVCghwcm9ncmVzcxgEIAEoAUgAiAEBEhMKBm91dHB1dBgFIAEoCUgBiAEBEhQKB3N1Y2Nlc3MYBiABKAhIAogBARILCgNsb2cYByABKAkSFgoJZXhpdF9jb2RlGAggASgFSAOIAQESEwoGc2lnbmFsGAkgASgFSASIAQESEwoLaGFuZGVkX2JhY2sYCiABKAhCCwoJX3Byb2dyZXNzQgkKB19vdXRwdXRCCgoIX3N1Y2Nlc3NCDAoKX2V4aXRfY29kZUIJCgdfc2lnbmFsIqcBCg9SdW5UYXNrUmVzcG9uc2USEQoJYWNrZWRfc2VxGAEgASgDEiwKC2luc3RydWN0aW9uGAIgASgOMhcuam9idGFzay52MS5JbnN0cnVjdGlvbhIOCgZyZWFzb24YAyABKAkSIAoFbGVhc2UYBCABKAsyES5qb2J0YXNrLnYxLkxlYXNlEiEKBHRhc2sYBSABKAsyEy5qb2J0YXNrLnYxLkpvYlRhc2siXgoRV2F0Y2hUYXNrc1JlcXVlc3QSEAoIam9iX3V1aWQYASABKAkSEQoJdGFza191dWlkGAIgASgJEhYKCWFmdGVyX3NlcRgDIAEoA0gAiAEBQgwKCl9hZnRlcl9zZXEiUgoSTGlzdFdvcmtlcnNSZXF1ZXN0EhIKBWxpbWl0GAEgASgDSACIAQESEwoGb2Zmc2V0GAIgASgDSAGIAQFCCAoGX2xpbWl0QgkKB19vZmZzZXQilwEKE0xpc3RXb3JrZXJzUmVzcG9uc2USDAoEa2luZBgBIAEoCRIOCgZvZmZzZXQYAiABKAMSDQoFbGltaXQYAyABKAMSIQoFaXRlbXMYBCADKAsyEi5qb2J0YXNrLnYxLldvcmtlchIcCg9pdGVtc19hdmFpbGFibGUYBSABKANIAIgBAUISChBfaXRlbXNfYXZhaWxhYmxlIiUKEEdldFdvcmtlclJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJIi8KGlJlcG9ydFdvcmtlclN0b3BwZWRSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCSIVChNXYXRjaFdvcmtlcnNSZXF1ZXN0IqwCCgtUYXNrQXR0ZW1wdBIMCgRraW5kGAEgASgJEhEKCXRhc2tfdXVpZBgCIAEoCRIQCghqb2JfdXVpZBgDIAEoCRIPCgdhdHRlbXB0GAQgASgFEhEKCXdvcmtlcl9pZBgFIAEoCRIRCglub2RlX25hbWUYBiABKAkSLgoKc3RhcnRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB291dGNvbWUYCSABKAkSFgoJZXhpdF9jb2RlGAogASgFSACIAQESEwoGc2lnbmFsGAsgASgFSAGIAQFCDAoKX2V4aXRfY29kZUIJCgdfc2lnbmFsImUKF0xpc3RUYXNrQXR0ZW1wdHNSZXF1ZXN0EgwKBHV1aWQYASABKAkSEgoFbGltaXQYAiABKANIAIgBARITCgZvZmZzZXQYAyABKANIAYgBAUIICgZfbGltaXRCCQoHX29mZnNldCKhAQoYTGlzdFRhc2tBdHRlbXB0c1Jlc3BvbnNlEgwKBGtpbmQYASABKAkSDgoGb2Zmc2V0GAIgASgDEg0KBWxpbWl0GAMgASgDEiYKBWl0ZW1zGAQgAygLMhcuam9idGFzay52MS5UYXNrQXR0ZW1wdBIcCg9pdGVtc19hdmFpbGFibGUYBSABKANIAIgBAUISChBfaXRlbXNfYXZhaWxhYmxlImQKFkxpc3RKb2JBdHRlbXB0c1JlcXVlc3QSDAoEdXVpZBgBIAEoCRISCgVsaW1pdBgCIAEoA0gAiAEBEhMKBm9mZnNldBgDIAEoA0gBiAEBQggKBl9saW1pdEIJCgdfb2Zmc2V0IqABChdMaXN0Sm9iQXR0ZW1wdHNSZXNwb25zZRIMCgRraW5kGAEgASgJEg4KBm9mZnNldBgCIAEoAxINCgVsaW1pdBgDIAEoAxImCgVpdGVtcxgEIAMoCzIXLmpvYnRhc2sudjEuVGFza0F0dGVtcHQSHAoPaXRlbXNfYXZhaWxhYmxlGAUgASgDSACIAQFCEgoQX2l0ZW1zX2F2YWlsYWJsZSKNAQoUV29ya2VyU2Vzc2lvblJlcXVlc3QSJAoEb3BlbhgBIAEoCzIWLmpvYnRhc2sudjEuV29ya2VySW5mbxIPCgdjcmVkaXRzGAIgASgFEisKB3JlcG9ydHMYAyADKAsyGi5qb2J0YXNrLnYxLlJ1blRhc2tSZXF1ZXN0EhEKCWhlYXJ0YmVhdBgEIAEoCCK1AQoKVGFza1VwZGF0ZRIRCgl0YXNrX3V1aWQYASABKAkSEQoJYWNrZWRfc2VxGAIgASgDEiwKC2luc3RydWN0aW9uGAMgASgOMhcuam9idGFzay52MS5JbnN0cnVjdGlvbhIOCgZyZWFzb24YBCABKAkSIAoFbGVhc2UYBSABKAsyES5qb2J0YXNrLnYxLkxlYXNlEiEKBHRhc2sYBiABKAsyEy5qb2J0YXNrLnYxLkpvYlRhc2siigEKFVdvcmtlclNlc3Npb25SZXNwb25zZRIvCgthc3NpZ25tZW50cxgBIAMoCzIaLmpvYnRhc2sudjEuVGFza0Fzc2lnbm1lbnQSJwoHdXBkYXRlcxgCIAMoCzIWLmpvYnRhc2sudjEuVGFza1VwZGF0ZRIXCg9oZWFydGJlYXRfYWNrZWQYAyABKAgqcgoLSW5zdHJ1Y3Rpb24SGwoXSU5TVFJVQ1RJT05fVU5TUEVDSUZJRUQQABIYChRJTlNUUlVDVElPTl9DT05USU5VRRABEhYKEklOU1RSVUNUSU9OX0NBTkNFTBACEhQKEElOU1RSVUNUSU9OX1NUT1AQAzKCEAoLVGFza1NlcnZpY2USaQoKQ3JlYXRlVGFzaxIdLmpvYnRhc2sudjEuQ3JlYXRlVGFza1JlcXVlc3QaEy5qb2J0YXNrLnYxLkpvYlRhc2siJ4LT5JMCIToIam9iX3Rhc2siFS9hcnZhZG9zL3YxL2pvYl90YXNrcxKMAQoQQmF0Y2hDcmVhdGVUYXNrcxIjLmpvYnRhc2sudjEuQmF0Y2hDcmVhdGVUYXNrc1JlcXVlc3QaJC5qb2J0YXNrLnYxLkJhdGNoQ3JlYXRlVGFza3NSZXNwb25zZSItgtPkkwInOgEqIiIvYXJ2YWRvcy92MS9qb2JfdGFza3MvYmF0Y2hfY3JlYXRlEmAKB0dldFRhc2sSGi5qb2J0YXNrLnYxLkdldFRhc2tSZXF1ZXN0GhMuam9idGFzay52MS5Kb2JUYXNrIiSC0+STAh4SHC9hcnZhZG9zL3YxL2pvYl90YXNrcy97dXVpZH0SZwoJTGlzdFRhc2tzEhwuam9idGFzay52MS5MaXN0VGFza3NSZXF1ZXN0Gh0uam9idGFzay52MS5MaXN0VGFza3NSZXNwb25zZSIdgtPkkwIXEhUvYXJ2YWRvcy92MS9qb2JfdGFza3MSmgEKClVwZGF0ZVRhc2sSHS5qb2J0YXNrLnYxLlVwZGF0ZVRhc2tSZXF1ZXN0GhMuam9idGFzay52MS5Kb2JUYXNrIliC0+STAlI6CGpvYl90YXNrWig6CGpvYl90YXNrMhwvYXJ2YWRvcy92MS9qb2JfdGFza3Mve3V1aWR9GhwvYXJ2YWRvcy92MS9qb2JfdGFza3Mve3V1aWR9EmYKCkRlbGV0ZVRhc2sSHS5qb2J0YXNrLnYxLkRlbGV0ZVRhc2tSZXF1ZXN0GhMuam9idGFzay52MS5Kb2JUYXNrIiSC0+STAh4qHC9hcnZhZG9zL3YxL2pvYl90YXNrcy97dXVpZH0SdgoOUmVwb3J0VGFza0V4aXQSIS5qb2J0YXNrLnYxLlJlcG9ydFRhc2tFeGl0UmVxdWVzdBoTLmpvYnRhc2sudjEuSm9iVGFzayIsgtPkkwImOgEqIiEvYXJ2YWRvcy92MS9qb2JfdGFza3Mve3V1aWR9L2V4aXQScAoJQ2xhaW1UYXNrEhwuam9idGFzay52MS5DbGFpbVRhc2tSZXF1ZXN0Gh0uam9idGFzay52MS5DbGFpbVRhc2tSZXNwb25zZSImgtPkkwIgOgEqIhsvYXJ2YWRvcy92MS9qb2JfdGFza3MvY2xhaW0SbAoHUnVuVGFzaxIaLmpvYnRhc2sudjEuUnVuVGFza1JlcXVlc3QaGy5qb2J0YXNrLnYxLlJ1blRhc2tSZXNwb25zZSIkgtPkkwIeOgEqIhkvYXJ2YWRvcy92MS9qb2JfdGFza3MvcnVuKAEwARKCAQoNV29ya2VyU2Vzc2lvbhIgLmpvYnRhc2sudjEuV29ya2VyU2Vzc2lvblJlcXVlc3QaIS5qb2J0YXNrLnYxLldvcmtlclNlc3Npb25SZXNwb25zZSIogtPkkwIiOgEqIh0vYXJ2YWRvcy92MS9qb2JfdGFza3Mvc2Vzc2lvbigBMAESagoKV2F0Y2hUYXNrcxIdLmpvYnRhc2sudjEuV2F0Y2hUYXNrc1JlcXVlc3QaFi5qb2J0YXNrLnYxLldhdGNoRXZlbnQiI4LT5JMCHRIbL2FydmFkb3MvdjEvam9iX3Rhc2tzL3dhdGNoMAESawoLTGlzdFdvcmtlcnMSHi5qb2J0YXNrLnYxLkxpc3RXb3JrZXJzUmVxdWVzdBofLmpvYnRhc2sudjEuTGlzdFdvcmtlcnNSZXNwb25zZSIbgtPkkwIVEhMvYXJ2YWRvcy92MS93b3JrZXJzEmYKCUdldFdvcmtlchIcLmpvYnRhc2sudjEuR2V0V29ya2VyUmVxdWVzdBoSLmpvYnRhc2sudjEuV29ya2VyIieC0+STAiESHy9hcnZhZG9zL3YxL3dvcmtlcnMve3dvcmtlcl9pZH0ShQEKE1JlcG9ydFdvcmtlclN0b3BwZWQSJi5qb2J0YXNrLnYxLlJlcG9ydFdvcmtlclN0b3BwZWRSZXF1ZXN0GhIuam9idGFzay52MS5Xb3JrZXIiMoLT5JMCLDoBKiInL2FydmFkb3MvdjEvd29ya2Vycy97d29ya2VyX2lkfS9zdG9wcGVkEm0KDFdhdGNoV29ya2VycxIfLmpvYnRhc2sudjEuV2F0Y2hXb3JrZXJzUmVxdWVzdBoXLmpvYnRhc2sudjEuV29ya2VyRXZlbnQiIYLT5JMCGxIZL2FydmFkb3MvdjEvd29ya2Vycy93YXRjaDABEowBChBMaXN0VGFza0F0dGVtcHRzEiMuam9idGFzay52MS5MaXN0VGFza0F0dGVtcHRzUmVxdWVzdBokLmpvYnRhc2sudjEuTGlzdFRhc2tBdHRlbXB0c1Jlc3BvbnNlIi2C0+STAicSJS9hcnZhZG9zL3YxL2pvYl90YXNrcy97dXVpZH0vYXR0ZW1wdHMShAEKD0xpc3RKb2JBdHRlbXB0cxIiLmpvYnRhc2sudjEuTGlzdEpvYkF0dGVtcHRzUmVxdWVzdBojLmpvYnRhc2sudjEuTGlzdEpvYkF0dGVtcHRzUmVzcG9uc2UiKILT5JMCIhIgL2FydmFkb3MvdjEvam9icy97dXVpZH0vYXR0ZW1wdHNiBnByb3RvMw", [file_google_api_annotations, file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp, file_jobtask_v1_job, file_jobtask_v1_job_task, file_jobtask_v1_watch, file_jobtask_v1_worker]);
 
 /**
  * @generated from message jobtask.v1.CreateTaskRequest
@@ -41,6 +41,44 @@ export const CreateTaskRequestSchema: GenMessage<CreateTaskRequest> = /*@__PURE_
   messageDesc(file_jobtask_v1_task_service, 0);
 
 /**
+ * @generated from message jobtask.v1.BatchCreateTasksRequest
+ */
+export type BatchCreateTasksRequest = Message<"jobtask.v1.BatchCreateTasksRequest"> & {
+  /**
+   * The tasks to create, each as CreateTask takes it; created in this order.
+   *
+   * @generated from field: repeated jobtask.v1.CreateTaskRequest requests = 1;
+   */
+  requests: CreateTaskRequest[];
+};
+
+/**
+ * Describes the message jobtask.v1.BatchCreateTasksRequest.
+ * Use `create(BatchCreateTasksRequestSchema)` to create a new message.
+ */
+export const BatchCreateTasksRequestSchema: GenMessage<BatchCreateTasksRequest> = /*@__PURE__*/
+  messageDesc(file_jobtask_v1_task_service, 1);
+
+/**
+ * @generated from message jobtask.v1.BatchCreateTasksResponse
+ */
+export type BatchCreateTasksResponse = Message<"jobtask.v1.BatchCreateTasksResponse"> & {
+  /**
+   * The tasks created, in the order of the requests.
+   *
+   * @generated from field: repeated jobtask.v1.JobTask job_tasks = 1;
+   */
+  jobTasks: JobTask[];
+};
+
+/**
+ * Describes the message jobtask.v1.BatchCreateTasksResponse.
+ * Use `create(BatchCreateTasksResponseSchema)` to create a new message.
+ */
+export const BatchCreateTasksResponseSchema: GenMessage<BatchCreateTasksResponse> = /*@__PURE__*/
+  messageDesc(file_jobtask_v1_task_service, 2);
+
+/**
  * @generated from message jobtask.v1.GetTaskRequest
  */
 export type GetTaskRequest = Message<"jobtask.v1.GetTaskRequest"> & {
@@ -55,7 +93,7 @@ export type GetTaskRequest = Message<"jobtask.v1.GetTaskRequest"> & {
  * Use `create(GetTaskRequestSchema)` to create a new message.
  */
 export const GetTaskRequestSchema: GenMessage<GetTaskRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 1);
+  messageDesc(file_jobtask_v1_task_service, 3);
 
 /**
  * The parameters of Arvados's index (list) method.
@@ -123,7 +161,7 @@ export type ListTasksRequest = Message<"jobtask.v1.ListTasksRequest"> & {
  * Use `create(ListTasksRequestSchema)` to create a new message.
  */
 export const ListTasksRequestSchema: GenMessage<ListTasksRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 2);
+  messageDesc(file_jobtask_v1_task_service, 4);
 
 /**
  * Arvados's list envelope.
@@ -176,7 +214,7 @@ export type ListTasksResponse = Message<"jobtask.v1.ListTasksResponse"> & {
  * Use `create(ListTasksResponseSchema)` to create a new message.
  */
 export const ListTasksResponseSchema: GenMessage<ListTasksResponse> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 3);
+  messageDesc(file_jobtask_v1_task_service, 5);
 
 /**
  * @generated from message jobtask.v1.UpdateTaskRequest
@@ -203,7 +241,7 @@ export type UpdateTaskRequest = Message<"jobtask.v1.UpdateTaskRequest"> & {
  * Use `create(UpdateTaskRequestSchema)` to create a new message.
  */
 export const UpdateTaskRequestSchema: GenMessage<UpdateTaskRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 4);
+  messageDesc(file_jobtask_v1_task_service, 6);
 
 /**
  * @generated from message jobtask.v1.DeleteTaskRequest
@@ -220,7 +258,7 @@ export type DeleteTaskRequest = Message<"jobtask.v1.DeleteTaskRequest"> & {
  * Use `create(DeleteTaskRequestSchema)` to create a new message.
  */
 export const DeleteTaskRequestSchema: GenMessage<DeleteTaskRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 5);
+  messageDesc(file_jobtask_v1_task_service, 7);
 
 /**
  * @generated from message jobtask.v1.ReportTaskExitRequest
@@ -263,7 +301,7 @@ export type ReportTaskExitRequest = Message<"jobtask.v1.ReportTaskExitRequest"> 
  * Use `create(ReportTaskExitRequestSchema)` to create a new message.
  */
 export const ReportTaskExitRequestSchema: GenMessage<ReportTaskExitRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 6);
+  messageDesc(file_jobtask_v1_task_service, 8);
 
 /**
  * Who is asking for work: the scheduler checks resource limits against it.
@@ -326,7 +364,7 @@ export type WorkerInfo = Message<"jobtask.v1.WorkerInfo"> & {
  * Use `create(WorkerInfoSchema)` to create a new message.
  */
 export const WorkerInfoSchema: GenMessage<WorkerInfo> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 7);
+  messageDesc(file_jobtask_v1_task_service, 9);
 
 /**
  * @generated from message jobtask.v1.ClaimTaskRequest
@@ -358,7 +396,7 @@ export type ClaimTaskRequest = Message<"jobtask.v1.ClaimTaskRequest"> & {
  * Use `create(ClaimTaskRequestSchema)` to create a new message.
  */
 export const ClaimTaskRequestSchema: GenMessage<ClaimTaskRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 8);
+  messageDesc(file_jobtask_v1_task_service, 10);
 
 /**
  * @generated from message jobtask.v1.ClaimTaskResponse
@@ -377,7 +415,7 @@ export type ClaimTaskResponse = Message<"jobtask.v1.ClaimTaskResponse"> & {
  * Use `create(ClaimTaskResponseSchema)` to create a new message.
  */
 export const ClaimTaskResponseSchema: GenMessage<ClaimTaskResponse> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 9);
+  messageDesc(file_jobtask_v1_task_service, 11);
 
 /**
  * A lease on a claimed task: valid until expires_at unless renewed over RunTask.
@@ -408,7 +446,7 @@ export type Lease = Message<"jobtask.v1.Lease"> & {
  * Use `create(LeaseSchema)` to create a new message.
  */
 export const LeaseSchema: GenMessage<Lease> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 10);
+  messageDesc(file_jobtask_v1_task_service, 12);
 
 /**
  * @generated from message jobtask.v1.TaskAssignment
@@ -443,7 +481,7 @@ export type TaskAssignment = Message<"jobtask.v1.TaskAssignment"> & {
  * Use `create(TaskAssignmentSchema)` to create a new message.
  */
 export const TaskAssignmentSchema: GenMessage<TaskAssignment> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 11);
+  messageDesc(file_jobtask_v1_task_service, 13);
 
 /**
  * One message of the worker's side of RunTask. The first message names the task and the
@@ -518,7 +556,7 @@ export type RunTaskRequest = Message<"jobtask.v1.RunTaskRequest"> & {
  * Use `create(RunTaskRequestSchema)` to create a new message.
  */
 export const RunTaskRequestSchema: GenMessage<RunTaskRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 12);
+  messageDesc(file_jobtask_v1_task_service, 14);
 
 /**
  * @generated from message jobtask.v1.RunTaskResponse
@@ -561,7 +599,7 @@ export type RunTaskResponse = Message<"jobtask.v1.RunTaskResponse"> & {
  * Use `create(RunTaskResponseSchema)` to create a new message.
  */
 export const RunTaskResponseSchema: GenMessage<RunTaskResponse> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 13);
+  messageDesc(file_jobtask_v1_task_service, 15);
 
 /**
  * @generated from message jobtask.v1.WatchTasksRequest
@@ -592,7 +630,7 @@ export type WatchTasksRequest = Message<"jobtask.v1.WatchTasksRequest"> & {
  * Use `create(WatchTasksRequestSchema)` to create a new message.
  */
 export const WatchTasksRequestSchema: GenMessage<WatchTasksRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 14);
+  messageDesc(file_jobtask_v1_task_service, 16);
 
 /**
  * @generated from message jobtask.v1.ListWorkersRequest
@@ -616,7 +654,7 @@ export type ListWorkersRequest = Message<"jobtask.v1.ListWorkersRequest"> & {
  * Use `create(ListWorkersRequestSchema)` to create a new message.
  */
 export const ListWorkersRequestSchema: GenMessage<ListWorkersRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 15);
+  messageDesc(file_jobtask_v1_task_service, 17);
 
 /**
  * Arvados's list envelope.
@@ -657,7 +695,7 @@ export type ListWorkersResponse = Message<"jobtask.v1.ListWorkersResponse"> & {
  * Use `create(ListWorkersResponseSchema)` to create a new message.
  */
 export const ListWorkersResponseSchema: GenMessage<ListWorkersResponse> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 16);
+  messageDesc(file_jobtask_v1_task_service, 18);
 
 /**
  * @generated from message jobtask.v1.GetWorkerRequest
@@ -674,7 +712,7 @@ export type GetWorkerRequest = Message<"jobtask.v1.GetWorkerRequest"> & {
  * Use `create(GetWorkerRequestSchema)` to create a new message.
  */
 export const GetWorkerRequestSchema: GenMessage<GetWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 17);
+  messageDesc(file_jobtask_v1_task_service, 19);
 
 /**
  * @generated from message jobtask.v1.ReportWorkerStoppedRequest
@@ -691,7 +729,7 @@ export type ReportWorkerStoppedRequest = Message<"jobtask.v1.ReportWorkerStopped
  * Use `create(ReportWorkerStoppedRequestSchema)` to create a new message.
  */
 export const ReportWorkerStoppedRequestSchema: GenMessage<ReportWorkerStoppedRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 18);
+  messageDesc(file_jobtask_v1_task_service, 20);
 
 /**
  * @generated from message jobtask.v1.WatchWorkersRequest
@@ -704,7 +742,7 @@ export type WatchWorkersRequest = Message<"jobtask.v1.WatchWorkersRequest"> & {
  * Use `create(WatchWorkersRequestSchema)` to create a new message.
  */
 export const WatchWorkersRequestSchema: GenMessage<WatchWorkersRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 19);
+  messageDesc(file_jobtask_v1_task_service, 21);
 
 /**
  * One attempt at running a task: from its claim to the end of its lease.
@@ -785,7 +823,7 @@ export type TaskAttempt = Message<"jobtask.v1.TaskAttempt"> & {
  * Use `create(TaskAttemptSchema)` to create a new message.
  */
 export const TaskAttemptSchema: GenMessage<TaskAttempt> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 20);
+  messageDesc(file_jobtask_v1_task_service, 22);
 
 /**
  * @generated from message jobtask.v1.ListTaskAttemptsRequest
@@ -814,7 +852,7 @@ export type ListTaskAttemptsRequest = Message<"jobtask.v1.ListTaskAttemptsReques
  * Use `create(ListTaskAttemptsRequestSchema)` to create a new message.
  */
 export const ListTaskAttemptsRequestSchema: GenMessage<ListTaskAttemptsRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 21);
+  messageDesc(file_jobtask_v1_task_service, 23);
 
 /**
  * Arvados's list envelope.
@@ -855,7 +893,7 @@ export type ListTaskAttemptsResponse = Message<"jobtask.v1.ListTaskAttemptsRespo
  * Use `create(ListTaskAttemptsResponseSchema)` to create a new message.
  */
 export const ListTaskAttemptsResponseSchema: GenMessage<ListTaskAttemptsResponse> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 22);
+  messageDesc(file_jobtask_v1_task_service, 24);
 
 /**
  * @generated from message jobtask.v1.ListJobAttemptsRequest
@@ -884,7 +922,7 @@ export type ListJobAttemptsRequest = Message<"jobtask.v1.ListJobAttemptsRequest"
  * Use `create(ListJobAttemptsRequestSchema)` to create a new message.
  */
 export const ListJobAttemptsRequestSchema: GenMessage<ListJobAttemptsRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 23);
+  messageDesc(file_jobtask_v1_task_service, 25);
 
 /**
  * Arvados's list envelope.
@@ -925,7 +963,7 @@ export type ListJobAttemptsResponse = Message<"jobtask.v1.ListJobAttemptsRespons
  * Use `create(ListJobAttemptsResponseSchema)` to create a new message.
  */
 export const ListJobAttemptsResponseSchema: GenMessage<ListJobAttemptsResponse> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 24);
+  messageDesc(file_jobtask_v1_task_service, 26);
 
 /**
  * One message of the worker's side of WorkerSession.
@@ -971,7 +1009,7 @@ export type WorkerSessionRequest = Message<"jobtask.v1.WorkerSessionRequest"> & 
  * Use `create(WorkerSessionRequestSchema)` to create a new message.
  */
 export const WorkerSessionRequestSchema: GenMessage<WorkerSessionRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 25);
+  messageDesc(file_jobtask_v1_task_service, 27);
 
 /**
  * What the server tells a worker about one of its session's tasks.
@@ -1021,7 +1059,7 @@ export type TaskUpdate = Message<"jobtask.v1.TaskUpdate"> & {
  * Use `create(TaskUpdateSchema)` to create a new message.
  */
 export const TaskUpdateSchema: GenMessage<TaskUpdate> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 26);
+  messageDesc(file_jobtask_v1_task_service, 28);
 
 /**
  * One message of the server's side of WorkerSession.
@@ -1056,7 +1094,7 @@ export type WorkerSessionResponse = Message<"jobtask.v1.WorkerSessionResponse"> 
  * Use `create(WorkerSessionResponseSchema)` to create a new message.
  */
 export const WorkerSessionResponseSchema: GenMessage<WorkerSessionResponse> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 27);
+  messageDesc(file_jobtask_v1_task_service, 29);
 
 /**
  * What the server tells a worker about its task.
@@ -1117,6 +1155,20 @@ export const TaskService: GenService<{
     methodKind: "unary";
     input: typeof CreateTaskRequestSchema;
     output: typeof JobTaskSchema;
+  },
+  /**
+   * Creates several tasks in one call and one transaction, all or none (AIP-233): a job
+   * fanning out into thousands of tasks costs a call per thousand, not per task. Each
+   * request is checked as CreateTask checks it; an error names its request
+   * (requests[i].job_task.<field>). At most 1000 requests per call. A jobtask extension:
+   * Arvados has no batch create for job tasks.
+   *
+   * @generated from rpc jobtask.v1.TaskService.BatchCreateTasks
+   */
+  batchCreateTasks: {
+    methodKind: "unary";
+    input: typeof BatchCreateTasksRequestSchema;
+    output: typeof BatchCreateTasksResponseSchema;
   },
   /**
    * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
