@@ -38,9 +38,7 @@ async def test_a_task_fans_out_in_one_call_and_its_children_run_in_order(
     job = await cluster.jobs.CreateJob(create_job(script="split.py"))
     seed = await claim(cluster)
     request = _batch(job.uuid, 5, sequence=1, created_by_job_task_uuid=seed.task.uuid)
-    created = await cluster.tasks.BatchCreateTasks(
-        request, metadata=token_md(seed.task_token)
-    )
+    created = await cluster.tasks.BatchCreateTasks(request, metadata=token_md(seed.task_token))
     assert [t.parameters["input"] for t in created.job_tasks] == [f"part{i}" for i in range(5)]
     assert all(t.created_by_job_task_uuid == seed.task.uuid for t in created.job_tasks)
     counted = await get_job(cluster, job.uuid)
