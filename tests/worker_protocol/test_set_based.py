@@ -18,7 +18,7 @@ from sqlalchemy import Engine, event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import Cluster
-from tests.core.helpers import get_job, job_status, task_status
+from tests.core.helpers import create_job, get_job, job_status, task_status
 from tests.worker_protocol.helpers import job_with_tasks, watch_events
 
 # Set while a counted call runs: the server's background loops (the reaper, the feed's
@@ -106,3 +106,38 @@ async def test_a_claim_and_a_group_cost_the_same_statements_whatever_their_size(
                 task_status("active"),
                 task_status("completed"),
             ]
+
+
+async def _one_task_jobs(cluster: Cluster, n: int) -> tuple[list[str], list[str], list[str]]:
+    core = cluster.services.core
+    system = core.settings.system_caller()
+    # Different scripts: equal jobs would be found as duplicates of the first.
+    jobs = [
+        (await cluster.jobs.CreateJob(create_job(script=f"j{n}-{i}.py"))).uuid for i in range(n)
+    ]
+    worker = WorkerSpec(worker_id=f"jw{n}", node_name="node1", free_slots=n)
+    with counting(core.db) as claimed:
+        claims = await core.claims.claim(system, worker, n)
+    assert len(claims) == n
+    assert {c.job["status"] for c in claims} == {"active"}
+    items = [Submission(system, c.task["uuid"], c.task["lease_id"], _done()) for c in claims]
+    with counting(core.db) as completed:
+        await core.runs.reports.apply_many(items)
+    return claimed, completed, jobs
+
+
+async def test_one_task_jobs_start_and_complete_with_the_same_statements_whatever_their_number(
+    cluster: Cluster,
+) -> None:
+    small_claim, small_group, _ = await _one_task_jobs(cluster, 3)
+    big_claim, big_group, jobs = await _one_task_jobs(cluster, 30)
+    assert big_claim and big_group
+    assert len(big_claim) == len(small_claim), "\n".join(map(str, (small_claim, big_claim)))
+    assert len(big_group) == len(small_group), "\n".join(map(str, (small_group, big_group)))
+    for uuid in jobs:
+        job = await get_job(cluster, uuid)
+        assert job.status == job_status("completed") and job.success
+        assert job.output == "out\n" and job.tasks_summary.done == 1
+        events = await watch_events(cluster, uuid, after_seq=0)
+        moves = [e.job.status for e in events if e.HasField("job") and not e.task_uuid]
+        assert moves[-2:] == [job_status("active"), job_status("completed")]

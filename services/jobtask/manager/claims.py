@@ -97,11 +97,10 @@ class ClaimManager:
                 # A new live node may be what a job's min_nodes waits for.
                 mark_changed(conn)
             claims = await self._choose(conn, caller, worker, want, now)
-            for job_id in {c.job["id"] for c in claims}:
-                settled = await lifecycle.settle(conn, self.settings, job_id, now=now)
-                for c in claims:
-                    if c.job["id"] == job_id:
-                        c.job = settled
+            jobs_started = {c.job["id"] for c in claims}
+            settled = await lifecycle.settle_many(conn, self.settings, jobs_started, now=now)
+            for c in claims:
+                c.job = settled[c.job["id"]]
             return claims
 
         claims = await self.db.transact(run)

@@ -181,8 +181,7 @@ class ReportManager:
                 if ended:
                     ended_jobs.append(job["id"])
             await writes.flush(conn)
-            for job_id in ended_jobs:
-                await lifecycle.settle(conn, self.settings, job_id, now=now)
+            await lifecycle.settle_many(conn, self.settings, ended_jobs, now=now)
             for worker_id in sorted(alive):
                 await queries.worker_alive(conn, worker_id, now)
             return outcomes

@@ -53,7 +53,12 @@ def task_counts(record: Record) -> dict[TaskStatus, int]:
 
 
 def job_record(row: Row[Any]) -> Record:
-    record = _fix_times(dict(row._mapping))
+    return job_record_of(dict(row._mapping))
+
+
+def job_record_of(columns: dict[str, Any]) -> Record:
+    """A job's record from its columns (job_record, given a dict)."""
+    record = _fix_times(columns)
     counts = task_counts(record)
     record["tasks_summary"] = {
         "todo": counts[TaskStatus.QUEUED]
@@ -76,6 +81,15 @@ def task_record(row: Row[Any]) -> Record:
 
 # Columns that never leave the store (secrets and internal bookkeeping).
 _PRIVATE = {"token_digest", "submit_digest", "identity"}
+
+
+def job_after(job: Record, written: Mapping[str, Any]) -> Record:
+    """The job's record once `written` (columns, version and modified_* included) is
+    written to its row: what job_record would read back, without reading it."""
+    new = {**job, **written}
+    for derived in ("tasks_summary", "etag"):
+        new.pop(derived, None)
+    return job_record_of(new)
 
 
 def task_after(task: Record, written: Mapping[str, Any]) -> Record:
