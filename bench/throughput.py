@@ -3,7 +3,7 @@ side by side with Huey (SQLite) and procrastinate (PostgreSQL) draining as many.
 
 What is measured, jobtask (server in one process, the worker in another):
 - "fan-out job": one job is submitted; the worker (bench.noop_worker, 100 slots) claims its
-  first task, which creates COUNT tasks with its own token (16 CreateTask calls in flight)
+  first task, which creates COUNT tasks with its own token (BatchCreateTasks, 1,000 a call)
   and completes; the worker then claims them 100 at a time (ClaimTask max_tasks) and runs
   each over its own RunTask stream (one message: progress 1.0, success, exit 0). The figure
   is COUNT / (time from the worker's first claim to the last completion).

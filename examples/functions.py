@@ -15,8 +15,8 @@ functions = Functions()
 async def shout(ctx: TaskContext) -> str | None:
     """The job's first task creates one child per word; each child shouts its word."""
     if "word" not in ctx.parameters:
-        for word in ctx.job_parameters["words"]:
-            await ctx.create_child_task({"word": word})
+        # One child per word, all in one call (BatchCreateTasks).
+        await ctx.create_child_tasks([{"word": w} for w in ctx.job_parameters["words"]])
         return None
     ctx.progress(0.5)
     return str(ctx.parameters["word"]).upper() + "\n"

@@ -18,8 +18,7 @@ async def fanout(ctx: TaskContext) -> str | None:
     if "word" in ctx.parameters:
         ctx.progress(0.5)
         return str(ctx.parameters["word"]).upper() + "\n"
-    for word in ctx.job_parameters["words"]:
-        await ctx.create_child_task({"word": word})
+    await ctx.create_child_tasks([{"word": word} for word in ctx.job_parameters["words"]])
     return None
 
 

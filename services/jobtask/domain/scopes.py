@@ -143,12 +143,13 @@ def narrower(requested: Sequence[str], parents: Sequence[str]) -> str | None:
 
 def task_scopes(job_uuid: str, task_uuid: str) -> list[str]:
     """A claimed task's own token: read its job, read and update its own task (PUT, and
-    PATCH as REST callers send it), create tasks -- the job manager confines those to the
-    task's own job."""
+    PATCH as REST callers send it), create tasks, one or many at once -- the job manager
+    confines those to the task's own job."""
     return [
         f"GET {API}/jobs/{job_uuid}",
         f"GET {API}/job_tasks/{task_uuid}",
         f"PUT {API}/job_tasks/{task_uuid}",
         f"PATCH {API}/job_tasks/{task_uuid}",
         f"POST {API}/job_tasks",
+        f"POST {API}/job_tasks/batch_create",
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+from typing import Any
 
 from jobtask.domain.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from jobtask.domain.scheduling import blocked_workers
@@ -16,10 +17,12 @@ from jobtask.manager.tasks import Claim
 from jobtask.observability import lifecycle as observe
 from jobtask.observability.streams import WORKER_SLOTS
 from jobtask.store import claims as queries
+from jobtask.store import locks
 from jobtask.store.database import Database, mark_changed
 from jobtask.store.records import Record, job_record, task_record
-from jobtask.store.schema import job_tasks, jobs, task_attempts
-from sqlalchemy import insert, select, update
+from jobtask.store.schema import job_tasks, jobs
+from jobtask.store.task_writes import TaskWrites
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = ["ClaimManager", "WorkerSpec", "token_digest"]
@@ -31,8 +34,6 @@ CANDIDATE_PAGE = 50
 CLAIM_ROUNDS = 4
 REAP_BATCH = 100
 MAX_REMEMBERED_OWNERS = 10_000
-# Built once: every claimed task runs it.
-_INSERT_ATTEMPT = insert(task_attempts)
 
 
 def token_digest(token: str) -> bytes:
@@ -96,11 +97,10 @@ class ClaimManager:
                 # A new live node may be what a job's min_nodes waits for.
                 mark_changed(conn)
             claims = await self._choose(conn, caller, worker, want, now)
-            for job_id in {c.job["id"] for c in claims}:
-                settled = await lifecycle.settle(conn, self.settings, job_id, now=now)
-                for c in claims:
-                    if c.job["id"] == job_id:
-                        c.job = settled
+            jobs_started = {c.job["id"] for c in claims}
+            settled = await lifecycle.settle_many(conn, self.settings, jobs_started, now=now)
+            for c in claims:
+                c.job = settled[c.job["id"]]
             return claims
 
         claims = await self.db.transact(run)
@@ -110,7 +110,18 @@ class ClaimManager:
     async def _choose(
         self, conn: AsyncConnection, caller: Caller, worker: WorkerSpec, want: int, now: dt.datetime
     ) -> list[Claim]:
-        place = Placement(conn, worker, now=now, live=self.settings.live_horizon)
+        """The claim's tasks, started: their rows, counts, events and attempts are written
+        set-based (jobtask.store.task_writes) once all are chosen. Candidates are taken in
+        chunks of what is still wanted: each chunk's new jobs locked in one statement (the
+        first job ever is waited for), its tasks locked in another (PostgreSQL)."""
+        writes = TaskWrites()
+
+        async def flush() -> None:
+            await writes.flush(conn)
+
+        # A placement that counts the node's or the job's active tasks reads them after
+        # the starts held so far are written.
+        place = Placement(conn, worker, now=now, live=self.settings.live_horizon, before_read=flush)
         locked: dict[int, Record] = {}
         skip_jobs: set[int] = set()
         seen: set[int] = set()
@@ -125,51 +136,69 @@ class ClaimManager:
                 skip_tasks=seen,
                 turns=self._served if self.settings.fair_share else None,
             )
-            for row in rows:
-                if len(claims) >= want:
-                    return claims
-                if row.job_id in skip_jobs:
-                    continue
-                seen.add(row.id)
-                # Lock order: the job row, then the task row. Limits count under the job's
-                # lock, so two claimers (or replicas) cannot both take its last place.
-                # Only the first job is waited for: candidates of several jobs come in no
-                # fixed job order, so a busy second job is left to the next claim.
-                if row.job_id not in locked:
-                    if not locked:
-                        locked[row.job_id] = await lifecycle.lock_job(conn, job_id=row.job_id)
-                    else:
-                        job = await lifecycle.try_lock_job(conn, row.job_id)
-                        if job is None:
-                            skip_jobs.add(row.job_id)
-                            continue
-                        locked[row.job_id] = job
-                fresh = await queries.lock_candidate(conn, worker.worker_id, row, now)
-                if fresh is None:
-                    continue
-                limits = limits_of(fresh)
-                blocked = blocked_workers({"blocklist": fresh.job_blocklist})
-                if worker.worker_id in blocked and await place.others_can_run_job(blocked, limits):
-                    skip_jobs.add(fresh.job_id)
-                    continue
-                if fresh.failed_by_me and await place.others_can_run(fresh.id, limits):
-                    continue
-                refused = await place.refusal(fresh.job_id, limits)
-                if refused is not None:
-                    if refused.job_wide:
+            waiting = list(rows)
+            while waiting and len(claims) < want:
+                chunk = waiting[: want - len(claims)]
+                del waiting[: len(chunk)]
+                seen.update(row.id for row in chunk)
+                await self._lock_jobs(conn, chunk, locked, skip_jobs)
+                chunk = [row for row in chunk if row.job_id in locked]
+                for fresh in await queries.lock_candidates(conn, worker.worker_id, chunk, now):
+                    if fresh.job_id in skip_jobs:
+                        continue
+                    limits = limits_of(fresh)
+                    blocked = blocked_workers({"blocklist": fresh.job_blocklist})
+                    if worker.worker_id in blocked and await place.others_can_run_job(
+                        blocked, limits
+                    ):
                         skip_jobs.add(fresh.job_id)
-                    continue
-                job = locked[fresh.job_id]
-                claims.append(await self._start(conn, caller, job, task_record(fresh), worker, now))
-                place.started(fresh.job_id, limits)
-                self._serve(fresh.owner_uuid)
+                        continue
+                    if fresh.failed_by_me and await place.others_can_run(fresh.id, limits):
+                        continue
+                    refused = await place.refusal(fresh.job_id, limits)
+                    if refused is not None:
+                        if refused.job_wide:
+                            skip_jobs.add(fresh.job_id)
+                        continue
+                    job = locked[fresh.job_id]
+                    claims.append(
+                        self._start(conn, writes, caller, job, task_record(fresh), worker, now)
+                    )
+                    place.started(fresh.job_id, limits)
+                    self._serve(fresh.owner_uuid)
             if len(claims) >= want or len(rows) < CANDIDATE_PAGE:
                 break
+        await writes.flush(conn)
         return claims
 
-    async def _start(
+    @staticmethod
+    async def _lock_jobs(
+        conn: AsyncConnection,
+        chunk: list[Any],
+        locked: dict[int, Record],
+        skip_jobs: set[int],
+    ) -> None:
+        """Locks the jobs of a chunk of candidates not locked yet. Lock order: the job row,
+        then the task rows; limits count under the job's lock, so two claimers (or
+        replicas) cannot both take its last place. Only the claim's first job is waited
+        for: candidates of several jobs come in no fixed job order, so a busy other job is
+        left to the next claim (skipped here)."""
+        new = [row.job_id for row in chunk if row.job_id not in locked]
+        if not new:
+            return
+        if not locked:
+            first = new[0]
+            locked[first] = await lifecycle.lock_job(conn, job_id=first)
+        rest = {job_id for job_id in new if job_id not in locked}
+        if rest:
+            got = await locks.try_lock_jobs(conn, rest)
+            locked.update(got)
+            skip_jobs.update(rest - got.keys())
+
+    def _start(
         self,
         conn: AsyncConnection,
+        writes: TaskWrites,
         caller: Caller,
         job: Record,
         task: Record,
@@ -180,8 +209,7 @@ class ClaimManager:
         lease_id = secrets.token_hex(16)
         attempt = task["attempt"] + 1
         queued = task
-        task = await lifecycle.write_task(
-            conn,
+        task = writes.write_task(
             job,
             task,
             {
@@ -198,17 +226,19 @@ class ClaimManager:
                 "progress": 0.0,
             },
             now=now,
-            caller=caller,
+            user_uuid=caller.user_uuid,
+            client_uuid=caller.client_uuid,
         )
-        attempt_row = {
-            "task_id": task["id"],
-            "attempt": attempt,
-            "lease_id": lease_id,
-            "worker_id": worker.worker_id,
-            "node_name": worker.node_name,
-            "started_at": now,
-        }
-        await conn.execute(_INSERT_ATTEMPT, attempt_row)
+        writes.open_attempt(
+            {
+                "task_id": task["id"],
+                "attempt": attempt,
+                "lease_id": lease_id,
+                "worker_id": worker.worker_id,
+                "node_name": worker.node_name,
+                "started_at": now,
+            }
+        )
         observe.task_claimed(conn, queued, task, now)
         return Claim(task, job, token)
 

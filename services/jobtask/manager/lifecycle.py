@@ -8,44 +8,51 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from jobtask.domain import ripple
 from jobtask.domain.derived import job_on_enter, task_on_enter
-from jobtask.domain.errors import NotFound
 from jobtask.domain.statuses import JobStatus, TaskStatus, check_job_move
 from jobtask.domain.uuids import TASK_INFIX, new_uuid
 from jobtask.manager.context import Caller, Settings
 from jobtask.observability import lifecycle as observe
-from jobtask.store import feed
+from jobtask.store import feed, job_writes, task_writes
+from jobtask.store.locks import JOB_BY_ID, lock_job, lock_task, lock_tasks, try_lock_job
 from jobtask.store.records import (
     COUNT_COLUMN,
     Record,
+    job_after,
     job_record,
     task_counts,
     task_record,
     to_json,
 )
 from jobtask.store.schema import job_tasks, jobs
-from sqlalchemy import Row, Table, Update, bindparam, delete, func, insert, select, update
+from sqlalchemy import Row, Table, Update, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-# The statements every task write runs, built once: building and keying a statement costs
-# SQLAlchemy more than SQLite takes to answer it (about 55 of 80 us for a lookup by id).
-_JOB_BY_ID = select(jobs).where(jobs.c.id == bindparam("job_id"))
-_LOCK_JOB_BY_ID = _JOB_BY_ID.with_for_update()
-_LOCK_JOB_BY_UUID = select(jobs).where(jobs.c.uuid == bindparam("uuid")).with_for_update()
-# One statement finds and locks a task's job (FOR UPDATE locks the jobs row only).
-_LOCK_JOB_OF_TASK = (
-    select(jobs)
-    .where(
-        jobs.c.id
-        == select(job_tasks.c.job_id).where(job_tasks.c.uuid == bindparam("uuid")).scalar_subquery()
-    )
-    .with_for_update()
-)
-_LOCK_TASK = select(job_tasks).where(job_tasks.c.uuid == bindparam("uuid")).with_for_update()
+__all__ = [
+    "bulk_move",
+    "combined_output",
+    "delete_descendants",
+    "insert_task",
+    "insert_tasks",
+    "lock_job",
+    "lock_task",
+    "lock_tasks",
+    "move_job",
+    "new_task_row",
+    "recount",
+    "reload_job",
+    "settle",
+    "settle_job",
+    "settle_many",
+    "shift_count",
+    "try_lock_job",
+    "write_job",
+    "write_task",
+]
 
 
 @functools.lru_cache(maxsize=512)
@@ -96,55 +103,57 @@ def _count_shift(old_col: str, new_col: str) -> Update:
     )
 
 
-async def lock_job(
-    conn: AsyncConnection, *, uuid: str | None = None, job_id: int | None = None
-) -> Record:
-    if uuid is not None:
-        found = await conn.execute(_LOCK_JOB_BY_UUID, {"uuid": uuid})
-    else:
-        found = await conn.execute(_LOCK_JOB_BY_ID, {"job_id": job_id})
-    row = found.first()
-    if row is None:
-        raise NotFound(f"job {uuid or job_id} not found")
-    return job_record(row)
+def new_task_row(
+    settings: Settings,
+    job: Record,
+    *,
+    status: TaskStatus,
+    now: dt.datetime,
+    caller: Caller,
+    sequence: int = 0,
+    parameters: Mapping[str, Any] | None = None,
+    runtime_constraints: Mapping[str, Any] | None = None,
+    created_by: str | None = None,
+) -> dict[str, Any]:
+    """The columns of a new task of a locked job (see insert_tasks)."""
+    return {
+        "uuid": new_uuid(settings.cluster_id, TASK_INFIX),
+        "job_id": job["id"],
+        "job_uuid": job["uuid"],
+        "owner_uuid": job["owner_uuid"],
+        "created_at": now,
+        "modified_at": now,
+        "modified_by_user_uuid": caller.user_uuid,
+        "modified_by_client_uuid": caller.client_uuid,
+        "sequence": sequence,
+        "parameters": parameters if parameters is not None else {},
+        "runtime_constraints": runtime_constraints if runtime_constraints is not None else {},
+        "created_by_job_task_uuid": created_by,
+        "status": status.value,
+    }
 
 
-async def try_lock_job(conn: AsyncConnection, job_id: int) -> Record | None:
-    """Locks the job row unless another transaction holds it (None then; PostgreSQL).
-    For a transaction that already holds another job's row: waiting for a second one, in
-    no fixed order, could deadlock with a transaction doing the same the other way round."""
-    stmt = select(jobs).where(jobs.c.id == job_id).with_for_update(skip_locked=True)
-    row = (await conn.execute(stmt)).first()
-    return None if row is None else job_record(row)
-
-
-async def lock_task(conn: AsyncConnection, uuid: str) -> tuple[Record, Record]:
-    """Locks a task's job, then the task; returns (job, task)."""
-    # One statement finds and locks the job (FOR UPDATE locks the jobs row only): this runs
-    # in every task write, and on SQLite each statement is a round trip through the loop
-    # while the process's write turn is held.
-    job_row = (await conn.execute(_LOCK_JOB_OF_TASK, {"uuid": uuid})).first()
-    if job_row is None:
-        raise NotFound(f"task {uuid} not found")
-    job = job_record(job_row)
-    row = (await conn.execute(_LOCK_TASK, {"uuid": uuid})).first()
-    if row is None:
-        raise NotFound(f"task {uuid} not found")
-    return job, task_record(row)
-
-
-async def lock_tasks(conn: AsyncConnection, uuids: list[str]) -> dict[str, Record]:
-    """Locks tasks of one job, whose row the caller has locked; by uuid."""
-    rows = await conn.execute(
-        select(job_tasks)
-        .where(job_tasks.c.uuid.in_(uuids))
-        .order_by(job_tasks.c.id)
-        .with_for_update()
+async def insert_tasks(
+    conn: AsyncConnection, rows: list[dict[str, Any]], *, now: dt.datetime
+) -> list[Record]:
+    """Inserts tasks (new_task_row's) into locked jobs and appends their task_created
+    events, a statement each whatever their number; the caller counts them in their jobs'
+    rows."""
+    tasks = await task_writes.insert_tasks(conn, rows)
+    await feed.append_many(
+        conn,
+        [
+            {
+                "created_at": now,
+                "job_uuid": task["job_uuid"],
+                "task_uuid": task["uuid"],
+                "type": feed.TASK_CREATED,
+                "payload": to_json(task),
+            }
+            for task in tasks
+        ],
     )
-    return {row.uuid: task_record(row) for row in rows}
-
-
-_INSERT_TASK = insert(job_tasks).returning(*job_tasks.c)
+    return tasks
 
 
 async def insert_task(
@@ -160,28 +169,19 @@ async def insert_task(
     runtime_constraints: Mapping[str, Any] | None = None,
     created_by: str | None = None,
 ) -> Record:
-    """Inserts a task into a locked job and appends its task_created event; the caller
-    counts it in the job's row."""
-    values = {
-        "uuid": new_uuid(settings.cluster_id, TASK_INFIX),
-        "job_id": job["id"],
-        "job_uuid": job["uuid"],
-        "owner_uuid": job["owner_uuid"],
-        "created_at": now,
-        "modified_at": now,
-        "modified_by_user_uuid": caller.user_uuid,
-        "modified_by_client_uuid": caller.client_uuid,
-        "sequence": sequence,
-        "parameters": parameters if parameters is not None else {},
-        "runtime_constraints": runtime_constraints if runtime_constraints is not None else {},
-        "created_by_job_task_uuid": created_by,
-        "status": status.value,
-    }
-    task = task_record((await conn.execute(_INSERT_TASK, values)).one())
-    await feed.append(
-        conn, job["uuid"], feed.TASK_CREATED, to_json(task), task_uuid=task["uuid"], now=now
+    """One task of insert_tasks."""
+    row = new_task_row(
+        settings,
+        job,
+        status=status,
+        now=now,
+        caller=caller,
+        sequence=sequence,
+        parameters=parameters,
+        runtime_constraints=runtime_constraints,
+        created_by=created_by,
     )
-    return task
+    return (await insert_tasks(conn, [row], now=now))[0]
 
 
 async def write_job(
@@ -245,7 +245,7 @@ async def recount(conn: AsyncConnection, job_id: int) -> None:
 
 
 async def reload_job(conn: AsyncConnection, job_id: int) -> Record:
-    return job_record((await conn.execute(_JOB_BY_ID, {"job_id": job_id})).one())
+    return job_record((await conn.execute(JOB_BY_ID, {"job_id": job_id})).one())
 
 
 async def bulk_move(
@@ -331,6 +331,72 @@ async def settle(
 ) -> Record:
     """After task changes: moves the job if its task counts call for it."""
     return await settle_job(conn, settings, await reload_job(conn, job_id), now=now)
+
+
+async def settle_many(
+    conn: AsyncConnection, settings: Settings, job_ids: Collection[int], *, now: dt.datetime
+) -> dict[int, Record]:
+    """settle for several jobs at once (their rows locked), with a constant number of
+    statements for the usual moves: jobs read in one statement; each job whose counts call
+    for a move that ripples to no task and rests there (queued -> active on a claim, active
+    -> completed on the last completion) moved set-based (jobtask.store.job_writes), each
+    other job by move_job. The jobs as they now are, by id."""
+    if not job_ids:
+        return {}
+    found = await job_writes.jobs_by_id(conn, job_ids)
+    system = settings.system_caller()
+    simple: list[tuple[Record, JobStatus]] = []
+    for job in found.values():
+        previous = JobStatus(job["status"])
+        nxt = ripple.follow_up(previous, task_counts(job))
+        if nxt is None:
+            continue
+        rests = ripple.follow_up(nxt, task_counts(job)) in (None, nxt)
+        if rests and not ripple.on_enter(nxt, previous):
+            check_job_move(previous, nxt)
+            simple.append((job, nxt))
+        else:
+            found[job["id"]] = await move_job(conn, settings, job, nxt, now=now, caller=system)
+    if not simple:
+        return found
+    completing = [job["id"] for job, nxt in simple if nxt is JobStatus.COMPLETED]
+    outputs = await job_writes.outputs_of(conn, completing)
+    written: list[tuple[int, dict[str, Any]]] = []
+    events: list[dict[str, Any]] = []
+    for job, nxt in simple:
+        changes = job_on_enter(
+            nxt,
+            JobStatus(job["status"]),
+            job,
+            now=now,
+            user_uuid=system.user_uuid,
+            client_uuid=system.client_uuid,
+            locker_uuid=settings.system_user,
+        )
+        if nxt is JobStatus.COMPLETED:
+            changes["output"] = outputs[job["id"]]
+        changes.update(
+            version=job["version"] + 1,
+            modified_at=now,
+            modified_by_user_uuid=system.user_uuid,
+            modified_by_client_uuid=system.client_uuid,
+        )
+        moved = job_after(job, changes)
+        written.append((job["id"], changes))
+        events.append(
+            {
+                "created_at": now,
+                "job_uuid": moved["uuid"],
+                "task_uuid": None,
+                "type": feed.JOB_CHANGED,
+                "payload": to_json(moved),
+            }
+        )
+        observe.job_moved(conn, moved, job["status"])
+        found[job["id"]] = moved
+    await job_writes.write_jobs(conn, written)
+    await feed.append_many(conn, events)
+    return found
 
 
 async def settle_job(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 from jobtask.domain.limits import Limits, Refusal, capable_nodes, refuse_counts, refuse_ram
@@ -20,9 +20,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 class Placement:
     def __init__(
-        self, conn: AsyncConnection, worker: WorkerSpec, *, now: dt.datetime, live: dt.timedelta
+        self,
+        conn: AsyncConnection,
+        worker: WorkerSpec,
+        *,
+        now: dt.datetime,
+        live: dt.timedelta,
+        before_read: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.conn = conn
+        # Runs before each read of active tasks: the claim writes its starts set-based, and
+        # a count must see those held so far.
+        self.before_read = before_read
         self.worker = worker
         self.horizon = now - live
         self._live: list[tuple[str, str, int]] | None = None
@@ -37,12 +46,16 @@ class Placement:
 
     async def ram_in_use(self) -> int:
         if self._ram_in_use is None:
+            if self.before_read is not None:
+                await self.before_read()
             reserved = await queries.node_reservations(self.conn, self.worker.node_name)
             self._ram_in_use = sum(Limits.of(j, t).task_ram for j, t in reserved)
         return self._ram_in_use
 
     async def job_nodes(self, job_id: int) -> Counter[str]:
         if job_id not in self._job_nodes:
+            if self.before_read is not None:
+                await self.before_read()
             self._job_nodes[job_id] = await queries.job_nodes(self.conn, job_id)
         return self._job_nodes[job_id]
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from jobtask.domain.derived import task_on_enter
 from jobtask.domain.errors import NotFound
 from jobtask.domain.reports import (
     Batch,
@@ -25,16 +26,19 @@ from jobtask.domain.reports import (
     log_truncated,
     verdict,
 )
-from jobtask.domain.statuses import JobStatus, TaskStatus
+from jobtask.domain.rules import decide_exit
+from jobtask.domain.statuses import JOB_HOLDING, JobStatus, TaskStatus, check_task_move
 from jobtask.domain.uuids import TASK_INFIX, check_uuid
 from jobtask.manager import attempts, lifecycle
 from jobtask.manager.attempts import check_readable
 from jobtask.manager.context import Caller, Settings, utcnow
+from jobtask.observability import lifecycle as observe
 from jobtask.store import claims as queries
-from jobtask.store import feed, leases
+from jobtask.store import feed, leases, locks
 from jobtask.store.database import Database
 from jobtask.store.records import Record
 from jobtask.store.schema import job_tasks, jobs
+from jobtask.store.task_writes import TaskWrites
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -141,20 +145,26 @@ class ReportManager:
     async def apply_many(self, items: Sequence[Submission]) -> list[Outcome]:
         """Applies the batches of several streams in one transaction: a group commit.
 
-        Each job is locked once, in job id order (the order of every writer that holds
-        several job rows, so two group commits cannot deadlock), its tasks with one
-        statement, and it is settled once after all of its tasks' writes. The result is
-        that of applying the items one after another, in their order, except that a job
+        Every job is locked in one statement (in job id order, the order of every writer
+        that holds several job rows, so two group commits cannot deadlock) and its tasks in
+        another; the usual writes (progress, output, an exit that completes the task) are
+        held in a TaskWrites and written set-based (jobtask.store.task_writes), so the group
+        costs the same few statements whatever its size; each job with an ended task is
+        settled once, after all of the group's writes. Only the unusual ends (a failure, a
+        retry, a hand-back, a task canceled meanwhile) run their own statements. The result
+        is that of applying the items one after another, in their order, except that a job
         moved by one item's ending (a task failed for good) moves after the others.
-        A DomainError of any item ends the whole transaction: the caller retries each
-        item alone (jobtask.server.group_commit.GroupCommit)."""
+        A DomainError of any item ends the whole transaction: the caller retries each item
+        alone (jobtask.server.group_commit.GroupCommit)."""
 
         async def run(conn: AsyncConnection) -> list[Outcome]:
             now = utcnow()
+            writes = TaskWrites()
             lost = Outcome(verdict(None, None, False))
             outcomes = [lost] * len(items)
             alive: set[str] = set()
-            async for job, tasks, mine in self._lock(conn, items):
+            ended_jobs: list[int] = []
+            for job, tasks, mine in await self._lock(conn, items):
                 ended = False
                 for i in mine:
                     item = items[i]
@@ -164,12 +174,14 @@ class ReportManager:
                     held = task["lease_id"] == item.lease_id
                     if item.worker_alive and held and task["worker_id"]:
                         alive.add(task["worker_id"])
-                    outcome, task = await self._apply_locked(conn, item, job, task, now)
+                    outcome, task = await self._apply_locked(conn, item, job, task, now, writes)
                     tasks[item.task_uuid] = task
                     outcomes[i] = outcome
                     ended = ended or outcome.finished is not None
                 if ended:
-                    await lifecycle.settle(conn, self.settings, job["id"], now=now)
+                    ended_jobs.append(job["id"])
+            await writes.flush(conn)
+            await lifecycle.settle_many(conn, self.settings, ended_jobs, now=now)
             for worker_id in sorted(alive):
                 await queries.worker_alive(conn, worker_id, now)
             return outcomes
@@ -178,54 +190,96 @@ class ReportManager:
 
     async def _lock(
         self, conn: AsyncConnection, items: Sequence[Submission]
-    ) -> AsyncIterator[tuple[Record, dict[str, Record], list[int]]]:
-        """Locks the items' jobs one after another (each with its tasks) and yields each:
-        the job, its tasks by uuid, and the indexes of its items."""
+    ) -> list[tuple[Record, dict[str, Record], list[int]]]:
+        """Locks the items' jobs, then their tasks; for each job (in id order): the job,
+        its tasks by uuid, and the indexes of its items."""
         uuids = list({item.task_uuid for item in items})
         if len(uuids) == 1:
             # One task (the usual case when streams are few): two statements.
             try:
                 job, task = await lifecycle.lock_task(conn, uuids[0])
             except NotFound:
-                return
-            yield job, {task["uuid"]: task}, list(range(len(items)))
-            return
-        rows = await conn.execute(
-            select(job_tasks.c.uuid, job_tasks.c.job_id).where(job_tasks.c.uuid.in_(uuids))
-        )
-        job_of: dict[str, int] = dict(rows.all())
-        for job_id in sorted(set(job_of.values())):
-            job = await lifecycle.lock_job(conn, job_id=job_id)
+                return []
+            return [(job, {task["uuid"]: task}, list(range(len(items))))]
+        job_of = await locks.job_ids_of_tasks(conn, uuids)
+        locked = await locks.lock_jobs(conn, set(job_of.values()))
+        tasks = await locks.lock_tasks(conn, list(job_of))
+        out = []
+        for job_id, job in locked.items():
             mine = [i for i, item in enumerate(items) if job_of.get(item.task_uuid) == job_id]
-            tasks = await lifecycle.lock_tasks(conn, [items[i].task_uuid for i in mine])
-            yield job, tasks, mine
+            out.append(
+                (
+                    job,
+                    {
+                        items[i].task_uuid: tasks[items[i].task_uuid]
+                        for i in mine
+                        if items[i].task_uuid in tasks
+                    },
+                    mine,
+                )
+            )
+        return out
 
     async def _apply_locked(
-        self, conn: AsyncConnection, item: Submission, job: Record, task: Record, now: dt.datetime
+        self,
+        conn: AsyncConnection,
+        item: Submission,
+        job: Record,
+        task: Record,
+        now: dt.datetime,
+        writes: TaskWrites,
     ) -> tuple[Outcome, Record]:
         """One stream's batch, its job and task locked; the job is settled by the caller.
-        Returns the outcome and the task as it now is."""
+        Returns the outcome and the task as it now is (or will be, once `writes` is
+        flushed)."""
         if task["lease_id"] != item.lease_id:
             return Outcome(verdict(T(task["status"]), JobStatus(job["status"]), False)), task
         check_readable(item.caller, task)
         batch = item.batch
-        changes, event = await self._reported(conn, job, task, batch, now)
+        caller = item.caller
+        changes, event = self._reported(job, task, batch, now, writes)
         renewed = changes["lease_expires_at"]
         if batch.exit is None:
-            task = await lifecycle.write_task(
-                conn, job, task, changes, now=now, caller=item.caller, event=event
+            task = writes.write_task(
+                job,
+                task,
+                changes,
+                now=now,
+                user_uuid=caller.user_uuid,
+                client_uuid=caller.client_uuid,
+                event=event,
             )
             held = verdict(T(task["status"]), JobStatus(job["status"]), True)
             return Outcome(held, renewed), task
         if task["status"] == T.ACTIVE and not batch.exit.handed_back:
-            # The usual end: the last report and the decision are one write and one event.
+            completed = self._completed(job, task, item, changes, now, writes)
+            if completed is not None:
+                observe.attempt_ended(
+                    conn,
+                    {**task, **changes},
+                    completed,
+                    now,
+                    exit_code=batch.exit.exit_code,
+                    signal=batch.exit.signal,
+                )
+                return Outcome(_ended(completed), renewed, finished=completed), completed
+            # The usual end otherwise: the last report and the decision are one write and
+            # one event.
             reported, final = changes, None
         else:
             # Canceled meanwhile, or handed back: the report is written first, as it is.
-            final = await lifecycle.write_task(
-                conn, job, task, changes, now=now, caller=item.caller, event=event
+            final = writes.write_task(
+                job,
+                task,
+                changes,
+                now=now,
+                user_uuid=caller.user_uuid,
+                client_uuid=caller.client_uuid,
+                event=event,
             )
             reported = None
+        # The unusual ends read and write rows of their own: what is held goes first.
+        await writes.flush(conn)
         decided = await attempts.finish_attempt(
             conn,
             self.settings,
@@ -240,14 +294,55 @@ class ReportManager:
             reported=reported,
             settle=False,
         )
-        ended = Verdict(Instruction.STOP, f"the attempt ended: the task is {decided['status']}")
-        return Outcome(ended, renewed, finished=decided), decided
+        return Outcome(_ended(decided), renewed, finished=decided), decided
 
-    async def _reported(
-        self, conn: AsyncConnection, job: Record, task: Record, batch: Batch, now: dt.datetime
+    def _completed(
+        self,
+        job: Record,
+        task: Record,
+        item: Submission,
+        reported: dict[str, Any],
+        now: dt.datetime,
+        writes: TaskWrites,
+    ) -> Record | None:
+        """The usual end of an active task, held in `writes`: its process exited after
+        reporting success and progress 1.0, so the completion rule completes it (as
+        attempts.finish_attempt would, with the same writes and event). None when the rule
+        decides anything else."""
+        merged = {**task, **reported}
+        decision = decide_exit(
+            merged["progress"],
+            merged["success"],
+            merged["failed_count"],
+            self.settings.retry_limit,
+            job_holding=JobStatus(job["status"]) in JOB_HOLDING,
+        )
+        if decision.status is not T.COMPLETED or decision.temporary_failure:
+            return None
+        exit_ = item.batch.exit
+        assert exit_ is not None
+        writes.close_attempt(
+            task["lease_id"],
+            ended=now,
+            outcome=T.COMPLETED.value,
+            exit_code=exit_.exit_code,
+            signal=exit_.signal,
+        )
+        check_task_move(T.ACTIVE, T.COMPLETED)
+        return writes.write_task(
+            job,
+            task,
+            {**reported, **task_on_enter(T.COMPLETED, now=now)},
+            now=now,
+            user_uuid=item.caller.user_uuid,
+            client_uuid=item.caller.client_uuid,
+        )
+
+    def _reported(
+        self, job: Record, task: Record, batch: Batch, now: dt.datetime, writes: TaskWrites
     ) -> tuple[dict[str, Any], str | None]:
         """The task's column changes for a batch (lease renewed), and the event to append
-        with them; the batch's log chunks are appended to the feed here."""
+        with them; the batch's log chunks are held in `writes` here."""
         changes: dict[str, Any] = {"lease_expires_at": now + self.settings.lease_ttl}
         # A canceled task's process is being stopped: its last log lines still count, its
         # progress and results no longer do.
@@ -255,20 +350,9 @@ class ReportManager:
         changes.update(reported)
         if batch.log:
             changes["log"] = log_tail(task.get("log"), batch.log)
-        chunks = self._log_events(task["lease_id"], batch.log, batch.exit is not None)
-        if chunks:
-            await feed.append_many(
-                conn,
-                [
-                    {
-                        "created_at": now,
-                        "job_uuid": job["uuid"],
-                        "task_uuid": task["uuid"],
-                        "type": feed.TASK_LOG,
-                        "payload": {"log": chunk},
-                    }
-                    for chunk in chunks
-                ],
+        for chunk in self._log_events(task["lease_id"], batch.log, batch.exit is not None):
+            writes.event(
+                job["uuid"], feed.TASK_LOG, {"log": chunk}, task_uuid=task["uuid"], now=now
             )
         if {"output", "success"} & reported.keys():
             event: str | None = feed.TASK_CHANGED
@@ -343,6 +427,10 @@ class ReportManager:
             )
 
         await self.db.transact(run)
+
+
+def _ended(task: Record) -> Verdict:
+    return Verdict(Instruction.STOP, f"the attempt ended: the task is {task['status']}")
 
 
 def _outcomes(held: Mapping[str, str], found: Sequence[leases.LeaseState]) -> dict[str, Outcome]:

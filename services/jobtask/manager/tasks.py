@@ -4,7 +4,8 @@ progress PATCH, delete, and the end of a task's process (the completion rule).""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jobtask.domain.access import may_read
@@ -25,7 +26,7 @@ from jobtask.domain.uuids import JOB_INFIX, TASK_INFIX, check_uuid
 from jobtask.manager import attempts, lifecycle
 from jobtask.manager.attempts import check_readable
 from jobtask.manager.context import Caller, Settings, utcnow
-from jobtask.store import feed
+from jobtask.store import feed, locks
 from jobtask.store import jobs as job_store
 from jobtask.store import tasks as task_store
 from jobtask.store.database import Database
@@ -44,6 +45,10 @@ def may_report(caller: Caller, task: Record) -> bool:
     """Seed 000: a task is PATCHed only by the worker process dispatched to it, and by the
     job manager itself (and admins)."""
     return caller.is_system or caller.is_admin or caller.task_uuid == task["uuid"]
+
+
+# Tasks per BatchCreateTasks call: bounds one transaction (and the job's row lock).
+MAX_BATCH_CREATE = 1000
 
 
 class TaskManager:
@@ -76,45 +81,86 @@ class TaskManager:
         return spec
 
     async def create(self, caller: Caller, raw: Mapping[str, Any]) -> Record:
-        spec = self._task_spec(raw)
+        return (await self._create(caller, [self._task_spec(raw)], batch=False))[0]
 
-        async def run(conn: AsyncConnection) -> Record:
+    async def create_many(self, caller: Caller, raws: Sequence[Mapping[str, Any]]) -> list[Record]:
+        """Creates several tasks in one transaction, all or none (BatchCreateTasks): each
+        job locked once, the tasks inserted, their events appended and each job's counts
+        shifted with one statement each. Errors name the request: requests[i].job_task.…"""
+        if not raws:
+            raise InvalidArgument("requests", "is required: at least one task")
+        if len(raws) > MAX_BATCH_CREATE:
+            raise InvalidArgument("requests", f"at most {MAX_BATCH_CREATE} tasks per call")
+        specs = []
+        for i, raw in enumerate(raws):
+            try:
+                specs.append(self._task_spec(raw))
+            except InvalidArgument as exc:
+                field = f"requests[{i}].job_task.{exc.field}"
+                raise InvalidArgument(field, exc.description) from None
+        return await self._create(caller, specs, batch=True)
+
+    async def _create(
+        self, caller: Caller, specs: list[dict[str, Any]], *, batch: bool
+    ) -> list[Record]:
+        def named(i: int, field: str) -> str:
+            return f"requests[{i}].job_task.{field}" if batch else field
+
+        async def run(conn: AsyncConnection) -> list[Record]:
             now = utcnow()
-            job = await lifecycle.lock_job(conn, uuid=spec["job_uuid"])
-            if not may_read(caller, job["owner_uuid"]):
-                raise NotFound(f"job {spec['job_uuid']} not found")
-            parent = spec.get("created_by_job_task_uuid")
-            # The jobs of the caller's own task and of the parent: one read (a task creating
+            if len({spec["job_uuid"] for spec in specs}) == 1:
+                one = await lifecycle.lock_job(conn, uuid=specs[0]["job_uuid"])
+                by_uuid = {one["uuid"]: one}
+            else:
+                by_uuid = await locks.lock_jobs_by_uuid(conn, {s["job_uuid"] for s in specs})
+            # The jobs of the caller's own task and of the parents: one read (a task creating
             # its children names itself as their parent).
-            known = {u for u in (caller.task_uuid, parent) if u}
+            named_tasks = [caller.task_uuid, *(s.get("created_by_job_task_uuid") for s in specs)]
+            known = {uuid for uuid in named_tasks if uuid}
             job_of = await task_store.job_uuids_of(conn, known) if known else {}
-            # A task's own token creates tasks in its own job only.
-            if caller.task_uuid is not None and job_of.get(caller.task_uuid) != job["uuid"]:
-                raise NotFound(f"job {job['uuid']} not found")
-            status = JobStatus(job["status"])
-            if status in _CLOSED:
-                raise FailedPrecondition(f"job {job['uuid']} is {status}: it takes no new tasks")
-            if parent and job_of.get(parent) != job["uuid"]:
-                raise InvalidArgument(
-                    "created_by_job_task_uuid", f"{parent} is not a task of job {job['uuid']}"
+            rows: list[dict[str, Any]] = []
+            for i, spec in enumerate(specs):
+                job = by_uuid.get(spec["job_uuid"])
+                if job is None or not may_read(caller, job["owner_uuid"]):
+                    raise NotFound(f"job {spec['job_uuid']} not found")
+                # A task's own token creates tasks in its own job only.
+                if caller.task_uuid is not None and job_of.get(caller.task_uuid) != job["uuid"]:
+                    raise NotFound(f"job {job['uuid']} not found")
+                status = JobStatus(job["status"])
+                if status in _CLOSED:
+                    raise FailedPrecondition(
+                        f"job {job['uuid']} is {status}: it takes no new tasks"
+                    )
+                parent = spec.get("created_by_job_task_uuid")
+                if parent and job_of.get(parent) != job["uuid"]:
+                    raise InvalidArgument(
+                        named(i, "created_by_job_task_uuid"),
+                        f"{parent} is not a task of job {job['uuid']}",
+                    )
+                # A task created while its job pauses waits paused like its siblings.
+                initial = T.PAUSED if status in (J.PAUSED, J.PAUSE_REQUESTED) else T.QUEUED
+                rows.append(
+                    lifecycle.new_task_row(
+                        self.settings,
+                        job,
+                        status=initial,
+                        now=now,
+                        caller=caller,
+                        sequence=spec["sequence"],
+                        parameters=spec["parameters"],
+                        runtime_constraints=spec["runtime_constraints"],
+                        created_by=parent or None,
+                    )
                 )
-            # A task created while its job pauses waits paused like its siblings.
-            initial = T.PAUSED if status in (J.PAUSED, J.PAUSE_REQUESTED) else T.QUEUED
-            task = await lifecycle.insert_task(
-                conn,
-                self.settings,
-                job,
-                status=initial,
-                now=now,
-                caller=caller,
-                sequence=spec["sequence"],
-                parameters=spec["parameters"],
-                runtime_constraints=spec["runtime_constraints"],
-                created_by=parent or None,
-            )
-            counted = await job_store.count_new_task(conn, job["id"], initial)
-            await lifecycle.settle_job(conn, self.settings, counted, now=now)
-            return task
+            tasks = await lifecycle.insert_tasks(conn, rows, now=now)
+            for job in by_uuid.values():
+                counted = [t for t in tasks if t["job_id"] == job["id"]]
+                if not counted:
+                    continue
+                added = Counter(T(t["status"]) for t in counted)
+                moved = await job_store.count_new_tasks(conn, job["id"], added)
+                await lifecycle.settle_job(conn, self.settings, moved, now=now)
+            return tasks
 
         return await self.db.transact(run)
 

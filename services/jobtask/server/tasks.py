@@ -106,6 +106,21 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         return task_pb(await self.tasks.create(caller, changes_from(request.job_task, None)))
 
     @rpc
+    async def BatchCreateTasks(
+        self, request: task_service_pb2.BatchCreateTasksRequest, context: Context
+    ) -> task_service_pb2.BatchCreateTasksResponse:
+        caller = await self.callers(context)
+        raws = []
+        for i, r in enumerate(request.requests):
+            try:
+                raws.append(changes_from(r.job_task, None))
+            except InvalidArgument as exc:
+                field = f"requests[{i}].job_task.{exc.field}"
+                raise InvalidArgument(field, exc.description) from None
+        created = await self.tasks.create_many(caller, raws)
+        return task_service_pb2.BatchCreateTasksResponse(job_tasks=[task_pb(t) for t in created])
+
+    @rpc
     async def GetTask(
         self, request: task_service_pb2.GetTaskRequest, context: Context
     ) -> job_task_pb2.JobTask:

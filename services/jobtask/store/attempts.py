@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 __all__ = [
     "AttemptRow",
     "close_attempt",
+    "close_attempts",
     "count_job_attempts",
     "count_task_attempts",
     "job_attempts",
@@ -126,6 +127,13 @@ async def close_attempt(
         "signal": signal,
     }
     await conn.execute(_CLOSE, params)
+
+
+async def close_attempts(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """close_attempt for many leases in one executemany (rows: close_attempt's parameters:
+    lease, ended, outcome, exit_code, signal)."""
+    if rows:
+        await conn.execute(_CLOSE, rows)
 
 
 async def task_attempts_of(

@@ -168,10 +168,11 @@ _NEXT_RUNNABLE = select(func.min(job_tasks.c.runnable_after)).where(
     job_tasks.c.status == TaskStatus.SOFT_FAILED.value,
     job_tasks.c.runnable_after > bindparam("now"),
 )
-# PostgreSQL locks each candidate it takes with this (see lock_if_runnable).
-_LOCK_IF_RUNNABLE = (
+# PostgreSQL locks the candidates it takes with this (see lock_candidates).
+_LOCK_RUNNABLE = (
     runnable_tasks(bindparam("worker_id"))
-    .where(job_tasks.c.id == bindparam("task_id"))
+    .where(job_tasks.c.id.in_(bindparam("task_ids", expanding=True)))
+    .order_by(job_tasks.c.id)
     .with_for_update(of=job_tasks, skip_locked=True)
 )
 # The priority column's range (a 32-bit integer on PostgreSQL).
@@ -264,28 +265,21 @@ async def next_runnable_at(conn: AsyncConnection, now: dt.datetime) -> dt.dateti
     return utc(value)
 
 
-async def lock_if_runnable(
-    conn: AsyncConnection, worker_id: str, task_id: int, now: dt.datetime
-) -> Row[Any] | None:
-    """Locks the task if it is still runnable; None if it is not, or another claimer holds
-    it (PostgreSQL: claimers skip each other's locked rows instead of queueing)."""
-    params = {"worker_id": worker_id, "task_id": task_id, "now": now}
-    row: Row[Any] | None = (await conn.execute(_LOCK_IF_RUNNABLE, params)).first()
-    return row
+async def lock_candidates(
+    conn: AsyncConnection, worker_id: str, rows: list[Row[Any]], now: dt.datetime
+) -> list[Row[Any]]:
+    """The candidates (rows of `candidates`) locked and still runnable, in the order given;
+    those another claimer holds are left out.
 
-
-async def lock_candidate(
-    conn: AsyncConnection, worker_id: str, row: Row[Any], now: dt.datetime
-) -> Row[Any] | None:
-    """A candidate (a row of `candidates`) locked and still runnable, or None.
-
-    SQLite: the candidate as read. The claim's transaction began IMMEDIATE, so no other
-    writer has committed since it read the candidates, and what it wrote itself meanwhile
-    (starting other tasks) cannot make a task unrunnable: reading it again would only cost
-    a query per claimed task. PostgreSQL: read again, locked, skipping other claimers'."""
-    if conn.dialect.name != "postgresql":
-        return row
-    return await lock_if_runnable(conn, worker_id, row.id, now)
+    SQLite: the candidates as read. The claim's transaction began IMMEDIATE, so no other
+    writer has committed since it read them, and what it wrote itself meanwhile (starting
+    other tasks) cannot make a task unrunnable: reading them again would only cost a query.
+    PostgreSQL: read again and locked in one statement, skipping other claimers' rows."""
+    if conn.dialect.name != "postgresql" or not rows:
+        return list(rows)
+    params = {"worker_id": worker_id, "task_ids": [row.id for row in rows], "now": now}
+    fresh = {row.id: row for row in await conn.execute(_LOCK_RUNNABLE, params)}
+    return [fresh[row.id] for row in rows if row.id in fresh]
 
 
 async def lock_node(conn: AsyncConnection, node_name: str) -> None:

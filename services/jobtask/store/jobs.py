@@ -4,6 +4,7 @@ deletion. (Status moves and locking are jobtask.manager.lifecycle's.)"""
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from typing import Any
 
 from jobtask.domain.access import Reader, only_owner
@@ -17,7 +18,7 @@ from sqlalchemy import Update, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = [
-    "count_new_task",
+    "count_new_tasks",
     "count_queued",
     "delete_job",
     "insert_job",
@@ -102,16 +103,20 @@ async def delete_job(conn: AsyncConnection, job_id: int) -> None:
 
 
 @functools.lru_cache(maxsize=16)
-def _count_up(column: str) -> Update:
+def _count_up(columns: tuple[str, ...]) -> Update:
     return (
         update(jobs)
         .where(jobs.c.id == bindparam("job_id"))
-        .values({column: jobs.c[column] + 1})
+        .values({col: jobs.c[col] + bindparam(f"d_{col}") for col in columns})
         .returning(*jobs.c)
     )
 
 
-async def count_new_task(conn: AsyncConnection, job_id: int, status: TaskStatus) -> Record:
-    """One more task in the job's count of tasks in `status`; the job's row as it then is."""
-    row = (await conn.execute(_count_up(COUNT_COLUMN[status]), {"job_id": job_id})).one()
-    return job_record(row)
+async def count_new_tasks(conn: AsyncConnection, job_id: int, added: Counter[TaskStatus]) -> Record:
+    """New tasks counted in the job's row (`added`: how many in each status); the job's row
+    as it then is."""
+    columns = tuple(sorted(COUNT_COLUMN[status] for status in added))
+    params: dict[str, Any] = {"job_id": job_id}
+    for status, n in added.items():
+        params[f"d_{COUNT_COLUMN[status]}"] = n
+    return job_record((await conn.execute(_count_up(columns), params)).one())

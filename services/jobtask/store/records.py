@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 from jobtask.domain.statuses import TaskStatus
@@ -52,7 +53,12 @@ def task_counts(record: Record) -> dict[TaskStatus, int]:
 
 
 def job_record(row: Row[Any]) -> Record:
-    record = _fix_times(dict(row._mapping))
+    return job_record_of(dict(row._mapping))
+
+
+def job_record_of(columns: dict[str, Any]) -> Record:
+    """A job's record from its columns (job_record, given a dict)."""
+    record = _fix_times(columns)
     counts = task_counts(record)
     record["tasks_summary"] = {
         "todo": counts[TaskStatus.QUEUED]
@@ -75,6 +81,23 @@ def task_record(row: Row[Any]) -> Record:
 
 # Columns that never leave the store (secrets and internal bookkeeping).
 _PRIVATE = {"token_digest", "submit_digest", "identity"}
+
+
+def job_after(job: Record, written: Mapping[str, Any]) -> Record:
+    """The job's record once `written` (columns, version and modified_* included) is
+    written to its row: what job_record would read back, without reading it."""
+    new = {**job, **written}
+    for derived in ("tasks_summary", "etag"):
+        new.pop(derived, None)
+    return job_record_of(new)
+
+
+def task_after(task: Record, written: Mapping[str, Any]) -> Record:
+    """The task's record once `written` (columns, version and modified_* included) is
+    written to its row: what task_record would read back, without reading it."""
+    new = _fix_times({**task, **written})
+    new["etag"] = etag(new["uuid"], new["version"])
+    return new
 
 
 def to_json(record: Record) -> dict[str, Any]:

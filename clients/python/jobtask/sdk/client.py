@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import builtins
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Unpack
 
@@ -40,6 +40,8 @@ Worker = worker_pb2.Worker
 # Headroom over a long poll's own wait before the call itself times out.
 CLAIM_SLACK_SECONDS = 10.0
 TASK_PAGE = 1000
+# Tasks per BatchCreateTasks call (the server's limit).
+BATCH_CREATE = 1000
 
 
 def _env_uuid(name: str, given: str | None) -> str:
@@ -266,6 +268,55 @@ class AsyncClient:
             task.runtime_constraints.CopyFrom(messages.constraints(constraints))
         request = task_service_pb2.CreateTaskRequest(job_task=task)
         return await self.transport.unary(self.transport.tasks.CreateTask, request, JobTask)
+
+    async def create_tasks(
+        self,
+        job_uuid: str,
+        parameters: Sequence[Mapping[str, Any] | None],
+        *,
+        sequence: int = 0,
+        created_by: str | None = None,
+        constraints: Constraints | None = None,
+    ) -> list[JobTask]:
+        """One task per entry of `parameters` (BatchCreateTasks), in their order: a call per
+        BATCH_CREATE tasks, each call all or none."""
+        created: list[JobTask] = []
+        for start in range(0, len(parameters), BATCH_CREATE):
+            request = task_service_pb2.BatchCreateTasksRequest()
+            for params in parameters[start : start + BATCH_CREATE]:
+                task = request.requests.add().job_task
+                task.job_uuid = job_uuid
+                task.sequence = sequence
+                task.parameters.CopyFrom(messages.struct(params))
+                if created_by:
+                    task.created_by_job_task_uuid = created_by
+                if constraints:
+                    task.runtime_constraints.CopyFrom(messages.constraints(constraints))
+            response = await self.transport.unary(
+                self.transport.tasks.BatchCreateTasks,
+                request,
+                task_service_pb2.BatchCreateTasksResponse,
+            )
+            created.extend(response.job_tasks)
+        return created
+
+    async def create_child_tasks(
+        self,
+        parameters: Sequence[Mapping[str, Any] | None],
+        *,
+        sequence: int = 1,
+        parent_uuid: str | None = None,
+        job_uuid: str | None = None,
+        constraints: Constraints | None = None,
+    ) -> list[JobTask]:
+        """create_child_task for many inputs at once (see create_tasks)."""
+        return await self.create_tasks(
+            _env_uuid("JOB_UUID", job_uuid),
+            parameters,
+            sequence=sequence,
+            created_by=_env_uuid("TASK_UUID", parent_uuid),
+            constraints=constraints,
+        )
 
     async def create_child_task(
         self,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import Coroutine, Iterator, Mapping
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar, Unpack
 
@@ -186,6 +186,44 @@ class Client:
                 sequence=sequence,
                 parameters=parameters,
                 created_by=created_by,
+                constraints=constraints,
+            )
+        )
+
+    def create_tasks(
+        self,
+        job_uuid: str,
+        parameters: Sequence[Mapping[str, Any] | None],
+        *,
+        sequence: int = 0,
+        created_by: str | None = None,
+        constraints: Constraints | None = None,
+    ) -> builtins.list[JobTask]:
+        return self._run(
+            self._async.create_tasks(
+                job_uuid,
+                parameters,
+                sequence=sequence,
+                created_by=created_by,
+                constraints=constraints,
+            )
+        )
+
+    def create_child_tasks(
+        self,
+        parameters: Sequence[Mapping[str, Any] | None],
+        *,
+        sequence: int = 1,
+        parent_uuid: str | None = None,
+        job_uuid: str | None = None,
+        constraints: Constraints | None = None,
+    ) -> builtins.list[JobTask]:
+        return self._run(
+            self._async.create_child_tasks(
+                parameters,
+                sequence=sequence,
+                parent_uuid=parent_uuid,
+                job_uuid=job_uuid,
                 constraints=constraints,
             )
         )

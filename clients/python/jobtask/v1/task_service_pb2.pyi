@@ -35,6 +35,18 @@ class CreateTaskRequest(_message.Message):
     job_task: _job_task_pb2.JobTask
     def __init__(self, job_task: _Optional[_Union[_job_task_pb2.JobTask, _Mapping]] = ...) -> None: ...
 
+class BatchCreateTasksRequest(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[CreateTaskRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[CreateTaskRequest, _Mapping]]] = ...) -> None: ...
+
+class BatchCreateTasksResponse(_message.Message):
+    __slots__ = ("job_tasks",)
+    JOB_TASKS_FIELD_NUMBER: _ClassVar[int]
+    job_tasks: _containers.RepeatedCompositeFieldContainer[_job_task_pb2.JobTask]
+    def __init__(self, job_tasks: _Optional[_Iterable[_Union[_job_task_pb2.JobTask, _Mapping]]] = ...) -> None: ...
+
 class GetTaskRequest(_message.Message):
     __slots__ = ("uuid",)
     UUID_FIELD_NUMBER: _ClassVar[int]

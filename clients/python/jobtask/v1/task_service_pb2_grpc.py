@@ -44,6 +44,11 @@ class TaskServiceStub:
                 request_serializer=jobtask_dot_v1_dot_task__service__pb2.CreateTaskRequest.SerializeToString,
                 response_deserializer=jobtask_dot_v1_dot_job__task__pb2.JobTask.FromString,
                 _registered_method=True)
+        self.BatchCreateTasks = channel.unary_unary(
+                '/jobtask.v1.TaskService/BatchCreateTasks',
+                request_serializer=jobtask_dot_v1_dot_task__service__pb2.BatchCreateTasksRequest.SerializeToString,
+                response_deserializer=jobtask_dot_v1_dot_task__service__pb2.BatchCreateTasksResponse.FromString,
+                _registered_method=True)
         self.GetTask = channel.unary_unary(
                 '/jobtask.v1.TaskService/GetTask',
                 request_serializer=jobtask_dot_v1_dot_task__service__pb2.GetTaskRequest.SerializeToString,
@@ -132,6 +137,17 @@ class TaskServiceServicer:
         buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
         buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         Arvados answers create with the resource itself (AIP-133 does the same).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchCreateTasks(self, request, context):
+        """Creates several tasks in one call and one transaction, all or none (AIP-233): a job
+        fanning out into thousands of tasks costs a call per thousand, not per task. Each
+        request is checked as CreateTask checks it; an error names its request
+        (requests[i].job_task.<field>). At most 1000 requests per call. A jobtask extension:
+        Arvados has no batch create for job tasks.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -291,6 +307,11 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     request_deserializer=jobtask_dot_v1_dot_task__service__pb2.CreateTaskRequest.FromString,
                     response_serializer=jobtask_dot_v1_dot_job__task__pb2.JobTask.SerializeToString,
             ),
+            'BatchCreateTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchCreateTasks,
+                    request_deserializer=jobtask_dot_v1_dot_task__service__pb2.BatchCreateTasksRequest.FromString,
+                    response_serializer=jobtask_dot_v1_dot_task__service__pb2.BatchCreateTasksResponse.SerializeToString,
+            ),
             'GetTask': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTask,
                     request_deserializer=jobtask_dot_v1_dot_task__service__pb2.GetTaskRequest.FromString,
@@ -396,6 +417,33 @@ class TaskService:
             '/jobtask.v1.TaskService/CreateTask',
             jobtask_dot_v1_dot_task__service__pb2.CreateTaskRequest.SerializeToString,
             jobtask_dot_v1_dot_job__task__pb2.JobTask.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchCreateTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobtask.v1.TaskService/BatchCreateTasks',
+            jobtask_dot_v1_dot_task__service__pb2.BatchCreateTasksRequest.SerializeToString,
+            jobtask_dot_v1_dot_task__service__pb2.BatchCreateTasksResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -21,7 +21,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file jobtask/v1/task_service.proto.
  */
 export const file_jobtask_v1_task_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch1qb2J0YXNrL3YxL3Rhc2tfc2VydmljZS5wcm90bxIKam9idGFzay52MSI6ChFDcmVhdGVUYXNrUmVxdWVzdBIlCghqb2JfdGFzaxgBIAEoCzITLmpvYnRhc2sudjEuSm9iVGFzayIeCg5HZXRUYXNrUmVxdWVzdBIMCgR1dWlkGAEgASgJIvcBChBMaXN0VGFza3NSZXF1ZXN0EisKB2ZpbHRlcnMYASABKAsyGi5nb29nbGUucHJvdG9idWYuTGlzdFZhbHVlEiYKBXdoZXJlGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBINCgVvcmRlchgDIAMoCRIOCgZzZWxlY3QYBCADKAkSEgoFbGltaXQYBSABKANIAIgBARITCgZvZmZzZXQYBiABKANIAYgBARINCgVjb3VudBgHIAEoCRIVCghkaXN0aW5jdBgIIAEoCEgCiAEBQggKBl9saW1pdEIJCgdfb2Zmc2V0QgsKCV9kaXN0aW5jdCK3AQoRTGlzdFRhc2tzUmVzcG9uc2USDAoEa2luZBgBIAEoCRIMCgRldGFnGAIgASgJEhEKCXNlbGZfbGluaxgDIAEoCRIOCgZvZmZzZXQYBCABKAMSDQoFbGltaXQYBSABKAMSIgoFaXRlbXMYBiADKAsyEy5qb2J0YXNrLnYxLkpvYlRhc2sSHAoPaXRlbXNfYXZhaWxhYmxlGAcgASgDSACIAQFCEgoQX2l0ZW1zX2F2YWlsYWJsZSJ5ChFVcGRhdGVUYXNrUmVxdWVzdBIMCgR1dWlkGAEgASgJEiUKCGpvYl90YXNrGAIgASgLMhMuam9idGFzay52MS5Kb2JUYXNrEi8KC3VwZGF0ZV9tYXNrGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayIhChFEZWxldGVUYXNrUmVxdWVzdBIMCgR1dWlkGAEgASgJIooBChVSZXBvcnRUYXNrRXhpdFJlcXVlc3QSDAoEdXVpZBgBIAEoCRIQCghsZWFzZV9pZBgCIAEoCRIWCglleGl0X2NvZGUYAyABKAVIAIgBARITCgZzaWduYWwYBCABKAVIAYgBARILCgNsb2cYBSABKAlCDAoKX2V4aXRfY29kZUIJCgdfc2lnbmFsIoMBCgpXb3JrZXJJbmZvEhEKCXdvcmtlcl9pZBgBIAEoCRIRCglub2RlX25hbWUYAiABKAkSDwoHcmFtX2tpYhgDIAEoAxINCgVjb3JlcxgEIAEoBRISCgpmcmVlX3Nsb3RzGAUgASgFEgwKBHRhZ3MYBiADKAkSDQoFc2xvdHMYByABKAUidgoQQ2xhaW1UYXNrUmVxdWVzdBImCgZ3b3JrZXIYASABKAsyFi5qb2J0YXNrLnYxLldvcmtlckluZm8SJwoEd2FpdBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIRCgltYXhfdGFza3MYAyABKAUiRAoRQ2xhaW1UYXNrUmVzcG9uc2USLwoLYXNzaWdubWVudHMYASADKAsyGi5qb2J0YXNrLnYxLlRhc2tBc3NpZ25tZW50InEKBUxlYXNlEhAKCGxlYXNlX2lkGAEgASgJEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiYKA3R0bBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiKHAQoOVGFza0Fzc2lnbm1lbnQSIQoEdGFzaxgBIAEoCzITLmpvYnRhc2sudjEuSm9iVGFzaxIcCgNqb2IYAiABKAsyDy5qb2J0YXNrLnYxLkpvYhIgCgVsZWFzZRgDIAEoCzIRLmpvYnRhc2sudjEuTGVhc2USEgoKdGFza190b2tlbhgEIAEoCSKQAgoOUnVuVGFza1JlcXVlc3QSEQoJdGFza191dWlkGAEgASgJEhAKCGxlYXNlX2lkGAIgASgJEgsKA3NlcRgDIAEoAxIVCghwcm9ncmVzcxgEIAEoAUgAiAEBEhMKBm91dHB1dBgFIAEoCUgBiAEBEhQKB3N1Y2Nlc3MYBiABKAhIAogBARILCgNsb2cYByABKAkSFgoJZXhpdF9jb2RlGAggASgFSAOIAQESEwoGc2lnbmFsGAkgASgFSASIAQESEwoLaGFuZGVkX2JhY2sYCiABKAhCCwoJX3Byb2dyZXNzQgkKB19vdXRwdXRCCgoIX3N1Y2Nlc3NCDAoKX2V4aXRfY29kZUIJCgdfc2lnbmFsIqcBCg9SdW5UYXNrUmVzcG9uc2USEQoJYWNrZWRfc2VxGAEgASgDEiwKC2luc3RydWN0aW9uGAIgASgOMhcuam9idGFzay52MS5JbnN0cnVjdGlvbhIOCgZyZWFzb24YAyABKAkSIAoFbGVhc2UYBCABKAsyES5qb2J0YXNrLnYxLkxlYXNlEiEKBHRhc2sYBSABKAsyEy5qb2J0YXNrLnYxLkpvYlRhc2singEKEVdhdGNoVGFza3NSZXF1ZXN0EhAKCGpvYl91dWlkGAEgASgJEhEKCXRhc2tfdXVpZBgCIAEoCRIWCglhZnRlcl9zZXEYAyABKANIAIgBARIjChZtYXhfZXZlbnRzX3Blcl9tZXNzYWdlGAQgASgFSAGIAQFCDAoKX2FmdGVyX3NlcUIZChdfbWF4X2V2ZW50c19wZXJfbWVzc2FnZSJSChJMaXN0V29ya2Vyc1JlcXVlc3QSEgoFbGltaXQYASABKANIAIgBARITCgZvZmZzZXQYAiABKANIAYgBAUIICgZfbGltaXRCCQoHX29mZnNldCKXAQoTTGlzdFdvcmtlcnNSZXNwb25zZRIMCgRraW5kGAEgASgJEg4KBm9mZnNldBgCIAEoAxINCgVsaW1pdBgDIAEoAxIhCgVpdGVtcxgEIAMoCzISLmpvYnRhc2sudjEuV29ya2VyEhwKD2l0ZW1zX2F2YWlsYWJsZRgFIAEoA0gAiAEBQhIKEF9pdGVtc19hdmFpbGFibGUiJQoQR2V0V29ya2VyUmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkiLwoaUmVwb3J0V29ya2VyU3RvcHBlZFJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJIhUKE1dhdGNoV29ya2Vyc1JlcXVlc3QirAIKC1Rhc2tBdHRlbXB0EgwKBGtpbmQYASABKAkSEQoJdGFza191dWlkGAIgASgJEhAKCGpvYl91dWlkGAMgASgJEg8KB2F0dGVtcHQYBCABKAUSEQoJd29ya2VyX2lkGAUgASgJEhEKCW5vZGVfbmFtZRgGIAEoCRIuCgpzdGFydGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHb3V0Y29tZRgJIAEoCRIWCglleGl0X2NvZGUYCiABKAVIAIgBARITCgZzaWduYWwYCyABKAVIAYgBAUIMCgpfZXhpdF9jb2RlQgkKB19zaWduYWwiZQoXTGlzdFRhc2tBdHRlbXB0c1JlcXVlc3QSDAoEdXVpZBgBIAEoCRISCgVsaW1pdBgCIAEoA0gAiAEBEhMKBm9mZnNldBgDIAEoA0gBiAEBQggKBl9saW1pdEIJCgdfb2Zmc2V0IqEBChhMaXN0VGFza0F0dGVtcHRzUmVzcG9uc2USDAoEa2luZBgBIAEoCRIOCgZvZmZzZXQYAiABKAMSDQoFbGltaXQYAyABKAMSJgoFaXRlbXMYBCADKAsyFy5qb2J0YXNrLnYxLlRhc2tBdHRlbXB0EhwKD2l0ZW1zX2F2YWlsYWJsZRgFIAEoA0gAiAEBQhIKEF9pdGVtc19hdmFpbGFibGUiZAoWTGlzdEpvYkF0dGVtcHRzUmVxdWVzdBIMCgR1dWlkGAEgASgJEhIKBWxpbWl0GAIgASgDSACIAQESEwoGb2Zmc2V0GAMgASgDSAGIAQFCCAoGX2xpbWl0QgkKB19vZmZzZXQioAEKF0xpc3RKb2JBdHRlbXB0c1Jlc3BvbnNlEgwKBGtpbmQYASABKAkSDgoGb2Zmc2V0GAIgASgDEg0KBWxpbWl0GAMgASgDEiYKBWl0ZW1zGAQgAygLMhcuam9idGFzay52MS5UYXNrQXR0ZW1wdBIcCg9pdGVtc19hdmFpbGFibGUYBSABKANIAIgBAUISChBfaXRlbXNfYXZhaWxhYmxlIo0BChRXb3JrZXJTZXNzaW9uUmVxdWVzdBIkCgRvcGVuGAEgASgLMhYuam9idGFzay52MS5Xb3JrZXJJbmZvEg8KB2NyZWRpdHMYAiABKAUSKwoHcmVwb3J0cxgDIAMoCzIaLmpvYnRhc2sudjEuUnVuVGFza1JlcXVlc3QSEQoJaGVhcnRiZWF0GAQgASgIIrUBCgpUYXNrVXBkYXRlEhEKCXRhc2tfdXVpZBgBIAEoCRIRCglhY2tlZF9zZXEYAiABKAMSLAoLaW5zdHJ1Y3Rpb24YAyABKA4yFy5qb2J0YXNrLnYxLkluc3RydWN0aW9uEg4KBnJlYXNvbhgEIAEoCRIgCgVsZWFzZRgFIAEoCzIRLmpvYnRhc2sudjEuTGVhc2USIQoEdGFzaxgGIAEoCzITLmpvYnRhc2sudjEuSm9iVGFzayKKAQoVV29ya2VyU2Vzc2lvblJlc3BvbnNlEi8KC2Fzc2lnbm1lbnRzGAEgAygLMhouam9idGFzay52MS5UYXNrQXNzaWdubWVudBInCgd1cGRhdGVzGAIgAygLMhYuam9idGFzay52MS5UYXNrVXBkYXRlEhcKD2hlYXJ0YmVhdF9hY2tlZBgDIAEoCCpyCgtJbnN0cnVjdGlvbhIbChdJTlNUUlVDVElPTl9VTlNQRUNJRklFRBAAEhgKFElOU1RSVUNUSU9OX0NPTlRJTlVFEAESFgoSSU5TVFJVQ1RJT05fQ0FOQ0VMEAISFAoQSU5TVFJVQ1RJT05fU1RPUBADMvMOCgtUYXNrU2VydmljZRJpCgpDcmVhdGVUYXNrEh0uam9idGFzay52MS5DcmVhdGVUYXNrUmVxdWVzdBoTLmpvYnRhc2sudjEuSm9iVGFzayIngtPkkwIhOghqb2JfdGFzayIVL2FydmFkb3MvdjEvam9iX3Rhc2tzEmAKB0dldFRhc2sSGi5qb2J0YXNrLnYxLkdldFRhc2tSZXF1ZXN0GhMuam9idGFzay52MS5Kb2JUYXNrIiSC0+STAh4SHC9hcnZhZG9zL3YxL2pvYl90YXNrcy97dXVpZH0SZwoJTGlzdFRhc2tzEhwuam9idGFzay52MS5MaXN0VGFza3NSZXF1ZXN0Gh0uam9idGFzay52MS5MaXN0VGFza3NSZXNwb25zZSIdgtPkkwIXEhUvYXJ2YWRvcy92MS9qb2JfdGFza3MSmgEKClVwZGF0ZVRhc2sSHS5qb2J0YXNrLnYxLlVwZGF0ZVRhc2tSZXF1ZXN0GhMuam9idGFzay52MS5Kb2JUYXNrIliC0+STAlI6CGpvYl90YXNrWig6CGpvYl90YXNrMhwvYXJ2YWRvcy92MS9qb2JfdGFza3Mve3V1aWR9GhwvYXJ2YWRvcy92MS9qb2JfdGFza3Mve3V1aWR9EmYKCkRlbGV0ZVRhc2sSHS5qb2J0YXNrLnYxLkRlbGV0ZVRhc2tSZXF1ZXN0GhMuam9idGFzay52MS5Kb2JUYXNrIiSC0+STAh4qHC9hcnZhZG9zL3YxL2pvYl90YXNrcy97dXVpZH0SdgoOUmVwb3J0VGFza0V4aXQSIS5qb2J0YXNrLnYxLlJlcG9ydFRhc2tFeGl0UmVxdWVzdBoTLmpvYnRhc2sudjEuSm9iVGFzayIsgtPkkwImOgEqIiEvYXJ2YWRvcy92MS9qb2JfdGFza3Mve3V1aWR9L2V4aXQScAoJQ2xhaW1UYXNrEhwuam9idGFzay52MS5DbGFpbVRhc2tSZXF1ZXN0Gh0uam9idGFzay52MS5DbGFpbVRhc2tSZXNwb25zZSImgtPkkwIgOgEqIhsvYXJ2YWRvcy92MS9qb2JfdGFza3MvY2xhaW0SbAoHUnVuVGFzaxIaLmpvYnRhc2sudjEuUnVuVGFza1JlcXVlc3QaGy5qb2J0YXNrLnYxLlJ1blRhc2tSZXNwb25zZSIkgtPkkwIeOgEqIhkvYXJ2YWRvcy92MS9qb2JfdGFza3MvcnVuKAEwARKCAQoNV29ya2VyU2Vzc2lvbhIgLmpvYnRhc2sudjEuV29ya2VyU2Vzc2lvblJlcXVlc3QaIS5qb2J0YXNrLnYxLldvcmtlclNlc3Npb25SZXNwb25zZSIogtPkkwIiOgEqIh0vYXJ2YWRvcy92MS9qb2JfdGFza3Mvc2Vzc2lvbigBMAESagoKV2F0Y2hUYXNrcxIdLmpvYnRhc2sudjEuV2F0Y2hUYXNrc1JlcXVlc3QaFi5qb2J0YXNrLnYxLldhdGNoRXZlbnQiI4LT5JMCHRIbL2FydmFkb3MvdjEvam9iX3Rhc2tzL3dhdGNoMAESawoLTGlzdFdvcmtlcnMSHi5qb2J0YXNrLnYxLkxpc3RXb3JrZXJzUmVxdWVzdBofLmpvYnRhc2sudjEuTGlzdFdvcmtlcnNSZXNwb25zZSIbgtPkkwIVEhMvYXJ2YWRvcy92MS93b3JrZXJzEmYKCUdldFdvcmtlchIcLmpvYnRhc2sudjEuR2V0V29ya2VyUmVxdWVzdBoSLmpvYnRhc2sudjEuV29ya2VyIieC0+STAiESHy9hcnZhZG9zL3YxL3dvcmtlcnMve3dvcmtlcl9pZH0ShQEKE1JlcG9ydFdvcmtlclN0b3BwZWQSJi5qb2J0YXNrLnYxLlJlcG9ydFdvcmtlclN0b3BwZWRSZXF1ZXN0GhIuam9idGFzay52MS5Xb3JrZXIiMoLT5JMCLDoBKiInL2FydmFkb3MvdjEvd29ya2Vycy97d29ya2VyX2lkfS9zdG9wcGVkEm0KDFdhdGNoV29ya2VycxIfLmpvYnRhc2sudjEuV2F0Y2hXb3JrZXJzUmVxdWVzdBoXLmpvYnRhc2sudjEuV29ya2VyRXZlbnQiIYLT5JMCGxIZL2FydmFkb3MvdjEvd29ya2Vycy93YXRjaDABEowBChBMaXN0VGFza0F0dGVtcHRzEiMuam9idGFzay52MS5MaXN0VGFza0F0dGVtcHRzUmVxdWVzdBokLmpvYnRhc2sudjEuTGlzdFRhc2tBdHRlbXB0c1Jlc3BvbnNlIi2C0+STAicSJS9hcnZhZG9zL3YxL2pvYl90YXNrcy97dXVpZH0vYXR0ZW1wdHMShAEKD0xpc3RKb2JBdHRlbXB0cxIiLmpvYnRhc2sudjEuTGlzdEpvYkF0dGVtcHRzUmVxdWVzdBojLmpvYnRhc2sudjEuTGlzdEpvYkF0dGVtcHRzUmVzcG9uc2UiKILT5JMCIhIgL2FydmFkb3MvdjEvam9icy97dXVpZH0vYXR0ZW1wdHNiBnByb3RvMw", [file_google_api_annotations, file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp, file_jobtask_v1_job, file_jobtask_v1_job_task, file_jobtask_v1_watch, file_jobtask_v1_worker]);
+  fileDesc("Ch1qb2J0YXNrL3YxL3Rhc2tfc2VydmljZS5wcm90bxIKam9idGFzay52MSI6ChFDcmVhdGVUYXNrUmVxdWVzdBIlCghqb2JfdGFzaxgBIAEoCzITLmpvYnRhc2sudjEuSm9iVGFzayJKChdCYXRjaENyZWF0ZVRhc2tzUmVxdWVzdBIvCghyZXF1ZXN0cxgBIAMoCzIdLmpvYnRhc2sudjEuQ3JlYXRlVGFza1JlcXVlc3QiQgoYQmF0Y2hDcmVhdGVUYXNrc1Jlc3BvbnNlEiYKCWpvYl90YXNrcxgBIAMoCzITLmpvYnRhc2sudjEuSm9iVGFzayIeCg5HZXRUYXNrUmVxdWVzdBIMCgR1dWlkGAEgASgJIvcBChBMaXN0VGFza3NSZXF1ZXN0EisKB2ZpbHRlcnMYASABKAsyGi5nb29nbGUucHJvdG9idWYuTGlzdFZhbHVlEiYKBXdoZXJlGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBINCgVvcmRlchgDIAMoCRIOCgZzZWxlY3QYBCADKAkSEgoFbGltaXQYBSABKANIAIgBARITCgZvZmZzZXQYBiABKANIAYgBARINCgVjb3VudBgHIAEoCRIVCghkaXN0aW5jdBgIIAEoCEgCiAEBQggKBl9saW1pdEIJCgdfb2Zmc2V0QgsKCV9kaXN0aW5jdCK3AQoRTGlzdFRhc2tzUmVzcG9uc2USDAoEa2luZBgBIAEoCRIMCgRldGFnGAIgASgJEhEKCXNlbGZfbGluaxgDIAEoCRIOCgZvZmZzZXQYBCABKAMSDQoFbGltaXQYBSABKAMSIgoFaXRlbXMYBiADKAsyEy5qb2J0YXNrLnYxLkpvYlRhc2sSHAoPaXRlbXNfYXZhaWxhYmxlGAcgASgDSACIAQFCEgoQX2l0ZW1zX2F2YWlsYWJsZSJ5ChFVcGRhdGVUYXNrUmVxdWVzdBIMCgR1dWlkGAEgASgJEiUKCGpvYl90YXNrGAIgASgLMhMuam9idGFzay52MS5Kb2JUYXNrEi8KC3VwZGF0ZV9tYXNrGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayIhChFEZWxldGVUYXNrUmVxdWVzdBIMCgR1dWlkGAEgASgJIooBChVSZXBvcnRUYXNrRXhpdFJlcXVlc3QSDAoEdXVpZBgBIAEoCRIQCghsZWFzZV9pZBgCIAEoCRIWCglleGl0X2NvZGUYAyABKAVIAIgBARITCgZzaWduYWwYBCABKAVIAYgBARILCgNsb2cYBSABKAlCDAoKX2V4aXRfY29kZUIJCgdfc2lnbmFsIoMBCgpXb3JrZXJJbmZvEhEKCXdvcmtlcl9pZBgBIAEoCRIRCglub2RlX25hbWUYAiABKAkSDwoHcmFtX2tpYhgDIAEoAxINCgVjb3JlcxgEIAEoBRISCgpmcmVlX3Nsb3RzGAUgASgFEgwKBHRhZ3MYBiADKAkSDQoFc2xvdHMYByABKAUidgoQQ2xhaW1UYXNrUmVxdWVzdBImCgZ3b3JrZXIYASABKAsyFi5qb2J0YXNrLnYxLldvcmtlckluZm8SJwoEd2FpdBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIRCgltYXhfdGFza3MYAyABKAUiRAoRQ2xhaW1UYXNrUmVzcG9uc2USLwoLYXNzaWdubWVudHMYASADKAsyGi5qb2J0YXNrLnYxLlRhc2tBc3NpZ25tZW50InEKBUxlYXNlEhAKCGxlYXNlX2lkGAEgASgJEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiYKA3R0bBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiKHAQoOVGFza0Fzc2lnbm1lbnQSIQoEdGFzaxgBIAEoCzITLmpvYnRhc2sudjEuSm9iVGFzaxIcCgNqb2IYAiABKAsyDy5qb2J0YXNrLnYxLkpvYhIgCgVsZWFzZRgDIAEoCzIRLmpvYnRhc2sudjEuTGVhc2USEgoKdGFza190b2tlbhgEIAEoCSKQAgoOUnVuVGFza1JlcXVlc3QSEQoJdGFza191dWlkGAEgASgJEhAKCGxlYXNlX2lkGAIgASgJEgsKA3NlcRgDIAEoAxIVCghwcm9ncmVzcxgEIAEoAUgAiAEBEhMKBm91dHB1dBgFIAEoCUgBiAEBEhQKB3N1Y2Nlc3MYBiABKAhIAogBARILCgNsb2cYByABKAkSFgoJZXhpdF9jb2RlGAggASgFSAOIAQESEwoGc2lnbmFsGAkgASgFSASIAQESEwoLaGFuZGVkX2JhY2sYCiABKAhCCwoJX3Byb2dyZXNzQgkKB19vdXRwdXRCCgoIX3N1Y2Nlc3NCDAoKX2V4aXRfY29kZUIJCgdfc2lnbmFsIqcBCg9SdW5UYXNrUmVzcG9uc2USEQoJYWNrZWRfc2VxGAEgASgDEiwKC2luc3RydWN0aW9uGAIgASgOMhcuam9idGFzay52MS5JbnN0cnVjdGlvbhIOCgZyZWFzb24YAyABKAkSIAoFbGVhc2UYBCABKAsyES5qb2J0YXNrLnYxLkxlYXNlEiEKBHRhc2sYBSABKAsyEy5qb2J0YXNrLnYxLkpvYlRhc2singEKEVdhdGNoVGFza3NSZXF1ZXN0EhAKCGpvYl91dWlkGAEgASgJEhEKCXRhc2tfdXVpZBgCIAEoCRIWCglhZnRlcl9zZXEYAyABKANIAIgBARIjChZtYXhfZXZlbnRzX3Blcl9tZXNzYWdlGAQgASgFSAGIAQFCDAoKX2FmdGVyX3NlcUIZChdfbWF4X2V2ZW50c19wZXJfbWVzc2FnZSJSChJMaXN0V29ya2Vyc1JlcXVlc3QSEgoFbGltaXQYASABKANIAIgBARITCgZvZmZzZXQYAiABKANIAYgBAUIICgZfbGltaXRCCQoHX29mZnNldCKXAQoTTGlzdFdvcmtlcnNSZXNwb25zZRIMCgRraW5kGAEgASgJEg4KBm9mZnNldBgCIAEoAxINCgVsaW1pdBgDIAEoAxIhCgVpdGVtcxgEIAMoCzISLmpvYnRhc2sudjEuV29ya2VyEhwKD2l0ZW1zX2F2YWlsYWJsZRgFIAEoA0gAiAEBQhIKEF9pdGVtc19hdmFpbGFibGUiJQoQR2V0V29ya2VyUmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkiLwoaUmVwb3J0V29ya2VyU3RvcHBlZFJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJIhUKE1dhdGNoV29ya2Vyc1JlcXVlc3QirAIKC1Rhc2tBdHRlbXB0EgwKBGtpbmQYASABKAkSEQoJdGFza191dWlkGAIgASgJEhAKCGpvYl91dWlkGAMgASgJEg8KB2F0dGVtcHQYBCABKAUSEQoJd29ya2VyX2lkGAUgASgJEhEKCW5vZGVfbmFtZRgGIAEoCRIuCgpzdGFydGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHb3V0Y29tZRgJIAEoCRIWCglleGl0X2NvZGUYCiABKAVIAIgBARITCgZzaWduYWwYCyABKAVIAYgBAUIMCgpfZXhpdF9jb2RlQgkKB19zaWduYWwiZQoXTGlzdFRhc2tBdHRlbXB0c1JlcXVlc3QSDAoEdXVpZBgBIAEoCRISCgVsaW1pdBgCIAEoA0gAiAEBEhMKBm9mZnNldBgDIAEoA0gBiAEBQggKBl9saW1pdEIJCgdfb2Zmc2V0IqEBChhMaXN0VGFza0F0dGVtcHRzUmVzcG9uc2USDAoEa2luZBgBIAEoCRIOCgZvZmZzZXQYAiABKAMSDQoFbGltaXQYAyABKAMSJgoFaXRlbXMYBCADKAsyFy5qb2J0YXNrLnYxLlRhc2tBdHRlbXB0EhwKD2l0ZW1zX2F2YWlsYWJsZRgFIAEoA0gAiAEBQhIKEF9pdGVtc19hdmFpbGFibGUiZAoWTGlzdEpvYkF0dGVtcHRzUmVxdWVzdBIMCgR1dWlkGAEgASgJEhIKBWxpbWl0GAIgASgDSACIAQESEwoGb2Zmc2V0GAMgASgDSAGIAQFCCAoGX2xpbWl0QgkKB19vZmZzZXQioAEKF0xpc3RKb2JBdHRlbXB0c1Jlc3BvbnNlEgwKBGtpbmQYASABKAkSDgoGb2Zmc2V0GAIgASgDEg0KBWxpbWl0GAMgASgDEiYKBWl0ZW1zGAQgAygLMhcuam9idGFzay52MS5UYXNrQXR0ZW1wdBIcCg9pdGVtc19hdmFpbGFibGUYBSABKANIAIgBAUISChBfaXRlbXNfYXZhaWxhYmxlIo0BChRXb3JrZXJTZXNzaW9uUmVxdWVzdBIkCgRvcGVuGAEgASgLMhYuam9idGFzay52MS5Xb3JrZXJJbmZvEg8KB2NyZWRpdHMYAiABKAUSKwoHcmVwb3J0cxgDIAMoCzIaLmpvYnRhc2sudjEuUnVuVGFza1JlcXVlc3QSEQoJaGVhcnRiZWF0GAQgASgIIrUBCgpUYXNrVXBkYXRlEhEKCXRhc2tfdXVpZBgBIAEoCRIRCglhY2tlZF9zZXEYAiABKAMSLAoLaW5zdHJ1Y3Rpb24YAyABKA4yFy5qb2J0YXNrLnYxLkluc3RydWN0aW9uEg4KBnJlYXNvbhgEIAEoCRIgCgVsZWFzZRgFIAEoCzIRLmpvYnRhc2sudjEuTGVhc2USIQoEdGFzaxgGIAEoCzITLmpvYnRhc2sudjEuSm9iVGFzayKKAQoVV29ya2VyU2Vzc2lvblJlc3BvbnNlEi8KC2Fzc2lnbm1lbnRzGAEgAygLMhouam9idGFzay52MS5UYXNrQXNzaWdubWVudBInCgd1cGRhdGVzGAIgAygLMhYuam9idGFzay52MS5UYXNrVXBkYXRlEhcKD2hlYXJ0YmVhdF9hY2tlZBgDIAEoCCpyCgtJbnN0cnVjdGlvbhIbChdJTlNUUlVDVElPTl9VTlNQRUNJRklFRBAAEhgKFElOU1RSVUNUSU9OX0NPTlRJTlVFEAESFgoSSU5TVFJVQ1RJT05fQ0FOQ0VMEAISFAoQSU5TVFJVQ1RJT05fU1RPUBADMoIQCgtUYXNrU2VydmljZRJpCgpDcmVhdGVUYXNrEh0uam9idGFzay52MS5DcmVhdGVUYXNrUmVxdWVzdBoTLmpvYnRhc2sudjEuSm9iVGFzayIngtPkkwIhOghqb2JfdGFzayIVL2FydmFkb3MvdjEvam9iX3Rhc2tzEowBChBCYXRjaENyZWF0ZVRhc2tzEiMuam9idGFzay52MS5CYXRjaENyZWF0ZVRhc2tzUmVxdWVzdBokLmpvYnRhc2sudjEuQmF0Y2hDcmVhdGVUYXNrc1Jlc3BvbnNlIi2C0+STAic6ASoiIi9hcnZhZG9zL3YxL2pvYl90YXNrcy9iYXRjaF9jcmVhdGUSYAoHR2V0VGFzaxIaLmpvYnRhc2sudjEuR2V0VGFza1JlcXVlc3QaEy5qb2J0YXNrLnYxLkpvYlRhc2siJILT5JMCHhIcL2FydmFkb3MvdjEvam9iX3Rhc2tzL3t1dWlkfRJnCglMaXN0VGFza3MSHC5qb2J0YXNrLnYxLkxpc3RUYXNrc1JlcXVlc3QaHS5qb2J0YXNrLnYxLkxpc3RUYXNrc1Jlc3BvbnNlIh2C0+STAhcSFS9hcnZhZG9zL3YxL2pvYl90YXNrcxKaAQoKVXBkYXRlVGFzaxIdLmpvYnRhc2sudjEuVXBkYXRlVGFza1JlcXVlc3QaEy5qb2J0YXNrLnYxLkpvYlRhc2siWILT5JMCUjoIam9iX3Rhc2taKDoIam9iX3Rhc2syHC9hcnZhZG9zL3YxL2pvYl90YXNrcy97dXVpZH0aHC9hcnZhZG9zL3YxL2pvYl90YXNrcy97dXVpZH0SZgoKRGVsZXRlVGFzaxIdLmpvYnRhc2sudjEuRGVsZXRlVGFza1JlcXVlc3QaEy5qb2J0YXNrLnYxLkpvYlRhc2siJILT5JMCHiocL2FydmFkb3MvdjEvam9iX3Rhc2tzL3t1dWlkfRJ2Cg5SZXBvcnRUYXNrRXhpdBIhLmpvYnRhc2sudjEuUmVwb3J0VGFza0V4aXRSZXF1ZXN0GhMuam9idGFzay52MS5Kb2JUYXNrIiyC0+STAiY6ASoiIS9hcnZhZG9zL3YxL2pvYl90YXNrcy97dXVpZH0vZXhpdBJwCglDbGFpbVRhc2sSHC5qb2J0YXNrLnYxLkNsYWltVGFza1JlcXVlc3QaHS5qb2J0YXNrLnYxLkNsYWltVGFza1Jlc3BvbnNlIiaC0+STAiA6ASoiGy9hcnZhZG9zL3YxL2pvYl90YXNrcy9jbGFpbRJsCgdSdW5UYXNrEhouam9idGFzay52MS5SdW5UYXNrUmVxdWVzdBobLmpvYnRhc2sudjEuUnVuVGFza1Jlc3BvbnNlIiSC0+STAh46ASoiGS9hcnZhZG9zL3YxL2pvYl90YXNrcy9ydW4oATABEoIBCg1Xb3JrZXJTZXNzaW9uEiAuam9idGFzay52MS5Xb3JrZXJTZXNzaW9uUmVxdWVzdBohLmpvYnRhc2sudjEuV29ya2VyU2Vzc2lvblJlc3BvbnNlIiiC0+STAiI6ASoiHS9hcnZhZG9zL3YxL2pvYl90YXNrcy9zZXNzaW9uKAEwARJqCgpXYXRjaFRhc2tzEh0uam9idGFzay52MS5XYXRjaFRhc2tzUmVxdWVzdBoWLmpvYnRhc2sudjEuV2F0Y2hFdmVudCIjgtPkkwIdEhsvYXJ2YWRvcy92MS9qb2JfdGFza3Mvd2F0Y2gwARJrCgtMaXN0V29ya2VycxIeLmpvYnRhc2sudjEuTGlzdFdvcmtlcnNSZXF1ZXN0Gh8uam9idGFzay52MS5MaXN0V29ya2Vyc1Jlc3BvbnNlIhuC0+STAhUSEy9hcnZhZG9zL3YxL3dvcmtlcnMSZgoJR2V0V29ya2VyEhwuam9idGFzay52MS5HZXRXb3JrZXJSZXF1ZXN0GhIuam9idGFzay52MS5Xb3JrZXIiJ4LT5JMCIRIfL2FydmFkb3MvdjEvd29ya2Vycy97d29ya2VyX2lkfRKFAQoTUmVwb3J0V29ya2VyU3RvcHBlZBImLmpvYnRhc2sudjEuUmVwb3J0V29ya2VyU3RvcHBlZFJlcXVlc3QaEi5qb2J0YXNrLnYxLldvcmtlciIygtPkkwIsOgEqIicvYXJ2YWRvcy92MS93b3JrZXJzL3t3b3JrZXJfaWR9L3N0b3BwZWQSbQoMV2F0Y2hXb3JrZXJzEh8uam9idGFzay52MS5XYXRjaFdvcmtlcnNSZXF1ZXN0Ghcuam9idGFzay52MS5Xb3JrZXJFdmVudCIhgtPkkwIbEhkvYXJ2YWRvcy92MS93b3JrZXJzL3dhdGNoMAESjAEKEExpc3RUYXNrQXR0ZW1wdHMSIy5qb2J0YXNrLnYxLkxpc3RUYXNrQXR0ZW1wdHNSZXF1ZXN0GiQuam9idGFzay52MS5MaXN0VGFza0F0dGVtcHRzUmVzcG9uc2UiLYLT5JMCJxIlL2FydmFkb3MvdjEvam9iX3Rhc2tzL3t1dWlkfS9hdHRlbXB0cxKEAQoPTGlzdEpvYkF0dGVtcHRzEiIuam9idGFzay52MS5MaXN0Sm9iQXR0ZW1wdHNSZXF1ZXN0GiMuam9idGFzay52MS5MaXN0Sm9iQXR0ZW1wdHNSZXNwb25zZSIogtPkkwIiEiAvYXJ2YWRvcy92MS9qb2JzL3t1dWlkfS9hdHRlbXB0c2IGcHJvdG8z", [file_google_api_annotations, file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp, file_jobtask_v1_job, file_jobtask_v1_job_task, file_jobtask_v1_watch, file_jobtask_v1_worker]);
 
 /**
  * @generated from message jobtask.v1.CreateTaskRequest
@@ -41,6 +41,44 @@ export const CreateTaskRequestSchema: GenMessage<CreateTaskRequest> = /*@__PURE_
   messageDesc(file_jobtask_v1_task_service, 0);
 
 /**
+ * @generated from message jobtask.v1.BatchCreateTasksRequest
+ */
+export type BatchCreateTasksRequest = Message<"jobtask.v1.BatchCreateTasksRequest"> & {
+  /**
+   * The tasks to create, each as CreateTask takes it; created in this order.
+   *
+   * @generated from field: repeated jobtask.v1.CreateTaskRequest requests = 1;
+   */
+  requests: CreateTaskRequest[];
+};
+
+/**
+ * Describes the message jobtask.v1.BatchCreateTasksRequest.
+ * Use `create(BatchCreateTasksRequestSchema)` to create a new message.
+ */
+export const BatchCreateTasksRequestSchema: GenMessage<BatchCreateTasksRequest> = /*@__PURE__*/
+  messageDesc(file_jobtask_v1_task_service, 1);
+
+/**
+ * @generated from message jobtask.v1.BatchCreateTasksResponse
+ */
+export type BatchCreateTasksResponse = Message<"jobtask.v1.BatchCreateTasksResponse"> & {
+  /**
+   * The tasks created, in the order of the requests.
+   *
+   * @generated from field: repeated jobtask.v1.JobTask job_tasks = 1;
+   */
+  jobTasks: JobTask[];
+};
+
+/**
+ * Describes the message jobtask.v1.BatchCreateTasksResponse.
+ * Use `create(BatchCreateTasksResponseSchema)` to create a new message.
+ */
+export const BatchCreateTasksResponseSchema: GenMessage<BatchCreateTasksResponse> = /*@__PURE__*/
+  messageDesc(file_jobtask_v1_task_service, 2);
+
+/**
  * @generated from message jobtask.v1.GetTaskRequest
  */
 export type GetTaskRequest = Message<"jobtask.v1.GetTaskRequest"> & {
@@ -55,7 +93,7 @@ export type GetTaskRequest = Message<"jobtask.v1.GetTaskRequest"> & {
  * Use `create(GetTaskRequestSchema)` to create a new message.
  */
 export const GetTaskRequestSchema: GenMessage<GetTaskRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 1);
+  messageDesc(file_jobtask_v1_task_service, 3);
 
 /**
  * The parameters of Arvados's index (list) method.
@@ -123,7 +161,7 @@ export type ListTasksRequest = Message<"jobtask.v1.ListTasksRequest"> & {
  * Use `create(ListTasksRequestSchema)` to create a new message.
  */
 export const ListTasksRequestSchema: GenMessage<ListTasksRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 2);
+  messageDesc(file_jobtask_v1_task_service, 4);
 
 /**
  * Arvados's list envelope.
@@ -176,7 +214,7 @@ export type ListTasksResponse = Message<"jobtask.v1.ListTasksResponse"> & {
  * Use `create(ListTasksResponseSchema)` to create a new message.
  */
 export const ListTasksResponseSchema: GenMessage<ListTasksResponse> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 3);
+  messageDesc(file_jobtask_v1_task_service, 5);
 
 /**
  * @generated from message jobtask.v1.UpdateTaskRequest
@@ -203,7 +241,7 @@ export type UpdateTaskRequest = Message<"jobtask.v1.UpdateTaskRequest"> & {
  * Use `create(UpdateTaskRequestSchema)` to create a new message.
  */
 export const UpdateTaskRequestSchema: GenMessage<UpdateTaskRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 4);
+  messageDesc(file_jobtask_v1_task_service, 6);
 
 /**
  * @generated from message jobtask.v1.DeleteTaskRequest
@@ -220,7 +258,7 @@ export type DeleteTaskRequest = Message<"jobtask.v1.DeleteTaskRequest"> & {
  * Use `create(DeleteTaskRequestSchema)` to create a new message.
  */
 export const DeleteTaskRequestSchema: GenMessage<DeleteTaskRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 5);
+  messageDesc(file_jobtask_v1_task_service, 7);
 
 /**
  * @generated from message jobtask.v1.ReportTaskExitRequest
@@ -263,7 +301,7 @@ export type ReportTaskExitRequest = Message<"jobtask.v1.ReportTaskExitRequest"> 
  * Use `create(ReportTaskExitRequestSchema)` to create a new message.
  */
 export const ReportTaskExitRequestSchema: GenMessage<ReportTaskExitRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 6);
+  messageDesc(file_jobtask_v1_task_service, 8);
 
 /**
  * Who is asking for work: the scheduler checks resource limits against it.
@@ -326,7 +364,7 @@ export type WorkerInfo = Message<"jobtask.v1.WorkerInfo"> & {
  * Use `create(WorkerInfoSchema)` to create a new message.
  */
 export const WorkerInfoSchema: GenMessage<WorkerInfo> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 7);
+  messageDesc(file_jobtask_v1_task_service, 9);
 
 /**
  * @generated from message jobtask.v1.ClaimTaskRequest
@@ -358,7 +396,7 @@ export type ClaimTaskRequest = Message<"jobtask.v1.ClaimTaskRequest"> & {
  * Use `create(ClaimTaskRequestSchema)` to create a new message.
  */
 export const ClaimTaskRequestSchema: GenMessage<ClaimTaskRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 8);
+  messageDesc(file_jobtask_v1_task_service, 10);
 
 /**
  * @generated from message jobtask.v1.ClaimTaskResponse
@@ -377,7 +415,7 @@ export type ClaimTaskResponse = Message<"jobtask.v1.ClaimTaskResponse"> & {
  * Use `create(ClaimTaskResponseSchema)` to create a new message.
  */
 export const ClaimTaskResponseSchema: GenMessage<ClaimTaskResponse> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 9);
+  messageDesc(file_jobtask_v1_task_service, 11);
 
 /**
  * A lease on a claimed task: valid until expires_at unless renewed over RunTask.
@@ -408,7 +446,7 @@ export type Lease = Message<"jobtask.v1.Lease"> & {
  * Use `create(LeaseSchema)` to create a new message.
  */
 export const LeaseSchema: GenMessage<Lease> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 10);
+  messageDesc(file_jobtask_v1_task_service, 12);
 
 /**
  * @generated from message jobtask.v1.TaskAssignment
@@ -443,7 +481,7 @@ export type TaskAssignment = Message<"jobtask.v1.TaskAssignment"> & {
  * Use `create(TaskAssignmentSchema)` to create a new message.
  */
 export const TaskAssignmentSchema: GenMessage<TaskAssignment> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 11);
+  messageDesc(file_jobtask_v1_task_service, 13);
 
 /**
  * One message of the worker's side of RunTask. The first message names the task and the
@@ -518,7 +556,7 @@ export type RunTaskRequest = Message<"jobtask.v1.RunTaskRequest"> & {
  * Use `create(RunTaskRequestSchema)` to create a new message.
  */
 export const RunTaskRequestSchema: GenMessage<RunTaskRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 12);
+  messageDesc(file_jobtask_v1_task_service, 14);
 
 /**
  * @generated from message jobtask.v1.RunTaskResponse
@@ -561,7 +599,7 @@ export type RunTaskResponse = Message<"jobtask.v1.RunTaskResponse"> & {
  * Use `create(RunTaskResponseSchema)` to create a new message.
  */
 export const RunTaskResponseSchema: GenMessage<RunTaskResponse> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 13);
+  messageDesc(file_jobtask_v1_task_service, 15);
 
 /**
  * @generated from message jobtask.v1.WatchTasksRequest
@@ -599,7 +637,7 @@ export type WatchTasksRequest = Message<"jobtask.v1.WatchTasksRequest"> & {
  * Use `create(WatchTasksRequestSchema)` to create a new message.
  */
 export const WatchTasksRequestSchema: GenMessage<WatchTasksRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 14);
+  messageDesc(file_jobtask_v1_task_service, 16);
 
 /**
  * @generated from message jobtask.v1.ListWorkersRequest
@@ -623,7 +661,7 @@ export type ListWorkersRequest = Message<"jobtask.v1.ListWorkersRequest"> & {
  * Use `create(ListWorkersRequestSchema)` to create a new message.
  */
 export const ListWorkersRequestSchema: GenMessage<ListWorkersRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 15);
+  messageDesc(file_jobtask_v1_task_service, 17);
 
 /**
  * Arvados's list envelope.
@@ -664,7 +702,7 @@ export type ListWorkersResponse = Message<"jobtask.v1.ListWorkersResponse"> & {
  * Use `create(ListWorkersResponseSchema)` to create a new message.
  */
 export const ListWorkersResponseSchema: GenMessage<ListWorkersResponse> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 16);
+  messageDesc(file_jobtask_v1_task_service, 18);
 
 /**
  * @generated from message jobtask.v1.GetWorkerRequest
@@ -681,7 +719,7 @@ export type GetWorkerRequest = Message<"jobtask.v1.GetWorkerRequest"> & {
  * Use `create(GetWorkerRequestSchema)` to create a new message.
  */
 export const GetWorkerRequestSchema: GenMessage<GetWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 17);
+  messageDesc(file_jobtask_v1_task_service, 19);
 
 /**
  * @generated from message jobtask.v1.ReportWorkerStoppedRequest
@@ -698,7 +736,7 @@ export type ReportWorkerStoppedRequest = Message<"jobtask.v1.ReportWorkerStopped
  * Use `create(ReportWorkerStoppedRequestSchema)` to create a new message.
  */
 export const ReportWorkerStoppedRequestSchema: GenMessage<ReportWorkerStoppedRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 18);
+  messageDesc(file_jobtask_v1_task_service, 20);
 
 /**
  * @generated from message jobtask.v1.WatchWorkersRequest
@@ -711,7 +749,7 @@ export type WatchWorkersRequest = Message<"jobtask.v1.WatchWorkersRequest"> & {
  * Use `create(WatchWorkersRequestSchema)` to create a new message.
  */
 export const WatchWorkersRequestSchema: GenMessage<WatchWorkersRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 19);
+  messageDesc(file_jobtask_v1_task_service, 21);
 
 /**
  * One attempt at running a task: from its claim to the end of its lease.
@@ -792,7 +830,7 @@ export type TaskAttempt = Message<"jobtask.v1.TaskAttempt"> & {
  * Use `create(TaskAttemptSchema)` to create a new message.
  */
 export const TaskAttemptSchema: GenMessage<TaskAttempt> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 20);
+  messageDesc(file_jobtask_v1_task_service, 22);
 
 /**
  * @generated from message jobtask.v1.ListTaskAttemptsRequest
@@ -821,7 +859,7 @@ export type ListTaskAttemptsRequest = Message<"jobtask.v1.ListTaskAttemptsReques
  * Use `create(ListTaskAttemptsRequestSchema)` to create a new message.
  */
 export const ListTaskAttemptsRequestSchema: GenMessage<ListTaskAttemptsRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 21);
+  messageDesc(file_jobtask_v1_task_service, 23);
 
 /**
  * Arvados's list envelope.
@@ -862,7 +900,7 @@ export type ListTaskAttemptsResponse = Message<"jobtask.v1.ListTaskAttemptsRespo
  * Use `create(ListTaskAttemptsResponseSchema)` to create a new message.
  */
 export const ListTaskAttemptsResponseSchema: GenMessage<ListTaskAttemptsResponse> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 22);
+  messageDesc(file_jobtask_v1_task_service, 24);
 
 /**
  * @generated from message jobtask.v1.ListJobAttemptsRequest
@@ -891,7 +929,7 @@ export type ListJobAttemptsRequest = Message<"jobtask.v1.ListJobAttemptsRequest"
  * Use `create(ListJobAttemptsRequestSchema)` to create a new message.
  */
 export const ListJobAttemptsRequestSchema: GenMessage<ListJobAttemptsRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 23);
+  messageDesc(file_jobtask_v1_task_service, 25);
 
 /**
  * Arvados's list envelope.
@@ -932,7 +970,7 @@ export type ListJobAttemptsResponse = Message<"jobtask.v1.ListJobAttemptsRespons
  * Use `create(ListJobAttemptsResponseSchema)` to create a new message.
  */
 export const ListJobAttemptsResponseSchema: GenMessage<ListJobAttemptsResponse> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 24);
+  messageDesc(file_jobtask_v1_task_service, 26);
 
 /**
  * One message of the worker's side of WorkerSession.
@@ -978,7 +1016,7 @@ export type WorkerSessionRequest = Message<"jobtask.v1.WorkerSessionRequest"> & 
  * Use `create(WorkerSessionRequestSchema)` to create a new message.
  */
 export const WorkerSessionRequestSchema: GenMessage<WorkerSessionRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 25);
+  messageDesc(file_jobtask_v1_task_service, 27);
 
 /**
  * What the server tells a worker about one of its session's tasks.
@@ -1028,7 +1066,7 @@ export type TaskUpdate = Message<"jobtask.v1.TaskUpdate"> & {
  * Use `create(TaskUpdateSchema)` to create a new message.
  */
 export const TaskUpdateSchema: GenMessage<TaskUpdate> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 26);
+  messageDesc(file_jobtask_v1_task_service, 28);
 
 /**
  * One message of the server's side of WorkerSession.
@@ -1063,7 +1101,7 @@ export type WorkerSessionResponse = Message<"jobtask.v1.WorkerSessionResponse"> 
  * Use `create(WorkerSessionResponseSchema)` to create a new message.
  */
 export const WorkerSessionResponseSchema: GenMessage<WorkerSessionResponse> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_task_service, 27);
+  messageDesc(file_jobtask_v1_task_service, 29);
 
 /**
  * What the server tells a worker about its task.
@@ -1124,6 +1162,20 @@ export const TaskService: GenService<{
     methodKind: "unary";
     input: typeof CreateTaskRequestSchema;
     output: typeof JobTaskSchema;
+  },
+  /**
+   * Creates several tasks in one call and one transaction, all or none (AIP-233): a job
+   * fanning out into thousands of tasks costs a call per thousand, not per task. Each
+   * request is checked as CreateTask checks it; an error names its request
+   * (requests[i].job_task.<field>). At most 1000 requests per call. A jobtask extension:
+   * Arvados has no batch create for job tasks.
+   *
+   * @generated from rpc jobtask.v1.TaskService.BatchCreateTasks
+   */
+  batchCreateTasks: {
+    methodKind: "unary";
+    input: typeof BatchCreateTasksRequestSchema;
+    output: typeof BatchCreateTasksResponseSchema;
   },
   /**
    * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME

@@ -1,0 +1,197 @@
+"""Set-based task writes: the rows a group of claims, reports and completions changes,
+written with a constant number of statements whatever the group's size.
+
+A claim of fifty tasks, or a worker session's message ending fifty of them, used to cost
+each task its own UPDATE ... RETURNING, its own count shift on the job's row, its own event
+INSERT and its own attempt write: about a dozen statements a task, each a round trip through
+SQLAlchemy (and the network, on PostgreSQL) while the job's row is held. `TaskWrites` takes
+the same writes in memory and `flush` sends them as
+
+- one executemany UPDATE of job_tasks per set of columns written (a group has one or two:
+  "claimed", "reported", "completed"),
+- one executemany UPDATE of jobs shifting every job's status counts at once,
+- one multi-row INSERT of the events, in the order they were taken (so each job's events
+  keep their order: the caller holds every job's row until it commits),
+- one executemany UPDATE closing attempts, and one multi-row INSERT opening them.
+
+The rows written are known without RETURNING: the caller holds each task's row lock, so the
+task as read plus the changes (and its version plus one) is the row as written
+(`records.task_after`). Anything that reads what a TaskWrites holds (a settle reading the
+job's counts, a placement counting active tasks) must run after `flush`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+from jobtask.domain.statuses import TaskStatus
+from jobtask.store import attempts as attempt_store
+from jobtask.store import feed
+from jobtask.store.records import (
+    COUNT_COLUMN,
+    Record,
+    task_after,
+    task_record,
+    to_json,
+)
+from jobtask.store.schema import job_tasks, jobs, task_attempts
+from sqlalchemy import Update, bindparam, insert, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+__all__ = ["TaskWrites", "insert_tasks"]
+
+
+@functools.lru_cache(maxsize=64)
+def _task_update(columns: tuple[str, ...]) -> Update:
+    """UPDATE of one task row by id setting `columns` (parameters w_<column>) and its
+    version, as computed by the caller (which holds the row's lock)."""
+    return (
+        update(job_tasks)
+        .where(job_tasks.c.id == bindparam("w_id"))
+        .values({name: bindparam(f"w_{name}") for name in columns})
+    )
+
+
+# Every count column shifted by a delta (parameters d_<column>): one statement for any
+# number of jobs, whatever moved.
+_SHIFT = (
+    update(jobs)
+    .where(jobs.c.id == bindparam("d_job_id"))
+    .values({col: jobs.c[col] + bindparam(f"d_{col}") for col in COUNT_COLUMN.values()})
+)
+_OPEN_ATTEMPT = insert(task_attempts)
+
+
+_INSERT_TASKS = insert(job_tasks).returning(*job_tasks.c, sort_by_parameter_order=True)
+
+
+async def insert_tasks(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[Record]:
+    """New task rows, in one INSERT ... RETURNING whatever their number; the records in
+    the rows' order."""
+    if not rows:
+        return []
+    result = await conn.execute(_INSERT_TASKS, rows)
+    return [task_record(row) for row in result]
+
+
+class TaskWrites:
+    """The task writes of one transaction, held until `flush` (see the module's text)."""
+
+    def __init__(self) -> None:
+        self._updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        self._shifts: dict[int, Counter[str]] = {}
+        self._events: list[dict[str, Any]] = []
+        self._closed: list[dict[str, Any]] = []
+        self._opened: list[dict[str, Any]] = []
+
+    def __bool__(self) -> bool:
+        return bool(self._updates or self._events or self._closed or self._opened)
+
+    def write_task(
+        self,
+        job: Record,
+        task: Record,
+        changes: Mapping[str, Any],
+        *,
+        now: dt.datetime,
+        user_uuid: str,
+        client_uuid: str | None,
+        event: str | None = feed.TASK_CHANGED,
+    ) -> Record:
+        """lifecycle.write_task, held: the task's row as it will be, its job's counts
+        shifted if its status changes, and its event (None: none)."""
+        meta = {
+            "version": task["version"] + 1,
+            "modified_at": now,
+            "modified_by_user_uuid": user_uuid,
+            "modified_by_client_uuid": client_uuid,
+        }
+        written = {**changes, **meta}
+        columns = tuple(sorted(written))
+        params = {f"w_{name}": value for name, value in written.items()}
+        params["w_id"] = task["id"]
+        self._updates.setdefault(columns, []).append(params)
+        new = task_after(task, written)
+        if new["status"] != task["status"]:
+            shift = self._shifts.setdefault(job["id"], Counter())
+            shift[COUNT_COLUMN[TaskStatus(task["status"])]] -= 1
+            shift[COUNT_COLUMN[TaskStatus(new["status"])]] += 1
+        if event is not None:
+            payload = {"progress": new["progress"]} if event == feed.TASK_PROGRESS else to_json(new)
+            self.event(job["uuid"], event, payload, task_uuid=new["uuid"], now=now)
+        return new
+
+    def event(
+        self,
+        job_uuid: str,
+        type_: str,
+        payload: dict[str, Any],
+        *,
+        task_uuid: str | None,
+        now: dt.datetime,
+    ) -> None:
+        self._events.append(
+            {
+                "created_at": now,
+                "job_uuid": job_uuid,
+                "task_uuid": task_uuid,
+                "type": type_,
+                "payload": payload,
+            }
+        )
+
+    def close_attempt(
+        self,
+        lease_id: str | None,
+        *,
+        ended: dt.datetime,
+        outcome: str,
+        exit_code: int | None,
+        signal: int | None,
+    ) -> None:
+        """attempts.close_attempt, held (nothing for a task without a lease)."""
+        if lease_id:
+            self._closed.append(
+                {
+                    "lease": lease_id,
+                    "ended": ended,
+                    "outcome": outcome,
+                    "exit_code": exit_code,
+                    "signal": signal,
+                }
+            )
+
+    def open_attempt(self, row: Mapping[str, Any]) -> None:
+        """A claim's new task_attempts row."""
+        self._opened.append(dict(row))
+
+    async def flush(self, conn: AsyncConnection) -> None:
+        """Writes everything held, a statement per kind (see the module's text)."""
+        if not self:
+            return
+        updates, self._updates = self._updates, {}
+        shifts, self._shifts = self._shifts, {}
+        events, self._events = self._events, []
+        closed, self._closed = self._closed, []
+        opened, self._opened = self._opened, []
+        for columns, rows in updates.items():
+            await conn.execute(_task_update(columns), rows)
+        moved = [
+            {
+                "d_job_id": job_id,
+                **{f"d_{col}": shift.get(col, 0) for col in COUNT_COLUMN.values()},
+            }
+            for job_id, shift in sorted(shifts.items())
+            if any(shift.values())
+        ]
+        if moved:
+            await conn.execute(_SHIFT, moved)
+        if closed:
+            await attempt_store.close_attempts(conn, closed)
+        if opened:
+            await conn.execute(_OPEN_ATTEMPT, opened)
+        await feed.append_many(conn, events)

@@ -1,0 +1,143 @@
+"""Set-based writes (issue 16): a claim of many tasks, and a group of reports ending many
+tasks, cost the same number of SQL statements as a claim or a group of a few, on both
+stores -- and write exactly what the task-by-task path wrote (the other tests of this
+folder check the events, counts and attempts of the same paths)."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator
+from typing import Any
+
+from jobtask.domain.reports import Batch, Report
+from jobtask.manager.context import WorkerSpec
+from jobtask.manager.reports import Submission
+from jobtask.store.database import Database
+from sqlalchemy import Engine, event
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.conftest import Cluster
+from tests.core.helpers import create_job, get_job, job_status, task_status
+from tests.worker_protocol.helpers import job_with_tasks, watch_events
+
+# Set while a counted call runs: the server's background loops (the reaper, the feed's
+# poll, the worker registry) send statements of their own meanwhile, in other contexts.
+_COUNTED: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("counted", default=None)
+
+
+@contextlib.contextmanager
+def counting(db: Database) -> Iterator[list[str]]:
+    """The SQL statements `db` sends for calls made in this context while the block runs
+    (on every engine it holds)."""
+    seen: list[str] = []
+    engines = [
+        value.sync_engine if isinstance(value, AsyncEngine) else value
+        for value in vars(db).values()
+        if isinstance(value, (Engine, AsyncEngine))
+    ]
+    assert engines
+
+    def record(*args: Any) -> None:
+        counted = _COUNTED.get()
+        if counted is not None:
+            counted.append(" ".join(str(args[2]).split())[:90])
+
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
+    token = _COUNTED.set(seen)
+    try:
+        yield seen
+    finally:
+        _COUNTED.reset(token)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)
+
+
+def _done(seq: int = 1) -> Batch:
+    batch = Batch()
+    batch.add(Report(seq=seq, progress=1.0, success=True, output="out\n", exit_code=0))
+    return batch
+
+
+async def _claim_and_complete(cluster: Cluster, n: int) -> tuple[list[str], list[str], str]:
+    core = cluster.services.core
+    system = core.settings.system_caller()
+    job = await job_with_tasks(cluster, f"s{n}.py", n - 1)
+    worker = WorkerSpec(worker_id=f"w{n}", node_name="node1", free_slots=n)
+    with counting(core.db) as claimed:
+        claims = await core.claims.claim(system, worker, n)
+    assert len(claims) == n
+    items = [Submission(system, c.task["uuid"], c.task["lease_id"], _done()) for c in claims]
+    with counting(core.db) as completed:
+        outcomes = await core.runs.reports.apply_many(items)
+    assert [o.finished["status"] for o in outcomes if o.finished] == ["completed"] * n
+    return claimed, completed, job
+
+
+async def test_a_claim_and_a_group_cost_the_same_statements_whatever_their_size(
+    cluster: Cluster,
+) -> None:
+    small_claim, small_group, small_job = await _claim_and_complete(cluster, 3)
+    big_claim, big_group, big_job = await _claim_and_complete(cluster, 40)
+
+    assert len(big_claim) == len(small_claim), (small_claim, big_claim)
+    assert len(big_group) == len(small_group), "\n".join(map(str, (small_group, big_group)))
+    assert big_claim and big_group
+    # A handful, not a dozen a task.
+    assert len(big_group) <= 12, big_group
+
+    # And the writes are all there: counts, the job's completion, one event per change.
+    for uuid, n in ((small_job, 3), (big_job, 40)):
+        job = await get_job(cluster, uuid)
+        assert job.status == job_status("completed")
+        summary = job.tasks_summary
+        assert (summary.done, summary.running, summary.todo) == (n, 0, 0)
+        events = await watch_events(cluster, uuid, after_seq=0)
+        assert [e.seq for e in events] == sorted(e.seq for e in events)
+        statuses: dict[str, list[int]] = {}
+        for e in events:
+            if e.task_uuid and e.HasField("task"):
+                statuses.setdefault(e.task_uuid, []).append(e.task.status)
+        assert len(statuses) == n
+        for changes in statuses.values():
+            assert changes == [
+                task_status("queued"),
+                task_status("active"),
+                task_status("completed"),
+            ]
+
+
+async def _one_task_jobs(cluster: Cluster, n: int) -> tuple[list[str], list[str], list[str]]:
+    core = cluster.services.core
+    system = core.settings.system_caller()
+    # Different scripts: equal jobs would be found as duplicates of the first.
+    jobs = [
+        (await cluster.jobs.CreateJob(create_job(script=f"j{n}-{i}.py"))).uuid for i in range(n)
+    ]
+    worker = WorkerSpec(worker_id=f"jw{n}", node_name="node1", free_slots=n)
+    with counting(core.db) as claimed:
+        claims = await core.claims.claim(system, worker, n)
+    assert len(claims) == n
+    assert {c.job["status"] for c in claims} == {"active"}
+    items = [Submission(system, c.task["uuid"], c.task["lease_id"], _done()) for c in claims]
+    with counting(core.db) as completed:
+        await core.runs.reports.apply_many(items)
+    return claimed, completed, jobs
+
+
+async def test_one_task_jobs_start_and_complete_with_the_same_statements_whatever_their_number(
+    cluster: Cluster,
+) -> None:
+    small_claim, small_group, _ = await _one_task_jobs(cluster, 3)
+    big_claim, big_group, jobs = await _one_task_jobs(cluster, 30)
+    assert big_claim and big_group
+    assert len(big_claim) == len(small_claim), "\n".join(map(str, (small_claim, big_claim)))
+    assert len(big_group) == len(small_group), "\n".join(map(str, (small_group, big_group)))
+    for uuid in jobs:
+        job = await get_job(cluster, uuid)
+        assert job.status == job_status("completed") and job.success
+        assert job.output == "out\n" and job.tasks_summary.done == 1
+        events = await watch_events(cluster, uuid, after_seq=0)
+        moves = [e.job.status for e in events if e.HasField("job") and not e.task_uuid]
+        assert moves[-2:] == [job_status("active"), job_status("completed")]
