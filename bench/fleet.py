@@ -41,7 +41,7 @@ class Fleet:
             if line.get("done"):
                 self.finals[i] = line
                 return
-            self.counts[i] = line["completed"] + line.get("other", 0)
+            self.counts[i] = line["completed"] + line.get("other", 0) + line.get("lost", 0)
             self.lasts[i] = line["last"]
             if self.target and self.completed >= self.target:
                 self.reached.set()
@@ -86,6 +86,11 @@ class Fleet:
     def create_seconds(self) -> float:
         created = [f["created"] for f in self.finals if f.get("created")]
         return max(created) - self.started if created else 0.0
+
+    @property
+    def lost(self) -> int:
+        """Tasks whose lease a worker gave up on (bench.noop_worker.LostLeases)."""
+        return sum(f.get("lost", 0) for f in self.finals)
 
     @property
     def probes(self) -> list[float]:

@@ -68,6 +68,8 @@ async def loaded(kind: str, count: int, probes: int) -> tuple[list[float], float
             await f.until(count + 1 + sent)
             seconds = time.perf_counter() - start
             await f.finish()
+    if f.lost:
+        raise RuntimeError(f"the worker gave up {f.lost} leases (not renewed in time)")
     return f.probes, (count + sent) / seconds
 
 

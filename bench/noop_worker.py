@@ -16,10 +16,11 @@ the creating task) and prints {"seconds": s, "create_seconds": c, "completed": n
 
 Coordinated (--coordinated, for several worker processes sharing one queue): prints
 {"ready": true} once set up, starts on the first line read from its standard input, then
-prints {"completed": n, "last": t} whenever its count grew (at most every 20 ms; t = wall
-time of its last decision), until its standard input closes; then a last line
-{"done": true, "started": t0, "created": tc, "completed": n, "probes": [s, ...]}, wall
-times (time.time()), so the parent can add up several workers.
+prints {"completed": n, "other": o, "lost": l, "last": t} whenever its count grew (at most
+every 20 ms; t = wall time of its last decision; "lost": tasks whose lease it gave up on,
+see LostLeases), until its standard input closes; then a last line {"done": true,
+"started": t0, "created": tc, "completed": n, "lost": l, "probes": [s, ...]}, wall times
+(time.time()), so the parent can add up several workers.
 """
 
 from __future__ import annotations
@@ -42,6 +43,24 @@ from bench.harness import announce
 COMPLETED = job_task_pb2.TASK_STATUS_COMPLETED
 CREATORS = 16
 PROGRESS_EVERY = 0.02
+
+
+class LostLeases(logging.Handler):
+    """The tasks this worker gave up on because their lease was lost or not renewed in
+    time (jobtask.worker.runner says so in its log; the task may still have been decided
+    by the server, but the worker never heard): counted, so a run cannot wait for them
+    forever, and shown, so its figure is not taken for a clean one."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.tasks: set[str] = set()
+        self.last = 0.0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = str(record.msg)
+        if ("lease lost" in text or "the lease is gone" in text) and record.args:
+            self.tasks.add(str(record.args[0]))  # type: ignore[index]
+            self.last = time.time()
 
 
 def registry(children: int, created: asyncio.Event, probes: list[float]) -> Functions:
@@ -80,6 +99,8 @@ async def main() -> None:
     parser.add_argument("--id", default="0")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    lost = LostLeases()
+    logging.getLogger("jobtask.worker.runner").addHandler(lost)
     with tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp:
         config = WorkerConfig(
             client=ClientConfig(args.jobs_addr, args.tasks_addr, args.token),
@@ -120,10 +141,11 @@ async def main() -> None:
             told = 0
             closed = asyncio.create_task(asyncio.to_thread(sys.stdin.read))
             while not closed.done():
-                n = counts["completed"] + counts["other"]
+                n = counts["completed"] + counts["other"] + len(lost.tasks)
                 if n != told:
                     told = n
-                    announce(**counts, last=marks["last"])
+                    last = max(marks["last"], lost.last)
+                    announce(**counts, lost=len(lost.tasks), last=last)
                 await asyncio.wait({closed}, timeout=PROGRESS_EVERY)
             stop.set()
 
@@ -144,6 +166,7 @@ async def main() -> None:
         created=marks["created"],
         create_seconds=created_seconds,
         completed=counts["completed"],
+        lost=len(lost.tasks),
         probes=probes,
     )
 

@@ -38,7 +38,7 @@ import time
 from jobtask.v1 import job_pb2
 
 from bench import peers
-from bench.fleet import fleet
+from bench.fleet import Fleet, fleet
 from bench.harness import Config, Result, child, log
 from bench.stack import database, running
 
@@ -71,7 +71,16 @@ async def jobtask_fanout(kind: str, count: int, workers: int = 1) -> tuple[float
     create = f.create_seconds
     rate = count / seconds
     drain = count / (seconds - create)
-    return rate, f"creating {count:,} tasks took {create:.1f} s; drain {drain:,.0f}/s"
+    return rate, f"creating {count:,} tasks took {create:.1f} s; drain {drain:,.0f}/s{_lost(f)}"
+
+
+def _lost(f: Fleet) -> str:
+    if not f.lost:
+        return ""
+    return (
+        f"; NOT CLEAN: the workers gave up {f.lost:,} leases (not renewed in time), "
+        "counted as done when they gave up"
+    )
 
 
 async def jobtask_jobs(kind: str, count: int, workers: int = 1) -> tuple[float, str]:
@@ -90,7 +99,8 @@ async def jobtask_jobs(kind: str, count: int, workers: int = 1) -> tuple[float, 
             seconds = await f.until(count)
             await f.finish()
     total = submit + seconds
-    return count / total, (f"submit {count / submit:,.0f}/s, drain {count / seconds:,.0f}/s")
+    note = f"submit {count / submit:,.0f}/s, drain {count / seconds:,.0f}/s{_lost(f)}"
+    return count / total, note
 
 
 async def protocol_ceiling(count: int) -> float:
