@@ -93,8 +93,9 @@ class Fleet:
         return sum(f.get("lost", 0) for f in self.finals)
 
     @property
-    def probes(self) -> list[float]:
-        return [p for f in self.finals for p in f.get("probes", [])]
+    def probes(self) -> list[tuple[float, float]]:
+        """Per probe task: (runnable -> function started, runnable -> claimed), seconds."""
+        return [(p[0], p[1]) for f in self.finals for p in f.get("probes", [])]
 
 
 @contextlib.asynccontextmanager

@@ -9,7 +9,8 @@ Every job's script is "noop" or "probe". With --creator, a job's first task crea
 CHILDREN tasks with its own token (ctx.create_child_task, 16 in flight), as a crunch
 script's first task queues its job's work, and then completes. A "probe" task records its
 dispatch latency when it starts: time.time() minus its task's created_at (when it became
-runnable: a one-task job's task is created with its job).
+runnable: a one-task job's task is created with its job), and the part of it up to the
+claim (its started_at, stamped by the server as it claimed the task).
 
 Counted (the default): runs until COUNT tasks were decided by the server (COUNT includes
 the creating task) and prints {"seconds": s, "create_seconds": c, "completed": n, ...}.
@@ -19,7 +20,7 @@ Coordinated (--coordinated, for several worker processes sharing one queue): pri
 prints {"completed": n, "other": o, "lost": l, "last": t} whenever its count grew (at most
 every 20 ms; t = wall time of its last decision; "lost": tasks whose lease it gave up on,
 see LostLeases), until its standard input closes; then a last line {"done": true,
-"started": t0, "created": tc, "completed": n, "lost": l, "probes": [s, ...]}, wall times
+"started": t0, "created": tc, "completed": n, "lost": l, "probes": [[s, c], ...]}, wall times
 (time.time()), so the parent can add up several workers.
 """
 
@@ -63,7 +64,7 @@ class LostLeases(logging.Handler):
             self.last = time.time()
 
 
-def registry(children: int, created: asyncio.Event, probes: list[float]) -> Functions:
+def registry(children: int, created: asyncio.Event, probes: list[tuple[float, float]]) -> Functions:
     functions = Functions()
 
     @functions.task("noop")
@@ -81,8 +82,11 @@ def registry(children: int, created: asyncio.Event, probes: list[float]) -> Func
     @functions.task("probe")
     async def probe(ctx: TaskContext) -> None:
         started = time.time()
-        created_at = ctx.assignment.task.created_at
-        probes.append(started - (created_at.seconds + created_at.nanos / 1e9))
+        task = ctx.assignment.task
+        created = task.created_at.seconds + task.created_at.nanos / 1e9
+        # The claim's own stamp splits the figure: the server's part, then the delivery.
+        claimed = task.started_at.seconds + task.started_at.nanos / 1e9
+        probes.append((started - created, claimed - created if claimed else -1.0))
 
     return functions
 
@@ -115,7 +119,7 @@ async def main() -> None:
         )
         stop = asyncio.Event()
         created = asyncio.Event()
-        probes: list[float] = []
+        probes: list[tuple[float, float]] = []
         counts = {"completed": 0, "other": 0}
         marks = {"created": 0.0, "last": 0.0}
 
