@@ -1,6 +1,7 @@
 """Runs the benchmark suite and prints the table: `python -m bench` (or `make bench`).
 
-python -m bench                       # the whole suite (about 8 minutes on 2 cores)
+python -m bench                       # the whole suite (8 minutes on 2 cores before the
+                                      # 4-worker runs and latency: more now, not yet timed)
 python -m bench --smoke               # every benchmark, tiny sizes, no targets (CI)
 python -m bench --only unary,ingest   # some of them
 python -m bench --repeat 1            # one run each instead of the median of 3

@@ -44,7 +44,8 @@ from bench.stack import database, running
 
 SLOTS = 100
 # Tasks per system, the size (python -m bench --tasks N for another): the whole
-# suite takes about 8 minutes on the 2-core machines.
+# suite took about 8 minutes on the 2-core machines with one worker count; the 4-worker
+# runs and the latency benchmark add to that (not yet timed at this size).
 TASKS = 10_000
 # Worker processes (python -m bench --workers 1,4): each row is measured with each count.
 WORKERS: tuple[int, ...] = (1, 4)
