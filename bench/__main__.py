@@ -1,10 +1,13 @@
 """Runs the benchmark suite and prints the table: `python -m bench` (or `make bench`).
 
-python -m bench                       # the whole suite (about 8 minutes on 2 cores)
+python -m bench                       # the whole suite (8 minutes on 2 cores before the
+                                      # 4-worker runs and latency: more now, not yet timed)
 python -m bench --smoke               # every benchmark, tiny sizes, no targets (CI)
 python -m bench --only unary,ingest   # some of them
 python -m bench --repeat 1            # one run each instead of the median of 3
 python -m bench --tasks 1000          # throughput task count (default 10,000)
+python -m bench --workers 1,4         # throughput: worker process counts (default 1,4)
+python -m bench --big                 # also the 100,000-task fan-out (JOBTASK_BENCH_BIG=1)
 python -m bench --only fairshare      # the optional fair-share row (--fairshare-tasks/-jobs)
 python -m bench --profile DIR         # py-spy profiles of every jobtask server
 python -m bench --json FILE           # the results as JSON too
@@ -22,12 +25,13 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from bench import dashboard, fairshare, fanout, ingest, memory, throughput, unary
+from bench import dashboard, fairshare, fanout, ingest, latency, memory, throughput, unary
 from bench.harness import Config, Result, results_json, table
 from bench.profile import PROFILE_DIR_ENV, summary
 
 BENCHMARKS = {
     "throughput": throughput.run,
+    "latency": latency.run,
     "ingest": ingest.run,
     "fanout": fanout.run,
     "unary": unary.run,
@@ -39,7 +43,7 @@ OPTIONAL = {"fairshare": fairshare.run}
 
 
 def versions() -> str:
-    names = ["grpcio", "protobuf", "sqlalchemy", "asyncpg", "huey", "procrastinate"]
+    names = ["grpcio", "protobuf", "sqlalchemy", "asyncpg", "huey", "procrastinate", "pgqueuer"]
     found = []
     for name in names:
         try:
@@ -71,6 +75,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fairshare-jobs", type=int, help="fairshare: owner b's jobs")
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (median)")
     parser.add_argument("--tasks", type=int, help="throughput: tasks per system")
+    parser.add_argument(
+        "--workers", help="throughput: worker process counts, comma-separated (default 1,4)"
+    )
+    parser.add_argument(
+        "--big",
+        action="store_true",
+        help="throughput: also the 100,000-task fan-out on both stores (JOBTASK_BENCH_BIG=1)",
+    )
     parser.add_argument("--profile", help="record py-spy profiles of the servers here")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
@@ -82,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[PROFILE_DIR_ENV] = os.path.abspath(args.profile)
     if args.tasks:
         throughput.TASKS = args.tasks
+    if args.workers:
+        throughput.WORKERS = tuple(int(n) for n in args.workers.split(","))
+    if args.big:
+        throughput.BIG = True
     if args.fairshare_tasks:
         fairshare.TASKS = args.fairshare_tasks
     if args.fairshare_jobs:

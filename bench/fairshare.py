@@ -29,7 +29,13 @@ async def _waits(fair: bool, tasks: int, jobs: int) -> list[float]:
     extra = () if fair else ("--no-fair-share",)
     async with database("sqlite") as url, running(url, extra=extra, name="fairshare") as stack:
         a, b = (bearer(t) for t in stack.owners)
-        worker_args = [stack.tasks_addr, stack.token, str(tasks + jobs), str(SLOTS)]
+        worker_args = [
+            stack.jobs_addr,
+            stack.tasks_addr,
+            stack.token,
+            str(tasks + jobs),
+            str(SLOTS),
+        ]
         # Started first, so it is claiming when the work arrives (its one line comes at
         # the end, once it drained everything).
         worker = Child("bench.noop_worker", *worker_args)

@@ -1,11 +1,12 @@
-"""The peers: Huey on SQLite and procrastinate on PostgreSQL, draining no-op tasks.
+"""The peers: Huey on SQLite, procrastinate and PgQueuer on PostgreSQL, draining no-op tasks.
 
     python -m bench.peers huey SQLITE_FILE COUNT        # one consumer process, one worker
     python -m bench.peers procrastinate DSN COUNT       # one worker, concurrency 1
+    python -m bench.peers pgqueuer DSN COUNT BATCH      # one QueueManager, mode=drain
 
 Each drains COUNT tasks that the parent enqueued beforehand (`enqueue_huey`,
-`enqueue_procrastinate`) and prints {"seconds": s}, timed from the consumer's start to the
-last task's end, start-up of the Python process excluded.
+`enqueue_procrastinate`, `enqueue_pgqueuer`) and prints {"seconds": s}, timed from the
+consumer's start to the last task's end, start-up of the Python process excluded.
 """
 
 from __future__ import annotations
@@ -122,6 +123,60 @@ async def drain_procrastinate(dsn: str, count: int) -> float:
     return seconds
 
 
+# -- PgQueuer -----------------------------------------------------------------------------
+
+# Jobs per enqueue call (PgQueuer's list form: one INSERT for the whole batch).
+PGQUEUER_ENQUEUE_BATCH = 1000
+
+
+async def enqueue_pgqueuer(dsn: str, count: int) -> None:
+    """Installs PgQueuer's own schema (`Queries.install`, what `pgq install` runs) and
+    enqueues `count` no-op jobs, PGQUEUER_ENQUEUE_BATCH per call."""
+    import asyncpg
+    from pgqueuer import AsyncpgDriver, Queries
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        queries = Queries(AsyncpgDriver(conn))
+        await queries.install()
+        left = count
+        while left:
+            n = min(left, PGQUEUER_ENQUEUE_BATCH)
+            await queries.enqueue(["noop"] * n, [None] * n, [0] * n)
+            left -= n
+    finally:
+        await conn.close()
+
+
+async def drain_pgqueuer(dsn: str, count: int, batch_size: int) -> float:
+    """One QueueManager on one asyncpg connection runs the queue until it is empty
+    (`mode=drain`, dequeuing `batch_size` jobs at a time)."""
+    import asyncpg
+    from pgqueuer import AsyncpgDriver, Queries, QueueManager
+    from pgqueuer.models import Job
+    from pgqueuer.types import QueueExecutionMode
+
+    done = 0
+    conn = await asyncpg.connect(dsn)
+    try:
+        qm = QueueManager(Queries(AsyncpgDriver(conn)))
+
+        @qm.entrypoint("noop")
+        async def noop(job: Job) -> None:
+            nonlocal done
+            done += 1
+
+        start = time.perf_counter()
+        await qm.run(batch_size=batch_size, mode=QueueExecutionMode.drain)
+        seconds = time.perf_counter() - start
+        left = await conn.fetchval("SELECT count(*) FROM pgqueuer")
+    finally:
+        await conn.close()
+    if done != count or left:
+        raise RuntimeError(f"PgQueuer ran {done} of {count} jobs; {left} left in its queue")
+    return seconds
+
+
 def main() -> None:
     # Run as __main__, this file's tasks would be named after __main__, not bench.peers.
     import bench.peers as peers
@@ -131,6 +186,8 @@ def main() -> None:
         seconds = peers.drain_huey(where, count)
     elif kind == "procrastinate":
         seconds = asyncio.run(peers.drain_procrastinate(where, count))
+    elif kind == "pgqueuer":
+        seconds = asyncio.run(peers.drain_pgqueuer(where, count, int(sys.argv[4])))
     else:
         raise SystemExit(f"unknown peer {kind!r}")
     announce(seconds=seconds)

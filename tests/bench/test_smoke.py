@@ -2,7 +2,7 @@
 
 No timing is asserted (the machine is shared); what is checked is that each benchmark runs
 end to end against real servers and reports a figure. The peers (Huey, procrastinate) run
-only where the `bench` extra is installed.
+only where the `bench` extra is installed (Huey, procrastinate, PgQueuer).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import math
 
 import pytest
 
-from bench import dashboard, fanout, ingest, memory, throughput, unary
+from bench import dashboard, fairshare, fanout, ingest, latency, memory, throughput, unary
 from bench.harness import Config, Result, table
 
 SMOKE = Config(smoke=True)
@@ -56,6 +56,32 @@ async def test_dashboard() -> None:
 async def test_throughput() -> None:
     results = await throughput.run(SMOKE)
     _check(results)
-    peers = [importlib.util.find_spec(m) for m in ("huey", "procrastinate")]
+    # Each case with 1 and with 4 worker processes (bench.fleet).
+    for workers in ("1 worker", "4 workers"):
+        assert any(r.metric.endswith(workers) for r in results)
+    assert any(r.bench == "throughput no store" for r in results)
+    peers = [importlib.util.find_spec(m) for m in ("huey", "procrastinate", "pgqueuer")]
     if all(peers):
         assert all(r.reference_value for r in results)
+        references = {r.reference for r in results}
+        assert {"PgQueuer batch_size 10", "PgQueuer batch_size 100"} <= references
+
+
+@pytest.mark.postgres
+async def test_big_fanout() -> None:
+    # --big at a tiny size: the fan-out case alone, both stores.
+    results = await throughput.big(SMOKE)
+    _check(results)
+    assert [r.bench for r in results] == ["throughput sqlite", "throughput postgres"]
+
+
+@pytest.mark.postgres
+async def test_latency() -> None:
+    results = await latency.run(SMOKE)
+    _check(results)
+    assert len(results) == 8  # p50 and p99, idle and under load, both stores
+    assert all(r.unit == "ms" for r in results)
+
+
+async def test_fairshare() -> None:
+    _check(await fairshare.run(SMOKE))
