@@ -204,20 +204,17 @@ class ReportManager:
         job_of = await locks.job_ids_of_tasks(conn, uuids)
         locked = await locks.lock_jobs(conn, set(job_of.values()))
         tasks = await locks.lock_tasks(conn, list(job_of))
+        mine: dict[int, list[int]] = {}
+        for i, item in enumerate(items):
+            job_id = job_of.get(item.task_uuid)
+            if job_id is not None:
+                mine.setdefault(job_id, []).append(i)
         out = []
         for job_id, job in locked.items():
-            mine = [i for i, item in enumerate(items) if job_of.get(item.task_uuid) == job_id]
-            out.append(
-                (
-                    job,
-                    {
-                        items[i].task_uuid: tasks[items[i].task_uuid]
-                        for i in mine
-                        if items[i].task_uuid in tasks
-                    },
-                    mine,
-                )
-            )
+            indexes = mine.get(job_id, [])
+            # (A task deleted since the first read is left out: its item is lost.)
+            found = {u: tasks[u] for i in indexes if (u := items[i].task_uuid) in tasks}
+            out.append((job, found, indexes))
         return out
 
     async def _apply_locked(
