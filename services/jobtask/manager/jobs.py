@@ -26,6 +26,7 @@ from jobtask.observability import lifecycle as observe
 from jobtask.store import feed
 from jobtask.store import jobs as job_store
 from jobtask.store.database import Database
+from jobtask.store.grouped import GroupedTransactions
 from jobtask.store.records import Record, to_json
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -53,6 +54,8 @@ class JobManager:
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.settings = settings
+        # Submissions arriving together share a commit (jobtask.store.grouped).
+        self._submissions: GroupedTransactions[Record] = GroupedTransactions(db)
 
     # -- submission ---------------------------------------------------------------------
 
@@ -101,7 +104,7 @@ class JobManager:
             return await self._insert(conn, caller, spec, identity, digest)
 
         try:
-            return await self.db.transact(run)
+            return await self._submissions.run(run)
         except AlreadyExists:
             # Two submissions with one submit_id raced: the loser answers with the winner.
             if not spec.get("submit_id"):

@@ -1,0 +1,78 @@
+"""Submissions arriving together share one commit (jobtask.store.grouped), and each still
+answers as if it had its own transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+
+import pytest
+from jobtask.domain.errors import AlreadyExists
+from jobtask.store.database import Database
+from sqlalchemy import Engine, event
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.conftest import Cluster
+from tests.core.helpers import get_job, job_tasks
+
+
+@contextlib.contextmanager
+def commits(db: Database) -> Iterator[list[int]]:
+    """The commits `db` makes while the block runs (every engine it holds)."""
+    seen: list[int] = []
+    engines = [
+        value.sync_engine if isinstance(value, AsyncEngine) else value
+        for value in vars(db).values()
+        if isinstance(value, (Engine, AsyncEngine))
+    ]
+    assert engines
+
+    def record(conn: object) -> None:
+        seen.append(1)
+
+    for engine in engines:
+        event.listen(engine, "commit", record)
+    try:
+        yield seen
+    finally:
+        for engine in engines:
+            event.remove(engine, "commit", record)
+
+
+async def test_submissions_together_share_a_commit_and_each_gets_its_job(
+    cluster: Cluster,
+) -> None:
+    core = cluster.services.core
+    admin = core.settings.system_caller()
+    specs = [{"script": f"s{i}.py", "script_parameters": {"i": i}} for i in range(20)]
+    with commits(core.db) as made:
+        jobs = await asyncio.gather(*(core.jobs.create(admin, spec) for spec in specs))
+    assert len({job["uuid"] for job in jobs}) == 20
+    assert len(made) < 20, made  # one commit for the group (a few, were the store to retry)
+    for i, job in enumerate(jobs):
+        stored = await get_job(cluster, job["uuid"])
+        assert stored.script == f"s{i}.py"
+        assert len(await job_tasks(cluster, job["uuid"])) == 1  # its seed task
+
+
+async def test_a_refused_submission_in_a_group_fails_alone(cluster: Cluster) -> None:
+    core = cluster.services.core
+    admin = core.settings.system_caller()
+    first = await core.jobs.create(admin, {"script": "a.py", "submit_id": "k1"})
+    specs = [
+        {"script": "b.py"},
+        {"script": "other.py", "submit_id": "k1"},  # the same submit_id, another job
+        {"script": "a.py", "submit_id": "k1"},  # the same submission again
+        {"script": "c.py"},
+    ]
+    answers = await asyncio.gather(
+        *(core.jobs.create(admin, spec) for spec in specs), return_exceptions=True
+    )
+    assert isinstance(answers[1], AlreadyExists)
+    assert answers[2]["uuid"] == first["uuid"]  # type: ignore[index]
+    for answer in (answers[0], answers[3]):
+        assert not isinstance(answer, BaseException)
+        assert (await get_job(cluster, answer["uuid"])).script in ("b.py", "c.py")
+    with pytest.raises(AlreadyExists):
+        await core.jobs.create(admin, {"script": "other.py", "submit_id": "k1"})
