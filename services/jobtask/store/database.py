@@ -235,8 +235,10 @@ class Database:
             started = time.perf_counter()
             try:
                 result, changed, done = await self._transact_once(fn)
-            except Aborted:
+            except (Aborted, _LostBeforeCommit) as exc:
                 if attempt == WRITE_RETRIES - 1:
+                    if isinstance(exc, _LostBeforeCommit):
+                        raise exc.error from exc.__cause__
                     raise
                 await asyncio.sleep(delay)
                 delay *= 2
@@ -265,7 +267,17 @@ class Database:
                         return result
             assert self._engine is not None
             async with self._engine.begin() as conn:
-                return await self._run(conn, fn)
+                try:
+                    return await self._run(conn, fn)
+                except DBAPIError as exc:
+                    if not exc.connection_invalidated:
+                        raise
+                    # The server ended the session before the commit (an administrator's
+                    # pg_terminate_backend, a restart): nothing of it was written, and it
+                    # runs again on a new connection. asyncpg may say so as "cannot switch
+                    # to state N; another operation (2) is in progress" when it has read
+                    # the server's FATAL error but not yet the socket's close.
+                    raise _LostBeforeCommit(translate(exc)) from exc
         except DomainError:
             raise
         except DBAPIError as exc:
@@ -290,6 +302,14 @@ class Database:
             # Delivered at commit, and only if the transaction commits.
             await conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
         return result, changed, done
+
+
+class _LostBeforeCommit(Exception):
+    """A write transaction's connection was lost before its commit: safe to run again."""
+
+    def __init__(self, error: DomainError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 # SQLSTATEs that mean "try again": serialization failure, deadlock.
