@@ -238,8 +238,10 @@ class Database:
             except (Aborted, _LostBeforeCommit) as exc:
                 if attempt == WRITE_RETRIES - 1:
                     if isinstance(exc, _LostBeforeCommit):
-                        raise exc.error from exc.__cause__
+                        raise translate(exc.error) from exc.error
                     raise
+                if isinstance(exc, _LostBeforeCommit):
+                    log.info("the database session ended before the commit; running it again")
                 await asyncio.sleep(delay)
                 delay *= 2
                 continue
@@ -277,7 +279,7 @@ class Database:
                     # runs again on a new connection. asyncpg may say so as "cannot switch
                     # to state N; another operation (2) is in progress" when it has read
                     # the server's FATAL error but not yet the socket's close.
-                    raise _LostBeforeCommit(translate(exc)) from exc
+                    raise _LostBeforeCommit(exc) from exc
         except DomainError:
             raise
         except DBAPIError as exc:
@@ -307,7 +309,7 @@ class Database:
 class _LostBeforeCommit(Exception):
     """A write transaction's connection was lost before its commit: safe to run again."""
 
-    def __init__(self, error: DomainError) -> None:
+    def __init__(self, error: DBAPIError) -> None:
         super().__init__(str(error))
         self.error = error
 
