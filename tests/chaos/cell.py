@@ -244,7 +244,8 @@ class Cell:
                 f"{self.name}: jobs not done in {WITHIN}s\n" + self.logs()
             ) from None
         summaries = await self.summaries()
-        found = await history.check(self.url, self.runlog, self.watched, summaries)
+        ttl = dt.timedelta(seconds=self.topology.lease_ttl)
+        found = await history.check(self.url, self.runlog, self.watched, summaries, ttl)
         figures = history.figures(self.name, found, fault, self.watched)
         RESULTS.append(figures)
         print("\n" + history.table([figures]))

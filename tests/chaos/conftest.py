@@ -4,6 +4,7 @@ docs/reliability.md under `make chaos`)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -63,5 +64,7 @@ def write_report(path: Path, text: str, size: str) -> None:
     page = path.read_text()
     head, _, rest = page.partition(begin)
     _, _, tail = rest.partition(end)
-    block = f"{begin}\n_{size} run, {TASKS} tasks a cell:_\n\n{text}\n{end}"
+    day = dt.datetime.now(dt.UTC).date().isoformat()
+    machine = f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at the end"
+    block = f"{begin}\n_{size} run, {TASKS} tasks a cell, {day} ({machine}):_\n\n{text}\n{end}"
     path.write_text(head + block + tail)

@@ -10,6 +10,12 @@ Rules (docs/reliability.md lists them with the figures):
 - every completion belongs to a live lease: the task has exactly one attempt that ended
   `completed`, it is its last attempt, it closed at the instant the task completed, and the
   run of that very attempt (same task, attempt number, node) wrote its `end` line inside it;
+  in the feed, the task's last claim before its completion granted that attempt's lease, and
+  the run ended before that lease expired as last renewed: each claim and each report renews
+  the lease to its time plus the lease ttl, and the feed records both (the claim's
+  lease_expires_at, the reports' progress, log and change events). A lease renewed by bare
+  heartbeats only (no event) cannot be proven so: those completions are counted as
+  *unproven*, not passed;
 - every watcher saw its job's events after its snapshot, each once, in order, no gap;
 - every job's task counts (and tasks_summary, as the gateway shows it) equal a recount;
 - every run the scripts recorded belongs to a recorded attempt of its task, at most one run
@@ -39,13 +45,24 @@ from jobtask.domain.statuses import (
     task_can_move,
 )
 from jobtask.store.database import Database
-from jobtask.store.feed import JOB_CHANGED, TASK_CHANGED, TASK_CREATED, TASK_DELETED
+from jobtask.store.feed import (
+    JOB_CHANGED,
+    TASK_CHANGED,
+    TASK_CREATED,
+    TASK_DELETED,
+    TASK_LOG,
+    TASK_PROGRESS,
+)
 from jobtask.store.schema import TASK_STATUS_COUNTS, events, job_tasks, jobs, task_attempts
 from sqlalchemy import select
 
 # A run's own clock and the store's are the same host's; allow for rounding only.
 CLOCK_SLACK = dt.timedelta(milliseconds=20)
 FINAL = frozenset({"completed", "failed", "canceled"})
+# The services' lease ttl (tests/scale's Topology.lease_ttl, $JOBTASK_LEASE_TTL).
+LEASE_TTL = dt.timedelta(seconds=10)
+# Events a worker's report writes in the transaction that renews its lease (at their time).
+_RENEWING = frozenset({TASK_PROGRESS, TASK_LOG})
 
 
 def utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -119,6 +136,8 @@ class History:
     double: int = 0
     retried: int = 0  # tasks with more than one attempt
     extra_runs: int = 0  # runs beyond a task's completing one (each in an attempt of its own)
+    # Completions whose run's end no recorded renewal covers (renewed by heartbeats alone).
+    unproven_leases: int = 0
     completions: list[dt.datetime] = field(default_factory=list)
 
     def problem(self, text: str) -> None:
@@ -285,8 +304,91 @@ def check_watchers(stored: Stored, watched: Iterable[Watched], history: History)
             )
 
 
-def check_attempts(stored: Stored, log: RunLog, history: History) -> None:
+def stamp(value: Any) -> dt.datetime | None:
+    """A time as the feed's payloads hold it (ISO text) or as a row holds it."""
+    if value is None:
+        return None
+    return utc(dt.datetime.fromisoformat(value) if isinstance(value, str) else value)
+
+
+def check_lease(
+    uuid: str,
+    attempt: Mapping[str, Any],
+    task_events: list[Mapping[str, Any]],
+    run_end: dt.datetime,
+    history: History,
+    ttl: dt.timedelta,
+) -> None:
+    """The completing attempt's lease, as the feed tells it: granted by the task's last
+    claim before its completion, and live (not expired as last renewed) when its run
+    ended. Adds a problem, or counts the completion unproven when only a heartbeat (which
+    writes no event) could have kept the lease live."""
+    lease = attempt["lease_id"]
+    done = next(
+        (
+            e
+            for e in task_events
+            if e["type"] == TASK_CHANGED and e["payload"]["status"] == "completed"
+        ),
+        None,
+    )
+    if done is None:
+        history.problem(f"task {uuid}: completed without a completion in the feed")
+        return
+    # The claims before the completion: each move into active (payloads name the lease).
+    claims: list[Mapping[str, Any]] = []
+    status, held = None, None
+    for event in task_events:
+        if event["seq"] >= done["seq"]:
+            break
+        if event["type"] in (TASK_CREATED, TASK_CHANGED):
+            payload = event["payload"]
+            moved = payload["status"] == "active" and status != "active"
+            if moved or payload.get("lease_id", held) != held:
+                claims.append(event)
+            status, held = payload["status"], payload.get("lease_id")
+    if not claims or claims[-1]["payload"].get("lease_id", lease) != lease:
+        history.problem(
+            f"task {uuid}: completed by attempt {attempt['attempt']}, whose lease the last "
+            "claim before the completion did not grant"
+        )
+        return
+    claim = claims[-1]
+    # Each renewal the feed recorded, as the expiry it set: the claim's own, then those of
+    # the reports (an event of the worker's report is written with the renewal, at `now`).
+    expiries = [
+        (
+            utc(claim["created_at"]),
+            stamp(claim["payload"].get("lease_expires_at")) or attempt["started_at"] + ttl,
+        )
+    ]
+    for event in task_events:
+        if not claim["seq"] < event["seq"] < done["seq"]:
+            continue
+        at = utc(event["created_at"])
+        assert at is not None
+        if event["type"] in _RENEWING:
+            expiries.append((at, at + ttl))
+        elif event["type"] == TASK_CHANGED and event["payload"].get("lease_id") == lease:
+            expires = stamp(event["payload"].get("lease_expires_at"))
+            if expires is not None:
+                expiries.append((at, expires))
+    live_until = max(
+        (expires for at, expires in expiries if at is not None and at <= run_end + CLOCK_SLACK),
+        default=None,
+    )
+    if live_until is None or run_end > live_until + CLOCK_SLACK:
+        history.unproven_leases += 1
+
+
+def check_attempts(
+    stored: Stored, log: RunLog, history: History, ttl: dt.timedelta = LEASE_TTL
+) -> None:
     tasks = {t["uuid"]: t for t in stored.tasks}
+    events_of: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for event in stored.events:
+        if event["task_uuid"] is not None:
+            events_of[event["task_uuid"]].append(event)
     by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for attempt in stored.attempts:
         attempt["started_at"] = utc(attempt["started_at"])
@@ -348,6 +450,9 @@ def check_attempts(stored: Stored, log: RunLog, history: History) -> None:
         own = [r for r in runs.get((uuid, last["attempt"]), []) if r.end is not None]
         if not own:
             history.problem(f"task {uuid}: the completing attempt's run never ended")
+        else:
+            run_end = max(r.end for r in own if r.end is not None)
+            check_lease(uuid, last, events_of.get(uuid, []), run_end, history, ttl)
         ended_runs = [r for a in attempts for r in runs.get((uuid, a["attempt"]), []) if r.end]
         history.extra_runs += max(0, len(ended_runs) - 1)
 
@@ -389,12 +494,13 @@ async def check(
     runlog: Path,
     watched: Iterable[Watched] = (),
     summaries: Mapping[str, Mapping[str, int]] | None = None,
+    lease_ttl: dt.timedelta = LEASE_TTL,
 ) -> History:
     stored = await read_store(url)
     log = read_runlog(runlog)
     history = History()
     check_lost(stored, log, history)
-    check_attempts(stored, log, history)
+    check_attempts(stored, log, history, lease_ttl)
     double_by_feed(stored, history)
     check_counts(stored, history, summaries)
     check_watchers(stored, watched, history)
@@ -417,6 +523,7 @@ class Figures:
     after: float
     watcher_breaks: int
     problems: int
+    unproven_leases: int = 0
 
     def row(self) -> list[str]:
         def rate(x: float | None) -> str:
@@ -434,6 +541,7 @@ class Figures:
             rate(self.during),
             rate(self.after),
             str(self.watcher_breaks),
+            str(self.unproven_leases),
         ]
 
 
@@ -449,6 +557,7 @@ HEADER = [
     "during /s",
     "after /s",
     "watch resumes",
+    "lease unproven",
 ]
 
 
@@ -477,6 +586,7 @@ def figures(cell: str, history: History, fault: Fault, watched: Iterable[Watched
         after=per_second(len(after), (after[-1] - ended).total_seconds()) if after else 0.0,
         watcher_breaks=sum(w.breaks for w in watched),
         problems=len(history.problems),
+        unproven_leases=history.unproven_leases,
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sqlite3
 import time
@@ -22,10 +23,13 @@ from typing import Any, TypeVar
 from jobtask.domain.errors import Aborted
 from jobtask.observability.metrics import DB_TRANSACTION_SECONDS
 from jobtask.store import sqlite_inline
-from jobtask.store.db_errors import translated
+from jobtask.store.db_errors import LostBeforeCommit, translate, translated
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -188,9 +192,13 @@ class Database:
             try:
                 async with translated(), self._write_transaction() as conn:
                     result, changed, done = await self._run(conn, fn)
-            except Aborted:
+            except (Aborted, LostBeforeCommit) as exc:
                 if attempt == WRITE_RETRIES - 1:
+                    if isinstance(exc, LostBeforeCommit):
+                        raise translate(exc.error) from exc.error
                     raise
+                if isinstance(exc, LostBeforeCommit):
+                    log.info("the database session ended before the commit; running it again")
                 await asyncio.sleep(delay)
                 delay *= 2
                 continue
@@ -333,7 +341,18 @@ class PostgresDatabase(Database):
     @asynccontextmanager
     async def _write_transaction(self) -> AsyncIterator[AsyncConnection]:
         async with self._engine.begin() as conn:
-            yield conn
+            try:
+                yield conn
+            except DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+                # The server ended the session before the commit (an administrator's
+                # pg_terminate_backend, a restart): nothing of it was written, and it runs
+                # again on a new connection. asyncpg may say so as "cannot switch to state
+                # N; another operation (2) is in progress" when it has read the server's
+                # FATAL error but not yet the socket's close. (A failed commit is not
+                # caught here: its outcome is unknown.)
+                raise LostBeforeCommit(exc) from exc
 
     def ddl(self) -> AbstractAsyncContextManager[AsyncConnection]:
         return self._connect(write=True)

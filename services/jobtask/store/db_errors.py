@@ -11,7 +11,7 @@ from jobtask.domain.errors import Aborted, AlreadyExists, DomainError, Unavailab
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
-__all__ = ["DISK_FULL", "translate", "translated", "unreachable"]
+__all__ = ["DISK_FULL", "LostBeforeCommit", "translate", "translated", "unreachable"]
 
 log = logging.getLogger("jobtask.store.database")
 
@@ -27,6 +27,14 @@ async def translated() -> AsyncIterator[None]:
         raise translate(exc) from exc
     except _UNREACHABLE as exc:
         raise unreachable(exc) from exc
+
+
+class LostBeforeCommit(Exception):
+    """A write transaction's connection was lost before its commit: safe to run again."""
+
+    def __init__(self, error: DBAPIError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 # SQLSTATEs that mean "try again": serialization failure, deadlock.

@@ -1,0 +1,84 @@
+"""The history checker's live-lease rule on histories written out by hand: a completion
+belongs to the lease the task's last claim granted, and its run ended before that lease
+expired as last renewed in the feed (tests/chaos/history.py, check_lease)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from jobtask.store.feed import TASK_CHANGED, TASK_CREATED, TASK_PROGRESS
+
+from tests.chaos.history import LEASE_TTL, History, check_lease
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+TASK = "zzzzz-ot0gb-000000000000001"
+
+
+def at(seconds: float) -> dt.datetime:
+    return T0 + dt.timedelta(seconds=seconds)
+
+
+def event(seq: int, seconds: float, kind: str, **payload: Any) -> dict[str, Any]:
+    if "lease_expires_at" in payload:
+        payload["lease_expires_at"] = at(payload["lease_expires_at"]).isoformat()
+    return {"seq": seq, "created_at": at(seconds), "type": kind, "payload": payload}
+
+
+def attempt(lease: str, started: float) -> dict[str, Any]:
+    return {"attempt": 2, "lease_id": lease, "started_at": at(started)}
+
+
+def claimed(lease: str, seconds: float, seq: int) -> dict[str, Any]:
+    ttl = LEASE_TTL.total_seconds()
+    return event(
+        seq, seconds, TASK_CHANGED, status="active", lease_id=lease, lease_expires_at=seconds + ttl
+    )
+
+
+def history_of(events: list[dict[str, Any]], run_end: float, lease: str = "b") -> History:
+    history = History()
+    check_lease(TASK, attempt(lease, 20), events, at(run_end), history, LEASE_TTL)
+    return history
+
+
+def first_attempt() -> list[dict[str, Any]]:
+    return [
+        event(1, 0, TASK_CREATED, status="queued"),
+        claimed("a", 1, 2),
+        event(3, 12, TASK_CHANGED, status="queued", lease_id=None),
+    ]
+
+
+def test_a_run_inside_its_lease_is_proven() -> None:
+    events = [
+        *first_attempt(),
+        claimed("b", 20, 4),
+        event(5, 28, TASK_PROGRESS, progress=0.5),  # renewed to 38
+        event(6, 36, TASK_CHANGED, status="completed", lease_id=None),
+    ]
+    history = history_of(events, run_end=35)
+    assert (history.problems, history.unproven_leases) == ([], 0)
+
+
+def test_a_run_past_its_recorded_lease_is_unproven() -> None:
+    events = [
+        *first_attempt(),
+        claimed("b", 20, 4),
+        event(5, 36, TASK_CHANGED, status="completed", lease_id=None),
+    ]
+    history = history_of(events, run_end=35)  # the lease, claimed at 20, ran out at 30
+    assert (history.problems, history.unproven_leases) == ([], 1)
+
+
+def test_a_completion_under_a_lease_the_last_claim_did_not_grant() -> None:
+    events = [
+        *first_attempt(),
+        claimed("b", 20, 4),
+        event(5, 23, TASK_CHANGED, status="queued", lease_id=None),
+        claimed("c", 24, 6),
+        event(7, 26, TASK_CHANGED, status="completed", lease_id=None),
+    ]
+    history = history_of(events, run_end=22)
+    assert len(history.problems) == 1
+    assert "whose lease the last claim before the completion did not grant" in history.problems[0]
