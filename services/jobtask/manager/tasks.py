@@ -26,7 +26,7 @@ from jobtask.domain.uuids import JOB_INFIX, TASK_INFIX, check_uuid
 from jobtask.manager import attempts, lifecycle
 from jobtask.manager.attempts import check_readable
 from jobtask.manager.context import Caller, Settings, utcnow
-from jobtask.store import feed, locks
+from jobtask.store import feed, locks, task_writes
 from jobtask.store import jobs as job_store
 from jobtask.store import tasks as task_store
 from jobtask.store.database import Database
@@ -279,7 +279,7 @@ class TaskManager:
             await feed.append(
                 conn, job["uuid"], feed.TASK_DELETED, {"uuid": uuid}, task_uuid=uuid, now=now
             )
-            await lifecycle.recount(conn, job["id"])
+            await task_writes.recount(conn, job["id"])
             await lifecycle.settle(conn, self.settings, job["id"], now=now)
             return task
 
