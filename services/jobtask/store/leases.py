@@ -1,4 +1,5 @@
-"""Leases held by a worker session: all renewed in one statement, all read in one."""
+"""Leases: those held by a worker session, all renewed in one statement and all read in
+one; a single lease renewed or read (RunTask); the expired ones the reaper ends."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from jobtask.store.records import utc
+from jobtask.store.records import Record, task_record, utc
 from jobtask.store.schema import job_tasks, jobs
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -58,6 +59,37 @@ _STATES = (
         job_tasks.c.lease_id.in_(bindparam("leases", expanding=True)),
     )
 )
+
+
+_RENEW_ONE = (
+    update(job_tasks)
+    .where(job_tasks.c.uuid == bindparam("b_uuid"), job_tasks.c.lease_id == bindparam("b_lease"))
+    .values(lease_expires_at=bindparam("b_expires"))
+    .returning(*job_tasks.c)
+)
+_EXPIRED = (
+    select(job_tasks.c.uuid, job_tasks.c.job_id)
+    .where(job_tasks.c.lease_expires_at < bindparam("now"), job_tasks.c.lease_id.is_not(None))
+    .order_by(job_tasks.c.job_id)
+    .limit(bindparam("limit"))
+)
+
+
+async def renew_one(
+    conn: AsyncConnection, task_uuid: str, lease_id: str, expires: dt.datetime
+) -> Record | None:
+    """Extends one lease to `expires` if it is still its task's: the task as written
+    (None: the lease was lost)."""
+    params = {"b_uuid": task_uuid, "b_lease": lease_id, "b_expires": expires}
+    row = (await conn.execute(_RENEW_ONE, params)).first()
+    return None if row is None else task_record(row)
+
+
+async def expired(conn: AsyncConnection, now: dt.datetime, limit: int) -> list[tuple[str, int]]:
+    """(task uuid, job id) of up to `limit` leases expired by `now`, in job id order
+    (read without locks: the reaper locks each job, then its task, and looks again)."""
+    rows = await conn.execute(_EXPIRED, {"now": now, "limit": limit})
+    return [(str(uuid), int(job_id)) for uuid, job_id in rows]
 
 
 async def renew(

@@ -19,6 +19,7 @@ __all__ = [
     "lock_jobs",
     "lock_jobs_by_uuid",
     "lock_task",
+    "lock_task_row",
     "lock_tasks",
     "try_lock_job",
     "try_lock_jobs",
@@ -105,6 +106,12 @@ async def lock_task(conn: AsyncConnection, uuid: str) -> tuple[Record, Record]:
     if row is None:
         raise NotFound(f"task {uuid} not found")
     return job, task_record(row)
+
+
+async def lock_task_row(conn: AsyncConnection, uuid: str) -> Record | None:
+    """Locks one task whose job's row the caller has locked (None: no such task)."""
+    row = (await conn.execute(_LOCK_TASK, {"uuid": uuid})).first()
+    return None if row is None else task_record(row)
 
 
 async def lock_tasks(conn: AsyncConnection, uuids: Collection[str]) -> dict[str, Record]:
