@@ -1,7 +1,10 @@
-"""Status changes applied inside one write transaction, with their ripples and events.
+"""Status changes applied inside one write transaction, with their ripples and events:
+the orchestration; every statement is the store's (jobtask.store.task_writes, job_writes,
+tasks, feed).
 
-Lock order, always: the job row first, then its task rows. On PostgreSQL this also orders
-each job's events: whoever holds the job row appends its events before the next holder.
+The caller holds the rows' locks (jobtask.store.locks), always in one order: the job row
+first, then its task rows. On PostgreSQL this also orders each job's events: whoever holds
+the job row appends its events before the next holder.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from jobtask.manager.context import Caller, Settings
 from jobtask.observability import lifecycle as observe
 from jobtask.store import feed, job_writes, task_writes
 from jobtask.store import tasks as task_store
-from jobtask.store.locks import lock_job, lock_task, lock_tasks, try_lock_job
 from jobtask.store.records import Record, job_after, task_counts, to_json
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -27,15 +29,11 @@ __all__ = [
     "delete_descendants",
     "insert_task",
     "insert_tasks",
-    "lock_job",
-    "lock_task",
-    "lock_tasks",
     "move_job",
     "new_task_row",
     "settle",
     "settle_job",
     "settle_many",
-    "try_lock_job",
     "write_job",
     "write_task",
 ]

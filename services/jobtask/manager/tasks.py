@@ -109,7 +109,7 @@ class TaskManager:
         async def run(conn: AsyncConnection) -> list[Record]:
             now = utcnow()
             if len({spec["job_uuid"] for spec in specs}) == 1:
-                one = await lifecycle.lock_job(conn, uuid=specs[0]["job_uuid"])
+                one = await locks.lock_job(conn, uuid=specs[0]["job_uuid"])
                 by_uuid = {one["uuid"]: one}
             else:
                 by_uuid = await locks.lock_jobs_by_uuid(conn, {s["job_uuid"] for s in specs})
@@ -193,7 +193,7 @@ class TaskManager:
 
         async def run(conn: AsyncConnection) -> Record:
             now = utcnow()
-            job, task = await lifecycle.lock_task(conn, uuid)
+            job, task = await locks.lock_task(conn, uuid)
             check_readable(caller, task)
             effective = plan_update(TASK_ATTRS, task, changes, may_report=may_report(caller, task))
             if effective:
@@ -270,7 +270,7 @@ class TaskManager:
 
         async def run(conn: AsyncConnection) -> Record:
             now = utcnow()
-            job, task = await lifecycle.lock_task(conn, uuid)
+            job, task = await locks.lock_task(conn, uuid)
             check_readable(caller, task)
             if task["status"] == T.ACTIVE:
                 raise FailedPrecondition(f"task {uuid} is active: cancel it before deleting it")
@@ -302,7 +302,7 @@ class TaskManager:
         check_uuid(uuid, TASK_INFIX, "uuid")
 
         async def run(conn: AsyncConnection) -> Record:
-            job, task = await lifecycle.lock_task(conn, uuid)
+            job, task = await locks.lock_task(conn, uuid)
             return await attempts.finish_attempt(
                 conn,
                 self.settings,
