@@ -13,6 +13,7 @@ async def test_a_sqlite_url_opens_the_sqlite_backend(tmp_path: Path) -> None:
     try:
         assert isinstance(db, SQLiteDatabase)
         assert db.is_sqlite
+        assert not db.notifies  # each process polls the change feed
         assert db.pool_usage() is None
     finally:
         await db.dispose()
@@ -24,6 +25,7 @@ async def test_a_postgresql_url_opens_the_postgresql_backend() -> None:
     try:
         assert isinstance(db, PostgresDatabase)
         assert not db.is_sqlite
+        assert db.notifies  # LISTEN/NOTIFY
         assert db.pool_usage() == (0, 0)
     finally:
         await db.dispose()

@@ -21,8 +21,6 @@ from jobtask.manager.context import Caller, Settings, utcnow
 from jobtask.observability import lifecycle as observe
 from jobtask.store import attempts as attempt_store
 from jobtask.store.records import Record, utc
-from jobtask.store.schema import job_tasks, task_failures
-from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 T = TaskStatus
@@ -148,7 +146,7 @@ async def finish_attempt(
             "failed_log": (f"{reason} ({how})\n" + log)[-FAILED_LOG_LIMIT:],
         }
         if task["worker_id"]:
-            await remember_failure(conn, task, now)
+            await attempt_store.remember_failure(conn, task["id"], task["worker_id"], now)
             # Only a process that ended on the worker counts against it: an expired lease
             # or a broken stream says nothing about the worker's ability to run the job.
             ended = exit_code is not None or signal is not None
@@ -198,23 +196,6 @@ async def finish_attempt(
     return decided
 
 
-async def remember_failure(conn: AsyncConnection, task: Record, now: dt.datetime) -> None:
-    exists = (
-        await conn.execute(
-            select(task_failures.c.task_id).where(
-                task_failures.c.task_id == task["id"],
-                task_failures.c.worker_id == task["worker_id"],
-            )
-        )
-    ).first()
-    if exists is None:
-        await conn.execute(
-            insert(task_failures).values(
-                task_id=task["id"], worker_id=task["worker_id"], failed_at=now
-            )
-        )
-
-
 async def close_attempt(
     conn: AsyncConnection,
     task: Record,
@@ -241,9 +222,5 @@ async def release_lease(conn: AsyncConnection, task: Record) -> Record:
     part of the resource)."""
     if task["lease_id"] is None:
         return task
-    await conn.execute(
-        update(job_tasks)
-        .where(job_tasks.c.id == task["id"])
-        .values(lease_id=None, lease_expires_at=None, token_digest=None)
-    )
+    await attempt_store.release_lease(conn, task["id"])
     return {**task, "lease_id": None, "lease_expires_at": None, "token_digest": None}

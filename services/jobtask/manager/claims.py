@@ -17,12 +17,10 @@ from jobtask.manager.tasks import Claim
 from jobtask.observability import lifecycle as observe
 from jobtask.observability.streams import WORKER_SLOTS
 from jobtask.store import claims as queries
-from jobtask.store import locks
+from jobtask.store import leases, locks
 from jobtask.store.database import Database, mark_changed
-from jobtask.store.records import Record, job_record, task_record
-from jobtask.store.schema import job_tasks, jobs
+from jobtask.store.records import Record, task_record
 from jobtask.store.task_writes import TaskWrites
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = ["ClaimManager", "WorkerSpec", "token_digest"]
@@ -188,7 +186,7 @@ class ClaimManager:
             return
         if not locked:
             first = new[0]
-            locked[first] = await lifecycle.lock_job(conn, job_id=first)
+            locked[first] = await locks.lock_job(conn, job_id=first)
         rest = {job_id for job_id in new if job_id not in locked}
         if rest:
             got = await locks.try_lock_jobs(conn, rest)
@@ -248,16 +246,10 @@ class ClaimManager:
         async def run(conn: AsyncConnection) -> tuple[Record, dt.datetime]:
             now = utcnow()
             expires = now + self.settings.lease_ttl
-            result = await conn.execute(
-                update(job_tasks)
-                .where(job_tasks.c.uuid == task_uuid, job_tasks.c.lease_id == lease_id)
-                .values(lease_expires_at=expires)
-                .returning(*job_tasks.c)
-            )
-            row = result.first()
-            if row is None:
+            task = await leases.renew_one(conn, task_uuid, lease_id, expires)
+            if task is None:
                 raise FailedPrecondition(f"lease {lease_id} of task {task_uuid} was lost")
-            return task_record(row), expires
+            return task, expires
 
         return await self.db.transact(run)
 
@@ -274,25 +266,13 @@ class ClaimManager:
     async def _reap_batch(self, conn: AsyncConnection) -> tuple[int, bool]:
         system = self.settings.system_caller()
         now = utcnow()
-        rows = list(
-            await conn.execute(
-                select(job_tasks.c.uuid, job_tasks.c.job_id)
-                .where(job_tasks.c.lease_expires_at < now, job_tasks.c.lease_id.is_not(None))
-                .order_by(job_tasks.c.job_id)
-                .limit(REAP_BATCH)
-            )
-        )
+        rows = await leases.expired(conn, now, REAP_BATCH)
         reaped = 0
         for uuid, job_id in rows:
-            job = await lifecycle.lock_job(conn, job_id=job_id)
-            fresh = (
-                await conn.execute(
-                    select(job_tasks).where(job_tasks.c.uuid == uuid).with_for_update()
-                )
-            ).first()
-            if fresh is None or fresh.lease_expires_at is None:
+            job = await locks.lock_job(conn, job_id=job_id)
+            task = await locks.lock_task_row(conn, uuid)
+            if task is None or task["lease_expires_at"] is None:
                 continue
-            task = task_record(fresh)
             if task["lease_expires_at"] >= now:
                 continue  # renewed meanwhile
             if task["status"] != TaskStatus.ACTIVE:
@@ -314,6 +294,3 @@ class ClaimManager:
             )
             reaped += 1
         return reaped, len(rows) == REAP_BATCH
-
-    async def job_of(self, conn: AsyncConnection, job_id: int) -> Record:
-        return job_record((await conn.execute(select(jobs).where(jobs.c.id == job_id))).one())

@@ -23,7 +23,7 @@ from jobtask.domain.uuids import JOB_INFIX, check_uuid, new_uuid
 from jobtask.manager import lifecycle
 from jobtask.manager.context import Caller, Settings, utcnow
 from jobtask.observability import lifecycle as observe
-from jobtask.store import feed
+from jobtask.store import feed, locks
 from jobtask.store import jobs as job_store
 from jobtask.store.database import Database
 from jobtask.store.grouped import GroupedTransactions
@@ -211,7 +211,7 @@ class JobManager:
 
         async def run(conn: AsyncConnection) -> Record:
             now = utcnow()
-            job = check_readable(caller, await lifecycle.lock_job(conn, uuid=uuid))
+            job = check_readable(caller, await locks.lock_job(conn, uuid=uuid))
             effective = plan_update(JOB_ATTRS, job, changes, locked=self._locked_for(caller, job))
             if effective:
                 merged = {**job, **effective}
@@ -256,7 +256,7 @@ class JobManager:
         check_uuid(uuid, JOB_INFIX, "uuid")
 
         async def run(conn: AsyncConnection) -> Record:
-            job = check_readable(caller, await lifecycle.lock_job(conn, uuid=uuid))
+            job = check_readable(caller, await locks.lock_job(conn, uuid=uuid))
             if JobStatus(job["status"]) in _BUSY:
                 raise FailedPrecondition(
                     f"job {uuid} is {job['status']}: cancel it before deleting it"
@@ -270,7 +270,7 @@ class JobManager:
         check_uuid(uuid, JOB_INFIX, "uuid")
 
         async def run(conn: AsyncConnection) -> Record:
-            job = check_readable(caller, await lifecycle.lock_job(conn, uuid=uuid))
+            job = check_readable(caller, await locks.lock_job(conn, uuid=uuid))
             result: Record = await getattr(self, f"_{verb}")(conn, caller, job, utcnow())
             return result
 

@@ -1,13 +1,15 @@
-"""Status changes applied inside one write transaction, with their ripples and events.
+"""Status changes applied inside one write transaction, with their ripples and events:
+the orchestration; every statement is the store's (jobtask.store.task_writes, job_writes,
+tasks, feed).
 
-Lock order, always: the job row first, then its task rows. On PostgreSQL this also orders
-each job's events: whoever holds the job row appends its events before the next holder.
+The caller holds the rows' locks (jobtask.store.locks), always in one order: the job row
+first, then its task rows. On PostgreSQL this also orders each job's events: whoever holds
+the job row appends its events before the next holder.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -18,89 +20,23 @@ from jobtask.domain.uuids import TASK_INFIX, new_uuid
 from jobtask.manager.context import Caller, Settings
 from jobtask.observability import lifecycle as observe
 from jobtask.store import feed, job_writes, task_writes
-from jobtask.store.locks import JOB_BY_ID, lock_job, lock_task, lock_tasks, try_lock_job
-from jobtask.store.records import (
-    COUNT_COLUMN,
-    Record,
-    job_after,
-    job_record,
-    task_counts,
-    task_record,
-    to_json,
-)
-from jobtask.store.schema import job_tasks, jobs
-from sqlalchemy import Row, Table, Update, bindparam, delete, func, select, update
+from jobtask.store import tasks as task_store
+from jobtask.store.records import Record, job_after, task_counts, to_json
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = [
     "bulk_move",
-    "combined_output",
     "delete_descendants",
     "insert_task",
     "insert_tasks",
-    "lock_job",
-    "lock_task",
-    "lock_tasks",
     "move_job",
     "new_task_row",
-    "recount",
-    "reload_job",
     "settle",
     "settle_job",
     "settle_many",
-    "shift_count",
-    "try_lock_job",
     "write_job",
     "write_task",
 ]
-
-
-@functools.lru_cache(maxsize=512)
-def _versioned_update(table: Table, columns: tuple[str, ...]) -> Update:
-    """UPDATE of one row of jobs or job_tasks setting `columns` (parameters v_<column>),
-    bumping its version; one per table and set of columns written (a few dozen exist)."""
-    return (
-        update(table)
-        .where(table.c.id == bindparam("v_id"))
-        .values(
-            {
-                **{name: bindparam(f"v_{name}") for name in columns},
-                "version": table.c.version + 1,
-                "modified_at": bindparam("v_modified_at"),
-                "modified_by_user_uuid": bindparam("v_modified_by_user_uuid"),
-                "modified_by_client_uuid": bindparam("v_modified_by_client_uuid"),
-            }
-        )
-        .returning(*table.c)
-    )
-
-
-async def _write_row(
-    conn: AsyncConnection,
-    table: Table,
-    row_id: int,
-    changes: Mapping[str, Any],
-    *,
-    now: dt.datetime,
-    caller: Caller,
-) -> Row[Any]:
-    params = {f"v_{name}": value for name, value in changes.items()}
-    params.update(
-        v_id=row_id,
-        v_modified_at=now,
-        v_modified_by_user_uuid=caller.user_uuid,
-        v_modified_by_client_uuid=caller.client_uuid,
-    )
-    return (await conn.execute(_versioned_update(table, tuple(sorted(changes))), params)).one()
-
-
-@functools.lru_cache(maxsize=64)
-def _count_shift(old_col: str, new_col: str) -> Update:
-    return (
-        update(jobs)
-        .where(jobs.c.id == bindparam("job_id"))
-        .values({old_col: jobs.c[old_col] - 1, new_col: jobs.c[new_col] + 1})
-    )
 
 
 def new_task_row(
@@ -193,7 +129,14 @@ async def write_job(
     caller: Caller,
 ) -> Record:
     """Updates the job row (bumping its version) and appends a job_changed event."""
-    job = job_record(await _write_row(conn, jobs, job["id"], changes, now=now, caller=caller))
+    job = await job_writes.write_job_row(
+        conn,
+        job["id"],
+        changes,
+        now=now,
+        user_uuid=caller.user_uuid,
+        client_uuid=caller.client_uuid,
+    )
     await feed.append(conn, job["uuid"], feed.JOB_CHANGED, to_json(job), now=now)
     return job
 
@@ -211,11 +154,18 @@ async def write_task(
     """Updates one task row, keeps the job's status counts and appends an event (None: the
     caller appends its own, as for log chunks). The caller settles the job afterwards when
     the status changed."""
-    new = task_record(
-        await _write_row(conn, job_tasks, task["id"], changes, now=now, caller=caller)
+    new = await task_writes.write_task_row(
+        conn,
+        task["id"],
+        changes,
+        now=now,
+        user_uuid=caller.user_uuid,
+        client_uuid=caller.client_uuid,
     )
     if new["status"] != task["status"]:
-        await shift_count(conn, job, TaskStatus(task["status"]), TaskStatus(new["status"]))
+        await task_writes.shift_count(
+            conn, job["id"], TaskStatus(task["status"]), TaskStatus(new["status"])
+        )
     if event is None:
         return new
     if event == feed.TASK_PROGRESS:
@@ -226,49 +176,21 @@ async def write_task(
     return new
 
 
-async def shift_count(conn: AsyncConnection, job: Record, old: TaskStatus, new: TaskStatus) -> None:
-    await conn.execute(_count_shift(COUNT_COLUMN[old], COUNT_COLUMN[new]), {"job_id": job["id"]})
-
-
-async def recount(conn: AsyncConnection, job_id: int) -> None:
-    rows = await conn.execute(
-        select(job_tasks.c.status, func.count())
-        .where(job_tasks.c.job_id == job_id)
-        .group_by(job_tasks.c.status)
-    )
-    counts = {COUNT_COLUMN[TaskStatus(status)]: n for status, n in rows}
-    await conn.execute(
-        update(jobs)
-        .where(jobs.c.id == job_id)
-        .values({col: counts.get(col, 0) for col in COUNT_COLUMN.values()})
-    )
-
-
-async def reload_job(conn: AsyncConnection, job_id: int) -> Record:
-    return job_record((await conn.execute(JOB_BY_ID, {"job_id": job_id})).one())
-
-
 async def bulk_move(
     conn: AsyncConnection, job: Record, move: ripple.TaskMove, *, now: dt.datetime, caller: Caller
 ) -> int:
     """Moves every task of the job in move.sources to move.target; one event per task."""
-    sources = [s.value for s in move.sources]
     changes = task_on_enter(move.target, now=now, reset_attempts=move.reset_attempts)
-    rows = list(
-        await conn.execute(
-            update(job_tasks)
-            .where(job_tasks.c.job_id == job["id"], job_tasks.c.status.in_(sources))
-            .values(
-                **changes,
-                version=job_tasks.c.version + 1,
-                modified_at=now,
-                modified_by_user_uuid=caller.user_uuid,
-                modified_by_client_uuid=caller.client_uuid,
-            )
-            .returning(*job_tasks.c)
-        )
+    moved = await task_writes.move_tasks(
+        conn,
+        job["id"],
+        move.sources,
+        changes,
+        now=now,
+        user_uuid=caller.user_uuid,
+        client_uuid=caller.client_uuid,
     )
-    if not rows:
+    if not moved:
         return 0
     await feed.append_many(
         conn,
@@ -276,15 +198,15 @@ async def bulk_move(
             {
                 "created_at": now,
                 "job_uuid": job["uuid"],
-                "task_uuid": r.uuid,
+                "task_uuid": task["uuid"],
                 "type": feed.TASK_CHANGED,
-                "payload": to_json(task_record(r)),
+                "payload": to_json(task),
             }
-            for r in sorted(rows, key=lambda r: r.id)
+            for task in moved
         ],
     )
-    await recount(conn, job["id"])
-    return len(rows)
+    await task_writes.recount(conn, job["id"])
+    return len(moved)
 
 
 async def move_job(
@@ -312,7 +234,8 @@ async def move_job(
             locker_uuid=locker_uuid or settings.system_user,
         )
         if new is JobStatus.COMPLETED:
-            changes["output"] = await combined_output(conn, job["id"])
+            # Tasks' outputs in creation order (crunch-job concatenated manifest fragments).
+            changes["output"] = (await job_writes.outputs_of(conn, [job["id"]]))[job["id"]]
         for move in ripple.on_enter(new, previous):
             await bulk_move(conn, job, move, now=now, caller=caller)
         job = await write_job(conn, job, changes, now=now, caller=caller)
@@ -330,7 +253,7 @@ async def settle(
     conn: AsyncConnection, settings: Settings, job_id: int, *, now: dt.datetime
 ) -> Record:
     """After task changes: moves the job if its task counts call for it."""
-    return await settle_job(conn, settings, await reload_job(conn, job_id), now=now)
+    return await settle_job(conn, settings, await job_writes.job_by_id(conn, job_id), now=now)
 
 
 async def settle_many(
@@ -409,14 +332,6 @@ async def settle_job(
     return await move_job(conn, settings, job, nxt, now=now, caller=settings.system_caller())
 
 
-async def combined_output(conn: AsyncConnection, job_id: int) -> str:
-    """Tasks' outputs in creation order (crunch-job concatenated manifest fragments)."""
-    rows = await conn.execute(
-        select(job_tasks.c.output).where(job_tasks.c.job_id == job_id).order_by(job_tasks.c.id)
-    )
-    return "".join(o for (o,) in rows if o)
-
-
 async def delete_descendants(
     conn: AsyncConnection, job: Record, task_uuid: str, *, now: dt.datetime
 ) -> int:
@@ -425,32 +340,25 @@ async def delete_descendants(
     deleted = 0
     frontier = [task_uuid]
     while frontier:
-        rows = list(
-            await conn.execute(
-                select(job_tasks.c.id, job_tasks.c.uuid).where(
-                    job_tasks.c.job_id == job["id"],
-                    job_tasks.c.created_by_job_task_uuid.in_(frontier),
-                )
-            )
-        )
-        if not rows:
+        children = await task_store.children_of(conn, job["id"], frontier)
+        if not children:
             break
-        await conn.execute(delete(job_tasks).where(job_tasks.c.id.in_([r.id for r in rows])))
+        await task_store.delete_tasks(conn, [task_id for task_id, _ in children])
         await feed.append_many(
             conn,
             [
                 {
                     "created_at": now,
                     "job_uuid": job["uuid"],
-                    "task_uuid": r.uuid,
+                    "task_uuid": uuid,
                     "type": feed.TASK_DELETED,
-                    "payload": {"uuid": r.uuid, "reason": f"its creator {task_uuid} failed"},
+                    "payload": {"uuid": uuid, "reason": f"its creator {task_uuid} failed"},
                 }
-                for r in rows
+                for _, uuid in children
             ],
         )
-        deleted += len(rows)
-        frontier = [r.uuid for r in rows]
+        deleted += len(children)
+        frontier = [uuid for _, uuid in children]
     if deleted:
-        await recount(conn, job["id"])
+        await task_writes.recount(conn, job["id"])
     return deleted

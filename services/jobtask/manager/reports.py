@@ -37,37 +37,10 @@ from jobtask.store import claims as queries
 from jobtask.store import feed, leases, locks
 from jobtask.store.database import Database
 from jobtask.store.records import Record
-from jobtask.store.schema import job_tasks, jobs
 from jobtask.store.task_writes import TaskWrites
-from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 T = TaskStatus
-
-
-# Built once: every RunTask stream reads the first when it opens and when woken, and runs
-# the others on every heartbeat.
-_LEASE_STATE = (
-    select(
-        job_tasks.c.owner_uuid,
-        job_tasks.c.status,
-        job_tasks.c.lease_id,
-        job_tasks.c.lease_expires_at,
-        jobs.c.status.label("job_status"),
-    )
-    .join(jobs, jobs.c.id == job_tasks.c.job_id)
-    .where(job_tasks.c.uuid == bindparam("uuid"))
-)
-
-
-# (Parameters in a WHERE of an UPDATE must not share a column's name: SQLAlchemy reserves those.)
-_RENEW_LEASE = (
-    update(job_tasks)
-    .where(job_tasks.c.uuid == bindparam("b_uuid"), job_tasks.c.lease_id == bindparam("b_lease"))
-    .values(lease_expires_at=bindparam("b_expires"))
-    .returning(job_tasks.c.status, job_tasks.c.job_id, job_tasks.c.worker_id)
-)
-_JOB_STATUS = select(jobs.c.status).where(jobs.c.id == bindparam("job_id"))
 
 
 @dataclass(frozen=True)
@@ -132,14 +105,14 @@ class ReportManager:
         """The verdict for a lease, read without writing (first message, cancel watch)."""
         check_uuid(task_uuid, TASK_INFIX, "task_uuid")
         async with self.db.read() as conn:
-            row = (await conn.execute(_LEASE_STATE, {"uuid": task_uuid})).first()
-        if row is None:
+            state = await leases.lease_state(conn, task_uuid)
+        if state is None:
             raise NotFound(f"task {task_uuid} not found")
-        check_readable(caller, {"uuid": task_uuid, "owner_uuid": row.owner_uuid})
-        held = row.lease_id == lease_id
+        check_readable(caller, {"uuid": task_uuid, "owner_uuid": state.owner_uuid})
+        held = state.lease_id == lease_id
         return Outcome(
-            verdict(T(row.status), JobStatus(row.job_status), held),
-            row.lease_expires_at if held else None,
+            verdict(T(state.status), JobStatus(state.job_status), held),
+            state.expires_at if held else None,
         )
 
     async def apply_many(self, items: Sequence[Submission]) -> list[Outcome]:
@@ -197,7 +170,7 @@ class ReportManager:
         if len(uuids) == 1:
             # One task (the usual case when streams are few): two statements.
             try:
-                job, task = await lifecycle.lock_task(conn, uuids[0])
+                job, task = await locks.lock_task(conn, uuids[0])
             except NotFound:
                 return []
             return [(job, {task["uuid"]: task}, list(range(len(items))))]
@@ -367,14 +340,12 @@ class ReportManager:
         async def run(conn: AsyncConnection) -> Outcome:
             now = utcnow()
             expires = now + self.settings.lease_ttl
-            params = {"b_uuid": task_uuid, "b_lease": lease_id, "b_expires": expires}
-            row = (await conn.execute(_RENEW_LEASE, params)).first()
-            if row is None:
+            renewed = await leases.heartbeat(conn, task_uuid, lease_id, expires)
+            if renewed is None:
                 return Outcome(verdict(None, None, False))
-            job_status = (await conn.execute(_JOB_STATUS, {"job_id": row.job_id})).scalar_one()
-            if worker_alive and row.worker_id:
-                await queries.worker_alive(conn, row.worker_id, now)
-            return Outcome(verdict(T(row.status), JobStatus(job_status), True), expires)
+            if worker_alive and renewed.worker_id:
+                await queries.worker_alive(conn, renewed.worker_id, now)
+            return Outcome(verdict(T(renewed.status), JobStatus(renewed.job_status), True), expires)
 
         return await self.db.transact(run)
 
@@ -404,7 +375,7 @@ class ReportManager:
 
         async def run(conn: AsyncConnection) -> None:
             try:
-                job, task = await lifecycle.lock_task(conn, task_uuid)
+                job, task = await locks.lock_task(conn, task_uuid)
             except NotFound:
                 return
             if task["lease_id"] != lease_id:

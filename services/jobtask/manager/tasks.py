@@ -26,7 +26,7 @@ from jobtask.domain.uuids import JOB_INFIX, TASK_INFIX, check_uuid
 from jobtask.manager import attempts, lifecycle
 from jobtask.manager.attempts import check_readable
 from jobtask.manager.context import Caller, Settings, utcnow
-from jobtask.store import feed, locks
+from jobtask.store import feed, locks, task_writes
 from jobtask.store import jobs as job_store
 from jobtask.store import tasks as task_store
 from jobtask.store.database import Database
@@ -109,7 +109,7 @@ class TaskManager:
         async def run(conn: AsyncConnection) -> list[Record]:
             now = utcnow()
             if len({spec["job_uuid"] for spec in specs}) == 1:
-                one = await lifecycle.lock_job(conn, uuid=specs[0]["job_uuid"])
+                one = await locks.lock_job(conn, uuid=specs[0]["job_uuid"])
                 by_uuid = {one["uuid"]: one}
             else:
                 by_uuid = await locks.lock_jobs_by_uuid(conn, {s["job_uuid"] for s in specs})
@@ -193,7 +193,7 @@ class TaskManager:
 
         async def run(conn: AsyncConnection) -> Record:
             now = utcnow()
-            job, task = await lifecycle.lock_task(conn, uuid)
+            job, task = await locks.lock_task(conn, uuid)
             check_readable(caller, task)
             effective = plan_update(TASK_ATTRS, task, changes, may_report=may_report(caller, task))
             if effective:
@@ -270,7 +270,7 @@ class TaskManager:
 
         async def run(conn: AsyncConnection) -> Record:
             now = utcnow()
-            job, task = await lifecycle.lock_task(conn, uuid)
+            job, task = await locks.lock_task(conn, uuid)
             check_readable(caller, task)
             if task["status"] == T.ACTIVE:
                 raise FailedPrecondition(f"task {uuid} is active: cancel it before deleting it")
@@ -279,7 +279,7 @@ class TaskManager:
             await feed.append(
                 conn, job["uuid"], feed.TASK_DELETED, {"uuid": uuid}, task_uuid=uuid, now=now
             )
-            await lifecycle.recount(conn, job["id"])
+            await task_writes.recount(conn, job["id"])
             await lifecycle.settle(conn, self.settings, job["id"], now=now)
             return task
 
@@ -302,7 +302,7 @@ class TaskManager:
         check_uuid(uuid, TASK_INFIX, "uuid")
 
         async def run(conn: AsyncConnection) -> Record:
-            job, task = await lifecycle.lock_task(conn, uuid)
+            job, task = await locks.lock_task(conn, uuid)
             return await attempts.finish_attempt(
                 conn,
                 self.settings,

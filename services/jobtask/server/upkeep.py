@@ -34,8 +34,9 @@ async def reap_forever(claims: ClaimManager) -> None:
 
 
 async def poll_feed_forever(db: Database, signal: ChangeSignal) -> None:
-    """SQLite: other processes' commits are invisible to this one's signal. One query per
-    interval for the whole process finds them; waiters wake only when the feed grew."""
+    """A store that does not notify (SQLite): other processes' commits are invisible to
+    this one's signal. One query per interval for the whole process finds them; waiters
+    wake only when the feed grew."""
     last = -1
     while True:
         try:
@@ -79,7 +80,7 @@ def start(
     """Starts the loops a process needs; the caller cancels them at shutdown."""
     loops = [
         asyncio.create_task(
-            poll_feed_forever(db, signal) if db.is_sqlite else listen_forever(db.url, signal)
+            listen_forever(db.url, signal) if db.notifies else poll_feed_forever(db, signal)
         ),
         asyncio.create_task(prune_forever(db, settings, prune_interval)),
     ]

@@ -27,11 +27,11 @@ from jobtask.server.changes import ChangeSignal
 from jobtask.server.convert import job_pb, task_pb, timestamp
 from jobtask.server.feed_reads import SharedFeedReads
 from jobtask.store import feed
+from jobtask.store import jobs as job_store
+from jobtask.store import tasks as task_store
 from jobtask.store.database import Database
-from jobtask.store.records import from_json, job_record, task_record
-from jobtask.store.schema import events, job_tasks, jobs
+from jobtask.store.records import from_json
 from jobtask.v1 import watch_pb2
-from sqlalchemy import func, select
 
 SNAPSHOT_PAGE = 200
 FOLLOW_PAGE = 500
@@ -193,28 +193,14 @@ class Watcher:
         is already terminal."""
         # One read transaction: the job, its tasks and its feed position agree.
         async with self.db.snapshot() as conn:
-            row = (await conn.execute(select(jobs).where(jobs.c.uuid == job_uuid))).first()
-            if row is None or not may_read(caller, row.owner_uuid):
+            job = await job_store.job_by_uuid(conn, job_uuid)
+            if job is None or not may_read(caller, job["owner_uuid"]):
                 raise NotFound(f"job {job_uuid} not found")
-            job = job_record(row)
             # The job's own last event: on PostgreSQL a higher global head could hide an
             # event of this job still being committed (its seq is lower). Never below the
             # pruning watermark, though, or a job idle that long could not be resumed.
-            head = max(
-                (
-                    await conn.execute(
-                        select(func.max(events.c.seq)).where(events.c.job_uuid == job_uuid)
-                    )
-                ).scalar()
-                or 0,
-                await feed.pruned_before(conn),
-            )
-            query = (
-                select(job_tasks).where(job_tasks.c.job_id == job["id"]).order_by(job_tasks.c.id)
-            )
-            if task_uuid:
-                query = query.where(job_tasks.c.uuid == task_uuid)
-            tasks = [task_record(r) for r in await conn.execute(query)]
+            head = max(await feed.job_head(conn, job_uuid), await feed.pruned_before(conn))
+            tasks = await task_store.tasks_of_job(conn, job["id"], task_uuid=task_uuid)
         if task_uuid and not tasks:
             raise NotFound(f"task {task_uuid} not found in job {job_uuid}")
         terminal = JobStatus(job["status"]) in JOB_TERMINAL
@@ -239,12 +225,8 @@ class Watcher:
         """The position to follow from, and whether the job is terminal as of the feed's
         head (so a watcher that saw everything of a finished job is let go at once)."""
         async with self.db.snapshot() as conn:
-            row = (
-                await conn.execute(
-                    select(jobs.c.owner_uuid, jobs.c.status).where(jobs.c.uuid == job_uuid)
-                )
-            ).first()
-            if row is None or not may_read(caller, row.owner_uuid):
+            job = await job_store.job_by_uuid(conn, job_uuid)
+            if job is None or not may_read(caller, job["owner_uuid"]):
                 raise NotFound(f"job {job_uuid} not found")
             pruned = await feed.pruned_before(conn)
             head = await feed.head(conn)
@@ -255,7 +237,7 @@ class Watcher:
             )
         if after_seq > head:
             raise OutOfRange(f"after_seq {after_seq} is ahead of the change feed ({head})")
-        return after_seq, JobStatus(row.status) in JOB_TERMINAL
+        return after_seq, JobStatus(job["status"]) in JOB_TERMINAL
 
     async def _follow(
         self, job_uuid: str, task_uuid: str | None, last: int, terminal: bool, per_message: int

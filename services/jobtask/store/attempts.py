@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobtask.store.records import utc
-from jobtask.store.schema import job_tasks, jobs, task_attempts
-from sqlalchemy import bindparam, func, select, update
+from jobtask.store.schema import job_tasks, jobs, task_attempts, task_failures
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = [
@@ -20,6 +20,8 @@ __all__ = [
     "count_task_attempts",
     "job_attempts",
     "job_owner",
+    "release_lease",
+    "remember_failure",
     "task_attempts_of",
     "task_owner",
 ]
@@ -86,6 +88,17 @@ _TASK_OWNER = select(job_tasks.c.id, job_tasks.c.owner_uuid).where(
     job_tasks.c.uuid == bindparam("uuid")
 )
 _JOB_OWNER = select(jobs.c.id, jobs.c.owner_uuid).where(jobs.c.uuid == bindparam("uuid"))
+_FAILED_HERE = select(task_failures.c.task_id).where(
+    task_failures.c.task_id == bindparam("task_id"),
+    task_failures.c.worker_id == bindparam("worker_id"),
+)
+_REMEMBER_FAILURE = insert(task_failures)
+# (Parameters in a WHERE of an UPDATE must not share a column's name.)
+_RELEASE_LEASE = (
+    update(job_tasks)
+    .where(job_tasks.c.id == bindparam("r_task_id"))
+    .values(lease_id=None, lease_expires_at=None, token_digest=None)
+)
 _TASK_COUNT = select(func.count()).select_from(task_attempts).where(_BY_TASK)
 _JOB_COUNT = select(func.count()).select_from(_JOINED).where(_BY_JOB)
 
@@ -168,3 +181,17 @@ async def job_owner(conn: AsyncConnection, uuid: str) -> tuple[int, str] | None:
     """The job's row id and owner, for the read check; None if there is no such job."""
     row = (await conn.execute(_JOB_OWNER, {"uuid": uuid})).first()
     return None if row is None else (int(row[0]), str(row[1]))
+
+
+async def remember_failure(
+    conn: AsyncConnection, task_id: int, worker_id: str, now: dt.datetime
+) -> None:
+    """Records that the task failed on this worker (once per task and worker)."""
+    params = {"task_id": task_id, "worker_id": worker_id}
+    if (await conn.execute(_FAILED_HERE, params)).first() is None:
+        await conn.execute(_REMEMBER_FAILURE, {**params, "failed_at": now})
+
+
+async def release_lease(conn: AsyncConnection, task_id: int) -> None:
+    """Forgets the task's lease (its id, expiry and token)."""
+    await conn.execute(_RELEASE_LEASE, {"r_task_id": task_id})

@@ -98,6 +98,9 @@ class Database:
 
     dialect: str
     is_sqlite: bool
+    # Whether a commit notifies the other processes (LISTEN/NOTIFY): if not, each process
+    # polls the change feed to hear their commits.
+    notifies: bool
 
     def __new__(cls, url: str, **options: Any) -> Database:
         backend: type[Database] = cls
@@ -236,6 +239,7 @@ class SQLiteDatabase(Database):
 
     dialect = "sqlite"
     is_sqlite = True
+    notifies = False
 
     def _open(self, *, pool_size: int | None, max_overflow: int | None, echo: bool) -> None:
         self._write_lock = asyncio.Lock()
@@ -310,6 +314,7 @@ class PostgresDatabase(Database):
 
     dialect = "postgresql"
     is_sqlite = False
+    notifies = True
 
     def _open(self, *, pool_size: int | None, max_overflow: int | None, echo: bool) -> None:
         size = _env_int("JOBTASK_DB_POOL_SIZE", DEFAULT_POOL_SIZE, minimum=1)

@@ -7,7 +7,7 @@ from typing import Any
 
 from jobtask.store.database import mark_changed
 from jobtask.store.schema import events, settings
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import bindparam, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 # Event types (WatchEventType without its prefix).
@@ -24,6 +24,7 @@ _PRUNE_LOCK_KEY = 0x6A6F627072756E  # "jobprun"
 
 # Built once: every task write appends through it.
 _INSERT = insert(events)
+_JOB_HEAD = select(func.max(events.c.seq)).where(events.c.job_uuid == bindparam("job_uuid"))
 
 
 async def append(
@@ -55,6 +56,12 @@ async def append_many(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None
 async def head(conn: AsyncConnection) -> int:
     """The last sequence number written (0 if none)."""
     value = (await conn.execute(select(func.max(events.c.seq)))).scalar()
+    return int(value or 0)
+
+
+async def job_head(conn: AsyncConnection, job_uuid: str) -> int:
+    """The sequence number of the job's last event still kept (0 if none)."""
+    value = (await conn.execute(_JOB_HEAD, {"job_uuid": job_uuid})).scalar()
     return int(value or 0)
 
 

@@ -7,16 +7,19 @@ changes (and its version plus one) is the row as written (`records.job_after`)."
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
+from jobtask.store.locks import JOB_BY_ID
 from jobtask.store.records import Record, job_record
 from jobtask.store.schema import job_tasks, jobs
+from jobtask.store.task_writes import write_versioned
 from sqlalchemy import Update, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-__all__ = ["jobs_by_id", "outputs_of", "write_jobs"]
+__all__ = ["job_by_id", "jobs_by_id", "outputs_of", "write_job_row", "write_jobs"]
 
 _JOBS = select(jobs).where(jobs.c.id.in_(bindparam("ids", expanding=True)))
 _OUTPUTS = (
@@ -35,6 +38,11 @@ def _job_update(columns: tuple[str, ...]) -> Update:
     )
 
 
+async def job_by_id(conn: AsyncConnection, job_id: int) -> Record:
+    """The job's row as it now is (in this transaction)."""
+    return job_record((await conn.execute(JOB_BY_ID, {"job_id": job_id})).one())
+
+
 async def jobs_by_id(conn: AsyncConnection, job_ids: Collection[int]) -> dict[int, Record]:
     """The jobs' rows as they now are (in this transaction); by id."""
     rows = await conn.execute(_JOBS, {"ids": sorted(job_ids)})
@@ -42,8 +50,9 @@ async def jobs_by_id(conn: AsyncConnection, job_ids: Collection[int]) -> dict[in
 
 
 async def outputs_of(conn: AsyncConnection, job_ids: Collection[int]) -> dict[int, str]:
-    """Each job's tasks' outputs in creation order, concatenated (lifecycle.combined_output
-    for several jobs in one statement)."""
+    """Each job's tasks' outputs in creation order, concatenated (crunch-job concatenated
+    manifest fragments): a completing job's output. One statement for any number of
+    jobs."""
     out: dict[int, str] = dict.fromkeys(job_ids, "")
     if out:
         for job_id, output in await conn.execute(_OUTPUTS, {"ids": sorted(out)}):
@@ -62,3 +71,20 @@ async def write_jobs(conn: AsyncConnection, written: list[tuple[int, dict[str, A
         by_columns.setdefault(tuple(sorted(columns)), []).append(params)
     for names, rows in by_columns.items():
         await conn.execute(_job_update(names), rows)
+
+
+async def write_job_row(
+    conn: AsyncConnection,
+    job_id: int,
+    changes: Mapping[str, Any],
+    *,
+    now: dt.datetime,
+    user_uuid: str,
+    client_uuid: str | None,
+) -> Record:
+    """One job row (locked by the caller) written, its version bumped, in one UPDATE ...
+    RETURNING (task_writes.write_versioned): the job as written."""
+    row = await write_versioned(
+        conn, jobs, job_id, changes, now=now, user_uuid=user_uuid, client_uuid=client_uuid
+    )
+    return job_record(row)

@@ -1,4 +1,5 @@
-"""Leases held by a worker session: all renewed in one statement, all read in one."""
+"""Leases: those held by a worker session, all renewed in one statement and all read in
+one; a single lease renewed or read (RunTask); the expired ones the reaper ends."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from jobtask.store.records import utc
+from jobtask.store.records import Record, task_record, utc
 from jobtask.store.schema import job_tasks, jobs
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -58,6 +59,103 @@ _STATES = (
         job_tasks.c.lease_id.in_(bindparam("leases", expanding=True)),
     )
 )
+
+
+_RENEW_ONE = (
+    update(job_tasks)
+    .where(job_tasks.c.uuid == bindparam("b_uuid"), job_tasks.c.lease_id == bindparam("b_lease"))
+    .values(lease_expires_at=bindparam("b_expires"))
+    .returning(*job_tasks.c)
+)
+_EXPIRED = (
+    select(job_tasks.c.uuid, job_tasks.c.job_id)
+    .where(job_tasks.c.lease_expires_at < bindparam("now"), job_tasks.c.lease_id.is_not(None))
+    .order_by(job_tasks.c.job_id)
+    .limit(bindparam("limit"))
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseCheck:
+    """A task's lease as RunTask checks it: the task's owner and status, its lease and
+    when it expires, and its job's status."""
+
+    owner_uuid: str
+    status: str
+    lease_id: str | None
+    expires_at: dt.datetime | None
+    job_status: str
+
+
+@dataclass(frozen=True, slots=True)
+class Renewed:
+    """A lease renewed by a heartbeat: its task's status and worker, its job's status."""
+
+    status: str
+    job_status: str
+    worker_id: str | None
+
+
+# Built once: every RunTask stream reads the first when it opens and when woken, and runs
+# the heartbeat's two on every heartbeat.
+_LEASE_STATE = (
+    select(
+        job_tasks.c.owner_uuid,
+        job_tasks.c.status,
+        job_tasks.c.lease_id,
+        job_tasks.c.lease_expires_at,
+        jobs.c.status.label("job_status"),
+    )
+    .join(jobs, jobs.c.id == job_tasks.c.job_id)
+    .where(job_tasks.c.uuid == bindparam("uuid"))
+)
+_HEARTBEAT = (
+    update(job_tasks)
+    .where(job_tasks.c.uuid == bindparam("b_uuid"), job_tasks.c.lease_id == bindparam("b_lease"))
+    .values(lease_expires_at=bindparam("b_expires"))
+    .returning(job_tasks.c.status, job_tasks.c.job_id, job_tasks.c.worker_id)
+)
+_JOB_STATUS = select(jobs.c.status).where(jobs.c.id == bindparam("job_id"))
+
+
+async def lease_state(conn: AsyncConnection, task_uuid: str) -> LeaseCheck | None:
+    """The task's lease as it stands (one SELECT; None: no such task)."""
+    row = (await conn.execute(_LEASE_STATE, {"uuid": task_uuid})).first()
+    if row is None:
+        return None
+    return LeaseCheck(
+        row.owner_uuid, row.status, row.lease_id, row.lease_expires_at, row.job_status
+    )
+
+
+async def heartbeat(
+    conn: AsyncConnection, task_uuid: str, lease_id: str, expires: dt.datetime
+) -> Renewed | None:
+    """Extends one lease to `expires` if it is still its task's (one UPDATE, no lock, no
+    version bump), then reads its job's status; None: the lease was lost."""
+    params = {"b_uuid": task_uuid, "b_lease": lease_id, "b_expires": expires}
+    row = (await conn.execute(_HEARTBEAT, params)).first()
+    if row is None:
+        return None
+    job_status = (await conn.execute(_JOB_STATUS, {"job_id": row.job_id})).scalar_one()
+    return Renewed(row.status, job_status, row.worker_id)
+
+
+async def renew_one(
+    conn: AsyncConnection, task_uuid: str, lease_id: str, expires: dt.datetime
+) -> Record | None:
+    """Extends one lease to `expires` if it is still its task's: the task as written
+    (None: the lease was lost)."""
+    params = {"b_uuid": task_uuid, "b_lease": lease_id, "b_expires": expires}
+    row = (await conn.execute(_RENEW_ONE, params)).first()
+    return None if row is None else task_record(row)
+
+
+async def expired(conn: AsyncConnection, now: dt.datetime, limit: int) -> list[tuple[str, int]]:
+    """(task uuid, job id) of up to `limit` leases expired by `now`, in job id order
+    (read without locks: the reaper locks each job, then its task, and looks again)."""
+    rows = await conn.execute(_EXPIRED, {"now": now, "limit": limit})
+    return [(str(uuid), int(job_id)) for uuid, job_id in rows]
 
 
 async def renew(

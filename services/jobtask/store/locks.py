@@ -19,8 +19,8 @@ __all__ = [
     "lock_jobs",
     "lock_jobs_by_uuid",
     "lock_task",
+    "lock_task_row",
     "lock_tasks",
-    "try_lock_job",
     "try_lock_jobs",
 ]
 
@@ -83,15 +83,6 @@ async def lock_job(
     return job_record(row)
 
 
-async def try_lock_job(conn: AsyncConnection, job_id: int) -> Record | None:
-    """Locks the job row unless another transaction holds it (None then; PostgreSQL).
-    For a transaction that already holds another job's row: waiting for a second one, in
-    no fixed order, could deadlock with a transaction doing the same the other way round."""
-    stmt = select(jobs).where(jobs.c.id == job_id).with_for_update(skip_locked=True)
-    row = (await conn.execute(stmt)).first()
-    return None if row is None else job_record(row)
-
-
 async def lock_task(conn: AsyncConnection, uuid: str) -> tuple[Record, Record]:
     """Locks a task's job, then the task; returns (job, task)."""
     # One statement finds and locks the job (FOR UPDATE locks the jobs row only): this runs
@@ -105,6 +96,12 @@ async def lock_task(conn: AsyncConnection, uuid: str) -> tuple[Record, Record]:
     if row is None:
         raise NotFound(f"task {uuid} not found")
     return job, task_record(row)
+
+
+async def lock_task_row(conn: AsyncConnection, uuid: str) -> Record | None:
+    """Locks one task whose job's row the caller has locked (None: no such task)."""
+    row = (await conn.execute(_LOCK_TASK, {"uuid": uuid})).first()
+    return None if row is None else task_record(row)
 
 
 async def lock_tasks(conn: AsyncConnection, uuids: Collection[str]) -> dict[str, Record]:
@@ -126,8 +123,10 @@ async def lock_jobs_by_uuid(conn: AsyncConnection, uuids: Collection[str]) -> di
 
 
 async def try_lock_jobs(conn: AsyncConnection, job_ids: Collection[int]) -> dict[int, Record]:
-    """try_lock_job for several jobs in one statement: those another transaction holds
-    are left out (PostgreSQL; SQLite's writer holds every row)."""
+    """Locks several jobs' rows in one statement unless another transaction holds them:
+    those are left out (PostgreSQL; SQLite's writer holds every row). For a transaction
+    that already holds another job's row: waiting for more, in no fixed order, could
+    deadlock with a transaction doing the same the other way round."""
     rows = await conn.execute(_TRY_LOCK_JOBS, {"ids": sorted(job_ids)})
     return {row.id: job_record(row) for row in rows}
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from jobtask.domain.statuses import TaskStatus
@@ -39,10 +39,142 @@ from jobtask.store.records import (
     to_json,
 )
 from jobtask.store.schema import job_tasks, jobs, task_attempts
-from sqlalchemy import Update, bindparam, insert, update
+from sqlalchemy import Row, Table, Update, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-__all__ = ["TaskWrites", "insert_tasks"]
+__all__ = [
+    "TaskWrites",
+    "insert_tasks",
+    "move_tasks",
+    "recount",
+    "shift_count",
+    "write_task_row",
+    "write_versioned",
+]
+
+
+@functools.lru_cache(maxsize=512)
+def _versioned_update(table: Table, columns: tuple[str, ...]) -> Update:
+    """UPDATE of one row of jobs or job_tasks setting `columns` (parameters v_<column>),
+    bumping its version; one per table and set of columns written (a few dozen exist)."""
+    return (
+        update(table)
+        .where(table.c.id == bindparam("v_id"))
+        .values(
+            {
+                **{name: bindparam(f"v_{name}") for name in columns},
+                "version": table.c.version + 1,
+                "modified_at": bindparam("v_modified_at"),
+                "modified_by_user_uuid": bindparam("v_modified_by_user_uuid"),
+                "modified_by_client_uuid": bindparam("v_modified_by_client_uuid"),
+            }
+        )
+        .returning(*table.c)
+    )
+
+
+async def write_versioned(
+    conn: AsyncConnection,
+    table: Table,
+    row_id: int,
+    changes: Mapping[str, Any],
+    *,
+    now: dt.datetime,
+    user_uuid: str,
+    client_uuid: str | None,
+) -> Row[Any]:
+    """One row of jobs or job_tasks (the caller holds its lock) written, its version
+    bumped, in one UPDATE ... RETURNING: the row as written (write_task_row,
+    job_writes.write_job_row)."""
+    params = {f"v_{name}": value for name, value in changes.items()}
+    params.update(
+        v_id=row_id,
+        v_modified_at=now,
+        v_modified_by_user_uuid=user_uuid,
+        v_modified_by_client_uuid=client_uuid,
+    )
+    return (await conn.execute(_versioned_update(table, tuple(sorted(changes))), params)).one()
+
+
+async def write_task_row(
+    conn: AsyncConnection,
+    task_id: int,
+    changes: Mapping[str, Any],
+    *,
+    now: dt.datetime,
+    user_uuid: str,
+    client_uuid: str | None,
+) -> Record:
+    """One task row written (see write_versioned); the task as written."""
+    row = await write_versioned(
+        conn, job_tasks, task_id, changes, now=now, user_uuid=user_uuid, client_uuid=client_uuid
+    )
+    return task_record(row)
+
+
+@functools.lru_cache(maxsize=64)
+def _count_shift(old_col: str, new_col: str) -> Update:
+    return (
+        update(jobs)
+        .where(jobs.c.id == bindparam("job_id"))
+        .values({old_col: jobs.c[old_col] - 1, new_col: jobs.c[new_col] + 1})
+    )
+
+
+async def shift_count(conn: AsyncConnection, job_id: int, old: TaskStatus, new: TaskStatus) -> None:
+    """One task of the job moved from `old` to `new`: the job's status counts follow."""
+    await conn.execute(_count_shift(COUNT_COLUMN[old], COUNT_COLUMN[new]), {"job_id": job_id})
+
+
+_STATUS_COUNTS = (
+    select(job_tasks.c.status, func.count())
+    .where(job_tasks.c.job_id == bindparam("job_id"))
+    .group_by(job_tasks.c.status)
+)
+# (Parameters in an UPDATE must not share a column's name.)
+_SET_COUNTS = (
+    update(jobs)
+    .where(jobs.c.id == bindparam("c_job_id"))
+    .values({col: bindparam(f"c_{col}") for col in COUNT_COLUMN.values()})
+)
+
+
+async def recount(conn: AsyncConnection, job_id: int) -> None:
+    """The job's status counts counted again from its task rows (after a bulk move or a
+    deletion)."""
+    rows = await conn.execute(_STATUS_COUNTS, {"job_id": job_id})
+    counts = {COUNT_COLUMN[TaskStatus(status)]: n for status, n in rows}
+    params = {f"c_{col}": counts.get(col, 0) for col in COUNT_COLUMN.values()}
+    await conn.execute(_SET_COUNTS, {"c_job_id": job_id, **params})
+
+
+async def move_tasks(
+    conn: AsyncConnection,
+    job_id: int,
+    sources: Collection[TaskStatus],
+    changes: Mapping[str, Any],
+    *,
+    now: dt.datetime,
+    user_uuid: str,
+    client_uuid: str | None,
+) -> list[Record]:
+    """Writes `changes` to every task of the job in one of `sources` (one UPDATE ...
+    RETURNING, versions bumped; the caller holds the job's row and recounts): the tasks
+    as written, in id order. (Built per call: the changes' values are written as they
+    are, NULL included.)"""
+    rows = await conn.execute(
+        update(job_tasks)
+        .where(job_tasks.c.job_id == job_id, job_tasks.c.status.in_([s.value for s in sources]))
+        .values(
+            **changes,
+            version=job_tasks.c.version + 1,
+            modified_at=now,
+            modified_by_user_uuid=user_uuid,
+            modified_by_client_uuid=client_uuid,
+        )
+        .returning(*job_tasks.c)
+    )
+    return [task_record(row) for row in sorted(rows, key=lambda r: r.id)]
 
 
 @functools.lru_cache(maxsize=64)

@@ -1,5 +1,5 @@
-"""The job_tasks table outside the hot path: reads, lists and deletion. (Creation, status
-moves and locking are jobtask.manager.lifecycle's; claims and leases have their own
+"""The job_tasks table outside the hot path: reads, lists and deletion. (Writes are
+jobtask.store.task_writes's, locks jobtask.store.locks's; claims and leases have their own
 modules.)"""
 
 from __future__ import annotations
@@ -15,7 +15,15 @@ from jobtask.store.schema import job_tasks
 from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-__all__ = ["delete_task", "job_uuids_of", "list_tasks", "task_by_uuid"]
+__all__ = [
+    "children_of",
+    "delete_task",
+    "delete_tasks",
+    "job_uuids_of",
+    "list_tasks",
+    "task_by_uuid",
+    "tasks_of_job",
+]
 
 # Built once: the hottest task read (GetTask).
 _TASK_BY_UUID = select(job_tasks).where(job_tasks.c.uuid == bindparam("uuid"))
@@ -23,6 +31,15 @@ _JOB_UUIDS = select(job_tasks.c.uuid, job_tasks.c.job_uuid).where(
     job_tasks.c.uuid.in_(bindparam("uuids", expanding=True))
 )
 _DELETE_TASK = delete(job_tasks).where(job_tasks.c.id == bindparam("task_id"))
+_DELETE_TASKS = delete(job_tasks).where(job_tasks.c.id.in_(bindparam("ids", expanding=True)))
+_CHILDREN = select(job_tasks.c.id, job_tasks.c.uuid).where(
+    job_tasks.c.job_id == bindparam("job_id"),
+    job_tasks.c.created_by_job_task_uuid.in_(bindparam("uuids", expanding=True)),
+)
+_TASKS_OF_JOB = (
+    select(job_tasks).where(job_tasks.c.job_id == bindparam("job_id")).order_by(job_tasks.c.id)
+)
+_TASK_OF_JOB = _TASKS_OF_JOB.where(job_tasks.c.uuid == bindparam("uuid"))
 
 
 async def task_by_uuid(conn: AsyncConnection, uuid: str) -> Record | None:
@@ -48,3 +65,27 @@ async def list_tasks(
 async def delete_task(conn: AsyncConnection, task_id: int) -> None:
     """The task's row only (its descendants: jobtask.manager.lifecycle.delete_descendants)."""
     await conn.execute(_DELETE_TASK, {"task_id": task_id})
+
+
+async def delete_tasks(conn: AsyncConnection, ids: Collection[int]) -> None:
+    """These task rows, in one statement (the caller recounts their job)."""
+    await conn.execute(_DELETE_TASKS, {"ids": list(ids)})
+
+
+async def children_of(
+    conn: AsyncConnection, job_id: int, uuids: Collection[str]
+) -> list[tuple[int, str]]:
+    """(id, uuid) of the job's tasks created by any of these tasks."""
+    rows = await conn.execute(_CHILDREN, {"job_id": job_id, "uuids": list(uuids)})
+    return [(int(row.id), str(row.uuid)) for row in rows]
+
+
+async def tasks_of_job(
+    conn: AsyncConnection, job_id: int, *, task_uuid: str | None = None
+) -> list[Record]:
+    """The job's tasks in creation order (only the one named by task_uuid, when given)."""
+    if task_uuid:
+        rows = await conn.execute(_TASK_OF_JOB, {"job_id": job_id, "uuid": task_uuid})
+    else:
+        rows = await conn.execute(_TASKS_OF_JOB, {"job_id": job_id})
+    return [task_record(row) for row in rows]
