@@ -377,8 +377,20 @@ def check_lease(
         (expires for at, expires in expiries if at is not None and at <= run_end + CLOCK_SLACK),
         default=None,
     )
-    if live_until is None or run_end > live_until + CLOCK_SLACK:
+    if live_until is not None and run_end <= live_until + CLOCK_SLACK:
+        return
+    # Renewed by heartbeats alone (they write no event): the attempt keeps its lease's
+    # expiry as last renewed before it ended (task_attempts.lease_expires_at), and the
+    # server refuses every report on an expired lease, so a run that ended past it ran
+    # without a live lease.
+    recorded = utc(attempt.get("lease_expires_at"))
+    if recorded is None:
         history.unproven_leases += 1
+    elif run_end > recorded + CLOCK_SLACK:
+        history.problem(
+            f"task {uuid}: attempt {attempt['attempt']} ended at {run_end.isoformat()}, after "
+            f"its lease expired ({recorded.isoformat()})"
+        )
 
 
 def check_attempts(

@@ -25,8 +25,14 @@ def event(seq: int, seconds: float, kind: str, **payload: Any) -> dict[str, Any]
     return {"seq": seq, "created_at": at(seconds), "type": kind, "payload": payload}
 
 
-def attempt(lease: str, started: float) -> dict[str, Any]:
-    return {"attempt": 2, "lease_id": lease, "started_at": at(started)}
+def attempt(lease: str, started: float, expires: float | None = None) -> dict[str, Any]:
+    recorded = None if expires is None else at(expires)
+    return {
+        "attempt": 2,
+        "lease_id": lease,
+        "started_at": at(started),
+        "lease_expires_at": recorded,
+    }
 
 
 def claimed(lease: str, seconds: float, seq: int) -> dict[str, Any]:
@@ -36,9 +42,11 @@ def claimed(lease: str, seconds: float, seq: int) -> dict[str, Any]:
     )
 
 
-def history_of(events: list[dict[str, Any]], run_end: float, lease: str = "b") -> History:
+def history_of(
+    events: list[dict[str, Any]], run_end: float, lease: str = "b", expires: float | None = None
+) -> History:
     history = History()
-    check_lease(TASK, attempt(lease, 20), events, at(run_end), history, LEASE_TTL)
+    check_lease(TASK, attempt(lease, 20, expires), events, at(run_end), history, LEASE_TTL)
     return history
 
 
@@ -82,3 +90,24 @@ def test_a_completion_under_a_lease_the_last_claim_did_not_grant() -> None:
     history = history_of(events, run_end=22)
     assert len(history.problems) == 1
     assert "whose lease the last claim before the completion did not grant" in history.problems[0]
+
+
+def test_heartbeats_recorded_on_the_attempt_prove_a_run_the_feed_cannot() -> None:
+    events = [
+        *first_attempt(),
+        claimed("b", 20, 4),
+        event(5, 36, TASK_CHANGED, status="completed", lease_id=None),
+    ]
+    # Heartbeats (no events) kept the lease to 40, as the attempt recorded when it ended.
+    history = history_of(events, run_end=35, expires=40)
+    assert (history.problems, history.unproven_leases) == ([], 0)
+
+
+def test_a_run_that_ended_after_its_recorded_lease_is_a_problem() -> None:
+    events = [
+        *first_attempt(),
+        claimed("b", 20, 4),
+        event(5, 36, TASK_CHANGED, status="completed", lease_id=None),
+    ]
+    history = history_of(events, run_end=35, expires=31)
+    assert len(history.problems) == 1 and "after its lease expired" in history.problems[0]

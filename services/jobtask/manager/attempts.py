@@ -214,6 +214,7 @@ async def close_attempt(
             outcome=outcome,
             exit_code=exit_code,
             signal=signal,
+            lease_expires=task.get("lease_expires_at"),
         )
 
 

@@ -246,7 +246,7 @@ class ClaimManager:
         async def run(conn: AsyncConnection) -> tuple[Record, dt.datetime]:
             now = utcnow()
             expires = now + self.settings.lease_ttl
-            task = await leases.renew_one(conn, task_uuid, lease_id, expires)
+            task = await leases.renew_one(conn, task_uuid, lease_id, expires, now)
             if task is None:
                 raise FailedPrecondition(f"lease {lease_id} of task {task_uuid} was lost")
             return task, expires

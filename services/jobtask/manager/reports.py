@@ -109,7 +109,7 @@ class ReportManager:
         if state is None:
             raise NotFound(f"task {task_uuid} not found")
         check_readable(caller, {"uuid": task_uuid, "owner_uuid": state.owner_uuid})
-        held = state.lease_id == lease_id
+        held = state.lease_id == lease_id and leases.live(state.expires_at, utcnow())
         return Outcome(
             verdict(T(state.status), JobStatus(state.job_status), held),
             state.expires_at if held else None,
@@ -202,7 +202,9 @@ class ReportManager:
         """One stream's batch, its job and task locked; the job is settled by the caller.
         Returns the outcome and the task as it now is (or will be, once `writes` is
         flushed)."""
-        if task["lease_id"] != item.lease_id:
+        if task["lease_id"] != item.lease_id or not leases.live(task["lease_expires_at"], now):
+            # Another attempt's lease, or this one expired (the reaper ends its attempt):
+            # nothing of the batch counts.
             return Outcome(verdict(T(task["status"]), JobStatus(job["status"]), False)), task
         check_readable(item.caller, task)
         batch = item.batch
@@ -297,6 +299,7 @@ class ReportManager:
             outcome=T.COMPLETED.value,
             exit_code=exit_.exit_code,
             signal=exit_.signal,
+            lease_expires=task["lease_expires_at"],
         )
         check_task_move(T.ACTIVE, T.COMPLETED)
         return writes.write_task(
@@ -340,7 +343,7 @@ class ReportManager:
         async def run(conn: AsyncConnection) -> Outcome:
             now = utcnow()
             expires = now + self.settings.lease_ttl
-            renewed = await leases.heartbeat(conn, task_uuid, lease_id, expires)
+            renewed = await leases.heartbeat(conn, task_uuid, lease_id, expires, now)
             if renewed is None:
                 return Outcome(verdict(None, None, False))
             if worker_alive and renewed.worker_id:
@@ -356,7 +359,7 @@ class ReportManager:
 
         async def run(conn: AsyncConnection) -> dict[str, Outcome]:
             now = utcnow()
-            found = await leases.renew(conn, held, now + self.settings.lease_ttl)
+            found = await leases.renew(conn, held, now + self.settings.lease_ttl, now)
             if worker_id:
                 await queries.worker_alive(conn, worker_id, now)
             return _outcomes(held, found)

@@ -26,7 +26,7 @@ from jobtask.domain.uuids import JOB_INFIX, TASK_INFIX, check_uuid
 from jobtask.manager import attempts, lifecycle
 from jobtask.manager.attempts import check_readable
 from jobtask.manager.context import Caller, Settings, utcnow
-from jobtask.store import feed, locks, task_writes
+from jobtask.store import feed, leases, locks, task_writes
 from jobtask.store import jobs as job_store
 from jobtask.store import tasks as task_store
 from jobtask.store.database import Database
@@ -303,6 +303,13 @@ class TaskManager:
 
         async def run(conn: AsyncConnection) -> Record:
             job, task = await locks.lock_task(conn, uuid)
+            if (
+                lease_id
+                and task["lease_id"] == lease_id
+                and not leases.live(task["lease_expires_at"], utcnow())
+            ):
+                # The reaper ends an expired lease's attempt: its exit no longer counts.
+                raise FailedPrecondition(f"lease {lease_id} of task {uuid} expired")
             return await attempts.finish_attempt(
                 conn,
                 self.settings,

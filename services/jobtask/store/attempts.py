@@ -50,6 +50,7 @@ _CLOSE = (
         outcome=bindparam("outcome"),
         exit_code=bindparam("exit_code"),
         signal=bindparam("signal"),
+        lease_expires_at=bindparam("lease_expires"),
     )
 )
 _COLUMNS = (
@@ -130,21 +131,25 @@ async def close_attempt(
     outcome: str,
     exit_code: int | None = None,
     signal: int | None = None,
+    lease_expires: dt.datetime | None = None,
 ) -> None:
-    """Ends the open attempt of this lease (nothing if it already ended)."""
+    """Ends the open attempt of this lease (nothing if it already ended), keeping when its
+    lease expired as last renewed before the end (the history checks that the process
+    ended inside it)."""
     params = {
         "lease": lease_id,
         "ended": ended,
         "outcome": outcome,
         "exit_code": exit_code,
         "signal": signal,
+        "lease_expires": lease_expires,
     }
     await conn.execute(_CLOSE, params)
 
 
 async def close_attempts(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     """close_attempt for many leases in one executemany (rows: close_attempt's parameters:
-    lease, ended, outcome, exit_code, signal)."""
+    lease, ended, outcome, exit_code, signal, lease_expires)."""
     if rows:
         await conn.execute(_CLOSE, rows)
 

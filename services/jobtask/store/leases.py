@@ -32,6 +32,8 @@ _HELD = (
     .where(
         job_tasks.c.uuid.in_(bindparam("r_uuids", expanding=True)),
         job_tasks.c.lease_id.in_(bindparam("r_leases", expanding=True)),
+        # An expired lease is lost even before the reaper ends its attempt.
+        job_tasks.c.lease_expires_at >= bindparam("r_now"),
     )
     .order_by(job_tasks.c.id)
     .with_for_update()
@@ -63,7 +65,11 @@ _STATES = (
 
 _RENEW_ONE = (
     update(job_tasks)
-    .where(job_tasks.c.uuid == bindparam("b_uuid"), job_tasks.c.lease_id == bindparam("b_lease"))
+    .where(
+        job_tasks.c.uuid == bindparam("b_uuid"),
+        job_tasks.c.lease_id == bindparam("b_lease"),
+        job_tasks.c.lease_expires_at >= bindparam("b_now"),
+    )
     .values(lease_expires_at=bindparam("b_expires"))
     .returning(*job_tasks.c)
 )
@@ -111,11 +117,23 @@ _LEASE_STATE = (
 )
 _HEARTBEAT = (
     update(job_tasks)
-    .where(job_tasks.c.uuid == bindparam("b_uuid"), job_tasks.c.lease_id == bindparam("b_lease"))
+    .where(
+        job_tasks.c.uuid == bindparam("b_uuid"),
+        job_tasks.c.lease_id == bindparam("b_lease"),
+        job_tasks.c.lease_expires_at >= bindparam("b_now"),
+    )
     .values(lease_expires_at=bindparam("b_expires"))
     .returning(job_tasks.c.status, job_tasks.c.job_id, job_tasks.c.worker_id)
 )
 _JOB_STATUS = select(jobs.c.status).where(jobs.c.id == bindparam("job_id"))
+
+
+def live(expires_at: dt.datetime | None, now: dt.datetime) -> bool:
+    """Whether a lease that expires at `expires_at` is live at `now`: an expired lease is
+    lost at once (no report, renewal or exit counts), even before the reaper ends its
+    attempt."""
+    expires = utc(expires_at)
+    return expires is None or expires >= now
 
 
 async def lease_state(conn: AsyncConnection, task_uuid: str) -> LeaseCheck | None:
@@ -129,11 +147,12 @@ async def lease_state(conn: AsyncConnection, task_uuid: str) -> LeaseCheck | Non
 
 
 async def heartbeat(
-    conn: AsyncConnection, task_uuid: str, lease_id: str, expires: dt.datetime
+    conn: AsyncConnection, task_uuid: str, lease_id: str, expires: dt.datetime, now: dt.datetime
 ) -> Renewed | None:
-    """Extends one lease to `expires` if it is still its task's (one UPDATE, no lock, no
-    version bump), then reads its job's status; None: the lease was lost."""
-    params = {"b_uuid": task_uuid, "b_lease": lease_id, "b_expires": expires}
+    """Extends one lease to `expires` if it is still its task's and has not expired by
+    `now` (one UPDATE, no lock, no version bump), then reads its job's status; None: the
+    lease was lost."""
+    params = {"b_uuid": task_uuid, "b_lease": lease_id, "b_expires": expires, "b_now": now}
     row = (await conn.execute(_HEARTBEAT, params)).first()
     if row is None:
         return None
@@ -142,11 +161,11 @@ async def heartbeat(
 
 
 async def renew_one(
-    conn: AsyncConnection, task_uuid: str, lease_id: str, expires: dt.datetime
+    conn: AsyncConnection, task_uuid: str, lease_id: str, expires: dt.datetime, now: dt.datetime
 ) -> Record | None:
-    """Extends one lease to `expires` if it is still its task's: the task as written
-    (None: the lease was lost)."""
-    params = {"b_uuid": task_uuid, "b_lease": lease_id, "b_expires": expires}
+    """Extends one lease to `expires` if it is still its task's and has not expired by
+    `now`: the task as written (None: the lease was lost)."""
+    params = {"b_uuid": task_uuid, "b_lease": lease_id, "b_expires": expires, "b_now": now}
     row = (await conn.execute(_RENEW_ONE, params)).first()
     return None if row is None else task_record(row)
 
@@ -159,14 +178,19 @@ async def expired(conn: AsyncConnection, now: dt.datetime, limit: int) -> list[t
 
 
 async def renew(
-    conn: AsyncConnection, leases: Mapping[str, str], expires: dt.datetime
+    conn: AsyncConnection, leases: Mapping[str, str], expires: dt.datetime, now: dt.datetime
 ) -> list[LeaseState]:
     """Extends every lease of `leases` (task uuid -> lease id) that is still its task's
-    to `expires` (one UPDATE); the leases found, with their tasks' and jobs' statuses. A
-    lease not returned is lost."""
+    and has not expired by `now` to `expires` (one UPDATE); the leases found, with their
+    tasks' and jobs' statuses. A lease not returned is lost."""
     if not leases:
         return []
-    params = {"r_uuids": list(leases), "r_leases": list(leases.values()), "r_expires": expires}
+    params = {
+        "r_uuids": list(leases),
+        "r_leases": list(leases.values()),
+        "r_expires": expires,
+        "r_now": now,
+    }
     rows = list(await conn.execute(_RENEW, params))
     if not rows:
         return []

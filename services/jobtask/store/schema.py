@@ -172,6 +172,9 @@ task_attempts = Table(
     # The process's exit status or signal, when its worker reported one.
     Column("exit_code", Integer),
     Column("signal", Integer),
+    # When the attempt's lease expired as last renewed before the attempt ended: a
+    # process that ended after it ran without a live lease (the chaos history checks it).
+    Column("lease_expires_at", Time),
     Index("ix_task_attempts_task_id", "task_id"),
     # The registry counts each worker's finished and failed attempts.
     Index("ix_task_attempts_worker_id_outcome", "worker_id", "outcome"),

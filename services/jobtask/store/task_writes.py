@@ -284,6 +284,7 @@ class TaskWrites:
         outcome: str,
         exit_code: int | None,
         signal: int | None,
+        lease_expires: dt.datetime | None,
     ) -> None:
         """attempts.close_attempt, held (nothing for a task without a lease)."""
         if lease_id:
@@ -294,6 +295,7 @@ class TaskWrites:
                     "outcome": outcome,
                     "exit_code": exit_code,
                     "signal": signal,
+                    "lease_expires": lease_expires,
                 }
             )
 
