@@ -10,23 +10,18 @@ from collections.abc import Iterator
 import pytest
 from jobtask.domain.errors import AlreadyExists
 from jobtask.store.database import Database
-from sqlalchemy import Engine, event
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import event
 
 from tests.conftest import Cluster
 from tests.core.helpers import get_job, job_tasks
+from tests.engines import engines_of
 
 
 @contextlib.contextmanager
 def commits(db: Database) -> Iterator[list[int]]:
     """The commits `db` makes while the block runs (every engine it holds)."""
     seen: list[int] = []
-    engines = [
-        value.sync_engine if isinstance(value, AsyncEngine) else value
-        for value in vars(db).values()
-        if isinstance(value, (Engine, AsyncEngine))
-    ]
-    assert engines
+    engines = engines_of(db)
 
     def record(conn: object) -> None:
         seen.append(1)

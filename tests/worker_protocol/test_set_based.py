@@ -14,11 +14,11 @@ from jobtask.domain.reports import Batch, Report
 from jobtask.manager.context import WorkerSpec
 from jobtask.manager.reports import Submission
 from jobtask.store.database import Database
-from sqlalchemy import Engine, event
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import event
 
 from tests.conftest import Cluster
 from tests.core.helpers import create_job, get_job, job_status, task_status
+from tests.engines import engines_of
 from tests.worker_protocol.helpers import job_with_tasks, watch_events
 
 # Set while a counted call runs: the server's background loops (the reaper, the feed's
@@ -31,12 +31,7 @@ def counting(db: Database) -> Iterator[list[str]]:
     """The SQL statements `db` sends for calls made in this context while the block runs
     (on every engine it holds)."""
     seen: list[str] = []
-    engines = [
-        value.sync_engine if isinstance(value, AsyncEngine) else value
-        for value in vars(db).values()
-        if isinstance(value, (Engine, AsyncEngine))
-    ]
-    assert engines
+    engines = engines_of(db)
 
     def record(*args: Any) -> None:
         counted = _COUNTED.get()

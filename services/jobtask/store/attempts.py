@@ -16,6 +16,7 @@ __all__ = [
     "AttemptRow",
     "close_attempt",
     "close_attempts",
+    "close_params",
     "count_job_attempts",
     "count_task_attempts",
     "job_attempts",
@@ -123,8 +124,7 @@ def _attempt(row: Any) -> AttemptRow:
     )
 
 
-async def close_attempt(
-    conn: AsyncConnection,
+def close_params(
     lease_id: str,
     *,
     ended: dt.datetime,
@@ -132,11 +132,11 @@ async def close_attempt(
     exit_code: int | None = None,
     signal: int | None = None,
     lease_expires: dt.datetime | None = None,
-) -> None:
-    """Ends the open attempt of this lease (nothing if it already ended), keeping when its
-    lease expired as last renewed before the end (the history checks that the process
-    ended inside it)."""
-    params = {
+) -> dict[str, Any]:
+    """The parameters that end the open attempt of this lease, keeping when its lease
+    expired as last renewed before the end (the history checks that the process ended
+    inside it)."""
+    return {
         "lease": lease_id,
         "ended": ended,
         "outcome": outcome,
@@ -144,12 +144,16 @@ async def close_attempt(
         "signal": signal,
         "lease_expires": lease_expires,
     }
-    await conn.execute(_CLOSE, params)
+
+
+async def close_attempt(conn: AsyncConnection, lease_id: str, **ending: Any) -> None:
+    """Ends the open attempt of this lease (nothing if it already ended); `ending`: as
+    close_params takes it."""
+    await conn.execute(_CLOSE, close_params(lease_id, **ending))
 
 
 async def close_attempts(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    """close_attempt for many leases in one executemany (rows: close_attempt's parameters:
-    lease, ended, outcome, exit_code, signal, lease_expires)."""
+    """close_attempt for many leases in one executemany (rows: close_params's)."""
     if rows:
         await conn.execute(_CLOSE, rows)
 

@@ -63,7 +63,9 @@ _STATES = (
 )
 
 
-_RENEW_ONE = (
+# One lease renewed if it is still its task's and live (parameters b_uuid, b_lease, b_now,
+# b_expires); each user adds what it reads back.
+_RENEW_LIVE = (
     update(job_tasks)
     .where(
         job_tasks.c.uuid == bindparam("b_uuid"),
@@ -71,8 +73,8 @@ _RENEW_ONE = (
         job_tasks.c.lease_expires_at >= bindparam("b_now"),
     )
     .values(lease_expires_at=bindparam("b_expires"))
-    .returning(*job_tasks.c)
 )
+_RENEW_ONE = _RENEW_LIVE.returning(*job_tasks.c)
 _EXPIRED = (
     select(job_tasks.c.uuid, job_tasks.c.job_id)
     .where(job_tasks.c.lease_expires_at < bindparam("now"), job_tasks.c.lease_id.is_not(None))
@@ -115,16 +117,7 @@ _LEASE_STATE = (
     .join(jobs, jobs.c.id == job_tasks.c.job_id)
     .where(job_tasks.c.uuid == bindparam("uuid"))
 )
-_HEARTBEAT = (
-    update(job_tasks)
-    .where(
-        job_tasks.c.uuid == bindparam("b_uuid"),
-        job_tasks.c.lease_id == bindparam("b_lease"),
-        job_tasks.c.lease_expires_at >= bindparam("b_now"),
-    )
-    .values(lease_expires_at=bindparam("b_expires"))
-    .returning(job_tasks.c.status, job_tasks.c.job_id, job_tasks.c.worker_id)
-)
+_HEARTBEAT = _RENEW_LIVE.returning(job_tasks.c.status, job_tasks.c.job_id, job_tasks.c.worker_id)
 _JOB_STATUS = select(jobs.c.status).where(jobs.c.id == bindparam("job_id"))
 
 

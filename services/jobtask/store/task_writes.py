@@ -289,14 +289,14 @@ class TaskWrites:
         """attempts.close_attempt, held (nothing for a task without a lease)."""
         if lease_id:
             self._closed.append(
-                {
-                    "lease": lease_id,
-                    "ended": ended,
-                    "outcome": outcome,
-                    "exit_code": exit_code,
-                    "signal": signal,
-                    "lease_expires": lease_expires,
-                }
+                attempt_store.close_params(
+                    lease_id,
+                    ended=ended,
+                    outcome=outcome,
+                    exit_code=exit_code,
+                    signal=signal,
+                    lease_expires=lease_expires,
+                )
             )
 
     def open_attempt(self, row: Mapping[str, Any]) -> None:
