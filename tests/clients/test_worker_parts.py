@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from pathlib import Path
 
 import pytest
+from jobtask.v1 import task_service_pb2
 from jobtask.worker.environment import (
     ScriptError,
     command_for,
     parameter_value,
     resolve_script,
 )
+from jobtask.worker.lease import TaskLease
 from jobtask.worker.reports import Outbox, Report, parse_report
 
 
@@ -103,3 +106,20 @@ def test_an_executable_script_with_a_shebang_runs_as_itself(tmp_path: Path) -> N
     # The worker's interpreter is the fallback: no `#!` line, or not executable.
     assert command_for(bare) == [sys.executable, str(bare)]
     assert command_for(unmarked) == [sys.executable, str(unmarked)]
+
+
+async def test_a_renewal_is_dated_by_when_its_message_was_sent() -> None:
+    """The lease watchdog's clock: an acknowledgement that arrives late renews the lease
+    as of when the acknowledged report was sent (the server renewed no earlier), so the
+    worker kills its process before the server could reap the lease."""
+    lease = TaskLease("t", "l", 10.0, on_instruction=lambda *_: None, poke=asyncio.Event())
+    report = task_service_pb2.RunTaskRequest(progress=0.5)
+    lease._number(report)
+    sent = lease._sent_at[report.seq]
+    await asyncio.sleep(0.05)  # the answer comes later
+    lease.receive(task_service_pb2.RunTaskResponse(acked_seq=report.seq))
+    assert lease.renewed_at == sent
+    # An answer that acknowledges nothing new (a cancel, say) renews nothing.
+    before = lease.renewed_at
+    lease.receive(task_service_pb2.RunTaskResponse(acked_seq=report.seq))
+    assert lease.renewed_at == before

@@ -55,8 +55,13 @@ class TaskLease:
         self.on_instruction = on_instruction
         # Set whenever something arrives, so the sender's loop looks again at once.
         self.poke = poke
-        # When the server last renewed the lease (the claim granted it just now).
+        # No later than when the server last renewed the lease (the claim granted it just
+        # now). A renewal is dated by when the message it answers was sent, not by when its
+        # answer arrived: the server renewed in between, so the lease expires no earlier
+        # than that plus a ttl, and a worker that kills its process by this date does so
+        # before the server can reap the lease, however slow the answer was.
         self.renewed_at = time.monotonic()
+        self._sent_at: dict[int, float] = {}
         self.final: job_task_pb2.JobTask | None = None
         self.lost_reason: str | None = None
         self._seq = 0
@@ -70,6 +75,7 @@ class TaskLease:
         """Gives a report its sequence number and keeps it until it is acknowledged."""
         self._seq += 1
         message.seq = self._seq
+        self._sent_at[self._seq] = time.monotonic()
         self._unacked.append(message)
 
     def check(self) -> None:
@@ -77,9 +83,16 @@ class TaskLease:
         if self.lost_reason is not None:
             raise LeaseLost(self.lost_reason)
 
+    def renewed(self, sent_at: float) -> None:
+        """The server renewed the lease answering a message sent at `sent_at`."""
+        self.renewed_at = max(self.renewed_at, sent_at)
+
     def receive(self, news: LeaseNews) -> None:
-        self.renewed_at = time.monotonic()
         if news.acked_seq:
+            sent_at = self._sent_at.get(news.acked_seq)
+            if sent_at is not None:
+                self.renewed(sent_at)
+            self._sent_at = {n: t for n, t in self._sent_at.items() if n > news.acked_seq}
             self._unacked = [m for m in self._unacked if m.seq > news.acked_seq]
         if news.HasField("lease") and news.lease.HasField("ttl"):
             ttl = news.lease.ttl.ToTimedelta().total_seconds()

@@ -15,6 +15,7 @@ session after a reconnect, which also reattaches the lease to the new session.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -51,6 +52,8 @@ class SessionLink:
         self._queue: list[task_service_pb2.RunTaskRequest] = []
         self._credits = 0
         self._heartbeat = False
+        # When each heartbeat still unanswered was sent, oldest first.
+        self._beats: collections.deque[float] = collections.deque()
         self._wake = asyncio.Event()
         self._call: Any = None
         self._connected = asyncio.Event()
@@ -102,6 +105,7 @@ class SessionLink:
         backoff = 0.2
         while not self._closing or self._queue:
             self._call = self.client.worker_session()
+            self._beats.clear()  # a new session: the old one's heartbeats get no answer
             reader = asyncio.create_task(self._read(self._call))
             try:
                 info = self.info()
@@ -168,6 +172,8 @@ class SessionLink:
                 )
                 if not stop_claiming.is_set():
                     message.credits, self._credits = self._credits, 0
+                if self._heartbeat:
+                    self._beats.append(time.monotonic())
                 self._heartbeat = False
                 await self._call.write(message)
                 continue
@@ -196,9 +202,14 @@ class SessionLink:
                 if ttl > 0:
                     self.ttl = ttl
                 self.on_assignment(assignment)
+            # A heartbeat's answer renewed every lease it names, no earlier than the
+            # heartbeat was sent (see TaskLease.renewed_at).
+            beat = self._beats.popleft() if response.heartbeat_acked and self._beats else None
             for update in response.updates:
                 lease = self.leases.get(update.task_uuid)
                 if lease is not None and lease.lease_id == update.lease.lease_id:
+                    if beat is not None and update.instruction != Instruction.INSTRUCTION_STOP:
+                        lease.renewed(beat)
                     lease.receive(update)
 
 
