@@ -166,9 +166,10 @@ class JobManager:
         # Seeds: "When a job starts, it is seeded with a job task with sequence=0 and an
         # empty parameters{} list" -- in the same transaction, so no job is ever without it
         # (counted by the job's n_queued=1 above).
-        await lifecycle.insert_task(
-            conn, self.settings, job, status=TaskStatus.QUEUED, now=now, caller=caller
+        seed = lifecycle.new_task_row(
+            self.settings, job, status=TaskStatus.QUEUED, now=now, caller=caller
         )
+        await lifecycle.insert_tasks(conn, [seed], now=now)
         return job
 
     # -- reading ------------------------------------------------------------------------

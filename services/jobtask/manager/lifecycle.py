@@ -27,7 +27,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 __all__ = [
     "bulk_move",
     "delete_descendants",
-    "insert_task",
     "insert_tasks",
     "move_job",
     "new_task_row",
@@ -90,34 +89,6 @@ async def insert_tasks(
         ],
     )
     return tasks
-
-
-async def insert_task(
-    conn: AsyncConnection,
-    settings: Settings,
-    job: Record,
-    *,
-    status: TaskStatus,
-    now: dt.datetime,
-    caller: Caller,
-    sequence: int = 0,
-    parameters: Mapping[str, Any] | None = None,
-    runtime_constraints: Mapping[str, Any] | None = None,
-    created_by: str | None = None,
-) -> Record:
-    """One task of insert_tasks."""
-    row = new_task_row(
-        settings,
-        job,
-        status=status,
-        now=now,
-        caller=caller,
-        sequence=sequence,
-        parameters=parameters,
-        runtime_constraints=runtime_constraints,
-        created_by=created_by,
-    )
-    return (await insert_tasks(conn, [row], now=now))[0]
 
 
 async def write_job(
