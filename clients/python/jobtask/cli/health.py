@@ -45,7 +45,7 @@ def _channel(args: argparse.Namespace) -> grpc.aio.Channel:
 
 async def check(args: argparse.Namespace) -> int:
     async with _channel(args) as channel:
-        stub: Any = health_pb2_grpc.HealthStub(channel)  # type: ignore[no-untyped-call]
+        stub: Any = health_pb2_grpc.HealthStub(channel)
         try:
             answer = await stub.Check(
                 health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout

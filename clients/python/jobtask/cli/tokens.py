@@ -62,7 +62,7 @@ def add_token_commands(subparsers: argparse._SubParsersAction[Any]) -> argparse.
     common.add_argument("--database-url", help="$JOBTASK_DATABASE_URL (default ./jobtask.sqlite3)")
     common.add_argument("--cluster-id", help="$JOBTASK_CLUSTER_ID (default zzzzz)")
 
-    parser = subparsers.add_parser(
+    parser: argparse.ArgumentParser = subparsers.add_parser(
         "token", help="create, list and revoke API tokens (needs database access)"
     )
     sub = parser.add_subparsers(dest="token_command", required=True, metavar="ACTION")

@@ -21,7 +21,7 @@ def add_command(sub: argparse._SubParsersAction[Any], common: argparse.ArgumentP
 
 
 def state(value: int) -> str:
-    return worker_pb2.WorkerState.Name(value).removeprefix("WORKER_STATE_").lower()  # type: ignore[arg-type]
+    return worker_pb2.WorkerState.Name(value).removeprefix("WORKER_STATE_").lower()
 
 
 def _ago(worker: worker_pb2.Worker, now: dt.datetime) -> str:

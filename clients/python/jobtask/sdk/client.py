@@ -277,7 +277,7 @@ class AsyncClient:
         sequence: int = 0,
         created_by: str | None = None,
         constraints: Constraints | None = None,
-    ) -> list[JobTask]:
+    ) -> builtins.list[JobTask]:
         """One task per entry of `parameters` (BatchCreateTasks), in their order: a call per
         BATCH_CREATE tasks, each call all or none."""
         created: list[JobTask] = []
@@ -308,7 +308,7 @@ class AsyncClient:
         parent_uuid: str | None = None,
         job_uuid: str | None = None,
         constraints: Constraints | None = None,
-    ) -> list[JobTask]:
+    ) -> builtins.list[JobTask]:
         """create_child_task for many inputs at once (see create_tasks)."""
         return await self.create_tasks(
             _env_uuid("JOB_UUID", job_uuid),
