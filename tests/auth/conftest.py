@@ -59,7 +59,7 @@ class Auth:
             scopes=list(scopes),
             expires_at=expires_at,
         )
-        return record["uuid"], token
+        return record.uuid, token
 
     async def expired(self, scopes: Sequence[str] = ("all",)) -> str:
         uuid, token = await self.mint(

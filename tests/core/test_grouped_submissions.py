@@ -43,12 +43,12 @@ async def test_submissions_together_share_a_commit_and_each_gets_its_job(
     specs = [{"script": f"s{i}.py", "script_parameters": {"i": i}} for i in range(20)]
     with commits(core.db) as made:
         jobs = await asyncio.gather(*(core.jobs.create(admin, spec) for spec in specs))
-    assert len({job["uuid"] for job in jobs}) == 20
+    assert len({job.uuid for job in jobs}) == 20
     assert len(made) < 20, made  # one commit for the group (a few, were the store to retry)
     for i, job in enumerate(jobs):
-        stored = await get_job(cluster, job["uuid"])
+        stored = await get_job(cluster, job.uuid)
         assert stored.script == f"s{i}.py"
-        assert len(await job_tasks(cluster, job["uuid"])) == 1  # its seed task
+        assert len(await job_tasks(cluster, job.uuid)) == 1  # its seed task
 
 
 async def test_a_refused_submission_in_a_group_fails_alone(cluster: Cluster) -> None:
@@ -65,9 +65,9 @@ async def test_a_refused_submission_in_a_group_fails_alone(cluster: Cluster) -> 
         *(core.jobs.create(admin, spec) for spec in specs), return_exceptions=True
     )
     assert isinstance(answers[1], AlreadyExists)
-    assert answers[2]["uuid"] == first["uuid"]  # type: ignore[index]
+    assert answers[2].uuid == first.uuid  # type: ignore[union-attr]
     for answer in (answers[0], answers[3]):
         assert not isinstance(answer, BaseException)
-        assert (await get_job(cluster, answer["uuid"])).script in ("b.py", "c.py")
+        assert (await get_job(cluster, answer.uuid)).script in ("b.py", "c.py")
     with pytest.raises(AlreadyExists):
         await core.jobs.create(admin, {"script": "other.py", "submit_id": "k1"})

@@ -88,6 +88,13 @@ def test_terminal_statuses_only_leave_by_requeue() -> None:
         assert {s for s in J if job_can_move(status, s)} <= {J.QUEUED, J.REQUEUEING}
 
 
+def _job_state(started_at: object) -> object:
+    """A job's row as job_on_enter reads it (jobtask.domain.derived.JobState)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(started_at=started_at, is_locked_by_uuid=None, cancelled_at=None)
+
+
 def test_a_job_canceled_before_it_started_never_shows_running() -> None:
     """Found by tests/chaos/test_properties.py: cancel of a queued job passed through
     cancel-requested stored as state Running, running=true, with no started_at."""
@@ -97,11 +104,7 @@ def test_a_job_canceled_before_it_started_never_shows_running() -> None:
 
     now = dt.datetime.now(dt.UTC)
     common = {"now": now, "user_uuid": None, "client_uuid": None, "locker_uuid": "x"}
-    never = job_on_enter(
-        JobStatus.CANCEL_REQUESTED, JobStatus.QUEUED, {"started_at": None}, **common
-    )
+    never = job_on_enter(JobStatus.CANCEL_REQUESTED, JobStatus.QUEUED, _job_state(None), **common)
     assert (never["state"], never["running"]) == ("Queued", False)
-    started = job_on_enter(
-        JobStatus.CANCEL_REQUESTED, JobStatus.ACTIVE, {"started_at": now}, **common
-    )
+    started = job_on_enter(JobStatus.CANCEL_REQUESTED, JobStatus.ACTIVE, _job_state(now), **common)
     assert (started["state"], started["running"]) == ("Running", True)

@@ -121,7 +121,7 @@ async def test_sse_watch_ends_with_an_error_once_its_token_is_revoked(stack: Sta
         async with stack.client.stream("GET", url, headers=headers) as response:
             assert response.status_code == 200
             await read_events(response, until=is_snapshot_done)
-            await revoke_token(core.db, record["uuid"])
+            await revoke_token(core.db, record.uuid)
             rest = await read_events(response)  # returns when the stream ends
     errors = [e for e in rest if e.get("event") == "error"]
     assert len(errors) == 1 and rest[-1] is errors[0], rest

@@ -37,39 +37,35 @@ async def test_an_expired_lease_is_lost_before_the_reaper_runs(cluster: Cluster)
 
     async def expire(conn: AsyncConnection) -> None:
         past = utcnow() - dt.timedelta(seconds=1)
-        stmt = update(job_tasks).where(job_tasks.c.uuid == gone["uuid"])
+        stmt = update(job_tasks).where(job_tasks.c.uuid == gone.uuid)
         await conn.execute(stmt.values(lease_expires_at=past))
 
     await core.db.transact(expire)
     reports = core.runs.reports
     renewed = await reports.renew_session(
-        {gone["uuid"]: gone["lease_id"], kept["uuid"]: kept["lease_id"]}, "we"
+        {gone.uuid: gone.lease_id, kept.uuid: kept.lease_id}, "we"
     )
-    assert renewed[gone["uuid"]].verdict.instruction is Instruction.STOP
-    assert renewed[kept["uuid"]].verdict.instruction is Instruction.CONTINUE
+    assert renewed[gone.uuid].verdict.instruction is Instruction.STOP
+    assert renewed[kept.uuid].verdict.instruction is Instruction.CONTINUE
 
-    (lost,) = await reports.apply_many(
-        [Submission(system, gone["uuid"], gone["lease_id"], _done())]
-    )
+    (lost,) = await reports.apply_many([Submission(system, gone.uuid, gone.lease_id, _done())])
     assert lost.finished is None and lost.verdict.instruction is Instruction.STOP
-    assert (await get_task(cluster, gone["uuid"])).status == task_status("active")
+    assert (await get_task(cluster, gone.uuid)).status == task_status("active")
     request = task_service_pb2.ReportTaskExitRequest(
-        uuid=gone["uuid"], lease_id=gone["lease_id"], exit_code=0
+        uuid=gone.uuid, lease_id=gone.lease_id, exit_code=0
     )
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await cluster.tasks.ReportTaskExit(request)
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "expired" in (refused.value.details() or "")
 
-    (done,) = await reports.apply_many(
-        [Submission(system, kept["uuid"], kept["lease_id"], _done())]
-    )
-    assert done.finished is not None and done.finished["status"] == "completed"
+    (done,) = await reports.apply_many([Submission(system, kept.uuid, kept.lease_id, _done())])
+    assert done.finished is not None and done.finished.status == "completed"
     async with core.db.read() as conn:
         row = (
             await conn.execute(
                 select(task_attempts.c.ended_at, task_attempts.c.lease_expires_at).where(
-                    task_attempts.c.lease_id == kept["lease_id"]
+                    task_attempts.c.lease_id == kept.lease_id
                 )
             )
         ).one()

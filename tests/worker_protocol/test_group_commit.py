@@ -100,7 +100,7 @@ async def test_a_refused_batch_fails_alone_and_the_rest_of_its_group_commits(
     for outcome, assignment in ((outcomes[0], a), (outcomes[2], c)):
         assert not isinstance(outcome, BaseException)
         assert outcome.verdict.instruction is Instruction.STOP
-        assert outcome.finished is not None and outcome.finished["status"] == "completed"
+        assert outcome.finished is not None and outcome.finished.status == "completed"
         assert (await get_task(cluster, assignment.task.uuid)).status == task_status("completed")
     assert (await get_task(cluster, b.task.uuid)).status == task_status("active")
 

@@ -8,7 +8,7 @@ from collections import defaultdict
 from typing import Any
 
 from jobtask.domain.limits import Limits
-from jobtask.store.records import from_json
+from jobtask.store.rows import task_from_json
 from jobtask.store.schema import events
 from jobtask.v1 import job_pb2
 from sqlalchemy import select
@@ -139,11 +139,11 @@ async def test_limits_hold_under_four_concurrent_workers(cluster: Cluster) -> No
     active: dict[str, tuple[str, str]] = {}  # task uuid -> (job uuid, node)
     peak_per_node = peak_nodes = peak_ram = 0
     for job_uuid, payload in rows:
-        task = from_json(payload)
-        if task["status"] == "active":
-            active[task["uuid"]] = (job_uuid, task["node_name"])
+        task = task_from_json(payload)
+        if task.status == "active":
+            active[task.uuid] = (job_uuid, task.node_name or "")
         else:
-            active.pop(task["uuid"], None)
+            active.pop(task.uuid, None)
         per_job_node: dict[tuple[str, str], int] = defaultdict(int)
         for j, n in active.values():
             per_job_node[(j, n)] += 1

@@ -63,10 +63,10 @@ async def _claim_and_complete(cluster: Cluster, n: int) -> tuple[list[str], list
     with counting(core.db) as claimed:
         claims = await core.claims.claim(system, worker, n)
     assert len(claims) == n
-    items = [Submission(system, c.task["uuid"], c.task["lease_id"], _done()) for c in claims]
+    items = [Submission(system, c.task.uuid, c.lease_id, _done()) for c in claims]
     with counting(core.db) as completed:
         outcomes = await core.runs.reports.apply_many(items)
-    assert [o.finished["status"] for o in outcomes if o.finished] == ["completed"] * n
+    assert [o.finished.status for o in outcomes if o.finished] == ["completed"] * n
     return claimed, completed, job
 
 
@@ -114,8 +114,8 @@ async def _one_task_jobs(cluster: Cluster, n: int) -> tuple[list[str], list[str]
     with counting(core.db) as claimed:
         claims = await core.claims.claim(system, worker, n)
     assert len(claims) == n
-    assert {c.job["status"] for c in claims} == {"active"}
-    items = [Submission(system, c.task["uuid"], c.task["lease_id"], _done()) for c in claims]
+    assert {c.job.status for c in claims} == {"active"}
+    items = [Submission(system, c.task.uuid, c.lease_id, _done()) for c in claims]
     with counting(core.db) as completed:
         await core.runs.reports.apply_many(items)
     return claimed, completed, jobs

@@ -7,8 +7,7 @@ is_locked_by_uuid, output. Tasks: success, progress, started_at, finished_at, th
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from jobtask.domain.statuses import ARVADOS_STATE, JOB_TERMINAL, JobStatus, TaskStatus
 
@@ -18,10 +17,21 @@ JOB_RUNNING = frozenset({J.ACTIVE, J.PAUSE_REQUESTED, J.CANCEL_REQUESTED})
 _JOB_SUCCESS = {J.COMPLETED: True, J.FAILED: False, J.CANCELED: False}
 
 
+class JobState(Protocol):
+    """What of a job's row its next status depends on (jobtask.store.rows.JobRow)."""
+
+    @property
+    def started_at(self) -> dt.datetime | None: ...
+    @property
+    def is_locked_by_uuid(self) -> str | None: ...
+    @property
+    def cancelled_at(self) -> dt.datetime | None: ...
+
+
 def job_on_enter(
     new: JobStatus,
     previous: JobStatus,
-    job: Mapping[str, Any],
+    job: JobState,
     *,
     now: dt.datetime,
     user_uuid: str | None,
@@ -31,7 +41,7 @@ def job_on_enter(
     """Column changes for a job entering `new` (the status itself included)."""
     # A job asked to cancel (or pause) before it ever started is not running: Arvados shows
     # it Queued until it is Cancelled, never Running without a start.
-    started = new is J.ACTIVE or job.get("started_at") is not None
+    started = new is J.ACTIVE or job.started_at is not None
     changes: dict[str, Any] = {
         "status": new.value,
         "state": ARVADOS_STATE[new] if started or new not in JOB_RUNNING else "Queued",
@@ -54,12 +64,12 @@ def job_on_enter(
         )
         return changes
     if new is J.ACTIVE:
-        if job.get("started_at") is None:
+        if job.started_at is None:
             changes["started_at"] = now
-        if job.get("is_locked_by_uuid") is None:
+        if job.is_locked_by_uuid is None:
             # Seeds: the job is locked when it starts, so its attributes cannot be altered.
             changes["is_locked_by_uuid"] = locker_uuid
-    if new in (J.CANCEL_REQUESTED, J.CANCELED) and job.get("cancelled_at") is None:
+    if new in (J.CANCEL_REQUESTED, J.CANCELED) and job.cancelled_at is None:
         changes.update(
             cancelled_at=now,
             cancelled_by_user_uuid=user_uuid,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import random
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,8 +78,9 @@ def blocklist_threshold(job_constraints: Mapping[str, Any] | None, default: int)
     return default if value is None else int(value)
 
 
-def blocked_workers(job: Mapping[str, Any]) -> set[str]:
-    return {str(e["worker_id"]) for e in job.get("blocklist") or ()}
+def blocked_workers(blocklist: Iterable[Mapping[str, Any]] | None) -> set[str]:
+    """The workers on a job's blocklist."""
+    return {str(e["worker_id"]) for e in blocklist or ()}
 
 
 def blocklist_entry(worker_id: str, failed_tasks: int, now: dt.datetime) -> dict[str, Any]:

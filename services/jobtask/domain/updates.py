@@ -77,18 +77,19 @@ def same_value(current: Any, new: Any) -> bool:
 
 def plan_update(
     attrs: Mapping[str, Attr],
-    current: Mapping[str, Any],
+    current: object,
     changes: Mapping[str, Any],
     *,
     locked: bool = False,
     may_report: bool = True,
 ) -> dict[str, Any]:
-    """The changes that take effect. Unchanged read-only values are ignored (old SDKs send
-    whole records back); changed ones are rejected, naming the attribute."""
+    """The changes that take effect on `current` (a row, read by attribute: see
+    jobtask.store.rows). Unchanged read-only values are ignored (old SDKs send whole
+    records back); changed ones are rejected, naming the attribute."""
     effective: dict[str, Any] = {}
     for name, value in changes.items():
         attr = attrs[name]
-        unchanged = same_value(current.get(name), value)
+        unchanged = same_value(getattr(current, name, None), value)
         if attr.access in (Access.MANAGER, Access.CREATE):
             if not unchanged:
                 who = "the job manager" if attr.access is Access.MANAGER else "creation"

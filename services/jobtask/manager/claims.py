@@ -19,7 +19,7 @@ from jobtask.observability.streams import WORKER_SLOTS
 from jobtask.store import claims as queries
 from jobtask.store import leases, locks
 from jobtask.store.database import Database, mark_changed
-from jobtask.store.records import Record, task_record
+from jobtask.store.rows import JobRow, TaskRow, task_row
 from jobtask.store.task_writes import TaskWrites
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -95,10 +95,10 @@ class ClaimManager:
                 # A new live node may be what a job's min_nodes waits for.
                 mark_changed(conn)
             claims = await self._choose(conn, caller, worker, want, now)
-            jobs_started = {c.job["id"] for c in claims}
+            jobs_started = {c.job.id for c in claims}
             settled = await lifecycle.settle_many(conn, self.settings, jobs_started, now=now)
             for c in claims:
-                c.job = settled[c.job["id"]]
+                c.job = settled[c.job.id]
             return claims
 
         claims = await self.db.transact(run)
@@ -120,7 +120,7 @@ class ClaimManager:
         # A placement that counts the node's or the job's active tasks reads them after
         # the starts held so far are written.
         place = Placement(conn, worker, now=now, live=self.settings.live_horizon, before_read=flush)
-        locked: dict[int, Record] = {}
+        locked: dict[int, JobRow] = {}
         skip_jobs: set[int] = set()
         seen: set[int] = set()
         claims: list[Claim] = []
@@ -145,7 +145,7 @@ class ClaimManager:
                     if fresh.job_id in skip_jobs:
                         continue
                     limits = limits_of(fresh)
-                    blocked = blocked_workers({"blocklist": fresh.job_blocklist})
+                    blocked = blocked_workers(fresh.job_blocklist)
                     if worker.worker_id in blocked and await place.others_can_run_job(
                         blocked, limits
                     ):
@@ -160,7 +160,7 @@ class ClaimManager:
                         continue
                     job = locked[fresh.job_id]
                     claims.append(
-                        self._start(conn, writes, caller, job, task_record(fresh), worker, now)
+                        self._start(conn, writes, caller, job, task_row(fresh), worker, now)
                     )
                     place.started(fresh.job_id, limits)
                     self._serve(fresh.owner_uuid)
@@ -173,7 +173,7 @@ class ClaimManager:
     async def _lock_jobs(
         conn: AsyncConnection,
         chunk: list[Any],
-        locked: dict[int, Record],
+        locked: dict[int, JobRow],
         skip_jobs: set[int],
     ) -> None:
         """Locks the jobs of a chunk of candidates not locked yet. Lock order: the job row,
@@ -198,14 +198,15 @@ class ClaimManager:
         conn: AsyncConnection,
         writes: TaskWrites,
         caller: Caller,
-        job: Record,
-        task: Record,
+        job: JobRow,
+        task: TaskRow,
         worker: WorkerSpec,
         now: dt.datetime,
     ) -> Claim:
         token = secrets.token_urlsafe(32)
         lease_id = secrets.token_hex(16)
-        attempt = task["attempt"] + 1
+        expires = now + self.settings.lease_ttl
+        attempt = task.attempt + 1
         queued = task
         task = writes.write_task(
             job,
@@ -216,7 +217,7 @@ class ClaimManager:
                 "worker_id": worker.worker_id,
                 "node_name": worker.node_name,
                 "lease_id": lease_id,
-                "lease_expires_at": now + self.settings.lease_ttl,
+                "lease_expires_at": expires,
                 "token_digest": token_digest(token),
                 "started_at": now,
                 "finished_at": None,
@@ -229,7 +230,7 @@ class ClaimManager:
         )
         writes.open_attempt(
             {
-                "task_id": task["id"],
+                "task_id": task.id,
                 "attempt": attempt,
                 "lease_id": lease_id,
                 "worker_id": worker.worker_id,
@@ -238,12 +239,12 @@ class ClaimManager:
             }
         )
         observe.task_claimed(conn, queued, task, now)
-        return Claim(task, job, token)
+        return Claim(task, job, token, lease_id, expires)
 
-    async def renew(self, task_uuid: str, lease_id: str) -> tuple[Record, dt.datetime]:
+    async def renew(self, task_uuid: str, lease_id: str) -> tuple[TaskRow, dt.datetime]:
         """Extends a lease; FailedPrecondition if it is no longer the task's lease."""
 
-        async def run(conn: AsyncConnection) -> tuple[Record, dt.datetime]:
+        async def run(conn: AsyncConnection) -> tuple[TaskRow, dt.datetime]:
             now = utcnow()
             expires = now + self.settings.lease_ttl
             task = await leases.renew_one(conn, task_uuid, lease_id, expires, now)
@@ -271,12 +272,12 @@ class ClaimManager:
         for uuid, job_id in rows:
             job = await locks.lock_job(conn, job_id=job_id)
             task = await locks.lock_task_row(conn, uuid)
-            if task is None or task["lease_expires_at"] is None:
+            if task is None or task.lease_expires_at is None:
                 continue
-            if task["lease_expires_at"] >= now:
+            if task.lease_expires_at >= now:
                 continue  # renewed meanwhile
-            if task["status"] != TaskStatus.ACTIVE:
-                await attempts.close_attempt(conn, task, now, f"ended after {task['status']}")
+            if task.status != TaskStatus.ACTIVE:
+                await attempts.close_attempt(conn, task, now, f"ended after {task.status}")
                 await attempts.release_lease(conn, task)
                 continue
             observe.lease_expired(conn, task)
@@ -286,7 +287,7 @@ class ClaimManager:
                 system,
                 job,
                 task,
-                lease_id=task["lease_id"],
+                lease_id=task.lease_id or "",
                 exit_code=None,
                 signal=None,
                 log="",

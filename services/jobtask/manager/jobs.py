@@ -27,7 +27,7 @@ from jobtask.store import feed, locks
 from jobtask.store import jobs as job_store
 from jobtask.store.database import Database
 from jobtask.store.grouped import GroupedTransactions
-from jobtask.store.records import Record, to_json
+from jobtask.store.rows import JobRow, job_after, to_json
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 J = JobStatus
@@ -44,10 +44,10 @@ _STATUS_VERBS = {
 _BUSY = frozenset({J.ACTIVE, J.CANCEL_REQUESTED, J.PAUSE_REQUESTED})
 
 
-def check_readable(caller: Caller, record: Record) -> Record:
-    if not may_read(caller, record["owner_uuid"]):
-        raise NotFound(f"job {record['uuid']} not found")
-    return record
+def check_readable(caller: Caller, job: JobRow) -> JobRow:
+    if not may_read(caller, job.owner_uuid):
+        raise NotFound(f"job {job.uuid} not found")
+    return job
 
 
 class JobManager:
@@ -55,7 +55,7 @@ class JobManager:
         self.db = db
         self.settings = settings
         # Submissions arriving together share a commit (jobtask.store.grouped).
-        self._submissions: GroupedTransactions[Record] = GroupedTransactions(db)
+        self._submissions: GroupedTransactions[JobRow] = GroupedTransactions(db)
 
     # -- submission ---------------------------------------------------------------------
 
@@ -80,7 +80,7 @@ class JobManager:
 
     async def create(
         self, caller: Caller, raw: Mapping[str, Any], *, allow_duplicate: bool = False
-    ) -> Record:
+    ) -> JobRow:
         """Submits a job seeded with its first task, unless a duplicate or an earlier
         submission with the same submit_id answers instead."""
         spec = self._job_spec(raw)
@@ -92,7 +92,7 @@ class JobManager:
         )
         digest = submission_digest({k: v for k, v in spec.items() if k != "submit_id"})
 
-        async def run(conn: AsyncConnection) -> Record:
+        async def run(conn: AsyncConnection) -> JobRow:
             if spec.get("submit_id"):
                 earlier = await self._by_submit_id(conn, spec["submit_id"], digest)
                 if earlier is not None:
@@ -110,7 +110,7 @@ class JobManager:
             if not spec.get("submit_id"):
                 raise
 
-            async def again(conn: AsyncConnection) -> Record:
+            async def again(conn: AsyncConnection) -> JobRow:
                 earlier = await self._by_submit_id(conn, spec["submit_id"], digest)
                 if earlier is None:
                     raise AlreadyExists("submit_id: a conflicting job exists") from None
@@ -120,13 +120,13 @@ class JobManager:
 
     async def _by_submit_id(
         self, conn: AsyncConnection, submit_id: str, digest: str
-    ) -> Record | None:
+    ) -> JobRow | None:
         job = await job_store.job_by_submit_id(conn, submit_id)
         if job is None:
             return None
-        if job["submit_digest"] != digest:
+        if job.submit_digest != digest:
             raise AlreadyExists(
-                f"submit_id {submit_id!r} was used for a different job ({job['uuid']})"
+                f"submit_id {submit_id!r} was used for a different job ({job.uuid})"
             )
         return job
 
@@ -137,7 +137,7 @@ class JobManager:
         spec: Mapping[str, Any],
         identity: str,
         digest: str,
-    ) -> Record:
+    ) -> JobRow:
         now = utcnow()
         values = {
             "uuid": new_uuid(self.settings.cluster_id, JOB_INFIX),
@@ -161,7 +161,7 @@ class JobManager:
             "n_queued": 1,
         }
         job = await job_store.insert_job(conn, values)
-        await feed.append(conn, job["uuid"], feed.JOB_CHANGED, to_json(job), now=now)
+        await feed.append(conn, job.uuid, feed.JOB_CHANGED, to_json(job), now=now)
         observe.job_submitted(conn, job)
         # Seeds: "When a job starts, it is seeded with a job task with sequence=0 and an
         # empty parameters{} list" -- in the same transaction, so no job is ever without it
@@ -174,7 +174,7 @@ class JobManager:
 
     # -- reading ------------------------------------------------------------------------
 
-    async def get(self, caller: Caller, uuid: str) -> Record:
+    async def get(self, caller: Caller, uuid: str) -> JobRow:
         check_uuid(uuid, JOB_INFIX, "uuid")
         async with self.db.read() as conn:
             job = await job_store.job_by_uuid(conn, uuid)
@@ -184,7 +184,7 @@ class JobManager:
 
     async def list(
         self, caller: Caller, query: ListQuery, *, queued_only: bool = False
-    ) -> tuple[list[Record], int | None]:
+    ) -> tuple[list[JobRow], int | None]:
         async with self.db.read() as conn:
             return await job_store.list_jobs(
                 conn, caller, query, cluster_id=self.settings.cluster_id, queued_only=queued_only
@@ -197,7 +197,7 @@ class JobManager:
 
     # -- changes ------------------------------------------------------------------------
 
-    async def update(self, caller: Caller, uuid: str, raw: Mapping[str, Any]) -> Record:
+    async def update(self, caller: Caller, uuid: str, raw: Mapping[str, Any]) -> JobRow:
         check_uuid(uuid, JOB_INFIX, "uuid")
         changes = check_known(JOB_ATTRS, resolve_aliases(raw, JOB_ALIASES))
         status = changes.pop("status", None)
@@ -210,38 +210,38 @@ class JobManager:
                 changes["runtime_constraints"], "runtime_constraints"
             )
 
-        async def run(conn: AsyncConnection) -> Record:
+        async def run(conn: AsyncConnection) -> JobRow:
             now = utcnow()
             job = check_readable(caller, await locks.lock_job(conn, uuid=uuid))
             effective = plan_update(JOB_ATTRS, job, changes, locked=self._locked_for(caller, job))
             if effective:
-                merged = {**job, **effective}
                 if {"script", "script_version", "script_parameters", "runtime_constraints"} & (
                     effective.keys()
                 ):
+                    merged = job_after(job, effective)
                     effective["identity"] = job_identity(
-                        merged["script"],
-                        merged["script_version"],
-                        merged["script_parameters"],
-                        merged["runtime_constraints"],
+                        merged.script,
+                        merged.script_version,
+                        merged.script_parameters,
+                        merged.runtime_constraints,
                     )
                 job = await lifecycle.write_job(conn, job, effective, now=now, caller=caller)
-            if status is not None and status != job["status"]:
+            if status is not None and status != job.status:
                 job = await self._request_status(conn, caller, job, JobStatus(status), now)
             return job
 
         return await self.db.transact(run)
 
-    def _locked_for(self, caller: Caller, job: Record) -> bool:
+    def _locked_for(self, caller: Caller, job: JobRow) -> bool:
         """Seeds: the system user locks a job when starting it "in order to prevent job
         attributes from being altered"; the locking user and the system still may."""
-        locker = job.get("is_locked_by_uuid")
+        locker = job.is_locked_by_uuid
         return locker is not None and not caller.is_system and caller.user_uuid != locker
 
     async def _request_status(
-        self, conn: AsyncConnection, caller: Caller, job: Record, new: JobStatus, now: Any
-    ) -> Record:
-        current = JobStatus(job["status"])
+        self, conn: AsyncConnection, caller: Caller, job: JobRow, new: JobStatus, now: Any
+    ) -> JobRow:
+        current = job.status
         verb = _STATUS_VERBS.get(new)
         if new is J.QUEUED:
             verb = "resume" if current in (J.PAUSED, J.PAUSE_REQUESTED) else "requeue"
@@ -250,90 +250,90 @@ class JobManager:
             raise FailedPrecondition(
                 f"job status {new} follows from its tasks and cannot be set directly"
             )
-        result: Record = await getattr(self, f"_{verb}")(conn, caller, job, now)
+        result: JobRow = await getattr(self, f"_{verb}")(conn, caller, job, now)
         return result
 
-    async def delete(self, caller: Caller, uuid: str) -> Record:
+    async def delete(self, caller: Caller, uuid: str) -> JobRow:
         check_uuid(uuid, JOB_INFIX, "uuid")
 
-        async def run(conn: AsyncConnection) -> Record:
+        async def run(conn: AsyncConnection) -> JobRow:
             job = check_readable(caller, await locks.lock_job(conn, uuid=uuid))
-            if JobStatus(job["status"]) in _BUSY:
+            if job.status in _BUSY:
                 raise FailedPrecondition(
-                    f"job {uuid} is {job['status']}: cancel it before deleting it"
+                    f"job {uuid} is {job.status}: cancel it before deleting it"
                 )
-            await job_store.delete_job(conn, job["id"])
+            await job_store.delete_job(conn, job.id)
             return job
 
         return await self.db.transact(run)
 
-    async def _verb(self, caller: Caller, uuid: str, verb: str) -> Record:
+    async def _verb(self, caller: Caller, uuid: str, verb: str) -> JobRow:
         check_uuid(uuid, JOB_INFIX, "uuid")
 
-        async def run(conn: AsyncConnection) -> Record:
+        async def run(conn: AsyncConnection) -> JobRow:
             job = check_readable(caller, await locks.lock_job(conn, uuid=uuid))
-            result: Record = await getattr(self, f"_{verb}")(conn, caller, job, utcnow())
+            result: JobRow = await getattr(self, f"_{verb}")(conn, caller, job, utcnow())
             return result
 
         return await self.db.transact(run)
 
-    async def cancel(self, caller: Caller, uuid: str) -> Record:
+    async def cancel(self, caller: Caller, uuid: str) -> JobRow:
         return await self._verb(caller, uuid, "cancel")
 
-    async def lock(self, caller: Caller, uuid: str) -> Record:
+    async def lock(self, caller: Caller, uuid: str) -> JobRow:
         return await self._verb(caller, uuid, "lock")
 
-    async def requeue(self, caller: Caller, uuid: str) -> Record:
+    async def requeue(self, caller: Caller, uuid: str) -> JobRow:
         return await self._verb(caller, uuid, "requeue")
 
-    async def pause(self, caller: Caller, uuid: str) -> Record:
+    async def pause(self, caller: Caller, uuid: str) -> JobRow:
         return await self._verb(caller, uuid, "pause")
 
-    async def resume(self, caller: Caller, uuid: str) -> Record:
+    async def resume(self, caller: Caller, uuid: str) -> JobRow:
         return await self._verb(caller, uuid, "resume")
 
     async def _move(
         self,
         conn: AsyncConnection,
         caller: Caller,
-        job: Record,
+        job: JobRow,
         new: JobStatus,
         now: Any,
         locker: str | None = None,
-    ) -> Record:
+    ) -> JobRow:
         return await lifecycle.move_job(
             conn, self.settings, job, new, now=now, caller=caller, locker_uuid=locker
         )
 
-    async def _cancel(self, conn: AsyncConnection, caller: Caller, job: Record, now: Any) -> Record:
-        current = JobStatus(job["status"])
+    async def _cancel(self, conn: AsyncConnection, caller: Caller, job: JobRow, now: Any) -> JobRow:
+        current = job.status
         if current in (J.CANCELED, J.CANCEL_REQUESTED):
             return job  # Arvados: canceling a canceled job is a no-op
         return await self._move(conn, caller, job, J.CANCEL_REQUESTED, now)
 
-    async def _lock(self, conn: AsyncConnection, caller: Caller, job: Record, now: Any) -> Record:
-        if job["is_locked_by_uuid"] is not None:
-            raise FailedPrecondition(f"job {job['uuid']} is already locked")
+    async def _lock(self, conn: AsyncConnection, caller: Caller, job: JobRow, now: Any) -> JobRow:
+        if job.is_locked_by_uuid is not None:
+            raise FailedPrecondition(f"job {job.uuid} is already locked")
         return await self._move(conn, caller, job, J.ACTIVE, now, locker=caller.user_uuid)
 
     async def _requeue(
-        self, conn: AsyncConnection, caller: Caller, job: Record, now: Any
-    ) -> Record:
-        current = JobStatus(job["status"])
+        self, conn: AsyncConnection, caller: Caller, job: JobRow, now: Any
+    ) -> JobRow:
+        current = job.status
         if current not in JOB_TERMINAL and current is not J.PAUSED:
             check_job_move(current, J.REQUEUEING)
         return await self._move(conn, caller, job, J.REQUEUEING, now)
 
-    async def _pause(self, conn: AsyncConnection, caller: Caller, job: Record, now: Any) -> Record:
-        if JobStatus(job["status"]) in (J.PAUSED, J.PAUSE_REQUESTED):
+    async def _pause(self, conn: AsyncConnection, caller: Caller, job: JobRow, now: Any) -> JobRow:
+        if job.status in (J.PAUSED, J.PAUSE_REQUESTED):
             return job
         return await self._move(conn, caller, job, J.PAUSE_REQUESTED, now)
 
-    async def _resume(self, conn: AsyncConnection, caller: Caller, job: Record, now: Any) -> Record:
-        current = JobStatus(job["status"])
+    async def _resume(self, conn: AsyncConnection, caller: Caller, job: JobRow, now: Any) -> JobRow:
+        current = job.status
         if current is J.PAUSED:
             return await self._move(conn, caller, job, J.QUEUED, now)
         if current is J.PAUSE_REQUESTED:
-            target = J.ACTIVE if job["n_active"] else J.QUEUED
+            target = J.ACTIVE if job.n_active else J.QUEUED
             return await self._move(conn, caller, job, target, now)
-        raise FailedPrecondition(f"job {job['uuid']} is {current}, not paused")
+        raise FailedPrecondition(f"job {job.uuid} is {current}, not paused")

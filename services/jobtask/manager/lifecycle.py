@@ -21,7 +21,7 @@ from jobtask.manager.context import Caller, Settings
 from jobtask.observability import lifecycle as observe
 from jobtask.store import feed, job_writes, task_writes
 from jobtask.store import tasks as task_store
-from jobtask.store.records import Record, job_after, task_counts, to_json
+from jobtask.store.rows import JobRow, TaskRow, job_after, to_json
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = [
@@ -40,7 +40,7 @@ __all__ = [
 
 def new_task_row(
     settings: Settings,
-    job: Record,
+    job: JobRow,
     *,
     status: TaskStatus,
     now: dt.datetime,
@@ -53,9 +53,9 @@ def new_task_row(
     """The columns of a new task of a locked job (see insert_tasks)."""
     return {
         "uuid": new_uuid(settings.cluster_id, TASK_INFIX),
-        "job_id": job["id"],
-        "job_uuid": job["uuid"],
-        "owner_uuid": job["owner_uuid"],
+        "job_id": job.id,
+        "job_uuid": job.uuid,
+        "owner_uuid": job.owner_uuid,
         "created_at": now,
         "modified_at": now,
         "modified_by_user_uuid": caller.user_uuid,
@@ -70,7 +70,7 @@ def new_task_row(
 
 async def insert_tasks(
     conn: AsyncConnection, rows: list[dict[str, Any]], *, now: dt.datetime
-) -> list[Record]:
+) -> list[TaskRow]:
     """Inserts tasks (new_task_row's) into locked jobs and appends their task_created
     events, a statement each whatever their number; the caller counts them in their jobs'
     rows."""
@@ -80,8 +80,8 @@ async def insert_tasks(
         [
             {
                 "created_at": now,
-                "job_uuid": task["job_uuid"],
-                "task_uuid": task["uuid"],
+                "job_uuid": task.job_uuid,
+                "task_uuid": task.uuid,
                 "type": feed.TASK_CREATED,
                 "payload": to_json(task),
             }
@@ -93,68 +93,66 @@ async def insert_tasks(
 
 async def write_job(
     conn: AsyncConnection,
-    job: Record,
+    job: JobRow,
     changes: Mapping[str, Any],
     *,
     now: dt.datetime,
     caller: Caller,
-) -> Record:
+) -> JobRow:
     """Updates the job row (bumping its version) and appends a job_changed event."""
     job = await job_writes.write_job_row(
         conn,
-        job["id"],
+        job.id,
         changes,
         now=now,
         user_uuid=caller.user_uuid,
         client_uuid=caller.client_uuid,
     )
-    await feed.append(conn, job["uuid"], feed.JOB_CHANGED, to_json(job), now=now)
+    await feed.append(conn, job.uuid, feed.JOB_CHANGED, to_json(job), now=now)
     return job
 
 
 async def write_task(
     conn: AsyncConnection,
-    job: Record,
-    task: Record,
+    job: JobRow,
+    task: TaskRow,
     changes: Mapping[str, Any],
     *,
     now: dt.datetime,
     caller: Caller,
     event: str | None = feed.TASK_CHANGED,
-) -> Record:
+) -> TaskRow:
     """Updates one task row, keeps the job's status counts and appends an event (None: the
     caller appends its own, as for log chunks). The caller settles the job afterwards when
     the status changed."""
     new = await task_writes.write_task_row(
         conn,
-        task["id"],
+        task.id,
         changes,
         now=now,
         user_uuid=caller.user_uuid,
         client_uuid=caller.client_uuid,
     )
-    if new["status"] != task["status"]:
-        await task_writes.shift_count(
-            conn, job["id"], TaskStatus(task["status"]), TaskStatus(new["status"])
-        )
+    if new.status != task.status:
+        await task_writes.shift_count(conn, job.id, task.status, new.status)
     if event is None:
         return new
     if event == feed.TASK_PROGRESS:
-        payload: dict[str, Any] = {"progress": new["progress"]}
+        payload: dict[str, Any] = {"progress": new.progress}
     else:
         payload = to_json(new)
-    await feed.append(conn, job["uuid"], event, payload, task_uuid=new["uuid"], now=now)
+    await feed.append(conn, job.uuid, event, payload, task_uuid=new.uuid, now=now)
     return new
 
 
 async def bulk_move(
-    conn: AsyncConnection, job: Record, move: ripple.TaskMove, *, now: dt.datetime, caller: Caller
+    conn: AsyncConnection, job: JobRow, move: ripple.TaskMove, *, now: dt.datetime, caller: Caller
 ) -> int:
     """Moves every task of the job in move.sources to move.target; one event per task."""
     changes = task_on_enter(move.target, now=now, reset_attempts=move.reset_attempts)
     moved = await task_writes.move_tasks(
         conn,
-        job["id"],
+        job.id,
         move.sources,
         changes,
         now=now,
@@ -168,32 +166,32 @@ async def bulk_move(
         [
             {
                 "created_at": now,
-                "job_uuid": job["uuid"],
-                "task_uuid": task["uuid"],
+                "job_uuid": job.uuid,
+                "task_uuid": task.uuid,
                 "type": feed.TASK_CHANGED,
                 "payload": to_json(task),
             }
             for task in moved
         ],
     )
-    await task_writes.recount(conn, job["id"])
+    await task_writes.recount(conn, job.id)
     return len(moved)
 
 
 async def move_job(
     conn: AsyncConnection,
     settings: Settings,
-    job: Record,
+    job: JobRow,
     new: JobStatus,
     *,
     now: dt.datetime,
     caller: Caller,
     locker_uuid: str | None = None,
-) -> Record:
+) -> JobRow:
     """Moves the job to `new` (checked against the table), ripples to its tasks, and
     follows up until the job rests."""
     for _ in range(ripple.MAX_STEPS):
-        previous = JobStatus(job["status"])
+        previous = job.status
         check_job_move(previous, new)
         changes = job_on_enter(
             new,
@@ -206,30 +204,30 @@ async def move_job(
         )
         if new is JobStatus.COMPLETED:
             # Tasks' outputs in creation order (crunch-job concatenated manifest fragments).
-            changes["output"] = (await job_writes.outputs_of(conn, [job["id"]]))[job["id"]]
+            changes["output"] = (await job_writes.outputs_of(conn, [job.id]))[job.id]
         for move in ripple.on_enter(new, previous):
             await bulk_move(conn, job, move, now=now, caller=caller)
         job = await write_job(conn, job, changes, now=now, caller=caller)
-        observe.job_moved(conn, job, previous.value)
-        nxt = ripple.follow_up(new, task_counts(job))
+        observe.job_moved(conn, job, previous)
+        nxt = ripple.follow_up(new, job.counts)
         if nxt is None or nxt is new:
             return job
         new = nxt
         # Follow-ups are the manager's own moves.
         caller = settings.system_caller()
-    raise RuntimeError(f"job {job['uuid']} did not settle")
+    raise RuntimeError(f"job {job.uuid} did not settle")
 
 
 async def settle(
     conn: AsyncConnection, settings: Settings, job_id: int, *, now: dt.datetime
-) -> Record:
+) -> JobRow:
     """After task changes: moves the job if its task counts call for it."""
     return await settle_job(conn, settings, await job_writes.job_by_id(conn, job_id), now=now)
 
 
 async def settle_many(
     conn: AsyncConnection, settings: Settings, job_ids: Collection[int], *, now: dt.datetime
-) -> dict[int, Record]:
+) -> dict[int, JobRow]:
     """settle for several jobs at once (their rows locked), with a constant number of
     statements for the usual moves: jobs read in one statement; each job whose counts call
     for a move that ripples to no task and rests there (queued -> active on a claim, active
@@ -239,28 +237,28 @@ async def settle_many(
         return {}
     found = await job_writes.jobs_by_id(conn, job_ids)
     system = settings.system_caller()
-    simple: list[tuple[Record, JobStatus]] = []
+    simple: list[tuple[JobRow, JobStatus]] = []
     for job in found.values():
-        previous = JobStatus(job["status"])
-        nxt = ripple.follow_up(previous, task_counts(job))
+        previous = job.status
+        nxt = ripple.follow_up(previous, job.counts)
         if nxt is None:
             continue
-        rests = ripple.follow_up(nxt, task_counts(job)) in (None, nxt)
+        rests = ripple.follow_up(nxt, job.counts) in (None, nxt)
         if rests and not ripple.on_enter(nxt, previous):
             check_job_move(previous, nxt)
             simple.append((job, nxt))
         else:
-            found[job["id"]] = await move_job(conn, settings, job, nxt, now=now, caller=system)
+            found[job.id] = await move_job(conn, settings, job, nxt, now=now, caller=system)
     if not simple:
         return found
-    completing = [job["id"] for job, nxt in simple if nxt is JobStatus.COMPLETED]
+    completing = [job.id for job, nxt in simple if nxt is JobStatus.COMPLETED]
     outputs = await job_writes.outputs_of(conn, completing)
     written: list[tuple[int, dict[str, Any]]] = []
     events: list[dict[str, Any]] = []
     for job, nxt in simple:
         changes = job_on_enter(
             nxt,
-            JobStatus(job["status"]),
+            job.status,
             job,
             now=now,
             user_uuid=system.user_uuid,
@@ -268,50 +266,50 @@ async def settle_many(
             locker_uuid=settings.system_user,
         )
         if nxt is JobStatus.COMPLETED:
-            changes["output"] = outputs[job["id"]]
+            changes["output"] = outputs[job.id]
         changes.update(
-            version=job["version"] + 1,
+            version=job.version + 1,
             modified_at=now,
             modified_by_user_uuid=system.user_uuid,
             modified_by_client_uuid=system.client_uuid,
         )
         moved = job_after(job, changes)
-        written.append((job["id"], changes))
+        written.append((job.id, changes))
         events.append(
             {
                 "created_at": now,
-                "job_uuid": moved["uuid"],
+                "job_uuid": moved.uuid,
                 "task_uuid": None,
                 "type": feed.JOB_CHANGED,
                 "payload": to_json(moved),
             }
         )
-        observe.job_moved(conn, moved, job["status"])
-        found[job["id"]] = moved
+        observe.job_moved(conn, moved, job.status)
+        found[job.id] = moved
     await job_writes.write_jobs(conn, written)
     await feed.append_many(conn, events)
     return found
 
 
 async def settle_job(
-    conn: AsyncConnection, settings: Settings, job: Record, *, now: dt.datetime
-) -> Record:
+    conn: AsyncConnection, settings: Settings, job: JobRow, *, now: dt.datetime
+) -> JobRow:
     """settle, given the job's row as it now is (read in this transaction)."""
-    nxt = ripple.follow_up(JobStatus(job["status"]), task_counts(job))
+    nxt = ripple.follow_up(job.status, job.counts)
     if nxt is None:
         return job
     return await move_job(conn, settings, job, nxt, now=now, caller=settings.system_caller())
 
 
 async def delete_descendants(
-    conn: AsyncConnection, job: Record, task_uuid: str, *, now: dt.datetime
+    conn: AsyncConnection, job: JobRow, task_uuid: str, *, now: dt.datetime
 ) -> int:
     """Deletes the tasks created by task_uuid, and theirs, recursively (seed: "If job task
     A fails, tasks B, C, D will be deleted")."""
     deleted = 0
     frontier = [task_uuid]
     while frontier:
-        children = await task_store.children_of(conn, job["id"], frontier)
+        children = await task_store.children_of(conn, job.id, frontier)
         if not children:
             break
         await task_store.delete_tasks(conn, [task_id for task_id, _ in children])
@@ -320,7 +318,7 @@ async def delete_descendants(
             [
                 {
                     "created_at": now,
-                    "job_uuid": job["uuid"],
+                    "job_uuid": job.uuid,
                     "task_uuid": uuid,
                     "type": feed.TASK_DELETED,
                     "payload": {"uuid": uuid, "reason": f"its creator {task_uuid} failed"},
@@ -331,5 +329,5 @@ async def delete_descendants(
         deleted += len(children)
         frontier = [uuid for _, uuid in children]
     if deleted:
-        await task_writes.recount(conn, job["id"])
+        await task_writes.recount(conn, job.id)
     return deleted

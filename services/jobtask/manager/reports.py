@@ -30,13 +30,13 @@ from jobtask.domain.rules import decide_exit
 from jobtask.domain.statuses import JOB_HOLDING, JobStatus, TaskStatus, check_task_move
 from jobtask.domain.uuids import TASK_INFIX, check_uuid
 from jobtask.manager import attempts, lifecycle
-from jobtask.manager.attempts import check_readable
+from jobtask.manager.attempts import check_readable, check_task_owner
 from jobtask.manager.context import Caller, Settings, utcnow
 from jobtask.observability import lifecycle as observe
 from jobtask.store import claims as queries
 from jobtask.store import feed, leases, locks
 from jobtask.store.database import Database
-from jobtask.store.records import Record
+from jobtask.store.rows import JobRow, TaskRow, task_after
 from jobtask.store.task_writes import TaskWrites
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -62,7 +62,7 @@ class Outcome:
     verdict: Verdict
     lease_expires_at: dt.datetime | None = None
     # Set when the attempt ended: the task as decided.
-    finished: Record | None = None
+    finished: TaskRow | None = None
 
 
 # Attempts whose log-event bytes are counted at once, in memory (a lease reaped without an
@@ -108,7 +108,7 @@ class ReportManager:
             state = await leases.lease_state(conn, task_uuid)
         if state is None:
             raise NotFound(f"task {task_uuid} not found")
-        check_readable(caller, {"uuid": task_uuid, "owner_uuid": state.owner_uuid})
+        check_task_owner(caller, task_uuid, state.owner_uuid)
         held = state.lease_id == lease_id and leases.live(state.expires_at, utcnow())
         return Outcome(
             verdict(T(state.status), JobStatus(state.job_status), held),
@@ -144,15 +144,15 @@ class ReportManager:
                     task = tasks.get(item.task_uuid)
                     if task is None:  # deleted after the first read
                         continue
-                    held = task["lease_id"] == item.lease_id
-                    if item.worker_alive and held and task["worker_id"]:
-                        alive.add(task["worker_id"])
+                    held = task.lease_id == item.lease_id
+                    if item.worker_alive and held and task.worker_id:
+                        alive.add(task.worker_id)
                     outcome, task = await self._apply_locked(conn, item, job, task, now, writes)
                     tasks[item.task_uuid] = task
                     outcomes[i] = outcome
                     ended = ended or outcome.finished is not None
                 if ended:
-                    ended_jobs.append(job["id"])
+                    ended_jobs.append(job.id)
             await writes.flush(conn)
             await lifecycle.settle_many(conn, self.settings, ended_jobs, now=now)
             for worker_id in sorted(alive):
@@ -163,7 +163,7 @@ class ReportManager:
 
     async def _lock(
         self, conn: AsyncConnection, items: Sequence[Submission]
-    ) -> list[tuple[Record, dict[str, Record], list[int]]]:
+    ) -> list[tuple[JobRow, dict[str, TaskRow], list[int]]]:
         """Locks the items' jobs, then their tasks; for each job (in id order): the job,
         its tasks by uuid, and the indexes of its items."""
         uuids = list({item.task_uuid for item in items})
@@ -173,7 +173,7 @@ class ReportManager:
                 job, task = await locks.lock_task(conn, uuids[0])
             except NotFound:
                 return []
-            return [(job, {task["uuid"]: task}, list(range(len(items))))]
+            return [(job, {task.uuid: task}, list(range(len(items))))]
         job_of = await locks.job_ids_of_tasks(conn, uuids)
         locked = await locks.lock_jobs(conn, set(job_of.values()))
         tasks = await locks.lock_tasks(conn, list(job_of))
@@ -194,18 +194,18 @@ class ReportManager:
         self,
         conn: AsyncConnection,
         item: Submission,
-        job: Record,
-        task: Record,
+        job: JobRow,
+        task: TaskRow,
         now: dt.datetime,
         writes: TaskWrites,
-    ) -> tuple[Outcome, Record]:
+    ) -> tuple[Outcome, TaskRow]:
         """One stream's batch, its job and task locked; the job is settled by the caller.
         Returns the outcome and the task as it now is (or will be, once `writes` is
         flushed)."""
-        if task["lease_id"] != item.lease_id or not leases.live(task["lease_expires_at"], now):
+        if task.lease_id != item.lease_id or not leases.live(task.lease_expires_at, now):
             # Another attempt's lease, or this one expired (the reaper ends its attempt):
             # nothing of the batch counts.
-            return Outcome(verdict(T(task["status"]), JobStatus(job["status"]), False)), task
+            return Outcome(verdict(task.status, job.status, False)), task
         check_readable(item.caller, task)
         batch = item.batch
         caller = item.caller
@@ -221,14 +221,14 @@ class ReportManager:
                 client_uuid=caller.client_uuid,
                 event=event,
             )
-            held = verdict(T(task["status"]), JobStatus(job["status"]), True)
+            held = verdict(task.status, job.status, True)
             return Outcome(held, renewed), task
-        if task["status"] == T.ACTIVE and not batch.exit.handed_back:
+        if task.status == T.ACTIVE and not batch.exit.handed_back:
             completed = self._completed(job, task, item, changes, now, writes)
             if completed is not None:
                 observe.attempt_ended(
                     conn,
-                    {**task, **changes},
+                    task_after(task, changes),
                     completed,
                     now,
                     exit_code=batch.exit.exit_code,
@@ -261,7 +261,7 @@ class ReportManager:
             lease_id=item.lease_id,
             exit_code=batch.exit.exit_code,
             signal=batch.exit.signal,
-            log=(changes.get("log") if "log" in changes else task.get("log")) or "",
+            log=(changes.get("log") if "log" in changes else task.log) or "",
             handed_back=batch.exit.handed_back,
             reported=reported,
             settle=False,
@@ -270,36 +270,36 @@ class ReportManager:
 
     def _completed(
         self,
-        job: Record,
-        task: Record,
+        job: JobRow,
+        task: TaskRow,
         item: Submission,
         reported: dict[str, Any],
         now: dt.datetime,
         writes: TaskWrites,
-    ) -> Record | None:
+    ) -> TaskRow | None:
         """The usual end of an active task, held in `writes`: its process exited after
         reporting success and progress 1.0, so the completion rule completes it (as
         attempts.finish_attempt would, with the same writes and event). None when the rule
         decides anything else."""
-        merged = {**task, **reported}
+        merged = task_after(task, reported)
         decision = decide_exit(
-            merged["progress"],
-            merged["success"],
-            merged["failed_count"],
+            merged.progress,
+            merged.success,
+            merged.failed_count,
             self.settings.retry_limit,
-            job_holding=JobStatus(job["status"]) in JOB_HOLDING,
+            job_holding=job.status in JOB_HOLDING,
         )
         if decision.status is not T.COMPLETED or decision.temporary_failure:
             return None
         exit_ = item.batch.exit
         assert exit_ is not None
         writes.close_attempt(
-            task["lease_id"],
+            task.lease_id,
             ended=now,
             outcome=T.COMPLETED.value,
             exit_code=exit_.exit_code,
             signal=exit_.signal,
-            lease_expires=task["lease_expires_at"],
+            lease_expires=task.lease_expires_at,
         )
         check_task_move(T.ACTIVE, T.COMPLETED)
         return writes.write_task(
@@ -312,21 +312,19 @@ class ReportManager:
         )
 
     def _reported(
-        self, job: Record, task: Record, batch: Batch, now: dt.datetime, writes: TaskWrites
+        self, job: JobRow, task: TaskRow, batch: Batch, now: dt.datetime, writes: TaskWrites
     ) -> tuple[dict[str, Any], str | None]:
         """The task's column changes for a batch (lease renewed), and the event to append
         with them; the batch's log chunks are held in `writes` here."""
         changes: dict[str, Any] = {"lease_expires_at": now + self.settings.lease_ttl}
         # A canceled task's process is being stopped: its last log lines still count, its
         # progress and results no longer do.
-        reported = batch.changes if task["status"] == T.ACTIVE else {}
+        reported = batch.changes if task.status == T.ACTIVE else {}
         changes.update(reported)
         if batch.log:
-            changes["log"] = log_tail(task.get("log"), batch.log)
-        for chunk in self._log_events(task["lease_id"], batch.log, batch.exit is not None):
-            writes.event(
-                job["uuid"], feed.TASK_LOG, {"log": chunk}, task_uuid=task["uuid"], now=now
-            )
+            changes["log"] = log_tail(task.log, batch.log)
+        for chunk in self._log_events(task.lease_id or "", batch.log, batch.exit is not None):
+            writes.event(job.uuid, feed.TASK_LOG, {"log": chunk}, task_uuid=task.uuid, now=now)
         if {"output", "success"} & reported.keys():
             event: str | None = feed.TASK_CHANGED
         elif "progress" in reported:
@@ -381,7 +379,7 @@ class ReportManager:
                 job, task = await locks.lock_task(conn, task_uuid)
             except NotFound:
                 return
-            if task["lease_id"] != lease_id:
+            if task.lease_id != lease_id:
                 return
             self._log_bytes.pop(lease_id, None)
             await attempts.finish_attempt(
@@ -393,15 +391,15 @@ class ReportManager:
                 lease_id=lease_id,
                 exit_code=None,
                 signal=None,
-                log=task.get("log") or "",
+                log=task.log or "",
                 outcome_reason=reason,
             )
 
         await self.db.transact(run)
 
 
-def _ended(task: Record) -> Verdict:
-    return Verdict(Instruction.STOP, f"the attempt ended: the task is {task['status']}")
+def _ended(task: TaskRow) -> Verdict:
+    return Verdict(Instruction.STOP, f"the attempt ended: the task is {task.status}")
 
 
 def _outcomes(held: Mapping[str, str], found: Sequence[leases.LeaseState]) -> dict[str, Outcome]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from jobtask.domain.access import may_read
@@ -30,7 +31,7 @@ from jobtask.store import feed, leases, locks, task_writes
 from jobtask.store import jobs as job_store
 from jobtask.store import tasks as task_store
 from jobtask.store.database import Database
-from jobtask.store.records import Record
+from jobtask.store.rows import JobRow, TaskRow
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 T, J = TaskStatus, JobStatus
@@ -41,10 +42,10 @@ _REQUESTABLE = frozenset({T.CANCELED, T.QUEUED})
 _PROCESS_FIELDS = ("progress", "success", "output")
 
 
-def may_report(caller: Caller, task: Record) -> bool:
+def may_report(caller: Caller, task: TaskRow) -> bool:
     """Seed 000: a task is PATCHed only by the worker process dispatched to it, and by the
     job manager itself (and admins)."""
-    return caller.is_system or caller.is_admin or caller.task_uuid == task["uuid"]
+    return caller.is_system or caller.is_admin or caller.task_uuid == task.uuid
 
 
 # Tasks per BatchCreateTasks call: bounds one transaction (and the job's row lock).
@@ -80,10 +81,10 @@ class TaskManager:
         spec.setdefault("sequence", 0)
         return spec
 
-    async def create(self, caller: Caller, raw: Mapping[str, Any]) -> Record:
+    async def create(self, caller: Caller, raw: Mapping[str, Any]) -> TaskRow:
         return (await self._create(caller, [self._task_spec(raw)], batch=False))[0]
 
-    async def create_many(self, caller: Caller, raws: Sequence[Mapping[str, Any]]) -> list[Record]:
+    async def create_many(self, caller: Caller, raws: Sequence[Mapping[str, Any]]) -> list[TaskRow]:
         """Creates several tasks in one transaction, all or none (BatchCreateTasks): each
         job locked once, the tasks inserted, their events appended and each job's counts
         shifted with one statement each. Errors name the request: requests[i].job_task.…"""
@@ -102,15 +103,15 @@ class TaskManager:
 
     async def _create(
         self, caller: Caller, specs: list[dict[str, Any]], *, batch: bool
-    ) -> list[Record]:
+    ) -> list[TaskRow]:
         def named(i: int, field: str) -> str:
             return f"requests[{i}].job_task.{field}" if batch else field
 
-        async def run(conn: AsyncConnection) -> list[Record]:
+        async def run(conn: AsyncConnection) -> list[TaskRow]:
             now = utcnow()
             if len({spec["job_uuid"] for spec in specs}) == 1:
                 one = await locks.lock_job(conn, uuid=specs[0]["job_uuid"])
-                by_uuid = {one["uuid"]: one}
+                by_uuid = {one.uuid: one}
             else:
                 by_uuid = await locks.lock_jobs_by_uuid(conn, {s["job_uuid"] for s in specs})
             # The jobs of the caller's own task and of the parents: one read (a task creating
@@ -121,21 +122,19 @@ class TaskManager:
             rows: list[dict[str, Any]] = []
             for i, spec in enumerate(specs):
                 job = by_uuid.get(spec["job_uuid"])
-                if job is None or not may_read(caller, job["owner_uuid"]):
+                if job is None or not may_read(caller, job.owner_uuid):
                     raise NotFound(f"job {spec['job_uuid']} not found")
                 # A task's own token creates tasks in its own job only.
-                if caller.task_uuid is not None and job_of.get(caller.task_uuid) != job["uuid"]:
-                    raise NotFound(f"job {job['uuid']} not found")
-                status = JobStatus(job["status"])
+                if caller.task_uuid is not None and job_of.get(caller.task_uuid) != job.uuid:
+                    raise NotFound(f"job {job.uuid} not found")
+                status = job.status
                 if status in _CLOSED:
-                    raise FailedPrecondition(
-                        f"job {job['uuid']} is {status}: it takes no new tasks"
-                    )
+                    raise FailedPrecondition(f"job {job.uuid} is {status}: it takes no new tasks")
                 parent = spec.get("created_by_job_task_uuid")
-                if parent and job_of.get(parent) != job["uuid"]:
+                if parent and job_of.get(parent) != job.uuid:
                     raise InvalidArgument(
                         named(i, "created_by_job_task_uuid"),
-                        f"{parent} is not a task of job {job['uuid']}",
+                        f"{parent} is not a task of job {job.uuid}",
                     )
                 # A task created while its job pauses waits paused like its siblings.
                 initial = T.PAUSED if status in (J.PAUSED, J.PAUSE_REQUESTED) else T.QUEUED
@@ -154,11 +153,11 @@ class TaskManager:
                 )
             tasks = await lifecycle.insert_tasks(conn, rows, now=now)
             for job in by_uuid.values():
-                counted = [t for t in tasks if t["job_id"] == job["id"]]
+                counted = [t for t in tasks if t.job_id == job.id]
                 if not counted:
                     continue
-                added = Counter(T(t["status"]) for t in counted)
-                moved = await job_store.count_new_tasks(conn, job["id"], added)
+                added = Counter(t.status for t in counted)
+                moved = await job_store.count_new_tasks(conn, job.id, added)
                 await lifecycle.settle_job(conn, self.settings, moved, now=now)
             return tasks
 
@@ -166,7 +165,7 @@ class TaskManager:
 
     # -- reading ------------------------------------------------------------------------
 
-    async def get(self, caller: Caller, uuid: str) -> Record:
+    async def get(self, caller: Caller, uuid: str) -> TaskRow:
         check_uuid(uuid, TASK_INFIX, "uuid")
         async with self.db.read() as conn:
             task = await task_store.task_by_uuid(conn, uuid)
@@ -174,7 +173,7 @@ class TaskManager:
             raise NotFound(f"task {uuid} not found")
         return check_readable(caller, task)
 
-    async def list(self, caller: Caller, query: ListQuery) -> tuple[list[Record], int | None]:
+    async def list(self, caller: Caller, query: ListQuery) -> tuple[list[TaskRow], int | None]:
         async with self.db.read() as conn:
             return await task_store.list_tasks(
                 conn, caller, query, cluster_id=self.settings.cluster_id
@@ -182,7 +181,7 @@ class TaskManager:
 
     # -- changes ------------------------------------------------------------------------
 
-    async def update(self, caller: Caller, uuid: str, raw: Mapping[str, Any]) -> Record:
+    async def update(self, caller: Caller, uuid: str, raw: Mapping[str, Any]) -> TaskRow:
         check_uuid(uuid, TASK_INFIX, "uuid")
         changes = check_known(TASK_ATTRS, raw)
         status = changes.pop("status", None)
@@ -191,14 +190,14 @@ class TaskManager:
         if changes.get("progress") is not None:
             check_progress(changes["progress"])
 
-        async def run(conn: AsyncConnection) -> Record:
+        async def run(conn: AsyncConnection) -> TaskRow:
             now = utcnow()
             job, task = await locks.lock_task(conn, uuid)
             check_readable(caller, task)
             effective = plan_update(TASK_ATTRS, task, changes, may_report=may_report(caller, task))
             if effective:
                 task = await self._report(conn, caller, job, task, effective, now)
-            if status is not None and status != task["status"]:
+            if status is not None and status != task.status:
                 task = await self._request_status(conn, caller, job, task, TaskStatus(status), now)
             return task
 
@@ -208,25 +207,25 @@ class TaskManager:
         self,
         conn: AsyncConnection,
         caller: Caller,
-        job: Record,
-        task: Record,
+        job: JobRow,
+        task: TaskRow,
         changes: dict[str, Any],
         now: dt.datetime,
-    ) -> Record:
+    ) -> TaskRow:
         """Progress, output and success from the task's process (or the manager)."""
-        current = TaskStatus(task["status"])
+        current = task.status
         if current in (T.COMPLETED, T.FAILED, T.CANCELED) and set(changes) & set(_PROCESS_FIELDS):
             raise FailedPrecondition(
-                f"task {task['uuid']} is {current}: requeue it before reporting on it"
+                f"task {task.uuid} is {current}: requeue it before reporting on it"
             )
         event = feed.TASK_PROGRESS if set(changes) == {"progress"} else feed.TASK_CHANGED
         task = await lifecycle.write_task(
             conn, job, task, changes, now=now, caller=caller, event=event
         )
-        if current is not T.ACTIVE and task["success"] is not None:
+        if current is not T.ACTIVE and task.success is not None:
             # No process runs this task: the manager's report decides at once.
             decision = decide_exit(
-                task["progress"], task["success"], task["failed_count"], self.settings.retry_limit
+                task.progress, task.success, task.failed_count, self.settings.retry_limit
             )
             task = await self._finish(conn, job, task, decision.status, now=now, caller=caller)
         return task
@@ -235,12 +234,12 @@ class TaskManager:
         self,
         conn: AsyncConnection,
         caller: Caller,
-        job: Record,
-        task: Record,
+        job: JobRow,
+        task: TaskRow,
         new: TaskStatus,
         now: dt.datetime,
-    ) -> Record:
-        current = TaskStatus(task["status"])
+    ) -> TaskRow:
+        current = task.status
         check_task_move(current, new)
         if new not in _REQUESTABLE:
             raise FailedPrecondition(
@@ -248,39 +247,39 @@ class TaskManager:
             )
         changes = task_on_enter(new, now=now, reset_attempts=new is T.QUEUED)
         task = await lifecycle.write_task(conn, job, task, changes, now=now, caller=caller)
-        await lifecycle.settle(conn, self.settings, job["id"], now=now)
+        await lifecycle.settle(conn, self.settings, job.id, now=now)
         return task
 
     async def _finish(
         self,
         conn: AsyncConnection,
-        job: Record,
-        task: Record,
+        job: JobRow,
+        task: TaskRow,
         status: TaskStatus,
         *,
         now: dt.datetime,
         caller: Caller,
-    ) -> Record:
+    ) -> TaskRow:
         return await attempts.finish_task(
             conn, self.settings, job, task, status, now=now, caller=caller
         )
 
-    async def delete(self, caller: Caller, uuid: str) -> Record:
+    async def delete(self, caller: Caller, uuid: str) -> TaskRow:
         check_uuid(uuid, TASK_INFIX, "uuid")
 
-        async def run(conn: AsyncConnection) -> Record:
+        async def run(conn: AsyncConnection) -> TaskRow:
             now = utcnow()
             job, task = await locks.lock_task(conn, uuid)
             check_readable(caller, task)
-            if task["status"] == T.ACTIVE:
+            if task.status == T.ACTIVE:
                 raise FailedPrecondition(f"task {uuid} is active: cancel it before deleting it")
             await lifecycle.delete_descendants(conn, job, uuid, now=now)
-            await task_store.delete_task(conn, task["id"])
+            await task_store.delete_task(conn, task.id)
             await feed.append(
-                conn, job["uuid"], feed.TASK_DELETED, {"uuid": uuid}, task_uuid=uuid, now=now
+                conn, job.uuid, feed.TASK_DELETED, {"uuid": uuid}, task_uuid=uuid, now=now
             )
-            await task_writes.recount(conn, job["id"])
-            await lifecycle.settle(conn, self.settings, job["id"], now=now)
+            await task_writes.recount(conn, job.id)
+            await lifecycle.settle(conn, self.settings, job.id, now=now)
             return task
 
         return await self.db.transact(run)
@@ -297,16 +296,16 @@ class TaskManager:
         signal: int | None = None,
         log: str = "",
         handed_back: bool = False,
-    ) -> Record:
+    ) -> TaskRow:
         """The task's process ended: decide by the seeds' completion rule."""
         check_uuid(uuid, TASK_INFIX, "uuid")
 
-        async def run(conn: AsyncConnection) -> Record:
+        async def run(conn: AsyncConnection) -> TaskRow:
             job, task = await locks.lock_task(conn, uuid)
             if (
                 lease_id
-                and task["lease_id"] == lease_id
-                and not leases.live(task["lease_expires_at"], utcnow())
+                and task.lease_id == lease_id
+                and not leases.live(task.lease_expires_at, utcnow())
             ):
                 # The reaper ends an expired lease's attempt: its exit no longer counts.
                 raise FailedPrecondition(f"lease {lease_id} of task {uuid} expired")
@@ -326,10 +325,12 @@ class TaskManager:
         return await self.db.transact(run)
 
 
+@dataclass
 class Claim:
     """A task handed to a worker: the task, its job, the lease and the task's token."""
 
-    def __init__(self, task: Record, job: Record, token: str) -> None:
-        self.task = task
-        self.job = job
-        self.token = token
+    task: TaskRow
+    job: JobRow
+    token: str
+    lease_id: str
+    lease_expires_at: dt.datetime

@@ -23,7 +23,7 @@ from jobtask.manager.context import Caller, Settings, utcnow
 from jobtask.store import tokens as token_store
 from jobtask.store import users
 from jobtask.store.database import Database
-from jobtask.store.records import Record
+from jobtask.store.rows import TokenRow
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = [
@@ -45,7 +45,7 @@ class Credentials:
     caller: Caller
     scopes: tuple[str, ...]
     expires_at: dt.datetime | None = None
-    record: Record | None = None
+    record: TokenRow | None = None
 
 
 def root_token_uuid(settings: Settings) -> str:
@@ -53,9 +53,9 @@ def root_token_uuid(settings: Settings) -> str:
     return f"{settings.cluster_id}-{TOKEN_INFIX}-000000000000000"
 
 
-def _usable(record: Record, now: dt.datetime) -> bool:
-    expires = record["expires_at"]
-    return record["revoked_at"] is None and (expires is None or expires > now)
+def _usable(record: TokenRow, now: dt.datetime) -> bool:
+    expires = record.expires_at
+    return record.revoked_at is None and (expires is None or expires > now)
 
 
 class TokenManager:
@@ -91,9 +91,9 @@ class TokenManager:
                 if not _usable(record, now):
                     return None
                 return Credentials(
-                    self._caller(record["owner_uuid"], stored.owner_is_admin),
-                    tuple(record["scopes"]),
-                    record["expires_at"],
+                    self._caller(record.owner_uuid, stored.owner_is_admin),
+                    tuple(record.scopes),
+                    record.expires_at,
                     record,
                 )
             if parsed.uuid is not None:
@@ -135,7 +135,7 @@ class TokenManager:
         scopes: Sequence[str] | None = None,
         expires_at: dt.datetime | None = None,
         owner_uuid: str = "",
-    ) -> tuple[Record, str]:
+    ) -> tuple[TokenRow, str]:
         """A new token from the caller's: equal or narrower scopes, expiring no later.
         Returns the record and the token in its v2 form, which is shown only now."""
         caller = creds.caller
@@ -162,7 +162,7 @@ class TokenManager:
                     "expires_at: a token cannot outlive the token making the request"
                 )
 
-        async def run(conn: AsyncConnection) -> tuple[Record, str]:
+        async def run(conn: AsyncConnection) -> tuple[TokenRow, str]:
             await ensure_user(
                 conn, self.settings, owner, is_admin=owner == self.settings.system_user
             )
@@ -179,7 +179,7 @@ class TokenManager:
                 field, f"{uuid!r} is not a user of cluster {self.settings.cluster_id}"
             )
 
-    async def get(self, caller: Caller, uuid: str) -> Record:
+    async def get(self, caller: Caller, uuid: str) -> TokenRow:
         check_uuid(uuid, TOKEN_INFIX, "uuid")
         async with self.db.read() as conn:
             record = await token_store.readable_token(conn, caller, uuid)
@@ -187,34 +187,34 @@ class TokenManager:
             raise NotFound(f"api_client_authorization {uuid} not found")
         return record
 
-    async def list(self, caller: Caller, query: ListQuery) -> tuple[list[Record], int | None]:
+    async def list(self, caller: Caller, query: ListQuery) -> tuple[list[TokenRow], int | None]:
         async with self.db.read() as conn:
             return await token_store.list_tokens(
                 conn, caller, query, cluster_id=self.settings.cluster_id
             )
 
-    async def revoke(self, caller: Caller, uuid: str) -> Record:
+    async def revoke(self, caller: Caller, uuid: str) -> TokenRow:
         check_uuid(uuid, TOKEN_INFIX, "uuid")
 
-        async def run(conn: AsyncConnection) -> Record:
+        async def run(conn: AsyncConnection) -> TokenRow:
             return await _revoke(conn, uuid, caller.user_uuid, caller)
 
         return await self.db.transact(run)
 
-    def current(self, creds: Credentials) -> Record:
+    def current(self, creds: Credentials) -> TokenRow:
         """The token of this call; a token without a record gets a synthetic one."""
         if creds.record is not None:
             return creds.record
-        return {
-            "uuid": "",
-            "owner_uuid": creds.caller.user_uuid,
-            "scopes": list(creds.scopes),
-            "expires_at": creds.expires_at,
-            "revoked_at": None,
-            "created_at": None,
-            "modified_at": None,
-            "modified_by_user_uuid": None,
-        }
+        return TokenRow(
+            uuid="",
+            owner_uuid=creds.caller.user_uuid,
+            scopes=list(creds.scopes),
+            expires_at=creds.expires_at,
+            revoked_at=None,
+            created_at=None,
+            modified_at=None,
+            modified_by_user_uuid=None,
+        )
 
 
 # -- shared statements ----------------------------------------------------------------------
@@ -236,7 +236,7 @@ async def _insert_token(
     *,
     modified_by: str | None,
     uuid: str | None = None,
-) -> tuple[Record, str]:
+) -> tuple[TokenRow, str]:
     secret = token_rules.new_secret()
     now = utcnow()
     record = await token_store.insert_token(
@@ -252,12 +252,12 @@ async def _insert_token(
             "modified_by_user_uuid": modified_by,
         },
     )
-    return record, token_rules.format_v2(record["uuid"], secret)
+    return record, token_rules.format_v2(record.uuid, secret)
 
 
 async def _revoke(
     conn: AsyncConnection, uuid: str, by: str | None, reader: Caller | None
-) -> Record:
+) -> TokenRow:
     """Revokes a token not revoked yet that the reader (if any) may read."""
     record = await token_store.revoke_token(conn, uuid, by=by, reader=reader, now=utcnow())
     if record is None:
@@ -276,7 +276,7 @@ async def issue_token(
     is_admin: bool = False,
     scopes: Sequence[str] = (scope_rules.ALL,),
     expires_at: dt.datetime | None = None,
-) -> tuple[Record, str]:
+) -> tuple[TokenRow, str]:
     """A token for a user (default: the system user), creating the user if missing.
     Like Arvados's admin tasks, this needs database access, not a token: it is how a lost
     root token is replaced."""
@@ -286,7 +286,7 @@ async def issue_token(
     if expires_at is not None and expires_at <= utcnow():
         raise InvalidArgument("expires", "is in the past")
 
-    async def run(conn: AsyncConnection) -> tuple[Record, str]:
+    async def run(conn: AsyncConnection) -> tuple[TokenRow, str]:
         admin = is_admin or owner == settings.system_user
         await ensure_user(conn, settings, owner, is_admin=admin)
         return await _insert_token(conn, settings, owner, wanted, expires_at, modified_by=None)
@@ -324,15 +324,15 @@ async def ensure_root_token(db: Database, settings: Settings, env_value: str | N
     return await db.transact(run)
 
 
-async def list_tokens(db: Database, *, include_revoked: bool = False) -> list[Record]:
+async def list_tokens(db: Database, *, include_revoked: bool = False) -> list[TokenRow]:
     async with db.read() as conn:
         return await token_store.all_tokens(conn, include_revoked=include_revoked)
 
 
-async def revoke_token(db: Database, uuid: str) -> Record:
+async def revoke_token(db: Database, uuid: str) -> TokenRow:
     check_uuid(uuid, TOKEN_INFIX, "uuid")
 
-    async def run(conn: AsyncConnection) -> Record:
+    async def run(conn: AsyncConnection) -> TokenRow:
         return await _revoke(conn, uuid, None, None)
 
     return await db.transact(run)

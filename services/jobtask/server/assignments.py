@@ -13,8 +13,8 @@ BACKOFF_SLACK = 0.01
 
 
 def assignment_pb(claim: Claim, ttl_seconds: float) -> task_service_pb2.TaskAssignment:
-    lease = task_service_pb2.Lease(lease_id=claim.task["lease_id"])
-    lease.expires_at.CopyFrom(timestamp(claim.task["lease_expires_at"]))
+    lease = task_service_pb2.Lease(lease_id=claim.lease_id)
+    lease.expires_at.CopyFrom(timestamp(claim.lease_expires_at))
     lease.ttl.FromNanoseconds(int(ttl_seconds * 1e9))
     return task_service_pb2.TaskAssignment(
         task=task_pb(claim.task), job=job_pb(claim.job), lease=lease, task_token=claim.token

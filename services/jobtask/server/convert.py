@@ -1,4 +1,4 @@
-"""The one place protobuf messages and store records meet."""
+"""The one place protobuf messages and store rows meet."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from jobtask.domain.errors import InvalidArgument
 from jobtask.domain.resources import CONSTRAINT_KEYS
 from jobtask.domain.scheduling import FailureRule
 from jobtask.domain.statuses import JobStatus, TaskStatus
-from jobtask.store.records import Record
+from jobtask.store.rows import JobRow, TaskRow
 from jobtask.v1 import job_pb2, job_task_pb2
 
 JOB_STATUS_TO_PB: dict[JobStatus, job_pb2.JobStatus] = {
@@ -141,34 +141,32 @@ def blocklist_pb(value: list[dict[str, Any]] | None) -> list[job_pb2.BlocklistEn
     return entries
 
 
-def job_pb(record: Record) -> job_pb2.Job:
-    msg = job_pb2.Job(kind="arvados#job", href=f"/jobs/{record['uuid']}")
+def job_pb(job: JobRow) -> job_pb2.Job:
+    msg = job_pb2.Job(kind="arvados#job", href=f"/jobs/{job.uuid}")
     for name in _JOB_COPY:
-        _set(msg, name, record.get(name))
+        _set(msg, name, getattr(job, name))
     msg.script_name = msg.script
-    msg.script_parameters.CopyFrom(struct(record.get("script_parameters")))
-    rc = constraints_pb(record.get("runtime_constraints"))
+    msg.script_parameters.CopyFrom(struct(job.script_parameters))
+    rc = constraints_pb(job.runtime_constraints)
     msg.runtime_constraints.CopyFrom(rc)
     msg.resource_limits.CopyFrom(rc)
-    summary = record.get("tasks_summary")
-    if summary:
-        msg.tasks_summary.CopyFrom(job_pb2.TasksSummary(**summary))
-    msg.status = JOB_STATUS_TO_PB[JobStatus(record["status"])]
-    if record.get("failure_reason"):
-        msg.failure_reason.CopyFrom(failure_pb(record["failure_reason"]))
-    msg.blocklist.extend(blocklist_pb(record.get("blocklist")))
+    msg.tasks_summary.CopyFrom(job_pb2.TasksSummary(**job.tasks_summary))
+    msg.status = JOB_STATUS_TO_PB[job.status]
+    if job.failure_reason:
+        msg.failure_reason.CopyFrom(failure_pb(job.failure_reason))
+    msg.blocklist.extend(blocklist_pb(job.blocklist))
     return msg
 
 
-def task_pb(record: Record) -> job_task_pb2.JobTask:
-    msg = job_task_pb2.JobTask(kind="arvados#jobTask", href=f"/job_tasks/{record['uuid']}")
+def task_pb(task: TaskRow) -> job_task_pb2.JobTask:
+    msg = job_task_pb2.JobTask(kind="arvados#jobTask", href=f"/job_tasks/{task.uuid}")
     for name in _TASK_COPY:
-        _set(msg, name, record.get(name))
-    msg.parameters.CopyFrom(struct(record.get("parameters")))
-    msg.runtime_constraints.CopyFrom(constraints_pb(record.get("runtime_constraints")))
-    msg.status = TASK_STATUS_TO_PB[TaskStatus(record["status"])]
-    if record.get("failure_reason"):
-        msg.failure_reason.CopyFrom(failure_pb(record["failure_reason"]))
+        _set(msg, name, getattr(task, name))
+    msg.parameters.CopyFrom(struct(task.parameters))
+    msg.runtime_constraints.CopyFrom(constraints_pb(task.runtime_constraints))
+    msg.status = TASK_STATUS_TO_PB[task.status]
+    if task.failure_reason:
+        msg.failure_reason.CopyFrom(failure_pb(task.failure_reason))
     return msg
 
 

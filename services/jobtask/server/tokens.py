@@ -16,7 +16,7 @@ from jobtask.server.callers import current_credentials
 from jobtask.server.convert import timestamp
 from jobtask.server.errors import rpc
 from jobtask.server.listing import list_query
-from jobtask.store.records import Record, etag
+from jobtask.store.rows import TokenRow, etag
 from jobtask.v1 import auth_service_pb2, auth_service_pb2_grpc
 
 __all__ = ["TokenServicer", "token_pb"]
@@ -26,23 +26,24 @@ Token = auth_service_pb2.ApiClientAuthorization
 KIND = "arvados#apiClientAuthorization"
 
 
-def token_pb(record: Record, api_token: str = "") -> Token:
+def token_pb(record: TokenRow, api_token: str = "") -> Token:
     msg = Token(
-        uuid=record["uuid"],
-        owner_uuid=record["owner_uuid"],
+        uuid=record.uuid,
+        owner_uuid=record.owner_uuid,
         kind=KIND,
-        scopes=record["scopes"],
+        scopes=record.scopes,
         api_token=api_token,
     )
-    if record["uuid"]:
-        msg.href = f"/api_client_authorizations/{record['uuid']}"
-        modified = record["modified_at"]
-        msg.etag = etag(record["uuid"], int(modified.timestamp() * 1e6) if modified else 0)
-    if record.get("modified_by_user_uuid"):
-        msg.modified_by_user_uuid = record["modified_by_user_uuid"]
+    if record.uuid:
+        msg.href = f"/api_client_authorizations/{record.uuid}"
+        modified = record.modified_at
+        msg.etag = etag(record.uuid, int(modified.timestamp() * 1e6) if modified else 0)
+    if record.modified_by_user_uuid:
+        msg.modified_by_user_uuid = record.modified_by_user_uuid
     for name in ("created_at", "modified_at", "expires_at", "revoked_at"):
-        if record.get(name) is not None:
-            getattr(msg, name).CopyFrom(timestamp(record[name]))
+        value = getattr(record, name)
+        if value is not None:
+            getattr(msg, name).CopyFrom(timestamp(value))
     return msg
 
 

@@ -30,7 +30,7 @@ from jobtask.store import feed
 from jobtask.store import jobs as job_store
 from jobtask.store import tasks as task_store
 from jobtask.store.database import Database
-from jobtask.store.records import from_json
+from jobtask.store.rows import job_from_json, task_from_json
 from jobtask.v1 import watch_pb2
 
 SNAPSHOT_PAGE = 200
@@ -65,9 +65,9 @@ def event_pb(row: dict[str, Any]) -> watch_pb2.WatchEvent:
     msg.time.CopyFrom(timestamp(row["created_at"]))
     payload = row["payload"]
     if kind == feed.JOB_CHANGED:
-        msg.job.CopyFrom(job_pb(from_json(payload)))
+        msg.job.CopyFrom(job_pb(job_from_json(payload)))
     elif kind in (feed.TASK_CREATED, feed.TASK_CHANGED):
-        msg.task.CopyFrom(task_pb(from_json(payload)))
+        msg.task.CopyFrom(task_pb(task_from_json(payload)))
     elif kind == feed.TASK_PROGRESS:
         msg.progress = payload["progress"]
     elif kind == feed.TASK_LOG:
@@ -194,16 +194,16 @@ class Watcher:
         # One read transaction: the job, its tasks and its feed position agree.
         async with self.db.snapshot() as conn:
             job = await job_store.job_by_uuid(conn, job_uuid)
-            if job is None or not may_read(caller, job["owner_uuid"]):
+            if job is None or not may_read(caller, job.owner_uuid):
                 raise NotFound(f"job {job_uuid} not found")
             # The job's own last event: on PostgreSQL a higher global head could hide an
             # event of this job still being committed (its seq is lower). Never below the
             # pruning watermark, though, or a job idle that long could not be resumed.
             head = max(await feed.job_head(conn, job_uuid), await feed.pruned_before(conn))
-            tasks = await task_store.tasks_of_job(conn, job["id"], task_uuid=task_uuid)
+            tasks = await task_store.tasks_of_job(conn, job.id, task_uuid=task_uuid)
         if task_uuid and not tasks:
             raise NotFound(f"task {task_uuid} not found in job {job_uuid}")
-        terminal = JobStatus(job["status"]) in JOB_TERMINAL
+        terminal = job.status in JOB_TERMINAL
         pages = [tasks[i : i + SNAPSHOT_PAGE] for i in range(0, len(tasks), SNAPSHOT_PAGE)] or [[]]
         messages = []
         for i, page in enumerate(pages):
@@ -226,7 +226,7 @@ class Watcher:
         head (so a watcher that saw everything of a finished job is let go at once)."""
         async with self.db.snapshot() as conn:
             job = await job_store.job_by_uuid(conn, job_uuid)
-            if job is None or not may_read(caller, job["owner_uuid"]):
+            if job is None or not may_read(caller, job.owner_uuid):
                 raise NotFound(f"job {job_uuid} not found")
             pruned = await feed.pruned_before(conn)
             head = await feed.head(conn)
@@ -237,7 +237,7 @@ class Watcher:
             )
         if after_seq > head:
             raise OutOfRange(f"after_seq {after_seq} is ahead of the change feed ({head})")
-        return after_seq, JobStatus(job["status"]) in JOB_TERMINAL
+        return after_seq, job.status in JOB_TERMINAL
 
     async def _follow(
         self, job_uuid: str, task_uuid: str | None, last: int, terminal: bool, per_message: int

@@ -257,8 +257,8 @@ class Session:
                 self.credits -= len(claims)
                 ttl = self.settings.lease_ttl.total_seconds()
                 for claim in claims:
-                    uuid = claim.task["uuid"]
-                    self.held[uuid] = claim.task["lease_id"]
+                    uuid = claim.task.uuid
+                    self.held[uuid] = claim.lease_id
                     self.told[uuid] = Instruction.CONTINUE
                     emit("task_started", task_uuid=uuid, caller_uuid=self.caller.user_uuid)
                 self.out.put_nowait(Response(assignments=[assignment_pb(c, ttl) for c in claims]))

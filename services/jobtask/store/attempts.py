@@ -7,7 +7,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from jobtask.store.records import utc
+from jobtask.store.rows import utc
 from jobtask.store.schema import job_tasks, jobs, task_attempts, task_failures
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection

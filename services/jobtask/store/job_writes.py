@@ -3,7 +3,7 @@ one-task jobs completing, a claim starting tasks of many jobs) with a constant n
 statements -- one read of the jobs, one of the completing jobs' outputs, one executemany
 UPDATE per set of columns written and one INSERT of their events -- instead of four or five
 statements a job. The caller holds every job's row lock, so a job's record as read plus the
-changes (and its version plus one) is the row as written (`records.job_after`)."""
+changes (and its version plus one) is the row as written (`rows.job_after`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from jobtask.store.locks import JOB_BY_ID
-from jobtask.store.records import Record, job_record
+from jobtask.store.rows import JobRow, job_row
 from jobtask.store.schema import job_tasks, jobs
 from jobtask.store.task_writes import write_versioned
 from sqlalchemy import Update, bindparam, select, update
@@ -38,15 +38,15 @@ def _job_update(columns: tuple[str, ...]) -> Update:
     )
 
 
-async def job_by_id(conn: AsyncConnection, job_id: int) -> Record:
+async def job_by_id(conn: AsyncConnection, job_id: int) -> JobRow:
     """The job's row as it now is (in this transaction)."""
-    return job_record((await conn.execute(JOB_BY_ID, {"job_id": job_id})).one())
+    return job_row((await conn.execute(JOB_BY_ID, {"job_id": job_id})).one())
 
 
-async def jobs_by_id(conn: AsyncConnection, job_ids: Collection[int]) -> dict[int, Record]:
+async def jobs_by_id(conn: AsyncConnection, job_ids: Collection[int]) -> dict[int, JobRow]:
     """The jobs' rows as they now are (in this transaction); by id."""
     rows = await conn.execute(_JOBS, {"ids": sorted(job_ids)})
-    return {row.id: job_record(row) for row in rows}
+    return {row.id: job_row(row) for row in rows}
 
 
 async def outputs_of(conn: AsyncConnection, job_ids: Collection[int]) -> dict[int, str]:
@@ -81,10 +81,10 @@ async def write_job_row(
     now: dt.datetime,
     user_uuid: str,
     client_uuid: str | None,
-) -> Record:
+) -> JobRow:
     """One job row (locked by the caller) written, its version bumped, in one UPDATE ...
     RETURNING (task_writes.write_versioned): the job as written."""
     row = await write_versioned(
         conn, jobs, job_id, changes, now=now, user_uuid=user_uuid, client_uuid=client_uuid
     )
-    return job_record(row)
+    return job_row(row)

@@ -12,7 +12,7 @@ from jobtask.domain.query import ListQuery
 from jobtask.domain.statuses import JobStatus, TaskStatus
 from jobtask.store.access import readable_by
 from jobtask.store.listing import run_list
-from jobtask.store.records import COUNT_COLUMN, Record, job_record
+from jobtask.store.rows import COUNT_COLUMN, JobRow, job_row
 from jobtask.store.schema import job_tasks, jobs
 from sqlalchemy import Update, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -49,17 +49,17 @@ _DELETE_TASKS = delete(job_tasks).where(job_tasks.c.job_id == bindparam("job_id"
 _DELETE_JOB = delete(jobs).where(jobs.c.id == bindparam("job_id"))
 
 
-async def job_by_uuid(conn: AsyncConnection, uuid: str) -> Record | None:
+async def job_by_uuid(conn: AsyncConnection, uuid: str) -> JobRow | None:
     row = (await conn.execute(_JOB_BY_UUID, {"uuid": uuid})).first()
-    return None if row is None else job_record(row)
+    return None if row is None else job_row(row)
 
 
-async def job_by_submit_id(conn: AsyncConnection, submit_id: str) -> Record | None:
+async def job_by_submit_id(conn: AsyncConnection, submit_id: str) -> JobRow | None:
     row = (await conn.execute(_JOB_BY_SUBMIT_ID, {"submit_id": submit_id})).first()
-    return None if row is None else job_record(row)
+    return None if row is None else job_row(row)
 
 
-async def newest_duplicate(conn: AsyncConnection, reader: Reader, identity: str) -> Record | None:
+async def newest_duplicate(conn: AsyncConnection, reader: Reader, identity: str) -> JobRow | None:
     """The newest job the reader may read with this identity that has not failed."""
     owner = only_owner(reader)
     if owner is None:
@@ -67,11 +67,11 @@ async def newest_duplicate(conn: AsyncConnection, reader: Reader, identity: str)
     else:
         found = await conn.execute(_OWN_DUPLICATE, {"identity": identity, "owner": owner})
     row = found.first()
-    return None if row is None else job_record(row)
+    return None if row is None else job_row(row)
 
 
-async def insert_job(conn: AsyncConnection, values: dict[str, Any]) -> Record:
-    return job_record((await conn.execute(_INSERT_JOB, values)).one())
+async def insert_job(conn: AsyncConnection, values: dict[str, Any]) -> JobRow:
+    return job_row((await conn.execute(_INSERT_JOB, values)).one())
 
 
 async def list_jobs(
@@ -81,14 +81,14 @@ async def list_jobs(
     *,
     cluster_id: str,
     queued_only: bool = False,
-) -> tuple[list[Record], int | None]:
+) -> tuple[list[JobRow], int | None]:
     """A page of the jobs the reader may read (queued ones only if asked), and the total
     when the query asks for it."""
     extra = readable_by(reader, jobs.c.owner_uuid)
     if queued_only:
         extra = extra & (jobs.c.status == J.QUEUED.value)
     rows, total = await run_list(conn, jobs, query, cluster_id=cluster_id, extra=extra)
-    return [job_record(r) for r in rows], total
+    return [job_row(r) for r in rows], total
 
 
 async def count_queued(conn: AsyncConnection) -> int:
@@ -112,11 +112,11 @@ def _count_up(columns: tuple[str, ...]) -> Update:
     )
 
 
-async def count_new_tasks(conn: AsyncConnection, job_id: int, added: Counter[TaskStatus]) -> Record:
+async def count_new_tasks(conn: AsyncConnection, job_id: int, added: Counter[TaskStatus]) -> JobRow:
     """New tasks counted in the job's row (`added`: how many in each status); the job's row
     as it then is."""
     columns = tuple(sorted(COUNT_COLUMN[status] for status in added))
     params: dict[str, Any] = {"job_id": job_id}
     for status, n in added.items():
         params[f"d_{COUNT_COLUMN[status]}"] = n
-    return job_record((await conn.execute(_count_up(columns), params)).one())
+    return job_row((await conn.execute(_count_up(columns), params)).one())

@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from jobtask.store.records import Record, task_record, utc
+from jobtask.store.rows import TaskRow, task_row, utc
 from jobtask.store.schema import job_tasks, jobs
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -155,12 +155,12 @@ async def heartbeat(
 
 async def renew_one(
     conn: AsyncConnection, task_uuid: str, lease_id: str, expires: dt.datetime, now: dt.datetime
-) -> Record | None:
+) -> TaskRow | None:
     """Extends one lease to `expires` if it is still its task's and has not expired by
     `now`: the task as written (None: the lease was lost)."""
     params = {"b_uuid": task_uuid, "b_lease": lease_id, "b_expires": expires, "b_now": now}
     row = (await conn.execute(_RENEW_ONE, params)).first()
-    return None if row is None else task_record(row)
+    return None if row is None else task_row(row)
 
 
 async def expired(conn: AsyncConnection, now: dt.datetime, limit: int) -> list[tuple[str, int]]:

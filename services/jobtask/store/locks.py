@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from jobtask.domain.errors import NotFound
-from jobtask.store.records import Record, job_record, task_record
+from jobtask.store.rows import JobRow, TaskRow, job_row, task_row
 from jobtask.store.schema import job_tasks, jobs
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -72,7 +72,7 @@ _JOB_IDS = select(job_tasks.c.uuid, job_tasks.c.job_id).where(
 
 async def lock_job(
     conn: AsyncConnection, *, uuid: str | None = None, job_id: int | None = None
-) -> Record:
+) -> JobRow:
     if uuid is not None:
         found = await conn.execute(_LOCK_JOB_BY_UUID, {"uuid": uuid})
     else:
@@ -80,55 +80,55 @@ async def lock_job(
     row = found.first()
     if row is None:
         raise NotFound(f"job {uuid or job_id} not found")
-    return job_record(row)
+    return job_row(row)
 
 
-async def lock_task(conn: AsyncConnection, uuid: str) -> tuple[Record, Record]:
+async def lock_task(conn: AsyncConnection, uuid: str) -> tuple[JobRow, TaskRow]:
     """Locks a task's job, then the task; returns (job, task)."""
     # One statement finds and locks the job (FOR UPDATE locks the jobs row only): this runs
     # in every task write, and on SQLite each statement is a round trip through the loop
     # while the process's write turn is held.
-    job_row = (await conn.execute(_LOCK_JOB_OF_TASK, {"uuid": uuid})).first()
-    if job_row is None:
+    found = (await conn.execute(_LOCK_JOB_OF_TASK, {"uuid": uuid})).first()
+    if found is None:
         raise NotFound(f"task {uuid} not found")
-    job = job_record(job_row)
+    job = job_row(found)
     row = (await conn.execute(_LOCK_TASK, {"uuid": uuid})).first()
     if row is None:
         raise NotFound(f"task {uuid} not found")
-    return job, task_record(row)
+    return job, task_row(row)
 
 
-async def lock_task_row(conn: AsyncConnection, uuid: str) -> Record | None:
+async def lock_task_row(conn: AsyncConnection, uuid: str) -> TaskRow | None:
     """Locks one task whose job's row the caller has locked (None: no such task)."""
     row = (await conn.execute(_LOCK_TASK, {"uuid": uuid})).first()
-    return None if row is None else task_record(row)
+    return None if row is None else task_row(row)
 
 
-async def lock_tasks(conn: AsyncConnection, uuids: Collection[str]) -> dict[str, Record]:
+async def lock_tasks(conn: AsyncConnection, uuids: Collection[str]) -> dict[str, TaskRow]:
     """Locks tasks, whose jobs' rows the caller has locked; by uuid."""
     rows = await conn.execute(_LOCK_TASKS, {"uuids": list(uuids)})
-    return {row.uuid: task_record(row) for row in rows}
+    return {row.uuid: task_row(row) for row in rows}
 
 
-async def lock_jobs(conn: AsyncConnection, job_ids: Collection[int]) -> dict[int, Record]:
+async def lock_jobs(conn: AsyncConnection, job_ids: Collection[int]) -> dict[int, JobRow]:
     """Locks several jobs' rows in one statement, in id order; by id."""
     rows = await conn.execute(_LOCK_JOBS, {"ids": sorted(job_ids)})
-    return {row.id: job_record(row) for row in rows}
+    return {row.id: job_row(row) for row in rows}
 
 
-async def lock_jobs_by_uuid(conn: AsyncConnection, uuids: Collection[str]) -> dict[str, Record]:
+async def lock_jobs_by_uuid(conn: AsyncConnection, uuids: Collection[str]) -> dict[str, JobRow]:
     """lock_jobs, the jobs named by uuid; by uuid (those not found are left out)."""
     rows = await conn.execute(_LOCK_JOBS_BY_UUID, {"uuids": sorted(uuids)})
-    return {row.uuid: job_record(row) for row in rows}
+    return {row.uuid: job_row(row) for row in rows}
 
 
-async def try_lock_jobs(conn: AsyncConnection, job_ids: Collection[int]) -> dict[int, Record]:
+async def try_lock_jobs(conn: AsyncConnection, job_ids: Collection[int]) -> dict[int, JobRow]:
     """Locks several jobs' rows in one statement unless another transaction holds them:
     those are left out (PostgreSQL; SQLite's writer holds every row). For a transaction
     that already holds another job's row: waiting for more, in no fixed order, could
     deadlock with a transaction doing the same the other way round."""
     rows = await conn.execute(_TRY_LOCK_JOBS, {"ids": sorted(job_ids)})
-    return {row.id: job_record(row) for row in rows}
+    return {row.id: job_row(row) for row in rows}
 
 
 async def job_ids_of_tasks(conn: AsyncConnection, uuids: Collection[str]) -> dict[str, int]:

@@ -16,7 +16,7 @@ the same writes in memory and `flush` sends them as
 
 The rows written are known without RETURNING: the caller holds each task's row lock, so the
 task as read plus the changes (and its version plus one) is the row as written
-(`records.task_after`). Anything that reads what a TaskWrites holds (a settle reading the
+(`rows.task_after`). Anything that reads what a TaskWrites holds (a settle reading the
 job's counts, a placement counting active tasks) must run after `flush`.
 """
 
@@ -31,11 +31,12 @@ from typing import Any
 from jobtask.domain.statuses import TaskStatus
 from jobtask.store import attempts as attempt_store
 from jobtask.store import feed
-from jobtask.store.records import (
+from jobtask.store.rows import (
     COUNT_COLUMN,
-    Record,
+    JobRow,
+    TaskRow,
     task_after,
-    task_record,
+    task_row,
     to_json,
 )
 from jobtask.store.schema import job_tasks, jobs, task_attempts
@@ -104,12 +105,12 @@ async def write_task_row(
     now: dt.datetime,
     user_uuid: str,
     client_uuid: str | None,
-) -> Record:
+) -> TaskRow:
     """One task row written (see write_versioned); the task as written."""
     row = await write_versioned(
         conn, job_tasks, task_id, changes, now=now, user_uuid=user_uuid, client_uuid=client_uuid
     )
-    return task_record(row)
+    return task_row(row)
 
 
 @functools.lru_cache(maxsize=64)
@@ -157,7 +158,7 @@ async def move_tasks(
     now: dt.datetime,
     user_uuid: str,
     client_uuid: str | None,
-) -> list[Record]:
+) -> list[TaskRow]:
     """Writes `changes` to every task of the job in one of `sources` (one UPDATE ...
     RETURNING, versions bumped; the caller holds the job's row and recounts): the tasks
     as written, in id order. (Built per call: the changes' values are written as they
@@ -174,7 +175,7 @@ async def move_tasks(
         )
         .returning(*job_tasks.c)
     )
-    return [task_record(row) for row in sorted(rows, key=lambda r: r.id)]
+    return [task_row(row) for row in sorted(rows, key=lambda r: r.id)]
 
 
 @functools.lru_cache(maxsize=64)
@@ -201,13 +202,13 @@ _OPEN_ATTEMPT = insert(task_attempts)
 _INSERT_TASKS = insert(job_tasks).returning(*job_tasks.c, sort_by_parameter_order=True)
 
 
-async def insert_tasks(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[Record]:
+async def insert_tasks(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[TaskRow]:
     """New task rows, in one INSERT ... RETURNING whatever their number; the records in
     the rows' order."""
     if not rows:
         return []
     result = await conn.execute(_INSERT_TASKS, rows)
-    return [task_record(row) for row in result]
+    return [task_row(row) for row in result]
 
 
 class TaskWrites:
@@ -225,19 +226,19 @@ class TaskWrites:
 
     def write_task(
         self,
-        job: Record,
-        task: Record,
+        job: JobRow,
+        task: TaskRow,
         changes: Mapping[str, Any],
         *,
         now: dt.datetime,
         user_uuid: str,
         client_uuid: str | None,
         event: str | None = feed.TASK_CHANGED,
-    ) -> Record:
+    ) -> TaskRow:
         """lifecycle.write_task, held: the task's row as it will be, its job's counts
         shifted if its status changes, and its event (None: none)."""
         meta = {
-            "version": task["version"] + 1,
+            "version": task.version + 1,
             "modified_at": now,
             "modified_by_user_uuid": user_uuid,
             "modified_by_client_uuid": client_uuid,
@@ -245,16 +246,16 @@ class TaskWrites:
         written = {**changes, **meta}
         columns = tuple(sorted(written))
         params = {f"w_{name}": value for name, value in written.items()}
-        params["w_id"] = task["id"]
+        params["w_id"] = task.id
         self._updates.setdefault(columns, []).append(params)
         new = task_after(task, written)
-        if new["status"] != task["status"]:
-            shift = self._shifts.setdefault(job["id"], Counter())
-            shift[COUNT_COLUMN[TaskStatus(task["status"])]] -= 1
-            shift[COUNT_COLUMN[TaskStatus(new["status"])]] += 1
+        if new.status != task.status:
+            shift = self._shifts.setdefault(job.id, Counter())
+            shift[COUNT_COLUMN[task.status]] -= 1
+            shift[COUNT_COLUMN[new.status]] += 1
         if event is not None:
-            payload = {"progress": new["progress"]} if event == feed.TASK_PROGRESS else to_json(new)
-            self.event(job["uuid"], event, payload, task_uuid=new["uuid"], now=now)
+            payload = {"progress": new.progress} if event == feed.TASK_PROGRESS else to_json(new)
+            self.event(job.uuid, event, payload, task_uuid=new.uuid, now=now)
         return new
 
     def event(

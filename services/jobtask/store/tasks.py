@@ -10,7 +10,7 @@ from jobtask.domain.access import Reader
 from jobtask.domain.query import ListQuery
 from jobtask.store.access import readable_by
 from jobtask.store.listing import run_list
-from jobtask.store.records import Record, task_record
+from jobtask.store.rows import TaskRow, task_row
 from jobtask.store.schema import job_tasks
 from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -42,9 +42,9 @@ _TASKS_OF_JOB = (
 _TASK_OF_JOB = _TASKS_OF_JOB.where(job_tasks.c.uuid == bindparam("uuid"))
 
 
-async def task_by_uuid(conn: AsyncConnection, uuid: str) -> Record | None:
+async def task_by_uuid(conn: AsyncConnection, uuid: str) -> TaskRow | None:
     row = (await conn.execute(_TASK_BY_UUID, {"uuid": uuid})).first()
-    return None if row is None else task_record(row)
+    return None if row is None else task_row(row)
 
 
 async def job_uuids_of(conn: AsyncConnection, uuids: Collection[str]) -> dict[str, str]:
@@ -55,11 +55,11 @@ async def job_uuids_of(conn: AsyncConnection, uuids: Collection[str]) -> dict[st
 
 async def list_tasks(
     conn: AsyncConnection, reader: Reader, query: ListQuery, *, cluster_id: str
-) -> tuple[list[Record], int | None]:
+) -> tuple[list[TaskRow], int | None]:
     """A page of the tasks the reader may read, and the total when the query asks for it."""
     extra = readable_by(reader, job_tasks.c.owner_uuid)
     rows, total = await run_list(conn, job_tasks, query, cluster_id=cluster_id, extra=extra)
-    return [task_record(r) for r in rows], total
+    return [task_row(r) for r in rows], total
 
 
 async def delete_task(conn: AsyncConnection, task_id: int) -> None:
@@ -82,10 +82,10 @@ async def children_of(
 
 async def tasks_of_job(
     conn: AsyncConnection, job_id: int, *, task_uuid: str | None = None
-) -> list[Record]:
+) -> list[TaskRow]:
     """The job's tasks in creation order (only the one named by task_uuid, when given)."""
     if task_uuid:
         rows = await conn.execute(_TASK_OF_JOB, {"job_id": job_id, "uuid": task_uuid})
     else:
         rows = await conn.execute(_TASKS_OF_JOB, {"job_id": job_id})
-    return [task_record(row) for row in rows]
+    return [task_row(row) for row in rows]

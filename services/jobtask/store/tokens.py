@@ -12,7 +12,7 @@ from jobtask.domain.query import ListQuery
 from jobtask.domain.statuses import TaskStatus
 from jobtask.store.access import readable_by
 from jobtask.store.listing import run_list
-from jobtask.store.records import Record, utc
+from jobtask.store.rows import TokenRow, token_row, utc
 from jobtask.store.schema import api_client_authorizations, job_tasks, users
 from sqlalchemy import ColumnElement, Row, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -30,7 +30,6 @@ __all__ = [
     "task_by_token",
     "token_by_digest",
     "token_by_uuid",
-    "token_record",
 ]
 
 tokens_t = api_client_authorizations
@@ -40,7 +39,7 @@ tokens_t = api_client_authorizations
 class StoredToken:
     """A token's record, the digest of its secret and whether its owner is an admin."""
 
-    record: Record
+    record: TokenRow
     secret_digest: bytes
     owner_is_admin: bool
 
@@ -54,15 +53,6 @@ class TaskToken:
     owner_uuid: str
     lease_expires_at: dt.datetime | None
     token_digest: bytes
-
-
-def token_record(row: Row[Any]) -> Record:
-    """A token row without its digest, times in UTC."""
-    record = {k: v for k, v in row._mapping.items() if k not in ("id", "secret_digest", "is_admin")}
-    for key in ("expires_at", "revoked_at", "created_at", "modified_at"):
-        record[key] = utc(record.get(key))
-    record["scopes"] = list(record.get("scopes") or [])
-    return record
 
 
 # Every authenticated call runs one of these: built once (building and keying a statement
@@ -96,7 +86,7 @@ _UNREVOKED = tokens_t.c.revoked_at.is_(None)
 def _stored(row: Row[Any] | None) -> StoredToken | None:
     if row is None:
         return None
-    return StoredToken(token_record(row), row.secret_digest, bool(row.is_admin))
+    return StoredToken(token_row(row), row.secret_digest, bool(row.is_admin))
 
 
 async def token_by_uuid(conn: AsyncConnection, uuid: str) -> StoredToken | None:
@@ -132,34 +122,34 @@ def _visible(reader: Reader) -> ColumnElement[bool]:
     return readable_by(reader, tokens_t.c.owner_uuid) & _UNREVOKED
 
 
-async def readable_token(conn: AsyncConnection, reader: Reader, uuid: str) -> Record | None:
+async def readable_token(conn: AsyncConnection, reader: Reader, uuid: str) -> TokenRow | None:
     row = (await conn.execute(_RECORD_BY_UUID.where(_visible(reader)), {"uuid": uuid})).first()
-    return None if row is None else token_record(row)
+    return None if row is None else token_row(row)
 
 
 async def list_tokens(
     conn: AsyncConnection, reader: Reader, query: ListQuery, *, cluster_id: str
-) -> tuple[list[Record], int | None]:
+) -> tuple[list[TokenRow], int | None]:
     rows, total = await run_list(
         conn, tokens_t, query, cluster_id=cluster_id, extra=_visible(reader)
     )
-    return [token_record(r) for r in rows], total
+    return [token_row(r) for r in rows], total
 
 
-async def record_by_uuid(conn: AsyncConnection, uuid: str) -> Record | None:
+async def record_by_uuid(conn: AsyncConnection, uuid: str) -> TokenRow | None:
     """A token's record, revoked or not."""
     row = (await conn.execute(_RECORD_BY_UUID, {"uuid": uuid})).first()
-    return None if row is None else token_record(row)
+    return None if row is None else token_row(row)
 
 
-async def all_tokens(conn: AsyncConnection, *, include_revoked: bool = False) -> list[Record]:
+async def all_tokens(conn: AsyncConnection, *, include_revoked: bool = False) -> list[TokenRow]:
     """Every token, oldest first (local administration)."""
     stmt = _ALL_TOKENS if include_revoked else _ALL_TOKENS.where(_UNREVOKED)
-    return [token_record(r) for r in await conn.execute(stmt)]
+    return [token_row(r) for r in await conn.execute(stmt)]
 
 
-async def insert_token(conn: AsyncConnection, values: dict[str, Any]) -> Record:
-    return token_record((await conn.execute(_INSERT_TOKEN, values)).one())
+async def insert_token(conn: AsyncConnection, values: dict[str, Any]) -> TokenRow:
+    return token_row((await conn.execute(_INSERT_TOKEN, values)).one())
 
 
 async def delete_token(conn: AsyncConnection, uuid: str) -> None:
@@ -168,7 +158,7 @@ async def delete_token(conn: AsyncConnection, uuid: str) -> None:
 
 async def revoke_token(
     conn: AsyncConnection, uuid: str, *, by: str | None, reader: Reader | None, now: dt.datetime
-) -> Record | None:
+) -> TokenRow | None:
     """Revokes a token that is not revoked yet and, given a reader, that it may read; None
     when there is no such token."""
     visible = _UNREVOKED if reader is None else _visible(reader)
@@ -180,4 +170,4 @@ async def revoke_token(
             .returning(*tokens_t.c)
         )
     ).first()
-    return None if row is None else token_record(row)
+    return None if row is None else token_row(row)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from jobtask.domain.statuses import TaskStatus
 from jobtask.store.database import mark_changed
-from jobtask.store.records import utc
+from jobtask.store.rows import utc
 from jobtask.store.schema import job_tasks, task_attempts, workers
 from sqlalchemy import Row, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection

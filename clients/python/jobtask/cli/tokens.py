@@ -14,13 +14,17 @@ printed once, at creation, in the `v2/<uuid>/<secret>` form; the database keeps 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
 import re
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the server's modules load only for the commands that open the database
+    from jobtask.store.rows import TokenRow
 
 __all__ = ["add_token_commands", "parse_expires", "parse_scopes"]
 
@@ -121,11 +125,10 @@ async def _open(args: argparse.Namespace) -> tuple[Any, Any]:
     return db, settings
 
 
-def _jsonable(record: dict[str, Any]) -> dict[str, Any]:
+def _jsonable(record: TokenRow) -> dict[str, Any]:
     return {
         k: (v.isoformat() if isinstance(v, dt.datetime) else v)
-        for k, v in record.items()
-        if k != "secret_digest"
+        for k, v in dataclasses.asdict(record).items()
     }
 
 
@@ -166,11 +169,9 @@ async def list_command(args: argparse.Namespace) -> int:
         print(json.dumps([_jsonable(r) for r in records], indent=2))
         return 0
     for r in records:
-        expires = r["expires_at"].isoformat() if r["expires_at"] else "never"
-        state = " REVOKED" if r["revoked_at"] else ""
-        print(
-            f"{r['uuid']}  {r['owner_uuid']}  expires {expires}{state}  {json.dumps(r['scopes'])}"
-        )
+        expires = r.expires_at.isoformat() if r.expires_at else "never"
+        state = " REVOKED" if r.revoked_at else ""
+        print(f"{r.uuid}  {r.owner_uuid}  expires {expires}{state}  {json.dumps(r.scopes)}")
     return 0
 
 
@@ -182,5 +183,5 @@ async def revoke(args: argparse.Namespace) -> int:
         record = await revoke_token(db, args.uuid)
     finally:
         await db.dispose()
-    print(f"revoked {record['uuid']}")
+    print(f"revoked {record.uuid}")
     return 0

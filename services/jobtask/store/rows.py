@@ -1,0 +1,357 @@
+"""Rows as typed, frozen values: a job, a task and a token as the store read (or wrote)
+them, built once here, statuses as enums and times in UTC.
+
+A row never changes: a write makes a new one, the old one with the written columns
+replaced (`job_after`, `task_after`: dataclasses.replace, done positionally because the hot
+path makes several per task), so a caller holding the row as read still has it. The fields are the table's
+columns, name for name (tests/core/test_rows.py holds them to the schema); what derives
+from them (a job's tasks_summary, a task's qsequence, the etag) is a property.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import functools
+import hashlib
+import operator
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from jobtask.domain.statuses import JobStatus, TaskStatus
+from jobtask.store.schema import TASK_STATUS_COUNTS
+from sqlalchemy.engine import Row
+
+__all__ = [
+    "COUNT_COLUMN",
+    "JobRow",
+    "TaskRow",
+    "TokenRow",
+    "etag",
+    "job_after",
+    "job_from_json",
+    "job_row",
+    "task_after",
+    "task_from_json",
+    "task_row",
+    "to_json",
+    "token_row",
+    "utc",
+]
+
+# Column of the job row that counts tasks in each status.
+COUNT_COLUMN: dict[TaskStatus, str] = {
+    TaskStatus(name[2:].replace("_", "-")): name for name in TASK_STATUS_COUNTS
+}
+
+_B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+@functools.lru_cache(maxsize=8192)
+def etag(uuid: str, version: int) -> str:
+    """Changes whenever the object changes (Arvados: a base-36 MD5). Cached: a job's row
+    is turned into a resource several times per task write at the same version."""
+    n = int.from_bytes(hashlib.md5(f"{uuid}:{version}".encode()).digest(), "big")
+    out = ""
+    while n:
+        n, r = divmod(n, 36)
+        out = _B36[r] + out
+    return out or "0"
+
+
+def utc(value: dt.datetime | None) -> dt.datetime | None:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    id: int
+    uuid: str
+    owner_uuid: str
+    created_at: dt.datetime
+    modified_at: dt.datetime
+    modified_by_client_uuid: str | None
+    modified_by_user_uuid: str | None
+    version: int
+    submit_id: str | None
+    submit_digest: str | None
+    identity: str
+    priority: int
+    script: str
+    script_parameters: dict[str, Any]
+    script_version: str
+    repository: str | None
+    runtime_constraints: dict[str, Any]
+    status: JobStatus
+    state: str
+    running: bool
+    success: bool | None
+    cancelled_by_client_uuid: str | None
+    cancelled_by_user_uuid: str | None
+    cancelled_at: dt.datetime | None
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    is_locked_by_uuid: str | None
+    output: str | None
+    log: str | None
+    n_queued: int
+    n_active: int
+    n_completed: int
+    n_soft_failed: int
+    n_failed: int
+    n_canceled: int
+    n_paused: int
+    failure_reason: dict[str, Any] | None
+    blocklist: list[dict[str, Any]] | None
+
+    @property
+    def counts(self) -> dict[TaskStatus, int]:
+        """How many of the job's tasks are in each status."""
+        return {
+            TaskStatus.QUEUED: self.n_queued,
+            TaskStatus.ACTIVE: self.n_active,
+            TaskStatus.COMPLETED: self.n_completed,
+            TaskStatus.SOFT_FAILED: self.n_soft_failed,
+            TaskStatus.FAILED: self.n_failed,
+            TaskStatus.CANCELED: self.n_canceled,
+            TaskStatus.PAUSED: self.n_paused,
+        }
+
+    @property
+    def tasks_summary(self) -> dict[str, int]:
+        """Arvados's tasks_summary: todo, running, done, failed."""
+        return {
+            "todo": self.n_queued + self.n_soft_failed + self.n_paused,
+            "running": self.n_active,
+            "done": self.n_completed,
+            "failed": self.n_failed,
+        }
+
+    @property
+    def etag(self) -> str:
+        return etag(self.uuid, self.version)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRow:
+    id: int
+    uuid: str
+    job_id: int
+    job_uuid: str
+    owner_uuid: str
+    created_at: dt.datetime
+    modified_at: dt.datetime
+    modified_by_client_uuid: str | None
+    modified_by_user_uuid: str | None
+    version: int
+    sequence: int
+    parameters: dict[str, Any]
+    runtime_constraints: dict[str, Any]
+    created_by_job_task_uuid: str | None
+    status: TaskStatus
+    output: str | None
+    progress: float
+    success: bool | None
+    failed_count: int
+    failed_at: dt.datetime | None
+    failed_log: str | None
+    log: str | None
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    attempt: int
+    worker_id: str | None
+    node_name: str | None
+    lease_id: str | None
+    lease_expires_at: dt.datetime | None
+    token_digest: bytes | None
+    runnable_after: dt.datetime | None
+    failure_reason: dict[str, Any] | None
+
+    @property
+    def qsequence(self) -> int:
+        """Order of arrival, 0-based."""
+        return self.id - 1
+
+    @property
+    def etag(self) -> str:
+        return etag(self.uuid, self.version)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRow:
+    """An api_client_authorizations row without its secret's digest. A token without a
+    row (the root token, a task's token) has an empty uuid and no times."""
+
+    uuid: str
+    owner_uuid: str
+    scopes: list[str]
+    expires_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+    created_at: dt.datetime | None
+    modified_at: dt.datetime | None
+    modified_by_user_uuid: str | None
+
+
+def _fields(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def _times(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls) if "datetime" in str(f.type))
+
+
+JOB_FIELDS = _fields(JobRow)
+TASK_FIELDS = _fields(TaskRow)
+_JOB_TIMES = _times(JobRow)
+_TASK_TIMES = _times(TaskRow)
+_TOKEN_TIMES = _times(TokenRow)
+
+
+def _columns(mapping: Mapping[Any, Any], names: tuple[str, ...], times: tuple[str, ...]) -> Any:
+    values = {name: mapping[name] for name in names}
+    for name in times:
+        values[name] = utc(values[name])
+    return values
+
+
+def job_row(row: Row[Any] | Mapping[str, Any]) -> JobRow:
+    """A job's row as read (a result row, or its columns by name; others are ignored)."""
+    mapping = row._mapping if isinstance(row, Row) else row
+    values = _columns(mapping, JOB_FIELDS, _JOB_TIMES)
+    values["status"] = JobStatus(values["status"])
+    return JobRow(**values)
+
+
+def task_row(row: Row[Any] | Mapping[str, Any]) -> TaskRow:
+    """A task's row as read (a result row, or its columns by name; others are ignored)."""
+    mapping = row._mapping if isinstance(row, Row) else row
+    values = _columns(mapping, TASK_FIELDS, _TASK_TIMES)
+    values["status"] = TaskStatus(values["status"])
+    return TaskRow(**values)
+
+
+def token_row(row: Row[Any]) -> TokenRow:
+    """A token's row without its digest, times in UTC."""
+    m = row._mapping
+    return TokenRow(
+        uuid=m["uuid"],
+        owner_uuid=m["owner_uuid"],
+        scopes=list(m["scopes"] or []),
+        expires_at=utc(m["expires_at"]),
+        revoked_at=utc(m["revoked_at"]),
+        created_at=utc(m["created_at"]),
+        modified_at=utc(m["modified_at"]),
+        modified_by_user_uuid=m["modified_by_user_uuid"],
+    )
+
+
+class _Layout:
+    """Where each field of a row class sits, for the hot path's copies: a row is built
+    positionally, and a field read with one attrgetter (dataclasses.replace and asdict
+    cost two to three times as much)."""
+
+    def __init__(self, cls: type, public: tuple[str, ...]) -> None:
+        names = _fields(cls)
+        self.cls = cls
+        self.index = {name: i for i, name in enumerate(names)}
+        self.get_all = operator.attrgetter(*names)
+        self.status = self.index["status"]
+        self.public = public
+        self.get_public = operator.attrgetter(*public)
+        self.public_times = tuple(name for name in _times(cls) if name in public)
+
+    def after(self, row: Any, written: Mapping[str, Any], enum: type[StrEnum]) -> Any:
+        values = list(self.get_all(row))
+        index = self.index
+        for name, value in written.items():
+            i = index.get(name)
+            if i is None:
+                raise TypeError(f"{self.cls.__name__} has no column {name!r}")
+            values[i] = value
+        values[self.status] = enum(values[self.status])
+        return self.cls(*values)
+
+    def json(self, row: Any) -> dict[str, Any]:
+        out = dict(zip(self.public, self.get_public(row), strict=True))
+        for name in self.public_times:
+            value = out[name]
+            if value is not None:
+                out[name] = value.isoformat()
+        out["status"] = out["status"].value
+        return out
+
+
+# Columns that never leave the store (secrets and internal bookkeeping).
+_PRIVATE = frozenset({"token_digest", "submit_digest", "identity"})
+_JOB = _Layout(JobRow, tuple(name for name in JOB_FIELDS if name not in _PRIVATE))
+_TASK = _Layout(TaskRow, tuple(name for name in TASK_FIELDS if name not in _PRIVATE))
+
+
+def job_after(job: JobRow, written: Mapping[str, Any]) -> JobRow:
+    """The job's row once `written` (columns, version and modified_* included) is written
+    to it: what reading it back would give, without reading it."""
+    after: JobRow = _JOB.after(job, written, JobStatus)
+    return after
+
+
+def task_after(task: TaskRow, written: Mapping[str, Any]) -> TaskRow:
+    """The task's row once `written` (columns, version and modified_* included) is written
+    to it: what reading it back would give, without reading it."""
+    after: TaskRow = _TASK.after(task, written, TaskStatus)
+    return after
+
+
+def to_json(row: JobRow | TaskRow) -> dict[str, Any]:
+    """A row as JSON for the change feed: datetimes as ISO strings, secrets dropped, the
+    derived attributes included."""
+    if isinstance(row, JobRow):
+        out = _JOB.json(row)
+        out["tasks_summary"] = row.tasks_summary
+    else:
+        out = _TASK.json(row)
+        out["qsequence"] = row.qsequence
+    out["etag"] = row.etag
+    return out
+
+
+# What a feed payload lacks: the private columns, and columns added after it was written.
+_MISSING: dict[str, Any] = {
+    "identity": "",
+    "script_parameters": {},
+    "parameters": {},
+    "runtime_constraints": {},
+    "running": False,
+    "version": 1,
+    "progress": 0.0,
+    "failed_count": 0,
+    "attempt": 0,
+    "sequence": 0,
+    **dict.fromkeys(TASK_STATUS_COUNTS, 0),
+}
+
+
+def _from_json(payload: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    values = {name: payload.get(name, _MISSING.get(name)) for name in names}
+    for name, value in values.items():
+        if isinstance(value, str) and (name.endswith("_at") or name == "runnable_after"):
+            values[name] = dt.datetime.fromisoformat(value)
+    return values
+
+
+def job_from_json(payload: Mapping[str, Any]) -> JobRow:
+    """The inverse of to_json for a job (its private columns left empty)."""
+    values = _from_json(payload, JOB_FIELDS)
+    values["status"] = JobStatus(values["status"])
+    return JobRow(**values)
+
+
+def task_from_json(payload: Mapping[str, Any]) -> TaskRow:
+    """The inverse of to_json for a task (its private columns left empty)."""
+    values = _from_json(payload, TASK_FIELDS)
+    values["status"] = TaskStatus(values["status"])
+    return TaskRow(**values)

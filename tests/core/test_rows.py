@@ -1,0 +1,142 @@
+"""The typed rows (jobtask.store.rows): one field per column, frozen, statuses as enums, and
+a feed payload that turns back into the row it was made from."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import pytest
+from jobtask.domain.statuses import JobStatus, TaskStatus
+from jobtask.store.rows import (
+    JobRow,
+    TaskRow,
+    TokenRow,
+    job_after,
+    job_from_json,
+    job_row,
+    task_after,
+    task_from_json,
+    task_row,
+    to_json,
+)
+from jobtask.store.schema import api_client_authorizations, job_tasks, jobs
+
+NOW = dt.datetime(2026, 12, 4, 12, 0, tzinfo=dt.UTC)
+
+
+def _names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def test_rows_have_one_field_per_column_in_table_order() -> None:
+    assert _names(JobRow) == [c.name for c in jobs.c]
+    assert _names(TaskRow) == [c.name for c in job_tasks.c]
+    # A token's row leaves out its id and its secret's digest.
+    kept = [c.name for c in api_client_authorizations.c if c.name not in ("id", "secret_digest")]
+    assert sorted(_names(TokenRow)) == sorted(kept)
+
+
+def _job_columns() -> dict[str, object]:
+    columns: dict[str, object] = dict.fromkeys((c.name for c in jobs.c), None)
+    columns.update(
+        id=7,
+        uuid="zzzzz-8i9sb-000000000000007",
+        owner_uuid="zzzzz-tpzed-000000000000001",
+        created_at=NOW.replace(tzinfo=None),  # as SQLite hands it back
+        modified_at=NOW,
+        version=3,
+        identity="abc",
+        submit_digest="d" * 64,
+        priority=1,
+        script="hash",
+        script_parameters={"a": 1},
+        script_version="",
+        runtime_constraints={},
+        status="active",
+        state="Running",
+        running=True,
+        n_queued=2,
+        n_active=1,
+        n_completed=4,
+        n_soft_failed=1,
+        n_failed=0,
+        n_canceled=0,
+        n_paused=1,
+        blocklist=[{"worker_id": "w", "failed_tasks": 3, "added_at": NOW.isoformat()}],
+    )
+    return columns
+
+
+def _task_columns() -> dict[str, object]:
+    columns: dict[str, object] = dict.fromkeys((c.name for c in job_tasks.c), None)
+    columns.update(
+        id=12,
+        uuid="zzzzz-ot0gb-000000000000012",
+        job_id=7,
+        job_uuid="zzzzz-8i9sb-000000000000007",
+        owner_uuid="zzzzz-tpzed-000000000000001",
+        created_at=NOW,
+        modified_at=NOW,
+        version=2,
+        sequence=1,
+        parameters={"input": "x"},
+        runtime_constraints={"min_ram_mb_per_node": 1},
+        status="active",
+        progress=0.5,
+        failed_count=1,
+        attempt=2,
+        worker_id="w",
+        node_name="n",
+        lease_id="l" * 32,
+        lease_expires_at=NOW + dt.timedelta(seconds=30),
+        token_digest=b"\x01" * 32,
+    )
+    return columns
+
+
+def test_a_row_is_read_with_enums_and_utc_times_and_its_derived_attributes() -> None:
+    job = job_row(_job_columns())
+    assert job.status is JobStatus.ACTIVE
+    assert job.created_at == NOW and job.created_at.tzinfo is dt.UTC
+    assert job.tasks_summary == {"todo": 4, "running": 1, "done": 4, "failed": 0}
+    assert job.counts[TaskStatus.PAUSED] == 1
+    task = task_row(_task_columns())
+    assert task.status is TaskStatus.ACTIVE
+    assert task.qsequence == 11
+    assert task.etag != job.etag
+
+
+def test_rows_are_frozen_and_change_by_replacement() -> None:
+    task = task_row(_task_columns())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        task.progress = 1.0  # type: ignore[misc]
+    done = task_after(task, {"status": "completed", "progress": 1.0, "version": 3})
+    assert done.status is TaskStatus.COMPLETED and done.progress == 1.0
+    assert task.status is TaskStatus.ACTIVE and task.progress == 0.5  # the old row stays
+    assert done.etag != task.etag
+    moved = job_after(job_row(_job_columns()), {"status": JobStatus.COMPLETED})
+    assert moved.status is JobStatus.COMPLETED
+    with pytest.raises(TypeError):
+        task_after(task, {"no_such_column": 1})
+
+
+def test_a_feed_payload_keeps_secrets_out_and_turns_back_into_the_row() -> None:
+    job = job_row(_job_columns())
+    payload = to_json(job)
+    assert "identity" not in payload and "submit_digest" not in payload
+    assert payload["status"] == "active" and payload["tasks_summary"]["todo"] == 4
+    assert payload["etag"] == job.etag
+    assert job_from_json(payload) == dataclasses.replace(job, identity="", submit_digest=None)
+    task = task_row(_task_columns())
+    payload = to_json(task)
+    assert "token_digest" not in payload and payload["qsequence"] == 11
+    assert task_from_json(payload) == dataclasses.replace(task, token_digest=None)
+
+
+def test_a_payload_written_before_a_column_existed_still_reads() -> None:
+    payload = to_json(task_row(_task_columns()))
+    for later in ("failure_reason", "runnable_after", "failed_count"):
+        del payload[later]
+    task = task_from_json(payload)
+    assert task.failure_reason is None and task.runnable_after is None and task.failed_count == 0
