@@ -35,8 +35,9 @@ _NOT_REUSABLE = [J.FAILED.value, J.CANCELED.value]
 
 # Built once: the hottest read (GetJob).
 _JOB_BY_UUID = select(jobs).where(jobs.c.uuid == bindparam("uuid"))
-# Submission, for one job or a batch: one statement each whatever their number.
-_INSERT_JOBS = insert(jobs).returning(*jobs.c, sort_by_parameter_order=True)
+# Submission, for one job or a batch: one statement each whatever their number. (Not
+# sort_by_parameter_order, which costs an INSERT per row on SQLite: see insert_jobs.)
+_INSERT_JOBS = insert(jobs).returning(*jobs.c)
 _BY_SUBMIT_IDS = select(jobs).where(jobs.c.submit_id.in_(bindparam("submit_ids", expanding=True)))
 # The newest reusable job of each identity (admins see every user's).
 _REUSABLE = jobs.c.identity.in_(bindparam("identities", expanding=True)) & jobs.c.status.not_in(
@@ -86,11 +87,12 @@ async def newest_duplicates(
 
 
 async def insert_jobs(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[Record]:
-    """New job rows in one INSERT ... RETURNING whatever their number; the records in the
-    rows' order."""
+    """New job rows (each with its uuid) in one INSERT ... RETURNING whatever their number;
+    the records in the rows' order (RETURNING's own order is not promised)."""
     if not rows:
         return []
-    return [job_record(row) for row in await conn.execute(_INSERT_JOBS, rows)]
+    by_uuid = {row.uuid: row for row in await conn.execute(_INSERT_JOBS, rows)}
+    return [job_record(by_uuid[row["uuid"]]) for row in rows]
 
 
 async def list_jobs(
