@@ -7,6 +7,7 @@ from typing import Any
 
 import grpc
 import pytest
+from jobtask.manager.tokens import issue_token
 from jobtask.v1 import job_service_pb2, watch_pb2
 
 from tests.conftest import Cluster
@@ -131,6 +132,25 @@ async def test_a_task_token_may_not_submit_jobs(cluster: Cluster) -> None:
             await call
         assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert len(await _all_jobs(cluster)) == 1
+
+
+async def test_scopes_name_the_batch_path(cluster: Cluster) -> None:
+    core = cluster.services.core
+    user = f"{core.settings.cluster_id}-tpzed-00000000000000b"
+    tokens = {}
+    for scope in ("POST /arvados/v1/jobs", "POST /arvados/v1/jobs/batch_create"):
+        _, tokens[scope] = await issue_token(core.db, core.settings, user_uuid=user, scopes=[scope])
+    single = token_md(tokens["POST /arvados/v1/jobs"])
+    batch = token_md(tokens["POST /arvados/v1/jobs/batch_create"])
+    assert (await cluster.jobs.CreateJob(create_job(script="a.py"), metadata=single)).uuid
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await cluster.jobs.BatchCreateJobs(_batch(_request(script="b.py")), metadata=single)
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    created = await cluster.jobs.BatchCreateJobs(_batch(_request(script="b.py")), metadata=batch)
+    assert [j.owner_uuid for j in created.jobs] == [user]
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await cluster.jobs.CreateJob(create_job(script="c.py"), metadata=batch)
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
 async def _submit_counted(cluster: Cluster, n: int) -> list[str]:
