@@ -8,7 +8,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobtask.domain.access import may_read
-from jobtask.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from jobtask.domain.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    in_request,
+)
 from jobtask.domain.query import ListQuery
 from jobtask.domain.resources import JOB_ALIASES, JOB_ATTRS, Access
 from jobtask.domain.rules import job_identity, submission_digest
@@ -124,10 +130,8 @@ class JobManager:
             raise InvalidArgument("requests", f"at most {MAX_BATCH_CREATE} jobs per call")
         submissions = []
         for i, (raw, allow_duplicate) in enumerate(requests):
-            try:
+            with in_request(f"requests[{i}].job"):
                 submissions.append(self._submission(raw, allow_duplicate))
-            except InvalidArgument as exc:
-                raise InvalidArgument(f"requests[{i}].job.{exc.field}", exc.description) from None
         return await self._create(caller, submissions, batch=True)
 
     async def _create(

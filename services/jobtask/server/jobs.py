@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from jobtask.domain.errors import InvalidArgument
+from jobtask.domain.errors import in_request
 from jobtask.domain.resources import JOB_ATTRS
 from jobtask.manager.jobs import JobManager
 from jobtask.server.callers import CallerResolver, send_caller_headers
@@ -51,10 +51,8 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         caller = await self.callers(context)
         requests = []
         for i, r in enumerate(request.requests):
-            try:
+            with in_request(f"requests[{i}].job"):
                 requests.append((changes_from(r.job, None), _allow_duplicate(r)))
-            except InvalidArgument as exc:
-                raise InvalidArgument(f"requests[{i}].job.{exc.field}", exc.description) from None
         created = await self.jobs.create_many(caller, requests)
         return job_service_pb2.BatchCreateJobsResponse(jobs=[job_pb(j) for j in created])
 
