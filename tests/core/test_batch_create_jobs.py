@@ -3,6 +3,7 @@ meaning what CreateJob means, applied in request order."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import grpc
@@ -10,7 +11,7 @@ import pytest
 from jobtask.manager.tokens import issue_token
 from jobtask.v1 import job_service_pb2, watch_pb2
 
-from tests.conftest import Cluster
+from tests.conftest import Cluster, start_cluster
 from tests.core.helpers import claim, create_job, job, job_tasks, token_md
 from tests.engines import counting
 from tests.worker_protocol.helpers import watch_events
@@ -151,6 +152,29 @@ async def test_scopes_name_the_batch_path(cluster: Cluster) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await cluster.jobs.CreateJob(create_job(script="c.py"), metadata=batch)
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_replicas_racing_on_submit_ids_answer_with_one_job_each(database_url: str) -> None:
+    """Two replicas on one database get the same batch at once: the loser of a submit_id
+    race answers with the winner's job, as CreateJob does."""
+    replicas = [await start_cluster(database_url), await start_cluster(database_url)]
+    try:
+        batch = _batch(
+            *(
+                _request(script="race.py", submit_id=f"r{i}", script_parameters={"i": i})
+                for i in range(20)
+            )
+        )
+        answers = await asyncio.gather(
+            *(replica.jobs.BatchCreateJobs(batch) for replica in replicas for _ in range(3))
+        )
+        first = [j.uuid for j in answers[0].jobs]
+        assert len(set(first)) == 20
+        assert all([j.uuid for j in answer.jobs] == first for answer in answers)
+        assert sorted(await _all_jobs(replicas[0])) == sorted(first)
+    finally:
+        for replica in replicas:
+            await replica.close()
 
 
 async def _submit_counted(cluster: Cluster, n: int) -> list[str]:
