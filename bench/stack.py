@@ -122,6 +122,19 @@ class Stack:
         request = job_service_pb2.CreateJobRequest(job=job, allow_duplicate=True)
         return await self.jobs.CreateJob(request, metadata=self.md)
 
+    async def submit_many(self, n: int, script: str = "noop") -> list[job_pb2.Job]:
+        """n jobs in one BatchCreateJobs call."""
+        request = job_service_pb2.BatchCreateJobsRequest(
+            requests=[
+                job_service_pb2.CreateJobRequest(
+                    job=job_pb2.Job(script=script), allow_duplicate=True
+                )
+                for _ in range(n)
+            ]
+        )
+        response = await self.jobs.BatchCreateJobs(request, metadata=self.md)
+        return list(response.jobs)
+
     async def claim(
         self, n: int, worker_id: str = "bench-worker", wait: float = 0.0
     ) -> Sequence[task_service_pb2.TaskAssignment]:

@@ -8,9 +8,11 @@ What is measured, jobtask (server in one process, each worker in its own):
   first task, which creates COUNT tasks with its own token (BatchCreateTasks, 1,000 a call)
   and completes; all of them run the tasks as in-process functions. The figure is COUNT /
   (time from the workers' start to the last completion).
-- "one-task jobs": COUNT jobs are submitted (CreateJob, 32 in flight; each job is seeded
-  with its one task), then the workers drain them. The figure is COUNT / (submit time +
-  drain time).
+- "one-task jobs": COUNT jobs are submitted with BatchCreateJobs, BATCH_JOBS jobs a call and
+  BATCH_IN_FLIGHT calls in flight (each job is seeded with its one task), then the workers
+  drain them. The figure is COUNT / (submit time + drain time).
+- "one-task jobs, CreateJob each": the same with one CreateJob call per job,
+  SUBMIT_CONCURRENCY in flight (the server groups concurrent submissions' commits).
 One worker also drains COUNT tasks from bench.bare's store-less TaskService (WorkerSession
 answered at once): the most any store could reach with this protocol and this worker, on
 this machine. It is printed in the notes.
@@ -50,6 +52,9 @@ TASKS = 10_000
 # Worker processes (python -m bench --workers 1,4): each row is measured with each count.
 WORKERS: tuple[int, ...] = (1, 4)
 SUBMIT_CONCURRENCY = 32
+# The one-task jobs case: jobs per BatchCreateJobs call, and calls in flight.
+BATCH_JOBS = 100
+BATCH_IN_FLIGHT = 4
 # PgQueuer's run: the issue's 10,000 jobs whatever --tasks says (it drains them in seconds).
 PGQUEUER_JOBS = 10_000
 PGQUEUER_BATCHES = (10, 100)
@@ -84,17 +89,31 @@ def _lost(f: Fleet) -> str:
     )
 
 
-async def jobtask_jobs(kind: str, count: int, workers: int = 1) -> tuple[float, str]:
+async def jobtask_jobs(
+    kind: str, count: int, workers: int = 1, *, batch: int | None = BATCH_JOBS
+) -> tuple[float, str]:
+    """One-task jobs: submitted `batch` a BatchCreateJobs call (None: a CreateJob each)."""
     async with database(kind) as url, running(url) as stack:
-        todo = iter(range(count))
+        if batch is None:
+            todo = iter(range(count))
 
-        async def submitter() -> None:
-            for _ in todo:
-                await stack.submit()
+            async def submitter() -> None:
+                for _ in todo:
+                    await stack.submit()
+
+            in_flight = SUBMIT_CONCURRENCY
+        else:
+            chunks = iter([min(batch, count - i) for i in range(0, count, batch)])
+
+            async def submitter() -> None:
+                for n in chunks:
+                    await stack.submit_many(n)
+
+            in_flight = BATCH_IN_FLIGHT
 
         async with fleet(stack, workers, SLOTS) as f:
             start = time.perf_counter()
-            await asyncio.gather(*(submitter() for _ in range(SUBMIT_CONCURRENCY)))
+            await asyncio.gather(*(submitter() for _ in range(in_flight)))
             submit = time.perf_counter() - start
             f.go()
             seconds = await f.until(count)
@@ -196,11 +215,16 @@ async def run(cfg: Config) -> list[Result]:
             w = f"{workers} worker{'s' if workers > 1 else ''}"
             log(f"throughput: jobtask on {kind}, fan-out job of {count:,} tasks, {w}")
             fan_rate, fan_note = await jobtask_fanout(kind, count, workers)
-            log(f"throughput: jobtask on {kind}, {count:,} one-task jobs, {w}")
+            log(f"throughput: jobtask on {kind}, {count:,} one-task jobs (batched), {w}")
             jobs_rate, jobs_note = await jobtask_jobs(kind, count, workers)
+            log(f"throughput: jobtask on {kind}, {count:,} one-task jobs (CreateJob each), {w}")
+            each_rate, each_note = await jobtask_jobs(kind, count, workers, batch=None)
+            batched = f"one-task jobs (BatchCreateJobs, {BATCH_JOBS} a call)"
+            each = f"one-task jobs (CreateJob each, {SUBMIT_CONCURRENCY} in flight)"
             for label, rate, note in (
                 ("fan-out job", fan_rate, fan_note),
-                ("one-task jobs", jobs_rate, jobs_note),
+                (batched, jobs_rate, jobs_note),
+                (each, each_rate, each_note),
             ):
                 for i, (name, peer_rate, peer_note, factor) in enumerate(refs):
                     # Each figure's note once, each peer's once (on the first figure).

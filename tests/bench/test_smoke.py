@@ -60,6 +60,9 @@ async def test_throughput() -> None:
     for workers in ("1 worker", "4 workers"):
         assert any(r.metric.endswith(workers) for r in results)
     assert any(r.bench == "throughput no store" for r in results)
+    # One-task jobs submitted both ways: batched, and a CreateJob each.
+    for way in ("BatchCreateJobs, 100 a call", "CreateJob each"):
+        assert any(way in r.metric for r in results), way
     peers = [importlib.util.find_spec(m) for m in ("huey", "procrastinate", "pgqueuer")]
     if all(peers):
         assert all(r.reference_value for r in results)

@@ -261,3 +261,26 @@ async def test_watch_hands_on_packed_events_one_by_one(live: Cluster, client: As
     messages_sent = watch_counter("messages") - messages_before
     assert events == plain and not any(e.more for e in events)
     assert events_sent == len(events) and messages_sent < events_sent
+
+
+async def test_create_jobs_submits_in_one_call_in_order(live: Cluster, client: AsyncClient) -> None:
+    created = await client.create_jobs(
+        [
+            {"script": "many.py", "parameters": {"i": 0}, "submit_id": "many-0"},
+            {"script": "many.py", "parameters": {"i": 1}, "priority": 3},
+            {"script": "many.py", "parameters": {"i": 0}, "submit_id": "many-0"},
+            {"script": "many.py", "parameters": {"i": 1}, "allow_duplicate": True},
+        ]
+    )
+    assert [json_format.MessageToDict(j.script_parameters)["i"] for j in created] == [0, 1, 0, 1]
+    assert created[2].uuid == created[0].uuid and created[3].uuid != created[1].uuid
+    assert created[1].priority == 3
+    with pytest.raises(InvalidArgumentError) as refused:
+        await client.create_jobs([{"script": "ok.py"}, {"script": ""}])
+    assert refused.value.field == "requests[1].job.script"
+
+    def use() -> list[str]:
+        with Client.connect(live.jobs_addr, live.tasks_addr, ROOT_TOKEN) as c:
+            return [j.script for j in c.create_jobs([{"script": "s1.py"}, {"script": "s2.py"}])]
+
+    assert await asyncio.to_thread(use) == ["s1.py", "s2.py"]

@@ -5,48 +5,14 @@ folder check the events, counts and attempts of the same paths)."""
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-from collections.abc import Iterator
-from typing import Any
-
 from jobtask.domain.reports import Batch, Report
 from jobtask.manager.context import WorkerSpec
 from jobtask.manager.reports import Submission
-from jobtask.store.database import Database
-from sqlalchemy import event
 
 from tests.conftest import Cluster
 from tests.core.helpers import create_job, get_job, job_status, task_status
-from tests.engines import engines_of
+from tests.engines import counting
 from tests.worker_protocol.helpers import job_with_tasks, watch_events
-
-# Set while a counted call runs: the server's background loops (the reaper, the feed's
-# poll, the worker registry) send statements of their own meanwhile, in other contexts.
-_COUNTED: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("counted", default=None)
-
-
-@contextlib.contextmanager
-def counting(db: Database) -> Iterator[list[str]]:
-    """The SQL statements `db` sends for calls made in this context while the block runs
-    (on every engine it holds)."""
-    seen: list[str] = []
-    engines = engines_of(db)
-
-    def record(*args: Any) -> None:
-        counted = _COUNTED.get()
-        if counted is not None:
-            counted.append(" ".join(str(args[2]).split())[:90])
-
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", record)
-    token = _COUNTED.set(seen)
-    try:
-        yield seen
-    finally:
-        _COUNTED.reset(token)
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", record)
 
 
 def _done(seq: int = 1) -> Batch:

@@ -6,6 +6,9 @@ seam (jobtask.server.errors), the gateway to HTTP, the SDK to its exceptions.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 
 class DomainError(Exception):
     """Base class. `message` is safe to show to the caller."""
@@ -22,6 +25,16 @@ class InvalidArgument(DomainError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.description = message
+
+
+@contextlib.contextmanager
+def in_request(prefix: str) -> Iterator[None]:
+    """Names a batch's request in the InvalidArgument raised inside: `script` becomes
+    `requests[2].job.script` for the prefix `requests[2].job`."""
+    try:
+        yield
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{prefix}.{exc.field}", exc.description) from None
 
 
 class NotFound(DomainError):

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from jobtask.domain.access import may_read
-from jobtask.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from jobtask.domain.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    in_request,
+)
 from jobtask.domain.query import ListQuery
 from jobtask.domain.resources import JOB_ALIASES, JOB_ATTRS, Access
 from jobtask.domain.rules import job_identity, submission_digest
@@ -42,6 +50,19 @@ _STATUS_VERBS = {
 }
 # Jobs that are running something and so cannot be deleted.
 _BUSY = frozenset({J.ACTIVE, J.CANCEL_REQUESTED, J.PAUSE_REQUESTED})
+# Jobs per BatchCreateJobs call: bounds one transaction.
+MAX_BATCH_CREATE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class _Submission:
+    """One checked CreateJob request: its spec, identity (duplicate detection) and digest
+    (what a submit_id stands for)."""
+
+    spec: dict[str, Any]
+    identity: str
+    digest: str
+    allow_duplicate: bool
 
 
 def check_readable(caller: Caller, job: JobRow) -> JobRow:
@@ -55,7 +76,7 @@ class JobManager:
         self.db = db
         self.settings = settings
         # Submissions arriving together share a commit (jobtask.store.grouped).
-        self._submissions: GroupedTransactions[JobRow] = GroupedTransactions(db)
+        self._submissions: GroupedTransactions[list[JobRow]] = GroupedTransactions(db)
 
     # -- submission ---------------------------------------------------------------------
 
@@ -78,11 +99,7 @@ class JobManager:
         spec.setdefault("priority", 0)
         return spec
 
-    async def create(
-        self, caller: Caller, raw: Mapping[str, Any], *, allow_duplicate: bool = False
-    ) -> JobRow:
-        """Submits a job seeded with its first task, unless a duplicate or an earlier
-        submission with the same submit_id answers instead."""
+    def _submission(self, raw: Mapping[str, Any], allow_duplicate: bool) -> _Submission:
         spec = self._job_spec(raw)
         identity = job_identity(
             spec["script"],
@@ -91,55 +108,101 @@ class JobManager:
             spec["runtime_constraints"],
         )
         digest = submission_digest({k: v for k, v in spec.items() if k != "submit_id"})
+        return _Submission(spec, identity, digest, allow_duplicate)
 
-        async def run(conn: AsyncConnection) -> JobRow:
-            if spec.get("submit_id"):
-                earlier = await self._by_submit_id(conn, spec["submit_id"], digest)
-                if earlier is not None:
-                    return earlier
-            if not allow_duplicate:
-                duplicate = await job_store.newest_duplicate(conn, caller, identity)
-                if duplicate is not None:
-                    return duplicate
-            return await self._insert(conn, caller, spec, identity, digest)
+    async def create(
+        self, caller: Caller, raw: Mapping[str, Any], *, allow_duplicate: bool = False
+    ) -> JobRow:
+        """Submits a job seeded with its first task, unless a duplicate or an earlier
+        submission with the same submit_id answers instead."""
+        submission = self._submission(raw, allow_duplicate)
+        return (await self._create(caller, [submission], batch=False))[0]
+
+    async def create_many(
+        self, caller: Caller, requests: Sequence[tuple[Mapping[str, Any], bool]]
+    ) -> list[JobRow]:
+        """BatchCreateJobs: (job, allow_duplicate) requests submitted in one transaction,
+        all or none, each as `create` would in this order; the answers in request order.
+        Errors name the request: requests[i].job.…"""
+        if not requests:
+            raise InvalidArgument("requests", "is required: at least one job")
+        if len(requests) > MAX_BATCH_CREATE:
+            raise InvalidArgument("requests", f"at most {MAX_BATCH_CREATE} jobs per call")
+        submissions = []
+        for i, (raw, allow_duplicate) in enumerate(requests):
+            with in_request(f"requests[{i}].job"):
+                submissions.append(self._submission(raw, allow_duplicate))
+        return await self._create(caller, submissions, batch=True)
+
+    async def _create(
+        self, caller: Caller, submissions: list[_Submission], *, batch: bool
+    ) -> list[JobRow]:
+        async def run(conn: AsyncConnection) -> list[JobRow]:
+            return await self._submit(conn, caller, submissions, batch=batch)
 
         try:
             return await self._submissions.run(run)
         except AlreadyExists:
-            # Two submissions with one submit_id raced: the loser answers with the winner.
-            if not spec.get("submit_id"):
+            # Two submissions with one submit_id raced: the loser, run again, answers with
+            # the winner's job (or hears of the conflict if the winner's differs).
+            if not any(s.spec.get("submit_id") for s in submissions):
                 raise
+            return await self.db.transact(run)
 
-            async def again(conn: AsyncConnection) -> JobRow:
-                earlier = await self._by_submit_id(conn, spec["submit_id"], digest)
-                if earlier is None:
-                    raise AlreadyExists("submit_id: a conflicting job exists") from None
-                return earlier
-
-            return await self.db.transact(again)
-
-    async def _by_submit_id(
-        self, conn: AsyncConnection, submit_id: str, digest: str
-    ) -> JobRow | None:
-        job = await job_store.job_by_submit_id(conn, submit_id)
-        if job is None:
-            return None
-        if job.submit_digest != digest:
-            raise AlreadyExists(
-                f"submit_id {submit_id!r} was used for a different job ({job.uuid})"
-            )
-        return job
-
-    async def _insert(
-        self,
-        conn: AsyncConnection,
-        caller: Caller,
-        spec: Mapping[str, Any],
-        identity: str,
-        digest: str,
-    ) -> JobRow:
+    async def _submit(
+        self, conn: AsyncConnection, caller: Caller, submissions: list[_Submission], *, batch: bool
+    ) -> list[JobRow]:
+        """Decides each submission in order -- its submit_id's earlier job, else (without
+        allow_duplicate) the newest reusable duplicate, else a new job -- where a new job of
+        an earlier submission counts as if it had been committed already; then inserts the
+        new jobs, their events and seed tasks with one statement each."""
+        submit_ids = {s.spec["submit_id"] for s in submissions if s.spec.get("submit_id")}
+        by_submit_id: dict[str, JobRow | int] = dict(
+            await job_store.jobs_by_submit_ids(conn, submit_ids)
+        )
+        wanted = {s.identity for s in submissions if not s.allow_duplicate}
+        duplicates: dict[str, JobRow | int] = dict(
+            await job_store.newest_duplicates(conn, caller, wanted)
+        )
         now = utcnow()
-        values = {
+        new_rows: list[dict[str, Any]] = []
+        sources: list[int] = []  # the submission each new row answers
+        # Per submission: the job found (a record) or the index of its row in new_rows.
+        answers: list[JobRow | int] = []
+        for i, s in enumerate(submissions):
+            submit_id = s.spec.get("submit_id")
+            earlier = by_submit_id.get(submit_id) if submit_id else None
+            if earlier is not None:
+                if isinstance(earlier, int):
+                    digest, used_by = (
+                        new_rows[earlier]["submit_digest"],
+                        f"requests[{sources[earlier]}]",
+                    )
+                else:
+                    digest, used_by = earlier.submit_digest, earlier.uuid
+                if digest != s.digest:
+                    field = f"requests[{i}].job.submit_id" if batch else "submit_id"
+                    raise AlreadyExists(
+                        f"{field} {submit_id!r} was used for a different job ({used_by})"
+                    )
+                answers.append(earlier)
+                continue
+            duplicate = None if s.allow_duplicate else duplicates.get(s.identity)
+            if duplicate is not None:
+                answers.append(duplicate)
+                continue
+            new_rows.append(self._new_job_row(caller, s, now))
+            sources.append(i)
+            answers.append(len(new_rows) - 1)
+            duplicates[s.identity] = len(new_rows) - 1
+            if submit_id:
+                by_submit_id[submit_id] = len(new_rows) - 1
+        created = await self._insert(conn, caller, new_rows, now)
+        return [created[a] if isinstance(a, int) else a for a in answers]
+
+    def _new_job_row(self, caller: Caller, s: _Submission, now: dt.datetime) -> dict[str, Any]:
+        spec = s.spec
+        return {
             "uuid": new_uuid(self.settings.cluster_id, JOB_INFIX),
             "owner_uuid": caller.user_uuid,
             "created_at": now,
@@ -147,8 +210,8 @@ class JobManager:
             "modified_by_user_uuid": caller.user_uuid,
             "modified_by_client_uuid": caller.client_uuid,
             "submit_id": spec.get("submit_id"),
-            "submit_digest": digest,
-            "identity": identity,
+            "submit_digest": s.digest,
+            "identity": s.identity,
             "priority": spec["priority"],
             "script": spec["script"],
             "script_parameters": spec["script_parameters"],
@@ -160,17 +223,37 @@ class JobManager:
             "running": False,
             "n_queued": 1,
         }
-        job = await job_store.insert_job(conn, values)
-        await feed.append(conn, job.uuid, feed.JOB_CHANGED, to_json(job), now=now)
-        observe.job_submitted(conn, job)
+
+    async def _insert(
+        self, conn: AsyncConnection, caller: Caller, rows: list[dict[str, Any]], now: dt.datetime
+    ) -> list[JobRow]:
+        jobs = await job_store.insert_jobs(conn, rows)
+        await feed.append_many(
+            conn,
+            [
+                {
+                    "created_at": now,
+                    "job_uuid": job.uuid,
+                    "task_uuid": None,
+                    "type": feed.JOB_CHANGED,
+                    "payload": to_json(job),
+                }
+                for job in jobs
+            ],
+        )
+        for job in jobs:
+            observe.job_submitted(conn, job)
         # Seeds: "When a job starts, it is seeded with a job task with sequence=0 and an
         # empty parameters{} list" -- in the same transaction, so no job is ever without it
         # (counted by the job's n_queued=1 above).
-        seed = lifecycle.new_task_row(
-            self.settings, job, status=TaskStatus.QUEUED, now=now, caller=caller
-        )
-        await lifecycle.insert_tasks(conn, [seed], now=now)
-        return job
+        seeds = [
+            lifecycle.new_task_row(
+                self.settings, job, status=TaskStatus.QUEUED, now=now, caller=caller
+            )
+            for job in jobs
+        ]
+        await lifecycle.insert_tasks(conn, seeds, now=now)
+        return jobs
 
     # -- reading ------------------------------------------------------------------------
 

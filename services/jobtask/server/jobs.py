@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+from jobtask.domain.errors import in_request
 from jobtask.domain.resources import JOB_ATTRS
 from jobtask.manager.jobs import JobManager
 from jobtask.server.callers import CallerResolver, send_caller_headers
@@ -42,6 +43,18 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             caller, changes_from(request.job, None), allow_duplicate=_allow_duplicate(request)
         )
         return job_pb(record)
+
+    @rpc
+    async def BatchCreateJobs(
+        self, request: job_service_pb2.BatchCreateJobsRequest, context: Context
+    ) -> job_service_pb2.BatchCreateJobsResponse:
+        caller = await self.callers(context)
+        requests = []
+        for i, r in enumerate(request.requests):
+            with in_request(f"requests[{i}].job"):
+                requests.append((changes_from(r.job, None), _allow_duplicate(r)))
+        created = await self.jobs.create_many(caller, requests)
+        return job_service_pb2.BatchCreateJobsResponse(jobs=[job_pb(j) for j in created])
 
     @rpc
     async def GetJob(self, request: job_service_pb2.GetJobRequest, context: Context) -> job_pb2.Job:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
+from collections.abc import Collection
 from typing import Any
 
 from jobtask.domain.access import Reader, only_owner
@@ -21,11 +22,11 @@ __all__ = [
     "count_new_tasks",
     "count_queued",
     "delete_job",
-    "insert_job",
-    "job_by_submit_id",
+    "insert_jobs",
     "job_by_uuid",
+    "jobs_by_submit_ids",
     "list_jobs",
-    "newest_duplicate",
+    "newest_duplicates",
 ]
 
 J = JobStatus
@@ -34,16 +35,21 @@ _NOT_REUSABLE = [J.FAILED.value, J.CANCELED.value]
 
 # Built once: the hottest read (GetJob).
 _JOB_BY_UUID = select(jobs).where(jobs.c.uuid == bindparam("uuid"))
-_JOB_BY_SUBMIT_ID = select(jobs).where(jobs.c.submit_id == bindparam("submit_id"))
-_INSERT_JOB = insert(jobs).returning(*jobs.c)
-# The newest reusable job with the same identity (admins see every user's).
-_DUPLICATE = (
-    select(jobs)
-    .where(jobs.c.identity == bindparam("identity"), jobs.c.status.not_in(_NOT_REUSABLE))
-    .order_by(jobs.c.id.desc())
-    .limit(1)
+# Submission, for one job or a batch: one statement each whatever their number. (Not
+# sort_by_parameter_order, which costs an INSERT per row on SQLite: see insert_jobs.)
+_INSERT_JOBS = insert(jobs).returning(*jobs.c)
+_BY_SUBMIT_IDS = select(jobs).where(jobs.c.submit_id.in_(bindparam("submit_ids", expanding=True)))
+# The newest reusable job of each identity (admins see every user's).
+_REUSABLE = jobs.c.identity.in_(bindparam("identities", expanding=True)) & jobs.c.status.not_in(
+    _NOT_REUSABLE
 )
-_OWN_DUPLICATE = _DUPLICATE.where(jobs.c.owner_uuid == bindparam("owner"))
+_NEWEST = select(func.max(jobs.c.id)).group_by(jobs.c.identity)
+_DUPLICATES = select(jobs).where(jobs.c.id.in_(_NEWEST.where(_REUSABLE).scalar_subquery()))
+_OWN_DUPLICATES = select(jobs).where(
+    jobs.c.id.in_(
+        _NEWEST.where(_REUSABLE, jobs.c.owner_uuid == bindparam("owner")).scalar_subquery()
+    )
+)
 _COUNT_QUEUED = select(func.count()).select_from(jobs).where(jobs.c.status == J.QUEUED.value)
 _DELETE_TASKS = delete(job_tasks).where(job_tasks.c.job_id == bindparam("job_id"))
 _DELETE_JOB = delete(jobs).where(jobs.c.id == bindparam("job_id"))
@@ -54,24 +60,39 @@ async def job_by_uuid(conn: AsyncConnection, uuid: str) -> JobRow | None:
     return None if row is None else job_row(row)
 
 
-async def job_by_submit_id(conn: AsyncConnection, submit_id: str) -> JobRow | None:
-    row = (await conn.execute(_JOB_BY_SUBMIT_ID, {"submit_id": submit_id})).first()
-    return None if row is None else job_row(row)
+async def jobs_by_submit_ids(
+    conn: AsyncConnection, submit_ids: Collection[str]
+) -> dict[str, JobRow]:
+    """The jobs submitted with these submit_ids, by submit_id (one statement)."""
+    if not submit_ids:
+        return {}
+    rows = await conn.execute(_BY_SUBMIT_IDS, {"submit_ids": sorted(submit_ids)})
+    return {row.submit_id: job_row(row) for row in rows}
 
 
-async def newest_duplicate(conn: AsyncConnection, reader: Reader, identity: str) -> JobRow | None:
-    """The newest job the reader may read with this identity that has not failed."""
+async def newest_duplicates(
+    conn: AsyncConnection, reader: Reader, identities: Collection[str]
+) -> dict[str, JobRow]:
+    """By identity, the newest job the reader may read with it that has not failed (Arvados
+    may answer a submission with it); one statement for any number of identities."""
+    if not identities:
+        return {}
+    params: dict[str, Any] = {"identities": sorted(identities)}
     owner = only_owner(reader)
     if owner is None:
-        found = await conn.execute(_DUPLICATE, {"identity": identity})
+        rows = await conn.execute(_DUPLICATES, params)
     else:
-        found = await conn.execute(_OWN_DUPLICATE, {"identity": identity, "owner": owner})
-    row = found.first()
-    return None if row is None else job_row(row)
+        rows = await conn.execute(_OWN_DUPLICATES, {**params, "owner": owner})
+    return {row.identity: job_row(row) for row in rows}
 
 
-async def insert_job(conn: AsyncConnection, values: dict[str, Any]) -> JobRow:
-    return job_row((await conn.execute(_INSERT_JOB, values)).one())
+async def insert_jobs(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[JobRow]:
+    """New job rows (each with its uuid) in one INSERT ... RETURNING whatever their number;
+    the rows as written, in the given rows' order (RETURNING's own order is not promised)."""
+    if not rows:
+        return []
+    by_uuid = {row.uuid: row for row in await conn.execute(_INSERT_JOBS, rows)}
+    return [job_row(by_uuid[row["uuid"]]) for row in rows]
 
 
 async def list_jobs(

@@ -3,9 +3,9 @@ them, built once here, statuses as enums and times in UTC.
 
 A row never changes: a write makes a new one, the old one with the written columns
 replaced (`job_after`, `task_after`: dataclasses.replace, done positionally because the hot
-path makes several per task), so a caller holding the row as read still has it. The fields are the table's
-columns, name for name (tests/core/test_rows.py holds them to the schema); what derives
-from them (a job's tasks_summary, a task's qsequence, the etag) is a property.
+path makes several per task), so a caller holding the row as read still has it. The fields
+are the table's columns, name for name (tests/core/test_rows.py holds them to the schema);
+what derives from them (a job's tasks_summary, a task's qsequence, the etag) is a property.
 """
 
 from __future__ import annotations

@@ -199,16 +199,18 @@ _SHIFT = (
 _OPEN_ATTEMPT = insert(task_attempts)
 
 
-_INSERT_TASKS = insert(job_tasks).returning(*job_tasks.c, sort_by_parameter_order=True)
+# Not sort_by_parameter_order: SQLite has no sentinel for it and SQLAlchemy then sends one
+# INSERT per row. The rows come back in any order and are put in order by their uuids.
+_INSERT_TASKS = insert(job_tasks).returning(*job_tasks.c)
 
 
 async def insert_tasks(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[TaskRow]:
-    """New task rows, in one INSERT ... RETURNING whatever their number; the records in
-    the rows' order."""
+    """New task rows (each with its uuid), in one INSERT ... RETURNING whatever their
+    number; the rows as written, in the given rows' order."""
     if not rows:
         return []
-    result = await conn.execute(_INSERT_TASKS, rows)
-    return [task_row(row) for row in result]
+    by_uuid = {row.uuid: row for row in await conn.execute(_INSERT_TASKS, rows)}
+    return [task_row(by_uuid[row["uuid"]]) for row in rows]
 
 
 class TaskWrites:

@@ -27,7 +27,7 @@ from jobtask.sdk.errors import (
     UnknownError,
     from_rpc_error,
 )
-from jobtask.sdk.messages import to_dict
+from jobtask.sdk.messages import Submission, to_dict
 from jobtask.sdk.sync import Client
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "OutOfRangeError",
     "PermissionDeniedError",
     "ResourceExhaustedError",
+    "Submission",
     "UnauthenticatedError",
     "UnavailableError",
     "UnimplementedError",

@@ -22,7 +22,7 @@ from google.protobuf import field_mask_pb2
 from jobtask.sdk import messages
 from jobtask.sdk.config import ClientConfig
 from jobtask.sdk.errors import from_rpc_error
-from jobtask.sdk.messages import Constraints, Filters, ListOptions
+from jobtask.sdk.messages import Constraints, Filters, ListOptions, Submission
 from jobtask.sdk.transport import Transport
 from jobtask.sdk.watch import EVENTS_PER_MESSAGE, OnBreak, resumable
 from jobtask.v1 import (
@@ -42,6 +42,8 @@ CLAIM_SLACK_SECONDS = 10.0
 TASK_PAGE = 1000
 # Tasks per BatchCreateTasks call (the server's limit).
 BATCH_CREATE = 1000
+# Jobs per BatchCreateJobs call (the server's limit).
+BATCH_CREATE_JOBS = 1000
 
 
 def _env_uuid(name: str, given: str | None) -> str:
@@ -101,16 +103,34 @@ class AsyncClient:
     ) -> Job:
         """Submits a job. Without allow_duplicate an identical job that has not failed is
         returned instead of a new one; repeating a submit_id returns the same job."""
-        job = Job(script=script, script_version=version, priority=priority)
-        job.script_parameters.CopyFrom(messages.struct(parameters))
-        if constraints:
-            job.runtime_constraints.CopyFrom(messages.constraints(constraints))
-        if submit_id:
-            job.submit_id = submit_id
-        if repository:
-            job.repository = repository
-        request = job_service_pb2.CreateJobRequest(job=job, allow_duplicate=allow_duplicate)
+        request = messages.create_job_request(
+            {
+                "script": script,
+                "parameters": parameters,
+                "version": version,
+                "priority": priority,
+                "constraints": constraints,
+                "submit_id": submit_id,
+                "allow_duplicate": allow_duplicate,
+                "repository": repository,
+            }
+        )
         return await self.transport.unary(self.transport.jobs.CreateJob, request, Job)
+
+    async def create_jobs(self, submissions: Sequence[Submission]) -> builtins.list[Job]:
+        """Submits several jobs in one call and one transaction, all or none
+        (BatchCreateJobs): each submission is `submit`'s arguments as a dict
+        ({"script": ..., "parameters": ..., "submit_id": ..., ...}) and means what `submit`
+        means, applied in order. Returns the jobs in the submissions' order. At most
+        BATCH_CREATE_JOBS (1,000) a call -- more is InvalidArgumentError: split larger
+        submissions into calls yourself (each is then all or none on its own)."""
+        request = job_service_pb2.BatchCreateJobsRequest(
+            requests=[messages.create_job_request(s) for s in submissions]
+        )
+        response = await self.transport.unary(
+            self.transport.jobs.BatchCreateJobs, request, job_service_pb2.BatchCreateJobsResponse
+        )
+        return builtins.list(response.jobs)
 
     async def get(self, uuid: str) -> Job:
         request = job_service_pb2.GetJobRequest(uuid=uuid)

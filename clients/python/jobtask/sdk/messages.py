@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeAlias, TypedDict
+from typing import Any, Required, TypeAlias, TypedDict
 
 from google.protobuf import json_format, struct_pb2
 from google.protobuf.duration_pb2 import Duration
@@ -43,6 +43,40 @@ def constraints(value: Constraints | None) -> job_pb2.RuntimeConstraints:
             raise ValueError(f"unknown runtime constraint {key!r} (known: {known})")
         setattr(result, key, int(number))
     return result
+
+
+class Submission(TypedDict, total=False):
+    """One job for AsyncClient.create_jobs: submit's arguments as a dict."""
+
+    script: Required[str]
+    parameters: Mapping[str, Any] | None
+    version: str
+    priority: int
+    constraints: Constraints | None
+    submit_id: str | None
+    allow_duplicate: bool
+    repository: str | None
+
+
+def create_job_request(submission: Submission) -> job_service_pb2.CreateJobRequest:
+    """The CreateJob request of a submission (AsyncClient.submit, create_jobs)."""
+    job = job_pb2.Job(
+        script=submission["script"],
+        script_version=submission.get("version", ""),
+        priority=submission.get("priority", 0),
+    )
+    job.script_parameters.CopyFrom(struct(submission.get("parameters")))
+    if submission.get("constraints"):
+        job.runtime_constraints.CopyFrom(constraints(submission.get("constraints")))
+    submit_id = submission.get("submit_id")
+    if submit_id:
+        job.submit_id = submit_id
+    repository = submission.get("repository")
+    if repository:
+        job.repository = repository
+    return job_service_pb2.CreateJobRequest(
+        job=job, allow_duplicate=submission.get("allow_duplicate", False)
+    )
 
 
 def duration(seconds: float) -> Duration:

@@ -17,7 +17,7 @@ from typing import Any, TypeVar, Unpack
 
 from jobtask.sdk.client import AsyncClient, Job, JobTask, Worker
 from jobtask.sdk.config import ClientConfig
-from jobtask.sdk.messages import Constraints, Filters, ListOptions
+from jobtask.sdk.messages import Constraints, Filters, ListOptions, Submission
 from jobtask.v1 import job_service_pb2, task_service_pb2, watch_pb2
 
 T = TypeVar("T")
@@ -93,6 +93,9 @@ class Client:
                 repository=repository,
             )
         )
+
+    def create_jobs(self, submissions: Sequence[Submission]) -> builtins.list[Job]:
+        return self._run(self._async.create_jobs(submissions))
 
     def get(self, uuid: str) -> Job:
         return self._run(self._async.get(uuid))

@@ -29,7 +29,7 @@ from jobtask.v1 import job_pb2 as jobtask_dot_v1_dot_job__pb2
 from jobtask.v1 import watch_pb2 as jobtask_dot_v1_dot_watch__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cjobtask/v1/job_service.proto\x12\njobtask.v1\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x14jobtask/v1/job.proto\x1a\x16jobtask/v1/watch.proto\"\x92\x01\n\x10\x43reateJobRequest\x12\x1c\n\x03job\x18\x01 \x01(\x0b\x32\x0f.jobtask.v1.Job\x12\x1c\n\x0f\x61llow_duplicate\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x1b\n\x0e\x66ind_or_create\x18\x03 \x01(\x08H\x01\x88\x01\x01\x42\x12\n\x10_allow_duplicateB\x11\n\x0f_find_or_create\"\x1d\n\rGetJobRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\"\xf6\x01\n\x0fListJobsRequest\x12+\n\x07\x66ilters\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.ListValue\x12&\n\x05where\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\r\n\x05order\x18\x03 \x03(\t\x12\x0e\n\x06select\x18\x04 \x03(\t\x12\x12\n\x05limit\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x13\n\x06offset\x18\x06 \x01(\x03H\x01\x88\x01\x01\x12\r\n\x05\x63ount\x18\x07 \x01(\t\x12\x15\n\x08\x64istinct\x18\x08 \x01(\x08H\x02\x88\x01\x01\x42\x08\n\x06_limitB\t\n\x07_offsetB\x0b\n\t_distinct\"\xb2\x01\n\x10ListJobsResponse\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\x11\n\tself_link\x18\x03 \x01(\t\x12\x0e\n\x06offset\x18\x04 \x01(\x03\x12\r\n\x05limit\x18\x05 \x01(\x03\x12\x1e\n\x05items\x18\x06 \x03(\x0b\x32\x0f.jobtask.v1.Job\x12\x1c\n\x0fitems_available\x18\x07 \x01(\x03H\x00\x88\x01\x01\x42\x12\n\x10_items_available\"o\n\x10UpdateJobRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12\x1c\n\x03job\x18\x02 \x01(\x0b\x32\x0f.jobtask.v1.Job\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\" \n\x10\x44\x65leteJobRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\"\x12\n\x10QueueSizeRequest\"\'\n\x11QueueSizeResponse\x12\x12\n\nqueue_size\x18\x01 \x01(\x03\" \n\x10\x43\x61ncelJobRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\"\x1e\n\x0eLockJobRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\"!\n\x11RequeueJobRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\"\x1f\n\x0fPauseJobRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\" \n\x10ResumeJobRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\"\x85\x01\n\x0fWatchJobRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12\x16\n\tafter_seq\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12#\n\x16max_events_per_message\x18\x03 \x01(\x05H\x01\x88\x01\x01\x42\x0c\n\n_after_seqB\x19\n\x17_max_events_per_message2\xae\n\n\nJobService\x12Y\n\tCreateJob\x12\x1c.jobtask.v1.CreateJobRequest\x1a\x0f.jobtask.v1.Job\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x10/arvados/v1/jobs:\x03job\x12U\n\x06GetJob\x12\x19.jobtask.v1.GetJobRequest\x1a\x0f.jobtask.v1.Job\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/arvados/v1/jobs/{uuid}\x12_\n\x08ListJobs\x12\x1b.jobtask.v1.ListJobsRequest\x1a\x1c.jobtask.v1.ListJobsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/arvados/v1/jobs\x12\x80\x01\n\tUpdateJob\x12\x1c.jobtask.v1.UpdateJobRequest\x1a\x0f.jobtask.v1.Job\"D\x82\xd3\xe4\x93\x02>\x1a\x17/arvados/v1/jobs/{uuid}:\x03jobZ\x1e\x32\x17/arvados/v1/jobs/{uuid}:\x03job\x12[\n\tDeleteJob\x12\x1c.jobtask.v1.DeleteJobRequest\x1a\x0f.jobtask.v1.Job\"\x1f\x82\xd3\xe4\x93\x02\x19*\x17/arvados/v1/jobs/{uuid}\x12\x66\n\tQueueJobs\x12\x1b.jobtask.v1.ListJobsRequest\x1a\x1c.jobtask.v1.ListJobsResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/arvados/v1/jobs/queue\x12m\n\tQueueSize\x12\x1c.jobtask.v1.QueueSizeRequest\x1a\x1d.jobtask.v1.QueueSizeResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/arvados/v1/jobs/queue_size\x12\x62\n\tCancelJob\x12\x1c.jobtask.v1.CancelJobRequest\x1a\x0f.jobtask.v1.Job\"&\x82\xd3\xe4\x93\x02 \"\x1e/arvados/v1/jobs/{uuid}/cancel\x12\\\n\x07LockJob\x12\x1a.jobtask.v1.LockJobRequest\x1a\x0f.jobtask.v1.Job\"$\x82\xd3\xe4\x93\x02\x1e\"\x1c/arvados/v1/jobs/{uuid}/lock\x12\x65\n\nRequeueJob\x12\x1d.jobtask.v1.RequeueJobRequest\x1a\x0f.jobtask.v1.Job\"\'\x82\xd3\xe4\x93\x02!\"\x1f/arvados/v1/jobs/{uuid}/requeue\x12_\n\x08PauseJob\x12\x1b.jobtask.v1.PauseJobRequest\x1a\x0f.jobtask.v1.Job\"%\x82\xd3\xe4\x93\x02\x1f\"\x1d/arvados/v1/jobs/{uuid}/pause\x12\x62\n\tResumeJob\x12\x1c.jobtask.v1.ResumeJobRequest\x1a\x0f.jobtask.v1.Job\"&\x82\xd3\xe4\x93\x02 \"\x1e/arvados/v1/jobs/{uuid}/resume\x12h\n\x08WatchJob\x12\x1b.jobtask.v1.WatchJobRequest\x1a\x16.jobtask.v1.WatchEvent\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/arvados/v1/jobs/{uuid}/watch0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cjobtask/v1/job_service.proto\x12\njobtask.v1\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x14jobtask/v1/job.proto\x1a\x16jobtask/v1/watch.proto\"\x92\x01\n\x10\x43reateJobRequest\x12\x1c\n\x03job\x18\x01 \x01(\x0b\x32\x0f.jobtask.v1.Job\x12\x1c\n\x0f\x61llow_duplicate\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x1b\n\x0e\x66ind_or_create\x18\x03 \x01(\x08H\x01\x88\x01\x01\x42\x12\n\x10_allow_duplicateB\x11\n\x0f_find_or_create\"H\n\x16\x42\x61tchCreateJobsRequest\x12.\n\x08requests\x18\x01 \x03(\x0b\x32\x1c.jobtask.v1.CreateJobRequest\"8\n\x17\x42\x61tchCreateJobsResponse\x12\x1d\n\x04jobs\x18\x01 \x03(\x0b\x32\x0f.jobtask.v1.Job\"\x1d\n\rGetJobRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\"\xf6\x01\n\x0fListJobsRequest\x12+\n\x07\x66ilters\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.ListValue\x12&\n\x05where\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\r\n\x05order\x18\x03 \x03(\t\x12\x0e\n\x06select\x18\x04 \x03(\t\x12\x12\n\x05limit\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x13\n\x06offset\x18\x06 \x01(\x03H\x01\x88\x01\x01\x12\r\n\x05\x63ount\x18\x07 \x01(\t\x12\x15\n\x08\x64istinct\x18\x08 \x01(\x08H\x02\x88\x01\x01\x42\x08\n\x06_limitB\t\n\x07_offsetB\x0b\n\t_distinct\"\xb2\x01\n\x10ListJobsResponse\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\x11\n\tself_link\x18\x03 \x01(\t\x12\x0e\n\x06offset\x18\x04 \x01(\x03\x12\r\n\x05limit\x18\x05 \x01(\x03\x12\x1e\n\x05items\x18\x06 \x03(\x0b\x32\x0f.jobtask.v1.Job\x12\x1c\n\x0fitems_available\x18\x07 \x01(\x03H\x00\x88\x01\x01\x42\x12\n\x10_items_available\"o\n\x10UpdateJobRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12\x1c\n\x03job\x18\x02 \x01(\x0b\x32\x0f.jobtask.v1.Job\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\" \n\x10\x44\x65leteJobRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\"\x12\n\x10QueueSizeRequest\"\'\n\x11QueueSizeResponse\x12\x12\n\nqueue_size\x18\x01 \x01(\x03\" \n\x10\x43\x61ncelJobRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\"\x1e\n\x0eLockJobRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\"!\n\x11RequeueJobRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\"\x1f\n\x0fPauseJobRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\" \n\x10ResumeJobRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\"\x85\x01\n\x0fWatchJobRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12\x16\n\tafter_seq\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12#\n\x16max_events_per_message\x18\x03 \x01(\x05H\x01\x88\x01\x01\x42\x0c\n\n_after_seqB\x19\n\x17_max_events_per_message2\xb5\x0b\n\nJobService\x12Y\n\tCreateJob\x12\x1c.jobtask.v1.CreateJobRequest\x1a\x0f.jobtask.v1.Job\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x10/arvados/v1/jobs:\x03job\x12\x84\x01\n\x0f\x42\x61tchCreateJobs\x12\".jobtask.v1.BatchCreateJobsRequest\x1a#.jobtask.v1.BatchCreateJobsResponse\"(\x82\xd3\xe4\x93\x02\"\"\x1d/arvados/v1/jobs/batch_create:\x01*\x12U\n\x06GetJob\x12\x19.jobtask.v1.GetJobRequest\x1a\x0f.jobtask.v1.Job\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/arvados/v1/jobs/{uuid}\x12_\n\x08ListJobs\x12\x1b.jobtask.v1.ListJobsRequest\x1a\x1c.jobtask.v1.ListJobsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/arvados/v1/jobs\x12\x80\x01\n\tUpdateJob\x12\x1c.jobtask.v1.UpdateJobRequest\x1a\x0f.jobtask.v1.Job\"D\x82\xd3\xe4\x93\x02>\x1a\x17/arvados/v1/jobs/{uuid}:\x03jobZ\x1e\x32\x17/arvados/v1/jobs/{uuid}:\x03job\x12[\n\tDeleteJob\x12\x1c.jobtask.v1.DeleteJobRequest\x1a\x0f.jobtask.v1.Job\"\x1f\x82\xd3\xe4\x93\x02\x19*\x17/arvados/v1/jobs/{uuid}\x12\x66\n\tQueueJobs\x12\x1b.jobtask.v1.ListJobsRequest\x1a\x1c.jobtask.v1.ListJobsResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/arvados/v1/jobs/queue\x12m\n\tQueueSize\x12\x1c.jobtask.v1.QueueSizeRequest\x1a\x1d.jobtask.v1.QueueSizeResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/arvados/v1/jobs/queue_size\x12\x62\n\tCancelJob\x12\x1c.jobtask.v1.CancelJobRequest\x1a\x0f.jobtask.v1.Job\"&\x82\xd3\xe4\x93\x02 \"\x1e/arvados/v1/jobs/{uuid}/cancel\x12\\\n\x07LockJob\x12\x1a.jobtask.v1.LockJobRequest\x1a\x0f.jobtask.v1.Job\"$\x82\xd3\xe4\x93\x02\x1e\"\x1c/arvados/v1/jobs/{uuid}/lock\x12\x65\n\nRequeueJob\x12\x1d.jobtask.v1.RequeueJobRequest\x1a\x0f.jobtask.v1.Job\"\'\x82\xd3\xe4\x93\x02!\"\x1f/arvados/v1/jobs/{uuid}/requeue\x12_\n\x08PauseJob\x12\x1b.jobtask.v1.PauseJobRequest\x1a\x0f.jobtask.v1.Job\"%\x82\xd3\xe4\x93\x02\x1f\"\x1d/arvados/v1/jobs/{uuid}/pause\x12\x62\n\tResumeJob\x12\x1c.jobtask.v1.ResumeJobRequest\x1a\x0f.jobtask.v1.Job\"&\x82\xd3\xe4\x93\x02 \"\x1e/arvados/v1/jobs/{uuid}/resume\x12h\n\x08WatchJob\x12\x1b.jobtask.v1.WatchJobRequest\x1a\x16.jobtask.v1.WatchEvent\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/arvados/v1/jobs/{uuid}/watch0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,6 +38,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_JOBSERVICE'].methods_by_name['CreateJob']._loaded_options = None
   _globals['_JOBSERVICE'].methods_by_name['CreateJob']._serialized_options = b'\202\323\344\223\002\027\"\020/arvados/v1/jobs:\003job'
+  _globals['_JOBSERVICE'].methods_by_name['BatchCreateJobs']._loaded_options = None
+  _globals['_JOBSERVICE'].methods_by_name['BatchCreateJobs']._serialized_options = b'\202\323\344\223\002\"\"\035/arvados/v1/jobs/batch_create:\001*'
   _globals['_JOBSERVICE'].methods_by_name['GetJob']._loaded_options = None
   _globals['_JOBSERVICE'].methods_by_name['GetJob']._serialized_options = b'\202\323\344\223\002\031\022\027/arvados/v1/jobs/{uuid}'
   _globals['_JOBSERVICE'].methods_by_name['ListJobs']._loaded_options = None
@@ -64,32 +66,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOBSERVICE'].methods_by_name['WatchJob']._serialized_options = b'\202\323\344\223\002\037\022\035/arvados/v1/jobs/{uuid}/watch'
   _globals['_CREATEJOBREQUEST']._serialized_start=185
   _globals['_CREATEJOBREQUEST']._serialized_end=331
-  _globals['_GETJOBREQUEST']._serialized_start=333
-  _globals['_GETJOBREQUEST']._serialized_end=362
-  _globals['_LISTJOBSREQUEST']._serialized_start=365
-  _globals['_LISTJOBSREQUEST']._serialized_end=611
-  _globals['_LISTJOBSRESPONSE']._serialized_start=614
-  _globals['_LISTJOBSRESPONSE']._serialized_end=792
-  _globals['_UPDATEJOBREQUEST']._serialized_start=794
-  _globals['_UPDATEJOBREQUEST']._serialized_end=905
-  _globals['_DELETEJOBREQUEST']._serialized_start=907
-  _globals['_DELETEJOBREQUEST']._serialized_end=939
-  _globals['_QUEUESIZEREQUEST']._serialized_start=941
-  _globals['_QUEUESIZEREQUEST']._serialized_end=959
-  _globals['_QUEUESIZERESPONSE']._serialized_start=961
-  _globals['_QUEUESIZERESPONSE']._serialized_end=1000
-  _globals['_CANCELJOBREQUEST']._serialized_start=1002
-  _globals['_CANCELJOBREQUEST']._serialized_end=1034
-  _globals['_LOCKJOBREQUEST']._serialized_start=1036
-  _globals['_LOCKJOBREQUEST']._serialized_end=1066
-  _globals['_REQUEUEJOBREQUEST']._serialized_start=1068
-  _globals['_REQUEUEJOBREQUEST']._serialized_end=1101
-  _globals['_PAUSEJOBREQUEST']._serialized_start=1103
-  _globals['_PAUSEJOBREQUEST']._serialized_end=1134
-  _globals['_RESUMEJOBREQUEST']._serialized_start=1136
-  _globals['_RESUMEJOBREQUEST']._serialized_end=1168
-  _globals['_WATCHJOBREQUEST']._serialized_start=1171
-  _globals['_WATCHJOBREQUEST']._serialized_end=1304
-  _globals['_JOBSERVICE']._serialized_start=1307
-  _globals['_JOBSERVICE']._serialized_end=2633
+  _globals['_BATCHCREATEJOBSREQUEST']._serialized_start=333
+  _globals['_BATCHCREATEJOBSREQUEST']._serialized_end=405
+  _globals['_BATCHCREATEJOBSRESPONSE']._serialized_start=407
+  _globals['_BATCHCREATEJOBSRESPONSE']._serialized_end=463
+  _globals['_GETJOBREQUEST']._serialized_start=465
+  _globals['_GETJOBREQUEST']._serialized_end=494
+  _globals['_LISTJOBSREQUEST']._serialized_start=497
+  _globals['_LISTJOBSREQUEST']._serialized_end=743
+  _globals['_LISTJOBSRESPONSE']._serialized_start=746
+  _globals['_LISTJOBSRESPONSE']._serialized_end=924
+  _globals['_UPDATEJOBREQUEST']._serialized_start=926
+  _globals['_UPDATEJOBREQUEST']._serialized_end=1037
+  _globals['_DELETEJOBREQUEST']._serialized_start=1039
+  _globals['_DELETEJOBREQUEST']._serialized_end=1071
+  _globals['_QUEUESIZEREQUEST']._serialized_start=1073
+  _globals['_QUEUESIZEREQUEST']._serialized_end=1091
+  _globals['_QUEUESIZERESPONSE']._serialized_start=1093
+  _globals['_QUEUESIZERESPONSE']._serialized_end=1132
+  _globals['_CANCELJOBREQUEST']._serialized_start=1134
+  _globals['_CANCELJOBREQUEST']._serialized_end=1166
+  _globals['_LOCKJOBREQUEST']._serialized_start=1168
+  _globals['_LOCKJOBREQUEST']._serialized_end=1198
+  _globals['_REQUEUEJOBREQUEST']._serialized_start=1200
+  _globals['_REQUEUEJOBREQUEST']._serialized_end=1233
+  _globals['_PAUSEJOBREQUEST']._serialized_start=1235
+  _globals['_PAUSEJOBREQUEST']._serialized_end=1266
+  _globals['_RESUMEJOBREQUEST']._serialized_start=1268
+  _globals['_RESUMEJOBREQUEST']._serialized_end=1300
+  _globals['_WATCHJOBREQUEST']._serialized_start=1303
+  _globals['_WATCHJOBREQUEST']._serialized_end=1436
+  _globals['_JOBSERVICE']._serialized_start=1439
+  _globals['_JOBSERVICE']._serialized_end=2900
 # @@protoc_insertion_point(module_scope)

@@ -17,7 +17,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file jobtask/v1/job_service.proto.
  */
 export const file_jobtask_v1_job_service: GenFile = /*@__PURE__*/
-  fileDesc("Chxqb2J0YXNrL3YxL2pvYl9zZXJ2aWNlLnByb3RvEgpqb2J0YXNrLnYxIpIBChBDcmVhdGVKb2JSZXF1ZXN0EhwKA2pvYhgBIAEoCzIPLmpvYnRhc2sudjEuSm9iEhwKD2FsbG93X2R1cGxpY2F0ZRgCIAEoCEgAiAEBEhsKDmZpbmRfb3JfY3JlYXRlGAMgASgISAGIAQFCEgoQX2FsbG93X2R1cGxpY2F0ZUIRCg9fZmluZF9vcl9jcmVhdGUiHQoNR2V0Sm9iUmVxdWVzdBIMCgR1dWlkGAEgASgJIvYBCg9MaXN0Sm9ic1JlcXVlc3QSKwoHZmlsdGVycxgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5MaXN0VmFsdWUSJgoFd2hlcmUYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Eg0KBW9yZGVyGAMgAygJEg4KBnNlbGVjdBgEIAMoCRISCgVsaW1pdBgFIAEoA0gAiAEBEhMKBm9mZnNldBgGIAEoA0gBiAEBEg0KBWNvdW50GAcgASgJEhUKCGRpc3RpbmN0GAggASgISAKIAQFCCAoGX2xpbWl0QgkKB19vZmZzZXRCCwoJX2Rpc3RpbmN0IrIBChBMaXN0Sm9ic1Jlc3BvbnNlEgwKBGtpbmQYASABKAkSDAoEZXRhZxgCIAEoCRIRCglzZWxmX2xpbmsYAyABKAkSDgoGb2Zmc2V0GAQgASgDEg0KBWxpbWl0GAUgASgDEh4KBWl0ZW1zGAYgAygLMg8uam9idGFzay52MS5Kb2ISHAoPaXRlbXNfYXZhaWxhYmxlGAcgASgDSACIAQFCEgoQX2l0ZW1zX2F2YWlsYWJsZSJvChBVcGRhdGVKb2JSZXF1ZXN0EgwKBHV1aWQYASABKAkSHAoDam9iGAIgASgLMg8uam9idGFzay52MS5Kb2ISLwoLdXBkYXRlX21hc2sYAyABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrIiAKEERlbGV0ZUpvYlJlcXVlc3QSDAoEdXVpZBgBIAEoCSISChBRdWV1ZVNpemVSZXF1ZXN0IicKEVF1ZXVlU2l6ZVJlc3BvbnNlEhIKCnF1ZXVlX3NpemUYASABKAMiIAoQQ2FuY2VsSm9iUmVxdWVzdBIMCgR1dWlkGAEgASgJIh4KDkxvY2tKb2JSZXF1ZXN0EgwKBHV1aWQYASABKAkiIQoRUmVxdWV1ZUpvYlJlcXVlc3QSDAoEdXVpZBgBIAEoCSIfCg9QYXVzZUpvYlJlcXVlc3QSDAoEdXVpZBgBIAEoCSIgChBSZXN1bWVKb2JSZXF1ZXN0EgwKBHV1aWQYASABKAkihQEKD1dhdGNoSm9iUmVxdWVzdBIMCgR1dWlkGAEgASgJEhYKCWFmdGVyX3NlcRgCIAEoA0gAiAEBEiMKFm1heF9ldmVudHNfcGVyX21lc3NhZ2UYAyABKAVIAYgBAUIMCgpfYWZ0ZXJfc2VxQhkKF19tYXhfZXZlbnRzX3Blcl9tZXNzYWdlMq4KCgpKb2JTZXJ2aWNlElkKCUNyZWF0ZUpvYhIcLmpvYnRhc2sudjEuQ3JlYXRlSm9iUmVxdWVzdBoPLmpvYnRhc2sudjEuSm9iIh2C0+STAhc6A2pvYiIQL2FydmFkb3MvdjEvam9icxJVCgZHZXRKb2ISGS5qb2J0YXNrLnYxLkdldEpvYlJlcXVlc3QaDy5qb2J0YXNrLnYxLkpvYiIfgtPkkwIZEhcvYXJ2YWRvcy92MS9qb2JzL3t1dWlkfRJfCghMaXN0Sm9icxIbLmpvYnRhc2sudjEuTGlzdEpvYnNSZXF1ZXN0Ghwuam9idGFzay52MS5MaXN0Sm9ic1Jlc3BvbnNlIhiC0+STAhISEC9hcnZhZG9zL3YxL2pvYnMSgAEKCVVwZGF0ZUpvYhIcLmpvYnRhc2sudjEuVXBkYXRlSm9iUmVxdWVzdBoPLmpvYnRhc2sudjEuSm9iIkSC0+STAj46A2pvYloeOgNqb2IyFy9hcnZhZG9zL3YxL2pvYnMve3V1aWR9GhcvYXJ2YWRvcy92MS9qb2JzL3t1dWlkfRJbCglEZWxldGVKb2ISHC5qb2J0YXNrLnYxLkRlbGV0ZUpvYlJlcXVlc3QaDy5qb2J0YXNrLnYxLkpvYiIfgtPkkwIZKhcvYXJ2YWRvcy92MS9qb2JzL3t1dWlkfRJmCglRdWV1ZUpvYnMSGy5qb2J0YXNrLnYxLkxpc3RKb2JzUmVxdWVzdBocLmpvYnRhc2sudjEuTGlzdEpvYnNSZXNwb25zZSIegtPkkwIYEhYvYXJ2YWRvcy92MS9qb2JzL3F1ZXVlEm0KCVF1ZXVlU2l6ZRIcLmpvYnRhc2sudjEuUXVldWVTaXplUmVxdWVzdBodLmpvYnRhc2sudjEuUXVldWVTaXplUmVzcG9uc2UiI4LT5JMCHRIbL2FydmFkb3MvdjEvam9icy9xdWV1ZV9zaXplEmIKCUNhbmNlbEpvYhIcLmpvYnRhc2sudjEuQ2FuY2VsSm9iUmVxdWVzdBoPLmpvYnRhc2sudjEuSm9iIiaC0+STAiAiHi9hcnZhZG9zL3YxL2pvYnMve3V1aWR9L2NhbmNlbBJcCgdMb2NrSm9iEhouam9idGFzay52MS5Mb2NrSm9iUmVxdWVzdBoPLmpvYnRhc2sudjEuSm9iIiSC0+STAh4iHC9hcnZhZG9zL3YxL2pvYnMve3V1aWR9L2xvY2sSZQoKUmVxdWV1ZUpvYhIdLmpvYnRhc2sudjEuUmVxdWV1ZUpvYlJlcXVlc3QaDy5qb2J0YXNrLnYxLkpvYiIngtPkkwIhIh8vYXJ2YWRvcy92MS9qb2JzL3t1dWlkfS9yZXF1ZXVlEl8KCFBhdXNlSm9iEhsuam9idGFzay52MS5QYXVzZUpvYlJlcXVlc3QaDy5qb2J0YXNrLnYxLkpvYiIlgtPkkwIfIh0vYXJ2YWRvcy92MS9qb2JzL3t1dWlkfS9wYXVzZRJiCglSZXN1bWVKb2ISHC5qb2J0YXNrLnYxLlJlc3VtZUpvYlJlcXVlc3QaDy5qb2J0YXNrLnYxLkpvYiImgtPkkwIgIh4vYXJ2YWRvcy92MS9qb2JzL3t1dWlkfS9yZXN1bWUSaAoIV2F0Y2hKb2ISGy5qb2J0YXNrLnYxLldhdGNoSm9iUmVxdWVzdBoWLmpvYnRhc2sudjEuV2F0Y2hFdmVudCIlgtPkkwIfEh0vYXJ2YWRvcy92MS9qb2JzL3t1dWlkfS93YXRjaDABYgZwcm90bzM", [file_google_api_annotations, file_google_protobuf_field_mask, file_google_protobuf_struct, file_jobtask_v1_job, file_jobtask_v1_watch]);
+  fileDesc("Chxqb2J0YXNrL3YxL2pvYl9zZXJ2aWNlLnByb3RvEgpqb2J0YXNrLnYxIpIBChBDcmVhdGVKb2JSZXF1ZXN0EhwKA2pvYhgBIAEoCzIPLmpvYnRhc2sudjEuSm9iEhwKD2FsbG93X2R1cGxpY2F0ZRgCIAEoCEgAiAEBEhsKDmZpbmRfb3JfY3JlYXRlGAMgASgISAGIAQFCEgoQX2FsbG93X2R1cGxpY2F0ZUIRCg9fZmluZF9vcl9jcmVhdGUiSAoWQmF0Y2hDcmVhdGVKb2JzUmVxdWVzdBIuCghyZXF1ZXN0cxgBIAMoCzIcLmpvYnRhc2sudjEuQ3JlYXRlSm9iUmVxdWVzdCI4ChdCYXRjaENyZWF0ZUpvYnNSZXNwb25zZRIdCgRqb2JzGAEgAygLMg8uam9idGFzay52MS5Kb2IiHQoNR2V0Sm9iUmVxdWVzdBIMCgR1dWlkGAEgASgJIvYBCg9MaXN0Sm9ic1JlcXVlc3QSKwoHZmlsdGVycxgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5MaXN0VmFsdWUSJgoFd2hlcmUYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Eg0KBW9yZGVyGAMgAygJEg4KBnNlbGVjdBgEIAMoCRISCgVsaW1pdBgFIAEoA0gAiAEBEhMKBm9mZnNldBgGIAEoA0gBiAEBEg0KBWNvdW50GAcgASgJEhUKCGRpc3RpbmN0GAggASgISAKIAQFCCAoGX2xpbWl0QgkKB19vZmZzZXRCCwoJX2Rpc3RpbmN0IrIBChBMaXN0Sm9ic1Jlc3BvbnNlEgwKBGtpbmQYASABKAkSDAoEZXRhZxgCIAEoCRIRCglzZWxmX2xpbmsYAyABKAkSDgoGb2Zmc2V0GAQgASgDEg0KBWxpbWl0GAUgASgDEh4KBWl0ZW1zGAYgAygLMg8uam9idGFzay52MS5Kb2ISHAoPaXRlbXNfYXZhaWxhYmxlGAcgASgDSACIAQFCEgoQX2l0ZW1zX2F2YWlsYWJsZSJvChBVcGRhdGVKb2JSZXF1ZXN0EgwKBHV1aWQYASABKAkSHAoDam9iGAIgASgLMg8uam9idGFzay52MS5Kb2ISLwoLdXBkYXRlX21hc2sYAyABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrIiAKEERlbGV0ZUpvYlJlcXVlc3QSDAoEdXVpZBgBIAEoCSISChBRdWV1ZVNpemVSZXF1ZXN0IicKEVF1ZXVlU2l6ZVJlc3BvbnNlEhIKCnF1ZXVlX3NpemUYASABKAMiIAoQQ2FuY2VsSm9iUmVxdWVzdBIMCgR1dWlkGAEgASgJIh4KDkxvY2tKb2JSZXF1ZXN0EgwKBHV1aWQYASABKAkiIQoRUmVxdWV1ZUpvYlJlcXVlc3QSDAoEdXVpZBgBIAEoCSIfCg9QYXVzZUpvYlJlcXVlc3QSDAoEdXVpZBgBIAEoCSIgChBSZXN1bWVKb2JSZXF1ZXN0EgwKBHV1aWQYASABKAkihQEKD1dhdGNoSm9iUmVxdWVzdBIMCgR1dWlkGAEgASgJEhYKCWFmdGVyX3NlcRgCIAEoA0gAiAEBEiMKFm1heF9ldmVudHNfcGVyX21lc3NhZ2UYAyABKAVIAYgBAUIMCgpfYWZ0ZXJfc2VxQhkKF19tYXhfZXZlbnRzX3Blcl9tZXNzYWdlMrULCgpKb2JTZXJ2aWNlElkKCUNyZWF0ZUpvYhIcLmpvYnRhc2sudjEuQ3JlYXRlSm9iUmVxdWVzdBoPLmpvYnRhc2sudjEuSm9iIh2C0+STAhc6A2pvYiIQL2FydmFkb3MvdjEvam9icxKEAQoPQmF0Y2hDcmVhdGVKb2JzEiIuam9idGFzay52MS5CYXRjaENyZWF0ZUpvYnNSZXF1ZXN0GiMuam9idGFzay52MS5CYXRjaENyZWF0ZUpvYnNSZXNwb25zZSIogtPkkwIiOgEqIh0vYXJ2YWRvcy92MS9qb2JzL2JhdGNoX2NyZWF0ZRJVCgZHZXRKb2ISGS5qb2J0YXNrLnYxLkdldEpvYlJlcXVlc3QaDy5qb2J0YXNrLnYxLkpvYiIfgtPkkwIZEhcvYXJ2YWRvcy92MS9qb2JzL3t1dWlkfRJfCghMaXN0Sm9icxIbLmpvYnRhc2sudjEuTGlzdEpvYnNSZXF1ZXN0Ghwuam9idGFzay52MS5MaXN0Sm9ic1Jlc3BvbnNlIhiC0+STAhISEC9hcnZhZG9zL3YxL2pvYnMSgAEKCVVwZGF0ZUpvYhIcLmpvYnRhc2sudjEuVXBkYXRlSm9iUmVxdWVzdBoPLmpvYnRhc2sudjEuSm9iIkSC0+STAj46A2pvYloeOgNqb2IyFy9hcnZhZG9zL3YxL2pvYnMve3V1aWR9GhcvYXJ2YWRvcy92MS9qb2JzL3t1dWlkfRJbCglEZWxldGVKb2ISHC5qb2J0YXNrLnYxLkRlbGV0ZUpvYlJlcXVlc3QaDy5qb2J0YXNrLnYxLkpvYiIfgtPkkwIZKhcvYXJ2YWRvcy92MS9qb2JzL3t1dWlkfRJmCglRdWV1ZUpvYnMSGy5qb2J0YXNrLnYxLkxpc3RKb2JzUmVxdWVzdBocLmpvYnRhc2sudjEuTGlzdEpvYnNSZXNwb25zZSIegtPkkwIYEhYvYXJ2YWRvcy92MS9qb2JzL3F1ZXVlEm0KCVF1ZXVlU2l6ZRIcLmpvYnRhc2sudjEuUXVldWVTaXplUmVxdWVzdBodLmpvYnRhc2sudjEuUXVldWVTaXplUmVzcG9uc2UiI4LT5JMCHRIbL2FydmFkb3MvdjEvam9icy9xdWV1ZV9zaXplEmIKCUNhbmNlbEpvYhIcLmpvYnRhc2sudjEuQ2FuY2VsSm9iUmVxdWVzdBoPLmpvYnRhc2sudjEuSm9iIiaC0+STAiAiHi9hcnZhZG9zL3YxL2pvYnMve3V1aWR9L2NhbmNlbBJcCgdMb2NrSm9iEhouam9idGFzay52MS5Mb2NrSm9iUmVxdWVzdBoPLmpvYnRhc2sudjEuSm9iIiSC0+STAh4iHC9hcnZhZG9zL3YxL2pvYnMve3V1aWR9L2xvY2sSZQoKUmVxdWV1ZUpvYhIdLmpvYnRhc2sudjEuUmVxdWV1ZUpvYlJlcXVlc3QaDy5qb2J0YXNrLnYxLkpvYiIngtPkkwIhIh8vYXJ2YWRvcy92MS9qb2JzL3t1dWlkfS9yZXF1ZXVlEl8KCFBhdXNlSm9iEhsuam9idGFzay52MS5QYXVzZUpvYlJlcXVlc3QaDy5qb2J0YXNrLnYxLkpvYiIlgtPkkwIfIh0vYXJ2YWRvcy92MS9qb2JzL3t1dWlkfS9wYXVzZRJiCglSZXN1bWVKb2ISHC5qb2J0YXNrLnYxLlJlc3VtZUpvYlJlcXVlc3QaDy5qb2J0YXNrLnYxLkpvYiImgtPkkwIgIh4vYXJ2YWRvcy92MS9qb2JzL3t1dWlkfS9yZXN1bWUSaAoIV2F0Y2hKb2ISGy5qb2J0YXNrLnYxLldhdGNoSm9iUmVxdWVzdBoWLmpvYnRhc2sudjEuV2F0Y2hFdmVudCIlgtPkkwIfEh0vYXJ2YWRvcy92MS9qb2JzL3t1dWlkfS93YXRjaDABYgZwcm90bzM", [file_google_api_annotations, file_google_protobuf_field_mask, file_google_protobuf_struct, file_jobtask_v1_job, file_jobtask_v1_watch]);
 
 /**
  * @generated from message jobtask.v1.CreateJobRequest
@@ -52,6 +52,44 @@ export const CreateJobRequestSchema: GenMessage<CreateJobRequest> = /*@__PURE__*
   messageDesc(file_jobtask_v1_job_service, 0);
 
 /**
+ * @generated from message jobtask.v1.BatchCreateJobsRequest
+ */
+export type BatchCreateJobsRequest = Message<"jobtask.v1.BatchCreateJobsRequest"> & {
+  /**
+   * The jobs to submit, each as CreateJob takes it; applied in this order.
+   *
+   * @generated from field: repeated jobtask.v1.CreateJobRequest requests = 1;
+   */
+  requests: CreateJobRequest[];
+};
+
+/**
+ * Describes the message jobtask.v1.BatchCreateJobsRequest.
+ * Use `create(BatchCreateJobsRequestSchema)` to create a new message.
+ */
+export const BatchCreateJobsRequestSchema: GenMessage<BatchCreateJobsRequest> = /*@__PURE__*/
+  messageDesc(file_jobtask_v1_job_service, 1);
+
+/**
+ * @generated from message jobtask.v1.BatchCreateJobsResponse
+ */
+export type BatchCreateJobsResponse = Message<"jobtask.v1.BatchCreateJobsResponse"> & {
+  /**
+   * The jobs answering the requests (created or found), in the order of the requests.
+   *
+   * @generated from field: repeated jobtask.v1.Job jobs = 1;
+   */
+  jobs: Job[];
+};
+
+/**
+ * Describes the message jobtask.v1.BatchCreateJobsResponse.
+ * Use `create(BatchCreateJobsResponseSchema)` to create a new message.
+ */
+export const BatchCreateJobsResponseSchema: GenMessage<BatchCreateJobsResponse> = /*@__PURE__*/
+  messageDesc(file_jobtask_v1_job_service, 2);
+
+/**
  * @generated from message jobtask.v1.GetJobRequest
  */
 export type GetJobRequest = Message<"jobtask.v1.GetJobRequest"> & {
@@ -66,7 +104,7 @@ export type GetJobRequest = Message<"jobtask.v1.GetJobRequest"> & {
  * Use `create(GetJobRequestSchema)` to create a new message.
  */
 export const GetJobRequestSchema: GenMessage<GetJobRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_job_service, 1);
+  messageDesc(file_jobtask_v1_job_service, 3);
 
 /**
  * The parameters of Arvados's index (list) method.
@@ -134,7 +172,7 @@ export type ListJobsRequest = Message<"jobtask.v1.ListJobsRequest"> & {
  * Use `create(ListJobsRequestSchema)` to create a new message.
  */
 export const ListJobsRequestSchema: GenMessage<ListJobsRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_job_service, 2);
+  messageDesc(file_jobtask_v1_job_service, 4);
 
 /**
  * Arvados's list envelope.
@@ -187,7 +225,7 @@ export type ListJobsResponse = Message<"jobtask.v1.ListJobsResponse"> & {
  * Use `create(ListJobsResponseSchema)` to create a new message.
  */
 export const ListJobsResponseSchema: GenMessage<ListJobsResponse> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_job_service, 3);
+  messageDesc(file_jobtask_v1_job_service, 5);
 
 /**
  * @generated from message jobtask.v1.UpdateJobRequest
@@ -214,7 +252,7 @@ export type UpdateJobRequest = Message<"jobtask.v1.UpdateJobRequest"> & {
  * Use `create(UpdateJobRequestSchema)` to create a new message.
  */
 export const UpdateJobRequestSchema: GenMessage<UpdateJobRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_job_service, 4);
+  messageDesc(file_jobtask_v1_job_service, 6);
 
 /**
  * @generated from message jobtask.v1.DeleteJobRequest
@@ -231,7 +269,7 @@ export type DeleteJobRequest = Message<"jobtask.v1.DeleteJobRequest"> & {
  * Use `create(DeleteJobRequestSchema)` to create a new message.
  */
 export const DeleteJobRequestSchema: GenMessage<DeleteJobRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_job_service, 5);
+  messageDesc(file_jobtask_v1_job_service, 7);
 
 /**
  * @generated from message jobtask.v1.QueueSizeRequest
@@ -244,7 +282,7 @@ export type QueueSizeRequest = Message<"jobtask.v1.QueueSizeRequest"> & {
  * Use `create(QueueSizeRequestSchema)` to create a new message.
  */
 export const QueueSizeRequestSchema: GenMessage<QueueSizeRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_job_service, 6);
+  messageDesc(file_jobtask_v1_job_service, 8);
 
 /**
  * @generated from message jobtask.v1.QueueSizeResponse
@@ -261,7 +299,7 @@ export type QueueSizeResponse = Message<"jobtask.v1.QueueSizeResponse"> & {
  * Use `create(QueueSizeResponseSchema)` to create a new message.
  */
 export const QueueSizeResponseSchema: GenMessage<QueueSizeResponse> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_job_service, 7);
+  messageDesc(file_jobtask_v1_job_service, 9);
 
 /**
  * @generated from message jobtask.v1.CancelJobRequest
@@ -278,7 +316,7 @@ export type CancelJobRequest = Message<"jobtask.v1.CancelJobRequest"> & {
  * Use `create(CancelJobRequestSchema)` to create a new message.
  */
 export const CancelJobRequestSchema: GenMessage<CancelJobRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_job_service, 8);
+  messageDesc(file_jobtask_v1_job_service, 10);
 
 /**
  * @generated from message jobtask.v1.LockJobRequest
@@ -295,7 +333,7 @@ export type LockJobRequest = Message<"jobtask.v1.LockJobRequest"> & {
  * Use `create(LockJobRequestSchema)` to create a new message.
  */
 export const LockJobRequestSchema: GenMessage<LockJobRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_job_service, 9);
+  messageDesc(file_jobtask_v1_job_service, 11);
 
 /**
  * @generated from message jobtask.v1.RequeueJobRequest
@@ -312,7 +350,7 @@ export type RequeueJobRequest = Message<"jobtask.v1.RequeueJobRequest"> & {
  * Use `create(RequeueJobRequestSchema)` to create a new message.
  */
 export const RequeueJobRequestSchema: GenMessage<RequeueJobRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_job_service, 10);
+  messageDesc(file_jobtask_v1_job_service, 12);
 
 /**
  * @generated from message jobtask.v1.PauseJobRequest
@@ -329,7 +367,7 @@ export type PauseJobRequest = Message<"jobtask.v1.PauseJobRequest"> & {
  * Use `create(PauseJobRequestSchema)` to create a new message.
  */
 export const PauseJobRequestSchema: GenMessage<PauseJobRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_job_service, 11);
+  messageDesc(file_jobtask_v1_job_service, 13);
 
 /**
  * @generated from message jobtask.v1.ResumeJobRequest
@@ -346,7 +384,7 @@ export type ResumeJobRequest = Message<"jobtask.v1.ResumeJobRequest"> & {
  * Use `create(ResumeJobRequestSchema)` to create a new message.
  */
 export const ResumeJobRequestSchema: GenMessage<ResumeJobRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_job_service, 12);
+  messageDesc(file_jobtask_v1_job_service, 14);
 
 /**
  * @generated from message jobtask.v1.WatchJobRequest
@@ -382,7 +420,7 @@ export type WatchJobRequest = Message<"jobtask.v1.WatchJobRequest"> & {
  * Use `create(WatchJobRequestSchema)` to create a new message.
  */
 export const WatchJobRequestSchema: GenMessage<WatchJobRequest> = /*@__PURE__*/
-  messageDesc(file_jobtask_v1_job_service, 13);
+  messageDesc(file_jobtask_v1_job_service, 15);
 
 /**
  * Jobs: submission with idempotence and duplicate detection, the priority queue and the
@@ -406,6 +444,22 @@ export const JobService: GenService<{
     methodKind: "unary";
     input: typeof CreateJobRequestSchema;
     output: typeof JobSchema;
+  },
+  /**
+   * Submits several jobs in one call and one transaction, all or none (AIP-233): many
+   * one-task jobs cost a call per thousand, not per job. Each request means what CreateJob
+   * means (validation, submit_id, duplicate detection, the seed task, the events), applied
+   * in request order as if submitted one after the other: a later request with an earlier
+   * one's submit_id, or matching it under find_or_create, answers with that job. An error
+   * names its request (requests[i].job.<field>). At most 1000 requests per call; callers
+   * chunk larger submissions. A jobtask extension: Arvados has no batch create for jobs.
+   *
+   * @generated from rpc jobtask.v1.JobService.BatchCreateJobs
+   */
+  batchCreateJobs: {
+    methodKind: "unary";
+    input: typeof BatchCreateJobsRequestSchema;
+    output: typeof BatchCreateJobsResponseSchema;
   },
   /**
    * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
