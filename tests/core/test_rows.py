@@ -140,3 +140,24 @@ def test_a_payload_written_before_a_column_existed_still_reads() -> None:
         del payload[later]
     task = task_from_json(payload)
     assert task.failure_reason is None and task.runnable_after is None and task.failed_count == 0
+
+
+def test_a_whole_row_read_by_position_equals_the_row_read_by_name(tmp_path: object) -> None:
+    """job_row and task_row build a whole-table row by position (the hot path) and any
+    other by name: both give the same row, naive SQLite times made UTC."""
+    from jobtask.store.schema import metadata
+    from sqlalchemy import create_engine, insert, select
+
+    engine = create_engine("sqlite://")
+    metadata.create_all(engine)
+    job_columns = {k: v for k, v in _job_columns().items() if v is not None}
+    task_columns = {k: v for k, v in _task_columns().items() if v is not None}
+    with engine.begin() as conn:
+        conn.execute(insert(jobs), job_columns)
+        conn.execute(insert(job_tasks), task_columns)
+        job_read = conn.execute(select(jobs)).one()
+        task_read = conn.execute(select(job_tasks)).one()
+        some = conn.execute(select(*reversed(list(job_tasks.c)))).one()
+    assert job_row(job_read) == job_row(dict(job_read._mapping)) == job_row(_job_columns())
+    assert task_row(task_read) == task_row(some) == task_row(_task_columns())
+    assert task_row(task_read).lease_expires_at.tzinfo is dt.UTC  # type: ignore[union-attr]

@@ -219,8 +219,23 @@ def _columns(mapping: Mapping[Any, Any], names: tuple[str, ...], times: tuple[st
     return values
 
 
+def _positional(row: Row[Any], layout: _Layout, enum: type[StrEnum]) -> Any:
+    """A row of the whole table, its columns in table order (the usual SELECT and
+    RETURNING): built from its values by position, without a mapping."""
+    values = list(row)
+    for i in layout.times:
+        value = values[i]
+        if value is not None and value.tzinfo is None:
+            values[i] = value.replace(tzinfo=dt.UTC)
+    values[layout.status] = enum(values[layout.status])
+    return layout.cls(*values)
+
+
 def job_row(row: Row[Any] | Mapping[str, Any]) -> JobRow:
     """A job's row as read (a result row, or its columns by name; others are ignored)."""
+    if isinstance(row, Row) and row._fields == JOB_FIELDS:
+        whole: JobRow = _positional(row, _JOB, JobStatus)
+        return whole
     mapping = row._mapping if isinstance(row, Row) else row
     values = _columns(mapping, JOB_FIELDS, _JOB_TIMES)
     values["status"] = JobStatus(values["status"])
@@ -229,6 +244,9 @@ def job_row(row: Row[Any] | Mapping[str, Any]) -> JobRow:
 
 def task_row(row: Row[Any] | Mapping[str, Any]) -> TaskRow:
     """A task's row as read (a result row, or its columns by name; others are ignored)."""
+    if isinstance(row, Row) and row._fields == TASK_FIELDS:
+        whole: TaskRow = _positional(row, _TASK, TaskStatus)
+        return whole
     mapping = row._mapping if isinstance(row, Row) else row
     values = _columns(mapping, TASK_FIELDS, _TASK_TIMES)
     values["status"] = TaskStatus(values["status"])
@@ -264,6 +282,7 @@ class _Layout:
         self.public = public
         self.get_public = operator.attrgetter(*public)
         self.public_times = tuple(name for name in _times(cls) if name in public)
+        self.times = tuple(self.index[name] for name in _times(cls))
 
     def after(self, row: Any, written: Mapping[str, Any], enum: type[StrEnum]) -> Any:
         values = list(self.get_all(row))
