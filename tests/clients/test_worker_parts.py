@@ -123,3 +123,40 @@ async def test_a_renewal_is_dated_by_when_its_message_was_sent() -> None:
     before = lease.renewed_at
     lease.receive(task_service_pb2.RunTaskResponse(acked_seq=report.seq))
     assert lease.renewed_at == before
+
+
+class _Answers:
+    """A session call's answers, as the server sent them (SessionLink._read reads them)."""
+
+    def __init__(self, *answers: task_service_pb2.WorkerSessionResponse) -> None:
+        self.answers = list(answers)
+
+    async def read(self) -> object:
+        import grpc
+
+        return self.answers.pop(0) if self.answers else grpc.aio.EOF  # type: ignore[attr-defined]
+
+
+async def test_heartbeats_answered_together_do_not_date_later_renewals_too_early() -> None:
+    """The server answers heartbeats that arrived while it was busy once, together. The
+    renewal is dated by the oldest of them, and the others are forgotten: the next beat's
+    answer is dated by that beat, not by one the server had already answered."""
+    from jobtask.worker.session import SessionLink
+
+    link = SessionLink(client=None, info=lambda: task_service_pb2.WorkerInfo(), on_assignment=print)  # type: ignore[arg-type]
+    assignment = task_service_pb2.TaskAssignment(
+        task={"uuid": "t"}, lease={"lease_id": "l", "ttl": {"seconds": 30}}
+    )
+    lease = link.lease(assignment, on_instruction=lambda *_: None, poke=asyncio.Event())
+
+    def answer() -> task_service_pb2.WorkerSessionResponse:
+        update = task_service_pb2.TaskUpdate(task_uuid="t", lease={"lease_id": "l"})
+        return task_service_pb2.WorkerSessionResponse(updates=[update], heartbeat_acked=True)
+
+    t = lease.renewed_at  # (the grant)
+    link._beats.extend([t + 10, t + 20])  # two beats sent; the server merged them
+    await link._read(_Answers(answer()))
+    assert lease.renewed_at == t + 10
+    link._beats.append(t + 30)  # the next beat
+    await link._read(_Answers(answer()))
+    assert lease.renewed_at == t + 30  # not t + 20, a beat the server had already answered

@@ -203,8 +203,15 @@ class SessionLink:
                     self.ttl = ttl
                 self.on_assignment(assignment)
             # A heartbeat's answer renewed every lease it names, no earlier than the
-            # heartbeat was sent (see TaskLease.renewed_at).
-            beat = self._beats.popleft() if response.heartbeat_acked and self._beats else None
+            # heartbeat was sent (see TaskLease.renewed_at). The server answers heartbeats
+            # that arrive while it is busy once, together: the answer is dated by the oldest
+            # one waiting and the rest are forgotten (an answer for one of them finds none
+            # and renews nothing) -- popping one a time would date every later answer a beat
+            # too early for each merge, until the watchdog killed healthy processes.
+            beat = None
+            if response.heartbeat_acked and self._beats:
+                beat = self._beats[0]
+                self._beats.clear()
             for update in response.updates:
                 lease = self.leases.get(update.task_uuid)
                 if lease is not None and lease.lease_id == update.lease.lease_id:
