@@ -267,3 +267,15 @@ async def test_integer_attributes_out_of_range_are_refused_not_clamped(stack: St
 
 def job_attrs() -> dict[str, Any]:
     return {"script": "exact.py", "repository": "a/b", "script_version": "master"}
+
+
+async def test_runtime_constraints_answer_as_the_hash_given(stack: Stack) -> None:
+    """Arvados answers runtime_constraints with the keys given: a limit not set is no key,
+    not a null (a caller comparing the hash it sent with the one it reads back sees them
+    equal)."""
+    job = await stack.create_job(script="rc.py", runtime_constraints={"min_nodes": 1})
+    assert job["runtime_constraints"] == {"min_nodes": 1}
+    read = (await stack.client.get(f"/arvados/v1/jobs/{job['uuid']}")).json()
+    assert read["runtime_constraints"] == {"min_nodes": 1}
+    bare = await stack.create_job(script="rc2.py")
+    assert bare["runtime_constraints"] == {}

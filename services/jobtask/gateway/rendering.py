@@ -25,6 +25,7 @@ __all__ = ["dumps", "format_timestamp", "render", "render_value", "select_attrib
 
 _TIMESTAMP = "google.protobuf.Timestamp"
 _ITEMS_AVAILABLE = "items_available"
+_CONSTRAINTS = "jobtask.v1.RuntimeConstraints"
 
 
 def format_timestamp(ts: Timestamp) -> str:
@@ -43,6 +44,9 @@ def render(message: Message) -> dict[str, Any]:
     if _ITEMS_AVAILABLE in descriptor.fields_by_name and not message.HasField(_ITEMS_AVAILABLE):
         # A list asked with count=none: Arvados omits the key rather than sending null.
         del rendered[_ITEMS_AVAILABLE]
+    if full_name == _CONSTRAINTS:
+        # Arvados's runtime_constraints is the hash as given: a limit not set is no key.
+        rendered = {name: value for name, value in rendered.items() if value is not None}
     return rendered
 
 
