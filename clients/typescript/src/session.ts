@@ -32,7 +32,7 @@ import {
 } from "./gen/jobtask/v1/task_service_pb.js";
 import { DEFAULT_TTL_MS, type Logger, type OnInstruction, type TaskLease } from "./lease.js";
 import { AsyncQueue, sleep } from "./queue.js";
-import type { ExitReport, RunTaskMessage } from "./task-stream.js";
+import type { Clock, ExitReport, RunTaskMessage } from "./task-stream.js";
 
 const MAX_BACKOFF_MS = 5000;
 // Reports of one message at most (the server's bound is larger).
@@ -67,6 +67,8 @@ export class WorkerSession {
     private readonly info: () => WorkerInfoInit,
     private readonly onAssignment: (assignment: TaskAssignment) => void,
     private readonly logger: Logger,
+    /** The session's and its leases' clock (the heartbeats' and renewals' times). */
+    readonly clock: Clock = Date.now,
   ) {}
 
   // -- called by the worker and the leases ------------------------------------------------
@@ -206,14 +208,14 @@ export class WorkerSession {
 
   /** Every third of the shortest lease ttl held, one heartbeat for all of the leases. */
   private armHeartbeat(): void {
-    let lastBeat = Date.now();
+    let lastBeat = this.clock();
     const tick = () => {
       let ttl = this.ttlMs;
       for (const lease of this.leases.values()) ttl = Math.min(ttl, lease.ttlMs);
       if (this.leases.size === 0) {
-        lastBeat = Date.now();
-      } else if (Date.now() - lastBeat >= ttl / 3) {
-        lastBeat = Date.now();
+        lastBeat = this.clock();
+      } else if (this.clock() - lastBeat >= ttl / 3) {
+        lastBeat = this.clock();
         this.heartbeatDue = true;
         this.flush();
       }
@@ -255,7 +257,7 @@ export class WorkerSession {
 
 /** One task's lease, carried by the worker's session (see the module's docstring). */
 export class SessionLease implements TaskLease {
-  renewedAt = Date.now();
+  renewedAt: number;
   final: JobTask | undefined;
   lostReason: string | undefined;
   unacked: RunTaskRequest[] = [];
@@ -271,6 +273,7 @@ export class SessionLease implements TaskLease {
     readonly leaseId: string,
     public ttlMs: number,
   ) {
+    this.renewedAt = session.clock();
     this.decided = new Promise((resolve) => {
       this.decide = resolve;
     });
@@ -311,7 +314,7 @@ export class SessionLease implements TaskLease {
   }
 
   receive(update: TaskUpdate): void {
-    this.renewedAt = Date.now();
+    this.renewedAt = this.session.clock();
     if (update.ackedSeq > 0n) this.unacked = this.unacked.filter((m) => m.seq > update.ackedSeq);
     const ttl = leaseTtlMs(update.lease);
     if (ttl !== undefined) this.ttlMs = ttl;

@@ -34,6 +34,9 @@ export type RunTaskMessage = Omit<
   "taskUuid" | "leaseId" | "seq" | "$typeName"
 >;
 
+/** The time in ms, Date.now() by default (tests pass a clock of their own). */
+export type Clock = () => number;
+
 export interface ExitReport {
   /** The process's exit status ... */
   exitCode?: number;
@@ -50,8 +53,8 @@ export class TaskStream implements AsyncIterable<RunTaskResponse> {
   final: JobTask | undefined;
   /** The lease's ttl as the server last stated it (ms), if it did. */
   ttlMs: number | undefined;
-  /** When the server last answered (each answer renews the lease), Date.now() ms. */
-  renewedAt = Date.now();
+  /** When the server last answered (each answer renews the lease), by `clock`. */
+  renewedAt: number;
 
   private readonly service: Client<typeof TaskService>;
   private seq = 0n;
@@ -61,10 +64,16 @@ export class TaskStream implements AsyncIterable<RunTaskResponse> {
   private responses!: AsyncIterable<RunTaskResponse>;
   private abort!: AbortController;
 
-  constructor(service: Client<typeof TaskService>, taskUuid: string, leaseId: string) {
+  constructor(
+    service: Client<typeof TaskService>,
+    taskUuid: string,
+    leaseId: string,
+    private readonly clock: Clock = Date.now,
+  ) {
     this.service = service;
     this.taskUuid = taskUuid;
     this.leaseId = leaseId;
+    this.renewedAt = clock();
     this.connect();
   }
 
@@ -129,7 +138,7 @@ export class TaskStream implements AsyncIterable<RunTaskResponse> {
    * with a ConnectError when the connection fails. */
   async *[Symbol.asyncIterator](): AsyncGenerator<RunTaskResponse> {
     for await (const response of this.responses) {
-      this.renewedAt = Date.now();
+      this.renewedAt = this.clock();
       if (response.ackedSeq > 0n) {
         this.unacked = this.unacked.filter((m) => m.seq > response.ackedSeq);
       }
