@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from jobtask.v1 import job_pb2, job_task_pb2, watch_pb2
 
 from tests.polling import eventually
 from tests.polyglot.conftest import (
+    NodeBuild,
     Processes,
     alive,
 )
@@ -31,6 +33,20 @@ PROTOCOLS = pytest.mark.parametrize("protocol", ["session", "stream"])
 
 # A hung subprocess fails its test instead of hanging the run.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+
+def test_the_packages_unit_tests_pass(node_build: NodeBuild) -> None:
+    """clients/typescript/test (`npm test`), compiled with the package: among them the lease
+    renewals dated by when the answered message was sent."""
+    run = subprocess.run(
+        [node_build.node, "--test", "dist/test/"],
+        cwd=node_build.dir,
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert run.returncode == 0, f"{run.stdout}{run.stderr}"
+    assert "# fail 0" in run.stdout, run.stdout
 
 
 async def finished(client: AsyncClient, uuid: str, within: float = 30.0) -> job_pb2.Job:
