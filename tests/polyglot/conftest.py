@@ -192,6 +192,19 @@ def worker_token(c: Cluster, base: Path) -> str:
     return token.stdout.strip()
 
 
+def own_up(base: Path, lease_ttl: float) -> Cluster:
+    """A `jobtask up` of a test's own (on `base`), with a worker token."""
+    up = start_up(
+        base,
+        f"sqlite:///{base / 'jobtask.sqlite3'}",
+        f"127.0.0.1:{free_port()}",
+        f"127.0.0.1:{free_port()}",
+        lease_ttl=lease_ttl,
+    )
+    up.worker_token = worker_token(up, base)
+    return up
+
+
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     base = tmp_path_factory.mktemp("cluster")
