@@ -1,9 +1,10 @@
 """Fixtures for the polyglot tests: the TypeScript package installed with `npm ci` from its
-lockfile and built, a real `jobtask up` (a subprocess on a temporary SQLite file, free ports,
-JOBTASK_SYSTEM_ROOT_TOKEN set), and Node and Python worker processes against it.
+lockfile and built (its unit tests, test/, with it), a real `jobtask up` (a subprocess on a
+temporary SQLite file, free ports, JOBTASK_SYSTEM_ROOT_TOKEN set), and Node and Python worker
+processes against it.
 
 The package is installed and built in a private copy (package.json, package-lock.json,
-tsconfig.json, src/, examples/), so every session proves that a fresh `npm ci && npm run
+tsconfig.json, src/, examples/, test/), so every session proves that a fresh `npm ci && npm run
 build` works from the lockfile, without touching clients/typescript/node_modules, which other
 processes (buf, scripts/gen_protos.py) may be using meanwhile. `--prefer-offline` lets npm
 answer from its cache, which the proto checks' own `npm ci` has filled by then in CI.
@@ -35,7 +36,7 @@ ROOT_TOKEN = "jobtask-polyglot-root-token"
 # a loaded 2-core CI machine a 1.5 s lease expired between heartbeats.
 LEASE_TTL = 3.0
 PACKAGE_FILES = ("package.json", "package-lock.json", "tsconfig.json")
-PACKAGE_DIRS = ("src", "examples")
+PACKAGE_DIRS = ("src", "examples", "test")
 
 
 def _run(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -189,6 +190,19 @@ def worker_token(c: Cluster, base: Path) -> str:
     )
     assert token.returncode == 0, token.stderr
     return token.stdout.strip()
+
+
+def own_up(base: Path, lease_ttl: float) -> Cluster:
+    """A `jobtask up` of a test's own (on `base`), with a worker token."""
+    up = start_up(
+        base,
+        f"sqlite:///{base / 'jobtask.sqlite3'}",
+        f"127.0.0.1:{free_port()}",
+        f"127.0.0.1:{free_port()}",
+        lease_ttl=lease_ttl,
+    )
+    up.worker_token = worker_token(up, base)
+    return up
 
 
 @pytest.fixture(scope="session")

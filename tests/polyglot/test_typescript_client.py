@@ -3,6 +3,7 @@ and submitter examples, watched from Python, and a mixed fleet of Node and Pytho
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -16,8 +17,12 @@ from jobtask.v1 import job_pb2, job_task_pb2, watch_pb2
 
 from tests.polling import eventually
 from tests.polyglot.conftest import (
+    ROOT_TOKEN,
+    NodeBuild,
     Processes,
     alive,
+    own_up,
+    stop_up,
 )
 
 JS = job_pb2.JobStatus
@@ -31,6 +36,43 @@ PROTOCOLS = pytest.mark.parametrize("protocol", ["session", "stream"])
 
 # A hung subprocess fails its test instead of hanging the run.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+
+async def test_the_packages_unit_tests_pass(node_build: NodeBuild, tmp_path: Path) -> None:
+    """clients/typescript/test (`npm test`), compiled with the package, against a `jobtask
+    up` of its own: among them the lease renewals dated by when the answered message was
+    sent, the real WorkerSession and TaskStream (with a fake clock of their own) holding the
+    leases of tasks submitted here. Long leases: only the fake clock makes a heartbeat due."""
+    up = own_up(tmp_path, lease_ttl=60.0)
+    try:
+        async with AsyncClient.connect(up.jobs_addr, up.tasks_addr, ROOT_TOKEN) as c:
+            # A runnable task for each test that holds one (the session's and the stream's).
+            for name in ("session", "stream"):
+                await c.submit("steps.sh", {"name": name})
+        proc = await asyncio.create_subprocess_exec(
+            node_build.node,
+            "--test",
+            "dist/test/",
+            cwd=node_build.dir,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env={
+                **os.environ,
+                "JOBTASK_TEST_TASKS_ADDR": up.tasks_addr,
+                "JOBTASK_TEST_WORKER_TOKEN": up.worker_token,
+            },
+        )
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), 100)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    finally:
+        stop_up(up)
+    report = out.decode(errors="replace")
+    assert proc.returncode == 0, report
+    assert "# fail 0" in report and "# skipped 0" in report, report
 
 
 async def finished(client: AsyncClient, uuid: str, within: float = 30.0) -> job_pb2.Job:

@@ -15,14 +15,12 @@ from jobtask.v1 import job_pb2, job_task_pb2
 from tests.polling import eventually
 from tests.polyglot.conftest import (
     ROOT_TOKEN,
-    Cluster,
     NodeBuild,
     Processes,
     alive,
-    free_port,
+    own_up,
     start_up,
     stop_up,
-    worker_token,
 )
 
 JS = job_pb2.JobStatus
@@ -30,18 +28,6 @@ TS = job_task_pb2.TaskStatus
 TERMINAL = (JS.JOB_STATUS_COMPLETED, JS.JOB_STATUS_FAILED, JS.JOB_STATUS_CANCELED)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
-
-
-def own_up(tmp_path: Path, lease_ttl: float) -> Cluster:
-    up = start_up(
-        tmp_path,
-        f"sqlite:///{tmp_path / 'jobtask.sqlite3'}",
-        f"127.0.0.1:{free_port()}",
-        f"127.0.0.1:{free_port()}",
-        lease_ttl=lease_ttl,
-    )
-    up.worker_token = worker_token(up, tmp_path)
-    return up
 
 
 async def test_the_session_reattaches_its_lease_after_the_server_restarts(

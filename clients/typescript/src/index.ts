@@ -32,7 +32,7 @@ export { SessionLease, WorkerSession } from "./session.js";
 export type { WorkerInfoInit } from "./session.js";
 export { StreamLease } from "./lease.js";
 export type { OnInstruction, TaskLease } from "./lease.js";
-export type { ExitReport, RunTaskMessage } from "./task-stream.js";
+export type { Clock, ExitReport, RunTaskMessage } from "./task-stream.js";
 export { statusName, TaskStopped, Worker } from "./worker.js";
 export type {
   Logger,

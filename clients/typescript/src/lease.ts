@@ -24,7 +24,9 @@ export interface TaskLease {
   readonly leaseId: string;
   /** The lease's ttl as the server last stated it, ms. */
   readonly ttlMs: number;
-  /** When the server last renewed the lease (answered about it), Date.now() ms. */
+  /** No later than when the server last renewed the lease, Date.now() ms: a renewal is
+   * dated by when the message the server answered was sent, not by when its answer arrived
+   * (see SendTimes in task-stream.ts). */
   readonly renewedAt: number;
   /** The exit was reported: nothing more goes up. */
   readonly exited: boolean;

@@ -32,7 +32,7 @@ import {
 } from "./gen/jobtask/v1/task_service_pb.js";
 import { DEFAULT_TTL_MS, type Logger, type OnInstruction, type TaskLease } from "./lease.js";
 import { AsyncQueue, sleep } from "./queue.js";
-import type { ExitReport, RunTaskMessage } from "./task-stream.js";
+import { SendTimes, type Clock, type ExitReport, type RunTaskMessage } from "./task-stream.js";
 
 const MAX_BACKOFF_MS = 5000;
 // Reports of one message at most (the server's bound is larger).
@@ -54,6 +54,8 @@ export class WorkerSession {
   private queue: RunTaskRequest[] = [];
   private credits = 0;
   private heartbeatDue = false;
+  /** When each heartbeat still unanswered was sent, oldest first. */
+  private beats: number[] = [];
   private assigning = true;
   private closing = false;
   private requests: AsyncQueue<WorkerSessionRequest> | undefined;
@@ -67,6 +69,8 @@ export class WorkerSession {
     private readonly info: () => WorkerInfoInit,
     private readonly onAssignment: (assignment: TaskAssignment) => void,
     private readonly logger: Logger,
+    /** The session's and its leases' clock (the heartbeats' and renewals' times). */
+    readonly clock: Clock = Date.now,
   ) {}
 
   // -- called by the worker and the leases ------------------------------------------------
@@ -152,6 +156,7 @@ export class WorkerSession {
     requests.push(create(WorkerSessionRequestSchema, { open }));
     // The credits so far are in the opening message's free slots.
     this.credits = 0;
+    this.beats = []; // a new session: the old one's heartbeats get no answer
     this.reattach();
     this.abort = abort;
     this.requests = requests;
@@ -198,22 +203,27 @@ export class WorkerSession {
       if (ttl !== undefined) this.ttlMs = ttl;
       this.onAssignment(assignment);
     }
+    // A heartbeat's answer renewed every lease it names, no earlier than the heartbeat was
+    // sent (see SendTimes).
+    const beat = response.heartbeatAcked ? this.beats.shift() : undefined;
     for (const update of response.updates) {
       const lease = this.leases.get(update.taskUuid);
-      if (lease !== undefined && lease.leaseId === update.lease?.leaseId) lease.receive(update);
+      if (lease === undefined || lease.leaseId !== update.lease?.leaseId) continue;
+      if (beat !== undefined && update.instruction !== Instruction.STOP) lease.renewed(beat);
+      lease.receive(update);
     }
   }
 
   /** Every third of the shortest lease ttl held, one heartbeat for all of the leases. */
   private armHeartbeat(): void {
-    let lastBeat = Date.now();
+    let lastBeat = this.clock();
     const tick = () => {
       let ttl = this.ttlMs;
       for (const lease of this.leases.values()) ttl = Math.min(ttl, lease.ttlMs);
       if (this.leases.size === 0) {
-        lastBeat = Date.now();
-      } else if (Date.now() - lastBeat >= ttl / 3) {
-        lastBeat = Date.now();
+        lastBeat = this.clock();
+      } else if (this.clock() - lastBeat >= ttl / 3) {
+        lastBeat = this.clock();
         this.heartbeatDue = true;
         this.flush();
       }
@@ -246,6 +256,7 @@ export class WorkerSession {
         message.credits = this.credits;
         this.credits = 0;
       }
+      if (this.heartbeatDue) this.beats.push(this.clock());
       this.heartbeatDue = false;
       requests.push(message);
     }
@@ -255,11 +266,13 @@ export class WorkerSession {
 
 /** One task's lease, carried by the worker's session (see the module's docstring). */
 export class SessionLease implements TaskLease {
-  renewedAt = Date.now();
+  /** No later than when the server last renewed the lease (see SendTimes). */
+  renewedAt: number;
   final: JobTask | undefined;
   lostReason: string | undefined;
   unacked: RunTaskRequest[] = [];
   private seq = 0n;
+  private readonly sendTimes = new SendTimes();
   private exitSent = false;
   private onInstruction: OnInstruction | undefined;
   private decide!: (task: JobTask | undefined) => void;
@@ -271,6 +284,7 @@ export class SessionLease implements TaskLease {
     readonly leaseId: string,
     public ttlMs: number,
   ) {
+    this.renewedAt = session.clock();
     this.decided = new Promise((resolve) => {
       this.decide = resolve;
     });
@@ -289,6 +303,7 @@ export class SessionLease implements TaskLease {
       leaseId: this.leaseId,
       seq: ++this.seq,
     });
+    this.sendTimes.sent(numbered.seq, this.session.clock());
     this.unacked.push(numbered);
     this.session.enqueue(numbered);
   }
@@ -310,9 +325,17 @@ export class SessionLease implements TaskLease {
     return this.decided;
   }
 
+  /** The server renewed the lease answering a message sent at `sentAt`. */
+  renewed(sentAt: number): void {
+    this.renewedAt = Math.max(this.renewedAt, sentAt);
+  }
+
   receive(update: TaskUpdate): void {
-    this.renewedAt = Date.now();
-    if (update.ackedSeq > 0n) this.unacked = this.unacked.filter((m) => m.seq > update.ackedSeq);
+    if (update.ackedSeq > 0n) {
+      const sentAt = this.sendTimes.acked(update.ackedSeq);
+      if (sentAt !== undefined) this.renewed(sentAt);
+      this.unacked = this.unacked.filter((m) => m.seq > update.ackedSeq);
+    }
     const ttl = leaseTtlMs(update.lease);
     if (ttl !== undefined) this.ttlMs = ttl;
     if (update.task) {

@@ -34,6 +34,28 @@ export type RunTaskMessage = Omit<
   "taskUuid" | "leaseId" | "seq" | "$typeName"
 >;
 
+/** The time in ms, Date.now() by default (tests pass a clock of their own). */
+export type Clock = () => number;
+
+/** When each numbered message not yet acknowledged was sent. The server renews the lease
+ * when it processes a message, so an acknowledgement renews it no earlier than its message
+ * was sent: dated so, however slow the answer, a worker that stops its task a ttl after the
+ * last renewal does so before the server can reap the lease. */
+export class SendTimes {
+  private readonly times = new Map<bigint, number>();
+
+  sent(seq: bigint, at: number): void {
+    this.times.set(seq, at);
+  }
+
+  /** Forgets what `ackedSeq` acknowledges; the send time of that message, if it is news. */
+  acked(ackedSeq: bigint): number | undefined {
+    const at = this.times.get(ackedSeq);
+    for (const seq of this.times.keys()) if (seq <= ackedSeq) this.times.delete(seq);
+    return at;
+  }
+}
+
 export interface ExitReport {
   /** The process's exit status ... */
   exitCode?: number;
@@ -50,21 +72,28 @@ export class TaskStream implements AsyncIterable<RunTaskResponse> {
   final: JobTask | undefined;
   /** The lease's ttl as the server last stated it (ms), if it did. */
   ttlMs: number | undefined;
-  /** When the server last answered (each answer renews the lease), Date.now() ms. */
-  renewedAt = Date.now();
+  /** No later than when the server last renewed the lease (see SendTimes), by `clock`. */
+  renewedAt: number;
 
   private readonly service: Client<typeof TaskService>;
   private seq = 0n;
   private unacked: RunTaskRequest[] = [];
+  private readonly sendTimes = new SendTimes();
   private exitSent = false;
   private requests!: AsyncQueue<RunTaskRequest>;
   private responses!: AsyncIterable<RunTaskResponse>;
   private abort!: AbortController;
 
-  constructor(service: Client<typeof TaskService>, taskUuid: string, leaseId: string) {
+  constructor(
+    service: Client<typeof TaskService>,
+    taskUuid: string,
+    leaseId: string,
+    private readonly clock: Clock = Date.now,
+  ) {
     this.service = service;
     this.taskUuid = taskUuid;
     this.leaseId = leaseId;
+    this.renewedAt = clock();
     this.connect();
   }
 
@@ -92,6 +121,7 @@ export class TaskStream implements AsyncIterable<RunTaskResponse> {
   send(message: RunTaskMessage): bigint {
     if (this.exitSent) throw new Error(`task ${this.taskUuid}: the exit was already reported`);
     const numbered = create(RunTaskRequestSchema, { ...message, seq: ++this.seq });
+    this.sendTimes.sent(numbered.seq, this.clock());
     this.unacked.push(numbered);
     this.requests.push(numbered);
     return numbered.seq;
@@ -129,8 +159,9 @@ export class TaskStream implements AsyncIterable<RunTaskResponse> {
    * with a ConnectError when the connection fails. */
   async *[Symbol.asyncIterator](): AsyncGenerator<RunTaskResponse> {
     for await (const response of this.responses) {
-      this.renewedAt = Date.now();
       if (response.ackedSeq > 0n) {
+        const sentAt = this.sendTimes.acked(response.ackedSeq);
+        if (sentAt !== undefined) this.renewedAt = Math.max(this.renewedAt, sentAt);
         this.unacked = this.unacked.filter((m) => m.seq > response.ackedSeq);
       }
       if (response.lease?.ttl) {

@@ -30,7 +30,8 @@
  * instructions: CANCEL (the task or its job was canceled or paused) and STOP (the lease is
  * lost) abort `ctx.signal`; after a CANCEL the handler's exit is still reported, after a
  * STOP nothing is. A lease the server has not renewed for its ttl (less a margin), by the
- * worker's own clock, is taken as lost too, whatever the connection looks like. Stopping
+ * worker's own clock, is taken as lost too, whatever the connection looks like (a renewal
+ * dated by when the message the server answered was sent, not when the answer came). Stopping
  * the worker aborts every handler too and hands the tasks back (queued again, unfailed).
  */
 
@@ -506,8 +507,9 @@ class TaskRun {
 
   /** The lease is due to expire unrenewed: a ttl (less a margin) after the server last
    * renewed it, by this worker's own clock, whatever the connection looks like (a silent
-   * partition leaves a stream hanging, not failed). The server renewed the lease before
-   * answering, so it expires no later than that: the handler is stopped (a script killed)
+   * partition leaves a stream hanging, not failed). A renewal is dated by when the message
+   * the server answered was sent (it renewed in between), so the lease expires no earlier
+   * than that plus a ttl, however slow the answer: the handler is stopped (a script killed)
    * before the server's reaper can give the task to another worker. */
   private watchdog(): void {
     const ttl = this.lease.ttlMs;
