@@ -204,8 +204,13 @@ export class WorkerSession {
       this.onAssignment(assignment);
     }
     // A heartbeat's answer renewed every lease it names, no earlier than the heartbeat was
-    // sent (see SendTimes).
-    const beat = response.heartbeatAcked ? this.beats.shift() : undefined;
+    // sent (see SendTimes). The server answers heartbeats that arrive while it is busy once,
+    // together: the answer is dated by the oldest one waiting and the rest are forgotten (an
+    // answer for one of them finds none and renews nothing). Taking one per answer would
+    // date every later renewal a beat too early for each merge, until the watchdog killed
+    // healthy scripts.
+    const beat = response.heartbeatAcked ? this.beats[0] : undefined;
+    if (response.heartbeatAcked) this.beats = [];
     for (const update of response.updates) {
       const lease = this.leases.get(update.taskUuid);
       if (lease === undefined || lease.leaseId !== update.lease?.leaseId) continue;

@@ -142,6 +142,36 @@ test("an acknowledged session report renews the lease as of when it was sent", (
   }
 });
 
+test("heartbeats the server answered together do not date later renewals too early", () => {
+  const clock = new FakeClock();
+  const nowhere = createGrpcTransport({ baseUrl: "http://127.0.0.1:1" });
+  const service = createClient(TaskService, nowhere);
+  const session = new WorkerSession(service, () => ({}), () => {}, () => {}, clock.now);
+  const lease = session.lease(create(TaskAssignmentSchema, ASSIGNMENT));
+  // The session's own state: when its unanswered heartbeats were sent, and its reader.
+  const inside = session as unknown as {
+    beats: number[];
+    receive(response: unknown): void;
+  };
+  const answer = () =>
+    create(WorkerSessionResponseSchema, {
+      heartbeatAcked: true,
+      updates: [create(TaskUpdateSchema, { taskUuid: "task-1", lease: LEASE })],
+    });
+  try {
+    const t = clock.t;
+    inside.beats.push(t + 1000, t + 2000); // two beats sent; the server merged them
+    clock.t += 5000;
+    inside.receive(answer());
+    assert.equal(lease.renewedAt, t + 1000);
+    inside.beats.push(t + 3000); // the next beat
+    inside.receive(answer());
+    assert.equal(lease.renewedAt, t + 3000); // not t + 2000, which the server had answered
+  } finally {
+    lease.close();
+  }
+});
+
 const SESSION_HEARTBEAT =
   "the session heartbeat's late answer renews the leases as of when it was sent";
 test(SESSION_HEARTBEAT, NEEDS_SERVER, async () => {
