@@ -94,9 +94,12 @@ class ClaimManager:
             ):
                 # A new live node may be what a job's min_nodes waits for.
                 mark_changed(conn)
-            claims = await self._choose(conn, caller, worker, want, now)
-            jobs_started = {c.job.id for c in claims}
-            settled = await lifecycle.settle_many(conn, self.settings, jobs_started, now=now)
+            writes = TaskWrites()
+            claims = await self._choose(conn, writes, caller, worker, want, now)
+            started = {c.job.id: c.job for c in claims}
+            settled = await lifecycle.settle_written(
+                conn, self.settings, writes, started.values(), now=now
+            )
             for c in claims:
                 c.job = settled[c.job.id]
             return claims
@@ -106,13 +109,18 @@ class ClaimManager:
         return claims
 
     async def _choose(
-        self, conn: AsyncConnection, caller: Caller, worker: WorkerSpec, want: int, now: dt.datetime
+        self,
+        conn: AsyncConnection,
+        writes: TaskWrites,
+        caller: Caller,
+        worker: WorkerSpec,
+        want: int,
+        now: dt.datetime,
     ) -> list[Claim]:
         """The claim's tasks, started: their rows, counts, events and attempts are written
         set-based (jobtask.store.task_writes) once all are chosen. Candidates are taken in
         chunks of what is still wanted: each chunk's new jobs locked in one statement (the
         first job ever is waited for), its tasks locked in another (PostgreSQL)."""
-        writes = TaskWrites()
 
         async def flush() -> None:
             await writes.flush(conn)

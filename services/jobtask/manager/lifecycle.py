@@ -22,6 +22,7 @@ from jobtask.observability import lifecycle as observe
 from jobtask.store import feed, job_writes, task_writes
 from jobtask.store import tasks as task_store
 from jobtask.store.rows import JobRow, TaskRow, job_after, to_json
+from jobtask.store.task_writes import TaskWrites
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "settle",
     "settle_job",
     "settle_many",
+    "settle_written",
     "write_job",
     "write_task",
 ]
@@ -225,17 +227,36 @@ async def settle(
     return await settle_job(conn, settings, await job_writes.job_by_id(conn, job_id), now=now)
 
 
-async def settle_many(
-    conn: AsyncConnection, settings: Settings, job_ids: Collection[int], *, now: dt.datetime
+async def settle_written(
+    conn: AsyncConnection,
+    settings: Settings,
+    writes: TaskWrites,
+    jobs: Collection[JobRow],
+    *,
+    now: dt.datetime,
 ) -> dict[int, JobRow]:
-    """settle for several jobs at once (their rows locked), with a constant number of
-    statements for the usual moves: jobs read in one statement; each job whose counts call
+    """settle_many for jobs locked before `writes` took their tasks' changes (now
+    flushed): a job's row as it now is follows from its row as locked and the count shifts
+    `writes` took, without reading it again -- unless its row was also written directly
+    (`writes.direct`): those are read."""
+    reread = [job.id for job in jobs if job.id in writes.direct]
+    found = await job_writes.jobs_by_id(conn, reread) if reread else {}
+    for job in jobs:
+        if job.id not in found:
+            found[job.id] = writes.as_written(job)
+    return await settle_many(conn, settings, found, now=now)
+
+
+async def settle_many(
+    conn: AsyncConnection, settings: Settings, found: dict[int, JobRow], *, now: dt.datetime
+) -> dict[int, JobRow]:
+    """settle for several jobs at once (their rows locked and given as they now are),
+    with a constant number of statements for the usual moves: each job whose counts call
     for a move that ripples to no task and rests there (queued -> active on a claim, active
     -> completed on the last completion) moved set-based (jobtask.store.job_writes), each
-    other job by move_job. The jobs as they now are, by id."""
-    if not job_ids:
-        return {}
-    found = await job_writes.jobs_by_id(conn, job_ids)
+    other job by move_job. The jobs as they now are, by id (`found`, updated)."""
+    if not found:
+        return found
     system = settings.system_caller()
     simple: list[tuple[JobRow, JobStatus]] = []
     for job in found.values():

@@ -136,7 +136,7 @@ class ReportManager:
             lost = Outcome(verdict(None, None, False))
             outcomes = [lost] * len(items)
             alive: set[str] = set()
-            ended_jobs: list[int] = []
+            ended_jobs: list[JobRow] = []
             for job, tasks, mine in await self._lock(conn, items):
                 ended = False
                 for i in mine:
@@ -152,9 +152,9 @@ class ReportManager:
                     outcomes[i] = outcome
                     ended = ended or outcome.finished is not None
                 if ended:
-                    ended_jobs.append(job.id)
+                    ended_jobs.append(job)
             await writes.flush(conn)
-            await lifecycle.settle_many(conn, self.settings, ended_jobs, now=now)
+            await lifecycle.settle_written(conn, self.settings, writes, ended_jobs, now=now)
             for worker_id in sorted(alive):
                 await queries.worker_alive(conn, worker_id, now)
             return outcomes
@@ -252,6 +252,7 @@ class ReportManager:
             reported = None
         # The unusual ends read and write rows of their own: what is held goes first.
         await writes.flush(conn)
+        writes.mark_direct(job.id)
         decided = await attempts.finish_attempt(
             conn,
             self.settings,

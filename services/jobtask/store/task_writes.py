@@ -35,6 +35,7 @@ from jobtask.store.rows import (
     COUNT_COLUMN,
     JobRow,
     TaskRow,
+    job_after,
     task_after,
     task_row,
     to_json,
@@ -222,6 +223,10 @@ class TaskWrites:
         self._events: list[dict[str, Any]] = []
         self._closed: list[dict[str, Any]] = []
         self._opened: list[dict[str, Any]] = []
+        # Every count shift taken, flushed or not, by job id (as_written), and the jobs
+        # whose rows were also written directly, outside this TaskWrites (mark_direct).
+        self._shifted: dict[int, Counter[str]] = {}
+        self.direct: set[int] = set()
 
     def __bool__(self) -> bool:
         return bool(self._updates or self._events or self._closed or self._opened)
@@ -252,13 +257,30 @@ class TaskWrites:
         self._updates.setdefault(columns, []).append(params)
         new = task_after(task, written)
         if new.status != task.status:
-            shift = self._shifts.setdefault(job.id, Counter())
-            shift[COUNT_COLUMN[task.status]] -= 1
-            shift[COUNT_COLUMN[new.status]] += 1
+            for shift in (
+                self._shifts.setdefault(job.id, Counter()),
+                self._shifted.setdefault(job.id, Counter()),
+            ):
+                shift[COUNT_COLUMN[task.status]] -= 1
+                shift[COUNT_COLUMN[new.status]] += 1
         if event is not None:
             payload = {"progress": new.progress} if event == feed.TASK_PROGRESS else to_json(new)
             self.event(job.uuid, event, payload, task_uuid=new.uuid, now=now)
         return new
+
+    def as_written(self, job: JobRow) -> JobRow:
+        """The job's row (as locked, before this TaskWrites took anything) once every
+        count shift taken here is written: its counts are all that changes (the caller
+        holds its lock). Only for a job not in `direct`, after `flush`."""
+        shift = self._shifted.get(job.id)
+        if not shift or not any(shift.values()):
+            return job
+        return job_after(job, {col: getattr(job, col) + n for col, n in shift.items()})
+
+    def mark_direct(self, job_id: int) -> None:
+        """The job's row is being written outside this TaskWrites (a status move, a
+        recount): as_written no longer knows it."""
+        self.direct.add(job_id)
 
     def event(
         self,
