@@ -1,6 +1,7 @@
 """Before and after: the jobtask throughput cases of two checkouts, run alternately.
 
     python -m bench.paired OLD_CHECKOUT NEW_CHECKOUT [--tasks N] [--rounds R]
+                           [--only sqlite:fanout,postgres:fanout]
 
 Each checkout runs its own bench.throughput (with its own .venv) for each case -- SQLite and
 PostgreSQL, fan-out job and one-task jobs, one worker -- old then new, case by case, so both
@@ -46,9 +47,18 @@ def main() -> None:
     parser.add_argument("new", type=Path)
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--only", default="", help="cases as store:case, comma-separated (default: all four)"
+    )
     args = parser.parse_args()
+    cases = CASES
+    if args.only:
+        cases = tuple((c.split(":", 1)[0], c.split(":", 1)[-1]) for c in args.only.split(","))
+        unknown = set(cases) - set(CASES)
+        if unknown:
+            parser.error(f"unknown cases {sorted(unknown)}: choose from {CASES}")
     for round_ in range(args.rounds):
-        for kind, case in CASES:
+        for kind, case in cases:
             old = run(args.old, kind, case, args.tasks)
             new = run(args.new, kind, case, args.tasks)
             ratio = float(str(new["rate"])) / float(str(old["rate"]))
