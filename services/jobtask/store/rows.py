@@ -207,50 +207,18 @@ def _times(cls: type) -> tuple[str, ...]:
 
 JOB_FIELDS = _fields(JobRow)
 TASK_FIELDS = _fields(TaskRow)
-_JOB_TIMES = _times(JobRow)
-_TASK_TIMES = _times(TaskRow)
-_TOKEN_TIMES = _times(TokenRow)
-
-
-def _columns(mapping: Mapping[Any, Any], names: tuple[str, ...], times: tuple[str, ...]) -> Any:
-    values = {name: mapping[name] for name in names}
-    for name in times:
-        values[name] = utc(values[name])
-    return values
-
-
-def _positional(row: Row[Any], layout: _Layout, enum: type[StrEnum]) -> Any:
-    """A row of the whole table, its columns in table order (the usual SELECT and
-    RETURNING): built from its values by position, without a mapping."""
-    values = list(row)
-    for i in layout.times:
-        value = values[i]
-        if value is not None and value.tzinfo is None:
-            values[i] = value.replace(tzinfo=dt.UTC)
-    values[layout.status] = enum(values[layout.status])
-    return layout.cls(*values)
 
 
 def job_row(row: Row[Any] | Mapping[str, Any]) -> JobRow:
     """A job's row as read (a result row, or its columns by name; others are ignored)."""
-    if isinstance(row, Row) and row._fields == JOB_FIELDS:
-        whole: JobRow = _positional(row, _JOB, JobStatus)
-        return whole
-    mapping = row._mapping if isinstance(row, Row) else row
-    values = _columns(mapping, JOB_FIELDS, _JOB_TIMES)
-    values["status"] = JobStatus(values["status"])
-    return JobRow(**values)
+    job: JobRow = _JOB.read(row)
+    return job
 
 
 def task_row(row: Row[Any] | Mapping[str, Any]) -> TaskRow:
     """A task's row as read (a result row, or its columns by name; others are ignored)."""
-    if isinstance(row, Row) and row._fields == TASK_FIELDS:
-        whole: TaskRow = _positional(row, _TASK, TaskStatus)
-        return whole
-    mapping = row._mapping if isinstance(row, Row) else row
-    values = _columns(mapping, TASK_FIELDS, _TASK_TIMES)
-    values["status"] = TaskStatus(values["status"])
-    return TaskRow(**values)
+    task: TaskRow = _TASK.read(row)
+    return task
 
 
 def token_row(row: Row[Any]) -> TokenRow:
@@ -273,9 +241,11 @@ class _Layout:
     positionally, and a field read with one attrgetter (dataclasses.replace and asdict
     cost two to three times as much)."""
 
-    def __init__(self, cls: type, public: tuple[str, ...]) -> None:
+    def __init__(self, cls: type, public: tuple[str, ...], enum: type[StrEnum]) -> None:
         names = _fields(cls)
         self.cls = cls
+        self.names = names
+        self.enum = enum
         self.index = {name: i for i, name in enumerate(names)}
         self.get_all = operator.attrgetter(*names)
         self.status = self.index["status"]
@@ -284,7 +254,22 @@ class _Layout:
         self.public_times = tuple(name for name in _times(cls) if name in public)
         self.times = tuple(self.index[name] for name in _times(cls))
 
-    def after(self, row: Any, written: Mapping[str, Any], enum: type[StrEnum]) -> Any:
+    def read(self, row: Row[Any] | Mapping[str, Any]) -> Any:
+        """A row as read: a whole-table row (the usual SELECT and RETURNING, its columns
+        in table order) by position, any other by name; naive SQLite times made UTC."""
+        if isinstance(row, Row) and row._fields == self.names:
+            values = list(row)
+        else:
+            mapping = row._mapping if isinstance(row, Row) else row
+            values = [mapping[name] for name in self.names]
+        for i in self.times:
+            value = values[i]
+            if value is not None and value.tzinfo is None:
+                values[i] = value.replace(tzinfo=dt.UTC)
+        values[self.status] = self.enum(values[self.status])
+        return self.cls(*values)
+
+    def after(self, row: Any, written: Mapping[str, Any]) -> Any:
         values = list(self.get_all(row))
         index = self.index
         for name, value in written.items():
@@ -292,7 +277,7 @@ class _Layout:
             if i is None:
                 raise TypeError(f"{self.cls.__name__} has no column {name!r}")
             values[i] = value
-        values[self.status] = enum(values[self.status])
+        values[self.status] = self.enum(values[self.status])
         return self.cls(*values)
 
     def json(self, row: Any) -> dict[str, Any]:
@@ -307,21 +292,21 @@ class _Layout:
 
 # Columns that never leave the store (secrets and internal bookkeeping).
 _PRIVATE = frozenset({"token_digest", "submit_digest", "identity"})
-_JOB = _Layout(JobRow, tuple(name for name in JOB_FIELDS if name not in _PRIVATE))
-_TASK = _Layout(TaskRow, tuple(name for name in TASK_FIELDS if name not in _PRIVATE))
+_JOB = _Layout(JobRow, tuple(n for n in JOB_FIELDS if n not in _PRIVATE), JobStatus)
+_TASK = _Layout(TaskRow, tuple(n for n in TASK_FIELDS if n not in _PRIVATE), TaskStatus)
 
 
 def job_after(job: JobRow, written: Mapping[str, Any]) -> JobRow:
     """The job's row once `written` (columns, version and modified_* included) is written
     to it: what reading it back would give, without reading it."""
-    after: JobRow = _JOB.after(job, written, JobStatus)
+    after: JobRow = _JOB.after(job, written)
     return after
 
 
 def task_after(task: TaskRow, written: Mapping[str, Any]) -> TaskRow:
     """The task's row once `written` (columns, version and modified_* included) is written
     to it: what reading it back would give, without reading it."""
-    after: TaskRow = _TASK.after(task, written, TaskStatus)
+    after: TaskRow = _TASK.after(task, written)
     return after
 
 
