@@ -87,7 +87,8 @@ class _Call:
         if code is None:
             if exc is None:
                 code = grpc.StatusCode.OK
-            elif isinstance(exc, asyncio.CancelledError):
+            elif isinstance(exc, asyncio.CancelledError | GeneratorExit):
+                # GeneratorExit: grpc closed a streaming handler whose client went away.
                 code = grpc.StatusCode.CANCELLED
             else:
                 code = grpc.StatusCode.UNKNOWN

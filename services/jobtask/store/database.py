@@ -232,6 +232,24 @@ class Database:
         return result, changed, done
 
 
+def _switch_to_wal(database: str) -> None:
+    """Switches the file to WAL once, before any pooled connection opens it (WAL is a
+    property of the file). Processes starting together on a fresh file race for the switch,
+    and SQLite answers the losers "database is locked" at once, without waiting out
+    busy_timeout (the switch needs the file to itself): they try again until it is done."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            with contextlib.closing(sqlite3.connect(database, timeout=30)) as conn:
+                conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+                conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 class SQLiteDatabase(Database):
     """A SQLite file: statements run inline (jobtask.store.sqlite_inline), and writes go
     through one connection at a time per process (the write turn), under the file's write
@@ -255,12 +273,7 @@ class SQLiteDatabase(Database):
         if database and database != ":memory:":
             try:
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
-                # Switch a new file to WAL once, before any pooled connection opens it: two
-                # processes (or connections) switching a fresh file at once can lock each
-                # other out until busy_timeout expires. WAL is a property of the file.
-                with contextlib.closing(sqlite3.connect(database, timeout=30)) as conn:
-                    conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-                    conn.execute("PRAGMA journal_mode=WAL")
+                _switch_to_wal(database)
             except (OSError, sqlite3.Error) as exc:
                 raise OSError(
                     f"cannot write the database at {database}: {_unwritable(database, exc)}"

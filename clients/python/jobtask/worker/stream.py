@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 # The lease is gone (expired, or the task given to another worker): stop at once.
 LOST_CODES = frozenset({grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND})
 
+# How long closing a stream waits for the server to end the call (see StreamLease.close).
+CLOSE_GRACE_SECONDS = 1.0
+
 
 class LeaseStream(TaskLease):
     def __init__(
@@ -102,6 +105,12 @@ class LeaseStream(TaskLease):
         if call is not None:
             with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
                 await call.done_writing()
+            if reader is not None and not reader.done():
+                # The server ends the call once it has read the end of ours: waiting for
+                # that (briefly) lets the call end OK. Cancelling at once raced it, and a
+                # call cancelled before the server's end counted as failed there.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(reader), CLOSE_GRACE_SECONDS)
             call.cancel()
         if reader is not None:
             reader.cancel()
