@@ -36,15 +36,20 @@ def check_cluster_id(cluster_id: str) -> str:
 _TAIL_SPACE = 36**15
 
 
+def base36(n: int, width: int = 1) -> str:
+    """A non-negative number in base 36 (digits, then lowercase letters), zero-padded to
+    `width` characters."""
+    digits: list[str] = []
+    while n or len(digits) < width:
+        n, r = divmod(n, 36)
+        digits.append(_ALPHABET[r])
+    return "".join(reversed(digits))
+
+
 def new_uuid(cluster_id: str, infix: str) -> str:
     # One draw for the 15 characters (uniform over all tails), not one per character: a
     # submission of a thousand jobs or tasks made 15,000 draws from the system's source.
-    n = secrets.randbelow(_TAIL_SPACE)
-    tail = []
-    for _ in range(15):
-        n, r = divmod(n, 36)
-        tail.append(_ALPHABET[r])
-    return f"{cluster_id}-{infix}-{''.join(tail)}"
+    return f"{cluster_id}-{infix}-{base36(secrets.randbelow(_TAIL_SPACE), 15)}"
 
 
 def system_user_uuid(cluster_id: str) -> str:

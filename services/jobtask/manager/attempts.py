@@ -6,7 +6,6 @@ task locked: the completion rule of the seeds decides (jobtask.domain.rules.deci
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from collections.abc import Mapping
 from typing import Any
@@ -229,4 +228,4 @@ async def release_lease(conn: AsyncConnection, task: TaskRow) -> TaskRow:
     if task.lease_id is None:
         return task
     await attempt_store.release_lease(conn, task.id)
-    return dataclasses.replace(task, lease_id=None, lease_expires_at=None, token_digest=None)
+    return task_after(task, {"lease_id": None, "lease_expires_at": None, "token_digest": None})

@@ -36,7 +36,7 @@ from jobtask.observability import lifecycle as observe
 from jobtask.store import claims as queries
 from jobtask.store import feed, leases, locks
 from jobtask.store.database import Database
-from jobtask.store.rows import JobRow, TaskRow, task_after
+from jobtask.store.rows import JobRow, TaskRow
 from jobtask.store.task_writes import TaskWrites
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -226,9 +226,11 @@ class ReportManager:
         if task.status == T.ACTIVE and not batch.exit.handed_back:
             completed = self._completed(job, task, item, changes, now, writes)
             if completed is not None:
+                # (What the log reads of the attempt -- its start, worker, number -- is
+                # not among a report's changes.)
                 observe.attempt_ended(
                     conn,
-                    task_after(task, changes),
+                    task,
                     completed,
                     now,
                     exit_code=batch.exit.exit_code,
@@ -282,11 +284,10 @@ class ReportManager:
         reporting success and progress 1.0, so the completion rule completes it (as
         attempts.finish_attempt would, with the same writes and event). None when the rule
         decides anything else."""
-        merged = task_after(task, reported)
         decision = decide_exit(
-            merged.progress,
-            merged.success,
-            merged.failed_count,
+            reported.get("progress", task.progress),
+            reported.get("success", task.success),
+            task.failed_count,
             self.settings.retry_limit,
             job_holding=job.status in JOB_HOLDING,
         )

@@ -21,6 +21,7 @@ from enum import StrEnum
 from typing import Any
 
 from jobtask.domain.statuses import JobStatus, TaskStatus
+from jobtask.domain.uuids import base36
 from jobtask.store.schema import TASK_STATUS_COUNTS
 from sqlalchemy.engine import Row
 
@@ -46,19 +47,12 @@ COUNT_COLUMN: dict[TaskStatus, str] = {
     TaskStatus(name[2:].replace("_", "-")): name for name in TASK_STATUS_COUNTS
 }
 
-_B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
-
 
 @functools.lru_cache(maxsize=8192)
 def etag(uuid: str, version: int) -> str:
     """Changes whenever the object changes (Arvados: a base-36 MD5). Cached: a job's row
     is turned into a resource several times per task write at the same version."""
-    n = int.from_bytes(hashlib.md5(f"{uuid}:{version}".encode()).digest(), "big")
-    out = ""
-    while n:
-        n, r = divmod(n, 36)
-        out = _B36[r] + out
-    return out or "0"
+    return base36(int.from_bytes(hashlib.md5(f"{uuid}:{version}".encode()).digest(), "big"))
 
 
 def utc(value: dt.datetime | None) -> dt.datetime | None:
