@@ -164,30 +164,20 @@ class ReportManager:
     async def _lock(
         self, conn: AsyncConnection, items: Sequence[Submission]
     ) -> list[tuple[JobRow, dict[str, TaskRow], list[int]]]:
-        """Locks the items' jobs, then their tasks; for each job (in id order): the job,
-        its tasks by uuid, and the indexes of its items."""
-        uuids = list({item.task_uuid for item in items})
-        if len(uuids) == 1:
-            # One task (the usual case when streams are few): two statements.
-            try:
-                job, task = await locks.lock_task(conn, uuids[0])
-            except NotFound:
-                return []
-            return [(job, {task.uuid: task}, list(range(len(items))))]
-        job_of = await locks.job_ids_of_tasks(conn, uuids)
-        locked = await locks.lock_jobs(conn, set(job_of.values()))
-        tasks = await locks.lock_tasks(conn, list(job_of))
-        mine: dict[int, list[int]] = {}
+        """Locks the items' jobs and their tasks, in one statement; for each job (in id
+        order): the job, its tasks by uuid, and the indexes of its items. (A task deleted
+        since the first read is left out: its item is lost.)"""
+        mine: dict[str, list[int]] = {}
         for i, item in enumerate(items):
-            job_id = job_of.get(item.task_uuid)
-            if job_id is not None:
-                mine.setdefault(job_id, []).append(i)
-        out = []
-        for job_id, job in locked.items():
-            indexes = mine.get(job_id, [])
-            # (A task deleted since the first read is left out: its item is lost.)
-            found = {u: tasks[u] for i in indexes if (u := items[i].task_uuid) in tasks}
-            out.append((job, found, indexes))
+            mine.setdefault(item.task_uuid, []).append(i)
+        out: list[tuple[JobRow, dict[str, TaskRow], list[int]]] = []
+        for job, task in await locks.lock_pairs(conn, mine):
+            if not out or out[-1][0].id != job.id:
+                out.append((job, {}, []))
+            out[-1][1][task.uuid] = task
+            out[-1][2].extend(mine[task.uuid])
+        for _, _, indexes in out:
+            indexes.sort()
         return out
 
     async def _apply_locked(

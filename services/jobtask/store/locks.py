@@ -7,20 +7,18 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from jobtask.domain.errors import NotFound
-from jobtask.store.rows import JobRow, TaskRow, job_row, task_row
+from jobtask.store.rows import JobRow, TaskRow, job_and_task_row, job_row, task_row
 from jobtask.store.schema import job_tasks, jobs
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = [
     "JOB_BY_ID",
-    "job_ids_of_tasks",
     "lock_job",
-    "lock_jobs",
     "lock_jobs_by_uuid",
+    "lock_pairs",
     "lock_task",
     "lock_task_row",
-    "lock_tasks",
     "try_lock_jobs",
 ]
 
@@ -29,30 +27,20 @@ __all__ = [
 JOB_BY_ID = select(jobs).where(jobs.c.id == bindparam("job_id"))
 _LOCK_JOB_BY_ID = JOB_BY_ID.with_for_update()
 _LOCK_JOB_BY_UUID = select(jobs).where(jobs.c.uuid == bindparam("uuid")).with_for_update()
-# One statement finds and locks a task's job (FOR UPDATE locks the jobs row only).
-_LOCK_JOB_OF_TASK = (
-    select(jobs)
-    .where(
-        jobs.c.id
-        == select(job_tasks.c.job_id).where(job_tasks.c.uuid == bindparam("uuid")).scalar_subquery()
-    )
+# A task's job's row and the task's row (or several tasks'), locked in one statement: the
+# rows come out in (job id, task id) order and each pair is locked job first -- FOR UPDATE
+# locks the tables of a row in FROM order, after the ORDER BY (PostgreSQL's LockRows sits
+# above the sort) -- so the lock order below holds inside the one statement.
+_PAIRS = select(jobs, job_tasks).join_from(jobs, job_tasks, job_tasks.c.job_id == jobs.c.id)
+_LOCK_PAIR = _PAIRS.where(job_tasks.c.uuid == bindparam("uuid")).with_for_update()
+_LOCK_PAIRS = (
+    _PAIRS.where(job_tasks.c.uuid.in_(bindparam("uuids", expanding=True)))
+    .order_by(jobs.c.id, job_tasks.c.id)
     .with_for_update()
 )
 _LOCK_TASK = select(job_tasks).where(job_tasks.c.uuid == bindparam("uuid")).with_for_update()
 
 
-_LOCK_JOBS = (
-    select(jobs)
-    .where(jobs.c.id.in_(bindparam("ids", expanding=True)))
-    .order_by(jobs.c.id)
-    .with_for_update()
-)
-_LOCK_TASKS = (
-    select(job_tasks)
-    .where(job_tasks.c.uuid.in_(bindparam("uuids", expanding=True)))
-    .order_by(job_tasks.c.id)
-    .with_for_update()
-)
 _LOCK_JOBS_BY_UUID = (
     select(jobs)
     .where(jobs.c.uuid.in_(bindparam("uuids", expanding=True)))
@@ -64,9 +52,6 @@ _TRY_LOCK_JOBS = (
     .where(jobs.c.id.in_(bindparam("ids", expanding=True)))
     .order_by(jobs.c.id)
     .with_for_update(skip_locked=True)
-)
-_JOB_IDS = select(job_tasks.c.uuid, job_tasks.c.job_id).where(
-    job_tasks.c.uuid.in_(bindparam("uuids", expanding=True))
 )
 
 
@@ -84,18 +69,18 @@ async def lock_job(
 
 
 async def lock_task(conn: AsyncConnection, uuid: str) -> tuple[JobRow, TaskRow]:
-    """Locks a task's job, then the task; returns (job, task)."""
-    # One statement finds and locks the job (FOR UPDATE locks the jobs row only): this runs
-    # in every task write, and on SQLite each statement is a round trip through the loop
-    # while the process's write turn is held.
-    found = (await conn.execute(_LOCK_JOB_OF_TASK, {"uuid": uuid})).first()
+    """Locks a task's job, then the task, in one statement; returns (job, task)."""
+    found = (await conn.execute(_LOCK_PAIR, {"uuid": uuid})).first()
     if found is None:
         raise NotFound(f"task {uuid} not found")
-    job = job_row(found)
-    row = (await conn.execute(_LOCK_TASK, {"uuid": uuid})).first()
-    if row is None:
-        raise NotFound(f"task {uuid} not found")
-    return job, task_row(row)
+    return job_and_task_row(found)
+
+
+async def lock_pairs(conn: AsyncConnection, uuids: Collection[str]) -> list[tuple[JobRow, TaskRow]]:
+    """Locks tasks and their jobs in one statement (each job before its tasks, jobs in id
+    order): (job, task) for each task found, in (job id, task id) order."""
+    rows = await conn.execute(_LOCK_PAIRS, {"uuids": list(uuids)})
+    return [job_and_task_row(row) for row in rows]
 
 
 async def lock_task_row(conn: AsyncConnection, uuid: str) -> TaskRow | None:
@@ -104,20 +89,9 @@ async def lock_task_row(conn: AsyncConnection, uuid: str) -> TaskRow | None:
     return None if row is None else task_row(row)
 
 
-async def lock_tasks(conn: AsyncConnection, uuids: Collection[str]) -> dict[str, TaskRow]:
-    """Locks tasks, whose jobs' rows the caller has locked; by uuid."""
-    rows = await conn.execute(_LOCK_TASKS, {"uuids": list(uuids)})
-    return {row.uuid: task_row(row) for row in rows}
-
-
-async def lock_jobs(conn: AsyncConnection, job_ids: Collection[int]) -> dict[int, JobRow]:
-    """Locks several jobs' rows in one statement, in id order; by id."""
-    rows = await conn.execute(_LOCK_JOBS, {"ids": sorted(job_ids)})
-    return {row.id: job_row(row) for row in rows}
-
-
 async def lock_jobs_by_uuid(conn: AsyncConnection, uuids: Collection[str]) -> dict[str, JobRow]:
-    """lock_jobs, the jobs named by uuid; by uuid (those not found are left out)."""
+    """Locks several jobs' rows, named by uuid, in one statement, in id order; by uuid (those
+    not found are left out)."""
     rows = await conn.execute(_LOCK_JOBS_BY_UUID, {"uuids": sorted(uuids)})
     return {row.uuid: job_row(row) for row in rows}
 
@@ -129,9 +103,3 @@ async def try_lock_jobs(conn: AsyncConnection, job_ids: Collection[int]) -> dict
     deadlock with a transaction doing the same the other way round."""
     rows = await conn.execute(_TRY_LOCK_JOBS, {"ids": sorted(job_ids)})
     return {row.id: job_row(row) for row in rows}
-
-
-async def job_ids_of_tasks(conn: AsyncConnection, uuids: Collection[str]) -> dict[str, int]:
-    """The job id of each task found, by task uuid (read without locks)."""
-    rows = await conn.execute(_JOB_IDS, {"uuids": list(uuids)})
-    return {str(uuid): int(job_id) for uuid, job_id in rows}

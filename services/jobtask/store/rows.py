@@ -32,6 +32,7 @@ __all__ = [
     "TokenRow",
     "etag",
     "job_after",
+    "job_and_task_row",
     "job_from_json",
     "job_row",
     "task_after",
@@ -215,6 +216,16 @@ def task_row(row: Row[Any] | Mapping[str, Any]) -> TaskRow:
     return task
 
 
+def job_and_task_row(row: Row[Any]) -> tuple[JobRow, TaskRow]:
+    """A row of a job's columns then one of its task's (each table's in table order), as a
+    join of the two reads them (locks.lock_pairs)."""
+    values = list(row)
+    split = len(JOB_FIELDS)
+    job: JobRow = _JOB.build(values[:split])
+    task: TaskRow = _TASK.build(values[split:])
+    return job, task
+
+
 def token_row(row: Row[Any]) -> TokenRow:
     """A token's row without its digest, times in UTC."""
     m = row._mapping
@@ -252,10 +263,12 @@ class _Layout:
         """A row as read: a whole-table row (the usual SELECT and RETURNING, its columns
         in table order) by position, any other by name; naive SQLite times made UTC."""
         if isinstance(row, Row) and row._fields == self.names:
-            values = list(row)
-        else:
-            mapping = row._mapping if isinstance(row, Row) else row
-            values = [mapping[name] for name in self.names]
+            return self.build(list(row))
+        mapping = row._mapping if isinstance(row, Row) else row
+        return self.build([mapping[name] for name in self.names])
+
+    def build(self, values: list[Any]) -> Any:
+        """A row from its columns' values, in table order (`values` is used up)."""
         for i in self.times:
             value = values[i]
             if value is not None and value.tzinfo is None:

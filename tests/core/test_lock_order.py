@@ -1,0 +1,80 @@
+"""One statement locks a task's job and the task (locks.lock_task, locks.lock_pairs), and it
+still takes the job's row first: every writer locks a job before its tasks, so a statement that
+took the task first could hold it while waiting for the job that another writer holds while
+waiting for the task -- a deadlock PostgreSQL ends only after a second, by failing one of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+from jobtask.store import locks
+from jobtask.store.database import Database
+from jobtask.store.migrate import upgrade
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tests.polling import DEADLINE, eventually
+
+pytestmark = pytest.mark.postgres
+
+_JOB = """INSERT INTO jobs (uuid, owner_uuid, created_at, modified_at, script, script_version,
+  repository, script_parameters, runtime_constraints, status, priority, version, identity, state)
+VALUES ('zzzzz-8i9sb-000000000000001', 'zzzzz-tpzed-000000000000001', now(), now(), 's', 'v',
+  'r', '{}', '{}', 'queued', 1, 1, 'i', 'Queued') RETURNING id"""
+_TASK = """INSERT INTO job_tasks (uuid, job_id, job_uuid, owner_uuid, created_at, modified_at,
+  sequence, parameters, runtime_constraints, status, version)
+VALUES ($1, $2, 'zzzzz-8i9sb-000000000000001', 'zzzzz-tpzed-000000000000001', now(), now(), 0,
+  '{}', '{}', 'queued', 1)"""
+
+
+async def _connect(url: str) -> asyncpg.Connection:
+    u = make_url(url)
+    return await asyncpg.connect(
+        user=u.username, password=u.password, host=u.host, port=u.port, database=u.database
+    )
+
+
+async def _job_is_locked(conn: asyncpg.Connection, job_id: int) -> bool:
+    async with conn.transaction():
+        try:
+            await conn.execute("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE NOWAIT", job_id)
+        except asyncpg.LockNotAvailableError:
+            return True
+    return False
+
+
+@pytest.mark.parametrize("several", [False, True])
+async def test_the_job_is_locked_before_its_task(postgres_url: str, several: bool) -> None:
+    db = Database(postgres_url)
+    await upgrade(db)
+    holder, prober = await _connect(postgres_url), await _connect(postgres_url)
+    uuids = ["zzzzz-ot0gb-000000000000001", "zzzzz-ot0gb-000000000000002"]
+    try:
+        job_id = await holder.fetchval(_JOB)
+        for uuid in uuids:
+            await holder.execute(_TASK, uuid, job_id)
+        # Another transaction holds the first task's row, as a writer of it would.
+        held = holder.transaction()
+        await held.start()
+        await holder.execute("SELECT 1 FROM job_tasks WHERE uuid = $1 FOR UPDATE", uuids[0])
+        assert not await _job_is_locked(prober, job_id)
+
+        async def lock(conn: AsyncConnection) -> int:
+            if several:
+                return len(await locks.lock_pairs(conn, uuids))
+            await locks.lock_task(conn, uuids[0])
+            return 1
+
+        locking = asyncio.create_task(db.transact(lock))
+        # Waiting for the task, the statement already holds the job.
+        await eventually(lambda: _job_is_locked(prober, job_id))
+        assert not locking.done()
+        await held.rollback()
+        assert await asyncio.wait_for(locking, DEADLINE) == (2 if several else 1)
+    finally:
+        await holder.close()
+        await prober.close()
+        await db.dispose()
