@@ -113,3 +113,36 @@ async def test_a_transaction_whose_session_was_killed_runs_again(postgres_url: s
         await admin.close()
         await proxy.stop()  # first: a connection closing waits for its socket to close
         await asyncio.wait_for(db.dispose(), DEADLINE)
+
+
+async def test_a_pooled_connection_whose_session_was_killed_is_replaced(postgres_url: str) -> None:
+    """No ping before each use (three round trips with SQLAlchemy's asyncpg dialect): a
+    pooled connection whose session the server ended is replaced when it is next taken,
+    because its socket closed, and a read on it does not fail."""
+    db = Database(postgres_url, pool_size=1, max_overflow=0)
+    url = make_url(postgres_url)
+    admin = await asyncpg.connect(
+        user=url.username,
+        password=url.password,
+        host=url.host,
+        port=url.port,
+        database=url.database,
+    )
+    pid_sql = text("SELECT pg_backend_pid()")
+    try:
+        async with db.read() as conn:
+            first = int((await conn.execute(pid_sql)).scalar_one())
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", first)
+
+        async def gone() -> bool:
+            sessions = "SELECT count(*) FROM pg_stat_activity WHERE pid = $1"
+            return int(await admin.fetchval(sessions, first)) == 0
+
+        await eventually(gone)
+        await asyncio.sleep(0.2)  # the pooled connection has read its socket's close
+        async with db.read() as conn:
+            second = int((await conn.execute(pid_sql)).scalar_one())
+        assert second != first
+    finally:
+        await admin.close()
+        await asyncio.wait_for(db.dispose(), DEADLINE)
