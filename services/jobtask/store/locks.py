@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from jobtask.domain.errors import NotFound
-from jobtask.store.rows import JobRow, TaskRow, job_and_task_row, job_row, task_row
+from jobtask.store.rows import JobRow, TaskRow, job_row, jobs_and_tasks, task_row
 from jobtask.store.schema import job_tasks, jobs
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -70,17 +70,16 @@ async def lock_job(
 
 async def lock_task(conn: AsyncConnection, uuid: str) -> tuple[JobRow, TaskRow]:
     """Locks a task's job, then the task, in one statement; returns (job, task)."""
-    found = (await conn.execute(_LOCK_PAIR, {"uuid": uuid})).first()
-    if found is None:
+    found = jobs_and_tasks(await conn.execute(_LOCK_PAIR, {"uuid": uuid}))
+    if not found:
         raise NotFound(f"task {uuid} not found")
-    return job_and_task_row(found)
+    return found[0]
 
 
 async def lock_pairs(conn: AsyncConnection, uuids: Collection[str]) -> list[tuple[JobRow, TaskRow]]:
     """Locks tasks and their jobs in one statement (each job before its tasks, jobs in id
     order): (job, task) for each task found, in (job id, task id) order."""
-    rows = await conn.execute(_LOCK_PAIRS, {"uuids": list(uuids)})
-    return [job_and_task_row(row) for row in rows]
+    return jobs_and_tasks(await conn.execute(_LOCK_PAIRS, {"uuids": list(uuids)}))
 
 
 async def lock_task_row(conn: AsyncConnection, uuid: str) -> TaskRow | None:

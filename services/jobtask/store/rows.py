@@ -15,7 +15,7 @@ import datetime as dt
 import functools
 import hashlib
 import operator
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -32,9 +32,9 @@ __all__ = [
     "TokenRow",
     "etag",
     "job_after",
-    "job_and_task_row",
     "job_from_json",
     "job_row",
+    "jobs_and_tasks",
     "task_after",
     "task_from_json",
     "task_row",
@@ -216,14 +216,18 @@ def task_row(row: Row[Any] | Mapping[str, Any]) -> TaskRow:
     return task
 
 
-def job_and_task_row(row: Row[Any]) -> tuple[JobRow, TaskRow]:
-    """A row of a job's columns then one of its task's (each table's in table order), as a
-    join of the two reads them (locks.lock_pairs)."""
-    values = list(row)
+def jobs_and_tasks(rows: Iterable[Row[Any]]) -> list[tuple[JobRow, TaskRow]]:
+    """Rows of a job's columns then one of its task's (each table's in table order), as a
+    join of the two reads them (locks.lock_pairs): (job, task) each, one JobRow per job."""
     split = len(JOB_FIELDS)
-    job: JobRow = _JOB.build(values[:split])
-    task: TaskRow = _TASK.build(values[split:])
-    return job, task
+    out: list[tuple[JobRow, TaskRow]] = []
+    job: JobRow | None = None
+    for row in rows:
+        values = list(row)
+        if job is None or job.id != values[0]:
+            job = _JOB.build(values[:split])
+        out.append((job, _TASK.build(values[split:])))
+    return out
 
 
 def token_row(row: Row[Any]) -> TokenRow:
