@@ -45,13 +45,18 @@ POOL_TIMEOUT_SECONDS = 30.0  # SQLAlchemy's default, made explicit
 NOTIFY_CHANNEL = "jobtask_events"
 _CHANGED = "jobtask.changed"
 _AFTER_COMMIT = "jobtask.after_commit"
+_NOTIFIED = "jobtask.notified"
 
 
-def mark_changed(conn: AsyncConnection) -> None:
+def mark_changed(conn: AsyncConnection, *, notified: bool = False) -> None:
     """Records that this transaction changed something watchers or claimers wait for (the
     change feed, the set of live workers): at commit, this process's listeners are called
-    and, on PostgreSQL, other processes are notified."""
+    and, on PostgreSQL, other processes are notified -- by a NOTIFY before the commit unless
+    `notified`: a statement of the transaction notified already (inserting events does,
+    through a trigger: migration 0019)."""
     conn.info[_CHANGED] = True
+    if notified:
+        conn.info[_NOTIFIED] = True
 
 
 def after_commit(conn: AsyncConnection, fn: Callable[[], None]) -> None:
@@ -219,6 +224,7 @@ class Database:
     ) -> tuple[T, bool, list[Callable[[], None]]]:
         # conn.info outlives the checkout (it belongs to the pooled connection): reset it.
         conn.info.pop(_CHANGED, None)
+        conn.info.pop(_NOTIFIED, None)
         conn.info.pop(_AFTER_COMMIT, None)
         # Not in a `finally`: after a failed or canceled statement SQLAlchemy has invalidated
         # the connection, and touching conn.info then raises PendingRollbackError -- which
@@ -227,7 +233,7 @@ class Database:
         result = await fn(conn)
         done: list[Callable[[], None]] = conn.info.pop(_AFTER_COMMIT, [])
         changed = bool(conn.info.pop(_CHANGED, False))
-        if changed:
+        if changed and not conn.info.pop(_NOTIFIED, False):
             await self._announce(conn)
         return result, changed, done
 

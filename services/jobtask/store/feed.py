@@ -1,4 +1,5 @@
-"""The change feed: events appended in the same transaction as the changes they report."""
+"""The change feed: events appended in the same transaction as the changes they report.
+Inserting events notifies the other processes on PostgreSQL (a trigger: migration 0019)."""
 
 from __future__ import annotations
 
@@ -44,13 +45,13 @@ async def append(
         "payload": payload,
     }
     await conn.execute(_INSERT, row)
-    mark_changed(conn)
+    mark_changed(conn, notified=True)
 
 
 async def append_many(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     if rows:
         await conn.execute(_INSERT, rows)
-        mark_changed(conn)
+        mark_changed(conn, notified=True)
 
 
 async def head(conn: AsyncConnection) -> int:
