@@ -36,6 +36,8 @@ class Limits:
 
     @classmethod
     def of(cls, job: Mapping[str, Any] | None, task: Mapping[str, Any] | None) -> Limits:
+        if not job and not task:
+            return NO_LIMITS  # most tasks: every claim asks, per candidate
         merged: dict[str, int] = {}
         for source in (job or {}, task or {}):
             for key in RESOURCE_KEYS:
@@ -59,6 +61,9 @@ class Limits:
     def capable(self, ram_kib: int) -> bool:
         """Could a node with this much memory ever run the task?"""
         return ram_kib >= (self.min_ram_per_node or 0) and ram_kib >= self.task_ram
+
+
+NO_LIMITS = Limits()
 
 
 @dataclass(frozen=True)
