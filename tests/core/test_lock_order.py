@@ -13,28 +13,12 @@ import pytest
 from jobtask.store import locks
 from jobtask.store.database import Database
 from jobtask.store.migrate import upgrade
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tests.core.raw_rows import connect, insert_job, insert_tasks, task_uuid
 from tests.polling import DEADLINE, eventually
 
 pytestmark = pytest.mark.postgres
-
-_JOB = """INSERT INTO jobs (uuid, owner_uuid, created_at, modified_at, script, script_version,
-  repository, script_parameters, runtime_constraints, status, priority, version, identity, state)
-VALUES ('zzzzz-8i9sb-000000000000001', 'zzzzz-tpzed-000000000000001', now(), now(), 's', 'v',
-  'r', '{}', '{}', 'queued', 1, 1, 'i', 'Queued') RETURNING id"""
-_TASK = """INSERT INTO job_tasks (uuid, job_id, job_uuid, owner_uuid, created_at, modified_at,
-  sequence, parameters, runtime_constraints, status, version)
-VALUES ($1, $2, 'zzzzz-8i9sb-000000000000001', 'zzzzz-tpzed-000000000000001', now(), now(), 0,
-  '{}', '{}', 'queued', 1)"""
-
-
-async def _connect(url: str) -> asyncpg.Connection:
-    u = make_url(url)
-    return await asyncpg.connect(
-        user=u.username, password=u.password, host=u.host, port=u.port, database=u.database
-    )
 
 
 async def _job_is_locked(conn: asyncpg.Connection, job_id: int) -> bool:
@@ -50,12 +34,11 @@ async def _job_is_locked(conn: asyncpg.Connection, job_id: int) -> bool:
 async def test_the_job_is_locked_before_its_task(postgres_url: str, several: bool) -> None:
     db = Database(postgres_url)
     await upgrade(db)
-    holder, prober = await _connect(postgres_url), await _connect(postgres_url)
-    uuids = ["zzzzz-ot0gb-000000000000001", "zzzzz-ot0gb-000000000000002"]
+    holder, prober = await connect(postgres_url), await connect(postgres_url)
+    uuids = [task_uuid(1), task_uuid(2)]
     try:
-        job_id = await holder.fetchval(_JOB)
-        for uuid in uuids:
-            await holder.execute(_TASK, uuid, job_id)
+        job_id = await insert_job(holder)
+        await insert_tasks(holder, job_id, uuids)
         # Another transaction holds the first task's row, as a writer of it would.
         held = holder.transaction()
         await held.start()

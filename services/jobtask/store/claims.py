@@ -21,6 +21,7 @@ from sqlalchemy import (
     bindparam,
     exists,
     func,
+    literal,
     select,
     text,
     union_all,
@@ -40,43 +41,61 @@ _DISPATCHABLE = sorted(s.value for s in JOB_DISPATCHABLE)
 OWNERS_PER_STATEMENT = 8
 
 
-def runnable_tasks(worker_id: str | BindParameter[str]) -> Select[Any]:
-    """Tasks a worker may start now, with `failed_by_me` telling whether this worker failed
-    the task before (unordered: see `candidates` for the order).
+def runnable_tasks(
+    worker_id: str | BindParameter[str], *, at_priority: bool = False
+) -> Select[Any]:
+    """Tasks a worker may start now, with their job's priority, constraints and blocklist
+    and `failed_by_me` telling whether this worker failed the task before (unordered: see
+    `candidates` for the order). `at_priority`: only tasks of jobs at priority :priority.
 
     A task is runnable when it is queued (or soft-failed and its retry backoff is over at
     :now), its job is queued or active, every task of its job with a lower sequence has
     completed (seeds: "A step cannot be run until all steps with lower sequence numbers have
     completed"), and the task that created it (if any) has completed.
+
+    Written for PostgreSQL's planner, whatever its statistics: job_tasks is the only table
+    in FROM, so a page is a walk of a (status, ...) index in id order that stops after its
+    LIMIT. Joined with jobs, a job that had just gained its tasks (no statistics yet) drew
+    a plan that read all of the job's waiting tasks and sorted them, each claim. The
+    subqueries on jobs and on the creating task end in OFFSET 0, which keeps each a probe
+    by primary key or uuid per row: without it the creator's check became a hash of every
+    completed task in the table, built by each claim.
     """
     t = job_tasks
     failed_by_me = exists().where(
         and_(task_failures.c.task_id == t.c.id, task_failures.c.worker_id == worker_id)
     )
-    return (
-        select(
-            t,
-            jobs.c.priority.label("job_priority"),
-            jobs.c.runtime_constraints.label("job_constraints"),
-            jobs.c.blocklist.label("job_blocklist"),
-            failed_by_me.label("failed_by_me"),
-        )
-        .join(jobs, jobs.c.id == t.c.job_id)
-        .where(
-            t.c.status.in_(_CLAIMABLE),
-            t.c.runnable_after.is_(None) | (t.c.runnable_after <= bindparam("now")),
-            jobs.c.status.in_(_DISPATCHABLE),
-            ~exists().where(
-                _lower.c.job_id == t.c.job_id,
-                _lower.c.sequence < t.c.sequence,
-                _lower.c.status != TaskStatus.COMPLETED.value,
-            ),
-            (t.c.created_by_job_task_uuid.is_(None))
-            | exists().where(
+    job_ok = [jobs.c.id == t.c.job_id, jobs.c.status.in_(_DISPATCHABLE)]
+    if at_priority:
+        job_ok.append(jobs.c.priority == bindparam("priority"))
+
+    def of_job(column: Any, label: str) -> Any:
+        return select(column).where(jobs.c.id == t.c.job_id).scalar_subquery().label(label)
+
+    return select(
+        t,
+        of_job(jobs.c.priority, "job_priority"),
+        of_job(jobs.c.runtime_constraints, "job_constraints"),
+        of_job(jobs.c.blocklist, "job_blocklist"),
+        failed_by_me.label("failed_by_me"),
+    ).where(
+        t.c.status.in_(_CLAIMABLE),
+        t.c.runnable_after.is_(None) | (t.c.runnable_after <= bindparam("now")),
+        exists(select(literal(1)).where(*job_ok).offset(0)),
+        ~exists().where(
+            _lower.c.job_id == t.c.job_id,
+            _lower.c.sequence < t.c.sequence,
+            _lower.c.status != TaskStatus.COMPLETED.value,
+        ),
+        (t.c.created_by_job_task_uuid.is_(None))
+        | exists(
+            select(literal(1))
+            .where(
                 _parent.c.uuid == t.c.created_by_job_task_uuid,
                 _parent.c.status == TaskStatus.COMPLETED.value,
-            ),
-        )
+            )
+            .offset(0)
+        ),
     )
 
 
@@ -98,9 +117,8 @@ def _page() -> Select[Any]:
     """Runnable tasks of one priority level and one waiting status, in order of arrival:
     the (status, id) index is walked in order and the walk stops after :limit rows."""
     return (
-        runnable_tasks(bindparam("worker_id"))
+        runnable_tasks(bindparam("worker_id"), at_priority=True)
         .where(
-            jobs.c.priority == bindparam("priority"),
             job_tasks.c.status == bindparam("status"),
             job_tasks.c.job_id.not_in(bindparam("skip_jobs", expanding=True)),
             job_tasks.c.id.not_in(bindparam("skip_tasks", expanding=True)),
@@ -128,9 +146,8 @@ def _owner_pages(owners: int) -> CompoundSelect[Any]:
     for i in range(owners):
         for status in _CLAIMABLE:
             page = (
-                runnable_tasks(bindparam("worker_id"))
+                runnable_tasks(bindparam("worker_id"), at_priority=True)
                 .where(
-                    jobs.c.priority == bindparam("priority"),
                     job_tasks.c.status == status,
                     job_tasks.c.owner_uuid == bindparam(f"o{i}"),
                     job_tasks.c.job_id.not_in(bindparam("skip_jobs", expanding=True)),

@@ -1,0 +1,62 @@
+"""A job and its tasks written straight into a migrated PostgreSQL database with asyncpg, for
+store tests that need rows in a given state (locks held by another session, a table of many
+tasks) rather than what the services would make of them."""
+
+from __future__ import annotations
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+JOB_UUID = "zzzzz-8i9sb-000000000000001"
+OWNER_UUID = "zzzzz-tpzed-000000000000001"
+
+
+async def connect(url: str) -> asyncpg.Connection:
+    u = make_url(url)
+    return await asyncpg.connect(
+        user=u.username, password=u.password, host=u.host, port=u.port, database=u.database
+    )
+
+
+async def insert_job(conn: asyncpg.Connection, status: str = "queued") -> int:
+    """The job JOB_UUID (priority 1); its id."""
+    return int(
+        await conn.fetchval(
+            """INSERT INTO jobs (uuid, owner_uuid, created_at, modified_at, script,
+              script_version, repository, script_parameters, runtime_constraints, status,
+              priority, version, identity, state)
+            VALUES ($1, $2, now(), now(), 's', 'v', 'r', '{}', '{}', $3, 1, 1, 'i', 'Queued')
+            RETURNING id""",
+            JOB_UUID,
+            OWNER_UUID,
+            status,
+        )
+    )
+
+
+async def insert_tasks(
+    conn: asyncpg.Connection,
+    job_id: int,
+    uuids: list[str],
+    *,
+    status: str = "queued",
+    sequence: int = 0,
+    created_by: str | None = None,
+) -> None:
+    """Tasks of the job, one statement."""
+    await conn.execute(
+        """INSERT INTO job_tasks (uuid, job_id, job_uuid, owner_uuid, created_at, modified_at,
+          sequence, parameters, runtime_constraints, status, version, created_by_job_task_uuid)
+        SELECT u, $2, $3, $4, now(), now(), $5, '{}', '{}', $6, 1, $7 FROM unnest($1::text[]) u""",
+        uuids,
+        job_id,
+        JOB_UUID,
+        OWNER_UUID,
+        sequence,
+        status,
+        created_by,
+    )
+
+
+def task_uuid(n: int) -> str:
+    return f"zzzzz-ot0gb-{n:015d}"

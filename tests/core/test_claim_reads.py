@@ -1,0 +1,89 @@
+"""A claim reads about as many task rows as it takes, however many tasks the table holds.
+
+Its candidate query walks an index of waiting tasks in id order and stops at its LIMIT. Two
+PostgreSQL plans had made each claim read the whole table: joined with jobs, a job whose
+tasks had no statistics yet (a fan-out minutes old) drew a plan that read every waiting task
+of the job and sorted them; with statistics, the creating task's check became a hash of every
+completed task, built by each claim. Measured by EXPLAIN ANALYZE of the statements the claim
+sent, in both states of the statistics."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import pytest
+from jobtask.store import claims
+from jobtask.store.database import Database
+from jobtask.store.migrate import upgrade
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tests.core.raw_rows import connect, insert_job, insert_tasks, task_uuid
+from tests.engines import engines_of
+
+pytestmark = pytest.mark.postgres
+
+WAITING = 3000
+DONE = 3000
+LIMIT = 50
+
+
+def _rows_read(plan: dict[str, Any]) -> int:
+    """Rows of job_tasks a plan node and its children read (returned or filtered out)."""
+    read = 0
+    if plan.get("Relation Name") == "job_tasks":
+        per_loop = plan["Actual Rows"] + plan.get("Rows Removed by Filter", 0)
+        read += int(per_loop * plan["Actual Loops"])
+    for child in plan.get("Plans", []):
+        read += _rows_read(child)
+    return read
+
+
+@pytest.mark.parametrize("fair_share", [True, False])
+@pytest.mark.parametrize("analyzed", [False, True])
+async def test_a_claim_reads_a_page_not_the_table(
+    postgres_url: str, analyzed: bool, fair_share: bool
+) -> None:
+    db = Database(postgres_url)
+    await upgrade(db)
+    raw = await connect(postgres_url)
+    try:
+        job_id = await insert_job(raw, status="active")
+        seed = task_uuid(0)
+        await insert_tasks(raw, job_id, [seed], status="completed")
+        done = [task_uuid(n) for n in range(1, DONE + 1)]
+        waiting = [task_uuid(n) for n in range(DONE + 1, DONE + WAITING + 1)]
+        await insert_tasks(raw, job_id, done, status="completed", sequence=1, created_by=seed)
+        await insert_tasks(raw, job_id, waiting, sequence=1, created_by=seed)
+        if analyzed:
+            await raw.execute("ANALYZE")
+
+        sent: list[tuple[str, Any]] = []
+
+        def record(*args: Any) -> None:
+            sent.append((args[2], args[3]))
+
+        (engine,) = engines_of(db)
+        event.listen(engine, "before_cursor_execute", record)
+
+        async def read(conn: AsyncConnection) -> list[Any]:
+            return await claims.candidates(
+                conn, "w1", LIMIT, now=dt.datetime.now(dt.UTC), turns={} if fair_share else None
+            )
+
+        found = await db.transact(read)
+        event.remove(engine, "before_cursor_execute", record)
+        assert [row.uuid for row in found] == waiting[:LIMIT]
+
+        read_rows = 0
+        for sql, params in sent:
+            if "FROM job_tasks" not in sql:
+                continue
+            explained = await raw.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", *params)
+            read_rows += _rows_read(json.loads(explained)[0]["Plan"])
+        assert read_rows < 10 * LIMIT, f"the claim read {read_rows} task rows"
+    finally:
+        await raw.close()
+        await db.dispose()
