@@ -36,6 +36,8 @@ ECHO = f"/{SERVICE}/Echo"
 INGEST = f"/{SERVICE}/Ingest"
 WATCH = f"/{SERVICE}/Watch"
 PUBLISH = f"/{SERVICE}/Publish"
+# WorkerSession metadata: assignments per message (bench.ceiling); absent: all at once.
+BATCH_KEY = "bench-batch"
 
 
 class Bare:
@@ -111,11 +113,15 @@ class Bare:
     async def worker_session(
         self, requests: AsyncIterator[task_service_pb2.WorkerSessionRequest], context: Any
     ) -> AsyncIterator[task_service_pb2.WorkerSessionResponse]:
-        """Assignments for every credit at once; every exit answered Completed at once."""
+        """Assignments for every credit at once; every exit answered Completed at once.
+        A call with metadata `bench-batch: B` gets its assignments B a message at most
+        (bench.ceiling's gRPC floor), the first of them carrying the updates."""
+        batch = int(dict(context.invocation_metadata()).get(BATCH_KEY, 0))
         async for msg in requests:
             response = task_service_pb2.WorkerSessionResponse()
             credits = msg.open.free_slots if msg.HasField("open") else msg.credits
-            self._assign(response.assignments, credits)
+            first = min(credits, batch) if batch else credits
+            self._assign(response.assignments, first)
             for report in msg.reports:
                 if report.HasField("exit_code"):
                     update = response.updates.add(task_uuid=report.task_uuid, acked_seq=report.seq)
@@ -125,6 +131,10 @@ class Bare:
                     update.task.progress = 1.0
             response.heartbeat_acked = msg.heartbeat
             if response.assignments or response.updates or msg.heartbeat:
+                yield response
+            for left in range(credits - first, 0, -batch or -1):
+                response = task_service_pb2.WorkerSessionResponse()
+                self._assign(response.assignments, min(left, batch))
                 yield response
 
     async def run_task(
