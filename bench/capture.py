@@ -20,6 +20,7 @@ import contextlib
 import pickle
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,8 @@ from sqlalchemy.engine import make_url
 
 from bench.harness import PostgresCpu, own_cpu_seconds
 
+# A statement's first words name it in the replay's account of where the time went.
+HEAD_WORDS = 6
 # One statement as the driver got it: SQL text, parameters, executemany or not.
 Statement = tuple[str, Any, bool]
 
@@ -117,12 +120,20 @@ class Replayed:
     rows: int  # executemany rows counted one each
     client_cpu: float  # the replaying process (on SQLite: the database itself)
     database_cpu: float  # PostgreSQL's backend for the replay connection
+    # Seconds per statement (its first words), the costliest first.
+    costliest: list[tuple[str, float]] = field(default_factory=list)
 
 
-def _count(txns: Sequence[Transaction], seconds: float, cpu: tuple[float, float]) -> Replayed:
+def _count(
+    txns: Sequence[Transaction], seconds: float, cpu: tuple[float, float], spent: Counter[str]
+) -> Replayed:
     statements = sum(len(t.statements) for t in txns)
     rows = sum(len(p) if many else 1 for t in txns for _, p, many in t.statements)
-    return Replayed(seconds, len(txns), statements, rows, *cpu)
+    return Replayed(seconds, len(txns), statements, rows, *cpu, spent.most_common(3))
+
+
+def _head(sql: str) -> str:
+    return " ".join(sql.split()[:HEAD_WORDS])
 
 
 # -- SQLite: the sqlite3 module, with the store's pragmas -------------------------------
@@ -142,13 +153,15 @@ def sqlite_connect(path: str) -> sqlite3.Connection:
     return conn
 
 
-def _sqlite_run(conn: sqlite3.Connection, txn: Transaction) -> None:
+def _sqlite_run(conn: sqlite3.Connection, txn: Transaction, spent: Counter[str]) -> None:
     cursor = conn.cursor()
     for sql, params, many in txn.statements:
+        start = time.perf_counter()
         if many:
             cursor.executemany(sql, params)
         else:
             cursor.execute(sql, params or ()).fetchall()
+        spent[_head(sql)] += time.perf_counter() - start
     if conn.in_transaction:
         conn.execute("COMMIT" if txn.committed else "ROLLBACK")
 
@@ -156,14 +169,16 @@ def _sqlite_run(conn: sqlite3.Connection, txn: Transaction) -> None:
 def replay_sqlite(path: str, log: Sequence[Transaction], window: tuple[float, float]) -> Replayed:
     before, inside = split(log, window)
     with contextlib.closing(sqlite_connect(path)) as conn:
+        spent: Counter[str] = Counter()
         for txn in before:
-            _sqlite_run(conn, txn)
+            _sqlite_run(conn, txn, spent)
+        spent.clear()
         cpu, start = own_cpu_seconds(), time.perf_counter()
         for txn in inside:
-            _sqlite_run(conn, txn)
+            _sqlite_run(conn, txn, spent)
         seconds = time.perf_counter() - start
         cpu = own_cpu_seconds() - cpu
-    return _count(inside, seconds, (cpu, 0.0))
+    return _count(inside, seconds, (cpu, 0.0), spent)
 
 
 # -- PostgreSQL: asyncpg, one connection --------------------------------------------------
@@ -171,16 +186,18 @@ def replay_sqlite(path: str, log: Sequence[Transaction], window: tuple[float, fl
 _ISOLATION = {"REPEATABLE READ": "repeatable_read", "SERIALIZABLE": "serializable"}
 
 
-async def _pg_run(conn: Any, txn: Transaction) -> None:
+async def _pg_run(conn: Any, txn: Transaction, spent: Counter[str]) -> None:
     tr = conn.transaction(isolation=_ISOLATION.get(txn.isolation or "", "read_committed"))
     await tr.start()
     for sql, params, many in txn.statements:
+        start = time.perf_counter()
         if many:
             await conn.executemany(sql, params)
         elif params:
             await conn.fetch(sql, *params)
         else:
             await conn.execute(sql)
+        spent[_head(sql)] += time.perf_counter() - start
     await (tr.commit() if txn.committed else tr.rollback())
 
 
@@ -192,16 +209,18 @@ async def replay_postgres(
     before, inside = split(log, window)
     conn = await asyncpg.connect(dsn)
     try:
+        spent: Counter[str] = Counter()
         for txn in before:
-            await _pg_run(conn, txn)
+            await _pg_run(conn, txn, spent)
+        spent.clear()
         backend = PostgresCpu(make_url(dsn).database or "")
         backend.start()
         cpu, start = own_cpu_seconds(), time.perf_counter()
         for txn in inside:
-            await _pg_run(conn, txn)
+            await _pg_run(conn, txn, spent)
         seconds = time.perf_counter() - start
         db = backend.stop()
         cpu = own_cpu_seconds() - cpu - backend.own
     finally:
         await conn.close()
-    return _count(inside, seconds, (cpu, db))
+    return _count(inside, seconds, (cpu, db), spent)

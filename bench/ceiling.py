@@ -43,10 +43,19 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 from jobtask.v1 import job_task_pb2, task_service_pb2, task_service_pb2_grpc
+from sqlalchemy.engine import make_url
 
 from bench import capture, throughput
 from bench.bare import BATCH_KEY
-from bench.harness import Config, Result, announce, child, log, own_cpu_seconds
+from bench.harness import (
+    Config,
+    PostgresCpu,
+    Result,
+    announce,
+    child,
+    log,
+    own_cpu_seconds,
+)
 from bench.stack import CHANNEL_OPTIONS, postgres_database
 from bench.throughput import BARE_JOB, SLOTS, Observed
 
@@ -221,7 +230,8 @@ async def replayed(kind: str, count: int, peer: tuple[str, float | None]) -> lis
         f"per task: {per} ({r.rows / count:.1f} counting executemany rows); CPU per task "
         f"{cpu:,.0f} µs (replaying process {r.client_cpu / count * 1e6:,.0f}, "
         f"PostgreSQL backend {r.database_cpu / count * 1e6:,.0f}); jobtask itself, "
-        f"recording them: {rate:,.0f} tasks/s"
+        f"recording them: {rate:,.0f} tasks/s; the replay's time by statement: "
+        + "; ".join(f"{100 * t / r.seconds:.0f}% «{head} …»" for head, t in r.costliest)
     )
     return [
         Result(
@@ -252,7 +262,9 @@ async def pgqueuer_shaped(count: int, batch: int, peer: float | None) -> Result:
                 " status text NOT NULL, entrypoint text NOT NULL, priority int NOT NULL,"
                 " created timestamptz NOT NULL DEFAULT now())"
             )
-            start = time.perf_counter()
+            backend = PostgresCpu(make_url(dsn).database or "")
+            backend.start()
+            cpu, start = own_cpu_seconds(), time.perf_counter()
             for i in range(0, count, ENQUEUE_CHUNK):
                 n = min(ENQUEUE_CHUNK, count - i)
                 await conn.execute(
@@ -282,6 +294,8 @@ async def pgqueuer_shaped(count: int, batch: int, peer: float | None) -> Result:
                 )
                 done += len(rows)
             seconds = time.perf_counter() - start
+            db = backend.stop()
+            cpu = own_cpu_seconds() - cpu - backend.own
         finally:
             await conn.close()
     if done != count:
@@ -294,7 +308,9 @@ async def pgqueuer_shaped(count: int, batch: int, peer: float | None) -> Result:
         f"PgQueuer batch_size {batch}",
         peer,
         note="enqueue (a thousand a statement), claim UPDATE ... SKIP LOCKED RETURNING, one "
-        "DELETE + log INSERT per claim; one connection, each statement its own transaction",
+        "DELETE + log INSERT per claim; one connection, each statement its own transaction; "
+        f"CPU per task: PostgreSQL backend {db / count * 1e6:,.0f} µs, "
+        f"the process sending them {cpu / count * 1e6:,.0f} µs",
     )
 
 
@@ -307,7 +323,7 @@ def huey_shaped(count: int, peer: float | None) -> Result:
             " priority REAL NOT NULL DEFAULT 0)"
         )
         conn.execute("CREATE INDEX task_priority_id ON task (priority DESC, id ASC)")
-        start = time.perf_counter()
+        cpu, start = own_cpu_seconds(), time.perf_counter()
         for i in range(0, count, ENQUEUE_CHUNK):
             n = min(ENQUEUE_CHUNK, count - i)
             conn.execute("BEGIN IMMEDIATE")
@@ -330,6 +346,7 @@ def huey_shaped(count: int, peer: float | None) -> Result:
             conn.execute("COMMIT")
             done += 1
         seconds = time.perf_counter() - start
+        cpu = own_cpu_seconds() - cpu
         conn.close()
     if done != count:
         raise RuntimeError(f"Huey-shaped: {done} of {count} done")
@@ -341,7 +358,8 @@ def huey_shaped(count: int, peer: float | None) -> Result:
         "Huey (SQLite)",
         peer,
         note="enqueue (a thousand a transaction), then per task BEGIN IMMEDIATE, SELECT the "
-        f"first, DELETE it, COMMIT; sqlite3 {sqlite3.sqlite_version}, the store's pragmas",
+        f"first, DELETE it, COMMIT; sqlite3 {sqlite3.sqlite_version}, the store's pragmas; "
+        f"CPU per task {cpu / count * 1e6:,.0f} µs",
     )
 
 
