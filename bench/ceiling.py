@@ -42,10 +42,11 @@ import time
 from collections.abc import Awaitable, Callable
 
 import grpc
+from google.protobuf import empty_pb2, struct_pb2
 from jobtask.v1 import job_task_pb2, task_service_pb2, task_service_pb2_grpc
 from sqlalchemy.engine import make_url
 
-from bench import capture, throughput
+from bench import bare, capture, throughput
 from bench.bare import BATCH_KEY
 from bench.harness import (
     Config,
@@ -160,11 +161,24 @@ async def _floor_main(argv: list[str]) -> None:
 # -- 1. the gRPC floor: the rows ------------------------------------------------------------
 
 
+def _carried(traffic: struct_pb2.Struct) -> str:
+    """How many tasks the session's messages carried, each way."""
+    t = dict(traffic)
+    out = t.get("assignments", 0) / max(1, t.get("responses", 0))
+    back = t.get("reports", 0) / max(1, t.get("requests", 0))
+    return (
+        f"{t.get('responses', 0):,.0f} messages to the worker, {out:.1f} assignments each; "
+        f"{t.get('requests', 0):,.0f} from it, {back:.1f} reports each"
+    )
+
+
 async def floor(cfg: Config, huey: float | None) -> list[Result]:
     count = cfg.pick(FLOOR_TASKS, 50)
     results = []
     async with child("bench.bare", BARE_JOB.SerializeToString().hex()) as (server, ready):
         addr = f"127.0.0.1:{ready['port']}"
+        channel = grpc.aio.insecure_channel(addr)
+        stats = bare.stubs(channel)["stats"]
         for batch in FLOOR_BATCHES:
             for mode in FLOOR_MODES:
                 log(f"ceiling: gRPC floor, {count:,} tasks, {batch} a message, client {mode}")
@@ -174,6 +188,7 @@ async def floor(cfg: Config, huey: float | None) -> list[Result]:
                     pass
                 server_us = (server.cpu_seconds() - before) / count * 1e6
                 client_us = out["cpu"] / count * 1e6
+                carried = _carried(await stats(empty_pb2.Empty()))
                 results.append(
                     Result(
                         "ceiling gRPC floor",
@@ -183,19 +198,26 @@ async def floor(cfg: Config, huey: float | None) -> list[Result]:
                         "Huey (SQLite)",
                         huey,
                         note=f"CPU per task: server {server_us:,.0f} µs, "
-                        f"client {client_us:,.0f} µs",
+                        f"client {client_us:,.0f} µs; {carried}",
                     )
                 )
-    log(f"ceiling: the store-less session, jobtask's worker agent, {count:,} tasks")
+        log(f"ceiling: the store-less session, jobtask's worker agent, {count:,} tasks")
+        before, agent = server.cpu_seconds(), Observed()
+        rate = await throughput.protocol_ceiling(count, addr, agent)
+        server_us = (server.cpu_seconds() - before) / count * 1e6
+        worker_us = agent.cpu["worker"] / count * 1e6
+        carried = _carried(await stats(empty_pb2.Empty()))
+        await channel.close()
     results.append(
         Result(
             "ceiling gRPC floor",
             "store-less WorkerSession (bench/bare.py), jobtask's worker agent, 1 worker",
             "tasks/s",
-            await throughput.protocol_ceiling(count),
+            rate,
             "Huey (SQLite)",
             huey,
-            note="bench.throughput's no-store row, same run",
+            note=f"bench.throughput's no-store row on the same server: CPU per task: server "
+            f"{server_us:,.0f} µs, worker {worker_us:,.0f} µs; {carried}",
         )
     )
     return results

@@ -190,13 +190,18 @@ async def jobtask_jobs(
     return count / total, note
 
 
-async def protocol_ceiling(count: int) -> float:
-    """Tasks/s the no-op worker drains from a TaskService that does no work at all."""
-    async with child("bench.bare", BARE_JOB.SerializeToString().hex()) as (_, ready):
-        addr = f"127.0.0.1:{ready['port']}"
+async def protocol_ceiling(count: int, addr: str = "", seen: Observed | None = None) -> float:
+    """Tasks/s the no-op worker drains from a TaskService that does no work at all (at
+    `addr`, a bench.bare already running; else one of its own)."""
+    if addr:
         worker = ("bench.noop_worker", addr, addr, "-", str(count), str(SLOTS))
         async with child(*worker) as (_, out):
+            if seen:
+                seen.cpu = {"worker": out["cpu"]}
+                seen.seconds = out["seconds"]
             return float(count / out["seconds"])
+    async with child("bench.bare", BARE_JOB.SerializeToString().hex()) as (_, ready):
+        return await protocol_ceiling(count, f"127.0.0.1:{ready['port']}", seen)
 
 
 def _peer_seen(seen: Observed | None, meter: Meter, out: dict[str, Any], wall: float) -> None:
