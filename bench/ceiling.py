@@ -9,22 +9,27 @@ prints it (`python -m bench --only ceiling`; --tasks sets the task count).
    per task ("await"); and the agent's shape ("task": an asyncio.create_task per task
    that awaits noop() and queues its report, one writer sending everything queued as one
    message, as jobtask.worker's session link does). Beside them, the store-less row of
-   bench.throughput: jobtask's own worker agent draining the same server.
+   bench.throughput: jobtask's own worker agent draining the same server. The notes give
+   each process's CPU per task and what the session's messages carried (bench.bare
+   counts them: assignments per message out, reports per message back).
 2. The database alone: one fan-out job of COUNT tasks run by jobtask (bench.server
    --capture records every statement it sends, per transaction: bench.capture), then the
    transactions committed between the workers' start and the last completion replayed in
    commit order on one bare connection (sqlite3 with the store's pragmas; asyncpg) to a
-   database brought to the same start by replaying the ones before: tasks/s is the
-   store's ceiling for today's statements. Beside it, minimal peer-shaped statements on
-   one connection: on PostgreSQL PgQueuer's (a claim UPDATE ... FOR UPDATE SKIP LOCKED
-   RETURNING of `batch` jobs, then one statement deleting them and writing their log
-   rows), on SQLite Huey's (per task: BEGIN IMMEDIATE, SELECT the first, DELETE it,
-   COMMIT), after enqueuing COUNT rows a thousand a statement.
+   database brought to the same start by replaying the ones before: tasks/s is what the
+   database alone does with today's statements, serially (on PostgreSQL it moves with the
+   planner's statistics of the moment; the notes name the costliest statements). Beside
+   it, minimal peer-shaped statements on one connection: on PostgreSQL PgQueuer's (a
+   claim UPDATE ... FOR UPDATE SKIP LOCKED RETURNING of `batch` jobs, then one statement
+   deleting them and writing their log rows), on SQLite Huey's (per task: BEGIN
+   IMMEDIATE, SELECT the first, DELETE it, COMMIT), after enqueuing COUNT rows a thousand
+   a statement; their CPU per task in the notes.
 3. CPU per task: the fan-out case (one worker) on each store and each peer as
    bench.throughput runs them, with the CPU seconds every process spent in the measured
    window: server, worker(s) or consumer, this process (the load generator), and on
-   PostgreSQL the backends serving the run's database (from /proc; PostgreSQL's shared
-   processes, the WAL writer and checkpointer, are not counted). On SQLite the database
+   PostgreSQL the backends serving the run's database (sampled from /proc, so a backend
+   that exits still counts: harness.PostgresCpu; PostgreSQL's shared processes, the WAL
+   writer and checkpointer, are not counted). On SQLite the database
    runs inside the process that sends the statements. Two bounds follow from each:
    cores / CPU per task, and 1 / the busiest process's CPU per task (one Python process
    uses one core at most).
