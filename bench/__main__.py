@@ -9,6 +9,7 @@ python -m bench --tasks 1000          # throughput task count (default 10,000)
 python -m bench --workers 1,4         # throughput: worker process counts (default 1,4)
 python -m bench --big                 # also the 100,000-task fan-out (JOBTASK_BENCH_BIG=1)
 python -m bench --only fairshare      # the optional fair-share row (--fairshare-tasks/-jobs)
+python -m bench --only ceiling        # the measured ceilings (gRPC floor, database alone, CPU)
 python -m bench --profile DIR         # py-spy profiles of every jobtask server
 python -m bench --json FILE           # the results as JSON too
 """
@@ -25,7 +26,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from bench import dashboard, fairshare, fanout, ingest, latency, memory, throughput, unary
+from bench import ceiling, dashboard, fairshare, fanout, ingest, latency, memory, throughput, unary
 from bench.harness import Config, Result, results_json, table
 from bench.profile import PROFILE_DIR_ENV, summary
 
@@ -37,6 +38,7 @@ BENCHMARKS = {
     "unary": unary.run,
     "memory": memory.run,
     "dashboard": dashboard.run,
+    "ceiling": ceiling.run,
 }
 # Run only when named in --only (kept out of the default suite and of CI's smoke run).
 OPTIONAL = {"fairshare": fairshare.run}

@@ -14,7 +14,8 @@ same messages, so one load generator drives both and the ratio is jobtask's over
   tasks for every credit at once and answers each exit with the task Completed; ClaimTask
   answers max_tasks made-up assignments at once; RunTask answers a message that reports an
   exit with the task Completed. The drain rate it allows is the ceiling of any store
-  behind that protocol and this worker.
+  behind that protocol and this worker. Its WorkerSession traffic (messages each way,
+  reports and assignments they carried) is counted; Stats returns and resets it.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ import asyncio
 import itertools
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+from google.protobuf import empty_pb2, struct_pb2
 from jobtask.v1 import job_pb2, job_service_pb2, job_task_pb2, task_service_pb2, watch_pb2
 
 from bench.harness import announce, wait_for_stdin_close
@@ -36,6 +39,9 @@ ECHO = f"/{SERVICE}/Echo"
 INGEST = f"/{SERVICE}/Ingest"
 WATCH = f"/{SERVICE}/Watch"
 PUBLISH = f"/{SERVICE}/Publish"
+STATS = f"/{SERVICE}/Stats"
+# WorkerSession metadata: assignments per message (bench.ceiling); absent: all at once.
+BATCH_KEY = "bench-batch"
 
 
 class Bare:
@@ -43,6 +49,9 @@ class Bare:
         self.job = job
         self.subscribers: list[asyncio.Queue[watch_pb2.WatchEvent | None]] = []
         self.task_numbers = itertools.count()
+        # WorkerSession traffic since the last Stats call: messages each way, and what
+        # they carried (bench.ceiling: how many tasks a message carries).
+        self.traffic: Counter[str] = Counter()
 
     async def echo(self, request: job_service_pb2.GetJobRequest, context: Any) -> job_pb2.Job:
         return self.job
@@ -111,11 +120,18 @@ class Bare:
     async def worker_session(
         self, requests: AsyncIterator[task_service_pb2.WorkerSessionRequest], context: Any
     ) -> AsyncIterator[task_service_pb2.WorkerSessionResponse]:
-        """Assignments for every credit at once; every exit answered Completed at once."""
+        """Assignments for every credit at once; every exit answered Completed at once.
+        A call with metadata `bench-batch: B` gets its assignments B a message at most
+        (bench.ceiling's gRPC floor), the first of them carrying the updates."""
+        batch = int(dict(context.invocation_metadata()).get(BATCH_KEY, 0))
+        traffic = self.traffic
         async for msg in requests:
+            traffic["requests"] += 1
+            traffic["reports"] += len(msg.reports)
             response = task_service_pb2.WorkerSessionResponse()
             credits = msg.open.free_slots if msg.HasField("open") else msg.credits
-            self._assign(response.assignments, credits)
+            first = min(credits, batch) if batch else credits
+            self._assign(response.assignments, first)
             for report in msg.reports:
                 if report.HasField("exit_code"):
                     update = response.updates.add(task_uuid=report.task_uuid, acked_seq=report.seq)
@@ -125,7 +141,22 @@ class Bare:
                     update.task.progress = 1.0
             response.heartbeat_acked = msg.heartbeat
             if response.assignments or response.updates or msg.heartbeat:
+                traffic["responses"] += 1
+                traffic["assignments"] += len(response.assignments)
                 yield response
+            for left in range(credits - first, 0, -batch or -1):
+                response = task_service_pb2.WorkerSessionResponse()
+                self._assign(response.assignments, min(left, batch))
+                traffic["responses"] += 1
+                traffic["assignments"] += len(response.assignments)
+                yield response
+
+    async def stats(self, request: empty_pb2.Empty, context: Any) -> struct_pb2.Struct:
+        """The WorkerSession traffic since the last call (then counted afresh)."""
+        out = struct_pb2.Struct()
+        out.update(dict(self.traffic))
+        self.traffic.clear()
+        return out
 
     async def run_task(
         self, requests: AsyncIterator[task_service_pb2.RunTaskRequest], context: Any
@@ -186,6 +217,11 @@ async def main() -> None:
                 request_deserializer=job_service_pb2.GetJobRequest.FromString,
                 response_serializer=job_pb2.Job.SerializeToString,
             ),
+            "Stats": grpc.unary_unary_rpc_method_handler(
+                bare.stats,
+                request_deserializer=empty_pb2.Empty.FromString,
+                response_serializer=struct_pb2.Struct.SerializeToString,
+            ),
         },
     )
     server = grpc.aio.server()
@@ -221,6 +257,11 @@ def stubs(channel: grpc.aio.Channel) -> dict[str, Any]:
             PUBLISH,
             request_serializer=job_service_pb2.GetJobRequest.SerializeToString,
             response_deserializer=job_pb2.Job.FromString,
+        ),
+        "stats": channel.unary_unary(
+            STATS,
+            request_serializer=empty_pb2.Empty.SerializeToString,
+            response_deserializer=struct_pb2.Struct.FromString,
         ),
     }
 

@@ -15,6 +15,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -162,9 +163,7 @@ class Child:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time used so far (Linux /proc)."""
-        with open(f"/proc/{self.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return proc_cpu_seconds(self.pid)
 
     def stop(self, timeout: float = 20.0) -> None:
         if self.proc.poll() is None:
@@ -193,6 +192,75 @@ async def child(
         yield proc, ready
     finally:
         await asyncio.to_thread(proc.stop)
+
+
+def proc_cpu_seconds(pid: int | str) -> float:
+    """User + system CPU time a process used so far (Linux /proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    """User + system CPU time of this process (all its threads) so far."""
+    t = os.times()
+    return t.user + t.system
+
+
+class PostgresCpu:
+    """The CPU seconds the PostgreSQL processes serving one database spend (its backends
+    and autovacuum workers: their process titles name it), from /proc. A thread samples
+    them every SAMPLE_SECONDS, so a backend that exits meanwhile (its client closed) still
+    counts, up to its last sample; the thread's own CPU is `own` (to take out of this
+    process's). PostgreSQL's shared processes (WAL writer, checkpointer) are not counted.
+    Start with start(), read with stop()."""
+
+    SAMPLE_SECONDS = 0.02
+
+    def __init__(self, database: str) -> None:
+        self.database = database
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.others: set[int] = set()
+        self.own = 0.0
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> dict[int, float]:
+        seen = {}
+        for name in os.listdir("/proc"):
+            if not name.isdigit() or int(name) in self.others:
+                continue
+            pid = int(name)
+            try:
+                if pid not in self.last:
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        title = f.read().replace(b"\0", b" ").decode(errors="replace")
+                    if not title.startswith("postgres: "):
+                        self.others.add(pid)
+                        continue
+                    if f" {self.database} " not in title:
+                        continue  # perhaps not yet named: looked at again next time
+                seen[pid] = proc_cpu_seconds(pid)
+            except OSError:
+                continue  # it exited meanwhile
+        return seen
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self.SAMPLE_SECONDS):
+            self.last.update(self._sample())
+        self.last.update(self._sample())
+        self.own = time.thread_time()
+
+    def start(self) -> None:
+        self.first = self._sample()
+        self.last = dict(self.first)
+        self._thread.start()
+
+    def stop(self) -> float:
+        self._stopped.set()
+        self._thread.join()
+        return sum(cpu - self.first.get(pid, 0.0) for pid, cpu in self.last.items())
 
 
 async def wait_for_stdin_close() -> None:

@@ -13,7 +13,8 @@ runnable: a one-task job's task is created with its job), and the part of it up 
 claim (its started_at, stamped by the server as it claimed the task).
 
 Counted (the default): runs until COUNT tasks were decided by the server (COUNT includes
-the creating task) and prints {"seconds": s, "create_seconds": c, "completed": n, ...}.
+the creating task) and prints {"seconds": s, "create_seconds": c, "completed": n, "cpu": u,
+...} (u: the CPU seconds this process used meanwhile).
 
 Coordinated (--coordinated, for several worker processes sharing one queue): prints
 {"ready": true} once set up, starts on the first line read from its standard input, then
@@ -39,7 +40,7 @@ from jobtask.sdk.config import ClientConfig
 from jobtask.v1 import job_task_pb2
 from jobtask.worker import Functions, TaskContext, Worker, WorkerConfig
 
-from bench.harness import announce
+from bench.harness import announce, own_cpu_seconds
 
 COMPLETED = job_task_pb2.TASK_STATUS_COMPLETED
 PROGRESS_EVERY = 0.02
@@ -129,6 +130,7 @@ async def main() -> None:
             await asyncio.to_thread(sys.stdin.readline)
         started = time.time()
         start = time.perf_counter()
+        cpu = own_cpu_seconds()
 
         async def note_created() -> None:
             await created.wait()
@@ -152,6 +154,7 @@ async def main() -> None:
             side.append(asyncio.create_task(progress()))
         await worker.run(stop)
         seconds = time.perf_counter() - start
+        cpu = own_cpu_seconds() - cpu
         for t in side:
             t.cancel()
         if counts["other"]:
@@ -160,6 +163,7 @@ async def main() -> None:
     announce(
         done=True,
         seconds=seconds,
+        cpu=cpu,
         started=started,
         created=marks["created"],
         create_seconds=created_seconds,

@@ -6,19 +6,21 @@
 
 Each drains COUNT tasks that the parent enqueued beforehand (`enqueue_huey`,
 `enqueue_procrastinate`, `enqueue_pgqueuer`) and prints {"seconds": s}, timed from the
-consumer's start to the last task's end, start-up of the Python process excluded.
+consumer's start to the last task's end, start-up of the Python process excluded, and
+{"cpu": c}, the CPU seconds the consumer process used meanwhile (bench.ceiling).
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import sys
 import threading
 import time
 from typing import Any
 
-from bench.harness import announce
+from bench.harness import announce, own_cpu_seconds
 
 HUEY_FILE_ENV = "JOBTASK_BENCH_HUEY_FILE"
 # procrastinate worker concurrency (its default is 1).
@@ -182,6 +184,9 @@ def main() -> None:
     import bench.peers as peers
 
     kind, where, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    # Imported before the CPU mark: the drain's CPU excludes loading the library.
+    importlib.import_module(kind)
+    cpu = own_cpu_seconds()
     if kind == "huey":
         seconds = peers.drain_huey(where, count)
     elif kind == "procrastinate":
@@ -190,7 +195,7 @@ def main() -> None:
         seconds = asyncio.run(peers.drain_pgqueuer(where, count, int(sys.argv[4])))
     else:
         raise SystemExit(f"unknown peer {kind!r}")
-    announce(seconds=seconds)
+    announce(seconds=seconds, cpu=own_cpu_seconds() - cpu)
     sys.stdout.flush()
     os._exit(0)  # consumer threads must not hold the process open
 

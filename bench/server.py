@@ -1,11 +1,13 @@
 """The system under test in its own process: JobService and TaskService (`serve_all`) on
 one store, and optionally the REST gateway in a second process of its own.
 
-    python -m bench.server DATABASE_URL [--lease-ttl S] [--no-fair-share]
+    python -m bench.server DATABASE_URL [--lease-ttl S] [--no-fair-share] [--capture FILE]
 
 Prints {"jobs": port, "tasks": port, "token": t, "pid": pid} once serving, where `token` is
 a stored API token of the system user (what `jobtask token create` gives a worker), then
-serves until its standard input closes.
+serves until its standard input closes. With --capture, every SQL statement the server
+sends is recorded with its parameters, grouped per transaction, and written to FILE as it
+stops (bench.ceiling replays them).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 from jobtask.manager.tokens import issue_token
 from jobtask.server.app import serve_all
 
+from bench.capture import Capture
 from bench.harness import announce, wait_for_stdin_close
 
 
@@ -26,8 +29,10 @@ async def main() -> None:
     parser.add_argument("database_url")
     parser.add_argument("--lease-ttl", type=float, default=30.0)
     parser.add_argument("--no-fair-share", action="store_true")
+    parser.add_argument("--capture")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    capture = Capture() if args.capture else None
     services = await serve_all(
         args.database_url,
         root_token="bench-root-" + os.urandom(8).hex(),
@@ -57,6 +62,8 @@ async def main() -> None:
         await wait_for_stdin_close()
     finally:
         await services.stop(0.5)
+        if capture:
+            capture.dump(args.capture)
 
 
 if __name__ == "__main__":

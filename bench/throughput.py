@@ -36,12 +36,24 @@ import importlib.util
 import os
 import tempfile
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from jobtask.v1 import job_pb2
+from sqlalchemy.engine import make_url
 
 from bench import peers
 from bench.fleet import Fleet, fleet
-from bench.harness import Config, Result, child, log
+from bench.harness import (
+    Child,
+    Config,
+    PostgresCpu,
+    Result,
+    child,
+    log,
+    own_cpu_seconds,
+)
 from bench.stack import database, running
 
 SLOTS = 100
@@ -61,18 +73,73 @@ PGQUEUER_BATCHES = (10, 100)
 # The 100,000-task fan-out (--big / JOBTASK_BENCH_BIG=1).
 BIG_TASKS = 100_000
 BIG = os.environ.get("JOBTASK_BENCH_BIG", "") not in ("", "0")
+# The job bench.bare's store-less TaskService assigns tasks of.
+BARE_JOB = job_pb2.Job(uuid="zzzzz-8i9sb-000000000000000", script="noop")
 
 
 def _have(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-async def jobtask_fanout(kind: str, count: int, workers: int = 1) -> tuple[float, str]:
-    async with database(kind) as url, running(url) as stack:
+@dataclass
+class Observed:
+    """What bench.ceiling asks a run to note beside its figure: the measured window (wall
+    clock, time.time()) and the CPU seconds each process spent in it, by role."""
+
+    server_args: Sequence[str] = ()
+    window: tuple[float, float] = (0.0, 0.0)
+    cpu: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+class Meter:
+    """CPU seconds spent between start() and stop(), by role: each part's processes, this
+    process (the load generator; the sampler thread taken out) and, on PostgreSQL, the
+    backends serving the run's database. On SQLite the database runs inside the process
+    that sends the statements."""
+
+    def __init__(self, url: str, parts: dict[str, Child | Sequence[Child]] | None = None) -> None:
+        self.parts = parts or {}
+        postgres = url.startswith("postgresql")
+        self.pg = PostgresCpu(make_url(url).database or "") if postgres else None
+        self.before: dict[str, float] = {}
+        self.own = 0.0
+
+    def _parts(self) -> dict[str, float]:
+        return {
+            name: sum(p.cpu_seconds() for p in ([procs] if isinstance(procs, Child) else procs))
+            for name, procs in self.parts.items()
+        }
+
+    def start(self) -> None:
+        self.before = self._parts()
+        self.own = own_cpu_seconds()
+        if self.pg:
+            self.pg.start()
+
+    def stop(self) -> dict[str, float]:
+        cpu = {k: v - self.before[k] for k, v in self._parts().items()}
+        cpu["database"] = self.pg.stop() if self.pg else 0.0
+        sampler = self.pg.own if self.pg else 0.0
+        cpu["load generator"] = own_cpu_seconds() - self.own - sampler
+        return cpu
+
+
+async def jobtask_fanout(
+    kind: str, count: int, workers: int = 1, seen: Observed | None = None
+) -> tuple[float, str]:
+    extra = seen.server_args if seen else ()
+    async with database(kind) as url, running(url, extra=extra) as stack:
         await stack.submit()
         async with fleet(stack, workers, SLOTS, creator=count) as f:
+            meter = Meter(url, {"server": stack.server, "worker": f.procs})
+            meter.start()
             f.go()
             seconds = await f.until(count + 1)
+            if seen:
+                seen.cpu = meter.stop()
+                seen.window = (f.started, f.started + seconds)
+                seen.seconds = seconds
             await f.finish()
     create = f.create_seconds
     rate = count / seconds
@@ -123,53 +190,74 @@ async def jobtask_jobs(
     return count / total, note
 
 
-async def protocol_ceiling(count: int) -> float:
-    """Tasks/s the no-op worker drains from a TaskService that does no work at all."""
-    job = job_pb2.Job(uuid="zzzzz-8i9sb-000000000000000", script="noop")
-    async with child("bench.bare", job.SerializeToString().hex()) as (_, ready):
-        addr = f"127.0.0.1:{ready['port']}"
+async def protocol_ceiling(count: int, addr: str = "", seen: Observed | None = None) -> float:
+    """Tasks/s the no-op worker drains from a TaskService that does no work at all (at
+    `addr`, a bench.bare already running; else one of its own)."""
+    if addr:
         worker = ("bench.noop_worker", addr, addr, "-", str(count), str(SLOTS))
         async with child(*worker) as (_, out):
+            if seen:
+                seen.cpu = {"worker": out["cpu"]}
+                seen.seconds = out["seconds"]
             return float(count / out["seconds"])
+    async with child("bench.bare", BARE_JOB.SerializeToString().hex()) as (_, ready):
+        return await protocol_ceiling(count, f"127.0.0.1:{ready['port']}", seen)
 
 
-async def huey(count: int) -> tuple[float, str]:
+def _peer_seen(seen: Observed | None, meter: Meter, out: dict[str, Any], wall: float) -> None:
+    """A peer's CPU by role: its consumer process reports its own."""
+    cpu = meter.stop()
+    if seen:
+        seen.cpu = {"consumer": out["cpu"], **cpu}
+        seen.seconds = wall
+
+
+async def huey(count: int, seen: Observed | None = None) -> tuple[float, str]:
     with tempfile.TemporaryDirectory(prefix="bench-huey-") as tmp:
         path = os.path.join(tmp, "huey.sqlite3")
+        meter = Meter(path)
+        meter.start()
         start = time.perf_counter()
         await asyncio.to_thread(peers.enqueue_huey, path, count)
         enqueue = time.perf_counter() - start
         async with child("bench.peers", "huey", path, str(count), within=900) as (_, out):
             drain = out["seconds"]
+            _peer_seen(seen, meter, out, enqueue + drain)
     return count / (
         enqueue + drain
     ), f"enqueue {count / enqueue:,.0f}/s, drain {count / drain:,.0f}/s"
 
 
-async def procrastinate(count: int) -> tuple[float, str]:
+async def procrastinate(count: int, seen: Observed | None = None) -> tuple[float, str]:
     from bench.stack import postgres_database
 
     async with postgres_database("procrastinate_bench") as dsn:
+        meter = Meter(dsn)
+        meter.start()
         start = time.perf_counter()
         await peers.enqueue_procrastinate(dsn, count)
         enqueue = time.perf_counter() - start
         async with child("bench.peers", "procrastinate", dsn, str(count), within=900) as (_, out):
             drain = out["seconds"]
+            _peer_seen(seen, meter, out, enqueue + drain)
     return count / (
         enqueue + drain
     ), f"enqueue {count / enqueue:,.0f}/s, drain {count / drain:,.0f}/s"
 
 
-async def pgqueuer(count: int, batch_size: int) -> tuple[float, str]:
+async def pgqueuer(count: int, batch_size: int, seen: Observed | None = None) -> tuple[float, str]:
     from bench.stack import postgres_database
 
     async with postgres_database("pgqueuer_bench") as dsn:
+        meter = Meter(dsn)
+        meter.start()
         start = time.perf_counter()
         await peers.enqueue_pgqueuer(dsn, count)
         enqueue = time.perf_counter() - start
         args = ("pgqueuer", dsn, str(count), str(batch_size))
         async with child("bench.peers", *args, within=900) as (_, out):
             drain = out["seconds"]
+            _peer_seen(seen, meter, out, enqueue + drain)
     return count / (enqueue + drain), (
         f"{count:,} jobs: enqueue {count / enqueue:,.0f}/s, drain {count / drain:,.0f}/s"
     )

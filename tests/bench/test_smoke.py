@@ -12,7 +12,7 @@ import math
 
 import pytest
 
-from bench import dashboard, fairshare, fanout, ingest, latency, memory, throughput, unary
+from bench import ceiling, dashboard, fairshare, fanout, ingest, latency, memory, throughput, unary
 from bench.harness import Config, Result, table
 
 SMOKE = Config(smoke=True)
@@ -88,3 +88,19 @@ async def test_latency() -> None:
 
 async def test_fairshare() -> None:
     _check(await fairshare.run(SMOKE))
+
+
+@pytest.mark.postgres
+async def test_ceiling() -> None:
+    results = await ceiling.run(SMOKE)
+    _check(results)
+    benches = {r.bench for r in results}
+    assert {"ceiling gRPC floor", "ceiling sqlite alone", "ceiling postgres alone"} <= benches
+    # Every batch size of the floor, each with the three clients.
+    for batch in ceiling.FLOOR_BATCHES:
+        assert sum(f"WorkerSession, {batch} a message" in r.metric for r in results) == 3
+    # jobtask's CPU per task split by process, on both stores.
+    for part in ("server", "worker"):
+        for kind in ("sqlite", "postgres"):
+            assert any(r.metric == f"jobtask {kind}: CPU per task, {part}" for r in results)
+    assert any(r.metric == "jobtask postgres: CPU per task, database" for r in results)
