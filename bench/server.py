@@ -18,7 +18,7 @@ import logging
 import os
 
 from jobtask.manager.tokens import issue_token
-from jobtask.server.app import serve_all
+from jobtask.server.app import freeze_startup_heap, serve_all
 
 from bench.capture import Capture
 from bench.harness import announce, wait_for_stdin_close
@@ -51,6 +51,7 @@ async def main() -> None:
         )[1]
         for u in ("a", "b")
     ]
+    freeze_startup_heap()  # as `jobtask up` does once it serves
     announce(
         jobs=services.jobs_port,
         tasks=services.tasks_port,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -225,6 +226,15 @@ class Services:
 
     async def wait(self) -> None:
         await asyncio.gather(*(s.wait_for_termination() for s in self.servers))
+
+
+def freeze_startup_heap() -> None:
+    """For a server process, once it serves: what starting made (modules, protobuf
+    descriptors, compiled statements, the pool) is moved out of the cyclic collector's
+    sight. Its full collections, a pause for every call in flight, then scan what serving
+    makes, not all of that again (measured on a fan-out's server: 52 ms each before)."""
+    gc.collect()
+    gc.freeze()
 
 
 async def _bounded(step: Callable[[], Awaitable[None]], what: str) -> None:

@@ -227,6 +227,9 @@ class Running:
 
     async def until_signalled(self) -> None:
         """Returns on SIGINT or SIGTERM, or when a server ends by itself."""
+        from jobtask.server.app import freeze_startup_heap
+
+        freeze_startup_heap()
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
