@@ -110,3 +110,16 @@ async def test_tasks_of_several_jobs_in_one_call(cluster: Cluster) -> None:
     for uuid, n in ((first.uuid, 4), (second.uuid, 3)):
         assert (await get_job(cluster, uuid)).tasks_summary.todo == n
         assert len(await job_tasks(cluster, uuid)) == n
+
+
+async def test_the_tasks_answered_are_the_tasks_stored(cluster: Cluster) -> None:
+    """The created tasks are answered without reading them back (the INSERT returns their
+    ids; the rest is what was written and the schema's defaults): a later read finds the
+    same tasks, field for field."""
+    job = await cluster.jobs.CreateJob(create_job(script="split.py"))
+    seed = await claim(cluster)
+    request = _batch(job.uuid, 3, sequence=2, created_by_job_task_uuid=seed.task.uuid)
+    created = await cluster.tasks.BatchCreateTasks(request, metadata=token_md(seed.task_token))
+    stored = {t.uuid: t for t in await job_tasks(cluster, job.uuid)}
+    for answered in created.job_tasks:
+        assert answered == stored[answered.uuid]
