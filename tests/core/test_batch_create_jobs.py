@@ -193,3 +193,17 @@ async def test_a_batch_costs_the_same_statements_whatever_its_size(cluster: Clus
     small = await _submit_counted(cluster, 3)
     big = await _submit_counted(cluster, 40)
     assert len(big) == len(small), "\n".join(map(str, (small, big)))
+
+
+async def test_the_jobs_answered_are_the_jobs_stored(cluster: Cluster) -> None:
+    """New jobs are answered without reading them back (the INSERT returns their ids; the
+    rest is what was written and the schema's defaults): GetJob finds the same jobs, field
+    for field, and so does a watcher of each job's first event."""
+    created = await cluster.jobs.BatchCreateJobs(
+        _batch(_request(script="a.py"), _request(script="b.py", script_parameters={"n": 1}))
+    )
+    for answered in created.jobs:
+        assert answered == await cluster.jobs.GetJob(JSP.GetJobRequest(uuid=answered.uuid))
+        first = (await watch_events(cluster, answered.uuid, after_seq=0, limit=1))[0]
+        assert first.job.running == answered.running
+        assert first.job.priority == answered.priority

@@ -12,10 +12,11 @@ from jobtask.domain.access import Reader, only_owner
 from jobtask.domain.query import ListQuery
 from jobtask.domain.statuses import JobStatus, TaskStatus
 from jobtask.store.access import readable_by
+from jobtask.store.inserts import insert_rows
 from jobtask.store.listing import run_list
 from jobtask.store.rows import COUNT_COLUMN, JobRow, job_row
 from jobtask.store.schema import job_tasks, jobs
-from sqlalchemy import Update, bindparam, delete, func, insert, select, update
+from sqlalchemy import Update, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = [
@@ -35,9 +36,6 @@ _NOT_REUSABLE = [J.FAILED.value, J.CANCELED.value]
 
 # Built once: the hottest read (GetJob).
 _JOB_BY_UUID = select(jobs).where(jobs.c.uuid == bindparam("uuid"))
-# Submission, for one job or a batch: one statement each whatever their number. (Not
-# sort_by_parameter_order, which costs an INSERT per row on SQLite: see insert_jobs.)
-_INSERT_JOBS = insert(jobs).returning(*jobs.c)
 _BY_SUBMIT_IDS = select(jobs).where(jobs.c.submit_id.in_(bindparam("submit_ids", expanding=True)))
 # The newest reusable job of each identity (admins see every user's).
 _REUSABLE = jobs.c.identity.in_(bindparam("identities", expanding=True)) & jobs.c.status.not_in(
@@ -87,12 +85,9 @@ async def newest_duplicates(
 
 
 async def insert_jobs(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[JobRow]:
-    """New job rows (each with its uuid) in one INSERT ... RETURNING whatever their number;
-    the rows as written, in the given rows' order (RETURNING's own order is not promised)."""
-    if not rows:
-        return []
-    by_uuid = {row.uuid: row for row in await conn.execute(_INSERT_JOBS, rows)}
-    return [job_row(by_uuid[row["uuid"]]) for row in rows]
+    """New job rows (each with its uuid) in one INSERT whatever their number; the rows as
+    written, in the given rows' order (jobtask.store.inserts: not read back)."""
+    return await insert_rows(conn, jobs, rows, job_row)
 
 
 async def list_jobs(

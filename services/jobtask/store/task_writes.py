@@ -31,6 +31,7 @@ from typing import Any
 from jobtask.domain.statuses import TaskStatus
 from jobtask.store import attempts as attempt_store
 from jobtask.store import feed
+from jobtask.store.inserts import insert_rows
 from jobtask.store.rows import (
     COUNT_COLUMN,
     JobRow,
@@ -200,34 +201,10 @@ _SHIFT = (
 _OPEN_ATTEMPT = insert(task_attempts)
 
 
-# Not sort_by_parameter_order: SQLite has no sentinel for it and SQLAlchemy then sends one
-# INSERT per row. The ids come back in any order and are matched by the rows' uuids.
-_INSERT_TASKS = insert(job_tasks).returning(job_tasks.c.uuid, job_tasks.c.id)
-
-
-def _server_defaults(table: Table) -> dict[str, Any]:
-    """What the database writes into a new row's columns left out: a column's server
-    default (the schema's), else NULL."""
-    out: dict[str, Any] = {}
-    for column in table.c:
-        default = column.server_default
-        arg = getattr(default, "arg", None)
-        out[column.name] = None if arg is None else column.type.python_type(str(arg))
-    return out
-
-
-_NEW_TASK = _server_defaults(job_tasks)
-
-
 async def insert_tasks(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[TaskRow]:
     """New task rows (each with its uuid), in one INSERT whatever their number; the rows as
-    written, in the given rows' order: the columns given, the ids the INSERT returned and
-    the schema's defaults for the rest (reading whole rows back cost more than writing
-    them: thirty columns and two JSON documents decoded per task)."""
-    if not rows:
-        return []
-    ids: dict[str, int] = dict(tuple(r) for r in await conn.execute(_INSERT_TASKS, rows))
-    return [task_row({**_NEW_TASK, **row, "id": ids[row["uuid"]]}) for row in rows]
+    written, in the given rows' order (jobtask.store.inserts: not read back)."""
+    return await insert_rows(conn, job_tasks, rows, task_row)
 
 
 class TaskWrites:
