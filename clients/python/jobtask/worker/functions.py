@@ -282,8 +282,8 @@ class FunctionRun:
         if isinstance(result, str) and self.ctx.reported_output is None:
             self.ctx.output(result)
         if self.ctx.reported_success is None:
-            self.ctx.progress(1.0)
-            self.ctx.success(True)
+            self.ctx.reported_success = True
+            self.ctx._report(Report(progress=1.0, success=True))  # ctx.progress, ctx.success
         return Exit(exit_code=0)
 
 

@@ -275,13 +275,15 @@ class TaskRun:
         ttl (less a margin) after the last answer from the server, by this worker's own
         clock, whatever the connection looks like (a silent partition leaves the stream
         hanging, not failed). The server renewed the lease before answering, so it expires
-        no later than that. Checked on the run's timer, at least every second (the ttl may
+        no later than that. Checked on the run's timer, at least every tick (the ttl may
         change); it cancels the conversation as asyncio.timeout would."""
         margin = min(self.stream.ttl * LEASE_MARGIN, MAX_LEASE_MARGIN)
         deadline = self.stream.renewed_at + self.stream.ttl - margin
         now = time.monotonic()
         if deadline > now:
-            self._wake_by(min(deadline, now + 1.0))
+            # Every tick: the conversation's own waits are a tick at most, so they find
+            # the timer armed already (one timer a run, not one per wait).
+            self._wake_by(min(deadline, now + self._tick()))
             return
         log.error(
             "task %s: lease not renewed for %.1fs (ttl %.1fs) and due to expire: "
@@ -298,6 +300,11 @@ class TaskRun:
             self._runner.cancel()
 
     # -- the run's one timer ------------------------------------------------------------
+
+    def _tick(self) -> float:
+        """How often the conversation looks again with nothing arriving (to flush the log,
+        or send a heartbeat), and the watchdog at least every second."""
+        return min(1.0, self.config.log_flush_seconds, self.stream.ttl / 3)
 
     def _wake_by(self, when: float) -> None:
         """Makes the run's timer fire no later than `when` (time.monotonic()). One timer
@@ -386,7 +393,7 @@ class TaskRun:
                 await self.stream.send(task_service_pb2.RunTaskRequest())  # heartbeat
                 last_send = now
             self.poke.clear()
-            await self._sleep(now + min(self.config.log_flush_seconds, self.stream.ttl / 3))
+            await self._sleep(now + self._tick())
 
     async def _final(self, within: float) -> job_task_pb2.JobTask | None:
         """After the exit was sent: the task as the server decided it."""
