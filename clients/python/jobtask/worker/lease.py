@@ -94,12 +94,16 @@ class TaskLease:
         self.renewed_at = max(self.renewed_at, sent_at)
 
     def receive(self, news: LeaseNews) -> None:
-        if news.acked_seq:
-            sent_at = self._sent_at.get(news.acked_seq)
+        acked = news.acked_seq
+        if acked:
+            sent_at = self._sent_at.get(acked)
             if sent_at is not None:
                 self.renewed(sent_at)
-            self._sent_at = {n: t for n, t in self._sent_at.items() if n > news.acked_seq}
-            self._unacked = [m for m in self._unacked if m.seq > news.acked_seq]
+            if acked >= self._seq:  # all of them (the usual answer)
+                self._sent_at, self._unacked = {}, []
+            else:
+                self._sent_at = {n: t for n, t in self._sent_at.items() if n > acked}
+                self._unacked = [m for m in self._unacked if m.seq > acked]
         if news.HasField("lease") and news.lease.HasField("ttl"):
             ttl = seconds(news.lease.ttl)
             if ttl > 0:
