@@ -4,7 +4,9 @@
                            [--only sqlite:fanout,postgres:fanout]
 
 Each checkout runs its own bench.throughput (with its own .venv) for each case -- SQLite and
-PostgreSQL, fan-out job and one-task jobs, one worker -- old then new, case by case, so both
+PostgreSQL, fan-out job and one-task jobs, one worker; and `bare:session`, the "no store" row
+(one worker draining bench/bare.py's store-less WorkerSession server: the worker session's
+own cost, not in the default set) -- old then new, case by case, so both
 see the same machine at nearly the same time (what a loaded, shared machine needs for a fair
 comparison). Prints one line per run and the new/old ratio per case.
 """
@@ -17,12 +19,16 @@ import subprocess
 from pathlib import Path
 
 CASES = (("sqlite", "fanout"), ("sqlite", "jobs"), ("postgres", "fanout"), ("postgres", "jobs"))
+BARE = ("bare", "session")
 _RUN = """
 import asyncio, json, sys
 from bench import throughput as t
 kind, case, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-fn = t.jobtask_fanout if case == "fanout" else t.jobtask_jobs
-rate, note = asyncio.run(fn(kind, n))
+if kind == "bare":
+    rate, note = asyncio.run(t.protocol_ceiling(n)), "no store"
+else:
+    fn = t.jobtask_fanout if case == "fanout" else t.jobtask_jobs
+    rate, note = asyncio.run(fn(kind, n))
 print(json.dumps({"rate": rate, "note": note}))
 """
 
@@ -48,15 +54,18 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument(
-        "--only", default="", help="cases as store:case, comma-separated (default: all four)"
+        "--only",
+        default="",
+        help="cases as store:case, comma-separated (default: the four stored ones; "
+        "bare:session is the no-store row)",
     )
     args = parser.parse_args()
     cases = CASES
     if args.only:
         cases = tuple((c.split(":", 1)[0], c.split(":", 1)[-1]) for c in args.only.split(","))
-        unknown = set(cases) - set(CASES)
+        unknown = set(cases) - {*CASES, BARE}
         if unknown:
-            parser.error(f"unknown cases {sorted(unknown)}: choose from {CASES}")
+            parser.error(f"unknown cases {sorted(unknown)}: choose from {(*CASES, BARE)}")
     for round_ in range(args.rounds):
         for kind, case in cases:
             old = run(args.old, kind, case, args.tasks)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
+import signal
 import sys
+import weakref
 from pathlib import Path
+from typing import Any
 
 import pytest
-from jobtask.v1 import task_service_pb2
+from jobtask.v1 import job_task_pb2, task_service_pb2
 from jobtask.worker.environment import (
     ScriptError,
     command_for,
@@ -17,6 +21,8 @@ from jobtask.worker.environment import (
 )
 from jobtask.worker.lease import TaskLease
 from jobtask.worker.reports import Outbox, Report, parse_report
+
+from tests.polling import DEADLINE, eventually
 
 
 def test_report_lines() -> None:
@@ -160,3 +166,132 @@ async def test_heartbeats_answered_together_do_not_date_later_renewals_too_early
     link._beats.append(t + 30)  # the next beat
     await link._read(_Answers(answer()))
     assert lease.renewed_at == t + 30  # not t + 20, a beat the server had already answered
+
+
+def _run_on_a_link(
+    tmp_path: Path, fn: Any, *, ttl: float = 30.0
+) -> tuple[Any, Any, task_service_pb2.TaskAssignment]:
+    """A TaskRun of the function `fn` carried by a SessionLink that is not connected: what
+    the run sends stays in the link's queue, and the test plays the server's part."""
+    from jobtask.sdk.config import ClientConfig
+    from jobtask.worker import Functions, WorkerConfig
+    from jobtask.worker.runner import TaskRun
+    from jobtask.worker.session import SessionLink
+
+    functions = Functions()
+    functions.task("fn")(fn)
+    config = WorkerConfig(
+        client=ClientConfig("127.0.0.1:1", "127.0.0.1:1", "-"),
+        scripts_dir=tmp_path,
+        node_name="parts",
+        worker_id="parts-1",
+        work_root=tmp_path,
+    )
+    link = SessionLink(client=None, info=task_service_pb2.WorkerInfo, on_assignment=print)  # type: ignore[arg-type]
+    assignment = task_service_pb2.TaskAssignment(
+        task={"uuid": "zzzzz-ot0gb-000000000000001"},
+        job={"uuid": "zzzzz-8i9sb-000000000000001", "script": "fn"},
+        lease={"lease_id": "l1", "ttl": {"seconds": int(ttl), "nanos": int(ttl % 1 * 1e9)}},
+    )
+    run = TaskRun(None, config, assignment, 0, link, functions)  # type: ignore[arg-type]
+    return run, link, assignment
+
+
+async def test_a_short_task_is_reported_whole_in_one_message(tmp_path: Path) -> None:
+    """A task that ends before its first log flush is due goes up as one report: its log
+    (the worker's notes and its own), progress, success, output and exit together."""
+
+    async def fn(ctx: Any) -> str:
+        ctx.log("hello")
+        return "out\n"
+
+    run, link, assignment = _run_on_a_link(tmp_path, fn)
+    running = asyncio.create_task(run.run())
+    await eventually(lambda: link._queue)
+    await asyncio.sleep(0.01)  # anything else the run would send goes out now too
+    (report,) = link._queue
+    assert (report.task_uuid, report.lease_id, report.seq) == (assignment.task.uuid, "l1", 1)
+    assert report.HasField("exit_code") and report.exit_code == 0
+    assert (report.progress, report.success, report.output) == (1.0, True, "out\n")
+    assert "attempt 0 on parts" in report.log and "hello\n" in report.log
+    assert report.log.index("hello\n") < report.log.index("attempt 0 ended: exit code 0")
+    # The server's answer decides the task.
+    update = task_service_pb2.TaskUpdate(
+        task_uuid=assignment.task.uuid, acked_seq=1, lease={"lease_id": "l1"}
+    )
+    update.task.uuid = assignment.task.uuid
+    update.task.status = job_task_pb2.TASK_STATUS_COMPLETED
+    link.leases[assignment.task.uuid].receive(update)
+    decided = await asyncio.wait_for(running, DEADLINE)
+    assert decided is not None and decided.status == job_task_pb2.TASK_STATUS_COMPLETED
+
+
+async def test_a_finished_run_is_freed_without_the_cycle_collector(tmp_path: Path) -> None:
+    """Nothing refers back to a run once it is over (its lease and its function called back
+    into it): it is freed as its last reference goes, not by the cyclic garbage collector,
+    whose passes over thousands of finished runs a second would cost more than the runs."""
+
+    async def fn(ctx: Any) -> None:
+        ctx.progress(0.5)
+
+    gc.disable()
+    try:
+        run, link, assignment = _run_on_a_link(tmp_path, fn)
+        running = asyncio.create_task(run.run())
+        await eventually(lambda: link._queue)
+        update = task_service_pb2.TaskUpdate(
+            task_uuid=assignment.task.uuid, acked_seq=1, lease={"lease_id": "l1"}
+        )
+        update.task.status = job_task_pb2.TASK_STATUS_COMPLETED
+        link.leases[assignment.task.uuid].receive(update)
+        assert await asyncio.wait_for(running, DEADLINE) is not None
+        gone = weakref.ref(run)
+        del run, running
+        assert gone() is None
+    finally:
+        gc.enable()
+
+
+async def test_an_unrenewed_lease_stops_the_function_and_gives_the_task_up(
+    tmp_path: Path,
+) -> None:
+    """The lease watchdog (the run's timer): nothing renews the lease, so a margin before
+    it could expire the function is stopped at once and the run ends without a decision;
+    a function that swallows the cancel is stopped all the same."""
+    seen: list[str] = []
+
+    async def stubborn(ctx: Any) -> None:
+        seen.append("started")
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            seen.append("cancelled")  # swallowed: the run must end all the same
+        seen.append("returned")
+
+    run, link, _ = _run_on_a_link(tmp_path, stubborn, ttl=0.5)
+    running = asyncio.create_task(run.run())
+    decided = await asyncio.wait_for(asyncio.shield(running), DEADLINE)
+    assert decided is None
+    assert seen == ["started", "cancelled", "returned"]
+    assert run.exit is not None and run.exit.signal == signal.SIGKILL
+    assert "lease not renewed in time" in "".join(run.outbox._log)
+    assert not link._queue  # no exit reported for a lease that is gone
+    assert running.cancelling() == 0  # the watchdog took its cancel back
+
+
+async def test_a_cancel_of_the_worker_itself_is_not_taken_for_a_kill(tmp_path: Path) -> None:
+    """The function runs in the run's own task: a cancel from outside (not the worker's
+    kill) goes on up, and the run does not report an exit for it."""
+    started = asyncio.Event()
+
+    async def waits(ctx: Any) -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    run, link, _ = _run_on_a_link(tmp_path, waits)
+    running = asyncio.create_task(run.run())
+    await started.wait()
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert not link._queue

@@ -161,3 +161,24 @@ def test_a_whole_row_read_by_position_equals_the_row_read_by_name(tmp_path: obje
     assert job_row(job_read) == job_row(dict(job_read._mapping)) == job_row(_job_columns())
     assert task_row(task_read) == task_row(some) == task_row(_task_columns())
     assert task_row(task_read).lease_expires_at.tzinfo is dt.UTC  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        NOW,
+        NOW.replace(microsecond=123456),
+        dt.datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=dt.UTC),
+        dt.datetime(1, 1, 1, tzinfo=dt.UTC),
+        dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=dt.UTC),
+        dt.datetime(2026, 12, 4, 14, 30, 1, 5, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+        dt.datetime(2026, 12, 4, 12, 0, 0, 7),  # naive: UTC
+    ],
+)
+def test_a_rows_times_are_sent_as_timestamp_from_datetime_would(value: dt.datetime) -> None:
+    from google.protobuf.timestamp_pb2 import Timestamp
+    from jobtask.server.convert import timestamp
+
+    expected = Timestamp()
+    expected.FromDatetime(value)
+    assert timestamp(value) == expected

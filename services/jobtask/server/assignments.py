@@ -5,20 +5,31 @@ from __future__ import annotations
 from jobtask.domain.errors import InvalidArgument
 from jobtask.manager.claims import WorkerSpec
 from jobtask.manager.tasks import Claim
-from jobtask.server.convert import job_pb, task_pb, timestamp
-from jobtask.v1 import task_service_pb2
+from jobtask.server.convert import job_pb, stamp, task_pb
+from jobtask.v1 import job_pb2, task_service_pb2
 
 # Woken this long after a backoff's end, so the claim after it finds the task runnable.
 BACKOFF_SLACK = 0.01
 
 
-def assignment_pb(claim: Claim, ttl_seconds: float) -> task_service_pb2.TaskAssignment:
-    lease = task_service_pb2.Lease(lease_id=claim.lease_id)
-    lease.expires_at.CopyFrom(timestamp(claim.lease_expires_at))
-    lease.ttl.FromNanoseconds(int(ttl_seconds * 1e9))
-    return task_service_pb2.TaskAssignment(
-        task=task_pb(claim.task), job=job_pb(claim.job), lease=lease, task_token=claim.token
-    )
+def assignments_pb(
+    claims: list[Claim], ttl_seconds: float
+) -> list[task_service_pb2.TaskAssignment]:
+    """The claims as assignments; each job converted once (a claim's tasks often share
+    their job: a fan-out's always do)."""
+    jobs: dict[int, job_pb2.Job] = {}
+    out = []
+    for claim in claims:
+        job = jobs.get(claim.job.id)
+        if job is None:
+            job = jobs[claim.job.id] = job_pb(claim.job)
+        a = task_service_pb2.TaskAssignment(task=task_pb(claim.task), job=job)
+        a.task_token = claim.token
+        a.lease.lease_id = claim.lease_id
+        stamp(a.lease.expires_at, claim.lease_expires_at)
+        a.lease.ttl.FromNanoseconds(int(ttl_seconds * 1e9))
+        out.append(a)
+    return out
 
 
 # Worker-sent names are copied into every event about its tasks: keep them small.

@@ -28,9 +28,21 @@ TASK_STATUS_TO_PB: dict[TaskStatus, job_task_pb2.TaskStatus] = {
 TASK_STATUS_FROM_PB = {v: k for k, v in TASK_STATUS_TO_PB.items()}
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_NAIVE_EPOCH = dt.datetime(1970, 1, 1)
+
+
+def stamp(ts: Timestamp, value: dt.datetime) -> None:
+    """Sets `ts` to `value` (naive means UTC): Timestamp.FromDatetime's result, by integer
+    arithmetic (FromDatetime builds a time tuple; every row sent out has a few stamps)."""
+    delta = value - (_NAIVE_EPOCH if value.tzinfo is None else _EPOCH)
+    ts.seconds = delta.days * 86400 + delta.seconds
+    ts.nanos = delta.microseconds * 1000
+
+
 def timestamp(value: dt.datetime) -> Timestamp:
     ts = Timestamp()
-    ts.FromDatetime(value)
+    stamp(ts, value)
     return ts
 
 
@@ -46,7 +58,7 @@ def _set(msg: Message, name: str, value: Any) -> None:
     if value is None:
         return
     if isinstance(value, dt.datetime):
-        getattr(msg, name).CopyFrom(timestamp(value))
+        stamp(getattr(msg, name), value)
     elif isinstance(value, dict):
         getattr(msg, name).CopyFrom(struct(value))
     else:

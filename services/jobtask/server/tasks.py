@@ -18,7 +18,7 @@ from jobtask.manager.reports import ReportManager
 from jobtask.manager.tasks import TaskManager
 from jobtask.manager.tokens import Credentials
 from jobtask.manager.workers import WorkerRegistry
-from jobtask.server.assignments import BACKOFF_SLACK, assignment_pb, worker_spec
+from jobtask.server.assignments import BACKOFF_SLACK, assignments_pb, worker_spec
 from jobtask.server.callers import CallerResolver, current_credentials, send_caller_headers
 from jobtask.server.changes import ChangeSignal
 from jobtask.server.convert import changes_from, task_pb, timestamp
@@ -199,9 +199,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
             claims = await self.claims.claim(caller, spec, request.max_tasks or 1)
             remaining = deadline - time.monotonic()
             if claims or remaining <= 0:
-                return task_service_pb2.ClaimTaskResponse(
-                    assignments=[assignment_pb(c, ttl) for c in claims]
-                )
+                return task_service_pb2.ClaimTaskResponse(assignments=assignments_pb(claims, ttl))
             # A retry backoff that ends changes nothing in the store: wake up for it too.
             backoff_end = await self.claims.next_runnable_at()
             if backoff_end is not None:

@@ -42,6 +42,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
+from google.protobuf import duration_pb2
 from jobtask.domain.errors import (
     Aborted,
     DomainError,
@@ -55,8 +56,8 @@ from jobtask.manager.claims import ClaimManager, WorkerSpec
 from jobtask.manager.context import Caller, utcnow
 from jobtask.manager.reports import Outcome, Submission
 from jobtask.observability.logs import emit
-from jobtask.server.assignments import BACKOFF_SLACK, assignment_pb, worker_spec
-from jobtask.server.convert import task_pb, timestamp
+from jobtask.server.assignments import BACKOFF_SLACK, assignments_pb, worker_spec
+from jobtask.server.convert import stamp, task_pb
 from jobtask.server.run_task import (
     _INSTRUCTION_PB,
     COALESCE_SECONDS,
@@ -124,6 +125,9 @@ class Session:
         self.work = asyncio.Event()
         self.last_apply = 0.0
         self.last_check = 0.0
+        # Every update names the lease's ttl.
+        self.ttl = duration_pb2.Duration()
+        self.ttl.FromTimedelta(self.settings.lease_ttl)
 
     # -- the stream ---------------------------------------------------------------------
 
@@ -261,7 +265,7 @@ class Session:
                     self.held[uuid] = claim.lease_id
                     self.told[uuid] = Instruction.CONTINUE
                     emit("task_started", task_uuid=uuid, caller_uuid=self.caller.user_uuid)
-                self.out.put_nowait(Response(assignments=[assignment_pb(c, ttl) for c in claims]))
+                self.out.put_nowait(Response(assignments=assignments_pb(claims, ttl)))
                 continue
             wait = IDLE_RECHECK
             # A retry backoff that ends changes nothing in the store: wake up for it too.
@@ -352,9 +356,9 @@ class Session:
             reason=told.reason,
         )
         update.lease.lease_id = lease_id
-        update.lease.ttl.FromTimedelta(self.settings.lease_ttl)
+        update.lease.ttl.CopyFrom(self.ttl)
         if outcome.lease_expires_at is not None:
-            update.lease.expires_at.CopyFrom(timestamp(outcome.lease_expires_at))
+            stamp(update.lease.expires_at, outcome.lease_expires_at)
         if outcome.finished is not None:
             update.task.CopyFrom(task_pb(outcome.finished))
         if outcome.finished is not None or told.instruction is Instruction.STOP:

@@ -206,7 +206,8 @@ class Worker:
         try:
             decided = await run.run()
             if decided is not None:
-                log.info("task %s: %s", run.task_uuid, _status_name(decided.status))
+                if log.isEnabledFor(logging.INFO):
+                    log.info("task %s: %s", run.task_uuid, _status_name(decided.status))
                 if self.on_decided is not None:
                     self.on_decided(decided)
         except Exception:

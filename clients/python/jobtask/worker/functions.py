@@ -37,7 +37,6 @@ import functools
 import importlib
 import inspect
 import signal
-import threading
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -104,29 +103,42 @@ class TaskContext:
         self.task_uuid = assignment.task.uuid
         self.job_uuid = assignment.job.uuid
         self.attempt = assignment.task.attempt
-        self.parameters: dict[str, Any] = to_dict(assignment.task.parameters)
-        self.job_parameters: dict[str, Any] = to_dict(assignment.job.script_parameters)
         self._client_config = client
         self._client: AsyncClient | None = None
         self._report = report
         self._log = log
-        self._cancel = threading.Event()
-        self._cancelled = asyncio.Event()
+        # Set on the event loop, read from any thread (a plain function's): a bool will do.
+        self._cancel = False
+        self._cancelled: asyncio.Event | None = None  # made when something waits for it
         self.reported_success: bool | None = None
         self.reported_output: str | None = None
+
+    # The parameters as dicts, converted when first read (most no-op tasks never do).
+    @functools.cached_property
+    def parameters(self) -> dict[str, Any]:
+        return to_dict(self.assignment.task.parameters)
+
+    @functools.cached_property
+    def job_parameters(self) -> dict[str, Any]:
+        return to_dict(self.assignment.job.script_parameters)
 
     @property
     def cancelled(self) -> bool:
         """True once the task (or its job) was canceled, or the worker is stopping."""
-        return self._cancel.is_set()
+        return self._cancel
 
     async def until_cancelled(self) -> None:
         """Returns once the task was canceled (for async functions)."""
+        if self._cancelled is None:
+            self._cancelled = asyncio.Event()
+            if self._cancel:
+                self._cancelled.set()
         await self._cancelled.wait()
 
     def _set_cancelled(self) -> None:
-        self._cancel.set()
-        self._cancelled.set()
+        self._cancel = True
+        if self._cancelled is not None:
+            self._cancelled.set()
 
     def progress(self, fraction: float) -> None:
         self._report(Report(progress=float(fraction)))
@@ -181,7 +193,9 @@ class TaskContext:
 
 class FunctionRun:
     """A task function in the place of a script's process (jobtask.worker.process's
-    ScriptProcess: terminate, kill, wait, pid)."""
+    ScriptProcess: terminate, kill, wait, pid). The function runs in the task that awaits
+    wait() (no task of its own); kill cancels that task, as asyncio.timeout does, and wait()
+    turns its own cancel into the exit of a killed process."""
 
     pid = 0
 
@@ -189,8 +203,23 @@ class FunctionRun:
         self.fn = fn
         self.ctx = ctx
         self._signal: int | None = None
-        self._task: asyncio.Task[Any] = asyncio.create_task(self._call())
+        self._task: asyncio.Task[Any] | None = None
+        # "new" until wait() runs the function, "running" while it does, then "ended".
+        self._state = "new"
+        self._killed = False
+        # kill() cancelled the task running the function, and wait() has not yet taken
+        # that cancel back (Task.uncancel).
+        self._cancel_sent = False
         self._timer: asyncio.TimerHandle | None = None
+
+    def _uncancel(self) -> bool:
+        """Takes back the kill's cancel of the running task, if one was sent."""
+        if not self._cancel_sent:
+            return False
+        self._cancel_sent = False
+        assert self._task is not None
+        self._task.uncancel()
+        return True
 
     async def _call(self) -> Any:
         if inspect.iscoroutinefunction(self.fn):
@@ -207,38 +236,54 @@ class FunctionRun:
         self.ctx._set_cancelled()
         if self._signal is None:
             self._signal = signal.SIGINT
-        if self._timer is None and not self._task.done():
+        if self._timer is None and self._state != "ended":
             self._timer = asyncio.get_running_loop().call_later(grace, self.kill)
 
     def kill(self) -> None:
         self.ctx._set_cancelled()
-        if not self._task.done():
-            self._signal = signal.SIGKILL
+        if self._state == "ended" or self._killed:
+            return
+        self._signal = signal.SIGKILL
+        self._killed = True
+        if self._state == "running":
+            assert self._task is not None
+            self._cancel_sent = True
             self._task.cancel()
 
     async def wait(self) -> Exit:
+        """Runs the function to its end (in the calling task): its exit."""
         try:
-            result = await asyncio.shield(self._task)
+            if self._killed:
+                return Exit(signal=signal.SIGKILL)  # killed before it started
+            self._task = asyncio.current_task()
+            self._state = "running"
+            try:
+                result = await self._call()
+            finally:
+                self._state = "ended"
         except asyncio.CancelledError:
-            if not self._task.cancelled():
-                raise  # the caller itself was cancelled
-            return Exit(signal=self._signal or signal.SIGKILL)
+            if self._uncancel() and self._task is not None and not self._task.cancelling():
+                return Exit(signal=signal.SIGKILL)
+            raise  # the caller itself was cancelled
         except Exception:
             self.ctx.log(traceback.format_exc())
             return Exit(exit_code=1)
         finally:
             if self._timer is not None:
                 self._timer.cancel()
+            # The kill's cancel, if the function swallowed it or raised something else.
+            self._uncancel()
             with contextlib.suppress(Exception):
                 await self.ctx.close()
         if self.ctx.cancelled and self._signal is not None:
-            # Returned after a cancel: it stopped as asked, like a script ending on SIGINT.
+            # Returned after a cancel: it stopped as asked, like a script ending on SIGINT
+            # (or after a kill whose cancel it swallowed: killed all the same).
             return Exit(signal=self._signal)
         if isinstance(result, str) and self.ctx.reported_output is None:
             self.ctx.output(result)
         if self.ctx.reported_success is None:
-            self.ctx.progress(1.0)
-            self.ctx.success(True)
+            self.ctx.reported_success = True
+            self.ctx._report(Report(progress=1.0, success=True))  # ctx.progress, ctx.success
         return Exit(exit_code=0)
 
 

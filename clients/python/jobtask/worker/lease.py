@@ -5,14 +5,20 @@ acknowledged, the renewals, the server's instructions and its decision."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from typing import Protocol
 
+from google.protobuf import duration_pb2
 from jobtask.v1 import job_task_pb2, task_service_pb2
 
 Instruction = task_service_pb2.Instruction
+
+
+def seconds(duration: duration_pb2.Duration) -> float:
+    """A Duration in seconds (what ToTimedelta().total_seconds() gives, without the
+    timedelta: this runs for every assignment and acknowledgement)."""
+    return duration.seconds + duration.nanos / 1e9
 
 
 class StreamBroken(Exception):
@@ -88,14 +94,18 @@ class TaskLease:
         self.renewed_at = max(self.renewed_at, sent_at)
 
     def receive(self, news: LeaseNews) -> None:
-        if news.acked_seq:
-            sent_at = self._sent_at.get(news.acked_seq)
+        acked = news.acked_seq
+        if acked:
+            sent_at = self._sent_at.get(acked)
             if sent_at is not None:
                 self.renewed(sent_at)
-            self._sent_at = {n: t for n, t in self._sent_at.items() if n > news.acked_seq}
-            self._unacked = [m for m in self._unacked if m.seq > news.acked_seq]
+            if acked >= self._seq:  # all of them (the usual answer)
+                self._sent_at, self._unacked = {}, []
+            else:
+                self._sent_at = {n: t for n, t in self._sent_at.items() if n > acked}
+                self._unacked = [m for m in self._unacked if m.seq > acked]
         if news.HasField("lease") and news.lease.HasField("ttl"):
-            ttl = news.lease.ttl.ToTimedelta().total_seconds()
+            ttl = seconds(news.lease.ttl)
             if ttl > 0:
                 self.ttl = ttl
         if news.HasField("task"):
@@ -109,17 +119,3 @@ class TaskLease:
         if instruction in (Instruction.INSTRUCTION_CANCEL, Instruction.INSTRUCTION_STOP):
             self.on_instruction(instruction, news.reason)
         self.poke.set()
-
-    async def wait_final(self, within: float) -> job_task_pb2.JobTask | None:
-        """After the exit was sent: the task as the server decided it."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + within
-        while self.final is None:
-            self.check()
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise StreamBroken("no answer to the exit report")
-            self.poke.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.poke.wait(), remaining)
-        return self.final

@@ -34,7 +34,7 @@ from jobtask.worker.environment import (
     task_environment,
 )
 from jobtask.worker.functions import FunctionRun, Functions
-from jobtask.worker.lease import Instruction, LeaseLost, StreamBroken
+from jobtask.worker.lease import Instruction, LeaseLost, StreamBroken, seconds
 from jobtask.worker.process import Exit, ScriptProcess
 from jobtask.worker.reports import Outbox, Report, parse_report
 from jobtask.worker.session import SessionLease, SessionLink
@@ -50,6 +50,10 @@ MAX_LEASE_MARGIN = 3.0
 # Exit codes a shell would give for a command it could not find or not run.
 EXIT_NOT_FOUND = 127
 EXIT_CANNOT_RUN = 126
+
+
+def _ignored(instruction: int, reason: str) -> None:
+    """A finished run's lease hears nothing more."""
 
 
 def _note(text: str) -> str:
@@ -71,7 +75,7 @@ class TaskRun:
         self.assignment = assignment
         self.slot = slot
         self.task_uuid = assignment.task.uuid
-        ttl = assignment.lease.ttl.ToTimedelta().total_seconds()
+        ttl = seconds(assignment.lease.ttl)
         self.poke = asyncio.Event()
         # The worker's session carries the task (or, without one, its own RunTask stream).
         self.stream: LeaseStream | SessionLease
@@ -94,6 +98,10 @@ class TaskRun:
         self._exit_sent = False
         self._instructions: set[int] = set()
         self._first_pending: float | None = None
+        self._runner: asyncio.Task[job_task_pb2.JobTask | None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_when = 0.0
+        self._expired = False
 
     # -- called from outside ----------------------------------------------------------------
 
@@ -109,18 +117,20 @@ class TaskRun:
         # A function needs no working directories (and making them costs more than it).
         place = None if self.function is not None else self._prepare()
         process_task = asyncio.create_task(self._run_process(place))
-        converse = asyncio.create_task(self._converse())
-        watchdog = asyncio.create_task(self._lease_watchdog())
+        # The conversation runs in this task; the lease watchdog is a timer that cancels
+        # it (as asyncio.timeout does) when the lease can no longer be ours.
+        self._runner = asyncio.current_task()
+        self._watch_lease()
         try:
-            await asyncio.wait({converse, watchdog}, return_when=asyncio.FIRST_COMPLETED)
-            if converse.done():
-                return converse.result()
+            decided = await self._converse()
+        except asyncio.CancelledError:
+            if not self._expired or self._uncancel() > 0:
+                raise  # cancelled by someone else too
             return None  # the lease cannot be ours any more; the process is stopped
         finally:
-            for task in (converse, watchdog):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             if self.process is not None and self.exit is None:
                 self.process.kill()
             with contextlib.suppress(asyncio.CancelledError):
@@ -128,6 +138,21 @@ class TaskRun:
             await self.stream.close()
             if place is not None:
                 shutil.rmtree(place.task_work, ignore_errors=True)
+            # Over: the lease's and the process's callbacks into this run are dropped, so
+            # that it is freed at once, not by the cyclic garbage collector (whose passes
+            # over thousands of finished runs a second cost more than the runs).
+            self.stream.on_instruction = _ignored
+            self.process = None
+        if self._expired:
+            # The watchdog fired, and its cancel was swallowed on the way (a suppress):
+            # the lease is gone all the same.
+            self._uncancel()
+            return None
+        return decided
+
+    def _uncancel(self) -> int:
+        assert self._runner is not None
+        return self._runner.uncancel()
 
     # -- the process --------------------------------------------------------------------
 
@@ -245,28 +270,64 @@ class TaskRun:
             self._log(_note(f"canceled: {reason or 'by request'}; stopping the process"))
             self.process.terminate(self.config.kill_grace)
 
-    async def _lease_watchdog(self) -> None:
-        """Kills the process when the lease cannot have been renewed: a ttl (less a margin)
-        after the last answer from the server, by this worker's own clock, whatever the
-        connection looks like (a silent partition leaves the stream hanging, not failed).
-        The server renewed the lease before answering, so it expires no later than that."""
-        while True:
-            margin = min(self.stream.ttl * LEASE_MARGIN, MAX_LEASE_MARGIN)
-            deadline = self.stream.renewed_at + self.stream.ttl - margin
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            await asyncio.sleep(min(remaining, 1.0))
+    def _watch_lease(self) -> None:
+        """The lease watchdog: kills the process when the lease cannot have been renewed: a
+        ttl (less a margin) after the last answer from the server, by this worker's own
+        clock, whatever the connection looks like (a silent partition leaves the stream
+        hanging, not failed). The server renewed the lease before answering, so it expires
+        no later than that. Checked on the run's timer, at least every tick (the ttl may
+        change); it cancels the conversation as asyncio.timeout would."""
+        margin = min(self.stream.ttl * LEASE_MARGIN, MAX_LEASE_MARGIN)
+        deadline = self.stream.renewed_at + self.stream.ttl - margin
+        now = time.monotonic()
+        if deadline > now:
+            # Every tick: the conversation's own waits are a tick at most, so they find
+            # the timer armed already (one timer a run, not one per wait).
+            self._wake_by(min(deadline, now + self._tick()))
+            return
         log.error(
             "task %s: lease not renewed for %.1fs (ttl %.1fs) and due to expire: "
             "the lease is gone, killing the process",
             self.task_uuid,
-            time.monotonic() - self.stream.renewed_at,
+            now - self.stream.renewed_at,
             self.stream.ttl,
         )
         if self.process is not None and self.exit is None:
             self._log(_note("lease not renewed in time: the process was killed"))
             self.process.kill()
+        self._expired = True
+        if self._runner is not None:
+            self._runner.cancel()
+
+    # -- the run's one timer ------------------------------------------------------------
+
+    def _tick(self) -> float:
+        """How often the conversation looks again with nothing arriving (to flush the log,
+        or send a heartbeat), and the watchdog at least every second."""
+        return min(1.0, self.config.log_flush_seconds, self.stream.ttl / 3)
+
+    def _wake_by(self, when: float) -> None:
+        """Makes the run's timer fire no later than `when` (time.monotonic()). One timer
+        serves the watchdog and every wait of the conversation: it fires at the earliest
+        time any of them asked for, and each looks again (a wait woken early waits on)."""
+        if self._timer is not None:
+            if self._timer_when <= when:
+                return
+            self._timer.cancel()
+        self._timer_when = when
+        delay = when - time.monotonic()
+        self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.poke.set()
+        self._watch_lease()
+
+    async def _sleep(self, until: float) -> None:
+        """Until poked (something arrived or changed), or `until` at the latest."""
+        if not self.poke.is_set():
+            self._wake_by(until)
+            await self.poke.wait()
 
     # -- the stream ---------------------------------------------------------------------
 
@@ -314,15 +375,17 @@ class TaskRun:
         last_send = time.monotonic()
         while True:
             self.stream.check()
+            if self._expired:
+                return None
             now = time.monotonic()
             if self.exit is not None:
-                # Sent once: after a reconnect it is among the messages sent again.
+                # Sent once, with whatever the outbox still holds (a short task is reported
+                # whole in one message): after a reconnect it is among those sent again.
                 if not self._exit_sent:
-                    if not self.outbox.empty():
-                        await self._flush()
                     self._exit_sent = True
+                    self._first_pending = None
                     await self.stream.send(self._exit_message(self.exit))
-                return await self.stream.wait_final(max(self.stream.ttl, 5.0))
+                return await self._final(max(self.stream.ttl, 5.0))
             if self._flush_due(now):
                 await self._flush()
                 last_send = now
@@ -330,12 +393,22 @@ class TaskRun:
                 await self.stream.send(task_service_pb2.RunTaskRequest())  # heartbeat
                 last_send = now
             self.poke.clear()
-            tick = min(self.config.log_flush_seconds, self.stream.ttl / 3)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.poke.wait(), tick)
+            await self._sleep(now + self._tick())
+
+    async def _final(self, within: float) -> job_task_pb2.JobTask | None:
+        """After the exit was sent: the task as the server decided it."""
+        deadline = time.monotonic() + within
+        while self.stream.final is None:
+            self.stream.check()
+            if time.monotonic() >= deadline:
+                raise StreamBroken("no answer to the exit report")
+            self.poke.clear()
+            await self._sleep(deadline)
+        return self.stream.final
 
     def _exit_message(self, exit_status: Exit) -> task_service_pb2.RunTaskRequest:
-        message = task_service_pb2.RunTaskRequest(handed_back=self.handing_back)
+        message = self.outbox.take(0)
+        message.handed_back = self.handing_back
         if exit_status.signal is not None:
             message.signal = exit_status.signal
         else:

@@ -26,7 +26,7 @@ import grpc
 from jobtask.sdk.client import AsyncClient
 from jobtask.sdk.errors import PermissionDeniedError, UnauthenticatedError, from_rpc_error
 from jobtask.v1 import task_service_pb2
-from jobtask.worker.lease import StreamBroken, TaskLease
+from jobtask.worker.lease import StreamBroken, TaskLease, seconds
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class SessionLink:
         on_instruction: Callable[[int, str], None],
         poke: asyncio.Event,
     ) -> SessionLease:
-        ttl = assignment.lease.ttl.ToTimedelta().total_seconds()
+        ttl = seconds(assignment.lease.ttl)
         lease = SessionLease(
             self,
             assignment.task.uuid,
@@ -198,7 +198,7 @@ class SessionLink:
             if response is grpc.aio.EOF:  # type: ignore[attr-defined]
                 return
             for assignment in response.assignments:
-                ttl = assignment.lease.ttl.ToTimedelta().total_seconds()
+                ttl = seconds(assignment.lease.ttl)
                 if ttl > 0:
                     self.ttl = ttl
                 self.on_assignment(assignment)
