@@ -80,8 +80,10 @@ class ClaimManager:
         want = max(1, min(max_tasks or 1, worker.free_slots or 1, MAX_CLAIM))
 
         async def run(conn: AsyncConnection) -> list[Claim]:
-            now = utcnow()
             await queries.lock_node(conn, worker.node_name)
+            # Stamped once the node's turn came: a claim that waited for it finds tasks
+            # whose creators finished meanwhile, and starts them after they finished.
+            now = utcnow()
             if await queries.worker_seen(
                 conn,
                 worker.worker_id,
