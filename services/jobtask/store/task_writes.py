@@ -30,7 +30,8 @@ from typing import Any
 
 from jobtask.domain.statuses import TaskStatus
 from jobtask.store import attempts as attempt_store
-from jobtask.store import feed
+from jobtask.store import feed, flush_sql
+from jobtask.store.database import mark_changed
 from jobtask.store.rows import (
     COUNT_COLUMN,
     JobRow,
@@ -40,7 +41,7 @@ from jobtask.store.rows import (
     task_row,
     to_json,
 )
-from jobtask.store.schema import job_tasks, jobs, task_attempts
+from jobtask.store.schema import job_tasks, jobs
 from sqlalchemy import Row, Table, Update, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -179,25 +180,7 @@ async def move_tasks(
     return [task_row(row) for row in sorted(rows, key=lambda r: r.id)]
 
 
-@functools.lru_cache(maxsize=64)
-def _task_update(columns: tuple[str, ...]) -> Update:
-    """UPDATE of one task row by id setting `columns` (parameters w_<column>) and its
-    version, as computed by the caller (which holds the row's lock)."""
-    return (
-        update(job_tasks)
-        .where(job_tasks.c.id == bindparam("w_id"))
-        .values({name: bindparam(f"w_{name}") for name in columns})
-    )
-
-
-# Every count column shifted by a delta (parameters d_<column>): one statement for any
-# number of jobs, whatever moved.
-_SHIFT = (
-    update(jobs)
-    .where(jobs.c.id == bindparam("d_job_id"))
-    .values({col: jobs.c[col] + bindparam(f"d_{col}") for col in COUNT_COLUMN.values()})
-)
-_OPEN_ATTEMPT = insert(task_attempts)
+_COUNT_COLUMNS = tuple(COUNT_COLUMN.values())
 
 
 # Not sort_by_parameter_order: SQLite has no sentinel for it and SQLAlchemy then sends one
@@ -218,7 +201,9 @@ class TaskWrites:
     """The task writes of one transaction, held until `flush` (see the module's text)."""
 
     def __init__(self) -> None:
-        self._updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        # Each task's columns to write, by task id: a second write of a task in the same
+        # flush is merged into its first (the later values win, as a second UPDATE would).
+        self._updates: dict[int, dict[str, Any]] = {}
         self._shifts: dict[int, Counter[str]] = {}
         self._events: list[dict[str, Any]] = []
         self._closed: list[dict[str, Any]] = []
@@ -251,10 +236,11 @@ class TaskWrites:
             "modified_by_client_uuid": client_uuid,
         }
         written = {**changes, **meta}
-        columns = tuple(sorted(written))
-        params = {f"w_{name}": value for name, value in written.items()}
-        params["w_id"] = task.id
-        self._updates.setdefault(columns, []).append(params)
+        held = self._updates.get(task.id)
+        if held is None:
+            self._updates[task.id] = written
+        else:
+            held.update(written)
         new = task_after(task, written)
         if new.status != task.status:
             for shift in (
@@ -329,7 +315,8 @@ class TaskWrites:
         self._opened.append(dict(row))
 
     async def flush(self, conn: AsyncConnection) -> None:
-        """Writes everything held, a statement per kind (see the module's text)."""
+        """Writes everything held, a statement per kind on SQLite, one statement on
+        PostgreSQL (see the module's text and jobtask.store.flush_sql)."""
         if not self:
             return
         updates, self._updates = self._updates, {}
@@ -337,20 +324,34 @@ class TaskWrites:
         events, self._events = self._events, []
         closed, self._closed = self._closed, []
         opened, self._opened = self._opened, []
-        for columns, rows in updates.items():
-            await conn.execute(_task_update(columns), rows)
+        by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        for task_id, written in updates.items():
+            columns = tuple(sorted(written))
+            by_columns.setdefault(columns, []).append(
+                (*(written[name] for name in columns), task_id)
+            )
         moved = [
-            {
-                "d_job_id": job_id,
-                **{f"d_{col}": shift.get(col, 0) for col in COUNT_COLUMN.values()},
-            }
+            (job_id, *(shift.get(col, 0) for col in _COUNT_COLUMNS))
             for job_id, shift in sorted(shifts.items())
             if any(shift.values())
         ]
-        if moved:
-            await conn.execute(_SHIFT, moved)
-        if closed:
-            await attempt_store.close_attempts(conn, closed)
-        if opened:
-            await conn.execute(_OPEN_ATTEMPT, opened)
-        await feed.append_many(conn, events)
+        # Each lease closes once: a second close of it would find it closed.
+        closing: dict[str, dict[str, Any]] = {}
+        for row in closed:
+            closing.setdefault(row["lease"], row)
+        opening: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        for row in opened:
+            opening.setdefault(tuple(row), []).append(tuple(row.values()))
+        await flush_sql.send(
+            conn,
+            flush_sql.Flush(
+                updates=by_columns,
+                count_columns=_COUNT_COLUMNS,
+                shifts=moved,
+                closed=list(closing.values()),
+                opened=opening,
+                events=events,
+            ),
+        )
+        if events:
+            mark_changed(conn)
