@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from jobtask.store.schema import events, job_tasks, jobs, task_attempts
@@ -48,12 +48,12 @@ class Flush:
     `count_columns`); closed: close_params dicts (one per lease); opened: per tuple of
     task_attempts columns, each row's values; events: feed rows, in order."""
 
-    updates: dict[tuple[str, ...], list[tuple[Any, ...]]]
-    count_columns: tuple[str, ...]
-    shifts: list[tuple[int, ...]]
-    closed: Sequence[Mapping[str, Any]]
-    opened: dict[tuple[str, ...], list[tuple[Any, ...]]]
-    events: Sequence[Mapping[str, Any]]
+    updates: dict[tuple[str, ...], list[tuple[Any, ...]]] = field(default_factory=dict)
+    count_columns: tuple[str, ...] = ()
+    shifts: list[tuple[int, ...]] = field(default_factory=list)
+    closed: Sequence[Mapping[str, Any]] = ()
+    opened: dict[tuple[str, ...], list[tuple[Any, ...]]] = field(default_factory=dict)
+    events: Sequence[Mapping[str, Any]] = ()
 
 
 def _q(name: str) -> str:

@@ -5,14 +5,18 @@ A claim of fifty tasks, or a worker session's message ending fifty of them, used
 each task its own UPDATE ... RETURNING, its own count shift on the job's row, its own event
 INSERT and its own attempt write: about a dozen statements a task, each a round trip through
 SQLAlchemy (and the network, on PostgreSQL) while the job's row is held. `TaskWrites` takes
-the same writes in memory and `flush` sends them as
+the same writes in memory and `flush` sends them, at the driver's level
+(jobtask.store.flush_sql), as
 
-- one executemany UPDATE of job_tasks per set of columns written (a group has one or two:
-  "claimed", "reported", "completed"),
-- one executemany UPDATE of jobs shifting every job's status counts at once,
-- one multi-row INSERT of the events, in the order they were taken (so each job's events
-  keep their order: the caller holds every job's row until it commits),
-- one executemany UPDATE closing attempts, and one multi-row INSERT opening them.
+- one UPDATE of job_tasks per set of columns written (a group has one or two: "claimed",
+  "reported", "completed"; two writes of one task are merged into one),
+- one UPDATE of jobs shifting every job's status counts at once,
+- one UPDATE closing attempts, and one INSERT opening them,
+- one INSERT of the events, in the order they were taken (so each job's events keep
+  their order: the caller holds every job's row until it commits):
+
+on SQLite each an executemany, on PostgreSQL all of them ONE statement (data-modifying
+CTEs fed by arrays), so a flush is one round trip while the jobs' rows are held.
 
 The rows written are known without RETURNING: the caller holds each task's row lock, so the
 task as read plus the changes (and its version plus one) is the row as written
