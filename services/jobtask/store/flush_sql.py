@@ -26,8 +26,6 @@ from typing import Any
 
 from jobtask.store.schema import events, job_tasks, jobs, task_attempts
 from sqlalchemy import JSON, DateTime, Table
-from sqlalchemy.dialects import sqlite
-from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -61,24 +59,32 @@ def _q(name: str) -> str:
 
 
 @functools.lru_cache(maxsize=1024)
-def _processors(dialect_name: str, table: Table, columns: tuple[str, ...]) -> tuple[Processor, ...]:
-    """Each column's bind processor for the dialect (None: the value goes as it is)."""
-    dialect: Dialect = _DIALECTS[dialect_name]
+def _processors(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> tuple[Processor, ...]:
+    """Each column's bind processor for the connection's dialect, as SQLAlchemy would run
+    it (None: the value goes as it is)."""
     found: list[Processor] = []
     for name in columns:
         type_ = table.c[name].type
-        proc = type_._cached_bind_processor(dialect)
+        proc: Processor = type_._cached_bind_processor(dialect)
         if proc is not None and isinstance(type_, DateTime):
-            # A flush's datetimes are mostly one `now`: its text is made once.
-            proc = functools.lru_cache(maxsize=64)(proc)
+            proc = _last_kept(proc)
         found.append(proc)
     return tuple(found)
 
 
-_DIALECTS: dict[str, Dialect] = {
-    "sqlite": sqlite.pysqlite.dialect(),
-    "postgresql": PGDialect_asyncpg(),  # type: ignore[no-untyped-call]
-}
+def _last_kept(proc: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """proc, answering again at once for the very object it was last given: a flush's
+    datetimes are mostly one `now`, whose text is then made once."""
+    last: list[tuple[Any, Any]] = [(object(), None)]
+
+    def process(value: Any) -> Any:
+        seen, out = last[0]
+        if value is not seen:
+            out = proc(value)
+            last[0] = (value, out)
+        return out
+
+    return process
 
 
 def _convert(rows: Sequence[Sequence[Any]], procs: Sequence[Processor]) -> list[tuple[Any, ...]]:
@@ -129,7 +135,7 @@ def _sqlite_insert(table: Table, columns: tuple[str, ...]) -> str:
 
 
 async def _send_sqlite(conn: AsyncConnection, flush: Flush) -> None:
-    dialect = "sqlite"
+    dialect = conn.dialect
     for columns, rows in flush.updates.items():
         procs = _processors(dialect, job_tasks, columns)
         await conn.exec_driver_sql(_sqlite_update(columns), _convert(rows, procs))
@@ -154,19 +160,20 @@ async def _send_sqlite(conn: AsyncConnection, flush: Flush) -> None:
 
 
 @functools.lru_cache(maxsize=512)
-def _pg_array_type(table: Table, name: str) -> tuple[str, str]:
+def _pg_array_type(dialect: Dialect, table: Table, name: str) -> tuple[str, str]:
     """The array type a column's values are sent as, and the cast back (JSON goes as text,
     serialized as SQLAlchemy serializes it, and is cast to jsonb)."""
     type_ = table.c[name].type
-    if isinstance(type_.dialect_impl(_DIALECTS["postgresql"]), JSON):
+    if isinstance(type_.dialect_impl(dialect), JSON):
         return "text[]", "::jsonb"
-    return f"{type_.compile(dialect=_DIALECTS['postgresql'])}[]", ""
+    return f"{type_.compile(dialect=dialect)}[]", ""
 
 
 class _PgStatement:
     """One flush statement being built: CTEs and their array parameters."""
 
-    def __init__(self) -> None:
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
         self.ctes: list[str] = []
         self.params: list[list[Any]] = []
 
@@ -174,11 +181,11 @@ class _PgStatement:
         self, table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]]
     ) -> tuple[str, list[str]]:
         """unnest(...) of the rows' columns as arrays; with each column's cast back."""
-        procs = _processors("postgresql", table, tuple(names))
+        procs = _processors(self.dialect, table, tuple(names))
         converted = _convert(rows, procs)
         args, casts = [], []
         for i, name in enumerate(names):
-            array_type, cast = _pg_array_type(table, name)
+            array_type, cast = _pg_array_type(self.dialect, table, name)
             self.params.append([row[i] for row in converted])
             args.append(f"${len(self.params)}::{array_type}")
             casts.append(cast)
@@ -201,8 +208,8 @@ class _PgStatement:
         return "WITH " + ",\n".join(self.ctes) + "\nSELECT 1"
 
 
-def _pg_statement(flush: Flush) -> _PgStatement:
-    st = _PgStatement()
+def _pg_statement(dialect: Dialect, flush: Flush) -> _PgStatement:
+    st = _PgStatement(dialect)
     for n, (columns, rows) in enumerate(flush.updates.items()):
         source, casts = st.arrays(job_tasks, (*columns, "id"), rows)
         sets = ", ".join(
@@ -242,6 +249,6 @@ async def send(conn: AsyncConnection, flush: Flush) -> None:
     if conn.dialect.name == "sqlite":
         await _send_sqlite(conn, flush)
         return
-    st = _pg_statement(flush)
+    st = _pg_statement(conn.dialect, flush)
     if st.ctes:
         await conn.exec_driver_sql(st.sql(), tuple(st.params))
