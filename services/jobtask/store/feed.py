@@ -52,7 +52,7 @@ async def append_many(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None
     """Events in the order given (their seq follows it), in one statement: an executemany
     on SQLite, one INSERT on PostgreSQL (jobtask.store.flush_sql)."""
     if rows:
-        await flush_sql.send(conn, flush_sql.Flush(events=rows))
+        await flush_sql.send(conn, flush_sql.Flush(events=flush_sql.event_values(rows)))
         mark_changed(conn)
 
 

@@ -29,7 +29,7 @@ from sqlalchemy import JSON, DateTime, Table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-__all__ = ["CLOSE_COLUMNS", "EVENT_COLUMNS", "Flush", "send"]
+__all__ = ["CLOSE_COLUMNS", "EVENT_COLUMNS", "Flush", "event_values", "send"]
 
 Processor = Callable[[Any], Any] | None
 
@@ -44,14 +44,15 @@ class Flush:
     """What one flush writes. updates: per sorted tuple of job_tasks columns, each row's
     values in that order followed by its id; shifts: (job id, delta per count column of
     `count_columns`); closed: close_params dicts (one per lease); opened: per tuple of
-    task_attempts columns, each row's values; events: feed rows, in order."""
+    task_attempts columns, each row's values; events: feed rows' values in EVENT_COLUMNS's
+    order, in the order they are to be inserted."""
 
     updates: dict[tuple[str, ...], list[tuple[Any, ...]]] = field(default_factory=dict)
     count_columns: tuple[str, ...] = ()
     shifts: list[tuple[int, ...]] = field(default_factory=list)
     closed: Sequence[Mapping[str, Any]] = ()
     opened: dict[tuple[str, ...], list[tuple[Any, ...]]] = field(default_factory=dict)
-    events: Sequence[Mapping[str, Any]] = ()
+    events: Sequence[tuple[Any, ...]] = ()
 
 
 def _q(name: str) -> str:
@@ -99,6 +100,11 @@ def _convert(rows: Sequence[Sequence[Any]], procs: Sequence[Processor]) -> list[
             values[i] = proc(values[i])
         out.append(tuple(values))
     return out
+
+
+def event_values(rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+    """Feed rows (dicts of EVENT_COLUMNS) as Flush.events takes them."""
+    return _columns_of(rows, EVENT_COLUMNS)
 
 
 def _columns_of(rows: Sequence[Mapping[str, Any]], names: tuple[str, ...]) -> list[tuple[Any, ...]]:
@@ -152,7 +158,7 @@ async def _send_sqlite(conn: AsyncConnection, flush: Flush) -> None:
         await conn.exec_driver_sql(_sqlite_insert(task_attempts, columns), _convert(rows, procs))
     if flush.events:
         procs = _processors(dialect, events, EVENT_COLUMNS)
-        rows = _convert(_columns_of(flush.events, EVENT_COLUMNS), procs)
+        rows = _convert(flush.events, procs)
         await conn.exec_driver_sql(_sqlite_insert(events, EVENT_COLUMNS), rows)
 
 
@@ -240,7 +246,7 @@ def _pg_statement(dialect: Dialect, flush: Flush) -> _PgStatement:
     for n, (columns, rows) in enumerate(flush.opened.items()):
         st.insert(f"opened{n}", task_attempts, columns, rows)
     if flush.events:
-        st.insert("feed", events, EVENT_COLUMNS, _columns_of(flush.events, EVENT_COLUMNS))
+        st.insert("feed", events, EVENT_COLUMNS, flush.events)
     return st
 
 

@@ -209,7 +209,8 @@ class TaskWrites:
         # flush is merged into its first (the later values win, as a second UPDATE would).
         self._updates: dict[int, dict[str, Any]] = {}
         self._shifts: dict[int, Counter[str]] = {}
-        self._events: list[dict[str, Any]] = []
+        # In flush_sql.EVENT_COLUMNS's order.
+        self._events: list[tuple[Any, ...]] = []
         self._closed: list[dict[str, Any]] = []
         self._opened: list[dict[str, Any]] = []
         # Every count shift taken, flushed or not, by job id (as_written), and the jobs
@@ -281,15 +282,7 @@ class TaskWrites:
         task_uuid: str | None,
         now: dt.datetime,
     ) -> None:
-        self._events.append(
-            {
-                "created_at": now,
-                "job_uuid": job_uuid,
-                "task_uuid": task_uuid,
-                "type": type_,
-                "payload": payload,
-            }
-        )
+        self._events.append((now, job_uuid, task_uuid, type_, payload))
 
     def close_attempt(
         self,
