@@ -1,7 +1,8 @@
 """TaskWrites.flush at the driver's level (jobtask.store.flush_sql): what it stores is what
 SQLAlchemy's own statements store, value for value (SQLite keeps datetimes and JSON as text
 of SQLAlchemy's making), and on PostgreSQL a whole flush is one statement -- one round trip
-while the caller holds its jobs' rows -- whose events keep the order they were taken in."""
+while the caller holds its jobs' rows, NOTIFY included -- whose events keep the order they
+were taken in."""
 
 from __future__ import annotations
 
@@ -169,13 +170,16 @@ async def test_a_flush_is_one_statement_on_postgresql_and_keeps_the_events_order
                 taken.append((job.uuid, task.uuid))
                 writes.event(job.uuid, feed.TASK_LOG, {"i": i}, task_uuid=None, now=NOW)
                 taken.append((job.uuid, None))
-        with counting(core.db) as sent:
-            await writes.flush(conn)
-        return sent
+        before = len(whole)  # (the statements of the whole transaction, counted below)
+        await writes.flush(conn)
+        return whole[before:]
 
-    sent = await core.db.transact(run)
+    with counting(core.db) as whole:
+        sent = await core.db.transact(run)
     if core.db.dialect == "postgresql":
         assert len(sent) == 1, sent
+        # The statement carries the transaction's NOTIFY: the commit sends none of its own.
+        assert not [s for s in whole if s.startswith("NOTIFY")], whole
     else:
         # One executemany per kind: tasks, counts, attempts opened, events.
         assert len(sent) == 4, sent

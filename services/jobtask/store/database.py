@@ -45,6 +45,7 @@ POOL_TIMEOUT_SECONDS = 30.0  # SQLAlchemy's default, made explicit
 NOTIFY_CHANNEL = "jobtask_events"
 _CHANGED = "jobtask.changed"
 _AFTER_COMMIT = "jobtask.after_commit"
+_NOTIFIED = "jobtask.notified"
 
 
 def mark_changed(conn: AsyncConnection) -> None:
@@ -52,6 +53,13 @@ def mark_changed(conn: AsyncConnection) -> None:
     change feed, the set of live workers): at commit, this process's listeners are called
     and, on PostgreSQL, other processes are notified."""
     conn.info[_CHANGED] = True
+
+
+def mark_notified(conn: AsyncConnection) -> None:
+    """PostgreSQL: a statement of this transaction already sent its NOTIFY (delivered at
+    commit, like the one the commit would send: a statement of the hot path carries it, to
+    save the round trip while its rows are held)."""
+    conn.info[_NOTIFIED] = True
 
 
 def after_commit(conn: AsyncConnection, fn: Callable[[], None]) -> None:
@@ -220,6 +228,7 @@ class Database:
         # conn.info outlives the checkout (it belongs to the pooled connection): reset it.
         conn.info.pop(_CHANGED, None)
         conn.info.pop(_AFTER_COMMIT, None)
+        conn.info.pop(_NOTIFIED, None)
         # Not in a `finally`: after a failed or canceled statement SQLAlchemy has invalidated
         # the connection, and touching conn.info then raises PendingRollbackError -- which
         # replaced a CancelledError and kept a canceled background loop (the pruner) alive,
@@ -391,8 +400,10 @@ class PostgresDatabase(Database):
         await conn.execution_options(isolation_level="REPEATABLE READ")
 
     async def _announce(self, conn: AsyncConnection) -> None:
-        # Delivered at commit, and only if the transaction commits.
-        await conn.execute(_NOTIFY)
+        # Delivered at commit, and only if the transaction commits (once: one NOTIFY a
+        # transaction, whatever sent it).
+        if not conn.info.pop(_NOTIFIED, False):
+            await conn.execute(_NOTIFY)
 
 
 # Any constant shared by every replica: PostgreSQL advisory lock key for migrations.

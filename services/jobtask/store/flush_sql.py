@@ -15,6 +15,8 @@ back exactly as one written through SQLAlchemy.
   cannot update one row twice, so TaskWrites merges the writes of one task before they
   come here, closes each lease once, and no two rows shift the same job. The events are
   inserted in the order given (`WITH ORDINALITY ... ORDER BY`): their `seq` follows it.
+  A statement with events also sends the transaction's NOTIFY (pg_notify: delivered at
+  commit), so the commit needs no round trip of its own for it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from jobtask.store.database import NOTIFY_CHANNEL, mark_notified
 from jobtask.store.schema import events, job_tasks, jobs, task_attempts
 from sqlalchemy import JSON, DateTime, Table
 from sqlalchemy.engine import Dialect
@@ -210,8 +213,10 @@ class _PgStatement:
             f"FROM {source} WITH ORDINALITY AS r({listed}, n) ORDER BY r.n)"
         )
 
-    def sql(self) -> str:
-        return "WITH " + ",\n".join(self.ctes) + "\nSELECT 1"
+    def sql(self, *, notify: bool) -> str:
+        """The statement; with `notify`, it also sends the transaction's NOTIFY."""
+        tail = f"SELECT pg_notify('{NOTIFY_CHANNEL}', '')" if notify else "SELECT 1"
+        return "WITH " + ",\n".join(self.ctes) + "\n" + tail
 
 
 def _pg_statement(dialect: Dialect, flush: Flush) -> _PgStatement:
@@ -257,4 +262,8 @@ async def send(conn: AsyncConnection, flush: Flush) -> None:
         return
     st = _pg_statement(conn.dialect, flush)
     if st.ctes:
-        await conn.exec_driver_sql(st.sql(), tuple(st.params))
+        # Events are what other processes wait for: the transaction's NOTIFY goes with them.
+        notify = bool(flush.events)
+        await conn.exec_driver_sql(st.sql(notify=notify), tuple(st.params))
+        if notify:
+            mark_notified(conn)
