@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 __all__ = [
     "AttemptRow",
     "close_attempt",
-    "close_attempts",
     "close_params",
     "count_job_attempts",
     "count_task_attempts",
@@ -133,9 +132,9 @@ def close_params(
     signal: int | None = None,
     lease_expires: dt.datetime | None = None,
 ) -> dict[str, Any]:
-    """The parameters that end the open attempt of this lease, keeping when its lease
-    expired as last renewed before the end (the history checks that the process ended
-    inside it)."""
+    """The parameters that end the open attempt of this lease (close_attempt, and
+    TaskWrites.close_attempt for many at once), keeping when its lease expired as last
+    renewed before the end (the history checks that the process ended inside it)."""
     return {
         "lease": lease_id,
         "ended": ended,
@@ -150,12 +149,6 @@ async def close_attempt(conn: AsyncConnection, lease_id: str, **ending: Any) -> 
     """Ends the open attempt of this lease (nothing if it already ended); `ending`: as
     close_params takes it."""
     await conn.execute(_CLOSE, close_params(lease_id, **ending))
-
-
-async def close_attempts(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    """close_attempt for many leases in one executemany (rows: close_params's)."""
-    if rows:
-        await conn.execute(_CLOSE, rows)
 
 
 async def task_attempts_of(

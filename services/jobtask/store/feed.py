@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from jobtask.store import flush_sql
 from jobtask.store.database import mark_changed
 from jobtask.store.schema import events, settings
 from sqlalchemy import bindparam, delete, func, insert, select, text, update
@@ -49,8 +50,10 @@ async def append(
 
 
 async def append_many(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Events in the order given (their seq follows it), in one statement: an executemany
+    on SQLite, one INSERT on PostgreSQL (jobtask.store.flush_sql)."""
     if rows:
-        await conn.execute(_INSERT, rows)
+        await flush_sql.send(conn, flush_sql.Flush(events=flush_sql.event_values(rows)))
         mark_changed(conn, notified=True)
 
 

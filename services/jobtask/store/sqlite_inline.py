@@ -10,8 +10,9 @@ write lock (BEGIN IMMEDIATE) never waits for anyone. The one wait left is BEGIN 
 itself when another process is writing: `begin_immediate` retries it with asyncio.sleep
 instead of SQLite's busy handler, which would block the loop.
 
-`InlineConnection` offers the part of AsyncConnection that the store uses (execute, scalar,
-run_sync, commit, rollback, dialect, info), over a synchronous SQLAlchemy Connection.
+`InlineConnection` offers the part of AsyncConnection that the store uses (execute,
+exec_driver_sql, scalar, run_sync, commit, rollback, dialect, info), over a synchronous
+SQLAlchemy Connection.
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ class InlineConnection:
         self, statement: Any, parameters: Any = None, **kwargs: Any
     ) -> CursorResult[Any]:
         return self.sync_connection.execute(statement, parameters, **kwargs)
+
+    async def exec_driver_sql(self, statement: str, parameters: Any = None) -> CursorResult[Any]:
+        return self.sync_connection.exec_driver_sql(statement, parameters)
 
     async def scalar(self, statement: Any, parameters: Any = None, **kwargs: Any) -> Any:
         return self.sync_connection.scalar(statement, parameters, **kwargs)

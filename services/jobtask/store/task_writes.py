@@ -5,14 +5,18 @@ A claim of fifty tasks, or a worker session's message ending fifty of them, used
 each task its own UPDATE ... RETURNING, its own count shift on the job's row, its own event
 INSERT and its own attempt write: about a dozen statements a task, each a round trip through
 SQLAlchemy (and the network, on PostgreSQL) while the job's row is held. `TaskWrites` takes
-the same writes in memory and `flush` sends them as
+the same writes in memory and `flush` sends them, at the driver's level
+(jobtask.store.flush_sql), as
 
-- one executemany UPDATE of job_tasks per set of columns written (a group has one or two:
-  "claimed", "reported", "completed"),
-- one executemany UPDATE of jobs shifting every job's status counts at once,
-- one multi-row INSERT of the events, in the order they were taken (so each job's events
-  keep their order: the caller holds every job's row until it commits),
-- one executemany UPDATE closing attempts, and one multi-row INSERT opening them.
+- one UPDATE of job_tasks per set of columns written (a group has one or two: "claimed",
+  "reported", "completed"; two writes of one task are merged into one),
+- one UPDATE of jobs shifting every job's status counts at once,
+- one UPDATE closing attempts, and one INSERT opening them,
+- one INSERT of the events, in the order they were taken (so each job's events keep
+  their order: the caller holds every job's row until it commits):
+
+on SQLite each an executemany, on PostgreSQL all of them ONE statement (data-modifying
+CTEs fed by arrays), so a flush is one round trip while the jobs' rows are held.
 
 The rows written are known without RETURNING: the caller holds each task's row lock, so the
 task as read plus the changes (and its version plus one) is the row as written
@@ -30,7 +34,8 @@ from typing import Any
 
 from jobtask.domain.statuses import TaskStatus
 from jobtask.store import attempts as attempt_store
-from jobtask.store import feed
+from jobtask.store import feed, flush_sql
+from jobtask.store.database import mark_changed
 from jobtask.store.inserts import insert_rows
 from jobtask.store.rows import (
     COUNT_COLUMN,
@@ -41,8 +46,8 @@ from jobtask.store.rows import (
     task_row,
     to_json,
 )
-from jobtask.store.schema import job_tasks, jobs, task_attempts
-from sqlalchemy import Row, Table, Update, bindparam, func, insert, select, update
+from jobtask.store.schema import job_tasks, jobs
+from sqlalchemy import Row, Table, Update, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = [
@@ -180,25 +185,7 @@ async def move_tasks(
     return [task_row(row) for row in sorted(rows, key=lambda r: r.id)]
 
 
-@functools.lru_cache(maxsize=64)
-def _task_update(columns: tuple[str, ...]) -> Update:
-    """UPDATE of one task row by id setting `columns` (parameters w_<column>) and its
-    version, as computed by the caller (which holds the row's lock)."""
-    return (
-        update(job_tasks)
-        .where(job_tasks.c.id == bindparam("w_id"))
-        .values({name: bindparam(f"w_{name}") for name in columns})
-    )
-
-
-# Every count column shifted by a delta (parameters d_<column>): one statement for any
-# number of jobs, whatever moved.
-_SHIFT = (
-    update(jobs)
-    .where(jobs.c.id == bindparam("d_job_id"))
-    .values({col: jobs.c[col] + bindparam(f"d_{col}") for col in COUNT_COLUMN.values()})
-)
-_OPEN_ATTEMPT = insert(task_attempts)
+_COUNT_COLUMNS = tuple(COUNT_COLUMN.values())
 
 
 async def insert_tasks(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[TaskRow]:
@@ -211,9 +198,12 @@ class TaskWrites:
     """The task writes of one transaction, held until `flush` (see the module's text)."""
 
     def __init__(self) -> None:
-        self._updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        # Each task's columns to write, by task id: a second write of a task in the same
+        # flush is merged into its first (the later values win, as a second UPDATE would).
+        self._updates: dict[int, dict[str, Any]] = {}
         self._shifts: dict[int, Counter[str]] = {}
-        self._events: list[dict[str, Any]] = []
+        # In flush_sql.EVENT_COLUMNS's order.
+        self._events: list[tuple[Any, ...]] = []
         self._closed: list[dict[str, Any]] = []
         self._opened: list[dict[str, Any]] = []
         # Every count shift taken, flushed or not, by job id (as_written), and the jobs
@@ -244,10 +234,11 @@ class TaskWrites:
             "modified_by_client_uuid": client_uuid,
         }
         written = {**changes, **meta}
-        columns = tuple(sorted(written))
-        params = {f"w_{name}": value for name, value in written.items()}
-        params["w_id"] = task.id
-        self._updates.setdefault(columns, []).append(params)
+        held = self._updates.get(task.id)
+        if held is None:
+            self._updates[task.id] = written
+        else:
+            held.update(written)
         new = task_after(task, written)
         if new.status != task.status:
             for shift in (
@@ -284,15 +275,7 @@ class TaskWrites:
         task_uuid: str | None,
         now: dt.datetime,
     ) -> None:
-        self._events.append(
-            {
-                "created_at": now,
-                "job_uuid": job_uuid,
-                "task_uuid": task_uuid,
-                "type": type_,
-                "payload": payload,
-            }
-        )
+        self._events.append((now, job_uuid, task_uuid, type_, payload))
 
     def close_attempt(
         self,
@@ -322,7 +305,8 @@ class TaskWrites:
         self._opened.append(dict(row))
 
     async def flush(self, conn: AsyncConnection) -> None:
-        """Writes everything held, a statement per kind (see the module's text)."""
+        """Writes everything held, a statement per kind on SQLite, one statement on
+        PostgreSQL (see the module's text and jobtask.store.flush_sql)."""
         if not self:
             return
         updates, self._updates = self._updates, {}
@@ -330,20 +314,34 @@ class TaskWrites:
         events, self._events = self._events, []
         closed, self._closed = self._closed, []
         opened, self._opened = self._opened, []
-        for columns, rows in updates.items():
-            await conn.execute(_task_update(columns), rows)
+        by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        for task_id, written in updates.items():
+            columns = tuple(sorted(written))
+            by_columns.setdefault(columns, []).append(
+                (*(written[name] for name in columns), task_id)
+            )
         moved = [
-            {
-                "d_job_id": job_id,
-                **{f"d_{col}": shift.get(col, 0) for col in COUNT_COLUMN.values()},
-            }
+            (job_id, *(shift.get(col, 0) for col in _COUNT_COLUMNS))
             for job_id, shift in sorted(shifts.items())
             if any(shift.values())
         ]
-        if moved:
-            await conn.execute(_SHIFT, moved)
-        if closed:
-            await attempt_store.close_attempts(conn, closed)
-        if opened:
-            await conn.execute(_OPEN_ATTEMPT, opened)
-        await feed.append_many(conn, events)
+        # Each lease closes once: a second close of it would find it closed.
+        closing: dict[str, dict[str, Any]] = {}
+        for row in closed:
+            closing.setdefault(row["lease"], row)
+        opening: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        for row in opened:
+            opening.setdefault(tuple(row), []).append(tuple(row.values()))
+        await flush_sql.send(
+            conn,
+            flush_sql.Flush(
+                updates=by_columns,
+                count_columns=_COUNT_COLUMNS,
+                shifts=moved,
+                closed=list(closing.values()),
+                opened=opening,
+                events=events,
+            ),
+        )
+        if events:
+            mark_changed(conn, notified=True)  # (the events' trigger notifies)

@@ -1,0 +1,263 @@
+"""The statements of TaskWrites.flush, sent at the driver's level.
+
+A flush writes dozens of rows with a handful of statements (jobtask.store.task_writes), and
+SQLAlchemy's executemany then spends more than the database does: per row and column it
+builds a parameter dict, looks the bind up and runs its processor. Here each statement's
+text is built once per set of columns and its parameters go to the driver as tuples already
+in the driver's form, converted by the same bind processors SQLAlchemy would have run
+(DateTime's text on SQLite, the JSON serializer for JSON columns): a row written here reads
+back exactly as one written through SQLAlchemy.
+
+- SQLite (run inline, jobtask.store.sqlite_inline): one executemany per statement, as
+  before, through `exec_driver_sql`.
+- PostgreSQL: the whole flush is ONE statement -- one round trip while the caller holds its
+  jobs' rows -- whose data-modifying CTEs each take their rows as arrays (`unnest`). A CTE
+  cannot update one row twice, so TaskWrites merges the writes of one task before they
+  come here, closes each lease once, and no two rows shift the same job. The events are
+  inserted in the order given (`WITH ORDINALITY ... ORDER BY`): their `seq` follows it.
+  Inserting events notifies the other processes (a trigger: migration 0019), so the
+  commit needs no NOTIFY round trip of its own.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from jobtask.store.schema import events, job_tasks, jobs, task_attempts
+from sqlalchemy import JSON, DateTime, Table
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+__all__ = ["CLOSE_COLUMNS", "EVENT_COLUMNS", "Flush", "event_values", "send"]
+
+Processor = Callable[[Any], Any] | None
+
+# close_params's keys, in their columns' order.
+CLOSE_COLUMNS = ("lease", "ended", "outcome", "exit_code", "signal", "lease_expires")
+_CLOSE_TARGETS = ("lease_id", "ended_at", "outcome", "exit_code", "signal", "lease_expires_at")
+EVENT_COLUMNS = ("created_at", "job_uuid", "task_uuid", "type", "payload")
+
+
+@dataclass
+class Flush:
+    """What one flush writes. updates: per sorted tuple of job_tasks columns, each row's
+    values in that order followed by its id; shifts: (job id, delta per count column of
+    `count_columns`); closed: close_params dicts (one per lease); opened: per tuple of
+    task_attempts columns, each row's values; events: feed rows' values in EVENT_COLUMNS's
+    order, in the order they are to be inserted."""
+
+    updates: dict[tuple[str, ...], list[tuple[Any, ...]]] = field(default_factory=dict)
+    count_columns: tuple[str, ...] = ()
+    shifts: list[tuple[int, ...]] = field(default_factory=list)
+    closed: Sequence[Mapping[str, Any]] = ()
+    opened: dict[tuple[str, ...], list[tuple[Any, ...]]] = field(default_factory=dict)
+    events: Sequence[tuple[Any, ...]] = ()
+
+
+def _q(name: str) -> str:
+    return f'"{name}"'
+
+
+@functools.lru_cache(maxsize=1024)
+def _processors(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> tuple[Processor, ...]:
+    """Each column's bind processor for the connection's dialect, as SQLAlchemy would run
+    it (None: the value goes as it is)."""
+    found: list[Processor] = []
+    for name in columns:
+        type_ = table.c[name].type
+        proc: Processor = type_._cached_bind_processor(dialect)
+        if proc is not None and isinstance(type_, DateTime):
+            proc = _last_kept(proc)
+        found.append(proc)
+    return tuple(found)
+
+
+def _last_kept(proc: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """proc, answering again at once for the very object it was last given: a flush's
+    datetimes are mostly one `now`, whose text is then made once."""
+    last: list[tuple[Any, Any]] = [(object(), None)]
+
+    def process(value: Any) -> Any:
+        seen, out = last[0]
+        if value is not seen:
+            out = proc(value)
+            last[0] = (value, out)
+        return out
+
+    return process
+
+
+def _convert(rows: Sequence[Sequence[Any]], procs: Sequence[Processor]) -> list[tuple[Any, ...]]:
+    """The rows with each column's processor applied (columns past `procs` go as they are)."""
+    active = [(i, p) for i, p in enumerate(procs) if p is not None]
+    if not active:
+        return [tuple(row) for row in rows]
+    out = []
+    for row in rows:
+        values = list(row)
+        for i, proc in active:
+            values[i] = proc(values[i])
+        out.append(tuple(values))
+    return out
+
+
+def event_values(rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+    """Feed rows (dicts of EVENT_COLUMNS) as Flush.events takes them."""
+    return _columns_of(rows, EVENT_COLUMNS)
+
+
+def _columns_of(rows: Sequence[Mapping[str, Any]], names: tuple[str, ...]) -> list[tuple[Any, ...]]:
+    return [tuple(row[name] for name in names) for row in rows]
+
+
+# -- SQLite ------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=256)
+def _sqlite_update(columns: tuple[str, ...]) -> str:
+    sets = ", ".join(f"{_q(name)} = ?" for name in columns)
+    return f"UPDATE job_tasks SET {sets} WHERE id = ?"
+
+
+@functools.lru_cache(maxsize=8)
+def _sqlite_shift(count_columns: tuple[str, ...]) -> str:
+    sets = ", ".join(f"{_q(c)} = {_q(c)} + ?" for c in count_columns)
+    return f"UPDATE jobs SET {sets} WHERE id = ?"
+
+
+_SQLITE_CLOSE = (
+    "UPDATE task_attempts SET "
+    + ", ".join(f"{_q(c)} = ?" for c in _CLOSE_TARGETS[1:])
+    + " WHERE lease_id = ? AND ended_at IS NULL"
+)
+
+
+@functools.lru_cache(maxsize=16)
+def _sqlite_insert(table: Table, columns: tuple[str, ...]) -> str:
+    names = ", ".join(_q(c) for c in columns)
+    marks = ", ".join("?" for _ in columns)
+    return f"INSERT INTO {table.name} ({names}) VALUES ({marks})"
+
+
+async def _send_sqlite(conn: AsyncConnection, flush: Flush) -> None:
+    dialect = conn.dialect
+    for columns, rows in flush.updates.items():
+        procs = _processors(dialect, job_tasks, columns)
+        await conn.exec_driver_sql(_sqlite_update(columns), _convert(rows, procs))
+    if flush.shifts:
+        # (job id, deltas...) -> (deltas..., job id)
+        params = [(*row[1:], row[0]) for row in flush.shifts]
+        await conn.exec_driver_sql(_sqlite_shift(flush.count_columns), params)
+    if flush.closed:
+        procs = _processors(dialect, task_attempts, _CLOSE_TARGETS)
+        rows = _convert(_columns_of(flush.closed, CLOSE_COLUMNS), procs)
+        await conn.exec_driver_sql(_SQLITE_CLOSE, [(*row[1:], row[0]) for row in rows])
+    for columns, rows in flush.opened.items():
+        procs = _processors(dialect, task_attempts, columns)
+        await conn.exec_driver_sql(_sqlite_insert(task_attempts, columns), _convert(rows, procs))
+    if flush.events:
+        procs = _processors(dialect, events, EVENT_COLUMNS)
+        rows = _convert(flush.events, procs)
+        await conn.exec_driver_sql(_sqlite_insert(events, EVENT_COLUMNS), rows)
+
+
+# -- PostgreSQL --------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=512)
+def _pg_array_type(dialect: Dialect, table: Table, name: str) -> tuple[str, str]:
+    """The array type a column's values are sent as, and the cast back (JSON goes as text,
+    serialized as SQLAlchemy serializes it, and is cast to jsonb)."""
+    type_ = table.c[name].type
+    if isinstance(type_.dialect_impl(dialect), JSON):
+        return "text[]", "::jsonb"
+    return f"{type_.compile(dialect=dialect)}[]", ""
+
+
+class _PgStatement:
+    """One flush statement being built: CTEs and their array parameters."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self.ctes: list[str] = []
+        self.params: list[list[Any]] = []
+
+    def arrays(
+        self, table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> tuple[str, list[str]]:
+        """unnest(...) of the rows' columns as arrays; with each column's cast back."""
+        procs = _processors(self.dialect, table, tuple(names))
+        converted = _convert(rows, procs)
+        args, casts = [], []
+        for i, name in enumerate(names):
+            array_type, cast = _pg_array_type(self.dialect, table, name)
+            self.params.append([row[i] for row in converted])
+            args.append(f"${len(self.params)}::{array_type}")
+            casts.append(cast)
+        return "unnest(" + ", ".join(args) + ")", casts
+
+    def insert(
+        self, name: str, table: Table, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """A CTE inserting the rows in the order given: ids (an event's seq) are drawn as
+        the rows are inserted, so they follow that order."""
+        source, casts = self.arrays(table, columns, rows)
+        listed = ", ".join(_q(c) for c in columns)
+        values = ", ".join(f"r.{_q(c)}{cast}" for c, cast in zip(columns, casts, strict=True))
+        self.ctes.append(
+            f"{name} AS (INSERT INTO {table.name} ({listed}) SELECT {values} "
+            f"FROM {source} WITH ORDINALITY AS r({listed}, n) ORDER BY r.n)"
+        )
+
+    def sql(self) -> str:
+        """The statement."""
+        return "WITH " + ",\n".join(self.ctes) + "\nSELECT 1"
+
+
+def _pg_statement(dialect: Dialect, flush: Flush) -> _PgStatement:
+    st = _PgStatement(dialect)
+    for n, (columns, rows) in enumerate(flush.updates.items()):
+        source, casts = st.arrays(job_tasks, (*columns, "id"), rows)
+        sets = ", ".join(
+            f"{_q(c)} = v.{_q(c)}{cast}" for c, cast in zip(columns, casts[:-1], strict=True)
+        )
+        alias = ", ".join(_q(c) for c in (*columns, "id"))
+        st.ctes.append(
+            f"tasks{n} AS (UPDATE job_tasks AS t SET {sets} FROM {source} AS v({alias}) "
+            "WHERE t.id = v.id)"
+        )
+    if flush.shifts:
+        names = ("id", *flush.count_columns)
+        source, _ = st.arrays(jobs, names, flush.shifts)
+        sets = ", ".join(f"{_q(c)} = j.{_q(c)} + d.{_q(c)}" for c in flush.count_columns)
+        alias = ", ".join(_q(c) for c in names)
+        st.ctes.append(
+            f"counts AS (UPDATE jobs AS j SET {sets} FROM {source} AS d({alias}) WHERE j.id = d.id)"
+        )
+    if flush.closed:
+        rows = _columns_of(flush.closed, CLOSE_COLUMNS)
+        source, _ = st.arrays(task_attempts, _CLOSE_TARGETS, rows)
+        sets = ", ".join(f"{_q(c)} = c.{_q(c)}" for c in _CLOSE_TARGETS[1:])
+        alias = ", ".join(_q(c) for c in _CLOSE_TARGETS)
+        st.ctes.append(
+            f"closed AS (UPDATE task_attempts AS a SET {sets} FROM {source} AS c({alias}) "
+            "WHERE a.lease_id = c.lease_id AND a.ended_at IS NULL)"
+        )
+    for n, (columns, rows) in enumerate(flush.opened.items()):
+        st.insert(f"opened{n}", task_attempts, columns, rows)
+    if flush.events:
+        st.insert("feed", events, EVENT_COLUMNS, flush.events)
+    return st
+
+
+async def send(conn: AsyncConnection, flush: Flush) -> None:
+    """Writes the flush (see the module's text)."""
+    if conn.dialect.name == "sqlite":
+        await _send_sqlite(conn, flush)
+        return
+    st = _pg_statement(conn.dialect, flush)
+    if st.ctes:
+        await conn.exec_driver_sql(st.sql(), tuple(st.params))
