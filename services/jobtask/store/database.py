@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from jobtask.domain.errors import Aborted
 from jobtask.observability.metrics import DB_TRANSACTION_SECONDS
-from jobtask.store import sqlite_inline
+from jobtask.store import json_codec, sqlite_inline
 from jobtask.store.db_errors import LostBeforeCommit, translate, translated
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
@@ -346,6 +346,8 @@ class PostgresDatabase(Database):
             max_overflow=overflow,
             pool_timeout=POOL_TIMEOUT_SECONDS,
             echo=echo,
+            json_serializer=json_codec.dumps,
+            json_deserializer=json_codec.loads,
         )
         # Not pool_pre_ping: SQLAlchemy's asyncpg ping is three round trips (BEGIN, ";",
         # ROLLBACK) before every transaction, a fifth of a claim's. A connection whose

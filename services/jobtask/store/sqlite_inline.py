@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
+from jobtask.store import json_codec
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import OperationalError
@@ -95,6 +96,8 @@ def engine(database: str, *, writer: bool, echo: bool) -> Engine:
         # Pooled connections are used by whichever thread runs the loop (tests run one loop
         # per thread); a connection is only ever used by one coroutine at a time.
         connect_args={"check_same_thread": False},
+        json_serializer=json_codec.dumps,
+        json_deserializer=json_codec.loads,
     )
     busy_timeout = 0 if writer else READ_BUSY_TIMEOUT_MS
 
