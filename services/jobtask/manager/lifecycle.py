@@ -307,8 +307,7 @@ async def settle_many(
         )
         observe.job_moved(conn, moved, job.status)
         found[job.id] = moved
-    await job_writes.write_jobs(conn, written)
-    await feed.append_many(conn, events)
+    await job_writes.write_jobs(conn, written, events)
     return found
 
 

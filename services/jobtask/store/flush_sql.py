@@ -43,13 +43,14 @@ EVENT_COLUMNS = ("created_at", "job_uuid", "task_uuid", "type", "payload")
 
 @dataclass
 class Flush:
-    """What one flush writes. updates: per sorted tuple of job_tasks columns, each row's
-    values in that order followed by its id; shifts: (job id, delta per count column of
-    `count_columns`); closed: close_params dicts (one per lease); opened: per tuple of
-    task_attempts columns, each row's values; events: feed rows' values in EVENT_COLUMNS's
-    order, in the order they are to be inserted."""
+    """What one flush writes. updates (job_updates): per sorted tuple of job_tasks' (jobs')
+    columns, each row's values in that order followed by its id; shifts: (job id, delta
+    per count column of `count_columns`); closed: close_params dicts (one per lease);
+    opened: per tuple of task_attempts columns, each row's values; events: feed rows'
+    values in EVENT_COLUMNS's order, in the order they are to be inserted."""
 
     updates: dict[tuple[str, ...], list[tuple[Any, ...]]] = field(default_factory=dict)
+    job_updates: dict[tuple[str, ...], list[tuple[Any, ...]]] = field(default_factory=dict)
     count_columns: tuple[str, ...] = ()
     shifts: list[tuple[int, ...]] = field(default_factory=list)
     closed: Sequence[Mapping[str, Any]] = ()
@@ -117,9 +118,9 @@ def _columns_of(rows: Sequence[Mapping[str, Any]], names: tuple[str, ...]) -> li
 
 
 @functools.lru_cache(maxsize=256)
-def _sqlite_update(columns: tuple[str, ...]) -> str:
+def _sqlite_update(table: Table, columns: tuple[str, ...]) -> str:
     sets = ", ".join(f"{_q(name)} = ?" for name in columns)
-    return f"UPDATE job_tasks SET {sets} WHERE id = ?"
+    return f"UPDATE {table.name} SET {sets} WHERE id = ?"
 
 
 @functools.lru_cache(maxsize=8)
@@ -144,9 +145,10 @@ def _sqlite_insert(table: Table, columns: tuple[str, ...]) -> str:
 
 async def _send_sqlite(conn: AsyncConnection, flush: Flush) -> None:
     dialect = conn.dialect
-    for columns, rows in flush.updates.items():
-        procs = _processors(dialect, job_tasks, columns)
-        await conn.exec_driver_sql(_sqlite_update(columns), _convert(rows, procs))
+    for table, updates in ((job_tasks, flush.updates), (jobs, flush.job_updates)):
+        for columns, rows in updates.items():
+            procs = _processors(dialect, table, columns)
+            await conn.exec_driver_sql(_sqlite_update(table, columns), _convert(rows, procs))
     if flush.shifts:
         # (job id, deltas...) -> (deltas..., job id)
         params = [(*row[1:], row[0]) for row in flush.shifts]
@@ -219,16 +221,17 @@ class _PgStatement:
 
 def _pg_statement(dialect: Dialect, flush: Flush) -> _PgStatement:
     st = _PgStatement(dialect)
-    for n, (columns, rows) in enumerate(flush.updates.items()):
-        source, casts = st.arrays(job_tasks, (*columns, "id"), rows)
-        sets = ", ".join(
-            f"{_q(c)} = v.{_q(c)}{cast}" for c, cast in zip(columns, casts[:-1], strict=True)
-        )
-        alias = ", ".join(_q(c) for c in (*columns, "id"))
-        st.ctes.append(
-            f"tasks{n} AS (UPDATE job_tasks AS t SET {sets} FROM {source} AS v({alias}) "
-            "WHERE t.id = v.id)"
-        )
+    for table, updates in ((job_tasks, flush.updates), (jobs, flush.job_updates)):
+        for n, (columns, rows) in enumerate(updates.items()):
+            source, casts = st.arrays(table, (*columns, "id"), rows)
+            sets = ", ".join(
+                f"{_q(c)} = v.{_q(c)}{cast}" for c, cast in zip(columns, casts[:-1], strict=True)
+            )
+            alias = ", ".join(_q(c) for c in (*columns, "id"))
+            st.ctes.append(
+                f"{table.name}{n} AS (UPDATE {table.name} AS t SET {sets} "
+                f"FROM {source} AS v({alias}) WHERE t.id = v.id)"
+            )
     if flush.shifts:
         names = ("id", *flush.count_columns)
         source, _ = st.arrays(jobs, names, flush.shifts)

@@ -8,15 +8,16 @@ changes (and its version plus one) is the row as written (`rows.job_after`)."""
 from __future__ import annotations
 
 import datetime as dt
-import functools
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from jobtask.store import flush_sql
+from jobtask.store.database import mark_changed
 from jobtask.store.locks import JOB_BY_ID
 from jobtask.store.rows import JobRow, job_row
 from jobtask.store.schema import job_tasks, jobs
 from jobtask.store.task_writes import write_versioned
-from sqlalchemy import Update, bindparam, select, update
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = ["job_by_id", "jobs_by_id", "outputs_of", "write_job_row", "write_jobs"]
@@ -27,15 +28,6 @@ _OUTPUTS = (
     .where(job_tasks.c.job_id.in_(bindparam("ids", expanding=True)))
     .order_by(job_tasks.c.job_id, job_tasks.c.id)
 )
-
-
-@functools.lru_cache(maxsize=64)
-def _job_update(columns: tuple[str, ...]) -> Update:
-    return (
-        update(jobs)
-        .where(jobs.c.id == bindparam("w_id"))
-        .values({name: bindparam(f"w_{name}") for name in columns})
-    )
 
 
 async def job_by_id(conn: AsyncConnection, job_id: int) -> JobRow:
@@ -61,16 +53,23 @@ async def outputs_of(conn: AsyncConnection, job_ids: Collection[int]) -> dict[in
     return out
 
 
-async def write_jobs(conn: AsyncConnection, written: list[tuple[int, dict[str, Any]]]) -> None:
+async def write_jobs(
+    conn: AsyncConnection,
+    written: list[tuple[int, dict[str, Any]]],
+    events: Sequence[Mapping[str, Any]] = (),
+) -> None:
     """Writes (job id, columns) pairs -- columns including version and modified_*, as the
-    caller computed them -- with one executemany per set of columns."""
-    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    caller computed them -- and appends the feed rows `events` (feed.append_many's), at
+    the driver's level: on PostgreSQL one statement for all of it (jobtask.store.flush_sql),
+    a round trip while the jobs' rows are held."""
+    by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
     for job_id, columns in written:
-        params = {f"w_{name}": value for name, value in columns.items()}
-        params["w_id"] = job_id
-        by_columns.setdefault(tuple(sorted(columns)), []).append(params)
-    for names, rows in by_columns.items():
-        await conn.execute(_job_update(names), rows)
+        names = tuple(sorted(columns))
+        by_columns.setdefault(names, []).append((*(columns[n] for n in names), job_id))
+    flush = flush_sql.Flush(job_updates=by_columns, events=flush_sql.event_values(events))
+    await flush_sql.send(conn, flush)
+    if events:
+        mark_changed(conn, notified=True)  # (the events' trigger notifies)
 
 
 async def write_job_row(
