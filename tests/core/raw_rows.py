@@ -12,6 +12,7 @@ OWNER_UUID = "zzzzz-tpzed-000000000000001"
 
 
 async def connect(url: str) -> asyncpg.Connection:
+    """A plain asyncpg session on the database a test URL names (SQLAlchemy's form)."""
     u = make_url(url)
     return await asyncpg.connect(
         user=u.username, password=u.password, host=u.host, port=u.port, database=u.database

@@ -17,13 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-import asyncpg
 import pytest
 from jobtask.store.database import Database
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tests.core.raw_rows import connect
 from tests.polling import DEADLINE, eventually
 
 pytestmark = pytest.mark.postgres
@@ -80,13 +80,7 @@ async def test_a_transaction_whose_session_was_killed_runs_again(postgres_url: s
     proxy = HoldingProxy(url.host or "127.0.0.1", url.port or 5432)
     port = await proxy.start()
     db = Database(url.set(port=port).render_as_string(hide_password=False))
-    admin = await asyncpg.connect(
-        user=url.username,
-        password=url.password,
-        host=url.host,
-        port=url.port,
-        database=url.database,
-    )
+    admin = await connect(postgres_url)
     await admin.execute("CREATE TABLE marks (run integer NOT NULL, pid integer NOT NULL)")
     runs: list[int] = []
 
@@ -120,14 +114,7 @@ async def test_a_pooled_connection_whose_session_was_killed_is_replaced(postgres
     pooled connection whose session the server ended is replaced when it is next taken,
     because its socket closed, and a read on it does not fail."""
     db = Database(postgres_url, pool_size=1, max_overflow=0)
-    url = make_url(postgres_url)
-    admin = await asyncpg.connect(
-        user=url.username,
-        password=url.password,
-        host=url.host,
-        port=url.port,
-        database=url.database,
-    )
+    admin = await connect(postgres_url)
     pid_sql = text("SELECT pg_backend_pid()")
     try:
         async with db.read() as conn:

@@ -8,14 +8,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
-import asyncpg
 import pytest
 from jobtask.store import feed
 from jobtask.store.database import NOTIFY_CHANNEL, Database, mark_changed
 from jobtask.store.migrate import upgrade
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tests.core.raw_rows import connect
 from tests.engines import counting
 from tests.polling import DEADLINE
 
@@ -25,14 +24,7 @@ pytestmark = pytest.mark.postgres
 async def test_appending_events_notifies_without_a_notify_statement(postgres_url: str) -> None:
     db = Database(postgres_url)
     await upgrade(db)
-    url = make_url(postgres_url)
-    listener = await asyncpg.connect(
-        user=url.username,
-        password=url.password,
-        host=url.host,
-        port=url.port,
-        database=url.database,
-    )
+    listener = await connect(postgres_url)
     heard: asyncio.Queue[str] = asyncio.Queue()
     await listener.add_listener(NOTIFY_CHANNEL, lambda *args: heard.put_nowait(args[2]))
     now = dt.datetime.now(dt.UTC)
