@@ -295,3 +295,28 @@ async def test_a_cancel_of_the_worker_itself_is_not_taken_for_a_kill(tmp_path: P
     with pytest.raises(asyncio.CancelledError):
         await running
     assert not link._queue
+
+
+async def test_a_script_process_closes_its_report_pipe_even_when_its_wait_is_cancelled(
+    tmp_path: Path,
+) -> None:
+    """The report pipe is closed by the wait, whatever ends it: left open, its descriptor
+    was closed later by the garbage collector with a ResourceWarning (a CI run failed an
+    unrelated test with it)."""
+    from jobtask.worker.process import ScriptProcess
+
+    process = await ScriptProcess.start(
+        [sys.executable, "-c", "import time; time.sleep(30)"],
+        env=dict(os.environ),
+        cwd=tmp_path,
+        output=lambda _text: None,
+        report=lambda _line: None,
+    )
+    waiting = asyncio.create_task(process.wait())
+    await asyncio.sleep(0.1)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    process.kill()
+    assert process._report_pipe.is_closing()
+    await process.wait()  # the killed script is reaped

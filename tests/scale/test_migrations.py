@@ -16,7 +16,7 @@ from jobtask.store import migrate
 from sqlalchemy.engine import make_url
 
 from tests.conftest import _asyncpg_dsn, postgres_admin_url, start_jobtask
-from tests.polling import eventually
+from tests.polling import DEADLINE, eventually
 from tests.scale.checks import asyncpg_dsn, fetch
 from tests.scale.conftest import ROOT_TOKEN, Topology
 
@@ -59,17 +59,20 @@ async def upgrade(topology: Topology) -> tuple[int, str]:
     return proc.returncode, out.decode()
 
 
-async def held_at_the_gate(url: str, processes: int) -> None:
+async def held_at_the_gate(url: str, processes: int, closed: asyncio.Event) -> None:
     """Holds every migrating process at its first DDL statement, then lets them all go at
-    once: the test's own transaction creates `alembic_version` and waits, uncommitted, until
-    `processes` sessions are blocked (on that table, or on the migration lock), then rolls
-    back. Without the lock they would all run the migrations together."""
+    once: the test's own transaction creates `alembic_version` (then sets `closed`: the
+    processes start after that, or the first could create the table before the gate) and
+    waits, uncommitted, until `processes` sessions are blocked (on that table, or on the
+    migration lock), then rolls back. Without the lock they would all run the migrations
+    together."""
     gate = await asyncpg.connect(asyncpg_dsn(url))
     # A second session: pg_stat_activity stays as first read within a transaction.
     watch = await asyncpg.connect(asyncpg_dsn(url))
     try:
         async with gate.transaction():
             await gate.execute("CREATE TABLE alembic_version (version_num varchar(32))")
+            closed.set()
             await eventually(lambda: _waiting(watch, processes), within=60, interval=0.1)
             raise _Release
     except _Release:
@@ -95,12 +98,21 @@ async def test_upgrades_and_servers_started_at_once_migrate_once(
     empty_database: str, tmp_path: Path
 ) -> None:
     topology = Topology(empty_database, tmp_path)
+    closed = asyncio.Event()
+    gate = asyncio.create_task(held_at_the_gate(empty_database, UPGRADES + 4, closed))
     try:
+        # Nothing starts before the gate is closed.
+        waiting = asyncio.create_task(closed.wait())
+        await asyncio.wait({gate, waiting}, timeout=DEADLINE, return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        if gate.done():
+            gate.result()  # it failed before closing
+        assert closed.is_set(), "the gate did not close"
         results, tasks, jobs, _ = await asyncio.gather(
             asyncio.gather(*(upgrade(topology) for _ in range(UPGRADES))),
             topology.serve_many("tasks", 2),
             topology.serve_many("jobs", 2),
-            held_at_the_gate(empty_database, UPGRADES + 4),
+            gate,
         )
         head = migrate.head_revision()
         for code, out in results:

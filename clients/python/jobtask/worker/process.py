@@ -84,9 +84,15 @@ class ScriptProcess:
     """One running script. `output` receives stdout and stderr text as it comes; `report`
     receives each line written to the report descriptor ($JOBTASK_REPORT_FD)."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, readers: list[asyncio.Task[None]]):
+    def __init__(
+        self,
+        proc: asyncio.subprocess.Process,
+        readers: list[asyncio.Task[None]],
+        report_pipe: asyncio.BaseTransport,
+    ):
         self._proc = proc
         self._readers = readers
+        self._report_pipe = report_pipe
         self._stopping: asyncio.Task[None] | None = None
 
     @property
@@ -127,7 +133,7 @@ class ScriptProcess:
             os.close(report_write)
         loop = asyncio.get_running_loop()
         report_stream = asyncio.StreamReader(limit=1024 * 1024)
-        await loop.connect_read_pipe(
+        report_pipe, _ = await loop.connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(report_stream), os.fdopen(report_read, "rb", 0)
         )
         assert proc.stdout is not None and proc.stderr is not None
@@ -136,24 +142,31 @@ class ScriptProcess:
             asyncio.create_task(_pump_text(proc.stderr, output)),
             asyncio.create_task(_pump_lines(report_stream, report)),
         ]
-        return cls(proc, readers)
+        return cls(proc, readers, report_pipe)
 
     async def wait(self) -> Exit:
         """Waits for the script to end and its pipes to be read out; then kills whatever
         it left behind in its process group."""
-        returncode = await self._proc.wait()
-        self.signal_group(signal.SIGKILL)
-        _, pending = await asyncio.wait(self._readers, timeout=DRAIN_SECONDS)
-        for reader in pending:
-            reader.cancel()
-        for reader in self._readers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
-        if self._stopping is not None:
-            self._stopping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._stopping
-        return Exit.from_returncode(returncode)
+        try:
+            returncode = await self._proc.wait()
+            self.signal_group(signal.SIGKILL)
+            _, pending = await asyncio.wait(self._readers, timeout=DRAIN_SECONDS)
+            for reader in pending:
+                reader.cancel()
+            for reader in self._readers:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+            if self._stopping is not None:
+                self._stopping.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._stopping
+            return Exit.from_returncode(returncode)
+        finally:
+            # Closed here, not only at end-of-file: a reader given up on (or a wait
+            # cancelled) left the report pipe open, and its descriptor was then closed by
+            # the garbage collector with a ResourceWarning, in whatever ran at the time (a
+            # CI run failed a later test with it).
+            self._report_pipe.close()
 
     @property
     def running(self) -> bool:
