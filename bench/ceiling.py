@@ -415,6 +415,8 @@ def _cpu_rows(system: str, run: Measured, peer: Measured | None, ref: str) -> li
             note=f"{system}: {parts} µs; wall {seen.seconds / tasks * 1e6:,.0f} µs per task",
         )
     ]
+    # (A part with no CPU counted has no row: /proc counts CPU in clock ticks of 10 ms, so
+    # a short run's worker may show none, and SQLite has no database process.)
     for part, us in per.items():
         if us > 0:
             rows.append(
@@ -426,8 +428,9 @@ def _cpu_rows(system: str, run: Measured, peer: Measured | None, ref: str) -> li
             "ceiling CPU",
             f"{system}: bound = {CORES} cores / CPU per task",
             "tasks/s",
-            CORES / total * 1e6,
-            note=f"{system}: 1 / busiest process's CPU per task = {1e6 / busiest:,.0f} tasks/s; "
+            CORES / total * 1e6 if total else 0.0,  # (0: no tick counted, a tiny run)
+            note=f"{system}: 1 / busiest process's CPU per task = "
+            f"{1e6 / busiest if busiest else 0:,.0f} tasks/s; "
             f"measured {tasks / seen.seconds:,.0f} tasks/s",
         )
     )

@@ -99,8 +99,8 @@ async def test_ceiling() -> None:
     # Every batch size of the floor, each with the three clients.
     for batch in ceiling.FLOOR_BATCHES:
         assert sum(f"WorkerSession, {batch} a message" in r.metric for r in results) == 3
-    # jobtask's CPU per task split by process, on both stores.
-    for part in ("server", "worker"):
-        for kind in ("sqlite", "postgres"):
-            assert any(r.metric == f"jobtask {kind}: CPU per task, {part}" for r in results)
-    assert any(r.metric == "jobtask postgres: CPU per task, database" for r in results)
+    # jobtask's CPU per task split by process, on both stores: the server's at least (at 50
+    # tasks the worker's and PostgreSQL's may stay under one of /proc's clock ticks, and
+    # then have no row).
+    for kind in ("sqlite", "postgres"):
+        assert any(r.metric == f"jobtask {kind}: CPU per task, server" for r in results)
