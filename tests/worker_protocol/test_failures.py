@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from jobtask.v1 import job_service_pb2 as js
@@ -153,7 +154,14 @@ async def test_an_expired_lease_is_reaped_within_two_heartbeat_intervals(
     told = await run.until(lambda r: r.instruction == STOP)
     assert "lease" in told.reason
     assert await run.recv() is None
-    task = await get_task(cluster, a.task.uuid)
+    # The stream says STOP once the lease is past its expiry, which may be just before the
+    # reaper's pass commits (a fresh-clone CI run read the task still active): wait for it.
+
+    async def reaped() -> Any:
+        found = await get_task(cluster, a.task.uuid)
+        return found if found.status != task_status("active") else None
+
+    task = await eventually(reaped)
     assert task.status == task_status("soft-failed") and task.failed_count == 1
     assert "lease expired" in task.failed_log
     assert task.failed_at.ToDatetime(tzinfo=dt.UTC) >= last_lease
