@@ -54,7 +54,6 @@ async def append_many(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None
     on SQLite, one INSERT on PostgreSQL (jobtask.store.flush_sql)."""
     if rows:
         await flush_sql.send(conn, flush_sql.Flush(events=flush_sql.event_values(rows)))
-        mark_changed(conn, notified=True)
 
 
 async def head(conn: AsyncConnection) -> int:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from jobtask.store.database import mark_changed
 from jobtask.store.schema import events, job_tasks, jobs, task_attempts
 from sqlalchemy import JSON, DateTime, Table
 from sqlalchemy.engine import Dialect
@@ -257,7 +258,11 @@ def _pg_statement(dialect: Dialect, flush: Flush) -> _PgStatement:
 
 
 async def send(conn: AsyncConnection, flush: Flush) -> None:
-    """Writes the flush (see the module's text)."""
+    """Writes the flush (see the module's text). Events are what watchers and claimers
+    wait for: a flush with events marks the transaction changed (already notified: the
+    events' trigger notifies)."""
+    if flush.events:
+        mark_changed(conn, notified=True)
     if conn.dialect.name == "sqlite":
         await _send_sqlite(conn, flush)
         return

@@ -12,7 +12,6 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from jobtask.store import flush_sql
-from jobtask.store.database import mark_changed
 from jobtask.store.locks import JOB_BY_ID
 from jobtask.store.rows import JobRow, job_row
 from jobtask.store.schema import job_tasks, jobs
@@ -68,8 +67,6 @@ async def write_jobs(
         by_columns.setdefault(names, []).append((*(columns[n] for n in names), job_id))
     flush = flush_sql.Flush(job_updates=by_columns, events=flush_sql.event_values(events))
     await flush_sql.send(conn, flush)
-    if events:
-        mark_changed(conn, notified=True)  # (the events' trigger notifies)
 
 
 async def write_job_row(

@@ -35,7 +35,6 @@ from typing import Any
 from jobtask.domain.statuses import TaskStatus
 from jobtask.store import attempts as attempt_store
 from jobtask.store import feed, flush_sql
-from jobtask.store.database import mark_changed
 from jobtask.store.inserts import insert_rows
 from jobtask.store.rows import (
     COUNT_COLUMN,
@@ -343,5 +342,3 @@ class TaskWrites:
                 events=events,
             ),
         )
-        if events:
-            mark_changed(conn, notified=True)  # (the events' trigger notifies)
