@@ -20,7 +20,7 @@ import contextlib
 import pickle
 import sqlite3
 import time
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -124,12 +124,20 @@ class Replayed:
     costliest: list[tuple[str, float]] = field(default_factory=list)
 
 
+# Seconds spent per statement (its first words).
+Spent = defaultdict[str, float]
+
+
+def costliest(spent: Spent, n: int) -> list[tuple[str, float]]:
+    return sorted(spent.items(), key=lambda item: item[1], reverse=True)[:n]
+
+
 def _count(
-    txns: Sequence[Transaction], seconds: float, cpu: tuple[float, float], spent: Counter[str]
+    txns: Sequence[Transaction], seconds: float, cpu: tuple[float, float], spent: Spent
 ) -> Replayed:
     statements = sum(len(t.statements) for t in txns)
     rows = sum(len(p) if many else 1 for t in txns for _, p, many in t.statements)
-    return Replayed(seconds, len(txns), statements, rows, *cpu, spent.most_common(3))
+    return Replayed(seconds, len(txns), statements, rows, *cpu, costliest(spent, 3))
 
 
 def _head(sql: str) -> str:
@@ -153,7 +161,7 @@ def sqlite_connect(path: str) -> sqlite3.Connection:
     return conn
 
 
-def _sqlite_run(conn: sqlite3.Connection, txn: Transaction, spent: Counter[str]) -> None:
+def _sqlite_run(conn: sqlite3.Connection, txn: Transaction, spent: Spent) -> None:
     cursor = conn.cursor()
     for sql, params, many in txn.statements:
         start = time.perf_counter()
@@ -169,7 +177,7 @@ def _sqlite_run(conn: sqlite3.Connection, txn: Transaction, spent: Counter[str])
 def replay_sqlite(path: str, log: Sequence[Transaction], window: tuple[float, float]) -> Replayed:
     before, inside = split(log, window)
     with contextlib.closing(sqlite_connect(path)) as conn:
-        spent: Counter[str] = Counter()
+        spent: Spent = defaultdict(float)
         for txn in before:
             _sqlite_run(conn, txn, spent)
         spent.clear()
@@ -186,7 +194,7 @@ def replay_sqlite(path: str, log: Sequence[Transaction], window: tuple[float, fl
 _ISOLATION = {"REPEATABLE READ": "repeatable_read", "SERIALIZABLE": "serializable"}
 
 
-async def _pg_run(conn: Any, txn: Transaction, spent: Counter[str]) -> None:
+async def _pg_run(conn: Any, txn: Transaction, spent: Spent) -> None:
     tr = conn.transaction(isolation=_ISOLATION.get(txn.isolation or "", "read_committed"))
     await tr.start()
     for sql, params, many in txn.statements:
@@ -204,12 +212,12 @@ async def _pg_run(conn: Any, txn: Transaction, spent: Counter[str]) -> None:
 async def replay_postgres(
     dsn: str, log: Sequence[Transaction], window: tuple[float, float]
 ) -> Replayed:
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped]  # no stubs published
 
     before, inside = split(log, window)
     conn = await asyncpg.connect(dsn)
     try:
-        spent: Counter[str] = Counter()
+        spent: Spent = defaultdict(float)
         for txn in before:
             await _pg_run(conn, txn, spent)
         spent.clear()

@@ -47,7 +47,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import grpc
-from google.protobuf import empty_pb2, struct_pb2
+from google.protobuf import empty_pb2, json_format, struct_pb2
 from jobtask.v1 import job_task_pb2, task_service_pb2, task_service_pb2_grpc
 from sqlalchemy.engine import make_url
 
@@ -96,9 +96,8 @@ async def floor_client(addr: str, count: int, batch: int, mode: str) -> float:
     """Drains `count` tasks from bench.bare's WorkerSession; the seconds it took."""
     window = max(SLOTS, 2 * batch)
     channel = grpc.aio.insecure_channel(addr, options=CHANNEL_OPTIONS)
-    call = task_service_pb2_grpc.TaskServiceStub(channel).WorkerSession(
-        metadata=((BATCH_KEY, str(batch)),)
-    )
+    stub = task_service_pb2_grpc.TaskServiceStub(channel)  # type: ignore[no-untyped-call]
+    call = stub.WorkerSession(metadata=((BATCH_KEY, str(batch)),))
     granted = min(window, count)
     outbox: list[task_service_pb2.RunTaskRequest] = []
     wake = asyncio.Event()
@@ -132,7 +131,7 @@ async def floor_client(addr: str, count: int, batch: int, mode: str) -> float:
     done = 0
     while done < count:
         response = await call.read()
-        if response is grpc.aio.EOF:
+        if response is grpc.aio.EOF:  # type: ignore[attr-defined]
             raise RuntimeError("the server ended the session")
         done += sum(1 for u in response.updates if u.task.status == COMPLETED)
         if not response.assignments:
@@ -152,7 +151,7 @@ async def floor_client(addr: str, count: int, batch: int, mode: str) -> float:
     seconds = time.perf_counter() - start
     writing.cancel()
     call.cancel()
-    await channel.close()
+    await channel.close(None)
     return seconds
 
 
@@ -168,7 +167,7 @@ async def _floor_main(argv: list[str]) -> None:
 
 def _carried(traffic: struct_pb2.Struct) -> str:
     """How many tasks the session's messages carried, each way."""
-    t = dict(traffic)
+    t: dict[str, float] = json_format.MessageToDict(traffic)
     out = t.get("assignments", 0) / max(1, t.get("responses", 0))
     back = t.get("reports", 0) / max(1, t.get("requests", 0))
     return (
@@ -212,7 +211,7 @@ async def floor(cfg: Config, huey: float | None) -> list[Result]:
         server_us = (server.cpu_seconds() - before) / count * 1e6
         worker_us = agent.cpu["worker"] / count * 1e6
         carried = _carried(await stats(empty_pb2.Empty()))
-        await channel.close()
+        await channel.close(None)
     results.append(
         Result(
             "ceiling gRPC floor",
@@ -274,7 +273,7 @@ async def replayed(kind: str, count: int, peer: tuple[str, float | None]) -> lis
 
 async def pgqueuer_shaped(count: int, batch: int, peer: float | None) -> Result:
     """PgQueuer's statements, minimal: enqueue, claim `batch` a statement, complete them."""
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped]  # no stubs published
 
     async with postgres_database("pgq_shaped") as dsn:
         conn = await asyncpg.connect(dsn)

@@ -65,9 +65,9 @@ async def _waits(fair: bool, tasks: int, jobs: int) -> list[float]:
                     made.append(created.uuid)
                 return made
 
-            *_, small = await asyncio.gather(
-                *(creator() for _ in range(CREATE_CONCURRENCY)), small_owner()
-            )
+            owner = asyncio.create_task(small_owner())
+            await asyncio.gather(*(creator() for _ in range(CREATE_CONCURRENCY)))
+            small = await owner
             await worker.line(1800)
         finally:
             await asyncio.to_thread(worker.stop)

@@ -73,7 +73,7 @@ async def _http_get_loop(
     it = iter(range(10**12))
 
     # Each caller owns one connection: closed_loop's callers pick theirs by index.
-    callers = {}
+    callers: dict[asyncio.Task[Any] | None, Any] = {}
 
     async def call() -> None:
         task = asyncio.current_task()

@@ -20,7 +20,9 @@ from bench.harness import Config, Result, log
 from bench.stack import database, running
 
 
-async def _hold(stack: Any, stub: Any, a: Any, opened: asyncio.Event, release: asyncio.Event):
+async def _hold(
+    stack: Any, stub: Any, a: Any, opened: asyncio.Event, release: asyncio.Event
+) -> None:
     call = stub.RunTask(metadata=stack.md)
     await call.write(RunTaskRequest(task_uuid=a.task.uuid, lease_id=a.lease.lease_id))
     await call.write(RunTaskRequest(seq=1, progress=0.5))
@@ -42,7 +44,7 @@ async def run(cfg: Config) -> list[Result]:
         idle = stack.server.rss_mib()
         log(f"memory: creating {streams:,} + {queued:,} tasks")
         await stack.fanned_out_job([streams, queued])
-        claimed = []
+        claimed: list[Any] = []
         while len(claimed) < streams:
             claimed += await stack.claim(min(100, streams - len(claimed)))
         log(f"memory: opening {streams:,} RunTask streams")

@@ -60,7 +60,7 @@ def main() -> None:
         "bare:session is the no-store row)",
     )
     args = parser.parse_args()
-    cases = CASES
+    cases: tuple[tuple[str, str], ...] = CASES
     if args.only:
         cases = tuple((c.split(":", 1)[0], c.split(":", 1)[-1]) for c in args.only.split(","))
         unknown = set(cases) - {*CASES, BARE}

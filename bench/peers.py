@@ -134,7 +134,7 @@ PGQUEUER_ENQUEUE_BATCH = 1000
 async def enqueue_pgqueuer(dsn: str, count: int) -> None:
     """Installs PgQueuer's own schema (`Queries.install`, what `pgq install` runs) and
     enqueues `count` no-op jobs, PGQUEUER_ENQUEUE_BATCH per call."""
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped]  # no stubs published
     from pgqueuer import AsyncpgDriver, Queries
 
     conn = await asyncpg.connect(dsn)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]  # no stubs published
 import grpc
 from google.protobuf import struct_pb2
 from jobtask.v1 import (
@@ -108,19 +108,20 @@ class Stack:
     def task_stub(self) -> task_service_pb2_grpc.TaskServiceStub:
         channel = grpc.aio.insecure_channel(self.tasks_addr, options=CHANNEL_OPTIONS)
         self.channels.append(channel)
-        return task_service_pb2_grpc.TaskServiceStub(channel)
+        return task_service_pb2_grpc.TaskServiceStub(channel)  # type: ignore[no-untyped-call]
 
     def job_stub(self) -> job_service_pb2_grpc.JobServiceStub:
         channel = grpc.aio.insecure_channel(self.jobs_addr, options=CHANNEL_OPTIONS)
         self.channels.append(channel)
-        return job_service_pb2_grpc.JobServiceStub(channel)
+        return job_service_pb2_grpc.JobServiceStub(channel)  # type: ignore[no-untyped-call]
 
     # -- the protocol, driven directly ----------------------------------------------------
 
     async def submit(self, script: str = "noop", **fields: Any) -> job_pb2.Job:
         job = job_pb2.Job(script=script, **fields)
         request = job_service_pb2.CreateJobRequest(job=job, allow_duplicate=True)
-        return await self.jobs.CreateJob(request, metadata=self.md)
+        created: job_pb2.Job = await self.jobs.CreateJob(request, metadata=self.md)
+        return created
 
     async def submit_many(self, n: int, script: str = "noop") -> list[job_pb2.Job]:
         """n jobs in one BatchCreateJobs call."""
@@ -162,7 +163,7 @@ class Stack:
             task_service_pb2.RunTaskRequest(seq=1, progress=1.0, success=True, exit_code=0)
         )
         await call.done_writing()
-        final = None
+        final: job_task_pb2.JobTask | None = None
         async for response in call:
             if response.HasField("task"):
                 final = response.task
@@ -219,7 +220,7 @@ class Stack:
 
     async def close(self) -> None:
         for channel in self.channels:
-            await channel.close()
+            await channel.close(None)
 
 
 @contextlib.asynccontextmanager
@@ -239,8 +240,8 @@ async def running(
                 server=proc,
                 url=url,
                 token=ready["token"],
-                jobs=job_service_pb2_grpc.JobServiceStub(jc),
-                tasks=task_service_pb2_grpc.TaskServiceStub(tc),
+                jobs=job_service_pb2_grpc.JobServiceStub(jc),  # type: ignore[no-untyped-call]
+                tasks=task_service_pb2_grpc.TaskServiceStub(tc),  # type: ignore[no-untyped-call]
                 jobs_addr=jobs_addr,
                 tasks_addr=tasks_addr,
                 channels=[jc, tc],
@@ -259,4 +260,4 @@ async def bare_server(job: job_pb2.Job) -> AsyncIterator[tuple[Child, grpc.aio.C
         try:
             yield proc, channel
         finally:
-            await channel.close()
+            await channel.close(None)

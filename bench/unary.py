@@ -86,7 +86,7 @@ async def run(cfg: Config) -> list[Result]:
     echo_rate = median(figures["echo"])
     get_rate = median(figures["get"])
     rest_rate = median(figures["rest"])
-    out = [
+    results = [
         Result(
             "unary",
             "GetJob",
@@ -126,7 +126,7 @@ async def run(cfg: Config) -> list[Result]:
             runs=figures["rest"],
         ),
     ]
-    for r in out:
+    for r in results:
         if r.target and not cfg.smoke and r.ratio is not None:
             r.met = r.ratio >= float(r.target.split()[1].rstrip("x"))
-    return out
+    return results
