@@ -10,18 +10,20 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from jobtask.domain.statuses import JOB_DISPATCHABLE, TASK_CLAIMABLE, TaskStatus
+from jobtask.store.arrays import none_of, one_of
 from jobtask.store.rows import utc
 from jobtask.store.schema import job_tasks, jobs, task_failures, workers
 from sqlalchemy import (
     BindParameter,
     CompoundSelect,
+    Integer,
     Row,
     Select,
     and_,
     bindparam,
     exists,
     func,
-    literal,
+    literal_column,
     select,
     text,
     union_all,
@@ -33,12 +35,34 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
 _lower = aliased(job_tasks, name="lower")
+# A page's size, written into its text (see _constant; callers ask for one size).
+_LIMIT: BindParameter[int] = bindparam("limit", type_=Integer(), literal_execute=True)
 _parent = aliased(job_tasks, name="parent")
 _ACTIVE = TaskStatus.ACTIVE.value
 _CLAIMABLE = sorted(s.value for s in TASK_CLAIMABLE)
 _DISPATCHABLE = sorted(s.value for s in JOB_DISPATCHABLE)
 # Fair share reads this many owners' tasks per statement.
 OWNERS_PER_STATEMENT = 8
+
+
+def _constant(value: str | int) -> Any:
+    """A constant written into the statement's text rather than sent as a parameter.
+
+    PostgreSQL re-plans a prepared statement at each run (a custom plan) unless the cached
+    generic plan, made without the parameters' values, is estimated no costlier. The claim's
+    candidate pages are mostly constants (the statuses, OFFSET 0, the page's LIMIT): as
+    parameters, the generic plan's estimates knew none of them, found one row instead of a
+    page, costed a whole index walk (30 times a custom plan's cost at 20,000 tasks) and
+    was never chosen: every claim planned each page again, which took twice as long as
+    running it. Written in, the generic plan is the custom one and is kept."""
+    if isinstance(value, int):
+        return literal_column(str(value))
+    return literal_column("'" + value.replace("'", "''") + "'")
+
+
+_COMPLETED = _constant(TaskStatus.COMPLETED.value)
+_ONE = _constant(1)
+_ZERO = _constant(0)
 
 
 def runnable_tasks(
@@ -65,7 +89,7 @@ def runnable_tasks(
     failed_by_me = exists().where(
         and_(task_failures.c.task_id == t.c.id, task_failures.c.worker_id == worker_id)
     )
-    job_ok = [jobs.c.id == t.c.job_id, jobs.c.status.in_(_DISPATCHABLE)]
+    job_ok = [jobs.c.id == t.c.job_id, jobs.c.status.in_([_constant(s) for s in _DISPATCHABLE])]
     if at_priority:
         job_ok.append(jobs.c.priority == bindparam("priority"))
 
@@ -79,22 +103,22 @@ def runnable_tasks(
         of_job(jobs.c.blocklist, "job_blocklist"),
         failed_by_me.label("failed_by_me"),
     ).where(
-        t.c.status.in_(_CLAIMABLE),
+        t.c.status.in_([_constant(s) for s in _CLAIMABLE]),
         t.c.runnable_after.is_(None) | (t.c.runnable_after <= bindparam("now")),
-        exists(select(literal(1)).where(*job_ok).offset(0)),
+        exists(select(_ONE).where(*job_ok).offset(_ZERO)),
         ~exists().where(
             _lower.c.job_id == t.c.job_id,
             _lower.c.sequence < t.c.sequence,
-            _lower.c.status != TaskStatus.COMPLETED.value,
+            _lower.c.status != _COMPLETED,
         ),
         (t.c.created_by_job_task_uuid.is_(None))
         | exists(
-            select(literal(1))
+            select(_ONE)
             .where(
                 _parent.c.uuid == t.c.created_by_job_task_uuid,
-                _parent.c.status == TaskStatus.COMPLETED.value,
+                _parent.c.status == _COMPLETED,
             )
-            .offset(0)
+            .offset(_ZERO)
         ),
     )
 
@@ -113,19 +137,28 @@ def _next_level() -> Select[Any]:
     return select(*probes)
 
 
-def _page() -> Select[Any]:
+def _skipping(page: Select[Any], skipping: bool) -> Select[Any]:
+    """The page without the jobs :skip_jobs and the tasks :skip_tasks, if `skipping`.
+
+    A claim's first page skips nothing, and is written without these conditions: with
+    them, the cached generic plan (which cannot know that the lists are empty) estimated
+    that a job id other than any of ten unknown ones matched no row when the table holds
+    one job, and costed a page as a whole walk and sort; PostgreSQL then planned every
+    page again, each claim. A later round's page, which skips, is planned each time."""
+    if not skipping:
+        return page
+    return page.where(
+        none_of(job_tasks.c.job_id, "skip_jobs"), none_of(job_tasks.c.id, "skip_tasks")
+    )
+
+
+def _page(status: str, skipping: bool) -> Select[Any]:
     """Runnable tasks of one priority level and one waiting status, in order of arrival:
     the (status, id) index is walked in order and the walk stops after :limit rows."""
-    return (
-        runnable_tasks(bindparam("worker_id"), at_priority=True)
-        .where(
-            job_tasks.c.status == bindparam("status"),
-            job_tasks.c.job_id.not_in(bindparam("skip_jobs", expanding=True)),
-            job_tasks.c.id.not_in(bindparam("skip_tasks", expanding=True)),
-        )
-        .order_by(job_tasks.c.id)
-        .limit(bindparam("limit"))
+    page = runnable_tasks(bindparam("worker_id"), at_priority=True).where(
+        job_tasks.c.status == _constant(status)
     )
+    return _skipping(page, skipping).order_by(job_tasks.c.id).limit(_LIMIT)
 
 
 def _owners() -> Select[Any]:
@@ -137,27 +170,20 @@ def _owners() -> Select[Any]:
     )
 
 
-@functools.lru_cache(maxsize=OWNERS_PER_STATEMENT)
-def _owner_pages(owners: int) -> CompoundSelect[Any]:
+@functools.lru_cache(maxsize=2 * OWNERS_PER_STATEMENT)
+def _owner_pages(owners: int, skipping: bool) -> CompoundSelect[Any]:
     """`_page` for each of `owners` owners (:o0, :o1, ...) and each waiting status, as one
     statement: every branch walks the (status, owner_uuid, id) index and stops after
     :limit rows."""
     branches = []
     for i in range(owners):
         for status in _CLAIMABLE:
-            page = (
-                runnable_tasks(bindparam("worker_id"), at_priority=True)
-                .where(
-                    job_tasks.c.status == status,
-                    job_tasks.c.owner_uuid == bindparam(f"o{i}"),
-                    job_tasks.c.job_id.not_in(bindparam("skip_jobs", expanding=True)),
-                    job_tasks.c.id.not_in(bindparam("skip_tasks", expanding=True)),
-                )
-                .order_by(job_tasks.c.id)
-                .limit(bindparam("limit"))
-                .subquery()
+            page = runnable_tasks(bindparam("worker_id"), at_priority=True).where(
+                job_tasks.c.status == _constant(status),
+                job_tasks.c.owner_uuid == bindparam(f"o{i}"),
             )
-            branches.append(select(page))
+            page = _skipping(page, skipping).order_by(job_tasks.c.id).limit(_LIMIT)
+            branches.append(select(page.subquery()))
     return union_all(*branches)
 
 
@@ -178,7 +204,11 @@ _WORKER_SEEN = (
 # Built once: a claim runs them every time, and building (and keying) a statement of this
 # size costs more than SQLite takes to answer it.
 _NEXT_LEVEL = _next_level()
-_PAGE = _page()
+_PAGES = {
+    (status, skipping): _page(status, skipping)
+    for status in _CLAIMABLE
+    for skipping in (False, True)
+}
 _OWNERS = _owners()
 # The earliest end of a retry backoff still to come (a waiting claim wakes up then).
 _NEXT_RUNNABLE = select(func.min(job_tasks.c.runnable_after)).where(
@@ -188,7 +218,7 @@ _NEXT_RUNNABLE = select(func.min(job_tasks.c.runnable_after)).where(
 # PostgreSQL locks the candidates it takes with this (see lock_candidates).
 _LOCK_RUNNABLE = (
     runnable_tasks(bindparam("worker_id"))
-    .where(job_tasks.c.id.in_(bindparam("task_ids", expanding=True)))
+    .where(one_of(job_tasks.c.id, "task_ids"))
     .order_by(job_tasks.c.id)
     .with_for_update(of=job_tasks, skip_locked=True)
 )
@@ -217,13 +247,10 @@ async def candidates(
     queue on each claim."""
     found: list[Row[Any]] = []
     at_most = _TOP
-    base = {
-        "worker_id": worker_id,
-        "now": now,
-        "skip_jobs": list(skip_jobs),
-        "skip_tasks": list(skip_tasks),
-        "limit": limit,
-    }
+    base: dict[str, Any] = {"worker_id": worker_id, "now": now, "limit": limit}
+    skipping = bool(skip_jobs or skip_tasks)
+    if skipping:
+        base.update(skip_jobs=list(skip_jobs), skip_tasks=list(skip_tasks))
     while len(found) < limit:
         levels = (await conn.execute(_NEXT_LEVEL, {"at_most": at_most})).one()
         present = [level for level in levels if level is not None]
@@ -233,12 +260,13 @@ async def candidates(
         if turns is None:
             rows: list[Row[Any]] = []
             for status in _CLAIMABLE:
-                params = {**base, "priority": level, "status": status}
-                rows.extend(await conn.execute(_PAGE, params))
+                params = {**base, "priority": level}
+                rows.extend(await conn.execute(_PAGES[status, skipping], params))
             # Within one level, the waiting statuses interleave by arrival.
             found.extend(sorted(rows, key=lambda row: row.id))
         else:
-            found.extend(await _fair_level(conn, base, level, turns, limit - len(found)))
+            want = limit - len(found)
+            found.extend(await _fair_level(conn, base, skipping, level, turns, want))
         if level <= _BOTTOM:
             break
         at_most = level - 1
@@ -248,6 +276,7 @@ async def candidates(
 async def _fair_level(
     conn: AsyncConnection,
     base: dict[str, Any],
+    skipping: bool,
     level: int,
     turns: Mapping[str, int],
     want: int,
@@ -265,7 +294,7 @@ async def _fair_level(
         chunk = owners[start : start + OWNERS_PER_STATEMENT]
         params = {**base, "priority": level, **{f"o{i}": o for i, o in enumerate(chunk)}}
         by_owner: dict[str, list[Row[Any]]] = {o: [] for o in chunk}
-        for row in await conn.execute(_owner_pages(len(chunk)), params):
+        for row in await conn.execute(_owner_pages(len(chunk), skipping), params):
             by_owner[row.owner_uuid].append(row)
         queues = [sorted(rows, key=lambda row: row.id) for rows in by_owner.values() if rows]
         # Round robin: one task of each owner in turn, until the pages run out.

@@ -1,0 +1,103 @@
+"""A claim's statements are the same prepared statements whatever the claim's size.
+
+SQLAlchemy's asyncpg driver prepares each statement text once per connection, and
+PostgreSQL caches a plan per prepared statement (after five custom plans it may settle on a
+generic one). A list rendered as `IN ($1, $2, ...)` made each length a statement of its
+own -- parsed, analyzed and planned again -- so claims of 1, 2, 3... tasks, or a claim's
+second round skipping the tasks its first one took, never reused a plan. Lists are one
+array parameter on PostgreSQL (jobtask.store.arrays). Read from pg_prepared_statements on
+the store's only connection."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from jobtask.store import claims, locks
+from jobtask.store.database import Database
+from jobtask.store.migrate import upgrade
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tests.core.raw_rows import connect, insert_job, insert_tasks, task_uuid
+
+pytestmark = pytest.mark.postgres
+
+CLAIMS = 8
+SKIPPING = 3
+# A claim reads a page of this many candidates whatever it takes (as the manager does).
+PAGE = 10
+
+
+@pytest.mark.parametrize("fair_share", [True, False])
+async def test_claims_of_every_size_share_prepared_statements_and_their_plan(
+    postgres_url: str, fair_share: bool
+) -> None:
+    db = Database(postgres_url, pool_size=1, max_overflow=0)
+    await upgrade(db)
+    raw = await connect(postgres_url)
+    try:
+        job_id = await insert_job(raw, status="active")
+        await insert_tasks(raw, job_id, [task_uuid(n) for n in range(1, 100)])
+    finally:
+        await raw.close()
+
+    async def claim(size: int, skipped: list[int]) -> list[int]:
+        async def run(conn: AsyncConnection) -> list[int]:
+            now = dt.datetime.now(dt.UTC)
+            turns: dict[str, int] | None = {} if fair_share else None
+            page = await claims.candidates(
+                conn, "w1", PAGE, now=now, skip_tasks=skipped, turns=turns
+            )
+            assert not {row.id for row in page} & set(skipped)
+            found = page[:size]
+            assert await locks.try_lock_jobs(conn, {row.job_id for row in found})
+            locked = await claims.lock_candidates(conn, "w1", found, now)
+            assert [row.id for row in locked] == [row.id for row in found]
+            return [row.id for row in locked]
+
+        return await db.transact(run)
+
+    try:
+        # Nothing is written: each claim finds the first tasks again, or skips some.
+        for size in range(1, CLAIMS + 1):
+            first = await claim(size, [])
+        for size in range(1, SKIPPING + 1):
+            await claim(size, first[:size])
+        async with db.read() as conn:
+            prepared: list[Any] = list(
+                await conn.execute(
+                    text(
+                        "SELECT statement, generic_plans, generic_plans + custom_plans AS runs"
+                        " FROM pg_prepared_statements WHERE NOT from_sql"
+                    )
+                )
+            )
+    finally:
+        await db.dispose()
+
+    def of(*parts: str, locking: bool = True, skipping: bool | None = None) -> list[Any]:
+        return [
+            row
+            for row in prepared
+            if all(part in row.statement for part in parts)
+            and ("FOR UPDATE" in row.statement) == locking
+            and (skipping is None or ("!= ALL" in row.statement) == skipping)
+        ]
+
+    # One statement each, run by every claim, whatever the number of tasks or jobs.
+    (tasks,) = of("FOR UPDATE OF job_tasks SKIP LOCKED")
+    (jobs,) = of("ORDER BY jobs.id FOR UPDATE SKIP LOCKED")
+    assert tasks.runs == jobs.runs == CLAIMS + SKIPPING
+    # The first page of a claim: one statement (per waiting status unless fair share),
+    # whose plan PostgreSQL keeps (a generic plan) after its first custom ones.
+    pages = of("FROM job_tasks", "ORDER BY job_tasks.id", locking=False, skipping=False)
+    assert len(pages) == (1 if fair_share else 2)
+    assert [page.runs for page in pages] == [CLAIMS] * len(pages)
+    assert all(page.generic_plans > 0 for page in pages), [p.statement for p in pages]
+    assert tasks.generic_plans > 0
+    # A later round's page, skipping tasks it took: one statement whatever it skips.
+    skipping = of("FROM job_tasks", "ORDER BY job_tasks.id", locking=False, skipping=True)
+    assert [page.runs for page in skipping] == [SKIPPING] * len(pages)
+
