@@ -101,3 +101,13 @@ async def test_claims_of_every_size_share_prepared_statements_and_their_plan(
     skipping = of("FROM job_tasks", "ORDER BY job_tasks.id", locking=False, skipping=True)
     assert [page.runs for page in skipping] == [SKIPPING] * len(pages)
 
+
+async def test_the_stores_sessions_compile_nothing(postgres_url: str) -> None:
+    """No JIT: a cached generic plan estimated costly would be compiled at each run (tens
+    of milliseconds for a statement that runs in one)."""
+    db = Database(postgres_url)
+    try:
+        async with db.read() as conn:
+            assert (await conn.execute(text("SHOW jit"))).scalar() == "off"
+    finally:
+        await db.dispose()
