@@ -16,7 +16,6 @@ from jobtask.store.schema import job_tasks, jobs, task_failures, workers
 from sqlalchemy import (
     BindParameter,
     CompoundSelect,
-    Integer,
     Row,
     Select,
     and_,
@@ -26,6 +25,7 @@ from sqlalchemy import (
     literal_column,
     select,
     text,
+    true,
     union_all,
     update,
 )
@@ -35,8 +35,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
 _lower = aliased(job_tasks, name="lower")
-# A page's size, written into its text (see _constant; callers ask for one size).
-_LIMIT: BindParameter[int] = bindparam("limit", type_=Integer(), literal_execute=True)
 _parent = aliased(job_tasks, name="parent")
 _ACTIVE = TaskStatus.ACTIVE.value
 _CLAIMABLE = sorted(s.value for s in TASK_CLAIMABLE)
@@ -46,15 +44,10 @@ OWNERS_PER_STATEMENT = 8
 
 
 def _constant(value: str | int) -> Any:
-    """A constant written into the statement's text rather than sent as a parameter.
-
-    PostgreSQL re-plans a prepared statement at each run (a custom plan) unless the cached
-    generic plan, made without the parameters' values, is estimated no costlier. The claim's
-    candidate pages are mostly constants (the statuses, OFFSET 0, the page's LIMIT): as
-    parameters, the generic plan's estimates knew none of them, found one row instead of a
-    page, costed a whole index walk (30 times a custom plan's cost at 20,000 tasks) and
-    was never chosen: every claim planned each page again, which took twice as long as
-    running it. Written in, the generic plan is the custom one and is kept."""
+    """A constant written into the statement's text rather than sent as a parameter: the
+    planner proves a partial index's condition (ix_job_tasks_status_owner_uuid_id holds
+    waiting tasks only) from the text, and estimates the constant's rows from statistics,
+    whatever the plan's kind."""
     if isinstance(value, int):
         return literal_column(str(value))
     return literal_column("'" + value.replace("'", "''") + "'")
@@ -83,7 +76,11 @@ def runnable_tasks(
     a plan that read all of the job's waiting tasks and sorted them, each claim. The
     subqueries on jobs and on the creating task end in OFFSET 0, which keeps each a probe
     by primary key or uuid per row: without it the creator's check became a hash of every
-    completed task in the table, built by each claim.
+    completed task in the table, built by each claim. The creator is found by uuid alone (its
+    status test is written so that no index on status can serve it); the lower sequences'
+    check has one index,
+    (job_id, sequence, status): plans made while the table was small (PostgreSQL keeps a
+    prepared statement's generic plan) took the others and read whole jobs.
     """
     t = job_tasks
     failed_by_me = exists().where(
@@ -116,7 +113,8 @@ def runnable_tasks(
             select(_ONE)
             .where(
                 _parent.c.uuid == t.c.created_by_job_task_uuid,
-                _parent.c.status == _COMPLETED,
+                # IS TRUE: a test no index on status can serve (see above).
+                (_parent.c.status == _COMPLETED).is_(true()),
             )
             .offset(_ZERO)
         ),
@@ -137,28 +135,19 @@ def _next_level() -> Select[Any]:
     return select(*probes)
 
 
-def _skipping(page: Select[Any], skipping: bool) -> Select[Any]:
-    """The page without the jobs :skip_jobs and the tasks :skip_tasks, if `skipping`.
-
-    A claim's first page skips nothing, and is written without these conditions: with
-    them, the cached generic plan (which cannot know that the lists are empty) estimated
-    that a job id other than any of ten unknown ones matched no row when the table holds
-    one job, and costed a page as a whole walk and sort; PostgreSQL then planned every
-    page again, each claim. A later round's page, which skips, is planned each time."""
-    if not skipping:
-        return page
-    return page.where(
-        none_of(job_tasks.c.job_id, "skip_jobs"), none_of(job_tasks.c.id, "skip_tasks")
-    )
-
-
-def _page(status: str, skipping: bool) -> Select[Any]:
+def _page(status: str) -> Select[Any]:
     """Runnable tasks of one priority level and one waiting status, in order of arrival:
     the (status, id) index is walked in order and the walk stops after :limit rows."""
-    page = runnable_tasks(bindparam("worker_id"), at_priority=True).where(
-        job_tasks.c.status == _constant(status)
+    return (
+        runnable_tasks(bindparam("worker_id"), at_priority=True)
+        .where(
+            job_tasks.c.status == _constant(status),
+            none_of(job_tasks.c.job_id, "skip_jobs"),
+            none_of(job_tasks.c.id, "skip_tasks"),
+        )
+        .order_by(job_tasks.c.id)
+        .limit(bindparam("limit"))
     )
-    return _skipping(page, skipping).order_by(job_tasks.c.id).limit(_LIMIT)
 
 
 def _owners() -> Select[Any]:
@@ -170,20 +159,27 @@ def _owners() -> Select[Any]:
     )
 
 
-@functools.lru_cache(maxsize=2 * OWNERS_PER_STATEMENT)
-def _owner_pages(owners: int, skipping: bool) -> CompoundSelect[Any]:
+@functools.lru_cache(maxsize=OWNERS_PER_STATEMENT)
+def _owner_pages(owners: int) -> CompoundSelect[Any]:
     """`_page` for each of `owners` owners (:o0, :o1, ...) and each waiting status, as one
     statement: every branch walks the (status, owner_uuid, id) index and stops after
     :limit rows."""
     branches = []
     for i in range(owners):
         for status in _CLAIMABLE:
-            page = runnable_tasks(bindparam("worker_id"), at_priority=True).where(
-                job_tasks.c.status == _constant(status),
-                job_tasks.c.owner_uuid == bindparam(f"o{i}"),
+            page = (
+                runnable_tasks(bindparam("worker_id"), at_priority=True)
+                .where(
+                    job_tasks.c.status == _constant(status),
+                    job_tasks.c.owner_uuid == bindparam(f"o{i}"),
+                    none_of(job_tasks.c.job_id, "skip_jobs"),
+                    none_of(job_tasks.c.id, "skip_tasks"),
+                )
+                .order_by(job_tasks.c.id)
+                .limit(bindparam("limit"))
+                .subquery()
             )
-            page = _skipping(page, skipping).order_by(job_tasks.c.id).limit(_LIMIT)
-            branches.append(select(page.subquery()))
+            branches.append(select(page))
     return union_all(*branches)
 
 
@@ -204,11 +200,7 @@ _WORKER_SEEN = (
 # Built once: a claim runs them every time, and building (and keying) a statement of this
 # size costs more than SQLite takes to answer it.
 _NEXT_LEVEL = _next_level()
-_PAGES = {
-    (status, skipping): _page(status, skipping)
-    for status in _CLAIMABLE
-    for skipping in (False, True)
-}
+_PAGES = {status: _page(status) for status in _CLAIMABLE}
 _OWNERS = _owners()
 # The earliest end of a retry backoff still to come (a waiting claim wakes up then).
 _NEXT_RUNNABLE = select(func.min(job_tasks.c.runnable_after)).where(
@@ -225,6 +217,25 @@ _LOCK_RUNNABLE = (
 # The priority column's range (a 32-bit integer on PostgreSQL).
 _TOP = 2**31 - 1
 _BOTTOM = -(2**31)
+
+
+# For the rest of the claim's transaction (PostgreSQL), see _plan_each_time.
+_CUSTOM_PLANS = text("SELECT set_config('plan_cache_mode', 'force_custom_plan', true)")
+
+
+async def _plan_each_time(conn: AsyncConnection) -> None:
+    """Plans the claim's statements at each run, for the tables as they are then.
+
+    A prepared statement's plan may be cached by PostgreSQL (a generic plan, after five
+    runs) and kept until the tables' statistics change. A fan-out's claims begin on a
+    table of a few tasks, with no statistics yet: the plan cached then scanned the table
+    and sorted (cheapest for a few rows) and, kept while the job grew to thousands of
+    tasks before autovacuum's ANALYZE, read all of them for each candidate (300,000 rows
+    a claim at 6,000 tasks). Planning a claim's pages costs about a millisecond; reading
+    a page, with a plan for the table's size, half of that
+    (tests/core/test_claim_reads.py)."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(_CUSTOM_PLANS)
 
 
 async def candidates(
@@ -247,10 +258,14 @@ async def candidates(
     queue on each claim."""
     found: list[Row[Any]] = []
     at_most = _TOP
-    base: dict[str, Any] = {"worker_id": worker_id, "now": now, "limit": limit}
-    skipping = bool(skip_jobs or skip_tasks)
-    if skipping:
-        base.update(skip_jobs=list(skip_jobs), skip_tasks=list(skip_tasks))
+    await _plan_each_time(conn)
+    base = {
+        "worker_id": worker_id,
+        "now": now,
+        "skip_jobs": list(skip_jobs),
+        "skip_tasks": list(skip_tasks),
+        "limit": limit,
+    }
     while len(found) < limit:
         levels = (await conn.execute(_NEXT_LEVEL, {"at_most": at_most})).one()
         present = [level for level in levels if level is not None]
@@ -261,12 +276,11 @@ async def candidates(
             rows: list[Row[Any]] = []
             for status in _CLAIMABLE:
                 params = {**base, "priority": level}
-                rows.extend(await conn.execute(_PAGES[status, skipping], params))
+                rows.extend(await conn.execute(_PAGES[status], params))
             # Within one level, the waiting statuses interleave by arrival.
             found.extend(sorted(rows, key=lambda row: row.id))
         else:
-            want = limit - len(found)
-            found.extend(await _fair_level(conn, base, skipping, level, turns, want))
+            found.extend(await _fair_level(conn, base, level, turns, limit - len(found)))
         if level <= _BOTTOM:
             break
         at_most = level - 1
@@ -276,7 +290,6 @@ async def candidates(
 async def _fair_level(
     conn: AsyncConnection,
     base: dict[str, Any],
-    skipping: bool,
     level: int,
     turns: Mapping[str, int],
     want: int,
@@ -294,7 +307,7 @@ async def _fair_level(
         chunk = owners[start : start + OWNERS_PER_STATEMENT]
         params = {**base, "priority": level, **{f"o{i}": o for i, o in enumerate(chunk)}}
         by_owner: dict[str, list[Row[Any]]] = {o: [] for o in chunk}
-        for row in await conn.execute(_owner_pages(len(chunk), skipping), params):
+        for row in await conn.execute(_owner_pages(len(chunk)), params):
             by_owner[row.owner_uuid].append(row)
         queues = [sorted(rows, key=lambda row: row.id) for rows in by_owner.values() if rows]
         # Round robin: one task of each owner in turn, until the pages run out.
@@ -341,7 +354,7 @@ async def job_nodes(conn: AsyncConnection, job_id: int) -> Counter[str]:
     """The job's active tasks per node name."""
     rows = await conn.execute(
         select(job_tasks.c.node_name, func.count())
-        .where(job_tasks.c.job_id == job_id, job_tasks.c.status == _ACTIVE)
+        .where(job_tasks.c.job_id == job_id, job_tasks.c.status == _constant(_ACTIVE))
         .group_by(job_tasks.c.node_name)
     )
     return Counter({str(node): int(n) for node, n in rows if node is not None})
