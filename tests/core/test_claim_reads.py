@@ -41,6 +41,24 @@ def _rows_read(plan: dict[str, Any]) -> int:
     return read
 
 
+async def seeded_job(raw: Any) -> tuple[int, str]:
+    """An active job and its completed first task, the seed: (job id, seed uuid)."""
+    job_id = await insert_job(raw, status="active")
+    seed = task_uuid(0)
+    await insert_tasks(raw, job_id, [seed], status="completed")
+    return job_id, seed
+
+
+async def fan_out(raw: Any, job_id: int, seed: str, first: int) -> list[str]:
+    """DONE completed and WAITING waiting tasks created by the seed, numbered from
+    `first`: the waiting ones' uuids."""
+    done = [task_uuid(n) for n in range(first, first + DONE)]
+    waiting = [task_uuid(n) for n in range(first + DONE, first + DONE + WAITING)]
+    await insert_tasks(raw, job_id, done, status="completed", sequence=1, created_by=seed)
+    await insert_tasks(raw, job_id, waiting, sequence=1, created_by=seed)
+    return waiting
+
+
 @pytest.mark.parametrize("fair_share", [True, False])
 @pytest.mark.parametrize("analyzed", [False, True])
 async def test_a_claim_reads_a_page_not_the_table(
@@ -50,13 +68,7 @@ async def test_a_claim_reads_a_page_not_the_table(
     await upgrade(db)
     raw = await connect(postgres_url)
     try:
-        job_id = await insert_job(raw, status="active")
-        seed = task_uuid(0)
-        await insert_tasks(raw, job_id, [seed], status="completed")
-        done = [task_uuid(n) for n in range(1, DONE + 1)]
-        waiting = [task_uuid(n) for n in range(DONE + 1, DONE + WAITING + 1)]
-        await insert_tasks(raw, job_id, done, status="completed", sequence=1, created_by=seed)
-        await insert_tasks(raw, job_id, waiting, sequence=1, created_by=seed)
+        waiting = await fan_out(raw, *await seeded_job(raw), 1)
         if analyzed:
             await raw.execute("ANALYZE")
 
@@ -102,9 +114,7 @@ async def test_a_plan_cached_while_the_table_was_small_still_reads_a_page(
     await upgrade(db)
     raw = await connect(postgres_url)
     try:
-        job_id = await insert_job(raw, status="active")
-        seed = task_uuid(0)
-        await insert_tasks(raw, job_id, [seed], status="completed")
+        job_id, seed = await seeded_job(raw)
         first = [task_uuid(n) for n in range(1, 21)]
         await insert_tasks(raw, job_id, first, sequence=1, created_by=seed)
         turns: dict[str, int] | None = {} if fair_share else None
@@ -129,10 +139,7 @@ async def test_a_plan_cached_while_the_table_was_small_still_reads_a_page(
         for _ in range(10):  # enough for PostgreSQL to settle on a generic plan
             found, _ = await db.transact(read)
             assert [row.uuid for row in found] == first
-        done = [task_uuid(n) for n in range(21, DONE + 21)]
-        waiting = [task_uuid(n) for n in range(DONE + 21, DONE + WAITING + 21)]
-        await insert_tasks(raw, job_id, done, status="completed", sequence=1, created_by=seed)
-        await insert_tasks(raw, job_id, waiting, sequence=1, created_by=seed)
+        waiting = await fan_out(raw, job_id, seed, 21)
 
         found, read_rows = await db.transact(read)
         assert [row.uuid for row in found] == (first + waiting)[:LIMIT]
