@@ -5,9 +5,8 @@ PostgreSQL caches a plan per prepared statement (after five custom plans it may 
 generic one). A list rendered as `IN ($1, $2, ...)` made each length a statement of its
 own, prepared again -- claims of 1, 2, 3... tasks, or a claim's second round skipping the
 tasks its first one took. Lists are one array parameter on PostgreSQL
-(jobtask.store.arrays). A claim's statements are planned at each run (a plan cached while
-the table was small kept reading whole jobs as they grew: test_claim_reads.py). Read from
-pg_prepared_statements on the store's only connection."""
+(jobtask.store.arrays). Read from pg_prepared_statements on the store's only
+connection."""
 
 from __future__ import annotations
 
@@ -94,10 +93,10 @@ async def test_claims_of_every_size_share_prepared_statements(
     pages = of("FROM job_tasks", "ORDER BY job_tasks.id", locking=False)
     assert len(pages) == (1 if fair_share else 2)  # one per waiting status, or one union
     assert [page.runs for page in pages] == [CLAIMS + SKIPPING] * len(pages)
-    # Planned at each run, for the table as it then is (test_claim_reads.py): never a
-    # generic plan cached while the table was small.
-    assert tasks.generic_plans == 0
-    assert [page.generic_plans for page in pages] == [0] * len(pages)
+    # PostgreSQL settles on a plan for the pages (a generic plan, after five custom
+    # ones) instead of planning every claim again: one that holds as the table grows
+    # (test_claim_reads.py).
+    assert all(page.generic_plans > 0 for page in pages)
 
 
 async def test_the_stores_sessions_compile_nothing(postgres_url: str) -> None:

@@ -219,23 +219,27 @@ _TOP = 2**31 - 1
 _BOTTOM = -(2**31)
 
 
-# For the rest of the claim's transaction (PostgreSQL), see _plan_each_time.
-_CUSTOM_PLANS = text("SELECT set_config('plan_cache_mode', 'force_custom_plan', true)")
+# For the rest of the claim's transaction (PostgreSQL), see _probe_plans.
+_PROBES_ONLY = text(
+    "SELECT set_config('enable_seqscan', 'off', true), set_config('enable_sort', 'off', true),"
+    " set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)"
+)
 
 
-async def _plan_each_time(conn: AsyncConnection) -> None:
-    """Plans the claim's statements at each run, for the tables as they are then.
+async def _probe_plans(conn: AsyncConnection) -> None:
+    """Makes the claim's plans index walks and per-row probes, whatever the tables' size.
 
-    A prepared statement's plan may be cached by PostgreSQL (a generic plan, after five
-    runs) and kept until the tables' statistics change. A fan-out's claims begin on a
-    table of a few tasks, with no statistics yet: the plan cached then scanned the table
-    and sorted (cheapest for a few rows) and, kept while the job grew to thousands of
-    tasks before autovacuum's ANALYZE, read all of them for each candidate (300,000 rows
-    a claim at 6,000 tasks). Planning a claim's pages costs about a millisecond; reading
-    a page, with a plan for the table's size, half of that
+    PostgreSQL may cache a prepared statement's plan (a generic plan, after five runs)
+    and keep it until the tables' statistics change. A fan-out's claims begin on a table
+    of a few tasks with no statistics, where scanning the table and sorting is cheapest:
+    kept while the job grew to thousands of tasks before autovacuum's ANALYZE, that plan
+    read every task of the job for each candidate (300,000 rows a claim at 6,000 tasks).
+    Planning each run instead costs a millisecond a claim. With no table scan, sort or
+    hash/merge join to choose, the plan made on a small table is the one for a big one --
+    a walk of an index in id order, a probe per row for each check -- and is kept
     (tests/core/test_claim_reads.py)."""
     if conn.dialect.name == "postgresql":
-        await conn.execute(_CUSTOM_PLANS)
+        await conn.execute(_PROBES_ONLY)
 
 
 async def candidates(
@@ -258,7 +262,7 @@ async def candidates(
     queue on each claim."""
     found: list[Row[Any]] = []
     at_most = _TOP
-    await _plan_each_time(conn)
+    await _probe_plans(conn)
     base = {
         "worker_id": worker_id,
         "now": now,
