@@ -99,12 +99,16 @@ async def test_claims_of_every_size_share_prepared_statements(
     assert all(page.generic_plans > 0 for page in pages)
 
 
-async def test_the_stores_sessions_compile_nothing(postgres_url: str) -> None:
-    """No JIT: a cached generic plan estimated costly would be compiled at each run (tens
-    of milliseconds for a statement that runs in one)."""
+async def test_the_stores_sessions_plan_for_index_access_and_compile_nothing(
+    postgres_url: str,
+) -> None:
+    """A plan made on a small table is the one for a big one (SESSION_SETTINGS; the
+    cached-plan test in test_claim_reads.py), and no JIT: a plan estimated costly would be
+    compiled at each run (tens of milliseconds for a statement that runs in one)."""
     db = Database(postgres_url)
     try:
         async with db.read() as conn:
-            assert (await conn.execute(text("SHOW jit"))).scalar() == "off"
+            for name in ("jit", "enable_seqscan", "enable_sort", "enable_hashjoin"):
+                assert (await conn.execute(text(f"SHOW {name}"))).scalar() == "off", name
     finally:
         await db.dispose()

@@ -80,7 +80,8 @@ def runnable_tasks(
     status test is written so that no index on status can serve it); the lower sequences'
     check has one index,
     (job_id, sequence, status): plans made while the table was small (PostgreSQL keeps a
-    prepared statement's generic plan) took the others and read whole jobs.
+    prepared statement's generic plan) took the others and read whole jobs (and see
+    jobtask.store.database.SESSION_SETTINGS).
     """
     t = job_tasks
     failed_by_me = exists().where(
@@ -219,29 +220,6 @@ _TOP = 2**31 - 1
 _BOTTOM = -(2**31)
 
 
-# For the rest of the claim's transaction (PostgreSQL), see _probe_plans.
-_PROBES_ONLY = text(
-    "SELECT set_config('enable_seqscan', 'off', true), set_config('enable_sort', 'off', true),"
-    " set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)"
-)
-
-
-async def _probe_plans(conn: AsyncConnection) -> None:
-    """Makes the claim's plans index walks and per-row probes, whatever the tables' size.
-
-    PostgreSQL may cache a prepared statement's plan (a generic plan, after five runs)
-    and keep it until the tables' statistics change. A fan-out's claims begin on a table
-    of a few tasks with no statistics, where scanning the table and sorting is cheapest:
-    kept while the job grew to thousands of tasks before autovacuum's ANALYZE, that plan
-    read every task of the job for each candidate (300,000 rows a claim at 6,000 tasks).
-    Planning each run instead costs a millisecond a claim. With no table scan, sort or
-    hash/merge join to choose, the plan made on a small table is the one for a big one --
-    a walk of an index in id order, a probe per row for each check -- and is kept
-    (tests/core/test_claim_reads.py)."""
-    if conn.dialect.name == "postgresql":
-        await conn.execute(_PROBES_ONLY)
-
-
 async def candidates(
     conn: AsyncConnection,
     worker_id: str,
@@ -262,7 +240,6 @@ async def candidates(
     queue on each claim."""
     found: list[Row[Any]] = []
     at_most = _TOP
-    await _probe_plans(conn)
     base = {
         "worker_id": worker_id,
         "now": now,
