@@ -77,11 +77,10 @@ def runnable_tasks(
     subqueries on jobs and on the creating task end in OFFSET 0, which keeps each a probe
     by primary key or uuid per row: without it the creator's check became a hash of every
     completed task in the table, built by each claim. The creator is found by uuid alone (its
-    status test is written so that no index on status can serve it); the lower sequences'
-    check has one index,
-    (job_id, sequence, status): plans made while the table was small (PostgreSQL keeps a
-    prepared statement's generic plan) took the others and read whole jobs (and see
-    jobtask.store.database.SESSION_SETTINGS).
+    status test is written so that no index on status can serve it) and the lower
+    sequences' check has one index, (job_id, sequence, status): plans made while the table
+    was small (PostgreSQL keeps a prepared statement's generic plan) took the others and
+    read whole jobs (see also jobtask.store.database.SESSION_SETTINGS).
     """
     t = job_tasks
     failed_by_me = exists().where(
