@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from jobtask.store.database import SESSION_SETTINGS
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import make_url
 
@@ -215,7 +216,8 @@ async def replay_postgres(
     import asyncpg  # type: ignore[import-untyped]  # no stubs published
 
     before, inside = split(log, window)
-    conn = await asyncpg.connect(dsn)
+    # As the store's own sessions are set (no JIT).
+    conn = await asyncpg.connect(dsn, server_settings=SESSION_SETTINGS)
     try:
         spent: Spent = defaultdict(float)
         for txn in before:

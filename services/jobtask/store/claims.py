@@ -10,6 +10,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from jobtask.domain.statuses import JOB_DISPATCHABLE, TASK_CLAIMABLE, TaskStatus
+from jobtask.store.arrays import none_of, one_of
 from jobtask.store.rows import utc
 from jobtask.store.schema import job_tasks, jobs, task_failures, workers
 from sqlalchemy import (
@@ -21,9 +22,10 @@ from sqlalchemy import (
     bindparam,
     exists,
     func,
-    literal,
+    literal_column,
     select,
     text,
+    true,
     union_all,
     update,
 )
@@ -39,6 +41,21 @@ _CLAIMABLE = sorted(s.value for s in TASK_CLAIMABLE)
 _DISPATCHABLE = sorted(s.value for s in JOB_DISPATCHABLE)
 # Fair share reads this many owners' tasks per statement.
 OWNERS_PER_STATEMENT = 8
+
+
+def _constant(value: str | int) -> Any:
+    """A constant written into the statement's text rather than sent as a parameter: the
+    planner proves a partial index's condition (ix_job_tasks_status_owner_uuid_id holds
+    waiting tasks only) from the text, and estimates the constant's rows from statistics,
+    whatever the plan's kind."""
+    if isinstance(value, int):
+        return literal_column(str(value))
+    return literal_column("'" + value.replace("'", "''") + "'")
+
+
+_COMPLETED = _constant(TaskStatus.COMPLETED.value)
+_ONE = _constant(1)
+_ZERO = _constant(0)
 
 
 def runnable_tasks(
@@ -59,13 +76,17 @@ def runnable_tasks(
     a plan that read all of the job's waiting tasks and sorted them, each claim. The
     subqueries on jobs and on the creating task end in OFFSET 0, which keeps each a probe
     by primary key or uuid per row: without it the creator's check became a hash of every
-    completed task in the table, built by each claim.
+    completed task in the table, built by each claim. The creator is found by uuid alone (its
+    status test is written so that no index on status can serve it) and the lower
+    sequences' check has one index, (job_id, sequence, status): plans made while the table
+    was small (PostgreSQL keeps a prepared statement's generic plan) took the others and
+    read whole jobs (see also jobtask.store.database.SESSION_SETTINGS).
     """
     t = job_tasks
     failed_by_me = exists().where(
         and_(task_failures.c.task_id == t.c.id, task_failures.c.worker_id == worker_id)
     )
-    job_ok = [jobs.c.id == t.c.job_id, jobs.c.status.in_(_DISPATCHABLE)]
+    job_ok = [jobs.c.id == t.c.job_id, jobs.c.status.in_([_constant(s) for s in _DISPATCHABLE])]
     if at_priority:
         job_ok.append(jobs.c.priority == bindparam("priority"))
 
@@ -79,22 +100,23 @@ def runnable_tasks(
         of_job(jobs.c.blocklist, "job_blocklist"),
         failed_by_me.label("failed_by_me"),
     ).where(
-        t.c.status.in_(_CLAIMABLE),
+        t.c.status.in_([_constant(s) for s in _CLAIMABLE]),
         t.c.runnable_after.is_(None) | (t.c.runnable_after <= bindparam("now")),
-        exists(select(literal(1)).where(*job_ok).offset(0)),
+        exists(select(_ONE).where(*job_ok).offset(_ZERO)),
         ~exists().where(
             _lower.c.job_id == t.c.job_id,
             _lower.c.sequence < t.c.sequence,
-            _lower.c.status != TaskStatus.COMPLETED.value,
+            _lower.c.status != _COMPLETED,
         ),
         (t.c.created_by_job_task_uuid.is_(None))
         | exists(
-            select(literal(1))
+            select(_ONE)
             .where(
                 _parent.c.uuid == t.c.created_by_job_task_uuid,
-                _parent.c.status == TaskStatus.COMPLETED.value,
+                # IS TRUE: a test no index on status can serve (see above).
+                (_parent.c.status == _COMPLETED).is_(true()),
             )
-            .offset(0)
+            .offset(_ZERO)
         ),
     )
 
@@ -113,15 +135,15 @@ def _next_level() -> Select[Any]:
     return select(*probes)
 
 
-def _page() -> Select[Any]:
+def _page(status: str) -> Select[Any]:
     """Runnable tasks of one priority level and one waiting status, in order of arrival:
     the (status, id) index is walked in order and the walk stops after :limit rows."""
     return (
         runnable_tasks(bindparam("worker_id"), at_priority=True)
         .where(
-            job_tasks.c.status == bindparam("status"),
-            job_tasks.c.job_id.not_in(bindparam("skip_jobs", expanding=True)),
-            job_tasks.c.id.not_in(bindparam("skip_tasks", expanding=True)),
+            job_tasks.c.status == _constant(status),
+            none_of(job_tasks.c.job_id, "skip_jobs"),
+            none_of(job_tasks.c.id, "skip_tasks"),
         )
         .order_by(job_tasks.c.id)
         .limit(bindparam("limit"))
@@ -148,10 +170,10 @@ def _owner_pages(owners: int) -> CompoundSelect[Any]:
             page = (
                 runnable_tasks(bindparam("worker_id"), at_priority=True)
                 .where(
-                    job_tasks.c.status == status,
+                    job_tasks.c.status == _constant(status),
                     job_tasks.c.owner_uuid == bindparam(f"o{i}"),
-                    job_tasks.c.job_id.not_in(bindparam("skip_jobs", expanding=True)),
-                    job_tasks.c.id.not_in(bindparam("skip_tasks", expanding=True)),
+                    none_of(job_tasks.c.job_id, "skip_jobs"),
+                    none_of(job_tasks.c.id, "skip_tasks"),
                 )
                 .order_by(job_tasks.c.id)
                 .limit(bindparam("limit"))
@@ -178,7 +200,7 @@ _WORKER_SEEN = (
 # Built once: a claim runs them every time, and building (and keying) a statement of this
 # size costs more than SQLite takes to answer it.
 _NEXT_LEVEL = _next_level()
-_PAGE = _page()
+_PAGES = {status: _page(status) for status in _CLAIMABLE}
 _OWNERS = _owners()
 # The earliest end of a retry backoff still to come (a waiting claim wakes up then).
 _NEXT_RUNNABLE = select(func.min(job_tasks.c.runnable_after)).where(
@@ -188,7 +210,7 @@ _NEXT_RUNNABLE = select(func.min(job_tasks.c.runnable_after)).where(
 # PostgreSQL locks the candidates it takes with this (see lock_candidates).
 _LOCK_RUNNABLE = (
     runnable_tasks(bindparam("worker_id"))
-    .where(job_tasks.c.id.in_(bindparam("task_ids", expanding=True)))
+    .where(one_of(job_tasks.c.id, "task_ids"))
     .order_by(job_tasks.c.id)
     .with_for_update(of=job_tasks, skip_locked=True)
 )
@@ -233,8 +255,8 @@ async def candidates(
         if turns is None:
             rows: list[Row[Any]] = []
             for status in _CLAIMABLE:
-                params = {**base, "priority": level, "status": status}
-                rows.extend(await conn.execute(_PAGE, params))
+                params = {**base, "priority": level}
+                rows.extend(await conn.execute(_PAGES[status], params))
             # Within one level, the waiting statuses interleave by arrival.
             found.extend(sorted(rows, key=lambda row: row.id))
         else:
@@ -312,7 +334,7 @@ async def job_nodes(conn: AsyncConnection, job_id: int) -> Counter[str]:
     """The job's active tasks per node name."""
     rows = await conn.execute(
         select(job_tasks.c.node_name, func.count())
-        .where(job_tasks.c.job_id == job_id, job_tasks.c.status == _ACTIVE)
+        .where(job_tasks.c.job_id == job_id, job_tasks.c.status == _constant(_ACTIVE))
         .group_by(job_tasks.c.node_name)
     )
     return Counter({str(node): int(n) for node, n in rows if node is not None})

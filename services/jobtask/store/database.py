@@ -41,6 +41,23 @@ WRITE_RETRIES = 5
 # many again under load ($JOBTASK_DB_POOL_SIZE, $JOBTASK_DB_MAX_OVERFLOW).
 DEFAULT_POOL_SIZE = 10
 POOL_TIMEOUT_SECONDS = 30.0  # SQLAlchemy's default, made explicit
+# Every PostgreSQL session of the store plans for index access, whatever the tables' size.
+# PostgreSQL may cache a prepared statement's plan (a generic plan, after five runs) and keep
+# it until the tables' statistics change. Made on a fan-out's first few tasks, with no
+# statistics yet, where a table scan, a sort or a hash join is cheapest, it was kept while
+# the job grew to thousands of tasks before autovacuum's ANALYZE: a claim then read every
+# task of the job for each candidate (300,000 rows a claim at 6,000 tasks), a completion
+# flush scanned every attempt for each task it closed. With those off the plan made on a
+# small table is the one for a big one -- index walks and a probe per row -- so it can be
+# kept (tests/core/test_claim_reads.py). A statement no index serves still scans or sorts.
+# No JIT: its threshold is a plan's estimated cost, and the store's statements are short.
+SESSION_SETTINGS = {
+    "jit": "off",
+    "enable_seqscan": "off",
+    "enable_sort": "off",
+    "enable_hashjoin": "off",
+    "enable_mergejoin": "off",
+}
 # PostgreSQL channel on which every transaction that changed the feed notifies the others.
 NOTIFY_CHANNEL = "jobtask_events"
 _CHANGED = "jobtask.changed"
@@ -348,6 +365,7 @@ class PostgresDatabase(Database):
             echo=echo,
             json_serializer=json_codec.dumps,
             json_deserializer=json_codec.loads,
+            connect_args={"server_settings": SESSION_SETTINGS},
         )
         # Not pool_pre_ping: SQLAlchemy's asyncpg ping is three round trips (BEGIN, ";",
         # ROLLBACK) before every transaction, a fifth of a claim's. A connection whose

@@ -12,19 +12,20 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from jobtask.store import flush_sql
+from jobtask.store.arrays import one_of
 from jobtask.store.locks import JOB_BY_ID
 from jobtask.store.rows import JobRow, job_row
 from jobtask.store.schema import job_tasks, jobs
 from jobtask.store.task_writes import write_versioned
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = ["job_by_id", "jobs_by_id", "outputs_of", "write_job_row", "write_jobs"]
 
-_JOBS = select(jobs).where(jobs.c.id.in_(bindparam("ids", expanding=True)))
+_JOBS = select(jobs).where(one_of(jobs.c.id, "ids"))
 _OUTPUTS = (
     select(job_tasks.c.job_id, job_tasks.c.output)
-    .where(job_tasks.c.job_id.in_(bindparam("ids", expanding=True)))
+    .where(one_of(job_tasks.c.job_id, "ids"))
     .order_by(job_tasks.c.job_id, job_tasks.c.id)
 )
 

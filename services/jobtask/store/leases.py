@@ -7,6 +7,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from jobtask.store.arrays import one_of
 from jobtask.store.rows import TaskRow, task_row, utc
 from jobtask.store.schema import job_tasks, jobs
 from sqlalchemy import bindparam, select, update
@@ -30,8 +31,8 @@ class LeaseState:
 _HELD = (
     select(job_tasks.c.id)
     .where(
-        job_tasks.c.uuid.in_(bindparam("r_uuids", expanding=True)),
-        job_tasks.c.lease_id.in_(bindparam("r_leases", expanding=True)),
+        one_of(job_tasks.c.uuid, "r_uuids"),
+        one_of(job_tasks.c.lease_id, "r_leases"),
         # An expired lease is lost even before the reaper ends its attempt.
         job_tasks.c.lease_expires_at >= bindparam("r_now"),
     )
@@ -44,9 +45,7 @@ _RENEW = (
     .values(lease_expires_at=bindparam("r_expires"))
     .returning(job_tasks.c.uuid, job_tasks.c.lease_id, job_tasks.c.status, job_tasks.c.job_id)
 )
-_JOB_STATUSES = select(jobs.c.id, jobs.c.status).where(
-    jobs.c.id.in_(bindparam("job_ids", expanding=True))
-)
+_JOB_STATUSES = select(jobs.c.id, jobs.c.status).where(one_of(jobs.c.id, "job_ids"))
 _STATES = (
     select(
         job_tasks.c.uuid,
@@ -57,8 +56,8 @@ _STATES = (
     )
     .join(jobs, jobs.c.id == job_tasks.c.job_id)
     .where(
-        job_tasks.c.uuid.in_(bindparam("uuids", expanding=True)),
-        job_tasks.c.lease_id.in_(bindparam("leases", expanding=True)),
+        one_of(job_tasks.c.uuid, "uuids"),
+        one_of(job_tasks.c.lease_id, "leases"),
     )
 )
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from jobtask.domain.errors import NotFound
+from jobtask.store.arrays import one_of
 from jobtask.store.rows import JobRow, TaskRow, job_row, jobs_and_tasks, task_row
 from jobtask.store.schema import job_tasks, jobs
 from sqlalchemy import bindparam, select
@@ -34,7 +35,7 @@ _LOCK_JOB_BY_UUID = select(jobs).where(jobs.c.uuid == bindparam("uuid")).with_fo
 _PAIRS = select(jobs, job_tasks).join_from(jobs, job_tasks, job_tasks.c.job_id == jobs.c.id)
 _LOCK_PAIR = _PAIRS.where(job_tasks.c.uuid == bindparam("uuid")).with_for_update()
 _LOCK_PAIRS = (
-    _PAIRS.where(job_tasks.c.uuid.in_(bindparam("uuids", expanding=True)))
+    _PAIRS.where(one_of(job_tasks.c.uuid, "uuids"))
     .order_by(jobs.c.id, job_tasks.c.id)
     .with_for_update()
 )
@@ -42,14 +43,11 @@ _LOCK_TASK = select(job_tasks).where(job_tasks.c.uuid == bindparam("uuid")).with
 
 
 _LOCK_JOBS_BY_UUID = (
-    select(jobs)
-    .where(jobs.c.uuid.in_(bindparam("uuids", expanding=True)))
-    .order_by(jobs.c.id)
-    .with_for_update()
+    select(jobs).where(one_of(jobs.c.uuid, "uuids")).order_by(jobs.c.id).with_for_update()
 )
 _TRY_LOCK_JOBS = (
     select(jobs)
-    .where(jobs.c.id.in_(bindparam("ids", expanding=True)))
+    .where(one_of(jobs.c.id, "ids"))
     .order_by(jobs.c.id)
     .with_for_update(skip_locked=True)
 )

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -133,15 +134,51 @@ job_tasks = Table(
     # Why the task failed for good (rule, exit status, log tail).
     Column("failure_reason", Json),
     Index("ix_job_tasks_job_id_sequence", "job_id", "sequence", "status"),
-    Index("ix_job_tasks_job_id_status", "job_id", "status"),
-    Index("ix_job_tasks_created_by", "created_by_job_task_uuid"),
+    # A job's active tasks, by node (placement's per-node counts). Not (job_id, status):
+    # a claim's check of a task's lower sequences (job_id = ? AND sequence < ? AND status
+    # != 'completed') must find only (job_id, sequence, status), the index that reads no
+    # more than the lower sequences. Offered both, a plan made while the table was small
+    # (a cached generic plan keeps it) took (job_id, status) and read every task of the
+    # job for each candidate.
+    Index(
+        "ix_job_tasks_active_job_id",
+        "job_id",
+        "node_name",
+        postgresql_where=text("status = 'active'"),
+        sqlite_where=text("status = 'active'"),
+    ),
+    # Partial indexes (PostgreSQL) hold only the row versions their lookups can find:
+    # every task write inserts into each index that holds its new version (a status
+    # change is never a HOT update), so each one left out is work saved per write.
+    Index(
+        "ix_job_tasks_created_by",
+        "created_by_job_task_uuid",
+        postgresql_where=text("created_by_job_task_uuid IS NOT NULL"),
+    ),
     # Claims walk each waiting status in order of arrival (store.claims.candidates).
     Index("ix_job_tasks_status_id", "status", "id"),
     # Fair share walks one owner's waiting tasks of one status in order of arrival.
-    Index("ix_job_tasks_status_owner_uuid_id", "status", "owner_uuid", "id"),
-    Index("ix_job_tasks_lease_expires_at", "lease_expires_at"),
+    # Only waiting tasks (the pages name their status as a constant, so that even a
+    # cached generic plan can use it).
+    Index(
+        "ix_job_tasks_status_owner_uuid_id",
+        "status",
+        "owner_uuid",
+        "id",
+        postgresql_where=text("status IN ('queued', 'soft-failed')"),
+    ),
+    # Only tasks holding a lease (the reaper's lookup).
+    Index(
+        "ix_job_tasks_lease_expires_at",
+        "lease_expires_at",
+        postgresql_where=text("lease_expires_at IS NOT NULL"),
+    ),
     # Every call made with a task's own token looks the task up by its token's digest.
-    Index("ix_job_tasks_token_digest", "token_digest"),
+    Index(
+        "ix_job_tasks_token_digest",
+        "token_digest",
+        postgresql_where=text("token_digest IS NOT NULL"),
+    ),
     Index("ix_job_tasks_modified_at", "modified_at"),
 )
 

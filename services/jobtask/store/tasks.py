@@ -9,6 +9,7 @@ from collections.abc import Collection
 from jobtask.domain.access import Reader
 from jobtask.domain.query import ListQuery
 from jobtask.store.access import readable_by
+from jobtask.store.arrays import one_of
 from jobtask.store.listing import run_list
 from jobtask.store.rows import TaskRow, task_row
 from jobtask.store.schema import job_tasks
@@ -27,14 +28,12 @@ __all__ = [
 
 # Built once: the hottest task read (GetTask).
 _TASK_BY_UUID = select(job_tasks).where(job_tasks.c.uuid == bindparam("uuid"))
-_JOB_UUIDS = select(job_tasks.c.uuid, job_tasks.c.job_uuid).where(
-    job_tasks.c.uuid.in_(bindparam("uuids", expanding=True))
-)
+_JOB_UUIDS = select(job_tasks.c.uuid, job_tasks.c.job_uuid).where(one_of(job_tasks.c.uuid, "uuids"))
 _DELETE_TASK = delete(job_tasks).where(job_tasks.c.id == bindparam("task_id"))
-_DELETE_TASKS = delete(job_tasks).where(job_tasks.c.id.in_(bindparam("ids", expanding=True)))
+_DELETE_TASKS = delete(job_tasks).where(one_of(job_tasks.c.id, "ids"))
 _CHILDREN = select(job_tasks.c.id, job_tasks.c.uuid).where(
     job_tasks.c.job_id == bindparam("job_id"),
-    job_tasks.c.created_by_job_task_uuid.in_(bindparam("uuids", expanding=True)),
+    one_of(job_tasks.c.created_by_job_task_uuid, "uuids"),
 )
 _TASKS_OF_JOB = (
     select(job_tasks).where(job_tasks.c.job_id == bindparam("job_id")).order_by(job_tasks.c.id)

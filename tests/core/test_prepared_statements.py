@@ -1,0 +1,114 @@
+"""A claim's statements are the same prepared statements whatever the claim's size.
+
+SQLAlchemy's asyncpg driver prepares each statement text once per connection, and
+PostgreSQL caches a plan per prepared statement (after five custom plans it may settle on a
+generic one). A list rendered as `IN ($1, $2, ...)` made each length a statement of its
+own, prepared again -- claims of 1, 2, 3... tasks, or a claim's second round skipping the
+tasks its first one took. Lists are one array parameter on PostgreSQL
+(jobtask.store.arrays). Read from pg_prepared_statements on the store's only
+connection."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from jobtask.store import claims, locks
+from jobtask.store.database import Database
+from jobtask.store.migrate import upgrade
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tests.core.raw_rows import connect, insert_job, insert_tasks, task_uuid
+
+pytestmark = pytest.mark.postgres
+
+CLAIMS = 8
+SKIPPING = 3
+# A claim reads a page of this many candidates whatever it takes (as the manager does).
+PAGE = 10
+
+
+@pytest.mark.parametrize("fair_share", [True, False])
+async def test_claims_of_every_size_share_prepared_statements(
+    postgres_url: str, fair_share: bool
+) -> None:
+    db = Database(postgres_url, pool_size=1, max_overflow=0)
+    await upgrade(db)
+    raw = await connect(postgres_url)
+    try:
+        job_id = await insert_job(raw, status="active")
+        await insert_tasks(raw, job_id, [task_uuid(n) for n in range(1, 100)])
+    finally:
+        await raw.close()
+
+    async def claim(size: int, skipped: list[int]) -> list[int]:
+        async def run(conn: AsyncConnection) -> list[int]:
+            now = dt.datetime.now(dt.UTC)
+            turns: dict[str, int] | None = {} if fair_share else None
+            page = await claims.candidates(
+                conn, "w1", PAGE, now=now, skip_tasks=skipped, turns=turns
+            )
+            assert not {row.id for row in page} & set(skipped)
+            found = page[:size]
+            assert await locks.try_lock_jobs(conn, {row.job_id for row in found})
+            locked = await claims.lock_candidates(conn, "w1", found, now)
+            assert [row.id for row in locked] == [row.id for row in found]
+            return [row.id for row in locked]
+
+        return await db.transact(run)
+
+    try:
+        # Nothing is written: each claim finds the first tasks again, or skips some.
+        for size in range(1, CLAIMS + 1):
+            first = await claim(size, [])
+        for size in range(1, SKIPPING + 1):
+            await claim(size, first[:size])
+        async with db.read() as conn:
+            prepared: list[Any] = list(
+                await conn.execute(
+                    text(
+                        "SELECT statement, generic_plans, generic_plans + custom_plans AS runs"
+                        " FROM pg_prepared_statements WHERE NOT from_sql"
+                    )
+                )
+            )
+    finally:
+        await db.dispose()
+
+    def of(*parts: str, locking: bool = True) -> list[Any]:
+        return [
+            row
+            for row in prepared
+            if all(part in row.statement for part in parts)
+            and ("FOR UPDATE" in row.statement) == locking
+        ]
+
+    # One statement each, run by every claim, whatever the number of tasks, of jobs or
+    # of tasks skipped.
+    (tasks,) = of("FOR UPDATE OF job_tasks SKIP LOCKED")
+    (jobs,) = of("ORDER BY jobs.id FOR UPDATE SKIP LOCKED")
+    assert tasks.runs == jobs.runs == CLAIMS + SKIPPING
+    pages = of("FROM job_tasks", "ORDER BY job_tasks.id", locking=False)
+    assert len(pages) == (1 if fair_share else 2)  # one per waiting status, or one union
+    assert [page.runs for page in pages] == [CLAIMS + SKIPPING] * len(pages)
+    # PostgreSQL settles on a plan for the pages (a generic plan, after five custom
+    # ones) instead of planning every claim again: one that holds as the table grows
+    # (test_claim_reads.py).
+    assert all(page.generic_plans > 0 for page in pages)
+
+
+async def test_the_stores_sessions_plan_for_index_access_and_compile_nothing(
+    postgres_url: str,
+) -> None:
+    """A plan made on a small table is the one for a big one (SESSION_SETTINGS; the
+    cached-plan test in test_claim_reads.py), and no JIT: a plan estimated costly would be
+    compiled at each run (tens of milliseconds for a statement that runs in one)."""
+    db = Database(postgres_url)
+    try:
+        async with db.read() as conn:
+            for name in ("jit", "enable_seqscan", "enable_sort", "enable_hashjoin"):
+                assert (await conn.execute(text(f"SHOW {name}"))).scalar() == "off", name
+    finally:
+        await db.dispose()
