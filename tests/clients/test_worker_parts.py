@@ -118,7 +118,7 @@ async def test_a_renewal_is_dated_by_when_its_message_was_sent() -> None:
     """The lease watchdog's clock: an acknowledgement that arrives late renews the lease
     as of when the acknowledged report was sent (the server renewed no earlier), so the
     worker kills its process before the server could reap the lease."""
-    lease = TaskLease("t", "l", 10.0, on_instruction=lambda *_: None, poke=asyncio.Event())
+    lease = TaskLease("t", "l", 10.0, on_instruction=lambda *_: None, on_news=lambda: None)
     report = task_service_pb2.RunTaskRequest(progress=0.5)
     lease._number(report)
     sent = lease._sent_at[report.seq]
@@ -153,7 +153,7 @@ async def test_heartbeats_answered_together_do_not_date_later_renewals_too_early
     assignment = task_service_pb2.TaskAssignment(
         task={"uuid": "t"}, lease={"lease_id": "l", "ttl": {"seconds": 30}}
     )
-    lease = link.lease(assignment, on_instruction=lambda *_: None, poke=asyncio.Event())
+    lease = link.lease(assignment, on_instruction=lambda *_: None, on_news=lambda: None)
 
     def answer() -> task_service_pb2.WorkerSessionResponse:
         update = task_service_pb2.TaskUpdate(task_uuid="t", lease={"lease_id": "l"})
@@ -226,6 +226,28 @@ async def test_a_short_task_is_reported_whole_in_one_message(tmp_path: Path) -> 
     assert decided is not None and decided.status == job_task_pb2.TASK_STATUS_COMPLETED
 
 
+async def test_a_function_on_the_session_runs_in_its_runs_own_task(tmp_path: Path) -> None:
+    """A function the session carries runs in the task that runs it, and no other task is
+    made for it: the worker's cost per short task is one asyncio task (a second, and the
+    wake-ups between the two, were most of it)."""
+    seen: list[tuple[asyncio.Task[Any] | None, int]] = []
+
+    async def fn(ctx: Any) -> None:
+        seen.append((asyncio.current_task(), len(asyncio.all_tasks())))
+
+    run, link, assignment = _run_on_a_link(tmp_path, fn)
+    before = len(asyncio.all_tasks())
+    running = asyncio.create_task(run.run())
+    await eventually(lambda: link._queue)
+    assert seen == [(running, before + 1)]
+    update = task_service_pb2.TaskUpdate(
+        task_uuid=assignment.task.uuid, acked_seq=1, lease={"lease_id": "l1"}
+    )
+    update.task.status = job_task_pb2.TASK_STATUS_COMPLETED
+    link.leases[assignment.task.uuid].receive(update)
+    assert await asyncio.wait_for(running, DEADLINE) is not None
+
+
 async def test_a_finished_run_is_freed_without_the_cycle_collector(tmp_path: Path) -> None:
     """Nothing refers back to a run once it is over (its lease and its function called back
     into it): it is freed as its last reference goes, not by the cyclic garbage collector,
@@ -255,7 +277,7 @@ async def test_a_finished_run_is_freed_without_the_cycle_collector(tmp_path: Pat
 async def test_an_unrenewed_lease_stops_the_function_and_gives_the_task_up(
     tmp_path: Path,
 ) -> None:
-    """The lease watchdog (the run's timer): nothing renews the lease, so a margin before
+    """The lease watchdog (the session's watch timer): nothing renews the lease, so a margin before
     it could expire the function is stopped at once and the run ends without a decision;
     a function that swallows the cancel is stopped all the same."""
     seen: list[str] = []

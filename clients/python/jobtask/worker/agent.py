@@ -91,7 +91,8 @@ class Worker:
         """One WorkerSession: assignments come down as slots free up (each freed slot is a
         credit sent up); it lives on after `stop` until the tasks were handed back."""
         self._client = client
-        self._link = SessionLink(client, self.info, self._assigned)
+        tick = min(1.0, self.config.log_flush_seconds)
+        self._link = SessionLink(client, self.info, self._assigned, tick=tick)
         self._session = asyncio.create_task(self._link.run(self._stopping))
         stopping = asyncio.create_task(stop.wait())
         try:
@@ -198,9 +199,9 @@ class Worker:
             slot,
             assignment.job.script,
         )
-        task = asyncio.create_task(self._run(slot, run))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        # The run takes itself out of _tasks as it ends (a done callback would cost each
+        # task another turn of the loop).
+        self._tasks.add(asyncio.create_task(self._run(slot, run)))
 
     async def _run(self, slot: int, run: TaskRun) -> None:
         try:
@@ -213,6 +214,7 @@ class Worker:
         except Exception:
             log.exception("task %s: the worker failed running it", run.task_uuid)
         finally:
+            self._tasks.discard(asyncio.current_task())
             del self.runs[slot]
             self.free_slots.append(slot)
             self.free_slots.sort()

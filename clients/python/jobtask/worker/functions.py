@@ -212,6 +212,11 @@ class FunctionRun:
         self._cancel_sent = False
         self._timer: asyncio.TimerHandle | None = None
 
+    @property
+    def ended(self) -> bool:
+        """The function returned (or raised): what it reports now goes with its exit."""
+        return self._state == "ended"
+
     def _uncancel(self) -> bool:
         """Takes back the kill's cancel of the running task, if one was sent."""
         if not self._cancel_sent:

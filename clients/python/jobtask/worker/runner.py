@@ -10,6 +10,10 @@ than failed. A broken stream is reopened (same address, same lease) with backoff
 one ttl. Whatever the stream looks like (a silent partition leaves it hanging, not
 broken), a watchdog kills the process a margin before the lease can expire unrenewed, by the
 worker's own clock, so the task never runs on two workers at once.
+
+A registered function the worker's session carries takes a shorter way (_run_carried):
+it runs in the run's own task with no conversation beside it, and the session's one watch
+timer flushes its log and watches its lease (jobtask.worker.session.SessionLink.watch).
 """
 
 from __future__ import annotations
@@ -43,16 +47,16 @@ from jobtask.worker.stream import LeaseStream
 log = logging.getLogger(__name__)
 
 DEFAULT_TTL = 30.0
-# The process is killed this fraction of a ttl (at most MAX_LEASE_MARGIN seconds) before
-# its lease can expire unrenewed: the server's reaper must find it stopped.
-LEASE_MARGIN = 0.1
-MAX_LEASE_MARGIN = 3.0
 # Exit codes a shell would give for a command it could not find or not run.
 EXIT_NOT_FOUND = 127
 EXIT_CANNOT_RUN = 126
 
 
 def _ignored(instruction: int, reason: str) -> None:
+    """A finished run's lease hears nothing more."""
+
+
+def _unheard() -> None:
     """A finished run's lease hears nothing more."""
 
 
@@ -76,11 +80,18 @@ class TaskRun:
         self.slot = slot
         self.task_uuid = assignment.task.uuid
         ttl = seconds(assignment.lease.ttl)
-        self.poke = asyncio.Event()
+        self.function = functions.get(assignment.job.script) if functions is not None else None
+        # A function the session carries runs without a conversation (see _run_carried);
+        # anything else converses, woken by `poke`.
+        self.carried = link is not None and self.function is not None
+        if not self.carried:
+            self.poke = asyncio.Event()
         # The worker's session carries the task (or, without one, its own RunTask stream).
         self.stream: LeaseStream | SessionLease
         if link is not None:
-            self.stream = link.lease(assignment, on_instruction=self._instructed, poke=self.poke)
+            self.stream = link.lease(
+                assignment, on_instruction=self._instructed, on_news=self._news
+            )
         else:
             self.stream = LeaseStream(
                 client,
@@ -88,10 +99,9 @@ class TaskRun:
                 assignment.lease.lease_id,
                 ttl if ttl > 0 else DEFAULT_TTL,
                 on_instruction=self._instructed,
-                poke=self.poke,
+                on_news=self._news,
             )
         self.outbox = Outbox()
-        self.function = functions.get(assignment.job.script) if functions is not None else None
         self.process: ScriptProcess | FunctionRun | None = None
         self.exit: Exit | None = None
         self.handing_back = False
@@ -102,6 +112,11 @@ class TaskRun:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when = 0.0
         self._expired = False
+        # The carried run: the server's decision, awaited once the exit is queued; and
+        # whether a flush of urgent reports is on its way.
+        self._decision: asyncio.Future[None] | None = None
+        self._flush_queued = False
+        self._loop: asyncio.AbstractEventLoop
 
     # -- called from outside ----------------------------------------------------------------
 
@@ -110,10 +125,12 @@ class TaskRun:
         self.handing_back = True
         if self.process is not None:
             self.process.terminate(self.config.kill_grace)
-        self.poke.set()
+        self._wake()
 
     async def run(self) -> job_task_pb2.JobTask | None:
         """Runs the task to its end; the task as decided, or None if the lease was lost."""
+        if self.carried:
+            return await self._run_carried()
         # A function needs no working directories (and making them costs more than it).
         place = None if self.function is not None else self._prepare()
         process_task = asyncio.create_task(self._run_process(place))
@@ -150,6 +167,93 @@ class TaskRun:
             return None
         return decided
 
+    async def _run_carried(self) -> job_task_pb2.JobTask | None:
+        """A function carried by the worker's session: it runs in this task, and nothing
+        else waits for it. Its urgent reports are queued on the session as they come, its
+        log and progress on the link's watch tick (which is the lease watchdog too), its
+        exit when it returns; then this task waits for the server's decision, and wakes
+        once. (A conversation of its own cost a second task and a wake-up for each thing
+        that happened, several times what a short function costs.)"""
+        lease = self.stream
+        assert isinstance(lease, SessionLease) and self.function is not None
+        self._loop = asyncio.get_running_loop()
+        attempt = self.assignment.task.attempt
+        self._log(
+            _note(f"attempt {attempt} on {self.config.node_name} (worker {self.config.worker_id})")
+        )
+        process = self.process = functions.start(
+            self.function, self.assignment, self.config.client, self._reported, self._log
+        )
+        if self.handing_back:
+            process.terminate(self.config.kill_grace)
+        lease.link.watch(lease, self._on_tick)
+        try:
+            self.exit = await process.wait()
+            self._log(_note(f"attempt {attempt} ended: {self.exit}"))
+            if self._expired or lease.lost_reason is not None:
+                return None
+            self._exit_sent = True
+            self._first_pending = None
+            lease.post(self._exit_message(self.exit))
+            if lease.final is None:
+                self._decision = self._loop.create_future()
+                await self._decision
+            return None if self._expired else lease.final
+        finally:
+            self._decision = None
+            lease.forget()
+            # Over: nothing refers back to this run (see run()).
+            lease.on_instruction = _ignored
+            lease.on_news = _unheard
+            self.process = None
+
+    def _news(self) -> None:
+        """Something arrived for the lease."""
+        if not self.carried:
+            self.poke.set()
+            return
+        decision = self._decision
+        if decision is not None and not decision.done() and self._over():
+            decision.set_result(None)
+
+    def _over(self) -> bool:
+        return self.stream.final is not None or self.stream.lost_reason is not None
+
+    def _wake(self) -> None:
+        """Something the server must hear at once is pending (or the worker stops)."""
+        if not self.carried:
+            self.poke.set()
+            return
+        process = self.process
+        if self._flush_queued or not isinstance(process, FunctionRun) or process.ended:
+            return  # an ended function's exit is about to carry it
+        self._flush_queued = True
+        # A plain function reports from its thread of the pool.
+        self._loop.call_soon_threadsafe(self._flush_queued_reports)
+
+    def _flush_queued_reports(self) -> None:
+        self._flush_queued = False
+        if not self._exit_sent and not self.outbox.empty():
+            self._post_outbox()
+
+    def _post_outbox(self) -> None:
+        if self.stream.lost_reason is None:
+            self._first_pending = None
+            assert isinstance(self.stream, SessionLease)
+            self.stream.post(self.outbox.take(0))
+
+    def _on_tick(self, now: float) -> None:
+        """The carried run's watch (SessionLink.watch): the lease watchdog (see
+        _watch_lease), and the log and progress when due."""
+        if now >= self.stream.deadline():
+            assert isinstance(self.stream, SessionLease)
+            self.stream.on_tick = None
+            self._expire(now)
+            if self._decision is not None and not self._decision.done():
+                self._decision.set_result(None)
+        elif not self._exit_sent and self._flush_due(now):
+            self._post_outbox()
+
     def _uncancel(self) -> int:
         assert self._runner is not None
         return self._runner.uncancel()
@@ -184,7 +288,7 @@ class TaskRun:
             self._log(_note(f"attempt {attempt} ended: {exit_status}"))
             self.exit = exit_status
         finally:
-            self.poke.set()
+            self._wake()
 
     async def _start_and_wait(self, place: TaskPlace | None) -> Exit:
         if self.function is not None or place is None:
@@ -239,7 +343,7 @@ class TaskRun:
             self._first_pending = time.monotonic()
         self.outbox.add_log(text)
         if self.outbox.log_bytes >= self.config.log_flush_bytes:
-            self.poke.set()
+            self._wake()
 
     def _report(self, line: str) -> None:
         try:
@@ -255,7 +359,7 @@ class TaskRun:
         if self._first_pending is None:
             self._first_pending = time.monotonic()
         if self.outbox.urgent:
-            self.poke.set()
+            self._wake()
 
     def _instructed(self, instruction: int, reason: str) -> None:
         # Every response repeats the instruction until the process is gone: act once.
@@ -277,14 +381,18 @@ class TaskRun:
         hanging, not failed). The server renewed the lease before answering, so it expires
         no later than that. Checked on the run's timer, at least every tick (the ttl may
         change); it cancels the conversation as asyncio.timeout would."""
-        margin = min(self.stream.ttl * LEASE_MARGIN, MAX_LEASE_MARGIN)
-        deadline = self.stream.renewed_at + self.stream.ttl - margin
+        deadline = self.stream.deadline()
         now = time.monotonic()
         if deadline > now:
             # Every tick: the conversation's own waits are a tick at most, so they find
             # the timer armed already (one timer a run, not one per wait).
             self._wake_by(min(deadline, now + self._tick()))
             return
+        self._expire(now)
+        if self._runner is not None:
+            self._runner.cancel()
+
+    def _expire(self, now: float) -> None:
         log.error(
             "task %s: lease not renewed for %.1fs (ttl %.1fs) and due to expire: "
             "the lease is gone, killing the process",
@@ -296,8 +404,6 @@ class TaskRun:
             self._log(_note("lease not renewed in time: the process was killed"))
             self.process.kill()
         self._expired = True
-        if self._runner is not None:
-            self._runner.cancel()
 
     # -- the run's one timer ------------------------------------------------------------
 
