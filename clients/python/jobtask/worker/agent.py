@@ -192,16 +192,18 @@ class Worker:
         slot = self.free_slots.pop(0)
         run = TaskRun(client, self.config, assignment, slot, self._link, self.functions)
         self.runs[slot] = run
-        log.info(
-            "task %s of job %s: claimed into slot %d (script %s)",
-            assignment.task.uuid,
-            assignment.job.uuid,
-            slot,
-            assignment.job.script,
-        )
+        if log.isEnabledFor(logging.INFO):  # (reading the message's fields costs too)
+            log.info(
+                "task %s of job %s: claimed into slot %d (script %s)",
+                assignment.task.uuid,
+                assignment.job.uuid,
+                slot,
+                assignment.job.script,
+            )
         # The run takes itself out of _tasks as it ends (a done callback would cost each
         # task another turn of the loop).
-        self._tasks.add(asyncio.create_task(self._run(slot, run)))
+        run.task = asyncio.create_task(self._run(slot, run))
+        self._tasks.add(run.task)
 
     async def _run(self, slot: int, run: TaskRun) -> None:
         try:
@@ -214,7 +216,7 @@ class Worker:
         except Exception:
             log.exception("task %s: the worker failed running it", run.task_uuid)
         finally:
-            self._tasks.discard(asyncio.current_task())
+            self._tasks.discard(run.task)
             del self.runs[slot]
             self.free_slots.append(slot)
             self.free_slots.sort()

@@ -191,6 +191,12 @@ class TaskContext:
             self._client = None
 
 
+@functools.lru_cache(maxsize=256)
+def _is_async(fn: TaskFunction) -> bool:
+    """inspect.iscoroutinefunction, asked once per function, not once per task."""
+    return inspect.iscoroutinefunction(fn)
+
+
 class FunctionRun:
     """A task function in the place of a script's process (jobtask.worker.process's
     ScriptProcess: terminate, kill, wait, pid). The function runs in the task that awaits
@@ -227,7 +233,7 @@ class FunctionRun:
         return True
 
     async def _call(self) -> Any:
-        if inspect.iscoroutinefunction(self.fn):
+        if _is_async(self.fn):
             return await self.fn(self.ctx)
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(None, functools.partial(self.fn, self.ctx))

@@ -117,6 +117,8 @@ class TaskRun:
         self._decision: asyncio.Future[None] | None = None
         self._flush_queued = False
         self._loop: asyncio.AbstractEventLoop
+        # The task the worker runs this in (jobtask.worker.agent).
+        self.task: asyncio.Task[None]
 
     # -- called from outside ----------------------------------------------------------------
 
