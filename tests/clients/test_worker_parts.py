@@ -248,6 +248,32 @@ async def test_a_function_on_the_session_runs_in_its_runs_own_task(tmp_path: Pat
     assert await asyncio.wait_for(running, DEADLINE) is not None
 
 
+async def test_a_function_run_ends_at_its_exit_and_the_decision_settles_it(
+    tmp_path: Path,
+) -> None:
+    """The worker's task for a function on the session ends as the exit is queued; the
+    server's answer settles the run later, by callback, once (no task waits for it)."""
+
+    async def fn(ctx: Any) -> None:
+        ctx.progress(0.5)
+
+    run, link, assignment = _run_on_a_link(tmp_path, fn)
+    heard: list[job_task_pb2.JobTask | None] = []
+    await asyncio.wait_for(run.carry(heard.append), DEADLINE)
+    (report,) = link._queue
+    assert report.HasField("exit_code") and heard == []
+    assert assignment.task.uuid in link.leases
+    update = task_service_pb2.TaskUpdate(
+        task_uuid=assignment.task.uuid, acked_seq=1, lease={"lease_id": "l1"}
+    )
+    update.task.status = job_task_pb2.TASK_STATUS_COMPLETED
+    lease = link.leases[assignment.task.uuid]
+    lease.receive(update)
+    lease.receive(update)  # heard once
+    assert [t.status if t else None for t in heard] == [job_task_pb2.TASK_STATUS_COMPLETED]
+    assert not link.leases
+
+
 async def test_a_finished_run_is_freed_without_the_cycle_collector(tmp_path: Path) -> None:
     """Nothing refers back to a run once it is over (its lease and its function called back
     into it): it is freed as its last reference goes, not by the cyclic garbage collector,

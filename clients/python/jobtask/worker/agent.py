@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import shutil
 from collections.abc import Awaitable, Callable
@@ -206,8 +207,28 @@ class Worker:
         self._tasks.add(run.task)
 
     async def _run(self, slot: int, run: TaskRun) -> None:
+        if run.carried:
+            # A function on the session: the decision comes by callback, after this task
+            # ended (waking it for the decision cost each task another turn of the loop).
+            try:
+                await run.carry(functools.partial(self._over, slot, run))
+            except Exception:
+                log.exception("task %s: the worker failed running it", run.task_uuid)
+            finally:
+                self._tasks.discard(run.task)
+            return
+        decided = None
         try:
             decided = await run.run()
+        except Exception:
+            log.exception("task %s: the worker failed running it", run.task_uuid)
+        finally:
+            self._tasks.discard(run.task)
+            self._over(slot, run, decided)
+
+    def _over(self, slot: int, run: TaskRun, decided: job_task_pb2.JobTask | None) -> None:
+        """A run is over (`decided`: the task as the server decided it): its slot is free."""
+        try:
             if decided is not None:
                 if log.isEnabledFor(logging.INFO):
                     log.info("task %s: %s", run.task_uuid, _status_name(decided.status))
@@ -216,7 +237,6 @@ class Worker:
         except Exception:
             log.exception("task %s: the worker failed running it", run.task_uuid)
         finally:
-            self._tasks.discard(run.task)
             del self.runs[slot]
             self.free_slots.append(slot)
             self.free_slots.sort()

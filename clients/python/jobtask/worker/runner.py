@@ -11,9 +11,10 @@ one ttl. Whatever the stream looks like (a silent partition leaves it hanging, n
 broken), a watchdog kills the process a margin before the lease can expire unrenewed, by the
 worker's own clock, so the task never runs on two workers at once.
 
-A registered function the worker's session carries takes a shorter way (_run_carried):
-it runs in the run's own task with no conversation beside it, and the session's one watch
-timer flushes its log and watches its lease (jobtask.worker.session.SessionLink.watch).
+A registered function the worker's session carries takes a shorter way (TaskRun.carry):
+it runs in the run's own task with no conversation beside it, the session's one watch
+timer flushes its log and watches its lease (jobtask.worker.session.SessionLink.watch),
+and the server's decision settles the run by a callback.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 
 from jobtask.sdk.client import AsyncClient
 from jobtask.v1 import job_task_pb2, task_service_pb2
@@ -81,7 +83,7 @@ class TaskRun:
         self.task_uuid = assignment.task.uuid
         ttl = seconds(assignment.lease.ttl)
         self.function = functions.get(assignment.job.script) if functions is not None else None
-        # A function the session carries runs without a conversation (see _run_carried);
+        # A function the session carries runs without a conversation (see carry());
         # anything else converses, woken by `poke`.
         self.carried = link is not None and self.function is not None
         if not self.carried:
@@ -112,9 +114,11 @@ class TaskRun:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when = 0.0
         self._expired = False
-        # The carried run: the server's decision, awaited once the exit is queued; and
-        # whether a flush of urgent reports is on its way.
-        self._decision: asyncio.Future[None] | None = None
+        # The carried run: who hears the decision (until it is told), whether the exit is
+        # queued and the decision awaited, and whether a flush of urgent reports is on
+        # its way.
+        self._on_over: Callable[[job_task_pb2.JobTask | None], None] | None = None
+        self._awaiting = False
         self._flush_queued = False
         self._loop: asyncio.AbstractEventLoop
         # The task the worker runs this in (jobtask.worker.agent).
@@ -132,7 +136,10 @@ class TaskRun:
     async def run(self) -> job_task_pb2.JobTask | None:
         """Runs the task to its end; the task as decided, or None if the lease was lost."""
         if self.carried:
-            return await self._run_carried()
+            decision: asyncio.Future[job_task_pb2.JobTask | None]
+            decision = asyncio.get_running_loop().create_future()
+            await self.carry(decision.set_result)
+            return await decision
         # A function needs no working directories (and making them costs more than it).
         place = None if self.function is not None else self._prepare()
         process_task = asyncio.create_task(self._run_process(place))
@@ -169,16 +176,18 @@ class TaskRun:
             return None
         return decided
 
-    async def _run_carried(self) -> job_task_pb2.JobTask | None:
-        """A function carried by the worker's session: it runs in this task, and nothing
-        else waits for it. Its urgent reports are queued on the session as they come, its
-        log and progress on the link's watch tick (which is the lease watchdog too), its
-        exit when it returns; then this task waits for the server's decision, and wakes
-        once. (A conversation of its own cost a second task and a wake-up for each thing
-        that happened, several times what a short function costs.)"""
+    async def carry(self, over: Callable[[job_task_pb2.JobTask | None], None]) -> None:
+        """Runs a function the worker's session carries, in this task, with nothing else
+        waiting for it: its urgent reports are queued on the session as they come, its log
+        and progress on the link's watch tick (which is its lease watchdog too), its exit
+        when it returns; this returns then. `over` hears the task as the server decided it
+        (None if the lease was lost), once: from the session's answer, the watchdog, or
+        before this returns if no answer is to come. (A conversation task beside the
+        function, and the wake-ups between the two, cost several times a short function.)"""
         lease = self.stream
         assert isinstance(lease, SessionLease) and self.function is not None
         self._loop = asyncio.get_running_loop()
+        self._on_over = over
         attempt = self.assignment.task.attempt
         self._log(
             _note(f"attempt {attempt} on {self.config.node_name} (worker {self.config.worker_id})")
@@ -193,33 +202,36 @@ class TaskRun:
             self.exit = await process.wait()
             self._log(_note(f"attempt {attempt} ended: {self.exit}"))
             if self._expired or lease.lost_reason is not None:
-                return None
+                return
             self._exit_sent = True
             self._first_pending = None
             lease.post(self._exit_message(self.exit))
-            if lease.final is None:
-                self._decision = self._loop.create_future()
-                await self._decision
-            return None if self._expired else lease.final
+            self._awaiting = lease.final is None
         finally:
-            self._decision = None
-            lease.forget()
-            # Over: nothing refers back to this run (see run()).
-            lease.on_instruction = _ignored
-            lease.on_news = _unheard
-            self.process = None
+            if not self._awaiting:
+                self._settle()
+
+    def _settle(self) -> None:
+        """The carried run is over: its lease and its function no longer call back into it
+        (so that it is freed at once, see run()), and `over` hears the decision."""
+        over, self._on_over = self._on_over, None
+        if over is None:
+            return
+        self._awaiting = False
+        lease = self.stream
+        assert isinstance(lease, SessionLease)
+        lease.forget()
+        lease.on_instruction = _ignored
+        lease.on_news = _unheard
+        self.process = None
+        over(None if self._expired else lease.final)
 
     def _news(self) -> None:
         """Something arrived for the lease."""
         if not self.carried:
             self.poke.set()
-            return
-        decision = self._decision
-        if decision is not None and not decision.done() and self._over():
-            decision.set_result(None)
-
-    def _over(self) -> bool:
-        return self.stream.final is not None or self.stream.lost_reason is not None
+        elif self._awaiting and (self.stream.final is not None or self.stream.lost_reason):
+            self._settle()
 
     def _wake(self) -> None:
         """Something the server must hear at once is pending (or the worker stops)."""
@@ -251,8 +263,8 @@ class TaskRun:
             assert isinstance(self.stream, SessionLease)
             self.stream.on_tick = None
             self._expire(now)
-            if self._decision is not None and not self._decision.done():
-                self._decision.set_result(None)
+            if self._awaiting:
+                self._settle()
         elif not self._exit_sent and self._flush_due(now):
             self._post_outbox()
 
