@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import heapq
 import logging
 import shutil
 from collections.abc import Awaitable, Callable
@@ -44,6 +45,7 @@ class Worker:
         # Script names served by in-process functions (see jobtask.worker.functions).
         self.functions = functions or config.functions or Functions()
         self.task = self.functions.task
+        # The lowest free slot first (a heap).
         self.free_slots = list(range(config.slots))
         self.runs: dict[int, TaskRun] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -190,7 +192,7 @@ class Worker:
                 await waiter
 
     def _start(self, client: AsyncClient, assignment: task_service_pb2.TaskAssignment) -> None:
-        slot = self.free_slots.pop(0)
+        slot = heapq.heappop(self.free_slots)
         run = TaskRun(client, self.config, assignment, slot, self._link, self.functions)
         self.runs[slot] = run
         if log.isEnabledFor(logging.INFO):  # (reading the message's fields costs too)
@@ -238,8 +240,7 @@ class Worker:
             log.exception("task %s: the worker failed running it", run.task_uuid)
         finally:
             del self.runs[slot]
-            self.free_slots.append(slot)
-            self.free_slots.sort()
+            heapq.heappush(self.free_slots, slot)
             self._slot_freed.set()
             if self._link is not None:
                 self._link.credit(1)

@@ -100,9 +100,6 @@ class TaskContext:
         log: Callable[[str], None],
     ) -> None:
         self.assignment = assignment
-        self.task_uuid = assignment.task.uuid
-        self.job_uuid = assignment.job.uuid
-        self.attempt = assignment.task.attempt
         self._client_config = client
         self._client: AsyncClient | None = None
         self._report = report
@@ -112,6 +109,20 @@ class TaskContext:
         self._cancelled: asyncio.Event | None = None  # made when something waits for it
         self.reported_success: bool | None = None
         self.reported_output: str | None = None
+
+    # What the assignment says, read from it when first asked (a short task may never ask,
+    # and each read of a nested message costs).
+    @functools.cached_property
+    def task_uuid(self) -> str:
+        return self.assignment.task.uuid
+
+    @functools.cached_property
+    def job_uuid(self) -> str:
+        return self.assignment.job.uuid
+
+    @functools.cached_property
+    def attempt(self) -> int:
+        return self.assignment.task.attempt
 
     # The parameters as dicts, converted when first read (most no-op tasks never do).
     @functools.cached_property

@@ -81,7 +81,6 @@ class TaskRun:
         self.assignment = assignment
         self.slot = slot
         self.task_uuid = assignment.task.uuid
-        ttl = seconds(assignment.lease.ttl)
         self.function = functions.get(assignment.job.script) if functions is not None else None
         # A function the session carries runs without a conversation (see carry());
         # anything else converses, woken by `poke`.
@@ -95,6 +94,7 @@ class TaskRun:
                 assignment, on_instruction=self._instructed, on_news=self._news
             )
         else:
+            ttl = seconds(assignment.lease.ttl)
             self.stream = LeaseStream(
                 client,
                 self.task_uuid,
