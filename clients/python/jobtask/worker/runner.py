@@ -24,6 +24,7 @@ import contextlib
 import logging
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable
 
@@ -120,7 +121,8 @@ class TaskRun:
         self._on_over: Callable[[job_task_pb2.JobTask | None], None] | None = None
         self._awaiting = False
         self._flush_queued = False
-        self._loop: asyncio.AbstractEventLoop
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
         # The task the worker runs this in (jobtask.worker.agent).
         self.task: asyncio.Task[None]
 
@@ -187,6 +189,7 @@ class TaskRun:
         lease = self.stream
         assert isinstance(lease, SessionLease) and self.function is not None
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self._on_over = over
         attempt = self.assignment.task.attempt
         self._log(
@@ -243,6 +246,7 @@ class TaskRun:
             return  # an ended function's exit is about to carry it
         self._flush_queued = True
         # A plain function reports from its thread of the pool.
+        assert self._loop is not None
         self._loop.call_soon_threadsafe(self._flush_queued_reports)
 
     def _flush_queued_reports(self) -> None:
@@ -256,10 +260,11 @@ class TaskRun:
             assert isinstance(self.stream, SessionLease)
             self.stream.post(self.outbox.take(0))
 
-    def _on_tick(self, now: float) -> None:
+    def _on_tick(self, now: float) -> float:
         """The carried run's watch (SessionLink.watch): the lease watchdog (see
-        _watch_lease), and the log and progress when due."""
-        if now >= self.stream.deadline():
+        _watch_lease), and the log and progress when due; the next time it is due."""
+        deadline = self.stream.deadline()
+        if now >= deadline:
             assert isinstance(self.stream, SessionLease)
             self.stream.on_tick = None
             self._expire(now)
@@ -267,6 +272,21 @@ class TaskRun:
                 self._settle()
         elif not self._exit_sent and self._flush_due(now):
             self._post_outbox()
+        elif self._first_pending is not None:
+            return min(deadline, self._first_pending + self.config.log_flush_seconds)
+        return deadline
+
+    def _pending(self) -> None:
+        """Something waits in the outbox: it is sent within log_flush_seconds."""
+        if self._first_pending is None:
+            self._first_pending = time.monotonic()
+            if self.carried and self._loop is not None:
+                assert isinstance(self.stream, SessionLease)
+                due = self._first_pending + self.config.log_flush_seconds
+                if threading.get_ident() == self._loop_thread:
+                    self.stream.link.wake_by(due)
+                else:  # a plain function's thread
+                    self._loop.call_soon_threadsafe(self.stream.link.wake_by, due)
 
     def _uncancel(self) -> int:
         assert self._runner is not None
@@ -353,8 +373,7 @@ class TaskRun:
     def _log(self, text: str) -> None:
         if not text:
             return
-        if self._first_pending is None:
-            self._first_pending = time.monotonic()
+        self._pending()
         self.outbox.add_log(text)
         if self.outbox.log_bytes >= self.config.log_flush_bytes:
             self._wake()
@@ -370,8 +389,7 @@ class TaskRun:
 
     def _reported(self, report: Report) -> None:
         self.outbox.apply(report)
-        if self._first_pending is None:
-            self._first_pending = time.monotonic()
+        self._pending()
         if self.outbox.urgent:
             self._wake()
 

@@ -92,18 +92,18 @@ class SessionLink:
         self.leases[lease.task_uuid] = lease
         return lease
 
-    def watch(self, lease: SessionLease, on_tick: Callable[[float], None]) -> None:
-        """Calls `on_tick(time.monotonic())` for the lease at least every tick (and every
-        third of its ttl), and at its watchdog deadline, until the lease's on_tick is None
+    def watch(self, lease: SessionLease, on_tick: Callable[[float], float]) -> None:
+        """Calls `on_tick(time.monotonic())` for the lease at its watchdog deadline, when
+        the call last returned (the next time it wants one) or wake_by() asked, and at
+        least every tick (and every third of its ttl), until the lease's on_tick is None
         again. One timer serves every watched lease of the session: a task that ends
         within a tick costs no timer of its own (its run flushes its log and watches its
         lease from these calls)."""
         lease.on_tick = on_tick
-        deadline = lease.deadline()
-        if self._sweep is None or deadline < self._sweep_when:
-            self._arm(min(deadline, time.monotonic() + self.tick))
+        self.wake_by(min(lease.deadline(), time.monotonic() + self.tick))
 
-    def _arm(self, when: float) -> None:
+    def wake_by(self, when: float) -> None:
+        """The watched leases are looked at no later than `when` (time.monotonic())."""
         if self._sweep is not None:
             if self._sweep_when <= when:
                 return
@@ -118,13 +118,13 @@ class SessionLink:
         watched = False
         for lease in list(self.leases.values()):
             if lease.on_tick is not None:
-                lease.on_tick(now)
-            if lease.on_tick is not None:  # (the call may have ended the watch)
-                watched = True
-                when = min(when, lease.deadline(), now + lease.ttl / 3)
+                wanted = lease.on_tick(now)
+                if lease.on_tick is not None:  # (the call may have ended the watch)
+                    watched = True
+                    when = min(when, wanted, now + lease.ttl / 3)
         if watched:
             # A deadline that passed was acted on: not again at once.
-            self._arm(max(when, now + MIN_SWEEP))
+            self.wake_by(max(when, now + MIN_SWEEP))
 
     def enqueue(self, message: task_service_pb2.RunTaskRequest) -> None:
         self._queue.append(message)
@@ -277,7 +277,7 @@ class SessionLease(TaskLease):
         super().__init__(task_uuid, lease_id, ttl, on_instruction=on_instruction, on_news=on_news)
         self.link = link
         # Set while the link's watch timer calls the lease's run (SessionLink.watch).
-        self.on_tick: Callable[[float], None] | None = None
+        self.on_tick: Callable[[float], float] | None = None
 
     async def connect(self) -> None:
         """The session carries the lease already (and reattaches it after a reconnect)."""
