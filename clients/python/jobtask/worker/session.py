@@ -118,7 +118,12 @@ class SessionLink:
         watched = False
         for lease in list(self.leases.values()):
             if lease.on_tick is not None:
-                wanted = lease.on_tick(now)
+                try:
+                    wanted = lease.on_tick(now)
+                except Exception:
+                    # One run's failure must not end the other leases' watchdog.
+                    log.exception("task %s: its lease watch failed", lease.task_uuid)
+                    wanted = now + self.tick
                 if lease.on_tick is not None:  # (the call may have ended the watch)
                     watched = True
                     when = min(when, wanted, now + lease.ttl / 3)
