@@ -171,15 +171,13 @@ async def test_heartbeats_answered_together_do_not_date_later_renewals_too_early
 def _run_on_a_link(
     tmp_path: Path, fn: Any, *, ttl: float = 30.0
 ) -> tuple[Any, Any, task_service_pb2.TaskAssignment]:
-    """A TaskRun of the function `fn` carried by a SessionLink that is not connected: what
-    the run sends stays in the link's queue, and the test plays the server's part."""
+    """A CarriedRun of the function `fn` on a SessionLink that is not connected: what the
+    run sends stays in the link's queue, and the test plays the server's part."""
     from jobtask.sdk.config import ClientConfig
-    from jobtask.worker import Functions, WorkerConfig
-    from jobtask.worker.runner import TaskRun
+    from jobtask.worker import WorkerConfig
+    from jobtask.worker.carried import CarriedRun
     from jobtask.worker.session import SessionLink
 
-    functions = Functions()
-    functions.task("fn")(fn)
     config = WorkerConfig(
         client=ClientConfig("127.0.0.1:1", "127.0.0.1:1", "-"),
         scripts_dir=tmp_path,
@@ -193,7 +191,7 @@ def _run_on_a_link(
         job={"uuid": "zzzzz-8i9sb-000000000000001", "script": "fn"},
         lease={"lease_id": "l1", "ttl": {"seconds": int(ttl), "nanos": int(ttl % 1 * 1e9)}},
     )
-    run = TaskRun(None, config, assignment, 0, link, functions)  # type: ignore[arg-type]
+    run = CarriedRun(config, assignment, 0, link, fn)
     return run, link, assignment
 
 

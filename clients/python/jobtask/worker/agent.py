@@ -21,8 +21,10 @@ from typing import Any
 from jobtask.sdk.client import AsyncClient
 from jobtask.sdk.errors import JobtaskError, PermissionDeniedError, UnauthenticatedError
 from jobtask.v1 import job_task_pb2, task_service_pb2
+from jobtask.worker.carried import CarriedRun
 from jobtask.worker.config import WorkerConfig
 from jobtask.worker.functions import Functions
+from jobtask.worker.run import Run
 from jobtask.worker.runner import TaskRun
 from jobtask.worker.session import SessionLink
 
@@ -47,7 +49,7 @@ class Worker:
         self.task = self.functions.task
         # The lowest free slot first (a heap).
         self.free_slots = list(range(config.slots))
-        self.runs: dict[int, TaskRun] = {}
+        self.runs: dict[int, Run] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
         self._link: SessionLink | None = None
@@ -193,7 +195,12 @@ class Worker:
 
     def _start(self, client: AsyncClient, assignment: task_service_pb2.TaskAssignment) -> None:
         slot = heapq.heappop(self.free_slots)
-        run = TaskRun(client, self.config, assignment, slot, self._link, self.functions)
+        run: TaskRun | CarriedRun
+        function = self.functions.get(assignment.job.script)
+        if function is not None and self._link is not None:
+            run = CarriedRun(self.config, assignment, slot, self._link, function)
+        else:
+            run = TaskRun(client, self.config, assignment, slot, self._link, self.functions)
         self.runs[slot] = run
         if log.isEnabledFor(logging.INFO):  # (reading the message's fields costs too)
             log.info(
@@ -208,8 +215,8 @@ class Worker:
         run.task = asyncio.create_task(self._run(slot, run))
         self._tasks.add(run.task)
 
-    async def _run(self, slot: int, run: TaskRun) -> None:
-        if run.carried:
+    async def _run(self, slot: int, run: TaskRun | CarriedRun) -> None:
+        if isinstance(run, CarriedRun):
             # A function on the session: the decision comes by callback, after this task
             # ended (waking it for the decision cost each task another turn of the loop).
             try:
@@ -228,7 +235,7 @@ class Worker:
             self._tasks.discard(run.task)
             self._over(slot, run, decided)
 
-    def _over(self, slot: int, run: TaskRun, decided: job_task_pb2.JobTask | None) -> None:
+    def _over(self, slot: int, run: Run, decided: job_task_pb2.JobTask | None) -> None:
         """A run is over (`decided`: the task as the server decided it): its slot is free."""
         try:
             if decided is not None:

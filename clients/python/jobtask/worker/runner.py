@@ -11,10 +11,8 @@ one ttl. Whatever the stream looks like (a silent partition leaves it hanging, n
 broken), a watchdog kills the process a margin before the lease can expire unrenewed, by the
 worker's own clock, so the task never runs on two workers at once.
 
-A registered function the worker's session carries takes a shorter way (TaskRun.carry):
-it runs in the run's own task with no conversation beside it, the session's one watch
-timer flushes its log and watches its lease (jobtask.worker.session.SessionLink.watch),
-and the server's decision settles the run by a callback.
+A registered function the worker's session carries takes a shorter way
+(jobtask.worker.carried); what both kinds share is in jobtask.worker.run.
 """
 
 from __future__ import annotations
@@ -24,9 +22,7 @@ import contextlib
 import logging
 import os
 import shutil
-import threading
 import time
-from collections.abc import Callable
 
 from jobtask.sdk.client import AsyncClient
 from jobtask.v1 import job_task_pb2, task_service_pb2
@@ -40,10 +36,10 @@ from jobtask.worker.environment import (
     resolve_script,
     task_environment,
 )
-from jobtask.worker.functions import FunctionRun, Functions
-from jobtask.worker.lease import Instruction, LeaseLost, StreamBroken, seconds
+from jobtask.worker.functions import Functions
+from jobtask.worker.lease import LeaseLost, StreamBroken, seconds
 from jobtask.worker.process import Exit, ScriptProcess
-from jobtask.worker.reports import Outbox, Report, parse_report
+from jobtask.worker.run import Run, ignored, note
 from jobtask.worker.session import SessionLease, SessionLink
 from jobtask.worker.stream import LeaseStream
 
@@ -55,19 +51,9 @@ EXIT_NOT_FOUND = 127
 EXIT_CANNOT_RUN = 126
 
 
-def _ignored(instruction: int, reason: str) -> None:
-    """A finished run's lease hears nothing more."""
+class TaskRun(Run):
+    stream: LeaseStream | SessionLease
 
-
-def _unheard() -> None:
-    """A finished run's lease hears nothing more."""
-
-
-def _note(text: str) -> str:
-    return f"[jobtask-worker] {text}\n"
-
-
-class TaskRun:
     def __init__(
         self,
         client: AsyncClient,
@@ -77,19 +63,12 @@ class TaskRun:
         link: SessionLink | None = None,
         functions: Functions | None = None,
     ) -> None:
+        super().__init__(config, assignment, slot)
         self.client = client
-        self.config = config
-        self.assignment = assignment
-        self.slot = slot
-        self.task_uuid = assignment.task.uuid
         self.function = functions.get(assignment.job.script) if functions is not None else None
-        # A function the session carries runs without a conversation (see carry());
-        # anything else converses, woken by `poke`.
-        self.carried = link is not None and self.function is not None
-        if not self.carried:
-            self.poke = asyncio.Event()
+        # Set when anything happened that the conversation must look at.
+        self.poke = asyncio.Event()
         # The worker's session carries the task (or, without one, its own RunTask stream).
-        self.stream: LeaseStream | SessionLease
         if link is not None:
             self.stream = link.lease(
                 assignment, on_instruction=self._instructed, on_news=self._news
@@ -104,44 +83,14 @@ class TaskRun:
                 on_instruction=self._instructed,
                 on_news=self._news,
             )
-        self.outbox = Outbox()
-        self.process: ScriptProcess | FunctionRun | None = None
-        self.exit: Exit | None = None
-        self.handing_back = False
-        self._exit_sent = False
-        self._instructions: set[int] = set()
-        self._first_pending: float | None = None
         self._runner: asyncio.Task[job_task_pb2.JobTask | None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when = 0.0
-        self._expired = False
-        # The carried run: who hears the decision (until it is told), whether the exit is
-        # queued and the decision awaited, and whether a flush of urgent reports is on
-        # its way.
-        self._on_over: Callable[[job_task_pb2.JobTask | None], None] | None = None
-        self._awaiting = False
-        self._flush_queued = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread = 0
-        # The task the worker runs this in (jobtask.worker.agent).
-        self.task: asyncio.Task[None]
 
     # -- called from outside ----------------------------------------------------------------
 
-    def interrupt(self) -> None:
-        """The worker is stopping: stop the script and hand the task back."""
-        self.handing_back = True
-        if self.process is not None:
-            self.process.terminate(self.config.kill_grace)
-        self._wake()
-
     async def run(self) -> job_task_pb2.JobTask | None:
         """Runs the task to its end; the task as decided, or None if the lease was lost."""
-        if self.carried:
-            decision: asyncio.Future[job_task_pb2.JobTask | None]
-            decision = asyncio.get_running_loop().create_future()
-            await self.carry(decision.set_result)
-            return await decision
         # A function needs no working directories (and making them costs more than it).
         place = None if self.function is not None else self._prepare()
         process_task = asyncio.create_task(self._run_process(place))
@@ -169,7 +118,7 @@ class TaskRun:
             # Over: the lease's and the process's callbacks into this run are dropped, so
             # that it is freed at once, not by the cyclic garbage collector (whose passes
             # over thousands of finished runs a second cost more than the runs).
-            self.stream.on_instruction = _ignored
+            self.stream.on_instruction = ignored
             self.process = None
         if self._expired:
             # The watchdog fired, and its cancel was swallowed on the way (a suppress):
@@ -178,115 +127,11 @@ class TaskRun:
             return None
         return decided
 
-    async def carry(self, over: Callable[[job_task_pb2.JobTask | None], None]) -> None:
-        """Runs a function the worker's session carries, in this task, with nothing else
-        waiting for it: its urgent reports are queued on the session as they come, its log
-        and progress on the link's watch tick (which is its lease watchdog too), its exit
-        when it returns; this returns then. `over` hears the task as the server decided it
-        (None if the lease was lost), once: from the session's answer, the watchdog, or
-        before this returns if no answer is to come. (A conversation task beside the
-        function, and the wake-ups between the two, cost several times a short function.)"""
-        lease = self.stream
-        assert isinstance(lease, SessionLease) and self.function is not None
-        self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
-        self._on_over = over
-        attempt = self.assignment.task.attempt
-        self._log(
-            _note(f"attempt {attempt} on {self.config.node_name} (worker {self.config.worker_id})")
-        )
-        process = self.process = functions.start(
-            self.function, self.assignment, self.config.client, self._reported, self._log
-        )
-        if self.handing_back:
-            process.terminate(self.config.kill_grace)
-        lease.link.watch(lease, self._on_tick)
-        try:
-            self.exit = await process.wait()
-            self._log(_note(f"attempt {attempt} ended: {self.exit}"))
-            if self._expired or lease.lost_reason is not None:
-                return
-            self._exit_sent = True
-            self._first_pending = None
-            lease.post(self._exit_message(self.exit))
-            self._awaiting = lease.final is None
-        finally:
-            if not self._awaiting:
-                self._settle()
-
-    def _settle(self) -> None:
-        """The carried run is over: its lease and its function no longer call back into it
-        (so that it is freed at once, see run()), and `over` hears the decision."""
-        over, self._on_over = self._on_over, None
-        if over is None:
-            return
-        self._awaiting = False
-        lease = self.stream
-        assert isinstance(lease, SessionLease)
-        lease.forget()
-        lease.on_instruction = _ignored
-        lease.on_news = _unheard
-        self.process = None
-        over(None if self._expired else lease.final)
-
     def _news(self) -> None:
-        """Something arrived for the lease."""
-        if not self.carried:
-            self.poke.set()
-        elif self._awaiting and (self.stream.final is not None or self.stream.lost_reason):
-            self._settle()
+        self.poke.set()
 
     def _wake(self) -> None:
-        """Something the server must hear at once is pending (or the worker stops)."""
-        if not self.carried:
-            self.poke.set()
-            return
-        process = self.process
-        if self._flush_queued or not isinstance(process, FunctionRun) or process.ended:
-            return  # an ended function's exit is about to carry it
-        self._flush_queued = True
-        # A plain function reports from its thread of the pool.
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._flush_queued_reports)
-
-    def _flush_queued_reports(self) -> None:
-        self._flush_queued = False
-        if not self._exit_sent and not self.outbox.empty():
-            self._post_outbox()
-
-    def _post_outbox(self) -> None:
-        if self.stream.lost_reason is None:
-            self._first_pending = None
-            assert isinstance(self.stream, SessionLease)
-            self.stream.post(self.outbox.take(0))
-
-    def _on_tick(self, now: float) -> float:
-        """The carried run's watch (SessionLink.watch): the lease watchdog (see
-        _watch_lease), and the log and progress when due; the next time it is due."""
-        deadline = self.stream.deadline()
-        if now >= deadline:
-            assert isinstance(self.stream, SessionLease)
-            self.stream.on_tick = None
-            self._expire(now)
-            if self._awaiting:
-                self._settle()
-        elif not self._exit_sent and self._flush_due(now):
-            self._post_outbox()
-        elif self._first_pending is not None:
-            return min(deadline, self._first_pending + self.config.log_flush_seconds)
-        return deadline
-
-    def _pending(self) -> None:
-        """Something waits in the outbox: it is sent within log_flush_seconds."""
-        if self._first_pending is None:
-            self._first_pending = time.monotonic()
-            if self.carried and self._loop is not None:
-                assert isinstance(self.stream, SessionLease)
-                due = self._first_pending + self.config.log_flush_seconds
-                if threading.get_ident() == self._loop_thread:
-                    self.stream.link.wake_by(due)
-                else:  # a plain function's thread
-                    self._loop.call_soon_threadsafe(self.stream.link.wake_by, due)
+        self.poke.set()
 
     def _uncancel(self) -> int:
         assert self._runner is not None
@@ -311,15 +156,10 @@ class TaskRun:
         )
 
     async def _run_process(self, place: TaskPlace | None) -> None:
-        # Each attempt's part of the task log opens and closes with a line of ours, so that
-        # `jobtask logs` shows where one attempt ends and why, and where the next begins.
-        attempt = self.assignment.task.attempt
-        self._log(
-            _note(f"attempt {attempt} on {self.config.node_name} (worker {self.config.worker_id})")
-        )
+        self._log(self._opening_note())
         try:
             exit_status = await self._start_and_wait(place)
-            self._log(_note(f"attempt {attempt} ended: {exit_status}"))
+            self._log(self._closing_note(exit_status))
             self.exit = exit_status
         finally:
             self._wake()
@@ -337,7 +177,7 @@ class TaskRun:
         try:
             path = resolve_script(self.config.scripts_dir, self.assignment.job.script)
         except ScriptError as exc:
-            self._log(_note(f"cannot run the task: {exc}"))
+            self._log(note(f"cannot run the task: {exc}"))
             if exc.permanent:
                 self.outbox.success = False
             return Exit(exit_code=EXIT_NOT_FOUND)
@@ -361,7 +201,7 @@ class TaskRun:
                 report=self._report,
             )
         except OSError as exc:
-            self._log(_note(f"cannot start {path}: {exc}"))
+            self._log(note(f"cannot start {path}: {exc}"))
             return Exit(exit_code=EXIT_CANNOT_RUN)
         if self.handing_back:
             self.process.terminate(self.config.kill_grace)
@@ -369,42 +209,6 @@ class TaskRun:
         exit_status = await self.process.wait()
         log.info("task %s: %s", self.task_uuid, exit_status)
         return exit_status
-
-    def _log(self, text: str) -> None:
-        if not text:
-            return
-        self._pending()
-        self.outbox.add_log(text)
-        if self.outbox.log_bytes >= self.config.log_flush_bytes:
-            self._wake()
-
-    def _report(self, line: str) -> None:
-        try:
-            report = parse_report(line)
-        except ValueError as exc:
-            self._log(_note(f"ignored report line {line.rstrip()!r}: {exc}"))
-            return
-        if report is not None:
-            self._reported(report)
-
-    def _reported(self, report: Report) -> None:
-        self.outbox.apply(report)
-        self._pending()
-        if self.outbox.urgent:
-            self._wake()
-
-    def _instructed(self, instruction: int, reason: str) -> None:
-        # Every response repeats the instruction until the process is gone: act once.
-        if self.process is None or instruction in self._instructions:
-            return
-        self._instructions.add(instruction)
-        if instruction == Instruction.INSTRUCTION_STOP:
-            log.warning("task %s: lease lost (%s): killing the process", self.task_uuid, reason)
-            self.process.kill()
-        else:
-            log.info("task %s: canceled (%s): stopping the process group", self.task_uuid, reason)
-            self._log(_note(f"canceled: {reason or 'by request'}; stopping the process"))
-            self.process.terminate(self.config.kill_grace)
 
     def _watch_lease(self) -> None:
         """The lease watchdog: kills the process when the lease cannot have been renewed: a
@@ -423,19 +227,6 @@ class TaskRun:
         self._expire(now)
         if self._runner is not None:
             self._runner.cancel()
-
-    def _expire(self, now: float) -> None:
-        log.error(
-            "task %s: lease not renewed for %.1fs (ttl %.1fs) and due to expire: "
-            "the lease is gone, killing the process",
-            self.task_uuid,
-            now - self.stream.renewed_at,
-            self.stream.ttl,
-        )
-        if self.process is not None and self.exit is None:
-            self._log(_note("lease not renewed in time: the process was killed"))
-            self.process.kill()
-        self._expired = True
 
     # -- the run's one timer ------------------------------------------------------------
 
@@ -497,14 +288,6 @@ class TaskRun:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
 
-    def _flush_due(self, now: float) -> bool:
-        if self.outbox.empty():
-            return False
-        if self.outbox.urgent or self.outbox.log_bytes >= self.config.log_flush_bytes:
-            return True
-        started = self._first_pending or now
-        return now - started >= self.config.log_flush_seconds
-
     async def _flush(self) -> None:
         self._first_pending = None
         await self.stream.send(self.outbox.take(0))
@@ -543,12 +326,3 @@ class TaskRun:
             self.poke.clear()
             await self._sleep(deadline)
         return self.stream.final
-
-    def _exit_message(self, exit_status: Exit) -> task_service_pb2.RunTaskRequest:
-        message = self.outbox.take(0)
-        message.handed_back = self.handing_back
-        if exit_status.signal is not None:
-            message.signal = exit_status.signal
-        else:
-            message.exit_code = exit_status.exit_code or 0
-        return message
