@@ -55,6 +55,7 @@ class Worker:
         self._link: SessionLink | None = None
         self._session: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._stop: asyncio.Event | None = None  # run()'s, set by the caller
         self._client: AsyncClient | None = None
 
     def info(self) -> task_service_pb2.WorkerInfo:
@@ -69,6 +70,7 @@ class Worker:
         )
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._stop = stop
         log.info(
             "worker %s on %s: %d slot(s), scripts in %s, tasks at %s",
             self.config.worker_id,
@@ -249,7 +251,9 @@ class Worker:
             del self.runs[slot]
             heapq.heappush(self.free_slots, slot)
             self._slot_freed.set()
-            if self._link is not None:
+            # No credit once told to stop (on_decided may have told it just now): the
+            # server would push tasks only to have them handed back.
+            if self._link is not None and not (self._stop is not None and self._stop.is_set()):
                 self._link.credit(1)
 
     async def _say_goodbye(self, client: AsyncClient) -> None:
