@@ -168,6 +168,44 @@ async def test_heartbeats_answered_together_do_not_date_later_renewals_too_early
     assert lease.renewed_at == t + 30  # not t + 20, a beat the server had already answered
 
 
+class _Call:
+    """A session call's sending side, as SessionLink._send_until_closed uses it."""
+
+    def __init__(self) -> None:
+        self.sent: list[task_service_pb2.WorkerSessionRequest] = []
+        self.done = False
+
+    async def write(self, message: task_service_pb2.WorkerSessionRequest) -> None:
+        self.sent.append(message)
+
+    async def done_writing(self) -> None:
+        self.done = True
+
+
+async def test_a_closing_session_ends_as_its_last_lease_is_over() -> None:
+    """A function's run ends its task as its exit is queued, so the worker may close its
+    session while decisions are still to come: the session ends as the last lease is
+    over, not a heartbeat interval later."""
+    from jobtask.worker.session import SessionLink
+
+    link = SessionLink(client=None, info=task_service_pb2.WorkerInfo, on_assignment=print)  # type: ignore[arg-type]
+    link.ttl = 3600.0  # the next heartbeat is far away
+    assignment = task_service_pb2.TaskAssignment(
+        task={"uuid": "t"}, lease={"lease_id": "l", "ttl": {"seconds": 3600}}
+    )
+    lease = link.lease(assignment, on_instruction=lambda *_: None, on_news=lambda: None)
+    call = link._call = _Call()
+    reader = asyncio.create_task(asyncio.Event().wait())  # hears nothing
+    await link.close()
+    sending = asyncio.create_task(link._send_until_closed(reader, asyncio.Event()))
+    await asyncio.sleep(0)
+    assert not sending.done()  # a decision is still to come
+    lease.forget()  # the decision came
+    await asyncio.wait_for(sending, DEADLINE)
+    assert call.done
+    reader.cancel()
+
+
 def _run_on_a_link(
     tmp_path: Path, fn: Any, *, ttl: float = 30.0
 ) -> tuple[Any, Any, task_service_pb2.TaskAssignment]:

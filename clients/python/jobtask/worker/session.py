@@ -138,6 +138,10 @@ class SessionLink:
     def forget(self, lease: SessionLease) -> None:
         if self.leases.get(lease.task_uuid) is lease:
             del self.leases[lease.task_uuid]
+            if self._closing and not self.leases:
+                # The session ends once its last lease is over: a run's decision may
+                # come after close() (its task ended as its exit was queued).
+                self._wake.set()
 
     async def close(self) -> None:
         """Ends the session once everything queued is sent (after the tasks ended)."""
