@@ -49,6 +49,9 @@ from jobtask.worker.process import Exit
 from jobtask.worker.reports import Report
 
 TaskFunction = Callable[["TaskContext"], Any]
+# What most runs end with, made once (both are frozen).
+DONE = Report(progress=1.0, success=True)
+EXITED_0 = Exit(exit_code=0)
 F = TypeVar("F", bound=TaskFunction)
 
 
@@ -306,8 +309,8 @@ class FunctionRun:
             self.ctx.output(result)
         if self.ctx.reported_success is None:
             self.ctx.reported_success = True
-            self.ctx._report(Report(progress=1.0, success=True))  # ctx.progress, ctx.success
-        return Exit(exit_code=0)
+            self.ctx._report(DONE)  # ctx.progress(1.0), ctx.success(True)
+        return EXITED_0
 
 
 def start(

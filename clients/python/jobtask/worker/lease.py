@@ -112,10 +112,12 @@ class TaskLease:
             else:
                 self._sent_at = {n: t for n, t in self._sent_at.items() if n > acked}
                 self._unacked = [m for m in self._unacked if m.seq > acked]
-        if news.HasField("lease") and news.lease.HasField("ttl"):
-            ttl = seconds(news.lease.ttl)
-            if ttl > 0:
-                self.ttl = ttl
+        if news.HasField("lease"):
+            lease = news.lease
+            if lease.HasField("ttl"):
+                ttl = seconds(lease.ttl)
+                if ttl > 0:
+                    self.ttl = ttl
         if news.HasField("task"):
             # The exit was applied: a closing STOP only says the lease is over.
             self.final = news.task

@@ -53,7 +53,7 @@ class Run:
         self.exit: Exit | None = None
         self.handing_back = False
         self._exit_sent = False
-        self._instructions: set[int] = set()
+        self._instructions: tuple[int, ...] = ()  # acted on (most runs get none)
         self._first_pending: float | None = None
         self._expired = False
         # The task the worker runs this in (jobtask.worker.agent).
@@ -133,7 +133,7 @@ class Run:
         # Every response repeats the instruction until the process is gone: act once.
         if self.process is None or instruction in self._instructions:
             return
-        self._instructions.add(instruction)
+        self._instructions += (instruction,)
         if instruction == Instruction.INSTRUCTION_STOP:
             log.warning("task %s: lease lost (%s): killing the process", self.task_uuid, reason)
             self.process.kill()
