@@ -118,7 +118,7 @@ async def test_a_renewal_is_dated_by_when_its_message_was_sent() -> None:
     """The lease watchdog's clock: an acknowledgement that arrives late renews the lease
     as of when the acknowledged report was sent (the server renewed no earlier), so the
     worker kills its process before the server could reap the lease."""
-    lease = TaskLease("t", "l", 10.0, on_instruction=lambda *_: None, poke=asyncio.Event())
+    lease = TaskLease("t", "l", 10.0, on_instruction=lambda *_: None, on_news=lambda: None)
     report = task_service_pb2.RunTaskRequest(progress=0.5)
     lease._number(report)
     sent = lease._sent_at[report.seq]
@@ -153,7 +153,7 @@ async def test_heartbeats_answered_together_do_not_date_later_renewals_too_early
     assignment = task_service_pb2.TaskAssignment(
         task={"uuid": "t"}, lease={"lease_id": "l", "ttl": {"seconds": 30}}
     )
-    lease = link.lease(assignment, on_instruction=lambda *_: None, poke=asyncio.Event())
+    lease = link.lease(assignment, on_instruction=lambda *_: None, on_news=lambda: None)
 
     def answer() -> task_service_pb2.WorkerSessionResponse:
         update = task_service_pb2.TaskUpdate(task_uuid="t", lease={"lease_id": "l"})
@@ -168,18 +168,54 @@ async def test_heartbeats_answered_together_do_not_date_later_renewals_too_early
     assert lease.renewed_at == t + 30  # not t + 20, a beat the server had already answered
 
 
+class _Call:
+    """A session call's sending side, as SessionLink._send_until_closed uses it."""
+
+    def __init__(self) -> None:
+        self.sent: list[task_service_pb2.WorkerSessionRequest] = []
+        self.done = False
+
+    async def write(self, message: task_service_pb2.WorkerSessionRequest) -> None:
+        self.sent.append(message)
+
+    async def done_writing(self) -> None:
+        self.done = True
+
+
+async def test_a_closing_session_ends_as_its_last_lease_is_over() -> None:
+    """A function's run ends its task as its exit is queued, so the worker may close its
+    session while decisions are still to come: the session ends as the last lease is
+    over, not a heartbeat interval later."""
+    from jobtask.worker.session import SessionLink
+
+    link = SessionLink(client=None, info=task_service_pb2.WorkerInfo, on_assignment=print)  # type: ignore[arg-type]
+    link.ttl = 3600.0  # the next heartbeat is far away
+    assignment = task_service_pb2.TaskAssignment(
+        task={"uuid": "t"}, lease={"lease_id": "l", "ttl": {"seconds": 3600}}
+    )
+    lease = link.lease(assignment, on_instruction=lambda *_: None, on_news=lambda: None)
+    call = link._call = _Call()
+    reader = asyncio.create_task(asyncio.Event().wait())  # hears nothing
+    await link.close()
+    sending = asyncio.create_task(link._send_until_closed(reader, asyncio.Event()))
+    await asyncio.sleep(0)
+    assert not sending.done()  # a decision is still to come
+    lease.forget()  # the decision came
+    await asyncio.wait_for(sending, DEADLINE)
+    assert call.done
+    reader.cancel()
+
+
 def _run_on_a_link(
     tmp_path: Path, fn: Any, *, ttl: float = 30.0
 ) -> tuple[Any, Any, task_service_pb2.TaskAssignment]:
-    """A TaskRun of the function `fn` carried by a SessionLink that is not connected: what
-    the run sends stays in the link's queue, and the test plays the server's part."""
+    """A CarriedRun of the function `fn` on a SessionLink that is not connected: what the
+    run sends stays in the link's queue, and the test plays the server's part."""
     from jobtask.sdk.config import ClientConfig
-    from jobtask.worker import Functions, WorkerConfig
-    from jobtask.worker.runner import TaskRun
+    from jobtask.worker import WorkerConfig
+    from jobtask.worker.carried import CarriedRun
     from jobtask.worker.session import SessionLink
 
-    functions = Functions()
-    functions.task("fn")(fn)
     config = WorkerConfig(
         client=ClientConfig("127.0.0.1:1", "127.0.0.1:1", "-"),
         scripts_dir=tmp_path,
@@ -193,7 +229,7 @@ def _run_on_a_link(
         job={"uuid": "zzzzz-8i9sb-000000000000001", "script": "fn"},
         lease={"lease_id": "l1", "ttl": {"seconds": int(ttl), "nanos": int(ttl % 1 * 1e9)}},
     )
-    run = TaskRun(None, config, assignment, 0, link, functions)  # type: ignore[arg-type]
+    run = CarriedRun(config, assignment, 0, link, fn)
     return run, link, assignment
 
 
@@ -226,6 +262,54 @@ async def test_a_short_task_is_reported_whole_in_one_message(tmp_path: Path) -> 
     assert decided is not None and decided.status == job_task_pb2.TASK_STATUS_COMPLETED
 
 
+async def test_a_function_on_the_session_runs_in_its_runs_own_task(tmp_path: Path) -> None:
+    """A function the session carries runs in the task that runs it, and no other task is
+    made for it: the worker's cost per short task is one asyncio task (a second, and the
+    wake-ups between the two, were most of it)."""
+    seen: list[tuple[asyncio.Task[Any] | None, int]] = []
+
+    async def fn(ctx: Any) -> None:
+        seen.append((asyncio.current_task(), len(asyncio.all_tasks())))
+
+    run, link, assignment = _run_on_a_link(tmp_path, fn)
+    before = len(asyncio.all_tasks())
+    running = asyncio.create_task(run.run())
+    await eventually(lambda: link._queue)
+    assert seen == [(running, before + 1)]
+    update = task_service_pb2.TaskUpdate(
+        task_uuid=assignment.task.uuid, acked_seq=1, lease={"lease_id": "l1"}
+    )
+    update.task.status = job_task_pb2.TASK_STATUS_COMPLETED
+    link.leases[assignment.task.uuid].receive(update)
+    assert await asyncio.wait_for(running, DEADLINE) is not None
+
+
+async def test_a_function_run_ends_at_its_exit_and_the_decision_settles_it(
+    tmp_path: Path,
+) -> None:
+    """The worker's task for a function on the session ends as the exit is queued; the
+    server's answer settles the run later, by callback, once (no task waits for it)."""
+
+    async def fn(ctx: Any) -> None:
+        ctx.progress(0.5)
+
+    run, link, assignment = _run_on_a_link(tmp_path, fn)
+    heard: list[job_task_pb2.JobTask | None] = []
+    await asyncio.wait_for(run.carry(heard.append), DEADLINE)
+    (report,) = link._queue
+    assert report.HasField("exit_code") and heard == []
+    assert assignment.task.uuid in link.leases
+    update = task_service_pb2.TaskUpdate(
+        task_uuid=assignment.task.uuid, acked_seq=1, lease={"lease_id": "l1"}
+    )
+    update.task.status = job_task_pb2.TASK_STATUS_COMPLETED
+    lease = link.leases[assignment.task.uuid]
+    lease.receive(update)
+    lease.receive(update)  # heard once
+    assert [t.status if t else None for t in heard] == [job_task_pb2.TASK_STATUS_COMPLETED]
+    assert not link.leases
+
+
 async def test_a_finished_run_is_freed_without_the_cycle_collector(tmp_path: Path) -> None:
     """Nothing refers back to a run once it is over (its lease and its function called back
     into it): it is freed as its last reference goes, not by the cyclic garbage collector,
@@ -255,7 +339,7 @@ async def test_a_finished_run_is_freed_without_the_cycle_collector(tmp_path: Pat
 async def test_an_unrenewed_lease_stops_the_function_and_gives_the_task_up(
     tmp_path: Path,
 ) -> None:
-    """The lease watchdog (the run's timer): nothing renews the lease, so a margin before
+    """The lease watchdog (the session's watch timer): nothing renews the lease, so a margin before
     it could expire the function is stopped at once and the run ends without a decision;
     a function that swallows the cancel is stopped all the same."""
     seen: list[str] = []

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import heapq
 import logging
 import shutil
 from collections.abc import Awaitable, Callable
@@ -19,8 +21,10 @@ from typing import Any
 from jobtask.sdk.client import AsyncClient
 from jobtask.sdk.errors import JobtaskError, PermissionDeniedError, UnauthenticatedError
 from jobtask.v1 import job_task_pb2, task_service_pb2
+from jobtask.worker.carried import CarriedRun
 from jobtask.worker.config import WorkerConfig
 from jobtask.worker.functions import Functions
+from jobtask.worker.run import Run
 from jobtask.worker.runner import TaskRun
 from jobtask.worker.session import SessionLink
 
@@ -43,13 +47,15 @@ class Worker:
         # Script names served by in-process functions (see jobtask.worker.functions).
         self.functions = functions or config.functions or Functions()
         self.task = self.functions.task
+        # The lowest free slot first (a heap).
         self.free_slots = list(range(config.slots))
-        self.runs: dict[int, TaskRun] = {}
+        self.runs: dict[int, Run] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
         self._link: SessionLink | None = None
         self._session: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._stop: asyncio.Event | None = None  # run()'s, set by the caller
         self._client: AsyncClient | None = None
 
     def info(self) -> task_service_pb2.WorkerInfo:
@@ -64,6 +70,7 @@ class Worker:
         )
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._stop = stop
         log.info(
             "worker %s on %s: %d slot(s), scripts in %s, tasks at %s",
             self.config.worker_id,
@@ -91,7 +98,8 @@ class Worker:
         """One WorkerSession: assignments come down as slots free up (each freed slot is a
         credit sent up); it lives on after `stop` until the tasks were handed back."""
         self._client = client
-        self._link = SessionLink(client, self.info, self._assigned)
+        tick = min(1.0, self.config.log_flush_seconds)
+        self._link = SessionLink(client, self.info, self._assigned, tick=tick)
         self._session = asyncio.create_task(self._link.run(self._stopping))
         stopping = asyncio.create_task(stop.wait())
         try:
@@ -122,7 +130,7 @@ class Worker:
 
     def _assigned(self, assignment: task_service_pb2.TaskAssignment) -> None:
         assert self._client is not None and self._link is not None
-        if self._stopping.is_set() or not self.free_slots:
+        if self._stopping.is_set() or self._told_to_stop() or not self.free_slots:
             # Pushed while we stop (or beyond our slots): straight back to the queue.
             log.info("task %s: handed back unstarted", assignment.task.uuid)
             self._link.enqueue(
@@ -188,23 +196,50 @@ class Worker:
                 await waiter
 
     def _start(self, client: AsyncClient, assignment: task_service_pb2.TaskAssignment) -> None:
-        slot = self.free_slots.pop(0)
-        run = TaskRun(client, self.config, assignment, slot, self._link, self.functions)
+        slot = heapq.heappop(self.free_slots)
+        run: TaskRun | CarriedRun
+        function = self.functions.get(assignment.job.script)
+        if function is not None and self._link is not None:
+            run = CarriedRun(self.config, assignment, slot, self._link, function)
+        else:
+            run = TaskRun(client, self.config, assignment, slot, self._link, self.functions)
         self.runs[slot] = run
-        log.info(
-            "task %s of job %s: claimed into slot %d (script %s)",
-            assignment.task.uuid,
-            assignment.job.uuid,
-            slot,
-            assignment.job.script,
-        )
-        task = asyncio.create_task(self._run(slot, run))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        if log.isEnabledFor(logging.INFO):  # (reading the message's fields costs too)
+            log.info(
+                "task %s of job %s: claimed into slot %d (script %s)",
+                assignment.task.uuid,
+                assignment.job.uuid,
+                slot,
+                assignment.job.script,
+            )
+        # The run takes itself out of _tasks as it ends (a done callback would cost each
+        # task another turn of the loop).
+        run.task = asyncio.create_task(self._run(slot, run))
+        self._tasks.add(run.task)
 
-    async def _run(self, slot: int, run: TaskRun) -> None:
+    async def _run(self, slot: int, run: TaskRun | CarriedRun) -> None:
+        if isinstance(run, CarriedRun):
+            # A function on the session: the decision comes by callback, after this task
+            # ended (waking it for the decision cost each task another turn of the loop).
+            try:
+                await run.carry(functools.partial(self._over, slot, run))
+            except Exception:
+                log.exception("task %s: the worker failed running it", run.task_uuid)
+            finally:
+                self._tasks.discard(run.task)
+            return
+        decided = None
         try:
             decided = await run.run()
+        except Exception:
+            log.exception("task %s: the worker failed running it", run.task_uuid)
+        finally:
+            self._tasks.discard(run.task)
+            self._over(slot, run, decided)
+
+    def _over(self, slot: int, run: Run, decided: job_task_pb2.JobTask | None) -> None:
+        """A run is over (`decided`: the task as the server decided it): its slot is free."""
+        try:
             if decided is not None:
                 if log.isEnabledFor(logging.INFO):
                     log.info("task %s: %s", run.task_uuid, _status_name(decided.status))
@@ -214,11 +249,16 @@ class Worker:
             log.exception("task %s: the worker failed running it", run.task_uuid)
         finally:
             del self.runs[slot]
-            self.free_slots.append(slot)
-            self.free_slots.sort()
+            heapq.heappush(self.free_slots, slot)
             self._slot_freed.set()
-            if self._link is not None:
+            # No credit once told to stop (on_decided may have told it just now): the
+            # server would push tasks only to have them handed back.
+            if self._link is not None and not self._told_to_stop():
                 self._link.credit(1)
+
+    def _told_to_stop(self) -> bool:
+        """run()'s stop is set: the session hears it a few turns of the loop later."""
+        return self._stop is not None and self._stop.is_set()
 
     async def _say_goodbye(self, client: AsyncClient) -> None:
         """Tells the registry this worker stopped cleanly (else it would be shown lost)."""

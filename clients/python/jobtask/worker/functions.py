@@ -49,6 +49,9 @@ from jobtask.worker.process import Exit
 from jobtask.worker.reports import Report
 
 TaskFunction = Callable[["TaskContext"], Any]
+# What most runs end with, made once (both are frozen).
+DONE = Report(progress=1.0, success=True)
+EXITED_0 = Exit(exit_code=0)
 F = TypeVar("F", bound=TaskFunction)
 
 
@@ -100,9 +103,6 @@ class TaskContext:
         log: Callable[[str], None],
     ) -> None:
         self.assignment = assignment
-        self.task_uuid = assignment.task.uuid
-        self.job_uuid = assignment.job.uuid
-        self.attempt = assignment.task.attempt
         self._client_config = client
         self._client: AsyncClient | None = None
         self._report = report
@@ -112,6 +112,20 @@ class TaskContext:
         self._cancelled: asyncio.Event | None = None  # made when something waits for it
         self.reported_success: bool | None = None
         self.reported_output: str | None = None
+
+    # What the assignment says, read from it when first asked (a short task may never ask,
+    # and each read of a nested message costs).
+    @functools.cached_property
+    def task_uuid(self) -> str:
+        return self.assignment.task.uuid
+
+    @functools.cached_property
+    def job_uuid(self) -> str:
+        return self.assignment.job.uuid
+
+    @functools.cached_property
+    def attempt(self) -> int:
+        return self.assignment.task.attempt
 
     # The parameters as dicts, converted when first read (most no-op tasks never do).
     @functools.cached_property
@@ -191,6 +205,12 @@ class TaskContext:
             self._client = None
 
 
+@functools.lru_cache(maxsize=256)
+def _is_async(fn: TaskFunction) -> bool:
+    """inspect.iscoroutinefunction, asked once per function, not once per task."""
+    return inspect.iscoroutinefunction(fn)
+
+
 class FunctionRun:
     """A task function in the place of a script's process (jobtask.worker.process's
     ScriptProcess: terminate, kill, wait, pid). The function runs in the task that awaits
@@ -212,6 +232,11 @@ class FunctionRun:
         self._cancel_sent = False
         self._timer: asyncio.TimerHandle | None = None
 
+    @property
+    def ended(self) -> bool:
+        """The function returned (or raised): what it reports now goes with its exit."""
+        return self._state == "ended"
+
     def _uncancel(self) -> bool:
         """Takes back the kill's cancel of the running task, if one was sent."""
         if not self._cancel_sent:
@@ -222,7 +247,7 @@ class FunctionRun:
         return True
 
     async def _call(self) -> Any:
-        if inspect.iscoroutinefunction(self.fn):
+        if _is_async(self.fn):
             return await self.fn(self.ctx)
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(None, functools.partial(self.fn, self.ctx))
@@ -273,8 +298,9 @@ class FunctionRun:
                 self._timer.cancel()
             # The kill's cancel, if the function swallowed it or raised something else.
             self._uncancel()
-            with contextlib.suppress(Exception):
-                await self.ctx.close()
+            if self.ctx._client is not None:  # (most tasks never open one)
+                with contextlib.suppress(Exception):
+                    await self.ctx.close()
         if self.ctx.cancelled and self._signal is not None:
             # Returned after a cancel: it stopped as asked, like a script ending on SIGINT
             # (or after a kill whose cancel it swallowed: killed all the same).
@@ -283,8 +309,8 @@ class FunctionRun:
             self.ctx.output(result)
         if self.ctx.reported_success is None:
             self.ctx.reported_success = True
-            self.ctx._report(Report(progress=1.0, success=True))  # ctx.progress, ctx.success
-        return Exit(exit_code=0)
+            self.ctx._report(DONE)  # ctx.progress(1.0), ctx.success(True)
+        return EXITED_0
 
 
 def start(

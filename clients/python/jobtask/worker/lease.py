@@ -4,7 +4,6 @@ acknowledged, the renewals, the server's instructions and its decision."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -13,6 +12,10 @@ from google.protobuf import duration_pb2
 from jobtask.v1 import job_task_pb2, task_service_pb2
 
 Instruction = task_service_pb2.Instruction
+# The task's process is stopped this fraction of a ttl (at most MAX_LEASE_MARGIN seconds)
+# before its lease can expire unrenewed: the server's reaper must find it stopped.
+LEASE_MARGIN = 0.1
+MAX_LEASE_MARGIN = 3.0
 
 
 def seconds(duration: duration_pb2.Duration) -> float:
@@ -53,14 +56,14 @@ class TaskLease:
         ttl: float,
         *,
         on_instruction: Callable[[int, str], None],
-        poke: asyncio.Event,
+        on_news: Callable[[], None],
     ) -> None:
         self.task_uuid = task_uuid
         self.lease_id = lease_id
         self.ttl = ttl
         self.on_instruction = on_instruction
-        # Set whenever something arrives, so the sender's loop looks again at once.
-        self.poke = poke
+        # Called whenever something arrives, so the run looks again at once.
+        self.on_news = on_news
         # No later than when the server last renewed the lease (the claim granted it just
         # now). A renewal is dated by when the message it answers was sent, not by when its
         # answer arrived: the server renewed in between, so the lease expires no earlier
@@ -89,6 +92,11 @@ class TaskLease:
         if self.lost_reason is not None:
             raise LeaseLost(self.lost_reason)
 
+    def deadline(self) -> float:
+        """When (time.monotonic()) the lease watchdog must stop the task's process: a
+        ttl, less a margin, after the server last renewed the lease."""
+        return self.renewed_at + self.ttl - min(self.ttl * LEASE_MARGIN, MAX_LEASE_MARGIN)
+
     def renewed(self, sent_at: float) -> None:
         """The server renewed the lease answering a message sent at `sent_at`."""
         self.renewed_at = max(self.renewed_at, sent_at)
@@ -104,18 +112,20 @@ class TaskLease:
             else:
                 self._sent_at = {n: t for n, t in self._sent_at.items() if n > acked}
                 self._unacked = [m for m in self._unacked if m.seq > acked]
-        if news.HasField("lease") and news.lease.HasField("ttl"):
-            ttl = seconds(news.lease.ttl)
-            if ttl > 0:
-                self.ttl = ttl
+        if news.HasField("lease"):
+            lease = news.lease
+            if lease.HasField("ttl"):
+                ttl = seconds(lease.ttl)
+                if ttl > 0:
+                    self.ttl = ttl
         if news.HasField("task"):
             # The exit was applied: a closing STOP only says the lease is over.
             self.final = news.task
-            self.poke.set()
+            self.on_news()
             return
         instruction = news.instruction
         if instruction == Instruction.INSTRUCTION_STOP:
             self.lost_reason = news.reason or "the lease was lost"
         if instruction in (Instruction.INSTRUCTION_CANCEL, Instruction.INSTRUCTION_STOP):
             self.on_instruction(instruction, news.reason)
-        self.poke.set()
+        self.on_news()

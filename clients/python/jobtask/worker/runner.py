@@ -10,6 +10,9 @@ than failed. A broken stream is reopened (same address, same lease) with backoff
 one ttl. Whatever the stream looks like (a silent partition leaves it hanging, not
 broken), a watchdog kills the process a margin before the lease can expire unrenewed, by the
 worker's own clock, so the task never runs on two workers at once.
+
+A registered function the worker's session carries takes a shorter way
+(jobtask.worker.carried); what both kinds share is in jobtask.worker.run.
 """
 
 from __future__ import annotations
@@ -33,34 +36,24 @@ from jobtask.worker.environment import (
     resolve_script,
     task_environment,
 )
-from jobtask.worker.functions import FunctionRun, Functions
-from jobtask.worker.lease import Instruction, LeaseLost, StreamBroken, seconds
+from jobtask.worker.functions import Functions
+from jobtask.worker.lease import LeaseLost, StreamBroken, seconds
 from jobtask.worker.process import Exit, ScriptProcess
-from jobtask.worker.reports import Outbox, Report, parse_report
+from jobtask.worker.run import Run, ignored, note
 from jobtask.worker.session import SessionLease, SessionLink
 from jobtask.worker.stream import LeaseStream
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TTL = 30.0
-# The process is killed this fraction of a ttl (at most MAX_LEASE_MARGIN seconds) before
-# its lease can expire unrenewed: the server's reaper must find it stopped.
-LEASE_MARGIN = 0.1
-MAX_LEASE_MARGIN = 3.0
 # Exit codes a shell would give for a command it could not find or not run.
 EXIT_NOT_FOUND = 127
 EXIT_CANNOT_RUN = 126
 
 
-def _ignored(instruction: int, reason: str) -> None:
-    """A finished run's lease hears nothing more."""
+class TaskRun(Run):
+    stream: LeaseStream | SessionLease
 
-
-def _note(text: str) -> str:
-    return f"[jobtask-worker] {text}\n"
-
-
-class TaskRun:
     def __init__(
         self,
         client: AsyncClient,
@@ -70,47 +63,31 @@ class TaskRun:
         link: SessionLink | None = None,
         functions: Functions | None = None,
     ) -> None:
+        super().__init__(config, assignment, slot)
         self.client = client
-        self.config = config
-        self.assignment = assignment
-        self.slot = slot
-        self.task_uuid = assignment.task.uuid
-        ttl = seconds(assignment.lease.ttl)
+        self.function = functions.get(assignment.job.script) if functions is not None else None
+        # Set when anything happened that the conversation must look at.
         self.poke = asyncio.Event()
         # The worker's session carries the task (or, without one, its own RunTask stream).
-        self.stream: LeaseStream | SessionLease
         if link is not None:
-            self.stream = link.lease(assignment, on_instruction=self._instructed, poke=self.poke)
+            self.stream = link.lease(
+                assignment, on_instruction=self._instructed, on_news=self._news
+            )
         else:
+            ttl = seconds(assignment.lease.ttl)
             self.stream = LeaseStream(
                 client,
                 self.task_uuid,
                 assignment.lease.lease_id,
                 ttl if ttl > 0 else DEFAULT_TTL,
                 on_instruction=self._instructed,
-                poke=self.poke,
+                on_news=self._news,
             )
-        self.outbox = Outbox()
-        self.function = functions.get(assignment.job.script) if functions is not None else None
-        self.process: ScriptProcess | FunctionRun | None = None
-        self.exit: Exit | None = None
-        self.handing_back = False
-        self._exit_sent = False
-        self._instructions: set[int] = set()
-        self._first_pending: float | None = None
         self._runner: asyncio.Task[job_task_pb2.JobTask | None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when = 0.0
-        self._expired = False
 
     # -- called from outside ----------------------------------------------------------------
-
-    def interrupt(self) -> None:
-        """The worker is stopping: stop the script and hand the task back."""
-        self.handing_back = True
-        if self.process is not None:
-            self.process.terminate(self.config.kill_grace)
-        self.poke.set()
 
     async def run(self) -> job_task_pb2.JobTask | None:
         """Runs the task to its end; the task as decided, or None if the lease was lost."""
@@ -141,7 +118,7 @@ class TaskRun:
             # Over: the lease's and the process's callbacks into this run are dropped, so
             # that it is freed at once, not by the cyclic garbage collector (whose passes
             # over thousands of finished runs a second cost more than the runs).
-            self.stream.on_instruction = _ignored
+            self.stream.on_instruction = ignored
             self.process = None
         if self._expired:
             # The watchdog fired, and its cancel was swallowed on the way (a suppress):
@@ -149,6 +126,12 @@ class TaskRun:
             self._uncancel()
             return None
         return decided
+
+    def _news(self) -> None:
+        self.poke.set()
+
+    def _wake(self) -> None:
+        self.poke.set()
 
     def _uncancel(self) -> int:
         assert self._runner is not None
@@ -173,18 +156,13 @@ class TaskRun:
         )
 
     async def _run_process(self, place: TaskPlace | None) -> None:
-        # Each attempt's part of the task log opens and closes with a line of ours, so that
-        # `jobtask logs` shows where one attempt ends and why, and where the next begins.
-        attempt = self.assignment.task.attempt
-        self._log(
-            _note(f"attempt {attempt} on {self.config.node_name} (worker {self.config.worker_id})")
-        )
+        self._log(self._opening_note())
         try:
             exit_status = await self._start_and_wait(place)
-            self._log(_note(f"attempt {attempt} ended: {exit_status}"))
+            self._log(self._closing_note(exit_status))
             self.exit = exit_status
         finally:
-            self.poke.set()
+            self._wake()
 
     async def _start_and_wait(self, place: TaskPlace | None) -> Exit:
         if self.function is not None or place is None:
@@ -199,7 +177,7 @@ class TaskRun:
         try:
             path = resolve_script(self.config.scripts_dir, self.assignment.job.script)
         except ScriptError as exc:
-            self._log(_note(f"cannot run the task: {exc}"))
+            self._log(note(f"cannot run the task: {exc}"))
             if exc.permanent:
                 self.outbox.success = False
             return Exit(exit_code=EXIT_NOT_FOUND)
@@ -223,7 +201,7 @@ class TaskRun:
                 report=self._report,
             )
         except OSError as exc:
-            self._log(_note(f"cannot start {path}: {exc}"))
+            self._log(note(f"cannot start {path}: {exc}"))
             return Exit(exit_code=EXIT_CANNOT_RUN)
         if self.handing_back:
             self.process.terminate(self.config.kill_grace)
@@ -232,44 +210,6 @@ class TaskRun:
         log.info("task %s: %s", self.task_uuid, exit_status)
         return exit_status
 
-    def _log(self, text: str) -> None:
-        if not text:
-            return
-        if self._first_pending is None:
-            self._first_pending = time.monotonic()
-        self.outbox.add_log(text)
-        if self.outbox.log_bytes >= self.config.log_flush_bytes:
-            self.poke.set()
-
-    def _report(self, line: str) -> None:
-        try:
-            report = parse_report(line)
-        except ValueError as exc:
-            self._log(_note(f"ignored report line {line.rstrip()!r}: {exc}"))
-            return
-        if report is not None:
-            self._reported(report)
-
-    def _reported(self, report: Report) -> None:
-        self.outbox.apply(report)
-        if self._first_pending is None:
-            self._first_pending = time.monotonic()
-        if self.outbox.urgent:
-            self.poke.set()
-
-    def _instructed(self, instruction: int, reason: str) -> None:
-        # Every response repeats the instruction until the process is gone: act once.
-        if self.process is None or instruction in self._instructions:
-            return
-        self._instructions.add(instruction)
-        if instruction == Instruction.INSTRUCTION_STOP:
-            log.warning("task %s: lease lost (%s): killing the process", self.task_uuid, reason)
-            self.process.kill()
-        else:
-            log.info("task %s: canceled (%s): stopping the process group", self.task_uuid, reason)
-            self._log(_note(f"canceled: {reason or 'by request'}; stopping the process"))
-            self.process.terminate(self.config.kill_grace)
-
     def _watch_lease(self) -> None:
         """The lease watchdog: kills the process when the lease cannot have been renewed: a
         ttl (less a margin) after the last answer from the server, by this worker's own
@@ -277,25 +217,14 @@ class TaskRun:
         hanging, not failed). The server renewed the lease before answering, so it expires
         no later than that. Checked on the run's timer, at least every tick (the ttl may
         change); it cancels the conversation as asyncio.timeout would."""
-        margin = min(self.stream.ttl * LEASE_MARGIN, MAX_LEASE_MARGIN)
-        deadline = self.stream.renewed_at + self.stream.ttl - margin
+        deadline = self.stream.deadline()
         now = time.monotonic()
         if deadline > now:
             # Every tick: the conversation's own waits are a tick at most, so they find
             # the timer armed already (one timer a run, not one per wait).
             self._wake_by(min(deadline, now + self._tick()))
             return
-        log.error(
-            "task %s: lease not renewed for %.1fs (ttl %.1fs) and due to expire: "
-            "the lease is gone, killing the process",
-            self.task_uuid,
-            now - self.stream.renewed_at,
-            self.stream.ttl,
-        )
-        if self.process is not None and self.exit is None:
-            self._log(_note("lease not renewed in time: the process was killed"))
-            self.process.kill()
-        self._expired = True
+        self._expire(now)
         if self._runner is not None:
             self._runner.cancel()
 
@@ -359,14 +288,6 @@ class TaskRun:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
 
-    def _flush_due(self, now: float) -> bool:
-        if self.outbox.empty():
-            return False
-        if self.outbox.urgent or self.outbox.log_bytes >= self.config.log_flush_bytes:
-            return True
-        started = self._first_pending or now
-        return now - started >= self.config.log_flush_seconds
-
     async def _flush(self) -> None:
         self._first_pending = None
         await self.stream.send(self.outbox.take(0))
@@ -405,12 +326,3 @@ class TaskRun:
             self.poke.clear()
             await self._sleep(deadline)
         return self.stream.final
-
-    def _exit_message(self, exit_status: Exit) -> task_service_pb2.RunTaskRequest:
-        message = self.outbox.take(0)
-        message.handed_back = self.handing_back
-        if exit_status.signal is not None:
-            message.signal = exit_status.signal
-        else:
-            message.exit_code = exit_status.exit_code or 0
-        return message

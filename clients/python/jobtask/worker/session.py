@@ -35,6 +35,8 @@ DEFAULT_TTL = 30.0
 MAX_BACKOFF = 5.0
 # Reports of one message at most (the server's bound is larger).
 MAX_REPORTS = 500
+# The watch timer's shortest interval.
+MIN_SWEEP = 0.005
 
 
 class SessionLink:
@@ -43,12 +45,17 @@ class SessionLink:
         client: AsyncClient,
         info: Callable[[], task_service_pb2.WorkerInfo],
         on_assignment: Callable[[task_service_pb2.TaskAssignment], None],
+        tick: float = 1.0,
     ) -> None:
         self.client = client
         self.info = info
         self.on_assignment = on_assignment
         self.leases: dict[str, SessionLease] = {}
         self.ttl = DEFAULT_TTL
+        # The watch timer: one for all watched leases (see watch()), not one per task.
+        self.tick = tick
+        self._sweep: asyncio.TimerHandle | None = None
+        self._sweep_when = 0.0
         self._queue: list[task_service_pb2.RunTaskRequest] = []
         self._credits = 0
         self._heartbeat = False
@@ -71,7 +78,7 @@ class SessionLink:
         assignment: task_service_pb2.TaskAssignment,
         *,
         on_instruction: Callable[[int, str], None],
-        poke: asyncio.Event,
+        on_news: Callable[[], None],
     ) -> SessionLease:
         ttl = seconds(assignment.lease.ttl)
         lease = SessionLease(
@@ -80,10 +87,49 @@ class SessionLink:
             assignment.lease.lease_id,
             ttl if ttl > 0 else self.ttl,
             on_instruction=on_instruction,
-            poke=poke,
+            on_news=on_news,
         )
         self.leases[lease.task_uuid] = lease
         return lease
+
+    def watch(self, lease: SessionLease, on_tick: Callable[[float], float]) -> None:
+        """Calls `on_tick(time.monotonic())` for the lease at its watchdog deadline, when
+        the call last returned (the next time it wants one) or wake_by() asked, and at
+        least every tick (and every third of its ttl), until the lease's on_tick is None
+        again. One timer serves every watched lease of the session: a task that ends
+        within a tick costs no timer of its own (its run flushes its log and watches its
+        lease from these calls)."""
+        lease.on_tick = on_tick
+        self.wake_by(min(lease.deadline(), time.monotonic() + self.tick))
+
+    def wake_by(self, when: float) -> None:
+        """The watched leases are looked at no later than `when` (time.monotonic())."""
+        if self._sweep is not None:
+            if self._sweep_when <= when:
+                return
+            self._sweep.cancel()
+        self._sweep_when = when
+        self._sweep = asyncio.get_running_loop().call_later(when - time.monotonic(), self._on_sweep)
+
+    def _on_sweep(self) -> None:
+        self._sweep = None
+        now = time.monotonic()
+        when = now + self.tick
+        watched = False
+        for lease in list(self.leases.values()):
+            if lease.on_tick is not None:
+                try:
+                    wanted = lease.on_tick(now)
+                except Exception:
+                    # One run's failure must not end the other leases' watchdog.
+                    log.exception("task %s: its lease watch failed", lease.task_uuid)
+                    wanted = now + self.tick
+                if lease.on_tick is not None:  # (the call may have ended the watch)
+                    watched = True
+                    when = min(when, wanted, now + lease.ttl / 3)
+        if watched:
+            # A deadline that passed was acted on: not again at once.
+            self.wake_by(max(when, now + MIN_SWEEP))
 
     def enqueue(self, message: task_service_pb2.RunTaskRequest) -> None:
         self._queue.append(message)
@@ -92,6 +138,10 @@ class SessionLink:
     def forget(self, lease: SessionLease) -> None:
         if self.leases.get(lease.task_uuid) is lease:
             del self.leases[lease.task_uuid]
+            if self._closing and not self.leases:
+                # The session ends once its last lease is over: a run's decision may
+                # come after close() (its task ended as its exit was queued).
+                self._wake.set()
 
     async def close(self) -> None:
         """Ends the session once everything queued is sent (after the tasks ended)."""
@@ -231,16 +281,22 @@ class SessionLease(TaskLease):
         ttl: float,
         *,
         on_instruction: Callable[[int, str], None],
-        poke: asyncio.Event,
+        on_news: Callable[[], None],
     ) -> None:
-        super().__init__(task_uuid, lease_id, ttl, on_instruction=on_instruction, poke=poke)
+        super().__init__(task_uuid, lease_id, ttl, on_instruction=on_instruction, on_news=on_news)
         self.link = link
+        # Set while the link's watch timer calls the lease's run (SessionLink.watch).
+        self.on_tick: Callable[[float], float] | None = None
 
     async def connect(self) -> None:
         """The session carries the lease already (and reattaches it after a reconnect)."""
         self.check()
 
     async def send(self, message: task_service_pb2.RunTaskRequest) -> None:
+        self.post(message)
+
+    def post(self, message: task_service_pb2.RunTaskRequest) -> None:
+        """send() without the await: the session's writer sends what is queued."""
         self.check()
         if not message.ListFields():
             return  # a heartbeat: the session's own renews every lease at once
@@ -250,4 +306,8 @@ class SessionLease(TaskLease):
         self.link.enqueue(message)
 
     async def close(self) -> None:
+        self.forget()
+
+    def forget(self) -> None:
+        self.on_tick = None
         self.link.forget(self)

@@ -37,9 +37,9 @@ class LeaseStream(TaskLease):
         ttl: float,
         *,
         on_instruction: Callable[[int, str], None],
-        poke: asyncio.Event,
+        on_news: Callable[[], None],
     ) -> None:
-        super().__init__(task_uuid, lease_id, ttl, on_instruction=on_instruction, poke=poke)
+        super().__init__(task_uuid, lease_id, ttl, on_instruction=on_instruction, on_news=on_news)
         self.client = client
         self.broken: str | None = None
         self._call: Any = None
@@ -83,7 +83,7 @@ class LeaseStream(TaskLease):
             self.lost_reason = exc.details() or exc.code().name
         elif self.broken is None:
             self.broken = f"{exc.code().name}: {exc.details()}"
-        self.poke.set()
+        self.on_news()
 
     async def _read(self, call: Any) -> None:
         try:
@@ -97,7 +97,7 @@ class LeaseStream(TaskLease):
         except grpc.aio.AioRpcError as exc:
             self._failed(exc)
         finally:
-            self.poke.set()
+            self.on_news()
 
     async def close(self) -> None:
         call, reader = self._call, self._reader

@@ -1,0 +1,150 @@
+"""A registered function the worker's session carries: the short way a task can run.
+
+The function runs in the run's own asyncio task with nothing beside it: no conversation
+task, no timer, no event of its own. What it reports is queued on the session as it comes
+(output and success at once, log and progress when due); its exit when it returns, and
+the run's task ends there. The session's one watch timer (SessionLink.watch) flushes the
+log when due and is the run's lease watchdog; the server's answer, the watchdog or a lost
+lease settles the run by a callback. A conversation task beside each function, and the
+wake-ups between the two, cost several times what a short function costs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+
+from jobtask.v1 import job_task_pb2, task_service_pb2
+from jobtask.worker import functions
+from jobtask.worker.config import WorkerConfig
+from jobtask.worker.functions import FunctionRun, TaskFunction
+from jobtask.worker.run import Run, ignored, unheard
+from jobtask.worker.session import SessionLease, SessionLink
+
+Decided = Callable[[job_task_pb2.JobTask | None], None]
+
+
+class CarriedRun(Run):
+    stream: SessionLease
+
+    def __init__(
+        self,
+        config: WorkerConfig,
+        assignment: task_service_pb2.TaskAssignment,
+        slot: int,
+        link: SessionLink,
+        function: TaskFunction,
+    ) -> None:
+        super().__init__(config, assignment, slot)
+        self.function = function
+        self.stream = link.lease(assignment, on_instruction=self._instructed, on_news=self._news)
+        # Who hears the decision (until told), whether the exit is queued and the
+        # decision awaited, and whether a flush of urgent reports is on its way.
+        self._on_over: Decided | None = None
+        self._awaiting = False
+        self._flush_queued = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+
+    async def run(self) -> job_task_pb2.JobTask | None:
+        """Runs the task to its end; the task as decided, or None if the lease was lost."""
+        decision: asyncio.Future[job_task_pb2.JobTask | None]
+        decision = asyncio.get_running_loop().create_future()
+        await self.carry(decision.set_result)
+        return await decision
+
+    async def carry(self, over: Decided) -> None:
+        """Runs the function in this task; returns once its exit is queued. `over` hears
+        the task as the server decided it (None if the lease was lost), once: from the
+        session's answer, the watchdog, or before this returns if no answer is to come."""
+        lease = self.stream
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._on_over = over
+        self._log(self._opening_note())
+        process = self.process = functions.start(
+            self.function, self.assignment, self.config.client, self._reported, self._log
+        )
+        if self.handing_back:
+            process.terminate(self.config.kill_grace)
+        lease.link.watch(lease, self._on_tick)
+        try:
+            self.exit = await process.wait()
+            self._log(self._closing_note(self.exit))
+            if self._expired or lease.lost_reason is not None:
+                return
+            self._exit_sent = True
+            self._first_pending = None
+            lease.post(self._exit_message(self.exit))
+            self._awaiting = lease.final is None
+        finally:
+            if not self._awaiting:
+                self._settle()
+
+    def _settle(self) -> None:
+        """Over: the lease and the function no longer call back into the run (so that it
+        is freed at once, not by the cyclic garbage collector, whose passes over thousands
+        of finished runs a second cost more than the runs), and `over` hears the decision."""
+        over, self._on_over = self._on_over, None
+        if over is None:
+            return
+        self._awaiting = False
+        lease = self.stream
+        lease.forget()
+        lease.on_instruction = ignored
+        lease.on_news = unheard
+        self.process = None
+        over(None if self._expired else lease.final)
+
+    def _news(self) -> None:
+        """Something arrived for the lease: the decision, or the lease is lost."""
+        if self._awaiting and (self.stream.final is not None or self.stream.lost_reason):
+            self._settle()
+
+    def _wake(self) -> None:
+        process = self.process
+        if self._flush_queued or not isinstance(process, FunctionRun) or process.ended:
+            return  # an ended function's exit is about to carry it
+        self._flush_queued = True
+        # A plain function reports from its thread of the pool.
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._flush_queued_reports)
+
+    def _flush_queued_reports(self) -> None:
+        self._flush_queued = False
+        if not self._exit_sent and not self.outbox.empty():
+            self._post_outbox()
+
+    def _post_outbox(self) -> None:
+        if self.stream.lost_reason is None:
+            self._first_pending = None
+            self.stream.post(self.outbox.take(0))
+
+    def _pending(self) -> None:
+        if self._first_pending is not None:
+            return
+        self._first_pending = time.monotonic()
+        if self._loop is not None:
+            # The session's watch timer looks at the run when its log is due.
+            due = self._first_pending + self.config.log_flush_seconds
+            if threading.get_ident() == self._loop_thread:
+                self.stream.link.wake_by(due)
+            else:  # a plain function's thread
+                self._loop.call_soon_threadsafe(self.stream.link.wake_by, due)
+
+    def _on_tick(self, now: float) -> float:
+        """The run's watch (SessionLink.watch): the lease watchdog, and the log and
+        progress when due; the next time it is due."""
+        deadline = self.stream.deadline()
+        if now >= deadline:
+            self.stream.on_tick = None
+            self._expire(now)
+            if self._awaiting:
+                self._settle()
+        elif not self._exit_sent and self._flush_due(now):
+            self._post_outbox()
+        elif self._first_pending is not None:
+            return min(deadline, self._first_pending + self.config.log_flush_seconds)
+        return deadline

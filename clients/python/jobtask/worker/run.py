@@ -1,0 +1,158 @@
+"""What every run of a claimed task has, however it runs (jobtask.worker.runner's TaskRun:
+a script, or anything on a RunTask stream of its own; jobtask.worker.carried's CarriedRun:
+a registered function the worker's session carries): the outbox of what the server has
+yet to hear (log text, progress, output, success), the notes that open and close each
+attempt's log, the server's instructions (CANCEL stops the process politely, STOP kills
+it), the lease watchdog's verdict, and the exit report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from jobtask.v1 import task_service_pb2
+from jobtask.worker.config import WorkerConfig
+from jobtask.worker.functions import FunctionRun
+from jobtask.worker.lease import Instruction, TaskLease
+from jobtask.worker.process import Exit, ScriptProcess
+from jobtask.worker.reports import Outbox, Report, parse_report
+
+log = logging.getLogger("jobtask.worker.runner")
+
+
+def ignored(instruction: int, reason: str) -> None:
+    """A finished run's lease hears nothing more."""
+
+
+def unheard() -> None:
+    """A finished run's lease hears nothing more."""
+
+
+def note(text: str) -> str:
+    """A line of the worker's own in the task log."""
+    return f"[jobtask-worker] {text}\n"
+
+
+class Run:
+    """The parts of a run its kinds share; each kind sets `stream` (the lease) and says
+    what _wake and _pending do."""
+
+    stream: TaskLease
+
+    def __init__(
+        self, config: WorkerConfig, assignment: task_service_pb2.TaskAssignment, slot: int
+    ) -> None:
+        self.config = config
+        self.assignment = assignment
+        self.slot = slot
+        self.task_uuid = assignment.task.uuid
+        self.outbox = Outbox()
+        self.process: ScriptProcess | FunctionRun | None = None
+        self.exit: Exit | None = None
+        self.handing_back = False
+        self._exit_sent = False
+        self._instructions: tuple[int, ...] = ()  # acted on (most runs get none)
+        self._first_pending: float | None = None
+        self._expired = False
+        # The task the worker runs this in (jobtask.worker.agent).
+        self.task: asyncio.Task[None]
+
+    def interrupt(self) -> None:
+        """The worker is stopping: stop the process and hand the task back."""
+        self.handing_back = True
+        if self.process is not None:
+            self.process.terminate(self.config.kill_grace)
+        self._wake()
+
+    def _wake(self) -> None:
+        """Something the server must hear at once is pending (or the worker stops)."""
+        raise NotImplementedError
+
+    def _pending(self) -> None:
+        """Something waits in the outbox: it must be sent within log_flush_seconds."""
+        if self._first_pending is None:
+            self._first_pending = time.monotonic()
+
+    # -- what the process says ------------------------------------------------------------
+
+    def _opening_note(self) -> str:
+        # Each attempt's part of the task log opens and closes with a line of ours, so that
+        # `jobtask logs` shows where one attempt ends and why, and where the next begins.
+        attempt = self.assignment.task.attempt
+        config = self.config
+        return note(f"attempt {attempt} on {config.node_name} (worker {config.worker_id})")
+
+    def _closing_note(self, exit_status: Exit) -> str:
+        return note(f"attempt {self.assignment.task.attempt} ended: {exit_status}")
+
+    def _log(self, text: str) -> None:
+        if not text:
+            return
+        self._pending()
+        self.outbox.add_log(text)
+        if self.outbox.log_bytes >= self.config.log_flush_bytes:
+            self._wake()
+
+    def _report(self, line: str) -> None:
+        try:
+            report = parse_report(line)
+        except ValueError as exc:
+            self._log(note(f"ignored report line {line.rstrip()!r}: {exc}"))
+            return
+        if report is not None:
+            self._reported(report)
+
+    def _reported(self, report: Report) -> None:
+        self.outbox.apply(report)
+        self._pending()
+        if self.outbox.urgent:
+            self._wake()
+
+    def _flush_due(self, now: float) -> bool:
+        if self.outbox.empty():
+            return False
+        if self.outbox.urgent or self.outbox.log_bytes >= self.config.log_flush_bytes:
+            return True
+        started = self._first_pending or now
+        return now - started >= self.config.log_flush_seconds
+
+    def _exit_message(self, exit_status: Exit) -> task_service_pb2.RunTaskRequest:
+        message = self.outbox.take(0)
+        message.handed_back = self.handing_back
+        if exit_status.signal is not None:
+            message.signal = exit_status.signal
+        else:
+            message.exit_code = exit_status.exit_code or 0
+        return message
+
+    # -- what the server says, and the watchdog -------------------------------------------
+
+    def _instructed(self, instruction: int, reason: str) -> None:
+        # Every response repeats the instruction until the process is gone: act once.
+        if self.process is None or instruction in self._instructions:
+            return
+        self._instructions += (instruction,)
+        if instruction == Instruction.INSTRUCTION_STOP:
+            log.warning("task %s: lease lost (%s): killing the process", self.task_uuid, reason)
+            self.process.kill()
+        else:
+            log.info("task %s: canceled (%s): stopping the process group", self.task_uuid, reason)
+            self._log(note(f"canceled: {reason or 'by request'}; stopping the process"))
+            self.process.terminate(self.config.kill_grace)
+
+    def _expire(self, now: float) -> None:
+        """The lease watchdog's verdict: the lease cannot have been renewed in time (see
+        TaskLease.deadline), so the process is killed and the run gives the task up."""
+        log.error(
+            "task %s: lease not renewed for %.1fs (ttl %.1fs) and due to expire: "
+            "the lease is gone, killing the process",
+            self.task_uuid,
+            now - self.stream.renewed_at,
+            self.stream.ttl,
+        )
+        if self.process is not None and self.exit is None:
+            self._log(note("lease not renewed in time: the process was killed"))
+            self.process.kill()
+        self._expired = True
