@@ -29,16 +29,16 @@ _COUNTED: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("cou
 
 
 @contextlib.contextmanager
-def counting(db: Database) -> Iterator[list[str]]:
+def counting(db: Database, width: int = 90) -> Iterator[list[str]]:
     """The SQL statements `db` sends for calls made in this context while the block runs
-    (on every engine it holds)."""
+    (on every engine it holds), each cut to its first `width` characters."""
     seen: list[str] = []
     engines = engines_of(db)
 
     def record(*args: Any) -> None:
         counted = _COUNTED.get()
         if counted is not None:
-            counted.append(" ".join(str(args[2]).split())[:90])
+            counted.append(" ".join(str(args[2]).split())[:width])
 
     for engine in engines:
         event.listen(engine, "before_cursor_execute", record)

@@ -69,7 +69,9 @@ async def test_a_claim_and_a_group_cost_the_same_statements_whatever_their_size(
             ]
 
 
-async def _one_task_jobs(cluster: Cluster, n: int) -> tuple[list[str], list[str], list[str]]:
+async def _one_task_jobs(
+    cluster: Cluster, n: int, width: int = 90
+) -> tuple[list[str], list[str], list[str]]:
     core = cluster.services.core
     system = core.settings.system_caller()
     # Different scripts: equal jobs would be found as duplicates of the first.
@@ -77,12 +79,12 @@ async def _one_task_jobs(cluster: Cluster, n: int) -> tuple[list[str], list[str]
         (await cluster.jobs.CreateJob(create_job(script=f"j{n}-{i}.py"))).uuid for i in range(n)
     ]
     worker = WorkerSpec(worker_id=f"jw{n}", node_name="node1", free_slots=n)
-    with counting(core.db) as claimed:
+    with counting(core.db, width) as claimed:
         claims = await core.claims.claim(system, worker, n)
     assert len(claims) == n
     assert {c.job.status for c in claims} == {"active"}
     items = [Submission(system, c.task.uuid, c.lease_id, _done()) for c in claims]
-    with counting(core.db) as completed:
+    with counting(core.db, width) as completed:
         await core.runs.reports.apply_many(items)
     return claimed, completed, jobs
 
@@ -102,3 +104,15 @@ async def test_one_task_jobs_start_and_complete_with_the_same_statements_whateve
         events = await watch_events(cluster, uuid, after_seq=0)
         moves = [e.job.status for e in events if e.HasField("job") and not e.task_uuid]
         assert moves[-2:] == [job_status("active"), job_status("completed")]
+
+
+async def test_a_one_task_jobs_row_is_written_once_when_it_starts_and_once_when_it_ends(
+    cluster: Cluster,
+) -> None:
+    """The job's count shift and its status move are one write of its row, in the flush
+    of its task's writes: one statement writes jobs rows in a claim, one in a group of
+    completions (on PostgreSQL that flush is the only statement writing anything)."""
+    claimed, completed, _ = await _one_task_jobs(cluster, 4, width=100_000)
+    for sent in (claimed, completed):
+        writing_jobs = [s[:200] for s in sent if "UPDATE jobs" in s]
+        assert len(writing_jobs) == 1, writing_jobs

@@ -36,14 +36,19 @@ def check_cluster_id(cluster_id: str) -> str:
 _TAIL_SPACE = 36**15
 
 
+# Every two-digit base-36 string, by value: base36 takes two digits a step.
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
+
+
 def base36(n: int, width: int = 1) -> str:
     """A non-negative number in base 36 (digits, then lowercase letters), zero-padded to
     `width` characters."""
-    digits: list[str] = []
-    while n or len(digits) < width:
-        n, r = divmod(n, 36)
-        digits.append(_ALPHABET[r])
-    return "".join(reversed(digits))
+    pairs: list[str] = []
+    while n >= 1296:
+        n, r = divmod(n, 1296)
+        pairs.append(_PAIRS[r])
+    pairs.append(_PAIRS[n] if n >= 36 else _ALPHABET[n])
+    return "".join(reversed(pairs)).rjust(width, "0")
 
 
 def new_uuid(cluster_id: str, infix: str) -> str:

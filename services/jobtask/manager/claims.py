@@ -99,6 +99,7 @@ class ClaimManager:
             writes = TaskWrites()
             claims = await self._choose(conn, writes, caller, worker, want, now)
             started = {c.job.id: c.job for c in claims}
+            # (Flushes `writes`, with the jobs' moves.)
             settled = await lifecycle.settle_written(
                 conn, self.settings, writes, started.values(), now=now
             )
@@ -119,8 +120,9 @@ class ClaimManager:
         want: int,
         now: dt.datetime,
     ) -> list[Claim]:
-        """The claim's tasks, started: their rows, counts, events and attempts are written
-        set-based (jobtask.store.task_writes) once all are chosen. Candidates are taken in
+        """The claim's tasks, started: their rows, counts, events and attempts are held in
+        `writes`, written set-based (jobtask.store.task_writes) by the caller's settle, with
+        the jobs' moves, once all are chosen. Candidates are taken in
         chunks of what is still wanted: each chunk's new jobs locked in one statement (the
         first job ever is waited for), its tasks locked in another (PostgreSQL)."""
 
@@ -176,7 +178,6 @@ class ClaimManager:
                     self._serve(fresh.owner_uuid)
             if len(claims) >= want or len(rows) < CANDIDATE_PAGE:
                 break
-        await writes.flush(conn)
         return claims
 
     @staticmethod

@@ -235,30 +235,44 @@ async def settle_written(
     *,
     now: dt.datetime,
 ) -> dict[int, JobRow]:
-    """settle_many for jobs locked before `writes` took their tasks' changes (now
-    flushed): a job's row as it now is follows from its row as locked and the count shifts
-    `writes` took, without reading it again -- unless its row was also written directly
-    (`writes.direct`): those are read."""
+    """settle_many for jobs locked before `writes` took their tasks' changes, then
+    `writes` flushed: a job's row as it now is follows from its row as locked and the
+    count shifts `writes` took, without reading it again -- unless its row was also written
+    directly (`writes.direct`): those are read, after a flush. The usual moves are held in
+    `writes` and go out in its flush, the job's counts with them."""
     reread = [job.id for job in jobs if job.id in writes.direct]
-    found = await job_writes.jobs_by_id(conn, reread) if reread else {}
+    found: dict[int, JobRow] = {}
+    if reread:
+        await writes.flush(conn)
+        found = await job_writes.jobs_by_id(conn, reread)
     for job in jobs:
         if job.id not in found:
             found[job.id] = writes.as_written(job)
-    return await settle_many(conn, settings, found, now=now)
+    settled = await settle_many(conn, settings, found, now=now, writes=writes)
+    await writes.flush(conn)
+    return settled
 
 
 async def settle_many(
-    conn: AsyncConnection, settings: Settings, found: dict[int, JobRow], *, now: dt.datetime
+    conn: AsyncConnection,
+    settings: Settings,
+    found: dict[int, JobRow],
+    *,
+    now: dt.datetime,
+    writes: TaskWrites,
 ) -> dict[int, JobRow]:
-    """settle for several jobs at once (their rows locked and given as they now are),
-    with a constant number of statements for the usual moves: each job whose counts call
-    for a move that ripples to no task and rests there (queued -> active on a claim, active
-    -> completed on the last completion) moved set-based (jobtask.store.job_writes), each
-    other job by move_job. The jobs as they now are, by id (`found`, updated)."""
+    """settle for several jobs at once (their rows locked and given as they will be once
+    `writes` is flushed), with a constant number of statements for the usual moves: each
+    job whose counts call for a move that ripples to no task and rests there (queued ->
+    active on a claim, active -> completed on the last completion) moved set-based, held
+    in `writes` (the caller flushes it: the job's row written once, its counts with its
+    move); each other job by move_job, after `writes` is flushed. The jobs as they now
+    are, by id (`found`, updated)."""
     if not found:
         return found
     system = settings.system_caller()
     simple: list[tuple[JobRow, JobStatus]] = []
+    other: list[tuple[JobRow, JobStatus]] = []
     for job in found.values():
         previous = job.status
         nxt = ripple.follow_up(previous, job.counts)
@@ -269,13 +283,16 @@ async def settle_many(
             check_job_move(previous, nxt)
             simple.append((job, nxt))
         else:
-            found[job.id] = await move_job(conn, settings, job, nxt, now=now, caller=system)
+            other.append((job, nxt))
+    if other:
+        await writes.flush(conn)
+    for job, nxt in other:
+        found[job.id] = await move_job(conn, settings, job, nxt, now=now, caller=system)
     if not simple:
         return found
     completing = [job.id for job, nxt in simple if nxt is JobStatus.COMPLETED]
-    outputs = await job_writes.outputs_of(conn, completing)
-    written: list[tuple[int, dict[str, Any]]] = []
-    events: list[dict[str, Any]] = []
+    held = writes.held_outputs() if completing else None
+    outputs = await job_writes.outputs_of(conn, completing, held)
     for job, nxt in simple:
         changes = job_on_enter(
             nxt,
@@ -295,19 +312,10 @@ async def settle_many(
             modified_by_client_uuid=system.client_uuid,
         )
         moved = job_after(job, changes)
-        written.append((job.id, changes))
-        events.append(
-            {
-                "created_at": now,
-                "job_uuid": moved.uuid,
-                "task_uuid": None,
-                "type": feed.JOB_CHANGED,
-                "payload": to_json(moved),
-            }
-        )
+        writes.write_job(job, changes)
+        writes.event(moved.uuid, feed.JOB_CHANGED, to_json(moved), task_uuid=None, now=now)
         observe.job_moved(conn, moved, job.status)
         found[job.id] = moved
-    await job_writes.write_jobs(conn, written, events)
     return found
 
 

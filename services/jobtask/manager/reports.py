@@ -153,7 +153,7 @@ class ReportManager:
                     ended = ended or outcome.finished is not None
                 if ended:
                     ended_jobs.append(job)
-            await writes.flush(conn)
+            # (Flushes `writes`, with the jobs' moves.)
             await lifecycle.settle_written(conn, self.settings, writes, ended_jobs, now=now)
             for worker_id in sorted(alive):
                 await queries.worker_alive(conn, worker_id, now)

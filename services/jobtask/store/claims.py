@@ -18,6 +18,7 @@ from sqlalchemy import (
     CompoundSelect,
     Row,
     Select,
+    TextClause,
     and_,
     bindparam,
     exists,
@@ -150,13 +151,41 @@ def _page(status: str) -> Select[Any]:
     )
 
 
-def _owners() -> Select[Any]:
-    """The owners of dispatchable jobs at priority :priority, with their oldest job's id."""
-    return (
-        select(jobs.c.owner_uuid, func.min(jobs.c.id).label("first"))
-        .where(jobs.c.status.in_(_DISPATCHABLE), jobs.c.priority == bindparam("priority"))
-        .group_by(jobs.c.owner_uuid)
+def _owners() -> TextClause:
+    """The owners of dispatchable jobs at priority :priority, each with its oldest job's id
+    in each dispatchable status (`owners` takes the least).
+
+    A walk of ix_jobs_fair (status, priority, owner_uuid, id) from owner to next owner, each
+    step one probe (a recursive CTE: the index skip scan neither SQLite nor PostgreSQL does
+    by itself), so a claim reads a few index entries per owner: a GROUP BY over the level's
+    jobs read every queued job each claim, and a queue of one-task jobs is as long as the
+    queue of tasks."""
+    walks, picks = [], []
+    for i in range(len(_DISPATCHABLE)):
+        level = f"status = :s{i} AND priority = :priority"
+        walks.append(
+            f"o{i}(owner_uuid) AS (SELECT min(owner_uuid) FROM jobs WHERE {level}"
+            f" UNION ALL SELECT (SELECT min(j.owner_uuid) FROM jobs j WHERE j.{level}"
+            f" AND j.owner_uuid > o{i}.owner_uuid) FROM o{i} WHERE o{i}.owner_uuid IS NOT NULL)"
+        )
+        picks.append(
+            f"SELECT o{i}.owner_uuid, (SELECT min(j.id) FROM jobs j WHERE j.{level}"
+            f" AND j.owner_uuid = o{i}.owner_uuid) AS first"
+            f" FROM o{i} WHERE o{i}.owner_uuid IS NOT NULL"
+        )
+    statuses = {f"s{i}": status for i, status in enumerate(_DISPATCHABLE)}
+    return text("WITH RECURSIVE " + ", ".join(walks) + " " + " UNION ALL ".join(picks)).bindparams(
+        **statuses
     )
+
+
+async def owners(conn: AsyncConnection, priority: int) -> list[tuple[str, int]]:
+    """The owners of dispatchable jobs at `priority`, with their oldest such job's id."""
+    first: dict[str, int] = {}
+    for owner, job_id in await conn.execute(_OWNERS, {"priority": priority}):
+        if owner not in first or job_id < first[owner]:
+            first[owner] = job_id
+    return list(first.items())
 
 
 @functools.lru_cache(maxsize=OWNERS_PER_STATEMENT)
@@ -275,16 +304,15 @@ async def _fair_level(
     want: int,
 ) -> list[Row[Any]]:
     """One priority level's runnable tasks, owners taking turns (see candidates)."""
-    owners = [
+    ordered = [
         owner
         for owner, _ in sorted(
-            await conn.execute(_OWNERS, {"priority": level}),
-            key=lambda r: (turns.get(r.owner_uuid, 0), r.first),
+            await owners(conn, level), key=lambda pair: (turns.get(pair[0], 0), pair[1])
         )
     ]
     found: list[Row[Any]] = []
-    for start in range(0, len(owners), OWNERS_PER_STATEMENT):
-        chunk = owners[start : start + OWNERS_PER_STATEMENT]
+    for start in range(0, len(ordered), OWNERS_PER_STATEMENT):
+        chunk = ordered[start : start + OWNERS_PER_STATEMENT]
         params = {**base, "priority": level, **{f"o{i}": o for i, o in enumerate(chunk)}}
         by_owner: dict[str, list[Row[Any]]] = {o: [] for o in chunk}
         for row in await conn.execute(_owner_pages(len(chunk)), params):

@@ -32,7 +32,7 @@ from sqlalchemy import JSON, DateTime, Table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-__all__ = ["CLOSE_COLUMNS", "EVENT_COLUMNS", "Flush", "event_values", "send"]
+__all__ = ["CLOSE_COLUMNS", "EVENT_COLUMNS", "Flush", "driver_rows", "event_values", "send"]
 
 Processor = Callable[[Any], Any] | None
 
@@ -104,6 +104,14 @@ def _convert(rows: Sequence[Sequence[Any]], procs: Sequence[Processor]) -> list[
             values[i] = proc(values[i])
         out.append(tuple(values))
     return out
+
+
+def driver_rows(
+    dialect: Dialect, table: Table, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]
+) -> list[tuple[Any, ...]]:
+    """Rows of `table`'s `columns` (each its values in that order) in the driver's form, as
+    SQLAlchemy's bind processors would make them (jobtask.store.inserts)."""
+    return _convert(rows, _processors(dialect, table, columns))
 
 
 def event_values(rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:

@@ -9,6 +9,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from jobtask.store import flush_sql
 from sqlalchemy import Insert, Table, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -49,6 +50,42 @@ async def insert_rows(
     rows as written (`build` makes each of its columns by name), in the given order."""
     if not rows:
         return []
-    ids: dict[str, int] = dict(tuple(r) for r in await conn.execute(_insert(table), rows))
+    columns = tuple(rows[0])
+    ids: dict[str, int]
+    if conn.dialect.name == "sqlite" and all(row.keys() == rows[0].keys() for row in rows):
+        ids = await _insert_sqlite(conn, table, columns, rows)
+    else:
+        ids = dict(tuple(r) for r in await conn.execute(_insert(table), rows))
     defaults = server_defaults(table)
     return [build({**defaults, **row, "id": ids[row["uuid"]]}) for row in rows]
+
+
+# SQLite's limit on one statement's parameters (SQLITE_MAX_VARIABLE_NUMBER since 3.32).
+_SQLITE_MAX_PARAMETERS = 32_766
+
+
+@functools.lru_cache(maxsize=64)
+def _sqlite_insert(table: Table, columns: tuple[str, ...], count: int) -> str:
+    names = ", ".join(f'"{name}"' for name in columns)
+    rows = ", ".join(["(" + ", ".join("?" for _ in columns) + ")"] * count)
+    return f"INSERT INTO {table.name} ({names}) VALUES {rows} RETURNING uuid, id"
+
+
+async def _insert_sqlite(
+    conn: AsyncConnection, table: Table, columns: tuple[str, ...], rows: list[dict[str, Any]]
+) -> dict[str, int]:
+    """The rows (all with the same columns) inserted at the driver's level, as many to a
+    statement as SQLite takes: the INSERT SQLAlchemy sends, without its per-value work
+    (values converted by the same bind processors: jobtask.store.flush_sql.driver_rows);
+    each row's id by uuid."""
+    values = flush_sql.driver_rows(
+        conn.dialect, table, columns, [[row[name] for name in columns] for row in rows]
+    )
+    per_statement = max(1, _SQLITE_MAX_PARAMETERS // len(columns))
+    ids: dict[str, int] = {}
+    for start in range(0, len(values), per_statement):
+        chunk = values[start : start + per_statement]
+        flat = tuple(value for row in chunk for value in row)
+        result = await conn.exec_driver_sql(_sqlite_insert(table, columns, len(chunk)), flat)
+        ids.update(tuple(row) for row in result)
+    return ids

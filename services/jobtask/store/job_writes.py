@@ -24,7 +24,7 @@ __all__ = ["job_by_id", "jobs_by_id", "outputs_of", "write_job_row", "write_jobs
 
 _JOBS = select(jobs).where(one_of(jobs.c.id, "ids"))
 _OUTPUTS = (
-    select(job_tasks.c.job_id, job_tasks.c.output)
+    select(job_tasks.c.job_id, job_tasks.c.output, job_tasks.c.id)
     .where(one_of(job_tasks.c.job_id, "ids"))
     .order_by(job_tasks.c.job_id, job_tasks.c.id)
 )
@@ -41,13 +41,18 @@ async def jobs_by_id(conn: AsyncConnection, job_ids: Collection[int]) -> dict[in
     return {row.id: job_row(row) for row in rows}
 
 
-async def outputs_of(conn: AsyncConnection, job_ids: Collection[int]) -> dict[int, str]:
+async def outputs_of(
+    conn: AsyncConnection, job_ids: Collection[int], held: Mapping[int, str | None] | None = None
+) -> dict[int, str]:
     """Each job's tasks' outputs in creation order, concatenated (crunch-job concatenated
     manifest fragments): a completing job's output. One statement for any number of
-    jobs."""
+    jobs. `held`: outputs written but not flushed yet (TaskWrites.held_outputs), by task
+    id, instead of those read."""
     out: dict[int, str] = dict.fromkeys(job_ids, "")
     if out:
-        for job_id, output in await conn.execute(_OUTPUTS, {"ids": sorted(out)}):
+        for job_id, output, task_id in await conn.execute(_OUTPUTS, {"ids": sorted(out)}):
+            if held and task_id in held:
+                output = held[task_id]
             if output:
                 out[job_id] += output
     return out

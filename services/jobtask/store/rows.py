@@ -262,6 +262,8 @@ class _Layout:
         self.get_public = operator.attrgetter(*public)
         self.public_times = tuple(name for name in _times(cls) if name in public)
         self.times = tuple(self.index[name] for name in _times(cls))
+        self.make = _maker(cls, names)
+        self.members: dict[Any, Any] = enum._value2member_map_
 
     def read(self, row: Row[Any] | Mapping[str, Any]) -> Any:
         """A row as read: a whole-table row (the usual SELECT and RETURNING, its columns
@@ -277,8 +279,14 @@ class _Layout:
             value = values[i]
             if value is not None and value.tzinfo is None:
                 values[i] = value.replace(tzinfo=dt.UTC)
-        values[self.status] = self.enum(values[self.status])
-        return self.cls(*values)
+        values[self.status] = self._status(values[self.status])
+        return self.make(*values)
+
+    def _status(self, value: Any) -> Any:
+        """The status as the enum: a dict lookup (calling the enum costs several times
+        more); a value that is no status raises as calling it would."""
+        member = self.members.get(value)
+        return self.enum(value) if member is None else member
 
     def after(self, row: Any, written: Mapping[str, Any]) -> Any:
         values = list(self.get_all(row))
@@ -288,17 +296,44 @@ class _Layout:
             if i is None:
                 raise TypeError(f"{self.cls.__name__} has no column {name!r}")
             values[i] = value
-        values[self.status] = self.enum(values[self.status])
-        return self.cls(*values)
+        if "status" in written:
+            values[self.status] = self._status(values[self.status])
+        return self.make(*values)
 
     def json(self, row: Any) -> dict[str, Any]:
         out = dict(zip(self.public, self.get_public(row), strict=True))
         for name in self.public_times:
             value = out[name]
             if value is not None:
-                out[name] = value.isoformat()
+                out[name] = _iso(value)
         out["status"] = out["status"].value
         return out
+
+
+def _maker(cls: type, names: tuple[str, ...]) -> Any:
+    """cls(*values) for a frozen, slotted dataclass, at about half the cost: its
+    generated __init__ sets each field through object.__setattr__, this sets each slot
+    through its descriptor, unrolled (the row is the same: tests/core/test_rows.py)."""
+    setters = {f"_s{i}": cls.__dict__[name].__set__ for i, name in enumerate(names)}
+    args = ", ".join(f"v{i}" for i in range(len(names)))
+    body = "".join(f"    _s{i}(row, v{i})\n" for i in range(len(names)))
+    source = f"def make({args}):\n    row = _new(_cls)\n{body}    return row\n"
+    scope: dict[str, Any] = {**setters, "_new": object.__new__, "_cls": cls}
+    exec(source, scope)  # built from the dataclass's own field names
+    return scope["make"]
+
+
+# The last datetime made ISO text, and its text (held, so `is` cannot match another
+# object): the times of a transaction's rows are mostly one `now`, made text once.
+_last_iso: list[tuple[dt.datetime | None, str]] = [(None, "")]
+
+
+def _iso(value: dt.datetime) -> str:
+    seen, text = _last_iso[0]
+    if value is not seen:
+        text = value.isoformat()
+        _last_iso[0] = (value, text)
+    return text
 
 
 # Columns that never leave the store (secrets and internal bookkeeping).

@@ -89,6 +89,8 @@ jobs = Table(
     Column("failure_reason", Json),
     Column("blocklist", Json),
     Index("ix_jobs_queue", "status", "priority", "created_at"),
+    # Fair share's walk from owner to owner of a priority level (store.claims.owners).
+    Index("ix_jobs_fair", "status", "priority", "owner_uuid", "id"),
     Index("ix_jobs_identity", "identity"),
     Index("ix_jobs_modified_at", "modified_at"),
     Index("ix_jobs_owner_uuid", "owner_uuid"),

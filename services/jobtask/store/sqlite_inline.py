@@ -18,8 +18,13 @@ SQLAlchemy Connection.
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
+import threading
 import time
+import urllib.parse
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
 from jobtask.store import json_codec
@@ -30,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.pool import QueuePool
 
 T = TypeVar("T")
+log = logging.getLogger("jobtask.store.database")
 
 # Idle connections kept per engine. Checkouts beyond it open new ones rather than wait: a
 # checkout that waited would block the loop, and the connection it waits for could only be
@@ -39,6 +45,11 @@ POOL_SIZE = 8
 READ_BUSY_TIMEOUT_MS = 1_000
 _FIRST_RETRY_SECONDS = 0.001
 _LAST_RETRY_SECONDS = 0.05
+# A writer's commits start a checkpoint in the background at most this often (Checkpoints).
+CHECKPOINT_SECONDS = 0.25
+# SQLite's own checkpoint at commit, left as a backstop: when the WAL reaches this many
+# pages (SQLite's default is 1,000), the committing writer checkpoints it itself.
+BACKSTOP_WAL_PAGES = 10_000
 
 
 class InlineConnection:
@@ -84,6 +95,54 @@ def as_async(conn: Connection) -> AsyncConnection:
     return cast(AsyncConnection, InlineConnection(conn))
 
 
+class Checkpoints:
+    """The WAL of one database file copied back into it by a thread of its own, not by
+    the event loop's: SQLite checkpoints on the commit that fills the WAL past 1,000 pages,
+    so one commit in a few hundred copied and synced megabytes while the loop -- the
+    server's one core -- waited for it. A commit starts a PASSIVE checkpoint (never waits,
+    never makes anyone wait) in this process's checkpoint thread when CHECKPOINT_SECONDS
+    have passed since the last and none is running; SQLite's own stays as a backstop
+    (BACKSTOP_WAL_PAGES)."""
+
+    _executor: ThreadPoolExecutor | None = None
+    _executor_lock = threading.Lock()
+
+    def __init__(self, database: str) -> None:
+        # mode=rw: a checkpoint never creates the file (it may be gone: a test's dir).
+        self.uri = f"file:{urllib.parse.quote(database)}?mode=rw"
+        self.last = 0.0
+        self.running = False
+
+    def committed(self) -> None:
+        """After a commit, in the loop's thread: a checkpoint if one is due."""
+        now = time.monotonic()
+        if self.running or now - self.last < CHECKPOINT_SECONDS:
+            return
+        self.last = now
+        self.running = True
+        self._pool().submit(self._checkpoint)
+
+    @classmethod
+    def _pool(cls) -> ThreadPoolExecutor:
+        with cls._executor_lock:
+            if cls._executor is None:
+                cls._executor = ThreadPoolExecutor(1, thread_name_prefix="jobtask-checkpoint")
+            return cls._executor
+
+    def _checkpoint(self) -> None:
+        try:
+            conn = sqlite3.connect(self.uri, uri=True, isolation_level=None)
+            try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            # The backstop checkpoints meanwhile; the next commit tries again.
+            log.debug("background checkpoint failed: %s", type(exc).__name__)
+        finally:
+            self.running = False
+
+
 def engine(database: str, *, writer: bool, echo: bool) -> Engine:
     """A pool of connections to one SQLite file, for the loop's thread. Writers fail at once
     when another process holds the write lock (begin_immediate waits without blocking)."""
@@ -100,6 +159,9 @@ def engine(database: str, *, writer: bool, echo: bool) -> Engine:
         json_deserializer=json_codec.loads,
     )
     busy_timeout = 0 if writer else READ_BUSY_TIMEOUT_MS
+    checkpoints = Checkpoints(database) if writer and database not in ("", ":memory:") else None
+    if checkpoints is not None:
+        event.listen(created, "commit", lambda _conn: checkpoints.committed())
 
     @event.listens_for(created, "connect")
     def on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -113,6 +175,8 @@ def engine(database: str, *, writer: bool, echo: bool) -> Engine:
         cursor.execute("PRAGMA foreign_keys=ON")
         # Arvados's `like` is PostgreSQL's: case-sensitive (`ilike` is not).
         cursor.execute("PRAGMA case_sensitive_like=ON")
+        if writer and checkpoints is not None:
+            cursor.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_WAL_PAGES}")
         cursor.close()
 
     if not writer:

@@ -10,7 +10,9 @@ the same writes in memory and `flush` sends them, at the driver's level
 
 - one UPDATE of job_tasks per set of columns written (a group has one or two: "claimed",
   "reported", "completed"; two writes of one task are merged into one),
-- one UPDATE of jobs shifting every job's status counts at once,
+- one UPDATE of jobs shifting every job's status counts at once, and one per set of
+  columns of the jobs' moves held with them (write_job: a settle's usual moves; a moved
+  job's counts go out with its move, so its row is written once),
 - one UPDATE closing attempts, and one INSERT opening them,
 - one INSERT of the events, in the order they were taken (so each job's events keep
   their order: the caller holds every job's row until it commits):
@@ -209,9 +211,13 @@ class TaskWrites:
         # whose rows were also written directly, outside this TaskWrites (mark_direct).
         self._shifted: dict[int, Counter[str]] = {}
         self.direct: set[int] = set()
+        # Job rows to write (id, columns with version and modified_*), held (write_job).
+        self._job_updates: list[tuple[int, dict[str, Any]]] = []
 
     def __bool__(self) -> bool:
-        return bool(self._updates or self._events or self._closed or self._opened)
+        return bool(
+            self._updates or self._events or self._closed or self._opened or self._job_updates
+        )
 
     def write_task(
         self,
@@ -259,6 +265,28 @@ class TaskWrites:
         if not shift or not any(shift.values()):
             return job
         return job_after(job, {col: getattr(job, col) + n for col, n in shift.items()})
+
+    def write_job(self, job: JobRow, written: Mapping[str, Any]) -> dict[str, Any]:
+        """A job row's write (its columns with version and modified_*), held: the job as
+        as_written gives it plus `written`. The job's count shifts not flushed yet go out
+        as part of it (its counts as as_written has them), not as a shift of their own:
+        one write of the row (a PostgreSQL flush cannot update a row twice). The columns
+        written."""
+        pending = self._shifts.pop(job.id, None)
+        columns = dict(written)
+        if pending:
+            for col in pending:
+                columns.setdefault(col, getattr(job, col))
+        self._job_updates.append((job.id, columns))
+        return columns
+
+    def held_outputs(self) -> dict[int, str | None]:
+        """The outputs of the task writes held (not flushed yet), by task id."""
+        return {
+            task_id: written["output"]
+            for task_id, written in self._updates.items()
+            if "output" in written
+        }
 
     def mark_direct(self, job_id: int) -> None:
         """The job's row is being written outside this TaskWrites (a status move, a
@@ -313,6 +341,11 @@ class TaskWrites:
         events, self._events = self._events, []
         closed, self._closed = self._closed, []
         opened, self._opened = self._opened, []
+        job_updates, self._job_updates = self._job_updates, []
+        job_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        for job_id, job_written in job_updates:
+            names = tuple(sorted(job_written))
+            job_columns.setdefault(names, []).append((*(job_written[n] for n in names), job_id))
         by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
         for task_id, written in updates.items():
             columns = tuple(sorted(written))
@@ -335,6 +368,7 @@ class TaskWrites:
             conn,
             flush_sql.Flush(
                 updates=by_columns,
+                job_updates=job_columns,
                 count_columns=_COUNT_COLUMNS,
                 shifts=moved,
                 closed=list(closing.values()),
