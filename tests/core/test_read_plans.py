@@ -1,0 +1,113 @@
+"""Reads outside the hot path read the rows they answer with, not the task table.
+
+The store's PostgreSQL sessions plan without sorts (jobtask.store.database.SESSION_SETTINGS).
+A read asking for an order no index of its rows gives was then planned as a walk of an index
+in that order over every task of every job, filtered: a job's tasks in id order walked the
+whole primary key, the reaper's expired leases in job id order walked every task's job
+index. bench/plans.py measured them at 2,000 jobs and 200,000 tasks: 38 ms against 8 ms,
+and 83 ms against 0.4 ms, growing with the table. Counted by the session's own table
+statistics (rows fetched from job_tasks), on the store's only connection.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from jobtask.store import leases, tasks
+from jobtask.store.database import Database
+from jobtask.store.migrate import upgrade
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tests.core.raw_rows import connect, insert_job, insert_tasks, task_uuid
+
+pytestmark = pytest.mark.postgres
+
+OTHERS = 3000
+MINE = 30
+
+
+async def _fetched(conn: AsyncConnection) -> int:
+    """Task rows this session read in this transaction (and maybe the last few: only a
+    difference is one read's)."""
+    count = await conn.execute(
+        text(
+            "SELECT seq_tup_read + coalesce(idx_tup_fetch, 0)"
+            " FROM pg_stat_xact_user_tables WHERE relname = 'job_tasks'"
+        )
+    )
+    return int(count.scalar() or 0)
+
+
+@pytest.mark.parametrize("analyzed", [False, True])
+async def test_a_jobs_tasks_are_read_through_its_index(postgres_url: str, analyzed: bool) -> None:
+    db = Database(postgres_url, pool_size=1, max_overflow=0)
+    await upgrade(db)
+    raw = await connect(postgres_url)
+    try:
+        other = await insert_job(raw, status="active")
+        await insert_tasks(raw, other, [task_uuid(n) for n in range(OTHERS)])
+        mine = await insert_job(raw, status="active", uuid="zzzzz-8i9sb-000000000000002")
+        # Ids after every other job's, statuses mixed, later tasks in lower sequences: the
+        # index of (job_id, sequence, status) holds them in another order than their ids.
+        uuids = [task_uuid(n) for n in range(OTHERS, OTHERS + MINE)]
+        for i in range(0, MINE, 10):
+            status = "completed" if i % 20 == 0 else "queued"
+            await insert_tasks(raw, mine, uuids[i : i + 10], status=status, sequence=MINE - i)
+        if analyzed:
+            await raw.execute("ANALYZE")
+
+        async with db.read() as conn:
+            before = await _fetched(conn)
+            found = await tasks.tasks_of_job(conn, mine)
+            read_rows = await _fetched(conn) - before
+        assert [t.uuid for t in found] == uuids
+        assert read_rows < 3 * MINE, f"reading {MINE} tasks read {read_rows} task rows"
+    finally:
+        await raw.close()
+        await db.dispose()
+
+
+@pytest.mark.parametrize("analyzed", [False, True])
+async def test_the_reaper_reads_the_expired_leases_only(postgres_url: str, analyzed: bool) -> None:
+    """Among thousands of tasks, a few leased: the reaper's read takes the expired ones
+    through the lease index, and answers in job id order (the order it locks jobs in)."""
+    db = Database(postgres_url, pool_size=1, max_overflow=0)
+    await upgrade(db)
+    raw = await connect(postgres_url)
+    try:
+        first = await insert_job(raw, status="active")
+        second = await insert_job(raw, status="active", uuid="zzzzz-8i9sb-000000000000002")
+        await insert_tasks(raw, first, [task_uuid(n) for n in range(OTHERS)])
+        await insert_tasks(raw, second, [task_uuid(n) for n in range(OTHERS, 2 * OTHERS)])
+        # (task, seconds its lease expires in): live ones and expired ones in both jobs,
+        # the second job's expired first.
+        leased = {
+            task_uuid(10): 600,
+            task_uuid(20): -30,
+            task_uuid(OTHERS + 10): -90,
+            task_uuid(OTHERS + 20): 600,
+            task_uuid(OTHERS + 30): -60,
+        }
+        now = dt.datetime.now(dt.UTC)
+        for uuid, seconds in leased.items():
+            await raw.execute(
+                """UPDATE job_tasks SET status = 'active', lease_id = $1, worker_id = 'w1',
+                  lease_expires_at = $2 WHERE uuid = $1""",
+                uuid,
+                now + dt.timedelta(seconds=seconds),
+            )
+        if analyzed:
+            await raw.execute("ANALYZE")
+
+        async with db.read() as conn:
+            before = await _fetched(conn)
+            found = await leases.expired(conn, now, 100)
+            read_rows = await _fetched(conn) - before
+        assert [job for _, job in found] == [first, second, second]
+        assert {uuid for uuid, _ in found} == {u for u, s in leased.items() if s < 0}
+        assert read_rows < 10, f"reading 3 expired leases read {read_rows} task rows"
+    finally:
+        await raw.close()
+        await db.dispose()
