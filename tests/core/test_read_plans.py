@@ -111,3 +111,39 @@ async def test_the_reaper_reads_the_expired_leases_only(postgres_url: str, analy
     finally:
         await raw.close()
         await db.dispose()
+
+
+@pytest.mark.parametrize("analyzed", [False, True])
+async def test_renewing_leases_reads_their_tasks_only(postgres_url: str, analyzed: bool) -> None:
+    """A worker session renews its leases in one statement that locks their tasks in id
+    order: among thousands of tasks it reads the leased ones, found by uuid."""
+    db = Database(postgres_url, pool_size=1, max_overflow=0)
+    await upgrade(db)
+    raw = await connect(postgres_url)
+    try:
+        job = await insert_job(raw, status="active")
+        await insert_tasks(raw, job, [task_uuid(n) for n in range(OTHERS)])
+        now = dt.datetime.now(dt.UTC)
+        held = {task_uuid(n): f"lease-{n}" for n in (2500, 40, 1200)}
+        for uuid, lease in held.items():
+            await raw.execute(
+                """UPDATE job_tasks SET status = 'active', lease_id = $2, worker_id = 'w1',
+                  lease_expires_at = $3 WHERE uuid = $1""",
+                uuid,
+                lease,
+                now + dt.timedelta(seconds=600),
+            )
+        if analyzed:
+            await raw.execute("ANALYZE")
+
+        async def renew(conn: AsyncConnection) -> tuple[list[leases.LeaseState], int]:
+            before = await _fetched(conn)
+            found = await leases.renew(conn, held, now + dt.timedelta(seconds=900), now)
+            return found, await _fetched(conn) - before
+
+        found, read_rows = await db.transact(renew)
+        assert sorted(state.task_uuid for state in found) == sorted(held)
+        assert read_rows < 20, f"renewing 3 leases read {read_rows} task rows"
+    finally:
+        await raw.close()
+        await db.dispose()
