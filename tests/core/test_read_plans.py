@@ -12,6 +12,8 @@ statistics (rows fetched from job_tasks), on the store's only connection.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from jobtask.store import leases, tasks
@@ -40,110 +42,108 @@ async def _fetched(conn: AsyncConnection) -> int:
     return int(count.scalar() or 0)
 
 
-@pytest.mark.parametrize("analyzed", [False, True])
-async def test_a_jobs_tasks_are_read_through_its_index(postgres_url: str, analyzed: bool) -> None:
+Store = tuple[Database, Any]
+
+
+@pytest.fixture
+async def store(postgres_url: str) -> AsyncIterator[Store]:
+    """The store, on one connection (its counts are the session's), and a raw session."""
     db = Database(postgres_url, pool_size=1, max_overflow=0)
     await upgrade(db)
     raw = await connect(postgres_url)
     try:
-        other = await insert_job(raw, status="active")
-        await insert_tasks(raw, other, [task_uuid(n) for n in range(OTHERS)])
-        mine = await insert_job(raw, status="active", uuid="zzzzz-8i9sb-000000000000002")
-        # Ids after every other job's, statuses mixed, later tasks in lower sequences: the
-        # index of (job_id, sequence, status) holds them in another order than their ids.
-        uuids = [task_uuid(n) for n in range(OTHERS, OTHERS + MINE)]
-        for i in range(0, MINE, 10):
-            status = "completed" if i % 20 == 0 else "queued"
-            await insert_tasks(raw, mine, uuids[i : i + 10], status=status, sequence=MINE - i)
-        if analyzed:
-            await raw.execute("ANALYZE")
-
-        async with db.read() as conn:
-            before = await _fetched(conn)
-            found = await tasks.tasks_of_job(conn, mine)
-            read_rows = await _fetched(conn) - before
-        assert [t.uuid for t in found] == uuids
-        assert read_rows < 3 * MINE, f"reading {MINE} tasks read {read_rows} task rows"
+        yield db, raw
     finally:
         await raw.close()
         await db.dispose()
 
 
 @pytest.mark.parametrize("analyzed", [False, True])
-async def test_the_reaper_reads_the_expired_leases_only(postgres_url: str, analyzed: bool) -> None:
+async def test_a_jobs_tasks_are_read_through_its_index(store: Store, analyzed: bool) -> None:
+    db, raw = store
+    other = await insert_job(raw, status="active")
+    await insert_tasks(raw, other, [task_uuid(n) for n in range(OTHERS)])
+    mine = await insert_job(raw, status="active", uuid="zzzzz-8i9sb-000000000000002")
+    # Ids after every other job's, statuses mixed, later tasks in lower sequences: the
+    # index of (job_id, sequence, status) holds them in another order than their ids.
+    uuids = [task_uuid(n) for n in range(OTHERS, OTHERS + MINE)]
+    for i in range(0, MINE, 10):
+        status = "completed" if i % 20 == 0 else "queued"
+        await insert_tasks(raw, mine, uuids[i : i + 10], status=status, sequence=MINE - i)
+    if analyzed:
+        await raw.execute("ANALYZE")
+
+    async with db.read() as conn:
+        before = await _fetched(conn)
+        found = await tasks.tasks_of_job(conn, mine)
+        read_rows = await _fetched(conn) - before
+    assert [t.uuid for t in found] == uuids
+    assert read_rows < 3 * MINE, f"reading {MINE} tasks read {read_rows} task rows"
+
+
+@pytest.mark.parametrize("analyzed", [False, True])
+async def test_the_reaper_reads_the_expired_leases_only(store: Store, analyzed: bool) -> None:
     """Among thousands of tasks, a few leased: the reaper's read takes the expired ones
     through the lease index, and answers in job id order (the order it locks jobs in)."""
-    db = Database(postgres_url, pool_size=1, max_overflow=0)
-    await upgrade(db)
-    raw = await connect(postgres_url)
-    try:
-        first = await insert_job(raw, status="active")
-        second = await insert_job(raw, status="active", uuid="zzzzz-8i9sb-000000000000002")
-        await insert_tasks(raw, first, [task_uuid(n) for n in range(OTHERS)])
-        await insert_tasks(raw, second, [task_uuid(n) for n in range(OTHERS, 2 * OTHERS)])
-        # (task, seconds its lease expires in): live ones and expired ones in both jobs,
-        # the second job's expired first.
-        leased = {
-            task_uuid(10): 600,
-            task_uuid(20): -30,
-            task_uuid(OTHERS + 10): -90,
-            task_uuid(OTHERS + 20): 600,
-            task_uuid(OTHERS + 30): -60,
-        }
-        now = dt.datetime.now(dt.UTC)
-        for uuid, seconds in leased.items():
-            await raw.execute(
-                """UPDATE job_tasks SET status = 'active', lease_id = $1, worker_id = 'w1',
-                  lease_expires_at = $2 WHERE uuid = $1""",
-                uuid,
-                now + dt.timedelta(seconds=seconds),
-            )
-        if analyzed:
-            await raw.execute("ANALYZE")
+    db, raw = store
+    first = await insert_job(raw, status="active")
+    second = await insert_job(raw, status="active", uuid="zzzzz-8i9sb-000000000000002")
+    await insert_tasks(raw, first, [task_uuid(n) for n in range(OTHERS)])
+    await insert_tasks(raw, second, [task_uuid(n) for n in range(OTHERS, 2 * OTHERS)])
+    # (task, seconds its lease expires in): live ones and expired ones in both jobs,
+    # the second job's expired first.
+    leased = {
+        task_uuid(10): 600,
+        task_uuid(20): -30,
+        task_uuid(OTHERS + 10): -90,
+        task_uuid(OTHERS + 20): 600,
+        task_uuid(OTHERS + 30): -60,
+    }
+    now = dt.datetime.now(dt.UTC)
+    for uuid, seconds in leased.items():
+        await raw.execute(
+            """UPDATE job_tasks SET status = 'active', lease_id = $1, worker_id = 'w1',
+              lease_expires_at = $2 WHERE uuid = $1""",
+            uuid,
+            now + dt.timedelta(seconds=seconds),
+        )
+    if analyzed:
+        await raw.execute("ANALYZE")
 
-        async with db.read() as conn:
-            before = await _fetched(conn)
-            found = await leases.expired(conn, now, 100)
-            read_rows = await _fetched(conn) - before
-        assert [job for _, job in found] == [first, second, second]
-        assert {uuid for uuid, _ in found} == {u for u, s in leased.items() if s < 0}
-        assert read_rows < 10, f"reading 3 expired leases read {read_rows} task rows"
-    finally:
-        await raw.close()
-        await db.dispose()
+    async with db.read() as conn:
+        before = await _fetched(conn)
+        found = await leases.expired(conn, now, 100)
+        read_rows = await _fetched(conn) - before
+    assert [job for _, job in found] == [first, second, second]
+    assert {uuid for uuid, _ in found} == {u for u, s in leased.items() if s < 0}
+    assert read_rows < 10, f"reading 3 expired leases read {read_rows} task rows"
 
 
 @pytest.mark.parametrize("analyzed", [False, True])
-async def test_renewing_leases_reads_their_tasks_only(postgres_url: str, analyzed: bool) -> None:
+async def test_renewing_leases_reads_their_tasks_only(store: Store, analyzed: bool) -> None:
     """A worker session renews its leases in one statement that locks their tasks in id
     order: among thousands of tasks it reads the leased ones, found by uuid."""
-    db = Database(postgres_url, pool_size=1, max_overflow=0)
-    await upgrade(db)
-    raw = await connect(postgres_url)
-    try:
-        job = await insert_job(raw, status="active")
-        await insert_tasks(raw, job, [task_uuid(n) for n in range(OTHERS)])
-        now = dt.datetime.now(dt.UTC)
-        held = {task_uuid(n): f"lease-{n}" for n in (2500, 40, 1200)}
-        for uuid, lease in held.items():
-            await raw.execute(
-                """UPDATE job_tasks SET status = 'active', lease_id = $2, worker_id = 'w1',
-                  lease_expires_at = $3 WHERE uuid = $1""",
-                uuid,
-                lease,
-                now + dt.timedelta(seconds=600),
-            )
-        if analyzed:
-            await raw.execute("ANALYZE")
+    db, raw = store
+    job = await insert_job(raw, status="active")
+    await insert_tasks(raw, job, [task_uuid(n) for n in range(OTHERS)])
+    now = dt.datetime.now(dt.UTC)
+    held = {task_uuid(n): f"lease-{n}" for n in (2500, 40, 1200)}
+    for uuid, lease in held.items():
+        await raw.execute(
+            """UPDATE job_tasks SET status = 'active', lease_id = $2, worker_id = 'w1',
+              lease_expires_at = $3 WHERE uuid = $1""",
+            uuid,
+            lease,
+            now + dt.timedelta(seconds=600),
+        )
+    if analyzed:
+        await raw.execute("ANALYZE")
 
-        async def renew(conn: AsyncConnection) -> tuple[list[leases.LeaseState], int]:
-            before = await _fetched(conn)
-            found = await leases.renew(conn, held, now + dt.timedelta(seconds=900), now)
-            return found, await _fetched(conn) - before
+    async def renew(conn: AsyncConnection) -> tuple[list[leases.LeaseState], int]:
+        before = await _fetched(conn)
+        found = await leases.renew(conn, held, now + dt.timedelta(seconds=900), now)
+        return found, await _fetched(conn) - before
 
-        found, read_rows = await db.transact(renew)
-        assert sorted(state.task_uuid for state in found) == sorted(held)
-        assert read_rows < 20, f"renewing 3 leases read {read_rows} task rows"
-    finally:
-        await raw.close()
-        await db.dispose()
+    found, read_rows = await db.transact(renew)
+    assert sorted(state.task_uuid for state in found) == sorted(held)
+    assert read_rows < 20, f"renewing 3 leases read {read_rows} task rows"
