@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import hashlib
 import statistics
 import time
 import uuid as uuid_mod
@@ -29,7 +30,18 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs published
 from jobtask.domain.query import Condition, ListQuery
-from jobtask.store import blocklist, feed, jobs, leases, stats, tasks, tokens, workers
+from jobtask.store import (
+    attempts,
+    blocklist,
+    feed,
+    jobs,
+    leases,
+    locks,
+    stats,
+    tasks,
+    tokens,
+    workers,
+)
 from jobtask.store.database import SESSION_SETTINGS, Database
 from jobtask.store.migrate import upgrade
 from sqlalchemy import event
@@ -40,6 +52,9 @@ DEFAULT_URL = "postgresql://jobtask:jobtask@127.0.0.1:5432/postgres"
 CLUSTER = "zzzzz"
 OWNERS = 20
 WORKERS = 50
+# A completed task of job 20 (ids), so with an attempt (see seed).
+ATTEMPTED_TASK = 201
+ATTEMPTED_JOB = 20
 
 Family = Callable[[AsyncConnection], Awaitable[Any]]
 
@@ -67,7 +82,7 @@ async def seed(conn: asyncpg.Connection, n_jobs: int, n_tasks: int, n_events: in
     rest evenly), one in a thousand active and leased (a tenth of those expired), the others
     queued, completed, failed or canceled, every other one created by its job's first task;
     events spread over the jobs; an attempt per
-    finished or active task of the first jobs; a failure per failed task; workers; a token
+    finished or active task; a failure per failed task; workers; a token
     per owner."""
     await conn.execute(
         """INSERT INTO jobs (uuid, owner_uuid, created_at, modified_at, script, script_version,
@@ -127,7 +142,7 @@ async def seed(conn: asyncpg.Connection, n_jobs: int, n_tasks: int, n_events: in
              started_at, ended_at, outcome)
            SELECT id, 1, 'a' || id, 'w' || id % $1, 'n' || id % $1, now(), now(),
              CASE WHEN status = 'active' THEN NULL ELSE status END
-           FROM job_tasks WHERE job_id <= 40 AND status IN ('active', 'completed', 'failed')""",
+           FROM job_tasks WHERE status IN ('active', 'completed', 'failed')""",
         WORKERS,
     )
     await conn.execute(
@@ -177,7 +192,7 @@ def families(big_job: int, small_job: int) -> dict[str, Family]:
     like_uuid = (Condition(("uuid",), "like", f"{CLUSTER}-ot0gb-00000000001%"),)
     seeds = [task_uuid(n) for n in range(big_job, big_job + 40)]
     worker_ids = [f"w{n}" for n in range(WORKERS)]
-    some = {task_uuid(n): "x" for n in range(1, 29_001, 1000)}
+    some = {task_uuid(n): hashlib.md5(str(n).encode()).hexdigest() for n in range(1, 29_001, 1000)}
 
     def tasks_list(q: ListQuery, reader: Reader = ADMIN) -> Family:
         return lambda c: tasks.list_tasks(c, reader, q, cluster_id=CLUSTER)
@@ -235,6 +250,21 @@ def families(big_job: int, small_job: int) -> dict[str, Family]:
             c, ADMIN, [f"i{n}" for n in range(1, 51)]
         ),
         "jobs.delete_job big job (rolled back)": lambda c: jobs.delete_job(c, big_job),
+        "attempts.task_attempts_of + count": lambda c: _both(
+            attempts.task_attempts_of(c, ATTEMPTED_TASK, 100, 0),
+            attempts.count_task_attempts(c, ATTEMPTED_TASK),
+        ),
+        "attempts.job_attempts + count": lambda c: _both(
+            attempts.job_attempts(c, ATTEMPTED_JOB, 100, 0),
+            attempts.count_job_attempts(c, ATTEMPTED_JOB),
+        ),
+        "leases.renew (29 leases, rolled back)": lambda c: leases.renew(
+            c, some, now + dt.timedelta(minutes=10), now
+        ),
+        "locks.lock_pairs (29 tasks)": lambda c: locks.lock_pairs(c, list(some)),
+        "locks.lock_jobs_by_uuid (20 jobs)": lambda c: locks.lock_jobs_by_uuid(
+            c, [job_uuid(n) for n in range(1, 2001, 100)]
+        ),
     }
 
 

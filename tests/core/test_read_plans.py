@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from jobtask.store import leases, tasks
+from jobtask.store import attempts, leases, tasks
 from jobtask.store.database import Database
 from jobtask.store.migrate import upgrade
 from sqlalchemy import text
@@ -30,14 +30,15 @@ OTHERS = 3000
 MINE = 30
 
 
-async def _fetched(conn: AsyncConnection) -> int:
-    """Task rows this session read in this transaction (and maybe the last few: only a
-    difference is one read's)."""
+async def _fetched(conn: AsyncConnection, table: str = "job_tasks") -> int:
+    """Rows of `table` this session read in this transaction (and maybe the last few: only
+    a difference is one read's)."""
     count = await conn.execute(
         text(
             "SELECT seq_tup_read + coalesce(idx_tup_fetch, 0)"
-            " FROM pg_stat_xact_user_tables WHERE relname = 'job_tasks'"
-        )
+            " FROM pg_stat_xact_user_tables WHERE relname = :table"
+        ),
+        {"table": table},
     )
     return int(count.scalar() or 0)
 
@@ -147,3 +148,40 @@ async def test_renewing_leases_reads_their_tasks_only(store: Store, analyzed: bo
     found, read_rows = await db.transact(renew)
     assert sorted(state.task_uuid for state in found) == sorted(held)
     assert read_rows < 20, f"renewing 3 leases read {read_rows} task rows"
+
+
+@pytest.mark.parametrize("analyzed", [False, True])
+async def test_a_tasks_or_jobs_attempts_are_read_through_their_indexes(
+    store: Store, analyzed: bool
+) -> None:
+    """Attempt history, oldest first: a task's or a small job's attempts among thousands
+    of other attempts are read, not the whole table of attempts."""
+    db, raw = store
+    other = await insert_job(raw, status="active")
+    await insert_tasks(raw, other, [task_uuid(n) for n in range(OTHERS)], status="completed")
+    mine = await insert_job(raw, status="active", uuid="zzzzz-8i9sb-000000000000002")
+    await insert_tasks(raw, mine, [task_uuid(n) for n in range(OTHERS, OTHERS + MINE)])
+    # Two attempts of every task, each task's second after every task's first.
+    await raw.execute(
+        """INSERT INTO task_attempts (task_id, attempt, lease_id, worker_id, node_name,
+          started_at, outcome)
+        SELECT id, a, a || '-' || id, 'w1', 'n1', now(), 'completed'
+        FROM job_tasks, generate_series(1, 2) a ORDER BY a, id"""
+    )
+    task_id = int(await raw.fetchval("SELECT id FROM job_tasks WHERE uuid = $1", task_uuid(5)))
+    if analyzed:
+        await raw.execute("ANALYZE")
+
+    async with db.read() as conn:
+        before = await _fetched(conn, "task_attempts")
+        of_task = await attempts.task_attempts_of(conn, task_id, 100, 0)
+        task_read = await _fetched(conn, "task_attempts") - before
+        before = await _fetched(conn, "task_attempts")
+        of_job = await attempts.job_attempts(conn, mine, 100, 0)
+        job_read = await _fetched(conn, "task_attempts") - before
+    assert [a.attempt for a in of_task] == [1, 2]
+    assert [(a.task_uuid, a.attempt) for a in of_job] == [
+        (task_uuid(n), attempt) for attempt in (1, 2) for n in range(OTHERS, OTHERS + MINE)
+    ]
+    assert task_read < 10, f"reading a task's 2 attempts read {task_read} attempt rows"
+    assert job_read < 6 * MINE, f"reading {2 * MINE} attempts read {job_read} attempt rows"
