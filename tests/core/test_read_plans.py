@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from jobtask.store import attempts, leases, tasks
+from jobtask.store import attempts, leases, locks, tasks
 from jobtask.store.database import Database
 from jobtask.store.migrate import upgrade
 from sqlalchemy import text
@@ -185,3 +185,37 @@ async def test_a_tasks_or_jobs_attempts_are_read_through_their_indexes(
     ]
     assert task_read < 10, f"reading a task's 2 attempts read {task_read} attempt rows"
     assert job_read < 6 * MINE, f"reading {2 * MINE} attempts read {job_read} attempt rows"
+
+
+@pytest.mark.parametrize("analyzed", [False, True])
+async def test_locking_tasks_and_jobs_reads_those_jobs_only(store: Store, analyzed: bool) -> None:
+    """Locking tasks with their jobs (a group commit of reports), or jobs named by uuid,
+    in id order, among thousands of jobs: the named jobs' rows are read, not every job's."""
+    db, raw = store
+    await raw.execute(
+        """INSERT INTO jobs (uuid, owner_uuid, created_at, modified_at, script, script_version,
+          repository, script_parameters, runtime_constraints, status, priority, version,
+          identity, state)
+        SELECT 'zzzzz-8i9sb-' || lpad(g::text, 15, '0'), 'zzzzz-tpzed-000000000000001',
+          now(), now(), 's', 'v', 'r', '{}', '{}', 'active', 1, 1, 'i', 'Running'
+        FROM generate_series(1, $1) g""",
+        OTHERS,
+    )
+    named = {n: f"zzzzz-8i9sb-{n:015d}" for n in (2900, 17, 1500)}
+    ids = {}
+    for n, uuid in named.items():
+        ids[n] = int(await raw.fetchval("SELECT id FROM jobs WHERE uuid = $1", uuid))
+        await insert_tasks(raw, ids[n], [task_uuid(n)])
+    if analyzed:
+        await raw.execute("ANALYZE")
+
+    async def lock(conn: AsyncConnection) -> tuple[list[int], list[int], int]:
+        before = await _fetched(conn, "jobs")
+        pairs = await locks.lock_pairs(conn, [task_uuid(n) for n in named])
+        by_uuid = await locks.lock_jobs_by_uuid(conn, list(named.values()))
+        read_rows = await _fetched(conn, "jobs") - before
+        return [job.id for job, _ in pairs], [job.id for job in by_uuid.values()], read_rows
+
+    pair_jobs, uuid_jobs, read_rows = await db.transact(lock)
+    assert pair_jobs == uuid_jobs == sorted(ids.values())
+    assert read_rows < 20, f"locking 3 jobs twice read {read_rows} job rows"
