@@ -1,10 +1,12 @@
 """The store's non-hot statements at scale, planned with and without its session settings.
 
-    python -m bench.plans [--url postgresql://jobtask:jobtask@127.0.0.1:5432/postgres]
+    python -m bench.plans [--url SERVER] [--keep DATABASE]
                           [--jobs 2000] [--tasks 200000] [--events 200000] [--runs 5]
                           [--plans]
 
-Not in the default bench run. Creates a scratch database (dropped at the end), migrates it,
+Not in the default bench run. Creates a scratch database on the server of --url (default
+bench.stack.postgres_admin_url(): $JOBTASK_BENCH_POSTGRES_URL...; dropped at the end unless
+--keep names it, and then reused when it exists), migrates it, and
 writes jobs, tasks in mixed statuses, events, attempts, failures, workers and tokens straight
 into it, ANALYZEs, then runs each family of the store's reads and deletes -- listings with
 filters, orders and counts, stats, workers, the reaper's read, tokens, blocklist, the change
@@ -48,7 +50,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-DEFAULT_URL = "postgresql://jobtask:jobtask@127.0.0.1:5432/postgres"
+from bench.stack import postgres_admin_url
+
 CLUSTER = "zzzzz"
 OWNERS = 20
 WORKERS = 50
@@ -325,7 +328,7 @@ async def explain(raw: asyncpg.Connection, settings: dict[str, str], sql: str, p
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
-    parser.add_argument("--url", default=DEFAULT_URL)
+    parser.add_argument("--url", default=postgres_admin_url())
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--tasks", type=int, default=200_000)
     parser.add_argument("--events", type=int, default=200_000)
