@@ -37,7 +37,7 @@ _CHILDREN = select(job_tasks.c.id, job_tasks.c.uuid).where(
 )
 # No ORDER BY: under the store's session settings (no sorts) the planner would walk the
 # whole primary key for the id order, every task of every job; the job's index and a sort
-# here read only the job's tasks (tests/core/test_task_reads.py).
+# here read only the job's tasks (tests/core/test_read_plans.py).
 _TASKS_OF_JOB = select(job_tasks).where(job_tasks.c.job_id == bindparam("job_id"))
 _TASK_OF_JOB = _TASKS_OF_JOB.where(job_tasks.c.uuid == bindparam("uuid"))
 
