@@ -19,8 +19,10 @@ async def connect(url: str) -> asyncpg.Connection:
     )
 
 
-async def insert_job(conn: asyncpg.Connection, status: str = "queued") -> int:
-    """The job JOB_UUID (priority 1); its id."""
+async def insert_job(
+    conn: asyncpg.Connection, status: str = "queued", *, uuid: str = JOB_UUID
+) -> int:
+    """The job JOB_UUID, or `uuid` (priority 1); its id."""
     return int(
         await conn.fetchval(
             """INSERT INTO jobs (uuid, owner_uuid, created_at, modified_at, script,
@@ -28,7 +30,7 @@ async def insert_job(conn: asyncpg.Connection, status: str = "queued") -> int:
               priority, version, identity, state)
             VALUES ($1, $2, now(), now(), 's', 'v', 'r', '{}', '{}', $3, 1, 1, 'i', 'Queued')
             RETURNING id""",
-            JOB_UUID,
+            uuid,
             OWNER_UUID,
             status,
         )

@@ -7,20 +7,24 @@ plan (it tries one after five custom plans of one statement). `one_of(column, "n
 renders `column = ANY($n::TYPE[])` on PostgreSQL, one array parameter, so a hot-path
 statement is one prepared statement whatever the length; elsewhere (SQLite) it is the
 expanding IN. Either way the parameter is a list.
+
+`among(column, subquery)` is `column IN (subquery)`, rendered `column = ANY(ARRAY(subquery))`
+on PostgreSQL: the subquery runs once, first, and the index of `column` is probed for each
+value it found, in the index's order -- rows locked in that order need no sort.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BindParameter, Boolean, all_, any_, bindparam
+from sqlalchemy import BindParameter, Boolean, Select, all_, any_, bindparam
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
 
-__all__ = ["none_of", "one_of"]
+__all__ = ["among", "none_of", "one_of"]
 
 
 class _Listed(ColumnElement[bool]):
@@ -67,3 +71,38 @@ def _as_list(element: _Listed, compiler: SQLCompiler, **kw: Any) -> str:
     if element.negated:
         return compiler.process(element.column.not_in(items), **kw)
     return compiler.process(element.column.in_(items), **kw)
+
+
+class _Among(ColumnElement[bool]):
+    """`column` is one of the values `subquery` selects."""
+
+    inherit_cache = True
+    type = Boolean()
+    _is_implicitly_boolean = True
+    _traverse_internals = [
+        ("column", InternalTraversal.dp_clauseelement),
+        ("subquery", InternalTraversal.dp_clauseelement),
+    ]
+
+    def __init__(self, column: ColumnElement[Any], subquery: Select[Any]) -> None:
+        self.column = column
+        self.subquery = subquery
+
+
+def among(column: ColumnElement[Any], subquery: Select[Any]) -> ColumnElement[bool]:
+    """`column IN (subquery)`; on PostgreSQL `column = ANY(ARRAY(subquery))`, so an index of
+    `column` gives the rows in its order (the store's sessions plan no sorts:
+    jobtask.store.database.SESSION_SETTINGS). The subquery must not correlate: select from
+    an alias of the outer statement's table."""
+    return _Among(column, subquery)
+
+
+@compiles(_Among, "postgresql")
+def _as_any_array(element: _Among, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(element.column, **kw)
+    return f"{column} = ANY (ARRAY{compiler.process(element.subquery.scalar_subquery(), **kw)})"
+
+
+@compiles(_Among)
+def _as_in(element: _Among, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.column.in_(element.subquery), **kw)

@@ -7,6 +7,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from jobtask.store.arrays import among
 from jobtask.store.rows import utc
 from jobtask.store.schema import job_tasks, jobs, task_attempts, task_failures
 from sqlalchemy import bindparam, func, insert, select, update
@@ -68,11 +69,21 @@ _COLUMNS = (
 _JOINED = task_attempts.join(job_tasks, job_tasks.c.id == task_attempts.c.task_id)
 _BY_TASK = task_attempts.c.task_id == bindparam("task_id")
 _BY_JOB = job_tasks.c.job_id == bindparam("job_id")
-# Oldest first: ids grow with every claim.
+# Oldest first: ids grow with every claim. The attempts' ids are found first, then read
+# through the primary key in its order: the store's sessions plan no sorts, and ordering the
+# task's or job's attempts walked every attempt of the table (tests/core/test_read_plans.py).
+_FOUND = task_attempts.alias("found")
+_FOUND_TASKS = job_tasks.alias("found_tasks")
+_TASK_IDS = select(_FOUND.c.id).where(_FOUND.c.task_id == bindparam("task_id"))
+_JOB_IDS = (
+    select(_FOUND.c.id)
+    .select_from(_FOUND.join(_FOUND_TASKS, _FOUND_TASKS.c.id == _FOUND.c.task_id))
+    .where(_FOUND_TASKS.c.job_id == bindparam("job_id"))
+)
 _TASK_LIST = (
     select(*_COLUMNS)
     .select_from(_JOINED)
-    .where(_BY_TASK)
+    .where(among(task_attempts.c.id, _TASK_IDS))
     .order_by(task_attempts.c.id)
     .limit(bindparam("limit"))
     .offset(bindparam("offset"))
@@ -80,7 +91,7 @@ _TASK_LIST = (
 _JOB_LIST = (
     select(*_COLUMNS)
     .select_from(_JOINED)
-    .where(_BY_JOB)
+    .where(among(task_attempts.c.id, _JOB_IDS))
     .order_by(task_attempts.c.id)
     .limit(bindparam("limit"))
     .offset(bindparam("offset"))

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from jobtask.domain.errors import NotFound
-from jobtask.store.arrays import one_of
+from jobtask.store.arrays import among, one_of
 from jobtask.store.rows import JobRow, TaskRow, job_row, jobs_and_tasks, task_row
 from jobtask.store.schema import job_tasks, jobs
 from sqlalchemy import bindparam, select
@@ -34,8 +34,16 @@ _LOCK_JOB_BY_UUID = select(jobs).where(jobs.c.uuid == bindparam("uuid")).with_fo
 # above the sort) -- so the lock order below holds inside the one statement.
 _PAIRS = select(jobs, job_tasks).join_from(jobs, job_tasks, job_tasks.c.job_id == jobs.c.id)
 _LOCK_PAIR = _PAIRS.where(job_tasks.c.uuid == bindparam("uuid")).with_for_update()
+# The jobs are found first (by their tasks' uuids) and read through their primary key in
+# its order: the store's sessions plan no sorts, and the ORDER BY had drawn a walk of every
+# job (tests/core/test_read_plans.py). Likewise by the jobs' own uuids below.
+_NAMED_TASKS = job_tasks.alias("named_tasks")
+_NAMED_JOBS = jobs.alias("named_jobs")
 _LOCK_PAIRS = (
-    _PAIRS.where(one_of(job_tasks.c.uuid, "uuids"))
+    _PAIRS.where(
+        among(jobs.c.id, select(_NAMED_TASKS.c.job_id).where(one_of(_NAMED_TASKS.c.uuid, "uuids"))),
+        one_of(job_tasks.c.uuid, "uuids"),
+    )
     .order_by(jobs.c.id, job_tasks.c.id)
     .with_for_update()
 )
@@ -43,7 +51,10 @@ _LOCK_TASK = select(job_tasks).where(job_tasks.c.uuid == bindparam("uuid")).with
 
 
 _LOCK_JOBS_BY_UUID = (
-    select(jobs).where(one_of(jobs.c.uuid, "uuids")).order_by(jobs.c.id).with_for_update()
+    select(jobs)
+    .where(among(jobs.c.id, select(_NAMED_JOBS.c.id).where(one_of(_NAMED_JOBS.c.uuid, "uuids"))))
+    .order_by(jobs.c.id)
+    .with_for_update()
 )
 _TRY_LOCK_JOBS = (
     select(jobs)
