@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 
 import pytest
 from jobtask.domain.statuses import JobStatus, TaskStatus
+from jobtask.store import json_codec
 from jobtask.store.rows import (
     JobRow,
     TaskRow,
@@ -132,6 +134,18 @@ def test_a_feed_payload_keeps_secrets_out_and_turns_back_into_the_row() -> None:
     payload = to_json(task)
     assert "token_digest" not in payload and payload["qsequence"] == 11
     assert task_from_json(payload) == dataclasses.replace(task, token_digest=None)
+
+
+def test_a_feed_payload_is_written_with_its_times_as_iso_text() -> None:
+    """The store's JSON codec writes a payload's datetimes as isoformat() does: with their
+    offset, microseconds only when there are some (naive SQLite times made UTC first)."""
+    started = dt.datetime(2026, 12, 4, 12, 0, 1, 5)  # naive, as SQLite hands it back
+    task = task_row({**_task_columns(), "started_at": started})
+    stored = json.loads(json_codec.dumps(to_json(task)))
+    assert stored["created_at"] == "2026-12-04T12:00:00+00:00"
+    assert stored["started_at"] == "2026-12-04T12:00:01.000005+00:00"
+    assert stored["finished_at"] is None and stored["status"] == task.status.value
+    assert task_from_json(stored) == dataclasses.replace(task, token_digest=None)
 
 
 def test_a_payload_written_before_a_column_existed_still_reads() -> None:
