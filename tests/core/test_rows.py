@@ -157,10 +157,11 @@ def test_a_payload_written_before_a_column_existed_still_reads() -> None:
 
 
 def test_a_whole_row_read_by_position_equals_the_row_read_by_name(tmp_path: object) -> None:
-    """job_row and task_row build a whole-table row by position (the hot path) and any
-    other by name: both give the same row, naive SQLite times made UTC."""
+    """job_row and task_row build a whole-table row by position (the hot path: also one
+    with more columns after the table's, as a claim's candidates) and any other by name:
+    all give the same row, naive SQLite times made UTC."""
     from jobtask.store.schema import metadata
-    from sqlalchemy import create_engine, insert, select
+    from sqlalchemy import create_engine, insert, literal, select
 
     engine = create_engine("sqlite://")
     metadata.create_all(engine)
@@ -172,8 +173,10 @@ def test_a_whole_row_read_by_position_equals_the_row_read_by_name(tmp_path: obje
         job_read = conn.execute(select(jobs)).one()
         task_read = conn.execute(select(job_tasks)).one()
         some = conn.execute(select(*reversed(list(job_tasks.c)))).one()
+        wider = conn.execute(select(job_tasks, literal(3).label("job_priority"))).one()
     assert job_row(job_read) == job_row(dict(job_read._mapping)) == job_row(_job_columns())
     assert task_row(task_read) == task_row(some) == task_row(_task_columns())
+    assert task_row(wider) == task_row(task_read)
     assert task_row(task_read).lease_expires_at.tzinfo is dt.UTC  # type: ignore[union-attr]
 
 

@@ -254,6 +254,7 @@ class _Layout:
         names = _fields(cls)
         self.cls = cls
         self.names = names
+        self.width = len(names)
         self.enum = enum
         self.index = {name: i for i, name in enumerate(names)}
         self.get_all = operator.attrgetter(*names)
@@ -266,9 +267,14 @@ class _Layout:
 
     def read(self, row: Row[Any] | Mapping[str, Any]) -> Any:
         """A row as read: a whole-table row (the usual SELECT and RETURNING, its columns
-        in table order) by position, any other by name; naive SQLite times made UTC."""
-        if isinstance(row, Row) and row._fields == self.names:
-            return self.build(list(row))
+        in table order, maybe followed by others: a claim's candidates) by position, any
+        other by name; naive SQLite times made UTC."""
+        if isinstance(row, Row):
+            fields = row._fields
+            if fields == self.names:
+                return self.build(list(row))
+            if fields[: self.width] == self.names:
+                return self.build(list(row)[: self.width])
         mapping = row._mapping if isinstance(row, Row) else row
         return self.build([mapping[name] for name in self.names])
 

@@ -250,12 +250,13 @@ class TaskWrites:
         new = task_after(task, written)
         self._outputs.setdefault(job.id, {})[new.id] = new.output
         if new.status != task.status:
-            for shift in (
-                self._shifts.setdefault(job.id, Counter()),
-                self._shifted.setdefault(job.id, Counter()),
-            ):
-                shift[COUNT_COLUMN[task.status]] -= 1
-                shift[COUNT_COLUMN[new.status]] += 1
+            was, now_in = COUNT_COLUMN[task.status], COUNT_COLUMN[new.status]
+            for held_shifts in (self._shifts, self._shifted):
+                shift = held_shifts.get(job.id)
+                if shift is None:  # (not setdefault: that makes a Counter each time)
+                    shift = held_shifts[job.id] = Counter()
+                shift[was] -= 1
+                shift[now_in] += 1
         if event is not None:
             payload = {"progress": new.progress} if event == feed.TASK_PROGRESS else to_json(new)
             self.event(job.uuid, event, payload, task_uuid=new.uuid, now=now)
