@@ -298,7 +298,10 @@ class TaskWrites:
         job_writes.outputs_of reads them) when every task of the job was written here, so
         none needs reading: a one-task job completing. `job`: its row as it will be once
         this TaskWrites is flushed (its counts then count all of its tasks). None: some
-        task was not written here."""
+        task was not written here, or the job's rows were also written directly
+        (mark_direct: a task's output may have changed outside)."""
+        if job.id in self.direct:
+            return None
         outputs = self._outputs.get(job.id)
         total = (
             job.n_queued
