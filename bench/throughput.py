@@ -157,9 +157,15 @@ def _lost(f: Fleet) -> str:
 
 
 async def jobtask_jobs(
-    kind: str, count: int, workers: int = 1, *, batch: int | None = BATCH_JOBS
+    kind: str,
+    count: int,
+    workers: int = 1,
+    *,
+    batch: int | None = BATCH_JOBS,
+    seen: Observed | None = None,
 ) -> tuple[float, str]:
-    """One-task jobs: submitted `batch` a BatchCreateJobs call (None: a CreateJob each)."""
+    """One-task jobs: submitted `batch` a BatchCreateJobs call (None: a CreateJob each).
+    `seen` gets the drain's window and CPU (the submission is not in it)."""
     async with database(kind) as url, running(url) as stack:
         if batch is None:
             todo = iter(range(count))
@@ -182,8 +188,14 @@ async def jobtask_jobs(
             start = time.perf_counter()
             await asyncio.gather(*(submitter() for _ in range(in_flight)))
             submit = time.perf_counter() - start
+            meter = Meter(url, {"server": stack.server, "worker": f.procs})
+            meter.start()
             f.go()
             seconds = await f.until(count)
+            if seen:
+                seen.cpu = meter.stop()
+                seen.window = (f.started, f.started + seconds)
+                seen.seconds = seconds
             await f.finish()
     total = submit + seconds
     note = f"submit {count / submit:,.0f}/s, drain {count / seconds:,.0f}/s{_lost(f)}"

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 
 import pytest
 from jobtask.domain.statuses import JobStatus, TaskStatus
+from jobtask.store import json_codec
 from jobtask.store.rows import (
     JobRow,
     TaskRow,
@@ -134,6 +136,18 @@ def test_a_feed_payload_keeps_secrets_out_and_turns_back_into_the_row() -> None:
     assert task_from_json(payload) == dataclasses.replace(task, token_digest=None)
 
 
+def test_a_feed_payload_is_written_with_its_times_as_iso_text() -> None:
+    """The store's JSON codec writes a payload's datetimes as isoformat() does: with their
+    offset, microseconds only when there are some (naive SQLite times made UTC first)."""
+    started = dt.datetime(2026, 12, 4, 12, 0, 1, 5)  # naive, as SQLite hands it back
+    task = task_row({**_task_columns(), "started_at": started})
+    stored = json.loads(json_codec.dumps(to_json(task)))
+    assert stored["created_at"] == "2026-12-04T12:00:00+00:00"
+    assert stored["started_at"] == "2026-12-04T12:00:01.000005+00:00"
+    assert stored["finished_at"] is None and stored["status"] == task.status.value
+    assert task_from_json(stored) == dataclasses.replace(task, token_digest=None)
+
+
 def test_a_payload_written_before_a_column_existed_still_reads() -> None:
     payload = to_json(task_row(_task_columns()))
     for later in ("failure_reason", "runnable_after", "failed_count"):
@@ -143,10 +157,11 @@ def test_a_payload_written_before_a_column_existed_still_reads() -> None:
 
 
 def test_a_whole_row_read_by_position_equals_the_row_read_by_name(tmp_path: object) -> None:
-    """job_row and task_row build a whole-table row by position (the hot path) and any
-    other by name: both give the same row, naive SQLite times made UTC."""
+    """job_row and task_row build a whole-table row by position (the hot path: also one
+    with more columns after the table's, as a claim's candidates) and any other by name:
+    all give the same row, naive SQLite times made UTC."""
     from jobtask.store.schema import metadata
-    from sqlalchemy import create_engine, insert, select
+    from sqlalchemy import create_engine, insert, literal, select
 
     engine = create_engine("sqlite://")
     metadata.create_all(engine)
@@ -158,8 +173,10 @@ def test_a_whole_row_read_by_position_equals_the_row_read_by_name(tmp_path: obje
         job_read = conn.execute(select(jobs)).one()
         task_read = conn.execute(select(job_tasks)).one()
         some = conn.execute(select(*reversed(list(job_tasks.c)))).one()
+        wider = conn.execute(select(job_tasks, literal(3).label("job_priority"))).one()
     assert job_row(job_read) == job_row(dict(job_read._mapping)) == job_row(_job_columns())
     assert task_row(task_read) == task_row(some) == task_row(_task_columns())
+    assert task_row(wider) == task_row(task_read)
     assert task_row(task_read).lease_expires_at.tzinfo is dt.UTC  # type: ignore[union-attr]
 
 

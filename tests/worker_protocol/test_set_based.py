@@ -116,3 +116,40 @@ async def test_a_one_task_jobs_row_is_written_once_when_it_starts_and_once_when_
     for sent in (claimed, completed):
         writing_jobs = [s[:200] for s in sent if "UPDATE jobs" in s]
         assert len(writing_jobs) == 1, writing_jobs
+
+
+async def test_one_task_jobs_complete_without_reading_their_tasks_outputs(
+    cluster: Cluster,
+) -> None:
+    """A completing job's output is its tasks' outputs concatenated: when the group wrote
+    every task of the job (a one-task job), it is known without reading them back."""
+    _, completed, jobs = await _one_task_jobs(cluster, 4, width=100_000)
+    # (The group's lock reads each task with its job, in one statement.)
+    reading_tasks = [s[:200] for s in completed if s.startswith("SELECT job_tasks.")]
+    assert reading_tasks == [], reading_tasks
+    for uuid in jobs:
+        assert (await get_job(cluster, uuid)).output == "out\n"
+
+
+async def test_a_job_whose_tasks_all_end_in_one_group_gets_their_outputs_in_creation_order(
+    cluster: Cluster,
+) -> None:
+    core = cluster.services.core
+    system = core.settings.system_caller()
+    uuid = await job_with_tasks(cluster, "all-in-one.py", 3)
+    worker = WorkerSpec(worker_id="w-order", node_name="node1", free_slots=4)
+    claims = sorted(await core.claims.claim(system, worker, 4), key=lambda c: c.task.id)
+    assert len(claims) == 4
+    items = []
+    # Reported last task first; the second task has no output.
+    for i, c in reversed(list(enumerate(claims))):
+        batch = Batch()
+        output = "" if i == 1 else f"part{i}\n"
+        batch.add(Report(seq=1, progress=1.0, success=True, output=output, exit_code=0))
+        items.append(Submission(system, c.task.uuid, c.lease_id, batch))
+    with counting(core.db) as completed:
+        await core.runs.reports.apply_many(items)
+    assert not [s for s in completed if s.startswith("SELECT job_tasks.")], completed
+    job = await get_job(cluster, uuid)
+    assert job.status == job_status("completed")
+    assert job.output == "part0\npart2\npart3\n"

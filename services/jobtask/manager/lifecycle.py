@@ -290,9 +290,19 @@ async def settle_many(
         found[job.id] = await move_job(conn, settings, job, nxt, now=now, caller=system)
     if not simple:
         return found
-    completing = [job.id for job, nxt in simple if nxt is JobStatus.COMPLETED]
-    held = writes.held_outputs() if completing else None
-    outputs = await job_writes.outputs_of(conn, completing, held)
+    # A completing job's output, read only for jobs with tasks this transaction did not
+    # write (not a one-task job's).
+    outputs: dict[int, str] = {}
+    unknown: list[int] = []
+    for job, nxt in simple:
+        if nxt is JobStatus.COMPLETED:
+            known = writes.known_output(job)
+            if known is None:
+                unknown.append(job.id)
+            else:
+                outputs[job.id] = known
+    if unknown:
+        outputs.update(await job_writes.outputs_of(conn, unknown, writes.held_outputs()))
     for job, nxt in simple:
         changes = job_on_enter(
             nxt,

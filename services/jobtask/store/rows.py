@@ -254,22 +254,27 @@ class _Layout:
         names = _fields(cls)
         self.cls = cls
         self.names = names
+        self.width = len(names)
         self.enum = enum
         self.index = {name: i for i, name in enumerate(names)}
         self.get_all = operator.attrgetter(*names)
         self.status = self.index["status"]
         self.public = public
         self.get_public = operator.attrgetter(*public)
-        self.public_times = tuple(name for name in _times(cls) if name in public)
         self.times = tuple(self.index[name] for name in _times(cls))
         self.make = _maker(cls, names)
         self.members: dict[Any, Any] = enum._value2member_map_
 
     def read(self, row: Row[Any] | Mapping[str, Any]) -> Any:
         """A row as read: a whole-table row (the usual SELECT and RETURNING, its columns
-        in table order) by position, any other by name; naive SQLite times made UTC."""
-        if isinstance(row, Row) and row._fields == self.names:
-            return self.build(list(row))
+        in table order, maybe followed by others: a claim's candidates) by position, any
+        other by name; naive SQLite times made UTC."""
+        if isinstance(row, Row):
+            fields = row._fields
+            if fields == self.names:
+                return self.build(list(row))
+            if fields[: self.width] == self.names:
+                return self.build(list(row)[: self.width])
         mapping = row._mapping if isinstance(row, Row) else row
         return self.build([mapping[name] for name in self.names])
 
@@ -302,10 +307,6 @@ class _Layout:
 
     def json(self, row: Any) -> dict[str, Any]:
         out = dict(zip(self.public, self.get_public(row), strict=True))
-        for name in self.public_times:
-            value = out[name]
-            if value is not None:
-                out[name] = _iso(value)
         out["status"] = out["status"].value
         return out
 
@@ -321,19 +322,6 @@ def _maker(cls: type, names: tuple[str, ...]) -> Any:
     scope: dict[str, Any] = {**setters, "_new": object.__new__, "_cls": cls}
     exec(source, scope)  # built from the dataclass's own field names
     return scope["make"]
-
-
-# The last datetime made ISO text, and its text (held, so `is` cannot match another
-# object): the times of a transaction's rows are mostly one `now`, made text once.
-_last_iso: list[tuple[dt.datetime | None, str]] = [(None, "")]
-
-
-def _iso(value: dt.datetime) -> str:
-    seen, text = _last_iso[0]
-    if value is not seen:
-        text = value.isoformat()
-        _last_iso[0] = (value, text)
-    return text
 
 
 # Columns that never leave the store (secrets and internal bookkeeping).
@@ -357,8 +345,10 @@ def task_after(task: TaskRow, written: Mapping[str, Any]) -> TaskRow:
 
 
 def to_json(row: JobRow | TaskRow) -> dict[str, Any]:
-    """A row as JSON for the change feed: datetimes as ISO strings, secrets dropped, the
-    derived attributes included."""
+    """A row as JSON for the change feed: secrets dropped, the derived attributes
+    included. Its datetimes stay datetimes: the store's JSON codec (json_codec.dumps,
+    orjson) writes each as the ISO text isoformat() gives, in C (made ISO text here, they
+    were a third of a payload's cost), and job_from_json / task_from_json take either."""
     if isinstance(row, JobRow):
         out = _JOB.json(row)
         out["tasks_summary"] = row.tasks_summary

@@ -213,6 +213,9 @@ class TaskWrites:
         self.direct: set[int] = set()
         # Job rows to write (id, columns with version and modified_*), held (write_job).
         self._job_updates: list[tuple[int, dict[str, Any]]] = []
+        # The output of every task written here, as written, by job id then task id
+        # (known_output).
+        self._outputs: dict[int, dict[int, str | None]] = {}
 
     def __bool__(self) -> bool:
         return bool(
@@ -245,13 +248,15 @@ class TaskWrites:
         else:
             held.update(written)
         new = task_after(task, written)
+        self._outputs.setdefault(job.id, {})[new.id] = new.output
         if new.status != task.status:
-            for shift in (
-                self._shifts.setdefault(job.id, Counter()),
-                self._shifted.setdefault(job.id, Counter()),
-            ):
-                shift[COUNT_COLUMN[task.status]] -= 1
-                shift[COUNT_COLUMN[new.status]] += 1
+            was, now_in = COUNT_COLUMN[task.status], COUNT_COLUMN[new.status]
+            for held_shifts in (self._shifts, self._shifted):
+                shift = held_shifts.get(job.id)
+                if shift is None:  # (not setdefault: that makes a Counter each time)
+                    shift = held_shifts[job.id] = Counter()
+                shift[was] -= 1
+                shift[now_in] += 1
         if event is not None:
             payload = {"progress": new.progress} if event == feed.TASK_PROGRESS else to_json(new)
             self.event(job.uuid, event, payload, task_uuid=new.uuid, now=now)
@@ -287,6 +292,29 @@ class TaskWrites:
             for task_id, written in self._updates.items()
             if "output" in written
         }
+
+    def known_output(self, job: JobRow) -> str | None:
+        """The job's output (its tasks' outputs in creation order, concatenated, as
+        job_writes.outputs_of reads them) when every task of the job was written here, so
+        none needs reading: a one-task job completing. `job`: its row as it will be once
+        this TaskWrites is flushed (its counts then count all of its tasks). None: some
+        task was not written here, or the job's rows were also written directly
+        (mark_direct: a task's output may have changed outside)."""
+        if job.id in self.direct:
+            return None
+        outputs = self._outputs.get(job.id)
+        total = (
+            job.n_queued
+            + job.n_active
+            + job.n_completed
+            + job.n_soft_failed
+            + job.n_failed
+            + job.n_canceled
+            + job.n_paused
+        )
+        if outputs is None or len(outputs) != total:
+            return None
+        return "".join(output for _, output in sorted(outputs.items()) if output)
 
     def mark_direct(self, job_id: int) -> None:
         """The job's row is being written outside this TaskWrites (a status move, a
