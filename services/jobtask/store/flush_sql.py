@@ -22,7 +22,7 @@ back exactly as one written through SQLAlchemy.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +32,15 @@ from sqlalchemy import JSON, DateTime, Table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-__all__ = ["CLOSE_COLUMNS", "EVENT_COLUMNS", "Flush", "driver_rows", "event_values", "send"]
+__all__ = [
+    "CLOSE_COLUMNS",
+    "EVENT_COLUMNS",
+    "Flush",
+    "by_columns",
+    "driver_rows",
+    "event_values",
+    "send",
+]
 
 Processor = Callable[[Any], Any] | None
 
@@ -112,6 +120,18 @@ def driver_rows(
     """Rows of `table`'s `columns` (each its values in that order) in the driver's form, as
     SQLAlchemy's bind processors would make them (jobtask.store.inserts)."""
     return _convert(rows, _processors(dialect, table, columns))
+
+
+def by_columns(
+    written: Iterable[tuple[int, Mapping[str, Any]]],
+) -> dict[tuple[str, ...], list[tuple[Any, ...]]]:
+    """(row id, columns written) pairs as Flush.updates and Flush.job_updates take them:
+    per sorted tuple of column names, each row's values in that order followed by its id."""
+    grouped: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+    for row_id, columns in written:
+        names = tuple(sorted(columns))
+        grouped.setdefault(names, []).append((*(columns[n] for n in names), row_id))
+    return grouped
 
 
 def event_values(rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:

@@ -67,11 +67,9 @@ async def write_jobs(
     caller computed them -- and appends the feed rows `events` (feed.append_many's), at
     the driver's level: on PostgreSQL one statement for all of it (jobtask.store.flush_sql),
     a round trip while the jobs' rows are held."""
-    by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
-    for job_id, columns in written:
-        names = tuple(sorted(columns))
-        by_columns.setdefault(names, []).append((*(columns[n] for n in names), job_id))
-    flush = flush_sql.Flush(job_updates=by_columns, events=flush_sql.event_values(events))
+    flush = flush_sql.Flush(
+        job_updates=flush_sql.by_columns(written), events=flush_sql.event_values(events)
+    )
     await flush_sql.send(conn, flush)
 
 

@@ -370,16 +370,6 @@ class TaskWrites:
         closed, self._closed = self._closed, []
         opened, self._opened = self._opened, []
         job_updates, self._job_updates = self._job_updates, []
-        job_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
-        for job_id, job_written in job_updates:
-            names = tuple(sorted(job_written))
-            job_columns.setdefault(names, []).append((*(job_written[n] for n in names), job_id))
-        by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
-        for task_id, written in updates.items():
-            columns = tuple(sorted(written))
-            by_columns.setdefault(columns, []).append(
-                (*(written[name] for name in columns), task_id)
-            )
         moved = [
             (job_id, *(shift.get(col, 0) for col in _COUNT_COLUMNS))
             for job_id, shift in sorted(shifts.items())
@@ -395,8 +385,8 @@ class TaskWrites:
         await flush_sql.send(
             conn,
             flush_sql.Flush(
-                updates=by_columns,
-                job_updates=job_columns,
+                updates=flush_sql.by_columns(updates.items()),
+                job_updates=flush_sql.by_columns(job_updates),
                 count_columns=_COUNT_COLUMNS,
                 shifts=moved,
                 closed=list(closing.values()),
