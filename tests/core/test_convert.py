@@ -127,3 +127,32 @@ def test_a_job_message_is_the_field_by_field_copy(changes: dict[str, Any]) -> No
 def test_a_task_message_is_the_field_by_field_copy(changes: dict[str, Any]) -> None:
     task = task_row({**_task_columns(), **changes})
     _same(task_pb(task), _task_expected(task))
+
+
+def test_assignments_are_the_messages_built_apart_and_copied_in() -> None:
+    from jobtask.manager.tasks import Claim
+    from jobtask.server.assignments import assignments_pb
+    from jobtask.server.convert import stamp
+    from jobtask.v1 import task_service_pb2
+
+    one = job_row(_job_columns())
+    other = job_row({**_job_columns(), "id": 8, "uuid": "zzzzz-8i9sb-000000000000008"})
+    expires = NOW + dt.timedelta(seconds=30)
+    claims = [
+        Claim(
+            task_row({**_task_columns(), "id": i, "job_id": job.id}), job, f"t{i}", f"l{i}", expires
+        )
+        for i, job in ((12, one), (13, other), (14, one))
+    ]
+    expected = []
+    for claim in claims:
+        a = task_service_pb2.TaskAssignment(task=task_pb(claim.task), job=job_pb(claim.job))
+        a.task_token = claim.token
+        a.lease.lease_id = claim.lease_id
+        stamp(a.lease.expires_at, claim.lease_expires_at)
+        a.lease.ttl.FromNanoseconds(int(12.5 * 1e9))
+        expected.append(a)
+    got = assignments_pb(claims, 12.5)
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected, strict=True):
+        _same(g, e)
