@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections import Counter
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -201,14 +200,14 @@ class TaskWrites:
         # Each task's columns to write, by task id: a second write of a task in the same
         # flush is merged into its first (the later values win, as a second UPDATE would).
         self._updates: dict[int, dict[str, Any]] = {}
-        self._shifts: dict[int, Counter[str]] = {}
+        self._shifts: dict[int, dict[str, int]] = {}
         # In flush_sql.EVENT_COLUMNS's order.
         self._events: list[tuple[Any, ...]] = []
         self._closed: list[dict[str, Any]] = []
         self._opened: list[dict[str, Any]] = []
         # Every count shift taken, flushed or not, by job id (counts_written), and the jobs
         # whose rows were also written directly, outside this TaskWrites (mark_direct).
-        self._shifted: dict[int, Counter[str]] = {}
+        self._shifted: dict[int, dict[str, int]] = {}
         self.direct: set[int] = set()
         # Job rows to write (id, columns with version and modified_*), held (write_job).
         self._job_updates: list[tuple[int, dict[str, Any]]] = []
@@ -247,15 +246,19 @@ class TaskWrites:
         else:
             held.update(written)
         new = task_after(task, written)
-        self._outputs.setdefault(job.id, {})[new.id] = new.output
+        outputs = self._outputs.get(job.id)
+        if outputs is None:
+            outputs = self._outputs[job.id] = {}
+        outputs[new.id] = new.output
         if new.status != task.status:
             was, now_in = COUNT_COLUMN[task.status], COUNT_COLUMN[new.status]
             for held_shifts in (self._shifts, self._shifted):
                 shift = held_shifts.get(job.id)
-                if shift is None:  # (not setdefault: that makes a Counter each time)
-                    shift = held_shifts[job.id] = Counter()
-                shift[was] -= 1
-                shift[now_in] += 1
+                if shift is None:  # (not setdefault: that makes a dict each time)
+                    shift = held_shifts[job.id] = {}
+                # (A plain dict: a Counter's construction and item updates cost more.)
+                shift[was] = shift.get(was, 0) - 1
+                shift[now_in] = shift.get(now_in, 0) + 1
         if event is not None:
             payload = {"progress": new.progress} if event == feed.TASK_PROGRESS else to_json(new)
             self.event(job.uuid, event, payload, task_uuid=new.uuid, now=now)
