@@ -10,7 +10,7 @@ the job row appends its events before the next holder.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from jobtask.domain import ripple
@@ -71,23 +71,31 @@ def new_task_row(
 
 
 async def insert_tasks(
-    conn: AsyncConnection, rows: list[dict[str, Any]], *, now: dt.datetime
+    conn: AsyncConnection,
+    rows: list[dict[str, Any]],
+    *,
+    now: dt.datetime,
+    before: Sequence[dict[str, Any]] = (),
 ) -> list[TaskRow]:
     """Inserts tasks (new_task_row's) into locked jobs and appends their task_created
     events, a statement each whatever their number; the caller counts them in their jobs'
-    rows."""
+    rows. `before`: events to append ahead of the tasks' own, in the same statement (a
+    submission's job events: each job's comes before its seed's)."""
     tasks = await task_writes.insert_tasks(conn, rows)
     await feed.append_many(
         conn,
         [
-            {
-                "created_at": now,
-                "job_uuid": task.job_uuid,
-                "task_uuid": task.uuid,
-                "type": feed.TASK_CREATED,
-                "payload": to_json(task),
-            }
-            for task in tasks
+            *before,
+            *(
+                {
+                    "created_at": now,
+                    "job_uuid": task.job_uuid,
+                    "task_uuid": task.uuid,
+                    "type": feed.TASK_CREATED,
+                    "payload": to_json(task),
+                }
+                for task in tasks
+            ),
         ],
     )
     return tasks
