@@ -207,3 +207,21 @@ async def test_the_jobs_answered_are_the_jobs_stored(cluster: Cluster) -> None:
         first = (await watch_events(cluster, answered.uuid, after_seq=0, limit=1))[0]
         assert first.job.running == answered.running
         assert first.job.priority == answered.priority
+
+
+async def test_a_batch_appends_its_events_in_one_statement_each_job_before_its_seed(
+    cluster: Cluster,
+) -> None:
+    core = cluster.services.core
+    requests = [({"script": "ev.py", "script_parameters": {"i": i}}, True) for i in range(4)]
+    with counting(core.db, width=100_000) as statements:
+        created = await core.jobs.create_many(core.settings.system_caller(), requests)
+    appends = [s for s in statements if "INSERT INTO events" in s]
+    assert len(appends) == 1, appends
+    for job_row in created:
+        first, second = await watch_events(cluster, job_row.uuid, after_seq=0, limit=2)
+        assert first.type == watch_pb2.WATCH_EVENT_TYPE_JOB_CHANGED
+        assert first.job.uuid == job_row.uuid
+        assert second.type == watch_pb2.WATCH_EVENT_TYPE_TASK_CREATED
+        assert second.task.job_uuid == job_row.uuid
+        assert first.seq < second.seq

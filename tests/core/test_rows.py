@@ -136,6 +136,20 @@ def test_a_feed_payload_keeps_secrets_out_and_turns_back_into_the_row() -> None:
     assert task_from_json(payload) == dataclasses.replace(task, token_digest=None)
 
 
+def test_a_feed_payload_holds_the_public_columns_in_table_order_then_the_derived() -> None:
+    """The payload's keys (and so its JSON text's order): every column but the private
+    ones, in table order, then the derived attributes; the status as its plain value."""
+    private = {"identity", "submit_digest", "token_digest"}
+    for row, table, derived in (
+        (job_row(_job_columns()), jobs, ["tasks_summary", "etag"]),
+        (task_row(_task_columns()), job_tasks, ["qsequence", "etag"]),
+    ):
+        payload = to_json(row)
+        assert list(payload) == [c.name for c in table.c if c.name not in private] + derived
+        assert type(payload["status"]) is str and payload["status"] == row.status.value
+        assert payload["id"] == row.id and payload["modified_at"] == row.modified_at
+
+
 def test_a_feed_payload_is_written_with_its_times_as_iso_text() -> None:
     """The store's JSON codec writes a payload's datetimes as isoformat() does: with their
     offset, microseconds only when there are some (naive SQLite times made UTC first)."""

@@ -228,31 +228,29 @@ class JobManager:
         self, conn: AsyncConnection, caller: Caller, rows: list[dict[str, Any]], now: dt.datetime
     ) -> list[JobRow]:
         jobs = await job_store.insert_jobs(conn, rows)
-        await feed.append_many(
-            conn,
-            [
-                {
-                    "created_at": now,
-                    "job_uuid": job.uuid,
-                    "task_uuid": None,
-                    "type": feed.JOB_CHANGED,
-                    "payload": to_json(job),
-                }
-                for job in jobs
-            ],
-        )
+        job_events = [
+            {
+                "created_at": now,
+                "job_uuid": job.uuid,
+                "task_uuid": None,
+                "type": feed.JOB_CHANGED,
+                "payload": to_json(job),
+            }
+            for job in jobs
+        ]
         for job in jobs:
             observe.job_submitted(conn, job)
         # Seeds: "When a job starts, it is seeded with a job task with sequence=0 and an
         # empty parameters{} list" -- in the same transaction, so no job is ever without it
-        # (counted by the job's n_queued=1 above).
+        # (counted by the job's n_queued=1 above). The jobs' events and the seeds' go out
+        # in one statement, the jobs' first.
         seeds = [
             lifecycle.new_task_row(
                 self.settings, job, status=TaskStatus.QUEUED, now=now, caller=caller
             )
             for job in jobs
         ]
-        await lifecycle.insert_tasks(conn, seeds, now=now)
+        await lifecycle.insert_tasks(conn, seeds, now=now, before=job_events)
         return jobs
 
     # -- reading ------------------------------------------------------------------------

@@ -10,7 +10,7 @@ the job row appends its events before the next holder.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from jobtask.domain import ripple
@@ -21,7 +21,7 @@ from jobtask.manager.context import Caller, Settings
 from jobtask.observability import lifecycle as observe
 from jobtask.store import feed, job_writes, task_writes
 from jobtask.store import tasks as task_store
-from jobtask.store.rows import JobRow, TaskRow, job_after, to_json
+from jobtask.store.rows import COUNT_COLUMN, JobRow, TaskRow, job_after, to_json
 from jobtask.store.task_writes import TaskWrites
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -71,23 +71,31 @@ def new_task_row(
 
 
 async def insert_tasks(
-    conn: AsyncConnection, rows: list[dict[str, Any]], *, now: dt.datetime
+    conn: AsyncConnection,
+    rows: list[dict[str, Any]],
+    *,
+    now: dt.datetime,
+    before: Sequence[dict[str, Any]] = (),
 ) -> list[TaskRow]:
     """Inserts tasks (new_task_row's) into locked jobs and appends their task_created
     events, a statement each whatever their number; the caller counts them in their jobs'
-    rows."""
+    rows. `before`: events to append ahead of the tasks' own, in the same statement (a
+    submission's job events: each job's comes before its seed's)."""
     tasks = await task_writes.insert_tasks(conn, rows)
     await feed.append_many(
         conn,
         [
-            {
-                "created_at": now,
-                "job_uuid": task.job_uuid,
-                "task_uuid": task.uuid,
-                "type": feed.TASK_CREATED,
-                "payload": to_json(task),
-            }
-            for task in tasks
+            *before,
+            *(
+                {
+                    "created_at": now,
+                    "job_uuid": task.job_uuid,
+                    "task_uuid": task.uuid,
+                    "type": feed.TASK_CREATED,
+                    "payload": to_json(task),
+                }
+                for task in tasks
+            ),
         ],
     )
     return tasks
@@ -241,60 +249,69 @@ async def settle_written(
     directly (`writes.direct`): those are read, after a flush. The usual moves are held in
     `writes` and go out in its flush, the job's counts with them."""
     reread = [job.id for job in jobs if job.id in writes.direct]
-    found: dict[int, JobRow] = {}
+    found: dict[int, tuple[JobRow, dict[str, int]]] = {}
     if reread:
         await writes.flush(conn)
-        found = await job_writes.jobs_by_id(conn, reread)
+        found = {i: (job, {}) for i, job in (await job_writes.jobs_by_id(conn, reread)).items()}
     for job in jobs:
         if job.id not in found:
-            found[job.id] = writes.as_written(job)
+            found[job.id] = (job, writes.counts_written(job))
     settled = await settle_many(conn, settings, found, now=now, writes=writes)
     await writes.flush(conn)
     return settled
 
 
+def _counts(job: JobRow, counts: Mapping[str, int]) -> dict[TaskStatus, int]:
+    """The job's task counts once `counts` (count columns' new values) are written."""
+    return {status: counts.get(col, getattr(job, col)) for status, col in COUNT_COLUMN.items()}
+
+
 async def settle_many(
     conn: AsyncConnection,
     settings: Settings,
-    found: dict[int, JobRow],
+    found: Mapping[int, tuple[JobRow, dict[str, int]]],
     *,
     now: dt.datetime,
     writes: TaskWrites,
 ) -> dict[int, JobRow]:
-    """settle for several jobs at once (their rows locked and given as they will be once
-    `writes` is flushed), with a constant number of statements for the usual moves: each
-    job whose counts call for a move that ripples to no task and rests there (queued ->
-    active on a claim, active -> completed on the last completion) moved set-based, held
-    in `writes` (the caller flushes it: the job's row written once, its counts with its
-    move); each other job by move_job, after `writes` is flushed. The jobs as they now
-    are, by id (`found`, updated)."""
+    """settle for several jobs at once (their rows locked, each given as locked with the
+    count columns `writes` will change, their values once it is flushed), with a constant
+    number of statements for the usual moves: each job whose counts call for a move that
+    ripples to no task and rests there (queued -> active on a claim, active -> completed on
+    the last completion) moved set-based, held in `writes` (the caller flushes it: the
+    job's row written once, its counts with its move, and copied once here: the row as
+    locked plus its counts and its move); each other job by move_job, after `writes` is
+    flushed. The jobs as they now are, by id."""
+    settled: dict[int, JobRow] = {}
     if not found:
-        return found
+        return settled
     system = settings.system_caller()
-    simple: list[tuple[JobRow, JobStatus]] = []
+    simple: list[tuple[JobRow, dict[str, int], JobStatus]] = []
     other: list[tuple[JobRow, JobStatus]] = []
-    for job in found.values():
+    for job_id, (job, counted) in found.items():
         previous = job.status
-        nxt = ripple.follow_up(previous, job.counts)
+        counts = _counts(job, counted) if counted else job.counts
+        nxt = ripple.follow_up(previous, counts)
         if nxt is None:
+            settled[job_id] = job_after(job, counted) if counted else job
             continue
-        rests = ripple.follow_up(nxt, job.counts) in (None, nxt)
+        rests = ripple.follow_up(nxt, counts) in (None, nxt)
         if rests and not ripple.on_enter(nxt, previous):
             check_job_move(previous, nxt)
-            simple.append((job, nxt))
+            simple.append((job, counted, nxt))
         else:
-            other.append((job, nxt))
+            other.append((job_after(job, counted) if counted else job, nxt))
     if other:
         await writes.flush(conn)
     for job, nxt in other:
-        found[job.id] = await move_job(conn, settings, job, nxt, now=now, caller=system)
+        settled[job.id] = await move_job(conn, settings, job, nxt, now=now, caller=system)
     if not simple:
-        return found
+        return settled
     # A completing job's output, read only for jobs with tasks this transaction did not
     # write (not a one-task job's).
     outputs: dict[int, str] = {}
     unknown: list[int] = []
-    for job, nxt in simple:
+    for job, _, nxt in simple:
         if nxt is JobStatus.COMPLETED:
             known = writes.known_output(job)
             if known is None:
@@ -303,7 +320,7 @@ async def settle_many(
                 outputs[job.id] = known
     if unknown:
         outputs.update(await job_writes.outputs_of(conn, unknown, writes.held_outputs()))
-    for job, nxt in simple:
+    for job, counted, nxt in simple:
         changes = job_on_enter(
             nxt,
             job.status,
@@ -321,12 +338,12 @@ async def settle_many(
             modified_by_user_uuid=system.user_uuid,
             modified_by_client_uuid=system.client_uuid,
         )
-        moved = job_after(job, changes)
-        writes.write_job(job, changes)
+        moved = job_after(job, {**counted, **changes})
+        writes.write_job(moved, changes)
         writes.event(moved.uuid, feed.JOB_CHANGED, to_json(moved), task_uuid=None, now=now)
         observe.job_moved(conn, moved, job.status)
-        found[job.id] = moved
-    return found
+        settled[job.id] = moved
+    return settled
 
 
 async def settle_job(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from google.protobuf.duration_pb2 import Duration
 from jobtask.domain.errors import InvalidArgument
 from jobtask.manager.claims import WorkerSpec
 from jobtask.manager.tasks import Claim
-from jobtask.server.convert import job_pb, stamp, task_pb
+from jobtask.server.convert import fill_job, fill_task, job_fields, task_fields, time_fields
 from jobtask.v1 import job_pb2, task_service_pb2
 
 # Woken this long after a backoff's end, so the claim after it finds the task runnable.
@@ -15,19 +16,36 @@ BACKOFF_SLACK = 0.01
 def assignments_pb(
     claims: list[Claim], ttl_seconds: float
 ) -> list[task_service_pb2.TaskAssignment]:
-    """The claims as assignments; each job converted once (a claim's tasks often share
-    their job: a fan-out's always do)."""
+    """The claims as assignments, each built by one constructor call and filled in place
+    (no message built apart and copied in); a job met again (a claim's tasks often share
+    their job: a fan-out's always do) is copied from its first assignment."""
     jobs: dict[int, job_pb2.Job] = {}
+    ttl = Duration()
+    ttl.FromNanoseconds(int(ttl_seconds * 1e9))
+    ttl_fields = {"seconds": ttl.seconds, "nanos": ttl.nanos}
     out = []
     for claim in claims:
         job = jobs.get(claim.job.id)
+        lease = {
+            "lease_id": claim.lease_id,
+            "expires_at": time_fields(claim.lease_expires_at),
+            "ttl": ttl_fields,
+        }
+        task = claim.task
         if job is None:
-            job = jobs[claim.job.id] = job_pb(claim.job)
-        a = task_service_pb2.TaskAssignment(task=task_pb(claim.task), job=job)
-        a.task_token = claim.token
-        a.lease.lease_id = claim.lease_id
-        stamp(a.lease.expires_at, claim.lease_expires_at)
-        a.lease.ttl.FromNanoseconds(int(ttl_seconds * 1e9))
+            a = task_service_pb2.TaskAssignment(
+                task=task_fields(task),
+                job=job_fields(claim.job),
+                task_token=claim.token,
+                lease=lease,
+            )
+            fill_job(a.job, claim.job)
+            jobs[claim.job.id] = a.job
+        else:
+            a = task_service_pb2.TaskAssignment(
+                task=task_fields(task), job=job, task_token=claim.token, lease=lease
+            )
+        fill_task(a.task, task)
         out.append(a)
     return out
 

@@ -57,7 +57,7 @@ from jobtask.manager.context import Caller, utcnow
 from jobtask.manager.reports import Outcome, Submission
 from jobtask.observability.logs import emit
 from jobtask.server.assignments import BACKOFF_SLACK, assignments_pb, worker_spec
-from jobtask.server.convert import stamp, task_pb
+from jobtask.server.convert import fill_task, stamp, task_fields
 from jobtask.server.run_task import (
     _INSTRUCTION_PB,
     COALESCE_SECONDS,
@@ -354,13 +354,15 @@ class Session:
             acked_seq=self.acked.get(uuid, 0),
             instruction=_INSTRUCTION_PB[told.instruction],
             reason=told.reason,
+            # (The finished task's message built in place, not apart and copied in.)
+            task=None if outcome.finished is None else task_fields(outcome.finished),
         )
         update.lease.lease_id = lease_id
         update.lease.ttl.CopyFrom(self.ttl)
         if outcome.lease_expires_at is not None:
             stamp(update.lease.expires_at, outcome.lease_expires_at)
         if outcome.finished is not None:
-            update.task.CopyFrom(task_pb(outcome.finished))
+            fill_task(update.task, outcome.finished)
         if outcome.finished is not None or told.instruction is Instruction.STOP:
             # The attempt is over (or not ours): the session no longer holds the lease.
             if self.held.get(uuid) == lease_id:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections import Counter
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -42,7 +41,6 @@ from jobtask.store.rows import (
     COUNT_COLUMN,
     JobRow,
     TaskRow,
-    job_after,
     task_after,
     task_row,
     to_json,
@@ -202,14 +200,14 @@ class TaskWrites:
         # Each task's columns to write, by task id: a second write of a task in the same
         # flush is merged into its first (the later values win, as a second UPDATE would).
         self._updates: dict[int, dict[str, Any]] = {}
-        self._shifts: dict[int, Counter[str]] = {}
+        self._shifts: dict[int, dict[str, int]] = {}
         # In flush_sql.EVENT_COLUMNS's order.
         self._events: list[tuple[Any, ...]] = []
         self._closed: list[dict[str, Any]] = []
         self._opened: list[dict[str, Any]] = []
-        # Every count shift taken, flushed or not, by job id (as_written), and the jobs
+        # Every count shift taken, flushed or not, by job id (counts_written), and the jobs
         # whose rows were also written directly, outside this TaskWrites (mark_direct).
-        self._shifted: dict[int, Counter[str]] = {}
+        self._shifted: dict[int, dict[str, int]] = {}
         self.direct: set[int] = set()
         # Job rows to write (id, columns with version and modified_*), held (write_job).
         self._job_updates: list[tuple[int, dict[str, Any]]] = []
@@ -248,35 +246,41 @@ class TaskWrites:
         else:
             held.update(written)
         new = task_after(task, written)
-        self._outputs.setdefault(job.id, {})[new.id] = new.output
+        outputs = self._outputs.get(job.id)
+        if outputs is None:
+            outputs = self._outputs[job.id] = {}
+        outputs[new.id] = new.output
         if new.status != task.status:
             was, now_in = COUNT_COLUMN[task.status], COUNT_COLUMN[new.status]
             for held_shifts in (self._shifts, self._shifted):
                 shift = held_shifts.get(job.id)
-                if shift is None:  # (not setdefault: that makes a Counter each time)
-                    shift = held_shifts[job.id] = Counter()
-                shift[was] -= 1
-                shift[now_in] += 1
+                if shift is None:  # (not setdefault: that makes a dict each time)
+                    shift = held_shifts[job.id] = {}
+                # (A plain dict: a Counter's construction and item updates cost more.)
+                shift[was] = shift.get(was, 0) - 1
+                shift[now_in] = shift.get(now_in, 0) + 1
         if event is not None:
             payload = {"progress": new.progress} if event == feed.TASK_PROGRESS else to_json(new)
             self.event(job.uuid, event, payload, task_uuid=new.uuid, now=now)
         return new
 
-    def as_written(self, job: JobRow) -> JobRow:
-        """The job's row (as locked, before this TaskWrites took anything) once every
-        count shift taken here is written: its counts are all that changes (the caller
-        holds its lock). Only for a job not in `direct`, after `flush`."""
+    def counts_written(self, job: JobRow) -> dict[str, int]:
+        """The count columns of the job's row (as locked, before this TaskWrites took
+        anything) that every count shift taken here changes, with their values once
+        written: all that changes in its row (the caller holds its lock). Only for a job not
+        in `direct`. Its row as written is rows.job_after(job, these), made by the caller
+        together with whatever else it writes to the row (one copy of it)."""
         shift = self._shifted.get(job.id)
-        if not shift or not any(shift.values()):
-            return job
-        return job_after(job, {col: getattr(job, col) + n for col, n in shift.items()})
+        if not shift:
+            return {}
+        return {col: getattr(job, col) + n for col, n in shift.items() if n}
 
     def write_job(self, job: JobRow, written: Mapping[str, Any]) -> dict[str, Any]:
-        """A job row's write (its columns with version and modified_*), held: the job as
-        as_written gives it plus `written`. The job's count shifts not flushed yet go out
-        as part of it (its counts as as_written has them), not as a shift of their own:
-        one write of the row (a PostgreSQL flush cannot update a row twice). The columns
-        written."""
+        """A job row's write (its columns with version and modified_*), held: `job` is its
+        row as it will be written, `written` included, its counts as counts_written has
+        them. The job's count shifts not flushed yet go out as part of it, not as a shift of
+        their own: one write of the row (a PostgreSQL flush cannot update a row twice). The
+        columns written."""
         pending = self._shifts.pop(job.id, None)
         columns = dict(written)
         if pending:
@@ -296,8 +300,9 @@ class TaskWrites:
     def known_output(self, job: JobRow) -> str | None:
         """The job's output (its tasks' outputs in creation order, concatenated, as
         job_writes.outputs_of reads them) when every task of the job was written here, so
-        none needs reading: a one-task job completing. `job`: its row as it will be once
-        this TaskWrites is flushed (its counts then count all of its tasks). None: some
+        none needs reading: a one-task job completing. `job`: its row as locked or as it will
+        be once this TaskWrites is flushed (a count shift keeps the total: either counts all
+        of its tasks). None: some
         task was not written here, or the job's rows were also written directly
         (mark_direct: a task's output may have changed outside)."""
         if job.id in self.direct:
@@ -318,7 +323,7 @@ class TaskWrites:
 
     def mark_direct(self, job_id: int) -> None:
         """The job's row is being written outside this TaskWrites (a status move, a
-        recount): as_written no longer knows it."""
+        recount): counts_written no longer knows it."""
         self.direct.add(job_id)
 
     def event(

@@ -1,0 +1,158 @@
+"""Rows as messages (jobtask.server.convert): job_pb and task_pb build each message in one
+constructor call plus its times and structs; the message must be the one a field by field
+copy of the row makes (the published API's content), set fields, presence and bytes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from google.protobuf.message import Message
+from google.protobuf.struct_pb2 import Struct
+from google.protobuf.timestamp_pb2 import Timestamp
+from jobtask.domain.resources import CONSTRAINT_KEYS
+from jobtask.server.convert import (
+    _JOB_COPY,
+    _TASK_COPY,
+    JOB_STATUS_TO_PB,
+    TASK_STATUS_TO_PB,
+    blocklist_pb,
+    failure_pb,
+    job_pb,
+    task_pb,
+)
+from jobtask.store.rows import JobRow, TaskRow, job_row, task_row
+from jobtask.v1 import job_pb2, job_task_pb2
+
+from tests.core.test_rows import NOW, _job_columns, _task_columns
+
+# The fields copied as they are (the API's list, which this change left as it was).
+_JOB_FIELDS = _JOB_COPY
+_TASK_FIELDS = _TASK_COPY
+
+
+def _copy(msg: Message, row: Any, names: list[str]) -> None:
+    """Each field set on its own, as the API defines it: None left unset, a time as
+    Timestamp.FromDatetime sets it (naive: UTC)."""
+    for name in names:
+        value = getattr(row, name)
+        if value is None:
+            continue
+        if isinstance(value, dt.datetime):
+            ts = Timestamp()
+            ts.FromDatetime(value)
+            getattr(msg, name).CopyFrom(ts)
+        else:
+            setattr(msg, name, value)
+
+
+def _struct(value: dict[str, Any] | None) -> Struct:
+    s = Struct()
+    s.update(value or {})
+    return s
+
+
+def _constraints(value: dict[str, Any] | None) -> job_pb2.RuntimeConstraints:
+    rc = job_pb2.RuntimeConstraints()
+    for key in CONSTRAINT_KEYS:
+        if value and value.get(key) is not None:
+            setattr(rc, key, int(value[key]))
+    return rc
+
+
+def _job_expected(job: JobRow) -> job_pb2.Job:
+    msg = job_pb2.Job(kind="arvados#job", href=f"/jobs/{job.uuid}")
+    _copy(msg, job, _JOB_FIELDS)
+    msg.script_name = job.script
+    msg.script_parameters.CopyFrom(_struct(job.script_parameters))
+    msg.runtime_constraints.CopyFrom(_constraints(job.runtime_constraints))
+    msg.resource_limits.CopyFrom(_constraints(job.runtime_constraints))
+    msg.tasks_summary.CopyFrom(job_pb2.TasksSummary(**job.tasks_summary))
+    msg.status = JOB_STATUS_TO_PB[job.status]
+    if job.failure_reason:
+        msg.failure_reason.CopyFrom(failure_pb(job.failure_reason))
+    msg.blocklist.extend(blocklist_pb(job.blocklist))
+    return msg
+
+
+def _task_expected(task: TaskRow) -> job_task_pb2.JobTask:
+    msg = job_task_pb2.JobTask(kind="arvados#jobTask", href=f"/job_tasks/{task.uuid}")
+    _copy(msg, task, _TASK_FIELDS)
+    msg.parameters.CopyFrom(_struct(task.parameters))
+    msg.runtime_constraints.CopyFrom(_constraints(task.runtime_constraints))
+    msg.status = TASK_STATUS_TO_PB[task.status]
+    if task.failure_reason:
+        msg.failure_reason.CopyFrom(failure_pb(task.failure_reason))
+    return msg
+
+
+def _same(got: Message, expected: Message) -> None:
+    assert got == expected
+    assert [f.name for f, _ in got.ListFields()] == [f.name for f, _ in expected.ListFields()]
+    assert got.SerializeToString(deterministic=True) == expected.SerializeToString(
+        deterministic=True
+    )
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"blocklist": None, "script_parameters": {}, "runtime_constraints": {}},
+        {"runtime_constraints": {"min_nodes": 2, "max_tasks_per_node": None}},
+        {"failure_reason": {"rule": "retry-limit", "message": "m", "exit_code": 3}},
+        {"success": False, "running": False, "output": "", "cancelled_at": dt.datetime(2020, 1, 1)},
+        {"created_at": dt.datetime(1969, 12, 31, 23, 59, 59, 999999), "priority": 0},
+        {"submit_id": "", "repository": "r", "status": "queued", "state": "Queued", "n_queued": 0},
+    ],
+)
+def test_a_job_message_is_the_field_by_field_copy(changes: dict[str, Any]) -> None:
+    job = job_row({**_job_columns(), **changes})
+    _same(job_pb(job), _job_expected(job))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"parameters": {}, "runtime_constraints": {}},
+        {"parameters": {"x": [1, None, {"a": 1.5}]}},
+        {"failure_reason": {"rule": "incomplete", "signal": 9}},
+        {"success": True, "output": "abc", "progress": 0.0, "worker_id": None},
+        {"runnable_after": NOW, "failed_at": dt.datetime(2026, 1, 1), "started_at": None},
+        {"status": "queued", "attempt": 0, "failed_count": 0, "sequence": 0},
+    ],
+)
+def test_a_task_message_is_the_field_by_field_copy(changes: dict[str, Any]) -> None:
+    task = task_row({**_task_columns(), **changes})
+    _same(task_pb(task), _task_expected(task))
+
+
+def test_assignments_are_the_messages_built_apart_and_copied_in() -> None:
+    from jobtask.manager.tasks import Claim
+    from jobtask.server.assignments import assignments_pb
+    from jobtask.server.convert import stamp
+    from jobtask.v1 import task_service_pb2
+
+    one = job_row(_job_columns())
+    other = job_row({**_job_columns(), "id": 8, "uuid": "zzzzz-8i9sb-000000000000008"})
+    expires = NOW + dt.timedelta(seconds=30)
+    claims = [
+        Claim(
+            task_row({**_task_columns(), "id": i, "job_id": job.id}), job, f"t{i}", f"l{i}", expires
+        )
+        for i, job in ((12, one), (13, other), (14, one))
+    ]
+    expected = []
+    for claim in claims:
+        a = task_service_pb2.TaskAssignment(task=task_pb(claim.task), job=job_pb(claim.job))
+        a.task_token = claim.token
+        a.lease.lease_id = claim.lease_id
+        stamp(a.lease.expires_at, claim.lease_expires_at)
+        a.lease.ttl.FromNanoseconds(int(12.5 * 1e9))
+        expected.append(a)
+    got = assignments_pb(claims, 12.5)
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected, strict=True):
+        _same(g, e)
