@@ -5,6 +5,7 @@ history proves every completion ran inside a live lease with it)."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import AsyncIterator
 
 import grpc
 import pytest
@@ -16,7 +17,7 @@ from jobtask.v1 import task_service_pb2
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tests.conftest import Cluster
+from tests.conftest import Cluster, start_cluster
 from tests.core.helpers import get_task, task_status
 from tests.worker_protocol.helpers import job_with_tasks
 
@@ -27,7 +28,21 @@ def _done() -> Batch:
     return batch
 
 
-async def test_an_expired_lease_is_lost_before_the_reaper_runs(cluster: Cluster) -> None:
+@pytest.fixture
+async def slow_reaper(database_url: str) -> AsyncIterator[Cluster]:
+    """A cluster whose reaper looks every 20 s (a third of a 60 s lease), once at its start:
+    the shared fixture's (3 s leases) looks every second, and on a loaded machine it ended the
+    expired attempt inside this test's window, before the test could see the lease lost
+    without it. The test expires its lease by hand, so the lease's length does not matter."""
+    c = await start_cluster(database_url, lease_ttl=60.0)
+    try:
+        yield c
+    finally:
+        await c.close()
+
+
+async def test_an_expired_lease_is_lost_before_the_reaper_runs(slow_reaper: Cluster) -> None:
+    cluster = slow_reaper
     core = cluster.services.core
     system = core.settings.system_caller()
     await job_with_tasks(cluster, "expiring.py", 1)
