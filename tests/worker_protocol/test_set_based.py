@@ -153,3 +153,29 @@ async def test_a_job_whose_tasks_all_end_in_one_group_gets_their_outputs_in_crea
     job = await get_job(cluster, uuid)
     assert job.status == job_status("completed")
     assert job.output == "part0\npart2\npart3\n"
+
+
+async def test_a_claim_of_more_than_a_page_reads_its_candidates_in_one_round(
+    cluster: Cluster,
+) -> None:
+    """A claim's round trips (issue 16): the level of priority, its owners and the level
+    below come in one statement, a claim that wants more than a page reads as many
+    candidates at once, and on PostgreSQL the node's claim turn is taken by the statement
+    that records the worker."""
+    core = cluster.services.core
+    system = core.settings.system_caller()
+    n = 60
+    await job_with_tasks(cluster, "page.py", n)
+    worker = WorkerSpec(worker_id="wp", node_name="node1", free_slots=n)
+    # The worker's first claim also inserts its row.
+    assert len(await core.claims.claim(system, worker, 1)) == 1
+    with counting(core.db) as claimed:
+        claims = await core.claims.claim(system, worker, n)
+    assert len(claims) == n
+    levels = [s for s in claimed if "priority" in s]
+    assert len(levels) == 1 and levels[0].startswith("WITH RECURSIVE lvl"), claimed
+    assert not [s for s in claimed if s.startswith("SELECT pg_advisory")], claimed
+    if not core.db.is_sqlite:
+        # The turn and the worker, the level and its owners, the candidates, their job,
+        # their tasks, the writes.
+        assert len(claimed) == 6, "\n".join(claimed)

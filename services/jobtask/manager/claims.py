@@ -26,7 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 __all__ = ["ClaimManager", "WorkerSpec", "token_digest"]
 
 MAX_CLAIM = 100
-# Candidates read per round, and rounds per claim: tasks refused by a limit are skipped
+# Candidates read per round (at least; a claim that wants more reads as many as it wants,
+# so that one round serves it), and rounds per claim: tasks refused by a limit are skipped
 # (their whole job, when the limit is the job's), so lower-priority work still gets a turn.
 CANDIDATE_PAGE = 50
 CLAIM_ROUNDS = 4
@@ -80,22 +81,21 @@ class ClaimManager:
         want = max(1, min(max_tasks or 1, worker.free_slots or 1, MAX_CLAIM))
 
         async def run(conn: AsyncConnection) -> list[Claim]:
-            await queries.lock_node(conn, worker.node_name)
-            # Stamped once the node's turn came: a claim that waited for it finds tasks
-            # whose creators finished meanwhile, and starts them after they finished.
-            now = utcnow()
-            if await queries.worker_seen(
+            if await queries.claim_turn(
                 conn,
                 worker.worker_id,
                 worker.node_name,
                 worker.ram_kib,
                 worker.cores,
-                now,
+                utcnow(),
                 tags=worker.tags,
                 slots=max(worker.slots, worker.free_slots),
             ):
                 # A new live node may be what a job's min_nodes waits for.
                 mark_changed(conn)
+            # Stamped once the node's turn came: a claim that waited for it finds tasks
+            # whose creators finished meanwhile, and starts them after they finished.
+            now = utcnow()
             writes = TaskWrites()
             claims = await self._choose(conn, writes, caller, worker, want, now)
             started = {c.job.id: c.job for c in claims}
@@ -136,11 +136,12 @@ class ClaimManager:
         skip_jobs: set[int] = set()
         seen: set[int] = set()
         claims: list[Claim] = []
+        page = max(CANDIDATE_PAGE, want)
         for _ in range(CLAIM_ROUNDS):
             rows = await queries.candidates(
                 conn,
                 worker.worker_id,
-                CANDIDATE_PAGE,
+                page,
                 now=now,
                 skip_jobs=skip_jobs,
                 skip_tasks=seen,
@@ -176,7 +177,7 @@ class ClaimManager:
                     )
                     place.started(fresh.job_id, limits)
                     self._serve(fresh.owner_uuid)
-            if len(claims) >= want or len(rows) < CANDIDATE_PAGE:
+            if len(claims) >= want or len(rows) < page:
                 break
         return claims
 
