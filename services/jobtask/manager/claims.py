@@ -198,12 +198,16 @@ class ClaimManager:
             return
         if not locked:
             first = new[0]
-            locked[first] = await locks.lock_job(conn, job_id=first)
-        rest = {job_id for job_id in new if job_id not in locked}
-        if rest:
+            rest = set(new) - {first}
+            if rest:
+                got = await locks.lock_job_then_others(conn, first, rest)
+            else:
+                got = {first: await locks.lock_job(conn, job_id=first)}
+        else:
+            rest = set(new)
             got = await locks.try_lock_jobs(conn, rest)
-            locked.update(got)
-            skip_jobs.update(rest - got.keys())
+        locked.update(got)
+        skip_jobs.update(rest - got.keys())
 
     def _start(
         self,
