@@ -57,12 +57,10 @@ class ClaimManager:
             del self._served[next(iter(self._served))]
 
     async def next_runnable_at(self) -> dt.datetime | None:
-        """When the first retry backoff still to come ends, for a claim waiting for work."""
-
-        async def run(conn: AsyncConnection) -> dt.datetime | None:
+        """When the first retry backoff still to come ends, for a claim waiting for work.
+        A read: one round trip on PostgreSQL, where a write transaction was three."""
+        async with self.db.read() as conn:
             return await queries.next_runnable_at(conn, utcnow())
-
-        return await self.db.transact(run)
 
     async def claim(self, caller: Caller, worker: WorkerSpec, max_tasks: int = 1) -> list[Claim]:
         """Claims up to max_tasks runnable tasks for the worker, each with a lease."""
