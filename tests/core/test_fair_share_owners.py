@@ -67,7 +67,9 @@ async def test_the_owners_of_a_level_with_their_oldest_dispatchable_job(
         )
 
         async def read(conn: AsyncConnection) -> list[tuple[str, int]]:
-            return await claims.owners(conn, 1)
+            level = await claims.owners(conn, 1)
+            assert level is not None
+            return level.owners
 
         found = sorted(await db.transact(read))
         async with db.read() as conn:
@@ -76,6 +78,21 @@ async def test_the_owners_of_a_level_with_their_oldest_dispatchable_job(
         assert found == [
             (_owner(1), ids["zzzzz-8i9sb-000000000000003"]),
             (_owner(2), ids["zzzzz-8i9sb-000000000000002"]),
+        ]
+
+        # The same statement finds the highest level at most the one asked for, and the
+        # next one below it.
+        async def levels(conn: AsyncConnection) -> list[Any]:
+            out = []
+            for at_most in (2**31 - 1, 1, 0):
+                level = await claims.owners(conn, at_most)
+                out.append(level and (level.priority, sorted(level.owners), level.below))
+            return out
+
+        assert await db.transact(levels) == [
+            (2, [(_owner(3), ids["zzzzz-8i9sb-000000000000005"])], 1),
+            (1, found, None),
+            None,
         ]
     finally:
         await db.dispose()

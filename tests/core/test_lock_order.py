@@ -61,3 +61,48 @@ async def test_the_job_is_locked_before_its_task(postgres_url: str, several: boo
         await holder.close()
         await prober.close()
         await db.dispose()
+
+
+async def test_a_claims_first_job_is_waited_for_and_the_others_skipped_in_one_statement(
+    postgres_url: str,
+) -> None:
+    """locks.lock_job_then_others: the claim's first job is waited for, then the others are
+    locked unless another transaction holds them -- in this order, in one statement."""
+    db = Database(postgres_url)
+    await upgrade(db)
+    holder, prober = await connect(postgres_url), await connect(postgres_url)
+    try:
+        ids = [await insert_job(holder, uuid=f"zzzzz-8i9sb-00000000000000{n}") for n in (1, 2, 3)]
+        # Another transaction holds the first job and the third.
+        held = holder.transaction()
+        await held.start()
+        await holder.execute("SELECT 1 FROM jobs WHERE id = ANY($1) FOR UPDATE", [ids[0], ids[2]])
+
+        async def lock(conn: AsyncConnection) -> list[int]:
+            return sorted(await locks.lock_job_then_others(conn, ids[0], ids[1:]))
+
+        locking = asyncio.create_task(db.transact(lock))
+        # Waiting for the first job, the statement holds none of the others yet.
+        await eventually(lambda: _waits_for_a_lock(prober))
+        assert not locking.done()
+        assert not await _job_is_locked(prober, ids[1])
+        await held.rollback()
+        # The others were tried after the first was got: the third, free by then, is taken.
+        assert await asyncio.wait_for(locking, DEADLINE) == ids
+
+        # Held meanwhile, an other is left out, without waiting.
+        async with holder.transaction():
+            await holder.execute("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", ids[2])
+            assert await asyncio.wait_for(db.transact(lock), DEADLINE) == ids[:2]
+    finally:
+        await holder.close()
+        await prober.close()
+        await db.dispose()
+
+
+async def _waits_for_a_lock(conn: asyncpg.Connection) -> bool:
+    waiting = await conn.fetchval(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    )
+    return bool(waiting)

@@ -5,13 +5,15 @@ folder check the events, counts and attempts of the same paths)."""
 
 from __future__ import annotations
 
+import pytest
 from jobtask.domain.reports import Batch, Report
 from jobtask.manager.context import WorkerSpec
 from jobtask.manager.reports import Submission
+from sqlalchemy import event
 
 from tests.conftest import Cluster
 from tests.core.helpers import create_job, get_job, job_status, task_status
-from tests.engines import counting
+from tests.engines import counting, engines_of
 from tests.worker_protocol.helpers import job_with_tasks, watch_events
 
 
@@ -97,6 +99,9 @@ async def test_one_task_jobs_start_and_complete_with_the_same_statements_whateve
     assert big_claim and big_group
     assert len(big_claim) == len(small_claim), "\n".join(map(str, (small_claim, big_claim)))
     assert len(big_group) == len(small_group), "\n".join(map(str, (small_group, big_group)))
+    # The claim's jobs are locked by one statement (the first waited for, the others tried).
+    locking = [s for s in big_claim if s.startswith(("SELECT jobs.", "SELECT first_job."))]
+    assert len(locking) == 1, big_claim
     for uuid in jobs:
         job = await get_job(cluster, uuid)
         assert job.status == job_status("completed") and job.success
@@ -153,3 +158,63 @@ async def test_a_job_whose_tasks_all_end_in_one_group_gets_their_outputs_in_crea
     job = await get_job(cluster, uuid)
     assert job.status == job_status("completed")
     assert job.output == "part0\npart2\npart3\n"
+
+
+async def test_a_claim_of_more_than_a_page_reads_its_candidates_in_one_round(
+    cluster: Cluster,
+) -> None:
+    """A claim's round trips (issue 16): the level of priority, its owners and the level
+    below come in one statement, a claim that wants more than a page reads as many
+    candidates at once, and on PostgreSQL the node's claim turn is taken by the statement
+    that records the worker."""
+    core = cluster.services.core
+    system = core.settings.system_caller()
+    n = 60
+    await job_with_tasks(cluster, "page.py", n)
+    worker = WorkerSpec(worker_id="wp", node_name="node1", free_slots=n)
+    # The worker's first claim also inserts its row.
+    assert len(await core.claims.claim(system, worker, 1)) == 1
+    with counting(core.db) as claimed:
+        claims = await core.claims.claim(system, worker, n)
+    assert len(claims) == n
+    levels = [s for s in claimed if "priority" in s]
+    assert len(levels) == 1 and levels[0].startswith("WITH RECURSIVE lvl"), claimed
+    assert not [s for s in claimed if s.startswith("SELECT pg_advisory")], claimed
+    if not core.db.is_sqlite:
+        # The turn and the worker, the level and its owners, the candidates, their job,
+        # their tasks, the writes.
+        assert len(claimed) == 6, "\n".join(claimed)
+
+
+async def test_a_flush_sends_a_value_its_rows_share_once(cluster: Cluster) -> None:
+    """PostgreSQL: a claim's rows share most of their columns (status, worker, start, lease
+    end...); each such column goes as one parameter, not as an array of copies."""
+    core = cluster.services.core
+    if core.db.is_sqlite:
+        pytest.skip("PostgreSQL's flush only: SQLite's sends each statement's rows as they are")
+    system = core.settings.system_caller()
+    n = 20
+    await job_with_tasks(cluster, "shared.py", n - 1)
+    worker = WorkerSpec(worker_id="ws", node_name="node1", free_slots=n)
+    sent: list[tuple[str, object]] = []
+
+    def record(_conn: object, _cursor: object, statement: str, params: object, *_: object) -> None:
+        sent.append((statement, params))
+
+    engines = engines_of(core.db)
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
+    try:
+        claims = await core.claims.claim(system, worker, n)
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)
+    assert len(claims) == n
+    [params] = [p for s, p in sent if s.startswith("WITH job_tasks0")]
+    assert isinstance(params, tuple)
+    # (The job's own row, one, goes as arrays of one.)
+    arrays = [p for p in params if isinstance(p, list) and len(p) > 1]
+    copies = [a[0] for a in arrays if all(type(v) is type(a[0]) and v == a[0] for v in a)]
+    assert not copies, copies
+    # What varies still goes as arrays: the tasks' ids, leases, token digests.
+    assert len([a for a in arrays if len(a) == n]) >= 3, arrays

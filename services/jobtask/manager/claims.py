@@ -26,7 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 __all__ = ["ClaimManager", "WorkerSpec", "token_digest"]
 
 MAX_CLAIM = 100
-# Candidates read per round, and rounds per claim: tasks refused by a limit are skipped
+# Candidates read per round (at least; a claim that wants more reads as many as it wants,
+# so that one round serves it), and rounds per claim: tasks refused by a limit are skipped
 # (their whole job, when the limit is the job's), so lower-priority work still gets a turn.
 CANDIDATE_PAGE = 50
 CLAIM_ROUNDS = 4
@@ -56,12 +57,10 @@ class ClaimManager:
             del self._served[next(iter(self._served))]
 
     async def next_runnable_at(self) -> dt.datetime | None:
-        """When the first retry backoff still to come ends, for a claim waiting for work."""
-
-        async def run(conn: AsyncConnection) -> dt.datetime | None:
+        """When the first retry backoff still to come ends, for a claim waiting for work.
+        A read: one round trip on PostgreSQL, where a write transaction was three."""
+        async with self.db.read() as conn:
             return await queries.next_runnable_at(conn, utcnow())
-
-        return await self.db.transact(run)
 
     async def claim(self, caller: Caller, worker: WorkerSpec, max_tasks: int = 1) -> list[Claim]:
         """Claims up to max_tasks runnable tasks for the worker, each with a lease."""
@@ -80,22 +79,21 @@ class ClaimManager:
         want = max(1, min(max_tasks or 1, worker.free_slots or 1, MAX_CLAIM))
 
         async def run(conn: AsyncConnection) -> list[Claim]:
-            await queries.lock_node(conn, worker.node_name)
-            # Stamped once the node's turn came: a claim that waited for it finds tasks
-            # whose creators finished meanwhile, and starts them after they finished.
-            now = utcnow()
-            if await queries.worker_seen(
+            if await queries.claim_turn(
                 conn,
                 worker.worker_id,
                 worker.node_name,
                 worker.ram_kib,
                 worker.cores,
-                now,
+                utcnow(),
                 tags=worker.tags,
                 slots=max(worker.slots, worker.free_slots),
             ):
                 # A new live node may be what a job's min_nodes waits for.
                 mark_changed(conn)
+            # Stamped once the node's turn came: a claim that waited for it finds tasks
+            # whose creators finished meanwhile, and starts them after they finished.
+            now = utcnow()
             writes = TaskWrites()
             claims = await self._choose(conn, writes, caller, worker, want, now)
             started = {c.job.id: c.job for c in claims}
@@ -136,11 +134,12 @@ class ClaimManager:
         skip_jobs: set[int] = set()
         seen: set[int] = set()
         claims: list[Claim] = []
+        page = max(CANDIDATE_PAGE, want)
         for _ in range(CLAIM_ROUNDS):
             rows = await queries.candidates(
                 conn,
                 worker.worker_id,
-                CANDIDATE_PAGE,
+                page,
                 now=now,
                 skip_jobs=skip_jobs,
                 skip_tasks=seen,
@@ -176,7 +175,7 @@ class ClaimManager:
                     )
                     place.started(fresh.job_id, limits)
                     self._serve(fresh.owner_uuid)
-            if len(claims) >= want or len(rows) < CANDIDATE_PAGE:
+            if len(claims) >= want or len(rows) < page:
                 break
         return claims
 
@@ -197,12 +196,16 @@ class ClaimManager:
             return
         if not locked:
             first = new[0]
-            locked[first] = await locks.lock_job(conn, job_id=first)
-        rest = {job_id for job_id in new if job_id not in locked}
-        if rest:
+            rest = set(new) - {first}
+            if rest:
+                got = await locks.lock_job_then_others(conn, first, rest)
+            else:
+                got = {first: await locks.lock_job(conn, job_id=first)}
+        else:
+            rest = set(new)
             got = await locks.try_lock_jobs(conn, rest)
-            locked.update(got)
-            skip_jobs.update(rest - got.keys())
+        locked.update(got)
+        skip_jobs.update(rest - got.keys())
 
     def _start(
         self,

@@ -7,6 +7,7 @@ import functools
 import hashlib
 from collections import Counter
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from jobtask.domain.statuses import JOB_DISPATCHABLE, TASK_CLAIMABLE, TaskStatus
@@ -152,40 +153,69 @@ def _page(status: str) -> Select[Any]:
 
 
 def _owners() -> TextClause:
-    """The owners of dispatchable jobs at priority :priority, each with its oldest job's id
-    in each dispatchable status (`owners` takes the least).
+    """The highest priority level at most :at_most with dispatchable jobs (`level`), its
+    owners, each with its oldest job's id in each dispatchable status (`owners` takes the
+    least), and the next lower level with dispatchable jobs (`below`): one statement, where
+    a level's probe, its owners and the probe for the level below were three round trips.
 
-    A walk of ix_jobs_fair (status, priority, owner_uuid, id) from owner to next owner, each
-    step one probe (a recursive CTE: the index skip scan neither SQLite nor PostgreSQL does
-    by itself), so a claim reads a few index entries per owner: a GROUP BY over the level's
-    jobs read every queued job each claim, and a queue of one-task jobs is as long as the
-    queue of tasks."""
-    walks, picks = [], []
+    The levels: one index probe per job status (ix_jobs_queue), where DISTINCT over the
+    jobs would read them all. The owners: a walk of ix_jobs_fair (status, priority,
+    owner_uuid, id) from owner to next owner, each step one probe (a recursive CTE: the
+    index skip scan neither SQLite nor PostgreSQL does by itself), so a claim reads a few
+    index entries per owner: a GROUP BY over the level's jobs read every queued job each
+    claim, and a queue of one-task jobs is as long as the queue of tasks."""
+
+    def top(bound: str) -> str:
+        probes = " UNION ALL ".join(
+            f"SELECT (SELECT priority FROM jobs WHERE status = :s{i} AND priority {bound}"
+            " ORDER BY priority DESC LIMIT 1) AS p"
+            for i in range(len(_DISPATCHABLE))
+        )
+        return f"SELECT max(p) FROM ({probes}) AS probes"
+
+    ctes = [f"lvl(p) AS ({top('<= :at_most')})", f"low(p) AS ({top('< (SELECT p FROM lvl)')})"]
+    picks = []
     for i in range(len(_DISPATCHABLE)):
-        level = f"status = :s{i} AND priority = :priority"
-        walks.append(
+        level = f"status = :s{i} AND priority = (SELECT p FROM lvl)"
+        ctes.append(
             f"o{i}(owner_uuid) AS (SELECT min(owner_uuid) FROM jobs WHERE {level}"
             f" UNION ALL SELECT (SELECT min(j.owner_uuid) FROM jobs j WHERE j.{level}"
             f" AND j.owner_uuid > o{i}.owner_uuid) FROM o{i} WHERE o{i}.owner_uuid IS NOT NULL)"
         )
         picks.append(
             f"SELECT o{i}.owner_uuid, (SELECT min(j.id) FROM jobs j WHERE j.{level}"
-            f" AND j.owner_uuid = o{i}.owner_uuid) AS first"
+            f" AND j.owner_uuid = o{i}.owner_uuid) AS first,"
+            " (SELECT p FROM lvl) AS level, (SELECT p FROM low) AS below"
             f" FROM o{i} WHERE o{i}.owner_uuid IS NOT NULL"
         )
     statuses = {f"s{i}": status for i, status in enumerate(_DISPATCHABLE)}
-    return text("WITH RECURSIVE " + ", ".join(walks) + " " + " UNION ALL ".join(picks)).bindparams(
+    return text("WITH RECURSIVE " + ", ".join(ctes) + " " + " UNION ALL ".join(picks)).bindparams(
         **statuses
     )
 
 
-async def owners(conn: AsyncConnection, priority: int) -> list[tuple[str, int]]:
-    """The owners of dispatchable jobs at `priority`, with their oldest such job's id."""
+@dataclass
+class Level:
+    """One priority level of dispatchable jobs (see owners)."""
+
+    priority: int
+    # Its owners, each with its oldest dispatchable job's id.
+    owners: list[tuple[str, int]]
+    # The next lower level with dispatchable jobs (None: there is none).
+    below: int | None
+
+
+async def owners(conn: AsyncConnection, at_most: int) -> Level | None:
+    """The highest priority level at most `at_most` with dispatchable jobs, with its owners
+    and the next level below; None if no job is dispatchable at or below `at_most`."""
+    rows = list(await conn.execute(_OWNERS, {"at_most": at_most}))
+    if not rows:
+        return None
     first: dict[str, int] = {}
-    for owner, job_id in await conn.execute(_OWNERS, {"priority": priority}):
+    for owner, job_id, _, _ in rows:
         if owner not in first or job_id < first[owner]:
             first[owner] = job_id
-    return list(first.items())
+    return Level(rows[0].level, list(first.items()), rows[0].below)
 
 
 @functools.lru_cache(maxsize=OWNERS_PER_STATEMENT)
@@ -213,18 +243,31 @@ def _owner_pages(owners: int) -> CompoundSelect[Any]:
 
 
 # Every claim records its worker (parameters: worker and the columns set).
+_WORKER_COLUMNS: dict[str, Any] = {
+    "node_name": bindparam("node_name"),
+    "ram_kib": bindparam("ram_kib"),
+    "cores": bindparam("cores"),
+    "tags": bindparam("tags"),
+    "slots": bindparam("slots"),
+    "last_seen_at": bindparam("last_seen_at"),
+    "stopped_at": None,
+}
 _WORKER_SEEN = (
+    update(workers).where(workers.c.worker_id == bindparam("worker")).values(**_WORKER_COLUMNS)
+)
+# PostgreSQL: the same once the node's claim turn is held (see claim_turn; parameter
+# node_key). The worker's id reaches the UPDATE only through the subquery that takes the
+# lock, so the lock is taken first -- before the worker's row, and whether or not the row
+# exists: the order every claim holds them in (see worker_alive).
+_LOCKED_WORKER_SEEN = (
     update(workers)
-    .where(workers.c.worker_id == bindparam("worker"))
-    .values(
-        node_name=bindparam("node_name"),
-        ram_kib=bindparam("ram_kib"),
-        cores=bindparam("cores"),
-        tags=bindparam("tags"),
-        slots=bindparam("slots"),
-        last_seen_at=bindparam("last_seen_at"),
-        stopped_at=None,
+    .where(
+        workers.c.worker_id
+        == select(bindparam("worker", type_=workers.c.worker_id.type))
+        .select_from(select(func.pg_advisory_xact_lock(bindparam("node_key"))).subquery())
+        .scalar_subquery()
     )
+    .values(**_WORKER_COLUMNS)
 )
 # Built once: a claim runs them every time, and building (and keying) a statement of this
 # size costs more than SQLite takes to answer it.
@@ -276,44 +319,47 @@ async def candidates(
         "limit": limit,
     }
     while len(found) < limit:
+        if turns is not None:
+            level = await owners(conn, at_most)
+            if level is None:
+                break
+            found.extend(await _fair_level(conn, base, level, turns, limit - len(found)))
+            if level.below is None:
+                break
+            at_most = level.below
+            continue
         levels = (await conn.execute(_NEXT_LEVEL, {"at_most": at_most})).one()
         present = [level for level in levels if level is not None]
         if not present:
             break
-        level = max(present)
-        if turns is None:
-            rows: list[Row[Any]] = []
-            for status in _CLAIMABLE:
-                params = {**base, "priority": level}
-                rows.extend(await conn.execute(_PAGES[status], params))
-            # Within one level, the waiting statuses interleave by arrival.
-            found.extend(sorted(rows, key=lambda row: row.id))
-        else:
-            found.extend(await _fair_level(conn, base, level, turns, limit - len(found)))
-        if level <= _BOTTOM:
+        priority = max(present)
+        rows: list[Row[Any]] = []
+        for status in _CLAIMABLE:
+            rows.extend(await conn.execute(_PAGES[status], {**base, "priority": priority}))
+        # Within one level, the waiting statuses interleave by arrival.
+        found.extend(sorted(rows, key=lambda row: row.id))
+        if priority <= _BOTTOM:
             break
-        at_most = level - 1
+        at_most = priority - 1
     return found[:limit]
 
 
 async def _fair_level(
     conn: AsyncConnection,
     base: dict[str, Any],
-    level: int,
+    level: Level,
     turns: Mapping[str, int],
     want: int,
 ) -> list[Row[Any]]:
     """One priority level's runnable tasks, owners taking turns (see candidates)."""
     ordered = [
         owner
-        for owner, _ in sorted(
-            await owners(conn, level), key=lambda pair: (turns.get(pair[0], 0), pair[1])
-        )
+        for owner, _ in sorted(level.owners, key=lambda pair: (turns.get(pair[0], 0), pair[1]))
     ]
     found: list[Row[Any]] = []
     for start in range(0, len(ordered), OWNERS_PER_STATEMENT):
         chunk = ordered[start : start + OWNERS_PER_STATEMENT]
-        params = {**base, "priority": level, **{f"o{i}": o for i, o in enumerate(chunk)}}
+        params = {**base, "priority": level.priority, **{f"o{i}": o for i, o in enumerate(chunk)}}
         by_owner: dict[str, list[Row[Any]]] = {o: [] for o in chunk}
         for row in await conn.execute(_owner_pages(len(chunk)), params):
             by_owner[row.owner_uuid].append(row)
@@ -349,13 +395,9 @@ async def lock_candidates(
     return [fresh[row.id] for row in rows if row.id in fresh]
 
 
-async def lock_node(conn: AsyncConnection, node_name: str) -> None:
-    """Serializes claims for one node (PostgreSQL), so two replicas cannot both hand out
-    the node's last free memory. SQLite writers are serialized already."""
-    if conn.dialect.name != "postgresql":
-        return
-    key = int.from_bytes(hashlib.sha256(node_name.encode()).digest()[:8], "big", signed=True)
-    await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+def _node_key(node_name: str) -> int:
+    """The advisory lock key of a node's claim turn."""
+    return int.from_bytes(hashlib.sha256(node_name.encode()).digest()[:8], "big", signed=True)
 
 
 async def job_nodes(conn: AsyncConnection, job_id: int) -> Counter[str]:
@@ -395,7 +437,7 @@ async def failed_workers(conn: AsyncConnection, task_id: int) -> set[str]:
     return {str(w) for (w,) in rows}
 
 
-async def worker_seen(
+async def claim_turn(
     conn: AsyncConnection,
     worker_id: str,
     node_name: str,
@@ -406,8 +448,16 @@ async def worker_seen(
     tags: Collection[str] = (),
     slots: int = 0,
 ) -> bool:
-    """Records a worker's description and liveness (a stopped worker claiming again is
-    live again); True if it was not known before."""
+    """A claim's first step: takes the node's claim turn, then records the worker's
+    description and liveness (a stopped worker claiming again is live again); True if the
+    worker was not known before.
+
+    The turn serializes claims for one node (PostgreSQL: a transaction-scoped advisory
+    lock), so two replicas cannot both hand out the node's last free memory; SQLite writers
+    are serialized already. On PostgreSQL the lock and the worker's UPDATE are one statement
+    (_LOCKED_WORKER_SEEN), one round trip. `now` is when the claim asked (the worker's
+    last_seen_at): a caller that must not start work before its turn came reads the clock
+    again once this returns."""
     values = {
         "node_name": node_name,
         "ram_kib": ram_kib,
@@ -416,7 +466,11 @@ async def worker_seen(
         "slots": slots,
         "last_seen_at": now,
     }
-    result = await conn.execute(_WORKER_SEEN, {"worker": worker_id, **values})
+    if conn.dialect.name == "postgresql":
+        params = {"worker": worker_id, "node_key": _node_key(node_name), **values}
+        result = await conn.execute(_LOCKED_WORKER_SEEN, params)
+    else:
+        result = await conn.execute(_WORKER_SEEN, {"worker": worker_id, **values})
     if result.rowcount:
         return False
     # Two first claims of one worker may race (a worker with several slots): one inserts.

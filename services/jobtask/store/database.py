@@ -191,6 +191,9 @@ class Database:
         """Makes the statements of conn see one snapshot."""
         raise NotImplementedError
 
+    async def _plain_reads(self, conn: AsyncConnection) -> None:
+        """Readies a read() connection (see PostgresDatabase)."""
+
     async def _announce(self, conn: AsyncConnection) -> None:
         """Tells other processes, at commit, that this transaction changed something."""
         raise NotImplementedError
@@ -200,6 +203,7 @@ class Database:
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         async with translated(), self._connect(write=False) as conn:
+            await self._plain_reads(conn)
             yield conn
 
     @asynccontextmanager
@@ -421,6 +425,13 @@ class PostgresDatabase(Database):
 
     async def _snapshot_isolation(self, conn: AsyncConnection) -> None:
         await conn.execution_options(isolation_level="REPEATABLE READ")
+
+    async def _plain_reads(self, conn: AsyncConnection) -> None:
+        """Each statement of a read() runs in a transaction of its own (autocommit): at the
+        default READ COMMITTED each statement sees a snapshot of its own in any case, and
+        the transaction's BEGIN and ROLLBACK were two round trips of every read, as many as
+        its statement (an API token's lookup, a GetJob). snapshot() keeps one transaction."""
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
 
     async def _announce(self, conn: AsyncConnection) -> None:
         # Delivered at commit, and only if the transaction commits.

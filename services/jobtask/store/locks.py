@@ -10,12 +10,13 @@ from jobtask.domain.errors import NotFound
 from jobtask.store.arrays import among, one_of
 from jobtask.store.rows import JobRow, TaskRow, job_row, jobs_and_tasks, task_row
 from jobtask.store.schema import job_tasks, jobs
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = [
     "JOB_BY_ID",
     "lock_job",
+    "lock_job_then_others",
     "lock_jobs_by_uuid",
     "lock_pairs",
     "lock_task",
@@ -61,6 +62,13 @@ _TRY_LOCK_JOBS = (
     .where(one_of(jobs.c.id, "ids"))
     .order_by(jobs.c.id)
     .with_for_update(skip_locked=True)
+)
+
+# One job's row waited for, then others' locked unless held (lock_job_then_others): PostgreSQL
+# runs a UNION ALL's branches in order, so the first is locked before the others are tried.
+_LOCK_JOB_THEN_OTHERS = union_all(
+    select(_LOCK_JOB_BY_ID.subquery("first_job")),
+    select(_TRY_LOCK_JOBS.subquery("other_jobs")),
 )
 
 
@@ -111,3 +119,16 @@ async def try_lock_jobs(conn: AsyncConnection, job_ids: Collection[int]) -> dict
     deadlock with a transaction doing the same the other way round."""
     rows = await conn.execute(_TRY_LOCK_JOBS, {"ids": sorted(job_ids)})
     return {row.id: job_row(row) for row in rows}
+
+
+async def lock_job_then_others(
+    conn: AsyncConnection, job_id: int, others: Collection[int]
+) -> dict[int, JobRow]:
+    """lock_job(job_id=job_id), then try_lock_jobs(others), in one statement (one round
+    trip): the first job is waited for, the others (not including it) are left out if
+    another transaction holds them. NotFound if the first job is not found."""
+    rows = await conn.execute(_LOCK_JOB_THEN_OTHERS, {"job_id": job_id, "ids": sorted(others)})
+    got = {row.id: job_row(row) for row in rows}
+    if job_id not in got:
+        raise NotFound(f"job {job_id} not found")
+    return got
