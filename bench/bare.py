@@ -42,6 +42,9 @@ PUBLISH = f"/{SERVICE}/Publish"
 STATS = f"/{SERVICE}/Stats"
 # WorkerSession metadata: assignments per message (bench.ceiling); absent: all at once.
 BATCH_KEY = "bench-batch"
+# The made-up leases' ttl (seconds), the server's default.
+LEASE_TTL = 30
+ACTIVE = job_task_pb2.TASK_STATUS_ACTIVE
 
 
 class Bare:
@@ -99,16 +102,23 @@ class Bare:
         return job_pb2.Job(uuid=str(n))
 
     def _assign(self, assignments: Any, count: int) -> None:
-        for _ in range(count):
-            n = next(self.task_numbers)
-            a = assignments.add(task_token=f"token-{n}")
-            a.task.uuid = f"zzzzz-ot0gb-{n:015d}"
-            a.task.job_uuid = self.job.uuid
-            a.task.status = job_task_pb2.TASK_STATUS_ACTIVE
-            a.job.CopyFrom(self.job)
-            a.lease.lease_id = f"lease-{n}"
-            a.lease.expires_at.GetCurrentTime()
-            a.lease.ttl.FromSeconds(30)
+        """`count` made-up assignments, built as the real server builds a claim's
+        (jobtask.server.assignments): one time for the whole claim, its expiry stamped by
+        integer arithmetic (jobtask.server.convert.stamp), the job copied into each."""
+        job = self.job
+        now = time.time()
+        expires, nanos = int(now) + LEASE_TTL, int(now % 1 * 1e9)
+        for n in itertools.islice(self.task_numbers, count):
+            a = assignments.add(task_token=f"token-{n}", job=job)
+            task = a.task
+            task.uuid = f"zzzzz-ot0gb-{n:015d}"
+            task.job_uuid = job.uuid
+            task.status = ACTIVE
+            lease = a.lease
+            lease.lease_id = f"lease-{n}"
+            lease.expires_at.seconds = expires
+            lease.expires_at.nanos = nanos
+            lease.ttl.seconds = LEASE_TTL
 
     async def claim_task(
         self, request: task_service_pb2.ClaimTaskRequest, context: Any
