@@ -17,9 +17,8 @@ import time
 from collections.abc import Callable
 
 from jobtask.v1 import job_task_pb2, task_service_pb2
-from jobtask.worker import functions
 from jobtask.worker.config import WorkerConfig
-from jobtask.worker.functions import FunctionRun, TaskFunction
+from jobtask.worker.functions import FunctionRun, TaskContext, TaskFunction
 from jobtask.worker.run import Run, ignored, unheard
 from jobtask.worker.session import SessionLease, SessionLink
 
@@ -63,21 +62,25 @@ class CarriedRun(Run):
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._on_over = over
-        self._log(self._opening_note())
-        process = self.process = functions.start(
-            self.function, self.assignment, self.config.client, self._reported, self._log
+        # The opening note waits in the outbox: the watch below looks at the run no later
+        # than its log is due (within a tick, at most log_flush_seconds).
+        self._first_pending = time.monotonic()
+        self.outbox.add_log(self._opening_note())
+        process = self.process = FunctionRun(
+            self.function,
+            TaskContext(self.assignment, self.config.client, self._reported, self._log),
         )
         if self.handing_back:
             process.terminate(self.config.kill_grace)
         lease.link.watch(lease, self._on_tick)
         try:
             self.exit = await process.wait()
-            self._log(self._closing_note(self.exit))
             if self._expired or lease.lost_reason is not None:
-                return
+                return  # (nothing more is sent: not the closing note either)
+            self.outbox.add_log(self._closing_note(self.exit))
             self._exit_sent = True
             self._first_pending = None
-            lease.post(self._exit_message(self.exit))
+            lease.report(self._exit_message(self.exit))
             self._awaiting = lease.final is None
         finally:
             if not self._awaiting:

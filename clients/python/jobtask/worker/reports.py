@@ -99,7 +99,8 @@ class Outbox:
         if not text:
             return
         self._log.append(text)
-        self.log_bytes += len(text.encode())
+        # (An ASCII text's length is its size: no encoded copy for the worker's notes.)
+        self.log_bytes += len(text) if text.isascii() else len(text.encode())
         while self.log_bytes > MAX_PENDING_LOG and len(self._log) > 1:
             oldest = self._log.pop(0)
             size = len(oldest.encode())
