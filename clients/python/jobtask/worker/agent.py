@@ -253,8 +253,9 @@ class Worker:
             self._slot_freed.set()
             # No credit once told to stop (on_decided may have told it just now): the
             # server would push tasks only to have them handed back.
-            if self._link is not None and not self._told_to_stop():
-                self._link.credit(1)
+            link, stop = self._link, self._stop
+            if link is not None and not (stop is not None and stop.is_set()):
+                link.credit(1)
 
     def _told_to_stop(self) -> bool:
         """run()'s stop is set: the session hears it a few turns of the loop later."""

@@ -77,13 +77,19 @@ class Outbox:
     in full, in order."""
 
     def __init__(self) -> None:
-        self._reset()
-
-    def _reset(self) -> None:
+        # (_reset() written out: an outbox is made for every task.)
         self.progress: float | None = None
         self.output: str | None = None
         self.success: bool | None = None
         self._log: list[str] = []
+        self.log_bytes = 0
+        self.dropped = 0
+
+    def _reset(self) -> None:
+        self.progress = None
+        self.output = None
+        self.success = None
+        self._log = []
         self.log_bytes = 0
         self.dropped = 0
 

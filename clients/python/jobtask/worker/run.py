@@ -107,7 +107,8 @@ class Run:
 
     def _reported(self, report: Report) -> None:
         self.outbox.apply(report)
-        self._pending()
+        if self._first_pending is None:
+            self._pending()
         if self.outbox.urgent:
             self._wake()
 
@@ -121,7 +122,8 @@ class Run:
 
     def _exit_message(self, exit_status: Exit) -> task_service_pb2.RunTaskRequest:
         message = self.outbox.take(0)
-        message.handed_back = self.handing_back
+        if self.handing_back:
+            message.handed_back = True
         if exit_status.signal is not None:
             message.signal = exit_status.signal
         else:
