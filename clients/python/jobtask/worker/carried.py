@@ -12,6 +12,7 @@ wake-ups between the two, cost several times what a short function costs.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +24,9 @@ from jobtask.worker.run import Run, ignored, unheard
 from jobtask.worker.session import SessionLease, SessionLink
 
 Decided = Callable[[job_task_pb2.JobTask | None], None]
+Ended = Callable[["asyncio.Task[None]"], None]
+# (The worker agent's logger: its errors running a task were logged there.)
+log = logging.getLogger("jobtask.worker.agent")
 
 
 class CarriedRun(Run):
@@ -54,26 +58,29 @@ class CarriedRun(Run):
         await self.carry(decision.set_result)
         return await decision
 
-    async def carry(self, over: Decided) -> None:
+    async def carry(self, over: Decided, ended: Ended | None = None) -> None:
         """Runs the function in this task; returns once its exit is queued. `over` hears
         the task as the server decided it (None if the lease was lost), once: from the
-        session's answer, the watchdog, or before this returns if no answer is to come."""
+        session's answer, the watchdog, or before this returns if no answer is to come.
+        With `ended` (the worker's: the task this runs in is the run's own, with no
+        coroutine of the worker's around this one), this calls `ended(self.task)` as it
+        returns, and logs an error of the worker's own instead of raising it."""
         lease = self.stream
-        self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
         self._on_over = over
-        # The opening note waits in the outbox: the watch below looks at the run no later
-        # than its log is due (within a tick, at most log_flush_seconds).
-        self._first_pending = time.monotonic()
-        self.outbox.add_log(self._opening_note())
-        process = self.process = FunctionRun(
-            self.function,
-            TaskContext(self.assignment, self.config.client, self._reported, self._log),
-        )
-        if self.handing_back:
-            process.terminate(self.config.kill_grace)
-        lease.link.watch(lease, self._on_tick)
         try:
+            self._loop = asyncio.get_running_loop()
+            self._loop_thread = threading.get_ident()
+            # The opening note waits in the outbox: the watch below looks at the run no
+            # later than its log is due (within a tick, at most log_flush_seconds).
+            self._first_pending = time.monotonic()
+            self.outbox.add_log(self._opening_note())
+            process = self.process = FunctionRun(
+                self.function,
+                TaskContext(self.assignment, self.config.client, self._reported, self._log),
+            )
+            if self.handing_back:
+                process.terminate(self.config.kill_grace)
+            lease.link.watch(lease, self._on_tick)
             self.exit = await process.wait()
             if self._expired or lease.lost_reason is not None:
                 return  # (nothing more is sent: not the closing note either)
@@ -82,9 +89,15 @@ class CarriedRun(Run):
             self._first_pending = None
             lease.report(self._exit_message(self.exit))
             self._awaiting = lease.final is None
+        except Exception:
+            if ended is None:
+                raise
+            log.exception("task %s: the worker failed running it", self.task_uuid)
         finally:
             if not self._awaiting:
                 self._settle()
+            if ended is not None:
+                ended(self.task)
 
     def _settle(self) -> None:
         """Over: the lease and the function no longer call back into the run (so that it
