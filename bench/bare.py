@@ -45,6 +45,7 @@ BATCH_KEY = "bench-batch"
 # The made-up leases' ttl (seconds), the server's default.
 LEASE_TTL = 30
 ACTIVE = job_task_pb2.TASK_STATUS_ACTIVE
+COMPLETED = job_task_pb2.TASK_STATUS_COMPLETED
 
 
 class Bare:
@@ -142,13 +143,16 @@ class Bare:
             credits = msg.open.free_slots if msg.HasField("open") else msg.credits
             first = min(credits, batch) if batch else credits
             self._assign(response.assignments, first)
+            add = response.updates.add
             for report in msg.reports:
                 if report.HasField("exit_code"):
-                    update = response.updates.add(task_uuid=report.task_uuid, acked_seq=report.seq)
+                    uuid = report.task_uuid
+                    update = add(task_uuid=uuid, acked_seq=report.seq)
                     update.lease.lease_id = report.lease_id
-                    update.task.uuid = report.task_uuid
-                    update.task.status = job_task_pb2.TASK_STATUS_COMPLETED
-                    update.task.progress = 1.0
+                    task = update.task
+                    task.uuid = uuid
+                    task.status = COMPLETED
+                    task.progress = 1.0
             response.heartbeat_acked = msg.heartbeat
             if response.assignments or response.updates or msg.heartbeat:
                 traffic["responses"] += 1
