@@ -42,6 +42,10 @@ PUBLISH = f"/{SERVICE}/Publish"
 STATS = f"/{SERVICE}/Stats"
 # WorkerSession metadata: assignments per message (bench.ceiling); absent: all at once.
 BATCH_KEY = "bench-batch"
+# The made-up leases' ttl (seconds), the server's default.
+LEASE_TTL = 30
+ACTIVE = job_task_pb2.TASK_STATUS_ACTIVE
+COMPLETED = job_task_pb2.TASK_STATUS_COMPLETED
 
 
 class Bare:
@@ -99,16 +103,23 @@ class Bare:
         return job_pb2.Job(uuid=str(n))
 
     def _assign(self, assignments: Any, count: int) -> None:
-        for _ in range(count):
-            n = next(self.task_numbers)
-            a = assignments.add(task_token=f"token-{n}")
-            a.task.uuid = f"zzzzz-ot0gb-{n:015d}"
-            a.task.job_uuid = self.job.uuid
-            a.task.status = job_task_pb2.TASK_STATUS_ACTIVE
-            a.job.CopyFrom(self.job)
-            a.lease.lease_id = f"lease-{n}"
-            a.lease.expires_at.GetCurrentTime()
-            a.lease.ttl.FromSeconds(30)
+        """`count` made-up assignments, built as the real server builds a claim's
+        (jobtask.server.assignments): one time for the whole claim, its expiry stamped by
+        integer arithmetic (jobtask.server.convert.stamp), the job copied into each."""
+        job = self.job
+        now = time.time()
+        expires, nanos = int(now) + LEASE_TTL, int(now % 1 * 1e9)
+        for n in itertools.islice(self.task_numbers, count):
+            a = assignments.add(task_token=f"token-{n}", job=job)
+            task = a.task
+            task.uuid = f"zzzzz-ot0gb-{n:015d}"
+            task.job_uuid = job.uuid
+            task.status = ACTIVE
+            lease = a.lease
+            lease.lease_id = f"lease-{n}"
+            lease.expires_at.seconds = expires
+            lease.expires_at.nanos = nanos
+            lease.ttl.seconds = LEASE_TTL
 
     async def claim_task(
         self, request: task_service_pb2.ClaimTaskRequest, context: Any
@@ -132,13 +143,16 @@ class Bare:
             credits = msg.open.free_slots if msg.HasField("open") else msg.credits
             first = min(credits, batch) if batch else credits
             self._assign(response.assignments, first)
+            add = response.updates.add
             for report in msg.reports:
                 if report.HasField("exit_code"):
-                    update = response.updates.add(task_uuid=report.task_uuid, acked_seq=report.seq)
+                    uuid = report.task_uuid
+                    update = add(task_uuid=uuid, acked_seq=report.seq)
                     update.lease.lease_id = report.lease_id
-                    update.task.uuid = report.task_uuid
-                    update.task.status = job_task_pb2.TASK_STATUS_COMPLETED
-                    update.task.progress = 1.0
+                    task = update.task
+                    task.uuid = uuid
+                    task.status = COMPLETED
+                    task.progress = 1.0
             response.heartbeat_acked = msg.heartbeat
             if response.assignments or response.updates or msg.heartbeat:
                 traffic["responses"] += 1

@@ -214,20 +214,17 @@ class Worker:
             )
         # The run takes itself out of _tasks as it ends (a done callback would cost each
         # task another turn of the loop).
-        run.task = asyncio.create_task(self._run(slot, run))
+        if isinstance(run, CarriedRun):
+            # A function on the session runs in a task of its own, with nothing around it;
+            # the decision comes by callback, after this task ended (waking it for the
+            # decision cost each task another turn of the loop).
+            over = functools.partial(self._over, slot, run)
+            run.task = asyncio.create_task(run.carry(over, self._tasks.discard))
+        else:
+            run.task = asyncio.create_task(self._run(slot, run))
         self._tasks.add(run.task)
 
-    async def _run(self, slot: int, run: TaskRun | CarriedRun) -> None:
-        if isinstance(run, CarriedRun):
-            # A function on the session: the decision comes by callback, after this task
-            # ended (waking it for the decision cost each task another turn of the loop).
-            try:
-                await run.carry(functools.partial(self._over, slot, run))
-            except Exception:
-                log.exception("task %s: the worker failed running it", run.task_uuid)
-            finally:
-                self._tasks.discard(run.task)
-            return
+    async def _run(self, slot: int, run: TaskRun) -> None:
         decided = None
         try:
             decided = await run.run()
@@ -253,8 +250,9 @@ class Worker:
             self._slot_freed.set()
             # No credit once told to stop (on_decided may have told it just now): the
             # server would push tasks only to have them handed back.
-            if self._link is not None and not self._told_to_stop():
-                self._link.credit(1)
+            link, stop = self._link, self._stop
+            if link is not None and not (stop is not None and stop.is_set()):
+                link.credit(1)
 
     def _told_to_stop(self) -> bool:
         """run()'s stop is set: the session hears it a few turns of the loop later."""

@@ -12,18 +12,21 @@ wake-ups between the two, cost several times what a short function costs.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Callable
 
 from jobtask.v1 import job_task_pb2, task_service_pb2
-from jobtask.worker import functions
 from jobtask.worker.config import WorkerConfig
-from jobtask.worker.functions import FunctionRun, TaskFunction
+from jobtask.worker.functions import FunctionRun, TaskContext, TaskFunction
 from jobtask.worker.run import Run, ignored, unheard
 from jobtask.worker.session import SessionLease, SessionLink
 
 Decided = Callable[[job_task_pb2.JobTask | None], None]
+Ended = Callable[["asyncio.Task[None]"], None]
+# (The worker agent's logger: its errors running a task were logged there.)
+log = logging.getLogger("jobtask.worker.agent")
 
 
 class CarriedRun(Run):
@@ -55,33 +58,46 @@ class CarriedRun(Run):
         await self.carry(decision.set_result)
         return await decision
 
-    async def carry(self, over: Decided) -> None:
+    async def carry(self, over: Decided, ended: Ended | None = None) -> None:
         """Runs the function in this task; returns once its exit is queued. `over` hears
         the task as the server decided it (None if the lease was lost), once: from the
-        session's answer, the watchdog, or before this returns if no answer is to come."""
+        session's answer, the watchdog, or before this returns if no answer is to come.
+        With `ended` (the worker's: the task this runs in is the run's own, with no
+        coroutine of the worker's around this one), this calls `ended(self.task)` as it
+        returns, and logs an error of the worker's own instead of raising it."""
         lease = self.stream
-        self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
         self._on_over = over
-        self._log(self._opening_note())
-        process = self.process = functions.start(
-            self.function, self.assignment, self.config.client, self._reported, self._log
-        )
-        if self.handing_back:
-            process.terminate(self.config.kill_grace)
-        lease.link.watch(lease, self._on_tick)
         try:
+            self._loop = asyncio.get_running_loop()
+            self._loop_thread = threading.get_ident()
+            # The opening note waits in the outbox: the watch below looks at the run no
+            # later than its log is due (within a tick, at most log_flush_seconds).
+            self._first_pending = time.monotonic()
+            self.outbox.add_log(self._opening_note())
+            process = self.process = FunctionRun(
+                self.function,
+                TaskContext(self.assignment, self.config.client, self._reported, self._log),
+            )
+            if self.handing_back:
+                process.terminate(self.config.kill_grace)
+            lease.link.watch(lease, self._on_tick)
             self.exit = await process.wait()
-            self._log(self._closing_note(self.exit))
             if self._expired or lease.lost_reason is not None:
-                return
+                return  # (nothing more is sent: not the closing note either)
+            self.outbox.add_log(self._closing_note(self.exit))
             self._exit_sent = True
             self._first_pending = None
-            lease.post(self._exit_message(self.exit))
+            lease.report(self._exit_message(self.exit))
             self._awaiting = lease.final is None
+        except Exception:
+            if ended is None:
+                raise
+            log.exception("task %s: the worker failed running it", self.task_uuid)
         finally:
             if not self._awaiting:
                 self._settle()
+            if ended is not None:
+                ended(self.task)
 
     def _settle(self) -> None:
         """Over: the lease and the function no longer call back into the run (so that it

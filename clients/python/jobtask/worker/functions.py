@@ -246,9 +246,7 @@ class FunctionRun:
         self._task.uncancel()
         return True
 
-    async def _call(self) -> Any:
-        if _is_async(self.fn):
-            return await self.fn(self.ctx)
+    async def _call_plain(self) -> Any:
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(None, functools.partial(self.fn, self.ctx))
         if inspect.isawaitable(result):
@@ -283,7 +281,9 @@ class FunctionRun:
             self._task = asyncio.current_task()
             self._state = "running"
             try:
-                result = await self._call()
+                # (An async function is awaited here: no coroutine of ours around it.)
+                fn = self.fn
+                result = await (fn(self.ctx) if _is_async(fn) else self._call_plain())
             finally:
                 self._state = "ended"
         except asyncio.CancelledError:

@@ -105,10 +105,11 @@ class TaskLease:
         acked = news.acked_seq
         if acked:
             sent_at = self._sent_at.get(acked)
-            if sent_at is not None:
-                self.renewed(sent_at)
+            if sent_at is not None and sent_at > self.renewed_at:
+                self.renewed_at = sent_at  # (renewed(), written out)
             if acked >= self._seq:  # all of them (the usual answer)
-                self._sent_at, self._unacked = {}, []
+                self._sent_at.clear()
+                self._unacked.clear()
             else:
                 self._sent_at = {n: t for n, t in self._sent_at.items() if n > acked}
                 self._unacked = [m for m in self._unacked if m.seq > acked]

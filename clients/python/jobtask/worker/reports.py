@@ -77,13 +77,19 @@ class Outbox:
     in full, in order."""
 
     def __init__(self) -> None:
-        self._reset()
-
-    def _reset(self) -> None:
+        # (_reset() written out: an outbox is made for every task.)
         self.progress: float | None = None
         self.output: str | None = None
         self.success: bool | None = None
         self._log: list[str] = []
+        self.log_bytes = 0
+        self.dropped = 0
+
+    def _reset(self) -> None:
+        self.progress = None
+        self.output = None
+        self.success = None
+        self._log = []
         self.log_bytes = 0
         self.dropped = 0
 
@@ -99,7 +105,8 @@ class Outbox:
         if not text:
             return
         self._log.append(text)
-        self.log_bytes += len(text.encode())
+        # (An ASCII text's length is its size: no encoded copy for the worker's notes.)
+        self.log_bytes += len(text) if text.isascii() else len(text.encode())
         while self.log_bytes > MAX_PENDING_LOG and len(self._log) > 1:
             oldest = self._log.pop(0)
             size = len(oldest.encode())

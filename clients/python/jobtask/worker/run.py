@@ -80,12 +80,13 @@ class Run:
     def _opening_note(self) -> str:
         # Each attempt's part of the task log opens and closes with a line of ours, so that
         # `jobtask logs` shows where one attempt ends and why, and where the next begins.
+        # (note()'s format written out: these two run for every task.)
         attempt = self.assignment.task.attempt
-        config = self.config
-        return note(f"attempt {attempt} on {config.node_name} (worker {config.worker_id})")
+        where = f"{self.config.node_name} (worker {self.config.worker_id})"
+        return f"[jobtask-worker] attempt {attempt} on {where}\n"
 
     def _closing_note(self, exit_status: Exit) -> str:
-        return note(f"attempt {self.assignment.task.attempt} ended: {exit_status}")
+        return f"[jobtask-worker] attempt {self.assignment.task.attempt} ended: {exit_status}\n"
 
     def _log(self, text: str) -> None:
         if not text:
@@ -106,7 +107,8 @@ class Run:
 
     def _reported(self, report: Report) -> None:
         self.outbox.apply(report)
-        self._pending()
+        if self._first_pending is None:
+            self._pending()
         if self.outbox.urgent:
             self._wake()
 
@@ -120,7 +122,8 @@ class Run:
 
     def _exit_message(self, exit_status: Exit) -> task_service_pb2.RunTaskRequest:
         message = self.outbox.take(0)
-        message.handed_back = self.handing_back
+        if self.handing_back:
+            message.handed_back = True
         if exit_status.signal is not None:
             message.signal = exit_status.signal
         else:

@@ -297,9 +297,14 @@ class SessionLease(TaskLease):
 
     def post(self, message: task_service_pb2.RunTaskRequest) -> None:
         """send() without the await: the session's writer sends what is queued."""
-        self.check()
         if not message.ListFields():
+            self.check()
             return  # a heartbeat: the session's own renews every lease at once
+        self.report(message)
+
+    def report(self, message: task_service_pb2.RunTaskRequest) -> None:
+        """post() for a message that carries something (an exit always does)."""
+        self.check()
         self._number(message)
         message.task_uuid = self.task_uuid
         message.lease_id = self.lease_id
