@@ -80,13 +80,12 @@ class Run:
     def _opening_note(self) -> str:
         # Each attempt's part of the task log opens and closes with a line of ours, so that
         # `jobtask logs` shows where one attempt ends and why, and where the next begins.
-        # (note()'s format written out: these two run for every task.)
         attempt = self.assignment.task.attempt
-        where = f"{self.config.node_name} (worker {self.config.worker_id})"
-        return f"[jobtask-worker] attempt {attempt} on {where}\n"
+        config = self.config
+        return note(f"attempt {attempt} on {config.node_name} (worker {config.worker_id})")
 
     def _closing_note(self, exit_status: Exit) -> str:
-        return f"[jobtask-worker] attempt {self.assignment.task.attempt} ended: {exit_status}\n"
+        return note(f"attempt {self.assignment.task.attempt} ended: {exit_status}")
 
     def _log(self, text: str) -> None:
         if not text:
