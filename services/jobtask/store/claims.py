@@ -124,7 +124,7 @@ def runnable_tasks(
 
 def _next_level() -> Select[Any]:
     """The highest priority, at most :at_most, among dispatchable jobs: one index probe per
-    job status (ix_jobs_queue), where DISTINCT over the jobs would read them all."""
+    job status (ix_jobs_fair's prefix), where DISTINCT over the jobs would read them all."""
     probes = [
         select(jobs.c.priority)
         .where(jobs.c.status == status, jobs.c.priority <= bindparam("at_most"))
@@ -232,8 +232,10 @@ _NEXT_LEVEL = _next_level()
 _PAGES = {status: _page(status) for status in _CLAIMABLE}
 _OWNERS = _owners()
 # The earliest end of a retry backoff still to come (a waiting claim wakes up then).
+# A constant status, so SQLite and a cached generic plan can prove the partial
+# ix_job_tasks_status_id holds the rows.
 _NEXT_RUNNABLE = select(func.min(job_tasks.c.runnable_after)).where(
-    job_tasks.c.status == TaskStatus.SOFT_FAILED.value,
+    job_tasks.c.status == _constant(TaskStatus.SOFT_FAILED.value),
     job_tasks.c.runnable_after > bindparam("now"),
 )
 # PostgreSQL locks the candidates it takes with this (see lock_candidates).
