@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from jobtask.domain.query import Condition, ListQuery
 from jobtask.store import claims, leases, tasks, tokens, workers
+from jobtask.store import jobs as jobs_store
 from jobtask.store.database import Database
 from jobtask.store.migrate import upgrade
 from jobtask.store.schema import job_tasks, jobs
@@ -192,6 +193,11 @@ LOOKUPS: dict[str, tuple[Lookup, set[str]]] = {
         _listing(Condition(("status",), "=", "failed")),
         {"ix_job_tasks_status_id"},
     ),
+    "listing active tasks": (
+        _listing(Condition(("status",), "=", "active")),
+        {"ix_job_tasks_active_job_id"},
+    ),
+    "queued jobs count": (jobs_store.count_queued, {"ix_jobs_fair"}),
     "workers' running tasks": (
         lambda c: workers.running_tasks(c, ["w1", "w2"]),
         {"ix_job_tasks_active_job_id"},

@@ -11,6 +11,8 @@ never a HOT update; SQLite: each index whose key or condition the write changes)
 - ix_job_tasks_status_id holds no active or completed task: the claims walk waiting tasks,
   listings filter on the statuses a task ends in otherwise. A task that completes is written
   into it once, not three times.
+- ix_job_tasks_active_job_id gains the status column, constant in it, so that it covers a
+  count of active tasks (SQLite counted them through every task's job index otherwise).
 - SQLite's task indexes are partial as PostgreSQL's are (0020): an INSERT writes no entry for
   a task without lease, token or creator, a claim none into the waiting tasks' owner index.
 - ix_jobs_queue (status, priority, created_at) goes: ix_jobs_fair (status, priority, ...)
@@ -22,6 +24,8 @@ never a HOT update; SQLite: each index whose key or condition the write changes)
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 from alembic import op
 from sqlalchemy import text
@@ -35,41 +39,86 @@ _NOT_RUNNING_OR_DONE = (
     "status = 'queued' OR status = 'soft-failed' OR status = 'failed'"
     " OR status = 'canceled' OR status = 'paused'"
 )
-# (index, columns, rows before on SQLite (None: all), before on PostgreSQL, after on both).
-_TASK_INDEXES = (
-    ("ix_job_tasks_status_id", ["status", "id"], None, None, _NOT_RUNNING_OR_DONE),
-    (
+_WAITING = "status IN ('queued', 'soft-failed')"
+_ACTIVE = "status = 'active'"
+_LEASED = "lease_expires_at IS NOT NULL"
+_TOKENED = "token_digest IS NOT NULL"
+_CREATED = "created_by_job_task_uuid IS NOT NULL"
+
+
+class _Change(NamedTuple):
+    """One index of job_tasks before and after (rows: its condition, None for all rows)."""
+
+    name: str
+    columns: list[str]
+    columns_after: list[str]
+    sqlite_rows: str | None
+    postgres_rows: str | None
+    rows_after: str
+
+    def before(self, postgres: bool) -> tuple[list[str], str | None]:
+        return self.columns, self.postgres_rows if postgres else self.sqlite_rows
+
+    def after(self) -> tuple[list[str], str | None]:
+        return self.columns_after, self.rows_after
+
+
+_ACTIVE_COLUMNS = ["job_id", "node_name"]
+_CHANGES = (
+    _Change(
+        "ix_job_tasks_active_job_id",
+        _ACTIVE_COLUMNS,
+        [*_ACTIVE_COLUMNS, "status"],
+        _ACTIVE,
+        _ACTIVE,
+        _ACTIVE,
+    ),
+    _Change(
+        "ix_job_tasks_status_id",
+        ["status", "id"],
+        ["status", "id"],
+        None,
+        None,
+        _NOT_RUNNING_OR_DONE,
+    ),
+    _Change(
         "ix_job_tasks_status_owner_uuid_id",
         ["status", "owner_uuid", "id"],
+        ["status", "owner_uuid", "id"],
         None,
-        "status IN ('queued', 'soft-failed')",
-        "status IN ('queued', 'soft-failed')",
+        _WAITING,
+        _WAITING,
     ),
-    (
+    _Change(
         "ix_job_tasks_lease_expires_at",
         ["lease_expires_at"],
+        ["lease_expires_at"],
         None,
-        "lease_expires_at IS NOT NULL",
-        "lease_expires_at IS NOT NULL",
+        _LEASED,
+        _LEASED,
     ),
-    (
-        "ix_job_tasks_token_digest",
-        ["token_digest"],
-        None,
-        "token_digest IS NOT NULL",
-        "token_digest IS NOT NULL",
+    _Change(
+        "ix_job_tasks_token_digest", ["token_digest"], ["token_digest"], None, _TOKENED, _TOKENED
     ),
-    (
+    _Change(
         "ix_job_tasks_created_by",
         ["created_by_job_task_uuid"],
+        ["created_by_job_task_uuid"],
         None,
-        "created_by_job_task_uuid IS NOT NULL",
-        "created_by_job_task_uuid IS NOT NULL",
+        _CREATED,
+        _CREATED,
     ),
 )
 
 
-def _create(name: str, columns: list[str], rows: str | None) -> None:
+def _remake(
+    name: str, old: tuple[list[str], str | None], new: tuple[list[str], str | None]
+) -> None:
+    """The index made again as `new` (columns, rows), unless it is that already."""
+    if old == new:
+        return
+    op.drop_index(name, table_name="job_tasks")
+    columns, rows = new
     where = None if rows is None else text(rows)
     op.create_index(name, "job_tasks", columns, postgresql_where=where, sqlite_where=where)
 
@@ -77,11 +126,8 @@ def _create(name: str, columns: list[str], rows: str | None) -> None:
 def upgrade() -> None:
     postgres = op.get_bind().dialect.name == "postgresql"
     op.drop_index("ix_jobs_queue", table_name="jobs")
-    for name, columns, sqlite_before, postgres_before, after in _TASK_INDEXES:
-        if (postgres_before if postgres else sqlite_before) == after:
-            continue
-        op.drop_index(name, table_name="job_tasks")
-        _create(name, columns, after)
+    for change in _CHANGES:
+        _remake(change.name, change.before(postgres), change.after())
     if postgres:
         op.execute("ALTER TABLE jobs SET (fillfactor = 90)")
 
@@ -90,10 +136,6 @@ def downgrade() -> None:
     postgres = op.get_bind().dialect.name == "postgresql"
     if postgres:
         op.execute("ALTER TABLE jobs RESET (fillfactor)")
-    for name, columns, sqlite_before, postgres_before, after in _TASK_INDEXES:
-        before = postgres_before if postgres else sqlite_before
-        if before == after:
-            continue
-        op.drop_index(name, table_name="job_tasks")
-        _create(name, columns, before)
+    for change in _CHANGES:
+        _remake(change.name, change.after(), change.before(postgres))
     op.create_index("ix_jobs_queue", "jobs", ["status", "priority", "created_at"])
