@@ -123,8 +123,10 @@ async def store(database_url: str) -> AsyncIterator[Database]:
 Lookup = Callable[[AsyncConnection], Awaitable[Any]]
 
 
-async def _indexes_used(db: Database, lookup: Lookup) -> set[str]:
-    """The indexes the plans of the statements `lookup` sends read (any table's)."""
+async def _indexes_used(db: Database, lookup: Lookup, *, generic: bool = False) -> set[str]:
+    """The indexes the plans of the statements `lookup` sends read (any table's).
+    `generic`: on PostgreSQL, the plans made without the parameters' values, as the cached
+    plan of a statement run often may be (asyncpg prepares every statement)."""
 
     async def run(conn: AsyncConnection) -> set[str]:
         sent: list[tuple[str, Any]] = []
@@ -140,8 +142,20 @@ async def _indexes_used(db: Database, lookup: Lookup) -> set[str]:
         used: set[str] = set()
         for sql, params in sent:
             if conn.dialect.name == "postgresql":
-                result = await conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {sql}", params)
-                plan = result.scalar()
+                if generic:
+                    await conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_generic_plan")
+                    await conn.exec_driver_sql(f"PREPARE lookup AS {sql}")
+                    args = ", ".join(_literal(value) for value in params)
+                    result = await conn.exec_driver_sql(
+                        f"EXPLAIN (FORMAT JSON) EXECUTE lookup({args})"
+                        if params
+                        else "EXPLAIN (FORMAT JSON) EXECUTE lookup"
+                    )
+                    plan = result.scalar()
+                    await conn.exec_driver_sql("DEALLOCATE lookup")
+                else:
+                    result = await conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {sql}", params)
+                    plan = result.scalar()
                 used |= _pg_indexes(json.loads(plan) if isinstance(plan, str) else plan)
             else:
                 result = await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params)
@@ -150,6 +164,24 @@ async def _indexes_used(db: Database, lookup: Lookup) -> set[str]:
         return used
 
     return await db.transact(run)
+
+
+def _literal(value: Any) -> str:
+    """`value` as an untyped PostgreSQL literal (EXECUTE casts it to its parameter's type)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, (list, tuple)):
+        items = ",".join('"' + str(v).replace('"', '\\"') + '"' for v in value)
+        return _quoted("{" + items + "}")
+    if isinstance(value, bytes):
+        return _quoted("\\x" + value.hex())
+    if isinstance(value, dt.datetime):
+        return _quoted(value.isoformat())
+    return _quoted(str(value))
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _pg_indexes(plan: Any) -> set[str]:
@@ -195,6 +227,14 @@ LOOKUPS: dict[str, tuple[Lookup, set[str]]] = {
     ),
     "listing active tasks": (
         _listing(Condition(("status",), "=", "active")),
+        {"ix_job_tasks_active_job_id"},
+    ),
+    "node reservations": (
+        lambda c: claims.node_reservations(c, "n1"),
+        {"ix_job_tasks_active_job_id"},
+    ),
+    "placement's per-node counts": (
+        lambda c: claims.job_nodes(c, 2),
         {"ix_job_tasks_active_job_id"},
     ),
     "queued jobs count": (jobs_store.count_queued, {"ix_jobs_fair"}),
@@ -248,3 +288,29 @@ async def test_task_indexes_hold_only_the_rows_their_lookups_find(store: Databas
     assert partial == _PARTIAL_TASK_INDEXES
     assert "ix_jobs_queue" not in job_index_names
     assert "ix_jobs_fair" in job_index_names
+
+
+# Statements the server runs over and over (a cached generic plan may serve them): their
+# partial indexes must be proven from the statement's text, not from its parameters.
+REPEATED = (
+    "claim pages",
+    "fair share's claim pages",
+    "next retry",
+    "reaper",
+    "task token",
+    "canceled task token",
+    "children",
+    "workers' running tasks",
+    "node reservations",
+)
+
+
+@pytest.mark.parametrize("name", REPEATED)
+async def test_a_repeated_lookup_reads_through_its_index_as_a_generic_plan(
+    store: Database, database_url: str, name: str
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite plans each statement with its parameters")
+    lookup, expected = LOOKUPS[name]
+    used = await _indexes_used(store, lookup, generic=True)
+    assert expected <= used, f"{name}: generic plans read {sorted(used)}"

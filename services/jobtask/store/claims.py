@@ -371,11 +371,13 @@ async def job_nodes(conn: AsyncConnection, job_id: int) -> Counter[str]:
 
 
 async def node_reservations(conn: AsyncConnection, node_name: str) -> list[tuple[Any, Any]]:
-    """(job constraints, task constraints) of every task active on the node."""
+    """(job constraints, task constraints) of every task active on the node: a walk of
+    ix_job_tasks_active_job_id, which holds the active tasks only (the status a constant in
+    the text, so that a cached generic plan can use it too)."""
     rows = await conn.execute(
         select(jobs.c.runtime_constraints, job_tasks.c.runtime_constraints)
         .join(jobs, jobs.c.id == job_tasks.c.job_id)
-        .where(job_tasks.c.node_name == node_name, job_tasks.c.status == _ACTIVE)
+        .where(job_tasks.c.node_name == node_name, job_tasks.c.status == _constant(_ACTIVE))
     )
     return [(job_rc, task_rc) for job_rc, task_rc in rows]
 
