@@ -73,8 +73,8 @@ def _task(n: int) -> dict[str, Any]:
         # Every task after each job's first is its first task's child.
         "created_by_job_task_uuid": None if n <= JOBS else _task_uuid(1 + (n - 1) % JOBS),
         "status": status,
-        "worker_id": f"w{n % 20}" if active else None,
-        "node_name": f"n{n % 20}" if active else None,
+        "worker_id": f"w{n // 100 % 20}" if active else None,
+        "node_name": f"n{n // 100 % 20}" if active else None,
         "lease_id": f"lease-{n}" if active else None,
         # One lease in ten expired.
         "lease_expires_at": NOW + dt.timedelta(seconds=-60 if n % 1000 == 1 else 60)
