@@ -156,15 +156,14 @@ job_tasks = Table(
     # (a cached generic plan keeps it) took (job_id, status) and read every task of the
     # job for each candidate. Its status column makes it cover a count of active tasks
     # (ListTasks status=active): SQLite (3.40) otherwise counted them by a walk of every
-    # task's (job_id, sequence, status), the status index leaving active tasks out. Its
-    # worker column lets the registry's running tasks be picked out in the index, reading
-    # only theirs (both set when a task becomes active, so no write more).
+    # task's (job_id, sequence, status), the status index leaving active tasks out. Not
+    # the worker's column: PostgreSQL 15 made `worker_id = ANY(...)` on it an index
+    # condition, one pass over the whole index per worker named (the registry's read).
     Index(
         "ix_job_tasks_active_job_id",
         "job_id",
         "node_name",
         "status",
-        "worker_id",
         postgresql_where=text("status = 'active'"),
         sqlite_where=text("status = 'active'"),
     ),

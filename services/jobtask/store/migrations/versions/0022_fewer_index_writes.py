@@ -12,8 +12,7 @@ never a HOT update; SQLite: each index whose key or condition the write changes)
   listings filter on the statuses a task ends in otherwise. A task that completes is written
   into it once, not three times.
 - ix_job_tasks_active_job_id gains the status column, constant in it, so that it covers a
-  count of active tasks (SQLite counted them through every task's job index otherwise),
-  and the worker's, so that a worker's running tasks are picked out in the index.
+  count of active tasks (SQLite counted them through every task's job index otherwise).
 - SQLite's task indexes are partial as PostgreSQL's are (0020): an INSERT writes no entry for
   a task without lease, token or creator, a claim none into the waiting tasks' owner index.
 - ix_jobs_queue (status, priority, created_at) goes: ix_jobs_fair (status, priority, ...)
@@ -70,7 +69,7 @@ _CHANGES = (
     _Change(
         "ix_job_tasks_active_job_id",
         _ACTIVE_COLUMNS,
-        [*_ACTIVE_COLUMNS, "status", "worker_id"],
+        [*_ACTIVE_COLUMNS, "status"],
         _ACTIVE,
         _ACTIVE,
         _ACTIVE,
