@@ -125,7 +125,7 @@ def runnable_tasks(
 
 def _next_level() -> Select[Any]:
     """The highest priority, at most :at_most, among dispatchable jobs: one index probe per
-    job status (ix_jobs_queue), where DISTINCT over the jobs would read them all."""
+    job status (ix_jobs_fair's prefix), where DISTINCT over the jobs would read them all."""
     probes = [
         select(jobs.c.priority)
         .where(jobs.c.status == status, jobs.c.priority <= bindparam("at_most"))
@@ -275,8 +275,10 @@ _NEXT_LEVEL = _next_level()
 _PAGES = {status: _page(status) for status in _CLAIMABLE}
 _OWNERS = _owners()
 # The earliest end of a retry backoff still to come (a waiting claim wakes up then).
+# A constant status, so SQLite and a cached generic plan can prove the partial
+# ix_job_tasks_status_id holds the rows.
 _NEXT_RUNNABLE = select(func.min(job_tasks.c.runnable_after)).where(
-    job_tasks.c.status == TaskStatus.SOFT_FAILED.value,
+    job_tasks.c.status == _constant(TaskStatus.SOFT_FAILED.value),
     job_tasks.c.runnable_after > bindparam("now"),
 )
 # PostgreSQL locks the candidates it takes with this (see lock_candidates).
@@ -411,11 +413,13 @@ async def job_nodes(conn: AsyncConnection, job_id: int) -> Counter[str]:
 
 
 async def node_reservations(conn: AsyncConnection, node_name: str) -> list[tuple[Any, Any]]:
-    """(job constraints, task constraints) of every task active on the node."""
+    """(job constraints, task constraints) of every task active on the node: a walk of
+    ix_job_tasks_active_job_id, which holds the active tasks only (the status a constant in
+    the text, so that a cached generic plan can use it too)."""
     rows = await conn.execute(
         select(jobs.c.runtime_constraints, job_tasks.c.runtime_constraints)
         .join(jobs, jobs.c.id == job_tasks.c.job_id)
-        .where(job_tasks.c.node_name == node_name, job_tasks.c.status == _ACTIVE)
+        .where(job_tasks.c.node_name == node_name, job_tasks.c.status == _constant(_ACTIVE))
     )
     return [(job_rc, task_rc) for job_rc, task_rc in rows]
 

@@ -88,13 +88,26 @@ jobs = Table(
     # {worker_id, failed_tasks, added_at}. Both cleared by requeue.
     Column("failure_reason", Json),
     Column("blocklist", Json),
-    Index("ix_jobs_queue", "status", "priority", "created_at"),
-    # Fair share's walk from owner to owner of a priority level (store.claims.owners).
+    # The claims' probe for the next priority level (store.claims._next_level, its prefix)
+    # and fair share's walk from owner to owner of a priority level (store.claims.owners).
     Index("ix_jobs_fair", "status", "priority", "owner_uuid", "id"),
     Index("ix_jobs_identity", "identity"),
     Index("ix_jobs_modified_at", "modified_at"),
     Index("ix_jobs_owner_uuid", "owner_uuid"),
 )
+
+# The rows of job_tasks' partial indexes. _NOT_RUNNING_OR_DONE is an OR of equalities, not
+# `status NOT IN ('active', 'completed')`: SQLite proves it from `status = 'queued'` (or
+# from `status = ?` bound to a status it names), and a NOT IN from nothing. A new task
+# status is added here if lookups by it need the index.
+_NOT_RUNNING_OR_DONE = (
+    "status = 'queued' OR status = 'soft-failed' OR status = 'failed'"
+    " OR status = 'canceled' OR status = 'paused'"
+)
+_WAITING = "status IN ('queued', 'soft-failed')"
+_CREATED = "created_by_job_task_uuid IS NOT NULL"
+_LEASED = "lease_expires_at IS NOT NULL"
+_TOKENED = "token_digest IS NOT NULL"
 
 job_tasks = Table(
     "job_tasks",
@@ -141,24 +154,42 @@ job_tasks = Table(
     # != 'completed') must find only (job_id, sequence, status), the index that reads no
     # more than the lower sequences. Offered both, a plan made while the table was small
     # (a cached generic plan keeps it) took (job_id, status) and read every task of the
-    # job for each candidate.
+    # job for each candidate. Its status column makes it cover a count of active tasks
+    # (ListTasks status=active): SQLite (3.40) otherwise counted them by a walk of every
+    # task's (job_id, sequence, status), the status index leaving active tasks out. Not
+    # the worker's column: PostgreSQL 15 made `worker_id = ANY(...)` on it an index
+    # condition, one pass over the whole index per worker named (the registry's read).
     Index(
         "ix_job_tasks_active_job_id",
         "job_id",
         "node_name",
+        "status",
         postgresql_where=text("status = 'active'"),
         sqlite_where=text("status = 'active'"),
     ),
-    # Partial indexes (PostgreSQL) hold only the row versions their lookups can find:
-    # every task write inserts into each index that holds its new version (a status
-    # change is never a HOT update), so each one left out is work saved per write.
+    # Partial indexes hold only the rows their lookups can find: every task write inserts
+    # into each index that holds its new version (on PostgreSQL a status change is never a
+    # HOT update, so into every index; on SQLite into each index whose key or condition it
+    # changes), so each one left out is work saved per write. SQLite uses a partial index
+    # only when it can prove the query's WHERE implies the index's: `x IS NOT NULL` from a
+    # comparison of x, a condition from the same text in the query, an OR from one of its
+    # terms (tests/core/test_index_plans.py pins each lookup's index on both stores).
     Index(
         "ix_job_tasks_created_by",
         "created_by_job_task_uuid",
-        postgresql_where=text("created_by_job_task_uuid IS NOT NULL"),
+        postgresql_where=text(_CREATED),
+        sqlite_where=text(_CREATED),
     ),
-    # Claims walk each waiting status in order of arrival (store.claims.candidates).
-    Index("ix_job_tasks_status_id", "status", "id"),
+    # Claims walk each waiting status in order of arrival (store.claims.candidates);
+    # listings filter on the other statuses a task ends in. Not active or completed tasks,
+    # which a task is in at its last two writes.
+    Index(
+        "ix_job_tasks_status_id",
+        "status",
+        "id",
+        postgresql_where=text(_NOT_RUNNING_OR_DONE),
+        sqlite_where=text(_NOT_RUNNING_OR_DONE),
+    ),
     # Fair share walks one owner's waiting tasks of one status in order of arrival.
     # Only waiting tasks (the pages name their status as a constant, so that even a
     # cached generic plan can use it).
@@ -167,19 +198,22 @@ job_tasks = Table(
         "status",
         "owner_uuid",
         "id",
-        postgresql_where=text("status IN ('queued', 'soft-failed')"),
+        postgresql_where=text(_WAITING),
+        sqlite_where=text(_WAITING),
     ),
     # Only tasks holding a lease (the reaper's lookup).
     Index(
         "ix_job_tasks_lease_expires_at",
         "lease_expires_at",
-        postgresql_where=text("lease_expires_at IS NOT NULL"),
+        postgresql_where=text(_LEASED),
+        sqlite_where=text(_LEASED),
     ),
     # Every call made with a task's own token looks the task up by its token's digest.
     Index(
         "ix_job_tasks_token_digest",
         "token_digest",
-        postgresql_where=text("token_digest IS NOT NULL"),
+        postgresql_where=text(_TOKENED),
+        sqlite_where=text(_TOKENED),
     ),
     Index("ix_job_tasks_modified_at", "modified_at"),
 )

@@ -4,10 +4,12 @@ store, so every replica reports the same figures (jobtask.observability.collecto
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from jobtask.store.schema import events, job_tasks, jobs, workers
+from jobtask.store.rows import COUNT_COLUMN
+from jobtask.store.schema import TASK_STATUS_COUNTS, events, jobs, workers
 from sqlalchemy import bindparam, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -15,14 +17,18 @@ __all__ = ["Stats", "feed_heads", "ping", "read_stats"]
 
 # Jobs whose queued tasks a worker may claim now.
 _RUNNING_JOB_STATUSES = ("queued", "active")
+# The task status each count column of jobs counts.
+_COUNTED = {column: status.value for status, column in COUNT_COLUMN.items()}
 
 _PING = select(literal(1))
-_JOBS_BY_STATUS = select(jobs.c.status, func.count()).group_by(jobs.c.status)
-# Served by ix_job_tasks_status_id.
-_TASKS_BY_STATUS = select(job_tasks.c.status, func.count()).group_by(job_tasks.c.status)
-_RUNNABLE = select(func.coalesce(func.sum(jobs.c.n_queued), 0)).where(
-    jobs.c.status.in_(_RUNNING_JOB_STATUSES)
-)
+# Jobs by status, and their tasks by status from the counts each job's row keeps exact (in
+# the transaction of every task change): a scan of jobs, not of job_tasks, whose status
+# index leaves out active and completed tasks.
+_JOBS_BY_STATUS = select(
+    jobs.c.status,
+    func.count(),
+    *(func.sum(jobs.c[column]) for column in TASK_STATUS_COUNTS),
+).group_by(jobs.c.status)
 _LIVE_WORKERS = select(func.count()).where(workers.c.last_seen_at >= bindparam("since"))
 _FEED_HEAD = select(func.max(events.c.seq))
 # Served by ix_events_job_uuid_seq.
@@ -43,12 +49,22 @@ class Stats:
 
 
 async def read_stats(conn: AsyncConnection, *, live_since: dt.datetime) -> Stats:
-    jobs_by = {str(s): int(n) for s, n in await conn.execute(_JOBS_BY_STATUS)}
-    tasks_by = {str(s): int(n) for s, n in await conn.execute(_TASKS_BY_STATUS)}
-    runnable = (await conn.execute(_RUNNABLE)).scalar()
+    jobs_by: dict[str, int] = {}
+    tasks_by: Counter[str] = Counter()
+    runnable = 0
+    for status, n, *sums in await conn.execute(_JOBS_BY_STATUS):
+        jobs_by[str(status)] = int(n)
+        counts = {
+            column: int(count or 0) for column, count in zip(TASK_STATUS_COUNTS, sums, strict=True)
+        }
+        for column, count in counts.items():
+            tasks_by[_COUNTED[column]] += count
+        if status in _RUNNING_JOB_STATUSES:
+            runnable += counts["n_queued"]
     live = (await conn.execute(_LIVE_WORKERS, {"since": live_since})).scalar()
     head = (await conn.execute(_FEED_HEAD)).scalar()
-    return Stats(jobs_by, tasks_by, int(runnable or 0), int(live or 0), int(head or 0))
+    tasks = {status: n for status, n in tasks_by.items() if n}
+    return Stats(jobs_by, tasks, runnable, int(live or 0), int(head or 0))
 
 
 async def feed_heads(conn: AsyncConnection, job_uuids: Iterable[str]) -> dict[str, int]:
