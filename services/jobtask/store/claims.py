@@ -158,7 +158,7 @@ def _owners() -> TextClause:
     least), and the next lower level with dispatchable jobs (`below`): one statement, where
     a level's probe, its owners and the probe for the level below were three round trips.
 
-    The levels: one index probe per job status (ix_jobs_queue), where DISTINCT over the
+    The levels: one index probe per job status (ix_jobs_fair's prefix), where DISTINCT over the
     jobs would read them all. The owners: a walk of ix_jobs_fair (status, priority,
     owner_uuid, id) from owner to next owner, each step one probe (a recursive CTE: the
     index skip scan neither SQLite nor PostgreSQL does by itself), so a claim reads a few
