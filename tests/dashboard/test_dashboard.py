@@ -153,11 +153,19 @@ async def test_jobs_run_and_are_canceled_from_the_page(
         is_admin=True,
         scopes=["GET /arvados/v1/"],
     )
+    # Signing out hides the last action's note: here the admin's own "priority: done".
+    await page.goto(f"{browser.url}/#/job/{queued.uuid}")
+    await page.fill("#priority-input", "2", timeout=WAIT_MS)
+    await page.click("#action-priority")
+    await page.locator("#toast.ok").wait_for(timeout=WAIT_MS)
+    assert await page.locator("#toast").inner_text() == "priority: done"
     await page.click("#sign-out")
+    assert await page.locator("#toast").is_hidden()
     await page.fill("#token", read_only)
     await page.click("#signin button[type=submit]")
     await page.goto(f"{browser.url}/#/job/{queued.uuid}")
     await page.click("#action-cancel", timeout=WAIT_MS)
+    # (The toast is the refusal's: signing out hid the one before, which a fast run read.)
     toast = page.locator("#toast")
     await toast.wait_for(timeout=WAIT_MS)
     async with httpx.AsyncClient(base_url=browser.url) as http:

@@ -238,6 +238,9 @@ function signOut(message) {
   sessionStorage.removeItem(TOKEN_KEY);
   if (current) current.stop();
   current = null;
+  // A note of the signed-out session's last action is not the next one's to read.
+  clearTimeout(toast.timer);
+  $("#toast").hidden = true;
   showSignIn(message);
 }
 
