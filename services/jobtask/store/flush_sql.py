@@ -304,9 +304,17 @@ def _pg_statement(dialect: Dialect, flush: Flush) -> _PgStatement:
         rows = _columns_of(flush.closed, CLOSE_COLUMNS)
         source, exprs = st.source(task_attempts, _CLOSE_TARGETS, rows, "c", keep=("lease_id",))
         sets = ", ".join(f"{_q(c)} = {exprs[c]}" for c in _CLOSE_TARGETS[1:])
+        # `a.ended_at IS NULL` alone is a filter on task_attempts that PostgreSQL estimates at
+        # one row (0.5 % of a table without statistics, a handful of open leases of a big one):
+        # it then walked all of uq_task_attempts_lease_id for the open attempts and compared
+        # each with every lease of the flush (a fan-out's completion flush: 100 x 100 pairs,
+        # and a walk of every attempt ever made; 10,000 tasks deep, most of the flush's time).
+        # Tied to the flush's row (`OR c.lease_id IS NULL`, never true: the lease is the key)
+        # it is a join condition, so the leases drive and each finds its attempt through the
+        # index: one probe per lease, whatever the table's size or statistics.
         st.ctes.append(
             f"closed AS (UPDATE task_attempts AS a SET {sets} FROM {source} "
-            "WHERE a.lease_id = c.lease_id AND a.ended_at IS NULL)"
+            "WHERE a.lease_id = c.lease_id AND (a.ended_at IS NULL OR c.lease_id IS NULL))"
         )
     for n, (columns, rows) in enumerate(flush.opened.items()):
         st.insert(f"opened{n}", task_attempts, columns, rows)

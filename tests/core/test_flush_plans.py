@@ -1,0 +1,122 @@
+"""A flush reads about as many rows as it writes, however many the tables hold.
+
+The PostgreSQL flush is one statement of data-modifying CTEs, each joining the flush's rows
+(`unnest` of arrays) with the table it writes. The plan must let the flush's rows drive,
+each finding its table row through an index: a plan that walks the table instead costs
+every flush a read of every row ever written. Measured by EXPLAIN ANALYZE of the statement
+the flush sent, on a table of thousands of closed attempts and a few open ones, with no
+statistics (a store minutes old) and with them, as a custom and as a generic plan."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import pytest
+from jobtask.store import flush_sql
+from jobtask.store.database import SESSION_SETTINGS, Database
+from jobtask.store.migrate import upgrade
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tests.core.raw_rows import connect, insert_job, insert_tasks, task_uuid
+from tests.engines import engines_of
+
+pytestmark = pytest.mark.postgres
+
+CLOSED = 1000
+OPEN = 100
+NOW = dt.datetime(2026, 12, 5, 12, 0, tzinfo=dt.UTC)
+
+
+def _rows_read(plan: dict[str, Any], relation: str) -> int:
+    """Rows of `relation` a plan node and its children read (returned, filtered out, or
+    compared in a join and rejected)."""
+    read = 0
+    if plan.get("Relation Name") == relation:
+        per_loop = plan["Actual Rows"] + plan.get("Rows Removed by Filter", 0)
+        read += int(per_loop * plan["Actual Loops"])
+    if any(child.get("Relation Name") == relation for child in plan.get("Plans", [])):
+        read += int(plan.get("Rows Removed by Join Filter", 0))
+    for child in plan.get("Plans", []):
+        read += _rows_read(child, relation)
+    return read
+
+
+@pytest.mark.parametrize("plan", ["auto", "force_generic_plan"])
+@pytest.mark.parametrize("analyzed", [False, True])
+async def test_closing_leases_reads_their_attempts_not_the_table(
+    postgres_url: str, analyzed: bool, plan: str
+) -> None:
+    """`plan`: the session's plan_cache_mode, force_generic_plan standing for the plan a
+    prepared statement settles on after its first runs and keeps."""
+    db = Database(postgres_url)
+    await upgrade(db)
+    raw = await connect(postgres_url)
+    try:
+        job_id = await insert_job(raw, status="active")
+        uuids = [task_uuid(n) for n in range(CLOSED + OPEN)]
+        await insert_tasks(raw, job_id, uuids, status="completed")
+        ids = [r["id"] for r in await raw.fetch("SELECT id FROM job_tasks ORDER BY id")]
+        await raw.executemany(
+            """INSERT INTO task_attempts (task_id, attempt, lease_id, worker_id, node_name,
+              started_at, ended_at, outcome) VALUES ($1, 1, $2, 'w1', 'n1', $3, $4, $5)""",
+            [
+                (task_id, f"lease-{n}", NOW, NOW if n < CLOSED else None, "completed")
+                for n, task_id in enumerate(ids)
+            ],
+        )
+        await raw.execute("UPDATE task_attempts SET outcome = NULL WHERE ended_at IS NULL")
+        if analyzed:
+            await raw.execute("ANALYZE")
+        leases = [f"lease-{n}" for n in range(CLOSED, CLOSED + OPEN)]
+        closing = flush_sql.Flush(
+            closed=[
+                {
+                    "lease": lease,
+                    "ended": NOW,
+                    "outcome": "completed",
+                    "exit_code": 0,
+                    "signal": None,
+                    "lease_expires": None,
+                }
+                for lease in leases
+            ]
+        )
+
+        sent: list[tuple[str, Any]] = []
+
+        def record(*args: Any) -> None:
+            sent.append((args[2], args[3]))
+
+        (engine,) = engines_of(db)
+        event.listen(engine, "before_cursor_execute", record)
+
+        async def flush(conn: AsyncConnection) -> None:
+            await flush_sql.send(conn, closing)
+
+        await db.transact(flush)
+        event.remove(engine, "before_cursor_execute", record)
+        still_open = await raw.fetchval("SELECT count(*) FROM task_attempts WHERE ended_at IS NULL")
+        assert still_open == 0
+
+        (statement,) = [(sql, params) for sql, params in sent if "task_attempts" in sql]
+        sql, params = statement
+        # The same statement again, on the attempts reopened, its work measured in a session
+        # set as the store's are.
+        for name, value in SESSION_SETTINGS.items():
+            await raw.execute(f"SET {name} = {value}")
+        await raw.execute(f"SET plan_cache_mode = {plan}")
+        await raw.execute(
+            "UPDATE task_attempts SET ended_at = NULL, outcome = NULL"
+            " WHERE lease_id = ANY($1::text[])",
+            leases,
+        )
+        explained = await raw.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", *params)
+        assert await raw.fetchval("SELECT count(*) FROM task_attempts WHERE ended_at IS NULL") == 0
+        read = _rows_read(json.loads(explained)[0]["Plan"], "task_attempts")
+        assert read < 3 * OPEN, f"closing {OPEN} leases read {read} attempt rows"
+    finally:
+        await raw.close()
+        await db.dispose()
