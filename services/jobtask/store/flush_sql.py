@@ -40,6 +40,7 @@ __all__ = [
     "by_columns",
     "driver_rows",
     "event_values",
+    "pg_insert",
     "send",
 ]
 
@@ -267,18 +268,21 @@ class _PgStatement:
         order = " WITH ORDINALITY" if ordinality else ""
         return f"unnest({', '.join(arrays)}){order} AS {alias}({columns})", exprs
 
-    def insert(
-        self, name: str, table: Table, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]
-    ) -> None:
-        """A CTE inserting the rows in the order given: ids (an event's seq) are drawn as
-        the rows are inserted, so they follow that order."""
+    def insert_text(
+        self, table: Table, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]
+    ) -> str:
+        """An INSERT of the rows in the order given: ids (an event's seq, a task's id) are
+        drawn as the rows are inserted, so they follow that order."""
         source, exprs = self.source(table, columns, rows, "r", ordinality=True)
         listed = ", ".join(_q(c) for c in columns)
         values = ", ".join(exprs[c] for c in columns)
-        self.ctes.append(
-            f"{name} AS (INSERT INTO {table.name} ({listed}) SELECT {values} "
-            f"FROM {source} ORDER BY r.n)"
-        )
+        return f"INSERT INTO {table.name} ({listed}) SELECT {values} FROM {source} ORDER BY r.n"
+
+    def insert(
+        self, name: str, table: Table, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """A CTE inserting the rows in the order given (insert_text)."""
+        self.ctes.append(f"{name} AS ({self.insert_text(table, columns, rows)})")
 
     def sql(self) -> str:
         """The statement."""
@@ -321,6 +325,24 @@ def _pg_statement(dialect: Dialect, flush: Flush) -> _PgStatement:
     if flush.events:
         st.insert("feed", events, EVENT_COLUMNS, flush.events)
     return st
+
+
+def pg_insert(
+    dialect: Dialect,
+    table: Table,
+    columns: tuple[str, ...],
+    rows: Sequence[Sequence[Any]],
+    returning: str,
+) -> tuple[str, tuple[Any, ...]]:
+    """One PostgreSQL INSERT of the rows (each its values of `columns`), in the order given,
+    as the flush inserts (a column per array, a column whose rows all hold one value as that
+    value), RETURNING `returning`: its text and parameters. One statement of a few dozen
+    parameters whatever the number of rows, where SQLAlchemy's INSERT ... VALUES sends a
+    parameter per row and column (13,000 for a thousand tasks) for PostgreSQL to parse,
+    plan and check one by one."""
+    st = _PgStatement(dialect)
+    sql = st.insert_text(table, columns, rows)
+    return f"{sql} RETURNING {returning}", tuple(st.params)
 
 
 async def send(conn: AsyncConnection, flush: Flush) -> None:
