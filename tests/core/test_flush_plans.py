@@ -5,7 +5,8 @@ The PostgreSQL flush is one statement of data-modifying CTEs, each joining the f
 each finding its table row through an index: a plan that walks the table instead costs
 every flush a read of every row ever written. Measured by EXPLAIN ANALYZE of the statement
 the flush sent, on a table of thousands of closed attempts and a few open ones, with no
-statistics (a store minutes old) and with them, as a custom and as a generic plan."""
+statistics (a store minutes old) and with them, as a custom and as a generic plan. New rows
+go in the same form: one INSERT of arrays, its parameters not one per row and column."""
 
 from __future__ import annotations
 
@@ -14,13 +15,13 @@ import json
 from typing import Any
 
 import pytest
-from jobtask.store import flush_sql
+from jobtask.store import flush_sql, task_writes
 from jobtask.store.database import SESSION_SETTINGS, Database
 from jobtask.store.migrate import upgrade
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tests.core.raw_rows import connect, insert_job, insert_tasks, task_uuid
+from tests.core.raw_rows import JOB_UUID, OWNER_UUID, connect, insert_job, insert_tasks, task_uuid
 from tests.engines import engines_of
 
 pytestmark = pytest.mark.postgres
@@ -117,6 +118,57 @@ async def test_closing_leases_reads_their_attempts_not_the_table(
         assert await raw.fetchval("SELECT count(*) FROM task_attempts WHERE ended_at IS NULL") == 0
         read = _rows_read(json.loads(explained)[0]["Plan"], "task_attempts")
         assert read < 3 * OPEN, f"closing {OPEN} leases read {read} attempt rows"
+    finally:
+        await raw.close()
+        await db.dispose()
+
+
+async def test_new_tasks_are_one_statement_of_a_few_parameters_in_their_order(
+    postgres_url: str,
+) -> None:
+    """A thousand new tasks are one INSERT whose parameters do not grow with the rows (the
+    flush's arrays), and their ids follow the order they were given in."""
+    db = Database(postgres_url)
+    await upgrade(db)
+    raw = await connect(postgres_url)
+    try:
+        job_id = await insert_job(raw, status="active")
+        count = 1000
+        # Given in an order that is not the uuids' (nor any index's).
+        order = [(n * 389) % count for n in range(count)]
+        rows = [
+            {
+                "uuid": task_uuid(n),
+                "job_id": job_id,
+                "job_uuid": JOB_UUID,
+                "owner_uuid": OWNER_UUID,
+                "created_at": NOW,
+                "modified_at": NOW,
+                "sequence": 1,
+                "parameters": {"n": n},
+                "runtime_constraints": {},
+                "status": "queued",
+            }
+            for n in order
+        ]
+        sent: list[tuple[str, Any]] = []
+
+        def record(*args: Any) -> None:
+            sent.append((args[2], args[3]))
+
+        (engine,) = engines_of(db)
+        event.listen(engine, "before_cursor_execute", record)
+        written = await db.transact(lambda conn: task_writes.insert_tasks(conn, rows))
+        event.remove(engine, "before_cursor_execute", record)
+
+        inserts = [params for sql, params in sent if "INSERT INTO job_tasks" in sql]
+        assert len(inserts) == 1
+        assert len(inserts[0]) < 20
+        assert [t.uuid for t in written] == [row["uuid"] for row in rows]
+        stored = await raw.fetch("SELECT uuid, parameters FROM job_tasks ORDER BY id")
+        assert [r["uuid"] for r in stored] == [row["uuid"] for row in rows]
+        assert [json.loads(r["parameters"]) for r in stored] == [{"n": n} for n in order]
+        assert sorted(t.id for t in written) == [t.id for t in written]
     finally:
         await raw.close()
         await db.dispose()
