@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import pytest
 from jobtask.store import flush_sql, task_writes
@@ -29,6 +30,7 @@ pytestmark = pytest.mark.postgres
 CLOSED = 1000
 OPEN = 100
 NOW = dt.datetime(2026, 12, 5, 12, 0, tzinfo=dt.UTC)
+T = TypeVar("T")
 
 
 def _rows_read(plan: dict[str, Any], relation: str) -> int:
@@ -43,6 +45,25 @@ def _rows_read(plan: dict[str, Any], relation: str) -> int:
     for child in plan.get("Plans", []):
         read += _rows_read(child, relation)
     return read
+
+
+async def _transact_recorded(
+    db: Database, work: Callable[[AsyncConnection], Awaitable[T]]
+) -> tuple[T, list[tuple[str, Any]]]:
+    """`work`'s result in a transaction of the store, and the statements it sent (text and
+    parameters as the driver got them)."""
+    sent: list[tuple[str, Any]] = []
+
+    def record(*args: Any) -> None:
+        sent.append((args[2], args[3]))
+
+    (engine,) = engines_of(db)
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        result = await db.transact(work)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    return result, sent
 
 
 @pytest.mark.parametrize("plan", ["auto", "force_generic_plan"])
@@ -86,19 +107,10 @@ async def test_closing_leases_reads_their_attempts_not_the_table(
             ]
         )
 
-        sent: list[tuple[str, Any]] = []
-
-        def record(*args: Any) -> None:
-            sent.append((args[2], args[3]))
-
-        (engine,) = engines_of(db)
-        event.listen(engine, "before_cursor_execute", record)
-
         async def flush(conn: AsyncConnection) -> None:
             await flush_sql.send(conn, closing)
 
-        await db.transact(flush)
-        event.remove(engine, "before_cursor_execute", record)
+        _, sent = await _transact_recorded(db, flush)
         still_open = await raw.fetchval("SELECT count(*) FROM task_attempts WHERE ended_at IS NULL")
         assert still_open == 0
 
@@ -151,15 +163,9 @@ async def test_new_tasks_are_one_statement_of_a_few_parameters_in_their_order(
             }
             for n in order
         ]
-        sent: list[tuple[str, Any]] = []
-
-        def record(*args: Any) -> None:
-            sent.append((args[2], args[3]))
-
-        (engine,) = engines_of(db)
-        event.listen(engine, "before_cursor_execute", record)
-        written = await db.transact(lambda conn: task_writes.insert_tasks(conn, rows))
-        event.remove(engine, "before_cursor_execute", record)
+        written, sent = await _transact_recorded(
+            db, lambda conn: task_writes.insert_tasks(conn, rows)
+        )
 
         inserts = [params for sql, params in sent if "INSERT INTO job_tasks" in sql]
         assert len(inserts) == 1
