@@ -40,6 +40,7 @@ __all__ = [
     "by_columns",
     "driver_rows",
     "event_values",
+    "pg_insert",
     "send",
 ]
 
@@ -267,18 +268,21 @@ class _PgStatement:
         order = " WITH ORDINALITY" if ordinality else ""
         return f"unnest({', '.join(arrays)}){order} AS {alias}({columns})", exprs
 
-    def insert(
-        self, name: str, table: Table, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]
-    ) -> None:
-        """A CTE inserting the rows in the order given: ids (an event's seq) are drawn as
-        the rows are inserted, so they follow that order."""
+    def insert_text(
+        self, table: Table, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]
+    ) -> str:
+        """An INSERT of the rows in the order given: ids (an event's seq, a task's id) are
+        drawn as the rows are inserted, so they follow that order."""
         source, exprs = self.source(table, columns, rows, "r", ordinality=True)
         listed = ", ".join(_q(c) for c in columns)
         values = ", ".join(exprs[c] for c in columns)
-        self.ctes.append(
-            f"{name} AS (INSERT INTO {table.name} ({listed}) SELECT {values} "
-            f"FROM {source} ORDER BY r.n)"
-        )
+        return f"INSERT INTO {table.name} ({listed}) SELECT {values} FROM {source} ORDER BY r.n"
+
+    def insert(
+        self, name: str, table: Table, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """A CTE inserting the rows in the order given (insert_text)."""
+        self.ctes.append(f"{name} AS ({self.insert_text(table, columns, rows)})")
 
     def sql(self) -> str:
         """The statement."""
@@ -304,15 +308,41 @@ def _pg_statement(dialect: Dialect, flush: Flush) -> _PgStatement:
         rows = _columns_of(flush.closed, CLOSE_COLUMNS)
         source, exprs = st.source(task_attempts, _CLOSE_TARGETS, rows, "c", keep=("lease_id",))
         sets = ", ".join(f"{_q(c)} = {exprs[c]}" for c in _CLOSE_TARGETS[1:])
+        # `a.ended_at IS NULL` alone is a filter on task_attempts that PostgreSQL estimates at
+        # one row (0.5 % of a table without statistics, a handful of open leases of a big one):
+        # it then walked all of uq_task_attempts_lease_id for the open attempts and compared
+        # each with every lease of the flush (a fan-out's completion flush: 100 x 100 pairs,
+        # and a walk of every attempt ever made; 10,000 tasks deep, most of the flush's time).
+        # Tied to the flush's row (`OR c.lease_id IS NULL`, never true: the lease is the key)
+        # it is a join condition, so the leases drive and each finds its attempt through the
+        # index: one probe per lease, whatever the table's size or statistics.
         st.ctes.append(
             f"closed AS (UPDATE task_attempts AS a SET {sets} FROM {source} "
-            "WHERE a.lease_id = c.lease_id AND a.ended_at IS NULL)"
+            "WHERE a.lease_id = c.lease_id AND (a.ended_at IS NULL OR c.lease_id IS NULL))"
         )
     for n, (columns, rows) in enumerate(flush.opened.items()):
         st.insert(f"opened{n}", task_attempts, columns, rows)
     if flush.events:
         st.insert("feed", events, EVENT_COLUMNS, flush.events)
     return st
+
+
+def pg_insert(
+    dialect: Dialect,
+    table: Table,
+    columns: tuple[str, ...],
+    rows: Sequence[Sequence[Any]],
+    returning: str,
+) -> tuple[str, tuple[Any, ...]]:
+    """One PostgreSQL INSERT of the rows (each its values of `columns`), in the order given,
+    as the flush inserts (a column per array, a column whose rows all hold one value as that
+    value), RETURNING `returning`: its text and parameters. One statement of a few dozen
+    parameters whatever the number of rows, where SQLAlchemy's INSERT ... VALUES sends a
+    parameter per row and column (13,000 for a thousand tasks) for PostgreSQL to parse,
+    plan and check one by one."""
+    st = _PgStatement(dialect)
+    sql = st.insert_text(table, columns, rows)
+    return f"{sql} RETURNING {returning}", tuple(st.params)
 
 
 async def send(conn: AsyncConnection, flush: Flush) -> None:

@@ -52,8 +52,11 @@ async def insert_rows(
         return []
     columns = tuple(rows[0])
     ids: dict[str, int]
-    if conn.dialect.name == "sqlite" and all(row.keys() == rows[0].keys() for row in rows):
+    uniform = all(row.keys() == rows[0].keys() for row in rows)
+    if uniform and conn.dialect.name == "sqlite":
         ids = await _insert_sqlite(conn, table, columns, rows)
+    elif uniform and conn.dialect.name == "postgresql":
+        ids = await _insert_postgres(conn, table, columns, rows)
     else:
         ids = dict(tuple(r) for r in await conn.execute(_insert(table), rows))
     defaults = server_defaults(table)
@@ -89,3 +92,15 @@ async def _insert_sqlite(
         result = await conn.exec_driver_sql(_sqlite_insert(table, columns, len(chunk)), flat)
         ids.update(tuple(row) for row in result)
     return ids
+
+
+async def _insert_postgres(
+    conn: AsyncConnection, table: Table, columns: tuple[str, ...], rows: list[dict[str, Any]]
+) -> dict[str, int]:
+    """The rows (all with the same columns) as one INSERT ... SELECT FROM unnest(...) at the
+    driver's level (jobtask.store.flush_sql.pg_insert); each row's id by uuid."""
+    sql, params = flush_sql.pg_insert(
+        conn.dialect, table, columns, [[row[name] for name in columns] for row in rows], "uuid, id"
+    )
+    result = await conn.exec_driver_sql(sql, params)
+    return dict(tuple(row) for row in result)
