@@ -71,3 +71,43 @@ async def test_a_refused_submission_in_a_group_fails_alone(cluster: Cluster) -> 
         assert (await get_job(cluster, answer.uuid)).script in ("b.py", "c.py")
     with pytest.raises(AlreadyExists):
         await core.jobs.create(admin, {"script": "other.py", "submit_id": "k1"})
+
+
+@contextlib.contextmanager
+def job_inserts(db: Database) -> Iterator[list[str]]:
+    """The INSERT statements into jobs that `db` sends while the block runs."""
+    seen: list[str] = []
+    engines = engines_of(db)
+
+    def record(conn: object, cursor: object, statement: str, *rest: object) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO JOBS"):
+            seen.append(statement)
+
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)
+
+
+async def test_one_callers_submissions_together_share_their_statements(
+    cluster: Cluster,
+) -> None:
+    """Concurrent CreateJobs of one caller are written as one BatchCreateJobs would be: one
+    INSERT of jobs for the group, not one each; each call still gets its own job, a second
+    submission of a job a group already created answers with that job."""
+    core = cluster.services.core
+    admin = core.settings.system_caller()
+    specs = [{"script": f"s{i}.py", "script_parameters": {"i": i}} for i in range(20)]
+    specs.append({"script": "s3.py", "script_parameters": {"i": 3}})  # a duplicate of #3
+    with job_inserts(core.db) as inserts:
+        jobs = await asyncio.gather(*(core.jobs.create(admin, spec) for spec in specs))
+    assert len(inserts) < 10, len(inserts)  # one per group (20 before: one per call)
+    assert len({job.uuid for job in jobs}) == 20
+    assert jobs[20].uuid == jobs[3].uuid
+    for i, job in enumerate(jobs[:20]):
+        stored = await get_job(cluster, job.uuid)
+        assert stored.script == f"s{i}.py"
+        assert len(await job_tasks(cluster, job.uuid)) == 1
