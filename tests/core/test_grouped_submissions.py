@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from jobtask.domain.errors import AlreadyExists
@@ -18,21 +18,24 @@ from tests.engines import engines_of
 
 
 @contextlib.contextmanager
-def commits(db: Database) -> Iterator[list[int]]:
-    """The commits `db` makes while the block runs (every engine it holds)."""
-    seen: list[int] = []
+def listening(db: Database, name: str, record: Callable[..., None]) -> Iterator[None]:
+    """`record` hears event `name` of every engine `db` holds while the block runs."""
     engines = engines_of(db)
-
-    def record(conn: object) -> None:
-        seen.append(1)
-
     for engine in engines:
-        event.listen(engine, "commit", record)
+        event.listen(engine, name, record)
     try:
-        yield seen
+        yield
     finally:
         for engine in engines:
-            event.remove(engine, "commit", record)
+            event.remove(engine, name, record)
+
+
+@contextlib.contextmanager
+def commits(db: Database) -> Iterator[list[int]]:
+    """The commits `db` makes while the block runs."""
+    seen: list[int] = []
+    with listening(db, "commit", lambda conn: seen.append(1)):
+        yield seen
 
 
 async def test_submissions_together_share_a_commit_and_each_gets_its_job(
@@ -77,19 +80,13 @@ async def test_a_refused_submission_in_a_group_fails_alone(cluster: Cluster) -> 
 def job_inserts(db: Database) -> Iterator[list[str]]:
     """The INSERT statements into jobs that `db` sends while the block runs."""
     seen: list[str] = []
-    engines = engines_of(db)
 
     def record(conn: object, cursor: object, statement: str, *rest: object) -> None:
         if statement.lstrip().upper().startswith("INSERT INTO JOBS"):
             seen.append(statement)
 
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", record)
-    try:
+    with listening(db, "before_cursor_execute", record):
         yield seen
-    finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", record)
 
 
 async def test_one_callers_submissions_together_share_their_statements(
