@@ -4,7 +4,9 @@
                            [--only sqlite:fanout,postgres:fanout]
 
 Each checkout runs its own bench.throughput (with its own .venv) for each case -- SQLite and
-PostgreSQL, fan-out job and one-task jobs, one worker; and `bare:session`, the "no store" row
+PostgreSQL, fan-out job and one-task jobs, one worker; `sqlite:createjob` and
+`postgres:createjob`, the one-task jobs submitted with one CreateJob call each (the unary
+path's cost; not in the default set); and `bare:session`, the "no store" row
 (one worker draining bench/bare.py's store-less WorkerSession server: the worker session's
 own cost, not in the default set) -- old then new, case by case, so both
 see the same machine at nearly the same time (what a loaded, shared machine needs for a fair
@@ -19,6 +21,7 @@ import subprocess
 from pathlib import Path
 
 CASES = (("sqlite", "fanout"), ("sqlite", "jobs"), ("postgres", "fanout"), ("postgres", "jobs"))
+EACH = (("sqlite", "createjob"), ("postgres", "createjob"))
 BARE = ("bare", "session")
 _RUN = """
 import asyncio, json, sys
@@ -27,8 +30,11 @@ kind, case, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 if kind == "bare":
     rate, note = asyncio.run(t.protocol_ceiling(n)), "no store"
 else:
-    fn = t.jobtask_fanout if case == "fanout" else t.jobtask_jobs
-    rate, note = asyncio.run(fn(kind, n))
+    if case == "fanout":
+        rate, note = asyncio.run(t.jobtask_fanout(kind, n))
+    else:
+        batch = None if case == "createjob" else t.BATCH_JOBS
+        rate, note = asyncio.run(t.jobtask_jobs(kind, n, batch=batch))
 print(json.dumps({"rate": rate, "note": note}))
 """
 
@@ -57,15 +63,16 @@ def main() -> None:
         "--only",
         default="",
         help="cases as store:case, comma-separated (default: the four stored ones; "
+        "sqlite:createjob and postgres:createjob submit with a CreateJob call each; "
         "bare:session is the no-store row)",
     )
     args = parser.parse_args()
     cases: tuple[tuple[str, str], ...] = CASES
     if args.only:
         cases = tuple((c.split(":", 1)[0], c.split(":", 1)[-1]) for c in args.only.split(","))
-        unknown = set(cases) - {*CASES, BARE}
+        unknown = set(cases) - {*CASES, *EACH, BARE}
         if unknown:
-            parser.error(f"unknown cases {sorted(unknown)}: choose from {(*CASES, BARE)}")
+            parser.error(f"unknown cases {sorted(unknown)}: choose from {(*CASES, *EACH, BARE)}")
     for round_ in range(args.rounds):
         for kind, case in cases:
             old = run(args.old, kind, case, args.tasks)
@@ -73,8 +80,8 @@ def main() -> None:
             ratio = float(str(new["rate"])) / float(str(old["rate"]))
             for name, out in (("old", old), ("new", new)):
                 rate = float(str(out["rate"]))
-                print(f"{round_} {kind:8} {case:6} {name}: {rate:7.0f} tasks/s  ({out['note']})")
-            print(f"{round_} {kind:8} {case:6} new/old: {ratio:.2f}x", flush=True)
+                print(f"{round_} {kind:8} {case:9} {name}: {rate:7.0f} tasks/s  ({out['note']})")
+            print(f"{round_} {kind:8} {case:9} new/old: {ratio:.2f}x", flush=True)
 
 
 if __name__ == "__main__":

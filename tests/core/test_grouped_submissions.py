@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from jobtask.domain.errors import AlreadyExists
@@ -18,21 +18,24 @@ from tests.engines import engines_of
 
 
 @contextlib.contextmanager
-def commits(db: Database) -> Iterator[list[int]]:
-    """The commits `db` makes while the block runs (every engine it holds)."""
-    seen: list[int] = []
+def listening(db: Database, name: str, record: Callable[..., None]) -> Iterator[None]:
+    """`record` hears event `name` of every engine `db` holds while the block runs."""
     engines = engines_of(db)
-
-    def record(conn: object) -> None:
-        seen.append(1)
-
     for engine in engines:
-        event.listen(engine, "commit", record)
+        event.listen(engine, name, record)
     try:
-        yield seen
+        yield
     finally:
         for engine in engines:
-            event.remove(engine, "commit", record)
+            event.remove(engine, name, record)
+
+
+@contextlib.contextmanager
+def commits(db: Database) -> Iterator[list[int]]:
+    """The commits `db` makes while the block runs."""
+    seen: list[int] = []
+    with listening(db, "commit", lambda conn: seen.append(1)):
+        yield seen
 
 
 async def test_submissions_together_share_a_commit_and_each_gets_its_job(
@@ -71,3 +74,37 @@ async def test_a_refused_submission_in_a_group_fails_alone(cluster: Cluster) -> 
         assert (await get_job(cluster, answer.uuid)).script in ("b.py", "c.py")
     with pytest.raises(AlreadyExists):
         await core.jobs.create(admin, {"script": "other.py", "submit_id": "k1"})
+
+
+@contextlib.contextmanager
+def job_inserts(db: Database) -> Iterator[list[str]]:
+    """The INSERT statements into jobs that `db` sends while the block runs."""
+    seen: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *rest: object) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO JOBS"):
+            seen.append(statement)
+
+    with listening(db, "before_cursor_execute", record):
+        yield seen
+
+
+async def test_one_callers_submissions_together_share_their_statements(
+    cluster: Cluster,
+) -> None:
+    """Concurrent CreateJobs of one caller are written as one BatchCreateJobs would be: one
+    INSERT of jobs for the group, not one each; each call still gets its own job, a second
+    submission of a job a group already created answers with that job."""
+    core = cluster.services.core
+    admin = core.settings.system_caller()
+    specs = [{"script": f"s{i}.py", "script_parameters": {"i": i}} for i in range(20)]
+    specs.append({"script": "s3.py", "script_parameters": {"i": 3}})  # a duplicate of #3
+    with job_inserts(core.db) as inserts:
+        jobs = await asyncio.gather(*(core.jobs.create(admin, spec) for spec in specs))
+    assert len(inserts) < 10, len(inserts)  # one per group (20 before: one per call)
+    assert len({job.uuid for job in jobs}) == 20
+    assert jobs[20].uuid == jobs[3].uuid
+    for i, job in enumerate(jobs[:20]):
+        stored = await get_job(cluster, job.uuid)
+        assert stored.script == f"s{i}.py"
+        assert len(await job_tasks(cluster, job.uuid)) == 1

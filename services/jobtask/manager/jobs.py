@@ -65,6 +65,15 @@ class _Submission:
     allow_duplicate: bool
 
 
+@dataclass(frozen=True)
+class _Call:
+    """One CreateJob (one submission) or BatchCreateJobs call, handed to the group commit."""
+
+    caller: Caller
+    submissions: list[_Submission]
+    batch: bool
+
+
 def check_readable(caller: Caller, job: JobRow) -> JobRow:
     if not may_read(caller, job.owner_uuid):
         raise NotFound(f"job {job.uuid} not found")
@@ -75,8 +84,11 @@ class JobManager:
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.settings = settings
-        # Submissions arriving together share a commit (jobtask.store.grouped).
-        self._submissions: GroupedTransactions[list[JobRow]] = GroupedTransactions(db)
+        # Submissions arriving together share a commit (jobtask.store.grouped), and
+        # concurrent CreateJobs of one caller its statements (_submit_group).
+        self._submissions: GroupedTransactions[_Call, list[JobRow]] = GroupedTransactions(
+            db, self._submit_group
+        )
 
     # -- submission ---------------------------------------------------------------------
 
@@ -137,17 +149,39 @@ class JobManager:
     async def _create(
         self, caller: Caller, submissions: list[_Submission], *, batch: bool
     ) -> list[JobRow]:
-        async def run(conn: AsyncConnection) -> list[JobRow]:
-            return await self._submit(conn, caller, submissions, batch=batch)
-
+        call = _Call(caller, submissions, batch)
         try:
-            return await self._submissions.run(run)
+            return await self._submissions.run(call)
         except AlreadyExists:
             # Two submissions with one submit_id raced: the loser, run again, answers with
             # the winner's job (or hears of the conflict if the winner's differs).
             if not any(s.spec.get("submit_id") for s in submissions):
                 raise
-            return await self.db.transact(run)
+            return (await self.db.transact(lambda conn: self._submit_group(conn, [call])))[0]
+
+    async def _submit_group(self, conn: AsyncConnection, calls: list[_Call]) -> list[list[JobRow]]:
+        """A group's calls in order, each answered with its jobs. Consecutive CreateJobs of
+        one caller are decided and written together, as one BatchCreateJobs of theirs
+        would be (a later one sees an earlier one's new job, as a later transaction would):
+        one INSERT of jobs and one of seeds and events for the run, not one each. A
+        refusal of any of them fails the group, whose calls then run alone
+        (jobtask.store.grouped), so each call still hears only its own error."""
+        answers: list[list[JobRow]] = []
+        i = 0
+        while i < len(calls):
+            call = calls[i]
+            if call.batch:
+                answers.append(await self._submit(conn, call.caller, call.submissions, batch=True))
+                i += 1
+                continue
+            end = i + 1
+            while end < len(calls) and not calls[end].batch and calls[end].caller == call.caller:
+                end += 1
+            run = [s for c in calls[i:end] for s in c.submissions]
+            jobs = await self._submit(conn, call.caller, run, batch=False)
+            answers.extend([job] for job in jobs)
+            i = end
+        return answers
 
     async def _submit(
         self, conn: AsyncConnection, caller: Caller, submissions: list[_Submission], *, batch: bool

@@ -10,6 +10,7 @@ Three kinds of token are accepted, all in either Arvados form where they have a 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from jobtask.store import tokens as token_store
 from jobtask.store import users
 from jobtask.store.database import Database
 from jobtask.store.rows import TokenRow
+from jobtask.store.tokens import StoredToken
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = [
@@ -58,11 +60,73 @@ def _usable(record: TokenRow, now: dt.datetime) -> bool:
     return record.revoked_at is None and (expires is None or expires > now)
 
 
+class _Lookups:
+    """Token records by uuid for concurrent calls, read together: a call that arrives while
+    a lookup is in flight waits for the next one, which reads the records of every call
+    waiting by then in one statement (each uuid once: most calls present the same few
+    tokens). No record is kept: each call's record is read by a statement that began after
+    the call arrived, so a revocation or expiry committed before a call -- by any process on
+    the store -- refuses it, as one statement a call would. A lone call (and every call on
+    SQLite, whose statements run inline: nothing arrives while one runs) reads its own."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._busy = False
+        self._waiting: dict[str, list[asyncio.Future[StoredToken | None]]] = {}
+        self._reader: asyncio.Task[None] | None = None
+
+    async def get(self, uuid: str) -> StoredToken | None:
+        if not self._busy:
+            self._busy = True
+            try:
+                async with self.db.read() as conn:
+                    return await token_store.token_by_uuid(conn, uuid)
+            finally:
+                self._busy = False
+                if self._waiting:
+                    self._busy = True
+                    self._reader = asyncio.create_task(self._read_waiting())
+        future: asyncio.Future[StoredToken | None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(uuid, []).append(future)
+        return await future
+
+    async def _read_waiting(self) -> None:
+        try:
+            while self._waiting:
+                group, self._waiting = self._waiting, {}
+                try:
+                    async with self.db.read() as conn:
+                        found = await token_store.tokens_by_uuids(conn, group)
+                except Exception as exc:  # the store failed: every call in the group hears it
+                    for futures in group.values():
+                        for future in futures:
+                            if not future.done():
+                                future.set_exception(exc)
+                    continue
+                except asyncio.CancelledError:
+                    for futures in group.values():
+                        for future in futures:
+                            future.cancel()
+                    raise
+                for uuid, futures in group.items():
+                    for future in futures:
+                        if not future.done():
+                            future.set_result(found.get(uuid))
+        finally:
+            self._busy = False
+            self._reader = None
+            leftover, self._waiting = self._waiting, {}
+            for futures in leftover.values():
+                for future in futures:
+                    future.cancel()
+
+
 class TokenManager:
     def __init__(self, db: Database, settings: Settings, root_token: str | None = None) -> None:
         self.db = db
         self.settings = settings
         self._root_digest = token_rules.digest(root_token) if root_token else None
+        self._lookups = _Lookups(db)
 
     # -- authentication -----------------------------------------------------------------
 
@@ -79,26 +143,28 @@ class TokenManager:
             return None
         secret_digest = token_rules.digest(parsed.secret)
         now = utcnow()
+        if parsed.uuid is not None:
+            return self._credentials(await self._lookups.get(parsed.uuid), secret_digest, now)
         async with self.db.read() as conn:
-            if parsed.uuid is not None:
-                stored = await token_store.token_by_uuid(conn, parsed.uuid)
-            else:
-                stored = await token_store.token_by_digest(conn, secret_digest)
+            stored = await token_store.token_by_digest(conn, secret_digest)
             if stored is not None:
-                if not token_rules.digests_equal(stored.secret_digest, secret_digest):
-                    return None
-                record = stored.record
-                if not _usable(record, now):
-                    return None
-                return Credentials(
-                    self._caller(record.owner_uuid, stored.owner_is_admin),
-                    tuple(record.scopes),
-                    record.expires_at,
-                    record,
-                )
-            if parsed.uuid is not None:
-                return None
+                return self._credentials(stored, secret_digest, now)
             return await self._task_credentials(conn, secret_digest, now)
+
+    def _credentials(
+        self, stored: StoredToken | None, secret_digest: bytes, now: dt.datetime
+    ) -> Credentials | None:
+        if stored is None or not token_rules.digests_equal(stored.secret_digest, secret_digest):
+            return None
+        record = stored.record
+        if not _usable(record, now):
+            return None
+        return Credentials(
+            self._caller(record.owner_uuid, stored.owner_is_admin),
+            tuple(record.scopes),
+            record.expires_at,
+            record,
+        )
 
     def _caller(self, user_uuid: str, is_admin: bool) -> Caller:
         if user_uuid == self.settings.system_user:

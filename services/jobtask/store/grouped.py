@@ -3,15 +3,17 @@ together, one commit for a group.
 
 On PostgreSQL every commit waits for its WAL flush, so thirty-two clients submitting jobs at
 once paid thirty-two flushes one after another: submissions ran at about 160 jobs/s whatever
-else the server did. Here each caller hands its transaction's function in and waits; one
-committer at a time runs every function handed in meanwhile (up to MAX_GROUP), one after
-another in one transaction, and commits once. A lone caller's function runs at once, alone:
-a group forms only while a commit is in progress or when callers arrive together.
+else the server did. Here each caller hands its item of work in and waits; one committer at
+a time hands every item handed in meanwhile (up to MAX_GROUP), in order, to the owner's
+`together` function, in one transaction, and commits once -- so `together` may also write
+the group's items with one statement each, not one per item. A lone caller's item is
+applied at once, alone: a group forms only while a commit is in progress or when callers
+arrive together.
 
-The functions must be independent of each other's outcome (each could run in its own
-transaction): a group sees what its earlier functions wrote, as a later transaction would.
-If any function raises a DomainError (a caller's own error: a conflict, a refusal), the
-group is rolled back and each function runs again alone, so the error reaches only its own
+The items must be independent of each other's outcome (each could run in its own
+transaction): a group's later items see what its earlier ones wrote, as a later transaction
+would. If `together` raises a DomainError (a caller's own error: a conflict, a refusal), the
+group is rolled back and each item is applied again alone, so the error reaches only its own
 caller -- what one transaction each would have done.
 """
 
@@ -27,23 +29,28 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = ["GroupedTransactions"]
 
+ItemT = TypeVar("ItemT")
 T = TypeVar("T")
-# Functions per transaction: bounds how long one commit holds its locks.
+# Items per transaction: bounds how long one commit holds its locks.
 MAX_GROUP = 64
 
-Work = Callable[[AsyncConnection], Awaitable[Any]]
 
-
-class GroupedTransactions(Generic[T]):
-    def __init__(self, db: Database) -> None:
+class GroupedTransactions(Generic[ItemT, T]):
+    def __init__(
+        self,
+        db: Database,
+        together: Callable[[AsyncConnection, list[ItemT]], Awaitable[list[T]]],
+    ) -> None:
+        """`together(conn, items)` applies items in order and answers each one's result."""
         self.db = db
-        self._waiting: list[tuple[Work, asyncio.Future[Any]]] = []
+        self._together = together
+        self._waiting: list[tuple[ItemT, asyncio.Future[T]]] = []
         self._committer: asyncio.Task[None] | None = None
 
-    async def run(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        """fn's result once its transaction (shared or not) committed."""
+    async def run(self, item: ItemT) -> T:
+        """The item's result once its transaction (shared or not) committed."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._waiting.append((fn, future))
+        self._waiting.append((item, future))
         if self._committer is None:
             # A task of its own: the group commits even if the caller that started it leaves.
             self._committer = asyncio.create_task(self._commit())
@@ -62,15 +69,15 @@ class GroupedTransactions(Generic[T]):
                 if not future.done():
                     future.set_exception(Unavailable("the server is shutting down; try again"))
 
-    async def _apply(self, group: list[tuple[Work, asyncio.Future[Any]]]) -> None:
+    async def _apply(self, group: list[tuple[ItemT, asyncio.Future[T]]]) -> None:
+        items = [item for item, _ in group]
+
+        async def together(conn: AsyncConnection) -> list[T]:
+            return await self._together(conn, items)
+
         if len(group) == 1:
-            fn, future = group[0]
-            await _settle(future, self.db.transact(fn))
+            await _settle(group[0][1], self.db.transact(together))
             return
-
-        async def together(conn: AsyncConnection) -> list[Any]:
-            return [await fn(conn) for fn, _ in group]
-
         try:
             results = await self.db.transact(together)
         except DomainError:
@@ -91,9 +98,9 @@ class GroupedTransactions(Generic[T]):
                 future.set_result(result)
 
 
-async def _settle(future: asyncio.Future[Any], work: Awaitable[Any]) -> None:
+async def _settle(future: asyncio.Future[Any], work: Awaitable[list[Any]]) -> None:
     try:
-        result = await work
+        (result,) = await work
     except asyncio.CancelledError:
         future.cancel()
         raise

@@ -1,0 +1,77 @@
+"""Concurrent calls' token records are read together (jobtask.manager.tokens._Lookups), and
+each call still gets exactly what a read of its own would have given it: its own owner, no
+credentials for a wrong secret or an unknown uuid, and a revocation committed before a call
+refuses that call."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+
+from jobtask.manager.tokens import TokenManager, revoke_token
+from jobtask.store.database import Database
+from sqlalchemy import event
+
+from tests.auth.conftest import ALICE, BOB, Auth
+from tests.engines import engines_of
+
+
+@contextlib.contextmanager
+def token_reads(db: Database) -> Iterator[list[str]]:
+    """The token lookups `db` sends while the block runs."""
+    seen: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *rest: object) -> None:
+        if "FROM api_client_authorizations" in statement and statement.lstrip().startswith(
+            "SELECT"
+        ):
+            seen.append(statement)
+
+    engines = engines_of(db)
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)
+
+
+async def test_concurrent_calls_read_their_tokens_together(auth: Auth) -> None:
+    core = auth.core
+    manager = TokenManager(core.db, core.settings)
+    _, alice = await auth.mint(user=ALICE)
+    _, bob = await auth.mint(user=BOB)
+    alice_uuid = alice.split("/")[1]
+    wrong_secret = f"v2/{alice_uuid}/{'x' * 40}"
+    unknown = f"v2/zzzzz-gj3su-{'0' * 15}/{'y' * 40}"
+    presented = [alice, bob, wrong_secret, unknown] * 8
+    with token_reads(core.db) as seen:
+        answers = await asyncio.gather(*(manager.authenticate(t) for t in presented))
+    for token, creds in zip(presented, answers, strict=True):
+        if token == alice:
+            assert creds is not None and creds.caller.user_uuid == ALICE
+        elif token == bob:
+            assert creds is not None and creds.caller.user_uuid == BOB
+        else:
+            assert creds is None
+    if not core.db.is_sqlite:
+        # Read together while one read is in flight (SQLite's statements run inline, one
+        # call's at a time: there each call reads its own).
+        assert len(seen) < len(presented), len(seen)
+
+
+async def test_a_revocation_refuses_the_next_call_while_lookups_are_in_flight(
+    auth: Auth,
+) -> None:
+    core = auth.core
+    manager = TokenManager(core.db, core.settings)
+    uuid, token = await auth.mint(user=ALICE)
+    earlier = [asyncio.create_task(manager.authenticate(token)) for _ in range(16)]
+    await asyncio.sleep(0)  # the first reads, the others wait for the next read
+    await revoke_token(core.db, uuid)
+    assert await manager.authenticate(token) is None
+    for creds in await asyncio.gather(*earlier):  # before the revocation: either answer
+        assert creds is None or creds.caller.user_uuid == ALICE
+    assert await manager.authenticate(token) is None
