@@ -190,6 +190,58 @@ def replay_sqlite(path: str, log: Sequence[Transaction], window: tuple[float, fl
     return _count(inside, seconds, (cpu, 0.0), spent)
 
 
+def _wal_pages(wal: str) -> list[int]:
+    """The page number of every frame in a WAL file, in the order written (the file's
+    format: a 32-byte header, then per frame a 24-byte header whose first four bytes are
+    the page number, then the page)."""
+    with open(wal, "rb") as f:
+        data = f.read()
+    if len(data) < 32:
+        return []
+    page_size = int.from_bytes(data[8:12], "big")
+    pages = []
+    for offset in range(32, len(data) - 24 + 1, 24 + page_size):
+        number = int.from_bytes(data[offset : offset + 4], "big")
+        if number == 0:
+            break
+        pages.append(number)
+    return pages
+
+
+def pages_written(path: str, log: Sequence[Transaction]) -> dict[str, int]:
+    """The pages SQLite writes (WAL frames) for the recorded transactions after the
+    schema's, by table or index, the most first: the recording replayed on a fresh file
+    at `path`, the WAL checkpointed after the schema and never again (a frame per page a
+    transaction dirtied: what each commit writes and the checkpoints copy back).
+
+    A table or index keyed at random (a uuid) costs a page per row its transaction
+    writes; one keyed in order, a page per page of rows."""
+    last_ddl = max(
+        (
+            i
+            for i, t in enumerate(log)
+            if any(_head(s).startswith(_DDL) for s, _, _ in t.statements)
+        ),
+        default=-1,
+    )
+    with contextlib.closing(sqlite_connect(path)) as conn:
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        spent: Spent = defaultdict(float)
+        for txn in log[: last_ddl + 1]:
+            _sqlite_run(conn, txn, spent)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        for txn in log[last_ddl + 1 :]:
+            _sqlite_run(conn, txn, spent)
+        owners = {number: name for name, number in conn.execute("SELECT name, pageno FROM dbstat")}
+        counted: defaultdict[str, int] = defaultdict(int)
+        for number in _wal_pages(path + "-wal"):
+            counted[owners.get(number, "(free)")] += 1
+    return dict(sorted(counted.items(), key=lambda item: item[1], reverse=True))
+
+
+_DDL = ("CREATE", "ALTER", "DROP", "PRAGMA")
+
+
 # -- PostgreSQL: asyncpg, one connection --------------------------------------------------
 
 _ISOLATION = {"REPEATABLE READ": "repeatable_read", "SERIALIZABLE": "serializable"}
@@ -234,3 +286,23 @@ async def replay_postgres(
     finally:
         await conn.close()
     return _count(inside, seconds, (cpu, db), spent)
+
+
+def main(argv: Sequence[str]) -> None:
+    """python -m bench.capture FILE [N]: the pages written per table or index of a
+    recording (`bench.server --capture FILE`), per N units of work (jobs, tasks) if given."""
+    import tempfile
+
+    per = int(argv[1]) if len(argv) > 1 else 1
+    with tempfile.TemporaryDirectory(prefix="bench-pages-") as tmp:
+        pages = pages_written(f"{tmp}/replay.sqlite3", load(argv[0]))
+    total = sum(pages.values())
+    print(f"{total / per:.2f} pages written per unit ({total:,} in all)")
+    for name, n in pages.items():
+        print(f"  {n / per:7.3f}  {100 * n / total:5.1f} %  {name}")
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])

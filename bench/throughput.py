@@ -166,7 +166,8 @@ async def jobtask_jobs(
 ) -> tuple[float, str]:
     """One-task jobs: submitted `batch` a BatchCreateJobs call (None: a CreateJob each).
     `seen` gets the drain's window and CPU (the submission is not in it)."""
-    async with database(kind) as url, running(url) as stack:
+    extra = seen.server_args if seen else ()
+    async with database(kind) as url, running(url, extra=extra) as stack:
         if batch is None:
             todo = iter(range(count))
 

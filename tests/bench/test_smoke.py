@@ -9,10 +9,22 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from typing import Any
 
 import pytest
 
-from bench import ceiling, dashboard, fairshare, fanout, ingest, latency, memory, throughput, unary
+from bench import (
+    capture,
+    ceiling,
+    dashboard,
+    fairshare,
+    fanout,
+    ingest,
+    latency,
+    memory,
+    throughput,
+    unary,
+)
 from bench.harness import Config, Result, table
 
 SMOKE = Config(smoke=True)
@@ -104,3 +116,15 @@ async def test_ceiling() -> None:
     # then have no row).
     for kind in ("sqlite", "postgres"):
         assert any(r.metric == f"jobtask {kind}: CPU per task, server" for r in results)
+
+
+async def test_pages_written_by_one_task_jobs(tmp_path: Any) -> None:
+    # A recording of one-task jobs (bench.server --capture through jobtask_jobs's
+    # Observed), and the pages its replay writes, by table and index.
+    path = str(tmp_path / "statements.pickle")
+    seen = throughput.Observed(server_args=("--capture", path))
+    await throughput.jobtask_jobs("sqlite", 20, 1, seen=seen)
+    pages = capture.pages_written(str(tmp_path / "replay.sqlite3"), capture.load(path))
+    # Every table a one-task job writes, and the events' index by job.
+    assert {"jobs", "job_tasks", "task_attempts", "events", "ix_events_job_uuid_seq"} <= set(pages)
+    assert all(n > 0 for n in pages.values())

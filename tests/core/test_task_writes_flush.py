@@ -10,7 +10,7 @@ import datetime as dt
 from typing import Any
 
 from jobtask.domain.statuses import TaskStatus
-from jobtask.store import attempts, feed, job_writes
+from jobtask.store import attempts, feed
 from jobtask.store.jobs import job_by_uuid
 from jobtask.store.rows import TaskRow, task_row
 from jobtask.store.schema import events, job_tasks, task_attempts
@@ -205,42 +205,30 @@ async def test_a_flush_is_one_statement_on_postgresql_and_keeps_the_events_order
 
 
 async def test_a_settle_writes_its_jobs_and_events_in_one_statement(cluster: Cluster) -> None:
-    """job_writes.write_jobs (a settle's job moves) goes through the flush's statements too:
-    the jobs' columns (text, times, JSON, numbers) as given, their events in order; one
-    statement on PostgreSQL, one executemany per kind on SQLite."""
+    """TaskWrites.write_job (a settle's job moves) goes through the flush's statements:
+    the jobs' columns (text, times, JSON with non-ASCII, numbers) as given, their events
+    in order; one statement on PostgreSQL, one executemany per kind on SQLite."""
     core = cluster.services.core
     uuids = [await job_with_tasks(cluster, f"s{n}.py", 0) for n in range(2)]
 
     async def run(conn: AsyncConnection) -> list[str]:
-        jobs_ = [await job_by_uuid(conn, uuid) for uuid in uuids]
-        written: list[tuple[int, dict[str, Any]]] = []
-        for job, extra in zip(jobs_, ({}, {"failure_reason": {"why": ["é", 1]}}), strict=True):
+        writes = TaskWrites()
+        for n, uuid in enumerate(uuids):
+            job = await job_by_uuid(conn, uuid)
             assert job is not None
-            written.append(
-                (
-                    job.id,
-                    {
-                        "status": "active",
-                        "started_at": NOW,
-                        "output": "o\n",
-                        "version": job.version + 1,
-                        "modified_at": LATER,
-                        **extra,
-                    },
-                )
-            )
-        rows = [
-            {
-                "created_at": NOW,
-                "job_uuid": uuid,
-                "task_uuid": None,
-                "type": feed.JOB_CHANGED,
-                "payload": {"n": n},
+            extra = {"failure_reason": {"why": ["é", 1]}} if n else {}
+            written = {
+                "status": "active",
+                "started_at": NOW,
+                "output": "o\n",
+                "version": job.version + 1,
+                "modified_at": LATER,
+                **extra,
             }
-            for n, uuid in enumerate(uuids)
-        ]
+            assert writes.write_job(job, written) == written
+            writes.event(uuid, feed.JOB_CHANGED, {"n": n}, task_uuid=None, now=NOW)
         before = len(whole)
-        await job_writes.write_jobs(conn, written, rows)
+        await writes.flush(conn)
         return whole[before:]
 
     with counting(core.db) as whole:

@@ -27,7 +27,7 @@ from jobtask.domain.updates import (
     plan_update,
     resolve_aliases,
 )
-from jobtask.domain.uuids import JOB_INFIX, check_uuid, new_uuid
+from jobtask.domain.uuids import JOB_INFIX, check_uuid, ordered_uuid
 from jobtask.manager import lifecycle
 from jobtask.manager.context import Caller, Settings, utcnow
 from jobtask.observability import lifecycle as observe
@@ -237,7 +237,7 @@ class JobManager:
     def _new_job_row(self, caller: Caller, s: _Submission, now: dt.datetime) -> dict[str, Any]:
         spec = s.spec
         return {
-            "uuid": new_uuid(self.settings.cluster_id, JOB_INFIX),
+            "uuid": ordered_uuid(self.settings.cluster_id, JOB_INFIX),
             "owner_uuid": caller.user_uuid,
             "created_at": now,
             "modified_at": now,

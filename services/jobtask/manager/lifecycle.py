@@ -16,7 +16,7 @@ from typing import Any
 from jobtask.domain import ripple
 from jobtask.domain.derived import job_on_enter, task_on_enter
 from jobtask.domain.statuses import JobStatus, TaskStatus, check_job_move
-from jobtask.domain.uuids import TASK_INFIX, new_uuid
+from jobtask.domain.uuids import TASK_INFIX, ordered_uuid
 from jobtask.manager.context import Caller, Settings
 from jobtask.observability import lifecycle as observe
 from jobtask.store import feed, job_writes, task_writes
@@ -54,7 +54,7 @@ def new_task_row(
 ) -> dict[str, Any]:
     """The columns of a new task of a locked job (see insert_tasks)."""
     return {
-        "uuid": new_uuid(settings.cluster_id, TASK_INFIX),
+        "uuid": ordered_uuid(settings.cluster_id, TASK_INFIX),
         "job_id": job.id,
         "job_uuid": job.uuid,
         "owner_uuid": job.owner_uuid,

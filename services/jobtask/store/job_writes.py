@@ -1,17 +1,16 @@
-"""Set-based job writes: the status moves of many jobs settled at once (a group of
-one-task jobs completing, a claim starting tasks of many jobs) with a constant number of
-statements -- one read of the jobs, one of the completing jobs' outputs, one executemany
-UPDATE per set of columns written and one INSERT of their events -- instead of four or five
-statements a job. The caller holds every job's row lock, so a job's record as read plus the
-changes (and its version plus one) is the row as written (`rows.job_after`)."""
+"""Job reads and writes for the status moves of many jobs settled at once (a group of
+one-task jobs completing, a claim starting tasks of many jobs): one read of the jobs, one
+of the completing jobs' outputs (the moves themselves go out with the tasks' writes, in
+TaskWrites.write_job and its flush), and a single job row's write (write_job_row). The
+caller holds every job's row lock, so a job's record as read plus the changes (and its
+version plus one) is the row as written (`rows.job_after`)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from typing import Any
 
-from jobtask.store import flush_sql
 from jobtask.store.arrays import one_of
 from jobtask.store.locks import JOB_BY_ID
 from jobtask.store.rows import JobRow, job_row
@@ -20,7 +19,7 @@ from jobtask.store.task_writes import write_versioned
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-__all__ = ["job_by_id", "jobs_by_id", "outputs_of", "write_job_row", "write_jobs"]
+__all__ = ["job_by_id", "jobs_by_id", "outputs_of", "write_job_row"]
 
 _JOBS = select(jobs).where(one_of(jobs.c.id, "ids"))
 _OUTPUTS = (
@@ -56,21 +55,6 @@ async def outputs_of(
             if output:
                 out[job_id] += output
     return out
-
-
-async def write_jobs(
-    conn: AsyncConnection,
-    written: list[tuple[int, dict[str, Any]]],
-    events: Sequence[Mapping[str, Any]] = (),
-) -> None:
-    """Writes (job id, columns) pairs -- columns including version and modified_*, as the
-    caller computed them -- and appends the feed rows `events` (feed.append_many's), at
-    the driver's level: on PostgreSQL one statement for all of it (jobtask.store.flush_sql),
-    a round trip while the jobs' rows are held."""
-    flush = flush_sql.Flush(
-        job_updates=flush_sql.by_columns(written), events=flush_sql.event_values(events)
-    )
-    await flush_sql.send(conn, flush)
 
 
 async def write_job_row(
