@@ -154,15 +154,6 @@ async def run_cli(cluster: Cluster, *args: str, within: float = 30.0, **env: str
     return Result(proc.returncode, out.decode(), err.decode())
 
 
-def alive(pid: int) -> bool:
-    """A process exists and is not a zombie (reparented zombies may wait long for init)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
 @contextlib.contextmanager
 def killed_at_exit(pids: list[int]) -> Iterator[None]:
     try:

@@ -17,12 +17,12 @@ from tests.clients.conftest import (
     ROOT_TOKEN,
     SCRIPTS,
     Workers,
-    alive,
     killed_at_exit,
     run_cli,
 )
 from tests.conftest import Cluster, start_cluster
 from tests.polling import eventually
+from tests.processes import alive
 
 JS = job_pb2.JobStatus
 TS = job_task_pb2.TaskStatus

@@ -14,12 +14,12 @@ from jobtask.v1 import job_pb2
 
 from tests.clients.conftest import (
     ROOT_TOKEN,
-    alive,
     killed_at_exit,
 )
 from tests.conftest import ROOT
 from tests.dashboard.conftest import Browser, Stack
 from tests.polling import eventually
+from tests.processes import alive
 
 SHOTS = ROOT / "docs" / "screenshots"
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]

@@ -352,12 +352,3 @@ async def processes(
         yield p
     finally:
         await p.stop_all()
-
-
-def alive(pid: int) -> bool:
-    """A process exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"

@@ -20,10 +20,10 @@ from tests.polyglot.conftest import (
     ROOT_TOKEN,
     NodeBuild,
     Processes,
-    alive,
     own_up,
     stop_up,
 )
+from tests.processes import alive
 
 JS = job_pb2.JobStatus
 TS = job_task_pb2.TaskStatus

@@ -8,8 +8,6 @@ the real TaskService."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 from pathlib import Path
 
 from jobtask.sdk import AsyncClient
@@ -17,6 +15,7 @@ from jobtask.v1 import job_task_pb2, task_service_pb2
 
 from tests.clients.conftest import Workers
 from tests.conftest import Cluster
+from tests.processes import alive
 
 
 class FreezableProxy:
@@ -57,17 +56,6 @@ class FreezableProxy:
     async def close(self) -> None:
         if self.server is not None:
             self.server.close()
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is stopped for our purposes.
-    with contextlib.suppress(OSError):
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    return False
 
 
 async def test_partitioned_worker_kills_its_task_before_the_lease_is_reaped(
