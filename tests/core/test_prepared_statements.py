@@ -93,10 +93,10 @@ async def test_claims_of_every_size_share_prepared_statements(
     pages = of("FROM job_tasks", "ORDER BY job_tasks.id", locking=False)
     assert len(pages) == (1 if fair_share else 2)  # one per waiting status, or one union
     assert [page.runs for page in pages] == [CLAIMS + SKIPPING] * len(pages)
-    # PostgreSQL settles on a plan for the pages (a generic plan, after five custom
-    # ones) instead of planning every claim again: one that holds as the table grows
-    # (test_claim_reads.py).
-    assert all(page.generic_plans > 0 for page in pages)
+    # Whether PostgreSQL then settles on a generic plan is its own choice, made from the
+    # table's statistics: on these new rows it did, until autovacuum's ANALYZE landed
+    # between the claims (CI, once in eight runs; with statistics it plans each claim).
+    # That any plan it keeps holds as the table grows is test_claim_reads.py's.
 
 
 async def test_the_stores_sessions_plan_for_index_access_and_compile_nothing(
