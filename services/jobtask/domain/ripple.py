@@ -50,19 +50,22 @@ def on_enter(new: JobStatus, previous: JobStatus) -> list[TaskMove]:
     return []
 
 
+def _unfinished(counts: Mapping[TaskStatus, int]) -> int:
+    return sum(counts.get(s, 0) for s in TASK_UNFINISHED)
+
+
 def follow_up(job: JobStatus, counts: Mapping[TaskStatus, int]) -> JobStatus | None:
     """The status the job should move to given its tasks' counts, or None."""
     total = sum(counts.values())
     done = counts.get(T.COMPLETED, 0)
     active = counts.get(T.ACTIVE, 0)
     failed = counts.get(T.FAILED, 0)
-    unfinished = sum(counts.get(s, 0) for s in TASK_UNFINISHED)
     all_done = total > 0 and done == total
 
     if job is J.REQUEUEING:
         return J.COMPLETED if all_done else J.QUEUED
     if job is J.CANCEL_REQUESTED:
-        return J.CANCELED if unfinished == 0 else None
+        return J.CANCELED if _unfinished(counts) == 0 else None
     if job in (J.QUEUED, J.ACTIVE, J.PAUSE_REQUESTED):
         if failed:
             # crunch-job: a task that failed for good fails the whole job.
@@ -71,7 +74,9 @@ def follow_up(job: JobStatus, counts: Mapping[TaskStatus, int]) -> JobStatus | N
             return J.COMPLETED
         if job is J.PAUSE_REQUESTED:
             return J.PAUSED if active == 0 else None
-        if unfinished == 0 and counts.get(T.CANCELED, 0):
+        # (Counted only here: every claim and completion settles its jobs through this
+        # function, and the other branches answer without it.)
+        if counts.get(T.CANCELED, 0) and _unfinished(counts) == 0:
             # Flamenco: nothing left to run and some tasks were canceled.
             return J.CANCELED
         if job is J.QUEUED and active:

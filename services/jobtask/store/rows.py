@@ -265,17 +265,24 @@ class _Layout:
         self.times = tuple(self.index[name] for name in _times(cls))
         self.make = _maker(cls, names)
         self.members: dict[Any, Any] = enum._value2member_map_
+        # (result metadata, whether its rows start with this table's columns): read's.
+        self._last_result: tuple[Any, bool] = (None, False)
 
     def read(self, row: Row[Any] | Mapping[str, Any]) -> Any:
         """A row as read: a whole-table row (the usual SELECT and RETURNING, its columns
         in table order, maybe followed by others: a claim's candidates) by position, any
         other by name; naive SQLite times made UTC."""
         if isinstance(row, Row):
-            fields = row._fields
-            if fields == self.names:
-                return self.build(list(row))
-            if fields[: self.width] == self.names:
-                return self.build(list(row)[: self.width])
+            # Whether a result's rows start with the table's columns, decided once per
+            # result (its metadata, row._parent): Row._fields builds a tuple each call.
+            parent = row._parent
+            seen, whole = self._last_result
+            if parent is not seen:
+                fields = row._fields
+                whole = fields[: self.width] == self.names
+                self._last_result = (parent, whole)
+            if whole:
+                return self.build(list(row)[: self.width] if len(row) > self.width else list(row))
         mapping = row._mapping if isinstance(row, Row) else row
         return self.build([mapping[name] for name in self.names])
 

@@ -55,10 +55,11 @@ BACKSTOP_WAL_PAGES = 10_000
 class InlineConnection:
     """An AsyncConnection look-alike whose statements run synchronously when awaited."""
 
-    __slots__ = ("sync_connection",)
+    __slots__ = ("_info", "sync_connection")
 
     def __init__(self, sync_connection: Connection) -> None:
         self.sync_connection = sync_connection
+        self._info: dict[Any, Any] | None = None
 
     @property
     def dialect(self) -> Any:
@@ -66,7 +67,13 @@ class InlineConnection:
 
     @property
     def info(self) -> dict[Any, Any]:
-        return self.sync_connection.info
+        # The pooled DBAPI connection's dict, the same for as long as this object serves one
+        # checkout: looked up once (Connection.info goes through three proxies each time,
+        # and a claim or completion asks once per task, for its after-commit logs).
+        info = self._info
+        if info is None:
+            info = self._info = self.sync_connection.info
+        return info
 
     async def execute(
         self, statement: Any, parameters: Any = None, **kwargs: Any
