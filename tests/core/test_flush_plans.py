@@ -96,14 +96,15 @@ async def test_closing_leases_reads_their_attempts_not_the_table(
         closing = flush_sql.Flush(
             closed=[
                 {
-                    "lease": lease,
+                    "task": task_id,
+                    "number": 1,
                     "ended": NOW,
                     "outcome": "completed",
                     "exit_code": 0,
                     "signal": None,
                     "lease_expires": None,
                 }
-                for lease in leases
+                for task_id in ids[CLOSED:]
             ]
         )
 
@@ -130,6 +131,9 @@ async def test_closing_leases_reads_their_attempts_not_the_table(
         assert await raw.fetchval("SELECT count(*) FROM task_attempts WHERE ended_at IS NULL") == 0
         read = _rows_read(json.loads(explained)[0]["Plan"], "task_attempts")
         assert read < 3 * OPEN, f"closing {OPEN} leases read {read} attempt rows"
+        # Each found by its key, the task and the attempt's number (revision 0023).
+        assert '"Index Name": "uq_task_attempts_task_id_attempt"' in explained
+        assert "(task_id = c.task_id) AND (attempt = c.attempt)" in explained
     finally:
         await raw.close()
         await db.dispose()

@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 from jobtask.domain.query import Condition, ListQuery
-from jobtask.store import claims, leases, tasks, tokens, workers
+from jobtask.store import attempts, claims, flush_sql, leases, tasks, tokens, workers
 from jobtask.store import jobs as jobs_store
 from jobtask.store.database import Database
 from jobtask.store.migrate import upgrade
-from jobtask.store.schema import job_tasks, jobs
+from jobtask.store.schema import job_tasks, jobs, task_attempts
 from sqlalchemy import event, insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -85,6 +85,28 @@ def _task(n: int) -> dict[str, Any]:
     }
 
 
+def _attempts(n: int) -> list[dict[str, Any]]:
+    """Task n's attempts: none for a queued task, one or (every third task) two else; the
+    last is open if the task is active."""
+    status = _task(n)["status"]
+    if status == "queued":
+        return []
+    tries = 2 if n % 3 == 0 else 1
+    return [
+        {
+            "task_id": n,
+            "attempt": a,
+            "lease_id": f"lease-{n}" if a == tries else f"lease-{n}-{a}",
+            "worker_id": f"w{n // 100 % 20}",
+            "node_name": f"n{n // 100 % 20}",
+            "started_at": NOW,
+            "ended_at": None if status == "active" and a == tries else NOW,
+            "outcome": None if status == "active" and a == tries else "completed",
+        }
+        for a in range(1, tries + 1)
+    ]
+
+
 def _job(n: int) -> dict[str, Any]:
     return {
         "uuid": _job_uuid(n),
@@ -110,6 +132,8 @@ async def store(database_url: str) -> AsyncIterator[Database]:
     async def seed(conn: AsyncConnection) -> None:
         await conn.execute(insert(jobs), [_job(n) for n in range(1, JOBS + 1)])
         await conn.execute(insert(job_tasks), [_task(n) for n in range(1, TASKS + 1)])
+        tried = [a for n in range(1, TASKS + 1) for a in _attempts(n)]
+        await conn.execute(insert(task_attempts), tried)
 
     await db.transact(seed)
     async with db.ddl() as conn:
@@ -132,7 +156,8 @@ async def _indexes_used(db: Database, lookup: Lookup, *, generic: bool = False) 
         sent: list[tuple[str, Any]] = []
 
         def record(*args: Any) -> None:
-            sent.append((args[2], args[3]))
+            # An executemany's plan: its first row's (a flush's statements on SQLite).
+            sent.append((args[2], args[3][0] if args[5] else args[3]))
 
         event.listen(conn.sync_connection, "before_cursor_execute", record)
         try:
@@ -201,6 +226,10 @@ def _listing(*conditions: Condition) -> Lookup:
     return lambda c: tasks.list_tasks(c, Admin(), query, cluster_id=CLUSTER)
 
 
+def _closing(task_id: int, attempt: int) -> dict[str, Any]:
+    return attempts.close_params(task_id, attempt, ended=NOW, outcome="completed")
+
+
 LOOKUPS: dict[str, tuple[Lookup, set[str]]] = {
     "claim pages": (
         lambda c: claims.candidates(c, "w1", 10, now=NOW),
@@ -238,6 +267,29 @@ LOOKUPS: dict[str, tuple[Lookup, set[str]]] = {
         {"ix_job_tasks_active_job_id"},
     ),
     "queued jobs count": (jobs_store.count_queued, {"ix_jobs_fair"}),
+    # An attempt ends by its key, its task's current attempt (task 101: active, attempt 1).
+    "closing an attempt": (
+        lambda c: attempts.close_attempt(c, 101, 1, ended=NOW, outcome="completed"),
+        {"uq_task_attempts_task_id_attempt"},
+    ),
+    "closing attempts in a flush": (
+        lambda c: flush_sql.send(
+            c, flush_sql.Flush(closed=[_closing(101, 1), _closing(201, 1), _closing(3, 2)])
+        ),
+        {"uq_task_attempts_task_id_attempt"},
+    ),
+    "a task's attempts": (
+        lambda c: attempts.task_attempts_of(c, 3, 100, 0),
+        {"uq_task_attempts_task_id_attempt"},
+    ),
+    "counting a task's attempts": (
+        lambda c: attempts.count_task_attempts(c, 3),
+        {"uq_task_attempts_task_id_attempt"},
+    ),
+    "a job's attempts": (
+        lambda c: attempts.job_attempts(c, 3, 100, 0),
+        {"uq_task_attempts_task_id_attempt"},
+    ),
     "workers' running tasks": (
         lambda c: workers.running_tasks(c, ["w1", "w2"]),
         {"ix_job_tasks_active_job_id"},
@@ -302,6 +354,9 @@ REPEATED = (
     "children",
     "workers' running tasks",
     "node reservations",
+    "closing an attempt",
+    "closing attempts in a flush",
+    "a task's attempts",
 )
 
 

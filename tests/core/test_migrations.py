@@ -1,16 +1,23 @@
 """The Alembic migrations produce exactly the schema the code declares, on both stores,
-and running them again (as a second replica starting would) changes nothing."""
+and running them again (as a second replica starting would) changes nothing; a migration
+that changes a table's keys upgrades a database holding rows, and downgrades."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from typing import Any
 
+import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from jobtask.domain.errors import AlreadyExists
 from jobtask.store import migrate
 from jobtask.store.database import Database
-from jobtask.store.schema import metadata
+from jobtask.store.schema import job_tasks, jobs, metadata
+from sqlalchemy import insert, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 
 async def test_migrations_match_the_schema(database_url: str) -> None:
@@ -25,5 +32,120 @@ async def test_migrations_match_the_schema(database_url: str) -> None:
                 return list(compare_metadata(context, metadata))
 
             assert await conn.run_sync(diff) == []
+    finally:
+        await db.dispose()
+
+
+async def _migrate(db: Database, downgrade_to: str | None = None) -> None:
+    """Up to the head, or down to `downgrade_to`."""
+    config = migrate.alembic_config()
+    async with db.ddl() as conn:
+
+        def run(sync_conn: Any) -> None:
+            config.attributes["connection"] = sync_conn
+            if downgrade_to is None:
+                command.upgrade(config, "head")
+            else:
+                command.downgrade(config, downgrade_to)
+
+        await conn.run_sync(run)
+        await conn.commit()
+
+
+_ATTEMPT = (
+    "INSERT INTO task_attempts (task_id, attempt, lease_id, worker_id, node_name, started_at)"
+    " VALUES (:task, :attempt, :lease, 'w1', 'n1', :now)"
+)
+
+
+async def test_attempts_keyed_by_task_and_number_upgrade_with_their_rows_and_back(
+    database_url: str,
+) -> None:
+    """Revision 0023: attempts already stored (a task tried twice, another once) keep their
+    rows; afterwards a second attempt 2 of one task is refused and the lease id is not a
+    key any more; downgraded, the lease id is unique again and the task id indexed."""
+    db = Database(database_url)
+    now = dt.datetime(2026, 12, 5, tzinfo=dt.UTC)
+    try:
+        await migrate.upgrade(db, "0022")
+
+        async def seed(conn: AsyncConnection) -> list[int]:
+            await conn.execute(
+                insert(jobs),
+                {
+                    "uuid": "zzzzz-8i9sb-000000000000001",
+                    "owner_uuid": "zzzzz-tpzed-000000000000001",
+                    "created_at": now,
+                    "modified_at": now,
+                    "identity": "i",
+                    "priority": 0,
+                    "script": "s",
+                    "script_version": "v",
+                    "script_parameters": {},
+                    "runtime_constraints": {},
+                    "status": "active",
+                    "state": "Running",
+                },
+            )
+            job_id = (await conn.execute(select(jobs.c.id))).scalar_one()
+            for n in (1, 2):
+                await conn.execute(
+                    insert(job_tasks),
+                    {
+                        "uuid": f"zzzzz-ot0gb-00000000000000{n}",
+                        "job_id": job_id,
+                        "job_uuid": "zzzzz-8i9sb-000000000000001",
+                        "owner_uuid": "zzzzz-tpzed-000000000000001",
+                        "created_at": now,
+                        "modified_at": now,
+                        "parameters": {},
+                        "runtime_constraints": {},
+                        "status": "active",
+                    },
+                )
+            ids = [r[0] for r in await conn.execute(select(job_tasks.c.id).order_by("id"))]
+            for task, attempt, lease in ((ids[0], 1, "a"), (ids[0], 2, "b"), (ids[1], 1, "c")):
+                params = {"task": task, "attempt": attempt, "lease": lease, "now": now}
+                await conn.execute(text(_ATTEMPT), params)
+            return ids
+
+        ids = await db.transact(seed)
+        await _migrate(db)
+        assert await migrate.current_revision(db) == migrate.head_revision()
+
+        async def stored(conn: AsyncConnection) -> list[tuple[Any, ...]]:
+            rows = await conn.execute(
+                text("SELECT task_id, attempt, lease_id FROM task_attempts ORDER BY id")
+            )
+            return [tuple(r) for r in rows]
+
+        kept = [(ids[0], 1, "a"), (ids[0], 2, "b"), (ids[1], 1, "c")]
+        assert await db.transact(stored) == kept
+
+        async def again(task: int, attempt: int, lease: str) -> None:
+            params = {"task": task, "attempt": attempt, "lease": lease, "now": now}
+
+            async def write(conn: AsyncConnection) -> None:
+                await conn.execute(text(_ATTEMPT), params)
+
+            await db.transact(write)
+
+        with pytest.raises(AlreadyExists):
+            await again(ids[0], 2, "d")
+        await again(ids[1], 2, "c")  # (a lease id twice: no longer a key)
+
+        async def forget(conn: AsyncConnection) -> None:
+            await conn.execute(
+                text("DELETE FROM task_attempts WHERE attempt = 2 AND lease_id = 'c'")
+            )
+
+        await db.transact(forget)
+        await _migrate(db, downgrade_to="0022")
+        assert await migrate.current_revision(db) == "0022"
+        assert await db.transact(stored) == kept
+        with pytest.raises(AlreadyExists):
+            await again(ids[1], 2, "c")
+        await _migrate(db)
+        assert await db.transact(stored) == kept
     finally:
         await db.dispose()

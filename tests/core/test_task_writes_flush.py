@@ -97,7 +97,7 @@ async def test_a_flush_stores_what_sqlalchemy_stores(cluster: Cluster) -> None:
             "signal": None,
             "lease_expires": NOW,
         }
-        await attempts.close_attempt(conn, "a", **ending)
+        await attempts.close_attempt(conn, plain.id, 1, **ending)
         payload = {"progress": 0.5, "at": NOW.isoformat(), "none": None}
         await feed.append(conn, job_uuid, "t", payload, task_uuid=plain.uuid, now=NOW)
         # The same through a TaskWrites: the two writes merged into one row's write.
@@ -105,10 +105,10 @@ async def test_a_flush_stores_what_sqlalchemy_stores(cluster: Cluster) -> None:
         task = writes.write_task(
             job, fast, FIRST, now=NOW, user_uuid=USER, client_uuid=None, event=None
         )
-        writes.write_task(job, task, SECOND, now=LATER, user_uuid=USER, client_uuid=None)
+        task = writes.write_task(job, task, SECOND, now=LATER, user_uuid=USER, client_uuid=None)
         writes.open_attempt({**opened, "task_id": fast.id, "lease_id": "b"})
         await writes.flush(conn)
-        writes.close_attempt("b", **ending)
+        writes.close_attempt(task, **ending)
         writes.event(job_uuid, "t", payload, task_uuid=fast.uuid, now=NOW)
         await writes.flush(conn)
 

@@ -213,7 +213,8 @@ async def close_attempt(
     if task.lease_id:
         await attempt_store.close_attempt(
             conn,
-            task.lease_id,
+            task.id,
+            task.attempt,
             ended=now,
             outcome=outcome,
             exit_code=exit_code,

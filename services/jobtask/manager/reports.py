@@ -286,7 +286,7 @@ class ReportManager:
         exit_ = item.batch.exit
         assert exit_ is not None
         writes.close_attempt(
-            task.lease_id,
+            task,
             ended=now,
             outcome=T.COMPLETED.value,
             exit_code=exit_.exit_code,

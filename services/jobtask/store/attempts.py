@@ -42,10 +42,15 @@ class AttemptRow:
     signal: int | None
 
 
-# Built once: every attempt ends through it.
+# Built once: every attempt ends through it, found by its key (one probe of
+# uq_task_attempts_task_id_attempt).
 _CLOSE = (
     update(task_attempts)
-    .where(task_attempts.c.lease_id == bindparam("lease"), task_attempts.c.ended_at.is_(None))
+    .where(
+        task_attempts.c.task_id == bindparam("task"),
+        task_attempts.c.attempt == bindparam("number"),
+        task_attempts.c.ended_at.is_(None),
+    )
     .values(
         ended_at=bindparam("ended"),
         outcome=bindparam("outcome"),
@@ -135,7 +140,8 @@ def _attempt(row: Any) -> AttemptRow:
 
 
 def close_params(
-    lease_id: str,
+    task_id: int,
+    attempt: int,
     *,
     ended: dt.datetime,
     outcome: str,
@@ -143,11 +149,15 @@ def close_params(
     signal: int | None = None,
     lease_expires: dt.datetime | None = None,
 ) -> dict[str, Any]:
-    """The parameters that end the open attempt of this lease (close_attempt, and
-    TaskWrites.close_attempt for many at once), keeping when its lease expired as last
-    renewed before the end (the history checks that the process ended inside it)."""
+    """The parameters that end the task's open attempt number `attempt` (close_attempt,
+    and TaskWrites.close_attempt for many at once), keeping when its lease expired as last
+    renewed before the end (the history checks that the process ended inside it). The
+    task's current attempt is its lease's: the claim that leased it numbered it, and only
+    a claim changes job_tasks.attempt. (An UPDATE's parameters are not named as its
+    columns: "number".)"""
     return {
-        "lease": lease_id,
+        "task": task_id,
+        "number": attempt,
         "ended": ended,
         "outcome": outcome,
         "exit_code": exit_code,
@@ -156,10 +166,10 @@ def close_params(
     }
 
 
-async def close_attempt(conn: AsyncConnection, lease_id: str, **ending: Any) -> None:
-    """Ends the open attempt of this lease (nothing if it already ended); `ending`: as
-    close_params takes it."""
-    await conn.execute(_CLOSE, close_params(lease_id, **ending))
+async def close_attempt(conn: AsyncConnection, task_id: int, attempt: int, **ending: Any) -> None:
+    """Ends the task's open attempt number `attempt` (nothing if it already ended);
+    `ending`: as close_params takes it."""
+    await conn.execute(_CLOSE, close_params(task_id, attempt, **ending))
 
 
 async def task_attempts_of(

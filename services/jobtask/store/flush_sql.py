@@ -47,8 +47,18 @@ __all__ = [
 Processor = Callable[[Any], Any] | None
 
 # close_params's keys, in their columns' order.
-CLOSE_COLUMNS = ("lease", "ended", "outcome", "exit_code", "signal", "lease_expires")
-_CLOSE_TARGETS = ("lease_id", "ended_at", "outcome", "exit_code", "signal", "lease_expires_at")
+CLOSE_COLUMNS = ("task", "number", "ended", "outcome", "exit_code", "signal", "lease_expires")
+_CLOSE_TARGETS = (
+    "task_id",
+    "attempt",
+    "ended_at",
+    "outcome",
+    "exit_code",
+    "signal",
+    "lease_expires_at",
+)
+# The attempt's key: the first two of each.
+_CLOSE_KEY = 2
 EVENT_COLUMNS = ("created_at", "job_uuid", "task_uuid", "type", "payload")
 
 
@@ -162,8 +172,8 @@ def _sqlite_shift(count_columns: tuple[str, ...]) -> str:
 
 _SQLITE_CLOSE = (
     "UPDATE task_attempts SET "
-    + ", ".join(f"{_q(c)} = ?" for c in _CLOSE_TARGETS[1:])
-    + " WHERE lease_id = ? AND ended_at IS NULL"
+    + ", ".join(f"{_q(c)} = ?" for c in _CLOSE_TARGETS[_CLOSE_KEY:])
+    + " WHERE task_id = ? AND attempt = ? AND ended_at IS NULL"
 )
 
 
@@ -187,7 +197,8 @@ async def _send_sqlite(conn: AsyncConnection, flush: Flush) -> None:
     if flush.closed:
         procs = _processors(dialect, task_attempts, _CLOSE_TARGETS)
         rows = _convert(_columns_of(flush.closed, CLOSE_COLUMNS), procs)
-        await conn.exec_driver_sql(_SQLITE_CLOSE, [(*row[1:], row[0]) for row in rows])
+        params = [(*row[_CLOSE_KEY:], *row[:_CLOSE_KEY]) for row in rows]
+        await conn.exec_driver_sql(_SQLITE_CLOSE, params)
     for columns, rows in flush.opened.items():
         procs = _processors(dialect, task_attempts, columns)
         await conn.exec_driver_sql(_sqlite_insert(task_attempts, columns), _convert(rows, procs))
@@ -306,19 +317,24 @@ def _pg_statement(dialect: Dialect, flush: Flush) -> _PgStatement:
         st.ctes.append(f"counts AS (UPDATE jobs AS j SET {sets} FROM {source} WHERE j.id = d.id)")
     if flush.closed:
         rows = _columns_of(flush.closed, CLOSE_COLUMNS)
-        source, exprs = st.source(task_attempts, _CLOSE_TARGETS, rows, "c", keep=("lease_id",))
-        sets = ", ".join(f"{_q(c)} = {exprs[c]}" for c in _CLOSE_TARGETS[1:])
+        keys = _CLOSE_TARGETS[:_CLOSE_KEY]
+        source, exprs = st.source(task_attempts, _CLOSE_TARGETS, rows, "c", keep=keys)
+        sets = ", ".join(f"{_q(c)} = {exprs[c]}" for c in _CLOSE_TARGETS[_CLOSE_KEY:])
         # `a.ended_at IS NULL` alone is a filter on task_attempts that PostgreSQL estimates at
         # one row (0.5 % of a table without statistics, a handful of open leases of a big one):
-        # it then walked all of uq_task_attempts_lease_id for the open attempts and compared
-        # each with every lease of the flush (a fan-out's completion flush: 100 x 100 pairs,
-        # and a walk of every attempt ever made; 10,000 tasks deep, most of the flush's time).
-        # Tied to the flush's row (`OR c.lease_id IS NULL`, never true: the lease is the key)
-        # it is a join condition, so the leases drive and each finds its attempt through the
-        # index: one probe per lease, whatever the table's size or statistics.
+        # it then walked a whole index of the attempts for the open ones and compared each
+        # with every attempt of the flush (a fan-out's completion flush: 100 x 100 pairs, and
+        # a walk of every attempt ever made; 10,000 tasks deep, most of the flush's time).
+        # Tied to the flush's row (`OR c.task_id IS NULL`, never true: the task is the key)
+        # it is a join condition, so the flush's rows drive and each finds its attempt through
+        # uq_task_attempts_task_id_attempt: one probe per lease, whatever the table's size or
+        # statistics. The attempt numbers go as an array even when the rows share one: a
+        # constant `a.attempt = $n` is an index condition of its own, and the planner then
+        # walked every attempt of that number, joining the flush's rows to each.
         st.ctes.append(
             f"closed AS (UPDATE task_attempts AS a SET {sets} FROM {source} "
-            "WHERE a.lease_id = c.lease_id AND (a.ended_at IS NULL OR c.lease_id IS NULL))"
+            "WHERE a.task_id = c.task_id AND a.attempt = c.attempt"
+            " AND (a.ended_at IS NULL OR c.task_id IS NULL))"
         )
     for n, (columns, rows) in enumerate(flush.opened.items()):
         st.insert(f"opened{n}", task_attempts, columns, rows)

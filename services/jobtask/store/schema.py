@@ -236,7 +236,9 @@ task_attempts = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("task_id", ForeignKey("job_tasks.id", ondelete="CASCADE"), nullable=False),
     Column("attempt", Integer, nullable=False),
-    Column("lease_id", String(64), nullable=False, unique=True),
+    # The lease it ran under (the chaos history matches it with the feed's claims); no
+    # lookup goes by it: an attempt is closed by its (task_id, attempt) (revision 0023).
+    Column("lease_id", String(64), nullable=False),
     Column("worker_id", String(255), nullable=False),
     Column("node_name", String(255), nullable=False),
     Column("started_at", Time, nullable=False),
@@ -248,7 +250,9 @@ task_attempts = Table(
     # When the attempt's lease expired as last renewed before the attempt ended: a
     # process that ended after it ran without a live lease (the chaos history checks it).
     Column("lease_expires_at", Time),
-    Index("ix_task_attempts_task_id", "task_id"),
+    # A task's attempts are numbered 1, 2, ... by its claims (job_tasks.attempt, never
+    # reset): the key the lease close probes, and a task's or job's attempts by its prefix.
+    Index("uq_task_attempts_task_id_attempt", "task_id", "attempt", unique=True),
     # The registry counts each worker's finished and failed attempts.
     Index("ix_task_attempts_worker_id_outcome", "worker_id", "outcome"),
 )

@@ -339,7 +339,7 @@ class TaskWrites:
 
     def close_attempt(
         self,
-        lease_id: str | None,
+        task: TaskRow,
         *,
         ended: dt.datetime,
         outcome: str,
@@ -347,11 +347,13 @@ class TaskWrites:
         signal: int | None,
         lease_expires: dt.datetime | None,
     ) -> None:
-        """attempts.close_attempt, held (nothing for a task without a lease)."""
-        if lease_id:
+        """attempts.close_attempt of the task's current attempt, held (nothing for a task
+        without a lease)."""
+        if task.lease_id:
             self._closed.append(
                 attempt_store.close_params(
-                    lease_id,
+                    task.id,
+                    task.attempt,
                     ended=ended,
                     outcome=outcome,
                     exit_code=exit_code,
@@ -380,10 +382,10 @@ class TaskWrites:
             for job_id, shift in sorted(shifts.items())
             if any(shift.values())
         ]
-        # Each lease closes once: a second close of it would find it closed.
-        closing: dict[str, dict[str, Any]] = {}
+        # Each attempt closes once: a second close of it would find it closed.
+        closing: dict[tuple[int, int], dict[str, Any]] = {}
         for row in closed:
-            closing.setdefault(row["lease"], row)
+            closing.setdefault((row["task"], row["number"]), row)
         opening: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
         for row in opened:
             opening.setdefault(tuple(row), []).append(tuple(row.values()))
