@@ -330,8 +330,8 @@ def _maker(cls: type, names: tuple[str, ...]) -> Any:
 def _payload_maker(public: tuple[str, ...], optional: frozenset[str]) -> Any:
     """A function of a row giving its feed payload (to_json): the `public` columns in
     table order, the status as its value, each column whose value is what the decoder
-    reads when it is absent (_default_of: None for an `optional` column, else _MISSING's
-    value, the same type too: False is not 0, 0 is not 0.0, -0.0 is kept) left out --
+    reads when it is absent (_MISSING's value, of the same type too: False is not 0, 0 is
+    not 0.0, -0.0 is kept; else None, for an `optional` column) left out (_omit_test) --
     unrolled (as _maker): one dict display of the leading columns never left out, then a
     test per column, where a loop over the names cost several times as much."""
     lines: list[str] = []
