@@ -52,6 +52,7 @@ from jobtask.store.feed import (
     TASK_DELETED,
     TASK_LOG,
     TASK_PROGRESS,
+    full_payload,
 )
 from jobtask.store.schema import TASK_STATUS_COUNTS, events, job_tasks, jobs, task_attempts
 from sqlalchemy import select
@@ -147,6 +148,10 @@ class History:
 
 @dataclass
 class Stored:
+    """The tables as read; each event's payload in full (feed.full_payload: a stored one
+    leaves out the columns at their defaults, and the checks read `lease_id` and the job's
+    flags as present)."""
+
     jobs: list[dict[str, Any]]
     tasks: list[dict[str, Any]]
     attempts: list[dict[str, Any]]
@@ -170,7 +175,10 @@ async def read_store(url: str) -> Stored:
                 jobs=await rows(select(jobs)),
                 tasks=await rows(select(job_tasks)),
                 attempts=attempts,
-                events=await rows(select(events).order_by(events.c.seq)),
+                events=[
+                    {**e, "payload": full_payload(e["type"], e["payload"])}
+                    for e in await rows(select(events).order_by(events.c.seq))
+                ],
             )
     finally:
         await db.dispose()

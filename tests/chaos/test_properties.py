@@ -24,6 +24,7 @@ from google.protobuf import field_mask_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jobtask.store.database import Database
+from jobtask.store.feed import full_payload
 from jobtask.store.schema import TASK_STATUS_COUNTS, events
 from jobtask.v1 import job_pb2, job_service_pb2
 from sqlalchemy import select
@@ -170,8 +171,9 @@ async def run(database_url: str, steps: list[tuple[Any, ...]]) -> None:
         db = Database(database_url)
         try:
             async with db.read() as conn:
+                # Each payload in full, as history.read_store reads them.
                 rows = [
-                    dict(r._mapping)
+                    {**r._mapping, "payload": full_payload(r.type, r.payload)}
                     for r in await conn.execute(
                         select(events).where(events.c.job_uuid == job.uuid).order_by(events.c.seq)
                     )

@@ -6,19 +6,24 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jobtask.domain.statuses import JobStatus, TaskStatus
-from jobtask.store import json_codec
+from jobtask.store import json_codec, rows
 from jobtask.store.rows import (
     JobRow,
     TaskRow,
     TokenRow,
     job_after,
     job_from_json,
+    job_payload,
     job_row,
     task_after,
     task_from_json,
+    task_payload,
     task_row,
     to_json,
 )
@@ -127,27 +132,46 @@ def test_a_feed_payload_keeps_secrets_out_and_turns_back_into_the_row() -> None:
     job = job_row(_job_columns())
     payload = to_json(job)
     assert "identity" not in payload and "submit_digest" not in payload
-    assert payload["status"] == "active" and payload["tasks_summary"]["todo"] == 4
-    assert payload["etag"] == job.etag
+    assert payload["status"] == "active"
+    full = job_payload(payload)
+    assert full["tasks_summary"]["todo"] == 4 and full["etag"] == job.etag
     assert job_from_json(payload) == dataclasses.replace(job, identity="", submit_digest=None)
     task = task_row(_task_columns())
     payload = to_json(task)
-    assert "token_digest" not in payload and payload["qsequence"] == 11
+    assert "token_digest" not in payload and task_payload(payload)["qsequence"] == 11
     assert task_from_json(payload) == dataclasses.replace(task, token_digest=None)
 
 
-def test_a_feed_payload_holds_the_public_columns_in_table_order_then_the_derived() -> None:
-    """The payload's keys (and so its JSON text's order): every column but the private
-    ones, in table order, then the derived attributes; the status as its plain value."""
+def test_a_feed_payload_leaves_out_defaults_and_derived_attributes() -> None:
+    """A stored payload holds the public columns in table order, less each one at the
+    value its decoder reads when it is absent (None; {}, 0, 0.0, 1, False, "" where the
+    decoder knows that default, of the same type) and less the derived attributes; its
+    full form (job_payload, task_payload) has them all, the derived ones last."""
     private = {"identity", "submit_digest", "token_digest"}
-    for row, table, derived in (
-        (job_row(_job_columns()), jobs, ["tasks_summary", "etag"]),
-        (task_row(_task_columns()), job_tasks, ["qsequence", "etag"]),
+    job = job_row({**_job_columns(), "running": False, "priority": 0, "n_queued": 0, "version": 1})
+    task = task_row({**_task_columns(), "progress": 0.0, "parameters": {}, "sequence": 0})
+    for row, table, expand, derived in (
+        (job, jobs, job_payload, ["tasks_summary", "etag"]),
+        (task, job_tasks, task_payload, ["qsequence", "etag"]),
     ):
         payload = to_json(row)
-        assert list(payload) == [c.name for c in table.c if c.name not in private] + derived
+        public = [c.name for c in table.c if c.name not in private]
+        kept = [
+            name
+            for name in public
+            if getattr(row, name) is not None
+            and (name not in _DEFAULTS or _exact(getattr(row, name)) != _exact(_DEFAULTS[name]))
+        ]
+        assert list(payload) == kept
         assert type(payload["status"]) is str and payload["status"] == row.status.value
-        assert payload["id"] == row.id and payload["modified_at"] == row.modified_at
+        assert list(expand(payload)) == public + derived
+    assert not {"running", "priority", "n_queued", "version", "failure_reason"} & set(to_json(job))
+    assert not {"progress", "parameters", "sequence", "failed_at"} & set(to_json(task))
+    # An active task (its lease and worker named) in two thirds of the room.
+    assert len(json_codec.dumps(to_json(task))) < len(json_codec.dumps(_full_form(task))) * 2 / 3
+    # A value equal to the default but of another type stays: False is not 0.
+    odd = job_row({**_job_columns(), "priority": False, "running": 0})
+    assert to_json(odd)["priority"] is False and to_json(odd)["running"] == 0
 
 
 def test_a_feed_payload_is_written_with_its_times_as_iso_text() -> None:
@@ -158,12 +182,12 @@ def test_a_feed_payload_is_written_with_its_times_as_iso_text() -> None:
     stored = json.loads(json_codec.dumps(to_json(task)))
     assert stored["created_at"] == "2026-12-04T12:00:00+00:00"
     assert stored["started_at"] == "2026-12-04T12:00:01.000005+00:00"
-    assert stored["finished_at"] is None and stored["status"] == task.status.value
+    assert "finished_at" not in stored and stored["status"] == task.status.value
     assert task_from_json(stored) == dataclasses.replace(task, token_digest=None)
 
 
 def test_a_payload_written_before_a_column_existed_still_reads() -> None:
-    payload = to_json(task_row(_task_columns()))
+    payload = _stored(_full_form(task_row(_task_columns())))
     for later in ("failure_reason", "runnable_after", "failed_count"):
         del payload[later]
     task = task_from_json(payload)
@@ -213,3 +237,132 @@ def test_a_rows_times_are_sent_as_timestamp_from_datetime_would(value: dt.dateti
     expected = Timestamp()
     expected.FromDatetime(value)
     assert timestamp(value) == expected
+
+
+# -- the feed payload's two forms ----------------------------------------------------------
+
+_PRIVATE = {"identity", "submit_digest", "token_digest"}
+
+
+def _full_form(row: JobRow | TaskRow) -> dict[str, Any]:
+    """The payload as to_json wrote it before it left out defaults: every public column,
+    the status as its value, then the derived attributes."""
+    out: dict[str, Any] = {
+        f.name: getattr(row, f.name) for f in dataclasses.fields(row) if f.name not in _PRIVATE
+    }
+    out["status"] = row.status.value
+    if isinstance(row, JobRow):
+        out.update(tasks_summary=row.tasks_summary, etag=row.etag)
+    else:
+        out.update(qsequence=row.qsequence, etag=row.etag)
+    return out
+
+
+def _stored(payload: dict[str, Any]) -> Any:
+    return json_codec.loads(json_codec.dumps(payload))
+
+
+def _exact(value: Any) -> str:
+    """Equal only if equal in type too (False == 0 == 0.0 and 0.0 == -0.0 in Python)."""
+    return repr(value)
+
+
+_TIMES = st.datetimes(
+    min_value=dt.datetime(2000, 1, 1), max_value=dt.datetime(2100, 1, 1), timezones=st.just(dt.UTC)
+).map(lambda t: t.replace(fold=0))  # JSON keeps no fold: nor did it before
+_JSON = st.dictionaries(
+    st.text(max_size=4),
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=4),
+    max_size=3,
+)
+_NUMBER = (
+    st.sampled_from([0, 1, 0.0, -0.0, False, True])
+    | st.integers(-(2**53), 2**53)
+    | st.floats(allow_nan=False, allow_infinity=False)
+)
+# Each column's values by its type, the decoder's defaults and their look-alikes included.
+_VALUES: dict[str, Any] = {
+    "int": st.sampled_from([0, 1]) | st.integers(-(2**40), 2**40),
+    "str": st.sampled_from(["", "0"]) | st.text(max_size=8),
+    "bool": st.booleans(),
+    "float": _NUMBER,
+    "dict[str, Any]": st.just({}) | _JSON,
+    "dt.datetime": _TIMES,
+    "list[dict[str, Any]]": st.lists(_JSON, max_size=2),
+}
+
+
+def _column(f: dataclasses.Field[Any], statuses: Any) -> Any:
+    kind = str(f.type)
+    if f.name == "status":
+        return st.sampled_from(list(statuses))
+    if f.name in _PRIVATE:
+        return st.just("" if f.name == "identity" else None)
+    if f.name == "id":
+        return st.integers(1, 2**40)
+    if kind.endswith(" | None"):
+        return st.none() | _VALUES[kind.removesuffix(" | None")]
+    return _VALUES[kind]
+
+
+def _rows(cls: type, statuses: Any) -> Any:
+    return st.builds(cls, **{f.name: _column(f, statuses) for f in dataclasses.fields(cls)})
+
+
+def _check_both_forms(row: JobRow | TaskRow) -> None:
+    decode, expand = (
+        (job_from_json, job_payload) if isinstance(row, JobRow) else (task_from_json, task_payload)
+    )
+    new, old = _stored(to_json(row)), _stored(_full_form(row))
+    assert len(json_codec.dumps(new)) <= len(json_codec.dumps(old))
+    # The row back, exactly (types too), from the stored payload and from an old full one.
+    assert _exact(decode(new)) == _exact(decode(old)) == _exact(row)
+    # The full form back, as JSON holds it, from either.
+    assert _exact(expand(new)) == _exact(expand(old)) == _exact(old)
+
+
+@settings(max_examples=300, deadline=None)
+@given(job=_rows(JobRow, JobStatus), task=_rows(TaskRow, TaskStatus))
+def test_a_payload_turns_back_into_the_same_row_and_the_same_full_payload(
+    job: JobRow, task: TaskRow
+) -> None:
+    _check_both_forms(job)
+    _check_both_forms(task)
+
+
+def test_rows_at_every_default_and_with_every_column_set_round_trip() -> None:
+    for columns, cls in ((_job_columns(), JobRow), (_task_columns(), TaskRow)):
+        for f in dataclasses.fields(cls):
+            if columns[f.name] is None and f.name not in _PRIVATE:
+                columns[f.name] = {"dt.datetime | None": NOW, "bool | None": False}.get(
+                    str(f.type), "x" if "str" in str(f.type) else {"k": None}
+                )
+        if cls is JobRow:
+            columns["blocklist"] = [{"a": 1}]
+            full: JobRow | TaskRow = job_row(columns)
+            bare = job_row({n: _default_or(n, columns) for n in columns})
+        else:
+            full = task_row(columns)
+            bare = task_row({n: _default_or(n, columns) for n in columns})
+        _check_both_forms(dataclasses.replace(full, **_BLANK[cls]))
+        _check_both_forms(dataclasses.replace(bare, **_BLANK[cls]))
+        assert set(to_json(bare)) == _REQUIRED[cls]
+
+
+_BLANK: dict[type, dict[str, Any]] = {
+    JobRow: {"identity": "", "submit_digest": None},
+    TaskRow: {"token_digest": None},
+}
+# The columns a payload always holds (no default the decoder knows).
+_REQUIRED = {
+    JobRow: {"id", "uuid", "owner_uuid", "created_at", "modified_at", "script", "status", "state"},
+    TaskRow: {"id", "uuid", "job_id", "job_uuid", "owner_uuid", "created_at", "modified_at"}
+    | {"status"},
+}
+# What the decoders read for an absent column, when not None.
+_DEFAULTS = rows._MISSING
+
+
+def _default_or(name: str, columns: dict[str, Any]) -> Any:
+    """The column's value if a payload always holds it, else its default."""
+    return columns[name] if name in _REQUIRED[JobRow] | _REQUIRED[TaskRow] else _DEFAULTS.get(name)

@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 import pytest
 from jobtask.sdk import AsyncClient
+from jobtask.store.rows import task_payload
 from jobtask.store.schema import events
 from jobtask.v1 import job_pb2, task_service_pb2
 from sqlalchemy import select
@@ -29,7 +30,7 @@ async def task_history(cluster: Cluster, task_uuid: str) -> list[dict[str, Any]]
         .order_by(events.c.seq)
     )
     async with cluster.services.core.db.read() as conn:
-        return [dict(p) for (p,) in await conn.execute(query)]
+        return [task_payload(p) for (p,) in await conn.execute(query)]
 
 
 def at(value: str) -> dt.datetime:

@@ -7,10 +7,11 @@ from typing import Any
 
 import grpc
 import pytest
+from jobtask.server.watch import event_pb
 from jobtask.store import feed
 from jobtask.store.schema import events
 from jobtask.v1 import watch_pb2
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from tests.conftest import Cluster, start_cluster
 from tests.core.helpers import create_job
@@ -131,3 +132,38 @@ async def test_pruned_positions_are_out_of_range_and_a_snapshot_recovers(
     (event,) = await take(resumed, 1)
     resumed.cancel()
     assert event.type == watch_pb2.WATCH_EVENT_TYPE_TASK_CHANGED and event.task_uuid == a.task.uuid
+
+
+async def test_a_resumed_watch_sends_what_full_payloads_say_and_reads_old_ones_alike(
+    cluster: Cluster,
+) -> None:
+    """The feed stores short payloads (no defaults, no derived attributes); a resumed watch
+    sends exactly the messages their full form gives, and the same again once every event
+    is rewritten to the full form a database written before holds."""
+    job = await cluster.jobs.CreateJob(create_job(script="short.py"))
+    a = await claim_as(cluster, "w1")
+    assert a is not None
+    run = Run(cluster, a)
+    await run.acked(await run.send(progress=0.5, log="half\n"))
+    await run.exit(progress=1.0, success=True)
+    resumed = await watch_events(cluster, job.uuid, after_seq=0)
+
+    async with cluster.services.core.db.read() as conn:
+        query = select(events).where(events.c.job_uuid == job.uuid).order_by(events.c.seq)
+        stored = [dict(r._mapping) for r in await conn.execute(query)]
+    full = [{**row, "payload": feed.full_payload(row["type"], row["payload"])} for row in stored]
+    changes = [row for row in stored if row["type"] in ("job_changed", "task_changed")]
+    assert changes and not any("etag" in row["payload"] for row in changes)
+    assert not any("failure_reason" in row["payload"] for row in changes)
+    assert resumed == [event_pb(row) for row in full]
+
+    async def rewrite(conn: Any) -> None:
+        for row in full:
+            await conn.execute(
+                update(events).where(events.c.seq == row["seq"]).values(payload=row["payload"])
+            )
+
+    await cluster.services.core.db.transact(rewrite)
+    async with cluster.services.core.db.read() as conn:
+        assert [dict(r._mapping) for r in await conn.execute(query)] == full
+    assert await watch_events(cluster, job.uuid, after_seq=0) == resumed

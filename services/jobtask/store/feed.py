@@ -4,10 +4,12 @@ Inserting events notifies the other processes on PostgreSQL (a trigger: migratio
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 from jobtask.store import flush_sql
 from jobtask.store.database import mark_changed
+from jobtask.store.rows import job_payload, task_payload
 from jobtask.store.schema import events, settings
 from sqlalchemy import bindparam, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -54,6 +56,17 @@ async def append_many(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None
     on SQLite, one INSERT on PostgreSQL (jobtask.store.flush_sql)."""
     if rows:
         await flush_sql.send(conn, flush_sql.Flush(events=flush_sql.event_values(rows)))
+
+
+def full_payload(type_: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """An event's payload as a reader of the JSON wants it: a job's or a task's in full
+    (every public column, defaults and derived attributes included: rows.job_payload,
+    rows.task_payload), as stored payloads leave them out; any other as stored."""
+    if type_ == JOB_CHANGED:
+        return job_payload(payload)
+    if type_ in (TASK_CREATED, TASK_CHANGED):
+        return task_payload(payload)
+    return dict(payload)
 
 
 async def head(conn: AsyncConnection) -> int:

@@ -14,6 +14,7 @@ import dataclasses
 import datetime as dt
 import functools
 import hashlib
+import math
 import operator
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -33,10 +34,12 @@ __all__ = [
     "etag",
     "job_after",
     "job_from_json",
+    "job_payload",
     "job_row",
     "jobs_and_tasks",
     "task_after",
     "task_from_json",
+    "task_payload",
     "task_row",
     "to_json",
     "token_row",
@@ -200,6 +203,11 @@ def _times(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls) if "datetime" in str(f.type))
 
 
+def _optional(cls: type) -> frozenset[str]:
+    """The columns that may be None (`X | None`)."""
+    return frozenset(f.name for f in dataclasses.fields(cls) if "None" in str(f.type))
+
+
 JOB_FIELDS = _fields(JobRow)
 TASK_FIELDS = _fields(TaskRow)
 
@@ -250,9 +258,7 @@ class _Layout:
     positionally, and a field read with one attrgetter (dataclasses.replace and asdict
     cost two to three times as much)."""
 
-    def __init__(
-        self, cls: type, public: tuple[str, ...], derived: tuple[str, ...], enum: type[StrEnum]
-    ) -> None:
+    def __init__(self, cls: type, public: tuple[str, ...], enum: type[StrEnum]) -> None:
         names = _fields(cls)
         self.cls = cls
         self.names = names
@@ -261,7 +267,8 @@ class _Layout:
         self.index = {name: i for i, name in enumerate(names)}
         self.get_all = operator.attrgetter(*names)
         self.status = self.index["status"]
-        self.json = _payload_maker(public, derived)
+        self.json = _payload_maker(public, _optional(cls))
+        self.public = public
         self.times = tuple(self.index[name] for name in _times(cls))
         self.make = _maker(cls, names)
         self.members: dict[Any, Any] = enum._value2member_map_
@@ -327,27 +334,68 @@ def _maker(cls: type, names: tuple[str, ...]) -> Any:
     return scope["make"]
 
 
-def _payload_maker(public: tuple[str, ...], derived: tuple[str, ...]) -> Any:
-    """A function of a row giving its feed payload (to_json): the `public` columns, the
-    status as its value, then the `derived` attributes, in that order -- one dict display,
-    unrolled (as _maker), where building the dict from the columns and adding the rest one
-    by one cost half again as much."""
-    items = [f"{n!r}: row.{n}.value" if n == "status" else f"{n!r}: row.{n}" for n in public]
-    items += [f"{n!r}: row.{n}" for n in derived]
-    source = "def payload(row):\n    return {" + ", ".join(items) + "}\n"
-    scope: dict[str, Any] = {}
+def _payload_maker(public: tuple[str, ...], optional: frozenset[str]) -> Any:
+    """A function of a row giving its feed payload (to_json): the `public` columns in
+    table order, the status as its value, each column whose value is what the decoder
+    reads when it is absent (_MISSING's value, of the same type too: False is not 0, 0 is
+    not 0.0, -0.0 is kept; else None, for an `optional` column) left out (_omit_test) --
+    unrolled (as _maker): one dict display of the leading columns never left out, then a
+    test per column, where a loop over the names cost several times as much."""
+    lines: list[str] = []
+    head: list[str] = []
+    for n in public:
+        value = f"row.{n}.value" if n == "status" else f"row.{n}"
+        test = _omit_test(n, optional)
+        if test is None and not lines:
+            head.append(f"{n!r}: {value}")
+        elif test is None:
+            lines.append(f"    out[{n!r}] = {value}\n")
+        else:
+            lines.append(f"    v = {value}\n    if {test}:\n        out[{n!r}] = v\n")
+    source = "def payload(row):\n    out = {" + ", ".join(head) + "}\n"
+    source += "".join(lines) + "    return out\n"
+    scope: dict[str, Any] = {"_copysign": math.copysign}
     exec(source, scope)  # built from the dataclass's own field names
     return scope["payload"]
 
 
+def _omit_test(name: str, optional: frozenset[str]) -> str | None:
+    """The test (of `v`) under which the column goes into a payload; None: always."""
+    if name == "status":
+        return None
+    if name in _MISSING:
+        default = _MISSING[name]
+        if default is False:
+            return "v is not False"
+        kind = type(default).__name__
+        test = f"v.__class__ is not {kind} or v != {default!r}"
+        # 0.0 == -0.0: a negative zero is kept.
+        return test + " or _copysign(1.0, v) < 0.0" if kind == "float" else test
+    return "v is not None" if name in optional else None
+
+
+# What the decoders read for a column a feed payload lacks: the private columns; columns
+# added after it was written; and, left out by to_json, these defaults (and None).
+_MISSING: dict[str, Any] = {
+    "identity": "",
+    "script_parameters": {},
+    "parameters": {},
+    "runtime_constraints": {},
+    "running": False,
+    "version": 1,
+    "priority": 0,
+    "script_version": "",
+    "progress": 0.0,
+    "failed_count": 0,
+    "attempt": 0,
+    "sequence": 0,
+    **dict.fromkeys(TASK_STATUS_COUNTS, 0),
+}
+
 # Columns that never leave the store (secrets and internal bookkeeping).
 _PRIVATE = frozenset({"token_digest", "submit_digest", "identity"})
-_JOB = _Layout(
-    JobRow, tuple(n for n in JOB_FIELDS if n not in _PRIVATE), ("tasks_summary", "etag"), JobStatus
-)
-_TASK = _Layout(
-    TaskRow, tuple(n for n in TASK_FIELDS if n not in _PRIVATE), ("qsequence", "etag"), TaskStatus
-)
+_JOB = _Layout(JobRow, tuple(n for n in JOB_FIELDS if n not in _PRIVATE), JobStatus)
+_TASK = _Layout(TaskRow, tuple(n for n in TASK_FIELDS if n not in _PRIVATE), TaskStatus)
 
 
 def job_after(job: JobRow, written: Mapping[str, Any]) -> JobRow:
@@ -365,35 +413,34 @@ def task_after(task: TaskRow, written: Mapping[str, Any]) -> TaskRow:
 
 
 def to_json(row: JobRow | TaskRow) -> dict[str, Any]:
-    """A row as JSON for the change feed: secrets dropped, the derived attributes
-    included. Its datetimes stay datetimes: the store's JSON codec (json_codec.dumps,
-    orjson) writes each as the ISO text isoformat() gives, in C (made ISO text here, they
-    were a third of a payload's cost), and job_from_json / task_from_json take either."""
+    """A row as JSON for the change feed, as stored: secrets dropped, and every column
+    whose value is the one the decoder reads for an absent column (None, or _MISSING's)
+    left out, as are the derived attributes (tasks_summary, qsequence, etag: the decoders
+    recompute them) -- a third of the full form's size. job_from_json / task_from_json
+    (rows) and job_payload / task_payload (the full form, for readers of the JSON) take
+    it, and the full form older payloads have. Its datetimes stay datetimes: the store's
+    JSON codec (json_codec.dumps, orjson) writes each as the ISO text isoformat() gives,
+    in C (made ISO text here, they were a third of a payload's cost)."""
     out: dict[str, Any] = (_JOB if isinstance(row, JobRow) else _TASK).json(row)
     return out
 
 
-# What a feed payload lacks: the private columns, and columns added after it was written.
-_MISSING: dict[str, Any] = {
-    "identity": "",
-    "script_parameters": {},
-    "parameters": {},
-    "runtime_constraints": {},
-    "running": False,
-    "version": 1,
-    "progress": 0.0,
-    "failed_count": 0,
-    "attempt": 0,
-    "sequence": 0,
-    **dict.fromkeys(TASK_STATUS_COUNTS, 0),
-}
+_ABSENT = object()
 
 
 def _from_json(payload: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
-    values = {name: payload.get(name, _MISSING.get(name)) for name in names}
-    for name, value in values.items():
-        if isinstance(value, str) and (name.endswith("_at") or name == "runnable_after"):
-            values[name] = dt.datetime.fromisoformat(value)
+    """The columns `names` of a payload (either form): an absent one as _MISSING has
+    it (a fresh {} for a dict), else None; ISO times as datetimes."""
+    values: dict[str, Any] = {}
+    for name in names:
+        value = payload.get(name, _ABSENT)
+        if value is _ABSENT:
+            value = _MISSING.get(name)
+            if value.__class__ is dict:
+                value = {}
+        elif isinstance(value, str) and (name.endswith("_at") or name == "runnable_after"):
+            value = dt.datetime.fromisoformat(value)
+        values[name] = value
     return values
 
 
@@ -409,3 +456,40 @@ def task_from_json(payload: Mapping[str, Any]) -> TaskRow:
     values = _from_json(payload, TASK_FIELDS)
     values["status"] = TaskStatus(values["status"])
     return TaskRow(**values)
+
+
+def _full(payload: Mapping[str, Any], layout: _Layout) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in layout.public:
+        value = payload.get(name, _ABSENT)
+        if value is _ABSENT:
+            value = _MISSING.get(name)
+            if value.__class__ is dict:
+                value = {}
+        out[name] = value
+    return out
+
+
+def job_payload(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """A job's feed payload (either form) in full, as JSON gives it back (times as ISO
+    text): every public column, then tasks_summary and etag -- what to_json wrote
+    before it left out defaults, for readers of the JSON itself (tests/chaos)."""
+    out = _full(payload, _JOB)
+    n = {name: out[name] for name in TASK_STATUS_COUNTS}
+    out["tasks_summary"] = {
+        "todo": n["n_queued"] + n["n_soft_failed"] + n["n_paused"],
+        "running": n["n_active"],
+        "done": n["n_completed"],
+        "failed": n["n_failed"],
+    }
+    out["etag"] = etag(out["uuid"], out["version"])
+    return out
+
+
+def task_payload(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """A task's feed payload (either form) in full, as job_payload: every public
+    column, then qsequence and etag."""
+    out = _full(payload, _TASK)
+    out["qsequence"] = out["id"] - 1
+    out["etag"] = etag(out["uuid"], out["version"])
+    return out
