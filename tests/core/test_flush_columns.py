@@ -1,0 +1,47 @@
+"""How a PostgreSQL flush or bulk insert sends its rows (jobtask.store.flush_sql): a column
+per array, each value converted by its bind processor (JSON serialized), and a column whose
+rows all hold one value -- equal and of one type -- sent as that one value."""
+
+from __future__ import annotations
+
+import json
+
+from jobtask.store import json_codec
+from jobtask.store.flush_sql import pg_insert
+from jobtask.store.schema import job_tasks
+from sqlalchemy.dialects.postgresql.asyncpg import dialect
+
+PG = dialect(json_serializer=json_codec.dumps)
+COLUMNS = ("uuid", "status", "runtime_constraints", "attempt")
+
+
+def _insert(rows: list[tuple[object, ...]]) -> tuple[str, tuple[object, ...]]:
+    return pg_insert(PG, job_tasks, COLUMNS, rows, "uuid, id")
+
+
+def test_columns_go_as_arrays_of_driver_values_or_as_their_one_value() -> None:
+    rows = [
+        ("u1", "queued", {"ram": 1}, 0),
+        ("u2", "queued", {"ram": 2}, 0),
+        ("u3", "queued", {"ram": 1}, 0),
+    ]
+    sql, params = _insert(rows)
+    uuids, status, constraints, attempt = params
+    assert uuids == ["u1", "u2", "u3"]
+    assert status == "queued" and attempt == 0  # one value each
+    assert [json.loads(str(c)) for c in constraints] == [{"ram": 1}, {"ram": 2}, {"ram": 1}]
+    assert "$2::VARCHAR" in sql and "$4::INTEGER" in sql and "$3::text[]" in sql
+
+
+def test_equal_values_of_different_types_are_not_one_value() -> None:
+    # 1 == True, but a parameter has one type: the column goes as an array of each value.
+    sql, params = _insert([("u1", "queued", {}, 1), ("u2", "queued", {}, True)])
+    assert params[-1] == [1, True]
+    assert "$4::INTEGER[]" in sql
+    # Equal JSON documents serialize to one text: one value.
+    assert params[2] == "{}"
+
+
+def test_a_single_row_goes_as_arrays() -> None:
+    _, params = _insert([("u1", "queued", {"a": 1}, 2)])
+    assert params == (["u1"], ["queued"], ['{"a":1}'], [2])
