@@ -29,6 +29,8 @@ class Session:
         self.worker_id = worker_id
         self.slots = slots
         self.assignments: list[TSP.TaskAssignment] = []
+        # How many assignments each message carried that carried any.
+        self.pushes: list[int] = []
         self.updates: list[TSP.TaskUpdate] = []
         self.heartbeats = 0
 
@@ -47,6 +49,8 @@ class Session:
             response = await asyncio.wait_for(self.call.read(), remaining)
             assert response is not grpc.aio.EOF, "the session ended"
             self.assignments.extend(response.assignments)
+            if response.assignments:
+                self.pushes.append(len(response.assignments))
             self.updates.extend(response.updates)
             self.heartbeats += response.heartbeat_acked
 
@@ -89,6 +93,29 @@ async def test_assignments_are_pushed_and_many_tasks_finish_in_one_message(
     await session.until(lambda: len(session.finals()) == 5)
     finished = await get_job(cluster, job_uuid)
     assert finished.status == job_status("completed")
+    await session.call.done_writing()
+
+
+async def test_postgres_claims_half_the_slots_at_a_time(cluster: Cluster) -> None:
+    """On PostgreSQL a worker's slots are filled in two claims, so that the second claim
+    overlaps the worker's run of the first part (and the flush of its reports) instead of
+    the slots turning over as one wave; on SQLite (statements in the server's own thread,
+    nothing to overlap) in one."""
+    await job_with_tasks(cluster, "noop.py", 5)
+    session = Session(cluster, "w-parts", 4)
+    await session.open()
+    await session.until(lambda: len(session.assignments) >= 4)
+    if cluster.services.core.db.is_sqlite:
+        assert session.pushes == [4]
+    else:
+        assert session.pushes == [2, 2]
+    # Each slot freed and credited is filled again, in parts as well.
+    await session.send(reports=[done(a) for a in session.assignments])
+    await session.until(lambda: len(session.finals()) == 4)
+    await session.send(credits=4)
+    await session.until(lambda: len(session.assignments) == 6)
+    await session.send(reports=[done(a) for a in session.assignments[4:]])
+    await session.until(lambda: len(session.finals()) == 6)
     await session.call.done_writing()
 
 

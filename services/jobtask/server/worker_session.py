@@ -11,10 +11,11 @@ The worker side:
 
 The server side runs four loops per session:
 
-- the claimer: while the worker has credit, claims up to that many tasks in one claim and
-  pushes them in one message; when nothing is runnable it sleeps on the process's change
-  signal (in-process commits, LISTEN/NOTIFY on PostgreSQL, the feed poll on SQLite), or
-  until the earliest retry backoff ends -- the worker never polls;
+- the claimer: while the worker has credit, claims up to that many tasks in one claim (on
+  PostgreSQL at most half the worker's slots, so that claims overlap the worker's runs and
+  the writer's flushes) and pushes them in one message; when nothing is runnable it sleeps
+  on the process's change signal (in-process commits, LISTEN/NOTIFY on PostgreSQL, the
+  feed poll on SQLite), or until the earliest retry backoff ends -- the worker never polls;
 - the writer: hands every report received since its last commit to the process's group
   commit (jobtask.server.group_commit) as one batch per task, so a session's reports share
   a transaction with each other and with other streams'; then acknowledges each task
@@ -75,6 +76,8 @@ MAX_REPORTS = 1000
 MAX_CLAIM = 100
 # How long a claim for a few credits waits for more (see _claim).
 CREDIT_GATHER_SECONDS = 0.005
+# On PostgreSQL one claim takes at most 1/CLAIM_PARTS of the worker's slots (Session._part).
+CLAIM_PARTS = 2
 # A session with credit but nothing runnable re-checks at least this often.
 IDLE_RECHECK = 5.0
 
@@ -255,7 +258,7 @@ class Session:
                     await asyncio.wait_for(self.credit.wait(), CREDIT_GATHER_SECONDS)
             # Marked before the claim: a change committed while it runs wakes the wait.
             mark = self.signal.mark()
-            want = min(self.credits, MAX_CLAIM)
+            want = min(self.credits, MAX_CLAIM, self._part())
             claims = await self.claims.claim(self.caller, replace(self.spec, free_slots=want), want)
             if claims:
                 self.credits -= len(claims)
@@ -274,6 +277,18 @@ class Session:
                 until = (backoff_end - utcnow()).total_seconds()
                 wait = min(wait, max(until, 0.0) + BACKOFF_SLACK)
             await self.signal.wait(wait, since=mark)
+
+    def _part(self) -> int:
+        """The most one claim takes. On PostgreSQL, half the worker's slots: a claim of all
+        of them turns the slots over as one wave (claim, run, report, flush, credit, claim),
+        the server, the database and the worker each waiting while another works; in two
+        parts the second part's claim runs while the worker runs the first and the writer
+        flushes its reports. On SQLite, whose statements run in the server's own thread,
+        nothing would overlap: a claim takes what the credits allow."""
+        slots = max(1, min(max(self.spec.slots, self.spec.free_slots), MAX_CLAIM))
+        if self.claims.db.is_sqlite:
+            return slots
+        return -(-slots // CLAIM_PARTS)
 
     # -- the writer ---------------------------------------------------------------------
 
