@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+import pytest
 from jobtask.v1 import job_service_pb2, task_service_pb2
 
 from tests.conftest import Cluster
 from tests.core.helpers import create_job, get_job, get_task, job_status, task_status, token_md
+from tests.core.raw_rows import connect
+from tests.polling import eventually
 from tests.worker_protocol.helpers import job_with_tasks
 
 TSP = task_service_pb2
@@ -29,6 +32,8 @@ class Session:
         self.worker_id = worker_id
         self.slots = slots
         self.assignments: list[TSP.TaskAssignment] = []
+        # How many assignments each message carried that carried any.
+        self.pushes: list[int] = []
         self.updates: list[TSP.TaskUpdate] = []
         self.heartbeats = 0
 
@@ -47,6 +52,8 @@ class Session:
             response = await asyncio.wait_for(self.call.read(), remaining)
             assert response is not grpc.aio.EOF, "the session ended"
             self.assignments.extend(response.assignments)
+            if response.assignments:
+                self.pushes.append(len(response.assignments))
             self.updates.extend(response.updates)
             self.heartbeats += response.heartbeat_acked
 
@@ -90,6 +97,72 @@ async def test_assignments_are_pushed_and_many_tasks_finish_in_one_message(
     finished = await get_job(cluster, job_uuid)
     assert finished.status == job_status("completed")
     await session.call.done_writing()
+
+
+async def test_postgres_claims_half_the_slots_at_a_time(cluster: Cluster) -> None:
+    """On PostgreSQL a worker's slots are filled in two claims, so that the second claim
+    overlaps the worker's run of the first part (and the flush of its reports) instead of
+    the slots turning over as one wave; on SQLite (statements in the server's own thread,
+    nothing to overlap) in one."""
+    await job_with_tasks(cluster, "noop.py", 5)
+    session = Session(cluster, "w-parts", 4)
+    await session.open()
+    await session.until(lambda: len(session.assignments) >= 4)
+    if cluster.services.core.db.is_sqlite:
+        assert session.pushes == [4]
+    else:
+        assert session.pushes == [2, 2]
+    # Each slot freed and credited is filled again, in parts as well.
+    await session.send(reports=[done(a) for a in session.assignments])
+    await session.until(lambda: len(session.finals()) == 4)
+    await session.send(credits=4)
+    await session.until(lambda: len(session.assignments) == 6)
+    await session.send(reports=[done(a) for a in session.assignments[4:]])
+    await session.until(lambda: len(session.finals()) == 6)
+    await session.call.done_writing()
+
+
+async def test_a_claim_while_another_is_in_progress_takes_all_its_credits(
+    cluster: Cluster, database_url: str
+) -> None:
+    """PostgreSQL: a claim with another session's claim in progress has that one to overlap,
+    so it takes all of its worker's credits; only the claim started alone takes a part."""
+    if cluster.services.core.db.is_sqlite:
+        pytest.skip("PostgreSQL only: on SQLite claims are never split")
+    job_uuid = await job_with_tasks(cluster, "noop.py", 9)
+    holder = await connect(database_url)
+    try:
+        # The job's row held: both sessions' claims wait for it, in progress.
+        held = holder.transaction()
+        await held.start()
+        await holder.execute("SELECT 1 FROM jobs WHERE uuid = $1 FOR UPDATE", job_uuid)
+
+        async def waiting_claims() -> int:
+            found = await holder.fetchval(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            return int(found)
+
+        first = Session(cluster, "w-first", 4)
+        await first.open()
+        await eventually(lambda: _at_least(waiting_claims, 1))
+        second = Session(cluster, "w-second", 4)
+        await second.open()
+        await eventually(lambda: _at_least(waiting_claims, 2))
+        await held.rollback()
+        await first.until(lambda: len(first.assignments) >= 2)
+        await second.until(lambda: len(second.assignments) >= 4)
+        assert first.pushes[0] == 2
+        assert second.pushes[0] == 4
+    finally:
+        await holder.close()
+    first.call.cancel()
+    second.call.cancel()
+
+
+async def _at_least(count: Callable[[], Awaitable[int]], n: int) -> bool:
+    return await count() >= n
 
 
 async def test_a_task_created_later_is_pushed_without_polling(cluster: Cluster) -> None:

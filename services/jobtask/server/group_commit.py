@@ -42,6 +42,11 @@ class GroupCommit:
         self._waiting: list[Waiting] = []
         self._committer: asyncio.Task[None] | None = None
 
+    @property
+    def committing(self) -> bool:
+        """A group is being applied (or waits to be)."""
+        return self._committer is not None
+
     async def apply(self, item: Submission) -> Outcome:
         """Applies one stream's batch (in a group, if others are waiting) once durable."""
         if item.batch.is_heartbeat:

@@ -11,10 +11,12 @@ The worker side:
 
 The server side runs four loops per session:
 
-- the claimer: while the worker has credit, claims up to that many tasks in one claim and
-  pushes them in one message; when nothing is runnable it sleeps on the process's change
-  signal (in-process commits, LISTEN/NOTIFY on PostgreSQL, the feed poll on SQLite), or
-  until the earliest retry backoff ends -- the worker never polls;
+- the claimer: while the worker has credit, claims up to that many tasks in one claim (on
+  PostgreSQL, with nothing else in progress, half the worker's slots, so that claims
+  overlap the worker's runs and the writer's flushes) and pushes them in one message;
+  when nothing is runnable it sleeps on the process's change signal (in-process commits,
+  LISTEN/NOTIFY on PostgreSQL, the feed poll on SQLite), or until the earliest retry
+  backoff ends -- the worker never polls;
 - the writer: hands every report received since its last commit to the process's group
   commit (jobtask.server.group_commit) as one batch per task, so a session's reports share
   a transaction with each other and with other streams'; then acknowledges each task
@@ -75,6 +77,8 @@ MAX_REPORTS = 1000
 MAX_CLAIM = 100
 # How long a claim for a few credits waits for more (see _claim).
 CREDIT_GATHER_SECONDS = 0.005
+# On PostgreSQL one claim takes at most 1/CLAIM_PARTS of the worker's slots (Session._part).
+CLAIM_PARTS = 2
 # A session with credit but nothing runnable re-checks at least this often.
 IDLE_RECHECK = 5.0
 
@@ -91,6 +95,8 @@ class WorkerSessions:
     def __init__(self, runs: RunTasks, claims: ClaimManager) -> None:
         self.runs = runs
         self.claims = claims
+        # Claims of this process's sessions in progress (see Session._part).
+        self.claiming = 0
 
     def stream(
         self, caller: Caller, requests: AsyncIterator[task_service_pb2.WorkerSessionRequest]
@@ -100,6 +106,7 @@ class WorkerSessions:
 
 class Session:
     def __init__(self, sessions: WorkerSessions, caller: Caller) -> None:
+        self.sessions = sessions
         self.runs = sessions.runs
         self.claims = sessions.claims
         self.reports = sessions.runs.reports
@@ -255,8 +262,14 @@ class Session:
                     await asyncio.wait_for(self.credit.wait(), CREDIT_GATHER_SECONDS)
             # Marked before the claim: a change committed while it runs wakes the wait.
             mark = self.signal.mark()
-            want = min(self.credits, MAX_CLAIM)
-            claims = await self.claims.claim(self.caller, replace(self.spec, free_slots=want), want)
+            want = min(self.credits, MAX_CLAIM, self._part())
+            self.sessions.claiming += 1
+            try:
+                claims = await self.claims.claim(
+                    self.caller, replace(self.spec, free_slots=want), want
+                )
+            finally:
+                self.sessions.claiming -= 1
             if claims:
                 self.credits -= len(claims)
                 ttl = self.settings.lease_ttl.total_seconds()
@@ -274,6 +287,21 @@ class Session:
                 until = (backoff_end - utcnow()).total_seconds()
                 wait = min(wait, max(until, 0.0) + BACKOFF_SLACK)
             await self.signal.wait(wait, since=mark)
+
+    def _part(self) -> int:
+        """The most the next claim takes. A claim of all of a worker's slots turns them
+        over as one wave (claim, run, report, flush, credit, claim), the server, the
+        database and the worker each waiting while another works. So on PostgreSQL, while
+        no other claim or report flush of this process is in progress (nothing for the
+        claim to overlap), a claim takes half the worker's slots: the second part's claim
+        runs while the worker runs the first and the writer flushes its reports, and the
+        parts stay apart as their credits come back apart. Otherwise (other sessions'
+        work overlaps; on SQLite, whose statements run in the server's own thread, nothing
+        would) a claim takes what the credits allow."""
+        slots = max(1, min(max(self.spec.slots, self.spec.free_slots), MAX_CLAIM))
+        if self.claims.db.is_sqlite or self.sessions.claiming or self.runs.commits.committing:
+            return slots
+        return -(-slots // CLAIM_PARTS)
 
     # -- the writer ---------------------------------------------------------------------
 
