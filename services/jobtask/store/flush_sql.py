@@ -23,6 +23,7 @@ back exactly as one written through SQLAlchemy.
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -141,9 +142,26 @@ def by_columns(
     per sorted tuple of column names, each row's values in that order followed by its id."""
     grouped: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
     for row_id, columns in written:
-        names = tuple(sorted(columns))
-        grouped.setdefault(names, []).append((*(columns[n] for n in names), row_id))
+        names, pick = _sorted_columns(tuple(columns))
+        grouped.setdefault(names, []).append((*pick(columns), row_id))
     return grouped
+
+
+@functools.lru_cache(maxsize=256)
+def _sorted_columns(
+    names: tuple[str, ...],
+) -> tuple[tuple[str, ...], Callable[[Mapping[str, Any]], tuple[Any, ...]]]:
+    """A row's column names (as its dict has them) sorted, and a function giving their
+    values in that order: by_columns' per-row work, decided once per column order (sorting
+    and a generator a row cost twice as much; a flush's rows mostly share one order)."""
+    ordered = tuple(sorted(names))
+    if len(ordered) == 1:
+        (name,) = ordered
+        return ordered, lambda columns: (columns[name],)
+    if not ordered:
+        return ordered, lambda columns: ()
+    pick: Callable[[Mapping[str, Any]], tuple[Any, ...]] = operator.itemgetter(*ordered)
+    return ordered, pick
 
 
 def event_values(rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:

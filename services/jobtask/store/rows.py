@@ -2,10 +2,16 @@
 them, built once here, statuses as enums and times in UTC.
 
 A row never changes: a write makes a new one, the old one with the written columns
-replaced (`job_after`, `task_after`: dataclasses.replace, done positionally because the hot
-path makes several per task), so a caller holding the row as read still has it. The fields
-are the table's columns, name for name (tests/core/test_rows.py holds them to the schema);
-what derives from them (a job's tasks_summary, a task's qsequence, the etag) is a property.
+replaced (`job_after`, `task_after`: dataclasses.replace's result, made by merging the
+instance dicts because the hot path makes several per task), so a caller holding the row as
+read still has it. The fields are the table's columns, name for name (tests/core/test_rows.py
+holds them to the schema); what derives from them (a job's tasks_summary, a task's
+qsequence, the etag) is a property.
+
+JobRow and TaskRow keep their fields in an instance dict, not slots: the hot path builds and
+copies rows (four of each a one-task job drained), and a dict is filled in one C call
+(`_Layout.make`, `_Layout.after`) where slots take one descriptor call a field -- a copy
+with its changes costs a seventh as much, a row built from its values about half.
 """
 
 from __future__ import annotations
@@ -15,7 +21,6 @@ import datetime as dt
 import functools
 import hashlib
 import math
-import operator
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -66,7 +71,7 @@ def utc(value: dt.datetime | None) -> dt.datetime | None:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class JobRow:
     id: int
     uuid: str
@@ -135,7 +140,7 @@ class JobRow:
         return etag(self.uuid, self.version)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class TaskRow:
     id: int
     uuid: str
@@ -254,9 +259,9 @@ def token_row(row: Row[Any]) -> TokenRow:
 
 
 class _Layout:
-    """Where each field of a row class sits, for the hot path's copies: a row is built
-    positionally, and a field read with one attrgetter (dataclasses.replace and asdict
-    cost two to three times as much)."""
+    """Where each field of a row class sits, for the hot path's copies: a row is built from
+    its values in table order into its instance dict at once, and copied by merging dicts
+    (dataclasses.replace and asdict cost several times as much)."""
 
     def __init__(self, cls: type, public: tuple[str, ...], enum: type[StrEnum]) -> None:
         names = _fields(cls)
@@ -265,12 +270,13 @@ class _Layout:
         self.width = len(names)
         self.enum = enum
         self.index = {name: i for i, name in enumerate(names)}
-        self.get_all = operator.attrgetter(*names)
+        self.columns = self.index.keys()
         self.status = self.index["status"]
         self.json = _payload_maker(public, _optional(cls))
         self.public = public
         self.times = tuple(self.index[name] for name in _times(cls))
         self.make = _maker(cls, names)
+        self.copy = _copier(cls)
         self.members: dict[Any, Any] = enum._value2member_map_
         # (result metadata, whether its rows start with this table's columns): read's.
         self._last_result: tuple[Any, bool] = (None, False)
@@ -300,7 +306,7 @@ class _Layout:
             if value is not None and value.tzinfo is None:
                 values[i] = value.replace(tzinfo=dt.UTC)
         values[self.status] = self._status(values[self.status])
-        return self.make(*values)
+        return self.make(values)
 
     def _status(self, value: Any) -> Any:
         """The status as the enum: a dict lookup (calling the enum costs several times
@@ -309,29 +315,43 @@ class _Layout:
         return self.enum(value) if member is None else member
 
     def after(self, row: Any, written: Mapping[str, Any]) -> Any:
-        values = list(self.get_all(row))
-        index = self.index
-        for name, value in written.items():
-            i = index.get(name)
-            if i is None:
-                raise TypeError(f"{self.cls.__name__} has no column {name!r}")
-            values[i] = value
+        if not written.keys() <= self.columns:
+            unknown = next(name for name in written if name not in self.index)
+            raise TypeError(f"{self.cls.__name__} has no column {unknown!r}")
+        values = {**row.__dict__, **written}
         if "status" in written:
-            values[self.status] = self._status(values[self.status])
-        return self.make(*values)
+            values["status"] = self._status(values["status"])
+        return self.copy(values)
 
 
 def _maker(cls: type, names: tuple[str, ...]) -> Any:
-    """cls(*values) for a frozen, slotted dataclass, at about half the cost: its
-    generated __init__ sets each field through object.__setattr__, this sets each slot
-    through its descriptor, unrolled (the row is the same: tests/core/test_rows.py)."""
-    setters = {f"_s{i}": cls.__dict__[name].__set__ for i, name in enumerate(names)}
-    args = ", ".join(f"v{i}" for i in range(len(names)))
-    body = "".join(f"    _s{i}(row, v{i})\n" for i in range(len(names)))
-    source = f"def make({args}):\n    row = _new(_cls)\n{body}    return row\n"
-    scope: dict[str, Any] = {**setters, "_new": object.__new__, "_cls": cls}
-    exec(source, scope)  # built from the dataclass's own field names
-    return scope["make"]
+    """A function of a row's values (a list, in table order) giving cls(*values) for a
+    frozen dataclass, at about half the cost: its generated __init__ sets each field
+    through object.__setattr__, this fills the new row's instance dict in one call (the row
+    is the same: tests/core/test_rows.py)."""
+    new = object.__new__
+
+    def make(values: list[Any]) -> Any:
+        row: Any = new(cls)
+        row.__dict__.update(zip(names, values, strict=True))
+        return row
+
+    return make
+
+
+def _copier(cls: type) -> Any:
+    """A function of a dict of every field (in table order) giving the row with those
+    values: the dict becomes the new row's instance dict (`_Layout.after` merges the old
+    row's with the written columns)."""
+    new = object.__new__
+    set_dict = cls.__dict__["__dict__"].__set__
+
+    def copy(values: dict[str, Any]) -> Any:
+        row: Any = new(cls)
+        set_dict(row, values)
+        return row
+
+    return copy
 
 
 def _payload_maker(public: tuple[str, ...], optional: frozenset[str]) -> Any:
