@@ -46,6 +46,7 @@ __all__ = [
     "task_from_json",
     "task_payload",
     "task_row",
+    "tasks_summary",
     "to_json",
     "token_row",
     "utc",
@@ -55,6 +56,17 @@ __all__ = [
 COUNT_COLUMN: dict[TaskStatus, str] = {
     TaskStatus(name[2:].replace("_", "-")): name for name in TASK_STATUS_COUNTS
 }
+
+
+def tasks_summary(counts: Mapping[str, Any]) -> dict[str, int]:
+    """Arvados's tasks_summary (todo, running, done, failed) of a job's task counts (its
+    n_* columns, from its row or its feed payload)."""
+    return {
+        "todo": counts["n_queued"] + counts["n_soft_failed"] + counts["n_paused"],
+        "running": counts["n_active"],
+        "done": counts["n_completed"],
+        "failed": counts["n_failed"],
+    }
 
 
 @functools.lru_cache(maxsize=8192)
@@ -128,12 +140,7 @@ class JobRow:
     @property
     def tasks_summary(self) -> dict[str, int]:
         """Arvados's tasks_summary: todo, running, done, failed."""
-        return {
-            "todo": self.n_queued + self.n_soft_failed + self.n_paused,
-            "running": self.n_active,
-            "done": self.n_completed,
-            "failed": self.n_failed,
-        }
+        return tasks_summary(self.__dict__)
 
     @property
     def etag(self) -> str:
@@ -495,13 +502,7 @@ def job_payload(payload: Mapping[str, Any]) -> dict[str, Any]:
     text): every public column, then tasks_summary and etag -- what to_json wrote
     before it left out defaults, for readers of the JSON itself (tests/chaos)."""
     out = _full(payload, _JOB)
-    n = {name: out[name] for name in TASK_STATUS_COUNTS}
-    out["tasks_summary"] = {
-        "todo": n["n_queued"] + n["n_soft_failed"] + n["n_paused"],
-        "running": n["n_active"],
-        "done": n["n_completed"],
-        "failed": n["n_failed"],
-    }
+    out["tasks_summary"] = tasks_summary(out)
     out["etag"] = etag(out["uuid"], out["version"])
     return out
 
