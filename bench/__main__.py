@@ -45,7 +45,16 @@ OPTIONAL = {"fairshare": fairshare.run}
 
 
 def versions() -> str:
-    names = ["grpcio", "protobuf", "sqlalchemy", "asyncpg", "huey", "procrastinate", "pgqueuer"]
+    names = [
+        "grpcio",
+        "protobuf",
+        "sqlalchemy",
+        "asyncpg",
+        "uvloop",
+        "huey",
+        "procrastinate",
+        "pgqueuer",
+    ]
     found = []
     for name in names:
         try:

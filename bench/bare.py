@@ -30,6 +30,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2, struct_pb2
+from jobtask.event_loop import run
 from jobtask.v1 import job_pb2, job_service_pb2, job_task_pb2, task_service_pb2, watch_pb2
 
 from bench.harness import announce, wait_for_stdin_close
@@ -281,4 +282,4 @@ def stubs(channel: grpc.aio.Channel) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run(main())

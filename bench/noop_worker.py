@@ -36,6 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from jobtask.event_loop import run
 from jobtask.sdk.config import ClientConfig
 from jobtask.v1 import job_task_pb2
 from jobtask.worker import Functions, TaskContext, Worker, WorkerConfig
@@ -174,4 +175,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run(main())

@@ -13,10 +13,10 @@ stops (bench.ceiling replays them).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 
+from jobtask.event_loop import run
 from jobtask.manager.tokens import issue_token
 from jobtask.server.app import freeze_startup_heap, serve_all
 
@@ -68,4 +68,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run(main())

@@ -395,3 +395,75 @@ async def test_whole_numbers_print_as_integers(live: Cluster) -> None:
     assert '"n": 4' in line and "4.0" not in line and '"l": [1, 2]' in line, line
     refused = await run_cli(live, "submit", "exact.py", "-p", f"n={2**53 + 1}")
     assert refused.returncode != 0 and "script_parameters.n" in refused.stderr
+
+
+async def _named_loop(proc: asyncio.subprocess.Process) -> str:
+    """The event loop a `jobtask` process names in its start-up log line."""
+    assert proc.stderr is not None
+    while True:
+        line = (await asyncio.wait_for(proc.stderr.readline(), 60)).decode()
+        if not line:
+            raise AssertionError("exited without naming its event loop")
+        if "event loop: " in line:
+            return line.split("event loop: ", 1)[1].strip()
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("", "uvloop"), ("asyncio", "asyncio")])
+async def test_up_and_worker_run_uvloop_unless_told_asyncio(
+    tmp_path: Path, setting: str, expected: str
+) -> None:
+    """`jobtask up` and `jobtask worker` run on uvloop by default and on asyncio's own loop
+    with $JOBTASK_EVENT_LOOP=asyncio; they say which as they start, and stop on SIGTERM."""
+    env = {
+        **os.environ,
+        "JOBTASK_DATABASE_URL": str(tmp_path / "jobtask.sqlite3"),
+        "JOBTASK_SYSTEM_ROOT_TOKEN": ROOT_TOKEN,
+        "JOBTASK_EVENT_LOOP": setting,
+        "PYTHONUNBUFFERED": "1",
+    }
+    listen = ("--jobs-listen", "127.0.0.1:0", "--tasks-listen", "127.0.0.1:0", "--no-gateway")
+    pipes = {"stdout": asyncio.subprocess.PIPE, "stderr": asyncio.subprocess.PIPE}
+    server = await start_jobtask("up", *listen, env=env, cwd=tmp_path, **pipes)
+    worker = None
+    try:
+        assert server.stdout is not None
+        lines: list[str] = []
+        while not lines or not lines[-1].startswith("press Ctrl-C"):
+            line = (await asyncio.wait_for(server.stdout.readline(), 60)).decode()
+            assert line, f"jobtask up exited: {lines}"
+            lines.append(line.rstrip("\n"))
+        assert (await _named_loop(server)).split()[0] == expected
+        (tmp_path / "scripts").mkdir()
+        worker = await start_jobtask(
+            "worker",
+            "--jobs-addr",
+            _address(lines, "JobService:"),
+            "--tasks-addr",
+            _address(lines, "TaskService:"),
+            "--scripts-dir",
+            str(tmp_path / "scripts"),
+            env={**env, "JOBTASK_TOKEN": ROOT_TOKEN},
+            cwd=tmp_path,
+            **pipes,
+        )
+        assert (await _named_loop(worker)).split()[0] == expected
+        assert await _stop(worker, signal.SIGTERM) == 0
+    finally:
+        if worker is not None and worker.returncode is None:
+            worker.kill()
+            await worker.wait()
+        assert await _stop(server, signal.SIGTERM) == 0
+
+
+async def test_an_unknown_event_loop_setting_is_refused(tmp_path: Path) -> None:
+    proc = await start_jobtask(
+        "up",
+        env={**os.environ, "JOBTASK_EVENT_LOOP": "tokio"},
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2
+    assert "JOBTASK_EVENT_LOOP" in err.decode()
+    assert not (tmp_path / "jobtask.sqlite3").exists()

@@ -8,7 +8,6 @@ one line on stderr and exit non-zero: 1 for a failed call, 2 for bad usage.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib.metadata
 import json
 import logging
@@ -27,6 +26,7 @@ from jobtask.cli import (
     workers,
 )
 from jobtask.cli.tokens import add_token_commands
+from jobtask.event_loop import run
 from jobtask.observability.logs import FORMATS, configure
 from jobtask.sdk.client import AsyncClient
 from jobtask.sdk.errors import JobtaskError, UnauthenticatedError, UnavailableError
@@ -114,8 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         if getattr(args, "run_server", None) is not None:
-            return int(asyncio.run(args.run_server(args)))
-        return asyncio.run(_with_client(args))
+            return int(run(args.run_server(args)))
+        return run(_with_client(args))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:

@@ -227,9 +227,11 @@ class Running:
 
     async def until_signalled(self) -> None:
         """Returns on SIGINT or SIGTERM, or when a server ends by itself."""
+        from jobtask.event_loop import running_loop
         from jobtask.server.app import freeze_startup_heap
 
         freeze_startup_heap()
+        log.info("event loop: %s", running_loop())
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):

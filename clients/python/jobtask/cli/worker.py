@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 from typing import Any
 
+from jobtask.event_loop import running_loop
 from jobtask.worker import Worker, WorkerConfig, functions
+
+log = logging.getLogger("jobtask")
 
 
 def add_command(sub: argparse._SubParsersAction[Any], client: argparse.ArgumentParser) -> None:
@@ -76,6 +80,7 @@ async def run_worker(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    log.info("event loop: %s", running_loop())
     print(f"worker {config.worker_id}: {config.slots} slot(s) on {config.node_name}", flush=True)
     await Worker(config, registry).run(stop)
     return 0
