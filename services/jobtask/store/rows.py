@@ -455,9 +455,12 @@ def to_json(row: JobRow | TaskRow) -> dict[str, Any]:
 _ABSENT = object()
 
 
-def _from_json(payload: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+def _from_json(
+    payload: Mapping[str, Any], names: tuple[str, ...], *, times: bool = True
+) -> dict[str, Any]:
     """The columns `names` of a payload (either form): an absent one as _MISSING has
-    it (a fresh {} for a dict), else None; ISO times as datetimes."""
+    it (a fresh {} for a dict), else None; ISO times as datetimes (`times`), else as the
+    JSON holds them."""
     values: dict[str, Any] = {}
     for name in names:
         value = payload.get(name, _ABSENT)
@@ -465,7 +468,9 @@ def _from_json(payload: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, 
             value = _MISSING.get(name)
             if value.__class__ is dict:
                 value = {}
-        elif isinstance(value, str) and (name.endswith("_at") or name == "runnable_after"):
+        elif (
+            times and isinstance(value, str) and (name.endswith("_at") or name == "runnable_after")
+        ):
             value = dt.datetime.fromisoformat(value)
         values[name] = value
     return values
@@ -485,23 +490,11 @@ def task_from_json(payload: Mapping[str, Any]) -> TaskRow:
     return TaskRow(**values)
 
 
-def _full(payload: Mapping[str, Any], layout: _Layout) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name in layout.public:
-        value = payload.get(name, _ABSENT)
-        if value is _ABSENT:
-            value = _MISSING.get(name)
-            if value.__class__ is dict:
-                value = {}
-        out[name] = value
-    return out
-
-
 def job_payload(payload: Mapping[str, Any]) -> dict[str, Any]:
     """A job's feed payload (either form) in full, as JSON gives it back (times as ISO
     text): every public column, then tasks_summary and etag -- what to_json wrote
     before it left out defaults, for readers of the JSON itself (tests/chaos)."""
-    out = _full(payload, _JOB)
+    out = _from_json(payload, _JOB.public, times=False)
     out["tasks_summary"] = tasks_summary(out)
     out["etag"] = etag(out["uuid"], out["version"])
     return out
@@ -510,7 +503,7 @@ def job_payload(payload: Mapping[str, Any]) -> dict[str, Any]:
 def task_payload(payload: Mapping[str, Any]) -> dict[str, Any]:
     """A task's feed payload (either form) in full, as job_payload: every public
     column, then qsequence and etag."""
-    out = _full(payload, _TASK)
+    out = _from_json(payload, _TASK.public, times=False)
     out["qsequence"] = out["id"] - 1
     out["etag"] = etag(out["uuid"], out["version"])
     return out
