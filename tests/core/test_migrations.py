@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from jobtask.domain.errors import AlreadyExists
+from jobtask.domain.errors import AlreadyExists, FailedPrecondition
 from jobtask.store import migrate
 from jobtask.store.database import Database
 from jobtask.store.schema import job_tasks, jobs, metadata
@@ -52,6 +54,34 @@ async def _migrate(db: Database, downgrade_to: str | None = None) -> None:
         await conn.commit()
 
 
+async def _at(db: Database, revision: str) -> None:
+    """The schema at `revision`: up from an empty SQLite file, down from PostgreSQL's test
+    database (a clone of a template at the head)."""
+    await migrate.upgrade(db, revision)
+    await _migrate(db, downgrade_to=revision)
+    assert await migrate.current_revision(db) == revision
+
+
+_JOB = {
+    "uuid": "zzzzz-8i9sb-000000000000009",
+    "owner_uuid": "zzzzz-tpzed-000000000000001",
+    "identity": "i",
+    "priority": 0,
+    "script": "s",
+    "script_version": "v",
+    "script_parameters": {},
+    "runtime_constraints": {},
+    "status": "active",
+    "state": "Running",
+}
+_TASK = {
+    "uuid": "zzzzz-ot0gb-000000000000009",
+    "job_uuid": "zzzzz-8i9sb-000000000000009",
+    "owner_uuid": "zzzzz-tpzed-000000000000001",
+    "parameters": {},
+    "runtime_constraints": {},
+    "status": "active",
+}
 _ATTEMPT = (
     "INSERT INTO task_attempts (task_id, attempt, lease_id, worker_id, node_name, started_at)"
     " VALUES (:task, :attempt, :lease, 'w1', 'n1', :now)"
@@ -67,7 +97,7 @@ async def test_attempts_keyed_by_task_and_number_upgrade_with_their_rows_and_bac
     db = Database(database_url)
     now = dt.datetime(2026, 12, 5, tzinfo=dt.UTC)
     try:
-        await migrate.upgrade(db, "0022")
+        await _at(db, "0022")
 
         async def seed(conn: AsyncConnection) -> list[int]:
             await conn.execute(
@@ -147,5 +177,54 @@ async def test_attempts_keyed_by_task_and_number_upgrade_with_their_rows_and_bac
             await again(ids[1], 2, "c")
         await _migrate(db)
         assert await db.transact(stored) == kept
+    finally:
+        await db.dispose()
+
+
+async def test_attempts_sharing_a_number_stop_revision_0023_with_the_tasks_named(
+    database_url: str,
+) -> None:
+    """Two attempts of one task with one number (not written by jobtask) would break 0023's
+    unique index: `jobtask db upgrade` refuses, names the task, exits 1 and changes nothing."""
+    db = Database(database_url)
+    now = dt.datetime(2026, 12, 5, tzinfo=dt.UTC)
+    try:
+        await _at(db, "0022")
+
+        async def seed(conn: AsyncConnection) -> None:
+            await conn.execute(insert(jobs), {**_JOB, "created_at": now, "modified_at": now})
+            job_id = (await conn.execute(select(jobs.c.id))).scalar_one()
+            await conn.execute(
+                insert(job_tasks),
+                {**_TASK, "job_id": job_id, "created_at": now, "modified_at": now},
+            )
+            task = (await conn.execute(select(job_tasks.c.id))).scalar_one()
+            for lease in ("a", "b"):
+                params = {"task": task, "attempt": 1, "lease": lease, "now": now}
+                await conn.execute(text(_ATTEMPT), params)
+
+        await db.transact(seed)
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [
+                sys.executable,
+                "-m",
+                "jobtask.cli.main",
+                "db",
+                "upgrade",
+                "--database-url",
+                database_url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 1, done.stderr
+        assert "zzzzz-ot0gb-000000000000009 attempt 1 (2 rows)" in done.stderr
+        assert "Nothing was changed" in done.stderr
+        assert "Traceback" not in done.stderr
+        assert await migrate.current_revision(db) == "0022"
+        with pytest.raises(FailedPrecondition):
+            await migrate.upgrade(db)
     finally:
         await db.dispose()

@@ -26,6 +26,7 @@ from jobtask.cli import (
     workers,
 )
 from jobtask.cli.tokens import add_token_commands
+from jobtask.domain.errors import DomainError
 from jobtask.event_loop import run
 from jobtask.observability.logs import FORMATS, configure
 from jobtask.sdk.client import AsyncClient
@@ -125,6 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except JobtaskError as exc:
         print(f"jobtask: {describe(exc, args)}", file=sys.stderr)
+        return EXIT_FAILED
+    except DomainError as exc:
+        # Raised in this process, by the store (a schema upgrade it refuses, for one).
+        print(f"jobtask: error: {exc.message}", file=sys.stderr)
         return EXIT_FAILED
     except (ValueError, json.JSONDecodeError) as exc:
         print(f"jobtask: error: {exc}", file=sys.stderr)

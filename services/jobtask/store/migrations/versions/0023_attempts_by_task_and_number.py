@@ -18,14 +18,19 @@ failure count, not the attempt number), so (task_id, attempt) identifies an atte
   the attempt ran under (lease ids are random, 128 bits: still unique in practice).
 
 A database with attempts upgrades as it is: no two attempts of one task share a number
-(each claim numbered its attempt one past the task's last). On SQLite, dropping the unique
-constraint copies the table (Alembic's batch mode); on PostgreSQL the new index is built
-while the table is locked against writes, as every index this chain creates.
+(each claim numbered its attempt one past the task's last). Should a database have some
+all the same (rows written by hand, or by a tool of its own), the upgrade stops before it
+changes anything and names them, rather than failing on the new index's unique violation.
+On SQLite, dropping the unique constraint copies the table (Alembic's batch mode); on
+PostgreSQL the new index is built while the table is locked against writes, as every index
+this chain creates.
 """
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
+from jobtask.domain.errors import FailedPrecondition
 
 revision = "0023"
 down_revision = "0022"
@@ -33,7 +38,31 @@ branch_labels = None
 depends_on = None
 
 
+# Tasks named in the refusal at most.
+SHOWN = 5
+
+
 def upgrade() -> None:
+    shared = (
+        op.get_bind()
+        .execute(
+            sa.text(
+                "SELECT t.uuid, a.attempt, count(*) FROM task_attempts a"
+                " JOIN job_tasks t ON t.id = a.task_id"
+                " GROUP BY t.uuid, a.attempt HAVING count(*) > 1 ORDER BY t.uuid, a.attempt"
+            )
+        )
+        .all()
+    )
+    if shared:
+        named = ", ".join(f"{uuid} attempt {n} ({count} rows)" for uuid, n, count in shared[:SHOWN])
+        more = f" and {len(shared) - SHOWN} more" if len(shared) > SHOWN else ""
+        raise FailedPrecondition(
+            "schema revision 0023 keys a task's attempts by (task, attempt number), and "
+            f"{len(shared)} task attempt number(s) are held by more than one row: {named}{more}."
+            " Nothing was changed. Renumber those rows of task_attempts (each task's "
+            "attempts 1, 2, ... in the order they ran) and run the upgrade again."
+        )
     with op.batch_alter_table("task_attempts") as batch_op:
         batch_op.create_index(
             "uq_task_attempts_task_id_attempt", ["task_id", "attempt"], unique=True
