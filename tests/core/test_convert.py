@@ -129,7 +129,7 @@ def test_a_task_message_is_the_field_by_field_copy(changes: dict[str, Any]) -> N
     _same(task_pb(task), _task_expected(task))
 
 
-def test_assignments_are_the_messages_built_apart_and_copied_in() -> None:
+def test_assignments_built_in_place_are_the_messages_built_apart() -> None:
     from jobtask.manager.tasks import Claim
     from jobtask.server.assignments import assignments_pb
     from jobtask.server.convert import stamp
@@ -152,7 +152,9 @@ def test_assignments_are_the_messages_built_apart_and_copied_in() -> None:
         stamp(a.lease.expires_at, claim.lease_expires_at)
         a.lease.ttl.FromNanoseconds(int(12.5 * 1e9))
         expected.append(a)
-    got = assignments_pb(claims, 12.5)
+    answer = task_service_pb2.WorkerSessionResponse()
+    assignments_pb(claims, 12.5, answer.assignments)
+    got = list(answer.assignments)
     assert len(got) == len(expected)
     for g, e in zip(got, expected, strict=True):
         _same(g, e)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from jobtask.domain.errors import InvalidArgument
 from jobtask.manager.claims import WorkerSpec
 from jobtask.manager.tasks import Claim
@@ -14,16 +15,19 @@ BACKOFF_SLACK = 0.01
 
 
 def assignments_pb(
-    claims: list[Claim], ttl_seconds: float
-) -> list[task_service_pb2.TaskAssignment]:
-    """The claims as assignments, each built by one constructor call and filled in place
-    (no message built apart and copied in); a job met again (a claim's tasks often share
-    their job: a fan-out's always do) is copied from its first assignment."""
+    claims: list[Claim],
+    ttl_seconds: float,
+    into: RepeatedCompositeFieldContainer[task_service_pb2.TaskAssignment],
+) -> None:
+    """The claims as assignments, added to `into` (the answer's field: each built where it
+    is sent, by one call, and filled in place -- a message built apart and then passed to
+    the answer's constructor is copied whole, job and task, which cost more than building
+    it); a job met again (a claim's tasks often share their job: a fan-out's always do) is
+    copied from its first assignment."""
     jobs: dict[int, job_pb2.Job] = {}
     ttl = Duration()
     ttl.FromNanoseconds(int(ttl_seconds * 1e9))
     ttl_fields = {"seconds": ttl.seconds, "nanos": ttl.nanos}
-    out = []
     for claim in claims:
         job = jobs.get(claim.job.id)
         lease = {
@@ -33,7 +37,7 @@ def assignments_pb(
         }
         task = claim.task
         if job is None:
-            a = task_service_pb2.TaskAssignment(
+            a = into.add(
                 task=task_fields(task),
                 job=job_fields(claim.job),
                 task_token=claim.token,
@@ -42,12 +46,8 @@ def assignments_pb(
             fill_job(a.job, claim.job)
             jobs[claim.job.id] = a.job
         else:
-            a = task_service_pb2.TaskAssignment(
-                task=task_fields(task), job=job, task_token=claim.token, lease=lease
-            )
+            a = into.add(task=task_fields(task), job=job, task_token=claim.token, lease=lease)
         fill_task(a.task, task)
-        out.append(a)
-    return out
 
 
 # Worker-sent names are copied into every event about its tasks: keep them small.

@@ -27,7 +27,29 @@ log = logging.getLogger(__name__)
 # SQLite, whose statements run inline) while others wait.
 MAX_GROUP = 128
 
-Waiting = tuple[Submission, "asyncio.Future[Outcome]"]
+
+class _Waiter:
+    """The outcomes (or errors) of one caller's batches, handed to it at once when the
+    last is decided: one future per caller, not one per batch (a worker session's message
+    holds dozens, and a future each, gathered, cost more than the rest of their way back)."""
+
+    __slots__ = ("future", "left", "results")
+
+    def __init__(self, future: asyncio.Future[list[Outcome | BaseException]], count: int) -> None:
+        self.future = future
+        self.results: list[Outcome | BaseException] = [_UNSET] * count
+        self.left = count
+
+    def set(self, index: int, value: Outcome | BaseException) -> None:
+        self.results[index] = value
+        self.left -= 1
+        if not self.left and not self.future.done():
+            self.future.set_result(self.results)
+
+
+# A batch's place in its caller's _Waiter.
+Waiting = tuple[Submission, _Waiter, int]
+_UNSET: Any = object()
 
 
 class GroupCommit:
@@ -53,35 +75,37 @@ class GroupCommit:
             return await self.reports.heartbeat(
                 item.task_uuid, item.lease_id, worker_alive=item.worker_alive
             )
-        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._waiting.append((item, future))
+        waiter = _Waiter(asyncio.get_running_loop().create_future(), 1)
+        self._waiting.append((item, waiter, 0))
         if self._committer is None:
             self._committer = self._spawn(self._commit())
         # A stream canceled while it waits leaves its batch in the group: the worker sent
         # it, and the stream's cleanup then finds the lease in whatever state it left.
-        return await future
+        (result,) = await waiter.future
+        if isinstance(result, BaseException):
+            raise result
+        return result
 
     async def apply_all(self, items: list[Submission]) -> list[Outcome | BaseException]:
         """Applies several batches (a worker session's message: one per task) in the next
         group, once durable; their outcomes in order (or each one's error)."""
-        loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[Outcome]] = []
-        for item in items:
+        waiter = _Waiter(asyncio.get_running_loop().create_future(), len(items))
+        beats: list[tuple[int, asyncio.Future[Outcome]]] = []
+        for i, item in enumerate(items):
             if item.batch.is_heartbeat:
-                futures.append(
-                    asyncio.ensure_future(
-                        self.reports.heartbeat(
-                            item.task_uuid, item.lease_id, worker_alive=item.worker_alive
-                        )
-                    )
+                beat = self.reports.heartbeat(
+                    item.task_uuid, item.lease_id, worker_alive=item.worker_alive
                 )
+                beats.append((i, asyncio.ensure_future(beat)))
                 continue
-            future: asyncio.Future[Outcome] = loop.create_future()
-            self._waiting.append((item, future))
-            futures.append(future)
+            self._waiting.append((item, waiter, i))
         if self._waiting and self._committer is None:
             self._committer = self._spawn(self._commit())
-        return list(await asyncio.gather(*futures, return_exceptions=True))
+        if beats:
+            done = await asyncio.gather(*(f for _, f in beats), return_exceptions=True)
+            for (i, _), result in zip(beats, done, strict=True):
+                waiter.set(i, result)
+        return await waiter.future
 
     async def _commit(self) -> None:
         try:
@@ -92,20 +116,21 @@ class GroupCommit:
         finally:
             self._committer = None
             leftover, self._waiting = self._waiting, []
-            for _, future in leftover:
-                _fail(future, Unavailable("the server is shutting down; try again"))
+            for _, waiter, i in leftover:
+                waiter.set(i, Unavailable("the server is shutting down; try again"))
 
     async def _apply(self, group: list[Waiting]) -> None:
         try:
-            outcomes = await self.reports.apply_many([item for item, _ in group])
+            outcomes = await self.reports.apply_many([item for item, _, _ in group])
         except (Unavailable, Aborted) as exc:
             # The store failed, not an item: every stream hears it (and keeps its lease).
-            for _, future in group:
-                _fail(future, exc)
+            for _, waiter, i in group:
+                waiter.set(i, exc)
             return
         except DomainError as exc:
             if len(group) == 1:
-                _fail(group[0][1], exc)
+                _, waiter, i = group[0]
+                waiter.set(i, exc)
                 return
             # One item was refused (a caller that may not write its task): apply each
             # alone, so the refusal reaches only its own stream.
@@ -114,18 +139,12 @@ class GroupCommit:
                 await self._apply([waiting])
             return
         except asyncio.CancelledError:
-            for _, future in group:
-                future.cancel()
+            for _, waiter, _ in group:
+                waiter.future.cancel()
             raise
         except Exception as exc:  # a bug: each stream fails with it, as it would alone
-            for _, future in group:
-                _fail(future, exc)
+            for _, waiter, i in group:
+                waiter.set(i, exc)
             return
-        for (_, future), outcome in zip(group, outcomes, strict=True):
-            if not future.done():
-                future.set_result(outcome)
-
-
-def _fail(future: asyncio.Future[Outcome], exc: Exception) -> None:
-    if not future.done():
-        future.set_exception(exc)
+        for (_, waiter, i), outcome in zip(group, outcomes, strict=True):
+            waiter.set(i, outcome)

@@ -199,7 +199,9 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
             claims = await self.claims.claim(caller, spec, request.max_tasks or 1)
             remaining = deadline - time.monotonic()
             if claims or remaining <= 0:
-                return task_service_pb2.ClaimTaskResponse(assignments=assignments_pb(claims, ttl))
+                answer = task_service_pb2.ClaimTaskResponse()
+                assignments_pb(claims, ttl, answer.assignments)
+                return answer
             # A retry backoff that ends changes nothing in the store: wake up for it too.
             backoff_end = await self.claims.next_runnable_at()
             if backoff_end is not None:

@@ -45,6 +45,7 @@ from dataclasses import replace
 from typing import Any
 
 from google.protobuf import duration_pb2
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from jobtask.domain.errors import (
     Aborted,
     DomainError,
@@ -278,7 +279,9 @@ class Session:
                     self.held[uuid] = claim.lease_id
                     self.told[uuid] = Instruction.CONTINUE
                     emit("task_started", task_uuid=uuid, caller_uuid=self.caller.user_uuid)
-                self.out.put_nowait(Response(assignments=assignments_pb(claims, ttl)))
+                answer = Response()
+                assignments_pb(claims, ttl, answer.assignments)
+                self.out.put_nowait(answer)
                 continue
             wait = IDLE_RECHECK
             # A retry backoff that ends changes nothing in the store: wake up for it too.
@@ -336,7 +339,7 @@ class Session:
                 results = await self.runs.commits.apply_all(items)
             finally:
                 self.applying = set()
-            updates = []
+            answer = Response()
             for item, result in zip(items, results, strict=True):
                 if isinstance(result, (Unavailable, Aborted)):
                     raise result
@@ -348,8 +351,8 @@ class Session:
                 else:
                     outcome = result
                 self.acked[item.task_uuid] = max(self.acked.get(item.task_uuid, 0), item.batch.seq)
-                updates.append(self._update(item.task_uuid, item.lease_id, outcome))
-            self.out.put_nowait(Response(updates=updates))
+                self._update(answer.updates, item.task_uuid, item.lease_id, outcome)
+            self.out.put_nowait(answer)
 
     def _closed(self) -> BaseException:
         if self.error is not None:
@@ -368,16 +371,23 @@ class Session:
 
     async def _renew(self) -> None:
         outcomes = await self.reports.renew_session(dict(self.held), self.spec.worker_id)
-        updates = [
-            self._update(uuid, self.held.get(uuid, ""), outcome)
-            for uuid, outcome in outcomes.items()
-        ]
-        self.out.put_nowait(Response(updates=updates, heartbeat_acked=True))
+        answer = Response(heartbeat_acked=True)
+        for uuid, outcome in outcomes.items():
+            self._update(answer.updates, uuid, self.held.get(uuid, ""), outcome)
+        self.out.put_nowait(answer)
 
-    def _update(self, uuid: str, lease_id: str, outcome: Outcome) -> task_service_pb2.TaskUpdate:
+    def _update(
+        self,
+        into: RepeatedCompositeFieldContainer[task_service_pb2.TaskUpdate],
+        uuid: str,
+        lease_id: str,
+        outcome: Outcome,
+    ) -> None:
+        """The task's update, added to `into` (the answer's field: built where it is sent,
+        not built apart and copied in whole, finished task and all)."""
         told = outcome.verdict
         self.told[uuid] = told.instruction
-        update = task_service_pb2.TaskUpdate(
+        update = into.add(
             task_uuid=uuid,
             acked_seq=self.acked.get(uuid, 0),
             instruction=_INSTRUCTION_PB[told.instruction],
@@ -397,7 +407,6 @@ class Session:
                 del self.held[uuid]
             self.told.pop(uuid, None)
             self.acked.pop(uuid, None)
-        return update
 
     # -- the watcher --------------------------------------------------------------------
 
@@ -415,13 +424,14 @@ class Session:
                 continue
             held = dict(self.held)
             outcomes = await self.reports.session_states(held)
-            updates = [
-                self._update(uuid, held[uuid], outcome)
-                for uuid, outcome in outcomes.items()
-                if uuid in self.held
-                and uuid not in self.applying
-                and uuid not in self.pending
-                and outcome.verdict.instruction is not self.told.get(uuid)
-            ]
-            if updates:
-                self.out.put_nowait(Response(updates=updates))
+            answer = Response()
+            for uuid, outcome in outcomes.items():
+                if (
+                    uuid in self.held
+                    and uuid not in self.applying
+                    and uuid not in self.pending
+                    and outcome.verdict.instruction is not self.told.get(uuid)
+                ):
+                    self._update(answer.updates, uuid, held[uuid], outcome)
+            if answer.updates:
+                self.out.put_nowait(answer)
