@@ -28,7 +28,9 @@ each client running both in turn (a pgbench transaction = one batch). The shapes
   updated once per task, `batch` UPDATE statements in the claim's and the completion's
   transaction, instead of once per batch), `fillfactor` (job_tasks at fillfactor 70),
   `lean-indexes` (without the two job_tasks indexes a claim moves for no query of the hot
-  path: modified_at, lease_expires_at), `generic-plan` (see below; also `pgqueuer:generic-plan`).
+  path: modified_at, lease_expires_at), `generic-plan` (see below; also
+  `pgqueuer:generic-plan`), `generic-inline` (generic plans, the LIMIT written into the
+  statement's text instead of a parameter: no planning per execution).
 - Plans: pgbench prepares each statement once (`-M prepared`), as asyncpg does; every
   shape runs with plan_cache_mode=force_custom_plan (planned per execution with its
   parameters) except the `generic-plan` variants (force_generic_plan): under the default
@@ -87,6 +89,7 @@ BATCHES = (10, 100)
 VARIANT_RUNS = ((2, 10), (2, 100))
 VARIANTS = (
     "generic-plan",
+    "generic-inline",
     "no-events",
     "payload-json",
     "payload-text",
@@ -584,6 +587,8 @@ async def pgbench_shape(
             else:
                 await _seed_jobtask(conn, count, variant)
                 scripts = minimal_scripts(batch, variant)
+                if variant == "generic-inline":  # the batch size in the text, not a parameter
+                    scripts = [x.replace(":batch", str(batch)) for x in scripts]
                 defines = {
                     "batch": str(batch),
                     "worker": WORKER,
@@ -601,7 +606,8 @@ async def pgbench_shape(
             await conn.close()
 
         async def go() -> float:
-            plans = "force_generic_plan" if variant == "generic-plan" else "force_custom_plan"
+            generic = variant in ("generic-plan", "generic-inline")
+            plans = "force_generic_plan" if generic else "force_custom_plan"
             seconds, _ = await _pgbench(database, scripts, clients, per_client, defines, plans)
             return seconds
 
