@@ -10,6 +10,7 @@ python -m bench --workers 1,4         # throughput: worker process counts (defau
 python -m bench --big                 # also the 100,000-task fan-out (JOBTASK_BENCH_BIG=1)
 python -m bench --only fairshare      # the optional fair-share row (--fairshare-tasks/-jobs)
 python -m bench --only ceiling        # the measured ceilings (gRPC floor, database alone, CPU)
+python -m bench --only floor          # the optional database-alone floor (pgbench, bench/floor.py)
 python -m bench --profile DIR         # py-spy profiles of every jobtask server
 python -m bench --json FILE           # the results as JSON too
 """
@@ -26,7 +27,18 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from bench import ceiling, dashboard, fairshare, fanout, ingest, latency, memory, throughput, unary
+from bench import (
+    ceiling,
+    dashboard,
+    fairshare,
+    fanout,
+    floor,
+    ingest,
+    latency,
+    memory,
+    throughput,
+    unary,
+)
 from bench.harness import Config, Result, results_json, table
 from bench.profile import PROFILE_DIR_ENV, summary
 
@@ -41,7 +53,7 @@ BENCHMARKS = {
     "ceiling": ceiling.run,
 }
 # Run only when named in --only (kept out of the default suite and of CI's smoke run).
-OPTIONAL = {"fairshare": fairshare.run}
+OPTIONAL = {"fairshare": fairshare.run, "floor": floor.run}
 
 
 def versions() -> str:

@@ -237,7 +237,10 @@ class PostgresCpu:
                     with open(f"/proc/{pid}/cmdline", "rb") as f:
                         title = f.read().replace(b"\0", b" ").decode(errors="replace")
                     if not title.startswith("postgres: "):
-                        self.others.add(pid)
+                        # A backend just forked still shows the postmaster's command line
+                        # (".../bin/postgres -D ..."): looked at again next time.
+                        if not title.split(" ")[0].endswith("/postgres"):
+                            self.others.add(pid)
                         continue
                     if f" {self.database} " not in title:
                         continue  # perhaps not yet named: looked at again next time

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import shutil
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from bench import (
     dashboard,
     fairshare,
     fanout,
+    floor,
     ingest,
     latency,
     memory,
@@ -128,3 +130,23 @@ async def test_pages_written_by_one_task_jobs(tmp_path: Any) -> None:
     # Every table a one-task job writes, and the events' index by job.
     assert {"jobs", "job_tasks", "task_attempts", "events", "ix_events_job_uuid_seq"} <= set(pages)
     assert all(n > 0 for n in pages.values())
+
+
+@pytest.mark.postgres
+async def test_floor() -> None:
+    if shutil.which(floor.PGBENCH) is None:
+        pytest.skip("pgbench is not installed")
+    results = await floor.run(SMOKE)
+    _check(results)
+    shapes = [r.metric.split(",")[0] for r in results]
+    assert shapes == ["pgqueuer"] * 2 + ["minimal"] * 2 + ["minimal:log-event"] * 2 + [
+        "today (replayed)"
+    ]
+    # Every shape drained its queue exactly (each run checks it) and wrote WAL of its own.
+    for r in results:
+        assert "WAL" in r.note and "B/task by relation" in r.note
+    # One event a task at claim and one at completion; today's and log-event's three.
+    minimal = next(r for r in results if r.metric.startswith("minimal,"))
+    assert "2 events a task, 1 attempts" in minimal.note
+    logged = next(r for r in results if r.metric.startswith("minimal:log-event"))
+    assert "3 events a task" in logged.note
