@@ -46,14 +46,14 @@ async def insert_tasks(
     sequence: int = 0,
     created_by: str | None = None,
 ) -> None:
-    """Tasks of the job, one statement."""
+    """Tasks of the job (its uuid copied as the store does), one statement."""
     await conn.execute(
         """INSERT INTO job_tasks (uuid, job_id, job_uuid, owner_uuid, created_at, modified_at,
           sequence, parameters, runtime_constraints, status, version, created_by_job_task_uuid)
-        SELECT u, $2, $3, $4, now(), now(), $5, '{}', '{}', $6, 1, $7 FROM unnest($1::text[]) u""",
+        SELECT u, $2, (SELECT uuid FROM jobs WHERE id = $2), $3, now(), now(), $4, '{}', '{}',
+          $5, 1, $6 FROM unnest($1::text[]) u""",
         uuids,
         job_id,
-        JOB_UUID,
         OWNER_UUID,
         sequence,
         status,

@@ -15,7 +15,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from jobtask.domain.errors import AlreadyExists, FailedPrecondition
-from jobtask.store import migrate
+from jobtask.store import feed, migrate
 from jobtask.store.database import Database
 from jobtask.store.schema import job_tasks, jobs, metadata
 from sqlalchemy import insert, select, text
@@ -226,5 +226,57 @@ async def test_attempts_sharing_a_number_stop_revision_0023_with_the_tasks_named
         assert await migrate.current_revision(db) == "0022"
         with pytest.raises(FailedPrecondition):
             await migrate.upgrade(db)
+    finally:
+        await db.dispose()
+
+
+_PAYLOADS = (
+    {"uuid": "zzzzz-ot0gb-000000000000001", "status": "queued", "parameters": {"b": 1, "a": 2}},
+    {"uuid": "zzzzz-ot0gb-000000000000002", "progress": 0.5, "log": "é ✓", "output": None},
+)
+
+
+async def test_event_payloads_as_json_upgrade_with_their_rows_and_back(
+    database_url: str,
+) -> None:
+    """Revision 0024: events already stored read back the same after it and after its
+    downgrade, and new ones are written either way; on PostgreSQL the payload column is
+    `json` after it (no JSONB parse per insert) and `jsonb` again after the downgrade."""
+    db = Database(database_url)
+    now = dt.datetime(2026, 12, 5, tzinfo=dt.UTC)
+    job = "zzzzz-8i9sb-000000000000001"
+    try:
+        await _at(db, "0023")
+
+        async def append(conn: AsyncConnection, payload: dict[str, Any]) -> None:
+            await feed.append(conn, job, "task", payload, task_uuid=payload["uuid"], now=now)
+
+        async def payloads(conn: AsyncConnection) -> list[dict[str, Any]]:
+            return [row["payload"] for row in await feed.read_after(conn, job, 0)]
+
+        async def column_type(conn: AsyncConnection) -> str | None:
+            if conn.dialect.name != "postgresql":
+                return None
+            found = await conn.execute(
+                text(
+                    "SELECT data_type FROM information_schema.columns"
+                    " WHERE table_name = 'events' AND column_name = 'payload'"
+                )
+            )
+            return str(found.scalar_one())
+
+        await db.transact(lambda conn: append(conn, _PAYLOADS[0]))
+        await _migrate(db)
+        assert await migrate.current_revision(db) == migrate.head_revision()
+        postgres = db.dialect == "postgresql"
+        assert await db.transact(column_type) == ("json" if postgres else None)
+        assert await db.transact(payloads) == [_PAYLOADS[0]]
+        await db.transact(lambda conn: append(conn, _PAYLOADS[1]))
+        assert await db.transact(payloads) == list(_PAYLOADS)
+
+        await _migrate(db, downgrade_to="0023")
+        assert await migrate.current_revision(db) == "0023"
+        assert await db.transact(column_type) == ("jsonb" if postgres else None)
+        assert await db.transact(payloads) == list(_PAYLOADS)
     finally:
         await db.dispose()

@@ -31,6 +31,7 @@ from typing import Any
 from jobtask.store.database import mark_changed
 from jobtask.store.schema import events, job_tasks, jobs, task_attempts
 from sqlalchemy import JSON, DateTime, Table
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -232,10 +233,11 @@ async def _send_sqlite(conn: AsyncConnection, flush: Flush) -> None:
 @functools.lru_cache(maxsize=512)
 def _pg_array_type(dialect: Dialect, table: Table, name: str) -> tuple[str, str]:
     """The array type a column's values are sent as, and the cast back (JSON goes as text,
-    serialized as SQLAlchemy serializes it, and is cast to jsonb)."""
+    serialized as SQLAlchemy serializes it, and is cast to the column's json or jsonb)."""
     type_ = table.c[name].type
-    if isinstance(type_.dialect_impl(dialect), JSON):
-        return "text[]", "::jsonb"
+    impl = type_.dialect_impl(dialect)
+    if isinstance(impl, JSON):
+        return "text[]", "::jsonb" if isinstance(impl, JSONB) else "::json"
     return f"{type_.compile(dialect=dialect)}[]", ""
 
 

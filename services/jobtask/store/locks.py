@@ -29,23 +29,34 @@ __all__ = [
 JOB_BY_ID = select(jobs).where(jobs.c.id == bindparam("job_id"))
 _LOCK_JOB_BY_ID = JOB_BY_ID.with_for_update()
 _LOCK_JOB_BY_UUID = select(jobs).where(jobs.c.uuid == bindparam("uuid")).with_for_update()
-# A task's job's row and the task's row (or several tasks'), locked in one statement: the
-# rows come out in (job id, task id) order and each pair is locked job first -- FOR UPDATE
-# locks the tables of a row in FROM order, after the ORDER BY (PostgreSQL's LockRows sits
-# above the sort) -- so the lock order below holds inside the one statement.
+# A task's job's row and the task's row, locked in one statement: each pair is locked job
+# first -- FOR UPDATE locks the tables of a row in FROM order, after the ORDER BY
+# (PostgreSQL's LockRows sits above the sort) -- so the lock order holds inside it.
 _PAIRS = select(jobs, job_tasks).join_from(jobs, job_tasks, job_tasks.c.job_id == jobs.c.id)
 _LOCK_PAIR = _PAIRS.where(job_tasks.c.uuid == bindparam("uuid")).with_for_update()
-# The jobs are found first (by their tasks' uuids) and read through their primary key in
-# its order: the store's sessions plan no sorts, and the ORDER BY had drawn a walk of every
-# job (tests/core/test_read_plans.py). Likewise by the jobs' own uuids below.
+# Several tasks with their jobs, in two statements, each reading only the named rows through
+# a key: the jobs, found by their tasks' uuids and read through their primary key in its
+# order (the store's sessions plan no sorts, and the ORDER BY had drawn a walk of every job:
+# tests/core/test_read_plans.py; likewise by the jobs' own uuids below); then the tasks,
+# by their own key in its order, their jobs all held (every writer locks a job before its
+# tasks). One join of the two read each job's tasks by an index: by job id, statistics taken
+# while a fan-out job had one task made PostgreSQL walk all of its tasks through (job_id,
+# sequence, status) and filter the named ones out (2,000 task rows read by each group commit
+# of reports at 2,000 tasks, the replayed fan-out's costliest statement); by any column no
+# index holds, it compared every named task with every job.
 _NAMED_TASKS = job_tasks.alias("named_tasks")
 _NAMED_JOBS = jobs.alias("named_jobs")
-_LOCK_PAIRS = (
-    _PAIRS.where(
-        among(jobs.c.id, select(_NAMED_TASKS.c.job_id).where(one_of(_NAMED_TASKS.c.uuid, "uuids"))),
-        one_of(job_tasks.c.uuid, "uuids"),
-    )
-    .order_by(jobs.c.id, job_tasks.c.id)
+_NAMED = one_of(_NAMED_TASKS.c.uuid, "uuids")
+_LOCK_JOBS_OF_TASKS = (
+    select(jobs)
+    .where(among(jobs.c.id, select(_NAMED_TASKS.c.job_id).where(_NAMED)))
+    .order_by(jobs.c.id)
+    .with_for_update()
+)
+_LOCK_TASKS = (
+    select(job_tasks)
+    .where(among(job_tasks.c.id, select(_NAMED_TASKS.c.id).where(_NAMED)))
+    .order_by(job_tasks.c.id)
     .with_for_update()
 )
 _LOCK_TASK = select(job_tasks).where(job_tasks.c.uuid == bindparam("uuid")).with_for_update()
@@ -94,9 +105,16 @@ async def lock_task(conn: AsyncConnection, uuid: str) -> tuple[JobRow, TaskRow]:
 
 
 async def lock_pairs(conn: AsyncConnection, uuids: Collection[str]) -> list[tuple[JobRow, TaskRow]]:
-    """Locks tasks and their jobs in one statement (each job before its tasks, jobs in id
-    order): (job, task) for each task found, in (job id, task id) order."""
-    return jobs_and_tasks(await conn.execute(_LOCK_PAIRS, {"uuids": list(uuids)}))
+    """Locks tasks and their jobs (the jobs in id order, then the tasks): (job, task) for
+    each task found, in (job id, task id) order, one JobRow per job."""
+    named = {"uuids": list(uuids)}
+    held = {row.id: job_row(row) for row in await conn.execute(_LOCK_JOBS_OF_TASKS, named)}
+    found = [task_row(row) for row in await conn.execute(_LOCK_TASKS, named)]
+    # A task's job never changes; one created between the two statements, its job not
+    # held, is left out as if not found yet.
+    pairs = [(held[task.job_id], task) for task in found if task.job_id in held]
+    pairs.sort(key=lambda pair: pair[0].id)  # stable: each job's tasks stay in id order
+    return pairs
 
 
 async def lock_task_row(conn: AsyncConnection, uuid: str) -> TaskRow | None:
