@@ -77,7 +77,14 @@ class Batch:
     @property
     def is_heartbeat(self) -> bool:
         """Holds nothing but liveness: renewing the lease is all there is to apply."""
-        return not self.changes and not self.log and self.exit is None
+        # (Field by field: `changes` builds a dict, and every batch is asked.)
+        return (
+            self.progress is None
+            and self.output is None
+            and self.success is None
+            and not self.log
+            and self.exit is None
+        )
 
     @property
     def urgent(self) -> bool:

@@ -82,9 +82,10 @@ class ReportManager:
     def _log_events(self, lease_id: str, text: str, ends: bool) -> list[str]:
         """The log events to store for one batch of an attempt: its text up to the
         attempt's limit, then (with its exit) one marker saying how much was dropped."""
-        if not text and not ends:
-            return []
         counted = self._log_bytes.get(lease_id)
+        if not text and (counted is None or not ends):
+            # Nothing to store, nothing counted to mark (the usual end: no log at all).
+            return []
         if counted is None:
             counted = self._log_bytes[lease_id] = [0, 0]
             while len(self._log_bytes) > _LOG_BUDGETS:
@@ -390,8 +391,16 @@ class ReportManager:
         await self.db.transact(run)
 
 
+# What a worker is told once its attempt ended, by the task's status: one Verdict each,
+# made once (a StrEnum's formatting and a frozen dataclass's construction, per task, cost
+# more than the rest of its outcome).
+_ENDED = {
+    status: Verdict(Instruction.STOP, f"the attempt ended: the task is {status}") for status in T
+}
+
+
 def _ended(task: TaskRow) -> Verdict:
-    return Verdict(Instruction.STOP, f"the attempt ended: the task is {task.status}")
+    return _ENDED[task.status]
 
 
 def _outcomes(held: Mapping[str, str], found: Sequence[leases.LeaseState]) -> dict[str, Outcome]:

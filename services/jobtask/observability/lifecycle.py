@@ -6,11 +6,11 @@ unless (and until) the transaction commits. No SQL: the rows the manager already
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+import logging
 
 from jobtask.domain.statuses import JobStatus, TaskStatus
 from jobtask.observability import metrics
-from jobtask.observability.logs import emit
+from jobtask.observability.logs import EVENTS, emit
 from jobtask.store.database import after_commit
 from jobtask.store.rows import JobRow, TaskRow
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -90,6 +90,11 @@ def lease_expired(conn: AsyncConnection, task: TaskRow) -> None:
     after_commit(conn, done)
 
 
+# The finished-attempt counter of each task status (labels() looks the child up under a
+# lock, per call: once per attempt ended, on the report path).
+_FINISHED = {status: metrics.TASKS_FINISHED.labels(status.value) for status in TaskStatus}
+
+
 def attempt_ended(
     conn: AsyncConnection,
     before: TaskRow,
@@ -100,25 +105,27 @@ def attempt_ended(
     signal: int | None,
 ) -> None:
     """An attempt decided by the completion rule: completed, retried or failed for good."""
-    status = after.status.value
-    ran = _seconds(before.started_at, now)
+    status = after.status
+    started = before.started_at
+    ran = None if started is None else max(float((now - started).total_seconds()), 0.0)
 
     def done() -> None:
-        metrics.TASKS_FINISHED.labels(status).inc()
+        _FINISHED[status].inc()
         if ran is not None:
             metrics.TASK_RUN_SECONDS.observe(ran)
-        fields: dict[str, Any] = {
-            "job_uuid": before.job_uuid,
-            "task_uuid": before.uuid,
-            "worker": before.worker_id,
-            "attempt": before.attempt,
-            "outcome": status,
-            "exit_code": exit_code,
-            "signal": signal,
-            "ran_s": None if ran is None else round(ran, 3),
-        }
-        emit("task_finished", **fields)
-        if status == TaskStatus.SOFT_FAILED:
+        if EVENTS.isEnabledFor(logging.INFO):  # (its fields are not built for nothing)
+            emit(
+                "task_finished",
+                job_uuid=before.job_uuid,
+                task_uuid=before.uuid,
+                worker=before.worker_id,
+                attempt=before.attempt,
+                outcome=status.value,
+                exit_code=exit_code,
+                signal=signal,
+                ran_s=None if ran is None else round(ran, 3),
+            )
+        if status is TaskStatus.SOFT_FAILED:
             metrics.TASK_RETRIES.inc()
             emit(
                 "task_retried",
@@ -126,7 +133,7 @@ def attempt_ended(
                 task_uuid=before.uuid,
                 failed_count=after.failed_count,
             )
-        elif status == TaskStatus.FAILED:
+        elif status is TaskStatus.FAILED:
             metrics.PERMANENT_FAILURES.inc()
 
     after_commit(conn, done)

@@ -233,13 +233,12 @@ class TaskWrites:
     ) -> TaskRow:
         """lifecycle.write_task, held: the task's row as it will be, its job's counts
         shifted if its status changes, and its event (None: none)."""
-        meta = {
-            "version": task.version + 1,
-            "modified_at": now,
-            "modified_by_user_uuid": user_uuid,
-            "modified_by_client_uuid": client_uuid,
-        }
-        written = {**changes, **meta}
+        # The changes, then the row's version and modified_* (one dict, not two merged).
+        written = dict(changes)
+        written["version"] = task.version + 1
+        written["modified_at"] = now
+        written["modified_by_user_uuid"] = user_uuid
+        written["modified_by_client_uuid"] = client_uuid
         held = self._updates.get(task.id)
         if held is None:
             self._updates[task.id] = written
