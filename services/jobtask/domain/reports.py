@@ -147,16 +147,21 @@ class Verdict:
     reason: str = ""
 
 
+# The usual verdicts, made once (every report and check of a lease asks for one).
+_LOST = Verdict(Instruction.STOP, "the lease was lost (expired, or the task was reassigned)")
+_GO_ON = Verdict(Instruction.CONTINUE)
+
+
 def verdict(
     task_status: TaskStatus | None, job_status: JobStatus | None, lease_held: bool
 ) -> Verdict:
     """What a worker holding (or having held) a lease on a task is told now."""
     if task_status is None or not lease_held:
-        return Verdict(Instruction.STOP, "the lease was lost (expired, or the task was reassigned)")
+        return _LOST
     if task_status is not TaskStatus.ACTIVE:
         return Verdict(Instruction.CANCEL, f"the task is {task_status}")
     if job_status in JOB_HOLDING:
         return Verdict(Instruction.CANCEL, f"the job is {job_status}")
     if job_status is not None and job_status in (JobStatus.CANCEL_REQUESTED, JobStatus.CANCELED):
         return Verdict(Instruction.CANCEL, f"the job is {job_status}")
-    return Verdict(Instruction.CONTINUE)
+    return _GO_ON

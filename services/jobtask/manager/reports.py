@@ -318,7 +318,7 @@ class ReportManager:
             changes["log"] = log_tail(task.log, batch.log)
         for chunk in self._log_events(task.lease_id or "", batch.log, batch.exit is not None):
             writes.event(job.uuid, feed.TASK_LOG, {"log": chunk}, task_uuid=task.uuid, now=now)
-        if {"output", "success"} & reported.keys():
+        if "output" in reported or "success" in reported:
             event: str | None = feed.TASK_CHANGED
         elif "progress" in reported:
             event = feed.TASK_PROGRESS
