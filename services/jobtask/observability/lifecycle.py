@@ -106,8 +106,7 @@ def attempt_ended(
 ) -> None:
     """An attempt decided by the completion rule: completed, retried or failed for good."""
     status = after.status
-    started = before.started_at
-    ran = None if started is None else max(float((now - started).total_seconds()), 0.0)
+    ran = _seconds(before.started_at, now)
 
     def done() -> None:
         _FINISHED[status].inc()
