@@ -55,6 +55,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import importlib.util
 import os
 import re
 import secrets
@@ -713,7 +714,11 @@ async def run(cfg: Config) -> list[Result]:
     count = cfg.pick(TASKS, 200)
     clients = cfg.pick(CLIENTS, (1, 2))
     batches = cfg.pick(BATCHES, (10,))
-    shapes = ["pgqueuer", "minimal"] + (
+    # PgQueuer's shape needs its package (the `bench` extra) to render its statements.
+    peer = ["pgqueuer"] if importlib.util.find_spec("pgqueuer") is not None else []
+    if not peer:
+        log("floor: pgqueuer is not installed (the bench extra): its shape is left out")
+    shapes = [*peer, "minimal"] + (
         [f"minimal:{v}" for v in VARIANTS] if not cfg.smoke else ["minimal:log-event"]
     )
     found = await figures(count, shapes, clients, batches, with_today=True)
