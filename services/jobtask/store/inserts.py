@@ -47,7 +47,9 @@ async def insert_rows(
     build: Callable[[dict[str, Any]], R],
 ) -> list[R]:
     """New rows of `table` (each with its uuid), in one INSERT whatever their number; the
-    rows as written (`build` makes each of its columns by name), in the given order."""
+    rows as written, in the given order. `build` makes each from a new dict of every column
+    by name, in table order (server_defaults' order), which it may keep
+    (rows.job_of_columns)."""
     if not rows:
         return []
     columns = tuple(rows[0])
