@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from jobtask.domain.errors import in_request
+from jobtask.domain.errors import each_request
 from jobtask.domain.resources import JOB_ATTRS
 from jobtask.manager.jobs import JobManager
 from jobtask.server.callers import CallerResolver, send_caller_headers
@@ -49,10 +49,9 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         self, request: job_service_pb2.BatchCreateJobsRequest, context: Context
     ) -> job_service_pb2.BatchCreateJobsResponse:
         caller = await self.callers(context)
-        requests = []
-        for i, r in enumerate(request.requests):
-            with in_request(f"requests[{i}].job"):
-                requests.append((changes_from(r.job, None), _allow_duplicate(r)))
+        requests = each_request(
+            "job", request.requests, lambda r: (changes_from(r.job, None), _allow_duplicate(r))
+        )
         created = await self.jobs.create_many(caller, requests)
         return job_service_pb2.BatchCreateJobsResponse(jobs=[job_pb(j) for j in created])
 
