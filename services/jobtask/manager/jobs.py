@@ -269,8 +269,7 @@ class JobManager:
             }
             for job in jobs
         ]
-        for job in jobs:
-            observe.job_submitted(conn, job)
+        observe.jobs_submitted(conn, jobs)
         # Seeds: "When a job starts, it is seeded with a job task with sequence=0 and an
         # empty parameters{} list" -- in the same transaction, so no job is ever without it
         # (counted by the job's n_queued=1 above). The jobs' events and the seeds' go out
