@@ -95,8 +95,23 @@ def _processors(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> tup
         proc: Processor = type_._cached_bind_processor(dialect)
         if proc is not None and isinstance(type_, DateTime):
             proc = _last_kept(proc)
+        elif proc is not None and isinstance(type_, JSON):
+            proc = _empty_kept(proc)
         found.append(proc)
     return tuple(found)
+
+
+def _empty_kept(proc: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """proc, answering an empty dict's text made once: every seed task's parameters and
+    constraints, most jobs' constraints."""
+    empty = proc({})
+
+    def process(value: Any) -> Any:
+        if value.__class__ is dict and not value:
+            return empty
+        return proc(value)
+
+    return process
 
 
 def _last_kept(proc: Callable[[Any], Any]) -> Callable[[Any], Any]:
