@@ -201,9 +201,16 @@ async def test_the_jobs_answered_are_the_jobs_stored(cluster: Cluster) -> None:
     """New jobs are answered without reading them back (the INSERT returns their ids; the
     rest is what was written and the schema's defaults): GetJob finds the same jobs, field
     for field, and so does a watcher of each job's first event."""
+    limited = _request(script="c.py", runtime_constraints={"min_nodes": 2})
     created = await cluster.jobs.BatchCreateJobs(
-        _batch(_request(script="a.py"), _request(script="b.py", script_parameters={"n": 1}))
+        _batch(
+            _request(script="a.py"),
+            _request(script="b.py", script_parameters={"n": 1}),
+            limited,
+            limited,  # answered with the job of the request before it
+        )
     )
+    assert created.jobs[3].uuid == created.jobs[2].uuid
     for answered in created.jobs:
         assert answered == await cluster.jobs.GetJob(JSP.GetJobRequest(uuid=answered.uuid))
         first = (await watch_events(cluster, answered.uuid, after_seq=0, limit=1))[0]
