@@ -4,11 +4,13 @@ meaning what CreateJob means, applied in request order."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import grpc
 import pytest
 from jobtask.manager.tokens import issue_token
+from jobtask.observability import metrics
 from jobtask.v1 import job_service_pb2, watch_pb2
 
 from tests.conftest import Cluster, start_cluster
@@ -199,9 +201,16 @@ async def test_the_jobs_answered_are_the_jobs_stored(cluster: Cluster) -> None:
     """New jobs are answered without reading them back (the INSERT returns their ids; the
     rest is what was written and the schema's defaults): GetJob finds the same jobs, field
     for field, and so does a watcher of each job's first event."""
+    limited = _request(script="c.py", runtime_constraints={"min_nodes": 2})
     created = await cluster.jobs.BatchCreateJobs(
-        _batch(_request(script="a.py"), _request(script="b.py", script_parameters={"n": 1}))
+        _batch(
+            _request(script="a.py"),
+            _request(script="b.py", script_parameters={"n": 1}),
+            limited,
+            limited,  # answered with the job of the request before it
+        )
     )
+    assert created.jobs[3].uuid == created.jobs[2].uuid
     for answered in created.jobs:
         assert answered == await cluster.jobs.GetJob(JSP.GetJobRequest(uuid=answered.uuid))
         first = (await watch_events(cluster, answered.uuid, after_seq=0, limit=1))[0]
@@ -225,3 +234,17 @@ async def test_a_batch_appends_its_events_in_one_statement_each_job_before_its_s
         assert second.type == watch_pb2.WATCH_EVENT_TYPE_TASK_CREATED
         assert second.task.job_uuid == job_row.uuid
         assert first.seq < second.seq
+
+
+async def test_each_new_job_is_counted_and_logged_once_and_a_duplicate_not(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = metrics.JOBS_SUBMITTED._value.get()
+    with caplog.at_level(logging.INFO, logger="jobtask.events"):
+        created = await cluster.jobs.BatchCreateJobs(
+            _batch(_request(script="a.py"), _request(script="b.py"), _request(script="a.py"))
+        )
+    assert created.jobs[2].uuid == created.jobs[0].uuid  # a duplicate of the batch's first
+    assert metrics.JOBS_SUBMITTED._value.get() - before == 2
+    logged = [r.fields["job_uuid"] for r in caplog.records if r.getMessage() == "job_submitted"]
+    assert logged == [created.jobs[0].uuid, created.jobs[1].uuid]

@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 
 from jobtask.store import json_codec
-from jobtask.store.flush_sql import pg_insert
+from jobtask.store.flush_sql import driver_rows, pg_insert
 from jobtask.store.schema import job_tasks
 from sqlalchemy.dialects.postgresql.asyncpg import dialect
+from sqlalchemy.dialects.sqlite.pysqlite import dialect as sqlite_dialect
 
 PG = dialect(json_serializer=json_codec.dumps)
 COLUMNS = ("uuid", "status", "runtime_constraints", "attempt")
@@ -45,3 +46,13 @@ def test_equal_values_of_different_types_are_not_one_value() -> None:
 def test_a_single_row_goes_as_arrays() -> None:
     _, params = _insert([("u1", "queued", {"a": 1}, 2)])
     assert params == (["u1"], ["queued"], ['{"a":1}'], [2])
+
+
+def test_json_values_are_sent_as_the_columns_own_processor_sends_them() -> None:
+    # An empty document's text is made once (flush_sql._empty_kept): the same text.
+    columns = ("parameters", "runtime_constraints")
+    rows = [({}, {"ram": 1}), ({"a": [1, {}]}, {}), ({}, {})]
+    for engine in (PG, sqlite_dialect(json_serializer=json_codec.dumps)):
+        procs = [job_tasks.c[name].type._cached_bind_processor(engine) for name in columns]
+        expected = [tuple(p(v) for p, v in zip(procs, row, strict=True)) for row in rows]
+        assert driver_rows(engine, job_tasks, columns, rows) == expected

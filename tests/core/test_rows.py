@@ -19,10 +19,12 @@ from jobtask.store.rows import (
     TokenRow,
     job_after,
     job_from_json,
+    job_of_columns,
     job_payload,
     job_row,
     task_after,
     task_from_json,
+    task_of_columns,
     task_payload,
     task_row,
     to_json,
@@ -112,6 +114,18 @@ def test_a_row_is_read_with_enums_and_utc_times_and_its_derived_attributes() -> 
     assert task.status is TaskStatus.ACTIVE
     assert task.qsequence == 11
     assert task.etag != job.etag
+
+
+def test_a_row_of_its_columns_in_table_order_is_the_row_read() -> None:
+    # A row just inserted (jobtask.store.inserts) takes its columns' dict as its own.
+    for of_columns, read, columns in (
+        (job_of_columns, job_row, _job_columns),
+        (task_of_columns, task_row, _task_columns),
+    ):
+        made, expected = of_columns(columns()), read(columns())
+        assert made == expected
+        assert list(vars(made).items()) == list(vars(expected).items())
+        assert made.status is expected.status and made.created_at.tzinfo is dt.UTC
 
 
 def test_rows_are_frozen_and_change_by_replacement() -> None:

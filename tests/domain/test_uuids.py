@@ -3,8 +3,12 @@ indexes keyed by them grow at their end)."""
 
 from __future__ import annotations
 
+import itertools
 import os
+import time
 
+import pytest
+from jobtask.domain import uuids
 from jobtask.domain.uuids import JOB_INFIX, TASK_INFIX, UUID_RE, ordered_uuid
 
 
@@ -30,3 +34,17 @@ def test_a_forked_child_does_not_repeat_its_parents_uuids() -> None:
     os.waitpid(pid, 0)
     assert len(theirs) == 50
     assert not ours & theirs
+
+
+def test_an_ordered_uuids_tail_is_its_time_then_its_count_in_base_36(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    start = 36**8 - 3  # the count wraps within the eight characters
+    monkeypatch.setattr(uuids, "_counter", itertools.count(start))
+    before = int((time.time() - uuids._EPOCH) * 10)
+    made = [ordered_uuid("zzzzz", JOB_INFIX) for _ in range(6)]
+    after = int((time.time() - uuids._EPOCH) * 10)
+    for n, uuid in enumerate(made):
+        head, count = uuid[12:19], uuid[19:]
+        assert before <= int(head, 36) <= after
+        assert count == uuids.base36((start + n) % 36**8, 8)

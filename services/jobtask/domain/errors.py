@@ -7,7 +7,11 @@ seam (jobtask.server.errors), the gateway to HTTP, the SDK to its exceptions.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class DomainError(Exception):
@@ -35,6 +39,20 @@ def in_request(prefix: str) -> Iterator[None]:
         yield
     except InvalidArgument as exc:
         raise InvalidArgument(f"{prefix}.{exc.field}", exc.description) from None
+
+
+def each_request(field: str, requests: Iterable[T], check: Callable[[T], R]) -> list[R]:
+    """check(request) for each of a batch's requests, in order, an InvalidArgument raised
+    naming its request as in_request would (`script` becomes `requests[2].job.script` for
+    the field `job`): one handler for the batch, not a context manager a request."""
+    out: list[R] = []
+    i = 0
+    try:
+        for i, request in enumerate(requests):  # noqa: B007 -- i names the refused one
+            out.append(check(request))
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"requests[{i}].{field}.{exc.field}", exc.description) from None
+    return out
 
 
 class NotFound(DomainError):

@@ -70,8 +70,14 @@ def handed_back_status(job_holding: bool) -> TaskStatus:
     return TaskStatus.PAUSED if job_holding else TaskStatus.QUEUED
 
 
+# json.dumps with any option builds a new encoder each call; this is the one it would build.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False): what
+    identities and submission digests hash (stored: the text must never change)."""
+    return _CANONICAL.encode(value)
 
 
 def job_identity(

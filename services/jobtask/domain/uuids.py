@@ -67,6 +67,8 @@ _EPOCH = 1_577_836_800
 _TIME_WIDTH, _COUNT_WIDTH = 7, 8
 _COUNT_SPACE = 36**_COUNT_WIDTH
 _counter = itertools.count(secrets.randbelow(_COUNT_SPACE))
+# The last tenth of a second ordered_uuid saw, and its text.
+_last_tenth: tuple[int, str] = (-1, "")
 
 
 def _restart_counter() -> None:
@@ -88,9 +90,19 @@ def ordered_uuid(cluster_id: str, infix: str) -> str:
     counts, and another process's counter would have to reach the same value within the
     same tenth of a second. Uuids are names, not secrets (they appear in URLs and logs);
     tokens' secrets are drawn apart (jobtask.manager.tokens)."""
+    global _last_tenth
     tenths = int((time.time() - _EPOCH) * 10)
-    count = next(_counter) % _COUNT_SPACE
-    return f"{cluster_id}-{infix}-{base36(tenths, _TIME_WIDTH)}{base36(count, _COUNT_WIDTH)}"
+    seen, head = _last_tenth
+    if tenths != seen:  # a batch's uuids mostly share their tenth: its text made once
+        head = base36(tenths, _TIME_WIDTH)
+        _last_tenth = (tenths, head)
+    # The count's eight characters (_COUNT_WIDTH) as four of base36's pairs.
+    high, low = divmod(next(_counter) % _COUNT_SPACE, 1296**2)
+    pairs = _PAIRS
+    return (
+        f"{cluster_id}-{infix}-{head}"
+        f"{pairs[high // 1296]}{pairs[high % 1296]}{pairs[low // 1296]}{pairs[low % 1296]}"
+    )
 
 
 def system_user_uuid(cluster_id: str) -> str:

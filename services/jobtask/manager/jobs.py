@@ -13,7 +13,7 @@ from jobtask.domain.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
-    in_request,
+    each_request,
 )
 from jobtask.domain.query import ListQuery
 from jobtask.domain.resources import JOB_ALIASES, JOB_ATTRS, Access
@@ -140,10 +140,7 @@ class JobManager:
             raise InvalidArgument("requests", "is required: at least one job")
         if len(requests) > MAX_BATCH_CREATE:
             raise InvalidArgument("requests", f"at most {MAX_BATCH_CREATE} jobs per call")
-        submissions = []
-        for i, (raw, allow_duplicate) in enumerate(requests):
-            with in_request(f"requests[{i}].job"):
-                submissions.append(self._submission(raw, allow_duplicate))
+        submissions = each_request("job", requests, lambda r: self._submission(*r))
         return await self._create(caller, submissions, batch=True)
 
     async def _create(
@@ -272,8 +269,7 @@ class JobManager:
             }
             for job in jobs
         ]
-        for job in jobs:
-            observe.job_submitted(conn, job)
+        observe.jobs_submitted(conn, jobs)
         # Seeds: "When a job starts, it is seeded with a job task with sequence=0 and an
         # empty parameters{} list" -- in the same transaction, so no job is ever without it
         # (counted by the job's n_queued=1 above). The jobs' events and the seeds' go out

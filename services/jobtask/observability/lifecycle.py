@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 
 from jobtask.domain.statuses import JobStatus, TaskStatus
 from jobtask.observability import metrics
@@ -15,7 +16,7 @@ from jobtask.store.database import after_commit
 from jobtask.store.rows import JobRow, TaskRow
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-__all__ = ["attempt_ended", "job_moved", "job_submitted", "lease_expired", "task_claimed"]
+__all__ = ["attempt_ended", "job_moved", "jobs_submitted", "lease_expired", "task_claimed"]
 
 _JOB_FINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED})
 
@@ -26,16 +27,21 @@ def _seconds(since: dt.datetime | None, now: dt.datetime) -> float | None:
     return max(float((now - since).total_seconds()), 0.0)
 
 
-def job_submitted(conn: AsyncConnection, job: JobRow) -> None:
+def jobs_submitted(conn: AsyncConnection, jobs: Sequence[JobRow]) -> None:
+    """A submission's new jobs: one callback and one count for them all."""
+    if not jobs:
+        return
+
     def done() -> None:
-        metrics.JOBS_SUBMITTED.inc()
-        emit(
-            "job_submitted",
-            job_uuid=job.uuid,
-            owner_uuid=job.owner_uuid,
-            script=job.script,
-            priority=job.priority,
-        )
+        metrics.JOBS_SUBMITTED.inc(len(jobs))
+        for job in jobs:
+            emit(
+                "job_submitted",
+                job_uuid=job.uuid,
+                owner_uuid=job.owner_uuid,
+                script=job.script,
+                priority=job.priority,
+            )
 
     after_commit(conn, done)
 

@@ -6,11 +6,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from jobtask.domain.errors import in_request
+from jobtask.domain.errors import each_request
 from jobtask.domain.resources import JOB_ATTRS
 from jobtask.manager.jobs import JobManager
 from jobtask.server.callers import CallerResolver, send_caller_headers
-from jobtask.server.convert import changes_from, job_pb
+from jobtask.server.convert import changes_from, fill_job, job_fields, job_pb
 from jobtask.server.errors import rpc
 from jobtask.server.listing import list_query
 from jobtask.server.watch import Watcher, per_message_of
@@ -49,12 +49,16 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         self, request: job_service_pb2.BatchCreateJobsRequest, context: Context
     ) -> job_service_pb2.BatchCreateJobsResponse:
         caller = await self.callers(context)
-        requests = []
-        for i, r in enumerate(request.requests):
-            with in_request(f"requests[{i}].job"):
-                requests.append((changes_from(r.job, None), _allow_duplicate(r)))
+        requests = each_request(
+            "job", request.requests, lambda r: (changes_from(r.job, None), _allow_duplicate(r))
+        )
         created = await self.jobs.create_many(caller, requests)
-        return job_service_pb2.BatchCreateJobsResponse(jobs=[job_pb(j) for j in created])
+        # Each job built inside the answer, not apart and then copied into it.
+        response = job_service_pb2.BatchCreateJobsResponse()
+        add = response.jobs.add
+        for job in created:
+            fill_job(add(**job_fields(job)), job)
+        return response
 
     @rpc
     async def GetJob(self, request: job_service_pb2.GetJobRequest, context: Context) -> job_pb2.Job:

@@ -40,6 +40,7 @@ __all__ = [
     "EVENT_COLUMNS",
     "Flush",
     "by_columns",
+    "columns_of",
     "driver_rows",
     "event_values",
     "pg_insert",
@@ -95,8 +96,23 @@ def _processors(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> tup
         proc: Processor = type_._cached_bind_processor(dialect)
         if proc is not None and isinstance(type_, DateTime):
             proc = _last_kept(proc)
+        elif proc is not None and isinstance(type_, JSON):
+            proc = _empty_kept(proc)
         found.append(proc)
     return tuple(found)
+
+
+def _empty_kept(proc: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """proc, answering an empty dict's text made once: every seed task's parameters and
+    constraints, most jobs' constraints."""
+    empty = proc({})
+
+    def process(value: Any) -> Any:
+        if value.__class__ is dict and not value:
+            return empty
+        return proc(value)
+
+    return process
 
 
 def _last_kept(proc: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -156,22 +172,30 @@ def _sorted_columns(
     values in that order: by_columns' per-row work, decided once per column order (sorting
     and a generator a row cost twice as much; a flush's rows mostly share one order)."""
     ordered = tuple(sorted(names))
-    if len(ordered) == 1:
-        (name,) = ordered
-        return ordered, lambda columns: (columns[name],)
-    if not ordered:
-        return ordered, lambda columns: ()
-    pick: Callable[[Mapping[str, Any]], tuple[Any, ...]] = operator.itemgetter(*ordered)
-    return ordered, pick
+    return ordered, _picker(ordered)
 
 
 def event_values(rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
     """Feed rows (dicts of EVENT_COLUMNS) as Flush.events takes them."""
-    return _columns_of(rows, EVENT_COLUMNS)
+    return columns_of(rows, EVENT_COLUMNS)
 
 
-def _columns_of(rows: Sequence[Mapping[str, Any]], names: tuple[str, ...]) -> list[tuple[Any, ...]]:
-    return [tuple(row[name] for name in names) for row in rows]
+def columns_of(rows: Sequence[Mapping[str, Any]], names: tuple[str, ...]) -> list[tuple[Any, ...]]:
+    """Each row's (a dict's) values of `names`, in that order."""
+    pick = _picker(names)
+    return [pick(row) for row in rows]
+
+
+@functools.lru_cache(maxsize=64)
+def _picker(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """A function of a row (a dict) giving the values of `names` as a tuple, in C."""
+    if len(names) == 1:
+        (name,) = names
+        return lambda row: (row[name],)
+    if not names:
+        return lambda row: ()
+    pick: Callable[[Mapping[str, Any]], tuple[Any, ...]] = operator.itemgetter(*names)
+    return pick
 
 
 # -- SQLite ------------------------------------------------------------------------------------
@@ -215,7 +239,7 @@ async def _send_sqlite(conn: AsyncConnection, flush: Flush) -> None:
         await conn.exec_driver_sql(_sqlite_shift(flush.count_columns), params)
     if flush.closed:
         procs = _processors(dialect, task_attempts, _CLOSE_TARGETS)
-        rows = _convert(_columns_of(flush.closed, CLOSE_COLUMNS), procs)
+        rows = _convert(columns_of(flush.closed, CLOSE_COLUMNS), procs)
         params = [(*row[_CLOSE_KEY:], *row[:_CLOSE_KEY]) for row in rows]
         await conn.exec_driver_sql(_SQLITE_CLOSE, params)
     for columns, rows in flush.opened.items():
@@ -350,7 +374,7 @@ def _pg_statement(dialect: Dialect, flush: Flush) -> _PgStatement:
         sets = ", ".join(f"{_q(c)} = j.{_q(c)} + {exprs[c]}" for c in flush.count_columns)
         st.ctes.append(f"counts AS (UPDATE jobs AS j SET {sets} FROM {source} WHERE j.id = d.id)")
     if flush.closed:
-        rows = _columns_of(flush.closed, CLOSE_COLUMNS)
+        rows = columns_of(flush.closed, CLOSE_COLUMNS)
         keys = _CLOSE_TARGETS[:_CLOSE_KEY]
         source, exprs = st.source(task_attempts, _CLOSE_TARGETS, rows, "c", keep=keys)
         sets = ", ".join(f"{_q(c)} = {exprs[c]}" for c in _CLOSE_TARGETS[_CLOSE_KEY:])

@@ -6,6 +6,7 @@ caller already holds.)"""
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -47,7 +48,9 @@ async def insert_rows(
     build: Callable[[dict[str, Any]], R],
 ) -> list[R]:
     """New rows of `table` (each with its uuid), in one INSERT whatever their number; the
-    rows as written (`build` makes each of its columns by name), in the given order."""
+    rows as written, in the given order. `build` makes each from a new dict of every column
+    by name, in table order (server_defaults' order), which it may keep
+    (rows.job_of_columns)."""
     if not rows:
         return []
     columns = tuple(rows[0])
@@ -82,15 +85,16 @@ async def _insert_sqlite(
     (values converted by the same bind processors: jobtask.store.flush_sql.driver_rows);
     each row's id by uuid."""
     values = flush_sql.driver_rows(
-        conn.dialect, table, columns, [[row[name] for name in columns] for row in rows]
+        conn.dialect, table, columns, flush_sql.columns_of(rows, columns)
     )
     per_statement = max(1, _SQLITE_MAX_PARAMETERS // len(columns))
     ids: dict[str, int] = {}
     for start in range(0, len(values), per_statement):
         chunk = values[start : start + per_statement]
-        flat = tuple(value for row in chunk for value in row)
+        flat = tuple(itertools.chain.from_iterable(chunk))
         result = await conn.exec_driver_sql(_sqlite_insert(table, columns, len(chunk)), flat)
-        ids.update(tuple(row) for row in result)
+        # Each row a (uuid, id) pair, fetched at once (not a fetchone a row).
+        ids.update(result.all())  # type: ignore[arg-type]
     return ids
 
 
@@ -100,7 +104,7 @@ async def _insert_postgres(
     """The rows (all with the same columns) as one INSERT ... SELECT FROM unnest(...) at the
     driver's level (jobtask.store.flush_sql.pg_insert); each row's id by uuid."""
     sql, params = flush_sql.pg_insert(
-        conn.dialect, table, columns, [[row[name] for name in columns] for row in rows], "uuid, id"
+        conn.dialect, table, columns, flush_sql.columns_of(rows, columns), "uuid, id"
     )
     result = await conn.exec_driver_sql(sql, params)
     return dict(tuple(row) for row in result)

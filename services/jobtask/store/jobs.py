@@ -14,7 +14,7 @@ from jobtask.domain.statuses import JobStatus, TaskStatus
 from jobtask.store.access import readable_by
 from jobtask.store.inserts import insert_rows
 from jobtask.store.listing import run_list
-from jobtask.store.rows import COUNT_COLUMN, JobRow, job_row
+from jobtask.store.rows import COUNT_COLUMN, JobRow, job_of_columns, job_row
 from jobtask.store.schema import job_tasks, jobs
 from sqlalchemy import Update, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -87,7 +87,7 @@ async def newest_duplicates(
 async def insert_jobs(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[JobRow]:
     """New job rows (each with its uuid) in one INSERT whatever their number; the rows as
     written, in the given rows' order (jobtask.store.inserts: not read back)."""
-    return await insert_rows(conn, jobs, rows, job_row)
+    return await insert_rows(conn, jobs, rows, job_of_columns)
 
 
 async def list_jobs(

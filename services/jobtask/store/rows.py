@@ -39,11 +39,13 @@ __all__ = [
     "etag",
     "job_after",
     "job_from_json",
+    "job_of_columns",
     "job_payload",
     "job_row",
     "jobs_and_tasks",
     "task_after",
     "task_from_json",
+    "task_of_columns",
     "task_payload",
     "task_row",
     "tasks_summary",
@@ -281,7 +283,8 @@ class _Layout:
         self.status = self.index["status"]
         self.json = _payload_maker(public, _optional(cls))
         self.public = public
-        self.times = tuple(self.index[name] for name in _times(cls))
+        self.time_names = _times(cls)
+        self.times = tuple(self.index[name] for name in self.time_names)
         self.make = _maker(cls, names)
         self.copy = _copier(cls)
         self.members: dict[Any, Any] = enum._value2member_map_
@@ -314,6 +317,17 @@ class _Layout:
                 values[i] = value.replace(tzinfo=dt.UTC)
         values[self.status] = self._status(values[self.status])
         return self.make(values)
+
+    def of_columns(self, values: dict[str, Any]) -> Any:
+        """A row from a dict of every column by name, in table order, which becomes its
+        instance dict (the caller gives it up): a row just inserted, built without
+        listing its values and zipping them back (a third of the cost of `read`)."""
+        for name in self.time_names:
+            value = values[name]
+            if value is not None and value.tzinfo is None:
+                values[name] = value.replace(tzinfo=dt.UTC)
+        values["status"] = self._status(values["status"])
+        return self.copy(values)
 
     def _status(self, value: Any) -> Any:
         """The status as the enum: a dict lookup (calling the enum costs several times
@@ -423,6 +437,19 @@ _MISSING: dict[str, Any] = {
 _PRIVATE = frozenset({"token_digest", "submit_digest", "identity"})
 _JOB = _Layout(JobRow, tuple(n for n in JOB_FIELDS if n not in _PRIVATE), JobStatus)
 _TASK = _Layout(TaskRow, tuple(n for n in TASK_FIELDS if n not in _PRIVATE), TaskStatus)
+
+
+def job_of_columns(values: dict[str, Any]) -> JobRow:
+    """A job's row from a dict of every column by name, in table order, that the row takes
+    as its own (jobtask.store.inserts: a row as inserted)."""
+    job: JobRow = _JOB.of_columns(values)
+    return job
+
+
+def task_of_columns(values: dict[str, Any]) -> TaskRow:
+    """A task's row from a dict of every column by name, in table order (job_of_columns)."""
+    task: TaskRow = _TASK.of_columns(values)
+    return task
 
 
 def job_after(job: JobRow, written: Mapping[str, Any]) -> JobRow:

@@ -42,6 +42,7 @@ from jobtask.store.rows import (
     JobRow,
     TaskRow,
     task_after,
+    task_of_columns,
     task_row,
     to_json,
 )
@@ -190,7 +191,7 @@ _COUNT_COLUMNS = tuple(COUNT_COLUMN.values())
 async def insert_tasks(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[TaskRow]:
     """New task rows (each with its uuid), in one INSERT whatever their number; the rows as
     written, in the given rows' order (jobtask.store.inserts: not read back)."""
-    return await insert_rows(conn, job_tasks, rows, task_row)
+    return await insert_rows(conn, job_tasks, rows, task_of_columns)
 
 
 class TaskWrites:
