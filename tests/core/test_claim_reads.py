@@ -17,6 +17,7 @@ import pytest
 from jobtask.store import claims
 from jobtask.store.database import Database
 from jobtask.store.migrate import upgrade
+from jobtask.store.schema import job_tasks
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -178,6 +179,5 @@ async def test_candidates_are_read_narrow_and_whole_once_locked(
     assert [row.uuid for row in found] == waiting[:LIMIT]
     assert {tuple(row._fields) for row in found} == {("id", "uuid", "job_id", "owner_uuid")}
     assert [row.uuid for row in locked] == waiting[:5]
-    assert {"parameters", "job_constraints", "job_blocklist", "failed_by_me"} <= set(
-        locked[0]._fields
-    )
+    # The task's columns, not its job's: the claimer holds the job's row, locked, whole.
+    assert set(locked[0]._fields) == {column.name for column in job_tasks.c} | {"failed_by_me"}

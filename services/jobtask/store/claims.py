@@ -68,9 +68,11 @@ _ZERO = _constant(0)
 def runnable_tasks(
     worker_id: str | BindParameter[str], *, at_priority: bool = False, narrow: bool = False
 ) -> Select[Any]:
-    """Tasks a worker may start now, with their job's priority, constraints and blocklist
-    and `failed_by_me` telling whether this worker failed the task before (unordered: see
-    `candidates` for the order). `at_priority`: only tasks of jobs at priority :priority.
+    """Tasks a worker may start now, with `failed_by_me` telling whether this worker failed
+    the task before (unordered: see `candidates` for the order). Not their job's columns:
+    the claimer locks each job and reads its row whole then (jobtask.store.locks), where
+    three subqueries per task (and the job's JSON decoded again per task) were as many
+    probes of the same row. `at_priority`: only tasks of jobs at priority :priority.
     `narrow`: only the columns a candidate is chosen by (_NARROW), for a read whose rows
     are read again, whole, where they are locked (see lock_candidates).
 
@@ -99,19 +101,8 @@ def runnable_tasks(
     if at_priority:
         job_ok.append(jobs.c.priority == bindparam("priority"))
 
-    def of_job(column: Any, label: str) -> Any:
-        return select(column).where(jobs.c.id == t.c.job_id).scalar_subquery().label(label)
-
     columns: list[Any] = (
-        [t.c[name] for name in _NARROW]
-        if narrow
-        else [
-            t,
-            of_job(jobs.c.priority, "job_priority"),
-            of_job(jobs.c.runtime_constraints, "job_constraints"),
-            of_job(jobs.c.blocklist, "job_blocklist"),
-            failed_by_me.label("failed_by_me"),
-        ]
+        [t.c[name] for name in _NARROW] if narrow else [t, failed_by_me.label("failed_by_me")]
     )
     return select(*columns).where(
         t.c.status.in_([_constant(s) for s in _CLAIMABLE]),
