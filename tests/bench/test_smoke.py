@@ -17,6 +17,7 @@ import pytest
 from bench import (
     capture,
     ceiling,
+    claim_path,
     dashboard,
     fairshare,
     fanout,
@@ -150,3 +151,12 @@ async def test_floor() -> None:
     assert "2 events a task, 1 attempts" in minimal.note
     logged = next(r for r in results if r.metric.startswith("minimal:log-event"))
     assert "3 events a task" in logged.note
+
+
+@pytest.mark.postgres
+async def test_claim_path() -> None:
+    figures = await claim_path.claim_path(200, 45)
+    # Every task claimed, the first claim's 45 (the warm-up) included.
+    assert figures["tasks"] == 200
+    # (/proc counts 10 ms ticks: a smoke run's backends may show none.)
+    assert figures["server_us"] > 0 and figures["database_us"] >= 0

@@ -17,6 +17,7 @@ import pytest
 from jobtask.store import claims
 from jobtask.store.database import Database
 from jobtask.store.migrate import upgrade
+from jobtask.store.schema import job_tasks
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -147,3 +148,36 @@ async def test_a_plan_cached_while_the_table_was_small_still_reads_a_page(
     finally:
         await raw.close()
         await db.dispose()
+
+
+@pytest.mark.parametrize("fair_share", [True, False])
+async def test_candidates_are_read_narrow_and_whole_once_locked(
+    postgres_url: str, fair_share: bool
+) -> None:
+    """On PostgreSQL the chosen candidates are read again, whole, as they are locked: the
+    candidate read brings only the columns the choice needs (no JSON, none of the job's
+    columns), and the locked rows are whole."""
+    db = Database(postgres_url)
+    await upgrade(db)
+    raw = await connect(postgres_url)
+    try:
+        waiting = await fan_out(raw, *await seeded_job(raw), 1)
+    finally:
+        await raw.close()
+
+    async def read(conn: AsyncConnection) -> tuple[list[Any], list[Any]]:
+        now = dt.datetime.now(dt.UTC)
+        found = await claims.candidates(
+            conn, "w1", LIMIT, now=now, turns={} if fair_share else None
+        )
+        return found, await claims.lock_candidates(conn, "w1", found[:5], now)
+
+    try:
+        found, locked = await db.transact(read)
+    finally:
+        await db.dispose()
+    assert [row.uuid for row in found] == waiting[:LIMIT]
+    assert {tuple(row._fields) for row in found} == {("id", "uuid", "job_id", "owner_uuid")}
+    assert [row.uuid for row in locked] == waiting[:5]
+    # The task's columns, not its job's: the claimer holds the job's row, locked, whole.
+    assert set(locked[0]._fields) == {column.name for column in job_tasks.c} | {"failed_by_me"}

@@ -155,8 +155,9 @@ class ClaimManager:
                 for fresh in await queries.lock_candidates(conn, worker.worker_id, chunk, now):
                     if fresh.job_id in skip_jobs:
                         continue
-                    limits = limits_of(fresh)
-                    blocked = blocked_workers(fresh.job_blocklist)
+                    job = locked[fresh.job_id]
+                    limits = limits_of(job, fresh)
+                    blocked = blocked_workers(job.blocklist)
                     if worker.worker_id in blocked and await place.others_can_run_job(
                         blocked, limits
                     ):
@@ -169,7 +170,6 @@ class ClaimManager:
                         if refused.job_wide:
                             skip_jobs.add(fresh.job_id)
                         continue
-                    job = locked[fresh.job_id]
                     claims.append(
                         self._start(conn, writes, caller, job, task_row(fresh), worker, now)
                     )

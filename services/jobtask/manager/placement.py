@@ -15,6 +15,7 @@ from typing import Any
 from jobtask.domain.limits import Limits, Refusal, capable_nodes, refuse_counts, refuse_ram
 from jobtask.manager.context import WorkerSpec
 from jobtask.store import claims as queries
+from jobtask.store.rows import JobRow
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 
@@ -99,6 +100,6 @@ class Placement:
             self._ram_in_use += limits.task_ram
 
 
-def limits_of(row: Any) -> Limits:
-    """The effective limits of a candidate row (runnable_tasks' columns)."""
-    return Limits.of(row.job_constraints, row.runtime_constraints)
+def limits_of(job: JobRow, task: Any) -> Limits:
+    """The effective limits of a candidate (a row of runnable_tasks) of the job."""
+    return Limits.of(job.runtime_constraints, task.runtime_constraints)

@@ -43,6 +43,11 @@ _CLAIMABLE = sorted(s.value for s in TASK_CLAIMABLE)
 _DISPATCHABLE = sorted(s.value for s in JOB_DISPATCHABLE)
 # Fair share reads this many owners' tasks per statement.
 OWNERS_PER_STATEMENT = 8
+# What choosing and ordering candidates reads of them on PostgreSQL (and the uuid that
+# names them), where the chosen ones are read again, whole, as they are locked: a whole row
+# (its JSON decoded) and its job's three columns cost as much again per candidate, and a
+# claim reads more candidates than it takes (a page of CANDIDATE_PAGE at least).
+_NARROW = ("id", "uuid", "job_id", "owner_uuid")
 
 
 def _constant(value: str | int) -> Any:
@@ -61,11 +66,15 @@ _ZERO = _constant(0)
 
 
 def runnable_tasks(
-    worker_id: str | BindParameter[str], *, at_priority: bool = False
+    worker_id: str | BindParameter[str], *, at_priority: bool = False, narrow: bool = False
 ) -> Select[Any]:
-    """Tasks a worker may start now, with their job's priority, constraints and blocklist
-    and `failed_by_me` telling whether this worker failed the task before (unordered: see
-    `candidates` for the order). `at_priority`: only tasks of jobs at priority :priority.
+    """Tasks a worker may start now, with `failed_by_me` telling whether this worker failed
+    the task before (unordered: see `candidates` for the order). Not their job's columns:
+    the claimer locks each job and reads its row whole then (jobtask.store.locks), where
+    three subqueries per task (and the job's JSON decoded again per task) were as many
+    probes of the same row. `at_priority`: only tasks of jobs at priority :priority.
+    `narrow`: only the columns a candidate is chosen by (_NARROW), for a read whose rows
+    are read again, whole, where they are locked (see lock_candidates).
 
     A task is runnable when it is queued (or soft-failed and its retry backoff is over at
     :now), its job is queued or active, every task of its job with a lower sequence has
@@ -92,16 +101,10 @@ def runnable_tasks(
     if at_priority:
         job_ok.append(jobs.c.priority == bindparam("priority"))
 
-    def of_job(column: Any, label: str) -> Any:
-        return select(column).where(jobs.c.id == t.c.job_id).scalar_subquery().label(label)
-
-    return select(
-        t,
-        of_job(jobs.c.priority, "job_priority"),
-        of_job(jobs.c.runtime_constraints, "job_constraints"),
-        of_job(jobs.c.blocklist, "job_blocklist"),
-        failed_by_me.label("failed_by_me"),
-    ).where(
+    columns: list[Any] = (
+        [t.c[name] for name in _NARROW] if narrow else [t, failed_by_me.label("failed_by_me")]
+    )
+    return select(*columns).where(
         t.c.status.in_([_constant(s) for s in _CLAIMABLE]),
         t.c.runnable_after.is_(None) | (t.c.runnable_after <= bindparam("now")),
         exists(select(_ONE).where(*job_ok).offset(_ZERO)),
@@ -137,11 +140,11 @@ def _next_level() -> Select[Any]:
     return select(*probes)
 
 
-def _page(status: str) -> Select[Any]:
+def _page(status: str, narrow: bool) -> Select[Any]:
     """Runnable tasks of one priority level and one waiting status, in order of arrival:
     the (status, id) index is walked in order and the walk stops after :limit rows."""
     return (
-        runnable_tasks(bindparam("worker_id"), at_priority=True)
+        runnable_tasks(bindparam("worker_id"), at_priority=True, narrow=narrow)
         .where(
             job_tasks.c.status == _constant(status),
             none_of(job_tasks.c.job_id, "skip_jobs"),
@@ -218,8 +221,8 @@ async def owners(conn: AsyncConnection, at_most: int) -> Level | None:
     return Level(rows[0].level, list(first.items()), rows[0].below)
 
 
-@functools.lru_cache(maxsize=OWNERS_PER_STATEMENT)
-def _owner_pages(owners: int) -> CompoundSelect[Any]:
+@functools.lru_cache(maxsize=2 * OWNERS_PER_STATEMENT)
+def _owner_pages(owners: int, narrow: bool) -> CompoundSelect[Any]:
     """`_page` for each of `owners` owners (:o0, :o1, ...) and each waiting status, as one
     statement: every branch walks the (status, owner_uuid, id) index and stops after
     :limit rows."""
@@ -227,7 +230,7 @@ def _owner_pages(owners: int) -> CompoundSelect[Any]:
     for i in range(owners):
         for status in _CLAIMABLE:
             page = (
-                runnable_tasks(bindparam("worker_id"), at_priority=True)
+                runnable_tasks(bindparam("worker_id"), at_priority=True, narrow=narrow)
                 .where(
                     job_tasks.c.status == _constant(status),
                     job_tasks.c.owner_uuid == bindparam(f"o{i}"),
@@ -272,7 +275,9 @@ _LOCKED_WORKER_SEEN = (
 # Built once: a claim runs them every time, and building (and keying) a statement of this
 # size costs more than SQLite takes to answer it.
 _NEXT_LEVEL = _next_level()
-_PAGES = {status: _page(status) for status in _CLAIMABLE}
+_PAGES = {
+    (status, narrow): _page(status, narrow) for status in _CLAIMABLE for narrow in (False, True)
+}
 _OWNERS = _owners()
 # The earliest end of a retry backoff still to come (a waiting claim wakes up then).
 # A constant status, so SQLite and a cached generic plan can prove the partial
@@ -307,6 +312,7 @@ async def candidates(
     or, given `turns` (fair share: owner -> when it was last served, 0 for never), owners
     take turns within a priority level, the least recently served first, each owner's tasks
     in order of arrival. Read without locks: the claimer locks each job, then the task.
+    On PostgreSQL only their _NARROW columns: lock_candidates reads the rest.
 
     Level by level from the highest priority, each page query stopping after `limit` rows:
     one query ordered by priority and id would read and sort every waiting task of the
@@ -320,12 +326,13 @@ async def candidates(
         "skip_tasks": list(skip_tasks),
         "limit": limit,
     }
+    narrow = conn.dialect.name == "postgresql"
     while len(found) < limit:
         if turns is not None:
             level = await owners(conn, at_most)
             if level is None:
                 break
-            found.extend(await _fair_level(conn, base, level, turns, limit - len(found)))
+            found.extend(await _fair_level(conn, base, level, turns, limit - len(found), narrow))
             if level.below is None:
                 break
             at_most = level.below
@@ -337,7 +344,8 @@ async def candidates(
         priority = max(present)
         rows: list[Row[Any]] = []
         for status in _CLAIMABLE:
-            rows.extend(await conn.execute(_PAGES[status], {**base, "priority": priority}))
+            page = _PAGES[status, narrow]
+            rows.extend(await conn.execute(page, {**base, "priority": priority}))
         # Within one level, the waiting statuses interleave by arrival.
         found.extend(sorted(rows, key=lambda row: row.id))
         if priority <= _BOTTOM:
@@ -352,6 +360,7 @@ async def _fair_level(
     level: Level,
     turns: Mapping[str, int],
     want: int,
+    narrow: bool,
 ) -> list[Row[Any]]:
     """One priority level's runnable tasks, owners taking turns (see candidates)."""
     ordered = [
@@ -363,7 +372,7 @@ async def _fair_level(
         chunk = ordered[start : start + OWNERS_PER_STATEMENT]
         params = {**base, "priority": level.priority, **{f"o{i}": o for i, o in enumerate(chunk)}}
         by_owner: dict[str, list[Row[Any]]] = {o: [] for o in chunk}
-        for row in await conn.execute(_owner_pages(len(chunk)), params):
+        for row in await conn.execute(_owner_pages(len(chunk), narrow), params):
             by_owner[row.owner_uuid].append(row)
         queues = [sorted(rows, key=lambda row: row.id) for rows in by_owner.values() if rows]
         # Round robin: one task of each owner in turn, until the pages run out.
@@ -383,8 +392,8 @@ async def next_runnable_at(conn: AsyncConnection, now: dt.datetime) -> dt.dateti
 async def lock_candidates(
     conn: AsyncConnection, worker_id: str, rows: list[Row[Any]], now: dt.datetime
 ) -> list[Row[Any]]:
-    """The candidates (rows of `candidates`) locked and still runnable, in the order given;
-    those another claimer holds are left out.
+    """The candidates (rows of `candidates`) locked and still runnable, whole (the columns
+    of runnable_tasks), in the order given; those another claimer holds are left out.
 
     SQLite: the candidates as read. The claim's transaction began IMMEDIATE, so no other
     writer has committed since it read them, and what it wrote itself meanwhile (starting
