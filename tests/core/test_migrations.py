@@ -100,38 +100,12 @@ async def test_attempts_keyed_by_task_and_number_upgrade_with_their_rows_and_bac
         await _at(db, "0022")
 
         async def seed(conn: AsyncConnection) -> list[int]:
-            await conn.execute(
-                insert(jobs),
-                {
-                    "uuid": "zzzzz-8i9sb-000000000000001",
-                    "owner_uuid": "zzzzz-tpzed-000000000000001",
-                    "created_at": now,
-                    "modified_at": now,
-                    "identity": "i",
-                    "priority": 0,
-                    "script": "s",
-                    "script_version": "v",
-                    "script_parameters": {},
-                    "runtime_constraints": {},
-                    "status": "active",
-                    "state": "Running",
-                },
-            )
+            await conn.execute(insert(jobs), {**_JOB, "created_at": now, "modified_at": now})
             job_id = (await conn.execute(select(jobs.c.id))).scalar_one()
             for n in (1, 2):
+                task = {**_TASK, "uuid": f"zzzzz-ot0gb-00000000000000{n}", "job_id": job_id}
                 await conn.execute(
-                    insert(job_tasks),
-                    {
-                        "uuid": f"zzzzz-ot0gb-00000000000000{n}",
-                        "job_id": job_id,
-                        "job_uuid": "zzzzz-8i9sb-000000000000001",
-                        "owner_uuid": "zzzzz-tpzed-000000000000001",
-                        "created_at": now,
-                        "modified_at": now,
-                        "parameters": {},
-                        "runtime_constraints": {},
-                        "status": "active",
-                    },
+                    insert(job_tasks), {**task, "created_at": now, "modified_at": now}
                 )
             ids = [r[0] for r in await conn.execute(select(job_tasks.c.id).order_by("id"))]
             for task, attempt, lease in ((ids[0], 1, "a"), (ids[0], 2, "b"), (ids[1], 1, "c")):
