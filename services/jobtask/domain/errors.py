@@ -6,8 +6,7 @@ seam (jobtask.server.errors), the gateway to HTTP, the SDK to its exceptions.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -31,20 +30,10 @@ class InvalidArgument(DomainError):
         self.description = message
 
 
-@contextlib.contextmanager
-def in_request(prefix: str) -> Iterator[None]:
-    """Names a batch's request in the InvalidArgument raised inside: `script` becomes
-    `requests[2].job.script` for the prefix `requests[2].job`."""
-    try:
-        yield
-    except InvalidArgument as exc:
-        raise InvalidArgument(f"{prefix}.{exc.field}", exc.description) from None
-
-
 def each_request(field: str, requests: Iterable[T], check: Callable[[T], R]) -> list[R]:
-    """check(request) for each of a batch's requests, in order, an InvalidArgument raised
-    naming its request as in_request would (`script` becomes `requests[2].job.script` for
-    the field `job`): one handler for the batch, not a context manager a request."""
+    """check(request) for each of a batch's requests, in order; an InvalidArgument raised
+    names its request (`script` becomes `requests[2].job.script` for the field `job`): one
+    handler for the batch, not one a request."""
     out: list[R] = []
     i = 0
     try:

@@ -11,7 +11,7 @@ from typing import Any
 
 from jobtask.domain.access import may_read
 from jobtask.domain.derived import task_on_enter
-from jobtask.domain.errors import FailedPrecondition, InvalidArgument, NotFound, in_request
+from jobtask.domain.errors import FailedPrecondition, InvalidArgument, NotFound, each_request
 from jobtask.domain.query import ListQuery
 from jobtask.domain.resources import TASK_ATTRS, Access
 from jobtask.domain.rules import decide_exit
@@ -92,10 +92,7 @@ class TaskManager:
             raise InvalidArgument("requests", "is required: at least one task")
         if len(raws) > MAX_BATCH_CREATE:
             raise InvalidArgument("requests", f"at most {MAX_BATCH_CREATE} tasks per call")
-        specs = []
-        for i, raw in enumerate(raws):
-            with in_request(f"requests[{i}].job_task"):
-                specs.append(self._task_spec(raw))
+        specs = each_request("job_task", raws, self._task_spec)
         return await self._create(caller, specs, batch=True)
 
     async def _create(

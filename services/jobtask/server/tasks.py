@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from jobtask.domain.errors import InvalidArgument, in_request
+from jobtask.domain.errors import InvalidArgument, each_request
 from jobtask.domain.resources import TASK_ATTRS
 from jobtask.domain.scopes import ALL
 from jobtask.domain.uuids import JOB_INFIX, check_uuid
@@ -110,10 +110,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         self, request: task_service_pb2.BatchCreateTasksRequest, context: Context
     ) -> task_service_pb2.BatchCreateTasksResponse:
         caller = await self.callers(context)
-        raws = []
-        for i, r in enumerate(request.requests):
-            with in_request(f"requests[{i}].job_task"):
-                raws.append(changes_from(r.job_task, None))
+        raws = each_request("job_task", request.requests, lambda r: changes_from(r.job_task, None))
         created = await self.tasks.create_many(caller, raws)
         return task_service_pb2.BatchCreateTasksResponse(job_tasks=[task_pb(t) for t in created])
 
