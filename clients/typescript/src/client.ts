@@ -35,7 +35,7 @@ import {
 } from "./gen/jobtask/v1/task_service_pb.js";
 import { WatchEventType, type WatchEvent } from "./gen/jobtask/v1/watch_pb.js";
 import { sleep } from "./queue.js";
-import { TaskStream } from "./task-stream.js";
+import { monotonicNow, TaskStream } from "./task-stream.js";
 
 /** Adds `authorization: Bearer <token>` to every request (unless the call set its own). */
 export function bearerToken(token: string): Interceptor {
@@ -197,7 +197,7 @@ export class JobtaskClient {
       } catch (err) {
         const error = ConnectError.from(err);
         if (error.code !== Code.Unavailable || options.signal?.aborted) throw error;
-        const now = Date.now();
+        const now = monotonicNow();
         brokenSince ??= now;
         if (now - brokenSince >= reconnectFor) throw error;
       }

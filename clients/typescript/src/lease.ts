@@ -24,7 +24,9 @@ export interface TaskLease {
   readonly leaseId: string;
   /** The lease's ttl as the server last stated it, ms. */
   readonly ttlMs: number;
-  /** No later than when the server last renewed the lease, Date.now() ms: a renewal is
+  /** The lease's clock, ms: monotonic unless a test gave its own (see monotonicNow). */
+  now(): number;
+  /** No later than when the server last renewed the lease, by `now()`: a renewal is
    * dated by when the message the server answered was sent, not by when its answer arrived
    * (see SendTimes in task-stream.ts). */
   readonly renewedAt: number;
@@ -75,6 +77,10 @@ export class StreamLease implements TaskLease {
     return this.stream.exited;
   }
 
+  now(): number {
+    return this.stream.clock();
+  }
+
   send(message: RunTaskMessage): void {
     this.stream.send(message);
   }
@@ -108,7 +114,7 @@ export class StreamLease implements TaskLease {
           onInstruction(Instruction.STOP, error.rawMessage);
           return undefined;
         }
-        const unrenewed = Date.now() - this.stream.renewedAt;
+        const unrenewed = this.now() - this.stream.renewedAt;
         if (unrenewed >= this.ttlMs) {
           this.logger(
             `task ${this.taskUuid}: RunTask stream lost, lease not renewed for ` +

@@ -32,7 +32,13 @@ import {
 } from "./gen/jobtask/v1/task_service_pb.js";
 import { DEFAULT_TTL_MS, type Logger, type OnInstruction, type TaskLease } from "./lease.js";
 import { AsyncQueue, sleep } from "./queue.js";
-import { SendTimes, type Clock, type ExitReport, type RunTaskMessage } from "./task-stream.js";
+import {
+  monotonicNow,
+  SendTimes,
+  type Clock,
+  type ExitReport,
+  type RunTaskMessage,
+} from "./task-stream.js";
 
 const MAX_BACKOFF_MS = 5000;
 // Reports of one message at most (the server's bound is larger).
@@ -70,7 +76,7 @@ export class WorkerSession {
     private readonly onAssignment: (assignment: TaskAssignment) => void,
     private readonly logger: Logger,
     /** The session's and its leases' clock (the heartbeats' and renewals' times). */
-    readonly clock: Clock = Date.now,
+    readonly clock: Clock = monotonicNow,
   ) {}
 
   // -- called by the worker and the leases ------------------------------------------------
@@ -297,6 +303,10 @@ export class SessionLease implements TaskLease {
 
   get exited(): boolean {
     return this.exitSent;
+  }
+
+  now(): number {
+    return this.session.clock();
   }
 
   send(message: RunTaskMessage): void {

@@ -34,8 +34,14 @@ export type RunTaskMessage = Omit<
   "taskUuid" | "leaseId" | "seq" | "$typeName"
 >;
 
-/** The time in ms, Date.now() by default (tests pass a clock of their own). */
+/** The time in ms (tests pass a clock of their own). */
 export type Clock = () => number;
+
+/** The default Clock: monotonic (performance.now()), not the wall clock. Every time a lease
+ * or a heartbeat is timed by is a duration, which a wall-clock step (NTP correcting the
+ * clock, a suspended VM resyncing it) must neither stretch (a lease kept past the server's
+ * expiry: the task could run twice) nor shrink (a live task stopped). */
+export const monotonicNow: Clock = () => performance.now();
 
 /** When each numbered message not yet acknowledged was sent. The server renews the lease
  * when it processes a message, so an acknowledgement renews it no earlier than its message
@@ -88,7 +94,8 @@ export class TaskStream implements AsyncIterable<RunTaskResponse> {
     service: Client<typeof TaskService>,
     taskUuid: string,
     leaseId: string,
-    private readonly clock: Clock = Date.now,
+    /** The stream's clock: the renewals' and the reconnect window's times. */
+    readonly clock: Clock = monotonicNow,
   ) {
     this.service = service;
     this.taskUuid = taskUuid;

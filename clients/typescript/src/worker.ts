@@ -331,7 +331,7 @@ export function statusName(status: TaskStatus): string {
 class TaskRun {
   readonly taskUuid: string;
   private readonly stopper = new AbortController();
-  private lastSend = Date.now();
+  private lastSend: number;
   private firstPending: number | undefined;
   private progress: number | undefined;
   private output: string | undefined;
@@ -352,6 +352,7 @@ class TaskRun {
     private readonly logger: Logger,
   ) {
     this.taskUuid = lease.taskUuid;
+    this.lastSend = lease.now();
   }
 
   /** The worker is stopping: stop the handler and hand the task back. */
@@ -436,7 +437,7 @@ class TaskRun {
   // -- what goes up -------------------------------------------------------------------------
 
   private pending(): void {
-    this.firstPending ??= Date.now();
+    this.firstPending ??= this.lease.now();
   }
 
   private addLog(text: string): void {
@@ -467,7 +468,7 @@ class TaskRun {
     if (this.finished || this.lost) return;
     this.watchdog();
     if (this.lost || this.lease.exited) return;
-    const now = Date.now();
+    const now = this.lease.now();
     if (!this.empty) {
       const urgent = this.output !== undefined || this.success !== undefined;
       if (
@@ -500,7 +501,7 @@ class TaskRun {
     this.logChunks = [];
     this.logBytes = this.droppedBytes = 0;
     this.firstPending = undefined;
-    this.lastSend = Date.now();
+    this.lastSend = this.lease.now();
   }
 
   // -- what comes down ----------------------------------------------------------------------
@@ -514,7 +515,7 @@ class TaskRun {
   private watchdog(): void {
     const ttl = this.lease.ttlMs;
     const margin = Math.min(ttl * LEASE_MARGIN, MAX_LEASE_MARGIN_MS);
-    const unrenewed = Date.now() - this.lease.renewedAt;
+    const unrenewed = this.lease.now() - this.lease.renewedAt;
     if (unrenewed < ttl - margin) return;
     this.logger(
       `task ${this.taskUuid}: lease not renewed for ${(unrenewed / 1000).toFixed(1)}s ` +

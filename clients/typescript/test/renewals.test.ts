@@ -34,7 +34,7 @@ import {
   WorkerSessionResponseSchema,
 } from "../src/gen/jobtask/v1/task_service_pb.js";
 import { WorkerSession } from "../src/session.js";
-import { TaskStream } from "../src/task-stream.js";
+import { monotonicNow, TaskStream } from "../src/task-stream.js";
 
 const TTL_MS = 9000;
 const DEADLINE_MS = 30_000;
@@ -139,6 +139,42 @@ test("an acknowledged session report renews the lease as of when it was sent", (
     assert.equal(lease.renewedAt, sent);
   } finally {
     lease.close();
+  }
+});
+
+test("leases are timed by a monotonic clock: a wall-clock step moves no lease", async () => {
+  // Never called: nothing is sent here.
+  const nowhere = createGrpcTransport({ baseUrl: "http://127.0.0.1:1" });
+  const service = createClient(TaskService, nowhere);
+  const session = new WorkerSession(service, () => ({}), () => {}, () => {});
+  const lease = session.lease(create(TaskAssignmentSchema, ASSIGNMENT));
+  const stream = new TaskStream(service, "task-2", "lease-2");
+  // Its connection to nowhere fails: read here, where the failure is expected.
+  const drained = (async () => {
+    try {
+      for await (const _ of stream);
+    } catch {
+      // refused, or canceled by close()
+    }
+  })();
+  const wallClock = Date.now;
+  try {
+    const before = [lease.now(), stream.clock(), monotonicNow()];
+    // NTP steps the wall clock an hour ahead (or a suspended VM resyncs it): by the wall
+    // clock, every lease would be an hour unrenewed and its task stopped at once.
+    const step = 3_600_000;
+    Date.now = () => wallClock() + step;
+    const after = [lease.now(), stream.clock(), monotonicNow()];
+    for (const [i, t] of after.entries()) {
+      assert.ok(t - before[i] < step / 2, `clock ${i} moved ${t - before[i]} ms`);
+    }
+    assert.ok(lease.now() - lease.renewedAt < step / 2);
+    assert.ok(stream.clock() - stream.renewedAt < step / 2);
+  } finally {
+    Date.now = wallClock;
+    lease.close();
+    stream.close();
+    await drained;
   }
 });
 
