@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 import pytest
 
@@ -20,6 +22,7 @@ from tests.core.helpers import (
     task_status,
     token_md,
 )
+from tests.worker_protocol.helpers import Run
 
 
 async def test_sequence_gates_and_children_wait_for_their_creator(cluster: Cluster) -> None:
@@ -78,6 +81,57 @@ async def test_children_of_a_task_failed_for_good_are_deleted(cluster: Cluster) 
     remaining = await job_tasks(cluster, job.uuid)
     assert [t.uuid for t in remaining] == [first.task.uuid]
     assert (await get_job(cluster, job.uuid)).status == job_status("failed")
+
+
+async def _two_children(cluster: Cluster, job_uuid: str, creator: Any) -> list[str]:
+    return [
+        (
+            await add_task(
+                cluster,
+                job_uuid,
+                metadata=token_md(creator.task_token),
+                sequence=1,
+                created_by_job_task_uuid=creator.task.uuid,
+                parameters={"i": i},
+            )
+        ).uuid
+        for i in range(2)
+    ]
+
+
+@pytest.mark.parametrize("end", ["temporary failure", "handed back"])
+async def test_children_of_an_attempt_that_did_not_complete_are_deleted(
+    cluster: Cluster, end: str
+) -> None:
+    # The next attempt runs the creator again, which creates its children again: kept, the
+    # first attempt's would run too (Arvados deletes them once `success` is false, which
+    # crunch-job sets on a temporary failure).
+    job = await cluster.jobs.CreateJob(create_job(script="split.py"))
+    first = await claim(cluster)
+    await _two_children(cluster, job.uuid, first)
+    if end == "handed back":
+        # (The worker is stopping: RunTask's exit hands the task back unfailed.)
+        ended = (await Run(cluster, first).exit(handed_back=True)).task
+        assert ended.status == task_status("queued")
+    else:
+        await report(cluster, first, progress=0.4)
+        ended = await exit_(cluster, first, code=0)
+        assert ended.status == task_status("soft-failed")
+    assert [t.uuid for t in await job_tasks(cluster, job.uuid)] == [first.task.uuid]
+    assert (await get_job(cluster, job.uuid)).tasks_summary.todo == 1
+
+    again = await claim(cluster, "w2")
+    assert again.task.uuid == first.task.uuid
+    children = await _two_children(cluster, job.uuid, again)
+    await succeed(cluster, again)
+    for _ in children:
+        await succeed(cluster, await claim(cluster, "w3"))
+    assert await claim(cluster, "w4") is None
+    done = await get_job(cluster, job.uuid)
+    assert done.status == job_status("completed") and done.tasks_summary.done == 3
+    assert sorted(t.uuid for t in await job_tasks(cluster, job.uuid)) == sorted(
+        [first.task.uuid, *children]
+    )
 
 
 async def test_completion_needs_progress_one_and_success(cluster: Cluster) -> None:

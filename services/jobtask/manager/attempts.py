@@ -25,6 +25,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 T = TaskStatus
 FAILED_LOG_LIMIT = 64 * 1024
+# An attempt that ends in one of these did not complete its task, so the tasks it created
+# go (seed: "If job task A fails, tasks B, C, D will be deleted"; Arvados deletes them when
+# `success` becomes false, which crunch-job sets on a temporary failure too). None of them
+# ran: a child waits for its creator to complete. Kept, they would be created again by the
+# task's next attempt, and run twice over.
+_REDONE = frozenset({T.FAILED, T.SOFT_FAILED})
 
 
 def check_readable(caller: Caller, task: TaskRow) -> TaskRow:
@@ -70,8 +76,9 @@ async def finish_task(
             log="",
         )
     task = await lifecycle.write_task(conn, job, task, changes, now=now, caller=caller)
-    if status is T.FAILED:
+    if status in _REDONE:
         await lifecycle.delete_descendants(conn, job, task.uuid, now=now)
+    if status is T.FAILED:
         await blocklisting.record_job_failure(conn, settings, job, task, now=now)
     if settle:
         await lifecycle.settle(conn, settings, job.id, now=now)
@@ -123,6 +130,8 @@ async def finish_attempt(
         changes = task_on_enter(target, now=now)
         changes["progress"] = task.progress
         task = await lifecycle.write_task(conn, job, task, changes, now=now, caller=caller)
+        # Handed back, the task runs again from its start (see _REDONE).
+        await lifecycle.delete_descendants(conn, job, task.uuid, now=now)
         if settle:
             await lifecycle.settle(conn, settings, job.id, now=now)
         return task
