@@ -158,3 +158,70 @@ def test_assignments_built_in_place_are_the_messages_built_apart() -> None:
     assert len(got) == len(expected)
     for g, e in zip(got, expected, strict=True):
         _same(g, e)
+
+
+def test_lists_built_in_place_are_the_messages_built_apart() -> None:
+    from jobtask.server.convert import add_jobs, add_tasks
+    from jobtask.v1 import job_service_pb2, task_service_pb2
+
+    jobs = [job_row(_job_columns()), job_row({**_job_columns(), "blocklist": None, "id": 8})]
+    tasks = [
+        task_row(_task_columns()),
+        task_row({**_task_columns(), "parameters": {}, "failure_reason": {"rule": "incomplete"}}),
+    ]
+    got_jobs = job_service_pb2.BatchCreateJobsResponse()
+    add_jobs(got_jobs.jobs, jobs)
+    got_tasks = task_service_pb2.BatchCreateTasksResponse()
+    add_tasks(got_tasks.job_tasks, tasks)
+    _same(got_jobs, job_service_pb2.BatchCreateJobsResponse(jobs=[job_pb(j) for j in jobs]))
+    _same(
+        got_tasks,
+        task_service_pb2.BatchCreateTasksResponse(job_tasks=[task_pb(t) for t in tasks]),
+    )
+
+
+@pytest.mark.parametrize("kind", ["job_changed", "task_created", "task_changed", "progress"])
+def test_a_watch_event_built_in_place_is_the_one_built_apart(kind: str) -> None:
+    """event_pb builds a row's job or task inside the event: the message the event's fields
+    set one by one and the resource's message copied in make."""
+    from jobtask.server.convert import timestamp
+    from jobtask.server.watch import _TYPES, event_pb
+    from jobtask.store import feed
+    from jobtask.store.rows import job_from_json, task_from_json, to_json
+    from jobtask.v1 import watch_pb2
+
+    job = job_row(_job_columns())
+    task = task_row(_task_columns())
+    types = {
+        "job_changed": feed.JOB_CHANGED,
+        "task_created": feed.TASK_CREATED,
+        "task_changed": feed.TASK_CHANGED,
+        "progress": feed.TASK_PROGRESS,
+    }
+    payload: dict[str, Any] = {"progress": 0.25}
+    if kind == "job_changed":
+        payload = to_json(job)
+    elif kind != "progress":
+        payload = to_json(task)
+    row = {
+        "type": types[kind],
+        "seq": 41,
+        "job_uuid": job.uuid,
+        "task_uuid": None if kind == "job_changed" else task.uuid,
+        "created_at": NOW,
+        "payload": payload,
+    }
+    expected = watch_pb2.WatchEvent(
+        seq=41,
+        type=_TYPES[types[kind]],
+        job_uuid=job.uuid,
+        task_uuid="" if kind == "job_changed" else task.uuid,
+    )
+    expected.time.CopyFrom(timestamp(NOW))
+    if kind == "job_changed":
+        expected.job.CopyFrom(_job_expected(job_from_json(payload)))
+    elif kind == "progress":
+        expected.progress = 0.25
+    else:
+        expected.task.CopyFrom(_task_expected(task_from_json(payload)))
+    _same(event_pb(row), expected)

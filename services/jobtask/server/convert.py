@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 from google.protobuf import json_format
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from google.protobuf.message import Message
 from google.protobuf.struct_pb2 import ListValue, Struct
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -255,6 +256,24 @@ def task_pb(task: TaskRow) -> job_task_pb2.JobTask:
     msg = job_task_pb2.JobTask(**task_fields(task))
     fill_task(msg, task)
     return msg
+
+
+def add_jobs(into: RepeatedCompositeFieldContainer[job_pb2.Job], jobs: Iterable[JobRow]) -> None:
+    """The jobs' messages added to a repeated field (a response's list), each built where it
+    is sent: job_pb's messages given to the response's constructor, or extended into it,
+    are copied whole (tests/core/test_convert.py: the same messages)."""
+    add = into.add
+    for job in jobs:
+        fill_job(add(**job_fields(job)), job)
+
+
+def add_tasks(
+    into: RepeatedCompositeFieldContainer[job_task_pb2.JobTask], tasks: Iterable[TaskRow]
+) -> None:
+    """The tasks' messages added to a repeated field (see add_jobs)."""
+    add = into.add
+    for task in tasks:
+        fill_task(add(**task_fields(task)), task)
 
 
 def _field_value(msg: Message, name: str) -> Any:
