@@ -58,7 +58,7 @@ from jobtask.domain.uuids import TASK_INFIX, check_uuid
 from jobtask.manager.claims import ClaimManager, WorkerSpec
 from jobtask.manager.context import Caller, utcnow
 from jobtask.manager.reports import Outcome, Submission
-from jobtask.observability.logs import emit
+from jobtask.observability.logs import EVENTS, emit
 from jobtask.server.assignments import BACKOFF_SLACK, assignments_pb, worker_spec
 from jobtask.server.convert import fill_task, stamp, task_fields
 from jobtask.server.run_task import (
@@ -274,11 +274,13 @@ class Session:
             if claims:
                 self.credits -= len(claims)
                 ttl = self.settings.lease_ttl.total_seconds()
+                logged = EVENTS.isEnabledFor(logging.INFO)  # (asked once a claim, not a task)
                 for claim in claims:
                     uuid = claim.task.uuid
                     self.held[uuid] = claim.lease_id
                     self.told[uuid] = Instruction.CONTINUE
-                    emit("task_started", task_uuid=uuid, caller_uuid=self.caller.user_uuid)
+                    if logged:
+                        emit("task_started", task_uuid=uuid, caller_uuid=self.caller.user_uuid)
                 answer = Response()
                 assignments_pb(claims, ttl, answer.assignments)
                 self.out.put_nowait(answer)
