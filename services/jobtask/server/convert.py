@@ -155,32 +155,41 @@ def time_fields(value: dt.datetime) -> dict[str, int]:
     return {"seconds": delta.days * 86400 + delta.seconds, "nanos": delta.microseconds * 1000}
 
 
-def _copier(cls: type, names: list[str]) -> Callable[[Any], dict[str, Any]]:
-    """A function of a row giving its copied fields to set, by name: None leaves a field
-    unset (null), a time is its Timestamp's fields (time_fields). Unrolled, field by field
-    (as rows._maker): a loop over the names cost twice as much."""
+def _copier(
+    cls: type, names: list[str]
+) -> tuple[Callable[[Any], dict[str, Any]], Callable[[Message, Any], None]]:
+    """Two functions of a row, unrolled field by field (as rows._maker: a loop over the
+    names cost twice as much): `copied(row)`, its copied fields but times, by name, as a
+    constructor takes them (None leaves a field unset: null), and `stamped(msg, row)`,
+    which sets its times in the built message (stamp's values). A time set in its
+    sub-message costs ~0.4 us less than one given to the constructor as a dict of its
+    fields (time_fields), which the constructor turns into a message."""
     times = {f.name for f in dataclasses.fields(cls) if "datetime" in str(f.type)}
     lines = ["def copied(row):", "    out = {}"]
     for name in names:
-        lines.append(f"    v = row.{name}")
-        lines.append("    if v is not None:")
-        if name in times:
-            lines.append("        d = v - (_NAIVE_EPOCH if v.tzinfo is None else _EPOCH)")
-            lines.append(
-                f"        out[{name!r}] = "
-                '{"seconds": d.days * 86400 + d.seconds, "nanos": d.microseconds * 1000}'
-            )
-        else:
+        if name not in times:
+            lines.append(f"    v = row.{name}")
+            lines.append("    if v is not None:")
             lines.append(f"        out[{name!r}] = v")
     lines.append("    return out")
+    lines.append("def stamped(msg, row):")
+    for name in names:
+        if name in times:
+            lines.append(f"    v = row.{name}")
+            lines.append("    if v is not None:")
+            lines.append("        d = v - (_NAIVE_EPOCH if v.tzinfo is None else _EPOCH)")
+            lines.append(f"        ts = msg.{name}")
+            lines.append("        ts.seconds = d.days * 86400 + d.seconds")
+            lines.append("        ts.nanos = d.microseconds * 1000")
     scope: dict[str, Any] = {"_NAIVE_EPOCH": _NAIVE_EPOCH, "_EPOCH": _EPOCH}
     exec("\n".join(lines) + "\n", scope)  # built from the row class's own field names
     copied: Callable[[Any], dict[str, Any]] = scope["copied"]
-    return copied
+    stamped: Callable[[Message, Any], None] = scope["stamped"]
+    return copied, stamped
 
 
-_job_copied = _copier(JobRow, _JOB_COPY)
-_task_copied = _copier(TaskRow, _TASK_COPY)
+_job_copied, _job_stamped = _copier(JobRow, _JOB_COPY)
+_task_copied, _task_stamped = _copier(TaskRow, _TASK_COPY)
 
 
 def _constraints(value: dict[str, Any] | None) -> dict[str, int]:
@@ -217,7 +226,8 @@ def job_fields(job: JobRow) -> dict[str, Any]:
 
 
 def fill_job(msg: job_pb2.Job, job: JobRow) -> None:
-    """The rest of a job's message built from job_fields."""
+    """The rest of a job's message built from job_fields: its times, structs and lists."""
+    _job_stamped(msg, job)
     _struct(msg.script_parameters, job.script_parameters)
     if job.failure_reason:
         msg.failure_reason.CopyFrom(failure_pb(job.failure_reason))
@@ -238,7 +248,8 @@ def task_fields(task: TaskRow) -> dict[str, Any]:
 
 
 def fill_task(msg: job_task_pb2.JobTask, task: TaskRow) -> None:
-    """The rest of a task's message built from task_fields."""
+    """The rest of a task's message built from task_fields (see fill_job)."""
+    _task_stamped(msg, task)
     _struct(msg.parameters, task.parameters)
     if task.failure_reason:
         msg.failure_reason.CopyFrom(failure_pb(task.failure_reason))
