@@ -158,3 +158,141 @@ def test_assignments_built_in_place_are_the_messages_built_apart() -> None:
     assert len(got) == len(expected)
     for g, e in zip(got, expected, strict=True):
         _same(g, e)
+
+
+def test_lists_built_in_place_are_the_messages_built_apart() -> None:
+    from jobtask.server.convert import add_jobs, add_tasks
+    from jobtask.v1 import job_service_pb2, task_service_pb2
+
+    jobs = [job_row(_job_columns()), job_row({**_job_columns(), "blocklist": None, "id": 8})]
+    tasks = [
+        task_row(_task_columns()),
+        task_row({**_task_columns(), "parameters": {}, "failure_reason": {"rule": "incomplete"}}),
+    ]
+    got_jobs = job_service_pb2.BatchCreateJobsResponse()
+    add_jobs(got_jobs.jobs, jobs)
+    got_tasks = task_service_pb2.BatchCreateTasksResponse()
+    add_tasks(got_tasks.job_tasks, tasks)
+    _same(got_jobs, job_service_pb2.BatchCreateJobsResponse(jobs=[job_pb(j) for j in jobs]))
+    _same(
+        got_tasks,
+        task_service_pb2.BatchCreateTasksResponse(job_tasks=[task_pb(t) for t in tasks]),
+    )
+
+
+@pytest.mark.parametrize("kind", ["job_changed", "task_created", "task_changed", "progress"])
+def test_a_watch_event_built_in_place_is_the_one_built_apart(kind: str) -> None:
+    """event_pb builds a row's job or task inside the event: the message the event's fields
+    set one by one and the resource's message copied in make."""
+    from jobtask.server.convert import timestamp
+    from jobtask.server.watch import _TYPES, event_pb
+    from jobtask.store import feed
+    from jobtask.store.rows import job_from_json, task_from_json, to_json
+    from jobtask.v1 import watch_pb2
+
+    job = job_row(_job_columns())
+    task = task_row(_task_columns())
+    types = {
+        "job_changed": feed.JOB_CHANGED,
+        "task_created": feed.TASK_CREATED,
+        "task_changed": feed.TASK_CHANGED,
+        "progress": feed.TASK_PROGRESS,
+    }
+    payload: dict[str, Any] = {"progress": 0.25}
+    if kind == "job_changed":
+        payload = to_json(job)
+    elif kind != "progress":
+        payload = to_json(task)
+    row = {
+        "type": types[kind],
+        "seq": 41,
+        "job_uuid": job.uuid,
+        "task_uuid": None if kind == "job_changed" else task.uuid,
+        "created_at": NOW,
+        "payload": payload,
+    }
+    expected = watch_pb2.WatchEvent(
+        seq=41,
+        type=_TYPES[types[kind]],
+        job_uuid=job.uuid,
+        task_uuid="" if kind == "job_changed" else task.uuid,
+    )
+    expected.time.CopyFrom(timestamp(NOW))
+    if kind == "job_changed":
+        expected.job.CopyFrom(_job_expected(job_from_json(payload)))
+    elif kind == "progress":
+        expected.progress = 0.25
+    else:
+        expected.task.CopyFrom(_task_expected(task_from_json(payload)))
+    _same(event_pb(row), expected)
+
+
+def _values() -> list[Any]:
+    """Parameters as a caller may send them: every kind of Value, nested."""
+    return [
+        {},
+        {"input": "x"},
+        {"n": 3, "f": 1.5, "neg": -0.0, "big": 2.0**60, "t": True, "no": False, "null": None},
+        {"nested": {"a": [1, "b", None, {"c": []}], "d": {}}, "empty": "", "list": []},
+        {"é": "\x00ü", "deep": {"a": {"b": {"c": {"d": [[[1]]]}}}}},
+    ]
+
+
+@pytest.mark.parametrize("value", _values())
+def test_struct_values_are_the_json_printers(value: dict[str, Any]) -> None:
+    """changes_from reads Structs and ListValues without json_format's generic printer: the
+    same values, of the same types, in the same order."""
+    from google.protobuf import json_format
+    from google.protobuf.struct_pb2 import ListValue
+    from jobtask.server.convert import changes_from, list_value, plain_struct
+
+    s = Struct()
+    s.update(value)
+    expected = json_format.MessageToDict(s)
+    got = plain_struct(s)
+    assert got == expected
+    assert repr(got) == repr(expected)  # types (int against float) and key order too
+    items = ListValue()
+    items.extend([value, *value.values()])
+    assert repr(list_value(items)) == repr(json_format.MessageToDict(items))
+    msg = job_task_pb2.JobTask(job_uuid="zzzzz-8i9sb-000000000000007", sequence=2)
+    msg.parameters.CopyFrom(s)
+    # (A map's order is its own: the copy's, printed either way.)
+    sent = json_format.MessageToDict(msg.parameters)
+    assert repr(changes_from(msg, None)) == repr(
+        {"job_uuid": msg.job_uuid, "sequence": 2, "parameters": sent}
+    )
+    assert changes_from(msg, ["parameters", "output"]) == {"parameters": sent, "output": None}
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_a_non_finite_number_is_refused_where_json_has_none(bad: float) -> None:
+    from jobtask.domain.errors import InvalidArgument
+    from jobtask.server.convert import changes_from
+
+    msg = job_task_pb2.JobTask()
+    msg.parameters.update({"ok": 1, "x": [{"y": bad}]})
+    with pytest.raises(InvalidArgument, match="finite"):
+        changes_from(msg, None)
+
+
+def test_set_fields_of_every_kind_are_read_as_before() -> None:
+    """changes_from's fields set: scalars as listed, enums (0 as None), times, structs,
+    constraints -- what _field_value reads for each name."""
+    from jobtask.server.convert import _field_value, changes_from
+
+    msg = job_task_pb2.JobTask(
+        uuid="zzzzz-ot0gb-000000000000012",
+        sequence=0,
+        progress=0.25,
+        success=False,
+        output="",
+        status=job_task_pb2.TASK_STATUS_QUEUED,
+        runtime_constraints={"min_ram_per_node": 5},
+    )
+    msg.created_at.FromDatetime(NOW)
+    msg.parameters.update({"a": 1})
+    got = changes_from(msg, None)
+    assert got == {f.name: _field_value(msg, f.name) for f, _ in msg.ListFields()}
+    assert got["success"] is False and got["output"] == "" and got["status"] == "queued"
+    assert got["created_at"] == NOW and got["runtime_constraints"] == {"min_ram_per_node": 5}

@@ -380,3 +380,16 @@ _DEFAULTS = rows._MISSING
 def _default_or(name: str, columns: dict[str, Any]) -> Any:
     """The column's value if a payload always holds it, else its default."""
     return columns[name] if name in _REQUIRED[JobRow] | _REQUIRED[TaskRow] else _DEFAULTS.get(name)
+
+
+@pytest.mark.parametrize("version", [1, 2, 10**12])
+def test_an_etag_is_the_base36_md5_of_uuid_and_version(version: int) -> None:
+    """etag hashes with CPython's built-in MD5 where it can: the digest hashlib's gives."""
+    import hashlib
+
+    from jobtask.domain.uuids import base36
+    from jobtask.store.rows import etag
+
+    uuid = "zzzzz-ot0gb-000000000000012"
+    digest = hashlib.md5(f"{uuid}:{version}".encode()).digest()
+    assert etag.__wrapped__(uuid, version) == base36(int.from_bytes(digest, "big"))

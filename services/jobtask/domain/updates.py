@@ -115,6 +115,8 @@ def check_value(name: str, attr: Attr, value: Any) -> Any:
             return {}
         if not isinstance(value, dict):
             raise InvalidArgument(name, "must be a hash (JSON object)")
+        if not value:  # (most tasks' parameters: nothing to measure, ~6 us a task less)
+            return value
         if len(json.dumps(value)) > MAX_HASH_BYTES:
             raise InvalidArgument(name, f"is larger than {MAX_HASH_BYTES} bytes")
         check_exact_numbers(name, value)

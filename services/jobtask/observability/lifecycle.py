@@ -34,6 +34,8 @@ def jobs_submitted(conn: AsyncConnection, jobs: Sequence[JobRow]) -> None:
 
     def done() -> None:
         metrics.JOBS_SUBMITTED.inc(len(jobs))
+        if not EVENTS.isEnabledFor(logging.INFO):
+            return
         for job in jobs:
             emit(
                 "job_submitted",
@@ -69,6 +71,8 @@ def task_claimed(conn: AsyncConnection, queued: TaskRow, task: TaskRow, now: dt.
         metrics.TASKS_CLAIMED.inc()
         if waited is not None:
             metrics.DISPATCH_SECONDS.observe(waited)
+        if not EVENTS.isEnabledFor(logging.INFO):  # (once a task: its fields not built)
+            return
         emit(
             "task_claimed",
             job_uuid=task.job_uuid,

@@ -10,7 +10,7 @@ from jobtask.domain.errors import each_request
 from jobtask.domain.resources import JOB_ATTRS
 from jobtask.manager.jobs import JobManager
 from jobtask.server.callers import CallerResolver, send_caller_headers
-from jobtask.server.convert import changes_from, fill_job, job_fields, job_pb
+from jobtask.server.convert import add_jobs, changes_from, job_pb
 from jobtask.server.errors import rpc
 from jobtask.server.listing import list_query
 from jobtask.server.watch import Watcher, per_message_of
@@ -53,11 +53,8 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             "job", request.requests, lambda r: (changes_from(r.job, None), _allow_duplicate(r))
         )
         created = await self.jobs.create_many(caller, requests)
-        # Each job built inside the answer, not apart and then copied into it.
         response = job_service_pb2.BatchCreateJobsResponse()
-        add = response.jobs.add
-        for job in created:
-            fill_job(add(**job_fields(job)), job)
+        add_jobs(response.jobs, created)
         return response
 
     @rpc
@@ -78,8 +75,8 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             kind="arvados#jobList",
             offset=query.offset,
             limit=query.limit,
-            items=[job_pb(r) for r in records],
         )
+        add_jobs(response.items, records)
         if total is not None:
             response.items_available = total
         return response

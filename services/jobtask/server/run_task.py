@@ -46,7 +46,7 @@ from jobtask.manager.context import Caller, Settings
 from jobtask.manager.reports import Outcome, ReportManager, Submission
 from jobtask.observability.logs import emit
 from jobtask.server.changes import ChangeSignal
-from jobtask.server.convert import task_pb, timestamp
+from jobtask.server.convert import fill_task, stamp, task_fields
 from jobtask.server.group_commit import GroupCommit
 from jobtask.v1 import task_service_pb2
 
@@ -300,15 +300,18 @@ class RunTaskStream:
 
     def _response(self, outcome: Outcome) -> task_service_pb2.RunTaskResponse:
         told: Verdict = outcome.verdict
+        finished = outcome.finished
         response = task_service_pb2.RunTaskResponse(
             acked_seq=self.acked,
             instruction=_INSTRUCTION_PB[told.instruction],
             reason=told.reason,
+            # (The finished task's message built in place, not apart and copied in.)
+            task=None if finished is None else task_fields(finished),
         )
         response.lease.lease_id = self.lease_id
         response.lease.ttl.FromTimedelta(self.runs.settings.lease_ttl)
         if outcome.lease_expires_at is not None:
-            response.lease.expires_at.CopyFrom(timestamp(outcome.lease_expires_at))
-        if outcome.finished is not None:
-            response.task.CopyFrom(task_pb(outcome.finished))
+            stamp(response.lease.expires_at, outcome.lease_expires_at)
+        if finished is not None:
+            fill_task(response.task, finished)
         return response

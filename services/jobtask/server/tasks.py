@@ -21,7 +21,7 @@ from jobtask.manager.workers import WorkerRegistry
 from jobtask.server.assignments import BACKOFF_SLACK, assignments_pb, worker_spec
 from jobtask.server.callers import CallerResolver, current_credentials, send_caller_headers
 from jobtask.server.changes import ChangeSignal
-from jobtask.server.convert import changes_from, task_pb, timestamp
+from jobtask.server.convert import add_tasks, changes_from, task_pb, timestamp
 from jobtask.server.errors import rpc
 from jobtask.server.listing import list_query
 from jobtask.server.run_task import RunTasks
@@ -112,7 +112,9 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         caller = await self.callers(context)
         raws = each_request("job_task", request.requests, lambda r: changes_from(r.job_task, None))
         created = await self.tasks.create_many(caller, raws)
-        return task_service_pb2.BatchCreateTasksResponse(job_tasks=[task_pb(t) for t in created])
+        response = task_service_pb2.BatchCreateTasksResponse()
+        add_tasks(response.job_tasks, created)
+        return response
 
     @rpc
     async def GetTask(
@@ -131,8 +133,8 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
             kind="arvados#jobTaskList",
             offset=query.offset,
             limit=query.limit,
-            items=[task_pb(r) for r in records],
         )
+        add_tasks(response.items, records)
         if total is not None:
             response.items_available = total
         return response

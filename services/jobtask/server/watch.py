@@ -24,7 +24,14 @@ from jobtask.manager.context import Caller
 from jobtask.observability.metrics import WATCH_EVENTS, WATCH_MESSAGES
 from jobtask.observability.streams import WATCHES
 from jobtask.server.changes import ChangeSignal
-from jobtask.server.convert import job_pb, task_pb, timestamp
+from jobtask.server.convert import (
+    add_tasks,
+    fill_job,
+    fill_task,
+    job_fields,
+    task_fields,
+    time_fields,
+)
 from jobtask.server.feed_reads import SharedFeedReads
 from jobtask.store import feed
 from jobtask.store import jobs as job_store
@@ -56,22 +63,32 @@ _TYPES = {
 
 def event_pb(row: dict[str, Any]) -> watch_pb2.WatchEvent:
     kind = row["type"]
-    msg = watch_pb2.WatchEvent(
-        seq=row["seq"],
-        type=_TYPES[kind],
-        job_uuid=row["job_uuid"],
-        task_uuid=row["task_uuid"] or "",
-    )
-    msg.time.CopyFrom(timestamp(row["created_at"]))
     payload = row["payload"]
+    fields: dict[str, Any] = {
+        "seq": row["seq"],
+        "type": _TYPES[kind],
+        "job_uuid": row["job_uuid"],
+        "task_uuid": row["task_uuid"] or "",
+        "time": time_fields(row["created_at"]),
+    }
+    # A job or task is built inside the event (by its constructor, then filled in place),
+    # not built apart and copied in whole.
+    job = task = None
     if kind == feed.JOB_CHANGED:
-        msg.job.CopyFrom(job_pb(job_from_json(payload)))
+        job = job_from_json(payload)
+        fields["job"] = job_fields(job)
     elif kind in (feed.TASK_CREATED, feed.TASK_CHANGED):
-        msg.task.CopyFrom(task_pb(task_from_json(payload)))
+        task = task_from_json(payload)
+        fields["task"] = task_fields(task)
     elif kind == feed.TASK_PROGRESS:
-        msg.progress = payload["progress"]
+        fields["progress"] = payload["progress"]
     elif kind == feed.TASK_LOG:
-        msg.log = payload["log"]
+        fields["log"] = payload["log"]
+    msg = watch_pb2.WatchEvent(**fields)
+    if job is not None:
+        fill_job(msg.job, job)
+    if task is not None:
+        fill_task(msg.task, task)
     return msg
 
 
@@ -212,10 +229,11 @@ class Watcher:
                 type=watch_pb2.WATCH_EVENT_TYPE_SNAPSHOT,
                 job_uuid=job_uuid,
                 snapshot_done=i == len(pages) - 1,
+                job=job_fields(job) if i == 0 else None,
             )
             if i == 0:
-                msg.job.CopyFrom(job_pb(job))
-            msg.tasks.extend(task_pb(t) for t in page)
+                fill_job(msg.job, job)
+            add_tasks(msg.tasks, page)
             messages.append(msg)
         return messages, int(head), terminal
 

@@ -58,7 +58,7 @@ from jobtask.domain.uuids import TASK_INFIX, check_uuid
 from jobtask.manager.claims import ClaimManager, WorkerSpec
 from jobtask.manager.context import Caller, utcnow
 from jobtask.manager.reports import Outcome, Submission
-from jobtask.observability.logs import emit
+from jobtask.observability.logs import EVENTS, emit
 from jobtask.server.assignments import BACKOFF_SLACK, assignments_pb, worker_spec
 from jobtask.server.convert import fill_task, stamp, task_fields
 from jobtask.server.run_task import (
@@ -133,9 +133,10 @@ class Session:
         self.work = asyncio.Event()
         self.last_apply = 0.0
         self.last_check = 0.0
-        # Every update names the lease's ttl.
-        self.ttl = duration_pb2.Duration()
-        self.ttl.FromTimedelta(self.settings.lease_ttl)
+        # Every update names the lease's ttl (a Duration's fields, as a constructor takes them).
+        ttl = duration_pb2.Duration()
+        ttl.FromTimedelta(self.settings.lease_ttl)
+        self.ttl = {"seconds": ttl.seconds, "nanos": ttl.nanos}
 
     # -- the stream ---------------------------------------------------------------------
 
@@ -274,11 +275,13 @@ class Session:
             if claims:
                 self.credits -= len(claims)
                 ttl = self.settings.lease_ttl.total_seconds()
+                logged = EVENTS.isEnabledFor(logging.INFO)  # (asked once a claim, not a task)
                 for claim in claims:
                     uuid = claim.task.uuid
                     self.held[uuid] = claim.lease_id
                     self.told[uuid] = Instruction.CONTINUE
-                    emit("task_started", task_uuid=uuid, caller_uuid=self.caller.user_uuid)
+                    if logged:
+                        emit("task_started", task_uuid=uuid, caller_uuid=self.caller.user_uuid)
                 answer = Response()
                 assignments_pb(claims, ttl, answer.assignments)
                 self.out.put_nowait(answer)
@@ -394,9 +397,9 @@ class Session:
             reason=told.reason,
             # (The finished task's message built in place, not apart and copied in.)
             task=None if outcome.finished is None else task_fields(outcome.finished),
+            # (Given to the constructor: ~2 us less than set field by field after it.)
+            lease={"lease_id": lease_id, "ttl": self.ttl},
         )
-        update.lease.lease_id = lease_id
-        update.lease.ttl.CopyFrom(self.ttl)
         if outcome.lease_expires_at is not None:
             stamp(update.lease.expires_at, outcome.lease_expires_at)
         if outcome.finished is not None:
