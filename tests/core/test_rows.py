@@ -384,7 +384,7 @@ def _default_or(name: str, columns: dict[str, Any]) -> Any:
 
 @pytest.mark.parametrize("version", [1, 2, 10**12])
 def test_an_etag_is_the_base36_md5_of_uuid_and_version(version: int) -> None:
-    """etag hashes with CPython's built-in MD5 where it can: the digest hashlib's gives."""
+    """An etag is the base-36 MD5 of the uuid and the version (Arvados' form)."""
     import hashlib
 
     from jobtask.domain.uuids import base36

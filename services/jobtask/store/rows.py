@@ -20,9 +20,8 @@ import dataclasses
 import datetime as dt
 import functools
 import hashlib
-import importlib
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -72,25 +71,11 @@ def tasks_summary(counts: Mapping[str, Any]) -> dict[str, int]:
     }
 
 
-def _builtin_md5() -> Callable[[bytes], Any]:
-    """CPython's own MD5 (the _md5 module) where it is built in, else hashlib's: for an
-    etag's ~30 bytes, hashlib.md5's OpenSSL context costs three times as much (1.1 against
-    0.3 us; the digest is the same: tests/core/test_rows.py)."""
-    try:
-        md5: Callable[[bytes], Any] = importlib.import_module("_md5").md5
-    except (ImportError, AttributeError):
-        return hashlib.md5
-    return md5
-
-
-_md5 = _builtin_md5()
-
-
 @functools.lru_cache(maxsize=8192)
 def etag(uuid: str, version: int) -> str:
     """Changes whenever the object changes (Arvados: a base-36 MD5). Cached: a job's row
     is turned into a resource several times per task write at the same version."""
-    return base36(int.from_bytes(_md5(f"{uuid}:{version}".encode()).digest(), "big"))
+    return base36(int.from_bytes(hashlib.md5(f"{uuid}:{version}".encode()).digest(), "big"))
 
 
 def utc(value: dt.datetime | None) -> dt.datetime | None:
