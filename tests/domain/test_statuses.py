@@ -10,6 +10,8 @@ from jobtask.domain.errors import FailedPrecondition
 from jobtask.domain.statuses import (
     JOB_EXTENSIONS,
     JOB_SEED,
+    JOB_TERMINAL,
+    JOB_TRANSITIONS,
     TASK_EXTENSIONS,
     TASK_SEED,
     JobStatus,
@@ -108,3 +110,21 @@ def test_a_job_canceled_before_it_started_never_shows_running() -> None:
     assert (never["state"], never["running"]) == ("Queued", False)
     started = job_on_enter(JobStatus.CANCEL_REQUESTED, JobStatus.ACTIVE, _job_state(now), **common)
     assert (started["state"], started["running"]) == ("Running", True)
+
+
+@pytest.mark.parametrize("previous", sorted(JOB_TERMINAL, key=str))
+def test_a_job_leaving_an_end_for_a_move_under_way_is_not_finished(previous: JobStatus) -> None:
+    """Found by tests/chaos/test_properties.py: a failed job asked to cancel was stored in
+    cancel-requested with the failure's finished_at; only an end has one."""
+    import datetime as dt
+
+    from jobtask.domain.derived import job_on_enter
+
+    now = dt.datetime.now(dt.UTC)
+    common = {"now": now, "user_uuid": None, "client_uuid": None, "locker_uuid": "x"}
+    for new in JOB_TRANSITIONS[previous]:
+        changes = job_on_enter(new, previous, _job_state(now), **common)
+        if new in JOB_TERMINAL:
+            assert changes["finished_at"] == now, new
+        else:
+            assert changes["finished_at"] is None, new

@@ -77,6 +77,10 @@ def job_on_enter(
         )
     if new in JOB_TERMINAL:
         changes["finished_at"] = now
+    elif previous in JOB_TERMINAL:
+        # Out of an end into a move still under way (a failed job asked to cancel): it is
+        # not finished until it ends again (Arvados: finished_at with the end's state only).
+        changes["finished_at"] = None
     return changes
 
 
