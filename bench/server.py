@@ -2,12 +2,14 @@
 one store, and optionally the REST gateway in a second process of its own.
 
     python -m bench.server DATABASE_URL [--lease-ttl S] [--no-fair-share] [--capture FILE]
+        [--holds FILE]
 
 Prints {"jobs": port, "tasks": port, "token": t, "pid": pid} once serving, where `token` is
 a stored API token of the system user (what `jobtask token create` gives a worker), then
 serves until its standard input closes. With --capture, every SQL statement the server
 sends is recorded with its parameters, grouped per transaction, and written to FILE as it
-stops (bench.ceiling replays them).
+stops (bench.ceiling replays them). With --holds, how long each claim and report group held
+its job's row is written to FILE as it stops (bench.holds).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from jobtask.server.app import freeze_startup_heap, serve_all
 
 from bench.capture import Capture
 from bench.harness import announce, wait_for_stdin_close
+from bench.holds import Holds
 
 
 async def main() -> None:
@@ -30,9 +33,11 @@ async def main() -> None:
     parser.add_argument("--lease-ttl", type=float, default=30.0)
     parser.add_argument("--no-fair-share", action="store_true")
     parser.add_argument("--capture")
+    parser.add_argument("--holds")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     capture = Capture() if args.capture else None
+    holds = Holds() if args.holds else None
     services = await serve_all(
         args.database_url,
         root_token="bench-root-" + os.urandom(8).hex(),
@@ -65,6 +70,8 @@ async def main() -> None:
         await services.stop(0.5)
         if capture:
             capture.dump(args.capture)
+        if holds:
+            holds.dump(args.holds)
 
 
 if __name__ == "__main__":
