@@ -8,8 +8,9 @@ import secrets
 from typing import Any
 
 from jobtask.domain.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from jobtask.domain.limits import Limits
 from jobtask.domain.scheduling import blocked_workers
-from jobtask.domain.statuses import TaskStatus
+from jobtask.domain.statuses import JOB_DISPATCHABLE, TaskStatus
 from jobtask.manager import attempts, lifecycle
 from jobtask.manager.context import Caller, Settings, WorkerSpec, utcnow
 from jobtask.manager.placement import Placement, limits_of
@@ -33,6 +34,22 @@ CANDIDATE_PAGE = 50
 CLAIM_ROUNDS = 4
 REAP_BATCH = 100
 MAX_REMEMBERED_OWNERS = 10_000
+
+
+class _LockFirst(Exception):
+    """A claim locking its jobs last cannot go on: it rolls back and runs again with its
+    jobs locked first (ClaimManager._lock_last, _counted)."""
+
+
+def _counted(limits: Limits) -> bool:
+    """Whether a limit of the task is decided by counting rows under its job's lock (the
+    job's active tasks per node, the live nodes) or the node's memory reserved (read after
+    the claim's starts so far are written): such a claim locks its jobs first."""
+    return (
+        limits.min_nodes is not None
+        or limits.needs_job_counts
+        or limits.min_ram_per_task is not None
+    )
 
 
 def token_digest(token: str) -> bytes:
@@ -78,7 +95,7 @@ class ClaimManager:
             raise InvalidArgument("worker.ram_kib", "must not be negative")
         want = max(1, min(max_tasks or 1, worker.free_slots or 1, MAX_CLAIM))
 
-        async def run(conn: AsyncConnection) -> list[Claim]:
+        async def run(conn: AsyncConnection, last: bool) -> list[Claim]:
             if await queries.claim_turn(
                 conn,
                 worker.worker_id,
@@ -95,17 +112,32 @@ class ClaimManager:
             # whose creators finished meanwhile, and starts them after they finished.
             now = utcnow()
             writes = TaskWrites()
-            claims = await self._choose(conn, writes, caller, worker, want, now)
-            started = {c.job.id: c.job for c in claims}
-            # (Flushes `writes`, with the jobs' moves.)
-            settled = await lifecycle.settle_written(
-                conn, self.settings, writes, started.values(), now=now
-            )
+            seen: dict[int, str] | None = {} if last else None
+            claims = await self._choose(conn, writes, caller, worker, want, now, seen)
+            if seen is not None and claims:
+                found = await self._lock_last(conn, writes, claims, seen)
+                settled = await lifecycle.settle_many(
+                    conn, self.settings, found, now=now, writes=writes
+                )
+                await writes.flush(conn)  # the jobs' moves, if any
+            else:
+                started = {c.job.id: c.job for c in claims}
+                # (Flushes `writes`, with the jobs' moves.)
+                settled = await lifecycle.settle_written(
+                    conn, self.settings, writes, started.values(), now=now
+                )
             for c in claims:
                 c.job = settled[c.job.id]
             return claims
 
-        claims = await self.db.transact(run)
+        claims: list[Claim] | None = None
+        if not self.db.is_sqlite:
+            try:
+                claims = await self.db.transact(lambda conn: run(conn, True))
+            except _LockFirst:
+                claims = None
+        if claims is None:
+            claims = await self.db.transact(lambda conn: run(conn, False))
         WORKER_SLOTS.seen(worker.worker_id, max(0, (worker.free_slots or 1) - len(claims)))
         return claims
 
@@ -117,12 +149,18 @@ class ClaimManager:
         worker: WorkerSpec,
         want: int,
         now: dt.datetime,
+        seen: dict[int, str] | None = None,
     ) -> list[Claim]:
         """The claim's tasks, started: their rows, counts, events and attempts are held in
         `writes`, written set-based (jobtask.store.task_writes) by the caller's settle, with
         the jobs' moves, once all are chosen. Candidates are taken in
         chunks of what is still wanted: each chunk's new jobs locked in one statement (the
-        first job ever is waited for), its tasks locked in another (PostgreSQL)."""
+        first job ever is waited for), its tasks locked in another (PostgreSQL).
+
+        `seen` given (PostgreSQL: the jobs are locked last, see _lock_last): each chunk's
+        new jobs are read unlocked instead, and their row versions' xmin noted in `seen`;
+        a task with a limit counted under its job's lock (see _counted) ends the attempt
+        (_LockFirst: the claim runs again with its jobs locked first)."""
 
         async def flush() -> None:
             await writes.flush(conn)
@@ -132,7 +170,7 @@ class ClaimManager:
         place = Placement(conn, worker, now=now, live=self.settings.live_horizon, before_read=flush)
         locked: dict[int, JobRow] = {}
         skip_jobs: set[int] = set()
-        seen: set[int] = set()
+        asked: set[int] = set()
         claims: list[Claim] = []
         page = max(CANDIDATE_PAGE, want)
         for _ in range(CLAIM_ROUNDS):
@@ -142,21 +180,26 @@ class ClaimManager:
                 page,
                 now=now,
                 skip_jobs=skip_jobs,
-                skip_tasks=seen,
+                skip_tasks=asked,
                 turns=self._served if self.settings.fair_share else None,
             )
             waiting = list(rows)
             while waiting and len(claims) < want:
                 chunk = waiting[: want - len(claims)]
                 del waiting[: len(chunk)]
-                seen.update(row.id for row in chunk)
-                await self._lock_jobs(conn, chunk, locked, skip_jobs)
+                asked.update(row.id for row in chunk)
+                if seen is None:
+                    await self._lock_jobs(conn, chunk, locked, skip_jobs)
+                else:
+                    await self._peek_jobs(conn, chunk, locked, seen)
                 chunk = [row for row in chunk if row.job_id in locked]
                 for fresh in await queries.lock_candidates(conn, worker.worker_id, chunk, now):
                     if fresh.job_id in skip_jobs:
                         continue
                     job = locked[fresh.job_id]
                     limits = limits_of(job, fresh)
+                    if seen is not None and _counted(limits):
+                        raise _LockFirst
                     blocked = blocked_workers(job.blocklist)
                     if worker.worker_id in blocked and await place.others_can_run_job(
                         blocked, limits
@@ -206,6 +249,63 @@ class ClaimManager:
             got = await locks.try_lock_jobs(conn, rest)
         locked.update(got)
         skip_jobs.update(rest - got.keys())
+
+    @staticmethod
+    async def _peek_jobs(
+        conn: AsyncConnection, chunk: list[Any], read: dict[int, JobRow], seen: dict[int, str]
+    ) -> None:
+        """_lock_jobs for a claim that locks its jobs last: the jobs of a chunk not read yet,
+        read unlocked -- before their tasks are locked (see _lock_last) -- with their
+        xmin."""
+        new = {row.job_id for row in chunk if row.job_id not in read}
+        if new:
+            for job_id, (job, xmin) in (await locks.peek_jobs(conn, new)).items():
+                read[job_id] = job
+                seen[job_id] = xmin
+
+    async def _lock_last(
+        self,
+        conn: AsyncConnection,
+        writes: TaskWrites,
+        claims: list[Claim],
+        seen: dict[int, str],
+    ) -> dict[int, tuple[JobRow, dict[str, int]]]:
+        """PostgreSQL: the claim's tasks are locked and chosen, their jobs read but not
+        locked. One statement writes the tasks, then locks the jobs (id order), shifts
+        their counts and appends the events (TaskWrites.flush_locking): a job's row is held
+        from there to the COMMIT only, not from before its tasks were locked.
+
+        What the choice rested on is checked once the jobs are held. A job whose xmin is
+        the one read was not written since that read, which came before the tasks' lock
+        (whose runnable test saw every commit before it): nothing changed. Otherwise its
+        row is read again with whether a claimed task waits for a lower sequence or a
+        creator now (recheck_jobs): the job must still be dispatchable, its constraints
+        and blocklist the ones decided on, and no task held back -- else _LockFirst: the
+        transaction rolls back and the claim runs again with its jobs locked first.
+        The jobs as settle_many takes them, by id: a job not written since as read, with
+        the counts `writes` shifted; any other as read again (its counts shifted)."""
+        read = {c.job.id: c.job for c in claims}
+        locked = await writes.flush_locking(conn, read)
+        found = {job_id: (job, writes.counts_written(job)) for job_id, job in read.items()}
+        changed = [job_id for job_id in read if locked.get(job_id) != seen[job_id]]
+        if not changed:
+            return found
+        tasks = [c.task.id for c in claims if c.job.id in changed]
+        now = await queries.recheck_jobs(conn, changed, tasks)
+        for job_id in changed:
+            if job_id not in now:
+                raise _LockFirst
+            job, held_back = now[job_id]
+            before = read[job_id]
+            if (
+                held_back
+                or job.status not in JOB_DISPATCHABLE
+                or job.runtime_constraints != before.runtime_constraints
+                or job.blocklist != before.blocklist
+            ):
+                raise _LockFirst
+            found[job_id] = (job, {})
+        return found
 
     def _start(
         self,

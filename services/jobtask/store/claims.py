@@ -12,7 +12,7 @@ from typing import Any
 
 from jobtask.domain.statuses import JOB_DISPATCHABLE, TASK_CLAIMABLE, TaskStatus
 from jobtask.store.arrays import none_of, one_of
-from jobtask.store.rows import utc
+from jobtask.store.rows import JobRow, job_row, utc
 from jobtask.store.schema import job_tasks, jobs, task_failures, workers
 from sqlalchemy import (
     BindParameter,
@@ -404,6 +404,47 @@ async def lock_candidates(
     params = {"worker_id": worker_id, "task_ids": [row.id for row in rows], "now": now}
     fresh = {row.id: row for row in await conn.execute(_LOCK_RUNNABLE, params)}
     return [fresh[row.id] for row in rows if row.id in fresh]
+
+
+# A claim that locked its jobs last checks again, once they are held, what made its tasks
+# runnable beyond their own rows (which it locked): each job's row whole, and whether any
+# of the claimed tasks (now active) of the job waits for a lower sequence or for a creator
+# no longer completed -- the changes another writer makes under the job's row lock alone
+# (a new task of a lower sequence, a completed task queued again). One distinct
+# (sequence, creator) of the job's claimed tasks is probed once.
+_CLAIMED = aliased(job_tasks, name="claimed")
+_GATES = (
+    select(_CLAIMED.c.job_id, _CLAIMED.c.sequence, _CLAIMED.c.created_by_job_task_uuid)
+    .where(one_of(_CLAIMED.c.id, "task_ids"))
+    .distinct()
+    .subquery("gates")
+)
+_HELD_BACK = exists().where(
+    _GATES.c.job_id == jobs.c.id,
+    exists().where(
+        _lower.c.job_id == _GATES.c.job_id,
+        _lower.c.sequence < _GATES.c.sequence,
+        _lower.c.status != _COMPLETED,
+    )
+    | (
+        _GATES.c.created_by_job_task_uuid.is_not(None)
+        & ~exists().where(
+            _parent.c.uuid == _GATES.c.created_by_job_task_uuid,
+            _parent.c.status == _COMPLETED,
+        )
+    ),
+)
+_RECHECK = select(jobs, _HELD_BACK.label("held_back")).where(one_of(jobs.c.id, "ids"))
+
+
+async def recheck_jobs(
+    conn: AsyncConnection, job_ids: Collection[int], task_ids: Collection[int]
+) -> dict[int, tuple[JobRow, bool]]:
+    """The jobs' rows as they now are (the caller holds them), each with whether any of
+    `task_ids` (tasks of theirs this transaction started) is no longer runnable by its
+    sequence or its creator; by id."""
+    rows = await conn.execute(_RECHECK, {"ids": sorted(job_ids), "task_ids": sorted(task_ids)})
+    return {row.id: (job_row(row), bool(row.held_back)) for row in rows}
 
 
 def _node_key(node_name: str) -> int:

@@ -43,6 +43,7 @@ __all__ = [
     "columns_of",
     "driver_rows",
     "event_values",
+    "lock_last",
     "pg_insert",
     "send",
 ]
@@ -80,6 +81,8 @@ class Flush:
     closed: Sequence[Mapping[str, Any]] = ()
     opened: dict[tuple[str, ...], list[tuple[Any, ...]]] = field(default_factory=dict)
     events: Sequence[tuple[Any, ...]] = ()
+    # PostgreSQL: jobs whose rows the statement itself locks (see lock_last), by id.
+    lock_jobs: Sequence[int] = ()
 
 
 def _q(name: str) -> str:
@@ -338,28 +341,53 @@ class _PgStatement:
         return f"unnest({', '.join(arrays)}){order} AS {alias}({named})", exprs
 
     def insert_text(
-        self, table: Table, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]
+        self,
+        table: Table,
+        columns: tuple[str, ...],
+        rows: Sequence[Sequence[Any]],
+        *,
+        after: str = "",
     ) -> str:
         """An INSERT of the rows in the order given: ids (an event's seq, a task's id) are
-        drawn as the rows are inserted, so they follow that order."""
+        drawn as the rows are inserted, so they follow that order. `after`: a CTE run to
+        its end before the first row is inserted (see lock_last)."""
         source, exprs = self.source(table, columns, rows, "r", ordinality=True)
         listed = ", ".join(_q(c) for c in columns)
         values = ", ".join(exprs[c] for c in columns)
-        return f"INSERT INTO {table.name} ({listed}) SELECT {values} FROM {source} ORDER BY r.n"
+        # An uncorrelated scalar subquery in WHERE is an InitPlan: PostgreSQL runs it, to
+        # its end, before the plan's first row.
+        gate = f" WHERE (SELECT count(*) FROM {after}) >= 0" if after else ""
+        return (
+            f"INSERT INTO {table.name} ({listed}) SELECT {values} FROM {source}{gate} ORDER BY r.n"
+        )
 
     def insert(
-        self, name: str, table: Table, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]
+        self,
+        name: str,
+        table: Table,
+        columns: tuple[str, ...],
+        rows: Sequence[Sequence[Any]],
+        *,
+        after: str = "",
     ) -> None:
         """A CTE inserting the rows in the order given (insert_text)."""
-        self.ctes.append(f"{name} AS ({self.insert_text(table, columns, rows)})")
+        self.ctes.append(f"{name} AS ({self.insert_text(table, columns, rows, after=after)})")
 
-    def sql(self) -> str:
+    def sql(self, result: str = "SELECT 1") -> str:
         """The statement."""
-        return "WITH " + ",\n".join(self.ctes) + "\nSELECT 1"
+        return "WITH " + ",\n".join(self.ctes) + "\n" + result
 
 
 def _pg_statement(dialect: Dialect, flush: Flush) -> _PgStatement:
     st = _PgStatement(dialect)
+    if flush.lock_jobs:
+        # Before the jobs' writes in the text, not in time: the shift joins it and the
+        # events wait for it, so it is what takes their jobs' locks (see lock_last).
+        ids = st._param(sorted(flush.lock_jobs), "bigint[]")
+        st.ctes.append(
+            "locked AS (SELECT j.id, j.xmin::text AS seen FROM jobs AS j"
+            f" WHERE j.id = ANY({ids}) ORDER BY j.id FOR UPDATE)"
+        )
     for table, updates in ((job_tasks, flush.updates), (jobs, flush.job_updates)):
         for n, (columns, rows) in enumerate(updates.items()):
             source, exprs = st.source(table, (*columns, "id"), rows, "v", keep=("id",))
@@ -372,7 +400,10 @@ def _pg_statement(dialect: Dialect, flush: Flush) -> _PgStatement:
         names = ("id", *flush.count_columns)
         source, exprs = st.source(jobs, names, flush.shifts, "d", keep=("id",))
         sets = ", ".join(f"{_q(c)} = j.{_q(c)} + {exprs[c]}" for c in flush.count_columns)
-        st.ctes.append(f"counts AS (UPDATE jobs AS j SET {sets} FROM {source} WHERE j.id = d.id)")
+        held = " AND j.id IN (SELECT id FROM locked)" if flush.lock_jobs else ""
+        st.ctes.append(
+            f"counts AS (UPDATE jobs AS j SET {sets} FROM {source} WHERE j.id = d.id{held})"
+        )
     if flush.closed:
         rows = columns_of(flush.closed, CLOSE_COLUMNS)
         keys = _CLOSE_TARGETS[:_CLOSE_KEY]
@@ -397,7 +428,8 @@ def _pg_statement(dialect: Dialect, flush: Flush) -> _PgStatement:
     for n, (columns, rows) in enumerate(flush.opened.items()):
         st.insert(f"opened{n}", task_attempts, columns, rows)
     if flush.events:
-        st.insert("feed", events, EVENT_COLUMNS, flush.events)
+        after = "locked" if flush.lock_jobs else ""
+        st.insert("feed", events, EVENT_COLUMNS, flush.events, after=after)
     return st
 
 
@@ -431,3 +463,23 @@ async def send(conn: AsyncConnection, flush: Flush) -> None:
     st = _pg_statement(conn.dialect, flush)
     if st.ctes:
         await conn.exec_driver_sql(st.sql(), tuple(st.params))
+
+
+async def lock_last(conn: AsyncConnection, flush: Flush) -> dict[int, str]:
+    """PostgreSQL: `send`, the statement also locking the jobs of `flush.lock_jobs` (every
+    job it shifts or appends events of, none of them locked yet by this transaction), in
+    id order, before it shifts their counts and before it inserts any event -- so a job's
+    events still take their seq while its row is held, and commit in seq order. Each job's
+    xmin as locked (the transaction that last wrote its row), by id: the caller compares it
+    with the xmin it read before, unlocked, to know whether anyone wrote the row between.
+
+    Data-modifying CTEs run in no set order: the shift takes only rows of `locked` (a
+    semi-join: a row is updated once `locked` returned it, locked), and the events' INSERT
+    waits for all of `locked` (jobtask.store.flush_sql._PgStatement.insert_text)."""
+    assert conn.dialect.name == "postgresql" and flush.lock_jobs
+    if flush.events:
+        mark_changed(conn, notified=True)
+    st = _pg_statement(conn.dialect, flush)
+    rows = await conn.exec_driver_sql(st.sql("SELECT id, seen FROM locked"), tuple(st.params))
+    found: list[tuple[int, str]] = [tuple(row) for row in rows]
+    return {int(job_id): str(seen) for job_id, seen in found}

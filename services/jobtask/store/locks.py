@@ -10,7 +10,7 @@ from jobtask.domain.errors import NotFound
 from jobtask.store.arrays import among, one_of
 from jobtask.store.rows import JobRow, TaskRow, job_row, jobs_and_tasks, task_row
 from jobtask.store.schema import job_tasks, jobs
-from sqlalchemy import bindparam, select, union_all
+from sqlalchemy import bindparam, literal_column, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "lock_pairs",
     "lock_task",
     "lock_task_row",
+    "peek_jobs",
     "try_lock_jobs",
 ]
 
@@ -81,6 +82,25 @@ _LOCK_JOB_THEN_OTHERS = union_all(
     select(_LOCK_JOB_BY_ID.subquery("first_job")),
     select(_TRY_LOCK_JOBS.subquery("other_jobs")),
 )
+
+
+# The jobs' rows read without a lock, each with its xmin (the transaction that wrote the row
+# version read), as text: a claim that locks its jobs last (flush_sql.lock_last) compares it
+# with the xmin of the version it locks.
+_PEEK_JOBS = select(jobs, literal_column("jobs.xmin::text").label("seen")).where(
+    one_of(jobs.c.id, "ids")
+)
+
+
+async def peek_jobs(
+    conn: AsyncConnection, job_ids: Collection[int]
+) -> dict[int, tuple[JobRow, str]]:
+    """PostgreSQL: the jobs' rows as they now are, unlocked, each with its row version's
+    xmin; by id (those not found are left out). For a caller that will lock them last: read
+    before it locks their tasks, so that any writer of a job that committed after this
+    read has changed the row's xmin (see jobtask.manager.claims)."""
+    rows = await conn.execute(_PEEK_JOBS, {"ids": sorted(job_ids)})
+    return {row.id: (job_row(row), str(row.seen)) for row in rows}
 
 
 async def lock_job(

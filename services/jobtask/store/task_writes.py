@@ -371,6 +371,21 @@ class TaskWrites:
         PostgreSQL (see the module's text and jobtask.store.flush_sql)."""
         if not self:
             return
+        await flush_sql.send(conn, self._take())
+
+    async def flush_locking(
+        self, conn: AsyncConnection, job_ids: Collection[int]
+    ) -> dict[int, str]:
+        """PostgreSQL: `flush` for a caller that has locked none of the jobs whose tasks it
+        wrote (it holds their task rows): the one statement locks the jobs `job_ids` (all
+        of those whose counts or events are held) in id order, then shifts their counts and
+        appends the events (flush_sql.lock_last). Each job's xmin as locked, by id."""
+        flush = self._take()
+        flush.lock_jobs = sorted(job_ids)
+        return await flush_sql.lock_last(conn, flush)
+
+    def _take(self) -> flush_sql.Flush:
+        """Everything held, as one Flush; nothing is held any more."""
         updates, self._updates = self._updates, {}
         shifts, self._shifts = self._shifts, {}
         events, self._events = self._events, []
@@ -389,15 +404,12 @@ class TaskWrites:
         opening: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
         for row in opened:
             opening.setdefault(tuple(row), []).append(tuple(row.values()))
-        await flush_sql.send(
-            conn,
-            flush_sql.Flush(
-                updates=flush_sql.by_columns(updates.items()),
-                job_updates=flush_sql.by_columns(job_updates),
-                count_columns=_COUNT_COLUMNS,
-                shifts=moved,
-                closed=list(closing.values()),
-                opened=opening,
-                events=events,
-            ),
+        return flush_sql.Flush(
+            updates=flush_sql.by_columns(updates.items()),
+            job_updates=flush_sql.by_columns(job_updates),
+            count_columns=_COUNT_COLUMNS,
+            shifts=moved,
+            closed=list(closing.values()),
+            opened=opening,
+            events=events,
         )
