@@ -64,6 +64,7 @@ class Holds:
     job-locking statement's return to the connection's return to the pool), in seconds."""
 
     done: list[tuple[str, float]] = field(default_factory=list)
+    rolled_back: list[str] = field(default_factory=list)
     database: str | None = None
     open: dict[int, _Open] = field(default_factory=dict)
 
@@ -95,7 +96,9 @@ class Holds:
             txn.commit = time.perf_counter()
 
     def _rollback(self, conn: Connection) -> None:
-        self.open.pop(id(conn.connection.dbapi_connection), None)
+        txn = self.open.pop(id(conn.connection.dbapi_connection), None)
+        if txn is not None and txn.kind is not None:
+            self.rolled_back.append(txn.kind)
 
     def _checkin(self, dbapi_connection: Any, record: Any) -> None:
         txn = self.open.pop(id(dbapi_connection), None)
@@ -104,7 +107,8 @@ class Holds:
         self.done.append((txn.kind, time.perf_counter() - txn.locked))
 
     def dump(self, path: str) -> None:
-        Path(path).write_text(json.dumps({"database": self.database, "holds": self.done}))
+        dumped = {"database": self.database, "holds": self.done, "rolled_back": self.rolled_back}
+        Path(path).write_text(json.dumps(dumped))
 
 
 async def _sample(stop: asyncio.Event, seen: list[tuple[float, list[tuple[str, str]]]]) -> None:
@@ -151,6 +155,7 @@ async def measure(tasks: int) -> dict[str, Any]:
                 "median_ms": round(statistics.median(holds) * 1000, 2),
                 "total_ms": round(sum(holds) * 1000, 1),
                 "per_task_us": round(sum(holds) / tasks * 1e6, 1),
+                "rolled_back": dumped["rolled_back"].count(kind),
             }
     return out
 

@@ -216,7 +216,8 @@ async def test_a_flush_sends_a_value_its_rows_share_once(cluster: Cluster) -> No
         for engine in engines:
             event.remove(engine, "before_cursor_execute", record)
     assert len(claims) == n
-    [params] = [p for s, p in sent if s.startswith("WITH job_tasks0")]
+    # (The flush locks the job last: its statement starts with that lock.)
+    [params] = [p for s, p in sent if s.startswith("WITH locked AS")]
     assert isinstance(params, tuple)
     # (The job's own row, one, goes as arrays of one.)
     arrays = [p for p in params if isinstance(p, list) and len(p) > 1]

@@ -13,6 +13,7 @@ from jobtask.domain.scheduling import blocked_workers
 from jobtask.domain.statuses import JOB_DISPATCHABLE, TaskStatus
 from jobtask.manager import attempts, lifecycle
 from jobtask.manager.context import Caller, Settings, WorkerSpec, utcnow
+from jobtask.manager.lifecycle import LockFirst
 from jobtask.manager.placement import Placement, limits_of
 from jobtask.manager.tasks import Claim
 from jobtask.observability import lifecycle as observe
@@ -34,11 +35,6 @@ CANDIDATE_PAGE = 50
 CLAIM_ROUNDS = 4
 REAP_BATCH = 100
 MAX_REMEMBERED_OWNERS = 10_000
-
-
-class _LockFirst(Exception):
-    """A claim locking its jobs last cannot go on: it rolls back and runs again with its
-    jobs locked first (ClaimManager._lock_last, _counted)."""
 
 
 def _counted(limits: Limits) -> bool:
@@ -115,11 +111,7 @@ class ClaimManager:
             seen: dict[int, str] | None = {} if last else None
             claims = await self._choose(conn, writes, caller, worker, want, now, seen)
             if seen is not None and claims:
-                found = await self._lock_last(conn, writes, claims, seen)
-                settled = await lifecycle.settle_many(
-                    conn, self.settings, found, now=now, writes=writes
-                )
-                await writes.flush(conn)  # the jobs' moves, if any
+                settled = await self._lock_last(conn, writes, claims, seen, now)
             else:
                 started = {c.job.id: c.job for c in claims}
                 # (Flushes `writes`, with the jobs' moves.)
@@ -134,7 +126,7 @@ class ClaimManager:
         if not self.db.is_sqlite:
             try:
                 claims = await self.db.transact(lambda conn: run(conn, True))
-            except _LockFirst:
+            except LockFirst:
                 claims = None
         if claims is None:
             claims = await self.db.transact(lambda conn: run(conn, False))
@@ -160,7 +152,7 @@ class ClaimManager:
         `seen` given (PostgreSQL: the jobs are locked last, see _lock_last): each chunk's
         new jobs are read unlocked instead, and their row versions' xmin noted in `seen`;
         a task with a limit counted under its job's lock (see _counted) ends the attempt
-        (_LockFirst: the claim runs again with its jobs locked first)."""
+        (LockFirst: the claim runs again with its jobs locked first)."""
 
         async def flush() -> None:
             await writes.flush(conn)
@@ -199,7 +191,7 @@ class ClaimManager:
                     job = locked[fresh.job_id]
                     limits = limits_of(job, fresh)
                     if seen is not None and _counted(limits):
-                        raise _LockFirst
+                        raise LockFirst
                     blocked = blocked_workers(job.blocklist)
                     if worker.worker_id in blocked and await place.others_can_run_job(
                         blocked, limits
@@ -269,43 +261,38 @@ class ClaimManager:
         writes: TaskWrites,
         claims: list[Claim],
         seen: dict[int, str],
-    ) -> dict[int, tuple[JobRow, dict[str, int]]]:
+        now: dt.datetime,
+    ) -> dict[int, JobRow]:
         """PostgreSQL: the claim's tasks are locked and chosen, their jobs read but not
-        locked. One statement writes the tasks, then locks the jobs (id order), shifts
-        their counts and appends the events (TaskWrites.flush_locking): a job's row is held
-        from there to the COMMIT only, not from before its tasks were locked.
+        locked: lifecycle.flush_locking writes them and locks the jobs last, and settles
+        them (the jobs as they now are, by id).
 
         What the choice rested on is checked once the jobs are held. A job whose xmin is
         the one read was not written since that read, which came before the tasks' lock
         (whose runnable test saw every commit before it): nothing changed. Otherwise its
         row is read again with whether a claimed task waits for a lower sequence or a
         creator now (recheck_jobs): the job must still be dispatchable, its constraints
-        and blocklist the ones decided on, and no task held back -- else _LockFirst: the
-        transaction rolls back and the claim runs again with its jobs locked first.
-        The jobs as settle_many takes them, by id: a job not written since as read, with
-        the counts `writes` shifted; any other as read again (its counts shifted)."""
+        and blocklist the ones decided on, and no task held back -- else LockFirst: the
+        transaction rolls back and the claim runs again with its jobs locked first."""
         read = {c.job.id: c.job for c in claims}
-        locked = await writes.flush_locking(conn, read)
-        found = {job_id: (job, writes.counts_written(job)) for job_id, job in read.items()}
-        changed = [job_id for job_id in read if locked.get(job_id) != seen[job_id]]
-        if not changed:
-            return found
-        tasks = [c.task.id for c in claims if c.job.id in changed]
-        now = await queries.recheck_jobs(conn, changed, tasks)
-        for job_id in changed:
-            if job_id not in now:
-                raise _LockFirst
-            job, held_back = now[job_id]
-            before = read[job_id]
-            if (
-                held_back
-                or job.status not in JOB_DISPATCHABLE
-                or job.runtime_constraints != before.runtime_constraints
-                or job.blocklist != before.blocklist
-            ):
-                raise _LockFirst
-            found[job_id] = (job, {})
-        return found
+
+        async def recheck(changed: list[int]) -> dict[int, JobRow]:
+            tasks = [c.task.id for c in claims if c.job.id in changed]
+            current = await queries.recheck_jobs(conn, changed, tasks)
+            for job_id, (job, held_back) in current.items():
+                before = read[job_id]
+                if (
+                    held_back
+                    or job.status not in JOB_DISPATCHABLE
+                    or job.runtime_constraints != before.runtime_constraints
+                    or job.blocklist != before.blocklist
+                ):
+                    raise LockFirst
+            return {job_id: job for job_id, (job, _) in current.items()}
+
+        return await lifecycle.flush_locking(
+            conn, self.settings, writes, read, seen, recheck, settle=read, now=now
+        )
 
     def _start(
         self,

@@ -10,7 +10,7 @@ the job row appends its events before the next holder.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from jobtask.domain import ripple
@@ -26,8 +26,10 @@ from jobtask.store.task_writes import TaskWrites
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = [
+    "LockFirst",
     "bulk_move",
     "delete_descendants",
+    "flush_locking",
     "insert_tasks",
     "move_job",
     "new_task_row",
@@ -261,6 +263,59 @@ async def settle_written(
     return settled
 
 
+class LockFirst(Exception):
+    """A transaction that locks its jobs' rows last (flush_locking, PostgreSQL) cannot go
+    on: something its choices rested on changed before it held the jobs, or it needs a job
+    held for what comes next. It rolls back and runs again with its jobs locked first."""
+
+
+async def flush_locking(
+    conn: AsyncConnection,
+    settings: Settings,
+    writes: TaskWrites,
+    read: Mapping[int, JobRow],
+    seen: Mapping[int, str],
+    recheck: Callable[[list[int]], Awaitable[Mapping[int, JobRow]]],
+    *,
+    settle: Collection[int],
+    now: dt.datetime,
+) -> dict[int, JobRow]:
+    """settle_written for a transaction that holds its task rows but none of their jobs'
+    (`read`: the jobs as read unlocked, `seen`: each one's xmin then; `settle`: the ids of
+    those to settle): `writes` flushed in one statement that locks the jobs in id order,
+    then writes their counts and moves and appends the events (TaskWrites.flush_locking).
+    A job is held from there to the COMMIT only.
+
+    The jobs of `settle` are settled ahead, from their rows as read and the counts
+    `writes` shifts: their usual moves (settle_many) go out in the same statement, the
+    move's row written whole (its counts as counted from the row read). That holds only if
+    nobody wrote the row between the read and the lock: a job whose xmin as locked is
+    the one read was not written since (its row is the one read). For the others (`recheck`
+    is given their ids) the rows are read again: `recheck` returns them as they now are, or
+    raises LockFirst when what the transaction decided on changed; one moved ahead raises
+    LockFirst (its move rested on counts that changed), the others are settled now, held.
+    A move that is not a usual one raises LockFirst too (it needs its job held first).
+    The jobs of `settle` as they now are, by id."""
+    ahead = {job_id: (read[job_id], writes.counts_written(read[job_id])) for job_id in settle}
+    settled = await settle_many(conn, settings, ahead, now=now, writes=writes, usual_only=True)
+    locked = await writes.flush_locking(conn, read)
+    changed = [job_id for job_id in read if locked.get(job_id) != seen[job_id]]
+    if not changed:
+        return settled
+    current = await recheck(changed)
+    again: dict[int, tuple[JobRow, dict[str, int]]] = {}
+    for job_id in changed:
+        if job_id not in current:
+            raise LockFirst
+        if job_id in settled:
+            if settled[job_id].status != read[job_id].status:
+                raise LockFirst
+            again[job_id] = (current[job_id], {})
+    settled.update(await settle_many(conn, settings, again, now=now, writes=writes))
+    await writes.flush(conn)
+    return settled
+
+
 def _counts(job: JobRow, counts: Mapping[str, int]) -> dict[TaskStatus, int]:
     """The job's task counts once `counts` (count columns' new values) are written."""
     return {status: counts.get(col, getattr(job, col)) for status, col in COUNT_COLUMN.items()}
@@ -273,6 +328,7 @@ async def settle_many(
     *,
     now: dt.datetime,
     writes: TaskWrites,
+    usual_only: bool = False,
 ) -> dict[int, JobRow]:
     """settle for several jobs at once (their rows locked, each given as locked with the
     count columns `writes` will change, their values once it is flushed), with a constant
@@ -281,7 +337,8 @@ async def settle_many(
     the last completion) moved set-based, held in `writes` (the caller flushes it: the
     job's row written once, its counts with its move, and copied once here: the row as
     locked plus its counts and its move); each other job by move_job, after `writes` is
-    flushed. The jobs as they now are, by id."""
+    flushed. The jobs as they now are, by id. `usual_only`: a job that calls for another
+    move raises LockFirst (see flush_locking)."""
     settled: dict[int, JobRow] = {}
     if not found:
         return settled
@@ -301,6 +358,8 @@ async def settle_many(
             simple.append((job, counted, nxt))
         else:
             other.append((job_after(job, counted) if counted else job, nxt))
+    if other and usual_only:
+        raise LockFirst
     if other:
         await writes.flush(conn)
     for job, nxt in other:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +34,7 @@ from jobtask.manager.attempts import check_readable, check_task_owner
 from jobtask.manager.context import Caller, Settings, utcnow
 from jobtask.observability import lifecycle as observe
 from jobtask.store import claims as queries
-from jobtask.store import feed, leases, locks
+from jobtask.store import feed, job_writes, leases, locks
 from jobtask.store.database import Database
 from jobtask.store.rows import JobRow, TaskRow
 from jobtask.store.task_writes import TaskWrites
@@ -131,14 +131,17 @@ class ReportManager:
         A DomainError of any item ends the whole transaction: the caller retries each item
         alone (jobtask.server.group_commit.GroupCommit)."""
 
-        async def run(conn: AsyncConnection) -> list[Outcome]:
+        async def run(conn: AsyncConnection, last: bool) -> list[Outcome]:
             now = utcnow()
             writes = TaskWrites()
             lost = Outcome(verdict(None, None, False))
             outcomes = [lost] * len(items)
             alive: set[str] = set()
             ended_jobs: list[JobRow] = []
-            for job, tasks, mine in await self._lock(conn, items):
+            seen: dict[int, str] | None = {} if last else None
+            read: dict[int, JobRow] = {}
+            for job, tasks, mine in await self._lock(conn, items, seen):
+                read[job.id] = job
                 ended = False
                 for i in mine:
                     item = items[i]
@@ -148,31 +151,62 @@ class ReportManager:
                     held = task.lease_id == item.lease_id
                     if item.worker_alive and held and task.worker_id:
                         alive.add(task.worker_id)
-                    outcome, task = await self._apply_locked(conn, item, job, task, now, writes)
+                    outcome, task = await self._apply_locked(
+                        conn, item, job, task, now, writes, last=last
+                    )
                     tasks[item.task_uuid] = task
                     outcomes[i] = outcome
                     ended = ended or outcome.finished is not None
                 if ended:
                     ended_jobs.append(job)
-            # (Flushes `writes`, with the jobs' moves.)
-            await lifecycle.settle_written(conn, self.settings, writes, ended_jobs, now=now)
+            if seen is not None and read:
+                await lifecycle.flush_locking(
+                    conn,
+                    self.settings,
+                    writes,
+                    read,
+                    seen,
+                    _same_status(conn, read),
+                    settle=[job.id for job in ended_jobs],
+                    now=now,
+                )
+            else:
+                # (Flushes `writes`, with the jobs' moves.)
+                await lifecycle.settle_written(conn, self.settings, writes, ended_jobs, now=now)
             for worker_id in sorted(alive):
                 await queries.worker_alive(conn, worker_id, now)
             return outcomes
 
-        return await self.db.transact(run)
+        if not self.db.is_sqlite:
+            # PostgreSQL: the jobs' rows are locked last, held only from the one statement
+            # that writes the group (lifecycle.flush_locking) to the COMMIT; a group with
+            # an unusual end, or whose jobs changed meanwhile, runs again jobs first.
+            try:
+                return await self.db.transact(lambda conn: run(conn, True))
+            except lifecycle.LockFirst:
+                pass
+        return await self.db.transact(lambda conn: run(conn, False))
 
     async def _lock(
-        self, conn: AsyncConnection, items: Sequence[Submission]
+        self, conn: AsyncConnection, items: Sequence[Submission], seen: dict[int, str] | None
     ) -> list[tuple[JobRow, dict[str, TaskRow], list[int]]]:
         """Locks the items' jobs and their tasks, in one statement; for each job (in id
         order): the job, its tasks by uuid, and the indexes of its items. (A task deleted
-        since the first read is left out: its item is lost.)"""
+        since the first read is left out: its item is lost.) `seen` given (the jobs are
+        locked last): the tasks are locked and their jobs read unlocked, each job's xmin
+        noted in `seen` (locks.lock_tasks_first)."""
         mine: dict[str, list[int]] = {}
         for i, item in enumerate(items):
             mine.setdefault(item.task_uuid, []).append(i)
+        if seen is None:
+            pairs = await locks.lock_pairs(conn, mine)
+        else:
+            pairs = []
+            for job, xmin, task in await locks.lock_tasks_first(conn, mine):
+                seen[job.id] = xmin
+                pairs.append((job, task))
         out: list[tuple[JobRow, dict[str, TaskRow], list[int]]] = []
-        for job, task in await locks.lock_pairs(conn, mine):
+        for job, task in pairs:
             if not out or out[-1][0].id != job.id:
                 out.append((job, {}, []))
             out[-1][1][task.uuid] = task
@@ -189,10 +223,13 @@ class ReportManager:
         task: TaskRow,
         now: dt.datetime,
         writes: TaskWrites,
+        *,
+        last: bool = False,
     ) -> tuple[Outcome, TaskRow]:
-        """One stream's batch, its job and task locked; the job is settled by the caller.
-        Returns the outcome and the task as it now is (or will be, once `writes` is
-        flushed)."""
+        """One stream's batch, its job and task locked (`last`: the task only, the job
+        read: an unusual end, which needs the job held, raises LockFirst); the job is
+        settled by the caller. Returns the outcome and the task as it now is (or will be,
+        once `writes` is flushed)."""
         if task.lease_id != item.lease_id or not leases.live(task.lease_expires_at, now):
             # Another attempt's lease, or this one expired (the reaper ends its attempt):
             # nothing of the batch counts.
@@ -243,6 +280,8 @@ class ReportManager:
                 event=event,
             )
             reported = None
+        if last:
+            raise lifecycle.LockFirst
         # The unusual ends read and write rows of their own: what is held goes first.
         await writes.flush(conn)
         writes.mark_direct(job.id)
@@ -389,6 +428,22 @@ class ReportManager:
             )
 
         await self.db.transact(run)
+
+
+def _same_status(
+    conn: AsyncConnection, read: Mapping[int, JobRow]
+) -> Callable[[list[int]], Awaitable[dict[int, JobRow]]]:
+    """lifecycle.flush_locking's recheck for a group: what a group decided on of its jobs
+    (the verdicts it tells, whether a job holds its completions back) is their status, so
+    each job written since it was read must have the status read."""
+
+    async def recheck(changed: list[int]) -> dict[int, JobRow]:
+        now = await job_writes.jobs_by_id(conn, changed)
+        if any(job.status != read[job_id].status for job_id, job in now.items()):
+            raise lifecycle.LockFirst
+        return now
+
+    return recheck
 
 
 # What a worker is told once its attempt ended, by the task's status: one Verdict each,

@@ -428,9 +428,14 @@ _HELD_BACK = exists().where(
     )
     | (
         _GATES.c.created_by_job_task_uuid.is_not(None)
-        & ~exists().where(
-            _parent.c.uuid == _GATES.c.created_by_job_task_uuid,
-            _parent.c.status == _COMPLETED,
+        # Found by uuid alone, as runnable_tasks finds it (its status no index can serve).
+        & ~exists(
+            select(_ONE)
+            .where(
+                _parent.c.uuid == _GATES.c.created_by_job_task_uuid,
+                (_parent.c.status == _COMPLETED).is_(true()),
+            )
+            .offset(_ZERO)
         )
     ),
 )

@@ -388,21 +388,25 @@ def _pg_statement(dialect: Dialect, flush: Flush) -> _PgStatement:
             "locked AS (SELECT j.id, j.xmin::text AS seen FROM jobs AS j"
             f" WHERE j.id = ANY({ids}) ORDER BY j.id FOR UPDATE)"
         )
+    # The jobs' own writes wait for `locked`, as the shift and the events do (lock_last).
+    gate = " AND (SELECT count(*) FROM locked) >= 0" if flush.lock_jobs else ""
     for table, updates in ((job_tasks, flush.updates), (jobs, flush.job_updates)):
+        held = gate if table is jobs else ""
         for n, (columns, rows) in enumerate(updates.items()):
             source, exprs = st.source(table, (*columns, "id"), rows, "v", keep=("id",))
             sets = ", ".join(f"{_q(c)} = {exprs[c]}" for c in columns)
             st.ctes.append(
                 f"{table.name}{n} AS (UPDATE {table.name} AS t SET {sets} "
-                f"FROM {source} WHERE t.id = v.id)"
+                f"FROM {source} WHERE t.id = v.id{held})"
             )
     if flush.shifts:
         names = ("id", *flush.count_columns)
         source, exprs = st.source(jobs, names, flush.shifts, "d", keep=("id",))
         sets = ", ".join(f"{_q(c)} = j.{_q(c)} + {exprs[c]}" for c in flush.count_columns)
-        held = " AND j.id IN (SELECT id FROM locked)" if flush.lock_jobs else ""
+        # (Gated, not a semi-join with `locked`: that made the planner walk every job's
+        # key, each compared with the shifts.)
         st.ctes.append(
-            f"counts AS (UPDATE jobs AS j SET {sets} FROM {source} WHERE j.id = d.id{held})"
+            f"counts AS (UPDATE jobs AS j SET {sets} FROM {source} WHERE j.id = d.id{gate})"
         )
     if flush.closed:
         rows = columns_of(flush.closed, CLOSE_COLUMNS)
@@ -473,9 +477,10 @@ async def lock_last(conn: AsyncConnection, flush: Flush) -> dict[int, str]:
     xmin as locked (the transaction that last wrote its row), by id: the caller compares it
     with the xmin it read before, unlocked, to know whether anyone wrote the row between.
 
-    Data-modifying CTEs run in no set order: the shift takes only rows of `locked` (a
-    semi-join: a row is updated once `locked` returned it, locked), and the events' INSERT
-    waits for all of `locked` (jobtask.store.flush_sql._PgStatement.insert_text)."""
+    Data-modifying CTEs run in no set order: the jobs' writes (shift, moves) and the events'
+    INSERT each wait for all of `locked` (an InitPlan, run to its end before their first row: see
+    jobtask.store.flush_sql._PgStatement.insert_text), so the jobs are locked in its order,
+    id order, whatever the plan."""
     assert conn.dialect.name == "postgresql" and flush.lock_jobs
     if flush.events:
         mark_changed(conn, notified=True)

@@ -21,6 +21,7 @@ __all__ = [
     "lock_pairs",
     "lock_task",
     "lock_task_row",
+    "lock_tasks_first",
     "peek_jobs",
     "try_lock_jobs",
 ]
@@ -135,6 +136,24 @@ async def lock_pairs(conn: AsyncConnection, uuids: Collection[str]) -> list[tupl
     pairs = [(held[task.job_id], task) for task in found if task.job_id in held]
     pairs.sort(key=lambda pair: pair[0].id)  # stable: each job's tasks stay in id order
     return pairs
+
+
+async def lock_tasks_first(
+    conn: AsyncConnection, uuids: Collection[str]
+) -> list[tuple[JobRow, str, TaskRow]]:
+    """PostgreSQL, for a caller that locks the jobs last (jobtask.manager.lifecycle.
+    flush_locking): the tasks locked (waited for, in id order), then their jobs read
+    unlocked, each with its xmin (peek_jobs). (job, its xmin, task) for each task found, in
+    (job id, task id) order. The read follows the lock: the caller's choices rest on the
+    tasks' rows, held, and on the jobs' columns as read, which the xmin checks at the
+    jobs' lock."""
+    found = [task_row(row) for row in await conn.execute(_LOCK_TASKS, {"uuids": list(uuids)})]
+    if not found:
+        return []
+    jobs_read = await peek_jobs(conn, {task.job_id for task in found})
+    out = [(*jobs_read[task.job_id], task) for task in found if task.job_id in jobs_read]
+    out.sort(key=lambda each: each[0].id)  # stable: each job's tasks stay in id order
+    return out
 
 
 async def lock_task_row(conn: AsyncConnection, uuid: str) -> TaskRow | None:
