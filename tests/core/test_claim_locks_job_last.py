@@ -12,6 +12,10 @@ claim stops between its tasks and its job:
 - the claim's events take their seq once the job is held: after any event of the job that
   committed while the claim waited (a watcher resuming after that one misses none of them);
 - the job's counts are exact.
+
+Report groups the same way: their tasks first, then the job; a job changed meanwhile is read
+again (its status is what the worker is told); two groups ending a job's last tasks, each
+having read the other's task still active, complete the job once.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ from typing import Any
 
 import asyncpg
 import pytest
+from jobtask.domain.reports import Batch, Instruction, Report
 from jobtask.manager.claims import ClaimManager
 from jobtask.manager.context import Settings, WorkerSpec
+from jobtask.manager.reports import ReportManager, Submission
 from jobtask.store.database import Database
 from jobtask.store.migrate import upgrade
 
@@ -238,3 +244,90 @@ async def test_the_claims_events_follow_every_event_committed_while_it_waited(
     # Three tasks started, then the job's move to active.
     assert [e["type"] for e in claims_events] == ["task_changed"] * 3 + ["job_changed"]
     assert all(e["seq"] > meanwhile for e in claims_events)
+
+
+# -- report groups: their tasks (active, leased) are locked first, then the jobs --------------
+
+
+def ending(claim: Any) -> Submission:
+    """A batch ending the claimed task's attempt as the completion rule completes it."""
+    batch = Batch()
+    batch.add(Report(seq=1, progress=1.0, success=True, exit_code=0))
+    return Submission(SETTINGS.system_caller(), claim.task.uuid, claim.lease_id, batch)
+
+
+def progress(claim: Any) -> Submission:
+    batch = Batch()
+    batch.add(Report(seq=1, progress=0.5))
+    return Submission(SETTINGS.system_caller(), claim.task.uuid, claim.lease_id, batch)
+
+
+async def test_a_report_group_takes_its_tasks_before_its_job(scene: Scene) -> None:
+    await scene.start()
+    claims = await scene.claim(slots=2)
+    reports = ReportManager(scene.db, SETTINGS)
+    held = await scene.hold_job()
+    applying = asyncio.create_task(reports.apply_many([ending(c) for c in claims]))
+    await eventually(lambda: scene.waiting_in(LOCKS_LAST))
+    assert await scene.locked_tasks() == 2
+    assert not applying.done()
+    await held.rollback()
+    outcomes = await asyncio.wait_for(applying, DEADLINE)
+    assert [o.finished and o.finished.status for o in outcomes] == ["completed"] * 2
+    assert await scene.counts_exact() == {"completed": 2, "queued": 1}
+
+
+async def test_a_job_held_between_a_groups_read_and_lock_is_what_the_worker_is_told(
+    scene: Scene,
+) -> None:
+    await scene.start()
+    [claim] = await scene.claim(slots=1)
+    reports = ReportManager(scene.db, SETTINGS)
+    held = await scene.hold_job()
+    applying = asyncio.create_task(reports.apply_many([progress(claim)]))
+    await eventually(lambda: scene.waiting_in(LOCKS_LAST))
+    # The group read the job active; another writer holding it asks it to pause meanwhile.
+    await scene.holder.execute(
+        "UPDATE jobs SET status = 'pause-requested', version = version + 1 WHERE id = $1",
+        scene.job_id,
+    )
+    await held.commit()
+    [outcome] = await asyncio.wait_for(applying, DEADLINE)
+    assert outcome.verdict.instruction is Instruction.CANCEL, outcome.verdict
+
+
+async def test_two_groups_ending_a_jobs_last_tasks_complete_it_once(scene: Scene) -> None:
+    """Each group, read before the other wrote, counts one task still active: the one that
+    locks the job second finds its row written since it read it, reads it again and
+    completes the job."""
+    await scene.start(n=2)
+    first, second = await scene.claim(slots=2)
+    reports = [ReportManager(scene.db, SETTINGS) for _ in range(2)]
+    held = await scene.hold_job()
+    groups = [
+        asyncio.create_task(r.apply_many([ending(c)]))
+        for r, c in zip(reports, (first, second), strict=True)
+    ]
+
+    async def both_waiting() -> bool:
+        return bool(
+            await scene.prober.fetchval(
+                "SELECT count(*) = 2 FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND position($1 in query) > 0",
+                LOCKS_LAST,
+            )
+        )
+
+    await eventually(both_waiting)
+    await held.rollback()
+    for group in groups:
+        await asyncio.wait_for(group, DEADLINE)
+    assert await scene.counts_exact() == {"completed": 2}
+    job = await scene.prober.fetchrow("SELECT status, output FROM jobs WHERE id = $1", scene.job_id)
+    assert job["status"] == "completed"
+    moves = await scene.prober.fetch(
+        "SELECT payload->>'status' AS status FROM events WHERE job_uuid = $1"
+        " AND type = 'job_changed' ORDER BY seq",
+        JOB_UUID,
+    )
+    assert [m["status"] for m in moves] == ["active", "completed"]
