@@ -12,7 +12,7 @@ claim if it took a node's claim turn (pg_advisory_xact_lock), a report group if 
 tasks by uuid to lock them (`named_tasks`) or ran the claims' deferred jobs' statement's
 sibling for groups. Meanwhile this process samples pg_stat_activity every few ms: the
 share of samples in which a backend of the run's database waited for a row lock
-(`Lock:transactionid` or `Lock:tuple`).
+(`Lock:transactionid` or `Lock:tuple`); and the CPU each role spent a task.
 """
 
 from __future__ import annotations
@@ -146,6 +146,9 @@ async def measure(tasks: int) -> dict[str, Any]:
     waiting = sum(1 for rows in inside if any(w in row_locks for w in rows))
     out: dict[str, Any] = {"rate": round(rate), "note": note, "samples": len(inside)}
     out["row_lock_wait_share"] = round(waiting / len(inside), 3) if inside else None
+    # CPU a task, by role (bench.harness.Meter: the server, the worker, PostgreSQL's
+    # backends), over the drain.
+    out["cpu_us_per_task"] = {role: round(s / tasks * 1e6) for role, s in seen.cpu.items()}
     for kind in ("claim", "group"):
         holds = [h for k, h in dumped["holds"] if k == kind]
         if holds:
