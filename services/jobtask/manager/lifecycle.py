@@ -279,6 +279,7 @@ async def flush_locking(
     *,
     settle: Collection[int],
     now: dt.datetime,
+    counts_only: bool = False,
 ) -> dict[int, JobRow]:
     """settle_written for a transaction that holds its task rows but none of their jobs'
     (`read`: the jobs as read unlocked, `seen`: each one's xmin then; `settle`: the ids of
@@ -290,28 +291,50 @@ async def flush_locking(
     `writes` shifts: their usual moves (settle_many) go out in the same statement, the
     move's row written whole (its counts as counted from the row read). That holds only if
     nobody wrote the row between the read and the lock: a job whose xmin as locked is
-    the one read was not written since (its row is the one read). For the others (`recheck`
-    is given their ids) the rows are read again: `recheck` returns them as they now are, or
-    raises LockFirst when what the transaction decided on changed; one moved ahead raises
-    LockFirst (its move rested on counts that changed), the others are settled now, held.
-    A move that is not a usual one raises LockFirst too (it needs its job held first).
-    The jobs of `settle` as they now are, by id."""
+    the one read was not written since (its row is the one read). A job written since and
+    moved ahead raises LockFirst (its move rested on counts that changed). The others
+    written since: with `counts_only` (what the caller decided on is in columns other
+    than the counts), one whose version is the one read had only its counts written (every
+    other column's write bumps it): its row is the one read with the counts as locked,
+    shifted. Otherwise `recheck` is given their ids and returns their rows as they now are,
+    or raises LockFirst when what the transaction decided on changed. Those of `settle` are
+    then settled, held. A move that is not a usual one raises LockFirst too (it needs its
+    job held first). The jobs of `settle` as they now are, by id."""
     ahead = {job_id: (read[job_id], writes.counts_written(read[job_id])) for job_id in settle}
     settled = await settle_many(conn, settings, ahead, now=now, writes=writes, usual_only=True)
     locked = await writes.flush_locking(conn, read)
-    changed = [job_id for job_id in read if locked.get(job_id) != seen[job_id]]
-    if not changed:
-        return settled
-    current = await recheck(changed)
-    again: dict[int, tuple[JobRow, dict[str, int]]] = {}
-    for job_id in changed:
-        if job_id not in current:
+    current: dict[int, JobRow] = {}
+    reread: list[int] = []
+    for job_id, job in read.items():
+        found = locked.get(job_id)
+        if found is not None and found.seen == seen[job_id]:
+            continue
+        if job_id in settled and settled[job_id].status != job.status:
             raise LockFirst
-        if job_id in settled:
-            if settled[job_id].status != read[job_id].status:
+        if counts_only and found is not None and found.version == job.version:
+            # Its counts as locked, and this transaction's shift of them.
+            written = writes.counts_written(job)
+            current[job_id] = job_after(
+                job,
+                {
+                    col: n + written.get(col, getattr(job, col)) - getattr(job, col)
+                    for col, n in found.counts.items()
+                },
+            )
+        else:
+            reread.append(job_id)
+    if reread:
+        again = await recheck(reread)
+        for job_id in reread:
+            if job_id not in again:
                 raise LockFirst
-            again[job_id] = (current[job_id], {})
-    settled.update(await settle_many(conn, settings, again, now=now, writes=writes))
+            current[job_id] = again[job_id]
+    if not current:
+        return settled
+    redo: dict[int, tuple[JobRow, dict[str, int]]] = {
+        job_id: (job, {}) for job_id, job in current.items() if job_id in settled
+    }
+    settled.update(await settle_many(conn, settings, redo, now=now, writes=writes))
     await writes.flush(conn)
     return settled
 

@@ -169,6 +169,7 @@ class ReportManager:
                     _same_status(conn, read),
                     settle=[job.id for job in ended_jobs],
                     now=now,
+                    counts_only=True,
                 )
             else:
                 # (Flushes `writes`, with the jobs' moves.)
@@ -435,7 +436,8 @@ def _same_status(
 ) -> Callable[[list[int]], Awaitable[dict[int, JobRow]]]:
     """lifecycle.flush_locking's recheck for a group: what a group decided on of its jobs
     (the verdicts it tells, whether a job holds its completions back) is their status, so
-    each job written since it was read must have the status read."""
+    each job written since it was read must have the status read. (Asked only of jobs
+    whose version changed too: counts_only.)"""
 
     async def recheck(changed: list[int]) -> dict[int, JobRow]:
         now = await job_writes.jobs_by_id(conn, changed)

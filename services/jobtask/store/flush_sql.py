@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jobtask.store.database import mark_changed
-from jobtask.store.schema import events, job_tasks, jobs, task_attempts
+from jobtask.store.schema import TASK_STATUS_COUNTS, events, job_tasks, jobs, task_attempts
 from sqlalchemy import JSON, DateTime, Table
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -39,6 +39,7 @@ __all__ = [
     "CLOSE_COLUMNS",
     "EVENT_COLUMNS",
     "Flush",
+    "Locked",
     "by_columns",
     "columns_of",
     "driver_rows",
@@ -384,8 +385,9 @@ def _pg_statement(dialect: Dialect, flush: Flush) -> _PgStatement:
         # Before the jobs' writes in the text, not in time: the shift joins it and the
         # events wait for it, so it is what takes their jobs' locks (see lock_last).
         ids = st._param(sorted(flush.lock_jobs), "bigint[]")
+        counted = ", ".join(f"j.{_q(c)}" for c in TASK_STATUS_COUNTS)
         st.ctes.append(
-            "locked AS (SELECT j.id, j.xmin::text AS seen FROM jobs AS j"
+            f"locked AS (SELECT j.id, j.xmin::text AS seen, j.version, {counted} FROM jobs AS j"
             f" WHERE j.id = ANY({ids}) ORDER BY j.id FOR UPDATE)"
         )
     # The jobs' own writes wait for `locked`, as the shift and the events do (lock_last).
@@ -469,13 +471,24 @@ async def send(conn: AsyncConnection, flush: Flush) -> None:
         await conn.exec_driver_sql(st.sql(), tuple(st.params))
 
 
-async def lock_last(conn: AsyncConnection, flush: Flush) -> dict[int, str]:
+@dataclass(frozen=True)
+class Locked:
+    """A job's row as lock_last locked it, before its writes: the transaction that last
+    wrote it (its xmin), its version and its count columns."""
+
+    seen: str
+    version: int
+    counts: dict[str, int]
+
+
+async def lock_last(conn: AsyncConnection, flush: Flush) -> dict[int, Locked]:
     """PostgreSQL: `send`, the statement also locking the jobs of `flush.lock_jobs` (every
     job it shifts or appends events of, none of them locked yet by this transaction), in
     id order, before it shifts their counts and before it inserts any event -- so a job's
-    events still take their seq while its row is held, and commit in seq order. Each job's
-    xmin as locked (the transaction that last wrote its row), by id: the caller compares it
-    with the xmin it read before, unlocked, to know whether anyone wrote the row between.
+    events still take their seq while its row is held, and commit in seq order. Each job as
+    locked (Locked), by id: the caller compares its xmin with the xmin it read before,
+    unlocked, to know whether anyone wrote the row between, and its version (bumped by every
+    write of a column other than the counts) to know whether only its counts changed.
 
     Data-modifying CTEs run in no set order: the jobs' writes (shift, moves) and the events'
     INSERT each wait for all of `locked` (an InitPlan, run to its end before their first row: see
@@ -485,6 +498,13 @@ async def lock_last(conn: AsyncConnection, flush: Flush) -> dict[int, str]:
     if flush.events:
         mark_changed(conn, notified=True)
     st = _pg_statement(conn.dialect, flush)
-    rows = await conn.exec_driver_sql(st.sql("SELECT id, seen FROM locked"), tuple(st.params))
-    found: list[tuple[int, str]] = [tuple(row) for row in rows]
-    return {int(job_id): str(seen) for job_id, seen in found}
+    counted = ", ".join(_q(c) for c in TASK_STATUS_COUNTS)
+    rows = await conn.exec_driver_sql(
+        st.sql(f"SELECT id, seen, version, {counted} FROM locked"), tuple(st.params)
+    )
+    out: dict[int, Locked] = {}
+    for row in rows:
+        values = list(row)
+        counts = dict(zip(TASK_STATUS_COUNTS, map(int, values[3:]), strict=True))
+        out[int(values[0])] = Locked(str(values[1]), int(values[2]), counts)
+    return out

@@ -375,11 +375,11 @@ class TaskWrites:
 
     async def flush_locking(
         self, conn: AsyncConnection, job_ids: Collection[int]
-    ) -> dict[int, str]:
+    ) -> dict[int, flush_sql.Locked]:
         """PostgreSQL: `flush` for a caller that has locked none of the jobs whose tasks it
         wrote (it holds their task rows): the one statement locks the jobs `job_ids` (all
         of those whose counts or events are held) in id order, then shifts their counts and
-        appends the events (flush_sql.lock_last). Each job's xmin as locked, by id."""
+        appends the events (flush_sql.lock_last). Each job as locked, by id."""
         flush = self._take()
         flush.lock_jobs = sorted(job_ids)
         return await flush_sql.lock_last(conn, flush)
