@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]  # no stubs published
 import grpc
 import pytest
 from jobtask.manager.tokens import issue_token
@@ -170,22 +170,22 @@ class _Token:
 
 
 # One class per call kind: grpc.aio files each interceptor under the first kind it is.
-class _UnaryUnary(_Token, grpc.aio.UnaryUnaryClientInterceptor):
+class _UnaryUnary(_Token, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(self._details(details), request)
 
 
-class _UnaryStream(_Token, grpc.aio.UnaryStreamClientInterceptor):
+class _UnaryStream(_Token, grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[type-arg]
     async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(self._details(details), request)
 
 
-class _StreamUnary(_Token, grpc.aio.StreamUnaryClientInterceptor):
+class _StreamUnary(_Token, grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[type-arg]
     async def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
         return await continuation(self._details(details), requests)
 
 
-class _StreamStream(_Token, grpc.aio.StreamStreamClientInterceptor):
+class _StreamStream(_Token, grpc.aio.StreamStreamClientInterceptor):  # type: ignore[type-arg]
     async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
         return await continuation(self._details(details), requests)
 
@@ -223,7 +223,7 @@ class Cluster:
 
     async def close(self) -> None:
         for channel in self.channels:
-            await channel.close()
+            await channel.close(None)
         await self.services.stop(0.5)
 
 

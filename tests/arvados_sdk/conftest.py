@@ -169,6 +169,6 @@ async def sdk_stack(
         yield stack
     finally:
         for channel in stack.channels:
-            await channel.close()
+            await channel.close(None)
         await gateway.stop()
         await services.stop(0.5)

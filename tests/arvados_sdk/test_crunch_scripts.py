@@ -173,7 +173,7 @@ class Crunch:
 
     async def tasks(self, job_uuid: str) -> list[job_task_pb2.JobTask]:
         request = task_service_pb2.ListTasksRequest(order=["qsequence asc"])
-        request.filters.append(["job_uuid", "=", job_uuid])
+        request.filters.append(["job_uuid", "=", job_uuid])  # type: ignore[arg-type]  # a list is a value
         response = await self.stack.tasks.ListTasks(request)
         return list(response.items)
 

@@ -95,7 +95,7 @@ class Auth:
 
     async def close(self) -> None:
         for channel in self.channels:
-            await channel.close()
+            await channel.close(None)
 
 
 @pytest.fixture

@@ -124,7 +124,7 @@ async def test_create_list_revoke(tmp_path: Path, capsys: pytest.CaptureFixture[
         assert worker_token["uuid"] not in await run(capsys, url, "list")
     finally:
         for c in channels:
-            await c.close()
+            await c.close(None)
         await cluster.close()
 
 

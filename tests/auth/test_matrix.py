@@ -158,7 +158,7 @@ async def grpc_outcome(
     try:
         if method.client_streaming:
             factory = channel.stream_stream if method.server_streaming else channel.stream_unary
-            call: Any = factory(path, serialize, deserialize)(timeout=10)
+            call: Any = factory(path, serialize, deserialize)(timeout=10)  # type: ignore[call-arg]  # requests written below
             await call.done_writing()
             await (call.read() if method.server_streaming else call)
         elif method.server_streaming:
@@ -215,7 +215,7 @@ async def http_outcome(
 ) -> str:
     # The Arvados Python SDK (<= 2.7) sends OAuth2; the gRPC half of the matrix uses Bearer.
     headers = {"Authorization": f"OAuth2 {token}"} if token else {}
-    body = {} if http_method in ("POST", "PUT", "PATCH") else None
+    body: dict[str, Any] | None = {} if http_method in ("POST", "PUT", "PATCH") else None
     if stream:
         async with client.stream(http_method, path, headers=headers) as response:
             if response.status_code in (401, 403):

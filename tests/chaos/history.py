@@ -32,7 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -322,7 +322,7 @@ def stamp(value: Any) -> dt.datetime | None:
 def check_lease(
     uuid: str,
     attempt: Mapping[str, Any],
-    task_events: list[Mapping[str, Any]],
+    task_events: Sequence[Mapping[str, Any]],
     run_end: dt.datetime,
     history: History,
     ttl: dt.timedelta,
@@ -421,22 +421,24 @@ def check_attempts(
     # Every run belongs to a recorded attempt, one run per attempt, starting inside it.
     attempt_of = {(a["task_uuid"], a["attempt"]): a for a in stored.attempts}
     for key, these in runs.items():
-        attempt = attempt_of.get(key)
-        if attempt is None:
+        recorded = attempt_of.get(key)
+        if recorded is None:
             history.problem(f"task {key[0]}: a run of attempt {key[1]}, which is not recorded")
             continue
         if len(these) > 1:
             history.problem(f"task {key[0]}: attempt {key[1]} ran {len(these)} processes")
         for run in these:
-            if run.node != attempt["node_name"]:
+            if run.node != recorded["node_name"]:
                 history.problem(f"task {key[0]} attempt {key[1]}: ran on {run.node}")
-            if run.start < attempt["started_at"] - CLOCK_SLACK:
+            if run.start < recorded["started_at"] - CLOCK_SLACK:
                 history.problem(f"task {key[0]} attempt {key[1]}: ran before it was claimed")
             # A run may outlive its attempt's record when the stream was cut (the server
             # cannot reach the process; its worker stops it by its own clock), but never
             # into the task's next attempt: two runs of one task at once.
-            later = [a["started_at"] for a in by_task.get(key[0], []) if a["attempt"] > key[1]]
-            if run.end is not None and later and run.end > min(later) + CLOCK_SLACK:
+            next_starts = [
+                a["started_at"] for a in by_task.get(key[0], []) if a["attempt"] > key[1]
+            ]
+            if run.end is not None and next_starts and run.end > min(next_starts) + CLOCK_SLACK:
                 history.problem(
                     f"task {key[0]} attempt {key[1]}: its run went on into the next attempt"
                 )

@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]  # no stubs published
 
 BIN = Path(os.environ.get("JOBTASK_CHAOS_PG_BIN", "/usr/lib/postgresql/15/bin"))
 # Room for every service process's pool (tests/scale/conftest.POOL_ENV) and the test's own

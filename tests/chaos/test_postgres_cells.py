@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]  # no stubs published
 import pytest
 from sqlalchemy.engine import make_url
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from jobtask.sdk import AsyncClient
@@ -18,7 +19,7 @@ from tests.polling import eventually
 JS = job_pb2.JobStatus
 TS = job_task_pb2.TaskStatus
 ROOT = Path(__file__).resolve().parents[2]
-FUNCTIONS = {
+FUNCTIONS: dict[str, Any] = {
     "JOBTASK_WORKER_FUNCTIONS": "tests.clients.function_tasks:functions",
     "PYTHONPATH": str(ROOT),
 }

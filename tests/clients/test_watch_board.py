@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from jobtask.cli.watching import Board
 from jobtask.v1 import job_pb2, job_task_pb2, watch_pb2
 
@@ -10,7 +12,7 @@ TS = job_task_pb2.TaskStatus
 JOB = "zzzzz-8i9sb-000000000000001"
 
 
-def task(n: int, status: int, progress: float = 0.0) -> job_task_pb2.JobTask:
+def task(n: int, status: Any, progress: float = 0.0) -> job_task_pb2.JobTask:
     return job_task_pb2.JobTask(
         uuid=f"zzzzz-ot0gb-00000000000000{n}", sequence=1, status=status, progress=progress
     )

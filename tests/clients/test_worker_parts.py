@@ -48,7 +48,7 @@ def test_outbox_keeps_the_latest_progress_and_every_log_chunk() -> None:
     assert not box.urgent
     box.apply(Report(output="out"))
     assert box.urgent
-    message = box.take(7)
+    message = box.take(7)  # type: ignore[unreachable]  # mypy keeps `not box.urgent`
     assert (message.seq, message.progress, message.output, message.log) == (
         7,
         0.999,
@@ -197,7 +197,7 @@ async def test_a_closing_session_ends_as_its_last_lease_is_over() -> None:
     call = link._call = _Call()
     reader = asyncio.create_task(asyncio.Event().wait())  # hears nothing
     await link.close()
-    sending = asyncio.create_task(link._send_until_closed(reader, asyncio.Event()))
+    sending = asyncio.create_task(link._send_until_closed(reader, asyncio.Event()))  # type: ignore[arg-type]
     await asyncio.sleep(0)
     assert not sending.done()  # a decision is still to come
     lease.forget()  # the decision came

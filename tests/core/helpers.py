@@ -11,7 +11,7 @@ from jobtask.v1 import job_pb2, job_service_pb2, job_task_pb2, task_service_pb2
 
 def filters(*conditions: list[Any]) -> struct_pb2.ListValue:
     value = struct_pb2.ListValue()
-    value.extend([list(c) for c in conditions])
+    value.extend([list(c) for c in conditions])  # type: ignore[misc]  # nested lists are values
     return value
 
 
@@ -64,15 +64,19 @@ async def report(cluster: Any, assignment: Any, **fields: Any) -> job_task_pb2.J
     """The task's process PATCHes its task (with its own token)."""
     request = task_service_pb2.UpdateTaskRequest(uuid=assignment.task.uuid, job_task=task(**fields))
     request.update_mask.paths.extend(fields)
-    return await cluster.tasks.UpdateTask(request, metadata=token_md(assignment.task_token))
+    answer: job_task_pb2.JobTask = await cluster.tasks.UpdateTask(
+        request, metadata=token_md(assignment.task_token)
+    )
+    return answer
 
 
 async def exit_(cluster: Any, assignment: Any, code: int = 0) -> job_task_pb2.JobTask:
-    return await cluster.tasks.ReportTaskExit(
+    answer: job_task_pb2.JobTask = await cluster.tasks.ReportTaskExit(
         task_service_pb2.ReportTaskExitRequest(
             uuid=assignment.task.uuid, lease_id=assignment.lease.lease_id, exit_code=code
         )
     )
+    return answer
 
 
 async def succeed(cluster: Any, assignment: Any, output: str = "") -> job_task_pb2.JobTask:
@@ -81,11 +85,15 @@ async def succeed(cluster: Any, assignment: Any, output: str = "") -> job_task_p
 
 
 async def get_job(cluster: Any, uuid: str) -> job_pb2.Job:
-    return await cluster.jobs.GetJob(job_service_pb2.GetJobRequest(uuid=uuid))
+    answer: job_pb2.Job = await cluster.jobs.GetJob(job_service_pb2.GetJobRequest(uuid=uuid))
+    return answer
 
 
 async def get_task(cluster: Any, uuid: str) -> job_task_pb2.JobTask:
-    return await cluster.tasks.GetTask(task_service_pb2.GetTaskRequest(uuid=uuid))
+    answer: job_task_pb2.JobTask = await cluster.tasks.GetTask(
+        task_service_pb2.GetTaskRequest(uuid=uuid)
+    )
+    return answer
 
 
 async def job_tasks(cluster: Any, job_uuid: str) -> list[job_task_pb2.JobTask]:
@@ -100,7 +108,8 @@ async def job_tasks(cluster: Any, job_uuid: str) -> list[job_task_pb2.JobTask]:
 async def add_task(
     cluster: Any, job_uuid: str, metadata: Any = None, **fields: Any
 ) -> job_task_pb2.JobTask:
-    return await cluster.tasks.CreateTask(
+    answer: job_task_pb2.JobTask = await cluster.tasks.CreateTask(
         task_service_pb2.CreateTaskRequest(job_task=task(job_uuid=job_uuid, **fields)),
         metadata=metadata,
     )
+    return answer

@@ -4,7 +4,7 @@ tasks) rather than what the services would make of them."""
 
 from __future__ import annotations
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]  # no stubs published
 from sqlalchemy.engine import make_url
 
 JOB_UUID = "zzzzz-8i9sb-000000000000001"

@@ -246,5 +246,9 @@ async def test_each_new_job_is_counted_and_logged_once_and_a_duplicate_not(
         )
     assert created.jobs[2].uuid == created.jobs[0].uuid  # a duplicate of the batch's first
     assert metrics.JOBS_SUBMITTED._value.get() - before == 2
-    logged = [r.fields["job_uuid"] for r in caplog.records if r.getMessage() == "job_submitted"]
+    logged = [
+        r.__dict__["fields"]["job_uuid"]
+        for r in caplog.records
+        if r.getMessage() == "job_submitted"
+    ]
     assert logged == [created.jobs[0].uuid, created.jobs[1].uuid]

@@ -253,7 +253,7 @@ def test_struct_values_are_the_json_printers(value: dict[str, Any]) -> None:
     assert got == expected
     assert repr(got) == repr(expected)  # types (int against float) and key order too
     items = ListValue()
-    items.extend([value, *value.values()])
+    items.extend([value, *value.values()])  # type: ignore[list-item]  # dicts are values
     assert repr(list_value(items)) == repr(json_format.MessageToDict(items))
     msg = job_task_pb2.JobTask(job_uuid="zzzzz-8i9sb-000000000000007", sequence=2)
     msg.parameters.CopyFrom(s)

@@ -104,7 +104,8 @@ async def _steps_of_candidates(db: Database) -> int:
     async def read(conn: AsyncConnection) -> int:
         sync = conn.sync_connection
         assert sync is not None
-        raw: sqlite3.Connection = sync.connection.driver_connection
+        raw = sync.connection.driver_connection
+        assert isinstance(raw, sqlite3.Connection)
         steps = [0]
 
         def count() -> int:

@@ -5,6 +5,7 @@ rows all hold one value -- equal and of one type -- sent as that one value."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from jobtask.store import json_codec
 from jobtask.store.flush_sql import driver_rows, pg_insert
@@ -16,7 +17,7 @@ PG = dialect(json_serializer=json_codec.dumps)
 COLUMNS = ("uuid", "status", "runtime_constraints", "attempt")
 
 
-def _insert(rows: list[tuple[object, ...]]) -> tuple[str, tuple[object, ...]]:
+def _insert(rows: list[tuple[Any, ...]]) -> tuple[str, tuple[Any, ...]]:
     return pg_insert(PG, job_tasks, COLUMNS, rows, "uuid, id")
 
 
@@ -54,5 +55,6 @@ def test_json_values_are_sent_as_the_columns_own_processor_sends_them() -> None:
     rows = [({}, {"ram": 1}), ({"a": [1, {}]}, {}), ({}, {})]
     for engine in (PG, sqlite_dialect(json_serializer=json_codec.dumps)):
         procs = [job_tasks.c[name].type._cached_bind_processor(engine) for name in columns]
-        expected = [tuple(p(v) for p, v in zip(procs, row, strict=True)) for row in rows]
+        assert all(procs)  # JSON columns always have one
+        expected = [tuple(p(v) for p, v in zip(procs, row, strict=True)) for row in rows]  # type: ignore[misc]
         assert driver_rows(engine, job_tasks, columns, rows) == expected

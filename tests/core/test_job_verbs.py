@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 import pytest
 from jobtask.v1 import job_service_pb2 as js
@@ -30,7 +32,7 @@ async def three_task_job(cluster: Cluster) -> tuple[str, object]:
     return j.uuid, active
 
 
-def statuses(tasks: list) -> list[int]:
+def statuses(tasks: list[Any]) -> list[int]:
     return sorted(t.status for t in tasks)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import grpc
 import pytest
@@ -24,7 +25,7 @@ async def seed(cluster: Cluster) -> list[str]:
     return uuids
 
 
-async def scripts(cluster: Cluster, *conditions: list) -> list[str]:
+async def scripts(cluster: Cluster, *conditions: list[Any]) -> list[str]:
     response = await cluster.jobs.ListJobs(
         js.ListJobsRequest(filters=filters(*conditions), order=["priority asc"])
     )
@@ -54,7 +55,9 @@ async def scripts(cluster: Cluster, *conditions: list) -> list[str]:
         ([["script", "script_version"], "=", "beta.py"], ["beta.py"]),
     ],
 )
-async def test_filter_operators(cluster: Cluster, condition: list, expected: list[str]) -> None:
+async def test_filter_operators(
+    cluster: Cluster, condition: list[Any], expected: list[str]
+) -> None:
     await seed(cluster)
     assert await scripts(cluster, condition) == expected
 
@@ -114,7 +117,7 @@ async def test_tasks_filter_by_job_and_order_by_qsequence(cluster: Cluster) -> N
     ],
 )
 async def test_bad_list_parameters_name_the_field(
-    cluster: Cluster, request_fields: dict, field_named: str
+    cluster: Cluster, request_fields: dict[str, Any], field_named: str
 ) -> None:
     request = js.ListJobsRequest()
     for key, value in request_fields.items():

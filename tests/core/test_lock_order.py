@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]  # no stubs published
 import pytest
 from jobtask.store import locks
 from jobtask.store.database import Database

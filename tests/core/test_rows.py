@@ -351,9 +351,11 @@ def test_rows_at_every_default_and_with_every_column_set_round_trip() -> None:
                 columns[f.name] = {"dt.datetime | None": NOW, "bool | None": False}.get(
                     str(f.type), "x" if "str" in str(f.type) else {"k": None}
                 )
+        full: JobRow | TaskRow
+        bare: JobRow | TaskRow
         if cls is JobRow:
             columns["blocklist"] = [{"a": 1}]
-            full: JobRow | TaskRow = job_row(columns)
+            full = job_row(columns)
             bare = job_row({n: _default_or(n, columns) for n in columns})
         else:
             full = task_row(columns)

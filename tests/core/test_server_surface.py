@@ -13,7 +13,8 @@ async def health(addr: str, service: str) -> int:
     async with grpc.aio.insecure_channel(addr) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         response = await stub.Check(health_pb2.HealthCheckRequest(service=service))
-        return response.status
+        answer: int = response.status
+        return answer
 
 
 async def test_health(cluster: Cluster) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]  # types-PyYAML is not a dependency
 from jobtask.server.app import JOB_SERVICE, TASK_SERVICE
 
 from tests.conftest import ROOT

@@ -4,6 +4,7 @@ extension lists it."""
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import pytest
 from jobtask.domain.errors import FailedPrecondition
@@ -57,8 +58,8 @@ def test_seed_tables_are_the_seed() -> None:
 def test_every_extension_has_a_reason_and_is_new() -> None:
     for (old, new), reason in JOB_EXTENSIONS.items():
         assert reason and new not in JOB_SEED[old]
-    for (old, new), reason in TASK_EXTENSIONS.items():
-        assert reason and new not in TASK_SEED[old]
+    for (told, tnew), reason in TASK_EXTENSIONS.items():
+        assert reason and tnew not in TASK_SEED[told]
 
 
 @pytest.mark.parametrize(("old", "new"), list(itertools.product(J, J)))
@@ -90,7 +91,7 @@ def test_terminal_statuses_only_leave_by_requeue() -> None:
         assert {s for s in J if job_can_move(status, s)} <= {J.QUEUED, J.REQUEUEING}
 
 
-def _job_state(started_at: object) -> object:
+def _job_state(started_at: object) -> Any:
     """A job's row as job_on_enter reads it (jobtask.domain.derived.JobState)."""
     from types import SimpleNamespace
 
@@ -105,7 +106,12 @@ def test_a_job_canceled_before_it_started_never_shows_running() -> None:
     from jobtask.domain.derived import job_on_enter
 
     now = dt.datetime.now(dt.UTC)
-    common = {"now": now, "user_uuid": None, "client_uuid": None, "locker_uuid": "x"}
+    common: dict[str, Any] = {
+        "now": now,
+        "user_uuid": None,
+        "client_uuid": None,
+        "locker_uuid": "x",
+    }
     never = job_on_enter(JobStatus.CANCEL_REQUESTED, JobStatus.QUEUED, _job_state(None), **common)
     assert (never["state"], never["running"]) == ("Queued", False)
     started = job_on_enter(JobStatus.CANCEL_REQUESTED, JobStatus.ACTIVE, _job_state(now), **common)
@@ -121,7 +127,12 @@ def test_a_job_leaving_an_end_for_a_move_under_way_is_not_finished(previous: Job
     from jobtask.domain.derived import job_on_enter
 
     now = dt.datetime.now(dt.UTC)
-    common = {"now": now, "user_uuid": None, "client_uuid": None, "locker_uuid": "x"}
+    common: dict[str, Any] = {
+        "now": now,
+        "user_uuid": None,
+        "client_uuid": None,
+        "locker_uuid": "x",
+    }
     for new in JOB_TRANSITIONS[previous]:
         changes = job_on_enter(new, previous, _job_state(now), **common)
         if new in JOB_TERMINAL:

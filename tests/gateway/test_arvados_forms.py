@@ -68,10 +68,11 @@ async def test_job_tasks_list_with_where_and_bracketed_filters(stack: Stack) -> 
     (seed,) = response.json()["items"]
     assert seed["job_uuid"] == x["uuid"]
     condition = ["job_uuid", "=", y["uuid"]]
-    for params in (
+    forms: list[list[tuple[str, Any]]] = [
         [("filters[]", json.dumps(condition))],
         [("filters[0][]", part) for part in condition],
-    ):
+    ]
+    for params in forms:
         response = await stack.client.get("/arvados/v1/job_tasks", params=params)
         assert {i["job_uuid"] for i in response.json()["items"]} == {y["uuid"]}, params
     response = await stack.client.post(

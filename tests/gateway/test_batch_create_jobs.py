@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.gateway.conftest import Stack
 
 PATH = "/arvados/v1/jobs/batch_create"
 
 
 async def test_batch_create_jobs_over_rest_answers_in_order_all_or_none(stack: Stack) -> None:
-    body = {
+    body: dict[str, list[dict[str, Any]]] = {
         "requests": [
             {"job": {"script": "rest.py", "script_parameters": {"i": i}}} for i in range(3)
         ]

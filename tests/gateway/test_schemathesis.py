@@ -49,7 +49,7 @@ pytestmark = pytest.mark.timeout(300)
 
 
 def status_code_is_listed(
-    ctx: Any, response: schemathesis.Response, case: schemathesis.Case
+    ctx: Any, response: schemathesis.Response, case: schemathesis.Case[Any]
 ) -> None:
     """The status is one the operation lists. (schemathesis's status_code_conformance accepts
     any status once a `default` response exists, as every operation here has.)"""
@@ -176,7 +176,7 @@ def test_the_gateway_answers_as_its_openapi_document_says(
         phases=[Phase.explicit, Phase.generate],
         suppress_health_check=list(HealthCheck),
     )
-    def check(case: schemathesis.Case) -> None:
+    def check(case: schemathesis.Case[Any]) -> None:
         uuid = (case.path_parameters or {}).get("uuid")
         if isinstance(uuid, str) and len(uuid) % 2 == 0:
             # Half the requests act on a real object, so more than the 404 path is exercised.

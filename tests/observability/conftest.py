@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.scale.conftest import Part, Topology
 from tests.scale.conftest import topology as topology  # the PostgreSQL one, shared
 
-OBSERVED = {
+OBSERVED: dict[str, Any] = {
     "JOBTASK_METRICS_LISTEN": "127.0.0.1:0",
     "JOBTASK_LOG_FORMAT": "json",
     "JOBTASK_METRICS_CACHE_SECONDS": "0.2",

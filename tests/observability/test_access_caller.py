@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import httpx
 import pytest
@@ -20,7 +21,7 @@ MISSING_JOB = "zzzzz-8i9sb-000000000000000"
 
 async def test_gateway_access_lines_name_the_caller(sqlite_topology: Topology) -> None:
     topology = sqlite_topology
-    logs_json = {"JOBTASK_LOG_FORMAT": "json"}
+    logs_json: dict[str, Any] = {"JOBTASK_LOG_FORMAT": "json"}
     jobs, tasks = await asyncio.gather(
         topology.serve("jobs", "jobs", **logs_json), topology.serve("tasks", "tasks", **logs_json)
     )

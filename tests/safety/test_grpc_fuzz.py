@@ -18,7 +18,7 @@ import grpc
 import pytest
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
-from google.protobuf.struct_pb2 import ListValue, Struct, Value
+from google.protobuf.struct_pb2 import NULL_VALUE, ListValue, Struct, Value
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jobtask.v1 import auth_service_pb2, job_service_pb2, task_service_pb2
@@ -64,7 +64,7 @@ _FLOATS = st.one_of(
 
 def _value(depth: int) -> st.SearchStrategy[Value]:
     leaves = st.one_of(
-        st.builds(lambda: Value(null_value=0)),
+        st.builds(lambda: Value(null_value=NULL_VALUE)),
         _FLOATS.map(lambda f: Value(number_value=f)),
         _strings().map(lambda s: Value(string_value=s)),
         st.booleans().map(lambda b: Value(bool_value=b)),
@@ -118,6 +118,7 @@ def _scalar(field: FieldDescriptor) -> st.SearchStrategy[Any]:
     if t == F.TYPE_BYTES:
         return st.binary(max_size=64)
     if t == F.TYPE_ENUM:
+        assert field.enum_type is not None
         known = [v.number for v in field.enum_type.values]
         return st.one_of(st.sampled_from(known), st.integers(-3, 1000))
     raise AssertionError(f"unhandled field type {t}")
@@ -190,14 +191,14 @@ async def _send(channel: grpc.aio.Channel, method: MethodDescriptor, data: bytes
     label = f"{method.name}({data[:60]!r})"
     try:
         if method.client_streaming:
-            call: Any = channel.stream_stream(path)(timeout=CALL_TIMEOUT)
+            call: Any = channel.stream_stream(path)(timeout=CALL_TIMEOUT)  # type: ignore[call-arg]  # raw bytes, requests written below
             await call.write(data)
             await call.done_writing()
             await _drain(call)
         elif method.server_streaming:
-            await _drain(channel.unary_stream(path)(data, timeout=CALL_TIMEOUT))
+            await _drain(channel.unary_stream(path)(data, timeout=CALL_TIMEOUT))  # type: ignore[call-arg]  # raw bytes
         else:
-            await channel.unary_unary(path)(data, timeout=CALL_TIMEOUT)
+            await channel.unary_unary(path)(data, timeout=CALL_TIMEOUT)  # type: ignore[call-arg]  # raw bytes
     except grpc.aio.AioRpcError as err:
         if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
             return  # a long-poll or a watch that waits for news: fine
@@ -222,8 +223,8 @@ async def fuzz_cluster(tmp_path: Path) -> AsyncIterator[tuple[Cluster, grpc.aio.
     try:
         yield cluster, jobs, tasks
     finally:
-        await jobs.close()
-        await tasks.close()
+        await jobs.close(None)
+        await tasks.close(None)
         await cluster.close()
 
 

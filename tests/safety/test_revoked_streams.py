@@ -99,7 +99,7 @@ async def test_run_task_on_a_revoked_worker_token_ends(cluster: Cluster, auth: A
     await revoke_token(auth.core.db, uuid)
     try:
         async with asyncio.timeout(30):
-            while (response := await call.read()) is not grpc.aio.EOF:
+            while (response := await call.read()) is not grpc.aio.EOF:  # type: ignore[attr-defined]
                 assert not response.HasField("task"), "the task was finished on a revoked token"
         ended = (grpc.StatusCode.OK, "")
     except grpc.aio.AioRpcError as err:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]  # no stubs published
 import grpc
 from jobtask.store.schema import TASK_STATUS_COUNTS
 from jobtask.v1 import job_service_pb2, job_service_pb2_grpc, watch_pb2
@@ -59,7 +59,7 @@ async def watch_job(addr: str, token: str, job_uuid: str, within: float) -> Watc
             if event.type == watch_pb2.WATCH_EVENT_TYPE_JOB_CHANGED:
                 seen.terminal_status = event.job.status
     finally:
-        await channel.close()
+        await channel.close(None)
     return seen
 
 

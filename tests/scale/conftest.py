@@ -103,7 +103,9 @@ class Topology:
     async def serve_many(self, part: str, count: int, **env: str) -> list[Part]:
         """Replicas started together (so their migrations race, too)."""
         return list(
-            await asyncio.gather(*(self.serve(part, f"{part}{i}", **env) for i in range(count)))
+            await asyncio.gather(
+                *(self.serve(part, f"{part}{i}", port=0, **env) for i in range(count))
+            )
         )
 
     async def gateway(self, jobs_addr: str, tasks_addr: str) -> Part:

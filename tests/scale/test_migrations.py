@@ -9,7 +9,7 @@ import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]  # no stubs published
 import pytest
 from jobtask.sdk import AsyncClient
 from jobtask.store import migrate

@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]  # no stubs published
 import grpc
 import httpx
 import pytest
@@ -198,7 +198,7 @@ async def test_clients_get_unavailable_and_the_services_recover(
             await hears_other_processes(stub, jobs.addr, tasks.addr, job.uuid)
         finally:
             await http.aclose()
-            await channel.close()
+            await channel.close(None)
         for part in (jobs, tasks, gateway):
             assert part.running, part.log()
             assert "internal error" not in part.log().lower(), part.log()
@@ -234,4 +234,4 @@ async def hears_other_processes(stub: Any, jobs_addr: str, tasks_addr: str, job_
             latencies = [*latencies, latency] if latency < 1.0 else []
         call.cancel()
     finally:
-        await channel.close()
+        await channel.close(None)

@@ -68,7 +68,7 @@ class Run:
 
     async def recv(self, within: float = DEADLINE) -> TSP.RunTaskResponse | None:
         response = await asyncio.wait_for(self.call.read(), within)
-        return None if response is grpc.aio.EOF else response
+        return None if response is grpc.aio.EOF else response  # type: ignore[attr-defined]
 
     async def until(
         self, check: Callable[[TSP.RunTaskResponse], bool], within: float = DEADLINE

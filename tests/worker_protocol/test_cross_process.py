@@ -69,11 +69,11 @@ async def other(signalled: Cluster, database_url: str) -> AsyncIterator[Other]:
     try:
         line = await asyncio.wait_for(proc.stdout.readline(), 30)
         port = int(line)
-        channel = token_channel(f"127.0.0.1:{port}", cluster.root_token)
-        yield Other(task_service_pb2_grpc.TaskServiceStub(channel), cluster.root_token)
+        channel = token_channel(f"127.0.0.1:{port}", cluster.root_token or "")
+        yield Other(task_service_pb2_grpc.TaskServiceStub(channel), cluster.root_token or "")
     finally:
         if channel is not None:
-            await channel.close()
+            await channel.close(None)
         proc.stdin.close()
         try:
             await asyncio.wait_for(proc.wait(), 10)

@@ -49,6 +49,7 @@ async def test_an_expired_lease_is_lost_before_the_reaper_runs(slow_reaper: Clus
     worker = WorkerSpec(worker_id="we", node_name="node1", free_slots=2)
     expired, live = await core.claims.claim(system, worker, 2)
     gone, kept = expired.task, live.task
+    assert gone.lease_id and kept.lease_id
 
     async def expire(conn: AsyncConnection) -> None:
         past = utcnow() - dt.timedelta(seconds=1)

@@ -180,7 +180,7 @@ async def test_a_server_shutdown_keeps_the_lease_for_the_worker_to_resume(
         await first.services.stop(0.2)  # a rolling restart, the stream still open
     finally:
         for channel in first.channels:
-            await channel.close()
+            await channel.close(None)
     second = await start_cluster(database_url)
     try:
         task = await get_task(second, a.task.uuid)

@@ -27,7 +27,8 @@ async def job_with_tasks(cluster: Cluster, n: int, **limits: int) -> job_pb2.Job
     )
     for i in range(n - 1):
         await add_task(cluster, job.uuid, sequence=0, parameters={"i": i})
-    return job
+    answer: job_pb2.Job = job
+    return answer
 
 
 async def finish(cluster: Cluster, assignment: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import grpc
 import pytest
@@ -162,14 +163,14 @@ async def test_a_stale_lease_is_told_to_stop(cluster: Cluster) -> None:
     ],
 )
 async def test_first_message_must_name_task_and_lease(
-    cluster: Cluster, first: dict[str, str], field: str
+    cluster: Cluster, first: dict[str, Any], field: str
 ) -> None:
-    call = cluster.tasks.RunTask(metadata=token_md(cluster.root_token))
+    call = cluster.tasks.RunTask(metadata=token_md(cluster.root_token or ""))
     await call.write(task_service_pb2.RunTaskRequest(progress=0.5, **first))
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await call.read()
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert caught.value.details().startswith(f"{field}:")
+    assert str(caught.value.details()).startswith(f"{field}:")
 
 
 async def test_progress_out_of_range_is_rejected_and_ends_the_attempt(cluster: Cluster) -> None:
@@ -184,7 +185,7 @@ async def test_progress_out_of_range_is_rejected_and_ends_the_attempt(cluster: C
         while await run.recv() is not None:
             pass
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    status = rpc_status.from_call(caught.value)
+    status = rpc_status.from_call(caught.value)  # type: ignore[arg-type]  # an AioRpcError is a call
     assert status is not None and "progress" in status.message
     task = await get_task(cluster, a.task.uuid)
     assert task.status == task_status("soft-failed") and task.failed_count == 1

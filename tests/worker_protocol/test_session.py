@@ -28,7 +28,7 @@ class Session:
     """One WorkerSession, driven message by message."""
 
     def __init__(self, cluster: Cluster, worker_id: str, slots: int) -> None:
-        self.call = cluster.tasks.WorkerSession(metadata=token_md(cluster.root_token))
+        self.call = cluster.tasks.WorkerSession(metadata=token_md(cluster.root_token or ""))
         self.worker_id = worker_id
         self.slots = slots
         self.assignments: list[TSP.TaskAssignment] = []
@@ -50,7 +50,7 @@ class Session:
             remaining = deadline - time.monotonic()
             assert remaining > 0, "the session did not answer in time"
             response = await asyncio.wait_for(self.call.read(), remaining)
-            assert response is not grpc.aio.EOF, "the session ended"
+            assert response is not grpc.aio.EOF, "the session ended"  # type: ignore[attr-defined]
             self.assignments.extend(response.assignments)
             if response.assignments:
                 self.pushes.append(len(response.assignments))
@@ -227,7 +227,7 @@ async def test_a_session_that_ends_fails_its_tasks_temporarily(cluster: Cluster)
 
 
 async def test_a_session_needs_open_first(cluster: Cluster) -> None:
-    call = cluster.tasks.WorkerSession(metadata=token_md(cluster.root_token))
+    call = cluster.tasks.WorkerSession(metadata=token_md(cluster.root_token or ""))
     await call.write(TSP.WorkerSessionRequest(credits=1))
     try:
         await call.read()
