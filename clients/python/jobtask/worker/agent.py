@@ -219,7 +219,9 @@ class Worker:
             # the decision comes by callback, after this task ended (waking it for the
             # decision cost each task another turn of the loop).
             over = functools.partial(self._over, slot, run)
-            run.task = asyncio.create_task(run.carry(over, self._tasks.discard))
+            # (The loop's own create_task: asyncio.create_task asks for the running loop,
+            # a getpid() system call in CPython 3.11.)
+            run.task = run.stream.link.loop.create_task(run.carry(over, self._tasks.discard))
         else:
             run.task = asyncio.create_task(self._run(slot, run))
         self._tasks.add(run.task)

@@ -68,8 +68,8 @@ class CarriedRun(Run):
         lease = self.stream
         self._on_over = over
         try:
-            self._loop = asyncio.get_running_loop()
-            self._loop_thread = threading.get_ident()
+            self._loop = lease.link.loop
+            self._loop_thread = lease.link.loop_thread
             # The opening note waits in the outbox: the watch below looks at the run no
             # later than its log is due (within a tick, at most log_flush_seconds).
             self._first_pending = time.monotonic()
@@ -81,7 +81,8 @@ class CarriedRun(Run):
             if self.handing_back:
                 process.terminate(self.config.kill_grace)
             lease.link.watch(lease, self._on_tick)
-            self.exit = await process.wait()
+            # (The worker's task is this run's own: no asyncio.current_task() to find it.)
+            self.exit = await process.wait(self.task if ended is not None else None)
             if self._expired or lease.lost_reason is not None:
                 return  # (nothing more is sent: not the closing note either)
             self.outbox.add_log(self._closing_note(self.exit))

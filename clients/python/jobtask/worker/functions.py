@@ -273,12 +273,13 @@ class FunctionRun:
             self._cancel_sent = True
             self._task.cancel()
 
-    async def wait(self) -> Exit:
-        """Runs the function to its end (in the calling task): its exit."""
+    async def wait(self, task: asyncio.Task[Any] | None = None) -> Exit:
+        """Runs the function to its end (in the calling task, `task` if the caller knows
+        it): its exit."""
         try:
             if self._killed:
                 return Exit(signal=signal.SIGKILL)  # killed before it started
-            self._task = asyncio.current_task()
+            self._task = task or asyncio.current_task()
             self._state = "running"
             try:
                 # (An async function is awaited here: no coroutine of ours around it.)

@@ -9,6 +9,7 @@ it), the lease watchdog's verdict, and the exit report.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 
@@ -35,6 +36,18 @@ def note(text: str) -> str:
     return f"[jobtask-worker] {text}\n"
 
 
+# The notes that open and close an attempt's log, made once for each attempt number (and
+# worker, and way it ended), not once a task: most tasks are first attempts that exit 0.
+@functools.lru_cache(maxsize=256)
+def opening_note(attempt: int, node_name: str, worker_id: str) -> str:
+    return note(f"attempt {attempt} on {node_name} (worker {worker_id})")
+
+
+@functools.lru_cache(maxsize=256)
+def closing_note(attempt: int, exit_status: Exit) -> str:
+    return note(f"attempt {attempt} ended: {exit_status}")
+
+
 class Run:
     """The parts of a run its kinds share; each kind sets `stream` (the lease) and says
     what _wake and _pending do."""
@@ -47,7 +60,9 @@ class Run:
         self.config = config
         self.assignment = assignment
         self.slot = slot
-        self.task_uuid = assignment.task.uuid
+        task = assignment.task
+        self.task_uuid = task.uuid
+        self.attempt = task.attempt
         self.outbox = Outbox()
         self.process: ScriptProcess | FunctionRun | None = None
         self.exit: Exit | None = None
@@ -80,12 +95,10 @@ class Run:
     def _opening_note(self) -> str:
         # Each attempt's part of the task log opens and closes with a line of ours, so that
         # `jobtask logs` shows where one attempt ends and why, and where the next begins.
-        attempt = self.assignment.task.attempt
-        config = self.config
-        return note(f"attempt {attempt} on {config.node_name} (worker {config.worker_id})")
+        return opening_note(self.attempt, self.config.node_name, self.config.worker_id)
 
     def _closing_note(self, exit_status: Exit) -> str:
-        return note(f"attempt {self.assignment.task.attempt} ended: {exit_status}")
+        return closing_note(self.attempt, exit_status)
 
     def _log(self, text: str) -> None:
         if not text:

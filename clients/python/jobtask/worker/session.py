@@ -18,6 +18,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -65,6 +66,12 @@ class SessionLink:
         self._call: Any = None
         self._connected = asyncio.Event()
         self._closing = False
+        # The loop (and its thread) the session runs on, asked once: in CPython 3.11 every
+        # asyncio.get_running_loop() is a getpid() system call, a few per task otherwise.
+        self.loop = asyncio.get_running_loop()
+        self.loop_thread = threading.get_ident()
+        # When the response being read arrived (see _read and lease()).
+        self._read_at = time.monotonic()
 
     # -- called by the agent and the leases ---------------------------------------------------
 
@@ -80,14 +87,17 @@ class SessionLink:
         on_instruction: Callable[[int, str], None],
         on_news: Callable[[], None],
     ) -> SessionLease:
-        ttl = seconds(assignment.lease.ttl)
+        """The lease of an assignment on_assignment was just given: _read took its ttl into
+        self.ttl already (the session's when it has none) and dated the grant by when its
+        message arrived -- once a message, not once a task."""
         lease = SessionLease(
             self,
             assignment.task.uuid,
             assignment.lease.lease_id,
-            ttl if ttl > 0 else self.ttl,
+            self.ttl,
             on_instruction=on_instruction,
             on_news=on_news,
+            granted_at=self._read_at,
         )
         self.leases[lease.task_uuid] = lease
         return lease
@@ -109,7 +119,7 @@ class SessionLink:
                 return
             self._sweep.cancel()
         self._sweep_when = when
-        self._sweep = asyncio.get_running_loop().call_later(when - time.monotonic(), self._on_sweep)
+        self._sweep = self.loop.call_later(when - time.monotonic(), self._on_sweep)
 
     def _on_sweep(self) -> None:
         self._sweep = None
@@ -247,6 +257,7 @@ class SessionLink:
             response = await call.read()
             if response is grpc.aio.EOF:  # type: ignore[attr-defined]
                 return
+            self._read_at = time.monotonic()
             for assignment in response.assignments:
                 ttl = seconds(assignment.lease.ttl)
                 if ttl > 0:
@@ -282,8 +293,16 @@ class SessionLease(TaskLease):
         *,
         on_instruction: Callable[[int, str], None],
         on_news: Callable[[], None],
+        granted_at: float | None = None,
     ) -> None:
-        super().__init__(task_uuid, lease_id, ttl, on_instruction=on_instruction, on_news=on_news)
+        super().__init__(
+            task_uuid,
+            lease_id,
+            ttl,
+            on_instruction=on_instruction,
+            on_news=on_news,
+            granted_at=granted_at,
+        )
         self.link = link
         # Set while the link's watch timer calls the lease's run (SessionLink.watch).
         self.on_tick: Callable[[float], float] | None = None
