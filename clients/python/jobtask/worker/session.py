@@ -70,8 +70,9 @@ class SessionLink:
         # asyncio.get_running_loop() is a getpid() system call, a few per task otherwise.
         self.loop = asyncio.get_running_loop()
         self.loop_thread = threading.get_ident()
-        # When the response being read arrived (see _read and lease()).
-        self._read_at = time.monotonic()
+        # While _read hands out a message's assignments: when the message arrived, the
+        # date of their leases' grant (the clock read once a message, not once a task).
+        self._granted_at: float | None = None
 
     # -- called by the agent and the leases ---------------------------------------------------
 
@@ -87,17 +88,16 @@ class SessionLink:
         on_instruction: Callable[[int, str], None],
         on_news: Callable[[], None],
     ) -> SessionLease:
-        """The lease of an assignment on_assignment was just given: _read took its ttl into
-        self.ttl already (the session's when it has none) and dated the grant by when its
-        message arrived -- once a message, not once a task."""
+        granted = assignment.lease
+        ttl = seconds(granted.ttl)
         lease = SessionLease(
             self,
             assignment.task.uuid,
-            assignment.lease.lease_id,
-            self.ttl,
+            granted.lease_id,
+            ttl if ttl > 0 else self.ttl,
             on_instruction=on_instruction,
             on_news=on_news,
-            granted_at=self._read_at,
+            granted_at=self._granted_at,
         )
         self.leases[lease.task_uuid] = lease
         return lease
@@ -257,12 +257,15 @@ class SessionLink:
             response = await call.read()
             if response is grpc.aio.EOF:  # type: ignore[attr-defined]
                 return
-            self._read_at = time.monotonic()
-            for assignment in response.assignments:
-                ttl = seconds(assignment.lease.ttl)
-                if ttl > 0:
-                    self.ttl = ttl
-                self.on_assignment(assignment)
+            self._granted_at = time.monotonic()
+            try:
+                for assignment in response.assignments:
+                    ttl = seconds(assignment.lease.ttl)
+                    if ttl > 0:
+                        self.ttl = ttl
+                    self.on_assignment(assignment)
+            finally:
+                self._granted_at = None
             # A heartbeat's answer renewed every lease it names, no earlier than the
             # heartbeat was sent (see TaskLease.renewed_at). The server answers heartbeats
             # that arrive while it is busy once, together: the answer is dated by the oldest
