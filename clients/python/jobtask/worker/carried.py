@@ -31,6 +31,14 @@ log = logging.getLogger("jobtask.worker.agent")
 
 class CarriedRun(Run):
     stream: SessionLease
+    # Who hears the decision (until told), whether the exit is queued and the decision
+    # awaited, and whether a flush of urgent reports is on its way (class defaults: see
+    # Run's).
+    _on_over: Decided | None = None
+    _awaiting = False
+    _flush_queued = False
+    _loop: asyncio.AbstractEventLoop | None = None
+    _loop_thread = 0
 
     def __init__(
         self,
@@ -43,13 +51,6 @@ class CarriedRun(Run):
         super().__init__(config, assignment, slot)
         self.function = function
         self.stream = link.lease(assignment, on_instruction=self._instructed, on_news=self._news)
-        # Who hears the decision (until told), whether the exit is queued and the
-        # decision awaited, and whether a flush of urgent reports is on its way.
-        self._on_over: Decided | None = None
-        self._awaiting = False
-        self._flush_queued = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread = 0
 
     async def run(self) -> job_task_pb2.JobTask | None:
         """Runs the task to its end; the task as decided, or None if the lease was lost."""

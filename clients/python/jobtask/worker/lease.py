@@ -49,6 +49,12 @@ class LeaseNews(Protocol):
 
 
 class TaskLease:
+    # What the server decided (its answer to the exit), or why the lease is gone; class
+    # defaults, as a lease is made for every task.
+    final: job_task_pb2.JobTask | None = None
+    lost_reason: str | None = None
+    _seq = 0
+
     def __init__(
         self,
         task_uuid: str,
@@ -73,9 +79,6 @@ class TaskLease:
         # when the assignment arrived, if the carrier read the clock then.)
         self.renewed_at = time.monotonic() if granted_at is None else granted_at
         self._sent_at: dict[int, float] = {}
-        self.final: job_task_pb2.JobTask | None = None
-        self.lost_reason: str | None = None
-        self._seq = 0
         self._unacked: list[task_service_pb2.RunTaskRequest] = []
 
     @property

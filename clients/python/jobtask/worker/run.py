@@ -53,6 +53,15 @@ class Run:
     what _wake and _pending do."""
 
     stream: TaskLease
+    # The state a run starts in, as class defaults (a run is made for every task; most
+    # keep these to the end).
+    process: ScriptProcess | FunctionRun | None = None
+    exit: Exit | None = None
+    handing_back = False
+    _exit_sent = False
+    _instructions: tuple[int, ...] = ()  # acted on (most runs get none)
+    _first_pending: float | None = None
+    _expired = False
 
     def __init__(
         self, config: WorkerConfig, assignment: task_service_pb2.TaskAssignment, slot: int
@@ -64,13 +73,6 @@ class Run:
         self.task_uuid = task.uuid
         self.attempt = task.attempt
         self.outbox = Outbox()
-        self.process: ScriptProcess | FunctionRun | None = None
-        self.exit: Exit | None = None
-        self.handing_back = False
-        self._exit_sent = False
-        self._instructions: tuple[int, ...] = ()  # acted on (most runs get none)
-        self._first_pending: float | None = None
-        self._expired = False
         # The task the worker runs this in (jobtask.worker.agent).
         self.task: asyncio.Task[None]
 
