@@ -302,11 +302,12 @@ class FunctionRun:
             if self._timer is not None:
                 self._timer.cancel()
             # The kill's cancel, if the function swallowed it or raised something else.
-            self._uncancel()
+            if self._cancel_sent:
+                self._uncancel()
             if self.ctx._client is not None:  # (most tasks never open one)
                 with contextlib.suppress(Exception):
                     await self.ctx.close()
-        if self.ctx.cancelled and self._signal is not None:
+        if self.ctx._cancel and self._signal is not None:
             # Returned after a cancel: it stopped as asked, like a script ending on SIGINT
             # (or after a kill whose cancel it swallowed: killed all the same).
             return Exit(signal=self._signal)

@@ -43,9 +43,14 @@ def opening_note(attempt: int, node_name: str, worker_id: str) -> str:
     return note(f"attempt {attempt} on {node_name} (worker {worker_id})")
 
 
-@functools.lru_cache(maxsize=256)
 def closing_note(attempt: int, exit_status: Exit) -> str:
-    return note(f"attempt {attempt} ended: {exit_status}")
+    # (Keyed by the exit's fields: an Exit's own hash is a call into Python.)
+    return _closing_note(attempt, exit_status.exit_code, exit_status.signal)
+
+
+@functools.lru_cache(maxsize=256)
+def _closing_note(attempt: int, exit_code: int | None, signal: int | None) -> str:
+    return note(f"attempt {attempt} ended: {Exit(exit_code, signal)}")
 
 
 class Run:

@@ -27,7 +27,7 @@ import grpc
 from jobtask.sdk.client import AsyncClient
 from jobtask.sdk.errors import PermissionDeniedError, UnauthenticatedError, from_rpc_error
 from jobtask.v1 import task_service_pb2
-from jobtask.worker.lease import StreamBroken, TaskLease, seconds
+from jobtask.worker.lease import LeaseLost, StreamBroken, TaskLease
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,10 @@ class SessionLink:
         # When each heartbeat still unanswered was sent, oldest first.
         self._beats: collections.deque[float] = collections.deque()
         self._wake = asyncio.Event()
+        # Set with _wake by credit() and enqueue(), cleared with it by the writer: while
+        # it is set, the next of the many credits and reports a message gathers (one or
+        # two a task) need not call into the Event again.
+        self._woken = False
         self._call: Any = None
         self._connected = asyncio.Event()
         self._closing = False
@@ -79,7 +83,9 @@ class SessionLink:
     def credit(self, slots: int = 1) -> None:
         """Slots freed: the server may assign this many more tasks."""
         self._credits += slots
-        self._wake.set()
+        if not self._woken:
+            self._woken = True
+            self._wake.set()
 
     def lease(
         self,
@@ -89,7 +95,8 @@ class SessionLink:
         on_news: Callable[[], None],
     ) -> SessionLease:
         granted = assignment.lease
-        ttl = seconds(granted.ttl)
+        duration = granted.ttl
+        ttl = duration.seconds + duration.nanos / 1e9  # (seconds(), written out)
         lease = SessionLease(
             self,
             assignment.task.uuid,
@@ -110,7 +117,9 @@ class SessionLink:
         within a tick costs no timer of its own (its run flushes its log and watches its
         lease from these calls)."""
         lease.on_tick = on_tick
-        self.wake_by(min(lease.deadline(), time.monotonic() + self.tick))
+        when = min(lease.deadline(), time.monotonic() + self.tick)
+        if self._sweep is None or self._sweep_when > when:  # (wake_by's test, written out)
+            self.wake_by(when)
 
     def wake_by(self, when: float) -> None:
         """The watched leases are looked at no later than `when` (time.monotonic())."""
@@ -143,7 +152,9 @@ class SessionLink:
 
     def enqueue(self, message: task_service_pb2.RunTaskRequest) -> None:
         self._queue.append(message)
-        self._wake.set()
+        if not self._woken:
+            self._woken = True
+            self._wake.set()
 
     def forget(self, lease: SessionLease) -> None:
         if self.leases.get(lease.task_uuid) is lease:
@@ -242,6 +253,7 @@ class SessionLink:
                     await self._call.done_writing()
                 return
             self._wake.clear()
+            self._woken = False
             waiter = asyncio.ensure_future(self._wake.wait())
             await asyncio.wait(
                 {waiter, reader},
@@ -260,7 +272,8 @@ class SessionLink:
             self._granted_at = time.monotonic()
             try:
                 for assignment in response.assignments:
-                    ttl = seconds(assignment.lease.ttl)
+                    duration = assignment.lease.ttl
+                    ttl = duration.seconds + duration.nanos / 1e9  # (seconds(), written out)
                     if ttl > 0:
                         self.ttl = ttl
                     self.on_assignment(assignment)
@@ -326,7 +339,8 @@ class SessionLease(TaskLease):
 
     def report(self, message: task_service_pb2.RunTaskRequest) -> None:
         """post() for a message that carries something (an exit always does)."""
-        self.check()
+        if self.lost_reason is not None:  # (check(), written out)
+            raise LeaseLost(self.lost_reason)
         self._number(message)
         message.task_uuid = self.task_uuid
         message.lease_id = self.lease_id
