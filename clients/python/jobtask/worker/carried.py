@@ -50,7 +50,12 @@ class CarriedRun(Run):
     ) -> None:
         super().__init__(config, assignment, slot)
         self.function = function
-        self.stream = link.lease(assignment, on_instruction=self._instructed, on_news=self._news)
+        self.stream = link.lease(
+            assignment,
+            on_instruction=self._instructed,
+            on_news=self._news,
+            task_uuid=self.task_uuid,
+        )
 
     async def run(self) -> job_task_pb2.JobTask | None:
         """Runs the task to its end; the task as decided, or None if the lease was lost."""

@@ -27,7 +27,7 @@ import grpc
 from jobtask.sdk.client import AsyncClient
 from jobtask.sdk.errors import PermissionDeniedError, UnauthenticatedError, from_rpc_error
 from jobtask.v1 import task_service_pb2
-from jobtask.worker.lease import LeaseLost, StreamBroken, TaskLease
+from jobtask.worker.lease import LeaseLost, StreamBroken, TaskLease, seconds
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +74,13 @@ class SessionLink:
         # asyncio.get_running_loop() is a getpid() system call, a few per task otherwise.
         self.loop = asyncio.get_running_loop()
         self.loop_thread = threading.get_ident()
-        # While _read hands out a message's assignments: when the message arrived, the
-        # date of their leases' grant (the clock read once a message, not once a task).
-        self._granted_at: float | None = None
+        # While _read hands an assignment out (on_assignment): the assignment, its lease
+        # and ttl as read there, and when its message arrived, the date of the lease's
+        # grant (the clock read once a message, not once a task). See lease().
+        self._granting: task_service_pb2.TaskAssignment | None = None
+        self._granting_lease = task_service_pb2.Lease()
+        self._granting_ttl = 0.0
+        self._granted_at = 0.0
 
     # -- called by the agent and the leases ---------------------------------------------------
 
@@ -93,18 +97,25 @@ class SessionLink:
         *,
         on_instruction: Callable[[int, str], None],
         on_news: Callable[[], None],
+        task_uuid: str | None = None,
     ) -> SessionLease:
-        granted = assignment.lease
-        duration = granted.ttl
-        ttl = duration.seconds + duration.nanos / 1e9  # (seconds(), written out)
+        """The assignment's lease (`task_uuid`: its task's, if the caller read it)."""
+        granted_at = None
+        if assignment is self._granting:
+            # The assignment _read hands out: its lease and ttl were read there (each read
+            # of a message field costs), and its grant is dated by its message's arrival.
+            granted, ttl, granted_at = self._granting_lease, self._granting_ttl, self._granted_at
+        else:
+            granted = assignment.lease
+            ttl = seconds(granted.ttl)
         lease = SessionLease(
             self,
-            assignment.task.uuid,
+            task_uuid or assignment.task.uuid,
             granted.lease_id,
             ttl if ttl > 0 else self.ttl,
             on_instruction=on_instruction,
             on_news=on_news,
-            granted_at=self._granted_at,
+            granted_at=granted_at,
         )
         self.leases[lease.task_uuid] = lease
         return lease
@@ -272,13 +283,17 @@ class SessionLink:
             self._granted_at = time.monotonic()
             try:
                 for assignment in response.assignments:
-                    duration = assignment.lease.ttl
+                    granted = assignment.lease
+                    duration = granted.ttl
                     ttl = duration.seconds + duration.nanos / 1e9  # (seconds(), written out)
                     if ttl > 0:
                         self.ttl = ttl
+                    self._granting = assignment
+                    self._granting_lease = granted
+                    self._granting_ttl = ttl
                     self.on_assignment(assignment)
             finally:
-                self._granted_at = None
+                self._granting = None
             # A heartbeat's answer renewed every lease it names, no earlier than the
             # heartbeat was sent (see TaskLease.renewed_at). The server answers heartbeats
             # that arrive while it is busy once, together: the answer is dated by the oldest
