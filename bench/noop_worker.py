@@ -36,6 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from jobtask.collector import freeze_startup_heap
 from jobtask.event_loop import run
 from jobtask.sdk.config import ClientConfig
 from jobtask.v1 import job_task_pb2
@@ -126,6 +127,7 @@ async def main() -> None:
                 stop.set()
 
         worker = Worker(config, registry(args.creator, created, probes), on_decided=decided)
+        freeze_startup_heap()  # as `jobtask worker` does
         if args.coordinated:
             announce(ready=True)
             await asyncio.to_thread(sys.stdin.readline)

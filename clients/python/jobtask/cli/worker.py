@@ -9,6 +9,7 @@ import os
 import signal
 from typing import Any
 
+from jobtask.collector import freeze_startup_heap
 from jobtask.event_loop import running_loop
 from jobtask.worker import Worker, WorkerConfig, functions
 
@@ -82,5 +83,6 @@ async def run_worker(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     log.info("event loop: %s", running_loop())
     print(f"worker {config.worker_id}: {config.slots} slot(s) on {config.node_name}", flush=True)
+    freeze_startup_heap()  # (the functions' module is imported by now)
     await Worker(config, registry).run(stop)
     return 0

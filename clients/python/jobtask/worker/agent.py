@@ -130,7 +130,9 @@ class Worker:
 
     def _assigned(self, assignment: task_service_pb2.TaskAssignment) -> None:
         assert self._client is not None and self._link is not None
-        if self._stopping.is_set() or self._told_to_stop() or not self.free_slots:
+        # (Told to stop: run()'s stop is set; the session hears it a few turns later.)
+        stop = self._stop
+        if self._stopping.is_set() or (stop is not None and stop.is_set()) or not self.free_slots:
             # Pushed while we stop (or beyond our slots): straight back to the queue.
             log.info("task %s: handed back unstarted", assignment.task.uuid)
             self._link.enqueue(
@@ -219,7 +221,9 @@ class Worker:
             # the decision comes by callback, after this task ended (waking it for the
             # decision cost each task another turn of the loop).
             over = functools.partial(self._over, slot, run)
-            run.task = asyncio.create_task(run.carry(over, self._tasks.discard))
+            # (The loop's own create_task: asyncio.create_task asks for the running loop,
+            # a getpid() system call in CPython 3.11.)
+            run.task = run.stream.link.loop.create_task(run.carry(over, self._tasks.discard))
         else:
             run.task = asyncio.create_task(self._run(slot, run))
         self._tasks.add(run.task)
@@ -247,16 +251,13 @@ class Worker:
         finally:
             del self.runs[slot]
             heapq.heappush(self.free_slots, slot)
-            self._slot_freed.set()
             # No credit once told to stop (on_decided may have told it just now): the
             # server would push tasks only to have them handed back.
             link, stop = self._link, self._stop
-            if link is not None and not (stop is not None and stop.is_set()):
+            if link is None:
+                self._slot_freed.set()  # (only the claim loop waits for a free slot)
+            elif not (stop is not None and stop.is_set()):
                 link.credit(1)
-
-    def _told_to_stop(self) -> bool:
-        """run()'s stop is set: the session hears it a few turns of the loop later."""
-        return self._stop is not None and self._stop.is_set()
 
     async def _say_goodbye(self, client: AsyncClient) -> None:
         """Tells the registry this worker stopped cleanly (else it would be shown lost)."""

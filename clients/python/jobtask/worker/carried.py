@@ -31,6 +31,14 @@ log = logging.getLogger("jobtask.worker.agent")
 
 class CarriedRun(Run):
     stream: SessionLease
+    # Who hears the decision (until told), whether the exit is queued and the decision
+    # awaited, and whether a flush of urgent reports is on its way (class defaults: see
+    # Run's).
+    _on_over: Decided | None = None
+    _awaiting = False
+    _flush_queued = False
+    _loop: asyncio.AbstractEventLoop | None = None
+    _loop_thread = 0
 
     def __init__(
         self,
@@ -42,14 +50,12 @@ class CarriedRun(Run):
     ) -> None:
         super().__init__(config, assignment, slot)
         self.function = function
-        self.stream = link.lease(assignment, on_instruction=self._instructed, on_news=self._news)
-        # Who hears the decision (until told), whether the exit is queued and the
-        # decision awaited, and whether a flush of urgent reports is on its way.
-        self._on_over: Decided | None = None
-        self._awaiting = False
-        self._flush_queued = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread = 0
+        self.stream = link.lease(
+            assignment,
+            on_instruction=self._instructed,
+            on_news=self._news,
+            task_uuid=self.task_uuid,
+        )
 
     async def run(self) -> job_task_pb2.JobTask | None:
         """Runs the task to its end; the task as decided, or None if the lease was lost."""
@@ -68,8 +74,8 @@ class CarriedRun(Run):
         lease = self.stream
         self._on_over = over
         try:
-            self._loop = asyncio.get_running_loop()
-            self._loop_thread = threading.get_ident()
+            self._loop = lease.link.loop
+            self._loop_thread = lease.link.loop_thread
             # The opening note waits in the outbox: the watch below looks at the run no
             # later than its log is due (within a tick, at most log_flush_seconds).
             self._first_pending = time.monotonic()
@@ -81,7 +87,8 @@ class CarriedRun(Run):
             if self.handing_back:
                 process.terminate(self.config.kill_grace)
             lease.link.watch(lease, self._on_tick)
-            self.exit = await process.wait()
+            # (The worker's task is this run's own: no asyncio.current_task() to find it.)
+            self.exit = await process.wait(self.task if ended is not None else None)
             if self._expired or lease.lost_reason is not None:
                 return  # (nothing more is sent: not the closing note either)
             self.outbox.add_log(self._closing_note(self.exit))

@@ -95,6 +95,15 @@ def load(spec: str) -> Functions:
 class TaskContext:
     """What a task function sees of its task, and how it reports (see the module)."""
 
+    # What most tasks never change, as class defaults: a context is made for every task
+    # (an assignment here is one attribute store fewer each).
+    _client: AsyncClient | None = None
+    # Set on the event loop, read from any thread (a plain function's): a bool will do.
+    _cancel = False
+    _cancelled: asyncio.Event | None = None  # made when something waits for it
+    reported_success: bool | None = None
+    reported_output: str | None = None
+
     def __init__(
         self,
         assignment: task_service_pb2.TaskAssignment,
@@ -104,14 +113,8 @@ class TaskContext:
     ) -> None:
         self.assignment = assignment
         self._client_config = client
-        self._client: AsyncClient | None = None
         self._report = report
         self._log = log
-        # Set on the event loop, read from any thread (a plain function's): a bool will do.
-        self._cancel = False
-        self._cancelled: asyncio.Event | None = None  # made when something waits for it
-        self.reported_success: bool | None = None
-        self.reported_output: str | None = None
 
     # What the assignment says, read from it when first asked (a short task may never ask,
     # and each read of a nested message costs).
@@ -218,19 +221,20 @@ class FunctionRun:
     turns its own cancel into the exit of a killed process."""
 
     pid = 0
+    # The state a run starts in, as class defaults (one is made for every task).
+    _signal: int | None = None
+    _task: asyncio.Task[Any] | None = None
+    # "new" until wait() runs the function, "running" while it does, then "ended".
+    _state = "new"
+    _killed = False
+    # kill() cancelled the task running the function, and wait() has not yet taken
+    # that cancel back (Task.uncancel).
+    _cancel_sent = False
+    _timer: asyncio.TimerHandle | None = None
 
     def __init__(self, fn: TaskFunction, ctx: TaskContext) -> None:
         self.fn = fn
         self.ctx = ctx
-        self._signal: int | None = None
-        self._task: asyncio.Task[Any] | None = None
-        # "new" until wait() runs the function, "running" while it does, then "ended".
-        self._state = "new"
-        self._killed = False
-        # kill() cancelled the task running the function, and wait() has not yet taken
-        # that cancel back (Task.uncancel).
-        self._cancel_sent = False
-        self._timer: asyncio.TimerHandle | None = None
 
     @property
     def ended(self) -> bool:
@@ -273,12 +277,13 @@ class FunctionRun:
             self._cancel_sent = True
             self._task.cancel()
 
-    async def wait(self) -> Exit:
-        """Runs the function to its end (in the calling task): its exit."""
+    async def wait(self, task: asyncio.Task[Any] | None = None) -> Exit:
+        """Runs the function to its end (in the calling task, `task` if the caller knows
+        it): its exit."""
         try:
             if self._killed:
                 return Exit(signal=signal.SIGKILL)  # killed before it started
-            self._task = asyncio.current_task()
+            self._task = task or asyncio.current_task()
             self._state = "running"
             try:
                 # (An async function is awaited here: no coroutine of ours around it.)
@@ -297,11 +302,12 @@ class FunctionRun:
             if self._timer is not None:
                 self._timer.cancel()
             # The kill's cancel, if the function swallowed it or raised something else.
-            self._uncancel()
+            if self._cancel_sent:
+                self._uncancel()
             if self.ctx._client is not None:  # (most tasks never open one)
                 with contextlib.suppress(Exception):
                     await self.ctx.close()
-        if self.ctx.cancelled and self._signal is not None:
+        if self.ctx._cancel and self._signal is not None:
             # Returned after a cancel: it stopped as asked, like a script ending on SIGINT
             # (or after a kill whose cancel it swallowed: killed all the same).
             return Exit(signal=self._signal)

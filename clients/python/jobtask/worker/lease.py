@@ -49,6 +49,12 @@ class LeaseNews(Protocol):
 
 
 class TaskLease:
+    # What the server decided (its answer to the exit), or why the lease is gone; class
+    # defaults, as a lease is made for every task.
+    final: job_task_pb2.JobTask | None = None
+    lost_reason: str | None = None
+    _seq = 0
+
     def __init__(
         self,
         task_uuid: str,
@@ -57,6 +63,7 @@ class TaskLease:
         *,
         on_instruction: Callable[[int, str], None],
         on_news: Callable[[], None],
+        granted_at: float | None = None,
     ) -> None:
         self.task_uuid = task_uuid
         self.lease_id = lease_id
@@ -68,12 +75,10 @@ class TaskLease:
         # now). A renewal is dated by when the message it answers was sent, not by when its
         # answer arrived: the server renewed in between, so the lease expires no earlier
         # than that plus a ttl, and a worker that kills its process by this date does so
-        # before the server can reap the lease, however slow the answer was.
-        self.renewed_at = time.monotonic()
+        # before the server can reap the lease, however slow the answer was. (`granted_at`:
+        # when the assignment arrived, if the carrier read the clock then.)
+        self.renewed_at = time.monotonic() if granted_at is None else granted_at
         self._sent_at: dict[int, float] = {}
-        self.final: job_task_pb2.JobTask | None = None
-        self.lost_reason: str | None = None
-        self._seq = 0
         self._unacked: list[task_service_pb2.RunTaskRequest] = []
 
     @property

@@ -77,19 +77,11 @@ class Outbox:
     in full, in order."""
 
     def __init__(self) -> None:
-        # (_reset() written out: an outbox is made for every task.)
+        # (Written out here and in take(): an outbox is made for every task.)
         self.progress: float | None = None
         self.output: str | None = None
         self.success: bool | None = None
         self._log: list[str] = []
-        self.log_bytes = 0
-        self.dropped = 0
-
-    def _reset(self) -> None:
-        self.progress = None
-        self.output = None
-        self.success = None
-        self._log = []
         self.log_bytes = 0
         self.dropped = 0
 
@@ -135,5 +127,11 @@ class Outbox:
         if self.dropped:
             self._log.insert(0, f"[jobtask-worker: {self.dropped} bytes of log dropped]\n")
         message.log = "".join(self._log)
-        self._reset()
+        # Empty again (as __init__ makes it).
+        self.progress = None
+        self.output = None
+        self.success = None
+        self._log = []
+        self.log_bytes = 0
+        self.dropped = 0
         return message

@@ -9,6 +9,7 @@ it), the lease watchdog's verdict, and the exit report.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 
@@ -35,11 +36,37 @@ def note(text: str) -> str:
     return f"[jobtask-worker] {text}\n"
 
 
+# The notes that open and close an attempt's log, made once for each attempt number (and
+# worker, and way it ended), not once a task: most tasks are first attempts that exit 0.
+@functools.lru_cache(maxsize=256)
+def opening_note(attempt: int, node_name: str, worker_id: str) -> str:
+    return note(f"attempt {attempt} on {node_name} (worker {worker_id})")
+
+
+def closing_note(attempt: int, exit_status: Exit) -> str:
+    # (Keyed by the exit's fields: an Exit's own hash is a call into Python.)
+    return _closing_note(attempt, exit_status.exit_code, exit_status.signal)
+
+
+@functools.lru_cache(maxsize=256)
+def _closing_note(attempt: int, exit_code: int | None, signal: int | None) -> str:
+    return note(f"attempt {attempt} ended: {Exit(exit_code, signal)}")
+
+
 class Run:
     """The parts of a run its kinds share; each kind sets `stream` (the lease) and says
     what _wake and _pending do."""
 
     stream: TaskLease
+    # The state a run starts in, as class defaults (a run is made for every task; most
+    # keep these to the end).
+    process: ScriptProcess | FunctionRun | None = None
+    exit: Exit | None = None
+    handing_back = False
+    _exit_sent = False
+    _instructions: tuple[int, ...] = ()  # acted on (most runs get none)
+    _first_pending: float | None = None
+    _expired = False
 
     def __init__(
         self, config: WorkerConfig, assignment: task_service_pb2.TaskAssignment, slot: int
@@ -47,15 +74,10 @@ class Run:
         self.config = config
         self.assignment = assignment
         self.slot = slot
-        self.task_uuid = assignment.task.uuid
+        task = assignment.task
+        self.task_uuid = task.uuid
+        self.attempt = task.attempt
         self.outbox = Outbox()
-        self.process: ScriptProcess | FunctionRun | None = None
-        self.exit: Exit | None = None
-        self.handing_back = False
-        self._exit_sent = False
-        self._instructions: tuple[int, ...] = ()  # acted on (most runs get none)
-        self._first_pending: float | None = None
-        self._expired = False
         # The task the worker runs this in (jobtask.worker.agent).
         self.task: asyncio.Task[None]
 
@@ -80,12 +102,10 @@ class Run:
     def _opening_note(self) -> str:
         # Each attempt's part of the task log opens and closes with a line of ours, so that
         # `jobtask logs` shows where one attempt ends and why, and where the next begins.
-        attempt = self.assignment.task.attempt
-        config = self.config
-        return note(f"attempt {attempt} on {config.node_name} (worker {config.worker_id})")
+        return opening_note(self.attempt, self.config.node_name, self.config.worker_id)
 
     def _closing_note(self, exit_status: Exit) -> str:
-        return note(f"attempt {self.assignment.task.attempt} ended: {exit_status}")
+        return closing_note(self.attempt, exit_status)
 
     def _log(self, text: str) -> None:
         if not text:

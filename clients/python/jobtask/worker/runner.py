@@ -71,7 +71,10 @@ class TaskRun(Run):
         # The worker's session carries the task (or, without one, its own RunTask stream).
         if link is not None:
             self.stream = link.lease(
-                assignment, on_instruction=self._instructed, on_news=self._news
+                assignment,
+                on_instruction=self._instructed,
+                on_news=self._news,
+                task_uuid=self.task_uuid,
             )
         else:
             ttl = seconds(assignment.lease.ttl)

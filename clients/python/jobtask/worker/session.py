@@ -18,6 +18,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,7 +27,7 @@ import grpc
 from jobtask.sdk.client import AsyncClient
 from jobtask.sdk.errors import PermissionDeniedError, UnauthenticatedError, from_rpc_error
 from jobtask.v1 import task_service_pb2
-from jobtask.worker.lease import StreamBroken, TaskLease, seconds
+from jobtask.worker.lease import LeaseLost, StreamBroken, TaskLease, seconds
 
 log = logging.getLogger(__name__)
 
@@ -62,16 +63,33 @@ class SessionLink:
         # When each heartbeat still unanswered was sent, oldest first.
         self._beats: collections.deque[float] = collections.deque()
         self._wake = asyncio.Event()
+        # Set with _wake by credit() and enqueue(), cleared with it by the writer: while
+        # it is set, the next of the many credits and reports a message gathers (one or
+        # two a task) need not call into the Event again.
+        self._woken = False
         self._call: Any = None
         self._connected = asyncio.Event()
         self._closing = False
+        # The loop (and its thread) the session runs on, asked once: in CPython 3.11 every
+        # asyncio.get_running_loop() is a getpid() system call, a few per task otherwise.
+        self.loop = asyncio.get_running_loop()
+        self.loop_thread = threading.get_ident()
+        # While _read hands an assignment out (on_assignment): the assignment, its lease
+        # and ttl as read there, and when its message arrived, the date of the lease's
+        # grant (the clock read once a message, not once a task). See lease().
+        self._granting: task_service_pb2.TaskAssignment | None = None
+        self._granting_lease = task_service_pb2.Lease()
+        self._granting_ttl = 0.0
+        self._granted_at = 0.0
 
     # -- called by the agent and the leases ---------------------------------------------------
 
     def credit(self, slots: int = 1) -> None:
         """Slots freed: the server may assign this many more tasks."""
         self._credits += slots
-        self._wake.set()
+        if not self._woken:
+            self._woken = True
+            self._wake.set()
 
     def lease(
         self,
@@ -79,15 +97,25 @@ class SessionLink:
         *,
         on_instruction: Callable[[int, str], None],
         on_news: Callable[[], None],
+        task_uuid: str | None = None,
     ) -> SessionLease:
-        ttl = seconds(assignment.lease.ttl)
+        """The assignment's lease (`task_uuid`: its task's, if the caller read it)."""
+        granted_at = None
+        if assignment is self._granting:
+            # The assignment _read hands out: its lease and ttl were read there (each read
+            # of a message field costs), and its grant is dated by its message's arrival.
+            granted, ttl, granted_at = self._granting_lease, self._granting_ttl, self._granted_at
+        else:
+            granted = assignment.lease
+            ttl = seconds(granted.ttl)
         lease = SessionLease(
             self,
-            assignment.task.uuid,
-            assignment.lease.lease_id,
+            task_uuid or assignment.task.uuid,
+            granted.lease_id,
             ttl if ttl > 0 else self.ttl,
             on_instruction=on_instruction,
             on_news=on_news,
+            granted_at=granted_at,
         )
         self.leases[lease.task_uuid] = lease
         return lease
@@ -100,7 +128,9 @@ class SessionLink:
         within a tick costs no timer of its own (its run flushes its log and watches its
         lease from these calls)."""
         lease.on_tick = on_tick
-        self.wake_by(min(lease.deadline(), time.monotonic() + self.tick))
+        when = min(lease.deadline(), time.monotonic() + self.tick)
+        if self._sweep is None or self._sweep_when > when:  # (wake_by's test, written out)
+            self.wake_by(when)
 
     def wake_by(self, when: float) -> None:
         """The watched leases are looked at no later than `when` (time.monotonic())."""
@@ -109,7 +139,7 @@ class SessionLink:
                 return
             self._sweep.cancel()
         self._sweep_when = when
-        self._sweep = asyncio.get_running_loop().call_later(when - time.monotonic(), self._on_sweep)
+        self._sweep = self.loop.call_later(when - time.monotonic(), self._on_sweep)
 
     def _on_sweep(self) -> None:
         self._sweep = None
@@ -133,7 +163,9 @@ class SessionLink:
 
     def enqueue(self, message: task_service_pb2.RunTaskRequest) -> None:
         self._queue.append(message)
-        self._wake.set()
+        if not self._woken:
+            self._woken = True
+            self._wake.set()
 
     def forget(self, lease: SessionLease) -> None:
         if self.leases.get(lease.task_uuid) is lease:
@@ -232,6 +264,7 @@ class SessionLink:
                     await self._call.done_writing()
                 return
             self._wake.clear()
+            self._woken = False
             waiter = asyncio.ensure_future(self._wake.wait())
             await asyncio.wait(
                 {waiter, reader},
@@ -247,11 +280,20 @@ class SessionLink:
             response = await call.read()
             if response is grpc.aio.EOF:  # type: ignore[attr-defined]
                 return
-            for assignment in response.assignments:
-                ttl = seconds(assignment.lease.ttl)
-                if ttl > 0:
-                    self.ttl = ttl
-                self.on_assignment(assignment)
+            self._granted_at = time.monotonic()
+            try:
+                for assignment in response.assignments:
+                    granted = assignment.lease
+                    duration = granted.ttl
+                    ttl = duration.seconds + duration.nanos / 1e9  # (seconds(), written out)
+                    if ttl > 0:
+                        self.ttl = ttl
+                    self._granting = assignment
+                    self._granting_lease = granted
+                    self._granting_ttl = ttl
+                    self.on_assignment(assignment)
+            finally:
+                self._granting = None
             # A heartbeat's answer renewed every lease it names, no earlier than the
             # heartbeat was sent (see TaskLease.renewed_at). The server answers heartbeats
             # that arrive while it is busy once, together: the answer is dated by the oldest
@@ -282,8 +324,16 @@ class SessionLease(TaskLease):
         *,
         on_instruction: Callable[[int, str], None],
         on_news: Callable[[], None],
+        granted_at: float | None = None,
     ) -> None:
-        super().__init__(task_uuid, lease_id, ttl, on_instruction=on_instruction, on_news=on_news)
+        super().__init__(
+            task_uuid,
+            lease_id,
+            ttl,
+            on_instruction=on_instruction,
+            on_news=on_news,
+            granted_at=granted_at,
+        )
         self.link = link
         # Set while the link's watch timer calls the lease's run (SessionLink.watch).
         self.on_tick: Callable[[float], float] | None = None
@@ -304,7 +354,8 @@ class SessionLease(TaskLease):
 
     def report(self, message: task_service_pb2.RunTaskRequest) -> None:
         """post() for a message that carries something (an exit always does)."""
-        self.check()
+        if self.lost_reason is not None:  # (check(), written out)
+            raise LeaseLost(self.lost_reason)
         self._number(message)
         message.task_uuid = self.task_uuid
         message.lease_id = self.lease_id
