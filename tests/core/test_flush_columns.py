@@ -4,6 +4,7 @@ rows all hold one value -- equal and of one type -- sent as that one value."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -58,3 +59,25 @@ def test_json_values_are_sent_as_the_columns_own_processor_sends_them() -> None:
         assert all(procs)  # JSON columns always have one
         expected = [tuple(p(v) for p, v in zip(procs, row, strict=True)) for row in rows]  # type: ignore[misc]
         assert driver_rows(engine, job_tasks, columns, rows) == expected
+
+
+def test_times_booleans_and_documents_go_as_sqlalchemy_would_send_them() -> None:
+    # flush_sql answers a datetime (SQLite's text), a bool (SQLite's integer) and a dict (the
+    # serializer's text) without SQLAlchemy's processors: byte for byte their values.
+    columns = ("created_at", "finished_at", "success", "parameters", "failure_reason")
+    utc = dt.UTC
+    plus_two = dt.timezone(dt.timedelta(hours=2))
+    rows = [
+        (dt.datetime(2026, 12, 5, 21, 50, 1, 123456, tzinfo=utc), None, True, {"a": 1}, None),
+        (dt.datetime(2026, 1, 2, 3, 4, 5), dt.datetime(1, 1, 1), False, {}, {"rule": "x"}),
+        (dt.datetime(999, 12, 31, 23, 59, 59, tzinfo=plus_two), dt.date(2026, 1, 1), None, [], {}),
+        (dt.datetime(2026, 6, 1, tzinfo=utc), dt.datetime.max, 1, {"b": [None, 2.5]}, "text"),
+    ]
+    for engine in (PG, sqlite_dialect(json_serializer=json_codec.dumps)):
+        procs = [job_tasks.c[name].type._cached_bind_processor(engine) for name in columns]
+        expected = [
+            tuple(v if p is None else p(v) for p, v in zip(procs, row, strict=True)) for row in rows
+        ]
+        got = driver_rows(engine, job_tasks, columns, rows)
+        assert got == expected
+        assert [tuple(map(type, row)) for row in got] == [tuple(map(type, r)) for r in expected]

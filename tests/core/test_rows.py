@@ -395,3 +395,22 @@ def test_an_etag_is_the_base36_md5_of_uuid_and_version(version: int) -> None:
     uuid = "zzzzz-ot0gb-000000000000012"
     digest = hashlib.md5(f"{uuid}:{version}".encode()).digest()
     assert etag.__wrapped__(uuid, version) == base36(int.from_bytes(digest, "big"))
+
+
+def test_naive_times_read_are_made_utc_by_value_and_the_kept_ones_are_bounded() -> None:
+    naive = NOW.replace(tzinfo=None)
+    columns = {**_task_columns(), "created_at": naive, "modified_at": naive, "failed_at": None}
+    first, second = task_row(dict(columns)), task_row(dict(columns))
+    for row in (first, second):
+        assert row.created_at == NOW and row.created_at.tzinfo is dt.UTC
+        assert row.modified_at.tzinfo is dt.UTC and row.failed_at is None
+    assert second.modified_at is first.created_at  # one object per value, shared
+    # An aware time is kept as it came; a new value past the bound empties what is kept.
+    aware = task_row({**_task_columns(), "started_at": NOW + dt.timedelta(hours=1)})
+    assert aware.started_at == NOW + dt.timedelta(hours=1)
+    for k in range(rows._AWARE_KEPT + 10):
+        value = naive + dt.timedelta(microseconds=k + 1)
+        assert task_row({**columns, "modified_at": value}).modified_at == value.replace(
+            tzinfo=dt.UTC
+        )
+        assert len(rows._AWARE) <= rows._AWARE_KEPT

@@ -62,6 +62,7 @@ SESSION_SETTINGS = {
 NOTIFY_CHANNEL = "jobtask_events"
 _CHANGED = "jobtask.changed"
 _AFTER_COMMIT = "jobtask.after_commit"
+_TALLY = "jobtask.tally"
 _NOTIFIED = "jobtask.notified"
 
 
@@ -80,6 +81,45 @@ def after_commit(conn: AsyncConnection, fn: Callable[[], None]) -> None:
     """Calls fn once this transaction committed (never if it rolls back or is retried):
     for logs and metrics of what it changed."""
     conn.info.setdefault(_AFTER_COMMIT, []).append(fn)
+
+
+class _Tally:
+    """A transaction's metric steps, taken at once after its commit: one `inc` per counter
+    (a claim or a completion group of 100 tasks counted with one step, not 100) and each
+    observation in the order made, with no closure and no callback per task."""
+
+    __slots__ = ("counts", "observed")
+
+    def __init__(self) -> None:
+        self.counts: dict[Any, float] = {}
+        self.observed: list[tuple[Any, float]] = []
+
+    def __call__(self) -> None:
+        for counter, amount in self.counts.items():
+            counter.inc(amount)
+        for histogram, value in self.observed:
+            histogram.observe(value)
+
+
+def _tally(conn: AsyncConnection) -> _Tally:
+    info = conn.info
+    tally: _Tally | None = info.get(_TALLY)
+    if tally is None:
+        tally = info[_TALLY] = _Tally()
+        after_commit(conn, tally)
+    return tally
+
+
+def count_after_commit(conn: AsyncConnection, counter: Any, amount: float = 1) -> None:
+    """Adds `amount` to `counter` (a prometheus_client Counter, or a labelled child) once this
+    transaction committed (never if it rolls back or is retried), as after_commit would."""
+    counts = _tally(conn).counts
+    counts[counter] = counts.get(counter, 0) + amount
+
+
+def observe_after_commit(conn: AsyncConnection, histogram: Any, value: float) -> None:
+    """histogram.observe(value) once this transaction committed, as count_after_commit."""
+    _tally(conn).observed.append((histogram, value))
 
 
 def default_url() -> str:
@@ -247,12 +287,14 @@ class Database:
         conn.info.pop(_CHANGED, None)
         conn.info.pop(_NOTIFIED, None)
         conn.info.pop(_AFTER_COMMIT, None)
+        conn.info.pop(_TALLY, None)
         # Not in a `finally`: after a failed or canceled statement SQLAlchemy has invalidated
         # the connection, and touching conn.info then raises PendingRollbackError -- which
         # replaced a CancelledError and kept a canceled background loop (the pruner) alive,
         # hanging shutdowns. What fn left for after the commit goes with its transaction.
         result = await fn(conn)
         done: list[Callable[[], None]] = conn.info.pop(_AFTER_COMMIT, [])
+        conn.info.pop(_TALLY, None)  # (in `done` if any step was taken)
         changed = bool(conn.info.pop(_CHANGED, False))
         if changed and not conn.info.pop(_NOTIFIED, False):
             await self._announce(conn)

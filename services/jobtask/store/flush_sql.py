@@ -22,6 +22,7 @@ back exactly as one written through SQLAlchemy.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -30,7 +31,7 @@ from typing import Any
 
 from jobtask.store.database import mark_changed
 from jobtask.store.schema import events, job_tasks, jobs, task_attempts
-from sqlalchemy import JSON, DateTime, Table
+from sqlalchemy import JSON, Boolean, DateTime, Table
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -95,11 +96,76 @@ def _processors(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> tup
         type_ = table.c[name].type
         proc: Processor = type_._cached_bind_processor(dialect)
         if proc is not None and isinstance(type_, DateTime):
+            if getattr(type_.dialect_impl(dialect), "_storage_format", None) == _SQLITE_TIME:
+                proc = _sqlite_time(proc)
             proc = _last_kept(proc)
         elif proc is not None and isinstance(type_, JSON):
-            proc = _empty_kept(proc)
+            proc = _empty_kept(_dict_direct(proc, dialect))
+        elif (
+            proc is not None and isinstance(type_, Boolean) and not dialect.supports_native_boolean
+        ):
+            proc = _bool_as_int(proc)
         found.append(proc)
     return tuple(found)
+
+
+# SQLite's DATETIME text as SQLAlchemy writes it (its default storage format).
+_SQLITE_TIME = (
+    "%(year)04d-%(month)02d-%(day)02d %(hour)02d:%(minute)02d:%(second)02d.%(microsecond)06d"
+)
+_SQLITE_TIME_TUPLE = "%04d-%02d-%02d %02d:%02d:%02d.%06d"
+
+
+def _sqlite_time(proc: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """proc for a datetime, its format given a tuple: the same text (the wall-clock time,
+    any zone left out) at ~60 % of the cost of SQLAlchemy's, which builds a dict a value.
+    Anything else (None, a date) goes to proc."""
+
+    def process(value: Any) -> Any:
+        if value.__class__ is not dt.datetime:
+            return proc(value)
+        v = value
+        return _SQLITE_TIME_TUPLE % (
+            v.year,
+            v.month,
+            v.day,
+            v.hour,
+            v.minute,
+            v.second,
+            v.microsecond,
+        )
+
+    return process
+
+
+def _dict_direct(proc: Callable[[Any], Any], dialect: Dialect) -> Callable[[Any], Any]:
+    """proc, a dict going straight to the engine's JSON serializer where proc's answer for a
+    dict is the serializer's (checked here, once): SQLAlchemy's wrapper first tests the value
+    against its null markers, a Python call and two tests for each payload, ~7 a job."""
+    serializer = getattr(dialect, "_json_serializer", None)
+    probe = {"a": [1, None], "b": "c"}
+    if serializer is None or proc(probe) != serializer(probe):
+        return proc
+
+    def process(value: Any) -> Any:
+        if value.__class__ is dict:
+            return serializer(value)
+        return proc(value)
+
+    return process
+
+
+def _bool_as_int(proc: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """proc (a Boolean's, where the driver stores integers) answering True and False at once."""
+
+    def process(value: Any) -> Any:
+        if value is True:
+            return 1
+        if value is False:
+            return 0
+        return proc(value)
+
+    return process
 
 
 def _empty_kept(proc: Callable[[Any], Any]) -> Callable[[Any], Any]:
