@@ -18,9 +18,10 @@ import argparse
 import logging
 import os
 
+from jobtask.collector import freeze_startup_heap
 from jobtask.event_loop import run
 from jobtask.manager.tokens import issue_token
-from jobtask.server.app import freeze_startup_heap, serve_all
+from jobtask.server.app import serve_all
 
 from bench.capture import Capture
 from bench.harness import announce, wait_for_stdin_close

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import gc
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -226,28 +225,6 @@ class Services:
 
     async def wait(self) -> None:
         await asyncio.gather(*(s.wait_for_termination() for s in self.servers))
-
-
-# Container objects allocated (net) before a young-generation collection; Python's
-# default is 700.
-YOUNG_GC_THRESHOLD = 10_000
-
-
-def freeze_startup_heap() -> None:
-    """For a server process, once it serves: what starting made (modules, protobuf
-    descriptors, compiled statements, the pool) is moved out of the cyclic collector's
-    sight. Its full collections, a pause for every call in flight, then scan what serving
-    makes, not all of that again (measured on a fan-out's server: 52 ms each before).
-
-    And the young generation is collected every YOUNG_GC_THRESHOLD allocations, not 700:
-    a group of 100 one-task jobs (rows, payloads, messages) lives for a few thousand
-    allocations, so at 700 most of it was scanned and promoted, and the older generations
-    collected the more often (one-task jobs on SQLite, 4,000 jobs: the collector's time
-    halved, 0.18 s to 0.09 s, about 22 us a job; no cycles are made per job)."""
-    gc.collect()
-    gc.freeze()
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(YOUNG_GC_THRESHOLD, older, oldest)
 
 
 async def _bounded(step: Callable[[], Awaitable[None]], what: str) -> None:

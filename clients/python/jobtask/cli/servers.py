@@ -227,8 +227,8 @@ class Running:
 
     async def until_signalled(self) -> None:
         """Returns on SIGINT or SIGTERM, or when a server ends by itself."""
+        from jobtask.collector import freeze_startup_heap
         from jobtask.event_loop import running_loop
-        from jobtask.server.app import freeze_startup_heap
 
         freeze_startup_heap()
         log.info("event loop: %s", running_loop())
