@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test setup lint generate clean proto-check bench chaos
+.PHONY: run test setup lint generate clean proto-check bench chaos screenshots
 
 $(BIN)/jobtask: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,3 +50,9 @@ chaos: setup
 	JOBTASK_CHAOS_FULL=1 JOBTASK_CHAOS_REPORT=docs/reliability.md \
 	JOBTASK_TEST_POSTGRES_URL=$${JOBTASK_TEST_POSTGRES_URL:-postgresql+asyncpg://jobtask:jobtask@127.0.0.1:5432/jobtask_test} \
 		$(BIN)/pytest -q -p no:cacheprovider tests/chaos -k "not status_machines"
+
+# The dashboard's pages as docs/screenshots/*.png (the README shows one), taken by its browser
+# tests; `make test` writes them into each test's temporary folder instead.
+screenshots: setup
+	scripts/ensure_chromium.sh
+	JOBTASK_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q -p no:cacheprovider tests/dashboard

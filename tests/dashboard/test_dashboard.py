@@ -1,10 +1,13 @@
 """The dashboard in a real browser against a real stack: sign in, jobs appear and finish live,
 a running job is canceled from the page (its worker stops the process), a worker appears and
 turns lost after kill -9, a refused action shows the server's message, no console errors.
-Screenshots of each page go to docs/screenshots/ (the README shows one)."""
+Screenshots of each page go to the test's own temporary folder, or to the folder named by
+JOBTASK_SCREENSHOTS (`make screenshots` sets it to docs/screenshots/, which the README shows):
+a test run never rewrites tracked files."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import httpx
@@ -16,15 +19,22 @@ from tests.clients.conftest import (
     ROOT_TOKEN,
     killed_at_exit,
 )
-from tests.conftest import ROOT
 from tests.dashboard.conftest import Browser, Stack
 from tests.polling import eventually
 from tests.processes import alive
 
-SHOTS = ROOT / "docs" / "screenshots"
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 # Generous: the machine is shared, the browser is slow to start.
 WAIT_MS = 60_000
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    """Where the pages' screenshots go."""
+    named = os.environ.get("JOBTASK_SCREENSHOTS")
+    folder = Path(named) if named else tmp_path / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 async def sign_in(browser: Browser) -> None:
@@ -55,7 +65,7 @@ async def test_the_token_stays_out_of_urls_and_a_bad_one_is_refused(
 
 
 async def test_jobs_run_and_are_canceled_from_the_page(
-    stack: Stack, browser: Browser, tmp_path: Path
+    stack: Stack, browser: Browser, tmp_path: Path, shots: Path
 ) -> None:
     page = browser.page
     await sign_in(browser)
@@ -72,8 +82,7 @@ async def test_jobs_run_and_are_canceled_from_the_page(
     for column in ("done", "mean"):
         bar = row.locator(f"td.{column} [role=progressbar]")
         assert await bar.get_attribute("aria-valuenow") == "100"
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SHOTS / "jobs.png"), full_page=True)
+    await page.screenshot(path=str(shots / "jobs.png"), full_page=True)
 
     # Its page: attributes, tasks at 100 %, the timeline, the log of its task.
     await page.click(f"#jobs-body tr[data-uuid='{job.uuid}'] a")
@@ -101,7 +110,7 @@ async def test_jobs_run_and_are_canceled_from_the_page(
     assert await attempt.locator("td.exit").inner_text() == "0"
     assert await page.locator("#action-cancel").count() == 0  # completed: not offered
     assert await page.locator("#action-requeue").count() == 1
-    await page.screenshot(path=str(SHOTS / "job.png"), full_page=True)
+    await page.screenshot(path=str(shots / "job.png"), full_page=True)
 
     # A running job canceled from its page: the worker stops the script.
     pidfile = tmp_path / "pids"
@@ -140,7 +149,7 @@ async def test_jobs_run_and_are_canceled_from_the_page(
     assert await page.locator("#attempts-body td.exit").all_inner_texts() == ["3"] * len(tried)
     assert await page.locator("#attempts-body .status.soft-failed").count() == len(tried) - 1
     assert await page.locator("#attempts-body .status.failed").count() == 1
-    await page.screenshot(path=str(SHOTS / "job-failed.png"), full_page=True)
+    await page.screenshot(path=str(shots / "job-failed.png"), full_page=True)
 
     # A refused action shows the server's own message: a read-only token may see the
     # job, and the page offers cancel (the status machine allows it), but the server says no.
@@ -182,7 +191,9 @@ async def test_jobs_run_and_are_canceled_from_the_page(
     assert len(browser.errors) <= 1, browser.errors
 
 
-async def test_workers_appear_live_and_turn_lost(stack: Stack, browser: Browser) -> None:
+async def test_workers_appear_live_and_turn_lost(
+    stack: Stack, browser: Browser, shots: Path
+) -> None:
     page = browser.page
     await sign_in(browser)
     await page.click("#nav a[data-page=workers]")
@@ -190,7 +201,7 @@ async def test_workers_appear_live_and_turn_lost(stack: Stack, browser: Browser)
     worker = await stack.workers.start("w", node="node7", JOBTASK_WORKER_TAGS="gpu")
     row = f"#workers-body tr[data-worker='{worker.worker_id}']"
     await page.locator(f"{row} .status.live").wait_for(timeout=WAIT_MS)
-    await page.screenshot(path=str(SHOTS / "workers.png"), full_page=True)
+    await page.screenshot(path=str(shots / "workers.png"), full_page=True)
     worker.proc.kill()  # kill -9: no goodbye
     await worker.proc.wait()
     await page.locator(f"{row} .status.lost").wait_for(timeout=WAIT_MS)
