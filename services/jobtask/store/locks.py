@@ -5,12 +5,13 @@ next holder). A transaction holding several jobs takes them in job id order."""
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import Any
 
 from jobtask.domain.errors import NotFound
 from jobtask.store.arrays import among, one_of
 from jobtask.store.rows import JobRow, TaskRow, job_row, jobs_and_tasks, task_row
 from jobtask.store.schema import job_tasks, jobs
-from sqlalchemy import bindparam, select, union_all
+from sqlalchemy import Row, bindparam, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = [
@@ -60,6 +61,11 @@ _LOCK_TASKS = (
     .with_for_update()
 )
 _LOCK_TASK = select(job_tasks).where(job_tasks.c.uuid == bindparam("uuid")).with_for_update()
+# SQLite's lock_pairs: one read of the named tasks with their jobs (no locks to order there).
+# Each task found by its uuid's index and its job by primary key: no other row is read.
+_SQLITE_PAIRS = _PAIRS.where(one_of(job_tasks.c.uuid, "uuids"))
+# Where a task's id is in a row of _PAIRS (after its job's columns; a job's id comes first).
+_PAIR_TASK_ID = len(jobs.c)
 
 
 _LOCK_JOBS_BY_UUID = (
@@ -106,8 +112,18 @@ async def lock_task(conn: AsyncConnection, uuid: str) -> tuple[JobRow, TaskRow]:
 
 async def lock_pairs(conn: AsyncConnection, uuids: Collection[str]) -> list[tuple[JobRow, TaskRow]]:
     """Locks tasks and their jobs (the jobs in id order, then the tasks): (job, task) for
-    each task found, in (job id, task id) order, one JobRow per job."""
+    each task found, in (job id, task id) order, one JobRow per job.
+
+    SQLite: one statement, a join, where PostgreSQL takes two. Its writer holds every row
+    from the transaction's start (BEGIN IMMEDIATE), so there is no lock order to keep and
+    no job to lose between two reads; the second statement was ~7 % of a group commit of
+    one-task jobs' completions (its execution and SQLAlchemy's per-execution work)."""
     named = {"uuids": list(uuids)}
+    if conn.dialect.name == "sqlite":
+        rows = await conn.execute(_SQLITE_PAIRS, named)
+        # Sorted here (no ORDER BY: a sort step in SQLite's plan for at most a group's rows
+        # costs more than this); jobs_and_tasks makes one JobRow of a job's adjacent rows.
+        return jobs_and_tasks(sorted(rows, key=_pair_order))
     held = {row.id: job_row(row) for row in await conn.execute(_LOCK_JOBS_OF_TASKS, named)}
     found = [task_row(row) for row in await conn.execute(_LOCK_TASKS, named)]
     # A task's job never changes; one created between the two statements, its job not
@@ -115,6 +131,10 @@ async def lock_pairs(conn: AsyncConnection, uuids: Collection[str]) -> list[tupl
     pairs = [(held[task.job_id], task) for task in found if task.job_id in held]
     pairs.sort(key=lambda pair: pair[0].id)  # stable: each job's tasks stay in id order
     return pairs
+
+
+def _pair_order(row: Row[Any]) -> tuple[int, int]:
+    return row[0], row[_PAIR_TASK_ID]
 
 
 async def lock_task_row(conn: AsyncConnection, uuid: str) -> TaskRow | None:
