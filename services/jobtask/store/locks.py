@@ -81,6 +81,8 @@ _TRY_LOCK_JOBS = (
     .with_for_update(skip_locked=True)
 )
 
+# SQLite's lock_job_then_others: its writer holds every row already.
+_JOBS_BY_ID = select(jobs).where(one_of(jobs.c.id, "ids"))
 # One job's row waited for, then others' locked unless held (lock_job_then_others): PostgreSQL
 # runs a UNION ALL's branches in order, so the first is locked before the others are tried.
 _LOCK_JOB_THEN_OTHERS = union_all(
@@ -165,7 +167,11 @@ async def lock_job_then_others(
     """lock_job(job_id=job_id), then try_lock_jobs(others), in one statement (one round
     trip): the first job is waited for, the others (not including it) are left out if
     another transaction holds them. NotFound if the first job is not found."""
-    rows = await conn.execute(_LOCK_JOB_THEN_OTHERS, {"job_id": job_id, "ids": sorted(others)})
+    if conn.dialect.name == "sqlite":
+        # No row another transaction could hold: one plain read of them all.
+        rows = await conn.execute(_JOBS_BY_ID, {"ids": [job_id, *others]})
+    else:
+        rows = await conn.execute(_LOCK_JOB_THEN_OTHERS, {"job_id": job_id, "ids": sorted(others)})
     got = {row.id: job_row(row) for row in rows}
     if job_id not in got:
         raise NotFound(f"job {job_id} not found")
