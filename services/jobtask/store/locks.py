@@ -81,7 +81,9 @@ _TRY_LOCK_JOBS = (
     .with_for_update(skip_locked=True)
 )
 
-# SQLite's lock_job_then_others: its writer holds every row already.
+# SQLite's lock_job_then_others: its writer holds every row already. The UNION ALL of two
+# subqueries cost SQLite ~43,000 instructions a one-task job more than this plain read
+# (each branch's rows copied through its subquery; bench/README.md, 2026-12-06).
 _JOBS_BY_ID = select(jobs).where(one_of(jobs.c.id, "ids"))
 # One job's row waited for, then others' locked unless held (lock_job_then_others): PostgreSQL
 # runs a UNION ALL's branches in order, so the first is locked before the others are tried.
@@ -118,8 +120,8 @@ async def lock_pairs(conn: AsyncConnection, uuids: Collection[str]) -> list[tupl
 
     SQLite: one statement, a join, where PostgreSQL takes two. Its writer holds every row
     from the transaction's start (BEGIN IMMEDIATE), so there is no lock order to keep and
-    no job to lose between two reads; the second statement was ~7 % of a group commit of
-    one-task jobs' completions (its execution and SQLAlchemy's per-execution work)."""
+    no job to lose between two reads; the second read cost ~25,000 instructions a one-task
+    job (bench/README.md, 2026-12-06, claim lane)."""
     named = {"uuids": list(uuids)}
     if conn.dialect.name == "sqlite":
         rows = await conn.execute(_SQLITE_PAIRS, named)
