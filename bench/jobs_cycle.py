@@ -22,6 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from jobtask.collector import freeze_startup_heap
 from jobtask.domain.reports import Batch, Report
 from jobtask.manager.context import Settings, WorkerSpec
 from jobtask.manager.reports import Submission
@@ -44,6 +45,7 @@ def _done() -> Batch:
 async def cycle(url: str, jobs: int, *, skip: bool) -> str:
     core = await Core.open(url, Settings())
     system = core.settings.system_caller()
+    freeze_startup_heap()  # as the server does once it serves (bench.server)
     for start in range(0, jobs, CLAIM):
         await core.jobs.create_many(system, [({"script": "noop"}, True)] * min(CLAIM, jobs - start))
     worker = WorkerSpec(worker_id="w1", node_name="node1", free_slots=CLAIM, slots=CLAIM, cores=2)
