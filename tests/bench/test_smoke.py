@@ -23,6 +23,7 @@ from bench import (
     fanout,
     floor,
     ingest,
+    jobs_cycle,
     latency,
     memory,
     throughput,
@@ -160,3 +161,13 @@ async def test_claim_path() -> None:
     assert figures["tasks"] == 200
     # (/proc counts 10 ms ticks: a smoke run's backends may show none.)
     assert figures["server_us"] > 0 and figures["database_us"] >= 0
+
+
+async def test_jobs_cycle(tmp_path: Any) -> None:
+    url = f"sqlite:///{tmp_path / 'jobtask.sqlite3'}"
+    line = await jobs_cycle.cycle(url, 250, skip=False)
+    # Every job claimed and completed (three claims of 100, the last of 50).
+    assert line.startswith("250 jobs: "), line
+    assert (
+        await jobs_cycle.cycle(f"sqlite:///{tmp_path / 'skip.sqlite3'}", 50, skip=True)
+    ).startswith("0 jobs: ")

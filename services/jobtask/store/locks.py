@@ -5,12 +5,13 @@ next holder). A transaction holding several jobs takes them in job id order."""
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import Any
 
 from jobtask.domain.errors import NotFound
 from jobtask.store.arrays import among, one_of
 from jobtask.store.rows import JobRow, TaskRow, job_row, jobs_and_tasks, task_row
 from jobtask.store.schema import job_tasks, jobs
-from sqlalchemy import bindparam, select, union_all
+from sqlalchemy import Row, bindparam, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = [
@@ -60,6 +61,11 @@ _LOCK_TASKS = (
     .with_for_update()
 )
 _LOCK_TASK = select(job_tasks).where(job_tasks.c.uuid == bindparam("uuid")).with_for_update()
+# SQLite's lock_pairs: one read of the named tasks with their jobs (no locks to order there).
+# Each task found by its uuid's index and its job by primary key: no other row is read.
+_SQLITE_PAIRS = _PAIRS.where(one_of(job_tasks.c.uuid, "uuids"))
+# Where a task's id is in a row of _PAIRS (after its job's columns; a job's id comes first).
+_PAIR_TASK_ID = len(jobs.c)
 
 
 _LOCK_JOBS_BY_UUID = (
@@ -75,6 +81,10 @@ _TRY_LOCK_JOBS = (
     .with_for_update(skip_locked=True)
 )
 
+# SQLite's lock_job_then_others: its writer holds every row already. The UNION ALL of two
+# subqueries cost SQLite ~43,000 instructions a one-task job more than this plain read
+# (each branch's rows copied through its subquery; bench/README.md, 2026-12-06).
+_JOBS_BY_ID = select(jobs).where(one_of(jobs.c.id, "ids"))
 # One job's row waited for, then others' locked unless held (lock_job_then_others): PostgreSQL
 # runs a UNION ALL's branches in order, so the first is locked before the others are tried.
 _LOCK_JOB_THEN_OTHERS = union_all(
@@ -106,8 +116,18 @@ async def lock_task(conn: AsyncConnection, uuid: str) -> tuple[JobRow, TaskRow]:
 
 async def lock_pairs(conn: AsyncConnection, uuids: Collection[str]) -> list[tuple[JobRow, TaskRow]]:
     """Locks tasks and their jobs (the jobs in id order, then the tasks): (job, task) for
-    each task found, in (job id, task id) order, one JobRow per job."""
+    each task found, in (job id, task id) order, one JobRow per job.
+
+    SQLite: one statement, a join, where PostgreSQL takes two. Its writer holds every row
+    from the transaction's start (BEGIN IMMEDIATE), so there is no lock order to keep and
+    no job to lose between two reads; the second read cost ~25,000 instructions a one-task
+    job (bench/README.md, 2026-12-06, claim lane)."""
     named = {"uuids": list(uuids)}
+    if conn.dialect.name == "sqlite":
+        rows = await conn.execute(_SQLITE_PAIRS, named)
+        # Sorted here (no ORDER BY: a sort step in SQLite's plan for at most a group's rows
+        # costs more than this); jobs_and_tasks makes one JobRow of a job's adjacent rows.
+        return jobs_and_tasks(sorted(rows, key=_pair_order))
     held = {row.id: job_row(row) for row in await conn.execute(_LOCK_JOBS_OF_TASKS, named)}
     found = [task_row(row) for row in await conn.execute(_LOCK_TASKS, named)]
     # A task's job never changes; one created between the two statements, its job not
@@ -115,6 +135,10 @@ async def lock_pairs(conn: AsyncConnection, uuids: Collection[str]) -> list[tupl
     pairs = [(held[task.job_id], task) for task in found if task.job_id in held]
     pairs.sort(key=lambda pair: pair[0].id)  # stable: each job's tasks stay in id order
     return pairs
+
+
+def _pair_order(row: Row[Any]) -> tuple[int, int]:
+    return row[0], row[_PAIR_TASK_ID]
 
 
 async def lock_task_row(conn: AsyncConnection, uuid: str) -> TaskRow | None:
@@ -145,7 +169,11 @@ async def lock_job_then_others(
     """lock_job(job_id=job_id), then try_lock_jobs(others), in one statement (one round
     trip): the first job is waited for, the others (not including it) are left out if
     another transaction holds them. NotFound if the first job is not found."""
-    rows = await conn.execute(_LOCK_JOB_THEN_OTHERS, {"job_id": job_id, "ids": sorted(others)})
+    if conn.dialect.name == "sqlite":
+        # No row another transaction could hold: one plain read of them all.
+        rows = await conn.execute(_JOBS_BY_ID, {"ids": [job_id, *others]})
+    else:
+        rows = await conn.execute(_LOCK_JOB_THEN_OTHERS, {"job_id": job_id, "ids": sorted(others)})
     got = {row.id: job_row(row) for row in rows}
     if job_id not in got:
         raise NotFound(f"job {job_id} not found")
