@@ -7,6 +7,7 @@ import gc
 import os
 import signal
 import sys
+import time
 import weakref
 from pathlib import Path
 from typing import Any
@@ -147,13 +148,18 @@ async def test_heartbeats_answered_together_do_not_date_later_renewals_too_early
     """The server answers heartbeats that arrived while it was busy once, together. The
     renewal is dated by the oldest of them, and the others are forgotten: the next beat's
     answer is dated by that beat, not by one the server had already answered."""
-    from jobtask.worker.session import SessionLink
+    from jobtask.worker.session import SessionLink, grant_of
 
     link = SessionLink(client=None, info=lambda: task_service_pb2.WorkerInfo(), on_assignment=print)  # type: ignore[arg-type]
     assignment = task_service_pb2.TaskAssignment(
         task={"uuid": "t"}, lease={"lease_id": "l", "ttl": {"seconds": 30}}
     )
-    lease = link.lease(assignment, on_instruction=lambda *_: None, on_news=lambda: None)
+    lease = link.lease(
+        "t",
+        grant_of(assignment, time.monotonic()),
+        on_instruction=lambda *_: None,
+        on_news=lambda: None,
+    )
 
     def answer() -> task_service_pb2.WorkerSessionResponse:
         update = task_service_pb2.TaskUpdate(task_uuid="t", lease={"lease_id": "l"})
@@ -186,14 +192,19 @@ async def test_a_closing_session_ends_as_its_last_lease_is_over() -> None:
     """A function's run ends its task as its exit is queued, so the worker may close its
     session while decisions are still to come: the session ends as the last lease is
     over, not a heartbeat interval later."""
-    from jobtask.worker.session import SessionLink
+    from jobtask.worker.session import SessionLink, grant_of
 
     link = SessionLink(client=None, info=task_service_pb2.WorkerInfo, on_assignment=print)  # type: ignore[arg-type]
     link.ttl = 3600.0  # the next heartbeat is far away
     assignment = task_service_pb2.TaskAssignment(
         task={"uuid": "t"}, lease={"lease_id": "l", "ttl": {"seconds": 3600}}
     )
-    lease = link.lease(assignment, on_instruction=lambda *_: None, on_news=lambda: None)
+    lease = link.lease(
+        "t",
+        grant_of(assignment, time.monotonic()),
+        on_instruction=lambda *_: None,
+        on_news=lambda: None,
+    )
     call = link._call = _Call()
     reader = asyncio.create_task(asyncio.Event().wait())  # hears nothing
     await link.close()
@@ -214,7 +225,7 @@ def _run_on_a_link(
     from jobtask.sdk.config import ClientConfig
     from jobtask.worker import WorkerConfig
     from jobtask.worker.carried import CarriedRun
-    from jobtask.worker.session import SessionLink
+    from jobtask.worker.session import SessionLink, grant_of
 
     config = WorkerConfig(
         client=ClientConfig("127.0.0.1:1", "127.0.0.1:1", "-"),
@@ -229,7 +240,7 @@ def _run_on_a_link(
         job={"uuid": "zzzzz-8i9sb-000000000000001", "script": "fn"},
         lease={"lease_id": "l1", "ttl": {"seconds": int(ttl), "nanos": int(ttl % 1 * 1e9)}},
     )
-    run = CarriedRun(config, assignment, 0, link, fn)
+    run = CarriedRun(config, assignment, 0, link, grant_of(assignment, time.monotonic()), fn)
     return run, link, assignment
 
 

@@ -26,7 +26,7 @@ from jobtask.worker.config import WorkerConfig
 from jobtask.worker.functions import Functions
 from jobtask.worker.run import Run
 from jobtask.worker.runner import TaskRun
-from jobtask.worker.session import SessionLink
+from jobtask.worker.session import Grant, SessionLink
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class Worker:
             log.warning("worker session did not close cleanly: %s", exc)
             session.cancel()
 
-    def _assigned(self, assignment: task_service_pb2.TaskAssignment) -> None:
+    def _assigned(self, assignment: task_service_pb2.TaskAssignment, grant: Grant) -> None:
         assert self._client is not None and self._link is not None
         # (Told to stop: run()'s stop is set; the session hears it a few turns later.)
         stop = self._stop
@@ -138,14 +138,14 @@ class Worker:
             self._link.enqueue(
                 task_service_pb2.RunTaskRequest(
                     task_uuid=assignment.task.uuid,
-                    lease_id=assignment.lease.lease_id,
+                    lease_id=grant[0],
                     seq=1,
                     exit_code=0,
                     handed_back=True,
                 )
             )
             return
-        self._start(self._client, assignment)
+        self._start(self._client, assignment, grant)
 
     async def _claim_until(self, stop: asyncio.Event, client: AsyncClient) -> None:
         backoff = 0.2
@@ -197,14 +197,21 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await waiter
 
-    def _start(self, client: AsyncClient, assignment: task_service_pb2.TaskAssignment) -> None:
+    def _start(
+        self,
+        client: AsyncClient,
+        assignment: task_service_pb2.TaskAssignment,
+        grant: Grant | None = None,
+    ) -> None:
+        """Runs the assignment in a free slot (`grant`: its lease as the session read it;
+        None for a claimed one)."""
         slot = heapq.heappop(self.free_slots)
         run: TaskRun | CarriedRun
         function = self.functions.get(assignment.job.script)
-        if function is not None and self._link is not None:
-            run = CarriedRun(self.config, assignment, slot, self._link, function)
+        if function is not None and self._link is not None and grant is not None:
+            run = CarriedRun(self.config, assignment, slot, self._link, grant, function)
         else:
-            run = TaskRun(client, self.config, assignment, slot, self._link, self.functions)
+            run = TaskRun(client, self.config, assignment, slot, self._link, self.functions, grant)
         self.runs[slot] = run
         if log.isEnabledFor(logging.INFO):  # (reading the message's fields costs too)
             log.info(

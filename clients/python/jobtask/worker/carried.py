@@ -21,7 +21,7 @@ from jobtask.v1 import job_task_pb2, task_service_pb2
 from jobtask.worker.config import WorkerConfig
 from jobtask.worker.functions import FunctionRun, TaskContext, TaskFunction
 from jobtask.worker.run import Run, ignored, unheard
-from jobtask.worker.session import SessionLease, SessionLink
+from jobtask.worker.session import Grant, SessionLease, SessionLink
 
 Decided = Callable[[job_task_pb2.JobTask | None], None]
 Ended = Callable[["asyncio.Task[None]"], None]
@@ -46,15 +46,13 @@ class CarriedRun(Run):
         assignment: task_service_pb2.TaskAssignment,
         slot: int,
         link: SessionLink,
+        grant: Grant,
         function: TaskFunction,
     ) -> None:
         super().__init__(config, assignment, slot)
         self.function = function
         self.stream = link.lease(
-            assignment,
-            on_instruction=self._instructed,
-            on_news=self._news,
-            task_uuid=self.task_uuid,
+            self.task_uuid, grant, on_instruction=self._instructed, on_news=self._news
         )
 
     async def run(self) -> job_task_pb2.JobTask | None:

@@ -27,7 +27,7 @@ import grpc
 from jobtask.sdk.client import AsyncClient
 from jobtask.sdk.errors import PermissionDeniedError, UnauthenticatedError, from_rpc_error
 from jobtask.v1 import task_service_pb2
-from jobtask.worker.lease import LeaseLost, StreamBroken, TaskLease, seconds
+from jobtask.worker.lease import LeaseLost, StreamBroken, TaskLease
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +39,26 @@ MAX_REPORTS = 500
 # The watch timer's shortest interval.
 MIN_SWEEP = 0.005
 
+# What the session read of an assignment's lease as it handed the assignment out: the lease
+# id, its ttl in seconds (0: none given) and when the message arrived, the date of the
+# lease's grant (the clock read once a message, not once a task). Each read of a message
+# field costs, so these are read once, where the assignment arrives.
+Grant = tuple[str, float, float]
+
+
+def grant_of(assignment: task_service_pb2.TaskAssignment, granted_at: float) -> Grant:
+    granted = assignment.lease
+    duration = granted.ttl
+    # (seconds(), written out: this runs for every assignment.)
+    return granted.lease_id, duration.seconds + duration.nanos / 1e9, granted_at
+
 
 class SessionLink:
     def __init__(
         self,
         client: AsyncClient,
         info: Callable[[], task_service_pb2.WorkerInfo],
-        on_assignment: Callable[[task_service_pb2.TaskAssignment], None],
+        on_assignment: Callable[[task_service_pb2.TaskAssignment, Grant], None],
         tick: float = 1.0,
     ) -> None:
         self.client = client
@@ -74,13 +87,6 @@ class SessionLink:
         # asyncio.get_running_loop() is a getpid() system call, a few per task otherwise.
         self.loop = asyncio.get_running_loop()
         self.loop_thread = threading.get_ident()
-        # While _read hands an assignment out (on_assignment): the assignment, its lease
-        # and ttl as read there, and when its message arrived, the date of the lease's
-        # grant (the clock read once a message, not once a task). See lease().
-        self._granting: task_service_pb2.TaskAssignment | None = None
-        self._granting_lease = task_service_pb2.Lease()
-        self._granting_ttl = 0.0
-        self._granted_at = 0.0
 
     # -- called by the agent and the leases ---------------------------------------------------
 
@@ -93,31 +99,24 @@ class SessionLink:
 
     def lease(
         self,
-        assignment: task_service_pb2.TaskAssignment,
+        task_uuid: str,
+        grant: Grant,
         *,
         on_instruction: Callable[[int, str], None],
         on_news: Callable[[], None],
-        task_uuid: str | None = None,
     ) -> SessionLease:
-        """The assignment's lease (`task_uuid`: its task's, if the caller read it)."""
-        granted_at = None
-        if assignment is self._granting:
-            # The assignment _read hands out: its lease and ttl were read there (each read
-            # of a message field costs), and its grant is dated by its message's arrival.
-            granted, ttl, granted_at = self._granting_lease, self._granting_ttl, self._granted_at
-        else:
-            granted = assignment.lease
-            ttl = seconds(granted.ttl)
+        """The lease of the assignment of task `task_uuid`, as _read granted it."""
+        lease_id, ttl, granted_at = grant
         lease = SessionLease(
             self,
-            task_uuid or assignment.task.uuid,
-            granted.lease_id,
+            task_uuid,
+            lease_id,
             ttl if ttl > 0 else self.ttl,
             on_instruction=on_instruction,
             on_news=on_news,
             granted_at=granted_at,
         )
-        self.leases[lease.task_uuid] = lease
+        self.leases[task_uuid] = lease
         return lease
 
     def watch(self, lease: SessionLease, on_tick: Callable[[float], float]) -> None:
@@ -280,20 +279,12 @@ class SessionLink:
             response = await call.read()
             if response is grpc.aio.EOF:  # type: ignore[attr-defined]
                 return
-            self._granted_at = time.monotonic()
-            try:
-                for assignment in response.assignments:
-                    granted = assignment.lease
-                    duration = granted.ttl
-                    ttl = duration.seconds + duration.nanos / 1e9  # (seconds(), written out)
-                    if ttl > 0:
-                        self.ttl = ttl
-                    self._granting = assignment
-                    self._granting_lease = granted
-                    self._granting_ttl = ttl
-                    self.on_assignment(assignment)
-            finally:
-                self._granting = None
+            granted_at = time.monotonic()
+            for assignment in response.assignments:
+                grant = grant_of(assignment, granted_at)
+                if grant[1] > 0:
+                    self.ttl = grant[1]
+                self.on_assignment(assignment, grant)
             # A heartbeat's answer renewed every lease it names, no earlier than the
             # heartbeat was sent (see TaskLease.renewed_at). The server answers heartbeats
             # that arrive while it is busy once, together: the answer is dated by the oldest
