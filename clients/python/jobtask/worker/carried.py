@@ -49,7 +49,7 @@ class CarriedRun(Run):
         grant: Grant,
         function: TaskFunction,
     ) -> None:
-        super().__init__(config, assignment, slot)
+        Run.__init__(self, config, assignment, slot)  # (see SessionLease.__init__)
         self.function = function
         self.stream = link.lease(
             self.task_uuid, grant, on_instruction=self._instructed, on_news=self._news

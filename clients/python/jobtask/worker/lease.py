@@ -60,7 +60,6 @@ class TaskLease:
         task_uuid: str,
         lease_id: str,
         ttl: float,
-        *,
         on_instruction: Callable[[int, str], None],
         on_news: Callable[[], None],
         granted_at: float | None = None,

@@ -317,14 +317,8 @@ class SessionLease(TaskLease):
         on_news: Callable[[], None],
         granted_at: float | None = None,
     ) -> None:
-        super().__init__(
-            task_uuid,
-            lease_id,
-            ttl,
-            on_instruction=on_instruction,
-            on_news=on_news,
-            granted_at=granted_at,
-        )
+        # (The base named, not super(): a super object and its lookup for every task.)
+        TaskLease.__init__(self, task_uuid, lease_id, ttl, on_instruction, on_news, granted_at)
         self.link = link
         # Set while the link's watch timer calls the lease's run (SessionLink.watch).
         self.on_tick: Callable[[float], float] | None = None
