@@ -125,10 +125,11 @@ class Run:
             self._reported(report)
 
     def _reported(self, report: Report) -> None:
-        self.outbox.apply(report)
+        outbox = self.outbox
+        outbox.apply(report)
         if self._first_pending is None:
             self._pending()
-        if self.outbox.urgent:
+        if outbox.output is not None or outbox.success is not None:  # (urgent, written out)
             self._wake()
 
     def _flush_due(self, now: float) -> bool:
