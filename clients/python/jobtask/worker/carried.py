@@ -141,7 +141,7 @@ class CarriedRun(Run):
     def _post_outbox(self) -> None:
         if self.stream.lost_reason is None:
             self._first_pending = None
-            self.stream.post(self.outbox.take(0))
+            self.stream.post(self.outbox.take())
 
     def _pending(self) -> None:
         if self._first_pending is not None:

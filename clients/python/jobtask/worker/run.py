@@ -141,7 +141,7 @@ class Run:
         return now - started >= self.config.log_flush_seconds
 
     def _exit_message(self, exit_status: Exit) -> task_service_pb2.RunTaskRequest:
-        message = self.outbox.take(0)
+        message = self.outbox.take()
         if self.handing_back:
             message.handed_back = True
         if exit_status.signal is not None:

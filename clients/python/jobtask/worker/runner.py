@@ -297,7 +297,7 @@ class TaskRun(Run):
 
     async def _flush(self) -> None:
         self._first_pending = None
-        await self.stream.send(self.outbox.take(0))
+        await self.stream.send(self.outbox.take())
 
     async def _pump(self) -> job_task_pb2.JobTask | None:
         last_send = time.monotonic()
