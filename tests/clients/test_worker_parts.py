@@ -301,7 +301,7 @@ async def test_a_function_run_ends_at_its_exit_and_the_decision_settles_it(
 
     run, link, assignment = _run_on_a_link(tmp_path, fn)
     heard: list[job_task_pb2.JobTask | None] = []
-    await asyncio.wait_for(run.carry(heard.append), DEADLINE)
+    await asyncio.wait_for(run.carry(lambda _, decided: heard.append(decided)), DEADLINE)
     (report,) = link._queue
     assert report.HasField("exit_code") and heard == []
     assert assignment.task.uuid in link.leases

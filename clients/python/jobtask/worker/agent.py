@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import heapq
 import logging
 import shutil
@@ -49,12 +48,13 @@ class Worker:
         self.task = self.functions.task
         # The lowest free slot first (a heap).
         self.free_slots = list(range(config.slots))
+        # The runs in the slots, each with its asyncio task (the run's `task`).
         self.runs: dict[int, Run] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
         self._link: SessionLink | None = None
         self._session: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._stopped = False  # (_stopping is set: asked for each assignment, a bool will do)
         self._stop: asyncio.Event | None = None  # run()'s, set by the caller
         self._client: AsyncClient | None = None
 
@@ -112,6 +112,7 @@ class Worker:
                     raise _refused(exc) from None
         finally:
             self._stopping.set()
+            self._stopped = True
             stopping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await stopping
@@ -132,7 +133,7 @@ class Worker:
         assert self._client is not None and self._link is not None
         # (Told to stop: run()'s stop is set; the session hears it a few turns later.)
         stop = self._stop
-        if self._stopping.is_set() or (stop is not None and stop.is_set()) or not self.free_slots:
+        if self._stopped or (stop is not None and stop.is_set()) or not self.free_slots:
             # Pushed while we stop (or beyond our slots): straight back to the queue.
             log.info("task %s: handed back unstarted", assignment.task.uuid)
             self._link.enqueue(
@@ -221,31 +222,26 @@ class Worker:
                 slot,
                 assignment.job.script,
             )
-        # The run takes itself out of _tasks as it ends (a done callback would cost each
-        # task another turn of the loop).
         if isinstance(run, CarriedRun):
             # A function on the session runs in a task of its own, with nothing around it;
             # the decision comes by callback, after this task ended (waking it for the
             # decision cost each task another turn of the loop).
-            over = functools.partial(self._over, slot, run)
             run.task = _named_task(
-                run.stream.link.loop, run.carry(over, self._tasks.discard), run.task_uuid
+                run.stream.link.loop, run.carry(self._over, own_task=True), run.task_uuid
             )
         else:
-            run.task = asyncio.create_task(self._run(slot, run))
-        self._tasks.add(run.task)
+            run.task = asyncio.create_task(self._run(run))
 
-    async def _run(self, slot: int, run: TaskRun) -> None:
+    async def _run(self, run: TaskRun) -> None:
         decided = None
         try:
             decided = await run.run()
         except Exception:
             log.exception("task %s: the worker failed running it", run.task_uuid)
         finally:
-            self._tasks.discard(run.task)
-            self._over(slot, run, decided)
+            self._over(run, decided)
 
-    def _over(self, slot: int, run: Run, decided: job_task_pb2.JobTask | None) -> None:
+    def _over(self, run: Run, decided: job_task_pb2.JobTask | None) -> None:
         """A run is over (`decided`: the task as the server decided it): its slot is free."""
         try:
             if decided is not None:
@@ -256,6 +252,7 @@ class Worker:
         except Exception:
             log.exception("task %s: the worker failed running it", run.task_uuid)
         finally:
+            slot = run.slot
             del self.runs[slot]
             heapq.heappush(self.free_slots, slot)
             # No credit once told to stop (on_decided may have told it just now): the
@@ -274,10 +271,12 @@ class Worker:
             log.warning("could not report the worker stopped: %s", exc)
 
     async def _hand_back_all(self) -> None:
-        for run in list(self.runs.values()):
+        runs = list(self.runs.values())
+        for run in runs:
             run.interrupt()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if runs:
+            # (A run leaves `runs` as its task ends, or after: a function's on its decision.)
+            await asyncio.gather(*(run.task for run in runs), return_exceptions=True)
 
 
 def _named_task(
