@@ -212,6 +212,31 @@ async def test_a_closing_session_ends_as_its_last_lease_is_over() -> None:
     reader.cancel()
 
 
+async def test_a_session_sends_its_reports_in_order_in_messages_of_at_most_max_reports() -> None:
+    """Reports made in the next message (new_report) and copied into it (enqueue) go in the
+    order they were queued, MAX_REPORTS a message at most; none is added to a message
+    once it is being sent."""
+    from jobtask.worker.session import MAX_REPORTS, SessionLink
+
+    link = SessionLink(client=None, info=task_service_pb2.WorkerInfo, on_assignment=print)  # type: ignore[arg-type]
+    for n in range(MAX_REPORTS + 1):
+        if n % 2:
+            link.new_report().seq = n
+        else:
+            link.enqueue(task_service_pb2.RunTaskRequest(seq=n))
+    call = link._call = _Call()
+    reader = asyncio.create_task(asyncio.Event().wait())  # hears nothing
+    sending = asyncio.create_task(link._send_until_closed(reader, asyncio.Event()))  # type: ignore[arg-type]
+    await eventually(lambda: len(call.sent) == 2)
+    link.new_report().seq = MAX_REPORTS + 1  # after the last message was sent: a new one
+    await eventually(lambda: len(call.sent) == 3)
+    assert [len(m.reports) for m in call.sent] == [MAX_REPORTS, 1, 1]
+    assert [r.seq for m in call.sent for r in m.reports] == list(range(MAX_REPORTS + 2))
+    assert not link.queued()
+    sending.cancel()
+    reader.cancel()
+
+
 def _run_on_a_link(
     tmp_path: Path, fn: Any, *, ttl: float = 30.0
 ) -> tuple[Any, Any, task_service_pb2.TaskAssignment]:
@@ -249,9 +274,9 @@ async def test_a_short_task_is_reported_whole_in_one_message(tmp_path: Path) -> 
 
     run, link, assignment = _run_on_a_link(tmp_path, fn)
     running = asyncio.create_task(run.run())
-    await eventually(lambda: link._queue)
+    await eventually(lambda: link.queued())
     await asyncio.sleep(0.01)  # anything else the run would send goes out now too
-    (report,) = link._queue
+    (report,) = link.queued()
     assert (report.task_uuid, report.lease_id, report.seq) == (assignment.task.uuid, "l1", 1)
     assert report.HasField("exit_code") and report.exit_code == 0
     assert (report.progress, report.success, report.output) == (1.0, True, "out\n")
@@ -280,7 +305,7 @@ async def test_a_function_on_the_session_runs_in_its_runs_own_task(tmp_path: Pat
     run, link, assignment = _run_on_a_link(tmp_path, fn)
     before = len(asyncio.all_tasks())
     running = asyncio.create_task(run.run())
-    await eventually(lambda: link._queue)
+    await eventually(lambda: link.queued())
     assert seen == [(running, before + 1)]
     update = task_service_pb2.TaskUpdate(
         task_uuid=assignment.task.uuid, acked_seq=1, lease={"lease_id": "l1"}
@@ -302,7 +327,7 @@ async def test_a_function_run_ends_at_its_exit_and_the_decision_settles_it(
     run, link, assignment = _run_on_a_link(tmp_path, fn)
     heard: list[job_task_pb2.JobTask | None] = []
     await asyncio.wait_for(run.carry(lambda _, decided: heard.append(decided)), DEADLINE)
-    (report,) = link._queue
+    (report,) = link.queued()
     assert report.HasField("exit_code") and heard == []
     assert assignment.task.uuid in link.leases
     update = task_service_pb2.TaskUpdate(
@@ -328,7 +353,7 @@ async def test_a_finished_run_is_freed_without_the_cycle_collector(tmp_path: Pat
     try:
         run, link, assignment = _run_on_a_link(tmp_path, fn)
         running = asyncio.create_task(run.run())
-        await eventually(lambda: link._queue)
+        await eventually(lambda: link.queued())
         update = task_service_pb2.TaskUpdate(
             task_uuid=assignment.task.uuid, acked_seq=1, lease={"lease_id": "l1"}
         )
@@ -365,7 +390,7 @@ async def test_an_unrenewed_lease_stops_the_function_and_gives_the_task_up(
     assert seen == ["started", "cancelled", "returned"]
     assert run.exit is not None and run.exit.signal == signal.SIGKILL
     assert "lease not renewed in time" in "".join(run.outbox._log)
-    assert not link._queue  # no exit reported for a lease that is gone
+    assert not link.queued()  # no exit reported for a lease that is gone
     assert running.cancelling() == 0  # the watchdog took its cancel back
 
 
@@ -384,7 +409,7 @@ async def test_a_cancel_of_the_worker_itself_is_not_taken_for_a_kill(tmp_path: P
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running
-    assert not link._queue
+    assert not link.queued()
 
 
 async def test_a_script_process_closes_its_report_pipe_even_when_its_wait_is_cancelled(

@@ -91,7 +91,8 @@ class CarriedRun(Run):
             self.outbox.add_log(closing_note(self.attempt, self.exit))
             self._exit_sent = True
             self._first_pending = None
-            lease.report(self._exit_message(self.exit))
+            # (Made in the session's next message: no copy of it made there.)
+            self._exit_message(self.exit, lease.new_report())
             self._awaiting = lease.final is None
         except Exception:
             if not own_task:

@@ -140,8 +140,11 @@ class Run:
         started = self._first_pending or now
         return now - started >= self.config.log_flush_seconds
 
-    def _exit_message(self, exit_status: Exit) -> task_service_pb2.RunTaskRequest:
-        message = self.outbox.take()
+    def _exit_message(
+        self, exit_status: Exit, message: task_service_pb2.RunTaskRequest | None = None
+    ) -> task_service_pb2.RunTaskRequest:
+        """The exit report, with whatever the outbox still holds (in `message` if given)."""
+        message = self.outbox.take(message)
         if self.handing_back:
             message.handed_back = True
         if exit_status.signal is not None:

@@ -70,7 +70,13 @@ class SessionLink:
         self.tick = tick
         self._sweep: asyncio.TimerHandle | None = None
         self._sweep_when = 0.0
-        self._queue: list[task_service_pb2.RunTaskRequest] = []
+        # The messages waiting to be sent, oldest first, each with MAX_REPORTS reports at
+        # most; `_reports` are the reports of the last while it takes more (None: a new
+        # message for the next report). A report is made in its message (new_report()) or
+        # copied in (enqueue()): one made in place costs ~5,000 instructions less than one
+        # made apart and copied in (upb copies a message by encoding and decoding it).
+        self._outgoing: list[task_service_pb2.WorkerSessionRequest] = []
+        self._reports: Any = None
         self._credits = 0
         self._heartbeat = False
         # When each heartbeat still unanswered was sent, oldest first.
@@ -161,10 +167,29 @@ class SessionLink:
             self.wake_by(max(when, now + MIN_SWEEP))
 
     def enqueue(self, message: task_service_pb2.RunTaskRequest) -> None:
-        self._queue.append(message)
+        """Sends a copy of `message` with the next message."""
+        self._reports_to_send().append(message)
+
+    def new_report(self) -> task_service_pb2.RunTaskRequest:
+        """An empty report, made in the next message to send: the caller fills it in before
+        it next yields to the loop (the writer sends it then)."""
+        report: task_service_pb2.RunTaskRequest = self._reports_to_send().add()
+        return report
+
+    def queued(self) -> list[task_service_pb2.RunTaskRequest]:
+        """The reports waiting to be sent, in order."""
+        return [report for message in self._outgoing for report in message.reports]
+
+    def _reports_to_send(self) -> Any:
+        reports = self._reports
+        if reports is None or len(reports) >= MAX_REPORTS:
+            message = task_service_pb2.WorkerSessionRequest()
+            self._outgoing.append(message)
+            reports = self._reports = message.reports
         if not self._woken:
             self._woken = True
             self._wake.set()
+        return reports
 
     def forget(self, lease: SessionLease) -> None:
         if self.leases.get(lease.task_uuid) is lease:
@@ -184,7 +209,7 @@ class SessionLink:
     async def run(self, stop_claiming: asyncio.Event) -> None:
         """Keeps a session open until close(); raises if the token is refused."""
         backoff = 0.2
-        while not self._closing or self._queue:
+        while not self._closing or self._outgoing:
             self._call = self.client.worker_session()
             self._beats.clear()  # a new session: the old one's heartbeats get no answer
             reader = asyncio.create_task(self._read(self._call))
@@ -220,14 +245,16 @@ class SessionLink:
     def _reattach(self) -> None:
         """After a reconnect: every live lease's unacknowledged reports, or an empty one
         that attaches the lease to this session."""
-        self._queue = []
+        self._outgoing = []
+        self._reports = None
         for lease in self.leases.values():
             if lease.final is not None or lease.lost_reason is not None:
                 continue
             if lease._unacked:
-                self._queue.extend(lease._unacked)
+                for report in lease._unacked:
+                    self.enqueue(report)
             else:
-                self._queue.append(
+                self.enqueue(
                     task_service_pb2.RunTaskRequest(
                         task_uuid=lease.task_uuid, lease_id=lease.lease_id
                     )
@@ -245,12 +272,17 @@ class SessionLink:
             if beat_due <= 0 and self.leases:
                 self._heartbeat = True
                 last_beat = time.monotonic()
-            if self._queue or self._heartbeat or (self._credits and not stop_claiming.is_set()):
-                # Everything queued meanwhile goes in one message.
-                reports, self._queue = self._queue[:MAX_REPORTS], self._queue[MAX_REPORTS:]
-                message = task_service_pb2.WorkerSessionRequest(
-                    reports=reports, heartbeat=self._heartbeat
-                )
+            outgoing = self._outgoing
+            if outgoing or self._heartbeat or (self._credits and not stop_claiming.is_set()):
+                # Everything queued meanwhile goes in one message (MAX_REPORTS at most).
+                if outgoing:
+                    message = outgoing.pop(0)
+                    if not outgoing:
+                        self._reports = None  # (no more reports in a message sent)
+                else:
+                    message = task_service_pb2.WorkerSessionRequest()
+                if self._heartbeat:
+                    message.heartbeat = True
                 if not stop_claiming.is_set():
                     message.credits, self._credits = self._credits, 0
                 if self._heartbeat:
@@ -345,6 +377,17 @@ class SessionLease(TaskLease):
         message.task_uuid = self.task_uuid
         message.lease_id = self.lease_id
         self.link.enqueue(message)
+
+    def new_report(self) -> task_service_pb2.RunTaskRequest:
+        """report() for a message made in the session's next message (SessionLink.new_report),
+        numbered and addressed: the caller fills in the rest before it next yields."""
+        if self.lost_reason is not None:  # (check(), written out)
+            raise LeaseLost(self.lost_reason)
+        message = self.link.new_report()
+        self._number(message)
+        message.task_uuid = self.task_uuid
+        message.lease_id = self.lease_id
+        return message
 
     async def close(self) -> None:
         self.forget()
