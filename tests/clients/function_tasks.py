@@ -55,3 +55,23 @@ async def wait_for_cancel(ctx: TaskContext) -> None:
     assert ctx.cancelled
     note(marker, "cancelled")
     await asyncio.sleep(3600)  # cancelled by the worker after its kill grace
+
+
+@functions.task("fn_own_task")
+async def own_task(ctx: TaskContext) -> str:
+    """Says whether it runs in an asyncio task of its own, named by its task, in which
+    asyncio.timeout() works: the timeout cancels this task's wait, and the cancel is taken
+    back (the function goes on, and its task is not left cancelling)."""
+    task = asyncio.current_task()
+    assert task is not None
+    timed_out = False
+    try:
+        async with asyncio.timeout(0.05):
+            await asyncio.sleep(3600)
+    except TimeoutError:
+        timed_out = True
+    await asyncio.sleep(0.01)  # not cancelled again: the timeout's cancel was taken back
+    alone = all(t is task or t.get_name() != ctx.task_uuid for t in asyncio.all_tasks())
+    same = asyncio.current_task() is task
+    named = task.get_name() == ctx.task_uuid and alone
+    return f"named {named} same {same} timed out {timed_out} cancelling {task.cancelling()}\n"

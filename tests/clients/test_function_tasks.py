@@ -73,6 +73,20 @@ async def test_function_failures_follow_the_completion_rule(
     assert "exit code 1" in (again.failed_log or "")
 
 
+async def test_a_function_runs_in_an_asyncio_task_of_its_own(
+    client: AsyncClient, workers: Workers
+) -> None:
+    """Each function runs in its own asyncio task, named by its task's uuid (two at once
+    here): asyncio.current_task() is that task throughout, and asyncio.timeout() inside
+    the function times out its wait alone."""
+    jobs = [await client.submit("fn_own_task") for _ in range(2)]
+    await workers.start("fn", slots=2, **FUNCTIONS)
+    for job in jobs:
+        done = await finished(client, job.uuid)
+        assert done.status == JS.JOB_STATUS_COMPLETED
+        assert done.output == "named True same True timed out True cancelling 0\n"
+
+
 async def test_cancel_reaches_a_function(
     client: AsyncClient, workers: Workers, tmp_path: Path
 ) -> None:

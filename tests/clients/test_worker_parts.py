@@ -7,6 +7,7 @@ import gc
 import os
 import signal
 import sys
+import time
 import weakref
 from pathlib import Path
 from typing import Any
@@ -48,13 +49,8 @@ def test_outbox_keeps_the_latest_progress_and_every_log_chunk() -> None:
     assert not box.urgent
     box.apply(Report(output="out"))
     assert box.urgent
-    message = box.take(7)  # type: ignore[unreachable]  # mypy keeps `not box.urgent`
-    assert (message.seq, message.progress, message.output, message.log) == (
-        7,
-        0.999,
-        "out",
-        "a\nb\n",
-    )
+    message = box.take()  # type: ignore[unreachable]  # mypy keeps `not box.urgent`
+    assert (message.progress, message.output, message.log) == (0.999, "out", "a\nb\n")
     assert not message.HasField("success")
     assert box.empty()
 
@@ -147,13 +143,18 @@ async def test_heartbeats_answered_together_do_not_date_later_renewals_too_early
     """The server answers heartbeats that arrived while it was busy once, together. The
     renewal is dated by the oldest of them, and the others are forgotten: the next beat's
     answer is dated by that beat, not by one the server had already answered."""
-    from jobtask.worker.session import SessionLink
+    from jobtask.worker.session import SessionLink, grant_of
 
     link = SessionLink(client=None, info=lambda: task_service_pb2.WorkerInfo(), on_assignment=print)  # type: ignore[arg-type]
     assignment = task_service_pb2.TaskAssignment(
         task={"uuid": "t"}, lease={"lease_id": "l", "ttl": {"seconds": 30}}
     )
-    lease = link.lease(assignment, on_instruction=lambda *_: None, on_news=lambda: None)
+    lease = link.lease(
+        "t",
+        grant_of(assignment, time.monotonic()),
+        on_instruction=lambda *_: None,
+        on_news=lambda: None,
+    )
 
     def answer() -> task_service_pb2.WorkerSessionResponse:
         update = task_service_pb2.TaskUpdate(task_uuid="t", lease={"lease_id": "l"})
@@ -186,14 +187,19 @@ async def test_a_closing_session_ends_as_its_last_lease_is_over() -> None:
     """A function's run ends its task as its exit is queued, so the worker may close its
     session while decisions are still to come: the session ends as the last lease is
     over, not a heartbeat interval later."""
-    from jobtask.worker.session import SessionLink
+    from jobtask.worker.session import SessionLink, grant_of
 
     link = SessionLink(client=None, info=task_service_pb2.WorkerInfo, on_assignment=print)  # type: ignore[arg-type]
     link.ttl = 3600.0  # the next heartbeat is far away
     assignment = task_service_pb2.TaskAssignment(
         task={"uuid": "t"}, lease={"lease_id": "l", "ttl": {"seconds": 3600}}
     )
-    lease = link.lease(assignment, on_instruction=lambda *_: None, on_news=lambda: None)
+    lease = link.lease(
+        "t",
+        grant_of(assignment, time.monotonic()),
+        on_instruction=lambda *_: None,
+        on_news=lambda: None,
+    )
     call = link._call = _Call()
     reader = asyncio.create_task(asyncio.Event().wait())  # hears nothing
     await link.close()
@@ -206,6 +212,31 @@ async def test_a_closing_session_ends_as_its_last_lease_is_over() -> None:
     reader.cancel()
 
 
+async def test_a_session_sends_its_reports_in_order_in_messages_of_at_most_max_reports() -> None:
+    """Reports made in the next message (new_report) and copied into it (enqueue) go in the
+    order they were queued, MAX_REPORTS a message at most; none is added to a message
+    once it is being sent."""
+    from jobtask.worker.session import MAX_REPORTS, SessionLink
+
+    link = SessionLink(client=None, info=task_service_pb2.WorkerInfo, on_assignment=print)  # type: ignore[arg-type]
+    for n in range(MAX_REPORTS + 1):
+        if n % 2:
+            link.new_report().seq = n
+        else:
+            link.enqueue(task_service_pb2.RunTaskRequest(seq=n))
+    call = link._call = _Call()
+    reader = asyncio.create_task(asyncio.Event().wait())  # hears nothing
+    sending = asyncio.create_task(link._send_until_closed(reader, asyncio.Event()))  # type: ignore[arg-type]
+    await eventually(lambda: len(call.sent) == 2)
+    link.new_report().seq = MAX_REPORTS + 1  # after the last message was sent: a new one
+    await eventually(lambda: len(call.sent) == 3)
+    assert [len(m.reports) for m in call.sent] == [MAX_REPORTS, 1, 1]
+    assert [r.seq for m in call.sent for r in m.reports] == list(range(MAX_REPORTS + 2))
+    assert not link.queued()
+    sending.cancel()
+    reader.cancel()
+
+
 def _run_on_a_link(
     tmp_path: Path, fn: Any, *, ttl: float = 30.0
 ) -> tuple[Any, Any, task_service_pb2.TaskAssignment]:
@@ -214,7 +245,7 @@ def _run_on_a_link(
     from jobtask.sdk.config import ClientConfig
     from jobtask.worker import WorkerConfig
     from jobtask.worker.carried import CarriedRun
-    from jobtask.worker.session import SessionLink
+    from jobtask.worker.session import SessionLink, grant_of
 
     config = WorkerConfig(
         client=ClientConfig("127.0.0.1:1", "127.0.0.1:1", "-"),
@@ -229,7 +260,7 @@ def _run_on_a_link(
         job={"uuid": "zzzzz-8i9sb-000000000000001", "script": "fn"},
         lease={"lease_id": "l1", "ttl": {"seconds": int(ttl), "nanos": int(ttl % 1 * 1e9)}},
     )
-    run = CarriedRun(config, assignment, 0, link, fn)
+    run = CarriedRun(config, assignment, 0, link, grant_of(assignment, time.monotonic()), fn)
     return run, link, assignment
 
 
@@ -243,9 +274,9 @@ async def test_a_short_task_is_reported_whole_in_one_message(tmp_path: Path) -> 
 
     run, link, assignment = _run_on_a_link(tmp_path, fn)
     running = asyncio.create_task(run.run())
-    await eventually(lambda: link._queue)
+    await eventually(lambda: link.queued())
     await asyncio.sleep(0.01)  # anything else the run would send goes out now too
-    (report,) = link._queue
+    (report,) = link.queued()
     assert (report.task_uuid, report.lease_id, report.seq) == (assignment.task.uuid, "l1", 1)
     assert report.HasField("exit_code") and report.exit_code == 0
     assert (report.progress, report.success, report.output) == (1.0, True, "out\n")
@@ -274,7 +305,7 @@ async def test_a_function_on_the_session_runs_in_its_runs_own_task(tmp_path: Pat
     run, link, assignment = _run_on_a_link(tmp_path, fn)
     before = len(asyncio.all_tasks())
     running = asyncio.create_task(run.run())
-    await eventually(lambda: link._queue)
+    await eventually(lambda: link.queued())
     assert seen == [(running, before + 1)]
     update = task_service_pb2.TaskUpdate(
         task_uuid=assignment.task.uuid, acked_seq=1, lease={"lease_id": "l1"}
@@ -295,8 +326,8 @@ async def test_a_function_run_ends_at_its_exit_and_the_decision_settles_it(
 
     run, link, assignment = _run_on_a_link(tmp_path, fn)
     heard: list[job_task_pb2.JobTask | None] = []
-    await asyncio.wait_for(run.carry(heard.append), DEADLINE)
-    (report,) = link._queue
+    await asyncio.wait_for(run.carry(lambda _, decided: heard.append(decided)), DEADLINE)
+    (report,) = link.queued()
     assert report.HasField("exit_code") and heard == []
     assert assignment.task.uuid in link.leases
     update = task_service_pb2.TaskUpdate(
@@ -322,7 +353,7 @@ async def test_a_finished_run_is_freed_without_the_cycle_collector(tmp_path: Pat
     try:
         run, link, assignment = _run_on_a_link(tmp_path, fn)
         running = asyncio.create_task(run.run())
-        await eventually(lambda: link._queue)
+        await eventually(lambda: link.queued())
         update = task_service_pb2.TaskUpdate(
             task_uuid=assignment.task.uuid, acked_seq=1, lease={"lease_id": "l1"}
         )
@@ -359,7 +390,7 @@ async def test_an_unrenewed_lease_stops_the_function_and_gives_the_task_up(
     assert seen == ["started", "cancelled", "returned"]
     assert run.exit is not None and run.exit.signal == signal.SIGKILL
     assert "lease not renewed in time" in "".join(run.outbox._log)
-    assert not link._queue  # no exit reported for a lease that is gone
+    assert not link.queued()  # no exit reported for a lease that is gone
     assert running.cancelling() == 0  # the watchdog took its cancel back
 
 
@@ -378,7 +409,7 @@ async def test_a_cancel_of_the_worker_itself_is_not_taken_for_a_kill(tmp_path: P
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running
-    assert not link._queue
+    assert not link.queued()
 
 
 async def test_a_script_process_closes_its_report_pipe_even_when_its_wait_is_cancelled(

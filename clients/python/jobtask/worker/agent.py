@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import heapq
 import logging
 import shutil
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from jobtask.sdk.client import AsyncClient
@@ -26,7 +25,7 @@ from jobtask.worker.config import WorkerConfig
 from jobtask.worker.functions import Functions
 from jobtask.worker.run import Run
 from jobtask.worker.runner import TaskRun
-from jobtask.worker.session import SessionLink
+from jobtask.worker.session import Grant, SessionLink
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +48,13 @@ class Worker:
         self.task = self.functions.task
         # The lowest free slot first (a heap).
         self.free_slots = list(range(config.slots))
+        # The runs in the slots, each with its asyncio task (the run's `task`).
         self.runs: dict[int, Run] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
         self._link: SessionLink | None = None
         self._session: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._stopped = False  # (_stopping is set: asked for each assignment, a bool will do)
         self._stop: asyncio.Event | None = None  # run()'s, set by the caller
         self._client: AsyncClient | None = None
 
@@ -112,6 +112,7 @@ class Worker:
                     raise _refused(exc) from None
         finally:
             self._stopping.set()
+            self._stopped = True
             stopping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await stopping
@@ -128,24 +129,24 @@ class Worker:
             log.warning("worker session did not close cleanly: %s", exc)
             session.cancel()
 
-    def _assigned(self, assignment: task_service_pb2.TaskAssignment) -> None:
+    def _assigned(self, assignment: task_service_pb2.TaskAssignment, grant: Grant) -> None:
         assert self._client is not None and self._link is not None
         # (Told to stop: run()'s stop is set; the session hears it a few turns later.)
         stop = self._stop
-        if self._stopping.is_set() or (stop is not None and stop.is_set()) or not self.free_slots:
+        if self._stopped or (stop is not None and stop.is_set()) or not self.free_slots:
             # Pushed while we stop (or beyond our slots): straight back to the queue.
             log.info("task %s: handed back unstarted", assignment.task.uuid)
             self._link.enqueue(
                 task_service_pb2.RunTaskRequest(
                     task_uuid=assignment.task.uuid,
-                    lease_id=assignment.lease.lease_id,
+                    lease_id=grant[0],
                     seq=1,
                     exit_code=0,
                     handed_back=True,
                 )
             )
             return
-        self._start(self._client, assignment)
+        self._start(self._client, assignment, grant)
 
     async def _claim_until(self, stop: asyncio.Event, client: AsyncClient) -> None:
         backoff = 0.2
@@ -197,14 +198,21 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await waiter
 
-    def _start(self, client: AsyncClient, assignment: task_service_pb2.TaskAssignment) -> None:
+    def _start(
+        self,
+        client: AsyncClient,
+        assignment: task_service_pb2.TaskAssignment,
+        grant: Grant | None = None,
+    ) -> None:
+        """Runs the assignment in a free slot (`grant`: its lease as the session read it;
+        None for a claimed one)."""
         slot = heapq.heappop(self.free_slots)
         run: TaskRun | CarriedRun
         function = self.functions.get(assignment.job.script)
-        if function is not None and self._link is not None:
-            run = CarriedRun(self.config, assignment, slot, self._link, function)
+        if function is not None and self._link is not None and grant is not None:
+            run = CarriedRun(self.config, assignment, slot, self._link, grant, function)
         else:
-            run = TaskRun(client, self.config, assignment, slot, self._link, self.functions)
+            run = TaskRun(client, self.config, assignment, slot, self._link, self.functions, grant)
         self.runs[slot] = run
         if log.isEnabledFor(logging.INFO):  # (reading the message's fields costs too)
             log.info(
@@ -214,31 +222,26 @@ class Worker:
                 slot,
                 assignment.job.script,
             )
-        # The run takes itself out of _tasks as it ends (a done callback would cost each
-        # task another turn of the loop).
         if isinstance(run, CarriedRun):
             # A function on the session runs in a task of its own, with nothing around it;
             # the decision comes by callback, after this task ended (waking it for the
             # decision cost each task another turn of the loop).
-            over = functools.partial(self._over, slot, run)
-            # (The loop's own create_task: asyncio.create_task asks for the running loop,
-            # a getpid() system call in CPython 3.11.)
-            run.task = run.stream.link.loop.create_task(run.carry(over, self._tasks.discard))
+            run.task = _named_task(
+                run.stream.link.loop, run.carry(self._over, own_task=True), run.task_uuid
+            )
         else:
-            run.task = asyncio.create_task(self._run(slot, run))
-        self._tasks.add(run.task)
+            run.task = asyncio.create_task(self._run(run))
 
-    async def _run(self, slot: int, run: TaskRun) -> None:
+    async def _run(self, run: TaskRun) -> None:
         decided = None
         try:
             decided = await run.run()
         except Exception:
             log.exception("task %s: the worker failed running it", run.task_uuid)
         finally:
-            self._tasks.discard(run.task)
-            self._over(slot, run, decided)
+            self._over(run, decided)
 
-    def _over(self, slot: int, run: Run, decided: job_task_pb2.JobTask | None) -> None:
+    def _over(self, run: Run, decided: job_task_pb2.JobTask | None) -> None:
         """A run is over (`decided`: the task as the server decided it): its slot is free."""
         try:
             if decided is not None:
@@ -249,6 +252,7 @@ class Worker:
         except Exception:
             log.exception("task %s: the worker failed running it", run.task_uuid)
         finally:
+            slot = run.slot
             del self.runs[slot]
             heapq.heappush(self.free_slots, slot)
             # No credit once told to stop (on_decided may have told it just now): the
@@ -267,10 +271,26 @@ class Worker:
             log.warning("could not report the worker stopped: %s", exc)
 
     async def _hand_back_all(self) -> None:
-        for run in list(self.runs.values()):
+        runs = list(self.runs.values())
+        for run in runs:
             run.interrupt()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if runs:
+            # (A run leaves `runs` as its task ends, or after: a function's on its decision.)
+            await asyncio.gather(*(run.task for run in runs), return_exceptions=True)
+
+
+def _named_task(
+    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None], name: str
+) -> asyncio.Task[None]:
+    """`loop.create_task(coro, name=name)`, for a task a run: named by its task's uuid, and
+    made by the Task constructor given the name when the loop has no task factory. (CPython
+    3.11's Task formats a name, "Task-<n>", when made without one, and uvloop's create_task
+    makes it so and renames it: ~1,800 instructions a run under callgrind. Not
+    asyncio.create_task either: it asks for the running loop, a getpid() system call in
+    CPython 3.11.)"""
+    if loop.get_task_factory() is None:
+        return asyncio.Task(coro, loop=loop, name=name)
+    return loop.create_task(coro, name=name)
 
 
 def _refused(exc: UnauthenticatedError | PermissionDeniedError) -> JobtaskError:

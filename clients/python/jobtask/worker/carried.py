@@ -20,11 +20,11 @@ from collections.abc import Callable
 from jobtask.v1 import job_task_pb2, task_service_pb2
 from jobtask.worker.config import WorkerConfig
 from jobtask.worker.functions import FunctionRun, TaskContext, TaskFunction
-from jobtask.worker.run import Run, ignored, unheard
-from jobtask.worker.session import SessionLease, SessionLink
+from jobtask.worker.run import Run, closing_note, ignored, opening_note, unheard
+from jobtask.worker.session import Grant, SessionLease, SessionLink
 
-Decided = Callable[[job_task_pb2.JobTask | None], None]
-Ended = Callable[["asyncio.Task[None]"], None]
+# Hears a run over, with its task as the server decided it (None: the lease was lost).
+Over = Callable[[Run, job_task_pb2.JobTask | None], None]
 # (The worker agent's logger: its errors running a task were logged there.)
 log = logging.getLogger("jobtask.worker.agent")
 
@@ -34,11 +34,10 @@ class CarriedRun(Run):
     # Who hears the decision (until told), whether the exit is queued and the decision
     # awaited, and whether a flush of urgent reports is on its way (class defaults: see
     # Run's).
-    _on_over: Decided | None = None
+    _on_over: Over | None = None
     _awaiting = False
     _flush_queued = False
-    _loop: asyncio.AbstractEventLoop | None = None
-    _loop_thread = 0
+    _carrying = False  # (carry() has begun: a plain function's reports need the loop)
 
     def __init__(
         self,
@@ -46,65 +45,62 @@ class CarriedRun(Run):
         assignment: task_service_pb2.TaskAssignment,
         slot: int,
         link: SessionLink,
+        grant: Grant,
         function: TaskFunction,
     ) -> None:
-        super().__init__(config, assignment, slot)
+        Run.__init__(self, config, assignment, slot)  # (see SessionLease.__init__)
         self.function = function
         self.stream = link.lease(
-            assignment,
-            on_instruction=self._instructed,
-            on_news=self._news,
-            task_uuid=self.task_uuid,
+            self.task_uuid, grant, on_instruction=self._instructed, on_news=self._news
         )
 
     async def run(self) -> job_task_pb2.JobTask | None:
         """Runs the task to its end; the task as decided, or None if the lease was lost."""
         decision: asyncio.Future[job_task_pb2.JobTask | None]
         decision = asyncio.get_running_loop().create_future()
-        await self.carry(decision.set_result)
+        await self.carry(lambda run, decided: decision.set_result(decided))
         return await decision
 
-    async def carry(self, over: Decided, ended: Ended | None = None) -> None:
+    async def carry(self, over: Over, own_task: bool = False) -> None:
         """Runs the function in this task; returns once its exit is queued. `over` hears
-        the task as the server decided it (None if the lease was lost), once: from the
-        session's answer, the watchdog, or before this returns if no answer is to come.
-        With `ended` (the worker's: the task this runs in is the run's own, with no
-        coroutine of the worker's around this one), this calls `ended(self.task)` as it
-        returns, and logs an error of the worker's own instead of raising it."""
+        the run and its task as the server decided it (None if the lease was lost), once:
+        from the session's answer, the watchdog, or before this returns if no answer is to
+        come. With `own_task` (the worker's: the task this runs in is `self.task`, the
+        run's own, with no coroutine of the worker's around this one), this logs an error
+        of the worker's own instead of raising it."""
         lease = self.stream
         self._on_over = over
         try:
-            self._loop = lease.link.loop
-            self._loop_thread = lease.link.loop_thread
+            self._carrying = True
             # The opening note waits in the outbox: the watch below looks at the run no
             # later than its log is due (within a tick, at most log_flush_seconds).
             self._first_pending = time.monotonic()
-            self.outbox.add_log(self._opening_note())
+            config = self.config
+            self.outbox.add_log(opening_note(self.attempt, config.node_name, config.worker_id))
             process = self.process = FunctionRun(
                 self.function,
-                TaskContext(self.assignment, self.config.client, self._reported, self._log),
+                TaskContext(self.assignment, config.client, self._reported, self._log),
             )
             if self.handing_back:
                 process.terminate(self.config.kill_grace)
             lease.link.watch(lease, self._on_tick)
             # (The worker's task is this run's own: no asyncio.current_task() to find it.)
-            self.exit = await process.wait(self.task if ended is not None else None)
+            self.exit = await process.wait(self.task if own_task else None)
             if self._expired or lease.lost_reason is not None:
                 return  # (nothing more is sent: not the closing note either)
-            self.outbox.add_log(self._closing_note(self.exit))
+            self.outbox.add_log(closing_note(self.attempt, self.exit))
             self._exit_sent = True
             self._first_pending = None
-            lease.report(self._exit_message(self.exit))
+            # (Made in the session's next message: no copy of it made there.)
+            self._exit_message(self.exit, lease.new_report())
             self._awaiting = lease.final is None
         except Exception:
-            if ended is None:
+            if not own_task:
                 raise
             log.exception("task %s: the worker failed running it", self.task_uuid)
         finally:
             if not self._awaiting:
                 self._settle()
-            if ended is not None:
-                ended(self.task)
 
     def _settle(self) -> None:
         """Over: the lease and the function no longer call back into the run (so that it
@@ -119,7 +115,7 @@ class CarriedRun(Run):
         lease.on_instruction = ignored
         lease.on_news = unheard
         self.process = None
-        over(None if self._expired else lease.final)
+        over(self, None if self._expired else lease.final)
 
     def _news(self) -> None:
         """Something arrived for the lease: the decision, or the lease is lost."""
@@ -132,8 +128,7 @@ class CarriedRun(Run):
             return  # an ended function's exit is about to carry it
         self._flush_queued = True
         # A plain function reports from its thread of the pool.
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._flush_queued_reports)
+        self.stream.link.loop.call_soon_threadsafe(self._flush_queued_reports)
 
     def _flush_queued_reports(self) -> None:
         self._flush_queued = False
@@ -143,19 +138,20 @@ class CarriedRun(Run):
     def _post_outbox(self) -> None:
         if self.stream.lost_reason is None:
             self._first_pending = None
-            self.stream.post(self.outbox.take(0))
+            self.stream.post(self.outbox.take())
 
     def _pending(self) -> None:
         if self._first_pending is not None:
             return
         self._first_pending = time.monotonic()
-        if self._loop is not None:
+        if self._carrying:
             # The session's watch timer looks at the run when its log is due.
             due = self._first_pending + self.config.log_flush_seconds
-            if threading.get_ident() == self._loop_thread:
-                self.stream.link.wake_by(due)
+            link = self.stream.link
+            if threading.get_ident() == link.loop_thread:
+                link.wake_by(due)
             else:  # a plain function's thread
-                self._loop.call_soon_threadsafe(self.stream.link.wake_by, due)
+                link.loop.call_soon_threadsafe(link.wake_by, due)
 
     def _on_tick(self, now: float) -> float:
         """The run's watch (SessionLink.watch): the lease watchdog, and the log and

@@ -224,8 +224,11 @@ class FunctionRun:
     # The state a run starts in, as class defaults (one is made for every task).
     _signal: int | None = None
     _task: asyncio.Task[Any] | None = None
-    # "new" until wait() runs the function, "running" while it does, then "ended".
-    _state = "new"
+    # While wait() runs the function; then `ended`: the function returned (or raised), and
+    # what it reports now goes with its exit. (Attributes, not a property over one state:
+    # the run looks at `ended` on every report.)
+    _running = False
+    ended = False
     _killed = False
     # kill() cancelled the task running the function, and wait() has not yet taken
     # that cancel back (Task.uncancel).
@@ -235,11 +238,6 @@ class FunctionRun:
     def __init__(self, fn: TaskFunction, ctx: TaskContext) -> None:
         self.fn = fn
         self.ctx = ctx
-
-    @property
-    def ended(self) -> bool:
-        """The function returned (or raised): what it reports now goes with its exit."""
-        return self._state == "ended"
 
     def _uncancel(self) -> bool:
         """Takes back the kill's cancel of the running task, if one was sent."""
@@ -263,16 +261,16 @@ class FunctionRun:
         self.ctx._set_cancelled()
         if self._signal is None:
             self._signal = signal.SIGINT
-        if self._timer is None and self._state != "ended":
+        if self._timer is None and not self.ended:
             self._timer = asyncio.get_running_loop().call_later(grace, self.kill)
 
     def kill(self) -> None:
         self.ctx._set_cancelled()
-        if self._state == "ended" or self._killed:
+        if self.ended or self._killed:
             return
         self._signal = signal.SIGKILL
         self._killed = True
-        if self._state == "running":
+        if self._running:
             assert self._task is not None
             self._cancel_sent = True
             self._task.cancel()
@@ -284,13 +282,14 @@ class FunctionRun:
             if self._killed:
                 return Exit(signal=signal.SIGKILL)  # killed before it started
             self._task = task or asyncio.current_task()
-            self._state = "running"
+            self._running = True
             try:
                 # (An async function is awaited here: no coroutine of ours around it.)
                 fn = self.fn
                 result = await (fn(self.ctx) if _is_async(fn) else self._call_plain())
             finally:
-                self._state = "ended"
+                self._running = False
+                self.ended = True
         except asyncio.CancelledError:
             if self._uncancel() and self._task is not None and not self._task.cancelling():
                 return Exit(signal=signal.SIGKILL)

@@ -125,10 +125,11 @@ class Run:
             self._reported(report)
 
     def _reported(self, report: Report) -> None:
-        self.outbox.apply(report)
+        outbox = self.outbox
+        outbox.apply(report)
         if self._first_pending is None:
             self._pending()
-        if self.outbox.urgent:
+        if outbox.output is not None or outbox.success is not None:  # (urgent, written out)
             self._wake()
 
     def _flush_due(self, now: float) -> bool:
@@ -139,8 +140,11 @@ class Run:
         started = self._first_pending or now
         return now - started >= self.config.log_flush_seconds
 
-    def _exit_message(self, exit_status: Exit) -> task_service_pb2.RunTaskRequest:
-        message = self.outbox.take(0)
+    def _exit_message(
+        self, exit_status: Exit, message: task_service_pb2.RunTaskRequest | None = None
+    ) -> task_service_pb2.RunTaskRequest:
+        """The exit report, with whatever the outbox still holds (in `message` if given)."""
+        message = self.outbox.take(message)
         if self.handing_back:
             message.handed_back = True
         if exit_status.signal is not None:

@@ -40,7 +40,7 @@ from jobtask.worker.functions import Functions
 from jobtask.worker.lease import LeaseLost, StreamBroken, seconds
 from jobtask.worker.process import Exit, ScriptProcess
 from jobtask.worker.run import Run, ignored, note
-from jobtask.worker.session import SessionLease, SessionLink
+from jobtask.worker.session import Grant, SessionLease, SessionLink
 from jobtask.worker.stream import LeaseStream
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,10 @@ class TaskRun(Run):
         slot: int,
         link: SessionLink | None = None,
         functions: Functions | None = None,
+        grant: Grant | None = None,
     ) -> None:
+        """`link`: the session that carries the task, and `grant` the assignment's lease
+        as it read it (without a link: a RunTask stream of the task's own)."""
         super().__init__(config, assignment, slot)
         self.client = client
         self.function = functions.get(assignment.job.script) if functions is not None else None
@@ -70,11 +73,12 @@ class TaskRun(Run):
         self.poke = asyncio.Event()
         # The worker's session carries the task (or, without one, its own RunTask stream).
         if link is not None:
+            assert grant is not None
             self.stream = link.lease(
-                assignment,
+                self.task_uuid,
+                grant,
                 on_instruction=self._instructed,
                 on_news=self._news,
-                task_uuid=self.task_uuid,
             )
         else:
             ttl = seconds(assignment.lease.ttl)
@@ -293,7 +297,7 @@ class TaskRun(Run):
 
     async def _flush(self) -> None:
         self._first_pending = None
-        await self.stream.send(self.outbox.take(0))
+        await self.stream.send(self.outbox.take())
 
     async def _pump(self) -> job_task_pb2.JobTask | None:
         last_send = time.monotonic()
