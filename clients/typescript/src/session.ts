@@ -63,6 +63,8 @@ export class WorkerSession {
   /** When each heartbeat still unanswered was sent, oldest first. */
   private beats: number[] = [];
   private assigning = true;
+  /** While a message's assignments are handed out: when that message arrived. */
+  private arrivedAt: number | undefined;
   private closing = false;
   private requests: AsyncQueue<WorkerSessionRequest> | undefined;
   private flushing = false;
@@ -96,7 +98,13 @@ export class WorkerSession {
     const task = assignment.task;
     const leaseId = assignment.lease?.leaseId;
     if (!task || !leaseId) throw new Error("an assignment without task or lease");
-    const lease = new SessionLease(this, task.uuid, leaseId, leaseTtlMs(assignment.lease) ?? this.ttlMs);
+    const lease = new SessionLease(
+      this,
+      task.uuid,
+      leaseId,
+      leaseTtlMs(assignment.lease) ?? this.ttlMs,
+      this.arrivedAt ?? this.clock(),
+    );
     this.leases.set(task.uuid, lease);
     return lease;
   }
@@ -204,10 +212,18 @@ export class WorkerSession {
   }
 
   private receive(response: WorkerSessionResponse): void {
-    for (const assignment of response.assignments) {
-      const ttl = leaseTtlMs(assignment.lease);
-      if (ttl !== undefined) this.ttlMs = ttl;
-      this.onAssignment(assignment);
+    // Every lease of a message is dated by the message's arrival, read once: the server
+    // granted them all before it sent it, and starting one task (a spawn) must not date
+    // the next one's lease later than that.
+    this.arrivedAt = response.assignments.length > 0 ? this.clock() : undefined;
+    try {
+      for (const assignment of response.assignments) {
+        const ttl = leaseTtlMs(assignment.lease);
+        if (ttl !== undefined) this.ttlMs = ttl;
+        this.onAssignment(assignment);
+      }
+    } finally {
+      this.arrivedAt = undefined;
     }
     // A heartbeat's answer renewed every lease it names, no earlier than the heartbeat was
     // sent (see SendTimes). The server answers heartbeats that arrive while it is busy once,
@@ -294,8 +310,10 @@ export class SessionLease implements TaskLease {
     readonly taskUuid: string,
     readonly leaseId: string,
     public ttlMs: number,
+    /** When the assignment arrived: the server granted the lease no later. */
+    grantedAt: number = session.clock(),
   ) {
-    this.renewedAt = session.clock();
+    this.renewedAt = grantedAt;
     this.decided = new Promise((resolve) => {
       this.decide = resolve;
     });

@@ -33,7 +33,7 @@ import {
   WorkerSessionRequestSchema,
   WorkerSessionResponseSchema,
 } from "../src/gen/jobtask/v1/task_service_pb.js";
-import { WorkerSession } from "../src/session.js";
+import { type SessionLease, WorkerSession } from "../src/session.js";
 import { monotonicNow, TaskStream } from "../src/task-stream.js";
 
 const TTL_MS = 9000;
@@ -205,6 +205,51 @@ test("heartbeats the server answered together do not date later renewals too ear
     assert.equal(lease.renewedAt, t + 3000); // not t + 2000, which the server had answered
   } finally {
     lease.close();
+  }
+});
+
+test("a message's leases are dated by its arrival, however long each start takes", () => {
+  const clock = new FakeClock();
+  const nowhere = createGrpcTransport({ baseUrl: "http://127.0.0.1:1" });
+  const service = createClient(TaskService, nowhere);
+  const leases: SessionLease[] = [];
+  const session: WorkerSession = new WorkerSession(
+    service,
+    () => ({}),
+    (assignment) => {
+      leases.push(session.lease(assignment));
+      clock.t += 2000; // starting the task (a spawn) took two seconds
+    },
+    () => {},
+    clock.now,
+  );
+  const inside = session as unknown as { receive(response: unknown): void };
+  const second = { task: { uuid: "task-2" }, lease: { ...LEASE, leaseId: "lease-2" } };
+  try {
+    const arrived = clock.t;
+    inside.receive(
+      create(WorkerSessionResponseSchema, {
+        assignments: [
+          create(TaskAssignmentSchema, ASSIGNMENT),
+          create(TaskAssignmentSchema, second),
+        ],
+      }),
+    );
+    assert.deepEqual(
+      leases.map((lease) => lease.renewedAt),
+      [arrived, arrived],
+    );
+    // A lease made outside a message (no arrival to date it by) is dated when it is made.
+    const third = session.lease(
+      create(TaskAssignmentSchema, {
+        task: { uuid: "task-3" },
+        lease: { ...LEASE, leaseId: "lease-3" },
+      }),
+    );
+    leases.push(third);
+    assert.equal(third.renewedAt, clock.t);
+  } finally {
+    for (const lease of leases) lease.close();
   }
 });
 
