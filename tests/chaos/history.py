@@ -352,10 +352,12 @@ def check_lease(
         if event["type"] in (TASK_CREATED, TASK_CHANGED):
             payload = event["payload"]
             moved = payload["status"] == "active" and status != "active"
-            if moved or payload.get("lease_id", held) != held:
+            if moved or payload["lease_id"] != held:
                 claims.append(event)
-            status, held = payload["status"], payload.get("lease_id")
-    if not claims or claims[-1]["payload"].get("lease_id", lease) != lease:
+            status, held = payload["status"], payload["lease_id"]
+    # Payloads are read in full (feed.full_payload): lease_id is always there, None when no
+    # lease is held, so a claim that names no lease cannot pass for the attempt's.
+    if not claims or claims[-1]["payload"]["lease_id"] != lease:
         history.problem(
             f"task {uuid}: completed by attempt {attempt['attempt']}, whose lease the last "
             "claim before the completion did not grant"
@@ -367,7 +369,7 @@ def check_lease(
     expiries = [
         (
             utc(claim["created_at"]),
-            stamp(claim["payload"].get("lease_expires_at")) or attempt["started_at"] + ttl,
+            stamp(claim["payload"]["lease_expires_at"]) or attempt["started_at"] + ttl,
         )
     ]
     for event in task_events:
@@ -377,8 +379,8 @@ def check_lease(
         assert at is not None
         if event["type"] in _RENEWING:
             expiries.append((at, at + ttl))
-        elif event["type"] == TASK_CHANGED and event["payload"].get("lease_id") == lease:
-            expires = stamp(event["payload"].get("lease_expires_at"))
+        elif event["type"] == TASK_CHANGED and event["payload"]["lease_id"] == lease:
+            expires = stamp(event["payload"]["lease_expires_at"])
             if expires is not None:
                 expiries.append((at, expires))
     live_until = max(
@@ -391,7 +393,7 @@ def check_lease(
     # expiry as last renewed before it ended (task_attempts.lease_expires_at), and the
     # server refuses every report on an expired lease, so a run that ended past it ran
     # without a live lease.
-    recorded = utc(attempt.get("lease_expires_at"))
+    recorded = utc(attempt["lease_expires_at"])
     if recorded is None:
         history.unproven_leases += 1
     elif run_end > recorded + CLOCK_SLACK:
