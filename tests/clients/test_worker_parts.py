@@ -341,6 +341,58 @@ async def test_a_function_run_ends_at_its_exit_and_the_decision_settles_it(
     assert not link.leases
 
 
+async def test_a_function_runs_slot_is_freed_as_its_exit_is_queued(tmp_path: Path) -> None:
+    """The function is over once its exit is queued: its run frees its slot then (the
+    credit travels with the exit, and the server's answer brings the decision and the
+    slot's next task together), before the decision, which it hears later, once."""
+
+    async def fn(ctx: Any) -> None:
+        ctx.progress(0.5)
+
+    run, link, assignment = _run_on_a_link(tmp_path, fn)
+    events: list[str] = []
+
+    def freed(_: Any) -> None:
+        (report,) = link.queued()  # the exit is queued already
+        events.append(f"freed, exit {report.exit_code}")
+
+    over = lambda _, decided: events.append(f"decided {decided.status}")  # noqa: E731
+    await asyncio.wait_for(run.carry(over, freed=freed), DEADLINE)
+    assert events == ["freed, exit 0"]
+    update = task_service_pb2.TaskUpdate(
+        task_uuid=assignment.task.uuid, acked_seq=1, lease={"lease_id": "l1"}
+    )
+    update.task.status = job_task_pb2.TASK_STATUS_COMPLETED
+    link.leases[assignment.task.uuid].receive(update)
+    assert events == ["freed, exit 0", f"decided {job_task_pb2.TASK_STATUS_COMPLETED}"]
+
+
+async def test_a_run_whose_lease_is_lost_frees_its_slot_only_as_it_is_over(
+    tmp_path: Path,
+) -> None:
+    """No exit goes up for a lease that is gone: the run is over at once, and its slot is
+    freed by `over` alone (freed is for a run whose decision is still to come)."""
+    lost = asyncio.Event()
+
+    async def fn(ctx: Any) -> None:
+        await lost.wait()
+
+    run, link, assignment = _run_on_a_link(tmp_path, fn)
+    events: list[str] = []
+    carrying = asyncio.create_task(
+        run.carry(
+            lambda _, decided: events.append(f"over {decided}"),
+            freed=lambda _: events.append("freed"),
+        )
+    )
+    await asyncio.sleep(0)
+    link.leases[assignment.task.uuid].lost_reason = "gone"
+    lost.set()
+    await asyncio.wait_for(carrying, DEADLINE)
+    assert events == ["over None"]
+    assert not link.queued()
+
+
 async def test_a_finished_run_is_freed_without_the_cycle_collector(tmp_path: Path) -> None:
     """Nothing refers back to a run once it is over (its lease and its function called back
     into it): it is freed as its last reference goes, not by the cyclic garbage collector,

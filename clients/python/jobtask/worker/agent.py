@@ -227,7 +227,9 @@ class Worker:
             # the decision comes by callback, after this task ended (waking it for the
             # decision cost each task another turn of the loop).
             run.task = _named_task(
-                run.stream.link.loop, run.carry(self._over, own_task=True), run.task_uuid
+                run.stream.link.loop,
+                run.carry(self._over, own_task=True, freed=self._free),
+                run.task_uuid,
             )
         else:
             run.task = asyncio.create_task(self._run(run))
@@ -252,16 +254,25 @@ class Worker:
         except Exception:
             log.exception("task %s: the worker failed running it", run.task_uuid)
         finally:
-            slot = run.slot
-            del self.runs[slot]
-            heapq.heappush(self.free_slots, slot)
-            # No credit once told to stop (on_decided may have told it just now): the
-            # server would push tasks only to have them handed back.
-            link, stop = self._link, self._stop
-            if link is None:
-                self._slot_freed.set()  # (only the claim loop waits for a free slot)
-            elif not (stop is not None and stop.is_set()):
-                link.credit(1)
+            if self.runs.get(run.slot) is run:  # (not freed as its exit was queued)
+                self._free(run)
+
+    def _free(self, run: Run) -> None:
+        """A run's slot is free: its process or function is over. A function's run frees
+        it as its exit is queued, before the server's decision: the credit then travels in
+        the exit's own message, and the server's answer brings the decision and the slot's
+        next task together (one round trip a task, not two: the decision, then the credit
+        and the assignment, each a message of its own that both processes waited for)."""
+        slot = run.slot
+        del self.runs[slot]
+        heapq.heappush(self.free_slots, slot)
+        # No credit once told to stop (on_decided may have told it just now): the
+        # server would push tasks only to have them handed back.
+        link, stop = self._link, self._stop
+        if link is None:
+            self._slot_freed.set()  # (only the claim loop waits for a free slot)
+        elif not (stop is not None and stop.is_set()):
+            link.credit(1)
 
     async def _say_goodbye(self, client: AsyncClient) -> None:
         """Tells the registry this worker stopped cleanly (else it would be shown lost)."""

@@ -61,13 +61,17 @@ class CarriedRun(Run):
         await self.carry(lambda run, decided: decision.set_result(decided))
         return await decision
 
-    async def carry(self, over: Over, own_task: bool = False) -> None:
+    async def carry(
+        self, over: Over, own_task: bool = False, freed: Callable[[Run], None] | None = None
+    ) -> None:
         """Runs the function in this task; returns once its exit is queued. `over` hears
         the run and its task as the server decided it (None if the lease was lost), once:
         from the session's answer, the watchdog, or before this returns if no answer is to
-        come. With `own_task` (the worker's: the task this runs in is `self.task`, the
-        run's own, with no coroutine of the worker's around this one), this logs an error
-        of the worker's own instead of raising it."""
+        come. `freed` hears the run as its exit is queued, when a decision is still to come:
+        the function is over, so its slot is free while the exit travels (see
+        jobtask.worker.agent). With `own_task` (the worker's: the task this runs in is
+        `self.task`, the run's own, with no coroutine of the worker's around this one), this
+        logs an error of the worker's own instead of raising it."""
         lease = self.stream
         self._on_over = over
         try:
@@ -94,6 +98,8 @@ class CarriedRun(Run):
             # (Made in the session's next message: no copy of it made there.)
             self._exit_message(self.exit, lease.new_report())
             self._awaiting = lease.final is None
+            if freed is not None and self._awaiting:
+                freed(self)
         except Exception:
             if not own_task:
                 raise
