@@ -51,7 +51,7 @@ def job_on_enter(
     # it Queued until it is Cancelled, never Running without a start.
     started = new is J.ACTIVE or job.started_at is not None
     changes: dict[str, Any] = {
-        "status": new.value,
+        "status": new._value_,  # (`.value` is a Python call: statuses.py)
         "state": ARVADOS_STATE[new] if started or new not in JOB_RUNNING else "Queued",
         "running": new in JOB_RUNNING and started,
         "success": _JOB_SUCCESS.get(new),
@@ -99,7 +99,7 @@ def task_on_enter(
     new: TaskStatus, *, now: dt.datetime, reset_attempts: bool = False
 ) -> dict[str, Any]:
     """Column changes for a task entering `new` by a status move (not by its process's exit)."""
-    changes: dict[str, Any] = {"status": new.value}
+    changes: dict[str, Any] = {"status": new._value_}
     if new is T.COMPLETED:
         changes.update(success=True, progress=1.0, finished_at=now, **_CLEAR_LEASE)
     elif new is T.FAILED:

@@ -26,6 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 __all__ = ["ClaimManager", "WorkerSpec", "token_digest"]
 
 MAX_CLAIM = 100
+# A claimed task's status column (the enum's lookups are Python calls: domain/statuses.py).
+_ACTIVE = TaskStatus.ACTIVE.value
 # Candidates read per round (at least; a claim that wants more reads as many as it wants,
 # so that one round serves it), and rounds per claim: tasks refused by a limit are skipped
 # (their whole job, when the limit is the job's), so lower-priority work still gets a turn.
@@ -226,7 +228,7 @@ class ClaimManager:
             job,
             task,
             {
-                "status": TaskStatus.ACTIVE.value,
+                "status": _ACTIVE,
                 "attempt": attempt,
                 "worker_id": worker.worker_id,
                 "node_name": worker.node_name,

@@ -49,6 +49,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 T = TaskStatus
 # Its members, looked up at a third of the cost on the completion's path (statuses.py).
 TS = TaskStatuses
+_COMPLETED = TaskStatus.COMPLETED.value
 
 
 @dataclass(frozen=True)
@@ -297,7 +298,7 @@ class ReportManager:
         writes.close_attempt(
             task,
             ended=now,
-            outcome=TS.COMPLETED.value,
+            outcome=_COMPLETED,
             exit_code=exit_.exit_code,
             signal=exit_.signal,
             lease_expires=task.lease_expires_at,
