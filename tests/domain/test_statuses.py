@@ -16,7 +16,9 @@ from jobtask.domain.statuses import (
     TASK_EXTENSIONS,
     TASK_SEED,
     JobStatus,
+    JobStatuses,
     TaskStatus,
+    TaskStatuses,
     check_job_move,
     check_task_move,
     job_can_move,
@@ -139,3 +141,13 @@ def test_a_job_leaving_an_end_for_a_move_under_way_is_not_finished(previous: Job
             assert changes["finished_at"] == now, new
         else:
             assert changes["finished_at"] is None, new
+
+
+def test_plain_member_classes_hold_every_member_itself() -> None:
+    # The hot paths test `status is J.X` with these classes' attributes: a member left out,
+    # misnamed or a copy (an equal str, not the member) would make those tests lie.
+    for plain, enum_class in ((JobStatuses, JobStatus), (TaskStatuses, TaskStatus)):
+        held = {name: value for name, value in vars(plain).items() if name.isupper()}
+        assert held.keys() == enum_class.__members__.keys()
+        for name, member in enum_class.__members__.items():
+            assert held[name] is member

@@ -8,7 +8,7 @@ own code needs these moves (it does not enforce a table at all; its web UI gates
 from __future__ import annotations
 
 import enum
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from jobtask.domain.errors import FailedPrecondition
 
@@ -37,6 +37,38 @@ class TaskStatus(enum.StrEnum):
 
 
 J, T = JobStatus, TaskStatus
+
+
+class JobStatuses:
+    """JobStatus's members again, as a plain class's attributes, for the paths that settle
+    a job (~100 member lookups a one-task job drained; ripple.follow_up alone ~45). On
+    Python 3.11 every attribute of an enum class is looked up through a Python-level slot
+    (EnumType defines __getattr__; 3.12 dropped it): `JobStatus.QUEUED` costs ~220 ns on the
+    2-core machine, `JobStatuses.QUEUED` ~70. The very same objects: `is` holds."""
+
+    UNDER_CONSTRUCTION: Final = JobStatus.UNDER_CONSTRUCTION
+    QUEUED: Final = JobStatus.QUEUED
+    ACTIVE: Final = JobStatus.ACTIVE
+    COMPLETED: Final = JobStatus.COMPLETED
+    FAILED: Final = JobStatus.FAILED
+    CANCEL_REQUESTED: Final = JobStatus.CANCEL_REQUESTED
+    CANCELED: Final = JobStatus.CANCELED
+    REQUEUEING: Final = JobStatus.REQUEUEING
+    PAUSED: Final = JobStatus.PAUSED
+    PAUSE_REQUESTED: Final = JobStatus.PAUSE_REQUESTED
+
+
+class TaskStatuses:
+    """TaskStatus's members as JobStatuses has JobStatus's."""
+
+    QUEUED: Final = TaskStatus.QUEUED
+    ACTIVE: Final = TaskStatus.ACTIVE
+    COMPLETED: Final = TaskStatus.COMPLETED
+    SOFT_FAILED: Final = TaskStatus.SOFT_FAILED
+    FAILED: Final = TaskStatus.FAILED
+    CANCELED: Final = TaskStatus.CANCELED
+    PAUSED: Final = TaskStatus.PAUSED
+
 
 # Seed 002, "Possible next status", verbatim. `paused` had none ("Not yet implemented").
 JOB_SEED: dict[JobStatus, frozenset[JobStatus]] = {

@@ -15,7 +15,7 @@ from typing import Any
 
 from jobtask.domain import ripple
 from jobtask.domain.derived import job_on_enter, task_on_enter
-from jobtask.domain.statuses import JobStatus, TaskStatus, check_job_move
+from jobtask.domain.statuses import JobStatus, JobStatuses, TaskStatus, check_job_move
 from jobtask.domain.uuids import TASK_INFIX, ordered_uuid
 from jobtask.manager.context import Caller, Settings
 from jobtask.observability import lifecycle as observe
@@ -312,7 +312,7 @@ async def settle_many(
     outputs: dict[int, str] = {}
     unknown: list[int] = []
     for job, _, nxt in simple:
-        if nxt is JobStatus.COMPLETED:
+        if nxt is JobStatuses.COMPLETED:
             known = writes.known_output(job)
             if known is None:
                 unknown.append(job.id)
@@ -330,7 +330,7 @@ async def settle_many(
             client_uuid=system.client_uuid,
             locker_uuid=settings.system_user,
         )
-        if nxt is JobStatus.COMPLETED:
+        if nxt is JobStatuses.COMPLETED:
             changes["output"] = outputs[job.id]
         changes.update(
             version=job.version + 1,

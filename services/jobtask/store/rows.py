@@ -404,7 +404,8 @@ def _payload_maker(public: tuple[str, ...], optional: frozenset[str]) -> Any:
     lines: list[str] = []
     head: list[str] = []
     for n in public:
-        value = f"row.{n}.value" if n == "status" else f"row.{n}"
+        # `_value_`: what `.value` gives, without its Python-level descriptor (statuses.py).
+        value = f"row.{n}._value_" if n == "status" else f"row.{n}"
         test = _omit_test(n, optional)
         if test is None and not lines:
             head.append(f"{n!r}: {value}")

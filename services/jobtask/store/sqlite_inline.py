@@ -150,9 +150,19 @@ class Checkpoints:
             self.running = False
 
 
+# None's adapter in the sqlite3 module's registry: `{}.get`, which answers None for None in
+# C, so None is bound as NULL just as without one. Without an adapter for its type, the module
+# looks each None parameter up as `PrepareProtocol.__adapt__` on a type, a miss that formats
+# an AttributeError (~2,000 instructions, ~1 us here) before binding NULL anyway: ~28 a
+# one-task job drained (a completion's cleared lease, the rows' empty columns).
+_NONE_ADAPTER: dict[None, None] = {}
+
+
 def engine(database: str, *, writer: bool, echo: bool) -> Engine:
     """A pool of connections to one SQLite file, for the loop's thread. Writers fail at once
     when another process holds the write lock (begin_immediate waits without blocking)."""
+    # (Process-wide, as the registry is; registering it again replaces it with itself.)
+    sqlite3.register_adapter(type(None), _NONE_ADAPTER.get)
     created = create_engine(
         f"sqlite+pysqlite:///{database}",
         echo=echo,
