@@ -283,11 +283,10 @@ class SessionLink:
                     message = task_service_pb2.WorkerSessionRequest()
                 if self._heartbeat:
                     message.heartbeat = True
+                    self._beats.append(time.monotonic())
+                    self._heartbeat = False
                 if not stop_claiming.is_set():
                     message.credits, self._credits = self._credits, 0
-                if self._heartbeat:
-                    self._beats.append(time.monotonic())
-                self._heartbeat = False
                 await self._call.write(message)
                 continue
             if self._closing and not self.leases:
