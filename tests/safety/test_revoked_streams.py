@@ -1,5 +1,6 @@
 """A revoked token's open streams end with UNAUTHENTICATED (issue 13, item 6): gRPC
-WatchJob and WatchTasks, the gateway's SSE watch, and a worker's RunTask stream.
+WatchJob and WatchTasks, the gateway's SSE watch, and a worker's RunTask stream and
+WorkerSession.
 
 Streams re-check their token every JOBTASK_STREAM_RECHECK_SECONDS (short here)."""
 
@@ -126,3 +127,28 @@ async def test_sse_watch_ends_with_an_error_once_its_token_is_revoked(stack: Sta
     errors = [e for e in rest if e.get("event") == "error"]
     assert len(errors) == 1 and rest[-1] is errors[0], rest
     assert errors[0]["json"]["errors"] == ["Not logged in"]
+
+
+async def test_a_worker_session_on_a_revoked_worker_token_ends(
+    cluster: Cluster, auth: Auth
+) -> None:
+    """A worker's one session carries all of its tasks: revoking its token ends it."""
+    await cluster.jobs.CreateJob(JOB)
+    uuid, token = await auth.mint(WORKER_SCOPES, admin=True)
+    stubs = auth.stubs(token)
+    call = stubs.tasks.WorkerSession(metadata=token_md(token))
+    info = TSP.WorkerInfo(worker_id="w1", node_name="node1", free_slots=1)
+    await call.write(TSP.WorkerSessionRequest(open=info))
+    async with asyncio.timeout(30):
+        while not (response := await call.read()).assignments:
+            assert response is not grpc.aio.EOF  # type: ignore[attr-defined]
+    assert len(response.assignments) == 1
+    await revoke_token(auth.core.db, uuid)
+    try:
+        async with asyncio.timeout(30):  # without the re-check, the session stays open
+            while await call.read() is not grpc.aio.EOF:  # type: ignore[attr-defined]
+                pass
+        ended = (grpc.StatusCode.OK, "")
+    except grpc.aio.AioRpcError as err:
+        ended = (err.code(), err.details() or "")
+    assert ended == (grpc.StatusCode.UNAUTHENTICATED, "Not logged in")

@@ -9,7 +9,7 @@ gateway calls the same RPC for a REST PUT and a REST PATCH and the service canno
 the caller sent. A jobtask RPC without an annotation is allowed only to `["all"]` tokens.
 
 No token, or one that is malformed, unknown, expired or revoked: UNAUTHENTICATED "Not logged
-in". A streaming call (WatchJob, WatchTasks, RunTask) re-checks its token every
+in". A streaming call (WatchJob, WatchTasks, RunTask, WorkerSession) re-checks its token every
 JOBTASK_STREAM_RECHECK_SECONDS (10) and ends the same way once it is revoked or expired. A
 scope miss: PERMISSION_DENIED "Forbidden". Neither message, nor any log line, contains the
 token. Services outside the jobtask package (health, reflection) are not intercepted.
