@@ -38,6 +38,8 @@ from bench.stack import _dsn, postgres_admin_url
 def _locks_job(sql: str) -> bool:
     if "FOR UPDATE" not in sql:
         return False
+    if "held_jobs" in sql:
+        return True  # a group's jobs then tasks (locks.lock_pairs), stamped at its return
     if "FOR UPDATE OF job_tasks" in sql:
         return False  # the tasks' lock (its job probe reads jobs unlocked)
     return "FROM jobs" in sql
@@ -56,6 +58,9 @@ class _Open:
     kind: str | None = None
     locked: float | None = None
     commit: float | None = None
+    # Each statement's first words, in order: the round trips a transaction took (its
+    # BEGIN and COMMIT apart: one each).
+    statements: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -64,6 +69,7 @@ class Holds:
     job-locking statement's return to the connection's return to the pool), in seconds."""
 
     done: list[tuple[str, float]] = field(default_factory=list)
+    shapes: list[tuple[str, list[str]]] = field(default_factory=list)
     database: str | None = None
     open: dict[int, _Open] = field(default_factory=dict)
 
@@ -81,6 +87,7 @@ class Holds:
             self.database = conn.engine.url.database
         txn = self.open.setdefault(id(conn.connection.dbapi_connection), _Open())
         txn.kind = txn.kind or _kind(sql)
+        txn.statements.append(" ".join(sql.split())[:60])
 
     def _after(
         self, conn: Connection, cursor: Any, sql: str, params: Any, context: Any, many: bool
@@ -99,12 +106,16 @@ class Holds:
 
     def _checkin(self, dbapi_connection: Any, record: Any) -> None:
         txn = self.open.pop(id(dbapi_connection), None)
+        if txn is not None and txn.kind is not None and txn.commit is not None:
+            self.shapes.append((txn.kind, txn.statements))
         if txn is None or txn.kind is None or txn.locked is None or txn.commit is None:
             return
         self.done.append((txn.kind, time.perf_counter() - txn.locked))
 
     def dump(self, path: str) -> None:
-        Path(path).write_text(json.dumps({"database": self.database, "holds": self.done}))
+        Path(path).write_text(
+            json.dumps({"database": self.database, "holds": self.done, "shapes": self.shapes})
+        )
 
 
 async def _sample(stop: asyncio.Event, seen: list[tuple[float, list[tuple[str, str]]]]) -> None:
@@ -155,6 +166,16 @@ async def measure(tasks: int) -> dict[str, Any]:
                 "total_ms": round(sum(holds) * 1000, 1),
                 "per_task_us": round(sum(holds) / tasks * 1e6, 1),
             }
+        shapes = [s for k, s in dumped.get("shapes", []) if k == kind]
+        if shapes:
+            heads: dict[str, int] = {}
+            for statements in shapes:
+                for head in statements:
+                    heads[head] = heads.get(head, 0) + 1
+            out.setdefault(kind, {})["statements_per_transaction"] = round(
+                sum(len(s) for s in shapes) / len(shapes), 2
+            )
+            out[kind]["statements"] = dict(sorted(heads.items(), key=lambda kv: -kv[1]))
     return out
 
 
