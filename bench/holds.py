@@ -61,6 +61,10 @@ class _Open:
     # Each statement's first words, in order: the round trips a transaction took (its
     # BEGIN and COMMIT apart: one each).
     statements: list[str] = field(default_factory=list)
+    # The hold's parts (seconds): in statements after the lock, in this process between
+    # them (Python, the event loop, waiting for a core), and the COMMIT to the checkin.
+    started: float | None = None
+    in_statements: float = 0.0
 
 
 @dataclass
@@ -69,6 +73,7 @@ class Holds:
     job-locking statement's return to the connection's return to the pool), in seconds."""
 
     done: list[tuple[str, float]] = field(default_factory=list)
+    parts: list[tuple[str, float, float, float]] = field(default_factory=list)
     shapes: list[tuple[str, list[str]]] = field(default_factory=list)
     database: str | None = None
     open: dict[int, _Open] = field(default_factory=dict)
@@ -88,12 +93,17 @@ class Holds:
         txn = self.open.setdefault(id(conn.connection.dbapi_connection), _Open())
         txn.kind = txn.kind or _kind(sql)
         txn.statements.append(" ".join(sql.split())[:60])
+        txn.started = time.perf_counter()
 
     def _after(
         self, conn: Connection, cursor: Any, sql: str, params: Any, context: Any, many: bool
     ) -> None:
         txn = self.open.get(id(conn.connection.dbapi_connection))
-        if txn is not None and txn.locked is None and _locks_job(sql):
+        if txn is None:
+            return
+        if txn.locked is not None and txn.started is not None:
+            txn.in_statements += time.perf_counter() - txn.started
+        elif _locks_job(sql):
             txn.locked = time.perf_counter()
 
     def _commit(self, conn: Connection) -> None:
@@ -110,11 +120,22 @@ class Holds:
             self.shapes.append((txn.kind, txn.statements))
         if txn is None or txn.kind is None or txn.locked is None or txn.commit is None:
             return
-        self.done.append((txn.kind, time.perf_counter() - txn.locked))
+        now = time.perf_counter()
+        self.done.append((txn.kind, now - txn.locked))
+        committing = now - txn.commit
+        between = txn.commit - txn.locked - txn.in_statements
+        self.parts.append((txn.kind, txn.in_statements, between, committing))
 
     def dump(self, path: str) -> None:
         Path(path).write_text(
-            json.dumps({"database": self.database, "holds": self.done, "shapes": self.shapes})
+            json.dumps(
+                {
+                    "database": self.database,
+                    "holds": self.done,
+                    "shapes": self.shapes,
+                    "parts": self.parts,
+                }
+            )
         )
 
 
@@ -165,6 +186,12 @@ async def measure(tasks: int) -> dict[str, Any]:
                 "median_ms": round(statistics.median(holds) * 1000, 2),
                 "total_ms": round(sum(holds) * 1000, 1),
                 "per_task_us": round(sum(holds) / tasks * 1e6, 1),
+            }
+        parts = [p for k, *p in dumped.get("parts", []) if k == kind]
+        if parts:
+            out[kind]["hold_parts_mean_ms"] = {
+                name: round(statistics.mean(p[i] for p in parts) * 1000, 2)
+                for i, name in enumerate(("statements", "between", "commit"))
             }
         shapes = [s for k, s in dumped.get("shapes", []) if k == kind]
         if shapes:
