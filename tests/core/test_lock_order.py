@@ -22,13 +22,23 @@ from tests.polling import DEADLINE, eventually
 pytestmark = pytest.mark.postgres
 
 
-async def _job_is_locked(conn: asyncpg.Connection, job_id: int) -> bool:
+async def _is_locked(conn: asyncpg.Connection, table: str, column: str, value: object) -> bool:
     async with conn.transaction():
         try:
-            await conn.execute("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE NOWAIT", job_id)
+            await conn.execute(
+                f"SELECT 1 FROM {table} WHERE {column} = $1 FOR UPDATE NOWAIT", value
+            )
         except asyncpg.LockNotAvailableError:
             return True
     return False
+
+
+async def _job_is_locked(conn: asyncpg.Connection, job_id: int) -> bool:
+    return await _is_locked(conn, "jobs", "id", job_id)
+
+
+async def _task_is_locked(conn: asyncpg.Connection, uuid: str) -> bool:
+    return await _is_locked(conn, "job_tasks", "uuid", uuid)
 
 
 @pytest.mark.parametrize("several", [False, True])
@@ -107,15 +117,6 @@ async def _waits_for_a_lock(conn: asyncpg.Connection) -> bool:
         " WHERE wait_event_type = 'Lock' AND datname = current_database()"
     )
     return bool(waiting)
-
-
-async def _task_is_locked(conn: asyncpg.Connection, uuid: str) -> bool:
-    async with conn.transaction():
-        try:
-            await conn.execute("SELECT 1 FROM job_tasks WHERE uuid = $1 FOR UPDATE NOWAIT", uuid)
-        except asyncpg.LockNotAvailableError:
-            return True
-    return False
 
 
 async def test_a_group_locks_all_its_jobs_before_any_task_in_one_statement(
