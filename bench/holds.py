@@ -38,6 +38,8 @@ from bench.stack import _dsn, postgres_admin_url
 def _locks_job(sql: str) -> bool:
     if "FOR UPDATE" not in sql:
         return False
+    if "held_jobs" in sql:
+        return True  # a group's jobs then tasks (locks.lock_pairs), stamped at its return
     if "FOR UPDATE OF job_tasks" in sql:
         return False  # the tasks' lock (its job probe reads jobs unlocked)
     return "FROM jobs" in sql
@@ -56,6 +58,13 @@ class _Open:
     kind: str | None = None
     locked: float | None = None
     commit: float | None = None
+    # Each statement's first words, in order: the round trips a transaction took (its
+    # BEGIN and COMMIT apart: one each).
+    statements: list[str] = field(default_factory=list)
+    # The hold's parts (seconds): in statements after the lock, in this process between
+    # them (Python, the event loop, waiting for a core), and the COMMIT to the checkin.
+    started: float | None = None
+    in_statements: float = 0.0
 
 
 @dataclass
@@ -64,6 +73,8 @@ class Holds:
     job-locking statement's return to the connection's return to the pool), in seconds."""
 
     done: list[tuple[str, float]] = field(default_factory=list)
+    parts: list[tuple[str, float, float, float]] = field(default_factory=list)
+    shapes: list[tuple[str, list[str]]] = field(default_factory=list)
     database: str | None = None
     open: dict[int, _Open] = field(default_factory=dict)
 
@@ -81,12 +92,18 @@ class Holds:
             self.database = conn.engine.url.database
         txn = self.open.setdefault(id(conn.connection.dbapi_connection), _Open())
         txn.kind = txn.kind or _kind(sql)
+        txn.statements.append(" ".join(sql.split())[:60])
+        txn.started = time.perf_counter()
 
     def _after(
         self, conn: Connection, cursor: Any, sql: str, params: Any, context: Any, many: bool
     ) -> None:
         txn = self.open.get(id(conn.connection.dbapi_connection))
-        if txn is not None and txn.locked is None and _locks_job(sql):
+        if txn is None:
+            return
+        if txn.locked is not None and txn.started is not None:
+            txn.in_statements += time.perf_counter() - txn.started
+        elif _locks_job(sql):
             txn.locked = time.perf_counter()
 
     def _commit(self, conn: Connection) -> None:
@@ -99,12 +116,27 @@ class Holds:
 
     def _checkin(self, dbapi_connection: Any, record: Any) -> None:
         txn = self.open.pop(id(dbapi_connection), None)
+        if txn is not None and txn.kind is not None and txn.commit is not None:
+            self.shapes.append((txn.kind, txn.statements))
         if txn is None or txn.kind is None or txn.locked is None or txn.commit is None:
             return
-        self.done.append((txn.kind, time.perf_counter() - txn.locked))
+        now = time.perf_counter()
+        self.done.append((txn.kind, now - txn.locked))
+        committing = now - txn.commit
+        between = txn.commit - txn.locked - txn.in_statements
+        self.parts.append((txn.kind, txn.in_statements, between, committing))
 
     def dump(self, path: str) -> None:
-        Path(path).write_text(json.dumps({"database": self.database, "holds": self.done}))
+        Path(path).write_text(
+            json.dumps(
+                {
+                    "database": self.database,
+                    "holds": self.done,
+                    "shapes": self.shapes,
+                    "parts": self.parts,
+                }
+            )
+        )
 
 
 async def _sample(stop: asyncio.Event, seen: list[tuple[float, list[tuple[str, str]]]]) -> None:
@@ -155,6 +187,22 @@ async def measure(tasks: int) -> dict[str, Any]:
                 "total_ms": round(sum(holds) * 1000, 1),
                 "per_task_us": round(sum(holds) / tasks * 1e6, 1),
             }
+        parts = [p for k, *p in dumped.get("parts", []) if k == kind]
+        if parts:
+            out[kind]["hold_parts_mean_ms"] = {
+                name: round(statistics.mean(p[i] for p in parts) * 1000, 2)
+                for i, name in enumerate(("statements", "between", "commit"))
+            }
+        shapes = [s for k, s in dumped.get("shapes", []) if k == kind]
+        if shapes:
+            heads: dict[str, int] = {}
+            for statements in shapes:
+                for head in statements:
+                    heads[head] = heads.get(head, 0) + 1
+            out.setdefault(kind, {})["statements_per_transaction"] = round(
+                sum(len(s) for s in shapes) / len(shapes), 2
+            )
+            out[kind]["statements"] = dict(sorted(heads.items(), key=lambda kv: -kv[1]))
     return out
 
 

@@ -13,6 +13,7 @@ import pytest
 from jobtask.store import locks
 from jobtask.store.database import Database
 from jobtask.store.migrate import upgrade
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tests.core.raw_rows import connect, insert_job, insert_tasks, task_uuid
@@ -21,13 +22,23 @@ from tests.polling import DEADLINE, eventually
 pytestmark = pytest.mark.postgres
 
 
-async def _job_is_locked(conn: asyncpg.Connection, job_id: int) -> bool:
+async def _is_locked(conn: asyncpg.Connection, table: str, column: str, value: object) -> bool:
     async with conn.transaction():
         try:
-            await conn.execute("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE NOWAIT", job_id)
+            await conn.execute(
+                f"SELECT 1 FROM {table} WHERE {column} = $1 FOR UPDATE NOWAIT", value
+            )
         except asyncpg.LockNotAvailableError:
             return True
     return False
+
+
+async def _job_is_locked(conn: asyncpg.Connection, job_id: int) -> bool:
+    return await _is_locked(conn, "jobs", "id", job_id)
+
+
+async def _task_is_locked(conn: asyncpg.Connection, uuid: str) -> bool:
+    return await _is_locked(conn, "job_tasks", "uuid", uuid)
 
 
 @pytest.mark.parametrize("several", [False, True])
@@ -106,3 +117,52 @@ async def _waits_for_a_lock(conn: asyncpg.Connection) -> bool:
         " WHERE wait_event_type = 'Lock' AND datname = current_database()"
     )
     return bool(waiting)
+
+
+async def test_a_group_locks_all_its_jobs_before_any_task_in_one_statement(
+    postgres_url: str,
+) -> None:
+    """locks.lock_pairs on PostgreSQL (a group commit of reports): one statement, which
+    locks every named task's job, in id order, before it locks any task -- waiting for the
+    second job, it holds the first job and none of the tasks."""
+    db = Database(postgres_url)
+    await upgrade(db)
+    holder, prober = await connect(postgres_url), await connect(postgres_url)
+    try:
+        ids = [await insert_job(holder, uuid=f"zzzzz-8i9sb-00000000000000{n}") for n in (1, 2)]
+        await insert_tasks(holder, ids[0], [task_uuid(1)])
+        await insert_tasks(holder, ids[1], [task_uuid(2)])
+        # Another transaction holds the second job.
+        held = holder.transaction()
+        await held.start()
+        await holder.execute("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", ids[1])
+        statements: list[str] = []
+
+        async def lock(conn: AsyncConnection) -> list[tuple[int, str]]:
+            sync = conn.sync_connection
+            assert sync is not None
+
+            def seen(*args: object) -> None:
+                statements.append(str(args[2]))
+
+            event.listen(sync, "before_cursor_execute", seen)
+            try:
+                pairs = await locks.lock_pairs(conn, [task_uuid(2), task_uuid(1)])
+            finally:
+                event.remove(sync, "before_cursor_execute", seen)
+            return [(job.id, task.uuid) for job, task in pairs]
+
+        locking = asyncio.create_task(db.transact(lock))
+        await eventually(lambda: _waits_for_a_lock(prober))
+        assert not locking.done()
+        assert await _job_is_locked(prober, ids[0])
+        assert not await _task_is_locked(prober, task_uuid(1))
+        assert not await _task_is_locked(prober, task_uuid(2))
+        await held.rollback()
+        pairs = await asyncio.wait_for(locking, DEADLINE)
+        assert pairs == [(ids[0], task_uuid(1)), (ids[1], task_uuid(2))]
+        assert len(statements) == 1, statements
+    finally:
+        await holder.close()
+        await prober.close()
+        await db.dispose()

@@ -11,7 +11,7 @@ from jobtask.domain.errors import NotFound
 from jobtask.store.arrays import among, one_of
 from jobtask.store.rows import JobRow, TaskRow, job_row, jobs_and_tasks, task_row
 from jobtask.store.schema import job_tasks, jobs
-from sqlalchemy import Row, bindparam, select, union_all
+from sqlalchemy import Row, bindparam, func, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = [
@@ -35,7 +35,7 @@ _LOCK_JOB_BY_UUID = select(jobs).where(jobs.c.uuid == bindparam("uuid")).with_fo
 # (PostgreSQL's LockRows sits above the sort) -- so the lock order holds inside it.
 _PAIRS = select(jobs, job_tasks).join_from(jobs, job_tasks, job_tasks.c.job_id == jobs.c.id)
 _LOCK_PAIR = _PAIRS.where(job_tasks.c.uuid == bindparam("uuid")).with_for_update()
-# Several tasks with their jobs, in two statements, each reading only the named rows through
+# Several tasks with their jobs, in two steps, each reading only the named rows through
 # a key: the jobs, found by their tasks' uuids and read through their primary key in its
 # order (the store's sessions plan no sorts, and the ORDER BY had drawn a walk of every job:
 # tests/core/test_read_plans.py; likewise by the jobs' own uuids below); then the tasks,
@@ -54,13 +54,24 @@ _LOCK_JOBS_OF_TASKS = (
     .order_by(jobs.c.id)
     .with_for_update()
 )
-_LOCK_TASKS = (
-    select(job_tasks)
-    .where(among(job_tasks.c.id, select(_NAMED_TASKS.c.id).where(_NAMED)))
-    .order_by(job_tasks.c.id)
-    .with_for_update()
-)
 _LOCK_TASK = select(job_tasks).where(job_tasks.c.uuid == bindparam("uuid")).with_for_update()
+# The two in one statement on PostgreSQL (one round trip a group commit fewer, and the jobs'
+# rows held that much less): the jobs are locked in a CTE, in id order, and all of them
+# before the first task is read -- the uncorrelated count of the CTE is an InitPlan, a
+# one-time filter run before the tasks' scan yields a row, and a CTE referenced twice is
+# run to its end once -- so the lock order is the two statements' (jobs in id order, then
+# tasks in id order: LockRows above the tasks' key walk). The tasks' rows are locked with
+# their newest versions (READ COMMITTED re-reads a row updated since the statement's
+# snapshot when it locks it), as the second statement read them.
+_HELD_JOBS = _LOCK_JOBS_OF_TASKS.cte("held_jobs")
+_LOCK_JOBS_THEN_TASKS = (
+    select(_HELD_JOBS, job_tasks)
+    .join_from(job_tasks, _HELD_JOBS, _HELD_JOBS.c.id == job_tasks.c.job_id)
+    .where(among(job_tasks.c.id, select(_NAMED_TASKS.c.id).where(_NAMED)))
+    .where(select(func.count()).select_from(_HELD_JOBS).scalar_subquery() > 0)
+    .order_by(job_tasks.c.id)
+    .with_for_update(of=job_tasks)
+)
 # SQLite's lock_pairs: one read of the named tasks with their jobs (no locks to order there).
 # Each task found by its uuid's index and its job by primary key: no other row is read.
 _SQLITE_PAIRS = _PAIRS.where(one_of(job_tasks.c.uuid, "uuids"))
@@ -118,23 +129,20 @@ async def lock_pairs(conn: AsyncConnection, uuids: Collection[str]) -> list[tupl
     """Locks tasks and their jobs (the jobs in id order, then the tasks): (job, task) for
     each task found, in (job id, task id) order, one JobRow per job.
 
-    SQLite: one statement, a join, where PostgreSQL takes two. Its writer holds every row
-    from the transaction's start (BEGIN IMMEDIATE), so there is no lock order to keep and
-    no job to lose between two reads; the second read cost ~25,000 instructions a one-task
-    job (bench/README.md, 2026-12-06, claim lane)."""
+    SQLite: a join; its writer holds every row from the transaction's start (BEGIN
+    IMMEDIATE), so there is no lock order to keep; the second read cost ~25,000
+    instructions a one-task job (bench/README.md, 2026-12-06, claim lane). PostgreSQL: the
+    jobs locked first, then the tasks, in one statement (_LOCK_JOBS_THEN_TASKS)."""
     named = {"uuids": list(uuids)}
     if conn.dialect.name == "sqlite":
         rows = await conn.execute(_SQLITE_PAIRS, named)
         # Sorted here (no ORDER BY: a sort step in SQLite's plan for at most a group's rows
         # costs more than this); jobs_and_tasks makes one JobRow of a job's adjacent rows.
         return jobs_and_tasks(sorted(rows, key=_pair_order))
-    held = {row.id: job_row(row) for row in await conn.execute(_LOCK_JOBS_OF_TASKS, named)}
-    found = [task_row(row) for row in await conn.execute(_LOCK_TASKS, named)]
-    # A task's job never changes; one created between the two statements, its job not
-    # held, is left out as if not found yet.
-    pairs = [(held[task.job_id], task) for task in found if task.job_id in held]
-    pairs.sort(key=lambda pair: pair[0].id)  # stable: each job's tasks stay in id order
-    return pairs
+    rows = await conn.execute(_LOCK_JOBS_THEN_TASKS, named)
+    # In task id order: sorted by job id (stable: each job's tasks stay in id order), so
+    # that jobs_and_tasks makes one JobRow of each job's adjacent rows.
+    return jobs_and_tasks(sorted(rows, key=_pair_order))
 
 
 def _pair_order(row: Row[Any]) -> tuple[int, int]:
