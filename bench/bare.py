@@ -11,7 +11,11 @@ same messages, so one load generator drives both and the ratio is jobtask's over
   progress WatchEvents stamped with the time to every subscriber at `rate` events/s.
 - The worker protocol with no store (`jobtask.v1.TaskService` WorkerSession, and ClaimTask
   and RunTask, so bench.noop_worker drives it unchanged): WorkerSession assigns made-up
-  tasks for every credit at once and answers each exit with the task Completed; ClaimTask
+  tasks for every credit at once, in messages of the parts the real server's claims
+  take when nothing else is in progress on a store whose claim runs outside the server's
+  thread (jobtask.server.worker_session.claim_part: half the worker's slots; here a
+  claim costs nothing, so that is the honest ceiling's policy), and answers each exit
+  with the task Completed; ClaimTask
   answers max_tasks made-up assignments at once; RunTask answers a message that reports an
   exit with the task Completed. The drain rate it allows is the ceiling of any store
   behind that protocol and this worker. Its WorkerSession traffic (messages each way,
@@ -31,6 +35,7 @@ from typing import Any
 import grpc
 from google.protobuf import empty_pb2, struct_pb2
 from jobtask.event_loop import run
+from jobtask.server.worker_session import claim_part
 from jobtask.v1 import job_pb2, job_service_pb2, job_task_pb2, task_service_pb2, watch_pb2
 
 from bench.harness import announce, wait_for_stdin_close
@@ -132,12 +137,17 @@ class Bare:
     async def worker_session(
         self, requests: AsyncIterator[task_service_pb2.WorkerSessionRequest], context: Any
     ) -> AsyncIterator[task_service_pb2.WorkerSessionResponse]:
-        """Assignments for every credit at once; every exit answered Completed at once.
-        A call with metadata `bench-batch: B` gets its assignments B a message at most
-        (bench.ceiling's gRPC floor), the first of them carrying the updates."""
+        """Assignments for every credit at once, in the real server's parts (claim_part)
+        or, for a call with metadata `bench-batch: B`, B a message at most (bench.ceiling's
+        gRPC floor), the first of them carrying the updates; every exit answered
+        Completed at once."""
         batch = int(dict(context.invocation_metadata()).get(BATCH_KEY, 0))
         traffic = self.traffic
         async for msg in requests:
+            if not batch and msg.HasField("open"):
+                # The real server's parts for a store whose claim overlaps everything:
+                # here a claim costs nothing (see claim_part).
+                batch = claim_part(msg.open.slots, msg.open.free_slots, split=True)
             traffic["requests"] += 1
             traffic["reports"] += len(msg.reports)
             response = task_service_pb2.WorkerSessionResponse()

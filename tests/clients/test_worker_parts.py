@@ -393,6 +393,77 @@ async def test_a_run_whose_lease_is_lost_frees_its_slot_only_as_it_is_over(
     assert not link.queued()
 
 
+class _Session(_Call):
+    """A session call both ways: writes wait while `paused` is clear; `answer` queues what
+    the server sends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paused = asyncio.Event()
+        self.paused.set()
+        self.down: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def write(self, message: task_service_pb2.WorkerSessionRequest) -> None:
+        await self.paused.wait()
+        self.sent.append(message)
+
+    async def read(self) -> Any:
+        await asyncio.sleep(0)  # (gRPC's read completes on a later turn of the loop)
+        return await self.down.get()
+
+    def cancel(self) -> None:
+        pass
+
+
+def _assignments(*numbers: int) -> task_service_pb2.WorkerSessionResponse:
+    response = task_service_pb2.WorkerSessionResponse()
+    for n in numbers:
+        response.assignments.add(task={"uuid": f"t{n}"}, lease={"lease_id": f"l{n}"})
+    return response
+
+
+async def test_each_message_of_assignments_is_answered_by_a_message_of_its_own() -> None:
+    """Reports and credits of the tasks of one message of assignments go up in a message of
+    their own, with that message's credits only, even when the writer was still sending
+    when the next assignments came: one message of both groups' credits would be answered
+    by one message of their assignments, and the groups would run as one from then (the
+    worker and the server waiting for each other in turn)."""
+    import grpc
+    from jobtask.worker.session import SessionLink
+
+    loop = asyncio.get_running_loop()
+
+    def on_assignment(assignment: Any, grant: Any) -> None:
+        def ran() -> None:  # the task runs after the message is read, as a run does
+            link.new_report().task_uuid = assignment.task.uuid
+            link.credit(1)
+
+        loop.call_soon(ran)
+
+    link = SessionLink(client=None, info=task_service_pb2.WorkerInfo, on_assignment=on_assignment)  # type: ignore[arg-type]
+    call = link._call = _Session()
+    reader = asyncio.create_task(link._read(call))
+    sending = asyncio.create_task(link._send_until_closed(reader, asyncio.Event()))
+    link.credit(1)
+    await eventually(lambda: call.sent)  # the writer is idle again
+    call.paused.clear()
+    link.credit(1)  # a write that waits...
+    await asyncio.sleep(0.01)
+    call.down.put_nowait(_assignments(1, 2))  # ...while two messages of assignments come
+    call.down.put_nowait(_assignments(3, 4, 5))
+    await eventually(lambda: len(link.queued()) == 5)
+    call.paused.set()
+    await eventually(lambda: len(call.sent) == 4)
+    assert [[r.task_uuid for r in m.reports] for m in call.sent[2:]] == [
+        ["t1", "t2"],
+        ["t3", "t4", "t5"],
+    ]
+    assert [m.credits for m in call.sent] == [1, 1, 2, 3]
+    call.down.put_nowait(grpc.aio.EOF)  # type: ignore[attr-defined]
+    await asyncio.wait_for(reader, DEADLINE)
+    sending.cancel()
+
+
 async def test_a_finished_run_is_freed_without_the_cycle_collector(tmp_path: Path) -> None:
     """Nothing refers back to a run once it is over (its lease and its function called back
     into it): it is freed as its last reference goes, not by the cyclic garbage collector,

@@ -86,6 +86,18 @@ IDLE_RECHECK = 5.0
 Response = task_service_pb2.WorkerSessionResponse
 
 
+def claim_part(slots: int, free_slots: int, *, split: bool) -> int:
+    """The most one claim of a session takes: all the worker's slots (`slots`, or the
+    opening message's `free_slots` if more; MAX_CLAIM at most) or, `split`, one part of
+    CLAIM_PARTS of them (see Session._part). The worker answers each message of
+    assignments with a message of its own (jobtask.worker.session), so parts handed out
+    in messages of their own run as groups that take turns. bench.bare, the store-less
+    server, hands out its assignments in these parts too: its claim costs nothing and
+    overlaps everything, the split case."""
+    whole = max(1, min(max(slots, free_slots), MAX_CLAIM))
+    return -(-whole // CLAIM_PARTS) if split else whole
+
+
 class _Closed(Exception):
     """The reader reached the end of the worker's messages."""
 
@@ -301,13 +313,13 @@ class Session:
         no other claim or report flush of this process is in progress (nothing for the
         claim to overlap), a claim takes half the worker's slots: the second part's claim
         runs while the worker runs the first and the writer flushes its reports, and the
-        parts stay apart as their credits come back apart. Otherwise (other sessions'
+        parts stay apart: the worker answers each message of assignments with a message of
+        its own, its part's reports and credits. Otherwise (other sessions'
         work overlaps; on SQLite, whose statements run in the server's own thread, nothing
         would) a claim takes what the credits allow."""
-        slots = max(1, min(max(self.spec.slots, self.spec.free_slots), MAX_CLAIM))
-        if self.claims.db.is_sqlite or self.sessions.claiming or self.runs.commits.committing:
-            return slots
-        return -(-slots // CLAIM_PARTS)
+        alone = not (self.sessions.claiming or self.runs.commits.committing)
+        split = alone and not self.claims.db.is_sqlite
+        return claim_part(self.spec.slots, self.spec.free_slots, split=split)
 
     # -- the writer ---------------------------------------------------------------------
 

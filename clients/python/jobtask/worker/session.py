@@ -2,9 +2,10 @@
 
 `SessionLink` keeps the stream up (reopening it with backoff when it breaks), sends
 everything queued since its last write as one message (reports of many tasks, credits for
-freed slots, the heartbeat), and routes what comes down: assignments to the agent, each
-task's acknowledgements and instructions to its `SessionLease`. One heartbeat every third of
-a lease's ttl renews all of the session's leases.
+freed slots, the heartbeat; but the tasks of each message of assignments in a message of
+their own, see SessionLink._seal), and routes what comes down: assignments to the agent,
+each task's acknowledgements and instructions to its `SessionLease`. One heartbeat every
+third of a lease's ttl renews all of the session's leases.
 
 `SessionLease` is a task's view of the session with the interface of its RunTask stream
 (jobtask.worker.stream.LeaseStream), so a task's run (jobtask.worker.runner) reads the same
@@ -191,6 +192,21 @@ class SessionLink:
             self._wake.set()
         return reports
 
+    def _seal(self) -> None:
+        """New assignments came: the reports and credits queued so far (the tasks of the
+        assignments before) make a message of their own, and the new tasks' begin the
+        next. So each message of assignments is answered by one message, even when the
+        writer was still waiting for a write: the server decides the groups by how it
+        hands the tasks out (on PostgreSQL, and the store-less bench.bare, in two parts
+        of half the slots, groups that take turns: one group's reports travel and are
+        answered while the other's tasks run; on SQLite in one), and one message of two
+        groups' credits would be answered by one message, the groups running as one from
+        then."""
+        if self._reports is not None:
+            self._outgoing[-1].credits = self._credits
+            self._credits = 0
+            self._reports = None
+
     def forget(self, lease: SessionLease) -> None:
         if self.leases.get(lease.task_uuid) is lease:
             del self.leases[lease.task_uuid]
@@ -285,8 +301,13 @@ class SessionLink:
                     message.heartbeat = True
                     self._beats.append(time.monotonic())
                     self._heartbeat = False
-                if not stop_claiming.is_set():
-                    message.credits, self._credits = self._credits, 0
+                if stop_claiming.is_set():
+                    if message.credits:  # (sealed before the stop)
+                        message.credits = 0
+                elif not outgoing:
+                    # The last message: the credits not sealed into an earlier one.
+                    message.credits += self._credits
+                    self._credits = 0
                 await self._call.write(message)
                 continue
             if self._closing and not self.leases:
@@ -311,7 +332,10 @@ class SessionLink:
             if response is grpc.aio.EOF:  # type: ignore[attr-defined]
                 return
             granted_at = time.monotonic()
-            for assignment in response.assignments:
+            assignments = response.assignments
+            if assignments:
+                self._seal()
+            for assignment in assignments:
                 grant = grant_of(assignment, granted_at)
                 if grant[1] > 0:
                     self.ttl = grant[1]
