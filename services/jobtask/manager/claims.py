@@ -150,11 +150,10 @@ class ClaimManager:
             while waiting and len(claims) < want:
                 chunk = waiting[: want - len(claims)]
                 del waiting[: len(chunk)]
-                seen.update(row.id for row in chunk)
-                # Each candidate's columns read by name once: a Row's lookup by name costs
-                # ~2,000 instructions (SQLAlchemy's hasattr on the Row class misses and
-                # formats an AttributeError); a TaskRow's is a dict lookup.
-                job_ids = [row.job_id for row in chunk]
+                # Candidates' columns by position (queries.CANDIDATE_ID: a Row's lookup by
+                # name formats an AttributeError), once each; a TaskRow's is a dict lookup.
+                seen.update(row[queries.CANDIDATE_ID] for row in chunk)
+                job_ids = [row[queries.CANDIDATE_JOB_ID] for row in chunk]
                 await self._lock_jobs(conn, job_ids, locked, skip_jobs)
                 chunk = [
                     row for row, job_id in zip(chunk, job_ids, strict=True) if job_id in locked
@@ -172,7 +171,7 @@ class ClaimManager:
                     ):
                         skip_jobs.add(job_id)
                         continue
-                    if fresh.failed_by_me and await place.others_can_run(task.id, limits):
+                    if fresh[queries.FAILED_BY_ME] and await place.others_can_run(task.id, limits):
                         continue
                     refused = await place.refusal(job_id, limits)
                     if refused is not None:

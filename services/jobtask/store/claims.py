@@ -48,6 +48,16 @@ OWNERS_PER_STATEMENT = 8
 # (its JSON decoded) and its job's three columns cost as much again per candidate, and a
 # claim reads more candidates than it takes (a page of CANDIDATE_PAGE at least).
 _NARROW = ("id", "uuid", "job_id", "owner_uuid")
+# Where a candidate's columns sit, read by position: a Row's lookup by name costs ~2,000
+# instructions (SQLAlchemy's hasattr on the Row class misses and formats an AttributeError),
+# six a one-task job claimed. A candidate (either form: the whole row in table order, or
+# _NARROW) starts with its id, uuid and job_id; a whole row (every candidate on SQLite,
+# lock_candidates' rows on PostgreSQL) ends with failed_by_me. tests/core/test_candidates.py
+# holds the positions to the rows' names on each store.
+CANDIDATE_ID = _NARROW.index("id")
+CANDIDATE_JOB_ID = _NARROW.index("job_id")
+FAILED_BY_ME = -1
+_OWNER_AT = {False: list(job_tasks.c.keys()).index("owner_uuid"), True: _NARROW.index("owner_uuid")}
 
 
 def _constant(value: str | int) -> Any:
@@ -347,11 +357,17 @@ async def candidates(
             page = _PAGES[status, narrow]
             rows.extend(await conn.execute(page, {**base, "priority": priority}))
         # Within one level, the waiting statuses interleave by arrival.
-        found.extend(sorted(rows, key=lambda row: row.id))
+        found.extend(sorted(rows, key=_by_id))
         if priority <= _BOTTOM:
             break
         at_most = priority - 1
     return found[:limit]
+
+
+def _by_id(row: Row[Any]) -> int:
+    """A candidate's id (the sort key of its page's order of arrival)."""
+    task_id: int = row[CANDIDATE_ID]
+    return task_id
 
 
 async def _fair_level(
@@ -372,9 +388,10 @@ async def _fair_level(
         chunk = ordered[start : start + OWNERS_PER_STATEMENT]
         params = {**base, "priority": level.priority, **{f"o{i}": o for i, o in enumerate(chunk)}}
         by_owner: dict[str, list[Row[Any]]] = {o: [] for o in chunk}
+        owner_at = _OWNER_AT[narrow]
         for row in await conn.execute(_owner_pages(len(chunk), narrow), params):
-            by_owner[row.owner_uuid].append(row)
-        queues = [sorted(rows, key=lambda row: row.id) for rows in by_owner.values() if rows]
+            by_owner[row[owner_at]].append(row)
+        queues = [sorted(rows, key=_by_id) for rows in by_owner.values() if rows]
         # Round robin: one task of each owner in turn, until the pages run out.
         for i in range(max((len(q) for q in queues), default=0)):
             found.extend(q[i] for q in queues if i < len(q))

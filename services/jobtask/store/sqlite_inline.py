@@ -156,6 +156,9 @@ class Checkpoints:
 # an AttributeError (~2,000 instructions, ~1 us here) before binding NULL anyway: ~28 a
 # one-task job drained (a completion's cleared lease, the rows' empty columns).
 _NONE_ADAPTER: dict[None, None] = {}
+# Likewise a blob: SQLAlchemy binds bytes as memoryview (the sqlite3 module's Binary), which
+# the module adapts before binding it as a blob -- a miss, as for None, one a task claimed
+# (its token's digest). `bytes` answers in C with what the module binds as the same blob.
 
 
 def engine(database: str, *, writer: bool, echo: bool) -> Engine:
@@ -163,6 +166,7 @@ def engine(database: str, *, writer: bool, echo: bool) -> Engine:
     when another process holds the write lock (begin_immediate waits without blocking)."""
     # (Process-wide, as the registry is; registering it again replaces it with itself.)
     sqlite3.register_adapter(type(None), _NONE_ADAPTER.get)
+    sqlite3.register_adapter(memoryview, bytes)
     created = create_engine(
         f"sqlite+pysqlite:///{database}",
         echo=echo,

@@ -1,0 +1,44 @@
+"""A claim's candidates are read by position (store.claims.CANDIDATE_ID, CANDIDATE_JOB_ID,
+FAILED_BY_ME and the owner's column in fair share's pages), not by name: on each store,
+each position holds the column it names, in every form of the rows (fair share's pages or
+priority pages; whole rows on SQLite, narrow ones on PostgreSQL; lock_candidates' rows)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from jobtask.manager.context import utcnow
+from jobtask.store import claims
+from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tests.conftest import Cluster
+from tests.worker_protocol.helpers import job_with_tasks
+
+
+@pytest.mark.parametrize("fair_share", [True, False])
+async def test_candidate_positions_hold_their_columns(cluster: Cluster, fair_share: bool) -> None:
+    db = cluster.services.core.db
+    for n in range(2):
+        await job_with_tasks(cluster, f"positions{n}.py", 2)
+
+    async def read(conn: AsyncConnection) -> tuple[list[Row[Any]], list[Row[Any]], bool]:
+        now = utcnow()
+        turns: dict[str, int] | None = {} if fair_share else None
+        found = await claims.candidates(conn, "w1", 10, now=now, turns=turns)
+        locked = await claims.lock_candidates(conn, "w1", found, now)
+        return found, locked, conn.dialect.name == "postgresql"
+
+    found, locked, narrow = await db.transact(read)
+    assert found and len(locked) == len(found)
+    for row in found:
+        assert row._fields[claims.CANDIDATE_ID] == "id"
+        assert row._fields[claims.CANDIDATE_JOB_ID] == "job_id"
+        assert row._fields[claims._OWNER_AT[narrow]] == "owner_uuid"
+        assert (row[claims.CANDIDATE_ID], row[claims.CANDIDATE_JOB_ID]) == (row.id, row.job_id)
+    for row in locked:
+        assert row._fields[claims.FAILED_BY_ME] == "failed_by_me"
+        assert row._fields[claims.CANDIDATE_ID] == "id"
+    # Fair share's pages come in order of arrival within an owner (sorted by position).
+    assert [row.id for row in found] == sorted(row.id for row in found)
