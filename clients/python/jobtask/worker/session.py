@@ -194,14 +194,13 @@ class SessionLink:
 
     def _seal(self) -> None:
         """New assignments came: the reports and credits queued so far (the tasks of the
-        assignments before) make a message of their own, and the new tasks' begin the
-        next. So each message of assignments is answered by one message, even when the
-        writer was still waiting for a write: the server decides the groups by how it
-        hands the tasks out (on PostgreSQL, and the store-less bench.bare, in two parts
-        of half the slots, groups that take turns: one group's reports travel and are
-        answered while the other's tasks run; on SQLite in one), and one message of two
-        groups' credits would be answered by one message, the groups running as one from
-        then."""
+        assignments before) make a message of their own, and the new tasks' reports begin
+        the next. So each message of assignments is answered by one message, even when the
+        writer was still waiting for a write: the server decides the groups by how it hands
+        the tasks out (on PostgreSQL, and the store-less bench.bare, in two parts of half
+        the slots, groups that take turns: one group's reports travel and are answered
+        while the other's tasks run; on SQLite in one), and one message of two groups'
+        credits would be answered by one message, the groups running as one from then."""
         if self._reports is not None:
             self._outgoing[-1].credits = self._credits
             self._credits = 0
