@@ -8,9 +8,12 @@ PostgreSQL, fan-out job and one-task jobs, one worker; `sqlite:createjob` and
 `postgres:createjob`, the one-task jobs submitted with one CreateJob call each (the unary
 path's cost; not in the default set); and `bare:session`, the "no store" row
 (one worker draining bench/bare.py's store-less WorkerSession server: the worker session's
-own cost, not in the default set) -- old then new, case by case, so both
+own cost, not in the default set) -- the two one after the other, case by case, so both
 see the same machine at nearly the same time (what a loaded, shared machine needs for a fair
-comparison). Prints one line per run and the new/old ratio per case.
+comparison). Which runs first alternates by round (old first in rounds 0, 2, ...; new first
+in 1, 3, ...): the checkout run first was seen to win by 3-5 % on SQLite whichever it was
+(bench/README.md, the sixteenth session's merges), so give an even --rounds for verdicts that
+small. Prints one line per run, in the order run, and the new/old ratio per case.
 """
 
 from __future__ import annotations
@@ -53,6 +56,11 @@ def run(checkout: Path, kind: str, case: str, tasks: int) -> dict[str, object]:
     return result
 
 
+def order(round_: int) -> tuple[str, str]:
+    """Which checkout runs first in a round, and which second: they take turns."""
+    return ("old", "new") if round_ % 2 == 0 else ("new", "old")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("old", type=Path)
@@ -73,12 +81,13 @@ def main() -> None:
         unknown = set(cases) - {*CASES, *EACH, BARE}
         if unknown:
             parser.error(f"unknown cases {sorted(unknown)}: choose from {(*CASES, *EACH, BARE)}")
+    checkouts = {"old": args.old, "new": args.new}
     for round_ in range(args.rounds):
         for kind, case in cases:
-            old = run(args.old, kind, case, args.tasks)
-            new = run(args.new, kind, case, args.tasks)
+            runs = {name: run(checkouts[name], kind, case, args.tasks) for name in order(round_)}
+            old, new = runs["old"], runs["new"]
             ratio = float(str(new["rate"])) / float(str(old["rate"]))
-            for name, out in (("old", old), ("new", new)):
+            for name, out in runs.items():
                 rate = float(str(out["rate"]))
                 print(f"{round_} {kind:8} {case:9} {name}: {rate:7.0f} tasks/s  ({out['note']})")
             print(f"{round_} {kind:8} {case:9} new/old: {ratio:.2f}x", flush=True)
