@@ -168,7 +168,7 @@ async def try_lock_jobs(conn: AsyncConnection, job_ids: Collection[int]) -> dict
     that already holds another job's row: waiting for more, in no fixed order, could
     deadlock with a transaction doing the same the other way round."""
     rows = await conn.execute(_TRY_LOCK_JOBS, {"ids": sorted(job_ids)})
-    return _by_id(rows)
+    return _jobs_by_id(rows)
 
 
 async def lock_job_then_others(
@@ -182,13 +182,13 @@ async def lock_job_then_others(
         rows = await conn.execute(_JOBS_BY_ID, {"ids": [job_id, *others]})
     else:
         rows = await conn.execute(_LOCK_JOB_THEN_OTHERS, {"job_id": job_id, "ids": sorted(others)})
-    got = _by_id(rows)
+    got = _jobs_by_id(rows)
     if job_id not in got:
         raise NotFound(f"job {job_id} not found")
     return got
 
 
-def _by_id(rows: Iterable[Row[Any]]) -> dict[int, JobRow]:
+def _jobs_by_id(rows: Iterable[Row[Any]]) -> dict[int, JobRow]:
     """Jobs' rows by id, the id read from each JobRow (a dict lookup) rather than the Row
     (by name: ~2,000 instructions, SQLAlchemy's hasattr on the Row class missing)."""
     return {job.id: job for job in map(job_row, rows)}

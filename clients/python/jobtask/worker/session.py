@@ -301,8 +301,7 @@ class SessionLink:
                     self._beats.append(time.monotonic())
                     self._heartbeat = False
                 if stop_claiming.is_set():
-                    if message.credits:  # (sealed before the stop)
-                        message.credits = 0
+                    message.credits = 0  # (any sealed before the stop)
                 elif not outgoing:
                     # The last message: the credits not sealed into an earlier one.
                     message.credits += self._credits
