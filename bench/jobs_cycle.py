@@ -20,6 +20,7 @@ import asyncio
 import resource
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from jobtask.collector import freeze_startup_heap
@@ -42,13 +43,19 @@ def _done() -> Batch:
     return batch
 
 
-async def cycle(url: str, jobs: int, *, skip: bool) -> str:
+async def cycle(
+    url: str, jobs: int, *, skip: bool, drained: Callable[[], None] | None = None
+) -> str:
+    """The claims and completions of `jobs` one-task jobs, after their submission;
+    `drained` is called between the two (bench.jobs_statements: the drain's statements)."""
     core = await Core.open(url, Settings())
     system = core.settings.system_caller()
     freeze_startup_heap()  # as the server does once it serves (bench.server)
     for start in range(0, jobs, CLAIM):
         await core.jobs.create_many(system, [({"script": "noop"}, True)] * min(CLAIM, jobs - start))
     worker = WorkerSpec(worker_id="w1", node_name="node1", free_slots=CLAIM, slots=CLAIM, cores=2)
+    if drained is not None:
+        drained()
     claiming = completing = 0.0
     done = 0
     while not skip and done < jobs:

@@ -24,6 +24,7 @@ from bench import (
     floor,
     ingest,
     jobs_cycle,
+    jobs_statements,
     latency,
     memory,
     throughput,
@@ -171,3 +172,16 @@ async def test_jobs_cycle(tmp_path: Any) -> None:
     assert (
         await jobs_cycle.cycle(f"sqlite:///{tmp_path / 'skip.sqlite3'}", 50, skip=True)
     ).startswith("0 jobs: ")
+
+
+async def test_jobs_statements(tmp_path: Any) -> None:
+    out = await jobs_statements.statements(f"sqlite:///{tmp_path / 'jobtask.sqlite3'}", 150)
+    lines = out.splitlines()
+    assert lines[0].startswith("150 jobs: "), out
+    # The drain's writes only: the submission's INSERTs of jobs and tasks are not counted,
+    # and each claimed job's attempt is one row of the attempts' INSERT.
+    assert not any(
+        "INSERT INTO jobs " in line or "INSERT INTO job_tasks " in line for line in lines
+    )
+    (attempts,) = [line for line in lines if "INSERT INTO task_attempts " in line]
+    assert " 150 rows " in attempts, attempts
