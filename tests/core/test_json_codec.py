@@ -4,10 +4,13 @@ text the standard library wrote before still reads."""
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import math
 import sqlite3
 from pathlib import Path
 
+import orjson
+import pytest
 from jobtask.store import json_codec
 from jobtask.store.database import Database
 from jobtask.store.migrate import upgrade
@@ -24,6 +27,19 @@ def test_values_round_trip_and_old_text_reads() -> None:
     old = json_codec.loads('{"a": 1, "n": NaN}')
     assert old["a"] == 1 and math.isnan(old["n"])
     assert json_codec.dumps({"n": math.nan}) == '{"n":null}'
+
+
+class _Color(enum.StrEnum):
+    RED = "red"
+
+
+def test_keys_that_are_not_plain_str_are_written_as_their_text() -> None:
+    # orjson's plain path refuses these; the codec writes them as it always did.
+    value = {1: "a", "b": {_Color.RED: [2]}, "c": {dt.date(2026, 1, 2): None}}
+    assert json_codec.dumps(value) == '{"1":"a","b":{"red":[2]},"c":{"2026-01-02":null}}'
+    # A value no option serializes still raises the encoder's error.
+    with pytest.raises(orjson.JSONEncodeError):
+        json_codec.dumps({"x": object()})
 
 
 async def test_the_engines_write_through_the_codec(tmp_path: Path) -> None:
