@@ -103,7 +103,9 @@ def test_a_message_after_any_other_is_its_own(name: str) -> None:
             messages = TaskMessages()
             answer = task_service_pb2.BatchCreateTasksResponse()
             a, b = _row(**{name: first}), _row(**{name: second})
-            messages.fill(answer.job_tasks.add(), a)
-            messages.fill(answer.job_tasks.add(), b)
+            for row in (a, b):
+                fields = messages.fields(row)
+                add = answer.job_tasks.add
+                messages.fill(add() if fields is None else add(**fields), row)
             assert _bytes(answer.job_tasks[0]) == _bytes(task_pb(a))
             assert _bytes(answer.job_tasks[1]) == _bytes(task_pb(b)), (name, first, second)

@@ -38,12 +38,13 @@ def assignments_pb(
             "expires_at": time_fields(claim.lease_expires_at),
             "ttl": ttl_fields,
         }
+        task = tasks.fields(claim.task)
         if job is None:
-            a = into.add(job=job_fields(claim.job), task_token=claim.token, lease=lease)
+            a = into.add(task=task, job=job_fields(claim.job), task_token=claim.token, lease=lease)
             fill_job(a.job, claim.job)
             jobs[claim.job.id] = a.job
         else:
-            a = into.add(job=job, task_token=claim.token, lease=lease)
+            a = into.add(task=task, job=job, task_token=claim.token, lease=lease)
         tasks.fill(a.task, claim.task)
 
 

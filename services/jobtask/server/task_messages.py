@@ -154,18 +154,25 @@ _differ_fn = _differ()
 
 class TaskMessages:
     """Fills tasks' messages one after another (see the module's text): the first built
-    from its row, each next one a copy of the last, changed where its row differs."""
+    from its row, each next one a copy of the last, changed where its row differs. For
+    each task, in order: `fields(task)`, given to the constructor of the message (or of the
+    message that holds it, as its task), then `fill(msg, task)`."""
 
     __slots__ = ("_last",)
 
     def __init__(self) -> None:
         self._last: tuple[TaskRow, job_task_pb2.JobTask] | None = None
 
+    def fields(self, task: TaskRow) -> dict[str, Any] | None:
+        """The first task's message as a constructor's arguments (convert.task_fields: a
+        message built apart and copied in costs more); None for the others, which `fill`
+        copies."""
+        return task_fields(task) if self._last is None else None
+
     def fill(self, msg: job_task_pb2.JobTask, task: TaskRow) -> None:
-        """Makes `msg` (a new, empty message: an answer's field) the task's message."""
+        """Makes `msg` the task's message: built from `fields(task)`, or still empty."""
         last = self._last
         if last is None:
-            msg.MergeFrom(job_task_pb2.JobTask(**task_fields(task)))
             fill_task(msg, task)
         else:
             msg.CopyFrom(last[1])
@@ -182,4 +189,5 @@ def add_tasks(
     messages = TaskMessages()
     add = into.add
     for task in tasks:
-        messages.fill(add(), task)
+        fields = messages.fields(task)
+        messages.fill(add() if fields is None else add(**fields), task)

@@ -412,6 +412,7 @@ class Session:
             acked_seq=self.acked.get(uuid, 0),
             instruction=_INSTRUCTION_PB[told.instruction],
             reason=told.reason,
+            task=None if outcome.finished is None else finished.fields(outcome.finished),
             # (Given to the constructor: ~2 us less than set field by field after it.)
             lease={"lease_id": lease_id, "ttl": self.ttl},
         )
