@@ -80,24 +80,18 @@ def _set_failure(msg: job_task_pb2.JobTask, task: TaskRow) -> None:
         msg.failure_reason.CopyFrom(failure_pb(task.failure_reason))
 
 
-def _scalar(name: str) -> Setter:
+def _column(name: str) -> Setter:
+    """A copied column's setter: None clears the field (null), a time is stamped in it."""
+    is_time = name in _TIMES
+
     def put(msg: job_task_pb2.JobTask, task: TaskRow) -> None:
         value = getattr(task, name)
         if value is None:
             msg.ClearField(name)
+        elif is_time:
+            stamp(getattr(msg, name), value)
         else:
             setattr(msg, name, value)
-
-    return put
-
-
-def _time(name: str) -> Setter:
-    def put(msg: job_task_pb2.JobTask, task: TaskRow) -> None:
-        value = getattr(task, name)
-        if value is None:
-            msg.ClearField(name)
-        else:
-            stamp(getattr(msg, name), value)
 
     return put
 
@@ -116,7 +110,7 @@ def _setters() -> dict[str, Setter]:
     for name in _TASK_COPY:
         if name in _DERIVED or name in out:
             continue
-        out[name] = _time(name) if name in _TIMES else _scalar(name)
+        out[name] = _column(name)
     return out
 
 
