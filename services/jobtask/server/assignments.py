@@ -7,7 +7,8 @@ from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from jobtask.domain.errors import InvalidArgument
 from jobtask.manager.claims import WorkerSpec
 from jobtask.manager.tasks import Claim
-from jobtask.server.convert import fill_job, fill_task, job_fields, task_fields, time_fields
+from jobtask.server.convert import fill_job, job_fields, time_fields
+from jobtask.server.task_messages import TaskMessages
 from jobtask.v1 import job_pb2, task_service_pb2
 
 # Woken this long after a backoff's end, so the claim after it finds the task runnable.
@@ -23,11 +24,13 @@ def assignments_pb(
     is sent, by one call, and filled in place -- a message built apart and then passed to
     the answer's constructor is copied whole, job and task, which cost more than building
     it); a job met again (a claim's tasks often share their job: a fan-out's always do) is
-    copied from its first assignment."""
+    copied from its first assignment; a task's message is the one before it, copied and
+    changed where its row differs (TaskMessages)."""
     jobs: dict[int, job_pb2.Job] = {}
     ttl = Duration()
     ttl.FromNanoseconds(int(ttl_seconds * 1e9))
     ttl_fields = {"seconds": ttl.seconds, "nanos": ttl.nanos}
+    tasks = TaskMessages()
     for claim in claims:
         job = jobs.get(claim.job.id)
         lease = {
@@ -35,19 +38,14 @@ def assignments_pb(
             "expires_at": time_fields(claim.lease_expires_at),
             "ttl": ttl_fields,
         }
-        task = claim.task
+        task = tasks.fields(claim.task)
         if job is None:
-            a = into.add(
-                task=task_fields(task),
-                job=job_fields(claim.job),
-                task_token=claim.token,
-                lease=lease,
-            )
+            a = into.add(task=task, job=job_fields(claim.job), task_token=claim.token, lease=lease)
             fill_job(a.job, claim.job)
             jobs[claim.job.id] = a.job
         else:
-            a = into.add(task=task_fields(task), job=job, task_token=claim.token, lease=lease)
-        fill_task(a.task, task)
+            a = into.add(task=task, job=job, task_token=claim.token, lease=lease)
+        tasks.fill(a.task, claim.task)
 
 
 # Worker-sent names are copied into every event about its tasks: keep them small.

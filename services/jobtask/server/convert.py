@@ -279,15 +279,6 @@ def add_jobs(into: RepeatedCompositeFieldContainer[job_pb2.Job], jobs: Iterable[
         fill_job(add(**job_fields(job)), job)
 
 
-def add_tasks(
-    into: RepeatedCompositeFieldContainer[job_task_pb2.JobTask], tasks: Iterable[TaskRow]
-) -> None:
-    """The tasks' messages added to a repeated field (see add_jobs)."""
-    add = into.add
-    for task in tasks:
-        fill_task(add(**task_fields(task)), task)
-
-
 def _plain(value: Value) -> Any:
     """A Value as json_format.MessageToDict gives it (a string, a float, a bool, None, a
     dict or a list; ValueError for NaN or an infinity), in a few attribute reads: the

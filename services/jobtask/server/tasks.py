@@ -21,10 +21,11 @@ from jobtask.manager.workers import WorkerRegistry
 from jobtask.server.assignments import BACKOFF_SLACK, assignments_pb, worker_spec
 from jobtask.server.callers import CallerResolver, current_credentials, send_caller_headers
 from jobtask.server.changes import ChangeSignal
-from jobtask.server.convert import add_tasks, changes_from, task_pb, timestamp
+from jobtask.server.convert import changes_from, task_pb, timestamp
 from jobtask.server.errors import rpc
 from jobtask.server.listing import list_query
 from jobtask.server.run_task import RunTasks
+from jobtask.server.task_messages import add_tasks
 from jobtask.server.watch import Watcher, per_message_of
 from jobtask.server.worker_session import WorkerSessions
 from jobtask.server.workers import WorkerWatch, worker_pb

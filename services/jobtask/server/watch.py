@@ -25,7 +25,6 @@ from jobtask.observability.metrics import WATCH_EVENTS, WATCH_MESSAGES
 from jobtask.observability.streams import WATCHES
 from jobtask.server.changes import ChangeSignal
 from jobtask.server.convert import (
-    add_tasks,
     fill_job,
     fill_task,
     job_fields,
@@ -33,6 +32,7 @@ from jobtask.server.convert import (
     time_fields,
 )
 from jobtask.server.feed_reads import SharedFeedReads
+from jobtask.server.task_messages import add_tasks
 from jobtask.store import feed
 from jobtask.store import jobs as job_store
 from jobtask.store import tasks as task_store

@@ -60,7 +60,7 @@ from jobtask.manager.context import Caller, utcnow
 from jobtask.manager.reports import Outcome, Submission
 from jobtask.observability.logs import EVENTS, emit
 from jobtask.server.assignments import BACKOFF_SLACK, assignments_pb, worker_spec
-from jobtask.server.convert import fill_task, stamp, task_fields
+from jobtask.server.convert import stamp
 from jobtask.server.run_task import (
     _INSTRUCTION_PB,
     COALESCE_SECONDS,
@@ -68,6 +68,7 @@ from jobtask.server.run_task import (
     RunTasks,
     report_from,
 )
+from jobtask.server.task_messages import TaskMessages
 from jobtask.v1 import task_service_pb2
 
 log = logging.getLogger(__name__)
@@ -355,6 +356,7 @@ class Session:
             finally:
                 self.applying = set()
             answer = Response()
+            finished = TaskMessages()
             for item, result in zip(items, results, strict=True):
                 if isinstance(result, (Unavailable, Aborted)):
                     raise result
@@ -366,7 +368,7 @@ class Session:
                 else:
                     outcome = result
                 self.acked[item.task_uuid] = max(self.acked.get(item.task_uuid, 0), item.batch.seq)
-                self._update(answer.updates, item.task_uuid, item.lease_id, outcome)
+                self._update(answer.updates, item.task_uuid, item.lease_id, outcome, finished)
             self.out.put_nowait(answer)
 
     def _closed(self) -> BaseException:
@@ -387,8 +389,9 @@ class Session:
     async def _renew(self) -> None:
         outcomes = await self.reports.renew_session(dict(self.held), self.spec.worker_id)
         answer = Response(heartbeat_acked=True)
+        finished = TaskMessages()
         for uuid, outcome in outcomes.items():
-            self._update(answer.updates, uuid, self.held.get(uuid, ""), outcome)
+            self._update(answer.updates, uuid, self.held.get(uuid, ""), outcome, finished)
         self.out.put_nowait(answer)
 
     def _update(
@@ -397,9 +400,11 @@ class Session:
         uuid: str,
         lease_id: str,
         outcome: Outcome,
+        finished: TaskMessages,
     ) -> None:
         """The task's update, added to `into` (the answer's field: built where it is sent,
-        not built apart and copied in whole, finished task and all)."""
+        not built apart and copied in whole, finished task and all); a finished task's
+        message filled by `finished`, the answer's (the one before it, copied and changed)."""
         told = outcome.verdict
         self.told[uuid] = told.instruction
         update = into.add(
@@ -407,15 +412,14 @@ class Session:
             acked_seq=self.acked.get(uuid, 0),
             instruction=_INSTRUCTION_PB[told.instruction],
             reason=told.reason,
-            # (The finished task's message built in place, not apart and copied in.)
-            task=None if outcome.finished is None else task_fields(outcome.finished),
+            task=None if outcome.finished is None else finished.fields(outcome.finished),
             # (Given to the constructor: ~2 us less than set field by field after it.)
             lease={"lease_id": lease_id, "ttl": self.ttl},
         )
         if outcome.lease_expires_at is not None:
             stamp(update.lease.expires_at, outcome.lease_expires_at)
         if outcome.finished is not None:
-            fill_task(update.task, outcome.finished)
+            finished.fill(update.task, outcome.finished)
         if outcome.finished is not None or told.instruction is Instruction.STOP:
             # The attempt is over (or not ours): the session no longer holds the lease.
             if self.held.get(uuid) == lease_id:
@@ -440,6 +444,7 @@ class Session:
             held = dict(self.held)
             outcomes = await self.reports.session_states(held)
             answer = Response()
+            finished = TaskMessages()
             for uuid, outcome in outcomes.items():
                 if (
                     uuid in self.held
@@ -447,6 +452,6 @@ class Session:
                     and uuid not in self.pending
                     and outcome.verdict.instruction is not self.told.get(uuid)
                 ):
-                    self._update(answer.updates, uuid, held[uuid], outcome)
+                    self._update(answer.updates, uuid, held[uuid], outcome, finished)
             if answer.updates:
                 self.out.put_nowait(answer)

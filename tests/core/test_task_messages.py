@@ -1,0 +1,111 @@
+"""TaskMessages: each task's message, copied from the one before and changed where its row
+differs, is the message convert.task_pb builds from the row (the same bytes), whichever
+attributes differ and in whichever order the rows come."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from jobtask.server.convert import task_pb
+from jobtask.server.task_messages import _SETTERS, TaskMessages, add_tasks
+from jobtask.store.rows import TaskRow, task_row
+from jobtask.v1 import task_service_pb2
+
+from tests.core.test_rows import NOW, _task_columns
+
+LATER = NOW + dt.timedelta(seconds=7, microseconds=250)
+
+# For each attribute a task's message is made of, values to move it through: each another
+# message field (or none: an optional field left unset), some equal to Python but not to
+# protobuf (1 and True, 0.0 and -0.0; a Struct's 1 and True).
+_VALUES: dict[str, list[Any]] = {
+    "uuid": ["zzzzz-ot0gb-000000000000013", "zzzzz-ot0gb-000000000000014"],
+    "version": [3, 1],
+    "id": [13, 1],
+    "status": ["queued", "completed", "failed"],
+    "parameters": [{}, {"input": "y"}, {"n": 1}, {"n": True}, {"n": [1, {"a": None}]}],
+    "runtime_constraints": [{}, {"min_ram_mb_per_node": 2}, {"min_cores_per_node": 4}],
+    "failure_reason": [{"rule": "incomplete"}, None, {"rule": "incomplete", "exit_code": 3}],
+    "owner_uuid": ["zzzzz-tpzed-000000000000002"],
+    "created_at": [LATER],
+    "modified_at": [LATER, NOW],
+    "modified_by_client_uuid": ["zzzzz-ozdt8-000000000000001", None],
+    "modified_by_user_uuid": ["zzzzz-tpzed-000000000000003", None],
+    "job_uuid": ["zzzzz-8i9sb-000000000000008"],
+    "sequence": [0, 5],
+    "output": ["", "out", None],
+    "progress": [0.0, -0.0, 1.0],
+    "success": [True, False, None],
+    "created_by_job_task_uuid": ["zzzzz-ot0gb-000000000000001", None],
+    "failed_count": [0, 2],
+    "failed_at": [LATER, None],
+    "failed_log": ["", "why", None],
+    "log": ["log", None],
+    "started_at": [NOW, LATER, None],
+    "finished_at": [LATER, None],
+    "worker_id": ["", "w2", None],
+    "node_name": ["n2", None],
+    "attempt": [0, 3],
+    "runnable_after": [LATER, None],
+}
+
+
+def _row(**changes: Any) -> TaskRow:
+    return task_row({**_task_columns(), **changes})
+
+
+def _rows() -> list[TaskRow]:
+    """The base row, then for each attribute each of its values (one attribute moved at a
+    time, then back), then rows that differ in many at once."""
+    rows = [_row()]
+    for name, values in _VALUES.items():
+        rows.extend(_row(**{name: value}) for value in values)
+        rows.append(_row())
+    rows.append(_row(**{name: values[-1] for name, values in _VALUES.items()}))
+    rows.append(_row(**{name: values[0] for name, values in _VALUES.items()}))
+    rows.append(_row())
+    return rows
+
+
+def _bytes(msg: Any) -> bytes:
+    data: bytes = msg.SerializeToString(deterministic=True)
+    return data
+
+
+def test_every_attribute_of_a_task_message_is_covered() -> None:
+    # An attribute the copy would not set would leave the last task's value in the message.
+    assert set(_VALUES) == set(_SETTERS)
+
+
+def test_each_message_is_the_one_built_from_its_row() -> None:
+    rows = _rows()
+    got = task_service_pb2.BatchCreateTasksResponse()
+    add_tasks(got.job_tasks, rows)
+    assert len(got.job_tasks) == len(rows)
+    for msg, row in zip(got.job_tasks, rows, strict=True):
+        want = task_pb(row)
+        assert msg == want, row
+        assert _bytes(msg) == _bytes(want), row
+
+
+@pytest.mark.parametrize("name", sorted(_VALUES))
+def test_a_message_after_any_other_is_its_own(name: str) -> None:
+    # Every pair of values of the attribute, in both orders, each message filled after the
+    # other's.
+    values = _VALUES[name]
+    base = _task_columns().get(name)
+    for first in [base, *values]:
+        for second in [base, *values]:
+            if name in ("uuid", "version", "id") and (first is None or second is None):
+                continue
+            messages = TaskMessages()
+            answer = task_service_pb2.BatchCreateTasksResponse()
+            a, b = _row(**{name: first}), _row(**{name: second})
+            for row in (a, b):
+                fields = messages.fields(row)
+                add = answer.job_tasks.add
+                messages.fill(add() if fields is None else add(**fields), row)
+            assert _bytes(answer.job_tasks[0]) == _bytes(task_pb(a))
+            assert _bytes(answer.job_tasks[1]) == _bytes(task_pb(b)), (name, first, second)
