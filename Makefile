@@ -21,11 +21,18 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The suite in TEST_WORKERS processes (pytest-xdist; 0: in this one). Most of a test's time is
+# spent waiting on the servers and worker processes it starts, so two processes on two cores
+# take well under one's time. Each process makes its own PostgreSQL template database
+# (tests/conftest.py) and the chaos cells' own server (tests/chaos/conftest.py); worksteal
+# evens out the few minute-long tests (tests/scale/test_replicas.py).
+TEST_WORKERS ?= 2
+
 test: setup proto-check lint
 	scripts/ensure_postgres.sh
 	scripts/ensure_chromium.sh
 	JOBTASK_TEST_POSTGRES_URL=$${JOBTASK_TEST_POSTGRES_URL:-postgresql+asyncpg://jobtask:jobtask@127.0.0.1:5432/jobtask_test} \
-		$(BIN)/pytest -q -p no:cacheprovider
+		$(BIN)/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist worksteal
 
 # buf lint and buf breaking against proto/published/ (`scripts/proto_checks.sh publish` updates it).
 proto-check:

@@ -32,6 +32,10 @@ DEFAULT_PG = "postgresql://jobtask:jobtask@127.0.0.1:5432/jobtask_test"
 # One template per pytest process: concurrent runs on one server must not drop each other's.
 TEMPLATE = f"jobtask_tpl_{os.getpid()}"
 
+# The chaos cells' table at the end of the run: a plugin, so that the process printing the
+# summary under pytest-xdist (which loads no conftest below tests/) has its hooks.
+pytest_plugins = ["tests.chaos.report"]
+
 
 async def start_jobtask(*args: str, **kwargs: Any) -> asyncio.subprocess.Process:
     """The real `jobtask` command (this interpreter's) as an asyncio subprocess: servers under

@@ -1,19 +1,15 @@
-"""The chaos cells' fixtures: a PostgreSQL server of their own, a cell per test, and the
-figures of every cell printed as a table at the end (and written to $JOBTASK_CHAOS_REPORT,
-docs/reliability.md under `make chaos`)."""
+"""The chaos cells' fixtures: a PostgreSQL server of their own, a cell per test. The figures
+of every cell are printed as a table at the end by tests/chaos/report.py."""
 
 from __future__ import annotations
 
-import datetime as dt
-import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.chaos import history
-from tests.chaos.cell import FULL, RESULTS, TASKS, Cell, closing
+from tests.chaos.cell import Cell, closing
 from tests.chaos.postgres import OwnPostgres
 from tests.scale.conftest import Topology
 
@@ -44,27 +40,3 @@ async def pg_cell(
     finally:
         await closing(cell)
         await cell.topology.stop_all()
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not RESULTS:
-        return
-    size = "full" if FULL else "short"
-    text = history.table(RESULTS)
-    terminalreporter.write_sep("=", f"chaos cells ({size}: {TASKS} tasks a cell)")
-    terminalreporter.write_line(text)
-    target = os.environ.get("JOBTASK_CHAOS_REPORT")
-    if target:
-        write_report(Path(target), text, size)
-
-
-def write_report(path: Path, text: str, size: str) -> None:
-    """Replaces the figures between the markers in docs/reliability.md."""
-    begin, end = "<!-- chaos figures -->", "<!-- end chaos figures -->"
-    page = path.read_text()
-    head, _, rest = page.partition(begin)
-    _, _, tail = rest.partition(end)
-    day = dt.datetime.now(dt.UTC).date().isoformat()
-    machine = f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at the end"
-    block = f"{begin}\n_{size} run, {TASKS} tasks a cell, {day} ({machine}):_\n\n{text}\n{end}"
-    path.write_text(head + block + tail)

@@ -64,6 +64,7 @@ async def test_submit_get_list_cancel(live: Cluster) -> None:
 
     assert (await run_cli(live, "requeue", uuid)).stdout.strip() == f"{uuid} queued"
     paused = await run_cli(live, "pause", uuid, "--json")
+    assert paused.returncode == 0, paused.stderr
     assert json.loads(paused.stdout)["status"] == "paused"
     assert (await run_cli(live, "resume", uuid)).stdout.strip() == f"{uuid} queued"
 
