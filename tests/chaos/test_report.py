@@ -11,7 +11,7 @@ from tests.conftest import ROOT
 
 pytest_plugins = ["pytester"]
 
-CELLS = '''
+CELLS = """
 from tests.chaos import history
 from tests.chaos.cell import RESULTS
 
@@ -33,7 +33,7 @@ def test_two():
 
 def test_none():
     pass
-'''
+"""
 
 
 @pytest.mark.parametrize("workers", ["0", "2"])
