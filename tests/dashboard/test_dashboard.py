@@ -153,7 +153,11 @@ async def test_jobs_run_and_are_canceled_from_the_page(
 
     # A refused action shows the server's own message: a read-only token may see the
     # job, and the page offers cancel (the status machine allows it), but the server says no.
-    queued = await stack.client.submit("slow.py", {"seconds": 1}, priority=1)
+    # It waits for a second node that never comes, so it is still queued when the page asks
+    # (a job that ran to its end, as a 1 s one did on a loaded machine, offers no cancel).
+    queued = await stack.client.submit(
+        "slow.py", {"seconds": 1}, priority=1, constraints={"min_nodes": 2}
+    )
     core = stack.cluster.services.core
     _, read_only = await issue_token(
         core.db,
