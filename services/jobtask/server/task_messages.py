@@ -10,7 +10,6 @@ the differing fields set cost far less. The message is the one convert.task_pb b
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -25,10 +24,10 @@ from jobtask.server.convert import (
     stamp,
     task_fields,
 )
-from jobtask.store.rows import TaskRow
+from jobtask.store.rows import TaskRow, time_names
 from jobtask.v1 import job_task_pb2
 
-_TIMES = frozenset(f.name for f in dataclasses.fields(TaskRow) if "datetime" in str(f.type))
+_TIMES = frozenset(time_names(TaskRow))
 # The message's fields derived from other columns (etag from uuid and version, qsequence
 # from id; href from uuid): set with the columns they come from.
 _DERIVED = frozenset({"etag", "qsequence"})

@@ -213,7 +213,9 @@ def _fields(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
 
 
-def _times(cls: type) -> tuple[str, ...]:
+def time_names(cls: type) -> tuple[str, ...]:
+    """A row class's time columns (datetime, None or not): read back as UTC here, stamped
+    into messages rather than copied (server/convert.py, server/task_messages.py)."""
     return tuple(f.name for f in dataclasses.fields(cls) if "datetime" in str(f.type))
 
 
@@ -300,7 +302,7 @@ class _Layout:
         self.status = self.index["status"]
         self.json = _payload_maker(public, _optional(cls))
         self.public = public
-        self.time_names = _times(cls)
+        self.time_names = time_names(cls)
         self.times = tuple(self.index[name] for name in self.time_names)
         self.make = _maker(cls, names)
         self.copy = _copier(cls)
