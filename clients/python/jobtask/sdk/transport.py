@@ -16,14 +16,20 @@ from jobtask.v1 import job_service_pb2_grpc, task_service_pb2_grpc
 R = TypeVar("R", bound=Message)
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+CONNECT_TIMEOUT_MS = 5000
 _OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     # After a server restart, reconnect within a second or two, not gRPC's default of up to
     # two minutes: a worker must resume its RunTask streams within one lease ttl.
     ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.min_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2000),
+    # Despite its name, gRPC reads this as the least time a connection attempt is given
+    # (TCP connect and the HTTP/2 SETTINGS exchange; default 20 s), not as a backoff. At
+    # 200 ms a handshake with a busy server timed out ("connection attempt timed out before
+    # receiving SETTINGS frame") and the call failed UNAVAILABLE although the server was up.
+    # A refused connection (the server down) still fails at once.
+    ("grpc.min_reconnect_backoff_ms", CONNECT_TIMEOUT_MS),
     # A peer that stopped answering (a partition drops packets silently) is noticed by
     # pings, not by a stream that just hangs. The servers permit pings this often.
     ("grpc.keepalive_time_ms", 20_000),
