@@ -8,6 +8,7 @@ from collections.abc import Collection, Iterable
 from typing import Any
 
 from jobtask.domain.errors import NotFound
+from jobtask.store import row_cache
 from jobtask.store.arrays import among, one_of
 from jobtask.store.rows import JobRow, TaskRow, job_row, jobs_and_tasks, task_row
 from jobtask.store.schema import job_tasks, jobs
@@ -133,13 +134,17 @@ async def lock_pairs(conn: AsyncConnection, uuids: Collection[str]) -> list[tupl
     IMMEDIATE), so there is no lock order to keep; the second read cost ~25,000
     instructions a one-task job (bench/README.md, 2026-12-06, claim lane). PostgreSQL: the
     jobs locked first, then the tasks, in one statement (_LOCK_JOBS_THEN_TASKS)."""
-    named = {"uuids": list(uuids)}
     if conn.dialect.name == "sqlite":
-        rows = await conn.execute(_SQLITE_PAIRS, named)
+        # The rows this process's claim (or last report group) wrote, if kept and valid.
+        account = row_cache.tracked(conn)
+        kept = None if account is None else account.pairs(uuids)
+        if kept is not None:
+            return kept
+        rows = await conn.execute(_SQLITE_PAIRS, {"uuids": list(uuids)})
         # Sorted here (no ORDER BY: a sort step in SQLite's plan for at most a group's rows
         # costs more than this); jobs_and_tasks makes one JobRow of a job's adjacent rows.
         return jobs_and_tasks(sorted(rows, key=_pair_order))
-    rows = await conn.execute(_LOCK_JOBS_THEN_TASKS, named)
+    rows = await conn.execute(_LOCK_JOBS_THEN_TASKS, {"uuids": list(uuids)})
     # In task id order: sorted by job id (stable: each job's tasks stay in id order), so
     # that jobs_and_tasks makes one JobRow of each job's adjacent rows.
     return jobs_and_tasks(sorted(rows, key=_pair_order))
