@@ -246,3 +246,33 @@ async def test_an_unusual_end_in_a_report_group_drops_the_kept_rows(lite: Cluste
     final = await Run(lite, again).exit(success=True, progress=1.0)
     assert final.task.status == task_status("completed")
     assert final.task.attempt == 2
+
+
+async def test_a_rolled_back_savepoint_drops_the_kept_rows(lite: Cluster) -> None:
+    """A savepoint rolled back undoes changes already counted: nothing of its transaction
+    is kept, though the changes still counted match what its flush noted."""
+    db = _db(lite)
+    await lite.jobs.CreateJob(create_job(script="savepoint.py"))
+    a = await claim_as(lite, "w1")
+    assert a is not None
+    settings = lite.services.core.settings
+
+    async def undone(conn: AsyncConnection) -> None:
+        sync = conn.sync_connection  # type: ignore[attr-defined]
+        [(job, task)] = await locks.lock_pairs(conn, [a.task.uuid])
+        nested = sync.begin_nested()
+        writes = TaskWrites()
+        writes.write_task(
+            job,
+            task,
+            {"output": "undone"},
+            now=task.modified_at,
+            user_uuid=settings.system_user,
+            client_uuid=None,
+        )
+        await writes.flush(conn)
+        nested.rollback()
+
+    await db.transact(undone)
+    assert all(t.output != "undone" for t in db.rows.tasks.values())
+    await kept_rows_are_stored(db)

@@ -336,6 +336,7 @@ class SQLiteDatabase(Database):
         self._read_engine = sqlite_inline.engine(database, writer=False, echo=echo)
         # The rows this process's write transactions ended with (jobtask.store.row_cache).
         self.rows = row_cache.RowCache()
+        event.listen(self._write_engine, "rollback_savepoint", _savepoint_rolled_back)
 
     @staticmethod
     def _prepare_file(database: str) -> None:
@@ -417,6 +418,12 @@ class SQLiteDatabase(Database):
                 yield sqlite_inline.as_async(sync_conn)
         finally:
             self.rows.clear()
+
+
+def _savepoint_rolled_back(conn: Connection, name: Any, context: Any) -> None:
+    account = conn.info.get(row_cache.KEY)
+    if account is not None:
+        account.spoil()
 
 
 class PostgresDatabase(Database):

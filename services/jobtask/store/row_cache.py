@@ -17,8 +17,8 @@ Why a kept row is the database's row (each a rule the code below keeps):
    dropped) and the blocks marked `other_tables` (rows of no cached table: a worker's
    liveness). A transaction whose count differs wrote something else: the whole cache is
    dropped at its end. So is it after a rollback, a migration (ddl), or any use of the write
-   connection outside a write transaction; and kept rows are replaced only once the
-   transaction committed.
+   connection outside a write transaction, or a rolled-back savepoint (which undoes changes
+   already counted); and kept rows are replaced only once the transaction committed.
 3. Other connections -- other processes on the file (replicas), this process's own readers,
    a script -- are seen by SQLite's `PRAGMA data_version`, which changes when any other
    connection committed: the cache is stamped with its write connection and that value (read
@@ -92,6 +92,11 @@ class Tracked:
         self.jobs: dict[int, JobRow | None] = {}
         self._version: int | None = None
 
+    def spoil(self) -> None:
+        """Something undid changes already counted (a savepoint rolled back): nothing of
+        this transaction can be accounted for."""
+        self.known = -1
+
     def changes(self) -> int:
         return int(self.dbapi.total_changes)
 
@@ -149,7 +154,8 @@ class Tracked:
     def before_commit(self) -> bool:
         """Whether every row change was a known writer's (rule 2); if rows are to be kept,
         the stamp is read now, before the commit lets other processes write."""
-        if self.changes() - self.start != self.known:
+        # (Still in the transaction BEGIN IMMEDIATE opened: nothing ended it midway.)
+        if self.changes() - self.start != self.known or not self.dbapi.in_transaction:
             return False
         if self.tasks or self.jobs:
             self._data_version()
