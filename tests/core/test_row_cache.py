@@ -258,7 +258,8 @@ async def test_a_rolled_back_savepoint_drops_the_kept_rows(lite: Cluster) -> Non
     settings = lite.services.core.settings
 
     async def undone(conn: AsyncConnection) -> None:
-        sync = conn.sync_connection  # type: ignore[attr-defined]
+        sync = conn.sync_connection  # (InlineConnection's: its statements run inline)
+        assert sync is not None
         [(job, task)] = await locks.lock_pairs(conn, [a.task.uuid])
         nested = sync.begin_nested()
         writes = TaskWrites()
