@@ -179,28 +179,34 @@ async def test_another_process_writing_the_file_is_seen(lite: Cluster, tmp_path:
     await kept_rows_are_stored(db)
 
 
+async def _one_claimed(lite: Cluster, script: str) -> tuple[SQLiteDatabase, Any]:
+    """A one-task job, its task claimed: the store and the assignment."""
+    await lite.jobs.CreateJob(create_job(script=script))
+    a = await claim_as(lite, "w1")
+    assert a is not None
+    return _db(lite), a
+
+
+async def _write_output(conn: AsyncConnection, task_uuid: str, user_uuid: str, output: str) -> None:
+    """The task's output written through a TaskWrites, flushed (the claim's and the report
+    group's way of writing a task)."""
+    [(job, task)] = await locks.lock_pairs(conn, [task_uuid])
+    writes = TaskWrites()
+    changes: dict[str, Any] = {"output": output}
+    writes.write_task(
+        job, task, changes, now=task.modified_at, user_uuid=user_uuid, client_uuid=None
+    )
+    await writes.flush(conn)
+
+
 async def test_a_rolled_back_write_is_not_kept(lite: Cluster) -> None:
     """A transaction that wrote a task through a TaskWrites and then failed keeps none of it
     (its rows are kept only once it committed): the completion writes the stored row."""
-    db = _db(lite)
-    await lite.jobs.CreateJob(create_job(script="rollback.py"))
-    a = await claim_as(lite, "w1")
-    assert a is not None
-    settings = lite.services.core.settings
+    db, a = await _one_claimed(lite, "rollback.py")
+    user = lite.services.core.settings.system_user
 
     async def write_then_fail(conn: AsyncConnection) -> None:
-        [(job, task)] = await locks.lock_pairs(conn, [a.task.uuid])
-        writes = TaskWrites()
-        changes: dict[str, Any] = {"output": "rolled back", "progress": 0.9}
-        writes.write_task(
-            job,
-            task,
-            changes,
-            now=task.modified_at,
-            user_uuid=settings.system_user,
-            client_uuid=None,
-        )
-        await writes.flush(conn)
+        await _write_output(conn, a.task.uuid, user, "rolled back")
         raise FailedPrecondition("and then it failed")
 
     with pytest.raises(FailedPrecondition):
@@ -251,27 +257,14 @@ async def test_an_unusual_end_in_a_report_group_drops_the_kept_rows(lite: Cluste
 async def test_a_rolled_back_savepoint_drops_the_kept_rows(lite: Cluster) -> None:
     """A savepoint rolled back undoes changes already counted: nothing of its transaction
     is kept, though the changes still counted match what its flush noted."""
-    db = _db(lite)
-    await lite.jobs.CreateJob(create_job(script="savepoint.py"))
-    a = await claim_as(lite, "w1")
-    assert a is not None
-    settings = lite.services.core.settings
+    db, a = await _one_claimed(lite, "savepoint.py")
+    user = lite.services.core.settings.system_user
 
     async def undone(conn: AsyncConnection) -> None:
         sync = conn.sync_connection  # (InlineConnection's: its statements run inline)
         assert sync is not None
-        [(job, task)] = await locks.lock_pairs(conn, [a.task.uuid])
         nested = sync.begin_nested()
-        writes = TaskWrites()
-        writes.write_task(
-            job,
-            task,
-            {"output": "undone"},
-            now=task.modified_at,
-            user_uuid=settings.system_user,
-            client_uuid=None,
-        )
-        await writes.flush(conn)
+        await _write_output(conn, a.task.uuid, user, "undone")
         nested.rollback()
 
     await db.transact(undone)
