@@ -93,6 +93,9 @@ async def test_a_completion_takes_its_claims_rows_which_are_the_stored_ones(lite
     fan = await job_with_tasks(lite, "fan.py", 3)
     for n in range(3):
         await lite.jobs.CreateJob(create_job(script=f"one{n}.py"))
+    # The submissions' jobs are kept as inserted, for their claims.
+    assert await kept_rows_are_stored(db) >= 3
+    hits = db.rows.hits
     first = await claim_many(lite, "w1", 3)
     assert len(first) == 3
     assert await kept_rows_are_stored(db) > 0
@@ -269,4 +272,29 @@ async def test_a_rolled_back_savepoint_drops_the_kept_rows(lite: Cluster) -> Non
 
     await db.transact(undone)
     assert all(t.output != "undone" for t in db.rows.tasks.values())
+    await kept_rows_are_stored(db)
+
+
+async def test_a_submitted_job_with_json_values_is_not_kept(lite: Cluster) -> None:
+    """A submitted row would be kept as the client gave it: only jobs whose JSON columns are
+    empty are kept (what any other value reads back as is the JSON codec's matter). Its
+    claim reads it, and keeps the row as read."""
+    db = _db(lite)
+    request = create_job(script="params.py")
+    request.job.script_parameters.update({"x": 1, "y": "z"})
+    job = await lite.jobs.CreateJob(request)
+    plain = [await lite.jobs.CreateJob(create_job(script=f"plain{n}.py")) for n in range(2)]
+    stored = await _stored_job(db, job.uuid)
+    assert stored.id not in db.rows.jobs
+    plain_ids = [(await _stored_job(db, p.uuid)).id for p in plain]
+    assert all(i in db.rows.jobs for i in plain_ids)
+    await kept_rows_are_stored(db)
+    a = await claim_as(lite, "w1")
+    assert a is not None and a.task.job_uuid == job.uuid
+    assert await kept_rows_are_stored(db) > 0
+    assert db.rows.jobs[stored.id].script_parameters == {"x": 1.0, "y": "z"}
+    hits = db.rows.hits
+    both = await claim_many(lite, "w1", 2)
+    assert {b.task.job_uuid for b in both} == {p.uuid for p in plain}
+    assert db.rows.hits > hits  # their jobs' rows, kept by their submissions
     await kept_rows_are_stored(db)

@@ -172,6 +172,10 @@ async def try_lock_jobs(conn: AsyncConnection, job_ids: Collection[int]) -> dict
     those are left out (PostgreSQL; SQLite's writer holds every row). For a transaction
     that already holds another job's row: waiting for more, in no fixed order, could
     deadlock with a transaction doing the same the other way round."""
+    if conn.dialect.name == "sqlite":
+        kept = _kept_jobs(conn, job_ids)
+        if kept is not None:
+            return kept
     rows = await conn.execute(_TRY_LOCK_JOBS, {"ids": sorted(job_ids)})
     return _jobs_by_id(rows)
 
@@ -183,7 +187,11 @@ async def lock_job_then_others(
     trip): the first job is waited for, the others (not including it) are left out if
     another transaction holds them. NotFound if the first job is not found."""
     if conn.dialect.name == "sqlite":
-        # No row another transaction could hold: one plain read of them all.
+        # No row another transaction could hold: the rows kept (a submission's, a claim's),
+        # else one plain read of them all.
+        kept = _kept_jobs(conn, [job_id, *others])
+        if kept is not None:
+            return kept
         rows = await conn.execute(_JOBS_BY_ID, {"ids": [job_id, *others]})
     else:
         rows = await conn.execute(_LOCK_JOB_THEN_OTHERS, {"job_id": job_id, "ids": sorted(others)})
@@ -191,6 +199,12 @@ async def lock_job_then_others(
     if job_id not in got:
         raise NotFound(f"job {job_id} not found")
     return got
+
+
+def _kept_jobs(conn: AsyncConnection, job_ids: Collection[int]) -> dict[int, JobRow] | None:
+    """SQLite: the jobs' rows as kept (jobtask.store.row_cache), if all are."""
+    account = row_cache.tracked(conn)
+    return None if account is None else account.kept_jobs(job_ids)
 
 
 def _jobs_by_id(rows: Iterable[Row[Any]]) -> dict[int, JobRow]:

@@ -41,7 +41,7 @@ from jobtask.store.rows import JobRow, TaskRow
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-__all__ = ["KEY", "RowCache", "Tracked", "noted_jobs", "other_tables", "tracked"]
+__all__ = ["KEY", "RowCache", "Tracked", "inserted_jobs", "noted_jobs", "other_tables", "tracked"]
 
 # conn.info's key of the write transaction's Tracked (SQLite only).
 KEY = "jobtask.row_cache"
@@ -126,6 +126,30 @@ class Tracked:
             self.tasks[task.uuid] = task
         self.jobs.update(jobs)
 
+    def kept_jobs(self, ids: Collection[int]) -> dict[int, JobRow] | None:
+        """Jobs' rows by id, as they now are in this transaction: its own (a known writer's,
+        rule 2) or else kept ones; None unless every one is known, every change of the
+        transaction so far is accounted for, and the cache is valid (then the caller reads
+        them). For a claim, whose first writes are the workers table's."""
+        cache = self.cache
+        kept = cache.jobs
+        if not kept or self.changes() - self.start != self.known:
+            cache.misses += 1
+            return None
+        own = self.jobs
+        out: dict[int, JobRow] = {}
+        for job_id in ids:
+            job = own[job_id] if job_id in own else kept.get(job_id)
+            if job is None:
+                cache.misses += 1
+                return None
+            out[job_id] = job
+        if not self.valid():
+            cache.misses += 1
+            return None
+        cache.hits += 1
+        return out
+
     def pairs(self, uuids: Collection[str]) -> list[tuple[JobRow, TaskRow]] | None:
         """locks.lock_pairs's answer from kept rows: (job, task) for each uuid, in (job id,
         task id) order, one JobRow per job; None unless every task and its job is kept and
@@ -198,6 +222,27 @@ def tracked(conn: AsyncConnection) -> Tracked | None:
     """The write transaction's account (SQLite), or None (PostgreSQL, a read)."""
     found: Tracked | None = conn.info.get(KEY)
     return found
+
+
+def inserted_jobs(conn: AsyncConnection, before: int, jobs: Iterable[JobRow]) -> None:
+    """A submission's writes since the count read `before` (tracked(conn).changes()): new
+    jobs (these rows as inserted), their seed tasks and events. New rows, so no kept row is
+    stale for them; a job is kept only if each of its JSON columns is None or empty, where
+    the row as given is the row as read back: any other value would be kept as the client
+    gave it, and whether its JSON text reads back the same, type for type (1 and 1.0, an
+    integer past 64 bits), is the codec's and the input checks' matter, not assumed here."""
+    account = tracked(conn)
+    if account is not None:
+        account.written(before, (), {job.id: job if _plain(job) else None for job in jobs})
+
+
+def _plain(job: JobRow) -> bool:
+    return (
+        not job.script_parameters
+        and not job.runtime_constraints
+        and not job.failure_reason
+        and not job.blocklist
+    )
 
 
 def noted_jobs(conn: AsyncConnection, jobs: Iterable[JobRow]) -> None:
