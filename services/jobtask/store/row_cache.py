@@ -1,31 +1,35 @@
 """SQLite: the job and task rows this process's write transactions ended with, kept so that
 the next transaction that needs them need not read them again -- a report group's
 completion (locks.lock_pairs) finds the rows its tasks' claim wrote moments before in the
-same process (reading them back, and building their JobRow/TaskRow, was ~10 % of a one-task
-job's drain: bench/README.md, 2026-12-06).
+same process, and a claim (locks.lock_job_then_others, try_lock_jobs) the rows of the jobs
+submitted before it (reading them back, and building their JobRow/TaskRow, was ~15 % of a
+one-task job's drain in instructions: bench/README.md, 2026-12-06, rowcache lane).
 
 Why a kept row is the database's row (each a rule the code below keeps):
 
 1. Rows kept are rows as written: a TaskWrites knows each task row and each moved job row it
    writes without reading them back (rows.task_after / job_after of a row read, or kept, in
-   the same transaction: task_writes.TaskWrites), and settle_written knows its jobs' rows
-   as they now are. Nothing else is kept.
+   the same transaction: task_writes.TaskWrites), settle_written knows its jobs' rows as
+   they now are, and a submission its new jobs' rows as inserted (kept only where their
+   JSON columns are empty: inserted_jobs). Nothing else is kept.
 2. Every row change of a write transaction on this process's write connection is accounted
    for: SQLite counts the rows a connection changes (sqlite3's `total_changes`), and a
    transaction's count must equal what its known writers changed -- each flush of a
    TaskWrites (every job_tasks and jobs row it changed is noted, with its row or to be
-   dropped) and the blocks marked `other_tables` (rows of no cached table: a worker's
-   liveness). A transaction whose count differs wrote something else: the whole cache is
-   dropped at its end. So is it after a rollback, a migration (ddl), or any use of the write
-   connection outside a write transaction, or a rolled-back savepoint (which undoes changes
-   already counted); and kept rows are replaced only once the transaction committed.
+   dropped), a submission's inserts (new rows), and the blocks marked `other_tables` (rows of
+   no cached table: a worker's liveness). A transaction whose count differs wrote something
+   else: the whole cache is dropped at its end. So is it after a rollback, a migration
+   (ddl), any use of the write connection outside a write transaction, or a rolled-back
+   savepoint (which undoes changes already counted); and kept rows are replaced only once
+   the transaction committed.
 3. Other connections -- other processes on the file (replicas), this process's own readers,
    a script -- are seen by SQLite's `PRAGMA data_version`, which changes when any other
    connection committed: the cache is stamped with its write connection and that value (read
    inside a write transaction, under the file's write lock), and used, or added to, only
    while the same connection still reads the same value.
-4. A transaction uses kept rows only before it changed any row itself (rows it wrote are
-   not in the cache until it commits).
+4. A transaction uses kept rows only while every change it made so far is accounted for,
+   and its own noted rows before kept ones (rows it wrote are not in the cache until it
+   commits); lock_pairs, only before it changed any row.
 
 PostgreSQL keeps nothing: its rows are read under their locks (several writers at once).
 """
