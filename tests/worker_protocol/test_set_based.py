@@ -99,9 +99,10 @@ async def test_one_task_jobs_start_and_complete_with_the_same_statements_whateve
     assert big_claim and big_group
     assert len(big_claim) == len(small_claim), "\n".join(map(str, (small_claim, big_claim)))
     assert len(big_group) == len(small_group), "\n".join(map(str, (small_group, big_group)))
-    # The claim's jobs are locked by one statement (the first waited for, the others tried).
+    # The claim's jobs are locked by one statement (the first waited for, the others tried);
+    # on SQLite by none: their rows are kept from their submission (store/row_cache).
     locking = [s for s in big_claim if s.startswith(("SELECT jobs.", "SELECT first_job."))]
-    assert len(locking) == 1, big_claim
+    assert len(locking) == (0 if cluster.services.core.db.is_sqlite else 1), big_claim
     for uuid in jobs:
         job = await get_job(cluster, uuid)
         assert job.status == job_status("completed") and job.success

@@ -16,7 +16,7 @@ from jobtask.manager.tasks import Claim
 from jobtask.observability import lifecycle as observe
 from jobtask.observability.streams import WORKER_SLOTS
 from jobtask.store import claims as queries
-from jobtask.store import leases, locks
+from jobtask.store import leases, locks, row_cache
 from jobtask.store.database import Database, mark_changed
 from jobtask.store.rows import JobRow, TaskRow, task_row
 from jobtask.store.task_writes import TaskWrites
@@ -80,16 +80,18 @@ class ClaimManager:
         want = max(1, min(max_tasks or 1, worker.free_slots or 1, MAX_CLAIM))
 
         async def run(conn: AsyncConnection) -> list[Claim]:
-            if await queries.claim_turn(
-                conn,
-                worker.worker_id,
-                worker.node_name,
-                worker.ram_kib,
-                worker.cores,
-                utcnow(),
-                tags=worker.tags,
-                slots=max(worker.slots, worker.free_slots),
-            ):
+            with row_cache.other_tables(conn):  # (the workers table)
+                new_worker = await queries.claim_turn(
+                    conn,
+                    worker.worker_id,
+                    worker.node_name,
+                    worker.ram_kib,
+                    worker.cores,
+                    utcnow(),
+                    tags=worker.tags,
+                    slots=max(worker.slots, worker.free_slots),
+                )
+            if new_worker:
                 # A new live node may be what a job's min_nodes waits for.
                 mark_changed(conn)
             # Stamped once the node's turn came: a claim that waited for it finds tasks

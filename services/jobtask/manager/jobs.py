@@ -31,7 +31,7 @@ from jobtask.domain.uuids import JOB_INFIX, check_uuid, ordered_uuid
 from jobtask.manager import lifecycle
 from jobtask.manager.context import Caller, Settings, utcnow
 from jobtask.observability import lifecycle as observe
-from jobtask.store import feed, locks
+from jobtask.store import feed, locks, row_cache
 from jobtask.store import jobs as job_store
 from jobtask.store.database import Database
 from jobtask.store.grouped import GroupedTransactions
@@ -258,6 +258,8 @@ class JobManager:
     async def _insert(
         self, conn: AsyncConnection, caller: Caller, rows: list[dict[str, Any]], now: dt.datetime
     ) -> list[JobRow]:
+        account = row_cache.tracked(conn)
+        before = 0 if account is None else account.changes()
         jobs = await job_store.insert_jobs(conn, rows)
         job_events = [
             {
@@ -281,6 +283,8 @@ class JobManager:
             for job in jobs
         ]
         await lifecycle.insert_tasks(conn, seeds, now=now, before=job_events)
+        # SQLite keeps the new jobs' rows for their claims (jobtask.store.row_cache).
+        row_cache.inserted_jobs(conn, before, jobs)
         return jobs
 
     # -- reading ------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from jobtask.domain.statuses import JobStatus, JobStatuses, TaskStatus, check_jo
 from jobtask.domain.uuids import TASK_INFIX, ordered_uuid
 from jobtask.manager.context import Caller, Settings
 from jobtask.observability import lifecycle as observe
-from jobtask.store import feed, job_writes, task_writes
+from jobtask.store import feed, job_writes, row_cache, task_writes
 from jobtask.store import tasks as task_store
 from jobtask.store.rows import COUNT_COLUMN, JobRow, TaskRow, job_after, to_json
 from jobtask.store.task_writes import TaskWrites
@@ -258,6 +258,8 @@ async def settle_written(
             found[job.id] = (job, writes.counts_written(job))
     settled = await settle_many(conn, settings, found, now=now, writes=writes)
     await writes.flush(conn)
+    # The jobs' rows as they now are (SQLite keeps them at the commit: row_cache).
+    row_cache.noted_jobs(conn, settled.values())
     return settled
 
 

@@ -40,7 +40,7 @@ from jobtask.manager.attempts import check_readable, check_task_owner
 from jobtask.manager.context import Caller, Settings, utcnow
 from jobtask.observability import lifecycle as observe
 from jobtask.store import claims as queries
-from jobtask.store import feed, leases, locks
+from jobtask.store import feed, leases, locks, row_cache
 from jobtask.store.database import Database
 from jobtask.store.rows import JobRow, TaskRow
 from jobtask.store.task_writes import TaskWrites
@@ -165,8 +165,9 @@ class ReportManager:
                     ended_jobs.append(job)
             # (Flushes `writes`, with the jobs' moves.)
             await lifecycle.settle_written(conn, self.settings, writes, ended_jobs, now=now)
-            for worker_id in sorted(alive):
-                await queries.worker_alive(conn, worker_id, now)
+            with row_cache.other_tables(conn):  # (the workers table)
+                for worker_id in sorted(alive):
+                    await queries.worker_alive(conn, worker_id, now)
             return outcomes
 
         return await self.db.transact(run)

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from jobtask.domain.errors import Aborted
 from jobtask.observability.metrics import DB_TRANSACTION_SECONDS
-from jobtask.store import json_codec, sqlite_inline
+from jobtask.store import json_codec, row_cache, sqlite_inline
 from jobtask.store.db_errors import LostBeforeCommit, translate, translated
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
@@ -334,6 +334,9 @@ class SQLiteDatabase(Database):
         self._prepare_file(database)
         self._write_engine = sqlite_inline.engine(database, writer=True, echo=echo)
         self._read_engine = sqlite_inline.engine(database, writer=False, echo=echo)
+        # The rows this process's write transactions ended with (jobtask.store.row_cache).
+        self.rows = row_cache.RowCache()
+        event.listen(self._write_engine, "rollback_savepoint", _savepoint_rolled_back)
 
     @staticmethod
     def _prepare_file(database: str) -> None:
@@ -359,9 +362,17 @@ class SQLiteDatabase(Database):
 
     @asynccontextmanager
     async def _connect(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
-        engine = self._write_engine if write else self._read_engine
-        with engine.connect() as sync_conn:
-            yield sqlite_inline.as_async(sync_conn)
+        if not write:
+            with self._read_engine.connect() as sync_conn:
+                yield sqlite_inline.as_async(sync_conn)
+            return
+        # The write connection outside a write transaction: whatever it does is not
+        # accounted for (row_cache's rule 2).
+        try:
+            with self._write_engine.connect() as sync_conn:
+                yield sqlite_inline.as_async(sync_conn)
+        finally:
+            self.rows.clear()
 
     async def _snapshot_isolation(self, conn: AsyncConnection) -> None:
         """Nothing to do: the read transaction begun by the first statement is a snapshot."""
@@ -379,15 +390,40 @@ class SQLiteDatabase(Database):
 
     @asynccontextmanager
     async def _write_transaction(self) -> AsyncIterator[AsyncConnection]:
+        """Also accounts for the transaction's row changes, and keeps the rows it wrote once
+        it committed (jobtask.store.row_cache); a rollback drops every kept row."""
         async with self._immediate() as sync_conn:
-            yield sqlite_inline.as_async(sync_conn)
-            sync_conn.commit()
+            account = self.rows.begin(sync_conn)
+            # (The pooled connection's dict, looked up once: after a failed statement
+            # SQLAlchemy's Connection.info raises.)
+            info = sync_conn.info
+            info[row_cache.KEY] = account
+            try:
+                yield sqlite_inline.as_async(sync_conn)
+                accounted = account.before_commit()
+                sync_conn.commit()
+            except BaseException:
+                self.rows.clear()
+                raise
+            finally:
+                info.pop(row_cache.KEY, None)
+            account.committed(accounted)
 
     @asynccontextmanager
     async def ddl(self) -> AsyncIterator[AsyncConnection]:
-        """Holds the write turn and the file's write lock, which keep other migrators out."""
-        async with self._immediate() as sync_conn:
-            yield sqlite_inline.as_async(sync_conn)
+        """Holds the write turn and the file's write lock, which keep other migrators out.
+        What it changes is not accounted for: every kept row is dropped."""
+        try:
+            async with self._immediate() as sync_conn:
+                yield sqlite_inline.as_async(sync_conn)
+        finally:
+            self.rows.clear()
+
+
+def _savepoint_rolled_back(conn: Connection, name: Any, context: Any) -> None:
+    account = conn.info.get(row_cache.KEY)
+    if account is not None:
+        account.spoil()
 
 
 class PostgresDatabase(Database):

@@ -8,6 +8,7 @@ from collections.abc import Collection, Iterable
 from typing import Any
 
 from jobtask.domain.errors import NotFound
+from jobtask.store import row_cache
 from jobtask.store.arrays import among, one_of
 from jobtask.store.rows import JobRow, TaskRow, job_row, jobs_and_tasks, task_row
 from jobtask.store.schema import job_tasks, jobs
@@ -133,13 +134,17 @@ async def lock_pairs(conn: AsyncConnection, uuids: Collection[str]) -> list[tupl
     IMMEDIATE), so there is no lock order to keep; the second read cost ~25,000
     instructions a one-task job (bench/README.md, 2026-12-06, claim lane). PostgreSQL: the
     jobs locked first, then the tasks, in one statement (_LOCK_JOBS_THEN_TASKS)."""
-    named = {"uuids": list(uuids)}
     if conn.dialect.name == "sqlite":
-        rows = await conn.execute(_SQLITE_PAIRS, named)
+        # The rows this process's claim (or last report group) wrote, if kept and valid.
+        account = row_cache.tracked(conn)
+        kept = None if account is None else account.pairs(uuids)
+        if kept is not None:
+            return kept
+        rows = await conn.execute(_SQLITE_PAIRS, {"uuids": list(uuids)})
         # Sorted here (no ORDER BY: a sort step in SQLite's plan for at most a group's rows
         # costs more than this); jobs_and_tasks makes one JobRow of a job's adjacent rows.
         return jobs_and_tasks(sorted(rows, key=_pair_order))
-    rows = await conn.execute(_LOCK_JOBS_THEN_TASKS, named)
+    rows = await conn.execute(_LOCK_JOBS_THEN_TASKS, {"uuids": list(uuids)})
     # In task id order: sorted by job id (stable: each job's tasks stay in id order), so
     # that jobs_and_tasks makes one JobRow of each job's adjacent rows.
     return jobs_and_tasks(sorted(rows, key=_pair_order))
@@ -167,6 +172,10 @@ async def try_lock_jobs(conn: AsyncConnection, job_ids: Collection[int]) -> dict
     those are left out (PostgreSQL; SQLite's writer holds every row). For a transaction
     that already holds another job's row: waiting for more, in no fixed order, could
     deadlock with a transaction doing the same the other way round."""
+    if conn.dialect.name == "sqlite":
+        kept = _kept_jobs(conn, job_ids)
+        if kept is not None:
+            return kept
     rows = await conn.execute(_TRY_LOCK_JOBS, {"ids": sorted(job_ids)})
     return _jobs_by_id(rows)
 
@@ -178,7 +187,11 @@ async def lock_job_then_others(
     trip): the first job is waited for, the others (not including it) are left out if
     another transaction holds them. NotFound if the first job is not found."""
     if conn.dialect.name == "sqlite":
-        # No row another transaction could hold: one plain read of them all.
+        # No row another transaction could hold: the rows kept (a submission's, a claim's),
+        # else one plain read of them all.
+        kept = _kept_jobs(conn, [job_id, *others])
+        if kept is not None:
+            return kept
         rows = await conn.execute(_JOBS_BY_ID, {"ids": [job_id, *others]})
     else:
         rows = await conn.execute(_LOCK_JOB_THEN_OTHERS, {"job_id": job_id, "ids": sorted(others)})
@@ -186,6 +199,12 @@ async def lock_job_then_others(
     if job_id not in got:
         raise NotFound(f"job {job_id} not found")
     return got
+
+
+def _kept_jobs(conn: AsyncConnection, job_ids: Collection[int]) -> dict[int, JobRow] | None:
+    """SQLite: the jobs' rows as kept (jobtask.store.row_cache), if all are."""
+    account = row_cache.tracked(conn)
+    return None if account is None else account.kept_jobs(job_ids)
 
 
 def _jobs_by_id(rows: Iterable[Row[Any]]) -> dict[int, JobRow]:

@@ -35,7 +35,7 @@ from typing import Any
 
 from jobtask.domain.statuses import TaskStatus
 from jobtask.store import attempts as attempt_store
-from jobtask.store import feed, flush_sql
+from jobtask.store import feed, flush_sql, row_cache
 from jobtask.store.inserts import insert_rows
 from jobtask.store.rows import (
     COUNT_COLUMN,
@@ -215,6 +215,10 @@ class TaskWrites:
         # The output of every task written here, as written, by job id then task id
         # (known_output).
         self._outputs: dict[int, dict[int, str | None]] = {}
+        # The rows held writes leave, by task id and job id (SQLite keeps them at the
+        # commit: jobtask.store.row_cache).
+        self._task_rows: dict[int, TaskRow] = {}
+        self._job_rows: dict[int, JobRow] = {}
 
     def __bool__(self) -> bool:
         return bool(
@@ -245,7 +249,7 @@ class TaskWrites:
             self._updates[task.id] = written
         else:
             held.update(written)
-        new = task_after(task, written)
+        new = self._task_rows[task.id] = task_after(task, written)
         outputs = self._outputs.get(job.id)
         if outputs is None:
             outputs = self._outputs[job.id] = {}
@@ -287,6 +291,7 @@ class TaskWrites:
             for col in pending:
                 columns.setdefault(col, getattr(job, col))
         self._job_updates.append((job.id, columns))
+        self._job_rows[job.id] = job
         return columns
 
     def held_outputs(self) -> dict[int, str | None]:
@@ -377,6 +382,8 @@ class TaskWrites:
         closed, self._closed = self._closed, []
         opened, self._opened = self._opened, []
         job_updates, self._job_updates = self._job_updates, []
+        task_rows, self._task_rows = self._task_rows, {}
+        job_rows, self._job_rows = self._job_rows, {}
         moved = [
             (job_id, *(shift.get(col, 0) for col in _COUNT_COLUMNS))
             for job_id, shift in sorted(shifts.items())
@@ -389,6 +396,8 @@ class TaskWrites:
         opening: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
         for row in opened:
             opening.setdefault(tuple(row), []).append(tuple(row.values()))
+        account = row_cache.tracked(conn)
+        before = 0 if account is None else account.changes()
         await flush_sql.send(
             conn,
             flush_sql.Flush(
@@ -401,3 +410,9 @@ class TaskWrites:
                 events=events,
             ),
         )
+        if account is not None:
+            # Every task row updated, as written; every job row shifted or moved: as
+            # written when moved here, else to be dropped (unless settle_written notes it).
+            changed_jobs: dict[int, JobRow | None] = dict.fromkeys(row[0] for row in moved)
+            changed_jobs.update(job_rows)
+            account.written(before, (task_rows[task_id] for task_id in updates), changed_jobs)
