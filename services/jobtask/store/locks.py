@@ -111,6 +111,11 @@ async def lock_job(
     if uuid is not None:
         found = await conn.execute(_LOCK_JOB_BY_UUID, {"uuid": uuid})
     else:
+        if conn.dialect.name == "sqlite" and job_id is not None:
+            # A claim's only job (as lock_job_then_others for several): kept, or read.
+            kept = _kept_jobs(conn, (job_id,))
+            if kept is not None:
+                return kept[job_id]
         found = await conn.execute(_LOCK_JOB_BY_ID, {"job_id": job_id})
     row = found.first()
     if row is None:

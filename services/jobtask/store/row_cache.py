@@ -10,8 +10,8 @@ Why a kept row is the database's row (each a rule the code below keeps):
 1. Rows kept are rows as written: a TaskWrites knows each task row and each moved job row it
    writes without reading them back (rows.task_after / job_after of a row read, or kept, in
    the same transaction: task_writes.TaskWrites), settle_written knows its jobs' rows as
-   they now are, and a submission its new jobs' rows as inserted (kept only where their
-   JSON columns are empty: inserted_jobs). Nothing else is kept.
+   they now are, and a submission its new jobs' rows as inserted (their JSON columns
+   as the codec reads their stored text back: inserted_jobs). Nothing else is kept.
 2. Every row change of a write transaction on this process's write connection is accounted
    for: SQLite counts the rows a connection changes (sqlite3's `total_changes`), and a
    transaction's count must equal what its known writers changed -- each flush of a
@@ -37,15 +37,27 @@ PostgreSQL keeps nothing: its rows are read under their locks (several writers a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import Any
 
 from jobtask.domain.statuses import JOB_TERMINAL, TASK_UNFINISHED
+from jobtask.store import json_codec
 from jobtask.store.rows import JobRow, TaskRow
-from sqlalchemy import Connection
+from jobtask.store.schema import jobs
+from sqlalchemy import JSON, Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-__all__ = ["KEY", "RowCache", "Tracked", "inserted_jobs", "noted_jobs", "other_tables", "tracked"]
+__all__ = [
+    "KEY",
+    "RowCache",
+    "Tracked",
+    "as_read",
+    "inserted_jobs",
+    "noted_jobs",
+    "other_tables",
+    "tracked",
+]
 
 # conn.info's key of the write transaction's Tracked (SQLite only).
 KEY = "jobtask.row_cache"
@@ -231,22 +243,30 @@ def tracked(conn: AsyncConnection) -> Tracked | None:
 def inserted_jobs(conn: AsyncConnection, before: int, jobs: Iterable[JobRow]) -> None:
     """A submission's writes since the count read `before` (tracked(conn).changes()): new
     jobs (these rows as inserted), their seed tasks and events. New rows, so no kept row is
-    stale for them; a job is kept only if each of its JSON columns is None or empty, where
-    the row as given is the row as read back: any other value would be kept as the client
-    gave it, and whether its JSON text reads back the same, type for type (1 and 1.0, an
-    integer past 64 bits), is the codec's and the input checks' matter, not assumed here."""
+    stale for them; each job is kept as reading it back gives it (as_read)."""
     account = tracked(conn)
     if account is not None:
-        account.written(before, (), {job.id: job if _plain(job) else None for job in jobs})
+        account.written(before, (), {job.id: as_read(job) for job in jobs})
 
 
-def _plain(job: JobRow) -> bool:
-    return (
-        not job.script_parameters
-        and not job.runtime_constraints
-        and not job.failure_reason
-        and not job.blocklist
-    )
+# The jobs table's JSON columns (JSONB on PostgreSQL: a variant of JSON).
+_JOB_JSON = tuple(c.name for c in jobs.c if isinstance(c.type, JSON))
+
+
+def as_read(job: JobRow) -> JobRow:
+    """A job's row as given to its INSERT, as reading it back gives it: each JSON column's
+    value is stored as json_codec.dumps' text and read back by json_codec.loads (the
+    engine's serializer and deserializer), so the kept value is that round trip, not the
+    value given -- the same value type for type for what a client can send (strings,
+    finite floats, bools, None, lists, objects), and for anything else what a read gives
+    (a tuple comes back a list, an int key a str one). Empty values are their own round
+    trip (a few us a column saved for most jobs)."""
+    read = {
+        name: json_codec.loads(json_codec.dumps(value))
+        for name in _JOB_JSON
+        if (value := getattr(job, name))
+    }
+    return dataclasses.replace(job, **read) if read else job
 
 
 def noted_jobs(conn: AsyncConnection, jobs: Iterable[JobRow]) -> None:

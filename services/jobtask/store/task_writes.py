@@ -411,8 +411,10 @@ class TaskWrites:
             ),
         )
         if account is not None:
-            # Every task row updated, as written; every job row shifted or moved: as
-            # written when moved here, else to be dropped (unless settle_written notes it).
-            changed_jobs: dict[int, JobRow | None] = dict.fromkeys(row[0] for row in moved)
-            changed_jobs.update(job_rows)
+            # Every task row updated, as written; every job row moved here, as written,
+            # unless it was also shifted here (a count moved after its write_job: the row
+            # kept would miss it); a shifted job's row is dropped (unless settle_written
+            # notes it as it now is).
+            changed_jobs: dict[int, JobRow | None] = dict(job_rows)
+            changed_jobs.update(dict.fromkeys(row[0] for row in moved))
             account.written(before, (task_rows[task_id] for task_id in updates), changed_jobs)
