@@ -104,10 +104,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         asyncio.run(drop())
 
 
-async def create_postgres_database() -> str:
-    """A fresh, migrated database; returns its SQLAlchemy URL."""
+async def create_postgres_database(name: str | None = None) -> str:
+    """A fresh, migrated database (a random name unless given); returns its SQLAlchemy URL."""
     await _ensure_template()
-    name = f"jobtask_t_{secrets.token_hex(6)}"
+    name = name or f"jobtask_t_{secrets.token_hex(6)}"
     admin = await asyncpg.connect(_asyncpg_dsn(postgres_admin_url(), "postgres"))
     try:
         await admin.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
@@ -125,14 +125,7 @@ async def shared_postgres_database(label: str, seed: Callable[[str], Awaitable[N
     time, for read-only tests whose seeding costs far more than their checks. Named like
     TEMPLATE (ending in the pid), so a killed run's is dropped as stale like it."""
     if label not in _shared:
-        await _ensure_template()
-        name = f"jobtask_tpl_{label}_{os.getpid()}"
-        admin = await asyncpg.connect(_asyncpg_dsn(postgres_admin_url(), "postgres"))
-        try:
-            await admin.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
-        finally:
-            await admin.close()
-        url = _asyncpg_dsn(postgres_admin_url(), name)
+        url = await create_postgres_database(f"jobtask_tpl_{label}_{os.getpid()}")
         await seed(url)
         _shared[label] = url
     return _shared[label]
