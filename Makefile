@@ -27,12 +27,14 @@ lint: setup
 # (tests/conftest.py) and the chaos cells' own server (tests/chaos/conftest.py); worksteal
 # evens out the few minute-long tests (tests/scale/test_replicas.py).
 TEST_WORKERS ?= 2
+# Extra pytest arguments, e.g. `make test PYTEST_ARGS="--durations=80"` or a file to run.
+PYTEST_ARGS ?=
 
 test: setup proto-check lint
 	scripts/ensure_postgres.sh
 	scripts/ensure_chromium.sh
 	JOBTASK_TEST_POSTGRES_URL=$${JOBTASK_TEST_POSTGRES_URL:-postgresql+asyncpg://jobtask:jobtask@127.0.0.1:5432/jobtask_test} \
-		$(BIN)/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist worksteal
+		$(BIN)/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 # buf lint and buf breaking against proto/published/ (`scripts/proto_checks.sh publish` updates it).
 proto-check:

@@ -12,7 +12,7 @@ import asyncio
 import os
 import secrets
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,23 +95,40 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         async def drop() -> None:
             admin = await asyncpg.connect(_asyncpg_dsn(postgres_admin_url(), "postgres"))
             try:
-                await admin.execute(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
+                shared = [make_url(url).database for url in _shared.values()]
+                for name in [*shared, TEMPLATE]:
+                    await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
             finally:
                 await admin.close()
 
         asyncio.run(drop())
 
 
-async def create_postgres_database() -> str:
-    """A fresh, migrated database; returns its SQLAlchemy URL."""
+async def create_postgres_database(name: str | None = None) -> str:
+    """A fresh, migrated database (a random name unless given); returns its SQLAlchemy URL."""
     await _ensure_template()
-    name = f"jobtask_t_{secrets.token_hex(6)}"
+    name = name or f"jobtask_t_{secrets.token_hex(6)}"
     admin = await asyncpg.connect(_asyncpg_dsn(postgres_admin_url(), "postgres"))
     try:
         await admin.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
     finally:
         await admin.close()
     return _asyncpg_dsn(postgres_admin_url(), name)
+
+
+# Databases kept for the whole run (shared_postgres_database), dropped with TEMPLATE.
+_shared: dict[str, str] = {}
+
+
+async def shared_postgres_database(label: str, seed: Callable[[str], Awaitable[None]]) -> str:
+    """One migrated database per pytest process and label, filled by `seed(url)` the first
+    time, for read-only tests whose seeding costs far more than their checks. Named like
+    TEMPLATE (ending in the pid), so a killed run's is dropped as stale like it."""
+    if label not in _shared:
+        url = await create_postgres_database(f"jobtask_tpl_{label}_{os.getpid()}")
+        await seed(url)
+        _shared[label] = url
+    return _shared[label]
 
 
 async def drop_postgres_database(url: str) -> None:

@@ -25,8 +25,10 @@ from jobtask.store import jobs as jobs_store
 from jobtask.store.database import Database
 from jobtask.store.migrate import upgrade
 from jobtask.store.schema import job_tasks, jobs, task_attempts
-from sqlalchemy import event, insert, text
+from sqlalchemy import event, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tests.conftest import shared_postgres_database
 
 JOBS = 100
 TASKS = 20_000
@@ -124,20 +126,48 @@ def _job(n: int) -> dict[str, Any]:
     }
 
 
+async def _seed(url: str) -> None:
+    """The schema, the rows above and their statistics, into the (empty) database at `url`."""
+    db = Database(url)
+    try:
+        await upgrade(db)
+
+        async def seed(conn: AsyncConnection) -> None:
+            await conn.execute(insert(jobs), [_job(n) for n in range(1, JOBS + 1)])
+            await conn.execute(insert(job_tasks), [_task(n) for n in range(1, TASKS + 1)])
+            tried = [a for n in range(1, TASKS + 1) for a in _attempts(n)]
+            await conn.execute(insert(task_attempts), tried)
+
+        await db.transact(seed)
+        async with db.ddl() as conn:
+            await conn.execute(text("ANALYZE"))
+    finally:
+        await db.dispose()
+
+
+# The seeded store, made once per pytest process and store (seeding and ANALYZE took 10-33 s
+# a test on PostgreSQL) and shared by the tests: each lookup runs in a transaction that is
+# rolled back (_indexes_used), so the closes, which write, leave it as seeded.
+_sqlite_seeded: list[str] = []
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """The seeded store, on SQLite and on PostgreSQL."""
+    if request.param == "postgres":
+        return await shared_postgres_database("plans", _seed)
+    if not _sqlite_seeded:
+        url = f"sqlite:///{tmp_path_factory.mktemp('index_plans') / 'seeded.sqlite3'}"
+        await _seed(url)
+        _sqlite_seeded.append(url)
+    return _sqlite_seeded[0]
+
+
 @pytest.fixture
 async def store(database_url: str) -> AsyncIterator[Database]:
     db = Database(database_url)
-    await upgrade(db)
-
-    async def seed(conn: AsyncConnection) -> None:
-        await conn.execute(insert(jobs), [_job(n) for n in range(1, JOBS + 1)])
-        await conn.execute(insert(job_tasks), [_task(n) for n in range(1, TASKS + 1)])
-        tried = [a for n in range(1, TASKS + 1) for a in _attempts(n)]
-        await conn.execute(insert(task_attempts), tried)
-
-    await db.transact(seed)
-    async with db.ddl() as conn:
-        await conn.execute(text("ANALYZE"))
     try:
         yield db
     finally:
@@ -186,9 +216,22 @@ async def _indexes_used(db: Database, lookup: Lookup, *, generic: bool = False) 
                 result = await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params)
                 for row in result:
                     used |= set(re.findall(r"INDEX (\w+)", str(row[-1])))
-        return used
+        raise _RolledBack(used)
 
-    return await db.transact(run)
+    try:
+        await db.transact(run)
+    except _RolledBack as done:
+        return done.used
+    raise AssertionError("unreachable: run() always raises")
+
+
+class _RolledBack(Exception):
+    """Ends a lookup's transaction without committing what it wrote (the store is shared),
+    carrying the indexes its plans read."""
+
+    def __init__(self, used: set[str]) -> None:
+        super().__init__()
+        self.used = used
 
 
 def _literal(value: Any) -> str:
@@ -302,6 +345,20 @@ async def test_a_lookup_reads_through_its_index(store: Database, name: str) -> N
     lookup, expected = LOOKUPS[name]
     used = await _indexes_used(store, lookup)
     assert expected <= used, f"{name}: plans read {sorted(used)}"
+
+
+async def test_a_lookup_leaves_the_shared_store_as_seeded(store: Database) -> None:
+    """The closes write; their transaction is rolled back, so every test sees the seeded rows
+    (task 101's attempt 1 stays open)."""
+    for name in ("closing an attempt", "closing attempts in a flush"):
+        await _indexes_used(store, LOOKUPS[name][0])
+    async with store.read() as conn:
+        ended = await conn.scalar(
+            select(task_attempts.c.ended_at).where(
+                task_attempts.c.task_id == 101, task_attempts.c.attempt == 1
+            )
+        )
+    assert ended is None
 
 
 _PARTIAL_TASK_INDEXES = {

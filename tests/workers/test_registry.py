@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -20,7 +21,7 @@ from tests.clients.conftest import (
     Workers,
     run_cli,
 )
-from tests.conftest import Cluster
+from tests.conftest import Cluster, start_cluster
 from tests.polling import eventually
 
 WS = worker_pb2.WorkerState
@@ -139,10 +140,24 @@ async def test_unknown_workers_and_goodbyes_from_users_are_refused(
             await as_user.report_worker_stopped("anyone")
 
 
-async def test_workers_over_rest_obey_scopes(client: AsyncClient, live: Cluster) -> None:
-    await client.claim(
-        task_service_pb2.WorkerInfo(worker_id="w-rest", node_name="n1", slots=3, free_slots=3)
-    )
+@pytest.fixture
+async def patient(database_url: str) -> AsyncIterator[Cluster]:
+    """A cluster whose workers stay live a minute after their last call (lease ttl 30 s):
+    under `live`'s 1.5 s leases a worker that claimed once was already lost when a loaded
+    machine took 3 s to start the gateway (CI failed so)."""
+    c = await start_cluster(database_url, lease_ttl=30.0, root_token=ROOT_TOKEN)
+    try:
+        yield c
+    finally:
+        await c.close()
+
+
+async def test_workers_over_rest_obey_scopes(patient: Cluster) -> None:
+    live = patient
+    async with AsyncClient.connect(live.jobs_addr, live.tasks_addr, ROOT_TOKEN) as client:
+        await client.claim(
+            task_service_pb2.WorkerInfo(worker_id="w-rest", node_name="n1", slots=3, free_slots=3)
+        )
     gateway = await serve_gateway("127.0.0.1:0", live.jobs_addr, live.tasks_addr)
     try:
         async with httpx.AsyncClient(base_url=gateway.url, timeout=20) as http:
