@@ -43,9 +43,12 @@ async def fan_out(client: AsyncClient, n: int, backoff: int = 0, **parameters: A
 
 
 async def test_a_failing_worker_is_blocklisted_while_another_runs_the_job(
-    live: Cluster, client: AsyncClient, workers: Workers
+    live: Cluster, client: AsyncClient, workers: Workers, tmp_path: Any
 ) -> None:
-    job = await fan_out(client, 6, seconds=0.5)
+    # The good node's tasks wait at a gate until the bad worker has failed twice: on a
+    # loaded machine the good worker once finished all six before the bad one had started.
+    gate = tmp_path / "gate"
+    job = await fan_out(client, 6, gate=str(gate))
     good = await workers.start("g", node="good")
 
     async def good_is_running() -> bool:
@@ -53,6 +56,12 @@ async def test_a_failing_worker_is_blocklisted_while_another_runs_the_job(
 
     await eventually(good_is_running, within=30)
     bad = await workers.start("b", node="bad")
+
+    async def bad_failed_twice() -> bool:
+        return await attempts_by(live, bad.worker_id) >= 2
+
+    await eventually(bad_failed_twice, within=60)
+    gate.touch()
     done = await finished(client, job.uuid, within=90)
     assert done.status == JS.JOB_STATUS_COMPLETED, bad.log()
     (entry,) = done.blocklist
