@@ -9,6 +9,7 @@ fail, not skip, when it is unreachable: CI always runs them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import sys
@@ -248,6 +249,16 @@ class Cluster:
         await self.services.stop(0.5)
 
 
+@contextlib.asynccontextmanager
+async def running_cluster(database_url: str, **options: Any) -> AsyncIterator[Cluster]:
+    """start_cluster's services for the block (a fixture's body), closed when it ends."""
+    c = await start_cluster(database_url, **options)
+    try:
+        yield c
+    finally:
+        await c.close()
+
+
 async def start_cluster(database_url: str, **options: Any) -> Cluster:
     """Services on `database_url`. Tests that retry a task at once run without the server's
     default retry backoff (1 s); the backoff tests (tests/scheduling) ask for theirs."""
@@ -276,11 +287,8 @@ async def start_cluster(database_url: str, **options: Any) -> Cluster:
 @pytest.fixture
 async def cluster(database_url: str) -> AsyncIterator[Cluster]:
     """JobService and TaskService on port 0, on SQLite and on PostgreSQL."""
-    c = await start_cluster(database_url, lease_ttl=3.0)
-    try:
+    async with running_cluster(database_url, lease_ttl=3.0) as c:
         yield c
-    finally:
-        await c.close()
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from jobtask.sdk import AsyncClient
 
-from tests.conftest import ROOT, Cluster, start_cluster, start_jobtask
+from tests.conftest import ROOT, Cluster, running_cluster, start_jobtask
 
 SCRIPTS = ROOT / "tests" / "scripts"
 ROOT_TOKEN = "jobtask-test-root-token"
@@ -37,11 +37,8 @@ def cli_env(cluster: Cluster, **extra: str) -> dict[str, str]:
 @pytest.fixture
 async def live(database_url: str) -> AsyncIterator[Cluster]:
     """JobService and TaskService on port 0 (SQLite and PostgreSQL), short leases."""
-    c = await start_cluster(database_url, lease_ttl=LEASE_TTL, root_token=ROOT_TOKEN)
-    try:
+    async with running_cluster(database_url, lease_ttl=LEASE_TTL, root_token=ROOT_TOKEN) as c:
         yield c
-    finally:
-        await c.close()
 
 
 @pytest.fixture

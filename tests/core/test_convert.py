@@ -13,9 +13,9 @@ from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 from jobtask.domain.resources import CONSTRAINT_KEYS
 from jobtask.server.convert import (
-    _JOB_COPY,
-    _TASK_COPY,
+    JOB_COPY,
     JOB_STATUS_TO_PB,
+    TASK_COPY,
     TASK_STATUS_TO_PB,
     blocklist_pb,
     failure_pb,
@@ -28,8 +28,8 @@ from jobtask.v1 import job_pb2, job_task_pb2
 from tests.core.test_rows import NOW, _job_columns, _task_columns
 
 # The fields copied as they are (the API's list, which this change left as it was).
-_JOB_FIELDS = _JOB_COPY
-_TASK_FIELDS = _TASK_COPY
+_JOB_FIELDS = JOB_COPY
+_TASK_FIELDS = TASK_COPY
 
 
 def _copy(msg: Message, row: Any, names: list[str]) -> None:

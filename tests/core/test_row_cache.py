@@ -26,18 +26,15 @@ from jobtask.v1 import job_service_pb2 as js
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tests.conftest import Cluster, start_cluster
+from tests.conftest import Cluster, running_cluster
 from tests.core.helpers import create_job, task_status
 from tests.worker_protocol.helpers import Run, claim_as, claim_many, job_with_tasks
 
 
 @pytest.fixture
 async def lite(tmp_path: Path) -> AsyncIterator[Cluster]:
-    c = await start_cluster(f"sqlite:///{tmp_path / 'jobtask.sqlite3'}", lease_ttl=30.0)
-    try:
+    async with running_cluster(f"sqlite:///{tmp_path / 'jobtask.sqlite3'}", lease_ttl=30.0) as c:
         yield c
-    finally:
-        await c.close()
 
 
 def _db(cluster: Cluster) -> SQLiteDatabase:

@@ -10,7 +10,7 @@ import pytest
 from jobtask.sdk import AsyncClient
 
 from tests.clients.conftest import LEASE_TTL, ROOT_TOKEN, Workers
-from tests.conftest import Cluster, start_cluster
+from tests.conftest import Cluster, running_cluster
 
 
 @pytest.fixture
@@ -21,11 +21,10 @@ def options() -> dict[str, Any]:
 
 @pytest.fixture
 async def live(database_url: str, options: dict[str, Any]) -> AsyncIterator[Cluster]:
-    c = await start_cluster(database_url, lease_ttl=LEASE_TTL, root_token=ROOT_TOKEN, **options)
-    try:
+    async with running_cluster(
+        database_url, lease_ttl=LEASE_TTL, root_token=ROOT_TOKEN, **options
+    ) as c:
         yield c
-    finally:
-        await c.close()
 
 
 @pytest.fixture

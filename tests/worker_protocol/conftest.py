@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.conftest import Cluster, start_cluster
+from tests.conftest import Cluster, running_cluster
 from tests.polling import DEADLINE
 
 # Beyond DEADLINE: anything that arrives within a deadline was signalled.
@@ -17,8 +17,5 @@ FAR = 4 * DEADLINE
 
 @pytest.fixture
 async def signalled(database_url: str) -> AsyncIterator[Cluster]:
-    c = await start_cluster(database_url, lease_ttl=3 * FAR, safety_wait=FAR)
-    try:
+    async with running_cluster(database_url, lease_ttl=3 * FAR, safety_wait=FAR) as c:
         yield c
-    finally:
-        await c.close()

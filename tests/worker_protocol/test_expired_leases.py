@@ -17,7 +17,7 @@ from jobtask.v1 import task_service_pb2
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tests.conftest import Cluster, start_cluster
+from tests.conftest import Cluster, running_cluster
 from tests.core.helpers import get_task, task_status
 from tests.worker_protocol.helpers import job_with_tasks
 
@@ -34,11 +34,8 @@ async def slow_reaper(database_url: str) -> AsyncIterator[Cluster]:
     the shared fixture's (3 s leases) looks every second, and on a loaded machine it ended the
     expired attempt inside this test's window, before the test could see the lease lost
     without it. The test expires its lease by hand, so the lease's length does not matter."""
-    c = await start_cluster(database_url, lease_ttl=60.0)
-    try:
+    async with running_cluster(database_url, lease_ttl=60.0) as c:
         yield c
-    finally:
-        await c.close()
 
 
 async def test_an_expired_lease_is_lost_before_the_reaper_runs(slow_reaper: Cluster) -> None:

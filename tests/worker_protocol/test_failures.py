@@ -11,7 +11,7 @@ import pytest
 from jobtask.v1 import job_service_pb2 as js
 from jobtask.v1 import job_task_pb2, task_service_pb2
 
-from tests.conftest import Cluster, start_cluster
+from tests.conftest import Cluster, running_cluster, start_cluster
 from tests.core.helpers import create_job, get_job, get_task, job_status, task_status
 from tests.polling import DEADLINE, eventually
 from tests.worker_protocol.helpers import Run, claim_as
@@ -131,11 +131,8 @@ BEAT = SHORT_TTL / 6
 
 @pytest.fixture
 async def short_lease(database_url: str) -> AsyncIterator[Cluster]:
-    c = await start_cluster(database_url, lease_ttl=SHORT_TTL)
-    try:
+    async with running_cluster(database_url, lease_ttl=SHORT_TTL) as c:
         yield c
-    finally:
-        await c.close()
 
 
 async def test_an_expired_lease_is_reaped_within_two_heartbeat_intervals(

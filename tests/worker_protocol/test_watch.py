@@ -13,7 +13,7 @@ from jobtask.store.schema import events
 from jobtask.v1 import watch_pb2
 from sqlalchemy import select, update
 
-from tests.conftest import Cluster, start_cluster
+from tests.conftest import Cluster, running_cluster
 from tests.core.helpers import create_job
 from tests.polling import eventually
 from tests.worker_protocol.helpers import Run, claim_as, watch, watch_events
@@ -88,13 +88,10 @@ async def test_after_seq_ahead_of_the_feed_is_out_of_range(cluster: Cluster) -> 
 @pytest.fixture
 async def pruning(database_url: str) -> AsyncIterator[Cluster]:
     """Keeps only the last 5 events, whatever their age, and prunes ten times a second."""
-    c = await start_cluster(
+    async with running_cluster(
         database_url, feed_keep_seconds=0, feed_keep_events=5, prune_interval=0.1
-    )
-    try:
+    ) as c:
         yield c
-    finally:
-        await c.close()
 
 
 async def test_pruned_positions_are_out_of_range_and_a_snapshot_recovers(

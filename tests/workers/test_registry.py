@@ -21,7 +21,7 @@ from tests.clients.conftest import (
     Workers,
     run_cli,
 )
-from tests.conftest import Cluster, start_cluster
+from tests.conftest import Cluster, running_cluster
 from tests.polling import eventually
 
 WS = worker_pb2.WorkerState
@@ -145,11 +145,8 @@ async def patient(database_url: str) -> AsyncIterator[Cluster]:
     """A cluster whose workers stay live a minute after their last call (lease ttl 30 s):
     under `live`'s 1.5 s leases a worker that claimed once was already lost when a loaded
     machine took 3 s to start the gateway (CI failed so)."""
-    c = await start_cluster(database_url, lease_ttl=30.0, root_token=ROOT_TOKEN)
-    try:
+    async with running_cluster(database_url, lease_ttl=30.0, root_token=ROOT_TOKEN) as c:
         yield c
-    finally:
-        await c.close()
 
 
 async def test_workers_over_rest_obey_scopes(patient: Cluster) -> None:

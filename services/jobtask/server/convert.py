@@ -67,7 +67,7 @@ def _set(msg: Message, name: str, value: Any) -> None:
         setattr(msg, name, value)
 
 
-_JOB_COPY = [
+JOB_COPY = [
     "uuid",
     "owner_uuid",
     "created_at",
@@ -93,7 +93,7 @@ _JOB_COPY = [
     "state",
 ]
 
-_TASK_COPY = [
+TASK_COPY = [
     "uuid",
     "owner_uuid",
     "created_at",
@@ -187,11 +187,11 @@ def _copier(
     return copied, stamped
 
 
-_job_copied, _job_stamped = _copier(JobRow, _JOB_COPY)
-_task_copied, _task_stamped = _copier(TaskRow, _TASK_COPY)
+_job_copied, _job_stamped = _copier(JobRow, JOB_COPY)
+_task_copied, _task_stamped = _copier(TaskRow, TASK_COPY)
 
 
-def _constraints(value: dict[str, Any] | None) -> dict[str, int]:
+def constraint_ints(value: dict[str, Any] | None) -> dict[str, int]:
     """The runtime constraints the API knows, as integers (a RuntimeConstraints' fields)."""
     if not value:
         return {}
@@ -211,7 +211,7 @@ def job_fields(job: JobRow) -> dict[str, Any]:
     """The job's message as a constructor's arguments (nested messages as dicts: set in C,
     in one call), all but what fill_job sets."""
     fields = _job_copied(job)
-    rc = _constraints(job.runtime_constraints)
+    rc = constraint_ints(job.runtime_constraints)
     fields.update(
         kind="arvados#job",
         href=f"/jobs/{job.uuid}",
@@ -240,7 +240,7 @@ def task_fields(task: TaskRow) -> dict[str, Any]:
     fields.update(
         kind="arvados#jobTask",
         href=f"/job_tasks/{task.uuid}",
-        runtime_constraints=_constraints(task.runtime_constraints),
+        runtime_constraints=constraint_ints(task.runtime_constraints),
         status=TASK_STATUS_TO_PB[task.status],
     )
     return fields

@@ -16,9 +16,9 @@ from typing import Any
 
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from jobtask.server.convert import (
-    _TASK_COPY,
+    TASK_COPY,
     TASK_STATUS_TO_PB,
-    _constraints,
+    constraint_ints,
     failure_pb,
     fill_task,
     stamp,
@@ -69,7 +69,7 @@ def _set_constraints(msg: job_task_pb2.JobTask, task: TaskRow) -> None:
     # Present in every task's message, as task_fields gives it to the constructor.
     msg.runtime_constraints.Clear()
     msg.runtime_constraints.SetInParent()
-    for key, value in _constraints(task.runtime_constraints).items():
+    for key, value in constraint_ints(task.runtime_constraints).items():
         setattr(msg.runtime_constraints, key, value)
 
 
@@ -106,7 +106,7 @@ def _setters() -> dict[str, Setter]:
         "runtime_constraints": _set_constraints,
         "failure_reason": _set_failure,
     }
-    for name in _TASK_COPY:
+    for name in TASK_COPY:
         if name in _DERIVED or name in out:
             continue
         out[name] = _column(name)
