@@ -96,6 +96,7 @@ async def test_watch_follows_a_job_to_completion(live: Cluster, workers: Workers
     assert "snapshot job" in lines[0]
     assert any(" created (sequence 1)" in line for line in lines)
     assert any(" progress 50.0%" in line for line in lines)
+    assert any(" completed progress 100.0%, success reported" in line for line in lines)
     assert any("| working on x" in line for line in lines)
     assert lines[-1] == f"job {uuid} completed"
 

@@ -132,9 +132,14 @@ def plain_line(event: watch_pb2.WatchEvent, board: Board) -> str | None:
         return f"{event.seq} task {event.task.uuid} created (sequence {event.task.sequence})"
     if kind == W.WATCH_EVENT_TYPE_TASK_CHANGED:
         task = event.task
+        # A worker reports the outcome (success) before the task's exit makes it final:
+        # without it, that change's line read the same as the progress line before it.
+        outcome = ""
+        if task.HasField("success"):
+            outcome = ", success reported" if task.success else ", failure reported"
         return (
             f"{event.seq} task {task.uuid} {render.task_status(task.status)} "
-            f"progress {task.progress * 100:.1f}%"
+            f"progress {task.progress * 100:.1f}%{outcome}"
         )
     if kind == W.WATCH_EVENT_TYPE_TASK_PROGRESS:
         return f"{event.seq} task {event.task_uuid} progress {event.progress * 100:.1f}%"
