@@ -15,6 +15,7 @@ from typing import Any
 from jobtask.domain.errors import InvalidArgument
 from jobtask.domain.resources import Attr, Kind
 from jobtask.domain.statuses import JobStatus, TaskStatus
+from jobtask.domain.updates import MAX_EXACT_INTEGER
 from jobtask.domain.uuids import INFIX_OF_KIND
 
 DEFAULT_LIMIT = 100
@@ -160,7 +161,7 @@ def _parse_filter(attrs: Mapping[str, Attr], index: int, raw: Any) -> Condition:
         raise InvalidArgument(where, "must be an array of [attribute, operator, operand]")
     names_raw, op_raw, operand = raw
     if not isinstance(op_raw, str):
-        raise InvalidArgument(where, f"operator must be a string, got {op_raw!r}")
+        raise InvalidArgument(where, f"operator must be a string, got {_show(op_raw)}")
     op = op_raw.lower().strip()
     if op not in OPERATORS:
         raise InvalidArgument(where, f"unknown operator {op_raw!r}")
@@ -194,13 +195,13 @@ def _operand(attr: Attr, op: str, operand: Any, where: str) -> Any:
     kind = attr.kind
     if op in ("in", "not in"):
         if not isinstance(operand, list):
-            raise InvalidArgument(where, f"operand must be an array, got {operand!r}")
+            raise InvalidArgument(where, f"operand must be an array, got {_show(operand)}")
         return _operand_list(attr, operand, where)
     if op == "exists":
         if kind is not Kind.HASH:
             raise InvalidArgument(where, "'exists' applies to hash attributes only")
         if not isinstance(operand, str):
-            raise InvalidArgument(where, f"operand must be a key (string), got {operand!r}")
+            raise InvalidArgument(where, f"operand must be a key (string), got {_show(operand)}")
         return operand
     if op == "is_a":
         if kind is not Kind.STRING:
@@ -218,7 +219,7 @@ def _operand(attr: Attr, op: str, operand: Any, where: str) -> Any:
         if kind not in _TEXTUAL:
             raise InvalidArgument(where, f"{op!r} applies to text attributes only")
         if not isinstance(operand, str):
-            raise InvalidArgument(where, f"operand must be a string, got {operand!r}")
+            raise InvalidArgument(where, f"operand must be a string, got {_show(operand)}")
         return operand
     if op in ("<", "<=", ">", ">="):
         if kind not in _COMPARABLE:
@@ -239,11 +240,11 @@ def _scalar(attr: Attr, value: Any, where: str, op: str) -> Any:
     kind = attr.kind
     if kind in (Kind.STRING, Kind.TEXT):
         if not isinstance(value, str):
-            raise InvalidArgument(where, f"operand must be a string, got {value!r}")
+            raise InvalidArgument(where, f"operand must be a string, got {_show(value)}")
         return value
     if kind is Kind.STATUS:
         if not isinstance(value, str):
-            raise InvalidArgument(where, f"operand must be a status name, got {value!r}")
+            raise InvalidArgument(where, f"operand must be a status name, got {_show(value)}")
         known = {s.value for s in JobStatus} | {s.value for s in TaskStatus}
         if op not in ("like", "ilike") and value not in known:
             raise InvalidArgument(where, f"unknown status {value!r}")
@@ -259,19 +260,22 @@ def _scalar(attr: Attr, value: Any, where: str, op: str) -> Any:
             return value
         if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
             return value.lower() in _TRUE
-        raise InvalidArgument(where, f"operand must be true or false, got {value!r}")
+        raise InvalidArgument(where, f"operand must be true or false, got {_show(value)}")
     if kind is Kind.DATETIME:
         return parse_timestamp(value, where)
     raise InvalidArgument(where, f"cannot filter on {kind.value} attributes")
 
 
 def _integer(value: Any, where: str) -> int:
-    """An exact integer within the columns' 64 bits: never rounded through a float."""
+    """An exact integer within the columns' 64 bits: never rounded through a float. A
+    filter's numbers come as doubles (a ListValue; REST's JSON becomes one too), so one
+    past 2^53 may already be another integer than the caller wrote: refused, as a hash
+    attribute's is (updates.check_exact_numbers); a string of digits is exact."""
     number: int | None = None
     if isinstance(value, int) and not isinstance(value, bool):
         number = value
     elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        number = int(value)
+        number = _exact(value, where)
     elif isinstance(value, str):
         text = value.strip()
         try:
@@ -282,7 +286,7 @@ def _integer(value: Any, where: str) -> int:
             except ValueError:
                 parsed = math.nan
             if math.isfinite(parsed) and parsed.is_integer():
-                number = int(parsed)
+                number = _exact(parsed, where)
     if number is None:
         raise InvalidArgument(where, f"operand must be an integer, got {_show(value)}")
     if not INT64_MIN <= number <= INT64_MAX:
@@ -303,7 +307,21 @@ def _number(value: Any, where: str) -> float:
     return number
 
 
+def _exact(value: float, where: str) -> int:
+    if abs(value) > MAX_EXACT_INTEGER:
+        raise InvalidArgument(
+            where,
+            f"operand {value:.17g} is beyond ±{MAX_EXACT_INTEGER} (2^53-1), past which numbers "
+            "are not kept exactly: send it as a string of digits",
+        )
+    return int(value)
+
+
 def _show(value: Any) -> str:
+    """A value as an error shows it; a whole double as the integer its caller most likely
+    wrote (JSON's 1 arrives as 1.0)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_EXACT_INTEGER:
+        value = int(value)
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -311,7 +329,7 @@ def _show(value: Any) -> str:
 def parse_timestamp(value: Any, where: str) -> dt.datetime:
     """Parses an ISO 8601 time (Arvados sends 9 fractional digits); naive means UTC."""
     if not isinstance(value, str):
-        raise InvalidArgument(where, f"must be an ISO 8601 time, got {value!r}")
+        raise InvalidArgument(where, f"must be an ISO 8601 time, got {_show(value)}")
     text = value.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
