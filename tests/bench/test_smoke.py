@@ -29,6 +29,7 @@ from bench import (
     memory,
     throughput,
     unary,
+    versus,
 )
 from bench.harness import Config, Result, table
 
@@ -185,3 +186,17 @@ async def test_jobs_statements(tmp_path: Any) -> None:
     )
     (attempts,) = [line for line in lines if "INSERT INTO task_attempts " in line]
     assert " 150 rows " in attempts, attempts
+
+
+@pytest.mark.skipif(not importlib.util.find_spec("huey"), reason="the bench extra's Huey")
+async def test_versus(capsys: pytest.CaptureFixture[str]) -> None:
+    ratios = await versus.rounds("sqlite:jobs", "huey", 30, 2)
+    assert len(ratios) == 2 and all(math.isfinite(r) and r > 0 for r in ratios)
+    lines = capsys.readouterr().out.splitlines()
+    # Both sides ran in each round, the one first taking turns.
+    assert [line.split()[1] for line in lines if "tasks/s" in line] == [
+        "jobtask",
+        "huey",
+        "huey",
+        "jobtask",
+    ]

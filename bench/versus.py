@@ -1,0 +1,80 @@
+"""A jobtask throughput case against its peer, run in turns over several rounds.
+
+    python -m bench.versus CASE PEER [--tasks N] [--rounds R]
+
+CASE is one of bench.throughput's jobtask cases (`sqlite:jobs`, `sqlite:fanout`,
+`postgres:jobs`, `postgres:fanout`; one worker), PEER one of its peers (`huey`,
+`procrastinate`, `pgqueuer10`, `pgqueuer100`). Each round runs both, one after the other,
+the one run first taking turns (jobtask first in rounds 0, 2, ...); each prints its rate and
+note, then the round's ratio jobtask/peer. At the end: every round's ratio, their median and
+their least. `python -m bench --only throughput` measures each figure once, and Huey's own
+rate moves by +-15 % from one run to the next on this machine: one run cannot tell a case at
+1.05x from one at 0.95x. Rounds taken in turns can, when their spread is smaller than the
+margin (bench/README.md says how the issue's lines are read from them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+from collections.abc import Awaitable, Callable
+
+from bench import throughput
+
+Run = Callable[[int], Awaitable[tuple[float, str]]]
+
+CASES: dict[str, Run] = {
+    "sqlite:jobs": lambda n: throughput.jobtask_jobs("sqlite", n),
+    "sqlite:fanout": lambda n: throughput.jobtask_fanout("sqlite", n),
+    "postgres:jobs": lambda n: throughput.jobtask_jobs("postgres", n),
+    "postgres:fanout": lambda n: throughput.jobtask_fanout("postgres", n),
+}
+# PgQueuer drains the issue's 10,000 jobs whatever --tasks says, as in bench.throughput.
+PEERS: dict[str, Run] = {
+    "huey": throughput.huey,
+    "procrastinate": throughput.procrastinate,
+    "pgqueuer10": lambda n: throughput.pgqueuer(throughput.PGQUEUER_JOBS, 10),
+    "pgqueuer100": lambda n: throughput.pgqueuer(throughput.PGQUEUER_JOBS, 100),
+}
+
+
+def order(round_: int) -> tuple[str, str]:
+    """Which side runs first in a round: they take turns."""
+    return ("jobtask", "peer") if round_ % 2 == 0 else ("peer", "jobtask")
+
+
+async def rounds(case: str, peer: str, tasks: int, count: int) -> list[float]:
+    runs = {"jobtask": CASES[case], "peer": PEERS[peer]}
+    names = {"jobtask": f"jobtask {case}", "peer": peer}
+    ratios = []
+    for round_ in range(count):
+        rates = {}
+        for side in order(round_):
+            rate, note = await runs[side](tasks)
+            rates[side] = rate
+            print(f"{round_} {names[side]:22} {rate:8,.0f} tasks/s  ({note})", flush=True)
+        ratios.append(rates["jobtask"] / rates["peer"])
+        print(f"{round_} ratio {ratios[-1]:.2f}x", flush=True)
+    return ratios
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("case", choices=sorted(CASES))
+    parser.add_argument("peer", choices=sorted(PEERS))
+    parser.add_argument("--tasks", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=6)
+    args = parser.parse_args()
+    if args.rounds < 1 or args.tasks < 1:
+        parser.error("--rounds and --tasks must be at least 1")
+    ratios = asyncio.run(rounds(args.case, args.peer, args.tasks, args.rounds))
+    listed = ", ".join(f"{r:.2f}" for r in ratios)
+    print(
+        f"{args.case} / {args.peer}: rounds {listed}; "
+        f"median {statistics.median(ratios):.2f}x, least {min(ratios):.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()
