@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +75,8 @@ def handed_back_status(job_holding: bool) -> TaskStatus:
 # json.dumps with any option builds a new encoder each call; this is the one it would build.
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 _SCALARS = frozenset({str, int, bool, type(None)})
+# Nesting _orjson_writes_as_json follows (a deeper document goes to json).
+_DEEP = 32
 
 
 def canonical_json(value: Any) -> str:
@@ -82,23 +85,26 @@ def canonical_json(value: Any) -> str:
     return _CANONICAL.encode(value)
 
 
-def _orjson_writes_as_json(value: Any) -> bool:
+def _orjson_writes_as_json(value: Any, depth: int = 0) -> bool:
     """Whether orjson writes `value` as canonical_json does: dicts with str keys, lists,
     str, int, bool and None only, exactly those types (orjson writes a float's exponent
-    another way, 0.00001 for 1e-05, and writes types json refuses). Iterative: a deep
-    document is json's to refuse."""
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        cls = item.__class__
-        if cls is dict:
-            for key in item:
-                if key.__class__ is not str:
-                    return False
-            pending.extend(item.values())
-        elif cls is list:
-            pending.extend(item)
-        elif cls not in _SCALARS:
+    another way, 0.00001 for 1e-05, and writes types json refuses). A document nested
+    deeper than _DEEP is json's to write (or refuse)."""
+    cls = value.__class__
+    if cls is dict:
+        items: Iterable[Any] = value.values()
+        for key in value:
+            if key.__class__ is not str:
+                return False
+    elif cls is list:
+        items = value
+    else:
+        return cls in _SCALARS
+    for item in items:
+        kind = item.__class__
+        if kind in _SCALARS or (not item and (kind is dict or kind is list)):
+            continue
+        if depth >= _DEEP or not _orjson_writes_as_json(item, depth + 1):
             return False
     return True
 
