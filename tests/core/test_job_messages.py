@@ -14,6 +14,12 @@ from jobtask.server.job_messages import SETTERS, UNSENT, JobMessages, add_jobs
 from jobtask.store.rows import JobRow, job_row
 from jobtask.v1 import job_service_pb2
 
+from tests.core.message_cases import (
+    assert_each_built_alone,
+    assert_pairs_built_alone,
+    moving_rows,
+    serialized,
+)
 from tests.core.test_rows import NOW, _job_columns
 
 LATER = NOW + dt.timedelta(seconds=7, microseconds=250)
@@ -64,24 +70,6 @@ def _row(**changes: Any) -> JobRow:
     return job_row({**_job_columns(), **changes})
 
 
-def _rows() -> list[JobRow]:
-    """The base row, then for each attribute each of its values (one attribute moved at a
-    time, then back), then rows that differ in many at once."""
-    rows = [_row()]
-    for name, values in _VALUES.items():
-        rows.extend(_row(**{name: value}) for value in values)
-        rows.append(_row())
-    rows.append(_row(**{name: values[-1] for name, values in _VALUES.items()}))
-    rows.append(_row(**{name: values[0] for name, values in _VALUES.items()}))
-    rows.append(_row())
-    return rows
-
-
-def _bytes(msg: Any) -> bytes:
-    data: bytes = msg.SerializeToString(deterministic=True)
-    return data
-
-
 def test_every_attribute_of_a_job_is_set_or_known_unsent() -> None:
     # An attribute the copy would not set would leave the last job's value in the message.
     names = {f.name for f in dataclasses.fields(JobRow)}
@@ -91,14 +79,10 @@ def test_every_attribute_of_a_job_is_set_or_known_unsent() -> None:
 
 
 def test_each_message_is_the_one_built_from_its_row() -> None:
-    rows = _rows()
+    rows = moving_rows(_row, _VALUES)
     got = job_service_pb2.BatchCreateJobsResponse()
     add_jobs(got.jobs, rows)
-    assert len(got.jobs) == len(rows)
-    for msg, row in zip(got.jobs, rows, strict=True):
-        want = job_pb(row)
-        assert msg == want, row
-        assert _bytes(msg) == _bytes(want), row
+    assert_each_built_alone(got.jobs, rows, job_pb)
 
 
 def test_unsent_attributes_change_no_message() -> None:
@@ -110,23 +94,15 @@ def test_unsent_attributes_change_no_message() -> None:
         "identity": "x",
         "n_canceled": 4,
     }.items():
-        assert _bytes(job_pb(_row(**{name: value}))) == _bytes(job_pb(base)), name
+        assert serialized(job_pb(_row(**{name: value}))) == serialized(job_pb(base)), name
 
 
 @pytest.mark.parametrize("name", sorted(_VALUES))
 def test_a_message_after_any_other_is_its_own(name: str) -> None:
     # Every pair of values of the attribute, in both orders, each message filled after the
     # other's.
-    values = _VALUES[name]
-    base = _job_columns().get(name)
-    for first in [base, *values]:
-        for second in [base, *values]:
-            messages = JobMessages()
-            answer = job_service_pb2.BatchCreateJobsResponse()
-            a, b = _row(**{name: first}), _row(**{name: second})
-            for row in (a, b):
-                fields = messages.fields(row)
-                add = answer.jobs.add
-                messages.fill(add() if fields is None else add(**fields), row)
-            assert _bytes(answer.jobs[0]) == _bytes(job_pb(a))
-            assert _bytes(answer.jobs[1]) == _bytes(job_pb(b)), (name, first, second)
+    options = [_job_columns().get(name), *_VALUES[name]]
+    pairs = [(_row(**{name: a}), _row(**{name: b})) for a in options for b in options]
+    assert_pairs_built_alone(
+        pairs, JobMessages, lambda: job_service_pb2.BatchCreateJobsResponse().jobs, job_pb
+    )

@@ -16,8 +16,6 @@ from jobtask.server.convert import (
     JOB_COPY,
     JOB_STATUS_TO_PB,
     blocklist_pb,
-    constraint_ints,
-    failure_pb,
     fill_job,
     job_fields,
 )
@@ -27,7 +25,13 @@ from jobtask.server.message_copies import (
     Setter,
     add_copies,
     column_setter,
+    constraints_setter,
     make_differ,
+    set_etag,
+    set_failure,
+    status_setter,
+    struct_setter,
+    uuid_setter,
 )
 from jobtask.store.rows import JobRow, tasks_summary, time_names
 from jobtask.v1 import job_pb2
@@ -42,54 +46,15 @@ _SUMMARY = ("n_queued", "n_active", "n_completed", "n_soft_failed", "n_failed", 
 UNSENT = frozenset({"id", "submit_digest", "identity", "n_canceled"})
 
 
-def _set_uuid(msg: job_pb2.Job, job: JobRow) -> None:
-    msg.uuid = job.uuid
-    msg.href = f"/jobs/{job.uuid}"
-    msg.etag = job.etag
-
-
-def _set_version(msg: job_pb2.Job, job: JobRow) -> None:
-    msg.etag = job.etag
-
-
 def _set_script(msg: job_pb2.Job, job: JobRow) -> None:
     msg.script = job.script
     msg.script_name = job.script
-
-
-def _set_status(msg: job_pb2.Job, job: JobRow) -> None:
-    msg.status = JOB_STATUS_TO_PB[job.status]
-
-
-def _set_parameters(msg: job_pb2.Job, job: JobRow) -> None:
-    # Present in every job's message, empty or not (convert._struct).
-    msg.script_parameters.Clear()
-    if job.script_parameters:
-        msg.script_parameters.update(job.script_parameters)
-    else:
-        msg.script_parameters.SetInParent()
-
-
-def _set_constraints(msg: job_pb2.Job, job: JobRow) -> None:
-    # Both present in every job's message, as job_fields gives them to the constructor.
-    values = constraint_ints(job.runtime_constraints).items()
-    for field in (msg.runtime_constraints, msg.resource_limits):
-        field.Clear()
-        field.SetInParent()
-        for key, value in values:
-            setattr(field, key, value)
 
 
 def _set_summary(msg: job_pb2.Job, job: JobRow) -> None:
     summary = msg.tasks_summary
     for key, value in tasks_summary(job.__dict__).items():
         setattr(summary, key, value)
-
-
-def _set_failure(msg: job_pb2.Job, job: JobRow) -> None:
-    msg.ClearField("failure_reason")
-    if job.failure_reason:
-        msg.failure_reason.CopyFrom(failure_pb(job.failure_reason))
 
 
 def _set_blocklist(msg: job_pb2.Job, job: JobRow) -> None:
@@ -101,13 +66,13 @@ def _set_blocklist(msg: job_pb2.Job, job: JobRow) -> None:
 def _setters() -> dict[str, Setter]:
     """The row's attributes a job's message is made of, each with what sets its field(s)."""
     out: dict[str, Setter] = {
-        "uuid": _set_uuid,
-        "version": _set_version,
+        "uuid": uuid_setter("/jobs/"),
+        "version": set_etag,
         "script": _set_script,
-        "status": _set_status,
-        "script_parameters": _set_parameters,
-        "runtime_constraints": _set_constraints,
-        "failure_reason": _set_failure,
+        "status": status_setter(JOB_STATUS_TO_PB),
+        "script_parameters": struct_setter("script_parameters"),
+        "runtime_constraints": constraints_setter("runtime_constraints", "resource_limits"),
+        "failure_reason": set_failure,
         "blocklist": _set_blocklist,
         **dict.fromkeys(_SUMMARY, _set_summary),
     }

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.message import Message
-from jobtask.server.convert import stamp
+from jobtask.server.convert import constraint_ints, failure_pb, stamp
 
 Setter = Callable[[Any, Any], None]
 Differ = Callable[[Any, Any], list[Setter]]
@@ -36,6 +36,68 @@ def column_setter(name: str, is_time: bool) -> Setter:
             setattr(msg, name, value)
 
     return put
+
+
+def uuid_setter(href: str) -> Setter:
+    """The uuid's setter: the uuid, the href (`href` and the uuid) and the etag (of uuid and
+    version)."""
+
+    def put(msg: Any, row: Any) -> None:
+        msg.uuid = row.uuid
+        msg.href = href + row.uuid
+        msg.etag = row.etag
+
+    return put
+
+
+def set_etag(msg: Any, row: Any) -> None:
+    """The version's setter: the etag (of uuid and version)."""
+    msg.etag = row.etag
+
+
+def status_setter(to_pb: Mapping[Any, Any]) -> Setter:
+    def put(msg: Any, row: Any) -> None:
+        msg.status = to_pb[row.status]
+
+    return put
+
+
+def struct_setter(name: str) -> Setter:
+    """A JSON object column's setter, into its Struct field of the same name: present in
+    every message, empty or not (convert._struct)."""
+
+    def put(msg: Any, row: Any) -> None:
+        field = getattr(msg, name)
+        field.Clear()
+        value = getattr(row, name)
+        if value:
+            field.update(value)
+        else:
+            field.SetInParent()
+
+    return put
+
+
+def constraints_setter(*names: str) -> Setter:
+    """runtime_constraints' setter, into each of the RuntimeConstraints fields `names`:
+    present in every message, as the fields functions give them to the constructor."""
+
+    def put(msg: Any, row: Any) -> None:
+        values = constraint_ints(row.runtime_constraints).items()
+        for name in names:
+            field = getattr(msg, name)
+            field.Clear()
+            field.SetInParent()
+            for key, value in values:
+                setattr(field, key, value)
+
+    return put
+
+
+def set_failure(msg: Any, row: Any) -> None:
+    msg.ClearField("failure_reason")
+    if row.failure_reason:
+        msg.failure_reason.CopyFrom(failure_pb(row.failure_reason))
 
 
 def make_differ(

@@ -17,8 +17,6 @@ from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from jobtask.server.convert import (
     TASK_COPY,
     TASK_STATUS_TO_PB,
-    constraint_ints,
-    failure_pb,
     fill_task,
     task_fields,
 )
@@ -28,7 +26,13 @@ from jobtask.server.message_copies import (
     Setter,
     add_copies,
     column_setter,
+    constraints_setter,
     make_differ,
+    set_etag,
+    set_failure,
+    status_setter,
+    struct_setter,
+    uuid_setter,
 )
 from jobtask.store.rows import TaskRow, time_names
 from jobtask.v1 import job_task_pb2
@@ -41,57 +45,20 @@ _DERIVED = frozenset({"etag", "qsequence"})
 _STRUCTS = frozenset({"parameters", "failure_reason"})
 
 
-def _set_uuid(msg: job_task_pb2.JobTask, task: TaskRow) -> None:
-    msg.uuid = task.uuid
-    msg.href = f"/job_tasks/{task.uuid}"
-    msg.etag = task.etag
-
-
-def _set_version(msg: job_task_pb2.JobTask, task: TaskRow) -> None:
-    msg.etag = task.etag
-
-
 def _set_id(msg: job_task_pb2.JobTask, task: TaskRow) -> None:
     msg.qsequence = task.qsequence
-
-
-def _set_status(msg: job_task_pb2.JobTask, task: TaskRow) -> None:
-    msg.status = TASK_STATUS_TO_PB[task.status]
-
-
-def _set_parameters(msg: job_task_pb2.JobTask, task: TaskRow) -> None:
-    # Present in every task's message, empty or not (convert._struct).
-    msg.parameters.Clear()
-    if task.parameters:
-        msg.parameters.update(task.parameters)
-    else:
-        msg.parameters.SetInParent()
-
-
-def _set_constraints(msg: job_task_pb2.JobTask, task: TaskRow) -> None:
-    # Present in every task's message, as task_fields gives it to the constructor.
-    msg.runtime_constraints.Clear()
-    msg.runtime_constraints.SetInParent()
-    for key, value in constraint_ints(task.runtime_constraints).items():
-        setattr(msg.runtime_constraints, key, value)
-
-
-def _set_failure(msg: job_task_pb2.JobTask, task: TaskRow) -> None:
-    msg.ClearField("failure_reason")
-    if task.failure_reason:
-        msg.failure_reason.CopyFrom(failure_pb(task.failure_reason))
 
 
 def _setters() -> dict[str, Setter]:
     """The row's attributes a task's message is made of, each with what sets its field(s)."""
     out: dict[str, Setter] = {
-        "uuid": _set_uuid,
-        "version": _set_version,
+        "uuid": uuid_setter("/job_tasks/"),
+        "version": set_etag,
         "id": _set_id,
-        "status": _set_status,
-        "parameters": _set_parameters,
-        "runtime_constraints": _set_constraints,
-        "failure_reason": _set_failure,
+        "status": status_setter(TASK_STATUS_TO_PB),
+        "parameters": struct_setter("parameters"),
+        "runtime_constraints": constraints_setter("runtime_constraints"),
+        "failure_reason": set_failure,
     }
     for name in TASK_COPY:
         if name in _DERIVED or name in out:
