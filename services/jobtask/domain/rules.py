@@ -85,11 +85,19 @@ def canonical_json(value: Any) -> str:
     return _CANONICAL.encode(value)
 
 
+def _plain_float(value: float) -> bool:
+    """Whether orjson writes the float as json does (repr's text): a zero, or a magnitude
+    from 1e-4 up to 1e16, where both write the shortest digits that read back as it, in
+    plain notation (outside it json writes an exponent, 1e-05, where orjson may not:
+    0.00001). NaN and the infinities are not (json writes NaN, orjson null)."""
+    return value == 0.0 or 1e-4 <= abs(value) < 1e16
+
+
 def _orjson_writes_as_json(value: Any, depth: int = 0) -> bool:
     """Whether orjson writes `value` as canonical_json does: dicts with str keys, lists,
-    str, int, bool and None only, exactly those types (orjson writes a float's exponent
-    another way, 0.00001 for 1e-05, and writes types json refuses). A document nested
-    deeper than _DEEP is json's to write (or refuse)."""
+    str, int, bool, None and _plain_float's floats only, exactly those types (orjson
+    writes types json refuses). A document nested deeper than _DEEP is json's to write (or
+    refuse)."""
     cls = value.__class__
     if cls is dict:
         items: Iterable[Any] = value.values()
@@ -98,12 +106,18 @@ def _orjson_writes_as_json(value: Any, depth: int = 0) -> bool:
                 return False
     elif cls is list:
         items = value
+    elif cls is float:
+        return _plain_float(value)
     else:
         return cls in _SCALARS
     for item in items:
         kind = item.__class__
         if kind in _SCALARS or (not item and (kind is dict or kind is list)):
             continue
+        if kind is float:
+            if _plain_float(item):
+                continue
+            return False
         if depth >= _DEEP or not _orjson_writes_as_json(item, depth + 1):
             return False
     return True
@@ -112,7 +126,8 @@ def _orjson_writes_as_json(value: Any, depth: int = 0) -> bool:
 def canonical_digest(value: Any) -> str:
     """The SHA-256 (hex) of canonical_json(value)'s UTF-8 text. orjson writes the same bytes
     for the values _orjson_writes_as_json admits (tests/domain/test_rules.py: every code
-    point, key orders, the integer limits) at a tenth of json's cost; it refuses what it
+    point, key orders, the integer limits, floats by their bits and at the range's ends)
+    at a tenth of json's cost; it refuses what it
     cannot write (an int beyond 64 bits, a lone surrogate, deep nesting), and json decides
     those, as for every other value."""
     if _orjson_writes_as_json(value):
