@@ -161,7 +161,7 @@ def test_assignments_built_in_place_are_the_messages_built_apart() -> None:
 
 
 def test_lists_built_in_place_are_the_messages_built_apart() -> None:
-    from jobtask.server.convert import add_jobs
+    from jobtask.server.job_messages import add_jobs
     from jobtask.server.task_messages import add_tasks
     from jobtask.v1 import job_service_pb2, task_service_pb2
 

@@ -313,3 +313,21 @@ async def test_a_kept_submission_holds_what_a_read_gives_not_what_was_given(
     kept = row_cache.as_read(given)
     assert repr(kept.script_parameters) == repr(read.script_parameters)
     assert repr(given.script_parameters) != repr(read.script_parameters)
+
+
+def test_trim_keeps_the_newest_rows_in_their_order() -> None:
+    # Rows go in oldest first; after any run of inserts and drops, trimming keeps the
+    # last `limit` still there, in order (the kept rows' age is their dict order).
+    rows: dict[int, str] = {n: str(n) for n in range(50)}
+    for n in range(0, 50, 3):
+        del rows[n]
+    rows[6] = "again"  # dropped earlier: now the newest
+    rows[7] = "kept"  # still there: keeps its place
+    row_cache.trim(rows, 20)
+    order = [n for n in range(50) if n % 3] + [6]
+    assert list(rows) == order[-20:]
+    assert (rows[6], rows[47]) == ("again", "47")
+    row_cache.trim(rows, 20)
+    assert len(rows) == 20
+    row_cache.trim(rows, 0)
+    assert rows == {}

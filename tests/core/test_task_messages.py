@@ -13,6 +13,7 @@ from jobtask.server.task_messages import _SETTERS, TaskMessages, add_tasks
 from jobtask.store.rows import TaskRow, task_row
 from jobtask.v1 import task_service_pb2
 
+from tests.core.message_cases import assert_each_built_alone, assert_pairs_built_alone, moving_rows
 from tests.core.test_rows import NOW, _task_columns
 
 LATER = NOW + dt.timedelta(seconds=7, microseconds=250)
@@ -56,56 +57,32 @@ def _row(**changes: Any) -> TaskRow:
     return task_row({**_task_columns(), **changes})
 
 
-def _rows() -> list[TaskRow]:
-    """The base row, then for each attribute each of its values (one attribute moved at a
-    time, then back), then rows that differ in many at once."""
-    rows = [_row()]
-    for name, values in _VALUES.items():
-        rows.extend(_row(**{name: value}) for value in values)
-        rows.append(_row())
-    rows.append(_row(**{name: values[-1] for name, values in _VALUES.items()}))
-    rows.append(_row(**{name: values[0] for name, values in _VALUES.items()}))
-    rows.append(_row())
-    return rows
-
-
-def _bytes(msg: Any) -> bytes:
-    data: bytes = msg.SerializeToString(deterministic=True)
-    return data
-
-
 def test_every_attribute_of_a_task_message_is_covered() -> None:
     # An attribute the copy would not set would leave the last task's value in the message.
     assert set(_VALUES) == set(_SETTERS)
 
 
 def test_each_message_is_the_one_built_from_its_row() -> None:
-    rows = _rows()
+    rows = moving_rows(_row, _VALUES)
     got = task_service_pb2.BatchCreateTasksResponse()
     add_tasks(got.job_tasks, rows)
-    assert len(got.job_tasks) == len(rows)
-    for msg, row in zip(got.job_tasks, rows, strict=True):
-        want = task_pb(row)
-        assert msg == want, row
-        assert _bytes(msg) == _bytes(want), row
+    assert_each_built_alone(got.job_tasks, rows, task_pb)
 
 
 @pytest.mark.parametrize("name", sorted(_VALUES))
 def test_a_message_after_any_other_is_its_own(name: str) -> None:
     # Every pair of values of the attribute, in both orders, each message filled after the
     # other's.
-    values = _VALUES[name]
-    base = _task_columns().get(name)
-    for first in [base, *values]:
-        for second in [base, *values]:
-            if name in ("uuid", "version", "id") and (first is None or second is None):
-                continue
-            messages = TaskMessages()
-            answer = task_service_pb2.BatchCreateTasksResponse()
-            a, b = _row(**{name: first}), _row(**{name: second})
-            for row in (a, b):
-                fields = messages.fields(row)
-                add = answer.job_tasks.add
-                messages.fill(add() if fields is None else add(**fields), row)
-            assert _bytes(answer.job_tasks[0]) == _bytes(task_pb(a))
-            assert _bytes(answer.job_tasks[1]) == _bytes(task_pb(b)), (name, first, second)
+    options = [_task_columns().get(name), *_VALUES[name]]
+    pairs = [
+        (_row(**{name: first}), _row(**{name: second}))
+        for first in options
+        for second in options
+        if not (name in ("uuid", "version", "id") and (first is None or second is None))
+    ]
+    assert_pairs_built_alone(
+        pairs,
+        TaskMessages,
+        lambda: task_service_pb2.BatchCreateTasksResponse().job_tasks,
+        task_pb,
+    )

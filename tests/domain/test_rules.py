@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import enum
+import hashlib
+import json
+import math
+import random
+import struct
+from typing import Any
+
 import pytest
 from jobtask.domain.ripple import follow_up, on_enter
-from jobtask.domain.rules import decide_exit, job_identity
+from jobtask.domain.rules import canonical_digest, decide_exit, job_identity
 from jobtask.domain.statuses import JobStatus, TaskStatus
 
 J, T = JobStatus, TaskStatus
@@ -38,6 +46,95 @@ def test_identity_ignores_unset_constraints_and_key_order() -> None:
     b = job_identity("s", "v", {"b": 2, "a": 1}, {"max_nodes": 2})
     assert a == b
     assert a != job_identity("s", "v", {"a": 1}, {"max_nodes": 2})
+
+
+def _json_digest(value: Any) -> str:
+    # What identities and submission digests were (stored: must never change).
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class _Color(enum.IntEnum):
+    RED = 1
+
+
+# Values canonical_digest hands orjson, and values it must leave to json: floats (orjson
+# writes 1e-05 as 0.00001), ints beyond 64 bits, non-str keys, tuples, enums, subclasses.
+_DOCUMENTS: list[Any] = [
+    {},
+    {"script": "noop", "script_version": "", "script_parameters": {}, "priority": 0},
+    {"b": 1, "a": {"d": [1, "x", None, True, False], "c": [], "": {}}},
+    {"é": 1, "z": 2, "Z": 3, "\U0001f600": 4, "\uffff": 5, "a\u0000": 6, "\u007f": 7},
+    {"n": 2**63 - 1, "m": -(2**63), "u": 2**64 - 1},
+    {"big": 2**64, "neg": -(2**63) - 1, "huge": 10**40},
+    {"f": 1e-05, "g": 1e16, "h": 0.1, "i": -0.0, "j": 100.0, "k": 1e300},
+    {"nested": [[{"x": 1.5}]]},
+    {1: "int key", 2: "a"},
+    {1: "int key", "a": 1},  # json refuses to sort these keys: so must the digest
+    {"t": (1, 2)},
+    {"e": _Color.RED},
+    [_Color.RED, True, 1, "1"],
+    {"deep": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]},
+    "x",
+    None,
+]
+
+
+@pytest.mark.parametrize("value", _DOCUMENTS)
+def test_canonical_digest_is_the_digest_of_json_text(value: Any) -> None:
+    try:
+        want: Any = _json_digest(value)
+    except TypeError as exc:
+        want = type(exc)
+    try:
+        got: Any = canonical_digest(value)
+    except TypeError as exc:
+        got = type(exc)
+    assert got == want
+
+
+def test_canonical_digest_writes_every_code_point_as_json_does() -> None:
+    # Each key and value one run of code points (surrogates apart: orjson refuses a lone
+    # one, and json decides it, as below).
+    chunk = 2048
+    for start in range(0, 0x110000, chunk):
+        text = "".join(chr(c) for c in range(start, start + chunk) if not 0xD800 <= c < 0xE000)
+        value = {text: [text, '"\\' + text]}
+        assert canonical_digest(value) == _json_digest(value), hex(start)
+
+
+def test_canonical_digest_writes_floats_as_json_does() -> None:
+    # Doubles drawn by their bits (every exponent), decimal-looking values and integers as
+    # floats, each side of the range orjson is trusted with (1e-4 to 1e16) and its ends.
+    rnd = random.Random(16)
+    values: list[float] = [0.0, -0.0, 1e-4, -1e-4, 9.9999e-05, 1e16, -1e16, 1e16 - 2, 1e15]
+    values += [5e-324, 1.7976931348623157e308, 0.1 + 0.2, 2.0**53, 2.0**63, 123.456]
+    values += [math.nan, math.inf, -math.inf]
+    while len(values) < 60_000:
+        bits = struct.unpack("<d", struct.pack("<Q", rnd.getrandbits(64)))[0]
+        values.append(bits)
+        exponent = rnd.randint(-8, 20)
+        values.append(round(rnd.uniform(1, 10), rnd.randint(0, 8)) * 10.0**exponent)
+        values.append(float(rnd.randint(-(10**17), 10**17)))
+    in_range = 0
+    for value in values:
+        in_range += value == 0.0 or 1e-4 <= abs(value) < 1e16
+        assert canonical_digest({"p": value}) == _json_digest({"p": value}), value
+    assert in_range > 15_000  # a quarter take orjson's way
+
+
+def test_a_lone_surrogate_fails_as_with_json_alone() -> None:
+    with pytest.raises(UnicodeEncodeError):
+        _json_digest({"s": "\ud800"})
+    with pytest.raises(UnicodeEncodeError):
+        canonical_digest({"s": "\ud800"})
+
+
+def test_nesting_deeper_than_orjson_takes_is_json_s() -> None:
+    value: list[Any] = []
+    for _ in range(300):
+        value = [value]
+    assert canonical_digest(value) == _json_digest(value)
 
 
 def counts(**kw: int) -> dict[TaskStatus, int]:

@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 from google.protobuf import json_format
-from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from google.protobuf.message import Message
 from google.protobuf.struct_pb2 import ListValue, Struct, Value
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -267,15 +266,6 @@ def task_pb(task: TaskRow) -> job_task_pb2.JobTask:
     msg = job_task_pb2.JobTask(**task_fields(task))
     fill_task(msg, task)
     return msg
-
-
-def add_jobs(into: RepeatedCompositeFieldContainer[job_pb2.Job], jobs: Iterable[JobRow]) -> None:
-    """The jobs' messages added to a repeated field (a response's list), each built where it
-    is sent: job_pb's messages given to the response's constructor, or extended into it,
-    are copied whole (tests/core/test_convert.py: the same messages)."""
-    add = into.add
-    for job in jobs:
-        fill_job(add(**job_fields(job)), job)
 
 
 def _plain(value: Value) -> Any:

@@ -10,8 +10,9 @@ from jobtask.domain.errors import each_request
 from jobtask.domain.resources import JOB_ATTRS
 from jobtask.manager.jobs import JobManager
 from jobtask.server.callers import CallerResolver, send_caller_headers
-from jobtask.server.convert import add_jobs, changes_from, job_pb
+from jobtask.server.convert import changes_from, job_pb
 from jobtask.server.errors import rpc
+from jobtask.server.job_messages import add_jobs
 from jobtask.server.listing import list_query
 from jobtask.server.watch import Watcher, per_message_of
 from jobtask.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc, watch_pb2

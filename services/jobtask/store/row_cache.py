@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -224,10 +225,19 @@ class Tracked:
                 kept_jobs.pop(job_id, None)
             else:
                 kept_jobs[job_id] = job
-        while len(kept_tasks) > MAX_ROWS:
-            del kept_tasks[next(iter(kept_tasks))]
-        while len(kept_jobs) > MAX_ROWS:
-            del kept_jobs[next(iter(kept_jobs))]
+        trim(kept_tasks, MAX_ROWS)
+        trim(kept_jobs, MAX_ROWS)
+
+
+def trim(rows: dict[Any, Any], limit: int) -> None:
+    """Drops the oldest rows (the first inserted) beyond `limit`, in one pass: a dict's
+    deleted entries stay at the front of its table until it is rebuilt, and each
+    `next(iter(rows))` walked past all of them again (~11 us a row dropped, a submission
+    of 100 over 10,000 kept; 0.8 in one pass)."""
+    excess = len(rows) - limit
+    if excess > 0:
+        for key in list(itertools.islice(rows, excess)):
+            del rows[key]
 
 
 def _pair_order(pair: tuple[JobRow, TaskRow]) -> tuple[int, int]:
