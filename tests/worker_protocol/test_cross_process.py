@@ -9,17 +9,22 @@ import contextlib
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import pytest
 from jobtask.v1 import job_service_pb2 as js
 from jobtask.v1 import task_service_pb2, task_service_pb2_grpc, watch_pb2
+from sqlalchemy import event
 
 from tests.conftest import ROOT, Cluster, token_channel
 from tests.core.helpers import create_job, task_status
+from tests.engines import engines_of
 from tests.polling import DEADLINE
 from tests.worker_protocol.conftest import FAR
 from tests.worker_protocol.helpers import Run, claim_as, watch
+
+QUIET_JOBS = 4
 
 # A TaskService alone in its process, until its stdin closes.
 SECOND_PROCESS = """
@@ -109,6 +114,61 @@ async def test_a_watcher_sees_progress_reported_through_another_process(
         assert event.type == watch_pb2.WATCH_EVENT_TYPE_TASK_PROGRESS, event
         assert event.task_uuid == a.task.uuid and event.progress == pytest.approx(i / 10)
     call.cancel()
+
+
+async def test_watchers_of_several_jobs_share_each_feed_read_across_processes(
+    signalled: Cluster, other: Other
+) -> None:
+    """Every commit of another process wakes every watch stream of this one, whatever job it
+    watches. The streams of quiet jobs wake together and read together (one statement for
+    the batch), not one read per watched job per commit; and the busy job's watcher still
+    gets each event as the next."""
+    cluster = signalled
+    busy = await cluster.jobs.CreateJob(create_job(script="busy.py"))
+    # Jobs no worker may start (they wait for 1,000 nodes): their watchers stay quiet.
+    quiet = [
+        await cluster.jobs.CreateJob(
+            create_job(script=f"quiet{i}.py", runtime_constraints={"min_nodes": 1000})
+        )
+        for i in range(QUIET_JOBS)
+    ]
+    calls = [watch(cluster, j.uuid) for j in [busy, *quiet]]
+    streams = [aiter(call) for call in calls]
+    for stream in streams:
+        assert (await anext(stream)).type == watch_pb2.WATCH_EVENT_TYPE_SNAPSHOT
+    quiet_uuids = {j.uuid for j in quiet}
+    # Per follow read (not the snapshot's, not the feed's poll): the quiet jobs it read.
+    reads: list[set[str]] = []
+
+    def record(*args: Any) -> None:
+        if "events.seq >" in str(args[2]):
+            reads.append({u for u in quiet_uuids if u in repr(args[3])})
+
+    engines = engines_of(cluster.services.core.db)
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
+    try:
+        a = await claim_as(other, "w1")
+        assert a is not None and a.job.uuid == busy.uuid
+        run = Run(other, a)
+        events = streams[0]
+        for i in range(1, 9):
+            await run.acked(await run.send(progress=i / 10))
+            while True:
+                event_ = await asyncio.wait_for(anext(events), DEADLINE)
+                if event_.type == watch_pb2.WATCH_EVENT_TYPE_TASK_PROGRESS:
+                    break
+            assert event_.progress == pytest.approx(i / 10)
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)
+        for call in calls:
+            call.cancel()
+    statements = [len(r) for r in reads if r]
+    # Each stream reading on its own read one job a statement: QUIET_JOBS statements per
+    # commit for jobs that had nothing. Together, QUIET_JOBS jobs a statement, but for a
+    # stream's first read (before the first commit woke them all at once).
+    assert statements and 2 * len(statements) <= sum(statements), statements
 
 
 async def test_a_cancel_through_one_process_reaches_a_worker_on_the_other(

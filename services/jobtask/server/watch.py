@@ -310,8 +310,9 @@ class Watcher:
                 continue
             if terminal:
                 return
-            if rows:
-                continue
+            # Rows or none, the read saw every event of the job committed before it began:
+            # one committed since notified after `mark`, so the wait below returns at once
+            # (reading again right after rows found nothing, a read per message).
             if time.monotonic() - idle_since >= self.heartbeat_seconds:
                 yield watch_pb2.WatchEvent(
                     seq=last, type=watch_pb2.WATCH_EVENT_TYPE_HEARTBEAT, job_uuid=job_uuid

@@ -11,7 +11,7 @@ from jobtask.store import flush_sql
 from jobtask.store.database import mark_changed
 from jobtask.store.rows import job_payload, task_payload
 from jobtask.store.schema import events, settings
-from sqlalchemy import bindparam, delete, func, insert, select, text, update
+from sqlalchemy import Integer, bindparam, delete, func, insert, select, text, union_all, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 # Event types (WatchEventType without its prefix).
@@ -81,24 +81,74 @@ async def job_head(conn: AsyncConnection, job_uuid: str) -> int:
     return int(value or 0)
 
 
+_PRUNED_BEFORE = select(settings.c.value).where(settings.c.name == PRUNED_BEFORE)
+
+
 async def pruned_before(conn: AsyncConnection) -> int:
     """Events with seq <= this were pruned: resuming from an older position is impossible."""
-    value = (
-        await conn.execute(select(settings.c.value).where(settings.c.name == PRUNED_BEFORE))
-    ).scalar()
+    value = (await conn.execute(_PRUNED_BEFORE)).scalar()
     return int(value or 0)
 
 
 async def read_after(
     conn: AsyncConnection, job_uuid: str, after_seq: int, limit: int = 500
 ) -> list[dict[str, Any]]:
-    rows = await conn.execute(
-        select(events)
-        .where(events.c.job_uuid == job_uuid, events.c.seq > after_seq)
-        .order_by(events.c.seq)
-        .limit(limit)
-    )
-    return [dict(r._mapping) for r in rows]
+    found = await read_jobs_after(conn, {job_uuid: (after_seq, limit)})
+    return found[job_uuid]
+
+
+# Jobs read by one statement at most (read_jobs_after): its text, and so its plan, is one of
+# this many, each built once.
+READ_JOBS_AT_ONCE = 16
+_READS: dict[int, Any] = {}
+
+
+def _read_statement(n: int) -> Any:
+    """The events of n jobs, each after its own position and up to its own limit: one
+    statement, a UNION ALL of per-job index range scans (ix_events_job_uuid_seq), as a
+    process's watch streams of several jobs wake together on every commit."""
+    statement = _READS.get(n)
+    if statement is None:
+        parts = [
+            select(events)
+            .where(
+                events.c.job_uuid == bindparam(f"job_{i}"),
+                events.c.seq > bindparam(f"after_{i}"),
+            )
+            .order_by(events.c.seq)
+            .limit(bindparam(f"limit_{i}", type_=Integer))
+            for i in range(n)
+        ]
+        # SQLite takes a part's ORDER BY and LIMIT inside a UNION ALL only in a subquery.
+        statement = parts[0] if n == 1 else union_all(*(select(part.subquery()) for part in parts))
+        _READS[n] = statement
+    return statement
+
+
+async def read_jobs_after(
+    conn: AsyncConnection, asks: Mapping[str, tuple[int, int]]
+) -> dict[str, list[dict[str, Any]]]:
+    """Per job of `asks` (job uuid: (after_seq, limit)), its events after after_seq in seq
+    order, at most limit; in one statement per READ_JOBS_AT_ONCE jobs."""
+    found: dict[str, list[dict[str, Any]]] = {job: [] for job in asks}
+    items = list(asks.items())
+    for start in range(0, len(items), READ_JOBS_AT_ONCE):
+        chunk = items[start : start + READ_JOBS_AT_ONCE]
+        params: dict[str, Any] = {}
+        for i, (job, (after, limit)) in enumerate(chunk):
+            params[f"job_{i}"], params[f"after_{i}"], params[f"limit_{i}"] = job, after, limit
+        rows = await conn.execute(_read_statement(len(chunk)), params)
+        for row in rows:
+            mapping = dict(row._mapping)
+            found[mapping["job_uuid"]].append(mapping)
+    # A UNION ALL's parts come out in order in practice; SQL does not promise it.
+    for rows_of_job in found.values():
+        rows_of_job.sort(key=_seq_of)
+    return found
+
+
+def _seq_of(row: Mapping[str, Any]) -> int:
+    return int(row["seq"])
 
 
 async def prune(conn: AsyncConnection, *, keep_events: int, older_than: dt.datetime) -> int:
