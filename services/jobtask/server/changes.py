@@ -64,8 +64,11 @@ class ChangeSignal:
         self.poll_interval = poll_interval
         self.max_wait = max_wait
         self._mark = Mark()
+        # How many times it was notified (what tests count).
+        self.notifications = 0
 
     def notify(self) -> None:
+        self.notifications += 1
         self._mark.set()
         self._mark = Mark()
 

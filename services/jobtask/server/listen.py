@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs published
@@ -28,8 +29,16 @@ def asyncpg_dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-async def listen_forever(url: str, signal: ChangeSignal, *, channel: str = NOTIFY_CHANNEL) -> None:
-    """LISTENs on `channel` and notifies `signal`, reconnecting until canceled."""
+async def listen_forever(
+    url: str,
+    signal: ChangeSignal,
+    *,
+    channel: str = NOTIFY_CHANNEL,
+    own: Callable[[int], bool] = lambda _pid: False,
+) -> None:
+    """LISTENs on `channel` and notifies `signal`, reconnecting until canceled; skips the
+    notifications `own` says this process's commits sent (their commits notified `signal`
+    in this process: a second wake-up would have every waiter read again for nothing)."""
     failures = 0
     while True:
         try:
@@ -42,7 +51,7 @@ async def listen_forever(url: str, signal: ChangeSignal, *, channel: str = NOTIF
             continue
         failures = 0
         try:
-            await _listen(conn, signal, channel)
+            await _listen(conn, signal, channel, own)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("LISTEN connection lost (%s); reconnecting", exc)
         finally:
@@ -50,11 +59,14 @@ async def listen_forever(url: str, signal: ChangeSignal, *, channel: str = NOTIF
                 conn.terminate()
 
 
-async def _listen(conn: Any, signal: ChangeSignal, channel: str) -> None:
+async def _listen(
+    conn: Any, signal: ChangeSignal, channel: str, own: Callable[[int], bool]
+) -> None:
     closed = asyncio.Event()
 
-    def on_notify(*_args: Any) -> None:
-        signal.notify()
+    def on_notify(_conn: Any, pid: int, *_args: Any) -> None:
+        if not own(pid):
+            signal.notify()
 
     conn.add_termination_listener(lambda _conn: closed.set())
     await conn.add_listener(channel, on_notify)

@@ -80,7 +80,9 @@ def start(
     """Starts the loops a process needs; the caller cancels them at shutdown."""
     loops = [
         asyncio.create_task(
-            listen_forever(db.url, signal) if db.notifies else poll_feed_forever(db, signal)
+            listen_forever(db.url, signal, own=db.own_notification)
+            if db.notifies
+            else poll_feed_forever(db, signal)
         ),
         asyncio.create_task(prune_forever(db, settings, prune_interval)),
     ]

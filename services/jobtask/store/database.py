@@ -192,6 +192,11 @@ class Database:
         something (see mark_changed)."""
         self._commit_listeners.append(listener)
 
+    def own_notification(self, pid: int) -> bool:
+        """Whether a NOTIFY from server process `pid` was sent by this process's commit (see
+        PostgresDatabase)."""
+        return False
+
     # -- what each backend does its own way ---------------------------------------------
 
     def _open(self, *, pool_size: int | None, max_overflow: int | None, echo: bool) -> None:
@@ -456,6 +461,26 @@ class PostgresDatabase(Database):
         # end has not arrived yet fails its first statement, and a write transaction then
         # runs again on a new connection (LostBeforeCommit).
         event.listen(self._engine.sync_engine.pool, "checkout", _replace_if_closed)
+        # Our pooled sessions by server process id (see own_notification).
+        self._sessions: dict[int, Any] = {}
+        event.listen(self._engine.sync_engine.pool, "connect", self._remember_session)
+
+    def _remember_session(self, dbapi_connection: Any, record: Any) -> None:
+        session = dbapi_connection.driver_connection
+        for pid, known in list(self._sessions.items()):
+            if known.is_closed():
+                del self._sessions[pid]
+        self._sessions[session.get_server_pid()] = session
+
+    def own_notification(self, pid: int) -> bool:
+        """Whether a NOTIFY came from one of this process's open sessions: its commit called
+        this process's on_commit listeners already (every transaction that notifies is
+        marked changed), so the LISTEN connection need not wake the waiters a second time.
+        A session that closed is not ours any more: the server may give its process id to
+        another client's. (Behind a pooler the id a session reports is not its server
+        process's: nothing matches, and every notification counts.)"""
+        session = self._sessions.get(pid)
+        return session is not None and not session.is_closed()
 
     def pool_usage(self) -> tuple[int, int] | None:
         pool = self._engine.pool
