@@ -165,6 +165,18 @@ async def test_claim_path() -> None:
     assert figures["server_us"] > 0 and figures["database_us"] >= 0
 
 
+async def test_watch_cpu() -> None:
+    # Imported here, not with the others: one module of the list a change, as lanes merge.
+    from bench import watch_cpu
+    from bench.harness import ROOT
+
+    line = await watch_cpu.one("sqlite", 20, 2, 1, ROOT)
+    # Both busy watchers saw every event of the job: 21 tasks, ~4 events each.
+    assert " to 2 watcher(s)" in line, line
+    events = int(line.split(" events in ")[0].rsplit("(", 1)[1].replace(",", ""))
+    assert events >= 2 * 21 * 2, line
+
+
 async def test_jobs_cycle(tmp_path: Any) -> None:
     url = f"sqlite:///{tmp_path / 'jobtask.sqlite3'}"
     line = await jobs_cycle.cycle(url, 250, skip=False)

@@ -62,8 +62,6 @@ class SharedFeedReads:
         self._leading = False
         self._pruned = 0
         self._pruned_at = -PRUNED_REFRESH_SECONDS
-        # Reads (statements' batches) made: what tests count.
-        self.reads = 0
 
     async def after(self, job_uuid: str, after_seq: int, limit: int) -> FeedPage:
         """The job's events after `after_seq` (at most `limit`), committed before this call
@@ -100,7 +98,6 @@ class SharedFeedReads:
                 job: (min(w[0] for w in waiters), min(w[1] for w in waiters))
                 for job, waiters in batch.items()
             }
-            self.reads += 1
             async with self.db.read() as conn:
                 found = await feed.read_jobs_after(conn, asks)
                 empty = not all(found.values())
