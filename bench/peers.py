@@ -53,9 +53,14 @@ def _done_count() -> int:
     return _done
 
 
-def enqueue_huey(filename: str, count: int) -> None:
-    huey = _huey(filename)
-    noop = _noop_task(huey)
+def prepare_huey(filename: str) -> Any:
+    """Huey's set-up, outside the timed enqueue (as jobtask's server has started and
+    migrated its store before its submission is timed): the import, the instance and its
+    tables. Returns the no-op task for enqueue_huey."""
+    return _noop_task(_huey(filename))
+
+
+def enqueue_huey(noop: Any, count: int) -> None:
     for _ in range(count):
         noop()
 
@@ -97,12 +102,18 @@ def _procrastinate(dsn: str) -> Any:
     return app
 
 
-async def enqueue_procrastinate(dsn: str, count: int) -> None:
-    """Applies procrastinate's schema, defers `count` jobs one by one, then ANALYZEs (its
-    claim query's plan depends on table statistics)."""
+async def prepare_procrastinate(dsn: str) -> None:
+    """procrastinate's set-up, outside the timed enqueue: the import and its schema."""
     app = _procrastinate(dsn)
     async with app.open_async():
         await app.schema_manager.apply_schema_async()
+
+
+async def enqueue_procrastinate(dsn: str, count: int) -> None:
+    """Defers `count` jobs one by one, then ANALYZEs (its claim query's plan depends on
+    table statistics)."""
+    app = _procrastinate(dsn)
+    async with app.open_async():
         noop = app.tasks["noop"]
         for _ in range(count):
             await noop.defer_async()
@@ -131,9 +142,10 @@ async def drain_procrastinate(dsn: str, count: int) -> float:
 PGQUEUER_ENQUEUE_BATCH = 1000
 
 
-async def enqueue_pgqueuer(dsn: str, count: int) -> None:
-    """Installs PgQueuer's own schema (`Queries.install`, what `pgq install` runs) and
-    enqueues `count` no-op jobs, PGQUEUER_ENQUEUE_BATCH per call."""
+async def prepare_pgqueuer(dsn: str) -> tuple[Any, Any]:
+    """PgQueuer's set-up, outside the timed enqueue: the import, a connection and its own
+    schema (`Queries.install`, what `pgq install` runs). Returns the connection (the caller
+    closes it) and the Queries for enqueue_pgqueuer."""
     import asyncpg  # type: ignore[import-untyped]  # no stubs published
     from pgqueuer import AsyncpgDriver, Queries
 
@@ -141,13 +153,19 @@ async def enqueue_pgqueuer(dsn: str, count: int) -> None:
     try:
         queries = Queries(AsyncpgDriver(conn))
         await queries.install()
-        left = count
-        while left:
-            n = min(left, PGQUEUER_ENQUEUE_BATCH)
-            await queries.enqueue(["noop"] * n, [None] * n, [0] * n)
-            left -= n
-    finally:
+    except BaseException:
         await conn.close()
+        raise
+    return conn, queries
+
+
+async def enqueue_pgqueuer(queries: Any, count: int) -> None:
+    """Enqueues `count` no-op jobs, PGQUEUER_ENQUEUE_BATCH per call."""
+    left = count
+    while left:
+        n = min(left, PGQUEUER_ENQUEUE_BATCH)
+        await queries.enqueue(["noop"] * n, [None] * n, [0] * n)
+        left -= n
 
 
 async def drain_pgqueuer(dsn: str, count: int, batch_size: int) -> float:

@@ -228,10 +228,11 @@ def _peer_seen(seen: Observed | None, meter: Meter, out: dict[str, Any], wall: f
 async def huey(count: int, seen: Observed | None = None) -> tuple[float, str]:
     with tempfile.TemporaryDirectory(prefix="bench-huey-") as tmp:
         path = os.path.join(tmp, "huey.sqlite3")
+        noop = await asyncio.to_thread(peers.prepare_huey, path)
         meter = Meter(path)
         meter.start()
         start = time.perf_counter()
-        await asyncio.to_thread(peers.enqueue_huey, path, count)
+        await asyncio.to_thread(peers.enqueue_huey, noop, count)
         enqueue = time.perf_counter() - start
         async with child("bench.peers", "huey", path, str(count), within=900) as (_, out):
             drain = out["seconds"]
@@ -245,6 +246,7 @@ async def procrastinate(count: int, seen: Observed | None = None) -> tuple[float
     from bench.stack import postgres_database
 
     async with postgres_database("procrastinate_bench") as dsn:
+        await peers.prepare_procrastinate(dsn)
         meter = Meter(dsn)
         meter.start()
         start = time.perf_counter()
@@ -262,11 +264,15 @@ async def pgqueuer(count: int, batch_size: int, seen: Observed | None = None) ->
     from bench.stack import postgres_database
 
     async with postgres_database("pgqueuer_bench") as dsn:
-        meter = Meter(dsn)
-        meter.start()
-        start = time.perf_counter()
-        await peers.enqueue_pgqueuer(dsn, count)
-        enqueue = time.perf_counter() - start
+        conn, queries = await peers.prepare_pgqueuer(dsn)
+        try:
+            meter = Meter(dsn)
+            meter.start()
+            start = time.perf_counter()
+            await peers.enqueue_pgqueuer(queries, count)
+            enqueue = time.perf_counter() - start
+        finally:
+            await conn.close()
         args = ("pgqueuer", dsn, str(count), str(batch_size))
         async with child("bench.peers", *args, within=900) as (_, out):
             drain = out["seconds"]

@@ -3,14 +3,15 @@
     python -m bench.versus CASE PEER [--tasks N] [--rounds R]
 
 CASE is one of bench.throughput's jobtask cases (`sqlite:jobs`, `sqlite:fanout`,
-`postgres:jobs`, `postgres:fanout`; one worker), PEER one of its peers (`huey`,
-`procrastinate`, `pgqueuer10`, `pgqueuer100`). Each round runs both, one after the other,
-the one run first taking turns (jobtask first in rounds 0, 2, ...); each prints its rate and
-note, then the round's ratio jobtask/peer. At the end: every round's ratio, their median and
-their least. `python -m bench --only throughput` measures each figure once, and Huey's own
-rate moves by +-15 % from one run to the next on this machine: one run cannot tell a case at
-1.05x from one at 0.95x. Rounds taken in turns can, when their spread is smaller than the
-margin (bench/README.md says how the issue's lines are read from them).
+`postgres:jobs`, `postgres:fanout`; one worker; `bare:session`, the "no store" row), PEER
+one of its peers (`huey`, `procrastinate`, `pgqueuer10`, `pgqueuer100`). Each round runs
+both, one after the other, the one run first taking turns (jobtask first in rounds 0, 2,
+...); each prints its rate and note, then the round's ratio jobtask/peer. At the end:
+every round's ratio, their median and their least. `python -m bench --only throughput`
+measures each figure once, and Huey's own rate moves by +-15 % from one run to the next
+on this machine: one run cannot tell a case at 1.05x from one at 0.95x. Rounds taken in
+turns can, when their spread is smaller than the margin (bench/README.md says how the
+issue's lines are read from them).
 """
 
 from __future__ import annotations
@@ -29,7 +30,15 @@ CASES: dict[str, Run] = {
     "sqlite:fanout": lambda n: throughput.jobtask_fanout("sqlite", n),
     "postgres:jobs": lambda n: throughput.jobtask_jobs("postgres", n),
     "postgres:fanout": lambda n: throughput.jobtask_fanout("postgres", n),
+    "bare:session": lambda n: _bare(n),
 }
+
+
+async def _bare(count: int) -> tuple[float, str]:
+    """The "no store" row: one worker draining bench/bare.py's store-less session."""
+    return await throughput.protocol_ceiling(count), "no store"
+
+
 # PgQueuer drains the issue's 10,000 jobs whatever --tasks says, as in bench.throughput.
 PEERS: dict[str, Run] = {
     "huey": throughput.huey,
