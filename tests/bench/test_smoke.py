@@ -30,8 +30,9 @@ from bench import (
     throughput,
     unary,
     versus,
+    watch_cpu,
 )
-from bench.harness import Config, Result, table
+from bench.harness import ROOT, Config, Result, table
 
 SMOKE = Config(smoke=True)
 
@@ -166,10 +167,6 @@ async def test_claim_path() -> None:
 
 
 async def test_watch_cpu() -> None:
-    # Imported here, not with the others: one module of the list a change, as lanes merge.
-    from bench import watch_cpu
-    from bench.harness import ROOT
-
     line = await watch_cpu.one("sqlite", 20, 2, 1, ROOT)
     # Both busy watchers saw every event of the job: 21 tasks, ~4 events each.
     assert " to 2 watcher(s)" in line, line
