@@ -101,8 +101,11 @@ async def test_big_fanout() -> None:
 async def test_latency() -> None:
     results = await latency.run(SMOKE)
     _check(results)
-    assert len(results) == 8  # p50 and p99, idle and under load, both stores
+    # p50 and p99, idle and under load, and the worst of the start's first probes: both stores
+    assert len(results) == 10
     assert all(r.unit == "ms" for r in results)
+    firsts = [r for r in results if "after the start" in r.metric]
+    assert len(firsts) == 2 and not any(r.target for r in firsts)
 
 
 async def test_fairshare() -> None:
