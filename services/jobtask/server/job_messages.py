@@ -24,7 +24,6 @@ from jobtask.server.message_copies import (
     MessageCopies,
     Setter,
     add_copies,
-    column_setter,
     constraints_setter,
     make_differ,
     set_etag,
@@ -32,11 +31,11 @@ from jobtask.server.message_copies import (
     status_setter,
     struct_setter,
     uuid_setter,
+    with_columns,
 )
-from jobtask.store.rows import JobRow, tasks_summary, time_names
+from jobtask.store.rows import JobRow, tasks_summary
 from jobtask.v1 import job_pb2
 
-_TIMES = frozenset(time_names(JobRow))
 # JSON columns whose message is built from their values (a Struct, a FailureReason, the
 # blocklist's entries).
 _JSON = frozenset({"script_parameters", "failure_reason", "blocklist"})
@@ -65,7 +64,7 @@ def _set_blocklist(msg: job_pb2.Job, job: JobRow) -> None:
 
 def _setters() -> dict[str, Setter]:
     """The row's attributes a job's message is made of, each with what sets its field(s)."""
-    out: dict[str, Setter] = {
+    special: dict[str, Setter] = {
         "uuid": uuid_setter("/jobs/"),
         "version": set_etag,
         "script": _set_script,
@@ -76,11 +75,8 @@ def _setters() -> dict[str, Setter]:
         "blocklist": _set_blocklist,
         **dict.fromkeys(_SUMMARY, _set_summary),
     }
-    for name in JOB_COPY:
-        if name == "etag" or name in out:  # etag: set with uuid and version
-            continue
-        out[name] = column_setter(name, name in _TIMES)
-    return out
+    # etag: set with uuid and version.
+    return with_columns(special, JOB_COPY, JobRow, frozenset({"etag"}))
 
 
 SETTERS = _setters()

@@ -18,6 +18,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 from jobtask.server.convert import constraint_ints, failure_pb, stamp
+from jobtask.store.rows import time_names
 
 Setter = Callable[[Any, Any], None]
 Differ = Callable[[Any, Any], list[Setter]]
@@ -36,6 +37,20 @@ def column_setter(name: str, is_time: bool) -> Setter:
             setattr(msg, name, value)
 
     return put
+
+
+def with_columns(
+    special: Mapping[str, Setter], copied: Iterable[str], row_class: type, derived: frozenset[str]
+) -> dict[str, Setter]:
+    """A kind's setters: its `special` ones, and a column_setter for every other attribute
+    it copies (`copied`, convert's copy list) but those `derived` from other attributes
+    (set with them: the etag, the qsequence)."""
+    times = frozenset(time_names(row_class))
+    out = dict(special)
+    for name in copied:
+        if name not in derived and name not in out:
+            out[name] = column_setter(name, name in times)
+    return out
 
 
 def uuid_setter(href: str) -> Setter:

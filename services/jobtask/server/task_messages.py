@@ -25,7 +25,6 @@ from jobtask.server.message_copies import (
     MessageCopies,
     Setter,
     add_copies,
-    column_setter,
     constraints_setter,
     make_differ,
     set_etag,
@@ -33,11 +32,11 @@ from jobtask.server.message_copies import (
     status_setter,
     struct_setter,
     uuid_setter,
+    with_columns,
 )
-from jobtask.store.rows import TaskRow, time_names
+from jobtask.store.rows import TaskRow
 from jobtask.v1 import job_task_pb2
 
-_TIMES = frozenset(time_names(TaskRow))
 # The message's fields derived from other columns (etag from uuid and version, qsequence
 # from id; href from uuid): set with the columns they come from.
 _DERIVED = frozenset({"etag", "qsequence"})
@@ -51,7 +50,7 @@ def _set_id(msg: job_task_pb2.JobTask, task: TaskRow) -> None:
 
 def _setters() -> dict[str, Setter]:
     """The row's attributes a task's message is made of, each with what sets its field(s)."""
-    out: dict[str, Setter] = {
+    special: dict[str, Setter] = {
         "uuid": uuid_setter("/job_tasks/"),
         "version": set_etag,
         "id": _set_id,
@@ -60,11 +59,7 @@ def _setters() -> dict[str, Setter]:
         "runtime_constraints": constraints_setter("runtime_constraints"),
         "failure_reason": set_failure,
     }
-    for name in TASK_COPY:
-        if name in _DERIVED or name in out:
-            continue
-        out[name] = column_setter(name, name in _TIMES)
-    return out
+    return with_columns(special, TASK_COPY, TaskRow, _DERIVED)
 
 
 _SETTERS = _setters()
