@@ -12,7 +12,11 @@ claim if it took a node's claim turn (pg_advisory_xact_lock), a report group if 
 tasks by uuid to lock them (`named_tasks`) or ran the claims' deferred jobs' statement's
 sibling for groups. Meanwhile this process samples pg_stat_activity every few ms: the
 share of samples in which a backend of the run's database waited for a row lock
-(`Lock:transactionid` or `Lock:tuple`); and the CPU each role spent a task.
+(`Lock:transactionid` or `Lock:tuple`); and the CPU each role spent a task. Also: each
+statement run while the row was held, by its first words (mean ms), and all holds together
+as a share of the measured window (`held_share_of_window`; near 1, claims and groups took
+turns on the row all along; it can pass 1 a little, each hold being stamped to its
+connection's return to the pool, after the COMMIT).
 """
 
 from __future__ import annotations
@@ -65,6 +69,8 @@ class _Open:
     # them (Python, the event loop, waiting for a core), and the COMMIT to the checkin.
     started: float | None = None
     in_statements: float = 0.0
+    # Each statement run while the row was held: (its first words, seconds).
+    timed: list[tuple[str, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -75,6 +81,7 @@ class Holds:
     done: list[tuple[str, float]] = field(default_factory=list)
     parts: list[tuple[str, float, float, float]] = field(default_factory=list)
     shapes: list[tuple[str, list[str]]] = field(default_factory=list)
+    timed: list[tuple[str, list[tuple[str, float]]]] = field(default_factory=list)
     database: str | None = None
     open: dict[int, _Open] = field(default_factory=dict)
 
@@ -102,7 +109,9 @@ class Holds:
         if txn is None:
             return
         if txn.locked is not None and txn.started is not None:
-            txn.in_statements += time.perf_counter() - txn.started
+            took = time.perf_counter() - txn.started
+            txn.in_statements += took
+            txn.timed.append((" ".join(sql.split())[:60], took))
         elif _locks_job(sql):
             txn.locked = time.perf_counter()
 
@@ -122,6 +131,7 @@ class Holds:
             return
         now = time.perf_counter()
         self.done.append((txn.kind, now - txn.locked))
+        self.timed.append((txn.kind, txn.timed))
         committing = now - txn.commit
         between = txn.commit - txn.locked - txn.in_statements
         self.parts.append((txn.kind, txn.in_statements, between, committing))
@@ -134,6 +144,7 @@ class Holds:
                     "holds": self.done,
                     "shapes": self.shapes,
                     "parts": self.parts,
+                    "timed": self.timed,
                 }
             )
         )
@@ -177,6 +188,10 @@ async def measure(tasks: int) -> dict[str, Any]:
     # CPU a task, by role (bench.harness.Meter: the server, the worker, PostgreSQL's
     # backends), over the drain.
     out["cpu_us_per_task"] = {role: round(s / tasks * 1e6) for role, s in seen.cpu.items()}
+    # The job's row held by claims and groups together, as a share of the measured window:
+    # near 1, they took turns on it all along, and the row set the pace.
+    held = sum(h for _, h in dumped["holds"])
+    out["held_share_of_window"] = round(held / (end - start), 3) if end > start else None
     for kind in ("claim", "group"):
         holds = [h for k, h in dumped["holds"] if k == kind]
         if holds:
@@ -203,6 +218,17 @@ async def measure(tasks: int) -> dict[str, Any]:
                 sum(len(s) for s in shapes) / len(shapes), 2
             )
             out[kind]["statements"] = dict(sorted(heads.items(), key=lambda kv: -kv[1]))
+        # Each statement run while the row was held: mean ms a transaction that ran it.
+        timed = [t for k, t in dumped.get("timed", []) if k == kind]
+        if timed:
+            spent: dict[str, list[float]] = {}
+            for statements in timed:
+                for head, took in statements:
+                    spent.setdefault(head, []).append(took)
+            out.setdefault(kind, {})["held_statements_mean_ms"] = {
+                head: round(statistics.mean(t) * 1000, 2)
+                for head, t in sorted(spent.items(), key=lambda kv: -sum(kv[1]))
+            }
     return out
 
 

@@ -22,6 +22,7 @@ from bench import (
     fairshare,
     fanout,
     floor,
+    holds,
     ingest,
     jobs_cycle,
     jobs_statements,
@@ -167,6 +168,19 @@ async def test_claim_path() -> None:
     assert figures["tasks"] == 200
     # (/proc counts 10 ms ticks: a smoke run's backends may show none.)
     assert figures["server_us"] > 0 and figures["database_us"] >= 0
+
+
+@pytest.mark.postgres
+async def test_holds() -> None:
+    figures = await holds.measure(200)
+    for kind in ("claim", "group"):
+        # Every claim and report group held the job's row, and each statement it ran
+        # meanwhile is timed by its first words.
+        assert figures[kind]["transactions"] > 0, figures
+        assert figures[kind]["held_statements_mean_ms"], figures
+    # (Not bounded by 1: a hold is stamped to its connection's return to the pool, after
+    # the COMMIT, so the next holder's may start before the last one's ends.)
+    assert figures["held_share_of_window"] > 0, figures
 
 
 async def test_watch_cpu() -> None:
