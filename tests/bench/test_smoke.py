@@ -21,6 +21,7 @@ from bench import (
     dashboard,
     fairshare,
     fanout,
+    fanout_cpu,
     floor,
     holds,
     ingest,
@@ -168,6 +169,13 @@ async def test_claim_path() -> None:
     assert figures["tasks"] == 200
     # (/proc counts 10 ms ticks: a smoke run's backends may show none.)
     assert figures["server_us"] > 0 and figures["database_us"] >= 0
+
+
+@pytest.mark.postgres
+async def test_fanout_cpu() -> None:
+    for case in ("sqlite", "postgres"):
+        line = await fanout_cpu.one(case, 30)
+        assert line.startswith(f"{case}: ") and "CPU µs a task: server " in line, line
 
 
 @pytest.mark.postgres
