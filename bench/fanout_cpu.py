@@ -16,8 +16,12 @@ import sys
 
 from bench import throughput
 
+CASES = ("sqlite", "postgres", "pgqueuer10", "pgqueuer100")
+
 
 async def one(case: str, tasks: int) -> str:
+    if case not in CASES:
+        raise SystemExit(f"case {case!r}: not one of {', '.join(CASES)}")
     seen = throughput.Observed()
     if case.startswith("pgqueuer"):
         count = throughput.PGQUEUER_JOBS

@@ -49,6 +49,11 @@ def _locks_job(sql: str) -> bool:
     return "FROM jobs" in sql
 
 
+def _head(sql: str) -> str:
+    """A statement's first words, its whitespace folded: its name in the figures."""
+    return " ".join(sql.split())[:60]
+
+
 def _kind(sql: str) -> str | None:
     if "pg_advisory_xact_lock" in sql:
         return "claim"
@@ -99,7 +104,7 @@ class Holds:
             self.database = conn.engine.url.database
         txn = self.open.setdefault(id(conn.connection.dbapi_connection), _Open())
         txn.kind = txn.kind or _kind(sql)
-        txn.statements.append(" ".join(sql.split())[:60])
+        txn.statements.append(_head(sql))
         txn.started = time.perf_counter()
 
     def _after(
@@ -111,7 +116,7 @@ class Holds:
         if txn.locked is not None and txn.started is not None:
             took = time.perf_counter() - txn.started
             txn.in_statements += took
-            txn.timed.append((" ".join(sql.split())[:60], took))
+            txn.timed.append((_head(sql), took))
         elif _locks_job(sql):
             txn.locked = time.perf_counter()
 
