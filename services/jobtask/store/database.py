@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from jobtask.domain.errors import Aborted
 from jobtask.observability.metrics import DB_TRANSACTION_SECONDS
-from jobtask.store import json_codec, row_cache, sqlite_inline
+from jobtask.store import json_codec, kept_tasks, row_cache, sqlite_inline
 from jobtask.store.db_errors import LostBeforeCommit, translate, translated
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
@@ -464,6 +464,8 @@ class PostgresDatabase(Database):
         # Our pooled sessions by server process id (see own_notification).
         self._sessions: dict[int, Any] = {}
         event.listen(self._engine.sync_engine.pool, "connect", self._remember_session)
+        # The task rows this process's write transactions committed (jobtask.store.kept_tasks).
+        self.kept_tasks = kept_tasks.KeptTasks()
 
     def _remember_session(self, dbapi_connection: Any, record: Any) -> None:
         session = dbapi_connection.driver_connection
@@ -498,6 +500,9 @@ class PostgresDatabase(Database):
     @asynccontextmanager
     async def _write_transaction(self) -> AsyncIterator[AsyncConnection]:
         async with self._engine.begin() as conn:
+            # (conn.info belongs to the pooled connection: every one of this Database's
+            # shares its KeptTasks; a read never looks.)
+            conn.info[kept_tasks.KEY] = self.kept_tasks
             try:
                 yield conn
             except DBAPIError as exc:

@@ -8,9 +8,17 @@ from collections.abc import Collection, Iterable
 from typing import Any
 
 from jobtask.domain.errors import NotFound
-from jobtask.store import row_cache
+from jobtask.store import kept_tasks, row_cache
 from jobtask.store.arrays import among, one_of
-from jobtask.store.rows import JobRow, TaskRow, job_row, jobs_and_tasks, task_row
+from jobtask.store.rows import (
+    JOB_FIELDS,
+    JobRow,
+    TaskRow,
+    job_of_values,
+    job_row,
+    jobs_and_tasks,
+    task_row,
+)
 from jobtask.store.schema import job_tasks, jobs
 from sqlalchemy import Row, bindparam, func, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -67,6 +75,22 @@ _LOCK_TASK = select(job_tasks).where(job_tasks.c.uuid == bindparam("uuid")).with
 _HELD_JOBS = _LOCK_JOBS_OF_TASKS.cte("held_jobs")
 _LOCK_JOBS_THEN_TASKS = (
     select(_HELD_JOBS, job_tasks)
+    .join_from(job_tasks, _HELD_JOBS, _HELD_JOBS.c.id == job_tasks.c.job_id)
+    .where(among(job_tasks.c.id, select(_NAMED_TASKS.c.id).where(_NAMED)))
+    .where(select(func.count()).select_from(_HELD_JOBS).scalar_subquery() > 0)
+    .order_by(job_tasks.c.id)
+    .with_for_update(of=job_tasks)
+)
+# The same locks, reading of each task only what tells whether this process's kept row of it
+# is its row (jobtask.store.kept_tasks): its uuid, version and lease columns, after the job's.
+_CHECKED = (
+    job_tasks.c.uuid,
+    job_tasks.c.version,
+    job_tasks.c.lease_id,
+    job_tasks.c.lease_expires_at,
+)
+_LOCK_JOBS_THEN_CHECKED = (
+    select(_HELD_JOBS, job_tasks.c.id, *_CHECKED)
     .join_from(job_tasks, _HELD_JOBS, _HELD_JOBS.c.id == job_tasks.c.job_id)
     .where(among(job_tasks.c.id, select(_NAMED_TASKS.c.id).where(_NAMED)))
     .where(select(func.count()).select_from(_HELD_JOBS).scalar_subquery() > 0)
@@ -149,10 +173,38 @@ async def lock_pairs(conn: AsyncConnection, uuids: Collection[str]) -> list[tupl
         # Sorted here (no ORDER BY: a sort step in SQLite's plan for at most a group's rows
         # costs more than this); jobs_and_tasks makes one JobRow of a job's adjacent rows.
         return jobs_and_tasks(sorted(rows, key=_pair_order))
+    cache = kept_tasks.kept(conn)
+    if cache is not None and cache.have(uuids):
+        checked = await _checked_pairs(conn, cache, uuids)
+        if checked is not None:
+            return checked
     rows = await conn.execute(_LOCK_JOBS_THEN_TASKS, {"uuids": list(uuids)})
     # In task id order: sorted by job id (stable: each job's tasks stay in id order), so
     # that jobs_and_tasks makes one JobRow of each job's adjacent rows.
     return jobs_and_tasks(sorted(rows, key=_pair_order))
+
+
+async def _checked_pairs(
+    conn: AsyncConnection, cache: kept_tasks.KeptTasks, uuids: Collection[str]
+) -> list[tuple[JobRow, TaskRow]] | None:
+    """lock_pairs on PostgreSQL with every task kept: the same locks, each task's row taken
+    from the cache if its version and lease columns are the kept row's (kept_tasks, rule 2);
+    None if one is not (the caller reads them all whole: the locks are held already)."""
+    rows = await conn.execute(_LOCK_JOBS_THEN_CHECKED, {"uuids": list(uuids)})
+    split = len(JOB_FIELDS)
+    out: list[tuple[JobRow, TaskRow]] = []
+    job: JobRow | None = None
+    for row in sorted(rows, key=_pair_order):
+        values = list(row)
+        task = cache.checked(*values[split + 1 :])
+        if task is None:
+            cache.misses += 1
+            return None
+        if job is None or job.id != values[0]:
+            job = job_of_values(values[:split])
+        out.append((job, task))
+    cache.hits += 1
+    return out
 
 
 def _pair_order(row: Row[Any]) -> tuple[int, int]:

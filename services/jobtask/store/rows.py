@@ -240,6 +240,13 @@ def task_row(row: Row[Any] | Mapping[str, Any]) -> TaskRow:
     return task
 
 
+def job_of_values(values: list[Any]) -> JobRow:
+    """A job's row from its columns' values in table order (a row's first columns, as
+    jobs_and_tasks reads them; `values` is used up)."""
+    job: JobRow = _JOB.build(values)
+    return job
+
+
 def jobs_and_tasks(rows: Iterable[Row[Any]]) -> list[tuple[JobRow, TaskRow]]:
     """Rows of a job's columns then one of its task's (each table's in table order), as a
     join of the two reads them (locks.lock_pairs): (job, task) each, one JobRow per job."""

@@ -35,7 +35,8 @@ from typing import Any
 
 from jobtask.domain.statuses import TaskStatus
 from jobtask.store import attempts as attempt_store
-from jobtask.store import feed, flush_sql, row_cache
+from jobtask.store import feed, flush_sql, kept_tasks, row_cache
+from jobtask.store.database import after_commit
 from jobtask.store.inserts import insert_rows
 from jobtask.store.rows import (
     COUNT_COLUMN,
@@ -418,3 +419,7 @@ class TaskWrites:
             changed_jobs: dict[int, JobRow | None] = dict(job_rows)
             changed_jobs.update(dict.fromkeys(row[0] for row in moved))
             account.written(before, (task_rows[task_id] for task_id in updates), changed_jobs)
+        cache = kept_tasks.kept(conn)
+        if cache is not None and updates:
+            written = [task_rows[task_id] for task_id in updates]
+            after_commit(conn, lambda: cache.committed(written))
