@@ -40,24 +40,30 @@ SELECT 'zzzzz-ot0gb-' || lpad(n::text, 15, '0'), $1, 'zzzzz-8i9sb-00000000000000
 FROM generate_series(1, $2) n"""
 
 
+async def one_job_queued(plain: str, tasks: int) -> Database:
+    """A migrated store on the database `plain` names (a postgresql:// URL), holding one
+    active job with `tasks` queued tasks (written by one statement, then ANALYZE)."""
+    db = Database(plain.replace("postgresql://", "postgresql+asyncpg://", 1))
+    await upgrade(db)
+    raw = await asyncpg.connect(plain)
+    try:
+        job_id = await raw.fetchval(_JOB)
+        await raw.execute(_TASKS, job_id, tasks)
+        await raw.execute("ANALYZE")
+    finally:
+        await raw.close()
+    return db
+
+
 async def claim_path(tasks: int, want: int) -> dict[str, float]:
     async with postgres_database() as plain:
-        url = plain.replace("postgresql://", "postgresql+asyncpg://", 1)
-        db = Database(url)
-        await upgrade(db)
-        raw = await asyncpg.connect(plain)
-        try:
-            job_id = await raw.fetchval(_JOB)
-            await raw.execute(_TASKS, job_id, tasks)
-            await raw.execute("ANALYZE")
-        finally:
-            await raw.close()
+        db = await one_job_queued(plain, tasks)
         settings = Settings()
         manager = ClaimManager(db, settings)
         caller = settings.system_caller()
         worker = WorkerSpec(worker_id="w1", node_name="n1", free_slots=want)
         got = len(await manager.claim(caller, worker, want))  # the first: plans, pool
-        backends = PostgresCpu(make_url(url).database or "")
+        backends = PostgresCpu(make_url(db.url).database or "")
         backends.start()
         started = time.process_time()
         claimed = 0

@@ -23,6 +23,7 @@ from bench import (
     fanout,
     fanout_cpu,
     floor,
+    group_lock,
     holds,
     ingest,
     jobs_cycle,
@@ -176,6 +177,13 @@ async def test_fanout_cpu() -> None:
     for case in ("sqlite", "postgres"):
         line = await fanout_cpu.one(case, 30)
         assert line.startswith(f"{case}: ") and "CPU µs a task: server " in line, line
+
+
+@pytest.mark.postgres
+async def test_group_lock() -> None:
+    figures = await group_lock.group_lock(5, 1, 3)
+    assert len(figures["kept"]) == len(figures["whole"]) == 1
+    assert all(v > 0 for v in figures["kept"] + figures["whole"]), figures
 
 
 @pytest.mark.postgres

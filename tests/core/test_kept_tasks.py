@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from jobtask.store import locks
+from jobtask.store import kept_tasks, locks
 from jobtask.store.database import Database, PostgresDatabase
 from jobtask.store.rows import TaskRow, task_row
 from jobtask.store.schema import job_tasks
@@ -106,7 +106,7 @@ async def test_a_renewed_lease_is_seen(pg: Cluster) -> None:
     await run.acked(await run.send(progress=0.25))
     assert db.kept_tasks.misses > misses
     stored = await _stored(db, a.task.uuid)
-    assert stored.lease_expires_at is not None
+    assert stored.lease_expires_at is not None and task.lease_expires_at is not None
     assert stored.lease_expires_at >= task.lease_expires_at
     assert db.kept_tasks.rows[a.task.uuid] == stored
     await run.exit(progress=1.0, success=True)
@@ -143,6 +143,23 @@ async def test_another_processes_write_is_seen(pg: Cluster, postgres_url: str) -
     assert await kept_rows_are_stored(db) == 1
     final = await run.exit(success=True)
     assert final.task.output == "theirs"
+
+
+async def test_a_row_with_a_long_log_is_not_kept(pg: Cluster) -> None:
+    """A kept row holds its log tail (up to 64 KiB on an active task): past KEEP_TEXT it is
+    dropped, and the next report reads the row whole."""
+    db = _db(pg)
+    await job_with_tasks(pg, "long.py", 0)
+    [a] = await claim_many(pg, "w1", 1)
+    assert a.task.uuid in db.kept_tasks.rows
+    run = Run(pg, a)
+    await run.acked(await run.send(log="x" * (kept_tasks.KEEP_TEXT + 1)))
+    assert a.task.uuid not in db.kept_tasks.rows
+    misses = db.kept_tasks.misses
+    await run.acked(await run.send(progress=0.5))
+    assert db.kept_tasks.misses > misses
+    final = await run.exit(progress=1.0, success=True)
+    assert final.task.status == task_status("completed")
 
 
 class _Undone(Exception):

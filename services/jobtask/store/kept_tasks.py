@@ -3,7 +3,7 @@ report group's lock (locks.lock_pairs) need not read its tasks' rows whole again
 locks them and reads their version and lease columns only, and takes the rest from here.
 A claim of 50 tasks reads their rows, writes them, and moments later a report group locks
 the same rows: reading each again (32 columns, asyncpg's decoding and a TaskRow built from
-them) was ~4 % of the server's CPU a task in a fan-out (bench/README.md, 2026-12-06, the
+them) cost ~7-10 us a task of the server's CPU, ~2 % (bench.group_lock; bench/README.md, the
 twentieth session).
 
 Why a kept row is the database's row when the lock's three columns match it:
@@ -21,7 +21,9 @@ Why a kept row is the database's row when the lock's three columns match it:
    used as kept; any difference, or a task not kept, reads every row of the lock whole.
    tests/core/test_kept_tasks.py fails if a writer breaks this.
 3. A finished task's row is dropped (no report group locks it again), as are the oldest
-   beyond MAX_ROWS.
+   beyond MAX_ROWS, and a row whose log or output is longer than KEEP_TEXT characters is
+   not kept (an active task's log tail runs to 64 KiB: 10,000 of them would hold 640 MB;
+   such a row is read whole, as before).
 
 SQLite has its own, stricter account (jobtask.store.row_cache): its one writer can count
 every row change.
@@ -41,6 +43,8 @@ __all__ = ["KEY", "KeptTasks", "kept"]
 
 # conn.info's key of its Database's KeptTasks (PostgreSQL write transactions only).
 KEY = "jobtask.kept_tasks"
+# The longest log and output a kept row holds (rule 3), in characters.
+KEEP_TEXT = 1024
 
 
 class KeptTasks:
@@ -81,7 +85,11 @@ class KeptTasks:
         """Rows a transaction wrote, now committed (rules 1 and 3)."""
         kept = self.rows
         for row in rows:
-            if row.status in TASK_UNFINISHED:
+            if (
+                row.status in TASK_UNFINISHED
+                and len(row.log or "") <= KEEP_TEXT
+                and len(row.output or "") <= KEEP_TEXT
+            ):
                 kept.pop(row.uuid, None)  # (to the end: the newest are trimmed last)
                 kept[row.uuid] = row
             else:
