@@ -256,7 +256,7 @@ def jobs_and_tasks(rows: Iterable[Row[Any]]) -> list[tuple[JobRow, TaskRow]]:
     for row in rows:
         values = list(row)
         if job is None or job.id != values[0]:
-            job = _JOB.build(values[:split])
+            job = job_of_values(values[:split])
         out.append((job, _TASK.build(values[split:])))
     return out
 
