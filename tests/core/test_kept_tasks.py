@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from jobtask.store import kept_tasks, locks
+from jobtask.store import locks, row_cache
 from jobtask.store.database import Database, PostgresDatabase
 from jobtask.store.rows import TaskRow, task_row
 from jobtask.store.schema import job_tasks
@@ -153,7 +153,7 @@ async def test_a_row_with_a_long_log_is_not_kept(pg: Cluster) -> None:
     [a] = await claim_many(pg, "w1", 1)
     assert a.task.uuid in db.kept_tasks.rows
     run = Run(pg, a)
-    await run.acked(await run.send(log="x" * (kept_tasks.KEEP_TEXT + 1)))
+    await run.acked(await run.send(log="x" * (row_cache.KEEP_TEXT + 1)))
     assert a.task.uuid not in db.kept_tasks.rows
     misses = db.kept_tasks.misses
     await run.acked(await run.send(progress=0.5))

@@ -331,3 +331,19 @@ def test_trim_keeps_the_newest_rows_in_their_order() -> None:
     assert len(rows) == 20
     row_cache.trim(rows, 0)
     assert rows == {}
+
+
+async def test_a_task_row_with_a_long_log_is_not_kept(lite: Cluster) -> None:
+    """A kept task row holds its log tail (up to 64 KiB on an active task): past KEEP_TEXT it
+    is dropped (10,000 such rows would hold 640 MB), and the next report reads the row."""
+    db, a = await _one_claimed(lite, "long.py")
+    assert a.task.uuid in db.rows.tasks
+    run = Run(lite, a)
+    await run.acked(await run.send(log="x" * (row_cache.KEEP_TEXT + 1)))
+    assert a.task.uuid not in db.rows.tasks
+    misses = db.rows.misses
+    await run.acked(await run.send(progress=0.5))
+    assert db.rows.misses > misses
+    final = await run.exit(progress=1.0, success=True)
+    assert final.task.status == task_status("completed")
+    await kept_rows_are_stored(db)

@@ -21,9 +21,9 @@ Why a kept row is the database's row when the lock's three columns match it:
    used as kept; any difference, or a task not kept, reads every row of the lock whole.
    tests/core/test_kept_tasks.py fails if a writer breaks this.
 3. A finished task's row is dropped (no report group locks it again), as are the oldest
-   beyond MAX_ROWS, and a row whose log or output is longer than KEEP_TEXT characters is
-   not kept (an active task's log tail runs to 64 KiB: 10,000 of them would hold 640 MB;
-   such a row is read whole, as before).
+   beyond MAX_ROWS, and a row whose log or output is longer than row_cache.KEEP_TEXT
+   characters is not kept (row_cache.small_enough: an active task's log tail runs to 64 KiB,
+   10,000 of them would hold 640 MB; such a row is read whole, as before).
 
 SQLite has its own, stricter account (jobtask.store.row_cache): its one writer can count
 every row change.
@@ -35,7 +35,7 @@ from collections.abc import Collection, Iterable
 from typing import Any
 
 from jobtask.domain.statuses import TASK_UNFINISHED
-from jobtask.store.row_cache import MAX_ROWS, trim
+from jobtask.store.row_cache import MAX_ROWS, small_enough, trim
 from jobtask.store.rows import TaskRow
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -43,8 +43,6 @@ __all__ = ["KEY", "KeptTasks", "kept"]
 
 # conn.info's key of its Database's KeptTasks (PostgreSQL write transactions only).
 KEY = "jobtask.kept_tasks"
-# The longest log and output a kept row holds (rule 3), in characters.
-KEEP_TEXT = 1024
 
 
 class KeptTasks:
@@ -85,11 +83,7 @@ class KeptTasks:
         """Rows a transaction wrote, now committed (rules 1 and 3)."""
         kept = self.rows
         for row in rows:
-            if (
-                row.status in TASK_UNFINISHED
-                and len(row.log or "") <= KEEP_TEXT
-                and len(row.output or "") <= KEEP_TEXT
-            ):
+            if row.status in TASK_UNFINISHED and small_enough(row):
                 kept.pop(row.uuid, None)  # (to the end: the newest are trimmed last)
                 kept[row.uuid] = row
             else:

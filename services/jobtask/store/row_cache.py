@@ -31,7 +31,11 @@ Why a kept row is the database's row (each a rule the code below keeps):
    and its own noted rows before kept ones (rows it wrote are not in the cache until it
    commits); lock_pairs, only before it changed any row.
 
-PostgreSQL keeps nothing: its rows are read under their locks (several writers at once).
+Not every row written is kept: a finished task's is dropped, and so is one whose log or output
+is longer than KEEP_TEXT (small_enough: an active task's log tail runs to 64 KiB), and the
+oldest beyond MAX_ROWS. PostgreSQL keeps task rows by other rules (jobtask.store.kept_tasks:
+its rows are locked by several writers at once, and a kept one is checked by its version and
+lease columns as it is locked).
 """
 
 from __future__ import annotations
@@ -65,6 +69,8 @@ KEY = "jobtask.row_cache"
 # Rows kept at most, of each table: a server's tasks in flight (a worker's slots each);
 # the oldest go first (a miss only reads the rows).
 MAX_ROWS = 10_000
+# The longest log and output a kept task row holds, in characters (see small_enough).
+KEEP_TEXT = 1024
 
 
 class RowCache:
@@ -215,7 +221,7 @@ class Tracked:
             cache.version = self._data_version()
         kept_tasks = cache.tasks
         for uuid, task in self.tasks.items():
-            if task.status in TASK_UNFINISHED:
+            if task.status in TASK_UNFINISHED and small_enough(task):
                 kept_tasks[uuid] = task
             else:
                 kept_tasks.pop(uuid, None)
@@ -227,6 +233,12 @@ class Tracked:
                 kept_jobs[job_id] = job
         trim(kept_tasks, MAX_ROWS)
         trim(kept_jobs, MAX_ROWS)
+
+
+def small_enough(task: TaskRow) -> bool:
+    """Whether a task's row is small enough to keep: an active task's log tail runs to 64 KiB,
+    and MAX_ROWS of them would hold 640 MB; a longer one is read when needed, as before."""
+    return len(task.log or "") <= KEEP_TEXT and len(task.output or "") <= KEEP_TEXT
 
 
 def trim(rows: dict[Any, Any], limit: int) -> None:
