@@ -4,8 +4,9 @@ say they are the stored rows. Each way a stored row can change under a kept one 
 that fails if the check for it is taken out: a lease renewed (no version bump), another
 writer's versioned write (another process, through the store's own TaskWrites), a rollback;
 and one that fails if a writer of job_tasks is added to the store without a look at the
-rule the cache stands on. After every step, each kept row equals the stored row, field by
-field and type by type."""
+rule the cache stands on (a scan of the store's modules for `update(job_tasks)`: a writer
+written as raw text would pass it). Where a test compares them, a kept row whose checked
+columns are the stored row's equals it field by field and type by type."""
 
 from __future__ import annotations
 
@@ -167,6 +168,8 @@ class _Undone(Exception):
 
 
 async def test_a_rolled_back_write_is_not_kept(pg: Cluster) -> None:
+    """A write transaction that flushed a task's row and then failed keeps nothing: the kept
+    row is still the claim's, which is still the stored row."""
     db = _db(pg)
     await job_with_tasks(pg, "rollback.py", 0)
     [a] = await claim_many(pg, "w1", 1)
