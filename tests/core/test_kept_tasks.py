@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from jobtask.store import locks, row_cache
+from jobtask.store import locks
 from jobtask.store.database import Database, PostgresDatabase
 from jobtask.store.rows import TaskRow, task_row
 from jobtask.store.schema import job_tasks
@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tests.conftest import Cluster, running_cluster
 from tests.core.helpers import task_status
+from tests.core.test_row_cache import a_long_log_is_not_kept
 from tests.worker_protocol.helpers import Run, claim_many, job_with_tasks
 
 pytestmark = pytest.mark.postgres
@@ -147,20 +148,10 @@ async def test_another_processes_write_is_seen(pg: Cluster, postgres_url: str) -
 
 
 async def test_a_row_with_a_long_log_is_not_kept(pg: Cluster) -> None:
-    """A kept row holds its log tail (up to 64 KiB on an active task): past KEEP_TEXT it is
-    dropped, and the next report reads the row whole."""
     db = _db(pg)
     await job_with_tasks(pg, "long.py", 0)
     [a] = await claim_many(pg, "w1", 1)
-    assert a.task.uuid in db.kept_tasks.rows
-    run = Run(pg, a)
-    await run.acked(await run.send(log="x" * (row_cache.KEEP_TEXT + 1)))
-    assert a.task.uuid not in db.kept_tasks.rows
-    misses = db.kept_tasks.misses
-    await run.acked(await run.send(progress=0.5))
-    assert db.kept_tasks.misses > misses
-    final = await run.exit(progress=1.0, success=True)
-    assert final.task.status == task_status("completed")
+    await a_long_log_is_not_kept(pg, a, db.kept_tasks.rows, lambda: db.kept_tasks.misses)
 
 
 class _Undone(Exception):

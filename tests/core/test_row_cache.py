@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -333,17 +333,24 @@ def test_trim_keeps_the_newest_rows_in_their_order() -> None:
     assert rows == {}
 
 
-async def test_a_task_row_with_a_long_log_is_not_kept(lite: Cluster) -> None:
-    """A kept task row holds its log tail (up to 64 KiB on an active task): past KEEP_TEXT it
-    is dropped (10,000 such rows would hold 640 MB), and the next report reads the row."""
-    db, a = await _one_claimed(lite, "long.py")
-    assert a.task.uuid in db.rows.tasks
-    run = Run(lite, a)
+async def a_long_log_is_not_kept(
+    cluster: Cluster, a: Any, rows: Mapping[str, Any], misses: Callable[[], int]
+) -> None:
+    """A kept task row (`rows`: its cache's, by uuid) holds its log tail (up to 64 KiB on an
+    active task): past KEEP_TEXT it is dropped (10,000 such rows would hold 640 MB), and the
+    next report reads the row (`misses`: its cache's count grows). Both stores' caches."""
+    assert a.task.uuid in rows
+    run = Run(cluster, a)
     await run.acked(await run.send(log="x" * (row_cache.KEEP_TEXT + 1)))
-    assert a.task.uuid not in db.rows.tasks
-    misses = db.rows.misses
+    assert a.task.uuid not in rows
+    before = misses()
     await run.acked(await run.send(progress=0.5))
-    assert db.rows.misses > misses
+    assert misses() > before
     final = await run.exit(progress=1.0, success=True)
     assert final.task.status == task_status("completed")
+
+
+async def test_a_task_row_with_a_long_log_is_not_kept(lite: Cluster) -> None:
+    db, a = await _one_claimed(lite, "long.py")
+    await a_long_log_is_not_kept(lite, a, db.rows.tasks, lambda: db.rows.misses)
     await kept_rows_are_stored(db)
