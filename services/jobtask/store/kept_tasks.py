@@ -83,11 +83,11 @@ class KeptTasks:
         """Rows a transaction wrote, now committed (rules 1 and 3)."""
         kept = self.rows
         for row in rows:
+            # Taken out first, so that a row kept again goes to the end: the newest are
+            # trimmed last.
+            kept.pop(row.uuid, None)
             if row.status in TASK_UNFINISHED and small_enough(row):
-                kept.pop(row.uuid, None)  # (to the end: the newest are trimmed last)
                 kept[row.uuid] = row
-            else:
-                kept.pop(row.uuid, None)
         trim(kept, MAX_ROWS)
 
 
