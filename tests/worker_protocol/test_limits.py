@@ -9,13 +9,13 @@ from typing import Any
 
 from jobtask.domain.limits import Limits
 from jobtask.store.rows import task_from_json
-from jobtask.store.schema import events
+from jobtask.store.schema import events, workers
 from jobtask.v1 import job_pb2
 from sqlalchemy import select
 
 from tests.conftest import Cluster
 from tests.core.helpers import add_task, create_job, get_job, job_status
-from tests.polling import DEADLINE
+from tests.polling import DEADLINE, eventually
 from tests.worker_protocol.conftest import FAR
 from tests.worker_protocol.helpers import Run, claim_as
 
@@ -91,13 +91,23 @@ async def test_min_nodes_waits_for_enough_live_nodes(cluster: Cluster) -> None:
     assert await claim_as(cluster, "w1", "nodeA") is not None
 
 
+async def _worker_known(cluster: Cluster, worker_id: str) -> bool:
+    async with cluster.services.core.db.read() as conn:
+        found = await conn.execute(
+            select(workers.c.worker_id).where(workers.c.worker_id == worker_id)
+        )
+        return found.first() is not None
+
+
 async def test_a_long_poll_claim_wakes_when_min_nodes_is_met(signalled: Cluster) -> None:
     """The waiting claim returns a task once a second node's claim meets min_nodes, long
     before its own wait ends: woken by that claim's change, not by its timer."""
     cluster = signalled
     await job_with_tasks(cluster, 2, min_nodes=2)
     waiting = asyncio.create_task(claim_as(cluster, "w1", "nodeA", wait=FAR))
-    await asyncio.sleep(0.3)
+    # Its first claim recorded nodeA's worker (committed) before the second node claims: a
+    # fixed pause was too short on a loaded machine, and the second claim then saw one node.
+    await eventually(lambda: _worker_known(cluster, "w1"))
     assert not waiting.done()
     assert await claim_as(cluster, "w3", "nodeB") is not None
     assert await asyncio.wait_for(waiting, DEADLINE) is not None
