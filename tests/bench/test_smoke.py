@@ -184,6 +184,13 @@ async def test_group_lock() -> None:
     figures = await group_lock.group_lock(5, 1, 3)
     assert len(figures["kept"]) == len(figures["whole"]) == 1
     assert all(v > 0 for v in figures["kept"] + figures["whole"]), figures
+    # Against a commit's lock_pairs (this one's: HEAD), loaded beside this checkout's.
+    figures = await group_lock.group_lock(5, 2, 3, against="HEAD")
+    assert set(figures) == {"kept", "kept (database)", "kept@HEAD", "kept@HEAD (database)"}
+    assert all(len(v) == 2 for v in figures.values()), figures
+    # (The database's CPU, read in clock ticks, may round to nothing at this size.)
+    assert all(x > 0 for x in figures["kept"] + figures["kept@HEAD"]), figures
+    assert all(x >= 0 for x in figures["kept (database)"] + figures["kept@HEAD (database)"])
 
 
 @pytest.mark.postgres

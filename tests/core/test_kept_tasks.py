@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from jobtask.store import locks
 from jobtask.store.database import Database, PostgresDatabase
-from jobtask.store.rows import TaskRow, task_row
-from jobtask.store.schema import job_tasks
+from jobtask.store.rows import JobRow, TaskRow, job_row, task_row
+from jobtask.store.schema import job_tasks, jobs
 from jobtask.store.task_writes import TaskWrites
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -90,6 +90,30 @@ async def test_a_report_group_takes_its_claims_rows_which_are_the_stored_ones(pg
         assert final.task.output == f"out {i}"
     # Finished tasks are dropped.
     assert not {a.task.uuid for a in claimed} & db.kept_tasks.rows.keys()
+
+
+async def test_a_groups_lock_gives_each_task_its_own_jobs_whole_row(pg: Cluster) -> None:
+    """The kept path's lock reads each job's columns once, on its first task's row
+    (locks._LOCK_JOBS_THEN_CHECKED): every task of a group spanning two jobs still gets
+    its own job's row, whole, as stored."""
+    db = _db(pg)
+    for name in ("first.py", "second.py"):
+        await job_with_tasks(pg, name, 2)
+    claimed = await claim_many(pg, "w1", 6)
+    assert len({a.job.uuid for a in claimed}) == 2
+    hits = db.kept_tasks.hits
+
+    async def lock(conn: AsyncConnection) -> tuple[list[tuple[JobRow, TaskRow]], list[JobRow]]:
+        pairs = await locks.lock_pairs(conn, [a.task.uuid for a in claimed])
+        stored = [job_row(row) for row in await conn.execute(select(jobs))]
+        return pairs, stored
+
+    pairs, stored = await db.transact(lock)
+    assert db.kept_tasks.hits == hits + 1
+    by_id = {job.id: job for job in stored}
+    assert sorted(task.uuid for _, task in pairs) == sorted(a.task.uuid for a in claimed)
+    for job, task in pairs:
+        assert job == by_id[task.job_id]
 
 
 async def test_a_renewed_lease_is_seen(pg: Cluster) -> None:
