@@ -1,7 +1,8 @@
 """A claim's candidates are read by position (store.claims.CANDIDATE_ID, CANDIDATE_JOB_ID,
 FAILED_BY_ME and the owner's column in fair share's pages), not by name: on each store,
 each position holds the column it names, in every form of the rows (fair share's pages or
-priority pages; whole rows on SQLite, narrow ones on PostgreSQL; lock_candidates' rows)."""
+priority pages; whole rows on SQLite, narrow asyncpg Records on PostgreSQL), and
+lock_candidates gives each candidate's whole row back."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ async def test_candidate_positions_hold_their_columns(cluster: Cluster, fair_sha
     for n in range(2):
         await job_with_tasks(cluster, f"positions{n}.py", 2)
 
-    async def read(conn: AsyncConnection) -> tuple[list[Row[Any]], list[Row[Any]], bool]:
+    async def read(conn: AsyncConnection) -> tuple[list[Any], list[Any], bool]:
         now = utcnow()
         turns: dict[str, int] | None = {} if fair_share else None
         found = await claims.candidates(conn, "w1", 10, now=now, turns=turns)
@@ -33,12 +34,22 @@ async def test_candidate_positions_hold_their_columns(cluster: Cluster, fair_sha
     found, locked, narrow = await db.transact(read)
     assert found and len(locked) == len(found)
     for row in found:
-        assert row._fields[claims.CANDIDATE_ID] == "id"
-        assert row._fields[claims.CANDIDATE_JOB_ID] == "job_id"
-        assert row._fields[claims._OWNER_AT[narrow]] == "owner_uuid"
-        assert (row[claims.CANDIDATE_ID], row[claims.CANDIDATE_JOB_ID]) == (row.id, row.job_id)
-    for row in locked:
-        assert row._fields[claims.FAILED_BY_ME] == "failed_by_me"
-        assert row._fields[claims.CANDIDATE_ID] == "id"
+        names = _names(row)
+        assert names[claims.CANDIDATE_ID] == "id"
+        assert names[claims.CANDIDATE_JOB_ID] == "job_id"
+        assert names[claims._OWNER_AT[narrow]] == "owner_uuid"
+        if not narrow:  # (whole rows: lock_candidates takes failed_by_me from them)
+            assert names[claims.FAILED_BY_ME] == "failed_by_me"
+    # lock_candidates' answer: each candidate's whole row and whether w1 failed it.
+    ids = [row[claims.CANDIDATE_ID] for row in found]
+    assert [task.id for task, _ in locked] == ids
+    assert [task.job_id for task, _ in locked] == [row[claims.CANDIDATE_JOB_ID] for row in found]
+    assert not any(failed for _, failed in locked)
     # Fair share's pages come in order of arrival within an owner (sorted by position).
-    assert [row.id for row in found] == sorted(row.id for row in found)
+    assert ids == sorted(ids)
+
+
+def _names(row: Any) -> tuple[str, ...]:
+    """A row's column names: a SQLAlchemy Row's, or an asyncpg Record's (PostgreSQL's
+    candidates, jobtask.store.driver)."""
+    return tuple(row._fields) if isinstance(row, Row) else tuple(row.keys())

@@ -17,7 +17,6 @@ import pytest
 from jobtask.store import claims
 from jobtask.store.database import Database
 from jobtask.store.migrate import upgrade
-from jobtask.store.schema import job_tasks
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -88,7 +87,7 @@ async def test_a_claim_reads_a_page_not_the_table(
 
         found = await db.transact(read)
         event.remove(engine, "before_cursor_execute", record)
-        assert [row.uuid for row in found] == waiting[:LIMIT]
+        assert [row["uuid"] for row in found] == waiting[:LIMIT]
 
         read_rows = 0
         for sql, params in sent:
@@ -139,11 +138,11 @@ async def test_a_plan_cached_while_the_table_was_small_still_reads_a_page(
 
         for _ in range(10):  # enough for PostgreSQL to settle on a generic plan
             found, _ = await db.transact(read)
-            assert [row.uuid for row in found] == first
+            assert [row["uuid"] for row in found] == first
         waiting = await fan_out(raw, job_id, seed, 21)
 
         found, read_rows = await db.transact(read)
-        assert [row.uuid for row in found] == (first + waiting)[:LIMIT]
+        assert [row["uuid"] for row in found] == (first + waiting)[:LIMIT]
         assert read_rows < 10 * LIMIT, f"the claim read {read_rows} task rows"
     finally:
         await raw.close()
@@ -176,8 +175,10 @@ async def test_candidates_are_read_narrow_and_whole_once_locked(
         found, locked = await db.transact(read)
     finally:
         await db.dispose()
-    assert [row.uuid for row in found] == waiting[:LIMIT]
-    assert {tuple(row._fields) for row in found} == {("id", "uuid", "job_id", "owner_uuid")}
-    assert [row.uuid for row in locked] == waiting[:5]
-    # The task's columns, not its job's: the claimer holds the job's row, locked, whole.
-    assert set(locked[0]._fields) == {column.name for column in job_tasks.c} | {"failed_by_me"}
+    assert [row["uuid"] for row in found] == waiting[:LIMIT]
+    assert {tuple(row.keys()) for row in found} == {("id", "uuid", "job_id", "owner_uuid")}
+    assert [task.uuid for task, _ in locked] == waiting[:5]
+    # Whole: the columns the candidate read left out come with the lock.
+    assert [(task.status, task.parameters, failed) for task, failed in locked] == [
+        ("queued", {}, False)
+    ] * 5

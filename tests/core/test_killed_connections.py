@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 
 import pytest
 from jobtask.store.database import Database
@@ -76,6 +77,18 @@ class HoldingProxy:
 
 
 async def test_a_transaction_whose_session_was_killed_runs_again(postgres_url: str) -> None:
+    async def count(conn: AsyncConnection) -> int:
+        return int((await conn.execute(text("SELECT count(*) FROM marks"))).scalar_one())
+
+    await killed_between_statements(postgres_url, count)
+
+
+async def killed_between_statements(
+    postgres_url: str, count: Callable[[AsyncConnection], Awaitable[int]]
+) -> None:
+    """A write transaction whose session is ended after its INSERT, before `count` (its
+    next statement, counting the table's rows) runs again, once, on a new connection: the
+    first run's insert died with its session."""
     url = make_url(postgres_url)
     proxy = HoldingProxy(url.host or "127.0.0.1", url.port or 5432)
     port = await proxy.start()
@@ -96,7 +109,7 @@ async def test_a_transaction_whose_session_was_killed_runs_again(postgres_url: s
             await admin.execute("SELECT pg_terminate_backend($1)", pid)
             await eventually(lambda: proxy.server_closed > closed)
             await asyncio.sleep(0.2)  # the client has read the server's last message
-        return int((await conn.execute(text("SELECT count(*) FROM marks"))).scalar_one())
+        return await count(conn)
 
     try:
         assert await db.transact(write) == 1

@@ -50,12 +50,13 @@ async def test_claims_of_every_size_share_prepared_statements(
             page = await claims.candidates(
                 conn, "w1", PAGE, now=now, skip_tasks=skipped, turns=turns
             )
-            assert not {row.id for row in page} & set(skipped)
+            # (Candidates on PostgreSQL: asyncpg Records, read by position or key.)
+            assert not {row["id"] for row in page} & set(skipped)
             found = page[:size]
-            assert await locks.try_lock_jobs(conn, {row.job_id for row in found})
+            assert await locks.try_lock_jobs(conn, {row["job_id"] for row in found})
             locked = await claims.lock_candidates(conn, "w1", found, now)
-            assert [row.id for row in locked] == [row.id for row in found]
-            return [row.id for row in locked]
+            assert [task.id for task, _ in locked] == [row["id"] for row in found]
+            return [task.id for task, _ in locked]
 
         return await db.transact(run)
 

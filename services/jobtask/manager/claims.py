@@ -18,7 +18,7 @@ from jobtask.observability.streams import WORKER_SLOTS
 from jobtask.store import claims as queries
 from jobtask.store import leases, locks, row_cache
 from jobtask.store.database import Database, mark_changed
-from jobtask.store.rows import JobRow, TaskRow, task_row
+from jobtask.store.rows import JobRow, TaskRow
 from jobtask.store.task_writes import TaskWrites
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -160,8 +160,8 @@ class ClaimManager:
                 chunk = [
                     row for row, job_id in zip(chunk, job_ids, strict=True) if job_id in locked
                 ]
-                for fresh in await queries.lock_candidates(conn, worker.worker_id, chunk, now):
-                    task = task_row(fresh)
+                fresh = await queries.lock_candidates(conn, worker.worker_id, chunk, now)
+                for task, failed_by_me in fresh:
                     job_id = task.job_id
                     if job_id in skip_jobs:
                         continue
@@ -173,7 +173,7 @@ class ClaimManager:
                     ):
                         skip_jobs.add(job_id)
                         continue
-                    if fresh[queries.FAILED_BY_ME] and await place.others_can_run(task.id, limits):
+                    if failed_by_me and await place.others_can_run(task.id, limits):
                         continue
                     refused = await place.refusal(job_id, limits)
                     if refused is not None:

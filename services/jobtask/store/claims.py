@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobtask.domain.statuses import JOB_DISPATCHABLE, TASK_CLAIMABLE, TaskStatus
+from jobtask.store import driver
 from jobtask.store.arrays import none_of, one_of
-from jobtask.store.rows import utc
+from jobtask.store.rows import TASK_FIELDS, TaskRow, task_of_values, task_row, utc
 from jobtask.store.schema import job_tasks, jobs, task_failures, workers
 from sqlalchemy import (
     BindParameter,
@@ -221,14 +222,17 @@ class Level:
 async def owners(conn: AsyncConnection, at_most: int) -> Level | None:
     """The highest priority level at most `at_most` with dispatchable jobs, with its owners
     and the next level below; None if no job is dispatchable at or below `at_most`."""
-    rows = list(await conn.execute(_OWNERS, {"at_most": at_most}))
+    if conn.dialect.name == "postgresql":
+        rows: list[Any] = await driver.rows(conn, _OWNERS, {"at_most": at_most})
+    else:
+        rows = list(await conn.execute(_OWNERS, {"at_most": at_most}))
     if not rows:
         return None
     first: dict[str, int] = {}
     for owner, job_id, _, _ in rows:
         if owner not in first or job_id < first[owner]:
             first[owner] = job_id
-    return Level(rows[0].level, list(first.items()), rows[0].below)
+    return Level(rows[0][2], list(first.items()), rows[0][3])
 
 
 @functools.lru_cache(maxsize=2 * OWNERS_PER_STATEMENT)
@@ -317,17 +321,18 @@ async def candidates(
     skip_jobs: Collection[int] = (),
     skip_tasks: Collection[int] = (),
     turns: Mapping[str, int] | None = None,
-) -> list[Row[Any]]:
+) -> list[Any]:
     """Up to `limit` runnable tasks, best first: by job priority, then order of arrival --
     or, given `turns` (fair share: owner -> when it was last served, 0 for never), owners
     take turns within a priority level, the least recently served first, each owner's tasks
     in order of arrival. Read without locks: the claimer locks each job, then the task.
-    On PostgreSQL only their _NARROW columns: lock_candidates reads the rest.
+    On PostgreSQL only their _NARROW columns (lock_candidates reads the rest), as asyncpg
+    Records (jobtask.store.driver); on SQLite Rows: either read by position (CANDIDATE_ID...).
 
     Level by level from the highest priority, each page query stopping after `limit` rows:
     one query ordered by priority and id would read and sort every waiting task of the
     queue on each claim."""
-    found: list[Row[Any]] = []
+    found: list[Any] = []
     at_most = _TOP
     base = {
         "worker_id": worker_id,
@@ -347,15 +352,22 @@ async def candidates(
                 break
             at_most = level.below
             continue
-        levels = (await conn.execute(_NEXT_LEVEL, {"at_most": at_most})).one()
+        if narrow:
+            (levels,) = await driver.rows(conn, _NEXT_LEVEL, {"at_most": at_most})
+        else:
+            levels = (await conn.execute(_NEXT_LEVEL, {"at_most": at_most})).one()
         present = [level for level in levels if level is not None]
         if not present:
             break
         priority = max(present)
-        rows: list[Row[Any]] = []
+        rows: list[Any] = []
         for status in _CLAIMABLE:
             page = _PAGES[status, narrow]
-            rows.extend(await conn.execute(page, {**base, "priority": priority}))
+            params = {**base, "priority": priority}
+            if narrow:
+                rows.extend(await driver.rows(conn, page, params))
+            else:
+                rows.extend(await conn.execute(page, params))
         # Within one level, the waiting statuses interleave by arrival.
         found.extend(sorted(rows, key=_by_id))
         if priority <= _BOTTOM:
@@ -377,19 +389,25 @@ async def _fair_level(
     turns: Mapping[str, int],
     want: int,
     narrow: bool,
-) -> list[Row[Any]]:
+) -> list[Any]:
     """One priority level's runnable tasks, owners taking turns (see candidates)."""
     ordered = [
         owner
         for owner, _ in sorted(level.owners, key=lambda pair: (turns.get(pair[0], 0), pair[1]))
     ]
-    found: list[Row[Any]] = []
+    found: list[Any] = []
     for start in range(0, len(ordered), OWNERS_PER_STATEMENT):
         chunk = ordered[start : start + OWNERS_PER_STATEMENT]
         params = {**base, "priority": level.priority, **{f"o{i}": o for i, o in enumerate(chunk)}}
-        by_owner: dict[str, list[Row[Any]]] = {o: [] for o in chunk}
+        by_owner: dict[str, list[Any]] = {o: [] for o in chunk}
         owner_at = _OWNER_AT[narrow]
-        for row in await conn.execute(_owner_pages(len(chunk), narrow), params):
+        statement = _owner_pages(len(chunk), narrow)
+        got = (
+            await driver.rows(conn, statement, params)
+            if narrow
+            else await conn.execute(statement, params)
+        )
+        for row in got:
             by_owner[row[owner_at]].append(row)
         queues = [sorted(rows, key=_by_id) for rows in by_owner.values() if rows]
         # Round robin: one task of each owner in turn, until the pages run out.
@@ -407,20 +425,31 @@ async def next_runnable_at(conn: AsyncConnection, now: dt.datetime) -> dt.dateti
 
 
 async def lock_candidates(
-    conn: AsyncConnection, worker_id: str, rows: list[Row[Any]], now: dt.datetime
-) -> list[Row[Any]]:
-    """The candidates (rows of `candidates`) locked and still runnable, whole (the columns
-    of runnable_tasks), in the order given; those another claimer holds are left out.
+    conn: AsyncConnection, worker_id: str, rows: list[Any], now: dt.datetime
+) -> list[tuple[TaskRow, bool]]:
+    """The candidates (rows of `candidates`) locked and still runnable, in the order given,
+    each whole, as a TaskRow, with whether this worker failed it before (failed_by_me);
+    those another claimer holds are left out.
 
     SQLite: the candidates as read. The claim's transaction began IMMEDIATE, so no other
     writer has committed since it read them, and what it wrote itself meanwhile (starting
     other tasks) cannot make a task unrunnable: reading them again would only cost a query.
-    PostgreSQL: read again and locked in one statement, skipping other claimers' rows."""
-    if conn.dialect.name != "postgresql" or not rows:
-        return list(rows)
-    params = {"worker_id": worker_id, "task_ids": [row.id for row in rows], "now": now}
-    fresh = {row.id: row for row in await conn.execute(_LOCK_RUNNABLE, params)}
-    return [fresh[row.id] for row in rows if row.id in fresh]
+    PostgreSQL: read again and locked in one statement, skipping other claimers' rows
+    (through asyncpg directly: jobtask.store.driver)."""
+    if conn.dialect.name != "postgresql":
+        return [(task_row(row), bool(row[FAILED_BY_ME])) for row in rows]
+    if not rows:
+        return []
+    params = {"worker_id": worker_id, "task_ids": [row[CANDIDATE_ID] for row in rows], "now": now}
+    fresh = {row[CANDIDATE_ID]: row for row in await driver.rows(conn, _LOCK_RUNNABLE, params)}
+    width = len(TASK_FIELDS)
+    out: list[tuple[TaskRow, bool]] = []
+    for row in rows:
+        got = fresh.get(row[CANDIDATE_ID])
+        if got is not None:
+            values = list(got)
+            out.append((task_of_values(values[:width]), bool(values[width])))
+    return out
 
 
 def _node_key(node_name: str) -> int:

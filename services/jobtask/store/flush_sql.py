@@ -10,7 +10,8 @@ back exactly as one written through SQLAlchemy.
 
 - SQLite (run inline, jobtask.store.sqlite_inline): one executemany per statement, as
   before, through `exec_driver_sql`.
-- PostgreSQL: the whole flush is ONE statement -- one round trip while the caller holds its
+- PostgreSQL: the whole flush is ONE statement (sent to asyncpg directly: jobtask.store.driver)
+  -- one round trip while the caller holds its
   jobs' rows -- whose data-modifying CTEs each take their rows as arrays (`unnest`), a
   column whose rows all hold one value as that one value (_PgStatement.source). A CTE
   cannot update one row twice, so TaskWrites merges the writes of one task before they
@@ -29,6 +30,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from jobtask.store import driver
 from jobtask.store.database import mark_changed
 from jobtask.store.schema import events, job_tasks, jobs, task_attempts
 from sqlalchemy import JSON, Boolean, DateTime, Table
@@ -496,4 +498,4 @@ async def send(conn: AsyncConnection, flush: Flush) -> None:
         return
     st = _pg_statement(conn.dialect, flush)
     if st.ctes:
-        await conn.exec_driver_sql(st.sql(), tuple(st.params))
+        await driver.send(conn, st.sql(), tuple(st.params))

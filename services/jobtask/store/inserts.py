@@ -10,7 +10,7 @@ import itertools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from jobtask.store import flush_sql
+from jobtask.store import driver, flush_sql
 from sqlalchemy import Insert, Table, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -106,5 +106,5 @@ async def _insert_postgres(
     sql, params = flush_sql.pg_insert(
         conn.dialect, table, columns, flush_sql.columns_of(rows, columns), "uuid, id"
     )
-    result = await conn.exec_driver_sql(sql, params)
-    return dict(tuple(row) for row in result)
+    ids: dict[str, int] = dict(await driver.send(conn, sql, params))  # (uuid, id) rows
+    return ids

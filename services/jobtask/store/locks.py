@@ -8,7 +8,7 @@ from collections.abc import Collection, Iterable
 from typing import Any
 
 from jobtask.domain.errors import NotFound
-from jobtask.store import kept_tasks, row_cache
+from jobtask.store import driver, kept_tasks, row_cache
 from jobtask.store.arrays import among, one_of
 from jobtask.store.rows import (
     JOB_FIELDS,
@@ -162,6 +162,11 @@ async def lock_job(
             kept = _kept_jobs(conn, (job_id,))
             if kept is not None:
                 return kept[job_id]
+        if conn.dialect.name == "postgresql":
+            got = await driver.rows(conn, _LOCK_JOB_BY_ID, {"job_id": job_id})
+            if not got:
+                raise NotFound(f"job {uuid or job_id} not found")
+            return job_of_values(list(got[0]))
         found = await conn.execute(_LOCK_JOB_BY_ID, {"job_id": job_id})
     row = found.first()
     if row is None:
@@ -212,7 +217,7 @@ async def _checked_pairs(
     """lock_pairs on PostgreSQL with every task kept: the same locks, each task's row taken
     from the cache if its version and lease columns are the kept row's (kept_tasks, rule 2);
     None if one is not (the caller reads them all whole: the locks are held already)."""
-    rows = await conn.execute(_LOCK_JOBS_THEN_CHECKED, {"uuids": list(uuids)})
+    rows = await driver.rows(conn, _LOCK_JOBS_THEN_CHECKED, {"uuids": list(uuids)})
     split = len(JOB_FIELDS)
     out: list[tuple[JobRow, TaskRow]] = []
     job: JobRow | None = None

@@ -247,6 +247,12 @@ def job_of_values(values: list[Any]) -> JobRow:
     return job
 
 
+def task_of_values(values: list[Any]) -> TaskRow:
+    """A task's row from its columns' values in table order (`values` is used up)."""
+    task: TaskRow = _TASK.build(values)
+    return task
+
+
 def jobs_and_tasks(rows: Iterable[Row[Any]]) -> list[tuple[JobRow, TaskRow]]:
     """Rows of a job's columns then one of its task's (each table's in table order), as a
     join of the two reads them (locks.lock_pairs): (job, task) each, one JobRow per job."""

@@ -1,0 +1,106 @@
+"""PostgreSQL: the hot path's reads sent to asyncpg directly, their rows as asyncpg Records.
+
+SQLAlchemy's asyncpg adaptation costs ~120-150 us of the server's CPU per statement, and
+~2 us per row, above what asyncpg itself takes (the cursor's description built at every
+execute, the greenlet switch of every await, a Row per row; SQLAlchemy 2.1, bench/README.md,
+the twenty-first session): a claim and a report group of 50 tasks send about eight
+statements, so the adaptation was ~30 us a task, a tenth of the server's. `rows` sends a
+statement built with SQLAlchemy (compiled once per dialect) through the same connection, in
+the same transaction, with the same prepared-statement cache, and keeps the rest of
+SQLAlchemy's contract:
+
+- the transaction: begun first if this is its first statement (the adapter begins lazily);
+- errors: wrapped as SQLAlchemy wraps them (DBAPIError.instance: IntegrityError,
+  OperationalError..., `orig` the driver's error with its sqlstate), and a lost connection
+  invalidated, so that jobtask.store.db_errors and a transaction's re-run see what they see
+  for any other statement (tests/core/test_driver_reads.py);
+- events: before_cursor_execute and after_cursor_execute are dispatched with the statement's
+  text and its positional parameters, so that whoever listens (the tests' statement counts,
+  bench.holds, bench.capture) sees these statements too.
+
+Rows are asyncpg Records: by position (or by name, `record["id"]`), their JSON already decoded
+by the codecs SQLAlchemy set on the connection, times aware. A write's row count is not
+reported (its RETURNING rows are). SQLite runs inline (jobtask.store.sqlite_inline): none of
+this is for it.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import ClauseElement
+
+__all__ = ["rows", "send"]
+
+
+@functools.lru_cache(maxsize=512)
+def _compiled(statement: ClauseElement, dialect: Dialect) -> Any:
+    """The statement's text and the order of its parameters (the store's statements are
+    built once, at import: this compiles each once per dialect)."""
+    return statement.compile(dialect=dialect)
+
+
+async def rows(
+    conn: AsyncConnection, statement: ClauseElement, params: dict[str, Any]
+) -> list[Any]:
+    """The rows of a statement built with SQLAlchemy (PostgreSQL), sent to asyncpg in
+    conn's transaction."""
+    compiled = _compiled(statement, conn.dialect)
+    values = compiled.construct_params(params)
+    return await send(conn, compiled.string, tuple([values[name] for name in compiled.positiontup]))
+
+
+async def send(conn: AsyncConnection, sql: str, args: tuple[Any, ...]) -> list[Any]:
+    """The rows of a statement already in the driver's form (PostgreSQL): its text with
+    $1, $2... and its parameters in that order, as jobtask.store.flush_sql builds them (a
+    write answers its RETURNING rows, or none)."""
+    sync = conn.sync_connection
+    assert sync is not None
+    dispatch = sync.dispatch
+    dispatch.before_cursor_execute(sync, None, sql, args, None, False)
+    adapter: Any = (await conn.get_raw_connection()).dbapi_connection
+    async with adapter._execute_mutex:
+        try:
+            if adapter._transaction is None:
+                await adapter._start_transaction()
+            prepared, _ = await adapter._prepare(sql, _schema_asof(conn.dialect))
+            found: list[Any] = await prepared.fetch(*args)
+        except Exception as error:  # (asyncpg's, and the adapter's own)
+            raise await _wrapped(conn, adapter, error, sql, args) from error
+    dispatch.after_cursor_execute(sync, None, sql, args, None, False)
+    return found
+
+
+def _schema_asof(dialect: Dialect) -> float:
+    """When the dialect last saw the schema change (its cursors' prepared statements made
+    before are prepared again)."""
+    asof: float = getattr(dialect, "_invalidate_schema_cache_asof", 0.0)
+    return asof
+
+
+async def _wrapped(
+    conn: AsyncConnection, adapter: Any, error: Exception, sql: str, args: tuple[Any, ...]
+) -> Exception:
+    """`error` as SQLAlchemy would have raised it (Connection._handle_dbapi_exception): the
+    adapter's DBAPI error for it, wrapped in DBAPIError.instance's class; a lost connection
+    invalidated first (the pool then replaces it, and the error says so)."""
+    try:
+        adapter._handle_exception(error)
+    except Exception as translated:
+        dbapi_error = translated
+    else:  # (it always raises)
+        dbapi_error = error
+    dialect = conn.dialect
+    base = dialect.loaded_dbapi.Error
+    if not isinstance(dbapi_error, base):
+        return dbapi_error
+    lost = dialect.is_disconnect(dbapi_error, adapter, None)
+    if lost:
+        await conn.invalidate(dbapi_error)
+    return DBAPIError.instance(
+        sql, args, dbapi_error, base, connection_invalidated=lost, dialect=dialect
+    )

@@ -1,0 +1,108 @@
+"""The hot path's reads sent to asyncpg directly (jobtask.store.driver) keep SQLAlchemy's
+contract: they run in the unit of work's transaction (even as its first statement), their
+errors reach jobtask.store.db_errors as SQLAlchemy's would (a lost session runs the
+transaction again), and statement listeners see them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from jobtask.domain.errors import Unavailable
+from jobtask.store import driver
+from jobtask.store.database import Database
+from sqlalchemy import column, event, func, literal, select, table
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tests.core.test_killed_connections import killed_between_statements
+from tests.engines import engines_of
+
+pytestmark = pytest.mark.postgres
+
+_XACT = select(func.txid_current())
+_MARKS = select(func.count()).select_from(table("marks", column("run")))
+
+
+async def test_a_first_read_begins_the_transaction_the_rest_runs_in(postgres_url: str) -> None:
+    db = Database(postgres_url)
+
+    async def ids(conn: AsyncConnection) -> tuple[int, int]:
+        (first,) = await driver.rows(conn, _XACT, {})
+        later = (await conn.execute(_XACT)).scalar_one()
+        return int(first[0]), int(later)
+
+    try:
+        first, later = await db.transact(ids)
+        again, _ = await db.transact(ids)
+    finally:
+        await db.dispose()
+    assert first == later  # one transaction
+    assert again != first  # and the next its own
+
+
+async def test_an_error_is_raised_as_sqlalchemy_raises_it(postgres_url: str) -> None:
+    """Division by zero (SQLSTATE 22012): the same DBAPIError class, the driver's error
+    with its sqlstate as `orig`, and the same domain error once translated."""
+    db = Database(postgres_url)
+    failing = select(literal(1) / literal(0))
+    caught: dict[str, BaseException] = {}
+
+    async def run(conn: AsyncConnection, how: str) -> None:
+        try:
+            if how == "driver":
+                await driver.rows(conn, failing, {})
+            else:
+                await conn.execute(failing)
+        except DBAPIError as exc:
+            caught[how] = exc
+            raise
+
+    try:
+        for how in ("sqlalchemy", "driver"):
+            with pytest.raises(Unavailable, match="the database failed"):
+                await db.transact(lambda conn, how=how: run(conn, how))  # type: ignore[misc]
+    finally:
+        await db.dispose()
+    assert type(caught["driver"]) is type(caught["sqlalchemy"])
+    orig: Any = getattr(caught["driver"], "orig", None)
+    assert orig.sqlstate == "22012"
+    assert not getattr(caught["driver"], "connection_invalidated", True)
+
+
+async def test_a_read_on_a_killed_session_runs_the_transaction_again(postgres_url: str) -> None:
+    """As tests/core/test_killed_connections.py, the statement after the kill a driver read:
+    it fails as a lost connection (invalidated), and the transaction runs again."""
+
+    async def count(conn: AsyncConnection) -> int:
+        ((found,),) = await driver.rows(conn, _MARKS, {})
+        return int(found)
+
+    await killed_between_statements(postgres_url, count)
+
+
+async def test_listeners_see_a_driver_read(postgres_url: str) -> None:
+    db = Database(postgres_url)
+    (engine,) = engines_of(db)
+    seen: list[tuple[str, str, Any]] = []
+
+    def before(*args: Any) -> None:
+        seen.append(("before", args[2], args[3]))
+
+    def after(*args: Any) -> None:
+        seen.append(("after", args[2], args[3]))
+
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", after)
+
+    async def read(conn: AsyncConnection) -> None:
+        await driver.rows(conn, select(literal(7)), {})
+
+    try:
+        await db.transact(read)
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+        event.remove(engine, "after_cursor_execute", after)
+        await db.dispose()
+    ours = [entry for entry in seen if entry[1].startswith("SELECT $1")]
+    assert [(when, params) for when, _, params in ours] == [("before", (7,)), ("after", (7,))]
