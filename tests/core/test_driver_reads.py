@@ -11,7 +11,8 @@ import pytest
 from jobtask.domain.errors import Unavailable
 from jobtask.store import driver
 from jobtask.store.database import Database
-from sqlalchemy import column, event, func, literal, select, table
+from sqlalchemy import Integer, bindparam, column, event, func, literal, select, table
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -39,6 +40,21 @@ async def test_a_first_read_begins_the_transaction_the_rest_runs_in(postgres_url
         await db.dispose()
     assert first == later  # one transaction
     assert again != first  # and the next its own
+
+
+async def test_parameters_are_processed_as_sqlalchemy_processes_them(postgres_url: str) -> None:
+    """A JSON parameter goes through its bind processor (the serializer), as it would
+    through SQLAlchemy's cursor."""
+    db = Database(postgres_url)
+    typed = select(func.jsonb_typeof(bindparam("p", type_=JSONB)), bindparam("n", type_=Integer))
+
+    async def read(conn: AsyncConnection) -> list[Any]:
+        return [tuple(row) for row in await driver.rows(conn, typed, {"p": {"a": [1]}, "n": 3})]
+
+    try:
+        assert await db.transact(read) == [("object", 3)]
+    finally:
+        await db.dispose()
 
 
 async def test_an_error_is_raised_as_sqlalchemy_raises_it(postgres_url: str) -> None:

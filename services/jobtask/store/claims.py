@@ -285,6 +285,8 @@ _LOCKED_WORKER_SEEN = (
         .scalar_subquery()
     )
     .values(**_WORKER_COLUMNS)
+    # (Its row, not its row count: it goes through asyncpg directly, jobtask.store.driver.)
+    .returning(workers.c.worker_id)
 )
 # Built once: a claim runs them every time, and building (and keying) a statement of this
 # size costs more than SQLite takes to answer it.
@@ -527,10 +529,9 @@ async def claim_turn(
     }
     if conn.dialect.name == "postgresql":
         params = {"worker": worker_id, "node_key": _node_key(node_name), **values}
-        result = await conn.execute(_LOCKED_WORKER_SEEN, params)
-    else:
-        result = await conn.execute(_WORKER_SEEN, {"worker": worker_id, **values})
-    if result.rowcount:
+        if await driver.rows(conn, _LOCKED_WORKER_SEEN, params):
+            return False
+    elif (await conn.execute(_WORKER_SEEN, {"worker": worker_id, **values})).rowcount:
         return False
     # Two first claims of one worker may race (a worker with several slots): one inserts.
     dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert

@@ -38,10 +38,14 @@ __all__ = ["rows", "send"]
 
 
 @functools.lru_cache(maxsize=512)
-def _compiled(statement: ClauseElement, dialect: Dialect) -> Any:
-    """The statement's text and the order of its parameters (the store's statements are
-    built once, at import: this compiles each once per dialect)."""
-    return statement.compile(dialect=dialect)
+def _compiled(statement: ClauseElement, dialect: Dialect) -> tuple[Any, list[tuple[str, Any]]]:
+    """The statement compiled for the dialect (its text, with $1, $2...), and in the order
+    of those its parameters' names, each with the bind processor SQLAlchemy would run on
+    its value (None: none; a JSON parameter's serializer, say). The store's statements are
+    built once, at import: each is compiled once per dialect."""
+    compiled: Any = statement.compile(dialect=dialect)  # (an SQLCompiler: its positions)
+    processors = compiled._bind_processors
+    return compiled, [(name, processors.get(name)) for name in compiled.positiontup or ()]
 
 
 async def rows(
@@ -49,9 +53,10 @@ async def rows(
 ) -> list[Any]:
     """The rows of a statement built with SQLAlchemy (PostgreSQL), sent to asyncpg in
     conn's transaction."""
-    compiled = _compiled(statement, conn.dialect)
+    compiled, order = _compiled(statement, conn.dialect)
     values = compiled.construct_params(params)
-    return await send(conn, compiled.string, tuple([values[name] for name in compiled.positiontup]))
+    args = tuple([values[name] if proc is None else proc(values[name]) for name, proc in order])
+    return await send(conn, compiled.string, args)
 
 
 async def send(conn: AsyncConnection, sql: str, args: tuple[Any, ...]) -> list[Any]:
