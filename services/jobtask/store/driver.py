@@ -1,13 +1,14 @@
-"""PostgreSQL: the hot path's reads sent to asyncpg directly, their rows as asyncpg Records.
+"""PostgreSQL: the hot path's statements sent to asyncpg directly, rows as asyncpg Records.
 
 SQLAlchemy's asyncpg adaptation costs ~120-150 us of the server's CPU per statement, and
 ~2 us per row, above what asyncpg itself takes (the cursor's description built at every
 execute, the greenlet switch of every await, a Row per row; SQLAlchemy 2.1, bench/README.md,
 the twenty-first session): a claim and a report group of 50 tasks send about eight
 statements, so the adaptation was ~30 us a task, a tenth of the server's. `rows` sends a
-statement built with SQLAlchemy (compiled once per dialect) through the same connection, in
-the same transaction, with the same prepared-statement cache, and keeps the rest of
-SQLAlchemy's contract:
+statement built with SQLAlchemy (compiled once per dialect, its parameters through their bind
+processors), `send` one already in the driver's form (jobtask.store.flush_sql's), through the
+same connection, in the same transaction, with the same prepared-statement cache, and keep
+the rest of SQLAlchemy's contract:
 
 - the transaction: begun first if this is its first statement (the adapter begins lazily);
 - errors: wrapped as SQLAlchemy wraps them (DBAPIError.instance: IntegrityError,
@@ -43,7 +44,7 @@ def _compiled(statement: ClauseElement, dialect: Dialect) -> tuple[Any, list[tup
     of those its parameters' names, each with the bind processor SQLAlchemy would run on
     its value (None: none; a JSON parameter's serializer, say). The store's statements are
     built once, at import: each is compiled once per dialect."""
-    compiled: Any = statement.compile(dialect=dialect)  # (an SQLCompiler: its positions)
+    compiled: Any = statement.compile(dialect=dialect)  # (an SQLCompiler)
     processors = compiled._bind_processors
     return compiled, [(name, processors.get(name)) for name in compiled.positiontup or ()]
 

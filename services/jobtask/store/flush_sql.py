@@ -10,15 +10,14 @@ back exactly as one written through SQLAlchemy.
 
 - SQLite (run inline, jobtask.store.sqlite_inline): one executemany per statement, as
   before, through `exec_driver_sql`.
-- PostgreSQL: the whole flush is ONE statement (sent to asyncpg directly: jobtask.store.driver)
-  -- one round trip while the caller holds its
-  jobs' rows -- whose data-modifying CTEs each take their rows as arrays (`unnest`), a
-  column whose rows all hold one value as that one value (_PgStatement.source). A CTE
-  cannot update one row twice, so TaskWrites merges the writes of one task before they
-  come here, closes each lease once, and no two rows shift the same job. The events are
-  inserted in the order given (`WITH ORDINALITY ... ORDER BY`): their `seq` follows it.
-  Inserting events notifies the other processes (a trigger: migration 0019), so the
-  commit needs no NOTIFY round trip of its own.
+- PostgreSQL: the whole flush is ONE statement -- one round trip while the caller holds its
+  jobs' rows, sent to asyncpg directly (jobtask.store.driver) -- whose data-modifying CTEs
+  each take their rows as arrays (`unnest`), a column whose rows all hold one value as
+  that one value (_PgStatement.source). A CTE cannot update one row twice, so TaskWrites
+  merges the writes of one task before they come here, closes each lease once, and no two
+  rows shift the same job. The events are inserted in the order given (`WITH ORDINALITY
+  ... ORDER BY`): their `seq` follows it. Inserting events notifies the other processes (a
+  trigger: migration 0019), so the commit needs no NOTIFY round trip of its own.
 """
 
 from __future__ import annotations
