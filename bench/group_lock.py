@@ -109,12 +109,13 @@ def _locks_at(commit: str) -> ModuleType:
         capture_output=True,
         text=True,
     ).stdout
-    path = Path(tempfile.mkdtemp()) / "locks_then.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("locks_then", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    with tempfile.TemporaryDirectory() as where:  # (gone once the module is loaded)
+        path = Path(where) / "locks_then.py"
+        path.write_text(source)
+        spec = importlib.util.spec_from_file_location("locks_then", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
     return module
 
 
