@@ -222,10 +222,7 @@ class Level:
 async def owners(conn: AsyncConnection, at_most: int) -> Level | None:
     """The highest priority level at most `at_most` with dispatchable jobs, with its owners
     and the next level below; None if no job is dispatchable at or below `at_most`."""
-    if conn.dialect.name == "postgresql":
-        rows: list[Any] = await driver.rows(conn, _OWNERS, {"at_most": at_most})
-    else:
-        rows = list(await conn.execute(_OWNERS, {"at_most": at_most}))
+    rows = await driver.rows(conn, _OWNERS, {"at_most": at_most})
     if not rows:
         return None
     first: dict[str, int] = {}
@@ -354,10 +351,7 @@ async def candidates(
                 break
             at_most = level.below
             continue
-        if narrow:
-            (levels,) = await driver.rows(conn, _NEXT_LEVEL, {"at_most": at_most})
-        else:
-            levels = (await conn.execute(_NEXT_LEVEL, {"at_most": at_most})).one()
+        (levels,) = await driver.rows(conn, _NEXT_LEVEL, {"at_most": at_most})
         present = [level for level in levels if level is not None]
         if not present:
             break
@@ -365,11 +359,7 @@ async def candidates(
         rows: list[Any] = []
         for status in _CLAIMABLE:
             page = _PAGES[status, narrow]
-            params = {**base, "priority": priority}
-            if narrow:
-                rows.extend(await driver.rows(conn, page, params))
-            else:
-                rows.extend(await conn.execute(page, params))
+            rows.extend(await driver.rows(conn, page, {**base, "priority": priority}))
         # Within one level, the waiting statuses interleave by arrival.
         found.extend(sorted(rows, key=_by_id))
         if priority <= _BOTTOM:
@@ -403,13 +393,7 @@ async def _fair_level(
         params = {**base, "priority": level.priority, **{f"o{i}": o for i, o in enumerate(chunk)}}
         by_owner: dict[str, list[Any]] = {o: [] for o in chunk}
         owner_at = _OWNER_AT[narrow]
-        statement = _owner_pages(len(chunk), narrow)
-        got = (
-            await driver.rows(conn, statement, params)
-            if narrow
-            else await conn.execute(statement, params)
-        )
-        for row in got:
+        for row in await driver.rows(conn, _owner_pages(len(chunk), narrow), params):
             by_owner[row[owner_at]].append(row)
         queues = [sorted(rows, key=_by_id) for rows in by_owner.values() if rows]
         # Round robin: one task of each owner in turn, until the pages run out.

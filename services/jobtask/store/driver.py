@@ -21,8 +21,8 @@ the rest of SQLAlchemy's contract:
 
 Rows are asyncpg Records: by position (or by name, `record["id"]`), their JSON already decoded
 by the codecs SQLAlchemy set on the connection, times aware. A write's row count is not
-reported (its RETURNING rows are). SQLite runs inline (jobtask.store.sqlite_inline): none of
-this is for it.
+reported (its RETURNING rows are). SQLite runs inline (jobtask.store.sqlite_inline): `rows`
+sends its statements through SQLAlchemy as before.
 """
 
 from __future__ import annotations
@@ -30,16 +30,16 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from sqlalchemy import Executable
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql import ClauseElement
 
 __all__ = ["rows", "send"]
 
 
 @functools.lru_cache(maxsize=512)
-def _compiled(statement: ClauseElement, dialect: Dialect) -> tuple[Any, list[tuple[str, Any]]]:
+def _compiled(statement: Any, dialect: Dialect) -> tuple[Any, list[tuple[str, Any]]]:
     """The statement compiled for the dialect (its text, with $1, $2...), and in the order
     of those its parameters' names, each with the bind processor SQLAlchemy would run on
     its value (None: none; a JSON parameter's serializer, say). The store's statements are
@@ -49,11 +49,12 @@ def _compiled(statement: ClauseElement, dialect: Dialect) -> tuple[Any, list[tup
     return compiled, [(name, processors.get(name)) for name in compiled.positiontup or ()]
 
 
-async def rows(
-    conn: AsyncConnection, statement: ClauseElement, params: dict[str, Any]
-) -> list[Any]:
-    """The rows of a statement built with SQLAlchemy (PostgreSQL), sent to asyncpg in
-    conn's transaction."""
+async def rows(conn: AsyncConnection, statement: Executable, params: dict[str, Any]) -> list[Any]:
+    """The rows of a statement built with SQLAlchemy, sent to asyncpg in conn's
+    transaction; on SQLite, through SQLAlchemy as any statement (its Rows, read by position
+    alike), so that a caller need not tell the stores apart."""
+    if conn.dialect.name != "postgresql":
+        return list(await conn.execute(statement, params))
     compiled, order = _compiled(statement, conn.dialect)
     values = compiled.construct_params(params)
     args = tuple([values[name] if proc is None else proc(values[name]) for name, proc in order])

@@ -155,23 +155,18 @@ async def lock_job(
     conn: AsyncConnection, *, uuid: str | None = None, job_id: int | None = None
 ) -> JobRow:
     if uuid is not None:
-        found = await conn.execute(_LOCK_JOB_BY_UUID, {"uuid": uuid})
+        found = await driver.rows(conn, _LOCK_JOB_BY_UUID, {"uuid": uuid})
     else:
         if conn.dialect.name == "sqlite" and job_id is not None:
             # A claim's only job (as lock_job_then_others for several): kept, or read.
             kept = _kept_jobs(conn, (job_id,))
             if kept is not None:
                 return kept[job_id]
-        if conn.dialect.name == "postgresql":
-            got = await driver.rows(conn, _LOCK_JOB_BY_ID, {"job_id": job_id})
-            if not got:
-                raise NotFound(f"job {uuid or job_id} not found")
-            return job_of_values(list(got[0]))
-        found = await conn.execute(_LOCK_JOB_BY_ID, {"job_id": job_id})
-    row = found.first()
-    if row is None:
+        found = await driver.rows(conn, _LOCK_JOB_BY_ID, {"job_id": job_id})
+    if not found:
         raise NotFound(f"job {uuid or job_id} not found")
-    return job_row(row)
+    # (The job's columns in table order, a Row's or an asyncpg Record's.)
+    return job_of_values(list(found[0]))
 
 
 async def lock_task(conn: AsyncConnection, uuid: str) -> tuple[JobRow, TaskRow]:

@@ -263,7 +263,7 @@ def jobs_and_tasks(rows: Iterable[Row[Any]]) -> list[tuple[JobRow, TaskRow]]:
         values = list(row)
         if job is None or job.id != values[0]:
             job = job_of_values(values[:split])
-        out.append((job, _TASK.build(values[split:])))
+        out.append((job, task_of_values(values[split:])))
     return out
 
 
