@@ -6,9 +6,10 @@ from typing import Any
 
 import httpx
 import pytest
+from jobtask.domain.statuses import TaskStatus
 from jobtask.gateway import serve_gateway
 from jobtask.sdk import AsyncClient
-from jobtask.store.schema import task_attempts
+from jobtask.store.schema import events, task_attempts
 from jobtask.v1 import job_pb2, job_task_pb2
 from sqlalchemy import func, select
 
@@ -22,6 +23,7 @@ from tests.conftest import Cluster
 from tests.polling import eventually
 
 JS = job_pb2.JobStatus
+COMPLETED, SOFT_FAILED = TaskStatus.COMPLETED.value, TaskStatus.SOFT_FAILED.value
 TS = job_task_pb2.TaskStatus
 
 
@@ -29,6 +31,29 @@ async def attempts_by(cluster: Cluster, worker_id: str) -> int:
     query = select(func.count()).where(task_attempts.c.worker_id == worker_id)
     async with cluster.services.core.db.read() as conn:
         return int((await conn.execute(query)).scalar() or 0)
+
+
+async def attempts_of(cluster: Cluster) -> list[tuple[str, int, int, str | None, int | None]]:
+    """(worker, task id, attempt, outcome, exit code) of every attempt, in order: a failure's
+    message shows what ran where."""
+    columns = (task_attempts.c.worker_id, task_attempts.c.task_id, task_attempts.c.attempt)
+    query = select(*columns, task_attempts.c.outcome, task_attempts.c.exit_code).order_by(
+        task_attempts.c.id
+    )
+    async with cluster.services.core.db.read() as conn:
+        return [(str(r[0]), int(r[1]), int(r[2]), r[3], r[4]) for r in await conn.execute(query)]
+
+
+async def job_history(cluster: Cluster, job_uuid: str) -> list[tuple[int, str, Any, Any]]:
+    """(seq, type, status, blocklist) of the job's own events, in order."""
+    query = (
+        select(events.c.seq, events.c.type, events.c.payload)
+        .where(events.c.job_uuid == job_uuid, events.c.task_uuid.is_(None))
+        .order_by(events.c.seq)
+    )
+    async with cluster.services.core.db.read() as conn:
+        rows = await conn.execute(query)
+        return [(int(r[0]), str(r[1]), r[2].get("status"), r[2].get("blocklist")) for r in rows]
 
 
 async def fan_out(client: AsyncClient, n: int, backoff: int = 0, **parameters: Any) -> job_pb2.Job:
@@ -68,14 +93,26 @@ async def test_a_failing_worker_is_blocklisted_while_another_runs_the_job(
     assert (entry.worker_id, entry.failed_tasks) == (bad.worker_id, 2)
     # Blocklisted in the transaction of its second failure: it never got a third task.
     assert await attempts_by(live, bad.worker_id) == 2
-    assert await attempts_by(live, good.worker_id) == 6
+    # The good worker completed each task once. Another attempt of its own may only have
+    # lost its lease without an exit: CI once saw seven attempts, not reproduced in 60 runs
+    # here, most likely a lease of the tests' 3 seconds lost on a loaded machine. None ran
+    # and failed.
+    ran = [a for a in await attempts_of(live) if a[0] == good.worker_id]
+    completed = [task for _, task, _, outcome, _ in ran if outcome == COMPLETED]
+    assert len(completed) == len(set(completed)) == 6, (ran, good.log())
+    others = [(outcome, code) for _, _, _, outcome, code in ran if outcome != COMPLETED]
+    assert all(other == (SOFT_FAILED, None) for other in others), (ran, good.log())
     shown = await run_cli(live, "get", job.uuid)
     assert f"blocklisted: {bad.worker_id} (failed 2 tasks" in shown.stdout
     # Requeue clears the list, as Flamenco's does.
     await workers.stop_all()
     requeued = await client.requeue(job.uuid)
-    assert list(requeued.blocklist) == []
-    assert list((await client.get(job.uuid)).blocklist) == []
+
+    async def why() -> Any:
+        return await job_history(live, job.uuid), await attempts_of(live)
+
+    assert list(requeued.blocklist) == [], await why()
+    assert list((await client.get(job.uuid)).blocklist) == [], await why()
 
 
 async def test_a_blocklist_that_leaves_no_worker_fails_the_job(
