@@ -24,7 +24,9 @@ from typing import Any
 import httpx
 from jobtask.sdk import AsyncClient
 from jobtask.sdk.errors import JobtaskError
+from jobtask.store.database import Database
 from jobtask.v1 import watch_pb2
+from sqlalchemy import text
 
 from tests.chaos import history
 from tests.chaos.postgres import free_port
@@ -240,8 +242,9 @@ class Cell:
         except TimeoutError:
             for w in self.watchers:
                 w.cancel()
+            left = await stuck(self.url)
             raise AssertionError(
-                f"{self.name}: jobs not done in {WITHIN}s\n" + self.logs()
+                f"{self.name}: jobs not done in {WITHIN}s\n{left}\n" + self.logs()
             ) from None
         summaries = await self.summaries()
         ttl = dt.timedelta(seconds=self.topology.lease_ttl)
@@ -266,6 +269,36 @@ class Cell:
                 assert response.status_code == 200, response.text
                 out[uuid] = response.json()["tasks_summary"]
         return out
+
+
+# What a cell that did not finish was left with: its unfinished tasks and, on PostgreSQL,
+# every session on its database (a transaction left open holds its locks: who waits on whom).
+_LEFT = """SELECT job_uuid, uuid, status, worker_id, attempt, failed_count,
+    lease_expires_at, runnable_after FROM job_tasks WHERE status <> 'completed' ORDER BY id"""
+_SESSIONS = """SELECT pid, pg_blocking_pids(pid) AS blocked_by, state, wait_event_type,
+    wait_event, now() - xact_start AS in_transaction, now() - state_change AS in_state,
+    left(query, 160) AS query FROM pg_stat_activity
+    WHERE datname = current_database() AND pid <> pg_backend_pid() ORDER BY pid"""
+
+
+async def stuck(url: str) -> str:
+    """The unfinished tasks and the database's sessions, as text (never raises: it only
+    explains a failure)."""
+    try:
+        db = Database(url)
+        try:
+            async with db.read() as conn:
+                lines = ["--- unfinished tasks"]
+                lines += [repr(tuple(row)) for row in await conn.execute(text(_LEFT))]
+                if not db.is_sqlite:
+                    lines.append("--- sessions on the database")
+                    sessions = await conn.execute(text(_SESSIONS))
+                    lines += [repr(dict(row._mapping)) for row in sessions]
+        finally:
+            await db.dispose()
+        return "\n".join(lines)
+    except Exception as exc:
+        return f"(the cell's state could not be read: {exc!r})"
 
 
 async def held(seconds: float) -> None:
