@@ -113,3 +113,17 @@ async def test_the_stores_sessions_plan_for_index_access_and_compile_nothing(
                 assert (await conn.execute(text(f"SHOW {name}"))).scalar() == "off", name
     finally:
         await db.dispose()
+
+
+async def test_a_store_session_left_idle_in_a_transaction_is_ended_by_the_server(
+    postgres_url: str,
+) -> None:
+    """A session its process lost hold of inside a transaction would keep its locks until
+    its socket closed: the server ends it after a minute (SESSION_SETTINGS)."""
+    db = Database(postgres_url)
+    try:
+        async with db.read() as conn:
+            shown = (await conn.execute(text("SHOW idle_in_transaction_session_timeout"))).scalar()
+    finally:
+        await db.dispose()
+    assert shown == "1min"

@@ -51,12 +51,21 @@ POOL_TIMEOUT_SECONDS = 30.0  # SQLAlchemy's default, made explicit
 # small table is the one for a big one -- index walks and a probe per row -- so it can be
 # kept (tests/core/test_claim_reads.py). A statement no index serves still scans or sorts.
 # No JIT: its threshold is a plan's estimated cost, and the store's statements are short.
+#
+# A session idle inside a transaction for a minute is ended by the server. The store's
+# transactions last milliseconds and never wait on a client between statements, so only a
+# session its process lost hold of stays idle in one -- and it would hold its rows' locks
+# (a job's row, a node's claim turn) until its socket closed, every claim and report group
+# of that job or node, in every replica, waiting behind it. CI once saw a chaos cell
+# (pool exhaustion) stop dispatching for its last 240 s; its cause is not known, but a
+# lock no one releases would look like that, and this bounds it to a minute.
 SESSION_SETTINGS = {
     "jit": "off",
     "enable_seqscan": "off",
     "enable_sort": "off",
     "enable_hashjoin": "off",
     "enable_mergejoin": "off",
+    "idle_in_transaction_session_timeout": "60000",  # (ms)
 }
 # PostgreSQL channel on which every transaction that changed the feed notifies the others.
 NOTIFY_CHANNEL = "jobtask_events"
