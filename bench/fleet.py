@@ -100,13 +100,21 @@ class Fleet:
 
 @contextlib.asynccontextmanager
 async def fleet(
-    stack: Any, workers: int, slots: int, *, creator: int = 0, extra: Sequence[str] = ()
+    stack: Any,
+    workers: int,
+    slots: int,
+    *,
+    creator: int = 0,
+    extra: Sequence[str] = (),
+    replicas: Sequence[Any] = (),
 ) -> AsyncIterator[Fleet]:
-    """`workers` no-op worker processes on `stack`, ready; call go() to start them."""
+    """`workers` no-op worker processes on `stack`, ready; call go() to start them. With
+    `replicas` (stacks of servers on the same database), worker i is on replicas[i % n]."""
     procs: list[Child] = []
     try:
         for i in range(workers):
-            args = [stack.jobs_addr, stack.tasks_addr, stack.token, "0", str(slots)]
+            on = replicas[i % len(replicas)] if replicas else stack
+            args = [on.jobs_addr, on.tasks_addr, on.token, "0", str(slots)]
             args += ["--coordinated", "--id", str(i), *extra]
             if creator:
                 args += ["--creator", str(creator)]

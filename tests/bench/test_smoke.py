@@ -30,6 +30,7 @@ from bench import (
     jobs_statements,
     latency,
     memory,
+    replicas,
     throughput,
     unary,
     versus,
@@ -177,6 +178,17 @@ async def test_fanout_cpu() -> None:
     for case in ("sqlite", "postgres"):
         line = await fanout_cpu.one(case, 30)
         assert line.startswith(f"{case}: ") and "CPU µs a task: server " in line, line
+
+
+@pytest.mark.postgres
+async def test_replicas() -> None:
+    for case in ("fanout", "jobs"):
+        rate, note = await replicas.one(case, 40, 2, 2)
+        assert rate > 0, note
+        split = note.removeprefix("decided by each worker ").split(";")[0]
+        # The fan-out's count includes its first task (the one that created the rest).
+        assert sum(int(n) for n in split.split(" / ")) == 40 + (case == "fanout"), note
+        assert "CPU µs a task: server " in note, note
 
 
 @pytest.mark.postgres

@@ -1,0 +1,98 @@
+"""PostgreSQL with server replicas: does a second server process on the same database drain
+faster on this machine? The server is one process on one core (bench/README.md, "the server's
+CPU a task sets the pace"), so a replica is the deployment's own way to give it a second.
+
+    python -m bench.replicas [--case fanout|jobs] [--tasks N] [--rounds R] [--replicas K]
+
+Each round runs the case twice, alternated (which goes first alternates by round), on a
+fresh database each: ONE server with K worker processes, then K servers (replicas on the
+same database) with one worker process each. The workers are bench.noop_worker's, SLOTS
+slots each, as in bench.throughput. Cases: `fanout` (one job whose first task creates N
+tasks, through the first replica; bench.throughput.jobtask_fanout's shape) and `jobs` (N
+one-task jobs, submitted through the first replica before the clock starts). Prints each
+run's rate and CPU a task by role, and the median of the rounds' ratios (K servers / one).
+
+Not a target's figure: the issue's comparisons (bench.versus) run one server. On 2 cores a
+second server competes with PostgreSQL and the workers for the same two cores, and every
+claim and report group of a fan-out locks the same job row, whichever replica sends it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import statistics
+from collections.abc import AsyncIterator
+from typing import Any
+
+from bench.fleet import fleet
+from bench.stack import Stack, database, running
+from bench.throughput import BATCH_IN_FLIGHT, BATCH_JOBS, SLOTS, Meter
+
+
+@contextlib.asynccontextmanager
+async def servers(url: str, n: int) -> AsyncIterator[list[Stack]]:
+    async with contextlib.AsyncExitStack() as stack:
+        yield [await stack.enter_async_context(running(url, name=f"server{i}")) for i in range(n)]
+
+
+async def one(case: str, tasks: int, n_servers: int, n_workers: int) -> tuple[float, str]:
+    """Rate (tasks/s from the workers' start to the last decision), and a note: how many
+    tasks each worker decided, and CPU a task by role."""
+    async with database("postgres") as url, servers(url, n_servers) as stacks:
+        first = stacks[0]
+        if case == "fanout":
+            await first.submit()
+            target, creator = tasks + 1, tasks
+        else:
+            sizes = [min(BATCH_JOBS, tasks - i) for i in range(0, tasks, BATCH_JOBS)]
+            chunks = iter(sizes)
+
+            async def submitter() -> None:
+                for size in chunks:
+                    await first.submit_many(size)
+
+            await asyncio.gather(*(submitter() for _ in range(BATCH_IN_FLIGHT)))
+            target, creator = tasks, 0
+        async with fleet(first, n_workers, SLOTS, creator=creator, replicas=stacks) as f:
+            meter = Meter(url, {"server": [s.server for s in stacks], "worker": f.procs})
+            meter.start()
+            f.go()
+            seconds = await f.until(target)
+            cpu = meter.stop()
+            await f.finish()
+    per = ", ".join(f"{role} {s / tasks * 1e6:,.0f}" for role, s in cpu.items())
+    split = " / ".join(f"{n:,}" for n in f.counts)
+    return tasks / seconds, f"decided by each worker {split}; CPU µs a task: {per}"
+
+
+async def main(case: str, tasks: int, rounds: int, k: int) -> None:
+    ratios = []
+    for r in range(rounds):
+        order: list[tuple[str, int, int]] = [("one server", 1, k), (f"{k} servers", k, k)]
+        if r % 2:
+            order.reverse()
+        rates: dict[str, float] = {}
+        for name, n_servers, n_workers in order:
+            rate, note = await one(case, tasks, n_servers, n_workers)
+            rates[name] = rate
+            print(f"{r} {name:11} {k} workers: {rate:7,.0f} tasks/s  ({note})", flush=True)
+        ratios.append(rates[f"{k} servers"] / rates["one server"])
+        print(f"{r} ratio {ratios[-1]:.2f}x", flush=True)
+    shown = ", ".join(f"{x:.2f}" for x in ratios)
+    print(f"{case}, {k} servers / one: rounds {shown}; median {statistics.median(ratios):.2f}x")
+
+
+def _args(argv: Any = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--case", choices=("fanout", "jobs"), default="fanout")
+    parser.add_argument("--tasks", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--replicas", type=int, default=2)
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    a = _args()
+    asyncio.run(main(a.case, a.tasks, a.rounds, a.replicas))
