@@ -10,17 +10,20 @@ connection."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 from typing import Any
 
 import pytest
 from jobtask.store import claims, locks
-from jobtask.store.database import Database
+from jobtask.store.database import SESSION_SETTINGS, Database
 from jobtask.store.migrate import upgrade
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tests.core.raw_rows import connect, insert_job, insert_tasks, task_uuid
+from tests.polling import eventually
 
 pytestmark = pytest.mark.postgres
 
@@ -116,10 +119,12 @@ async def test_the_stores_sessions_plan_for_index_access_and_compile_nothing(
 
 
 async def test_a_store_session_left_idle_in_a_transaction_is_ended_by_the_server(
-    postgres_url: str,
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A session its process lost hold of inside a transaction would keep its locks until
-    its socket closed: the server ends it after a minute (SESSION_SETTINGS)."""
+    its socket closed: the server ends it after a minute (SESSION_SETTINGS). Here the minute
+    is shortened (the setting's value patched before the store connects), and a transaction
+    that takes a lock and then waits without a statement loses its session and the lock."""
     db = Database(postgres_url)
     try:
         async with db.read() as conn:
@@ -127,3 +132,30 @@ async def test_a_store_session_left_idle_in_a_transaction_is_ended_by_the_server
     finally:
         await db.dispose()
     assert shown == "1min"
+
+    monkeypatch.setitem(SESSION_SETTINGS, "idle_in_transaction_session_timeout", "300")
+    db = Database(postgres_url)
+    other = await connect(postgres_url)
+    held, freed = asyncio.Event(), asyncio.Event()
+
+    async def hold_then_idle(conn: AsyncConnection) -> None:
+        if freed.is_set():
+            return  # (a re-run of the transaction: nothing to show)
+        await conn.execute(text("SELECT pg_advisory_xact_lock(4242)"))
+        held.set()
+        await freed.wait()
+
+    async def lock_freed() -> bool:
+        return bool(await other.fetchval("SELECT pg_try_advisory_lock(4242)"))
+
+    holder = asyncio.ensure_future(db.transact(hold_then_idle))
+    try:
+        await eventually(held.is_set)
+        await eventually(lock_freed)
+        freed.set()
+        with contextlib.suppress(Exception):  # (its commit finds the session gone)
+            await holder
+    finally:
+        holder.cancel()
+        await other.close()
+        await db.dispose()
