@@ -226,6 +226,43 @@ async def test_a_session_that_ends_fails_its_tasks_temporarily(cluster: Cluster)
         await asyncio.sleep(0.1)
 
 
+async def test_a_session_whose_report_group_was_interrupted_ends_and_its_lease_lives_on(
+    cluster: Cluster,
+) -> None:
+    """The group commit applying a session's reports is canceled under it (its waiters'
+    futures canceled: a CancelledError its loop did not ask for). The session ends
+    UNAVAILABLE rather than living on deaf to its worker, and the task's lease outlives it: a
+    new session reports on it and the task completes."""
+    if cluster.services.core.db.is_sqlite:
+        pytest.skip("PostgreSQL only: a held job row keeps the group's committer running")
+    job_uuid = await job_with_tasks(cluster, "noop.py", 0)
+    session = Session(cluster, "w-interrupted", 1)
+    await session.open()
+    await session.until(lambda: len(session.assignments) == 1)
+    (a,) = session.assignments
+    commits = cluster.services.core.runs.commits
+    # The job's row held elsewhere: the report's group waits for it, its committer running.
+    holder = await connect(cluster.services.core.db.url)
+    try:
+        async with holder.transaction():
+            await holder.execute("SELECT 1 FROM jobs WHERE uuid = $1 FOR UPDATE", job_uuid)
+            await session.send(reports=[done(a)])
+            committer = await eventually(lambda: commits._committer)
+            committer.cancel()
+            with pytest.raises(grpc.aio.AioRpcError) as ended:
+                await session.until(lambda: False)
+    finally:
+        await holder.close()
+    assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+    # Its lease lived on: another session's report on it completes the task.
+    again = Session(cluster, "w-interrupted", 1)
+    await again.open()
+    await again.send(reports=[done(a)])
+    await again.until(lambda: a.task.uuid in again.finals())
+    assert (await get_task(cluster, a.task.uuid)).status == task_status("completed")
+    await again.call.done_writing()
+
+
 async def test_a_session_needs_open_first(cluster: Cluster) -> None:
     call = cluster.tasks.WorkerSession(metadata=token_md(cluster.root_token or ""))
     await call.write(TSP.WorkerSessionRequest(credits=1))
