@@ -22,25 +22,18 @@ from bench.throughput import BATCH_IN_FLIGHT, BATCH_JOBS, SLOTS
 
 
 async def measure(kind: str, count: int) -> str:
-    async with database(kind) as url, running(url) as stack:
-        chunks = iter([min(BATCH_JOBS, count - i) for i in range(0, count, BATCH_JOBS)])
-
-        async def submitter() -> None:
-            for n in chunks:
-                await stack.submit_many(n)
-
-        async with fleet(stack, 1, SLOTS) as f:
-            before = stack.server.cpu_seconds()
-            start = time.perf_counter()
-            await asyncio.gather(*(submitter() for _ in range(BATCH_IN_FLIGHT)))
-            submit = time.perf_counter() - start
-            submitted = stack.server.cpu_seconds()
-            worker = sum(p.cpu_seconds() for p in f.procs)
-            f.go()
-            seconds = await f.until(count)
-            drained = stack.server.cpu_seconds()
-            worker = sum(p.cpu_seconds() for p in f.procs) - worker
-            await f.finish()
+    async with database(kind) as url, running(url) as stack, fleet(stack, 1, SLOTS) as f:
+        before = stack.server.cpu_seconds()
+        start = time.perf_counter()
+        await stack.submit_in_batches(count, BATCH_JOBS, BATCH_IN_FLIGHT)
+        submit = time.perf_counter() - start
+        submitted = stack.server.cpu_seconds()
+        worker = sum(p.cpu_seconds() for p in f.procs)
+        f.go()
+        seconds = await f.until(count)
+        drained = stack.server.cpu_seconds()
+        worker = sum(p.cpu_seconds() for p in f.procs) - worker
+        await f.finish()
     us = 1e6 / count
     return (
         f"{kind}: {count / (submit + seconds):,.0f} jobs/s (submit {count / submit:,.0f}/s, "

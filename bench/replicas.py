@@ -46,14 +46,7 @@ async def one(case: str, tasks: int, n_servers: int, n_workers: int) -> tuple[fl
             await first.submit()
             target, creator = tasks + 1, tasks
         else:
-            sizes = [min(BATCH_JOBS, tasks - i) for i in range(0, tasks, BATCH_JOBS)]
-            chunks = iter(sizes)
-
-            async def submitter() -> None:
-                for size in chunks:
-                    await first.submit_many(size)
-
-            await asyncio.gather(*(submitter() for _ in range(BATCH_IN_FLIGHT)))
+            await first.submit_in_batches(tasks, BATCH_JOBS, BATCH_IN_FLIGHT)
             target, creator = tasks, 0
         async with fleet(first, n_workers, SLOTS, creator=creator, replicas=stacks) as f:
             meter = Meter(url, {"server": [s.server for s in stacks], "worker": f.procs})

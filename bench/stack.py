@@ -136,6 +136,16 @@ class Stack:
         response = await self.jobs.BatchCreateJobs(request, metadata=self.md)
         return list(response.jobs)
 
+    async def submit_in_batches(self, count: int, batch: int, in_flight: int) -> None:
+        """`count` jobs, `batch` a BatchCreateJobs call, `in_flight` calls at a time."""
+        chunks = iter([min(batch, count - i) for i in range(0, count, batch)])
+
+        async def submitter() -> None:
+            for n in chunks:
+                await self.submit_many(n)
+
+        await asyncio.gather(*(submitter() for _ in range(in_flight)))
+
     async def claim(
         self, n: int, worker_id: str = "bench-worker", wait: float = 0.0
     ) -> Sequence[task_service_pb2.TaskAssignment]:

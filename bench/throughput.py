@@ -168,26 +168,21 @@ async def jobtask_jobs(
     `seen` gets the drain's window and CPU (the submission is not in it)."""
     extra = seen.server_args if seen else ()
     async with database(kind) as url, running(url, extra=extra) as stack:
-        if batch is None:
-            todo = iter(range(count))
+        todo = iter(range(count))
 
-            async def submitter() -> None:
-                for _ in todo:
-                    await stack.submit()
+        async def submitter() -> None:
+            for _ in todo:
+                await stack.submit()
 
-            in_flight = SUBMIT_CONCURRENCY
-        else:
-            chunks = iter([min(batch, count - i) for i in range(0, count, batch)])
-
-            async def submitter() -> None:
-                for n in chunks:
-                    await stack.submit_many(n)
-
-            in_flight = BATCH_IN_FLIGHT
+        async def submit_all() -> None:
+            if batch is None:
+                await asyncio.gather(*(submitter() for _ in range(SUBMIT_CONCURRENCY)))
+            else:
+                await stack.submit_in_batches(count, batch, BATCH_IN_FLIGHT)
 
         async with fleet(stack, workers, SLOTS) as f:
             start = time.perf_counter()
-            await asyncio.gather(*(submitter() for _ in range(in_flight)))
+            await submit_all()
             submit = time.perf_counter() - start
             meter = Meter(url, {"server": stack.server, "worker": f.procs})
             meter.start()
