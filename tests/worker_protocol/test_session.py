@@ -247,11 +247,12 @@ async def test_a_session_whose_report_group_was_interrupted_ends_and_its_lease_l
         async with holder.transaction():
             await holder.execute("SELECT 1 FROM jobs WHERE uuid = $1 FOR UPDATE", job_uuid)
             await session.send(reports=[done(a)])
-            # Canceled as soon as it exists. Canceled later, once pg_locks showed the group
-            # waiting for the held row, the session stayed open and deaf for 20 s in 3 runs
-            # of 3 (2026-12-07), though a transaction canceled in such a wait ends at once
-            # alone: not understood yet, and not what this test pins.
             committer = await eventually(lambda: commits._committer)
+            # Canceled once the group waits for the held row (its statement in the database,
+            # its waiters' futures pending): the cancel interrupts that wait (asyncpg sends
+            # the server a cancel request) and the session ends while the row is still held.
+            waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted"
+            await eventually(lambda: holder.fetchval(waiting))
             committer.cancel()
             with pytest.raises(grpc.aio.AioRpcError) as ended:
                 await session.until(lambda: False)
