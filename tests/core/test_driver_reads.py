@@ -1,10 +1,12 @@
 """The hot path's reads sent to asyncpg directly (jobtask.store.driver) keep SQLAlchemy's
 contract: they run in the unit of work's transaction (even as its first statement), their
 errors reach jobtask.store.db_errors as SQLAlchemy's would (a lost session runs the
-transaction again), and statement listeners see them."""
+transaction again), a canceled one leaves nothing open behind it, and statement listeners
+see them."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tests.core.raw_rows import connect
 from tests.core.test_killed_connections import killed_between_statements
 from tests.engines import engines_of
 
@@ -122,3 +125,64 @@ async def test_listeners_see_a_driver_read(postgres_url: str) -> None:
         await db.dispose()
     ours = [entry for entry in seen if entry[1].startswith("SELECT $1")]
     assert [(when, params) for when, _, params in ours] == [("before", (7,)), ("after", (7,))]
+
+
+async def test_a_statement_canceled_in_its_begin_leaves_no_transaction_behind(
+    postgres_url: str,
+) -> None:
+    """A statement canceled while its transaction's BEGIN is on its way (a worker
+    session's loops are canceled when the session ends): asyncpg keeps that transaction as
+    its connection's own (failed), and the server is in it. Back in the pool so, every
+    later transaction on the connection would be a SAVEPOINT inside that one, its commit a
+    RELEASE: its locks held and its writes never seen by anyone else, until the session
+    dies (a chaos cell's stall: every claim and report group queued behind one such
+    session, "idle in transaction" for minutes). As SQLAlchemy does for a statement it
+    sends, the driver throws such a connection away."""
+    db = Database(postgres_url, pool_size=1, max_overflow=0)
+    canceled: list[Any] = []
+
+    async def canceled_at_begin(conn: AsyncConnection) -> None:
+        canceled.append((await conn.get_raw_connection()).driver_connection)
+        send = asyncio.ensure_future(driver.rows(conn, select(literal(1)), {}))
+        await asyncio.sleep(0)  # it runs until it waits for the BEGIN's answer
+        send.cancel()
+        await send
+
+    try:
+        with pytest.raises(asyncio.CancelledError):
+            await db.transact(canceled_at_begin)
+        assert canceled[0].is_closed()
+        await db.transact(_create_table)
+    finally:
+        await db.dispose()
+    assert await _table_seen(postgres_url)
+
+
+async def test_a_connection_left_in_a_transaction_is_not_used_again(postgres_url: str) -> None:
+    """Whatever leaves a pooled connection in a transaction (behind SQLAlchemy's back
+    here), the pool's checkout replaces it: the next transaction commits for real."""
+    db = Database(postgres_url, pool_size=1, max_overflow=0)
+
+    async def left_open(conn: AsyncConnection) -> None:
+        session: Any = (await conn.get_raw_connection()).driver_connection
+        await session.execute("BEGIN")
+
+    try:
+        await db.transact(left_open)
+        await db.transact(_create_table)
+    finally:
+        await db.dispose()
+    assert await _table_seen(postgres_url)
+
+
+async def _create_table(conn: AsyncConnection) -> None:
+    await driver.send(conn, "CREATE TABLE after_cancel (x int)", ())
+
+
+async def _table_seen(url: str) -> bool:
+    """Whether another session sees _create_table's table (its transaction committed)."""
+    other = await connect(url)
+    try:
+        return bool(await other.fetchval("SELECT to_regclass('after_cancel') IS NOT NULL"))
+    finally:
+        await other.close()

@@ -557,9 +557,18 @@ class PostgresDatabase(Database):
 
 def _replace_if_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
     """A pooled connection whose socket closed is thrown away and the checkout retried with
-    a new one (SQLAlchemy's way for DisconnectionError), without a round trip."""
-    if dbapi_connection.driver_connection.is_closed():
+    a new one (SQLAlchemy's way for DisconnectionError), without a round trip. So is one
+    the server says is still in a transaction (asyncpg reads that from the server's last
+    answer): every transaction of ours ends before its connection goes back, so one left
+    open is a bug, and a connection kept so would run every later transaction as a
+    savepoint inside it, its locks held and its writes unseen (jobtask.store.driver's
+    _discarded: the one way it was seen). Closing it rolls that transaction back."""
+    session = dbapi_connection.driver_connection
+    if session.is_closed():
         raise DisconnectionError("the server closed this connection")
+    if session.is_in_transaction():
+        log.warning("a pooled connection was still in a transaction: replaced")
+        raise DisconnectionError("the connection was left in a transaction")
 
 
 # Any constant shared by every replica: PostgreSQL advisory lock key for migrations.

@@ -14,7 +14,8 @@ the rest of SQLAlchemy's contract:
 - errors: wrapped as SQLAlchemy wraps them (DBAPIError.instance: IntegrityError,
   OperationalError..., `orig` the driver's error with its sqlstate), and a lost connection
   invalidated, so that jobtask.store.db_errors and a transaction's re-run see what they see
-  for any other statement (tests/core/test_driver_reads.py);
+  for any other statement (tests/core/test_driver_reads.py); after an exit exception (a
+  CancelledError) the connection is thrown away, as SQLAlchemy throws it away (_discarded);
 - events: before_cursor_execute and after_cursor_execute are dispatched with the statement's
   text and its positional parameters, so that whoever listens (the tests' statement counts,
   bench.holds, bench.capture) sees these statements too.
@@ -27,6 +28,7 @@ sends its statements through SQLAlchemy as before.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import Any
 
@@ -70,16 +72,38 @@ async def send(conn: AsyncConnection, sql: str, args: tuple[Any, ...]) -> list[A
     dispatch = sync.dispatch
     dispatch.before_cursor_execute(sync, None, sql, args, None, False)
     adapter: Any = (await conn.get_raw_connection()).dbapi_connection
-    async with adapter._execute_mutex:
-        try:
-            if adapter._transaction is None:
-                await adapter._start_transaction()
-            prepared, _ = await adapter._prepare(sql, _schema_asof(conn.dialect))
-            found: list[Any] = await prepared.fetch(*args)
-        except Exception as error:  # (asyncpg's, and the adapter's own)
-            raise await _wrapped(conn, adapter, error, sql, args) from error
+    try:
+        async with adapter._execute_mutex:
+            try:
+                if adapter._transaction is None:
+                    await adapter._start_transaction()
+                prepared, _ = await adapter._prepare(sql, _schema_asof(conn.dialect))
+                found: list[Any] = await prepared.fetch(*args)
+            except Exception as error:  # (asyncpg's, and the adapter's own)
+                raise await _wrapped(conn, adapter, error, sql, args) from error
+    except BaseException as error:
+        if not isinstance(error, Exception):
+            await _discarded(conn, adapter, error)
+        raise
     dispatch.after_cursor_execute(sync, None, sql, args, None, False)
     return found
+
+
+async def _discarded(conn: AsyncConnection, adapter: Any, error: BaseException) -> None:
+    """The connection thrown away after an exit exception (a CancelledError: the caller's
+    task canceled, a worker session's loop when the session ends) in the middle of a
+    statement or of the BEGIN before it, as SQLAlchemy throws away one whose statement it
+    sent (Connection._handle_dbapi_exception). A BEGIN canceled on its way leaves asyncpg
+    counting the transaction as its connection's own (failed) while the server is in it:
+    back in the pool, every later transaction on it would be a SAVEPOINT in that one, its
+    commit a RELEASE, its locks held and its writes unseen until the session died
+    (tests/core/test_driver_reads.py). The socket is closed first, at once (nothing to
+    await, so a second cancel cannot stop it: the server then rolls back), then SQLAlchemy
+    told (its record invalidated; the pool's checkout would replace a closed connection in
+    any case)."""
+    adapter._connection.terminate()
+    with contextlib.suppress(Exception):
+        await conn.invalidate(error)
 
 
 def _schema_asof(dialect: Dialect) -> float:
