@@ -72,19 +72,17 @@ async def send(conn: AsyncConnection, sql: str, args: tuple[Any, ...]) -> list[A
     dispatch = sync.dispatch
     dispatch.before_cursor_execute(sync, None, sql, args, None, False)
     adapter: Any = (await conn.get_raw_connection()).dbapi_connection
-    try:
-        async with adapter._execute_mutex:
-            try:
-                if adapter._transaction is None:
-                    await adapter._start_transaction()
-                prepared, _ = await adapter._prepare(sql, _schema_asof(conn.dialect))
-                found: list[Any] = await prepared.fetch(*args)
-            except Exception as error:  # (asyncpg's, and the adapter's own)
-                raise await _wrapped(conn, adapter, error, sql, args) from error
-    except BaseException as error:
-        if not isinstance(error, Exception):
+    async with adapter._execute_mutex:
+        try:
+            if adapter._transaction is None:
+                await adapter._start_transaction()
+            prepared, _ = await adapter._prepare(sql, _schema_asof(conn.dialect))
+            found: list[Any] = await prepared.fetch(*args)
+        except Exception as error:  # (asyncpg's, and the adapter's own)
+            raise await _wrapped(conn, adapter, error, sql, args) from error
+        except BaseException as error:  # an exit exception: a CancelledError
             await _discarded(conn, adapter, error)
-        raise
+            raise
     dispatch.after_cursor_execute(sync, None, sql, args, None, False)
     return found
 
