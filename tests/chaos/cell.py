@@ -246,6 +246,14 @@ class Cell:
             raise AssertionError(
                 f"{self.name}: jobs not done in {WITHIN}s\n{left}\n" + self.logs()
             ) from None
+        lingering = await lingering_transactions(self.url)
+        assert not lingering, (
+            f"{self.name}: every job ended, yet store sessions are still in old transactions "
+            "(a transaction its process forgot holds its locks and never commits):\n"
+            + "\n".join(lingering)
+            + "\n"
+            + self.logs()
+        )
         summaries = await self.summaries()
         ttl = dt.timedelta(seconds=self.topology.lease_ttl)
         found = await history.check(self.url, self.runlog, self.watched, summaries, ttl)
@@ -299,6 +307,31 @@ async def stuck(url: str) -> str:
         return "\n".join(lines)
     except Exception as exc:
         return f"(the cell's state could not be read: {exc!r})"
+
+
+# How old a transaction may be once every job of a cell has ended. The store's transactions
+# last milliseconds, and with the work done nothing waits on a lock; a session still in one
+# this long was forgotten by its process (a BEGIN canceled on its way left such a session
+# running every later transaction of its connection as a savepoint inside that one).
+LINGERING_SECONDS = 5.0
+_LINGERING = """SELECT pid, state, now() - xact_start AS in_transaction,
+    left(query, 160) AS query FROM pg_stat_activity
+    WHERE datname = current_database() AND pid <> pg_backend_pid()
+    AND xact_start < now() - make_interval(secs => :seconds) ORDER BY pid"""
+
+
+async def lingering_transactions(url: str, seconds: float = LINGERING_SECONDS) -> list[str]:
+    """The sessions on the cell's PostgreSQL database in a transaction begun more than
+    `seconds` ago (SQLite: none to ask about), each as text."""
+    db = Database(url)
+    try:
+        if db.is_sqlite:
+            return []
+        async with db.read() as conn:
+            rows = await conn.execute(text(_LINGERING), {"seconds": seconds})
+            return [repr(dict(row._mapping)) for row in rows]
+    finally:
+        await db.dispose()
 
 
 async def held(seconds: float) -> None:
