@@ -4,13 +4,14 @@ CPU a task sets the pace"), so a replica is the deployment's own way to give it 
 
     python -m bench.replicas [--case fanout|jobs] [--tasks N] [--rounds R] [--replicas K]
 
-Each round runs the case twice, alternated (which goes first alternates by round), on a
-fresh database each: ONE server with K worker processes, then K servers (replicas on the
-same database) with one worker process each. The workers are bench.noop_worker's, SLOTS
-slots each, as in bench.throughput. Cases: `fanout` (one job whose first task creates N
-tasks, through the first replica; bench.throughput.jobtask_fanout's shape) and `jobs` (N
-one-task jobs, submitted through the first replica before the clock starts). Prints each
-run's rate and CPU a task by role, and the median of the rounds' ratios (K servers / one).
+Each round runs the case twice, alternated (bench.versus.alternated: K servers first in
+rounds 0, 2, ...), on a fresh database each: K servers (replicas on the same database) with
+one worker process each, and ONE server with the same K worker processes. The workers are
+bench.noop_worker's, SLOTS slots each, as in bench.throughput. Cases: `fanout` (one job
+whose first task creates N tasks, through the first replica;
+bench.throughput.jobtask_fanout's shape) and `jobs` (N one-task jobs, submitted through the
+first replica before the clock starts). Prints each run's rate and CPU a task by role, and
+the median of the rounds' ratios (K servers / one).
 
 Not a target's figure: the issue's comparisons (bench.versus) run one server. On 2 cores a
 second server competes with PostgreSQL and the workers for the same two cores, and every
@@ -29,6 +30,7 @@ from typing import Any
 from bench.fleet import fleet
 from bench.stack import Stack, database, running
 from bench.throughput import BATCH_IN_FLIGHT, BATCH_JOBS, SLOTS, Meter
+from bench.versus import alternated
 
 
 @contextlib.asynccontextmanager
@@ -61,18 +63,11 @@ async def one(case: str, tasks: int, n_servers: int, n_workers: int) -> tuple[fl
 
 
 async def main(case: str, tasks: int, rounds: int, k: int) -> None:
-    ratios = []
-    for r in range(rounds):
-        order: list[tuple[str, int, int]] = [("one server", 1, k), (f"{k} servers", k, k)]
-        if r % 2:
-            order.reverse()
-        rates: dict[str, float] = {}
-        for name, n_servers, n_workers in order:
-            rate, note = await one(case, tasks, n_servers, n_workers)
-            rates[name] = rate
-            print(f"{r} {name:11} {k} workers: {rate:7,.0f} tasks/s  ({note})", flush=True)
-        ratios.append(rates[f"{k} servers"] / rates["one server"])
-        print(f"{r} ratio {ratios[-1]:.2f}x", flush=True)
+    ratios = await alternated(
+        (f"{k} servers, {k} workers", lambda: one(case, tasks, k, k)),
+        (f"one server, {k} workers", lambda: one(case, tasks, 1, k)),
+        rounds,
+    )
     shown = ", ".join(f"{x:.2f}" for x in ratios)
     print(f"{case}, {k} servers / one: rounds {shown}; median {statistics.median(ratios):.2f}x")
 

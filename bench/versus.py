@@ -53,19 +53,35 @@ def order(round_: int) -> tuple[str, str]:
     return ("jobtask", "peer") if round_ % 2 == 0 else ("peer", "jobtask")
 
 
-async def rounds(case: str, peer: str, tasks: int, count: int) -> list[float]:
-    runs = {"jobtask": CASES[case], "peer": PEERS[peer]}
-    names = {"jobtask": f"jobtask {case}", "peer": peer}
+# A side of a comparison: its label, and what runs it once (its rate and a note).
+Side = tuple[str, Callable[[], Awaitable[tuple[float, str]]]]
+
+
+async def alternated(top: Side, bottom: Side, count: int) -> list[float]:
+    """`count` rounds, each running both sides one after the other (the one run first
+    taking turns: `top` in rounds 0, 2, ...), printing each run and the round's ratio
+    top/bottom; the ratios."""
+    sides = {"jobtask": top, "peer": bottom}
+    width = max(len(top[0]), len(bottom[0]))
     ratios = []
     for round_ in range(count):
         rates = {}
         for side in order(round_):
-            rate, note = await runs[side](tasks)
+            label, run = sides[side]
+            rate, note = await run()
             rates[side] = rate
-            print(f"{round_} {names[side]:22} {rate:8,.0f} tasks/s  ({note})", flush=True)
+            print(f"{round_} {label:{width}} {rate:8,.0f} tasks/s  ({note})", flush=True)
         ratios.append(rates["jobtask"] / rates["peer"])
         print(f"{round_} ratio {ratios[-1]:.2f}x", flush=True)
     return ratios
+
+
+async def rounds(case: str, peer: str, tasks: int, count: int) -> list[float]:
+    return await alternated(
+        (f"jobtask {case}", lambda: CASES[case](tasks)),
+        (peer, lambda: PEERS[peer](tasks)),
+        count,
+    )
 
 
 def main() -> None:

@@ -283,10 +283,11 @@ class Cell:
 # every session on its database (a transaction left open holds its locks: who waits on whom).
 _LEFT = """SELECT job_uuid, uuid, status, worker_id, attempt, failed_count,
     lease_expires_at, runnable_after FROM job_tasks WHERE status <> 'completed' ORDER BY id"""
+# (Every one, or with `only` those whose transaction began before some time.)
 _SESSIONS = """SELECT pid, pg_blocking_pids(pid) AS blocked_by, state, wait_event_type,
     wait_event, now() - xact_start AS in_transaction, now() - state_change AS in_state,
     left(query, 160) AS query FROM pg_stat_activity
-    WHERE datname = current_database() AND pid <> pg_backend_pid() ORDER BY pid"""
+    WHERE datname = current_database() AND pid <> pg_backend_pid() {only} ORDER BY pid"""
 
 
 async def stuck(url: str) -> str:
@@ -300,7 +301,7 @@ async def stuck(url: str) -> str:
                 lines += [repr(tuple(row)) for row in await conn.execute(text(_LEFT))]
                 if not db.is_sqlite:
                     lines.append("--- sessions on the database")
-                    sessions = await conn.execute(text(_SESSIONS))
+                    sessions = await conn.execute(text(_SESSIONS.format(only="")))
                     lines += [repr(dict(row._mapping)) for row in sessions]
         finally:
             await db.dispose()
@@ -314,10 +315,7 @@ async def stuck(url: str) -> str:
 # this long was forgotten by its process (a BEGIN canceled on its way left such a session
 # running every later transaction of its connection as a savepoint inside that one).
 LINGERING_SECONDS = 5.0
-_LINGERING = """SELECT pid, state, now() - xact_start AS in_transaction,
-    left(query, 160) AS query FROM pg_stat_activity
-    WHERE datname = current_database() AND pid <> pg_backend_pid()
-    AND xact_start < now() - make_interval(secs => :seconds) ORDER BY pid"""
+_LINGERING = _SESSIONS.format(only="AND xact_start < now() - make_interval(secs => :seconds)")
 
 
 async def lingering_transactions(url: str, seconds: float = LINGERING_SECONDS) -> list[str]:

@@ -56,9 +56,10 @@ POOL_TIMEOUT_SECONDS = 30.0  # SQLAlchemy's default, made explicit
 # transactions last milliseconds and never wait on a client between statements, so only a
 # session its process lost hold of stays idle in one -- and it would hold its rows' locks
 # (a job's row, a node's claim turn) until its socket closed, every claim and report group
-# of that job or node, in every replica, waiting behind it. CI once saw a chaos cell
-# (pool exhaustion) stop dispatching for its last 240 s; its cause is not known, but a
-# lock no one releases would look like that, and this bounds it to a minute.
+# of that job or node, in every replica, waiting behind it; this bounds that to a minute.
+# (It cannot end a forgotten transaction whose session still sends statements: the chaos
+# pool_exhaustion stall was one, a BEGIN canceled on its way; see jobtask.store.driver's
+# _discarded and _replace_if_closed below.)
 SESSION_SETTINGS = {
     "jit": "off",
     "enable_seqscan": "off",
