@@ -9,12 +9,16 @@ import asyncio
 import contextlib
 from collections.abc import Iterator
 
+import pytest
+from jobtask.domain.errors import Unavailable
 from jobtask.manager.tokens import TokenManager, revoke_token
 from jobtask.store.database import Database
 from sqlalchemy import event
 
 from tests.auth.conftest import ALICE, BOB, Auth
+from tests.core.raw_rows import connect
 from tests.engines import engines_of
+from tests.polling import eventually
 
 
 @contextlib.contextmanager
@@ -75,3 +79,42 @@ async def test_a_revocation_refuses_the_next_call_while_lookups_are_in_flight(
     for creds in await asyncio.gather(*earlier):  # before the revocation: either answer
         assert creds is None or creds.caller.user_uuid == ALICE
     assert await manager.authenticate(token) is None
+
+
+_WAITING = (
+    "SELECT array_agg(pid) FROM pg_stat_activity"
+    " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+)
+
+
+async def test_calls_waiting_on_a_canceled_read_hear_unavailable(auth: Auth) -> None:
+    """The shared read is canceled (as the server stops) while calls wait on it: they fail
+    UNAVAILABLE, which clients retry, not CANCELLED (as if they had given up)."""
+    core = auth.core
+    if core.db.is_sqlite:
+        pytest.skip("PostgreSQL only: SQLite's reads run inline, one call's at a time")
+    manager = TokenManager(core.db, core.settings)
+    lookups = manager._lookups
+    _, alice = await auth.mint(user=ALICE)
+    _, bob = await auth.mint(user=BOB)
+    holder = await connect(core.db.url)
+    try:
+        async with holder.transaction():
+            await holder.execute("LOCK TABLE api_client_authorizations IN ACCESS EXCLUSIVE MODE")
+            first = asyncio.create_task(manager.authenticate(alice))  # reads, and waits
+            blocked = await eventually(lambda: holder.fetchval(_WAITING))
+            second = asyncio.create_task(manager.authenticate(bob))  # waits for the next read
+            await eventually(lambda: lookups._waiting)
+            # The first call leaves: the shared read of the second's token starts, and waits.
+            first.cancel()
+            await asyncio.gather(first, return_exceptions=True)
+            reader = lookups._reader
+            assert reader is not None
+            await eventually(
+                lambda: holder.fetchval(_WAITING + " AND NOT (pid = ANY($1))", blocked)
+            )
+            reader.cancel()
+            with pytest.raises(Unavailable, match="shutting down"):
+                await second
+    finally:
+        await holder.close()

@@ -7,14 +7,17 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Iterator
 
+import grpc
 import pytest
 from jobtask.domain.errors import AlreadyExists
 from jobtask.store.database import Database
 from sqlalchemy import event
 
 from tests.conftest import Cluster
-from tests.core.helpers import get_job, job_tasks
+from tests.core.helpers import create_job, get_job, job_tasks, token_md
+from tests.core.raw_rows import connect
 from tests.engines import engines_of
+from tests.polling import DEADLINE, eventually
 
 
 @contextlib.contextmanager
@@ -108,3 +111,32 @@ async def test_one_callers_submissions_together_share_their_statements(
         stored = await get_job(cluster, job.uuid)
         assert stored.script == f"s{i}.py"
         assert len(await job_tasks(cluster, job.uuid)) == 1
+
+
+async def test_a_submission_whose_group_is_canceled_fails_unavailable(cluster: Cluster) -> None:
+    """The committer is canceled (as the server stops) while a CreateJob waits on it: the
+    call fails UNAVAILABLE, which clients retry, not CANCELLED (as if it had given up)."""
+    core = cluster.services.core
+    if core.db.is_sqlite:
+        pytest.skip("PostgreSQL only: a held table keeps the group's committer running")
+    holder = await connect(core.db.url)
+    try:
+        async with holder.transaction():
+            await holder.execute("LOCK TABLE jobs IN EXCLUSIVE MODE")  # reads pass, writes wait
+            call = asyncio.ensure_future(
+                cluster.jobs.CreateJob(
+                    create_job(script="late.py"), metadata=token_md(cluster.root_token or "")
+                )
+            )
+            committer = await eventually(lambda: core.jobs._submissions._committer)
+            await eventually(
+                lambda: holder.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted")
+            )
+            committer.cancel()
+            with pytest.raises(grpc.aio.AioRpcError) as failed:
+                # (Bounded: with the committer's waiters canceled, the call never ended.)
+                await asyncio.wait_for(call, DEADLINE)
+    finally:
+        await holder.close()
+    assert failed.value.code() == grpc.StatusCode.UNAVAILABLE, failed.value
+    assert "shutting down" in (failed.value.details() or "")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import grpc
 import pytest
 from jobtask.domain.errors import NotFound
 from jobtask.domain.reports import Batch, Instruction, Report
@@ -13,6 +14,8 @@ from jobtask.v1 import task_service_pb2, watch_pb2
 
 from tests.conftest import Cluster
 from tests.core.helpers import get_job, get_task, job_status, task_status
+from tests.core.raw_rows import connect
+from tests.polling import eventually
 from tests.worker_protocol.helpers import Run, claim_many, job_with_tasks, watch_events
 
 TSP = task_service_pb2
@@ -123,3 +126,32 @@ async def test_a_failed_end_in_a_group_is_decided_by_the_completion_rule(
     stored = await get_task(cluster, a.task.uuid)
     assert stored.status == task_status(expected)
     assert stored.failed_count == (0 if success is False else 1)
+
+
+async def test_a_stream_whose_group_commit_is_canceled_fails_unavailable(cluster: Cluster) -> None:
+    """The committer is canceled (as the server stops) while a RunTask stream waits for its
+    batch: the stream ends UNAVAILABLE, which workers retry, not CANCELLED (a canceled future
+    would have said the caller gave up); the task keeps its lease."""
+    if cluster.services.core.db.is_sqlite:
+        pytest.skip("PostgreSQL only: a held job row keeps the group's committer running")
+    job_uuid = await job_with_tasks(cluster, "stop.py", 0)
+    (a,) = await claim_many(cluster, "w1", 1)
+    commits = cluster.services.core.runs.commits
+    holder = await connect(cluster.services.core.db.url)
+    try:
+        async with holder.transaction():
+            await holder.execute("SELECT 1 FROM jobs WHERE uuid = $1 FOR UPDATE", job_uuid)
+            run = Run(cluster, a)
+            await run.send(progress=1.0, success=True, exit_code=0)
+            committer = await eventually(lambda: commits._committer)
+            await eventually(
+                lambda: holder.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted")
+            )
+            committer.cancel()
+            with pytest.raises(grpc.aio.AioRpcError) as ended:
+                await run.until(lambda r: False)
+    finally:
+        await holder.close()
+    assert ended.value.code() == grpc.StatusCode.UNAVAILABLE, ended.value
+    assert "shutting down" in (ended.value.details() or "")
+    assert (await get_task(cluster, a.task.uuid)).status == task_status("active")

@@ -229,10 +229,10 @@ async def test_a_session_that_ends_fails_its_tasks_temporarily(cluster: Cluster)
 async def test_a_session_whose_report_group_was_interrupted_ends_and_its_lease_lives_on(
     cluster: Cluster,
 ) -> None:
-    """The group commit applying a session's reports is canceled under it (its waiters'
-    futures canceled: a CancelledError its loop did not ask for). The session ends
-    UNAVAILABLE rather than living on deaf to its worker, and the task's lease outlives it: a
-    new session reports on it and the task completes."""
+    """The group commit applying a session's reports is canceled under it (as when the
+    server stops: its waiters are told UNAVAILABLE). The session ends UNAVAILABLE rather than
+    living on deaf to its worker, and the task's lease outlives it: a new session reports on
+    it and the task completes."""
     if cluster.services.core.db.is_sqlite:
         pytest.skip("PostgreSQL only: a held job row keeps the group's committer running")
     job_uuid = await job_with_tasks(cluster, "noop.py", 0)

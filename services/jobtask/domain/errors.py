@@ -74,3 +74,11 @@ class Aborted(DomainError):
 
 class Unavailable(DomainError):
     """A dependency (the database) is unreachable for now; retry later."""
+
+
+def shutting_down() -> Unavailable:
+    """What the callers waiting on a task shared by several calls (a group's committer, a
+    shared read) hear when that task is canceled, which happens only as the server stops:
+    their calls fail UNAVAILABLE, which clients retry (here or on another replica), where
+    a canceled future would have ended them CANCELLED, as if they had given up."""
+    return Unavailable("the server is shutting down; try again")

@@ -17,7 +17,13 @@ from dataclasses import dataclass
 
 from jobtask.domain import scopes as scope_rules
 from jobtask.domain import tokens as token_rules
-from jobtask.domain.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+from jobtask.domain.errors import (
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+    shutting_down,
+)
 from jobtask.domain.query import ListQuery
 from jobtask.domain.uuids import TOKEN_INFIX, USER_INFIX, check_uuid, new_uuid
 from jobtask.manager.context import Caller, Settings, utcnow
@@ -104,9 +110,11 @@ class _Lookups:
                                 future.set_exception(exc)
                     continue
                 except asyncio.CancelledError:
+                    # The reader is canceled only as the server stops: its calls hear so.
                     for futures in group.values():
                         for future in futures:
-                            future.cancel()
+                            if not future.done():
+                                future.set_exception(shutting_down())
                     raise
                 for uuid, futures in group.items():
                     for future in futures:
@@ -118,7 +126,8 @@ class _Lookups:
             leftover, self._waiting = self._waiting, {}
             for futures in leftover.values():
                 for future in futures:
-                    future.cancel()
+                    if not future.done():
+                        future.set_exception(shutting_down())
 
 
 class TokenManager:

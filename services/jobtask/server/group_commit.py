@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from jobtask.domain.errors import Aborted, DomainError, Unavailable
+from jobtask.domain.errors import Aborted, DomainError, Unavailable, shutting_down
 from jobtask.manager.reports import Outcome, ReportManager, Submission
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ class GroupCommit:
             self._committer = None
             leftover, self._waiting = self._waiting, []
             for _, waiter, i in leftover:
-                waiter.set(i, Unavailable("the server is shutting down; try again"))
+                waiter.set(i, shutting_down())
 
     async def _apply(self, group: list[Waiting]) -> None:
         try:
@@ -139,8 +139,9 @@ class GroupCommit:
                 await self._apply([waiting])
             return
         except asyncio.CancelledError:
-            for _, waiter, _ in group:
-                waiter.future.cancel()
+            # The committer is canceled only as the server stops: its streams hear so.
+            for _, waiter, i in group:
+                waiter.set(i, shutting_down())
             raise
         except Exception as exc:  # a bug: each stream fails with it, as it would alone
             for _, waiter, i in group:

@@ -198,11 +198,12 @@ class Session:
             task = asyncio.current_task()
             if task is None or task.cancelling():
                 raise  # the session's own ending cancels its loops
-            # A CancelledError no one asked this loop for: a group commit whose committer was
-            # canceled cancels the futures its callers wait on. Ending the loop alone would
-            # leave the session open and deaf -- its worker's reports and heartbeats (or its
-            # claims) never answered again. The session ends instead, as when the store
-            # failed: the worker opens another, and its leases live on.
+            # A CancelledError no one asked this loop for (a future it awaited canceled by
+            # another task; the server's own shared tasks -- group commit, grouped
+            # transactions, token reads -- answer their waiters UNAVAILABLE instead). Ending
+            # the loop alone would leave the session open and deaf -- its worker's reports
+            # and heartbeats (or its claims) never answered again. The session ends instead,
+            # as when the store failed: the worker opens another, and its leases live on.
             log.warning("session of %s: a loop was interrupted; ending it", self.spec.worker_id)
             self.store_failed = True
             self.out.put_nowait(Unavailable("the server interrupted this session; open another"))

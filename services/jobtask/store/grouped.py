@@ -23,7 +23,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
-from jobtask.domain.errors import DomainError, Unavailable
+from jobtask.domain.errors import DomainError, shutting_down
 from jobtask.store.database import Database
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -67,7 +67,7 @@ class GroupedTransactions(Generic[ItemT, T]):
             leftover, self._waiting = self._waiting, []
             for _, future in leftover:
                 if not future.done():
-                    future.set_exception(Unavailable("the server is shutting down; try again"))
+                    future.set_exception(shutting_down())
 
     async def _apply(self, group: list[tuple[ItemT, asyncio.Future[T]]]) -> None:
         items = [item for item, _ in group]
@@ -85,8 +85,10 @@ class GroupedTransactions(Generic[ItemT, T]):
                 await self._apply([item])
             return
         except asyncio.CancelledError:
+            # The committer is canceled only as the server stops: its callers hear so.
             for _, future in group:
-                future.cancel()
+                if not future.done():
+                    future.set_exception(shutting_down())
             raise
         except Exception as exc:  # the store failed (or a bug): every caller hears it
             for _, future in group:
@@ -102,7 +104,8 @@ async def _settle(future: asyncio.Future[Any], work: Awaitable[list[Any]]) -> No
     try:
         (result,) = await work
     except asyncio.CancelledError:
-        future.cancel()
+        if not future.done():
+            future.set_exception(shutting_down())
         raise
     except Exception as exc:
         if not future.done():
