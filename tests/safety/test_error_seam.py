@@ -3,6 +3,7 @@ INTERNAL (gRPC) or 500 (gateway) carrying only that id, never the exception's te
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -12,7 +13,7 @@ import grpc
 import httpx
 import pytest
 from jobtask.gateway import serve_gateway
-from jobtask.server.errors import rpc
+from jobtask.server.errors import INTERRUPTED, rpc
 from jobtask.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc, watch_pb2
 
 SECRET_TEXT = "s3cret-internal-detail"
@@ -89,3 +90,75 @@ async def test_gateway_answers_500_with_the_id_and_no_text(broken: str) -> None:
     body = answer.json()
     assert re.search(r"error id [0-9a-f]+", body["errors"][0]), body
     assert body["error_token"]
+
+
+async def _canceled_by_another_task() -> None:
+    """Awaits a future that another task cancels: a CancelledError the caller's own task
+    was not asked for (a shared committer canceled under its waiters, say)."""
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_soon(future.cancel)
+    await future
+
+
+class Interrupted(job_service_pb2_grpc.JobServiceServicer):
+    """A real servicer whose methods are interrupted by a canceled future, or wait until
+    their call is canceled."""
+
+    def __init__(self) -> None:
+        self.ended = asyncio.Event()
+
+    @rpc
+    async def GetJob(self, request: Any, context: Any) -> job_pb2.Job:
+        await _canceled_by_another_task()
+        return job_pb2.Job()
+
+    @rpc
+    async def WatchJob(self, request: Any, context: Any) -> AsyncIterator[watch_pb2.WatchEvent]:
+        yield watch_pb2.WatchEvent()
+        await _canceled_by_another_task()
+
+    @rpc
+    async def ListJobs(self, request: Any, context: Any) -> job_service_pb2.ListJobsResponse:
+        try:
+            await asyncio.Event().wait()  # until the call itself is canceled
+        finally:
+            self.ended.set()
+        return job_service_pb2.ListJobsResponse()
+
+
+async def test_a_call_interrupted_by_a_task_it_did_not_cancel_answers_unavailable(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Left to grpc.aio, a CancelledError the handler's task was not asked for passes for the
+    call's own cancel, and the call is never answered. It answers UNAVAILABLE (retryable),
+    unary and streaming alike; a call its client cancels still ends as before, unlogged."""
+    caplog.set_level(logging.WARNING, logger="jobtask.server.errors")
+    servicer = Interrupted()
+    server = grpc.aio.server()
+    job_service_pb2_grpc.add_JobServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = job_service_pb2_grpc.JobServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await stub.GetJob(job_service_pb2.GetJobRequest(uuid=UUID), timeout=20)
+            assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert raised.value.details() == INTERRUPTED
+            seen = []
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                call = stub.WatchJob(job_service_pb2.WatchJobRequest(uuid=UUID), timeout=20)
+                async for event in call:
+                    seen.append(event)
+            assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert len(seen) == 1
+            assert len(caplog.records) == 2
+            # The client's own cancel (its deadline) is the call's: not translated.
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await stub.ListJobs(job_service_pb2.ListJobsRequest(), timeout=0.5)
+            assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            await asyncio.wait_for(servicer.ended.wait(), 20)
+    finally:
+        await server.stop(0.5)
+    # (Read once the server stopped: every handler has ended.)
+    assert len(caplog.records) == 2, [r.getMessage() for r in caplog.records]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
@@ -85,9 +86,30 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], name: str, exc: Ex
     await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE.format(found))
 
 
+INTERRUPTED = "the server interrupted this call; try again"
+
+
+def _not_asked_for() -> bool:
+    """Whether a CancelledError reaching a call's handler is one its task was not asked for:
+    a future it awaited, canceled by another task. (The call's own cancel -- the client
+    gone, its deadline passed, the server stopping -- cancels the handler's task.)"""
+    task = asyncio.current_task()
+    return task is not None and not task.cancelling()
+
+
+async def _interrupted(context: grpc.aio.ServicerContext[Any, Any], name: str) -> None:
+    """Ends a call whose handler was interrupted by a CancelledError it did not ask for:
+    left to grpc.aio, which takes it for the call's own cancel, the call would never be
+    answered (its client waiting until its deadline, a stream forever). UNAVAILABLE: the
+    call may be retried."""
+    log.warning("%s was interrupted by a canceled task it waited on; answering UNAVAILABLE", name)
+    await _abort(context, name, errors.Unavailable(INTERRUPTED))
+
+
 def rpc(fn: F) -> F:
     """Translates every exception a servicer method (unary or streaming) raises: domain
-    errors to their status, anything else to INTERNAL with an error id and no text."""
+    errors to their status, anything else to INTERNAL with an error id and no text, a
+    CancelledError the call did not ask for to UNAVAILABLE."""
     name = fn.__qualname__
     if inspect.isasyncgenfunction(fn):
 
@@ -98,6 +120,10 @@ def rpc(fn: F) -> F:
                     yield item
             except _PASS_THROUGH:
                 raise
+            except asyncio.CancelledError:
+                if not _not_asked_for():
+                    raise
+                await _interrupted(context, name)
             except Exception as exc:
                 await _abort(context, name, exc)
 
@@ -109,6 +135,10 @@ def rpc(fn: F) -> F:
             return await fn(self, request, context)
         except _PASS_THROUGH:
             raise
+        except asyncio.CancelledError:
+            if not _not_asked_for():
+                raise
+            await _interrupted(context, name)
         except Exception as exc:
             await _abort(context, name, exc)
 
