@@ -89,10 +89,11 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], name: str, exc: Ex
 INTERRUPTED = "the server interrupted this call; try again"
 
 
-def _not_asked_for() -> bool:
-    """Whether a CancelledError reaching a call's handler is one its task was not asked for:
-    a future it awaited, canceled by another task. (The call's own cancel -- the client
-    gone, its deadline passed, the server stopping -- cancels the handler's task.)"""
+def cancel_not_asked_for() -> bool:
+    """Whether a CancelledError the running task caught is one it was not asked for: a
+    future it awaited, canceled by another task. (A call's own cancel -- the client gone, its
+    deadline passed, the server stopping -- cancels the handler's task; a worker session's
+    ending cancels its loops' tasks.)"""
     task = asyncio.current_task()
     return task is not None and not task.cancelling()
 
@@ -121,7 +122,7 @@ def rpc(fn: F) -> F:
             except _PASS_THROUGH:
                 raise
             except asyncio.CancelledError:
-                if not _not_asked_for():
+                if not cancel_not_asked_for():
                     raise
                 await _interrupted(context, name)
             except Exception as exc:
@@ -136,7 +137,7 @@ def rpc(fn: F) -> F:
         except _PASS_THROUGH:
             raise
         except asyncio.CancelledError:
-            if not _not_asked_for():
+            if not cancel_not_asked_for():
                 raise
             await _interrupted(context, name)
         except Exception as exc:

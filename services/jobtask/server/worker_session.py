@@ -61,6 +61,7 @@ from jobtask.manager.reports import Outcome, Submission
 from jobtask.observability.logs import EVENTS, emit
 from jobtask.server.assignments import BACKOFF_SLACK, assignments_pb, worker_spec
 from jobtask.server.convert import stamp
+from jobtask.server.errors import cancel_not_asked_for
 from jobtask.server.run_task import (
     _INSTRUCTION_PB,
     COALESCE_SECONDS,
@@ -195,8 +196,7 @@ class Session:
         try:
             await work
         except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is None or task.cancelling():
+            if not cancel_not_asked_for():
                 raise  # the session's own ending cancels its loops
             # A CancelledError no one asked this loop for (a future it awaited canceled by
             # another task; the server's own shared tasks -- group commit, grouped
