@@ -16,7 +16,7 @@ from jobtask.store.database import Database
 from sqlalchemy import event
 
 from tests.auth.conftest import ALICE, BOB, Auth
-from tests.core.raw_rows import connect
+from tests.core.raw_rows import LOCK_WAITS, connect
 from tests.engines import engines_of
 from tests.polling import eventually
 
@@ -81,10 +81,7 @@ async def test_a_revocation_refuses_the_next_call_while_lookups_are_in_flight(
     assert await manager.authenticate(token) is None
 
 
-_WAITING = (
-    "SELECT array_agg(pid) FROM pg_stat_activity"
-    " WHERE wait_event_type = 'Lock' AND datname = current_database()"
-)
+_WAITING = "SELECT array_agg(pid) " + LOCK_WAITS
 
 
 async def test_calls_waiting_on_a_canceled_read_hear_unavailable(auth: Auth) -> None:

@@ -9,6 +9,11 @@ from sqlalchemy.engine import make_url
 
 JOB_UUID = "zzzzz-8i9sb-000000000000001"
 OWNER_UUID = "zzzzz-tpzed-000000000000001"
+# The sessions of the test's own database that wait for a lock (pg_locks covers the whole
+# server, whose other databases serve the suite's other process; a wait for a held row is a
+# wait for its transaction, which names no database there).
+LOCK_WAITS = "FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+WAITING = "SELECT count(*) " + LOCK_WAITS
 
 
 async def connect(url: str) -> asyncpg.Connection:

@@ -15,7 +15,7 @@ from sqlalchemy import event
 
 from tests.conftest import Cluster
 from tests.core.helpers import create_job, get_job, job_tasks, token_md
-from tests.core.raw_rows import connect
+from tests.core.raw_rows import WAITING, connect
 from tests.engines import engines_of
 from tests.polling import DEADLINE, eventually
 
@@ -129,9 +129,7 @@ async def test_a_submission_whose_group_is_canceled_fails_unavailable(cluster: C
                 )
             )
             committer = await eventually(lambda: core.jobs._submissions._committer)
-            await eventually(
-                lambda: holder.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted")
-            )
+            await eventually(lambda: holder.fetchval(WAITING))  # (its statement waits)
             committer.cancel()
             with pytest.raises(grpc.aio.AioRpcError) as failed:
                 # (Bounded: with the committer's waiters canceled, the call never ended.)
