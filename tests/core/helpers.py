@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from typing import Any
 
 from google.protobuf import struct_pb2
@@ -113,3 +115,15 @@ async def add_task(
         metadata=metadata,
     )
     return answer
+
+
+async def committer_canceled_before_it_ran(owner: Any, call: Awaitable[Any]) -> asyncio.Future[Any]:
+    """Starts `call` (a caller handing its work to `owner`'s shared committer: GroupCommit,
+    GroupedTransactions) and cancels that committer before its first step, as a stopping
+    server may; returns the call, running."""
+    waiting = asyncio.ensure_future(call)
+    await asyncio.sleep(0)  # the call hands its work in and starts a committer, not yet run
+    committer = owner._committer
+    assert committer is not None and not committer.done()
+    committer.cancel()
+    return waiting

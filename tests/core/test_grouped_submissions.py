@@ -9,12 +9,20 @@ from collections.abc import Callable, Iterator
 
 import grpc
 import pytest
-from jobtask.domain.errors import AlreadyExists
+from jobtask.domain.errors import AlreadyExists, Unavailable
 from jobtask.store.database import Database
-from sqlalchemy import event
+from jobtask.store.grouped import GroupedTransactions
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tests.conftest import Cluster
-from tests.core.helpers import create_job, get_job, job_tasks, token_md
+from tests.core.helpers import (
+    committer_canceled_before_it_ran,
+    create_job,
+    get_job,
+    job_tasks,
+    token_md,
+)
 from tests.core.raw_rows import WAITING, connect
 from tests.engines import engines_of
 from tests.polling import DEADLINE, eventually
@@ -138,3 +146,21 @@ async def test_a_submission_whose_group_is_canceled_fails_unavailable(cluster: C
         await holder.close()
     assert failed.value.code() == grpc.StatusCode.UNAVAILABLE, failed.value
     assert "shutting down" in (failed.value.details() or "")
+
+
+async def test_callers_of_a_committer_canceled_before_it_ran_are_answered(
+    cluster: Cluster,
+) -> None:
+    """A committer canceled before its first step (as the server stops) never runs its own
+    cleanup: its callers are still told UNAVAILABLE, and the next item starts another."""
+
+    async def together(conn: AsyncConnection, items: list[int]) -> list[int]:
+        await conn.execute(text("SELECT 1"))
+        return items
+
+    grouped: GroupedTransactions[int, int] = GroupedTransactions(cluster.services.core.db, together)
+    waiting = await committer_canceled_before_it_ran(grouped, grouped.run(1))
+    with pytest.raises(Unavailable, match="shutting down"):
+        await asyncio.wait_for(waiting, DEADLINE)
+    assert grouped._committer is None
+    assert await asyncio.wait_for(grouped.run(2), DEADLINE) == 2

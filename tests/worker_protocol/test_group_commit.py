@@ -6,16 +6,22 @@ import asyncio
 
 import grpc
 import pytest
-from jobtask.domain.errors import NotFound
+from jobtask.domain.errors import NotFound, Unavailable
 from jobtask.domain.reports import Batch, Instruction, Report
 from jobtask.manager.context import Caller
 from jobtask.manager.reports import Submission
 from jobtask.v1 import task_service_pb2, watch_pb2
 
 from tests.conftest import Cluster
-from tests.core.helpers import get_job, get_task, job_status, task_status
+from tests.core.helpers import (
+    committer_canceled_before_it_ran,
+    get_job,
+    get_task,
+    job_status,
+    task_status,
+)
 from tests.core.raw_rows import WAITING, connect
-from tests.polling import eventually
+from tests.polling import DEADLINE, eventually
 from tests.worker_protocol.helpers import Run, claim_many, job_with_tasks, watch_events
 
 TSP = task_service_pb2
@@ -153,3 +159,25 @@ async def test_a_stream_whose_group_commit_is_canceled_fails_unavailable(cluster
     assert ended.value.code() == grpc.StatusCode.UNAVAILABLE, ended.value
     assert "shutting down" in (ended.value.details() or "")
     assert (await get_task(cluster, a.task.uuid)).status == task_status("active")
+
+
+async def test_a_committer_canceled_before_it_ran_answers_its_streams(cluster: Cluster) -> None:
+    """A committer canceled before its first step (as the server stops) never runs its own
+    cleanup: the batch waiting on it is still told UNAVAILABLE (its stream would otherwise
+    wait forever), and the next batch starts another committer."""
+    await job_with_tasks(cluster, "early.py", 0)
+    (a,) = await claim_many(cluster, "w1", 1)
+    admin = cluster.services.core.settings.system_caller()
+
+    def ending() -> Submission:
+        batch = Batch()
+        batch.add(Report(seq=1, progress=1.0, success=True, exit_code=0))
+        return Submission(admin, a.task.uuid, a.lease.lease_id, batch)
+
+    commits = cluster.services.core.runs.commits
+    waiting = await committer_canceled_before_it_ran(commits, commits.apply(ending()))
+    with pytest.raises(Unavailable, match="shutting down"):
+        await asyncio.wait_for(waiting, DEADLINE)
+    assert commits._committer is None
+    outcome = await asyncio.wait_for(commits.apply(ending()), DEADLINE)
+    assert outcome.finished is not None and outcome.finished.status == "completed"

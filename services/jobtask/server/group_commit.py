@@ -78,7 +78,7 @@ class GroupCommit:
         waiter = _Waiter(asyncio.get_running_loop().create_future(), 1)
         self._waiting.append((item, waiter, 0))
         if self._committer is None:
-            self._committer = self._spawn(self._commit())
+            self._start()
         # A stream canceled while it waits leaves its batch in the group: the worker sent
         # it, and the stream's cleanup then finds the lease in whatever state it left.
         (result,) = await waiter.future
@@ -100,12 +100,32 @@ class GroupCommit:
                 continue
             self._waiting.append((item, waiter, i))
         if self._waiting and self._committer is None:
-            self._committer = self._spawn(self._commit())
+            self._start()
         if beats:
             done = await asyncio.gather(*(f for _, f in beats), return_exceptions=True)
             for (i, _), result in zip(beats, done, strict=True):
                 waiter.set(i, result)
         return await waiter.future
+
+    def _start(self) -> None:
+        work = self._commit()
+        committer = self._committer = self._spawn(work)
+        committer.add_done_callback(lambda task: self._ended(task, work))
+
+    def _ended(self, committer: asyncio.Task[None], work: Coroutine[Any, Any, None]) -> None:
+        if self._committer is committer:
+            # Canceled before it first ran (as the server stops): _commit never did (its
+            # coroutine, never awaited, is closed: nothing to warn of).
+            work.close()
+            self._stopped()
+
+    def _stopped(self) -> None:
+        """No committer now (the next batch starts one); the batches still waiting -- their
+        committer was canceled, as the server stops -- told so."""
+        self._committer = None
+        leftover, self._waiting = self._waiting, []
+        for _, waiter, i in leftover:
+            waiter.set(i, shutting_down())
 
     async def _commit(self) -> None:
         try:
@@ -114,10 +134,7 @@ class GroupCommit:
                 del self._waiting[:MAX_GROUP]
                 await self._apply(group)
         finally:
-            self._committer = None
-            leftover, self._waiting = self._waiting, []
-            for _, waiter, i in leftover:
-                waiter.set(i, shutting_down())
+            self._stopped()
 
     async def _apply(self, group: list[Waiting]) -> None:
         try:

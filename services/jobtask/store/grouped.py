@@ -53,7 +53,8 @@ class GroupedTransactions(Generic[ItemT, T]):
         self._waiting.append((item, future))
         if self._committer is None:
             # A task of its own: the group commits even if the caller that started it leaves.
-            self._committer = asyncio.create_task(self._commit())
+            committer = self._committer = asyncio.create_task(self._commit())
+            committer.add_done_callback(self._ended)
         return await future
 
     async def _commit(self) -> None:
@@ -63,11 +64,21 @@ class GroupedTransactions(Generic[ItemT, T]):
                 del self._waiting[:MAX_GROUP]
                 await self._apply(group)
         finally:
-            self._committer = None
-            leftover, self._waiting = self._waiting, []
-            for _, future in leftover:
-                if not future.done():
-                    future.set_exception(shutting_down())
+            self._stopped()
+
+    def _ended(self, committer: asyncio.Task[None]) -> None:
+        if self._committer is committer:
+            # Canceled before it first ran (as the server stops): _commit never did.
+            self._stopped()
+
+    def _stopped(self) -> None:
+        """No committer now (the next item starts one); the items still waiting -- their
+        committer was canceled, as the server stops -- told so."""
+        self._committer = None
+        leftover, self._waiting = self._waiting, []
+        for _, future in leftover:
+            if not future.done():
+                future.set_exception(shutting_down())
 
     async def _apply(self, group: list[tuple[ItemT, asyncio.Future[T]]]) -> None:
         items = [item for item, _ in group]
