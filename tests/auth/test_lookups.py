@@ -18,7 +18,7 @@ from sqlalchemy import event
 from tests.auth.conftest import ALICE, BOB, Auth
 from tests.core.raw_rows import LOCK_WAITS, connect
 from tests.engines import engines_of
-from tests.polling import eventually
+from tests.polling import DEADLINE, eventually
 
 
 @contextlib.contextmanager
@@ -84,17 +84,23 @@ async def test_a_revocation_refuses_the_next_call_while_lookups_are_in_flight(
 _WAITING = "SELECT array_agg(pid) " + LOCK_WAITS
 
 
-async def test_calls_waiting_on_a_canceled_read_hear_unavailable(auth: Auth) -> None:
-    """The shared read is canceled (as the server stops) while calls wait on it: they fail
-    UNAVAILABLE, which clients retry, not CANCELLED (as if they had given up)."""
+async def _two_callers(auth: Auth) -> tuple[TokenManager, str, str]:
+    """A token manager of its own, and Alice's and Bob's tokens (PostgreSQL only: there a
+    call arriving while another's read is in flight waits for the next, shared read)."""
     core = auth.core
     if core.db.is_sqlite:
         pytest.skip("PostgreSQL only: SQLite's reads run inline, one call's at a time")
-    manager = TokenManager(core.db, core.settings)
-    lookups = manager._lookups
     _, alice = await auth.mint(user=ALICE)
     _, bob = await auth.mint(user=BOB)
-    holder = await connect(core.db.url)
+    return TokenManager(core.db, core.settings), alice, bob
+
+
+async def test_calls_waiting_on_a_canceled_read_hear_unavailable(auth: Auth) -> None:
+    """The shared read is canceled (as the server stops) while calls wait on it: they fail
+    UNAVAILABLE, which clients retry, not CANCELLED (as if they had given up)."""
+    manager, alice, bob = await _two_callers(auth)
+    lookups = manager._lookups
+    holder = await connect(auth.core.db.url)
     try:
         async with holder.transaction():
             await holder.execute("LOCK TABLE api_client_authorizations IN ACCESS EXCLUSIVE MODE")
@@ -115,3 +121,27 @@ async def test_calls_waiting_on_a_canceled_read_hear_unavailable(auth: Auth) -> 
                 await second
     finally:
         await holder.close()
+
+
+async def test_calls_waiting_on_a_read_canceled_before_it_ran_are_answered(auth: Auth) -> None:
+    """The shared read canceled before its first step (as the server stops) never runs its
+    own cleanup: the calls waiting on it are still told UNAVAILABLE, and the next call reads
+    its own token (before, every later call waited forever)."""
+    manager, alice, bob = await _two_callers(auth)
+    lookups = manager._lookups
+
+    async def first_then_cancel_the_reader() -> None:
+        await manager.authenticate(alice)
+        # Its read done, it started the shared read of the second call's token: canceled
+        # here, in the same step, before that read first ran.
+        reader = lookups._reader
+        assert reader is not None and not reader.done()
+        reader.cancel()
+
+    first = asyncio.create_task(first_then_cancel_the_reader())
+    second = asyncio.create_task(manager.authenticate(bob))  # waits for the shared read
+    await first
+    with pytest.raises(Unavailable, match="shutting down"):
+        await asyncio.wait_for(second, DEADLINE)
+    creds = await asyncio.wait_for(manager.authenticate(bob), DEADLINE)
+    assert creds is not None and creds.caller.user_uuid == BOB

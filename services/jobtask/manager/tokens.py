@@ -91,7 +91,8 @@ class _Lookups:
                 self._busy = False
                 if self._waiting:
                     self._busy = True
-                    self._reader = asyncio.create_task(self._read_waiting())
+                    reader = self._reader = asyncio.create_task(self._read_waiting())
+                    reader.add_done_callback(self._ended)
         future: asyncio.Future[StoredToken | None] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(uuid, []).append(future)
         return await future
@@ -121,13 +122,23 @@ class _Lookups:
                         if not future.done():
                             future.set_result(found.get(uuid))
         finally:
-            self._busy = False
-            self._reader = None
-            leftover, self._waiting = self._waiting, {}
-            for futures in leftover.values():
-                for future in futures:
-                    if not future.done():
-                        future.set_exception(shutting_down())
+            self._stopped()
+
+    def _ended(self, reader: asyncio.Task[None]) -> None:
+        if self._reader is reader:
+            # Canceled before it first ran (as the server stops): _read_waiting never did.
+            self._stopped()
+
+    def _stopped(self) -> None:
+        """No shared read now (the next call reads its own); the calls still waiting --
+        their reader was canceled, as the server stops -- told so."""
+        self._busy = False
+        self._reader = None
+        leftover, self._waiting = self._waiting, {}
+        for futures in leftover.values():
+            for future in futures:
+                if not future.done():
+                    future.set_exception(shutting_down())
 
 
 class TokenManager:
