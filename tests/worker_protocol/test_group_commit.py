@@ -28,6 +28,13 @@ TSP = task_service_pb2
 CHANGED = watch_pb2.WATCH_EVENT_TYPE_TASK_CHANGED
 
 
+def ending(assignment: TSP.TaskAssignment, caller: Caller) -> Submission:
+    """A batch that reports the whole task: done, successful, exit 0."""
+    batch = Batch()
+    batch.add(Report(seq=1, progress=1.0, success=True, exit_code=0))
+    return Submission(caller, assignment.task.uuid, assignment.lease.lease_id, batch)
+
+
 async def _finish(cluster: Cluster, a: TSP.TaskAssignment, lease_id: str | None = None):  # type: ignore[no-untyped-def]
     """One stream whose only message reports the whole task: done, successful, exit 0."""
     if lease_id is not None:
@@ -91,12 +98,6 @@ async def test_a_refused_batch_fails_alone_and_the_rest_of_its_group_commits(
     a, b, c = await claim_many(cluster, "w1", 3)
     admin = cluster.services.core.settings.system_caller()
     stranger = Caller(user_uuid="zzzzz-tpzed-000000000000042")
-
-    def ending(assignment: TSP.TaskAssignment, caller: Caller) -> Submission:
-        batch = Batch()
-        batch.add(Report(seq=1, progress=1.0, success=True, exit_code=0))
-        return Submission(caller, assignment.task.uuid, assignment.lease.lease_id, batch)
-
     commits = cluster.services.core.runs.commits
     # Handed in together, before the committer first runs: one group.
     outcomes = await asyncio.gather(
@@ -168,16 +169,10 @@ async def test_a_committer_canceled_before_it_ran_answers_its_streams(cluster: C
     await job_with_tasks(cluster, "early.py", 0)
     (a,) = await claim_many(cluster, "w1", 1)
     admin = cluster.services.core.settings.system_caller()
-
-    def ending() -> Submission:
-        batch = Batch()
-        batch.add(Report(seq=1, progress=1.0, success=True, exit_code=0))
-        return Submission(admin, a.task.uuid, a.lease.lease_id, batch)
-
     commits = cluster.services.core.runs.commits
-    waiting = await committer_canceled_before_it_ran(commits, commits.apply(ending()))
+    waiting = await committer_canceled_before_it_ran(commits, commits.apply(ending(a, admin)))
     with pytest.raises(Unavailable, match="shutting down"):
         await asyncio.wait_for(waiting, DEADLINE)
     assert commits._committer is None
-    outcome = await asyncio.wait_for(commits.apply(ending()), DEADLINE)
+    outcome = await asyncio.wait_for(commits.apply(ending(a, admin)), DEADLINE)
     assert outcome.finished is not None and outcome.finished.status == "completed"
