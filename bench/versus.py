@@ -48,11 +48,6 @@ PEERS: dict[str, Run] = {
 }
 
 
-def order(round_: int) -> tuple[str, str]:
-    """Which side runs first in a round: they take turns."""
-    return ("jobtask", "peer") if round_ % 2 == 0 else ("peer", "jobtask")
-
-
 # A side of a comparison: its label, and what runs it once (its rate and a note).
 Side = tuple[str, Callable[[], Awaitable[tuple[float, str]]]]
 
@@ -61,17 +56,15 @@ async def alternated(top: Side, bottom: Side, count: int) -> list[float]:
     """`count` rounds, each running both sides one after the other (the one run first
     taking turns: `top` in rounds 0, 2, ...), printing each run and the round's ratio
     top/bottom; the ratios."""
-    sides = {"jobtask": top, "peer": bottom}
     width = max(len(top[0]), len(bottom[0]))
     ratios = []
     for round_ in range(count):
         rates = {}
-        for side in order(round_):
-            label, run = sides[side]
+        for label, run in (top, bottom) if round_ % 2 == 0 else (bottom, top):
             rate, note = await run()
-            rates[side] = rate
+            rates[label] = rate
             print(f"{round_} {label:{width}} {rate:8,.0f} tasks/s  ({note})", flush=True)
-        ratios.append(rates["jobtask"] / rates["peer"])
+        ratios.append(rates[top[0]] / rates[bottom[0]])
         print(f"{round_} ratio {ratios[-1]:.2f}x", flush=True)
     return ratios
 
