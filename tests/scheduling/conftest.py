@@ -21,9 +21,9 @@ def options() -> dict[str, Any]:
 
 @pytest.fixture
 async def live(database_url: str, options: dict[str, Any]) -> AsyncIterator[Cluster]:
-    async with running_cluster(
-        database_url, lease_ttl=LEASE_TTL, root_token=ROOT_TOKEN, **options
-    ) as c:
+    # (A test may give its own lease_ttl among its options.)
+    settings = {"lease_ttl": LEASE_TTL, **options}
+    async with running_cluster(database_url, root_token=ROOT_TOKEN, **settings) as c:
         yield c
 
 

@@ -64,7 +64,10 @@ async def test_soft_failures_wait_an_exponential_bounded_jittered_backoff(
     assert task.failure_reason.rule == job_pb2.FAILURE_RULE_RETRY_LIMIT
 
 
-@pytest.mark.parametrize("options", [{"retry_backoff_base": 1.0}])
+# A lease longer than the suite's 1.5 s: the test holds it between its claim and its report
+# without heartbeats, and a loaded CI machine once took longer (the report then found it
+# expired).
+@pytest.mark.parametrize("options", [{"retry_backoff_base": 1.0, "lease_ttl": 30.0}])
 async def test_a_waiting_claim_wakes_when_the_backoff_ends(
     live: Cluster, options: dict[str, Any]
 ) -> None:
