@@ -111,7 +111,7 @@ async def test_calls_waiting_on_a_canceled_read_hear_unavailable(auth: Auth) -> 
             # The first call leaves: the shared read of the second's token starts, and waits.
             first.cancel()
             await asyncio.gather(first, return_exceptions=True)
-            reader = lookups._reader
+            reader = lookups.running
             assert reader is not None
             await eventually(
                 lambda: holder.fetchval(_WAITING + " AND NOT (pid = ANY($1))", blocked)
@@ -134,7 +134,7 @@ async def test_calls_waiting_on_a_read_canceled_before_it_ran_are_answered(auth:
         await manager.authenticate(alice)
         # Its read done, it started the shared read of the second call's token: canceled
         # here, in the same step, before that read first ran.
-        reader = lookups._reader
+        reader = lookups.running
         assert reader is not None and not reader.done()
         reader.cancel()
 

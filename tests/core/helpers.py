@@ -123,7 +123,7 @@ async def committer_canceled_before_it_ran(owner: Any, call: Awaitable[Any]) -> 
     server may; returns the call, running."""
     waiting = asyncio.ensure_future(call)
     await asyncio.sleep(0)  # the call hands its work in and starts a committer, not yet run
-    committer = owner._committer
+    committer = owner.running
     assert committer is not None and not committer.done()
     committer.cancel()
     return waiting

@@ -136,7 +136,7 @@ async def test_a_submission_whose_group_is_canceled_fails_unavailable(cluster: C
                     create_job(script="late.py"), metadata=token_md(cluster.root_token or "")
                 )
             )
-            committer = await eventually(lambda: core.jobs._submissions._committer)
+            committer = await eventually(lambda: core.jobs._submissions.running)
             await eventually(lambda: holder.fetchval(WAITING))  # (its statement waits)
             committer.cancel()
             with pytest.raises(grpc.aio.AioRpcError) as failed:
@@ -162,5 +162,5 @@ async def test_callers_of_a_committer_canceled_before_it_ran_are_answered(
     waiting = await committer_canceled_before_it_ran(grouped, grouped.run(1))
     with pytest.raises(Unavailable, match="shutting down"):
         await asyncio.wait_for(waiting, DEADLINE)
-    assert grouped._committer is None
+    assert grouped.running is None
     assert await asyncio.wait_for(grouped.run(2), DEADLINE) == 2

@@ -150,7 +150,7 @@ async def test_a_stream_whose_group_commit_is_canceled_fails_unavailable(cluster
             await holder.execute("SELECT 1 FROM jobs WHERE uuid = $1 FOR UPDATE", job_uuid)
             run = Run(cluster, a)
             await run.send(progress=1.0, success=True, exit_code=0)
-            committer = await eventually(lambda: commits._committer)
+            committer = await eventually(lambda: commits.running)
             await eventually(lambda: holder.fetchval(WAITING))  # (its statement waits)
             committer.cancel()
             with pytest.raises(grpc.aio.AioRpcError) as ended:
@@ -173,6 +173,6 @@ async def test_a_committer_canceled_before_it_ran_answers_its_streams(cluster: C
     waiting = await committer_canceled_before_it_ran(commits, commits.apply(ending(a, admin)))
     with pytest.raises(Unavailable, match="shutting down"):
         await asyncio.wait_for(waiting, DEADLINE)
-    assert commits._committer is None
+    assert commits.running is None
     outcome = await asyncio.wait_for(commits.apply(ending(a, admin)), DEADLINE)
     assert outcome.finished is not None and outcome.finished.status == "completed"

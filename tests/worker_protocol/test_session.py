@@ -247,7 +247,7 @@ async def test_a_session_whose_report_group_was_interrupted_ends_and_its_lease_l
         async with holder.transaction():
             await holder.execute("SELECT 1 FROM jobs WHERE uuid = $1 FOR UPDATE", job_uuid)
             await session.send(reports=[done(a)])
-            committer = await eventually(lambda: commits._committer)
+            committer = await eventually(lambda: commits.running)
             # Canceled once the group waits for the held row (its statement in the database,
             # its waiters' futures pending): the cancel interrupts that wait (asyncpg sends
             # the server a cancel request) and the session ends while the row is still held.

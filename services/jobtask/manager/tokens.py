@@ -30,6 +30,7 @@ from jobtask.manager.context import Caller, Settings, utcnow
 from jobtask.store import tokens as token_store
 from jobtask.store import users
 from jobtask.store.database import Database
+from jobtask.store.grouped import Drainer
 from jobtask.store.rows import TokenRow
 from jobtask.store.tokens import StoredToken
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -66,7 +67,7 @@ def _usable(record: TokenRow, now: dt.datetime) -> bool:
     return record.revoked_at is None and (expires is None or expires > now)
 
 
-class _Lookups:
+class _Lookups(Drainer):
     """Token records by uuid for concurrent calls, read together: a call that arrives while
     a lookup is in flight waits for the next one, which reads the records of every call
     waiting by then in one statement (each uuid once: most calls present the same few
@@ -76,10 +77,11 @@ class _Lookups:
     SQLite, whose statements run inline: nothing arrives while one runs) reads its own."""
 
     def __init__(self, db: Database) -> None:
+        super().__init__()
         self.db = db
+        # A read is in flight: the lone call's own, or the drainer's.
         self._busy = False
         self._waiting: dict[str, list[asyncio.Future[StoredToken | None]]] = {}
-        self._reader: asyncio.Task[None] | None = None
 
     async def get(self, uuid: str) -> StoredToken | None:
         if not self._busy:
@@ -91,54 +93,41 @@ class _Lookups:
                 self._busy = False
                 if self._waiting:
                     self._busy = True
-                    reader = self._reader = asyncio.create_task(self._read_waiting())
-                    reader.add_done_callback(self._ended)
+                    self._start()
         future: asyncio.Future[StoredToken | None] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(uuid, []).append(future)
         return await future
 
-    async def _read_waiting(self) -> None:
-        try:
-            while self._waiting:
-                group, self._waiting = self._waiting, {}
-                try:
-                    async with self.db.read() as conn:
-                        found = await token_store.tokens_by_uuids(conn, group)
-                except Exception as exc:  # the store failed: every call in the group hears it
-                    for futures in group.values():
-                        for future in futures:
-                            if not future.done():
-                                future.set_exception(exc)
-                    continue
-                except asyncio.CancelledError:
-                    # The reader is canceled only as the server stops: its calls hear so.
-                    for futures in group.values():
-                        for future in futures:
-                            if not future.done():
-                                future.set_exception(shutting_down())
-                    raise
-                for uuid, futures in group.items():
-                    for future in futures:
-                        if not future.done():
-                            future.set_result(found.get(uuid))
-        finally:
-            self._stopped()
+    async def _drain(self) -> None:
+        while self._waiting:
+            group, self._waiting = self._waiting, {}
+            try:
+                async with self.db.read() as conn:
+                    found = await token_store.tokens_by_uuids(conn, group)
+            except Exception as exc:  # the store failed: every call in the group hears it
+                _answer(group, exc)
+                continue
+            except asyncio.CancelledError:
+                # The reader is canceled only as the server stops: its calls hear so.
+                _answer(group, shutting_down())
+                raise
+            for uuid, futures in group.items():
+                for future in futures:
+                    if not future.done():
+                        future.set_result(found.get(uuid))
 
-    def _ended(self, reader: asyncio.Task[None]) -> None:
-        if self._reader is reader:
-            # Canceled before it first ran (as the server stops): _read_waiting never did.
-            self._stopped()
-
-    def _stopped(self) -> None:
-        """No shared read now (the next call reads its own); the calls still waiting --
-        their reader was canceled, as the server stops -- told so."""
+    def _abandon(self, error: Exception) -> None:
+        """No shared read now (the next call reads its own)."""
         self._busy = False
-        self._reader = None
         leftover, self._waiting = self._waiting, {}
-        for futures in leftover.values():
-            for future in futures:
-                if not future.done():
-                    future.set_exception(shutting_down())
+        _answer(leftover, error)
+
+
+def _answer(waiting: dict[str, list[asyncio.Future[StoredToken | None]]], error: Exception) -> None:
+    for futures in waiting.values():
+        for future in futures:
+            if not future.done():
+                future.set_exception(error)
 
 
 class TokenManager:

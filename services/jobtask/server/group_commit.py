@@ -20,6 +20,7 @@ from typing import Any
 
 from jobtask.domain.errors import Aborted, DomainError, Unavailable, shutting_down
 from jobtask.manager.reports import Outcome, ReportManager, Submission
+from jobtask.store.grouped import Drainer
 
 log = logging.getLogger(__name__)
 
@@ -52,22 +53,22 @@ Waiting = tuple[Submission, _Waiter, int]
 _UNSET: Any = object()
 
 
-class GroupCommit:
+class GroupCommit(Drainer):
     def __init__(
         self,
         reports: ReportManager,
         spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]],
     ) -> None:
+        # `spawn` runs the committer to its end even if the stream that started it is
+        # canceled.
+        super().__init__(spawn)
         self.reports = reports
-        # Runs the committer to its end even if the stream that started it is canceled.
-        self._spawn = spawn
         self._waiting: list[Waiting] = []
-        self._committer: asyncio.Task[None] | None = None
 
     @property
     def committing(self) -> bool:
         """A group is being applied (or waits to be)."""
-        return self._committer is not None
+        return self._drainer is not None
 
     async def apply(self, item: Submission) -> Outcome:
         """Applies one stream's batch (in a group, if others are waiting) once durable."""
@@ -77,7 +78,7 @@ class GroupCommit:
             )
         waiter = _Waiter(asyncio.get_running_loop().create_future(), 1)
         self._waiting.append((item, waiter, 0))
-        if self._committer is None:
+        if self._drainer is None:
             self._start()
         # A stream canceled while it waits leaves its batch in the group: the worker sent
         # it, and the stream's cleanup then finds the lease in whatever state it left.
@@ -99,7 +100,7 @@ class GroupCommit:
                 beats.append((i, asyncio.ensure_future(beat)))
                 continue
             self._waiting.append((item, waiter, i))
-        if self._waiting and self._committer is None:
+        if self._waiting and self._drainer is None:
             self._start()
         if beats:
             done = await asyncio.gather(*(f for _, f in beats), return_exceptions=True)
@@ -107,34 +108,16 @@ class GroupCommit:
                 waiter.set(i, result)
         return await waiter.future
 
-    def _start(self) -> None:
-        work = self._commit()
-        committer = self._committer = self._spawn(work)
-        committer.add_done_callback(lambda task: self._ended(task, work))
+    async def _drain(self) -> None:
+        while self._waiting:
+            group = self._waiting[:MAX_GROUP]
+            del self._waiting[:MAX_GROUP]
+            await self._apply(group)
 
-    def _ended(self, committer: asyncio.Task[None], work: Coroutine[Any, Any, None]) -> None:
-        if self._committer is committer:
-            # Canceled before it first ran (as the server stops): _commit never did (its
-            # coroutine, never awaited, is closed: nothing to warn of).
-            work.close()
-            self._stopped()
-
-    def _stopped(self) -> None:
-        """No committer now (the next batch starts one); the batches still waiting -- their
-        committer was canceled, as the server stops -- told so."""
-        self._committer = None
+    def _abandon(self, error: Exception) -> None:
         leftover, self._waiting = self._waiting, []
         for _, waiter, i in leftover:
-            waiter.set(i, shutting_down())
-
-    async def _commit(self) -> None:
-        try:
-            while self._waiting:
-                group = self._waiting[:MAX_GROUP]
-                del self._waiting[:MAX_GROUP]
-                await self._apply(group)
-        finally:
-            self._stopped()
+            waiter.set(i, error)
 
     async def _apply(self, group: list[Waiting]) -> None:
         try:

@@ -15,19 +15,24 @@ transaction): a group's later items see what its earlier ones wrote, as a later 
 would. If `together` raises a DomainError (a caller's own error: a conflict, a refusal), the
 group is rolled back and each item is applied again alone, so the error reaches only its own
 caller -- what one transaction each would have done.
+
+`Drainer` is the part every such group shares (GroupedTransactions here, the report groups'
+jobtask.server.group_commit.GroupCommit, the token reads' jobtask.manager.tokens): one task
+at a time serving what its callers left waiting, and what they hear when that task ends
+before serving them.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
 from jobtask.domain.errors import DomainError, shutting_down
 from jobtask.store.database import Database
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-__all__ = ["GroupedTransactions"]
+__all__ = ["Drainer", "GroupedTransactions"]
 
 ItemT = TypeVar("ItemT")
 T = TypeVar("T")
@@ -35,50 +40,91 @@ T = TypeVar("T")
 MAX_GROUP = 64
 
 
-class GroupedTransactions(Generic[ItemT, T]):
+class Drainer:
+    """One task at a time (the drainer) serving what callers left waiting: a caller leaves
+    its item where the subclass keeps them, then calls `_start()` unless `running`. The
+    drainer runs `_drain()`, which serves items until none waits. However it ends -- done,
+    failed, or canceled (as the server stops), even before its first step -- `_abandon`
+    runs once after it: there is no drainer then (the next caller starts one), and whatever
+    still waits hears `shutting_down()`, never a canceled future (which would end its call
+    CANCELLED, as if its client had given up) nor silence (which would hang it)."""
+
+    def __init__(
+        self, spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]] | None = None
+    ) -> None:
+        """`spawn` makes the drainer's task (asyncio.create_task unless given: a caller
+        that leaves must not take the drainer with it)."""
+        self._spawn = spawn or asyncio.create_task
+        self._drainer: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> asyncio.Task[None] | None:
+        """The drainer serving (or about to serve) the items waiting, if any."""
+        return self._drainer
+
+    def _start(self) -> None:
+        work = self._run()
+        drainer = self._drainer = self._spawn(work)
+        drainer.add_done_callback(lambda task: self._ended(task, work))
+
+    async def _run(self) -> None:
+        try:
+            await self._drain()
+        finally:
+            self._stopped()
+
+    def _ended(self, drainer: asyncio.Task[None], work: Coroutine[Any, Any, None]) -> None:
+        if self._drainer is drainer:
+            # Canceled before its first step: _run never ran, so its `finally` did not (its
+            # coroutine, never awaited, is closed: nothing to warn of).
+            work.close()
+            self._stopped()
+
+    def _stopped(self) -> None:
+        self._drainer = None
+        self._abandon(shutting_down())
+
+    async def _drain(self) -> None:
+        """Serves the waiting items until none is left."""
+        raise NotImplementedError
+
+    def _abandon(self, error: Exception) -> None:
+        """No drainer now: every item still waiting hears `error`, and what the subclass
+        keeps of a drain in progress is reset."""
+        raise NotImplementedError
+
+
+class GroupedTransactions(Drainer, Generic[ItemT, T]):
     def __init__(
         self,
         db: Database,
         together: Callable[[AsyncConnection, list[ItemT]], Awaitable[list[T]]],
     ) -> None:
         """`together(conn, items)` applies items in order and answers each one's result."""
+        super().__init__()
         self.db = db
         self._together = together
         self._waiting: list[tuple[ItemT, asyncio.Future[T]]] = []
-        self._committer: asyncio.Task[None] | None = None
 
     async def run(self, item: ItemT) -> T:
         """The item's result once its transaction (shared or not) committed."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
-        if self._committer is None:
-            # A task of its own: the group commits even if the caller that started it leaves.
-            committer = self._committer = asyncio.create_task(self._commit())
-            committer.add_done_callback(self._ended)
+        if self._drainer is None:
+            self._start()
         return await future
 
-    async def _commit(self) -> None:
-        try:
-            while self._waiting:
-                group = self._waiting[:MAX_GROUP]
-                del self._waiting[:MAX_GROUP]
-                await self._apply(group)
-        finally:
-            self._stopped()
+    async def _drain(self) -> None:
+        while self._waiting:
+            group = self._waiting[:MAX_GROUP]
+            del self._waiting[:MAX_GROUP]
+            await self._apply(group)
 
-    def _ended(self, committer: asyncio.Task[None]) -> None:
-        if self._committer is committer:
-            # Canceled before it first ran (as the server stops): _commit never did.
-            self._stopped()
-
-    def _stopped(self) -> None:
-        """No committer now (the next item starts one); the items still waiting -- their
-        committer was canceled, as the server stops -- told so."""
-        self._committer = None
+    def _abandon(self, error: Exception) -> None:
         leftover, self._waiting = self._waiting, []
         for _, future in leftover:
             if not future.done():
-                future.set_exception(shutting_down())
+                future.set_exception(error)
 
     async def _apply(self, group: list[tuple[ItemT, asyncio.Future[T]]]) -> None:
         items = [item for item, _ in group]
