@@ -20,7 +20,7 @@ from typing import Any
 
 from jobtask.domain.errors import Aborted, DomainError, Unavailable, shutting_down
 from jobtask.manager.reports import Outcome, ReportManager, Submission
-from jobtask.store.grouped import Drainer
+from jobtask.store.grouped import GroupDrainer
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ Waiting = tuple[Submission, _Waiter, int]
 _UNSET: Any = object()
 
 
-class GroupCommit(Drainer):
+class GroupCommit(GroupDrainer[Waiting]):
     def __init__(
         self,
         reports: ReportManager,
@@ -61,9 +61,8 @@ class GroupCommit(Drainer):
     ) -> None:
         # `spawn` runs the committer to its end even if the stream that started it is
         # canceled.
-        super().__init__(spawn)
+        super().__init__(MAX_GROUP, spawn)
         self.reports = reports
-        self._waiting: list[Waiting] = []
 
     @property
     def committing(self) -> bool:
@@ -108,16 +107,9 @@ class GroupCommit(Drainer):
                 waiter.set(i, result)
         return await waiter.future
 
-    async def _drain(self) -> None:
-        while self._waiting:
-            group = self._waiting[:MAX_GROUP]
-            del self._waiting[:MAX_GROUP]
-            await self._apply(group)
-
-    def _abandon(self, error: Exception) -> None:
-        leftover, self._waiting = self._waiting, []
-        for _, waiter, i in leftover:
-            waiter.set(i, error)
+    def _tell(self, waiting: Waiting, error: Exception) -> None:
+        _, waiter, i = waiting
+        waiter.set(i, error)
 
     async def _apply(self, group: list[Waiting]) -> None:
         try:

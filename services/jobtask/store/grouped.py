@@ -32,9 +32,10 @@ from jobtask.domain.errors import DomainError, shutting_down
 from jobtask.store.database import Database
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-__all__ = ["Drainer", "GroupedTransactions"]
+__all__ = ["Drainer", "GroupDrainer", "GroupedTransactions"]
 
 ItemT = TypeVar("ItemT")
+W = TypeVar("W")  # a waiting item, as a GroupDrainer keeps it
 T = TypeVar("T")
 # Items per transaction: bounds how long one commit holds its locks.
 MAX_GROUP = 64
@@ -94,17 +95,49 @@ class Drainer:
         raise NotImplementedError
 
 
-class GroupedTransactions(Drainer, Generic[ItemT, T]):
+class GroupDrainer(Drainer, Generic[W]):
+    """A Drainer whose waiting items are a list, in arrival order, served `group_size` at a
+    time by `_apply`."""
+
+    def __init__(
+        self,
+        group_size: int,
+        spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]] | None = None,
+    ) -> None:
+        super().__init__(spawn)
+        self._group_size = group_size
+        self._waiting: list[W] = []
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            group = self._waiting[: self._group_size]
+            del self._waiting[: self._group_size]
+            await self._apply(group)
+
+    def _abandon(self, error: Exception) -> None:
+        leftover, self._waiting = self._waiting, []
+        for waiting in leftover:
+            self._tell(waiting, error)
+
+    async def _apply(self, group: list[W]) -> None:
+        """Serves a group: every one of its items hears its result or its error."""
+        raise NotImplementedError
+
+    def _tell(self, waiting: W, error: Exception) -> None:
+        """A waiting item hears `error` (unless it heard something already)."""
+        raise NotImplementedError
+
+
+class GroupedTransactions(GroupDrainer[tuple[ItemT, asyncio.Future[T]]], Generic[ItemT, T]):
     def __init__(
         self,
         db: Database,
         together: Callable[[AsyncConnection, list[ItemT]], Awaitable[list[T]]],
     ) -> None:
         """`together(conn, items)` applies items in order and answers each one's result."""
-        super().__init__()
+        super().__init__(MAX_GROUP)
         self.db = db
         self._together = together
-        self._waiting: list[tuple[ItemT, asyncio.Future[T]]] = []
 
     async def run(self, item: ItemT) -> T:
         """The item's result once its transaction (shared or not) committed."""
@@ -114,17 +147,10 @@ class GroupedTransactions(Drainer, Generic[ItemT, T]):
             self._start()
         return await future
 
-    async def _drain(self) -> None:
-        while self._waiting:
-            group = self._waiting[:MAX_GROUP]
-            del self._waiting[:MAX_GROUP]
-            await self._apply(group)
-
-    def _abandon(self, error: Exception) -> None:
-        leftover, self._waiting = self._waiting, []
-        for _, future in leftover:
-            if not future.done():
-                future.set_exception(error)
+    def _tell(self, waiting: tuple[ItemT, asyncio.Future[T]], error: Exception) -> None:
+        _, future = waiting
+        if not future.done():
+            future.set_exception(error)
 
     async def _apply(self, group: list[tuple[ItemT, asyncio.Future[T]]]) -> None:
         items = [item for item, _ in group]
