@@ -5,9 +5,11 @@ script, the attempts in a task's log, and streams that say when the server is go
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from jobtask.sdk import AsyncClient
@@ -183,3 +185,36 @@ async def test_the_readme_tutorial_reports_progress(
     assert done.status == JS.JOB_STATUS_COMPLETED
     assert done.output == "step 1: done after 2 s\nstep 2: done after 2 s\n"
     assert len([p for p in progress if 0 < p < 1]) >= 2
+
+
+async def test_the_documented_functions_worker_starts_from_the_checkout(
+    live: Cluster, client: AsyncClient, tmp_path: Path
+) -> None:
+    """`jobtask worker --functions examples.functions:functions`, as the worker's README
+    has it, from the checkout: the console script (not `python -m`, which puts the
+    directory on the path by itself) finds the module in the directory it started in."""
+    env = cli_env(live)
+    env.pop("PYTHONPATH", None)
+    command = Path(sys.executable).parent / "jobtask"
+    job = await client.submit("shout", {"words": ["alpha", "beta"]}, allow_duplicate=True)
+    with (tmp_path / "worker.log").open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            str(command), "worker", "--functions", "examples.functions:functions",
+            "--slots", "2", "--work-dir", str(tmp_path), "--claim-wait", "1",
+            cwd=ROOT, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=out,
+            stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        done = await finished(client, job.uuid, within=60)
+        log = (tmp_path / "worker.log").read_text()
+        assert done.status == JS.JOB_STATUS_COMPLETED, log
+        assert done.output == "ALPHA\nBETA\n"
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # (it may have stopped by itself)
+            proc.kill()
+        await proc.wait()
+    # A module that is not there is one line naming it, not a traceback.
+    missing = await run_cli(live, "worker", "--functions", "no_such_module:functions")
+    assert missing.returncode != 0
+    assert "cannot import no_such_module" in missing.stderr, missing.stderr
+    assert "Traceback" not in missing.stderr

@@ -77,6 +77,13 @@ async def run_worker(args: argparse.Namespace) -> int:
     registry = functions.load(spec) if spec else None
     if registry is None and not config.scripts_dir.is_dir():
         raise ValueError(f"scripts directory {config.scripts_dir} does not exist")
+    if registry is not None and not config.scripts_dir.is_dir():
+        # Functions only: a script task claimed here fails its attempt (and is retried).
+        log.warning(
+            "scripts directory %s does not exist: this worker runs its functions only (%s)",
+            config.scripts_dir,
+            ", ".join(registry.names()) or "none registered",
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

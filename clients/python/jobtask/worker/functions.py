@@ -36,7 +36,9 @@ import contextlib
 import functools
 import importlib
 import inspect
+import os
 import signal
+import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -82,11 +84,22 @@ class Functions:
 
 
 def load(spec: str) -> Functions:
-    """`module:attribute` -> the Functions object it names (`jobtask worker --functions`)."""
+    """`module:attribute` -> the Functions object it names (`jobtask worker --functions`).
+    The module is looked for in the current directory first, then on the path, as
+    `python -m` and other workers' `-A`/app options do: a console script's path starts
+    with its own directory, not the one it was started from (`examples.functions:functions`
+    from a checkout). A module that cannot be imported is a ValueError naming it."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise ValueError(f"--functions needs module:attribute, not {spec!r}")
-    found = getattr(importlib.import_module(module_name), attr, None)
+    here = os.getcwd()
+    if here not in sys.path and "" not in sys.path:
+        sys.path.insert(0, here)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"--functions {spec}: cannot import {module_name}: {exc}") from None
+    found = getattr(module, attr, None)
     if not isinstance(found, Functions):
         raise ValueError(f"{spec} is not a jobtask.worker.functions.Functions")
     return found
