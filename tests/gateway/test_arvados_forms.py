@@ -260,7 +260,9 @@ async def test_integer_attributes_out_of_range_are_refused_not_clamped(stack: St
     for name in ("min_nodes", "max_tasks_per_node", "min_ram_per_task"):
         body = {"job": {**job_attrs(), "runtime_constraints": {name: 2**64}}}
         response = await stack.client.post("/arvados/v1/jobs", json=body)
-        assert response.status_code == 422 and response.json()["errors"][0].startswith(f"{name}:")
+        error = response.json()["errors"][0]
+        # Named by its path in the job, as the services name a constraint they refuse.
+        assert response.status_code == 422 and error.startswith(f"runtime_constraints.{name}:")
     # A list's limit is still clamped, as Arvados clamps it (the SDK pages with sys.maxsize).
     response = await stack.client.get("/arvados/v1/jobs", params={"limit": str(2**64)})
     assert response.status_code == 200 and response.json()["limit"] == 1000

@@ -27,3 +27,35 @@ async def test_batch_create_over_rest_creates_all_or_names_the_bad_one(stack: St
         "/arvados/v1/job_tasks", params={"filters": f'[["job_uuid","=","{job["uuid"]}"]]'}
     )
     assert listed.json()["items_available"] == 4  # the seed task and the first three
+
+
+async def test_the_gateways_own_checks_name_the_request_too(stack: Stack) -> None:
+    """A value the gateway refuses before any service sees it (a type, an unknown
+    attribute) is named by its whole path, as the services name theirs."""
+    job = await stack.create_job()
+
+    async def refused(path: str, task: dict[str, object], prefix: str) -> None:
+        good = {"job_task": {"job_uuid": job["uuid"], "sequence": 1}}
+        body = {"requests": [good, {"job_task": {"job_uuid": job["uuid"], **task}}]}
+        response = await stack.client.post(path, json=body)
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"][0].startswith(prefix), response.text
+
+    tasks = "/arvados/v1/job_tasks/batch_create"
+    await refused(tasks, {"status": "bogus"}, "requests[1].job_task.status: invalid value")
+    await refused(tasks, {"sequence": "x"}, "requests[1].job_task.sequence: invalid integer")
+    await refused(tasks, {"zz": 1}, "requests[1].job_task: unknown attribute 'zz'")
+    jobs = "/arvados/v1/jobs/batch_create"
+    response = await stack.client.post(
+        jobs, json={"requests": [{"job": {"script": "x.py", "priority": "x"}}]}
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0].startswith("requests[0].job.priority: invalid integer")
+    # Inside a job, a constraint is named by its path in the job, as the services name it.
+    constraints = {"retry_backoff_base_seconds": "a"}
+    response = await stack.client.post(
+        "/arvados/v1/jobs", json={"job": {"script": "x.py", "runtime_constraints": constraints}}
+    )
+    assert response.status_code == 422, response.text
+    error = response.json()["errors"][0]
+    assert error.startswith("runtime_constraints.retry_backoff_base_seconds:"), error

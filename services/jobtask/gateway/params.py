@@ -291,21 +291,27 @@ def _resource_object(name: str, value: Any) -> dict[str, Any]:
 
 def _resource_dict(body: FieldDescriptor, attrs: Mapping[str, Any]) -> dict[str, Any]:
     wanted = {k: v for k, v in attrs.items() if k not in RESOURCE_METADATA}
-    return _message_dict(body, body.name, wanted, strict=True)
+    return _message_dict(body, body.name, wanted, strict=True, path="")
 
 
 def _message_dict(
-    field: FieldDescriptor, name: str, attrs: Mapping[str, Any], *, strict: bool
+    field: FieldDescriptor, name: str, attrs: Mapping[str, Any], *, strict: bool, path: str
 ) -> dict[str, Any]:
     """A JSON object's attributes as `field`'s message fields, each coerced; unknown
-    attributes are refused by name."""
+    attributes are refused by name. Errors name an attribute by its path below `path`
+    (the object's own: `requests[3].job_task` in a batch, `runtime_constraints` in a job;
+    "" for the resource a create or update sends, whose attributes go by their bare
+    names, as the services name them)."""
     out: dict[str, Any] = {}
     for key, item in attrs.items():
         target = field_named(message_of(field), key)
         if target is None:
             raise ApiError.unprocessable(f"{name}: unknown attribute '{key}'")
+        label = f"{path}.{target.name}" if path else target.name
         try:
-            out[target.name] = None if item is None else coerce(target, item, strict=strict)
+            out[target.name] = (
+                None if item is None else coerce(target, item, strict=strict, label=label)
+            )
         except _Skip:
             out[target.name] = None
     return out
@@ -363,15 +369,23 @@ class QueryValues(list[str]):
     Kept apart from a JSON array, which is a value in its own right."""
 
 
-def coerce(field: FieldDescriptor, value: Any, *, strict: bool = False) -> Any:
-    """`value` (native JSON, or QueryValues) as proto3 JSON for `field`."""
+def coerce(
+    field: FieldDescriptor, value: Any, *, strict: bool = False, label: str | None = None
+) -> Any:
+    """`value` (native JSON, or QueryValues) as proto3 JSON for `field`; errors name it
+    `label` (its path in the request: the field's name unless given), and an element of
+    a list by its index (`requests[3]`)."""
+    name = label or field.name
     if field.is_repeated and not is_map(field):
-        return [_coerce_one(field, v, strict) for v in _items(field, value)]
+        return [
+            _coerce_one(field, v, strict, f"{name}[{i}]")
+            for i, v in enumerate(_items(field, value, name))
+        ]
     if isinstance(value, QueryValues):
         # A scalar given twice: the last wins, as in Rack. ListValue/Value fields given
         # several times keep them all, as a list.
         value = value if _takes_list(field) and len(value) > 1 else value[-1]
-    return _coerce_one(field, value, strict)
+    return _coerce_one(field, value, strict, name)
 
 
 def _takes_list(field: FieldDescriptor) -> bool:
@@ -381,7 +395,7 @@ def _takes_list(field: FieldDescriptor) -> bool:
     )
 
 
-def _items(field: FieldDescriptor, value: Any) -> list[Any]:
+def _items(field: FieldDescriptor, value: Any, name: str) -> list[Any]:
     """A repeated field's elements: a JSON array string, a comma string or repeated params."""
     raw = value if isinstance(value, list) else [value]
     from_query = isinstance(value, QueryValues | str)
@@ -390,7 +404,7 @@ def _items(field: FieldDescriptor, value: Any) -> list[Any]:
         if isinstance(item, str) and from_query:
             text = item.strip()
             if text.startswith("["):
-                parsed = parse_json(text, field.name)
+                parsed = parse_json(text, name)
                 items.extend(parsed if isinstance(parsed, list) else [parsed])
             elif field.type == FieldDescriptor.TYPE_MESSAGE:
                 items.append(item)
@@ -401,11 +415,10 @@ def _items(field: FieldDescriptor, value: Any) -> list[Any]:
     return items
 
 
-def _coerce_one(field: FieldDescriptor, value: Any, strict: bool) -> Any:
+def _coerce_one(field: FieldDescriptor, value: Any, strict: bool, name: str) -> Any:
     kind = field.type
-    name = field.name
     if kind == FieldDescriptor.TYPE_MESSAGE:
-        return _coerce_message(field, value, strict)
+        return _coerce_message(field, value, strict, name)
     if isinstance(value, str) and value.strip() in ("", "null") and kind in (*_INT_RANGE, *_FLOATS):
         raise _Skip
     if kind == FieldDescriptor.TYPE_BOOL:
@@ -429,7 +442,7 @@ def _coerce_one(field: FieldDescriptor, value: Any, strict: bool) -> Any:
             number = int(value.strip())
         else:
             raise ApiError.unprocessable(f"{name}: invalid integer value {_show(value)}")
-        if name in _CLAMPED:
+        if field.name in _CLAMPED:
             # Arvados's SDK pages with limit=sys.maxsize; the server clamps it further.
             return min(max(number, low), high)
         if not low <= number <= high:
@@ -458,9 +471,8 @@ def _coerce_one(field: FieldDescriptor, value: Any, strict: bool) -> Any:
     return str(value)
 
 
-def _coerce_message(field: FieldDescriptor, value: Any, strict: bool) -> Any:
+def _coerce_message(field: FieldDescriptor, value: Any, strict: bool, name: str) -> Any:
     type_name = message_of(field).full_name
-    name = field.name
     if type_name in JSON_VALUED:
         if isinstance(value, str):
             text = value.strip()
@@ -482,7 +494,7 @@ def _coerce_message(field: FieldDescriptor, value: Any, strict: bool) -> Any:
         value = parse_json(value, name)
     if not isinstance(value, dict):
         raise ApiError.unprocessable(f"{name}: must be a JSON object, got {_show(value)}")
-    return _message_dict(field, name, value, strict=strict)
+    return _message_dict(field, name, value, strict=strict, path=name)
 
 
 def _show(value: Any) -> str:
