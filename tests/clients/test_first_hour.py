@@ -218,3 +218,11 @@ async def test_the_documented_functions_worker_starts_from_the_checkout(
     assert missing.returncode != 0
     assert "cannot import no_such_module" in missing.stderr, missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+async def test_health_of_an_unknown_service_says_so(live: Cluster) -> None:
+    answer = await run_cli(live, "health", live.tasks_addr, "--service", "nosuch")
+    assert answer.returncode == 1
+    assert answer.stderr.strip().endswith(
+        "nosuch: not_found: the server publishes no health for this service"
+    ), answer.stderr

@@ -282,3 +282,25 @@ async def test_runtime_constraints_answer_as_the_hash_given(stack: Stack) -> Non
     assert read["runtime_constraints"] == {"min_nodes": 1}
     bare = await stack.create_job(script="rc2.py")
     assert bare["runtime_constraints"] == {}
+
+
+async def test_create_parameters_in_a_json_body_are_parameters(stack: Stack) -> None:
+    """Arvados 1.x clients (arv-run-pipeline-instance) send jobs.create's own parameters
+    beside the job: they are parameters, accepted (without effect where jobtask has none),
+    not attributes of the job -- in the JSON body as in the query string."""
+    extra = {
+        "find_or_create": True,
+        "minimum_script_version": "abc123",
+        "exclude_script_versions": ["def456"],
+        "filters": [["script_version", "in git", "abc123"]],
+        "select": ["uuid"],
+    }
+    first = await stack.client.post("/arvados/v1/jobs", json={"job": job_attrs(), **extra})
+    assert first.status_code == 200, first.text
+    query = {k: json.dumps(v) for k, v in extra.items()}
+    again = await stack.client.post("/arvados/v1/jobs", params=query, json={"job": job_attrs()})
+    assert again.status_code == 200, again.text
+    assert again.json()["uuid"] == first.json()["uuid"]  # find_or_create: the same job
+    # A name that is neither an attribute nor a parameter is still refused by name.
+    typo = await stack.client.post("/arvados/v1/jobs", json={"job": job_attrs(), "scrpt": "x"})
+    assert typo.status_code == 422 and "'scrpt'" in typo.json()["errors"][0], typo.text

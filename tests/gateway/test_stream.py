@@ -183,3 +183,11 @@ async def test_a_lagging_sse_watch_gets_one_event_per_packed_event(stack: Stack)
     updates = [f for f in frames if f["json"]["type"] == "task-changed"]
     assert [f["json"]["task"]["parameters"]["n"] for f in updates[:UPDATES]] == list(range(UPDATES))
     assert events_sent == len(frames) and messages_sent < events_sent
+
+
+async def test_a_bad_last_event_id_is_422_naming_the_header(stack: Stack) -> None:
+    job = await stack.create_job()
+    path = f"/arvados/v1/jobs/{job['uuid']}/watch"
+    response = await stack.client.get(path, headers={"Last-Event-ID": "abc"})
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0].startswith("Last-Event-ID: invalid integer"), response.text

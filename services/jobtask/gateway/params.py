@@ -43,6 +43,10 @@ IGNORED_PARAMS = frozenset(
         "oauth_token",
         "reader_tokens",
         "ensure_unique_name",
+        # jobs.create's narrowing of find_or_create to git commits: a job is reused here only
+        # when its script_version is the same text (docs/arvados-attributes.md).
+        "minimum_script_version",
+        "exclude_script_versions",
         "cluster_id",
         "bypass_federation",
         "fields",
@@ -54,6 +58,21 @@ IGNORED_PARAMS = frozenset(
 )
 # Arvados ignores these in a create/update body: clients send whole records back.
 RESOURCE_METADATA = frozenset({"kind", "etag", "href"})
+# Arvados's request parameters: a JSON body's top-level key of one of these names is the
+# parameter, never a bare attribute of the resource (Rails wraps only the model's own
+# attribute names), whether or not the method uses it (jobs.create's `filters` and
+# `select`, say, are accepted and without effect, as in the query string).
+REQUEST_PARAMS = IGNORED_PARAMS | {
+    "filters",
+    "where",
+    "order",
+    "select",
+    "distinct",
+    "limit",
+    "offset",
+    "count",
+    "find_or_create",
+}
 
 _TRUE = {"1", "t", "true", "y", "yes", "on"}
 _FALSE = {"0", "f", "false", "n", "no", "off", ""}
@@ -159,7 +178,7 @@ def build_request(binding: Binding, http: HttpInput) -> Message:
             return
         target = field_named(descriptor, key.split(".")[0])
         is_param = target is not None and target.name not in path_bound
-        if body_field is not None and from_json and not is_param and key not in IGNORED_PARAMS:
+        if body_field is not None and from_json and not is_param and key not in REQUEST_PARAMS:
             # A bare attribute (Rails's wrap_parameters): the Python SDK sends updates so.
             resource[key] = value
             return
@@ -194,8 +213,13 @@ def build_request(binding: Binding, http: HttpInput) -> Message:
     for name, value in http.path_variables.items():
         _assign(descriptor, request, name.split("."), value, strict=True)
     if http.last_event_id and "after_seq" in descriptor.fields_by_name:
-        # An EventSource reconnects with the original URL: the header is the newer position.
-        _assign(descriptor, request, ["after_seq"], http.last_event_id.strip(), strict=True)
+        # An EventSource reconnects with the original URL: the header is the newer position
+        # (and a bad one is named as the header the caller sent, not as after_seq).
+        target = descriptor.fields_by_name["after_seq"]
+        with contextlib.suppress(_Skip):  # (blank: no position)
+            request["after_seq"] = coerce(
+                target, http.last_event_id.strip(), strict=True, label="Last-Event-ID"
+            )
 
     message = GetMessageClass(descriptor)()
     try:

@@ -51,9 +51,12 @@ async def check(args: argparse.Namespace) -> int:
                 health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
             )
         except grpc.aio.AioRpcError as exc:
+            # (gRPC's health service answers an unknown name NOT_FOUND with no details.)
+            unknown = exc.code() == grpc.StatusCode.NOT_FOUND and not exc.details()
+            details = "the server publishes no health for this service" if unknown else None
             print(
                 f"jobtask: {args.addr} {args.service or '(server)'}: "
-                f"{exc.code().name.lower()}: {exc.details()}",
+                f"{exc.code().name.lower()}: {details or exc.details()}",
                 file=sys.stderr,
             )
             return NOT_HEALTHY

@@ -71,7 +71,9 @@ def add_commands(sub: argparse._SubParsersAction[Any], common: argparse.Argument
         action="append",
         metavar="KEY=N",
         help="a runtime constraint (min_nodes, max_nodes, max_tasks_per_node, "
-        "min_ram_per_task, min_ram_per_node; KiB for RAM); repeatable",
+        "min_ram_per_task, min_ram_per_node; KiB for RAM) or a scheduling key "
+        "(retry_backoff_base_seconds, retry_backoff_max_seconds, blocklist_threshold); "
+        "repeatable",
     )
     p.add_argument("--submit-id", help="makes the submission idempotent")
     p.add_argument(
