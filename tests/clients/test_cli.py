@@ -469,3 +469,14 @@ async def test_an_unknown_event_loop_setting_is_refused(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "JOBTASK_EVENT_LOOP" in err.decode()
     assert not (tmp_path / "jobtask.sqlite3").exists()
+
+
+async def test_get_shows_a_task_field_by_field(live: Cluster, client: AsyncClient) -> None:
+    job = await client.submit("hash.py", {"input": "a"}, allow_duplicate=True)
+    (task,) = await client.tasks(job.uuid)
+    shown = await run_cli(live, "get", task.uuid)
+    assert shown.returncode == 0, shown.stderr
+    fields = dict(line.split(":", 1) for line in shown.stdout.splitlines())
+    assert fields["uuid"].strip() == task.uuid
+    assert fields["job"].strip() == job.uuid
+    assert fields["status"].strip() == "queued" and fields["sequence"].strip() == "0"

@@ -179,7 +179,7 @@ async def get(args: argparse.Namespace, client: AsyncClient) -> int:
         if args.json:
             render.print_json(task)
         else:
-            print("\n".join(render.task_rows([task])))
+            print("\n".join(render.task_detail(task)))
         return 0
     job = await client.get(args.uuid)
     if args.json:

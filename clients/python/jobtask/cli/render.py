@@ -87,6 +87,34 @@ def job_detail(job: job_pb2.Job) -> list[str]:
     return lines
 
 
+def task_detail(task: job_task_pb2.JobTask) -> list[str]:
+    """A task as `jobtask get` shows it: its fields one a line, as job_detail shows a job
+    (its log: `jobtask logs`)."""
+    lines = [
+        f"uuid:        {task.uuid}",
+        f"job:         {task.job_uuid}",
+        f"status:      {task_status(task.status)}",
+        f"sequence:    {task.sequence}",
+        f"parameters:  {json.dumps(to_dict(task.parameters))}",
+        f"progress:    {task.progress * 100:.0f}%",
+        f"attempt:     {task.attempt}"
+        + (f" (failed {task.failed_count})" if task.failed_count else ""),
+    ]
+    if task.HasField("worker_id"):
+        lines.append(f"worker:      {task.worker_id} on {task.node_name}")
+    for name in ("created_at", "started_at", "finished_at"):
+        if task.HasField(name):
+            lines.append(f"{name + ':':<13}{getattr(task, name).ToJsonString()}")
+    if task.HasField("success"):
+        lines.append(f"success:     {str(task.success).lower()}")
+    if task.HasField("output"):
+        lines.append(f"output:      {task.output!r}")
+    note = task_note(task)
+    if note:
+        lines.append(f"why:         {note}")
+    return lines
+
+
 def failure_text(reason: job_pb2.FailureReason) -> str:
     """`<rule>: <message> (exit code N | signal N)`."""
     rule = job_pb2.FailureRule.Name(reason.rule).removeprefix("FAILURE_RULE_")
