@@ -11,6 +11,7 @@ the report descriptor, and outputs one line. `jobtask watch` shows the bars move
 
 import json
 import os
+import signal
 import sys
 import time
 
@@ -39,6 +40,9 @@ if os.environ["TASK_SEQUENCE"] == "0":
     report("progress 1")
     report("success true")
 else:
+    # A canceled task's process is sent SIGINT first: end quietly (exit 130, as a shell
+    # would) rather than with a KeyboardInterrupt traceback in the task's log.
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
     seconds = parameter("seconds", 15)
     ticks = seconds * 2
     for tick in range(1, ticks + 1):

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from jobtask.sdk import AsyncClient
-from jobtask.v1 import job_pb2, watch_pb2
+from jobtask.v1 import job_pb2, job_task_pb2, watch_pb2
 
 from tests.clients.conftest import (
     Workers,
@@ -25,6 +25,7 @@ from tests.conftest import ROOT, Cluster, start_jobtask
 from tests.polling import eventually
 
 JS = job_pb2.JobStatus
+TS = job_task_pb2.TaskStatus
 
 
 async def test_bad_flags_are_named(live: Cluster) -> None:
@@ -226,3 +227,29 @@ async def test_health_of_an_unknown_service_says_so(live: Cluster) -> None:
     assert answer.stderr.strip().endswith(
         "nosuch: not_found: the server publishes no health for this service"
     ), answer.stderr
+
+
+async def test_the_readme_tutorial_canceled_ends_quietly(
+    live: Cluster, client: AsyncClient, workers: Workers
+) -> None:
+    """Canceling the tutorial's job (the README's next step for many) stops its tasks
+    without a KeyboardInterrupt traceback in their logs."""
+    job = await client.submit("tutorial.py", {"steps": 1, "seconds": 60}, allow_duplicate=True)
+    await workers.start("w", slots=2, scripts_dir=ROOT / "examples" / "crunch_scripts")
+
+    async def counting() -> job_task_pb2.JobTask | None:
+        for task in await client.tasks(job.uuid):
+            if task.sequence == 1 and task.status == TS.TASK_STATUS_ACTIVE and task.progress > 0:
+                return task
+        return None
+
+    running = await eventually(counting, within=60)  # a child, in its sleep
+    await client.cancel(job.uuid)
+    await finished(client, job.uuid, within=60)
+
+    async def stopped() -> job_task_pb2.JobTask | None:
+        task = await client.get_task(running.uuid)
+        return task if "ended" in (task.log or "") else None
+
+    task = await eventually(stopped, within=60)
+    assert "Traceback" not in task.log and "KeyboardInterrupt" not in task.log, task.log
