@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import builtins
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Unpack
 
@@ -458,7 +458,7 @@ class AsyncClient:
         request = task_service_pb2.ReportWorkerStoppedRequest(worker_id=worker_id)
         return await self.transport.unary(self.transport.tasks.ReportWorkerStopped, request, Worker)
 
-    async def watch_workers(self) -> AsyncIterator[worker_pb2.WorkerEvent]:
+    async def watch_workers(self) -> AsyncGenerator[worker_pb2.WorkerEvent, None]:
         """The registry (one SNAPSHOT event), then each worker that joined, changed, was
         lost or stopped, and HEARTBEATs; runs until the caller stops reading."""
         call = self.transport.tasks.WatchWorkers(

@@ -4,23 +4,30 @@
         client.report_progress(0.5)
 
 It runs an AsyncClient on a private event loop, so it must not be used from inside a
-running event loop (use AsyncClient there). Methods and arguments are AsyncClient's.
+running event loop (use AsyncClient there). Methods and arguments are AsyncClient's; its
+streams (`watch`, `watch_workers`) are plain iterators. The methods in ASYNC_ONLY are
+AsyncClient's alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Coroutine, Generator, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar, Unpack
 
 from jobtask.sdk.client import AsyncClient, Job, JobTask, Worker
 from jobtask.sdk.config import ClientConfig
 from jobtask.sdk.messages import Constraints, Filters, ListOptions, Submission
-from jobtask.v1 import job_service_pb2, task_service_pb2, watch_pb2
+from jobtask.v1 import job_service_pb2, task_service_pb2, watch_pb2, worker_pb2
 
 T = TypeVar("T")
+
+# AsyncClient's methods that Client leaves out: each opens a bidirectional grpc.aio stream
+# (write/read/done_writing, all awaited) bound to the client's event loop, which a worker
+# agent drives while it runs its tasks; there is no blocking way to hold one open.
+ASYNC_ONLY = frozenset({"run_task", "worker_session"})
 
 
 class Client:
@@ -32,6 +39,7 @@ class Client:
             return AsyncClient(config, timeout=timeout)
 
         self._async = self._runner.run(make())
+        self._closed = False
         self.config = config
 
     @classmethod
@@ -59,6 +67,7 @@ class Client:
         self.close()
 
     def close(self) -> None:
+        self._closed = True
         try:
             self._runner.run(self._async.close())
         finally:
@@ -270,6 +279,16 @@ class Client:
     ) -> JobTask:
         return self._run(self._async.set_output(output, uuid, success=success))
 
+    # -- attempts ---------------------------------------------------------------------------
+
+    def task_attempts(self, uuid: str) -> builtins.list[task_service_pb2.TaskAttempt]:
+        return self._run(self._async.task_attempts(uuid))
+
+    def job_attempts(self, uuid: str) -> builtins.list[task_service_pb2.TaskAttempt]:
+        return self._run(self._async.job_attempts(uuid))
+
+    # -- workers ----------------------------------------------------------------------------
+
     def list_workers(
         self, *, limit: int | None = None, offset: int | None = None
     ) -> task_service_pb2.ListWorkersResponse:
@@ -281,7 +300,42 @@ class Client:
     def get_worker(self, worker_id: str) -> Worker:
         return self._run(self._async.get_worker(worker_id))
 
+    def report_worker_stopped(self, worker_id: str) -> Worker:
+        return self._run(self._async.report_worker_stopped(worker_id))
+
+    def watch_workers(self) -> Generator[worker_pb2.WorkerEvent, None, None]:
+        """Never ends by itself: the stream stays open until the iterator is closed (its
+        close(), or dropped after a `for` loop over it is left) or the client is."""
+        stream = self._async.watch_workers()
+
+        async def step() -> worker_pb2.WorkerEvent | None:
+            try:
+                return await anext(stream)
+            except StopAsyncIteration:
+                return None
+
+        try:
+            while (event := self._run(step())) is not None:
+                yield event
+        finally:
+            # Once the client is closed, its loop's shutdown has closed the stream already.
+            if not self._closed:
+                self._run(stream.aclose())
+
     def claim(
         self, worker: task_service_pb2.WorkerInfo, *, wait: float = 0.0, max_tasks: int = 1
     ) -> builtins.list[task_service_pb2.TaskAssignment]:
         return self._run(self._async.claim(worker, wait=wait, max_tasks=max_tasks))
+
+    def report_exit(
+        self,
+        uuid: str,
+        lease_id: str,
+        *,
+        exit_code: int | None = None,
+        signal: int | None = None,
+        log: str = "",
+    ) -> JobTask:
+        return self._run(
+            self._async.report_exit(uuid, lease_id, exit_code=exit_code, signal=signal, log=log)
+        )
