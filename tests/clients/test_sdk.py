@@ -21,18 +21,21 @@ from jobtask.sdk import (
     UnavailableError,
     from_rpc_error,
 )
-from jobtask.v1 import job_pb2, job_task_pb2, task_service_pb2, watch_pb2
+from jobtask.sdk.sync import ASYNC_ONLY
+from jobtask.v1 import job_pb2, job_task_pb2, task_service_pb2, watch_pb2, worker_pb2
 
 from tests.clients.conftest import (
     ROOT_TOKEN,
 )
-from tests.conftest import Cluster
+from tests.conftest import Cluster, running_cluster
 from tests.polling import eventually
 from tests.worker_protocol.packing import finished_job, messages_of, watch_counter
 
 JS = job_pb2.JobStatus
 TS = job_task_pb2.TaskStatus
 W = watch_pb2.WatchEventType
+WE = worker_pb2.WorkerEventType
+WS = worker_pb2.WorkerState
 MISSING_JOB = "zzzzz-8i9sb-000000000000000"
 
 
@@ -248,6 +251,76 @@ async def test_sync_client(live: Cluster) -> None:
     assert uuid.startswith("zzzzz-8i9sb-")
     assert status == JS.JOB_STATUS_CANCELED
     assert kinds == ["WATCH_EVENT_TYPE_SNAPSHOT"]
+
+
+def test_the_blocking_client_has_every_method_but_the_async_only_ones() -> None:
+    def public(cls: type) -> set[str]:
+        return {name for name in dir(cls) if not name.startswith("_")}
+
+    assert public(AsyncClient) - public(Client) == ASYNC_ONLY
+    assert public(Client) <= public(AsyncClient)
+
+
+@pytest.mark.timeout(120)
+async def test_sync_client_attempts_and_the_worker_registry(database_url: str) -> None:
+    """The blocking client's attempts, exit report and worker registry calls, on a claim
+    reported by hand (30 s leases: the worker must not turn lost before its goodbye)."""
+    async with running_cluster(database_url, lease_ttl=30.0, root_token=ROOT_TOKEN) as live:
+
+        def use() -> None:
+            with Client.connect(live.jobs_addr, live.tasks_addr, ROOT_TOKEN) as c:
+                events = c.watch_workers()
+                snapshot = next(events)
+                assert snapshot.type == WE.WORKER_EVENT_TYPE_SNAPSHOT and not snapshot.workers
+                job = c.submit("sync.py", {"attempts": 1})
+                info = task_service_pb2.WorkerInfo(
+                    worker_id="w-sync", node_name="n1", slots=1, free_slots=1
+                )
+                (assignment,) = c.claim(info, wait=5)
+                # The registry, read again at most each second, shows the claimer joined.
+                joined = next(e for e in events if e.worker.worker_id == "w-sync")
+                assert joined.type == WE.WORKER_EVENT_TYPE_JOINED
+                assert joined.worker.state == WS.WORKER_STATE_LIVE
+                task_uuid = assignment.task.uuid
+                (running,) = c.task_attempts(task_uuid)
+                assert (running.worker_id, running.outcome) == ("w-sync", "")
+                with Client.connect(live.jobs_addr, live.tasks_addr, assignment.task_token) as own:
+                    own.set_output("out\n", task_uuid)
+                done = c.report_exit(
+                    task_uuid, assignment.lease.lease_id, exit_code=0, log="all well\n"
+                )
+                assert done.status == TS.TASK_STATUS_COMPLETED
+
+                (attempt,) = c.task_attempts(task_uuid)
+                assert (attempt.task_uuid, attempt.job_uuid) == (task_uuid, job.uuid)
+                assert (attempt.attempt, attempt.worker_id, attempt.node_name) == (
+                    1,
+                    "w-sync",
+                    "n1",
+                )
+                assert (attempt.outcome, attempt.exit_code) == ("completed", 0)
+                assert c.job_attempts(job.uuid) == [attempt]
+
+                stopped = c.report_worker_stopped("w-sync")
+                assert (stopped.worker_id, stopped.state) == ("w-sync", WS.WORKER_STATE_STOPPED)
+                assert c.get_worker("w-sync").state == WS.WORKER_STATE_STOPPED
+                told = next(e for e in events if e.worker.worker_id == "w-sync")
+                assert told.type == WE.WORKER_EVENT_TYPE_STOPPED
+                events.close()
+                with pytest.raises(NotFoundError):
+                    c.report_worker_stopped("no-such-worker")
+
+        await asyncio.to_thread(use)
+
+
+async def test_a_workers_watch_closed_after_its_client_raises_nothing(live: Cluster) -> None:
+    def use() -> None:
+        with Client.connect(live.jobs_addr, live.tasks_addr, ROOT_TOKEN) as c:
+            events = c.watch_workers()
+            assert next(events).type == WE.WORKER_EVENT_TYPE_SNAPSHOT
+        events.close()  # the client's close ended the stream already
+
+    await asyncio.to_thread(use)
 
 
 async def test_watch_hands_on_packed_events_one_by_one(live: Cluster, client: AsyncClient) -> None:
