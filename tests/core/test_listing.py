@@ -1,4 +1,5 @@
-"""Arvados's list parameters: every filter operator, where, order, limit, offset, count."""
+"""Arvados's list parameters: every filter operator, where, order, limit, offset, count,
+select."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import struct_pb2
+from google.protobuf.message import Message
 from jobtask.v1 import job_service_pb2 as js
 from jobtask.v1 import task_service_pb2 as ts
 
 from tests.conftest import Cluster
-from tests.core.helpers import add_task, create_job, filters
+from tests.core.helpers import add_task, create_job, filters, get_job, get_task
 
 
 async def seed(cluster: Cluster) -> list[str]:
@@ -131,3 +133,68 @@ async def test_bad_list_parameters_name_the_field(
         await cluster.jobs.ListJobs(request)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert (err.value.details() or "").startswith(field_named)
+
+
+def field_names(message: Message) -> set[str]:
+    """The fields a message carries (proto3: set, or not at their default)."""
+    return {field.name for field, _ in message.ListFields()}
+
+
+async def test_select_keeps_only_the_named_fields_of_jobs(cluster: Cluster) -> None:
+    await seed(cluster)
+    full = await cluster.jobs.ListJobs(js.ListJobsRequest(order=["priority asc"]))
+    select = ["uuid", "status", "script_parameters", "runtime_constraints", "tasks_summary"]
+    for list_jobs in (cluster.jobs.ListJobs, cluster.jobs.QueueJobs):
+        page = await list_jobs(js.ListJobsRequest(select=select, order=["priority asc"]))
+        assert [j.uuid for j in page.items] == [j.uuid for j in full.items]
+        assert page.items_available == 3 and page.kind == "arvados#jobList"
+        for trimmed, whole in zip(page.items, full.items, strict=True):
+            # `kind` is kept, as Arvados adds it to every select.
+            assert field_names(trimmed) == {*select, "kind"}
+            assert trimmed.kind == "arvados#job"
+            for name in select:
+                assert getattr(trimmed, name) == getattr(whole, name)
+            for name in ("etag", "script", "script_name", "priority", "owner_uuid"):
+                assert getattr(whole, name) and not getattr(trimmed, name)
+            for name in ("created_at", "modified_at", "resource_limits"):
+                assert whole.HasField(name) and not trimmed.HasField(name)
+
+
+async def test_select_empty_returns_every_field(cluster: Cluster) -> None:
+    uuids = await seed(cluster)
+    page = await cluster.jobs.ListJobs(js.ListJobsRequest(filters=filters(["uuid", "=", uuids[1]])))
+    (listed,) = page.items
+    assert listed == await get_job(cluster, uuids[1])
+    assert {"uuid", "etag", "kind", "created_at", "script", "script_name", "priority"} <= (
+        field_names(listed)
+    )
+    tasks = await cluster.tasks.ListTasks(
+        ts.ListTasksRequest(filters=filters(["uuid", "is_a", "arvados#jobTask"]))
+    )
+    assert len(tasks.items) == 3
+    for task in tasks.items:
+        assert task == await get_task(cluster, task.uuid)
+
+
+async def test_select_keeps_only_the_named_fields_of_tasks(cluster: Cluster) -> None:
+    uuids = await seed(cluster)
+    await add_task(cluster, uuids[0], sequence=3, parameters={"part": 1})
+    request = ts.ListTasksRequest(
+        filters=filters(["job_uuid", "=", uuids[0]]), order=["qsequence desc"]
+    )
+    full = await cluster.tasks.ListTasks(request)
+    select = ["job_uuid", "sequence", "parameters", "status"]
+    request.select.extend(select)
+    page = await cluster.tasks.ListTasks(request)
+    assert [t.sequence for t in page.items] == [3, 0]
+    for trimmed, whole in zip(page.items, full.items, strict=True):
+        for name in select:
+            assert getattr(trimmed, name) == getattr(whole, name)
+        # sequence 0 and the seed task's empty parameters are defaults: not listed.
+        assert field_names(trimmed) <= {*select, "kind"}
+        assert {"job_uuid", "status", "kind"} <= field_names(trimmed)
+        assert trimmed.kind == "arvados#jobTask"
+        assert not trimmed.uuid and not trimmed.etag and not trimmed.qsequence
+        for name in ("created_at", "runtime_constraints"):
+            assert whole.HasField(name) and not trimmed.HasField(name)
+    assert page.items[0].HasField("parameters")

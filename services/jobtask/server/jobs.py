@@ -13,7 +13,7 @@ from jobtask.server.callers import CallerResolver, send_caller_headers
 from jobtask.server.convert import changes_from, job_pb
 from jobtask.server.errors import rpc
 from jobtask.server.job_messages import add_jobs
-from jobtask.server.listing import list_query
+from jobtask.server.listing import keep_selected, list_query
 from jobtask.server.watch import Watcher, per_message_of
 from jobtask.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc, watch_pb2
 
@@ -78,6 +78,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             limit=query.limit,
         )
         add_jobs(response.items, records)
+        keep_selected(response.items, query.select)
         if total is not None:
             response.items_available = total
         return response

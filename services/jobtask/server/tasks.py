@@ -23,7 +23,7 @@ from jobtask.server.callers import CallerResolver, current_credentials, send_cal
 from jobtask.server.changes import ChangeSignal
 from jobtask.server.convert import changes_from, task_pb, timestamp
 from jobtask.server.errors import rpc
-from jobtask.server.listing import list_query
+from jobtask.server.listing import keep_selected, list_query
 from jobtask.server.run_task import RunTasks
 from jobtask.server.task_messages import add_tasks
 from jobtask.server.watch import Watcher, per_message_of
@@ -136,6 +136,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
             limit=query.limit,
         )
         add_tasks(response.items, records)
+        keep_selected(response.items, query.select)
         if total is not None:
             response.items_available = total
         return response

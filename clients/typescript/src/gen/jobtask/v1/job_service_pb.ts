@@ -134,7 +134,9 @@ export type ListJobsRequest = Message<"jobtask.v1.ListJobsRequest"> & {
   order: string[];
 
   /**
-   * Attributes to return.
+   * Attributes to return: each item keeps only these fields and `kind` (always kept, as
+   * Arvados adds it); the others are unset, read as their defaults. Empty: every field.
+   * script_name and resource_limits are not attributes: they are cleared too.
    *
    * @generated from field: repeated string select = 4;
    */

@@ -123,7 +123,8 @@ export type ListTasksRequest = Message<"jobtask.v1.ListTasksRequest"> & {
   order: string[];
 
   /**
-   * Attributes to return.
+   * Attributes to return: each item keeps only these fields and `kind` (always kept, as
+   * Arvados adds it); the others are unset, read as their defaults. Empty: every field.
    *
    * @generated from field: repeated string select = 4;
    */
