@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 
 import grpc
 import httpx
+from jobtask.domain.resources import JOB_ATTRS, TASK_ATTRS
 from jobtask.gateway import serve_gateway
 from jobtask.gateway.errors import HTTP_STATUS
 
@@ -253,3 +254,39 @@ async def test_odd_tokens_and_request_ids_are_not_a_500(stack: Stack) -> None:
     )
     assert header.status_code == 200
     assert re.fullmatch(r"req-[0-9a-z]{20}", header.headers["X-Request-Id"])
+
+
+def compact(body: object) -> bytes:
+    """JSON as the gateway writes it (rendering.dumps)."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+async def test_select_answers_are_the_whole_items_attributes(stack: Stack) -> None:
+    """REST select, whatever the services send for it: byte for byte the whole answer with
+    each item cut to the named attributes as the whole item renders them, in the order
+    named, then `kind` (Arvados's `@select |= ["kind"]`), for every attribute of jobs and
+    tasks."""
+    job = await stack.create_job(runtime_constraints={"min_nodes": 1, "max_tasks_per_node": 2})
+    filters = json.dumps([["uuid", "=", job["uuid"]]])
+    task_filters = json.dumps([["job_uuid", "=", job["uuid"]]])
+    for path, attrs, query in (
+        ("/arvados/v1/jobs", JOB_ATTRS, filters),
+        ("/arvados/v1/jobs/queue", JOB_ATTRS, filters),
+        ("/arvados/v1/job_tasks", TASK_ATTRS, task_filters),
+    ):
+        whole = await stack.client.get(path, params={"filters": query})
+        assert whole.status_code == 200, whole.text
+        body = whole.json()
+        assert whole.content == compact(body)
+        (item,) = body["items"]
+        assert set(attrs) <= set(item)
+        assert item["kind"] in ("arvados#job", "arvados#jobTask")
+        selects = [[name] for name in attrs] + [list(reversed(attrs)), ["uuid", "kind", "etag"]]
+        for select in selects:
+            response = await stack.client.get(
+                path, params={"filters": query, "select": json.dumps(select)}
+            )
+            assert response.status_code == 200, response.text
+            wanted = [*select, *(["kind"] if "kind" not in select else [])]
+            picked = {name: item[name] for name in wanted}
+            assert response.content == compact({**body, "items": [picked]}), select
