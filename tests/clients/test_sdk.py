@@ -121,6 +121,19 @@ async def test_job_round_trip(client: AsyncClient) -> None:
     assert locked.HasField("is_locked_by_uuid")
 
 
+async def test_list_select_returns_trimmed_records(client: AsyncClient) -> None:
+    job = await client.submit("hash.py", {"input": "abc"}, priority=4)
+    page = await client.list(select=["uuid", "status"], limit=1)
+    (listed,) = page.items
+    assert (listed.uuid, listed.status) == (job.uuid, JS.JOB_STATUS_QUEUED)
+    assert {f.name for f, _ in listed.ListFields()} == {"uuid", "status", "kind"}
+    assert not listed.script and not listed.priority and not listed.HasField("created_at")
+    (whole,) = (await client.list(limit=1)).items
+    assert whole == job and whole.script == "hash.py" and whole.priority == 4
+    tasks = await client.list_tasks([["job_uuid", "=", job.uuid]], select=["uuid"])
+    assert [{f.name for f, _ in t.ListFields()} for t in tasks.items] == [{"uuid", "kind"}]
+
+
 async def test_claim_then_report_with_the_task_token(live: Cluster, client: AsyncClient) -> None:
     job = await client.submit("hash.py", {"claim": 1})
     worker = task_service_pb2.WorkerInfo(worker_id="w-sdk", node_name="n1", free_slots=1)
