@@ -222,3 +222,17 @@ async def test_admins_may_create_tokens_for_other_users(auth: Auth) -> None:
         root.auth.CreateApiClientAuthorization(create(owner_uuid="yyyyy-tpzed-000000000000001"))
     )
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "owner_uuid" in details
+
+
+async def test_a_token_listing_keeps_only_what_select_names(auth: Auth) -> None:
+    alice_uuid, alice_token = await auth.mint(user=ALICE)
+    alice = auth.stubs(alice_token).auth
+    picked = await alice.ListApiClientAuthorizations(
+        AS.ListApiClientAuthorizationsRequest(select=["uuid", "scopes"])
+    )
+    (item,) = picked.items
+    assert item.uuid == alice_uuid
+    assert {f.name for f, _ in item.ListFields()} <= {"uuid", "scopes", "kind"}
+    assert not item.HasField("created_at") and not item.owner_uuid
+    whole = await alice.ListApiClientAuthorizations(AS.ListApiClientAuthorizationsRequest())
+    assert whole.items[0].HasField("created_at") and whole.items[0].owner_uuid

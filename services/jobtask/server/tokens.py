@@ -15,7 +15,7 @@ from jobtask.manager.tokens import TokenManager
 from jobtask.server.callers import current_credentials
 from jobtask.server.convert import timestamp
 from jobtask.server.errors import rpc
-from jobtask.server.listing import list_query
+from jobtask.server.listing import keep_selected, list_query
 from jobtask.store.rows import TokenRow, etag
 from jobtask.v1 import auth_service_pb2, auth_service_pb2_grpc
 
@@ -95,6 +95,7 @@ class TokenServicer(auth_service_pb2_grpc.ApiClientAuthorizationServiceServicer)
             limit=query.limit,
             items=[token_pb(r) for r in records],
         )
+        keep_selected(response.items, request.select)
         if total is not None:
             response.items_available = total
         return response

@@ -199,7 +199,8 @@ export type ListApiClientAuthorizationsRequest = Message<"jobtask.v1.ListApiClie
   order: string[];
 
   /**
-   * Attributes to return.
+   * Attributes to return: each item keeps only these fields and `kind` (always kept, as
+   * Arvados adds it); the others are unset, read as their defaults. Empty: every field.
    *
    * @generated from field: repeated string select = 4;
    */
