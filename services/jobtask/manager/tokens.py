@@ -124,6 +124,7 @@ class _Lookups(Drainer):
 
 
 def _answer(waiting: dict[str, list[asyncio.Future[StoredToken | None]]], error: Exception) -> None:
+    """Every call waiting for these tokens' records hears `error` instead."""
     for futures in waiting.values():
         for future in futures:
             if not future.done():

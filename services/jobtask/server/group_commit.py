@@ -67,7 +67,7 @@ class GroupCommit(GroupDrainer[Waiting]):
     @property
     def committing(self) -> bool:
         """A group is being applied (or waits to be)."""
-        return self._drainer is not None
+        return self.running is not None
 
     async def apply(self, item: Submission) -> Outcome:
         """Applies one stream's batch (in a group, if others are waiting) once durable."""
