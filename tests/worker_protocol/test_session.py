@@ -1,5 +1,6 @@
 """WorkerSession: assignments pushed to a worker's one stream, reports of many tasks per
-message, one heartbeat for all leases, cancel pushed down, leases ended with the session."""
+message, one heartbeat for all leases, cancel pushed down, leases kept to their ttl when the
+session is cut (and reattached by the next one)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import grpc
 import pytest
+from jobtask.observability.streams import WORKER_SLOTS
 from jobtask.v1 import job_service_pb2, task_service_pb2
 
 from tests.conftest import Cluster
@@ -122,6 +124,18 @@ async def test_postgres_claims_half_the_slots_at_a_time(cluster: Cluster) -> Non
     await session.call.done_writing()
 
 
+async def test_the_free_slots_metric_counts_the_workers_free_slots(cluster: Cluster) -> None:
+    """jobtask_worker_free_slots adds up what each live worker has free after its last
+    claim -- its slots, not the part of them one claim took (half, on PostgreSQL)."""
+    await cluster.jobs.CreateJob(create_job(script="noop.py"))  # (one task: its seed)
+    session = Session(cluster, "w-free-slots", 4)
+    await session.open()
+    await session.until(lambda: len(session.assignments) == 1)
+    free = await eventually(lambda: WORKER_SLOTS.announced("w-free-slots") == 3 or None)
+    assert free
+    await session.call.done_writing()
+
+
 async def test_a_claim_while_another_is_in_progress_takes_all_its_credits(
     cluster: Cluster, database_url: str
 ) -> None:
@@ -224,6 +238,38 @@ async def test_a_session_that_ends_fails_its_tasks_temporarily(cluster: Cluster)
     while not await requeued():
         assert time.monotonic() < deadline, "the abandoned task was not failed temporarily"
         await asyncio.sleep(0.1)
+
+
+async def test_a_cut_session_reopened_carries_on_with_its_leases(signalled: Cluster) -> None:
+    """A session cut while its worker lives (a proxy or balancer between them restarted):
+    the worker opens another and reattaches its leases (a report with nothing in it), and
+    its task finishes as if nothing had happened -- no attempt ended, nothing retried. (A
+    worker that never comes back has its attempts ended by the reaper as the leases
+    expire: test_a_session_that_ends_fails_its_tasks_temporarily.)"""
+    cluster = signalled  # (its leases outlast any wait here)
+    await cluster.jobs.CreateJob(create_job(script="noop.py"))
+    first = Session(cluster, "w-cut", 1)
+    await first.open()
+    await first.until(lambda: len(first.assignments) == 1)
+    (a,) = first.assignments
+    first.call.cancel()
+    # Time for the server to see the cut (ending the attempt there, before, took ~1 ms).
+    await asyncio.sleep(1.0)
+    task = await get_task(cluster, a.task.uuid)
+    assert task.status == task_status("active") and task.failed_count == 0
+    second = Session(cluster, "w-cut", 0)
+    await second.open()
+    attach = TSP.RunTaskRequest(task_uuid=a.task.uuid, lease_id=a.lease.lease_id)
+    await second.send(reports=[attach])
+    await second.until(lambda: any(u.task_uuid == a.task.uuid for u in second.updates))
+    (update,) = [u for u in second.updates if u.task_uuid == a.task.uuid]
+    assert update.instruction == CONTINUE, update
+    await second.send(reports=[done(a)])
+    await second.until(lambda: a.task.uuid in second.finals())
+    final = second.finals()[a.task.uuid].task
+    assert final.status == task_status("completed")
+    assert final.attempt == 1 and final.failed_count == 0
+    await second.call.done_writing()
 
 
 async def test_a_session_whose_report_group_was_interrupted_ends_and_its_lease_lives_on(

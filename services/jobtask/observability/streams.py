@@ -40,6 +40,11 @@ class WorkerSlots:
     def seen(self, worker_id: str, free_slots: int) -> None:
         self._seen[worker_id] = (free_slots, time.monotonic())
 
+    def announced(self, worker_id: str) -> int | None:
+        """The free slots the worker announced with its last claim (None: none seen)."""
+        seen = self._seen.get(worker_id)
+        return None if seen is None else seen[0]
+
     def free(self, horizon_seconds: float) -> int:
         cutoff = time.monotonic() - horizon_seconds
         for worker_id in [w for w, (_, at) in self._seen.items() if at < cutoff]:

@@ -173,12 +173,15 @@ class RunTaskStream:
         finally:
             reader.cancel()
             watcher.cancel()
-            if not self.settled and not self.runs.closing and not store_failed:
-                reason = (
-                    f"the worker sent an invalid message ({self.error.message})"
-                    if self.error is not None
-                    else "the worker's stream ended without the process's exit"
-                )
+            # A cut stream leaves its lease to its ttl (the worker may reconnect and carry
+            # on; see WorkerSession's _abandon_held); an invalid message ends the attempt.
+            if (
+                not self.settled
+                and not self.runs.closing
+                and not store_failed
+                and self.error is not None
+            ):
+                reason = f"the worker sent an invalid message ({self.error.message})"
                 cleanup = self.runs.spawn(
                     self.reports.abandon(self.caller, self.task_uuid, self.lease_id, reason)
                 )

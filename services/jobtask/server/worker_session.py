@@ -215,13 +215,17 @@ class Session:
             self.out.put_nowait(exc)
 
     async def _abandon_held(self) -> None:
-        if not self.held or self.runs.closing or self.store_failed:
+        """A session refused for an invalid message ends its tasks' attempts. One that was
+        cut -- the worker gone, or only its connection: a proxy or balancer restarted, a
+        network blip -- leaves its leases to their ttl, as a shutdown or a store failure
+        does: the server cannot tell the two apart, a worker that comes back (to this
+        replica or another) reattaches them, and one that does not has its attempts ended
+        by the reaper as they expire. Ending them at once gained no time (the task is not
+        runnable again before its lease could have run out: its process may still run)
+        and made every proxy restart kill the work of every worker behind it."""
+        if not self.held or self.runs.closing or self.store_failed or self.error is None:
             return
-        reason = (
-            f"the worker sent an invalid message ({self.error.message})"
-            if self.error is not None
-            else "the worker's session ended without the process's exit"
-        )
+        reason = f"the worker sent an invalid message ({self.error.message})"
         held, self.held = self.held, {}
         for uuid, lease in held.items():
             cleanup = self.runs.spawn(self.reports.abandon(self.caller, uuid, lease, reason))
@@ -291,8 +295,10 @@ class Session:
             want = min(self.credits, MAX_CLAIM, self._part())
             self.sessions.claiming += 1
             try:
+                # The worker's free slots are its credits (what the claim counts in the
+                # registry and jobtask_worker_free_slots), of which it takes `want`.
                 claims = await self.claims.claim(
-                    self.caller, replace(self.spec, free_slots=want), want
+                    self.caller, replace(self.spec, free_slots=self.credits), want
                 )
             finally:
                 self.sessions.claiming -= 1
