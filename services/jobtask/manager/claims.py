@@ -95,7 +95,8 @@ class ClaimManager:
                 # A new live node may be what a job's min_nodes waits for.
                 mark_changed(conn)
             # Stamped once the node's turn came: a claim that waited for it finds tasks
-            # whose creators finished meanwhile, and starts them after they finished.
+            # whose creators finished meanwhile (the tasks' own start is stamped after the
+            # reads that found them: _choose).
             now = utcnow()
             writes = TaskWrites()
             claims = await self._choose(conn, writes, caller, worker, want, now)
@@ -161,6 +162,10 @@ class ClaimManager:
                     row for row, job_id in zip(chunk, job_ids, strict=True) if job_id in locked
                 ]
                 fresh = await queries.lock_candidates(conn, worker.worker_id, chunk, now)
+                # The tasks start now, after the reads that found them runnable: a creator
+                # (a lower sequence) whose completion committed after `now` was stamped but
+                # before those reads finished before its children start, not after.
+                started = utcnow()
                 for task, failed_by_me in fresh:
                     job_id = task.job_id
                     if job_id in skip_jobs:
@@ -180,7 +185,7 @@ class ClaimManager:
                         if refused.job_wide:
                             skip_jobs.add(job_id)
                         continue
-                    claims.append(self._start(conn, writes, caller, job, task, worker, now))
+                    claims.append(self._start(conn, writes, caller, job, task, worker, started))
                     place.started(job_id, limits)
                     self._serve(task.owner_uuid)
             if len(claims) >= want or len(rows) < page:
