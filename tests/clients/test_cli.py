@@ -16,6 +16,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from jobtask.sdk import AsyncClient, UnavailableError
 from jobtask.server.app import server_credentials
+from sqlalchemy.engine import make_url
 
 from tests.clients.conftest import ROOT_TOKEN, Workers, cli_env, run_cli
 from tests.conftest import Cluster, start_jobtask
@@ -480,3 +481,42 @@ async def test_get_shows_a_task_field_by_field(live: Cluster, client: AsyncClien
     assert fields["uuid"].strip() == task.uuid
     assert fields["job"].strip() == job.uuid
     assert fields["status"].strip() == "queued" and fields["sequence"].strip() == "0"
+
+
+async def _run_once(*args: str) -> tuple[int, str]:
+    """`jobtask <args>` to its end: its exit code and its stdout and stderr together."""
+    proc = await start_jobtask(
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "GRPC_VERBOSITY": "NONE"},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode() + err.decode()
+
+
+@pytest.mark.postgres
+async def test_database_urls_print_without_their_password(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """`db upgrade`, `token` and `up` say which database they use, its password hidden."""
+    url = make_url(postgres_url)
+    assert url.password, "JOBTASK_TEST_POSTGRES_URL needs a password for this test"
+    # The password may be the user's name too: look for it where a URL would hold it.
+    secret = f":{url.password}@"
+    hidden = url.render_as_string(hide_password=True)
+    for args in (("db", "upgrade"), ("token", "list")):
+        code, said = await _run_once(*args, "--database-url", postgres_url)
+        assert code == 0, said
+        assert secret not in said and hidden in said, said
+    listen = ("--jobs-listen", "127.0.0.1:0", "--tasks-listen", "127.0.0.1:0", "--no-gateway")
+    proc, lines = await _start_server(tmp_path, "up", "--database-url", postgres_url, *listen)
+    try:
+        banner = "\n".join(lines)
+        assert secret not in banner and f"database:    {hidden}" in banner, banner
+        serving = health_pb2.HealthCheckResponse.SERVING
+        assert await _health(_address(lines, "JobService:"), "jobtask.v1.JobService") == serving
+    finally:
+        assert await _stop(proc) == 0

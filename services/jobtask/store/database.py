@@ -158,7 +158,8 @@ def normalize_url(url: str) -> str:
         return str(parsed.set(drivername="sqlite+pysqlite"))
     if backend == "postgresql":
         return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
-    raise ValueError(f"unsupported database URL {url!r}: use sqlite:/// or postgresql://")
+    shown = parsed.render_as_string(hide_password=True)
+    raise ValueError(f"unsupported database URL {shown!r}: use sqlite:/// or postgresql://")
 
 
 class Database:

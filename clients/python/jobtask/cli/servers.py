@@ -36,6 +36,17 @@ def database_url(given: str | None) -> str:
     return f"sqlite:///{Path(value).expanduser().absolute()}"
 
 
+def shown_url(url: str) -> str:
+    """`url` as the CLI prints it: with its password hidden (`***`)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unreadable database URL>"
+
+
 def existing_database(url: str) -> str:
     """`url`, once sure it names a database that exists: commands that only read or change
     records (token) must not leave a new, empty SQLite file wherever they were run."""
@@ -292,7 +303,7 @@ async def up(args: argparse.Namespace) -> int:
                 services_ca=_services_ca(args) or _grpc_tls(args)[0],
                 **_gateway_connections(module, args),
             )
-        print(f"database:    {url}")
+        print(f"database:    {shown_url(url)}")
         print(f"JobService:  {jobs_addr}")
         print(f"TaskService: {tasks_addr}")
         if gateway is not None:
@@ -382,7 +393,7 @@ async def db_upgrade(args: argparse.Namespace) -> int:
     db = Database(url)
     try:
         await migrate.upgrade(db)
-        print(f"{url}: schema at {await migrate.current_revision(db)}")
+        print(f"{shown_url(url)}: schema at {await migrate.current_revision(db)}")
     finally:
         await db.dispose()
     return 0

@@ -106,7 +106,7 @@ def add_token_commands(subparsers: argparse._SubParsersAction[Any]) -> argparse.
 
 
 async def _open(args: argparse.Namespace) -> tuple[Any, Any]:
-    from jobtask.cli.servers import database_url, existing_database
+    from jobtask.cli.servers import database_url, existing_database, shown_url
     from jobtask.manager.context import Settings
     from jobtask.store import migrate
     from jobtask.store.database import Database
@@ -115,7 +115,7 @@ async def _open(args: argparse.Namespace) -> tuple[Any, Any]:
     settings = Settings(cluster_id=cluster_id)
     url = existing_database(database_url(args.database_url))
     # Said on stderr so that `token create` still prints only the token on stdout.
-    print(f"database: {url}", file=sys.stderr)
+    print(f"database: {shown_url(url)}", file=sys.stderr)
     db = Database(url)
     try:
         await migrate.upgrade(db)
