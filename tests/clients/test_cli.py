@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import pty
+import secrets
 import signal
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from jobtask.server.app import server_credentials
 from sqlalchemy.engine import make_url
 
 from tests.clients.conftest import ROOT_TOKEN, Workers, cli_env, run_cli
-from tests.conftest import Cluster, start_jobtask
+from tests.conftest import Cluster, postgres_admin_url, start_jobtask
 from tests.tls import self_signed
 
 # A hung subprocess fails its test instead of hanging the run.
@@ -520,3 +521,31 @@ async def test_database_urls_print_without_their_password(
         assert await _health(_address(lines, "JobService:"), "jobtask.v1.JobService") == serving
     finally:
         assert await _stop(proc) == 0
+
+
+@pytest.mark.postgres
+async def test_database_errors_are_one_line_without_the_password() -> None:
+    """A wrong password, or a database that is not there: one line naming the database (its
+    password hidden) and the server's reason, exit code 1 -- no traceback."""
+    url = make_url(postgres_admin_url())
+    wrong = f"wrong-{secrets.token_hex(4)}"
+    missing = f"jobtask_missing_{secrets.token_hex(4)}"
+    cases = [
+        (
+            ("serve", "jobs", "--jobs-listen", "127.0.0.1:0"),
+            url.set(password=wrong, database="postgres"),
+            "password authentication failed",
+        ),
+        (("db", "upgrade"), url.set(database=missing), f'database "{missing}" does not exist'),
+    ]
+    for args, bad, reason in cases:
+        given = bad.render_as_string(hide_password=False)
+        code, said = await _run_once(*args, "--database-url", given)
+        lines = [line for line in said.splitlines() if line.strip()]
+        assert code == 1, said
+        assert len(lines) == 1, said
+        hidden = bad.render_as_string(hide_password=True)
+        assert lines[0].startswith(f"jobtask: database error ({hidden}): "), said
+        assert reason in lines[0], said
+        assert "Traceback" not in said and f":{bad.password}@" not in said, said
+        assert wrong not in said, said

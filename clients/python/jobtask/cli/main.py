@@ -99,6 +99,27 @@ def describe(exc: JobtaskError, args: argparse.Namespace | None = None) -> str:
     return text
 
 
+def _database_errors() -> tuple[type[BaseException], ...]:
+    """What a database (or its driver) raises that the store did not translate: a server
+    command failing to connect, say. Imported only once something failed."""
+    import asyncpg  # type: ignore[import-untyped]  # no stubs published
+    from sqlalchemy.exc import DBAPIError
+
+    return (DBAPIError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+def describe_database_error(exc: BaseException, args: argparse.Namespace) -> str:
+    """One line: the driver's first line (which never quotes the password), and the
+    database's URL with its password hidden."""
+    cause = getattr(exc, "orig", None) or exc
+    lines = [line for line in str(cause).splitlines() if line.strip()]
+    text = lines[0] if lines else type(cause).__name__
+    if not hasattr(args, "database_url"):
+        return f"database error: {text}"
+    url = servers.shown_url(servers.database_url(args.database_url))
+    return f"database error ({url}): {text}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     if GRPC_VERBOSITY_SET and "grpc" in sys.modules:
         os.environ.pop("GRPC_VERBOSITY", None)  # read by now (see jobtask.cli)
@@ -130,6 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DomainError as exc:
         # Raised in this process, by the store (a schema upgrade it refuses, for one).
         print(f"jobtask: error: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
+    except _database_errors() as exc:
+        print(f"jobtask: {describe_database_error(exc, args)}", file=sys.stderr)
         return EXIT_FAILED
     except (ValueError, json.JSONDecodeError) as exc:
         print(f"jobtask: error: {exc}", file=sys.stderr)
