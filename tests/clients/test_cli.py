@@ -549,3 +549,22 @@ async def test_database_errors_are_one_line_without_the_password() -> None:
         assert reason in lines[0], said
         assert "Traceback" not in said and f":{bad.password}@" not in said, said
         assert wrong not in said, said
+
+
+async def test_zero_lease_ttl_and_retry_limit_are_refused(tmp_path: Path) -> None:
+    """A lease of 0 seconds expires as it is granted, and a task gets at least one attempt
+    (the services refuse a retry limit of 0): said at once, naming the flag -- not replaced
+    by the default. A retry limit of 1 (no retries) is the least one, and taken."""
+    for flag in ("--lease-ttl", "--retry-limit"):
+        for value in ("0", "-1"):
+            code, said = await _run_once("up", "--database-url", str(tmp_path / "db"), flag, value)
+            assert code == 2, said
+            assert f"error: argument {flag}: " in said and f"not {value}" in said, said
+    assert not (tmp_path / "db").exists()
+    listen = ("--jobs-listen", "127.0.0.1:0", "--tasks-listen", "127.0.0.1:0", "--no-gateway")
+    proc, lines = await _start_server(tmp_path, "up", *listen, "--retry-limit", "1")
+    try:
+        serving = health_pb2.HealthCheckResponse.SERVING
+        assert await _health(_address(lines, "JobService:"), "jobtask.v1.JobService") == serving
+    finally:
+        assert await _stop(proc) == 0

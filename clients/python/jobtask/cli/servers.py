@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import math
 import os
 import signal
 import sys
@@ -59,6 +60,39 @@ def existing_database(url: str) -> str:
     return url
 
 
+def _attempts(text: str) -> int:
+    """--retry-limit: attempts a task gets, at least 1 (1: no retries; the services refuse 0)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number, at least 1, not {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """--lease-ttl: a lease of 0 seconds expires as it is granted."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, not {text}")
+    return value
+
+
+def _lease_ttl(given: float | None) -> float:
+    """--lease-ttl (checked as parsed), else $JOBTASK_LEASE_TTL, held to the same rule."""
+    if given is not None:
+        return given
+    raw = _env("JOBTASK_LEASE_TTL", "30")
+    try:
+        return _seconds(raw)
+    except argparse.ArgumentTypeError as exc:
+        raise ValueError(f"$JOBTASK_LEASE_TTL {exc}") from None
+
+
 def _env(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
@@ -92,8 +126,10 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
         help="$JOBTASK_GATEWAY_MAX_CONNECTIONS: connections the gateway holds at once"
         " (1000, at most half the descriptor limit); more are closed at once",
     )
-    server.add_argument("--lease-ttl", type=float, help="$JOBTASK_LEASE_TTL seconds (30)")
-    server.add_argument("--retry-limit", type=int, help="$JOBTASK_RETRY_LIMIT (3)")
+    server.add_argument("--lease-ttl", type=_seconds, help="$JOBTASK_LEASE_TTL seconds (30)")
+    server.add_argument(
+        "--retry-limit", type=_attempts, help="$JOBTASK_RETRY_LIMIT: attempts per task (3)"
+    )
     server.add_argument(
         "--retry-backoff-base",
         type=float,
@@ -164,8 +200,12 @@ def _service_options(args: argparse.Namespace) -> dict[str, Any]:
         "tls_key": tls_key,
         "root_token": os.environ.get("JOBTASK_SYSTEM_ROOT_TOKEN") or None,
         "cluster_id": args.cluster_id or _env("JOBTASK_CLUSTER_ID", "zzzzz"),
-        "lease_ttl": args.lease_ttl or float(_env("JOBTASK_LEASE_TTL", "30")),
-        "retry_limit": args.retry_limit or int(_env("JOBTASK_RETRY_LIMIT", "3")),
+        "lease_ttl": _lease_ttl(args.lease_ttl),
+        "retry_limit": (
+            args.retry_limit
+            if args.retry_limit is not None
+            else int(_env("JOBTASK_RETRY_LIMIT", "3"))
+        ),
         "retry_backoff_base": _number(
             args.retry_backoff_base, "JOBTASK_RETRY_BACKOFF_BASE", DEFAULT_BACKOFF_BASE
         ),
