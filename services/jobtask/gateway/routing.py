@@ -220,6 +220,9 @@ class Match:
     variables: dict[str, str] = field(default_factory=dict)
     # Methods the path accepts, for 405 answers when `binding` is None.
     allowed: tuple[str, ...] = ()
+    # The matched binding's template, else the most specific one the path matches under
+    # any method; None when no template matches (a bounded label for metrics and logs).
+    template: str | None = None
 
 
 class RouteTable:
@@ -235,15 +238,17 @@ class RouteTable:
         if len(path) > 1 and path.endswith("/"):
             path = path[:-1]  # Rails routes ignore one trailing slash
         allowed: list[str] = []
+        first: str | None = None
         for binding in self.bindings:
             variables = binding.template.match(path)
             if variables is None:
                 continue
             if binding.http_method == http_method:
-                return Match(binding, variables)
+                return Match(binding, variables, template=binding.template.text)
+            first = first or binding.template.text
             if binding.http_method not in allowed:
                 allowed.append(binding.http_method)
-        return Match(None, allowed=tuple(allowed))
+        return Match(None, allowed=tuple(allowed), template=first)
 
     def methods(self, service: ServiceDescriptor) -> list[MethodDescriptor]:
         seen: dict[str, MethodDescriptor] = {}
