@@ -75,6 +75,10 @@ class Dispatcher:
             )
             failure = ApiError(500, [f"Internal error (error id {found})"], error_token=found)
             return error_response(failure, head=head)
+        finally:
+            if not hasattr(request.state, "route"):
+                # Answered before routing (a preflight, a body refused): the path's template.
+                request.state.route = self.routes.match("", _raw_path(request)).template
 
     async def _dispatch(self, request: Request) -> Response:
         path = _raw_path(request)
@@ -89,6 +93,7 @@ class Dispatcher:
         if method == "POST":
             method = _overridden(request, query, form, json_body) or method
         match = self.routes.match("GET" if method == "HEAD" else method, path)
+        request.state.route = match.template  # the access log's label (None: unmatched)
         if match.binding is None:
             if match.allowed:
                 allowed = _allow(match.allowed)

@@ -8,7 +8,6 @@ JSON. `install(app, ...)` adds the routes and the middleware to the gateway's ap
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Mapping, Sequence
 
@@ -22,22 +21,32 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["STORE_SERVICE", "AccessLog", "install", "route_of"]
+__all__ = ["STORE_SERVICE", "UNMATCHED", "AccessLog", "install", "route_of"]
 
 STORE_SERVICE = "jobtask.store"
 CHECK_TIMEOUT_SECONDS = 3.0
-_UUID = re.compile(r"[a-z0-9]{5}-[a-z0-9]{5}-[a-z0-9]{15}")
+UNMATCHED = "unmatched"
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
-def route_of(path: str, status: int) -> str:
-    """A metrics label for a path: uuids as `{uuid}`; unknown paths all as one label."""
-    if status == 404:
-        return "unmatched"
-    return _UUID.sub("{uuid}", path)[:200]
+def route_of(scope: Scope) -> str:
+    """The metrics and access-log label of a served request, one of a fixed set: the REST
+    path template the dispatcher matched (`/arvados/v1/jobs/{uuid}`, left in the request's
+    state as `route`), a fixed route's path (`/healthz`), `/_dashboard/{path}` for any
+    dashboard file, else `unmatched`. Never the request's own path: ids would each make
+    new series."""
+    state = scope.get("state") or {}
+    if "route" in state:
+        return str(state["route"] or UNMATCHED)
+    route = scope.get("route")  # Starlette's matched route, once its router ran
+    if isinstance(route, Mount):
+        return f"{route.path}/{{path}}"
+    if isinstance(route, Route) and not route.param_convertors:
+        return route.path
+    return UNMATCHED
 
 
 class AccessLog:
@@ -69,7 +78,7 @@ class AccessLog:
             await self.app(scope, receive, send_status)
         finally:
             seconds = time.perf_counter() - started
-            route = route_of(scope.get("path", ""), status)
+            route = route_of(scope)
             metrics.HTTP_REQUESTS.labels(route, str(status)).inc()
             metrics.HTTP_SECONDS.labels(route).observe(seconds)
             # The path only: a query string may carry api_token.
