@@ -90,11 +90,24 @@ async def test_errors_are_one_line_and_non_zero(live: Cluster) -> None:
 async def test_watch_follows_a_job_to_completion(live: Cluster, workers: Workers) -> None:
     submitted = await run_cli(live, "submit", "fanout.py", "-p", 'words=["x","y"]', "-p", "delay=1")
     uuid = submitted.stdout.strip()
-    watching = asyncio.create_task(run_cli(live, "watch", uuid, "--logs"))
+    watching = await start_jobtask(
+        "watch",
+        uuid,
+        "--logs",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=cli_env(live),
+    )
+    assert watching.stdout is not None
+    # The workers start once the watch follows the job (its snapshot on screen): a watch
+    # that subscribed after the children were created would show them in its snapshot,
+    # not as they are created (a loaded machine started the worker's process first).
+    first = await asyncio.wait_for(watching.stdout.readline(), 60)
     await workers.start("w", slots=2)
-    watched = await watching
-    assert watched.returncode == 0, watched.stderr
-    lines = watched.stdout.splitlines()
+    rest, err = await asyncio.wait_for(watching.communicate(), 60)
+    assert watching.returncode == 0, err.decode()
+    lines = [first.decode().rstrip("\n"), *rest.decode().splitlines()]
     assert "snapshot job" in lines[0]
     assert any(" created (sequence 1)" in line for line in lines)
     assert any(" progress 50.0%" in line for line in lines)
