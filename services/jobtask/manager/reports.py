@@ -374,8 +374,9 @@ class ReportManager:
         return _outcomes(held, found)
 
     async def abandon(self, caller: Caller, task_uuid: str, lease_id: str, reason: str) -> None:
-        """The worker's stream ended without an exit: the seeds' temporary failure, if the
-        lease is still this worker's."""
+        """The worker's stream was refused for an invalid message, its task's process not
+        reported: the seeds' temporary failure, if the lease is still this worker's. (A
+        stream merely cut leaves its lease to its ttl: WorkerSession's _abandon_held.)"""
 
         async def run(conn: AsyncConnection) -> None:
             try:
