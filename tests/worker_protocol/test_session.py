@@ -15,7 +15,15 @@ from jobtask.observability.streams import WORKER_SLOTS
 from jobtask.v1 import job_service_pb2, task_service_pb2
 
 from tests.conftest import Cluster
-from tests.core.helpers import create_job, get_job, get_task, job_status, task_status, token_md
+from tests.core.helpers import (
+    create_job,
+    get_job,
+    get_task,
+    job_status,
+    job_tasks,
+    task_status,
+    token_md,
+)
 from tests.core.raw_rows import connect
 from tests.polling import eventually
 from tests.worker_protocol.helpers import job_with_tasks
@@ -39,8 +47,10 @@ class Session:
         self.updates: list[TSP.TaskUpdate] = []
         self.heartbeats = 0
 
-    async def open(self) -> None:
+    async def open(self, heartbeat_interval: float | None = None) -> None:
         info = TSP.WorkerInfo(worker_id=self.worker_id, node_name="node1", free_slots=self.slots)
+        if heartbeat_interval is not None:
+            info.heartbeat_interval.FromNanoseconds(int(heartbeat_interval * 1e9))
         await self.call.write(TSP.WorkerSessionRequest(open=info))
 
     async def send(self, **fields: Any) -> None:
@@ -323,3 +333,53 @@ async def test_a_session_needs_open_first(cluster: Cluster) -> None:
     except grpc.aio.AioRpcError as exc:
         assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "open" in (exc.details() or "")
+
+
+async def test_a_worker_silent_past_its_promise_is_assigned_nothing_until_it_speaks(
+    cluster: Cluster,
+) -> None:
+    """A stopped or hung worker keeps its connection and the credits it gave. One that
+    promised a message every 0.25 s and sent none for twice that gets no task (each would
+    wait out its lease and burn a retry), and the claims its session makes do not keep it
+    live: its last_seen_at stays its own last message. Its next message ends the wait."""
+    session = Session(cluster, "w-silent", 2)
+    opened = time.time()
+    await session.open(heartbeat_interval=0.25)
+    # Registered by the session's first claim (nothing runnable yet).
+    get = TSP.GetWorkerRequest(worker_id="w-silent")
+    await eventually(lambda: _worker_known(cluster, get))
+    await asyncio.sleep(0.8)  # silent for more than two promised intervals
+    job = await cluster.jobs.CreateJob(create_job(script="noop.py"))
+    (seed,) = await job_tasks(cluster, job.uuid)
+    await asyncio.sleep(1.0)
+    assert (await get_task(cluster, seed.uuid)).status == task_status("queued")
+    worker = await cluster.tasks.GetWorker(get)
+    assert worker.last_seen_at.ToDatetime().timestamp() < opened + 0.5
+    await session.send(heartbeat=True)
+    await session.until(lambda: len(session.assignments) == 1)
+    assert session.assignments[0].task.uuid == seed.uuid
+    await session.send(reports=[done(session.assignments[0])])
+    await session.until(lambda: len(session.finals()) == 1)
+    await session.call.done_writing()
+
+
+async def _worker_known(cluster: Cluster, get: TSP.GetWorkerRequest) -> bool:
+    try:
+        await cluster.tasks.GetWorker(get)
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
+
+
+@pytest.mark.parametrize("seconds", [0.05, 3601.0])
+async def test_a_heartbeat_interval_out_of_bounds_is_refused(
+    cluster: Cluster, seconds: float
+) -> None:
+    session = Session(cluster, "w-bad-interval", 1)
+    await session.open(heartbeat_interval=seconds)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await session.call.read()
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "open.heartbeat_interval" in (refused.value.details() or "")

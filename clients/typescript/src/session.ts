@@ -13,7 +13,7 @@
  */
 
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
-import { durationMs } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, durationMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 
 import type { JobTask } from "./gen/jobtask/v1/job_task_pb.js";
@@ -41,6 +41,10 @@ import {
 } from "./task-stream.js";
 
 const MAX_BACKOFF_MS = 5000;
+// The session sends a message (a heartbeat if nothing else) at least this often, idle or
+// busy, and says so when it opens (WorkerInfo.heartbeatInterval): the server stops assigning
+// tasks to a worker it has not heard from for two of these (one stopped or hung).
+export const HEARTBEAT_INTERVAL_MS = 2000;
 // Reports of one message at most (the server's bound is larger).
 const MAX_REPORTS = 500;
 // The token is refused: reconnecting cannot help.
@@ -60,6 +64,8 @@ export class WorkerSession {
   private queue: RunTaskRequest[] = [];
   private credits = 0;
   private heartbeatDue = false;
+  /** When the last message went up (the session's clock). */
+  private lastSent = 0;
   /** When each heartbeat still unanswered was sent, oldest first. */
   private beats: number[] = [];
   private assigning = true;
@@ -79,6 +85,8 @@ export class WorkerSession {
     private readonly logger: Logger,
     /** The session's and its leases' clock (the heartbeats' and renewals' times). */
     readonly clock: Clock = monotonicNow,
+    /** The message promised at least this often (ms; 100 ms to an hour, the server's bounds). */
+    readonly heartbeatIntervalMs: number = HEARTBEAT_INTERVAL_MS,
   ) {}
 
   // -- called by the worker and the leases ------------------------------------------------
@@ -167,6 +175,7 @@ export class WorkerSession {
     const requests = new AsyncQueue<WorkerSessionRequest>();
     const open = this.info();
     if (!this.assigning) open.freeSlots = 0;
+    open.heartbeatInterval = durationFromMs(this.heartbeatIntervalMs);
     requests.push(create(WorkerSessionRequestSchema, { open }));
     // The credits so far are in the opening message's free slots.
     this.credits = 0;
@@ -241,16 +250,21 @@ export class WorkerSession {
     }
   }
 
-  /** Every third of the shortest lease ttl held, one heartbeat for all of the leases. */
+  /** Every third of the shortest lease ttl held, one heartbeat for all of the leases; and
+   * one whenever nothing went up for heartbeatIntervalMs, idle or not (the promise). */
   private armHeartbeat(): void {
     let lastBeat = this.clock();
+    this.lastSent = this.clock();
     const tick = () => {
       let ttl = this.ttlMs;
       for (const lease of this.leases.values()) ttl = Math.min(ttl, lease.ttlMs);
-      if (this.leases.size === 0) {
-        lastBeat = this.clock();
-      } else if (this.clock() - lastBeat >= ttl / 3) {
-        lastBeat = this.clock();
+      const now = this.clock();
+      if (this.leases.size === 0) lastBeat = now;
+      if (
+        (this.leases.size > 0 && now - lastBeat >= ttl / 3) ||
+        now - this.lastSent >= this.heartbeatIntervalMs
+      ) {
+        lastBeat = now;
         this.heartbeatDue = true;
         this.flush();
       }
@@ -285,6 +299,7 @@ export class WorkerSession {
       }
       if (this.heartbeatDue) this.beats.push(this.clock());
       this.heartbeatDue = false;
+      this.lastSent = this.clock();
       requests.push(message);
     }
     if (this.closing && this.leases.size === 0) requests.close();

@@ -19,6 +19,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { create, isMessage } from "@bufbuild/protobuf";
+import { durationMs } from "@bufbuild/protobuf/wkt";
 import { createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 
@@ -33,7 +34,7 @@ import {
   WorkerSessionRequestSchema,
   WorkerSessionResponseSchema,
 } from "../src/gen/jobtask/v1/task_service_pb.js";
-import { type SessionLease, WorkerSession } from "../src/session.js";
+import { HEARTBEAT_INTERVAL_MS, type SessionLease, WorkerSession } from "../src/session.js";
 import { monotonicNow, TaskStream } from "../src/task-stream.js";
 
 const TTL_MS = 9000;
@@ -81,9 +82,11 @@ async function until(
 function lateAnswers(clock: FakeClock, slow: (request: unknown) => boolean) {
   const config = clientConfig(SERVER);
   const processed: unknown[] = [];
+  const sent: unknown[] = [];
   let moved = false;
   async function* outgoing<T>(requests: AsyncIterable<T>): AsyncGenerator<T> {
     for await (const request of requests) {
+      sent.push(request);
       if (!moved && slow(request)) {
         moved = true;
         clock.t += LATE_MS;
@@ -109,7 +112,7 @@ function lateAnswers(clock: FakeClock, slow: (request: unknown) => boolean) {
       interceptors: [bearerToken(config.token ?? ""), hook],
     }),
   );
-  return { service, processed };
+  return { service, processed, sent };
 }
 
 test("an acknowledged session report renews the lease as of when it was sent", () => {
@@ -267,6 +270,9 @@ test(SESSION_HEARTBEAT, NEEDS_SERVER, async () => {
     (assignment) => void session.lease(assignment),
     () => {},
     clock.now,
+    // No idle heartbeat of its own: the fake clock's jump after the first would make one
+    // due at once, and its answer could renew the lease again before the check below.
+    3_600_000,
   );
   let failed: unknown;
   const running = session.run().catch((err: unknown) => {
@@ -330,5 +336,45 @@ test(STREAM_HEARTBEAT, NEEDS_SERVER, async () => {
   } finally {
     stream.close();
     await responses.return(undefined);
+  }
+});
+
+const IDLE_HEARTBEAT = "an idle session promises a message every interval and keeps its promise";
+test(IDLE_HEARTBEAT, NEEDS_SERVER, async () => {
+  // A stopped worker keeps its connection: only its promised messages tell the server it
+  // is not hung, which then assigns it nothing (see the Python worker's tests/workers).
+  const clock = new FakeClock();
+  const { service, processed, sent } = lateAnswers(clock, () => false);
+  const session = new WorkerSession(
+    service,
+    // No free slot: nothing is assigned, the session holds no lease.
+    () => ({ workerId: "renewals-idle", nodeName: "renewals", freeSlots: 0, slots: 1 }),
+    () => assert.fail("nothing should be assigned"),
+    () => {},
+    clock.now,
+  );
+  let failed: unknown;
+  const running = session.run().catch((err: unknown) => {
+    failed = err;
+  });
+  const requests = () => sent.filter((r) => isMessage(r, WorkerSessionRequestSchema));
+  try {
+    await until(() => requests().length > 0, "the session opened", () => failed);
+    const interval = requests()[0]?.open?.heartbeatInterval;
+    assert.ok(interval !== undefined, "the open message states its interval");
+    assert.equal(durationMs(interval), HEARTBEAT_INTERVAL_MS);
+    // Real time alone sends nothing (the fake clock stands still) ...
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    assert.equal(requests().filter((r) => r.heartbeat).length, 0);
+    // ... the interval passing does, leases or not, and the server answers it.
+    clock.t += HEARTBEAT_INTERVAL_MS;
+    await until(() => requests().some((r) => r.heartbeat), "an idle heartbeat", () => failed);
+    const heartbeatAcked = () =>
+      processed.some((r) => isMessage(r, WorkerSessionResponseSchema) && r.heartbeatAcked);
+    await until(heartbeatAcked, "the heartbeat's answer", () => failed);
+    assert.equal(session.leases.size, 0);
+  } finally {
+    session.abandon();
+    await running;
   }
 });

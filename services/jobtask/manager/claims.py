@@ -87,7 +87,7 @@ class ClaimManager:
                     worker.node_name,
                     worker.ram_kib,
                     worker.cores,
-                    utcnow(),
+                    worker.seen_at or utcnow(),
                     tags=worker.tags,
                     slots=max(worker.slots, worker.free_slots),
                 )

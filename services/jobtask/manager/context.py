@@ -88,6 +88,13 @@ class WorkerSpec:
     tags: tuple[str, ...] = field(default_factory=tuple)
     # All of its slots (older workers do not say: then its free slots at claim time).
     slots: int = 0
+    # Seconds within which a session's worker promised a message (0: no promise; see
+    # WorkerInfo.heartbeat_interval).
+    heartbeat_interval: float = 0.0
+    # When the worker was last heard from, recorded as its last_seen_at by a claim made for
+    # it (None: the claim is its request, so now). A session's claims are the server's own
+    # doing: a hung worker's credits must not keep it live.
+    seen_at: dt.datetime | None = None
 
 
 def utcnow() -> dt.datetime:

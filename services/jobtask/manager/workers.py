@@ -3,6 +3,9 @@
 A worker's state is derived when it is read: stopped if it said goodbye since its last
 claim, lost if it has not been seen within the live horizon (twice the lease ttl: by then
 any lease it held has expired, and the reaper has handed its tasks back), live otherwise.
+Seen means its own messages: a claim, a report, a heartbeat; a session's claims made for a
+worker that promised a heartbeat_interval record its last message, not the claim, so a
+stopped or hung one turns lost though its connection stays open.
 """
 
 from __future__ import annotations

@@ -51,6 +51,9 @@ def assignments_pb(
 # Worker-sent names are copied into every event about its tasks: keep them small.
 MAX_WORKER_STRING = 256
 MAX_WORKER_TAGS = 64
+# WorkerInfo.heartbeat_interval's bounds, in seconds.
+MIN_HEARTBEAT_INTERVAL = 0.1
+MAX_HEARTBEAT_INTERVAL = 3600.0
 
 
 def _short_string(value: str, field: str) -> str:
@@ -59,16 +62,26 @@ def _short_string(value: str, field: str) -> str:
     return value
 
 
-def worker_spec(info: task_service_pb2.WorkerInfo) -> WorkerSpec:
-    _short_string(info.worker_id, "worker.worker_id")
-    _short_string(info.node_name, "worker.node_name")
+def worker_spec(info: task_service_pb2.WorkerInfo, field: str = "worker") -> WorkerSpec:
+    """The worker as it describes itself, checked; errors name `field`'s subfields (the
+    message's own name for it: ClaimTask's `worker`, WorkerSession's `open`)."""
+    _short_string(info.worker_id, f"{field}.worker_id")
+    _short_string(info.node_name, f"{field}.node_name")
     if len(info.tags) > MAX_WORKER_TAGS:
-        raise InvalidArgument("worker.tags", f"at most {MAX_WORKER_TAGS} tags")
+        raise InvalidArgument(f"{field}.tags", f"at most {MAX_WORKER_TAGS} tags")
     for i, tag in enumerate(info.tags):
-        _short_string(tag, f"worker.tags[{i}]")
+        _short_string(tag, f"{field}.tags[{i}]")
     for name in ("free_slots", "cores", "ram_kib"):
         if getattr(info, name) < 0:
-            raise InvalidArgument(f"worker.{name}", "must not be negative")
+            raise InvalidArgument(f"{field}.{name}", "must not be negative")
+    interval = 0.0
+    if info.HasField("heartbeat_interval"):
+        given = info.heartbeat_interval
+        interval = given.seconds + given.nanos / 1e9
+        if not MIN_HEARTBEAT_INTERVAL <= interval <= MAX_HEARTBEAT_INTERVAL:
+            raise InvalidArgument(
+                f"{field}.heartbeat_interval", "must be between 100 ms and 1 hour"
+            )
     return WorkerSpec(
         worker_id=info.worker_id,
         node_name=info.node_name,
@@ -77,4 +90,5 @@ def worker_spec(info: task_service_pb2.WorkerInfo) -> WorkerSpec:
         free_slots=info.free_slots,
         tags=tuple(info.tags),
         slots=info.slots,
+        heartbeat_interval=interval,
     )

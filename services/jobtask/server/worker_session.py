@@ -28,17 +28,26 @@ The server side runs four loops per session:
   changed, so a cancel reaches an idle worker without waiting for its next message;
 - the reader: turns messages into credits, pending batches and heartbeats.
 
-A session that ends (client gone, network cut, invalid message) while it holds leases ends
-each of their attempts as a temporary failure, as a RunTask stream does; one cut because
-this server is shutting down (or because the store failed) leaves the leases alive, and the
-worker reattaches them to its next session by reporting on them.
+A worker that promises a message every `heartbeat_interval` (WorkerInfo's field; the Python
+and TypeScript agents do) and then falls silent for SILENCE_INTERVALS of them -- stopped,
+hung, its host frozen, while the kernel keeps its connection open -- is assigned nothing
+until it speaks again, and its registry row's last_seen_at is its own last message, so it
+turns lost. Without the promise (older workers) the claimer cannot tell it from an idle one.
+
+A session refused for an invalid message ends its leases' attempts as a temporary failure.
+One that is cut (the worker gone, or only its connection: a proxy restarted, a network blip),
+that ends because this server is shutting down, or because the store failed, leaves the
+leases to their ttl: the worker reattaches them to its next session by reporting on them,
+and the reaper ends the attempts of one that never comes back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -84,6 +93,13 @@ CREDIT_GATHER_SECONDS = 0.005
 CLAIM_PARTS = 2
 # A session with credit but nothing runnable re-checks at least this often.
 IDLE_RECHECK = 5.0
+# A worker that promised a message every heartbeat_interval and sent none for this many
+# intervals is assigned nothing until it speaks again (see Session._silent).
+SILENCE_INTERVALS = 2
+# A heartbeat of a session holding no lease records the worker's liveness in the registry
+# at most this often, or four times within the live horizon (claims record it too): an idle
+# fleet's heartbeats cost no write each.
+IDLE_SEEN_EVERY = 5.0
 
 Response = task_service_pb2.WorkerSessionResponse
 
@@ -147,6 +163,11 @@ class Session:
         self.work = asyncio.Event()
         self.last_apply = 0.0
         self.last_check = 0.0
+        # When the worker's last message came (monotonic clock), set when it came.
+        self.heard_at = time.monotonic()
+        self.heard = asyncio.Event()
+        # When this session last wrote the worker's last_seen_at (monotonic clock).
+        self.seen_written = -math.inf
         # Every update names the lease's ttl (a Duration's fields, as a constructor takes them).
         ttl = duration_pb2.Duration()
         ttl.FromTimedelta(self.settings.lease_ttl)
@@ -165,7 +186,7 @@ class Session:
         first = await anext(messages, None)
         if first is None or not first.HasField("open"):
             raise InvalidArgument("open", "is required in the first message")
-        self.spec = worker_spec(first.open)
+        self.spec = worker_spec(first.open, "open")
         if not self.spec.worker_id:
             raise InvalidArgument("open.worker_id", "is required")
         if not self.spec.node_name:
@@ -250,6 +271,8 @@ class Session:
             self.work.set()
 
     def _take(self, msg: task_service_pb2.WorkerSessionRequest) -> None:
+        self.heard_at = time.monotonic()
+        self.heard.set()
         if msg.credits < 0:
             raise InvalidArgument("credits", "must not be negative")
         if len(msg.reports) > MAX_REPORTS:
@@ -290,6 +313,9 @@ class Session:
                 self.credit.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.credit.wait(), CREDIT_GATHER_SECONDS)
+            if self._silent():
+                await self._await_word()
+                continue
             # Marked before the claim: a change committed while it runs wakes the wait.
             mark = self.signal.mark()
             want = min(self.credits, MAX_CLAIM, self._part())
@@ -297,11 +323,11 @@ class Session:
             try:
                 # The worker's free slots are its credits (what the claim counts in the
                 # registry and jobtask_worker_free_slots), of which it takes `want`.
-                claims = await self.claims.claim(
-                    self.caller, replace(self.spec, free_slots=self.credits), want
-                )
+                spec = replace(self.spec, free_slots=self.credits, seen_at=self._seen_at())
+                claims = await self.claims.claim(self.caller, spec, want)
             finally:
                 self.sessions.claiming -= 1
+            self.seen_written = time.monotonic()
             if claims:
                 self.credits -= len(claims)
                 ttl = self.settings.lease_ttl.total_seconds()
@@ -323,6 +349,35 @@ class Session:
                 until = (backoff_end - utcnow()).total_seconds()
                 wait = min(wait, max(until, 0.0) + BACKOFF_SLACK)
             await self.signal.wait(wait, since=mark)
+
+    def _silent(self) -> bool:
+        """Whether the worker broke its promise of a message every heartbeat_interval. A
+        stopped or hung process keeps its connection (the kernel answers for it) and the
+        credits it gave: claims made for it would each wait out a lease and burn one of
+        its task's retries."""
+        interval = self.spec.heartbeat_interval
+        return bool(interval) and time.monotonic() - self.heard_at > SILENCE_INTERVALS * interval
+
+    async def _await_word(self) -> None:
+        """Waits for the silent worker's next message."""
+        silent = time.monotonic() - self.heard_at
+        log.warning(
+            "worker %s: nothing heard for %.1fs (it promised a message every %.1fs);"
+            " no task is assigned to it until it speaks",
+            self.spec.worker_id,
+            silent,
+            self.spec.heartbeat_interval,
+        )
+        self.heard.clear()
+        await self.heard.wait()
+        log.info("worker %s: heard again after %.1fs", self.spec.worker_id, silent)
+
+    def _seen_at(self) -> dt.datetime | None:
+        """The worker's last_seen_at for a claim made for it: its last message, if it
+        promised messages (older workers: the claim's time)."""
+        if not self.spec.heartbeat_interval:
+            return None
+        return utcnow() - dt.timedelta(seconds=time.monotonic() - self.heard_at)
 
     def _part(self) -> int:
         """The most the next claim takes. A claim of all of a worker's slots turns them
@@ -404,7 +459,13 @@ class Session:
                 await asyncio.wait_for(self.work.wait(), remaining)
 
     async def _renew(self) -> None:
+        every = min(IDLE_SEEN_EVERY, self.settings.live_horizon.total_seconds() / 4)
+        if not self.held and time.monotonic() - self.seen_written < every:
+            # Nothing to renew and the registry's last_seen_at is fresh.
+            self.out.put_nowait(Response(heartbeat_acked=True))
+            return
         outcomes = await self.reports.renew_session(dict(self.held), self.spec.worker_id)
+        self.seen_written = time.monotonic()
         answer = Response(heartbeat_acked=True)
         finished = TaskMessages()
         for uuid, outcome in outcomes.items():

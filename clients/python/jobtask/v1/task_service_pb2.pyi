@@ -122,7 +122,7 @@ class ReportTaskExitRequest(_message.Message):
     def __init__(self, uuid: _Optional[str] = ..., lease_id: _Optional[str] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., log: _Optional[str] = ...) -> None: ...
 
 class WorkerInfo(_message.Message):
-    __slots__ = ("worker_id", "node_name", "ram_kib", "cores", "free_slots", "tags", "slots")
+    __slots__ = ("worker_id", "node_name", "ram_kib", "cores", "free_slots", "tags", "slots", "heartbeat_interval")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_NAME_FIELD_NUMBER: _ClassVar[int]
     RAM_KIB_FIELD_NUMBER: _ClassVar[int]
@@ -130,6 +130,7 @@ class WorkerInfo(_message.Message):
     FREE_SLOTS_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     SLOTS_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     node_name: str
     ram_kib: int
@@ -137,7 +138,8 @@ class WorkerInfo(_message.Message):
     free_slots: int
     tags: _containers.RepeatedScalarFieldContainer[str]
     slots: int
-    def __init__(self, worker_id: _Optional[str] = ..., node_name: _Optional[str] = ..., ram_kib: _Optional[int] = ..., cores: _Optional[int] = ..., free_slots: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., slots: _Optional[int] = ...) -> None: ...
+    heartbeat_interval: _duration_pb2.Duration
+    def __init__(self, worker_id: _Optional[str] = ..., node_name: _Optional[str] = ..., ram_kib: _Optional[int] = ..., cores: _Optional[int] = ..., free_slots: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., slots: _Optional[int] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class ClaimTaskRequest(_message.Message):
     __slots__ = ("worker", "wait", "max_tasks")

@@ -19,6 +19,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +36,10 @@ log = logging.getLogger(__name__)
 Instruction = task_service_pb2.Instruction
 DEFAULT_TTL = 30.0
 MAX_BACKOFF = 5.0
+# The session sends a message (a heartbeat if nothing else) at least this often, idle or
+# busy, and says so when it opens (WorkerInfo.heartbeat_interval): the server then stops
+# assigning tasks to a worker it has not heard from for two of these (one stopped or hung).
+HEARTBEAT_INTERVAL = 2.0
 # Reports of one message at most (the server's bound is larger).
 MAX_REPORTS = 500
 # The watch timer's shortest interval.
@@ -61,8 +66,10 @@ class SessionLink:
         info: Callable[[], task_service_pb2.WorkerInfo],
         on_assignment: Callable[[task_service_pb2.TaskAssignment, Grant], None],
         tick: float = 1.0,
+        heartbeat_interval: float = HEARTBEAT_INTERVAL,
     ) -> None:
         self.client = client
+        self.heartbeat_interval = heartbeat_interval
         self.info = info
         self.on_assignment = on_assignment
         self.leases: dict[str, SessionLease] = {}
@@ -232,6 +239,7 @@ class SessionLink:
                 info = self.info()
                 if stop_claiming.is_set():
                     info.free_slots = 0
+                info.heartbeat_interval.FromNanoseconds(int(self.heartbeat_interval * 1e9))
                 await self._call.write(task_service_pb2.WorkerSessionRequest(open=info))
                 # Credits so far are in the opening message's free slots.
                 self._credits = 0
@@ -278,15 +286,18 @@ class SessionLink:
     async def _send_until_closed(
         self, reader: asyncio.Task[None], stop_claiming: asyncio.Event
     ) -> None:
-        last_beat = time.monotonic()
+        last_beat = last_sent = time.monotonic()
         while True:
             if reader.done():
                 reader.result()
                 raise StreamBroken("the server ended the session")
-            beat_due = last_beat + self.ttl / 3 - time.monotonic()
-            if beat_due <= 0 and self.leases:
+            now = time.monotonic()
+            beat_due = last_beat + self.ttl / 3 - now if self.leases else math.inf
+            # The promised message: a worker that sends nothing reads as hung.
+            word_due = last_sent + self.heartbeat_interval - now
+            if beat_due <= 0 or word_due <= 0:
                 self._heartbeat = True
-                last_beat = time.monotonic()
+                last_beat = now
             outgoing = self._outgoing
             if outgoing or self._heartbeat or (self._credits and not stop_claiming.is_set()):
                 # Everything queued meanwhile goes in one message (MAX_REPORTS at most).
@@ -307,6 +318,7 @@ class SessionLink:
                     message.credits += self._credits
                     self._credits = 0
                 await self._call.write(message)
+                last_sent = time.monotonic()
                 continue
             if self._closing and not self.leases:
                 with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
@@ -317,7 +329,7 @@ class SessionLink:
             waiter = asyncio.ensure_future(self._wake.wait())
             await asyncio.wait(
                 {waiter, reader},
-                timeout=max(beat_due, 0.05) if self.leases else None,
+                timeout=max(min(beat_due, word_due), 0.05),
                 return_when=asyncio.FIRST_COMPLETED,
             )
             waiter.cancel()
