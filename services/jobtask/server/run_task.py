@@ -24,10 +24,11 @@ job was canceled or paused; stop the process, then report the exit) or STOP (the
 lost; stop, report nothing more). The stream also wakes on the process's change signal to
 re-read the task, so a cancel reaches an idle worker without waiting for its next message.
 
-A stream that ends without an exit while the lease is still the worker's (client gone,
-network cut, bad message) is the seeds' temporary failure. A stream cut because this server
-is shutting down is not: the lease lives on, and the worker may reopen RunTask with it (on
-this replica once restarted, or another) before it expires.
+A stream refused for an invalid message ends its attempt: the seeds' temporary failure. One
+that is merely cut (the client gone or only its connection: a proxy restarted, a network
+blip; or this server shutting down) leaves the lease to its ttl: the worker may reopen
+RunTask with it (on this replica or another) before it expires, and the reaper ends the
+attempt of one that never comes back.
 """
 
 from __future__ import annotations

@@ -212,8 +212,11 @@ class TaskServiceServicer:
     def RunTask(self, request_iterator, context):
         """One stream per claimed task. The worker sends progress, log chunks, output, success and
         finally the process's exit; the server acknowledges, renews the lease and sends cancel
-        when the task or its job is canceled or paused. A stream that ends before success is
-        decided is a temporary failure.
+        when the task or its job is canceled or paused. A stream refused for an invalid message
+        ends the attempt as a temporary failure; one merely cut (the worker gone, a proxy
+        restarted, the server shutting down) leaves the lease to its ttl: reopen RunTask with the
+        same task_uuid and lease_id to carry on, or the lease expires and the attempt is a
+        temporary failure then.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -226,8 +229,9 @@ class TaskServiceServicer:
         token; the worker sends back slot credits and batches of reports (progress, output,
         success, log chunks, exits) for many tasks per message. One `heartbeat` renews every
         lease of the session. CANCEL and STOP come down per task. A session that ends while
-        it holds leases is, for each of their tasks, a stream that ended without the exit
-        (a temporary failure), as with RunTask. ClaimTask and RunTask stay available.
+        it holds leases leaves them as a RunTask stream does: to their ttl when cut (the next
+        session's reports on them reattach them), ended at once when refused for an invalid
+        message. ClaimTask and RunTask stay available.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
