@@ -105,13 +105,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         asyncio.run(drop())
 
 
-async def create_postgres_database(name: str | None = None) -> str:
-    """A fresh, migrated database (a random name unless given); returns its SQLAlchemy URL."""
-    await _ensure_template()
+async def create_postgres_database(name: str | None = None, *, migrated: bool = True) -> str:
+    """A fresh database (a random name unless given), migrated unless told otherwise (then
+    without any table); returns its SQLAlchemy URL."""
+    if migrated:
+        await _ensure_template()
     name = name or f"jobtask_t_{secrets.token_hex(6)}"
     admin = await asyncpg.connect(_asyncpg_dsn(postgres_admin_url(), "postgres"))
     try:
-        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+        await admin.execute(
+            f"CREATE DATABASE {name}" + (f" TEMPLATE {TEMPLATE}" if migrated else "")
+        )
     finally:
         await admin.close()
     return _asyncpg_dsn(postgres_admin_url(), name)
@@ -162,6 +166,16 @@ async def sqlite_url(tmp_path: Path) -> str:
 @pytest.fixture
 async def postgres_url() -> AsyncIterator[str]:
     url = await create_postgres_database()
+    try:
+        yield url
+    finally:
+        await drop_postgres_database(url)
+
+
+@pytest.fixture
+async def empty_postgres_url() -> AsyncIterator[str]:
+    """A PostgreSQL database with no tables at all (not cloned from the migrated template)."""
+    url = await create_postgres_database(migrated=False)
     try:
         yield url
     finally:

@@ -9,6 +9,7 @@ import os
 import pty
 import secrets
 import signal
+import socket
 from pathlib import Path
 
 import grpc
@@ -19,7 +20,7 @@ from jobtask.sdk import AsyncClient, UnavailableError
 from jobtask.server.app import server_credentials
 from sqlalchemy.engine import make_url
 
-from tests.clients.conftest import ROOT_TOKEN, Workers, cli_env, run_cli
+from tests.clients.conftest import ROOT_TOKEN, Workers, cli_env, run_cli, run_once
 from tests.conftest import Cluster, postgres_admin_url, start_jobtask
 from tests.tls import self_signed
 
@@ -497,32 +498,19 @@ async def test_get_shows_a_task_field_by_field(live: Cluster, client: AsyncClien
     assert fields["status"].strip() == "queued" and fields["sequence"].strip() == "0"
 
 
-async def _run_once(*args: str) -> tuple[int, str]:
-    """`jobtask <args>` to its end: its exit code and its stdout and stderr together."""
-    proc = await start_jobtask(
-        *args,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "GRPC_VERBOSITY": "NONE"},
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode() + err.decode()
-
-
 @pytest.mark.postgres
 async def test_database_urls_print_without_their_password(
     tmp_path: Path, postgres_url: str
 ) -> None:
-    """`db upgrade`, `token` and `up` say which database they use, its password hidden."""
+    """`db upgrade`, `db current`, `token` and `up` say which database they use, its password
+    hidden."""
     url = make_url(postgres_url)
     assert url.password, "JOBTASK_TEST_POSTGRES_URL needs a password for this test"
     # The password may be the user's name too: look for it where a URL would hold it.
     secret = f":{url.password}@"
     hidden = url.render_as_string(hide_password=True)
-    for args in (("db", "upgrade"), ("token", "list")):
-        code, said = await _run_once(*args, "--database-url", postgres_url)
+    for args in (("db", "upgrade"), ("db", "current"), ("token", "list")):
+        code, said = await run_once(*args, "--database-url", postgres_url)
         assert code == 0, said
         assert secret not in said and hidden in said, said
     listen = ("--jobs-listen", "127.0.0.1:0", "--tasks-listen", "127.0.0.1:0", "--no-gateway")
@@ -536,10 +524,17 @@ async def test_database_urls_print_without_their_password(
         assert await _stop(proc) == 0
 
 
+def _closed_port() -> int:
+    """A loopback port nothing listens on (just closed)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @pytest.mark.postgres
 async def test_database_errors_are_one_line_without_the_password() -> None:
-    """A wrong password, or a database that is not there: one line naming the database (its
-    password hidden) and the server's reason, exit code 1 -- no traceback."""
+    """A wrong password, a database that is not there, a server that refuses: one line naming
+    the database (its password hidden) and the reason, exit code 1 -- no traceback."""
     url = make_url(postgres_admin_url())
     wrong = f"wrong-{secrets.token_hex(4)}"
     missing = f"jobtask_missing_{secrets.token_hex(4)}"
@@ -550,10 +545,13 @@ async def test_database_errors_are_one_line_without_the_password() -> None:
             "password authentication failed",
         ),
         (("db", "upgrade"), url.set(database=missing), f'database "{missing}" does not exist'),
+        (("db", "current"), url.set(database=missing), f'database "{missing}" does not exist'),
+        (("db", "current"), url.set(password=wrong), "password authentication failed"),
+        (("db", "current"), url.set(port=_closed_port()), "Connection refused"),
     ]
     for args, bad, reason in cases:
         given = bad.render_as_string(hide_password=False)
-        code, said = await _run_once(*args, "--database-url", given)
+        code, said = await run_once(*args, "--database-url", given)
         lines = [line for line in said.splitlines() if line.strip()]
         assert code == 1, said
         assert len(lines) == 1, said
@@ -570,7 +568,7 @@ async def test_zero_lease_ttl_and_retry_limit_are_refused(tmp_path: Path) -> Non
     by the default. A retry limit of 1 (no retries) is the least one, and taken."""
     for flag in ("--lease-ttl", "--retry-limit"):
         for value in ("0", "-1"):
-            code, said = await _run_once("up", "--database-url", str(tmp_path / "db"), flag, value)
+            code, said = await run_once("up", "--database-url", str(tmp_path / "db"), flag, value)
             assert code == 2, said
             assert f"error: argument {flag}: " in said and f"not {value}" in said, said
     assert not (tmp_path / "db").exists()

@@ -5,17 +5,14 @@ jobtask.store.migrate lets one migrate while the others wait, then find nothing 
 from __future__ import annotations
 
 import asyncio
-import secrets
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs published
 import pytest
 from jobtask.sdk import AsyncClient
 from jobtask.store import migrate
-from sqlalchemy.engine import make_url
 
-from tests.conftest import _asyncpg_dsn, postgres_admin_url, start_jobtask
+from tests.conftest import start_jobtask
 from tests.polling import DEADLINE, eventually
 from tests.scale.checks import asyncpg_dsn, fetch
 from tests.scale.conftest import ROOT_TOKEN, Topology
@@ -23,26 +20,6 @@ from tests.scale.conftest import ROOT_TOKEN, Topology
 pytestmark = pytest.mark.postgres
 
 UPGRADES = 4
-
-
-@pytest.fixture
-async def empty_database() -> AsyncIterator[str]:
-    """A database with no tables at all (not cloned from the migrated template)."""
-    name = f"jobtask_t_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(_asyncpg_dsn(postgres_admin_url(), "postgres"))
-    try:
-        await admin.execute(f"CREATE DATABASE {name}")
-    finally:
-        await admin.close()
-    url = make_url(postgres_admin_url()).set(database=name).render_as_string(hide_password=False)
-    try:
-        yield url
-    finally:
-        admin = await asyncpg.connect(_asyncpg_dsn(postgres_admin_url(), "postgres"))
-        try:
-            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        finally:
-            await admin.close()
 
 
 async def upgrade(topology: Topology) -> tuple[int, str]:
@@ -95,11 +72,11 @@ async def _waiting(watch: asyncpg.Connection, processes: int) -> bool:
 
 
 async def test_upgrades_and_servers_started_at_once_migrate_once(
-    empty_database: str, tmp_path: Path
+    empty_postgres_url: str, tmp_path: Path
 ) -> None:
-    topology = Topology(empty_database, tmp_path)
+    topology = Topology(empty_postgres_url, tmp_path)
     closed = asyncio.Event()
-    gate = asyncio.create_task(held_at_the_gate(empty_database, UPGRADES + 4, closed))
+    gate = asyncio.create_task(held_at_the_gate(empty_postgres_url, UPGRADES + 4, closed))
     try:
         # Nothing starts before the gate is closed.
         waiting = asyncio.create_task(closed.wait())
@@ -118,7 +95,7 @@ async def test_upgrades_and_servers_started_at_once_migrate_once(
         for code, out in results:
             assert code == 0, out
             assert out.strip().endswith(f"schema at {head}"), out
-        versions = await fetch(empty_database, "SELECT version_num FROM alembic_version")
+        versions = await fetch(empty_postgres_url, "SELECT version_num FROM alembic_version")
         assert [r["version_num"] for r in versions] == [head]
         # Every replica serves on the one schema: a job submitted through one is read
         # through the other.

@@ -1,14 +1,22 @@
-"""Schema migrations (Alembic), safe to run from several replicas starting at once."""
+"""Schema migrations (Alembic), safe to run from several replicas starting at once, and
+where a database's schema stands against them, read without writing."""
 
 from __future__ import annotations
 
+import enum
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from jobtask.store.database import Database
+from jobtask.store.database import Database, normalize_url
+from sqlalchemy import Connection, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 
 def alembic_config() -> Config:
@@ -36,8 +44,59 @@ async def upgrade(db: Database, revision: str = "head") -> None:
 
 async def current_revision(db: Database) -> str | None:
     async with db.read() as conn:
+        return await conn.run_sync(_revision_of)
 
-        def get(sync_conn: Any) -> str | None:
-            return MigrationContext.configure(sync_conn).get_current_revision()
 
-        return await conn.run_sync(get)
+class Standing(enum.Enum):
+    """A database's schema against this code's migrations."""
+
+    CURRENT = "current"
+    # An older revision of this code's, or no schema at all: `upgrade` brings it to the head.
+    BEHIND = "behind"
+    # A revision this code does not have: a newer jobtask migrated the database.
+    UNKNOWN = "unknown"
+
+
+def standing(revision: str | None) -> Standing:
+    if revision == head_revision():
+        return Standing.CURRENT
+    script = ScriptDirectory.from_config(alembic_config())
+    if revision is None or revision in {s.revision for s in script.walk_revisions()}:
+        return Standing.BEHIND
+    return Standing.UNKNOWN
+
+
+async def stored_revision(url: str) -> str | None:
+    """The revision the database at `url` records (None: no schema yet), read without
+    writing: Database(url) would create a missing SQLite file and switch it to WAL, so
+    SQLite is opened read-only (a missing file has no schema), PostgreSQL in a READ ONLY
+    transaction. Database errors are the driver's, untranslated, for the CLI to show."""
+    url = normalize_url(url)
+    if make_url(url).get_backend_name() == "sqlite":
+        return _sqlite_revision(make_url(url).database or "")
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SET TRANSACTION READ ONLY"))
+            return await conn.run_sync(_revision_of)
+    finally:
+        await engine.dispose()
+
+
+def _sqlite_revision(path: str) -> str | None:
+    if path in ("", ":memory:") or not Path(path).exists():
+        return None
+    # mode=ro: SQLite itself refuses every write, the file's and the journal's.
+    engine = create_engine(
+        f"sqlite+pysqlite:///file:{quote(str(Path(path).absolute()))}?mode=ro&uri=true",
+        poolclass=NullPool,
+    )
+    try:
+        with engine.connect() as conn:
+            return _revision_of(conn)
+    finally:
+        engine.dispose()
+
+
+def _revision_of(conn: Connection) -> str | None:
+    return MigrationContext.configure(conn).get_current_revision()

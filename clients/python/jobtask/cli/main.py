@@ -20,6 +20,7 @@ from jobtask.cli import (
     completion,
     health,
     jobs,
+    schema,
     servers,
     watching,
     worker,
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     servers.add_commands(sub)
+    schema.add_command(sub)
     health.add_command(sub)
     add_token_commands(sub)
     worker.add_command(sub, client)
@@ -120,6 +122,14 @@ def describe_database_error(exc: BaseException, args: argparse.Namespace) -> str
     return f"database error ({url}): {text}"
 
 
+def _describe_os_error(exc: OSError, args: argparse.Namespace) -> str:
+    """A command that opens a database and cannot connect to its server (refused, timed out:
+    the driver raises these unwrapped) says so as a database error, naming the database."""
+    if isinstance(exc, ConnectionError | TimeoutError) and hasattr(args, "database_url"):
+        return describe_database_error(exc, args)
+    return f"error: {exc}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     if GRPC_VERBOSITY_SET and "grpc" in sys.modules:
         os.environ.pop("GRPC_VERBOSITY", None)  # read by now (see jobtask.cli)
@@ -159,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"jobtask: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:
-        print(f"jobtask: error: {exc}", file=sys.stderr)
+        print(f"jobtask: {_describe_os_error(exc, args)}", file=sys.stderr)
         return EXIT_FAILED
 
 

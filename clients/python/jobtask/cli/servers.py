@@ -1,5 +1,6 @@
-"""Running the system: `jobtask up` (everything in one process on a SQLite file),
-`jobtask serve jobs|tasks|gateway` (one part per process) and `jobtask db upgrade`."""
+"""Running the system: `jobtask up` (everything in one process on a SQLite file) and
+`jobtask serve jobs|tasks|gateway` (one part per process); the database URL as given and as
+shown. (`jobtask db` is jobtask.cli.schema.)"""
 
 from __future__ import annotations
 
@@ -174,12 +175,6 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--jobs-addr", help="gateway: where JobService is ($JOBTASK_JOBS_ADDR)")
     p.add_argument("--tasks-addr", help="gateway: where TaskService is ($JOBTASK_TASKS_ADDR)")
     p.set_defaults(run_server=serve)
-
-    p = sub.add_parser("db", help="database maintenance")
-    db_sub = p.add_subparsers(dest="db_command", required=True)
-    p = db_sub.add_parser("upgrade", help="bring the schema up to date (Alembic migrations)")
-    p.add_argument("--database-url", help="$JOBTASK_DATABASE_URL (default ./jobtask.sqlite3)")
-    p.set_defaults(run_server=db_upgrade)
 
 
 def _grpc_tls(args: argparse.Namespace) -> tuple[str | None, str | None]:
@@ -422,18 +417,4 @@ async def serve(args: argparse.Namespace) -> int:
             await metrics.stop()
         await services.stop(2.0)
     await running.finish()
-    return 0
-
-
-async def db_upgrade(args: argparse.Namespace) -> int:
-    from jobtask.store import migrate
-    from jobtask.store.database import Database
-
-    url = database_url(args.database_url)
-    db = Database(url)
-    try:
-        await migrate.upgrade(db)
-        print(f"{shown_url(url)}: schema at {await migrate.current_revision(db)}")
-    finally:
-        await db.dispose()
     return 0
