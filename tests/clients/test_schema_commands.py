@@ -1,17 +1,20 @@
-"""`jobtask db current` reads where a database's schema stands and writes nothing, as a real
-subprocess on a real SQLite file and a real PostgreSQL database."""
+"""Where a database's schema stands, as real subprocesses see it on a real SQLite file and a
+real PostgreSQL database: `jobtask db current` reads it and writes nothing; the token
+commands create a new database's schema but refuse one at another revision, writing nothing."""
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
 
+import asyncpg  # type: ignore[import-untyped]  # no stubs published
 import pytest
 from jobtask.store import migrate
 from jobtask.store.database import Database
 from sqlalchemy.engine import make_url
 
 from tests.clients.conftest import run_once
+from tests.conftest import _asyncpg_dsn
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -102,3 +105,62 @@ async def test_db_current_leaves_an_older_postgresql_schema_where_it_is(
     assert code == PENDING, said
     assert f"schema:   {OLDER}\ncode:     {HEAD}\nupgrade pending" in said, said
     assert await revision_of(empty_postgres_url) == OLDER
+
+
+def refusal(said: str, shown: str, revision: str) -> str:
+    """The token commands' one line refusing a schema at another revision."""
+    (line,) = [line for line in said.splitlines() if line.strip()]
+    assert line.startswith(f"jobtask: error: {shown}: schema at revision {revision}, "), said
+    return line
+
+
+async def test_token_commands_refuse_an_older_or_newer_sqlite_schema(tmp_path: Path) -> None:
+    path = tmp_path / "jobtask.sqlite3"
+    await migrated_to(f"sqlite:///{path}", OLDER)
+    before = fingerprint(path)
+    for command in ("create", "list"):
+        code, said = await run_once("token", command, "--database-url", str(path))
+        assert code == 1, said
+        line = refusal(said, f"sqlite:///{path}", OLDER)
+        assert line.endswith(f"this jobtask's at {HEAD}: run `jobtask db upgrade` first"), said
+    assert fingerprint(path) == before
+
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '9999'")
+    before = fingerprint(path)
+    code, said = await run_once("token", "create", "--database-url", str(path))
+    assert code == 1, said
+    assert "a newer jobtask wrote it" in refusal(said, f"sqlite:///{path}", "9999"), said
+    assert fingerprint(path) == before
+
+
+async def _count(url: str, table: str) -> int:
+    conn = await asyncpg.connect(_asyncpg_dsn(url, make_url(url).database or ""))
+    try:
+        return int(await conn.fetchval(f"SELECT count(*) FROM {table}"))
+    finally:
+        await conn.close()
+
+
+@pytest.mark.postgres
+async def test_token_create_makes_a_new_postgresql_databases_schema(
+    empty_postgres_url: str,
+) -> None:
+    """A database with no schema gets one, as `jobtask up`'s first run makes it."""
+    code, said = await run_once("token", "create", "--database-url", empty_postgres_url)
+    assert code == 0, said
+    assert said.startswith("v2/"), said  # stdout first: the token alone
+    assert await revision_of(empty_postgres_url) == HEAD
+
+
+@pytest.mark.postgres
+async def test_token_create_refuses_an_older_postgresql_schema(empty_postgres_url: str) -> None:
+    """Left at its revision, with no token or user written."""
+    await migrated_to(empty_postgres_url, OLDER)
+    code, said = await run_once("token", "create", "--database-url", empty_postgres_url)
+    assert code == 1, said
+    shown = make_url(empty_postgres_url).render_as_string(hide_password=True)
+    assert refusal(said, shown, OLDER).endswith("run `jobtask db upgrade` first"), said
+    assert await revision_of(empty_postgres_url) == OLDER
+    assert await _count(empty_postgres_url, "api_client_authorizations") == 0
+    assert await _count(empty_postgres_url, "users") == 0

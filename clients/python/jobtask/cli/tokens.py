@@ -3,6 +3,8 @@
 Like Arvados's admin tasks, these need database access ($JOBTASK_DATABASE_URL), not a token:
 that is how a first user gets a token and how a lost root token is replaced. Secrets are
 printed once, at creation, in the `v2/<uuid>/<secret>` form; the database keeps a hash.
+A database with no schema yet gets one (as `jobtask up` does); one at another revision than
+this jobtask's is refused, untouched, until `jobtask db upgrade` (or the right version) runs.
 
     jobtask token create                       # an admin token (the system user, all scopes)
     jobtask token create --worker              # a worker token: claim, run, report exits
@@ -114,15 +116,39 @@ async def _open(args: argparse.Namespace) -> tuple[Any, Any]:
     cluster_id = args.cluster_id or os.environ.get("JOBTASK_CLUSTER_ID") or "zzzzz"
     settings = Settings(cluster_id=cluster_id)
     url = existing_database(database_url(args.database_url))
+    new = await _new_schema(url, shown_url(url))
     # Said on stderr so that `token create` still prints only the token on stdout.
     print(f"database: {shown_url(url)}", file=sys.stderr)
     db = Database(url)
     try:
-        await migrate.upgrade(db)
+        if new:
+            await migrate.upgrade(db)
     except BaseException:
         await db.dispose()
         raise
     return db, settings
+
+
+async def _new_schema(url: str, shown: str) -> bool:
+    """Whether the database has no schema yet: then it is created, as `jobtask up` creates it
+    on a first run. A schema at another revision than this jobtask's is refused before the
+    database is opened for writing: upgrading it here would change the schema under the
+    servers running now, which nobody asked for (`jobtask db upgrade` is how)."""
+    from jobtask.domain.errors import FailedPrecondition
+    from jobtask.store import migrate
+
+    revision = await migrate.stored_revision(url)
+    state = migrate.standing(revision)
+    if revision is None or state is migrate.Standing.CURRENT:
+        return revision is None
+    stands, head = f"{shown}: schema at revision {revision}", migrate.head_revision()
+    if state is migrate.Standing.BEHIND:
+        raise FailedPrecondition(
+            f"{stands}, this jobtask's at {head}: run `jobtask db upgrade` first"
+        )
+    raise FailedPrecondition(
+        f"{stands}, unknown to this jobtask (at {head}): a newer jobtask wrote it; use that version"
+    )
 
 
 def _jsonable(record: TokenRow) -> dict[str, Any]:
