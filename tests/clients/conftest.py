@@ -151,15 +151,15 @@ async def run_cli(cluster: Cluster, *args: str, within: float = 30.0, **env: str
     return Result(proc.returncode, out.decode(), err.decode())
 
 
-async def run_once(*args: str) -> tuple[int, str]:
-    """`jobtask <args>` to its end, with no cluster: its exit code and its stdout and stderr
-    together."""
+async def run_once(*args: str, **env: str) -> tuple[int, str]:
+    """`jobtask <args>` to its end, with no cluster (and `env` added to the environment): its
+    exit code and its stdout and stderr together."""
     proc = await start_jobtask(
         *args,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "GRPC_VERBOSITY": "NONE"},
+        env={**os.environ, "GRPC_VERBOSITY": "NONE", **env},
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode is not None

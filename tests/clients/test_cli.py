@@ -16,6 +16,8 @@ import grpc
 import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from jobtask.cli import servers
+from jobtask.cli.main import build_parser
 from jobtask.sdk import AsyncClient, UnavailableError
 from jobtask.server.app import server_credentials
 from sqlalchemy.engine import make_url
@@ -301,6 +303,17 @@ async def test_up_with_grpc_tls(tmp_path: Path) -> None:
         assert await _stop(proc) == 0
 
 
+def test_worker_retention_reaches_the_services(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--worker-retention, else $JOBTASK_WORKER_RETENTION, else 7 days, in seconds."""
+    parse = build_parser().parse_args
+    monkeypatch.delenv("JOBTASK_WORKER_RETENTION", raising=False)
+    assert servers._service_options(parse(["up"]))["worker_retention"] == 7 * 24 * 3600
+    monkeypatch.setenv("JOBTASK_WORKER_RETENTION", "120")
+    assert servers._service_options(parse(["up"]))["worker_retention"] == 120
+    flagged = parse(["serve", "tasks", "--worker-retention", "90"])
+    assert servers._service_options(flagged)["worker_retention"] == 90
+
+
 def test_grpc_tls_needs_both_files(tmp_path: Path) -> None:
     cert, _ = self_signed(tmp_path)
     with pytest.raises(ValueError, match="both a certificate and its key"):
@@ -562,15 +575,22 @@ async def test_database_errors_are_one_line_without_the_password() -> None:
         assert wrong not in said, said
 
 
-async def test_zero_lease_ttl_and_retry_limit_are_refused(tmp_path: Path) -> None:
-    """A lease of 0 seconds expires as it is granted, and a task gets at least one attempt
-    (the services refuse a retry limit of 0): said at once, naming the flag -- not replaced
-    by the default. A retry limit of 1 (no retries) is the least one, and taken."""
-    for flag in ("--lease-ttl", "--retry-limit"):
+async def test_zero_lease_ttl_retry_limit_and_worker_retention_are_refused(
+    tmp_path: Path,
+) -> None:
+    """A lease of 0 seconds expires as it is granted, a task gets at least one attempt
+    (the services refuse a retry limit of 0), and a worker kept 0 seconds would be forgotten
+    as it stops: said at once, naming the flag (or variable) -- not replaced by the default.
+    A retry limit of 1 (no retries) is the least one, and taken."""
+    for flag in ("--lease-ttl", "--retry-limit", "--worker-retention"):
         for value in ("0", "-1"):
             code, said = await run_once("up", "--database-url", str(tmp_path / "db"), flag, value)
             assert code == 2, said
             assert f"error: argument {flag}: " in said and f"not {value}" in said, said
+    for variable in ("JOBTASK_LEASE_TTL", "JOBTASK_WORKER_RETENTION"):
+        code, said = await run_once("up", "--database-url", str(tmp_path / "db"), **{variable: "0"})
+        assert code == 2, said
+        assert f"jobtask: error: ${variable} must be a number of seconds above 0, not 0" in said
     assert not (tmp_path / "db").exists()
     listen = ("--jobs-listen", "127.0.0.1:0", "--tasks-listen", "127.0.0.1:0", "--no-gateway")
     proc, lines = await _start_server(tmp_path, "up", *listen, "--retry-limit", "1")

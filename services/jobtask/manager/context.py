@@ -11,6 +11,8 @@ from jobtask.domain.rules import DEFAULT_RETRY_LIMIT
 from jobtask.domain.scheduling import DEFAULT_BLOCKLIST_THRESHOLD, Backoff
 from jobtask.domain.uuids import check_cluster_id, system_user_uuid
 
+DEFAULT_WORKER_RETENTION = dt.timedelta(days=7)
+
 
 @dataclass(frozen=True)
 class Caller:
@@ -47,6 +49,9 @@ class Settings:
     fair_share: bool = True
     # Bytes of TASK_LOG events one attempt of a task may store ($JOBTASK_TASK_LOG_EVENT_LIMIT).
     task_log_event_limit: int = field(default_factory=_task_log_event_limit)
+    # The registry forgets a stopped or lost worker not seen for this long (its attempts
+    # keep its id): worker ids are new at every start, so rows would otherwise pile up.
+    worker_retention: dt.timedelta = field(default_factory=lambda: DEFAULT_WORKER_RETENTION)
 
     def __post_init__(self) -> None:
         check_cluster_id(self.cluster_id)
@@ -56,6 +61,8 @@ class Settings:
             raise ValueError("blocklist_threshold must not be negative")
         if self.task_log_event_limit < 0:
             raise ValueError("task_log_event_limit must not be negative")
+        if self.worker_retention <= dt.timedelta(0):
+            raise ValueError("worker_retention must be above 0")
 
     @property
     def heartbeat_interval(self) -> dt.timedelta:

@@ -22,12 +22,15 @@ from jobtask.store.database import Database
 from jobtask.store.workers import WorkerRow
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-__all__ = ["WorkerRegistry", "WorkerState", "WorkerView"]
+__all__ = ["WorkerRegistry", "WorkerState", "WorkerView", "prune_workers"]
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 # Enough for every worker of a large farm in one watch snapshot.
 WATCH_LIMIT = 10_000
+# Workers pruned by one transaction at most: a backlog of thousands (a first run after an
+# upgrade) goes in short transactions, none holding the table's write lock (SQLite) for long.
+PRUNE_BATCH = 500
 
 
 class WorkerState(enum.Enum):
@@ -52,6 +55,28 @@ def state_of(row: WorkerRow, now: dt.datetime, horizon: dt.timedelta) -> WorkerS
     if row.stopped_at is not None:
         return WorkerState.STOPPED
     return WorkerState.LIVE if row.last_seen_at >= now - horizon else WorkerState.LOST
+
+
+async def prune_workers(
+    db: Database, settings: Settings, now: dt.datetime, batch: int = PRUNE_BATCH
+) -> int:
+    """Forgets the workers stopped or lost and not seen within settings.worker_retention,
+    `batch` per transaction; how many. A lost worker is one not seen within the live
+    horizon, so a retention shorter than that prunes no live worker."""
+    stopped_before = now - settings.worker_retention
+    lost_before = now - max(settings.worker_retention, settings.live_horizon)
+
+    async def one_batch(conn: AsyncConnection) -> int:
+        return await queries.prune(
+            conn, stopped_before=stopped_before, lost_before=lost_before, limit=batch
+        )
+
+    pruned = 0
+    while True:
+        done = await db.transact(one_batch)
+        pruned += done
+        if done < batch:
+            return pruned
 
 
 class WorkerRegistry:

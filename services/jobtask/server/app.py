@@ -22,7 +22,7 @@ from jobtask.domain.scheduling import (
     Backoff,
 )
 from jobtask.manager.claims import ClaimManager
-from jobtask.manager.context import Settings
+from jobtask.manager.context import DEFAULT_WORKER_RETENTION, Settings
 from jobtask.manager.jobs import JobManager
 from jobtask.manager.reports import ReportManager
 from jobtask.manager.tasks import TaskManager
@@ -246,6 +246,7 @@ async def serve(
     retry_backoff_max: float = DEFAULT_BACKOFF_MAX,
     blocklist_threshold: int = DEFAULT_BLOCKLIST_THRESHOLD,
     fair_share: bool = True,
+    worker_retention: float = DEFAULT_WORKER_RETENTION.total_seconds(),
     root_token: str | None = None,
     feed_keep_seconds: float = 24 * 3600.0,
     feed_keep_events: int = 100_000,
@@ -260,6 +261,9 @@ async def serve(
     safety_wait: the longest a waiting stream or claim sleeps without a change signal, in
     case a notification was lost. Tests set it far away to show a wake-up was signalled.
 
+    worker_retention: seconds a stopped or lost worker stays in the registry unseen (the
+    TaskService's upkeep prunes it every prune_interval).
+
     root_token: the system root token (JOBTASK_SYSTEM_ROOT_TOKEN), accepted as the system
     user with every scope. Tokens stored in the database work with or without it."""
     settings = Settings(
@@ -271,6 +275,7 @@ async def serve(
         lease_ttl=dt.timedelta(seconds=lease_ttl),
         feed_keep=dt.timedelta(seconds=feed_keep_seconds),
         feed_keep_events=feed_keep_events,
+        worker_retention=dt.timedelta(seconds=worker_retention),
     )
     credentials = server_credentials(tls_cert, tls_key)
     core = await Core.open(database_url, settings, root_token=root_token, safety_wait=safety_wait)

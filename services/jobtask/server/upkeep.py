@@ -1,5 +1,6 @@
 """A server process's background loops: the lease reaper, hearing other processes'
-commits (feed polling on SQLite, LISTEN on PostgreSQL) and pruning the change feed."""
+commits (feed polling on SQLite, LISTEN on PostgreSQL), pruning the change feed and (with
+the reaper, in TaskService processes) the worker registry."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 
 from jobtask.manager.claims import ClaimManager
 from jobtask.manager.context import Settings, utcnow
+from jobtask.manager.workers import prune_workers
 from jobtask.server.changes import ChangeSignal
 from jobtask.server.listen import listen_forever
 from jobtask.store import feed
@@ -68,6 +70,25 @@ async def prune_forever(db: Database, settings: Settings, interval: float = PRUN
         await asyncio.sleep(interval)
 
 
+async def prune_workers_forever(
+    db: Database, settings: Settings, interval: float = PRUNE_SECONDS
+) -> None:
+    """Keeps the worker registry to the workers seen within Settings.worker_retention (and
+    the live ones): every restart of a worker registers a new id."""
+    while True:
+        try:
+            pruned = await prune_workers(db, settings, utcnow())
+            if pruned:
+                log.info(
+                    "pruned %d worker(s) stopped or lost and not seen for %s",
+                    pruned,
+                    settings.worker_retention,
+                )
+        except Exception:
+            log.exception("pruning the worker registry failed")
+        await asyncio.sleep(interval)
+
+
 def start(
     db: Database,
     settings: Settings,
@@ -88,4 +109,5 @@ def start(
     ]
     if reaper:
         loops.append(asyncio.create_task(reap_forever(claims)))
+        loops.append(asyncio.create_task(prune_workers_forever(db, settings, prune_interval)))
     return loops

@@ -6,12 +6,14 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any
 
 from jobtask.domain.statuses import TaskStatus
+from jobtask.store import row_cache
 from jobtask.store.database import mark_changed
 from jobtask.store.rows import utc
 from jobtask.store.schema import job_tasks, task_attempts, workers
-from sqlalchemy import Row, bindparam, func, literal_column, select, update
+from sqlalchemy import Row, and_, bindparam, delete, func, literal_column, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "get_worker",
     "list_workers",
     "mark_stopped",
+    "prune",
     "running_tasks",
 ]
 
@@ -99,6 +102,31 @@ _STOP = (
 )
 
 
+def _prune(dialect: str) -> Any:
+    """Deletes up to `limit` workers stopped and not seen since `stopped_before`, or not seen
+    since `lost_before`. PostgreSQL: rows another transaction holds are skipped, not waited
+    for -- a claim locks its worker's row, and a worker seen again is no longer prunable."""
+    prunable = (
+        select(workers.c.worker_id)
+        .where(
+            or_(
+                and_(
+                    workers.c.stopped_at.is_not(None),
+                    workers.c.last_seen_at < bindparam("stopped_before"),
+                ),
+                workers.c.last_seen_at < bindparam("lost_before"),
+            )
+        )
+        .limit(bindparam("limit"))
+    )
+    if dialect == "postgresql":
+        prunable = prunable.with_for_update(skip_locked=True)
+    return delete(workers).where(workers.c.worker_id.in_(prunable.scalar_subquery()))
+
+
+_PRUNES = {dialect: _prune(dialect) for dialect in ("sqlite", "postgresql")}
+
+
 async def list_workers(conn: AsyncConnection, limit: int, offset: int) -> list[WorkerRow]:
     """Workers by last sign of life, newest first."""
     rows = await conn.execute(_LIST, {"limit": limit, "offset": offset})
@@ -140,3 +168,14 @@ async def mark_stopped(conn: AsyncConnection, worker_id: str, now: dt.datetime) 
     if result.rowcount:
         mark_changed(conn)
     return bool(result.rowcount)
+
+
+async def prune(
+    conn: AsyncConnection, *, stopped_before: dt.datetime, lost_before: dt.datetime, limit: int
+) -> int:
+    """One batch of the registry's pruning (see _prune); how many workers it deleted.
+    Nothing references a worker's row: attempts, failures and blocklists name it by id."""
+    params = {"stopped_before": stopped_before, "lost_before": lost_before, "limit": limit}
+    with row_cache.other_tables(conn):  # (the workers table: SQLite's kept rows stay valid)
+        result = await conn.execute(_PRUNES[conn.dialect.name], params)
+    return int(result.rowcount or 0)

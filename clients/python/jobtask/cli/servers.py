@@ -28,6 +28,8 @@ DEFAULT_SQLITE = "jobtask.sqlite3"
 DEFAULT_BACKOFF_BASE = 1.0
 DEFAULT_BACKOFF_MAX = 60.0
 DEFAULT_BLOCKLIST_THRESHOLD = 3
+DEFAULT_LEASE_TTL = 30.0
+DEFAULT_WORKER_RETENTION = 7 * 24 * 3600.0  # (jobtask.manager.context's, in seconds)
 
 
 def database_url(given: str | None) -> str:
@@ -73,7 +75,8 @@ def _attempts(text: str) -> int:
 
 
 def _seconds(text: str) -> float:
-    """--lease-ttl: a lease of 0 seconds expires as it is granted."""
+    """--lease-ttl: a lease of 0 seconds expires as it is granted; --worker-retention: a
+    worker kept 0 seconds would be forgotten as it stops."""
     try:
         value = float(text)
     except ValueError:
@@ -83,15 +86,15 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _lease_ttl(given: float | None) -> float:
-    """--lease-ttl (checked as parsed), else $JOBTASK_LEASE_TTL, held to the same rule."""
+def _seconds_setting(given: float | None, variable: str, default: float) -> float:
+    """A --flag of seconds (checked as parsed), else its $variable, held to the same rule."""
     if given is not None:
         return given
-    raw = _env("JOBTASK_LEASE_TTL", "30")
+    raw = _env(variable, str(default))
     try:
         return _seconds(raw)
     except argparse.ArgumentTypeError as exc:
-        raise ValueError(f"$JOBTASK_LEASE_TTL {exc}") from None
+        raise ValueError(f"${variable} {exc}") from None
 
 
 def _env(name: str, default: str) -> str:
@@ -148,6 +151,12 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
         "(3; 0: off)",
     )
     server.add_argument(
+        "--worker-retention",
+        type=_seconds,
+        help="$JOBTASK_WORKER_RETENTION: TaskService forgets a stopped or lost worker not seen "
+        "for this many seconds (604800: 7 days)",
+    )
+    server.add_argument(
         "--no-fair-share",
         action="store_true",
         help="$JOBTASK_FAIR_SHARE=0: serve equal priorities strictly by arrival, not by owner",
@@ -195,7 +204,7 @@ def _service_options(args: argparse.Namespace) -> dict[str, Any]:
         "tls_key": tls_key,
         "root_token": os.environ.get("JOBTASK_SYSTEM_ROOT_TOKEN") or None,
         "cluster_id": args.cluster_id or _env("JOBTASK_CLUSTER_ID", "zzzzz"),
-        "lease_ttl": _lease_ttl(args.lease_ttl),
+        "lease_ttl": _seconds_setting(args.lease_ttl, "JOBTASK_LEASE_TTL", DEFAULT_LEASE_TTL),
         "retry_limit": (
             args.retry_limit
             if args.retry_limit is not None
@@ -213,6 +222,9 @@ def _service_options(args: argparse.Namespace) -> dict[str, Any]:
             )
         ),
         "fair_share": not args.no_fair_share and _env("JOBTASK_FAIR_SHARE", "1") != "0",
+        "worker_retention": _seconds_setting(
+            args.worker_retention, "JOBTASK_WORKER_RETENTION", DEFAULT_WORKER_RETENTION
+        ),
     }
 
 

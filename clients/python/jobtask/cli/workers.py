@@ -1,4 +1,5 @@
-"""`jobtask workers`: the worker registry (every worker seen, its state, slots and tasks)."""
+"""`jobtask workers`: the worker registry (every worker seen, its state, slots and tasks;
+stopped and lost ones until TaskService prunes them, after --worker-retention)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,161 @@
+"""The worker registry forgets stopped and lost workers not seen within the retention: the
+TaskService's upkeep deletes them, in bounded batches, skipping rows a claim holds
+(PostgreSQL), while their attempts keep naming them. Real stores, real servers; timestamps
+moved back with SQL, as days passing would."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Iterable
+
+import asyncpg  # type: ignore[import-untyped]  # no stubs published
+import pytest
+from jobtask.manager.context import Settings, utcnow
+from jobtask.manager.workers import prune_workers
+from jobtask.store import migrate
+from jobtask.store import workers as queries
+from jobtask.store.database import Database
+from jobtask.store.schema import workers
+from jobtask.v1 import task_service_pb2
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tests.conftest import _asyncpg_dsn, running_cluster
+from tests.core.helpers import claim, create_job, job_tasks, succeed
+from tests.polling import eventually
+
+RETENTION = 3600.0
+LONG_AGO = dt.timedelta(days=8)
+
+
+async def seen_at(db: Database, ago: dict[str, dt.timedelta]) -> None:
+    """Moves workers' last sign of life back, as time passing without them would."""
+    now = utcnow()
+
+    async def run(conn: AsyncConnection) -> None:
+        for worker_id, delta in ago.items():
+            await conn.execute(
+                update(workers)
+                .where(workers.c.worker_id == worker_id)
+                .values(last_seen_at=now - delta)
+            )
+
+    await db.transact(run)
+
+
+async def registered(db: Database) -> set[str]:
+    async with db.read() as conn:
+        return {str(w) for w in (await conn.execute(select(workers.c.worker_id))).scalars()}
+
+
+async def test_upkeep_prunes_old_stopped_and_lost_workers_and_keeps_their_attempts(
+    database_url: str,
+) -> None:
+    options = {"lease_ttl": 3.0, "worker_retention": RETENTION, "prune_interval": 0.1}
+    async with running_cluster(database_url, **options) as cluster:
+        job = await cluster.jobs.CreateJob(create_job(script="prune.py"))
+        assignment = await claim(cluster, "old-lost")
+        assert assignment is not None
+        await succeed(cluster, assignment, output="done")
+        for worker_id in ("old-stopped", "recent-stopped", "recent-lost", "live"):
+            assert await claim(cluster, worker_id) is None  # (registered all the same)
+        for worker_id in ("old-stopped", "recent-stopped"):
+            await cluster.tasks.ReportWorkerStopped(
+                task_service_pb2.ReportWorkerStoppedRequest(worker_id=worker_id)
+            )
+        db = cluster.services.core.db
+        old, recent = LONG_AGO, dt.timedelta(minutes=30)  # both lost: the horizon is 6 s
+        await seen_at(
+            db,
+            {"old-lost": old, "old-stopped": old, "recent-lost": recent, "recent-stopped": recent},
+        )
+
+        kept = {"recent-stopped", "recent-lost", "live"}
+
+        async def pruned() -> bool:
+            return await registered(db) == kept
+
+        await eventually(pruned, within=10)
+        listed = await cluster.tasks.ListWorkers(task_service_pb2.ListWorkersRequest())
+        assert {w.worker_id for w in listed.items} == kept and listed.items_available == 3
+        (task,) = await job_tasks(cluster, job.uuid)
+        attempts = await cluster.tasks.ListTaskAttempts(
+            task_service_pb2.ListTaskAttemptsRequest(uuid=task.uuid)
+        )
+        assert [(a.worker_id, a.outcome) for a in attempts.items] == [("old-lost", "completed")]
+
+
+def _rows(ids: Iterable[str], last_seen: dt.datetime) -> list[dict[str, object]]:
+    return [{"worker_id": i, "node_name": "n", "last_seen_at": last_seen} for i in ids]
+
+
+async def _migrated(url: str) -> Database:
+    db = Database(url)
+    await migrate.upgrade(db)
+    return db
+
+
+async def test_a_backlog_is_pruned_in_batches_of_at_most_the_batch_size(
+    database_url: str,
+) -> None:
+    db = await _migrated(database_url)
+    now = utcnow()
+    settings = Settings(worker_retention=dt.timedelta(seconds=RETENTION))
+    try:
+
+        async def seed(conn: AsyncConnection) -> None:
+            await conn.execute(
+                insert(workers), _rows((f"gone-{i}" for i in range(1234)), now - LONG_AGO)
+            )
+            await conn.execute(insert(workers), _rows(["fresh"], now))
+
+        await db.transact(seed)
+
+        async def one(conn: AsyncConnection) -> int:
+            return await queries.prune(
+                conn, stopped_before=now, lost_before=now - LONG_AGO / 2, limit=500
+            )
+
+        assert await db.transact(one) == 500
+        assert await prune_workers(db, settings, now) == 734
+        assert await registered(db) == {"fresh"}
+        assert await prune_workers(db, settings, now) == 0
+    finally:
+        await db.dispose()
+
+
+def test_a_retention_of_zero_is_refused() -> None:
+    with pytest.raises(ValueError, match="worker_retention"):
+        Settings(worker_retention=dt.timedelta(0))
+
+
+@pytest.mark.postgres
+async def test_pruning_skips_a_worker_row_a_claim_holds(postgres_url: str) -> None:
+    """A claim locks its worker's row (claim_turn): pruning neither waits for it nor takes
+    it, and takes it on a later round once it is free."""
+    db = await _migrated(postgres_url)
+    now = utcnow()
+    settings = Settings(worker_retention=dt.timedelta(seconds=RETENTION))
+    holder = await asyncpg.connect(
+        _asyncpg_dsn(postgres_url, make_url(postgres_url).database or "")
+    )
+    try:
+
+        async def seed(conn: AsyncConnection) -> None:
+            await conn.execute(insert(workers), _rows(["held", "free"], now - LONG_AGO))
+
+        await db.transact(seed)
+        held = holder.transaction()
+        await held.start()
+        await holder.execute("SELECT 1 FROM workers WHERE worker_id = 'held' FOR UPDATE")
+        assert await asyncio.wait_for(prune_workers(db, settings, now), 10) == 1
+        assert await registered(db) == {"held"}
+        await held.rollback()
+        assert await prune_workers(db, settings, now) == 1
+        async with db.read() as conn:
+            assert (await conn.execute(select(func.count()).select_from(workers))).scalar() == 0
+    finally:
+        await holder.close()
+        await db.dispose()
