@@ -10,7 +10,9 @@ os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 
 def _verbosity(argv: list[str]) -> int:
-    """How many -v the command line gives before its command (argparse has not run yet)."""
+    """How many -v the command line gives, before its command and after it (argparse has not
+    run yet). Argparse reads any such word as the flag (it takes no option's value), so all
+    up to a `--` count."""
     count = 0
     args = iter(argv)
     for arg in args:
@@ -20,7 +22,7 @@ def _verbosity(argv: list[str]) -> int:
             count += len(arg) - 1
         elif arg == "--log-format":
             next(args, None)
-        elif not arg.startswith("-"):
+        elif arg == "--":
             break
     return count
 

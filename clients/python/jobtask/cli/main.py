@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from jobtask.cli import (
     GRPC_VERBOSITY_SET,
@@ -38,15 +39,57 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
+if TYPE_CHECKING:
+    _SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
+else:  # (not subscriptable at run time)
+    _SubParsers = argparse._SubParsersAction
+
+
+class _Commands(_SubParsers):
+    """A command's subparsers that add up -v given before and after the command.
+
+    argparse parses a command's arguments into a namespace of their own and copies all of it
+    over the caller's: a command's -v count would replace the count given before it."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        before = vars(namespace).pop("verbose", 0)
+        super().__call__(parser, namespace, values, option_string)
+        namespace.verbose = before + getattr(namespace, "verbose", 0)
+
+
+class _Parser(argparse.ArgumentParser):
+    """`jobtask`'s parser and its commands' (theirs are made by this class too, whoever adds
+    them): each takes -v and --log-format, so they may come before or after the command.
+    Their defaults are suppressed, so that a command leaves what was given before it alone:
+    the later --log-format wins, and the counts of -v add up (_Commands)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.register("action", "parsers", _Commands)
+        self.add_argument(
+            "-v",
+            "--verbose",
+            action="count",
+            default=argparse.SUPPRESS,
+            help="more log output (-vvv: gRPC's own)",
+        )
+        self.add_argument(
+            "--log-format",
+            choices=FORMATS,
+            default=argparse.SUPPRESS,
+            help="$JOBTASK_LOG_FORMAT: text (default) or json",
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="jobtask", description="A job and task dispatcher with the Arvados Jobs API."
-    )
-    parser.add_argument(
-        "-v", "--verbose", action="count", default=0, help="more log output (-vvv: gRPC's own)"
-    )
-    parser.add_argument(
-        "--log-format", choices=FORMATS, help="$JOBTASK_LOG_FORMAT: text (default) or json"
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     client = argparse.ArgumentParser(add_help=False)
@@ -136,7 +179,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        configure(logging.DEBUG if args.verbose > 1 else logging.INFO, args.log_format)
+        configure(
+            logging.DEBUG if args.verbose > 1 else logging.INFO, getattr(args, "log_format", None)
+        )
     except ValueError as exc:
         print(f"jobtask: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,0 +1,59 @@
+"""Which flags `jobtask`'s commands take, and where on the command line: the real `jobtask`
+as a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import pytest
+from jobtask.cli import _verbosity
+
+from tests.conftest import start_jobtask
+
+pytestmark = pytest.mark.timeout(120)
+
+
+async def test_logging_flags_after_the_command_too(tmp_path: Path) -> None:
+    """-v and --log-format before and after the command: the counts of -v add up (two, so
+    DEBUG lines), and the later --log-format wins (json, though text came first)."""
+    proc = await start_jobtask(
+        "--log-format",
+        "text",
+        "-v",
+        "up",
+        "--jobs-listen",
+        "127.0.0.1:0",
+        "--tasks-listen",
+        "127.0.0.1:0",
+        "--no-gateway",
+        "--log-format",
+        "json",
+        "-v",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "JOBTASK_DATABASE_URL": str(tmp_path / "db.sqlite3")},
+        cwd=tmp_path,
+    )
+    assert proc.stderr is not None
+    records: list[dict[str, str]] = []
+    try:
+        while not records or not records[-1]["event"].startswith("event loop: "):
+            line = await asyncio.wait_for(proc.stderr.readline(), 30)
+            assert line.startswith(b"{"), f"not a JSON line: {line!r} after {records}"
+            records.append(json.loads(line))
+    finally:
+        # (Killed: how it stops is not this test's.)
+        proc.kill()
+        await proc.communicate()
+    assert any(r["level"] == "debug" for r in records), records
+
+
+def test_grpc_verbosity_counts_v_after_the_command_too() -> None:
+    """-vvv turns gRPC's own logging on (read before argparse runs): wherever it stands."""
+    assert _verbosity(["worker", "-vvv"]) == 3
+    assert _verbosity(["-v", "worker", "--log-format", "json", "-vv"]) == 3
+    assert _verbosity(["--verbose", "up", "--verbose"]) == 2
+    assert _verbosity(["worker", "--", "-vvv"]) == 0
