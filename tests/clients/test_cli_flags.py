@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
 from jobtask.cli import _verbosity
 
+from tests.clients.conftest import run_once
 from tests.conftest import start_jobtask
 
 pytestmark = pytest.mark.timeout(120)
@@ -57,3 +59,47 @@ def test_grpc_verbosity_counts_v_after_the_command_too() -> None:
     assert _verbosity(["-v", "worker", "--log-format", "json", "-vv"]) == 3
     assert _verbosity(["--verbose", "up", "--verbose"]) == 2
     assert _verbosity(["worker", "--", "-vvv"]) == 0
+
+
+SERVICE = {"--database-url", "--cluster-id", "--grpc-tls-cert", "--grpc-tls-key"}
+COMMON = {"--help", "--verbose", "--log-format", "--metrics-listen"}
+SCHEDULING = {
+    "--retry-limit",
+    "--retry-backoff-base",
+    "--retry-backoff-max",
+    "--blocklist-threshold",
+    "--no-fair-share",
+}
+GATEWAY = {
+    "--gateway-listen",
+    "--gateway-header-timeout",
+    "--gateway-idle-timeout",
+    "--gateway-max-connections",
+    "--tls-cert",
+    "--tls-key",
+    "--tls-ca",
+}
+FLAGS = {
+    "jobs": COMMON | SERVICE | {"--jobs-listen", "--lease-ttl"},
+    "tasks": COMMON | SERVICE | SCHEDULING | {"--tasks-listen", "--lease-ttl"},
+    "gateway": COMMON | GATEWAY | {"--jobs-addr", "--tasks-addr"},
+}
+
+
+@pytest.mark.parametrize("part", sorted(FLAGS))
+async def test_serve_parts_show_and_take_only_their_own_flags(part: str) -> None:
+    code, shown = await run_once("serve", part, "--help")
+    assert code == 0, shown
+    assert set(re.findall(r"--[a-z][a-z-]*", shown)) == FLAGS[part], shown
+    foreign = {"jobs": "--gateway-listen", "tasks": "--tls-cert", "gateway": "--database-url"}
+    code, said = await run_once("serve", part, foreign[part], "x")
+    assert code == 2, said
+    assert f"error: unrecognized arguments: {foreign[part]} x" in said, said
+
+
+async def test_up_shows_every_part_s_flags() -> None:
+    code, shown = await run_once("up", "--help")
+    assert code == 0, shown
+    every = FLAGS["jobs"] | FLAGS["tasks"] | FLAGS["gateway"]
+    expected = every - {"--jobs-addr", "--tasks-addr"} | {"--no-gateway"}
+    assert set(re.findall(r"--[a-z][a-z-]*", shown)) == expected, shown

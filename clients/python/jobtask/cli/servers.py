@@ -101,88 +101,123 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
 
+def _flags() -> argparse.ArgumentParser:
+    """A group of flags to give a command as a parent."""
+    return argparse.ArgumentParser(add_help=False)
+
+
 def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
-    server = argparse.ArgumentParser(add_help=False)
-    server.add_argument("--database-url", help="$JOBTASK_DATABASE_URL (default ./jobtask.sqlite3)")
-    server.add_argument("--cluster-id", help="$JOBTASK_CLUSTER_ID (default zzzzz)")
-    server.add_argument("--jobs-listen", help=f"$JOBTASK_JOBS_LISTEN ({DEFAULT_JOBS_LISTEN})")
-    server.add_argument("--tasks-listen", help=f"$JOBTASK_TASKS_LISTEN ({DEFAULT_TASKS_LISTEN})")
-    server.add_argument(
-        "--gateway-listen", help=f"$JOBTASK_GATEWAY_LISTEN ({DEFAULT_GATEWAY_LISTEN})"
+    # The flags by the part they configure: `up` takes all of them, `serve PART` its part's.
+    service = _flags()
+    service.add_argument("--database-url", help="$JOBTASK_DATABASE_URL (default ./jobtask.sqlite3)")
+    service.add_argument("--cluster-id", help="$JOBTASK_CLUSTER_ID (default zzzzz)")
+    service.add_argument(
+        "--grpc-tls-cert", help="$JOBTASK_GRPC_TLS_CERT (TLS for JobService and TaskService)"
     )
-    server.add_argument(
+    service.add_argument("--grpc-tls-key", help="$JOBTASK_GRPC_TLS_KEY")
+    jobs = _flags()
+    jobs.add_argument("--jobs-listen", help=f"$JOBTASK_JOBS_LISTEN ({DEFAULT_JOBS_LISTEN})")
+    tasks = _flags()
+    tasks.add_argument("--tasks-listen", help=f"$JOBTASK_TASKS_LISTEN ({DEFAULT_TASKS_LISTEN})")
+    metrics = _flags()
+    metrics.add_argument(
         "--metrics-listen",
         help="$JOBTASK_METRICS_LISTEN host:port for Prometheus's GET /metrics (default: off)",
     )
-    server.add_argument(
-        "--gateway-header-timeout",
-        type=float,
-        help="$JOBTASK_GATEWAY_HEADER_TIMEOUT: seconds a client has to send a request header (10)",
-    )
-    server.add_argument(
-        "--gateway-idle-timeout",
-        type=int,
-        help="$JOBTASK_GATEWAY_IDLE_TIMEOUT: seconds a kept-alive connection may idle (5)",
-    )
-    server.add_argument(
-        "--gateway-max-connections",
-        type=int,
-        help="$JOBTASK_GATEWAY_MAX_CONNECTIONS: connections the gateway holds at once"
-        " (1000, at most half the descriptor limit); more are closed at once",
-    )
-    server.add_argument("--lease-ttl", type=_seconds, help="$JOBTASK_LEASE_TTL seconds (30)")
-    server.add_argument(
+    # Also a JobService's: its metrics count workers seen within two leases as live.
+    lease = _flags()
+    lease.add_argument("--lease-ttl", type=_seconds, help="$JOBTASK_LEASE_TTL seconds (30)")
+    scheduling = _flags()
+    scheduling.add_argument(
         "--retry-limit", type=_attempts, help="$JOBTASK_RETRY_LIMIT: attempts per task (3)"
     )
-    server.add_argument(
+    scheduling.add_argument(
         "--retry-backoff-base",
         type=float,
         help="$JOBTASK_RETRY_BACKOFF_BASE: first retry waits up to this many seconds (1; 0: none)",
     )
-    server.add_argument(
+    scheduling.add_argument(
         "--retry-backoff-max",
         type=float,
         help="$JOBTASK_RETRY_BACKOFF_MAX: longest wait before a retry, seconds (60)",
     )
-    server.add_argument(
+    scheduling.add_argument(
         "--blocklist-threshold",
         type=int,
         help="$JOBTASK_BLOCKLIST_THRESHOLD: tasks of a job failed before a worker is blocklisted "
         "(3; 0: off)",
     )
-    server.add_argument(
+    scheduling.add_argument(
         "--worker-retention",
         type=_seconds,
         help="$JOBTASK_WORKER_RETENTION: TaskService forgets a stopped or lost worker not seen "
         "for this many seconds (604800: 7 days)",
     )
-    server.add_argument(
+    scheduling.add_argument(
         "--no-fair-share",
         action="store_true",
         help="$JOBTASK_FAIR_SHARE=0: serve equal priorities strictly by arrival, not by owner",
     )
-    server.add_argument("--tls-cert", help="$JOBTASK_TLS_CERT (gateway HTTPS)")
-    server.add_argument("--tls-key", help="$JOBTASK_TLS_KEY")
-    server.add_argument(
-        "--grpc-tls-cert", help="$JOBTASK_GRPC_TLS_CERT (TLS for JobService and TaskService)"
+    gateway = _flags()
+    gateway.add_argument(
+        "--gateway-listen", help=f"$JOBTASK_GATEWAY_LISTEN ({DEFAULT_GATEWAY_LISTEN})"
     )
-    server.add_argument("--grpc-tls-key", help="$JOBTASK_GRPC_TLS_KEY")
-    server.add_argument(
+    gateway.add_argument(
+        "--gateway-header-timeout",
+        type=float,
+        help="$JOBTASK_GATEWAY_HEADER_TIMEOUT: seconds a client has to send a request header (10)",
+    )
+    gateway.add_argument(
+        "--gateway-idle-timeout",
+        type=int,
+        help="$JOBTASK_GATEWAY_IDLE_TIMEOUT: seconds a kept-alive connection may idle (5)",
+    )
+    gateway.add_argument(
+        "--gateway-max-connections",
+        type=int,
+        help="$JOBTASK_GATEWAY_MAX_CONNECTIONS: connections the gateway holds at once"
+        " (1000, at most half the descriptor limit); more are closed at once",
+    )
+    gateway.add_argument("--tls-cert", help="$JOBTASK_TLS_CERT (gateway HTTPS)")
+    gateway.add_argument("--tls-key", help="$JOBTASK_TLS_KEY")
+    gateway.add_argument(
         "--tls-ca",
         help="$JOBTASK_TLS_CA: gateway, the CA that signed the services' certificates"
         " (up: the services' own certificate by default)",
     )
 
     p = sub.add_parser(
-        "up", parents=[server], help="run JobService, TaskService and the gateway in one process"
+        "up",
+        parents=[service, jobs, tasks, metrics, lease, scheduling, gateway],
+        help="run JobService, TaskService and the gateway in one process",
     )
     p.add_argument("--no-gateway", action="store_true", help="do not start the REST gateway")
     p.set_defaults(run_server=up)
 
-    p = sub.add_parser("serve", parents=[server], help="run one part of the system")
-    p.add_argument("part", choices=["jobs", "tasks", "gateway"])
-    p.add_argument("--jobs-addr", help="gateway: where JobService is ($JOBTASK_JOBS_ADDR)")
-    p.add_argument("--tasks-addr", help="gateway: where TaskService is ($JOBTASK_TASKS_ADDR)")
+    p = sub.add_parser("serve", help="run one part of the system")
+    parts = p.add_subparsers(dest="part", required=True)
+    p = parts.add_parser(
+        "jobs", parents=[service, jobs, metrics, lease], help="JobService (jobs, tokens, watches)"
+    )
+    # TaskService's scheduling: not JobService's (its settings keep their defaults).
+    p.set_defaults(
+        run_server=serve,
+        retry_limit=None,
+        retry_backoff_base=None,
+        retry_backoff_max=None,
+        blocklist_threshold=None,
+        no_fair_share=False,
+        worker_retention=None,
+    )
+    p = parts.add_parser(
+        "tasks",
+        parents=[service, tasks, metrics, lease, scheduling],
+        help="TaskService (tasks, claims and leases, workers)",
+    )
+    p.set_defaults(run_server=serve)
+    p = parts.add_parser("gateway", parents=[gateway, metrics], help="the REST gateway")
+    p.add_argument("--jobs-addr", help="where JobService is ($JOBTASK_JOBS_ADDR)")
+    p.add_argument("--tasks-addr", help="where TaskService is ($JOBTASK_TASKS_ADDR)")
     p.set_defaults(run_server=serve)
 
 
