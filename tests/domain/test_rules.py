@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from jobtask.domain.ripple import follow_up, on_enter
-from jobtask.domain.rules import canonical_digest, decide_exit, job_identity
+from jobtask.domain.rules import EXIT_STATUSES, canonical_digest, decide_exit, job_identity
 from jobtask.domain.statuses import JobStatus, TaskStatus
 
 J, T = JobStatus, TaskStatus
@@ -34,6 +34,18 @@ def test_decide_exit(
 ) -> None:
     decision = decide_exit(progress, success, failed_count)
     assert (decision.status, decision.temporary_failure) == (status, temporary)
+
+
+def test_exit_statuses_are_every_status_decide_exit_gives() -> None:
+    """EXIT_STATUSES labels the finished-attempts metric: all of these, and no other."""
+    given = {
+        decide_exit(progress, success, failed_count, job_holding=holding).status
+        for progress in (0.0, 0.5, 1.0)
+        for success in (None, True, False)
+        for failed_count in (0, 5)
+        for holding in (False, True)
+    }
+    assert given == set(EXIT_STATUSES)
 
 
 def test_retry_limit_is_configurable() -> None:

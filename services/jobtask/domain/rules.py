@@ -21,6 +21,10 @@ from jobtask.domain.statuses import TaskStatus
 
 DEFAULT_RETRY_LIMIT = 3
 
+# What decide_exit makes of a task: the statuses an attempt decided at its process's end
+# leaves it in (a cancel or a hand-back ends an attempt undecided, in no rule's status).
+EXIT_STATUSES = (TaskStatus.COMPLETED, TaskStatus.SOFT_FAILED, TaskStatus.FAILED, TaskStatus.PAUSED)
+
 
 @dataclass(frozen=True)
 class ExitDecision:

@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 from collections.abc import Sequence
 
+from jobtask.domain.rules import EXIT_STATUSES
 from jobtask.domain.statuses import JobStatus, TaskStatus
 from jobtask.observability import metrics
 from jobtask.observability.logs import EVENTS, emit
@@ -112,9 +113,10 @@ def lease_expired(conn: AsyncConnection, task: TaskRow) -> None:
     after_commit(conn, done)
 
 
-# The finished-attempt counter of each task status (labels() looks the child up under a
-# lock, per call: once per attempt ended, on the report path).
-_FINISHED = {status: metrics.TASKS_FINISHED.labels(status.value) for status in TaskStatus}
+# The finished-attempt counter of each status a decided attempt ends in, and of no other
+# (each child made here is exported, at 0 until counted; labels() looks the child up under
+# a lock, per call: once per attempt ended, on the report path).
+_FINISHED = {status: metrics.TASKS_FINISHED.labels(status.value) for status in EXIT_STATUSES}
 
 
 def attempt_ended(
@@ -129,7 +131,9 @@ def attempt_ended(
     """An attempt decided by the completion rule: completed, retried or failed for good."""
     status = after.status
     ran = _seconds(before.started_at, now)
-    count_after_commit(conn, _FINISHED[status])
+    finished = _FINISHED.get(status)
+    if finished is not None:  # (always, by decide_exit; a metric never fails a report)
+        count_after_commit(conn, finished)
     if ran is not None:
         observe_after_commit(conn, metrics.TASK_RUN_SECONDS, ran)
     if status is TaskStatus.SOFT_FAILED:
