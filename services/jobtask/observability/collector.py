@@ -25,10 +25,17 @@ CACHE_SECONDS = 5.0
 
 class StoreCollector(Collector):
     def __init__(
-        self, db: Database, live_horizon: dt.timedelta, *, cache_seconds: float = CACHE_SECONDS
+        self,
+        db: Database,
+        live_horizon: dt.timedelta,
+        *,
+        cache_seconds: float = CACHE_SECONDS,
+        worker_slots: bool = True,
     ) -> None:
+        """worker_slots: the process serves TaskService, whose claims announce them."""
         self.db = db
         self.live_horizon = live_horizon
+        self.worker_slots = worker_slots
         self.cache_seconds = cache_seconds
         self._stats: stats.Stats | None = None
         self._lag = 0
@@ -88,11 +95,12 @@ class StoreCollector(Collector):
             " were sent",
             self._lag,
         )
-        yield _gauge(
-            "jobtask_worker_free_slots",
-            "Free slots the live workers announced with their last claim to this process",
-            WORKER_SLOTS.free(self.live_horizon.total_seconds()),
-        )
+        if self.worker_slots:
+            yield _gauge(
+                "jobtask_worker_free_slots",
+                "Free slots the live workers announced with their last claim to this process",
+                WORKER_SLOTS.free(self.live_horizon.total_seconds()),
+            )
         usage = self.db.pool_usage()
         if usage is not None:
             pool = GaugeMetricFamily(

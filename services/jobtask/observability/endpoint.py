@@ -7,21 +7,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from jobtask.observability.collector import StoreCollector
-from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
-from prometheus_client.core import Metric
-from prometheus_client.registry import Collector
+from jobtask.observability.metrics import COUNTED_BY, counted_by
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    generate_latest,
+)
 
-__all__ = ["MetricsServer", "listen_address", "serve_metrics"]
+__all__ = ["PARTS", "MetricsServer", "listen_address", "serve_metrics"]
 
 log = logging.getLogger(__name__)
 
 _CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 _MAX_HEAD = 16 * 1024
 _READ_SECONDS = 10.0
+PARTS = tuple(COUNTED_BY)
 
 
 def listen_address(given: str | None) -> tuple[str, int] | None:
@@ -32,13 +38,6 @@ def listen_address(given: str | None) -> tuple[str, int] | None:
     if not sep or not port.isdigit():
         raise ValueError(f"metrics listen address must be host:port, not {given!r}")
     return (host.strip("[]") or "127.0.0.1"), int(port)
-
-
-class _Process(Collector):
-    """Everything in the default registry (this process's counters, histograms, gauges)."""
-
-    def collect(self) -> Iterator[Metric]:
-        yield from REGISTRY.collect()
 
 
 @dataclass
@@ -58,16 +57,24 @@ class MetricsServer:
             await asyncio.wait_for(self.server.wait_closed(), 2)
 
 
-async def serve_metrics(listen: str, store: Iterable[StoreCollector] = ()) -> MetricsServer:
-    """Serves this process's metrics, plus the store gauges of `store` (one per process:
-    all parts of `jobtask up` share one store)."""
+async def serve_metrics(
+    listen: str, store: Iterable[StoreCollector] = (), parts: Iterable[str] = PARTS
+) -> MetricsServer:
+    """Serves the metrics of the parts this process runs (jobs, tasks, gateway) and of the
+    process itself, plus the store gauges of `store` (one per process: all parts of
+    `jobtask up` share one store)."""
     address = listen_address(listen)
     if address is None:
         raise ValueError("no metrics listen address")
     collectors = list(store)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Process())
-    for collector in collectors:
+    for collector in (
+        PROCESS_COLLECTOR,
+        PLATFORM_COLLECTOR,
+        GC_COLLECTOR,
+        *counted_by(parts),
+        *collectors,
+    ):
         registry.register(collector)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -1,4 +1,5 @@
-"""The process's metrics, in prometheus_client's default registry.
+"""The process's metrics, in prometheus_client's default registry; a process's /metrics
+shows those of the parts it runs (COUNTED_BY).
 
 Counters and histograms are counted by the process that saw the event (sum them across
 replicas); the gauges that describe the whole system (jobs and tasks by status, queue,
@@ -6,9 +7,13 @@ live workers) are read from the store at scrape time (jobtask.observability.coll
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 __all__ = [
+    "COUNTED_BY",
     "DB_TRANSACTION_SECONDS",
     "DISPATCH_SECONDS",
     "HTTP_REQUESTS",
@@ -25,6 +30,9 @@ __all__ = [
     "TASK_RETRIES",
     "TASK_RUN_SECONDS",
     "TOKENS_REFUSED",
+    "WATCH_EVENTS",
+    "WATCH_MESSAGES",
+    "counted_by",
 ]
 
 # Seconds: from a few milliseconds to an hour; dispatch and run times span that range.
@@ -83,5 +91,45 @@ DB_TRANSACTION_SECONDS = Histogram(
     "Write transactions, from asking for a connection to commit",
     buckets=_SHORT_BUCKETS,
 )
-for _kind in ("run", "session", "watch"):
-    OPEN_STREAMS.labels(_kind)
+
+# What each part of the system moves. A process's /metrics shows the metrics of the parts it
+# runs only: a series that nothing in the process can move would pass for a measured 0 (the
+# gateway's showed every task counter at 0 while the services counted them).
+_SERVICES = (
+    JOBS_FINISHED,  # a job settles in either service (a cancel; its last task's end)
+    TOKENS_REFUSED,
+    OPEN_STREAMS,
+    WATCH_EVENTS,
+    WATCH_MESSAGES,
+    RPCS,
+    RPC_SECONDS,
+    DB_TRANSACTION_SECONDS,
+)
+COUNTED_BY: dict[str, tuple[MetricWrapperBase, ...]] = {
+    "jobs": (*_SERVICES, JOBS_SUBMITTED),
+    "tasks": (
+        *_SERVICES,
+        TASKS_CLAIMED,
+        TASKS_FINISHED,
+        TASK_RETRIES,
+        PERMANENT_FAILURES,
+        LEASES_EXPIRED,
+        DISPATCH_SECONDS,
+        TASK_RUN_SECONDS,
+    ),
+    "gateway": (HTTP_REQUESTS, HTTP_SECONDS),
+}
+# The kinds of stream each service serves (WatchJob; WatchTasks, RunTask, WorkerSession).
+_STREAM_KINDS = {"jobs": ("watch",), "tasks": ("run", "session", "watch")}
+
+
+def counted_by(parts: Iterable[str]) -> list[MetricWrapperBase]:
+    """The metrics the parts move, each once; the kinds of stream they serve are made, so
+    that their gauges show 0 before the first stream opens."""
+    found: dict[int, MetricWrapperBase] = {}
+    for part in parts:
+        for metric in COUNTED_BY[part]:
+            found.setdefault(id(metric), metric)
+        for kind in _STREAM_KINDS.get(part, ()):
+            OPEN_STREAMS.labels(kind)
+    return list(found.values())

@@ -263,8 +263,11 @@ def _service_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-async def _start_metrics(args: argparse.Namespace, services: Any | None) -> Any | None:
-    """The process's Prometheus endpoint, if asked for; its URL is printed."""
+async def _start_metrics(
+    args: argparse.Namespace, services: Any | None, parts: tuple[str, ...]
+) -> Any | None:
+    """The process's Prometheus endpoint, if asked for, with the metrics of the parts it
+    runs (jobs, tasks, gateway); its URL is printed."""
     listen = args.metrics_listen or os.environ.get("JOBTASK_METRICS_LISTEN")
     if not listen:
         return None
@@ -276,10 +279,13 @@ async def _start_metrics(args: argparse.Namespace, services: Any | None) -> Any 
         cache = float(_env("JOBTASK_METRICS_CACHE_SECONDS", str(CACHE_SECONDS)))
         store.append(
             StoreCollector(
-                services.core.db, services.core.settings.live_horizon, cache_seconds=cache
+                services.core.db,
+                services.core.settings.live_horizon,
+                cache_seconds=cache,
+                worker_slots="tasks" in parts,
             )
         )
-    return await serve_metrics(listen, store)
+    return await serve_metrics(listen, store, parts)
 
 
 def _number(given: float | None, variable: str, default: float) -> float:
@@ -372,8 +378,9 @@ async def up(args: argparse.Namespace) -> int:
     tasks_addr = f"{_host(tasks_listen)}:{services.tasks_port}"
     gateway = metrics = None
     try:
-        metrics = await _start_metrics(args, services)
         module = None if args.no_gateway else _gateway_module()
+        parts = ("jobs", "tasks", *(() if module is None else ("gateway",)))
+        metrics = await _start_metrics(args, services, parts)
         if module is not None:
             gateway = await module.serve_gateway(
                 args.gateway_listen or _env("JOBTASK_GATEWAY_LISTEN", DEFAULT_GATEWAY_LISTEN),
@@ -424,7 +431,7 @@ async def serve(args: argparse.Namespace) -> int:
             **_gateway_connections(module, args),
         )
         print(f"gateway: {gateway.url}", flush=True)
-        metrics = await _start_metrics(args, None)
+        metrics = await _start_metrics(args, None, ("gateway",))
         if metrics is not None:
             print(f"metrics: {metrics.url}", flush=True)
         running = Running(gateway.wait())
@@ -453,7 +460,7 @@ async def serve(args: argparse.Namespace) -> int:
     port = services.jobs_port if jobs else services.tasks_port
     name = "JobService" if jobs else "TaskService"
     print(f"{name}: {_host(listen)}:{port}", flush=True)
-    metrics = await _start_metrics(args, services)
+    metrics = await _start_metrics(args, services, (args.part,))
     if metrics is not None:
         print(f"metrics: {metrics.url}", flush=True)
     running = Running(services.wait())
