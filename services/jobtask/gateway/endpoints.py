@@ -17,6 +17,7 @@ from jobtask.gateway.errors import ApiError, error_body, error_token, from_rpc_e
 from jobtask.gateway.params import HttpInput, build_request, parse_json
 from jobtask.gateway.rendering import dumps, render, render_value, select_attributes
 from jobtask.gateway.routing import Binding, RouteTable
+from jobtask.observability.logs import REQUEST_ID_KEY
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
@@ -120,7 +121,7 @@ class Dispatcher:
             last_event_id=request.headers.get("last-event-id"),
         )
         message = build_request(binding, http)
-        metadata = [("x-request-id", request.state.request_id)]
+        metadata = [(REQUEST_ID_KEY, request.state.request_id)]
         token = token_of(request, [*query, *form], json_body)
         if token:
             if len(token) > MAX_TOKEN or not all("!" <= ch <= "~" for ch in token):

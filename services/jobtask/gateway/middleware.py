@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import secrets
-
+from jobtask.observability.logs import given_request_id, new_request_id
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["CORS_HEADERS", "ArvadosHeaders", "new_request_id", "request_id_of"]
+__all__ = ["CORS_HEADERS", "ArvadosHeaders", "request_id_of"]
 
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
@@ -15,20 +14,11 @@ CORS_HEADERS = {
     "Access-Control-Allow-Headers": "Authorization, Content-Type",
     "Access-Control-Max-Age": "86486400",
 }
-_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
-
-
-def new_request_id() -> str:
-    """`req-` + 20 base-36 characters, the form Arvados's clients and servers generate."""
-    return "req-" + "".join(secrets.choice(_BASE36) for _ in range(20))
 
 
 def request_id_of(headers: Headers) -> str:
-    """The client's id if it is 1..1024 printable ASCII characters (it goes on to gRPC
-    metadata, which allows nothing else), else a new one."""
-    given = headers.get("x-request-id", "")
-    ok = 1 <= len(given) <= 1024 and all(" " <= ch <= "~" for ch in given)
-    return given if ok else new_request_id()
+    """The client's id if it may be one (given_request_id), else a new one."""
+    return given_request_id(headers.get("x-request-id", "")) or new_request_id()
 
 
 class ArvadosHeaders:

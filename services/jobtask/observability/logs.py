@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import sys
 import time
 from contextvars import ContextVar
@@ -21,10 +22,13 @@ __all__ = [
     "ACCESS",
     "CALLER_KEY",
     "EVENTS",
+    "REQUEST_ID_KEY",
     "JsonFormatter",
     "TextFormatter",
     "configure",
     "emit",
+    "given_request_id",
+    "new_request_id",
     "refused_token",
     "request_id",
 ]
@@ -37,6 +41,11 @@ FORMATS = ("text", "json")
 CALLER_KEY = "x-jobtask-caller"
 # The id of the HTTP request (or gRPC call) being served, for access lines and events.
 request_id: ContextVar[str | None] = ContextVar("jobtask_request_id", default=None)
+# gRPC metadata with a call's request id: the gateway forwards its HTTP request's in the
+# call's, and the services answer each call's (the caller's, else one made) in its trailers.
+REQUEST_ID_KEY = "x-request-id"
+_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+_MAX_REQUEST_ID = 1024
 _TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # LogRecord attributes that are not the caller's `extra`.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -94,6 +103,19 @@ def configure(level: int, log_format: str | None = None) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+
+
+def new_request_id() -> str:
+    """`req-` + 20 base-36 characters, the form Arvados's clients and servers generate."""
+    return "req-" + "".join(secrets.choice(_BASE36) for _ in range(20))
+
+
+def given_request_id(value: object) -> str | None:
+    """A client's request id if it is 1..1024 printable ASCII characters (it goes on to gRPC
+    metadata, which allows nothing else), else None."""
+    if not isinstance(value, str) or not 1 <= len(value) <= _MAX_REQUEST_ID:
+        return None
+    return value if all(" " <= ch <= "~" for ch in value) else None
 
 
 def emit(event: str, level: int = logging.INFO, **fields: Any) -> None:

@@ -3,8 +3,9 @@ interceptor so refused calls are counted too.
 
 Each call of a jobtask RPC gets one `jobtask.access` line when it ends: method, code,
 duration, the caller's user uuid (never a token) and the request id the gateway forwarded as
-`x-request-id` metadata (or one of the client's own). The request id is also set for every
-log line written while the call runs."""
+`x-request-id` metadata (or one of the client's own; else one made here, in the gateway's
+form). The id is also set for every log line written while the call runs, and returned in
+the call's `x-request-id` trailing metadata."""
 
 from __future__ import annotations
 
@@ -17,14 +18,18 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 from jobtask.observability import metrics
-from jobtask.observability.logs import ACCESS, request_id
+from jobtask.observability.logs import (
+    ACCESS,
+    REQUEST_ID_KEY,
+    given_request_id,
+    new_request_id,
+    request_id,
+)
 from jobtask.server.callers import current_credentials
 
-__all__ = ["REQUEST_ID_KEY", "AccessInterceptor"]
+__all__ = ["AccessInterceptor"]
 
-REQUEST_ID_KEY = "x-request-id"
 _PROTECTED_PREFIX = "/jobtask."
-_MAX_REQUEST_ID = 1024
 
 Context = grpc.aio.ServicerContext[Any, Any]
 if TYPE_CHECKING:
@@ -35,16 +40,14 @@ else:
     _Interceptor = grpc.aio.ServerInterceptor
 
 
-def _request_id(context: Context) -> str | None:
+def _request_id(context: Context) -> str:
+    """The caller's request id, else a new one: every access line has one."""
     for key, value in context.invocation_metadata() or ():
-        if (
-            key == REQUEST_ID_KEY
-            and isinstance(value, str)
-            and 1 <= len(value) <= _MAX_REQUEST_ID
-            and value.isprintable()
-        ):
-            return value
-    return None
+        if key == REQUEST_ID_KEY:
+            given = given_request_id(value)
+            if given is not None:
+                return given
+    return new_request_id()
 
 
 def _caller() -> str | None:
@@ -73,7 +76,12 @@ class _Call:
         self.context = context
         self.started = time.perf_counter()
         # Not reset at the end: grpc.aio runs each call in a task (and context) of its own.
-        request_id.set(_request_id(context))
+        rid = _request_id(context)
+        request_id.set(rid)
+        # Answered as the gateway answers X-Request-Id, so a caller can quote the id its
+        # call was logged under. In the trailers: a watch stream's handler sends headers of
+        # its own (callers.send_caller_headers), and an abort keeps what is set here.
+        context.set_trailing_metadata(((REQUEST_ID_KEY, rid),))
         self.kind = _stream_kind(method)
         if self.kind:
             metrics.OPEN_STREAMS.labels(self.kind).inc()

@@ -216,7 +216,9 @@ class AuthInterceptor(_Interceptor):
         async def admit(request: Message | None, context: Context) -> None:
             creds = await self._authenticate(rule, context)
             # Who called, for the gateway's access line; kept by every way the call ends.
-            context.set_trailing_metadata(((CALLER_KEY, creds.caller.user_uuid),))
+            # Added to the trailers set so far (the access interceptor's request id).
+            kept = tuple(context.trailing_metadata() or ())
+            context.set_trailing_metadata((*kept, (CALLER_KEY, creds.caller.user_uuid)))
             if not rule.allows(creds.scopes, request):
                 log.info("%s: scope miss for %s", rule.full_method, creds.caller.user_uuid)
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, FORBIDDEN)
