@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
+import threading
 from collections.abc import Awaitable, Callable
 
 import grpc
@@ -370,3 +372,48 @@ async def test_create_jobs_submits_in_one_call_in_order(live: Cluster, client: A
             return [j.script for j in c.create_jobs([{"script": "s1.py"}, {"script": "s2.py"}])]
 
     assert await asyncio.to_thread(use) == ["s1.py", "s2.py"]
+
+
+def test_the_blocking_client_s_methods_take_the_async_ones_arguments() -> None:
+    """Same names, kinds and defaults (watch's on_break among them)."""
+
+    def parameters(method: Callable[..., object]) -> list[tuple[str, object, object]]:
+        found = inspect.signature(method).parameters.values()
+        return [(p.name, p.kind, p.default) for p in found]
+
+    for name in {n for n in dir(Client) if not n.startswith("_")}:
+        assert parameters(getattr(Client, name)) == parameters(getattr(AsyncClient, name)), name
+
+
+async def test_the_blocking_watch_tells_on_break_of_a_lost_server(sqlite_url: str) -> None:
+    """The server goes away under a blocking watch: on_break hears why, then the watch
+    gives up after reconnect_for."""
+    from tests.conftest import start_cluster
+
+    cluster = await start_cluster(sqlite_url, root_token=ROOT_TOKEN)
+    try:
+        async with AsyncClient.connect(cluster.jobs_addr, cluster.tasks_addr, ROOT_TOKEN) as c:
+            job = await c.submit("hash.py", {"on_break": 1})
+        heard: list[JobtaskError | None] = []
+        watching = threading.Event()
+        stopped = threading.Event()
+
+        def use() -> None:
+            with Client.connect(cluster.jobs_addr, cluster.tasks_addr, ROOT_TOKEN) as client:
+                events = client.watch(job.uuid, reconnect_for=1.0, on_break=heard.append)
+                assert next(events).type == W.WATCH_EVENT_TYPE_SNAPSHOT
+                watching.set()
+                stopped.wait(30)
+                with pytest.raises(UnavailableError):
+                    for _ in events:
+                        pass
+
+        used = asyncio.create_task(asyncio.to_thread(use))
+        await eventually(lambda: watching.is_set() or used.done())
+        if used.done():
+            used.result()  # (what stopped it)
+    finally:
+        await cluster.close()
+        stopped.set()
+    await asyncio.wait_for(used, 60)
+    assert heard and isinstance(heard[0], UnavailableError), heard

@@ -20,6 +20,7 @@ from typing import Any, TypeVar, Unpack
 from jobtask.sdk.client import AsyncClient, Job, JobTask, Worker
 from jobtask.sdk.config import ClientConfig
 from jobtask.sdk.messages import Constraints, Filters, ListOptions, Submission
+from jobtask.sdk.watch import OnBreak
 from jobtask.v1 import job_service_pb2, task_service_pb2, watch_pb2, worker_pb2
 
 T = TypeVar("T")
@@ -150,13 +151,16 @@ class Client:
         after_seq: int | None = None,
         reconnect_for: float = 30.0,
         heartbeats: bool = False,
+        on_break: OnBreak | None = None,
     ) -> Iterator[watch_pb2.WatchEvent]:
+        """AsyncClient.watch's events; `on_break` is called on the thread that reads them."""
         stream = self._async.watch(
             job_uuid,
             task_uuid=task_uuid,
             after_seq=after_seq,
             reconnect_for=reconnect_for,
             heartbeats=heartbeats,
+            on_break=on_break,
         )
 
         async def step() -> watch_pb2.WatchEvent | None:
