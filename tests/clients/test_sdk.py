@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
 import threading
 from collections.abc import Awaitable, Callable
 
@@ -417,3 +418,43 @@ async def test_the_blocking_watch_tells_on_break_of_a_lost_server(sqlite_url: st
         stopped.set()
     await asyncio.wait_for(used, 60)
     assert heard and isinstance(heard[0], UnavailableError), heard
+
+
+# A script with blocking clients: each closed while its watch is still open.
+CLOSED_WITH_A_WATCH_OPEN = """
+import sys
+from jobtask.sdk import Client
+
+jobs, tasks, token, job = sys.argv[1:]
+for _ in range(3):  # (a later client's loop handles what an earlier one left behind)
+    client = Client.connect(jobs, tasks, token)
+    events = client.watch(job)
+    next(events)
+    client.close()
+print(list(events))
+"""
+
+
+async def test_closing_a_blocking_client_ends_its_open_watch_quietly(sqlite_url: str) -> None:
+    """Its iterator ends; nothing is left for gRPC to hand to the closed event loop (which
+    it logged as "Event loop is closed")."""
+    async with running_cluster(sqlite_url, root_token=ROOT_TOKEN) as cluster:
+        async with AsyncClient.connect(cluster.jobs_addr, cluster.tasks_addr, ROOT_TOKEN) as c:
+            job = await c.submit("hash.py", {"closed": 1})
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            CLOSED_WITH_A_WATCH_OPEN,
+            cluster.jobs_addr,
+            cluster.tasks_addr,
+            ROOT_TOKEN,
+            job.uuid,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    said = err.decode()
+    assert "Event loop is closed" not in said, said[-3000:]
+    assert proc.returncode == 0, said[-3000:]
+    assert out.decode().split() == ["[]"]
+    assert "Traceback" not in said, said[-3000:]

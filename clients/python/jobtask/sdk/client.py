@@ -203,7 +203,7 @@ class AsyncClient:
         reconnect_for: float = 30.0,
         heartbeats: bool = False,
         on_break: OnBreak | None = None,
-    ) -> AsyncIterator[watch_pb2.WatchEvent]:
+    ) -> AsyncGenerator[watch_pb2.WatchEvent, None]:
         """A snapshot of the job and its tasks, then every change, until the job is
         terminal. Survives server restarts (resumes with after_seq); see jobtask.sdk.watch."""
         metadata = self.transport.metadata

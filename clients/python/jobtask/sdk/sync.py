@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import Coroutine, Generator, Iterator, Mapping, Sequence
+import weakref
+from collections.abc import AsyncGenerator, Coroutine, Generator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar, Unpack
 
@@ -29,6 +30,8 @@ T = TypeVar("T")
 # (write/read/done_writing, all awaited) bound to the client's event loop, which a worker
 # agent drives while it runs its tasks; there is no blocking way to hold one open.
 ASYNC_ONLY = frozenset({"run_task", "worker_session"})
+# The longest close() waits for gRPC to finish the calls it cancelled.
+CLOSE_SECONDS = 2.0
 
 
 class Client:
@@ -41,6 +44,8 @@ class Client:
 
         self._async = self._runner.run(make())
         self._closed = False
+        # The streams handed out and not yet ended (their generators).
+        self._streams: weakref.WeakSet[Generator[Any, None, None]] = weakref.WeakSet()
         self.config = config
 
     @classmethod
@@ -68,14 +73,52 @@ class Client:
         self.close()
 
     def close(self) -> None:
-        self._closed = True
+        """Closes the client, and first its streams still open (their iterators end)."""
         try:
-            self._runner.run(self._async.close())
+            for stream in list(self._streams):
+                stream.close()
         finally:
-            self._runner.close()
+            self._closed = True
+            try:
+                self._runner.run(self._shut())
+            finally:
+                self._runner.close()
+
+    async def _shut(self) -> None:
+        await self._async.close()
+        # gRPC's own tasks on this loop (a cancelled call's wait for its status) end before
+        # the loop closes: cancelled with it, they leave their calls' completions to arrive
+        # for a closed loop, and gRPC logs "Event loop is closed".
+        pending = asyncio.all_tasks() - {asyncio.current_task()}
+        if pending:
+            await asyncio.wait(pending, timeout=CLOSE_SECONDS)
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self._runner.run(coro)
+
+    def _blocking(self, stream: AsyncGenerator[T, None]) -> Generator[T, None, None]:
+        """An async stream of the client's loop as a plain iterator. Closing it (its close(),
+        or dropping it after a `for` loop over it is left) or the client ends the stream
+        there and then, on the loop: a call left to be collected after the loop has closed
+        would make gRPC log "Event loop is closed"."""
+
+        async def step() -> tuple[T] | None:
+            try:
+                return (await anext(stream),)
+            except StopAsyncIteration:
+                return None
+
+        def iterate() -> Generator[T, None, None]:
+            try:
+                while (got := self._run(step())) is not None:
+                    yield got[0]
+            finally:
+                if not self._closed:
+                    self._run(stream.aclose())
+
+        iterator = iterate()
+        self._streams.add(iterator)
+        return iterator
 
     # -- jobs -----------------------------------------------------------------------------
 
@@ -152,25 +195,18 @@ class Client:
         reconnect_for: float = 30.0,
         heartbeats: bool = False,
         on_break: OnBreak | None = None,
-    ) -> Iterator[watch_pb2.WatchEvent]:
+    ) -> Generator[watch_pb2.WatchEvent, None, None]:
         """AsyncClient.watch's events; `on_break` is called on the thread that reads them."""
-        stream = self._async.watch(
-            job_uuid,
-            task_uuid=task_uuid,
-            after_seq=after_seq,
-            reconnect_for=reconnect_for,
-            heartbeats=heartbeats,
-            on_break=on_break,
+        return self._blocking(
+            self._async.watch(
+                job_uuid,
+                task_uuid=task_uuid,
+                after_seq=after_seq,
+                reconnect_for=reconnect_for,
+                heartbeats=heartbeats,
+                on_break=on_break,
+            )
         )
-
-        async def step() -> watch_pb2.WatchEvent | None:
-            try:
-                return await anext(stream)
-            except StopAsyncIteration:
-                return None
-
-        while (event := self._run(step())) is not None:
-            yield event
 
     # -- tasks ----------------------------------------------------------------------------
 
@@ -310,21 +346,7 @@ class Client:
     def watch_workers(self) -> Generator[worker_pb2.WorkerEvent, None, None]:
         """Never ends by itself: the stream stays open until the iterator is closed (its
         close(), or dropped after a `for` loop over it is left) or the client is."""
-        stream = self._async.watch_workers()
-
-        async def step() -> worker_pb2.WorkerEvent | None:
-            try:
-                return await anext(stream)
-            except StopAsyncIteration:
-                return None
-
-        try:
-            while (event := self._run(step())) is not None:
-                yield event
-        finally:
-            # Once the client is closed, its loop's shutdown has closed the stream already.
-            if not self._closed:
-                self._run(stream.aclose())
+        return self._blocking(self._async.watch_workers())
 
     def claim(
         self, worker: task_service_pb2.WorkerInfo, *, wait: float = 0.0, max_tasks: int = 1

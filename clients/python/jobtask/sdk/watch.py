@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 import grpc
 from jobtask.sdk.errors import JobtaskError, UnavailableError, from_rpc_error
@@ -52,7 +52,7 @@ async def resumable(
     reconnect_for: float = 30.0,
     heartbeats: bool = False,
     on_break: OnBreak | None = None,
-) -> AsyncIterator[watch_pb2.WatchEvent]:
+) -> AsyncGenerator[watch_pb2.WatchEvent, None]:
     """Yields the events of successive streams as one; ends when a stream ends by itself
     (the job is terminal). Gives up with UnavailableError after `reconnect_for` seconds
     without reaching a server; `on_break` hears of each break and each recovery."""
@@ -60,8 +60,9 @@ async def resumable(
     delay = 0.1
     broken_since: float | None = None
     while True:
+        stream = open_stream(last)
         try:
-            async for message in open_stream(last):
+            async for message in stream:
                 if broken_since is not None and on_break is not None:
                     on_break(None)
                 broken_since = None
@@ -88,5 +89,11 @@ async def resumable(
                     f"watch stream lost and not resumed within {reconnect_for:g}s: {error}",
                     status=error.status,
                 ) from None
+        finally:
+            # Closed early (the caller stopped reading, or its client closes): the call ends
+            # now, on this loop, not when it is collected, maybe after the loop has closed.
+            cancel = getattr(stream, "cancel", None)
+            if cancel is not None:
+                cancel()
         await asyncio.sleep(delay)
         delay = min(delay * 2, 2.0)
