@@ -599,3 +599,13 @@ async def test_zero_lease_ttl_retry_limit_and_worker_retention_are_refused(
         assert await _health(_address(lines, "JobService:"), "jobtask.v1.JobService") == serving
     finally:
         assert await _stop(proc) == 0
+
+
+async def test_an_argument_the_sdk_refuses_is_bad_usage() -> None:
+    """Refused before any call (the SDK's InvalidArgumentError, no server's status): exit 2
+    and one line, as the command line's own checks of the same flag."""
+    addrs = ("--jobs-addr", "127.0.0.1:1", "--tasks-addr", "127.0.0.1:1")
+    code, said = await run_once("submit", "hash.py", "--constraint", "bogus=1", *addrs)
+    assert code == 2, said
+    assert said.startswith("jobtask: error: unknown runtime constraint 'bogus'"), said
+    assert len(said.splitlines()) == 1, said

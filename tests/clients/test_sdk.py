@@ -458,3 +458,29 @@ async def test_closing_a_blocking_client_ends_its_open_watch_quietly(sqlite_url:
     assert proc.returncode == 0, said[-3000:]
     assert out.decode().split() == ["[]"]
     assert "Traceback" not in said, said[-3000:]
+
+
+async def test_the_sdk_s_own_argument_checks_raise_invalid_argument(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As the server's checks do (and still ValueErrors), naming the argument; no call is
+    made (the address answers nothing)."""
+    monkeypatch.delenv("TASK_UUID", raising=False)
+    monkeypatch.delenv("JOB_UUID", raising=False)
+    async with AsyncClient.connect("127.0.0.1:1", "127.0.0.1:1") as c:
+        calls: list[tuple[Callable[[], Awaitable[object]], str]] = [
+            (lambda: c.submit("hash.py", constraints={"max_ram": 1}), "constraints"),
+            (lambda: c.create_jobs([{"script": "a.py", "constraints": {"x": 1}}]), "constraints"),
+            (lambda: c.report_progress(0.5), "uuid"),
+            (lambda: c.create_child_task({"n": 1}), "job_uuid"),
+        ]
+        for call, argument in calls:
+            with pytest.raises(InvalidArgumentError) as refused:
+                await call()
+            assert refused.value.field == argument
+            assert isinstance(refused.value, ValueError)
+            assert refused.value.status is None
+        monkeypatch.setenv("JOB_UUID", "zzzzz-8i9sb-000000000000000")
+        with pytest.raises(InvalidArgumentError, match="parent_uuid") as refused:
+            await c.create_child_task({"n": 1})
+        assert refused.value.field == "parent_uuid"

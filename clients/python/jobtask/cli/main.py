@@ -32,7 +32,12 @@ from jobtask.domain.errors import DomainError
 from jobtask.event_loop import run
 from jobtask.observability.logs import FORMATS, configure
 from jobtask.sdk.client import AsyncClient
-from jobtask.sdk.errors import JobtaskError, UnauthenticatedError, UnavailableError
+from jobtask.sdk.errors import (
+    InvalidArgumentError,
+    JobtaskError,
+    UnauthenticatedError,
+    UnavailableError,
+)
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -201,6 +206,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except JobtaskError as exc:
+        if isinstance(exc, InvalidArgumentError) and exc.status is None and exc.field:
+            # Refused by the SDK itself, before any call (a server's refusal comes with its
+            # status): bad usage, as the command line's own checks of the same flags.
+            print(f"jobtask: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
         print(f"jobtask: {describe(exc, args)}", file=sys.stderr)
         return EXIT_FAILED
     except DomainError as exc:

@@ -21,7 +21,7 @@ import grpc
 from google.protobuf import field_mask_pb2
 from jobtask.sdk import messages
 from jobtask.sdk.config import ClientConfig
-from jobtask.sdk.errors import from_rpc_error
+from jobtask.sdk.errors import InvalidArgumentError, from_rpc_error
 from jobtask.sdk.messages import Constraints, Filters, ListOptions, Submission
 from jobtask.sdk.transport import Transport
 from jobtask.sdk.watch import EVENTS_PER_MESSAGE, OnBreak, resumable
@@ -46,10 +46,12 @@ BATCH_CREATE = 1000
 BATCH_CREATE_JOBS = 1000
 
 
-def _env_uuid(name: str, given: str | None) -> str:
+def _env_uuid(name: str, given: str | None, argument: str) -> str:
+    """`given`, else $name (set for a task's process); refused as the server would refuse
+    an empty uuid, naming the argument."""
     value = given or os.environ.get(name)
     if not value:
-        raise ValueError(f"no {name.lower()} given and ${name} is not set")
+        raise InvalidArgumentError(f"{argument}: none given and ${name} is not set", field=argument)
     return value
 
 
@@ -331,10 +333,10 @@ class AsyncClient:
     ) -> builtins.list[JobTask]:
         """create_child_task for many inputs at once (see create_tasks)."""
         return await self.create_tasks(
-            _env_uuid("JOB_UUID", job_uuid),
+            _env_uuid("JOB_UUID", job_uuid, "job_uuid"),
             parameters,
             sequence=sequence,
-            created_by=_env_uuid("TASK_UUID", parent_uuid),
+            created_by=_env_uuid("TASK_UUID", parent_uuid, "parent_uuid"),
             constraints=constraints,
         )
 
@@ -351,10 +353,10 @@ class AsyncClient:
         after its creator completed. In a task's process the parent and the job default to
         $TASK_UUID and $JOB_UUID."""
         return await self.create_task(
-            _env_uuid("JOB_UUID", job_uuid),
+            _env_uuid("JOB_UUID", job_uuid, "job_uuid"),
             sequence=sequence,
             parameters=parameters,
-            created_by=_env_uuid("TASK_UUID", parent_uuid),
+            created_by=_env_uuid("TASK_UUID", parent_uuid, "parent_uuid"),
             constraints=constraints,
         )
 
@@ -380,7 +382,7 @@ class AsyncClient:
             task.success = success
             paths.append("success")
         request = task_service_pb2.UpdateTaskRequest(
-            uuid=_env_uuid("TASK_UUID", uuid),
+            uuid=_env_uuid("TASK_UUID", uuid, "uuid"),
             job_task=task,
             update_mask=field_mask_pb2.FieldMask(paths=paths),
         )

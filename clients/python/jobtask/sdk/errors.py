@@ -36,14 +36,18 @@ class UnknownError(JobtaskError):
     code = grpc.StatusCode.UNKNOWN
 
 
-class InvalidArgumentError(JobtaskError):
-    """Bad input; `field` names the offending attribute when the server said which."""
+class InvalidArgumentError(JobtaskError, ValueError):
+    """Bad input, refused by the server or by the SDK before any call; `field` names the
+    offending attribute when the server said which, or the SDK's argument. A ValueError too,
+    as the SDK's own checks raised before (callers that catch ValueError still do)."""
 
     code = grpc.StatusCode.INVALID_ARGUMENT
 
-    def __init__(self, message: str, *, status: status_pb2.Status | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: status_pb2.Status | None = None, field: str | None = None
+    ) -> None:
         super().__init__(message, status=status)
-        self.field: str | None = None
+        self.field: str | None = field
         self.description: str | None = None
         for detail in status.details if status is not None else ():
             if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):

@@ -9,6 +9,7 @@ from typing import Any, Required, TypeAlias, TypedDict
 from google.protobuf import json_format, struct_pb2
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
+from jobtask.sdk.errors import InvalidArgumentError
 from jobtask.v1 import job_pb2, job_service_pb2, task_service_pb2
 
 # Arvados filters: [[attribute, operator, operand], ...].
@@ -40,7 +41,9 @@ def constraints(value: Constraints | None) -> job_pb2.RuntimeConstraints:
     for key, number in (value or {}).items():
         if key not in CONSTRAINT_KEYS:
             known = ", ".join(CONSTRAINT_KEYS)
-            raise ValueError(f"unknown runtime constraint {key!r} (known: {known})")
+            raise InvalidArgumentError(
+                f"unknown runtime constraint {key!r} (known: {known})", field="constraints"
+            )
         setattr(result, key, int(number))
     return result
 
