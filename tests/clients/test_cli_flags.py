@@ -68,6 +68,7 @@ SCHEDULING = {
     "--retry-backoff-base",
     "--retry-backoff-max",
     "--blocklist-threshold",
+    "--worker-retention",
     "--no-fair-share",
 }
 GATEWAY = {

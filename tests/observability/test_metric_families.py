@@ -62,6 +62,7 @@ TASKS_ONLY = {
     "jobtask_dispatch_seconds",
     "jobtask_task_run_seconds",
     "jobtask_worker_free_slots",
+    "jobtask_silent_worker_sessions",
 }
 STORE = {
     "jobtask_store_up",

@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 import pytest
+from jobtask.observability.metrics import SILENT_SESSIONS
 from jobtask.observability.streams import WORKER_SLOTS
 from jobtask.v1 import job_service_pb2, task_service_pb2
 
@@ -353,11 +354,13 @@ async def test_a_worker_silent_past_its_promise_is_assigned_nothing_until_it_spe
     (seed,) = await job_tasks(cluster, job.uuid)
     await asyncio.sleep(1.0)
     assert (await get_task(cluster, seed.uuid)).status == task_status("queued")
+    assert SILENT_SESSIONS._value.get() == 1  # (the operator's signal)
     worker = await cluster.tasks.GetWorker(get)
     assert worker.last_seen_at.ToDatetime().timestamp() < opened + 0.5
     await session.send(heartbeat=True)
     await session.until(lambda: len(session.assignments) == 1)
     assert session.assignments[0].task.uuid == seed.uuid
+    assert SILENT_SESSIONS._value.get() == 0
     await session.send(reports=[done(session.assignments[0])])
     await session.until(lambda: len(session.finals()) == 1)
     await session.call.done_writing()

@@ -68,6 +68,11 @@ OPEN_STREAMS = Gauge(
     "Open streams of this process (run: RunTask; session: WorkerSession; watch)",
     ["kind"],
 )
+SILENT_SESSIONS = Gauge(
+    "jobtask_silent_worker_sessions",
+    "WorkerSession streams of this process whose worker sent nothing for two of its promised"
+    " heartbeat intervals (stopped or hung): assigned nothing until it speaks",
+)
 WATCH_EVENTS = Counter("jobtask_watch_events", "Change-feed events sent on watch streams")
 WATCH_MESSAGES = Counter(
     "jobtask_watch_messages",
@@ -116,6 +121,7 @@ COUNTED_BY: dict[str, tuple[MetricWrapperBase, ...]] = {
         LEASES_EXPIRED,
         DISPATCH_SECONDS,
         TASK_RUN_SECONDS,
+        SILENT_SESSIONS,
     ),
     "gateway": (HTTP_REQUESTS, HTTP_SECONDS),
 }

@@ -68,6 +68,7 @@ from jobtask.manager.claims import ClaimManager, WorkerSpec
 from jobtask.manager.context import Caller, utcnow
 from jobtask.manager.reports import Outcome, Submission
 from jobtask.observability.logs import EVENTS, emit
+from jobtask.observability.metrics import SILENT_SESSIONS
 from jobtask.server.assignments import BACKOFF_SLACK, assignments_pb, worker_spec
 from jobtask.server.convert import stamp
 from jobtask.server.errors import cancel_not_asked_for
@@ -369,7 +370,11 @@ class Session:
             self.spec.heartbeat_interval,
         )
         self.heard.clear()
-        await self.heard.wait()
+        SILENT_SESSIONS.inc()
+        try:
+            await self.heard.wait()
+        finally:
+            SILENT_SESSIONS.dec()
         log.info("worker %s: heard again after %.1fs", self.spec.worker_id, silent)
 
     def _seen_at(self) -> dt.datetime | None:
