@@ -264,6 +264,19 @@ async def test_up_serves_everything_and_stops_on_sigint(tmp_path: Path) -> None:
     assert (tmp_path / "jobtask.sqlite3").exists()
 
 
+async def test_up_stops_cleanly_on_a_ctrl_c_right_after_it_says_press_ctrl_c(
+    tmp_path: Path,
+) -> None:
+    """The line promises that Ctrl-C stops it: a SIGINT sent the moment it is printed
+    stops the servers (exit 0, "stopping"), not the process with 130 (the handlers were set
+    only after the start-up's heap was collected and frozen)."""
+    listen = ("--jobs-listen", "127.0.0.1:0", "--tasks-listen", "127.0.0.1:0", "--no-gateway")
+    proc, _ = await _start_server(tmp_path, "up", *listen)
+    assert await _stop(proc) == 0
+    assert proc.stdout is not None
+    assert "stopping" in (await proc.stdout.read()).decode()
+
+
 async def _health_cli(addr: str, *args: str) -> int:
     """`jobtask health` as a container health check runs it (JOBTASK_TLS_CA unset)."""
     env = {k: v for k, v in os.environ.items() if k != "JOBTASK_TLS_CA"}

@@ -319,28 +319,32 @@ def _host(listen: str) -> str:
 
 class Running:
     """Waits on servers' termination. Not canceled early: canceling a grpc.aio server's
-    wait_for_termination breaks its later stop() with a CancelledError."""
+    wait_for_termination breaks its later stop() with a CancelledError.
+
+    SIGINT and SIGTERM are caught from its making on: made before "press Ctrl-C to stop" is
+    printed, a Ctrl-C (or a supervisor's SIGTERM) right after the line stops the servers
+    cleanly instead of killing the process with 130."""
 
     def __init__(self, *waits: Awaitable[Any]) -> None:
         self.tasks = [asyncio.ensure_future(w) for w in waits]
+        self.loop = asyncio.get_running_loop()
+        self.stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.loop.add_signal_handler(sig, self.stop.set)
 
     async def until_signalled(self) -> None:
         """Returns on SIGINT or SIGTERM, or when a server ends by itself."""
         from jobtask.collector import freeze_startup_heap
         from jobtask.event_loop import running_loop
 
-        freeze_startup_heap()
-        log.info("event loop: %s", running_loop())
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        stopper = asyncio.ensure_future(stop.wait())
+        stopper = asyncio.ensure_future(self.stop.wait())
         try:
+            freeze_startup_heap()
+            log.info("event loop: %s", running_loop())
             await asyncio.wait([stopper, *self.tasks], return_when=asyncio.FIRST_COMPLETED)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
+                self.loop.remove_signal_handler(sig)
             stopper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await stopper
@@ -402,8 +406,8 @@ async def up(args: argparse.Namespace) -> int:
         token = await _root_token(services)
         if token:
             print(f"admin token: {token}  (shown once; export JOBTASK_TOKEN={token})")
-        print("press Ctrl-C to stop", flush=True)
         running = Running(services.wait(), *([gateway.wait()] if gateway is not None else []))
+        print("press Ctrl-C to stop", flush=True)
         await running.until_signalled()
     finally:
         print("stopping", flush=True)
