@@ -1,11 +1,14 @@
 """Where a database's schema stands, as real subprocesses see it on a real SQLite file and a
 real PostgreSQL database: `jobtask db current` reads it and writes nothing; the token
-commands create a new database's schema but refuse one at another revision, writing nothing."""
+commands create a new database's schema but refuse one at another revision, writing nothing;
+the servers and `jobtask db upgrade` refuse a newer jobtask's schema, writing nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs published
 import pytest
@@ -19,6 +22,7 @@ from tests.conftest import _asyncpg_dsn
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 OLDER = "0023"
+NEWER = "9999"  # no jobtask's revision: what an older jobtask sees of a newer one's schema
 HEAD = migrate.head_revision()
 # `jobtask db current`'s exit statuses (jobtask.cli.schema), spelled here as documented.
 PENDING, UNKNOWN = 3, 4
@@ -75,11 +79,25 @@ async def test_db_current_says_a_missing_file_is_uninitialised_and_leaves_it_mis
     assert names(tmp_path) == []
 
 
+def stamp_newer(path: Path) -> None:
+    """A newer jobtask's schema, as far as this one can tell: a revision it does not have."""
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(f"UPDATE alembic_version SET version_num = '{NEWER}'")
+
+
+def newer_refusal(shown: str) -> str:
+    """The one line every command that would migrate or write refuses a newer schema with."""
+    return (
+        f"jobtask: error: the database ({shown}) is at schema revision {NEWER}, which this"
+        f" jobtask (head {HEAD}) does not know: it was upgraded by a newer jobtask; run that"
+        " version"
+    )
+
+
 async def test_db_current_names_a_revision_a_newer_jobtask_wrote(tmp_path: Path) -> None:
     path = tmp_path / "jobtask.sqlite3"
     await migrated_to(f"sqlite:///{path}", "head")
-    with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE alembic_version SET version_num = '9999'")
+    stamp_newer(path)
     code, said = await run_once("db", "current", "--database-url", str(path))
     assert code == UNKNOWN, said
     assert "schema:   9999" in said and "a newer jobtask" in said, said
@@ -125,21 +143,25 @@ async def test_token_commands_refuse_an_older_or_newer_sqlite_schema(tmp_path: P
         assert line.endswith(f"this jobtask's at {HEAD}: run `jobtask db upgrade` first"), said
     assert fingerprint(path) == before
 
-    with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE alembic_version SET version_num = '9999'")
+    stamp_newer(path)
     before = fingerprint(path)
     code, said = await run_once("token", "create", "--database-url", str(path))
     assert code == 1, said
-    assert "a newer jobtask wrote it" in refusal(said, f"sqlite:///{path}", "9999"), said
+    assert said.strip() == newer_refusal(f"sqlite:///{path}"), said
     assert fingerprint(path) == before
 
 
-async def _count(url: str, table: str) -> int:
+async def _sql(url: str, statement: str) -> Any:
+    """One statement on its own connection: its first value, if any."""
     conn = await asyncpg.connect(_asyncpg_dsn(url, make_url(url).database or ""))
     try:
-        return int(await conn.fetchval(f"SELECT count(*) FROM {table}"))
+        return await conn.fetchval(statement)
     finally:
         await conn.close()
+
+
+async def _count(url: str, table: str) -> int:
+    return int(await _sql(url, f"SELECT count(*) FROM {table}"))
 
 
 @pytest.mark.postgres
@@ -164,3 +186,50 @@ async def test_token_create_refuses_an_older_postgresql_schema(empty_postgres_ur
     assert await revision_of(empty_postgres_url) == OLDER
     assert await _count(empty_postgres_url, "api_client_authorizations") == 0
     assert await _count(empty_postgres_url, "users") == 0
+
+
+# What starts the servers or migrates: each would run Alembic on the schema (jobtask up's
+# ports are 0 and its gateway off, so that one it failed to refuse could not clash).
+MIGRATING = (
+    ("up", "--jobs-listen", "127.0.0.1:0", "--tasks-listen", "127.0.0.1:0", "--no-gateway"),
+    ("serve", "jobs", "--jobs-listen", "127.0.0.1:0"),
+    ("serve", "tasks", "--tasks-listen", "127.0.0.1:0"),
+    ("db", "upgrade"),
+)
+
+
+async def test_servers_and_db_upgrade_refuse_a_sqlite_schema_a_newer_jobtask_wrote(
+    tmp_path: Path,
+) -> None:
+    """One line naming both revisions, exit 1, and the file as it was: no WAL left beside
+    it, no admin token made (up), the newer revision still recorded."""
+    path = tmp_path / "jobtask.sqlite3"
+    await migrated_to(f"sqlite:///{path}", "head")
+    stamp_newer(path)
+    before = fingerprint(path)
+    for command in MIGRATING:
+        code, said = await run_once(*command, "--database-url", str(path))
+        assert (code, said.strip()) == (1, newer_refusal(f"sqlite:///{path}")), command
+        assert fingerprint(path) == before, command
+        assert names(tmp_path) == ["jobtask.sqlite3"], command
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(NEWER,)]
+
+
+@pytest.mark.postgres
+async def test_servers_and_db_upgrade_refuse_a_postgresql_schema_a_newer_jobtask_wrote(
+    empty_postgres_url: str,
+) -> None:
+    """The same on PostgreSQL, the password never printed, no user or token written."""
+    await migrated_to(empty_postgres_url, "head")
+    await _sql(empty_postgres_url, f"UPDATE alembic_version SET version_num = '{NEWER}'")
+    url = make_url(empty_postgres_url)
+    assert url.password, "JOBTASK_TEST_POSTGRES_URL needs a password for this test"
+    for command in MIGRATING:
+        code, said = await run_once(*command, "--database-url", empty_postgres_url)
+        expected = newer_refusal(url.render_as_string(hide_password=True))
+        assert (code, said.strip()) == (1, expected), command
+        assert f":{url.password}@" not in said
+    assert await _count(empty_postgres_url, "api_client_authorizations") == 0
+    assert await _count(empty_postgres_url, "users") == 0
+    assert await revision_of(empty_postgres_url) == NEWER

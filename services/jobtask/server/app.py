@@ -99,7 +99,11 @@ class Core:
     ) -> Core:
         db = Database(database_url)
         if migrate_schema:
-            await migrate.upgrade(db)
+            try:
+                await migrate.upgrade(db)
+            except BaseException:
+                await db.dispose()
+                raise
         signal = ChangeSignal(max_wait=safety_wait)
         db.on_commit(signal.notify)
         tasks = TaskManager(db, settings)

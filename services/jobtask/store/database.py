@@ -26,7 +26,7 @@ from jobtask.store import json_codec, kept_tasks, row_cache, sqlite_inline
 from jobtask.store.db_errors import LostBeforeCommit, translate, translated
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 log = logging.getLogger(__name__)
@@ -158,8 +158,17 @@ def normalize_url(url: str) -> str:
         return str(parsed.set(drivername="sqlite+pysqlite"))
     if backend == "postgresql":
         return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
-    shown = parsed.render_as_string(hide_password=True)
-    raise ValueError(f"unsupported database URL {shown!r}: use sqlite:/// or postgresql://")
+    raise ValueError(
+        f"unsupported database URL {shown_url(url)!r}: use sqlite:/// or postgresql://"
+    )
+
+
+def shown_url(url: str) -> str:
+    """`url` as it is shown to people: with its password hidden (`***`)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unreadable database URL>"
 
 
 class Database:
@@ -195,6 +204,8 @@ class Database:
         them against max_connections). A call that waits longer than POOL_TIMEOUT_SECONDS
         for a connection fails with Unavailable."""
         self.url = normalize_url(url)
+        # The URL as given (a plain postgresql:// stays so), password hidden: for messages.
+        self.shown_url = shown_url(url)
         self._commit_listeners: list[Callable[[], None]] = []
         self._open(pool_size=pool_size, max_overflow=max_overflow, echo=echo)
 

@@ -12,6 +12,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from jobtask.domain.errors import FailedPrecondition
 from jobtask.store.database import Database, normalize_url
 from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import make_url
@@ -30,11 +31,15 @@ def head_revision() -> str | None:
 
 
 async def upgrade(db: Database, revision: str = "head") -> None:
-    """Brings the schema to `revision`. Concurrent callers wait for each other."""
+    """Brings the schema to `revision`. Concurrent callers wait for each other. A schema at
+    a revision this code does not know is refused (UnknownRevision) with nothing written."""
     config = alembic_config()
     async with db.ddl() as conn, db.migration_lock(conn):
 
         def run(sync_conn: Any) -> None:
+            found = _revision_of(sync_conn)
+            if standing(found) is Standing.UNKNOWN:
+                raise UnknownRevision(db.shown_url, str(found))
             config.attributes["connection"] = sync_conn
             command.upgrade(config, revision)
 
@@ -55,6 +60,19 @@ class Standing(enum.Enum):
     BEHIND = "behind"
     # A revision this code does not have: a newer jobtask migrated the database.
     UNKNOWN = "unknown"
+
+
+class UnknownRevision(FailedPrecondition):
+    """The database is at a revision this code does not have (Standing.UNKNOWN): a newer
+    jobtask migrated it, and this one must neither migrate nor serve it."""
+
+    def __init__(self, shown_url: str, revision: str) -> None:
+        super().__init__(
+            f"the database ({shown_url}) is at schema revision {revision}, which this jobtask"
+            f" (head {head_revision()}) does not know: it was upgraded by a newer jobtask;"
+            " run that version"
+        )
+        self.revision = revision
 
 
 def standing(revision: str | None) -> Standing:

@@ -41,14 +41,11 @@ def database_url(given: str | None) -> str:
 
 
 def shown_url(url: str) -> str:
-    """`url` as the CLI prints it: with its password hidden (`***`)."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    """`url` as the CLI prints it: with its password hidden (`***`), as the store's messages
+    show it (jobtask.store.database.shown_url)."""
+    from jobtask.store.database import shown_url as shown
 
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unreadable database URL>"
+    return shown(url)
 
 
 def existing_database(url: str) -> str:

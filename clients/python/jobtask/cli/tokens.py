@@ -141,13 +141,11 @@ async def _new_schema(url: str, shown: str) -> bool:
     state = migrate.standing(revision)
     if revision is None or state is migrate.Standing.CURRENT:
         return revision is None
-    stands, head = f"{shown}: schema at revision {revision}", migrate.head_revision()
-    if state is migrate.Standing.BEHIND:
-        raise FailedPrecondition(
-            f"{stands}, this jobtask's at {head}: run `jobtask db upgrade` first"
-        )
+    if state is migrate.Standing.UNKNOWN:
+        raise migrate.UnknownRevision(shown, revision)
     raise FailedPrecondition(
-        f"{stands}, unknown to this jobtask (at {head}): a newer jobtask wrote it; use that version"
+        f"{shown}: schema at revision {revision}, this jobtask's at {migrate.head_revision()}:"
+        " run `jobtask db upgrade` first"
     )
 
 
