@@ -1,12 +1,16 @@
 """Where a database's schema stands, as real subprocesses see it on a real SQLite file and a
 real PostgreSQL database: `jobtask db current` reads it and writes nothing; the token
 commands create a new database's schema but refuse one at another revision, writing nothing;
-the servers and `jobtask db upgrade` refuse a newer jobtask's schema, writing nothing."""
+the servers and `jobtask db upgrade` refuse a newer jobtask's schema, writing nothing; a server
+brings an older schema to its own revision before it serves, saying so in one line."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +21,7 @@ from jobtask.store.database import Database
 from sqlalchemy.engine import make_url
 
 from tests.clients.conftest import run_once
-from tests.conftest import _asyncpg_dsn
+from tests.conftest import _asyncpg_dsn, start_jobtask
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -233,3 +237,69 @@ async def test_servers_and_db_upgrade_refuse_a_postgresql_schema_a_newer_jobtask
     assert await _count(empty_postgres_url, "api_client_authorizations") == 0
     assert await _count(empty_postgres_url, "users") == 0
     assert await revision_of(empty_postgres_url) == NEWER
+
+
+@contextlib.asynccontextmanager
+async def serving(part: str, url: str) -> AsyncIterator[list[str]]:
+    """`jobtask serve <part>` on `url` as a real process: what it wrote (stdout and stderr)
+    up to its banner's `schema:` line; killed at the end."""
+    proc = await start_jobtask(
+        "serve",
+        part,
+        f"--{part}-listen",
+        "127.0.0.1:0",
+        "--database-url",
+        url,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "GRPC_VERBOSITY": "NONE", "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    try:
+        while not lines or not lines[-1].startswith("schema:"):
+            line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+            assert line, f"jobtask serve {part} exited: {lines}"
+            lines.append(line.rstrip("\n"))
+        yield lines
+    finally:
+        proc.kill()
+        await proc.wait()
+
+
+def said_schema(lines: list[str], shown: str) -> str:
+    """What a server's banner says of its database's schema (after naming the database)."""
+    assert lines[-2:-1] == [f"database: {shown}"], lines
+    return lines[-1]
+
+
+async def test_a_server_creates_or_upgrades_a_sqlite_schema_before_it_serves_and_says_so(
+    tmp_path: Path,
+) -> None:
+    """No file: the schema created; an older one: upgraded; the head: left as it is."""
+    path = tmp_path / "jobtask.sqlite3"
+    url = f"sqlite:///{path}"
+    async with serving("jobs", str(path)) as lines:
+        assert said_schema(lines, url) == f"schema: created at {HEAD}", lines
+    path.unlink()
+    await migrated_to(url, OLDER)
+    async with serving("jobs", str(path)) as lines:
+        assert said_schema(lines, url) == f"schema: upgraded from {OLDER} to {HEAD}", lines
+        assert await revision_of(url) == HEAD
+    async with serving("tasks", str(path)) as lines:
+        assert said_schema(lines, url) == f"schema: at {HEAD}, nothing to migrate", lines
+
+
+@pytest.mark.postgres
+async def test_a_server_upgrades_an_older_postgresql_schema_and_says_so(
+    empty_postgres_url: str,
+) -> None:
+    """Said with the password hidden, and the schema at this jobtask's revision."""
+    await migrated_to(empty_postgres_url, OLDER)
+    url = make_url(empty_postgres_url)
+    shown = url.render_as_string(hide_password=True)
+    async with serving("tasks", empty_postgres_url) as lines:
+        assert said_schema(lines, shown) == f"schema: upgraded from {OLDER} to {HEAD}", lines
+        assert not [line for line in lines if f":{url.password}@" in line], lines
+        assert await revision_of(empty_postgres_url) == HEAD

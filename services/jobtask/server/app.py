@@ -82,6 +82,9 @@ class Core:
     auth: AuthInterceptor
     # observability (issue 18): access logs and RPC metrics, outside auth.
     access: AccessInterceptor = field(default_factory=AccessInterceptor)
+    # What opening did to the schema (None: not migrated here); the CLI says it once the
+    # process serves (a start that fails says only why).
+    schema: migrate.Upgraded | None = None
 
     @property
     def interceptors(self) -> list[grpc.aio.ServerInterceptor[Any, Any]]:
@@ -98,9 +101,12 @@ class Core:
         safety_wait: float = DEFAULT_SAFETY_WAIT,
     ) -> Core:
         db = Database(database_url)
+        schema = None
         if migrate_schema:
+            # A server brings an older schema (or none) to its own revision before it
+            # serves; a newer one's it refuses (UnknownRevision).
             try:
-                await migrate.upgrade(db)
+                schema = await migrate.upgrade(db)
             except BaseException:
                 await db.dispose()
                 raise
@@ -121,6 +127,7 @@ class Core:
             runs=RunTasks(ReportManager(db, settings), signal, settings),
             tokens=tokens,
             auth=AuthInterceptor(tokens, rules),
+            schema=schema,
         )
 
 

@@ -4,6 +4,7 @@ where a database's schema stands against them, read without writing."""
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -30,21 +31,40 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
-async def upgrade(db: Database, revision: str = "head") -> None:
-    """Brings the schema to `revision`. Concurrent callers wait for each other. A schema at
-    a revision this code does not know is refused (UnknownRevision) with nothing written."""
+@dataclass(frozen=True)
+class Upgraded:
+    """What one upgrade() found and left: the revisions before (None: no schema) and after."""
+
+    before: str | None
+    after: str | None
+
+    def __str__(self) -> str:
+        """What was done: created, upgraded from one revision, or nothing."""
+        if self.before == self.after:
+            return f"at {self.after}, nothing to migrate"
+        if self.before is None:
+            return f"created at {self.after}"
+        return f"upgraded from {self.before} to {self.after}"
+
+
+async def upgrade(db: Database, revision: str = "head") -> Upgraded:
+    """Brings the schema to `revision`, in one transaction. Concurrent callers wait for each
+    other. A schema at a revision this code does not know is refused (UnknownRevision) with
+    nothing written."""
     config = alembic_config()
     async with db.ddl() as conn, db.migration_lock(conn):
 
-        def run(sync_conn: Any) -> None:
+        def run(sync_conn: Any) -> Upgraded:
             found = _revision_of(sync_conn)
             if standing(found) is Standing.UNKNOWN:
                 raise UnknownRevision(db.shown_url, str(found))
             config.attributes["connection"] = sync_conn
             command.upgrade(config, revision)
+            return Upgraded(found, _revision_of(sync_conn))
 
-        await conn.run_sync(run)
+        done = await conn.run_sync(run)
         await conn.commit()
+    return done
 
 
 async def current_revision(db: Database) -> str | None:

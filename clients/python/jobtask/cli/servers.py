@@ -394,6 +394,7 @@ async def up(args: argparse.Namespace) -> int:
                 **_gateway_connections(module, args),
             )
         print(f"database:    {shown_url(url)}")
+        print(f"schema:      {services.core.schema}")
         print(f"JobService:  {jobs_addr}")
         print(f"TaskService: {tasks_addr}")
         if gateway is not None:
@@ -452,8 +453,9 @@ async def serve(args: argparse.Namespace) -> int:
         if jobs
         else args.tasks_listen or _env("JOBTASK_TASKS_LISTEN", DEFAULT_TASKS_LISTEN)
     )
+    url = database_url(args.database_url)
     services = await serve_services(
-        database_url(args.database_url),
+        url,
         jobs_listen=listen if jobs else None,
         tasks_listen=None if jobs else listen,
         **_service_options(args),
@@ -461,6 +463,8 @@ async def serve(args: argparse.Namespace) -> int:
     port = services.jobs_port if jobs else services.tasks_port
     name = "JobService" if jobs else "TaskService"
     print(f"{name}: {_host(listen)}:{port}", flush=True)
+    print(f"database: {shown_url(url)}")
+    print(f"schema: {services.core.schema}", flush=True)
     metrics = await _start_metrics(args, services, (args.part,))
     if metrics is not None:
         print(f"metrics: {metrics.url}", flush=True)
