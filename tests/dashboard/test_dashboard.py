@@ -1,6 +1,7 @@
 """The dashboard in a real browser against a real stack: sign in, jobs appear and finish live,
-a running job is canceled from the page (its worker stops the process), a worker appears and
-turns lost after kill -9, a refused action shows the server's message, no console errors.
+a running job is canceled from the page (its worker stops the process), a worker appears,
+turns lost after kill -9 and goes once pruned, a refused action shows the server's message,
+no console errors.
 Screenshots of each page go to the test's own temporary folder, or to the folder named by
 JOBTASK_SCREENSHOTS (`make screenshots` sets it to docs/screenshots/, which the README shows):
 a test run never rewrites tracked files."""
@@ -12,7 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from jobtask.manager.context import utcnow
 from jobtask.manager.tokens import issue_token
+from jobtask.manager.workers import prune_workers
 from jobtask.v1 import job_pb2
 
 from tests.clients.conftest import (
@@ -22,6 +25,7 @@ from tests.clients.conftest import (
 from tests.dashboard.conftest import Browser, Stack
 from tests.polling import eventually
 from tests.processes import alive
+from tests.workers.test_pruning import LONG_AGO, seen_at
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 # Generous: the machine is shared, the browser is slow to start.
@@ -195,7 +199,7 @@ async def test_jobs_run_and_are_canceled_from_the_page(
     assert len(browser.errors) <= 1, browser.errors
 
 
-async def test_workers_appear_live_and_turn_lost(
+async def test_workers_appear_live_turn_lost_and_go_when_pruned(
     stack: Stack, browser: Browser, shots: Path
 ) -> None:
     page = browser.page
@@ -209,4 +213,11 @@ async def test_workers_appear_live_and_turn_lost(
     worker.proc.kill()  # kill -9: no goodbye
     await worker.proc.wait()
     await page.locator(f"{row} .status.lost").wait_for(timeout=WAIT_MS)
+    # Lost for longer than the retention: TaskService's upkeep prunes it (run here rather
+    # than waited for), and the open page drops its row without a reload.
+    core = stack.cluster.services.core
+    await seen_at(core.db, {worker.worker_id: LONG_AGO})
+    assert await prune_workers(core.db, core.settings, utcnow()) == 1
+    await page.locator(row).wait_for(state="detached", timeout=WAIT_MS)
+    assert await page.inner_text("#workers-info") == "0 worker(s), 0 live"
     assert browser.errors == []

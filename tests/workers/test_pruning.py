@@ -1,7 +1,7 @@
 """The worker registry forgets stopped and lost workers not seen within the retention: the
 TaskService's upkeep deletes them, in bounded batches, skipping rows a claim holds
-(PostgreSQL), while their attempts keep naming them. Real stores, real servers; timestamps
-moved back with SQL, as days passing would."""
+(PostgreSQL), while their attempts keep naming them, and a workers watch is told (REMOVED).
+Real stores, real servers; timestamps moved back with SQL, as days passing would."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ import asyncpg  # type: ignore[import-untyped]  # no stubs published
 import pytest
 from jobtask.manager.context import Settings, utcnow
 from jobtask.manager.workers import prune_workers
+from jobtask.sdk import AsyncClient
 from jobtask.store import migrate
 from jobtask.store import workers as queries
 from jobtask.store.database import Database
 from jobtask.store.schema import workers
-from jobtask.v1 import task_service_pb2
+from jobtask.v1 import task_service_pb2, worker_pb2
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -85,6 +86,34 @@ async def test_upkeep_prunes_old_stopped_and_lost_workers_and_keeps_their_attemp
             task_service_pb2.ListTaskAttemptsRequest(uuid=task.uuid)
         )
         assert [(a.worker_id, a.outcome) for a in attempts.items] == [("old-lost", "completed")]
+
+
+async def test_a_workers_watch_is_told_of_each_pruned_worker(database_url: str) -> None:
+    """The SDK's watch_workers: REMOVED, with the worker as it was last sent, once the upkeep
+    pruned it, and nothing for the worker kept (30 s leases: none turns lost meanwhile)."""
+    options = {"lease_ttl": 30.0, "worker_retention": RETENTION, "prune_interval": 0.1}
+    async with running_cluster(database_url, **options) as cluster:
+        for worker_id in ("gone", "kept"):
+            assert await claim(cluster, worker_id) is None  # (registered all the same)
+        await cluster.tasks.ReportWorkerStopped(
+            task_service_pb2.ReportWorkerStoppedRequest(worker_id="gone")
+        )
+        token = cluster.root_token or ""
+        async with AsyncClient.connect(cluster.jobs_addr, cluster.tasks_addr, token) as client:
+            events = client.watch_workers()
+            snapshot = await anext(events)
+            assert {w.worker_id for w in snapshot.workers} == {"gone", "kept"}
+            await seen_at(cluster.services.core.db, {"gone": LONG_AGO})
+            told = await asyncio.wait_for(anext(events), 30)
+            while told.type == worker_pb2.WORKER_EVENT_TYPE_HEARTBEAT:
+                told = await asyncio.wait_for(anext(events), 30)
+            assert told.type == worker_pb2.WORKER_EVENT_TYPE_REMOVED, told
+            assert (told.worker.worker_id, told.worker.state) == (
+                "gone",
+                worker_pb2.WORKER_STATE_STOPPED,
+            )
+            await events.aclose()
+        assert await registered(cluster.services.core.db) == {"kept"}
 
 
 def _rows(ids: Iterable[str], last_seen: dt.datetime) -> list[dict[str, object]]:

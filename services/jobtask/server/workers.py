@@ -3,7 +3,9 @@
 WatchWorkers sends the registry, then what changed. A worker's state is derived from the
 clock (lost: not seen within the live horizon), so no write marks it lost: the stream
 re-reads the registry when the store signals a commit, at most every READ_SECONDS, and at
-least every READ_SECONDS so a worker turning lost is noticed, and tells the differences.
+least every READ_SECONDS so a worker turning lost is noticed, and tells the differences: a
+worker new or in another state, one changed, and one gone from the registry (REMOVED, with
+the worker as last sent: TaskService's upkeep prunes stopped and lost workers).
 """
 
 from __future__ import annotations
@@ -126,7 +128,13 @@ class WorkerWatch:
                 else:
                     continue
                 last_sent = time.monotonic()
-            known = {v.row.worker_id: v for v in views}
+            now_known = {v.row.worker_id: v for v in views}
+            # Gone between two reads: pruned (jobtask.manager.workers.prune_workers).
+            for worker_id, before in known.items():
+                if worker_id not in now_known:
+                    yield _event(worker_pb2.WORKER_EVENT_TYPE_REMOVED, before)
+                    last_sent = time.monotonic()
+            known = now_known
             if time.monotonic() - last_sent >= self.heartbeat_seconds:
                 yield _event(worker_pb2.WORKER_EVENT_TYPE_HEARTBEAT)
                 last_sent = time.monotonic()

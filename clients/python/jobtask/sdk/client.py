@@ -462,7 +462,8 @@ class AsyncClient:
 
     async def watch_workers(self) -> AsyncGenerator[worker_pb2.WorkerEvent, None]:
         """The registry (one SNAPSHOT event), then each worker that joined, changed, was
-        lost or stopped, and HEARTBEATs; runs until the caller stops reading."""
+        lost or stopped, or was REMOVED from the registry (pruned; the event carries the
+        worker as last sent), and HEARTBEATs; runs until the caller stops reading."""
         call = self.transport.tasks.WatchWorkers(
             task_service_pb2.WatchWorkersRequest(), metadata=self.transport.metadata
         )

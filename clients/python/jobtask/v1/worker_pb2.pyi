@@ -26,6 +26,7 @@ class WorkerEventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WORKER_EVENT_TYPE_LOST: _ClassVar[WorkerEventType]
     WORKER_EVENT_TYPE_STOPPED: _ClassVar[WorkerEventType]
     WORKER_EVENT_TYPE_HEARTBEAT: _ClassVar[WorkerEventType]
+    WORKER_EVENT_TYPE_REMOVED: _ClassVar[WorkerEventType]
 WORKER_STATE_UNSPECIFIED: WorkerState
 WORKER_STATE_LIVE: WorkerState
 WORKER_STATE_LOST: WorkerState
@@ -37,6 +38,7 @@ WORKER_EVENT_TYPE_CHANGED: WorkerEventType
 WORKER_EVENT_TYPE_LOST: WorkerEventType
 WORKER_EVENT_TYPE_STOPPED: WorkerEventType
 WORKER_EVENT_TYPE_HEARTBEAT: WorkerEventType
+WORKER_EVENT_TYPE_REMOVED: WorkerEventType
 
 class Worker(_message.Message):
     __slots__ = ("kind", "worker_id", "node_name", "tags", "slots", "free_slots", "ram_kib", "cores", "task_uuids", "first_seen_at", "last_seen_at", "stopped_at", "state", "tasks_finished", "tasks_failed")

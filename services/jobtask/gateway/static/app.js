@@ -736,6 +736,8 @@ function workersPage() {
     if (ev.type === "snapshot") {
       workers.clear();
       for (const w of ev.workers || []) workers.set(w.worker_id, w);
+    } else if (ev.type === "removed") {
+      workers.delete(ev.worker.worker_id);  // pruned from the registry
     } else if (ev.worker) {
       workers.set(ev.worker.worker_id, ev.worker);
     }
