@@ -11,9 +11,11 @@ from collections.abc import Iterable
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs published
 import pytest
-from jobtask.manager.context import Settings, utcnow
-from jobtask.manager.workers import prune_workers
+from jobtask.manager.context import Caller, Settings, utcnow
+from jobtask.manager.workers import WorkerRegistry, prune_workers
 from jobtask.sdk import AsyncClient
+from jobtask.server.changes import ChangeSignal
+from jobtask.server.workers import WorkerWatch
 from jobtask.store import migrate
 from jobtask.store import workers as queries
 from jobtask.store.database import Database
@@ -187,4 +189,51 @@ async def test_pruning_skips_a_worker_row_a_claim_holds(postgres_url: str) -> No
             assert (await conn.execute(select(func.count()).select_from(workers))).scalar() == 0
     finally:
         await holder.close()
+        await db.dispose()
+
+
+async def test_a_watch_of_a_registry_bigger_than_its_read_calls_no_worker_removed(
+    database_url: str,
+) -> None:
+    """A watch reads at most watch_limit workers (newest seen first). On a bigger farm a
+    worker that moves out of that window is not gone: the watch says nothing of it, and
+    REMOVED only once a read covers the whole registry again."""
+    db = await _migrated(database_url)
+    now = utcnow()
+    try:
+
+        async def seed(conn: AsyncConnection) -> None:
+            for i, worker_id in enumerate(("a", "b", "c")):
+                await conn.execute(
+                    insert(workers), _rows([worker_id], now - dt.timedelta(seconds=i))
+                )
+
+        await db.transact(seed)
+        registry = WorkerRegistry(db, Settings(lease_ttl=dt.timedelta(hours=1)))
+        registry.watch_limit = 2
+        watch = WorkerWatch(registry, ChangeSignal(), read_seconds=0.05, heartbeat_seconds=0.2)
+        events = watch.stream(Caller(user_uuid="", is_system=True))
+        snapshot = await anext(events)
+        assert [w.worker_id for w in snapshot.workers] == ["a", "b"]
+        # c is seen again: it enters the window, b moves out of it, and is not removed.
+        await seen_at(db, {"c": -dt.timedelta(seconds=5)})
+        told: list[tuple[int, str]] = []
+        while len(told) < 3:
+            event = await asyncio.wait_for(anext(events), 30)
+            told.append((event.type, event.worker.worker_id))
+        assert (worker_pb2.WORKER_EVENT_TYPE_REMOVED, "b") not in told, told
+
+        # The registry shrinks under the limit (a and b pruned): whole again, so the watch
+        # tells of a, which it saw, and of b, which it still knew of.
+        async def prune(conn: AsyncConnection) -> None:
+            await conn.execute(workers.delete().where(workers.c.worker_id.in_(["a", "b"])))
+
+        await db.transact(prune)
+        removed: set[str] = set()
+        while removed != {"a", "b"}:
+            event = await asyncio.wait_for(anext(events), 30)
+            if event.type == worker_pb2.WORKER_EVENT_TYPE_REMOVED:
+                removed.add(event.worker.worker_id)
+        await events.aclose()
+    finally:
         await db.dispose()

@@ -83,6 +83,8 @@ class WorkerRegistry:
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.settings = settings
+        # The most workers all() reads (a watch's look at the registry).
+        self.watch_limit = WATCH_LIMIT
 
     async def page(
         self, caller: Caller, limit: int | None = None, offset: int | None = None
@@ -100,7 +102,7 @@ class WorkerRegistry:
 
     async def all(self, caller: Caller) -> list[WorkerView]:
         async with self.db.snapshot() as conn:
-            rows = await queries.list_workers(conn, WATCH_LIMIT, 0)
+            rows = await queries.list_workers(conn, self.watch_limit, 0)
             return await self._views(conn, caller, rows)
 
     async def get(self, caller: Caller, worker_id: str) -> WorkerView:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 from jobtask.manager.context import Caller, utcnow
@@ -102,7 +102,7 @@ class WorkerWatch:
 
     async def stream(
         self, caller: Caller, opened: Callable[[], Awaitable[None]] | None = None
-    ) -> AsyncIterator[worker_pb2.WorkerEvent]:
+    ) -> AsyncGenerator[worker_pb2.WorkerEvent, None]:
         mark = self.signal.mark()
         views = await self.registry.all(caller)
         if opened is not None:
@@ -129,12 +129,17 @@ class WorkerWatch:
                     continue
                 last_sent = time.monotonic()
             now_known = {v.row.worker_id: v for v in views}
-            # Gone between two reads: pruned (jobtask.manager.workers.prune_workers).
-            for worker_id, before in known.items():
-                if worker_id not in now_known:
-                    yield _event(worker_pb2.WORKER_EVENT_TYPE_REMOVED, before)
-                    last_sent = time.monotonic()
-            known = now_known
+            if len(views) >= self.registry.watch_limit:
+                # A read cut at the limit (a farm of more workers) shows a window of the
+                # registry: one missing from it may merely have moved out of the window.
+                known.update(now_known)
+            else:
+                # Gone between two reads of all of it: pruned (manager.workers.prune_workers).
+                for worker_id, before in known.items():
+                    if worker_id not in now_known:
+                        yield _event(worker_pb2.WORKER_EVENT_TYPE_REMOVED, before)
+                        last_sent = time.monotonic()
+                known = now_known
             if time.monotonic() - last_sent >= self.heartbeat_seconds:
                 yield _event(worker_pb2.WORKER_EVENT_TYPE_HEARTBEAT)
                 last_sent = time.monotonic()
