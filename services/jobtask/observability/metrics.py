@@ -25,6 +25,7 @@ __all__ = [
     "PERMANENT_FAILURES",
     "RPCS",
     "RPC_SECONDS",
+    "SILENT_SESSIONS",
     "TASKS_CLAIMED",
     "TASKS_FINISHED",
     "TASK_RETRIES",

@@ -167,7 +167,7 @@ class Session:
         # When the worker's last message came (monotonic clock), set when it came.
         self.heard_at = time.monotonic()
         self.heard = asyncio.Event()
-        # When this session last wrote the worker's last_seen_at (monotonic clock).
+        # What this session last wrote as the worker's last_seen_at (monotonic clock).
         self.seen_written = -math.inf
         # Every update names the lease's ttl (a Duration's fields, as a constructor takes them).
         ttl = duration_pb2.Duration()
@@ -320,15 +320,17 @@ class Session:
             # Marked before the claim: a change committed while it runs wakes the wait.
             mark = self.signal.mark()
             want = min(self.credits, MAX_CLAIM, self._part())
+            # The worker's free slots are its credits (what the claim counts in the registry
+            # and jobtask_worker_free_slots), of which it takes `want`; its last_seen_at is
+            # its last message (or, without the promise, now): `seen`, on the session's clock.
+            seen = self.heard_at if self.spec.heartbeat_interval else time.monotonic()
+            spec = replace(self.spec, free_slots=self.credits, seen_at=self._seen_at())
             self.sessions.claiming += 1
             try:
-                # The worker's free slots are its credits (what the claim counts in the
-                # registry and jobtask_worker_free_slots), of which it takes `want`.
-                spec = replace(self.spec, free_slots=self.credits, seen_at=self._seen_at())
                 claims = await self.claims.claim(self.caller, spec, want)
             finally:
                 self.sessions.claiming -= 1
-            self.seen_written = time.monotonic()
+            self.seen_written = seen
             if claims:
                 self.credits -= len(claims)
                 ttl = self.settings.lease_ttl.total_seconds()
@@ -371,10 +373,12 @@ class Session:
         )
         self.heard.clear()
         SILENT_SESSIONS.inc()
+        began = time.monotonic()
         try:
             await self.heard.wait()
         finally:
             SILENT_SESSIONS.dec()
+        silent += time.monotonic() - began
         log.info("worker %s: heard again after %.1fs", self.spec.worker_id, silent)
 
     def _seen_at(self) -> dt.datetime | None:
@@ -466,7 +470,7 @@ class Session:
     async def _renew(self) -> None:
         every = min(IDLE_SEEN_EVERY, self.settings.live_horizon.total_seconds() / 4)
         if not self.held and time.monotonic() - self.seen_written < every:
-            # Nothing to renew and the registry's last_seen_at is fresh.
+            # Nothing to renew, and the registry's last_seen_at is no older than `every`.
             self.out.put_nowait(Response(heartbeat_acked=True))
             return
         outcomes = await self.reports.renew_session(dict(self.held), self.spec.worker_id)
