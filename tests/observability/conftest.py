@@ -28,12 +28,19 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 async def metrics_url(part: Part) -> str:
-    """The second line a `jobtask serve` part prints: where its metrics are."""
+    """Where a `jobtask serve` part's metrics are: its `metrics:` line, among the few it
+    prints as it starts (its address, database and schema come first)."""
     assert part.proc.stdout is not None
-    line = await asyncio.wait_for(part.proc.stdout.readline(), 30)
-    found = _METRICS_LINE.match(line)
-    assert found, (line, part.log())
-    return found.group(1).decode()
+    said: list[bytes] = []
+    while len(said) < 8:
+        line = await asyncio.wait_for(part.proc.stdout.readline(), 30)
+        said.append(line)
+        found = _METRICS_LINE.match(line)
+        if found:
+            return found.group(1).decode()
+        if not line:
+            break
+    raise AssertionError((said, part.log()))
 
 
 async def observed(topology: Topology, part: str, name: str) -> tuple[Part, str]:
