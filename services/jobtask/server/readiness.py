@@ -1,8 +1,8 @@
 """The services' gRPC health service, plus one name that pings the database.
 
 `Check(service="jobtask.store")` runs one round trip to the store through this process's
-pool and answers SERVING or NOT_SERVING: the gateway's /readyz asks it of each service. It
-also reads the schema's revision: a server whose database another jobtask version migrated
+pool, reading the schema's revision, and answers SERVING or NOT_SERVING: the gateway's
+/readyz asks it of each service. A server whose database another jobtask version migrated
 since it started (docs/operations.md: run one version at a time) answers NOT_SERVING, so a
 balancer or an orchestrator's check takes it out instead of letting it serve a schema its
 code does not know."""
@@ -14,7 +14,7 @@ from typing import Any
 
 from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health_pb2
-from jobtask.store import migrate, stats
+from jobtask.store import migrate
 from jobtask.store.database import Database
 
 __all__ = ["STORE_SERVICE", "StoreHealthServicer"]
@@ -36,9 +36,8 @@ class StoreHealthServicer(health_aio.HealthServicer):  # type: ignore[misc]
         if request.service != STORE_SERVICE:
             return await super().Check(request, context)
         try:
-            async with self.db.read() as conn:
-                await stats.ping(conn)
-            revision = await migrate.current_revision(self.db)
+            async with self.db.read() as conn:  # (one round trip: the database answers)
+                revision = await migrate.revision_in(conn)
         except Exception as exc:
             log.warning("health: the database did not answer: %s", type(exc).__name__)
             return _answer(health_pb2.HealthCheckResponse.NOT_SERVING)

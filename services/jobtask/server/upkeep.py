@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from jobtask.manager.claims import ClaimManager
 from jobtask.manager.context import Settings, utcnow
@@ -21,18 +22,28 @@ log = logging.getLogger(__name__)
 PRUNE_SECONDS = 60.0
 
 
+async def _counting_forever(
+    work: Callable[[], Awaitable[int]], interval: float, done: str, failed: str
+) -> None:
+    """Runs `work` every `interval` seconds, through database hiccups: logs `done` with how
+    many things it did (when any), `failed` with the exception when it raised."""
+    while True:
+        try:
+            count = await work()
+            if count:
+                log.info(done, count)
+        except Exception:
+            log.exception(failed)
+        await asyncio.sleep(interval)
+
+
 async def reap_forever(claims: ClaimManager) -> None:
     """Finds expired leases within one heartbeat interval (ttl / 3) of their expiry, so
     within two of the missed heartbeat that let them expire."""
     interval = max(claims.settings.heartbeat_interval.total_seconds(), 0.05)
-    while True:
-        try:
-            reaped = await claims.reap_expired()
-            if reaped:
-                log.info("reaped %d expired lease(s)", reaped)
-        except Exception:  # keep reaping through database hiccups
-            log.exception("reaper failed")
-        await asyncio.sleep(interval)
+    await _counting_forever(
+        claims.reap_expired, interval, "reaped %d expired lease(s)", "reaper failed"
+    )
 
 
 async def poll_feed_forever(db: Database, signal: ChangeSignal) -> None:
@@ -60,14 +71,12 @@ async def prune_forever(db: Database, settings: Settings, interval: float = PRUN
             conn, keep_events=settings.feed_keep_events, older_than=utcnow() - settings.feed_keep
         )
 
-    while True:
-        try:
-            pruned = await db.transact(run)
-            if pruned:
-                log.info("pruned %d change feed event(s)", pruned)
-        except Exception:
-            log.exception("pruning the change feed failed")
-        await asyncio.sleep(interval)
+    await _counting_forever(
+        lambda: db.transact(run),
+        interval,
+        "pruned %d change feed event(s)",
+        "pruning the change feed failed",
+    )
 
 
 async def prune_workers_forever(
@@ -75,18 +84,12 @@ async def prune_workers_forever(
 ) -> None:
     """Keeps the worker registry to the workers seen within Settings.worker_retention (and
     the live ones): every restart of a worker registers a new id."""
-    while True:
-        try:
-            pruned = await prune_workers(db, settings, utcnow())
-            if pruned:
-                log.info(
-                    "pruned %d worker(s) stopped or lost and not seen for %s",
-                    pruned,
-                    settings.worker_retention,
-                )
-        except Exception:
-            log.exception("pruning the worker registry failed")
-        await asyncio.sleep(interval)
+    await _counting_forever(
+        lambda: prune_workers(db, settings, utcnow()),
+        interval,
+        f"pruned %d worker(s) stopped or lost and not seen for {settings.worker_retention}",
+        "pruning the worker registry failed",
+    )
 
 
 def start(

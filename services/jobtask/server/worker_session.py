@@ -323,8 +323,8 @@ class Session:
             # The worker's free slots are its credits (what the claim counts in the registry
             # and jobtask_worker_free_slots), of which it takes `want`; its last_seen_at is
             # its last message (or, without the promise, now): `seen`, on the session's clock.
-            seen = self.heard_at if self.spec.heartbeat_interval else time.monotonic()
-            spec = replace(self.spec, free_slots=self.credits, seen_at=self._seen_at())
+            seen, seen_at = self._last_seen()
+            spec = replace(self.spec, free_slots=self.credits, seen_at=seen_at)
             self.sessions.claiming += 1
             try:
                 claims = await self.claims.claim(self.caller, spec, want)
@@ -381,12 +381,14 @@ class Session:
         silent += time.monotonic() - began
         log.info("worker %s: heard again after %.1fs", self.spec.worker_id, silent)
 
-    def _seen_at(self) -> dt.datetime | None:
-        """The worker's last_seen_at for a claim made for it: its last message, if it
-        promised messages (older workers: the claim's time)."""
+    def _last_seen(self) -> tuple[float, dt.datetime | None]:
+        """The worker's last_seen_at for a claim made for it, on the session's clock and as
+        the claim's `seen_at`: its last message, if it promised messages; else now (None:
+        the claim stamps its own time)."""
+        now = time.monotonic()
         if not self.spec.heartbeat_interval:
-            return None
-        return utcnow() - dt.timedelta(seconds=time.monotonic() - self.heard_at)
+            return now, None
+        return self.heard_at, utcnow() - dt.timedelta(seconds=now - self.heard_at)
 
     def _part(self) -> int:
         """The most the next claim takes. A claim of all of a worker's slots turns them

@@ -4,6 +4,7 @@ where a database's schema stands against them, read without writing."""
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from jobtask.domain.errors import FailedPrecondition
 from jobtask.store.database import Database, normalize_url
 from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
 
 
@@ -27,8 +28,14 @@ def alembic_config() -> Config:
     return config
 
 
+@functools.cache
+def _scripts() -> ScriptDirectory:
+    """The migrations, read once a process (each read parses every migration file)."""
+    return ScriptDirectory.from_config(alembic_config())
+
+
 def head_revision() -> str | None:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    return _scripts().get_current_head()
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,12 @@ async def upgrade(db: Database, revision: str = "head") -> Upgraded:
 
 async def current_revision(db: Database) -> str | None:
     async with db.read() as conn:
-        return await conn.run_sync(_revision_of)
+        return await revision_in(conn)
+
+
+async def revision_in(conn: AsyncConnection) -> str | None:
+    """The revision the schema records, read on `conn` (None: no schema yet)."""
+    return await conn.run_sync(_revision_of)
 
 
 class Standing(enum.Enum):
@@ -98,8 +110,7 @@ class UnknownRevision(FailedPrecondition):
 def standing(revision: str | None) -> Standing:
     if revision == head_revision():
         return Standing.CURRENT
-    script = ScriptDirectory.from_config(alembic_config())
-    if revision is None or revision in {s.revision for s in script.walk_revisions()}:
+    if revision is None or revision in {s.revision for s in _scripts().walk_revisions()}:
         return Standing.BEHIND
     return Standing.UNKNOWN
 

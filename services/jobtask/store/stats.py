@@ -10,17 +10,16 @@ from dataclasses import dataclass, field
 
 from jobtask.store.rows import COUNT_COLUMN
 from jobtask.store.schema import TASK_STATUS_COUNTS, events, jobs, workers
-from sqlalchemy import bindparam, func, literal, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-__all__ = ["Stats", "feed_heads", "ping", "read_stats"]
+__all__ = ["Stats", "feed_heads", "read_stats"]
 
 # Jobs whose queued tasks a worker may claim now.
 _RUNNING_JOB_STATUSES = ("queued", "active")
 # The task status each count column of jobs counts.
 _COUNTED = {column: status.value for status, column in COUNT_COLUMN.items()}
 
-_PING = select(literal(1))
 # Jobs by status, and their tasks by status from the counts each job's row keeps exact (in
 # the transaction of every task change): a scan of jobs, not of job_tasks, whose status
 # index leaves out active and completed tasks.
@@ -74,8 +73,3 @@ async def feed_heads(conn: AsyncConnection, job_uuids: Iterable[str]) -> dict[st
         return {}
     rows = await conn.execute(_JOB_HEADS, {"uuids": uuids})
     return {str(u): int(s) for u, s in rows}
-
-
-async def ping(conn: AsyncConnection) -> None:
-    """One round trip: the database answers."""
-    await conn.execute(_PING)
