@@ -10,8 +10,10 @@ FOR UPDATE, not the tasks' own lock, whose EXISTS probe reads jobs without locki
 and the moment its connection went back to the pool after the COMMIT. A transaction is a
 claim if it took a node's claim turn (pg_advisory_xact_lock), a report group if it named
 tasks by uuid to lock them (`named_tasks`) or ran the claims' deferred jobs' statement's
-sibling for groups. Meanwhile this process samples pg_stat_activity every few ms: the
-share of samples in which a backend of the run's database waited for a row lock
+sibling for groups; a guarded report group (one statement, its own transaction:
+jobtask.manager.reports' _apply_kept) is counted as holding the row from its send to its
+answer, its wait for the lock included. Meanwhile this process samples pg_stat_activity
+every few ms: the share of samples in which a backend of the run's database waited for a row lock
 (`Lock:transactionid` or `Lock:tuple`); and the CPU each role spent a task. Also: each
 statement run while the row was held, by its first words (mean ms), and all holds together
 as a share of the measured window (`held_share_of_window`; near 1, claims and groups took
@@ -55,6 +57,8 @@ def _head(sql: str) -> str:
 
 
 def _kind(sql: str) -> str | None:
+    if "held_tasks AS (SELECT" in sql:
+        return "guarded group"
     if "pg_advisory_xact_lock" in sql:
         return "claim"
     if "named_tasks" in sql:
@@ -112,6 +116,17 @@ class Holds:
     ) -> None:
         txn = self.open.get(id(conn.connection.dbapi_connection))
         if txn is None:
+            return
+        if txn.kind == "guarded group" and txn.started is not None:
+            # A transaction of its own (Database.alone): the row is held while it runs, at
+            # most from its send to its answer here (the database commits and unlocks
+            # before it answers, so this overstates the hold by the answer's way back).
+            took = time.perf_counter() - txn.started
+            self.open.pop(id(conn.connection.dbapi_connection), None)
+            self.done.append((txn.kind, took))
+            self.parts.append((txn.kind, took, 0.0, 0.0))
+            self.shapes.append((txn.kind, txn.statements))
+            self.timed.append((txn.kind, [(_head(sql), took)]))
             return
         if txn.locked is not None and txn.started is not None:
             took = time.perf_counter() - txn.started
@@ -197,7 +212,7 @@ async def measure(tasks: int) -> dict[str, Any]:
     # near 1, they took turns on it all along, and the row set the pace.
     held = sum(h for _, h in dumped["holds"])
     out["held_share_of_window"] = round(held / (end - start), 3) if end > start else None
-    for kind in ("claim", "group"):
+    for kind in ("claim", "group", "guarded group"):
         holds = [h for k, h in dumped["holds"] if k == kind]
         if holds:
             out[kind] = {

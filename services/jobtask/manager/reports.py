@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobtask.domain.derived import task_on_enter
-from jobtask.domain.errors import NotFound
+from jobtask.domain.errors import Aborted, DomainError, NotFound, Unavailable
 from jobtask.domain.reports import (
     Batch,
     Instruction,
@@ -30,6 +30,7 @@ from jobtask.domain.rules import decide_exit
 from jobtask.domain.statuses import (
     JOB_HOLDING,
     JobStatus,
+    JobStatuses,
     TaskStatus,
     TaskStatuses,
     check_task_move,
@@ -41,7 +42,7 @@ from jobtask.manager.context import Caller, Settings, utcnow
 from jobtask.observability import lifecycle as observe
 from jobtask.store import claims as queries
 from jobtask.store import feed, leases, locks, row_cache
-from jobtask.store.database import Database
+from jobtask.store.database import Database, after_commit
 from jobtask.store.rows import JobRow, TaskRow
 from jobtask.store.task_writes import TaskWrites
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -74,6 +75,15 @@ class Outcome:
     finished: TaskRow | None = None
 
 
+class _Unkept(Exception):
+    """A report group the guarded path (ReportManager._apply_kept) cannot serve: a row not
+    kept, an unusual end, or a guard that failed. Nothing of it was written."""
+
+
+# Active jobs whose row this process keeps for the guarded path (ReportManager._job_rows): a
+# row is a few KiB (its JSON columns), so a few MiB at most.
+_KEPT_JOBS = 1_000
+
 # Attempts whose log-event bytes are counted at once, in memory (a lease reaped without an
 # exit leaves its entry behind until this many newer ones push it out).
 _LOG_BUDGETS = 100_000
@@ -87,6 +97,13 @@ class ReportManager:
         # by this process: an attempt whose stream moves to another replica, or outlives a
         # restart, starts counting again there.
         self._log_bytes: OrderedDict[str, list[int]] = OrderedDict()
+        # PostgreSQL: each job's row as this process's last report group left it, by id,
+        # for the guarded path: of it the usual ends read only its id, uuid and status, and
+        # the guard checks its status under the lock (the rest may be stale).
+        self._job_rows: OrderedDict[int, JobRow] = OrderedDict()
+        # Report groups the guarded path served, and those it left to a transaction.
+        self.guarded = 0
+        self.unguarded = 0
 
     def _log_events(self, lease_id: str, text: str, ends: bool) -> list[str]:
         """The log events to store for one batch of an attempt: its text up to the
@@ -126,7 +143,91 @@ class ReportManager:
         )
 
     async def apply_many(self, items: Sequence[Submission]) -> list[Outcome]:
-        """Applies the batches of several streams in one transaction: a group commit.
+        """Applies the batches of several streams at once: a group commit.
+
+        PostgreSQL, when every task's row and its job's are kept (their last write was this
+        process's) and each batch ends as usual (progress, output, a completion that moves
+        no job): _apply_kept, ONE statement, its own transaction. Otherwise, or when that
+        statement's guard finds a row changed, _apply_locked's transaction (below)."""
+        kept = self._kept_rows(items)
+        if kept is not None:
+            try:
+                outcomes = await self.db.alone(lambda conn: self._apply_kept(conn, items, *kept))
+            except Unavailable:
+                raise
+            except (_Unkept, Aborted, DomainError):
+                # Nothing written (a refusal is told item by item by the transaction).
+                self.unguarded += 1
+            else:
+                self.guarded += 1
+                return outcomes
+        return await self._apply_locked_group(items)
+
+    def _kept_rows(
+        self, items: Sequence[Submission]
+    ) -> tuple[dict[str, TaskRow], dict[int, JobRow]] | None:
+        """The items' tasks' kept rows by uuid and their jobs' by id, if the guarded path
+        may serve the group: PostgreSQL, every row kept, every job active, no item also
+        recording its worker live (RunTask's: a statement of its own)."""
+        cache = self.db.kept_tasks
+        if cache is None:
+            return None
+        tasks: dict[str, TaskRow] = {}
+        jobs: dict[int, JobRow] = {}
+        for item in items:
+            task = cache.rows.get(item.task_uuid)
+            if task is None or item.worker_alive:
+                return None
+            job = self._job_rows.get(task.job_id)
+            if job is None or job.status is not JobStatuses.ACTIVE:
+                return None
+            tasks[item.task_uuid] = task
+            jobs[job.id] = job
+        return tasks, jobs
+
+    async def _apply_kept(
+        self,
+        conn: AsyncConnection,
+        items: Sequence[Submission],
+        tasks: dict[str, TaskRow],
+        jobs: dict[int, JobRow],
+    ) -> list[Outcome]:
+        """apply_many from the kept rows, its writes ONE guarded statement (TaskWrites.
+        flush_guarded) on a connection outside a transaction (Database.alone): the jobs'
+        rows are held while the database runs it, not across this process's work and round
+        trips. The writes are those _apply_locked_group would make on the same rows, in the
+        same order; the guard checks under the locks that the rows are those rows and that
+        no job is to move. _Unkept (nothing written) if an item ends unusually or the guard
+        fails; the log counts taken meanwhile are put back."""
+        now = utcnow()
+        writes = TaskWrites()
+        rows = dict(tasks)
+        counted = {item.lease_id: self._log_bytes.get(item.lease_id) for item in items}
+        saved = {lease: None if c is None else list(c) for lease, c in counted.items()}
+        try:
+            # In _lock's order: by job id, then the items' order.
+            order = sorted(range(len(items)), key=lambda i: (rows[items[i].task_uuid].job_id, i))
+            decided: dict[int, Outcome] = {}
+            for i in order:
+                item = items[i]
+                task = rows[item.task_uuid]
+                outcome, rows[item.task_uuid] = await self._apply_locked(
+                    conn, item, jobs[task.job_id], task, now, writes, direct=False
+                )
+                decided[i] = outcome
+            if not await writes.flush_guarded(conn, jobs, tasks.values()):
+                raise _Unkept("a row changed, or a job is to move")
+        except BaseException:
+            for lease, c in saved.items():
+                if c is None:
+                    self._log_bytes.pop(lease, None)
+                else:
+                    self._log_bytes[lease] = c
+            raise
+        return [decided[i] for i in range(len(items))]
+
+    async def _apply_locked_group(self, items: Sequence[Submission]) -> list[Outcome]:
+        """apply_many in one transaction.
 
         Every job is locked in one statement (in job id order, the order of every writer
         that holds several job rows, so two group commits cannot deadlock) and its tasks in
@@ -147,7 +248,8 @@ class ReportManager:
             outcomes = [lost] * len(items)
             alive: set[str] = set()
             ended_jobs: list[JobRow] = []
-            for job, tasks, mine in await self._lock(conn, items):
+            locked = await self._lock(conn, items)
+            for job, tasks, mine in locked:
                 ended = False
                 for i in mine:
                     item = items[i]
@@ -164,13 +266,29 @@ class ReportManager:
                 if ended:
                     ended_jobs.append(job)
             # (Flushes `writes`, with the jobs' moves.)
-            await lifecycle.settle_written(conn, self.settings, writes, ended_jobs, now=now)
+            settled = await lifecycle.settle_written(
+                conn, self.settings, writes, ended_jobs, now=now
+            )
+            if self.db.kept_tasks is not None:
+                left = {job.id: settled.get(job.id, job) for job, _, _ in locked}
+                after_commit(conn, lambda: self._keep_jobs(left))
             with row_cache.other_tables(conn):  # (the workers table)
                 for worker_id in sorted(alive):
                     await queries.worker_alive(conn, worker_id, now)
             return outcomes
 
         return await self.db.transact(run)
+
+    def _keep_jobs(self, rows: Mapping[int, JobRow]) -> None:
+        """Jobs' rows as a committed report group left them (for _kept_rows): the active
+        ones; a job that finished or holds its tasks is dropped."""
+        kept = self._job_rows
+        for job_id, row in rows.items():
+            kept.pop(job_id, None)
+            if row.status is JobStatuses.ACTIVE:
+                kept[job_id] = row
+        while len(kept) > _KEPT_JOBS:
+            kept.popitem(last=False)
 
     async def _lock(
         self, conn: AsyncConnection, items: Sequence[Submission]
@@ -199,10 +317,12 @@ class ReportManager:
         task: TaskRow,
         now: dt.datetime,
         writes: TaskWrites,
+        *,
+        direct: bool = True,
     ) -> tuple[Outcome, TaskRow]:
         """One stream's batch, its job and task locked; the job is settled by the caller.
         Returns the outcome and the task as it now is (or will be, once `writes` is
-        flushed)."""
+        flushed). `direct` False: _Unkept rather than an unusual end's own statements."""
         if task.lease_id != item.lease_id or not leases.live(task.lease_expires_at, now):
             # Another attempt's lease, or this one expired (the reaper ends its attempt):
             # nothing of the batch counts.
@@ -253,6 +373,8 @@ class ReportManager:
                 event=event,
             )
             reported = None
+        if not direct:
+            raise _Unkept("an unusual end")
         # The unusual ends read and write rows of their own: what is held goes first.
         await writes.flush(conn)
         writes.mark_direct(job.id)

@@ -180,6 +180,8 @@ class Database:
 
     dialect: str
     is_sqlite: bool
+    # PostgreSQL: the task rows this process's write transactions committed.
+    kept_tasks: kept_tasks.KeptTasks | None = None
     # Whether a commit notifies the other processes (LISTEN/NOTIFY): if not, each process
     # polls the change feed to hear their commits.
     notifies: bool
@@ -299,13 +301,38 @@ class Database:
                 delay *= 2
                 continue
             DB_TRANSACTION_SECONDS.observe(time.perf_counter() - started)
-            if changed:
-                for listener in self._commit_listeners:
-                    listener()
-            for call in done:
-                call()
+            self._committed(changed, done)
             return result
         raise AssertionError("unreachable")
+
+    async def alone(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Runs fn on a write connection outside any transaction (PostgreSQL): each of its
+        statements commits by itself, as it ends, in the database -- so a statement that
+        locks rows holds them only while the database runs it, not until a COMMIT has come
+        back from the client (a round trip, and the wait for this process's event loop to
+        read the answer). For fn whose writes are ONE statement (a report group's guarded
+        flush: jobtask.manager.reports). Once fn returns, what it marked is done as a
+        transaction's commit does it (listeners, after_commit); if fn raises, none of it
+        is, and nothing is retried (a deadlock's Aborted reaches the caller)."""
+        async with translated(), self._connect(write=True) as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            self._alone(conn)
+            result, changed, done = await self._run(conn, fn)
+        self._committed(changed, done)
+        return result
+
+    def _committed(self, changed: bool, done: list[Callable[[], None]]) -> None:
+        """What follows a commit: this process's listeners if it changed something, then
+        what its work left for after it (logs, metrics, kept rows)."""
+        if changed:
+            for listener in self._commit_listeners:
+                listener()
+        for call in done:
+            call()
+
+    def _alone(self, conn: AsyncConnection) -> None:
+        """Readies an alone() connection."""
+        raise NotImplementedError("only PostgreSQL runs statements alone")
 
     async def _run(
         self, conn: AsyncConnection, fn: Callable[[AsyncConnection], Awaitable[T]]
@@ -460,6 +487,7 @@ class PostgresDatabase(Database):
     dialect = "postgresql"
     is_sqlite = False
     notifies = True
+    kept_tasks: kept_tasks.KeptTasks
 
     def _open(self, *, pool_size: int | None, max_overflow: int | None, echo: bool) -> None:
         size = _env_int("JOBTASK_DB_POOL_SIZE", DEFAULT_POOL_SIZE, minimum=1)
@@ -540,6 +568,9 @@ class PostgresDatabase(Database):
 
     def ddl(self) -> AbstractAsyncContextManager[AsyncConnection]:
         return self._connect(write=True)
+
+    def _alone(self, conn: AsyncConnection) -> None:
+        conn.info[kept_tasks.KEY] = self.kept_tasks
 
     @asynccontextmanager
     async def migration_lock(self, conn: AsyncConnection) -> AsyncIterator[None]:

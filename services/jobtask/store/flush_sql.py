@@ -29,8 +29,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from jobtask.domain.statuses import TASK_UNFINISHED, TaskStatus
 from jobtask.store import driver
 from jobtask.store.database import mark_changed
+from jobtask.store.rows import COUNT_COLUMN
 from jobtask.store.schema import events, job_tasks, jobs, task_attempts
 from sqlalchemy import JSON, Boolean, DateTime, Table
 from sqlalchemy.dialects.postgresql import JSONB
@@ -41,12 +43,14 @@ __all__ = [
     "CLOSE_COLUMNS",
     "EVENT_COLUMNS",
     "Flush",
+    "Guard",
     "by_columns",
     "columns_of",
     "driver_rows",
     "event_values",
     "pg_insert",
     "send",
+    "send_guarded",
 ]
 
 Processor = Callable[[Any], Any] | None
@@ -405,41 +409,132 @@ class _PgStatement:
         return f"unnest({', '.join(arrays)}){order} AS {alias}({named})", exprs
 
     def insert_text(
-        self, table: Table, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]
+        self,
+        table: Table,
+        columns: tuple[str, ...],
+        rows: Sequence[Sequence[Any]],
+        gate: str = "",
     ) -> str:
         """An INSERT of the rows in the order given: ids (an event's seq, a task's id) are
-        drawn as the rows are inserted, so they follow that order."""
+        drawn as the rows are inserted, so they follow that order. `gate`: a condition
+        without which nothing is inserted."""
         source, exprs = self.source(table, columns, rows, "r", ordinality=True)
         listed = ", ".join(_q(c) for c in columns)
         values = ", ".join(exprs[c] for c in columns)
-        return f"INSERT INTO {table.name} ({listed}) SELECT {values} FROM {source} ORDER BY r.n"
+        where = f" WHERE {gate}" if gate else ""
+        return (
+            f"INSERT INTO {table.name} ({listed}) SELECT {values} FROM {source}{where} ORDER BY r.n"
+        )
 
     def insert(
-        self, name: str, table: Table, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]
+        self,
+        name: str,
+        table: Table,
+        columns: tuple[str, ...],
+        rows: Sequence[Sequence[Any]],
+        gate: str = "",
     ) -> None:
         """A CTE inserting the rows in the order given (insert_text)."""
-        self.ctes.append(f"{name} AS ({self.insert_text(table, columns, rows)})")
+        self.ctes.append(f"{name} AS ({self.insert_text(table, columns, rows, gate)})")
 
-    def sql(self) -> str:
-        """The statement."""
-        return "WITH " + ",\n".join(self.ctes) + "\nSELECT 1"
+    def sql(self, answer: str = "1") -> str:
+        """The statement, its one row `answer`."""
+        return "WITH " + ",\n".join(self.ctes) + f"\nSELECT {answer}"
 
 
-def _pg_statement(dialect: Dialect, flush: Flush) -> _PgStatement:
+@dataclass(frozen=True)
+class Guard:
+    """What a guarded flush (send_guarded) must find under its locks, or it writes nothing.
+
+    jobs: (id, status, unfinished shift) of every job whose tasks the flush writes, in id
+    order: the job's status as the writes assumed it, and by how much they change its count
+    of unfinished tasks (TASK_UNFINISHED). Besides its status, each job's counts, with that
+    shift, must call for no move of the job: none failed, none canceled, some unfinished --
+    enough for ripple.follow_up to answer None for an active job, so no settling is left
+    to do after the flush (tests/core/test_guarded_flush.py checks the rule against it).
+    tasks: (id, version, lease id, lease end) of every task the flush writes, in id order,
+    as the writes read them (kept_tasks, rule 2: equal, the row is as read)."""
+
+    jobs: Sequence[tuple[int, str, int]]
+    tasks: Sequence[tuple[int, int, Any, Any]]
+
+
+# The count columns of a job's guard: what it may not count, and what it must count.
+_NONE_OF = (COUNT_COLUMN[TaskStatus.FAILED], COUNT_COLUMN[TaskStatus.CANCELED])
+_SOME_OF = tuple(COUNT_COLUMN[status] for status in TaskStatus if status in TASK_UNFINISHED)
+
+
+def _guard_ctes(st: _PgStatement, guard: Guard) -> None:
+    """The guard's CTEs: the jobs' rows locked (in id order), then the tasks' (in id
+    order), then `guard`'s one row, `ok`: whether each job and task is as the guard says.
+    The locks are those of locks.lock_pairs, in its order."""
+    job_ids, statuses, shifts = (list(c) for c in zip(*guard.jobs, strict=True))
+    task_columns = ("id", "version", "lease_id", "lease_expires_at")
+    procs = _processors(st.dialect, job_tasks, task_columns)
+    tasks = _columns(guard.tasks, procs, len(task_columns))
+    job_arrays = [
+        st._param(job_ids, "bigint[]"),
+        st._param(statuses, _pg_array_type(st.dialect, jobs, "status")[0]),
+        st._param(shifts, "integer[]"),
+    ]
+    task_arrays = [
+        st._param(values, _pg_array_type(st.dialect, job_tasks, name)[0])
+        for name, values in zip(task_columns, tasks, strict=True)
+    ]
+    # (The counts as parameters: one text, prepared once, whatever the group's size.)
+    n_jobs = st._param(len(job_ids), "bigint")
+    n_tasks = st._param(len(guard.tasks), "bigint")
+    none_of = " AND ".join(f"h.{_q(c)} = 0" for c in _NONE_OF)
+    some_of = " + ".join(f"h.{_q(c)}" for c in _SOME_OF)
+    counted = ", ".join(f"j.{_q(c)}" for c in (*_NONE_OF, *_SOME_OF))
+    st.ctes.append(
+        f"held_jobs AS (SELECT j.id, j.status, {counted} FROM jobs AS j"
+        f" WHERE j.id = ANY({job_arrays[0]}) ORDER BY j.id FOR UPDATE)"
+    )
+    st.ctes.append(
+        "held_tasks AS (SELECT t.id, t.version, t.lease_id, t.lease_expires_at"
+        f" FROM job_tasks AS t WHERE t.id = ANY({task_arrays[0]})"
+        " AND (SELECT count(*) FROM held_jobs) > 0 ORDER BY t.id FOR UPDATE)"
+    )
+    st.ctes.append(
+        "guard AS (SELECT"
+        " (SELECT count(*) FROM held_jobs AS h"
+        f" JOIN unnest({', '.join(job_arrays)}) AS g(id, status, shift) ON h.id = g.id"
+        f" WHERE h.status = g.status AND {none_of} AND {some_of} + g.shift > 0)"
+        f" = {n_jobs}"
+        " AND (SELECT count(*) FROM held_tasks AS h"
+        f" JOIN unnest({', '.join(task_arrays)}) AS k(id, version, lease_id, lease_expires_at)"
+        " ON h.id = k.id WHERE h.version = k.version"
+        " AND h.lease_id IS NOT DISTINCT FROM k.lease_id"
+        " AND h.lease_expires_at IS NOT DISTINCT FROM k.lease_expires_at)"
+        f" = {n_tasks} AS ok)"
+    )
+
+
+def _pg_statement(dialect: Dialect, flush: Flush, guard: Guard | None = None) -> _PgStatement:
     st = _PgStatement(dialect)
+    # Each write's condition: the guard's answer (an InitPlan, run before the write's first
+    # row: the guard's locks are taken before any row is written, jobs first).
+    gate = ""
+    if guard is not None:
+        _guard_ctes(st, guard)
+        gate = "(SELECT ok FROM guard)"
+    also = f" AND {gate}" if gate else ""
     for table, updates in ((job_tasks, flush.updates), (jobs, flush.job_updates)):
         for n, (columns, rows) in enumerate(updates.items()):
             source, exprs = st.source(table, (*columns, "id"), rows, "v", keep=("id",))
             sets = ", ".join(f"{_q(c)} = {exprs[c]}" for c in columns)
             st.ctes.append(
                 f"{table.name}{n} AS (UPDATE {table.name} AS t SET {sets} "
-                f"FROM {source} WHERE t.id = v.id)"
+                f"FROM {source} WHERE t.id = v.id{also})"
             )
     if flush.shifts:
         names = ("id", *flush.count_columns)
         source, exprs = st.source(jobs, names, flush.shifts, "d", keep=("id",))
         sets = ", ".join(f"{_q(c)} = j.{_q(c)} + {exprs[c]}" for c in flush.count_columns)
-        st.ctes.append(f"counts AS (UPDATE jobs AS j SET {sets} FROM {source} WHERE j.id = d.id)")
+        st.ctes.append(
+            f"counts AS (UPDATE jobs AS j SET {sets} FROM {source} WHERE j.id = d.id{also})"
+        )
     if flush.closed:
         rows = columns_of(flush.closed, CLOSE_COLUMNS)
         keys = _CLOSE_TARGETS[:_CLOSE_KEY]
@@ -459,12 +554,12 @@ def _pg_statement(dialect: Dialect, flush: Flush) -> _PgStatement:
         st.ctes.append(
             f"closed AS (UPDATE task_attempts AS a SET {sets} FROM {source} "
             "WHERE a.task_id = c.task_id AND a.attempt = c.attempt"
-            " AND (a.ended_at IS NULL OR c.task_id IS NULL))"
+            f" AND (a.ended_at IS NULL OR c.task_id IS NULL){also})"
         )
     for n, (columns, rows) in enumerate(flush.opened.items()):
-        st.insert(f"opened{n}", task_attempts, columns, rows)
+        st.insert(f"opened{n}", task_attempts, columns, rows, gate)
     if flush.events:
-        st.insert("feed", events, EVENT_COLUMNS, flush.events)
+        st.insert("feed", events, EVENT_COLUMNS, flush.events, gate)
     return st
 
 
@@ -484,6 +579,19 @@ def pg_insert(
     st = _PgStatement(dialect)
     sql = st.insert_text(table, columns, rows)
     return f"{sql} RETURNING {returning}", tuple(st.params)
+
+
+async def send_guarded(conn: AsyncConnection, flush: Flush, guard: Guard) -> bool:
+    """PostgreSQL: the flush's writes and the guard's locks and checks in ONE statement,
+    the writes made only if the guard holds (see Guard); whether they were. On a connection
+    outside a transaction (Database.alone) the statement commits as it ends: the jobs' rows
+    are held only while the database runs it."""
+    if flush.events:
+        mark_changed(conn, notified=True)
+    st = _pg_statement(conn.dialect, flush, guard)
+    found = await driver.send(conn, st.sql("(SELECT ok FROM guard)"), tuple(st.params))
+    ok: bool = found[0][0]
+    return ok
 
 
 async def send(conn: AsyncConnection, flush: Flush) -> None:

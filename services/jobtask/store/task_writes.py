@@ -30,10 +30,10 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-from jobtask.domain.statuses import TaskStatus
+from jobtask.domain.statuses import TASK_UNFINISHED, TaskStatus
 from jobtask.store import attempts as attempt_store
 from jobtask.store import feed, flush_sql, kept_tasks, row_cache
 from jobtask.store.database import after_commit
@@ -187,6 +187,7 @@ async def move_tasks(
 
 
 _COUNT_COLUMNS = tuple(COUNT_COLUMN.values())
+_UNFINISHED_COLUMNS = tuple(COUNT_COLUMN[status] for status in TASK_UNFINISHED)
 
 
 async def insert_tasks(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[TaskRow]:
@@ -377,6 +378,51 @@ class TaskWrites:
         PostgreSQL (see the module's text and jobtask.store.flush_sql)."""
         if not self:
             return
+        account = row_cache.tracked(conn)
+        before = 0 if account is None else account.changes()
+        flush, written, job_rows = self._taken()
+        await flush_sql.send(conn, flush)
+        if account is not None:
+            # Every task row updated, as written; every job row moved here, as written,
+            # unless it was also shifted here (a count moved after its write_job: the row
+            # kept would miss it); a shifted job's row is dropped (unless settle_written
+            # notes it as it now is).
+            changed_jobs: dict[int, JobRow | None] = dict(job_rows)
+            changed_jobs.update(dict.fromkeys(row[0] for row in flush.shifts))
+            account.written(before, written, changed_jobs)
+        self._kept(conn, written)
+
+    async def flush_guarded(
+        self, conn: AsyncConnection, jobs: Mapping[int, JobRow], tasks: Iterable[TaskRow]
+    ) -> bool:
+        """PostgreSQL: everything held, written in one statement only if each of `jobs` and
+        `tasks` is, under its lock, as given (their status; their version and lease), and
+        every job's counts, shifted by the writes, call for no move (flush_sql.Guard):
+        whether it was. For writes that moved no job (no write_job) nor ran any statement
+        of their own. Nothing is held after it, written or not."""
+        guard = flush_sql.Guard(
+            jobs=[
+                (job_id, jobs[job_id].status, self._unfinished_shift(job_id))
+                for job_id in sorted(jobs)
+            ],
+            tasks=[
+                (t.id, t.version, t.lease_id, t.lease_expires_at) for t in sorted(tasks, key=_by_id)
+            ],
+        )
+        flush, written, _ = self._taken()
+        if not await flush_sql.send_guarded(conn, flush, guard):
+            return False
+        self._kept(conn, written)
+        return True
+
+    def _unfinished_shift(self, job_id: int) -> int:
+        """By how much the count shifts taken here change the job's unfinished tasks."""
+        shift = self._shifted.get(job_id, {})
+        return sum(shift.get(col, 0) for col in _UNFINISHED_COLUMNS)
+
+    def _taken(self) -> tuple[flush_sql.Flush, list[TaskRow], dict[int, JobRow]]:
+        """Everything held, taken out: the Flush to send, the task rows it writes (as
+        written) and the job rows it moves (write_job)."""
         updates, self._updates = self._updates, {}
         shifts, self._shifts = self._shifts, {}
         events, self._events = self._events, []
@@ -397,29 +443,24 @@ class TaskWrites:
         opening: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
         for row in opened:
             opening.setdefault(tuple(row), []).append(tuple(row.values()))
-        account = row_cache.tracked(conn)
-        before = 0 if account is None else account.changes()
-        await flush_sql.send(
-            conn,
-            flush_sql.Flush(
-                updates=flush_sql.by_columns(updates.items()),
-                job_updates=flush_sql.by_columns(job_updates),
-                count_columns=_COUNT_COLUMNS,
-                shifts=moved,
-                closed=list(closing.values()),
-                opened=opening,
-                events=events,
-            ),
+        flush = flush_sql.Flush(
+            updates=flush_sql.by_columns(updates.items()),
+            job_updates=flush_sql.by_columns(job_updates),
+            count_columns=_COUNT_COLUMNS,
+            shifts=moved,
+            closed=list(closing.values()),
+            opened=opening,
+            events=events,
         )
-        if account is not None:
-            # Every task row updated, as written; every job row moved here, as written,
-            # unless it was also shifted here (a count moved after its write_job: the row
-            # kept would miss it); a shifted job's row is dropped (unless settle_written
-            # notes it as it now is).
-            changed_jobs: dict[int, JobRow | None] = dict(job_rows)
-            changed_jobs.update(dict.fromkeys(row[0] for row in moved))
-            account.written(before, (task_rows[task_id] for task_id in updates), changed_jobs)
+        return flush, [task_rows[task_id] for task_id in updates], job_rows
+
+    @staticmethod
+    def _kept(conn: AsyncConnection, written: list[TaskRow]) -> None:
+        """PostgreSQL: the rows written, kept once the transaction commits (kept_tasks)."""
         cache = kept_tasks.kept(conn)
-        if cache is not None and updates:
-            written = [task_rows[task_id] for task_id in updates]
+        if cache is not None and written:
             after_commit(conn, lambda: cache.committed(written))
+
+
+def _by_id(task: TaskRow) -> int:
+    return task.id
