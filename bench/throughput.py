@@ -126,16 +126,21 @@ class Meter:
 
 
 async def jobtask_fanout(
-    kind: str, count: int, workers: int = 1, seen: Observed | None = None
+    kind: str, count: int, workers: int = 1, seen: Observed | None = None, *, jobs: int = 1
 ) -> tuple[float, str]:
+    """`jobs` > 1: that many fan-out jobs of count / jobs tasks each, drained together (no
+    job's row shared by all of the claims and report groups: bench.fanout_cpu --jobs)."""
+    if count % jobs:
+        raise ValueError(f"{count} tasks do not split into {jobs} jobs")
     extra = seen.server_args if seen else ()
     async with database(kind) as url, running(url, extra=extra) as stack:
-        await stack.submit()
-        async with fleet(stack, workers, SLOTS, creator=count) as f:
+        for _ in range(jobs):
+            await stack.submit()
+        async with fleet(stack, workers, SLOTS, creator=count // jobs) as f:
             meter = Meter(url, {"server": stack.server, "worker": f.procs})
             meter.start()
             f.go()
-            seconds = await f.until(count + 1)
+            seconds = await f.until(count + jobs)
             if seen:
                 seen.cpu = meter.stop()
                 seen.window = (f.started, f.started + seconds)

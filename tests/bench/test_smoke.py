@@ -178,6 +178,9 @@ async def test_fanout_cpu() -> None:
     for case in ("sqlite", "postgres"):
         line = await fanout_cpu.one(case, 30)
         assert line.startswith(f"{case}: ") and "CPU µs a task: server " in line, line
+    # Split over two jobs: every task of both drained (the run waits for each decision).
+    line = await fanout_cpu.one("postgres", 30, jobs=2)
+    assert line.startswith("postgres (2 jobs): ") and "tasks/s" in line, line
 
 
 @pytest.mark.postgres

@@ -42,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 __all__ = [
     "CLOSE_COLUMNS",
     "EVENT_COLUMNS",
+    "UNFINISHED_COLUMNS",
     "Flush",
     "Guard",
     "by_columns",
@@ -451,7 +452,8 @@ class Guard:
     of unfinished tasks (TASK_UNFINISHED). Besides its status, each job's counts, with that
     shift, must call for no move of the job: none failed, none canceled, some unfinished --
     enough for ripple.follow_up to answer None for an active job, so no settling is left
-    to do after the flush (tests/core/test_guarded_flush.py checks the rule against it).
+    to do after the flush (tests/worker_protocol/test_guarded_groups.py checks the rule
+    against it).
     tasks: (id, version, lease id, lease end) of every task the flush writes, in id order,
     as the writes read them (kept_tasks, rule 2: equal, the row is as read)."""
 
@@ -459,9 +461,12 @@ class Guard:
     tasks: Sequence[tuple[int, int, Any, Any]]
 
 
-# The count columns of a job's guard: what it may not count, and what it must count.
+# The count columns of a job's guard: what it may not count, and what it must count (its
+# unfinished tasks; Guard.jobs' shifts are of their sum).
 _NONE_OF = (COUNT_COLUMN[TaskStatus.FAILED], COUNT_COLUMN[TaskStatus.CANCELED])
-_SOME_OF = tuple(COUNT_COLUMN[status] for status in TaskStatus if status in TASK_UNFINISHED)
+UNFINISHED_COLUMNS = tuple(
+    COUNT_COLUMN[status] for status in TaskStatus if status in TASK_UNFINISHED
+)
 
 
 def _guard_ctes(st: _PgStatement, guard: Guard) -> None:
@@ -485,8 +490,8 @@ def _guard_ctes(st: _PgStatement, guard: Guard) -> None:
     n_jobs = st._param(len(job_ids), "bigint")
     n_tasks = st._param(len(guard.tasks), "bigint")
     none_of = " AND ".join(f"h.{_q(c)} = 0" for c in _NONE_OF)
-    some_of = " + ".join(f"h.{_q(c)}" for c in _SOME_OF)
-    counted = ", ".join(f"j.{_q(c)}" for c in (*_NONE_OF, *_SOME_OF))
+    some_of = " + ".join(f"h.{_q(c)}" for c in UNFINISHED_COLUMNS)
+    counted = ", ".join(f"j.{_q(c)}" for c in (*_NONE_OF, *UNFINISHED_COLUMNS))
     st.ctes.append(
         f"held_jobs AS (SELECT j.id, j.status, {counted} FROM jobs AS j"
         f" WHERE j.id = ANY({job_arrays[0]}) ORDER BY j.id FOR UPDATE)"
@@ -585,7 +590,10 @@ async def send_guarded(conn: AsyncConnection, flush: Flush, guard: Guard) -> boo
     """PostgreSQL: the flush's writes and the guard's locks and checks in ONE statement,
     the writes made only if the guard holds (see Guard); whether they were. On a connection
     outside a transaction (Database.alone) the statement commits as it ends: the jobs' rows
-    are held only while the database runs it."""
+    are held only while the database runs it. (A flush with events whose guard fails still
+    fires the events' statement trigger, and commits: the other processes are woken, read
+    the feed and find nothing new. Rare: a guard fails when another writer got there
+    first.)"""
     if flush.events:
         mark_changed(conn, notified=True)
     st = _pg_statement(conn.dialect, flush, guard)

@@ -33,7 +33,7 @@ import functools
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-from jobtask.domain.statuses import TASK_UNFINISHED, TaskStatus
+from jobtask.domain.statuses import TaskStatus
 from jobtask.store import attempts as attempt_store
 from jobtask.store import feed, flush_sql, kept_tasks, row_cache
 from jobtask.store.database import after_commit
@@ -187,7 +187,6 @@ async def move_tasks(
 
 
 _COUNT_COLUMNS = tuple(COUNT_COLUMN.values())
-_UNFINISHED_COLUMNS = tuple(COUNT_COLUMN[status] for status in TASK_UNFINISHED)
 
 
 async def insert_tasks(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[TaskRow]:
@@ -418,7 +417,7 @@ class TaskWrites:
     def _unfinished_shift(self, job_id: int) -> int:
         """By how much the count shifts taken here change the job's unfinished tasks."""
         shift = self._shifted.get(job_id, {})
-        return sum(shift.get(col, 0) for col in _UNFINISHED_COLUMNS)
+        return sum(shift.get(col, 0) for col in flush_sql.UNFINISHED_COLUMNS)
 
     def _taken(self) -> tuple[flush_sql.Flush, list[TaskRow], dict[int, JobRow]]:
         """Everything held, taken out: the Flush to send, the task rows it writes (as
