@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from jobtask.cli import _verbosity
+from jobtask.cli.servers import part_first
 
 from tests.clients.conftest import run_once
 from tests.conftest import start_jobtask
@@ -104,3 +105,44 @@ async def test_up_shows_every_part_s_flags() -> None:
     every = FLAGS["jobs"] | FLAGS["tasks"] | FLAGS["gateway"]
     expected = every - {"--jobs-addr", "--tasks-addr"} | {"--no-gateway"}
     assert set(re.findall(r"--[a-z][a-z-]*", shown)) == expected, shown
+
+
+def test_a_serve_part_s_name_may_come_after_its_flags() -> None:
+    """`jobtask serve --jobs-listen X jobs`, the order every deployment used until each part
+    took its own flags: the part's name is moved to its place, the rest left to argparse."""
+    assert part_first(["serve", "--jobs-listen", "h:1", "jobs"]) == [
+        "serve",
+        "jobs",
+        "--jobs-listen",
+        "h:1",
+    ]
+    assert part_first(
+        ["-v", "--log-format", "json", "serve", "--lease-ttl", "5", "tasks", "-v"]
+    ) == [
+        "-v",
+        "--log-format",
+        "json",
+        "serve",
+        "tasks",
+        "--lease-ttl",
+        "5",
+        "-v",
+    ]
+    for unchanged in (
+        ["serve", "jobs", "--jobs-listen", "h:1"],
+        ["serve", "--help"],
+        ["up", "--jobs-listen", "h:1"],
+        ["submit", "--script", "jobs"],
+        ["serve", "--jobs-listen", "h:1"],
+        ["serve", "--database-url", "x", "--", "jobs"],
+    ):
+        assert part_first(unchanged) == unchanged
+
+
+async def test_serve_runs_with_its_part_after_its_flags() -> None:
+    code, shown = await run_once("serve", "--lease-ttl", "5", "jobs", "--help")
+    assert code == 0, shown
+    assert set(re.findall(r"--[a-z][a-z-]*", shown)) == FLAGS["jobs"], shown
+    code, said = await run_once("serve", "--gateway-listen", "x", "jobs")
+    assert code == 2, said
+    assert "error: unrecognized arguments: --gateway-listen x" in said, said

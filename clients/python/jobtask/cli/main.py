@@ -182,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if GRPC_VERBOSITY_SET and "grpc" in sys.modules:
         os.environ.pop("GRPC_VERBOSITY", None)  # read by now (see jobtask.cli)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(servers.part_first(list(sys.argv[1:] if argv is None else argv)))
     try:
         configure(
             logging.DEBUG if args.verbose > 1 else logging.INFO, getattr(args, "log_format", None)

@@ -19,6 +19,38 @@ from typing import Any
 
 log = logging.getLogger("jobtask")
 
+PARTS = ("jobs", "tasks", "gateway")
+# `jobtask`'s own flags that may come before its command, the second taking a value.
+_GLOBAL_FLAGS = {"-v", "--verbose", "-vv", "-vvv"}
+_GLOBAL_WITH_VALUE = {"--log-format"}
+
+
+def part_first(argv: list[str]) -> list[str]:
+    """argv with `serve`'s part name moved to just after `serve` when flags came before it
+    (`jobtask serve --jobs-listen X jobs`, the order up to the twenty-sixth session, when
+    every part's flags were serve's): each part parses only its own flags, after its name.
+    Anything else is left as it is, for argparse to answer."""
+    i = 0
+    while i < len(argv) and argv[i] != "serve":
+        if argv[i] in _GLOBAL_WITH_VALUE or argv[i].startswith("--log-format="):
+            i += 1 if "=" in argv[i] else 2
+        elif argv[i] in _GLOBAL_FLAGS:
+            i += 1
+        else:
+            return argv  # another command (or none): not serve's business
+    start = i + 1
+    if i >= len(argv) or start >= len(argv) or not argv[start].startswith("-"):
+        return argv
+    if argv[start] in ("-h", "--help"):
+        return argv
+    for k in range(start + 1, len(argv)):
+        if argv[k] == "--":
+            break
+        if argv[k] in PARTS:
+            return [*argv[:start], argv[k], *argv[start:k], *argv[k + 1 :]]
+    return argv
+
+
 DEFAULT_JOBS_LISTEN = "127.0.0.1:50051"
 DEFAULT_TASKS_LISTEN = "127.0.0.1:50052"
 DEFAULT_GATEWAY_LISTEN = "127.0.0.1:8000"
