@@ -148,7 +148,7 @@ class ReportManager:
         PostgreSQL, when every task's row and its job's are kept (their last write was this
         process's) and each batch ends as usual (progress, output, a completion that moves
         no job): _apply_kept, ONE statement, its own transaction. Otherwise, or when that
-        statement's guard finds a row changed, _apply_locked's transaction (below)."""
+        statement's guard fails, _apply_locked_group's transaction."""
         kept = self._kept_rows(items)
         if kept is not None:
             try:

@@ -20,15 +20,15 @@ from typing import Any
 log = logging.getLogger("jobtask")
 
 PARTS = ("jobs", "tasks", "gateway")
-# `jobtask`'s own flags that may come before its command, the second taking a value.
+# `jobtask`'s own flags that may come before its command: without a value, and with one.
 _GLOBAL_FLAGS = {"-v", "--verbose", "-vv", "-vvv"}
 _GLOBAL_WITH_VALUE = {"--log-format"}
 
 
 def part_first(argv: list[str]) -> list[str]:
     """argv with `serve`'s part name moved to just after `serve` when flags came before it
-    (`jobtask serve --jobs-listen X jobs`, the order up to the twenty-sixth session, when
-    every part's flags were serve's): each part parses only its own flags, after its name.
+    (`jobtask serve --jobs-listen X jobs`, the order deployments used while every part's
+    flags were serve's own): each part now parses only its own flags, after its name.
     Anything else is left as it is, for argparse to answer."""
     i = 0
     while i < len(argv) and argv[i] != "serve":
