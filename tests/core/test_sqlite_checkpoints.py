@@ -5,11 +5,13 @@ hundred copied and synced megabytes while the loop -- the server's one core -- w
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 from pathlib import Path
 
 from jobtask.store.database import Database
+from jobtask.store.sqlite_inline import CHECKPOINT_SECONDS, Checkpoints
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -50,3 +52,31 @@ async def test_the_wal_is_checkpointed_in_the_background(tmp_path: Path) -> None
             other.close()
     finally:
         await db.dispose()
+
+
+async def test_a_disposed_database_leaves_no_checkpoint_running(tmp_path: Path) -> None:
+    """A checkpoint a commit started may still be running (or waiting for its thread) when
+    the Database is disposed: dispose waits for it, so that nothing of this process touches
+    the file afterwards (a test comparing the file's bytes before and after a command that
+    must not write it failed once in CI, the setup's own checkpoint landing in between)."""
+    path = tmp_path / "store.sqlite3"
+    db = Database(f"sqlite:///{path}")
+    await db.transact(lambda conn: conn.execute(text("CREATE TABLE t (x TEXT)")))
+    # The checkpoint thread kept busy, so that the next commit's checkpoint waits behind it.
+    release = threading.Event()
+    busy = Checkpoints._pool().submit(release.wait)
+    try:
+        await asyncio.sleep(CHECKPOINT_SECONDS)  # (one may start again)
+        await db.transact(lambda conn: conn.execute(text("INSERT INTO t (x) VALUES ('y')")))
+        disposing = asyncio.create_task(db.dispose())
+        await asyncio.sleep(0.2)
+        assert not disposing.done(), "dispose returned with a checkpoint still to run"
+    finally:
+        release.set()
+    busy.result()
+    await asyncio.wait_for(disposing, 10)
+    # The last connection (the checkpoint's) closed: the WAL went into the file, and is gone.
+    assert not (tmp_path / "store.sqlite3-wal").exists()
+    before = path.read_bytes()
+    await asyncio.sleep(0.2)
+    assert path.read_bytes() == before

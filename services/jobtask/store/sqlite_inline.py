@@ -130,6 +130,19 @@ class Checkpoints:
         self._pool().submit(self._checkpoint)
 
     @classmethod
+    async def idle(cls) -> None:
+        """Returns once every checkpoint started so far has ended (its connection closed):
+        the pool has one thread, so a no-op submitted now runs after them."""
+        executor = cls._executor
+        if executor is None:
+            return
+        try:
+            done = executor.submit(_nothing)
+        except RuntimeError:  # shut down (the interpreter is exiting): nothing runs
+            return
+        await asyncio.wrap_future(done)
+
+    @classmethod
     def _pool(cls) -> ThreadPoolExecutor:
         with cls._executor_lock:
             if cls._executor is None:
@@ -148,6 +161,10 @@ class Checkpoints:
             log.debug("background checkpoint failed: %s", type(exc).__name__)
         finally:
             self.running = False
+
+
+def _nothing() -> None:
+    """What Checkpoints.idle waits for."""
 
 
 # None's adapter in the sqlite3 module's registry: `{}.get`, which answers None for None in
