@@ -100,7 +100,7 @@ class ReportManager:
         # PostgreSQL: each job's row as this process's last report group left it, by id,
         # for the guarded path: of it the usual ends read only its id, uuid and status, and
         # the guard checks its status under the lock (the rest may be stale).
-        self._job_rows: OrderedDict[int, JobRow] = OrderedDict()
+        self._job_rows: dict[int, JobRow] = {}
         # Report groups the guarded path served, and those it left to a transaction.
         self.guarded = 0
         self.unguarded = 0
@@ -202,29 +202,28 @@ class ReportManager:
         now = utcnow()
         writes = TaskWrites()
         rows = dict(tasks)
-        counted = {item.lease_id: self._log_bytes.get(item.lease_id) for item in items}
-        saved = {lease: None if c is None else list(c) for lease, c in counted.items()}
+        # Each lease's log count as it was (copied: _log_events adds to it in place).
+        saved = {item.lease_id: list(self._log_bytes.get(item.lease_id) or ()) for item in items}
+        decided: list[Outcome] = [Outcome(verdict(None, None, False))] * len(items)
         try:
             # In _lock's order: by job id, then the items' order.
             order = sorted(range(len(items)), key=lambda i: (rows[items[i].task_uuid].job_id, i))
-            decided: dict[int, Outcome] = {}
             for i in order:
                 item = items[i]
                 task = rows[item.task_uuid]
-                outcome, rows[item.task_uuid] = await self._apply_locked(
+                decided[i], rows[item.task_uuid] = await self._apply_locked(
                     conn, item, jobs[task.job_id], task, now, writes, direct=False
                 )
-                decided[i] = outcome
             if not await writes.flush_guarded(conn, jobs, tasks.values()):
                 raise _Unkept("a row changed, or a job is to move")
         except BaseException:
-            for lease, c in saved.items():
-                if c is None:
-                    self._log_bytes.pop(lease, None)
+            for lease, counts in saved.items():
+                if counts:
+                    self._log_bytes[lease] = counts
                 else:
-                    self._log_bytes[lease] = c
+                    self._log_bytes.pop(lease, None)
             raise
-        return [decided[i] for i in range(len(items))]
+        return decided
 
     async def _apply_locked_group(self, items: Sequence[Submission]) -> list[Outcome]:
         """apply_many in one transaction.
@@ -284,11 +283,11 @@ class ReportManager:
         ones; a job that finished or holds its tasks is dropped."""
         kept = self._job_rows
         for job_id, row in rows.items():
+            # Taken out first, so that a row kept again goes to the end (kept_tasks' way).
             kept.pop(job_id, None)
             if row.status is JobStatuses.ACTIVE:
                 kept[job_id] = row
-        while len(kept) > _KEPT_JOBS:
-            kept.popitem(last=False)
+        row_cache.trim(kept, _KEPT_JOBS)
 
     async def _lock(
         self, conn: AsyncConnection, items: Sequence[Submission]

@@ -316,7 +316,7 @@ class Database:
         is, and nothing is retried (a deadlock's Aborted reaches the caller)."""
         async with translated(), self._connect(write=True) as conn:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
-            self._alone(conn)
+            self._ready_writer(conn)
             result, changed, done = await self._run(conn, fn)
         self._committed(changed, done)
         return result
@@ -330,8 +330,8 @@ class Database:
         for call in done:
             call()
 
-    def _alone(self, conn: AsyncConnection) -> None:
-        """Readies an alone() connection."""
+    def _ready_writer(self, conn: AsyncConnection) -> None:
+        """Readies a write connection: an alone() one, or (PostgreSQL) a transaction's."""
         raise NotImplementedError("only PostgreSQL runs statements alone")
 
     async def _run(
@@ -555,9 +555,7 @@ class PostgresDatabase(Database):
     @asynccontextmanager
     async def _write_transaction(self) -> AsyncIterator[AsyncConnection]:
         async with self._engine.begin() as conn:
-            # (conn.info belongs to the pooled connection: every one of this Database's
-            # shares its KeptTasks; a read never looks.)
-            conn.info[kept_tasks.KEY] = self.kept_tasks
+            self._ready_writer(conn)
             try:
                 yield conn
             except DBAPIError as exc:
@@ -574,7 +572,9 @@ class PostgresDatabase(Database):
     def ddl(self) -> AbstractAsyncContextManager[AsyncConnection]:
         return self._connect(write=True)
 
-    def _alone(self, conn: AsyncConnection) -> None:
+    def _ready_writer(self, conn: AsyncConnection) -> None:
+        # (conn.info belongs to the pooled connection: every write connection of this
+        # Database shares its KeptTasks; a read never looks.)
         conn.info[kept_tasks.KEY] = self.kept_tasks
 
     @asynccontextmanager
