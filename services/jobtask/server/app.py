@@ -110,6 +110,11 @@ class Core:
             except BaseException:
                 await db.dispose()
                 raise
+        try:
+            await db.warm()
+        except BaseException:
+            await db.dispose()
+            raise
         signal = ChangeSignal(max_wait=safety_wait)
         db.on_commit(signal.notify)
         tasks = TaskManager(db, settings)

@@ -40,6 +40,11 @@ WRITE_RETRIES = 5
 # PostgreSQL connections per process: the pool keeps DEFAULT_POOL_SIZE open and may open as
 # many again under load ($JOBTASK_DB_POOL_SIZE, $JOBTASK_DB_MAX_OVERFLOW).
 DEFAULT_POOL_SIZE = 10
+# Connections a starting server opens before it serves (PostgresDatabase.warm): what one
+# worker's session keeps busy at once -- a claim, a report group, a submission of tasks, a
+# token's read (four in a fan-out's first second, the server's statement log showed) -- each
+# of which, opened on demand, made its first caller wait for the connection and its types.
+WARM_CONNECTIONS = 4
 POOL_TIMEOUT_SECONDS = 30.0  # SQLAlchemy's default, made explicit
 # Every PostgreSQL session of the store plans for index access, whatever the tables' size.
 # PostgreSQL may cache a prepared statement's plan (a generic plan, after five runs) and keep
@@ -234,6 +239,10 @@ class Database:
     def pool_usage(self) -> tuple[int, int] | None:
         """PostgreSQL: (connections in use, connections open) of this process's pool."""
         return None
+
+    async def warm(self) -> None:
+        """PostgreSQL: opens the pool's first connections now (WARM_CONNECTIONS), as a
+        server starts, rather than on its first claims, reports and submissions."""
 
     async def dispose(self) -> None:
         raise NotImplementedError
@@ -519,6 +528,7 @@ class PostgresDatabase(Database):
         # Our pooled sessions by server process id (see own_notification).
         self._sessions: dict[int, Any] = {}
         event.listen(self._engine.sync_engine.pool, "connect", self._remember_session)
+        event.listen(self._engine.sync_engine.pool, "connect", _learn_array_types)
         # The task rows this process's write transactions committed (jobtask.store.kept_tasks).
         self.kept_tasks = kept_tasks.KeptTasks()
 
@@ -544,6 +554,19 @@ class PostgresDatabase(Database):
         checked_out = int(getattr(pool, "checkedout", lambda: 0)())
         return checked_out, checked_out + int(getattr(pool, "checkedin", lambda: 0)())
 
+    async def warm(self) -> None:
+        size = self._engine.pool.size()  # type: ignore[attr-defined]
+        opened: list[AsyncConnection] = []
+
+        async def one() -> None:
+            opened.append(await self._engine.connect().start())
+
+        try:
+            await asyncio.gather(*(one() for _ in range(min(WARM_CONNECTIONS, size))))
+        finally:
+            # Back into the pool, open.
+            await asyncio.gather(*(conn.close() for conn in opened))
+
     async def dispose(self) -> None:
         await self._engine.dispose()
 
@@ -551,6 +574,17 @@ class PostgresDatabase(Database):
     async def _connect(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
         async with self._engine.connect() as conn:
             yield conn
+
+    @asynccontextmanager
+    async def ddl(self) -> AsyncIterator[AsyncConnection]:
+        async with self._engine.connect() as conn:
+            try:
+                yield conn
+            finally:
+                # Not back into the pool: SQLAlchemy has every connection open when DDL
+                # ran forget the types asyncpg learnt (_learn_array_types) at its next
+                # statement, which then asks for each again.
+                await conn.invalidate()
 
     @asynccontextmanager
     async def _write_transaction(self) -> AsyncIterator[AsyncConnection]:
@@ -568,9 +602,6 @@ class PostgresDatabase(Database):
                 # FATAL error but not yet the socket's close. (A failed commit is not
                 # caught here: its outcome is unknown.)
                 raise LostBeforeCommit(exc) from exc
-
-    def ddl(self) -> AbstractAsyncContextManager[AsyncConnection]:
-        return self._connect(write=True)
 
     def _ready_writer(self, conn: AsyncConnection) -> None:
         # (conn.info belongs to the pooled connection: every write connection of this
@@ -602,6 +633,36 @@ class PostgresDatabase(Database):
     async def _announce(self, conn: AsyncConnection) -> None:
         # Delivered at commit, and only if the transaction commits.
         await conn.execute(_NOTIFY)
+
+
+# The array types the store binds and reads (with their element types, what asyncpg needs
+# to know of them). asyncpg knows only text[] and oid[] without asking the server
+# (MagicStack/asyncpg#1272): it asks for any other the first time a statement of a connection
+# binds or returns one, a query of its catalog (a recursive CTE: ~4 ms to parse and ~7 ms to
+# plan here, the server's CPU) per statement that brings a new one -- three or four on each
+# new connection of the pool, each on some claim's or report group's path. One statement
+# that names them all, prepared as the connection opens, asks once.
+ARRAY_TYPES = (
+    "bool",
+    "int2",
+    "int4",
+    "int8",
+    "float4",
+    "float8",
+    "varchar",
+    "bytea",
+    "timestamptz",
+    "json",
+    "jsonb",
+    "uuid",
+)
+_ARRAYS = "SELECT " + ", ".join(f"${i}::{name}[]" for i, name in enumerate(ARRAY_TYPES, 1))
+
+
+def _learn_array_types(dbapi_connection: Any, record: Any) -> None:
+    """The pool's connect hook: teaches a new asyncpg connection the store's array types
+    (see ARRAY_TYPES) in one round of questions."""
+    dbapi_connection.run_async(lambda session: session.prepare(_ARRAYS))
 
 
 def _replace_if_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
