@@ -30,7 +30,7 @@ from jobtask.manager.context import Caller, Settings, utcnow
 from jobtask.store import feed, leases, locks, task_writes
 from jobtask.store import jobs as job_store
 from jobtask.store import tasks as task_store
-from jobtask.store.database import Database
+from jobtask.store.database import Database, claims_unchanged
 from jobtask.store.rows import JobRow, TaskRow
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -108,11 +108,12 @@ class TaskManager:
                 by_uuid = {one.uuid: one}
             else:
                 by_uuid = await locks.lock_jobs_by_uuid(conn, {s["job_uuid"] for s in specs})
-            # The jobs of the caller's own task and of the parents: one read (a task creating
-            # its children names itself as their parent).
+            # The jobs (and statuses) of the caller's own task and of the parents: one read (a
+            # task creating its children names itself as their parent).
             named_tasks = [caller.task_uuid, *(s.get("created_by_job_task_uuid") for s in specs)]
             known = {uuid for uuid in named_tasks if uuid}
-            job_of = await task_store.job_uuids_of(conn, known) if known else {}
+            found = await task_store.jobs_and_statuses_of(conn, known) if known else {}
+            job_of = {uuid: job for uuid, (job, _) in found.items()}
             rows: list[dict[str, Any]] = []
             for i, spec in enumerate(specs):
                 job = by_uuid.get(spec["job_uuid"])
@@ -146,6 +147,18 @@ class TaskManager:
                     )
                 )
             tasks = await lifecycle.insert_tasks(conn, rows, now=now)
+            # A task runs only once the task that created it completed: if none of these
+            # tasks' creators has (the fan-out's first task queueing its work, under the
+            # job's lock, which a creator's completion takes too), they make nothing
+            # claimable, and waiting claims are not woken to read through them all -- each
+            # commit of a fan-out's creation did, every claim reading every task created so
+            # far, its time growing with the fan-out's size.
+            if all(
+                spec.get("created_by_job_task_uuid") in found
+                and found[spec["created_by_job_task_uuid"]][1] != T.COMPLETED
+                for spec in specs
+            ):
+                claims_unchanged(conn)
             for job in by_uuid.values():
                 counted = [t for t in tasks if t.job_id == job.id]
                 if not counted:

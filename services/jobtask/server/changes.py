@@ -64,17 +64,28 @@ class ChangeSignal:
         self.poll_interval = poll_interval
         self.max_wait = max_wait
         self._mark = Mark()
+        self._claim_mark = Mark()
         # How many times it was notified (what tests count).
         self.notifications = 0
 
-    def notify(self) -> None:
+    def notify(self, claims: bool = True) -> None:
+        """A change: every waiter's mark is set, a claimer's only if the change may have
+        made a task claimable (`claims`; see jobtask.store.database.claims_unchanged)."""
         self.notifications += 1
         self._mark.set()
         self._mark = Mark()
+        if claims:
+            self._claim_mark.set()
+            self._claim_mark = Mark()
 
     def mark(self) -> Mark:
         """What the next notification sets."""
         return self._mark
+
+    def claim_mark(self) -> Mark:
+        """What the next notification that may have made a task claimable sets: what a
+        claim that found nothing waits on."""
+        return self._claim_mark
 
     async def wait(self, at_most: float | None = None, *, since: Mark | None = None) -> bool:
         """Returns True when notified (since `since` was marked, if given), False after

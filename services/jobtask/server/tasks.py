@@ -196,7 +196,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         ttl = self.claims.settings.lease_ttl.total_seconds()
         while True:
             # Marked before the claim: a change committed while it runs wakes the wait.
-            mark = self.signal.mark()
+            mark = self.signal.claim_mark()
             claims = await self.claims.claim(caller, spec, request.max_tasks or 1)
             remaining = deadline - time.monotonic()
             if claims or remaining <= 0:

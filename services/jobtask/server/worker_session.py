@@ -318,7 +318,7 @@ class Session:
                 await self._await_word()
                 continue
             # Marked before the claim: a change committed while it runs wakes the wait.
-            mark = self.signal.mark()
+            mark = self.signal.claim_mark()
             want = min(self.credits, MAX_CLAIM, self._part())
             # The worker's free slots are its credits (what the claim counts in the registry
             # and jobtask_worker_free_slots), of which it takes `want`; its last_seen_at is

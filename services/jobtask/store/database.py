@@ -17,6 +17,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -79,6 +80,20 @@ _CHANGED = "jobtask.changed"
 _AFTER_COMMIT = "jobtask.after_commit"
 _TALLY = "jobtask.tally"
 _NOTIFIED = "jobtask.notified"
+_CLAIMS_UNCHANGED = "jobtask.claims_unchanged"
+
+
+@dataclass(frozen=True)
+class _Changed:
+    """What a committed transaction changed, for the listeners: `claims`, whether it may
+    have made a task claimable."""
+
+    claims: bool
+
+
+_Change = _Changed | None
+_CLAIMABLE = _Changed(claims=True)
+_QUIET = _Changed(claims=False)
 
 
 def mark_changed(conn: AsyncConnection, *, notified: bool = False) -> None:
@@ -90,6 +105,14 @@ def mark_changed(conn: AsyncConnection, *, notified: bool = False) -> None:
     conn.info[_CHANGED] = True
     if notified:
         conn.info[_NOTIFIED] = True
+
+
+def claims_unchanged(conn: AsyncConnection) -> None:
+    """Records that what this transaction changes makes no task claimable (tasks that wait
+    for their creator to complete): at commit this process's listeners hear that claimers
+    need not look again (other processes, notified, look all the same). The transaction
+    must change nothing else a claim could take."""
+    conn.info[_CLAIMS_UNCHANGED] = True
 
 
 def after_commit(conn: AsyncConnection, fn: Callable[[], None]) -> None:
@@ -213,12 +236,13 @@ class Database:
         self.url = normalize_url(url)
         # The URL as given (a plain postgresql:// stays so), password hidden: for messages.
         self.shown_url = shown_url(url)
-        self._commit_listeners: list[Callable[[], None]] = []
+        self._commit_listeners: list[Callable[[bool], None]] = []
         self._open(pool_size=pool_size, max_overflow=max_overflow, echo=echo)
 
-    def on_commit(self, listener: Callable[[], None]) -> None:
+    def on_commit(self, listener: Callable[[bool], None]) -> None:
         """Calls listener after every write transaction of this process that changed
-        something (see mark_changed)."""
+        something (see mark_changed), with whether the change may have made a task
+        claimable (False: see claims_unchanged)."""
         self._commit_listeners.append(listener)
 
     def own_notification(self, pid: int) -> bool:
@@ -330,12 +354,12 @@ class Database:
         self._committed(changed, done)
         return result
 
-    def _committed(self, changed: bool, done: list[Callable[[], None]]) -> None:
+    def _committed(self, changed: _Change, done: list[Callable[[], None]]) -> None:
         """What follows a commit: this process's listeners if it changed something, then
         what its work left for after it (logs, metrics, kept rows)."""
-        if changed:
+        if changed is not None:
             for listener in self._commit_listeners:
-                listener()
+                listener(changed.claims)
         for call in done:
             call()
 
@@ -345,9 +369,10 @@ class Database:
 
     async def _run(
         self, conn: AsyncConnection, fn: Callable[[AsyncConnection], Awaitable[T]]
-    ) -> tuple[T, bool, list[Callable[[], None]]]:
+    ) -> tuple[T, _Change, list[Callable[[], None]]]:
         # conn.info outlives the checkout (it belongs to the pooled connection): reset it.
         conn.info.pop(_CHANGED, None)
+        conn.info.pop(_CLAIMS_UNCHANGED, None)
         conn.info.pop(_NOTIFIED, None)
         conn.info.pop(_AFTER_COMMIT, None)
         conn.info.pop(_TALLY, None)
@@ -358,10 +383,12 @@ class Database:
         result = await fn(conn)
         done: list[Callable[[], None]] = conn.info.pop(_AFTER_COMMIT, [])
         conn.info.pop(_TALLY, None)  # (in `done` if any step was taken)
-        changed = bool(conn.info.pop(_CHANGED, False))
-        if changed and not conn.info.pop(_NOTIFIED, False):
+        quiet = bool(conn.info.pop(_CLAIMS_UNCHANGED, False))
+        if not conn.info.pop(_CHANGED, False):
+            return result, None, done
+        if not conn.info.pop(_NOTIFIED, False):
             await self._announce(conn)
-        return result, changed, done
+        return result, (_QUIET if quiet else _CLAIMABLE), done
 
 
 def _switch_to_wal(database: str) -> None:

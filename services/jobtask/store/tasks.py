@@ -20,7 +20,7 @@ __all__ = [
     "children_of",
     "delete_task",
     "delete_tasks",
-    "job_uuids_of",
+    "jobs_and_statuses_of",
     "list_tasks",
     "task_by_uuid",
     "tasks_of_job",
@@ -28,7 +28,9 @@ __all__ = [
 
 # Built once: the hottest task read (GetTask).
 _TASK_BY_UUID = select(job_tasks).where(job_tasks.c.uuid == bindparam("uuid"))
-_JOB_UUIDS = select(job_tasks.c.uuid, job_tasks.c.job_uuid).where(one_of(job_tasks.c.uuid, "uuids"))
+_JOBS_AND_STATUSES = select(job_tasks.c.uuid, job_tasks.c.job_uuid, job_tasks.c.status).where(
+    one_of(job_tasks.c.uuid, "uuids")
+)
 _DELETE_TASK = delete(job_tasks).where(job_tasks.c.id == bindparam("task_id"))
 _DELETE_TASKS = delete(job_tasks).where(one_of(job_tasks.c.id, "ids"))
 _CHILDREN = select(job_tasks.c.id, job_tasks.c.uuid).where(
@@ -47,10 +49,12 @@ async def task_by_uuid(conn: AsyncConnection, uuid: str) -> TaskRow | None:
     return None if row is None else task_row(row)
 
 
-async def job_uuids_of(conn: AsyncConnection, uuids: Collection[str]) -> dict[str, str]:
-    """The job of each of these tasks that exists, by task uuid: one read."""
-    rows = await conn.execute(_JOB_UUIDS, {"uuids": sorted(uuids)})
-    return {str(task): str(job) for task, job in rows.all()}
+async def jobs_and_statuses_of(
+    conn: AsyncConnection, uuids: Collection[str]
+) -> dict[str, tuple[str, str]]:
+    """The job and the status of each of these tasks that exists, by task uuid: one read."""
+    rows = await conn.execute(_JOBS_AND_STATUSES, {"uuids": sorted(uuids)})
+    return {str(task): (str(job), str(status)) for task, job, status in rows.all()}
 
 
 async def list_tasks(
