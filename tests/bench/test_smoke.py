@@ -32,6 +32,7 @@ from bench import (
     memory,
     replicas,
     throughput,
+    timeline,
     unary,
     versus,
     watch_cpu,
@@ -181,6 +182,15 @@ async def test_fanout_cpu() -> None:
     # Split over two jobs: every task of both drained (the run waits for each decision).
     line = await fanout_cpu.one("postgres", 30, jobs=2)
     assert line.startswith("postgres (2 jobs): ") and "tasks/s" in line, line
+
+
+@pytest.mark.postgres
+async def test_timeline() -> None:
+    for kind in ("sqlite", "postgres"):
+        lines = await timeline.timeline(kind, 20)
+        assert lines[0].startswith(f"{kind}: 20 tasks in "), lines
+        assert any("children: created " in line for line in lines), lines
+        assert any("task_created" in line and "(21)" in line for line in lines), lines
 
 
 @pytest.mark.postgres
