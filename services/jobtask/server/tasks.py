@@ -195,7 +195,8 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
             return task_service_pb2.ClaimTaskResponse()
         ttl = self.claims.settings.lease_ttl.total_seconds()
         while True:
-            # Marked before the claim: a change committed while it runs wakes the wait.
+            # Marked before the claim: a change committed while it runs wakes the wait, if it
+            # may have made a task claimable (ChangeSignal.claim_mark).
             mark = self.signal.claim_mark()
             claims = await self.claims.claim(caller, spec, request.max_tasks or 1)
             remaining = deadline - time.monotonic()

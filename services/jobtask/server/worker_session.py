@@ -317,7 +317,8 @@ class Session:
             if self._silent():
                 await self._await_word()
                 continue
-            # Marked before the claim: a change committed while it runs wakes the wait.
+            # Marked before the claim: a change committed while it runs wakes the wait, if it
+            # may have made a task claimable (ChangeSignal.claim_mark).
             mark = self.signal.claim_mark()
             want = min(self.credits, MAX_CLAIM, self._part())
             # The worker's free slots are its credits (what the claim counts in the registry

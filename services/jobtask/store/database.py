@@ -672,10 +672,10 @@ class PostgresDatabase(Database):
 # The array types the store binds and reads (with their element types, what asyncpg needs
 # to know of them). asyncpg knows only text[] and oid[] without asking the server
 # (MagicStack/asyncpg#1272): it asks for any other the first time a statement of a connection
-# binds or returns one, a query of its catalog (a recursive CTE: ~4 ms to parse and ~7 ms to
-# plan here, the server's CPU) per statement that brings a new one -- three or four on each
-# new connection of the pool, each on some claim's or report group's path. One statement
-# that names them all, prepared as the connection opens, asks once.
+# binds or returns one, a query of its catalog (a recursive CTE: ~4 ms of the database's CPU
+# to parse and ~7 ms to plan here) per statement that brings a new one -- three or four on
+# each new connection of the pool, each on some claim's or report group's path. One
+# statement that names them all, prepared as the connection opens, asks once.
 ARRAY_TYPES = (
     "bool",
     "int2",
