@@ -90,13 +90,22 @@ async def test_children_of_a_running_task_wake_no_waiting_claim(
     first = await claim(c)
     own = token_md(first.task_token)
 
+    # w2 is known before it waits: a worker's first claim records a new worker, a change
+    # that wakes claims -- its own wait too, which would claim once more.
+    assert await claim(c, "w2", "node2") is None
+    known = await last_seen(c, "w2")
+
+    async def claimed_since() -> dt.datetime | None:
+        seen = await last_seen(c, "w2")
+        return seen if seen != known else None
+
     # A claim waits: nothing is claimable (the first task runs).
     if waiter == "long_poll":
         claimer: _LongPoll | _Session = _LongPoll(c)
     else:
         claimer = _Session(c)
         await claimer.session.open()
-    seen = await eventually(lambda: last_seen(c, "w2"))
+    seen = await eventually(claimed_since)
 
     any_change, claimable = signal.mark(), signal.claim_mark()
     request = task_service_pb2.BatchCreateTasksRequest()
