@@ -87,17 +87,18 @@ class Run:
 @dataclass
 class RunLog:
     runs: list[Run]
-    spawned: dict[str, str]  # child uuid -> the task whose run created it
+    # child uuid -> (the task whose run created it, that run's attempt)
+    spawned: dict[str, tuple[str, int]]
 
 
 def read_runlog(path: Path) -> RunLog:
     runs: dict[tuple[str, int, int], Run] = {}
     order: list[Run] = []
-    spawned: dict[str, str] = {}
+    spawned: dict[str, tuple[str, int]] = {}
     for line in path.read_text().splitlines():
         word, *rest = line.split()
         if word == "spawn":
-            spawned[rest[1]] = rest[0]
+            spawned[rest[1]] = (rest[0], int(rest[2]))
             continue
         uuid, attempt, pid, node, stamp = rest
         at = dt.datetime.fromtimestamp(float(stamp), dt.UTC)
@@ -487,7 +488,14 @@ def check_lost(stored: Stored, log: RunLog, history: History) -> None:
     not_final = [u for u, t in existing.items() if t["status"] != "completed"]
     for uuid in not_final[:10]:
         history.problem(f"task {uuid}: ended {existing[uuid]['status']}, not completed")
-    missing = [u for u in log.spawned if u not in existing]
+    # An attempt that did not end its task (its lease lost, its run handed back) is redone
+    # from the start, and the tasks it created go with it (lifecycle.delete_descendants):
+    # only the tasks created by the attempt its creator ended with must be in the store.
+    missing = [
+        u
+        for u, (parent, attempt) in log.spawned.items()
+        if u not in existing and not (parent in existing and existing[parent]["attempt"] > attempt)
+    ]
     for uuid in missing[:10]:
         history.problem(f"task {uuid}: created (acknowledged) but not in the store")
     history.lost = len(not_final) + len(missing)

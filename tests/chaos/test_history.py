@@ -9,7 +9,7 @@ from typing import Any
 
 from jobtask.store.feed import TASK_CHANGED, TASK_CREATED, TASK_PROGRESS
 
-from tests.chaos.history import LEASE_TTL, History, check_lease
+from tests.chaos.history import LEASE_TTL, History, RunLog, Stored, check_lease, check_lost
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 TASK = "zzzzz-ot0gb-000000000000001"
@@ -115,3 +115,16 @@ def test_a_run_that_ended_after_its_recorded_lease_is_a_problem() -> None:
     ]
     history = history_of(events, run_end=35, expires=31)
     assert len(history.problems) == 1 and "after its lease expired" in history.problems[0]
+
+
+def test_children_of_a_redone_attempt_may_be_gone_but_not_those_of_the_last() -> None:
+    """An attempt that did not end its task is redone from the start, and the tasks it
+    created are deleted with it (lifecycle.delete_descendants): only the children of the
+    attempt its creator ended with must be in the store."""
+    parent = {"uuid": "p", "status": "completed", "attempt": 2}
+    kept = {"uuid": "c2", "status": "completed", "attempt": 1}
+    stored = Stored(jobs=[], tasks=[parent, kept], attempts=[], events=[])
+    log = RunLog([], {"c1": ("p", 1), "c2": ("p", 2), "c3": ("p", 2)})
+    history = History()
+    check_lost(stored, log, history)
+    assert history.problems == ["task c3: created (acknowledged) but not in the store"]

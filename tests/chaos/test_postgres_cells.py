@@ -177,7 +177,7 @@ async def test_event_burst(pg_cell: Cell, own_postgres: OwnPostgres) -> None:
                 pg_cell.job_uuids[n % len(pg_cell.job_uuids)], sequence=1, parameters={"n": n}
             )
         with pg_cell.runlog.open("a") as log:
-            log.write(f"spawn test {task.uuid}\n")
+            log.write(f"spawn test {task.uuid} 0\n")  # (no task created it: attempt 0)
 
     async def fault() -> None:
         storm = conn.execute(
