@@ -102,15 +102,11 @@ class Core:
     ) -> Core:
         db = Database(database_url)
         schema = None
-        if migrate_schema:
-            # A server brings an older schema (or none) to its own revision before it
-            # serves; a newer one's it refuses (UnknownRevision).
-            try:
-                schema = await migrate.upgrade(db)
-            except BaseException:
-                await db.dispose()
-                raise
         try:
+            if migrate_schema:
+                # A server brings an older schema (or none) to its own revision before it
+                # serves; a newer one's it refuses (UnknownRevision).
+                schema = await migrate.upgrade(db)
             await db.warm()
         except BaseException:
             await db.dispose()

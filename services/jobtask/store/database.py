@@ -17,7 +17,6 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -81,19 +80,6 @@ _AFTER_COMMIT = "jobtask.after_commit"
 _TALLY = "jobtask.tally"
 _NOTIFIED = "jobtask.notified"
 _CLAIMS_UNCHANGED = "jobtask.claims_unchanged"
-
-
-@dataclass(frozen=True)
-class _Changed:
-    """What a committed transaction changed, for the listeners: `claims`, whether it may
-    have made a task claimable."""
-
-    claims: bool
-
-
-_Change = _Changed | None
-_CLAIMABLE = _Changed(claims=True)
-_QUIET = _Changed(claims=False)
 
 
 def mark_changed(conn: AsyncConnection, *, notified: bool = False) -> None:
@@ -322,7 +308,7 @@ class Database:
             started = time.perf_counter()
             try:
                 async with translated(), self._write_transaction() as conn:
-                    result, changed, done = await self._run(conn, fn)
+                    result, changed, claims, done = await self._run(conn, fn)
             except (Aborted, LostBeforeCommit) as exc:
                 if attempt == WRITE_RETRIES - 1:
                     if isinstance(exc, LostBeforeCommit):
@@ -334,7 +320,7 @@ class Database:
                 delay *= 2
                 continue
             DB_TRANSACTION_SECONDS.observe(time.perf_counter() - started)
-            self._committed(changed, done)
+            self._committed(changed, claims, done)
             return result
         raise AssertionError("unreachable")
 
@@ -350,16 +336,17 @@ class Database:
         async with translated(), self._connect(write=True) as conn:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
             self._ready_writer(conn)
-            result, changed, done = await self._run(conn, fn)
-        self._committed(changed, done)
+            result, changed, claims, done = await self._run(conn, fn)
+        self._committed(changed, claims, done)
         return result
 
-    def _committed(self, changed: _Change, done: list[Callable[[], None]]) -> None:
-        """What follows a commit: this process's listeners if it changed something, then
-        what its work left for after it (logs, metrics, kept rows)."""
-        if changed is not None:
+    def _committed(self, changed: bool, claims: bool, done: list[Callable[[], None]]) -> None:
+        """What follows a commit: this process's listeners if it changed something (`claims`:
+        whether it may have made a task claimable), then what its work left for after it
+        (logs, metrics, kept rows)."""
+        if changed:
             for listener in self._commit_listeners:
-                listener(changed.claims)
+                listener(claims)
         for call in done:
             call()
 
@@ -369,7 +356,9 @@ class Database:
 
     async def _run(
         self, conn: AsyncConnection, fn: Callable[[AsyncConnection], Awaitable[T]]
-    ) -> tuple[T, _Change, list[Callable[[], None]]]:
+    ) -> tuple[T, bool, bool, list[Callable[[], None]]]:
+        """fn's result; whether it changed something; whether that may have made a task
+        claimable; what it left for after the commit."""
         # conn.info outlives the checkout (it belongs to the pooled connection): reset it.
         conn.info.pop(_CHANGED, None)
         conn.info.pop(_CLAIMS_UNCHANGED, None)
@@ -383,12 +372,12 @@ class Database:
         result = await fn(conn)
         done: list[Callable[[], None]] = conn.info.pop(_AFTER_COMMIT, [])
         conn.info.pop(_TALLY, None)  # (in `done` if any step was taken)
-        quiet = bool(conn.info.pop(_CLAIMS_UNCHANGED, False))
+        claims = not conn.info.pop(_CLAIMS_UNCHANGED, False)
         if not conn.info.pop(_CHANGED, False):
-            return result, None, done
+            return result, False, False, done
         if not conn.info.pop(_NOTIFIED, False):
             await self._announce(conn)
-        return result, (_QUIET if quiet else _CLAIMABLE), done
+        return result, True, claims, done
 
 
 def _switch_to_wal(database: str) -> None:
