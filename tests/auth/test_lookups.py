@@ -16,7 +16,7 @@ from jobtask.store.database import Database
 from sqlalchemy import event
 
 from tests.auth.conftest import ALICE, BOB, Auth
-from tests.core.raw_rows import LOCK_WAITS, connect
+from tests.core.raw_rows import connect, lock_waits
 from tests.engines import engines_of
 from tests.polling import DEADLINE, eventually
 
@@ -81,9 +81,6 @@ async def test_a_revocation_refuses_the_next_call_while_lookups_are_in_flight(
     assert await manager.authenticate(token) is None
 
 
-_WAITING = "SELECT array_agg(pid) " + LOCK_WAITS
-
-
 async def _two_callers(auth: Auth) -> tuple[TokenManager, str, str]:
     """A token manager of its own, and Alice's and Bob's tokens (PostgreSQL only: there a
     call arriving while another's read is in flight waits for the next, shared read)."""
@@ -105,7 +102,7 @@ async def test_calls_waiting_on_a_canceled_read_hear_unavailable(auth: Auth) -> 
         async with holder.transaction():
             await holder.execute("LOCK TABLE api_client_authorizations IN ACCESS EXCLUSIVE MODE")
             first = asyncio.create_task(manager.authenticate(alice))  # reads, and waits
-            blocked = await eventually(lambda: holder.fetchval(_WAITING))
+            blocked = await eventually(lambda: lock_waits(holder))
             second = asyncio.create_task(manager.authenticate(bob))  # waits for the next read
             await eventually(lambda: lookups._waiting)
             # The first call leaves: the shared read of the second's token starts, and waits.
@@ -113,9 +110,7 @@ async def test_calls_waiting_on_a_canceled_read_hear_unavailable(auth: Auth) -> 
             await asyncio.gather(first, return_exceptions=True)
             reader = lookups.running
             assert reader is not None
-            await eventually(
-                lambda: holder.fetchval(_WAITING + " AND NOT (pid = ANY($1))", blocked)
-            )
+            await eventually(lambda: lock_waits(holder, besides=blocked))
             reader.cancel()
             with pytest.raises(Unavailable, match="shutting down"):
                 await second

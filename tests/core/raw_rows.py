@@ -12,8 +12,22 @@ OWNER_UUID = "zzzzz-tpzed-000000000000001"
 # The sessions of the test's own database that wait for a lock (pg_locks covers the whole
 # server, whose other databases serve the suite's other process; a wait for a held row is a
 # wait for its transaction, which names no database there).
-LOCK_WAITS = "FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
-WAITING = "SELECT count(*) " + LOCK_WAITS
+_LOCK_WAITS = (
+    "FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+)
+
+
+async def lock_waits(conn: asyncpg.Connection, *, besides: list[int] | None = None) -> list[int]:
+    """The process ids of the sessions (of the test's database) that wait for a lock, but
+    for `besides`. A session reads pg_stat_activity's list of sessions once per transaction
+    and keeps it to the transaction's end, so a lock holder asking inside its transaction
+    would never see a session opened after its first look (a pooled connection opened
+    anew): the list is dropped first."""
+    await conn.execute("SELECT pg_stat_clear_snapshot()")
+    pids = await conn.fetchval(
+        "SELECT array_agg(pid) " + _LOCK_WAITS + " AND NOT (pid = ANY($1))", besides or []
+    )
+    return list(pids or [])
 
 
 async def connect(url: str) -> asyncpg.Connection:

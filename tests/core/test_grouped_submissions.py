@@ -23,7 +23,7 @@ from tests.core.helpers import (
     job_tasks,
     token_md,
 )
-from tests.core.raw_rows import WAITING, connect
+from tests.core.raw_rows import connect, lock_waits
 from tests.engines import engines_of
 from tests.polling import DEADLINE, eventually
 
@@ -137,7 +137,7 @@ async def test_a_submission_whose_group_is_canceled_fails_unavailable(cluster: C
                 )
             )
             committer = await eventually(lambda: core.jobs._submissions.running)
-            await eventually(lambda: holder.fetchval(WAITING))  # (its statement waits)
+            await eventually(lambda: lock_waits(holder))  # (its statement waits)
             committer.cancel()
             with pytest.raises(grpc.aio.AioRpcError) as failed:
                 # (Bounded: with the committer's waiters canceled, the call never ended.)

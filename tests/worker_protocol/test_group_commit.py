@@ -20,7 +20,7 @@ from tests.core.helpers import (
     job_status,
     task_status,
 )
-from tests.core.raw_rows import WAITING, connect
+from tests.core.raw_rows import connect, lock_waits
 from tests.polling import DEADLINE, eventually
 from tests.worker_protocol.helpers import Run, claim_many, job_with_tasks, watch_events
 
@@ -151,7 +151,7 @@ async def test_a_stream_whose_group_commit_is_canceled_fails_unavailable(cluster
             run = Run(cluster, a)
             await run.send(progress=1.0, success=True, exit_code=0)
             committer = await eventually(lambda: commits.running)
-            await eventually(lambda: holder.fetchval(WAITING))  # (its statement waits)
+            await eventually(lambda: lock_waits(holder))  # (its statement waits)
             committer.cancel()
             with pytest.raises(grpc.aio.AioRpcError) as ended:
                 await run.until(lambda r: False)
