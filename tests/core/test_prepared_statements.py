@@ -159,3 +159,26 @@ async def test_a_store_session_left_idle_in_a_transaction_is_ended_by_the_server
         holder.cancel()
         await other.close()
         await db.dispose()
+
+
+async def test_the_pool_hands_out_the_connection_returned_last(postgres_url: str) -> None:
+    """A connection's prepared statements and plans are its own, and PostgreSQL plans each
+    statement anew for its first five runs on it. The pool hands out the connection
+    returned last (pool_use_lifo), so the few transactions a worker's session keeps busy
+    run on connections that planned them; handed out in turn, every pooled connection
+    planned every statement five times."""
+    db = Database(postgres_url)
+
+    async def pid(conn: AsyncConnection) -> int:
+        return int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+    try:
+        async with db.read() as first:
+            async with db.read() as second:
+                returned_first = await pid(second)
+            returned_last = await pid(first)
+        for _ in range(3):
+            async with db.read() as conn:
+                assert await pid(conn) == returned_last != returned_first
+    finally:
+        await db.dispose()
