@@ -25,7 +25,7 @@ from tests.core.helpers import (
     task_status,
     token_md,
 )
-from tests.core.raw_rows import connect
+from tests.core.raw_rows import connect, lock_waits
 from tests.polling import eventually
 from tests.worker_protocol.helpers import job_with_tasks
 
@@ -38,10 +38,11 @@ STOP = TSP.INSTRUCTION_STOP
 class Session:
     """One WorkerSession, driven message by message."""
 
-    def __init__(self, cluster: Cluster, worker_id: str, slots: int) -> None:
+    def __init__(self, cluster: Cluster, worker_id: str, slots: int, node: str = "node1") -> None:
         self.call = cluster.tasks.WorkerSession(metadata=token_md(cluster.root_token or ""))
         self.worker_id = worker_id
         self.slots = slots
+        self.node = node
         self.assignments: list[TSP.TaskAssignment] = []
         # How many assignments each message carried that carried any.
         self.pushes: list[int] = []
@@ -49,7 +50,7 @@ class Session:
         self.heartbeats = 0
 
     async def open(self, heartbeat_interval: float | None = None) -> None:
-        info = TSP.WorkerInfo(worker_id=self.worker_id, node_name="node1", free_slots=self.slots)
+        info = TSP.WorkerInfo(worker_id=self.worker_id, node_name=self.node, free_slots=self.slots)
         if heartbeat_interval is not None:
             info.heartbeat_interval.FromNanoseconds(int(heartbeat_interval * 1e9))
         await self.call.write(TSP.WorkerSessionRequest(open=info))
@@ -163,16 +164,14 @@ async def test_a_claim_while_another_is_in_progress_takes_all_its_credits(
         await holder.execute("SELECT 1 FROM jobs WHERE uuid = $1 FOR UPDATE", job_uuid)
 
         async def waiting_claims() -> int:
-            found = await holder.fetchval(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-            return int(found)
+            return len(await lock_waits(holder))
 
-        first = Session(cluster, "w-first", 4)
+        # (Two nodes: one process's claims for one node take turns before they reach the
+        # database, on PostgreSQL's guarded path.)
+        first = Session(cluster, "w-first", 4, node="node1")
         await first.open()
         await eventually(lambda: _at_least(waiting_claims, 1))
-        second = Session(cluster, "w-second", 4)
+        second = Session(cluster, "w-second", 4, node="node2")
         await second.open()
         await eventually(lambda: _at_least(waiting_claims, 2))
         await held.rollback()

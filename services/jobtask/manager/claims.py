@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import secrets
 
-from jobtask.domain.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from jobtask.domain.errors import Aborted, FailedPrecondition, InvalidArgument, PermissionDenied
+from jobtask.domain.limits import NO_LIMITS
 from jobtask.domain.scheduling import blocked_workers
 from jobtask.domain.statuses import TaskStatus
 from jobtask.manager import attempts, lifecycle
@@ -36,6 +38,16 @@ REAP_BATCH = 100
 MAX_REMEMBERED_OWNERS = 10_000
 
 
+class _Unguarded(Exception):
+    """A claim the guarded path (ClaimManager._claim_guarded) leaves to a transaction:
+    nothing of it was written but the worker's liveness (`new_worker`: its row was new,
+    a change whose mark the transaction makes instead)."""
+
+    def __init__(self, new_worker: bool) -> None:
+        super().__init__("left to the claim's transaction")
+        self.new_worker = new_worker
+
+
 def token_digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
@@ -48,6 +60,13 @@ class ClaimManager:
         # Kept per process: replicas of TaskService each take turns among owners.
         self._served: dict[str, int] = {}
         self._tick = 0
+        # PostgreSQL: this process's guarded claims take turns per node (what the node's
+        # advisory lock does for a claim's transaction), so that two of them do not choose
+        # the same tasks and fail each other's guard.
+        self._node_turns: dict[str, asyncio.Lock] = {}
+        # Claims the guarded path served, and those it left to a transaction.
+        self.guarded = 0
+        self.unguarded = 0
 
     def _serve(self, owner: str) -> None:
         self._tick += 1
@@ -78,22 +97,23 @@ class ClaimManager:
         if worker.ram_kib < 0:
             raise InvalidArgument("worker.ram_kib", "must not be negative")
         want = max(1, min(max_tasks or 1, worker.free_slots or 1, MAX_CLAIM))
+        # Whether a guarded claim that wrote nothing found the worker new.
+        new_worker = False
+        if self.db.kept_tasks is not None:  # (PostgreSQL)
+            try:
+                claims = await self._claim_guarded(caller, worker, want)
+            except (_Unguarded, Aborted) as exc:
+                # Nothing written but the worker's row: the transaction chooses again.
+                self.unguarded += 1
+                new_worker = exc.new_worker if isinstance(exc, _Unguarded) else True
+            else:
+                self.guarded += 1
+                WORKER_SLOTS.seen(worker.worker_id, max(0, (worker.free_slots or 1) - len(claims)))
+                return claims
 
         async def run(conn: AsyncConnection) -> list[Claim]:
-            with row_cache.other_tables(conn):  # (the workers table)
-                new_worker = await queries.claim_turn(
-                    conn,
-                    worker.worker_id,
-                    worker.node_name,
-                    worker.ram_kib,
-                    worker.cores,
-                    worker.seen_at or utcnow(),
-                    tags=worker.tags,
-                    slots=max(worker.slots, worker.free_slots),
-                )
-            if new_worker:
-                # A new live node may be what a job's min_nodes waits for.
-                mark_changed(conn)
+            if not await self._worker_seen(conn, worker) and new_worker:
+                mark_changed(conn)  # (the guarded path's own mark did not commit)
             # Stamped once the node's turn came: a claim that waited for it finds tasks
             # whose creators finished meanwhile (the tasks' own start is stamped after the
             # reads that found them: _choose).
@@ -112,6 +132,106 @@ class ClaimManager:
         claims = await self.db.transact(run)
         WORKER_SLOTS.seen(worker.worker_id, max(0, (worker.free_slots or 1) - len(claims)))
         return claims
+
+    async def _claim_guarded(self, caller: Caller, worker: WorkerSpec, want: int) -> list[Claim]:
+        """PostgreSQL: a claim whose job rows are held only while the database runs ONE
+        statement. The claim's transaction holds its jobs' rows from their lock to its
+        COMMIT, across its reads of the tasks, this process's work on them and three round
+        trips; report groups of the same jobs wait for it meanwhile (a fan-out's one job:
+        every claim and group in turn).
+
+        Here every statement is a transaction of its own, on one connection: the node's
+        turn and the worker's liveness, the candidates (whole) and their jobs, read without
+        locks; the starts are made from those rows and written by one guarded statement
+        (TaskWrites.flush_guarded, `claim`) that locks the jobs, then the tasks, and
+        writes only if every row is as read (a task's
+        version, a job's status and version, a moved job's counts) and every task is still
+        runnable once the locks are held. Served only when the claim's transaction would
+        decide the same without reads of its own: no candidate taken has a resource limit
+        or was failed by this worker, no job of theirs blocklisted it, and each job stays or
+        makes its usual move (queued -> active, held in the same statement). Otherwise, or
+        when the guard fails, _Unguarded: nothing written."""
+        turn = self._node_turns.get(worker.node_name)
+        if turn is None:
+            turn = self._node_turns[worker.node_name] = asyncio.Lock()
+            if len(self._node_turns) > MAX_REMEMBERED_OWNERS:
+                for name, lock in list(self._node_turns.items()):
+                    if not lock.locked() and name != worker.node_name:
+                        del self._node_turns[name]
+
+        async def run(conn: AsyncConnection) -> list[Claim]:
+            # Each statement its own transaction (Database.alone): the turn's advisory
+            # lock ends with it (this process's turn is `turn`), the reads see what
+            # committed before each of them.
+            new_worker = await self._worker_seen(conn, worker)
+            now = utcnow()
+            rows = await queries.candidates(
+                conn,
+                worker.worker_id,
+                max(CANDIDATE_PAGE, want),
+                now=now,
+                turns=self._served if self.settings.fair_share else None,
+                whole=True,
+            )
+            fresh = queries.whole_rows(rows[:want])
+            if not fresh:
+                return []
+            jobs = await queries.candidate_jobs(conn, {task.job_id for task, _ in fresh})
+            for task, failed_by_me in fresh:
+                job = jobs.get(task.job_id)
+                if (
+                    job is None
+                    or failed_by_me
+                    or limits_of(job, task) != NO_LIMITS
+                    or worker.worker_id in blocked_workers(job.blocklist)
+                ):
+                    raise _Unguarded(new_worker)
+            # The tasks start now, after the reads that found them runnable (see _choose).
+            started = utcnow()
+            writes = TaskWrites()
+            claims = [
+                self._start(conn, writes, caller, jobs[task.job_id], task, worker, started)
+                for task, _ in fresh
+            ]
+            taken = {c.job.id: c.job for c in claims}
+            found = {job_id: (job, writes.counts_written(job)) for job_id, job in taken.items()}
+            if not lifecycle.settles_without_statements(found):
+                raise _Unguarded(new_worker)
+            # (A job's usual move, queued -> active, held in `writes`.)
+            settled = await lifecycle.settle_many(
+                conn, self.settings, found, now=now, writes=writes
+            )
+            if not await writes.flush_guarded(conn, taken, [t for t, _ in fresh], claim=True):
+                raise _Unguarded(new_worker)
+            for c in claims:
+                c.job = settled[c.job.id]
+            return claims
+
+        async with turn:
+            claims = await self.db.alone(run)
+        for c in claims:
+            self._serve(c.task.owner_uuid)
+        return claims
+
+    @staticmethod
+    async def _worker_seen(conn: AsyncConnection, worker: WorkerSpec) -> bool:
+        """The claim's first step (queries.claim_turn): the node's turn, and the worker's
+        description and liveness; whether the worker is new, which marks the change (a new
+        live node may be what a job's min_nodes waits for)."""
+        with row_cache.other_tables(conn):  # (the workers table)
+            new_worker = await queries.claim_turn(
+                conn,
+                worker.worker_id,
+                worker.node_name,
+                worker.ram_kib,
+                worker.cores,
+                worker.seen_at or utcnow(),
+                tags=worker.tags,
+                slots=max(worker.slots, worker.free_slots),
+            )
+        if new_worker:
+            mark_changed(conn)
+        return new_worker
 
     async def _choose(
         self,

@@ -291,15 +291,11 @@ async def settle_many(
     simple: list[tuple[JobRow, dict[str, int], JobStatus]] = []
     other: list[tuple[JobRow, JobStatus]] = []
     for job_id, (job, counted) in found.items():
-        previous = job.status
-        counts = _counts(job, counted) if counted else job.counts
-        nxt = ripple.follow_up(previous, counts)
+        nxt, rests = _next_move(job, counted)
         if nxt is None:
             settled[job_id] = job_after(job, counted) if counted else job
-            continue
-        rests = ripple.follow_up(nxt, counts) in (None, nxt)
-        if rests and not ripple.on_enter(nxt, previous):
-            check_job_move(previous, nxt)
+        elif rests:
+            check_job_move(job.status, nxt)
             simple.append((job, counted, nxt))
         else:
             other.append((job_after(job, counted) if counted else job, nxt))
@@ -346,6 +342,28 @@ async def settle_many(
         observe.job_moved(conn, moved, job.status)
         settled[job.id] = moved
     return settled
+
+
+def _next_move(job: JobRow, counted: dict[str, int]) -> tuple[JobStatus | None, bool]:
+    """The move the job's counts (once `counted` is written) call for, if any, and whether
+    it is one of settle_many's usual moves: one that ripples to no task and rests there."""
+    counts = _counts(job, counted) if counted else job.counts
+    nxt = ripple.follow_up(job.status, counts)
+    if nxt is None:
+        return None, False
+    rests = ripple.follow_up(nxt, counts) in (None, nxt)
+    return nxt, rests and not ripple.on_enter(nxt, job.status)
+
+
+def settles_without_statements(found: Mapping[int, tuple[JobRow, dict[str, int]]]) -> bool:
+    """Whether settle_many, given `found`, would run no statement of its own: every job
+    stays, or makes a usual move other than completing (whose output may be read). A
+    guarded claim's jobs must (jobtask.manager.claims: its one statement is the flush)."""
+    for job, counted in found.values():
+        nxt, usual = _next_move(job, counted)
+        if nxt is not None and (not usual or nxt is JobStatuses.COMPLETED):
+            return False
+    return True
 
 
 async def settle_job(

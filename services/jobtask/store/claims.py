@@ -13,7 +13,15 @@ from typing import Any
 from jobtask.domain.statuses import JOB_DISPATCHABLE, TASK_CLAIMABLE, TaskStatus
 from jobtask.store import driver
 from jobtask.store.arrays import none_of, one_of
-from jobtask.store.rows import TASK_FIELDS, TaskRow, task_of_values, task_row, utc
+from jobtask.store.rows import (
+    TASK_FIELDS,
+    JobRow,
+    TaskRow,
+    job_of_values,
+    task_of_values,
+    task_row,
+    utc,
+)
 from jobtask.store.schema import job_tasks, jobs, task_failures, workers
 from sqlalchemy import (
     BindParameter,
@@ -320,13 +328,15 @@ async def candidates(
     skip_jobs: Collection[int] = (),
     skip_tasks: Collection[int] = (),
     turns: Mapping[str, int] | None = None,
+    whole: bool = False,
 ) -> list[Any]:
     """Up to `limit` runnable tasks, best first: by job priority, then order of arrival --
     or, given `turns` (fair share: owner -> when it was last served, 0 for never), owners
     take turns within a priority level, the least recently served first, each owner's tasks
     in order of arrival. Read without locks: the claimer locks each job, then the task.
     On PostgreSQL only their _NARROW columns (lock_candidates reads the rest), as asyncpg
-    Records (jobtask.store.driver); on SQLite Rows: either read by position (CANDIDATE_ID...).
+    Records (jobtask.store.driver), unless `whole` (rows for whole_rows: a guarded claim,
+    which takes them as read); on SQLite Rows: either read by position (CANDIDATE_ID...).
 
     Level by level from the highest priority, each page query stopping after `limit` rows:
     one query ordered by priority and id would read and sort every waiting task of the
@@ -340,7 +350,7 @@ async def candidates(
         "skip_tasks": list(skip_tasks),
         "limit": limit,
     }
-    narrow = conn.dialect.name == "postgresql"
+    narrow = conn.dialect.name == "postgresql" and not whole
     while len(found) < limit:
         if turns is not None:
             level = await owners(conn, at_most)
@@ -408,6 +418,23 @@ async def next_runnable_at(conn: AsyncConnection, now: dt.datetime) -> dt.dateti
     """When the first retry backoff still running ends (None: none is)."""
     value = (await conn.execute(_NEXT_RUNNABLE, {"now": now})).scalar()
     return utc(value)
+
+
+def whole_rows(rows: list[Any]) -> list[tuple[TaskRow, bool]]:
+    """Whole candidates (`candidates`' on SQLite, or `whole`) as TaskRows, each with
+    whether this worker failed it before (failed_by_me)."""
+    width = len(TASK_FIELDS)
+    return [(task_of_values(list(row)[:width]), bool(row[width])) for row in rows]
+
+
+_JOBS_BY_ID = select(jobs).where(one_of(jobs.c.id, "ids"))
+
+
+async def candidate_jobs(conn: AsyncConnection, job_ids: Collection[int]) -> dict[int, JobRow]:
+    """The candidates' jobs' rows as they now are, not locked (a guarded claim's), by id,
+    through asyncpg directly (jobtask.store.driver)."""
+    rows = await driver.rows(conn, _JOBS_BY_ID, {"ids": sorted(job_ids)})
+    return {job.id: job for job in (job_of_values(list(row)) for row in rows)}
 
 
 async def lock_candidates(

@@ -455,10 +455,22 @@ class Guard:
     to do after the flush (tests/worker_protocol/test_guarded_groups.py checks the rule
     against it).
     tasks: (id, version, lease id, lease end) of every task the flush writes, in id order,
-    as the writes read them (kept_tasks, rule 2: equal, the row is as read)."""
+    as the writes read them (kept_tasks, rule 2: equal, the row is as read).
+    job_versions: if given, each job's version as read (in `jobs`' order), which must be
+    its version under the lock too: every write of a job's own columns bumps it, its
+    counts' shifts do not (a claim chose its tasks by the job's limits and blocklist).
+    runnable: every task must also still be runnable as far as other rows go (no earlier
+    sequence unfinished, its creator completed), read once the locks are held (migration
+    0025's jobtask_unrunnable: a guarded claim's).
+    counted: (id, its counts as read, in COUNT_COLUMN's order) of each job whose row the
+    flush writes whole (a move: TaskWrites.write_job writes its counts as values, not as
+    shifts), whose counts must be those under the lock."""
 
     jobs: Sequence[tuple[int, str, int]]
     tasks: Sequence[tuple[int, int, Any, Any]]
+    job_versions: Sequence[int] | None = None
+    runnable: bool = False
+    counted: Sequence[tuple[int, Sequence[int]]] = ()
 
 
 # The count columns of a job's guard: what it may not count, and what it must count (its
@@ -475,44 +487,66 @@ def _guard_ctes(st: _PgStatement, guard: Guard) -> None:
     The locks are those of locks.lock_pairs, in its order."""
     job_ids, statuses, shifts = (list(c) for c in zip(*guard.jobs, strict=True))
     task_columns = ("id", "version", "lease_id", "lease_expires_at")
-    procs = _processors(st.dialect, job_tasks, task_columns)
-    tasks = _columns(guard.tasks, procs, len(task_columns))
+    task_ids = st._param([task[0] for task in guard.tasks], "bigint[]")
     job_arrays = [
         st._param(job_ids, "bigint[]"),
         st._param(statuses, _pg_array_type(st.dialect, jobs, "status")[0]),
         st._param(shifts, "integer[]"),
     ]
-    task_arrays = [
-        st._param(values, _pg_array_type(st.dialect, job_tasks, name)[0])
-        for name, values in zip(task_columns, tasks, strict=True)
-    ]
+    job_names = "id, status, shift"
+    same_job = "h.status = g.status"
+    if guard.job_versions is not None:
+        job_arrays.append(st._param(list(guard.job_versions), "integer[]"))
+        job_names += ", version"
+        same_job += " AND h.version = g.version"
     # (The counts as parameters: one text, prepared once, whatever the group's size.)
     n_jobs = st._param(len(job_ids), "bigint")
     n_tasks = st._param(len(guard.tasks), "bigint")
     none_of = " AND ".join(f"h.{_q(c)} = 0" for c in _NONE_OF)
     some_of = " + ".join(f"h.{_q(c)}" for c in UNFINISHED_COLUMNS)
-    counted = ", ".join(f"j.{_q(c)}" for c in (*_NONE_OF, *UNFINISHED_COLUMNS))
+    held = ", ".join(f"j.{_q(c)}" for c in COUNT_COLUMN.values())
     st.ctes.append(
-        f"held_jobs AS (SELECT j.id, j.status, {counted} FROM jobs AS j"
+        f"held_jobs AS (SELECT j.id, j.status, j.version, {held} FROM jobs AS j"
         f" WHERE j.id = ANY({job_arrays[0]}) ORDER BY j.id FOR UPDATE)"
     )
     st.ctes.append(
         "held_tasks AS (SELECT t.id, t.version, t.lease_id, t.lease_expires_at"
-        f" FROM job_tasks AS t WHERE t.id = ANY({task_arrays[0]})"
+        f" FROM job_tasks AS t WHERE t.id = ANY({task_ids})"
         " AND (SELECT count(*) FROM held_jobs) > 0 ORDER BY t.id FOR UPDATE)"
+    )
+    counted = ""
+    if guard.counted:
+        names = tuple(COUNT_COLUMN.values())
+        ids, values = zip(*guard.counted, strict=True)
+        arrays = [st._param(list(ids), "bigint[]")] + [
+            st._param([row[i] for row in values], "integer[]") for i in range(len(names))
+        ]
+        same = " AND ".join(f"h.{_q(c)} = f.{_q(c)}" for c in names)
+        counted = (
+            " AND (SELECT count(*) FROM held_jobs AS h"
+            f" JOIN unnest({', '.join(arrays)}) AS f(id, {', '.join(map(_q, names))})"
+            f" ON h.id = f.id WHERE {same}) = {st._param(len(ids), 'bigint')}"
+        )
+    # The tasks as read (a value all share, as one parameter: a claim's leases, say).
+    tasks, k = st.source(job_tasks, task_columns, guard.tasks, "k", keep=("id",))
+    # Runnable: asked with the count of held tasks as an argument, so that the function
+    # (its own snapshot) runs once the locks are held and sees what committed under them.
+    runnable = (
+        f" AND jobtask_unrunnable({task_ids}, (SELECT count(*) FROM held_tasks)) = 0"
+        if guard.runnable
+        else ""
     )
     st.ctes.append(
         "guard AS (SELECT"
         " (SELECT count(*) FROM held_jobs AS h"
-        f" JOIN unnest({', '.join(job_arrays)}) AS g(id, status, shift) ON h.id = g.id"
-        f" WHERE h.status = g.status AND {none_of} AND {some_of} + g.shift > 0)"
+        f" JOIN unnest({', '.join(job_arrays)}) AS g({job_names}) ON h.id = g.id"
+        f" WHERE {same_job} AND {none_of} AND {some_of} + g.shift > 0)"
         f" = {n_jobs}"
-        " AND (SELECT count(*) FROM held_tasks AS h"
-        f" JOIN unnest({', '.join(task_arrays)}) AS k(id, version, lease_id, lease_expires_at)"
-        " ON h.id = k.id WHERE h.version = k.version"
-        " AND h.lease_id IS NOT DISTINCT FROM k.lease_id"
-        " AND h.lease_expires_at IS NOT DISTINCT FROM k.lease_expires_at)"
-        f" = {n_tasks} AS ok)"
+        f" AND (SELECT count(*) FROM held_tasks AS h JOIN {tasks} ON h.id = k.id"
+        f" WHERE h.version = {k['version']}"
+        f" AND h.lease_id IS NOT DISTINCT FROM {k['lease_id']}"
+        f" AND h.lease_expires_at IS NOT DISTINCT FROM {k['lease_expires_at']})"
+        f" = {n_tasks}{counted}{runnable} AS ok)"
     )
 
 

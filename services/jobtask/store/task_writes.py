@@ -392,20 +392,33 @@ class TaskWrites:
         self._kept(conn, written)
 
     async def flush_guarded(
-        self, conn: AsyncConnection, jobs: Mapping[int, JobRow], tasks: Iterable[TaskRow]
+        self,
+        conn: AsyncConnection,
+        jobs: Mapping[int, JobRow],
+        tasks: Iterable[TaskRow],
+        *,
+        claim: bool = False,
     ) -> bool:
         """PostgreSQL: everything held, written in one statement only if each of `jobs` and
         `tasks` is, under its lock, as given (their status; their version and lease), and
         every job's counts, shifted by the writes, call for no move (flush_sql.Guard):
-        whether it was. For writes that moved no job (no write_job) nor ran any statement
-        of their own. Nothing is held after it, written or not."""
+        whether it was. For writes that ran no statement of their own. A job moved
+        (write_job: its counts written as values) must hold the counts it is given with.
+        Nothing is held after it, written or not. `claim`: the jobs' versions must be as
+        given too, and the tasks still runnable (a guarded claim's tasks)."""
+        ordered = sorted(jobs)
+        moved = sorted({job_id for job_id, _ in self._job_updates})
         guard = flush_sql.Guard(
             jobs=[
-                (job_id, jobs[job_id].status, self._unfinished_shift(job_id))
-                for job_id in sorted(jobs)
+                (job_id, jobs[job_id].status, self._unfinished_shift(job_id)) for job_id in ordered
             ],
             tasks=[
                 (t.id, t.version, t.lease_id, t.lease_expires_at) for t in sorted(tasks, key=_by_id)
+            ],
+            job_versions=[jobs[job_id].version for job_id in ordered] if claim else None,
+            runnable=claim,
+            counted=[
+                (job_id, [getattr(jobs[job_id], c) for c in _COUNT_COLUMNS]) for job_id in moved
             ],
         )
         flush, written, _ = self._taken()
