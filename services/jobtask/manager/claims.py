@@ -18,7 +18,7 @@ from jobtask.manager.tasks import Claim
 from jobtask.observability import lifecycle as observe
 from jobtask.observability.streams import WORKER_SLOTS
 from jobtask.store import claims as queries
-from jobtask.store import leases, locks, row_cache
+from jobtask.store import job_writes, leases, locks, row_cache
 from jobtask.store.database import Database, mark_changed
 from jobtask.store.rows import JobRow, TaskRow
 from jobtask.store.task_writes import TaskWrites
@@ -36,6 +36,8 @@ CANDIDATE_PAGE = 50
 CLAIM_ROUNDS = 4
 REAP_BATCH = 100
 MAX_REMEMBERED_OWNERS = 10_000
+# Nodes whose guarded-claim turn (an asyncio.Lock) a process keeps.
+MAX_NODE_TURNS = 10_000
 
 
 class _Unguarded(Exception):
@@ -105,6 +107,7 @@ class ClaimManager:
             except (_Unguarded, Aborted) as exc:
                 # Nothing written but the worker's row: the transaction chooses again.
                 self.unguarded += 1
+                # (A deadlock's Aborted: unknown, and a wake-up too many is harmless.)
                 new_worker = exc.new_worker if isinstance(exc, _Unguarded) else True
             else:
                 self.guarded += 1
@@ -144,17 +147,17 @@ class ClaimManager:
         turn and the worker's liveness, the candidates (whole) and their jobs, read without
         locks; the starts are made from those rows and written by one guarded statement
         (TaskWrites.flush_guarded, `claim`) that locks the jobs, then the tasks, and
-        writes only if every row is as read (a task's
-        version, a job's status and version, a moved job's counts) and every task is still
-        runnable once the locks are held. Served only when the claim's transaction would
-        decide the same without reads of its own: no candidate taken has a resource limit
-        or was failed by this worker, no job of theirs blocklisted it, and each job stays or
-        makes its usual move (queued -> active, held in the same statement). Otherwise, or
-        when the guard fails, _Unguarded: nothing written."""
+        writes only if every row is as read (a task's version, a job's status and version,
+        a moved job's counts) and every task is still runnable once the locks are held.
+        Served only when the claim's transaction would decide the same without reads of
+        its own: no candidate taken has a resource limit or was failed by this worker, no
+        job of theirs blocklisted it, and each job stays or makes its usual move (queued
+        -> active, held in the same statement). Otherwise, or when the guard fails,
+        _Unguarded: nothing written."""
         turn = self._node_turns.get(worker.node_name)
         if turn is None:
             turn = self._node_turns[worker.node_name] = asyncio.Lock()
-            if len(self._node_turns) > MAX_REMEMBERED_OWNERS:
+            if len(self._node_turns) > MAX_NODE_TURNS:
                 for name, lock in list(self._node_turns.items()):
                     if not lock.locked() and name != worker.node_name:
                         del self._node_turns[name]
@@ -176,7 +179,7 @@ class ClaimManager:
             fresh = queries.whole_rows(rows[:want])
             if not fresh:
                 return []
-            jobs = await queries.candidate_jobs(conn, {task.job_id for task, _ in fresh})
+            jobs = await job_writes.jobs_by_id(conn, {task.job_id for task, _ in fresh})
             for task, failed_by_me in fresh:
                 job = jobs.get(task.job_id)
                 if (

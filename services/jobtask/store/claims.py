@@ -13,15 +13,7 @@ from typing import Any
 from jobtask.domain.statuses import JOB_DISPATCHABLE, TASK_CLAIMABLE, TaskStatus
 from jobtask.store import driver
 from jobtask.store.arrays import none_of, one_of
-from jobtask.store.rows import (
-    TASK_FIELDS,
-    JobRow,
-    TaskRow,
-    job_of_values,
-    task_of_values,
-    task_row,
-    utc,
-)
+from jobtask.store.rows import TASK_FIELDS, TaskRow, task_of_values, task_row, utc
 from jobtask.store.schema import job_tasks, jobs, task_failures, workers
 from sqlalchemy import (
     BindParameter,
@@ -425,16 +417,6 @@ def whole_rows(rows: list[Any]) -> list[tuple[TaskRow, bool]]:
     whether this worker failed it before (failed_by_me)."""
     width = len(TASK_FIELDS)
     return [(task_of_values(list(row)[:width]), bool(row[width])) for row in rows]
-
-
-_JOBS_BY_ID = select(jobs).where(one_of(jobs.c.id, "ids"))
-
-
-async def candidate_jobs(conn: AsyncConnection, job_ids: Collection[int]) -> dict[int, JobRow]:
-    """The candidates' jobs' rows as they now are, not locked (a guarded claim's), by id,
-    through asyncpg directly (jobtask.store.driver)."""
-    rows = await driver.rows(conn, _JOBS_BY_ID, {"ids": sorted(job_ids)})
-    return {job.id: job for job in (job_of_values(list(row)) for row in rows)}
 
 
 async def lock_candidates(

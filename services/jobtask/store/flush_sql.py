@@ -453,7 +453,8 @@ class Guard:
     shift, must call for no move of the job: none failed, none canceled, some unfinished --
     enough for ripple.follow_up to answer None for an active job, so no settling is left
     to do after the flush (tests/worker_protocol/test_guarded_groups.py checks the rule
-    against it).
+    against it). A job the flush moves itself (a claim's queued -> active) passes the same
+    test and is held to its counts whole (`counted`).
     tasks: (id, version, lease id, lease end) of every task the flush writes, in id order,
     as the writes read them (kept_tasks, rule 2: equal, the row is as read).
     job_versions: if given, each job's version as read (in `jobs`' order), which must be

@@ -11,9 +11,10 @@ import datetime as dt
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from jobtask.store import driver
 from jobtask.store.arrays import one_of
 from jobtask.store.locks import JOB_BY_ID
-from jobtask.store.rows import JobRow, job_row
+from jobtask.store.rows import JobRow, job_of_values, job_row
 from jobtask.store.schema import job_tasks, jobs
 from jobtask.store.task_writes import write_versioned
 from sqlalchemy import select
@@ -35,9 +36,10 @@ async def job_by_id(conn: AsyncConnection, job_id: int) -> JobRow:
 
 
 async def jobs_by_id(conn: AsyncConnection, job_ids: Collection[int]) -> dict[int, JobRow]:
-    """The jobs' rows as they now are (in this transaction); by id."""
-    rows = await conn.execute(_JOBS, {"ids": sorted(job_ids)})
-    return {row.id: job_row(row) for row in rows}
+    """The jobs' rows as they now are (in this transaction; not locked), by id, through
+    asyncpg directly on PostgreSQL (jobtask.store.driver)."""
+    rows = await driver.rows(conn, _JOBS, {"ids": sorted(job_ids)})
+    return {job.id: job for job in (job_of_values(list(row)) for row in rows)}
 
 
 async def outputs_of(
