@@ -10,11 +10,12 @@ FOR UPDATE, not the tasks' own lock, whose EXISTS probe reads jobs without locki
 and the moment its connection went back to the pool after the COMMIT. A transaction is a
 claim if it took a node's claim turn (pg_advisory_xact_lock), a report group if it named
 tasks by uuid to lock them (`named_tasks`) or ran the claims' deferred jobs' statement's
-sibling for groups; a guarded report group (one statement, its own transaction:
-jobtask.manager.reports' _apply_kept) is counted as holding the row from its send to its
-answer, its wait for the lock included. Meanwhile this process samples pg_stat_activity
-every few ms: the share of samples in which a backend of the run's database waited for a row lock
-(`Lock:transactionid` or `Lock:tuple`); and the CPU each role spent a task. Also: each
+sibling for groups; a guarded report group or claim (one statement, its own transaction:
+jobtask.manager.reports' _apply_kept, jobtask.manager.claims' _claim_guarded) is counted as
+holding the row from its send to its answer, its wait for the lock included. Meanwhile this
+process samples pg_stat_activity every few ms: the share of samples in which a backend of the
+run's database waited for a row lock (`Lock:transactionid` or `Lock:tuple`); and the CPU each
+role spent a task. Also: each
 statement run while the row was held, by its first words (mean ms), and all holds together
 as a share of the measured window (`held_share_of_window`; near 1, claims and groups took
 turns on the row all along; it can pass 1 a little, each hold being stamped to its
@@ -56,9 +57,13 @@ def _head(sql: str) -> str:
     return " ".join(sql.split())[:60]
 
 
+_GUARDED = ("guarded claim", "guarded group")
+
+
 def _kind(sql: str) -> str | None:
     if "held_tasks AS (SELECT" in sql:
-        return "guarded group"
+        # (A claim's guard asks whether its tasks are still runnable.)
+        return "guarded claim" if "jobtask_unrunnable" in sql else "guarded group"
     if "pg_advisory_xact_lock" in sql:
         return "claim"
     if "named_tasks" in sql:
@@ -107,7 +112,10 @@ class Holds:
         if self.database is None:
             self.database = conn.engine.url.database
         txn = self.open.setdefault(id(conn.connection.dbapi_connection), _Open())
-        txn.kind = txn.kind or _kind(sql)
+        kind = _kind(sql)
+        # A guarded claim's reads come first on its connection, each a transaction of its
+        # own (the turn's among them): its guarded statement names what it was.
+        txn.kind = kind if kind in _GUARDED else txn.kind or kind
         txn.statements.append(_head(sql))
         txn.started = time.perf_counter()
 
@@ -117,7 +125,7 @@ class Holds:
         txn = self.open.get(id(conn.connection.dbapi_connection))
         if txn is None:
             return
-        if txn.kind == "guarded group" and txn.started is not None:
+        if txn.kind in _GUARDED and txn.started is not None:
             # A transaction of its own (Database.alone): the row is held while it runs, at
             # most from its send to its answer here (the database commits and unlocks
             # before it answers, so this overstates the hold by the answer's way back).
@@ -212,7 +220,7 @@ async def measure(tasks: int) -> dict[str, Any]:
     # near 1, they took turns on it all along, and the row set the pace.
     held = sum(h for _, h in dumped["holds"])
     out["held_share_of_window"] = round(held / (end - start), 3) if end > start else None
-    for kind in ("claim", "group", "guarded group"):
+    for kind in ("claim", "guarded claim", "group", "guarded group"):
         holds = [h for k, h in dumped["holds"] if k == kind]
         if holds:
             out[kind] = {
