@@ -15,11 +15,10 @@ jobtask.manager.reports' _apply_kept, jobtask.manager.claims' _claim_guarded) is
 holding the row from its send to its answer, its wait for the lock included. Meanwhile this
 process samples pg_stat_activity every few ms: the share of samples in which a backend of the
 run's database waited for a row lock (`Lock:transactionid` or `Lock:tuple`); and the CPU each
-role spent a task. Also: each
-statement run while the row was held, by its first words (mean ms), and all holds together
-as a share of the measured window (`held_share_of_window`; near 1, claims and groups took
-turns on the row all along; it can pass 1 a little, each hold being stamped to its
-connection's return to the pool, after the COMMIT).
+role spent a task. Also: each statement run while the row was held, by its first words (mean
+ms), and all holds together as a share of the measured window (`held_share_of_window`; near
+1, claims and groups took turns on the row all along; it can pass 1 a little, each hold
+being stamped to its connection's return to the pool, after the COMMIT).
 """
 
 from __future__ import annotations

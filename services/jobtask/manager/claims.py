@@ -99,6 +99,7 @@ class ClaimManager:
         if worker.ram_kib < 0:
             raise InvalidArgument("worker.ram_kib", "must not be negative")
         want = max(1, min(max_tasks or 1, worker.free_slots or 1, MAX_CLAIM))
+        claims: list[Claim] | None = None
         # Whether a guarded claim that wrote nothing found the worker new.
         new_worker = False
         if self.db.kept_tasks is not None:  # (PostgreSQL)
@@ -111,8 +112,16 @@ class ClaimManager:
                 new_worker = exc.new_worker if isinstance(exc, _Unguarded) else True
             else:
                 self.guarded += 1
-                WORKER_SLOTS.seen(worker.worker_id, max(0, (worker.free_slots or 1) - len(claims)))
-                return claims
+        if claims is None:
+            claims = await self._claim_in_transaction(caller, worker, want, new_worker)
+        WORKER_SLOTS.seen(worker.worker_id, max(0, (worker.free_slots or 1) - len(claims)))
+        return claims
+
+    async def _claim_in_transaction(
+        self, caller: Caller, worker: WorkerSpec, want: int, new_worker: bool
+    ) -> list[Claim]:
+        """The claim as one transaction, the node's turn held throughout (see _choose).
+        `new_worker`: a guarded claim that wrote nothing found the worker new."""
 
         async def run(conn: AsyncConnection) -> list[Claim]:
             if not await self._worker_seen(conn, worker) and new_worker:
@@ -132,9 +141,7 @@ class ClaimManager:
                 c.job = settled[c.job.id]
             return claims
 
-        claims = await self.db.transact(run)
-        WORKER_SLOTS.seen(worker.worker_id, max(0, (worker.free_slots or 1) - len(claims)))
-        return claims
+        return await self.db.transact(run)
 
     async def _claim_guarded(self, caller: Caller, worker: WorkerSpec, want: int) -> list[Claim]:
         """PostgreSQL: a claim whose job rows are held only while the database runs ONE

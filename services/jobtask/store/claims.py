@@ -412,11 +412,18 @@ async def next_runnable_at(conn: AsyncConnection, now: dt.datetime) -> dt.dateti
     return utc(value)
 
 
-def whole_rows(rows: list[Any]) -> list[tuple[TaskRow, bool]]:
-    """Whole candidates (`candidates`' on SQLite, or `whole`) as TaskRows, each with
-    whether this worker failed it before (failed_by_me)."""
+def _whole(row: Any) -> tuple[TaskRow, bool]:
+    """A whole candidate of PostgreSQL (the task's columns, then failed_by_me) as a TaskRow,
+    with whether this worker failed it before."""
+    values = list(row)
     width = len(TASK_FIELDS)
-    return [(task_of_values(list(row)[:width]), bool(row[width])) for row in rows]
+    return task_of_values(values[:width]), bool(values[width])
+
+
+def whole_rows(rows: list[Any]) -> list[tuple[TaskRow, bool]]:
+    """Whole candidates (`candidates`' with `whole`) as TaskRows, each with whether this
+    worker failed it before (failed_by_me)."""
+    return [_whole(row) for row in rows]
 
 
 async def lock_candidates(
@@ -437,14 +444,7 @@ async def lock_candidates(
         return []
     params = {"worker_id": worker_id, "task_ids": [row[CANDIDATE_ID] for row in rows], "now": now}
     fresh = {row[CANDIDATE_ID]: row for row in await driver.rows(conn, _LOCK_RUNNABLE, params)}
-    width = len(TASK_FIELDS)
-    out: list[tuple[TaskRow, bool]] = []
-    for row in rows:
-        got = fresh.get(row[CANDIDATE_ID])
-        if got is not None:
-            values = list(got)
-            out.append((task_of_values(values[:width]), bool(values[width])))
-    return out
+    return [_whole(got) for got in (fresh.get(row[CANDIDATE_ID]) for row in rows) if got]
 
 
 def _node_key(node_name: str) -> int:
