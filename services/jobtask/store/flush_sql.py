@@ -409,6 +409,42 @@ class _PgStatement:
         order = " WITH ORDINALITY" if ordinality else ""
         return f"unnest({', '.join(arrays)}){order} AS {alias}({named})", exprs
 
+    def matches(
+        self,
+        table: Table,
+        names: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        held: str,
+        *,
+        keys: str = "",
+    ) -> str:
+        """Whether the CTE `held` holds exactly `rows` (each its values of `names`, the first
+        the key, in the key's order): one pass over `held`, each column compared whole as an
+        array aggregated in the key's order, or, when every row holds one value, each row
+        against that one value. (A join of `held` with the rows unnested made the planner,
+        which thought the CTE's filtered side one row, compare every pair: n^2 for n rows,
+        2,500 comparisons a 50-task group.) `keys`: the keys' array, if already a parameter."""
+        if not rows:
+            return f"NOT EXISTS (SELECT FROM {held})"
+        procs = _processors(self.dialect, table, tuple(names))
+        columns = _columns(rows, procs, len(names))
+        key = _q(names[0])
+        tests: list[str] = []
+        for i, name in enumerate(names):
+            array_type, cast = _pg_array_type(self.dialect, table, name)
+            if cast:
+                raise ValueError(f"{table.name}.{name}: a JSON column has no equality")
+            values = columns[i]
+            if not i and keys:
+                tests.append(f"array_agg(h.{key} ORDER BY h.{key}) = {keys}")
+            elif i and len(values) > 1 and _same(values):
+                one = self._param(values[0], array_type[:-2])
+                tests.append(f"bool_and(h.{_q(name)} IS NOT DISTINCT FROM {one})")
+            else:
+                arr = self._param(values, array_type)
+                tests.append(f"array_agg(h.{_q(name)} ORDER BY h.{key}) = {arr}")
+        return f"coalesce((SELECT {' AND '.join(tests)} FROM {held} AS h), false)"
+
     def insert_text(
         self,
         table: Table,
@@ -502,7 +538,6 @@ def _guard_ctes(st: _PgStatement, guard: Guard) -> None:
         same_job += " AND h.version = g.version"
     # (The counts as parameters: one text, prepared once, whatever the group's size.)
     n_jobs = st._param(len(job_ids), "bigint")
-    n_tasks = st._param(len(guard.tasks), "bigint")
     none_of = " AND ".join(f"h.{_q(c)} = 0" for c in _NONE_OF)
     some_of = " + ".join(f"h.{_q(c)}" for c in UNFINISHED_COLUMNS)
     held = ", ".join(f"j.{_q(c)}" for c in COUNT_COLUMN.values())
@@ -529,7 +564,7 @@ def _guard_ctes(st: _PgStatement, guard: Guard) -> None:
             f" ON h.id = f.id WHERE {same}) = {st._param(len(ids), 'bigint')}"
         )
     # The tasks as read (a value all share, as one parameter: a claim's leases, say).
-    tasks, k = st.source(job_tasks, task_columns, guard.tasks, "k", keep=("id",))
+    same_tasks = st.matches(job_tasks, task_columns, guard.tasks, "held_tasks", keys=task_ids)
     # Runnable: asked with the count of held tasks as an argument, so that the function
     # (its own snapshot) runs once the locks are held and sees what committed under them.
     runnable = (
@@ -543,11 +578,7 @@ def _guard_ctes(st: _PgStatement, guard: Guard) -> None:
         f" JOIN unnest({', '.join(job_arrays)}) AS g({job_names}) ON h.id = g.id"
         f" WHERE {same_job} AND {none_of} AND {some_of} + g.shift > 0)"
         f" = {n_jobs}"
-        f" AND (SELECT count(*) FROM held_tasks AS h JOIN {tasks} ON h.id = k.id"
-        f" WHERE h.version = {k['version']}"
-        f" AND h.lease_id IS NOT DISTINCT FROM {k['lease_id']}"
-        f" AND h.lease_expires_at IS NOT DISTINCT FROM {k['lease_expires_at']})"
-        f" = {n_tasks}{counted}{runnable} AS ok)"
+        f" AND {same_tasks}{counted}{runnable} AS ok)"
     )
 
 
