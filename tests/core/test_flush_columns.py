@@ -1,6 +1,8 @@
 """How a PostgreSQL flush or bulk insert sends its rows (jobtask.store.flush_sql): a column
 per array, each value converted by its bind processor (JSON serialized), and a column whose
-rows all hold one value -- equal and of one type -- sent as that one value."""
+rows all hold one value -- equal and of one type -- sent as that one value. (An array of
+text goes as one text, its values joined, and one of integers as one array literal:
+tests/core/test_flush_arrays.py.)"""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from sqlalchemy.dialects.sqlite.pysqlite import dialect as sqlite_dialect
 
 PG = dialect(json_serializer=json_codec.dumps)
 COLUMNS = ("uuid", "status", "runtime_constraints", "attempt")
+SEP = "\x1f"  # flush_sql._SEPARATOR
 
 
 def _insert(rows: list[tuple[Any, ...]]) -> tuple[str, tuple[Any, ...]]:
@@ -30,10 +33,12 @@ def test_columns_go_as_arrays_of_driver_values_or_as_their_one_value() -> None:
     ]
     sql, params = _insert(rows)
     uuids, status, constraints, attempt = params
-    assert uuids == ["u1", "u2", "u3"]
+    assert uuids.split(SEP) == ["u1", "u2", "u3"]
     assert status == "queued" and attempt == 0  # one value each
-    assert [json.loads(str(c)) for c in constraints] == [{"ram": 1}, {"ram": 2}, {"ram": 1}]
-    assert "$2::VARCHAR" in sql and "$4::INTEGER" in sql and "$3::text[]" in sql
+    assert [json.loads(c) for c in constraints.split(SEP)] == [{"ram": 1}, {"ram": 2}, {"ram": 1}]
+    assert "$2::VARCHAR" in sql and "$4::INTEGER" in sql
+    assert "string_to_array($1::text, chr(31))::VARCHAR(27)[]" in sql
+    assert "string_to_array($3::text, chr(31))::text[]" in sql
 
 
 def test_equal_values_of_different_types_are_not_one_value() -> None:
@@ -46,8 +51,9 @@ def test_equal_values_of_different_types_are_not_one_value() -> None:
 
 
 def test_a_single_row_goes_as_arrays() -> None:
-    _, params = _insert([("u1", "queued", {"a": 1}, 2)])
-    assert params == (["u1"], ["queued"], ['{"a":1}'], [2])
+    sql, params = _insert([("u1", "queued", {"a": 1}, 2)])
+    assert params == ("u1", "queued", '{"a":1}', "{2}")
+    assert sql.count("string_to_array(") == 3 and "$4::text::INTEGER[]" in sql
 
 
 def test_json_values_are_sent_as_the_columns_own_processor_sends_them() -> None:

@@ -5,6 +5,8 @@ folder check the events, counts and attempts of the same paths)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from jobtask.domain.reports import Batch, Report
 from jobtask.manager.context import WorkerSpec
@@ -221,8 +223,25 @@ async def test_a_flush_sends_a_value_its_rows_share_once(cluster: Cluster) -> No
     [params] = [p for s, p in sent if "job_tasks0 AS (UPDATE" in s]
     assert isinstance(params, tuple)
     # (The job's own row, one, goes as arrays of one.)
-    arrays = [p for p in params if isinstance(p, list) and len(p) > 1]
+    arrays = [a for a in map(_as_array, params) if a is not None and len(a) > 1]
     copies = [a[0] for a in arrays if all(type(v) is type(a[0]) and v == a[0] for v in a)]
     assert not copies, copies
-    # What varies still goes as arrays: the tasks' ids, leases, token digests.
+    # What varies still goes as arrays: the tasks' ids, leases, token digests -- the ids and
+    # leases each as one text (flush_sql._PgStatement.array), the digests (bytes) as lists.
     assert len([a for a in arrays if len(a) == n]) >= 3, arrays
+    joined = [p for p in params if isinstance(p, str) and len(_as_array(p) or ()) == n]
+    assert len(joined) >= 2, params
+
+
+def _as_array(param: object) -> list[Any] | None:
+    """The array a flush's parameter stands for: a list; an array literal of integers or a
+    joined text (flush_sql._PgStatement.array), split back; None for any other."""
+    if isinstance(param, list):
+        return param
+    if isinstance(param, str) and param.startswith("{") and param.endswith("}"):
+        parts = param[1:-1].split(",") if param != "{}" else []
+        if all(part.lstrip("-").isdigit() for part in parts):
+            return [int(part) for part in parts]
+    if isinstance(param, str) and "\x1f" in param:
+        return param.split("\x1f")
+    return None
