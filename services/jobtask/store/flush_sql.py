@@ -13,7 +13,8 @@ back exactly as one written through SQLAlchemy.
 - PostgreSQL: the whole flush is ONE statement -- one round trip while the caller holds its
   jobs' rows, sent to asyncpg directly (jobtask.store.driver) -- whose data-modifying CTEs
   each take their rows as arrays (`unnest`), a column whose rows all hold one value as
-  that one value (_PgStatement.source). A CTE cannot update one row twice, so TaskWrites
+  that one value (_PgStatement.source), a column of text as one text of its values joined,
+  and one of integers as one array literal (_PgStatement.array). A CTE cannot update one row twice, so TaskWrites
   merges the writes of one task before they come here, closes each lease once, and no two
   rows shift the same job. The events are inserted in the order given (`WITH ORDINALITY
   ... ORDER BY`): their `seq` follows it. Inserting events notifies the other processes (a
