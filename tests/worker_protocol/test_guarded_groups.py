@@ -104,6 +104,40 @@ async def test_a_usual_group_is_one_statement_and_writes_what_a_transaction_writ
     assert (await get_job(pg, job)).status == job_status("active")
 
 
+async def test_text_holding_the_separator_is_written_as_given(pg: Cluster, group: _Group) -> None:
+    """A group's columns of text go as one joined text unless a value holds its separator
+    (flush_sql._PgStatement.array): outputs and logs that hold it, beside ones that do not
+    and an empty one, are stored and their events written as given -- in the transaction of
+    a job's first group and in a guarded group alike."""
+    await job_with_tasks(pg, "separator.py", 2)
+    uuids = await group.claim(3)
+    sep = "\x1f"
+    for round_, guarded in ((1, 0), (2, 1)):
+        outputs = [f"plain {round_}", f"a{sep}b {round_}", ""]
+        logs = [f"one {round_}\n", f"two{sep}three {round_}\n", f"four {round_}\n"]
+        group.seq += 1
+        items = [
+            Submission(group.system, uuid, group.leases[uuid], _batch(group.seq, output=o, log=x))
+            for uuid, o, x in zip(uuids, outputs, logs, strict=True)
+        ]
+        await group.reports.apply_many(items)
+        assert group.reports.guarded == guarded
+        for uuid, output, log in zip(uuids, outputs, logs, strict=True):
+            task = await get_task(pg, uuid)
+            assert task.output == output
+            assert task.log.endswith(log), (task.log, log)
+        async with pg.services.core.db.read() as conn:
+            chunks = [
+                row.payload["log"]
+                for row in await conn.execute(
+                    select(events.c.payload)
+                    .where(events.c.task_uuid == uuids[1], events.c.type == "task_log")
+                    .order_by(events.c.seq)
+                )
+            ]
+        assert chunks[-1] == logs[1]
+
+
 async def test_the_last_completion_moves_the_job_in_a_transaction(
     pg: Cluster, group: _Group
 ) -> None:
