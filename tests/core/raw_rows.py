@@ -4,6 +4,9 @@ tasks) rather than what the services would make of them."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 import asyncpg  # type: ignore[import-untyped]  # no stubs published
 from sqlalchemy.engine import make_url
 
@@ -36,6 +39,16 @@ async def connect(url: str) -> asyncpg.Connection:
     return await asyncpg.connect(
         user=u.username, password=u.password, host=u.host, port=u.port, database=u.database
     )
+
+
+@contextlib.asynccontextmanager
+async def session(url: str) -> AsyncIterator[asyncpg.Connection]:
+    """connect(url) for the block, closed after it."""
+    conn = await connect(url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
 
 
 async def insert_job(

@@ -14,7 +14,7 @@ import pytest
 from jobtask.store.flush_sql import _PgStatement
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 
-from tests.core.raw_rows import connect
+from tests.core.raw_rows import session
 
 pytestmark = pytest.mark.postgres
 
@@ -23,11 +23,8 @@ SEP = "\x1f"
 
 @pytest.fixture
 async def conn(postgres_url: str) -> AsyncIterator[asyncpg.Connection]:
-    c = await connect(postgres_url)
-    try:
+    async with session(postgres_url) as c:
         yield c
-    finally:
-        await c.close()
 
 
 async def _round_trip(

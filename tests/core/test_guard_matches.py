@@ -16,7 +16,7 @@ from jobtask.store.flush_sql import _PgStatement
 from jobtask.store.schema import job_tasks
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 
-from tests.core.raw_rows import connect
+from tests.core.raw_rows import session
 
 pytestmark = pytest.mark.postgres
 
@@ -28,15 +28,12 @@ Row = tuple[int, int, str | None, dt.datetime | None]
 
 @pytest.fixture
 async def conn(postgres_url: str) -> AsyncIterator[asyncpg.Connection]:
-    c = await connect(postgres_url)
-    try:
+    async with session(postgres_url) as c:
         await c.execute(
             "CREATE TEMP TABLE held (id bigint, version integer, lease_id varchar(64),"
             " lease_expires_at timestamptz)"
         )
         yield c
-    finally:
-        await c.close()
 
 
 async def _matches(

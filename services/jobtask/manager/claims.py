@@ -175,10 +175,14 @@ class ClaimManager:
             # committed before each of them.
             new_worker = await self._worker_seen(conn, worker)
             now = utcnow()
+            # `want` whole rows, no more: unlike the transaction (_choose), which reads a
+            # page to pass over tasks others have locked, this path takes the first `want`
+            # or leaves the claim to the transaction (the best first are a prefix of a
+            # longer page's, fair share's round robin too).
             rows = await queries.candidates(
                 conn,
                 worker.worker_id,
-                max(CANDIDATE_PAGE, want),
+                want,
                 now=now,
                 turns=self._served if self.settings.fair_share else None,
                 whole=True,
