@@ -123,3 +123,37 @@ async def test_the_tasks_answered_are_the_tasks_stored(cluster: Cluster) -> None
     stored = {t.uuid: t for t in await job_tasks(cluster, job.uuid)}
     for answered in created.job_tasks:
         assert answered == stored[answered.uuid]
+
+
+async def test_a_select_answers_only_the_attributes_asked_for(cluster: Cluster) -> None:
+    """`select` (Arvados's on create): each created task comes back with the fields named
+    and `kind`, each as a whole answer or a later read has it; the rest unset. The tasks
+    are created all the same."""
+    job = await cluster.jobs.CreateJob(create_job(script="split.py"))
+    request = _batch(job.uuid, 3, sequence=2)
+    request.select.extend(["uuid", "sequence", "etag"])
+    created = await cluster.tasks.BatchCreateTasks(request)
+    stored = {t.uuid: t for t in await job_tasks(cluster, job.uuid)}
+    assert len(created.job_tasks) == 3 and len(stored) == 4
+    for answered in created.job_tasks:
+        whole = stored[answered.uuid]
+        assert [f.name for f, _ in answered.ListFields()] == ["uuid", "etag", "kind", "sequence"]
+        assert (answered.uuid, answered.etag, answered.kind, answered.sequence) == (
+            whole.uuid,
+            whole.etag,
+            "arvados#jobTask",
+            2,
+        )
+
+
+async def test_an_unknown_selected_attribute_creates_nothing_and_is_named(
+    cluster: Cluster,
+) -> None:
+    job = await cluster.jobs.CreateJob(create_job(script="a.py"))
+    request = _batch(job.uuid, 2)
+    request.select.extend(["uuid", "bogus"])
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await cluster.tasks.BatchCreateTasks(request)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (refused.value.details() or "").startswith("select: unknown attribute 'bogus'")
+    assert len(await job_tasks(cluster, job.uuid)) == 1  # its seed task only

@@ -59,3 +59,25 @@ async def test_the_gateways_own_checks_name_the_request_too(stack: Stack) -> Non
     assert response.status_code == 422, response.text
     error = response.json()["errors"][0]
     assert error.startswith("runtime_constraints.retry_backoff_base_seconds:"), error
+
+
+async def test_batch_create_over_rest_answers_a_select_only(stack: Stack) -> None:
+    """`select` in the body: each created task's attributes are the ones named and `kind`
+    (as a list's items with a select), not every attribute with the others at defaults."""
+    job = await stack.create_job()
+    body = {
+        "requests": [{"job_task": {"job_uuid": job["uuid"], "sequence": 1}} for _ in range(2)],
+        "select": ["uuid", "sequence"],
+    }
+    response = await stack.client.post("/arvados/v1/job_tasks/batch_create", json=body)
+    assert response.status_code == 200, response.text
+    created = response.json()["job_tasks"]
+    assert [sorted(t) for t in created] == [["kind", "sequence", "uuid"]] * 2
+    for t in created:
+        shown = await stack.client.get(f"/arvados/v1/job_tasks/{t['uuid']}")
+        assert shown.json()["sequence"] == 1 and t["kind"] == "arvados#jobTask"
+
+    body["select"] = ["uuid", "nope"]
+    refused = await stack.client.post("/arvados/v1/job_tasks/batch_create", json=body)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"][0].startswith("select: unknown attribute 'nope'")

@@ -49,8 +49,15 @@ class Session:
         self.updates: list[TSP.TaskUpdate] = []
         self.heartbeats = 0
 
-    async def open(self, heartbeat_interval: float | None = None) -> None:
-        info = TSP.WorkerInfo(worker_id=self.worker_id, node_name=self.node, free_slots=self.slots)
+    async def open(
+        self, heartbeat_interval: float | None = None, decided_select: tuple[str, ...] = ()
+    ) -> None:
+        info = TSP.WorkerInfo(
+            worker_id=self.worker_id,
+            node_name=self.node,
+            free_slots=self.slots,
+            decided_select=decided_select,
+        )
         if heartbeat_interval is not None:
             info.heartbeat_interval.FromNanoseconds(int(heartbeat_interval * 1e9))
         await self.call.write(TSP.WorkerSessionRequest(open=info))
@@ -385,3 +392,37 @@ async def test_a_heartbeat_interval_out_of_bounds_is_refused(
         await session.call.read()
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "open.heartbeat_interval" in (refused.value.details() or "")
+
+
+async def test_decided_tasks_hold_the_fields_the_worker_selected(cluster: Cluster) -> None:
+    """open.decided_select: each decided task the session sends (an exit's answer) holds
+    the fields named and `kind`, as a whole read of the task has them; nothing else."""
+    job_uuid = await job_with_tasks(cluster, "noop.py", 2)
+    session = Session(cluster, "w-decided-select", 2)
+    await session.open(decided_select=("status", "uuid", "finished_at"))
+    await session.until(lambda: len(session.assignments) == 2)
+    await session.send(reports=[done(a) for a in session.assignments])
+    await session.until(lambda: len(session.finals()) == 2)
+    for uuid, final in session.finals().items():
+        whole = await get_task(cluster, uuid)
+        assert [f.name for f, _ in final.task.ListFields()] == [
+            "uuid",
+            "kind",
+            "finished_at",
+            "status",
+        ]
+        assert final.task.status == whole.status == task_status("completed")
+        assert final.task.finished_at == whole.finished_at and final.task.uuid == uuid
+        assert final.instruction == STOP and final.acked_seq == 1
+    assert (await get_job(cluster, job_uuid)).tasks_summary.done == 2
+    await session.call.done_writing()
+
+
+async def test_an_unknown_decided_attribute_is_refused_by_name(cluster: Cluster) -> None:
+    session = Session(cluster, "w-bad-select", 1)
+    await session.open(decided_select=("status", "nope"))
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await session.call.read()
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    details = refused.value.details() or ""
+    assert details.startswith("open.decided_select: unknown attribute 'nope'"), details

@@ -66,7 +66,7 @@ def parse_list_query(
     return ListQuery(
         conditions=tuple(conditions),
         order=_parse_order(attrs, order, default_order),
-        select=_parse_select(attrs, select),
+        select=parse_select(attrs, select),
         limit=_parse_limit(limit),
         offset=_parse_offset(offset),
         count=_parse_count(count),
@@ -98,10 +98,14 @@ def _parse_count(count: str) -> bool:
     raise InvalidArgument("count", f"must be 'exact' or 'none', got {count!r}")
 
 
-def _parse_select(attrs: Mapping[str, Attr], select: Sequence[str]) -> tuple[str, ...]:
+def parse_select(
+    attrs: Mapping[str, Attr], select: Sequence[str], field: str = "select"
+) -> tuple[str, ...]:
+    """A `select` (a list's, a creation's, a worker's decided tasks'): attribute names, each
+    one of `attrs`, else InvalidArgument naming `field`."""
     for name in select:
         if name not in attrs:
-            raise InvalidArgument("select", f"unknown attribute {name!r}")
+            raise InvalidArgument(field, f"unknown attribute {name!r}")
     return tuple(select)
 
 

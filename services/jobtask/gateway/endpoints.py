@@ -244,9 +244,17 @@ def _render_response(binding: Binding, request: Message, response: Message) -> A
         return render_value(value) if field.type == FieldDescriptor.TYPE_MESSAGE else value
     body = render(response)
     select = _selected(request)
-    if select and isinstance(body.get("items"), list):
-        body["items"] = [select_attributes(item, select) for item in body["items"]]
+    if select:
+        # A list's items, or the tasks a batch_create made (its `select`): the attributes
+        # selected, not every attribute with the unselected ones at their defaults.
+        for name in _SELECTED_LISTS:
+            if isinstance(body.get(name), list):
+                body[name] = [select_attributes(item, select) for item in body[name]]
     return body
+
+
+# The lists of objects a request's `select` trims: a list's, BatchCreateTasks's.
+_SELECTED_LISTS = ("items", "job_tasks")
 
 
 def _selected(request: Message) -> list[str]:

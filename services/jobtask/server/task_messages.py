@@ -79,6 +79,59 @@ class TaskMessages(MessageCopies):
         super().__init__(_TASK)
 
 
+def _set_kind(msg: job_task_pb2.JobTask, task: TaskRow) -> None:
+    msg.kind = "arvados#jobTask"
+
+
+def _set_uuid(msg: job_task_pb2.JobTask, task: TaskRow) -> None:
+    msg.uuid = task.uuid
+
+
+def _set_href(msg: job_task_pb2.JobTask, task: TaskRow) -> None:
+    msg.href = "/job_tasks/" + task.uuid
+
+
+def _field_setters() -> dict[str, Setter]:
+    """Each field of the message with what sets it alone (a select's): _SETTERS's, by field
+    name, but the uuid's (which sets href and etag too) and the derived fields' own."""
+    out = {name: put for name, put in _SETTERS.items() if name in _FIELDS}
+    out.update(kind=_set_kind, uuid=_set_uuid, href=_set_href, etag=set_etag, qsequence=_set_id)
+    return out
+
+
+_FIELDS = frozenset(field.name for field in job_task_pb2.JobTask.DESCRIPTOR.fields)
+_BY_FIELD = _field_setters()
+
+
+class SelectedTasks:
+    """Tasks' messages holding only the fields of a `select` (checked: every name a field)
+    and `kind`, as Arvados answers a `select` (`@select |= ["kind"]`): the fields set one
+    by one, a few calls a task where a whole message's copy and differences are dozens.
+    The message is the whole one (TaskMessages') with every other field cleared
+    (tests/core/test_task_messages.py)."""
+
+    __slots__ = ("_setters",)
+
+    def __init__(self, select: Iterable[str]) -> None:
+        self._setters = tuple(_BY_FIELD[name] for name in dict.fromkeys(["kind", *select]))
+
+    def fill(self, msg: job_task_pb2.JobTask, task: TaskRow) -> None:
+        """Sets the selected fields of `msg` (a new message) from the task."""
+        for put in self._setters:
+            put(msg, task)
+
+    def add(
+        self, into: RepeatedCompositeFieldContainer[job_task_pb2.JobTask], tasks: Iterable[TaskRow]
+    ) -> None:
+        """The tasks' messages added to a repeated field, each built where it is sent."""
+        setters = self._setters
+        add = into.add
+        for task in tasks:
+            msg = add()
+            for put in setters:
+                put(msg, task)
+
+
 def add_tasks(
     into: RepeatedCompositeFieldContainer[job_task_pb2.JobTask], tasks: Iterable[TaskRow]
 ) -> None:

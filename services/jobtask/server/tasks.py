@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 from jobtask.domain.errors import InvalidArgument, each_request
+from jobtask.domain.query import parse_select
 from jobtask.domain.resources import TASK_ATTRS
 from jobtask.domain.scopes import ALL
 from jobtask.domain.uuids import JOB_INFIX, check_uuid
@@ -25,7 +26,7 @@ from jobtask.server.convert import changes_from, task_pb, timestamp
 from jobtask.server.errors import rpc
 from jobtask.server.listing import keep_selected, list_query
 from jobtask.server.run_task import RunTasks
-from jobtask.server.task_messages import add_tasks
+from jobtask.server.task_messages import SelectedTasks, add_tasks
 from jobtask.server.watch import Watcher, per_message_of
 from jobtask.server.worker_session import WorkerSessions
 from jobtask.server.workers import WorkerWatch, worker_pb
@@ -111,10 +112,15 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         self, request: task_service_pb2.BatchCreateTasksRequest, context: Context
     ) -> task_service_pb2.BatchCreateTasksResponse:
         caller = await self.callers(context)
+        # (Checked first: a bad select creates nothing.)
+        select = parse_select(TASK_ATTRS, request.select)
         raws = each_request("job_task", request.requests, lambda r: changes_from(r.job_task, None))
         created = await self.tasks.create_many(caller, raws)
         response = task_service_pb2.BatchCreateTasksResponse()
-        add_tasks(response.job_tasks, created)
+        if select:
+            SelectedTasks(select).add(response.job_tasks, created)
+        else:
+            add_tasks(response.job_tasks, created)
         return response
 
     @rpc

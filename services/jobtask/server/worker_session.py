@@ -62,7 +62,9 @@ from jobtask.domain.errors import (
     PermissionDenied,
     Unavailable,
 )
+from jobtask.domain.query import parse_select
 from jobtask.domain.reports import Batch, Instruction, verdict
+from jobtask.domain.resources import TASK_ATTRS
 from jobtask.domain.uuids import TASK_INFIX, check_uuid
 from jobtask.manager.claims import ClaimManager, WorkerSpec
 from jobtask.manager.context import Caller, utcnow
@@ -79,7 +81,7 @@ from jobtask.server.run_task import (
     RunTasks,
     report_from,
 )
-from jobtask.server.task_messages import TaskMessages
+from jobtask.server.task_messages import SelectedTasks, TaskMessages
 from jobtask.v1 import task_service_pb2
 
 log = logging.getLogger(__name__)
@@ -146,6 +148,8 @@ class Session:
         self.settings = sessions.runs.settings
         self.caller = caller
         self.spec = WorkerSpec(worker_id="", node_name="")
+        # The fields of a decided task the worker asked for (open.decided_select; None: all).
+        self.decided: SelectedTasks | None = None
         # The leases this session holds: task uuid -> lease id.
         self.held: dict[str, str] = {}
         self.told: dict[str, Instruction] = {}
@@ -192,6 +196,8 @@ class Session:
             raise InvalidArgument("open.worker_id", "is required")
         if not self.spec.node_name:
             raise InvalidArgument("open.node_name", "is required")
+        select = parse_select(TASK_ATTRS, first.open.decided_select, "open.decided_select")
+        self.decided = SelectedTasks(select) if select else None
         self.credits = self.spec.free_slots
         self._take(first)
         loops = [
@@ -497,19 +503,23 @@ class Session:
         message filled by `finished`, the answer's (the one before it, copied and changed)."""
         told = outcome.verdict
         self.told[uuid] = told.instruction
+        decided, selected = outcome.finished, self.decided
         update = into.add(
             task_uuid=uuid,
             acked_seq=self.acked.get(uuid, 0),
             instruction=_INSTRUCTION_PB[told.instruction],
             reason=told.reason,
-            task=None if outcome.finished is None else finished.fields(outcome.finished),
+            task=None if decided is None or selected else finished.fields(decided),
             # (Given to the constructor: ~2 us less than set field by field after it.)
             lease={"lease_id": lease_id, "ttl": self.ttl},
         )
         if outcome.lease_expires_at is not None:
             stamp(update.lease.expires_at, outcome.lease_expires_at)
-        if outcome.finished is not None:
-            finished.fill(update.task, outcome.finished)
+        if decided is not None:
+            if selected is None:
+                finished.fill(update.task, decided)
+            else:
+                selected.fill(update.task, decided)
         if outcome.finished is not None or told.instruction is Instruction.STOP:
             # The attempt is over (or not ours): the session no longer holds the lease.
             if self.held.get(uuid) == lease_id:

@@ -36,10 +36,12 @@ class CreateTaskRequest(_message.Message):
     def __init__(self, job_task: _Optional[_Union[_job_task_pb2.JobTask, _Mapping]] = ...) -> None: ...
 
 class BatchCreateTasksRequest(_message.Message):
-    __slots__ = ("requests",)
+    __slots__ = ("requests", "select")
     REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    SELECT_FIELD_NUMBER: _ClassVar[int]
     requests: _containers.RepeatedCompositeFieldContainer[CreateTaskRequest]
-    def __init__(self, requests: _Optional[_Iterable[_Union[CreateTaskRequest, _Mapping]]] = ...) -> None: ...
+    select: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, requests: _Optional[_Iterable[_Union[CreateTaskRequest, _Mapping]]] = ..., select: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class BatchCreateTasksResponse(_message.Message):
     __slots__ = ("job_tasks",)
@@ -122,7 +124,7 @@ class ReportTaskExitRequest(_message.Message):
     def __init__(self, uuid: _Optional[str] = ..., lease_id: _Optional[str] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., log: _Optional[str] = ...) -> None: ...
 
 class WorkerInfo(_message.Message):
-    __slots__ = ("worker_id", "node_name", "ram_kib", "cores", "free_slots", "tags", "slots", "heartbeat_interval")
+    __slots__ = ("worker_id", "node_name", "ram_kib", "cores", "free_slots", "tags", "slots", "heartbeat_interval", "decided_select")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_NAME_FIELD_NUMBER: _ClassVar[int]
     RAM_KIB_FIELD_NUMBER: _ClassVar[int]
@@ -131,6 +133,7 @@ class WorkerInfo(_message.Message):
     TAGS_FIELD_NUMBER: _ClassVar[int]
     SLOTS_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_SELECT_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     node_name: str
     ram_kib: int
@@ -139,7 +142,8 @@ class WorkerInfo(_message.Message):
     tags: _containers.RepeatedScalarFieldContainer[str]
     slots: int
     heartbeat_interval: _duration_pb2.Duration
-    def __init__(self, worker_id: _Optional[str] = ..., node_name: _Optional[str] = ..., ram_kib: _Optional[int] = ..., cores: _Optional[int] = ..., free_slots: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., slots: _Optional[int] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    decided_select: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, worker_id: _Optional[str] = ..., node_name: _Optional[str] = ..., ram_kib: _Optional[int] = ..., cores: _Optional[int] = ..., free_slots: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., slots: _Optional[int] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., decided_select: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ClaimTaskRequest(_message.Message):
     __slots__ = ("worker", "wait", "max_tasks")
