@@ -3,17 +3,24 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
 from jobtask.sdk import AsyncClient
+from jobtask.sdk.config import ClientConfig
 from jobtask.v1 import job_pb2, job_task_pb2
+from jobtask.worker.agent import Worker
+from jobtask.worker.config import WorkerConfig
+from jobtask.worker.functions import Functions, TaskContext
 
 from tests.clients.conftest import (
+    ROOT_TOKEN,
     Workers,
 )
 from tests.clients.test_worker import finished
+from tests.conftest import Cluster
 from tests.polling import eventually
 
 JS = job_pb2.JobStatus
@@ -106,3 +113,48 @@ async def test_cancel_reaches_a_function(
         return "canceled" in t.log and "attempt 1 ended" in t.log
 
     await eventually(noted)
+
+
+async def test_a_worker_gets_back_only_what_it_selected(
+    live: Cluster, client: AsyncClient, tmp_path: Path
+) -> None:
+    """create_child_tasks(select=...) answers the children with the fields named (and
+    `kind`); a Worker made with decided_select hears its tasks decided with those fields,
+    the uuid and the status (what it logs) -- through the real session, in this process."""
+    functions = Functions()
+    made: list[job_task_pb2.JobTask] = []
+
+    @functions.task("fn_select")
+    async def creator(ctx: TaskContext) -> str | None:
+        if "child" in ctx.parameters:
+            return f"child {ctx.parameters['child']}\n"
+        made.extend(await ctx.create_child_tasks([{"child": 1}, {"child": 2}], select=["uuid"]))
+        return None
+
+    decided: list[job_task_pb2.JobTask] = []
+    job = await client.submit("fn_select")
+    config = WorkerConfig(
+        client=ClientConfig(live.jobs_addr, live.tasks_addr, ROOT_TOKEN),
+        scripts_dir=tmp_path,
+        node_name="node1",
+        worker_id="w-select",
+        slots=2,
+        work_root=tmp_path,
+    )
+    worker = Worker(config, functions, on_decided=decided.append, decided_select=["finished_at"])
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    try:
+        done = await finished(client, job.uuid)
+    finally:
+        stop.set()
+        await running
+    assert done.status == JS.JOB_STATUS_COMPLETED and done.output == "child 1\nchild 2\n"
+    tasks = await client.tasks(job.uuid)
+    assert [t.uuid for t in made] == [t.uuid for t in tasks[1:]]
+    assert all([f.name for f, _ in t.ListFields()] == ["uuid", "kind"] for t in made)
+    assert sorted(t.uuid for t in decided) == sorted(t.uuid for t in tasks)
+    for task in decided:
+        fields = [f.name for f, _ in task.ListFields()]
+        assert fields == ["uuid", "kind", "finished_at", "status"], fields
+        assert task.status == TS.TASK_STATUS_COMPLETED

@@ -250,6 +250,7 @@ class Client:
         sequence: int = 0,
         created_by: str | None = None,
         constraints: Constraints | None = None,
+        select: Sequence[str] = (),
     ) -> builtins.list[JobTask]:
         return self._run(
             self._async.create_tasks(
@@ -258,6 +259,7 @@ class Client:
                 sequence=sequence,
                 created_by=created_by,
                 constraints=constraints,
+                select=select,
             )
         )
 
@@ -269,6 +271,7 @@ class Client:
         parent_uuid: str | None = None,
         job_uuid: str | None = None,
         constraints: Constraints | None = None,
+        select: Sequence[str] = (),
     ) -> builtins.list[JobTask]:
         return self._run(
             self._async.create_child_tasks(
@@ -277,6 +280,7 @@ class Client:
                 parent_uuid=parent_uuid,
                 job_uuid=job_uuid,
                 constraints=constraints,
+                select=select,
             )
         )
 

@@ -14,7 +14,7 @@ import contextlib
 import heapq
 import logging
 import shutil
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from jobtask.sdk.client import AsyncClient
@@ -39,10 +39,17 @@ class Worker:
         functions: Functions | None = None,
         *,
         on_decided: Callable[[job_task_pb2.JobTask], None] | None = None,
+        decided_select: Sequence[str] = (),
     ) -> None:
         self.config = config
         # Called with each task this worker ran, as the server decided it.
         self.on_decided = on_decided
+        # The decided task's attributes on_decided reads (WorkerInfo.decided_select, on the
+        # session): the server then sends only those, and the uuid and status this worker
+        # logs. Empty: the whole task.
+        self.decided_select = (
+            tuple(dict.fromkeys(["uuid", "status", *decided_select])) if decided_select else ()
+        )
         # Script names served by in-process functions (see jobtask.worker.functions).
         self.functions = functions or config.functions or Functions()
         self.task = self.functions.task
@@ -67,6 +74,7 @@ class Worker:
             free_slots=len(self.free_slots),
             tags=self.config.tags,
             slots=self.config.slots,
+            decided_select=self.decided_select,
         )
 
     async def run(self, stop: asyncio.Event) -> None:

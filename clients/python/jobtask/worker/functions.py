@@ -195,12 +195,21 @@ class TaskContext:
         )
 
     async def create_child_tasks(
-        self, parameters: Sequence[Mapping[str, Any] | None], *, sequence: int = 1
+        self,
+        parameters: Sequence[Mapping[str, Any] | None],
+        *,
+        sequence: int = 1,
+        select: Sequence[str] = (),
     ) -> list[job_task_pb2.JobTask]:
         """create_child_task for many inputs (one task each) in a call per 1,000 tasks:
-        a fan-out into thousands of tasks costs a few calls, not one per task."""
+        a fan-out into thousands of tasks costs a few calls, not one per task. `select`:
+        the attributes to have back (AsyncClient.create_tasks), e.g. ("uuid",)."""
         return await self.client().create_tasks(
-            self.job_uuid, parameters, sequence=sequence, created_by=self.task_uuid
+            self.job_uuid,
+            parameters,
+            sequence=sequence,
+            created_by=self.task_uuid,
+            select=select,
         )
 
     def client(self) -> AsyncClient:
