@@ -72,8 +72,9 @@ def registry(children: int, created: asyncio.Event, probes: list[tuple[float, fl
     @functions.task("noop")
     async def noop(ctx: TaskContext) -> None:
         if children and not ctx.assignment.task.created_by_job_task_uuid:
-            # The fan-out pattern's public API: BatchCreateTasks, 1,000 tasks a call.
-            await ctx.create_child_tasks([None] * children)
+            # The fan-out pattern's public API: BatchCreateTasks, 1,000 tasks a call; the
+            # children's uuids back, all a creator that does not read them needs.
+            await ctx.create_child_tasks([None] * children, select=["uuid"])
             created.set()
 
     @functions.task("probe")
@@ -126,7 +127,13 @@ async def main() -> None:
             if not args.coordinated and counts["completed"] + counts["other"] >= args.count:
                 stop.set()
 
-        worker = Worker(config, registry(args.creator, created, probes), on_decided=decided)
+        # (decided reads the status only: the server sends no more of each decided task.)
+        worker = Worker(
+            config,
+            registry(args.creator, created, probes),
+            on_decided=decided,
+            decided_select=["status"],
+        )
         freeze_startup_heap()  # as `jobtask worker` does
         if args.coordinated:
             announce(ready=True)
