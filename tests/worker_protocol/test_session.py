@@ -426,3 +426,40 @@ async def test_an_unknown_decided_attribute_is_refused_by_name(cluster: Cluster)
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     details = refused.value.details() or ""
     assert details.startswith("open.decided_select: unknown attribute 'nope'"), details
+
+
+async def test_a_busy_session_claims_two_at_a_time_and_never_a_task_twice(
+    cluster: Cluster,
+) -> None:
+    """On PostgreSQL a busy session's second claimer claims while the first one's claim is
+    still writing (they overlap: the node's turn is held only while a claim chooses), each
+    passing over the tasks the other reserved: every task is assigned once, no guard fails
+    (which taking the other's tasks would), and claims did overlap. On SQLite one claimer."""
+    claims = cluster.services.core.claims
+    job_uuid = await job_with_tasks(cluster, "noop.py", 300)
+    session = Session(cluster, "w-overlap", 40)
+    await session.open()
+    answered = 0
+
+    def more() -> bool:
+        return len(session.assignments) > answered
+
+    while len(session.finals()) < 301:
+        await session.until(more)
+        fresh = session.assignments[answered:]
+        answered = len(session.assignments)
+        # Each message of assignments answered at once: the reports, and the slots freed.
+        await session.send(reports=[done(a) for a in fresh], credits=len(fresh))
+        if answered == 301:
+            await session.until(lambda: len(session.finals()) == 301)
+    uuids = [a.task.uuid for a in session.assignments]
+    assert len(set(uuids)) == len(uuids) == 301
+    assert (await get_job(cluster, job_uuid)).status == job_status("completed")
+    if cluster.services.core.db.is_sqlite:
+        assert claims.overlapping == 0
+    else:
+        assert claims.unguarded == 0 and claims.overlapping > 0, (
+            claims.guarded,
+            claims.overlapping,
+        )
+    await session.call.done_writing()

@@ -40,6 +40,18 @@ MAX_REMEMBERED_OWNERS = 10_000
 MAX_NODE_TURNS = 10_000
 
 
+class _NodeTurn:
+    """A node's turn among this process's guarded claims: the lock a claim holds while it
+    chooses its tasks, and the tasks chosen by claims whose write is not over yet, which
+    the next claims pass over (they would fail each other's guard)."""
+
+    __slots__ = ("lock", "reserved")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.reserved: set[int] = set()
+
+
 class _Unguarded(Exception):
     """A claim the guarded path (ClaimManager._claim_guarded) leaves to a transaction:
     nothing of it was written but the worker's liveness (`new_worker`: its row was new,
@@ -65,10 +77,24 @@ class ClaimManager:
         # PostgreSQL: this process's guarded claims take turns per node (what the node's
         # advisory lock does for a claim's transaction), so that two of them do not choose
         # the same tasks and fail each other's guard.
-        self._node_turns: dict[str, asyncio.Lock] = {}
-        # Claims the guarded path served, and those it left to a transaction.
+        self._node_turns: dict[str, _NodeTurn] = {}
+        # Claims the guarded path served, and those it left to a transaction; of the
+        # guarded ones, those that chose while another's tasks on the node were reserved.
         self.guarded = 0
         self.unguarded = 0
+        self.overlapping = 0
+
+    def _node_turn(self, node_name: str) -> _NodeTurn:
+        """The node's turn, made if new; the turns of other nodes that no claim holds or has
+        tasks reserved in forgotten past MAX_NODE_TURNS."""
+        turn = self._node_turns.get(node_name)
+        if turn is None:
+            turn = self._node_turns[node_name] = _NodeTurn()
+            if len(self._node_turns) > MAX_NODE_TURNS:
+                for name, other in list(self._node_turns.items()):
+                    if not (other.lock.locked() or other.reserved) and name != node_name:
+                        del self._node_turns[name]
+        return turn
 
     def _serve(self, owner: str) -> None:
         self._tick += 1
@@ -161,35 +187,43 @@ class ClaimManager:
         job of theirs blocklisted it, and each job stays or makes its usual move (queued
         -> active, held in the same statement). Otherwise, or when the guard fails,
         _Unguarded: nothing written."""
-        turn = self._node_turns.get(worker.node_name)
-        if turn is None:
-            turn = self._node_turns[worker.node_name] = asyncio.Lock()
-            if len(self._node_turns) > MAX_NODE_TURNS:
-                for name, lock in list(self._node_turns.items()):
-                    if not lock.locked() and name != worker.node_name:
-                        del self._node_turns[name]
+        # The tasks this claim chose, reserved in its node's turn until its write is over.
+        chosen: set[int] = set()
+        reserved: set[int] = set()
 
         async def run(conn: AsyncConnection) -> list[Claim]:
+            nonlocal reserved
             # Each statement its own transaction (Database.alone): the turn's advisory
             # lock ends with it (this process's turn is `turn`), the reads see what
-            # committed before each of them.
-            new_worker = await self._worker_seen(conn, worker)
-            now = utcnow()
-            # `want` whole rows, no more: unlike the transaction (_choose), which reads a
-            # page to pass over tasks others have locked, this path takes the first `want`
-            # or leaves the claim to the transaction (the best first are a prefix of a
-            # longer page's, fair share's round robin too).
-            rows = await queries.candidates(
-                conn,
-                worker.worker_id,
-                want,
-                now=now,
-                turns=self._served if self.settings.fair_share else None,
-                whole=True,
-            )
-            fresh = queries.whole_rows(rows[:want])
-            if not fresh:
-                return []
+            # committed before each of them. The turn is held while the claim chooses
+            # (its node's liveness and advisory lock, the candidates), not while it writes:
+            # the next claim on the node, a session's overlapping one (server/worker_session)
+            # or another worker's, chooses meanwhile, passing over the tasks reserved here.
+            turn = self._node_turn(worker.node_name)  # (no await before it is held)
+            async with turn.lock:
+                new_worker = await self._worker_seen(conn, worker)
+                now = utcnow()
+                # `want` whole rows, no more: unlike the transaction (_choose), which reads a
+                # page to pass over tasks others have locked, this path takes the first `want`
+                # or leaves the claim to the transaction (the best first are a prefix of a
+                # longer page's, fair share's round robin too).
+                rows = await queries.candidates(
+                    conn,
+                    worker.worker_id,
+                    want,
+                    now=now,
+                    skip_tasks=turn.reserved,
+                    turns=self._served if self.settings.fair_share else None,
+                    whole=True,
+                )
+                fresh = queries.whole_rows(rows[:want])
+                if not fresh:
+                    return []
+                chosen.update(task.id for task, _ in fresh)
+                reserved = turn.reserved
+                if reserved:
+                    self.overlapping += 1
+                reserved |= chosen
             jobs = await job_writes.jobs_by_id(conn, {task.job_id for task, _ in fresh})
             for task, failed_by_me in fresh:
                 job = jobs.get(task.job_id)
@@ -221,8 +255,11 @@ class ClaimManager:
                 c.job = settled[c.job.id]
             return claims
 
-        async with turn:
+        try:
             claims = await self.db.alone(run)
+        finally:
+            # Written or not: the tasks are the store's to offer again (or active).
+            reserved -= chosen
         for c in claims:
             self._serve(c.task.owner_uuid)
         return claims
@@ -270,7 +307,10 @@ class ClaimManager:
         place = Placement(conn, worker, now=now, live=self.settings.live_horizon, before_read=flush)
         locked: dict[int, JobRow] = {}
         skip_jobs: set[int] = set()
-        seen: set[int] = set()
+        # Passed over: the tasks this process's guarded claims on the node chose and are
+        # writing (their guard would fail if taken here first).
+        turn = self._node_turns.get(worker.node_name)
+        seen: set[int] = set(turn.reserved) if turn is not None else set()
         claims: list[Claim] = []
         page = max(CANDIDATE_PAGE, want)
         for _ in range(CLAIM_ROUNDS):

@@ -9,14 +9,15 @@ The worker side:
   naming its task and lease: progress, output, success, log chunks, the exit) for any number
   of tasks, and `heartbeat` (renew every lease of the session).
 
-The server side runs four loops per session:
+The server side runs four loops per session (five on PostgreSQL):
 
 - the claimer: while the worker has credit, claims up to that many tasks in one claim (on
   PostgreSQL, with nothing else in progress, half the worker's slots, so that claims
   overlap the worker's runs and the writer's flushes) and pushes them in one message;
   when nothing is runnable it sleeps on the process's change signal (in-process commits,
   LISTEN/NOTIFY on PostgreSQL, the feed poll on SQLite), or until the earliest retry
-  backoff ends -- the worker never polls;
+  backoff ends -- the worker never polls. On PostgreSQL a busy session has a second
+  claimer, claiming while the first one's claim is in progress (_overlap);
 - the writer: hands every report received since its last commit to the process's group
   commit (jobtask.server.group_commit) as one batch per task, so a session's reports share
   a transaction with each other and with other streams'; then acknowledges each task
@@ -69,6 +70,7 @@ from jobtask.domain.uuids import TASK_INFIX, check_uuid
 from jobtask.manager.claims import ClaimManager, WorkerSpec
 from jobtask.manager.context import Caller, utcnow
 from jobtask.manager.reports import Outcome, Submission
+from jobtask.manager.tasks import Claim
 from jobtask.observability.logs import EVENTS, emit
 from jobtask.observability.metrics import SILENT_SESSIONS
 from jobtask.server.assignments import BACKOFF_SLACK, assignments_pb, worker_spec
@@ -165,6 +167,11 @@ class Session:
         self.store_failed = False
         self.out: asyncio.Queue[Response | BaseException] = asyncio.Queue()
         self.credit = asyncio.Event()
+        # The overlapping claimer's wake-up (_overlap): credits came, or a claim began.
+        self.overlap = asyncio.Event()
+        # This session's claims in progress, and whether its last claim found tasks.
+        self.claiming = 0
+        self.found = False
         self.work = asyncio.Event()
         self.last_apply = 0.0
         self.last_check = 0.0
@@ -203,6 +210,11 @@ class Session:
         loops = [
             asyncio.create_task(self._guard(self._read(messages))),
             asyncio.create_task(self._guard(self._claim())),
+            *(
+                [asyncio.create_task(self._guard(self._overlap()))]
+                if not self.claims.db.is_sqlite
+                else []
+            ),
             asyncio.create_task(self._guard(self._write())),
             asyncio.create_task(self._guard(self._watch())),
         ]
@@ -287,6 +299,7 @@ class Session:
         if msg.credits:
             self.credits += msg.credits
             self.credit.set()
+            self.overlap.set()
         for i, report in enumerate(msg.reports):
             uuid = report.task_uuid
             if not uuid:
@@ -323,34 +336,12 @@ class Session:
             if self._silent():
                 await self._await_word()
                 continue
+            if self.credits <= 0:
+                continue  # (the overlapping claimer took them meanwhile)
             # Marked before the claim: a change committed while it runs wakes the wait, if it
             # may have made a task claimable (ChangeSignal.claim_mark).
             mark = self.signal.claim_mark()
-            want = min(self.credits, MAX_CLAIM, self._part())
-            # The worker's free slots are its credits (what the claim counts in the registry
-            # and jobtask_worker_free_slots), of which it takes `want`; its last_seen_at is
-            # its last message (or, without the promise, now): `seen`, on the session's clock.
-            seen, seen_at = self._last_seen()
-            spec = replace(self.spec, free_slots=self.credits, seen_at=seen_at)
-            self.sessions.claiming += 1
-            try:
-                claims = await self.claims.claim(self.caller, spec, want)
-            finally:
-                self.sessions.claiming -= 1
-            self.seen_written = seen
-            if claims:
-                self.credits -= len(claims)
-                ttl = self.settings.lease_ttl.total_seconds()
-                logged = EVENTS.isEnabledFor(logging.INFO)  # (asked once a claim, not a task)
-                for claim in claims:
-                    uuid = claim.task.uuid
-                    self.held[uuid] = claim.lease_id
-                    self.told[uuid] = Instruction.CONTINUE
-                    if logged:
-                        emit("task_started", task_uuid=uuid, caller_uuid=self.caller.user_uuid)
-                answer = Response()
-                assignments_pb(claims, ttl, answer.assignments)
-                self.out.put_nowait(answer)
+            if await self._claim_once():
                 continue
             wait = IDLE_RECHECK
             # A retry backoff that ends changes nothing in the store: wake up for it too.
@@ -359,6 +350,65 @@ class Session:
                 until = (backoff_end - utcnow()).total_seconds()
                 wait = min(wait, max(until, 0.0) + BACKOFF_SLACK)
             await self.signal.wait(wait, since=mark)
+
+    async def _overlap(self) -> None:
+        """PostgreSQL: a second claimer, claiming only while the first one's claim is in
+        progress, the last claim found tasks (the session is busy) and credits are left.
+        A claim is a chain of round trips and this process's work on its tasks: one at a
+        time, a busy session's claims, back to back, bounded its rate while the server and
+        the database each idled a third of the time (bench/README.md, the thirty-first
+        session). Two in flight overlap one's statements with the other's work; each takes
+        its own credits, and the claim manager keeps them to different tasks
+        (ClaimManager._claim_guarded: the node's turn, the tasks reserved). An idle session
+        has one claimer: a change wakes one claim, not two."""
+        while True:
+            while not (self.credits > 0 and self.claiming and self.found) or self._silent():
+                self.overlap.clear()
+                await self.overlap.wait()
+            await self._claim_once()
+
+    async def _claim_once(self) -> bool:
+        """One claim of up to the credits' worth (and the part, _part()): its tasks pushed
+        to the worker in one message; whether it found any."""
+        free = self.credits
+        want = min(free, MAX_CLAIM, self._part())
+        # The worker's free slots are its credits (what the claim counts in the registry
+        # and jobtask_worker_free_slots), of which it takes `want`; its last_seen_at is
+        # its last message (or, without the promise, now): `seen`, on the session's clock.
+        seen, seen_at = self._last_seen()
+        spec = replace(self.spec, free_slots=free, seen_at=seen_at)
+        # Reserved while the claim runs (an overlapping claim takes from the rest), what it
+        # did not take given back after.
+        self.credits -= want
+        self.claiming += 1
+        self.sessions.claiming += 1
+        if self.credits > 0:
+            self.overlap.set()
+        claims: list[Claim] = []
+        try:
+            claims = await self.claims.claim(self.caller, spec, want)
+        finally:
+            self.sessions.claiming -= 1
+            self.claiming -= 1
+            self.credits += want - len(claims)
+            if self.credits > 0:
+                self.credit.set()
+        self.found = bool(claims)
+        self.seen_written = seen
+        if not claims:
+            return False
+        ttl = self.settings.lease_ttl.total_seconds()
+        logged = EVENTS.isEnabledFor(logging.INFO)  # (asked once a claim, not a task)
+        for claim in claims:
+            uuid = claim.task.uuid
+            self.held[uuid] = claim.lease_id
+            self.told[uuid] = Instruction.CONTINUE
+            if logged:
+                emit("task_started", task_uuid=uuid, caller_uuid=self.caller.user_uuid)
+        answer = Response()
+        assignments_pb(claims, ttl, answer.assignments)
+        self.out.put_nowait(answer)
+        return True
 
     def _silent(self) -> bool:
         """Whether the worker broke its promise of a message every heartbeat_interval. A
