@@ -74,9 +74,10 @@ class ClaimManager:
         # Kept per process: replicas of TaskService each take turns among owners.
         self._served: dict[str, int] = {}
         self._tick = 0
-        # PostgreSQL: this process's guarded claims take turns per node (what the node's
-        # advisory lock does for a claim's transaction), so that two of them do not choose
-        # the same tasks and fail each other's guard.
+        # PostgreSQL: this process's guarded claims take turns per node to choose their
+        # tasks (what the node's advisory lock does for a claim's transaction), and pass
+        # over the tasks chosen by those still writing, so that two of them do not choose
+        # the same tasks and fail each other's guard (_NodeTurn).
         self._node_turns: dict[str, _NodeTurn] = {}
         # Claims the guarded path served, and those it left to a transaction; of the
         # guarded ones, those that chose while another's tasks on the node were reserved.

@@ -104,11 +104,11 @@ _BY_FIELD = _field_setters()
 
 
 class SelectedTasks:
-    """Tasks' messages holding only the fields of a `select` (checked: every name a field)
-    and `kind`, as Arvados answers a `select` (`@select |= ["kind"]`): the fields set one
-    by one, a few calls a task where a whole message's copy and differences are dozens.
-    The message is the whole one (TaskMessages') with every other field cleared
-    (tests/core/test_task_messages.py)."""
+    """Tasks' messages holding only the fields of a `select` (its names checked by the
+    caller: parse_select) and `kind`, as Arvados answers a `select` (`@select |= ["kind"]`):
+    the fields set one by one, a few calls a task where a whole message's copy and
+    differences are dozens. The message is the whole one (TaskMessages') with every other
+    field cleared (tests/core/test_task_messages.py)."""
 
     __slots__ = ("_setters",)
 

@@ -356,7 +356,7 @@ class Session:
         progress, the last claim found tasks (the session is busy) and credits are left.
         A claim is a chain of round trips and this process's work on its tasks: one at a
         time, a busy session's claims, back to back, bounded its rate while the server and
-        the database each idled a third of the time (bench/README.md, the thirty-first
+        the database each idled ~40 % of a core (bench/README.md, the thirty-first
         session). Two in flight overlap one's statements with the other's work; each takes
         its own credits, and the claim manager keeps them to different tasks
         (ClaimManager._claim_guarded: the node's turn, the tasks reserved). An idle session
